@@ -2,7 +2,13 @@
 //!
 //! Pure data transformation: this module knows no sockets, no Tokio and no C.
 
+pub mod amqp;
+pub mod chunk;
+pub mod codes;
+pub mod commands;
+pub mod compression;
 pub mod error;
+pub mod murmur3;
 pub mod wire;
 
 pub use error::{DecodeError, EncodeError};
