@@ -25,6 +25,8 @@ pub enum DecodeError {
     Crc { expected: u32, actual: u32 },
     #[error("decompression failed: {0}")]
     Decompress(String),
+    #[error("frame size {size} exceeds the limit of {max} bytes")]
+    FrameTooLarge { size: u32, max: u32 },
 }
 
 /// Why a value could not be encoded onto the wire.
