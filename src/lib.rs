@@ -2,4 +2,5 @@
 //!
 //! Layers: [`protocol`] is the codec (no I/O).
 
+pub mod ffi;
 pub mod protocol;

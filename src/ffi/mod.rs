@@ -1,0 +1,36 @@
+//! The C API (`rmqs_*`): the only code in the crate with `extern "C"` functions.
+//!
+//! `include/rmqstream.h` is generated from this module tree (and only from it) by cbindgen:
+//! `scripts/gen-header` regenerates it, `tests/header.rs` fails when it is stale. Doc comments of
+//! exported items become the header's documentation, so each one states the ownership of every
+//! pointer, thread safety and whether the call blocks.
+//!
+//! Conventions (SPEC §3):
+//! - fallible calls return `rmqs_status` (0 = OK, > 0 = broker response code, < 0 = local error)
+//!   and take an optional last `rmqs_error **err`, filled only on failure;
+//! - outputs are written only on success; byte inputs are `(const uint8_t *, size_t)` where NULL is
+//!   allowed only with length 0; enum-like inputs are `int32_t` and validated;
+//! - every body runs inside the panic boundary ([`panic::ffi_boundary`] / [`panic::ffi_status`]);
+//! - C-visible names are lower-case `rmqs_*` types and functions and upper-case `RMQS_*` constants,
+//!   hence the `non_camel_case_types` allowances.
+#![allow(non_camel_case_types)]
+// The pointer contracts of the `unsafe extern "C"` functions are written for C readers in each
+// function's `@param` docs (which go into the header), not in Rust's `# Safety` sections.
+#![allow(clippy::missing_safety_doc)]
+
+// cbindgen emits items in parse order, so these declarations also order the header:
+// version, status codes, errors, then the API proper.
+pub mod version;
+
+pub mod status;
+
+pub mod error;
+
+pub mod panic;
+
+pub use error::{Error, rmqs_error, rmqs_error_free, rmqs_error_message, rmqs_error_status};
+pub use status::{
+    rmqs_status, rmqs_status_code, rmqs_status_desc, rmqs_status_descs, rmqs_status_name,
+    rmqs_status_str,
+};
+pub use version::{rmqs_version, rmqs_version_number};

@@ -1,0 +1,67 @@
+//! include/rmqstream.h must be exactly what cbindgen (pinned in Cargo.toml) generates from src/ffi.
+//!
+//! `RMQS_BLESS=1 cargo test --test header` (what scripts/gen-header runs) rewrites the file instead.
+
+use std::path::PathBuf;
+
+fn generate() -> Vec<u8> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let config =
+        cbindgen::Config::from_file(root.join("cbindgen.toml")).expect("cannot read cbindgen.toml");
+    let bindings = cbindgen::Builder::new()
+        .with_config(config)
+        .with_src(root.join("src/ffi/mod.rs"))
+        .generate()
+        .expect("cbindgen failed on src/ffi");
+    let mut out = Vec::new();
+    bindings.write(&mut out);
+    out
+}
+
+#[test]
+fn header_is_up_to_date() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("include/rmqstream.h");
+    let generated = generate();
+    if std::env::var_os("RMQS_BLESS").is_some_and(|v| v == "1") {
+        let old = std::fs::read(&path).unwrap_or_default();
+        if old != generated {
+            std::fs::write(&path, &generated).expect("cannot write include/rmqstream.h");
+            eprintln!("wrote {}", path.display());
+        } else {
+            eprintln!("{} is up to date", path.display());
+        }
+        return;
+    }
+    let checked_in = std::fs::read(&path).unwrap_or_default();
+    if checked_in != generated {
+        let old = String::from_utf8_lossy(&checked_in);
+        let new = String::from_utf8_lossy(&generated);
+        let first = old
+            .lines()
+            .zip(new.lines())
+            .position(|(a, b)| a != b)
+            .unwrap_or_else(|| old.lines().count().min(new.lines().count()));
+        panic!(
+            "header is stale: run scripts/gen-header\n\
+             (include/rmqstream.h differs from the generated header from line {}:\n\
+             checked in: {:?}\ngenerated:  {:?})",
+            first + 1,
+            old.lines().nth(first).unwrap_or("<end of file>"),
+            new.lines().nth(first).unwrap_or("<end of file>"),
+        );
+    }
+}
+
+#[test]
+fn header_exports_only_rmqs_names() {
+    let text = String::from_utf8(generate()).unwrap();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("#define ") {
+            let name = rest.split([' ', '(']).next().unwrap();
+            assert!(
+                name.starts_with("RMQS_") || name == "RMQSTREAM_H",
+                "macro outside the RMQS_ namespace: {line}"
+            );
+        }
+    }
+}
