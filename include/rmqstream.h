@@ -352,6 +352,28 @@ const char *rmqs_error_message(const struct rmqs_error *err);
  */
 void rmqs_error_free(struct rmqs_error *err);
 
+/**
+ * The partition a routing key goes to under hash routing, the routing of the Java, Go, .NET,
+ * Rust and JS clients, byte for byte: MurmurHash3 x86 32-bit with seed 104729 over the key's
+ * bytes, the hash taken as unsigned, modulo `partition_count`. The result indexes the partitions
+ * in the order the broker's Partitions command lists them (`<super-stream>-0`, `-1`, ...).
+ *
+ * @param routing_key the key's bytes (borrowed for the call; pass its UTF-8 encoding, without a
+ *        terminating NUL). May be NULL only if `len` is 0.
+ * @param len number of bytes at `routing_key`.
+ * @param partition_count number of partitions, at least 1.
+ * @param out_index receives the partition index, in `[0, partition_count)`, only on success.
+ * @return `RMQS_OK`, or `RMQS_ERR_INVALID_ARGUMENT` if `routing_key` is NULL with `len > 0`,
+ *         `partition_count` is 0 or `out_index` is NULL (then `*out_index` is not written).
+ *
+ * Pure function: thread-safe, does not block, no I/O.
+ */
+RMQS_MUST_USE
+rmqs_status rmqs_super_stream_partition(const uint8_t *routing_key,
+                                        size_t len,
+                                        uint32_t partition_count,
+                                        uint32_t *out_index);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus

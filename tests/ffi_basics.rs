@@ -11,6 +11,17 @@ fn s(p: *const c_char) -> &'static str {
     unsafe { CStr::from_ptr(p) }.to_str().unwrap()
 }
 
+fn partition(key: &[u8], count: u32) -> Result<u32, rmqs_status> {
+    let mut out = u32::MAX;
+    let st = unsafe { rmqs_super_stream_partition(key.as_ptr(), key.len(), count, &mut out) };
+    if st == RMQS_OK.status() {
+        Ok(out)
+    } else {
+        assert_eq!(out, u32::MAX, "output written on failure");
+        Err(st)
+    }
+}
+
 #[test]
 fn version() {
     assert_eq!(s(rmqs_version()), env!("CARGO_PKG_VERSION"));
@@ -61,4 +72,75 @@ fn error_accessors_accept_null() {
     assert_eq!(unsafe { rmqs_error_status(ptr::null()) }, RMQS_OK.status());
     assert_eq!(s(unsafe { rmqs_error_message(ptr::null()) }), "");
     unsafe { rmqs_error_free(ptr::null_mut()) };
+}
+
+#[test]
+fn partition_matches_the_official_clients() {
+    // Java HashRoutingStrategyTest / Go / .NET table, partitions invoices-01..03
+    let table: [(&str, u32); 11] = [
+        ("hello1", 1),
+        ("hello2", 0),
+        ("hello3", 1),
+        ("hello4", 2),
+        ("hello5", 0),
+        ("hello6", 2),
+        ("hello7", 0),
+        ("hello8", 1),
+        ("hello9", 0),
+        ("hello10", 2),
+        ("hello88", 1),
+    ];
+    for (key, want) in table {
+        assert_eq!(partition(key.as_bytes(), 3), Ok(want), "{key}");
+    }
+    // murmur3 x86_32 seed 104729 of "hello" is 1321743225 (Java HashUtilsTest)
+    assert_eq!(partition(b"hello", 1000), Ok(225));
+    assert_eq!(partition(b"world", 1000), Ok(188));
+    // "" hashes to 3329588566 > i32::MAX: the modulus is unsigned
+    assert_eq!(partition(b"", 7), Ok(3));
+    assert_eq!(partition("ä€😀".as_bytes(), 1000), Ok(405));
+    assert_eq!(partition(b"anything", 1), Ok(0));
+}
+
+#[test]
+fn partition_agrees_with_the_codec() {
+    for i in 0..500u32 {
+        let key = format!("key-{i}-ü");
+        for n in [1u32, 2, 3, 7, 16, 1000] {
+            assert_eq!(
+                partition(key.as_bytes(), n),
+                Ok(rmqstream::protocol::murmur3::route_partition(&key, n as usize) as u32)
+            );
+        }
+    }
+}
+
+#[test]
+fn partition_rejects_invalid_arguments() {
+    let mut out = 42u32;
+    let bad = RMQS_ERR_INVALID_ARGUMENT.status();
+    unsafe {
+        // NULL key with a length
+        assert_eq!(
+            rmqs_super_stream_partition(ptr::null(), 3, 3, &mut out),
+            bad
+        );
+        // zero partitions
+        assert_eq!(
+            rmqs_super_stream_partition(b"k".as_ptr(), 1, 0, &mut out),
+            bad
+        );
+        // NULL output
+        assert_eq!(
+            rmqs_super_stream_partition(b"k".as_ptr(), 1, 3, ptr::null_mut()),
+            bad
+        );
+        assert_eq!(out, 42, "output written on failure");
+        // NULL key with length 0 is the empty key
+        assert_eq!(
+            rmqs_super_stream_partition(ptr::null(), 0, 7, &mut out),
+            RMQS_OK.status()
+        );
+        assert_eq!(out, 3);
+    }
 }

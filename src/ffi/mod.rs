@@ -26,6 +26,8 @@ pub mod status;
 
 pub mod error;
 
+pub mod super_stream;
+
 pub mod panic;
 
 pub use error::{Error, rmqs_error, rmqs_error_free, rmqs_error_message, rmqs_error_status};
@@ -33,4 +35,5 @@ pub use status::{
     rmqs_status, rmqs_status_code, rmqs_status_desc, rmqs_status_descs, rmqs_status_name,
     rmqs_status_str,
 };
+pub use super_stream::rmqs_super_stream_partition;
 pub use version::{rmqs_version, rmqs_version_number};
