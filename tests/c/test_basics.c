@@ -1,0 +1,248 @@
+/*
+ * Connection-free parts of the C API through include/rmqstream.h: version, status codes,
+ * rmqs_error, hash routing. Compiled as C11 and (via test_basics_cxx.cpp) as C++17, both with
+ * -Wall -Wextra -Werror -pedantic. Prints "test_basics: N passed, M failed"; exit status 1 on
+ * any failure.
+ */
+#include "rmqstream.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef __cplusplus
+#define STATIC_ASSERT(cond, msg) static_assert(cond, msg)
+#else
+#define STATIC_ASSERT(cond, msg) _Static_assert(cond, msg)
+#endif
+
+/* compile-time checks of the header itself */
+STATIC_ASSERT(RMQS_VERSION_NUMBER == ((RMQS_VERSION_MAJOR << 24) | (RMQS_VERSION_MINOR << 16) |
+                                      (RMQS_VERSION_PATCH << 8)),
+              "RMQS_VERSION_NUMBER encodes MAJOR.MINOR.PATCH");
+STATIC_ASSERT(sizeof(rmqs_status) == 4, "rmqs_status is int32_t");
+STATIC_ASSERT(RMQS_OK == 0, "RMQS_OK is 0");
+STATIC_ASSERT(RMQS_ERR_STREAM_DOES_NOT_EXIST == 2, "broker codes are positive");
+STATIC_ASSERT(RMQS_ERR_SASL_CANNOT_CHANGE_USERNAME == 0x15, "broker codes end at 0x15");
+STATIC_ASSERT(RMQS_ERR_INVALID_ARGUMENT < 0 && RMQS_ERR_FATAL < 0, "local codes are negative");
+#if RMQS_VERSION_NUMBER < 0x00010000
+#error "RMQS_VERSION_NUMBER must be usable in #if"
+#endif
+
+static int passed;
+static int failed;
+
+#define CHECK(cond)                                                                            \
+    do {                                                                                       \
+        if (cond) {                                                                            \
+            passed++;                                                                          \
+        } else {                                                                               \
+            failed++;                                                                          \
+            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);           \
+        }                                                                                      \
+    } while (0)
+
+#define CHECK_STR(got, want)                                                                   \
+    do {                                                                                       \
+        const char *got_ = (got);                                                              \
+        const char *want_ = (want);                                                            \
+        if (got_ != NULL && strcmp(got_, want_) == 0) {                                        \
+            passed++;                                                                          \
+        } else {                                                                               \
+            failed++;                                                                          \
+            fprintf(stderr, "%s:%d: %s is \"%s\", expected \"%s\"\n", __FILE__, __LINE__,      \
+                    #got, got_ ? got_ : "(null)", want_);                                      \
+        }                                                                                      \
+    } while (0)
+
+static void test_version(void) {
+    char want[64];
+    snprintf(want, sizeof want, "%d.%d.%d", RMQS_VERSION_MAJOR, RMQS_VERSION_MINOR,
+             RMQS_VERSION_PATCH);
+    CHECK_STR(rmqs_version(), want);
+    CHECK(rmqs_version_number() == (uint32_t)RMQS_VERSION_NUMBER);
+    CHECK((rmqs_version_number() & 0xffu) == 0);
+}
+
+static const rmqs_status all_statuses[] = {
+    RMQS_OK,
+    RMQS_ERR_STREAM_DOES_NOT_EXIST,
+    RMQS_ERR_SUBSCRIPTION_ID_ALREADY_EXISTS,
+    RMQS_ERR_SUBSCRIPTION_ID_DOES_NOT_EXIST,
+    RMQS_ERR_STREAM_ALREADY_EXISTS,
+    RMQS_ERR_STREAM_NOT_AVAILABLE,
+    RMQS_ERR_SASL_MECHANISM_NOT_SUPPORTED,
+    RMQS_ERR_AUTHENTICATION_FAILURE,
+    RMQS_ERR_SASL_ERROR,
+    RMQS_ERR_SASL_CHALLENGE,
+    RMQS_ERR_SASL_AUTHENTICATION_FAILURE_LOOPBACK,
+    RMQS_ERR_VIRTUAL_HOST_ACCESS_FAILURE,
+    RMQS_ERR_UNKNOWN_FRAME,
+    RMQS_ERR_FRAME_TOO_LARGE,
+    RMQS_ERR_INTERNAL_ERROR,
+    RMQS_ERR_ACCESS_REFUSED,
+    RMQS_ERR_PRECONDITION_FAILED,
+    RMQS_ERR_PUBLISHER_DOES_NOT_EXIST,
+    RMQS_ERR_NO_OFFSET,
+    RMQS_ERR_SASL_CANNOT_CHANGE_MECHANISM,
+    RMQS_ERR_SASL_CANNOT_CHANGE_USERNAME,
+    RMQS_ERR_INVALID_ARGUMENT,
+    RMQS_ERR_TIMEOUT,
+    RMQS_ERR_CLOSED,
+    RMQS_ERR_UNSUPPORTED,
+    RMQS_ERR_QUEUE_FULL,
+    RMQS_ERR_TLS,
+    RMQS_ERR_IO,
+    RMQS_ERR_PROTOCOL,
+    RMQS_ERR_WOULD_DEADLOCK,
+    RMQS_ERR_PANIC,
+    RMQS_ERR_FATAL,
+};
+#define N_STATUSES (sizeof all_statuses / sizeof all_statuses[0])
+
+static void test_statuses(void) {
+    size_t i, j;
+    int named = 0;
+    for (i = 0; i < N_STATUSES; i++) {
+        const char *name = rmqs_status_name(all_statuses[i]);
+        const char *str = rmqs_status_str(all_statuses[i]);
+        if (name != NULL && str != NULL && strncmp(name, "RMQS_", 5) == 0 &&
+            strcmp(name, "RMQS_UNKNOWN") != 0 && str[0] != '\0' &&
+            strcmp(str, "unknown status") != 0) {
+            named++;
+        } else {
+            fprintf(stderr, "status %d: name %s, str %s\n", (int)all_statuses[i],
+                    name ? name : "(null)", str ? str : "(null)");
+        }
+    }
+    CHECK(named == (int)N_STATUSES);
+
+    CHECK_STR(rmqs_status_name(RMQS_OK), "RMQS_OK");
+    CHECK_STR(rmqs_status_name(RMQS_ERR_TIMEOUT), "RMQS_ERR_TIMEOUT");
+    CHECK_STR(rmqs_status_name(RMQS_ERR_NO_OFFSET), "RMQS_ERR_NO_OFFSET");
+    CHECK_STR(rmqs_status_name(RMQS_ERR_SASL_CANNOT_CHANGE_USERNAME),
+              "RMQS_ERR_SASL_CANNOT_CHANGE_USERNAME");
+    CHECK_STR(rmqs_status_str(RMQS_OK), "success");
+    CHECK_STR(rmqs_status_str(RMQS_ERR_TIMEOUT), "timed out");
+    CHECK_STR(rmqs_status_str(RMQS_ERR_INVALID_ARGUMENT), "invalid argument");
+
+    /* 1 (OK on the wire) is never returned; it and other unknown values have fixed strings */
+    CHECK_STR(rmqs_status_str(1), "unknown status");
+    CHECK_STR(rmqs_status_str(22), "unknown status");
+    CHECK_STR(rmqs_status_str(-12), "unknown status");
+    CHECK_STR(rmqs_status_str(INT32_MIN), "unknown status");
+    CHECK_STR(rmqs_status_name(INT32_MAX), "RMQS_UNKNOWN");
+
+    /* the table lists exactly the statuses above, consistent with the lookup functions */
+    {
+        const rmqs_status_desc *descs = NULL;
+        size_t n = 0;
+        int consistent = 1;
+        rmqs_status_descs(&descs, &n);
+        CHECK(descs != NULL);
+        CHECK(n == N_STATUSES);
+        for (i = 0; descs != NULL && i < n; i++) {
+            int found = 0;
+            for (j = 0; j < N_STATUSES; j++) {
+                found |= all_statuses[j] == descs[i].status;
+            }
+            if (!found || strcmp(descs[i].name, rmqs_status_name(descs[i].status)) != 0 ||
+                strcmp(descs[i].description, rmqs_status_str(descs[i].status)) != 0) {
+                consistent = 0;
+                fprintf(stderr, "table entry %d (%s) inconsistent\n", (int)descs[i].status,
+                        descs[i].name);
+            }
+        }
+        CHECK(consistent);
+        rmqs_status_descs(NULL, NULL); /* NULL outputs are allowed */
+    }
+}
+
+static void test_error(void) {
+    rmqs_error_free(NULL); /* NULL-safe */
+    CHECK(rmqs_error_status(NULL) == RMQS_OK);
+    CHECK_STR(rmqs_error_message(NULL), "");
+}
+
+struct route {
+    const char *key;
+    uint32_t count;
+    uint32_t index;
+};
+
+/* MurmurHash3 x86_32, seed 104729, unsigned modulo. Sources: the official clients' shared test
+ * table (Java HashRoutingStrategyTest, Go super_stream_test.go, .NET SuperStreamProducerTests:
+ * partitions invoices-01..03), and hashes from Java HashUtilsTest ("hello" 1321743225, "brave"
+ * 3825276426, "new" 2970740106, "world" 2453398188) taken modulo 1000; "" hashes to 3329588566
+ * (above INT32_MAX, so only an unsigned modulo gives 3 for 7 partitions). */
+static const struct route routes[] = {
+    {"hello1", 3, 1},  {"hello2", 3, 0},    {"hello3", 3, 1},   {"hello4", 3, 2},
+    {"hello5", 3, 0},  {"hello6", 3, 2},    {"hello7", 3, 0},   {"hello8", 3, 1},
+    {"hello9", 3, 0},  {"hello10", 3, 2},   {"hello88", 3, 1},  {"hello", 1000, 225},
+    {"brave", 1000, 426}, {"new", 1000, 106}, {"world", 1000, 188}, {"", 7, 3},
+    {"", 1000, 566},   {"\xc3\xa4\xe2\x82\xac\xf0\x9f\x98\x80", 1000, 405}, /* "ä€😀" UTF-8 */
+    {"anything", 1, 0},
+};
+
+static void test_partition(void) {
+    size_t i;
+    for (i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+        uint32_t out = UINT32_MAX;
+        rmqs_status st = rmqs_super_stream_partition((const uint8_t *)routes[i].key,
+                                                     strlen(routes[i].key), routes[i].count, &out);
+        if (st == RMQS_OK && out == routes[i].index) {
+            passed++;
+        } else {
+            failed++;
+            fprintf(stderr, "partition(\"%s\", %u): status %s, index %u, expected %u\n",
+                    routes[i].key, (unsigned)routes[i].count, rmqs_status_name(st), (unsigned)out,
+                    (unsigned)routes[i].index);
+        }
+    }
+
+    /* NULL key with length 0 is the empty key */
+    {
+        uint32_t out = UINT32_MAX;
+        CHECK(rmqs_super_stream_partition(NULL, 0, 7, &out) == RMQS_OK);
+        CHECK(out == 3);
+    }
+
+    /* invalid arguments: RMQS_ERR_INVALID_ARGUMENT and the output left alone */
+    {
+        const uint8_t key[] = {'k'};
+        uint32_t out = 4242;
+        CHECK(rmqs_super_stream_partition(NULL, 1, 3, &out) == RMQS_ERR_INVALID_ARGUMENT);
+        CHECK(rmqs_super_stream_partition(key, 1, 0, &out) == RMQS_ERR_INVALID_ARGUMENT);
+        CHECK(rmqs_super_stream_partition(key, 1, 3, NULL) == RMQS_ERR_INVALID_ARGUMENT);
+        CHECK(out == 4242);
+    }
+
+    /* every index is in range for many keys and counts */
+    {
+        uint32_t n;
+        int in_range = 1;
+        char key[32];
+        for (n = 1; n <= 64; n++) {
+            int k;
+            for (k = 0; k < 64; k++) {
+                uint32_t out = UINT32_MAX;
+                int len = snprintf(key, sizeof key, "key-%d", k);
+                if (rmqs_super_stream_partition((const uint8_t *)key, (size_t)len, n, &out) !=
+                        RMQS_OK ||
+                    out >= n) {
+                    in_range = 0;
+                }
+            }
+        }
+        CHECK(in_range);
+    }
+}
+
+int main(void) {
+    test_version();
+    test_statuses();
+    test_error();
+    test_partition();
+    printf("test_basics: %d passed, %d failed\n", passed, failed);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
