@@ -1,0 +1,279 @@
+//! Connection settings and the `rabbitmq-stream://` URI.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::error::{ClientError, Result};
+
+/// Default stream port (plain TCP).
+pub const DEFAULT_PORT: u16 = 5552;
+/// Default stream port over TLS.
+pub const DEFAULT_TLS_PORT: u16 = 5551;
+
+/// How the client authenticates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SaslMechanism {
+    /// Username and password.
+    Plain,
+    /// The TLS client certificate (needs `rabbitmq_auth_mechanism_ssl` on the broker).
+    External,
+}
+
+/// TLS settings. Certificate and host-name verification are on unless `verify` is false.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// PEM file of trusted CA certificates; the system's roots when `None`.
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate chain (for mutual TLS / SASL EXTERNAL).
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key of the client certificate.
+    pub key_file: Option<PathBuf>,
+    /// Name to verify the server certificate against; the host when `None`.
+    pub server_name: Option<String>,
+    /// Verify the server's certificate chain and name (default true).
+    pub verify: bool,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            ca_file: None,
+            cert_file: None,
+            key_file: None,
+            server_name: None,
+            verify: true,
+        }
+    }
+}
+
+/// One seed host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub host: String,
+    pub port: u16,
+}
+
+/// Everything needed to open connections to a broker or cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionConfig {
+    /// Seed hosts, tried in order for the locator connection.
+    pub endpoints: Vec<Endpoint>,
+    pub username: String,
+    pub password: String,
+    pub vhost: String,
+    pub sasl: SaslMechanism,
+    pub tls: Option<TlsConfig>,
+    /// Largest frame we accept to send (0 = broker's choice). Negotiated with Tune.
+    pub frame_max: u32,
+    /// Heartbeat interval in seconds (0 = broker's choice). Negotiated with Tune.
+    pub heartbeat: u32,
+    /// Shown by the broker as the connection's user-provided name.
+    pub connection_name: String,
+    /// Time allowed to connect and complete the handshake.
+    pub connect_timeout: Duration,
+    /// Time allowed for one request/response exchange.
+    pub request_timeout: Duration,
+    /// Producers sharing one TCP connection before another is opened (1..=256).
+    pub max_producers_per_connection: usize,
+    /// Consumers sharing one TCP connection before another is opened (1..=256).
+    pub max_consumers_per_connection: usize,
+    /// Behind a load balancer: connect through the seed hosts repeatedly until the broker's
+    /// advertised host/port is the wanted node, instead of dialling the advertised address.
+    pub load_balancer_mode: bool,
+}
+
+impl Default for ConnectionConfig {
+    fn default() -> Self {
+        ConnectionConfig {
+            endpoints: vec![Endpoint {
+                host: "localhost".into(),
+                port: DEFAULT_PORT,
+            }],
+            username: "guest".into(),
+            password: "guest".into(),
+            vhost: "/".into(),
+            sasl: SaslMechanism::Plain,
+            tls: None,
+            frame_max: 1_048_576,
+            heartbeat: 60,
+            connection_name: "rmqstream".into(),
+            connect_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(10),
+            max_producers_per_connection: 256,
+            max_consumers_per_connection: 256,
+            load_balancer_mode: false,
+        }
+    }
+}
+
+impl ConnectionConfig {
+    /// Applies a URI `rabbitmq-stream://user:pass@host:port/vhost` (or `rabbitmq-stream+tls://`)
+    /// on top of the current settings. Several hosts may be given separated by commas
+    /// (`host1:5552,host2:5552`). User, password and vhost are percent-decoded; an empty path
+    /// means vhost `/`, and `%2f` is `/`.
+    pub fn apply_uri(&mut self, uri: &str) -> Result<()> {
+        let bad = |why: &str| ClientError::InvalidArgument(format!("URI {uri:?}: {why}"));
+        let (tls, rest) = if let Some(r) = uri.strip_prefix("rabbitmq-stream+tls://") {
+            (true, r)
+        } else if let Some(r) = uri.strip_prefix("rabbitmq-stream://") {
+            (false, r)
+        } else {
+            return Err(bad(
+                "scheme must be rabbitmq-stream:// or rabbitmq-stream+tls://",
+            ));
+        };
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i + 1..]),
+            None => (rest, ""),
+        };
+        let path = path.split(['?', '#']).next().unwrap_or("");
+        let (userinfo, hosts) = match authority.rfind('@') {
+            Some(i) => (Some(&authority[..i]), &authority[i + 1..]),
+            None => (None, authority),
+        };
+        if let Some(ui) = userinfo {
+            let (u, p) = ui.split_once(':').unwrap_or((ui, ""));
+            self.username = percent_decode(u).ok_or_else(|| bad("bad escape in user"))?;
+            self.password = percent_decode(p).ok_or_else(|| bad("bad escape in password"))?;
+        }
+        let default_port = if tls { DEFAULT_TLS_PORT } else { DEFAULT_PORT };
+        let mut endpoints = Vec::new();
+        for h in hosts.split(',').filter(|h| !h.is_empty()) {
+            endpoints.push(parse_host_port(h, default_port).ok_or_else(|| bad("bad host:port"))?);
+        }
+        if endpoints.is_empty() {
+            return Err(bad("no host"));
+        }
+        self.endpoints = endpoints;
+        self.vhost = if path.is_empty() {
+            "/".into()
+        } else {
+            percent_decode(path).ok_or_else(|| bad("bad escape in vhost"))?
+        };
+        if tls && self.tls.is_none() {
+            self.tls = Some(TlsConfig::default());
+        }
+        if !tls {
+            self.tls = None;
+        }
+        Ok(())
+    }
+
+    /// Checks the values that cannot be caught when set.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: &str| Err(ClientError::InvalidArgument(m.into()));
+        if self.endpoints.is_empty() {
+            return bad("no host configured");
+        }
+        if !(1..=256).contains(&self.max_producers_per_connection)
+            || !(1..=256).contains(&self.max_consumers_per_connection)
+        {
+            return bad("producers/consumers per connection must be within 1..=256");
+        }
+        if self.sasl == SaslMechanism::External && self.tls.is_none() {
+            return bad("SASL EXTERNAL needs TLS with a client certificate");
+        }
+        Ok(())
+    }
+}
+
+fn parse_host_port(s: &str, default_port: u16) -> Option<Endpoint> {
+    // [v6addr]:port, host:port, host
+    if let Some(r) = s.strip_prefix('[') {
+        let (h, after) = r.split_once(']')?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => p.parse().ok()?,
+            None if after.is_empty() => default_port,
+            None => return None,
+        };
+        return Some(Endpoint {
+            host: h.to_string(),
+            port,
+        });
+    }
+    let (h, port) = match s.rsplit_once(':') {
+        Some((h, p)) => (h, p.parse().ok()?),
+        None => (s, default_port),
+    };
+    if h.is_empty() {
+        return None;
+    }
+    Some(Endpoint {
+        host: h.to_string(),
+        port,
+    })
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = s.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uri_with_everything() {
+        let mut c = ConnectionConfig::default();
+        c.apply_uri("rabbitmq-stream://us%40r:p%3Ass@h1:1234,h2/my%2fvhost")
+            .unwrap();
+        assert_eq!(c.username, "us@r");
+        assert_eq!(c.password, "p:ss");
+        assert_eq!(c.vhost, "my/vhost");
+        assert_eq!(
+            c.endpoints,
+            vec![
+                Endpoint {
+                    host: "h1".into(),
+                    port: 1234
+                },
+                Endpoint {
+                    host: "h2".into(),
+                    port: DEFAULT_PORT
+                }
+            ]
+        );
+        assert!(c.tls.is_none());
+    }
+
+    #[test]
+    fn tls_uri_defaults_and_vhost_slash() {
+        let mut c = ConnectionConfig::default();
+        c.apply_uri("rabbitmq-stream+tls://[::1]/%2f").unwrap();
+        assert_eq!(c.endpoints[0].host, "::1");
+        assert_eq!(c.endpoints[0].port, DEFAULT_TLS_PORT);
+        assert_eq!(c.vhost, "/");
+        assert!(c.tls.as_ref().unwrap().verify);
+        c.apply_uri("rabbitmq-stream://localhost").unwrap();
+        assert_eq!(c.vhost, "/");
+        assert_eq!(c.username, "guest");
+    }
+
+    #[test]
+    fn bad_uris_are_rejected() {
+        let mut c = ConnectionConfig::default();
+        for u in [
+            "amqp://h",
+            "rabbitmq-stream://",
+            "rabbitmq-stream://h:notaport",
+            "rabbitmq-stream://h/%zz",
+            "rabbitmq-stream://h/%ff",
+            "rabbitmq-stream://[::1",
+        ] {
+            assert!(c.apply_uri(u).is_err(), "{u}");
+        }
+    }
+}

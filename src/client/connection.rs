@@ -1,0 +1,884 @@
+//! One TCP (or TLS) connection to one broker node: the handshake, a reader task that routes
+//! incoming frames, a writer task that coalesces outgoing frames, and heartbeats with dead-peer
+//! detection.
+//!
+//! Producers and consumers are not owned here: they register a listener for a publisher or
+//! subscription id and can be re-registered on another connection (recovery).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter, ReadHalf, WriteHalf};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+
+use super::config::{ConnectionConfig, Endpoint, SaslMechanism};
+use super::error::{ClientError, Result};
+use super::transport::Transport;
+use crate::protocol::DecodeError;
+use crate::protocol::codes::{OffsetSpec, ResponseCode, key};
+use crate::protocol::commands::{
+    Close, CodeResponse, CommandVersion, ConsumerUpdateResponse, Deliver, ExchangeCommandVersions,
+    Frame, Open, PeerProperties, PublishingError, SaslAuthenticate, SaslHandshake, Tune,
+    split_frame,
+};
+
+/// What the broker told us about itself during the handshake.
+#[derive(Debug, Clone, Default)]
+pub struct ServerInfo {
+    /// PeerProperties answer (`product`, `version`, `cluster_name`, ...).
+    pub properties: Vec<(String, String)>,
+    /// `version` parsed as (major, minor, patch); zeros when absent.
+    pub version: (u32, u32, u32),
+    /// Negotiated maximum frame size (0 = unlimited).
+    pub frame_max: u32,
+    /// Negotiated heartbeat in seconds (0 = none).
+    pub heartbeat: u32,
+    /// Open response: the node's advertised host and port.
+    pub advertised_host: String,
+    pub advertised_port: u16,
+    /// ExchangeCommandVersions answer (empty before 3.11, where the command does not exist).
+    pub command_versions: Vec<CommandVersion>,
+}
+
+impl ServerInfo {
+    /// The broker's `version` property as sent.
+    pub fn version_string(&self) -> &str {
+        self.property("version").unwrap_or("unknown")
+    }
+
+    /// A server property by name.
+    pub fn property(&self, name: &str) -> Option<&str> {
+        self.properties
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// True when the broker is at least `major.minor`.
+    pub fn at_least(&self, major: u32, minor: u32) -> bool {
+        (self.version.0, self.version.1) >= (major, minor)
+    }
+
+    /// Whether the broker accepts `version` of command `key`. Brokers before 3.11 cannot be
+    /// asked; they speak version 1 of commands 0x01–0x19.
+    pub fn supports(&self, command: u16, version: u16) -> bool {
+        if self.command_versions.is_empty() {
+            return version == 1 && (key::DECLARE_PUBLISHER..=key::PARTITIONS).contains(&command);
+        }
+        // Server-initiated commands are not in the broker's list; Deliver v2 is what we
+        // negotiated by sending our own list.
+        if command == key::DELIVER {
+            return (1..=2).contains(&version);
+        }
+        if command == key::CONSUMER_UPDATE || command == key::METADATA_UPDATE {
+            return version == 1;
+        }
+        self.command_versions
+            .iter()
+            .any(|c| c.key == command && (c.min_version..=c.max_version).contains(&version))
+    }
+
+    /// Fails with [`ClientError::Unsupported`] unless the broker accepts the command version.
+    pub fn require(
+        &self,
+        command: u16,
+        version: u16,
+        feature: &'static str,
+        needs: &'static str,
+    ) -> Result<()> {
+        if self.supports(command, version) {
+            Ok(())
+        } else {
+            Err(ClientError::Unsupported {
+                feature,
+                needs,
+                broker: self.version_string().to_string(),
+            })
+        }
+    }
+}
+
+fn parse_version(v: &str) -> (u32, u32, u32) {
+    let mut parts = v.split(['.', '-', '+']).map(|p| {
+        p.chars()
+            .take_while(char::is_ascii_digit)
+            .collect::<String>()
+            .parse()
+            .unwrap_or(0)
+    });
+    (
+        parts.next().unwrap_or(0),
+        parts.next().unwrap_or(0),
+        parts.next().unwrap_or(0),
+    )
+}
+
+/// Receives what the broker sends about one publisher. Called on the connection's reader
+/// task: implementations must not block.
+pub trait PublisherListener: Send + Sync {
+    fn confirmed(&self, publishing_ids: &[u64]);
+    fn errored(&self, errors: &[PublishingError]);
+    /// The broker dropped the publisher (stream deleted or its leader moved).
+    fn stream_unavailable(&self, code: ResponseCode);
+    fn connection_closed(&self, reason: &ClientError);
+}
+
+/// Receives what the broker sends about one subscription. Called on the connection's reader
+/// task: implementations must not block.
+pub trait SubscriptionListener: Send + Sync {
+    fn deliver(&self, deliver: Deliver);
+    fn credit_error(&self, code: ResponseCode);
+    /// A single-active-consumer state change; answer with
+    /// [`Connection::reply_consumer_update`] (within the broker's 60 s deadline).
+    fn consumer_update(&self, correlation_id: u32, active: bool);
+    /// The broker dropped the subscription (stream deleted or its member went down).
+    fn stream_unavailable(&self, code: ResponseCode);
+    fn connection_closed(&self, reason: &ClientError);
+}
+
+struct Slot<L: ?Sized> {
+    stream: String,
+    listener: Arc<L>,
+}
+
+struct Slots {
+    publishers: Vec<Option<Slot<dyn PublisherListener>>>,
+    subscriptions: Vec<Option<Slot<dyn SubscriptionListener>>>,
+}
+
+fn free_slot<T>(v: &[Option<T>], limit: usize) -> Option<u8> {
+    if v.iter().filter(|s| s.is_some()).count() >= limit {
+        return None;
+    }
+    v.iter().position(Option::is_none).map(|i| i as u8)
+}
+
+/// Empties the slots registered on `stream` and returns what they held.
+fn take_stream<L: ?Sized>(slots: &mut [Option<Slot<L>>], stream: &str) -> Vec<Slot<L>> {
+    slots
+        .iter_mut()
+        .filter(|s| s.as_ref().is_some_and(|s| s.stream == stream))
+        .filter_map(Option::take)
+        .collect()
+}
+
+type Pending = HashMap<u32, oneshot::Sender<Frame>>;
+
+/// Connection state: `None` while open, the reason once closed.
+type State = Option<ClientError>;
+
+struct Inner {
+    endpoint: Endpoint,
+    info: ServerInfo,
+    out: mpsc::UnboundedSender<Bytes>,
+    pending: Mutex<Pending>,
+    slots: Mutex<Slots>,
+    next_correlation: AtomicU32,
+    state: watch::Sender<State>,
+    request_timeout: Duration,
+    max_publishers: usize,
+    max_subscriptions: usize,
+    epoch: Instant,
+    last_read_ms: AtomicU64,
+    last_write_ms: AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A poisoned lock only means a listener panicked; the data itself stays consistent.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A handle on an open connection; cheap to clone. The connection's tasks run on the Tokio
+/// runtime that opened it.
+#[derive(Clone)]
+pub struct Connection {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("endpoint", &self.inner.endpoint)
+            .field("open", &self.is_open())
+            .finish()
+    }
+}
+
+/// A frame reader used during the handshake, before the reader task owns the socket.
+struct HandshakeIo<'a> {
+    io: &'a mut Transport,
+    buf: BytesMut,
+}
+
+impl HandshakeIo<'_> {
+    async fn send(&mut self, frame: &Frame) -> Result<()> {
+        let mut b = BytesMut::new();
+        frame.encode(&mut b)?;
+        self.io.write_all(&b).await.map_err(ClientError::io)?;
+        self.io.flush().await.map_err(ClientError::io)
+    }
+
+    async fn recv(&mut self) -> Result<Frame> {
+        loop {
+            if let Some(body) = split_frame(&mut self.buf, 0)? {
+                let frame = Frame::decode_server(body)?;
+                if matches!(frame, Frame::Heartbeat) {
+                    continue;
+                }
+                return Ok(frame);
+            }
+            self.buf.reserve(4096);
+            let n = self
+                .io
+                .read_buf(&mut self.buf)
+                .await
+                .map_err(ClientError::io)?;
+            if n == 0 {
+                return Err(ClientError::Closed(
+                    "the broker closed the connection during the handshake".into(),
+                ));
+            }
+        }
+    }
+}
+
+fn unexpected(step: &'static str, frame: &Frame) -> ClientError {
+    match frame {
+        Frame::Close(c) => ClientError::Closed(format!(
+            "the broker closed the connection during {step}: {} {}",
+            c.code, c.reason
+        )),
+        other => ClientError::Protocol(format!("unexpected frame during {step}: {other:?}")),
+    }
+}
+
+/// Client properties sent in PeerProperties.
+fn client_properties(name: &str) -> Vec<(String, String)> {
+    vec![
+        ("product".into(), "rmqstream".into()),
+        ("version".into(), env!("CARGO_PKG_VERSION").into()),
+        ("platform".into(), "Rust".into()),
+        (
+            "copyright".into(),
+            "Copyright (c) the rmqstream developers".into(),
+        ),
+        (
+            "information".into(),
+            "Licensed under the Apache License 2.0 or the MIT license".into(),
+        ),
+        ("connection_name".into(), name.into()),
+    ]
+}
+
+/// Negotiation rule of both broker and Java client: 0 means "no preference", else the minimum.
+fn negotiate(ours: u32, theirs: u32) -> u32 {
+    match (ours, theirs) {
+        (0, t) => t,
+        (o, 0) => o,
+        (o, t) => o.min(t),
+    }
+}
+
+async fn handshake(io: &mut Transport, cfg: &ConnectionConfig) -> Result<ServerInfo> {
+    let mut hs = HandshakeIo {
+        io,
+        buf: BytesMut::with_capacity(4096),
+    };
+    let mut info = ServerInfo::default();
+
+    hs.send(&Frame::PeerProperties(PeerProperties {
+        correlation_id: 1,
+        properties: client_properties(&cfg.connection_name),
+    }))
+    .await?;
+    match hs.recv().await? {
+        Frame::PeerPropertiesResponse(r) => {
+            ClientError::check("peer properties", r.code)?;
+            info.properties = r.properties;
+        }
+        f => return Err(unexpected("peer properties", &f)),
+    }
+    info.version = parse_version(info.version_string());
+
+    hs.send(&Frame::SaslHandshake(SaslHandshake { correlation_id: 2 }))
+        .await?;
+    let mechanisms = match hs.recv().await? {
+        Frame::SaslHandshakeResponse(r) => {
+            ClientError::check("SASL handshake", r.code)?;
+            r.mechanisms
+        }
+        f => return Err(unexpected("SASL handshake", &f)),
+    };
+    let (mechanism, data) = match cfg.sasl {
+        SaslMechanism::Plain => {
+            let mut d = Vec::with_capacity(cfg.username.len() + cfg.password.len() + 2);
+            d.push(0);
+            d.extend_from_slice(cfg.username.as_bytes());
+            d.push(0);
+            d.extend_from_slice(cfg.password.as_bytes());
+            ("PLAIN", Bytes::from(d))
+        }
+        SaslMechanism::External => ("EXTERNAL", Bytes::new()),
+    };
+    if !mechanisms.iter().any(|m| m == mechanism) {
+        return Err(ClientError::Auth(
+            ResponseCode::SASL_MECHANISM_NOT_SUPPORTED,
+        ));
+    }
+    hs.send(&Frame::SaslAuthenticate(SaslAuthenticate {
+        correlation_id: 3,
+        mechanism: mechanism.into(),
+        sasl_data: Some(data),
+    }))
+    .await?;
+    match hs.recv().await? {
+        Frame::SaslAuthenticateResponse(r) if r.code.is_ok() => {}
+        Frame::SaslAuthenticateResponse(r) => return Err(ClientError::Auth(r.code)),
+        f => return Err(unexpected("SASL authenticate", &f)),
+    }
+
+    let tune = match hs.recv().await? {
+        Frame::Tune(t) => t,
+        f => return Err(unexpected("tune", &f)),
+    };
+    info.frame_max = negotiate(cfg.frame_max, tune.frame_max);
+    info.heartbeat = negotiate(cfg.heartbeat, tune.heartbeat);
+    hs.send(&Frame::TuneResponse(Tune {
+        frame_max: info.frame_max,
+        heartbeat: info.heartbeat,
+    }))
+    .await?;
+
+    hs.send(&Frame::Open(Open {
+        correlation_id: 4,
+        virtual_host: cfg.vhost.clone(),
+    }))
+    .await?;
+    match hs.recv().await? {
+        Frame::OpenResponse(r) => {
+            ClientError::check("open", r.code)?;
+            for (k, v) in r.properties {
+                match k.as_str() {
+                    "advertised_host" => info.advertised_host = v,
+                    "advertised_port" => info.advertised_port = v.parse().unwrap_or(0),
+                    _ => {}
+                }
+            }
+        }
+        f => return Err(unexpected("open", &f)),
+    }
+
+    // 3.10 and older close the connection on this unknown command: only ask 3.11+.
+    if info.at_least(3, 11) {
+        hs.send(&Frame::ExchangeCommandVersions(ExchangeCommandVersions {
+            correlation_id: 5,
+            commands: vec![CommandVersion {
+                key: key::DELIVER,
+                min_version: 1,
+                max_version: 2,
+            }],
+        }))
+        .await?;
+        match hs.recv().await? {
+            Frame::ExchangeCommandVersionsResponse(r) => {
+                ClientError::check("exchange command versions", r.code)?;
+                info.command_versions = r.commands;
+            }
+            f => return Err(unexpected("exchange command versions", &f)),
+        }
+    }
+    Ok(info)
+}
+
+/// First correlation id after the handshake's fixed ones.
+const FIRST_CORRELATION_ID: u32 = 16;
+
+impl Connection {
+    /// Connects to `endpoint` and runs the whole handshake (PeerProperties, SASL, Tune, Open,
+    /// ExchangeCommandVersions on 3.11+) within `cfg.connect_timeout`, then starts the
+    /// connection's tasks on the current Tokio runtime.
+    pub async fn open(cfg: &ConnectionConfig, endpoint: &Endpoint) -> Result<Connection> {
+        let timeout = cfg.connect_timeout;
+        let setup = async {
+            let mut io =
+                Transport::connect(&endpoint.host, endpoint.port, cfg.tls.as_ref()).await?;
+            let info = handshake(&mut io, cfg).await?;
+            Ok::<_, ClientError>((io, info))
+        };
+        let (io, info) = tokio::time::timeout(timeout, setup).await.map_err(|_| {
+            ClientError::Timeout(timeout.as_millis() as u64, "connection handshake")
+        })??;
+
+        let (out, out_rx) = mpsc::unbounded_channel();
+        let (state, _) = watch::channel(None);
+        let inner = Arc::new(Inner {
+            endpoint: endpoint.clone(),
+            info,
+            out,
+            pending: Mutex::new(HashMap::new()),
+            slots: Mutex::new(Slots {
+                publishers: (0..256).map(|_| None).collect(),
+                subscriptions: (0..256).map(|_| None).collect(),
+            }),
+            next_correlation: AtomicU32::new(FIRST_CORRELATION_ID),
+            state,
+            request_timeout: cfg.request_timeout,
+            max_publishers: cfg.max_producers_per_connection,
+            max_subscriptions: cfg.max_consumers_per_connection,
+            epoch: Instant::now(),
+            last_read_ms: AtomicU64::new(0),
+            last_write_ms: AtomicU64::new(0),
+        });
+        let (rd, wr) = tokio::io::split(io);
+        let conn = Connection { inner };
+        tokio::spawn(reader_task(conn.clone(), rd));
+        tokio::spawn(writer_task(conn.clone(), wr, out_rx));
+        if conn.inner.info.heartbeat > 0 {
+            tokio::spawn(heartbeat_task(conn.clone()));
+        }
+        Ok(conn)
+    }
+
+    /// The handshake's results.
+    pub fn info(&self) -> &ServerInfo {
+        &self.inner.info
+    }
+
+    /// The host and port this connection was dialled to.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.inner.endpoint
+    }
+
+    /// False once the connection failed or was closed.
+    pub fn is_open(&self) -> bool {
+        self.inner.state.borrow().is_none()
+    }
+
+    /// Why the connection is closed, or `None` while open.
+    pub fn close_reason(&self) -> Option<ClientError> {
+        self.inner.state.borrow().clone()
+    }
+
+    /// Waits until the connection is closed and returns why.
+    pub async fn closed(&self) -> ClientError {
+        let mut rx = self.inner.state.subscribe();
+        loop {
+            if let Some(reason) = rx.borrow_and_update().clone() {
+                return reason;
+            }
+            if rx.changed().await.is_err() {
+                return ClientError::Closed("connection dropped".into());
+            }
+        }
+    }
+
+    fn ensure_open(&self) -> Result<()> {
+        match &*self.inner.state.borrow() {
+            None => Ok(()),
+            Some(reason) => Err(ClientError::Closed(reason.to_string())),
+        }
+    }
+
+    /// Queues encoded frame bytes for the writer task (no response expected).
+    pub fn send_bytes(&self, frame: Bytes) -> Result<()> {
+        self.ensure_open()?;
+        self.inner
+            .out
+            .send(frame)
+            .map_err(|_| ClientError::Closed("connection writer stopped".into()))
+    }
+
+    /// Encodes and queues a frame that has no response (Credit, StoreOffset, ...).
+    pub fn send_frame(&self, frame: &Frame) -> Result<()> {
+        let mut b = BytesMut::new();
+        frame.encode(&mut b)?;
+        self.send_bytes(b.freeze())
+    }
+
+    /// Sends a request built by `make` from a fresh correlation id and waits for its response
+    /// (within the configured request timeout).
+    pub async fn request(
+        &self,
+        operation: &'static str,
+        make: impl FnOnce(u32) -> Frame,
+    ) -> Result<Frame> {
+        self.ensure_open()?;
+        let id = self.inner.next_correlation.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        lock(&self.inner.pending).insert(id, tx);
+        if let Err(e) = self.send_frame(&make(id)) {
+            lock(&self.inner.pending).remove(&id);
+            return Err(e);
+        }
+        let timeout = self.inner.request_timeout;
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(frame)) => Ok(frame),
+            Ok(Err(_)) => Err(self
+                .close_reason()
+                .unwrap_or_else(|| ClientError::Closed("connection closed".into()))),
+            Err(_) => {
+                lock(&self.inner.pending).remove(&id);
+                Err(ClientError::Timeout(timeout.as_millis() as u64, operation))
+            }
+        }
+    }
+
+    /// Answers a ConsumerUpdate request from the broker.
+    pub fn reply_consumer_update(
+        &self,
+        correlation_id: u32,
+        offset_spec: Option<OffsetSpec>,
+    ) -> Result<()> {
+        self.send_frame(&Frame::ConsumerUpdateResponse(ConsumerUpdateResponse {
+            correlation_id,
+            code: ResponseCode::OK,
+            offset_spec,
+        }))
+    }
+
+    /// Reserves a publisher id for a producer on `stream`; `None` when the connection holds
+    /// its configured maximum.
+    pub fn register_publisher(
+        &self,
+        stream: &str,
+        listener: Arc<dyn PublisherListener>,
+    ) -> Result<Option<u8>> {
+        self.ensure_open()?;
+        let mut slots = lock(&self.inner.slots);
+        let Some(id) = free_slot(&slots.publishers, self.inner.max_publishers) else {
+            return Ok(None);
+        };
+        slots.publishers[id as usize] = Some(Slot {
+            stream: stream.into(),
+            listener,
+        });
+        Ok(Some(id))
+    }
+
+    /// Frees a publisher id.
+    pub fn unregister_publisher(&self, id: u8) {
+        lock(&self.inner.slots).publishers[id as usize] = None;
+    }
+
+    /// Reserves a subscription id for a consumer on `stream`; `None` when the connection holds
+    /// its configured maximum.
+    pub fn register_subscription(
+        &self,
+        stream: &str,
+        listener: Arc<dyn SubscriptionListener>,
+    ) -> Result<Option<u8>> {
+        self.ensure_open()?;
+        let mut slots = lock(&self.inner.slots);
+        let Some(id) = free_slot(&slots.subscriptions, self.inner.max_subscriptions) else {
+            return Ok(None);
+        };
+        slots.subscriptions[id as usize] = Some(Slot {
+            stream: stream.into(),
+            listener,
+        });
+        Ok(Some(id))
+    }
+
+    /// Frees a subscription id.
+    pub fn unregister_subscription(&self, id: u8) {
+        lock(&self.inner.slots).subscriptions[id as usize] = None;
+    }
+
+    /// Number of registered publishers and subscriptions.
+    pub fn load(&self) -> (usize, usize) {
+        let slots = lock(&self.inner.slots);
+        (
+            slots.publishers.iter().flatten().count(),
+            slots.subscriptions.iter().flatten().count(),
+        )
+    }
+
+    /// Closes the connection politely (Close request, then the socket). Idempotent.
+    pub async fn close(&self) -> Result<()> {
+        if !self.is_open() {
+            return Ok(());
+        }
+        let res = self
+            .request("close", |correlation_id| {
+                Frame::Close(Close {
+                    correlation_id,
+                    code: ResponseCode::OK,
+                    reason: "client close".into(),
+                })
+            })
+            .await;
+        self.fail(ClientError::Closed("closed by the application".into()));
+        match res {
+            Ok(Frame::CloseResponse(_)) | Err(ClientError::Closed(_)) => Ok(()),
+            Ok(f) => Err(ClientError::Protocol(format!(
+                "unexpected answer to close: {f:?}"
+            ))),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Marks the connection closed (first reason wins), fails pending requests and tells
+    /// every registered listener.
+    fn fail(&self, reason: ClientError) {
+        let first = self.inner.state.send_if_modified(|s| {
+            if s.is_none() {
+                *s = Some(reason.clone());
+                true
+            } else {
+                false
+            }
+        });
+        if !first {
+            return;
+        }
+        lock(&self.inner.pending).clear();
+        let (pubs, subs): (Vec<_>, Vec<_>) = {
+            let mut slots = lock(&self.inner.slots);
+            (
+                slots
+                    .publishers
+                    .iter_mut()
+                    .filter_map(Option::take)
+                    .collect(),
+                slots
+                    .subscriptions
+                    .iter_mut()
+                    .filter_map(Option::take)
+                    .collect(),
+            )
+        };
+        for p in pubs {
+            p.listener.connection_closed(&reason);
+        }
+        for s in subs {
+            s.listener.connection_closed(&reason);
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.inner.epoch.elapsed().as_millis() as u64
+    }
+
+    fn publisher(&self, id: u8) -> Option<Arc<dyn PublisherListener>> {
+        lock(&self.inner.slots).publishers[id as usize]
+            .as_ref()
+            .map(|s| s.listener.clone())
+    }
+
+    fn subscription(&self, id: u8) -> Option<Arc<dyn SubscriptionListener>> {
+        lock(&self.inner.slots).subscriptions[id as usize]
+            .as_ref()
+            .map(|s| s.listener.clone())
+    }
+
+    /// Routes one frame read from the broker.
+    fn dispatch(&self, frame: Frame) {
+        match frame {
+            Frame::Heartbeat => {}
+            Frame::PublishConfirm(c) => {
+                if let Some(l) = self.publisher(c.publisher_id) {
+                    l.confirmed(&c.publishing_ids);
+                }
+            }
+            Frame::PublishError(e) => {
+                if let Some(l) = self.publisher(e.publisher_id) {
+                    l.errored(&e.errors);
+                }
+            }
+            Frame::Deliver(d) => {
+                if let Some(l) = self.subscription(d.subscription_id) {
+                    l.deliver(d);
+                }
+            }
+            Frame::CreditResponse(c) => {
+                if let Some(l) = self.subscription(c.subscription_id) {
+                    l.credit_error(c.code);
+                }
+            }
+            Frame::ConsumerUpdate(u) => match self.subscription(u.subscription_id) {
+                Some(l) => l.consumer_update(u.correlation_id, u.active),
+                // No such subscription any more: answer so the broker can move on.
+                None => {
+                    let _ = self.reply_consumer_update(u.correlation_id, None);
+                }
+            },
+            Frame::MetadataUpdate(m) => {
+                // The broker already removed our publishers and subscriptions on the stream.
+                let (pubs, subs) = {
+                    let mut slots = lock(&self.inner.slots);
+                    (
+                        take_stream(&mut slots.publishers, &m.stream),
+                        take_stream(&mut slots.subscriptions, &m.stream),
+                    )
+                };
+                for p in pubs {
+                    p.listener.stream_unavailable(m.code);
+                }
+                for s in subs {
+                    s.listener.stream_unavailable(m.code);
+                }
+            }
+            Frame::Close(c) => {
+                let _ = self.send_frame(&Frame::CloseResponse(CodeResponse {
+                    correlation_id: c.correlation_id,
+                    code: ResponseCode::OK,
+                }));
+                self.fail(ClientError::Closed(format!(
+                    "closed by the broker: {} {}",
+                    c.code, c.reason
+                )));
+            }
+            other => {
+                if let Some(id) = other.correlation_id().filter(|_| other.is_response()) {
+                    if let Some(tx) = lock(&self.inner.pending).remove(&id) {
+                        let _ = tx.send(other);
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn reader_task(conn: Connection, mut rd: ReadHalf<Transport>) {
+    let mut buf = BytesMut::with_capacity(256 * 1024);
+    let mut state = conn.inner.state.subscribe();
+    let reason = loop {
+        loop {
+            match split_frame(&mut buf, 0) {
+                Ok(Some(body)) => match Frame::decode_server(body) {
+                    Ok(frame) => conn.dispatch(frame),
+                    // A command from a newer broker is skipped, not fatal.
+                    Err(DecodeError::UnknownKey(_) | DecodeError::UnsupportedVersion { .. }) => {}
+                    Err(e) => {
+                        conn.fail(ClientError::Protocol(e.to_string()));
+                        return;
+                    }
+                },
+                Ok(None) => break,
+                Err(e) => {
+                    conn.fail(ClientError::Protocol(e.to_string()));
+                    return;
+                }
+            }
+        }
+        if buf.capacity() - buf.len() < 64 * 1024 {
+            buf.reserve(256 * 1024);
+        }
+        tokio::select! {
+            r = rd.read_buf(&mut buf) => match r {
+                Ok(0) => break ClientError::Closed("the broker closed the socket".into()),
+                Ok(_) => conn.inner.last_read_ms.store(conn.now_ms(), Ordering::Relaxed),
+                Err(e) => break ClientError::io(e),
+            },
+            _ = state.changed() => return,
+        }
+    };
+    conn.fail(reason);
+}
+
+async fn writer_task(
+    conn: Connection,
+    wr: WriteHalf<Transport>,
+    mut rx: mpsc::UnboundedReceiver<Bytes>,
+) {
+    let mut w = BufWriter::with_capacity(128 * 1024, wr);
+    let mut state = conn.inner.state.subscribe();
+    loop {
+        let first = tokio::select! {
+            f = rx.recv() => f,
+            _ = state.changed() => None,
+        };
+        let Some(first) = first else { break };
+        let mut res = w.write_all(&first).await;
+        while res.is_ok() {
+            match rx.try_recv() {
+                Ok(next) => res = w.write_all(&next).await,
+                Err(_) => break,
+            }
+        }
+        if res.is_ok() {
+            res = w.flush().await;
+        }
+        if let Err(e) = res {
+            conn.fail(ClientError::io(e));
+            break;
+        }
+        conn.inner
+            .last_write_ms
+            .store(conn.now_ms(), Ordering::Relaxed);
+    }
+    // Flush what was queued before close (e.g. the Close response), then end the stream.
+    while let Ok(next) = rx.try_recv() {
+        if w.write_all(&next).await.is_err() {
+            return;
+        }
+    }
+    let _ = w.flush().await;
+    let _ = w.shutdown().await;
+}
+
+async fn heartbeat_task(conn: Connection) {
+    let hb_ms = u64::from(conn.inner.info.heartbeat) * 1000;
+    let mut state = conn.inner.state.subscribe();
+    let mut tick = tokio::time::interval(Duration::from_millis((hb_ms / 2).max(100)));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = state.changed() => return,
+        }
+        let now = conn.now_ms();
+        let read = conn.inner.last_read_ms.load(Ordering::Relaxed);
+        if now.saturating_sub(read) >= 2 * hb_ms {
+            conn.fail(ClientError::Io(format!(
+                "heartbeat timeout: nothing received from the broker for {} s",
+                (now - read) / 1000
+            )));
+            return;
+        }
+        let written = conn.inner.last_write_ms.load(Ordering::Relaxed);
+        if now.saturating_sub(written) >= hb_ms / 2 {
+            let mut b = BytesMut::new();
+            if Frame::Heartbeat.encode(&mut b).is_ok() && conn.send_bytes(b.freeze()).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_parse() {
+        assert_eq!(parse_version("4.0.5"), (4, 0, 5));
+        assert_eq!(parse_version("3.13.0-rc.1"), (3, 13, 0));
+        assert_eq!(parse_version("garbage"), (0, 0, 0));
+    }
+
+    #[test]
+    fn negotiation_takes_the_minimum_unless_zero() {
+        assert_eq!(negotiate(0, 60), 60);
+        assert_eq!(negotiate(30, 0), 30);
+        assert_eq!(negotiate(1_048_576, 131_072), 131_072);
+    }
+
+    #[test]
+    fn old_brokers_support_only_v1_commands_up_to_partitions() {
+        let info = ServerInfo {
+            version: (3, 10, 8),
+            ..Default::default()
+        };
+        assert!(info.supports(key::PUBLISH, 1));
+        assert!(!info.supports(key::PUBLISH, 2));
+        assert!(!info.supports(key::STREAM_STATS, 1));
+        assert!(matches!(
+            info.require(key::STREAM_STATS, 1, "stream stats", "3.11"),
+            Err(ClientError::Unsupported { needs: "3.11", .. })
+        ));
+    }
+}

@@ -1,0 +1,14 @@
+//! The async client on Tokio: connections, management, producers and consumers.
+//!
+//! Knows no C: the FFI layer (`crate::ffi`) wraps it.
+
+pub mod config;
+pub mod connection;
+pub mod environment;
+pub mod error;
+pub mod transport;
+
+pub use config::{ConnectionConfig, Endpoint, SaslMechanism, TlsConfig};
+pub use connection::{Connection, PublisherListener, ServerInfo, SubscriptionListener};
+pub use environment::{Environment, Role, StreamLocation, StreamStatistics};
+pub use error::{ClientError, Result};
