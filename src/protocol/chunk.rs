@@ -1680,6 +1680,78 @@ mod tests {
         }
     }
 
+    /// Chunks delivered by a real broker (RabbitMQ 4.0.5, Erlang/OTP 27.3.4.1, local node)
+    /// to Python `rstream` 1.1.1, captured from its Deliver frames (header rebuilt from the
+    /// parsed fields, data as received). Published with rstream: `send_wait` of message 0
+    /// (REAL_SIMPLE), then `send_sub_entry` of messages 3..13 with `CompressionType.Gzip` and
+    /// of 13..16 uncompressed, which the broker stored in one chunk (REAL_SUB_ENTRIES). Message
+    /// `i` = `AMQPMessage(body=b'body-<i>', properties=Properties(message_id=i,
+    /// content_type='text/plain'), application_properties={'i': i})`.
+    const REAL_SIMPLE: &str = concat!(
+        "5000000100000001000001a219b8bfe500000000000000010000000000000000458a2ec9000000380000000000000000",
+        "00000034005373c0190d444040404040a30a746578742f706c61696e404040404040005374c10602a101695400005375",
+        "a006626f64792d30",
+    );
+    const REAL_SUB_ENTRIES: &str = concat!(
+        "500000020000000d000001a219b8c1dc00000000000000010000000000000003fced359a000001660000000000000000",
+        "90000a0000023d000000a21f8b0800fba1086b02ff85cb510a82401446e15bea8c8eb681f610a6a6d59b7b983650d483",
+        "20153841eea66823b5b352827bdffef378e023a2926cf79ecfac570fbd8c3bdd5d7a6df7cd791c3559f751d3e7a4d979",
+        "646f0f75b81cfb45410c7d087d862b0103080386a5800a42c5b0125043a819ae050c210c196e048c208c186e7fb0fa43",
+        "03a119a01e61b6143286321632133281321132ff0217eac2f83d020000800003000000ae000000ae00000036005373c0",
+        "1a0d530d4040404040a30a746578742f706c61696e404040404040005374c10602a10169540d005375a007626f64792d",
+        "313300000036005373c01a0d530e4040404040a30a746578742f706c61696e404040404040005374c10602a10169540e",
+        "005375a007626f64792d313400000036005373c01a0d530f4040404040a30a746578742f706c61696e40404040404000",
+        "5374c10602a10169540f005375a007626f64792d3135",
+    );
+
+    fn unhex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn decodes_chunks_from_a_real_broker() {
+        use crate::protocol::amqp::{MessageView, Value};
+        let check = |raw: &str, first: u64, n: usize, entries: usize| {
+            let chunk = Chunk::parse_slice(&unhex(raw)).unwrap();
+            chunk.verify_crc().unwrap();
+            let h = *chunk.header();
+            assert_eq!((h.magic, h.version, h.chunk_type), (5, 0, ChunkType::User));
+            assert_eq!((h.chunk_id, h.num_records as usize), (first, n));
+            assert_eq!(chunk.entries().count(), entries);
+            let mut seen = 0;
+            ChunkDecoder::new()
+                .for_each_record(&chunk, |r| {
+                    let i = r.offset;
+                    assert_eq!(r.offset, first + seen);
+                    assert_eq!(r.timestamp, h.timestamp);
+                    let msg = MessageView::parse(r.body).unwrap();
+                    assert_eq!(msg.body_bytes(), Some(format!("body-{i}").as_bytes()));
+                    let p = msg.properties().unwrap().unwrap();
+                    assert_eq!(p.message_id, Some(Value::Ulong(i)));
+                    assert_eq!(p.content_type.as_deref(), Some("text/plain"));
+                    let app = msg.application_properties().unwrap();
+                    assert_eq!(app.get("i").and_then(|v| v.as_u64()), Some(i));
+                    assert_eq!(r.in_sub_entry, i >= 3);
+                    let codec = if (3..13).contains(&i) {
+                        Compression::Gzip
+                    } else {
+                        Compression::None
+                    };
+                    assert_eq!(r.compression, codec);
+                    seen += 1;
+                })
+                .unwrap();
+            assert_eq!(seen as usize, n);
+            let d = DecodedChunk::decode(chunk, DecodeLimits::default()).unwrap();
+            assert_eq!(d.len(), n);
+        };
+        check(REAL_SIMPLE, 0, 1, 1);
+        check(REAL_SUB_ENTRIES, 3, 13, 2);
+    }
+
     /// One entry of a generated chunk: a simple body or a batch with its codec.
     #[derive(Debug, Clone)]
     enum GenEntry {
