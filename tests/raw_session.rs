@@ -47,6 +47,7 @@ fn assert_common(s: &Summary) {
 
     assert_eq!(s.initial_sequence, 0);
     assert_eq!(s.messages_published, 1250);
+    assert_eq!(s.simple_messages, 1000);
     assert_eq!(s.publishing_ids_sent, 1005);
     assert_eq!(s.publishing_ids_confirmed, 1005);
     assert_eq!(s.messages_confirmed, 1250);
