@@ -4,11 +4,16 @@
 
 pub mod config;
 pub mod connection;
+pub mod consumer;
 pub mod environment;
 pub mod error;
 pub mod transport;
 
 pub use config::{ConnectionConfig, Endpoint, SaslMechanism, TlsConfig};
 pub use connection::{Connection, PublisherListener, ServerInfo, SubscriptionListener};
+pub use consumer::{
+    Consumer, ConsumerConfig, ConsumerEvents, ConsumerRecord, ConsumerStats, CreditPolicy,
+    DeliveredChunk,
+};
 pub use environment::{Environment, Role, StreamLocation, StreamStatistics};
 pub use error::{ClientError, Result};
