@@ -7,6 +7,7 @@ pub mod connection;
 pub mod consumer;
 pub mod environment;
 pub mod error;
+pub mod producer;
 pub mod transport;
 
 pub use config::{ConnectionConfig, Endpoint, SaslMechanism, TlsConfig};
@@ -17,3 +18,7 @@ pub use consumer::{
 };
 pub use environment::{Environment, Role, StreamLocation, StreamStatistics};
 pub use error::{ClientError, Result};
+pub use producer::{
+    BodyFormat, Confirm, ConfirmStatus, OutgoingMessage, Producer, ProducerConfig, ProducerEvents,
+    ProducerStats,
+};

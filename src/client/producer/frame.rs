@@ -1,0 +1,276 @@
+//! The Publish frame a producer is filling: entries are encoded straight into one
+//! [`BytesMut`], the body copied once, and the finished frame is split off as [`Bytes`] for
+//! [`Connection::send_bytes`](crate::client::Connection::send_bytes).
+//!
+//! Same wire layout as [`PublishFrameWriter`](crate::protocol::commands::PublishFrameWriter)
+//! (checked against the codec's decoder in the tests below), plus one thing it cannot do: wrap
+//! a body as an AMQP 1.0 message with a single data section *while* copying it into the frame
+//! (`00 53 75` + `a0 len8` or `b0 len32`, then the bytes), with no intermediate buffer.
+//!
+//! The frame always starts at offset 0 of the buffer: [`FrameBuf::finish`] splits it off, and
+//! the buffer keeps the rest of its capacity for the next frame, so frames share allocations
+//! ([`BUF_CHUNK`] bytes at a time) instead of allocating per frame or per message.
+
+use std::time::Instant;
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::BodyFormat;
+use crate::protocol::codes::key;
+use crate::protocol::commands::{PUBLISH_HEADER_LEN, PublishVersion, simple_entry_len};
+
+/// Capacity reserved at a time for frames.
+const BUF_CHUNK: usize = 512 * 1024;
+/// Below this much spare capacity a new frame reserves [`BUF_CHUNK`] more.
+const BUF_LOW: usize = 64 * 1024;
+
+/// AMQP 1.0 data section header: described type `0x00`, smallulong descriptor `0x53 0x75`
+/// (`amqp:data:binary`).
+const DATA_SECTION: [u8; 3] = [0x00, 0x53, 0x75];
+/// `vbin8` constructor: one length byte.
+const VBIN8: u8 = 0xa0;
+/// `vbin32` constructor: four length bytes.
+const VBIN32: u8 = 0xb0;
+
+/// Bytes the body takes in the entry once formatted: the body itself, plus 5 (up to 255
+/// bytes) or 8 bytes of AMQP data-section header for [`BodyFormat::AmqpData`].
+pub(super) fn encoded_body_len(format: BodyFormat, body_len: usize) -> usize {
+    match format {
+        BodyFormat::Raw => body_len,
+        BodyFormat::AmqpData if body_len <= u8::MAX as usize => body_len + 5,
+        BodyFormat::AmqpData => body_len + 8,
+    }
+}
+
+/// Bytes a message takes as a simple entry of a frame of `version`.
+pub(super) fn entry_len(
+    version: PublishVersion,
+    filter_value: Option<&str>,
+    format: BodyFormat,
+    body_len: usize,
+) -> usize {
+    simple_entry_len(version, filter_value, encoded_body_len(format, body_len))
+}
+
+/// The frame being filled (if any) and its buffer.
+#[derive(Debug)]
+pub(super) struct FrameBuf {
+    buf: BytesMut,
+    version: PublishVersion,
+    count: u32,
+    /// When the first entry was written.
+    started: Instant,
+}
+
+impl FrameBuf {
+    pub(super) fn new() -> Self {
+        FrameBuf {
+            buf: BytesMut::new(),
+            version: PublishVersion::V1,
+            count: 0,
+            started: Instant::now(),
+        }
+    }
+
+    /// Whether a frame has been begun (and not finished or discarded).
+    pub(super) fn is_open(&self) -> bool {
+        !self.buf.is_empty()
+    }
+
+    pub(super) fn version(&self) -> PublishVersion {
+        self.version
+    }
+
+    /// Entries in the open frame.
+    pub(super) fn count(&self) -> u32 {
+        self.count
+    }
+
+    /// Bytes of the open frame so far, size prefix included.
+    pub(super) fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// When the open frame got its first entry.
+    pub(super) fn started(&self) -> Instant {
+        self.started
+    }
+
+    /// Starts a frame (size and count are patched by [`finish`](Self::finish)).
+    pub(super) fn begin(&mut self, publisher_id: u8, version: PublishVersion, now: Instant) {
+        debug_assert!(!self.is_open());
+        if self.buf.capacity() < BUF_LOW {
+            self.buf.reserve(BUF_CHUNK);
+        }
+        self.buf.put_u32(0);
+        self.buf.put_u16(key::PUBLISH);
+        self.buf.put_u16(version.as_u16());
+        self.buf.put_u8(publisher_id);
+        self.buf.put_i32(0);
+        self.version = version;
+        self.count = 0;
+        self.started = now;
+    }
+
+    /// Appends one simple entry. The caller has checked what the codec would check: a filter
+    /// value only in a v2 frame and at most `i16::MAX` bytes, the formatted body at most
+    /// `i32::MAX` bytes, the frame within `frame_max`.
+    pub(super) fn push(
+        &mut self,
+        publishing_id: u64,
+        filter_value: Option<&str>,
+        format: BodyFormat,
+        body: &[u8],
+    ) {
+        debug_assert!(self.is_open());
+        debug_assert!(filter_value.is_none() || self.version == PublishVersion::V2);
+        let b = &mut self.buf;
+        b.put_u64(publishing_id);
+        if self.version == PublishVersion::V2 {
+            match filter_value {
+                Some(f) => {
+                    b.put_i16(f.len() as i16);
+                    b.put_slice(f.as_bytes());
+                }
+                None => b.put_i16(-1),
+            }
+        }
+        b.put_u32(encoded_body_len(format, body.len()) as u32);
+        if format == BodyFormat::AmqpData {
+            b.put_slice(&DATA_SECTION);
+            match u8::try_from(body.len()) {
+                Ok(n) => {
+                    b.put_u8(VBIN8);
+                    b.put_u8(n);
+                }
+                Err(_) => {
+                    b.put_u8(VBIN32);
+                    b.put_u32(body.len() as u32);
+                }
+            }
+        }
+        b.put_slice(body);
+        self.count += 1;
+    }
+
+    /// Patches count and size and splits the finished frame off; `None` when no frame is
+    /// open.
+    pub(super) fn finish(&mut self) -> Option<Bytes> {
+        if !self.is_open() {
+            return None;
+        }
+        let size = (self.buf.len() - 4) as u32;
+        self.buf[..4].copy_from_slice(&size.to_be_bytes());
+        self.buf[PUBLISH_HEADER_LEN - 4..PUBLISH_HEADER_LEN]
+            .copy_from_slice(&self.count.to_be_bytes());
+        self.count = 0;
+        Some(self.buf.split().freeze())
+    }
+
+    /// Drops the open frame, if any.
+    pub(super) fn discard(&mut self) {
+        self.buf.clear();
+        self.count = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::amqp::{Message, MessageView};
+    use crate::protocol::commands::{Frame, Publish, PublishEntry, split_frame};
+
+    fn decode(frame: Bytes) -> Publish {
+        let mut b = BytesMut::from(&frame[..]);
+        let body = split_frame(&mut b, 0).unwrap().unwrap();
+        assert!(b.is_empty());
+        match Frame::decode(body).unwrap() {
+            Frame::Publish(p) => p,
+            f => panic!("not a publish frame: {f:?}"),
+        }
+    }
+
+    #[test]
+    fn amqp_data_wrapping_matches_the_amqp_encoder() {
+        for len in [0usize, 1, 255, 256, 70_000] {
+            let body: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let mut f = FrameBuf::new();
+            f.begin(3, PublishVersion::V1, Instant::now());
+            f.push(7, None, BodyFormat::AmqpData, &body);
+            let p = decode(f.finish().unwrap());
+            let PublishEntry::Simple { body: got, .. } = &p.entries[0] else {
+                panic!("simple entry expected")
+            };
+            let mut want = BytesMut::new();
+            Message::new(&body[..]).encode(&mut want).unwrap();
+            assert_eq!(&got[..], &want[..], "len {len}");
+            assert_eq!(got.len(), encoded_body_len(BodyFormat::AmqpData, len));
+            let view = MessageView::parse(got).unwrap();
+            assert_eq!(view.body_bytes(), Some(&body[..]));
+        }
+    }
+
+    #[test]
+    fn frames_decode_with_the_codec_in_both_versions() {
+        let mut f = FrameBuf::new();
+        assert!(f.finish().is_none());
+        f.begin(9, PublishVersion::V1, Instant::now());
+        f.push(1, None, BodyFormat::Raw, b"raw");
+        f.push(2, None, BodyFormat::AmqpData, b"amqp");
+        let len = f.len();
+        let frame = f.finish().unwrap();
+        assert_eq!(frame.len(), len);
+        assert_eq!(
+            len,
+            PUBLISH_HEADER_LEN
+                + entry_len(PublishVersion::V1, None, BodyFormat::Raw, 3)
+                + entry_len(PublishVersion::V1, None, BodyFormat::AmqpData, 4)
+        );
+        let p = decode(frame);
+        assert_eq!((p.publisher_id, p.version), (9, PublishVersion::V1));
+        assert_eq!(p.entries.len(), 2);
+        assert_eq!(
+            p.entries[0],
+            PublishEntry::Simple {
+                publishing_id: 1,
+                filter_value: None,
+                body: Bytes::from_static(b"raw"),
+            }
+        );
+        assert_eq!(p.entries[1].publishing_id(), 2);
+
+        // The buffer is reused for the next frame.
+        assert!(!f.is_open());
+        f.begin(9, PublishVersion::V2, Instant::now());
+        f.push(3, Some("eu"), BodyFormat::Raw, b"x");
+        f.push(4, None, BodyFormat::Raw, b"y");
+        assert_eq!(f.count(), 2);
+        let p = decode(f.finish().unwrap());
+        assert_eq!(p.version, PublishVersion::V2);
+        assert_eq!(
+            p.entries,
+            vec![
+                PublishEntry::Simple {
+                    publishing_id: 3,
+                    filter_value: Some("eu".into()),
+                    body: Bytes::from_static(b"x"),
+                },
+                PublishEntry::Simple {
+                    publishing_id: 4,
+                    filter_value: None,
+                    body: Bytes::from_static(b"y"),
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn discard_forgets_the_open_frame() {
+        let mut f = FrameBuf::new();
+        f.begin(0, PublishVersion::V1, Instant::now());
+        f.push(1, None, BodyFormat::Raw, b"a");
+        f.discard();
+        assert!(!f.is_open());
+        assert!(f.finish().is_none());
+    }
+}
