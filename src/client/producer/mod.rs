@@ -34,9 +34,10 @@
 //! anyway), the connection's reader task never takes it on the confirm path.
 //!
 //! The producer's state is not tied to a connection: the connection and publisher id live
-//! behind the frame lock and are attached by [`Shared::attach`], with a generation number that
-//! makes callbacks from a previous attachment harmless — the hook automatic recovery needs
-//! (re-declare on a new connection, then resend what is unconfirmed).
+//! behind the frame lock and are attached in one internal step (register the listener, then
+//! DeclarePublisher), with a generation number that makes callbacks from a previous
+//! attachment harmless — the hook automatic recovery needs (re-declare on a new connection,
+//! then resend what is unconfirmed).
 //!
 //! Not yet: sub-entry batching and compression (the frame builder in `frame.rs` is where a
 //! sub-entry accumulator goes; one publishing id will then cover several tags), and recovery.
@@ -1310,6 +1311,13 @@ mod tests {
         );
         assert_eq!(OutgoingMessage::raw(b"x").format, BodyFormat::Raw);
         assert_eq!(BodyFormat::default(), BodyFormat::AmqpData);
+    }
+
+    #[test]
+    fn producer_is_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<Producer>();
+        check::<OutgoingMessage<'static>>();
     }
 
     #[test]

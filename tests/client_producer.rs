@@ -1,0 +1,827 @@
+//! The async core's producer against the real brokers of `scripts/broker`:
+//! `RMQS_TEST_URI` (default `rabbitmq-stream://guest:guest@localhost:5552/%2f`, RabbitMQ 4.x)
+//! and `RMQS_TEST_LEGACY_URI` (RabbitMQ 3.10.8; that test is skipped, with a notice, when the
+//! variable is unset — `scripts/test` sets it).
+//!
+//! Async setup runs in `block_on`; the producer's synchronous calls (`send`, `send_batch`,
+//! `flush`) are made from the test thread outside `block_on`, never on a runtime worker.
+//! What reached the stream is read back with a minimal subscriber written against
+//! `Connection` and the chunk codec (independent of the consumer under development).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rmqstream::client::connection::SubscriptionListener;
+use rmqstream::client::producer::{DEFAULT_BATCH_SIZE, DEFAULT_MAX_IN_FLIGHT};
+use rmqstream::client::{
+    BodyFormat, ClientError, Confirm, ConfirmStatus, ConnectionConfig, Environment,
+    OutgoingMessage, Producer, ProducerConfig, ProducerEvents, Role,
+};
+use rmqstream::protocol::amqp::MessageView;
+use rmqstream::protocol::chunk::{Chunk, ChunkDecoder};
+use rmqstream::protocol::codes::{OffsetSpec, ResponseCode};
+use rmqstream::protocol::commands::{Credit, Deliver, Frame, Subscribe, Unsubscribe};
+use tokio::runtime::Runtime;
+use tokio::sync::mpsc;
+
+const DEFAULT_URI: &str = "rabbitmq-stream://guest:guest@localhost:5552/%2f";
+const WAIT: Duration = Duration::from_secs(30);
+
+fn uri() -> String {
+    std::env::var("RMQS_TEST_URI").unwrap_or_else(|_| DEFAULT_URI.to_string())
+}
+
+fn unique(prefix: &str) -> String {
+    let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    format!("{prefix}-{}-{}", std::process::id(), t.as_nanos())
+}
+
+fn runtime() -> Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// An environment and a fresh stream, deleted by [`Fixture::finish`].
+struct Fixture {
+    rt: Runtime,
+    env: Environment,
+    stream: String,
+}
+
+impl Fixture {
+    fn new(prefix: &str) -> Fixture {
+        Self::with_uri(&uri(), prefix)
+    }
+
+    fn with_uri(uri: &str, prefix: &str) -> Fixture {
+        let rt = runtime();
+        let stream = unique(prefix);
+        let env = rt.block_on(async {
+            let mut cfg = ConnectionConfig::default();
+            cfg.apply_uri(uri).unwrap();
+            cfg.connection_name = format!("client_producer test {prefix}");
+            let env = Environment::connect(cfg).await.unwrap();
+            assert!(env.create_stream(&stream, &[]).await.unwrap());
+            env
+        });
+        Fixture { rt, env, stream }
+    }
+
+    fn producer(&self, config: ProducerConfig, events: &Arc<Collector>) -> Producer {
+        let events: Arc<dyn ProducerEvents> = events.clone();
+        self.rt
+            .block_on(Producer::new(&self.env, &self.stream, config, events))
+            .unwrap()
+    }
+
+    fn close(&self, p: &Producer) {
+        self.rt.block_on(p.close(WAIT)).unwrap();
+    }
+
+    fn sequence(&self, name: &str) -> u64 {
+        self.rt
+            .block_on(self.env.query_publisher_sequence(name, &self.stream))
+            .unwrap()
+    }
+
+    /// Reads records from offset 0 until `n` arrived.
+    fn read(&self, n: usize) -> ReadBack {
+        self.rt.block_on(read_stream(&self.env, &self.stream, n))
+    }
+
+    fn finish(self) {
+        self.rt.block_on(async {
+            let _ = self.env.delete_stream(&self.stream).await;
+            self.env.close().await;
+        });
+    }
+}
+
+/// Collects every outcome; lets the test wait for a count.
+#[derive(Default)]
+struct Collector {
+    seen: Mutex<Vec<Confirm>>,
+    cv: Condvar,
+}
+
+impl ProducerEvents for Collector {
+    fn confirms(&self, batch: &[Confirm]) {
+        assert!(!batch.is_empty(), "empty confirm batch");
+        self.seen.lock().unwrap().extend_from_slice(batch);
+        self.cv.notify_all();
+    }
+}
+
+impl Collector {
+    fn new() -> Arc<Collector> {
+        Arc::new(Collector::default())
+    }
+
+    fn all(&self) -> Vec<Confirm> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    /// Waits until at least `n` outcomes arrived.
+    fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Confirm> {
+        let deadline = Instant::now() + timeout;
+        let mut seen = self.seen.lock().unwrap();
+        while seen.len() < n {
+            let now = Instant::now();
+            assert!(
+                now < deadline,
+                "only {} of {n} outcomes arrived",
+                seen.len()
+            );
+            seen = self.cv.wait_timeout(seen, deadline - now).unwrap().0;
+        }
+        seen.clone()
+    }
+
+    /// Outcomes by tag; panics on a tag reported twice.
+    fn by_tag(&self) -> HashMap<usize, Confirm> {
+        let mut map = HashMap::new();
+        for c in self.all() {
+            assert!(
+                map.insert(c.tag, c).is_none(),
+                "tag {} reported twice",
+                c.tag
+            );
+        }
+        map
+    }
+}
+
+/// What a subscriber read.
+struct ReadBack {
+    /// `(offset, record bytes)`.
+    records: Vec<(u64, Vec<u8>)>,
+    /// Ids of the chunks received.
+    chunk_ids: Vec<u64>,
+}
+
+impl ReadBack {
+    /// The body of every record: the data section of AMQP messages, raw records as they are.
+    fn bodies(&self) -> Vec<Vec<u8>> {
+        self.records
+            .iter()
+            .map(|(_, r)| match MessageView::parse(r) {
+                Ok(view) => view.body_bytes().expect("one data section").to_vec(),
+                Err(_) => r.clone(),
+            })
+            .collect()
+    }
+}
+
+struct Sub(mpsc::UnboundedSender<Deliver>);
+
+impl SubscriptionListener for Sub {
+    fn deliver(&self, deliver: Deliver) {
+        let _ = self.0.send(deliver);
+    }
+    fn credit_error(&self, code: ResponseCode) {
+        panic!("credit error {code}");
+    }
+    fn consumer_update(&self, _: u32, _: bool) {}
+    fn stream_unavailable(&self, _: ResponseCode) {}
+    fn connection_closed(&self, _: &ClientError) {}
+}
+
+/// Subscribes from the first offset with the bare connection API and collects `n` records.
+async fn read_stream(env: &Environment, stream: &str, n: usize) -> ReadBack {
+    let conn = env.data_connection(stream, Role::Consumer).await.unwrap();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let sid = conn
+        .register_subscription(stream, Arc::new(Sub(tx)))
+        .unwrap()
+        .unwrap();
+    let r = conn
+        .request("subscribe", |correlation_id| {
+            Frame::Subscribe(Subscribe {
+                correlation_id,
+                subscription_id: sid,
+                stream: stream.into(),
+                offset_spec: OffsetSpec::First,
+                credit: 5,
+                properties: vec![],
+            })
+        })
+        .await
+        .unwrap();
+    match r {
+        Frame::SubscribeResponse(r) => assert!(r.code.is_ok(), "subscribe: {}", r.code),
+        f => panic!("unexpected answer to subscribe: {f:?}"),
+    }
+    let mut decoder = ChunkDecoder::new();
+    let mut out = ReadBack {
+        records: Vec::new(),
+        chunk_ids: Vec::new(),
+    };
+    while out.records.len() < n {
+        let d = tokio::time::timeout(WAIT, rx.recv())
+            .await
+            .unwrap_or_else(|_| panic!("only {} of {n} records read", out.records.len()))
+            .unwrap();
+        let chunk = Chunk::parse(d.chunk).unwrap();
+        chunk.verify_crc().unwrap();
+        out.chunk_ids.push(chunk.chunk_id());
+        decoder
+            .for_each_record(&chunk, |r| out.records.push((r.offset, r.body.to_vec())))
+            .unwrap();
+        conn.send_frame(&Frame::Credit(Credit {
+            subscription_id: sid,
+            credit: 1,
+        }))
+        .unwrap();
+    }
+    let _ = conn
+        .request("unsubscribe", |correlation_id| {
+            Frame::Unsubscribe(Unsubscribe {
+                correlation_id,
+                subscription_id: sid,
+            })
+        })
+        .await;
+    conn.unregister_subscription(sid);
+    out
+}
+
+fn payload(prefix: &str, i: usize) -> Vec<u8> {
+    format!("{prefix}-{i:06}").into_bytes()
+}
+
+#[test]
+fn ten_thousand_messages_confirmed_once_each_and_read_back() {
+    const N: usize = 10_000;
+    let f = Fixture::new("prod-10k");
+    let events = Collector::new();
+    let p = f.producer(ProducerConfig::default(), &events);
+    assert_eq!(p.last_publishing_id(), None);
+
+    let bodies: Vec<Vec<u8>> = (0..N).map(|i| payload("m", i)).collect();
+    let start = Instant::now();
+    for (i, body) in bodies.iter().enumerate() {
+        // Every 10th raw, the rest AMQP: both formats share frames.
+        let msg = OutgoingMessage {
+            format: if i % 10 == 3 {
+                BodyFormat::Raw
+            } else {
+                BodyFormat::AmqpData
+            },
+            ..OutgoingMessage::new(body).tag(i)
+        };
+        let id = p.send(&msg, Some(WAIT)).unwrap();
+        assert_eq!(id, i as u64, "anonymous ids count from 0");
+    }
+    p.flush(WAIT).unwrap();
+    let elapsed = start.elapsed();
+    println!(
+        "10k messages sent and confirmed in {elapsed:?} ({:.0} msg/s)",
+        N as f64 / elapsed.as_secs_f64()
+    );
+
+    let by_tag = events.by_tag();
+    assert_eq!(by_tag.len(), N);
+    for (tag, c) in &by_tag {
+        assert_eq!(c.status, ConfirmStatus::Confirmed, "tag {tag}");
+        assert_eq!(c.publishing_id, *tag as u64);
+    }
+    let st = p.stats();
+    assert_eq!(
+        (st.published, st.confirmed, st.errored, st.in_flight),
+        (N as u64, N as u64, 0, 0)
+    );
+    assert_eq!(p.last_publishing_id(), Some(N as u64 - 1));
+
+    let back = f.read(N);
+    assert_eq!(back.records.len(), N);
+    for (i, (offset, _)) in back.records.iter().enumerate() {
+        assert_eq!(*offset, i as u64);
+    }
+    assert_eq!(back.bodies(), bodies, "bodies read back in order");
+    // The AMQP-wrapped ones are real AMQP messages, the raw ones are not.
+    assert!(MessageView::parse(&back.records[0].1).is_ok());
+    assert!(MessageView::parse(&back.records[3].1).is_err());
+    let stats = f.rt.block_on(f.env.stream_stats(&f.stream)).unwrap();
+    assert_eq!(
+        stats.committed_chunk_id,
+        *back.chunk_ids.last().unwrap() as i64
+    );
+    f.close(&p);
+    f.finish();
+}
+
+#[test]
+fn named_producers_deduplicate_on_the_broker() {
+    let f = Fixture::new("prod-dedup");
+    let name = unique("dedup");
+    let config = || ProducerConfig {
+        name: Some(name.clone()),
+        ..Default::default()
+    };
+
+    let ev1 = Collector::new();
+    let p1 = f.producer(config(), &ev1);
+    let first: Vec<Vec<u8>> = (0..100).map(|i| payload("first", i)).collect();
+    for (i, b) in first.iter().enumerate() {
+        let m = OutgoingMessage::new(b).publishing_id(i as u64).tag(i);
+        assert_eq!(p1.send(&m, Some(WAIT)).unwrap(), i as u64);
+    }
+    p1.flush(WAIT).unwrap();
+    f.close(&p1);
+    assert_eq!(ev1.all().len(), 100);
+    assert_eq!(f.sequence(&name), 99);
+
+    // Same name, ids 50..149: the broker confirms all of them but stores only 100..149.
+    let ev2 = Collector::new();
+    let p2 = f.producer(config(), &ev2);
+    assert_eq!(p2.last_publishing_id(), Some(99), "broker's sequence");
+    let second: Vec<Vec<u8>> = (50..150).map(|i| payload("second", i)).collect();
+    let msgs: Vec<OutgoingMessage<'_>> = second
+        .iter()
+        .enumerate()
+        .map(|(k, b)| {
+            OutgoingMessage::new(b)
+                .publishing_id(50 + k as u64)
+                .tag(50 + k)
+        })
+        .collect();
+    assert_eq!(p2.send_batch(&msgs, Some(WAIT)).unwrap(), 100);
+    p2.flush(WAIT).unwrap();
+    let by_tag = ev2.by_tag();
+    assert_eq!(by_tag.len(), 100);
+    assert!(by_tag.values().all(|c| c.status.is_confirmed()));
+    f.close(&p2);
+    assert_eq!(f.sequence(&name), 149);
+
+    let back = f.read(150);
+    assert_eq!(back.records.len(), 150, "exactly 150 kept");
+    let mut want = first.clone();
+    want.extend(second[50..].iter().cloned());
+    assert_eq!(back.bodies(), want);
+    // Nothing after offset 149: the last chunk we read is the stream's last.
+    let stats = f.rt.block_on(f.env.stream_stats(&f.stream)).unwrap();
+    assert_eq!(
+        stats.committed_chunk_id,
+        *back.chunk_ids.last().unwrap() as i64
+    );
+    assert_eq!(back.records.last().unwrap().0, 149);
+    f.finish();
+}
+
+#[test]
+fn named_producer_restart_continues_after_the_last_id() {
+    let f = Fixture::new("prod-restart");
+    let name = unique("restart");
+    let config = || ProducerConfig {
+        name: Some(name.clone()),
+        ..Default::default()
+    };
+    let ev = Collector::new();
+    let p = f.producer(config(), &ev);
+    assert_eq!(p.last_publishing_id(), None, "unknown name");
+    let ids: Vec<u64> = (0..10)
+        .map(|_| p.send(&OutgoingMessage::new(b"one"), None).unwrap())
+        .collect();
+    // A new name starts at 1: the broker's 0 may mean "last id was 0".
+    assert_eq!(ids, (1..=10).collect::<Vec<_>>());
+    p.flush(WAIT).unwrap();
+    f.close(&p);
+    assert_eq!(f.sequence(&name), 10);
+
+    let ev = Collector::new();
+    let p = f.producer(config(), &ev);
+    assert_eq!(p.last_publishing_id(), Some(10));
+    for want in 11..=15 {
+        assert_eq!(p.send(&OutgoingMessage::new(b"two"), None).unwrap(), want);
+    }
+    p.flush(WAIT).unwrap();
+    assert!(ev.all().iter().all(|c| c.status.is_confirmed()));
+    f.close(&p);
+    assert_eq!(f.sequence(&name), 15);
+    assert_eq!(f.read(15).records.len(), 15);
+    f.finish();
+}
+
+#[test]
+fn in_flight_cap_gives_queue_full_then_resumes() {
+    let f = Fixture::new("prod-cap");
+    let ev = Collector::new();
+    let p = f.producer(
+        ProducerConfig {
+            max_in_flight: 10,
+            // Nothing leaves on its own: the 10 stay unconfirmed until flushed.
+            batch_delay: Duration::from_secs(600),
+            ..Default::default()
+        },
+        &ev,
+    );
+    for i in 0..10 {
+        p.send(&OutgoingMessage::new(b"x").tag(i), None).unwrap();
+    }
+    assert_eq!(p.stats().in_flight, 10);
+    let full = p.send(&OutgoingMessage::new(b"x"), None);
+    assert!(matches!(full, Err(ClientError::QueueFull(10))), "{full:?}");
+    let partial = p.send_batch(&[OutgoingMessage::new(b"x")], None);
+    assert!(matches!(partial, Err(ClientError::QueueFull(10))));
+    assert_eq!(p.stats().published, 10, "refused messages are not counted");
+
+    p.flush(WAIT).unwrap();
+    assert_eq!(p.stats().in_flight, 0);
+    assert_eq!(ev.all().len(), 10);
+
+    // Room again: 10 fit, then a batch accepts only what fits without waiting.
+    let bodies: Vec<Vec<u8>> = (0..25).map(|i| payload("b", i)).collect();
+    let msgs: Vec<_> = bodies
+        .iter()
+        .enumerate()
+        .map(|(i, b)| OutgoingMessage::new(b).tag(100 + i))
+        .collect();
+    assert_eq!(p.send_batch(&msgs, None).unwrap(), 10);
+    // With a wait it sends the partial frame itself and blocks for room as confirms come.
+    assert_eq!(p.send_batch(&msgs[10..], Some(WAIT)).unwrap(), 15);
+    p.flush(WAIT).unwrap();
+    let by_tag = ev.by_tag();
+    assert_eq!(by_tag.len(), 35);
+    assert!(by_tag.values().all(|c| c.status.is_confirmed()));
+
+    // A zero wait sends what is pending but does not block: Timeout, not QueueFull.
+    for _ in 0..10 {
+        p.send(&OutgoingMessage::new(b"x"), None).unwrap();
+    }
+    let r = p.send(&OutgoingMessage::new(b"x"), Some(Duration::ZERO));
+    assert!(matches!(r, Err(ClientError::Timeout(..))), "{r:?}");
+    p.flush(WAIT).unwrap();
+    f.close(&p);
+    assert_eq!(p.stats().confirmed, 45);
+    f.finish();
+}
+
+#[test]
+fn filter_values_use_publish_v2() {
+    let f = Fixture::new("prod-filter");
+    let ev = Collector::new();
+    let p = f.producer(ProducerConfig::default(), &ev);
+    let regions = ["eu", "us", "apac"];
+    for i in 0..300usize {
+        let body = payload("f", i);
+        let mut m = OutgoingMessage::new(&body).tag(i);
+        // Unfiltered messages in between: frames switch between v1 and v2.
+        if i % 7 != 0 {
+            m = m.filter_value(regions[i % 3]);
+        }
+        assert_eq!(p.send(&m, None).unwrap(), i as u64);
+    }
+    p.flush(WAIT).unwrap();
+    let by_tag = ev.by_tag();
+    assert_eq!(by_tag.len(), 300);
+    assert!(by_tag.values().all(|c| c.status.is_confirmed()));
+    let back = f.read(300);
+    assert_eq!(
+        back.bodies(),
+        (0..300).map(|i| payload("f", i)).collect::<Vec<_>>()
+    );
+    f.close(&p);
+    f.finish();
+}
+
+#[test]
+fn filter_values_on_the_legacy_broker_are_unsupported() {
+    let Ok(uri) = std::env::var("RMQS_TEST_LEGACY_URI") else {
+        eprintln!(
+            "NOTICE: RMQS_TEST_LEGACY_URI is unset: filter-value test against RabbitMQ 3.10 \
+             skipped (scripts/test sets it; or `scripts/broker start --legacy` and \
+             RMQS_TEST_LEGACY_URI=$(scripts/broker uri --legacy))"
+        );
+        return;
+    };
+    let f = Fixture::with_uri(&uri, "prod-legacy");
+    let ev = Collector::new();
+    let p = f.producer(ProducerConfig::default(), &ev);
+    let r = p.send(&OutgoingMessage::new(b"x").filter_value("eu"), None);
+    match r {
+        Err(ClientError::Unsupported { needs, broker, .. }) => {
+            assert_eq!(needs, "3.13");
+            assert!(broker.starts_with("3.10"), "{broker}");
+        }
+        r => panic!("expected Unsupported, got {r:?}"),
+    }
+    assert_eq!(p.stats().published, 0);
+    // Plain messages work there.
+    assert_eq!(p.send(&OutgoingMessage::new(b"x"), None).unwrap(), 0);
+    p.flush(WAIT).unwrap();
+    assert_eq!(ev.all()[0].status, ConfirmStatus::Confirmed);
+    f.close(&p);
+    f.finish();
+}
+
+#[test]
+fn a_message_larger_than_a_frame_is_invalid() {
+    let f = Fixture::new("prod-big");
+    let frame_max = f.rt.block_on(f.env.server_info()).unwrap().frame_max as usize;
+    assert!(frame_max > 0);
+    let ev = Collector::new();
+    let p = f.producer(ProducerConfig::default(), &ev);
+
+    // Raw v1 entry: 8 id + 4 size + body, after a 13-byte frame header.
+    let exact = vec![7u8; frame_max - 13 - 12];
+    let too_big = vec![7u8; exact.len() + 1];
+    let r = p.send(&OutgoingMessage::raw(&too_big), None);
+    match r {
+        Err(ClientError::InvalidArgument(why)) => {
+            assert!(why.contains(&too_big.len().to_string()), "{why}");
+            assert!(why.contains(&frame_max.to_string()), "{why}");
+        }
+        r => panic!("expected InvalidArgument, got {r:?}"),
+    }
+    // AMQP wrapping adds 8 bytes: the raw maximum no longer fits.
+    assert!(matches!(
+        p.send(&OutgoingMessage::new(&exact), None),
+        Err(ClientError::InvalidArgument(_))
+    ));
+    // In a batch, the valid prefix is accepted and the count returned.
+    let batch = [
+        OutgoingMessage::raw(b"small"),
+        OutgoingMessage::raw(&too_big),
+    ];
+    assert_eq!(p.send_batch(&batch, None).unwrap(), 1);
+    // Exactly a frame's worth goes through.
+    p.send(&OutgoingMessage::raw(&exact), None).unwrap();
+    p.flush(WAIT).unwrap();
+    let all = ev.all();
+    assert_eq!(all.len(), 2);
+    assert!(all.iter().all(|c| c.status.is_confirmed()));
+    let back = f.read(2);
+    assert_eq!(back.records[1].1.len(), exact.len());
+    f.close(&p);
+    f.finish();
+}
+
+#[test]
+fn explicit_ids_must_increase() {
+    let f = Fixture::new("prod-ids");
+    let ev = Collector::new();
+    let p = f.producer(ProducerConfig::default(), &ev);
+    assert_eq!(
+        p.send(&OutgoingMessage::new(b"a").publishing_id(5), None)
+            .unwrap(),
+        5
+    );
+    for bad in [5, 4, u64::MAX] {
+        let r = p.send(&OutgoingMessage::new(b"b").publishing_id(bad), None);
+        assert!(
+            matches!(r, Err(ClientError::InvalidArgument(_))),
+            "{bad}: {r:?}"
+        );
+    }
+    // Automatic ids continue after the last explicit one.
+    assert_eq!(p.send(&OutgoingMessage::new(b"c"), None).unwrap(), 6);
+    assert_eq!(p.last_publishing_id(), Some(6));
+    p.flush(WAIT).unwrap();
+    assert_eq!(p.stats().confirmed, 2);
+    f.close(&p);
+    f.finish();
+}
+
+#[test]
+fn send_after_close_is_closed_and_close_is_idempotent() {
+    let f = Fixture::new("prod-close");
+    let ev = Collector::new();
+    let p = f.producer(
+        ProducerConfig {
+            batch_delay: Duration::from_secs(600),
+            ..Default::default()
+        },
+        &ev,
+    );
+    for i in 0..50 {
+        p.send(&OutgoingMessage::new(b"x").tag(i), None).unwrap();
+    }
+    // close sends the partial frame and waits for its confirms.
+    f.close(&p);
+    let by_tag = ev.by_tag();
+    assert_eq!(by_tag.len(), 50);
+    assert!(by_tag.values().all(|c| c.status.is_confirmed()));
+    let r = p.send(&OutgoingMessage::new(b"x"), None);
+    assert!(matches!(r, Err(ClientError::Closed(_))), "{r:?}");
+    let r = p.send_batch(&[OutgoingMessage::new(b"x")], Some(WAIT));
+    assert!(matches!(r, Err(ClientError::Closed(_))), "{r:?}");
+    f.close(&p);
+    p.flush(WAIT).unwrap();
+    assert_eq!(p.stats().published, 50);
+    f.finish();
+}
+
+#[test]
+fn dropping_without_close_reports_closed() {
+    let f = Fixture::new("prod-drop");
+    let ev = Collector::new();
+    let p = f.producer(
+        ProducerConfig {
+            batch_delay: Duration::from_secs(600),
+            ..Default::default()
+        },
+        &ev,
+    );
+    for i in 0..5 {
+        p.send(&OutgoingMessage::new(b"x").tag(i), None).unwrap();
+    }
+    drop(p);
+    let all = ev.wait_for(5, WAIT);
+    assert!(all.iter().all(|c| c.status == ConfirmStatus::Closed));
+    f.finish();
+}
+
+#[test]
+fn confirm_timeout_completes_unconfirmed_messages() {
+    let f = Fixture::new("prod-timeout");
+    let ev = Collector::new();
+    // The frame is never due on its own, so its messages are never confirmed in time.
+    let p = f.producer(
+        ProducerConfig {
+            batch_delay: Duration::from_secs(600),
+            confirm_timeout: Duration::from_millis(50),
+            ..Default::default()
+        },
+        &ev,
+    );
+    let start = Instant::now();
+    for i in 0..20 {
+        p.send(&OutgoingMessage::new(b"late").tag(i), None).unwrap();
+    }
+    let all = ev.wait_for(20, WAIT);
+    assert!(start.elapsed() >= Duration::from_millis(50));
+    assert!(
+        all.iter().all(|c| c.status == ConfirmStatus::Timeout),
+        "{all:?}"
+    );
+    let st = p.stats();
+    assert_eq!((st.errored, st.in_flight, st.confirmed), (20, 0, 0));
+    // Closing sends the frame; the broker's late confirms are not reported again.
+    f.close(&p);
+    assert_eq!(ev.by_tag().len(), 20);
+    f.finish();
+}
+
+#[test]
+fn deleting_the_stream_completes_in_flight_messages_with_closed() {
+    let f = Fixture::new("prod-deleted");
+    let ev = Collector::new();
+    let p = f.producer(
+        ProducerConfig {
+            batch_delay: Duration::from_secs(600),
+            ..Default::default()
+        },
+        &ev,
+    );
+    for i in 0..30 {
+        p.send(&OutgoingMessage::new(b"x").tag(i), None).unwrap();
+    }
+    f.rt.block_on(f.env.delete_stream(&f.stream)).unwrap();
+    let all = ev.wait_for(30, WAIT);
+    assert!(all.iter().all(|c| c.status == ConfirmStatus::Closed));
+    assert_eq!(p.stats().in_flight, 0);
+    let r = p.send(&OutgoingMessage::new(b"x"), None);
+    match r {
+        Err(ClientError::Closed(why)) => assert!(why.contains(&f.stream), "{why}"),
+        r => panic!("expected Closed, got {r:?}"),
+    }
+    f.close(&p);
+    assert_eq!(ev.by_tag().len(), 30);
+    f.finish();
+}
+
+#[test]
+fn flush_waits_until_nothing_is_in_flight() {
+    let f = Fixture::new("prod-flush");
+    let ev = Collector::new();
+    let p = f.producer(
+        ProducerConfig {
+            batch_delay: Duration::from_secs(600),
+            batch_size: 1000,
+            ..Default::default()
+        },
+        &ev,
+    );
+    let body = [1u8; 64];
+    for i in 0..500 {
+        p.send(&OutgoingMessage::new(&body).tag(i), None).unwrap();
+    }
+    assert_eq!(p.stats().in_flight, 500, "nothing sent yet");
+    assert!(ev.all().is_empty());
+    p.flush(WAIT).unwrap();
+    // Every callback has returned by the time flush does.
+    assert_eq!(p.stats().in_flight, 0);
+    assert_eq!(ev.all().len(), 500);
+    assert_eq!(p.stats().confirmed, 500);
+    f.close(&p);
+    f.finish();
+}
+
+#[test]
+fn concurrent_senders_share_one_producer() {
+    const THREADS: usize = 4;
+    const EACH: usize = 2_500;
+    let f = Fixture::new("prod-threads");
+    let ev = Collector::new();
+    let p = Arc::new(f.producer(ProducerConfig::default(), &ev));
+    let handles: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let p = p.clone();
+            std::thread::spawn(move || {
+                for i in 0..EACH {
+                    let body = payload(&format!("t{t}"), i);
+                    p.send(&OutgoingMessage::new(&body).tag(t * EACH + i), Some(WAIT))
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    p.flush(WAIT).unwrap();
+    let by_tag = ev.by_tag();
+    assert_eq!(by_tag.len(), THREADS * EACH);
+    let mut ids: Vec<u64> = by_tag.values().map(|c| c.publishing_id).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, (0..(THREADS * EACH) as u64).collect::<Vec<_>>());
+    // Each thread's messages are stored in its own order.
+    let back = f.read(THREADS * EACH);
+    for t in 0..THREADS {
+        let prefix = format!("t{t}-");
+        let mine: Vec<Vec<u8>> = back
+            .bodies()
+            .into_iter()
+            .filter(|b| b.starts_with(prefix.as_bytes()))
+            .collect();
+        let want: Vec<Vec<u8>> = (0..EACH).map(|i| payload(&format!("t{t}"), i)).collect();
+        assert_eq!(mine, want);
+    }
+    f.close(&p);
+    f.finish();
+}
+
+/// Informational: prints the publish rate (no assertion on timing). Tunable for experiments:
+/// `RMQS_BENCH_MESSAGES`, `RMQS_BENCH_BATCH_SIZE`, `RMQS_BENCH_MAX_IN_FLIGHT`,
+/// `RMQS_BENCH_BODY` (bytes).
+#[test]
+fn publish_throughput() {
+    fn knob(name: &str, default: usize) -> usize {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    }
+    // Count only: storing half a million outcomes would dominate.
+    struct Count(AtomicUsize);
+    impl ProducerEvents for Count {
+        fn confirms(&self, batch: &[Confirm]) {
+            self.0.fetch_add(batch.len(), Ordering::Relaxed);
+        }
+    }
+
+    let n = knob("RMQS_BENCH_MESSAGES", 500_000);
+    let config = ProducerConfig {
+        batch_size: knob("RMQS_BENCH_BATCH_SIZE", DEFAULT_BATCH_SIZE),
+        max_in_flight: knob("RMQS_BENCH_MAX_IN_FLIGHT", DEFAULT_MAX_IN_FLIGHT),
+        ..Default::default()
+    };
+    let body = vec![0x5au8; knob("RMQS_BENCH_BODY", 100)];
+    let f = Fixture::new("prod-rate");
+    let count = Arc::new(Count(AtomicUsize::new(0)));
+    let events: Arc<dyn ProducerEvents> = count.clone();
+    let p =
+        f.rt.block_on(Producer::new(&f.env, &f.stream, config.clone(), events))
+            .unwrap();
+    let start = Instant::now();
+    for i in 0..n {
+        p.send(&OutgoingMessage::new(&body).tag(i), Some(WAIT))
+            .unwrap();
+    }
+    let sent = start.elapsed();
+    p.flush(WAIT).unwrap();
+    let done = start.elapsed();
+    assert_eq!(p.stats().confirmed, n as u64);
+    assert_eq!(count.0.load(Ordering::Relaxed), n, "every outcome reported");
+    println!(
+        "publish throughput: {n} x {}-byte AMQP messages, one thread, batch_size {}, \
+         max_in_flight {}: accepted in {sent:?}, all confirmed after {done:?} = {:.0} msg/s \
+         ({} build)",
+        body.len(),
+        config.batch_size,
+        config.max_in_flight,
+        n as f64 / done.as_secs_f64(),
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        }
+    );
+    f.close(&p);
+    f.finish();
+}
