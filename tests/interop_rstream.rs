@@ -7,22 +7,24 @@
 //!   bodies up to 70 kB; plain and in `none`/`gzip` sub-entry batches); rmqstream reads the
 //!   stream and every record must equal, byte for byte and field by field through
 //!   [`MessageView`], what the script's manifest says it sent.
-//! * `rmqstream_publishes_rstream_reads`: rmqstream publishes messages built with its
-//!   [`Message`] encoder (and one non-AMQP body); `tests/interop/rstream_consume.py` reads them
-//!   with rstream's `amqp_decoder`; rstream must see exactly our bytes, and decode every
-//!   header, property, annotation, application property and body (data, amqp-value,
-//!   amqp-sequence) to what we encoded.
-//! * `rmqstream_sub_entries_rstream_reads`: one sub-entry batch per codec published by
-//!   rmqstream; rstream must deliver the records of the codecs it has (1.1.1: `none` and
-//!   `gzip`) exactly, and drop — logging the error — the chunks of the others (snappy, lz4,
-//!   zstd); rmqstream reads all of them back.
+//! * `rmqstream_publishes_rstream_reads`: the async core's [`Producer`] publishes messages
+//!   built with our [`Message`] encoder as they are (`BodyFormat::Raw`; one of them not AMQP)
+//!   and plain bodies it wraps itself (`BodyFormat::AmqpData`: empty, 300 bytes, 70 kB);
+//!   `tests/interop/rstream_consume.py` reads them with rstream's `amqp_decoder`. rstream must
+//!   receive exactly our bytes (for the wrapped bodies: what our encoder writes for
+//!   `Message::new(body)`) and decode every header, property, annotation, application
+//!   property and body (data, amqp-value, amqp-sequence) to what we encoded.
+//! * `rmqstream_sub_entries_rstream_reads`: one sub-entry batch per codec, compressed by our
+//!   codec and published with [`PublishFrameWriter`] over a data connection of the async core
+//!   (the producer has no sub-entry batching yet); rstream must deliver the records of the
+//!   codecs it has (1.1.1: `none` and `gzip`) exactly, and drop — logging the error — the
+//!   chunks of the others (snappy, lz4, zstd). rmqstream reads all of them back, with the
+//!   consumer and with the codec.
 //!
 //! rmqstream reads twice: with the async core's [`Consumer`] (each record through
 //! `ConsumerRecord::amqp`, a [`MessageView`]), and with the codec driven by hand over a data
 //! connection of the async core (Subscribe, Deliver → [`ChunkDecoder`], Credit), which also
-//! tells which entry and codec each record came from. It publishes with the codec driven by
-//! hand over a data connection: DeclarePublisher, [`PublishFrameWriter`] (sub-entries from
-//! [`encode_sub_entry`]), PublishConfirm.
+//! tells which entry and codec each record came from.
 //!
 //! Python: `RMQS_PYTHON` if set (it must exist and have rstream), else the venv's
 //! `bin/python`. When neither is there the tests print a notice and pass without running
@@ -37,7 +39,7 @@ use std::io::Read;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
@@ -46,8 +48,9 @@ use tokio::sync::mpsc;
 
 use mini_json::{Json, hex, unhex};
 use rmqstream::client::{
-    ClientError, Connection, ConnectionConfig, Consumer, ConsumerConfig, ConsumerEvents,
-    DeliveredChunk, Environment, PublisherListener, Role, SubscriptionListener,
+    ClientError, Confirm, ConfirmStatus, Connection, ConnectionConfig, Consumer, ConsumerConfig,
+    ConsumerEvents, DeliveredChunk, Environment, OutgoingMessage, Producer, ProducerConfig,
+    ProducerEvents, PublisherListener, Role, SubscriptionListener,
 };
 use rmqstream::protocol::amqp::{Body, BodyView, Header, Message, MessageView, Properties, Value};
 use rmqstream::protocol::chunk::{Chunk, ChunkDecoder, SubEntry, encode_sub_entry};
@@ -543,6 +546,54 @@ async fn publish_frames(env: &Environment, stream: &str, frames: &[Vec<Entry>]) 
         .unwrap();
     expect_ok("delete publisher", &r);
     conn.unregister_publisher(id);
+}
+
+/// Publishes `msgs` in order with the async core's [`Producer`] (the first few with `send`,
+/// the rest with one `send_batch`, frames of at most 7 messages), then waits until every one
+/// is confirmed. Each message's tag must be its index.
+fn produce(rt: &Runtime, env: &Environment, stream: &str, msgs: &[OutgoingMessage<'_>]) {
+    let confirms = Arc::new(Mutex::new(Vec::new()));
+    let sink = confirms.clone();
+    let events: Arc<dyn ProducerEvents> = Arc::new(move |batch: &[Confirm]| {
+        sink.lock().unwrap().extend_from_slice(batch);
+    });
+    let config = ProducerConfig {
+        batch_size: 7,
+        ..ProducerConfig::default()
+    };
+    let producer = rt
+        .block_on(Producer::new(env, stream, config, events))
+        .unwrap();
+    let (first, rest) = msgs.split_at(msgs.len().min(5));
+    for m in first {
+        producer.send(m, None).unwrap();
+    }
+    assert_eq!(producer.send_batch(rest, None).unwrap(), rest.len());
+    producer.flush(WAIT).unwrap();
+    let n = msgs.len() as u64;
+    let stats = producer.stats();
+    assert_eq!(
+        (
+            stats.published,
+            stats.confirmed,
+            stats.errored,
+            stats.in_flight
+        ),
+        (n, n, 0, 0),
+        "producer stats"
+    );
+    assert_eq!(producer.last_publishing_id(), Some(n - 1));
+    rt.block_on(producer.close(WAIT)).unwrap();
+    let mut confirms = confirms.lock().unwrap().clone();
+    confirms.sort_by_key(|c| c.tag);
+    assert_eq!(confirms.len(), msgs.len(), "one confirm per message");
+    for (i, c) in confirms.iter().enumerate() {
+        assert_eq!(
+            (c.tag, c.publishing_id, c.status),
+            (i, i as u64, ConfirmStatus::Confirmed),
+            "confirm of message {i}"
+        );
+    }
 }
 
 // ------------------------------------------------------------------------------------------
@@ -1139,9 +1190,10 @@ fn rstream_publishes_rmqstream_reads() {
 fn rmqstream_publishes_rstream_reads() {
     let Some(py) = python() else { return };
     with_stream("rmqs-pub", |rt, env, stream| {
+        // Built by our encoder, published as they are (BodyFormat::Raw); one is not AMQP.
         const N: u64 = 16;
         let messages: Vec<Message<'static>> = (0..N).map(our_message).collect();
-        let bodies: Vec<Bytes> = (0..N)
+        let mut stored: Vec<Bytes> = (0..N)
             .map(|i| {
                 if i == RAW_INDEX {
                     raw_body(i)
@@ -1150,25 +1202,39 @@ fn rmqstream_publishes_rstream_reads() {
                 }
             })
             .collect();
-        // Frames of 1, 2, 3, ... messages.
-        let mut frames = Vec::new();
-        let mut rest = &bodies[..];
-        let mut size = 1;
-        while !rest.is_empty() {
-            let (now, later) = rest.split_at(size.min(rest.len()));
-            frames.push(now.iter().cloned().map(Entry::Simple).collect());
-            rest = later;
-            size += 1;
+        let mut expected: Vec<Option<Message<'static>>> = (0..N)
+            .map(|i| (i != RAW_INDEX).then(|| messages[i as usize].clone()))
+            .collect();
+        // Plain bodies the producer wraps in a data section itself (BodyFormat::AmqpData):
+        // stored as our encoder writes `Message::new(body)`.
+        let plain: Vec<Vec<u8>> = vec![
+            "plain body, wrapped by the producer ✓".as_bytes().to_vec(),
+            Vec::new(),
+            (0..300u32).map(|k| k as u8).collect(),
+            (0..70_000u32).map(|k| (k * 7 % 256) as u8).collect(),
+        ];
+        for body in &plain {
+            let m = Message::new(body.clone());
+            stored.push(m.to_bytes().unwrap());
+            expected.push(Some(m));
         }
-        rt.block_on(publish_frames(env, stream, &frames));
+        let outgoing: Vec<OutgoingMessage<'_>> = stored[..N as usize]
+            .iter()
+            .map(|b| OutgoingMessage::raw(b))
+            .chain(plain.iter().map(|b| OutgoingMessage::new(b)))
+            .enumerate()
+            .map(|(i, m)| m.tag(i))
+            .collect();
+        produce(rt, env, stream, &outgoing);
 
+        let total = stored.len();
         let report = run_script(
             &py,
             "rstream_consume.py",
             &[
                 format!("--uri={}", uri()),
                 format!("--stream={stream}"),
-                format!("--count={N}"),
+                format!("--count={total}"),
                 "--decoder=amqp".into(),
                 "--timeout=30".into(),
             ],
@@ -1183,24 +1249,24 @@ fn rmqstream_publishes_rstream_reads() {
             "rstream logged errors"
         );
         let got = report.get("messages").array("messages");
-        assert_eq!(got.len(), N as usize);
+        assert_eq!(got.len(), total);
         for (i, g) in got.iter().enumerate() {
             let what = format!("message {i}");
             assert_eq!(g.get("offset").int("offset"), i as i128, "{what}: offset");
             assert_eq!(
                 g.get("raw_hex").str("raw_hex"),
-                hex(&bodies[i]),
+                hex(&stored[i]),
                 "{what}: rstream received other bytes than we published"
             );
-            if i as u64 == RAW_INDEX {
+            let Some(m) = &expected[i] else {
                 continue; // not AMQP: what pyamqp makes of it is not specified
-            }
+            };
             assert!(
                 g.get("amqp_error").is_null(),
                 "{what}: rstream's amqp_decoder failed: {}",
                 g.get("amqp_error")
             );
-            check_py_message(&what, g.get("amqp"), &messages[i]);
+            check_py_message(&what, g.get("amqp"), m);
         }
     });
 }
