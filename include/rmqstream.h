@@ -74,6 +74,25 @@
 #define RMQS_VERSION_NUMBER (((RMQS_VERSION_MAJOR << 24) | (RMQS_VERSION_MINOR << 16)) | (RMQS_VERSION_PATCH << 8))
 
 /**
+ * Send flag: store the body as it is, not wrapped in an AMQP 1.0 message (a data section).
+ * Consumers of this library see the same bytes either way; other clients and AMQP consumers
+ * only decode AMQP-wrapped bodies.
+ */
+#define RMQS_SEND_RAW 1
+
+/**
+ * Send flag: fail with `RMQS_ERR_QUEUE_FULL` instead of waiting when `max_in_flight` messages
+ * are unconfirmed.
+ */
+#define RMQS_SEND_NO_BLOCK 2
+
+/**
+ * Send flag (`rmqs_producer_send_ex()` only): use the given publishing id instead of the next
+ * one.
+ */
+#define RMQS_SEND_PUBLISHING_ID 4
+
+/**
  * The values of `rmqs_status`.
  *
  * Functions return and accept `rmqs_status` (`int32_t`), never this enum type, so that codes added
@@ -222,6 +241,175 @@ typedef int32_t rmqs_status_code;
 #endif // __cplusplus
 
 /**
+ * Kinds of event (`rmqs_event_type()`).
+ */
+enum rmqs_event_type_code
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : int32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+    /**
+     * A chunk delivered to a consumer: `rmqs_event_chunk()`.
+     */
+    RMQS_EVENT_CHUNK = 1,
+    /**
+     * Outcomes of messages sent by a producer: `rmqs_event_confirms()`.
+     */
+    RMQS_EVENT_CONFIRMS = 2,
+    /**
+     * The producer or consumer changed state: `rmqs_event_state()`, with the reason in
+     * `rmqs_event_status()` / `rmqs_event_message()`.
+     */
+    RMQS_EVENT_STATE = 3,
+    /**
+     * A non-fatal error (e.g. a chunk failing its CRC check): `rmqs_event_status()`,
+     * `rmqs_event_message()`.
+     */
+    RMQS_EVENT_ERROR = 4,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum rmqs_event_type_code rmqs_event_type_code;
+#else
+typedef int32_t rmqs_event_type_code;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * Which kind of object an event comes from (`rmqs_event_source()`).
+ */
+enum rmqs_event_source_code
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : int32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+    /**
+     * An `rmqs_producer`.
+     */
+    RMQS_SOURCE_PRODUCER = 1,
+    /**
+     * An `rmqs_consumer`.
+     */
+    RMQS_SOURCE_CONSUMER = 2,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum rmqs_event_source_code rmqs_event_source_code;
+#else
+typedef int32_t rmqs_event_source_code;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * States reported by `RMQS_EVENT_STATE` events (`rmqs_event_state()`).
+ */
+enum rmqs_state_code
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : int32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+    /**
+     * The object is closed for good: closed by the application (status `RMQS_OK`), or its
+     * stream or connection was lost (the status and message say why). Its last event.
+     */
+    RMQS_STATE_CLOSED = 1,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum rmqs_state_code rmqs_state_code;
+#else
+typedef int32_t rmqs_state_code;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * Fields of the AMQP 1.0 properties section (`rmqs_message_property()`).
+ */
+enum rmqs_property_code
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : int32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+    RMQS_PROP_MESSAGE_ID = 1,
+    RMQS_PROP_USER_ID = 2,
+    RMQS_PROP_TO = 3,
+    RMQS_PROP_SUBJECT = 4,
+    RMQS_PROP_REPLY_TO = 5,
+    RMQS_PROP_CORRELATION_ID = 6,
+    RMQS_PROP_CONTENT_TYPE = 7,
+    RMQS_PROP_CONTENT_ENCODING = 8,
+    RMQS_PROP_ABSOLUTE_EXPIRY_TIME = 9,
+    RMQS_PROP_CREATION_TIME = 10,
+    RMQS_PROP_GROUP_ID = 11,
+    RMQS_PROP_GROUP_SEQUENCE = 12,
+    RMQS_PROP_REPLY_TO_GROUP_ID = 13,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum rmqs_property_code rmqs_property_code;
+#else
+typedef int32_t rmqs_property_code;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * One chunk delivered to a consumer: a zero-copy view of the Deliver frame's bytes. Opaque,
+ * reference-counted, immutable.
+ *
+ * A chunk callback or an `RMQS_EVENT_CHUNK` event lends it: valid during the callback / until
+ * the event is freed. `rmqs_chunk_retain()` keeps it longer, `rmqs_chunk_release()` gives each
+ * retained reference back. When the last reference goes (the callback returned or the event
+ * was freed, and every retain was released), the chunk's memory is freed and, with the
+ * `on_release` credit policy, the broker gets one credit for another chunk: the chunks an
+ * application holds bound the consumer's memory (at most `initial_credit` of them).
+ *
+ * Messages before the offset the consumer asked for (`offset:N` starts in the chunk that
+ * contains N) are not visible.
+ *
+ * Thread safety: immutable; may be read from several threads at once and released from any
+ * thread.
+ */
+typedef struct rmqs_chunk rmqs_chunk;
+
+/**
+ * Configuration key/value pairs. Opaque.
+ *
+ * Created by `rmqs_config_new()`, freed by `rmqs_config_free()`. The same type configures a
+ * connection, a producer, a consumer or a stream's creation; functions that take one copy what
+ * they need, so the caller may change or free it right after.
+ *
+ * Thread safety: not thread-safe; use from one thread at a time (it may move between threads).
+ */
+typedef struct rmqs_config rmqs_config;
+
+/**
+ * A connection to a RabbitMQ node or cluster (what other clients call the environment). Opaque.
+ *
+ * It owns an internal Tokio runtime (2 threads named `rmqs-rt`), a locator connection to one
+ * of the seed hosts for management calls, and data connections for producers and consumers,
+ * opened as needed (producers on the stream's leader, consumers preferring a replica, several
+ * per TCP connection up to the configured caps).
+ *
+ * Created by `rmqs_connection_open()`; closed by `rmqs_connection_close()`; freed by
+ * `rmqs_connection_free()`.
+ *
+ * Thread safety: every function may be called from any thread concurrently, except
+ * `rmqs_connection_free()`, which must be the last call.
+ */
+typedef struct rmqs_connection rmqs_connection;
+
+/**
+ * A consumer: a subscription to one stream. Opaque.
+ *
+ * Created by `rmqs_consumer_new()`, closed by `rmqs_consumer_close()`, freed by
+ * `rmqs_consumer_free()`.
+ *
+ * Thread safety: every function may be called from any thread concurrently, except
+ * `rmqs_consumer_free()`.
+ */
+typedef struct rmqs_consumer rmqs_consumer;
+
+/**
  * Detail of a failed call: its status and a message. Opaque.
  *
  * Created by the library, only on failure, through a call's optional `rmqs_error **err`
@@ -231,6 +419,59 @@ typedef int32_t rmqs_status_code;
  * moved between threads, but must not be freed while another thread reads it.
  */
 typedef struct rmqs_error rmqs_error;
+
+/**
+ * One event from an `rmqs_queue`. Opaque.
+ *
+ * Returned by `rmqs_queue_poll()` / `rmqs_queue_poll_batch()`, owned by the caller, freed by
+ * `rmqs_event_free()`. Views obtained from it (chunk, confirms, message) are valid until
+ * then. Not thread-safe; may be moved between threads.
+ */
+typedef struct rmqs_event rmqs_event;
+
+/**
+ * One message of a chunk. Opaque, immutable view owned by its chunk.
+ *
+ * Obtained from `rmqs_chunk_message()`; valid as long as the chunk is (never freed on its
+ * own). Bytes and strings returned by its accessors are valid as long as the chunk too, and
+ * are not NUL-terminated: use the returned length.
+ *
+ * Thread safety: may be read from several threads at once.
+ */
+typedef struct rmqs_message rmqs_message;
+
+/**
+ * Where a stream lives: its leader and replicas. Opaque, immutable.
+ *
+ * Created by `rmqs_stream_metadata()`, freed by `rmqs_metadata_free()`. May be read
+ * from several threads at once.
+ */
+typedef struct rmqs_metadata rmqs_metadata;
+
+/**
+ * A producer: publishes to one stream, with confirms. Opaque.
+ *
+ * Created by `rmqs_producer_new()`, closed by `rmqs_producer_close()`, freed by
+ * `rmqs_producer_free()`.
+ *
+ * Thread safety: every function may be called from any thread concurrently, except
+ * `rmqs_producer_free()`. Sends from several threads are serialised (publishing ids are
+ * assigned in the order the sends take the producer's lock).
+ */
+typedef struct rmqs_producer rmqs_producer;
+
+/**
+ * An event queue: producers and consumers created with it deliver their events here, and
+ * the application takes them with `rmqs_queue_poll()` / `rmqs_queue_poll_batch()` on a
+ * thread of its choice. Opaque.
+ *
+ * Several producers and consumers may share one queue; `rmqs_event_source_tag()` tells them
+ * apart. Events of one producer or consumer keep their order.
+ *
+ * Thread safety: every function may be called from any thread concurrently, except
+ * `rmqs_queue_free()`.
+ */
+typedef struct rmqs_queue rmqs_queue;
 
 /**
  * Result of every fallible rmqstream call (`int32_t`).
@@ -265,6 +506,147 @@ typedef struct rmqs_status_desc {
      */
     const char *description;
 } rmqs_status_desc;
+
+/**
+ * Statistics of a stream (RabbitMQ 3.11+). Chunk ids are the offsets of chunks' first
+ * messages; -1 when unknown (empty stream; `last_chunk_id` also on brokers that do not report
+ * it).
+ */
+typedef struct rmqs_stream_statistics {
+    /**
+     * Id of the first chunk still in the stream.
+     */
+    int64_t first_chunk_id;
+    /**
+     * Id of the last chunk committed (replicated to a quorum), the last one readable.
+     */
+    int64_t committed_chunk_id;
+    /**
+     * Id of the last chunk written.
+     */
+    int64_t last_chunk_id;
+} rmqs_stream_statistics;
+
+/**
+ * The outcome of one message sent by a producer.
+ */
+typedef struct rmqs_confirm {
+    /**
+     * The publishing id the message was sent with.
+     */
+    uint64_t publishing_id;
+    /**
+     * The tag given to the send call.
+     */
+    size_t tag;
+    /**
+     * `RMQS_OK`: stored by the broker (for a named producer, possibly dropped as a duplicate
+     * of an id it had already); a positive broker code: refused (PublishError);
+     * `RMQS_ERR_TIMEOUT`: no confirm within `confirm_timeout_ms`; `RMQS_ERR_CLOSED`: the
+     * producer or its connection closed first. In the last two cases the broker may still
+     * have stored the message.
+     */
+    rmqs_status status;
+} rmqs_confirm;
+
+/**
+ * Receives a batch of confirms (outcomes of sent messages) in callback mode.
+ *
+ * Called on the producer's dispatcher thread (`rmqs-dispatch`, one per producer), never
+ * concurrently with itself, in the order the outcomes were known. `confirms` (`count` > 0
+ * entries) is borrowed for the duration of the call. The callback may call non-blocking
+ * functions (a send with `RMQS_SEND_NO_BLOCK`, or one that finds room); blocking ones
+ * (flush, close with a timeout, `_new`, management calls) return `RMQS_ERR_WOULD_DEADLOCK`.
+ * A slow callback delays later confirms of this producer only.
+ */
+typedef void (*rmqs_confirm_cb)(void *user_data, const struct rmqs_confirm *confirms, size_t count);
+
+/**
+ * Frees the `user_data` of a callback registration. Called exactly once, on the dispatcher
+ * thread, after the last callback returned (or at once by the call that registered it when the
+ * registration fails after taking ownership — see each function).
+ */
+typedef void (*rmqs_free_cb)(void *user_data);
+
+/**
+ * A byte range, for batch sends: `data` may be NULL only when `len` is 0.
+ */
+typedef struct rmqs_bytes {
+    const uint8_t *data;
+    size_t len;
+} rmqs_bytes;
+
+/**
+ * Receives chunks in callback mode.
+ *
+ * Called on the consumer's dispatcher thread (`rmqs-dispatch`, one per consumer): chunks of
+ * one consumer in stream order, never concurrently. `chunk` is borrowed for the duration of
+ * the call: read it there, or `rmqs_chunk_retain()` it to keep it (e.g. to hand it to another
+ * thread) and `rmqs_chunk_release()` it later. With the `on_release` credit policy the broker
+ * gets one credit once the callback returned and every retained reference was released.
+ * The callback may call non-blocking functions (`rmqs_consumer_credit`,
+ * `rmqs_consumer_store_offset`, chunk accessors, non-blocking sends); blocking ones return
+ * `RMQS_ERR_WOULD_DEADLOCK`. A slow callback slows this consumer only.
+ */
+typedef void (*rmqs_chunk_cb)(void *user_data, const struct rmqs_chunk *chunk);
+
+/**
+ * Every field of a chunk's header (the Osiris chunk format).
+ */
+typedef struct rmqs_chunk_header {
+    /**
+     * Magic (5).
+     */
+    uint8_t magic;
+    /**
+     * Format version (0).
+     */
+    uint8_t version;
+    /**
+     * 0 = user (messages), 1 = tracking delta, 2 = tracking snapshot.
+     */
+    uint8_t chunk_type;
+    /**
+     * Bloom filter size on disk (not sent to consumers).
+     */
+    uint8_t bloom_size;
+    /**
+     * Entries in the data section (a sub-entry batch counts as one).
+     */
+    uint16_t num_entries;
+    /**
+     * Records (messages) in the chunk, hidden ones included.
+     */
+    uint32_t num_records;
+    /**
+     * When the chunk was written, ms since the Unix epoch.
+     */
+    int64_t timestamp;
+    /**
+     * Leader epoch.
+     */
+    uint64_t epoch;
+    /**
+     * Offset of the chunk's first record.
+     */
+    uint64_t chunk_id;
+    /**
+     * CRC-32 of the data section.
+     */
+    uint32_t crc;
+    /**
+     * Length of the data section.
+     */
+    uint32_t data_length;
+    /**
+     * Trailer length on disk.
+     */
+    uint32_t trailer_length;
+    /**
+     * Reserved bytes, as a 24-bit value.
+     */
+    uint32_t reserved;
+} rmqs_chunk_header;
 
 #ifdef __cplusplus
 extern "C" {
@@ -373,6 +755,1059 @@ rmqs_status rmqs_super_stream_partition(const uint8_t *routing_key,
                                         size_t len,
                                         uint32_t partition_count,
                                         uint32_t *out_index);
+
+/**
+ * Creates an empty config.
+ *
+ * @return a new config owned by the caller, to free with `rmqs_config_free()`; NULL only if
+ *         memory ran out.
+ *
+ * Thread-safe, does not block.
+ */
+struct rmqs_config *rmqs_config_new(void);
+
+/**
+ * Sets one key; a later call with the same key replaces the value.
+ *
+ * Keys (`-` and `_` are interchangeable; values are strings, integers in decimal, booleans
+ * `true`/`false`/`1`/`0`, durations in milliseconds unless said otherwise):
+ *
+ * Connection (`rmqs_connection_open`):
+ * - `uri`: `rabbitmq-stream://user:pass@host:port/vhost` (`rabbitmq-stream+tls://` for TLS;
+ *   several `host:port` separated by commas). Other keys override what the URI says.
+ * - `host` / `hosts`: `host[:port]`, several separated by commas (seed hosts, tried in
+ *   order); `port`: the port of hosts given without one (default 5552, 5551 with TLS).
+ * - `username`, `password` (default guest/guest), `vhost` (default `/`).
+ * - `frame_max` (bytes, default 1048576, 0 = broker's), `heartbeat` (seconds, default 60,
+ *   0 = none), `connection_name`.
+ * - `tls` (bool), `tls_ca_file`, `tls_cert_file`, `tls_key_file` (PEM paths), `tls_verify`
+ *   (default true), `tls_server_name`; `sasl_mechanism` `PLAIN` (default) or `EXTERNAL`.
+ * - `connect_timeout_ms` (default 10000), `request_timeout_ms` (default 10000).
+ * - `max_producers_per_connection`, `max_consumers_per_connection` (1–256, default 256).
+ * - `load_balancer` (bool): reach nodes through the seed hosts.
+ * - `lazy_open` (bool): `rmqs_connection_open` returns at once; the first call that needs the
+ *   broker connects, and calls made meanwhile wait for it (within `connect_timeout_ms`).
+ * - `producer.<key>` / `consumer.<key>`: defaults for the producers / consumers created from
+ *   this connection; their own config overrides them key by key.
+ *
+ * Producer (`rmqs_producer_new`):
+ * - `name` (1–255 bytes): a named producer deduplicates; it continues after the last
+ *   publishing id the broker kept for the name.
+ * - `batch_size` (messages per Publish frame, default 100), `batch_delay_ms` (default 0 = send
+ *   as soon as the connection can), `max_in_flight` (unconfirmed messages, default 10000),
+ *   `confirm_timeout_ms` (default 30000, 0 = none), `block_when_full` (default true: a send
+ *   waits for room; false: it fails with `RMQS_ERR_QUEUE_FULL`), `send_timeout_ms` (how long
+ *   a blocking send waits for room, default: forever).
+ *
+ * Consumer (`rmqs_consumer_new`):
+ * - `name` (1–255 bytes): the offset-tracking reference; `offset`: `first`, `last`, `next`
+ *   (default), `offset:N`, `timestamp:MS`; `initial_credit` (chunks, 1–32767, default 10);
+ *   `credit_policy` `on_release` (default: one credit when a chunk is released) or `manual`
+ *   (only `rmqs_consumer_credit`); `crc_check` (default true); `property.<key>`: a raw
+ *   subscription property.
+ *
+ * Stream creation (`rmqs_stream_create`): `max_length_bytes`, `max_age` (e.g. `3600s`,
+ * `7D`; units Y M D h m s), `stream_max_segment_size_bytes`, `initial_cluster_size`,
+ * `queue_leader_locator` (`client-local`, `balanced`, `least-leaders`, `random`),
+ * `filter_size` (16–255 bytes), and `arg.<name>`: any other broker argument, sent as given.
+ *
+ * Whether a key applies to the object being created is checked when the config is used
+ * (`RMQS_ERR_INVALID_ARGUMENT` naming the key).
+ *
+ * @param cfg the config (borrowed).
+ * @param key the key (borrowed, NUL-terminated UTF-8).
+ * @param value the value (borrowed, NUL-terminated UTF-8).
+ * @param err optional error detail, see the conventions.
+ * @return `RMQS_OK`; `RMQS_ERR_INVALID_ARGUMENT` for a NULL argument, an unknown key (the
+ *         message names it) or a value the key does not accept. The config is unchanged on
+ *         failure.
+ *
+ * Not thread-safe for one config; does not block.
+ */
+rmqs_status rmqs_config_set(struct rmqs_config *cfg,
+                            const char *key,
+                            const char *value,
+                            struct rmqs_error **err);
+
+/**
+ * Frees a config. NULL is allowed and does nothing.
+ *
+ * @param cfg a config from `rmqs_config_new()` (ownership passes to the library), or NULL.
+ *
+ * Does not block. Objects created with the config are not affected (they copied it).
+ */
+void rmqs_config_free(struct rmqs_config *cfg);
+
+/**
+ * Opens a connection.
+ *
+ * Blocks until the locator connection to the first answering seed host is open and the
+ * handshake (PeerProperties, SASL, Tune, Open and, with RabbitMQ 3.11+, command versions) is
+ * done, bounded by `connect_timeout_ms` per seed host plus twice `request_timeout_ms`. With
+ * `lazy_open` it does not connect: the first call that needs the broker does, and calls made
+ * meanwhile wait for it.
+ *
+ * @param cfg connection keys (see `rmqs_config_set()`; borrowed and copied), or NULL for the
+ *        defaults (`rabbitmq-stream://guest:guest@localhost:5552/%2f`). Keys that do not apply to
+ *        a connection are an error; `producer.*` / `consumer.*` keys become defaults for the
+ *        producers and consumers of this connection.
+ * @param out receives the new connection, owned by the caller (free with
+ *        `rmqs_connection_free()`); written only on success.
+ * @param err optional error detail.
+ * @return `RMQS_OK`; `RMQS_ERR_INVALID_ARGUMENT` (bad config, NULL `out`);
+ *         `RMQS_ERR_AUTHENTICATION_FAILURE` (8) and other broker codes; `RMQS_ERR_IO`,
+ *         `RMQS_ERR_TLS`, `RMQS_ERR_TIMEOUT`; `RMQS_ERR_WOULD_DEADLOCK` from a library callback
+ *         (unless lazy).
+ *
+ * Thread-safe; blocks (unless lazy).
+ */
+rmqs_status rmqs_connection_open(const struct rmqs_config *cfg,
+                                 struct rmqs_connection **out,
+                                 struct rmqs_error **err);
+
+/**
+ * Opens a connection from a URI alone: the same as `rmqs_connection_open()` with a config
+ * holding only `uri`.
+ *
+ * @param uri `rabbitmq-stream://user:pass@host:port/vhost` or `rabbitmq-stream+tls://...`
+ *        (borrowed).
+ * @param out receives the new connection (caller-owned), only on success.
+ * @param err optional error detail.
+ * @return as `rmqs_connection_open()`; `RMQS_ERR_INVALID_ARGUMENT` for a bad URI.
+ *
+ * Thread-safe; blocks.
+ */
+rmqs_status rmqs_connection_open_uri(const char *uri,
+                                     struct rmqs_connection **out,
+                                     struct rmqs_error **err);
+
+/**
+ * Closes the connection: closes every producer (waiting for their outstanding confirms) and
+ * consumer created from it, then the TCP connections. Later calls on the connection and its
+ * producers and consumers fail with `RMQS_ERR_CLOSED`; the handles stay valid until freed.
+ * Closing again does nothing and returns `RMQS_OK`.
+ *
+ * @param conn the connection (borrowed).
+ * @param timeout_ms how long to wait for producers to drain and connections to close;
+ *        negative = no limit; 0 = start closing in the background and return at once.
+ * @return `RMQS_OK`; `RMQS_ERR_INVALID_ARGUMENT` for a NULL/invalid handle;
+ *         `RMQS_ERR_WOULD_DEADLOCK` from a library callback with a timeout other than 0.
+ *
+ * Thread-safe; blocks up to `timeout_ms`.
+ */
+rmqs_status rmqs_connection_close(struct rmqs_connection *conn, int32_t timeout_ms);
+
+/**
+ * Frees a connection, closing it first if needed (with a 5 s limit) and stopping its runtime.
+ * NULL is allowed and does nothing.
+ *
+ * Producers and consumers created from it should be freed first; any that are not are closed
+ * here, and their handles stay valid (every call on them fails with `RMQS_ERR_CLOSED`) until
+ * they are freed.
+ *
+ * @param conn the connection (ownership passes to the library), or NULL. Not to be used
+ *        afterwards.
+ *
+ * Blocks while closing. Called from a library callback, the work moves to a background
+ * thread and the call returns at once.
+ */
+void rmqs_connection_free(struct rmqs_connection *conn);
+
+/**
+ * Whether the broker accepts version `version` of stream-protocol command `command` (e.g.
+ * `0x1c`, 1 for StreamStats). Brokers before 3.11 cannot be asked and are taken to speak
+ * version 1 of commands 0x01–0x19.
+ *
+ * @param conn the connection (borrowed).
+ * @return false for a NULL handle or before the connection is open (lazy open).
+ *
+ * Thread-safe; does not block.
+ */
+bool rmqs_connection_supports(const struct rmqs_connection *conn,
+                              uint16_t command,
+                              uint16_t version);
+
+/**
+ * The broker's version as it reports it (e.g. `"4.0.5"`).
+ *
+ * @param conn the connection (borrowed).
+ * @return a NUL-terminated string owned by the connection, valid until it is freed; `""`
+ *         (static) for a NULL handle or before the connection is open. Never NULL.
+ *
+ * Thread-safe; does not block.
+ */
+const char *rmqs_connection_server_version(const struct rmqs_connection *conn);
+
+/**
+ * Creates a stream.
+ *
+ * @param conn the connection (borrowed).
+ * @param stream the stream name, 1 to 255 bytes of UTF-8 (borrowed).
+ * @param args stream arguments (`max_length_bytes`, `max_age`, `stream_max_segment_size_bytes`,
+ *        `initial_cluster_size`, `queue_leader_locator`, `filter_size`, `arg.<name>`: see
+ *        `rmqs_config_set()`), borrowed; NULL for the broker's defaults. Other keys are an
+ *        error.
+ * @param err optional error detail.
+ * @return `RMQS_OK` when the stream was created; `RMQS_ERR_STREAM_ALREADY_EXISTS` (5, positive,
+ *         so callers that only want the stream to exist can accept it) when it existed already,
+ *         whatever its arguments; `RMQS_ERR_INVALID_ARGUMENT`, `RMQS_ERR_PRECONDITION_FAILED`
+ *         (17, arguments the broker rejects), `RMQS_ERR_ACCESS_REFUSED`, `RMQS_ERR_CLOSED`,
+ *         `RMQS_ERR_TIMEOUT`, `RMQS_ERR_IO`, `RMQS_ERR_WOULD_DEADLOCK` (from a callback).
+ *
+ * Thread-safe; blocks for one round trip (connecting first with lazy open).
+ */
+rmqs_status rmqs_stream_create(struct rmqs_connection *conn,
+                               const char *stream,
+                               const struct rmqs_config *args,
+                               struct rmqs_error **err);
+
+/**
+ * Deletes a stream and its data.
+ *
+ * @param conn the connection (borrowed).
+ * @param stream the stream name (borrowed).
+ * @param err optional error detail.
+ * @return `RMQS_OK`; `RMQS_ERR_STREAM_DOES_NOT_EXIST` (2); `RMQS_ERR_ACCESS_REFUSED`; local
+ *         errors as `rmqs_stream_create()`.
+ *
+ * Thread-safe; blocks for one round trip.
+ */
+rmqs_status rmqs_stream_delete(struct rmqs_connection *conn,
+                               const char *stream,
+                               struct rmqs_error **err);
+
+/**
+ * Whether a stream exists (and is visible to this user).
+ *
+ * @param conn the connection (borrowed).
+ * @param stream the stream name (borrowed).
+ * @param out receives true or false, only on success.
+ * @param err optional error detail.
+ * @return `RMQS_OK`; local errors as `rmqs_stream_create()`.
+ *
+ * Thread-safe; blocks for one round trip (Metadata).
+ */
+rmqs_status rmqs_stream_exists(struct rmqs_connection *conn,
+                               const char *stream,
+                               bool *out,
+                               struct rmqs_error **err);
+
+/**
+ * Reads a stream's statistics (StreamStats command).
+ *
+ * @param conn the connection (borrowed).
+ * @param stream the stream name (borrowed).
+ * @param out receives the statistics, only on success.
+ * @param err optional error detail.
+ * @return `RMQS_OK`; `RMQS_ERR_STREAM_DOES_NOT_EXIST`; `RMQS_ERR_UNSUPPORTED` on brokers before
+ *         3.11 (the message names the version needed); local errors as `rmqs_stream_create()`.
+ *
+ * Thread-safe; blocks for one round trip.
+ */
+rmqs_status rmqs_stream_stats(struct rmqs_connection *conn,
+                              const char *stream,
+                              struct rmqs_stream_statistics *out,
+                              struct rmqs_error **err);
+
+/**
+ * Locates a stream (Metadata command): advertised host and port of its leader and replicas.
+ *
+ * @param conn the connection (borrowed).
+ * @param stream the stream name (borrowed).
+ * @param out receives new metadata owned by the caller (free with
+ *        `rmqs_metadata_free()`), only on success.
+ * @param err optional error detail.
+ * @return `RMQS_OK`; `RMQS_ERR_STREAM_DOES_NOT_EXIST`, `RMQS_ERR_STREAM_NOT_AVAILABLE`; local
+ *         errors as `rmqs_stream_create()`.
+ *
+ * Thread-safe; blocks for one round trip.
+ */
+rmqs_status rmqs_stream_metadata(struct rmqs_connection *conn,
+                                 const char *stream,
+                                 struct rmqs_metadata **out,
+                                 struct rmqs_error **err);
+
+/**
+ * The leader's advertised host.
+ *
+ * @param md metadata (borrowed).
+ * @return a string owned by `md`, valid until it is freed; NULL when the stream has no leader
+ *         now or `md` is NULL.
+ *
+ * Thread-safe; does not block.
+ */
+const char *rmqs_metadata_leader_host(const struct rmqs_metadata *md);
+
+/**
+ * The leader's advertised port; 0 when there is no leader or `md` is NULL.
+ *
+ * Thread-safe; does not block.
+ */
+uint16_t rmqs_metadata_leader_port(const struct rmqs_metadata *md);
+
+/**
+ * Number of replicas (members other than the leader); 0 for NULL.
+ *
+ * Thread-safe; does not block.
+ */
+size_t rmqs_metadata_replica_count(const struct rmqs_metadata *md);
+
+/**
+ * Replica `i` (0-based): its advertised host, and its port through `port` (may be NULL).
+ *
+ * @return a string owned by `md`, valid until it is freed; NULL when `i` is out of range or
+ *         `md` is NULL (`*port` is then not written).
+ *
+ * Thread-safe; does not block.
+ */
+const char *rmqs_metadata_replica(const struct rmqs_metadata *md, size_t i, uint16_t *port);
+
+/**
+ * Frees metadata. NULL is allowed.
+ *
+ * @param md metadata from `rmqs_stream_metadata()` (ownership passes to the library).
+ */
+void rmqs_metadata_free(struct rmqs_metadata *md);
+
+/**
+ * The offset stored on the broker under `reference` for `stream` (QueryOffset).
+ *
+ * @param conn the connection (borrowed).
+ * @param reference the tracking reference, usually a consumer name (borrowed, 1–255 bytes).
+ * @param stream the stream name (borrowed).
+ * @param out receives the offset, only on success.
+ * @param err optional error detail.
+ * @return `RMQS_OK`; `RMQS_ERR_NO_OFFSET` (19, positive) when nothing is stored;
+ *         `RMQS_ERR_STREAM_DOES_NOT_EXIST`; local errors as `rmqs_stream_create()`.
+ *
+ * Thread-safe; blocks for one round trip.
+ */
+rmqs_status rmqs_offset_query(struct rmqs_connection *conn,
+                              const char *reference,
+                              const char *stream,
+                              uint64_t *out,
+                              struct rmqs_error **err);
+
+/**
+ * Stores `offset` on the broker under `reference` for `stream` (StoreOffset). The broker does
+ * not answer: `rmqs_offset_query()` shows when it is applied.
+ *
+ * @param conn the connection (borrowed).
+ * @param reference the tracking reference (borrowed, 1–255 bytes).
+ * @param stream the stream name (borrowed).
+ * @param offset the offset to store.
+ * @param err optional error detail.
+ * @return `RMQS_OK` once the frame is queued for sending; local errors as
+ *         `rmqs_stream_create()`.
+ *
+ * Thread-safe; blocks only to connect (lazy open).
+ */
+rmqs_status rmqs_offset_store(struct rmqs_connection *conn,
+                              const char *reference,
+                              const char *stream,
+                              uint64_t offset,
+                              struct rmqs_error **err);
+
+/**
+ * The last publishing id the broker kept for the named producer `reference` on `stream`
+ * (QueryPublisherSequence); 0 when the broker knows none.
+ *
+ * @param conn the connection (borrowed).
+ * @param reference the producer name (borrowed, 1–255 bytes).
+ * @param stream the stream name (borrowed).
+ * @param out receives the sequence, only on success.
+ * @param err optional error detail.
+ * @return `RMQS_OK`; `RMQS_ERR_STREAM_DOES_NOT_EXIST`; local errors as
+ *         `rmqs_stream_create()`.
+ *
+ * Thread-safe; blocks for one round trip.
+ */
+rmqs_status rmqs_producer_sequence_query(struct rmqs_connection *conn,
+                                         const char *reference,
+                                         const char *stream,
+                                         uint64_t *out,
+                                         struct rmqs_error **err);
+
+/**
+ * Creates an event queue.
+ *
+ * @param out receives the new queue, owned by the caller (free with `rmqs_queue_free()`),
+ *        only on success.
+ * @return `RMQS_OK`; `RMQS_ERR_INVALID_ARGUMENT` when `out` is NULL.
+ *
+ * Thread-safe; does not block.
+ */
+rmqs_status rmqs_queue_new(struct rmqs_queue **out);
+
+/**
+ * Takes the next event, waiting for one up to `timeout_ms`.
+ *
+ * @param q the queue (borrowed).
+ * @param timeout_ms negative = wait forever; 0 = do not wait.
+ * @return a new event owned by the caller (free with `rmqs_event_free()`), or NULL on timeout,
+ *         after `rmqs_queue_wakeup()`, for a NULL/invalid queue, or when called with a
+ *         non-zero timeout from a library callback (where waiting could deadlock).
+ *
+ * Thread-safe; blocks up to `timeout_ms`.
+ */
+struct rmqs_event *rmqs_queue_poll(struct rmqs_queue *q, int32_t timeout_ms);
+
+/**
+ * Takes up to `cap` events at once, waiting up to `timeout_ms` for the first one.
+ *
+ * @param q the queue (borrowed).
+ * @param events an array of at least `cap` pointers; the first (returned count) receive new
+ *        events owned by the caller (each freed with `rmqs_event_free()`).
+ * @param cap capacity of `events`.
+ * @param timeout_ms negative = wait forever; 0 = do not wait.
+ * @return the number of events written; 0 on timeout, after `rmqs_queue_wakeup()`, for
+ *         invalid arguments (NULL queue or array, cap 0), or with a non-zero timeout from a
+ *         library callback.
+ *
+ * Thread-safe; blocks up to `timeout_ms`.
+ */
+size_t rmqs_queue_poll_batch(struct rmqs_queue *q,
+                             struct rmqs_event **events,
+                             size_t cap,
+                             int32_t timeout_ms);
+
+/**
+ * Makes one blocked (or the next) `rmqs_queue_poll()` / `rmqs_queue_poll_batch()` return
+ * without an event, and the notify fd readable until then. For shutting a polling thread down
+ * or interrupting it.
+ *
+ * @param q the queue (borrowed); NULL does nothing.
+ *
+ * Thread-safe, also from library callbacks and signal-free contexts; does not block.
+ */
+void rmqs_queue_wakeup(struct rmqs_queue *q);
+
+/**
+ * Number of events waiting in the queue.
+ *
+ * Thread-safe; does not block. 0 for NULL.
+ */
+size_t rmqs_queue_len(const struct rmqs_queue *q);
+
+/**
+ * A file descriptor for event loops (epoll, poll, libuv): readable while the queue holds
+ * events or a wakeup is pending. Wait for it to be readable, then drain the queue with
+ * `rmqs_queue_poll(q, 0)` until it returns NULL; the fd becomes unreadable once the queue is
+ * empty.
+ *
+ * @param q the queue (borrowed).
+ * @return the fd, owned by the queue (do not read, write or close it; it is closed by
+ *         `rmqs_queue_free()`), or -1 for NULL or where unsupported (non-Linux).
+ *
+ * Thread-safe; does not block.
+ */
+int32_t rmqs_queue_fd(const struct rmqs_queue *q);
+
+/**
+ * Frees a queue. Events still in it are freed (their chunks released); producers and
+ * consumers that deliver to it drop their later events. NULL is allowed.
+ *
+ * @param q the queue (ownership passes to the library), or NULL.
+ *
+ * Not to be called while another thread polls `q`. Does not block.
+ */
+void rmqs_queue_free(struct rmqs_queue *q);
+
+/**
+ * The event's kind: one of `rmqs_event_type_code`; 0 for NULL.
+ *
+ * Does not block.
+ */
+int32_t rmqs_event_type(const struct rmqs_event *ev);
+
+/**
+ * Which kind of object sent the event: one of `rmqs_event_source_code`; 0 for NULL.
+ *
+ * Does not block.
+ */
+int32_t rmqs_event_source(const struct rmqs_event *ev);
+
+/**
+ * The `tag` given when the producer or consumer that sent the event was created; 0 for NULL.
+ *
+ * Does not block.
+ */
+size_t rmqs_event_source_tag(const struct rmqs_event *ev);
+
+/**
+ * The chunk of an `RMQS_EVENT_CHUNK` event.
+ *
+ * @return a chunk borrowed from the event, valid until `rmqs_event_free(ev)` (use
+ *         `rmqs_chunk_retain()` to keep it longer); NULL for other events or NULL. The chunk's
+ *         credit goes back (with the `on_release` policy) when the event is freed and no
+ *         reference retained it.
+ *
+ * Does not block.
+ */
+const struct rmqs_chunk *rmqs_event_chunk(const struct rmqs_event *ev);
+
+/**
+ * The confirms of an `RMQS_EVENT_CONFIRMS` event.
+ *
+ * @param ev the event (borrowed).
+ * @param count receives the number of confirms (0 for other events); may be NULL.
+ * @return an array borrowed from the event, valid until `rmqs_event_free(ev)`; NULL for other
+ *         events or NULL.
+ *
+ * Does not block.
+ */
+const struct rmqs_confirm *rmqs_event_confirms(const struct rmqs_event *ev, size_t *count);
+
+/**
+ * The state of an `RMQS_EVENT_STATE` event (one of `rmqs_state_code`); 0 for other events.
+ *
+ * Does not block.
+ */
+int32_t rmqs_event_state(const struct rmqs_event *ev);
+
+/**
+ * The status of an `RMQS_EVENT_STATE` (why; `RMQS_OK` when closed by the application) or
+ * `RMQS_EVENT_ERROR` event; `RMQS_OK` for other events.
+ *
+ * Does not block.
+ */
+rmqs_status rmqs_event_status(const struct rmqs_event *ev);
+
+/**
+ * The message of an `RMQS_EVENT_STATE` or `RMQS_EVENT_ERROR` event.
+ *
+ * @return a NUL-terminated string owned by the event, valid until `rmqs_event_free(ev)`;
+ *         `""` for other events, NULL `ev` or a state change without a reason. Never NULL.
+ *
+ * Does not block.
+ */
+const char *rmqs_event_message(const struct rmqs_event *ev);
+
+/**
+ * Frees an event and the views obtained from it; a chunk event releases its reference to the
+ * chunk. NULL is allowed.
+ *
+ * @param ev an event from `rmqs_queue_poll()` (ownership passes to the library), or NULL.
+ *
+ * Does not block.
+ */
+void rmqs_event_free(struct rmqs_event *ev);
+
+/**
+ * Creates a producer on `stream`.
+ *
+ * Opens (or shares) a data connection to the stream's leader and declares the publisher; a
+ * named producer (`name` key) first asks the broker for the last publishing id it kept for the
+ * name and continues after it, so resending after a restart does not duplicate.
+ *
+ * Confirms go to `confirm_cb` on a dispatcher thread when it is given, else to `queue` as
+ * `RMQS_EVENT_CONFIRMS` events, else nowhere (fire and forget; `rmqs_producer_flush()` still
+ * waits for them). State changes (`RMQS_EVENT_STATE`) go to `queue` when it is given. Every
+ * message a send accepted gets exactly one confirm.
+ *
+ * @param conn the connection (borrowed).
+ * @param stream the stream name, 1 to 255 bytes (borrowed).
+ * @param cfg producer keys (see `rmqs_config_set()`; borrowed, copied), layered over the
+ *        connection's `producer.*` keys; NULL for those alone.
+ * @param confirm_cb confirm callback, or NULL.
+ * @param user_data passed to `confirm_cb`. Ownership passes to the library on success only.
+ * @param user_data_free run once with `user_data` after the last callback (when the producer is
+ *        closed and freed); NULL if not needed. Not called when this function fails.
+ * @param queue the queue for confirms (without `confirm_cb`) and state events, borrowed; the
+ *        producer keeps its own reference, so the queue handle may be freed first (events are
+ *        then dropped). NULL for none.
+ * @param tag returned by `rmqs_event_source_tag()` for this producer's events.
+ * @param out receives the producer, owned by the caller (free with `rmqs_producer_free()`),
+ *        only on success.
+ * @param err optional error detail.
+ * @return `RMQS_OK`; `RMQS_ERR_INVALID_ARGUMENT` (names, config); `RMQS_ERR_STREAM_DOES_NOT_EXIST`
+ *         and other broker codes; `RMQS_ERR_CLOSED`, `RMQS_ERR_TIMEOUT`, `RMQS_ERR_IO`;
+ *         `RMQS_ERR_WOULD_DEADLOCK` from a library callback.
+ *
+ * Thread-safe; blocks for a few round trips.
+ */
+rmqs_status rmqs_producer_new(struct rmqs_connection *conn,
+                              const char *stream,
+                              const struct rmqs_config *cfg,
+                              rmqs_confirm_cb confirm_cb,
+                              void *user_data,
+                              rmqs_free_cb user_data_free,
+                              struct rmqs_queue *queue,
+                              size_t tag,
+                              struct rmqs_producer **out,
+                              struct rmqs_error **err);
+
+/**
+ * Sends one message. The body is copied; its confirm comes later, with `tag`.
+ *
+ * @param p the producer (borrowed).
+ * @param body the message body (borrowed for the call), NULL only when `len` is 0.
+ * @param len its length.
+ * @param tag returned in this message's `rmqs_confirm`.
+ * @param flags `RMQS_SEND_RAW`, `RMQS_SEND_NO_BLOCK`, or 0.
+ * @param err optional error detail.
+ * @return `RMQS_OK` when accepted (the confirm follows, exactly once);
+ *         `RMQS_ERR_QUEUE_FULL` when `max_in_flight` messages are unconfirmed and the send may
+ *         not wait (`RMQS_SEND_NO_BLOCK` or `block_when_full` false); `RMQS_ERR_TIMEOUT` when
+ *         it waited `send_timeout_ms` for room; `RMQS_ERR_CLOSED` once the producer or its
+ *         connection is closed; `RMQS_ERR_INVALID_ARGUMENT` (bad flags, NULL body with a
+ *         length, message larger than the connection's frame size); `RMQS_ERR_WOULD_DEADLOCK`
+ *         when called from a library callback on a full producer without
+ *         `RMQS_SEND_NO_BLOCK`. No confirm follows a failed send.
+ *
+ * Thread-safe. Blocks only when the producer is full and the send may wait (not from
+ * callbacks); otherwise returns at once.
+ */
+rmqs_status rmqs_producer_send(struct rmqs_producer *p,
+                               const uint8_t *body,
+                               size_t len,
+                               size_t tag,
+                               uint32_t flags,
+                               struct rmqs_error **err);
+
+/**
+ * Sends one message with options: a filter value and/or an explicit publishing id.
+ *
+ * @param p the producer (borrowed).
+ * @param body the body (borrowed for the call), NULL only when `len` is 0.
+ * @param len its length.
+ * @param filter_value NUL-terminated UTF-8 filter value for broker-side filtering (RabbitMQ
+ *        3.13+; `RMQS_ERR_UNSUPPORTED` on older brokers), or NULL for none.
+ * @param publishing_id used with `RMQS_SEND_PUBLISHING_ID`: must be above every id the
+ *        producer used before (for a named producer, above the broker's last id, else the
+ *        broker drops it as a duplicate and still confirms it).
+ * @param tag returned in the message's confirm.
+ * @param flags `RMQS_SEND_RAW`, `RMQS_SEND_NO_BLOCK`, `RMQS_SEND_PUBLISHING_ID`.
+ * @param id_out receives the publishing id the message was sent with, on success; may be NULL.
+ * @param err optional error detail.
+ * @return as `rmqs_producer_send()`.
+ *
+ * Thread-safe; blocking as `rmqs_producer_send()`.
+ */
+rmqs_status rmqs_producer_send_ex(struct rmqs_producer *p,
+                                  const uint8_t *body,
+                                  size_t len,
+                                  const char *filter_value,
+                                  uint64_t publishing_id,
+                                  size_t tag,
+                                  uint32_t flags,
+                                  uint64_t *id_out,
+                                  struct rmqs_error **err);
+
+/**
+ * Sends several messages in order (their publishing ids increase in that order). Each body is
+ * copied; each message's confirm comes later with its tag.
+ *
+ * @param p the producer (borrowed).
+ * @param bodies `count` bodies (borrowed for the call; each copied).
+ * @param tags `count` tags, or NULL for tag 0 everywhere.
+ * @param count number of messages.
+ * @param flags `RMQS_SEND_RAW`, `RMQS_SEND_NO_BLOCK`.
+ * @param accepted receives how many messages (a prefix of `bodies`) were accepted, also on
+ *        failure (the one exception to "outputs only on success"); may be NULL.
+ * @param err optional error detail.
+ * @return `RMQS_OK` when all were accepted; otherwise the status of the first message not
+ *         accepted (as `rmqs_producer_send()`), the ones before it being accepted.
+ *
+ * Thread-safe; blocking as `rmqs_producer_send()`, up to `send_timeout_ms` in total.
+ */
+rmqs_status rmqs_producer_send_batch(struct rmqs_producer *p,
+                                     const struct rmqs_bytes *bodies,
+                                     const size_t *tags,
+                                     size_t count,
+                                     uint32_t flags,
+                                     size_t *accepted,
+                                     struct rmqs_error **err);
+
+/**
+ * Sends what is batched and waits until every accepted message has its confirm (and, in
+ * callback mode, the callback for it has returned).
+ *
+ * @param p the producer (borrowed).
+ * @param timeout_ms negative = no limit; 0 = only send the partial batch and report whether
+ *        anything is still unconfirmed.
+ * @return `RMQS_OK`; `RMQS_ERR_TIMEOUT` when messages were still unconfirmed after
+ *         `timeout_ms`; `RMQS_ERR_WOULD_DEADLOCK` from a library callback (timeout other than
+ *         0); `RMQS_ERR_INVALID_ARGUMENT` for a NULL handle.
+ *
+ * Thread-safe; blocks up to `timeout_ms`.
+ */
+rmqs_status rmqs_producer_flush(struct rmqs_producer *p, int32_t timeout_ms);
+
+/**
+ * Closes the producer: no more sends (`RMQS_ERR_CLOSED`), the batched messages go out, and it
+ * waits up to `timeout_ms` for outstanding confirms; messages still unconfirmed then get a
+ * confirm with `RMQS_ERR_CLOSED`. Then the publisher is deleted on the broker and an
+ * `RMQS_EVENT_STATE` (`RMQS_STATE_CLOSED`) event goes to the queue. Closing again returns
+ * `RMQS_OK`.
+ *
+ * @param p the producer (borrowed; still to be freed).
+ * @param timeout_ms negative = no limit; 0 = close in the background and return at once.
+ * @return `RMQS_OK`; `RMQS_ERR_TIMEOUT` when confirms were missing at the deadline (the producer
+ *         is closed all the same); `RMQS_ERR_WOULD_DEADLOCK` from a library callback with a
+ *         timeout other than 0.
+ *
+ * Thread-safe; blocks up to `timeout_ms` plus one round trip.
+ */
+rmqs_status rmqs_producer_close(struct rmqs_producer *p, int32_t timeout_ms);
+
+/**
+ * The last publishing id the producer assigned (for a named producer that has not sent yet,
+ * the broker's last id for the name).
+ *
+ * @param p the producer (borrowed).
+ * @param out receives the id.
+ * @return false when there is none yet, or on NULL arguments.
+ *
+ * Thread-safe; does not block.
+ */
+bool rmqs_producer_last_id(const struct rmqs_producer *p, uint64_t *out);
+
+/**
+ * Frees a producer, closing it first if needed (waiting up to 5 s for confirms), then ending
+ * its dispatcher thread after the last confirm callback and running `user_data_free`. NULL is
+ * allowed.
+ *
+ * @param p the producer (ownership passes to the library), or NULL.
+ *
+ * Blocks while closing. Called from a library callback (its own or another's), the work
+ * moves to a background thread and the call returns at once.
+ */
+void rmqs_producer_free(struct rmqs_producer *p);
+
+/**
+ * Subscribes to `stream`.
+ *
+ * Opens (or shares) a data connection to a replica of the stream (the leader when it has
+ * none) and subscribes from the `offset` key (default `next`) with `initial_credit` credits.
+ *
+ * Chunks go to `chunk_cb` on a dispatcher thread when it is given, else to `queue` as
+ * `RMQS_EVENT_CHUNK` events; at least one of the two is required. Errors (`RMQS_EVENT_ERROR`,
+ * e.g. a chunk failing its CRC check) and the final `RMQS_EVENT_STATE` (`RMQS_STATE_CLOSED`:
+ * closed by the application with status `RMQS_OK`, or the stream or connection lost, with the
+ * reason) go to `queue` when it is given.
+ *
+ * @param conn the connection (borrowed).
+ * @param stream the stream name, 1 to 255 bytes (borrowed).
+ * @param cfg consumer keys (see `rmqs_config_set()`; borrowed, copied), layered over the
+ *        connection's `consumer.*` keys; NULL for those alone.
+ * @param chunk_cb chunk callback, or NULL.
+ * @param user_data passed to `chunk_cb`; ownership passes to the library on success only.
+ * @param user_data_free run once with `user_data` after the last callback (when the consumer
+ *        is freed); NULL if not needed. Not called when this function fails.
+ * @param queue the queue for chunks (without `chunk_cb`), errors and state events, borrowed
+ *        (the consumer keeps its own reference); NULL for none.
+ * @param tag returned by `rmqs_event_source_tag()` for this consumer's events.
+ * @param out receives the consumer, owned by the caller (free with `rmqs_consumer_free()`),
+ *        only on success.
+ * @param err optional error detail.
+ * @return `RMQS_OK`; `RMQS_ERR_INVALID_ARGUMENT` (neither callback nor queue, names, config);
+ *         `RMQS_ERR_STREAM_DOES_NOT_EXIST` and other broker codes; `RMQS_ERR_CLOSED`,
+ *         `RMQS_ERR_TIMEOUT`, `RMQS_ERR_IO`; `RMQS_ERR_WOULD_DEADLOCK` from a library callback.
+ *
+ * Thread-safe; blocks for a few round trips. Chunks may arrive before it returns.
+ */
+rmqs_status rmqs_consumer_new(struct rmqs_connection *conn,
+                              const char *stream,
+                              const struct rmqs_config *cfg,
+                              rmqs_chunk_cb chunk_cb,
+                              void *user_data,
+                              rmqs_free_cb user_data_free,
+                              struct rmqs_queue *queue,
+                              size_t tag,
+                              struct rmqs_consumer **out,
+                              struct rmqs_error **err);
+
+/**
+ * Grants the broker `credits` more chunks. The way to receive chunks with the `manual` credit
+ * policy; adds to the automatic credit otherwise.
+ *
+ * @param c the consumer (borrowed).
+ * @param credits 1 to 32767.
+ * @return `RMQS_OK`; `RMQS_ERR_INVALID_ARGUMENT` (NULL, credits out of range);
+ *         `RMQS_ERR_CLOSED`.
+ *
+ * Thread-safe, also from callbacks; does not block.
+ */
+rmqs_status rmqs_consumer_credit(struct rmqs_consumer *c, uint32_t credits);
+
+/**
+ * Stores `offset` on the broker under the consumer's `name` (StoreOffset; the broker does not
+ * answer: `rmqs_consumer_query_offset()` shows when it is applied).
+ *
+ * @param c the consumer (borrowed).
+ * @param offset the offset to store (usually that of the last message processed).
+ * @param err optional error detail.
+ * @return `RMQS_OK` once the frame is queued; `RMQS_ERR_INVALID_ARGUMENT` when the consumer has
+ *         no name; `RMQS_ERR_CLOSED`.
+ *
+ * Thread-safe, also from callbacks; does not block.
+ */
+rmqs_status rmqs_consumer_store_offset(struct rmqs_consumer *c,
+                                       uint64_t offset,
+                                       struct rmqs_error **err);
+
+/**
+ * The offset stored on the broker under the consumer's `name` (QueryOffset).
+ *
+ * @param c the consumer (borrowed).
+ * @param out receives the offset, only on success.
+ * @param err optional error detail.
+ * @return `RMQS_OK`; `RMQS_ERR_NO_OFFSET` (19) when none is stored; `RMQS_ERR_INVALID_ARGUMENT`
+ *         without a name; `RMQS_ERR_CLOSED`, `RMQS_ERR_TIMEOUT`; `RMQS_ERR_WOULD_DEADLOCK`
+ *         from a library callback.
+ *
+ * Thread-safe; blocks for one round trip.
+ */
+rmqs_status rmqs_consumer_query_offset(struct rmqs_consumer *c,
+                                       uint64_t *out,
+                                       struct rmqs_error **err);
+
+/**
+ * Closes the consumer: unsubscribes, and an `RMQS_EVENT_STATE` (`RMQS_STATE_CLOSED`, status
+ * `RMQS_OK`) event goes to the queue. Chunks not yet handed to the callback are dropped;
+ * chunks the application holds stay readable until released. Later calls fail with
+ * `RMQS_ERR_CLOSED`; closing again returns `RMQS_OK`.
+ *
+ * @param c the consumer (borrowed; still to be freed).
+ * @param timeout_ms bound for the Unsubscribe round trip; negative = no limit; 0 = close in
+ *        the background and return at once.
+ * @return `RMQS_OK`; `RMQS_ERR_TIMEOUT` (the consumer is closed all the same);
+ *         `RMQS_ERR_WOULD_DEADLOCK` from a library callback with a timeout other than 0.
+ *
+ * Thread-safe; blocks up to `timeout_ms`.
+ */
+rmqs_status rmqs_consumer_close(struct rmqs_consumer *c, int32_t timeout_ms);
+
+/**
+ * Frees a consumer, closing it first if needed (5 s limit), then ending its dispatcher thread
+ * (after the callback in progress, if any) and running `user_data_free`. NULL is allowed.
+ *
+ * @param c the consumer (ownership passes to the library), or NULL.
+ *
+ * Blocks while closing. Called from a library callback (its own or another's), the work
+ * moves to a background thread and the call returns at once.
+ */
+void rmqs_consumer_free(struct rmqs_consumer *c);
+
+/**
+ * Keeps a chunk beyond the callback or event that lent it.
+ *
+ * @param ch a chunk (borrowed).
+ * @return `ch` itself, now with one more reference the caller owns and gives back with
+ *         `rmqs_chunk_release()`; NULL when `ch` is NULL or invalid.
+ *
+ * Thread-safe; does not block.
+ */
+struct rmqs_chunk *rmqs_chunk_retain(const struct rmqs_chunk *ch);
+
+/**
+ * Gives back a reference taken with `rmqs_chunk_retain()`. The last reference frees the chunk
+ * (and, with the `on_release` policy, grants the broker one credit). NULL is allowed.
+ *
+ * @param ch a pointer returned by `rmqs_chunk_retain()` (that reference passes to the
+ *        library); not to be used afterwards unless other references remain.
+ *
+ * Thread-safe; does not block.
+ */
+void rmqs_chunk_release(struct rmqs_chunk *ch);
+
+/**
+ * The stream the chunk came from.
+ *
+ * @return a NUL-terminated string owned by the chunk; `""` for NULL. Never NULL.
+ *
+ * Thread-safe; does not block.
+ */
+const char *rmqs_chunk_stream(const struct rmqs_chunk *ch);
+
+/**
+ * The chunk id: the offset of the chunk's first record (hidden ones included); 0 for NULL.
+ *
+ * Thread-safe; does not block.
+ */
+uint64_t rmqs_chunk_id(const struct rmqs_chunk *ch);
+
+/**
+ * Offset of the chunk's first visible message; 0 for NULL.
+ *
+ * Thread-safe; does not block.
+ */
+uint64_t rmqs_chunk_first_offset(const struct rmqs_chunk *ch);
+
+/**
+ * When the broker wrote the chunk, ms since the Unix epoch; 0 for NULL.
+ *
+ * Thread-safe; does not block.
+ */
+int64_t rmqs_chunk_timestamp(const struct rmqs_chunk *ch);
+
+/**
+ * The id of the last chunk committed when this one was sent (Deliver v2, RabbitMQ 3.11+).
+ *
+ * @param ch the chunk (borrowed).
+ * @param out receives the id when known; may be NULL.
+ * @return false when unknown (older broker) or `ch` is NULL.
+ *
+ * Thread-safe; does not block.
+ */
+bool rmqs_chunk_committed_id(const struct rmqs_chunk *ch, uint64_t *out);
+
+/**
+ * Number of visible messages (at or after the requested offset); 0 for NULL.
+ *
+ * Thread-safe; does not block.
+ */
+size_t rmqs_chunk_message_count(const struct rmqs_chunk *ch);
+
+/**
+ * The chunk's header fields.
+ *
+ * @param ch the chunk (borrowed).
+ * @param out receives the header.
+ * @return false when an argument is NULL.
+ *
+ * Thread-safe; does not block.
+ */
+bool rmqs_chunk_header_get(const struct rmqs_chunk *ch, struct rmqs_chunk_header *out);
+
+/**
+ * The chunk's data section as received (entries, possibly sub-entry batches, compressed).
+ *
+ * @param ch the chunk (borrowed).
+ * @param len receives the length; may be NULL.
+ * @return bytes owned by the chunk; NULL (and length 0) for NULL.
+ *
+ * Thread-safe; does not block.
+ */
+const uint8_t *rmqs_chunk_data(const struct rmqs_chunk *ch, size_t *len);
+
+/**
+ * Message `i` of the chunk (0 = the first visible one, at `rmqs_chunk_first_offset()`).
+ *
+ * @param ch the chunk (borrowed).
+ * @param i position, below `rmqs_chunk_message_count()`.
+ * @return a view owned by the chunk, valid as long as the chunk; NULL when `i` is out of
+ *         range or `ch` is NULL. The first call indexes the chunk (one allocation).
+ *
+ * Thread-safe; does not block.
+ */
+const struct rmqs_message *rmqs_chunk_message(const struct rmqs_chunk *ch, size_t i);
+
+/**
+ * The message's offset in the stream; 0 for NULL.
+ *
+ * Thread-safe; does not block.
+ */
+uint64_t rmqs_message_offset(const struct rmqs_message *m);
+
+/**
+ * The message's timestamp: its chunk's, ms since the Unix epoch; 0 for NULL.
+ *
+ * Thread-safe; does not block.
+ */
+int64_t rmqs_message_timestamp(const struct rmqs_message *m);
+
+/**
+ * The application payload: the AMQP 1.0 data section when the record is an AMQP message with
+ * a single one (what this library and the other stream clients publish by default, or an
+ * amqp-value holding a binary or string), else the raw record bytes (`RMQS_SEND_RAW`
+ * messages).
+ *
+ * @param m the message (borrowed).
+ * @param len receives the length; may be NULL.
+ * @return bytes owned by the chunk, valid as long as it; NULL with length 0 for NULL `m`
+ *         (an empty body gives a non-NULL pointer and length 0).
+ *
+ * Thread-safe; does not block.
+ */
+const uint8_t *rmqs_message_body(const struct rmqs_message *m, size_t *len);
+
+/**
+ * The record exactly as stored in the stream (usually an encoded AMQP 1.0 message).
+ *
+ * @param m the message (borrowed).
+ * @param len receives the length; may be NULL.
+ * @return bytes owned by the chunk, valid as long as it; NULL with length 0 for NULL `m`.
+ *
+ * Thread-safe; does not block.
+ */
+const uint8_t *rmqs_message_raw(const struct rmqs_message *m, size_t *len);
+
+/**
+ * Whether the record is a well-formed AMQP 1.0 message; false for NULL.
+ *
+ * Thread-safe; does not block (parses the record on each call).
+ */
+bool rmqs_message_is_amqp(const struct rmqs_message *m);
+
+/**
+ * A field of the message's AMQP properties section, as text.
+ *
+ * Strings, symbols and binaries (`user-id`, binary ids) are returned as stored, without a
+ * copy; numbers (ulong ids, `group-sequence`), timestamps (ms since the epoch, in decimal) and
+ * uuids (`8-4-4-4-12` hex) are formatted once and kept with the message.
+ *
+ * @param m the message (borrowed).
+ * @param property one of `rmqs_property_code`.
+ * @param value receives a pointer to the text, owned by the chunk and valid as long as it; not
+ *        NUL-terminated (use `len`). May be NULL.
+ * @param len receives the text's length. May be NULL.
+ * @return true when the message is AMQP and has the field; false when absent, for a record
+ *         that is not AMQP, an unknown `property` or a NULL `m` (outputs untouched).
+ *
+ * Thread-safe; does not block.
+ */
+bool rmqs_message_property(const struct rmqs_message *m,
+                           int32_t property,
+                           const char **value,
+                           size_t *len);
+
+/**
+ * The application property `key` of an AMQP message, as text (see `rmqs_message_property()`
+ * for how values become text; booleans are `true`/`false`). The first entry with that key
+ * wins.
+ *
+ * @param m the message (borrowed).
+ * @param key the property name (borrowed, NUL-terminated UTF-8).
+ * @param value receives the text (owned by the chunk, not NUL-terminated). May be NULL.
+ * @param len receives its length. May be NULL.
+ * @return true when found; false when absent, not AMQP, for a value that has no text form
+ *         (list, map, array, described) or NULL arguments.
+ *
+ * Thread-safe; does not block.
+ */
+bool rmqs_message_app_property(const struct rmqs_message *m,
+                               const char *key,
+                               const char **value,
+                               size_t *len);
+
+/**
+ * Number of application properties of an AMQP message; 0 when none, not AMQP, or NULL.
+ *
+ * Thread-safe; does not block.
+ */
+size_t rmqs_message_app_property_count(const struct rmqs_message *m);
+
+/**
+ * Application property `i` (wire order): key and value as text.
+ *
+ * @param m the message (borrowed).
+ * @param i position, below `rmqs_message_app_property_count()`.
+ * @param key receives the key (owned by the chunk, not NUL-terminated). May be NULL.
+ * @param key_len receives its length. May be NULL.
+ * @param value receives the value as text. May be NULL.
+ * @param value_len receives its length. May be NULL.
+ * @return false when `i` is out of range, the value has no text form, or `m` is NULL.
+ *
+ * Thread-safe; does not block.
+ */
+bool rmqs_message_app_property_at(const struct rmqs_message *m,
+                                  size_t i,
+                                  const char **key,
+                                  size_t *key_len,
+                                  const char **value,
+                                  size_t *value_len);
 
 #ifdef __cplusplus
 }  // extern "C"

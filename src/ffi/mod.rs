@@ -30,7 +30,43 @@ pub mod super_stream;
 
 pub mod panic;
 
+pub mod config;
+
+pub mod connection;
+
+pub mod manage;
+
+pub mod queue;
+
+pub mod dispatch;
+
+pub mod producer;
+
+pub mod consumer;
+
+pub mod chunk;
+
+pub mod args;
+
+pub mod runtime;
+
+pub use chunk::*;
+pub use config::{rmqs_config, rmqs_config_free, rmqs_config_new, rmqs_config_set};
+pub use connection::{
+    rmqs_connection, rmqs_connection_close, rmqs_connection_free, rmqs_connection_open,
+    rmqs_connection_open_uri, rmqs_connection_server_version, rmqs_connection_supports,
+};
+pub use consumer::*;
+pub use dispatch::rmqs_free_cb;
 pub use error::{Error, rmqs_error, rmqs_error_free, rmqs_error_message, rmqs_error_status};
+pub use manage::{
+    rmqs_metadata, rmqs_metadata_free, rmqs_metadata_leader_host, rmqs_metadata_leader_port,
+    rmqs_metadata_replica, rmqs_metadata_replica_count, rmqs_offset_query, rmqs_offset_store,
+    rmqs_producer_sequence_query, rmqs_stream_create, rmqs_stream_delete, rmqs_stream_exists,
+    rmqs_stream_metadata, rmqs_stream_statistics, rmqs_stream_stats,
+};
+pub use producer::*;
+pub use queue::*;
 pub use status::{
     rmqs_status, rmqs_status_code, rmqs_status_desc, rmqs_status_descs, rmqs_status_name,
     rmqs_status_str,

@@ -1,0 +1,145 @@
+//! Checking arguments that come from C: pointers, strings, byte ranges, handles.
+
+use std::ffi::{CStr, c_char};
+
+use super::error::Error;
+use crate::client::environment::MAX_NAME_LEN;
+
+/// A NUL-terminated UTF-8 string argument; `what` names it in the error.
+///
+/// # Safety
+/// `p` must be NULL or point to a NUL-terminated string that outlives `'a`.
+pub unsafe fn str_arg<'a>(p: *const c_char, what: &str) -> Result<&'a str, Error> {
+    if p.is_null() {
+        return Err(Error::invalid_argument(format!("{what} is NULL")));
+    }
+    // SAFETY: per the caller's contract.
+    let c = unsafe { CStr::from_ptr(p) };
+    c.to_str()
+        .map_err(|_| Error::invalid_argument(format!("{what} is not valid UTF-8")))
+}
+
+/// Like [`str_arg`], but NULL gives `None`.
+///
+/// # Safety
+/// As [`str_arg`].
+pub unsafe fn opt_str_arg<'a>(p: *const c_char, what: &str) -> Result<Option<&'a str>, Error> {
+    if p.is_null() {
+        Ok(None)
+    } else {
+        // SAFETY: forwarded.
+        unsafe { str_arg(p, what) }.map(Some)
+    }
+}
+
+/// A stream name or reference: a string of 1 to 255 bytes.
+///
+/// # Safety
+/// As [`str_arg`].
+pub unsafe fn name_arg<'a>(p: *const c_char, what: &str) -> Result<&'a str, Error> {
+    // SAFETY: forwarded.
+    let s = unsafe { str_arg(p, what) }?;
+    check_name(s, what)?;
+    Ok(s)
+}
+
+/// Checks the length of a stream name or reference.
+pub fn check_name(s: &str, what: &str) -> Result<(), Error> {
+    if s.is_empty() || s.len() > MAX_NAME_LEN {
+        return Err(Error::invalid_argument(format!(
+            "{what} must be 1 to {MAX_NAME_LEN} bytes long, got {}",
+            s.len()
+        )));
+    }
+    Ok(())
+}
+
+/// A `(const uint8_t *, size_t)` pair: NULL is allowed only with length 0.
+///
+/// # Safety
+/// `p` must be NULL or valid for reading `len` bytes during `'a`.
+pub unsafe fn bytes_arg<'a>(p: *const u8, len: usize, what: &str) -> Result<&'a [u8], Error> {
+    if p.is_null() {
+        if len == 0 {
+            return Ok(&[]);
+        }
+        return Err(Error::invalid_argument(format!(
+            "{what} is NULL with length {len}"
+        )));
+    }
+    if len > isize::MAX as usize {
+        return Err(Error::invalid_argument(format!("{what} is too long")));
+    }
+    // SAFETY: per the caller's contract.
+    Ok(unsafe { std::slice::from_raw_parts(p, len) })
+}
+
+/// An output pointer, which must not be NULL.
+pub fn out_arg<T>(p: *mut T, what: &str) -> Result<*mut T, Error> {
+    if p.is_null() {
+        Err(Error::invalid_argument(format!("{what} is NULL")))
+    } else {
+        Ok(p)
+    }
+}
+
+/// Writes an output (checked non-NULL by [`out_arg`]).
+///
+/// # Safety
+/// `p` must be valid for writing a `T`.
+pub unsafe fn write_out<T>(p: *mut T, v: T) {
+    // SAFETY: per the caller's contract.
+    unsafe { p.write(v) }
+}
+
+/// Objects handed to C as pointers carry a magic number, checked on every use: a pointer to
+/// something else (or, often, to a freed object) gives `RMQS_ERR_INVALID_ARGUMENT` instead of
+/// undefined behaviour further in.
+pub trait Handle {
+    /// The value of a live object's magic field.
+    const MAGIC: u64;
+    /// The type's C name, for messages.
+    const NAME: &'static str;
+    /// The magic field.
+    fn magic(&self) -> u64;
+}
+
+/// A handle argument, borrowed.
+///
+/// # Safety
+/// `p` must be NULL or point to a live `T` created by the library.
+pub unsafe fn handle_arg<'a, T: Handle>(p: *const T) -> Result<&'a T, Error> {
+    // SAFETY: per the caller's contract.
+    match unsafe { p.as_ref() } {
+        None => Err(Error::invalid_argument(format!("{} is NULL", T::NAME))),
+        Some(h) if h.magic() == T::MAGIC => Ok(h),
+        Some(_) => Err(Error::invalid_argument(format!(
+            "not a valid {} (freed, or another object)",
+            T::NAME
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strings() {
+        assert!(unsafe { str_arg(std::ptr::null(), "stream") }.is_err());
+        let bad = [0xffu8, 0];
+        let e = unsafe { str_arg(bad.as_ptr().cast(), "stream") }.unwrap_err();
+        assert!(e.message.contains("UTF-8"));
+        assert_eq!(unsafe { str_arg(c"ok".as_ptr(), "x") }.unwrap(), "ok");
+        let long = std::ffi::CString::new("a".repeat(256)).unwrap();
+        let e = unsafe { name_arg(long.as_ptr(), "stream name") }.unwrap_err();
+        assert!(e.message.contains("256"), "{}", e.message);
+        assert!(unsafe { name_arg(c"".as_ptr(), "stream name") }.is_err());
+    }
+
+    #[test]
+    fn bytes() {
+        assert_eq!(unsafe { bytes_arg(std::ptr::null(), 0, "b") }.unwrap(), b"");
+        assert!(unsafe { bytes_arg(std::ptr::null(), 1, "b") }.is_err());
+    }
+}

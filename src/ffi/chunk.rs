@@ -1,0 +1,717 @@
+//! `rmqs_chunk` and `rmqs_message`: zero-copy views of delivered chunks and their messages.
+
+use std::borrow::Cow;
+use std::ffi::{CString, c_char};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use super::args::{Handle, handle_arg, str_arg};
+use super::panic::ffi_boundary;
+use crate::client::DeliveredChunk;
+use crate::protocol::amqp::{MessageView, Value};
+
+/// One chunk delivered to a consumer: a zero-copy view of the Deliver frame's bytes. Opaque,
+/// reference-counted, immutable.
+///
+/// A chunk callback or an `RMQS_EVENT_CHUNK` event lends it: valid during the callback / until
+/// the event is freed. `rmqs_chunk_retain()` keeps it longer, `rmqs_chunk_release()` gives each
+/// retained reference back. When the last reference goes (the callback returned or the event
+/// was freed, and every retain was released), the chunk's memory is freed and, with the
+/// `on_release` credit policy, the broker gets one credit for another chunk: the chunks an
+/// application holds bound the consumer's memory (at most `initial_credit` of them).
+///
+/// Messages before the offset the consumer asked for (`offset:N` starts in the chunk that
+/// contains N) are not visible.
+///
+/// Thread safety: immutable; may be read from several threads at once and released from any
+/// thread.
+pub struct rmqs_chunk {
+    magic: u64,
+    chunk: DeliveredChunk,
+    stream: CString,
+    messages: OnceLock<Box<[rmqs_message]>>,
+}
+
+impl Handle for rmqs_chunk {
+    const MAGIC: u64 = 0x726d_7173_6368_6e6b; // "rmqschnk"
+    const NAME: &'static str = "rmqs_chunk";
+    fn magic(&self) -> u64 {
+        self.magic
+    }
+}
+
+/// A reference to a chunk held by the library (an event, a callback in progress).
+pub(crate) struct ChunkRef(Arc<rmqs_chunk>);
+
+impl ChunkRef {
+    pub(crate) fn new(chunk: DeliveredChunk) -> ChunkRef {
+        let stream = super::queue::to_cstring(chunk.stream().to_string());
+        ChunkRef(Arc::new(rmqs_chunk {
+            magic: rmqs_chunk::MAGIC,
+            chunk,
+            stream,
+            messages: OnceLock::new(),
+        }))
+    }
+
+    /// The pointer handed to C (borrowed from this reference).
+    pub(crate) fn as_ptr(&self) -> *const rmqs_chunk {
+        Arc::as_ptr(&self.0)
+    }
+}
+
+/// Bytes owned by the chunk a message belongs to (stable while the chunk lives).
+#[derive(Clone, Copy)]
+struct Span(*const u8, usize);
+
+// SAFETY: points into the immutable, shared bytes of the chunk that owns the span.
+unsafe impl Send for Span {}
+unsafe impl Sync for Span {}
+
+impl Span {
+    fn of(s: &[u8]) -> Span {
+        Span(s.as_ptr(), s.len())
+    }
+
+    /// # Safety
+    /// The chunk owning the bytes must be alive for `'a`.
+    unsafe fn get<'a>(self) -> &'a [u8] {
+        if self.1 == 0 {
+            &[]
+        } else {
+            // SAFETY: per the caller's contract.
+            unsafe { std::slice::from_raw_parts(self.0, self.1) }
+        }
+    }
+}
+
+/// One message of a chunk. Opaque, immutable view owned by its chunk.
+///
+/// Obtained from `rmqs_chunk_message()`; valid as long as the chunk is (never freed on its
+/// own). Bytes and strings returned by its accessors are valid as long as the chunk too, and
+/// are not NUL-terminated: use the returned length.
+///
+/// Thread safety: may be read from several threads at once.
+pub struct rmqs_message {
+    magic: u64,
+    offset: u64,
+    timestamp: i64,
+    raw: Span,
+    /// The AMQP body (data section) when the record is an AMQP message with one.
+    amqp: OnceLock<Option<Span>>,
+    /// Text made for values that are not strings in the record (numbers, uuids, ...).
+    texts: Mutex<Vec<(String, Box<[u8]>)>>,
+}
+
+impl Handle for rmqs_message {
+    const MAGIC: u64 = 0x726d_7173_6d73_6720; // "rmqsmsg "
+    const NAME: &'static str = "rmqs_message";
+    fn magic(&self) -> u64 {
+        self.magic
+    }
+}
+
+impl rmqs_message {
+    fn raw(&self) -> &[u8] {
+        // SAFETY: the message lives inside its chunk, which owns the bytes.
+        unsafe { self.raw.get() }
+    }
+
+    fn view(&self) -> Option<MessageView<'_>> {
+        MessageView::parse(self.raw()).ok()
+    }
+
+    fn body(&self) -> &[u8] {
+        let body = self
+            .amqp
+            .get_or_init(|| self.view().and_then(|v| v.body_bytes()).map(Span::of));
+        match body {
+            // SAFETY: as in `raw`.
+            Some(s) => unsafe { s.get() },
+            None => self.raw(),
+        }
+    }
+
+    /// A value as text: strings, symbols and binaries as they are in the record (zero-copy),
+    /// other scalars formatted once and kept with the message under `cache_key`.
+    fn text(&self, cache_key: &str, v: &Value<'_>) -> Option<(*const u8, usize)> {
+        let formatted = match v {
+            Value::String(Cow::Borrowed(s)) | Value::Symbol(Cow::Borrowed(s)) => {
+                return Some((s.as_ptr(), s.len()));
+            }
+            Value::Binary(Cow::Borrowed(b)) => return Some((b.as_ptr(), b.len())),
+            Value::String(Cow::Owned(s)) | Value::Symbol(Cow::Owned(s)) => s.clone(),
+            Value::Binary(Cow::Owned(b)) => String::from_utf8_lossy(b).into_owned(),
+            Value::Bool(b) => b.to_string(),
+            Value::Ubyte(x) => x.to_string(),
+            Value::Ushort(x) => x.to_string(),
+            Value::Uint(x) => x.to_string(),
+            Value::Ulong(x) => x.to_string(),
+            Value::Byte(x) => x.to_string(),
+            Value::Short(x) => x.to_string(),
+            Value::Int(x) => x.to_string(),
+            Value::Long(x) => x.to_string(),
+            Value::Timestamp(x) => x.to_string(),
+            Value::Float(x) => x.to_string(),
+            Value::Double(x) => x.to_string(),
+            Value::Char(c) => c.to_string(),
+            Value::Uuid(u) => format_uuid(u),
+            _ => return None,
+        };
+        let mut texts = self.texts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, b)) = texts.iter().find(|(k, _)| k == cache_key) {
+            return Some((b.as_ptr(), b.len()));
+        }
+        let mut bytes = formatted.into_bytes();
+        let len = bytes.len();
+        bytes.push(0); // NUL-terminated as a courtesy; the length excludes it
+        let b: Box<[u8]> = bytes.into_boxed_slice();
+        let p = b.as_ptr();
+        texts.push((cache_key.to_string(), b));
+        Some((p, len))
+    }
+}
+
+fn format_uuid(u: &[u8; 16]) -> String {
+    let h: String = u.iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+fn messages(ch: &rmqs_chunk) -> &[rmqs_message] {
+    ch.messages.get_or_init(|| {
+        ch.chunk
+            .records()
+            .map(|r| rmqs_message {
+                magic: rmqs_message::MAGIC,
+                offset: r.offset,
+                timestamp: r.timestamp,
+                raw: Span::of(r.body),
+                amqp: OnceLock::new(),
+                texts: Mutex::new(Vec::new()),
+            })
+            .collect()
+    })
+}
+
+/// Every field of a chunk's header (the Osiris chunk format).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct rmqs_chunk_header {
+    /// Magic (5).
+    pub magic: u8,
+    /// Format version (0).
+    pub version: u8,
+    /// 0 = user (messages), 1 = tracking delta, 2 = tracking snapshot.
+    pub chunk_type: u8,
+    /// Bloom filter size on disk (not sent to consumers).
+    pub bloom_size: u8,
+    /// Entries in the data section (a sub-entry batch counts as one).
+    pub num_entries: u16,
+    /// Records (messages) in the chunk, hidden ones included.
+    pub num_records: u32,
+    /// When the chunk was written, ms since the Unix epoch.
+    pub timestamp: i64,
+    /// Leader epoch.
+    pub epoch: u64,
+    /// Offset of the chunk's first record.
+    pub chunk_id: u64,
+    /// CRC-32 of the data section.
+    pub crc: u32,
+    /// Length of the data section.
+    pub data_length: u32,
+    /// Trailer length on disk.
+    pub trailer_length: u32,
+    /// Reserved bytes, as a 24-bit value.
+    pub reserved: u32,
+}
+
+/// Chunk accessor helper: the chunk or `default` for NULL/invalid.
+fn with_chunk<R>(ch: *const rmqs_chunk, default: R, f: impl FnOnce(&rmqs_chunk) -> R) -> R {
+    // SAFETY: the caller passes NULL or a live chunk (see every accessor's contract).
+    match unsafe { handle_arg(ch) } {
+        Ok(c) => f(c),
+        Err(_) => default,
+    }
+}
+
+fn with_message<R>(m: *const rmqs_message, default: R, f: impl FnOnce(&rmqs_message) -> R) -> R {
+    // SAFETY: as above.
+    match unsafe { handle_arg(m) } {
+        Ok(m) => f(m),
+        Err(_) => default,
+    }
+}
+
+/// Keeps a chunk beyond the callback or event that lent it.
+///
+/// @param ch a chunk (borrowed).
+/// @return `ch` itself, now with one more reference the caller owns and gives back with
+///         `rmqs_chunk_release()`; NULL when `ch` is NULL or invalid.
+///
+/// Thread-safe; does not block.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_chunk_retain(ch: *const rmqs_chunk) -> *mut rmqs_chunk {
+    ffi_boundary(std::ptr::null_mut(), || {
+        with_chunk(ch, std::ptr::null_mut(), |c| {
+            let p: *const rmqs_chunk = c;
+            // SAFETY: the chunk lives in an Arc (ChunkRef) and the caller holds a reference.
+            unsafe { Arc::increment_strong_count(p) };
+            p.cast_mut()
+        })
+    })
+}
+
+/// Gives back a reference taken with `rmqs_chunk_retain()`. The last reference frees the chunk
+/// (and, with the `on_release` policy, grants the broker one credit). NULL is allowed.
+///
+/// @param ch a pointer returned by `rmqs_chunk_retain()` (that reference passes to the
+///        library); not to be used afterwards unless other references remain.
+///
+/// Thread-safe; does not block.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_chunk_release(ch: *mut rmqs_chunk) {
+    ffi_boundary((), || {
+        with_chunk(ch, (), |c| {
+            let p: *const rmqs_chunk = c;
+            // SAFETY: the caller gives back one reference it owned.
+            unsafe { Arc::decrement_strong_count(p) };
+        })
+    })
+}
+
+/// The stream the chunk came from.
+///
+/// @return a NUL-terminated string owned by the chunk; `""` for NULL. Never NULL.
+///
+/// Thread-safe; does not block.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_chunk_stream(ch: *const rmqs_chunk) -> *const c_char {
+    ffi_boundary(c"".as_ptr(), || {
+        with_chunk(ch, c"".as_ptr(), |c| c.stream.as_ptr())
+    })
+}
+
+/// The chunk id: the offset of the chunk's first record (hidden ones included); 0 for NULL.
+///
+/// Thread-safe; does not block.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_chunk_id(ch: *const rmqs_chunk) -> u64 {
+    ffi_boundary(0, || with_chunk(ch, 0, |c| c.chunk.chunk_id()))
+}
+
+/// Offset of the chunk's first visible message; 0 for NULL.
+///
+/// Thread-safe; does not block.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_chunk_first_offset(ch: *const rmqs_chunk) -> u64 {
+    ffi_boundary(0, || with_chunk(ch, 0, |c| c.chunk.first_offset()))
+}
+
+/// When the broker wrote the chunk, ms since the Unix epoch; 0 for NULL.
+///
+/// Thread-safe; does not block.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_chunk_timestamp(ch: *const rmqs_chunk) -> i64 {
+    ffi_boundary(0, || with_chunk(ch, 0, |c| c.chunk.timestamp()))
+}
+
+/// The id of the last chunk committed when this one was sent (Deliver v2, RabbitMQ 3.11+).
+///
+/// @param ch the chunk (borrowed).
+/// @param out receives the id when known; may be NULL.
+/// @return false when unknown (older broker) or `ch` is NULL.
+///
+/// Thread-safe; does not block.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_chunk_committed_id(ch: *const rmqs_chunk, out: *mut u64) -> bool {
+    ffi_boundary(false, || {
+        with_chunk(ch, false, |c| match c.chunk.committed_chunk_id() {
+            Some(id) => {
+                if !out.is_null() {
+                    // SAFETY: non-NULL outputs must be writable.
+                    unsafe { out.write(id) };
+                }
+                true
+            }
+            None => false,
+        })
+    })
+}
+
+/// Number of visible messages (at or after the requested offset); 0 for NULL.
+///
+/// Thread-safe; does not block.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_chunk_message_count(ch: *const rmqs_chunk) -> usize {
+    ffi_boundary(0, || with_chunk(ch, 0, |c| c.chunk.len()))
+}
+
+/// The chunk's header fields.
+///
+/// @param ch the chunk (borrowed).
+/// @param out receives the header.
+/// @return false when an argument is NULL.
+///
+/// Thread-safe; does not block.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_chunk_header_get(
+    ch: *const rmqs_chunk,
+    out: *mut rmqs_chunk_header,
+) -> bool {
+    ffi_boundary(false, || {
+        if out.is_null() {
+            return false;
+        }
+        with_chunk(ch, false, |c| {
+            let h = c.chunk.header();
+            let v = rmqs_chunk_header {
+                magic: h.magic,
+                version: h.version,
+                chunk_type: h.chunk_type.code(),
+                bloom_size: h.bloom_size,
+                num_entries: h.num_entries,
+                num_records: h.num_records,
+                timestamp: h.timestamp,
+                epoch: h.epoch,
+                chunk_id: h.chunk_id,
+                crc: h.crc,
+                data_length: h.data_length,
+                trailer_length: h.trailer_length,
+                reserved: h.reserved,
+            };
+            // SAFETY: checked non-NULL; must be writable.
+            unsafe { out.write(v) };
+            true
+        })
+    })
+}
+
+/// The chunk's data section as received (entries, possibly sub-entry batches, compressed).
+///
+/// @param ch the chunk (borrowed).
+/// @param len receives the length; may be NULL.
+/// @return bytes owned by the chunk; NULL (and length 0) for NULL.
+///
+/// Thread-safe; does not block.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_chunk_data(ch: *const rmqs_chunk, len: *mut usize) -> *const u8 {
+    ffi_boundary(std::ptr::null(), || {
+        let (p, n) = with_chunk(ch, (std::ptr::null(), 0), |c| {
+            let d = c.chunk.chunk().data();
+            (d.as_ptr(), d.len())
+        });
+        if !len.is_null() {
+            // SAFETY: non-NULL outputs must be writable.
+            unsafe { len.write(n) };
+        }
+        p
+    })
+}
+
+/// Message `i` of the chunk (0 = the first visible one, at `rmqs_chunk_first_offset()`).
+///
+/// @param ch the chunk (borrowed).
+/// @param i position, below `rmqs_chunk_message_count()`.
+/// @return a view owned by the chunk, valid as long as the chunk; NULL when `i` is out of
+///         range or `ch` is NULL. The first call indexes the chunk (one allocation).
+///
+/// Thread-safe; does not block.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_chunk_message(
+    ch: *const rmqs_chunk,
+    i: usize,
+) -> *const rmqs_message {
+    ffi_boundary(std::ptr::null(), || {
+        with_chunk(ch, std::ptr::null(), |c| {
+            messages(c)
+                .get(i)
+                .map_or(std::ptr::null(), |m| m as *const rmqs_message)
+        })
+    })
+}
+
+/// The message's offset in the stream; 0 for NULL.
+///
+/// Thread-safe; does not block.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_message_offset(m: *const rmqs_message) -> u64 {
+    ffi_boundary(0, || with_message(m, 0, |m| m.offset))
+}
+
+/// The message's timestamp: its chunk's, ms since the Unix epoch; 0 for NULL.
+///
+/// Thread-safe; does not block.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_message_timestamp(m: *const rmqs_message) -> i64 {
+    ffi_boundary(0, || with_message(m, 0, |m| m.timestamp))
+}
+
+/// The application payload: the AMQP 1.0 data section when the record is an AMQP message with
+/// a single one (what this library and the other stream clients publish by default, or an
+/// amqp-value holding a binary or string), else the raw record bytes (`RMQS_SEND_RAW`
+/// messages).
+///
+/// @param m the message (borrowed).
+/// @param len receives the length; may be NULL.
+/// @return bytes owned by the chunk, valid as long as it; NULL with length 0 for NULL `m`
+///         (an empty body gives a non-NULL pointer and length 0).
+///
+/// Thread-safe; does not block.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_message_body(m: *const rmqs_message, len: *mut usize) -> *const u8 {
+    ffi_boundary(std::ptr::null(), || {
+        let (p, n) = with_message(m, (std::ptr::null(), 0), |m| {
+            let b = m.body();
+            (
+                if b.is_empty() {
+                    c"".as_ptr().cast()
+                } else {
+                    b.as_ptr()
+                },
+                b.len(),
+            )
+        });
+        if !len.is_null() {
+            // SAFETY: non-NULL outputs must be writable.
+            unsafe { len.write(n) };
+        }
+        p
+    })
+}
+
+/// The record exactly as stored in the stream (usually an encoded AMQP 1.0 message).
+///
+/// @param m the message (borrowed).
+/// @param len receives the length; may be NULL.
+/// @return bytes owned by the chunk, valid as long as it; NULL with length 0 for NULL `m`.
+///
+/// Thread-safe; does not block.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_message_raw(m: *const rmqs_message, len: *mut usize) -> *const u8 {
+    ffi_boundary(std::ptr::null(), || {
+        let (p, n) = with_message(m, (std::ptr::null(), 0), |m| {
+            let b = m.raw();
+            (
+                if b.is_empty() {
+                    c"".as_ptr().cast()
+                } else {
+                    b.as_ptr()
+                },
+                b.len(),
+            )
+        });
+        if !len.is_null() {
+            // SAFETY: non-NULL outputs must be writable.
+            unsafe { len.write(n) };
+        }
+        p
+    })
+}
+
+/// Whether the record is a well-formed AMQP 1.0 message; false for NULL.
+///
+/// Thread-safe; does not block (parses the record on each call).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_message_is_amqp(m: *const rmqs_message) -> bool {
+    ffi_boundary(false, || with_message(m, false, |m| m.view().is_some()))
+}
+
+/// Fields of the AMQP 1.0 properties section (`rmqs_message_property()`).
+#[repr(i32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum rmqs_property_code {
+    RMQS_PROP_MESSAGE_ID = 1,
+    RMQS_PROP_USER_ID = 2,
+    RMQS_PROP_TO = 3,
+    RMQS_PROP_SUBJECT = 4,
+    RMQS_PROP_REPLY_TO = 5,
+    RMQS_PROP_CORRELATION_ID = 6,
+    RMQS_PROP_CONTENT_TYPE = 7,
+    RMQS_PROP_CONTENT_ENCODING = 8,
+    RMQS_PROP_ABSOLUTE_EXPIRY_TIME = 9,
+    RMQS_PROP_CREATION_TIME = 10,
+    RMQS_PROP_GROUP_ID = 11,
+    RMQS_PROP_GROUP_SEQUENCE = 12,
+    RMQS_PROP_REPLY_TO_GROUP_ID = 13,
+}
+
+/// Writes `(ptr, len)` to the optional outputs.
+///
+/// # Safety
+/// `value` and `len` must be NULL or writable.
+unsafe fn put_text(t: (*const u8, usize), value: *mut *const c_char, len: *mut usize) {
+    if !value.is_null() {
+        // SAFETY: per the caller's contract.
+        unsafe { value.write(t.0.cast()) };
+    }
+    if !len.is_null() {
+        // SAFETY: per the caller's contract.
+        unsafe { len.write(t.1) };
+    }
+}
+
+/// A field of the message's AMQP properties section, as text.
+///
+/// Strings, symbols and binaries (`user-id`, binary ids) are returned as stored, without a
+/// copy; numbers (ulong ids, `group-sequence`), timestamps (ms since the epoch, in decimal) and
+/// uuids (`8-4-4-4-12` hex) are formatted once and kept with the message.
+///
+/// @param m the message (borrowed).
+/// @param property one of `rmqs_property_code`.
+/// @param value receives a pointer to the text, owned by the chunk and valid as long as it; not
+///        NUL-terminated (use `len`). May be NULL.
+/// @param len receives the text's length. May be NULL.
+/// @return true when the message is AMQP and has the field; false when absent, for a record
+///         that is not AMQP, an unknown `property` or a NULL `m` (outputs untouched).
+///
+/// Thread-safe; does not block.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_message_property(
+    m: *const rmqs_message,
+    property: i32,
+    value: *mut *const c_char,
+    len: *mut usize,
+) -> bool {
+    ffi_boundary(false, || {
+        with_message(m, false, |m| {
+            let Some(props) = m.view().and_then(|v| v.properties().ok().flatten()) else {
+                return false;
+            };
+            fn s<'a>(x: &Option<Cow<'a, str>>) -> Option<Value<'a>> {
+                x.as_ref().map(|c| Value::String(c.clone()))
+            }
+            let v: Option<Value<'_>> = match property {
+                1 => props.message_id.clone(),
+                2 => props.user_id.as_ref().map(|b| Value::Binary(b.clone())),
+                3 => s(&props.to),
+                4 => s(&props.subject),
+                5 => s(&props.reply_to),
+                6 => props.correlation_id.clone(),
+                7 => s(&props.content_type),
+                8 => s(&props.content_encoding),
+                9 => props.absolute_expiry_time.map(Value::Long),
+                10 => props.creation_time.map(Value::Long),
+                11 => s(&props.group_id),
+                12 => props.group_sequence.map(Value::Uint),
+                13 => s(&props.reply_to_group_id),
+                _ => None,
+            };
+            let Some(v) = v else { return false };
+            match m.text(&format!("p{property}"), &v) {
+                Some(t) => {
+                    // SAFETY: outputs NULL or writable.
+                    unsafe { put_text(t, value, len) };
+                    true
+                }
+                None => false,
+            }
+        })
+    })
+}
+
+/// The application property `key` of an AMQP message, as text (see `rmqs_message_property()`
+/// for how values become text; booleans are `true`/`false`). The first entry with that key
+/// wins.
+///
+/// @param m the message (borrowed).
+/// @param key the property name (borrowed, NUL-terminated UTF-8).
+/// @param value receives the text (owned by the chunk, not NUL-terminated). May be NULL.
+/// @param len receives its length. May be NULL.
+/// @return true when found; false when absent, not AMQP, for a value that has no text form
+///         (list, map, array, described) or NULL arguments.
+///
+/// Thread-safe; does not block.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_message_app_property(
+    m: *const rmqs_message,
+    key: *const c_char,
+    value: *mut *const c_char,
+    len: *mut usize,
+) -> bool {
+    ffi_boundary(false, || {
+        // SAFETY: NULL or a NUL-terminated string.
+        let Ok(key) = (unsafe { str_arg(key, "key") }) else {
+            return false;
+        };
+        with_message(m, false, |m| {
+            let Some(v) = m
+                .view()
+                .and_then(|v| v.application_properties())
+                .and_then(|p| p.get(key))
+            else {
+                return false;
+            };
+            match m.text(&format!("a{key}"), &v) {
+                Some(t) => {
+                    // SAFETY: outputs NULL or writable.
+                    unsafe { put_text(t, value, len) };
+                    true
+                }
+                None => false,
+            }
+        })
+    })
+}
+
+/// Number of application properties of an AMQP message; 0 when none, not AMQP, or NULL.
+///
+/// Thread-safe; does not block.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_message_app_property_count(m: *const rmqs_message) -> usize {
+    ffi_boundary(0, || {
+        with_message(m, 0, |m| {
+            m.view()
+                .and_then(|v| v.application_properties())
+                .map_or(0, |p| p.len())
+        })
+    })
+}
+
+/// Application property `i` (wire order): key and value as text.
+///
+/// @param m the message (borrowed).
+/// @param i position, below `rmqs_message_app_property_count()`.
+/// @param key receives the key (owned by the chunk, not NUL-terminated). May be NULL.
+/// @param key_len receives its length. May be NULL.
+/// @param value receives the value as text. May be NULL.
+/// @param value_len receives its length. May be NULL.
+/// @return false when `i` is out of range, the value has no text form, or `m` is NULL.
+///
+/// Thread-safe; does not block.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_message_app_property_at(
+    m: *const rmqs_message,
+    i: usize,
+    key: *mut *const c_char,
+    key_len: *mut usize,
+    value: *mut *const c_char,
+    value_len: *mut usize,
+) -> bool {
+    ffi_boundary(false, || {
+        with_message(m, false, |m| {
+            let Some((k, v)) = m
+                .view()
+                .and_then(|v| v.application_properties())
+                .and_then(|p| p.iter().nth(i))
+            else {
+                return false;
+            };
+            let (Some(kt), Some(vt)) = (m.text(&format!("k{i}"), &k), m.text(&format!("v{i}"), &v))
+            else {
+                return false;
+            };
+            // SAFETY: outputs NULL or writable.
+            unsafe {
+                put_text(kt, key, key_len);
+                put_text(vt, value, value_len);
+            }
+            true
+        })
+    })
+}

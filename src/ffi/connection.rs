@@ -1,0 +1,409 @@
+//! `rmqs_connection`: the environment (locator connection plus a pool of data connections)
+//! and the Tokio runtime that drives it.
+
+use std::ffi::{CString, c_char};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::Duration;
+
+use super::args::{Handle, handle_arg, out_arg, str_arg, write_out};
+use super::config::{Settings, rmqs_config};
+use super::error::{Error, rmqs_error};
+use super::panic::{ffi_boundary, ffi_status};
+use super::runtime::{Runtime, ThreadRole, check_may_block, thread_role, timeout_from_ms};
+use super::status::{rmqs_status, rmqs_status_code};
+use crate::client::{ClientError, ConnectionConfig, Environment, ServerInfo};
+
+/// How long `rmqs_connection_free` lets an open connection close (children included).
+const FREE_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the runtime's tasks get to end at shutdown.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// A producer or consumer created from a connection, closed with it.
+pub(crate) trait Child: Send + Sync {
+    /// Closes the object because its connection closes; `timeout` bounds the wait (None =
+    /// no limit).
+    fn close_for_connection(
+        &self,
+        timeout: Option<Duration>,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
+    /// Producers close before consumers (their confirms come first).
+    fn is_producer(&self) -> bool;
+}
+
+/// What producers, consumers and management calls share with their connection.
+pub(crate) struct ConnShared {
+    pub runtime: Runtime,
+    pub config: ConnectionConfig,
+    pub producer_defaults: Settings,
+    pub consumer_defaults: Settings,
+    env: tokio::sync::OnceCell<Environment>,
+    info: OnceLock<ServerInfo>,
+    version: OnceLock<CString>,
+    children: Mutex<Vec<Weak<dyn Child>>>,
+    closed: AtomicBool,
+}
+
+impl ConnShared {
+    /// The environment, connecting first if needed (lazy open, or after a failed attempt).
+    pub async fn env(&self) -> Result<&Environment, ClientError> {
+        self.env
+            .get_or_try_init(|| async {
+                let env = Environment::connect(self.config.clone()).await?;
+                let info = env.server_info().await?;
+                let _ = self
+                    .version
+                    .set(CString::new(info.version_string().replace('\0', "")).unwrap_or_default());
+                let _ = self.info.set(info);
+                Ok(env)
+            })
+            .await
+    }
+
+    /// Upper bound of one management call, connecting included: the connect timeout per
+    /// seed host plus two request timeouts. Keeps any call from hanging.
+    pub fn op_timeout(&self) -> Duration {
+        let n = self.config.endpoints.len().max(1) as u32;
+        self.config.connect_timeout * n + self.config.request_timeout * 2
+    }
+
+    /// True once the connection is closed (or closing).
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// `RMQS_ERR_CLOSED` naming `what`.
+    pub fn closed_error(what: &str) -> Error {
+        Error::new(
+            rmqs_status_code::RMQS_ERR_CLOSED,
+            format!("{what}: the connection is closed"),
+        )
+    }
+
+    /// Runs `fut` on the caller's thread within `timeout`; CLOSED once the connection closes.
+    pub fn block<T>(
+        &self,
+        what: &str,
+        timeout: Option<Duration>,
+        fut: impl Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
+        if self.is_closed() {
+            return Err(Self::closed_error(what));
+        }
+        self.runtime.block_on(what, timeout, false, fut)?
+    }
+
+    /// Runs a management call against the environment (connecting first if needed).
+    pub fn run<T>(
+        &self,
+        what: &str,
+        f: impl AsyncFnOnce(&Environment) -> Result<T, ClientError>,
+    ) -> Result<T, Error> {
+        self.block(what, Some(self.op_timeout()), async {
+            let env = self.env().await?;
+            f(env).await.map_err(Error::from)
+        })
+    }
+
+    /// Registers a producer or consumer to close with the connection.
+    pub fn add_child(&self, child: Weak<dyn Child>) {
+        let mut c = self.children.lock().unwrap_or_else(|e| e.into_inner());
+        c.retain(|w| w.strong_count() > 0);
+        c.push(child);
+    }
+
+    /// Closes children then connections. Idempotent: only the first call does the work.
+    async fn close_all(&self, timeout: Option<Duration>) {
+        let children: Vec<Arc<dyn Child>> =
+            std::mem::take(&mut *self.children.lock().unwrap_or_else(|e| e.into_inner()))
+                .into_iter()
+                .filter_map(|w| w.upgrade())
+                .collect();
+        let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+        let left = || deadline.map(|d| d.saturating_duration_since(tokio::time::Instant::now()));
+        for producers in [true, false] {
+            let closing = children
+                .iter()
+                .filter(|c| c.is_producer() == producers)
+                .map(|c| c.close_for_connection(left()));
+            futures_join_all(closing).await;
+        }
+        if let Some(env) = self.env.get() {
+            let close = env.close();
+            match left() {
+                Some(t) => {
+                    let _ = tokio::time::timeout(t.max(Duration::from_millis(100)), close).await;
+                }
+                None => close.await,
+            }
+        }
+    }
+
+    /// `rmqs_connection_close`.
+    fn close(self: &Arc<Self>, timeout_ms: i32) -> Result<(), Error> {
+        let timeout = timeout_from_ms(timeout_ms);
+        if timeout != Some(Duration::ZERO) {
+            check_may_block("rmqs_connection_close")?;
+        }
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        if timeout == Some(Duration::ZERO) {
+            let me = self.clone();
+            self.runtime.handle().spawn(async move {
+                me.close_all(Some(Duration::ZERO)).await;
+                me.runtime.signal_closing();
+            });
+            return Ok(());
+        }
+        let r = self
+            .runtime
+            .block_on("rmqs_connection_close", None, true, self.close_all(timeout));
+        self.runtime.signal_closing();
+        r
+    }
+
+    /// The broker's properties, once connected.
+    pub fn info(&self) -> Option<&ServerInfo> {
+        self.info.get()
+    }
+}
+
+/// Awaits every future (sequentially polled together, without a dependency on `futures`).
+async fn futures_join_all<F: Future<Output = ()>>(futs: impl Iterator<Item = F>) {
+    let mut set: Vec<Pin<Box<F>>> = futs.map(Box::pin).collect();
+    std::future::poll_fn(|cx| {
+        set.retain_mut(|f| f.as_mut().poll(cx).is_pending());
+        if set.is_empty() {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await
+}
+
+/// A connection to a RabbitMQ node or cluster (what other clients call the environment). Opaque.
+///
+/// It owns an internal Tokio runtime (2 threads named `rmqs-rt`), a locator connection to one
+/// of the seed hosts for management calls, and data connections for producers and consumers,
+/// opened as needed (producers on the stream's leader, consumers preferring a replica, several
+/// per TCP connection up to the configured caps).
+///
+/// Created by `rmqs_connection_open()`; closed by `rmqs_connection_close()`; freed by
+/// `rmqs_connection_free()`.
+///
+/// Thread safety: every function may be called from any thread concurrently, except
+/// `rmqs_connection_free()`, which must be the last call.
+pub struct rmqs_connection {
+    magic: u64,
+    pub(crate) shared: Arc<ConnShared>,
+}
+
+impl Handle for rmqs_connection {
+    const MAGIC: u64 = 0x726d_7173_636f_6e6e; // "rmqsconn"
+    const NAME: &'static str = "rmqs_connection";
+    fn magic(&self) -> u64 {
+        self.magic
+    }
+}
+
+fn open(settings: &Settings, out: *mut *mut rmqs_connection) -> Result<(), Error> {
+    let out = out_arg(out, "out")?;
+    let (config, lazy) = settings.connection()?;
+    if !lazy {
+        check_may_block("rmqs_connection_open")?;
+    }
+    let shared = Arc::new(ConnShared {
+        runtime: Runtime::new()?,
+        config,
+        producer_defaults: settings.defaults("producer."),
+        consumer_defaults: settings.defaults("consumer."),
+        env: tokio::sync::OnceCell::new(),
+        info: OnceLock::new(),
+        version: OnceLock::new(),
+        children: Mutex::new(Vec::new()),
+        closed: AtomicBool::new(false),
+    });
+    if !lazy {
+        let r = shared.block("rmqs_connection_open", Some(shared.op_timeout()), async {
+            shared.env().await.map(|_| ()).map_err(Error::from)
+        });
+        if let Err(e) = r {
+            shared.runtime.shutdown(SHUTDOWN_TIMEOUT);
+            return Err(e);
+        }
+    }
+    let conn = Box::new(rmqs_connection {
+        magic: rmqs_connection::MAGIC,
+        shared,
+    });
+    // SAFETY: checked non-NULL; the caller passes a writable pointer.
+    unsafe { write_out(out, Box::into_raw(conn)) };
+    Ok(())
+}
+
+/// Opens a connection.
+///
+/// Blocks until the locator connection to the first answering seed host is open and the
+/// handshake (PeerProperties, SASL, Tune, Open and, with RabbitMQ 3.11+, command versions) is
+/// done, bounded by `connect_timeout_ms` per seed host plus twice `request_timeout_ms`. With
+/// `lazy_open` it does not connect: the first call that needs the broker does, and calls made
+/// meanwhile wait for it.
+///
+/// @param cfg connection keys (see `rmqs_config_set()`; borrowed and copied), or NULL for the
+///        defaults (`rabbitmq-stream://guest:guest@localhost:5552/%2f`). Keys that do not apply to
+///        a connection are an error; `producer.*` / `consumer.*` keys become defaults for the
+///        producers and consumers of this connection.
+/// @param out receives the new connection, owned by the caller (free with
+///        `rmqs_connection_free()`); written only on success.
+/// @param err optional error detail.
+/// @return `RMQS_OK`; `RMQS_ERR_INVALID_ARGUMENT` (bad config, NULL `out`);
+///         `RMQS_ERR_AUTHENTICATION_FAILURE` (8) and other broker codes; `RMQS_ERR_IO`,
+///         `RMQS_ERR_TLS`, `RMQS_ERR_TIMEOUT`; `RMQS_ERR_WOULD_DEADLOCK` from a library callback
+///         (unless lazy).
+///
+/// Thread-safe; blocks (unless lazy).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_connection_open(
+    cfg: *const rmqs_config,
+    out: *mut *mut rmqs_connection,
+    err: *mut *mut rmqs_error,
+) -> rmqs_status {
+    // SAFETY: err is NULL or writable per the conventions; cfg NULL or live.
+    unsafe { ffi_status(err, || open(&Settings::from_arg(cfg)?, out)) }
+}
+
+/// Opens a connection from a URI alone: the same as `rmqs_connection_open()` with a config
+/// holding only `uri`.
+///
+/// @param uri `rabbitmq-stream://user:pass@host:port/vhost` or `rabbitmq-stream+tls://...`
+///        (borrowed).
+/// @param out receives the new connection (caller-owned), only on success.
+/// @param err optional error detail.
+/// @return as `rmqs_connection_open()`; `RMQS_ERR_INVALID_ARGUMENT` for a bad URI.
+///
+/// Thread-safe; blocks.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_connection_open_uri(
+    uri: *const c_char,
+    out: *mut *mut rmqs_connection,
+    err: *mut *mut rmqs_error,
+) -> rmqs_status {
+    // SAFETY: as above.
+    unsafe {
+        ffi_status(err, || {
+            let uri = str_arg(uri, "uri")?;
+            let mut s = Settings::default();
+            s.set("uri", uri)?;
+            open(&s, out)
+        })
+    }
+}
+
+/// Closes the connection: closes every producer (waiting for their outstanding confirms) and
+/// consumer created from it, then the TCP connections. Later calls on the connection and its
+/// producers and consumers fail with `RMQS_ERR_CLOSED`; the handles stay valid until freed.
+/// Closing again does nothing and returns `RMQS_OK`.
+///
+/// @param conn the connection (borrowed).
+/// @param timeout_ms how long to wait for producers to drain and connections to close;
+///        negative = no limit; 0 = start closing in the background and return at once.
+/// @return `RMQS_OK`; `RMQS_ERR_INVALID_ARGUMENT` for a NULL/invalid handle;
+///         `RMQS_ERR_WOULD_DEADLOCK` from a library callback with a timeout other than 0.
+///
+/// Thread-safe; blocks up to `timeout_ms`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_connection_close(
+    conn: *mut rmqs_connection,
+    timeout_ms: i32,
+) -> rmqs_status {
+    // SAFETY: conn is NULL or live.
+    unsafe {
+        ffi_status(std::ptr::null_mut(), || {
+            handle_arg(conn)?.shared.close(timeout_ms)
+        })
+    }
+}
+
+/// Frees a connection, closing it first if needed (with a 5 s limit) and stopping its runtime.
+/// NULL is allowed and does nothing.
+///
+/// Producers and consumers created from it should be freed first; any that are not are closed
+/// here, and their handles stay valid (every call on them fails with `RMQS_ERR_CLOSED`) until
+/// they are freed.
+///
+/// @param conn the connection (ownership passes to the library), or NULL. Not to be used
+///        afterwards.
+///
+/// Blocks while closing. Called from a library callback, the work moves to a background
+/// thread and the call returns at once.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_connection_free(conn: *mut rmqs_connection) {
+    ffi_boundary((), || {
+        // SAFETY: NULL or a live connection, freed once.
+        if unsafe { handle_arg(conn) }.is_err() {
+            return;
+        }
+        let mut b = unsafe { Box::from_raw(conn) };
+        b.magic = 0;
+        let shared = b.shared.clone();
+        drop(b);
+        let work = move || {
+            let _ = shared.close(FREE_CLOSE_TIMEOUT.as_millis() as i32);
+            shared.runtime.shutdown(SHUTDOWN_TIMEOUT);
+        };
+        if thread_role() == ThreadRole::Application {
+            work();
+        } else {
+            let _ = std::thread::Builder::new()
+                .name("rmqs-reaper".into())
+                .spawn(work);
+        }
+    })
+}
+
+/// Whether the broker accepts version `version` of stream-protocol command `command` (e.g.
+/// `0x1c`, 1 for StreamStats). Brokers before 3.11 cannot be asked and are taken to speak
+/// version 1 of commands 0x01–0x19.
+///
+/// @param conn the connection (borrowed).
+/// @return false for a NULL handle or before the connection is open (lazy open).
+///
+/// Thread-safe; does not block.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_connection_supports(
+    conn: *const rmqs_connection,
+    command: u16,
+    version: u16,
+) -> bool {
+    ffi_boundary(false, || {
+        // SAFETY: NULL or live.
+        unsafe { handle_arg(conn) }
+            .ok()
+            .and_then(|c| c.shared.info())
+            .is_some_and(|i| i.supports(command, version))
+    })
+}
+
+/// The broker's version as it reports it (e.g. `"4.0.5"`).
+///
+/// @param conn the connection (borrowed).
+/// @return a NUL-terminated string owned by the connection, valid until it is freed; `""`
+///         (static) for a NULL handle or before the connection is open. Never NULL.
+///
+/// Thread-safe; does not block.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_connection_server_version(
+    conn: *const rmqs_connection,
+) -> *const c_char {
+    ffi_boundary(c"".as_ptr(), || {
+        // SAFETY: NULL or live.
+        unsafe { handle_arg(conn) }
+            .ok()
+            .and_then(|c| c.shared.version.get())
+            .map_or(c"".as_ptr(), |v| v.as_ptr())
+    })
+}

@@ -1,0 +1,495 @@
+//! `rmqs_consumer`: a subscription delivering chunks to a callback or a queue.
+
+use std::ffi::{c_char, c_void};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use super::args::{Handle, handle_arg, name_arg, out_arg, write_out};
+use super::chunk::{ChunkRef, rmqs_chunk};
+use super::config::{Scope, Settings, parse_offset, rmqs_config};
+use super::connection::{Child, ConnShared, rmqs_connection};
+use super::dispatch::{Dispatcher, Sink, UserData, rmqs_free_cb};
+use super::error::{Error, rmqs_error};
+use super::panic::{ffi_boundary, ffi_status};
+use super::queue::{Payload, rmqs_event_source_code, rmqs_queue, rmqs_state_code};
+use super::runtime::{ThreadRole, check_may_block, thread_role, timeout_from_ms};
+use super::status::{rmqs_status, rmqs_status_code};
+use crate::client::{
+    ClientError, Consumer, ConsumerConfig, ConsumerEvents, CreditPolicy, DeliveredChunk,
+};
+
+/// Receives chunks in callback mode.
+///
+/// Called on the consumer's dispatcher thread (`rmqs-dispatch`, one per consumer): chunks of
+/// one consumer in stream order, never concurrently. `chunk` is borrowed for the duration of
+/// the call: read it there, or `rmqs_chunk_retain()` it to keep it (e.g. to hand it to another
+/// thread) and `rmqs_chunk_release()` it later. With the `on_release` credit policy the broker
+/// gets one credit once the callback returned and every retained reference was released.
+/// The callback may call non-blocking functions (`rmqs_consumer_credit`,
+/// `rmqs_consumer_store_offset`, chunk accessors, non-blocking sends); blocking ones return
+/// `RMQS_ERR_WOULD_DEADLOCK`. A slow callback slows this consumer only.
+pub type rmqs_chunk_cb =
+    Option<unsafe extern "C" fn(user_data: *mut c_void, chunk: *const rmqs_chunk)>;
+
+/// How long `rmqs_consumer_free` lets an open consumer unsubscribe.
+const FREE_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub(crate) struct ConsumerShared {
+    conn: Arc<ConnShared>,
+    consumer: Consumer,
+    sink: Arc<Sink>,
+    closed: AtomicBool,
+    /// Shared with [`Events`]: set before the application (or the connection) closes.
+    by_app: Arc<AtomicBool>,
+}
+
+struct Events {
+    sink: Arc<Sink>,
+    /// Set when the application closes the consumer: the `closed` event then has status OK.
+    by_app: Arc<AtomicBool>,
+}
+
+impl ConsumerEvents for Events {
+    fn chunk(&self, chunk: DeliveredChunk) {
+        self.sink.payload(Payload::Chunk(ChunkRef::new(chunk)));
+    }
+
+    fn error(&self, error: &ClientError) {
+        self.sink.other(Payload::error(Error::from(error.clone())));
+    }
+
+    fn closed(&self, reason: &ClientError) {
+        let e = if self.by_app.load(Ordering::Acquire) {
+            None
+        } else {
+            Some(Error::from(reason.clone()))
+        };
+        self.sink
+            .other(Payload::state(rmqs_state_code::RMQS_STATE_CLOSED, e));
+    }
+}
+
+impl ConsumerShared {
+    async fn close_async(&self, timeout: Option<Duration>) -> Result<(), Error> {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        self.by_app.store(true, Ordering::Release);
+        let close = self.consumer.close();
+        let r = match timeout {
+            Some(t) => match tokio::time::timeout(t.max(Duration::from_millis(100)), close).await {
+                Ok(r) => r.map_err(Error::from),
+                Err(_) => Err(Error::new(
+                    rmqs_status_code::RMQS_ERR_TIMEOUT,
+                    "rmqs_consumer_close: timed out waiting for the broker",
+                )),
+            },
+            None => close.await.map_err(Error::from),
+        };
+        // Chunks not yet handed to the callback are dropped (their credit released).
+        self.sink.discard_pending();
+        r
+    }
+
+    fn close(self: &Arc<Self>, timeout_ms: i32) -> Result<(), Error> {
+        let timeout = timeout_from_ms(timeout_ms);
+        if timeout == Some(Duration::ZERO) {
+            if !self.closed.load(Ordering::Acquire) {
+                let me = self.clone();
+                self.conn.runtime.handle().spawn(async move {
+                    let _ = me.close_async(Some(Duration::ZERO)).await;
+                });
+            }
+            return Ok(());
+        }
+        check_may_block("rmqs_consumer_close")?;
+        if self.closed.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        match self.conn.runtime.block_on(
+            "rmqs_consumer_close",
+            None,
+            true,
+            self.close_async(timeout),
+        ) {
+            Ok(r) => r,
+            Err(e) if e.status == rmqs_status_code::RMQS_ERR_CLOSED.status() => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn check_open(&self, what: &str) -> Result<(), Error> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::new(
+                rmqs_status_code::RMQS_ERR_CLOSED,
+                format!("{what}: the consumer is closed"),
+            ));
+        }
+        if self.conn.is_closed() {
+            return Err(ConnShared::closed_error(what));
+        }
+        Ok(())
+    }
+}
+
+impl Child for ConsumerShared {
+    fn close_for_connection(
+        &self,
+        timeout: Option<Duration>,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(async move {
+            let _ = self.close_async(timeout).await;
+        })
+    }
+
+    fn is_producer(&self) -> bool {
+        false
+    }
+}
+
+/// A consumer: a subscription to one stream. Opaque.
+///
+/// Created by `rmqs_consumer_new()`, closed by `rmqs_consumer_close()`, freed by
+/// `rmqs_consumer_free()`.
+///
+/// Thread safety: every function may be called from any thread concurrently, except
+/// `rmqs_consumer_free()`.
+pub struct rmqs_consumer {
+    magic: u64,
+    inner: Arc<ConsumerShared>,
+}
+
+impl Handle for rmqs_consumer {
+    const MAGIC: u64 = 0x726d_7173_636f_6e73; // "rmqscons"
+    const NAME: &'static str = "rmqs_consumer";
+    fn magic(&self) -> u64 {
+        self.magic
+    }
+}
+
+fn consumer_config(s: &Settings) -> Result<ConsumerConfig, Error> {
+    s.check_scope(Scope::Consumer)?;
+    let mut c = ConsumerConfig {
+        name: s.str_value("name").map(str::to_string),
+        properties: s.properties(),
+        ..ConsumerConfig::default()
+    };
+    if let Some(v) = s.str_value("offset") {
+        c.offset = parse_offset(v).ok_or_else(|| Error::invalid_argument("bad offset"))?;
+    }
+    if let Some(v) = s.uint_value("initial_credit") {
+        c.initial_credit = v as u16;
+    }
+    if let Some(v) = s.str_value("credit_policy") {
+        c.credit_policy = if v.eq_ignore_ascii_case("manual") {
+            CreditPolicy::Manual
+        } else {
+            CreditPolicy::OnRelease
+        };
+    }
+    if let Some(v) = s.bool_value("crc_check") {
+        c.crc_check = v;
+    }
+    c.validate()?;
+    Ok(c)
+}
+
+/// Subscribes to `stream`.
+///
+/// Opens (or shares) a data connection to a replica of the stream (the leader when it has
+/// none) and subscribes from the `offset` key (default `next`) with `initial_credit` credits.
+///
+/// Chunks go to `chunk_cb` on a dispatcher thread when it is given, else to `queue` as
+/// `RMQS_EVENT_CHUNK` events; at least one of the two is required. Errors (`RMQS_EVENT_ERROR`,
+/// e.g. a chunk failing its CRC check) and the final `RMQS_EVENT_STATE` (`RMQS_STATE_CLOSED`:
+/// closed by the application with status `RMQS_OK`, or the stream or connection lost, with the
+/// reason) go to `queue` when it is given.
+///
+/// @param conn the connection (borrowed).
+/// @param stream the stream name, 1 to 255 bytes (borrowed).
+/// @param cfg consumer keys (see `rmqs_config_set()`; borrowed, copied), layered over the
+///        connection's `consumer.*` keys; NULL for those alone.
+/// @param chunk_cb chunk callback, or NULL.
+/// @param user_data passed to `chunk_cb`; ownership passes to the library on success only.
+/// @param user_data_free run once with `user_data` after the last callback (when the consumer
+///        is freed); NULL if not needed. Not called when this function fails.
+/// @param queue the queue for chunks (without `chunk_cb`), errors and state events, borrowed
+///        (the consumer keeps its own reference); NULL for none.
+/// @param tag returned by `rmqs_event_source_tag()` for this consumer's events.
+/// @param out receives the consumer, owned by the caller (free with `rmqs_consumer_free()`),
+///        only on success.
+/// @param err optional error detail.
+/// @return `RMQS_OK`; `RMQS_ERR_INVALID_ARGUMENT` (neither callback nor queue, names, config);
+///         `RMQS_ERR_STREAM_DOES_NOT_EXIST` and other broker codes; `RMQS_ERR_CLOSED`,
+///         `RMQS_ERR_TIMEOUT`, `RMQS_ERR_IO`; `RMQS_ERR_WOULD_DEADLOCK` from a library callback.
+///
+/// Thread-safe; blocks for a few round trips. Chunks may arrive before it returns.
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn rmqs_consumer_new(
+    conn: *mut rmqs_connection,
+    stream: *const c_char,
+    cfg: *const rmqs_config,
+    chunk_cb: rmqs_chunk_cb,
+    user_data: *mut c_void,
+    user_data_free: rmqs_free_cb,
+    queue: *mut rmqs_queue,
+    tag: usize,
+    out: *mut *mut rmqs_consumer,
+    err: *mut *mut rmqs_error,
+) -> rmqs_status {
+    // SAFETY: every pointer is checked or NULL-tolerant; err NULL or writable.
+    unsafe {
+        ffi_status(err, || {
+            let c = handle_arg(conn)?;
+            let stream = name_arg(stream, "stream name")?;
+            let settings = Settings::from_arg(cfg)?.over(&c.shared.consumer_defaults);
+            let config = consumer_config(&settings)?;
+            let queue = if queue.is_null() {
+                None
+            } else {
+                Some(handle_arg(queue)?.shared.clone())
+            };
+            if chunk_cb.is_none() && queue.is_none() {
+                return Err(Error::invalid_argument(
+                    "a consumer needs a chunk callback or a queue",
+                ));
+            }
+            let out = out_arg(out, "out")?;
+            check_may_block("rmqs_consumer_new")?;
+            let shared = c.shared.clone();
+            if shared.is_closed() {
+                return Err(ConnShared::closed_error("rmqs_consumer_new"));
+            }
+            let callback = match chunk_cb {
+                Some(cb) => {
+                    let ud = user_data as usize;
+                    Some(Dispatcher::start(
+                        move |p| {
+                            if let Payload::Chunk(c) = p {
+                                // SAFETY: the application's callback with its own user_data
+                                // and a chunk that lives until `c` is dropped after it.
+                                cb(ud as *mut c_void, c.as_ptr());
+                                drop(c);
+                            }
+                        },
+                        UserData {
+                            ptr: user_data,
+                            free: user_data_free,
+                        },
+                    )?)
+                }
+                None => None,
+            };
+            let sink = Arc::new(Sink {
+                source: rmqs_event_source_code::RMQS_SOURCE_CONSUMER,
+                tag,
+                callback,
+                queue,
+            });
+            let by_app = Arc::new(AtomicBool::new(false));
+            let events = Arc::new(Events {
+                sink: sink.clone(),
+                by_app: by_app.clone(),
+            });
+            let created = shared.run("rmqs_consumer_new", async |env| {
+                Consumer::new(env, stream, config, events).await
+            });
+            let consumer = match created {
+                Ok(p) => p,
+                Err(e) => {
+                    sink.abort();
+                    return Err(e);
+                }
+            };
+            let inner = Arc::new(ConsumerShared {
+                conn: shared.clone(),
+                consumer,
+                sink,
+                closed: AtomicBool::new(false),
+                by_app,
+            });
+            let weak: Weak<dyn Child> = Arc::downgrade(&(inner.clone() as Arc<dyn Child>));
+            shared.add_child(weak);
+            write_out(
+                out,
+                Box::into_raw(Box::new(rmqs_consumer {
+                    magic: rmqs_consumer::MAGIC,
+                    inner,
+                })),
+            );
+            Ok(())
+        })
+    }
+}
+
+/// Grants the broker `credits` more chunks. The way to receive chunks with the `manual` credit
+/// policy; adds to the automatic credit otherwise.
+///
+/// @param c the consumer (borrowed).
+/// @param credits 1 to 32767.
+/// @return `RMQS_OK`; `RMQS_ERR_INVALID_ARGUMENT` (NULL, credits out of range);
+///         `RMQS_ERR_CLOSED`.
+///
+/// Thread-safe, also from callbacks; does not block.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_consumer_credit(c: *mut rmqs_consumer, credits: u32) -> rmqs_status {
+    // SAFETY: c checked.
+    unsafe {
+        ffi_status(std::ptr::null_mut(), || {
+            let c = handle_arg(c)?;
+            if !(1..=32767).contains(&credits) {
+                return Err(Error::invalid_argument(format!(
+                    "credits must be 1 to 32767, got {credits}"
+                )));
+            }
+            c.inner.check_open("rmqs_consumer_credit")?;
+            c.inner.consumer.credit(credits as u16).map_err(Error::from)
+        })
+    }
+}
+
+/// Polls a future that completes without waiting (no I/O of its own) on the current thread.
+fn now<F: Future>(fut: F) -> Option<F::Output> {
+    let mut fut = std::pin::pin!(fut);
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    match fut.as_mut().poll(&mut cx) {
+        Poll::Ready(v) => Some(v),
+        Poll::Pending => None,
+    }
+}
+
+/// Stores `offset` on the broker under the consumer's `name` (StoreOffset; the broker does not
+/// answer: `rmqs_consumer_query_offset()` shows when it is applied).
+///
+/// @param c the consumer (borrowed).
+/// @param offset the offset to store (usually that of the last message processed).
+/// @param err optional error detail.
+/// @return `RMQS_OK` once the frame is queued; `RMQS_ERR_INVALID_ARGUMENT` when the consumer has
+///         no name; `RMQS_ERR_CLOSED`.
+///
+/// Thread-safe, also from callbacks; does not block.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_consumer_store_offset(
+    c: *mut rmqs_consumer,
+    offset: u64,
+    err: *mut *mut rmqs_error,
+) -> rmqs_status {
+    // SAFETY: c checked; err NULL or writable.
+    unsafe {
+        ffi_status(err, || {
+            let c = handle_arg(c)?;
+            c.inner.check_open("rmqs_consumer_store_offset")?;
+            match now(c.inner.consumer.store_offset(offset)) {
+                Some(r) => r.map_err(Error::from),
+                None => Err(Error::new(
+                    rmqs_status_code::RMQS_ERR_PANIC,
+                    "store_offset did not complete at once",
+                )),
+            }
+        })
+    }
+}
+
+/// The offset stored on the broker under the consumer's `name` (QueryOffset).
+///
+/// @param c the consumer (borrowed).
+/// @param out receives the offset, only on success.
+/// @param err optional error detail.
+/// @return `RMQS_OK`; `RMQS_ERR_NO_OFFSET` (19) when none is stored; `RMQS_ERR_INVALID_ARGUMENT`
+///         without a name; `RMQS_ERR_CLOSED`, `RMQS_ERR_TIMEOUT`; `RMQS_ERR_WOULD_DEADLOCK`
+///         from a library callback.
+///
+/// Thread-safe; blocks for one round trip.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_consumer_query_offset(
+    c: *mut rmqs_consumer,
+    out: *mut u64,
+    err: *mut *mut rmqs_error,
+) -> rmqs_status {
+    // SAFETY: c checked; err NULL or writable.
+    unsafe {
+        ffi_status(err, || {
+            let c = handle_arg(c)?;
+            let out = out_arg(out, "out")?;
+            c.inner.check_open("rmqs_consumer_query_offset")?;
+            let conn = &c.inner.conn;
+            let r = conn.block(
+                "rmqs_consumer_query_offset",
+                Some(conn.op_timeout()),
+                async { c.inner.consumer.query_offset().await.map_err(Error::from) },
+            )?;
+            match r {
+                Some(o) => {
+                    write_out(out, o);
+                    Ok(())
+                }
+                None => Err(Error::new(
+                    rmqs_status_code::RMQS_ERR_NO_OFFSET,
+                    "no offset stored for this consumer's name",
+                )),
+            }
+        })
+    }
+}
+
+/// Closes the consumer: unsubscribes, and an `RMQS_EVENT_STATE` (`RMQS_STATE_CLOSED`, status
+/// `RMQS_OK`) event goes to the queue. Chunks not yet handed to the callback are dropped;
+/// chunks the application holds stay readable until released. Later calls fail with
+/// `RMQS_ERR_CLOSED`; closing again returns `RMQS_OK`.
+///
+/// @param c the consumer (borrowed; still to be freed).
+/// @param timeout_ms bound for the Unsubscribe round trip; negative = no limit; 0 = close in
+///        the background and return at once.
+/// @return `RMQS_OK`; `RMQS_ERR_TIMEOUT` (the consumer is closed all the same);
+///         `RMQS_ERR_WOULD_DEADLOCK` from a library callback with a timeout other than 0.
+///
+/// Thread-safe; blocks up to `timeout_ms`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_consumer_close(
+    c: *mut rmqs_consumer,
+    timeout_ms: i32,
+) -> rmqs_status {
+    // SAFETY: c checked.
+    unsafe {
+        ffi_status(std::ptr::null_mut(), || {
+            handle_arg(c)?.inner.close(timeout_ms)
+        })
+    }
+}
+
+/// Frees a consumer, closing it first if needed (5 s limit), then ending its dispatcher thread
+/// (after the callback in progress, if any) and running `user_data_free`. NULL is allowed.
+///
+/// @param c the consumer (ownership passes to the library), or NULL.
+///
+/// Blocks while closing. Called from a library callback (its own or another's), the work
+/// moves to a background thread and the call returns at once.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_consumer_free(c: *mut rmqs_consumer) {
+    ffi_boundary((), || {
+        // SAFETY: NULL or live, freed once.
+        if unsafe { handle_arg(c) }.is_err() {
+            return;
+        }
+        let mut b = unsafe { Box::from_raw(c) };
+        b.magic = 0;
+        let inner = b.inner.clone();
+        drop(b);
+        let work = move || {
+            let _ = inner.close(FREE_CLOSE_TIMEOUT.as_millis() as i32);
+            inner.sink.stop(true);
+        };
+        if thread_role() == ThreadRole::Application {
+            work();
+        } else {
+            let _ = std::thread::Builder::new()
+                .name("rmqs-reaper".into())
+                .spawn(work);
+        }
+    })
+}

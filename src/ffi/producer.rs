@@ -1,0 +1,679 @@
+//! `rmqs_producer`: publishing with confirms.
+
+use std::ffi::{c_char, c_void};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use super::args::{Handle, bytes_arg, handle_arg, name_arg, opt_str_arg, out_arg, write_out};
+use super::config::{Scope, Settings, rmqs_config};
+use super::connection::{Child, ConnShared, rmqs_connection};
+use super::dispatch::{Dispatcher, Sink, UserData, rmqs_free_cb};
+use super::error::{Error, rmqs_error};
+use super::panic::{ffi_boundary, ffi_status};
+use super::queue::{Payload, rmqs_confirm, rmqs_event_source_code, rmqs_queue, rmqs_state_code};
+use super::runtime::{ThreadRole, check_may_block, thread_role, timeout_from_ms};
+use super::status::{rmqs_status, rmqs_status_code, status_from_response_code};
+use crate::client::{
+    BodyFormat, ClientError, Confirm, ConfirmStatus, OutgoingMessage, Producer, ProducerConfig,
+    ProducerEvents,
+};
+
+/// Receives a batch of confirms (outcomes of sent messages) in callback mode.
+///
+/// Called on the producer's dispatcher thread (`rmqs-dispatch`, one per producer), never
+/// concurrently with itself, in the order the outcomes were known. `confirms` (`count` > 0
+/// entries) is borrowed for the duration of the call. The callback may call non-blocking
+/// functions (a send with `RMQS_SEND_NO_BLOCK`, or one that finds room); blocking ones
+/// (flush, close with a timeout, `_new`, management calls) return `RMQS_ERR_WOULD_DEADLOCK`.
+/// A slow callback delays later confirms of this producer only.
+pub type rmqs_confirm_cb = Option<
+    unsafe extern "C" fn(user_data: *mut c_void, confirms: *const rmqs_confirm, count: usize),
+>;
+
+/// Send flag: store the body as it is, not wrapped in an AMQP 1.0 message (a data section).
+/// Consumers of this library see the same bytes either way; other clients and AMQP consumers
+/// only decode AMQP-wrapped bodies.
+pub const RMQS_SEND_RAW: u32 = 1;
+/// Send flag: fail with `RMQS_ERR_QUEUE_FULL` instead of waiting when `max_in_flight` messages
+/// are unconfirmed.
+pub const RMQS_SEND_NO_BLOCK: u32 = 2;
+/// Send flag (`rmqs_producer_send_ex()` only): use the given publishing id instead of the next
+/// one.
+pub const RMQS_SEND_PUBLISHING_ID: u32 = 4;
+
+const ALL_FLAGS: u32 = RMQS_SEND_RAW | RMQS_SEND_NO_BLOCK | RMQS_SEND_PUBLISHING_ID;
+
+/// How long `rmqs_producer_free` lets an open producer drain.
+const FREE_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A byte range, for batch sends: `data` may be NULL only when `len` is 0.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct rmqs_bytes {
+    pub data: *const u8,
+    pub len: usize,
+}
+
+pub(crate) struct ProducerShared {
+    conn: Arc<ConnShared>,
+    producer: Producer,
+    sink: Arc<Sink>,
+    block_when_full: bool,
+    send_timeout: Option<Duration>,
+    closed: AtomicBool,
+}
+
+struct Events(Arc<Sink>);
+
+fn confirm_status(s: ConfirmStatus) -> rmqs_status {
+    match s {
+        ConfirmStatus::Confirmed => 0,
+        ConfirmStatus::Server(code) => match status_from_response_code(code.as_u16()) {
+            0 => rmqs_status_code::RMQS_ERR_PROTOCOL.status(),
+            s => s,
+        },
+        ConfirmStatus::Timeout => rmqs_status_code::RMQS_ERR_TIMEOUT.status(),
+        ConfirmStatus::Closed => rmqs_status_code::RMQS_ERR_CLOSED.status(),
+    }
+}
+
+impl ProducerEvents for Events {
+    fn confirms(&self, batch: &[Confirm]) {
+        if batch.is_empty() {
+            return;
+        }
+        let v = batch
+            .iter()
+            .map(|c| rmqs_confirm {
+                publishing_id: c.publishing_id,
+                tag: c.tag,
+                status: confirm_status(c.status),
+            })
+            .collect();
+        self.0.payload(Payload::Confirms(v));
+    }
+}
+
+impl ProducerShared {
+    async fn close_async(&self, timeout: Option<Duration>) -> Result<(), Error> {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let r = self
+            .producer
+            .close(timeout.unwrap_or(Duration::MAX))
+            .await
+            .map_err(Error::from);
+        self.sink.other(Payload::state(
+            rmqs_state_code::RMQS_STATE_CLOSED,
+            r.clone().err(),
+        ));
+        r
+    }
+
+    fn close(self: &Arc<Self>, timeout_ms: i32) -> Result<(), Error> {
+        let timeout = timeout_from_ms(timeout_ms);
+        if timeout == Some(Duration::ZERO) {
+            if !self.closed.load(Ordering::Acquire) {
+                let me = self.clone();
+                self.conn.runtime.handle().spawn(async move {
+                    let _ = me.close_async(Some(Duration::ZERO)).await;
+                });
+            }
+            return Ok(());
+        }
+        check_may_block("rmqs_producer_close")?;
+        if self.closed.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let r = self.conn.runtime.block_on(
+            "rmqs_producer_close",
+            None,
+            true,
+            self.close_async(timeout),
+        );
+        match r {
+            Ok(r) => r,
+            // the runtime is gone: the connection closed everything already
+            Err(e) if e.status == rmqs_status_code::RMQS_ERR_CLOSED.status() => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn check_open(&self, what: &str) -> Result<(), Error> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::new(
+                rmqs_status_code::RMQS_ERR_CLOSED,
+                format!("{what}: the producer is closed"),
+            ));
+        }
+        if self.conn.is_closed() {
+            return Err(ConnShared::closed_error(what));
+        }
+        Ok(())
+    }
+
+    /// How long a send may wait for room, given its flags and thread.
+    fn wait(&self, flags: u32) -> (Option<Duration>, bool) {
+        if flags & RMQS_SEND_NO_BLOCK != 0 || !self.block_when_full {
+            return (None, false);
+        }
+        if thread_role() != ThreadRole::Application {
+            // would block on a library thread: do not wait, report WOULD_DEADLOCK if full
+            return (None, true);
+        }
+        (Some(self.send_timeout.unwrap_or(Duration::MAX)), false)
+    }
+}
+
+fn map_send_error(e: ClientError, on_library_thread: bool) -> Error {
+    if on_library_thread && matches!(e, ClientError::QueueFull(_)) {
+        return Error::new(
+            rmqs_status_code::RMQS_ERR_WOULD_DEADLOCK,
+            "the producer is full and a send from a library callback cannot wait; \
+             pass RMQS_SEND_NO_BLOCK and retry later",
+        );
+    }
+    Error::from(e)
+}
+
+impl Child for ProducerShared {
+    fn close_for_connection(
+        &self,
+        timeout: Option<Duration>,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(async move {
+            let _ = self.close_async(timeout).await;
+        })
+    }
+
+    fn is_producer(&self) -> bool {
+        true
+    }
+}
+
+/// A producer: publishes to one stream, with confirms. Opaque.
+///
+/// Created by `rmqs_producer_new()`, closed by `rmqs_producer_close()`, freed by
+/// `rmqs_producer_free()`.
+///
+/// Thread safety: every function may be called from any thread concurrently, except
+/// `rmqs_producer_free()`. Sends from several threads are serialised (publishing ids are
+/// assigned in the order the sends take the producer's lock).
+pub struct rmqs_producer {
+    magic: u64,
+    inner: Arc<ProducerShared>,
+}
+
+impl Handle for rmqs_producer {
+    const MAGIC: u64 = 0x726d_7173_7072_6f64; // "rmqsprod"
+    const NAME: &'static str = "rmqs_producer";
+    fn magic(&self) -> u64 {
+        self.magic
+    }
+}
+
+fn producer_config(s: &Settings) -> Result<(ProducerConfig, bool, Option<Duration>), Error> {
+    s.check_scope(Scope::Producer)?;
+    let mut c = ProducerConfig {
+        name: s.str_value("name").map(str::to_string),
+        ..ProducerConfig::default()
+    };
+    if let Some(v) = s.uint_value("batch_size") {
+        c.batch_size = v as usize;
+    }
+    if let Some(v) = s.ms_value("batch_delay_ms") {
+        c.batch_delay = v;
+    }
+    if let Some(v) = s.uint_value("max_in_flight") {
+        c.max_in_flight = v as usize;
+    }
+    if let Some(v) = s.ms_value("confirm_timeout_ms") {
+        c.confirm_timeout = v;
+    }
+    c.validate()?;
+    Ok((
+        c,
+        s.bool_value("block_when_full").unwrap_or(true),
+        s.ms_value("send_timeout_ms"),
+    ))
+}
+
+/// Creates a producer on `stream`.
+///
+/// Opens (or shares) a data connection to the stream's leader and declares the publisher; a
+/// named producer (`name` key) first asks the broker for the last publishing id it kept for the
+/// name and continues after it, so resending after a restart does not duplicate.
+///
+/// Confirms go to `confirm_cb` on a dispatcher thread when it is given, else to `queue` as
+/// `RMQS_EVENT_CONFIRMS` events, else nowhere (fire and forget; `rmqs_producer_flush()` still
+/// waits for them). State changes (`RMQS_EVENT_STATE`) go to `queue` when it is given. Every
+/// message a send accepted gets exactly one confirm.
+///
+/// @param conn the connection (borrowed).
+/// @param stream the stream name, 1 to 255 bytes (borrowed).
+/// @param cfg producer keys (see `rmqs_config_set()`; borrowed, copied), layered over the
+///        connection's `producer.*` keys; NULL for those alone.
+/// @param confirm_cb confirm callback, or NULL.
+/// @param user_data passed to `confirm_cb`. Ownership passes to the library on success only.
+/// @param user_data_free run once with `user_data` after the last callback (when the producer is
+///        closed and freed); NULL if not needed. Not called when this function fails.
+/// @param queue the queue for confirms (without `confirm_cb`) and state events, borrowed; the
+///        producer keeps its own reference, so the queue handle may be freed first (events are
+///        then dropped). NULL for none.
+/// @param tag returned by `rmqs_event_source_tag()` for this producer's events.
+/// @param out receives the producer, owned by the caller (free with `rmqs_producer_free()`),
+///        only on success.
+/// @param err optional error detail.
+/// @return `RMQS_OK`; `RMQS_ERR_INVALID_ARGUMENT` (names, config); `RMQS_ERR_STREAM_DOES_NOT_EXIST`
+///         and other broker codes; `RMQS_ERR_CLOSED`, `RMQS_ERR_TIMEOUT`, `RMQS_ERR_IO`;
+///         `RMQS_ERR_WOULD_DEADLOCK` from a library callback.
+///
+/// Thread-safe; blocks for a few round trips.
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn rmqs_producer_new(
+    conn: *mut rmqs_connection,
+    stream: *const c_char,
+    cfg: *const rmqs_config,
+    confirm_cb: rmqs_confirm_cb,
+    user_data: *mut c_void,
+    user_data_free: rmqs_free_cb,
+    queue: *mut rmqs_queue,
+    tag: usize,
+    out: *mut *mut rmqs_producer,
+    err: *mut *mut rmqs_error,
+) -> rmqs_status {
+    // SAFETY: every pointer is checked or NULL-tolerant; err NULL or writable.
+    unsafe {
+        ffi_status(err, || {
+            let c = handle_arg(conn)?;
+            let stream = name_arg(stream, "stream name")?;
+            let settings = Settings::from_arg(cfg)?.over(&c.shared.producer_defaults);
+            let (config, block_when_full, send_timeout) = producer_config(&settings)?;
+            let queue = if queue.is_null() {
+                None
+            } else {
+                Some(handle_arg(queue)?.shared.clone())
+            };
+            let out = out_arg(out, "out")?;
+            check_may_block("rmqs_producer_new")?;
+            let shared = c.shared.clone();
+            if shared.is_closed() {
+                return Err(ConnShared::closed_error("rmqs_producer_new"));
+            }
+            let callback = match confirm_cb {
+                Some(cb) => {
+                    let ud = user_data as usize;
+                    Some(Dispatcher::start(
+                        move |p| {
+                            if let Payload::Confirms(v) = p {
+                                // SAFETY: the application's callback with its own user_data
+                                // and an array valid for the call.
+                                cb(ud as *mut c_void, v.as_ptr(), v.len());
+                            }
+                        },
+                        UserData {
+                            ptr: user_data,
+                            free: user_data_free,
+                        },
+                    )?)
+                }
+                None => None,
+            };
+            let sink = Arc::new(Sink {
+                source: rmqs_event_source_code::RMQS_SOURCE_PRODUCER,
+                tag,
+                callback,
+                queue,
+            });
+            let events = Arc::new(Events(sink.clone()));
+            let created = shared.run("rmqs_producer_new", async |env| {
+                Producer::new(env, stream, config, events).await
+            });
+            let producer = match created {
+                Ok(p) => p,
+                Err(e) => {
+                    sink.abort();
+                    return Err(e);
+                }
+            };
+            let inner = Arc::new(ProducerShared {
+                conn: shared.clone(),
+                producer,
+                sink,
+                block_when_full,
+                send_timeout,
+                closed: AtomicBool::new(false),
+            });
+            let weak: Weak<dyn Child> = Arc::downgrade(&(inner.clone() as Arc<dyn Child>));
+            shared.add_child(weak);
+            write_out(
+                out,
+                Box::into_raw(Box::new(rmqs_producer {
+                    magic: rmqs_producer::MAGIC,
+                    inner,
+                })),
+            );
+            Ok(())
+        })
+    }
+}
+
+fn format(flags: u32) -> BodyFormat {
+    if flags & RMQS_SEND_RAW != 0 {
+        BodyFormat::Raw
+    } else {
+        BodyFormat::AmqpData
+    }
+}
+
+fn check_flags(flags: u32, allowed: u32) -> Result<(), Error> {
+    if flags & !allowed != 0 {
+        return Err(Error::invalid_argument(format!(
+            "unknown send flags 0x{:x}",
+            flags & !allowed
+        )));
+    }
+    Ok(())
+}
+
+/// Sends one message. The body is copied; its confirm comes later, with `tag`.
+///
+/// @param p the producer (borrowed).
+/// @param body the message body (borrowed for the call), NULL only when `len` is 0.
+/// @param len its length.
+/// @param tag returned in this message's `rmqs_confirm`.
+/// @param flags `RMQS_SEND_RAW`, `RMQS_SEND_NO_BLOCK`, or 0.
+/// @param err optional error detail.
+/// @return `RMQS_OK` when accepted (the confirm follows, exactly once);
+///         `RMQS_ERR_QUEUE_FULL` when `max_in_flight` messages are unconfirmed and the send may
+///         not wait (`RMQS_SEND_NO_BLOCK` or `block_when_full` false); `RMQS_ERR_TIMEOUT` when
+///         it waited `send_timeout_ms` for room; `RMQS_ERR_CLOSED` once the producer or its
+///         connection is closed; `RMQS_ERR_INVALID_ARGUMENT` (bad flags, NULL body with a
+///         length, message larger than the connection's frame size); `RMQS_ERR_WOULD_DEADLOCK`
+///         when called from a library callback on a full producer without
+///         `RMQS_SEND_NO_BLOCK`. No confirm follows a failed send.
+///
+/// Thread-safe. Blocks only when the producer is full and the send may wait (not from
+/// callbacks); otherwise returns at once.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_producer_send(
+    p: *mut rmqs_producer,
+    body: *const u8,
+    len: usize,
+    tag: usize,
+    flags: u32,
+    err: *mut *mut rmqs_error,
+) -> rmqs_status {
+    // SAFETY: pointers checked; err NULL or writable.
+    unsafe {
+        ffi_status(err, || {
+            let p = handle_arg(p)?;
+            check_flags(flags, RMQS_SEND_RAW | RMQS_SEND_NO_BLOCK)?;
+            let body = bytes_arg(body, len, "body")?;
+            let s = &p.inner;
+            s.check_open("rmqs_producer_send")?;
+            let msg = OutgoingMessage {
+                format: format(flags),
+                tag,
+                ..OutgoingMessage::new(body)
+            };
+            let (wait, lib) = s.wait(flags);
+            s.producer
+                .send(&msg, wait)
+                .map(|_| ())
+                .map_err(|e| map_send_error(e, lib))
+        })
+    }
+}
+
+/// Sends one message with options: a filter value and/or an explicit publishing id.
+///
+/// @param p the producer (borrowed).
+/// @param body the body (borrowed for the call), NULL only when `len` is 0.
+/// @param len its length.
+/// @param filter_value NUL-terminated UTF-8 filter value for broker-side filtering (RabbitMQ
+///        3.13+; `RMQS_ERR_UNSUPPORTED` on older brokers), or NULL for none.
+/// @param publishing_id used with `RMQS_SEND_PUBLISHING_ID`: must be above every id the
+///        producer used before (for a named producer, above the broker's last id, else the
+///        broker drops it as a duplicate and still confirms it).
+/// @param tag returned in the message's confirm.
+/// @param flags `RMQS_SEND_RAW`, `RMQS_SEND_NO_BLOCK`, `RMQS_SEND_PUBLISHING_ID`.
+/// @param id_out receives the publishing id the message was sent with, on success; may be NULL.
+/// @param err optional error detail.
+/// @return as `rmqs_producer_send()`.
+///
+/// Thread-safe; blocking as `rmqs_producer_send()`.
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn rmqs_producer_send_ex(
+    p: *mut rmqs_producer,
+    body: *const u8,
+    len: usize,
+    filter_value: *const c_char,
+    publishing_id: u64,
+    tag: usize,
+    flags: u32,
+    id_out: *mut u64,
+    err: *mut *mut rmqs_error,
+) -> rmqs_status {
+    // SAFETY: pointers checked; err NULL or writable.
+    unsafe {
+        ffi_status(err, || {
+            let p = handle_arg(p)?;
+            check_flags(flags, ALL_FLAGS)?;
+            let body = bytes_arg(body, len, "body")?;
+            let filter_value = opt_str_arg(filter_value, "filter_value")?;
+            let s = &p.inner;
+            s.check_open("rmqs_producer_send_ex")?;
+            let msg = OutgoingMessage {
+                format: format(flags),
+                tag,
+                filter_value,
+                publishing_id: (flags & RMQS_SEND_PUBLISHING_ID != 0).then_some(publishing_id),
+                ..OutgoingMessage::new(body)
+            };
+            let (wait, lib) = s.wait(flags);
+            let id = s
+                .producer
+                .send(&msg, wait)
+                .map_err(|e| map_send_error(e, lib))?;
+            if !id_out.is_null() {
+                write_out(id_out, id);
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Sends several messages in order (their publishing ids increase in that order). Each body is
+/// copied; each message's confirm comes later with its tag.
+///
+/// @param p the producer (borrowed).
+/// @param bodies `count` bodies (borrowed for the call; each copied).
+/// @param tags `count` tags, or NULL for tag 0 everywhere.
+/// @param count number of messages.
+/// @param flags `RMQS_SEND_RAW`, `RMQS_SEND_NO_BLOCK`.
+/// @param accepted receives how many messages (a prefix of `bodies`) were accepted, also on
+///        failure (the one exception to "outputs only on success"); may be NULL.
+/// @param err optional error detail.
+/// @return `RMQS_OK` when all were accepted; otherwise the status of the first message not
+///         accepted (as `rmqs_producer_send()`), the ones before it being accepted.
+///
+/// Thread-safe; blocking as `rmqs_producer_send()`, up to `send_timeout_ms` in total.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_producer_send_batch(
+    p: *mut rmqs_producer,
+    bodies: *const rmqs_bytes,
+    tags: *const usize,
+    count: usize,
+    flags: u32,
+    accepted: *mut usize,
+    err: *mut *mut rmqs_error,
+) -> rmqs_status {
+    let mut done = 0usize;
+    // SAFETY: pointers checked; err NULL or writable.
+    let st = unsafe {
+        ffi_status(err, || {
+            let p = handle_arg(p)?;
+            check_flags(flags, RMQS_SEND_RAW | RMQS_SEND_NO_BLOCK)?;
+            if count == 0 {
+                return Ok(());
+            }
+            let bodies = bytes_arg(bodies.cast::<u8>(), count, "bodies")
+                .map(|_| std::slice::from_raw_parts(bodies, count))?;
+            let tags = if tags.is_null() {
+                None
+            } else {
+                Some(std::slice::from_raw_parts(tags, count))
+            };
+            let mut msgs = Vec::with_capacity(count);
+            for (i, b) in bodies.iter().enumerate() {
+                msgs.push(OutgoingMessage {
+                    format: format(flags),
+                    tag: tags.map_or(0, |t| t[i]),
+                    ..OutgoingMessage::new(bytes_arg(b.data, b.len, "body")?)
+                });
+            }
+            let s = &p.inner;
+            s.check_open("rmqs_producer_send_batch")?;
+            let (wait, lib) = s.wait(flags);
+            let deadline = wait.and_then(|w| Instant::now().checked_add(w));
+            while done < count {
+                let w = match (wait, deadline) {
+                    (None, _) => None,
+                    (Some(_), None) => Some(Duration::MAX),
+                    (Some(_), Some(d)) => Some(d.saturating_duration_since(Instant::now())),
+                };
+                match s.producer.send_batch(&msgs[done..], w) {
+                    Ok(n) => done += n,
+                    Err(e) => return Err(map_send_error(e, lib)),
+                }
+            }
+            Ok(())
+        })
+    };
+    if !accepted.is_null() {
+        // SAFETY: non-NULL outputs must be writable.
+        unsafe { accepted.write(done) };
+    }
+    st
+}
+
+/// Sends what is batched and waits until every accepted message has its confirm (and, in
+/// callback mode, the callback for it has returned).
+///
+/// @param p the producer (borrowed).
+/// @param timeout_ms negative = no limit; 0 = only send the partial batch and report whether
+///        anything is still unconfirmed.
+/// @return `RMQS_OK`; `RMQS_ERR_TIMEOUT` when messages were still unconfirmed after
+///         `timeout_ms`; `RMQS_ERR_WOULD_DEADLOCK` from a library callback (timeout other than
+///         0); `RMQS_ERR_INVALID_ARGUMENT` for a NULL handle.
+///
+/// Thread-safe; blocks up to `timeout_ms`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_producer_flush(
+    p: *mut rmqs_producer,
+    timeout_ms: i32,
+) -> rmqs_status {
+    // SAFETY: p checked.
+    unsafe {
+        ffi_status(std::ptr::null_mut(), || {
+            let p = handle_arg(p)?;
+            let timeout = timeout_from_ms(timeout_ms).unwrap_or(Duration::MAX);
+            if !timeout.is_zero() {
+                check_may_block("rmqs_producer_flush")?;
+            }
+            p.inner.producer.flush(timeout).map_err(Error::from)
+        })
+    }
+}
+
+/// Closes the producer: no more sends (`RMQS_ERR_CLOSED`), the batched messages go out, and it
+/// waits up to `timeout_ms` for outstanding confirms; messages still unconfirmed then get a
+/// confirm with `RMQS_ERR_CLOSED`. Then the publisher is deleted on the broker and an
+/// `RMQS_EVENT_STATE` (`RMQS_STATE_CLOSED`) event goes to the queue. Closing again returns
+/// `RMQS_OK`.
+///
+/// @param p the producer (borrowed; still to be freed).
+/// @param timeout_ms negative = no limit; 0 = close in the background and return at once.
+/// @return `RMQS_OK`; `RMQS_ERR_TIMEOUT` when confirms were missing at the deadline (the producer
+///         is closed all the same); `RMQS_ERR_WOULD_DEADLOCK` from a library callback with a
+///         timeout other than 0.
+///
+/// Thread-safe; blocks up to `timeout_ms` plus one round trip.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_producer_close(
+    p: *mut rmqs_producer,
+    timeout_ms: i32,
+) -> rmqs_status {
+    // SAFETY: p checked.
+    unsafe {
+        ffi_status(std::ptr::null_mut(), || {
+            handle_arg(p)?.inner.close(timeout_ms)
+        })
+    }
+}
+
+/// The last publishing id the producer assigned (for a named producer that has not sent yet,
+/// the broker's last id for the name).
+///
+/// @param p the producer (borrowed).
+/// @param out receives the id.
+/// @return false when there is none yet, or on NULL arguments.
+///
+/// Thread-safe; does not block.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_producer_last_id(p: *const rmqs_producer, out: *mut u64) -> bool {
+    ffi_boundary(false, || {
+        // SAFETY: NULL or live.
+        let Ok(p) = (unsafe { handle_arg(p) }) else {
+            return false;
+        };
+        match p.inner.producer.last_publishing_id() {
+            Some(id) if !out.is_null() => {
+                // SAFETY: checked non-NULL; must be writable.
+                unsafe { out.write(id) };
+                true
+            }
+            _ => false,
+        }
+    })
+}
+
+/// Frees a producer, closing it first if needed (waiting up to 5 s for confirms), then ending
+/// its dispatcher thread after the last confirm callback and running `user_data_free`. NULL is
+/// allowed.
+///
+/// @param p the producer (ownership passes to the library), or NULL.
+///
+/// Blocks while closing. Called from a library callback (its own or another's), the work
+/// moves to a background thread and the call returns at once.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_producer_free(p: *mut rmqs_producer) {
+    ffi_boundary((), || {
+        // SAFETY: NULL or live, freed once.
+        if unsafe { handle_arg(p) }.is_err() {
+            return;
+        }
+        let mut b = unsafe { Box::from_raw(p) };
+        b.magic = 0;
+        let inner = b.inner.clone();
+        drop(b);
+        let work = move || {
+            let _ = inner.close(FREE_CLOSE_TIMEOUT.as_millis() as i32);
+            inner.sink.stop(false);
+        };
+        if thread_role() == ThreadRole::Application {
+            work();
+        } else {
+            let _ = std::thread::Builder::new()
+                .name("rmqs-reaper".into())
+                .spawn(work);
+        }
+    })
+}

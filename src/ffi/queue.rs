@@ -1,0 +1,732 @@
+//! `rmqs_queue` and `rmqs_event`: the poll-mode delivery of chunks, confirms, state changes and
+//! errors.
+
+use std::collections::VecDeque;
+use std::ffi::{CString, c_char};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use super::args::{Handle, handle_arg, out_arg, write_out};
+use super::chunk::{ChunkRef, rmqs_chunk};
+use super::error::Error;
+use super::panic::{ffi_boundary, ffi_status};
+use super::runtime::{check_may_block, timeout_from_ms};
+use super::status::{rmqs_status, rmqs_status_code};
+
+/// The outcome of one message sent by a producer.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct rmqs_confirm {
+    /// The publishing id the message was sent with.
+    pub publishing_id: u64,
+    /// The tag given to the send call.
+    pub tag: usize,
+    /// `RMQS_OK`: stored by the broker (for a named producer, possibly dropped as a duplicate
+    /// of an id it had already); a positive broker code: refused (PublishError);
+    /// `RMQS_ERR_TIMEOUT`: no confirm within `confirm_timeout_ms`; `RMQS_ERR_CLOSED`: the
+    /// producer or its connection closed first. In the last two cases the broker may still
+    /// have stored the message.
+    pub status: rmqs_status,
+}
+
+/// Kinds of event (`rmqs_event_type()`).
+#[repr(i32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum rmqs_event_type_code {
+    /// A chunk delivered to a consumer: `rmqs_event_chunk()`.
+    RMQS_EVENT_CHUNK = 1,
+    /// Outcomes of messages sent by a producer: `rmqs_event_confirms()`.
+    RMQS_EVENT_CONFIRMS = 2,
+    /// The producer or consumer changed state: `rmqs_event_state()`, with the reason in
+    /// `rmqs_event_status()` / `rmqs_event_message()`.
+    RMQS_EVENT_STATE = 3,
+    /// A non-fatal error (e.g. a chunk failing its CRC check): `rmqs_event_status()`,
+    /// `rmqs_event_message()`.
+    RMQS_EVENT_ERROR = 4,
+}
+
+/// Which kind of object an event comes from (`rmqs_event_source()`).
+#[repr(i32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum rmqs_event_source_code {
+    /// An `rmqs_producer`.
+    RMQS_SOURCE_PRODUCER = 1,
+    /// An `rmqs_consumer`.
+    RMQS_SOURCE_CONSUMER = 2,
+}
+
+/// States reported by `RMQS_EVENT_STATE` events (`rmqs_event_state()`).
+#[repr(i32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum rmqs_state_code {
+    /// The object is closed for good: closed by the application (status `RMQS_OK`), or its
+    /// stream or connection was lost (the status and message say why). Its last event.
+    RMQS_STATE_CLOSED = 1,
+}
+
+/// What an event carries.
+pub(crate) enum Payload {
+    Chunk(ChunkRef),
+    Confirms(Vec<rmqs_confirm>),
+    State {
+        state: rmqs_state_code,
+        status: rmqs_status,
+        message: CString,
+    },
+    Error {
+        status: rmqs_status,
+        message: CString,
+    },
+}
+
+impl Payload {
+    pub(crate) fn state(state: rmqs_state_code, e: Option<Error>) -> Payload {
+        let (status, message) = match e {
+            Some(e) => (e.status, e.message),
+            None => (0, String::new()),
+        };
+        Payload::State {
+            state,
+            status,
+            message: to_cstring(message),
+        }
+    }
+
+    pub(crate) fn error(e: Error) -> Payload {
+        Payload::Error {
+            status: e.status,
+            message: to_cstring(e.message),
+        }
+    }
+}
+
+pub(crate) fn to_cstring(s: String) -> CString {
+    let mut b = s.into_bytes();
+    b.retain(|&c| c != 0);
+    CString::new(b).unwrap_or_default()
+}
+
+/// One event from an `rmqs_queue`. Opaque.
+///
+/// Returned by `rmqs_queue_poll()` / `rmqs_queue_poll_batch()`, owned by the caller, freed by
+/// `rmqs_event_free()`. Views obtained from it (chunk, confirms, message) are valid until
+/// then. Not thread-safe; may be moved between threads.
+pub struct rmqs_event {
+    magic: u64,
+    source: rmqs_event_source_code,
+    tag: usize,
+    payload: Payload,
+}
+
+impl Handle for rmqs_event {
+    const MAGIC: u64 = 0x726d_7173_6576_6e74; // "rmqsevnt"
+    const NAME: &'static str = "rmqs_event";
+    fn magic(&self) -> u64 {
+        self.magic
+    }
+}
+
+struct State {
+    events: VecDeque<Box<rmqs_event>>,
+    wakeups: usize,
+    freed: bool,
+    /// The eventfd holds a non-zero count.
+    fd_set: bool,
+}
+
+/// The shared part of a queue: held by the handle and by every producer and consumer that
+/// delivers to it.
+pub(crate) struct QueueShared {
+    state: Mutex<State>,
+    cond: Condvar,
+    fd: Option<EventFd>,
+}
+
+impl QueueShared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn signal_fd(&self, st: &mut State) {
+        if !st.fd_set {
+            if let Some(fd) = &self.fd {
+                fd.set();
+            }
+            st.fd_set = true;
+        }
+    }
+
+    fn settle_fd(&self, st: &mut State) {
+        if st.fd_set && st.events.is_empty() && st.wakeups == 0 {
+            if let Some(fd) = &self.fd {
+                fd.reset();
+            }
+            st.fd_set = false;
+        }
+    }
+
+    /// Appends an event (dropped at once when the queue was freed).
+    pub(crate) fn push(&self, source: rmqs_event_source_code, tag: usize, payload: Payload) {
+        let ev = Box::new(rmqs_event {
+            magic: rmqs_event::MAGIC,
+            source,
+            tag,
+            payload,
+        });
+        let mut st = self.lock();
+        if st.freed {
+            drop(st);
+            drop(ev);
+            return;
+        }
+        st.events.push_back(ev);
+        self.signal_fd(&mut st);
+        drop(st);
+        self.cond.notify_one();
+    }
+
+    /// Takes up to `cap` events, waiting up to `timeout` (None = forever) for the first one.
+    /// Returns early (empty) on a wakeup.
+    #[allow(clippy::vec_box)] // the boxes are what C receives
+    fn take(&self, cap: usize, timeout: Option<Duration>) -> Vec<Box<rmqs_event>> {
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        let mut st = self.lock();
+        loop {
+            if !st.events.is_empty() {
+                let n = cap.min(st.events.len());
+                let out: Vec<_> = st.events.drain(..n).collect();
+                self.settle_fd(&mut st);
+                return out;
+            }
+            if st.wakeups > 0 {
+                st.wakeups = 0;
+                self.settle_fd(&mut st);
+                return Vec::new();
+            }
+            if timeout == Some(Duration::ZERO) {
+                return Vec::new();
+            }
+            st = match deadline {
+                None => self.cond.wait(st).unwrap_or_else(|e| e.into_inner()),
+                Some(d) => {
+                    let now = Instant::now();
+                    if d <= now {
+                        return Vec::new();
+                    }
+                    self.cond
+                        .wait_timeout(st, d - now)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
+            };
+        }
+    }
+
+    fn wakeup(&self) {
+        let mut st = self.lock();
+        st.wakeups += 1;
+        self.signal_fd(&mut st);
+        drop(st);
+        self.cond.notify_all();
+    }
+
+    fn free(&self) {
+        let events = {
+            let mut st = self.lock();
+            st.freed = true;
+            let ev = std::mem::take(&mut st.events);
+            st.wakeups = 0;
+            self.settle_fd(&mut st);
+            ev
+        };
+        drop(events);
+        self.cond.notify_all();
+    }
+}
+
+/// A Linux eventfd, readable while its counter is non-zero.
+struct EventFd(std::os::fd::OwnedFd);
+
+impl EventFd {
+    #[cfg(target_os = "linux")]
+    fn new() -> Option<EventFd> {
+        use std::os::fd::FromRawFd;
+        // SAFETY: plain syscall; the fd is owned from here on.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        (fd >= 0).then(|| EventFd(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }))
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn new() -> Option<EventFd> {
+        None
+    }
+
+    fn raw(&self) -> i32 {
+        use std::os::fd::AsRawFd;
+        self.0.as_raw_fd()
+    }
+
+    fn set(&self) {
+        let one: u64 = 1;
+        // SAFETY: writes 8 bytes from a live u64 to our own fd.
+        let _ = unsafe { libc::write(self.raw(), (&one as *const u64).cast(), 8) };
+    }
+
+    fn reset(&self) {
+        let mut v: u64 = 0;
+        // SAFETY: reads 8 bytes into a live u64 from our own non-blocking fd.
+        let _ = unsafe { libc::read(self.raw(), (&mut v as *mut u64).cast(), 8) };
+    }
+}
+
+/// An event queue: producers and consumers created with it deliver their events here, and
+/// the application takes them with `rmqs_queue_poll()` / `rmqs_queue_poll_batch()` on a
+/// thread of its choice. Opaque.
+///
+/// Several producers and consumers may share one queue; `rmqs_event_source_tag()` tells them
+/// apart. Events of one producer or consumer keep their order.
+///
+/// Thread safety: every function may be called from any thread concurrently, except
+/// `rmqs_queue_free()`.
+pub struct rmqs_queue {
+    magic: u64,
+    pub(crate) shared: Arc<QueueShared>,
+}
+
+impl Handle for rmqs_queue {
+    const MAGIC: u64 = 0x726d_7173_7175_6575; // "rmqsqueu"
+    const NAME: &'static str = "rmqs_queue";
+    fn magic(&self) -> u64 {
+        self.magic
+    }
+}
+
+/// Creates an event queue.
+///
+/// @param out receives the new queue, owned by the caller (free with `rmqs_queue_free()`),
+///        only on success.
+/// @return `RMQS_OK`; `RMQS_ERR_INVALID_ARGUMENT` when `out` is NULL.
+///
+/// Thread-safe; does not block.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_queue_new(out: *mut *mut rmqs_queue) -> rmqs_status {
+    // SAFETY: out checked; no err argument.
+    unsafe {
+        ffi_status(std::ptr::null_mut(), || {
+            let out = out_arg(out, "out")?;
+            let q = Box::new(rmqs_queue {
+                magic: rmqs_queue::MAGIC,
+                shared: Arc::new(QueueShared {
+                    state: Mutex::new(State {
+                        events: VecDeque::new(),
+                        wakeups: 0,
+                        freed: false,
+                        fd_set: false,
+                    }),
+                    cond: Condvar::new(),
+                    fd: EventFd::new(),
+                }),
+            });
+            write_out(out, Box::into_raw(q));
+            Ok(())
+        })
+    }
+}
+
+/// Takes the next event, waiting for one up to `timeout_ms`.
+///
+/// @param q the queue (borrowed).
+/// @param timeout_ms negative = wait forever; 0 = do not wait.
+/// @return a new event owned by the caller (free with `rmqs_event_free()`), or NULL on timeout,
+///         after `rmqs_queue_wakeup()`, for a NULL/invalid queue, or when called with a
+///         non-zero timeout from a library callback (where waiting could deadlock).
+///
+/// Thread-safe; blocks up to `timeout_ms`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_queue_poll(q: *mut rmqs_queue, timeout_ms: i32) -> *mut rmqs_event {
+    ffi_boundary(std::ptr::null_mut(), || {
+        // SAFETY: NULL or live.
+        let Ok(q) = (unsafe { handle_arg(q) }) else {
+            return std::ptr::null_mut();
+        };
+        if timeout_ms != 0 && check_may_block("rmqs_queue_poll").is_err() {
+            return std::ptr::null_mut();
+        }
+        q.shared
+            .take(1, timeout_from_ms(timeout_ms))
+            .pop()
+            .map_or(std::ptr::null_mut(), Box::into_raw)
+    })
+}
+
+/// Takes up to `cap` events at once, waiting up to `timeout_ms` for the first one.
+///
+/// @param q the queue (borrowed).
+/// @param events an array of at least `cap` pointers; the first (returned count) receive new
+///        events owned by the caller (each freed with `rmqs_event_free()`).
+/// @param cap capacity of `events`.
+/// @param timeout_ms negative = wait forever; 0 = do not wait.
+/// @return the number of events written; 0 on timeout, after `rmqs_queue_wakeup()`, for
+///         invalid arguments (NULL queue or array, cap 0), or with a non-zero timeout from a
+///         library callback.
+///
+/// Thread-safe; blocks up to `timeout_ms`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_queue_poll_batch(
+    q: *mut rmqs_queue,
+    events: *mut *mut rmqs_event,
+    cap: usize,
+    timeout_ms: i32,
+) -> usize {
+    ffi_boundary(0, || {
+        // SAFETY: NULL or live.
+        let Ok(q) = (unsafe { handle_arg(q) }) else {
+            return 0;
+        };
+        if events.is_null() || cap == 0 {
+            return 0;
+        }
+        if timeout_ms != 0 && check_may_block("rmqs_queue_poll_batch").is_err() {
+            return 0;
+        }
+        let got = q.shared.take(cap, timeout_from_ms(timeout_ms));
+        let n = got.len();
+        for (i, ev) in got.into_iter().enumerate() {
+            // SAFETY: the caller provides room for cap >= n pointers.
+            unsafe { events.add(i).write(Box::into_raw(ev)) };
+        }
+        n
+    })
+}
+
+/// Makes one blocked (or the next) `rmqs_queue_poll()` / `rmqs_queue_poll_batch()` return
+/// without an event, and the notify fd readable until then. For shutting a polling thread down
+/// or interrupting it.
+///
+/// @param q the queue (borrowed); NULL does nothing.
+///
+/// Thread-safe, also from library callbacks and signal-free contexts; does not block.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_queue_wakeup(q: *mut rmqs_queue) {
+    ffi_boundary((), || {
+        // SAFETY: NULL or live.
+        if let Ok(q) = unsafe { handle_arg(q) } {
+            q.shared.wakeup();
+        }
+    })
+}
+
+/// Number of events waiting in the queue.
+///
+/// Thread-safe; does not block. 0 for NULL.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_queue_len(q: *const rmqs_queue) -> usize {
+    ffi_boundary(0, || {
+        // SAFETY: NULL or live.
+        unsafe { handle_arg(q) }.map_or(0, |q| q.shared.lock().events.len())
+    })
+}
+
+/// A file descriptor for event loops (epoll, poll, libuv): readable while the queue holds
+/// events or a wakeup is pending. Wait for it to be readable, then drain the queue with
+/// `rmqs_queue_poll(q, 0)` until it returns NULL; the fd becomes unreadable once the queue is
+/// empty.
+///
+/// @param q the queue (borrowed).
+/// @return the fd, owned by the queue (do not read, write or close it; it is closed by
+///         `rmqs_queue_free()`), or -1 for NULL or where unsupported (non-Linux).
+///
+/// Thread-safe; does not block.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_queue_fd(q: *const rmqs_queue) -> i32 {
+    ffi_boundary(-1, || {
+        // SAFETY: NULL or live.
+        unsafe { handle_arg(q) }
+            .ok()
+            .and_then(|q| q.shared.fd.as_ref())
+            .map_or(-1, EventFd::raw)
+    })
+}
+
+/// Frees a queue. Events still in it are freed (their chunks released); producers and
+/// consumers that deliver to it drop their later events. NULL is allowed.
+///
+/// @param q the queue (ownership passes to the library), or NULL.
+///
+/// Not to be called while another thread polls `q`. Does not block.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_queue_free(q: *mut rmqs_queue) {
+    ffi_boundary((), || {
+        // SAFETY: NULL or live, freed once.
+        if unsafe { handle_arg(q) }.is_ok() {
+            let mut b = unsafe { Box::from_raw(q) };
+            b.magic = 0;
+            b.shared.free();
+        }
+    })
+}
+
+/// The event's kind: one of `rmqs_event_type_code`; 0 for NULL.
+///
+/// Does not block.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_event_type(ev: *const rmqs_event) -> i32 {
+    ffi_boundary(0, || {
+        // SAFETY: NULL or live.
+        unsafe { handle_arg(ev) }.map_or(0, |e| {
+            (match e.payload {
+                Payload::Chunk(_) => rmqs_event_type_code::RMQS_EVENT_CHUNK,
+                Payload::Confirms(_) => rmqs_event_type_code::RMQS_EVENT_CONFIRMS,
+                Payload::State { .. } => rmqs_event_type_code::RMQS_EVENT_STATE,
+                Payload::Error { .. } => rmqs_event_type_code::RMQS_EVENT_ERROR,
+            }) as i32
+        })
+    })
+}
+
+/// Which kind of object sent the event: one of `rmqs_event_source_code`; 0 for NULL.
+///
+/// Does not block.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_event_source(ev: *const rmqs_event) -> i32 {
+    ffi_boundary(0, || {
+        // SAFETY: NULL or live.
+        unsafe { handle_arg(ev) }.map_or(0, |e| e.source as i32)
+    })
+}
+
+/// The `tag` given when the producer or consumer that sent the event was created; 0 for NULL.
+///
+/// Does not block.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_event_source_tag(ev: *const rmqs_event) -> usize {
+    ffi_boundary(0, || {
+        // SAFETY: NULL or live.
+        unsafe { handle_arg(ev) }.map_or(0, |e| e.tag)
+    })
+}
+
+/// The chunk of an `RMQS_EVENT_CHUNK` event.
+///
+/// @return a chunk borrowed from the event, valid until `rmqs_event_free(ev)` (use
+///         `rmqs_chunk_retain()` to keep it longer); NULL for other events or NULL. The chunk's
+///         credit goes back (with the `on_release` policy) when the event is freed and no
+///         reference retained it.
+///
+/// Does not block.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_event_chunk(ev: *const rmqs_event) -> *const rmqs_chunk {
+    ffi_boundary(std::ptr::null(), || {
+        // SAFETY: NULL or live.
+        match unsafe { handle_arg(ev) }.map(|e| &e.payload) {
+            Ok(Payload::Chunk(c)) => c.as_ptr(),
+            _ => std::ptr::null(),
+        }
+    })
+}
+
+/// The confirms of an `RMQS_EVENT_CONFIRMS` event.
+///
+/// @param ev the event (borrowed).
+/// @param count receives the number of confirms (0 for other events); may be NULL.
+/// @return an array borrowed from the event, valid until `rmqs_event_free(ev)`; NULL for other
+///         events or NULL.
+///
+/// Does not block.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_event_confirms(
+    ev: *const rmqs_event,
+    count: *mut usize,
+) -> *const rmqs_confirm {
+    ffi_boundary(std::ptr::null(), || {
+        // SAFETY: NULL or live; count NULL or writable.
+        let (p, n) = match unsafe { handle_arg(ev) }.map(|e| &e.payload) {
+            Ok(Payload::Confirms(v)) => (v.as_ptr(), v.len()),
+            _ => (std::ptr::null(), 0),
+        };
+        if !count.is_null() {
+            unsafe { count.write(n) };
+        }
+        p
+    })
+}
+
+/// The state of an `RMQS_EVENT_STATE` event (one of `rmqs_state_code`); 0 for other events.
+///
+/// Does not block.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_event_state(ev: *const rmqs_event) -> i32 {
+    ffi_boundary(0, || {
+        // SAFETY: NULL or live.
+        match unsafe { handle_arg(ev) }.map(|e| &e.payload) {
+            Ok(Payload::State { state, .. }) => *state as i32,
+            _ => 0,
+        }
+    })
+}
+
+/// The status of an `RMQS_EVENT_STATE` (why; `RMQS_OK` when closed by the application) or
+/// `RMQS_EVENT_ERROR` event; `RMQS_OK` for other events.
+///
+/// Does not block.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_event_status(ev: *const rmqs_event) -> rmqs_status {
+    ffi_boundary(rmqs_status_code::RMQS_ERR_PANIC.status(), || {
+        // SAFETY: NULL or live.
+        match unsafe { handle_arg(ev) }.map(|e| &e.payload) {
+            Ok(Payload::State { status, .. } | Payload::Error { status, .. }) => *status,
+            _ => 0,
+        }
+    })
+}
+
+/// The message of an `RMQS_EVENT_STATE` or `RMQS_EVENT_ERROR` event.
+///
+/// @return a NUL-terminated string owned by the event, valid until `rmqs_event_free(ev)`;
+///         `""` for other events, NULL `ev` or a state change without a reason. Never NULL.
+///
+/// Does not block.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_event_message(ev: *const rmqs_event) -> *const c_char {
+    ffi_boundary(c"".as_ptr(), || {
+        // SAFETY: NULL or live.
+        match unsafe { handle_arg(ev) }.map(|e| &e.payload) {
+            Ok(Payload::State { message, .. } | Payload::Error { message, .. }) => message.as_ptr(),
+            _ => c"".as_ptr(),
+        }
+    })
+}
+
+/// Frees an event and the views obtained from it; a chunk event releases its reference to the
+/// chunk. NULL is allowed.
+///
+/// @param ev an event from `rmqs_queue_poll()` (ownership passes to the library), or NULL.
+///
+/// Does not block.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_event_free(ev: *mut rmqs_event) {
+    ffi_boundary((), || {
+        // SAFETY: NULL or live, freed once.
+        if unsafe { handle_arg(ev) }.is_ok() {
+            let mut b = unsafe { Box::from_raw(ev) };
+            b.magic = 0;
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queue() -> *mut rmqs_queue {
+        let mut q = std::ptr::null_mut();
+        assert_eq!(unsafe { rmqs_queue_new(&mut q) }, 0);
+        q
+    }
+
+    fn readable(fd: i32) -> bool {
+        let mut p = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        unsafe { libc::poll(&mut p, 1, 0) == 1 }
+    }
+
+    #[test]
+    fn poll_wakeup_and_fd() {
+        let q = queue();
+        let fd = unsafe { rmqs_queue_fd(q) };
+        assert!(fd >= 0);
+        assert!(!readable(fd));
+        assert!(unsafe { rmqs_queue_poll(q, 0) }.is_null());
+        let shared = unsafe { &*q }.shared.clone();
+        shared.push(
+            rmqs_event_source_code::RMQS_SOURCE_PRODUCER,
+            7,
+            Payload::Confirms(vec![rmqs_confirm {
+                publishing_id: 1,
+                tag: 9,
+                status: 0,
+            }]),
+        );
+        shared.push(
+            rmqs_event_source_code::RMQS_SOURCE_CONSUMER,
+            8,
+            Payload::error(Error::new(-6, "tls")),
+        );
+        assert!(readable(fd));
+        assert_eq!(unsafe { rmqs_queue_len(q) }, 2);
+        let ev = unsafe { rmqs_queue_poll(q, -1) };
+        unsafe {
+            assert_eq!(rmqs_event_type(ev), 2);
+            assert_eq!(rmqs_event_source(ev), 1);
+            assert_eq!(rmqs_event_source_tag(ev), 7);
+            let mut n = 0;
+            let c = rmqs_event_confirms(ev, &mut n);
+            assert_eq!(n, 1);
+            assert_eq!((*c).tag, 9);
+            assert!(rmqs_event_chunk(ev).is_null());
+            rmqs_event_free(ev);
+        }
+        assert!(readable(fd));
+        let mut evs = [std::ptr::null_mut(); 4];
+        assert_eq!(
+            unsafe { rmqs_queue_poll_batch(q, evs.as_mut_ptr(), 4, 0) },
+            1
+        );
+        unsafe {
+            assert_eq!(rmqs_event_type(evs[0]), 4);
+            assert_eq!(rmqs_event_status(evs[0]), -6);
+            assert_eq!(
+                std::ffi::CStr::from_ptr(rmqs_event_message(evs[0])).to_bytes(),
+                b"tls"
+            );
+            rmqs_event_free(evs[0]);
+        }
+        assert!(!readable(fd));
+
+        // a wakeup ends a blocked poll, from another thread
+        let qa = q as usize;
+        let t = std::thread::spawn(move || unsafe { rmqs_queue_poll(qa as *mut _, -1) }.is_null());
+        std::thread::sleep(Duration::from_millis(50));
+        unsafe { rmqs_queue_wakeup(q) };
+        assert!(t.join().unwrap());
+        assert!(!readable(fd));
+        // a timeout ends it too
+        let t0 = Instant::now();
+        assert!(unsafe { rmqs_queue_poll(q, 30) }.is_null());
+        assert!(t0.elapsed() >= Duration::from_millis(30));
+
+        shared.push(
+            rmqs_event_source_code::RMQS_SOURCE_PRODUCER,
+            1,
+            Payload::Confirms(vec![]),
+        );
+        unsafe { rmqs_queue_free(q) };
+        // pushing after free drops the event
+        shared.push(
+            rmqs_event_source_code::RMQS_SOURCE_PRODUCER,
+            1,
+            Payload::Confirms(vec![]),
+        );
+        assert!(shared.lock().events.is_empty());
+    }
+
+    #[test]
+    fn null_arguments() {
+        unsafe {
+            assert_eq!(rmqs_queue_new(std::ptr::null_mut()), -1);
+            assert!(rmqs_queue_poll(std::ptr::null_mut(), 0).is_null());
+            assert_eq!(
+                rmqs_queue_poll_batch(std::ptr::null_mut(), std::ptr::null_mut(), 1, 0),
+                0
+            );
+            rmqs_queue_wakeup(std::ptr::null_mut());
+            rmqs_queue_free(std::ptr::null_mut());
+            assert_eq!(rmqs_queue_fd(std::ptr::null()), -1);
+            assert_eq!(rmqs_event_type(std::ptr::null()), 0);
+            rmqs_event_free(std::ptr::null_mut());
+        }
+    }
+}
