@@ -416,6 +416,53 @@ impl PublisherListener for Listener {
 }
 
 impl Shared {
+    /// A producer's state, attached to no connection yet.
+    fn new(
+        stream: &str,
+        config: ProducerConfig,
+        events: Arc<dyn ProducerEvents>,
+        first_auto_id: u64,
+        last_id: u64,
+        runtime: tokio::runtime::Handle,
+    ) -> Arc<Shared> {
+        Arc::new(Shared {
+            stream: stream.to_string(),
+            name: config.name.clone(),
+            ring: Ring::new(config.max_in_flight),
+            events,
+            runtime,
+            epoch: Instant::now(),
+            batch: Mutex::new(Batch {
+                link: None,
+                closed: None,
+                frame: FrameBuf::new(),
+                last_id: None,
+                first_auto_id,
+            }),
+            in_flight: AtomicUsize::new(0),
+            accepting: AtomicBool::new(true),
+            close_started: AtomicBool::new(false),
+            waiters: AtomicUsize::new(0),
+            wait_lock: Mutex::new(()),
+            wait_cv: Condvar::new(),
+            drained: Notify::new(),
+            signals: Arc::new(Signals {
+                linger: Notify::new(),
+                stop: Notify::new(),
+            }),
+            frame_max: AtomicUsize::new(0),
+            supports_v2: AtomicBool::new(false),
+            broker_version: Mutex::new(String::new()),
+            generation: AtomicU64::new(0),
+            last_id: AtomicU64::new(last_id),
+            published: AtomicU64::new(0),
+            confirmed: AtomicU64::new(0),
+            errored: AtomicU64::new(0),
+            scratch: Mutex::new(Vec::new()),
+            config,
+        })
+    }
+
     fn now_ms(&self, now: Instant) -> u64 {
         now.saturating_duration_since(self.epoch).as_millis() as u64
     }
@@ -988,42 +1035,14 @@ impl Producer {
             }
             None => (0, 0),
         };
-        let shared = Arc::new(Shared {
-            stream: stream.to_string(),
-            name: config.name.clone(),
-            ring: Ring::new(config.max_in_flight),
-            events,
-            runtime: tokio::runtime::Handle::current(),
-            epoch: Instant::now(),
-            batch: Mutex::new(Batch {
-                link: None,
-                closed: None,
-                frame: FrameBuf::new(),
-                last_id: None,
-                first_auto_id,
-            }),
-            in_flight: AtomicUsize::new(0),
-            accepting: AtomicBool::new(true),
-            close_started: AtomicBool::new(false),
-            waiters: AtomicUsize::new(0),
-            wait_lock: Mutex::new(()),
-            wait_cv: Condvar::new(),
-            drained: Notify::new(),
-            signals: Arc::new(Signals {
-                linger: Notify::new(),
-                stop: Notify::new(),
-            }),
-            frame_max: AtomicUsize::new(0),
-            supports_v2: AtomicBool::new(false),
-            broker_version: Mutex::new(String::new()),
-            generation: AtomicU64::new(0),
-            last_id: AtomicU64::new(last_id),
-            published: AtomicU64::new(0),
-            confirmed: AtomicU64::new(0),
-            errored: AtomicU64::new(0),
-            scratch: Mutex::new(Vec::new()),
+        let shared = Shared::new(
+            stream,
             config,
-        });
+            events,
+            first_auto_id,
+            last_id,
+            tokio::runtime::Handle::current(),
+        );
         shared.attach(conn).await?;
         let sweep = (!shared.config.confirm_timeout.is_zero()).then(|| {
             (shared.config.confirm_timeout / 8)
@@ -1311,6 +1330,149 @@ mod tests {
         );
         assert_eq!(OutgoingMessage::raw(b"x").format, BodyFormat::Raw);
         assert_eq!(BodyFormat::default(), BodyFormat::AmqpData);
+    }
+
+    type Seen = Arc<Mutex<Vec<Vec<Confirm>>>>;
+
+    /// A producer's state on a runtime, attached to no connection, generation 1.
+    fn detached(config: ProducerConfig) -> (tokio::runtime::Runtime, Arc<Shared>, Seen) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let seen: Seen = Arc::default();
+        let sink = seen.clone();
+        let events: Arc<dyn ProducerEvents> =
+            Arc::new(move |b: &[Confirm]| sink.lock().unwrap().push(b.to_vec()));
+        let s = Shared::new("s", config, events, 0, 0, rt.handle().clone());
+        s.generation.store(1, Ordering::Release);
+        (rt, s, seen)
+    }
+
+    /// Puts ids in flight as a send would, tag = id + 100, sent at `sent_ms`.
+    fn track(s: &Shared, ids: std::ops::Range<u64>, sent_ms: u64) {
+        let n = ids.end - ids.start;
+        assert_eq!(s.try_reserve(n as usize), n as usize);
+        for id in ids {
+            s.ring.insert(id, id as usize + 100, sent_ms);
+        }
+    }
+
+    fn listener(s: &Arc<Shared>, generation: u64) -> Listener {
+        Listener {
+            shared: Arc::downgrade(s),
+            generation,
+        }
+    }
+
+    #[test]
+    fn listener_routes_confirms_errors_and_stream_loss() {
+        let (_rt, s, seen) = detached(ProducerConfig::default());
+        track(&s, 0..5, 0);
+        let l = listener(&s, 1);
+        l.confirmed(&[0, 1, 99]);
+        l.errored(&[PublishingError {
+            publishing_id: 2,
+            code: ResponseCode::PUBLISHER_DOES_NOT_EXIST,
+        }]);
+        // Stale attachment and repeated ids: nothing reported.
+        listener(&s, 0).confirmed(&[3]);
+        l.confirmed(&[0]);
+        l.stream_unavailable(ResponseCode::STREAM_NOT_AVAILABLE);
+        let c = |id, status| Confirm {
+            publishing_id: id,
+            tag: id as usize + 100,
+            status,
+        };
+        assert_eq!(
+            *seen.lock().unwrap(),
+            vec![
+                vec![
+                    c(0, ConfirmStatus::Confirmed),
+                    c(1, ConfirmStatus::Confirmed)
+                ],
+                vec![c(
+                    2,
+                    ConfirmStatus::Server(ResponseCode::PUBLISHER_DOES_NOT_EXIST)
+                )],
+                vec![c(3, ConfirmStatus::Closed), c(4, ConfirmStatus::Closed)],
+            ]
+        );
+        assert_eq!(
+            (
+                s.confirmed.load(Ordering::Relaxed),
+                s.errored.load(Ordering::Relaxed)
+            ),
+            (2, 3)
+        );
+        assert_eq!(s.in_flight.load(Ordering::Relaxed), 0);
+        assert!(!s.accepting.load(Ordering::Relaxed));
+        match s.closed_error() {
+            ClientError::Closed(why) => assert!(why.contains("no longer available"), "{why}"),
+            e => panic!("{e:?}"),
+        }
+    }
+
+    #[test]
+    fn timeout_sweep_completes_only_old_messages() {
+        let (_rt, s, seen) = detached(ProducerConfig {
+            confirm_timeout: Duration::from_millis(20),
+            ..Default::default()
+        });
+        std::thread::sleep(Duration::from_millis(30));
+        track(&s, 0..3, 0);
+        track(&s, 3..4, s.now_ms(Instant::now()));
+        s.sweep_timeouts();
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 1);
+        assert_eq!(
+            seen[0].iter().map(|c| c.publishing_id).collect::<Vec<_>>(),
+            vec![0, 1, 2]
+        );
+        assert!(seen[0].iter().all(|c| c.status == ConfirmStatus::Timeout));
+        assert_eq!(s.in_flight.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn blocked_reservations_wake_on_room_time_out_or_close() {
+        let (_rt, s, _) = detached(ProducerConfig {
+            max_in_flight: 2,
+            ..Default::default()
+        });
+        track(&s, 0..2, 0);
+        assert!(matches!(
+            s.reserve(1, Wait::No),
+            Err(ClientError::QueueFull(2))
+        ));
+        let r = s.reserve(1, Wait::from(Some(Duration::from_millis(20))));
+        assert!(matches!(r, Err(ClientError::Timeout(20, _))), "{r:?}");
+
+        // Room made by a confirm wakes a blocked sender.
+        let waiter = {
+            let s = s.clone();
+            std::thread::spawn(move || s.reserve(5, Wait::Forever))
+        };
+        while s.waiters.load(Ordering::SeqCst) == 0 {
+            std::thread::yield_now();
+        }
+        listener(&s, 1).confirmed(&[0]);
+        assert_eq!(waiter.join().unwrap().unwrap(), 1, "one place freed");
+        assert_eq!(s.in_flight.load(Ordering::SeqCst), 2);
+
+        // Losing the connection wakes it with Closed.
+        let waiter = {
+            let s = s.clone();
+            std::thread::spawn(move || s.reserve(1, Wait::Forever))
+        };
+        while s.waiters.load(Ordering::SeqCst) == 0 {
+            std::thread::yield_now();
+        }
+        listener(&s, 1).connection_closed(&ClientError::Io("reset".into()));
+        let r = waiter.join().unwrap();
+        assert!(
+            matches!(&r, Err(ClientError::Closed(why)) if why.contains("reset")),
+            "{r:?}"
+        );
     }
 
     #[test]
