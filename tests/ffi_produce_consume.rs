@@ -1,0 +1,1337 @@
+//! Producers, consumers, the event queue and chunk views through the C API (`extern "C"`
+//! symbols), against the broker of scripts/broker (RMQS_TEST_URI; RMQS_TEST_LEGACY_URI or
+//! localhost:5553 for the 3.10.8 checks, skipped when neither answers).
+
+use std::collections::HashMap;
+use std::ffi::{CStr, CString, c_char, c_void};
+use std::ptr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rmqstream::ffi::rmqs_status_code::*;
+use rmqstream::ffi::*;
+
+// ---------------------------------------------------------------------------------------------
+// helpers
+
+fn uri() -> String {
+    std::env::var("RMQS_TEST_URI")
+        .unwrap_or_else(|_| "rabbitmq-stream://guest:guest@localhost:5552/%2f".into())
+}
+
+fn legacy_uri() -> Option<String> {
+    match std::env::var("RMQS_TEST_LEGACY_URI") {
+        Ok(u) => Some(u),
+        Err(_) => std::net::TcpStream::connect_timeout(
+            &"127.0.0.1:5553".parse().unwrap(),
+            Duration::from_millis(300),
+        )
+        .ok()
+        .map(|_| "rabbitmq-stream://guest:guest@localhost:5553/%2f".to_string()),
+    }
+}
+
+fn unique(prefix: &str) -> CString {
+    let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    CString::new(format!("{prefix}-{}-{}", std::process::id(), t.as_nanos())).unwrap()
+}
+
+fn check(st: rmqs_status, err: *mut rmqs_error, what: &str) {
+    if st != 0 {
+        let m = if err.is_null() {
+            String::new()
+        } else {
+            let m = unsafe { CStr::from_ptr(rmqs_error_message(err)) }
+                .to_string_lossy()
+                .into_owned();
+            unsafe { rmqs_error_free(err) };
+            m
+        };
+        panic!("{what}: status {st}: {m}");
+    }
+}
+
+/// Status and message of a failed call.
+fn failure(st: rmqs_status, err: *mut rmqs_error) -> (rmqs_status, String) {
+    assert_ne!(st, 0, "expected a failure");
+    let m = if err.is_null() {
+        String::new()
+    } else {
+        let m = unsafe { CStr::from_ptr(rmqs_error_message(err)) }
+            .to_string_lossy()
+            .into_owned();
+        unsafe { rmqs_error_free(err) };
+        m
+    };
+    (st, m)
+}
+
+fn config(pairs: &[(&str, &str)]) -> *mut rmqs_config {
+    let cfg = rmqs_config_new();
+    for (k, v) in pairs {
+        let (k, v) = (CString::new(*k).unwrap(), CString::new(*v).unwrap());
+        let mut err = ptr::null_mut();
+        let st = unsafe { rmqs_config_set(cfg, k.as_ptr(), v.as_ptr(), &mut err) };
+        check(st, err, "config");
+    }
+    cfg
+}
+
+fn connect(u: &str) -> *mut rmqs_connection {
+    let u = CString::new(u).unwrap();
+    let mut conn = ptr::null_mut();
+    let mut err = ptr::null_mut();
+    let st = unsafe { rmqs_connection_open_uri(u.as_ptr(), &mut conn, &mut err) };
+    check(st, err, "open");
+    conn
+}
+
+fn create_stream(conn: *mut rmqs_connection, s: &CStr) {
+    let mut err = ptr::null_mut();
+    let st = unsafe { rmqs_stream_create(conn, s.as_ptr(), ptr::null(), &mut err) };
+    check(st, err, "create stream");
+}
+
+fn delete_stream(conn: *mut rmqs_connection, s: &CStr) {
+    let st = unsafe { rmqs_stream_delete(conn, s.as_ptr(), ptr::null_mut()) };
+    assert_eq!(st, 0, "delete stream");
+}
+
+fn queue() -> *mut rmqs_queue {
+    let mut q = ptr::null_mut();
+    assert_eq!(unsafe { rmqs_queue_new(&mut q) }, 0);
+    q
+}
+
+/// What confirm callbacks saw.
+#[derive(Default)]
+struct Confirms {
+    by_tag: Mutex<HashMap<usize, Vec<rmqs_status>>>,
+    cv: Condvar,
+    freed: AtomicUsize,
+    /// Status of a blocking call made from inside the callback (once).
+    nested: Mutex<Option<rmqs_status>>,
+    producer: AtomicUsize,
+}
+
+impl Confirms {
+    fn wait_for(&self, n: usize, timeout: Duration) -> usize {
+        let deadline = Instant::now() + timeout;
+        let mut g = self.by_tag.lock().unwrap();
+        while g.values().map(Vec::len).sum::<usize>() < n && Instant::now() < deadline {
+            g = self
+                .cv
+                .wait_timeout(g, Duration::from_millis(50))
+                .unwrap()
+                .0;
+        }
+        g.values().map(Vec::len).sum()
+    }
+}
+
+unsafe extern "C" fn on_confirms(ud: *mut c_void, confirms: *const rmqs_confirm, n: usize) {
+    let c = unsafe { &*(ud as *const Confirms) };
+    let p = c.producer.load(Ordering::SeqCst);
+    if p != 0 {
+        let mut nested = c.nested.lock().unwrap();
+        if nested.is_none() {
+            *nested = Some(unsafe { rmqs_producer_flush(p as *mut rmqs_producer, 1000) });
+        }
+    }
+    let v = unsafe { std::slice::from_raw_parts(confirms, n) };
+    let mut g = c.by_tag.lock().unwrap();
+    for x in v {
+        g.entry(x.tag).or_default().push(x.status);
+    }
+    c.cv.notify_all();
+}
+
+unsafe extern "C" fn free_confirms(ud: *mut c_void) {
+    let c = unsafe { Arc::from_raw(ud as *const Confirms) };
+    c.freed.fetch_add(1, Ordering::SeqCst);
+}
+
+fn producer_new(
+    conn: *mut rmqs_connection,
+    s: &CStr,
+    cfg: &[(&str, &str)],
+    confirms: Option<&Arc<Confirms>>,
+    q: *mut rmqs_queue,
+    tag: usize,
+) -> Result<*mut rmqs_producer, (rmqs_status, String)> {
+    let cfg = config(cfg);
+    let mut p = ptr::null_mut();
+    let mut err = ptr::null_mut();
+    let (cb, ud, free): (rmqs_confirm_cb, *mut c_void, rmqs_free_cb) = match confirms {
+        Some(c) => (
+            Some(on_confirms),
+            Arc::into_raw(c.clone()) as *mut c_void,
+            Some(free_confirms),
+        ),
+        None => (None, ptr::null_mut(), None),
+    };
+    let st = unsafe {
+        rmqs_producer_new(
+            conn,
+            s.as_ptr(),
+            cfg,
+            cb,
+            ud,
+            free,
+            q,
+            tag,
+            &mut p,
+            &mut err,
+        )
+    };
+    unsafe { rmqs_config_free(cfg) };
+    if st != 0 {
+        if !ud.is_null() {
+            // not taken over on failure
+            drop(unsafe { Arc::from_raw(ud as *const Confirms) });
+        }
+        return Err(failure(st, err));
+    }
+    Ok(p)
+}
+
+fn send(p: *mut rmqs_producer, body: &[u8], tag: usize) {
+    let mut err = ptr::null_mut();
+    let st = unsafe { rmqs_producer_send(p, body.as_ptr(), body.len(), tag, 0, &mut err) };
+    check(st, err, "send");
+}
+
+fn body_of(i: usize) -> Vec<u8> {
+    format!("message-{i:06}-{}", "x".repeat(i % 50)).into_bytes()
+}
+
+/// One consumed message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Got {
+    offset: u64,
+    body: Vec<u8>,
+}
+
+unsafe fn read_chunk(ch: *const rmqs_chunk, out: &mut Vec<Got>) {
+    unsafe {
+        let n = rmqs_chunk_message_count(ch);
+        assert!(n > 0);
+        assert!(rmqs_chunk_first_offset(ch) >= rmqs_chunk_id(ch));
+        assert_eq!(
+            rmqs_message_offset(rmqs_chunk_message(ch, 0)),
+            rmqs_chunk_first_offset(ch)
+        );
+        for i in 0..n {
+            let m = rmqs_chunk_message(ch, i);
+            assert!(!m.is_null());
+            let mut len = 0;
+            let b = rmqs_message_body(m, &mut len);
+            out.push(Got {
+                offset: rmqs_message_offset(m),
+                body: std::slice::from_raw_parts(b, len).to_vec(),
+            });
+        }
+        assert!(rmqs_chunk_message(ch, n).is_null());
+    }
+}
+
+/// What chunk callbacks saw.
+#[derive(Default)]
+struct Chunks {
+    got: Mutex<Vec<Got>>,
+    chunks: AtomicUsize,
+    freed: AtomicUsize,
+    concurrent: AtomicUsize,
+    max_concurrent: AtomicUsize,
+    /// Chunks retained in the callback, released by the test.
+    retained: Mutex<Vec<usize>>,
+    retain: bool,
+}
+
+unsafe extern "C" fn on_chunk(ud: *mut c_void, ch: *const rmqs_chunk) {
+    let c = unsafe { &*(ud as *const Chunks) };
+    let now = c.concurrent.fetch_add(1, Ordering::SeqCst) + 1;
+    c.max_concurrent.fetch_max(now, Ordering::SeqCst);
+    unsafe { read_chunk(ch, &mut c.got.lock().unwrap()) };
+    if c.retain {
+        let r = unsafe { rmqs_chunk_retain(ch) };
+        assert_eq!(r as *const rmqs_chunk, ch);
+        c.retained.lock().unwrap().push(r as usize);
+    }
+    c.chunks.fetch_add(1, Ordering::SeqCst);
+    c.concurrent.fetch_sub(1, Ordering::SeqCst);
+}
+
+unsafe extern "C" fn free_chunks(ud: *mut c_void) {
+    let c = unsafe { Arc::from_raw(ud as *const Chunks) };
+    c.freed.fetch_add(1, Ordering::SeqCst);
+}
+
+fn consumer_new(
+    conn: *mut rmqs_connection,
+    s: &CStr,
+    cfg: &[(&str, &str)],
+    chunks: Option<&Arc<Chunks>>,
+    q: *mut rmqs_queue,
+    tag: usize,
+) -> Result<*mut rmqs_consumer, (rmqs_status, String)> {
+    let cfg = config(cfg);
+    let mut c = ptr::null_mut();
+    let mut err = ptr::null_mut();
+    let (cb, ud, free): (rmqs_chunk_cb, *mut c_void, rmqs_free_cb) = match chunks {
+        Some(x) => (
+            Some(on_chunk),
+            Arc::into_raw(x.clone()) as *mut c_void,
+            Some(free_chunks),
+        ),
+        None => (None, ptr::null_mut(), None),
+    };
+    let st = unsafe {
+        rmqs_consumer_new(
+            conn,
+            s.as_ptr(),
+            cfg,
+            cb,
+            ud,
+            free,
+            q,
+            tag,
+            &mut c,
+            &mut err,
+        )
+    };
+    unsafe { rmqs_config_free(cfg) };
+    if st != 0 {
+        if !ud.is_null() {
+            drop(unsafe { Arc::from_raw(ud as *const Chunks) });
+        }
+        return Err(failure(st, err));
+    }
+    Ok(c)
+}
+
+/// Polls `q` until `n` messages came in chunk events (other events are returned aside).
+fn drain_queue(
+    q: *mut rmqs_queue,
+    n: usize,
+    timeout: Duration,
+) -> (Vec<Got>, Vec<*mut rmqs_event>) {
+    let deadline = Instant::now() + timeout;
+    let mut got = Vec::new();
+    let mut others = Vec::new();
+    let mut evs = [ptr::null_mut(); 16];
+    while got.len() < n && Instant::now() < deadline {
+        let k = unsafe { rmqs_queue_poll_batch(q, evs.as_mut_ptr(), evs.len(), 100) };
+        for &ev in &evs[..k] {
+            if unsafe { rmqs_event_type(ev) } == rmqs_event_type_code::RMQS_EVENT_CHUNK as i32 {
+                unsafe { read_chunk(rmqs_event_chunk(ev), &mut got) };
+                unsafe { rmqs_event_free(ev) };
+            } else {
+                others.push(ev);
+            }
+        }
+    }
+    (got, others)
+}
+
+// ---------------------------------------------------------------------------------------------
+// tests
+
+const N: usize = 10_000;
+
+#[test]
+fn publish_and_consume_through_callbacks_and_queue() {
+    let conn = connect(&uri());
+    let s = unique("ffi-pc");
+    create_stream(conn, &s);
+
+    // 1. N messages with confirms through a callback
+    let confirms = Arc::new(Confirms::default());
+    let p = producer_new(
+        conn,
+        &s,
+        &[("batch_size", "200")],
+        Some(&confirms),
+        ptr::null_mut(),
+        0,
+    )
+    .unwrap();
+    for i in 0..N {
+        send(p, &body_of(i), 1_000_000 + i);
+    }
+    assert_eq!(unsafe { rmqs_producer_flush(p, 30_000) }, 0);
+    assert_eq!(confirms.wait_for(N, Duration::from_secs(5)), N);
+    {
+        let g = confirms.by_tag.lock().unwrap();
+        assert_eq!(g.len(), N);
+        for i in 0..N {
+            assert_eq!(g[&(1_000_000 + i)], vec![0], "tag {i} confirmed once, OK");
+        }
+    }
+    let mut last = u64::MAX;
+    assert!(unsafe { rmqs_producer_last_id(p, &mut last) });
+    assert_eq!(last, N as u64 - 1);
+    assert_eq!(unsafe { rmqs_producer_close(p, 10_000) }, 0);
+    assert_eq!(unsafe { rmqs_producer_close(p, 10_000) }, 0, "double close");
+    assert_eq!(
+        confirms.freed.load(Ordering::SeqCst),
+        0,
+        "user_data kept until free"
+    );
+    unsafe { rmqs_producer_free(p) };
+    assert_eq!(
+        confirms.freed.load(Ordering::SeqCst),
+        1,
+        "user_data freed once"
+    );
+
+    // 2. N more with confirms through a queue, mixed with a STATE event at close
+    let q = queue();
+    let p = producer_new(conn, &s, &[], None, q, 77).unwrap();
+    for i in N..2 * N {
+        send(p, &body_of(i), i);
+    }
+    let mut seen: HashMap<usize, usize> = HashMap::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while seen.values().sum::<usize>() < N && Instant::now() < deadline {
+        let ev = unsafe { rmqs_queue_poll(q, 100) };
+        if ev.is_null() {
+            continue;
+        }
+        unsafe {
+            assert_eq!(
+                rmqs_event_type(ev),
+                rmqs_event_type_code::RMQS_EVENT_CONFIRMS as i32
+            );
+            assert_eq!(
+                rmqs_event_source(ev),
+                rmqs_event_source_code::RMQS_SOURCE_PRODUCER as i32
+            );
+            assert_eq!(rmqs_event_source_tag(ev), 77);
+            let mut n = 0;
+            let c = rmqs_event_confirms(ev, &mut n);
+            for x in std::slice::from_raw_parts(c, n) {
+                assert_eq!(x.status, 0);
+                *seen.entry(x.tag).or_default() += 1;
+            }
+            rmqs_event_free(ev);
+        }
+    }
+    assert_eq!(seen.len(), N);
+    assert!(seen.values().all(|&n| n == 1), "every tag confirmed once");
+    assert_eq!(unsafe { rmqs_producer_close(p, 10_000) }, 0);
+    let ev = unsafe { rmqs_queue_poll(q, 2000) };
+    unsafe {
+        assert_eq!(
+            rmqs_event_type(ev),
+            rmqs_event_type_code::RMQS_EVENT_STATE as i32
+        );
+        assert_eq!(
+            rmqs_event_state(ev),
+            rmqs_state_code::RMQS_STATE_CLOSED as i32
+        );
+        assert_eq!(rmqs_event_status(ev), 0);
+        rmqs_event_free(ev);
+        rmqs_producer_free(p);
+    }
+
+    let expected: Vec<Got> = (0..2 * N)
+        .map(|i| Got {
+            offset: i as u64,
+            body: body_of(i),
+        })
+        .collect();
+
+    // 3. consume from first through a callback
+    let chunks = Arc::new(Chunks::default());
+    let c1 = consumer_new(
+        conn,
+        &s,
+        &[("offset", "first")],
+        Some(&chunks),
+        ptr::null_mut(),
+        1,
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while chunks.got.lock().unwrap().len() < 2 * N && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(*chunks.got.lock().unwrap(), expected);
+    assert_eq!(
+        chunks.max_concurrent.load(Ordering::SeqCst),
+        1,
+        "never concurrent"
+    );
+
+    // 4. and through a queue: the same messages
+    let q2 = queue();
+    let c2 = consumer_new(
+        conn,
+        &s,
+        &[("offset", "first"), ("initial_credit", "3")],
+        None,
+        q2,
+        2,
+    )
+    .unwrap();
+    let (got, others) = drain_queue(q2, 2 * N, Duration::from_secs(30));
+    assert!(others.is_empty());
+    assert_eq!(got, expected);
+
+    // closing: a STATE event with status OK, chunks done; user_data freed once at free
+    assert_eq!(unsafe { rmqs_consumer_close(c2, 5000) }, 0);
+    let ev = unsafe { rmqs_queue_poll(q2, 2000) };
+    unsafe {
+        assert_eq!(
+            rmqs_event_type(ev),
+            rmqs_event_type_code::RMQS_EVENT_STATE as i32
+        );
+        assert_eq!(
+            rmqs_event_source(ev),
+            rmqs_event_source_code::RMQS_SOURCE_CONSUMER as i32
+        );
+        assert_eq!(rmqs_event_source_tag(ev), 2);
+        assert_eq!(rmqs_event_status(ev), 0);
+        rmqs_event_free(ev);
+        let mut err = ptr::null_mut();
+        let (st, _) = failure(rmqs_consumer_credit(c2, 1), ptr::null_mut());
+        assert_eq!(st, RMQS_ERR_CLOSED.status());
+        let st = rmqs_consumer_store_offset(c2, 1, &mut err);
+        assert_eq!(failure(st, err).0, RMQS_ERR_CLOSED.status());
+        rmqs_consumer_free(c2);
+        rmqs_consumer_free(c1);
+    }
+    assert_eq!(chunks.freed.load(Ordering::SeqCst), 1);
+
+    // 5. from an offset inside a chunk: the records before it are hidden
+    let q3 = queue();
+    let c3 = consumer_new(conn, &s, &[("offset", "offset:12345")], None, q3, 3).unwrap();
+    let (got, _) = drain_queue(q3, 100, Duration::from_secs(10));
+    assert_eq!(got[0].offset, 12345);
+    assert_eq!(got[0].body, body_of(12345));
+    unsafe {
+        rmqs_consumer_free(c3);
+        rmqs_queue_free(q3);
+        rmqs_queue_free(q2);
+        rmqs_queue_free(q);
+    }
+    delete_stream(conn, &s);
+    unsafe { rmqs_connection_free(conn) };
+}
+
+#[test]
+fn manual_credit_throttles_and_release_gives_credit() {
+    let conn = connect(&uri());
+    let s = unique("ffi-credit");
+    create_stream(conn, &s);
+    // 6 chunks: each flush with batch_delay 0 closes a Publish frame, and the broker writes a
+    // chunk per frame here (nothing else publishes to the stream)
+    let p = producer_new(
+        conn,
+        &s,
+        &[("batch_delay_ms", "0")],
+        None,
+        ptr::null_mut(),
+        0,
+    )
+    .unwrap();
+    for i in 0..6 {
+        send(p, &body_of(i), i);
+        assert_eq!(unsafe { rmqs_producer_flush(p, 10_000) }, 0);
+    }
+    unsafe { rmqs_producer_free(p) };
+
+    // manual: one chunk per credit
+    let q = queue();
+    let c = consumer_new(
+        conn,
+        &s,
+        &[
+            ("offset", "first"),
+            ("initial_credit", "1"),
+            ("credit_policy", "manual"),
+        ],
+        None,
+        q,
+        0,
+    )
+    .unwrap();
+    let count_chunks = |wait: Duration| {
+        let mut n = 0;
+        let end = Instant::now() + wait;
+        while Instant::now() < end {
+            let ev = unsafe { rmqs_queue_poll(q, 50) };
+            if !ev.is_null() {
+                n += 1;
+                unsafe { rmqs_event_free(ev) };
+            }
+        }
+        n
+    };
+    assert_eq!(
+        count_chunks(Duration::from_millis(700)),
+        1,
+        "initial credit 1: one chunk"
+    );
+    assert_eq!(unsafe { rmqs_consumer_credit(c, 2) }, 0);
+    assert_eq!(
+        count_chunks(Duration::from_millis(700)),
+        2,
+        "two more credits: two chunks"
+    );
+    assert_eq!(
+        unsafe { rmqs_consumer_credit(c, 0) },
+        RMQS_ERR_INVALID_ARGUMENT.status()
+    );
+    assert_eq!(
+        unsafe { rmqs_consumer_credit(c, 40_000) },
+        RMQS_ERR_INVALID_ARGUMENT.status()
+    );
+    unsafe { rmqs_consumer_free(c) };
+
+    // on_release: chunks retained in the callback hold the credit; releasing them frees it
+    let chunks = Arc::new(Chunks {
+        retain: true,
+        ..Chunks::default()
+    });
+    let c = consumer_new(
+        conn,
+        &s,
+        &[("offset", "first"), ("initial_credit", "2")],
+        Some(&chunks),
+        ptr::null_mut(),
+        0,
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    assert_eq!(
+        chunks.chunks.load(Ordering::SeqCst),
+        2,
+        "two credits, both chunks held"
+    );
+    for r in chunks.retained.lock().unwrap().drain(..) {
+        unsafe { rmqs_chunk_release(r as *mut rmqs_chunk) };
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while chunks.chunks.load(Ordering::SeqCst) < 4 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        chunks.chunks.load(Ordering::SeqCst),
+        4,
+        "released two, got two more"
+    );
+    unsafe { rmqs_consumer_free(c) };
+    for r in chunks.retained.lock().unwrap().drain(..) {
+        // retained chunks outlive their consumer
+        unsafe {
+            assert!(rmqs_chunk_message_count(r as *const rmqs_chunk) > 0);
+            rmqs_chunk_release(r as *mut rmqs_chunk);
+        }
+    }
+    assert_eq!(chunks.freed.load(Ordering::SeqCst), 1);
+    unsafe { rmqs_queue_free(q) };
+    delete_stream(conn, &s);
+    unsafe { rmqs_connection_free(conn) };
+}
+
+#[test]
+fn offsets_dedup_and_named_producers() {
+    let conn = connect(&uri());
+    let s = unique("ffi-dedup");
+    create_stream(conn, &s);
+    let name = "ffi-dedup-producer";
+
+    // explicit ids 1..=5
+    let confirms = Arc::new(Confirms::default());
+    let p = producer_new(
+        conn,
+        &s,
+        &[("name", name)],
+        Some(&confirms),
+        ptr::null_mut(),
+        0,
+    )
+    .unwrap();
+    let mut last = 99;
+    assert!(
+        !unsafe { rmqs_producer_last_id(p, &mut last) },
+        "unknown name: no last id"
+    );
+    let send_id = |p: *mut rmqs_producer, id: u64, body: &str| -> (rmqs_status, u64) {
+        let mut got = 0;
+        let st = unsafe {
+            rmqs_producer_send_ex(
+                p,
+                body.as_ptr(),
+                body.len(),
+                ptr::null(),
+                id,
+                id as usize,
+                RMQS_SEND_PUBLISHING_ID,
+                &mut got,
+                ptr::null_mut(),
+            )
+        };
+        (st, got)
+    };
+    for id in 1u64..=5 {
+        assert_eq!(send_id(p, id, &format!("dedup-{id}")), (0, id));
+    }
+    // ids must increase within one producer
+    assert_eq!(send_id(p, 3, "x").0, RMQS_ERR_INVALID_ARGUMENT.status());
+    assert_eq!(unsafe { rmqs_producer_flush(p, 10_000) }, 0);
+    assert_eq!(confirms.wait_for(5, Duration::from_secs(5)), 5);
+    unsafe { rmqs_producer_free(p) };
+    let mut seq = 0;
+    let cname = CString::new(name).unwrap();
+    let st = unsafe {
+        rmqs_producer_sequence_query(conn, cname.as_ptr(), s.as_ptr(), &mut seq, ptr::null_mut())
+    };
+    assert_eq!((st, seq), (0, 5));
+
+    // a new producer with the same name knows the last id; its resend of id 3 is dropped by
+    // the broker (and still confirmed OK), id 6 is stored
+    let confirms2 = Arc::new(Confirms::default());
+    let p = producer_new(
+        conn,
+        &s,
+        &[("name", name)],
+        Some(&confirms2),
+        ptr::null_mut(),
+        0,
+    )
+    .unwrap();
+    assert!(unsafe { rmqs_producer_last_id(p, &mut last) });
+    assert_eq!(last, 5);
+    assert_eq!(send_id(p, 3, "dedup-3-again"), (0, 3));
+    assert_eq!(send_id(p, 6, "dedup-6"), (0, 6));
+    assert_eq!(unsafe { rmqs_producer_flush(p, 10_000) }, 0);
+    assert_eq!(confirms2.wait_for(2, Duration::from_secs(5)), 2);
+    assert_eq!(confirms2.by_tag.lock().unwrap()[&3], vec![0]);
+    unsafe { rmqs_producer_free(p) };
+
+    // count what the stream holds: ids 1..=5 and 6, once each
+    let q = queue();
+    let c = consumer_new(
+        conn,
+        &s,
+        &[("offset", "first"), ("name", "ffi-tracker")],
+        None,
+        q,
+        0,
+    )
+    .unwrap();
+    let (got, _) = drain_queue(q, 6, Duration::from_secs(10));
+    let bodies: Vec<String> = got
+        .iter()
+        .map(|g| String::from_utf8(g.body.clone()).unwrap())
+        .collect();
+    assert_eq!(
+        bodies,
+        [
+            "dedup-1", "dedup-2", "dedup-3", "dedup-4", "dedup-5", "dedup-6"
+        ]
+    );
+    let (more, _) = drain_queue(q, 1, Duration::from_millis(500));
+    assert!(more.is_empty(), "no duplicate stored: {more:?}");
+
+    // store/query offset through the consumer
+    let mut off = 0;
+    let mut err = ptr::null_mut();
+    let st = unsafe { rmqs_consumer_query_offset(c, &mut off, &mut err) };
+    assert_eq!(failure(st, err).0, RMQS_ERR_NO_OFFSET.status());
+    assert_eq!(
+        unsafe { rmqs_consumer_store_offset(c, 4, ptr::null_mut()) },
+        0
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while unsafe { rmqs_consumer_query_offset(c, &mut off, ptr::null_mut()) } != 0 {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(off, 4);
+    unsafe { rmqs_consumer_free(c) };
+    // anonymous consumers cannot store
+    let c = consumer_new(conn, &s, &[("offset", "first")], None, q, 0).unwrap();
+    let mut err = ptr::null_mut();
+    let st = unsafe { rmqs_consumer_store_offset(c, 1, &mut err) };
+    assert_eq!(failure(st, err).0, RMQS_ERR_INVALID_ARGUMENT.status());
+    unsafe {
+        rmqs_consumer_free(c);
+        rmqs_queue_free(q);
+    }
+    delete_stream(conn, &s);
+    unsafe { rmqs_connection_free(conn) };
+}
+
+#[test]
+fn blocking_calls_from_callbacks_would_deadlock() {
+    let conn = connect(&uri());
+    let s = unique("ffi-deadlock");
+    create_stream(conn, &s);
+    let confirms = Arc::new(Confirms::default());
+    let p = producer_new(conn, &s, &[], Some(&confirms), ptr::null_mut(), 0).unwrap();
+    confirms.producer.store(p as usize, Ordering::SeqCst);
+    send(p, b"x", 1);
+    assert_eq!(confirms.wait_for(1, Duration::from_secs(10)), 1);
+    assert_eq!(
+        *confirms.nested.lock().unwrap(),
+        Some(RMQS_ERR_WOULD_DEADLOCK.status())
+    );
+    unsafe { rmqs_producer_free(p) };
+    delete_stream(conn, &s);
+    unsafe { rmqs_connection_free(conn) };
+}
+
+#[test]
+fn queue_full_without_blocking() {
+    let conn = connect(&uri());
+    let s = unique("ffi-full");
+    create_stream(conn, &s);
+    // a long batch delay keeps the first message unsent, so it stays in flight
+    let p = producer_new(
+        conn,
+        &s,
+        &[("max_in_flight", "1"), ("batch_delay_ms", "2000")],
+        None,
+        ptr::null_mut(),
+        0,
+    )
+    .unwrap();
+    send(p, b"one", 1);
+    let mut err = ptr::null_mut();
+    let st = unsafe { rmqs_producer_send(p, b"two".as_ptr(), 3, 2, RMQS_SEND_NO_BLOCK, &mut err) };
+    assert_eq!(failure(st, err).0, RMQS_ERR_QUEUE_FULL.status());
+    assert_eq!(unsafe { rmqs_producer_flush(p, 10_000) }, 0);
+    unsafe { rmqs_producer_free(p) };
+
+    // block_when_full=false and a send timeout
+    let p = producer_new(
+        conn,
+        &s,
+        &[
+            ("max_in_flight", "1"),
+            ("batch_delay_ms", "2000"),
+            ("send_timeout_ms", "100"),
+        ],
+        None,
+        ptr::null_mut(),
+        0,
+    )
+    .unwrap();
+    send(p, b"one", 1);
+    let t0 = Instant::now();
+    let st = unsafe { rmqs_producer_send(p, b"two".as_ptr(), 3, 2, 0, ptr::null_mut()) };
+    // the blocking send flushes the partial frame, so the first confirm frees room in time
+    // or the send times out after 100 ms
+    assert!(st == 0 || st == RMQS_ERR_TIMEOUT.status(), "status {st}");
+    assert!(t0.elapsed() < Duration::from_secs(2));
+    unsafe { rmqs_producer_free(p) };
+    delete_stream(conn, &s);
+    unsafe { rmqs_connection_free(conn) };
+}
+
+#[test]
+fn amqp_properties_through_the_chunk_view() {
+    use rmqstream::protocol::amqp::{Message, Properties, Value};
+    use std::borrow::Cow;
+    let conn = connect(&uri());
+    let s = unique("ffi-amqp");
+    create_stream(conn, &s);
+    let msg = Message::new(&b"payload"[..])
+        .properties(Properties {
+            message_id: Some(Value::Ulong(42)),
+            correlation_id: Some(Value::String(Cow::Borrowed("corr-1"))),
+            content_type: Some(Cow::Borrowed("text/plain")),
+            subject: Some(Cow::Borrowed("subj")),
+            creation_time: Some(1_700_000_000_000),
+            ..Properties::default()
+        })
+        .application_property("region", "eu")
+        .application_property("count", Value::Int(-7))
+        .application_property("ok", Value::Bool(true));
+    let encoded = msg.to_bytes().unwrap();
+    let p = producer_new(conn, &s, &[], None, ptr::null_mut(), 0).unwrap();
+    let st = unsafe {
+        rmqs_producer_send(
+            p,
+            encoded.as_ptr(),
+            encoded.len(),
+            0,
+            RMQS_SEND_RAW,
+            ptr::null_mut(),
+        )
+    };
+    assert_eq!(st, 0);
+    send(p, b"plain", 1); // wrapped in a data section by default
+    let st =
+        unsafe { rmqs_producer_send(p, b"raw!".as_ptr(), 4, 2, RMQS_SEND_RAW, ptr::null_mut()) };
+    assert_eq!(st, 0);
+    assert_eq!(unsafe { rmqs_producer_flush(p, 10_000) }, 0);
+    unsafe { rmqs_producer_free(p) };
+
+    let q = queue();
+    let c = consumer_new(conn, &s, &[("offset", "first")], None, q, 0).unwrap();
+    let mut msgs = Vec::new();
+    let mut held = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while msgs.len() < 3 && Instant::now() < deadline {
+        let ev = unsafe { rmqs_queue_poll(q, 100) };
+        if ev.is_null() {
+            continue;
+        }
+        let ch = unsafe { rmqs_chunk_retain(rmqs_event_chunk(ev)) };
+        unsafe { rmqs_event_free(ev) };
+        for i in 0..unsafe { rmqs_chunk_message_count(ch) } {
+            msgs.push(unsafe { rmqs_chunk_message(ch, i) });
+        }
+        held.push(ch);
+    }
+    assert_eq!(msgs.len(), 3);
+    let text = |p: *const c_char, n: usize| unsafe {
+        String::from_utf8(std::slice::from_raw_parts(p.cast::<u8>(), n).to_vec()).unwrap()
+    };
+    unsafe {
+        let m = msgs[0];
+        assert!(rmqs_message_is_amqp(m));
+        let mut n = 0;
+        let b = rmqs_message_body(m, &mut n);
+        assert_eq!(std::slice::from_raw_parts(b, n), b"payload");
+        let mut rn = 0;
+        rmqs_message_raw(m, &mut rn);
+        assert_eq!(rn, encoded.len());
+        let (mut v, mut vn): (*const c_char, usize) = (ptr::null(), 0);
+        let prop = |id: rmqs_property_code, v: &mut *const c_char, vn: &mut usize| {
+            rmqs_message_property(m, id as i32, v, vn)
+        };
+        assert!(prop(
+            rmqs_property_code::RMQS_PROP_MESSAGE_ID,
+            &mut v,
+            &mut vn
+        ));
+        assert_eq!(text(v, vn), "42");
+        assert!(prop(
+            rmqs_property_code::RMQS_PROP_CORRELATION_ID,
+            &mut v,
+            &mut vn
+        ));
+        assert_eq!(text(v, vn), "corr-1");
+        assert!(prop(
+            rmqs_property_code::RMQS_PROP_CONTENT_TYPE,
+            &mut v,
+            &mut vn
+        ));
+        assert_eq!(text(v, vn), "text/plain");
+        assert!(prop(rmqs_property_code::RMQS_PROP_SUBJECT, &mut v, &mut vn));
+        assert_eq!(text(v, vn), "subj");
+        assert!(prop(
+            rmqs_property_code::RMQS_PROP_CREATION_TIME,
+            &mut v,
+            &mut vn
+        ));
+        assert_eq!(text(v, vn), "1700000000000");
+        assert!(!prop(
+            rmqs_property_code::RMQS_PROP_REPLY_TO,
+            &mut v,
+            &mut vn
+        ));
+        assert!(!rmqs_message_property(m, 99, &mut v, &mut vn));
+        assert!(rmqs_message_app_property(
+            m,
+            c"region".as_ptr(),
+            &mut v,
+            &mut vn
+        ));
+        assert_eq!(text(v, vn), "eu");
+        assert!(rmqs_message_app_property(
+            m,
+            c"count".as_ptr(),
+            &mut v,
+            &mut vn
+        ));
+        assert_eq!(text(v, vn), "-7");
+        assert!(rmqs_message_app_property(
+            m,
+            c"ok".as_ptr(),
+            &mut v,
+            &mut vn
+        ));
+        assert_eq!(text(v, vn), "true");
+        assert!(!rmqs_message_app_property(
+            m,
+            c"missing".as_ptr(),
+            &mut v,
+            &mut vn
+        ));
+        assert_eq!(rmqs_message_app_property_count(m), 3);
+        let (mut k, mut kn) = (ptr::null(), 0);
+        assert!(rmqs_message_app_property_at(
+            m, 1, &mut k, &mut kn, &mut v, &mut vn
+        ));
+        assert_eq!(
+            (text(k, kn), text(v, vn)),
+            ("count".to_string(), "-7".to_string())
+        );
+        assert!(!rmqs_message_app_property_at(
+            m, 3, &mut k, &mut kn, &mut v, &mut vn
+        ));
+
+        let m = msgs[1];
+        assert!(rmqs_message_is_amqp(m));
+        let b = rmqs_message_body(m, &mut n);
+        assert_eq!(std::slice::from_raw_parts(b, n), b"plain");
+        assert_eq!(rmqs_message_app_property_count(m), 0);
+
+        let m = msgs[2];
+        assert!(!rmqs_message_is_amqp(m));
+        let b = rmqs_message_body(m, &mut n);
+        assert_eq!(std::slice::from_raw_parts(b, n), b"raw!");
+        assert!(!rmqs_message_property(m, 1, &mut v, &mut vn));
+        assert_eq!(rmqs_message_offset(m), 2);
+
+        // chunk header and stream name
+        let mut h = rmqs_chunk_header::default();
+        assert!(rmqs_chunk_header_get(held[0], &mut h));
+        assert_eq!(h.magic, 5);
+        assert_eq!(h.chunk_type, 0);
+        assert_eq!(h.chunk_id, 0);
+        assert!(h.timestamp > 1_600_000_000_000);
+        assert_eq!(CStr::from_ptr(rmqs_chunk_stream(held[0])), s.as_c_str());
+        let mut committed = 0;
+        assert!(
+            rmqs_chunk_committed_id(held[0], &mut committed),
+            "Deliver v2 on 4.x"
+        );
+        for ch in held {
+            rmqs_chunk_release(ch);
+        }
+        rmqs_consumer_free(c);
+        rmqs_queue_free(q);
+    }
+    delete_stream(conn, &s);
+    unsafe { rmqs_connection_free(conn) };
+}
+
+#[test]
+fn bad_input_gives_clear_statuses() {
+    let conn = connect(&uri());
+    let s = unique("ffi-bad");
+    create_stream(conn, &s);
+    let long = CString::new("s".repeat(256)).unwrap();
+    let non_utf8 = [b's', 0xff, 0];
+    let q = queue();
+    unsafe {
+        let mut p = ptr::null_mut();
+        let mut err = ptr::null_mut();
+        let st = rmqs_producer_new(
+            conn,
+            long.as_ptr(),
+            ptr::null(),
+            None,
+            ptr::null_mut(),
+            None,
+            ptr::null_mut(),
+            0,
+            &mut p,
+            &mut err,
+        );
+        let (st, m) = failure(st, err);
+        assert_eq!(st, RMQS_ERR_INVALID_ARGUMENT.status());
+        assert!(m.contains("255"), "{m}");
+        assert!(p.is_null());
+        let st = rmqs_producer_new(
+            conn,
+            non_utf8.as_ptr().cast(),
+            ptr::null(),
+            None,
+            ptr::null_mut(),
+            None,
+            ptr::null_mut(),
+            0,
+            &mut p,
+            ptr::null_mut(),
+        );
+        assert_eq!(st, RMQS_ERR_INVALID_ARGUMENT.status());
+        let st = rmqs_producer_new(
+            ptr::null_mut(),
+            s.as_ptr(),
+            ptr::null(),
+            None,
+            ptr::null_mut(),
+            None,
+            ptr::null_mut(),
+            0,
+            &mut p,
+            ptr::null_mut(),
+        );
+        assert_eq!(st, RMQS_ERR_INVALID_ARGUMENT.status());
+        let st = rmqs_producer_new(
+            conn,
+            s.as_ptr(),
+            ptr::null(),
+            None,
+            ptr::null_mut(),
+            None,
+            ptr::null_mut(),
+            0,
+            ptr::null_mut(),
+            ptr::null_mut(),
+        );
+        assert_eq!(st, RMQS_ERR_INVALID_ARGUMENT.status());
+        // a missing stream
+        let mut err = ptr::null_mut();
+        let st = rmqs_producer_new(
+            conn,
+            c"ffi-no-such-stream".as_ptr(),
+            ptr::null(),
+            None,
+            ptr::null_mut(),
+            None,
+            ptr::null_mut(),
+            0,
+            &mut p,
+            &mut err,
+        );
+        assert_eq!(failure(st, err).0, RMQS_ERR_STREAM_DOES_NOT_EXIST.status());
+        let mut c = ptr::null_mut();
+        let st = rmqs_consumer_new(
+            conn,
+            c"ffi-no-such-stream".as_ptr(),
+            ptr::null(),
+            None,
+            ptr::null_mut(),
+            None,
+            q,
+            0,
+            &mut c,
+            ptr::null_mut(),
+        );
+        assert_eq!(st, RMQS_ERR_STREAM_DOES_NOT_EXIST.status());
+        // a consumer needs somewhere to deliver
+        let mut err = ptr::null_mut();
+        let st = rmqs_consumer_new(
+            conn,
+            s.as_ptr(),
+            ptr::null(),
+            None,
+            ptr::null_mut(),
+            None,
+            ptr::null_mut(),
+            0,
+            &mut c,
+            &mut err,
+        );
+        let (st, m) = failure(st, err);
+        assert_eq!(st, RMQS_ERR_INVALID_ARGUMENT.status());
+        assert!(m.contains("callback or a queue"), "{m}");
+        // config keys for the wrong object
+        let cfg = config(&[("offset", "first")]);
+        let mut err = ptr::null_mut();
+        let st = rmqs_producer_new(
+            conn,
+            s.as_ptr(),
+            cfg,
+            None,
+            ptr::null_mut(),
+            None,
+            ptr::null_mut(),
+            0,
+            &mut p,
+            &mut err,
+        );
+        let (st, m) = failure(st, err);
+        assert_eq!(st, RMQS_ERR_INVALID_ARGUMENT.status());
+        assert!(m.contains("offset"), "{m}");
+        rmqs_config_free(cfg);
+
+        // sends
+        let p = producer_new(conn, &s, &[], None, ptr::null_mut(), 0).unwrap();
+        assert_eq!(
+            rmqs_producer_send(ptr::null_mut(), b"x".as_ptr(), 1, 0, 0, ptr::null_mut()),
+            RMQS_ERR_INVALID_ARGUMENT.status()
+        );
+        assert_eq!(
+            rmqs_producer_send(p, ptr::null(), 1, 0, 0, ptr::null_mut()),
+            RMQS_ERR_INVALID_ARGUMENT.status()
+        );
+        assert_eq!(
+            rmqs_producer_send(p, ptr::null(), 0, 0, 0, ptr::null_mut()),
+            0,
+            "empty body"
+        );
+        assert_eq!(
+            rmqs_producer_send(p, b"x".as_ptr(), 1, 0, 0x100, ptr::null_mut()),
+            RMQS_ERR_INVALID_ARGUMENT.status()
+        );
+        let big = vec![7u8; 2 * 1024 * 1024];
+        let mut err = ptr::null_mut();
+        let st = rmqs_producer_send(p, big.as_ptr(), big.len(), 0, 0, &mut err);
+        let (st, m) = failure(st, err);
+        assert_eq!(st, RMQS_ERR_INVALID_ARGUMENT.status(), "{m}");
+        let st = rmqs_producer_send_ex(
+            p,
+            b"x".as_ptr(),
+            1,
+            non_utf8.as_ptr().cast(),
+            0,
+            0,
+            0,
+            ptr::null_mut(),
+            ptr::null_mut(),
+        );
+        assert_eq!(st, RMQS_ERR_INVALID_ARGUMENT.status());
+        // batch: all accepted, with the count
+        let bodies = [
+            rmqs_bytes {
+                data: b"a".as_ptr(),
+                len: 1,
+            },
+            rmqs_bytes {
+                data: b"bc".as_ptr(),
+                len: 2,
+            },
+        ];
+        let tags = [10usize, 11];
+        let mut accepted = 0;
+        assert_eq!(
+            rmqs_producer_send_batch(
+                p,
+                bodies.as_ptr(),
+                tags.as_ptr(),
+                2,
+                0,
+                &mut accepted,
+                ptr::null_mut()
+            ),
+            0
+        );
+        assert_eq!(accepted, 2);
+        assert_eq!(rmqs_producer_flush(p, 10_000), 0);
+        // close twice, then CLOSED
+        assert_eq!(rmqs_producer_close(p, 5000), 0);
+        assert_eq!(rmqs_producer_close(p, 5000), 0);
+        let mut err = ptr::null_mut();
+        let st = rmqs_producer_send(p, b"x".as_ptr(), 1, 0, 0, &mut err);
+        let (st, m) = failure(st, err);
+        assert_eq!(st, RMQS_ERR_CLOSED.status(), "{m}");
+        rmqs_producer_free(p);
+        rmqs_producer_free(ptr::null_mut());
+        rmqs_consumer_free(ptr::null_mut());
+        rmqs_chunk_release(ptr::null_mut());
+        assert!(rmqs_chunk_retain(ptr::null()).is_null());
+        assert_eq!(rmqs_chunk_message_count(ptr::null()), 0);
+        assert!(rmqs_chunk_message(ptr::null(), 0).is_null());
+        assert_eq!(
+            rmqs_producer_flush(ptr::null_mut(), 0),
+            RMQS_ERR_INVALID_ARGUMENT.status()
+        );
+        assert_eq!(
+            rmqs_consumer_close(ptr::null_mut(), 0),
+            RMQS_ERR_INVALID_ARGUMENT.status()
+        );
+
+        // closing the connection closes its producers and consumers; handles stay valid
+        let p = producer_new(conn, &s, &[], None, q, 5).unwrap();
+        let c = consumer_new(conn, &s, &[], None, q, 6).unwrap();
+        assert_eq!(rmqs_connection_close(conn, 5000), 0);
+        assert_eq!(
+            rmqs_producer_send(p, b"x".as_ptr(), 1, 0, 0, ptr::null_mut()),
+            RMQS_ERR_CLOSED.status()
+        );
+        assert_eq!(rmqs_consumer_credit(c, 1), RMQS_ERR_CLOSED.status());
+        assert_eq!(rmqs_producer_close(p, 1000), 0);
+        assert_eq!(rmqs_consumer_close(c, 1000), 0);
+        let mut n = 0;
+        let st = rmqs_producer_new(
+            conn,
+            s.as_ptr(),
+            ptr::null(),
+            None,
+            ptr::null_mut(),
+            None,
+            ptr::null_mut(),
+            0,
+            &mut ptr::null_mut(),
+            ptr::null_mut(),
+        );
+        assert_eq!(st, RMQS_ERR_CLOSED.status());
+        // both sent their CLOSED state event
+        let mut states = 0;
+        loop {
+            let ev = rmqs_queue_poll(q, 500);
+            if ev.is_null() {
+                break;
+            }
+            if rmqs_event_type(ev) == rmqs_event_type_code::RMQS_EVENT_STATE as i32 {
+                states += 1;
+            }
+            n += 1;
+            rmqs_event_free(ev);
+        }
+        assert_eq!(states, 2, "{n} events");
+        rmqs_producer_free(p);
+        rmqs_consumer_free(c);
+        rmqs_connection_free(conn);
+        rmqs_queue_free(q);
+    }
+    let conn = connect(&uri());
+    delete_stream(conn, &s);
+    unsafe { rmqs_connection_free(conn) };
+}
+
+#[test]
+fn legacy_broker_publish_consume_and_unsupported_filter() {
+    let Some(u) = legacy_uri() else {
+        eprintln!("no legacy broker: skipped");
+        return;
+    };
+    let conn = connect(&u);
+    let s = unique("ffi-legacy-pc");
+    create_stream(conn, &s);
+    let confirms = Arc::new(Confirms::default());
+    let p = producer_new(conn, &s, &[], Some(&confirms), ptr::null_mut(), 0).unwrap();
+    for i in 0..100 {
+        send(p, &body_of(i), i);
+    }
+    assert_eq!(unsafe { rmqs_producer_flush(p, 10_000) }, 0);
+    assert_eq!(confirms.wait_for(100, Duration::from_secs(5)), 100);
+    let mut err = ptr::null_mut();
+    let st = unsafe {
+        rmqs_producer_send_ex(
+            p,
+            b"f".as_ptr(),
+            1,
+            c"eu".as_ptr(),
+            0,
+            0,
+            0,
+            ptr::null_mut(),
+            &mut err,
+        )
+    };
+    let (st, m) = failure(st, err);
+    assert_eq!(st, RMQS_ERR_UNSUPPORTED.status(), "{m}");
+    assert!(m.contains("3.13"), "{m}");
+    unsafe { rmqs_producer_free(p) };
+
+    let q = queue();
+    let c = consumer_new(conn, &s, &[("offset", "first")], None, q, 0).unwrap();
+    let (got, _) = drain_queue(q, 100, Duration::from_secs(10));
+    let expected: Vec<Got> = (0..100)
+        .map(|i| Got {
+            offset: i as u64,
+            body: body_of(i),
+        })
+        .collect();
+    assert_eq!(got, expected);
+    unsafe {
+        rmqs_consumer_free(c);
+        rmqs_queue_free(q);
+    }
+    delete_stream(conn, &s);
+    unsafe { rmqs_connection_free(conn) };
+}
