@@ -79,6 +79,19 @@ fn python() -> Option<PathBuf> {
             "RMQS_PYTHON={} does not exist (unset it to use the venv of scripts/install-deps)",
             p.display()
         );
+        // scripts/install-deps reads RMQS_PYTHON too, as the interpreter to make the venv
+        // with: a base python left in the variable has no rstream.
+        let ok = Command::new(&p)
+            .args(["-c", "import rstream"])
+            .stdin(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(
+            ok,
+            "RMQS_PYTHON={} cannot import rstream (point it at the venv's python, e.g. \
+             ~/.rmqstream/venv/bin/python, or unset it)",
+            p.display()
+        );
         return Some(p);
     }
     let state = match std::env::var_os("RMQS_STATE") {
