@@ -1,12 +1,15 @@
 //! Where a producer's or consumer's events go: a dispatcher thread that calls the application's
 //! callback, an event queue, or both (payload to the callback, the rest to the queue).
 
+use std::cell::Cell;
 use std::ffi::c_void;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::AtomicU64;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
-use std::thread::{JoinHandle, ThreadId};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::Instant;
 
 use super::error::Error;
 use super::queue::{Payload, QueueShared, rmqs_event_source_code};
@@ -37,14 +40,41 @@ impl UserData {
     }
 }
 
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    /// Id of the dispatcher running on this thread (0: none). A plain Cell rather than
+    /// `std::thread::current()`, which allocates a handle that is never freed on the
+    /// application's main thread (valgrind reports it).
+    static CURRENT: Cell<u64> = const { Cell::new(0) };
+}
+
 /// A thread (`rmqs-dispatch`) that hands events to the application's callback in order, one
 /// at a time.
 pub(crate) struct Dispatcher {
     tx: Mutex<Option<mpsc::Sender<Payload>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
-    thread_id: ThreadId,
+    id: u64,
     discard: Arc<AtomicBool>,
     disarm: Arc<AtomicBool>,
+    pending: Arc<Pending>,
+}
+
+/// Events sent to the thread and not yet done with.
+#[derive(Default)]
+struct Pending {
+    count: Mutex<usize>,
+    idle: Condvar,
+}
+
+impl Pending {
+    fn done(&self) {
+        let mut c = self.count.lock().unwrap_or_else(|e| e.into_inner());
+        *c = c.saturating_sub(1);
+        if *c == 0 {
+            self.idle.notify_all();
+        }
+    }
 }
 
 impl Dispatcher {
@@ -57,19 +87,23 @@ impl Dispatcher {
         let (tx, rx) = mpsc::channel::<Payload>();
         let discard = Arc::new(AtomicBool::new(false));
         let disarm = Arc::new(AtomicBool::new(false));
-        let (d2, a2) = (discard.clone(), disarm.clone());
+        let pending = Arc::new(Pending::default());
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let (d2, a2, p2) = (discard.clone(), disarm.clone(), pending.clone());
         let thread = std::thread::Builder::new()
             .name("rmqs-dispatch".into())
             .spawn(move || {
                 mark_thread(ThreadRole::Dispatcher);
+                CURRENT.with(|c| c.set(id));
                 for p in rx {
                     if d2.load(Ordering::Acquire) {
                         drop(p);
-                        continue;
+                    } else {
+                        // A panic in the library's own conversion code must not kill the
+                        // thread; the application's callbacks are extern "C" and cannot unwind.
+                        let _ = catch_unwind(AssertUnwindSafe(|| deliver(p)));
                     }
-                    // A panic in the library's own conversion code must not kill the thread;
-                    // the application's callbacks are extern "C" and cannot unwind.
-                    let _ = catch_unwind(AssertUnwindSafe(|| deliver(p)));
+                    p2.done();
                 }
                 drop(deliver);
                 if !a2.load(Ordering::Acquire) {
@@ -84,18 +118,53 @@ impl Dispatcher {
             })?;
         Ok(Dispatcher {
             tx: Mutex::new(Some(tx)),
-            thread_id: thread.thread().id(),
+            id,
             thread: Mutex::new(Some(thread)),
             discard,
             disarm,
+            pending,
         })
+    }
+
+    /// Waits until every event sent so far went through the callback (or was dropped); false
+    /// when `deadline` passed first. Returns at once on the dispatcher thread itself.
+    pub fn wait_idle(&self, deadline: Option<Instant>) -> bool {
+        if self.on_own_thread() {
+            return true;
+        }
+        let mut c = self.pending.count.lock().unwrap_or_else(|e| e.into_inner());
+        while *c > 0 {
+            c = match deadline {
+                None => self.pending.idle.wait(c).unwrap_or_else(|e| e.into_inner()),
+                Some(d) => {
+                    let now = Instant::now();
+                    if d <= now {
+                        return false;
+                    }
+                    self.pending
+                        .idle
+                        .wait_timeout(c, d - now)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
+            };
+        }
+        true
+    }
+
+    fn on_own_thread(&self) -> bool {
+        CURRENT.with(Cell::get) == self.id
     }
 
     /// Queues an event for the callback; dropped when the dispatcher is stopped.
     pub fn send(&self, p: Payload) {
         let tx = self.tx.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(tx) = tx.as_ref() {
-            let _ = tx.send(p);
+            *self.pending.count.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+            if let Err(e) = tx.send(p) {
+                drop(e);
+                self.pending.done();
+            }
         }
     }
 
@@ -106,7 +175,7 @@ impl Dispatcher {
             self.discard.store(true, Ordering::Release);
         }
         drop(self.tx.lock().unwrap_or_else(|e| e.into_inner()).take());
-        if std::thread::current().id() == self.thread_id {
+        if self.on_own_thread() {
             return;
         }
         let t = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
@@ -171,6 +240,11 @@ impl Sink {
         if let Some(d) = &self.callback {
             d.discard_pending();
         }
+    }
+
+    /// Waits until the callback has seen every event sent so far (true without a callback).
+    pub fn wait_idle(&self, deadline: Option<Instant>) -> bool {
+        self.callback.as_ref().is_none_or(|d| d.wait_idle(deadline))
     }
 }
 

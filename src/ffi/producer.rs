@@ -588,7 +588,17 @@ pub unsafe extern "C" fn rmqs_producer_flush(
             if !timeout.is_zero() {
                 check_may_block("rmqs_producer_flush")?;
             }
-            p.inner.producer.flush(timeout).map_err(Error::from)
+            let deadline = Instant::now().checked_add(timeout);
+            p.inner.producer.flush(timeout).map_err(Error::from)?;
+            // the confirms are out of the core; wait for the callback to have seen them
+            if p.inner.sink.wait_idle(deadline) {
+                Ok(())
+            } else {
+                Err(Error::new(
+                    rmqs_status_code::RMQS_ERR_TIMEOUT,
+                    "rmqs_producer_flush: the confirm callback is still busy",
+                ))
+            }
         })
     }
 }
