@@ -853,6 +853,61 @@ fn close_is_idempotent_and_reported_once() {
     });
 }
 
+/// Drops its own consumer from inside the first `chunk` callback.
+#[derive(Default)]
+struct SelfDropping {
+    consumer: Mutex<Option<Consumer>>,
+    chunks: AtomicU64,
+    closed: Mutex<Vec<ClientError>>,
+}
+
+impl ConsumerEvents for SelfDropping {
+    fn chunk(&self, chunk: DeliveredChunk) {
+        self.chunks.fetch_add(1, Ordering::SeqCst);
+        drop(chunk);
+        let consumer = lock(&self.consumer).take();
+        drop(consumer);
+    }
+    fn error(&self, _: &ClientError) {}
+    fn closed(&self, reason: &ClientError) {
+        lock(&self.closed).push(reason.clone());
+    }
+}
+
+#[test]
+fn dropping_the_consumer_inside_its_callback_closes_it() {
+    runtime().block_on(async {
+        let env = env(&test_uri()).await;
+        let s = unique("self-drop");
+        env.create_stream(&s, &[]).await.unwrap();
+        let events = Arc::new(SelfDropping::default());
+        let consumer = Consumer::new(&env, &s, config(OffsetSpec::First), events.clone())
+            .await
+            .unwrap();
+        *lock(&events.consumer) = Some(consumer);
+        // Published once the callback can reach the consumer.
+        let mut p = TestPublisher::new(&env, &s).await;
+        for i in 0..5 {
+            p.publish_chunk(&[amqp(&payload("self-drop", i))]).await;
+        }
+        assert!(wait_until(WAIT, || !lock(&events.closed).is_empty()).await);
+        let chunks = events.chunks.load(Ordering::SeqCst);
+        assert!(chunks >= 1);
+        tokio::time::sleep(QUIET).await;
+        assert!(matches!(
+            &lock(&events.closed)[..],
+            [ClientError::Closed(_)]
+        ));
+        assert_eq!(
+            events.chunks.load(Ordering::SeqCst),
+            chunks,
+            "nothing after closed"
+        );
+        env.delete_stream(&s).await.unwrap();
+        env.close().await;
+    });
+}
+
 #[test]
 fn store_and_query_offset_round_trip() {
     runtime().block_on(async {

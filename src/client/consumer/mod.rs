@@ -125,8 +125,10 @@ impl ConsumerConfig {
 /// `closed` after a broker or connection event; the task calling [`Consumer::close`] for a
 /// `closed` it causes. Calls for one consumer never overlap and come in order; `closed` is the
 /// last call, made exactly once. Implementations must return quickly and never block (queue
-/// the work elsewhere): they hold up the connection, which other consumers may share. A panic
-/// in a callback is caught and ignored so it cannot take the connection down.
+/// the work elsewhere): they hold up the connection, which other consumers may share. They may
+/// call [`Consumer::credit`] and [`Consumer::stats`], release chunks, and drop the
+/// [`Consumer`] (it then unsubscribes on another task). A panic in a callback is caught and
+/// ignored so it cannot take the connection down.
 pub trait ConsumerEvents: Send + Sync + 'static {
     /// A chunk with at least one record for the application. Hold it as long as needed; it
     /// gives its credit back when dropped or released (see [`CreditPolicy`]).
@@ -646,8 +648,12 @@ impl Consumer {
 }
 
 impl Drop for Consumer {
+    // May run inside one of the consumer's own callbacks (which hold the event lock), so it
+    // takes no lock that a callback holds and leaves the work to another task or thread.
     fn drop(&mut self) {
-        if !self.is_open() && *lock(&self.shared.phase) == Phase::Closed {
+        // Not subscribed any more: closed, or ended by the broker or the connection, which
+        // sends `closed` itself.
+        if !self.is_open() {
             return;
         }
         let shared = self.shared.clone();
@@ -657,12 +663,14 @@ impl Drop for Consumer {
                     let _ = shared.close().await;
                 });
             }
-            // No runtime to unsubscribe on: at least stop events and credit.
+            // No runtime to unsubscribe on: at least stop credit and events.
             None => {
                 if let Some(a) = lock(&shared.current).take() {
                     a.active.store(false, Ordering::Release);
                 }
-                shared.finish(&ClientError::Closed("consumer dropped".into()));
+                std::thread::spawn(move || {
+                    shared.finish(&ClientError::Closed("consumer dropped".into()));
+                });
             }
         }
     }
