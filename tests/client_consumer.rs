@@ -27,6 +27,39 @@ use rmqstream::protocol::commands::{
 };
 use rmqstream::protocol::compression::Compression;
 
+/// Counts the allocations (and reallocations) of each thread, to check the consumer's
+/// allocation-free paths.
+struct CountingAlloc;
+
+thread_local! {
+    static ALLOCATIONS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+fn allocations() -> u64 {
+    ALLOCATIONS.with(|c| c.get())
+}
+
+// SAFETY: forwards to the system allocator; only counts on the side.
+unsafe impl std::alloc::GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
+        // SAFETY: same contract as ours.
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        // SAFETY: same contract as ours.
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, size: usize) -> *mut u8 {
+        let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
+        // SAFETY: same contract as ours.
+        unsafe { std::alloc::System.realloc(ptr, layout, size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: CountingAlloc = CountingAlloc;
+
 const DEFAULT_URI: &str = "rabbitmq-stream://guest:guest@localhost:5552/%2f";
 const WAIT: Duration = Duration::from_secs(20);
 /// How long "nothing more arrives" is observed.
@@ -244,6 +277,8 @@ struct Seen {
     closed: Vec<ClientError>,
     /// Views that disagreed with themselves (iteration vs `get`, `len`): must stay 0.
     inconsistent: u64,
+    /// Most allocations one chunk's first `get` made (building its index).
+    max_index_allocations: u64,
 }
 
 #[derive(Default)]
@@ -282,7 +317,11 @@ impl Collector {
 impl ConsumerEvents for Collector {
     fn chunk(&self, chunk: DeliveredChunk) {
         let mut s = self.seen();
-        let mut consistent = chunk.len() == chunk.records().len() && !chunk.is_empty();
+        let before = allocations();
+        let first = chunk.get(0);
+        let index_allocations = allocations() - before;
+        s.max_index_allocations = s.max_index_allocations.max(index_allocations);
+        let mut consistent = first.is_some() && chunk.len() == chunk.records().len();
         for (i, r) in chunk.records().enumerate() {
             consistent &= chunk.get(i) == Some(r);
             s.records.push(Rec {
@@ -371,6 +410,10 @@ fn consumes_5000_messages_from_first_in_order_with_exact_bodies() {
         {
             let seen = c.seen();
             assert_records(&seen, 0, &payloads);
+            assert_eq!(
+                seen.max_index_allocations, 1,
+                "one index allocation per chunk"
+            );
             // Chunks are contiguous and carry the committed chunk id (Deliver v2 on 4.x).
             let mut next = 0;
             for ch in &seen.chunks {
@@ -410,12 +453,15 @@ struct Counter {
     bytes: AtomicU64,
     next_offset: AtomicU64,
     out_of_order: AtomicU64,
+    /// Allocations made while iterating records and reading AMQP bodies: must stay 0.
+    iteration_allocations: AtomicU64,
 }
 
 impl ConsumerEvents for Counter {
     fn chunk(&self, chunk: DeliveredChunk) {
         let mut next = self.next_offset.load(Ordering::Relaxed);
         let mut bytes = 0;
+        let before = allocations();
         for r in &chunk {
             if r.offset != next {
                 self.out_of_order.fetch_add(1, Ordering::Relaxed);
@@ -423,6 +469,8 @@ impl ConsumerEvents for Counter {
             next = r.offset + 1;
             bytes += r.amqp_body().len() as u64;
         }
+        self.iteration_allocations
+            .fetch_add(allocations() - before, Ordering::Relaxed);
         self.next_offset.store(next, Ordering::Relaxed);
         self.bytes.fetch_add(bytes, Ordering::Relaxed);
         self.messages
@@ -462,6 +510,7 @@ fn consume_throughput_informational() {
         assert_eq!(c.messages.load(Ordering::Relaxed), N);
         assert_eq!(c.out_of_order.load(Ordering::Relaxed), 0);
         assert_eq!(c.bytes.load(Ordering::Relaxed), payload_bytes);
+        assert_eq!(c.iteration_allocations.load(Ordering::Relaxed), 0);
         let stats = consumer.stats();
         eprintln!(
             "consume throughput: {N} messages ({:.1} MB of chunk data) in {} chunks, {:.3} s: \

@@ -9,7 +9,7 @@
 //!
 //! State is split so that recovery can re-attach: [`Consumer`] owns the consumer's lasting
 //! state (`Shared`: configuration, events, statistics, last delivered offset), and the
-//! connection plus subscription id live in a swappable [`Attachment`] that every delivered
+//! connection plus subscription id live in a swappable `Attachment` that every delivered
 //! chunk references for its credit. A connection holds only a weak link back to the
 //! consumer, so dropping the consumer never leaks through the connection.
 //!
@@ -51,9 +51,11 @@ pub struct ConsumerConfig {
     /// reference under which [`Consumer::store_offset`] / [`Consumer::query_offset`] keep the
     /// offset (1 to 255 bytes). Default `None`.
     pub name: Option<String>,
-    /// Where to start. Default [`OffsetSpec::Next`] (like Java, Go and the Elixir client):
-    /// only messages written after subscribing. With `Offset(n)` the records of the first
-    /// chunk that precede `n` are skipped client-side.
+    /// Where to start. Default [`OffsetSpec::Next`] (the Java client's default): only messages
+    /// written after subscribing, so a new consumer never replays a whole stream by surprise.
+    /// With `Offset(n)` the records of the first chunk that precede `n` are skipped
+    /// client-side; `Last` starts at the beginning of the last chunk (broker semantics);
+    /// `Timestamp(ms)` at the first chunk written at or after that time.
     pub offset: OffsetSpec,
     /// Chunks the broker may send before it needs more credit, 1 to 32767. Default 10 (Java,
     /// Go): enough to keep the pipe full, and with [`CreditPolicy::OnRelease`] the most chunks
