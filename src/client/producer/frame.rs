@@ -18,11 +18,15 @@ use bytes::{BufMut, Bytes, BytesMut};
 use super::BodyFormat;
 use crate::protocol::codes::key;
 use crate::protocol::commands::{PUBLISH_HEADER_LEN, PublishVersion, simple_entry_len};
+use crate::protocol::compression::Compression;
 
 /// Capacity reserved at a time for frames.
 const BUF_CHUNK: usize = 512 * 1024;
 /// Below this much spare capacity a new frame reserves [`BUF_CHUNK`] more.
 const BUF_LOW: usize = 64 * 1024;
+
+/// First bit of a sub-entry's type byte (the codec's code follows in bits 6..4).
+const SUB_ENTRY_FLAG: u8 = 0x80;
 
 /// AMQP 1.0 data section header: described type `0x00`, smallulong descriptor `0x53 0x75`
 /// (`amqp:data:binary`).
@@ -42,6 +46,27 @@ pub(super) fn encoded_body_len(format: BodyFormat, body_len: usize) -> usize {
     }
 }
 
+/// Writes a message as it is stored: `u32` length, then the body as [`encoded_body_len`]
+/// says (the AMQP data-section header written in front of it for [`BodyFormat::AmqpData`]).
+/// The same bytes make a simple entry's size and body and a sub-entry record.
+pub(super) fn put_record(b: &mut impl BufMut, format: BodyFormat, body: &[u8]) {
+    b.put_u32(encoded_body_len(format, body.len()) as u32);
+    if format == BodyFormat::AmqpData {
+        b.put_slice(&DATA_SECTION);
+        match u8::try_from(body.len()) {
+            Ok(n) => {
+                b.put_u8(VBIN8);
+                b.put_u8(n);
+            }
+            Err(_) => {
+                b.put_u8(VBIN32);
+                b.put_u32(body.len() as u32);
+            }
+        }
+    }
+    b.put_slice(body);
+}
+
 /// Bytes a message takes as a simple entry of a frame of `version`.
 pub(super) fn entry_len(
     version: PublishVersion,
@@ -57,7 +82,10 @@ pub(super) fn entry_len(
 pub(super) struct FrameBuf {
     buf: BytesMut,
     version: PublishVersion,
+    /// Entries (simple entries and sub-entries).
     count: u32,
+    /// Messages (a sub-entry counts its records).
+    messages: u32,
     /// When the first entry was written.
     started: Instant,
 }
@@ -68,6 +96,7 @@ impl FrameBuf {
             buf: BytesMut::new(),
             version: PublishVersion::V1,
             count: 0,
+            messages: 0,
             started: Instant::now(),
         }
     }
@@ -84,6 +113,11 @@ impl FrameBuf {
     /// Entries in the open frame.
     pub(super) fn count(&self) -> u32 {
         self.count
+    }
+
+    /// Messages in the open frame, those of its sub-entries included.
+    pub(super) fn messages(&self) -> u32 {
+        self.messages
     }
 
     /// Bytes of the open frame so far, size prefix included.
@@ -109,6 +143,7 @@ impl FrameBuf {
         self.buf.put_i32(0);
         self.version = version;
         self.count = 0;
+        self.messages = 0;
         self.started = now;
     }
 
@@ -135,22 +170,33 @@ impl FrameBuf {
                 None => b.put_i16(-1),
             }
         }
-        b.put_u32(encoded_body_len(format, body.len()) as u32);
-        if format == BodyFormat::AmqpData {
-            b.put_slice(&DATA_SECTION);
-            match u8::try_from(body.len()) {
-                Ok(n) => {
-                    b.put_u8(VBIN8);
-                    b.put_u8(n);
-                }
-                Err(_) => {
-                    b.put_u8(VBIN32);
-                    b.put_u32(body.len() as u32);
-                }
-            }
-        }
-        b.put_slice(body);
+        put_record(b, format, body);
         self.count += 1;
+        self.messages += 1;
+    }
+
+    /// Appends one sub-entry batch under `publishing_id`: the 11-byte sub-entry header, then
+    /// `data` (the `records` records of `uncompressed_size` bytes, compressed with
+    /// `compression`). The caller has checked that the frame stays within `frame_max`.
+    pub(super) fn push_sub_entry(
+        &mut self,
+        publishing_id: u64,
+        compression: Compression,
+        records: u16,
+        uncompressed_size: u32,
+        data: &[u8],
+    ) {
+        debug_assert!(self.is_open());
+        debug_assert_eq!(self.version, PublishVersion::V1);
+        let b = &mut self.buf;
+        b.put_u64(publishing_id);
+        b.put_u8(SUB_ENTRY_FLAG | (compression.code() << 4));
+        b.put_u16(records);
+        b.put_u32(uncompressed_size);
+        b.put_u32(data.len() as u32);
+        b.put_slice(data);
+        self.count += 1;
+        self.messages += u32::from(records);
     }
 
     /// Patches count and size and splits the finished frame off; `None` when no frame is
@@ -164,6 +210,7 @@ impl FrameBuf {
         self.buf[PUBLISH_HEADER_LEN - 4..PUBLISH_HEADER_LEN]
             .copy_from_slice(&self.count.to_be_bytes());
         self.count = 0;
+        self.messages = 0;
         Some(self.buf.split().freeze())
     }
 
@@ -171,6 +218,7 @@ impl FrameBuf {
     pub(super) fn discard(&mut self) {
         self.buf.clear();
         self.count = 0;
+        self.messages = 0;
     }
 }
 
@@ -262,6 +310,42 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn sub_entries_decode_with_the_codec_and_count_their_messages() {
+        let mut f = FrameBuf::new();
+        f.begin(4, PublishVersion::V1, Instant::now());
+        f.push(1, None, BodyFormat::Raw, b"plain");
+        let mut records = Vec::new();
+        put_record(&mut records, BodyFormat::Raw, b"a");
+        put_record(&mut records, BodyFormat::AmqpData, b"b");
+        f.push_sub_entry(3, Compression::None, 2, records.len() as u32, &records);
+        f.push_sub_entry(9, Compression::Zstd, 7, 1234, b"zz");
+        assert_eq!((f.count(), f.messages()), (3, 10));
+        let p = decode(f.finish().unwrap());
+        assert_eq!(p.entries.len(), 3);
+        assert_eq!(
+            p.entries[1],
+            PublishEntry::SubEntry {
+                publishing_id: 3,
+                compression: 0,
+                record_count: 2,
+                uncompressed_size: records.len() as u32,
+                data: Bytes::from(records.clone()),
+            }
+        );
+        assert_eq!(
+            p.entries[2],
+            PublishEntry::SubEntry {
+                publishing_id: 9,
+                compression: 4,
+                record_count: 7,
+                uncompressed_size: 1234,
+                data: Bytes::from_static(b"zz"),
+            }
+        );
+        assert_eq!(f.messages(), 0);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! In-flight bookkeeping: a preallocated ring of slots indexed by publishing id modulo a
-//! power-of-two capacity, holding the caller's tag and the send time of every unconfirmed
-//! message. Confirms, errors and timeouts look tags up without a map and without allocating.
+//! power-of-two capacity, holding a value (the caller's tag; for a sub-entry batch, where its
+//! tags are in [`Tags`](super::tags::Tags)) and the send time of every unconfirmed publishing
+//! id. Confirms, errors and timeouts look values up without a map and without allocating.
 //!
 //! Concurrency: one inserter at a time (the producer's frame lock), any number of completers
 //! (the connection's reader task, the timeout sweep, close). A slot is claimed by storing the
@@ -27,7 +28,7 @@ const MIN_CAPACITY: usize = 16;
 
 struct Slot {
     id: AtomicU64,
-    tag: AtomicUsize,
+    value: AtomicU64,
     /// Milliseconds since the producer's epoch when the message was accepted.
     sent_ms: AtomicU64,
 }
@@ -36,7 +37,7 @@ struct Slot {
 pub(super) struct Ring {
     slots: Box<[Slot]>,
     mask: u64,
-    overflow: Mutex<HashMap<u64, (usize, u64)>>,
+    overflow: Mutex<HashMap<u64, (u64, u64)>>,
     overflow_len: AtomicUsize,
 }
 
@@ -47,7 +48,7 @@ impl Ring {
             slots: (0..capacity)
                 .map(|_| Slot {
                     id: AtomicU64::new(FREE),
-                    tag: AtomicUsize::new(0),
+                    value: AtomicU64::new(0),
                     sent_ms: AtomicU64::new(0),
                 })
                 .collect(),
@@ -61,31 +62,31 @@ impl Ring {
         &self.slots[(id & self.mask) as usize]
     }
 
-    /// Records `id` as in flight. Callers serialise inserts (the frame lock) and never insert
-    /// an id that is already in flight, nor [`FREE`].
-    pub(super) fn insert(&self, id: u64, tag: usize, sent_ms: u64) {
+    /// Records `id` as in flight with `value`. Callers serialise inserts (the frame lock) and
+    /// never insert an id that is already in flight, nor [`FREE`].
+    pub(super) fn insert(&self, id: u64, value: u64, sent_ms: u64) {
         debug_assert_ne!(id, FREE);
         let slot = self.slot(id);
         if slot.id.load(Ordering::Acquire) == FREE {
-            slot.tag.store(tag, Ordering::Relaxed);
+            slot.value.store(value, Ordering::Relaxed);
             slot.sent_ms.store(sent_ms, Ordering::Relaxed);
             slot.id.store(id, Ordering::Release);
         } else {
-            lock(&self.overflow).insert(id, (tag, sent_ms));
+            lock(&self.overflow).insert(id, (value, sent_ms));
             self.overflow_len.fetch_add(1, Ordering::Release);
         }
     }
 
-    /// Completes `id`: its tag when it was in flight, `None` when unknown or already completed
-    /// (e.g. timed out before its confirm arrived).
-    pub(super) fn take(&self, id: u64) -> Option<usize> {
+    /// Completes `id`: its value when it was in flight, `None` when unknown or already
+    /// completed (e.g. timed out before its confirm arrived).
+    pub(super) fn take(&self, id: u64) -> Option<u64> {
         if id == FREE {
             return None;
         }
         let slot = self.slot(id);
         if slot.id.load(Ordering::Acquire) == id {
-            // Read the tag before releasing the slot: once free it may be refilled.
-            let tag = slot.tag.load(Ordering::Relaxed);
+            // Read the value before releasing the slot: once free it may be refilled.
+            let tag = slot.value.load(Ordering::Relaxed);
             return slot
                 .id
                 .compare_exchange(id, FREE, Ordering::AcqRel, Ordering::Relaxed)
@@ -100,24 +101,24 @@ impl Ring {
         Some(tag)
     }
 
-    /// Completes every message accepted at or before `cutoff_ms`, calling `f(id, tag)` for
-    /// each. Walks the whole ring: O(capacity) atomic loads.
-    pub(super) fn take_older_than(&self, cutoff_ms: u64, mut f: impl FnMut(u64, usize)) {
+    /// Completes every id accepted at or before `cutoff_ms`, calling `f(id, value)` for each.
+    /// Walks the whole ring: O(capacity) atomic loads.
+    pub(super) fn take_older_than(&self, cutoff_ms: u64, mut f: impl FnMut(u64, u64)) {
         self.take_where(|sent| sent <= cutoff_ms, &mut f);
     }
 
-    /// Completes everything in flight, calling `f(id, tag)` for each.
-    pub(super) fn take_all(&self, mut f: impl FnMut(u64, usize)) {
+    /// Completes everything in flight, calling `f(id, value)` for each.
+    pub(super) fn take_all(&self, mut f: impl FnMut(u64, u64)) {
         self.take_where(|_| true, &mut f);
     }
 
-    fn take_where(&self, due: impl Fn(u64) -> bool, f: &mut impl FnMut(u64, usize)) {
+    fn take_where(&self, due: impl Fn(u64) -> bool, f: &mut impl FnMut(u64, u64)) {
         for slot in self.slots.iter() {
             let id = slot.id.load(Ordering::Acquire);
             if id == FREE || !due(slot.sent_ms.load(Ordering::Relaxed)) {
                 continue;
             }
-            let tag = slot.tag.load(Ordering::Relaxed);
+            let tag = slot.value.load(Ordering::Relaxed);
             if slot
                 .id
                 .compare_exchange(id, FREE, Ordering::AcqRel, Ordering::Relaxed)
@@ -195,7 +196,7 @@ mod tests {
     fn racing_completers_see_each_id_exactly_once() {
         let r = Arc::new(Ring::new(1024));
         for id in 0..1000u64 {
-            r.insert(id, id as usize * 2, id);
+            r.insert(id, id * 2, id);
         }
         let handles: Vec<_> = (0..4)
             .map(|t| {
@@ -207,7 +208,7 @@ mod tests {
                     } else {
                         for id in 0..1000u64 {
                             if let Some(tag) = r.take(id) {
-                                assert_eq!(tag, id as usize * 2);
+                                assert_eq!(tag, id * 2);
                                 got.push(id);
                             }
                         }
