@@ -21,6 +21,31 @@
  * - Objects are created by *_new / *_open, released by *_free (NULL-safe, exactly once).
  * - Panics inside the library never cross this API: they become RMQS_ERR_PANIC.
  * - Only symbols named rmqs_* are exported.
+ *
+ * Threading
+ *
+ * - rmqs_connection, rmqs_producer, rmqs_consumer and rmqs_queue are thread-safe: any function
+ *   may be called from any thread at the same time, except their *_free, which must be the last
+ *   call. rmqs_config, rmqs_event and rmqs_error are not thread-safe but may move between
+ *   threads. Chunk and message views are immutable and may be read from several threads.
+ * - Each connection owns a Tokio runtime (2 threads named rmqs-rt); application code never runs
+ *   on it. Callbacks run on library-owned dispatcher threads (rmqs-dispatch), one per producer
+ *   or consumer: a consumer's chunks in order, never concurrently. user_data_free runs there
+ *   too, exactly once, after the last callback.
+ * - Instead of callbacks, events can go to an rmqs_queue that the application polls on its own
+ *   threads (rmqs_queue_poll, rmqs_queue_poll_batch, rmqs_queue_wakeup, rmqs_queue_fd).
+ * - A call that would wait (open, *_new, flush, close with a timeout, management calls, a send
+ *   on a full producer, a poll with a timeout) made from a callback returns
+ *   RMQS_ERR_WOULD_DEADLOCK instead of blocking. *_free called from a callback completes on a
+ *   background thread.
+ * - Timeouts are int32_t milliseconds: negative = no limit, 0 = do not wait.
+ *
+ * Ownership summary: configs are copied by the calls that use them; message bodies are copied
+ * on send; chunks lent to a callback or an event are valid until it returns / the event is
+ * freed unless retained (rmqs_chunk_retain / rmqs_chunk_release; the last release gives the
+ * credit back); strings and bytes returned by accessors belong to the object they came from.
+ * Shut down in this order: free producers and consumers (or let rmqs_connection_close close
+ * them), then the connection, then queues; release retained chunks at any time.
  */
 
 #ifndef RMQSTREAM_H
@@ -793,8 +818,9 @@ struct rmqs_config *rmqs_config_new(void);
  * Producer (`rmqs_producer_new`):
  * - `name` (1–255 bytes): a named producer deduplicates; it continues after the last
  *   publishing id the broker kept for the name.
- * - `batch_size` (messages per Publish frame, default 100), `batch_delay_ms` (default 0 = send
- *   as soon as the connection can), `max_in_flight` (unconfirmed messages, default 10000),
+ * - `batch_size` (messages per Publish frame, default 100), `batch_delay_ms` (how long a
+ *   partial frame waits for more messages, default 5; 0 = each send goes out at once),
+ *   `max_in_flight` (unconfirmed messages, default 10000),
  *   `confirm_timeout_ms` (default 30000, 0 = none), `block_when_full` (default true: a send
  *   waits for room; false: it fails with `RMQS_ERR_QUEUE_FULL`), `send_timeout_ms` (how long
  *   a blocking send waits for room, default: forever).

@@ -714,8 +714,9 @@ pub extern "C" fn rmqs_config_new() -> *mut rmqs_config {
 /// Producer (`rmqs_producer_new`):
 /// - `name` (1–255 bytes): a named producer deduplicates; it continues after the last
 ///   publishing id the broker kept for the name.
-/// - `batch_size` (messages per Publish frame, default 100), `batch_delay_ms` (default 0 = send
-///   as soon as the connection can), `max_in_flight` (unconfirmed messages, default 10000),
+/// - `batch_size` (messages per Publish frame, default 100), `batch_delay_ms` (how long a
+///   partial frame waits for more messages, default 5; 0 = each send goes out at once),
+///   `max_in_flight` (unconfirmed messages, default 10000),
 ///   `confirm_timeout_ms` (default 30000, 0 = none), `block_when_full` (default true: a send
 ///   waits for room; false: it fails with `RMQS_ERR_QUEUE_FULL`), `send_timeout_ms` (how long
 ///   a blocking send waits for room, default: forever).
