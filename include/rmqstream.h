@@ -499,6 +499,14 @@ typedef struct rmqs_producer rmqs_producer;
 typedef struct rmqs_queue rmqs_queue;
 
 /**
+ * A list of strings returned by the library (super stream partitions, routes). Opaque,
+ * immutable.
+ *
+ * Freed by `rmqs_strings_free()`. May be read from several threads at once.
+ */
+typedef struct rmqs_strings rmqs_strings;
+
+/**
  * Result of every fallible rmqstream call (`int32_t`).
  *
  * - `0` (`RMQS_OK`): success.
@@ -1153,6 +1161,118 @@ rmqs_status rmqs_producer_sequence_query(struct rmqs_connection *conn,
                                          const char *stream,
                                          uint64_t *out,
                                          struct rmqs_error **err);
+
+/**
+ * Number of strings; 0 for NULL.
+ *
+ * Thread-safe; does not block.
+ */
+size_t rmqs_strings_count(const struct rmqs_strings *list);
+
+/**
+ * String `i` (0-based).
+ *
+ * @return a NUL-terminated string owned by `list`, valid until it is freed; NULL when `i` is
+ *         out of range or `list` is NULL.
+ *
+ * Thread-safe; does not block.
+ */
+const char *rmqs_strings_get(const struct rmqs_strings *list, size_t i);
+
+/**
+ * Frees a list. NULL is allowed.
+ *
+ * @param list a list returned by the library (ownership passes back to it), or NULL.
+ */
+void rmqs_strings_free(struct rmqs_strings *list);
+
+/**
+ * Creates a super stream (RabbitMQ 3.13+): its partitions (streams) and the binding key that
+ * routes to each.
+ *
+ * @param conn the connection (borrowed).
+ * @param name the super stream name (borrowed, 1–255 bytes).
+ * @param partitions `count` partition stream names (borrowed).
+ * @param binding_keys `count` binding keys, one per partition (borrowed).
+ * @param count number of partitions, at least 1.
+ * @param args stream arguments applied to every partition (as `rmqs_stream_create()`), or NULL.
+ * @param err optional error detail.
+ * @return `RMQS_OK`; `RMQS_ERR_STREAM_ALREADY_EXISTS`; `RMQS_ERR_UNSUPPORTED` before 3.13;
+ *         `RMQS_ERR_INVALID_ARGUMENT`; local errors as `rmqs_stream_create()`.
+ *
+ * Thread-safe; blocks for one round trip.
+ */
+rmqs_status rmqs_super_stream_create(struct rmqs_connection *conn,
+                                     const char *name,
+                                     const char *const *partitions,
+                                     const char *const *binding_keys,
+                                     size_t count,
+                                     const struct rmqs_config *args,
+                                     struct rmqs_error **err);
+
+/**
+ * Creates a super stream with `count` partitions named `<name>-0` ... `<name>-<count-1>`,
+ * bound with the keys `0` ... `<count-1>` (the convention of the other clients and of
+ * `rabbitmq-streams add_super_stream --partitions`).
+ *
+ * @return as `rmqs_super_stream_create()`.
+ *
+ * Thread-safe; blocks for one round trip.
+ */
+rmqs_status rmqs_super_stream_create_n(struct rmqs_connection *conn,
+                                       const char *name,
+                                       uint32_t count,
+                                       const struct rmqs_config *args,
+                                       struct rmqs_error **err);
+
+/**
+ * Deletes a super stream and its partitions (RabbitMQ 3.13+).
+ *
+ * @return `RMQS_OK`; `RMQS_ERR_STREAM_DOES_NOT_EXIST`; `RMQS_ERR_UNSUPPORTED` before 3.13; local
+ *         errors as `rmqs_stream_create()`.
+ *
+ * Thread-safe; blocks for one round trip.
+ */
+rmqs_status rmqs_super_stream_delete(struct rmqs_connection *conn,
+                                     const char *name,
+                                     struct rmqs_error **err);
+
+/**
+ * The partitions of a super stream, in routing order (Partitions command).
+ *
+ * @param conn the connection (borrowed).
+ * @param name the super stream name (borrowed).
+ * @param out receives a new list owned by the caller (free with `rmqs_strings_free()`), only on
+ *        success.
+ * @param err optional error detail.
+ * @return `RMQS_OK`; `RMQS_ERR_STREAM_DOES_NOT_EXIST`; local errors as `rmqs_stream_create()`.
+ *
+ * Thread-safe; blocks for one round trip.
+ */
+rmqs_status rmqs_super_stream_partitions(struct rmqs_connection *conn,
+                                         const char *name,
+                                         struct rmqs_strings **out,
+                                         struct rmqs_error **err);
+
+/**
+ * The partitions a routing key is bound to in a super stream (Route command); the list may be
+ * empty.
+ *
+ * @param conn the connection (borrowed).
+ * @param routing_key the key (borrowed, NUL-terminated UTF-8).
+ * @param name the super stream name (borrowed).
+ * @param out receives a new list owned by the caller (free with `rmqs_strings_free()`), only on
+ *        success.
+ * @param err optional error detail.
+ * @return `RMQS_OK`; `RMQS_ERR_STREAM_DOES_NOT_EXIST`; local errors as `rmqs_stream_create()`.
+ *
+ * Thread-safe; blocks for one round trip.
+ */
+rmqs_status rmqs_super_stream_route(struct rmqs_connection *conn,
+                                    const char *routing_key,
+                                    const char *name,
+                                    struct rmqs_strings **out,
+                                    struct rmqs_error **err);
 
 /**
  * Creates an event queue.

@@ -473,3 +473,140 @@ fn legacy_broker_stats_unsupported() {
     assert_eq!(r, 0);
     unsafe { rmqs_connection_free(conn) };
 }
+
+fn strings_of(list: *mut rmqs_strings) -> Vec<String> {
+    let v = (0..unsafe { rmqs_strings_count(list) })
+        .map(|i| cstr(unsafe { rmqs_strings_get(list, i) }))
+        .collect();
+    assert!(unsafe { rmqs_strings_get(list, rmqs_strings_count(list)) }.is_null());
+    unsafe { rmqs_strings_free(list) };
+    v
+}
+
+#[test]
+fn super_stream_management() {
+    let conn = open_uri(&uri());
+    let name = unique("ffi-super");
+    let n = name.to_str().unwrap().to_string();
+
+    // N partitions with the usual names and keys
+    let mut err = ptr::null_mut();
+    let r = unsafe { rmqs_super_stream_create_n(conn, name.as_ptr(), 3, ptr::null(), &mut err) };
+    take_err(r, err).unwrap_or_else(|f| panic!("create_n: {}", f.message));
+    let mut list = ptr::null_mut();
+    let r =
+        unsafe { rmqs_super_stream_partitions(conn, name.as_ptr(), &mut list, ptr::null_mut()) };
+    assert_eq!(r, 0);
+    assert_eq!(strings_of(list), [0, 1, 2].map(|i| format!("{n}-{i}")));
+    let r = unsafe {
+        rmqs_super_stream_route(
+            conn,
+            c"1".as_ptr(),
+            name.as_ptr(),
+            &mut list,
+            ptr::null_mut(),
+        )
+    };
+    assert_eq!(r, 0);
+    assert_eq!(strings_of(list), [format!("{n}-1")]);
+    let r = unsafe {
+        rmqs_super_stream_route(
+            conn,
+            c"nope".as_ptr(),
+            name.as_ptr(),
+            &mut list,
+            ptr::null_mut(),
+        )
+    };
+    assert_eq!(r, 0);
+    assert!(strings_of(list).is_empty());
+    let r =
+        unsafe { rmqs_super_stream_create_n(conn, name.as_ptr(), 3, ptr::null(), ptr::null_mut()) };
+    assert_eq!(r, RMQS_ERR_STREAM_ALREADY_EXISTS.status());
+    let r = unsafe { rmqs_super_stream_delete(conn, name.as_ptr(), ptr::null_mut()) };
+    assert_eq!(r, 0);
+    assert!(!exists(conn, &CString::new(format!("{n}-0")).unwrap()));
+
+    // explicit partitions and binding keys, with arguments
+    let (p0, p1) = (
+        CString::new(format!("{n}-eu")).unwrap(),
+        CString::new(format!("{n}-us")).unwrap(),
+    );
+    let parts = [p0.as_ptr(), p1.as_ptr()];
+    let keys = [c"eu".as_ptr(), c"us".as_ptr()];
+    let args = config(&[("max_age", "1D")]);
+    let r = unsafe {
+        rmqs_super_stream_create(
+            conn,
+            name.as_ptr(),
+            parts.as_ptr(),
+            keys.as_ptr(),
+            2,
+            args,
+            ptr::null_mut(),
+        )
+    };
+    unsafe { rmqs_config_free(args) };
+    assert_eq!(r, 0);
+    let r = unsafe {
+        rmqs_super_stream_route(
+            conn,
+            c"us".as_ptr(),
+            name.as_ptr(),
+            &mut list,
+            ptr::null_mut(),
+        )
+    };
+    assert_eq!(r, 0);
+    assert_eq!(strings_of(list), [format!("{n}-us")]);
+    assert!(exists(conn, &p0));
+    assert_eq!(
+        unsafe { rmqs_super_stream_delete(conn, name.as_ptr(), ptr::null_mut()) },
+        0
+    );
+    assert!(!exists(conn, &p0));
+
+    // bad input
+    unsafe {
+        assert_eq!(
+            rmqs_super_stream_create(
+                conn,
+                name.as_ptr(),
+                ptr::null(),
+                ptr::null(),
+                2,
+                ptr::null(),
+                ptr::null_mut()
+            ),
+            RMQS_ERR_INVALID_ARGUMENT.status()
+        );
+        assert_eq!(
+            rmqs_super_stream_create_n(conn, name.as_ptr(), 0, ptr::null(), ptr::null_mut()),
+            RMQS_ERR_INVALID_ARGUMENT.status()
+        );
+        assert_eq!(
+            rmqs_super_stream_partitions(
+                conn,
+                c"ffi-no-such-super".as_ptr(),
+                &mut list,
+                ptr::null_mut()
+            ),
+            RMQS_ERR_STREAM_DOES_NOT_EXIST.status()
+        );
+        assert_eq!(rmqs_strings_count(ptr::null()), 0);
+        rmqs_strings_free(ptr::null_mut());
+        rmqs_connection_free(conn);
+    }
+
+    // 3.10.8: no super stream commands
+    if let Some(u) = legacy_uri() {
+        let conn = open_uri(&u);
+        let mut err = ptr::null_mut();
+        let r =
+            unsafe { rmqs_super_stream_create_n(conn, name.as_ptr(), 2, ptr::null(), &mut err) };
+        let f = take_err(r, err).unwrap_err();
+        assert_eq!(f.status, RMQS_ERR_UNSUPPORTED.status());
+        assert!(f.message.contains("3.13"), "{}", f.message);
+        unsafe { rmqs_connection_free(conn) };
+    }
+}

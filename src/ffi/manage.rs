@@ -423,3 +423,263 @@ pub unsafe extern "C" fn rmqs_producer_sequence_query(
         })
     }
 }
+
+/// A list of strings returned by the library (super stream partitions, routes). Opaque,
+/// immutable.
+///
+/// Freed by `rmqs_strings_free()`. May be read from several threads at once.
+pub struct rmqs_strings {
+    magic: u64,
+    items: Vec<CString>,
+}
+
+impl Handle for rmqs_strings {
+    const MAGIC: u64 = 0x726d_7173_7374_7273; // "rmqsstrs"
+    const NAME: &'static str = "rmqs_strings";
+    fn magic(&self) -> u64 {
+        self.magic
+    }
+}
+
+fn strings(items: Vec<String>) -> *mut rmqs_strings {
+    Box::into_raw(Box::new(rmqs_strings {
+        magic: rmqs_strings::MAGIC,
+        items: items.iter().map(|s| cstring(s)).collect(),
+    }))
+}
+
+/// Number of strings; 0 for NULL.
+///
+/// Thread-safe; does not block.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_strings_count(list: *const rmqs_strings) -> usize {
+    ffi_boundary(0, || {
+        // SAFETY: NULL or live.
+        unsafe { handle_arg(list) }.map_or(0, |l| l.items.len())
+    })
+}
+
+/// String `i` (0-based).
+///
+/// @return a NUL-terminated string owned by `list`, valid until it is freed; NULL when `i` is
+///         out of range or `list` is NULL.
+///
+/// Thread-safe; does not block.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_strings_get(list: *const rmqs_strings, i: usize) -> *const c_char {
+    ffi_boundary(std::ptr::null(), || {
+        // SAFETY: NULL or live.
+        unsafe { handle_arg(list) }
+            .ok()
+            .and_then(|l| l.items.get(i))
+            .map_or(std::ptr::null(), |s| s.as_ptr())
+    })
+}
+
+/// Frees a list. NULL is allowed.
+///
+/// @param list a list returned by the library (ownership passes back to it), or NULL.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_strings_free(list: *mut rmqs_strings) {
+    ffi_boundary((), || {
+        // SAFETY: NULL or live, freed once.
+        if unsafe { handle_arg(list) }.is_ok() {
+            let mut b = unsafe { Box::from_raw(list) };
+            b.magic = 0;
+        }
+    })
+}
+
+/// Reads `n` NUL-terminated names from a C array.
+///
+/// # Safety
+/// `arr` must be NULL or point to `n` readable pointers.
+unsafe fn name_array(
+    arr: *const *const c_char,
+    n: usize,
+    what: &str,
+) -> Result<Vec<String>, Error> {
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    if arr.is_null() {
+        return Err(Error::invalid_argument(format!("{what} is NULL")));
+    }
+    // SAFETY: per the caller's contract.
+    let ptrs = unsafe { std::slice::from_raw_parts(arr, n) };
+    ptrs.iter()
+        .enumerate()
+        // SAFETY: each entry NULL or a NUL-terminated string.
+        .map(|(i, p)| {
+            unsafe { super::args::str_arg(*p, &format!("{what}[{i}]")) }.map(str::to_string)
+        })
+        .collect()
+}
+
+/// Creates a super stream (RabbitMQ 3.13+): its partitions (streams) and the binding key that
+/// routes to each.
+///
+/// @param conn the connection (borrowed).
+/// @param name the super stream name (borrowed, 1–255 bytes).
+/// @param partitions `count` partition stream names (borrowed).
+/// @param binding_keys `count` binding keys, one per partition (borrowed).
+/// @param count number of partitions, at least 1.
+/// @param args stream arguments applied to every partition (as `rmqs_stream_create()`), or NULL.
+/// @param err optional error detail.
+/// @return `RMQS_OK`; `RMQS_ERR_STREAM_ALREADY_EXISTS`; `RMQS_ERR_UNSUPPORTED` before 3.13;
+///         `RMQS_ERR_INVALID_ARGUMENT`; local errors as `rmqs_stream_create()`.
+///
+/// Thread-safe; blocks for one round trip.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_super_stream_create(
+    conn: *mut rmqs_connection,
+    name: *const c_char,
+    partitions: *const *const c_char,
+    binding_keys: *const *const c_char,
+    count: usize,
+    args: *const rmqs_config,
+    err: *mut *mut rmqs_error,
+) -> rmqs_status {
+    // SAFETY: pointers checked; err NULL or writable.
+    unsafe {
+        ffi_status(err, || {
+            let c = handle_arg(conn)?;
+            let name = name_arg(name, "super stream name")?;
+            let partitions = name_array(partitions, count, "partitions")?;
+            let keys = name_array(binding_keys, count, "binding_keys")?;
+            let args = Settings::from_arg(args)?.stream_arguments()?;
+            c.shared.run("rmqs_super_stream_create", async |env| {
+                env.create_super_stream(name, &partitions, &keys, &args)
+                    .await
+            })
+        })
+    }
+}
+
+/// Creates a super stream with `count` partitions named `<name>-0` ... `<name>-<count-1>`,
+/// bound with the keys `0` ... `<count-1>` (the convention of the other clients and of
+/// `rabbitmq-streams add_super_stream --partitions`).
+///
+/// @return as `rmqs_super_stream_create()`.
+///
+/// Thread-safe; blocks for one round trip.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_super_stream_create_n(
+    conn: *mut rmqs_connection,
+    name: *const c_char,
+    count: u32,
+    args: *const rmqs_config,
+    err: *mut *mut rmqs_error,
+) -> rmqs_status {
+    // SAFETY: pointers checked; err NULL or writable.
+    unsafe {
+        ffi_status(err, || {
+            let c = handle_arg(conn)?;
+            let name = name_arg(name, "super stream name")?;
+            if count == 0 {
+                return Err(Error::invalid_argument(
+                    "a super stream needs at least 1 partition",
+                ));
+            }
+            let partitions: Vec<String> = (0..count).map(|i| format!("{name}-{i}")).collect();
+            let keys: Vec<String> = (0..count).map(|i| i.to_string()).collect();
+            let args = Settings::from_arg(args)?.stream_arguments()?;
+            c.shared.run("rmqs_super_stream_create_n", async |env| {
+                env.create_super_stream(name, &partitions, &keys, &args)
+                    .await
+            })
+        })
+    }
+}
+
+/// Deletes a super stream and its partitions (RabbitMQ 3.13+).
+///
+/// @return `RMQS_OK`; `RMQS_ERR_STREAM_DOES_NOT_EXIST`; `RMQS_ERR_UNSUPPORTED` before 3.13; local
+///         errors as `rmqs_stream_create()`.
+///
+/// Thread-safe; blocks for one round trip.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_super_stream_delete(
+    conn: *mut rmqs_connection,
+    name: *const c_char,
+    err: *mut *mut rmqs_error,
+) -> rmqs_status {
+    // SAFETY: pointers checked; err NULL or writable.
+    unsafe {
+        ffi_status(err, || {
+            let c = handle_arg(conn)?;
+            let name = name_arg(name, "super stream name")?;
+            c.shared.run("rmqs_super_stream_delete", async |env| {
+                env.delete_super_stream(name).await
+            })
+        })
+    }
+}
+
+/// The partitions of a super stream, in routing order (Partitions command).
+///
+/// @param conn the connection (borrowed).
+/// @param name the super stream name (borrowed).
+/// @param out receives a new list owned by the caller (free with `rmqs_strings_free()`), only on
+///        success.
+/// @param err optional error detail.
+/// @return `RMQS_OK`; `RMQS_ERR_STREAM_DOES_NOT_EXIST`; local errors as `rmqs_stream_create()`.
+///
+/// Thread-safe; blocks for one round trip.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_super_stream_partitions(
+    conn: *mut rmqs_connection,
+    name: *const c_char,
+    out: *mut *mut rmqs_strings,
+    err: *mut *mut rmqs_error,
+) -> rmqs_status {
+    // SAFETY: pointers checked; err NULL or writable.
+    unsafe {
+        ffi_status(err, || {
+            let c = handle_arg(conn)?;
+            let name = name_arg(name, "super stream name")?;
+            let out = out_arg(out, "out")?;
+            let p = c.shared.run("rmqs_super_stream_partitions", async |env| {
+                env.partitions(name).await
+            })?;
+            write_out(out, strings(p));
+            Ok(())
+        })
+    }
+}
+
+/// The partitions a routing key is bound to in a super stream (Route command); the list may be
+/// empty.
+///
+/// @param conn the connection (borrowed).
+/// @param routing_key the key (borrowed, NUL-terminated UTF-8).
+/// @param name the super stream name (borrowed).
+/// @param out receives a new list owned by the caller (free with `rmqs_strings_free()`), only on
+///        success.
+/// @param err optional error detail.
+/// @return `RMQS_OK`; `RMQS_ERR_STREAM_DOES_NOT_EXIST`; local errors as `rmqs_stream_create()`.
+///
+/// Thread-safe; blocks for one round trip.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_super_stream_route(
+    conn: *mut rmqs_connection,
+    routing_key: *const c_char,
+    name: *const c_char,
+    out: *mut *mut rmqs_strings,
+    err: *mut *mut rmqs_error,
+) -> rmqs_status {
+    // SAFETY: pointers checked; err NULL or writable.
+    unsafe {
+        ffi_status(err, || {
+            let c = handle_arg(conn)?;
+            let key = super::args::str_arg(routing_key, "routing_key")?;
+            let name = name_arg(name, "super stream name")?;
+            let out = out_arg(out, "out")?;
+            let r = c.shared.run("rmqs_super_stream_route", async |env| {
+                env.route(key, name).await
+            })?;
+            write_out(out, strings(r));
+            Ok(())
+        })
+    }
+}
