@@ -1335,3 +1335,53 @@ fn legacy_broker_publish_consume_and_unsupported_filter() {
     delete_stream(conn, &s);
     unsafe { rmqs_connection_free(conn) };
 }
+
+#[test]
+fn deleting_the_stream_closes_the_consumer_with_a_reason() {
+    let conn = connect(&uri());
+    let s = unique("ffi-gone");
+    create_stream(conn, &s);
+    let q = queue();
+    let c = consumer_new(conn, &s, &[], None, q, 9).unwrap();
+    delete_stream(conn, &s);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut state = None;
+    while state.is_none() && Instant::now() < deadline {
+        let ev = unsafe { rmqs_queue_poll(q, 100) };
+        if ev.is_null() {
+            continue;
+        }
+        unsafe {
+            if rmqs_event_type(ev) == rmqs_event_type_code::RMQS_EVENT_STATE as i32 {
+                assert_eq!(rmqs_event_source_tag(ev), 9);
+                assert_eq!(
+                    rmqs_event_state(ev),
+                    rmqs_state_code::RMQS_STATE_CLOSED as i32
+                );
+                let msg = CStr::from_ptr(rmqs_event_message(ev))
+                    .to_string_lossy()
+                    .into_owned();
+                state = Some((rmqs_event_status(ev), msg));
+            }
+            rmqs_event_free(ev);
+        }
+    }
+    let (status, msg) = state.expect("no CLOSED event after the stream was deleted");
+    assert!(
+        status == RMQS_ERR_STREAM_NOT_AVAILABLE.status()
+            || status == RMQS_ERR_STREAM_DOES_NOT_EXIST.status(),
+        "status {status}: {msg}"
+    );
+    assert!(!msg.is_empty());
+    // the handle stays valid: calls report CLOSED, close and free are fine
+    assert_eq!(
+        unsafe { rmqs_consumer_credit(c, 1) },
+        RMQS_ERR_CLOSED.status()
+    );
+    assert_eq!(unsafe { rmqs_consumer_close(c, 1000) }, 0);
+    unsafe {
+        rmqs_consumer_free(c);
+        rmqs_queue_free(q);
+        rmqs_connection_free(conn);
+    }
+}
