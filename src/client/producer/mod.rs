@@ -116,7 +116,8 @@ pub struct ProducerConfig {
     /// `maxUnconfirmedMessages`). A send beyond it fails with
     /// [`ClientError::QueueFull`] or blocks, as the caller chooses. 1 to
     /// [`MAX_IN_FLIGHT_LIMIT`]; the in-flight ring takes 24 bytes per slot, rounded up to a
-    /// power of two (≈ 384 KiB for the default).
+    /// power of two (≈ 384 KiB for the default; sub-entry batching adds a tag ring of 9 bytes
+    /// per slot).
     pub max_in_flight: usize,
     /// A message not confirmed this long after it was accepted completes with
     /// [`ConfirmStatus::Timeout`] (default 30 s, as Java). `Duration::ZERO`: never. A confirm
@@ -131,7 +132,9 @@ pub struct ProducerConfig {
     /// get their own ids (consecutive within a sub-entry: an explicit id that does not follow
     /// the previous one starts a new sub-entry) and each its own [`Confirm`] with its own tag
     /// — all of a sub-entry's messages share its outcome. A partial sub-entry waits at most
-    /// `batch_delay`, like a partial frame. A sub-entry is cut early when its worst-case
+    /// `batch_delay`, like a partial frame (with `Duration::ZERO` each `send`/`send_batch`
+    /// call seals its own, so only a batch call packs several messages). A sub-entry is cut
+    /// early when its worst-case
     /// compressed size would not fit `frame_max` or its records would exceed the broker's
     /// 64 MiB uncompressed cap (`stream.max_uncompressed_sub_entry_batch_size`, enforced since
     /// RabbitMQ 4.3.5).
@@ -1287,7 +1290,9 @@ impl Producer {
     /// Errors: [`ClientError::Closed`] after [`close`](Self::close) or once the connection or
     /// stream is lost; [`ClientError::Unsupported`] (needs "3.13") for a filter value on an
     /// older broker; [`ClientError::InvalidArgument`] for an explicit id not above the
-    /// previous one, or a message too large for one frame (`frame_max`).
+    /// previous one, a message too large for one frame (`frame_max`; with sub-entry batching,
+    /// for a sub-entry holding only it, worst-case compression expansion included, or above
+    /// the broker's 64 MiB sub-entry cap), or a filter value with sub-entry batching.
     pub fn send(&self, msg: &OutgoingMessage<'_>, wait: Option<Duration>) -> Result<u64> {
         let s = &self.shared;
         s.check_message(msg, s.frame_max.load(Ordering::Relaxed))?;
