@@ -46,13 +46,12 @@ fn check_chunk(data: &[u8]) {
         let Ok(entry) = entry else { break };
         assert_eq!(entry.first_offset, next);
         next = next.wrapping_add(u64::from(entry.num_records()));
-        if let EntryKind::SubEntry(sub) = entry.kind {
-            if (sub.uncompressed_size as usize) <= LIMITS.max_sub_entry_uncompressed {
-                if let Ok(records) = sub.records(&mut scratch) {
-                    for body in records.flatten() {
-                        check_message(body);
-                    }
-                }
+        if let EntryKind::SubEntry(sub) = entry.kind
+            && (sub.uncompressed_size as usize) <= LIMITS.max_sub_entry_uncompressed
+            && let Ok(records) = sub.records(&mut scratch)
+        {
+            for body in records.flatten() {
+                check_message(body);
             }
         }
     }
