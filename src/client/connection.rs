@@ -4,6 +4,9 @@
 //!
 //! Producers and consumers are not owned here: they register a listener for a publisher or
 //! subscription id and can be re-registered on another connection (recovery).
+//!
+//! Each connection logs through the [`Log`] it was opened with (target `connection`) and counts
+//! its traffic into a [`TrafficCounters`] that the connections of one environment share.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -17,6 +20,7 @@ use tokio::time::Instant;
 
 use super::config::{ConnectionConfig, Endpoint, SaslMechanism};
 use super::error::{ClientError, Result};
+use super::log::{Level, Log, log_at};
 use super::transport::Transport;
 use crate::protocol::DecodeError;
 use crate::protocol::codes::{OffsetSpec, ResponseCode, key};
@@ -117,6 +121,65 @@ fn parse_version(v: &str) -> (u32, u32, u32) {
     )
 }
 
+/// Frames and bytes read and written, counted by every connection that shares it (the
+/// connections of one environment share one). Relaxed atomics: cheap to bump, readable from
+/// any thread at any time; a snapshot taken while frames flow may mix slightly different
+/// moments of the four counters.
+#[derive(Debug, Default)]
+pub struct TrafficCounters {
+    frames_in: AtomicU64,
+    frames_out: AtomicU64,
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
+    opened: AtomicU64,
+}
+
+/// A snapshot of [`TrafficCounters`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Traffic {
+    /// Frames received (heartbeats and the handshake's included).
+    pub frames_in: u64,
+    /// Frames sent (heartbeats and the handshake's included).
+    pub frames_out: u64,
+    /// Bytes received (frame size prefixes included; TLS overhead not).
+    pub bytes_in: u64,
+    /// Bytes sent (frame size prefixes included; TLS overhead not).
+    pub bytes_out: u64,
+    /// Connections whose handshake succeeded.
+    pub connections_opened: u64,
+}
+
+impl TrafficCounters {
+    /// The current values.
+    pub fn snapshot(&self) -> Traffic {
+        Traffic {
+            frames_in: self.frames_in.load(Ordering::Relaxed),
+            frames_out: self.frames_out.load(Ordering::Relaxed),
+            bytes_in: self.bytes_in.load(Ordering::Relaxed),
+            bytes_out: self.bytes_out.load(Ordering::Relaxed),
+            connections_opened: self.opened.load(Ordering::Relaxed),
+        }
+    }
+
+    fn received(&self, frames: u64, bytes: u64) {
+        if frames > 0 {
+            self.frames_in.fetch_add(frames, Ordering::Relaxed);
+        }
+        if bytes > 0 {
+            self.bytes_in.fetch_add(bytes, Ordering::Relaxed);
+        }
+    }
+
+    fn sent(&self, frames: u64, bytes: u64) {
+        self.frames_out.fetch_add(frames, Ordering::Relaxed);
+        self.bytes_out.fetch_add(bytes, Ordering::Relaxed);
+    }
+}
+
+/// The reason [`Connection::close`] records: logged at info level, other reasons at warn or
+/// error.
+const APP_CLOSE: &str = "closed by the application";
+
 /// Receives what the broker sends about one publisher. Called on the connection's reader
 /// task: implementations must not block.
 pub trait PublisherListener: Send + Sync {
@@ -185,6 +248,8 @@ struct Inner {
     epoch: Instant,
     last_read_ms: AtomicU64,
     last_write_ms: AtomicU64,
+    log: Log,
+    counters: Arc<TrafficCounters>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -212,6 +277,7 @@ impl std::fmt::Debug for Connection {
 struct HandshakeIo<'a> {
     io: &'a mut Transport,
     buf: BytesMut,
+    counters: &'a TrafficCounters,
 }
 
 impl HandshakeIo<'_> {
@@ -219,12 +285,15 @@ impl HandshakeIo<'_> {
         let mut b = BytesMut::new();
         frame.encode(&mut b)?;
         self.io.write_all(&b).await.map_err(ClientError::io)?;
-        self.io.flush().await.map_err(ClientError::io)
+        self.io.flush().await.map_err(ClientError::io)?;
+        self.counters.sent(1, b.len() as u64);
+        Ok(())
     }
 
     async fn recv(&mut self) -> Result<Frame> {
         loop {
             if let Some(body) = split_frame(&mut self.buf, 0)? {
+                self.counters.received(1, 0);
                 let frame = Frame::decode_server(body)?;
                 if matches!(frame, Frame::Heartbeat) {
                     continue;
@@ -237,6 +306,7 @@ impl HandshakeIo<'_> {
                 .read_buf(&mut self.buf)
                 .await
                 .map_err(ClientError::io)?;
+            self.counters.received(0, n as u64);
             if n == 0 {
                 return Err(ClientError::Closed(
                     "the broker closed the connection during the handshake".into(),
@@ -283,10 +353,15 @@ fn negotiate(ours: u32, theirs: u32) -> u32 {
     }
 }
 
-async fn handshake(io: &mut Transport, cfg: &ConnectionConfig) -> Result<ServerInfo> {
+async fn handshake(
+    io: &mut Transport,
+    cfg: &ConnectionConfig,
+    counters: &TrafficCounters,
+) -> Result<ServerInfo> {
     let mut hs = HandshakeIo {
         io,
         buf: BytesMut::with_capacity(4096),
+        counters,
     };
     let mut info = ServerInfo::default();
 
@@ -400,18 +475,87 @@ const FIRST_CORRELATION_ID: u32 = 16;
 impl Connection {
     /// Connects to `endpoint` and runs the whole handshake (PeerProperties, SASL, Tune, Open,
     /// ExchangeCommandVersions on 3.11+) within `cfg.connect_timeout`, then starts the
-    /// connection's tasks on the current Tokio runtime.
+    /// connection's tasks on the current Tokio runtime. Logs nothing and counts its traffic
+    /// alone; [`open_with`](Self::open_with) takes a logger and shared counters.
     pub async fn open(cfg: &ConnectionConfig, endpoint: &Endpoint) -> Result<Connection> {
+        Self::open_with(cfg, endpoint, &Log::off(), &Arc::default()).await
+    }
+
+    /// [`open`](Self::open) logging through `log` (target `connection`: the attempt at debug
+    /// level, success with the broker's version, frame_max and heartbeat at info, failure at
+    /// warn) and counting frames and bytes into `counters`.
+    pub async fn open_with(
+        cfg: &ConnectionConfig,
+        endpoint: &Endpoint,
+        log: &Log,
+        counters: &Arc<TrafficCounters>,
+    ) -> Result<Connection> {
         let timeout = cfg.connect_timeout;
+        log_at!(
+            log,
+            Level::Debug,
+            "connection",
+            "connecting to {}:{}{} as {:?}, vhost {:?}",
+            endpoint.host,
+            endpoint.port,
+            if cfg.tls.is_some() { " over TLS" } else { "" },
+            cfg.username,
+            cfg.vhost
+        );
         let setup = async {
             let mut io =
                 Transport::connect(&endpoint.host, endpoint.port, cfg.tls.as_ref()).await?;
-            let info = handshake(&mut io, cfg).await?;
+            let info = handshake(&mut io, cfg, counters).await?;
             Ok::<_, ClientError>((io, info))
         };
-        let (io, info) = tokio::time::timeout(timeout, setup).await.map_err(|_| {
-            ClientError::Timeout(timeout.as_millis() as u64, "connection handshake")
-        })??;
+        let opened = tokio::time::timeout(timeout, setup)
+            .await
+            .unwrap_or_else(|_| {
+                Err(ClientError::Timeout(
+                    timeout.as_millis() as u64,
+                    "connection handshake",
+                ))
+            });
+        let (io, info) = match opened {
+            Ok(v) => v,
+            Err(e) => {
+                log_at!(
+                    log,
+                    Level::Warn,
+                    "connection",
+                    "connection to {}:{} failed: {e}",
+                    endpoint.host,
+                    endpoint.port
+                );
+                return Err(e);
+            }
+        };
+        counters.opened.fetch_add(1, Ordering::Relaxed);
+        log_at!(
+            log,
+            Level::Info,
+            "connection",
+            "connected to {}:{}{}: {} {}, frame_max {}, heartbeat {} s",
+            endpoint.host,
+            endpoint.port,
+            if cfg.tls.is_some() { " (TLS)" } else { "" },
+            info.property("product").unwrap_or("broker"),
+            info.version_string(),
+            info.frame_max,
+            info.heartbeat
+        );
+        log_at!(
+            log,
+            Level::Debug,
+            "connection",
+            "{}:{} advertises {}:{}, cluster {:?}, {} command versions",
+            endpoint.host,
+            endpoint.port,
+            info.advertised_host,
+            info.advertised_port,
+            info.property("cluster_name").unwrap_or(""),
+            info.command_versions.len()
+        );
 
         let (out, out_rx) = mpsc::unbounded_channel();
         let (state, _) = watch::channel(None);
@@ -432,6 +576,8 @@ impl Connection {
             epoch: Instant::now(),
             last_read_ms: AtomicU64::new(0),
             last_write_ms: AtomicU64::new(0),
+            log: log.clone(),
+            counters: counters.clone(),
         });
         let (rd, wr) = tokio::io::split(io);
         let conn = Connection { inner };
@@ -451,6 +597,18 @@ impl Connection {
     /// The host and port this connection was dialled to.
     pub fn endpoint(&self) -> &Endpoint {
         &self.inner.endpoint
+    }
+
+    /// The logger this connection was opened with (its environment's), for the producers and
+    /// consumers that use the connection.
+    pub fn logger(&self) -> &Log {
+        &self.inner.log
+    }
+
+    /// The traffic counters this connection adds to (shared with its environment's other
+    /// connections).
+    pub fn counters(&self) -> &Arc<TrafficCounters> {
+        &self.inner.counters
     }
 
     /// False once the connection failed or was closed.
@@ -556,12 +714,28 @@ impl Connection {
             stream: stream.into(),
             listener,
         });
+        drop(slots);
+        self.log_slot("publisher", id, stream, "registered");
         Ok(Some(id))
     }
 
     /// Frees a publisher id.
     pub fn unregister_publisher(&self, id: u8) {
-        lock(&self.inner.slots).publishers[id as usize] = None;
+        let slot = lock(&self.inner.slots).publishers[id as usize].take();
+        if let Some(s) = slot {
+            self.log_slot("publisher", id, &s.stream, "unregistered");
+        }
+    }
+
+    fn log_slot(&self, what: &str, id: u8, stream: &str, event: &str) {
+        log_at!(
+            self.inner.log,
+            Level::Debug,
+            "connection",
+            "{what} {id} on stream {stream:?} {event} on {}:{}",
+            self.inner.endpoint.host,
+            self.inner.endpoint.port
+        );
     }
 
     /// Reserves a subscription id for a consumer on `stream`; `None` when the connection holds
@@ -580,12 +754,17 @@ impl Connection {
             stream: stream.into(),
             listener,
         });
+        drop(slots);
+        self.log_slot("subscription", id, stream, "registered");
         Ok(Some(id))
     }
 
     /// Frees a subscription id.
     pub fn unregister_subscription(&self, id: u8) {
-        lock(&self.inner.slots).subscriptions[id as usize] = None;
+        let slot = lock(&self.inner.slots).subscriptions[id as usize].take();
+        if let Some(s) = slot {
+            self.log_slot("subscription", id, &s.stream, "unregistered");
+        }
     }
 
     /// Number of registered publishers and subscriptions.
@@ -611,7 +790,7 @@ impl Connection {
                 })
             })
             .await;
-        self.fail(ClientError::Closed("closed by the application".into()));
+        self.fail(ClientError::Closed(APP_CLOSE.into()));
         match res {
             Ok(Frame::CloseResponse(_)) | Err(ClientError::Closed(_)) => Ok(()),
             Ok(f) => Err(ClientError::Protocol(format!(
@@ -635,6 +814,19 @@ impl Connection {
         if !first {
             return;
         }
+        let level = match &reason {
+            ClientError::Closed(m) if m == APP_CLOSE => Level::Info,
+            ClientError::Closed(_) => Level::Warn,
+            _ => Level::Error,
+        };
+        log_at!(
+            self.inner.log,
+            level,
+            "connection",
+            "connection to {}:{} closed: {reason}",
+            self.inner.endpoint.host,
+            self.inner.endpoint.port
+        );
         lock(&self.inner.pending).clear();
         let (pubs, subs): (Vec<_>, Vec<_>) = {
             let mut slots = lock(&self.inner.slots);
@@ -715,6 +907,19 @@ impl Connection {
                         take_stream(&mut slots.subscriptions, &m.stream),
                     )
                 };
+                log_at!(
+                    self.inner.log,
+                    Level::Warn,
+                    "connection",
+                    "metadata update from {}:{}: stream {:?} unavailable ({}); {} publisher(s) \
+                     and {} subscription(s) dropped",
+                    self.inner.endpoint.host,
+                    self.inner.endpoint.port,
+                    m.stream,
+                    m.code,
+                    pubs.len(),
+                    subs.len()
+                );
                 for p in pubs {
                     p.listener.stream_unavailable(m.code);
                 }
@@ -723,6 +928,16 @@ impl Connection {
                 }
             }
             Frame::Close(c) => {
+                log_at!(
+                    self.inner.log,
+                    Level::Debug,
+                    "connection",
+                    "the broker at {}:{} sent Close: {} {}",
+                    self.inner.endpoint.host,
+                    self.inner.endpoint.port,
+                    c.code,
+                    c.reason
+                );
                 let _ = self.send_frame(&Frame::CloseResponse(CodeResponse {
                     correlation_id: c.correlation_id,
                     code: ResponseCode::OK,
@@ -746,13 +961,42 @@ impl Connection {
 async fn reader_task(conn: Connection, mut rd: ReadHalf<Transport>) {
     let mut buf = BytesMut::with_capacity(256 * 1024);
     let mut state = conn.inner.state.subscribe();
+    let counters = conn.inner.counters.clone();
+    let log = conn.inner.log.clone();
     let reason = loop {
+        let mut frames = 0u64;
         loop {
-            match split_frame(&mut buf, 0) {
+            let next = split_frame(&mut buf, 0);
+            if matches!(next, Ok(Some(_))) {
+                frames += 1;
+            }
+            match next {
                 Ok(Some(body)) => match Frame::decode_server(body) {
-                    Ok(frame) => conn.dispatch(frame),
+                    Ok(frame) => {
+                        log_at!(
+                            log,
+                            Level::Trace,
+                            "connection",
+                            "received frame 0x{:04x} from {}:{}",
+                            frame.key(),
+                            conn.inner.endpoint.host,
+                            conn.inner.endpoint.port
+                        );
+                        conn.dispatch(frame)
+                    }
                     // A command from a newer broker is skipped, not fatal.
-                    Err(DecodeError::UnknownKey(_) | DecodeError::UnsupportedVersion { .. }) => {}
+                    Err(
+                        e @ (DecodeError::UnknownKey(_) | DecodeError::UnsupportedVersion { .. }),
+                    ) => {
+                        log_at!(
+                            log,
+                            Level::Debug,
+                            "connection",
+                            "skipped a frame from {}:{}: {e}",
+                            conn.inner.endpoint.host,
+                            conn.inner.endpoint.port
+                        );
+                    }
                     Err(e) => {
                         conn.fail(ClientError::Protocol(e.to_string()));
                         return;
@@ -765,13 +1009,17 @@ async fn reader_task(conn: Connection, mut rd: ReadHalf<Transport>) {
                 }
             }
         }
+        counters.received(frames, 0);
         if buf.capacity() - buf.len() < 64 * 1024 {
             buf.reserve(256 * 1024);
         }
         tokio::select! {
             r = rd.read_buf(&mut buf) => match r {
                 Ok(0) => break ClientError::Closed("the broker closed the socket".into()),
-                Ok(_) => conn.inner.last_read_ms.store(conn.now_ms(), Ordering::Relaxed),
+                Ok(n) => {
+                    counters.received(0, n as u64);
+                    conn.inner.last_read_ms.store(conn.now_ms(), Ordering::Relaxed);
+                }
                 Err(e) => break ClientError::io(e),
             },
             _ = state.changed() => return,
@@ -793,10 +1041,16 @@ async fn writer_task(
             _ = state.changed() => None,
         };
         let Some(first) = first else { break };
+        // one Bytes = one frame (see `send_bytes`)
+        let (mut frames, mut bytes) = (1u64, first.len() as u64);
         let mut res = w.write_all(&first).await;
         while res.is_ok() {
             match rx.try_recv() {
-                Ok(next) => res = w.write_all(&next).await,
+                Ok(next) => {
+                    frames += 1;
+                    bytes += next.len() as u64;
+                    res = w.write_all(&next).await;
+                }
                 Err(_) => break,
             }
         }
@@ -807,17 +1061,23 @@ async fn writer_task(
             conn.fail(ClientError::io(e));
             break;
         }
+        conn.inner.counters.sent(frames, bytes);
         conn.inner
             .last_write_ms
             .store(conn.now_ms(), Ordering::Relaxed);
     }
     // Flush what was queued before close (e.g. the Close response), then end the stream.
+    let (mut frames, mut bytes) = (0u64, 0u64);
     while let Ok(next) = rx.try_recv() {
         if w.write_all(&next).await.is_err() {
             return;
         }
+        frames += 1;
+        bytes += next.len() as u64;
     }
-    let _ = w.flush().await;
+    if w.flush().await.is_ok() && frames > 0 {
+        conn.inner.counters.sent(frames, bytes);
+    }
     let _ = w.shutdown().await;
 }
 

@@ -1,11 +1,16 @@
 //! The environment: a locator connection to one of the seed hosts for management and
 //! metadata, and a pool of data connections per broker node for producers and consumers.
+//!
+//! It owns the [`Log`] its connections, producers and consumers log through, and the traffic
+//! counters its connections share ([`Environment::stats`]).
 
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use super::config::{ConnectionConfig, Endpoint};
-use super::connection::{Connection, ServerInfo};
+use super::connection::{Connection, ServerInfo, TrafficCounters};
 use super::error::{ClientError, Result};
+use super::log::{Level, Log, log_at};
 use crate::protocol::codes::{ResponseCode, key};
 use crate::protocol::commands::{
     CreateStream, CreateSuperStream, DeleteStream, DeleteSuperStream, Frame, Metadata,
@@ -53,21 +58,54 @@ pub enum Role {
     Consumer,
 }
 
+/// Counters of an environment, read with [`Environment::stats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EnvironmentStats {
+    /// Frames received over all its connections (handshakes and heartbeats included).
+    pub frames_in: u64,
+    /// Frames sent over all its connections.
+    pub frames_out: u64,
+    /// Bytes received over all its connections.
+    pub bytes_in: u64,
+    /// Bytes sent over all its connections.
+    pub bytes_out: u64,
+    /// Connections opened (handshake done) since the environment was created, locator
+    /// connections included.
+    pub connections_opened: u64,
+    /// Data connections (for producers and consumers) open now.
+    pub data_connections: u64,
+    /// Times the locator connection was reopened after it was lost.
+    pub reconnects: u64,
+}
+
 /// Connections to a broker or cluster.
 pub struct Environment {
     config: ConnectionConfig,
     locator: tokio::sync::Mutex<Option<Connection>>,
     pool: Mutex<Vec<Connection>>,
+    log: Log,
+    counters: Arc<TrafficCounters>,
+    reconnects: AtomicU64,
 }
 
 impl Environment {
-    /// Opens the locator connection to the first seed host that answers.
+    /// Opens the locator connection to the first seed host that answers. Logs nothing; see
+    /// [`connect_with`](Self::connect_with).
     pub async fn connect(config: ConnectionConfig) -> Result<Environment> {
+        Self::connect_with(config, Log::off()).await
+    }
+
+    /// [`connect`](Self::connect) with a logger for the environment, its connections and the
+    /// producers and consumers created from it.
+    pub async fn connect_with(config: ConnectionConfig, log: Log) -> Result<Environment> {
         config.validate()?;
         let env = Environment {
             config,
             locator: tokio::sync::Mutex::new(None),
             pool: Mutex::new(Vec::new()),
+            log,
+            counters: Arc::default(),
+            reconnects: AtomicU64::new(0),
         };
         env.locator().await?;
         Ok(env)
@@ -78,17 +116,54 @@ impl Environment {
         &self.config
     }
 
+    /// The environment's logger, for producers and consumers (targets `producer` and
+    /// `consumer`): `log_at!(env.logger(), Level::Info, "producer", ...)`.
+    pub fn logger(&self) -> &Log {
+        &self.log
+    }
+
+    /// The environment's counters: traffic over all its connections, connections opened, data
+    /// connections open now, locator reconnections. Any thread; never blocks for long (takes
+    /// the pool's lock to count open data connections).
+    pub fn stats(&self) -> EnvironmentStats {
+        let t = self.counters.snapshot();
+        let data = self
+            .pool
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|c| c.is_open())
+            .count() as u64;
+        EnvironmentStats {
+            frames_in: t.frames_in,
+            frames_out: t.frames_out,
+            bytes_in: t.bytes_in,
+            bytes_out: t.bytes_out,
+            connections_opened: t.connections_opened,
+            data_connections: data,
+            reconnects: self.reconnects.load(Ordering::Relaxed),
+        }
+    }
+
     async fn open_seed(&self) -> Result<Connection> {
         let mut last = None;
         for ep in &self.config.endpoints {
-            match Connection::open(&self.config, ep).await {
+            match Connection::open_with(&self.config, ep, &self.log, &self.counters).await {
                 Ok(c) => return Ok(c),
                 // A wrong password or vhost will not get better on the next host.
                 Err(e @ ClientError::Auth(_)) => return Err(e),
                 Err(e) => last = Some(e),
             }
         }
-        Err(last.unwrap_or_else(|| ClientError::InvalidArgument("no host configured".into())))
+        let e = last.unwrap_or_else(|| ClientError::InvalidArgument("no host configured".into()));
+        log_at!(
+            self.log,
+            Level::Error,
+            "environment",
+            "no seed host answered ({} tried): {e}",
+            self.config.endpoints.len()
+        );
+        Err(e)
     }
 
     /// The locator connection, reopened when it was lost.
@@ -97,7 +172,22 @@ impl Environment {
         if let Some(c) = guard.as_ref().filter(|c| c.is_open()) {
             return Ok(c.clone());
         }
+        let lost = guard.as_ref().map(|c| c.close_reason());
+        if let Some(reason) = &lost {
+            log_at!(
+                self.log,
+                Level::Info,
+                "environment",
+                "reopening the locator connection (lost: {})",
+                reason
+                    .as_ref()
+                    .map_or_else(|| "unknown".to_string(), |r| r.to_string())
+            );
+        }
         let c = self.open_seed().await?;
+        if lost.is_some() {
+            self.reconnects.fetch_add(1, Ordering::Relaxed);
+        }
         *guard = Some(c.clone());
         Ok(c)
     }
@@ -414,6 +504,18 @@ impl Environment {
         }
         let target = &candidates[0];
         let conn = self.open_to(target).await?;
+        log_at!(
+            self.log,
+            Level::Debug,
+            "environment",
+            "new data connection to {}:{} for {} on stream {stream:?}",
+            target.host,
+            target.port,
+            match role {
+                Role::Leader => "a producer",
+                Role::Consumer => "a consumer",
+            }
+        );
         self.pool
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -431,7 +533,7 @@ impl Environment {
     /// load-balancer mode through the seed hosts until the advertised address matches.
     async fn open_to(&self, ep: &Endpoint) -> Result<Connection> {
         if !self.config.load_balancer_mode {
-            return Connection::open(&self.config, ep).await;
+            return Connection::open_with(&self.config, ep, &self.log, &self.counters).await;
         }
         const ATTEMPTS: usize = 10;
         for _ in 0..ATTEMPTS {
@@ -439,6 +541,16 @@ impl Environment {
             if self.reaches(&c, ep) {
                 return Ok(c);
             }
+            log_at!(
+                self.log,
+                Level::Debug,
+                "environment",
+                "load balancer led to {}:{} instead of {}:{}; trying again",
+                c.info().advertised_host,
+                c.info().advertised_port,
+                ep.host,
+                ep.port
+            );
             let _ = c.close().await;
         }
         Err(ClientError::Io(format!(
@@ -451,6 +563,13 @@ impl Environment {
     pub async fn close(&self) {
         let pooled: Vec<Connection> =
             std::mem::take(&mut *self.pool.lock().unwrap_or_else(|e| e.into_inner()));
+        log_at!(
+            self.log,
+            Level::Debug,
+            "environment",
+            "closing the environment ({} data connection(s))",
+            pooled.len()
+        );
         for c in pooled {
             let _ = c.close().await;
         }

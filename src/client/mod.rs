@@ -7,17 +7,21 @@ pub mod connection;
 pub mod consumer;
 pub mod environment;
 pub mod error;
+pub mod log;
 pub mod producer;
 pub mod transport;
 
 pub use config::{ConnectionConfig, Endpoint, SaslMechanism, TlsConfig};
-pub use connection::{Connection, PublisherListener, ServerInfo, SubscriptionListener};
+pub use connection::{
+    Connection, PublisherListener, ServerInfo, SubscriptionListener, Traffic, TrafficCounters,
+};
 pub use consumer::{
     Consumer, ConsumerConfig, ConsumerEvents, ConsumerRecord, ConsumerStats, CreditPolicy,
     DeliveredChunk,
 };
-pub use environment::{Environment, Role, StreamLocation, StreamStatistics};
+pub use environment::{Environment, EnvironmentStats, Role, StreamLocation, StreamStatistics};
 pub use error::{ClientError, Result};
+pub use log::{Level, Log, Logger};
 pub use producer::{
     BodyFormat, Confirm, ConfirmStatus, OutgoingMessage, Producer, ProducerConfig, ProducerEvents,
     ProducerStats,
