@@ -1277,6 +1277,13 @@ impl Producer {
         self.shared.name.as_deref()
     }
 
+    /// False once the producer stopped accepting sends: after [`close`](Self::close), or once
+    /// its connection or stream was lost (sends then fail with [`ClientError::Closed`]). Any
+    /// thread, never blocks.
+    pub fn is_open(&self) -> bool {
+        self.shared.accepting.load(Ordering::Acquire)
+    }
+
     /// Sends one message and returns its publishing id; its outcome comes later through
     /// [`ProducerEvents::confirms`] (exactly once when this returns `Ok`, never otherwise).
     ///
