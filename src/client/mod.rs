@@ -9,6 +9,7 @@ pub mod environment;
 pub mod error;
 pub mod log;
 pub mod producer;
+pub mod super_producer;
 pub mod transport;
 
 pub use config::{ConnectionConfig, Endpoint, SaslMechanism, TlsConfig};
@@ -25,4 +26,8 @@ pub use log::{Level, Log, Logger};
 pub use producer::{
     BodyFormat, Confirm, ConfirmStatus, OutgoingMessage, Producer, ProducerConfig, ProducerEvents,
     ProducerStats,
+};
+pub use super_producer::{
+    EnvironmentHandle, KeyExtractor, Routing, RoutingFn, SuperProducer, SuperProducerConfig,
+    SuperProducerEvents,
 };
