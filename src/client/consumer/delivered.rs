@@ -56,8 +56,10 @@ impl<'a> ConsumerRecord<'a> {
 /// A zero-copy view: the header is parsed in place and bodies borrow the frame's [`Bytes`]
 /// (or, for compressed sub-entry batches, the one per-chunk buffer they were decompressed into
 /// when the chunk arrived). Records with an offset below the offset the consumer asked for
-/// (`OffsetSpec::Offset(n)`: the broker starts at the chunk that *contains* `n`) are hidden:
-/// [`len`](Self::len), [`get`](Self::get) and [`records`](Self::records) see only the rest.
+/// (`OffsetSpec::Offset(n)`: the broker starts at the chunk that *contains* `n`) are hidden,
+/// and so are those the consumer's post-filter rejected: [`len`](Self::len),
+/// [`get`](Self::get) and [`records`](Self::records) see only the rest, with their own
+/// offsets (hidden records keep theirs; nothing is renumbered).
 ///
 /// * [`records`](Self::records) iterates without allocating.
 /// * [`get`](Self::get) gives random access by position; the first call builds an index of the
@@ -78,6 +80,9 @@ pub struct DeliveredChunk {
     pub(super) stream: std::sync::Arc<str>,
     /// Records hidden at the start (before the requested offset).
     pub(super) skip: u32,
+    /// With a post-filter that rejected some records: the positions (0 = first record after
+    /// the `skip` ones) of those kept, ascending. `None`: all kept.
+    pub(super) kept: Option<Box<[u32]>>,
     /// Index (and decompressed records): set when the chunk arrived if it holds compressed
     /// sub-entries, else on the first `get`. `None` inside if indexing failed (it cannot for a
     /// validated chunk).
@@ -92,6 +97,7 @@ impl fmt::Debug for DeliveredChunk {
             .field("chunk_id", &self.chunk_id())
             .field("records", &self.len())
             .field("skipped", &self.skip)
+            .field("filtered_out", &self.filtered_out())
             .field("committed_chunk_id", &self.committed_chunk_id)
             .field("credit_pending", &self.release.is_some())
             .finish()
@@ -130,9 +136,17 @@ impl DeliveredChunk {
         self.committed_chunk_id
     }
 
-    /// Number of visible records (those at or after the requested offset). Never 0 for a
-    /// chunk handed to the application.
+    /// Number of visible records (those at or after the requested offset that the post-filter
+    /// kept). Never 0 for a chunk handed to the application.
     pub fn len(&self) -> usize {
+        match &self.kept {
+            Some(k) => k.len(),
+            None => self.unfiltered_len(),
+        }
+    }
+
+    /// Records at or after the requested offset, before post-filtering.
+    fn unfiltered_len(&self) -> usize {
         (self.chunk.header().num_records - self.skip) as usize
     }
 
@@ -147,12 +161,21 @@ impl DeliveredChunk {
         self.skip as usize
     }
 
-    /// Offset of the first visible record.
-    pub fn first_offset(&self) -> u64 {
-        self.chunk_id() + u64::from(self.skip)
+    /// How many records at or after the requested offset the consumer's post-filter hid.
+    pub fn filtered_out(&self) -> usize {
+        self.kept
+            .as_ref()
+            .map_or(0, |k| self.unfiltered_len() - k.len())
     }
 
-    /// Offset of the last record.
+    /// Offset of the first visible record.
+    pub fn first_offset(&self) -> u64 {
+        let first = self.kept.as_ref().and_then(|k| k.first()).copied();
+        self.chunk_id() + u64::from(self.skip) + u64::from(first.unwrap_or(0))
+    }
+
+    /// Offset of the chunk's last record, visible or not (what the chunk counts for in offset
+    /// tracking once processed).
     pub fn last_offset(&self) -> u64 {
         self.chunk.header().next_offset().saturating_sub(1)
     }
@@ -168,7 +191,11 @@ impl DeliveredChunk {
             .decoded
             .get_or_init(|| DecodedChunk::decode(self.chunk.clone(), DecodeLimits::default()).ok())
             .as_ref()?;
-        let r = decoded.record(i + self.skip as usize)?;
+        let pos = match &self.kept {
+            Some(k) => *k.get(i)? as usize,
+            None => i,
+        };
+        let r = decoded.record(pos + self.skip as usize)?;
         Some(ConsumerRecord {
             offset: r.offset,
             timestamp: r.timestamp,
@@ -190,13 +217,18 @@ impl DeliveredChunk {
             _ => Inner::Walk {
                 entries: self.chunk.entries(),
                 batch: None,
-                min_offset: self.first_offset(),
+                min_offset: self.chunk_id() + u64::from(self.skip),
             },
         };
         Records {
             inner,
             remaining,
             timestamp,
+            kept: self.kept.as_deref().map(|kept| Kept {
+                kept,
+                next: 0,
+                pos: 0,
+            }),
         }
     }
 
@@ -214,6 +246,7 @@ impl DeliveredChunk {
             committed_chunk_id: None,
             stream: stream.into(),
             skip: p.skip,
+            kept: None,
             decoded: p
                 .decoded
                 .map(|d| OnceLock::from(Some(d)))
@@ -239,6 +272,18 @@ pub struct Records<'a> {
     inner: Inner<'a>,
     remaining: usize,
     timestamp: i64,
+    /// The post-filter's verdict, when it rejected some.
+    kept: Option<Kept<'a>>,
+}
+
+/// Walks the positions a post-filter kept alongside the records.
+#[derive(Debug, Clone)]
+struct Kept<'a> {
+    kept: &'a [u32],
+    /// Index in `kept` of the next position to yield.
+    next: usize,
+    /// Position of the next record the inner iterator yields.
+    pos: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -331,23 +376,29 @@ impl<'a> Iterator for Records<'a> {
         if self.remaining == 0 {
             return None;
         }
-        let next = match &mut self.inner {
-            Inner::Indexed { decoded, pos } => {
-                let r = decoded.record(*pos);
-                *pos += 1;
-                r.map(|r| self.record(r.offset, r.body))
-            }
-            Inner::Walk { .. } => self.next_walk(),
-        };
-        match next {
-            Some(r) => {
-                self.remaining -= 1;
-                Some(r)
-            }
-            None => {
+        loop {
+            let next = match &mut self.inner {
+                Inner::Indexed { decoded, pos } => {
+                    let r = decoded.record(*pos);
+                    *pos += 1;
+                    r.map(|r| self.record(r.offset, r.body))
+                }
+                Inner::Walk { .. } => self.next_walk(),
+            };
+            let Some(r) = next else {
                 self.remaining = 0;
-                None
+                return None;
+            };
+            if let Some(k) = &mut self.kept {
+                let pos = k.pos;
+                k.pos += 1;
+                if k.kept.get(k.next) != Some(&pos) {
+                    continue;
+                }
+                k.next += 1;
             }
+            self.remaining -= 1;
+            return Some(r);
         }
     }
 

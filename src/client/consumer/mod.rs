@@ -20,22 +20,31 @@
 
 mod credit;
 mod delivered;
+mod filter;
+mod sac;
+mod tracking;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use tokio::sync::mpsc;
 
 pub use credit::CreditPolicy;
 pub use delivered::{ConsumerRecord, DeliveredChunk, Records};
+pub use filter::PostFilter;
+pub use sac::ConsumerUpdate;
+pub use tracking::{TrackingContext, TrackingDecider, TrackingStrategy};
 
-use self::credit::Release;
+use self::credit::{CreditBook, Release};
+use self::tracking::{Advance, Progress};
 use super::connection::{Connection, SubscriptionListener};
 use super::environment::{Environment, Role, check_name, code_of, unexpected};
 use super::error::{ClientError, Result};
 use crate::protocol::chunk::DecodeLimits;
-use crate::protocol::codes::{OffsetSpec, ResponseCode};
+use crate::protocol::codes::{OffsetSpec, ResponseCode, key};
 use crate::protocol::commands::{
     Credit, Deliver, Frame, QueryOffset, StoreOffset, Subscribe, Unsubscribe,
 };
@@ -43,19 +52,26 @@ use crate::protocol::commands::{
 /// The broker reads credit as a signed 16-bit value.
 pub const MAX_CREDIT: u16 = i16::MAX as u16;
 
+/// Default [`ConsumerConfig::consumer_update_timeout`].
+pub const DEFAULT_CONSUMER_UPDATE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest [`ConsumerConfig::consumer_update_timeout`]: the broker closes the connection when
+/// a ConsumerUpdate is not answered within 60 s (`rabbitmq_stream.request_timeout`).
+pub const MAX_CONSUMER_UPDATE_TIMEOUT: Duration = Duration::from_secs(55);
+
 /// How to subscribe. Build it with `..Default::default()` so that fields added later keep
 /// your code compiling.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsumerConfig {
-    /// Subscription property `name`: the consumer's name in the management UI, and the
-    /// reference under which [`Consumer::store_offset`] / [`Consumer::query_offset`] keep the
-    /// offset (1 to 255 bytes). Default `None`.
+    /// Subscription property `name`: the consumer's name in the management UI, the group of a
+    /// single active consumer, and the default offset-tracking reference (1 to 255 bytes).
+    /// Default `None`.
     pub name: Option<String>,
     /// Where to start. Default [`OffsetSpec::Next`] (the Java client's default): only messages
     /// written after subscribing, so a new consumer never replays a whole stream by surprise.
     /// With `Offset(n)` the records of the first chunk that precede `n` are skipped
     /// client-side; `Last` starts at the beginning of the last chunk (broker semantics);
-    /// `Timestamp(ms)` at the first chunk written at or after that time.
+    /// `Timestamp(ms)` at the first chunk written at or after that time. Offset tracking
+    /// replaces it with the offset after the stored one when one is stored.
     pub offset: OffsetSpec,
     /// Chunks the broker may send before it needs more credit, 1 to 32767. Default 10 (Java,
     /// Go): enough to keep the pipe full, and with [`CreditPolicy::OnRelease`] the most chunks
@@ -67,9 +83,49 @@ pub struct ConsumerConfig {
     /// reported through [`ConsumerEvents::error`] and the chunk is not delivered (its credit
     /// still goes back). Costs one pass over the chunk's bytes at several GB/s.
     pub crc_check: bool,
-    /// Extra subscription properties sent as they are (`filter.N`, `match-unfiltered`, ...).
-    /// Must not repeat `name` when [`ConsumerConfig::name`] is set. Default empty.
+    /// Extra subscription properties sent as they are. Must not repeat `name` when
+    /// [`ConsumerConfig::name`] is set, nor the keys the fields below produce when they are
+    /// used. Default empty.
     pub properties: Vec<(String, String)>,
+    /// Server-side offset tracking (see [`TrackingStrategy`]). Default
+    /// [`TrackingStrategy::Disabled`].
+    pub tracking: TrackingStrategy,
+    /// The reference the offset is stored under; `None` (default): [`name`](Self::name).
+    /// 1 to 255 bytes.
+    pub tracking_reference: Option<String>,
+    /// Single active consumer (RabbitMQ 3.11+): among the consumers of the stream with this
+    /// [`name`](Self::name) (required), the broker lets one at a time receive. A consumer starts
+    /// inactive; when the broker activates it, [`ConsumerEvents::consumer_update`] decides
+    /// where it starts (default: after the offset stored under its tracking reference, else
+    /// [`offset`](Self::offset)); when it steps down it stops delivering, waits (within
+    /// [`consumer_update_timeout`](Self::consumer_update_timeout)) for the application to
+    /// release what it holds and, with an automatic [`tracking`](Self::tracking) strategy,
+    /// stores its processed offset so that the next active consumer continues right after.
+    /// On older brokers [`Consumer::new`] fails with [`ClientError::Unsupported`]. Default
+    /// `false`.
+    pub single_active_consumer: bool,
+    /// Subscription property `super-stream`: with [`single_active_consumer`](Self::single_active_consumer),
+    /// the broker spreads the active consumers of the group over the super stream's
+    /// partitions. Default `None`.
+    pub super_stream: Option<String>,
+    /// How long a single active consumer waits for [`ConsumerEvents::consumer_update`] to
+    /// answer (and, on a step-down, for the application to release its chunks) before it
+    /// answers the broker with the default. Default 5 s, at most
+    /// [`MAX_CONSUMER_UPDATE_TIMEOUT`].
+    pub consumer_update_timeout: Duration,
+    /// Broker-side filtering (RabbitMQ 3.13+; [`ClientError::Unsupported`] before): only
+    /// chunks that may hold messages published with one of these filter values are sent (a
+    /// Bloom filter per chunk: false positives happen, and a chunk comes whole, with messages
+    /// of other values — see [`post_filter`](Self::post_filter)). Subscription properties
+    /// `filter.0`, `filter.1`, ... Default empty (no filtering).
+    pub filter_values: Vec<String>,
+    /// With [`filter_values`](Self::filter_values): also receive chunks holding messages
+    /// published without a filter value. Default `false`.
+    pub match_unfiltered: bool,
+    /// Client-side filter applied to each record before the application sees it (see
+    /// [`PostFilter`]); with [`filter_values`](Self::filter_values) it is what removes the
+    /// messages the application did not ask for. Default `None`.
+    pub post_filter: Option<PostFilter>,
 }
 
 impl Default for ConsumerConfig {
@@ -81,40 +137,151 @@ impl Default for ConsumerConfig {
             credit_policy: CreditPolicy::OnRelease,
             crc_check: true,
             properties: Vec::new(),
+            tracking: TrackingStrategy::Disabled,
+            tracking_reference: None,
+            single_active_consumer: false,
+            super_stream: None,
+            consumer_update_timeout: DEFAULT_CONSUMER_UPDATE_TIMEOUT,
+            filter_values: Vec::new(),
+            match_unfiltered: false,
+            post_filter: None,
         }
     }
+}
+
+const SAC_PROPERTY: &str = "single-active-consumer";
+const SUPER_STREAM_PROPERTY: &str = "super-stream";
+const MATCH_UNFILTERED_PROPERTY: &str = "match-unfiltered";
+const FILTER_PREFIX: &str = "filter.";
+
+fn invalid(message: impl Into<String>) -> ClientError {
+    ClientError::InvalidArgument(message.into())
 }
 
 impl ConsumerConfig {
     /// Checks the values [`Consumer::new`] would reject.
     pub fn validate(&self) -> Result<()> {
+        let has_property =
+            |pred: &dyn Fn(&str) -> bool| self.properties.iter().any(|(k, _)| pred(k));
         if let Some(name) = &self.name {
             check_name("consumer name", name)?;
-            if self.properties.iter().any(|(k, _)| k == "name") {
-                return Err(ClientError::InvalidArgument(
-                    "the name is set both as `name` and in `properties`".into(),
+            if has_property(&|k| k == "name") {
+                return Err(invalid(
+                    "the name is set both as `name` and in `properties`",
                 ));
             }
         }
         if !(1..=MAX_CREDIT).contains(&self.initial_credit) {
-            return Err(ClientError::InvalidArgument(format!(
+            return Err(invalid(format!(
                 "initial credit must be 1 to {MAX_CREDIT}, got {}",
                 self.initial_credit
             )));
         }
-        if self.properties.iter().any(|(k, _)| k.is_empty()) {
-            return Err(ClientError::InvalidArgument(
-                "subscription property with an empty key".into(),
+        self.credit_policy
+            .validate(self.initial_credit)
+            .map_err(invalid)?;
+        if has_property(&str::is_empty) {
+            return Err(invalid("subscription property with an empty key"));
+        }
+        if let Some(r) = &self.tracking_reference {
+            check_name("tracking reference", r)?;
+        }
+        self.tracking.validate().map_err(invalid)?;
+        if self.tracking.is_enabled() && self.reference().is_none() {
+            return Err(invalid(
+                "offset tracking needs a consumer name or a tracking reference",
+            ));
+        }
+        if self.single_active_consumer {
+            if self.name.is_none() {
+                return Err(invalid(
+                    "a single active consumer needs a name (the group's name)",
+                ));
+            }
+            if has_property(&|k| k == SAC_PROPERTY) {
+                return Err(invalid(
+                    "single-active-consumer is set both as a field and in `properties`",
+                ));
+            }
+        }
+        if let Some(s) = &self.super_stream {
+            check_name("super stream name", s)?;
+            if has_property(&|k| k == SUPER_STREAM_PROPERTY) {
+                return Err(invalid(
+                    "super-stream is set both as a field and in `properties`",
+                ));
+            }
+        }
+        if self.consumer_update_timeout < Duration::from_millis(1)
+            || self.consumer_update_timeout > MAX_CONSUMER_UPDATE_TIMEOUT
+        {
+            return Err(invalid(format!(
+                "consumer_update_timeout must be 1 ms to {} s, got {:?}",
+                MAX_CONSUMER_UPDATE_TIMEOUT.as_secs(),
+                self.consumer_update_timeout
+            )));
+        }
+        if self
+            .filter_values
+            .iter()
+            .any(|v| v.is_empty() || v.len() > i16::MAX as usize)
+        {
+            return Err(invalid("filter values must be 1 to 32767 bytes long"));
+        }
+        if self.match_unfiltered && self.filter_values.is_empty() {
+            return Err(invalid("match_unfiltered needs filter values"));
+        }
+        if !self.filter_values.is_empty()
+            && has_property(&|k| k.starts_with(FILTER_PREFIX) || k == MATCH_UNFILTERED_PROPERTY)
+        {
+            return Err(invalid(
+                "filter values are set both as a field and in `properties`",
             ));
         }
         Ok(())
     }
 
-    /// The Subscribe properties: `name` first, then the extra ones.
+    /// The offset-tracking reference: [`tracking_reference`](Self::tracking_reference), else
+    /// the [`name`](Self::name).
+    pub fn reference(&self) -> Option<&str> {
+        self.tracking_reference.as_deref().or(self.name.as_deref())
+    }
+
+    /// Whether the subscription is a single active consumer (the field, or the raw property).
+    fn is_single_active(&self) -> bool {
+        self.single_active_consumer
+            || self
+                .properties
+                .iter()
+                .any(|(k, v)| k == SAC_PROPERTY && v == "true")
+    }
+
+    /// Whether the subscription asks for broker-side filtering (the field, or raw properties).
+    fn uses_filtering(&self) -> bool {
+        !self.filter_values.is_empty()
+            || self
+                .properties
+                .iter()
+                .any(|(k, _)| k.starts_with(FILTER_PREFIX))
+    }
+
+    /// The Subscribe properties: `name`, single active consumer, filters, then the extra ones.
     fn subscribe_properties(&self) -> Vec<(String, String)> {
-        let mut p = Vec::with_capacity(self.properties.len() + 1);
+        let mut p = Vec::with_capacity(self.properties.len() + self.filter_values.len() + 4);
         if let Some(name) = &self.name {
             p.push(("name".to_string(), name.clone()));
+        }
+        if self.single_active_consumer {
+            p.push((SAC_PROPERTY.to_string(), "true".to_string()));
+        }
+        if let Some(s) = &self.super_stream {
+            p.push((SUPER_STREAM_PROPERTY.to_string(), s.clone()));
+        }
+        for (i, v) in self.filter_values.iter().enumerate() {
+            p.push((format!("{FILTER_PREFIX}{i}"), v.clone()));
+        }
+        if self.match_unfiltered {
+            p.push((MATCH_UNFILTERED_PROPERTY.to_string(), "true".to_string()));
         }
         p.extend(self.properties.iter().cloned());
         p
@@ -125,24 +292,34 @@ impl ConsumerConfig {
 ///
 /// Threads: called on a Tokio task — the connection's reader task for `chunk`, `error` and
 /// `closed` after a broker or connection event; the task calling [`Consumer::close`] for a
-/// `closed` it causes. Calls for one consumer never overlap and come in order; `closed` is the
-/// last call, made exactly once. Implementations must return quickly and never block (queue
-/// the work elsewhere): they hold up the connection, which other consumers may share. They may
-/// call [`Consumer::credit`] and [`Consumer::stats`], release chunks, and drop the
+/// `closed` it causes; the consumer's own update task for `consumer_update`. Calls for one
+/// consumer never overlap and come in order; `closed` is the last call, made exactly once.
+/// Implementations must return quickly and never block (queue the work elsewhere): they hold
+/// up the connection, which other consumers may share. They may call [`Consumer::credit`],
+/// [`Consumer::stats`] and [`Consumer::store_processed_offset`], release chunks, and drop the
 /// [`Consumer`] (it then unsubscribes on another task). A panic in a callback is caught and
 /// ignored so it cannot take the connection down.
 pub trait ConsumerEvents: Send + Sync + 'static {
     /// A chunk with at least one record for the application. Hold it as long as needed; it
-    /// gives its credit back when dropped or released (see [`CreditPolicy`]).
+    /// gives its credit back when dropped or released (see [`CreditPolicy`]) and counts as
+    /// processed for offset tracking then.
     fn chunk(&self, chunk: DeliveredChunk);
     /// A non-fatal problem; the consumer goes on: a chunk failing its CRC check or that could
-    /// not be decoded (not delivered, its credit returned), or a credit error answered by the
-    /// broker.
+    /// not be decoded (not delivered, its credit returned), a panicking post-filter, or a
+    /// credit error answered by the broker.
     fn error(&self, error: &ClientError);
     /// The consumer stopped for good: the stream was deleted or became unavailable
     /// ([`ClientError::Server`] with the broker's code, `STREAM_NOT_AVAILABLE`), the connection
     /// was lost, or the application closed it ([`ClientError::Closed`]).
     fn closed(&self, reason: &ClientError);
+    /// A single active consumer is activated or steps down (see
+    /// [`ConsumerConfig::single_active_consumer`]). Answer with [`ConsumerUpdate::reply`],
+    /// here or later from any thread; without an answer by its deadline the consumer answers
+    /// the broker with [`ConsumerUpdate::default_offset`]. The default implementation answers
+    /// with the default at once.
+    fn consumer_update(&self, update: ConsumerUpdate) {
+        drop(update);
+    }
 }
 
 /// Counters of a consumer, read with [`Consumer::stats`].
@@ -156,6 +333,12 @@ pub struct ConsumerStats {
     pub bytes: u64,
     /// Credits granted to the broker, the initial credit included.
     pub credits_granted: u64,
+    /// Records the post-filter removed (in chunks handed over or not).
+    pub filtered_out: u64,
+    /// StoreOffset frames sent by this consumer (automatic and explicit stores).
+    pub offsets_stored: u64,
+    /// The offset this consumer stored last, if it stored any.
+    pub last_stored_offset: Option<u64>,
 }
 
 #[derive(Default)]
@@ -164,6 +347,10 @@ struct Stats {
     messages: AtomicU64,
     bytes: AtomicU64,
     credits_granted: AtomicU64,
+    filtered_out: AtomicU64,
+    offsets_stored: AtomicU64,
+    /// The last stored offset + 1; 0 for none.
+    last_stored: AtomicU64,
 }
 
 /// Where the event stream stands.
@@ -195,18 +382,34 @@ pub(crate) struct Shared {
     last_delivered: AtomicU64,
     limits: DecodeLimits,
     runtime: Option<tokio::runtime::Handle>,
+    /// The offset-tracking reference, if any.
+    reference: Option<String>,
+    /// Processed offset and store bookkeeping.
+    progress: Mutex<Progress>,
+    /// Highest committed chunk id announced by Deliver v2, + 1; 0 before any.
+    committed: AtomicU64,
+    /// Single active consumer.
+    sac: bool,
+    /// False while a single active consumer is not the active one (always true otherwise).
+    sac_active: AtomicBool,
+    /// Where the connection's listener queues ConsumerUpdate requests (single active
+    /// consumers only).
+    updates: Option<mpsc::UnboundedSender<sac::Request>>,
 }
 
 /// One subscription on one connection.
 pub(crate) struct Attachment {
     conn: Connection,
     subscription_id: u8,
-    /// Records before this offset are hidden (the start of `OffsetSpec::Offset`).
-    min_offset: u64,
+    /// Records before this offset are hidden (the start of `OffsetSpec::Offset`; set again
+    /// when a single active consumer is activated).
+    min_offset: AtomicU64,
     /// Cleared when the subscription ends; credit is then no longer sent for its chunks.
     active: AtomicBool,
     /// The encoded Credit(1) frame of this subscription.
     credit_one: Bytes,
+    initial_credit: u16,
+    credit: Mutex<CreditBook>,
 }
 
 impl Attachment {
@@ -262,19 +465,30 @@ impl Shared {
         }
     }
 
-    fn name(&self) -> Result<&str> {
-        self.config.name.as_deref().ok_or_else(|| {
-            ClientError::InvalidArgument("offset tracking needs a consumer name".into())
+    fn reference(&self) -> Result<&str> {
+        self.reference.as_deref().ok_or_else(|| {
+            ClientError::InvalidArgument(
+                "offset tracking needs a consumer name or a tracking reference".into(),
+            )
         })
     }
 
     /// Handles one Deliver for `attachment` (on the connection's reader task).
     fn deliver(self: &Arc<Self>, attachment: &Arc<Attachment>, deliver: Deliver) {
+        attachment.on_arrival(self);
+        if let Some(c) = deliver.committed_chunk_id {
+            self.committed
+                .fetch_max(c.saturating_add(1), Ordering::Relaxed);
+        }
         let release = Release::new(self.clone(), attachment.clone());
+        if !self.sac_active.load(Ordering::Acquire) {
+            // A single active consumer that stepped down: not the application's any more.
+            return release.internal();
+        }
         let prepared = delivered::prepare(
             deliver.chunk,
             self.config.crc_check,
-            attachment.min_offset,
+            attachment.min_offset.load(Ordering::Acquire),
             self.limits,
         );
         let p = match prepared {
@@ -289,39 +503,162 @@ impl Shared {
                 return self.emit(|ev| ev.error(&error));
             }
         };
-        let chunk = DeliveredChunk {
+        let mut chunk = DeliveredChunk {
             chunk: p.chunk,
             committed_chunk_id: deliver.committed_chunk_id,
             stream: self.stream.clone(),
             skip: p.skip,
+            kept: None,
             decoded: p
                 .decoded
                 .map(|d| OnceLock::from(Some(d)))
                 .unwrap_or_default(),
-            release: Some(release),
+            release: None,
         };
+        // Records from the first visible one to the last: what the chunk counts for once
+        // processed, post-filtered or not.
+        let visible = chunk.len() as u64;
+        let mut filter_error = None;
+        if let Some(f) = &self.config.post_filter {
+            match f.apply(&chunk) {
+                Ok(kept) => chunk.kept = kept,
+                Err(()) => {
+                    filter_error = Some(ClientError::InvalidArgument(format!(
+                        "the post-filter panicked; chunk {} of stream {} delivered unfiltered",
+                        chunk.chunk_id(),
+                        self.stream
+                    )))
+                }
+            }
+        }
         let messages = chunk.len() as u64;
+        let filtered = visible - messages;
         let bytes = chunk.chunk.data().len() as u64;
-        let last = chunk.last_offset();
+        let (chunk_id, last) = (chunk.chunk_id(), chunk.last_offset());
         let phase = lock(&self.phase);
         if *phase != Phase::Open {
+            drop(phase);
+            return release.internal();
+        }
+        if let Some(e) = &filter_error {
+            let _ = catch_unwind(AssertUnwindSafe(|| self.events.error(e)));
+        }
+        if filtered > 0 {
+            self.stats
+                .filtered_out
+                .fetch_add(filtered, Ordering::Relaxed);
+        }
+        self.last_delivered.store(last, Ordering::Relaxed);
+        if messages == 0 {
+            // Every record filtered out: processed at once, in its place in the order.
+            let (_, advance) = lock(&self.progress).admit(chunk_id, last, visible, true);
+            drop(phase);
+            release.internal();
+            if let Some(a) = advance {
+                self.after_advance(a);
+            }
             return;
         }
+        let (seq, _) = lock(&self.progress).admit(chunk_id, last, visible, false);
+        let mut release = release;
+        release.seq = Some(seq);
+        chunk.release = Some(release);
         self.stats.chunks.fetch_add(1, Ordering::Relaxed);
         self.stats.messages.fetch_add(messages, Ordering::Relaxed);
         self.stats.bytes.fetch_add(bytes, Ordering::Relaxed);
-        self.last_delivered.store(last, Ordering::Relaxed);
         let _ = catch_unwind(AssertUnwindSafe(|| self.events.chunk(chunk)));
         drop(phase);
+    }
+
+    /// The application released chunk `seq` (any thread).
+    fn processed(&self, seq: u64) {
+        let advance = lock(&self.progress).complete(seq);
+        if let Some(a) = advance {
+            self.after_advance(a);
+        }
+    }
+
+    /// The processed offset moved: store now if the strategy says so.
+    fn after_advance(&self, a: Advance) {
+        let store = match &self.config.tracking {
+            TrackingStrategy::Custom(d) => {
+                catch_unwind(AssertUnwindSafe(|| d.decide(&a.context))).unwrap_or(false)
+            }
+            t => t
+                .message_threshold()
+                .is_some_and(|n| a.messages_since_store >= n),
+        };
+        if store {
+            let _ = self.store_processed(false);
+        }
+    }
+
+    /// Stores the processed offset if it moved since the last store. A single active consumer
+    /// that is not the active one does not store (it would overwrite the active one's
+    /// progress) unless `stepping_down`.
+    fn store_processed(&self, stepping_down: bool) -> Result<Option<u64>> {
+        let reference = self.reference()?;
+        if !stepping_down && !self.sac_active.load(Ordering::Acquire) {
+            return Ok(None);
+        }
+        let a = self.attachment()?;
+        let committed = self.committed.load(Ordering::Relaxed).checked_sub(1);
+        let mut p = lock(&self.progress);
+        let Some(offset) = p.to_store(committed) else {
+            return Ok(None);
+        };
+        self.send_store(&a, reference, offset)?;
+        p.stored(offset);
+        Ok(Some(offset))
+    }
+
+    fn send_store(&self, a: &Attachment, reference: &str, offset: u64) -> Result<()> {
+        a.conn.send_frame(&Frame::StoreOffset(StoreOffset {
+            reference: reference.to_string(),
+            stream: self.stream.to_string(),
+            offset,
+        }))?;
+        self.stats.offsets_stored.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .last_stored
+            .store(offset.saturating_add(1), Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The offset stored under the tracking reference (`None`: none, or no reference).
+    async fn query_stored(&self, conn: &Connection) -> Result<Option<u64>> {
+        let Some(reference) = &self.reference else {
+            return Ok(None);
+        };
+        query_offset(conn, reference, &self.stream).await
+    }
+
+    /// Fails with [`ClientError::Unsupported`] when the broker behind `conn` lacks a feature
+    /// the configuration asks for, before anything it would not know is sent.
+    fn check_features(&self, conn: &Connection) -> Result<()> {
+        let info = conn.info();
+        if self.sac {
+            info.require(key::CONSUMER_UPDATE, 1, "single active consumer", "3.11")?;
+        }
+        if self.config.uses_filtering() {
+            // Filtering came with Publish v2 (and its feature flag) in 3.13.
+            info.require(key::PUBLISH, 2, "stream filtering", "3.13")?;
+        }
+        Ok(())
     }
 
     /// Registers a listener on `conn` and subscribes; the new subscription becomes the live
     /// one. `Ok(false)` when the connection has no free subscription id. Recovery calls this
     /// again with another connection and offset.
+    ///
+    /// Cancellation-safe: if the future is dropped, or the answer does not come in time, after
+    /// Subscribe went out, the subscription is undone in the background (Unsubscribe, then the
+    /// id is freed) so that the broker never delivers to an id another consumer reuses.
     async fn subscribe(self: &Arc<Self>, conn: &Connection, offset: OffsetSpec) -> Result<bool> {
         let listener = Arc::new(Listener {
             shared: Arc::downgrade(self),
             attachment: OnceLock::new(),
+            conn: conn.clone(),
         });
         let Some(subscription_id) = conn.register_subscription(&self.stream, listener.clone())?
         else {
@@ -333,22 +670,34 @@ impl Shared {
             credit: 1,
         })
         .encode(&mut credit_one)?;
+        let credit = self.config.initial_credit;
         let attachment = Arc::new(Attachment {
             conn: conn.clone(),
             subscription_id,
-            min_offset: match offset {
+            min_offset: AtomicU64::new(match offset {
                 OffsetSpec::Offset(n) => n,
                 _ => 0,
-            },
+            }),
             active: AtomicBool::new(true),
             credit_one: credit_one.freeze(),
+            initial_credit: credit,
+            credit: Mutex::new(CreditBook {
+                granted: u64::from(credit),
+                ..CreditBook::default()
+            }),
         });
         let _ = listener.attachment.set(Arc::downgrade(&attachment));
+        let mut guard = Pending {
+            shared: self,
+            attachment: &attachment,
+            subscribe_sent: false,
+            armed: true,
+        };
         // Live before Subscribe is sent: chunks may arrive before its response.
         *lock(&self.current) = Some(attachment.clone());
 
-        let credit = self.config.initial_credit;
         let properties = self.config.subscribe_properties();
+        guard.subscribe_sent = true;
         let answer = conn
             .request("subscribe", |correlation_id| {
                 Frame::Subscribe(Subscribe {
@@ -361,24 +710,31 @@ impl Shared {
                 })
             })
             .await
-            .and_then(|f| code_of(&f))
-            .and_then(|code| ClientError::check("subscribe", code));
+            .and_then(|f| code_of(&f));
         match answer {
-            Ok(()) => {
+            Ok(ResponseCode::OK) => {
+                guard.armed = false;
                 self.stats
                     .credits_granted
                     .fetch_add(u64::from(credit), Ordering::Relaxed);
                 Ok(true)
             }
-            Err(e) => {
-                self.detach(&attachment);
-                conn.unregister_subscription(subscription_id);
-                Err(e)
+            // Refused: nothing to undo on the broker.
+            Ok(code) => {
+                guard.subscribe_sent = false;
+                Err(ClientError::Server {
+                    operation: "subscribe",
+                    code,
+                })
             }
+            // A timeout leaves the guard to unsubscribe: the broker may have subscribed.
+            Err(e) => Err(e),
         }
     }
 
-    /// Unsubscribes (if subscribed) and sends `closed`. Idempotent.
+    /// Unsubscribes (if subscribed) and sends `closed`. Idempotent. With an automatic
+    /// tracking strategy, stores the processed offset first (before Unsubscribe, so that a
+    /// single active consumer taking over sees it).
     async fn close(&self) -> Result<()> {
         {
             let mut phase = lock(&self.phase);
@@ -386,35 +742,14 @@ impl Shared {
                 *phase = Phase::Closing;
             }
         }
+        if self.config.tracking.is_automatic() {
+            let _ = self.store_processed(false);
+        }
         let attachment = lock(&self.current).take();
         let mut result = Ok(());
         if let Some(a) = attachment {
             a.active.store(false, Ordering::Release);
-            if a.conn.is_open() {
-                let answer = a
-                    .conn
-                    .request("unsubscribe", |correlation_id| {
-                        Frame::Unsubscribe(Unsubscribe {
-                            correlation_id,
-                            subscription_id: a.subscription_id,
-                        })
-                    })
-                    .await
-                    .and_then(|f| code_of(&f));
-                result = match answer {
-                    // Already gone on the broker's side (stream deleted meanwhile).
-                    Ok(ResponseCode::OK | ResponseCode::SUBSCRIPTION_ID_DOES_NOT_EXIST)
-                    | Err(ClientError::Closed(_)) => Ok(()),
-                    Ok(code) => Err(ClientError::Server {
-                        operation: "unsubscribe",
-                        code,
-                    }),
-                    Err(e) => Err(e),
-                };
-            }
-            // After the answer: no Deliver for this id can follow it on the wire, so the id
-            // is safe to reuse.
-            a.conn.unregister_subscription(a.subscription_id);
+            result = release_subscription(&a.conn, a.subscription_id).await;
         }
         self.finish(&ClientError::Closed(
             "consumer closed by the application".into(),
@@ -423,11 +758,113 @@ impl Shared {
     }
 }
 
+/// Undoes a subscription whose Subscribe went out but did not (yet) succeed, when the
+/// subscribing future is dropped or fails.
+struct Pending<'a> {
+    shared: &'a Arc<Shared>,
+    attachment: &'a Arc<Attachment>,
+    subscribe_sent: bool,
+    /// Cleared once subscribed.
+    armed: bool,
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        self.shared.detach(self.attachment);
+        let conn = self.attachment.conn.clone();
+        let id = self.attachment.subscription_id;
+        if !self.subscribe_sent {
+            conn.unregister_subscription(id);
+            return;
+        }
+        let rt = tokio::runtime::Handle::try_current()
+            .ok()
+            .or_else(|| self.shared.runtime.clone());
+        // Without a runtime to unsubscribe on, the id stays taken rather than let another
+        // consumer receive this subscription's chunks.
+        if let Some(rt) = rt {
+            rt.spawn(async move {
+                let _ = release_subscription(&conn, id).await;
+            });
+        }
+    }
+}
+
+/// Unsubscribes `id` and frees it on `conn` once the broker answered (after that answer no
+/// Deliver for the id can follow on the wire). When the broker does not answer in time the id
+/// stays taken: freeing it could hand a late subscription's chunks to another consumer.
+async fn release_subscription(conn: &Connection, id: u8) -> Result<()> {
+    if !conn.is_open() {
+        conn.unregister_subscription(id);
+        return Ok(());
+    }
+    let answer = conn
+        .request("unsubscribe", |correlation_id| {
+            Frame::Unsubscribe(Unsubscribe {
+                correlation_id,
+                subscription_id: id,
+            })
+        })
+        .await
+        .and_then(|f| code_of(&f));
+    match answer {
+        Err(e @ ClientError::Timeout(..)) => Err(e),
+        // Already gone on the broker's side (stream deleted meanwhile), or the connection
+        // is: either way nothing more comes for the id.
+        Ok(ResponseCode::OK | ResponseCode::SUBSCRIPTION_ID_DOES_NOT_EXIST)
+        | Err(ClientError::Closed(_)) => {
+            conn.unregister_subscription(id);
+            Ok(())
+        }
+        Ok(code) => {
+            conn.unregister_subscription(id);
+            Err(ClientError::Server {
+                operation: "unsubscribe",
+                code,
+            })
+        }
+        Err(e) => {
+            conn.unregister_subscription(id);
+            Err(e)
+        }
+    }
+}
+
+/// QueryOffset on a given connection: `None` when nothing is stored.
+async fn query_offset(conn: &Connection, reference: &str, stream: &str) -> Result<Option<u64>> {
+    let answer = conn
+        .request("query offset", |correlation_id| {
+            Frame::QueryOffset(QueryOffset {
+                correlation_id,
+                reference: reference.to_string(),
+                stream: stream.to_string(),
+            })
+        })
+        .await?;
+    match answer {
+        Frame::QueryOffsetResponse(r) => match r.code {
+            ResponseCode::OK => Ok(Some(r.offset)),
+            ResponseCode::NO_OFFSET => Ok(None),
+            code => Err(ClientError::Server {
+                operation: "query offset",
+                code,
+            }),
+        },
+        f => Err(unexpected("query offset", &f)),
+    }
+}
+
 /// What a connection calls for one subscription. Holds the consumer weakly: a connection
 /// never keeps a dropped consumer alive.
 struct Listener {
     shared: Weak<Shared>,
     attachment: OnceLock<Weak<Attachment>>,
+    /// To answer the broker even once the consumer is gone (a reference cycle through the
+    /// connection's slots, broken when the id is freed or the connection closes).
+    conn: Connection,
 }
 
 impl Listener {
@@ -457,6 +894,14 @@ impl SubscriptionListener for Listener {
 
     fn credit_error(&self, code: ResponseCode) {
         if let Some((shared, _)) = self.parts() {
+            // Credit for chunks released after a step-down: the broker keeps it for the next
+            // activation and says so with PRECONDITION_FAILED. Expected, not an error.
+            if code == ResponseCode::PRECONDITION_FAILED
+                && shared.sac
+                && !shared.sac_active.load(Ordering::Acquire)
+            {
+                return;
+            }
             let error = ClientError::Server {
                 operation: "credit",
                 code,
@@ -465,11 +910,28 @@ impl SubscriptionListener for Listener {
         }
     }
 
-    fn consumer_update(&self, correlation_id: u32, _active: bool) {
-        // Single active consumer is not requested by this consumer (yet): keep the Subscribe's
-        // offset so the broker is never left waiting for an answer.
-        if let Some((_, attachment)) = self.parts() {
-            let _ = attachment.conn.reply_consumer_update(correlation_id, None);
+    fn consumer_update(&self, correlation_id: u32, active: bool) {
+        let Some((shared, attachment)) = self.parts() else {
+            // The consumer is going away: the broker must still get an answer in time.
+            let _ = self.conn.reply_consumer_update(correlation_id, None);
+            return;
+        };
+        let request = sac::Request {
+            attachment,
+            correlation_id,
+            active,
+        };
+        // Not a single active consumer (the broker should not ask), or the consumer is going
+        // away: keep the Subscribe's offset so the broker is never left waiting.
+        let unsent = match &shared.updates {
+            Some(tx) => tx.send(request).err().map(|e| e.0),
+            None => Some(request),
+        };
+        if let Some(r) = unsent {
+            let _ = r
+                .attachment
+                .conn
+                .reply_consumer_update(correlation_id, None);
         }
     }
 
@@ -520,10 +982,18 @@ impl Consumer {
     ) -> Result<Consumer> {
         check_name("stream name", stream)?;
         config.validate()?;
-        let offset = config.offset;
+        let sac = config.is_single_active();
+        let (updates, update_rx) = if sac {
+            let (tx, rx) = mpsc::unbounded_channel();
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
         let shared = Arc::new(Shared {
             stream: stream.into(),
             policy: config.credit_policy,
+            reference: config.reference().map(str::to_string),
+            progress: Mutex::new(Progress::new(usize::from(config.initial_credit).min(64))),
             config,
             events,
             current: Mutex::new(None),
@@ -532,12 +1002,33 @@ impl Consumer {
             last_delivered: AtomicU64::new(NO_OFFSET),
             limits: DecodeLimits::default(),
             runtime: tokio::runtime::Handle::try_current().ok(),
+            committed: AtomicU64::new(0),
+            sac,
+            sac_active: AtomicBool::new(!sac),
+            updates,
         });
+        if let Some(rx) = update_rx {
+            // Before Subscribe: the broker may ask right after answering it.
+            tokio::spawn(sac::run(Arc::downgrade(&shared), rx));
+        }
         // Another consumer may take the last free id of a pooled connection between the
         // pool's check and our registration: try again on a fresh pick.
         for _ in 0..3 {
             let conn = env.data_connection(stream, Role::Consumer).await?;
+            shared.check_features(&conn)?;
+            let mut offset = shared.config.offset;
+            // A single active consumer looks the offset up when it is activated.
+            if !sac && shared.config.tracking.is_enabled() {
+                let stored = shared.query_stored(&conn).await?;
+                lock(&shared.progress).set_stored(stored);
+                if let Some(s) = stored {
+                    offset = OffsetSpec::Offset(s.saturating_add(1));
+                }
+            }
             if shared.subscribe(&conn, offset).await? {
+                if let Some(every) = shared.config.tracking.interval() {
+                    tokio::spawn(store_periodically(Arc::downgrade(&shared), every));
+                }
                 return Ok(Consumer { shared });
             }
         }
@@ -571,7 +1062,10 @@ impl Consumer {
             )));
         }
         let a = self.shared.attachment()?;
+        let mut book = lock(&a.credit);
         a.send_credit(credits)?;
+        book.granted += u64::from(credits);
+        drop(book);
         self.shared
             .stats
             .credits_granted
@@ -579,45 +1073,52 @@ impl Consumer {
         Ok(())
     }
 
-    /// Stores `offset` on the broker under the consumer's name (fire and forget: the broker
-    /// does not answer; [`query_offset`](Self::query_offset) shows when it is applied).
-    /// [`ClientError::InvalidArgument`] without a name, [`ClientError::Closed`] once closed.
+    /// Stores `offset` on the broker under the consumer's tracking reference
+    /// ([`ConsumerConfig::reference`]: the tracking reference, else the name). Fire and
+    /// forget: the broker does not answer; [`query_offset`](Self::query_offset) shows when it
+    /// is applied. Automatic tracking then skips storing this same offset again.
+    /// [`ClientError::InvalidArgument`] without a reference, [`ClientError::Closed`] once
+    /// closed.
     pub async fn store_offset(&self, offset: u64) -> Result<()> {
-        let name = self.shared.name()?;
-        let a = self.shared.attachment()?;
-        a.conn.send_frame(&Frame::StoreOffset(StoreOffset {
-            reference: name.to_string(),
-            stream: self.shared.stream.to_string(),
-            offset,
-        }))
+        let s = &self.shared;
+        let reference = s.reference()?;
+        let a = s.attachment()?;
+        let mut p = lock(&s.progress);
+        s.send_store(&a, reference, offset)?;
+        p.stored(offset);
+        Ok(())
     }
 
-    /// The offset stored under the consumer's name, `None` when none is.
-    /// [`ClientError::InvalidArgument`] without a name, [`ClientError::Closed`] once closed.
+    /// Stores the processed offset — the last offset of the chunks the application has
+    /// released, in delivery order (see [`TrackingStrategy`]) — unless it is what was stored
+    /// last. Returns the offset stored, `None` when there was nothing new (or this single
+    /// active consumer is not the active one). Non-blocking, from any thread.
+    /// [`ClientError::InvalidArgument`] without a reference, [`ClientError::Closed`] once
+    /// closed.
+    pub fn store_processed_offset(&self) -> Result<Option<u64>> {
+        self.shared.store_processed(false)
+    }
+
+    /// The processed offset (see [`store_processed_offset`](Self::store_processed_offset)),
+    /// `None` before the first chunk was processed (since the last activation, for a single
+    /// active consumer).
+    pub fn processed_offset(&self) -> Option<u64> {
+        lock(&self.shared.progress).processed_offset()
+    }
+
+    /// The offset stored under the tracking reference, `None` when none is.
+    /// [`ClientError::InvalidArgument`] without a reference, [`ClientError::Closed`] once
+    /// closed.
     pub async fn query_offset(&self) -> Result<Option<u64>> {
-        let name = self.shared.name()?;
+        let reference = self.shared.reference()?;
         let a = self.shared.attachment()?;
-        let answer = a
-            .conn
-            .request("query offset", |correlation_id| {
-                Frame::QueryOffset(QueryOffset {
-                    correlation_id,
-                    reference: name.to_string(),
-                    stream: self.shared.stream.to_string(),
-                })
-            })
-            .await?;
-        match answer {
-            Frame::QueryOffsetResponse(r) => match r.code {
-                ResponseCode::OK => Ok(Some(r.offset)),
-                ResponseCode::NO_OFFSET => Ok(None),
-                code => Err(ClientError::Server {
-                    operation: "query offset",
-                    code,
-                }),
-            },
-            f => Err(unexpected("query offset", &f)),
-        }
+        query_offset(&a.conn, reference, &self.shared.stream).await
+    }
+
+    /// For a single active consumer, whether it is the active one of its group now; `true`
+    /// for other consumers while open.
+    pub fn is_active(&self) -> bool {
+        self.is_open() && self.shared.sac_active.load(Ordering::Acquire)
     }
 
     /// Offset of the last record handed to the application, `None` before the first chunk.
@@ -645,7 +1146,26 @@ impl Consumer {
             messages: s.messages.load(Ordering::Relaxed),
             bytes: s.bytes.load(Ordering::Relaxed),
             credits_granted: s.credits_granted.load(Ordering::Relaxed),
+            filtered_out: s.filtered_out.load(Ordering::Relaxed),
+            offsets_stored: s.offsets_stored.load(Ordering::Relaxed),
+            last_stored_offset: s.last_stored.load(Ordering::Relaxed).checked_sub(1),
         }
+    }
+}
+
+/// [`TrackingStrategy::Interval`] and [`TrackingStrategy::MessagesOrInterval`]: stores the
+/// processed offset every `every` while the consumer lives.
+async fn store_periodically(shared: Weak<Shared>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let Some(s) = shared.upgrade() else { return };
+        if *lock(&s.phase) != Phase::Open {
+            return;
+        }
+        let _ = s.store_processed(false);
     }
 }
 

@@ -9,6 +9,7 @@ use crate::protocol::DecodeError;
 use crate::protocol::amqp::Message;
 use crate::protocol::chunk::{ChunkBuilder, ChunkType};
 use crate::protocol::compression::Compression;
+use std::time::Duration;
 
 fn body(i: u64) -> Vec<u8> {
     format!("body-{i}-{}", "y".repeat((i % 5) as usize)).into_bytes()
@@ -273,4 +274,130 @@ fn config_defaults_and_validation() {
         ..Default::default()
     };
     assert!(long.validate().is_err());
+}
+
+#[test]
+fn post_filtered_chunks_hide_rejected_records_and_keep_offsets() {
+    // 15 records over simple entries, a gzip batch, an uncompressed batch and zstd; start at 3.
+    let mut c = view(mixed_chunk(100), 103);
+    let keep = |o: u64| o % 3 != 0;
+    let f = PostFilter::new(move |r| keep(r.offset));
+    c.kept = f.apply(&c).unwrap();
+    let want: Vec<u64> = (103..115).filter(|o| keep(*o)).collect();
+    assert_eq!(c.len(), want.len());
+    assert_eq!(c.filtered_out(), 12 - want.len());
+    assert_eq!(c.first_offset(), want[0]);
+    assert_eq!(
+        c.last_offset(),
+        114,
+        "the chunk's last record, filtered or not"
+    );
+    let got: Vec<u64> = c.records().map(|r| r.offset).collect();
+    assert_eq!(got, want);
+    assert_eq!(c.records().len(), want.len());
+    for (i, o) in want.iter().enumerate() {
+        let r = c.get(i).unwrap();
+        assert_eq!((r.offset, r.body), (*o, body(*o).as_slice()));
+    }
+    assert!(c.get(want.len()).is_none());
+
+    // An unindexed plain chunk walks in place with the mask too.
+    let mut c = view(plain_chunk(0, 20), 0);
+    let f = PostFilter::new(|r| r.offset >= 18);
+    c.kept = f.apply(&c).unwrap();
+    assert!(
+        c.decoded.get().is_none(),
+        "filtering did not index the chunk"
+    );
+    assert_eq!(
+        c.records().map(|r| r.offset).collect::<Vec<_>>(),
+        (18..25).collect::<Vec<_>>()
+    );
+    // A filter keeping everything allocates nothing and changes nothing.
+    let c = view(plain_chunk(0, 20), 0);
+    assert!(PostFilter::new(|_| true).apply(&c).unwrap().is_none());
+    // Rejecting everything leaves nothing to deliver.
+    assert_eq!(
+        PostFilter::new(|_| false).apply(&c).unwrap().as_deref(),
+        Some(&[][..])
+    );
+    // A panicking filter is reported, not propagated.
+    assert!(PostFilter::new(|_| panic!("boom")).apply(&c).is_err());
+}
+
+#[test]
+fn feature_settings_validate_and_become_subscribe_properties() {
+    let sac = ConsumerConfig {
+        name: Some("group".into()),
+        single_active_consumer: true,
+        super_stream: Some("invoices".into()),
+        filter_values: vec!["eu".into(), "us".into()],
+        match_unfiltered: true,
+        tracking: TrackingStrategy::EveryMessages(100),
+        ..Default::default()
+    };
+    assert!(sac.validate().is_ok());
+    assert!(sac.is_single_active() && sac.uses_filtering());
+    assert_eq!(sac.reference(), Some("group"));
+    let props: Vec<(String, String)> = sac.subscribe_properties();
+    let want: Vec<(String, String)> = [
+        ("name", "group"),
+        ("single-active-consumer", "true"),
+        ("super-stream", "invoices"),
+        ("filter.0", "eu"),
+        ("filter.1", "us"),
+        ("match-unfiltered", "true"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    assert_eq!(props, want);
+
+    let bad = |c: ConsumerConfig| matches!(c.validate(), Err(ClientError::InvalidArgument(_)));
+    assert!(bad(ConsumerConfig {
+        single_active_consumer: true,
+        ..Default::default()
+    }));
+    assert!(bad(ConsumerConfig {
+        tracking: TrackingStrategy::Manual,
+        ..Default::default()
+    }));
+    assert!(
+        ConsumerConfig {
+            tracking: TrackingStrategy::Manual,
+            tracking_reference: Some("ref".into()),
+            ..Default::default()
+        }
+        .validate()
+        .is_ok()
+    );
+    assert!(bad(ConsumerConfig {
+        match_unfiltered: true,
+        ..Default::default()
+    }));
+    assert!(bad(ConsumerConfig {
+        filter_values: vec![String::new()],
+        ..Default::default()
+    }));
+    assert!(bad(ConsumerConfig {
+        filter_values: vec!["a".into()],
+        properties: vec![("filter.0".into(), "b".into())],
+        ..Default::default()
+    }));
+    assert!(bad(ConsumerConfig {
+        consumer_update_timeout: Duration::from_secs(60),
+        ..Default::default()
+    }));
+    assert!(bad(ConsumerConfig {
+        initial_credit: 4,
+        credit_policy: CreditPolicy::AfterProcessed(3),
+        ..Default::default()
+    }));
+    // Raw properties count for the feature checks.
+    let raw = ConsumerConfig {
+        name: Some("g".into()),
+        properties: vec![("single-active-consumer".into(), "true".into())],
+        ..Default::default()
+    };
+    assert!(raw.is_single_active() && !raw.uses_filtering());
 }
