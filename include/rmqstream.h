@@ -99,6 +99,33 @@
 #define RMQS_VERSION_NUMBER (((RMQS_VERSION_MAJOR << 24) | (RMQS_VERSION_MINOR << 16)) | (RMQS_VERSION_PATCH << 8))
 
 /**
+ * Log level: something failed (a connection was lost, no seed host answered).
+ */
+#define RMQS_LOG_ERROR 1
+
+/**
+ * Log level: something went wrong and was handled (a seed host refused, the broker closed the
+ * connection, a stream became unavailable).
+ */
+#define RMQS_LOG_WARN 2
+
+/**
+ * Log level: life-cycle events (connection opened with the broker's version, closed).
+ */
+#define RMQS_LOG_INFO 3
+
+/**
+ * Log level: details (connection attempts, publisher and subscription registrations, skipped
+ * frames).
+ */
+#define RMQS_LOG_DEBUG 4
+
+/**
+ * Log level: every frame received; costly.
+ */
+#define RMQS_LOG_TRACE 5
+
+/**
  * Send flag: store the body as it is, not wrapped in an AMQP 1.0 message (a data section).
  * Consumers of this library see the same bytes either way; other clients and AMQP consumers
  * only decode AMQP-wrapped bodies.
@@ -541,6 +568,33 @@ typedef struct rmqs_status_desc {
 } rmqs_status_desc;
 
 /**
+ * Receives the library's log messages.
+ *
+ * @param user_data as given to `rmqs_config_set_log_cb()`.
+ * @param level `RMQS_LOG_ERROR` (1) to `RMQS_LOG_TRACE` (5); only levels up to the
+ *        connection's `log_level` key (default `info`) are passed.
+ * @param target which part of the library speaks: `"connection"`, `"environment"`,
+ *        `"producer"`, `"consumer"`. NUL-terminated UTF-8, borrowed for the duration of the call.
+ * @param message one line without a trailing newline, NUL-terminated UTF-8, borrowed for the
+ *        duration of the call (copy it to keep it).
+ *
+ * May be called on any thread at any time while the connection exists: the application's own
+ * thread inside a blocking call (open, close, free, `_new`), the connection's runtime threads
+ * (`rmqs-rt`) while it reads and writes frames, or a background thread. Several threads may
+ * call it at once. It must return quickly, must not block (hand the message to a queue or a
+ * lock-free buffer if it needs slow I/O) and must not call any `rmqs_*` function: messages
+ * emitted while it runs on the same thread are dropped.
+ */
+typedef void (*rmqs_log_cb)(void *user_data, int32_t level, const char *target, const char *message);
+
+/**
+ * Frees the `user_data` of a callback registration. Called exactly once, on the dispatcher
+ * thread, after the last callback returned (or at once by the call that registered it when the
+ * registration fails after taking ownership — see each function).
+ */
+typedef void (*rmqs_free_cb)(void *user_data);
+
+/**
  * Statistics of a stream (RabbitMQ 3.11+). Chunk ids are the offsets of chunks' first
  * messages; -1 when unknown (empty stream; `last_chunk_id` also on brokers that do not report
  * it).
@@ -593,13 +647,6 @@ typedef struct rmqs_confirm {
  * A slow callback delays later confirms of this producer only.
  */
 typedef void (*rmqs_confirm_cb)(void *user_data, const struct rmqs_confirm *confirms, size_t count);
-
-/**
- * Frees the `user_data` of a callback registration. Called exactly once, on the dispatcher
- * thread, after the last callback returned (or at once by the call that registered it when the
- * registration fails after taking ownership — see each function).
- */
-typedef void (*rmqs_free_cb)(void *user_data);
 
 /**
  * A byte range, for batch sends: `data` may be NULL only when `len` is 0.
@@ -680,6 +727,113 @@ typedef struct rmqs_chunk_header {
      */
     uint32_t reserved;
 } rmqs_chunk_header;
+
+/**
+ * Counters of a connection (all its TCP connections: the locator and the data connections).
+ *
+ * Extensible: set `size` to `sizeof(rmqs_connection_statistics)` before the call. Fields may
+ * be appended in later versions, never removed or reordered; the library fills
+ * `min(size, its own size)` bytes and sets `size` to that.
+ */
+typedef struct rmqs_connection_statistics {
+    /**
+     * In: the size of the struct as the caller knows it. Out: the bytes the library filled.
+     */
+    uint64_t size;
+    /**
+     * Frames received (handshakes and heartbeats included).
+     */
+    uint64_t frames_in;
+    /**
+     * Frames sent (handshakes and heartbeats included).
+     */
+    uint64_t frames_out;
+    /**
+     * Bytes received (as framed by the protocol; TLS overhead not counted).
+     */
+    uint64_t bytes_in;
+    /**
+     * Bytes sent (as framed by the protocol; TLS overhead not counted).
+     */
+    uint64_t bytes_out;
+    /**
+     * TCP connections opened (handshake completed) since the connection was created.
+     */
+    uint64_t connections_opened;
+    /**
+     * Data connections (for producers and consumers) open now.
+     */
+    uint64_t data_connections;
+    /**
+     * Times the locator connection was reopened after it was lost.
+     */
+    uint64_t reconnects;
+} rmqs_connection_statistics;
+
+/**
+ * Counters of a producer. Extensible like `rmqs_connection_statistics` (set `size` first).
+ */
+typedef struct rmqs_producer_statistics {
+    /**
+     * In: the size of the struct as the caller knows it. Out: the bytes the library filled.
+     */
+    uint64_t size;
+    /**
+     * Messages accepted by the send functions.
+     */
+    uint64_t published;
+    /**
+     * Messages confirmed by the broker.
+     */
+    uint64_t confirmed;
+    /**
+     * Messages that completed with an error (refused by the broker, timed out, closed).
+     */
+    uint64_t errored;
+    /**
+     * Messages accepted and not completed yet (those whose confirm callback is running
+     * included): `published - confirmed - errored`.
+     */
+    uint64_t in_flight;
+} rmqs_producer_statistics;
+
+/**
+ * Counters of a consumer. Extensible like `rmqs_connection_statistics` (set `size` first).
+ */
+typedef struct rmqs_consumer_statistics {
+    /**
+     * In: the size of the struct as the caller knows it. Out: the bytes the library filled.
+     */
+    uint64_t size;
+    /**
+     * Messages handed to the application (those before the requested offset excluded).
+     */
+    uint64_t messages;
+    /**
+     * Chunks handed to the application.
+     */
+    uint64_t chunks;
+    /**
+     * Bytes of the chunks' data sections handed to the application (as on the wire).
+     */
+    uint64_t bytes;
+    /**
+     * Credits granted to the broker, the initial credit included.
+     */
+    uint64_t credits_granted;
+    /**
+     * Messages the post-filter removed (filtering).
+     */
+    uint64_t filtered_out;
+    /**
+     * Offsets stored on the broker by this consumer (automatic and explicit stores).
+     */
+    uint64_t offsets_stored;
+    /**
+     * The offset this consumer stored last; `UINT64_MAX` when it stored none.
+     */
+    uint64_t last_stored_offset;
+} rmqs_consumer_statistics;
 
 #ifdef __cplusplus
 extern "C" {
@@ -820,6 +974,8 @@ struct rmqs_config *rmqs_config_new(void);
  * - `load_balancer` (bool): reach nodes through the seed hosts.
  * - `lazy_open` (bool): `rmqs_connection_open` returns at once; the first call that needs the
  *   broker connects, and calls made meanwhile wait for it (within `connect_timeout_ms`).
+ * - `log_level`: what reaches the callback of `rmqs_config_set_log_cb()`: `error`, `warn`,
+ *   `info` (default), `debug`, `trace`, or `off`.
  * - `producer.<key>` / `consumer.<key>`: defaults for the producers / consumers created from
  *   this connection; their own config overrides them key by key.
  *
@@ -937,7 +1093,8 @@ rmqs_status rmqs_connection_close(struct rmqs_connection *conn, int32_t timeout_
  *
  * Producers and consumers created from it should be freed first; any that are not are closed
  * here, and their handles stay valid (every call on them fails with `RMQS_ERR_CLOSED`) until
- * they are freed.
+ * they are freed. Last, the log callback's `user_data_free` runs (see
+ * `rmqs_config_set_log_cb()`) unless the config it was set on still exists.
  *
  * @param conn the connection (ownership passes to the library), or NULL. Not to be used
  *        afterwards.
@@ -971,6 +1128,32 @@ bool rmqs_connection_supports(const struct rmqs_connection *conn,
  * Thread-safe; does not block.
  */
 const char *rmqs_connection_server_version(const struct rmqs_connection *conn);
+
+/**
+ * Sets the log callback of the connections opened with this config (`rmqs_connection_open()`;
+ * other uses of the config ignore it). Which messages reach it is set by the config's
+ * `log_level` key: `error`, `warn`, `info` (default), `debug`, `trace` or `off`. Without a
+ * callback the library logs nothing; it never installs a process-wide logger.
+ *
+ * @param cfg the config (borrowed).
+ * @param cb the callback (see `rmqs_log_cb` for its threads and rules), or NULL to remove the
+ *        config's callback (`user_data` and `user_data_free` are then ignored).
+ * @param user_data passed to every call of `cb`; ownership passes to the library on success.
+ * @param user_data_free run exactly once with `user_data` after the last call of `cb`: when
+ *        the config no longer holds the callback (freed, or given another one) and every
+ *        connection opened with it is freed — normally inside `rmqs_connection_free()`, the
+ *        config having been freed after the open. On the thread making that last call (a
+ *        background thread when the connection is freed from a library callback). NULL if not
+ *        needed. Not called when this function fails.
+ * @return `RMQS_OK`; `RMQS_ERR_INVALID_ARGUMENT` for a NULL or invalid config.
+ *
+ * Not thread-safe for one config; does not block (replacing an earlier callback of this config
+ * runs its `user_data_free` here if no connection uses it).
+ */
+rmqs_status rmqs_config_set_log_cb(struct rmqs_config *cfg,
+                                   rmqs_log_cb cb,
+                                   void *user_data,
+                                   rmqs_free_cb user_data_free);
 
 /**
  * Creates a stream.
@@ -1954,6 +2137,48 @@ bool rmqs_message_app_property_at(const struct rmqs_message *m,
                                   size_t *key_len,
                                   const char **value,
                                   size_t *value_len);
+
+/**
+ * Reads a connection's counters. Before a lazy connection has connected they are all 0; after
+ * `rmqs_connection_close()` they keep their last values (`data_connections` 0).
+ *
+ * @param conn the connection (borrowed).
+ * @param out the caller's struct, with `out->size` set to `sizeof(rmqs_connection_statistics)`;
+ *        filled (up to that size, `size` updated) only on success.
+ * @return `RMQS_OK`; `RMQS_ERR_INVALID_ARGUMENT` for a NULL or invalid handle, a NULL `out`
+ *         or an `out->size` smaller than the struct's first version.
+ *
+ * Thread-safe; does not block (relaxed atomic reads: counters read while traffic flows may be
+ * a few frames apart from one another).
+ */
+rmqs_status rmqs_connection_stats(const struct rmqs_connection *conn,
+                                  struct rmqs_connection_statistics *out);
+
+/**
+ * Reads a producer's counters, at any time (after close too, until it is freed).
+ *
+ * @param p the producer (borrowed).
+ * @param out the caller's struct, with `out->size` set to `sizeof(rmqs_producer_statistics)`;
+ *        filled (up to that size, `size` updated) only on success.
+ * @return `RMQS_OK`; `RMQS_ERR_INVALID_ARGUMENT` as `rmqs_connection_stats()`.
+ *
+ * Thread-safe; does not block.
+ */
+rmqs_status rmqs_producer_stats(const struct rmqs_producer *p,
+                                struct rmqs_producer_statistics *out);
+
+/**
+ * Reads a consumer's counters, at any time (after close too, until it is freed).
+ *
+ * @param c the consumer (borrowed).
+ * @param out the caller's struct, with `out->size` set to `sizeof(rmqs_consumer_statistics)`;
+ *        filled (up to that size, `size` updated) only on success.
+ * @return `RMQS_OK`; `RMQS_ERR_INVALID_ARGUMENT` as `rmqs_connection_stats()`.
+ *
+ * Thread-safe; does not block.
+ */
+rmqs_status rmqs_consumer_stats(const struct rmqs_consumer *c,
+                                struct rmqs_consumer_statistics *out);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -9,7 +9,7 @@
 //! its traffic into a [`TrafficCounters`] that the connections of one environment share.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -250,6 +250,9 @@ struct Inner {
     last_write_ms: AtomicU64,
     log: Log,
     counters: Arc<TrafficCounters>,
+    /// Set by [`Connection::close`]: the broker closing the socket then is the answer to our
+    /// Close, not a failure.
+    app_closing: AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -578,6 +581,7 @@ impl Connection {
             last_write_ms: AtomicU64::new(0),
             log: log.clone(),
             counters: counters.clone(),
+            app_closing: AtomicBool::new(false),
         });
         let (rd, wr) = tokio::io::split(io);
         let conn = Connection { inner };
@@ -781,6 +785,7 @@ impl Connection {
         if !self.is_open() {
             return Ok(());
         }
+        self.inner.app_closing.store(true, Ordering::Release);
         let res = self
             .request("close", |correlation_id| {
                 Frame::Close(Close {
@@ -803,6 +808,13 @@ impl Connection {
     /// Marks the connection closed (first reason wins), fails pending requests and tells
     /// every registered listener.
     fn fail(&self, reason: ClientError) {
+        // Whatever ends the connection once the application closes it (the broker closing the
+        // socket after CloseResponse, usually before `close` records its reason) is that close.
+        let reason = if self.inner.app_closing.load(Ordering::Acquire) {
+            ClientError::Closed(APP_CLOSE.into())
+        } else {
+            reason
+        };
         let first = self.inner.state.send_if_modified(|s| {
             if s.is_none() {
                 *s = Some(reason.clone());

@@ -114,6 +114,11 @@ const KEYS: &[Key] = &[
     k("max_consumers_per_connection", Connection, Uint(1, 256)),
     k("load_balancer", Connection, Bool),
     k("lazy_open", Connection, Bool),
+    k(
+        "log_level",
+        Connection,
+        Word(&["off", "error", "warn", "warning", "info", "debug", "trace"]),
+    ),
     // producers
     k("name", Producer, Name),
     k("batch_size", Producer, Uint(1, 65535)),
@@ -376,6 +381,8 @@ fn check_value(def: &Key, v: &str) -> Result<(), Error> {
 pub struct rmqs_config {
     magic: u64,
     entries: Vec<Entry>,
+    /// `rmqs_config_set_log_cb()` (src/ffi/log.rs).
+    pub(crate) log: Option<std::sync::Arc<super::log::LogRegistration>>,
 }
 
 #[derive(Clone, Debug)]
@@ -684,6 +691,7 @@ pub extern "C" fn rmqs_config_new() -> *mut rmqs_config {
         Box::into_raw(Box::new(rmqs_config {
             magic: rmqs_config::MAGIC,
             entries: Vec::new(),
+            log: None,
         }))
     })
 }
@@ -708,6 +716,8 @@ pub extern "C" fn rmqs_config_new() -> *mut rmqs_config {
 /// - `load_balancer` (bool): reach nodes through the seed hosts.
 /// - `lazy_open` (bool): `rmqs_connection_open` returns at once; the first call that needs the
 ///   broker connects, and calls made meanwhile wait for it (within `connect_timeout_ms`).
+/// - `log_level`: what reaches the callback of `rmqs_config_set_log_cb()`: `error`, `warn`,
+///   `info` (default), `debug`, `trace`, or `off`.
 /// - `producer.<key>` / `consumer.<key>`: defaults for the producers / consumers created from
 ///   this connection; their own config overrides them key by key.
 ///

@@ -11,6 +11,7 @@ use std::time::Duration;
 use super::args::{Handle, handle_arg, out_arg, str_arg, write_out};
 use super::config::{Settings, rmqs_config};
 use super::error::{Error, rmqs_error};
+use super::log::{ConnLog, LogRegistration};
 use super::panic::{ffi_boundary, ffi_status};
 use super::runtime::{Runtime, ThreadRole, check_may_block, thread_role, timeout_from_ms};
 use super::status::{rmqs_status, rmqs_status_code};
@@ -44,6 +45,8 @@ pub(crate) struct ConnShared {
     version: OnceLock<CString>,
     children: Mutex<Vec<Weak<dyn Child>>>,
     closed: AtomicBool,
+    /// The log callback (src/ffi/log.rs), detached when the connection is freed.
+    log: ConnLog,
 }
 
 impl ConnShared {
@@ -51,7 +54,8 @@ impl ConnShared {
     pub async fn env(&self) -> Result<&Environment, ClientError> {
         self.env
             .get_or_try_init(|| async {
-                let env = Environment::connect(self.config.clone()).await?;
+                let env =
+                    Environment::connect_with(self.config.clone(), self.log.log.clone()).await?;
                 let info = env.server_info().await?;
                 let _ = self
                     .version
@@ -169,6 +173,11 @@ impl ConnShared {
     pub fn info(&self) -> Option<&ServerInfo> {
         self.info.get()
     }
+
+    /// The environment once connected (for its counters, src/ffi/stats.rs).
+    pub(crate) fn environment(&self) -> Option<&Environment> {
+        self.env.get()
+    }
 }
 
 /// Awaits every future (sequentially polled together, without a dependency on `futures`).
@@ -210,7 +219,11 @@ impl Handle for rmqs_connection {
     }
 }
 
-fn open(settings: &Settings, out: *mut *mut rmqs_connection) -> Result<(), Error> {
+fn open(
+    settings: &Settings,
+    log: Option<Arc<LogRegistration>>,
+    out: *mut *mut rmqs_connection,
+) -> Result<(), Error> {
     let out = out_arg(out, "out")?;
     let (config, lazy) = settings.connection()?;
     if !lazy {
@@ -226,6 +239,7 @@ fn open(settings: &Settings, out: *mut *mut rmqs_connection) -> Result<(), Error
         version: OnceLock::new(),
         children: Mutex::new(Vec::new()),
         closed: AtomicBool::new(false),
+        log: ConnLog::new(log, settings),
     });
     if !lazy {
         let r = shared.block("rmqs_connection_open", Some(shared.op_timeout()), async {
@@ -233,6 +247,7 @@ fn open(settings: &Settings, out: *mut *mut rmqs_connection) -> Result<(), Error
         });
         if let Err(e) = r {
             shared.runtime.shutdown(SHUTDOWN_TIMEOUT);
+            shared.log.detach();
             return Err(e);
         }
     }
@@ -273,7 +288,16 @@ pub unsafe extern "C" fn rmqs_connection_open(
     err: *mut *mut rmqs_error,
 ) -> rmqs_status {
     // SAFETY: err is NULL or writable per the conventions; cfg NULL or live.
-    unsafe { ffi_status(err, || open(&Settings::from_arg(cfg)?, out)) }
+    unsafe {
+        ffi_status(err, || {
+            let log = if cfg.is_null() {
+                None
+            } else {
+                handle_arg(cfg)?.log.clone()
+            };
+            open(&Settings::from_arg(cfg)?, log, out)
+        })
+    }
 }
 
 /// Opens a connection from a URI alone: the same as `rmqs_connection_open()` with a config
@@ -298,7 +322,7 @@ pub unsafe extern "C" fn rmqs_connection_open_uri(
             let uri = str_arg(uri, "uri")?;
             let mut s = Settings::default();
             s.set("uri", uri)?;
-            open(&s, out)
+            open(&s, None, out)
         })
     }
 }
@@ -333,7 +357,8 @@ pub unsafe extern "C" fn rmqs_connection_close(
 ///
 /// Producers and consumers created from it should be freed first; any that are not are closed
 /// here, and their handles stay valid (every call on them fails with `RMQS_ERR_CLOSED`) until
-/// they are freed.
+/// they are freed. Last, the log callback's `user_data_free` runs (see
+/// `rmqs_config_set_log_cb()`) unless the config it was set on still exists.
 ///
 /// @param conn the connection (ownership passes to the library), or NULL. Not to be used
 ///        afterwards.
@@ -354,6 +379,9 @@ pub unsafe extern "C" fn rmqs_connection_free(conn: *mut rmqs_connection) {
         let work = move || {
             let _ = shared.close(FREE_CLOSE_TIMEOUT.as_millis() as i32);
             shared.runtime.shutdown(SHUTDOWN_TIMEOUT);
+            // the log callback's last call is over: its user_data_free runs now (unless the
+            // config still holds it)
+            shared.log.detach();
         };
         if thread_role() == ThreadRole::Application {
             work();

@@ -163,6 +163,13 @@ pub struct rmqs_consumer {
     inner: Arc<ConsumerShared>,
 }
 
+impl rmqs_consumer {
+    /// The core consumer (for its counters, src/ffi/stats.rs).
+    pub(crate) fn core(&self) -> &Consumer {
+        &self.inner.consumer
+    }
+}
+
 impl Handle for rmqs_consumer {
     const MAGIC: u64 = 0x726d_7173_636f_6e73; // "rmqscons"
     const NAME: &'static str = "rmqs_consumer";

@@ -34,6 +34,8 @@ pub mod config;
 
 pub mod connection;
 
+pub mod log;
+
 pub mod manage;
 
 pub mod queue;
@@ -45,6 +47,8 @@ pub mod producer;
 pub mod consumer;
 
 pub mod chunk;
+
+pub mod stats;
 
 pub mod args;
 
@@ -59,6 +63,7 @@ pub use connection::{
 pub use consumer::*;
 pub use dispatch::rmqs_free_cb;
 pub use error::{Error, rmqs_error, rmqs_error_free, rmqs_error_message, rmqs_error_status};
+pub use log::*;
 pub use manage::{
     rmqs_metadata, rmqs_metadata_free, rmqs_metadata_leader_host, rmqs_metadata_leader_port,
     rmqs_metadata_replica, rmqs_metadata_replica_count, rmqs_offset_query, rmqs_offset_store,
@@ -70,6 +75,7 @@ pub use manage::{
 };
 pub use producer::*;
 pub use queue::*;
+pub use stats::*;
 pub use status::{
     rmqs_status, rmqs_status_code, rmqs_status_desc, rmqs_status_descs, rmqs_status_name,
     rmqs_status_str,

@@ -208,6 +208,13 @@ pub struct rmqs_producer {
     inner: Arc<ProducerShared>,
 }
 
+impl rmqs_producer {
+    /// The core producer (for its counters, src/ffi/stats.rs).
+    pub(crate) fn core(&self) -> &Producer {
+        &self.inner.producer
+    }
+}
+
 impl Handle for rmqs_producer {
     const MAGIC: u64 = 0x726d_7173_7072_6f64; // "rmqsprod"
     const NAME: &'static str = "rmqs_producer";

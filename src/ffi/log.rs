@@ -1,0 +1,281 @@
+//! The log callback: `rmqs_log_cb`, `rmqs_config_set_log_cb()` and the `RMQS_LOG_*` levels.
+//!
+//! A connection config holds at most one registration (callback, `user_data`, finalizer),
+//! shared by reference count between the config and every connection opened with it. A
+//! connection wraps it in a [`CLogger`] (the core's [`Logger`]) that [`CLogger::detach`]
+//! empties when the connection is freed, so the finalizer runs at a known moment even if a
+//! runtime task outlives the connection.
+
+use std::cell::Cell;
+use std::ffi::{c_char, c_void};
+use std::sync::{Arc, RwLock};
+
+use super::args::handle_arg;
+use super::config::{Settings, rmqs_config};
+use super::dispatch::rmqs_free_cb;
+use super::panic::ffi_status;
+use super::status::rmqs_status;
+use crate::client::log::{Level, Log, Logger};
+
+/// Log level: something failed (a connection was lost, no seed host answered).
+pub const RMQS_LOG_ERROR: i32 = 1;
+/// Log level: something went wrong and was handled (a seed host refused, the broker closed the
+/// connection, a stream became unavailable).
+pub const RMQS_LOG_WARN: i32 = 2;
+/// Log level: life-cycle events (connection opened with the broker's version, closed).
+pub const RMQS_LOG_INFO: i32 = 3;
+/// Log level: details (connection attempts, publisher and subscription registrations, skipped
+/// frames).
+pub const RMQS_LOG_DEBUG: i32 = 4;
+/// Log level: every frame received; costly.
+pub const RMQS_LOG_TRACE: i32 = 5;
+
+/// Receives the library's log messages.
+///
+/// @param user_data as given to `rmqs_config_set_log_cb()`.
+/// @param level `RMQS_LOG_ERROR` (1) to `RMQS_LOG_TRACE` (5); only levels up to the
+///        connection's `log_level` key (default `info`) are passed.
+/// @param target which part of the library speaks: `"connection"`, `"environment"`,
+///        `"producer"`, `"consumer"`. NUL-terminated UTF-8, borrowed for the duration of the call.
+/// @param message one line without a trailing newline, NUL-terminated UTF-8, borrowed for the
+///        duration of the call (copy it to keep it).
+///
+/// May be called on any thread at any time while the connection exists: the application's own
+/// thread inside a blocking call (open, close, free, `_new`), the connection's runtime threads
+/// (`rmqs-rt`) while it reads and writes frames, or a background thread. Several threads may
+/// call it at once. It must return quickly, must not block (hand the message to a queue or a
+/// lock-free buffer if it needs slow I/O) and must not call any `rmqs_*` function: messages
+/// emitted while it runs on the same thread are dropped.
+pub type rmqs_log_cb = Option<
+    unsafe extern "C" fn(
+        user_data: *mut c_void,
+        level: i32,
+        target: *const c_char,
+        message: *const c_char,
+    ),
+>;
+
+/// One `rmqs_config_set_log_cb()` registration. Its finalizer runs when the last reference
+/// goes (the config freed or reconfigured, and every connection using it freed).
+pub(crate) struct LogRegistration {
+    cb: unsafe extern "C" fn(*mut c_void, i32, *const c_char, *const c_char),
+    user_data: *mut c_void,
+    free: rmqs_free_cb,
+}
+
+// SAFETY: the API documents that the callback may run on any thread, concurrently, and that
+// user_data_free runs on whichever thread releases the registration last.
+unsafe impl Send for LogRegistration {}
+// SAFETY: as above; the registration itself is immutable.
+unsafe impl Sync for LogRegistration {}
+
+impl Drop for LogRegistration {
+    fn drop(&mut self) {
+        if let Some(f) = self.free {
+            // SAFETY: the application's finalizer, called once with its own pointer.
+            unsafe { f(self.user_data) };
+        }
+    }
+}
+
+thread_local! {
+    /// Set while this thread runs the application's log callback: a message emitted from
+    /// within it (the callback broke the rules and called the library) is dropped instead of
+    /// re-entering it.
+    static IN_CALLBACK: Cell<bool> = const { Cell::new(false) };
+}
+
+/// The core's [`Logger`] calling a C callback.
+pub(crate) struct CLogger {
+    registration: RwLock<Option<Arc<LogRegistration>>>,
+}
+
+impl CLogger {
+    /// Stops calling the callback (waiting for calls in progress) and drops this logger's
+    /// reference to the registration: its finalizer runs now unless the config still holds it.
+    pub(crate) fn detach(&self) {
+        let r = self
+            .registration
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        drop(r);
+    }
+}
+
+impl Logger for CLogger {
+    fn log(&self, level: Level, target: &str, message: &str) {
+        if IN_CALLBACK.get() {
+            return;
+        }
+        let guard = self.registration.read().unwrap_or_else(|e| e.into_inner());
+        let Some(reg) = guard.as_ref() else {
+            return;
+        };
+        // target\0message\0 in one allocation; interior NULs cannot occur in practice but
+        // would cut the strings short, so they are dropped.
+        let mut buf = Vec::with_capacity(target.len() + message.len() + 2);
+        buf.extend(target.bytes().filter(|&b| b != 0));
+        buf.push(0);
+        let at = buf.len();
+        buf.extend(message.bytes().filter(|&b| b != 0));
+        buf.push(0);
+        IN_CALLBACK.set(true);
+        // SAFETY: the application's callback with its user_data and two NUL-terminated strings
+        // valid for the call. A C callback cannot unwind (the type is extern "C").
+        unsafe {
+            (reg.cb)(
+                reg.user_data,
+                level as i32,
+                buf.as_ptr().cast(),
+                buf[at..].as_ptr().cast(),
+            )
+        };
+        IN_CALLBACK.set(false);
+    }
+}
+
+/// What a connection logs with.
+pub(crate) struct ConnLog {
+    /// Handed to the environment.
+    pub log: Log,
+    /// Emptied when the connection is freed.
+    logger: Option<Arc<CLogger>>,
+}
+
+impl ConnLog {
+    /// From a config's registration and its `log_level` key (default `info`; `off` = none).
+    pub(crate) fn new(registration: Option<Arc<LogRegistration>>, settings: &Settings) -> ConnLog {
+        let level = match settings.str_value("log_level") {
+            None => Some(Level::Info),
+            Some(v) => Level::parse(v), // validated when set: a level or "off"
+        };
+        match (registration, level) {
+            (Some(r), Some(level)) => {
+                let logger = Arc::new(CLogger {
+                    registration: RwLock::new(Some(r)),
+                });
+                ConnLog {
+                    log: Log::new(logger.clone(), level),
+                    logger: Some(logger),
+                }
+            }
+            _ => ConnLog {
+                log: Log::off(),
+                logger: None,
+            },
+        }
+    }
+
+    /// See [`CLogger::detach`].
+    pub(crate) fn detach(&self) {
+        if let Some(l) = &self.logger {
+            l.detach();
+        }
+    }
+}
+
+/// Sets the log callback of the connections opened with this config (`rmqs_connection_open()`;
+/// other uses of the config ignore it). Which messages reach it is set by the config's
+/// `log_level` key: `error`, `warn`, `info` (default), `debug`, `trace` or `off`. Without a
+/// callback the library logs nothing; it never installs a process-wide logger.
+///
+/// @param cfg the config (borrowed).
+/// @param cb the callback (see `rmqs_log_cb` for its threads and rules), or NULL to remove the
+///        config's callback (`user_data` and `user_data_free` are then ignored).
+/// @param user_data passed to every call of `cb`; ownership passes to the library on success.
+/// @param user_data_free run exactly once with `user_data` after the last call of `cb`: when
+///        the config no longer holds the callback (freed, or given another one) and every
+///        connection opened with it is freed — normally inside `rmqs_connection_free()`, the
+///        config having been freed after the open. On the thread making that last call (a
+///        background thread when the connection is freed from a library callback). NULL if not
+///        needed. Not called when this function fails.
+/// @return `RMQS_OK`; `RMQS_ERR_INVALID_ARGUMENT` for a NULL or invalid config.
+///
+/// Not thread-safe for one config; does not block (replacing an earlier callback of this config
+/// runs its `user_data_free` here if no connection uses it).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_config_set_log_cb(
+    cfg: *mut rmqs_config,
+    cb: rmqs_log_cb,
+    user_data: *mut c_void,
+    user_data_free: rmqs_free_cb,
+) -> rmqs_status {
+    // SAFETY: cfg is checked; no err out-parameter.
+    unsafe {
+        ffi_status(std::ptr::null_mut(), || {
+            handle_arg(cfg)?;
+            let cfg = &mut *cfg;
+            let old = std::mem::replace(
+                &mut cfg.log,
+                cb.map(|cb| {
+                    Arc::new(LogRegistration {
+                        cb,
+                        user_data,
+                        free: user_data_free,
+                    })
+                }),
+            );
+            drop(old);
+            Ok(())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    static CALLS: AtomicUsize = AtomicUsize::new(0);
+    static FREES: AtomicUsize = AtomicUsize::new(0);
+
+    unsafe extern "C" fn cb(ud: *mut c_void, level: i32, t: *const c_char, m: *const c_char) {
+        assert_eq!(ud as usize, 7);
+        assert_eq!(level, RMQS_LOG_WARN);
+        let t = unsafe { std::ffi::CStr::from_ptr(t) }.to_str().unwrap();
+        let m = unsafe { std::ffi::CStr::from_ptr(m) }.to_str().unwrap();
+        assert_eq!((t, m), ("tgt", "a message"));
+        CALLS.fetch_add(1, Ordering::Relaxed);
+    }
+
+    unsafe extern "C" fn free(ud: *mut c_void) {
+        assert_eq!(ud as usize, 7);
+        FREES.fetch_add(1, Ordering::Relaxed);
+    }
+
+    #[test]
+    fn calls_then_detaches_and_frees_once() {
+        let reg = Arc::new(LogRegistration {
+            cb,
+            user_data: 7 as *mut c_void,
+            free: Some(free),
+        });
+        let mut s = Settings::default();
+        s.set("log_level", "warn").unwrap();
+        let cl = ConnLog::new(Some(reg.clone()), &s);
+        crate::log_at!(cl.log, Level::Warn, "tgt", "a {}", "message");
+        crate::log_at!(cl.log, Level::Info, "tgt", "filtered");
+        assert_eq!(CALLS.load(Ordering::Relaxed), 1);
+        drop(reg); // the "config" lets go first
+        assert_eq!(FREES.load(Ordering::Relaxed), 0);
+        let kept = cl.log.clone(); // e.g. a straggling task
+        cl.detach();
+        assert_eq!(FREES.load(Ordering::Relaxed), 1);
+        crate::log_at!(kept, Level::Error, "tgt", "after detach");
+        assert_eq!(CALLS.load(Ordering::Relaxed), 1);
+        cl.detach();
+        assert_eq!(FREES.load(Ordering::Relaxed), 1);
+
+        s.set("log_level", "off").unwrap();
+        let off = ConnLog::new(
+            Some(Arc::new(LogRegistration {
+                cb,
+                user_data: 7 as *mut c_void,
+                free: None,
+            })),
+            &s,
+        );
+        assert_eq!(off.log.max_level(), None);
+    }
+}
