@@ -314,9 +314,7 @@ impl Inner {
         // `close` sets the flag, then takes the slots' consumers: one of the two sides sees
         // the other.
         if self.closed.load(Ordering::SeqCst) {
-            if let Some(c) = slot.take() {
-                let _ = c.close().await;
-            }
+            let _ = c.close().await;
             return Err(self.closed_error());
         }
         Ok(c)
@@ -570,9 +568,10 @@ impl SuperConsumer {
         Ok(partitions)
     }
 
-    /// Counters summed over the partition consumers alive now (a replaced or removed one's
-    /// counts are gone with it); `last_stored_offset` is `None` (offsets are per partition:
-    /// see [`partition_consumer`](Self::partition_consumer)). Any thread, never blocks.
+    /// Counters summed over the current partition consumers (closed ones included, so the
+    /// totals stay readable after [`close`](Self::close); a replaced or removed one's counts
+    /// are gone with it); `last_stored_offset` is `None` (offsets are per partition: see
+    /// [`partition_consumer`](Self::partition_consumer)). Any thread, never blocks.
     pub fn stats(&self) -> ConsumerStats {
         let topo = self.inner.topology();
         let mut total = ConsumerStats::default();
@@ -604,10 +603,11 @@ impl SuperConsumer {
         // A refresh in progress stops at its next subscription.
         let _one = s.refreshing.lock().await;
         let topo = s.topology();
+        // The consumers stay in their slots, closed: their counters remain readable.
         let closing: Vec<_> = topo
             .slots
             .iter()
-            .filter_map(|slot| slot.take())
+            .filter_map(|slot| slot.consumer())
             .map(|c| tokio::spawn(async move { c.close().await }))
             .collect();
         let mut result = Ok(());
