@@ -1,0 +1,180 @@
+package rmqstream
+
+/*
+#include "gormqs.h"
+*/
+import "C"
+
+import (
+	"sync"
+	"unsafe"
+)
+
+// event is one library event routed to a producer or consumer. Chunk and confirm events still
+// own their rmqs_event (ev), which the receiving goroutine frees; state and error events were
+// read and freed by the dispatcher (ev is nil).
+type event struct {
+	ev        *C.rmqs_event
+	typ       int32
+	state     int32
+	status    Status
+	message   string
+	nconfirms int
+}
+
+// sink receives a producer's or consumer's events from the dispatcher.
+type sink interface {
+	// push hands over an event without blocking; false when the sink has ended (the
+	// dispatcher then frees the event).
+	push(e event) bool
+	// received is called by the dispatcher before push for confirm events (backpressure
+	// accounting); consumers ignore it.
+	received(n int)
+	// end tells the sink no more events will come (the connection is closing).
+	end()
+	// freeHandle frees the library object (the connection is closing).
+	freeHandle()
+}
+
+// inbox is an unbounded FIFO of events between the dispatcher (which must never block) and
+// the goroutine of one producer or consumer. What bounds it: a consumer's chunks by its
+// credit (a chunk's credit returns only when the chunk is released, after its messages were
+// handled), a producer's confirms by Send waiting while too many are unread.
+type inbox struct {
+	mu    sync.Mutex
+	q     []event
+	ended bool
+	wake  chan struct{}
+}
+
+func newInbox() inbox { return inbox{wake: make(chan struct{}, 1)} }
+
+func (b *inbox) push(e event) bool {
+	b.mu.Lock()
+	if b.ended {
+		b.mu.Unlock()
+		return false
+	}
+	b.q = append(b.q, e)
+	b.mu.Unlock()
+	select {
+	case b.wake <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+func (b *inbox) end() {
+	b.mu.Lock()
+	b.ended = true
+	b.mu.Unlock()
+	select {
+	case b.wake <- struct{}{}:
+	default:
+	}
+}
+
+// take waits for events and returns them all (reusing spare's storage); false once the inbox
+// has ended and is empty.
+func (b *inbox) take(spare []event) ([]event, bool) {
+	for {
+		b.mu.Lock()
+		if len(b.q) > 0 {
+			got := b.q
+			b.q = spare[:0]
+			b.mu.Unlock()
+			return got, true
+		}
+		if b.ended {
+			b.mu.Unlock()
+			return nil, false
+		}
+		b.mu.Unlock()
+		<-b.wake
+	}
+}
+
+// discard frees every event still queued and ends the inbox.
+func (b *inbox) discard() {
+	b.mu.Lock()
+	b.ended = true
+	q := b.q
+	b.q = nil
+	b.mu.Unlock()
+	for _, e := range q {
+		e.free()
+	}
+}
+
+func (e *event) free() {
+	if e.ev != nil {
+		C.rmqs_event_free(e.ev)
+		e.ev = nil
+	}
+}
+
+// pollBatch is how many events one cgo call takes from the queue.
+const pollBatch = 256
+
+// dispatch is the connection's one event goroutine: it takes events from the library's queue
+// in batches (one cgo call per batch, see gormqs_poll) and routes them by source tag to the
+// producers' and consumers' inboxes. It never runs application code.
+func (c *Conn) dispatch() {
+	defer close(c.dispDone)
+	infos := unsafe.Slice(c.infos, pollBatch)
+	for {
+		n := int(C.gormqs_poll(c.q, c.evs, c.infos, pollBatch, -1))
+		if n == 0 {
+			if c.stopping.Load() {
+				break
+			}
+			continue
+		}
+		c.route(infos[:n])
+	}
+	// Stopping: what is left in the queue goes out without waiting.
+	for {
+		n := int(C.gormqs_poll(c.q, c.evs, c.infos, pollBatch, 0))
+		if n == 0 {
+			return
+		}
+		c.route(infos[:n])
+	}
+}
+
+func (c *Conn) route(infos []C.gormqs_evinfo) {
+	sinks := c.routeBuf[:0]
+	c.mu.Lock()
+	for i := range infos {
+		sinks = append(sinks, c.children[uint64(infos[i].tag)])
+	}
+	c.mu.Unlock()
+	for i := range infos {
+		in := &infos[i]
+		e := event{ev: in.ev, typ: int32(in._type)}
+		switch e.typ {
+		case C.RMQS_EVENT_STATE, C.RMQS_EVENT_ERROR:
+			e.state = int32(in.state)
+			e.status = Status(in.status)
+			e.message = C.GoString(in.message)
+			e.free()
+		case C.RMQS_EVENT_CONFIRMS:
+			e.nconfirms = int(in.nconfirms)
+		}
+		s := sinks[i]
+		if s == nil {
+			e.free()
+			continue
+		}
+		if e.nconfirms > 0 {
+			s.received(e.nconfirms)
+		}
+		if !s.push(e) {
+			e.free()
+		}
+	}
+	for i := range sinks {
+		sinks[i] = nil
+	}
+	c.routeBuf = sinks[:0]
+}

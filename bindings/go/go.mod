@@ -1,0 +1,3 @@
+module github.com/rmqstream/rmqstream/bindings/go
+
+go 1.19
