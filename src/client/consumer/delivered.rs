@@ -68,9 +68,10 @@ impl<'a> ConsumerRecord<'a> {
 /// The chunk was validated before delivery (framing, record counts, decompression, and the
 /// CRC when the consumer checks it), so iteration yields exactly [`len`](Self::len) records.
 ///
-/// **Credit**: dropping the chunk, or [`release`](Self::release), hands it back; with
-/// `CreditPolicy::OnRelease` that grants the broker one more chunk, so the chunks the
-/// application holds bound the consumer's memory. Exactly once per chunk.
+/// **Release**: dropping the chunk, or [`release`](Self::release), hands it back, exactly once:
+/// it then counts as processed for offset tracking, and with `CreditPolicy::OnRelease` (the
+/// default) the broker gets one more chunk of credit, so the chunks the application holds
+/// bound the consumer's memory.
 ///
 /// **Threads**: `Send + Sync`; it may be moved to and read from any thread, and released from
 /// any thread (releasing never blocks).
@@ -232,8 +233,8 @@ impl DeliveredChunk {
         }
     }
 
-    /// Hands the chunk back now (same as dropping it): with `CreditPolicy::OnRelease` the
-    /// broker gets one credit. Never blocks.
+    /// Hands the chunk back now (same as dropping it): it counts as processed for offset
+    /// tracking, and with `CreditPolicy::OnRelease` the broker gets one credit. Never blocks.
     pub fn release(self) {
         drop(self);
     }

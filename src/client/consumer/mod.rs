@@ -2,21 +2,29 @@
 //!
 //! ```text
 //!  broker ──Deliver──▶ connection reader task ──▶ Listener::deliver
-//!                        parse header in place, CRC, validate, skip records < start offset
+//!                        credit on arrival (CreditPolicy::OnArrival)
+//!                        parse header in place, CRC, validate, skip records < start offset,
+//!                        post-filter (hidden records keep their offsets)
 //!                        └─▶ ConsumerEvents::chunk(DeliveredChunk)      (same task, in order)
-//!  application drops / releases the DeliveredChunk ──▶ Credit(1) (CreditPolicy::OnRelease)
+//!  application drops / releases the DeliveredChunk
+//!                        ──▶ credit (OnRelease, AfterProcessed, WhenBelow)
+//!                        ──▶ processed offset moves ──▶ StoreOffset (tracking strategy)
+//!  broker ──ConsumerUpdate──▶ per-consumer update task ──▶ ConsumerEvents::consumer_update
+//!                        ──▶ answer (or the default at the deadline)   (single active consumer)
 //! ```
 //!
 //! State is split so that recovery can re-attach: [`Consumer`] owns the consumer's lasting
-//! state (`Shared`: configuration, events, statistics, last delivered offset), and the
-//! connection plus subscription id live in a swappable `Attachment` that every delivered
-//! chunk references for its credit. A connection holds only a weak link back to the
-//! consumer, so dropping the consumer never leaks through the connection.
+//! state (`Shared`: configuration, events, statistics, last delivered offset, processed
+//! offset), and the connection plus subscription id live in a swappable `Attachment` that
+//! every delivered chunk references for its credit. A connection holds only a weak link back
+//! to the consumer, so dropping the consumer never leaks through the connection.
 //!
-//! Threads: every `ConsumerEvents` callback runs on the Tokio task of the connection's reader
-//! (or of the task that closes the consumer, for `closed`), one at a time per consumer; the
-//! application's callbacks must not block. [`Consumer`]'s methods may be called from any
-//! thread; `credit` and `stats` never block.
+//! Threads: `chunk`, `error` and `closed` run on the Tokio task of the connection's reader
+//! (or of the task that closes the consumer, for `closed`), `consumer_update` on the
+//! consumer's update task, one at a time per consumer; the application's callbacks must not
+//! block. [`Consumer`]'s methods may be called from any thread; `credit`, `stats` and
+//! `store_processed_offset` never block. Releasing a chunk may run the tracking strategy's
+//! callback and send Credit and StoreOffset frames, on the releasing thread, without blocking.
 
 mod credit;
 mod delivered;
@@ -333,6 +341,12 @@ pub struct ConsumerStats {
     pub bytes: u64,
     /// Credits granted to the broker, the initial credit included.
     pub credits_granted: u64,
+    /// Chunks the broker sent (Deliver frames), those never handed to the application
+    /// included: entirely before the start offset, failing checks, every record filtered out,
+    /// or arriving while a single active consumer was inactive. With `chunks` and
+    /// `credits_granted`, tells a broker that stopped sending from a consumer that stopped
+    /// handing over.
+    pub chunks_received: u64,
     /// Records the post-filter removed (in chunks handed over or not).
     pub filtered_out: u64,
     /// StoreOffset frames sent by this consumer (automatic and explicit stores).
@@ -347,6 +361,7 @@ struct Stats {
     messages: AtomicU64,
     bytes: AtomicU64,
     credits_granted: AtomicU64,
+    chunks_received: AtomicU64,
     filtered_out: AtomicU64,
     offsets_stored: AtomicU64,
     /// The last stored offset + 1; 0 for none.
@@ -475,6 +490,7 @@ impl Shared {
 
     /// Handles one Deliver for `attachment` (on the connection's reader task).
     fn deliver(self: &Arc<Self>, attachment: &Arc<Attachment>, deliver: Deliver) {
+        self.stats.chunks_received.fetch_add(1, Ordering::Relaxed);
         attachment.on_arrival(self);
         if let Some(c) = deliver.committed_chunk_id {
             self.committed
@@ -1146,6 +1162,7 @@ impl Consumer {
             messages: s.messages.load(Ordering::Relaxed),
             bytes: s.bytes.load(Ordering::Relaxed),
             credits_granted: s.credits_granted.load(Ordering::Relaxed),
+            chunks_received: s.chunks_received.load(Ordering::Relaxed),
             filtered_out: s.filtered_out.load(Ordering::Relaxed),
             offsets_stored: s.offsets_stored.load(Ordering::Relaxed),
             last_stored_offset: s.last_stored.load(Ordering::Relaxed).checked_sub(1),
