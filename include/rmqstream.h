@@ -318,6 +318,10 @@ enum rmqs_event_type_code
      * `rmqs_event_message()`.
      */
     RMQS_EVENT_ERROR = 4,
+    /**
+     * Outcomes of messages sent by a super producer: `rmqs_event_super_confirms()`.
+     */
+    RMQS_EVENT_SUPER_CONFIRMS = 5,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -343,6 +347,14 @@ enum rmqs_event_source_code
      * An `rmqs_consumer`.
      */
     RMQS_SOURCE_CONSUMER = 2,
+    /**
+     * An `rmqs_super_producer`.
+     */
+    RMQS_SOURCE_SUPER_PRODUCER = 3,
+    /**
+     * An `rmqs_super_consumer`.
+     */
+    RMQS_SOURCE_SUPER_CONSUMER = 4,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -534,6 +546,19 @@ typedef struct rmqs_queue rmqs_queue;
 typedef struct rmqs_strings rmqs_strings;
 
 /**
+ * A super stream producer: routes each message to a partition of a super stream, with one
+ * producer per partition (created lazily, by the first send routed to it, on that
+ * partition's leader). Opaque.
+ *
+ * Created by `rmqs_super_producer_new()`, closed by `rmqs_super_producer_close()`, freed by
+ * `rmqs_super_producer_free()`.
+ *
+ * Thread safety: every function may be called from any thread concurrently, except
+ * `rmqs_super_producer_free()`.
+ */
+typedef struct rmqs_super_producer rmqs_super_producer;
+
+/**
  * Result of every fallible rmqstream call (`int32_t`).
  *
  * - `0` (`RMQS_OK`): success.
@@ -613,6 +638,30 @@ typedef struct rmqs_stream_statistics {
      */
     int64_t last_chunk_id;
 } rmqs_stream_statistics;
+
+/**
+ * The outcome of one message sent by a super producer: an `rmqs_confirm` and the partition
+ * the message went to.
+ */
+typedef struct rmqs_super_confirm {
+    /**
+     * The publishing id the message was sent with (ids are per partition).
+     */
+    uint64_t publishing_id;
+    /**
+     * The tag given to the send call.
+     */
+    size_t tag;
+    /**
+     * As `rmqs_confirm.status`.
+     */
+    rmqs_status status;
+    /**
+     * The partition: its index in the super producer's partition list
+     * (`rmqs_super_producer_partition()`), as of the confirm.
+     */
+    uint32_t partition;
+} rmqs_super_confirm;
 
 /**
  * The outcome of one message sent by a producer.
@@ -835,6 +884,71 @@ typedef struct rmqs_consumer_statistics {
     uint64_t last_stored_offset;
 } rmqs_consumer_statistics;
 
+/**
+ * Routes a message of a super producer (`rmqs_config_set_routing_cb()`): writes the indices
+ * of the partitions the message goes to into `partitions` and returns how many it wrote.
+ *
+ * - `body`, `len`: the message body as given to the send call (borrowed for the call).
+ * - `routing_key`, `key_len`: the message's routing key (from the send call, else from the
+ *   key extractor), NUL-terminated, borrowed for the call; `""` (length 0) when it has none.
+ * - `tag`: the send call's tag.
+ * - `partition_count`: the number of partitions now (indices `0 .. partition_count - 1`, in
+ *   the order of `rmqs_super_producer_partition()`); `partitions` has room for exactly that
+ *   many indices.
+ *
+ * Return 1 to send the message to one partition, several to send a copy to each (each copy
+ * gets its own confirm), 0 to refuse it: the send then fails with
+ * `RMQS_ERR_INVALID_ARGUMENT`, message starting with `"no route"`, and nothing is sent. An
+ * index out of range, or a count above `partition_count`, refuses it the same way.
+ *
+ * Called on the thread making the send call, once per message (per send call), possibly from
+ * several threads at once. Must be quick and must not send on the same super producer.
+ */
+typedef size_t (*rmqs_routing_cb)(void *user_data,
+                                  const uint8_t *body,
+                                  size_t len,
+                                  const char *routing_key,
+                                  size_t key_len,
+                                  size_t tag,
+                                  size_t partition_count,
+                                  uint32_t *partitions);
+
+/**
+ * Extracts the routing key of a message sent without one (`routing_key` NULL in
+ * `rmqs_super_producer_send()`; see `rmqs_config_set_key_extractor()`).
+ *
+ * Writes the key's UTF-8 bytes (no terminating NUL needed) into `key`, which has room for
+ * `capacity` bytes, and returns the key's length. When the key is longer than `capacity`,
+ * return its length without writing (or after writing a part): the function is called once
+ * more with room for at least that many bytes. Return a negative value when the message has
+ * no key: the send fails with `RMQS_ERR_INVALID_ARGUMENT` (with `hash` and `key` routing;
+ * a routing callback gets `""`).
+ *
+ * `body`, `len`: the message body (borrowed for the call); `tag`: the send call's tag.
+ *
+ * Called on the thread making the send call, possibly from several threads at once. Must be
+ * quick and must not send on the same super producer.
+ */
+typedef ptrdiff_t (*rmqs_key_extractor_cb)(void *user_data,
+                                           const uint8_t *body,
+                                           size_t len,
+                                           size_t tag,
+                                           char *key,
+                                           size_t capacity);
+
+/**
+ * Receives a batch of confirms of a super producer in callback mode: each says which
+ * partition its message went to.
+ *
+ * Called on the super producer's dispatcher thread (`rmqs-dispatch`, one per super producer),
+ * never concurrently with itself; the confirms of one partition come in order. `confirms`
+ * (`count` > 0 entries) is borrowed for the call. Rules as `rmqs_confirm_cb`: non-blocking
+ * calls only (blocking ones return `RMQS_ERR_WOULD_DEADLOCK`).
+ */
+typedef void (*rmqs_super_confirm_cb)(void *user_data,
+                                      const struct rmqs_super_confirm *confirms,
+                                      size_t count);
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -995,6 +1109,21 @@ struct rmqs_config *rmqs_config_new(void);
  *   `credit_policy` `on_release` (default: one credit when a chunk is released) or `manual`
  *   (only `rmqs_consumer_credit`); `crc_check` (default true); `property.<key>`: a raw
  *   subscription property.
+ *
+ * Super producer (`rmqs_super_producer_new`): every producer key (applied to each partition
+ * producer; `name` makes every one of them a deduplicating producer of that name), and
+ * - `routing`: `hash` (default: MurmurHash3 of the routing key, as the official clients) or
+ *   `key` (the broker's bindings, Route command); `rmqs_config_set_routing_cb()` instead
+ *   routes with the application's function;
+ * - `eager` (bool, default false): create every partition producer in `_new` (and in
+ *   `_refresh`) instead of at the first send routed to it.
+ *
+ * Super consumer (`rmqs_super_consumer_new`): every consumer key, applied to each partition
+ * consumer: `name` is the single-active-consumer group (`single_active_consumer`: one active
+ * consumer per partition among the group's super consumers, spread by the broker) and the
+ * offset-tracking reference (one offset per partition); and
+ * - `added_partition_offset`: where the consumers of partitions picked up by
+ *   `rmqs_super_consumer_refresh()` start when nothing is stored for them (default `first`).
  *
  * Stream creation (`rmqs_stream_create`): `max_length_bytes`, `max_age` (e.g. `3600s`,
  * `7D`; units Y M D h m s), `stream_max_segment_size_bytes`, `initial_cluster_size`,
@@ -1574,6 +1703,32 @@ size_t rmqs_event_source_tag(const struct rmqs_event *ev);
  * Does not block.
  */
 const struct rmqs_chunk *rmqs_event_chunk(const struct rmqs_event *ev);
+
+/**
+ * The super stream partition an event of an `rmqs_super_producer` or `rmqs_super_consumer`
+ * concerns: its index in the object's partition list. Set for `RMQS_EVENT_SUPER_CONFIRMS`
+ * (all the confirms of one event come from one partition), for chunks (as
+ * `rmqs_chunk_partition()`) and for the errors of one partition (e.g. its stream was lost).
+ *
+ * @return the index; -1 for other events (those of plain producers and consumers, and the
+ *         super producer's or consumer's own state events), or for NULL.
+ *
+ * Does not block.
+ */
+int32_t rmqs_event_partition(const struct rmqs_event *ev);
+
+/**
+ * The confirms of an `RMQS_EVENT_SUPER_CONFIRMS` event (from an `rmqs_super_producer`).
+ *
+ * @param ev the event (borrowed).
+ * @param count receives the number of confirms (0 for other events); may be NULL.
+ * @return an array borrowed from the event, valid until `rmqs_event_free(ev)`; NULL for other
+ *         events or NULL.
+ *
+ * Does not block.
+ */
+const struct rmqs_super_confirm *rmqs_event_super_confirms(const struct rmqs_event *ev,
+                                                           size_t *count);
 
 /**
  * The confirms of an `RMQS_EVENT_CONFIRMS` event.
@@ -2179,6 +2334,308 @@ rmqs_status rmqs_producer_stats(const struct rmqs_producer *p,
  */
 rmqs_status rmqs_consumer_stats(const struct rmqs_consumer *c,
                                 struct rmqs_consumer_statistics *out);
+
+/**
+ * Sets the routing function of the super producers created with this config
+ * (`rmqs_super_producer_new()`; other uses of the config ignore it): it replaces `hash` and
+ * `key` routing (the `routing` key must then be unset).
+ *
+ * @param cfg the config (borrowed).
+ * @param cb the function (see `rmqs_routing_cb`: called on the sending thread), or NULL to
+ *        remove the config's function (`user_data` and `user_data_free` are then ignored).
+ * @param user_data passed to every call of `cb`; ownership passes to the library on success.
+ * @param user_data_free run exactly once with `user_data` after the last call of `cb`: when
+ *        the config no longer holds the function (freed, or given another one) and every super
+ *        producer created with it is freed, on the thread making that last call. NULL if not
+ *        needed. Not called when this function fails.
+ * @return `RMQS_OK`; `RMQS_ERR_INVALID_ARGUMENT` for a NULL or invalid config.
+ *
+ * Not thread-safe for one config; does not block.
+ */
+rmqs_status rmqs_config_set_routing_cb(struct rmqs_config *cfg,
+                                       rmqs_routing_cb cb,
+                                       void *user_data,
+                                       rmqs_free_cb user_data_free);
+
+/**
+ * Sets the key extractor of the super producers created with this config
+ * (`rmqs_super_producer_new()`; other uses of the config ignore it): it gives the routing
+ * key of every message sent with a NULL `routing_key`.
+ *
+ * @param cfg the config (borrowed).
+ * @param cb the function (see `rmqs_key_extractor_cb`: called on the sending thread), or NULL
+ *        to remove the config's extractor (`user_data` and `user_data_free` are then ignored).
+ * @param user_data passed to every call of `cb`; ownership passes to the library on success.
+ * @param user_data_free as in `rmqs_config_set_routing_cb()`.
+ * @return `RMQS_OK`; `RMQS_ERR_INVALID_ARGUMENT` for a NULL or invalid config.
+ *
+ * Not thread-safe for one config; does not block.
+ */
+rmqs_status rmqs_config_set_key_extractor(struct rmqs_config *cfg,
+                                          rmqs_key_extractor_cb cb,
+                                          void *user_data,
+                                          rmqs_free_cb user_data_free);
+
+/**
+ * Creates a producer on super stream `super_stream`.
+ *
+ * Asks the broker for the partitions (Partitions command; the super stream must exist and
+ * have at least one); with the `eager` key it also creates every partition producer now,
+ * else each is created by the first send routed to its partition. Routing: the config's
+ * `routing` key (`hash`, the default, or `key`) or its routing callback
+ * (`rmqs_config_set_routing_cb()`); routing keys come with each send or from the config's key
+ * extractor (`rmqs_config_set_key_extractor()`).
+ *
+ * A named super producer (`name` key) gives that name to every partition producer: the broker
+ * keeps one publishing sequence per partition under it, so each partition deduplicates on its
+ * own and a restarted super producer continues on each after the last id the broker kept
+ * there (as the Java and .NET clients do).
+ *
+ * Confirms go to `confirm_cb` on a dispatcher thread when it is given, else to `queue` as
+ * `RMQS_EVENT_SUPER_CONFIRMS` events (`rmqs_event_super_confirms()`), else nowhere (flush
+ * still waits for them); each names its partition. The final `RMQS_EVENT_STATE`
+ * (`RMQS_STATE_CLOSED`) goes to `queue` when it is given. Every message a send accepted gets
+ * exactly one confirm (one per copy when routing sends it to several partitions).
+ *
+ * @param conn the connection (borrowed).
+ * @param super_stream the super stream name, 1 to 255 bytes (borrowed).
+ * @param cfg super producer keys (see `rmqs_config_set()`: the producer keys, `routing`,
+ *        `eager`) and callbacks (borrowed, copied; the callbacks are shared), layered over the
+ *        connection's `producer.*` keys; NULL for those alone.
+ * @param confirm_cb confirm callback, or NULL.
+ * @param user_data passed to `confirm_cb`. Ownership passes to the library on success only.
+ * @param user_data_free run once with `user_data` after the last callback (when the super
+ *        producer is freed); NULL if not needed. Not called when this function fails.
+ * @param queue the queue for confirms (without `confirm_cb`) and state events, borrowed (the
+ *        super producer keeps its own reference); NULL for none.
+ * @param tag returned by `rmqs_event_source_tag()` for this super producer's events (their
+ *        source is `RMQS_SOURCE_SUPER_PRODUCER`).
+ * @param out receives the super producer, owned by the caller (free with
+ *        `rmqs_super_producer_free()`), only on success.
+ * @param err optional error detail.
+ * @return `RMQS_OK`; `RMQS_ERR_INVALID_ARGUMENT` (names, config, a super stream without
+ *         partitions); `RMQS_ERR_STREAM_DOES_NOT_EXIST` (no such super stream, and on brokers
+ *         before 3.13, which have none) and other broker codes, also those of creating the
+ *         partition producers with `eager`; `RMQS_ERR_CLOSED`, `RMQS_ERR_TIMEOUT`,
+ *         `RMQS_ERR_IO`; `RMQS_ERR_WOULD_DEADLOCK` from a library callback.
+ *
+ * Thread-safe; blocks for a round trip (plus the creation of every partition producer with
+ * `eager`).
+ */
+rmqs_status rmqs_super_producer_new(struct rmqs_connection *conn,
+                                    const char *super_stream,
+                                    const struct rmqs_config *cfg,
+                                    rmqs_super_confirm_cb confirm_cb,
+                                    void *user_data,
+                                    rmqs_free_cb user_data_free,
+                                    struct rmqs_queue *queue,
+                                    size_t tag,
+                                    struct rmqs_super_producer **out,
+                                    struct rmqs_error **err);
+
+/**
+ * Sends one message to the partition its routing key leads to. The body is copied; its
+ * confirm comes later with `tag` and the partition.
+ *
+ * The first send routed to a partition creates that partition's producer, and with `key`
+ * routing the first send of a routing key asks the broker where it goes (cached): such a send
+ * blocks for that round trip whatever the flags (also in a library callback; `eager` avoids
+ * the first).
+ *
+ * @param sp the super producer (borrowed).
+ * @param routing_key the message's routing key, NUL-terminated UTF-8 (borrowed), or NULL to
+ *        ask the config's key extractor (no extractor: `hash` and `key` routing fail with
+ *        `RMQS_ERR_INVALID_ARGUMENT`, a routing callback gets `""`).
+ * @param body the message body (borrowed for the call), NULL only when `len` is 0.
+ * @param len its length.
+ * @param tag returned in the message's `rmqs_super_confirm`.
+ * @param flags `RMQS_SEND_RAW`, `RMQS_SEND_NO_BLOCK`, or 0.
+ * @param err optional error detail.
+ * @return `RMQS_OK` when accepted (a confirm follows for each copy, exactly once);
+ *         `RMQS_ERR_INVALID_ARGUMENT` for a message routed nowhere (a key bound to no
+ *         partition with `key` routing, a routing callback choosing none; the message starts
+ *         with `"no route"`), a missing routing key, bad flags, a NULL body with a length;
+ *         `RMQS_ERR_QUEUE_FULL`, `RMQS_ERR_TIMEOUT`, `RMQS_ERR_WOULD_DEADLOCK` as
+ *         `rmqs_producer_send()` (for the partition's `max_in_flight`); `RMQS_ERR_CLOSED`;
+ *         the errors of creating a partition producer. No confirm follows a failed send.
+ *
+ * Thread-safe; blocks as said above, and when the partition's producer is full and the send
+ * may wait.
+ */
+rmqs_status rmqs_super_producer_send(struct rmqs_super_producer *sp,
+                                     const char *routing_key,
+                                     const uint8_t *body,
+                                     size_t len,
+                                     size_t tag,
+                                     uint32_t flags,
+                                     struct rmqs_error **err);
+
+/**
+ * Sends one message with options, and says where it went.
+ *
+ * @param sp the super producer (borrowed).
+ * @param routing_key as in `rmqs_super_producer_send()`.
+ * @param body the body (borrowed for the call), NULL only when `len` is 0.
+ * @param len its length.
+ * @param filter_value NUL-terminated UTF-8 filter value (RabbitMQ 3.13+), or NULL for none.
+ * @param publishing_id used with `RMQS_SEND_PUBLISHING_ID`: the id on the partition the
+ *        message goes to (ids are per partition); must be above every id used there before.
+ * @param tag returned in the message's confirm.
+ * @param flags `RMQS_SEND_RAW`, `RMQS_SEND_NO_BLOCK`, `RMQS_SEND_PUBLISHING_ID`.
+ * @param partition_out receives the partition index (the first one when routing gives
+ *        several), on success; may be NULL.
+ * @param id_out receives the publishing id there, on success; may be NULL.
+ * @param err optional error detail.
+ * @return as `rmqs_super_producer_send()`.
+ *
+ * Thread-safe; blocking as `rmqs_super_producer_send()`.
+ */
+rmqs_status rmqs_super_producer_send_ex(struct rmqs_super_producer *sp,
+                                        const char *routing_key,
+                                        const uint8_t *body,
+                                        size_t len,
+                                        const char *filter_value,
+                                        uint64_t publishing_id,
+                                        size_t tag,
+                                        uint32_t flags,
+                                        uint32_t *partition_out,
+                                        uint64_t *id_out,
+                                        struct rmqs_error **err);
+
+/**
+ * Sends several messages in order, each routed by its own key. Consecutive messages going
+ * to the same partition go to its producer together; order is kept per partition.
+ *
+ * @param sp the super producer (borrowed).
+ * @param routing_keys `count` routing keys (NUL-terminated UTF-8, borrowed for the call); a
+ *        NULL entry, or NULL for the whole array, asks the key extractor for that message.
+ * @param bodies `count` bodies (borrowed for the call; each copied).
+ * @param tags `count` tags, or NULL for tag 0 everywhere.
+ * @param count number of messages.
+ * @param flags `RMQS_SEND_RAW`, `RMQS_SEND_NO_BLOCK`.
+ * @param accepted receives how many messages (a prefix of `bodies`) were accepted, also on
+ *        failure; may be NULL.
+ * @param err optional error detail.
+ * @return `RMQS_OK` when all were accepted; otherwise the status of the first message not
+ *         accepted (as `rmqs_super_producer_send()`), the ones before it being accepted.
+ *
+ * Thread-safe; blocking as `rmqs_super_producer_send()`, up to `send_timeout_ms` in total.
+ */
+rmqs_status rmqs_super_producer_send_batch(struct rmqs_super_producer *sp,
+                                           const char *const *routing_keys,
+                                           const struct rmqs_bytes *bodies,
+                                           const size_t *tags,
+                                           size_t count,
+                                           uint32_t flags,
+                                           size_t *accepted,
+                                           struct rmqs_error **err);
+
+/**
+ * Sends what every partition producer has batched and waits until every accepted message has
+ * its confirm (and, in callback mode, the callback for it has returned).
+ *
+ * @param sp the super producer (borrowed).
+ * @param timeout_ms negative = no limit; 0 = only send the partial batches and report whether
+ *        anything is still unconfirmed.
+ * @return `RMQS_OK`; `RMQS_ERR_TIMEOUT` when messages were still unconfirmed after
+ *         `timeout_ms`; `RMQS_ERR_WOULD_DEADLOCK` from a library callback (timeout other than
+ *         0); `RMQS_ERR_INVALID_ARGUMENT` for a NULL handle.
+ *
+ * Thread-safe; blocks up to `timeout_ms`.
+ */
+rmqs_status rmqs_super_producer_flush(struct rmqs_super_producer *sp, int32_t timeout_ms);
+
+/**
+ * Asks the broker for the super stream's partitions again, so that partitions added since
+ * the super producer was created (or last refreshed) are used: they are never picked up
+ * silently. From then on `hash` routing spreads keys over the new count (as with the other
+ * clients, a key may then go to another partition than before), `key` routing looks keys up
+ * again, partitions that disappeared have their producers closed (given 10 s for their
+ * confirms), and the other partitions keep theirs with their new index. With `eager` the new
+ * partitions' producers are created before this returns.
+ *
+ * @param sp the super producer (borrowed).
+ * @param count_out receives the number of partitions now, on success; may be NULL.
+ * @param err optional error detail.
+ * @return `RMQS_OK`; the broker's code (`RMQS_ERR_STREAM_DOES_NOT_EXIST` when the super
+ *         stream is gone); `RMQS_ERR_CLOSED`, `RMQS_ERR_TIMEOUT`, `RMQS_ERR_IO`;
+ *         `RMQS_ERR_WOULD_DEADLOCK` from a library callback.
+ *
+ * Thread-safe; blocks for a round trip (plus the new producers with `eager`). Sends running
+ * meanwhile use the partitions of the moment they started.
+ */
+rmqs_status rmqs_super_producer_refresh(struct rmqs_super_producer *sp,
+                                        size_t *count_out,
+                                        struct rmqs_error **err);
+
+/**
+ * The number of partitions the super producer routes to (as of its creation or last
+ * refresh).
+ *
+ * @param sp the super producer (borrowed).
+ * @return the count; 0 for NULL.
+ *
+ * Thread-safe; does not block.
+ */
+size_t rmqs_super_producer_partition_count(const struct rmqs_super_producer *sp);
+
+/**
+ * The name (stream) of partition `index`: indices are those of confirms and routing
+ * callbacks, in the broker's order (`<super-stream>-0`, `-1`, ... for a super stream created
+ * with a partition count).
+ *
+ * @param sp the super producer (borrowed).
+ * @param index 0 to `rmqs_super_producer_partition_count() - 1`.
+ * @return a NUL-terminated string owned by the super producer, valid until it is freed (also
+ *         across refreshes); NULL for an index out of range or a NULL handle.
+ *
+ * Thread-safe; does not block (callable from routing and confirm callbacks).
+ */
+const char *rmqs_super_producer_partition(const struct rmqs_super_producer *sp, size_t index);
+
+/**
+ * Counters summed over the partition producers alive now (those of partitions removed by a
+ * refresh, or replaced after they were lost, no longer count). Extensible like
+ * `rmqs_connection_statistics` (set `size` first).
+ *
+ * @param sp the super producer (borrowed).
+ * @param out receives the counters.
+ * @return `RMQS_OK`; `RMQS_ERR_INVALID_ARGUMENT` (NULL handle or `out`, `size` not set).
+ *
+ * Thread-safe; does not block.
+ */
+rmqs_status rmqs_super_producer_stats(const struct rmqs_super_producer *sp,
+                                      struct rmqs_producer_statistics *out);
+
+/**
+ * Closes the super producer: no more sends (`RMQS_ERR_CLOSED`), and every partition producer
+ * is closed as `rmqs_producer_close()` (concurrently, each given `timeout_ms`): batched
+ * messages go out, outstanding confirms are awaited, those still missing then complete with
+ * `RMQS_ERR_CLOSED`. Then an `RMQS_EVENT_STATE` (`RMQS_STATE_CLOSED`) event goes to the
+ * queue. Closing again returns `RMQS_OK`.
+ *
+ * @param sp the super producer (borrowed; still to be freed).
+ * @param timeout_ms negative = no limit; 0 = close in the background and return at once.
+ * @return `RMQS_OK`; `RMQS_ERR_TIMEOUT` when confirms were missing at the deadline (closed all
+ *         the same); `RMQS_ERR_WOULD_DEADLOCK` from a library callback with a timeout other
+ *         than 0.
+ *
+ * Thread-safe; blocks up to `timeout_ms` plus a round trip.
+ */
+rmqs_status rmqs_super_producer_close(struct rmqs_super_producer *sp, int32_t timeout_ms);
+
+/**
+ * Frees a super producer, closing it first if needed (waiting up to 5 s for confirms), then
+ * ending its dispatcher thread after the last confirm callback and running `user_data_free`
+ * (and, unless a config still holds them, the routing callback's and key extractor's). NULL is
+ * allowed.
+ *
+ * @param sp the super producer (ownership passes to the library), or NULL.
+ *
+ * Blocks while closing. Called from a library callback, the work moves to a background
+ * thread and the call returns at once.
+ */
+void rmqs_super_producer_free(struct rmqs_super_producer *sp);
 
 #ifdef __cplusplus
 }  // extern "C"

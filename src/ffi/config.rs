@@ -21,15 +21,25 @@ pub enum Scope {
     Producer,
     Consumer,
     Stream,
+    /// `rmqs_super_producer_new`: the producer keys and its own.
+    SuperProducer,
+    /// `rmqs_super_consumer_new`: the consumer keys and its own.
+    SuperConsumer,
 }
 
 impl Scope {
+    fn is_super(self) -> bool {
+        matches!(self, Scope::SuperProducer | Scope::SuperConsumer)
+    }
+
     fn noun(self) -> &'static str {
         match self {
             Scope::Connection => "a connection",
             Scope::Producer => "a producer",
             Scope::Consumer => "a consumer",
             Scope::Stream => "stream creation",
+            Scope::SuperProducer => "a super producer",
+            Scope::SuperConsumer => "a super consumer",
         }
     }
 }
@@ -132,6 +142,11 @@ const KEYS: &[Key] = &[
     k("initial_credit", Consumer, Uint(1, 32767)),
     k("credit_policy", Consumer, Word(&["on_release", "manual"])),
     k("crc_check", Consumer, Bool),
+    // super producers (and every producer key)
+    k("routing", SuperProducer, Word(&["hash", "key"])),
+    k("eager", SuperProducer, Bool),
+    // super consumers (and every consumer key)
+    k("added_partition_offset", SuperConsumer, Offset),
     // stream creation
     s(
         "max_length_bytes",
@@ -189,6 +204,13 @@ fn scopes_of(key: &Key) -> Vec<Scope> {
     if CONSUMER_ALSO.contains(&key.name) {
         v.push(Consumer);
     }
+    // super producers and consumers take every producer / consumer key
+    if v.contains(&Producer) {
+        v.push(SuperProducer);
+    }
+    if v.contains(&Consumer) {
+        v.push(SuperConsumer);
+    }
     v
 }
 
@@ -213,7 +235,7 @@ fn check(key: &str, value: &str) -> Result<Parsed, Error> {
         }
         return Ok(Parsed {
             key: key.to_string(),
-            scopes: vec![Consumer],
+            scopes: vec![Consumer, SuperConsumer],
         });
     }
     for (prefix, scope) in [("producer.", Producer), ("consumer.", Consumer)] {
@@ -383,6 +405,9 @@ pub struct rmqs_config {
     entries: Vec<Entry>,
     /// `rmqs_config_set_log_cb()` (src/ffi/log.rs).
     pub(crate) log: Option<std::sync::Arc<super::log::LogRegistration>>,
+    /// `rmqs_config_set_routing_cb()` / `rmqs_config_set_key_extractor()`
+    /// (src/ffi/super_producer.rs).
+    pub(crate) super_producer: super::super_producer::Callbacks,
 }
 
 #[derive(Clone, Debug)]
@@ -454,6 +479,8 @@ impl Settings {
                     .parsed
                     .scopes
                     .iter()
+                    // the super objects take the keys of the plain ones: name those
+                    .filter(|s| e.parsed.scopes.len() == 1 || !s.is_super())
                     .map(|s| s.noun())
                     .collect::<Vec<_>>()
                     .join(" or ");
@@ -477,6 +504,17 @@ impl Settings {
             }
         }
         out
+    }
+
+    /// Splits off the keys that apply to `scope` only (e.g. a super producer's own keys):
+    /// `(those, the rest)`.
+    pub fn split_scope(&self, scope: Scope) -> (Settings, Settings) {
+        let (own, rest) = self
+            .entries
+            .iter()
+            .cloned()
+            .partition(|e| e.parsed.scopes == [scope]);
+        (Settings { entries: own }, Settings { entries: rest })
     }
 
     /// `self` layered over `base`: keys set here win.
@@ -692,6 +730,7 @@ pub extern "C" fn rmqs_config_new() -> *mut rmqs_config {
             magic: rmqs_config::MAGIC,
             entries: Vec::new(),
             log: None,
+            super_producer: Default::default(),
         }))
     })
 }
@@ -737,6 +776,21 @@ pub extern "C" fn rmqs_config_new() -> *mut rmqs_config {
 ///   `credit_policy` `on_release` (default: one credit when a chunk is released) or `manual`
 ///   (only `rmqs_consumer_credit`); `crc_check` (default true); `property.<key>`: a raw
 ///   subscription property.
+///
+/// Super producer (`rmqs_super_producer_new`): every producer key (applied to each partition
+/// producer; `name` makes every one of them a deduplicating producer of that name), and
+/// - `routing`: `hash` (default: MurmurHash3 of the routing key, as the official clients) or
+///   `key` (the broker's bindings, Route command); `rmqs_config_set_routing_cb()` instead
+///   routes with the application's function;
+/// - `eager` (bool, default false): create every partition producer in `_new` (and in
+///   `_refresh`) instead of at the first send routed to it.
+///
+/// Super consumer (`rmqs_super_consumer_new`): every consumer key, applied to each partition
+/// consumer: `name` is the single-active-consumer group (`single_active_consumer`: one active
+/// consumer per partition among the group's super consumers, spread by the broker) and the
+/// offset-tracking reference (one offset per partition); and
+/// - `added_partition_offset`: where the consumers of partitions picked up by
+///   `rmqs_super_consumer_refresh()` start when nothing is stored for them (default `first`).
 ///
 /// Stream creation (`rmqs_stream_create`): `max_length_bytes`, `max_age` (e.g. `3600s`,
 /// `7D`; units Y M D h m s), `stream_max_segment_size_bytes`, `initial_cluster_size`,

@@ -180,6 +180,19 @@ impl ConnShared {
     }
 }
 
+/// Lets super producers and consumers create partition producers and consumers in the
+/// connection's environment later (lazily, on refresh); `None` once the connection is closed
+/// or before it opened.
+impl crate::client::EnvironmentHandle for ConnShared {
+    fn environment(&self) -> Option<&Environment> {
+        if self.is_closed() {
+            None
+        } else {
+            self.env.get()
+        }
+    }
+}
+
 /// Awaits every future (sequentially polled together, without a dependency on `futures`).
 async fn futures_join_all<F: Future<Output = ()>>(futs: impl Iterator<Item = F>) {
     let mut set: Vec<Pin<Box<F>>> = futs.map(Box::pin).collect();

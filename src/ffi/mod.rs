@@ -50,6 +50,8 @@ pub mod chunk;
 
 pub mod stats;
 
+pub mod super_producer;
+
 pub mod args;
 
 pub mod runtime;
@@ -80,5 +82,6 @@ pub use status::{
     rmqs_status, rmqs_status_code, rmqs_status_desc, rmqs_status_descs, rmqs_status_name,
     rmqs_status_str,
 };
+pub use super_producer::*;
 pub use super_stream::rmqs_super_stream_partition;
 pub use version::{rmqs_version, rmqs_version_number};

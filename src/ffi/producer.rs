@@ -223,7 +223,9 @@ impl Handle for rmqs_producer {
     }
 }
 
-fn producer_config(s: &Settings) -> Result<(ProducerConfig, bool, Option<Duration>), Error> {
+pub(crate) fn producer_config(
+    s: &Settings,
+) -> Result<(ProducerConfig, bool, Option<Duration>), Error> {
     s.check_scope(Scope::Producer)?;
     let mut c = ProducerConfig {
         name: s.str_value("name").map(str::to_string),

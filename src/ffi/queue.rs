@@ -29,6 +29,22 @@ pub struct rmqs_confirm {
     pub status: rmqs_status,
 }
 
+/// The outcome of one message sent by a super producer: an `rmqs_confirm` and the partition
+/// the message went to.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct rmqs_super_confirm {
+    /// The publishing id the message was sent with (ids are per partition).
+    pub publishing_id: u64,
+    /// The tag given to the send call.
+    pub tag: usize,
+    /// As `rmqs_confirm.status`.
+    pub status: rmqs_status,
+    /// The partition: its index in the super producer's partition list
+    /// (`rmqs_super_producer_partition()`), as of the confirm.
+    pub partition: u32,
+}
+
 /// Kinds of event (`rmqs_event_type()`).
 #[repr(i32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,6 +59,8 @@ pub enum rmqs_event_type_code {
     /// A non-fatal error (e.g. a chunk failing its CRC check): `rmqs_event_status()`,
     /// `rmqs_event_message()`.
     RMQS_EVENT_ERROR = 4,
+    /// Outcomes of messages sent by a super producer: `rmqs_event_super_confirms()`.
+    RMQS_EVENT_SUPER_CONFIRMS = 5,
 }
 
 /// Which kind of object an event comes from (`rmqs_event_source()`).
@@ -53,6 +71,10 @@ pub enum rmqs_event_source_code {
     RMQS_SOURCE_PRODUCER = 1,
     /// An `rmqs_consumer`.
     RMQS_SOURCE_CONSUMER = 2,
+    /// An `rmqs_super_producer`.
+    RMQS_SOURCE_SUPER_PRODUCER = 3,
+    /// An `rmqs_super_consumer`.
+    RMQS_SOURCE_SUPER_CONSUMER = 4,
 }
 
 /// States reported by `RMQS_EVENT_STATE` events (`rmqs_event_state()`).
@@ -68,6 +90,7 @@ pub enum rmqs_state_code {
 pub(crate) enum Payload {
     Chunk(ChunkRef),
     Confirms(Vec<rmqs_confirm>),
+    SuperConfirms(Vec<rmqs_super_confirm>),
     State {
         state: rmqs_state_code,
         status: rmqs_status,
@@ -115,6 +138,8 @@ pub struct rmqs_event {
     magic: u64,
     source: rmqs_event_source_code,
     tag: usize,
+    /// The super stream partition the event concerns; -1 for none.
+    partition: i32,
     payload: Payload,
 }
 
@@ -167,10 +192,22 @@ impl QueueShared {
 
     /// Appends an event (dropped at once when the queue was freed).
     pub(crate) fn push(&self, source: rmqs_event_source_code, tag: usize, payload: Payload) {
+        self.push_partition(source, tag, -1, payload)
+    }
+
+    /// Appends an event about super stream partition `partition` (-1: none).
+    pub(crate) fn push_partition(
+        &self,
+        source: rmqs_event_source_code,
+        tag: usize,
+        partition: i32,
+        payload: Payload,
+    ) {
         let ev = Box::new(rmqs_event {
             magic: rmqs_event::MAGIC,
             source,
             tag,
+            partition,
             payload,
         });
         let mut st = self.lock();
@@ -477,6 +514,7 @@ pub unsafe extern "C" fn rmqs_event_type(ev: *const rmqs_event) -> i32 {
             (match e.payload {
                 Payload::Chunk(_) => rmqs_event_type_code::RMQS_EVENT_CHUNK,
                 Payload::Confirms(_) => rmqs_event_type_code::RMQS_EVENT_CONFIRMS,
+                Payload::SuperConfirms(_) => rmqs_event_type_code::RMQS_EVENT_SUPER_CONFIRMS,
                 Payload::State { .. } => rmqs_event_type_code::RMQS_EVENT_STATE,
                 Payload::Error { .. } => rmqs_event_type_code::RMQS_EVENT_ERROR,
             }) as i32
@@ -522,6 +560,49 @@ pub unsafe extern "C" fn rmqs_event_chunk(ev: *const rmqs_event) -> *const rmqs_
             Ok(Payload::Chunk(c)) => c.as_ptr(),
             _ => std::ptr::null(),
         }
+    })
+}
+
+/// The super stream partition an event of an `rmqs_super_producer` or `rmqs_super_consumer`
+/// concerns: its index in the object's partition list. Set for `RMQS_EVENT_SUPER_CONFIRMS`
+/// (all the confirms of one event come from one partition), for chunks (as
+/// `rmqs_chunk_partition()`) and for the errors of one partition (e.g. its stream was lost).
+///
+/// @return the index; -1 for other events (those of plain producers and consumers, and the
+///         super producer's or consumer's own state events), or for NULL.
+///
+/// Does not block.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_event_partition(ev: *const rmqs_event) -> i32 {
+    ffi_boundary(-1, || {
+        // SAFETY: NULL or live.
+        unsafe { handle_arg(ev) }.map_or(-1, |e| e.partition)
+    })
+}
+
+/// The confirms of an `RMQS_EVENT_SUPER_CONFIRMS` event (from an `rmqs_super_producer`).
+///
+/// @param ev the event (borrowed).
+/// @param count receives the number of confirms (0 for other events); may be NULL.
+/// @return an array borrowed from the event, valid until `rmqs_event_free(ev)`; NULL for other
+///         events or NULL.
+///
+/// Does not block.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_event_super_confirms(
+    ev: *const rmqs_event,
+    count: *mut usize,
+) -> *const rmqs_super_confirm {
+    ffi_boundary(std::ptr::null(), || {
+        // SAFETY: NULL or live; count NULL or writable.
+        let (p, n) = match unsafe { handle_arg(ev) }.map(|e| &e.payload) {
+            Ok(Payload::SuperConfirms(v)) => (v.as_ptr(), v.len()),
+            _ => (std::ptr::null(), 0),
+        };
+        if !count.is_null() {
+            unsafe { count.write(n) };
+        }
+        p
     })
 }
 

@@ -84,7 +84,7 @@ pub struct rmqs_consumer_statistics {
 }
 
 /// An extensible counters struct: `size: u64` first, then `u64` fields.
-trait Extensible: Copy {
+pub(crate) trait Extensible: Copy {
     /// Size of the struct's first version: the smallest `size` a caller can have.
     const FIRST_SIZE: usize;
     fn set_size(&mut self, size: u64);
@@ -115,7 +115,7 @@ impl Extensible for rmqs_consumer_statistics {
 ///
 /// # Safety
 /// `out` must be NULL or point to a struct of at least `out->size` writable bytes.
-unsafe fn write_extensible<T: Extensible>(
+pub(crate) unsafe fn write_extensible<T: Extensible>(
     out: *mut T,
     name: &str,
     mut value: T,

@@ -1,0 +1,1401 @@
+//! `rmqs_super_producer`: one producer over the partitions of a super stream (the core's
+//! [`SuperProducer`]), with hash, key or application routing and confirms that name the
+//! partition.
+
+use std::cell::Cell;
+use std::ffi::{CString, c_char, c_void};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use super::args::{Handle, bytes_arg, handle_arg, name_arg, opt_str_arg, out_arg, write_out};
+use super::config::{Scope, Settings, rmqs_config};
+use super::connection::{Child, ConnShared, rmqs_connection};
+use super::dispatch::{Dispatcher, Sink, UserData, rmqs_free_cb};
+use super::error::{Error, rmqs_error};
+use super::panic::{ffi_boundary, ffi_status};
+use super::producer::{
+    RMQS_SEND_NO_BLOCK, RMQS_SEND_PUBLISHING_ID, RMQS_SEND_RAW, producer_config, rmqs_bytes,
+};
+use super::queue::{
+    Payload, rmqs_event_source_code, rmqs_queue, rmqs_state_code, rmqs_super_confirm,
+};
+use super::runtime::{ThreadRole, check_may_block, thread_role, timeout_from_ms};
+use super::stats::{rmqs_producer_statistics, write_extensible};
+use super::status::{rmqs_status, rmqs_status_code, status_from_response_code};
+use crate::client::{
+    BodyFormat, ClientError, Confirm, ConfirmStatus, OutgoingMessage, Routing, SuperProducer,
+    SuperProducerConfig, SuperProducerEvents,
+};
+
+/// Receives a batch of confirms of a super producer in callback mode: each says which
+/// partition its message went to.
+///
+/// Called on the super producer's dispatcher thread (`rmqs-dispatch`, one per super producer),
+/// never concurrently with itself; the confirms of one partition come in order. `confirms`
+/// (`count` > 0 entries) is borrowed for the call. Rules as `rmqs_confirm_cb`: non-blocking
+/// calls only (blocking ones return `RMQS_ERR_WOULD_DEADLOCK`).
+pub type rmqs_super_confirm_cb = Option<
+    unsafe extern "C" fn(user_data: *mut c_void, confirms: *const rmqs_super_confirm, count: usize),
+>;
+
+/// Routes a message of a super producer (`rmqs_config_set_routing_cb()`): writes the indices
+/// of the partitions the message goes to into `partitions` and returns how many it wrote.
+///
+/// - `body`, `len`: the message body as given to the send call (borrowed for the call).
+/// - `routing_key`, `key_len`: the message's routing key (from the send call, else from the
+///   key extractor), NUL-terminated, borrowed for the call; `""` (length 0) when it has none.
+/// - `tag`: the send call's tag.
+/// - `partition_count`: the number of partitions now (indices `0 .. partition_count - 1`, in
+///   the order of `rmqs_super_producer_partition()`); `partitions` has room for exactly that
+///   many indices.
+///
+/// Return 1 to send the message to one partition, several to send a copy to each (each copy
+/// gets its own confirm), 0 to refuse it: the send then fails with
+/// `RMQS_ERR_INVALID_ARGUMENT`, message starting with `"no route"`, and nothing is sent. An
+/// index out of range, or a count above `partition_count`, refuses it the same way.
+///
+/// Called on the thread making the send call, once per message (per send call), possibly from
+/// several threads at once. Must be quick and must not send on the same super producer.
+pub type rmqs_routing_cb = Option<
+    unsafe extern "C" fn(
+        user_data: *mut c_void,
+        body: *const u8,
+        len: usize,
+        routing_key: *const c_char,
+        key_len: usize,
+        tag: usize,
+        partition_count: usize,
+        partitions: *mut u32,
+    ) -> usize,
+>;
+
+/// Extracts the routing key of a message sent without one (`routing_key` NULL in
+/// `rmqs_super_producer_send()`; see `rmqs_config_set_key_extractor()`).
+///
+/// Writes the key's UTF-8 bytes (no terminating NUL needed) into `key`, which has room for
+/// `capacity` bytes, and returns the key's length. When the key is longer than `capacity`,
+/// return its length without writing (or after writing a part): the function is called once
+/// more with room for at least that many bytes. Return a negative value when the message has
+/// no key: the send fails with `RMQS_ERR_INVALID_ARGUMENT` (with `hash` and `key` routing;
+/// a routing callback gets `""`).
+///
+/// `body`, `len`: the message body (borrowed for the call); `tag`: the send call's tag.
+///
+/// Called on the thread making the send call, possibly from several threads at once. Must be
+/// quick and must not send on the same super producer.
+pub type rmqs_key_extractor_cb = Option<
+    unsafe extern "C" fn(
+        user_data: *mut c_void,
+        body: *const u8,
+        len: usize,
+        tag: usize,
+        key: *mut c_char,
+        capacity: usize,
+    ) -> isize,
+>;
+
+/// How long `rmqs_super_producer_free` lets an open super producer drain.
+const FREE_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Room given to a key extractor at first.
+const KEY_CAPACITY: usize = 256;
+
+/// A routing function registered on a config.
+pub(crate) struct RoutingRegistration {
+    cb: unsafe extern "C" fn(
+        *mut c_void,
+        *const u8,
+        usize,
+        *const c_char,
+        usize,
+        usize,
+        usize,
+        *mut u32,
+    ) -> usize,
+    user_data: *mut c_void,
+    free: rmqs_free_cb,
+}
+
+/// A key extractor registered on a config.
+pub(crate) struct KeyRegistration {
+    cb: unsafe extern "C" fn(*mut c_void, *const u8, usize, usize, *mut c_char, usize) -> isize,
+    user_data: *mut c_void,
+    free: rmqs_free_cb,
+}
+
+// SAFETY: the API documents that these callbacks run on the sending threads, concurrently, and
+// that user_data_free runs on whichever thread releases the registration last.
+unsafe impl Send for RoutingRegistration {}
+// SAFETY: as above; the registration is immutable.
+unsafe impl Sync for RoutingRegistration {}
+// SAFETY: as above.
+unsafe impl Send for KeyRegistration {}
+// SAFETY: as above.
+unsafe impl Sync for KeyRegistration {}
+
+impl Drop for RoutingRegistration {
+    fn drop(&mut self) {
+        if let Some(f) = self.free {
+            // SAFETY: the application's finalizer, called once with its own pointer.
+            unsafe { f(self.user_data) };
+        }
+    }
+}
+
+impl Drop for KeyRegistration {
+    fn drop(&mut self) {
+        if let Some(f) = self.free {
+            // SAFETY: as above.
+            unsafe { f(self.user_data) };
+        }
+    }
+}
+
+/// The super producer callbacks a config holds (shared with the super producers created from
+/// it).
+#[derive(Clone, Default)]
+pub(crate) struct Callbacks {
+    routing: Option<Arc<RoutingRegistration>>,
+    key: Option<Arc<KeyRegistration>>,
+}
+
+thread_local! {
+    /// The routing key, NUL-terminated, handed to routing callbacks (reused per thread).
+    static KEY_NUL: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+    /// The index array handed to routing callbacks.
+    static PARTS: Cell<Vec<u32>> = const { Cell::new(Vec::new()) };
+    /// The buffer key extractors write into.
+    static KEY_BUF: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+}
+
+/// The core's custom routing over a C routing callback: no allocation per message once the
+/// thread's buffers are warm.
+fn c_routing(reg: Arc<RoutingRegistration>) -> Routing {
+    Routing::custom(
+        move |m: &OutgoingMessage<'_>, key: &str, parts: &[String], out: &mut Vec<usize>| {
+            let mut k = KEY_NUL.take();
+            k.clear();
+            k.extend_from_slice(key.as_bytes());
+            k.push(0);
+            let mut p = PARTS.take();
+            p.clear();
+            p.resize(parts.len(), u32::MAX);
+            // SAFETY: the application's callback with its user_data, the body and key
+            // (NUL-terminated) valid for the call, and room for parts.len() indices.
+            let n = unsafe {
+                (reg.cb)(
+                    reg.user_data,
+                    m.body.as_ptr(),
+                    m.body.len(),
+                    k.as_ptr().cast(),
+                    key.len(),
+                    m.tag,
+                    parts.len(),
+                    p.as_mut_ptr(),
+                )
+            };
+            if n > parts.len() {
+                // an index no partition has: the core refuses the message ("no route")
+                out.push(usize::MAX);
+            } else {
+                out.extend(p[..n].iter().map(|&i| i as usize));
+            }
+            KEY_NUL.set(k);
+            PARTS.set(p);
+        },
+    )
+}
+
+/// Runs the key extractor on `msg` and `f` with the key it gave (`None`: no key).
+fn with_extracted_key<R>(
+    reg: &KeyRegistration,
+    msg: &OutgoingMessage<'_>,
+    f: impl FnOnce(Option<&str>) -> Result<R, Error>,
+) -> Result<R, Error> {
+    let mut buf = KEY_BUF.take();
+    let r = (|| {
+        let mut cap = buf.capacity().max(KEY_CAPACITY);
+        for _ in 0..2 {
+            buf.clear();
+            buf.reserve(cap);
+            cap = buf.capacity();
+            // SAFETY: the application's callback with its user_data, the body valid for the
+            // call and `cap` writable bytes.
+            let n = unsafe {
+                (reg.cb)(
+                    reg.user_data,
+                    msg.body.as_ptr(),
+                    msg.body.len(),
+                    msg.tag,
+                    buf.as_mut_ptr().cast(),
+                    cap,
+                )
+            };
+            if n < 0 {
+                return f(None);
+            }
+            let n = n as usize;
+            if n <= cap {
+                // SAFETY: the callback wrote n <= cap bytes (any byte value is a valid u8).
+                unsafe { buf.set_len(n) };
+                let key = std::str::from_utf8(&buf).map_err(|_| {
+                    Error::invalid_argument(format!(
+                        "the key extractor returned a routing key that is not valid UTF-8 \
+                         (message tag {})",
+                        msg.tag
+                    ))
+                })?;
+                return f(Some(key));
+            }
+            cap = n;
+        }
+        Err(Error::invalid_argument(format!(
+            "the key extractor asked for more room twice (message tag {})",
+            msg.tag
+        )))
+    })();
+    buf.clear();
+    KEY_BUF.set(buf);
+    r
+}
+
+/// Hands an event of partition `partition` to the callback, else the queue.
+pub(crate) fn deliver(sink: &Sink, partition: i32, p: Payload) {
+    if let Some(d) = &sink.callback {
+        d.send(p);
+    } else if let Some(q) = &sink.queue {
+        q.push_partition(sink.source, sink.tag, partition, p);
+    }
+}
+
+/// Hands a state change or error of partition `partition` (-1: the object's own) to the
+/// queue, if any.
+pub(crate) fn deliver_other(sink: &Sink, partition: i32, p: Payload) {
+    if let Some(q) = &sink.queue {
+        q.push_partition(sink.source, sink.tag, partition, p);
+    }
+}
+
+fn confirm_status(s: ConfirmStatus) -> rmqs_status {
+    match s {
+        ConfirmStatus::Confirmed => 0,
+        ConfirmStatus::Server(code) => match status_from_response_code(code.as_u16()) {
+            0 => rmqs_status_code::RMQS_ERR_PROTOCOL.status(),
+            s => s,
+        },
+        ConfirmStatus::Timeout => rmqs_status_code::RMQS_ERR_TIMEOUT.status(),
+        ConfirmStatus::Closed => rmqs_status_code::RMQS_ERR_CLOSED.status(),
+    }
+}
+
+struct Events(Arc<Sink>);
+
+impl SuperProducerEvents for Events {
+    fn confirms(&self, partition: usize, _stream: &str, batch: &[Confirm]) {
+        if batch.is_empty() {
+            return;
+        }
+        let v = batch
+            .iter()
+            .map(|c| rmqs_super_confirm {
+                publishing_id: c.publishing_id,
+                tag: c.tag,
+                status: confirm_status(c.status),
+                partition: partition as u32,
+            })
+            .collect();
+        deliver(&self.0, partition as i32, Payload::SuperConfirms(v));
+    }
+}
+
+pub(crate) struct SuperProducerShared {
+    conn: Arc<ConnShared>,
+    producer: SuperProducer,
+    sink: Arc<Sink>,
+    block_when_full: bool,
+    send_timeout: Option<Duration>,
+    custom: bool,
+    extractor: Option<Arc<KeyRegistration>>,
+    closed: AtomicBool,
+    /// Every partition list handed out by `rmqs_super_producer_partition()` (the strings stay
+    /// valid until the super producer is freed).
+    names: Mutex<Vec<Vec<CString>>>,
+}
+
+impl SuperProducerShared {
+    async fn close_async(&self, timeout: Option<Duration>) -> Result<(), Error> {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let r = self
+            .producer
+            .close(timeout.unwrap_or(Duration::MAX))
+            .await
+            .map_err(Error::from);
+        deliver_other(
+            &self.sink,
+            -1,
+            Payload::state(rmqs_state_code::RMQS_STATE_CLOSED, r.clone().err()),
+        );
+        r
+    }
+
+    fn close(self: &Arc<Self>, timeout_ms: i32) -> Result<(), Error> {
+        let timeout = timeout_from_ms(timeout_ms);
+        if timeout == Some(Duration::ZERO) {
+            if !self.closed.load(Ordering::Acquire) {
+                let me = self.clone();
+                self.conn.runtime.handle().spawn(async move {
+                    let _ = me.close_async(Some(Duration::ZERO)).await;
+                });
+            }
+            return Ok(());
+        }
+        check_may_block("rmqs_super_producer_close")?;
+        if self.closed.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        match self.conn.runtime.block_on(
+            "rmqs_super_producer_close",
+            None,
+            true,
+            self.close_async(timeout),
+        ) {
+            Ok(r) => r,
+            // the runtime is gone: the connection closed everything already
+            Err(e) if e.status == rmqs_status_code::RMQS_ERR_CLOSED.status() => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn check_open(&self, what: &str) -> Result<(), Error> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::new(
+                rmqs_status_code::RMQS_ERR_CLOSED,
+                format!("{what}: the super producer is closed"),
+            ));
+        }
+        if self.conn.is_closed() {
+            return Err(ConnShared::closed_error(what));
+        }
+        Ok(())
+    }
+
+    /// How long a send may wait for room, given its flags and thread; and whether it runs on
+    /// a library thread.
+    fn wait(&self, flags: u32) -> (Option<Duration>, bool) {
+        if flags & RMQS_SEND_NO_BLOCK != 0 || !self.block_when_full {
+            return (None, false);
+        }
+        if thread_role() != ThreadRole::Application {
+            return (None, true);
+        }
+        (Some(self.send_timeout.unwrap_or(Duration::MAX)), false)
+    }
+
+    /// Sends one message routed by `key`, else by the key extractor's key.
+    fn send(
+        &self,
+        key: Option<&str>,
+        msg: &OutgoingMessage<'_>,
+        flags: u32,
+    ) -> Result<(usize, u64), Error> {
+        let (wait, lib) = self.wait(flags);
+        let send = |k: Option<&str>| {
+            self.producer
+                .send(msg, k, wait)
+                .map_err(|e| map_send_error(e, lib))
+        };
+        match (key, &self.extractor) {
+            (Some(k), _) => send(Some(k)),
+            (None, Some(reg)) => with_extracted_key(reg, msg, |k| {
+                if k.is_none() && !self.custom {
+                    return Err(no_key(msg.tag));
+                }
+                send(k)
+            }),
+            (None, None) => send(None),
+        }
+    }
+
+    /// The partition names now, as C strings valid until the super producer is freed.
+    fn names<R>(&self, f: impl FnOnce(&[CString]) -> R) -> R {
+        let now = self.producer.partitions();
+        let mut g = self.names.lock().unwrap_or_else(|e| e.into_inner());
+        let same = g.last().is_some_and(|last| {
+            last.len() == now.len()
+                && last
+                    .iter()
+                    .zip(&now)
+                    .all(|(a, b)| a.as_bytes() == b.as_bytes())
+        });
+        if !same {
+            g.push(
+                now.into_iter()
+                    .map(super::queue::to_cstring)
+                    .collect::<Vec<_>>(),
+            );
+        }
+        f(g.last().map_or(&[], Vec::as_slice))
+    }
+}
+
+fn no_key(tag: usize) -> Error {
+    Error::invalid_argument(format!(
+        "the key extractor gave no routing key for the message with tag {tag}"
+    ))
+}
+
+fn map_send_error(e: ClientError, on_library_thread: bool) -> Error {
+    if on_library_thread && matches!(e, ClientError::QueueFull(_)) {
+        return Error::new(
+            rmqs_status_code::RMQS_ERR_WOULD_DEADLOCK,
+            "the partition's producer is full and a send from a library callback cannot wait; \
+             pass RMQS_SEND_NO_BLOCK and retry later",
+        );
+    }
+    Error::from(e)
+}
+
+impl Child for SuperProducerShared {
+    fn close_for_connection(
+        &self,
+        timeout: Option<Duration>,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(async move {
+            let _ = self.close_async(timeout).await;
+        })
+    }
+
+    fn is_producer(&self) -> bool {
+        true
+    }
+}
+
+/// A super stream producer: routes each message to a partition of a super stream, with one
+/// producer per partition (created lazily, by the first send routed to it, on that
+/// partition's leader). Opaque.
+///
+/// Created by `rmqs_super_producer_new()`, closed by `rmqs_super_producer_close()`, freed by
+/// `rmqs_super_producer_free()`.
+///
+/// Thread safety: every function may be called from any thread concurrently, except
+/// `rmqs_super_producer_free()`.
+pub struct rmqs_super_producer {
+    magic: u64,
+    inner: Arc<SuperProducerShared>,
+}
+
+impl Handle for rmqs_super_producer {
+    const MAGIC: u64 = 0x726d_7173_7370_726f; // "rmqsspro"
+    const NAME: &'static str = "rmqs_super_producer";
+    fn magic(&self) -> u64 {
+        self.magic
+    }
+}
+
+/// Sets the routing function of the super producers created with this config
+/// (`rmqs_super_producer_new()`; other uses of the config ignore it): it replaces `hash` and
+/// `key` routing (the `routing` key must then be unset).
+///
+/// @param cfg the config (borrowed).
+/// @param cb the function (see `rmqs_routing_cb`: called on the sending thread), or NULL to
+///        remove the config's function (`user_data` and `user_data_free` are then ignored).
+/// @param user_data passed to every call of `cb`; ownership passes to the library on success.
+/// @param user_data_free run exactly once with `user_data` after the last call of `cb`: when
+///        the config no longer holds the function (freed, or given another one) and every super
+///        producer created with it is freed, on the thread making that last call. NULL if not
+///        needed. Not called when this function fails.
+/// @return `RMQS_OK`; `RMQS_ERR_INVALID_ARGUMENT` for a NULL or invalid config.
+///
+/// Not thread-safe for one config; does not block.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_config_set_routing_cb(
+    cfg: *mut rmqs_config,
+    cb: rmqs_routing_cb,
+    user_data: *mut c_void,
+    user_data_free: rmqs_free_cb,
+) -> rmqs_status {
+    // SAFETY: cfg is checked; no err out-parameter.
+    unsafe {
+        ffi_status(std::ptr::null_mut(), || {
+            handle_arg(cfg)?;
+            let cfg = &mut *cfg;
+            let old = std::mem::replace(
+                &mut cfg.super_producer.routing,
+                cb.map(|cb| {
+                    Arc::new(RoutingRegistration {
+                        cb,
+                        user_data,
+                        free: user_data_free,
+                    })
+                }),
+            );
+            drop(old);
+            Ok(())
+        })
+    }
+}
+
+/// Sets the key extractor of the super producers created with this config
+/// (`rmqs_super_producer_new()`; other uses of the config ignore it): it gives the routing
+/// key of every message sent with a NULL `routing_key`.
+///
+/// @param cfg the config (borrowed).
+/// @param cb the function (see `rmqs_key_extractor_cb`: called on the sending thread), or NULL
+///        to remove the config's extractor (`user_data` and `user_data_free` are then ignored).
+/// @param user_data passed to every call of `cb`; ownership passes to the library on success.
+/// @param user_data_free as in `rmqs_config_set_routing_cb()`.
+/// @return `RMQS_OK`; `RMQS_ERR_INVALID_ARGUMENT` for a NULL or invalid config.
+///
+/// Not thread-safe for one config; does not block.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_config_set_key_extractor(
+    cfg: *mut rmqs_config,
+    cb: rmqs_key_extractor_cb,
+    user_data: *mut c_void,
+    user_data_free: rmqs_free_cb,
+) -> rmqs_status {
+    // SAFETY: cfg is checked; no err out-parameter.
+    unsafe {
+        ffi_status(std::ptr::null_mut(), || {
+            handle_arg(cfg)?;
+            let cfg = &mut *cfg;
+            let old = std::mem::replace(
+                &mut cfg.super_producer.key,
+                cb.map(|cb| {
+                    Arc::new(KeyRegistration {
+                        cb,
+                        user_data,
+                        free: user_data_free,
+                    })
+                }),
+            );
+            drop(old);
+            Ok(())
+        })
+    }
+}
+
+/// The core configuration from the settings and callbacks, plus the FFI's send settings.
+#[derive(Debug)]
+struct Parsed {
+    config: SuperProducerConfig,
+    block_when_full: bool,
+    send_timeout: Option<Duration>,
+    custom: bool,
+}
+
+fn super_producer_config(s: &Settings, callbacks: &Callbacks) -> Result<Parsed, Error> {
+    s.check_scope(Scope::SuperProducer)?;
+    let (own, rest) = s.split_scope(Scope::SuperProducer);
+    let (producer, block_when_full, send_timeout) = producer_config(&rest)?;
+    let routing = match (own.str_value("routing"), &callbacks.routing) {
+        (Some(r), Some(_)) => {
+            return Err(Error::invalid_argument(format!(
+                "config key \"routing\" is {r:?} but the config has a routing callback: \
+                 use one of the two"
+            )));
+        }
+        (_, Some(reg)) => c_routing(reg.clone()),
+        (Some(r), None) if r.eq_ignore_ascii_case("key") => Routing::Key,
+        _ => Routing::Hash,
+    };
+    Ok(Parsed {
+        custom: matches!(routing, Routing::Custom(_)),
+        config: SuperProducerConfig {
+            name: producer.name.clone(),
+            producer,
+            routing,
+            key_extractor: None,
+            eager: own.bool_value("eager").unwrap_or(false),
+        },
+        block_when_full,
+        send_timeout,
+    })
+}
+
+/// Creates a producer on super stream `super_stream`.
+///
+/// Asks the broker for the partitions (Partitions command; the super stream must exist and
+/// have at least one); with the `eager` key it also creates every partition producer now,
+/// else each is created by the first send routed to its partition. Routing: the config's
+/// `routing` key (`hash`, the default, or `key`) or its routing callback
+/// (`rmqs_config_set_routing_cb()`); routing keys come with each send or from the config's key
+/// extractor (`rmqs_config_set_key_extractor()`).
+///
+/// A named super producer (`name` key) gives that name to every partition producer: the broker
+/// keeps one publishing sequence per partition under it, so each partition deduplicates on its
+/// own and a restarted super producer continues on each after the last id the broker kept
+/// there (as the Java and .NET clients do).
+///
+/// Confirms go to `confirm_cb` on a dispatcher thread when it is given, else to `queue` as
+/// `RMQS_EVENT_SUPER_CONFIRMS` events (`rmqs_event_super_confirms()`), else nowhere (flush
+/// still waits for them); each names its partition. The final `RMQS_EVENT_STATE`
+/// (`RMQS_STATE_CLOSED`) goes to `queue` when it is given. Every message a send accepted gets
+/// exactly one confirm (one per copy when routing sends it to several partitions).
+///
+/// @param conn the connection (borrowed).
+/// @param super_stream the super stream name, 1 to 255 bytes (borrowed).
+/// @param cfg super producer keys (see `rmqs_config_set()`: the producer keys, `routing`,
+///        `eager`) and callbacks (borrowed, copied; the callbacks are shared), layered over the
+///        connection's `producer.*` keys; NULL for those alone.
+/// @param confirm_cb confirm callback, or NULL.
+/// @param user_data passed to `confirm_cb`. Ownership passes to the library on success only.
+/// @param user_data_free run once with `user_data` after the last callback (when the super
+///        producer is freed); NULL if not needed. Not called when this function fails.
+/// @param queue the queue for confirms (without `confirm_cb`) and state events, borrowed (the
+///        super producer keeps its own reference); NULL for none.
+/// @param tag returned by `rmqs_event_source_tag()` for this super producer's events (their
+///        source is `RMQS_SOURCE_SUPER_PRODUCER`).
+/// @param out receives the super producer, owned by the caller (free with
+///        `rmqs_super_producer_free()`), only on success.
+/// @param err optional error detail.
+/// @return `RMQS_OK`; `RMQS_ERR_INVALID_ARGUMENT` (names, config, a super stream without
+///         partitions); `RMQS_ERR_STREAM_DOES_NOT_EXIST` (no such super stream, and on brokers
+///         before 3.13, which have none) and other broker codes, also those of creating the
+///         partition producers with `eager`; `RMQS_ERR_CLOSED`, `RMQS_ERR_TIMEOUT`,
+///         `RMQS_ERR_IO`; `RMQS_ERR_WOULD_DEADLOCK` from a library callback.
+///
+/// Thread-safe; blocks for a round trip (plus the creation of every partition producer with
+/// `eager`).
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn rmqs_super_producer_new(
+    conn: *mut rmqs_connection,
+    super_stream: *const c_char,
+    cfg: *const rmqs_config,
+    confirm_cb: rmqs_super_confirm_cb,
+    user_data: *mut c_void,
+    user_data_free: rmqs_free_cb,
+    queue: *mut rmqs_queue,
+    tag: usize,
+    out: *mut *mut rmqs_super_producer,
+    err: *mut *mut rmqs_error,
+) -> rmqs_status {
+    // SAFETY: every pointer is checked or NULL-tolerant; err NULL or writable.
+    unsafe {
+        ffi_status(err, || {
+            let c = handle_arg(conn)?;
+            let super_stream = name_arg(super_stream, "super stream name")?;
+            let callbacks = if cfg.is_null() {
+                Callbacks::default()
+            } else {
+                handle_arg(cfg)?.super_producer.clone()
+            };
+            let settings = Settings::from_arg(cfg)?.over(&c.shared.producer_defaults);
+            let parsed = super_producer_config(&settings, &callbacks)?;
+            let queue = if queue.is_null() {
+                None
+            } else {
+                Some(handle_arg(queue)?.shared.clone())
+            };
+            let out = out_arg(out, "out")?;
+            check_may_block("rmqs_super_producer_new")?;
+            let shared = c.shared.clone();
+            if shared.is_closed() {
+                return Err(ConnShared::closed_error("rmqs_super_producer_new"));
+            }
+            let callback = match confirm_cb {
+                Some(cb) => {
+                    let ud = user_data as usize;
+                    Some(Dispatcher::start(
+                        move |p| {
+                            if let Payload::SuperConfirms(v) = p {
+                                // SAFETY: the application's callback with its own user_data
+                                // and an array valid for the call.
+                                cb(ud as *mut c_void, v.as_ptr(), v.len());
+                            }
+                        },
+                        UserData {
+                            ptr: user_data,
+                            free: user_data_free,
+                        },
+                    )?)
+                }
+                None => None,
+            };
+            let sink = Arc::new(Sink {
+                source: rmqs_event_source_code::RMQS_SOURCE_SUPER_PRODUCER,
+                tag,
+                callback,
+                queue,
+            });
+            let events = Arc::new(Events(sink.clone()));
+            let handle = shared.clone();
+            let config = parsed.config;
+            // eager: the partition producers' creation counts too
+            let timeout = shared.op_timeout() * 2;
+            let created = shared.block("rmqs_super_producer_new", Some(timeout), async {
+                shared.env().await?;
+                SuperProducer::new(handle, super_stream, config, events)
+                    .await
+                    .map_err(Error::from)
+            });
+            let producer = match created {
+                Ok(p) => p,
+                Err(e) => {
+                    sink.abort();
+                    return Err(e);
+                }
+            };
+            let inner = Arc::new(SuperProducerShared {
+                conn: shared.clone(),
+                producer,
+                sink,
+                block_when_full: parsed.block_when_full,
+                send_timeout: parsed.send_timeout,
+                custom: parsed.custom,
+                extractor: callbacks.key,
+                closed: AtomicBool::new(false),
+                names: Mutex::new(Vec::new()),
+            });
+            let weak: Weak<dyn Child> = Arc::downgrade(&(inner.clone() as Arc<dyn Child>));
+            shared.add_child(weak);
+            write_out(
+                out,
+                Box::into_raw(Box::new(rmqs_super_producer {
+                    magic: rmqs_super_producer::MAGIC,
+                    inner,
+                })),
+            );
+            Ok(())
+        })
+    }
+}
+
+fn format(flags: u32) -> BodyFormat {
+    if flags & RMQS_SEND_RAW != 0 {
+        BodyFormat::Raw
+    } else {
+        BodyFormat::AmqpData
+    }
+}
+
+fn check_flags(flags: u32, allowed: u32) -> Result<(), Error> {
+    if flags & !allowed != 0 {
+        return Err(Error::invalid_argument(format!(
+            "unknown send flags 0x{:x}",
+            flags & !allowed
+        )));
+    }
+    Ok(())
+}
+
+/// Sends one message to the partition its routing key leads to. The body is copied; its
+/// confirm comes later with `tag` and the partition.
+///
+/// The first send routed to a partition creates that partition's producer, and with `key`
+/// routing the first send of a routing key asks the broker where it goes (cached): such a send
+/// blocks for that round trip whatever the flags (also in a library callback; `eager` avoids
+/// the first).
+///
+/// @param sp the super producer (borrowed).
+/// @param routing_key the message's routing key, NUL-terminated UTF-8 (borrowed), or NULL to
+///        ask the config's key extractor (no extractor: `hash` and `key` routing fail with
+///        `RMQS_ERR_INVALID_ARGUMENT`, a routing callback gets `""`).
+/// @param body the message body (borrowed for the call), NULL only when `len` is 0.
+/// @param len its length.
+/// @param tag returned in the message's `rmqs_super_confirm`.
+/// @param flags `RMQS_SEND_RAW`, `RMQS_SEND_NO_BLOCK`, or 0.
+/// @param err optional error detail.
+/// @return `RMQS_OK` when accepted (a confirm follows for each copy, exactly once);
+///         `RMQS_ERR_INVALID_ARGUMENT` for a message routed nowhere (a key bound to no
+///         partition with `key` routing, a routing callback choosing none; the message starts
+///         with `"no route"`), a missing routing key, bad flags, a NULL body with a length;
+///         `RMQS_ERR_QUEUE_FULL`, `RMQS_ERR_TIMEOUT`, `RMQS_ERR_WOULD_DEADLOCK` as
+///         `rmqs_producer_send()` (for the partition's `max_in_flight`); `RMQS_ERR_CLOSED`;
+///         the errors of creating a partition producer. No confirm follows a failed send.
+///
+/// Thread-safe; blocks as said above, and when the partition's producer is full and the send
+/// may wait.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_super_producer_send(
+    sp: *mut rmqs_super_producer,
+    routing_key: *const c_char,
+    body: *const u8,
+    len: usize,
+    tag: usize,
+    flags: u32,
+    err: *mut *mut rmqs_error,
+) -> rmqs_status {
+    // SAFETY: pointers checked; err NULL or writable.
+    unsafe {
+        ffi_status(err, || {
+            let sp = handle_arg(sp)?;
+            check_flags(flags, RMQS_SEND_RAW | RMQS_SEND_NO_BLOCK)?;
+            let key = opt_str_arg(routing_key, "routing_key")?;
+            let body = bytes_arg(body, len, "body")?;
+            let s = &sp.inner;
+            s.check_open("rmqs_super_producer_send")?;
+            let msg = OutgoingMessage {
+                format: format(flags),
+                tag,
+                ..OutgoingMessage::new(body)
+            };
+            s.send(key, &msg, flags).map(|_| ())
+        })
+    }
+}
+
+/// Sends one message with options, and says where it went.
+///
+/// @param sp the super producer (borrowed).
+/// @param routing_key as in `rmqs_super_producer_send()`.
+/// @param body the body (borrowed for the call), NULL only when `len` is 0.
+/// @param len its length.
+/// @param filter_value NUL-terminated UTF-8 filter value (RabbitMQ 3.13+), or NULL for none.
+/// @param publishing_id used with `RMQS_SEND_PUBLISHING_ID`: the id on the partition the
+///        message goes to (ids are per partition); must be above every id used there before.
+/// @param tag returned in the message's confirm.
+/// @param flags `RMQS_SEND_RAW`, `RMQS_SEND_NO_BLOCK`, `RMQS_SEND_PUBLISHING_ID`.
+/// @param partition_out receives the partition index (the first one when routing gives
+///        several), on success; may be NULL.
+/// @param id_out receives the publishing id there, on success; may be NULL.
+/// @param err optional error detail.
+/// @return as `rmqs_super_producer_send()`.
+///
+/// Thread-safe; blocking as `rmqs_super_producer_send()`.
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn rmqs_super_producer_send_ex(
+    sp: *mut rmqs_super_producer,
+    routing_key: *const c_char,
+    body: *const u8,
+    len: usize,
+    filter_value: *const c_char,
+    publishing_id: u64,
+    tag: usize,
+    flags: u32,
+    partition_out: *mut u32,
+    id_out: *mut u64,
+    err: *mut *mut rmqs_error,
+) -> rmqs_status {
+    // SAFETY: pointers checked; err NULL or writable.
+    unsafe {
+        ffi_status(err, || {
+            let sp = handle_arg(sp)?;
+            check_flags(
+                flags,
+                RMQS_SEND_RAW | RMQS_SEND_NO_BLOCK | RMQS_SEND_PUBLISHING_ID,
+            )?;
+            let key = opt_str_arg(routing_key, "routing_key")?;
+            let body = bytes_arg(body, len, "body")?;
+            let filter_value = opt_str_arg(filter_value, "filter_value")?;
+            let s = &sp.inner;
+            s.check_open("rmqs_super_producer_send_ex")?;
+            let msg = OutgoingMessage {
+                format: format(flags),
+                tag,
+                filter_value,
+                publishing_id: (flags & RMQS_SEND_PUBLISHING_ID != 0).then_some(publishing_id),
+                ..OutgoingMessage::new(body)
+            };
+            let (partition, id) = s.send(key, &msg, flags)?;
+            if !partition_out.is_null() {
+                write_out(partition_out, partition as u32);
+            }
+            if !id_out.is_null() {
+                write_out(id_out, id);
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Sends several messages in order, each routed by its own key. Consecutive messages going
+/// to the same partition go to its producer together; order is kept per partition.
+///
+/// @param sp the super producer (borrowed).
+/// @param routing_keys `count` routing keys (NUL-terminated UTF-8, borrowed for the call); a
+///        NULL entry, or NULL for the whole array, asks the key extractor for that message.
+/// @param bodies `count` bodies (borrowed for the call; each copied).
+/// @param tags `count` tags, or NULL for tag 0 everywhere.
+/// @param count number of messages.
+/// @param flags `RMQS_SEND_RAW`, `RMQS_SEND_NO_BLOCK`.
+/// @param accepted receives how many messages (a prefix of `bodies`) were accepted, also on
+///        failure; may be NULL.
+/// @param err optional error detail.
+/// @return `RMQS_OK` when all were accepted; otherwise the status of the first message not
+///         accepted (as `rmqs_super_producer_send()`), the ones before it being accepted.
+///
+/// Thread-safe; blocking as `rmqs_super_producer_send()`, up to `send_timeout_ms` in total.
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn rmqs_super_producer_send_batch(
+    sp: *mut rmqs_super_producer,
+    routing_keys: *const *const c_char,
+    bodies: *const rmqs_bytes,
+    tags: *const usize,
+    count: usize,
+    flags: u32,
+    accepted: *mut usize,
+    err: *mut *mut rmqs_error,
+) -> rmqs_status {
+    let mut done = 0usize;
+    // SAFETY: pointers checked; err NULL or writable.
+    let st = unsafe {
+        ffi_status(err, || {
+            let sp = handle_arg(sp)?;
+            check_flags(flags, RMQS_SEND_RAW | RMQS_SEND_NO_BLOCK)?;
+            if count == 0 {
+                return Ok(());
+            }
+            let bodies = bytes_arg(bodies.cast::<u8>(), count, "bodies")
+                .map(|_| std::slice::from_raw_parts(bodies, count))?;
+            let tags = if tags.is_null() {
+                None
+            } else {
+                Some(std::slice::from_raw_parts(tags, count))
+            };
+            let raw_keys = if routing_keys.is_null() {
+                None
+            } else {
+                Some(std::slice::from_raw_parts(routing_keys, count))
+            };
+            let s = &sp.inner;
+            let mut msgs = Vec::with_capacity(count);
+            for (i, b) in bodies.iter().enumerate() {
+                msgs.push(OutgoingMessage {
+                    format: format(flags),
+                    tag: tags.map_or(0, |t| t[i]),
+                    ..OutgoingMessage::new(bytes_arg(b.data, b.len, "body")?)
+                });
+            }
+            // The keys: given, else extracted; the messages up to the first without one go.
+            let mut keys: Vec<String> = Vec::with_capacity(count);
+            let mut missing = None;
+            for (i, m) in msgs.iter().enumerate() {
+                let given = match raw_keys {
+                    Some(k) => opt_str_arg(k[i], &format!("routing_keys[{i}]"))?,
+                    None => None,
+                };
+                let key = match (given, &s.extractor) {
+                    (Some(k), _) => Some(k.to_string()),
+                    (None, Some(reg)) => with_extracted_key(reg, m, |k| Ok(k.map(str::to_string)))?,
+                    (None, None) => None,
+                };
+                match key {
+                    Some(k) => keys.push(k),
+                    None if s.custom => keys.push(String::new()),
+                    None => {
+                        missing = Some(if s.extractor.is_some() {
+                            no_key(m.tag)
+                        } else {
+                            Error::invalid_argument(format!(
+                                "routing_keys[{i}] is NULL and the config has no key extractor"
+                            ))
+                        });
+                        break;
+                    }
+                }
+            }
+            let n = keys.len();
+            let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+            s.check_open("rmqs_super_producer_send_batch")?;
+            let (wait, lib) = s.wait(flags);
+            let deadline = wait.and_then(|w| Instant::now().checked_add(w));
+            while done < n {
+                let w = match (wait, deadline) {
+                    (None, _) => None,
+                    (Some(_), None) => Some(Duration::MAX),
+                    (Some(_), Some(d)) => Some(d.saturating_duration_since(Instant::now())),
+                };
+                match s
+                    .producer
+                    .send_batch(&msgs[done..n], Some(&keys[done..n]), w)
+                {
+                    Ok(0) => {
+                        return Err(map_send_error(ClientError::QueueFull(0), lib));
+                    }
+                    Ok(k) => done += k,
+                    Err(e) => return Err(map_send_error(e, lib)),
+                }
+            }
+            match missing {
+                Some(e) => Err(e),
+                None => Ok(()),
+            }
+        })
+    };
+    if !accepted.is_null() {
+        // SAFETY: non-NULL outputs must be writable.
+        unsafe { accepted.write(done) };
+    }
+    st
+}
+
+/// Sends what every partition producer has batched and waits until every accepted message has
+/// its confirm (and, in callback mode, the callback for it has returned).
+///
+/// @param sp the super producer (borrowed).
+/// @param timeout_ms negative = no limit; 0 = only send the partial batches and report whether
+///        anything is still unconfirmed.
+/// @return `RMQS_OK`; `RMQS_ERR_TIMEOUT` when messages were still unconfirmed after
+///         `timeout_ms`; `RMQS_ERR_WOULD_DEADLOCK` from a library callback (timeout other than
+///         0); `RMQS_ERR_INVALID_ARGUMENT` for a NULL handle.
+///
+/// Thread-safe; blocks up to `timeout_ms`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_super_producer_flush(
+    sp: *mut rmqs_super_producer,
+    timeout_ms: i32,
+) -> rmqs_status {
+    // SAFETY: sp checked.
+    unsafe {
+        ffi_status(std::ptr::null_mut(), || {
+            let sp = handle_arg(sp)?;
+            let timeout = timeout_from_ms(timeout_ms).unwrap_or(Duration::MAX);
+            if !timeout.is_zero() {
+                check_may_block("rmqs_super_producer_flush")?;
+            }
+            let deadline = Instant::now().checked_add(timeout);
+            sp.inner.producer.flush(timeout).map_err(Error::from)?;
+            if sp.inner.sink.wait_idle(deadline) {
+                Ok(())
+            } else {
+                Err(Error::new(
+                    rmqs_status_code::RMQS_ERR_TIMEOUT,
+                    "rmqs_super_producer_flush: the confirm callback is still busy",
+                ))
+            }
+        })
+    }
+}
+
+/// Asks the broker for the super stream's partitions again, so that partitions added since
+/// the super producer was created (or last refreshed) are used: they are never picked up
+/// silently. From then on `hash` routing spreads keys over the new count (as with the other
+/// clients, a key may then go to another partition than before), `key` routing looks keys up
+/// again, partitions that disappeared have their producers closed (given 10 s for their
+/// confirms), and the other partitions keep theirs with their new index. With `eager` the new
+/// partitions' producers are created before this returns.
+///
+/// @param sp the super producer (borrowed).
+/// @param count_out receives the number of partitions now, on success; may be NULL.
+/// @param err optional error detail.
+/// @return `RMQS_OK`; the broker's code (`RMQS_ERR_STREAM_DOES_NOT_EXIST` when the super
+///         stream is gone); `RMQS_ERR_CLOSED`, `RMQS_ERR_TIMEOUT`, `RMQS_ERR_IO`;
+///         `RMQS_ERR_WOULD_DEADLOCK` from a library callback.
+///
+/// Thread-safe; blocks for a round trip (plus the new producers with `eager`). Sends running
+/// meanwhile use the partitions of the moment they started.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_super_producer_refresh(
+    sp: *mut rmqs_super_producer,
+    count_out: *mut usize,
+    err: *mut *mut rmqs_error,
+) -> rmqs_status {
+    // SAFETY: sp checked; err NULL or writable.
+    unsafe {
+        ffi_status(err, || {
+            let sp = handle_arg(sp)?;
+            let s = &sp.inner;
+            s.check_open("rmqs_super_producer_refresh")?;
+            let conn = &s.conn;
+            let parts = conn.block(
+                "rmqs_super_producer_refresh",
+                Some(conn.op_timeout() * 2),
+                async { s.producer.refresh_partitions().await.map_err(Error::from) },
+            )?;
+            if !count_out.is_null() {
+                write_out(count_out, parts.len());
+            }
+            Ok(())
+        })
+    }
+}
+
+/// The number of partitions the super producer routes to (as of its creation or last
+/// refresh).
+///
+/// @param sp the super producer (borrowed).
+/// @return the count; 0 for NULL.
+///
+/// Thread-safe; does not block.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_super_producer_partition_count(
+    sp: *const rmqs_super_producer,
+) -> usize {
+    ffi_boundary(0, || {
+        // SAFETY: NULL or live.
+        unsafe { handle_arg(sp) }.map_or(0, |sp| sp.inner.producer.partition_count())
+    })
+}
+
+/// The name (stream) of partition `index`: indices are those of confirms and routing
+/// callbacks, in the broker's order (`<super-stream>-0`, `-1`, ... for a super stream created
+/// with a partition count).
+///
+/// @param sp the super producer (borrowed).
+/// @param index 0 to `rmqs_super_producer_partition_count() - 1`.
+/// @return a NUL-terminated string owned by the super producer, valid until it is freed (also
+///         across refreshes); NULL for an index out of range or a NULL handle.
+///
+/// Thread-safe; does not block (callable from routing and confirm callbacks).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_super_producer_partition(
+    sp: *const rmqs_super_producer,
+    index: usize,
+) -> *const c_char {
+    ffi_boundary(std::ptr::null(), || {
+        // SAFETY: NULL or live.
+        let Ok(sp) = (unsafe { handle_arg(sp) }) else {
+            return std::ptr::null();
+        };
+        sp.inner
+            .names(|names| names.get(index).map_or(std::ptr::null(), |n| n.as_ptr()))
+    })
+}
+
+/// Counters summed over the partition producers alive now (those of partitions removed by a
+/// refresh, or replaced after they were lost, no longer count). Extensible like
+/// `rmqs_connection_statistics` (set `size` first).
+///
+/// @param sp the super producer (borrowed).
+/// @param out receives the counters.
+/// @return `RMQS_OK`; `RMQS_ERR_INVALID_ARGUMENT` (NULL handle or `out`, `size` not set).
+///
+/// Thread-safe; does not block.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_super_producer_stats(
+    sp: *const rmqs_super_producer,
+    out: *mut rmqs_producer_statistics,
+) -> rmqs_status {
+    // SAFETY: sp checked; out NULL or as documented.
+    unsafe {
+        ffi_status(std::ptr::null_mut(), || {
+            let s = handle_arg(sp)?.inner.producer.stats();
+            write_extensible(
+                out,
+                "rmqs_producer_statistics",
+                rmqs_producer_statistics {
+                    size: 0,
+                    published: s.published,
+                    confirmed: s.confirmed,
+                    errored: s.errored,
+                    in_flight: s.in_flight,
+                },
+            )
+        })
+    }
+}
+
+/// Closes the super producer: no more sends (`RMQS_ERR_CLOSED`), and every partition producer
+/// is closed as `rmqs_producer_close()` (concurrently, each given `timeout_ms`): batched
+/// messages go out, outstanding confirms are awaited, those still missing then complete with
+/// `RMQS_ERR_CLOSED`. Then an `RMQS_EVENT_STATE` (`RMQS_STATE_CLOSED`) event goes to the
+/// queue. Closing again returns `RMQS_OK`.
+///
+/// @param sp the super producer (borrowed; still to be freed).
+/// @param timeout_ms negative = no limit; 0 = close in the background and return at once.
+/// @return `RMQS_OK`; `RMQS_ERR_TIMEOUT` when confirms were missing at the deadline (closed all
+///         the same); `RMQS_ERR_WOULD_DEADLOCK` from a library callback with a timeout other
+///         than 0.
+///
+/// Thread-safe; blocks up to `timeout_ms` plus a round trip.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_super_producer_close(
+    sp: *mut rmqs_super_producer,
+    timeout_ms: i32,
+) -> rmqs_status {
+    // SAFETY: sp checked.
+    unsafe {
+        ffi_status(std::ptr::null_mut(), || {
+            handle_arg(sp)?.inner.close(timeout_ms)
+        })
+    }
+}
+
+/// Frees a super producer, closing it first if needed (waiting up to 5 s for confirms), then
+/// ending its dispatcher thread after the last confirm callback and running `user_data_free`
+/// (and, unless a config still holds them, the routing callback's and key extractor's). NULL is
+/// allowed.
+///
+/// @param sp the super producer (ownership passes to the library), or NULL.
+///
+/// Blocks while closing. Called from a library callback, the work moves to a background
+/// thread and the call returns at once.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_super_producer_free(sp: *mut rmqs_super_producer) {
+    ffi_boundary((), || {
+        // SAFETY: NULL or live, freed once.
+        if unsafe { handle_arg(sp) }.is_err() {
+            return;
+        }
+        let mut b = unsafe { Box::from_raw(sp) };
+        b.magic = 0;
+        let inner = b.inner.clone();
+        drop(b);
+        let work = move || {
+            let _ = inner.close(FREE_CLOSE_TIMEOUT.as_millis() as i32);
+            inner.sink.stop(false);
+        };
+        if thread_role() == ThreadRole::Application {
+            work();
+        } else {
+            let _ = std::thread::Builder::new()
+                .name("rmqs-reaper".into())
+                .spawn(work);
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    static FREES: AtomicUsize = AtomicUsize::new(0);
+
+    unsafe extern "C" fn free_ud(ud: *mut c_void) {
+        assert_eq!(ud as usize, 5);
+        FREES.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Writes the body as the key; "none" has no key; "long" needs more room.
+    unsafe extern "C" fn extract(
+        _ud: *mut c_void,
+        body: *const u8,
+        len: usize,
+        _tag: usize,
+        key: *mut c_char,
+        cap: usize,
+    ) -> isize {
+        let b = unsafe { std::slice::from_raw_parts(body, len) };
+        if b == b"none" {
+            return -1;
+        }
+        let k: Vec<u8> = if b == b"long" {
+            vec![b'x'; 1000]
+        } else {
+            b.to_vec()
+        };
+        if k.len() <= cap {
+            unsafe { std::ptr::copy_nonoverlapping(k.as_ptr(), key.cast(), k.len()) };
+        }
+        k.len() as isize
+    }
+
+    #[test]
+    fn key_extractor_results() {
+        let reg = KeyRegistration {
+            cb: extract,
+            user_data: std::ptr::null_mut(),
+            free: None,
+        };
+        let key = |body: &[u8]| {
+            with_extracted_key(&reg, &OutgoingMessage::new(body), |k| {
+                Ok(k.map(str::to_string))
+            })
+        };
+        assert_eq!(key(b"hello1").unwrap().as_deref(), Some("hello1"));
+        assert_eq!(key(b"").unwrap().as_deref(), Some(""));
+        assert_eq!(key(b"none").unwrap(), None);
+        assert_eq!(key(b"long").unwrap().unwrap().len(), 1000);
+        let e = key(b"\xff").unwrap_err();
+        assert!(e.message.contains("UTF-8"), "{}", e.message);
+        // the buffer is reused
+        assert_eq!(key(b"again").unwrap().as_deref(), Some("again"));
+    }
+
+    unsafe extern "C" fn route_cb(
+        _ud: *mut c_void,
+        body: *const u8,
+        len: usize,
+        key: *const c_char,
+        key_len: usize,
+        tag: usize,
+        n: usize,
+        out: *mut u32,
+    ) -> usize {
+        let b = unsafe { std::slice::from_raw_parts(body, len) };
+        let k = unsafe { std::ffi::CStr::from_ptr(key) }.to_bytes();
+        assert_eq!(k.len(), key_len);
+        match k {
+            b"all" => {
+                for i in 0..n {
+                    unsafe { out.add(i).write(i as u32) };
+                }
+                n
+            }
+            b"none" => 0,
+            b"too-many" => n + 1,
+            _ => {
+                unsafe { out.write(((tag + b.len()) % n) as u32) };
+                1
+            }
+        }
+    }
+
+    #[test]
+    fn routing_callback_feeds_the_core() {
+        let Routing::Custom(f) = c_routing(Arc::new(RoutingRegistration {
+            cb: route_cb,
+            user_data: 5 as *mut c_void,
+            free: Some(free_ud),
+        })) else {
+            panic!("not custom")
+        };
+        let parts: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
+        let run = |key: &str, tag: usize| {
+            let mut out = Vec::new();
+            f(&OutgoingMessage::new(b"xy").tag(tag), key, &parts, &mut out);
+            out
+        };
+        assert_eq!(run("k", 0), vec![2]);
+        assert_eq!(run("k", 1), vec![0]);
+        assert_eq!(run("", 2), vec![1]);
+        assert_eq!(run("all", 0), vec![0, 1, 2]);
+        assert_eq!(run("none", 0), Vec::<usize>::new());
+        assert_eq!(run("too-many", 0), vec![usize::MAX]);
+        let before = FREES.load(Ordering::SeqCst);
+        drop(f);
+        assert_eq!(FREES.load(Ordering::SeqCst), before + 1);
+    }
+
+    #[test]
+    fn config_keys() {
+        let cb = Callbacks::default();
+        let mut s = Settings::default();
+        s.set("routing", "key").unwrap();
+        s.set("eager", "true").unwrap();
+        s.set("name", "app").unwrap();
+        s.set("batch_size", "7").unwrap();
+        let p = super_producer_config(&s, &cb).unwrap();
+        assert!(matches!(p.config.routing, Routing::Key));
+        assert!(p.config.eager);
+        assert_eq!(p.config.name.as_deref(), Some("app"));
+        assert_eq!(p.config.producer.batch_size, 7);
+        assert!(!p.custom);
+
+        let mut s = Settings::default();
+        s.set("offset", "first").unwrap();
+        let e = super_producer_config(&s, &cb).unwrap_err().message;
+        assert!(e.contains("not to a super producer"), "{e}");
+        let mut s = Settings::default();
+        s.set("added_partition_offset", "first").unwrap();
+        let e = super_producer_config(&s, &cb).unwrap_err().message;
+        assert!(e.contains("applies to a super consumer"), "{e}");
+
+        let with_routing = Callbacks {
+            routing: Some(Arc::new(RoutingRegistration {
+                cb: route_cb,
+                user_data: std::ptr::null_mut(),
+                free: None,
+            })),
+            key: None,
+        };
+        let p = super_producer_config(&Settings::default(), &with_routing).unwrap();
+        assert!(p.custom);
+        let mut s = Settings::default();
+        s.set("routing", "hash").unwrap();
+        let e = super_producer_config(&s, &with_routing)
+            .unwrap_err()
+            .message;
+        assert!(e.contains("routing callback"), "{e}");
+    }
+}
