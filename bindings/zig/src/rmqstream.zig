@@ -1,0 +1,1078 @@
+//! rmqstream: Zig binding of the rmqstream C API (include/rmqstream.h), a RabbitMQ Streams client.
+//!
+//! - Every fallible call returns an error union over `Error` (one error per `rmqs_status`; other
+//!   positive broker codes are `error.Broker`, other negative ones `error.Unexpected`). Pass a
+//!   `*Diagnostics` as the last argument to also get the status and the library's message.
+//! - Events (producer confirms, consumer chunks, state changes) are polled from a `Queue` on
+//!   the caller's thread: no Zig code ever runs on a library thread.
+//! - Bodies are `[]const u8`. Views (chunks, messages, their bodies) borrow from the event
+//!   they came from and are valid until `Event.deinit()` unless the chunk is `retain()`ed;
+//!   functions that return owned copies take an `std.mem.Allocator`.
+//! - Handles are thread-safe like their C counterparts (`Connection`, `Producer`, `Consumer`,
+//!   `Queue`); `deinit` must be the last call. Shut down producers and consumers, then the
+//!   connection, then queues.
+//! - Names and strings are `[]const u8` (copied to a NUL-terminated buffer for the call; an
+//!   embedded NUL or a string over `max_string_len` bytes is `error.InvalidArgument`).
+const std = @import("std");
+
+/// The raw C API, as translated from include/rmqstream.h.
+pub const c = @import("c");
+
+// ---------------------------------------------------------------------------------------------
+// Version
+
+/// Version of the header this binding was compiled against.
+pub const header_version = std.SemanticVersion{
+    .major = c.RMQS_VERSION_MAJOR,
+    .minor = c.RMQS_VERSION_MINOR,
+    .patch = c.RMQS_VERSION_PATCH,
+};
+
+/// Version string of the loaded library, e.g. "0.1.0" (static).
+pub fn version() []const u8 {
+    return std.mem.span(c.rmqs_version());
+}
+
+/// Whether the loaded library can serve code compiled against this header: same major and a
+/// minor at least the header's (for 0.x, the same minor).
+pub fn libraryCompatible() bool {
+    const n = c.rmqs_version_number();
+    const major = (n >> 24) & 0xff;
+    const minor = (n >> 16) & 0xff;
+    if (major != header_version.major) return false;
+    if (major == 0) return minor == header_version.minor;
+    return minor >= header_version.minor;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+
+/// One error per status of `rmqs_status_code`; `Broker` for positive codes this binding does
+/// not know (a newer broker), `Unexpected` for unknown negative ones.
+pub const Error = error{
+    // Broker response codes (positive).
+    StreamDoesNotExist,
+    SubscriptionIdAlreadyExists,
+    SubscriptionIdDoesNotExist,
+    StreamAlreadyExists,
+    StreamNotAvailable,
+    SaslMechanismNotSupported,
+    AuthenticationFailure,
+    SaslError,
+    SaslChallenge,
+    SaslAuthenticationFailureLoopback,
+    VirtualHostAccessFailure,
+    UnknownFrame,
+    FrameTooLarge,
+    InternalError,
+    AccessRefused,
+    PreconditionFailed,
+    PublisherDoesNotExist,
+    NoOffset,
+    SaslCannotChangeMechanism,
+    SaslCannotChangeUsername,
+    Broker,
+    // Local (negative).
+    InvalidArgument,
+    Timeout,
+    Closed,
+    Unsupported,
+    QueueFull,
+    Tls,
+    Io,
+    Protocol,
+    WouldDeadlock,
+    Panic,
+    Fatal,
+    Unexpected,
+};
+
+/// Status values (`rmqs_status`), for `Diagnostics.status` and `Confirm.status`.
+pub const Status = i32;
+
+const status_table = [_]struct { Status, Error }{
+    .{ c.RMQS_ERR_STREAM_DOES_NOT_EXIST, error.StreamDoesNotExist },
+    .{ c.RMQS_ERR_SUBSCRIPTION_ID_ALREADY_EXISTS, error.SubscriptionIdAlreadyExists },
+    .{ c.RMQS_ERR_SUBSCRIPTION_ID_DOES_NOT_EXIST, error.SubscriptionIdDoesNotExist },
+    .{ c.RMQS_ERR_STREAM_ALREADY_EXISTS, error.StreamAlreadyExists },
+    .{ c.RMQS_ERR_STREAM_NOT_AVAILABLE, error.StreamNotAvailable },
+    .{ c.RMQS_ERR_SASL_MECHANISM_NOT_SUPPORTED, error.SaslMechanismNotSupported },
+    .{ c.RMQS_ERR_AUTHENTICATION_FAILURE, error.AuthenticationFailure },
+    .{ c.RMQS_ERR_SASL_ERROR, error.SaslError },
+    .{ c.RMQS_ERR_SASL_CHALLENGE, error.SaslChallenge },
+    .{ c.RMQS_ERR_SASL_AUTHENTICATION_FAILURE_LOOPBACK, error.SaslAuthenticationFailureLoopback },
+    .{ c.RMQS_ERR_VIRTUAL_HOST_ACCESS_FAILURE, error.VirtualHostAccessFailure },
+    .{ c.RMQS_ERR_UNKNOWN_FRAME, error.UnknownFrame },
+    .{ c.RMQS_ERR_FRAME_TOO_LARGE, error.FrameTooLarge },
+    .{ c.RMQS_ERR_INTERNAL_ERROR, error.InternalError },
+    .{ c.RMQS_ERR_ACCESS_REFUSED, error.AccessRefused },
+    .{ c.RMQS_ERR_PRECONDITION_FAILED, error.PreconditionFailed },
+    .{ c.RMQS_ERR_PUBLISHER_DOES_NOT_EXIST, error.PublisherDoesNotExist },
+    .{ c.RMQS_ERR_NO_OFFSET, error.NoOffset },
+    .{ c.RMQS_ERR_SASL_CANNOT_CHANGE_MECHANISM, error.SaslCannotChangeMechanism },
+    .{ c.RMQS_ERR_SASL_CANNOT_CHANGE_USERNAME, error.SaslCannotChangeUsername },
+    .{ c.RMQS_ERR_INVALID_ARGUMENT, error.InvalidArgument },
+    .{ c.RMQS_ERR_TIMEOUT, error.Timeout },
+    .{ c.RMQS_ERR_CLOSED, error.Closed },
+    .{ c.RMQS_ERR_UNSUPPORTED, error.Unsupported },
+    .{ c.RMQS_ERR_QUEUE_FULL, error.QueueFull },
+    .{ c.RMQS_ERR_TLS, error.Tls },
+    .{ c.RMQS_ERR_IO, error.Io },
+    .{ c.RMQS_ERR_PROTOCOL, error.Protocol },
+    .{ c.RMQS_ERR_WOULD_DEADLOCK, error.WouldDeadlock },
+    .{ c.RMQS_ERR_PANIC, error.Panic },
+    .{ c.RMQS_ERR_FATAL, error.Fatal },
+};
+
+/// The error for a non-OK status. `status` must not be `RMQS_OK` (0).
+pub fn statusError(status: Status) Error {
+    inline for (status_table) |e| {
+        if (status == e[0]) return e[1];
+    }
+    return if (status > 0) error.Broker else error.Unexpected;
+}
+
+/// The status for an error of this set (`Broker`/`Unexpected` have none: null).
+pub fn errorStatus(err: Error) ?Status {
+    inline for (status_table) |e| {
+        if (err == e[1]) return e[0];
+    }
+    return null;
+}
+
+/// Macro name of any status, e.g. "RMQS_ERR_TIMEOUT" (static).
+pub fn statusName(status: Status) []const u8 {
+    return std.mem.span(c.rmqs_status_name(status));
+}
+
+/// English description of any status, e.g. "timed out" (static).
+pub fn statusText(status: Status) []const u8 {
+    return std.mem.span(c.rmqs_status_str(status));
+}
+
+/// Detail of the last failed call that was given this struct: the exact status (also for
+/// `error.Broker`) and the library's message, copied (truncated to `buf.len` bytes). Not
+/// touched on success. Not thread-safe: one per thread or per call.
+pub const Diagnostics = struct {
+    status: Status = 0,
+    buf: [512]u8 = undefined,
+    len: usize = 0,
+
+    /// The library's message for the failure (valid until this struct is reused).
+    pub fn message(self: *const Diagnostics) []const u8 {
+        return self.buf[0..self.len];
+    }
+
+    fn set(self: *Diagnostics, status: Status, msg: []const u8) void {
+        self.status = status;
+        self.len = @min(msg.len, self.buf.len);
+        @memcpy(self.buf[0..self.len], msg[0..self.len]);
+    }
+};
+
+fn check(status: Status, cerr: ?*c.rmqs_error, diag: ?*Diagnostics) Error!void {
+    defer c.rmqs_error_free(cerr);
+    if (status == c.RMQS_OK) return;
+    if (diag) |d| {
+        const msg = if (cerr) |e| std.mem.span(c.rmqs_error_message(e)) else statusText(status);
+        d.set(status, msg);
+    }
+    return statusError(status);
+}
+
+fn localError(diag: ?*Diagnostics, msg: []const u8) Error {
+    if (diag) |d| d.set(c.RMQS_ERR_INVALID_ARGUMENT, msg);
+    return error.InvalidArgument;
+}
+
+/// Longest string (name, key, value, URI) the binding passes to the library.
+pub const max_string_len = 4095;
+
+/// A NUL-terminated copy of a Zig string, on the stack.
+const CStr = struct {
+    buf: [max_string_len + 1]u8 = undefined,
+
+    fn of(self: *CStr, s: []const u8, diag: ?*Diagnostics) Error![*:0]const u8 {
+        if (s.len > max_string_len) return localError(diag, "string too long for the binding");
+        if (std.mem.indexOfScalar(u8, s, 0) != null) return localError(diag, "string contains a NUL byte");
+        @memcpy(self.buf[0..s.len], s);
+        self.buf[s.len] = 0;
+        return self.buf[0..s.len :0].ptr;
+    }
+};
+
+fn errOut(cerr: *?*c.rmqs_error, diag: ?*Diagnostics) [*c]?*c.rmqs_error {
+    return if (diag != null) cerr else null;
+}
+
+/// A key/value setting as given to `rmqs_config_set()` (see the header for the keys).
+pub const Setting = struct { []const u8, []const u8 };
+
+// ---------------------------------------------------------------------------------------------
+// Config (internal: the options structs below build one per call)
+
+const Config = struct {
+    ptr: *c.rmqs_config,
+
+    fn init() Error!Config {
+        return .{ .ptr = c.rmqs_config_new() orelse return error.Unexpected };
+    }
+
+    fn deinit(self: Config) void {
+        c.rmqs_config_free(self.ptr);
+    }
+
+    fn set(self: Config, key: []const u8, value: []const u8, diag: ?*Diagnostics) Error!void {
+        var k: CStr = .{};
+        var v: CStr = .{};
+        var cerr: ?*c.rmqs_error = null;
+        const st = c.rmqs_config_set(self.ptr, try k.of(key, diag), try v.of(value, diag), errOut(&cerr, diag));
+        try check(st, cerr, diag);
+    }
+
+    fn setInt(self: Config, key: []const u8, value: anytype, diag: ?*Diagnostics) Error!void {
+        var buf: [32]u8 = undefined;
+        const s = std.fmt.bufPrint(&buf, "{d}", .{value}) catch unreachable;
+        try self.set(key, s, diag);
+    }
+
+    fn setAll(self: Config, settings: []const Setting, diag: ?*Diagnostics) Error!void {
+        for (settings) |kv| try self.set(kv[0], kv[1], diag);
+    }
+};
+
+// ---------------------------------------------------------------------------------------------
+// Connection
+
+pub const ConnectionOptions = struct {
+    /// `rabbitmq-stream://user:pass@host:port/vhost` (or `rabbitmq-stream+tls://`); null for
+    /// the library's default (guest on localhost:5552).
+    uri: ?[]const u8 = null,
+    connection_name: ?[]const u8 = null,
+    /// Any other connection key, including `producer.*` / `consumer.*` defaults.
+    settings: []const Setting = &.{},
+};
+
+pub const StreamOptions = struct {
+    max_length_bytes: ?u64 = null,
+    /// e.g. "3600s", "7D".
+    max_age: ?[]const u8 = null,
+    max_segment_size_bytes: ?u64 = null,
+    /// Other creation keys (`initial_cluster_size`, `queue_leader_locator`, `filter_size`,
+    /// `arg.<name>`).
+    settings: []const Setting = &.{},
+};
+
+pub const StreamStatistics = c.rmqs_stream_statistics;
+
+pub const Connection = struct {
+    ptr: *c.rmqs_connection,
+
+    /// Opens a connection (blocks for the handshake). Free with `deinit`.
+    pub fn open(opts: ConnectionOptions, diag: ?*Diagnostics) Error!Connection {
+        const cfg = try Config.init();
+        defer cfg.deinit();
+        if (opts.uri) |u| try cfg.set("uri", u, diag);
+        if (opts.connection_name) |n| try cfg.set("connection_name", n, diag);
+        try cfg.setAll(opts.settings, diag);
+        var out: ?*c.rmqs_connection = null;
+        var cerr: ?*c.rmqs_error = null;
+        try check(c.rmqs_connection_open(cfg.ptr, &out, errOut(&cerr, diag)), cerr, diag);
+        return .{ .ptr = out.? };
+    }
+
+    /// Closes the connection (and its producers and consumers), waiting up to `timeout_ms`
+    /// (negative: no limit). The handle stays valid until `deinit`.
+    pub fn close(self: Connection, timeout_ms: i32) Error!void {
+        try check(c.rmqs_connection_close(self.ptr, timeout_ms), null, null);
+    }
+
+    /// Closes (5 s limit) and frees. Free producers and consumers first.
+    pub fn deinit(self: Connection) void {
+        c.rmqs_connection_free(self.ptr);
+    }
+
+    /// The broker's version, e.g. "4.0.5"; owned by the connection.
+    pub fn serverVersion(self: Connection) []const u8 {
+        return std.mem.span(c.rmqs_connection_server_version(self.ptr));
+    }
+
+    /// Whether the broker accepts `version` of protocol command `command`.
+    pub fn supports(self: Connection, command: u16, ver: u16) bool {
+        return c.rmqs_connection_supports(self.ptr, command, ver);
+    }
+
+    /// Creates a stream; `error.StreamAlreadyExists` when it exists (whatever its arguments).
+    pub fn createStream(self: Connection, stream: []const u8, opts: StreamOptions, diag: ?*Diagnostics) Error!void {
+        const cfg = try Config.init();
+        defer cfg.deinit();
+        if (opts.max_length_bytes) |v| try cfg.setInt("max_length_bytes", v, diag);
+        if (opts.max_age) |v| try cfg.set("max_age", v, diag);
+        if (opts.max_segment_size_bytes) |v| try cfg.setInt("stream_max_segment_size_bytes", v, diag);
+        try cfg.setAll(opts.settings, diag);
+        var s: CStr = .{};
+        var cerr: ?*c.rmqs_error = null;
+        try check(c.rmqs_stream_create(self.ptr, try s.of(stream, diag), cfg.ptr, errOut(&cerr, diag)), cerr, diag);
+    }
+
+    pub fn deleteStream(self: Connection, stream: []const u8, diag: ?*Diagnostics) Error!void {
+        var s: CStr = .{};
+        var cerr: ?*c.rmqs_error = null;
+        try check(c.rmqs_stream_delete(self.ptr, try s.of(stream, diag), errOut(&cerr, diag)), cerr, diag);
+    }
+
+    pub fn streamExists(self: Connection, stream: []const u8, diag: ?*Diagnostics) Error!bool {
+        var s: CStr = .{};
+        var cerr: ?*c.rmqs_error = null;
+        var out: bool = false;
+        try check(c.rmqs_stream_exists(self.ptr, try s.of(stream, diag), &out, errOut(&cerr, diag)), cerr, diag);
+        return out;
+    }
+
+    /// StreamStats (RabbitMQ 3.11+; `error.Unsupported` before).
+    pub fn streamStats(self: Connection, stream: []const u8, diag: ?*Diagnostics) Error!StreamStatistics {
+        var s: CStr = .{};
+        var cerr: ?*c.rmqs_error = null;
+        var out: StreamStatistics = undefined;
+        try check(c.rmqs_stream_stats(self.ptr, try s.of(stream, diag), &out, errOut(&cerr, diag)), cerr, diag);
+        return out;
+    }
+
+    /// Where the stream lives; the result is an owned copy (free with `Metadata.deinit`).
+    pub fn streamMetadata(self: Connection, allocator: std.mem.Allocator, stream: []const u8, diag: ?*Diagnostics) (Error || std.mem.Allocator.Error)!Metadata {
+        var s: CStr = .{};
+        var cerr: ?*c.rmqs_error = null;
+        var md: ?*c.rmqs_metadata = null;
+        try check(c.rmqs_stream_metadata(self.ptr, try s.of(stream, diag), &md, errOut(&cerr, diag)), cerr, diag);
+        defer c.rmqs_metadata_free(md);
+        var result: Metadata = .{ .leader = null, .replicas = &.{} };
+        errdefer result.deinit(allocator);
+        if (c.rmqs_metadata_leader_host(md)) |h| {
+            result.leader = .{ .host = try allocator.dupe(u8, std.mem.span(h)), .port = c.rmqs_metadata_leader_port(md) };
+        }
+        const n = c.rmqs_metadata_replica_count(md);
+        const replicas = try allocator.alloc(Metadata.Node, n);
+        var filled: usize = 0;
+        errdefer {
+            for (replicas[0..filled]) |r| allocator.free(r.host);
+            allocator.free(replicas);
+        }
+        for (0..n) |i| {
+            var port: u16 = 0;
+            const h = c.rmqs_metadata_replica(md, i, &port) orelse break;
+            replicas[i] = .{ .host = try allocator.dupe(u8, std.mem.span(h)), .port = port };
+            filled += 1;
+        }
+        result.replicas = replicas[0..filled];
+        return result;
+    }
+
+    /// The offset stored under `reference` for `stream`; `error.NoOffset` when none.
+    pub fn queryOffset(self: Connection, reference: []const u8, stream: []const u8, diag: ?*Diagnostics) Error!u64 {
+        var r: CStr = .{};
+        var s: CStr = .{};
+        var cerr: ?*c.rmqs_error = null;
+        var out: u64 = 0;
+        try check(c.rmqs_offset_query(self.ptr, try r.of(reference, diag), try s.of(stream, diag), &out, errOut(&cerr, diag)), cerr, diag);
+        return out;
+    }
+
+    /// Stores `offset` under `reference` for `stream` (the broker does not answer; query to
+    /// see it applied).
+    pub fn storeOffset(self: Connection, reference: []const u8, stream: []const u8, offset: u64, diag: ?*Diagnostics) Error!void {
+        var r: CStr = .{};
+        var s: CStr = .{};
+        var cerr: ?*c.rmqs_error = null;
+        try check(c.rmqs_offset_store(self.ptr, try r.of(reference, diag), try s.of(stream, diag), offset, errOut(&cerr, diag)), cerr, diag);
+    }
+
+    /// The last publishing id the broker kept for the named producer (0 when none).
+    pub fn producerSequence(self: Connection, reference: []const u8, stream: []const u8, diag: ?*Diagnostics) Error!u64 {
+        var r: CStr = .{};
+        var s: CStr = .{};
+        var cerr: ?*c.rmqs_error = null;
+        var out: u64 = 0;
+        try check(c.rmqs_producer_sequence_query(self.ptr, try r.of(reference, diag), try s.of(stream, diag), &out, errOut(&cerr, diag)), cerr, diag);
+        return out;
+    }
+
+    /// Creates super stream `name` with partitions `<name>-0`.. bound to keys "0".. (3.13+).
+    pub fn createSuperStream(self: Connection, name: []const u8, partitions: u32, opts: StreamOptions, diag: ?*Diagnostics) Error!void {
+        const cfg = try Config.init();
+        defer cfg.deinit();
+        if (opts.max_length_bytes) |v| try cfg.setInt("max_length_bytes", v, diag);
+        if (opts.max_age) |v| try cfg.set("max_age", v, diag);
+        if (opts.max_segment_size_bytes) |v| try cfg.setInt("stream_max_segment_size_bytes", v, diag);
+        try cfg.setAll(opts.settings, diag);
+        var s: CStr = .{};
+        var cerr: ?*c.rmqs_error = null;
+        try check(c.rmqs_super_stream_create_n(self.ptr, try s.of(name, diag), partitions, cfg.ptr, errOut(&cerr, diag)), cerr, diag);
+    }
+
+    pub fn deleteSuperStream(self: Connection, name: []const u8, diag: ?*Diagnostics) Error!void {
+        var s: CStr = .{};
+        var cerr: ?*c.rmqs_error = null;
+        try check(c.rmqs_super_stream_delete(self.ptr, try s.of(name, diag), errOut(&cerr, diag)), cerr, diag);
+    }
+
+    /// The partitions of a super stream in routing order, as owned copies (`Strings.deinit`).
+    pub fn superStreamPartitions(self: Connection, allocator: std.mem.Allocator, name: []const u8, diag: ?*Diagnostics) (Error || std.mem.Allocator.Error)!Strings {
+        var s: CStr = .{};
+        var cerr: ?*c.rmqs_error = null;
+        var list: ?*c.rmqs_strings = null;
+        try check(c.rmqs_super_stream_partitions(self.ptr, try s.of(name, diag), &list, errOut(&cerr, diag)), cerr, diag);
+        defer c.rmqs_strings_free(list);
+        return Strings.copy(allocator, list);
+    }
+
+    /// The partitions `routing_key` is bound to (possibly none), as owned copies.
+    pub fn superStreamRoute(self: Connection, allocator: std.mem.Allocator, name: []const u8, routing_key: []const u8, diag: ?*Diagnostics) (Error || std.mem.Allocator.Error)!Strings {
+        var s: CStr = .{};
+        var k: CStr = .{};
+        var cerr: ?*c.rmqs_error = null;
+        var list: ?*c.rmqs_strings = null;
+        try check(c.rmqs_super_stream_route(self.ptr, try k.of(routing_key, diag), try s.of(name, diag), &list, errOut(&cerr, diag)), cerr, diag);
+        defer c.rmqs_strings_free(list);
+        return Strings.copy(allocator, list);
+    }
+
+    pub fn stats(self: Connection) Error!c.rmqs_connection_statistics {
+        var out = std.mem.zeroes(c.rmqs_connection_statistics);
+        out.size = @sizeOf(c.rmqs_connection_statistics);
+        try check(c.rmqs_connection_stats(self.ptr, &out), null, null);
+        return out;
+    }
+};
+
+/// Owned copy of a stream's metadata.
+pub const Metadata = struct {
+    pub const Node = struct { host: []u8, port: u16 };
+    leader: ?Node,
+    replicas: []Node,
+
+    pub fn deinit(self: *Metadata, allocator: std.mem.Allocator) void {
+        if (self.leader) |l| allocator.free(l.host);
+        for (self.replicas) |r| allocator.free(r.host);
+        allocator.free(self.replicas);
+        self.* = undefined;
+    }
+};
+
+/// Owned list of strings (partitions, routes).
+pub const Strings = struct {
+    items: [][]u8,
+
+    fn copy(allocator: std.mem.Allocator, list: ?*c.rmqs_strings) std.mem.Allocator.Error!Strings {
+        const n = c.rmqs_strings_count(list);
+        const items = try allocator.alloc([]u8, n);
+        var filled: usize = 0;
+        errdefer {
+            for (items[0..filled]) |s| allocator.free(s);
+            allocator.free(items);
+        }
+        for (0..n) |i| {
+            items[i] = try allocator.dupe(u8, std.mem.span(c.rmqs_strings_get(list, i)));
+            filled += 1;
+        }
+        return .{ .items = items };
+    }
+
+    pub fn deinit(self: *Strings, allocator: std.mem.Allocator) void {
+        for (self.items) |s| allocator.free(s);
+        allocator.free(self.items);
+        self.* = undefined;
+    }
+};
+
+/// The partition index of `routing_key` under hash routing (as the other clients route).
+pub fn superStreamPartition(routing_key: []const u8, partition_count: u32) Error!u32 {
+    var out: u32 = 0;
+    try check(c.rmqs_super_stream_partition(routing_key.ptr, routing_key.len, partition_count, &out), null, null);
+    return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Event queue
+
+pub const EventKind = enum(i32) {
+    chunk = c.RMQS_EVENT_CHUNK,
+    confirms = c.RMQS_EVENT_CONFIRMS,
+    state = c.RMQS_EVENT_STATE,
+    @"error" = c.RMQS_EVENT_ERROR,
+    _,
+};
+
+pub const EventSource = enum(i32) {
+    producer = c.RMQS_SOURCE_PRODUCER,
+    consumer = c.RMQS_SOURCE_CONSUMER,
+    _,
+};
+
+/// Where producers and consumers deliver confirms, chunks and state changes, for the
+/// application to poll on its own threads. Several producers and consumers may share one
+/// (tell them apart by `Event.sourceTag()`).
+pub const Queue = struct {
+    ptr: *c.rmqs_queue,
+
+    pub fn init() Error!Queue {
+        var out: ?*c.rmqs_queue = null;
+        try check(c.rmqs_queue_new(&out), null, null);
+        return .{ .ptr = out.? };
+    }
+
+    /// Frees the queue and the events still in it. Not while another thread polls it.
+    pub fn deinit(self: Queue) void {
+        c.rmqs_queue_free(self.ptr);
+    }
+
+    /// The next event, waiting up to `timeout_ms` (negative: forever, 0: not at all); null on
+    /// timeout or after `wakeup()`. The caller owns it: `Event.deinit()`.
+    pub fn poll(self: Queue, timeout_ms: i32) ?Event {
+        const ev = c.rmqs_queue_poll(self.ptr, timeout_ms) orelse return null;
+        return .{ .ptr = ev };
+    }
+
+    /// Up to `buf.len` events, waiting up to `timeout_ms` for the first; the returned slice
+    /// (a prefix of `buf`) holds owned events, each to `deinit()`.
+    pub fn pollBatch(self: Queue, buf: []Event, timeout_ms: i32) []Event {
+        comptime std.debug.assert(@sizeOf(Event) == @sizeOf(*c.rmqs_event));
+        const raw: [*c]?*c.rmqs_event = @ptrCast(buf.ptr);
+        const n = c.rmqs_queue_poll_batch(self.ptr, raw, buf.len, timeout_ms);
+        return buf[0..n];
+    }
+
+    /// Makes one blocked (or the next) poll return null.
+    pub fn wakeup(self: Queue) void {
+        c.rmqs_queue_wakeup(self.ptr);
+    }
+
+    /// Events waiting.
+    pub fn len(self: Queue) usize {
+        return c.rmqs_queue_len(self.ptr);
+    }
+
+    /// A fd readable while events wait (owned by the queue), or null where unsupported.
+    pub fn fd(self: Queue) ?i32 {
+        const f = c.rmqs_queue_fd(self.ptr);
+        return if (f < 0) null else f;
+    }
+};
+
+/// One event, owned by the caller. Views from it (chunk, confirms, message) are valid until
+/// `deinit()`.
+pub const Event = extern struct {
+    ptr: *c.rmqs_event,
+
+    pub fn deinit(self: Event) void {
+        c.rmqs_event_free(self.ptr);
+    }
+
+    pub fn kind(self: Event) EventKind {
+        return @enumFromInt(c.rmqs_event_type(self.ptr));
+    }
+
+    pub fn source(self: Event) EventSource {
+        return @enumFromInt(c.rmqs_event_source(self.ptr));
+    }
+
+    /// The `tag` given to the producer or consumer that sent the event.
+    pub fn sourceTag(self: Event) usize {
+        return c.rmqs_event_source_tag(self.ptr);
+    }
+
+    /// The chunk of a `.chunk` event (borrowed from the event).
+    pub fn chunk(self: Event) ?Chunk {
+        const ch = c.rmqs_event_chunk(self.ptr) orelse return null;
+        return .{ .ptr = ch };
+    }
+
+    /// The confirms of a `.confirms` event (empty for others; borrowed from the event).
+    pub fn confirms(self: Event) []const Confirm {
+        var n: usize = 0;
+        const p = c.rmqs_event_confirms(self.ptr, &n);
+        if (p == null or n == 0) return &.{};
+        const typed: [*]const Confirm = @ptrCast(p);
+        return typed[0..n];
+    }
+
+    /// True for a `.state` event reporting that the source closed (its last event).
+    pub fn isClosed(self: Event) bool {
+        return self.kind() == .state and c.rmqs_event_state(self.ptr) == c.RMQS_STATE_CLOSED;
+    }
+
+    /// The status of a `.state` / `.error` event (0 when closed by the application).
+    pub fn status(self: Event) Status {
+        return c.rmqs_event_status(self.ptr);
+    }
+
+    /// The error of a `.state` / `.error` event, null when its status is OK.
+    pub fn err(self: Event) ?Error {
+        const st = self.status();
+        return if (st == c.RMQS_OK) null else statusError(st);
+    }
+
+    /// The message of a `.state` / `.error` event ("" otherwise), borrowed from the event.
+    pub fn message(self: Event) []const u8 {
+        return std.mem.span(c.rmqs_event_message(self.ptr));
+    }
+};
+
+/// The outcome of one sent message (layout of `rmqs_confirm`).
+pub const Confirm = extern struct {
+    publishing_id: u64,
+    tag: usize,
+    status: Status,
+
+    /// null when the broker stored the message; else why not (`error.Timeout`,
+    /// `error.Closed`: it may still have been stored).
+    pub fn err(self: Confirm) ?Error {
+        return if (self.status == c.RMQS_OK) null else statusError(self.status);
+    }
+
+    comptime {
+        std.debug.assert(@sizeOf(Confirm) == @sizeOf(c.rmqs_confirm));
+        std.debug.assert(@offsetOf(Confirm, "tag") == @offsetOf(c.rmqs_confirm, "tag"));
+        std.debug.assert(@offsetOf(Confirm, "status") == @offsetOf(c.rmqs_confirm, "status"));
+    }
+};
+
+// ---------------------------------------------------------------------------------------------
+// Producer
+
+pub const ProducerOptions = struct {
+    /// Where confirms and state changes go; null: confirms go nowhere (`flush` still waits).
+    queue: ?Queue = null,
+    /// `Event.sourceTag()` of this producer's events.
+    tag: usize = 0,
+    /// Named producer: deduplication by publishing id.
+    name: ?[]const u8 = null,
+    batch_size: ?u32 = null,
+    batch_delay_ms: ?u32 = null,
+    max_in_flight: ?u32 = null,
+    confirm_timeout_ms: ?u32 = null,
+    /// Other producer keys.
+    settings: []const Setting = &.{},
+};
+
+pub const SendFlags = packed struct(u32) {
+    /// Store the body as is, not wrapped in an AMQP 1.0 message.
+    raw: bool = false,
+    /// `error.QueueFull` instead of waiting when `max_in_flight` messages are unconfirmed.
+    no_block: bool = false,
+    _pad: u30 = 0,
+};
+
+pub const Producer = struct {
+    ptr: *c.rmqs_producer,
+
+    /// Declares a producer on `stream` (blocks for a few round trips). Free with `deinit`.
+    pub fn init(conn: Connection, stream: []const u8, opts: ProducerOptions, diag: ?*Diagnostics) Error!Producer {
+        const cfg = try Config.init();
+        defer cfg.deinit();
+        if (opts.name) |v| try cfg.set("name", v, diag);
+        if (opts.batch_size) |v| try cfg.setInt("batch_size", v, diag);
+        if (opts.batch_delay_ms) |v| try cfg.setInt("batch_delay_ms", v, diag);
+        if (opts.max_in_flight) |v| try cfg.setInt("max_in_flight", v, diag);
+        if (opts.confirm_timeout_ms) |v| try cfg.setInt("confirm_timeout_ms", v, diag);
+        try cfg.setAll(opts.settings, diag);
+        var s: CStr = .{};
+        var cerr: ?*c.rmqs_error = null;
+        var out: ?*c.rmqs_producer = null;
+        const q: ?*c.rmqs_queue = if (opts.queue) |q| q.ptr else null;
+        try check(c.rmqs_producer_new(conn.ptr, try s.of(stream, diag), cfg.ptr, null, null, null, q, opts.tag, &out, errOut(&cerr, diag)), cerr, diag);
+        return .{ .ptr = out.? };
+    }
+
+    /// Closes (waiting up to 5 s for confirms) and frees.
+    pub fn deinit(self: Producer) void {
+        c.rmqs_producer_free(self.ptr);
+    }
+
+    /// Sends one message (the body is copied); its `Confirm` carries `tag`. Blocks only when
+    /// the producer is full.
+    pub fn send(self: Producer, body: []const u8, tag: usize, diag: ?*Diagnostics) Error!void {
+        return self.sendFlags(body, tag, .{}, diag);
+    }
+
+    pub fn sendFlags(self: Producer, body: []const u8, tag: usize, flags: SendFlags, diag: ?*Diagnostics) Error!void {
+        var cerr: ?*c.rmqs_error = null;
+        try check(c.rmqs_producer_send(self.ptr, body.ptr, body.len, tag, @bitCast(flags), errOut(&cerr, diag)), cerr, diag);
+    }
+
+    pub const SendOptions = struct {
+        tag: usize = 0,
+        flags: SendFlags = .{},
+        /// Broker-side filter value (3.13+).
+        filter_value: ?[]const u8 = null,
+        /// Explicit publishing id, above every id used before.
+        publishing_id: ?u64 = null,
+    };
+
+    /// Sends one message with options; returns its publishing id.
+    pub fn sendEx(self: Producer, body: []const u8, opts: SendOptions, diag: ?*Diagnostics) Error!u64 {
+        var f: CStr = .{};
+        const filter: ?[*:0]const u8 = if (opts.filter_value) |v| try f.of(v, diag) else null;
+        var flags: u32 = @bitCast(opts.flags);
+        if (opts.publishing_id != null) flags |= c.RMQS_SEND_PUBLISHING_ID;
+        var cerr: ?*c.rmqs_error = null;
+        var id: u64 = 0;
+        try check(c.rmqs_producer_send_ex(self.ptr, body.ptr, body.len, filter, opts.publishing_id orelse 0, opts.tag, flags, &id, errOut(&cerr, diag)), cerr, diag);
+        return id;
+    }
+
+    /// Sends `bodies` in order (tags from `tags`, same length, or 0). On error, `accepted`
+    /// (when given) tells how many of the first ones were accepted and will be confirmed.
+    pub fn sendBatch(self: Producer, bodies: []const []const u8, tags: ?[]const usize, flags: SendFlags, accepted: ?*usize, diag: ?*Diagnostics) Error!void {
+        if (tags) |t| if (t.len != bodies.len) return localError(diag, "tags and bodies differ in length");
+        var done: usize = 0;
+        defer if (accepted) |a| {
+            a.* = done;
+        };
+        var buf: [256]c.rmqs_bytes = undefined;
+        while (done < bodies.len) {
+            const n = @min(buf.len, bodies.len - done);
+            for (bodies[done..][0..n], 0..) |b, i| buf[i] = .{ .data = b.ptr, .len = b.len };
+            const tp: [*c]const usize = if (tags) |t| t[done..].ptr else null;
+            var got: usize = 0;
+            var cerr: ?*c.rmqs_error = null;
+            const st = c.rmqs_producer_send_batch(self.ptr, &buf, tp, n, @bitCast(flags), &got, errOut(&cerr, diag));
+            done += got;
+            try check(st, cerr, diag);
+        }
+    }
+
+    /// Sends what is batched and waits up to `timeout_ms` until every accepted message has
+    /// its confirm (`error.Timeout` otherwise).
+    pub fn flush(self: Producer, timeout_ms: i32) Error!void {
+        try check(c.rmqs_producer_flush(self.ptr, timeout_ms), null, null);
+    }
+
+    /// Stops sending, waits up to `timeout_ms` for outstanding confirms (the rest get
+    /// `error.Closed`), deletes the publisher. Still to `deinit`.
+    pub fn close(self: Producer, timeout_ms: i32) Error!void {
+        try check(c.rmqs_producer_close(self.ptr, timeout_ms), null, null);
+    }
+
+    /// The last publishing id assigned, null before the first.
+    pub fn lastId(self: Producer) ?u64 {
+        var out: u64 = 0;
+        return if (c.rmqs_producer_last_id(self.ptr, &out)) out else null;
+    }
+
+    pub fn stats(self: Producer) Error!c.rmqs_producer_statistics {
+        var out = std.mem.zeroes(c.rmqs_producer_statistics);
+        out.size = @sizeOf(c.rmqs_producer_statistics);
+        try check(c.rmqs_producer_stats(self.ptr, &out), null, null);
+        return out;
+    }
+};
+
+// ---------------------------------------------------------------------------------------------
+// Consumer
+
+/// Where a consumer starts.
+pub const Offset = union(enum) {
+    first,
+    last,
+    next,
+    offset: u64,
+    /// ms since the Unix epoch.
+    timestamp: i64,
+
+    fn format(self: Offset, buf: []u8) []const u8 {
+        return switch (self) {
+            .first => "first",
+            .last => "last",
+            .next => "next",
+            .offset => |o| std.fmt.bufPrint(buf, "offset:{d}", .{o}) catch unreachable,
+            .timestamp => |t| std.fmt.bufPrint(buf, "timestamp:{d}", .{t}) catch unreachable,
+        };
+    }
+};
+
+pub const ConsumerOptions = struct {
+    /// Required: chunks, errors and the final state change go there.
+    queue: Queue,
+    tag: usize = 0,
+    offset: Offset = .next,
+    /// Offset-tracking reference (needed by `storeOffset` / `queryOffset`).
+    name: ?[]const u8 = null,
+    initial_credit: ?u16 = null,
+    /// Other consumer keys (`credit_policy`, `crc_check`, `property.<key>`, ...).
+    settings: []const Setting = &.{},
+};
+
+pub const Consumer = struct {
+    ptr: *c.rmqs_consumer,
+
+    /// Subscribes to `stream` (blocks for a few round trips; chunks may arrive before it
+    /// returns). Free with `deinit`.
+    pub fn init(conn: Connection, stream: []const u8, opts: ConsumerOptions, diag: ?*Diagnostics) Error!Consumer {
+        const cfg = try Config.init();
+        defer cfg.deinit();
+        var obuf: [40]u8 = undefined;
+        try cfg.set("offset", opts.offset.format(&obuf), diag);
+        if (opts.name) |v| try cfg.set("name", v, diag);
+        if (opts.initial_credit) |v| try cfg.setInt("initial_credit", v, diag);
+        try cfg.setAll(opts.settings, diag);
+        var s: CStr = .{};
+        var cerr: ?*c.rmqs_error = null;
+        var out: ?*c.rmqs_consumer = null;
+        try check(c.rmqs_consumer_new(conn.ptr, try s.of(stream, diag), cfg.ptr, null, null, null, opts.queue.ptr, opts.tag, &out, errOut(&cerr, diag)), cerr, diag);
+        return .{ .ptr = out.? };
+    }
+
+    /// Closes (5 s limit) and frees.
+    pub fn deinit(self: Consumer) void {
+        c.rmqs_consumer_free(self.ptr);
+    }
+
+    /// Unsubscribes (up to `timeout_ms`); a closed `.state` event follows on the queue.
+    pub fn close(self: Consumer, timeout_ms: i32) Error!void {
+        try check(c.rmqs_consumer_close(self.ptr, timeout_ms), null, null);
+    }
+
+    /// Grants `credits` (1..32767) more chunks (the `manual` credit policy).
+    pub fn credit(self: Consumer, credits: u16) Error!void {
+        try check(c.rmqs_consumer_credit(self.ptr, credits), null, null);
+    }
+
+    /// Stores `offset` under the consumer's name (not answered by the broker).
+    pub fn storeOffset(self: Consumer, offset: u64, diag: ?*Diagnostics) Error!void {
+        var cerr: ?*c.rmqs_error = null;
+        try check(c.rmqs_consumer_store_offset(self.ptr, offset, errOut(&cerr, diag)), cerr, diag);
+    }
+
+    /// The offset stored under the consumer's name; `error.NoOffset` when none.
+    pub fn queryOffset(self: Consumer, diag: ?*Diagnostics) Error!u64 {
+        var cerr: ?*c.rmqs_error = null;
+        var out: u64 = 0;
+        try check(c.rmqs_consumer_query_offset(self.ptr, &out, errOut(&cerr, diag)), cerr, diag);
+        return out;
+    }
+
+    pub fn stats(self: Consumer) Error!c.rmqs_consumer_statistics {
+        var out = std.mem.zeroes(c.rmqs_consumer_statistics);
+        out.size = @sizeOf(c.rmqs_consumer_statistics);
+        try check(c.rmqs_consumer_stats(self.ptr, &out), null, null);
+        return out;
+    }
+};
+
+// ---------------------------------------------------------------------------------------------
+// Chunks and messages
+
+/// A chunk lent by an event (valid until the event's `deinit`), or retained (`retain`,
+/// valid until `release`). Immutable; may be read from several threads.
+pub const Chunk = struct {
+    ptr: *const c.rmqs_chunk,
+
+    /// One more reference the caller owns: keeps the chunk (and its messages' bytes) after the
+    /// event is freed; `release()` it (the last release gives the broker its credit).
+    pub fn retain(self: Chunk) Chunk {
+        return .{ .ptr = c.rmqs_chunk_retain(self.ptr).? };
+    }
+
+    /// Gives back a reference from `retain()`.
+    pub fn release(self: Chunk) void {
+        c.rmqs_chunk_release(@constCast(self.ptr));
+    }
+
+    pub fn stream(self: Chunk) []const u8 {
+        return std.mem.span(c.rmqs_chunk_stream(self.ptr));
+    }
+
+    /// Offset of the chunk's first record (hidden ones included).
+    pub fn id(self: Chunk) u64 {
+        return c.rmqs_chunk_id(self.ptr);
+    }
+
+    /// Offset of the first visible message.
+    pub fn firstOffset(self: Chunk) u64 {
+        return c.rmqs_chunk_first_offset(self.ptr);
+    }
+
+    /// ms since the Unix epoch.
+    pub fn timestamp(self: Chunk) i64 {
+        return c.rmqs_chunk_timestamp(self.ptr);
+    }
+
+    /// Id of the last committed chunk when this one was sent (3.11+), null when unknown.
+    pub fn committedId(self: Chunk) ?u64 {
+        var out: u64 = 0;
+        return if (c.rmqs_chunk_committed_id(self.ptr, &out)) out else null;
+    }
+
+    /// Visible messages.
+    pub fn messageCount(self: Chunk) usize {
+        return c.rmqs_chunk_message_count(self.ptr);
+    }
+
+    pub fn header(self: Chunk) c.rmqs_chunk_header {
+        var h: c.rmqs_chunk_header = undefined;
+        _ = c.rmqs_chunk_header_get(self.ptr, &h);
+        return h;
+    }
+
+    /// Message `i` (0 = the first visible one), null when out of range.
+    pub fn message(self: Chunk, i: usize) ?Message {
+        const m = c.rmqs_chunk_message(self.ptr, i) orelse return null;
+        return Message.of(m);
+    }
+
+    /// `var it = chunk.messages(); while (it.next()) |msg| { msg.offset, msg.body }`
+    pub fn messages(self: Chunk) MessageIterator {
+        return .{ .chunk = self, .index = 0, .count = self.messageCount() };
+    }
+};
+
+pub const MessageIterator = struct {
+    chunk: Chunk,
+    index: usize,
+    count: usize,
+
+    pub fn next(self: *MessageIterator) ?Message {
+        while (self.index < self.count) {
+            const i = self.index;
+            self.index += 1;
+            if (self.chunk.message(i)) |m| return m;
+        }
+        return null;
+    }
+
+    pub fn reset(self: *MessageIterator) void {
+        self.index = 0;
+    }
+};
+
+/// AMQP 1.0 properties-section fields.
+pub const Property = enum(i32) {
+    message_id = c.RMQS_PROP_MESSAGE_ID,
+    user_id = c.RMQS_PROP_USER_ID,
+    to = c.RMQS_PROP_TO,
+    subject = c.RMQS_PROP_SUBJECT,
+    reply_to = c.RMQS_PROP_REPLY_TO,
+    correlation_id = c.RMQS_PROP_CORRELATION_ID,
+    content_type = c.RMQS_PROP_CONTENT_TYPE,
+    content_encoding = c.RMQS_PROP_CONTENT_ENCODING,
+    absolute_expiry_time = c.RMQS_PROP_ABSOLUTE_EXPIRY_TIME,
+    creation_time = c.RMQS_PROP_CREATION_TIME,
+    group_id = c.RMQS_PROP_GROUP_ID,
+    group_sequence = c.RMQS_PROP_GROUP_SEQUENCE,
+    reply_to_group_id = c.RMQS_PROP_REPLY_TO_GROUP_ID,
+};
+
+/// A message view: its slices are owned by the chunk and valid as long as it.
+pub const Message = struct {
+    ptr: *const c.rmqs_message,
+    offset: u64,
+    timestamp: i64,
+    /// The application payload (the AMQP data section, or the raw record).
+    body: []const u8,
+
+    fn of(m: *const c.rmqs_message) Message {
+        var n: usize = 0;
+        const p = c.rmqs_message_body(m, &n);
+        return .{
+            .ptr = m,
+            .offset = c.rmqs_message_offset(m),
+            .timestamp = c.rmqs_message_timestamp(m),
+            .body = if (p == null) &.{} else p[0..n],
+        };
+    }
+
+    /// An owned copy of the body, for use after the chunk is released.
+    pub fn dupeBody(self: Message, allocator: std.mem.Allocator) std.mem.Allocator.Error![]u8 {
+        return allocator.dupe(u8, self.body);
+    }
+
+    /// The record as stored (usually an encoded AMQP 1.0 message).
+    pub fn raw(self: Message) []const u8 {
+        var n: usize = 0;
+        const p = c.rmqs_message_raw(self.ptr, &n);
+        return if (p == null) &.{} else p[0..n];
+    }
+
+    pub fn isAmqp(self: Message) bool {
+        return c.rmqs_message_is_amqp(self.ptr);
+    }
+
+    /// A properties-section field as text, null when absent.
+    pub fn property(self: Message, prop: Property) ?[]const u8 {
+        var p: [*c]const u8 = null;
+        var n: usize = 0;
+        if (!c.rmqs_message_property(self.ptr, @intFromEnum(prop), &p, &n)) return null;
+        return if (p == null) &.{} else p[0..n];
+    }
+
+    /// An application property as text, null when absent (or too long a key).
+    pub fn appProperty(self: Message, key: []const u8) ?[]const u8 {
+        var k: CStr = .{};
+        const kz = k.of(key, null) catch return null;
+        var p: [*c]const u8 = null;
+        var n: usize = 0;
+        if (!c.rmqs_message_app_property(self.ptr, kz, &p, &n)) return null;
+        return if (p == null) &.{} else p[0..n];
+    }
+
+    pub fn appPropertyCount(self: Message) usize {
+        return c.rmqs_message_app_property_count(self.ptr);
+    }
+
+    pub const KeyValue = struct { key: []const u8, value: []const u8 };
+
+    /// Application property `i` (wire order), null when out of range or not text.
+    pub fn appPropertyAt(self: Message, i: usize) ?KeyValue {
+        var k: [*c]const u8 = null;
+        var kn: usize = 0;
+        var v: [*c]const u8 = null;
+        var vn: usize = 0;
+        if (!c.rmqs_message_app_property_at(self.ptr, i, &k, &kn, &v, &vn)) return null;
+        return .{ .key = if (k == null) &.{} else k[0..kn], .value = if (v == null) &.{} else v[0..vn] };
+    }
+};
+
+// ---------------------------------------------------------------------------------------------
+// Unit tests (no broker)
+
+test "status mapping covers the library's table" {
+    var descs: [*c]const c.rmqs_status_desc = null;
+    var n: usize = 0;
+    c.rmqs_status_descs(&descs, &n);
+    try std.testing.expect(n > 0);
+    var mapped: usize = 0;
+    for (descs[0..n]) |d| {
+        if (d.status == c.RMQS_OK) continue;
+        const e = statusError(d.status);
+        try std.testing.expect(e != error.Broker and e != error.Unexpected);
+        try std.testing.expectEqual(d.status, errorStatus(e).?);
+        mapped += 1;
+    }
+    try std.testing.expectEqual(status_table.len, mapped);
+    try std.testing.expectEqual(error.Broker, statusError(99));
+    try std.testing.expectEqual(error.Unexpected, statusError(-99));
+    try std.testing.expectEqualStrings("RMQS_ERR_TIMEOUT", statusName(c.RMQS_ERR_TIMEOUT));
+}
+
+test "library version matches the header" {
+    try std.testing.expect(libraryCompatible());
+    try std.testing.expect(version().len > 0);
+}
+
+test "hash routing and local argument errors" {
+    const p = try superStreamPartition("hello", 3);
+    try std.testing.expect(p < 3);
+    try std.testing.expectError(error.InvalidArgument, superStreamPartition("k", 0));
+    var d: Diagnostics = .{};
+    var s: CStr = .{};
+    try std.testing.expectError(error.InvalidArgument, s.of("a\x00b", &d));
+    try std.testing.expectEqual(@as(Status, c.RMQS_ERR_INVALID_ARGUMENT), d.status);
+    try std.testing.expect(d.message().len > 0);
+}
+
+test "config errors carry the library's message" {
+    var d: Diagnostics = .{};
+    try std.testing.expectError(error.InvalidArgument, Connection.open(.{ .settings = &.{.{ "no_such_key", "1" }} }, &d));
+    try std.testing.expectEqual(@as(Status, c.RMQS_ERR_INVALID_ARGUMENT), d.status);
+    try std.testing.expect(std.mem.indexOf(u8, d.message(), "no_such_key") != null);
+}
