@@ -1076,3 +1076,15 @@ test "config errors carry the library's message" {
     try std.testing.expectEqual(@as(Status, c.RMQS_ERR_INVALID_ARGUMENT), d.status);
     try std.testing.expect(std.mem.indexOf(u8, d.message(), "no_such_key") != null);
 }
+
+test "queue: empty poll, wakeup, fd" {
+    const q = try Queue.init();
+    defer q.deinit();
+    try std.testing.expectEqual(@as(?Event, null), q.poll(0));
+    var buf: [4]Event = undefined;
+    try std.testing.expectEqual(@as(usize, 0), q.pollBatch(&buf, 0).len);
+    q.wakeup();
+    try std.testing.expectEqual(@as(?Event, null), q.poll(-1)); // returns at once after wakeup
+    try std.testing.expect(q.fd() != null);
+    try std.testing.expectEqual(@as(usize, 0), q.len());
+}
