@@ -546,6 +546,18 @@ typedef struct rmqs_queue rmqs_queue;
 typedef struct rmqs_strings rmqs_strings;
 
 /**
+ * A super stream consumer: one consumer per partition of a super stream, all with the same
+ * settings and name. Opaque.
+ *
+ * Created by `rmqs_super_consumer_new()`, closed by `rmqs_super_consumer_close()`, freed by
+ * `rmqs_super_consumer_free()`.
+ *
+ * Thread safety: every function may be called from any thread concurrently, except
+ * `rmqs_super_consumer_free()`.
+ */
+typedef struct rmqs_super_consumer rmqs_super_consumer;
+
+/**
  * A super stream producer: routes each message to a partition of a super stream, with one
  * producer per partition (created lazily, by the first send routed to it, on that
  * partition's leader). Opaque.
@@ -2106,6 +2118,17 @@ void rmqs_chunk_release(struct rmqs_chunk *ch);
 const char *rmqs_chunk_stream(const struct rmqs_chunk *ch);
 
 /**
+ * The partition the chunk came from, for a chunk of an `rmqs_super_consumer`: its index in
+ * the super consumer's partition list at delivery (`rmqs_super_consumer_partition()`;
+ * `rmqs_chunk_stream()` names it).
+ *
+ * @return the index; -1 for a chunk of a plain `rmqs_consumer`, or for NULL.
+ *
+ * Thread-safe; does not block.
+ */
+int32_t rmqs_chunk_partition(const struct rmqs_chunk *ch);
+
+/**
  * The chunk id: the offset of the chunk's first record (hidden ones included); 0 for NULL.
  *
  * Thread-safe; does not block.
@@ -2636,6 +2659,212 @@ rmqs_status rmqs_super_producer_close(struct rmqs_super_producer *sp, int32_t ti
  * thread and the call returns at once.
  */
 void rmqs_super_producer_free(struct rmqs_super_producer *sp);
+
+/**
+ * Subscribes to every partition of super stream `super_stream`: one consumer per partition
+ * (as `rmqs_consumer_new()`, each on a replica of its partition when there is one), all with
+ * the config's consumer keys and the subscription property `super-stream`.
+ *
+ * The config's `name` is every partition consumer's name: the offset-tracking reference (one
+ * offset per partition: a super consumer restarted with the same name continues on each
+ * partition after what it processed there) and, with `single_active_consumer`, the group: the
+ * broker then lets one super consumer of the group receive from each partition, spreading the
+ * partitions over the group's members and moving them when members come and go (the member
+ * losing one stores its processed offset first with automatic tracking, and the next starts
+ * right after it).
+ *
+ * Chunks go to `chunk_cb` on a dispatcher thread when it is given, else to `queue` as
+ * `RMQS_EVENT_CHUNK` events; `rmqs_chunk_partition()` (and `rmqs_event_partition()`) gives
+ * the partition's index, `rmqs_chunk_stream()` its name. The chunks of one partition come in
+ * order; those of different partitions interleave (never concurrently in callback mode).
+ * Errors of a partition (`RMQS_EVENT_ERROR`, with `rmqs_event_partition()`: a chunk failing
+ * its CRC check, the partition's stream or connection lost — then
+ * `rmqs_super_consumer_refresh()` subscribes it again) and the final `RMQS_EVENT_STATE`
+ * (`RMQS_STATE_CLOSED`, when the application closes it) go to `queue` when it is given.
+ *
+ * @param conn the connection (borrowed).
+ * @param super_stream the super stream name, 1 to 255 bytes (borrowed).
+ * @param cfg super consumer keys (see `rmqs_config_set()`: the consumer keys and
+ *        `added_partition_offset`; borrowed, copied), layered over the connection's
+ *        `consumer.*` keys; NULL for those alone.
+ * @param chunk_cb chunk callback (see `rmqs_chunk_cb`), or NULL.
+ * @param user_data passed to `chunk_cb`; ownership passes to the library on success only.
+ * @param user_data_free run once with `user_data` after the last callback (when the super
+ *        consumer is freed); NULL if not needed. Not called when this function fails.
+ * @param queue the queue for chunks (without `chunk_cb`), errors and state events, borrowed
+ *        (the super consumer keeps its own reference); NULL for none.
+ * @param tag returned by `rmqs_event_source_tag()` for this super consumer's events (their
+ *        source is `RMQS_SOURCE_SUPER_CONSUMER`).
+ * @param out receives the super consumer, owned by the caller (free with
+ *        `rmqs_super_consumer_free()`), only on success.
+ * @param err optional error detail.
+ * @return `RMQS_OK`; `RMQS_ERR_INVALID_ARGUMENT` (neither callback nor queue, names, config, a
+ *         super stream without partitions); `RMQS_ERR_STREAM_DOES_NOT_EXIST` (no such super
+ *         stream, and on brokers before 3.13, which have none) and other broker codes;
+ *         `RMQS_ERR_UNSUPPORTED` (single active consumer or filtering on a broker without
+ *         them); `RMQS_ERR_CLOSED`, `RMQS_ERR_TIMEOUT`, `RMQS_ERR_IO`;
+ *         `RMQS_ERR_WOULD_DEADLOCK` from a library callback. When a partition cannot be
+ *         subscribed, those already subscribed are closed.
+ *
+ * Thread-safe; blocks for a few round trips per partition. Chunks may arrive before it
+ * returns.
+ */
+rmqs_status rmqs_super_consumer_new(struct rmqs_connection *conn,
+                                    const char *super_stream,
+                                    const struct rmqs_config *cfg,
+                                    rmqs_chunk_cb chunk_cb,
+                                    void *user_data,
+                                    rmqs_free_cb user_data_free,
+                                    struct rmqs_queue *queue,
+                                    size_t tag,
+                                    struct rmqs_super_consumer **out,
+                                    struct rmqs_error **err);
+
+/**
+ * Asks the broker for the super stream's partitions again: partitions added since creation
+ * (or the last refresh) get a consumer (starting at `added_partition_offset` when nothing is
+ * stored for them), partitions that disappeared have theirs closed, and partitions whose
+ * consumer was lost (stream unavailable, connection lost) are subscribed again, right after
+ * the last message delivered (after the stored offset with tracking; as the broker decides
+ * with a single active consumer). Partitions are never picked up silently.
+ *
+ * @param sc the super consumer (borrowed).
+ * @param count_out receives the number of partitions now, on success; may be NULL.
+ * @param err optional error detail.
+ * @return `RMQS_OK`; the first error of a subscription (the other partitions are subscribed
+ *         all the same; the failed one is tried again by the next refresh) or of the
+ *         Partitions command; `RMQS_ERR_CLOSED`, `RMQS_ERR_TIMEOUT`;
+ *         `RMQS_ERR_WOULD_DEADLOCK` from a library callback.
+ *
+ * Thread-safe; blocks for a round trip, plus the subscriptions.
+ */
+rmqs_status rmqs_super_consumer_refresh(struct rmqs_super_consumer *sc,
+                                        size_t *count_out,
+                                        struct rmqs_error **err);
+
+/**
+ * The number of partitions the super consumer reads (as of its creation or last refresh).
+ *
+ * @return the count; 0 for NULL.
+ *
+ * Thread-safe; does not block.
+ */
+size_t rmqs_super_consumer_partition_count(const struct rmqs_super_consumer *sc);
+
+/**
+ * The name (stream) of partition `index`, in the broker's order (the indices of
+ * `rmqs_chunk_partition()`).
+ *
+ * @param sc the super consumer (borrowed).
+ * @param index 0 to `rmqs_super_consumer_partition_count() - 1`.
+ * @return a NUL-terminated string owned by the super consumer, valid until it is freed (also
+ *         across refreshes); NULL for an index out of range or a NULL handle.
+ *
+ * Thread-safe; does not block (callable from chunk callbacks).
+ */
+const char *rmqs_super_consumer_partition(const struct rmqs_super_consumer *sc, size_t index);
+
+/**
+ * Whether this super consumer receives from partition `index` now: its consumer is open and,
+ * with `single_active_consumer`, the active one of its group.
+ *
+ * @return false for an index out of range, a NULL handle, or once closed.
+ *
+ * Thread-safe; does not block.
+ */
+bool rmqs_super_consumer_is_active(const struct rmqs_super_consumer *sc, size_t index);
+
+/**
+ * Grants the broker `credits` more chunks on partition `index` (as `rmqs_consumer_credit()`).
+ *
+ * @return `RMQS_OK`; `RMQS_ERR_INVALID_ARGUMENT` (NULL, index or credits out of range);
+ *         `RMQS_ERR_CLOSED`.
+ *
+ * Thread-safe, also from callbacks; does not block.
+ */
+rmqs_status rmqs_super_consumer_credit(struct rmqs_super_consumer *sc,
+                                       size_t index,
+                                       uint32_t credits);
+
+/**
+ * Stores `offset` for partition `index` under the super consumer's name (StoreOffset on that
+ * partition; as `rmqs_consumer_store_offset()`).
+ *
+ * @param sc the super consumer (borrowed).
+ * @param index the partition.
+ * @param offset the offset to store (usually that of the last message processed there).
+ * @param err optional error detail.
+ * @return `RMQS_OK` once the frame is queued; `RMQS_ERR_INVALID_ARGUMENT` without a name or for
+ *         an index out of range; `RMQS_ERR_CLOSED`.
+ *
+ * Thread-safe, also from callbacks; does not block.
+ */
+rmqs_status rmqs_super_consumer_store_offset(struct rmqs_super_consumer *sc,
+                                             size_t index,
+                                             uint64_t offset,
+                                             struct rmqs_error **err);
+
+/**
+ * The offset stored for partition `index` under the super consumer's name (QueryOffset).
+ *
+ * @param sc the super consumer (borrowed).
+ * @param index the partition.
+ * @param out receives the offset, only on success.
+ * @param err optional error detail.
+ * @return `RMQS_OK`; `RMQS_ERR_NO_OFFSET` (19) when none is stored; `RMQS_ERR_INVALID_ARGUMENT`
+ *         without a name or for an index out of range; `RMQS_ERR_CLOSED`, `RMQS_ERR_TIMEOUT`;
+ *         `RMQS_ERR_WOULD_DEADLOCK` from a library callback.
+ *
+ * Thread-safe; blocks for one round trip.
+ */
+rmqs_status rmqs_super_consumer_query_offset(struct rmqs_super_consumer *sc,
+                                             size_t index,
+                                             uint64_t *out,
+                                             struct rmqs_error **err);
+
+/**
+ * Counters summed over the partition consumers (those of partitions removed by a refresh, or
+ * replaced after they were lost, no longer count); `last_stored_offset` is `UINT64_MAX`
+ * (offsets are per partition: `rmqs_super_consumer_query_offset()`). Extensible like
+ * `rmqs_connection_statistics` (set `size` first).
+ *
+ * @return `RMQS_OK`; `RMQS_ERR_INVALID_ARGUMENT` (NULL handle or `out`, `size` not set).
+ *
+ * Thread-safe; does not block.
+ */
+rmqs_status rmqs_super_consumer_stats(const struct rmqs_super_consumer *sc,
+                                      struct rmqs_consumer_statistics *out);
+
+/**
+ * Closes the super consumer: every partition consumer is closed as `rmqs_consumer_close()`
+ * (concurrently; with automatic tracking each stores its processed offset first, so that the
+ * other members of a single-active-consumer group continue right after it), then an
+ * `RMQS_EVENT_STATE` (`RMQS_STATE_CLOSED`, status `RMQS_OK`) event goes to the queue. Chunks
+ * not yet handed to the callback are dropped; chunks the application holds stay readable
+ * until released. Later calls fail with `RMQS_ERR_CLOSED`; closing again returns `RMQS_OK`.
+ *
+ * @param sc the super consumer (borrowed; still to be freed).
+ * @param timeout_ms bound for the unsubscriptions; negative = no limit; 0 = close in the
+ *        background and return at once.
+ * @return `RMQS_OK`; `RMQS_ERR_TIMEOUT` or the first error of an unsubscription (closed all
+ *         the same); `RMQS_ERR_WOULD_DEADLOCK` from a library callback with a timeout other
+ *         than 0.
+ *
+ * Thread-safe; blocks up to `timeout_ms`.
+ */
+rmqs_status rmqs_super_consumer_close(struct rmqs_super_consumer *sc, int32_t timeout_ms);
+
+/**
+ * Frees a super consumer, closing it first if needed (5 s limit), then ending its dispatcher
+ * thread (after the callback in progress, if any) and running `user_data_free`. NULL is
+ * allowed.
+ *
+ * @param sc the super consumer (ownership passes to the library), or NULL.
+ *
+ * Blocks while closing. Called from a library callback, the work moves to a background
+ * thread and the call returns at once.
+ */
+void rmqs_super_consumer_free(struct rmqs_super_consumer *sc);
 
 #ifdef __cplusplus
 }  // extern "C"

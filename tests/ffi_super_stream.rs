@@ -395,6 +395,122 @@ fn close_free(sp: *mut rmqs_super_producer) {
     unsafe { rmqs_super_producer_free(sp) };
 }
 
+/// What super consumer chunk callbacks saw: (partition, stream, body) per message.
+#[derive(Default)]
+struct Chunks {
+    seen: Mutex<Vec<(i32, String, Vec<u8>)>>,
+    cv: Condvar,
+    freed: AtomicUsize,
+}
+
+impl Chunks {
+    /// Waits until `n` messages arrived in all; returns and forgets them.
+    fn wait_for(&self, n: usize) -> Vec<(i32, String, Vec<u8>)> {
+        let deadline = Instant::now() + WAIT;
+        let mut g = self.seen.lock().unwrap();
+        while g.len() < n && Instant::now() < deadline {
+            g = self
+                .cv
+                .wait_timeout(g, Duration::from_millis(50))
+                .unwrap()
+                .0;
+        }
+        assert_eq!(g.len(), n, "messages");
+        std::mem::take(&mut *g)
+    }
+}
+
+unsafe extern "C" fn on_chunk(ud: *mut c_void, ch: *const rmqs_chunk) {
+    let c = unsafe { &*(ud as *const Chunks) };
+    let partition = unsafe { rmqs_chunk_partition(ch) };
+    assert!(partition >= 0);
+    let stream = unsafe { CStr::from_ptr(rmqs_chunk_stream(ch)) }
+        .to_str()
+        .unwrap()
+        .to_string();
+    let mut g = c.seen.lock().unwrap();
+    for b in bodies(ch) {
+        g.push((partition, stream.clone(), b));
+    }
+    c.cv.notify_all();
+}
+
+unsafe extern "C" fn free_chunks(ud: *mut c_void) {
+    let c = unsafe { &*(ud as *const Chunks) };
+    c.freed.fetch_add(1, Ordering::SeqCst);
+}
+
+fn try_super_consumer(
+    conn: *mut rmqs_connection,
+    super_stream: &str,
+    cfg: *const rmqs_config,
+    chunks: Option<&Chunks>,
+    q: *mut rmqs_queue,
+) -> Result<*mut rmqs_super_consumer, (rmqs_status, String)> {
+    let s = c(super_stream);
+    let mut sc = ptr::null_mut();
+    let mut err = ptr::null_mut();
+    let st = unsafe {
+        rmqs_super_consumer_new(
+            conn,
+            s.as_ptr(),
+            cfg,
+            chunks.map(|_| on_chunk as unsafe extern "C" fn(*mut c_void, *const rmqs_chunk)),
+            chunks.map_or(ptr::null_mut(), |c| c as *const Chunks as *mut c_void),
+            chunks.map(|_| free_chunks as unsafe extern "C" fn(*mut c_void)),
+            q,
+            0,
+            &mut sc,
+            &mut err,
+        )
+    };
+    if st == 0 {
+        Ok(sc)
+    } else {
+        assert!(sc.is_null());
+        Err(failure(st, err))
+    }
+}
+
+fn super_consumer(
+    conn: *mut rmqs_connection,
+    super_stream: &str,
+    cfg: *const rmqs_config,
+    chunks: &Chunks,
+) -> *mut rmqs_super_consumer {
+    try_super_consumer(conn, super_stream, cfg, Some(chunks), ptr::null_mut())
+        .unwrap_or_else(|(st, m)| panic!("super consumer: status {st}: {m}"))
+}
+
+fn sc_partition_names(sc: *mut rmqs_super_consumer) -> Vec<String> {
+    let n = unsafe { rmqs_super_consumer_partition_count(sc) };
+    let v = (0..n)
+        .map(|i| {
+            let p = unsafe { rmqs_super_consumer_partition(sc, i) };
+            assert!(!p.is_null());
+            unsafe { CStr::from_ptr(p) }.to_str().unwrap().to_string()
+        })
+        .collect();
+    assert!(unsafe { rmqs_super_consumer_partition(sc, n) }.is_null());
+    v
+}
+
+/// Publishes `bodies` (each its own routing key) through a fresh super producer; returns the
+/// partition of each.
+fn publish(conn: *mut rmqs_connection, ss: &str, keys: &[String]) -> Vec<u32> {
+    let confirms = Confirms::default();
+    let sp = super_producer(conn, ss, ptr::null(), &confirms);
+    let parts = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| send(sp, Some(k), k.as_bytes(), i).unwrap().0)
+        .collect();
+    assert_eq!(unsafe { rmqs_super_producer_flush(sp, 30_000) }, 0);
+    assert!(confirms.wait_for(keys.len()).iter().all(|x| x.status == 0));
+    close_free(sp);
+    parts
+}
+
 // ---------------------------------------------------------------------------------------------
 // super producer
 
@@ -443,6 +559,37 @@ fn hash_routing_puts_3000_keys_on_their_murmur3_partitions() {
     close_free(sp);
     assert_eq!(confirms.freed.load(Ordering::SeqCst), 1);
     assert!(per.iter().all(|&n| n > 800), "{per:?}");
+
+    // A super consumer reads every partition: each message once, from the partition its key
+    // hashes to, the chunk naming that partition by index and by stream.
+    let got = Chunks::default();
+    let cfg = config(&[("offset", "first")]);
+    let sc = super_consumer(f.conn, &ss, cfg, &got);
+    unsafe { rmqs_config_free(cfg) };
+    assert_eq!(sc_partition_names(sc), parts);
+    let seen = got.wait_for(3000);
+    let mut once = vec![false; 3000];
+    let mut per_seen = [0usize; 3];
+    for (partition, stream, body) in &seen {
+        let key = text(body);
+        let i: usize = key.strip_prefix("customer-").unwrap().parse().unwrap();
+        assert!(!std::mem::replace(&mut once[i], true), "{key} twice");
+        assert_eq!(*partition, hash_partition(key, 3) as i32, "{key}");
+        assert_eq!(stream, &parts[*partition as usize]);
+        per_seen[*partition as usize] += 1;
+    }
+    assert_eq!(per_seen, per);
+    let mut st = rmqs_consumer_statistics {
+        size: std::mem::size_of::<rmqs_consumer_statistics>() as u64,
+        ..Default::default()
+    };
+    assert_eq!(unsafe { rmqs_super_consumer_stats(sc, &mut st) }, 0);
+    assert_eq!(st.messages, 3000);
+    assert_eq!(unsafe { rmqs_super_consumer_close(sc, 10_000) }, 0);
+    unsafe { rmqs_super_consumer_free(sc) };
+    assert_eq!(got.freed.load(Ordering::SeqCst), 1);
+
+    // And each partition read on its own agrees.
     for (i, part) in parts.iter().enumerate() {
         let got = f.read(part, per[i]);
         for b in &got {
@@ -1087,6 +1234,287 @@ fn connection_close_closes_super_producers() {
     assert_eq!(confirms.freed.load(Ordering::SeqCst), 1);
 }
 
+// ---------------------------------------------------------------------------------------------
+// super consumer
+
+/// Queue mode: chunks from RMQS_SOURCE_SUPER_CONSUMER naming their partition (event and chunk
+/// agree); a partition added later is read only after `rmqs_super_consumer_refresh`, from its
+/// first message; offsets stored per partition under the name read back per partition; close
+/// ends with one CLOSED state event.
+#[test]
+fn super_consumer_queue_mode_refresh_and_offsets_per_partition() {
+    let mut f = Fixture::new();
+    let (ss, mut parts) = f.numbered("ffi-sc-queue", 2);
+    let keys: Vec<String> = (0..200).map(|i| format!("k-{i}")).collect();
+    let first = publish(f.conn, &ss, &keys);
+    let q = queue();
+    let name = unique("ffi-sc-app");
+    let cfg = config(&[("offset", "first"), ("name", &name)]);
+    let sc = try_super_consumer(f.conn, &ss, cfg, None, q).unwrap();
+    unsafe { rmqs_config_free(cfg) };
+    // (partition, body, offset) of each message, until `n` arrived
+    let drain = |n: usize| {
+        let mut out = Vec::new();
+        let deadline = Instant::now() + WAIT;
+        while out.len() < n && Instant::now() < deadline {
+            let ev = unsafe { rmqs_queue_poll(q, 200) };
+            if ev.is_null() {
+                continue;
+            }
+            unsafe {
+                assert_eq!(rmqs_event_source(ev), RMQS_SOURCE_SUPER_CONSUMER as i32);
+                assert_eq!(rmqs_event_type(ev), RMQS_EVENT_CHUNK as i32, "{}", {
+                    CStr::from_ptr(rmqs_event_message(ev)).to_string_lossy()
+                });
+                let ch = rmqs_event_chunk(ev);
+                let p = rmqs_chunk_partition(ch);
+                assert_eq!(p, rmqs_event_partition(ev));
+                for (i, b) in bodies(ch).into_iter().enumerate() {
+                    let off = rmqs_message_offset(rmqs_chunk_message(ch, i));
+                    out.push((p, String::from_utf8(b).unwrap(), off));
+                }
+                rmqs_event_free(ev);
+            }
+        }
+        assert_eq!(out.len(), n);
+        out
+    };
+    let got = drain(200);
+    for (p, k, _) in &got {
+        let i: usize = k.strip_prefix("k-").unwrap().parse().unwrap();
+        assert_eq!(*p as u32, first[i], "{k}");
+    }
+    // store the last offset of each partition, read it back per partition
+    for p in 0..2 {
+        let last = got.iter().filter(|g| g.0 == p).map(|g| g.2).max().unwrap();
+        let mut err = ptr::null_mut();
+        check(
+            unsafe { rmqs_super_consumer_store_offset(sc, p as usize, last, &mut err) },
+            err,
+            "store",
+        );
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let mut o = 0;
+            let mut err = ptr::null_mut();
+            let st = unsafe { rmqs_super_consumer_query_offset(sc, p as usize, &mut o, &mut err) };
+            if st == 0 && o == last {
+                break;
+            }
+            take_error(err);
+            assert!(Instant::now() < deadline, "offset of partition {p}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let mut o = 0;
+    let mut err = ptr::null_mut();
+    let (st, _) = failure(
+        unsafe { rmqs_super_consumer_query_offset(sc, 2, &mut o, &mut err) },
+        err,
+    );
+    assert_eq!(st, RMQS_ERR_INVALID_ARGUMENT.status());
+
+    if add_partition(&mut f, &ss, 2) {
+        parts.push(format!("{ss}-2"));
+        // messages for the new partition, sent before the refresh
+        let more: Vec<String> = (0..300).map(|i| format!("m-{i}")).collect();
+        let confirms = Confirms::default();
+        let sp = super_producer(f.conn, &ss, ptr::null(), &confirms);
+        let mut count = 0;
+        assert_eq!(
+            unsafe { rmqs_super_producer_refresh(sp, &mut count, ptr::null_mut()) },
+            0
+        );
+        assert_eq!(count, 3);
+        let dest: Vec<u32> = more
+            .iter()
+            .enumerate()
+            .map(|(i, k)| send(sp, Some(k), k.as_bytes(), i).unwrap().0)
+            .collect();
+        assert_eq!(unsafe { rmqs_super_producer_flush(sp, 30_000) }, 0);
+        close_free(sp);
+        let on_new = dest.iter().filter(|&&p| p == 2).count();
+        assert!(on_new > 50);
+        // the two old partitions deliver theirs; the new one is not read yet
+        let got = drain(300 - on_new);
+        assert!(got.iter().all(|g| g.0 < 2));
+        assert_eq!(unsafe { rmqs_super_consumer_partition_count(sc) }, 2);
+        let mut count = 0;
+        let mut err = ptr::null_mut();
+        check(
+            unsafe { rmqs_super_consumer_refresh(sc, &mut count, &mut err) },
+            err,
+            "refresh",
+        );
+        assert_eq!(count, 3);
+        assert_eq!(sc_partition_names(sc), parts);
+        let got = drain(on_new);
+        for (p, k, _) in &got {
+            assert_eq!(*p, 2);
+            assert_eq!(hash_partition(k, 3), 2, "{k}");
+        }
+        assert!(unsafe { rmqs_super_consumer_is_active(sc, 2) });
+    }
+    assert!(unsafe { rmqs_super_consumer_is_active(sc, 0) });
+    assert_eq!(unsafe { rmqs_super_consumer_close(sc, 10_000) }, 0);
+    assert!(!unsafe { rmqs_super_consumer_is_active(sc, 0) });
+    let mut closed = false;
+    let deadline = Instant::now() + WAIT;
+    while !closed && Instant::now() < deadline {
+        let ev = unsafe { rmqs_queue_poll(q, 200) };
+        if ev.is_null() {
+            continue;
+        }
+        unsafe {
+            if rmqs_event_type(ev) == RMQS_EVENT_STATE as i32 {
+                assert_eq!(rmqs_event_state(ev), RMQS_STATE_CLOSED as i32);
+                assert_eq!(rmqs_event_status(ev), 0);
+                assert_eq!(rmqs_event_partition(ev), -1);
+                closed = true;
+            } else {
+                assert_eq!(rmqs_event_type(ev), RMQS_EVENT_CHUNK as i32);
+            }
+            rmqs_event_free(ev);
+        }
+    }
+    assert!(closed);
+    assert_eq!(
+        unsafe { rmqs_super_consumer_credit(sc, 0, 1) },
+        RMQS_ERR_CLOSED.status()
+    );
+    assert_eq!(
+        unsafe { rmqs_super_consumer_refresh(sc, ptr::null_mut(), ptr::null_mut()) },
+        RMQS_ERR_CLOSED.status()
+    );
+    unsafe {
+        rmqs_super_consumer_free(sc);
+        rmqs_queue_free(q);
+    }
+}
+
+/// A partition's stream deleted under a super consumer: an error event naming the partition,
+/// the other partitions go on; creation errors; NULL handles.
+#[test]
+fn super_consumer_partition_loss_and_errors() {
+    let mut f = Fixture::new();
+    let (ss, parts) = f.numbered("ffi-sc-loss", 3);
+    let q = queue();
+    let cfg = config(&[("offset", "first")]);
+    let sc = try_super_consumer(f.conn, &ss, cfg, None, q).unwrap();
+    let s1 = c(&parts[1]);
+    assert_eq!(
+        unsafe { rmqs_stream_delete(f.conn, s1.as_ptr(), ptr::null_mut()) },
+        0
+    );
+    let mut lost = None;
+    let deadline = Instant::now() + WAIT;
+    while lost.is_none() && Instant::now() < deadline {
+        let ev = unsafe { rmqs_queue_poll(q, 200) };
+        if ev.is_null() {
+            continue;
+        }
+        unsafe {
+            if rmqs_event_type(ev) == RMQS_EVENT_ERROR as i32 {
+                let m = CStr::from_ptr(rmqs_event_message(ev))
+                    .to_string_lossy()
+                    .into_owned();
+                lost = Some((rmqs_event_partition(ev), rmqs_event_status(ev), m));
+            }
+            rmqs_event_free(ev);
+        }
+    }
+    let (p, st, m) = lost.expect("an error event for the lost partition");
+    assert_eq!(p, 1, "{m}");
+    assert_ne!(st, 0);
+    assert!(m.contains(&parts[1]), "{m}");
+    assert!(!unsafe { rmqs_super_consumer_is_active(sc, 1) });
+    assert!(unsafe { rmqs_super_consumer_is_active(sc, 0) });
+    // the others still deliver
+    let keys: Vec<String> = (0..60).map(|i| format!("x{i}")).collect();
+    let confirms = Confirms::default();
+    let sp = super_producer(f.conn, &ss, ptr::null(), &confirms);
+    let mut want = 0;
+    for (i, k) in keys.iter().enumerate() {
+        if hash_partition(k, 3) != 1 {
+            send(sp, Some(k), k.as_bytes(), i).unwrap();
+            want += 1;
+        }
+    }
+    assert_eq!(unsafe { rmqs_super_producer_flush(sp, 30_000) }, 0);
+    close_free(sp);
+    let mut n = 0;
+    let deadline = Instant::now() + WAIT;
+    while n < want && Instant::now() < deadline {
+        let ev = unsafe { rmqs_queue_poll(q, 200) };
+        if ev.is_null() {
+            continue;
+        }
+        let ch = unsafe { rmqs_event_chunk(ev) };
+        if !ch.is_null() {
+            assert_ne!(unsafe { rmqs_chunk_partition(ch) }, 1);
+            n += unsafe { rmqs_chunk_message_count(ch) };
+        }
+        unsafe { rmqs_event_free(ev) };
+    }
+    assert_eq!(n, want);
+    unsafe {
+        rmqs_super_consumer_free(sc);
+        rmqs_queue_free(q);
+    }
+
+    // creation errors
+    let q = queue();
+    let (st, m) = try_super_consumer(f.conn, &unique("nope"), cfg, None, q).unwrap_err();
+    assert_eq!(st, RMQS_ERR_STREAM_DOES_NOT_EXIST.status(), "{m}");
+    unsafe { rmqs_queue_free(q) };
+    let (st, m) = try_super_consumer(f.conn, &ss, cfg, None, ptr::null_mut()).unwrap_err();
+    assert_eq!(st, RMQS_ERR_INVALID_ARGUMENT.status());
+    assert!(m.contains("callback or a queue"), "{m}");
+    unsafe { rmqs_config_free(cfg) };
+    let bad = config(&[("eager", "true")]);
+    let chunks = Chunks::default();
+    let (st, m) = try_super_consumer(f.conn, &ss, bad, Some(&chunks), ptr::null_mut()).unwrap_err();
+    assert_eq!(st, RMQS_ERR_INVALID_ARGUMENT.status());
+    assert!(m.contains("not to a super consumer"), "{m}");
+    unsafe { rmqs_config_free(bad) };
+    assert_eq!(
+        chunks.freed.load(Ordering::SeqCst),
+        0,
+        "not freed on failure"
+    );
+    unsafe {
+        assert_eq!(rmqs_super_consumer_partition_count(ptr::null()), 0);
+        assert!(rmqs_super_consumer_partition(ptr::null(), 0).is_null());
+        assert!(!rmqs_super_consumer_is_active(ptr::null(), 0));
+        assert_eq!(
+            rmqs_super_consumer_close(ptr::null_mut(), 0),
+            RMQS_ERR_INVALID_ARGUMENT.status()
+        );
+        rmqs_super_consumer_free(ptr::null_mut());
+    }
+}
+
+/// Closing the connection closes its super consumers (free afterwards is fine).
+#[test]
+fn connection_close_closes_super_consumers() {
+    let mut f = Fixture::new();
+    let (ss, _) = f.numbered("ffi-sc-conn", 2);
+    let conn = connect(&uri());
+    let chunks = Chunks::default();
+    let sc = super_consumer(conn, &ss, ptr::null(), &chunks);
+    assert_eq!(unsafe { rmqs_connection_close(conn, 10_000) }, 0);
+    assert!(!unsafe { rmqs_super_consumer_is_active(sc, 0) });
+    assert_eq!(
+        unsafe { rmqs_super_consumer_refresh(sc, ptr::null_mut(), ptr::null_mut()) },
+        RMQS_ERR_CLOSED.status()
+    );
+    unsafe {
+        rmqs_super_consumer_free(sc);
+        rmqs_connection_free(conn);
+    }
+    assert_eq!(chunks.freed.load(Ordering::SeqCst), 1);
+}
+
 /// RabbitMQ 3.10.8: creating a super stream gives UNSUPPORTED naming 3.13; a super producer
 /// on a super stream that cannot exist there fails cleanly, the connection intact.
 #[test]
@@ -1123,6 +1551,12 @@ fn legacy_broker() {
     eprintln!("3.10.8, super producer: {} {m}", unsafe {
         CStr::from_ptr(rmqs_status_name(st)).to_str().unwrap()
     });
+    let q = queue();
+    let (st, m) = try_super_consumer(conn, &name, ptr::null(), None, q).unwrap_err();
+    eprintln!("3.10.8, super consumer: {} {m}", unsafe {
+        CStr::from_ptr(rmqs_status_name(st)).to_str().unwrap()
+    });
+    unsafe { rmqs_queue_free(q) };
     // still usable
     let st_name = c(&unique("ffi-sp-legacy-s"));
     let mut err = ptr::null_mut();

@@ -28,6 +28,8 @@ pub struct rmqs_chunk {
     magic: u64,
     chunk: DeliveredChunk,
     stream: CString,
+    /// Index of the partition among the super consumer's partitions; -1 outside one.
+    partition: i32,
     messages: OnceLock<Box<[rmqs_message]>>,
 }
 
@@ -44,11 +46,17 @@ pub(crate) struct ChunkRef(Arc<rmqs_chunk>);
 
 impl ChunkRef {
     pub(crate) fn new(chunk: DeliveredChunk) -> ChunkRef {
+        Self::in_partition(chunk, -1)
+    }
+
+    /// A chunk of a super consumer's partition `partition` (src/ffi/super_consumer.rs).
+    pub(crate) fn in_partition(chunk: DeliveredChunk, partition: i32) -> ChunkRef {
         let stream = super::queue::to_cstring(chunk.stream().to_string());
         ChunkRef(Arc::new(rmqs_chunk {
             magic: rmqs_chunk::MAGIC,
             chunk,
             stream,
+            partition,
             messages: OnceLock::new(),
         }))
     }
@@ -295,6 +303,18 @@ pub unsafe extern "C" fn rmqs_chunk_stream(ch: *const rmqs_chunk) -> *const c_ch
     ffi_boundary(c"".as_ptr(), || {
         with_chunk(ch, c"".as_ptr(), |c| c.stream.as_ptr())
     })
+}
+
+/// The partition the chunk came from, for a chunk of an `rmqs_super_consumer`: its index in
+/// the super consumer's partition list at delivery (`rmqs_super_consumer_partition()`;
+/// `rmqs_chunk_stream()` names it).
+///
+/// @return the index; -1 for a chunk of a plain `rmqs_consumer`, or for NULL.
+///
+/// Thread-safe; does not block.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_chunk_partition(ch: *const rmqs_chunk) -> i32 {
+    ffi_boundary(-1, || with_chunk(ch, -1, |c| c.partition))
 }
 
 /// The chunk id: the offset of the chunk's first record (hidden ones included); 0 for NULL.

@@ -178,7 +178,7 @@ impl Handle for rmqs_consumer {
     }
 }
 
-fn consumer_config(s: &Settings) -> Result<ConsumerConfig, Error> {
+pub(crate) fn consumer_config(s: &Settings) -> Result<ConsumerConfig, Error> {
     s.check_scope(Scope::Consumer)?;
     let mut c = ConsumerConfig {
         name: s.str_value("name").map(str::to_string),

@@ -52,6 +52,8 @@ pub mod stats;
 
 pub mod super_producer;
 
+pub mod super_consumer;
+
 pub mod args;
 
 pub mod runtime;
@@ -82,6 +84,7 @@ pub use status::{
     rmqs_status, rmqs_status_code, rmqs_status_desc, rmqs_status_descs, rmqs_status_name,
     rmqs_status_str,
 };
+pub use super_consumer::*;
 pub use super_producer::*;
 pub use super_stream::rmqs_super_stream_partition;
 pub use version::{rmqs_version, rmqs_version_number};

@@ -1,0 +1,761 @@
+//! `rmqs_super_consumer`: one consumer over the partitions of a super stream (the core's
+//! [`SuperConsumer`]), its chunks naming their partition.
+
+use std::ffi::{CString, c_char, c_void};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use super::args::{Handle, handle_arg, name_arg, out_arg, write_out};
+use super::chunk::ChunkRef;
+use super::config::{Scope, Settings, parse_offset, rmqs_config};
+use super::connection::{Child, ConnShared, rmqs_connection};
+use super::consumer::{consumer_config, rmqs_chunk_cb};
+use super::dispatch::{Dispatcher, Sink, UserData, rmqs_free_cb};
+use super::error::{Error, rmqs_error};
+use super::panic::{ffi_boundary, ffi_status};
+use super::queue::{Payload, rmqs_event_source_code, rmqs_queue, rmqs_state_code};
+use super::runtime::{ThreadRole, check_may_block, thread_role, timeout_from_ms};
+use super::stats::{rmqs_consumer_statistics, write_extensible};
+use super::status::{rmqs_status, rmqs_status_code};
+use super::super_producer::{deliver, deliver_other};
+use crate::client::{
+    ClientError, Consumer, DeliveredChunk, SuperConsumer, SuperConsumerConfig, SuperConsumerEvents,
+};
+use crate::protocol::codes::OffsetSpec;
+
+/// How long `rmqs_super_consumer_free` lets an open super consumer unsubscribe.
+const FREE_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+struct Events {
+    sink: Arc<Sink>,
+    /// Set when the application (or the connection) closes the super consumer: the partitions'
+    /// `closed` events are then not reported one by one.
+    by_app: Arc<AtomicBool>,
+}
+
+impl SuperConsumerEvents for Events {
+    fn chunk(&self, partition: usize, chunk: DeliveredChunk) {
+        let p = partition as i32;
+        deliver(
+            &self.sink,
+            p,
+            Payload::Chunk(ChunkRef::in_partition(chunk, p)),
+        );
+    }
+
+    fn error(&self, partition: usize, stream: &str, error: &ClientError) {
+        let e = Error::from(error.clone());
+        deliver_other(
+            &self.sink,
+            partition as i32,
+            Payload::error(Error::new(
+                e.status,
+                format!("partition {partition} ({stream}): {}", e.message),
+            )),
+        );
+    }
+
+    fn closed(&self, partition: usize, stream: &str, reason: &ClientError) {
+        if self.by_app.load(Ordering::Acquire) {
+            return;
+        }
+        let e = Error::from(reason.clone());
+        deliver_other(
+            &self.sink,
+            partition as i32,
+            Payload::error(Error::new(
+                e.status,
+                format!(
+                    "partition {partition} ({stream}) stopped: {}; \
+                     rmqs_super_consumer_refresh() subscribes it again if it still exists",
+                    e.message
+                ),
+            )),
+        );
+    }
+}
+
+pub(crate) struct SuperConsumerShared {
+    conn: Arc<ConnShared>,
+    consumer: SuperConsumer,
+    sink: Arc<Sink>,
+    closed: AtomicBool,
+    by_app: Arc<AtomicBool>,
+    /// Every partition list handed out by `rmqs_super_consumer_partition()`.
+    names: Mutex<Vec<Vec<CString>>>,
+}
+
+impl SuperConsumerShared {
+    async fn close_async(&self, timeout: Option<Duration>) -> Result<(), Error> {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        self.by_app.store(true, Ordering::Release);
+        let close = self.consumer.close();
+        let r = match timeout {
+            Some(t) => match tokio::time::timeout(t.max(Duration::from_millis(100)), close).await {
+                Ok(r) => r.map_err(Error::from),
+                Err(_) => Err(Error::new(
+                    rmqs_status_code::RMQS_ERR_TIMEOUT,
+                    "rmqs_super_consumer_close: timed out waiting for the broker",
+                )),
+            },
+            None => close.await.map_err(Error::from),
+        };
+        // Chunks not yet handed to the callback are dropped (their credit released).
+        self.sink.discard_pending();
+        deliver_other(
+            &self.sink,
+            -1,
+            Payload::state(rmqs_state_code::RMQS_STATE_CLOSED, None),
+        );
+        r
+    }
+
+    fn close(self: &Arc<Self>, timeout_ms: i32) -> Result<(), Error> {
+        let timeout = timeout_from_ms(timeout_ms);
+        if timeout == Some(Duration::ZERO) {
+            if !self.closed.load(Ordering::Acquire) {
+                let me = self.clone();
+                self.conn.runtime.handle().spawn(async move {
+                    let _ = me.close_async(Some(Duration::ZERO)).await;
+                });
+            }
+            return Ok(());
+        }
+        check_may_block("rmqs_super_consumer_close")?;
+        if self.closed.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        match self.conn.runtime.block_on(
+            "rmqs_super_consumer_close",
+            None,
+            true,
+            self.close_async(timeout),
+        ) {
+            Ok(r) => r,
+            Err(e) if e.status == rmqs_status_code::RMQS_ERR_CLOSED.status() => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn check_open(&self, what: &str) -> Result<(), Error> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::new(
+                rmqs_status_code::RMQS_ERR_CLOSED,
+                format!("{what}: the super consumer is closed"),
+            ));
+        }
+        if self.conn.is_closed() {
+            return Err(ConnShared::closed_error(what));
+        }
+        Ok(())
+    }
+
+    /// The consumer of partition `partition`.
+    fn partition(&self, what: &str, partition: usize) -> Result<Arc<Consumer>, Error> {
+        self.check_open(what)?;
+        let n = self.consumer.partition_count();
+        if partition >= n {
+            return Err(Error::invalid_argument(format!(
+                "{what}: partition {partition} of {n}"
+            )));
+        }
+        self.consumer.partition_consumer(partition).ok_or_else(|| {
+            Error::new(
+                rmqs_status_code::RMQS_ERR_CLOSED,
+                format!(
+                    "{what}: partition {partition} has no consumer (its subscription failed: \
+                     rmqs_super_consumer_refresh() tries again)"
+                ),
+            )
+        })
+    }
+
+    /// The partition names now, as C strings valid until the super consumer is freed.
+    fn names<R>(&self, f: impl FnOnce(&[CString]) -> R) -> R {
+        let now = self.consumer.partitions();
+        let mut g = self.names.lock().unwrap_or_else(|e| e.into_inner());
+        let same = g.last().is_some_and(|last| {
+            last.len() == now.len()
+                && last
+                    .iter()
+                    .zip(&now)
+                    .all(|(a, b)| a.as_bytes() == b.as_bytes())
+        });
+        if !same {
+            g.push(
+                now.into_iter()
+                    .map(super::queue::to_cstring)
+                    .collect::<Vec<_>>(),
+            );
+        }
+        f(g.last().map_or(&[], Vec::as_slice))
+    }
+}
+
+impl Child for SuperConsumerShared {
+    fn close_for_connection(
+        &self,
+        timeout: Option<Duration>,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(async move {
+            let _ = self.close_async(timeout).await;
+        })
+    }
+
+    fn is_producer(&self) -> bool {
+        false
+    }
+}
+
+/// A super stream consumer: one consumer per partition of a super stream, all with the same
+/// settings and name. Opaque.
+///
+/// Created by `rmqs_super_consumer_new()`, closed by `rmqs_super_consumer_close()`, freed by
+/// `rmqs_super_consumer_free()`.
+///
+/// Thread safety: every function may be called from any thread concurrently, except
+/// `rmqs_super_consumer_free()`.
+pub struct rmqs_super_consumer {
+    magic: u64,
+    inner: Arc<SuperConsumerShared>,
+}
+
+impl Handle for rmqs_super_consumer {
+    const MAGIC: u64 = 0x726d_7173_7363_6f6e; // "rmqsscon"
+    const NAME: &'static str = "rmqs_super_consumer";
+    fn magic(&self) -> u64 {
+        self.magic
+    }
+}
+
+fn super_consumer_config(s: &Settings) -> Result<SuperConsumerConfig, Error> {
+    s.check_scope(Scope::SuperConsumer)?;
+    let (own, rest) = s.split_scope(Scope::SuperConsumer);
+    let consumer = consumer_config(&rest)?;
+    let added_partition_offset = match own.str_value("added_partition_offset") {
+        // validated when set
+        Some(v) => parse_offset(v).unwrap_or(OffsetSpec::First),
+        None => OffsetSpec::First,
+    };
+    Ok(SuperConsumerConfig {
+        name: consumer.name.clone(),
+        single_active_consumer: consumer.single_active_consumer,
+        consumer,
+        added_partition_offset,
+    })
+}
+
+/// Subscribes to every partition of super stream `super_stream`: one consumer per partition
+/// (as `rmqs_consumer_new()`, each on a replica of its partition when there is one), all with
+/// the config's consumer keys and the subscription property `super-stream`.
+///
+/// The config's `name` is every partition consumer's name: the offset-tracking reference (one
+/// offset per partition: a super consumer restarted with the same name continues on each
+/// partition after what it processed there) and, with `single_active_consumer`, the group: the
+/// broker then lets one super consumer of the group receive from each partition, spreading the
+/// partitions over the group's members and moving them when members come and go (the member
+/// losing one stores its processed offset first with automatic tracking, and the next starts
+/// right after it).
+///
+/// Chunks go to `chunk_cb` on a dispatcher thread when it is given, else to `queue` as
+/// `RMQS_EVENT_CHUNK` events; `rmqs_chunk_partition()` (and `rmqs_event_partition()`) gives
+/// the partition's index, `rmqs_chunk_stream()` its name. The chunks of one partition come in
+/// order; those of different partitions interleave (never concurrently in callback mode).
+/// Errors of a partition (`RMQS_EVENT_ERROR`, with `rmqs_event_partition()`: a chunk failing
+/// its CRC check, the partition's stream or connection lost — then
+/// `rmqs_super_consumer_refresh()` subscribes it again) and the final `RMQS_EVENT_STATE`
+/// (`RMQS_STATE_CLOSED`, when the application closes it) go to `queue` when it is given.
+///
+/// @param conn the connection (borrowed).
+/// @param super_stream the super stream name, 1 to 255 bytes (borrowed).
+/// @param cfg super consumer keys (see `rmqs_config_set()`: the consumer keys and
+///        `added_partition_offset`; borrowed, copied), layered over the connection's
+///        `consumer.*` keys; NULL for those alone.
+/// @param chunk_cb chunk callback (see `rmqs_chunk_cb`), or NULL.
+/// @param user_data passed to `chunk_cb`; ownership passes to the library on success only.
+/// @param user_data_free run once with `user_data` after the last callback (when the super
+///        consumer is freed); NULL if not needed. Not called when this function fails.
+/// @param queue the queue for chunks (without `chunk_cb`), errors and state events, borrowed
+///        (the super consumer keeps its own reference); NULL for none.
+/// @param tag returned by `rmqs_event_source_tag()` for this super consumer's events (their
+///        source is `RMQS_SOURCE_SUPER_CONSUMER`).
+/// @param out receives the super consumer, owned by the caller (free with
+///        `rmqs_super_consumer_free()`), only on success.
+/// @param err optional error detail.
+/// @return `RMQS_OK`; `RMQS_ERR_INVALID_ARGUMENT` (neither callback nor queue, names, config, a
+///         super stream without partitions); `RMQS_ERR_STREAM_DOES_NOT_EXIST` (no such super
+///         stream, and on brokers before 3.13, which have none) and other broker codes;
+///         `RMQS_ERR_UNSUPPORTED` (single active consumer or filtering on a broker without
+///         them); `RMQS_ERR_CLOSED`, `RMQS_ERR_TIMEOUT`, `RMQS_ERR_IO`;
+///         `RMQS_ERR_WOULD_DEADLOCK` from a library callback. When a partition cannot be
+///         subscribed, those already subscribed are closed.
+///
+/// Thread-safe; blocks for a few round trips per partition. Chunks may arrive before it
+/// returns.
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn rmqs_super_consumer_new(
+    conn: *mut rmqs_connection,
+    super_stream: *const c_char,
+    cfg: *const rmqs_config,
+    chunk_cb: rmqs_chunk_cb,
+    user_data: *mut c_void,
+    user_data_free: rmqs_free_cb,
+    queue: *mut rmqs_queue,
+    tag: usize,
+    out: *mut *mut rmqs_super_consumer,
+    err: *mut *mut rmqs_error,
+) -> rmqs_status {
+    // SAFETY: every pointer is checked or NULL-tolerant; err NULL or writable.
+    unsafe {
+        ffi_status(err, || {
+            let c = handle_arg(conn)?;
+            let super_stream = name_arg(super_stream, "super stream name")?;
+            let settings = Settings::from_arg(cfg)?.over(&c.shared.consumer_defaults);
+            let config = super_consumer_config(&settings)?;
+            config.validate(super_stream)?;
+            let queue = if queue.is_null() {
+                None
+            } else {
+                Some(handle_arg(queue)?.shared.clone())
+            };
+            if chunk_cb.is_none() && queue.is_none() {
+                return Err(Error::invalid_argument(
+                    "a super consumer needs a chunk callback or a queue",
+                ));
+            }
+            let out = out_arg(out, "out")?;
+            check_may_block("rmqs_super_consumer_new")?;
+            let shared = c.shared.clone();
+            if shared.is_closed() {
+                return Err(ConnShared::closed_error("rmqs_super_consumer_new"));
+            }
+            let callback = match chunk_cb {
+                Some(cb) => {
+                    let ud = user_data as usize;
+                    Some(Dispatcher::start(
+                        move |p| {
+                            if let Payload::Chunk(c) = p {
+                                // SAFETY: the application's callback with its own user_data
+                                // and a chunk that lives until `c` is dropped after it.
+                                cb(ud as *mut c_void, c.as_ptr());
+                                drop(c);
+                            }
+                        },
+                        UserData {
+                            ptr: user_data,
+                            free: user_data_free,
+                        },
+                    )?)
+                }
+                None => None,
+            };
+            let sink = Arc::new(Sink {
+                source: rmqs_event_source_code::RMQS_SOURCE_SUPER_CONSUMER,
+                tag,
+                callback,
+                queue,
+            });
+            let by_app = Arc::new(AtomicBool::new(false));
+            let events = Arc::new(Events {
+                sink: sink.clone(),
+                by_app: by_app.clone(),
+            });
+            let handle = shared.clone();
+            // a few round trips per partition
+            let timeout = shared.op_timeout() * 4;
+            let created = shared.block("rmqs_super_consumer_new", Some(timeout), async {
+                shared.env().await?;
+                SuperConsumer::new(handle, super_stream, config, events)
+                    .await
+                    .map_err(Error::from)
+            });
+            let consumer = match created {
+                Ok(c) => c,
+                Err(e) => {
+                    sink.abort();
+                    return Err(e);
+                }
+            };
+            let inner = Arc::new(SuperConsumerShared {
+                conn: shared.clone(),
+                consumer,
+                sink,
+                closed: AtomicBool::new(false),
+                by_app,
+                names: Mutex::new(Vec::new()),
+            });
+            let weak: Weak<dyn Child> = Arc::downgrade(&(inner.clone() as Arc<dyn Child>));
+            shared.add_child(weak);
+            write_out(
+                out,
+                Box::into_raw(Box::new(rmqs_super_consumer {
+                    magic: rmqs_super_consumer::MAGIC,
+                    inner,
+                })),
+            );
+            Ok(())
+        })
+    }
+}
+
+/// Asks the broker for the super stream's partitions again: partitions added since creation
+/// (or the last refresh) get a consumer (starting at `added_partition_offset` when nothing is
+/// stored for them), partitions that disappeared have theirs closed, and partitions whose
+/// consumer was lost (stream unavailable, connection lost) are subscribed again, right after
+/// the last message delivered (after the stored offset with tracking; as the broker decides
+/// with a single active consumer). Partitions are never picked up silently.
+///
+/// @param sc the super consumer (borrowed).
+/// @param count_out receives the number of partitions now, on success; may be NULL.
+/// @param err optional error detail.
+/// @return `RMQS_OK`; the first error of a subscription (the other partitions are subscribed
+///         all the same; the failed one is tried again by the next refresh) or of the
+///         Partitions command; `RMQS_ERR_CLOSED`, `RMQS_ERR_TIMEOUT`;
+///         `RMQS_ERR_WOULD_DEADLOCK` from a library callback.
+///
+/// Thread-safe; blocks for a round trip, plus the subscriptions.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_super_consumer_refresh(
+    sc: *mut rmqs_super_consumer,
+    count_out: *mut usize,
+    err: *mut *mut rmqs_error,
+) -> rmqs_status {
+    // SAFETY: sc checked; err NULL or writable.
+    unsafe {
+        ffi_status(err, || {
+            let sc = handle_arg(sc)?;
+            let s = &sc.inner;
+            s.check_open("rmqs_super_consumer_refresh")?;
+            let conn = &s.conn;
+            let parts = conn.block(
+                "rmqs_super_consumer_refresh",
+                Some(conn.op_timeout() * 4),
+                async { s.consumer.refresh_partitions().await.map_err(Error::from) },
+            )?;
+            if !count_out.is_null() {
+                write_out(count_out, parts.len());
+            }
+            Ok(())
+        })
+    }
+}
+
+/// The number of partitions the super consumer reads (as of its creation or last refresh).
+///
+/// @return the count; 0 for NULL.
+///
+/// Thread-safe; does not block.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_super_consumer_partition_count(
+    sc: *const rmqs_super_consumer,
+) -> usize {
+    ffi_boundary(0, || {
+        // SAFETY: NULL or live.
+        unsafe { handle_arg(sc) }.map_or(0, |sc| sc.inner.consumer.partition_count())
+    })
+}
+
+/// The name (stream) of partition `index`, in the broker's order (the indices of
+/// `rmqs_chunk_partition()`).
+///
+/// @param sc the super consumer (borrowed).
+/// @param index 0 to `rmqs_super_consumer_partition_count() - 1`.
+/// @return a NUL-terminated string owned by the super consumer, valid until it is freed (also
+///         across refreshes); NULL for an index out of range or a NULL handle.
+///
+/// Thread-safe; does not block (callable from chunk callbacks).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_super_consumer_partition(
+    sc: *const rmqs_super_consumer,
+    index: usize,
+) -> *const c_char {
+    ffi_boundary(std::ptr::null(), || {
+        // SAFETY: NULL or live.
+        let Ok(sc) = (unsafe { handle_arg(sc) }) else {
+            return std::ptr::null();
+        };
+        sc.inner
+            .names(|names| names.get(index).map_or(std::ptr::null(), |n| n.as_ptr()))
+    })
+}
+
+/// Whether this super consumer receives from partition `index` now: its consumer is open and,
+/// with `single_active_consumer`, the active one of its group.
+///
+/// @return false for an index out of range, a NULL handle, or once closed.
+///
+/// Thread-safe; does not block.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_super_consumer_is_active(
+    sc: *const rmqs_super_consumer,
+    index: usize,
+) -> bool {
+    ffi_boundary(false, || {
+        // SAFETY: NULL or live.
+        unsafe { handle_arg(sc) }.is_ok_and(|sc| {
+            !sc.inner.closed.load(Ordering::Acquire) && sc.inner.consumer.is_active(index)
+        })
+    })
+}
+
+/// Grants the broker `credits` more chunks on partition `index` (as `rmqs_consumer_credit()`).
+///
+/// @return `RMQS_OK`; `RMQS_ERR_INVALID_ARGUMENT` (NULL, index or credits out of range);
+///         `RMQS_ERR_CLOSED`.
+///
+/// Thread-safe, also from callbacks; does not block.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_super_consumer_credit(
+    sc: *mut rmqs_super_consumer,
+    index: usize,
+    credits: u32,
+) -> rmqs_status {
+    // SAFETY: sc checked.
+    unsafe {
+        ffi_status(std::ptr::null_mut(), || {
+            let sc = handle_arg(sc)?;
+            if !(1..=32767).contains(&credits) {
+                return Err(Error::invalid_argument(format!(
+                    "credits must be 1 to 32767, got {credits}"
+                )));
+            }
+            sc.inner
+                .partition("rmqs_super_consumer_credit", index)?
+                .credit(credits as u16)
+                .map_err(Error::from)
+        })
+    }
+}
+
+/// Polls a future that completes without waiting (no I/O of its own) on the current thread.
+fn now<F: Future>(fut: F) -> Option<F::Output> {
+    let mut fut = std::pin::pin!(fut);
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    match fut.as_mut().poll(&mut cx) {
+        Poll::Ready(v) => Some(v),
+        Poll::Pending => None,
+    }
+}
+
+/// Stores `offset` for partition `index` under the super consumer's name (StoreOffset on that
+/// partition; as `rmqs_consumer_store_offset()`).
+///
+/// @param sc the super consumer (borrowed).
+/// @param index the partition.
+/// @param offset the offset to store (usually that of the last message processed there).
+/// @param err optional error detail.
+/// @return `RMQS_OK` once the frame is queued; `RMQS_ERR_INVALID_ARGUMENT` without a name or for
+///         an index out of range; `RMQS_ERR_CLOSED`.
+///
+/// Thread-safe, also from callbacks; does not block.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_super_consumer_store_offset(
+    sc: *mut rmqs_super_consumer,
+    index: usize,
+    offset: u64,
+    err: *mut *mut rmqs_error,
+) -> rmqs_status {
+    // SAFETY: sc checked; err NULL or writable.
+    unsafe {
+        ffi_status(err, || {
+            let sc = handle_arg(sc)?;
+            let c = sc
+                .inner
+                .partition("rmqs_super_consumer_store_offset", index)?;
+            match now(c.store_offset(offset)) {
+                Some(r) => r.map_err(Error::from),
+                None => Err(Error::new(
+                    rmqs_status_code::RMQS_ERR_PANIC,
+                    "store_offset did not complete at once",
+                )),
+            }
+        })
+    }
+}
+
+/// The offset stored for partition `index` under the super consumer's name (QueryOffset).
+///
+/// @param sc the super consumer (borrowed).
+/// @param index the partition.
+/// @param out receives the offset, only on success.
+/// @param err optional error detail.
+/// @return `RMQS_OK`; `RMQS_ERR_NO_OFFSET` (19) when none is stored; `RMQS_ERR_INVALID_ARGUMENT`
+///         without a name or for an index out of range; `RMQS_ERR_CLOSED`, `RMQS_ERR_TIMEOUT`;
+///         `RMQS_ERR_WOULD_DEADLOCK` from a library callback.
+///
+/// Thread-safe; blocks for one round trip.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_super_consumer_query_offset(
+    sc: *mut rmqs_super_consumer,
+    index: usize,
+    out: *mut u64,
+    err: *mut *mut rmqs_error,
+) -> rmqs_status {
+    // SAFETY: sc checked; err NULL or writable.
+    unsafe {
+        ffi_status(err, || {
+            let sc = handle_arg(sc)?;
+            let out = out_arg(out, "out")?;
+            let c = sc
+                .inner
+                .partition("rmqs_super_consumer_query_offset", index)?;
+            let conn = &sc.inner.conn;
+            let r = conn.block(
+                "rmqs_super_consumer_query_offset",
+                Some(conn.op_timeout()),
+                async { c.query_offset().await.map_err(Error::from) },
+            )?;
+            match r {
+                Some(o) => {
+                    write_out(out, o);
+                    Ok(())
+                }
+                None => Err(Error::new(
+                    rmqs_status_code::RMQS_ERR_NO_OFFSET,
+                    format!("no offset stored for partition {index} under this name"),
+                )),
+            }
+        })
+    }
+}
+
+/// Counters summed over the partition consumers (those of partitions removed by a refresh, or
+/// replaced after they were lost, no longer count); `last_stored_offset` is `UINT64_MAX`
+/// (offsets are per partition: `rmqs_super_consumer_query_offset()`). Extensible like
+/// `rmqs_connection_statistics` (set `size` first).
+///
+/// @return `RMQS_OK`; `RMQS_ERR_INVALID_ARGUMENT` (NULL handle or `out`, `size` not set).
+///
+/// Thread-safe; does not block.
+#[unsafe(no_mangle)]
+// `..Default::default()`: fields appended to the struct later stay zero until filled here
+#[allow(clippy::needless_update)]
+pub unsafe extern "C" fn rmqs_super_consumer_stats(
+    sc: *const rmqs_super_consumer,
+    out: *mut rmqs_consumer_statistics,
+) -> rmqs_status {
+    // SAFETY: sc checked; out NULL or as documented.
+    unsafe {
+        ffi_status(std::ptr::null_mut(), || {
+            let s = handle_arg(sc)?.inner.consumer.stats();
+            write_extensible(
+                out,
+                "rmqs_consumer_statistics",
+                rmqs_consumer_statistics {
+                    size: 0,
+                    messages: s.messages,
+                    chunks: s.chunks,
+                    bytes: s.bytes,
+                    credits_granted: s.credits_granted,
+                    filtered_out: s.filtered_out,
+                    offsets_stored: s.offsets_stored,
+                    last_stored_offset: u64::MAX,
+                    ..Default::default()
+                },
+            )
+        })
+    }
+}
+
+/// Closes the super consumer: every partition consumer is closed as `rmqs_consumer_close()`
+/// (concurrently; with automatic tracking each stores its processed offset first, so that the
+/// other members of a single-active-consumer group continue right after it), then an
+/// `RMQS_EVENT_STATE` (`RMQS_STATE_CLOSED`, status `RMQS_OK`) event goes to the queue. Chunks
+/// not yet handed to the callback are dropped; chunks the application holds stay readable
+/// until released. Later calls fail with `RMQS_ERR_CLOSED`; closing again returns `RMQS_OK`.
+///
+/// @param sc the super consumer (borrowed; still to be freed).
+/// @param timeout_ms bound for the unsubscriptions; negative = no limit; 0 = close in the
+///        background and return at once.
+/// @return `RMQS_OK`; `RMQS_ERR_TIMEOUT` or the first error of an unsubscription (closed all
+///         the same); `RMQS_ERR_WOULD_DEADLOCK` from a library callback with a timeout other
+///         than 0.
+///
+/// Thread-safe; blocks up to `timeout_ms`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_super_consumer_close(
+    sc: *mut rmqs_super_consumer,
+    timeout_ms: i32,
+) -> rmqs_status {
+    // SAFETY: sc checked.
+    unsafe {
+        ffi_status(std::ptr::null_mut(), || {
+            handle_arg(sc)?.inner.close(timeout_ms)
+        })
+    }
+}
+
+/// Frees a super consumer, closing it first if needed (5 s limit), then ending its dispatcher
+/// thread (after the callback in progress, if any) and running `user_data_free`. NULL is
+/// allowed.
+///
+/// @param sc the super consumer (ownership passes to the library), or NULL.
+///
+/// Blocks while closing. Called from a library callback, the work moves to a background
+/// thread and the call returns at once.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_super_consumer_free(sc: *mut rmqs_super_consumer) {
+    ffi_boundary((), || {
+        // SAFETY: NULL or live, freed once.
+        if unsafe { handle_arg(sc) }.is_err() {
+            return;
+        }
+        let mut b = unsafe { Box::from_raw(sc) };
+        b.magic = 0;
+        let inner = b.inner.clone();
+        drop(b);
+        let work = move || {
+            let _ = inner.close(FREE_CLOSE_TIMEOUT.as_millis() as i32);
+            inner.sink.stop(true);
+        };
+        if thread_role() == ThreadRole::Application {
+            work();
+        } else {
+            let _ = std::thread::Builder::new()
+                .name("rmqs-reaper".into())
+                .spawn(work);
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_keys() {
+        let mut s = Settings::default();
+        s.set("name", "app").unwrap();
+        s.set("offset", "first").unwrap();
+        s.set("added_partition_offset", "next").unwrap();
+        s.set("initial_credit", "3").unwrap();
+        let c = super_consumer_config(&s).unwrap();
+        assert_eq!(c.name.as_deref(), Some("app"));
+        assert_eq!(c.consumer.offset, OffsetSpec::First);
+        assert_eq!(c.consumer.initial_credit, 3);
+        assert_eq!(c.added_partition_offset, OffsetSpec::Next);
+        c.validate("ss").unwrap();
+        assert_eq!(
+            super_consumer_config(&Settings::default())
+                .unwrap()
+                .added_partition_offset,
+            OffsetSpec::First
+        );
+
+        let mut s = Settings::default();
+        s.set("routing", "key").unwrap();
+        let e = super_consumer_config(&s).unwrap_err().message;
+        assert!(e.contains("not to a super consumer"), "{e}");
+        let mut s = Settings::default();
+        s.set("batch_size", "5").unwrap();
+        let e = super_consumer_config(&s).unwrap_err().message;
+        assert!(e.contains("applies to a producer,"), "{e}");
+    }
+}
