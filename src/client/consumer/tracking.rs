@@ -31,6 +31,9 @@ use std::time::{Duration, Instant};
 /// offset instead of [`ConsumerConfig::offset`](super::ConsumerConfig::offset). The automatic
 /// strategies (all but `Disabled` and `Manual`) also store once more when the consumer is
 /// closed. Nothing is stored when the processed offset has not moved since the last store.
+/// Each store writes a small tracking chunk into the stream, which takes an offset of its own
+/// (consumers never see it): offsets are not dense across stores, and storing after every
+/// message costs a chunk per message.
 ///
 /// Marked `#[non_exhaustive]`: more strategies may come.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
