@@ -322,6 +322,12 @@ enum rmqs_event_type_code
      * Outcomes of messages sent by a super producer: `rmqs_event_super_confirms()`.
      */
     RMQS_EVENT_SUPER_CONFIRMS = 5,
+    /**
+     * A single active consumer is activated or steps down: `rmqs_event_consumer_update()`,
+     * answered with `rmqs_event_consumer_update_reply()` (or with the default when the event
+     * is freed unanswered).
+     */
+    RMQS_EVENT_CONSUMER_UPDATE = 6,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -413,6 +419,48 @@ enum rmqs_property_code
 typedef enum rmqs_property_code rmqs_property_code;
 #else
 typedef int32_t rmqs_property_code;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * Offset types of `rmqs_offset_spec` (the stream protocol's, plus "default").
+ */
+enum rmqs_offset_type_code
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : int32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+    /**
+     * Whatever the library would choose by itself (in a consumer-update answer: right after
+     * the stored offset, else the consumer's `offset` key). `value` is ignored.
+     */
+    RMQS_OFFSET_DEFAULT = 0,
+    /**
+     * The first offset still in the stream.
+     */
+    RMQS_OFFSET_FIRST = 1,
+    /**
+     * The first offset of the last chunk.
+     */
+    RMQS_OFFSET_LAST = 2,
+    /**
+     * The next offset written.
+     */
+    RMQS_OFFSET_NEXT = 3,
+    /**
+     * The absolute offset `value` (0 or more).
+     */
+    RMQS_OFFSET_OFFSET = 4,
+    /**
+     * The first chunk written at or after `value` (ms since the Unix epoch).
+     */
+    RMQS_OFFSET_TIMESTAMP = 5,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum rmqs_offset_type_code rmqs_offset_type_code;
+#else
+typedef int32_t rmqs_offset_type_code;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
@@ -698,6 +746,48 @@ typedef struct rmqs_confirm {
 } rmqs_confirm;
 
 /**
+ * Where a consumer starts: an offset type and its value. Plain data, passed by value.
+ */
+typedef struct rmqs_offset_spec {
+    /**
+     * One of `rmqs_offset_type_code`.
+     */
+    int32_t type;
+    /**
+     * The offset (`RMQS_OFFSET_OFFSET`) or the timestamp in ms (`RMQS_OFFSET_TIMESTAMP`);
+     * ignored by the other types.
+     */
+    int64_t value;
+} rmqs_offset_spec;
+
+/**
+ * A single active consumer's change of state, as given to `rmqs_consumer_update_cb` and by
+ * `rmqs_event_consumer_update()`. Fields may be appended in later versions.
+ */
+typedef struct rmqs_consumer_update_info {
+    /**
+     * The stream (NUL-terminated), valid for the callback / until the event is freed.
+     */
+    const char *stream;
+    /**
+     * true: the consumer becomes the active one of its group and starts where the answer
+     * says; false: it steps down (no more chunks; the answer's offset is ignored, answering
+     * only tells the library the application is done).
+     */
+    bool is_active;
+    /**
+     * On activation, the offset stored under the consumer's tracking reference, looked up
+     * just now; `UINT64_MAX` when none is stored (or the lookup failed), and on a step-down.
+     */
+    uint64_t stored_offset;
+    /**
+     * What the library answers without the application: right after `stored_offset` when
+     * one is stored, else the consumer's `offset` key.
+     */
+    struct rmqs_offset_spec default_offset;
+} rmqs_consumer_update_info;
+
+/**
  * Receives a batch of confirms (outcomes of sent messages) in callback mode.
  *
  * Called on the producer's dispatcher thread (`rmqs-dispatch`, one per producer), never
@@ -730,6 +820,87 @@ typedef struct rmqs_bytes {
  * `RMQS_ERR_WOULD_DEADLOCK`. A slow callback slows this consumer only.
  */
 typedef void (*rmqs_chunk_cb)(void *user_data, const struct rmqs_chunk *chunk);
+
+/**
+ * Decides where a single active consumer starts when it is activated, or hears that it steps
+ * down (key `single_active_consumer`).
+ *
+ * @param user_data as given to `rmqs_config_set_consumer_update_cb()`.
+ * @param info the change (borrowed for the call).
+ * @return where to start: an `rmqs_offset_spec`, or `{RMQS_OFFSET_DEFAULT, 0}` for the
+ *         default (`info->default_offset`). An invalid spec counts as the default. Ignored on
+ *         a step-down.
+ *
+ * Called on the consumer's dispatcher thread (`rmqs-dispatch`): with a chunk callback, the
+ * thread that runs it, in order with the chunks (never concurrently); without one, a
+ * dispatcher thread of its own. The broker waits for the answer; when the callback has not
+ * returned within the consumer's `consumer_update_timeout_ms` (default 5000), the library
+ * answers with the default and ignores the late return. The callback may call non-blocking
+ * functions (`rmqs_consumer_credit`, `rmqs_consumer_store_offset`, ...); blocking ones
+ * return `RMQS_ERR_WOULD_DEADLOCK`.
+ */
+typedef struct rmqs_offset_spec (*rmqs_consumer_update_cb)(void *user_data,
+                                                           const struct rmqs_consumer_update_info *info);
+
+/**
+ * Client-side filter: decides, for each message of each delivered chunk, whether the
+ * application sees it (keys `filter_values`, `match_unfiltered`).
+ *
+ * @param user_data as given to `rmqs_config_set_post_filter_cb()`.
+ * @param msg the message, borrowed for the call only (its accessors work as usual; what
+ *        they return is valid until the callback returns).
+ * @return true to keep the message, false to hide it. Hidden messages keep their offsets
+ *         (nothing is renumbered), count as processed for offset tracking, and are counted in
+ *         `rmqs_consumer_statistics.filtered_out`; a chunk left with no message is not
+ *         delivered at all (its credit goes back at once).
+ *
+ * Called on a library runtime thread (`rmqs-rt`) as each chunk arrives, before the chunk
+ * reaches the chunk callback or the queue: the messages of one consumer in order, never
+ * concurrently, but consumers created with the same config may call it at the same time from
+ * different threads. It holds up the connection, shared with other consumers: it must be
+ * quick, must not block and may call only the `rmqs_message_*` accessors.
+ */
+typedef bool (*rmqs_post_filter_cb)(void *user_data, const struct rmqs_message *msg);
+
+/**
+ * What `rmqs_tracking_cb` is told after each processed chunk. Fields may be appended in
+ * later versions.
+ */
+typedef struct rmqs_tracking_context {
+    /**
+     * The processed offset: the last offset of the chunks released so far, in delivery
+     * order (what a store sends now).
+     */
+    uint64_t processed_offset;
+    /**
+     * Messages processed since the last store (or since the consumer started).
+     */
+    uint64_t messages_since_store;
+    /**
+     * Milliseconds since the last store (or since the consumer started).
+     */
+    uint64_t ms_since_store;
+    /**
+     * The offset stored last by this consumer (or found at start); `UINT64_MAX` for none.
+     */
+    uint64_t last_stored_offset;
+} rmqs_tracking_context;
+
+/**
+ * Decides after each processed chunk whether the consumer stores its processed offset now
+ * (key `tracking` = `custom`).
+ *
+ * @param user_data as given to `rmqs_config_set_tracking_cb()`.
+ * @param ctx the tracking state (borrowed for the call).
+ * @return true to store `ctx->processed_offset` now.
+ *
+ * Called on the thread that released the chunk: the dispatcher thread after the chunk
+ * callback returned, the application's thread in `rmqs_event_free()` or
+ * `rmqs_chunk_release()`, or a library runtime thread for chunks the post-filter emptied. It
+ * may run on several threads at once; it must be quick, must not block and must not call
+ * blocking `rmqs_*` functions.
+ */
+typedef bool (*rmqs_tracking_cb)(void *user_data, const struct rmqs_tracking_context *ctx);
 
 /**
  * Every field of a chunk's header (the Osiris chunk format).
@@ -1114,13 +1285,57 @@ struct rmqs_config *rmqs_config_new(void);
  *   `confirm_timeout_ms` (default 30000, 0 = none), `block_when_full` (default true: a send
  *   waits for room; false: it fails with `RMQS_ERR_QUEUE_FULL`), `send_timeout_ms` (how long
  *   a blocking send waits for room, default: forever).
+ * - `sub_entry_size` (0–65535, default 0): 2 or more packs up to that many consecutive
+ *   messages into one sub-entry (one entry on the broker, its messages with consecutive
+ *   offsets; consumers see them one by one); 0 or 1 sends each message as its own entry. A
+ *   partial sub-entry waits `batch_delay_ms` like a partial frame. Not with filter values
+ *   (`rmqs_producer_send_ex` then fails with `RMQS_ERR_INVALID_ARGUMENT`); a named producer
+ *   deduplicates per sub-entry.
+ * - `compression`: codec of sub-entries, `none` (default), `gzip`, `snappy`, `lz4`, `zstd`
+ *   (ignored without `sub_entry_size`); every official client reads all five.
  *
  * Consumer (`rmqs_consumer_new`):
- * - `name` (1–255 bytes): the offset-tracking reference; `offset`: `first`, `last`, `next`
- *   (default), `offset:N`, `timestamp:MS`; `initial_credit` (chunks, 1–32767, default 10);
- *   `credit_policy` `on_release` (default: one credit when a chunk is released) or `manual`
- *   (only `rmqs_consumer_credit`); `crc_check` (default true); `property.<key>`: a raw
- *   subscription property.
+ * - `name` (1–255 bytes): the consumer's name: the single-active-consumer group and the
+ *   default offset-tracking reference.
+ * - `offset`: `first`, `last`, `next` (default), `offset:N`, `timestamp:MS`: where to start
+ *   when offset tracking finds nothing stored.
+ * - `initial_credit` (chunks, 1–32767, default 10): chunks the broker may send ahead.
+ * - `credit_policy`: when credit goes back to the broker (credit counts chunks):
+ *   `on_release` (default: one credit when a chunk is released, so the application holds at
+ *   most `initial_credit` chunks); `on_arrival` (one credit as each chunk arrives: fastest,
+ *   memory not bounded); `after_processed:N` (N credits after every N released chunks, N at
+ *   most half the initial credit); `when_below:PERCENT` (released chunks' credit is held back
+ *   until the broker's remaining credit falls below PERCENT % of the initial credit, then
+ *   sent in one frame; `ratio:R` is the same with a fraction, e.g. `ratio:0.5`); `manual`
+ *   (only `rmqs_consumer_credit()`).
+ * - `crc_check` (default true): verify every chunk's CRC-32 (a mismatch is an
+ *   `RMQS_EVENT_ERROR` and the chunk is not delivered).
+ * - `tracking`: server-side offset tracking under `tracking_reference` (default: `name`):
+ *   `none` (default); `manual` (the stored offset is looked up at start and reading resumes
+ *   right after it; stores only with `rmqs_consumer_store_offset()` /
+ *   `rmqs_consumer_store_processed_offset()`); `auto` (looked up at start; the processed
+ *   offset — that of the last message of the chunks released so far, in order — is stored
+ *   every `tracking_messages` messages (default 10000, 0 = not by count) and every
+ *   `tracking_interval_ms` (default 5000, 0 = not by time) when it moved, and on close);
+ *   `custom` (looked up at start; stored when the callback of
+ *   `rmqs_config_set_tracking_cb()` says so, and on close). `tracking_messages` and
+ *   `tracking_interval_ms` are ignored unless `tracking` is `auto`.
+ * - `single_active_consumer` (bool, RabbitMQ 3.11+, needs `name`): among the consumers of the
+ *   stream with this name, one at a time receives; it starts after the offset stored under
+ *   its reference (else at `offset`), or where the callback of
+ *   `rmqs_config_set_consumer_update_cb()` (or an `RMQS_EVENT_CONSUMER_UPDATE` event) says.
+ *   `consumer_update_timeout_ms` (1–55000, default 5000): how long the library waits for that
+ *   answer (and, on a step-down, for the application to release its chunks) before answering
+ *   the broker with the default.
+ * - `filter_values` (RabbitMQ 3.13+): broker-side filtering, comma-separated values (a value
+ *   holding a comma: `property.filter.N` keys); only chunks that may hold messages sent with
+ *   one of them arrive, whole (a Bloom filter: other messages come along; the callback of
+ *   `rmqs_config_set_post_filter_cb()` removes them). `match_unfiltered` (bool): also chunks
+ *   with messages sent without a filter value.
+ * - `property.<key>`: a raw subscription property.
+ *
+ * Single active consumers and filtering fail with `RMQS_ERR_UNSUPPORTED` on brokers without
+ * them.
  *
  * Super producer (`rmqs_super_producer_new`): every producer key (applied to each partition
  * producer; `name` makes every one of them a deduplicating producer of that name), and
@@ -1780,6 +1995,34 @@ rmqs_status rmqs_event_status(const struct rmqs_event *ev);
 const char *rmqs_event_message(const struct rmqs_event *ev);
 
 /**
+ * The change of an `RMQS_EVENT_CONSUMER_UPDATE` event (a single active consumer activated or
+ * stepping down).
+ *
+ * @return a view owned by the event, valid until `rmqs_event_free(ev)`; NULL for other events
+ *         or NULL.
+ *
+ * Does not block.
+ */
+const struct rmqs_consumer_update_info *rmqs_event_consumer_update(const struct rmqs_event *ev);
+
+/**
+ * Answers an `RMQS_EVENT_CONSUMER_UPDATE` event: where the consumer starts (ignored on a
+ * step-down, where answering only tells the library the application is done). Freeing the
+ * event unanswered answers `info->default_offset`. The broker waits for the answer: give it
+ * within the consumer's `consumer_update_timeout_ms` (default 5000), after which the library
+ * has answered with the default itself.
+ *
+ * @param ev the event (borrowed; still to be freed).
+ * @param spec where to start; `{RMQS_OFFSET_DEFAULT, 0}` for the default.
+ * @return `RMQS_OK`; `RMQS_ERR_TIMEOUT` when the answer came too late (the default was used);
+ *         `RMQS_ERR_INVALID_ARGUMENT` for another kind of event, a NULL event, an invalid spec
+ *         or a second answer.
+ *
+ * Does not block. Not thread-safe for one event.
+ */
+rmqs_status rmqs_event_consumer_update_reply(struct rmqs_event *ev, struct rmqs_offset_spec spec);
+
+/**
  * Frees an event and the views obtained from it; a chunk event releases its reference to the
  * chunk. NULL is allowed.
  *
@@ -1981,7 +2224,16 @@ void rmqs_producer_free(struct rmqs_producer *p);
  * `RMQS_EVENT_CHUNK` events; at least one of the two is required. Errors (`RMQS_EVENT_ERROR`,
  * e.g. a chunk failing its CRC check) and the final `RMQS_EVENT_STATE` (`RMQS_STATE_CLOSED`:
  * closed by the application with status `RMQS_OK`, or the stream or connection lost, with the
- * reason) go to `queue` when it is given.
+ * reason) go to `queue` when it is given. A single active consumer's activations and
+ * step-downs go to the config's consumer-update callback (`rmqs_config_set_consumer_update_cb`)
+ * when it has one, else to `queue` as `RMQS_EVENT_CONSUMER_UPDATE` events, else get the
+ * default answer at once. The config's post-filter (`rmqs_config_set_post_filter_cb`) and
+ * tracking callback (`rmqs_config_set_tracking_cb`) are used by this consumer until it is
+ * freed.
+ *
+ * With offset tracking (key `tracking`), the offset stored under the tracking reference is
+ * looked up first and reading starts right after it (the `offset` key only applies when none
+ * is stored).
  *
  * @param conn the connection (borrowed).
  * @param stream the stream name, 1 to 255 bytes (borrowed).
@@ -2060,6 +2312,36 @@ rmqs_status rmqs_consumer_query_offset(struct rmqs_consumer *c,
                                        struct rmqs_error **err);
 
 /**
+ * Stores the consumer's processed offset on the broker under its tracking reference (key
+ * `tracking_reference`, else `name`), unless it is what was stored last: the offset of the
+ * last message of the chunks released so far, in delivery order (a chunk released before an
+ * earlier one does not count until that one is released too). For `tracking` = `manual`;
+ * works with the other strategies too. StoreOffset has no reply:
+ * `rmqs_consumer_query_offset()` shows when it is applied.
+ *
+ * @param c the consumer (borrowed).
+ * @param offset_out receives the offset stored, on success; may be NULL.
+ * @param err optional error detail.
+ * @return `RMQS_OK`; `RMQS_ERR_NO_OFFSET` (19) when there was nothing new to store (nothing
+ *         processed since the last store, or a single active consumer that is not the active
+ *         one); `RMQS_ERR_INVALID_ARGUMENT` without a name or reference; `RMQS_ERR_CLOSED`.
+ *
+ * Thread-safe, also from callbacks; does not block.
+ */
+rmqs_status rmqs_consumer_store_processed_offset(struct rmqs_consumer *c,
+                                                 uint64_t *offset_out,
+                                                 struct rmqs_error **err);
+
+/**
+ * Whether the consumer receives now: for a single active consumer (key
+ * `single_active_consumer`), whether it is the active one of its group; for other consumers,
+ * whether it is open. False for NULL.
+ *
+ * Thread-safe, also from callbacks; does not block.
+ */
+bool rmqs_consumer_is_active(const struct rmqs_consumer *c);
+
+/**
  * Closes the consumer: unsubscribes, and an `RMQS_EVENT_STATE` (`RMQS_STATE_CLOSED`, status
  * `RMQS_OK`) event goes to the queue. Chunks not yet handed to the callback are dropped;
  * chunks the application holds stay readable until released. Later calls fail with
@@ -2085,6 +2367,80 @@ rmqs_status rmqs_consumer_close(struct rmqs_consumer *c, int32_t timeout_ms);
  * moves to a background thread and the call returns at once.
  */
 void rmqs_consumer_free(struct rmqs_consumer *c);
+
+/**
+ * Sets the consumer-update callback of the consumers created with this config
+ * (`rmqs_consumer_new()`; other uses of the config ignore it). It decides where a single
+ * active consumer (key `single_active_consumer`) starts when the broker activates it. Without
+ * one, a consumer created with a queue receives `RMQS_EVENT_CONSUMER_UPDATE` events instead
+ * (answered with `rmqs_event_consumer_update_reply()`), and otherwise answers the default at
+ * once.
+ *
+ * @param cfg the config (borrowed).
+ * @param cb the callback (see `rmqs_consumer_update_cb` for its thread and rules), or NULL to
+ *        remove the config's callback (`user_data` and `user_data_free` are then ignored).
+ * @param user_data passed to every call of `cb`; ownership passes to the library on success.
+ * @param user_data_free run exactly once with `user_data` after the last call of `cb`: when
+ *        the config no longer holds the callback (freed, or given another one) and every
+ *        consumer created with it is freed — normally inside `rmqs_consumer_free()` or
+ *        `rmqs_config_free()`, whichever comes last, on that call's thread (a background
+ *        thread when the consumer is freed from a library callback). NULL if not needed. Not
+ *        called when this function fails.
+ * @return `RMQS_OK`; `RMQS_ERR_INVALID_ARGUMENT` for a NULL or invalid config.
+ *
+ * Not thread-safe for one config; does not block (replacing an earlier callback of this config
+ * runs its `user_data_free` here if no consumer uses it).
+ */
+rmqs_status rmqs_config_set_consumer_update_cb(struct rmqs_config *cfg,
+                                               rmqs_consumer_update_cb cb,
+                                               void *user_data,
+                                               rmqs_free_cb user_data_free);
+
+/**
+ * Sets the post-filter of the consumers created with this config (`rmqs_consumer_new()`;
+ * other uses of the config ignore it): a client-side predicate over each delivered message.
+ * With broker-side filtering (key `filter_values`) it is what removes the messages of other
+ * values that come along in the chunks the broker sends (the filter value itself is not
+ * stored in the stream: decide from the body or the properties).
+ *
+ * @param cfg the config (borrowed).
+ * @param cb the callback (see `rmqs_post_filter_cb` for its thread and rules), or NULL to
+ *        remove the config's callback (`user_data` and `user_data_free` are then ignored).
+ * @param user_data passed to every call of `cb`; ownership passes to the library on success.
+ * @param user_data_free run exactly once with `user_data` after the last call of `cb`, as
+ *        for `rmqs_config_set_consumer_update_cb()`. NULL if not needed. Not called when this
+ *        function fails.
+ * @return `RMQS_OK`; `RMQS_ERR_INVALID_ARGUMENT` for a NULL or invalid config.
+ *
+ * Not thread-safe for one config; does not block.
+ */
+rmqs_status rmqs_config_set_post_filter_cb(struct rmqs_config *cfg,
+                                           rmqs_post_filter_cb cb,
+                                           void *user_data,
+                                           rmqs_free_cb user_data_free);
+
+/**
+ * Sets the offset-tracking callback of the consumers created with this config
+ * (`rmqs_consumer_new()`; other uses of the config ignore it): with it, key `tracking`
+ * defaults to `custom` (any other explicit value fails `rmqs_consumer_new()` with
+ * `RMQS_ERR_INVALID_ARGUMENT`), and the consumer stores its processed offset whenever the
+ * callback says so after a processed chunk (and once more on close).
+ *
+ * @param cfg the config (borrowed).
+ * @param cb the callback (see `rmqs_tracking_cb` for its threads and rules), or NULL to
+ *        remove the config's callback (`user_data` and `user_data_free` are then ignored).
+ * @param user_data passed to every call of `cb`; ownership passes to the library on success.
+ * @param user_data_free run exactly once with `user_data` after the last call of `cb`, as
+ *        for `rmqs_config_set_consumer_update_cb()`. NULL if not needed. Not called when this
+ *        function fails.
+ * @return `RMQS_OK`; `RMQS_ERR_INVALID_ARGUMENT` for a NULL or invalid config.
+ *
+ * Not thread-safe for one config; does not block.
+ */
+rmqs_status rmqs_config_set_tracking_cb(struct rmqs_config *cfg,
+                                        rmqs_tracking_cb cb,
+                                        void *user_data,
+                                        rmqs_free_cb user_data_free);
 
 /**
  * Keeps a chunk beyond the callback or event that lent it.

@@ -179,6 +179,21 @@ impl rmqs_message {
     }
 }
 
+impl rmqs_message {
+    /// A view of one record for the duration of a call that lends it (the post-filter,
+    /// src/ffi/hooks.rs); the record's chunk outlives it.
+    pub(crate) fn lent(r: &crate::client::ConsumerRecord<'_>) -> rmqs_message {
+        rmqs_message {
+            magic: rmqs_message::MAGIC,
+            offset: r.offset,
+            timestamp: r.timestamp,
+            raw: Span::of(r.body),
+            amqp: OnceLock::new(),
+            texts: Mutex::new(Vec::new()),
+        }
+    }
+}
+
 fn format_uuid(u: &[u8; 16]) -> String {
     let h: String = u.iter().map(|b| format!("{b:02x}")).collect();
     format!(

@@ -11,7 +11,7 @@ use super::error::{Error, rmqs_error};
 use super::panic::{ffi_boundary, ffi_status};
 use super::status::rmqs_status;
 use crate::client::config::{ConnectionConfig, DEFAULT_PORT, DEFAULT_TLS_PORT, Endpoint};
-use crate::client::{SaslMechanism, TlsConfig};
+use crate::client::{CreditPolicy, SaslMechanism, TlsConfig};
 use crate::protocol::codes::OffsetSpec;
 
 /// What a config is used for.
@@ -65,6 +65,10 @@ enum Kind {
     Offset,
     /// A broker duration: digits followed by one of `Y M D h m s`.
     Age,
+    /// `on_release|on_arrival|manual|after_processed:N|when_below:PERCENT|ratio:R`.
+    Credit,
+    /// Non-empty items separated by commas.
+    List,
 }
 
 struct Key {
@@ -137,11 +141,29 @@ const KEYS: &[Key] = &[
     k("confirm_timeout_ms", Producer, Uint(0, MS_MAX)),
     k("block_when_full", Producer, Bool),
     k("send_timeout_ms", Producer, Uint(0, MS_MAX)),
+    k("sub_entry_size", Producer, Uint(0, 65535)),
+    k(
+        "compression",
+        Producer,
+        Word(&["none", "gzip", "snappy", "lz4", "zstd"]),
+    ),
     // consumers ("name" is shared with producers, see `lookup`)
     k("offset", Consumer, Offset),
     k("initial_credit", Consumer, Uint(1, 32767)),
-    k("credit_policy", Consumer, Word(&["on_release", "manual"])),
+    k("credit_policy", Consumer, Credit),
     k("crc_check", Consumer, Bool),
+    k(
+        "tracking",
+        Consumer,
+        Word(&["none", "manual", "auto", "custom"]),
+    ),
+    k("tracking_messages", Consumer, Uint(0, u32::MAX as u64)),
+    k("tracking_interval_ms", Consumer, Uint(0, MS_MAX)),
+    k("tracking_reference", Consumer, Name),
+    k("single_active_consumer", Consumer, Bool),
+    k("consumer_update_timeout_ms", Consumer, Uint(1, 55_000)),
+    k("filter_values", Consumer, List),
+    k("match_unfiltered", Consumer, Bool),
     // super producers (and every producer key)
     k("routing", SuperProducer, Word(&["hash", "key"])),
     k("eager", SuperProducer, Bool),
@@ -288,6 +310,41 @@ fn parse_uint(v: &str, min: u64, max: u64) -> Option<u64> {
     v.parse::<u64>().ok().filter(|n| (min..=max).contains(n))
 }
 
+/// Parses a credit policy: `on_release`, `on_arrival`, `manual`, `after_processed:N` (N 1 to
+/// 32767), `when_below:PERCENT` (1 to 100) or `ratio:R` (the same as a fraction, 0 < R <= 1).
+pub fn parse_credit_policy(v: &str) -> Option<CreditPolicy> {
+    let lower = v.to_ascii_lowercase();
+    match lower.as_str() {
+        "on_release" => return Some(CreditPolicy::OnRelease),
+        "on_arrival" => return Some(CreditPolicy::OnArrival),
+        "manual" => return Some(CreditPolicy::Manual),
+        _ => {}
+    }
+    if let Some(n) = lower.strip_prefix("after_processed:") {
+        return parse_uint(n, 1, 32767).map(|n| CreditPolicy::AfterProcessed(n as u16));
+    }
+    if let Some(p) = lower.strip_prefix("when_below:") {
+        return parse_uint(p, 1, 100).map(|p| CreditPolicy::WhenBelow { percent: p as u8 });
+    }
+    if let Some(r) = lower.strip_prefix("ratio:") {
+        if r.is_empty() || !r.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+            return None;
+        }
+        let r: f64 = r.parse().ok()?;
+        if !(r > 0.0 && r <= 1.0) {
+            return None;
+        }
+        let percent = (r * 100.0).round().clamp(1.0, 100.0) as u8;
+        return Some(CreditPolicy::WhenBelow { percent });
+    }
+    None
+}
+
+/// The items of a `List` value (validated when set: none empty).
+pub fn parse_list(v: &str) -> Vec<String> {
+    v.split(',').map(str::to_string).collect()
+}
+
 /// Parses an offset spec: `first`, `last`, `next`, `offset:N`, `timestamp:MS`.
 pub fn parse_offset(v: &str) -> Option<OffsetSpec> {
     let lower = v.to_ascii_lowercase();
@@ -372,6 +429,10 @@ fn check_value(def: &Key, v: &str) -> Result<(), Error> {
         }
         Hosts => parse_hosts(v, None).is_some(),
         Offset => parse_offset(v).is_some(),
+        Credit => parse_credit_policy(v).is_some(),
+        List => v
+            .split(',')
+            .all(|i| !i.is_empty() && i.len() <= i16::MAX as usize),
         Age => {
             let (digits, unit) = v.split_at(v.len().saturating_sub(1));
             parse_uint(digits, 1, u32::MAX as u64).is_some()
@@ -387,6 +448,10 @@ fn check_value(def: &Key, v: &str) -> Result<(), Error> {
             Hosts => "host[:port] separated by commas",
             Offset => "first, last, next, offset:N or timestamp:MS",
             Age => "a number followed by Y, M, D, h, m or s, e.g. 7D",
+            Credit => {
+                "on_release, on_arrival, manual, after_processed:N, when_below:PERCENT or ratio:R"
+            }
+            List => "non-empty items of at most 32767 bytes separated by commas",
             _ => "bad value",
         };
         Err(bad_value(name, v, want))
@@ -408,6 +473,9 @@ pub struct rmqs_config {
     /// `rmqs_config_set_routing_cb()` / `rmqs_config_set_key_extractor()`
     /// (src/ffi/super_producer.rs).
     pub(crate) super_producer: super::super_producer::Callbacks,
+    /// `rmqs_config_set_consumer_update_cb()`, `_post_filter_cb()`, `_tracking_cb()`
+    /// (src/ffi/hooks.rs).
+    pub(crate) hooks: super::hooks::ConfigHooks,
 }
 
 #[derive(Clone, Debug)]
@@ -731,6 +799,7 @@ pub extern "C" fn rmqs_config_new() -> *mut rmqs_config {
             entries: Vec::new(),
             log: None,
             super_producer: Default::default(),
+            hooks: Default::default(),
         }))
     })
 }
@@ -769,13 +838,57 @@ pub extern "C" fn rmqs_config_new() -> *mut rmqs_config {
 ///   `confirm_timeout_ms` (default 30000, 0 = none), `block_when_full` (default true: a send
 ///   waits for room; false: it fails with `RMQS_ERR_QUEUE_FULL`), `send_timeout_ms` (how long
 ///   a blocking send waits for room, default: forever).
+/// - `sub_entry_size` (0–65535, default 0): 2 or more packs up to that many consecutive
+///   messages into one sub-entry (one entry on the broker, its messages with consecutive
+///   offsets; consumers see them one by one); 0 or 1 sends each message as its own entry. A
+///   partial sub-entry waits `batch_delay_ms` like a partial frame. Not with filter values
+///   (`rmqs_producer_send_ex` then fails with `RMQS_ERR_INVALID_ARGUMENT`); a named producer
+///   deduplicates per sub-entry.
+/// - `compression`: codec of sub-entries, `none` (default), `gzip`, `snappy`, `lz4`, `zstd`
+///   (ignored without `sub_entry_size`); every official client reads all five.
 ///
 /// Consumer (`rmqs_consumer_new`):
-/// - `name` (1–255 bytes): the offset-tracking reference; `offset`: `first`, `last`, `next`
-///   (default), `offset:N`, `timestamp:MS`; `initial_credit` (chunks, 1–32767, default 10);
-///   `credit_policy` `on_release` (default: one credit when a chunk is released) or `manual`
-///   (only `rmqs_consumer_credit`); `crc_check` (default true); `property.<key>`: a raw
-///   subscription property.
+/// - `name` (1–255 bytes): the consumer's name: the single-active-consumer group and the
+///   default offset-tracking reference.
+/// - `offset`: `first`, `last`, `next` (default), `offset:N`, `timestamp:MS`: where to start
+///   when offset tracking finds nothing stored.
+/// - `initial_credit` (chunks, 1–32767, default 10): chunks the broker may send ahead.
+/// - `credit_policy`: when credit goes back to the broker (credit counts chunks):
+///   `on_release` (default: one credit when a chunk is released, so the application holds at
+///   most `initial_credit` chunks); `on_arrival` (one credit as each chunk arrives: fastest,
+///   memory not bounded); `after_processed:N` (N credits after every N released chunks, N at
+///   most half the initial credit); `when_below:PERCENT` (released chunks' credit is held back
+///   until the broker's remaining credit falls below PERCENT % of the initial credit, then
+///   sent in one frame; `ratio:R` is the same with a fraction, e.g. `ratio:0.5`); `manual`
+///   (only `rmqs_consumer_credit()`).
+/// - `crc_check` (default true): verify every chunk's CRC-32 (a mismatch is an
+///   `RMQS_EVENT_ERROR` and the chunk is not delivered).
+/// - `tracking`: server-side offset tracking under `tracking_reference` (default: `name`):
+///   `none` (default); `manual` (the stored offset is looked up at start and reading resumes
+///   right after it; stores only with `rmqs_consumer_store_offset()` /
+///   `rmqs_consumer_store_processed_offset()`); `auto` (looked up at start; the processed
+///   offset — that of the last message of the chunks released so far, in order — is stored
+///   every `tracking_messages` messages (default 10000, 0 = not by count) and every
+///   `tracking_interval_ms` (default 5000, 0 = not by time) when it moved, and on close);
+///   `custom` (looked up at start; stored when the callback of
+///   `rmqs_config_set_tracking_cb()` says so, and on close). `tracking_messages` and
+///   `tracking_interval_ms` are ignored unless `tracking` is `auto`.
+/// - `single_active_consumer` (bool, RabbitMQ 3.11+, needs `name`): among the consumers of the
+///   stream with this name, one at a time receives; it starts after the offset stored under
+///   its reference (else at `offset`), or where the callback of
+///   `rmqs_config_set_consumer_update_cb()` (or an `RMQS_EVENT_CONSUMER_UPDATE` event) says.
+///   `consumer_update_timeout_ms` (1–55000, default 5000): how long the library waits for that
+///   answer (and, on a step-down, for the application to release its chunks) before answering
+///   the broker with the default.
+/// - `filter_values` (RabbitMQ 3.13+): broker-side filtering, comma-separated values (a value
+///   holding a comma: `property.filter.N` keys); only chunks that may hold messages sent with
+///   one of them arrive, whole (a Bloom filter: other messages come along; the callback of
+///   `rmqs_config_set_post_filter_cb()` removes them). `match_unfiltered` (bool): also chunks
+///   with messages sent without a filter value.
+/// - `property.<key>`: a raw subscription property.
+///
+/// Single active consumers and filtering fail with `RMQS_ERR_UNSUPPORTED` on brokers without
+/// them.
 ///
 /// Super producer (`rmqs_super_producer_new`): every producer key (applied to each partition
 /// producer; `name` makes every one of them a deduplicating producer of that name), and
@@ -940,6 +1053,61 @@ mod tests {
                 ("x-foo".into(), "bar".into()),
             ]
         );
+    }
+
+    #[test]
+    fn consumer_feature_values() {
+        use CreditPolicy::*;
+        for (v, want) in [
+            ("on_release", Some(OnRelease)),
+            ("ON_ARRIVAL", Some(OnArrival)),
+            ("manual", Some(Manual)),
+            ("after_processed:3", Some(AfterProcessed(3))),
+            ("when_below:50", Some(WhenBelow { percent: 50 })),
+            ("ratio:0.5", Some(WhenBelow { percent: 50 })),
+            ("ratio:1", Some(WhenBelow { percent: 100 })),
+            ("ratio:.25", Some(WhenBelow { percent: 25 })),
+            ("ratio:0", None),
+            ("ratio:1.5", None),
+            ("ratio:-1", None),
+            ("ratio:nan", None),
+            ("after_processed:0", None),
+            ("after_processed:", None),
+            ("when_below:101", None),
+            ("on_what", None),
+        ] {
+            assert_eq!(parse_credit_policy(v), want, "{v}");
+        }
+        let mut s = Settings::default();
+        for (k, v) in [
+            ("credit_policy", "after_processed:2"),
+            ("consumer.credit_policy", "ratio:0.75"),
+            ("tracking", "auto"),
+            ("tracking_messages", "0"),
+            ("tracking_interval_ms", "250"),
+            ("single_active_consumer", "true"),
+            ("consumer_update_timeout_ms", "55000"),
+            ("filter_values", "eu,us"),
+            ("match_unfiltered", "yes"),
+            ("producer.sub_entry_size", "100"),
+            ("producer.compression", "ZSTD"),
+        ] {
+            set(&mut s, k, v).unwrap();
+        }
+        assert_eq!(parse_list(s.get("filter_values").unwrap()), ["eu", "us"]);
+        for (k, v) in [
+            ("credit_policy", "sometimes"),
+            ("tracking", "always"),
+            ("consumer_update_timeout_ms", "55001"),
+            ("filter_values", "eu,,us"),
+            ("filter_values", ""),
+            ("compression", "brotli"),
+            ("sub_entry_size", "65536"),
+        ] {
+            assert!(set(&mut s, k, v).is_err(), "{k}={v}");
+        }
+        let e = set(&mut s, "producer.filter_values", "x").unwrap_err();
+        assert!(e.contains("does not apply to a producer"), "{e}");
     }
 
     #[test]

@@ -10,17 +10,17 @@ use std::time::Duration;
 
 use super::args::{Handle, handle_arg, name_arg, out_arg, write_out};
 use super::chunk::{ChunkRef, rmqs_chunk};
-use super::config::{Scope, Settings, parse_offset, rmqs_config};
+use super::config::{Scope, Settings, parse_credit_policy, parse_list, parse_offset, rmqs_config};
 use super::connection::{Child, ConnShared, rmqs_connection};
 use super::dispatch::{Dispatcher, Sink, UserData, rmqs_free_cb};
 use super::error::{Error, rmqs_error};
+use super::hooks::{ConsumerHooks, UpdateEvent};
 use super::panic::{ffi_boundary, ffi_status};
 use super::queue::{Payload, rmqs_event_source_code, rmqs_queue, rmqs_state_code};
 use super::runtime::{ThreadRole, check_may_block, thread_role, timeout_from_ms};
 use super::status::{rmqs_status, rmqs_status_code};
-use crate::client::{
-    ClientError, Consumer, ConsumerConfig, ConsumerEvents, CreditPolicy, DeliveredChunk,
-};
+use crate::client::consumer::{ConsumerUpdate, TrackingStrategy};
+use crate::client::{ClientError, Consumer, ConsumerConfig, ConsumerEvents, DeliveredChunk};
 
 /// Receives chunks in callback mode.
 ///
@@ -45,12 +45,15 @@ pub(crate) struct ConsumerShared {
     closed: AtomicBool,
     /// Shared with [`Events`]: set before the application (or the connection) closes.
     by_app: Arc<AtomicBool>,
+    /// Consumer-update callback, post-filter, tracking callback (detached when freed).
+    hooks: Arc<ConsumerHooks>,
 }
 
 struct Events {
     sink: Arc<Sink>,
     /// Set when the application closes the consumer: the `closed` event then has status OK.
     by_app: Arc<AtomicBool>,
+    hooks: Arc<ConsumerHooks>,
 }
 
 impl ConsumerEvents for Events {
@@ -70,6 +73,20 @@ impl ConsumerEvents for Events {
         };
         self.sink
             .other(Payload::state(rmqs_state_code::RMQS_STATE_CLOSED, e));
+    }
+
+    /// To the consumer-update callback when there is one (on the chunk callback's dispatcher
+    /// thread, else on its own), else to the queue as an event, else dropped: dropping it
+    /// answers the default.
+    fn consumer_update(&self, update: ConsumerUpdate) {
+        let p = Payload::ConsumerUpdate(UpdateEvent::new(update));
+        if !self.hooks.has_update_cb() {
+            self.sink.other(p);
+        } else if let Some(d) = self.hooks.own_dispatcher() {
+            d.send(p);
+        } else {
+            self.sink.payload(p);
+        }
     }
 }
 
@@ -178,13 +195,78 @@ impl Handle for rmqs_consumer {
     }
 }
 
-pub(crate) fn consumer_config(s: &Settings) -> Result<ConsumerConfig, Error> {
+/// The tracking strategy of keys `tracking`, `tracking_messages`, `tracking_interval_ms` and
+/// the config's tracking callback.
+fn tracking_strategy(s: &Settings, hooks: &ConsumerHooks) -> Result<TrackingStrategy, Error> {
+    let key = s.str_value("tracking").map(str::to_ascii_lowercase);
+    Ok(match (key.as_deref(), hooks.tracking_decider()) {
+        (None | Some("custom"), Some(d)) => TrackingStrategy::Custom(d),
+        (Some("custom"), None) => {
+            return Err(Error::invalid_argument(
+                "tracking=custom needs a callback (rmqs_config_set_tracking_cb)",
+            ));
+        }
+        (Some(other), Some(_)) => {
+            return Err(Error::invalid_argument(format!(
+                "a tracking callback is set (rmqs_config_set_tracking_cb) but tracking is \
+                 {other}: set tracking to custom or remove the callback"
+            )));
+        }
+        (None | Some("none"), None) => TrackingStrategy::Disabled,
+        (Some("manual"), None) => TrackingStrategy::Manual,
+        (Some(_auto), None) => {
+            let messages = s.uint_value("tracking_messages").unwrap_or(10_000);
+            let interval = s
+                .ms_value("tracking_interval_ms")
+                .unwrap_or(Duration::from_secs(5));
+            match (messages, interval.is_zero()) {
+                (0, true) => {
+                    return Err(Error::invalid_argument(
+                        "tracking=auto with tracking_messages and tracking_interval_ms both 0: \
+                         use tracking=manual to store only explicitly",
+                    ));
+                }
+                (0, false) => TrackingStrategy::Interval(interval),
+                (m, true) => TrackingStrategy::EveryMessages(m),
+                (m, false) => TrackingStrategy::MessagesOrInterval {
+                    messages: m,
+                    interval,
+                },
+            }
+        }
+    })
+}
+
+/// The core's consumer configuration from consumer keys (scope checked), without callbacks
+/// (`tracking` = `custom` is refused).
+pub fn consumer_config(s: &Settings) -> Result<ConsumerConfig, Error> {
+    consumer_config_with(s, &ConsumerHooks::default())
+}
+
+/// The core's consumer configuration from consumer keys (scope checked) and a config's hooks
+/// (post-filter, tracking callback).
+pub(crate) fn consumer_config_with(
+    s: &Settings,
+    hooks: &ConsumerHooks,
+) -> Result<ConsumerConfig, Error> {
     s.check_scope(Scope::Consumer)?;
     let mut c = ConsumerConfig {
         name: s.str_value("name").map(str::to_string),
         properties: s.properties(),
+        tracking: tracking_strategy(s, hooks)?,
+        tracking_reference: s.str_value("tracking_reference").map(str::to_string),
+        single_active_consumer: s.bool_value("single_active_consumer").unwrap_or(false),
+        filter_values: s
+            .str_value("filter_values")
+            .map(parse_list)
+            .unwrap_or_default(),
+        match_unfiltered: s.bool_value("match_unfiltered").unwrap_or(false),
+        post_filter: hooks.post_filter(),
         ..ConsumerConfig::default()
     };
+    if let Some(v) = s.ms_value("consumer_update_timeout_ms") {
+        c.consumer_update_timeout = v;
+    }
     if let Some(v) = s.str_value("offset") {
         c.offset = parse_offset(v).ok_or_else(|| Error::invalid_argument("bad offset"))?;
     }
@@ -192,11 +274,8 @@ pub(crate) fn consumer_config(s: &Settings) -> Result<ConsumerConfig, Error> {
         c.initial_credit = v as u16;
     }
     if let Some(v) = s.str_value("credit_policy") {
-        c.credit_policy = if v.eq_ignore_ascii_case("manual") {
-            CreditPolicy::Manual
-        } else {
-            CreditPolicy::OnRelease
-        };
+        c.credit_policy =
+            parse_credit_policy(v).ok_or_else(|| Error::invalid_argument("bad credit_policy"))?;
     }
     if let Some(v) = s.bool_value("crc_check") {
         c.crc_check = v;
@@ -214,7 +293,16 @@ pub(crate) fn consumer_config(s: &Settings) -> Result<ConsumerConfig, Error> {
 /// `RMQS_EVENT_CHUNK` events; at least one of the two is required. Errors (`RMQS_EVENT_ERROR`,
 /// e.g. a chunk failing its CRC check) and the final `RMQS_EVENT_STATE` (`RMQS_STATE_CLOSED`:
 /// closed by the application with status `RMQS_OK`, or the stream or connection lost, with the
-/// reason) go to `queue` when it is given.
+/// reason) go to `queue` when it is given. A single active consumer's activations and
+/// step-downs go to the config's consumer-update callback (`rmqs_config_set_consumer_update_cb`)
+/// when it has one, else to `queue` as `RMQS_EVENT_CONSUMER_UPDATE` events, else get the
+/// default answer at once. The config's post-filter (`rmqs_config_set_post_filter_cb`) and
+/// tracking callback (`rmqs_config_set_tracking_cb`) are used by this consumer until it is
+/// freed.
+///
+/// With offset tracking (key `tracking`), the offset stored under the tracking reference is
+/// looked up first and reading starts right after it (the `offset` key only applies when none
+/// is stored).
 ///
 /// @param conn the connection (borrowed).
 /// @param stream the stream name, 1 to 255 bytes (borrowed).
@@ -255,7 +343,8 @@ pub unsafe extern "C" fn rmqs_consumer_new(
             let c = handle_arg(conn)?;
             let stream = name_arg(stream, "stream name")?;
             let settings = Settings::from_arg(cfg)?.over(&c.shared.consumer_defaults);
-            let config = consumer_config(&settings)?;
+            let mut hooks = ConsumerHooks::from_config(cfg)?;
+            let config = consumer_config_with(&settings, &hooks)?;
             let queue = if queue.is_null() {
                 None
             } else {
@@ -275,14 +364,21 @@ pub unsafe extern "C" fn rmqs_consumer_new(
             let callback = match chunk_cb {
                 Some(cb) => {
                     let ud = user_data as usize;
+                    let update = hooks.update_handler();
                     Some(Dispatcher::start(
-                        move |p| {
-                            if let Payload::Chunk(c) = p {
+                        move |p| match p {
+                            Payload::Chunk(c) => {
                                 // SAFETY: the application's callback with its own user_data
                                 // and a chunk that lives until `c` is dropped after it.
                                 cb(ud as *mut c_void, c.as_ptr());
                                 drop(c);
                             }
+                            Payload::ConsumerUpdate(u) => {
+                                if let Some(f) = &update {
+                                    f(u);
+                                }
+                            }
+                            _ => {}
                         },
                         UserData {
                             ptr: user_data,
@@ -290,8 +386,13 @@ pub unsafe extern "C" fn rmqs_consumer_new(
                         },
                     )?)
                 }
-                None => None,
+                None => {
+                    // The consumer-update callback gets a dispatcher thread of its own.
+                    hooks.start_own_dispatcher()?;
+                    None
+                }
             };
+            let hooks = Arc::new(hooks);
             let sink = Arc::new(Sink {
                 source: rmqs_event_source_code::RMQS_SOURCE_CONSUMER,
                 tag,
@@ -302,6 +403,7 @@ pub unsafe extern "C" fn rmqs_consumer_new(
             let events = Arc::new(Events {
                 sink: sink.clone(),
                 by_app: by_app.clone(),
+                hooks: hooks.clone(),
             });
             let created = shared.run("rmqs_consumer_new", async |env| {
                 Consumer::new(env, stream, config, events).await
@@ -310,6 +412,7 @@ pub unsafe extern "C" fn rmqs_consumer_new(
                 Ok(p) => p,
                 Err(e) => {
                     sink.abort();
+                    hooks.detach();
                     return Err(e);
                 }
             };
@@ -319,6 +422,7 @@ pub unsafe extern "C" fn rmqs_consumer_new(
                 sink,
                 closed: AtomicBool::new(false),
                 by_app,
+                hooks,
             });
             let weak: Weak<dyn Child> = Arc::downgrade(&(inner.clone() as Arc<dyn Child>));
             shared.add_child(weak);
@@ -444,6 +548,62 @@ pub unsafe extern "C" fn rmqs_consumer_query_offset(
     }
 }
 
+/// Stores the consumer's processed offset on the broker under its tracking reference (key
+/// `tracking_reference`, else `name`), unless it is what was stored last: the offset of the
+/// last message of the chunks released so far, in delivery order (a chunk released before an
+/// earlier one does not count until that one is released too). For `tracking` = `manual`;
+/// works with the other strategies too. StoreOffset has no reply:
+/// `rmqs_consumer_query_offset()` shows when it is applied.
+///
+/// @param c the consumer (borrowed).
+/// @param offset_out receives the offset stored, on success; may be NULL.
+/// @param err optional error detail.
+/// @return `RMQS_OK`; `RMQS_ERR_NO_OFFSET` (19) when there was nothing new to store (nothing
+///         processed since the last store, or a single active consumer that is not the active
+///         one); `RMQS_ERR_INVALID_ARGUMENT` without a name or reference; `RMQS_ERR_CLOSED`.
+///
+/// Thread-safe, also from callbacks; does not block.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_consumer_store_processed_offset(
+    c: *mut rmqs_consumer,
+    offset_out: *mut u64,
+    err: *mut *mut rmqs_error,
+) -> rmqs_status {
+    // SAFETY: c checked; offset_out NULL or writable; err NULL or writable.
+    unsafe {
+        ffi_status(err, || {
+            let c = handle_arg(c)?;
+            c.inner.check_open("rmqs_consumer_store_processed_offset")?;
+            match c.inner.consumer.store_processed_offset()? {
+                Some(o) => {
+                    if !offset_out.is_null() {
+                        write_out(offset_out, o);
+                    }
+                    Ok(())
+                }
+                None => Err(Error::new(
+                    rmqs_status_code::RMQS_ERR_NO_OFFSET,
+                    "nothing new to store: no chunk processed since the last store",
+                )),
+            }
+        })
+    }
+}
+
+/// Whether the consumer receives now: for a single active consumer (key
+/// `single_active_consumer`), whether it is the active one of its group; for other consumers,
+/// whether it is open. False for NULL.
+///
+/// Thread-safe, also from callbacks; does not block.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_consumer_is_active(c: *const rmqs_consumer) -> bool {
+    ffi_boundary(false, || {
+        // SAFETY: NULL or live.
+        unsafe { handle_arg(c) }
+            .is_ok_and(|c| !c.inner.closed.load(Ordering::Acquire) && c.inner.consumer.is_active())
+    })
+}
+
 /// Closes the consumer: unsubscribes, and an `RMQS_EVENT_STATE` (`RMQS_STATE_CLOSED`, status
 /// `RMQS_OK`) event goes to the queue. Chunks not yet handed to the callback are dropped;
 /// chunks the application holds stay readable until released. Later calls fail with
@@ -490,6 +650,7 @@ pub unsafe extern "C" fn rmqs_consumer_free(c: *mut rmqs_consumer) {
         let work = move || {
             let _ = inner.close(FREE_CLOSE_TIMEOUT.as_millis() as i32);
             inner.sink.stop(true);
+            inner.hooks.detach();
         };
         if thread_role() == ThreadRole::Application {
             work();

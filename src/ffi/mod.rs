@@ -46,6 +46,8 @@ pub mod producer;
 
 pub mod consumer;
 
+pub mod hooks;
+
 pub mod chunk;
 
 pub mod stats;
@@ -67,6 +69,7 @@ pub use connection::{
 pub use consumer::*;
 pub use dispatch::rmqs_free_cb;
 pub use error::{Error, rmqs_error, rmqs_error_free, rmqs_error_message, rmqs_error_status};
+pub use hooks::*;
 pub use log::*;
 pub use manage::{
     rmqs_metadata, rmqs_metadata_free, rmqs_metadata_leader_host, rmqs_metadata_leader_port,

@@ -243,6 +243,20 @@ pub(crate) fn producer_config(
     if let Some(v) = s.ms_value("confirm_timeout_ms") {
         c.confirm_timeout = v;
     }
+    if let Some(v) = s.uint_value("sub_entry_size") {
+        c.sub_entry_size = v as usize;
+    }
+    if let Some(v) = s.str_value("compression") {
+        use crate::client::producer::Compression;
+        // Validated when set: one of the five names.
+        c.compression = match v.to_ascii_lowercase().as_str() {
+            "gzip" => Compression::Gzip,
+            "snappy" => Compression::Snappy,
+            "lz4" => Compression::Lz4,
+            "zstd" => Compression::Zstd,
+            _ => Compression::None,
+        };
+    }
     c.validate()?;
     Ok((
         c,

@@ -61,6 +61,10 @@ pub enum rmqs_event_type_code {
     RMQS_EVENT_ERROR = 4,
     /// Outcomes of messages sent by a super producer: `rmqs_event_super_confirms()`.
     RMQS_EVENT_SUPER_CONFIRMS = 5,
+    /// A single active consumer is activated or steps down: `rmqs_event_consumer_update()`,
+    /// answered with `rmqs_event_consumer_update_reply()` (or with the default when the event
+    /// is freed unanswered).
+    RMQS_EVENT_CONSUMER_UPDATE = 6,
 }
 
 /// Which kind of object an event comes from (`rmqs_event_source()`).
@@ -100,6 +104,7 @@ pub(crate) enum Payload {
         status: rmqs_status,
         message: CString,
     },
+    ConsumerUpdate(Box<super::hooks::UpdateEvent>),
 }
 
 impl Payload {
@@ -517,6 +522,7 @@ pub unsafe extern "C" fn rmqs_event_type(ev: *const rmqs_event) -> i32 {
                 Payload::SuperConfirms(_) => rmqs_event_type_code::RMQS_EVENT_SUPER_CONFIRMS,
                 Payload::State { .. } => rmqs_event_type_code::RMQS_EVENT_STATE,
                 Payload::Error { .. } => rmqs_event_type_code::RMQS_EVENT_ERROR,
+                Payload::ConsumerUpdate(_) => rmqs_event_type_code::RMQS_EVENT_CONSUMER_UPDATE,
             }) as i32
         })
     })
@@ -676,6 +682,58 @@ pub unsafe extern "C" fn rmqs_event_message(ev: *const rmqs_event) -> *const c_c
             _ => c"".as_ptr(),
         }
     })
+}
+
+/// The change of an `RMQS_EVENT_CONSUMER_UPDATE` event (a single active consumer activated or
+/// stepping down).
+///
+/// @return a view owned by the event, valid until `rmqs_event_free(ev)`; NULL for other events
+///         or NULL.
+///
+/// Does not block.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_event_consumer_update(
+    ev: *const rmqs_event,
+) -> *const super::hooks::rmqs_consumer_update_info {
+    ffi_boundary(std::ptr::null(), || {
+        // SAFETY: NULL or live.
+        match unsafe { handle_arg(ev) }.map(|e| &e.payload) {
+            Ok(Payload::ConsumerUpdate(u)) => u.info(),
+            _ => std::ptr::null(),
+        }
+    })
+}
+
+/// Answers an `RMQS_EVENT_CONSUMER_UPDATE` event: where the consumer starts (ignored on a
+/// step-down, where answering only tells the library the application is done). Freeing the
+/// event unanswered answers `info->default_offset`. The broker waits for the answer: give it
+/// within the consumer's `consumer_update_timeout_ms` (default 5000), after which the library
+/// has answered with the default itself.
+///
+/// @param ev the event (borrowed; still to be freed).
+/// @param spec where to start; `{RMQS_OFFSET_DEFAULT, 0}` for the default.
+/// @return `RMQS_OK`; `RMQS_ERR_TIMEOUT` when the answer came too late (the default was used);
+///         `RMQS_ERR_INVALID_ARGUMENT` for another kind of event, a NULL event, an invalid spec
+///         or a second answer.
+///
+/// Does not block. Not thread-safe for one event.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_event_consumer_update_reply(
+    ev: *mut rmqs_event,
+    spec: super::hooks::rmqs_offset_spec,
+) -> rmqs_status {
+    // SAFETY: ev checked; no err argument.
+    unsafe {
+        ffi_status(std::ptr::null_mut(), || {
+            handle_arg(ev)?;
+            match &mut (*ev).payload {
+                Payload::ConsumerUpdate(u) => u.reply(spec),
+                _ => Err(Error::invalid_argument(
+                    "not an RMQS_EVENT_CONSUMER_UPDATE event",
+                )),
+            }
+        })
+    }
 }
 
 /// Frees an event and the views obtained from it; a chunk event releases its reference to the
