@@ -169,6 +169,9 @@ func TestDeduplication(t *testing.T) {
 	if _, err := p.SendMessage(OutboundMessage{Body: body(50), PublishingID: 50, UsePublishingID: true}); !errors.Is(err, ErrInvalidArgument) {
 		t.Fatalf("a smaller id on the same producer: %v", err)
 	}
+	if err := p.Flush(ctx); err != nil { // a refused send is not waited for
+		t.Fatalf("Flush after a refused send: %v", err)
+	}
 	if err := p.Close(ctx); err != nil {
 		t.Fatal(err)
 	}

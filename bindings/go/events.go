@@ -20,6 +20,7 @@ type event struct {
 	status    Status
 	message   string
 	nconfirms int
+	partition int // rmqs_event_partition: -1 for none
 }
 
 // sink receives a producer's or consumer's events from the dispatcher.
@@ -151,14 +152,14 @@ func (c *Conn) route(infos []C.gormqs_evinfo) {
 	c.mu.Unlock()
 	for i := range infos {
 		in := &infos[i]
-		e := event{ev: in.ev, typ: int32(in._type)}
+		e := event{ev: in.ev, typ: int32(in._type), partition: int(in.partition)}
 		switch e.typ {
 		case C.RMQS_EVENT_STATE, C.RMQS_EVENT_ERROR:
 			e.state = int32(in.state)
 			e.status = Status(in.status)
 			e.message = C.GoString(in.message)
 			e.free()
-		case C.RMQS_EVENT_CONFIRMS:
+		case C.RMQS_EVENT_CONFIRMS, C.RMQS_EVENT_SUPER_CONFIRMS:
 			e.nconfirms = int(in.nconfirms)
 		}
 		s := sinks[i]

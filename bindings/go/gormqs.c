@@ -14,9 +14,13 @@ size_t gormqs_poll(rmqs_queue *q, rmqs_event **evs, gormqs_evinfo *infos, size_t
         in->status = RMQS_OK;
         in->message = "";
         in->nconfirms = 0;
+        in->partition = rmqs_event_partition(ev);
         switch (in->type) {
         case RMQS_EVENT_CONFIRMS:
             (void)rmqs_event_confirms(ev, &in->nconfirms);
+            break;
+        case RMQS_EVENT_SUPER_CONFIRMS:
+            (void)rmqs_event_super_confirms(ev, &in->nconfirms);
             break;
         case RMQS_EVENT_STATE:
             in->state = rmqs_event_state(ev);
@@ -37,6 +41,15 @@ size_t gormqs_take_confirms(rmqs_event *ev, rmqs_confirm *out, size_t cap) {
     const rmqs_confirm *c = rmqs_event_confirms(ev, &n);
     if (n > cap) n = cap;
     if (c != NULL && n > 0) memcpy(out, c, n * sizeof(rmqs_confirm));
+    rmqs_event_free(ev);
+    return n;
+}
+
+size_t gormqs_take_super_confirms(rmqs_event *ev, rmqs_super_confirm *out, size_t cap) {
+    size_t n = 0;
+    const rmqs_super_confirm *c = rmqs_event_super_confirms(ev, &n);
+    if (n > cap) n = cap;
+    if (c != NULL && n > 0) memcpy(out, c, n * sizeof(rmqs_super_confirm));
     rmqs_event_free(ev);
     return n;
 }
@@ -72,6 +85,32 @@ rmqs_status gormqs_send_concat(rmqs_producer *p, const uint8_t *data, const size
         }
         size_t acc = 0;
         st = rmqs_producer_send_batch(p, bodies, NULL, k, flags, &acc, err);
+        done += acc;
+        if (st != RMQS_OK) break;
+    }
+    *accepted = done;
+    return st;
+}
+
+rmqs_status gormqs_super_send_concat(rmqs_super_producer *sp, const char *keys,
+                                     const uint8_t *data, const size_t *lens, size_t count,
+                                     uint32_t flags, size_t *accepted, rmqs_error **err) {
+    enum { SLICE = 256 };
+    rmqs_bytes bodies[SLICE];
+    const char *ks[SLICE];
+    size_t done = 0, pos = 0;
+    rmqs_status st = RMQS_OK;
+    while (done < count) {
+        size_t k = count - done < SLICE ? count - done : SLICE;
+        for (size_t i = 0; i < k; i++) {
+            bodies[i].data = lens[done + i] ? data + pos : NULL;
+            bodies[i].len = lens[done + i];
+            pos += lens[done + i];
+            ks[i] = keys;
+            keys += strlen(keys) + 1;
+        }
+        size_t acc = 0;
+        st = rmqs_super_producer_send_batch(sp, ks, bodies, NULL, k, flags, &acc, err);
         done += acc;
         if (st != RMQS_OK) break;
     }

@@ -11,9 +11,21 @@
 /* The binding is written against the 0.1 API (0.x: minor versions may break). */
 #if RMQS_VERSION_MAJOR != 0
 #error "bindings/go supports rmqstream 0.x only (RMQS_VERSION_MAJOR != 0)"
+/* gormqs_send_concat for a super producer: keys holds count NUL-terminated routing keys back
+ * to back. */
+rmqs_status gormqs_super_send_concat(rmqs_super_producer *sp, const char *keys,
+                                     const uint8_t *data, const size_t *lens, size_t count,
+                                     uint32_t flags, size_t *accepted, rmqs_error **err);
+
 #endif
 #if RMQS_VERSION_MINOR < 1
 #error "bindings/go needs rmqstream >= 0.1 (RMQS_VERSION_MINOR < 1)"
+/* gormqs_send_concat for a super producer: keys holds count NUL-terminated routing keys back
+ * to back. */
+rmqs_status gormqs_super_send_concat(rmqs_super_producer *sp, const char *keys,
+                                     const uint8_t *data, const size_t *lens, size_t count,
+                                     uint32_t flags, size_t *accepted, rmqs_error **err);
+
 #endif
 
 /* What the dispatcher needs to route one event, read from the event in the same cgo call that
@@ -26,7 +38,8 @@ typedef struct gormqs_evinfo {
     int32_t state;
     rmqs_status status;
     const char *message; /* owned by ev; "" unless STATE or ERROR */
-    size_t nconfirms;    /* CONFIRMS only */
+    size_t nconfirms;    /* CONFIRMS and SUPER_CONFIRMS only */
+    int32_t partition;   /* rmqs_event_partition */
 } gormqs_evinfo;
 
 /* Polls up to cap events (waiting up to timeout_ms for the first) and describes them. */
@@ -36,6 +49,9 @@ size_t gormqs_poll(rmqs_queue *q, rmqs_event **evs, gormqs_evinfo *infos, size_t
 /* Copies an event's confirms into out (cap entries) and frees the event. Returns how many
  * were copied. */
 size_t gormqs_take_confirms(rmqs_event *ev, rmqs_confirm *out, size_t cap);
+
+/* The same for an RMQS_EVENT_SUPER_CONFIRMS event. */
+size_t gormqs_take_super_confirms(rmqs_event *ev, rmqs_super_confirm *out, size_t cap);
 
 /* One message of a chunk, as the Go side needs it. */
 typedef struct gormqs_msg {
@@ -57,5 +73,11 @@ size_t gormqs_chunk_messages(const rmqs_event *ev, gormqs_msg *out, size_t cap,
 rmqs_status gormqs_send_concat(rmqs_producer *p, const uint8_t *data, const size_t *lens,
                                size_t count, uint32_t flags, size_t *accepted,
                                rmqs_error **err);
+
+/* gormqs_send_concat for a super producer: keys holds count NUL-terminated routing keys back
+ * to back. */
+rmqs_status gormqs_super_send_concat(rmqs_super_producer *sp, const char *keys,
+                                     const uint8_t *data, const size_t *lens, size_t count,
+                                     uint32_t flags, size_t *accepted, rmqs_error **err);
 
 #endif

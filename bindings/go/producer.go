@@ -86,12 +86,15 @@ func OnConfirm(f func([]Confirm)) ProducerOption {
 	return func(o *producerOptions) { o.onConfirm = f }
 }
 
-// Confirm is the outcome of one message.
+// Confirm is the outcome of one message (of a Producer or a SuperProducer).
 type Confirm struct {
 	// PublishingID is the id the message was sent with.
 	PublishingID uint64
 	// Tag is OutboundMessage.Tag (0 for Send and SendBatch).
 	Tag uint64
+	// Partition is, for a SuperProducer, the index of the partition the message went to
+	// (in Partitions() as of the confirm); -1 for a Producer.
+	Partition int
 	// Err is nil when the broker stored the message (for a named producer, possibly dropped
 	// as a duplicate). Otherwise an *Error: a broker code (refused), ErrTimeout (no confirm
 	// within ConfirmTimeout) or ErrClosed (the producer closed first); in the last two cases
@@ -99,15 +102,16 @@ type Confirm struct {
 	Err error
 }
 
-// Producer publishes to one stream. Methods are safe for concurrent use; messages sent from
-// one goroutine keep their order.
-type Producer struct {
-	conn   *Conn
-	stream string
-	tag    uint64
-	h      *C.rmqs_producer
-	g      guard
-	box    inbox
+// producerCore is what Producer and SuperProducer share: the library handle behind its guard,
+// the goroutine that hands confirms to the application, backpressure, Flush and Close.
+type producerCore struct {
+	conn  *Conn
+	tag   uint64
+	super bool
+	h     *C.rmqs_producer       // !super
+	sh    *C.rmqs_super_producer // super
+	g     guard
+	box   inbox
 
 	confirms  chan Confirm
 	onConfirm func([]Confirm)
@@ -128,35 +132,46 @@ type Producer struct {
 	closeErr  error
 }
 
-// NewProducer creates a producer on stream. It blocks for a few round trips with the broker;
-// when ctx ends first it returns ctx.Err() and the producer, if created later, is closed in
-// the background.
-func (c *Conn) NewProducer(ctx context.Context, stream string, opts ...ProducerOption) (*Producer, error) {
+func newProducerCore(c *Conn, super bool, opts []ProducerOption) (*producerCore, producerOptions) {
 	o := producerOptions{maxInFlight: 10000}
 	for _, opt := range opts {
 		opt(&o)
 	}
-	p := &Producer{conn: c, stream: stream, box: newInbox(), onConfirm: o.onConfirm,
+	p := &producerCore{conn: c, super: super, box: newInbox(), onConfirm: o.onConfirm,
 		maxUnread: uint64(o.maxInFlight), progress: make(chan struct{}),
 		done: make(chan struct{}), closeDone: make(chan struct{})}
 	if o.withChan {
 		p.confirms = make(chan Confirm, o.chanCap)
 	}
-	cfg, err := newConfig(o.pairs)
+	return p, o
+}
+
+// start creates the library object with create (called with the connection's guard held and
+// the new handle published through setHandle), honouring ctx, then starts the goroutine.
+func (p *producerCore) start(ctx context.Context, pairs []kv, name string,
+	create func(h *C.rmqs_connection, name *C.char, cfg *C.rmqs_config, q *C.rmqs_queue, tag C.size_t) error) error {
+	c := p.conn
+	cfg, err := newConfig(pairs)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	tag, ok := c.register(p)
 	if !ok {
 		C.rmqs_config_free(cfg)
-		return nil, closedErr("connection")
+		return closedErr("connection")
 	}
 	p.tag = tag
-	name, free := cstr(stream)
+	cname, free := cstr(name)
 	_, err = await(ctx, func() (struct{}, error) {
 		defer free()
 		defer C.rmqs_config_free(cfg)
-		err := p.create(name, cfg)
+		err := func() error {
+			if !c.g.acquire() {
+				return closedErr("connection")
+			}
+			defer c.g.release()
+			return create(c.h, cname, cfg, c.q, C.size_t(tag))
+		}()
 		if err != nil {
 			c.unregister(tag)
 		}
@@ -164,61 +179,28 @@ func (c *Conn) NewProducer(ctx context.Context, stream string, opts ...ProducerO
 	}, func(_ struct{}, err error) {
 		if err == nil { // created after ctx ended: close it
 			go p.run()
-			go p.Close(context.Background())
+			go p.close(context.Background())
 		}
 	})
 	if err != nil {
-		return nil, err
-	}
-	go p.run()
-	return p, nil
-}
-
-func (p *Producer) create(name *C.char, cfg *C.rmqs_config) error {
-	c := p.conn
-	if !c.g.acquire() {
-		return closedErr("connection")
-	}
-	defer c.g.release()
-	var h *C.rmqs_producer
-	var e *C.rmqs_error
-	st := C.rmqs_producer_new(c.h, name, cfg, nil, nil, nil, c.q, C.size_t(p.tag), &h, &e)
-	if err := takeError(st, e); err != nil {
 		return err
 	}
-	if !p.setHandle(h) { // the connection closed meanwhile
-		return closedErr("connection")
-	}
+	go p.run()
 	return nil
 }
 
-// setHandle publishes the handle; false (and the handle freed) when freeHandle came first.
-func (p *Producer) setHandle(h *C.rmqs_producer) bool {
+// setHandle publishes the handle; false (and the handle freed) when freeHandle came first
+// (the connection closed meanwhile).
+func (p *producerCore) setHandle(h *C.rmqs_producer, sh *C.rmqs_super_producer) error {
 	p.g.mu.Lock()
 	defer p.g.mu.Unlock()
 	if p.g.freed {
 		C.rmqs_producer_free(h)
-		return false
+		C.rmqs_super_producer_free(sh)
+		return closedErr("connection")
 	}
-	p.h = h
-	return true
-}
-
-// Stream is the producer's stream.
-func (p *Producer) Stream() string { return p.stream }
-
-// Confirms is the channel of outcomes (WithConfirmChannel); nil without that option.
-func (p *Producer) Confirms() <-chan Confirm { return p.confirms }
-
-// Done is closed once the producer is closed for good (by Close, by the connection's Close,
-// or because its stream or connection was lost) and its last confirm was delivered.
-func (p *Producer) Done() <-chan struct{} { return p.done }
-
-// Err is, after Done, why the producer closed: nil when the application closed it.
-func (p *Producer) Err() error {
-	p.pmu.Lock()
-	defer p.pmu.Unlock()
-	return p.err
+	p.h, p.sh = h, sh
+	return nil
 }
 
 func bytesPtr(b []byte) *C.uint8_t {
@@ -226,63 +208,6 @@ func bytesPtr(b []byte) *C.uint8_t {
 		return nil
 	}
 	return (*C.uint8_t)(unsafe.Pointer(&b[0]))
-}
-
-// Send sends one message (its body is copied; the AMQP 1.0 wrapping other clients expect is
-// added by the library). It returns once the message is accepted, waiting while MaxInFlight
-// messages are unconfirmed (unless FailWhenFull); its outcome comes later as a Confirm.
-func (p *Producer) Send(body []byte) error {
-	p.waitRoom()
-	if !p.g.acquire() {
-		return closedErr("producer")
-	}
-	defer p.g.release()
-	var e *C.rmqs_error
-	st := C.rmqs_producer_send(p.h, bytesPtr(body), C.size_t(len(body)), 0, 0, &e)
-	return p.sent(st, e, 1)
-}
-
-// OutboundMessage is a message with options, for SendMessage.
-type OutboundMessage struct {
-	Body []byte
-	// FilterValue, when not empty, is the message's value for broker-side filtering
-	// (RabbitMQ 3.13+).
-	FilterValue string
-	// PublishingID is used when UsePublishingID is set: it must be above every id the
-	// producer used before.
-	PublishingID    uint64
-	UsePublishingID bool
-	// Tag comes back in the message's Confirm.
-	Tag uint64
-	// Raw stores the body as it is, not wrapped in an AMQP 1.0 message (consumers of this
-	// library see the same bytes; other clients only decode AMQP-wrapped bodies).
-	Raw bool
-}
-
-// SendMessage sends one message with options and returns its publishing id.
-func (p *Producer) SendMessage(m OutboundMessage) (uint64, error) {
-	p.waitRoom()
-	var flags C.uint32_t
-	if m.Raw {
-		flags |= C.RMQS_SEND_RAW
-	}
-	if m.UsePublishingID {
-		flags |= C.RMQS_SEND_PUBLISHING_ID
-	}
-	var fv *C.char
-	if m.FilterValue != "" {
-		fv = C.CString(m.FilterValue)
-		defer C.free(unsafe.Pointer(fv))
-	}
-	if !p.g.acquire() {
-		return 0, closedErr("producer")
-	}
-	defer p.g.release()
-	var id C.uint64_t
-	var e *C.rmqs_error
-	st := C.rmqs_producer_send_ex(p.h, bytesPtr(m.Body), C.size_t(len(m.Body)), fv,
-		C.uint64_t(m.PublishingID), C.size_t(m.Tag), flags, &id, &e)
-	return uint64(id), p.sent(st, e, 1)
 }
 
 // BatchError is SendBatch's error when not every message was accepted.
@@ -299,68 +224,19 @@ func (e *BatchError) Unwrap() error { return e.Err }
 
 var batchPool = sync.Pool{New: func() any { return new([]byte) }}
 
-// SendBatch sends several messages in order, with consecutive publishing ids. On failure the
-// error is a *BatchError saying how many were accepted (it matches the cause with errors.Is).
-func (p *Producer) SendBatch(bodies [][]byte) error {
-	if len(bodies) == 0 {
-		return nil
+// concat appends the bodies to a pooled buffer and lists their lengths. The library takes an
+// array of (pointer, length); Go memory passed to C must not hold Go pointers, so batches go
+// as one buffer and the array is built on the C side (gormqs.c).
+func concat(bodies [][]byte) (buf *[]byte, lens []C.size_t) {
+	buf = batchPool.Get().(*[]byte)
+	b := (*buf)[:0]
+	lens = make([]C.size_t, len(bodies))
+	for i, x := range bodies {
+		b = append(b, x...)
+		lens[i] = C.size_t(len(x))
 	}
-	p.waitRoom()
-	// The library takes an array of (pointer, length); Go memory passed to C must not hold
-	// Go pointers, so the bodies are concatenated into one buffer and the array is built on
-	// the C side (gormqs_send_concat).
-	bufp := batchPool.Get().(*[]byte)
-	defer batchPool.Put(bufp)
-	buf := (*bufp)[:0]
-	lens := make([]C.size_t, len(bodies))
-	for i, b := range bodies {
-		buf = append(buf, b...)
-		lens[i] = C.size_t(len(b))
-	}
-	*bufp = buf
-	if !p.g.acquire() {
-		return closedErr("producer")
-	}
-	defer p.g.release()
-	var acc C.size_t
-	var e *C.rmqs_error
-	st := C.gormqs_send_concat(p.h, bytesPtr(buf), &lens[0], C.size_t(len(bodies)), 0, &acc, &e)
-	if err := p.sent(st, e, uint64(acc)); err != nil {
-		return &BatchError{Accepted: int(acc), Err: err}
-	}
-	return nil
-}
-
-// LastPublishingID is the last publishing id the producer assigned (for a named producer that
-// has not sent yet, the broker's last id for the name); false when there is none yet.
-func (p *Producer) LastPublishingID() (uint64, bool) {
-	if !p.g.acquire() {
-		return 0, false
-	}
-	defer p.g.release()
-	var id C.uint64_t
-	ok := C.rmqs_producer_last_id(p.h, &id)
-	return uint64(id), bool(ok)
-}
-
-// ProducerStats are a producer's counters.
-type ProducerStats struct {
-	Published, Confirmed, Errored, InFlight uint64
-}
-
-// Stats reads the producer's counters (also after it closed, until Close returned).
-func (p *Producer) Stats() (ProducerStats, error) {
-	if !p.g.acquire() {
-		return ProducerStats{}, closedErr("producer")
-	}
-	defer p.g.release()
-	var s C.rmqs_producer_statistics
-	s.size = C.uint64_t(unsafe.Sizeof(s))
-	if st := C.rmqs_producer_stats(p.h, &s); st != 0 {
-		return ProducerStats{}, Status(st).Err()
-	}
-	return ProducerStats{uint64(s.published), uint64(s.confirmed), uint64(s.errored),
-		uint64(s.in_flight)}, nil
+	*buf = b
+	return buf, lens
 }
 
 // sent accounts for a send's accepted messages and returns its error. Called with the guard
@@ -370,11 +246,11 @@ func (p *Producer) Stats() (ProducerStats, error) {
 // library reports no state event for it (only rmqs_producer_close does). So the first such
 // failure the application did not cause closes the producer (without waiting): its CLOSED
 // event then ends Done, and Err returns that send's error.
-func (p *Producer) sent(st C.rmqs_status, e *C.rmqs_error, accepted uint64) error {
+func (p *producerCore) sent(st C.rmqs_status, e *C.rmqs_error, accepted uint64) error {
 	err := takeError(st, e)
 	p.pmu.Lock()
 	p.accepted += accepted
-	lost := st == C.RMQS_ERR_CLOSED && !p.closing && p.lostErr == nil
+	lost := !p.super && st == C.RMQS_ERR_CLOSED && !p.closing && p.lostErr == nil
 	if lost {
 		p.lostErr = err
 	}
@@ -386,7 +262,7 @@ func (p *Producer) sent(st C.rmqs_status, e *C.rmqs_error, accepted uint64) erro
 }
 
 // waitFor waits until cond (evaluated under pmu) holds, the producer is done, or ctx ends.
-func (p *Producer) waitFor(ctx context.Context, cond func() bool) error {
+func (p *producerCore) waitFor(ctx context.Context, cond func() bool) error {
 	for {
 		p.pmu.Lock()
 		if cond() {
@@ -407,18 +283,20 @@ func (p *Producer) waitFor(ctx context.Context, cond func() bool) error {
 
 // waitRoom applies backpressure when confirms go to the application: sends wait while
 // maxUnread confirms have not been handed over yet.
-func (p *Producer) waitRoom() {
+func (p *producerCore) waitRoom() {
 	if p.confirms == nil && p.onConfirm == nil {
 		return
 	}
 	_ = p.waitFor(context.Background(), func() bool { return p.nReceived-p.handled < p.maxUnread })
 }
 
-// Flush sends what is batched and waits until every message accepted before the call has its
-// outcome handed to the application (delivered to the confirm channel's buffer or the
-// OnConfirm function returned). It returns ctx.Err() when ctx ends first, ErrTimeout when the
-// library's wait ended with messages still unconfirmed.
-func (p *Producer) Flush(ctx context.Context) error {
+func (p *producerCore) errValue() error {
+	p.pmu.Lock()
+	defer p.pmu.Unlock()
+	return p.err
+}
+
+func (p *producerCore) flush(ctx context.Context) error {
 	p.pmu.Lock()
 	target := p.accepted
 	p.pmu.Unlock()
@@ -428,6 +306,9 @@ func (p *Producer) Flush(ctx context.Context) error {
 			return struct{}{}, closedErr("producer")
 		}
 		defer p.g.release()
+		if p.super {
+			return struct{}{}, Status(C.rmqs_super_producer_flush(p.sh, tmo)).Err()
+		}
 		return struct{}{}, Status(C.rmqs_producer_flush(p.h, tmo)).Err()
 	}, nil)
 	if err != nil {
@@ -436,12 +317,7 @@ func (p *Producer) Flush(ctx context.Context) error {
 	return p.waitFor(ctx, func() bool { return p.handled >= target })
 }
 
-// Close closes the producer: the batched messages go out, it waits for outstanding confirms
-// (up to ctx's deadline; the rest get ErrClosed), then frees it. When ctx ends first, Close
-// returns ctx.Err() and finishes in the background. Calling Close again waits for the same
-// close. Close must not be called from the OnConfirm function (it waits for it to return);
-// with a confirm channel, keep receiving until it is closed.
-func (p *Producer) Close(ctx context.Context) error {
+func (p *producerCore) close(ctx context.Context) error {
 	p.closeOnce.Do(func() {
 		p.pmu.Lock()
 		p.closing = true
@@ -456,26 +332,58 @@ func (p *Producer) Close(ctx context.Context) error {
 	}
 }
 
-func (p *Producer) doClose(tmo C.int32_t) {
+func (p *producerCore) doClose(tmo C.int32_t) {
 	defer close(p.closeDone)
 	if p.g.acquire() {
-		p.closeErr = Status(C.rmqs_producer_close(p.h, tmo)).Err()
+		if p.super {
+			p.closeErr = Status(C.rmqs_super_producer_close(p.sh, tmo)).Err()
+		} else {
+			p.closeErr = Status(C.rmqs_producer_close(p.h, tmo)).Err()
+		}
 		p.g.release()
 	}
 	p.freeHandle()
 	<-p.done
 }
 
-// freeHandle frees the library producer once no call uses it (sink).
-func (p *Producer) freeHandle() {
+// freeHandle frees the library object once no call uses it (sink).
+func (p *producerCore) freeHandle() {
 	p.g.free(func() {
-		if p.h != nil {
-			C.rmqs_producer_free(p.h)
-		}
+		C.rmqs_producer_free(p.h)
+		C.rmqs_super_producer_free(p.sh)
 	})
 }
 
-func (p *Producer) received(n int) {
+func (p *producerCore) stats() (ProducerStats, error) {
+	if !p.g.acquire() {
+		return ProducerStats{}, closedErr("producer")
+	}
+	defer p.g.release()
+	var s C.rmqs_producer_statistics
+	s.size = C.uint64_t(unsafe.Sizeof(s))
+	var st C.rmqs_status
+	if p.super {
+		st = C.rmqs_super_producer_stats(p.sh, &s)
+	} else {
+		st = C.rmqs_producer_stats(p.h, &s)
+	}
+	if st != 0 {
+		return ProducerStats{}, Status(st).Err()
+	}
+	return ProducerStats{uint64(s.published), uint64(s.confirmed), uint64(s.errored),
+		uint64(s.in_flight)}, nil
+}
+
+// ProducerStats are a producer's counters (a super producer's: summed over its partition
+// producers alive now).
+type ProducerStats struct {
+	Published, Confirmed, Errored, InFlight uint64
+}
+
+func (p *producerCore) push(e event) bool { return p.box.push(e) }
+func (p *producerCore) end()              { p.box.end() }
+
+func (p *producerCore) received(n int) {
 	p.pmu.Lock()
 	p.nReceived += uint64(n)
 	p.pmu.Unlock()
@@ -483,9 +391,11 @@ func (p *Producer) received(n int) {
 
 // run is the producer's goroutine: it hands confirms to the application in order and ends
 // after the producer's last event (its CLOSED state) or when the connection closes.
-func (p *Producer) run() {
+func (p *producerCore) run() {
 	var spare []event
 	var confs []C.rmqs_confirm
+	var sconfs []C.rmqs_super_confirm
+	var out []Confirm
 	closed := false
 	for !closed {
 		evs, ok := p.box.take(spare)
@@ -504,7 +414,25 @@ func (p *Producer) run() {
 				// confirms and frees the event.
 				n := int(C.gormqs_take_confirms(e.ev, &confs[0], C.size_t(len(confs))))
 				e.ev = nil
-				p.deliver(confs[:n], e.nconfirms)
+				out = out[:0]
+				for _, c := range confs[:n] {
+					out = append(out, Confirm{PublishingID: uint64(c.publishing_id),
+						Tag: uint64(c.tag), Partition: -1, Err: Status(c.status).Err()})
+				}
+				p.deliver(out, e.nconfirms)
+			case C.RMQS_EVENT_SUPER_CONFIRMS:
+				if cap(sconfs) < e.nconfirms {
+					sconfs = make([]C.rmqs_super_confirm, e.nconfirms)
+				}
+				sconfs = sconfs[:e.nconfirms]
+				n := int(C.gormqs_take_super_confirms(e.ev, &sconfs[0], C.size_t(len(sconfs))))
+				e.ev = nil
+				out = out[:0]
+				for _, c := range sconfs[:n] {
+					out = append(out, Confirm{PublishingID: uint64(c.publishing_id),
+						Tag: uint64(c.tag), Partition: int(c.partition), Err: Status(c.status).Err()})
+				}
+				p.deliver(out, e.nconfirms)
 			case C.RMQS_EVENT_STATE:
 				if e.state == C.RMQS_STATE_CLOSED {
 					closed = true
@@ -534,21 +462,13 @@ func (p *Producer) run() {
 	close(p.done)
 }
 
-func (p *Producer) deliver(cs []C.rmqs_confirm, counted int) {
-	if p.confirms != nil || p.onConfirm != nil {
-		out := make([]Confirm, len(cs))
-		for i, c := range cs {
-			out[i] = Confirm{PublishingID: uint64(c.publishing_id), Tag: uint64(c.tag)}
-			if c.status != 0 {
-				out[i].Err = Status(c.status).Err()
-			}
-		}
-		if p.onConfirm != nil {
-			p.onConfirm(out)
-		} else {
-			for _, c := range out {
-				p.confirms <- c
-			}
+// deliver hands a batch of confirms to the application (out is reused by the caller).
+func (p *producerCore) deliver(out []Confirm, counted int) {
+	if p.onConfirm != nil {
+		p.onConfirm(append([]Confirm(nil), out...))
+	} else if p.confirms != nil {
+		for _, c := range out {
+			p.confirms <- c
 		}
 	}
 	p.pmu.Lock()
@@ -558,5 +478,168 @@ func (p *Producer) deliver(cs []C.rmqs_confirm, counted int) {
 	p.pmu.Unlock()
 }
 
-func (p *Producer) push(e event) bool { return p.box.push(e) }
-func (p *Producer) end()              { p.box.end() }
+// Producer publishes to one stream. Methods are safe for concurrent use; messages sent from
+// one goroutine keep their order.
+type Producer struct {
+	*producerCore
+	stream string
+}
+
+// NewProducer creates a producer on stream. It blocks for a few round trips with the broker;
+// when ctx ends first it returns ctx.Err() and the producer, if created later, is closed in
+// the background.
+func (c *Conn) NewProducer(ctx context.Context, stream string, opts ...ProducerOption) (*Producer, error) {
+	core, o := newProducerCore(c, false, opts)
+	p := &Producer{producerCore: core, stream: stream}
+	err := core.start(ctx, o.pairs, stream, func(h *C.rmqs_connection, name *C.char,
+		cfg *C.rmqs_config, q *C.rmqs_queue, tag C.size_t) error {
+		var ph *C.rmqs_producer
+		var e *C.rmqs_error
+		st := C.rmqs_producer_new(h, name, cfg, nil, nil, nil, q, tag, &ph, &e)
+		if err := takeError(st, e); err != nil {
+			return err
+		}
+		return core.setHandle(ph, nil)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// Stream is the producer's stream.
+func (p *Producer) Stream() string { return p.stream }
+
+// Confirms is the channel of outcomes (WithConfirmChannel); nil without that option.
+func (p *Producer) Confirms() <-chan Confirm { return p.confirms }
+
+// Done is closed once the producer is closed for good (by Close, by the connection's Close,
+// or because its stream or connection was lost) and its last confirm was delivered.
+func (p *Producer) Done() <-chan struct{} { return p.done }
+
+// Err is, after Done, why the producer closed: nil when the application closed it.
+func (p *Producer) Err() error { return p.errValue() }
+
+// Send sends one message (its body is copied; the AMQP 1.0 wrapping other clients expect is
+// added by the library). It returns once the message is accepted, waiting while MaxInFlight
+// messages are unconfirmed (unless FailWhenFull); its outcome comes later as a Confirm.
+func (p *Producer) Send(body []byte) error {
+	p.waitRoom()
+	if !p.g.acquire() {
+		return closedErr("producer")
+	}
+	defer p.g.release()
+	var e *C.rmqs_error
+	st := C.rmqs_producer_send(p.h, bytesPtr(body), C.size_t(len(body)), 0, 0, &e)
+	return p.sent(st, e, one(st))
+}
+
+// OutboundMessage is a message with options, for SendMessage.
+type OutboundMessage struct {
+	Body []byte
+	// FilterValue, when not empty, is the message's value for broker-side filtering
+	// (RabbitMQ 3.13+).
+	FilterValue string
+	// PublishingID is used when UsePublishingID is set: it must be above every id the
+	// producer (for a super producer: the partition) used before.
+	PublishingID    uint64
+	UsePublishingID bool
+	// Tag comes back in the message's Confirm.
+	Tag uint64
+	// Raw stores the body as it is, not wrapped in an AMQP 1.0 message (consumers of this
+	// library see the same bytes; other clients only decode AMQP-wrapped bodies).
+	Raw bool
+}
+
+func (m *OutboundMessage) flags() C.uint32_t {
+	var flags C.uint32_t
+	if m.Raw {
+		flags |= C.RMQS_SEND_RAW
+	}
+	if m.UsePublishingID {
+		flags |= C.RMQS_SEND_PUBLISHING_ID
+	}
+	return flags
+}
+
+// cstrOrNil is a C copy of s, or NULL for "", freed by the returned function.
+func cstrOrNil(s string) (*C.char, func()) {
+	if s == "" {
+		return nil, func() {}
+	}
+	return cstr(s)
+}
+
+// SendMessage sends one message with options and returns its publishing id.
+func (p *Producer) SendMessage(m OutboundMessage) (uint64, error) {
+	p.waitRoom()
+	fv, free := cstrOrNil(m.FilterValue)
+	defer free()
+	if !p.g.acquire() {
+		return 0, closedErr("producer")
+	}
+	defer p.g.release()
+	var id C.uint64_t
+	var e *C.rmqs_error
+	st := C.rmqs_producer_send_ex(p.h, bytesPtr(m.Body), C.size_t(len(m.Body)), fv,
+		C.uint64_t(m.PublishingID), C.size_t(m.Tag), m.flags(), &id, &e)
+	return uint64(id), p.sent(st, e, one(st))
+}
+
+// SendBatch sends several messages in order, with consecutive publishing ids. On failure the
+// error is a *BatchError saying how many were accepted (it matches the cause with errors.Is).
+func (p *Producer) SendBatch(bodies [][]byte) error {
+	if len(bodies) == 0 {
+		return nil
+	}
+	p.waitRoom()
+	buf, lens := concat(bodies)
+	defer batchPool.Put(buf)
+	if !p.g.acquire() {
+		return closedErr("producer")
+	}
+	defer p.g.release()
+	var acc C.size_t
+	var e *C.rmqs_error
+	st := C.gormqs_send_concat(p.h, bytesPtr(*buf), &lens[0], C.size_t(len(bodies)), 0, &acc, &e)
+	if err := p.sent(st, e, uint64(acc)); err != nil {
+		return &BatchError{Accepted: int(acc), Err: err}
+	}
+	return nil
+}
+
+// LastPublishingID is the last publishing id the producer assigned (for a named producer that
+// has not sent yet, the broker's last id for the name); false when there is none yet.
+func (p *Producer) LastPublishingID() (uint64, bool) {
+	if !p.g.acquire() {
+		return 0, false
+	}
+	defer p.g.release()
+	var id C.uint64_t
+	ok := C.rmqs_producer_last_id(p.h, &id)
+	return uint64(id), bool(ok)
+}
+
+// Stats reads the producer's counters (until Close has returned).
+func (p *Producer) Stats() (ProducerStats, error) { return p.stats() }
+
+// Flush sends what is batched and waits until every message accepted before the call has its
+// outcome handed to the application (delivered to the confirm channel's buffer or the
+// OnConfirm function returned). It returns ctx.Err() when ctx ends first, ErrTimeout when the
+// library's wait ended with messages still unconfirmed.
+func (p *Producer) Flush(ctx context.Context) error { return p.flush(ctx) }
+
+// Close closes the producer: the batched messages go out, it waits for outstanding confirms
+// (up to ctx's deadline; the rest get ErrClosed), then frees it. When ctx ends first, Close
+// returns ctx.Err() and finishes in the background. Calling Close again waits for the same
+// close. Close must not be called from the OnConfirm function (it waits for it to return);
+// with a confirm channel, keep receiving until it is closed.
+func (p *Producer) Close(ctx context.Context) error { return p.close(ctx) }
+
+// one is how many messages a single send accepted.
+func one(st C.rmqs_status) uint64 {
+	if st == 0 {
+		return 1
+	}
+	return 0
+}
