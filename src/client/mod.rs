@@ -18,8 +18,8 @@ pub use connection::{
     Connection, PublisherListener, ServerInfo, SubscriptionListener, Traffic, TrafficCounters,
 };
 pub use consumer::{
-    Consumer, ConsumerConfig, ConsumerEvents, ConsumerRecord, ConsumerStats, CreditPolicy,
-    DeliveredChunk,
+    Consumer, ConsumerConfig, ConsumerEvents, ConsumerRecord, ConsumerStats, ConsumerUpdate,
+    CreditPolicy, DeliveredChunk, PostFilter, TrackingContext, TrackingDecider, TrackingStrategy,
 };
 pub use environment::{Environment, EnvironmentStats, Role, StreamLocation, StreamStatistics};
 pub use error::{ClientError, Result};

@@ -582,6 +582,7 @@ impl SuperConsumer {
                 total.messages += st.messages;
                 total.bytes += st.bytes;
                 total.credits_granted += st.credits_granted;
+                total.chunks_received += st.chunks_received;
                 total.filtered_out += st.filtered_out;
                 total.offsets_stored += st.offsets_stored;
             }

@@ -499,6 +499,7 @@ impl Shared {
         let release = Release::new(self.clone(), attachment.clone());
         if !self.sac_active.load(Ordering::Acquire) {
             // A single active consumer that stepped down: not the application's any more.
+            // (Early exit only; the check that counts is the one under `phase` below.)
             return release.internal();
         }
         let prepared = delivered::prepare(
@@ -552,7 +553,12 @@ impl Shared {
         let bytes = chunk.chunk.data().len() as u64;
         let (chunk_id, last) = (chunk.chunk_id(), chunk.last_offset());
         let phase = lock(&self.phase);
-        if *phase != Phase::Open {
+        // Checked again under `phase`: a step-down clears `sac_active`, then takes `phase`
+        // once before counting outstanding chunks; so either this chunk is admitted before
+        // that and counted (the step-down waits for it), or it sees the flag cleared here.
+        // Without this, a chunk that passed the check above could be admitted after the
+        // step-down answered, and be delivered again by the next active consumer.
+        if *phase != Phase::Open || !self.sac_active.load(Ordering::Acquire) {
             drop(phase);
             return release.internal();
         }

@@ -115,6 +115,11 @@ impl Shared {
         if !req.active {
             // Stop delivering first: whatever comes now is not the application's any more.
             self.sac_active.store(false, Ordering::Release);
+            // Barrier: a `deliver` that saw the flag still set either admitted its chunk
+            // under `phase` already (it is counted as outstanding below) or will take
+            // `phase` after this and see the flag cleared. Not left to the hook's `emit`,
+            // which takes `phase` too, so that this holds whatever happens to that call.
+            drop(lock(&self.phase));
         }
         let stored = if req.active {
             // Leave time for the hook: the lookup gets half the budget at most.
