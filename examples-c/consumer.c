@@ -1,5 +1,7 @@
 /* consumer: reads COUNT messages from STREAM through an event queue, then stores the offset of
- * the last one under an offset-tracking reference, so that the next run resumes after it.
+ * the last one under an offset-tracking reference, so that the next run resumes after it:
+ * server-side offset tracking (`tracking` = `manual`: the library looks the stored offset up
+ * when the consumer starts and subscribes right after it; the application stores).
  *
  *   consumer [-n REFERENCE] [-t SECONDS] [-v] [-D] URI STREAM OFFSET COUNT
  *
@@ -46,7 +48,6 @@ static int usage(void) {
 int main(int argc, char **argv) {
     const char *reference = "c-consumer-example";
     const char *uri, *stream, *offset_spec;
-    char spec[48];
     double timeout_s = 30.0, deadline, t0;
     int verbose = 0, delete_stream = 0, opt, rc = 0;
     size_t count, consumed = 0;
@@ -80,11 +81,10 @@ int main(int argc, char **argv) {
         return fail("open", st, err);
     }
 
-    /* Resume after the offset stored under the reference, if any. */
+    /* Only to say where it will start: with tracking on, rmqs_consumer_new looks the stored
+     * offset up itself and resumes right after it (OFFSET applies when none is stored). */
     st = rmqs_offset_query(conn, reference, stream, &stored, &err);
     if (st == RMQS_OK) {
-        snprintf(spec, sizeof spec, "offset:%llu", (unsigned long long)stored + 1);
-        offset_spec = spec;
         printf("reference %s: stored offset %llu, resuming at %llu\n", reference,
                (unsigned long long)stored, (unsigned long long)stored + 1);
     } else if (st == RMQS_ERR_NO_OFFSET) {
@@ -104,6 +104,7 @@ int main(int argc, char **argv) {
     }
     cfg = rmqs_config_new();
     if ((st = rmqs_config_set(cfg, "name", reference, &err)) != RMQS_OK ||
+        (st = rmqs_config_set(cfg, "tracking", "manual", &err)) != RMQS_OK ||
         (st = rmqs_config_set(cfg, "offset", offset_spec, &err)) != RMQS_OK) {
         rc = fail("config", st, err);
         goto out;

@@ -1,12 +1,14 @@
 /* perf: publish and consume throughput, in the spirit of RabbitMQ's stream-perf-test.
  *
  *   perf [-u URI] [-n MESSAGES] [-s SIZE] [-b BATCH] [-f MAX_IN_FLIGHT] [-d BATCH_DELAY_MS]
- *        [-c INITIAL_CREDIT] [-k]
+ *        [-c INITIAL_CREDIT] [-o KEY=VALUE]... [-k]
  *
  *   -n  messages (default 1000000)            -s  body size in bytes (default 100)
  *   -b  producer batch_size (default 100)     -f  producer max_in_flight (default 10000)
  *   -d  producer batch_delay_ms (default 5)   -c  consumer initial_credit (default 10)
  *   -k  keep the stream (default: deleted)    -u  URI (default $RMQS_TEST_URI, then localhost)
+ *   -o  a connection config key, e.g. producer.sub_entry_size=100, producer.compression=zstd,
+ *       consumer.crc_check=false (repeatable; the producer's and consumer's own keys above win)
  *
  * Phase 1 publishes MESSAGES bodies of SIZE bytes to a new stream and waits for every confirm;
  * each message's tag is its index, whose send time is recorded, so the confirm callback
@@ -145,13 +147,15 @@ static double pct_ms(const uint64_t *sorted, size_t n, double p) {
 
 static int usage(void) {
     fprintf(stderr, "usage: perf [-u URI] [-n MESSAGES] [-s SIZE] [-b BATCH] [-f MAX_IN_FLIGHT] "
-                    "[-d BATCH_DELAY_MS] [-c INITIAL_CREDIT] [-k]\n");
+                    "[-d BATCH_DELAY_MS] [-c INITIAL_CREDIT] [-o KEY=VALUE]... [-k]\n");
     return 2;
 }
 
 int main(int argc, char **argv) {
     const char *uri = getenv("RMQS_TEST_URI");
     const char *batch = "100", *in_flight = "10000", *delay = "5", *credit = "10";
+    char *opts[16];
+    int n_opts = 0;
     int keep = 0, opt, rc = 0;
     char stream[64];
     perf_state s;
@@ -169,7 +173,7 @@ int main(int argc, char **argv) {
     memset(&s, 0, sizeof s);
     s.n = 1000000;
     s.size = 100;
-    while ((opt = getopt(argc, argv, "u:n:s:b:f:d:c:k")) != -1) {
+    while ((opt = getopt(argc, argv, "u:n:s:b:f:d:c:o:k")) != -1) {
         switch (opt) {
         case 'u': uri = optarg; break;
         case 'n': s.n = (size_t)strtoull(optarg, NULL, 10); break;
@@ -179,6 +183,12 @@ int main(int argc, char **argv) {
         case 'd': delay = optarg; break;
         case 'c': credit = optarg; break;
         case 'k': keep = 1; break;
+        case 'o':
+            if (n_opts == 16 || strchr(optarg, '=') == NULL) {
+                return usage();
+            }
+            opts[n_opts++] = optarg;
+            break;
         default: return usage();
         }
     }
@@ -201,7 +211,19 @@ int main(int argc, char **argv) {
     pthread_cond_init(&s.done, NULL);
     snprintf(stream, sizeof stream, "perf-%ld-%ld", (long)getpid(), (long)time(NULL));
 
-    st = rmqs_connection_open_uri(uri, &conn, &err);
+    cfg = rmqs_config_new();
+    st = rmqs_config_set(cfg, "uri", uri, &err);
+    for (i = 0; st == RMQS_OK && i < (size_t)n_opts; i++) {
+        char *eq = strchr(opts[i], '=');
+        *eq = '\0';
+        st = rmqs_config_set(cfg, opts[i], eq + 1, &err);
+        *eq = '=';
+    }
+    if (st == RMQS_OK) {
+        st = rmqs_connection_open(cfg, &conn, &err);
+    }
+    rmqs_config_free(cfg);
+    cfg = NULL;
     if (st != RMQS_OK) {
         rc = fail("open", st, err);
         goto out;
@@ -216,6 +238,9 @@ int main(int argc, char **argv) {
     printf("perf: %zu messages of %zu bytes, batch_size %s, max_in_flight %s, batch_delay_ms "
            "%s, initial_credit %s\n",
            s.n, s.size, batch, in_flight, delay, credit);
+    for (i = 0; i < (size_t)n_opts; i++) {
+        printf("perf: %s\n", opts[i]);
+    }
 
     /* ---- phase 1: publish with confirms ---- */
     cfg = rmqs_config_new();
