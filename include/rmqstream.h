@@ -1935,7 +1935,8 @@ const struct rmqs_chunk *rmqs_event_chunk(const struct rmqs_event *ev);
  * The super stream partition an event of an `rmqs_super_producer` or `rmqs_super_consumer`
  * concerns: its index in the object's partition list. Set for `RMQS_EVENT_SUPER_CONFIRMS`
  * (all the confirms of one event come from one partition), for chunks (as
- * `rmqs_chunk_partition()`) and for the errors of one partition (e.g. its stream was lost).
+ * `rmqs_chunk_partition()`), and for the errors (e.g. its stream was lost) and
+ * `RMQS_EVENT_CONSUMER_UPDATE` events of one partition.
  *
  * @return the index; -1 for other events (those of plain producers and consumers, and the
  *         super producer's or consumer's own state events), or for NULL.
@@ -3027,7 +3028,12 @@ void rmqs_super_producer_free(struct rmqs_super_producer *sp);
  * broker then lets one super consumer of the group receive from each partition, spreading the
  * partitions over the group's members and moving them when members come and go (the member
  * losing one stores its processed offset first with automatic tracking, and the next starts
- * right after it).
+ * right after it). A partition's activation or step-down goes to the config's consumer-update
+ * callback (`rmqs_config_set_consumer_update_cb()`; `info->stream` names the partition: on the
+ * chunk callback's dispatcher thread, else on one of its own), else to `queue` as an
+ * `RMQS_EVENT_CONSUMER_UPDATE` event (`rmqs_event_partition()` gives the partition), else the
+ * default answer (right after the offset stored for the partition, else `offset`) goes at
+ * once. The config's post-filter and tracking callbacks apply to every partition.
  *
  * Chunks go to `chunk_cb` on a dispatcher thread when it is given, else to `queue` as
  * `RMQS_EVENT_CHUNK` events; `rmqs_chunk_partition()` (and `rmqs_event_partition()`) gives

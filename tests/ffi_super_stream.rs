@@ -13,6 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rmqstream::ffi::rmqs_event_source_code::*;
 use rmqstream::ffi::rmqs_event_type_code::*;
+use rmqstream::ffi::rmqs_offset_type_code;
 use rmqstream::ffi::rmqs_state_code::*;
 use rmqstream::ffi::rmqs_status_code::*;
 use rmqstream::ffi::*;
@@ -1491,6 +1492,194 @@ fn super_consumer_partition_loss_and_errors() {
             RMQS_ERR_INVALID_ARGUMENT.status()
         );
         rmqs_super_consumer_free(ptr::null_mut());
+    }
+}
+
+/// What consumer-update callbacks saw: (stream, is_active, stored_offset).
+#[derive(Default)]
+struct Updates(Mutex<Vec<(String, bool, u64)>>);
+
+unsafe extern "C" fn on_update(
+    ud: *mut c_void,
+    info: *const rmqs_consumer_update_info,
+) -> rmqs_offset_spec {
+    let u = unsafe { &*(ud as *const Updates) };
+    let info = unsafe { &*info };
+    let stream = unsafe { CStr::from_ptr(info.stream) }
+        .to_str()
+        .unwrap()
+        .to_string();
+    u.0.lock()
+        .unwrap()
+        .push((stream, info.is_active, info.stored_offset));
+    rmqs_offset_spec {
+        r#type: rmqs_offset_type_code::RMQS_OFFSET_DEFAULT as i32,
+        value: 0,
+    }
+}
+
+/// Waits until `cond` holds (30 s at most).
+fn eventually(what: &str, cond: impl Fn() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Two super consumers of one single-active-consumer group (same name) split the partitions
+/// (the broker gives partition i to member i mod 2); when the first closes it stores its
+/// processed offsets (tracking `auto`) and the second takes its partitions over right after
+/// them, its consumer-update callback told per partition: nothing lost, nothing repeated.
+#[test]
+fn sac_group_splits_partitions_and_takes_over_on_close() {
+    let mut f = Fixture::new();
+    let (ss, parts) = f.numbered("ffi-sc-sac", 3);
+    let group = unique("ffi-sc-group");
+    let cfg = config(&[
+        ("name", &group),
+        ("single_active_consumer", "true"),
+        ("tracking", "auto"),
+        ("offset", "first"),
+    ]);
+    let (ua, ub) = (Updates::default(), Updates::default());
+    let (ca, cb) = (Chunks::default(), Chunks::default());
+    let conn_b = connect(&uri());
+    let set_update = |u: &Updates| {
+        let ud = u as *const Updates as *mut c_void;
+        assert_eq!(
+            unsafe { rmqs_config_set_consumer_update_cb(cfg, Some(on_update), ud, None) },
+            0
+        );
+    };
+    set_update(&ua);
+    let a = super_consumer(f.conn, &ss, cfg, &ca);
+    set_update(&ub);
+    let b = super_consumer(conn_b, &ss, cfg, &cb);
+    unsafe { rmqs_config_free(cfg) };
+    let active = |sc: *mut rmqs_super_consumer| -> Vec<bool> {
+        (0..3)
+            .map(|i| unsafe { rmqs_super_consumer_is_active(sc, i) })
+            .collect()
+    };
+    eventually("the group to split the partitions", || {
+        active(a) == [true, false, true] && active(b) == [false, true, false]
+    });
+
+    let first: Vec<String> = (0..600).map(|i| format!("m-{i}")).collect();
+    let dest = publish(f.conn, &ss, &first);
+    let count = |c: &Chunks| c.seen.lock().unwrap().len();
+    eventually("the first 600 messages", || count(&ca) + count(&cb) == 600);
+    let on = |c: &Chunks, p: i32| c.seen.lock().unwrap().iter().filter(|m| m.0 == p).count();
+    let want = |p: u32| dest.iter().filter(|&&d| d == p).count();
+    assert_eq!(
+        [on(&ca, 0), on(&ca, 1), on(&ca, 2)],
+        [want(0), 0, want(2)],
+        "A reads partitions 0 and 2"
+    );
+    assert_eq!(
+        [on(&cb, 0), on(&cb, 1), on(&cb, 2)],
+        [0, want(1), 0],
+        "B reads partition 1"
+    );
+
+    // A closes: it stores where it is on 0 and 2, and B continues right after.
+    assert_eq!(unsafe { rmqs_super_consumer_close(a, 10_000) }, 0);
+    unsafe { rmqs_super_consumer_free(a) };
+    eventually("B to take every partition over", || {
+        active(b) == [true, true, true]
+    });
+    let second: Vec<String> = (0..600).map(|i| format!("n-{i}")).collect();
+    publish(f.conn, &ss, &second);
+    let b_before = want(1);
+    eventually("the next 600 messages", || count(&cb) >= b_before + 600);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut all: Vec<(i32, String, Vec<u8>)> = std::mem::take(&mut *ca.seen.lock().unwrap());
+    all.extend(std::mem::take(&mut *cb.seen.lock().unwrap()));
+    assert_eq!(all.len(), 1200, "every message once");
+    let mut keys: Vec<&str> = all.iter().map(|m| text(&m.2)).collect();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), 1200, "no message twice");
+    for (p, stream, body) in &all {
+        assert_eq!(hash_partition(text(body), 3) as i32, *p);
+        assert_eq!(stream, &parts[*p as usize]);
+    }
+    // B's callback heard its activations on 0 and 2 after A's stores
+    let updates = ub.0.lock().unwrap().clone();
+    for p in [0, 2] {
+        let act = updates
+            .iter()
+            .rfind(|u| u.0 == parts[p] && u.1)
+            .unwrap_or_else(|| panic!("no activation of {} in {updates:?}", parts[p]));
+        assert_ne!(act.2, u64::MAX, "stored offset on {}", parts[p]);
+    }
+    assert!(
+        ua.0.lock().unwrap().iter().any(|u| u.0 == parts[1] && !u.1),
+        "A stepped down on 1"
+    );
+    unsafe {
+        rmqs_super_consumer_free(b);
+        rmqs_connection_free(conn_b);
+    }
+}
+
+/// Queue mode without a consumer-update callback: a partition's activation arrives as an
+/// RMQS_EVENT_CONSUMER_UPDATE event naming the partition, answered with
+/// `rmqs_event_consumer_update_reply`.
+#[test]
+fn sac_consumer_update_events_name_the_partition() {
+    let mut f = Fixture::new();
+    let (ss, parts) = f.numbered("ffi-sc-sacq", 2);
+    let group = unique("ffi-sc-groupq");
+    let cfg = config(&[
+        ("name", &group),
+        ("single_active_consumer", "true"),
+        ("offset", "first"),
+    ]);
+    let ca = Chunks::default();
+    let a = super_consumer(f.conn, &ss, cfg, &ca);
+    eventually("A active on both", || unsafe {
+        rmqs_super_consumer_is_active(a, 0) && rmqs_super_consumer_is_active(a, 1)
+    });
+    let q = queue();
+    let b = try_super_consumer(f.conn, &ss, cfg, None, q).unwrap();
+    unsafe { rmqs_config_free(cfg) };
+    // B is the group's second member: the broker moves partition 1 to it
+    let mut answered = false;
+    let deadline = Instant::now() + WAIT;
+    while !answered && Instant::now() < deadline {
+        let ev = unsafe { rmqs_queue_poll(q, 200) };
+        if ev.is_null() {
+            continue;
+        }
+        unsafe {
+            assert_eq!(rmqs_event_type(ev), RMQS_EVENT_CONSUMER_UPDATE as i32);
+            assert_eq!(rmqs_event_source(ev), RMQS_SOURCE_SUPER_CONSUMER as i32);
+            assert_eq!(rmqs_event_partition(ev), 1);
+            let info = &*rmqs_event_consumer_update(ev);
+            assert!(info.is_active);
+            assert_eq!(CStr::from_ptr(info.stream).to_str().unwrap(), parts[1]);
+            let spec = rmqs_offset_spec {
+                r#type: rmqs_offset_type_code::RMQS_OFFSET_FIRST as i32,
+                value: 0,
+            };
+            assert_eq!(rmqs_event_consumer_update_reply(ev, spec), 0);
+            rmqs_event_free(ev);
+        }
+        answered = true;
+    }
+    assert!(answered, "no consumer update for partition 1");
+    eventually("B active on 1, A on 0", || unsafe {
+        rmqs_super_consumer_is_active(b, 1)
+            && !rmqs_super_consumer_is_active(b, 0)
+            && rmqs_super_consumer_is_active(a, 0)
+            && !rmqs_super_consumer_is_active(a, 1)
+    });
+    unsafe {
+        rmqs_super_consumer_free(b);
+        rmqs_super_consumer_free(a);
+        rmqs_queue_free(q);
     }
 }
 

@@ -572,7 +572,8 @@ pub unsafe extern "C" fn rmqs_event_chunk(ev: *const rmqs_event) -> *const rmqs_
 /// The super stream partition an event of an `rmqs_super_producer` or `rmqs_super_consumer`
 /// concerns: its index in the object's partition list. Set for `RMQS_EVENT_SUPER_CONFIRMS`
 /// (all the confirms of one event come from one partition), for chunks (as
-/// `rmqs_chunk_partition()`) and for the errors of one partition (e.g. its stream was lost).
+/// `rmqs_chunk_partition()`), and for the errors (e.g. its stream was lost) and
+/// `RMQS_EVENT_CONSUMER_UPDATE` events of one partition.
 ///
 /// @return the index; -1 for other events (those of plain producers and consumers, and the
 ///         super producer's or consumer's own state events), or for NULL.

@@ -13,9 +13,10 @@ use super::args::{Handle, handle_arg, name_arg, out_arg, write_out};
 use super::chunk::ChunkRef;
 use super::config::{Scope, Settings, parse_offset, rmqs_config};
 use super::connection::{Child, ConnShared, rmqs_connection};
-use super::consumer::{consumer_config, rmqs_chunk_cb};
+use super::consumer::{consumer_config_with, rmqs_chunk_cb};
 use super::dispatch::{Dispatcher, Sink, UserData, rmqs_free_cb};
 use super::error::{Error, rmqs_error};
+use super::hooks::{ConsumerHooks, UpdateEvent};
 use super::panic::{ffi_boundary, ffi_status};
 use super::queue::{Payload, rmqs_event_source_code, rmqs_queue, rmqs_state_code};
 use super::runtime::{ThreadRole, check_may_block, thread_role, timeout_from_ms};
@@ -23,7 +24,8 @@ use super::stats::{rmqs_consumer_statistics, write_extensible};
 use super::status::{rmqs_status, rmqs_status_code};
 use super::super_producer::{deliver, deliver_other};
 use crate::client::{
-    ClientError, Consumer, DeliveredChunk, SuperConsumer, SuperConsumerConfig, SuperConsumerEvents,
+    ClientError, Consumer, ConsumerUpdate, DeliveredChunk, SuperConsumer, SuperConsumerConfig,
+    SuperConsumerEvents,
 };
 use crate::protocol::codes::OffsetSpec;
 
@@ -35,6 +37,7 @@ struct Events {
     /// Set when the application (or the connection) closes the super consumer: the partitions'
     /// `closed` events are then not reported one by one.
     by_app: Arc<AtomicBool>,
+    hooks: Arc<ConsumerHooks>,
 }
 
 impl SuperConsumerEvents for Events {
@@ -77,6 +80,21 @@ impl SuperConsumerEvents for Events {
             )),
         );
     }
+
+    /// A partition's single active consumer is activated or steps down: to the
+    /// consumer-update callback when there is one (on the chunk callback's dispatcher thread,
+    /// else on its own), else to the queue as an `RMQS_EVENT_CONSUMER_UPDATE` event naming the
+    /// partition, else dropped (which answers the default).
+    fn consumer_update(&self, partition: usize, update: ConsumerUpdate) {
+        let p = Payload::ConsumerUpdate(UpdateEvent::new(update));
+        if !self.hooks.has_update_cb() {
+            deliver_other(&self.sink, partition as i32, p);
+        } else if let Some(d) = self.hooks.own_dispatcher() {
+            d.send(p);
+        } else {
+            deliver(&self.sink, partition as i32, p);
+        }
+    }
 }
 
 pub(crate) struct SuperConsumerShared {
@@ -85,6 +103,8 @@ pub(crate) struct SuperConsumerShared {
     sink: Arc<Sink>,
     closed: AtomicBool,
     by_app: Arc<AtomicBool>,
+    /// Consumer-update callback, post-filter, tracking callback (detached when freed).
+    hooks: Arc<ConsumerHooks>,
     /// Every partition list handed out by `rmqs_super_consumer_partition()`.
     names: Mutex<Vec<Vec<CString>>>,
 }
@@ -234,10 +254,13 @@ impl Handle for rmqs_super_consumer {
     }
 }
 
-fn super_consumer_config(s: &Settings) -> Result<SuperConsumerConfig, Error> {
+fn super_consumer_config(
+    s: &Settings,
+    hooks: &ConsumerHooks,
+) -> Result<SuperConsumerConfig, Error> {
     s.check_scope(Scope::SuperConsumer)?;
     let (own, rest) = s.split_scope(Scope::SuperConsumer);
-    let consumer = consumer_config(&rest)?;
+    let consumer = consumer_config_with(&rest, hooks)?;
     let added_partition_offset = match own.str_value("added_partition_offset") {
         // validated when set
         Some(v) => parse_offset(v).unwrap_or(OffsetSpec::First),
@@ -261,7 +284,12 @@ fn super_consumer_config(s: &Settings) -> Result<SuperConsumerConfig, Error> {
 /// broker then lets one super consumer of the group receive from each partition, spreading the
 /// partitions over the group's members and moving them when members come and go (the member
 /// losing one stores its processed offset first with automatic tracking, and the next starts
-/// right after it).
+/// right after it). A partition's activation or step-down goes to the config's consumer-update
+/// callback (`rmqs_config_set_consumer_update_cb()`; `info->stream` names the partition: on the
+/// chunk callback's dispatcher thread, else on one of its own), else to `queue` as an
+/// `RMQS_EVENT_CONSUMER_UPDATE` event (`rmqs_event_partition()` gives the partition), else the
+/// default answer (right after the offset stored for the partition, else `offset`) goes at
+/// once. The config's post-filter and tracking callbacks apply to every partition.
 ///
 /// Chunks go to `chunk_cb` on a dispatcher thread when it is given, else to `queue` as
 /// `RMQS_EVENT_CHUNK` events; `rmqs_chunk_partition()` (and `rmqs_event_partition()`) gives
@@ -318,7 +346,8 @@ pub unsafe extern "C" fn rmqs_super_consumer_new(
             let c = handle_arg(conn)?;
             let super_stream = name_arg(super_stream, "super stream name")?;
             let settings = Settings::from_arg(cfg)?.over(&c.shared.consumer_defaults);
-            let config = super_consumer_config(&settings)?;
+            let mut hooks = ConsumerHooks::from_config(cfg)?;
+            let config = super_consumer_config(&settings, &hooks)?;
             config.validate(super_stream)?;
             let queue = if queue.is_null() {
                 None
@@ -339,14 +368,21 @@ pub unsafe extern "C" fn rmqs_super_consumer_new(
             let callback = match chunk_cb {
                 Some(cb) => {
                     let ud = user_data as usize;
+                    let update = hooks.update_handler();
                     Some(Dispatcher::start(
-                        move |p| {
-                            if let Payload::Chunk(c) = p {
+                        move |p| match p {
+                            Payload::Chunk(c) => {
                                 // SAFETY: the application's callback with its own user_data
                                 // and a chunk that lives until `c` is dropped after it.
                                 cb(ud as *mut c_void, c.as_ptr());
                                 drop(c);
                             }
+                            Payload::ConsumerUpdate(u) => {
+                                if let Some(f) = &update {
+                                    f(u);
+                                }
+                            }
+                            _ => {}
                         },
                         UserData {
                             ptr: user_data,
@@ -354,8 +390,13 @@ pub unsafe extern "C" fn rmqs_super_consumer_new(
                         },
                     )?)
                 }
-                None => None,
+                None => {
+                    // The consumer-update callback gets a dispatcher thread of its own.
+                    hooks.start_own_dispatcher()?;
+                    None
+                }
             };
+            let hooks = Arc::new(hooks);
             let sink = Arc::new(Sink {
                 source: rmqs_event_source_code::RMQS_SOURCE_SUPER_CONSUMER,
                 tag,
@@ -366,6 +407,7 @@ pub unsafe extern "C" fn rmqs_super_consumer_new(
             let events = Arc::new(Events {
                 sink: sink.clone(),
                 by_app: by_app.clone(),
+                hooks: hooks.clone(),
             });
             let handle = shared.clone();
             // a few round trips per partition
@@ -380,6 +422,7 @@ pub unsafe extern "C" fn rmqs_super_consumer_new(
                 Ok(c) => c,
                 Err(e) => {
                     sink.abort();
+                    hooks.detach();
                     return Err(e);
                 }
             };
@@ -389,6 +432,7 @@ pub unsafe extern "C" fn rmqs_super_consumer_new(
                 sink,
                 closed: AtomicBool::new(false),
                 by_app,
+                hooks,
                 names: Mutex::new(Vec::new()),
             });
             let weak: Weak<dyn Child> = Arc::downgrade(&(inner.clone() as Arc<dyn Child>));
@@ -714,6 +758,7 @@ pub unsafe extern "C" fn rmqs_super_consumer_free(sc: *mut rmqs_super_consumer) 
         let work = move || {
             let _ = inner.close(FREE_CLOSE_TIMEOUT.as_millis() as i32);
             inner.sink.stop(true);
+            inner.hooks.detach();
         };
         if thread_role() == ThreadRole::Application {
             work();
@@ -736,14 +781,14 @@ mod tests {
         s.set("offset", "first").unwrap();
         s.set("added_partition_offset", "next").unwrap();
         s.set("initial_credit", "3").unwrap();
-        let c = super_consumer_config(&s).unwrap();
+        let c = super_consumer_config(&s, &ConsumerHooks::default()).unwrap();
         assert_eq!(c.name.as_deref(), Some("app"));
         assert_eq!(c.consumer.offset, OffsetSpec::First);
         assert_eq!(c.consumer.initial_credit, 3);
         assert_eq!(c.added_partition_offset, OffsetSpec::Next);
         c.validate("ss").unwrap();
         assert_eq!(
-            super_consumer_config(&Settings::default())
+            super_consumer_config(&Settings::default(), &ConsumerHooks::default())
                 .unwrap()
                 .added_partition_offset,
             OffsetSpec::First
@@ -751,11 +796,15 @@ mod tests {
 
         let mut s = Settings::default();
         s.set("routing", "key").unwrap();
-        let e = super_consumer_config(&s).unwrap_err().message;
+        let e = super_consumer_config(&s, &ConsumerHooks::default())
+            .unwrap_err()
+            .message;
         assert!(e.contains("not to a super consumer"), "{e}");
         let mut s = Settings::default();
         s.set("batch_size", "5").unwrap();
-        let e = super_consumer_config(&s).unwrap_err().message;
+        let e = super_consumer_config(&s, &ConsumerHooks::default())
+            .unwrap_err()
+            .message;
         assert!(e.contains("applies to a producer,"), "{e}");
     }
 }
