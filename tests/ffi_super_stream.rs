@@ -1,8 +1,9 @@
 //! Super streams through the C API (`extern "C"` symbols): super producers (hash, key and
 //! callback routing, key extractor, confirms naming the partition, dedup per partition,
 //! refresh) and super consumers (every partition, chunks naming theirs, single active consumer
-//! per partition, tracking, refresh), against the broker of scripts/broker (RMQS_TEST_URI;
-//! RMQS_TEST_LEGACY_URI or localhost:5553 for the 3.10.8 checks, skipped when neither answers).
+//! per partition with its consumer-update callback or events, tracking, filtering, refresh),
+//! against the broker of scripts/broker (RMQS_TEST_URI; RMQS_TEST_LEGACY_URI or localhost:5553
+//! for the 3.10.8 checks, skipped when neither answers).
 
 use std::collections::HashMap;
 use std::ffi::{CStr, CString, c_char, c_void};
@@ -1681,6 +1682,84 @@ fn sac_consumer_update_events_name_the_partition() {
         rmqs_super_consumer_free(a);
         rmqs_queue_free(q);
     }
+}
+
+/// Keeps the messages whose body starts with "red".
+unsafe extern "C" fn only_red(_ud: *mut c_void, m: *const rmqs_message) -> bool {
+    let mut len = 0;
+    let b = unsafe { rmqs_message_body(m, &mut len) };
+    unsafe { std::slice::from_raw_parts(b, len) }.starts_with(b"red")
+}
+
+/// Filtering through the super producer's filter values and the super consumer's consumer
+/// keys (`filter_values`) and post-filter callback: only the red messages reach the
+/// application, all of them, from every partition.
+#[test]
+fn filtering_across_partitions() {
+    let mut f = Fixture::new();
+    let (ss, _) = f.numbered("ffi-sc-filter", 2);
+    let confirms = Confirms::default();
+    let sp = super_producer(f.conn, &ss, ptr::null(), &confirms);
+    let mut reds = 0;
+    let mut tag = 0;
+    // runs of one colour, flushed apart, so that chunks hold one value each
+    for round in 0..6 {
+        let colour = if round % 2 == 0 { "red" } else { "blue" };
+        let fv = c(colour);
+        for i in 0..100 {
+            let body = format!("{colour}-{round}-{i}");
+            let key = c(&body);
+            let mut err = ptr::null_mut();
+            let st = unsafe {
+                rmqs_super_producer_send_ex(
+                    sp,
+                    key.as_ptr(),
+                    body.as_ptr(),
+                    body.len(),
+                    fv.as_ptr(),
+                    0,
+                    tag,
+                    0,
+                    ptr::null_mut(),
+                    ptr::null_mut(),
+                    &mut err,
+                )
+            };
+            check(st, err, "send with a filter value");
+            tag += 1;
+            if colour == "red" {
+                reds += 1;
+            }
+        }
+        assert_eq!(unsafe { rmqs_super_producer_flush(sp, 30_000) }, 0);
+    }
+    assert!(confirms.wait_for(600).iter().all(|x| x.status == 0));
+    close_free(sp);
+
+    let cfg = config(&[("offset", "first"), ("filter_values", "red")]);
+    assert_eq!(
+        unsafe { rmqs_config_set_post_filter_cb(cfg, Some(only_red), ptr::null_mut(), None) },
+        0
+    );
+    let got = Chunks::default();
+    let sc = super_consumer(f.conn, &ss, cfg, &got);
+    unsafe { rmqs_config_free(cfg) };
+    let seen = got.wait_for(reds);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(got.seen.lock().unwrap().is_empty(), "nothing but the reds");
+    assert!(seen.iter().all(|m| m.2.starts_with(b"red")));
+    assert!(seen.iter().any(|m| m.0 == 0) && seen.iter().any(|m| m.0 == 1));
+    let mut st = rmqs_consumer_statistics {
+        size: std::mem::size_of::<rmqs_consumer_statistics>() as u64,
+        ..Default::default()
+    };
+    assert_eq!(unsafe { rmqs_super_consumer_stats(sc, &mut st) }, 0);
+    assert_eq!(st.messages as usize, reds);
+    assert!(
+        st.messages + st.filtered_out < 600,
+        "the broker filtered chunks out: {st:?}"
+    );
+    unsafe { rmqs_super_consumer_free(sc) };
 }
 
 /// Closing the connection closes its super consumers (free afterwards is fine).
