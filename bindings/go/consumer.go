@@ -15,32 +15,68 @@ import (
 )
 
 // OffsetSpec is where a consumer starts: First, Last, Next, Offset(n) or Timestamp(t). It is
-// a ConsumerOption.
-type OffsetSpec struct{ spec string }
+// a ConsumerOption. The zero value, DefaultOffset, means "what the library would choose"
+// (as an option it changes nothing; as the answer of an OnConsumerUpdate function it is the
+// update's Default).
+type OffsetSpec struct {
+	typ   int32
+	value int64
+}
 
 var (
+	// DefaultOffset is the library's choice (the zero OffsetSpec).
+	DefaultOffset = OffsetSpec{}
 	// First starts at the first message still in the stream.
-	First = OffsetSpec{"first"}
+	First = OffsetSpec{typ: C.RMQS_OFFSET_FIRST}
 	// Last starts at the last chunk written (its first message).
-	Last = OffsetSpec{"last"}
-	// Next starts after the last message written: only new messages (the default).
-	Next = OffsetSpec{"next"}
+	Last = OffsetSpec{typ: C.RMQS_OFFSET_LAST}
+	// Next starts after the last message written: only new messages (the library's default).
+	Next = OffsetSpec{typ: C.RMQS_OFFSET_NEXT}
 )
 
 // Offset starts at offset n (delivery starts in the chunk that holds n; earlier messages of
 // that chunk are skipped).
-func Offset(n uint64) OffsetSpec { return OffsetSpec{"offset:" + strconv.FormatUint(n, 10)} }
+func Offset(n uint64) OffsetSpec { return OffsetSpec{typ: C.RMQS_OFFSET_OFFSET, value: int64(n)} }
 
 // Timestamp starts at the first chunk written at or after t (millisecond precision).
 func Timestamp(t time.Time) OffsetSpec {
-	return OffsetSpec{"timestamp:" + strconv.FormatInt(t.UnixMilli(), 10)}
+	return OffsetSpec{typ: C.RMQS_OFFSET_TIMESTAMP, value: t.UnixMilli()}
 }
 
-func (s OffsetSpec) String() string { return s.spec }
+// String is the spec as the library's `offset` key spells it ("first", "offset:42", ...;
+// "default" for DefaultOffset).
+func (s OffsetSpec) String() string {
+	switch s.typ {
+	case C.RMQS_OFFSET_FIRST:
+		return "first"
+	case C.RMQS_OFFSET_LAST:
+		return "last"
+	case C.RMQS_OFFSET_NEXT:
+		return "next"
+	case C.RMQS_OFFSET_OFFSET:
+		return "offset:" + strconv.FormatInt(s.value, 10)
+	case C.RMQS_OFFSET_TIMESTAMP:
+		return "timestamp:" + strconv.FormatInt(s.value, 10)
+	}
+	return "default"
+}
 
-func (s OffsetSpec) applyConsumer(o *consumerOptions) { o.set("offset", s.spec) }
+func (s OffsetSpec) applyConsumer(o *consumerOptions) {
+	if s != DefaultOffset {
+		o.set("offset", s.String())
+	}
+}
 
-// ConsumerOption configures NewConsumer. Offset specs (First, Offset(n), ...) are options.
+func (s OffsetSpec) c() C.rmqs_offset_spec {
+	return C.rmqs_offset_spec{_type: C.int32_t(s.typ), value: C.int64_t(s.value)}
+}
+
+func offsetSpecOf(s C.rmqs_offset_spec) OffsetSpec {
+	return OffsetSpec{typ: int32(s._type), value: int64(s.value)}
+}
+
+// ConsumerOption configures NewConsumer and NewSuperConsumer. Offset specs (First,
+// Offset(n), ...) are options.
 type ConsumerOption interface{ applyConsumer(*consumerOptions) }
 
 type consumerOption func(*consumerOptions)
@@ -52,49 +88,49 @@ type consumerOptions struct {
 	filters    int
 	postFilter func(Message) bool
 	onError    func(error)
+	onUpdate   func(ConsumerUpdate) OffsetSpec
 }
 
 func (o *consumerOptions) set(k, v string) { o.pairs = append(o.pairs, kv{k, v}) }
 
-// ConsumerName names the consumer: its offset-tracking reference (StoreOffset, QueryOffset)
-// and, with SingleActive, its group.
-func ConsumerName(name string) ConsumerOption {
-	return consumerOption(func(o *consumerOptions) { o.set("name", name) })
+func setting(k, v string) ConsumerOption {
+	return consumerOption(func(o *consumerOptions) { o.set(k, v) })
 }
+
+// ConsumerName names the consumer: its offset-tracking reference (StoreOffset, QueryOffset,
+// tracking) and, with SingleActive, its group.
+func ConsumerName(name string) ConsumerOption { return setting("name", name) }
 
 // InitialCredit sets how many chunks the broker may send ahead (1–32767, default 10). Chunks
 // not yet handled hold their credit, so this bounds the consumer's memory.
-func InitialCredit(n int) ConsumerOption {
-	return consumerOption(func(o *consumerOptions) { o.set("initial_credit", strconv.Itoa(n)) })
-}
+func InitialCredit(n int) ConsumerOption { return setting("initial_credit", strconv.Itoa(n)) }
 
 // ManualCredit stops the automatic credit: after InitialCredit chunks the broker sends more
-// only as Consumer.Credit grants.
-func ManualCredit() ConsumerOption {
-	return consumerOption(func(o *consumerOptions) { o.set("credit_policy", "manual") })
-}
+// only as Credit grants.
+func ManualCredit() ConsumerOption { return setting("credit_policy", "manual") }
+
+// CreditPolicy sets any credit policy of the library: "on_release" (default: a chunk's credit
+// returns when it was handled), "on_arrival", "after_processed:N", "when_below:PERCENT",
+// "ratio:R", "manual".
+func CreditPolicy(policy string) ConsumerOption { return setting("credit_policy", policy) }
 
 // CRCCheck turns the chunks' CRC-32 check on or off (default on).
-func CRCCheck(on bool) ConsumerOption {
-	return consumerOption(func(o *consumerOptions) { o.set("crc_check", strconv.FormatBool(on)) })
-}
+func CRCCheck(on bool) ConsumerOption { return setting("crc_check", strconv.FormatBool(on)) }
 
 // SubscriptionProperty sends a raw subscription property.
 func SubscriptionProperty(key, value string) ConsumerOption {
-	return consumerOption(func(o *consumerOptions) { o.set("property."+key, value) })
+	return setting("property."+key, value)
 }
 
 // ConsumerSetting sets any consumer key of rmqs_config_set().
-func ConsumerSetting(key, value string) ConsumerOption {
-	return consumerOption(func(o *consumerOptions) { o.set(key, value) })
-}
+func ConsumerSetting(key, value string) ConsumerOption { return setting(key, value) }
 
 // Filter asks the broker for the chunks holding messages sent with one of these filter
 // values (OutboundMessage.FilterValue; RabbitMQ 3.13+). The broker filters per chunk with a
 // Bloom filter, so other messages come too: add PostFilter to drop them.
 func Filter(values ...string) ConsumerOption {
 	return consumerOption(func(o *consumerOptions) {
-		for _, v := range values {
+		for _, v := range values { // as properties: values may hold commas
 			o.set("property.filter."+strconv.Itoa(o.filters), v)
 			o.filters++
 		}
@@ -102,66 +138,147 @@ func Filter(values ...string) ConsumerOption {
 }
 
 // MatchUnfiltered makes a Filter consumer also receive messages sent without a filter value.
-func MatchUnfiltered() ConsumerOption {
-	return SubscriptionProperty("match-unfiltered", "true")
-}
+func MatchUnfiltered() ConsumerOption { return setting("match_unfiltered", "true") }
 
 // PostFilter drops the messages for which keep returns false before they reach the handler
 // or channel (client-side, after the broker's Filter). keep runs on the consumer's goroutine.
+// Dropped messages still count as processed (their chunk is released as usual).
 func PostFilter(keep func(Message) bool) ConsumerOption {
 	return consumerOption(func(o *consumerOptions) { o.postFilter = keep })
 }
 
 // SingleActive makes the consumer part of a single-active-consumer group named by its
-// ConsumerName: of the group's consumers on the stream, the broker delivers to one at a time.
-// When a consumer becomes active it starts after the offset stored under the name (else at
-// its OffsetSpec).
-func SingleActive() ConsumerOption {
-	return SubscriptionProperty("single-active-consumer", "true")
+// ConsumerName (RabbitMQ 3.11+): of the group's consumers on the stream, the broker delivers
+// to one at a time. When a consumer becomes active it starts after the offset stored under
+// its tracking reference (else at its OffsetSpec), or where OnConsumerUpdate says.
+func SingleActive() ConsumerOption { return setting("single_active_consumer", "true") }
+
+// ConsumerUpdate is a single active consumer's change of state, given to the
+// OnConsumerUpdate function.
+type ConsumerUpdate struct {
+	Stream string // the stream (the partition, for a super consumer)
+	// Partition is, for a SuperConsumer, the partition's index; -1 for a Consumer.
+	Partition int
+	// Active: the consumer becomes the active one and starts where the function's answer
+	// says; false: it steps down (the answer is ignored; its chunks were handled already).
+	Active bool
+	// StoredOffset is, on activation, the offset stored under the consumer's tracking
+	// reference; HasStoredOffset is false when none is.
+	StoredOffset    uint64
+	HasStoredOffset bool
+	// Default is what the library answers without the application: right after the stored
+	// offset, else the consumer's OffsetSpec.
+	Default OffsetSpec
 }
 
-// OnError receives non-fatal errors of the consumer (e.g. a chunk failing its CRC check), on
-// the consumer's goroutine.
+// OnConsumerUpdate calls f when the single active consumer is activated or steps down, on
+// the consumer's goroutine (in order with its messages); f returns where to start
+// (DefaultOffset for u.Default). The broker waits for the answer: after
+// ConsumerUpdateTimeout (default 5 s) the library answers the default itself.
+func OnConsumerUpdate(f func(u ConsumerUpdate) OffsetSpec) ConsumerOption {
+	return consumerOption(func(o *consumerOptions) { o.onUpdate = f })
+}
+
+// ConsumerUpdateTimeout bounds the wait for the OnConsumerUpdate answer (and, on a step-down,
+// for the handling of the chunks already delivered); 1 ms to 55 s, default 5 s.
+func ConsumerUpdateTimeout(d time.Duration) ConsumerOption {
+	return setting("consumer_update_timeout_ms", ms(d))
+}
+
+// ManualTracking turns on server-side offset tracking without automatic stores: the offset
+// stored under the tracking reference is looked up at start and reading resumes right after
+// it (the OffsetSpec applies only when none is stored); stores are StoreOffset and
+// StoreProcessedOffset.
+func ManualTracking() ConsumerOption { return setting("tracking", "manual") }
+
+// AutoTracking turns on server-side offset tracking with automatic stores: like
+// ManualTracking, plus the processed offset (that of the last message of the chunks handled
+// so far) is stored every `messages` messages and every `interval` when it moved, and on
+// Close. 0 keeps the library's default for that criterion (10000 messages, 5 s); use
+// ConsumerSetting("tracking_messages", "0") to turn one off.
+func AutoTracking(messages int, interval time.Duration) ConsumerOption {
+	return consumerOption(func(o *consumerOptions) {
+		o.set("tracking", "auto")
+		if messages > 0 {
+			o.set("tracking_messages", strconv.Itoa(messages))
+		}
+		if interval > 0 {
+			o.set("tracking_interval_ms", ms(interval))
+		}
+	})
+}
+
+// TrackingReference sets the offset-tracking reference (default: the ConsumerName).
+func TrackingReference(ref string) ConsumerOption { return setting("tracking_reference", ref) }
+
+// AddedPartitionOffset sets where a SuperConsumer's consumers of partitions added by Refresh
+// start when nothing is stored for them (default First).
+func AddedPartitionOffset(s OffsetSpec) ConsumerOption {
+	return setting("added_partition_offset", s.String())
+}
+
+// OnError receives non-fatal errors of the consumer (e.g. a chunk failing its CRC check; for
+// a SuperConsumer, a partition's stream or connection lost), on the consumer's goroutine.
 func OnError(f func(error)) ConsumerOption {
 	return consumerOption(func(o *consumerOptions) { o.onError = f })
 }
+
+// PartitionError is the error OnError receives for one partition of a SuperConsumer.
+type PartitionError struct {
+	Partition int // index in Partitions()
+	Err       error
+}
+
+func (e *PartitionError) Error() string {
+	return "partition " + strconv.Itoa(e.Partition) + ": " + e.Err.Error()
+}
+
+func (e *PartitionError) Unwrap() error { return e.Err }
 
 // Message is one message delivered to a consumer. Body is Go memory, copied once from the
 // library's chunk: the handler may keep it. The chunk itself is released (and its credit
 // returned to the broker) once the handler has returned for its last message (or, in channel
 // mode, once that message was received).
 type Message struct {
-	Stream    string    // the stream (the partition, for a super stream)
+	Stream    string    // the stream (the partition, for a super consumer)
+	Partition int       // for a SuperConsumer, the partition's index; -1 for a Consumer
 	Offset    uint64    // the message's offset in the stream
 	ChunkID   uint64    // offset of the first record of its chunk
 	Timestamp time.Time // when the broker wrote its chunk (millisecond precision)
 	Body      []byte    // the application payload (the AMQP data section, or the raw record)
-	consumer  *Consumer
+	core      *consumerCore
 }
 
-// Consumer is the consumer that received the message.
-func (m Message) Consumer() *Consumer { return m.consumer }
-
-// StoreOffset stores the message's offset under its consumer's name.
-func (m Message) StoreOffset() error { return m.consumer.StoreOffset(m.Offset) }
+// StoreOffset stores the message's offset under its consumer's tracking reference (for a
+// super consumer, on the message's partition).
+func (m Message) StoreOffset() error {
+	if m.core.super {
+		return m.core.storeOffset(m.Partition, m.Offset)
+	}
+	return m.core.storeOffset(0, m.Offset)
+}
 
 // Handler handles one message, on the consumer's own goroutine: the messages of one consumer
 // in order, never concurrently.
 type Handler func(Message)
 
-// Consumer is a subscription to one stream. Methods are safe for concurrent use.
-type Consumer struct {
-	conn   *Conn
-	stream string
-	tag    uint64
-	h      *C.rmqs_consumer
-	g      guard
-	box    inbox
+// consumerCore is what Consumer and SuperConsumer share: the handle behind its guard, the
+// goroutine that hands messages over, Close.
+type consumerCore struct {
+	conn  *Conn
+	name  string // stream or super stream
+	tag   uint64
+	super bool
+	h     *C.rmqs_consumer       // !super
+	sh    *C.rmqs_super_consumer // super
+	g     guard
+	box   inbox
 
 	handler    Handler
 	msgs       chan Message
 	postFilter func(Message) bool
 	onError    func(error)
+	onUpdate   func(ConsumerUpdate) OffsetSpec
 
 	buf    *C.gormqs_msg // C array of bufCap; the consumer's goroutine only
 	bufCap int
@@ -177,36 +294,45 @@ type Consumer struct {
 	closeErr  error
 }
 
-// NewConsumer subscribes to stream. With a handler, messages go to it on the consumer's
-// goroutine; with a nil handler they go to Messages(). It blocks for a few round trips; when
-// ctx ends first it returns ctx.Err() and the consumer, if created later, is closed in the
-// background.
-func (c *Conn) NewConsumer(ctx context.Context, stream string, handler Handler, opts ...ConsumerOption) (*Consumer, error) {
+func newConsumerCore(c *Conn, super bool, name string, handler Handler, opts []ConsumerOption) (*consumerCore, consumerOptions) {
 	var o consumerOptions
 	for _, opt := range opts {
 		opt.applyConsumer(&o)
 	}
-	k := &Consumer{conn: c, stream: stream, box: newInbox(), handler: handler,
-		postFilter: o.postFilter, onError: o.onError, closing: make(chan struct{}),
-		done: make(chan struct{}), closeDone: make(chan struct{})}
+	k := &consumerCore{conn: c, name: name, super: super, box: newInbox(), handler: handler,
+		postFilter: o.postFilter, onError: o.onError, onUpdate: o.onUpdate,
+		closing: make(chan struct{}), done: make(chan struct{}), closeDone: make(chan struct{})}
 	if handler == nil {
 		k.msgs = make(chan Message)
 	}
-	cfg, err := newConfig(o.pairs)
+	return k, o
+}
+
+// start creates the library object (see producerCore.start) and starts the goroutine.
+func (k *consumerCore) start(ctx context.Context, pairs []kv,
+	create func(h *C.rmqs_connection, name *C.char, cfg *C.rmqs_config, q *C.rmqs_queue, tag C.size_t) error) error {
+	c := k.conn
+	cfg, err := newConfig(pairs)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	tag, ok := c.register(k)
 	if !ok {
 		C.rmqs_config_free(cfg)
-		return nil, closedErr("connection")
+		return closedErr("connection")
 	}
 	k.tag = tag
-	name, free := cstr(stream)
+	cname, free := cstr(k.name)
 	_, err = await(ctx, func() (struct{}, error) {
 		defer free()
 		defer C.rmqs_config_free(cfg)
-		err := k.create(name, cfg)
+		err := func() error {
+			if !c.g.acquire() {
+				return closedErr("connection")
+			}
+			defer c.g.release()
+			return create(c.h, cname, cfg, c.q, C.size_t(tag))
+		}()
 		if err != nil {
 			c.unregister(tag)
 		}
@@ -214,58 +340,35 @@ func (c *Conn) NewConsumer(ctx context.Context, stream string, handler Handler, 
 	}, func(_ struct{}, err error) {
 		if err == nil { // created after ctx ended: close it
 			go k.run()
-			go k.Close(context.Background())
+			go k.close(context.Background())
 		}
 	})
 	if err != nil {
-		return nil, err
-	}
-	go k.run()
-	return k, nil
-}
-
-func (k *Consumer) create(name *C.char, cfg *C.rmqs_config) error {
-	c := k.conn
-	if !c.g.acquire() {
-		return closedErr("connection")
-	}
-	defer c.g.release()
-	var h *C.rmqs_consumer
-	var e *C.rmqs_error
-	st := C.rmqs_consumer_new(c.h, name, cfg, nil, nil, nil, c.q, C.size_t(k.tag), &h, &e)
-	if err := takeError(st, e); err != nil {
 		return err
 	}
+	go k.run()
+	return nil
+}
+
+func (k *consumerCore) setHandle(h *C.rmqs_consumer, sh *C.rmqs_super_consumer) error {
 	k.g.mu.Lock()
 	defer k.g.mu.Unlock()
 	if k.g.freed { // the connection closed meanwhile
 		C.rmqs_consumer_free(h)
+		C.rmqs_super_consumer_free(sh)
 		return closedErr("connection")
 	}
-	k.h = h
+	k.h, k.sh = h, sh
 	return nil
 }
 
-// Stream is the consumer's stream.
-func (k *Consumer) Stream() string { return k.stream }
-
-// Messages is the channel of messages when NewConsumer got a nil handler (else nil). It is
-// closed when the consumer is closed.
-func (k *Consumer) Messages() <-chan Message { return k.msgs }
-
-// Done is closed once the consumer delivers no more messages: after Close, the connection's
-// Close, or the loss of its stream or connection (see Err).
-func (k *Consumer) Done() <-chan struct{} { return k.done }
-
-// Err is, after Done, why the consumer stopped: nil when the application closed it.
-func (k *Consumer) Err() error {
+func (k *consumerCore) errValue() error {
 	k.emu.Lock()
 	defer k.emu.Unlock()
 	return k.err
 }
 
-// Credit grants the broker n more chunks (1–32767): how a ManualCredit consumer receives.
-func (k *Consumer) Credit(n int) error {
+func (k *consumerCore) credit(partition, n int) error {
 	if n < 1 || n > 32767 {
 		return &Error{Status: StatusInvalidArgument, Message: "credits must be 1 to 32767"}
 	}
@@ -273,24 +376,31 @@ func (k *Consumer) Credit(n int) error {
 		return closedErr("consumer")
 	}
 	defer k.g.release()
+	if k.super {
+		if partition < 0 {
+			return &Error{Status: StatusInvalidArgument, Message: "negative partition index"}
+		}
+		return Status(C.rmqs_super_consumer_credit(k.sh, C.size_t(partition), C.uint32_t(n))).Err()
+	}
 	return Status(C.rmqs_consumer_credit(k.h, C.uint32_t(n))).Err()
 }
 
-// StoreOffset stores offset on the broker under the consumer's name (usually the offset of
-// the last message processed). It does not wait for the broker; QueryOffset shows when the
-// store is applied. ErrInvalidArgument when the consumer has no name.
-func (k *Consumer) StoreOffset(offset uint64) error {
+func (k *consumerCore) storeOffset(partition int, offset uint64) error {
 	if !k.g.acquire() {
 		return closedErr("consumer")
 	}
 	defer k.g.release()
 	var e *C.rmqs_error
+	if k.super {
+		if partition < 0 {
+			return &Error{Status: StatusInvalidArgument, Message: "negative partition index"}
+		}
+		return takeError(C.rmqs_super_consumer_store_offset(k.sh, C.size_t(partition), C.uint64_t(offset), &e), e)
+	}
 	return takeError(C.rmqs_consumer_store_offset(k.h, C.uint64_t(offset), &e), e)
 }
 
-// QueryOffset is the offset stored on the broker under the consumer's name (ErrNoOffset when
-// none).
-func (k *Consumer) QueryOffset(ctx context.Context) (uint64, error) {
+func (k *consumerCore) queryOffset(ctx context.Context, partition int) (uint64, error) {
 	return await(ctx, func() (uint64, error) {
 		if !k.g.acquire() {
 			return 0, closedErr("consumer")
@@ -298,28 +408,41 @@ func (k *Consumer) QueryOffset(ctx context.Context) (uint64, error) {
 		defer k.g.release()
 		var out C.uint64_t
 		var e *C.rmqs_error
-		err := takeError(C.rmqs_consumer_query_offset(k.h, &out, &e), e)
-		return uint64(out), err
+		var st C.rmqs_status
+		if k.super {
+			if partition < 0 {
+				return 0, &Error{Status: StatusInvalidArgument, Message: "negative partition index"}
+			}
+			st = C.rmqs_super_consumer_query_offset(k.sh, C.size_t(partition), &out, &e)
+		} else {
+			st = C.rmqs_consumer_query_offset(k.h, &out, &e)
+		}
+		return uint64(out), takeError(st, e)
 	}, nil)
 }
 
-// ConsumerStats are a consumer's counters.
+// ConsumerStats are a consumer's counters (a super consumer's: summed over its partitions).
 type ConsumerStats struct {
 	Messages, Chunks, Bytes, CreditsGranted, FilteredOut, OffsetsStored uint64
-	// LastStoredOffset is the offset stored last; valid when OffsetsStored > 0.
+	// LastStoredOffset is the offset stored last; valid when OffsetsStored > 0 (never for a
+	// super consumer: offsets are per partition).
 	LastStoredOffset uint64
 }
 
-// Stats reads the consumer's counters (FilteredOut counts the library's filtering, not
-// PostFilter).
-func (k *Consumer) Stats() (ConsumerStats, error) {
+func (k *consumerCore) stats() (ConsumerStats, error) {
 	if !k.g.acquire() {
 		return ConsumerStats{}, closedErr("consumer")
 	}
 	defer k.g.release()
 	var s C.rmqs_consumer_statistics
 	s.size = C.uint64_t(unsafe.Sizeof(s))
-	if st := C.rmqs_consumer_stats(k.h, &s); st != 0 {
+	var st C.rmqs_status
+	if k.super {
+		st = C.rmqs_super_consumer_stats(k.sh, &s)
+	} else {
+		st = C.rmqs_consumer_stats(k.h, &s)
+	}
+	if st != 0 {
 		return ConsumerStats{}, Status(st).Err()
 	}
 	return ConsumerStats{uint64(s.messages), uint64(s.chunks), uint64(s.bytes),
@@ -327,12 +450,7 @@ func (k *Consumer) Stats() (ConsumerStats, error) {
 		uint64(s.last_stored_offset)}, nil
 }
 
-// Close stops deliveries (messages not handed over yet are dropped), unsubscribes and frees
-// the consumer, waiting for the handler in progress to return. When ctx ends first it returns
-// ctx.Err() and finishes in the background. Calling Close again waits for the same close.
-// Close must not be called from the handler with a context that has no deadline (it would
-// wait for itself): call it from another goroutine.
-func (k *Consumer) Close(ctx context.Context) error {
+func (k *consumerCore) close(ctx context.Context) error {
 	k.closeOnce.Do(func() {
 		k.closingFlag.Store(true)
 		close(k.closing)
@@ -346,31 +464,34 @@ func (k *Consumer) Close(ctx context.Context) error {
 	}
 }
 
-func (k *Consumer) doClose(tmo C.int32_t) {
+func (k *consumerCore) doClose(tmo C.int32_t) {
 	defer close(k.closeDone)
 	if k.g.acquire() {
-		k.closeErr = Status(C.rmqs_consumer_close(k.h, tmo)).Err()
+		if k.super {
+			k.closeErr = Status(C.rmqs_super_consumer_close(k.sh, tmo)).Err()
+		} else {
+			k.closeErr = Status(C.rmqs_consumer_close(k.h, tmo)).Err()
+		}
 		k.g.release()
 	}
 	k.freeHandle()
 	<-k.done
 }
 
-func (k *Consumer) freeHandle() {
+func (k *consumerCore) freeHandle() {
 	k.g.free(func() {
-		if k.h != nil {
-			C.rmqs_consumer_free(k.h)
-		}
+		C.rmqs_consumer_free(k.h)
+		C.rmqs_super_consumer_free(k.sh)
 	})
 }
 
-func (k *Consumer) push(e event) bool { return k.box.push(e) }
-func (k *Consumer) end()              { k.box.end() }
-func (k *Consumer) received(int)      {}
+func (k *consumerCore) push(e event) bool { return k.box.push(e) }
+func (k *consumerCore) end()              { k.box.end() }
+func (k *consumerCore) received(int)      {}
 
 // run is the consumer's goroutine: chunks in order, each released after its messages were
 // handled; it ends after the consumer's CLOSED state or when the connection closes.
-func (k *Consumer) run() {
+func (k *consumerCore) run() {
 	var spare []event
 	closed := false
 	for !closed {
@@ -383,11 +504,17 @@ func (k *Consumer) run() {
 			switch e.typ {
 			case C.RMQS_EVENT_CHUNK:
 				if !k.closingFlag.Load() {
-					k.handleChunk(e.ev)
+					k.handleChunk(e.ev, e.partition)
 				}
+			case C.RMQS_EVENT_CONSUMER_UPDATE:
+				k.consumerUpdate(e)
 			case C.RMQS_EVENT_ERROR:
 				if k.onError != nil {
-					k.onError(&Error{Status: e.status, Message: e.message})
+					var err error = &Error{Status: e.status, Message: e.message}
+					if e.partition >= 0 {
+						err = &PartitionError{Partition: e.partition, Err: err}
+					}
+					k.onError(err)
 				}
 			case C.RMQS_EVENT_STATE:
 				if e.state == C.RMQS_STATE_CLOSED {
@@ -399,7 +526,7 @@ func (k *Consumer) run() {
 					}
 				}
 			}
-			e.free() // releases the chunk: its credit goes back to the broker
+			e.free() // releases a chunk: its credit goes back to the broker
 			evs[i] = event{}
 		}
 		spare = evs
@@ -415,27 +542,58 @@ func (k *Consumer) run() {
 	close(k.done)
 }
 
+// consumerUpdate answers an activation or step-down: with the OnConsumerUpdate function's
+// answer, else with the default (freeing the event unanswered).
+func (k *consumerCore) consumerUpdate(e *event) {
+	if k.onUpdate == nil {
+		return
+	}
+	info := C.rmqs_event_consumer_update(e.ev)
+	if info == nil {
+		return
+	}
+	u := ConsumerUpdate{Stream: C.GoString(info.stream), Partition: e.partition,
+		Active: bool(info.is_active), Default: offsetSpecOf(info.default_offset)}
+	if uint64(info.stored_offset) != ^uint64(0) {
+		u.StoredOffset, u.HasStoredOffset = uint64(info.stored_offset), true
+	}
+	if !k.super {
+		u.Partition = -1
+	}
+	spec := k.onUpdate(u)
+	if st := C.rmqs_event_consumer_update_reply(e.ev, spec.c()); st != 0 && k.onError != nil {
+		k.onError(Status(st).Err())
+	}
+}
+
 // handleChunk reads a chunk's messages with one cgo call, copies each body once into Go
 // memory and hands the messages over in order.
-func (k *Consumer) handleChunk(ev *C.rmqs_event) {
+func (k *consumerCore) handleChunk(ev *C.rmqs_event, partition int) {
 	var chunkID C.uint64_t
-	n := int(C.gormqs_chunk_messages(ev, k.buf, C.size_t(k.bufCap), &chunkID))
+	var stream *C.char
+	n := int(C.gormqs_chunk_messages(ev, k.buf, C.size_t(k.bufCap), &chunkID, &stream))
 	if n > k.bufCap {
 		C.free(unsafe.Pointer(k.buf))
 		k.bufCap = n + n/2
 		k.buf = (*C.gormqs_msg)(C.malloc(C.size_t(k.bufCap) * C.size_t(unsafe.Sizeof(C.gormqs_msg{}))))
-		n = int(C.gormqs_chunk_messages(ev, k.buf, C.size_t(k.bufCap), &chunkID))
+		n = int(C.gormqs_chunk_messages(ev, k.buf, C.size_t(k.bufCap), &chunkID, &stream))
 	}
 	if n == 0 {
 		return
+	}
+	name := k.name
+	if k.super {
+		name = C.GoString(stream)
+	} else {
+		partition = -1
 	}
 	for _, cm := range unsafe.Slice(k.buf, n) {
 		if k.closingFlag.Load() {
 			return
 		}
-		m := Message{Stream: k.stream, Offset: uint64(cm.offset), ChunkID: uint64(chunkID),
-			Timestamp: time.UnixMilli(int64(cm.timestamp)),
-			Body:      C.GoBytes(unsafe.Pointer(cm.body), C.int(cm.len)), consumer: k}
+		m := Message{Stream: name, Partition: partition, Offset: uint64(cm.offset),
+			ChunkID: uint64(chunkID), Timestamp: time.UnixMilli(int64(cm.timestamp)),
+			Body: C.GoBytes(unsafe.Pointer(cm.body), C.int(cm.len)), core: k}
 		if k.postFilter != nil && !k.postFilter(m) {
 			continue
 		}
@@ -450,3 +608,92 @@ func (k *Consumer) handleChunk(ev *C.rmqs_event) {
 		}
 	}
 }
+
+// Consumer is a subscription to one stream. Methods are safe for concurrent use.
+type Consumer struct {
+	*consumerCore
+}
+
+// NewConsumer subscribes to stream. With a handler, messages go to it on the consumer's
+// goroutine; with a nil handler they go to Messages(). It blocks for a few round trips; when
+// ctx ends first it returns ctx.Err() and the consumer, if created later, is closed in the
+// background.
+func (c *Conn) NewConsumer(ctx context.Context, stream string, handler Handler, opts ...ConsumerOption) (*Consumer, error) {
+	core, o := newConsumerCore(c, false, stream, handler, opts)
+	err := core.start(ctx, o.pairs, func(h *C.rmqs_connection, name *C.char, cfg *C.rmqs_config,
+		q *C.rmqs_queue, tag C.size_t) error {
+		var ch *C.rmqs_consumer
+		var e *C.rmqs_error
+		st := C.rmqs_consumer_new(h, name, cfg, nil, nil, nil, q, tag, &ch, &e)
+		if err := takeError(st, e); err != nil {
+			return err
+		}
+		return core.setHandle(ch, nil)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &Consumer{core}, nil
+}
+
+// Stream is the consumer's stream.
+func (k *Consumer) Stream() string { return k.name }
+
+// Messages is the channel of messages when NewConsumer got a nil handler (else nil). It is
+// closed when the consumer is closed.
+func (k *Consumer) Messages() <-chan Message { return k.msgs }
+
+// Done is closed once the consumer delivers no more messages: after Close, the connection's
+// Close, or the loss of its stream or connection (see Err).
+func (k *Consumer) Done() <-chan struct{} { return k.done }
+
+// Err is, after Done, why the consumer stopped: nil when the application closed it.
+func (k *Consumer) Err() error { return k.errValue() }
+
+// Credit grants the broker n more chunks (1–32767): how a ManualCredit consumer receives.
+func (k *Consumer) Credit(n int) error { return k.credit(0, n) }
+
+// StoreOffset stores offset on the broker under the consumer's tracking reference (usually
+// the offset of the last message processed). It does not wait for the broker; QueryOffset
+// shows when the store is applied. ErrInvalidArgument when the consumer has no name.
+func (k *Consumer) StoreOffset(offset uint64) error { return k.storeOffset(0, offset) }
+
+// StoreProcessedOffset stores the processed offset (that of the last message of the chunks
+// handled so far) unless it was stored already, and returns it; ErrNoOffset when there was
+// nothing new to store (or the consumer is an inactive single active consumer).
+func (k *Consumer) StoreProcessedOffset() (uint64, error) {
+	if !k.g.acquire() {
+		return 0, closedErr("consumer")
+	}
+	defer k.g.release()
+	var out C.uint64_t
+	var e *C.rmqs_error
+	err := takeError(C.rmqs_consumer_store_processed_offset(k.h, &out, &e), e)
+	return uint64(out), err
+}
+
+// QueryOffset is the offset stored on the broker under the consumer's tracking reference
+// (ErrNoOffset when none).
+func (k *Consumer) QueryOffset(ctx context.Context) (uint64, error) { return k.queryOffset(ctx, 0) }
+
+// IsActive reports whether the consumer receives now: for a single active consumer, whether
+// it is the active one of its group; otherwise whether it is open.
+func (k *Consumer) IsActive() bool {
+	if !k.g.acquire() {
+		return false
+	}
+	defer k.g.release()
+	return bool(C.rmqs_consumer_is_active(k.h))
+}
+
+// Stats reads the consumer's counters (FilteredOut counts the library's filtering, not
+// PostFilter).
+func (k *Consumer) Stats() (ConsumerStats, error) { return k.stats() }
+
+// Close stops deliveries (messages not handed over yet are dropped), unsubscribes (with
+// AutoTracking, storing the processed offset first) and frees the consumer, waiting for the
+// handler in progress to return. When ctx ends first it returns ctx.Err() and finishes in the
+// background. Calling Close again waits for the same close. Close must not be called from the
+// handler with a context that has no deadline (it would wait for itself): call it from
+// another goroutine.
+func (k *Consumer) Close(ctx context.Context) error { return k.close(ctx) }

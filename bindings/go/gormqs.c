@@ -55,10 +55,11 @@ size_t gormqs_take_super_confirms(rmqs_event *ev, rmqs_super_confirm *out, size_
 }
 
 size_t gormqs_chunk_messages(const rmqs_event *ev, gormqs_msg *out, size_t cap,
-                             uint64_t *chunk_id) {
+                             uint64_t *chunk_id, const char **stream) {
     const rmqs_chunk *ch = rmqs_event_chunk(ev);
     size_t n = rmqs_chunk_message_count(ch);
     *chunk_id = rmqs_chunk_id(ch);
+    *stream = rmqs_chunk_stream(ch);
     if (n > cap) return n;
     for (size_t i = 0; i < n; i++) {
         const rmqs_message *m = rmqs_chunk_message(ch, i);

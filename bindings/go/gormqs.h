@@ -63,9 +63,10 @@ typedef struct gormqs_msg {
 
 /* Describes the visible messages of a CHUNK event's chunk into out (up to cap entries).
  * Returns the total number of visible messages (call again with a larger buffer when it is
- * above cap). *chunk_id receives the chunk id. */
+ * above cap). *chunk_id receives the chunk id, *stream its stream's name (owned by the
+ * chunk). */
 size_t gormqs_chunk_messages(const rmqs_event *ev, gormqs_msg *out, size_t cap,
-                             uint64_t *chunk_id);
+                             uint64_t *chunk_id, const char **stream);
 
 /* Sends count messages whose bodies are concatenated in data (lens[i] bytes each) with
  * rmqs_producer_send_batch, in slices of at most 256 (the rmqs_bytes array is built here, on

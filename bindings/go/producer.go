@@ -67,6 +67,18 @@ func FailWhenFull() ProducerOption {
 	return func(o *producerOptions) { o.set("block_when_full", "false") }
 }
 
+// SubEntrySize packs up to n consecutive messages into one sub-entry (one entry on the
+// broker; consumers see the messages one by one; 0 or 1: none). Not with filter values.
+func SubEntrySize(n int) ProducerOption {
+	return func(o *producerOptions) { o.set("sub_entry_size", strconv.Itoa(n)) }
+}
+
+// Compression sets the sub-entries' codec: "none" (default), "gzip", "snappy", "lz4" or
+// "zstd" (with SubEntrySize; every official client reads all five).
+func Compression(codec string) ProducerOption {
+	return func(o *producerOptions) { o.set("compression", codec) }
+}
+
 // ProducerSetting sets any producer key of rmqs_config_set().
 func ProducerSetting(key, value string) ProducerOption {
 	return func(o *producerOptions) { o.set(key, value) }
