@@ -650,6 +650,15 @@ fn dropping_without_close_reports_closed() {
     f.finish();
 }
 
+/// Waits (bounded) until nothing is in flight. A message leaves `in_flight` only once its
+/// confirm callback has returned, which can be just after a collector saw the confirm.
+fn settle(p: &Producer) {
+    let deadline = Instant::now() + WAIT;
+    while p.stats().in_flight != 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 #[test]
 fn confirm_timeout_completes_unconfirmed_messages() {
     let f = Fixture::new("prod-timeout");
@@ -673,6 +682,7 @@ fn confirm_timeout_completes_unconfirmed_messages() {
         all.iter().all(|c| c.status == ConfirmStatus::Timeout),
         "{all:?}"
     );
+    settle(&p);
     let st = p.stats();
     assert_eq!((st.errored, st.in_flight, st.confirmed), (20, 0, 0));
     // Closing sends the frame; the broker's late confirms are not reported again.
@@ -698,6 +708,7 @@ fn deleting_the_stream_completes_in_flight_messages_with_closed() {
     f.rt.block_on(f.env.delete_stream(&f.stream)).unwrap();
     let all = ev.wait_for(30, WAIT);
     assert!(all.iter().all(|c| c.status == ConfirmStatus::Closed));
+    settle(&p);
     assert_eq!(p.stats().in_flight, 0);
     let r = p.send(&OutgoingMessage::new(b"x"), None);
     match r {
