@@ -299,9 +299,23 @@ func TestSuperConsumerSingleActive(t *testing.T) {
 	ctx := testCtx(t, 30*time.Second)
 	super, parts := newSuperStream(t, c, 4)
 	group := uniqueName(t, "grp")
+	var mu sync.Mutex
+	activations := map[int]int{} // partition -> activations seen
 	var scs []*SuperConsumer
 	for i := 0; i < 2; i++ {
-		sc, err := c.NewSuperConsumer(ctx, super, func(Message) {}, ConsumerName(group), SingleActive())
+		sc, err := c.NewSuperConsumer(ctx, super, func(Message) {}, ConsumerName(group), SingleActive(),
+			OnConsumerUpdate(func(u ConsumerUpdate) OffsetSpec {
+				if u.Partition < 0 || u.Partition >= len(parts) || u.Stream != parts[u.Partition] {
+					t.Errorf("update %+v", u)
+					return DefaultOffset
+				}
+				if u.Active {
+					mu.Lock()
+					activations[u.Partition]++
+					mu.Unlock()
+				}
+				return DefaultOffset
+			}))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -329,6 +343,18 @@ func TestSuperConsumerSingleActive(t *testing.T) {
 	eventually(t, 10*time.Second, "the other member takes every partition", func() bool {
 		for i := range parts {
 			if !scs[1].IsActive(i) {
+				return false
+			}
+		}
+		return true
+	})
+	// Each partition was activated twice: on the first member alone, then on the second
+	// member either when it joined (the broker moved it) or when the first closed.
+	eventually(t, 5*time.Second, "two activations per partition", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		for i := range parts {
+			if activations[i] != 2 {
 				return false
 			}
 		}
