@@ -379,8 +379,10 @@ enum rmqs_state_code
 #endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
  {
     /**
-     * The object is closed for good: closed by the application (status `RMQS_OK`), or its
-     * stream or connection was lost (the status and message say why). Its last event.
+     * The object is closed for good: closed by the application (status `RMQS_OK`), or, for
+     * consumers, its stream or connection was lost (the status and message say why). Its last
+     * event. Producers report a lost stream or connection through their confirms instead
+     * (`RMQS_ERR_CLOSED`).
      */
     RMQS_STATE_CLOSED = 1,
 };
@@ -1675,7 +1677,9 @@ rmqs_status rmqs_offset_query(struct rmqs_connection *conn,
  * @return `RMQS_OK` once the frame is queued for sending; local errors as
  *         `rmqs_stream_create()`.
  *
- * Thread-safe; blocks only to connect (lazy open).
+ * Thread-safe; blocks only to connect (lazy open), but like every call through the connection
+ * it returns `RMQS_ERR_WOULD_DEADLOCK` from a library callback: store from a consumer's
+ * callback with `rmqs_consumer_store_offset()`.
  */
 rmqs_status rmqs_offset_store(struct rmqs_connection *conn,
                               const char *reference,
@@ -2044,8 +2048,11 @@ void rmqs_event_free(struct rmqs_event *ev);
  *
  * Confirms go to `confirm_cb` on a dispatcher thread when it is given, else to `queue` as
  * `RMQS_EVENT_CONFIRMS` events, else nowhere (fire and forget; `rmqs_producer_flush()` still
- * waits for them). State changes (`RMQS_EVENT_STATE`) go to `queue` when it is given. Every
- * message a send accepted gets exactly one confirm.
+ * waits for them). The `RMQS_EVENT_STATE` (`RMQS_STATE_CLOSED`) event of `rmqs_producer_close()`
+ * goes to `queue` when it is given. A producer whose stream or connection is lost does not
+ * emit a state event: its in-flight messages complete with `RMQS_ERR_CLOSED` and later sends
+ * fail with `RMQS_ERR_CLOSED` naming the reason. Every message a send accepted gets exactly
+ * one confirm.
  *
  * @param conn the connection (borrowed).
  * @param stream the stream name, 1 to 255 bytes (borrowed).

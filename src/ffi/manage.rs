@@ -366,7 +366,9 @@ pub unsafe extern "C" fn rmqs_offset_query(
 /// @return `RMQS_OK` once the frame is queued for sending; local errors as
 ///         `rmqs_stream_create()`.
 ///
-/// Thread-safe; blocks only to connect (lazy open).
+/// Thread-safe; blocks only to connect (lazy open), but like every call through the connection
+/// it returns `RMQS_ERR_WOULD_DEADLOCK` from a library callback: store from a consumer's
+/// callback with `rmqs_consumer_store_offset()`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_offset_store(
     conn: *mut rmqs_connection,

@@ -273,8 +273,11 @@ pub(crate) fn producer_config(
 ///
 /// Confirms go to `confirm_cb` on a dispatcher thread when it is given, else to `queue` as
 /// `RMQS_EVENT_CONFIRMS` events, else nowhere (fire and forget; `rmqs_producer_flush()` still
-/// waits for them). State changes (`RMQS_EVENT_STATE`) go to `queue` when it is given. Every
-/// message a send accepted gets exactly one confirm.
+/// waits for them). The `RMQS_EVENT_STATE` (`RMQS_STATE_CLOSED`) event of `rmqs_producer_close()`
+/// goes to `queue` when it is given. A producer whose stream or connection is lost does not
+/// emit a state event: its in-flight messages complete with `RMQS_ERR_CLOSED` and later sends
+/// fail with `RMQS_ERR_CLOSED` naming the reason. Every message a send accepted gets exactly
+/// one confirm.
 ///
 /// @param conn the connection (borrowed).
 /// @param stream the stream name, 1 to 255 bytes (borrowed).

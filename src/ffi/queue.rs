@@ -85,8 +85,10 @@ pub enum rmqs_event_source_code {
 #[repr(i32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum rmqs_state_code {
-    /// The object is closed for good: closed by the application (status `RMQS_OK`), or its
-    /// stream or connection was lost (the status and message say why). Its last event.
+    /// The object is closed for good: closed by the application (status `RMQS_OK`), or, for
+    /// consumers, its stream or connection was lost (the status and message say why). Its last
+    /// event. Producers report a lost stream or connection through their confirms instead
+    /// (`RMQS_ERR_CLOSED`).
     RMQS_STATE_CLOSED = 1,
 }
 
