@@ -361,37 +361,7 @@ pub unsafe extern "C" fn rmqs_consumer_new(
             if shared.is_closed() {
                 return Err(ConnShared::closed_error("rmqs_consumer_new"));
             }
-            let callback = match chunk_cb {
-                Some(cb) => {
-                    let ud = user_data as usize;
-                    let update = hooks.update_handler();
-                    Some(Dispatcher::start(
-                        move |p| match p {
-                            Payload::Chunk(c) => {
-                                // SAFETY: the application's callback with its own user_data
-                                // and a chunk that lives until `c` is dropped after it.
-                                cb(ud as *mut c_void, c.as_ptr());
-                                drop(c);
-                            }
-                            Payload::ConsumerUpdate(u) => {
-                                if let Some(f) = &update {
-                                    f(u);
-                                }
-                            }
-                            _ => {}
-                        },
-                        UserData {
-                            ptr: user_data,
-                            free: user_data_free,
-                        },
-                    )?)
-                }
-                None => {
-                    // The consumer-update callback gets a dispatcher thread of its own.
-                    hooks.start_own_dispatcher()?;
-                    None
-                }
-            };
+            let callback = chunk_dispatcher(chunk_cb, user_data, user_data_free, &mut hooks)?;
             let hooks = Arc::new(hooks);
             let sink = Arc::new(Sink {
                 source: rmqs_event_source_code::RMQS_SOURCE_CONSUMER,
@@ -660,4 +630,43 @@ pub unsafe extern "C" fn rmqs_consumer_free(c: *mut rmqs_consumer) {
                 .spawn(work);
         }
     })
+}
+
+/// The dispatcher thread of a consumer (plain or super) in callback mode: chunks go to
+/// `chunk_cb`, consumer updates to the update handler of `hooks`, in order on one thread.
+/// Without `chunk_cb` (queue mode) the consumer-update callback, if any, gets a dispatcher
+/// thread of its own and `None` is returned.
+pub(crate) fn chunk_dispatcher(
+    chunk_cb: rmqs_chunk_cb,
+    user_data: *mut c_void,
+    user_data_free: rmqs_free_cb,
+    hooks: &mut ConsumerHooks,
+) -> Result<Option<Dispatcher>, Error> {
+    let Some(cb) = chunk_cb else {
+        hooks.start_own_dispatcher()?;
+        return Ok(None);
+    };
+    let ud = user_data as usize;
+    let update = hooks.update_handler();
+    Dispatcher::start(
+        move |p| match p {
+            Payload::Chunk(c) => {
+                // SAFETY: the application's callback with its own user_data and a chunk that
+                // lives until `c` is dropped after it.
+                unsafe { cb(ud as *mut c_void, c.as_ptr()) };
+                drop(c);
+            }
+            Payload::ConsumerUpdate(u) => {
+                if let Some(f) = &update {
+                    f(u);
+                }
+            }
+            _ => {}
+        },
+        UserData {
+            ptr: user_data,
+            free: user_data_free,
+        },
+    )
+    .map(Some)
 }

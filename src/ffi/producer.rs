@@ -389,7 +389,8 @@ pub unsafe extern "C" fn rmqs_producer_new(
     }
 }
 
-fn format(flags: u32) -> BodyFormat {
+/// The body format that a send's flags ask for.
+pub(crate) fn format(flags: u32) -> BodyFormat {
     if flags & RMQS_SEND_RAW != 0 {
         BodyFormat::Raw
     } else {
@@ -397,7 +398,8 @@ fn format(flags: u32) -> BodyFormat {
     }
 }
 
-fn check_flags(flags: u32, allowed: u32) -> Result<(), Error> {
+/// Refuses flags outside `allowed`.
+pub(crate) fn check_flags(flags: u32, allowed: u32) -> Result<(), Error> {
     if flags & !allowed != 0 {
         return Err(Error::invalid_argument(format!(
             "unknown send flags 0x{:x}",

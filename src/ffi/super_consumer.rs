@@ -13,8 +13,8 @@ use super::args::{Handle, handle_arg, name_arg, out_arg, write_out};
 use super::chunk::ChunkRef;
 use super::config::{Scope, Settings, parse_offset, rmqs_config};
 use super::connection::{Child, ConnShared, rmqs_connection};
-use super::consumer::{consumer_config_with, rmqs_chunk_cb};
-use super::dispatch::{Dispatcher, Sink, UserData, rmqs_free_cb};
+use super::consumer::{chunk_dispatcher, consumer_config_with, rmqs_chunk_cb};
+use super::dispatch::{Sink, rmqs_free_cb};
 use super::error::{Error, rmqs_error};
 use super::hooks::{ConsumerHooks, UpdateEvent};
 use super::panic::{ffi_boundary, ffi_status};
@@ -365,37 +365,7 @@ pub unsafe extern "C" fn rmqs_super_consumer_new(
             if shared.is_closed() {
                 return Err(ConnShared::closed_error("rmqs_super_consumer_new"));
             }
-            let callback = match chunk_cb {
-                Some(cb) => {
-                    let ud = user_data as usize;
-                    let update = hooks.update_handler();
-                    Some(Dispatcher::start(
-                        move |p| match p {
-                            Payload::Chunk(c) => {
-                                // SAFETY: the application's callback with its own user_data
-                                // and a chunk that lives until `c` is dropped after it.
-                                cb(ud as *mut c_void, c.as_ptr());
-                                drop(c);
-                            }
-                            Payload::ConsumerUpdate(u) => {
-                                if let Some(f) = &update {
-                                    f(u);
-                                }
-                            }
-                            _ => {}
-                        },
-                        UserData {
-                            ptr: user_data,
-                            free: user_data_free,
-                        },
-                    )?)
-                }
-                None => {
-                    // The consumer-update callback gets a dispatcher thread of its own.
-                    hooks.start_own_dispatcher()?;
-                    None
-                }
-            };
+            let callback = chunk_dispatcher(chunk_cb, user_data, user_data_free, &mut hooks)?;
             let hooks = Arc::new(hooks);
             let sink = Arc::new(Sink {
                 source: rmqs_event_source_code::RMQS_SOURCE_SUPER_CONSUMER,

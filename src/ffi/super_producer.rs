@@ -17,7 +17,8 @@ use super::dispatch::{Dispatcher, Sink, UserData, rmqs_free_cb};
 use super::error::{Error, rmqs_error};
 use super::panic::{ffi_boundary, ffi_status};
 use super::producer::{
-    RMQS_SEND_NO_BLOCK, RMQS_SEND_PUBLISHING_ID, RMQS_SEND_RAW, producer_config, rmqs_bytes,
+    RMQS_SEND_NO_BLOCK, RMQS_SEND_PUBLISHING_ID, RMQS_SEND_RAW, check_flags, format,
+    producer_config, rmqs_bytes,
 };
 use super::queue::{
     Payload, rmqs_event_source_code, rmqs_queue, rmqs_state_code, rmqs_super_confirm,
@@ -26,7 +27,7 @@ use super::runtime::{ThreadRole, check_may_block, thread_role, timeout_from_ms};
 use super::stats::{rmqs_producer_statistics, write_extensible};
 use super::status::{rmqs_status, rmqs_status_code, status_from_response_code};
 use crate::client::{
-    BodyFormat, ClientError, Confirm, ConfirmStatus, OutgoingMessage, Routing, SuperProducer,
+    ClientError, Confirm, ConfirmStatus, OutgoingMessage, Routing, SuperProducer,
     SuperProducerConfig, SuperProducerEvents,
 };
 
@@ -765,24 +766,6 @@ pub unsafe extern "C" fn rmqs_super_producer_new(
             Ok(())
         })
     }
-}
-
-fn format(flags: u32) -> BodyFormat {
-    if flags & RMQS_SEND_RAW != 0 {
-        BodyFormat::Raw
-    } else {
-        BodyFormat::AmqpData
-    }
-}
-
-fn check_flags(flags: u32, allowed: u32) -> Result<(), Error> {
-    if flags & !allowed != 0 {
-        return Err(Error::invalid_argument(format!(
-            "unknown send flags 0x{:x}",
-            flags & !allowed
-        )));
-    }
-    Ok(())
 }
 
 /// Sends one message to the partition its routing key leads to. The body is copied; its
