@@ -850,7 +850,7 @@ fn deleting_the_stream_closes_the_consumer_once() {
         assert!(wait_until(WAIT, || !c.seen().closed.is_empty()).await);
         match &c.seen().closed[..] {
             [ClientError::Server { code, .. }] => {
-                assert_eq!(*code, ResponseCode::STREAM_NOT_AVAILABLE)
+                assert_eq!(*code, ResponseCode::STREAM_DOES_NOT_EXIST)
             }
             other => panic!("closed with {other:?}"),
         }

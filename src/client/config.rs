@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::error::{ClientError, Result};
+use super::recovery::RecoveryPolicy;
 
 /// Default stream port (plain TCP).
 pub const DEFAULT_PORT: u16 = 5552;
@@ -80,6 +81,9 @@ pub struct ConnectionConfig {
     /// Behind a load balancer: connect through the seed hosts repeatedly until the broker's
     /// advertised host/port is the wanted node, instead of dialling the advertised address.
     pub load_balancer_mode: bool,
+    /// How producers and consumers recover from a lost connection or stream leader (on by
+    /// default).
+    pub recovery: RecoveryPolicy,
 }
 
 impl Default for ConnectionConfig {
@@ -102,6 +106,7 @@ impl Default for ConnectionConfig {
             max_producers_per_connection: 256,
             max_consumers_per_connection: 256,
             load_balancer_mode: false,
+            recovery: RecoveryPolicy::default(),
         }
     }
 }
@@ -173,7 +178,7 @@ impl ConnectionConfig {
         if self.sasl == SaslMechanism::External && self.tls.is_none() {
             return bad("SASL EXTERNAL needs TLS with a client certificate");
         }
-        Ok(())
+        self.recovery.validate()
     }
 }
 

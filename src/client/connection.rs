@@ -620,6 +620,14 @@ impl Connection {
         self.inner.state.borrow().is_none()
     }
 
+    /// Time since the last frame (heartbeats included) came from the broker.
+    pub fn silent_for(&self) -> Duration {
+        Duration::from_millis(
+            self.now_ms()
+                .saturating_sub(self.inner.last_read_ms.load(Ordering::Relaxed)),
+        )
+    }
+
     /// Why the connection is closed, or `None` while open.
     pub fn close_reason(&self) -> Option<ClientError> {
         self.inner.state.borrow().clone()
@@ -1096,7 +1104,8 @@ async fn writer_task(
 async fn heartbeat_task(conn: Connection) {
     let hb_ms = u64::from(conn.inner.info.heartbeat) * 1000;
     let mut state = conn.inner.state.subscribe();
-    let mut tick = tokio::time::interval(Duration::from_millis((hb_ms / 2).max(100)));
+    // Checked at least every second: a silent peer is declared dead within 2 × heartbeat + 1 s.
+    let mut tick = tokio::time::interval(Duration::from_millis((hb_ms / 2).clamp(100, 1000)));
     loop {
         tokio::select! {
             _ = tick.tick() => {}

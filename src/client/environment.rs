@@ -78,14 +78,44 @@ pub struct EnvironmentStats {
     pub reconnects: u64,
 }
 
-/// Connections to a broker or cluster.
+/// Connections to a broker or cluster. Cheap to clone: clones share the connections.
+/// Producers and consumers keep a weak reference to recover through; once the environment is
+/// closed (or its last clone dropped) they recover no more.
+#[derive(Clone)]
 pub struct Environment {
+    shared: Arc<EnvShared>,
+}
+
+/// What the clones of an [`Environment`] share.
+pub struct EnvShared {
     config: ConnectionConfig,
     locator: tokio::sync::Mutex<Option<Connection>>,
     pool: Mutex<Vec<Connection>>,
     log: Log,
     counters: Arc<TrafficCounters>,
     reconnects: AtomicU64,
+    closed: std::sync::atomic::AtomicBool,
+}
+
+impl std::ops::Deref for Environment {
+    type Target = EnvShared;
+    fn deref(&self) -> &EnvShared {
+        &self.shared
+    }
+}
+
+/// A weak reference to an [`Environment`], held by producers and consumers for recovery.
+#[derive(Clone)]
+pub(crate) struct WeakEnvironment(std::sync::Weak<EnvShared>);
+
+impl WeakEnvironment {
+    /// The environment, unless it was closed or dropped.
+    pub(crate) fn get(&self) -> Option<Environment> {
+        self.0
+            .upgrade()
+            .filter(|s| !s.closed.load(Ordering::Acquire))
+            .map(|shared| Environment { shared })
+    }
 }
 
 impl Environment {
@@ -100,15 +130,36 @@ impl Environment {
     pub async fn connect_with(config: ConnectionConfig, log: Log) -> Result<Environment> {
         config.validate()?;
         let env = Environment {
-            config,
-            locator: tokio::sync::Mutex::new(None),
-            pool: Mutex::new(Vec::new()),
-            log,
-            counters: Arc::default(),
-            reconnects: AtomicU64::new(0),
+            shared: Arc::new(EnvShared {
+                config,
+                locator: tokio::sync::Mutex::new(None),
+                pool: Mutex::new(Vec::new()),
+                log,
+                counters: Arc::default(),
+                reconnects: AtomicU64::new(0),
+                closed: std::sync::atomic::AtomicBool::new(false),
+            }),
         };
         env.locator().await?;
         Ok(env)
+    }
+
+    /// A weak reference for recovery tasks.
+    pub(crate) fn downgrade(&self) -> WeakEnvironment {
+        WeakEnvironment(Arc::downgrade(&self.shared))
+    }
+
+    /// False once [`close`](Self::close) started.
+    pub fn is_open(&self) -> bool {
+        !self.closed.load(Ordering::Acquire)
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.is_open() {
+            Ok(())
+        } else {
+            Err(ClientError::Closed("the environment is closed".into()))
+        }
     }
 
     /// The configuration this environment was opened with.
@@ -168,6 +219,7 @@ impl Environment {
 
     /// The locator connection, reopened when it was lost.
     pub async fn locator(&self) -> Result<Connection> {
+        self.check_open()?;
         let mut guard = self.locator.lock().await;
         if let Some(c) = guard.as_ref().filter(|c| c.is_open()) {
             return Ok(c.clone());
@@ -470,6 +522,7 @@ impl Environment {
     /// A data connection to the right member of `stream` with room for one more producer or
     /// consumer: an open pooled one when there is one, else a new one.
     pub async fn data_connection(&self, stream: &str, role: Role) -> Result<Connection> {
+        self.check_open()?;
         let loc = self.locate(stream).await?;
         let mut candidates: Vec<Endpoint> = match role {
             Role::Leader => loc.leader.into_iter().collect(),
@@ -559,8 +612,10 @@ impl Environment {
         )))
     }
 
-    /// Closes every connection.
+    /// Closes every connection. Producers and consumers still open lose their connection and
+    /// do not recover.
     pub async fn close(&self) {
+        self.closed.store(true, Ordering::Release);
         let pooled: Vec<Connection> =
             std::mem::take(&mut *self.pool.lock().unwrap_or_else(|e| e.into_inner()));
         log_at!(

@@ -9,6 +9,7 @@ pub mod environment;
 pub mod error;
 pub mod log;
 pub mod producer;
+pub mod recovery;
 pub mod super_consumer;
 pub mod super_producer;
 pub mod transport;
@@ -28,6 +29,7 @@ pub use producer::{
     BodyFormat, Confirm, ConfirmStatus, OutgoingMessage, Producer, ProducerConfig, ProducerEvents,
     ProducerStats,
 };
+pub use recovery::{RecoveryPolicy, StateChange};
 pub use super_consumer::{SuperConsumer, SuperConsumerConfig, SuperConsumerEvents};
 pub use super_producer::{
     EnvironmentHandle, KeyExtractor, Routing, RoutingFn, SuperProducer, SuperProducerConfig,

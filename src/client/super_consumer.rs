@@ -70,6 +70,7 @@ use super::consumer::{
 };
 use super::environment::{Environment, check_name};
 use super::error::{ClientError, Result};
+use super::recovery::StateChange;
 use super::super_producer::EnvironmentHandle;
 use crate::protocol::codes::OffsetSpec;
 
@@ -175,6 +176,11 @@ pub trait SuperConsumerEvents: Send + Sync + 'static {
         let _ = partition;
         drop(update);
     }
+    /// A partition's consumer is recovering or recovered, as [`ConsumerEvents::state`]. The
+    /// default ignores it.
+    fn state(&self, partition: usize, stream: &str, change: &StateChange<'_>) {
+        let _ = (partition, stream, change);
+    }
 }
 
 /// A partition as its consumer's events see it.
@@ -211,6 +217,10 @@ impl ConsumerEvents for PartitionEvents {
 
     fn consumer_update(&self, update: ConsumerUpdate) {
         self.events.consumer_update(self.id.index(), update)
+    }
+
+    fn state(&self, change: &StateChange<'_>) {
+        self.events.state(self.id.index(), &self.id.stream, change)
     }
 }
 
@@ -585,6 +595,7 @@ impl SuperConsumer {
                 total.chunks_received += st.chunks_received;
                 total.filtered_out += st.filtered_out;
                 total.offsets_stored += st.offsets_stored;
+                total.recoveries += st.recoveries;
             }
         }
         total

@@ -77,6 +77,7 @@ use super::error::{ClientError, Result};
 use super::producer::{
     Confirm, OutgoingMessage, Producer, ProducerConfig, ProducerEvents, ProducerStats,
 };
+use super::recovery::StateChange;
 pub use crate::protocol::murmur3::route_partition;
 
 /// Most routing keys [`Routing::Key`] remembers; the cache starts over when it is full.
@@ -233,6 +234,17 @@ pub trait SuperProducerEvents: Send + Sync + 'static {
     /// possibly concurrently (for different partitions, or from the timeout sweep), must
     /// return quickly and never block or flush; a panic is caught and ignored.
     fn confirms(&self, partition: usize, stream: &str, batch: &[Confirm]);
+    /// A partition's producer is recovering or recovered, as [`ProducerEvents::state`]. The
+    /// default ignores it.
+    fn state(&self, partition: usize, stream: &str, change: &StateChange<'_>) {
+        let _ = (partition, stream, change);
+    }
+    /// A partition's producer ended for good, as [`ProducerEvents::closed`] (its stream
+    /// deleted, or recovery off or out of attempts); the next send routed to the partition
+    /// creates a new producer. The default ignores it.
+    fn partition_closed(&self, partition: usize, stream: &str, reason: &ClientError) {
+        let _ = (partition, stream, reason);
+    }
 }
 
 impl<F> SuperProducerEvents for F
@@ -263,6 +275,22 @@ impl ProducerEvents for PartitionEvents {
             self.id.index.load(Ordering::Relaxed),
             &self.id.stream,
             batch,
+        )
+    }
+
+    fn state(&self, change: &StateChange<'_>) {
+        self.events.state(
+            self.id.index.load(Ordering::Relaxed),
+            &self.id.stream,
+            change,
+        )
+    }
+
+    fn closed(&self, reason: &ClientError) {
+        self.events.partition_closed(
+            self.id.index.load(Ordering::Relaxed),
+            &self.id.stream,
+            reason,
         )
     }
 }
@@ -970,6 +998,8 @@ impl SuperProducer {
                 total.confirmed += st.confirmed;
                 total.errored += st.errored;
                 total.in_flight += st.in_flight;
+                total.recoveries += st.recoveries;
+                total.republished += st.republished;
             }
         }
         total

@@ -49,8 +49,10 @@ pub use tracking::{TrackingContext, TrackingDecider, TrackingStrategy};
 use self::credit::{CreditBook, Release};
 use self::tracking::{Advance, Progress};
 use super::connection::{Connection, SubscriptionListener};
-use super::environment::{Environment, Role, check_name, code_of, unexpected};
+use super::environment::{Environment, Role, WeakEnvironment, check_name, code_of, unexpected};
 use super::error::{ClientError, Result};
+use super::log::{Level, Log, log_at};
+use super::recovery::{self, RecoveryPolicy, StateChange};
 use crate::protocol::chunk::DecodeLimits;
 use crate::protocol::codes::{OffsetSpec, ResponseCode, key};
 use crate::protocol::commands::{
@@ -316,10 +318,17 @@ pub trait ConsumerEvents: Send + Sync + 'static {
     /// not be decoded (not delivered, its credit returned), a panicking post-filter, or a
     /// credit error answered by the broker.
     fn error(&self, error: &ClientError);
-    /// The consumer stopped for good: the stream was deleted or became unavailable
-    /// ([`ClientError::Server`] with the broker's code, `STREAM_NOT_AVAILABLE`), the connection
-    /// was lost, or the application closed it ([`ClientError::Closed`]).
+    /// The consumer stopped for good: the stream was deleted ([`ClientError::Server`] with
+    /// `STREAM_DOES_NOT_EXIST`), recovery is turned off or ran out of attempts (the loss's
+    /// reason), or the application closed it ([`ClientError::Closed`]).
     fn closed(&self, reason: &ClientError);
+    /// The consumer lost its connection or its stream member and is recovering, or is back,
+    /// subscribed again right after the last offset it handed over (see
+    /// [`RecoveryPolicy`](super::RecoveryPolicy)). In order with the other calls. The default
+    /// ignores it.
+    fn state(&self, change: &StateChange<'_>) {
+        let _ = change;
+    }
     /// A single active consumer is activated or steps down (see
     /// [`ConsumerConfig::single_active_consumer`]). Answer with [`ConsumerUpdate::reply`],
     /// here or later from any thread; without an answer by its deadline the consumer answers
@@ -353,6 +362,8 @@ pub struct ConsumerStats {
     pub offsets_stored: u64,
     /// The offset this consumer stored last, if it stored any.
     pub last_stored_offset: Option<u64>,
+    /// Recoveries completed (the subscription lost and made again).
+    pub recoveries: u64,
 }
 
 #[derive(Default)]
@@ -410,6 +421,16 @@ pub(crate) struct Shared {
     /// Where the connection's listener queues ConsumerUpdate requests (single active
     /// consumers only).
     updates: Option<mpsc::UnboundedSender<sac::Request>>,
+    /// Where a recovery finds a new connection.
+    env: WeakEnvironment,
+    recovery: RecoveryPolicy,
+    log: Log,
+    /// The subscription was lost and a recovery task is bringing it back.
+    recovering: AtomicBool,
+    /// Set by a recovery of a single active consumer: its next activation starts no earlier
+    /// than right after the last offset it handed over.
+    resumed: AtomicBool,
+    recoveries: AtomicU64,
 }
 
 /// One subscription on one connection.
@@ -462,6 +483,74 @@ impl Shared {
         }
         let _ = catch_unwind(AssertUnwindSafe(|| self.events.closed(reason)));
         true
+    }
+
+    /// The subscription was lost (already detached). With recovery on, the consumer still
+    /// open and the stream not deleted, a recovery task subscribes it again; otherwise it
+    /// ends with `reason`.
+    fn lost(self: &Arc<Self>, reason: &ClientError) {
+        let open = *lock(&self.phase) == Phase::Open;
+        if !open || !self.recovery.enabled || recovery::is_final(reason) {
+            self.finish(reason);
+            return;
+        }
+        if self.recovering.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if let Some(rt) = tokio::runtime::Handle::try_current()
+            .ok()
+            .or_else(|| self.runtime.clone())
+        {
+            rt.spawn(recover(Arc::downgrade(self), reason.clone()));
+        } else {
+            self.recovering.store(false, Ordering::Release);
+            self.finish(reason);
+        }
+    }
+
+    /// Where a recovery subscribes from: right after the last offset handed to the
+    /// application; before any, where the consumer would have started (the stored offset
+    /// with tracking, else the configured one). A single active consumer subscribes with
+    /// the configured offset: the broker's activation decides, see `resumed`.
+    async fn resume_offset(&self, conn: &Connection) -> Result<OffsetSpec> {
+        if self.sac {
+            self.resumed.store(true, Ordering::Release);
+            return Ok(self.config.offset);
+        }
+        match self.last_delivered.load(Ordering::Acquire) {
+            NO_OFFSET => {}
+            last => return Ok(OffsetSpec::Offset(last.saturating_add(1))),
+        }
+        if self.config.tracking.is_enabled()
+            && let Some(s) = self.query_stored(conn).await?
+        {
+            return Ok(OffsetSpec::Offset(s.saturating_add(1)));
+        }
+        Ok(self.config.offset)
+    }
+
+    /// One recovery attempt. `Ok(false)`: no free subscription id on the connection picked
+    /// (try again).
+    async fn resubscribe(self: &Arc<Self>, env: &Environment) -> Result<bool> {
+        let conn = env.data_connection(&self.stream, Role::Consumer).await?;
+        self.check_features(&conn)?;
+        let offset = self.resume_offset(&conn).await?;
+        if self.sac {
+            self.sac_active.store(false, Ordering::Release);
+        }
+        let done = self.subscribe(&conn, offset).await?;
+        if done {
+            log_at!(
+                self.log,
+                Level::Info,
+                "consumer",
+                "consumer on stream {} recovered on {}:{} from {offset:?}",
+                self.stream,
+                conn.endpoint().host,
+                conn.endpoint().port
+            );
+        }
+        Ok(done)
     }
 
     /// The live subscription, or [`ClientError::Closed`].
@@ -896,11 +985,11 @@ impl Listener {
         Some((shared, attachment))
     }
 
-    /// The broker or the connection ended the subscription.
+    /// The broker or the connection ended the subscription: recover, or end for good.
     fn ended(&self, reason: &ClientError) {
         if let Some((shared, attachment)) = self.parts() {
             shared.detach(&attachment);
-            shared.finish(reason);
+            shared.lost(reason);
         }
     }
 }
@@ -1028,6 +1117,12 @@ impl Consumer {
             sac,
             sac_active: AtomicBool::new(!sac),
             updates,
+            env: env.downgrade(),
+            recovery: env.config().recovery,
+            log: env.logger().clone(),
+            recovering: AtomicBool::new(false),
+            resumed: AtomicBool::new(false),
+            recoveries: AtomicU64::new(0),
         });
         if let Some(rx) = update_rx {
             // Before Subscribe: the broker may ask right after answering it.
@@ -1069,9 +1164,15 @@ impl Consumer {
         &self.shared.config
     }
 
-    /// False once closed (by [`close`](Self::close), stream deletion or connection loss).
+    /// False once closed: by [`close`](Self::close), or for good by its stream's deletion or
+    /// a connection loss it did not recover from. True while recovering.
     pub fn is_open(&self) -> bool {
-        lock(&self.shared.current).is_some()
+        lock(&self.shared.current).is_some() || self.shared.recovering.load(Ordering::Acquire)
+    }
+
+    /// True while the consumer is recovering its subscription.
+    pub fn is_recovering(&self) -> bool {
+        self.shared.recovering.load(Ordering::Acquire)
     }
 
     /// Grants the broker `credits` more chunks (1 to 32767). The way to get chunks with
@@ -1172,6 +1273,90 @@ impl Consumer {
             filtered_out: s.filtered_out.load(Ordering::Relaxed),
             offsets_stored: s.offsets_stored.load(Ordering::Relaxed),
             last_stored_offset: s.last_stored.load(Ordering::Relaxed).checked_sub(1),
+            recoveries: self.shared.recoveries.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// One recovery of a consumer: subscribes again as the policy's back-off allows, until it is
+/// back, closed, or ends (stream deleted, environment closed, attempts used up). Holds the
+/// consumer weakly while it waits.
+async fn recover(shared: Weak<Shared>, cause: ClientError) {
+    let mut backoff = {
+        let Some(s) = shared.upgrade() else { return };
+        if let Some(e) = recovery::deleted_stream(s.env.get(), &s.stream, &cause).await {
+            s.recovering.store(false, Ordering::Release);
+            s.finish(&e);
+            return;
+        }
+        log_at!(
+            s.log,
+            Level::Warn,
+            "consumer",
+            "consumer on stream {} lost its subscription ({cause}); recovering",
+            s.stream
+        );
+        s.emit(|ev| ev.state(&StateChange::Recovering { cause: &cause }));
+        s.recovery.backoff(recovery::seed(Arc::as_ptr(&s) as usize))
+    };
+    let mut last = cause;
+    let mut attempts = 0u32;
+    let end = |s: &Shared, reason: &ClientError| {
+        s.recovering.store(false, Ordering::Release);
+        s.finish(reason);
+    };
+    loop {
+        let Some(delay) = backoff.next() else {
+            if let Some(s) = shared.upgrade() {
+                end(&s, &last);
+            }
+            return;
+        };
+        tokio::time::sleep(delay).await;
+        let Some(s) = shared.upgrade() else { return };
+        if *lock(&s.phase) != Phase::Open {
+            s.recovering.store(false, Ordering::Release);
+            return;
+        }
+        attempts += 1;
+        let Some(env) = s.env.get() else {
+            end(
+                &s,
+                &ClientError::Closed("the environment was closed".into()),
+            );
+            return;
+        };
+        match s.resubscribe(&env).await {
+            Ok(true) => {
+                s.recovering.store(false, Ordering::Release);
+                if *lock(&s.phase) != Phase::Open {
+                    // Closed while subscribing: undo what `close` could not see.
+                    let current = lock(&s.current).take();
+                    if let Some(a) = current {
+                        a.active.store(false, Ordering::Release);
+                        let _ = release_subscription(&a.conn, a.subscription_id).await;
+                    }
+                    return;
+                }
+                s.recoveries.fetch_add(1, Ordering::Relaxed);
+                s.emit(|ev| ev.state(&StateChange::Recovered { attempts }));
+                return;
+            }
+            Ok(false) => {}
+            Err(e) if recovery::is_final(&e) => {
+                end(&s, &e);
+                return;
+            }
+            Err(e) => {
+                log_at!(
+                    s.log,
+                    Level::Info,
+                    "consumer",
+                    "consumer on stream {}: recovery attempt {attempts} failed: {e}",
+                    s.stream
+                );
+                last = e;
+            }
         }
     }
 }

@@ -131,10 +131,22 @@ impl Shared {
         } else {
             None
         };
-        let default = match stored {
+        let mut default = match stored {
             Some(s) => OffsetSpec::Offset(s.saturating_add(1)),
             None => self.config.offset,
         };
+        // Activated again after a recovery: not before what this consumer handed over already.
+        if req.active && self.resumed.swap(false, Ordering::AcqRel) {
+            let next = match self.last_delivered.load(Ordering::Acquire) {
+                super::NO_OFFSET => None,
+                last => Some(last.saturating_add(1)),
+            };
+            default = match (default, next) {
+                (OffsetSpec::Offset(n), Some(m)) => OffsetSpec::Offset(n.max(m)),
+                (_, Some(m)) => OffsetSpec::Offset(m),
+                (d, None) => d,
+            };
+        }
         let (tx, mut rx) = oneshot::channel();
         let update = ConsumerUpdate {
             active: req.active,

@@ -220,6 +220,79 @@ impl FrameBuf {
         self.count = 0;
         self.messages = 0;
     }
+
+    /// Changes the publisher id of the open frame (begun before a recovery, sent after it).
+    pub(super) fn set_publisher_id(&mut self, publisher_id: u8) {
+        if self.is_open() {
+            self.buf[PUBLISHER_ID_AT] = publisher_id;
+        }
+    }
+}
+
+/// Where a Publish frame (size prefix included) holds its publisher id.
+const PUBLISHER_ID_AT: usize = 8;
+
+/// The entries of a finished Publish frame this module wrote: `(publishing id, bytes of the
+/// entry)`, in order. Walks the lengths only; stops at the first inconsistency (which a frame
+/// from [`FrameBuf`] never has).
+pub(super) fn entries(frame: &[u8]) -> impl Iterator<Item = (u64, std::ops::Range<usize>)> + '_ {
+    let v2 = frame.get(6..8) == Some(&PublishVersion::V2.as_u16().to_be_bytes()[..]);
+    let mut at = PUBLISH_HEADER_LEN;
+    std::iter::from_fn(move || {
+        let start = at;
+        let be = |i: usize, n: usize| -> Option<u64> {
+            let b = frame.get(i..i + n)?;
+            Some(b.iter().fold(0u64, |acc, &x| (acc << 8) | u64::from(x)))
+        };
+        let id = be(start, 8)?;
+        let mut p = start + 8;
+        if v2 {
+            let len = be(p, 2)? as u16 as i16;
+            p += 2 + usize::try_from(len).unwrap_or(0);
+        }
+        let first = *frame.get(p)?;
+        p += if !v2 && first & SUB_ENTRY_FLAG != 0 {
+            // type, record count, uncompressed size, then the data's size and the data
+            11 + be(p + 7, 4)? as usize
+        } else {
+            4 + be(p, 4)? as usize
+        };
+        if p > frame.len() {
+            return None;
+        }
+        at = p;
+        Some((id, start..p))
+    })
+}
+
+/// Writes into `out` a copy of the finished Publish `frame` for `publisher_id` holding only
+/// the entries whose id `keep` accepts, and returns their ids' count (nothing is written
+/// for 0). For re-sending after a recovery: one copy of what is still unconfirmed.
+pub(super) fn rebuild(
+    frame: &[u8],
+    publisher_id: u8,
+    mut keep: impl FnMut(u64) -> bool,
+    out: &mut BytesMut,
+) -> u32 {
+    let start = out.len();
+    out.put_slice(&frame[..PUBLISH_HEADER_LEN]);
+    out[start + PUBLISHER_ID_AT] = publisher_id;
+    let mut count = 0u32;
+    for (id, range) in entries(frame) {
+        if keep(id) {
+            out.put_slice(&frame[range]);
+            count += 1;
+        }
+    }
+    if count == 0 {
+        out.truncate(start);
+        return 0;
+    }
+    let size = (out.len() - start - 4) as u32;
+    out[start..start + 4].copy_from_slice(&size.to_be_bytes());
+    out[start + PUBLISH_HEADER_LEN - 4..start + PUBLISH_HEADER_LEN]
+        .copy_from_slice(&count.to_be_bytes());
+    count
 }
 
 #[cfg(test)]
@@ -346,6 +419,46 @@ mod tests {
             }
         );
         assert_eq!(f.messages(), 0);
+    }
+
+    #[test]
+    fn rebuilt_frames_keep_only_the_chosen_entries_under_the_new_publisher() {
+        for version in [PublishVersion::V1, PublishVersion::V2] {
+            let mut f = FrameBuf::new();
+            f.begin(4, version, Instant::now());
+            f.push(10, None, BodyFormat::Raw, b"a");
+            if version == PublishVersion::V2 {
+                f.push(11, Some("eu"), BodyFormat::AmqpData, b"bb");
+            } else {
+                let mut records = Vec::new();
+                put_record(&mut records, BodyFormat::Raw, b"x");
+                f.push_sub_entry(11, Compression::None, 1, records.len() as u32, &records);
+            }
+            f.push(12, None, BodyFormat::AmqpData, &[7u8; 300]);
+            let frame = f.finish().unwrap();
+            let ids: Vec<u64> = entries(&frame).map(|(id, _)| id).collect();
+            assert_eq!(ids, vec![10, 11, 12]);
+            let original = decode(frame.clone());
+
+            let mut out = BytesMut::new();
+            assert_eq!(rebuild(&frame, 9, |id| id != 10, &mut out), 2);
+            let p = decode(out.split().freeze());
+            assert_eq!((p.publisher_id, p.version), (9, version));
+            assert_eq!(p.entries, original.entries[1..].to_vec());
+
+            assert_eq!(rebuild(&frame, 9, |_| false, &mut out), 0);
+            assert!(out.is_empty());
+        }
+    }
+
+    #[test]
+    fn the_open_frame_takes_a_new_publisher_id() {
+        let mut f = FrameBuf::new();
+        f.set_publisher_id(1); // no frame open: nothing to patch
+        f.begin(2, PublishVersion::V1, Instant::now());
+        f.push(1, None, BodyFormat::Raw, b"a");
+        f.set_publisher_id(5);
+        assert_eq!(decode(f.finish().unwrap()).publisher_id, 5);
     }
 
     #[test]

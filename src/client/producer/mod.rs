@@ -56,16 +56,22 @@ mod ring;
 mod subentry;
 mod tags;
 
+use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
+use bytes::{Bytes, BytesMut};
 use tokio::sync::Notify;
 
 use super::connection::{Connection, PublisherListener};
-use super::environment::{Environment, Role, check_name, code_of, query_publisher_sequence};
+use super::environment::{
+    Environment, Role, WeakEnvironment, check_name, code_of, query_publisher_sequence,
+};
 use super::error::{ClientError, Result};
+use super::log::{Level, Log, log_at};
+use super::recovery::{self, RecoveryPolicy, StateChange};
 use crate::protocol::codes::{ResponseCode, key};
 use crate::protocol::commands::{
     DeclarePublisher, DeletePublisher, Frame, PUBLISH_HEADER_LEN, PublishVersion, PublishingError,
@@ -241,6 +247,20 @@ pub trait ProducerEvents: Send + Sync + 'static {
     /// the batch to another thread if there is work to do). Must not call
     /// [`Producer::flush`] or a blocking send. A panic is caught and ignored.
     fn confirms(&self, batch: &[Confirm]);
+    /// The producer lost its connection or its stream's leader and is recovering, or is back
+    /// (see [`RecoveryPolicy`](super::RecoveryPolicy)). Called on a Tokio task, in order,
+    /// never concurrently with itself; same rules as [`confirms`](Self::confirms). The default
+    /// ignores it.
+    fn state(&self, change: &StateChange<'_>) {
+        let _ = change;
+    }
+    /// The producer stopped for good without the application closing it: its stream was
+    /// deleted, recovery is turned off, or its attempts ran out. Sends fail with `reason`
+    /// from now on. Called once, after the confirms of everything that was in flight. The
+    /// default ignores it.
+    fn closed(&self, reason: &ClientError) {
+        let _ = reason;
+    }
 }
 
 impl<F> ProducerEvents for F
@@ -332,6 +352,10 @@ pub struct ProducerStats {
     /// Messages accepted and not completed yet (those whose confirm callback is running
     /// included).
     pub in_flight: u64,
+    /// Recoveries completed (the link lost and restored).
+    pub recoveries: u64,
+    /// Publish entries sent again by recoveries (messages; a sub-entry counts once).
+    pub republished: u64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -366,10 +390,28 @@ struct Link {
     publisher_id: u8,
 }
 
+/// A finished Publish frame kept until every entry in it is completed: what a recovery
+/// sends again (only the entries still in flight, under the new publisher id).
+struct Retained {
+    frame: Bytes,
+    entries: usize,
+    /// Went out on a connection (so its outcome is unknown when it is not confirmed).
+    sent: bool,
+}
+
 /// What the frame lock protects.
 struct Batch {
-    /// `None` once closed or lost.
+    /// `None` once closed, and while recovering.
     link: Option<Link>,
+    /// The publisher id frames are begun with: the link's, or the lost link's while
+    /// recovering (patched when re-sent).
+    publisher_id: u8,
+    /// The link is lost and a recovery task is bringing it back: frames are kept, not sent.
+    recovering: bool,
+    /// Finished frames with entries that may still be in flight, oldest first.
+    retained: VecDeque<Retained>,
+    /// Entries in `retained`.
+    retained_entries: usize,
     /// Why sends fail; `None` while open.
     closed: Option<ClientError>,
     frame: FrameBuf,
@@ -387,6 +429,8 @@ struct Signals {
     linger: Notify,
     /// The producer is closed or dropped.
     stop: Notify,
+    /// The same, for a recovery task waiting between attempts (`notify_waiters`).
+    halt: Notify,
 }
 
 struct Shared {
@@ -396,6 +440,12 @@ struct Shared {
     events: Arc<dyn ProducerEvents>,
     runtime: tokio::runtime::Handle,
     epoch: Instant,
+    /// Where a recovery finds a new connection (`None`: detached, in unit tests).
+    env: Option<WeakEnvironment>,
+    recovery: RecoveryPolicy,
+    log: Log,
+    /// Mirrors `Batch::recovering` for the timeout sweep.
+    recovering: AtomicBool,
 
     batch: Mutex<Batch>,
     ring: Ring,
@@ -426,6 +476,8 @@ struct Shared {
     published: AtomicU64,
     confirmed: AtomicU64,
     errored: AtomicU64,
+    recoveries: AtomicU64,
+    republished: AtomicU64,
     /// Reused buffer of the confirm path.
     scratch: Mutex<Vec<Confirm>>,
 }
@@ -467,20 +519,23 @@ impl PublisherListener for Listener {
 
     fn stream_unavailable(&self, code: ResponseCode) {
         if let Some(s) = self.current() {
-            let why = format!("stream {} is no longer available: {code}", s.stream);
-            s.link_lost(why);
+            s.link_lost(ClientError::Server {
+                operation: "publish (metadata update)",
+                code,
+            });
         }
     }
 
     fn connection_closed(&self, reason: &ClientError) {
         if let Some(s) = self.current() {
-            s.link_lost(format!("connection lost: {reason}"));
+            s.link_lost(reason.clone());
         }
     }
 }
 
 impl Shared {
     /// A producer's state, attached to no connection yet.
+    #[allow(clippy::too_many_arguments)]
     fn new(
         stream: &str,
         config: ProducerConfig,
@@ -488,6 +543,9 @@ impl Shared {
         first_auto_id: u64,
         last_id: u64,
         runtime: tokio::runtime::Handle,
+        env: Option<WeakEnvironment>,
+        recovery: RecoveryPolicy,
+        log: Log,
     ) -> Arc<Shared> {
         Arc::new(Shared {
             stream: stream.to_string(),
@@ -499,8 +557,16 @@ impl Shared {
             events,
             runtime,
             epoch: Instant::now(),
+            env,
+            recovery,
+            log,
+            recovering: AtomicBool::new(false),
             batch: Mutex::new(Batch {
                 link: None,
+                publisher_id: 0,
+                recovering: false,
+                retained: VecDeque::new(),
+                retained_entries: 0,
                 closed: None,
                 frame: FrameBuf::new(),
                 sub: config
@@ -519,6 +585,7 @@ impl Shared {
             signals: Arc::new(Signals {
                 linger: Notify::new(),
                 stop: Notify::new(),
+                halt: Notify::new(),
             }),
             frame_max: AtomicUsize::new(0),
             supports_v2: AtomicBool::new(false),
@@ -528,6 +595,8 @@ impl Shared {
             published: AtomicU64::new(0),
             confirmed: AtomicU64::new(0),
             errored: AtomicU64::new(0),
+            recoveries: AtomicU64::new(0),
+            republished: AtomicU64::new(0),
             scratch: Mutex::new(Vec::new()),
             config,
         })
@@ -537,8 +606,9 @@ impl Shared {
         now.saturating_duration_since(self.epoch).as_millis() as u64
     }
 
-    /// Registers a listener on `conn` and declares the publisher there.
-    async fn attach(self: &Arc<Self>, conn: Connection) -> Result<()> {
+    /// Registers a listener on `conn` (a new generation: callbacks of earlier links are
+    /// ignored from now on) and declares the publisher there; returns its id.
+    async fn declare(self: &Arc<Self>, conn: &Connection) -> Result<u8> {
         let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
         let listener = Arc::new(Listener {
             shared: Arc::downgrade(self),
@@ -576,8 +646,96 @@ impl Shared {
         self.supports_v2
             .store(info.supports(key::PUBLISH, 2), Ordering::Relaxed);
         *lock(&self.broker_version) = info.version_string().to_string();
-        lock(&self.batch).link = Some(Link { conn, publisher_id });
+        Ok(publisher_id)
+    }
+
+    /// Declares the publisher on `conn` and makes it the link.
+    async fn attach(self: &Arc<Self>, conn: Connection) -> Result<()> {
+        let publisher_id = self.declare(&conn).await?;
+        let mut b = lock(&self.batch);
+        b.publisher_id = publisher_id;
+        b.link = Some(Link { conn, publisher_id });
         Ok(())
+    }
+
+    /// One recovery attempt: a connection to the stream's leader, DeclarePublisher, then,
+    /// under the frame lock (so nothing new overtakes them), every retained entry still in
+    /// flight sent again with its original publishing id, before the link is restored.
+    /// `Ok(false)` when the producer was closed meanwhile.
+    async fn reattach(self: &Arc<Self>, env: &Environment) -> Result<bool> {
+        let conn = env.data_connection(&self.stream, Role::Leader).await?;
+        let publisher_id = self.declare(&conn).await?;
+        match self.restore(&conn, publisher_id) {
+            Ok(Some(resent)) => {
+                self.republished.fetch_add(resent, Ordering::Relaxed);
+                log_at!(
+                    self.log,
+                    Level::Info,
+                    "producer",
+                    "producer on stream {} recovered on {}:{}: {resent} entries sent again",
+                    self.stream,
+                    conn.endpoint().host,
+                    conn.endpoint().port
+                );
+                Ok(true)
+            }
+            Ok(None) => {
+                delete_publisher(&conn, publisher_id, None).await;
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The synchronous end of [`Self::reattach`]: under the frame lock, re-sends and restores
+    /// the link. How many entries went again; `None` when the producer was closed meanwhile.
+    fn restore(&self, conn: &Connection, publisher_id: u8) -> Result<Option<u64>> {
+        let now_ms = self.now_ms(Instant::now());
+        let mut b = lock(&self.batch);
+        if b.closed.is_some() {
+            return Ok(None);
+        }
+        let mut out = BytesMut::new();
+        let mut resent = 0u64;
+        for r in b.retained.iter_mut() {
+            let n = frame::rebuild(
+                &r.frame,
+                publisher_id,
+                |id| {
+                    let live = self.ring.contains(id);
+                    if live {
+                        self.ring.touch(id, now_ms);
+                    }
+                    live
+                },
+                &mut out,
+            );
+            if n == 0 {
+                continue;
+            }
+            conn.send_bytes(out.split().freeze())?;
+            r.sent = true;
+            resent += u64::from(n);
+        }
+        b.frame.set_publisher_id(publisher_id);
+        b.publisher_id = publisher_id;
+        b.link = Some(Link {
+            conn: conn.clone(),
+            publisher_id,
+        });
+        b.recovering = false;
+        self.recovering.store(false, Ordering::Release);
+        // Lost again before the link was in place: its listener found the producer still
+        // recovering and left it to this task.
+        if !conn.is_open() {
+            b.link = None;
+            b.recovering = true;
+            self.recovering.store(true, Ordering::Release);
+            return Err(conn
+                .close_reason()
+                .unwrap_or_else(|| ClientError::Closed("connection lost again".into())));
+        }
+        Ok(Some(resent))
     }
 
     /// The error a send gets once the producer stopped accepting.
@@ -765,24 +923,48 @@ impl Shared {
     /// accepting and the caller must run [`Self::fail_all`] (on a Tokio task) once the lock is
     /// released.
     fn flush_frame(&self, b: &mut Batch) -> bool {
+        let entries = b.frame.count() as usize;
         let Some(bytes) = b.frame.finish() else {
             return true;
         };
-        let sent = match &b.link {
-            Some(link) => link.conn.send_bytes(bytes),
-            None => Err(ClientError::Closed("the producer has no connection".into())),
-        };
-        match sent {
-            Ok(()) => true,
-            Err(e) => {
-                b.link = None;
-                self.accepting.store(false, Ordering::Release);
-                b.closed.get_or_insert(match e {
-                    e @ ClientError::Closed(_) => e,
-                    e => ClientError::Closed(e.to_string()),
-                });
-                false
+        if b.link.is_some() || b.recovering {
+            self.prune(b);
+            // A failed send means the connection is gone: its listener starts the recovery,
+            // which sends this frame again.
+            let sent = b
+                .link
+                .as_ref()
+                .is_some_and(|l| l.conn.send_bytes(bytes.clone()).is_ok());
+            b.retained_entries += entries;
+            b.retained.push_back(Retained {
+                frame: bytes,
+                entries,
+                sent,
+            });
+            return true;
+        }
+        // Closed: the frame's messages complete with the others.
+        self.accepting.store(false, Ordering::Release);
+        b.closed
+            .get_or_insert_with(|| ClientError::Closed("the producer has no connection".into()));
+        false
+    }
+
+    /// With the frame lock held: forgets the retained frames whose entries are all completed
+    /// (from the front: one ring lookup per entry, once per frame; and, when completed ones
+    /// behind a stuck one pile up past twice the in-flight cap, everywhere).
+    fn prune(&self, b: &mut Batch) {
+        let live = |r: &Retained| frame::entries(&r.frame).any(|(id, _)| self.ring.contains(id));
+        while let Some(front) = b.retained.front() {
+            if live(front) {
+                break;
             }
+            b.retained_entries -= front.entries;
+            b.retained.pop_front();
+        }
+        if b.retained_entries > 2 * self.config.max_in_flight + self.config.batch_size {
+            b.retained.retain(live);
+            b.retained_entries = b.retained.iter().map(|r| r.entries).sum();
         }
     }
 
@@ -804,8 +986,8 @@ impl Shared {
             None => unreachable!("a sub-entry without a tag ring"),
         };
         self.ring.insert(batch_id, value, sub.started_ms());
-        let publisher_id = match (&b.link, write) {
-            (Some(link), true) => link.publisher_id,
+        let publisher_id = match (b.link.is_some() || b.recovering, write) {
+            (true, true) => b.publisher_id,
             _ => {
                 sub.clear();
                 return true;
@@ -905,8 +1087,8 @@ impl Shared {
         {
             let mut guard = lock(&self.batch);
             let b = &mut *guard;
-            let publisher_id = match (&b.closed, &b.link) {
-                (None, Some(link)) => link.publisher_id,
+            let publisher_id = match (&b.closed, b.link.is_some() || b.recovering) {
+                (None, true) => b.publisher_id,
                 (closed, _) => {
                     let e = closed
                         .clone()
@@ -1059,9 +1241,30 @@ impl Shared {
     }
 
     /// Completes what waited longer than the confirm timeout.
+    ///
+    /// Not while the link is suspect: while recovering, or while its connection has been
+    /// silent for half the timeout (or half the heartbeat, if shorter; at least 1 s) — a
+    /// frozen peer, not yet detected by the heartbeat. Completing messages then would free
+    /// room for more sends into a dead connection, and report as timed out what a recovery
+    /// will still get confirmed.
     fn sweep_timeouts(&self) {
         let timeout = self.config.confirm_timeout;
-        if timeout.is_zero() || self.in_flight.load(Ordering::Relaxed) == 0 {
+        if timeout.is_zero()
+            || self.in_flight.load(Ordering::Relaxed) == 0
+            || self.recovering.load(Ordering::Acquire)
+        {
+            return;
+        }
+        let suspect = lock(&self.batch).link.as_ref().is_some_and(|l| {
+            let hb = Duration::from_secs(u64::from(l.conn.info().heartbeat));
+            let limit = if hb.is_zero() {
+                timeout
+            } else {
+                hb.min(timeout)
+            };
+            l.conn.silent_for() >= (limit / 2).max(Duration::from_secs(1))
+        });
+        if suspect {
             return;
         }
         let timeout_ms = (timeout.as_millis() as u64).max(1);
@@ -1090,20 +1293,87 @@ impl Shared {
         self.release(batch.len());
     }
 
-    /// The connection or the stream is gone: stop accepting, complete everything with
-    /// `Closed`. (Automatic recovery will re-attach instead.)
-    fn link_lost(&self, why: String) {
+    /// The connection or the stream's leader is gone. With recovery on (and the producer
+    /// not closing), the partial frame is kept with the others and a recovery task starts;
+    /// sends go on into kept frames meanwhile, within the in-flight cap. Otherwise the
+    /// producer ends.
+    fn link_lost(self: &Arc<Self>, cause: ClientError) {
+        if !self.recovery.enabled || self.close_started.load(Ordering::Acquire) {
+            return self.end(cause);
+        }
         {
             let mut b = lock(&self.batch);
+            if b.closed.is_some() || b.recovering {
+                return;
+            }
             b.link = None;
+            b.recovering = true;
+            self.recovering.store(true, Ordering::Release);
+            self.flush_all(&mut b);
+        }
+        self.runtime
+            .spawn(recover(Arc::downgrade(self), self.signals.clone(), cause));
+    }
+
+    /// Ends the producer for good (not closed by the application): sends fail with `reason`
+    /// from now on; what is in flight completes — [`ConfirmStatus::Timeout`] (outcome
+    /// unknown) for what went out, [`ConfirmStatus::Closed`] for what never did or when the
+    /// stream is gone — then [`ProducerEvents::closed`].
+    fn end(&self, reason: ClientError) {
+        let retained = {
+            let mut b = lock(&self.batch);
+            if b.closed.is_some() {
+                return;
+            }
+            b.link = None;
+            b.recovering = false;
+            self.recovering.store(false, Ordering::Release);
             // The open sub-entry's messages go in flight, to complete with the others.
             self.seal(&mut b, false);
             b.frame.discard();
             self.accepting.store(false, Ordering::Release);
-            b.closed.get_or_insert(ClientError::Closed(why));
-        }
+            b.closed = Some(ClientError::Closed(format!(
+                "the producer on stream {} ended: {reason}",
+                self.stream
+            )));
+            b.retained_entries = 0;
+            std::mem::take(&mut b.retained)
+        };
         self.wake_all();
+        self.complete_retained(retained, !recovery::is_final(&reason));
         self.fail_all(ConfirmStatus::Closed);
+        log_at!(
+            self.log,
+            Level::Warn,
+            "producer",
+            "producer on stream {} closed: {reason}",
+            self.stream
+        );
+        let _ = catch_unwind(AssertUnwindSafe(|| self.events.closed(&reason)));
+    }
+
+    /// Completes what `retained` holds in flight: messages that went out with
+    /// [`ConfirmStatus::Timeout`] when `sent_unknown` (the broker may have them), the rest
+    /// with [`ConfirmStatus::Closed`].
+    fn complete_retained(&self, retained: VecDeque<Retained>, sent_unknown: bool) {
+        let mut out = Vec::new();
+        for r in &retained {
+            let status = if r.sent && sent_unknown {
+                ConfirmStatus::Timeout
+            } else {
+                ConfirmStatus::Closed
+            };
+            for (id, _) in frame::entries(&r.frame) {
+                if let Some(value) = self.ring.take(id) {
+                    self.expand(id, value, status, &mut out);
+                }
+            }
+        }
+        self.deliver(&out);
+    }
+
+    fn emit_state(&self, change: &StateChange<'_>) {
+        let _ = catch_unwind(AssertUnwindSafe(|| self.events.state(change)));
     }
 
     /// Async wait until nothing is in flight; false at `deadline`.
@@ -1199,6 +1469,93 @@ async fn housekeeping(
     }
 }
 
+/// One recovery, from the loss of the link to a new one (or to the end): waits as the
+/// policy's back-off says between attempts, ends the producer when the stream is gone, the
+/// environment closed or the attempts used up. Holds the producer weakly while it waits.
+async fn recover(shared: Weak<Shared>, signals: Arc<Signals>, cause: ClientError) {
+    let mut backoff = {
+        let Some(s) = shared.upgrade() else { return };
+        let env = s.env.as_ref().and_then(WeakEnvironment::get);
+        if let Some(e) = recovery::deleted_stream(env, &s.stream, &cause).await {
+            return s.end(e);
+        }
+        log_at!(
+            s.log,
+            Level::Warn,
+            "producer",
+            "producer on stream {} lost its link ({cause}); recovering",
+            s.stream
+        );
+        s.emit_state(&StateChange::Recovering { cause: &cause });
+        s.recovery.backoff(recovery::seed(Arc::as_ptr(&s) as usize))
+    };
+    let mut last = cause;
+    let mut attempts = 0u32;
+    loop {
+        let Some(delay) = backoff.next() else {
+            if let Some(s) = shared.upgrade() {
+                s.end(last);
+            }
+            return;
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = signals.halt.notified() => return,
+        }
+        let Some(s) = shared.upgrade() else { return };
+        if s.close_started.load(Ordering::Acquire) {
+            return;
+        }
+        attempts += 1;
+        let Some(env) = s.env.as_ref().and_then(WeakEnvironment::get) else {
+            s.end(ClientError::Closed("the environment was closed".into()));
+            return;
+        };
+        match s.reattach(&env).await {
+            Ok(true) => {
+                s.recoveries.fetch_add(1, Ordering::Relaxed);
+                s.emit_state(&StateChange::Recovered { attempts });
+                return;
+            }
+            Ok(false) => return,
+            Err(e) if recovery::is_final(&e) => {
+                s.end(e);
+                return;
+            }
+            Err(e) => {
+                log_at!(
+                    s.log,
+                    Level::Info,
+                    "producer",
+                    "producer on stream {}: recovery attempt {attempts} failed: {e}",
+                    s.stream
+                );
+                last = e;
+            }
+        }
+    }
+}
+
+/// DeletePublisher, best effort (the connection may be going away; the broker drops the
+/// publisher with it then), within `deadline`; frees the id on the connection.
+async fn delete_publisher(
+    conn: &Connection,
+    publisher_id: u8,
+    deadline: Option<tokio::time::Instant>,
+) {
+    let request = conn.request("delete publisher", |correlation_id| {
+        Frame::DeletePublisher(DeletePublisher {
+            correlation_id,
+            publisher_id,
+        })
+    });
+    let _ = match deadline {
+        Some(d) => tokio::time::timeout_at(d, request).await.ok(),
+        None => Some(request.await),
+    };
+    conn.unregister_publisher(publisher_id);
+}
+
 /// A producer on one stream. `Send + Sync`: share it (e.g. in an `Arc`) between threads.
 /// See the [module documentation](self) for which methods block and where callbacks run.
 pub struct Producer {
@@ -1252,6 +1609,9 @@ impl Producer {
             first_auto_id,
             last_id,
             tokio::runtime::Handle::current(),
+            Some(env.downgrade()),
+            env.config().recovery,
+            env.logger().clone(),
         );
         shared.attach(conn).await?;
         let sweep = (!shared.config.confirm_timeout.is_zero()).then(|| {
@@ -1405,6 +1765,7 @@ impl Producer {
             return Ok(());
         }
         let deadline = tokio::time::Instant::now().checked_add(timeout);
+        s.signals.halt.notify_waiters();
         let (link, sent) = s.shut(true);
         s.wake_all();
         if !sent {
@@ -1412,19 +1773,14 @@ impl Producer {
         }
         let drained = s.wait_drained(deadline).await;
         if let Some(link) = link {
-            // Best effort: the connection may be going away; the broker drops the publisher
-            // with it then.
-            let _ = link
-                .conn
-                .request("delete publisher", |correlation_id| {
-                    Frame::DeletePublisher(DeletePublisher {
-                        correlation_id,
-                        publisher_id: link.publisher_id,
-                    })
-                })
-                .await;
-            link.conn.unregister_publisher(link.publisher_id);
+            delete_publisher(&link.conn, link.publisher_id, deadline).await;
         }
+        let retained = {
+            let mut b = lock(&s.batch);
+            b.retained_entries = 0;
+            std::mem::take(&mut b.retained)
+        };
+        s.complete_retained(retained, true);
         s.fail_all(ConfirmStatus::Closed);
         s.signals.stop.notify_one();
         if drained {
@@ -1455,6 +1811,8 @@ impl Producer {
             confirmed: s.confirmed.load(Ordering::Relaxed),
             errored: s.errored.load(Ordering::Relaxed),
             in_flight: s.in_flight.load(Ordering::Relaxed) as u64,
+            recoveries: s.recoveries.load(Ordering::Relaxed),
+            republished: s.republished.load(Ordering::Relaxed),
         }
     }
 }
@@ -1471,19 +1829,11 @@ impl Drop for Producer {
         let (link, _) = s.shut(false);
         s.wake_all();
         s.signals.stop.notify_one();
+        s.signals.halt.notify_waiters();
         let s = s.clone();
         self.shared.runtime.spawn(async move {
             if let Some(link) = link {
-                let _ = link
-                    .conn
-                    .request("delete publisher", |correlation_id| {
-                        Frame::DeletePublisher(DeletePublisher {
-                            correlation_id,
-                            publisher_id: link.publisher_id,
-                        })
-                    })
-                    .await;
-                link.conn.unregister_publisher(link.publisher_id);
+                delete_publisher(&link.conn, link.publisher_id, None).await;
             }
             s.fail_all(ConfirmStatus::Closed);
         });
@@ -1569,7 +1919,17 @@ mod tests {
         let sink = seen.clone();
         let events: Arc<dyn ProducerEvents> =
             Arc::new(move |b: &[Confirm]| sink.lock().unwrap().push(b.to_vec()));
-        let s = Shared::new("s", config, events, 0, 0, rt.handle().clone());
+        let s = Shared::new(
+            "s",
+            config,
+            events,
+            0,
+            0,
+            rt.handle().clone(),
+            None,
+            RecoveryPolicy::disabled(),
+            Log::off(),
+        );
         s.generation.store(1, Ordering::Release);
         (rt, s, seen)
     }
@@ -1633,7 +1993,7 @@ mod tests {
         assert_eq!(s.in_flight.load(Ordering::Relaxed), 0);
         assert!(!s.accepting.load(Ordering::Relaxed));
         match s.closed_error() {
-            ClientError::Closed(why) => assert!(why.contains("no longer available"), "{why}"),
+            ClientError::Closed(why) => assert!(why.contains("metadata update"), "{why}"),
             e => panic!("{e:?}"),
         }
     }

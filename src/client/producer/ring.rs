@@ -101,6 +101,29 @@ impl Ring {
         Some(tag)
     }
 
+    /// Whether `id` is in flight (one atomic load, unless ids overflowed).
+    pub(super) fn contains(&self, id: u64) -> bool {
+        if id == FREE {
+            return false;
+        }
+        if self.slot(id).id.load(Ordering::Acquire) == id {
+            return true;
+        }
+        self.overflow_len.load(Ordering::Acquire) > 0 && lock(&self.overflow).contains_key(&id)
+    }
+
+    /// Restarts the confirm timeout of `id`, if in flight (it was sent again).
+    pub(super) fn touch(&self, id: u64, sent_ms: u64) {
+        let slot = self.slot(id);
+        if slot.id.load(Ordering::Acquire) == id {
+            slot.sent_ms.store(sent_ms, Ordering::Relaxed);
+        } else if self.overflow_len.load(Ordering::Acquire) > 0
+            && let Some(e) = lock(&self.overflow).get_mut(&id)
+        {
+            e.1 = sent_ms;
+        }
+    }
+
     /// Completes every id accepted at or before `cutoff_ms`, calling `f(id, value)` for each.
     /// Walks the whole ring: O(capacity) atomic loads.
     pub(super) fn take_older_than(&self, cutoff_ms: u64, mut f: impl FnMut(u64, u64)) {
@@ -190,6 +213,21 @@ mod tests {
         r.take_all(|id, tag| rest.push((id, tag)));
         assert_eq!(rest, vec![(49, 490)]);
         assert_eq!(r.overflow_len.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn contains_and_touch_follow_the_id() {
+        let r = Ring::new(16);
+        r.insert(3, 30, 0);
+        r.insert(19, 190, 0); // overflow
+        assert!(r.contains(3) && r.contains(19) && !r.contains(4) && !r.contains(FREE));
+        r.touch(3, 100);
+        r.touch(19, 100);
+        let mut old = Vec::new();
+        r.take_older_than(50, |id, _| old.push(id));
+        assert!(old.is_empty());
+        assert_eq!(r.take(19), Some(190));
+        assert!(!r.contains(19));
     }
 
     #[test]
