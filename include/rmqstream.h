@@ -145,6 +145,79 @@
 #define RMQS_SEND_PUBLISHING_ID 4
 
 /**
+ * Which kind of object an event comes from (`rmqs_event_source()`).
+ */
+enum rmqs_event_source_code
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : int32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+    /**
+     * An `rmqs_producer`.
+     */
+    RMQS_SOURCE_PRODUCER = 1,
+    /**
+     * An `rmqs_consumer`.
+     */
+    RMQS_SOURCE_CONSUMER = 2,
+    /**
+     * An `rmqs_super_producer`.
+     */
+    RMQS_SOURCE_SUPER_PRODUCER = 3,
+    /**
+     * An `rmqs_super_consumer`.
+     */
+    RMQS_SOURCE_SUPER_CONSUMER = 4,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum rmqs_event_source_code rmqs_event_source_code;
+#else
+typedef int32_t rmqs_event_source_code;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * States reported by `RMQS_EVENT_STATE` events (`rmqs_event_state()`).
+ */
+enum rmqs_state_code
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : int32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+    /**
+     * The object is closed for good: closed by the application (status `RMQS_OK`), or, for
+     * consumers, its stream or connection was lost (the status and message say why). Its last
+     * event.
+     *
+     * Closed not by the application: the stream was deleted (`RMQS_ERR_STREAM_DOES_NOT_EXIST`),
+     * recovery is off (key `recovery`) or ran out of attempts (`recovery_attempts`; the last
+     * attempt's error), or the connection was closed.
+     */
+    RMQS_STATE_CLOSED = 1,
+    /**
+     * The object lost its connection or its stream's leader (or replica) and is recovering;
+     * the status and message give the cause. Producers keep accepting sends within
+     * `max_in_flight` (they wait, or fail with `RMQS_ERR_QUEUE_FULL` when told not to block)
+     * and send them once recovered; consumers receive nothing meanwhile.
+     */
+    RMQS_STATE_RECOVERING = 2,
+    /**
+     * Back after `RMQS_STATE_RECOVERING`: a producer declared again on the stream's leader and
+     * sent again, with their original publishing ids, the messages still unconfirmed; a
+     * consumer subscribed again right after the last offset it delivered.
+     */
+    RMQS_STATE_RECOVERED = 3,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum rmqs_state_code rmqs_state_code;
+#else
+typedef int32_t rmqs_state_code;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
  * The values of `rmqs_status`.
  *
  * Functions return and accept `rmqs_status` (`int32_t`), never this enum type, so that codes added
@@ -334,63 +407,6 @@ enum rmqs_event_type_code
 typedef enum rmqs_event_type_code rmqs_event_type_code;
 #else
 typedef int32_t rmqs_event_type_code;
-#endif // __STDC_VERSION__ >= 202311L
-#endif // __cplusplus
-
-/**
- * Which kind of object an event comes from (`rmqs_event_source()`).
- */
-enum rmqs_event_source_code
-#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
-  : int32_t
-#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
- {
-    /**
-     * An `rmqs_producer`.
-     */
-    RMQS_SOURCE_PRODUCER = 1,
-    /**
-     * An `rmqs_consumer`.
-     */
-    RMQS_SOURCE_CONSUMER = 2,
-    /**
-     * An `rmqs_super_producer`.
-     */
-    RMQS_SOURCE_SUPER_PRODUCER = 3,
-    /**
-     * An `rmqs_super_consumer`.
-     */
-    RMQS_SOURCE_SUPER_CONSUMER = 4,
-};
-#ifndef __cplusplus
-#if __STDC_VERSION__ >= 202311L
-typedef enum rmqs_event_source_code rmqs_event_source_code;
-#else
-typedef int32_t rmqs_event_source_code;
-#endif // __STDC_VERSION__ >= 202311L
-#endif // __cplusplus
-
-/**
- * States reported by `RMQS_EVENT_STATE` events (`rmqs_event_state()`).
- */
-enum rmqs_state_code
-#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
-  : int32_t
-#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
- {
-    /**
-     * The object is closed for good: closed by the application (status `RMQS_OK`), or, for
-     * consumers, its stream or connection was lost (the status and message say why). Its last
-     * event. Producers report a lost stream or connection through their confirms instead
-     * (`RMQS_ERR_CLOSED`).
-     */
-    RMQS_STATE_CLOSED = 1,
-};
-#ifndef __cplusplus
-#if __STDC_VERSION__ >= 202311L
-typedef enum rmqs_state_code rmqs_state_code;
-#else
-typedef int32_t rmqs_state_code;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
@@ -1029,6 +1045,15 @@ typedef struct rmqs_producer_statistics {
      * included): `published - confirmed - errored`.
      */
     uint64_t in_flight;
+    /**
+     * Recoveries completed (`RMQS_STATE_RECOVERED` events).
+     */
+    uint64_t recoveries;
+    /**
+     * Publish entries sent again by recoveries, with their original publishing ids
+     * (messages; with sub-entry batching, sub-entries).
+     */
+    uint64_t republished;
 } rmqs_producer_statistics;
 
 /**
@@ -1067,6 +1092,10 @@ typedef struct rmqs_consumer_statistics {
      * The offset this consumer stored last; `UINT64_MAX` when it stored none.
      */
     uint64_t last_stored_offset;
+    /**
+     * Recoveries completed (`RMQS_STATE_RECOVERED` events).
+     */
+    uint64_t recoveries;
 } rmqs_consumer_statistics;
 
 /**
@@ -1133,6 +1162,34 @@ typedef ptrdiff_t (*rmqs_key_extractor_cb)(void *user_data,
 typedef void (*rmqs_super_confirm_cb)(void *user_data,
                                       const struct rmqs_super_confirm *confirms,
                                       size_t count);
+
+/**
+ * Hears the state changes of a producer, consumer, super producer or super consumer:
+ * `RMQS_STATE_RECOVERING` (with the cause), `RMQS_STATE_RECOVERED`, and the final
+ * `RMQS_STATE_CLOSED` (with the reason; `RMQS_OK` when the application closed it).
+ *
+ * @param user_data as given to `rmqs_config_set_state_cb()`.
+ * @param source the kind of object.
+ * @param tag the `tag` the object was created with.
+ * @param partition for a super producer or super consumer, the partition concerned (its index
+ *        in the object's partition list), or -1 for the object itself; -1 for other objects.
+ * @param state one of `rmqs_state_code`.
+ * @param status why (`RMQS_OK` for `RMQS_STATE_RECOVERED` and for a close by the
+ *        application).
+ * @param message what happened, in words (borrowed for the call; never NULL).
+ *
+ * Called on the object's dispatcher thread (`rmqs-dispatch`): the one that runs its confirm or
+ * chunk callback, in order with them; an object created without a callback gets a dispatcher
+ * thread of its own for this. Never concurrently with itself for one object. The callback may
+ * call non-blocking functions; blocking ones return `RMQS_ERR_WOULD_DEADLOCK`.
+ */
+typedef void (*rmqs_state_cb)(void *user_data,
+                              rmqs_event_source_code source,
+                              size_t tag,
+                              int32_t partition,
+                              rmqs_state_code state,
+                              rmqs_status status,
+                              const char *message);
 
 #ifdef __cplusplus
 extern "C" {
@@ -1271,6 +1328,13 @@ struct rmqs_config *rmqs_config_new(void);
  * - `connect_timeout_ms` (default 10000), `request_timeout_ms` (default 10000).
  * - `max_producers_per_connection`, `max_consumers_per_connection` (1–256, default 256).
  * - `load_balancer` (bool): reach nodes through the seed hosts.
+ * - `recovery` (bool, default true): producers and consumers come back by themselves after a
+ *   lost connection, a heartbeat timeout, a broker restart or a moved stream leader (see
+ *   `RMQS_STATE_RECOVERING`); false: they close for good instead.
+ *   `recovery_initial_delay_ms` (default 200) is the wait before the first attempt, doubled
+ *   after each failed one up to `recovery_max_delay_ms` (default 5000), each ±25 % at random;
+ *   `recovery_attempts` (default 0 = forever) bounds the attempts. A deleted stream is never
+ *   retried.
  * - `lazy_open` (bool): `rmqs_connection_open` returns at once; the first call that needs the
  *   broker connects, and calls made meanwhile wait for it (within `connect_timeout_ms`).
  * - `log_level`: what reaches the callback of `rmqs_config_set_log_cb()`: `error`, `warn`,
@@ -2048,11 +2112,23 @@ void rmqs_event_free(struct rmqs_event *ev);
  *
  * Confirms go to `confirm_cb` on a dispatcher thread when it is given, else to `queue` as
  * `RMQS_EVENT_CONFIRMS` events, else nowhere (fire and forget; `rmqs_producer_flush()` still
- * waits for them). The `RMQS_EVENT_STATE` (`RMQS_STATE_CLOSED`) event of `rmqs_producer_close()`
- * goes to `queue` when it is given. A producer whose stream or connection is lost does not
- * emit a state event: its in-flight messages complete with `RMQS_ERR_CLOSED` and later sends
- * fail with `RMQS_ERR_CLOSED` naming the reason. Every message a send accepted gets exactly
+ * waits for them). State events (`RMQS_STATE_RECOVERING`, `RMQS_STATE_RECOVERED`, the final
+ * `RMQS_STATE_CLOSED`) go to `queue` when it is given and to the state callback of `cfg`
+ * (`rmqs_config_set_state_cb()`) when it has one. Every message a send accepted gets exactly
  * one confirm.
+ *
+ * Recovery (connection key `recovery`, on by default): when the connection is lost, the
+ * broker restarts or the stream's leader moves, the producer reports `RMQS_STATE_RECOVERING`,
+ * finds the new leader, declares itself again and sends again every unconfirmed message with
+ * its original publishing id, then reports `RMQS_STATE_RECOVERED`. Sends meanwhile are
+ * accepted within `max_in_flight` and go out after the recovery. A named producer is
+ * therefore exactly-once across a failover: the broker drops and confirms what it already
+ * had. An unnamed one is at-least-once: a message stored just before the loss and not yet
+ * confirmed is stored twice. A message completes with `RMQS_ERR_CLOSED` only when it is known
+ * not to be stored (never sent, or its stream deleted); one whose outcome is unknown
+ * (sent, then the producer closed or gave up) completes with `RMQS_ERR_TIMEOUT`. A deleted
+ * stream ends the producer at once: `RMQS_STATE_CLOSED` with
+ * `RMQS_ERR_STREAM_DOES_NOT_EXIST`, no retry.
  *
  * @param conn the connection (borrowed).
  * @param stream the stream name, 1 to 255 bytes (borrowed).
@@ -3236,6 +3312,29 @@ rmqs_status rmqs_super_consumer_close(struct rmqs_super_consumer *sc, int32_t ti
  * thread and the call returns at once.
  */
 void rmqs_super_consumer_free(struct rmqs_super_consumer *sc);
+
+/**
+ * Sets the state callback of the producers, consumers, super producers and super consumers
+ * created with this config (connections ignore it). The events also go to the object's queue,
+ * when it has one, as `RMQS_EVENT_STATE` events.
+ *
+ * @param cfg the config (borrowed).
+ * @param cb the callback (see `rmqs_state_cb` for its thread and rules), or NULL to remove the
+ *        config's callback (`user_data` and `user_data_free` are then ignored).
+ * @param user_data passed to every call of `cb`; ownership passes to the library on success.
+ * @param user_data_free run exactly once with `user_data` once the config is freed (or given
+ *        another callback) and every object created with it is freed, on the thread that
+ *        drops the last of these; NULL if not needed. Not called when this function fails.
+ * @param err optional error detail.
+ * @return `RMQS_OK`; `RMQS_ERR_INVALID_ARGUMENT` for a NULL or invalid config.
+ *
+ * Not thread-safe for one config; does not block.
+ */
+rmqs_status rmqs_config_set_state_cb(struct rmqs_config *cfg,
+                                     rmqs_state_cb cb,
+                                     void *user_data,
+                                     rmqs_free_cb user_data_free,
+                                     struct rmqs_error **err);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -127,6 +127,10 @@ const KEYS: &[Key] = &[
     k("max_producers_per_connection", Connection, Uint(1, 256)),
     k("max_consumers_per_connection", Connection, Uint(1, 256)),
     k("load_balancer", Connection, Bool),
+    k("recovery", Connection, Bool),
+    k("recovery_initial_delay_ms", Connection, Uint(1, 3_600_000)),
+    k("recovery_max_delay_ms", Connection, Uint(1, 3_600_000)),
+    k("recovery_attempts", Connection, Uint(0, u32::MAX as u64)),
     k("lazy_open", Connection, Bool),
     k(
         "log_level",
@@ -729,6 +733,18 @@ impl Settings {
         if let Some(v) = self.bool("load_balancer") {
             c.load_balancer_mode = v;
         }
+        if let Some(v) = self.bool("recovery") {
+            c.recovery.enabled = v;
+        }
+        if let Some(v) = self.ms("recovery_initial_delay_ms") {
+            c.recovery.initial_delay = v;
+        }
+        if let Some(v) = self.ms("recovery_max_delay_ms") {
+            c.recovery.max_delay = v;
+        }
+        if let Some(v) = self.uint("recovery_attempts") {
+            c.recovery.max_attempts = (v > 0).then_some(v as u32);
+        }
         c.validate()?;
         Ok((c, self.bool("lazy_open").unwrap_or(false)))
     }
@@ -822,6 +838,13 @@ pub extern "C" fn rmqs_config_new() -> *mut rmqs_config {
 /// - `connect_timeout_ms` (default 10000), `request_timeout_ms` (default 10000).
 /// - `max_producers_per_connection`, `max_consumers_per_connection` (1–256, default 256).
 /// - `load_balancer` (bool): reach nodes through the seed hosts.
+/// - `recovery` (bool, default true): producers and consumers come back by themselves after a
+///   lost connection, a heartbeat timeout, a broker restart or a moved stream leader (see
+///   `RMQS_STATE_RECOVERING`); false: they close for good instead.
+///   `recovery_initial_delay_ms` (default 200) is the wait before the first attempt, doubled
+///   after each failed one up to `recovery_max_delay_ms` (default 5000), each ±25 % at random;
+///   `recovery_attempts` (default 0 = forever) bounds the attempts. A deleted stream is never
+///   retried.
 /// - `lazy_open` (bool): `rmqs_connection_open` returns at once; the first call that needs the
 ///   broker connects, and calls made meanwhile wait for it (within `connect_timeout_ms`).
 /// - `log_level`: what reaches the callback of `rmqs_config_set_log_cb()`: `error`, `warn`,

@@ -20,7 +20,9 @@ use super::queue::{Payload, rmqs_event_source_code, rmqs_queue, rmqs_state_code}
 use super::runtime::{ThreadRole, check_may_block, thread_role, timeout_from_ms};
 use super::status::{rmqs_status, rmqs_status_code};
 use crate::client::consumer::{ConsumerUpdate, TrackingStrategy};
-use crate::client::{ClientError, Consumer, ConsumerConfig, ConsumerEvents, DeliveredChunk};
+use crate::client::{
+    ClientError, Consumer, ConsumerConfig, ConsumerEvents, DeliveredChunk, StateChange,
+};
 
 /// Receives chunks in callback mode.
 ///
@@ -71,8 +73,12 @@ impl ConsumerEvents for Events {
         } else {
             Some(Error::from(reason.clone()))
         };
-        self.sink
-            .other(Payload::state(rmqs_state_code::RMQS_STATE_CLOSED, e));
+        self.sink.state(rmqs_state_code::RMQS_STATE_CLOSED, e);
+    }
+
+    fn state(&self, change: &StateChange<'_>) {
+        let (state, e) = super::state::of_change(change);
+        self.sink.state(state, e);
     }
 
     /// To the consumer-update callback when there is one (on the chunk callback's dispatcher
@@ -363,12 +369,13 @@ pub unsafe extern "C" fn rmqs_consumer_new(
             }
             let callback = chunk_dispatcher(chunk_cb, user_data, user_data_free, &mut hooks)?;
             let hooks = Arc::new(hooks);
-            let sink = Arc::new(Sink {
-                source: rmqs_event_source_code::RMQS_SOURCE_CONSUMER,
+            let sink = Arc::new(Sink::new(
+                rmqs_event_source_code::RMQS_SOURCE_CONSUMER,
                 tag,
                 callback,
                 queue,
-            });
+                cfg,
+            )?);
             let by_app = Arc::new(AtomicBool::new(false));
             let events = Arc::new(Events {
                 sink: sink.clone(),

@@ -12,8 +12,9 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use super::error::Error;
-use super::queue::{Payload, QueueShared, rmqs_event_source_code};
+use super::queue::{Payload, QueueShared, rmqs_event_source_code, rmqs_state_code};
 use super::runtime::{ThreadRole, mark_thread};
+use super::state::StateHook;
 use super::status::rmqs_status_code;
 
 /// Frees the `user_data` of a callback registration. Called exactly once, on the dispatcher
@@ -101,7 +102,10 @@ impl Dispatcher {
                     } else {
                         // A panic in the library's own conversion code must not kill the
                         // thread; the application's callbacks are extern "C" and cannot unwind.
-                        let _ = catch_unwind(AssertUnwindSafe(|| deliver(p)));
+                        let _ = catch_unwind(AssertUnwindSafe(|| match p {
+                            Payload::Call(f) => f(),
+                            p => deliver(p),
+                        }));
                     }
                     p2.done();
                 }
@@ -202,9 +206,74 @@ pub(crate) struct Sink {
     pub tag: usize,
     pub callback: Option<Dispatcher>,
     pub queue: Option<Arc<QueueShared>>,
+    /// The state callback, if the config had one.
+    pub state: Option<StateHook>,
+    /// The final `RMQS_STATE_CLOSED` went out.
+    closed: AtomicBool,
 }
 
 impl Sink {
+    /// Where `source` object `tag` sends its events: `callback`, `queue`, and the state
+    /// callback registered on `cfg` (run on `callback`, or on a thread of its own without one).
+    ///
+    /// # Safety
+    /// `cfg` must be NULL or a live config.
+    pub unsafe fn new(
+        source: rmqs_event_source_code,
+        tag: usize,
+        callback: Option<Dispatcher>,
+        queue: Option<Arc<QueueShared>>,
+        cfg: *const super::config::rmqs_config,
+    ) -> Result<Sink, Error> {
+        // SAFETY: forwarded.
+        let state = unsafe { super::hooks::ConfigHooks::state_of(cfg) }
+            .and_then(|reg| StateHook::new(reg, callback.is_none()));
+        let state = match state {
+            Ok(s) => s,
+            Err(e) => {
+                // The caller keeps user_data when creation fails.
+                if let Some(d) = &callback {
+                    d.abort();
+                }
+                return Err(e);
+            }
+        };
+        Ok(Sink {
+            source,
+            tag,
+            callback,
+            queue,
+            state,
+            closed: AtomicBool::new(false),
+        })
+    }
+
+    /// A state change: to the state callback and to the queue. `RMQS_STATE_CLOSED` goes out
+    /// once, the first reason winning.
+    pub fn state(&self, state: rmqs_state_code, e: Option<Error>) {
+        if state == rmqs_state_code::RMQS_STATE_CLOSED && self.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.partition_state(-1, state, e);
+    }
+
+    /// A state change of super stream partition `partition` (-1: the object itself).
+    pub fn partition_state(&self, partition: i32, state: rmqs_state_code, e: Option<Error>) {
+        if let Some(h) = &self.state {
+            h.call(
+                self.callback.as_ref(),
+                self.source,
+                self.tag,
+                partition,
+                state,
+                e.as_ref(),
+            );
+        }
+        if let Some(q) = &self.queue {
+            q.push_partition(self.source, self.tag, partition, Payload::state(state, e));
+        }
+    }
+
     /// Chunks and confirms: to the callback if there is one, else to the queue, else dropped.
     pub fn payload(&self, p: Payload) {
         if let Some(d) = &self.callback {
@@ -221,10 +290,13 @@ impl Sink {
         }
     }
 
-    /// Stops the callback thread (see [`Dispatcher::stop`]).
+    /// Stops the callback thread (see [`Dispatcher::stop`]), then the state callback.
     pub fn stop(&self, discard: bool) {
         if let Some(d) = &self.callback {
             d.stop(discard);
+        }
+        if let Some(h) = &self.state {
+            h.detach();
         }
     }
 
@@ -232,6 +304,9 @@ impl Sink {
     pub fn abort(&self) {
         if let Some(d) = &self.callback {
             d.abort();
+        }
+        if let Some(h) = &self.state {
+            h.detach();
         }
     }
 

@@ -192,8 +192,8 @@ type TrackingFn = unsafe extern "C" fn(*mut c_void, *const rmqs_tracking_context
 /// One callback registration. Its finalizer runs when the last reference goes (the config
 /// freed or given another callback, and every consumer using it freed).
 pub(crate) struct Registration<F> {
-    cb: F,
-    user_data: *mut c_void,
+    pub(crate) cb: F,
+    pub(crate) user_data: *mut c_void,
     free: rmqs_free_cb,
 }
 
@@ -215,18 +215,18 @@ impl<F> Drop for Registration<F> {
 pub(crate) struct Slot<F>(RwLock<Option<Arc<Registration<F>>>>);
 
 impl<F> Slot<F> {
-    fn new(r: Arc<Registration<F>>) -> Arc<Slot<F>> {
+    pub(crate) fn new(r: Arc<Registration<F>>) -> Arc<Slot<F>> {
         Arc::new(Slot(RwLock::new(Some(r))))
     }
 
     /// Runs `f` with the registration unless detached (`None` then).
-    fn with<R>(&self, f: impl FnOnce(&Registration<F>) -> R) -> Option<R> {
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&Registration<F>) -> R) -> Option<R> {
         let g = self.0.read().unwrap_or_else(|e| e.into_inner());
         g.as_deref().map(f)
     }
 
     /// No more calls (waits for those in progress); drops this consumer's reference.
-    fn detach(&self) {
+    pub(crate) fn detach(&self) {
         let r = self.0.write().unwrap_or_else(|e| e.into_inner()).take();
         drop(r);
     }
@@ -238,6 +238,24 @@ pub(crate) struct ConfigHooks {
     update: Option<Arc<Registration<UpdateFn>>>,
     filter: Option<Arc<Registration<FilterFn>>>,
     tracking: Option<Arc<Registration<TrackingFn>>>,
+    /// The state callback (src/ffi/state.rs), for every kind of object.
+    pub(crate) state: Option<Arc<Registration<super::state::StateFn>>>,
+}
+
+impl ConfigHooks {
+    /// The state callback registered on `cfg` (NULL: none).
+    ///
+    /// # Safety
+    /// `cfg` must be NULL or a live config.
+    pub(crate) unsafe fn state_of(
+        cfg: *const rmqs_config,
+    ) -> Result<Option<Arc<Registration<super::state::StateFn>>>, Error> {
+        if cfg.is_null() {
+            return Ok(None);
+        }
+        // SAFETY: forwarded.
+        Ok(unsafe { handle_arg(cfg) }?.hooks.state.clone())
+    }
 }
 
 /// The hooks of one consumer: [`ConfigHooks`] taken when it is created.
@@ -427,7 +445,7 @@ impl UpdateEvent {
     }
 }
 
-fn register<F>(
+pub(crate) fn register<F>(
     cb: Option<F>,
     user_data: *mut c_void,
     free: rmqs_free_cb,

@@ -56,6 +56,8 @@ pub mod super_producer;
 
 pub mod super_consumer;
 
+pub mod state;
+
 pub mod args;
 
 pub mod runtime;
@@ -82,6 +84,7 @@ pub use manage::{
 };
 pub use producer::*;
 pub use queue::*;
+pub use state::{rmqs_config_set_state_cb, rmqs_state_cb};
 pub use stats::*;
 pub use status::{
     rmqs_status, rmqs_status_code, rmqs_status_desc, rmqs_status_descs, rmqs_status_name,

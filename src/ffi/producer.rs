@@ -18,7 +18,7 @@ use super::runtime::{ThreadRole, check_may_block, thread_role, timeout_from_ms};
 use super::status::{rmqs_status, rmqs_status_code, status_from_response_code};
 use crate::client::{
     BodyFormat, ClientError, Confirm, ConfirmStatus, OutgoingMessage, Producer, ProducerConfig,
-    ProducerEvents,
+    ProducerEvents, StateChange,
 };
 
 /// Receives a batch of confirms (outcomes of sent messages) in callback mode.
@@ -95,6 +95,18 @@ impl ProducerEvents for Events {
             .collect();
         self.0.payload(Payload::Confirms(v));
     }
+
+    fn state(&self, change: &StateChange<'_>) {
+        let (state, e) = super::state::of_change(change);
+        self.0.state(state, e);
+    }
+
+    fn closed(&self, reason: &ClientError) {
+        self.0.state(
+            rmqs_state_code::RMQS_STATE_CLOSED,
+            Some(Error::from(reason.clone())),
+        );
+    }
 }
 
 impl ProducerShared {
@@ -107,10 +119,8 @@ impl ProducerShared {
             .close(timeout.unwrap_or(Duration::MAX))
             .await
             .map_err(Error::from);
-        self.sink.other(Payload::state(
-            rmqs_state_code::RMQS_STATE_CLOSED,
-            r.clone().err(),
-        ));
+        self.sink
+            .state(rmqs_state_code::RMQS_STATE_CLOSED, r.clone().err());
         r
     }
 
@@ -273,11 +283,23 @@ pub(crate) fn producer_config(
 ///
 /// Confirms go to `confirm_cb` on a dispatcher thread when it is given, else to `queue` as
 /// `RMQS_EVENT_CONFIRMS` events, else nowhere (fire and forget; `rmqs_producer_flush()` still
-/// waits for them). The `RMQS_EVENT_STATE` (`RMQS_STATE_CLOSED`) event of `rmqs_producer_close()`
-/// goes to `queue` when it is given. A producer whose stream or connection is lost does not
-/// emit a state event: its in-flight messages complete with `RMQS_ERR_CLOSED` and later sends
-/// fail with `RMQS_ERR_CLOSED` naming the reason. Every message a send accepted gets exactly
+/// waits for them). State events (`RMQS_STATE_RECOVERING`, `RMQS_STATE_RECOVERED`, the final
+/// `RMQS_STATE_CLOSED`) go to `queue` when it is given and to the state callback of `cfg`
+/// (`rmqs_config_set_state_cb()`) when it has one. Every message a send accepted gets exactly
 /// one confirm.
+///
+/// Recovery (connection key `recovery`, on by default): when the connection is lost, the
+/// broker restarts or the stream's leader moves, the producer reports `RMQS_STATE_RECOVERING`,
+/// finds the new leader, declares itself again and sends again every unconfirmed message with
+/// its original publishing id, then reports `RMQS_STATE_RECOVERED`. Sends meanwhile are
+/// accepted within `max_in_flight` and go out after the recovery. A named producer is
+/// therefore exactly-once across a failover: the broker drops and confirms what it already
+/// had. An unnamed one is at-least-once: a message stored just before the loss and not yet
+/// confirmed is stored twice. A message completes with `RMQS_ERR_CLOSED` only when it is known
+/// not to be stored (never sent, or its stream deleted); one whose outcome is unknown
+/// (sent, then the producer closed or gave up) completes with `RMQS_ERR_TIMEOUT`. A deleted
+/// stream ends the producer at once: `RMQS_STATE_CLOSED` with
+/// `RMQS_ERR_STREAM_DOES_NOT_EXIST`, no retry.
 ///
 /// @param conn the connection (borrowed).
 /// @param stream the stream name, 1 to 255 bytes (borrowed).
@@ -350,12 +372,13 @@ pub unsafe extern "C" fn rmqs_producer_new(
                 }
                 None => None,
             };
-            let sink = Arc::new(Sink {
-                source: rmqs_event_source_code::RMQS_SOURCE_PRODUCER,
+            let sink = Arc::new(Sink::new(
+                rmqs_event_source_code::RMQS_SOURCE_PRODUCER,
                 tag,
                 callback,
                 queue,
-            });
+                cfg,
+            )?);
             let events = Arc::new(Events(sink.clone()));
             let created = shared.run("rmqs_producer_new", async |env| {
                 Producer::new(env, stream, config, events).await

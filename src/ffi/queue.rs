@@ -87,9 +87,21 @@ pub enum rmqs_event_source_code {
 pub enum rmqs_state_code {
     /// The object is closed for good: closed by the application (status `RMQS_OK`), or, for
     /// consumers, its stream or connection was lost (the status and message say why). Its last
-    /// event. Producers report a lost stream or connection through their confirms instead
-    /// (`RMQS_ERR_CLOSED`).
+    /// event.
+    ///
+    /// Closed not by the application: the stream was deleted (`RMQS_ERR_STREAM_DOES_NOT_EXIST`),
+    /// recovery is off (key `recovery`) or ran out of attempts (`recovery_attempts`; the last
+    /// attempt's error), or the connection was closed.
     RMQS_STATE_CLOSED = 1,
+    /// The object lost its connection or its stream's leader (or replica) and is recovering;
+    /// the status and message give the cause. Producers keep accepting sends within
+    /// `max_in_flight` (they wait, or fail with `RMQS_ERR_QUEUE_FULL` when told not to block)
+    /// and send them once recovered; consumers receive nothing meanwhile.
+    RMQS_STATE_RECOVERING = 2,
+    /// Back after `RMQS_STATE_RECOVERING`: a producer declared again on the stream's leader and
+    /// sent again, with their original publishing ids, the messages still unconfirmed; a
+    /// consumer subscribed again right after the last offset it delivered.
+    RMQS_STATE_RECOVERED = 3,
 }
 
 /// What an event carries.
@@ -107,6 +119,8 @@ pub(crate) enum Payload {
         message: CString,
     },
     ConsumerUpdate(Box<super::hooks::UpdateEvent>),
+    /// Work for a dispatcher thread (a state callback), never queued.
+    Call(Box<dyn FnOnce() + Send>),
 }
 
 impl Payload {
@@ -525,6 +539,8 @@ pub unsafe extern "C" fn rmqs_event_type(ev: *const rmqs_event) -> i32 {
                 Payload::State { .. } => rmqs_event_type_code::RMQS_EVENT_STATE,
                 Payload::Error { .. } => rmqs_event_type_code::RMQS_EVENT_ERROR,
                 Payload::ConsumerUpdate(_) => rmqs_event_type_code::RMQS_EVENT_CONSUMER_UPDATE,
+                // Never queued (Sink hands it to a dispatcher only).
+                Payload::Call(_) => return 0,
             }) as i32
         })
     })

@@ -17,6 +17,7 @@ use super::error::Error;
 use super::panic::ffi_status;
 use super::producer::rmqs_producer;
 use super::status::rmqs_status;
+use crate::client::{ConsumerStats, ProducerStats};
 
 /// Counters of a connection (all its TCP connections: the locator and the data connections).
 ///
@@ -59,6 +60,11 @@ pub struct rmqs_producer_statistics {
     /// Messages accepted and not completed yet (those whose confirm callback is running
     /// included): `published - confirmed - errored`.
     pub in_flight: u64,
+    /// Recoveries completed (`RMQS_STATE_RECOVERED` events).
+    pub recoveries: u64,
+    /// Publish entries sent again by recoveries, with their original publishing ids
+    /// (messages; with sub-entry batching, sub-entries).
+    pub republished: u64,
 }
 
 /// Counters of a consumer. Extensible like `rmqs_connection_statistics` (set `size` first).
@@ -81,6 +87,38 @@ pub struct rmqs_consumer_statistics {
     pub offsets_stored: u64,
     /// The offset this consumer stored last; `UINT64_MAX` when it stored none.
     pub last_stored_offset: u64,
+    /// Recoveries completed (`RMQS_STATE_RECOVERED` events).
+    pub recoveries: u64,
+}
+
+impl From<ProducerStats> for rmqs_producer_statistics {
+    fn from(s: ProducerStats) -> Self {
+        rmqs_producer_statistics {
+            size: 0,
+            published: s.published,
+            confirmed: s.confirmed,
+            errored: s.errored,
+            in_flight: s.in_flight,
+            recoveries: s.recoveries,
+            republished: s.republished,
+        }
+    }
+}
+
+impl From<ConsumerStats> for rmqs_consumer_statistics {
+    fn from(s: ConsumerStats) -> Self {
+        rmqs_consumer_statistics {
+            size: 0,
+            messages: s.messages,
+            chunks: s.chunks,
+            bytes: s.bytes,
+            credits_granted: s.credits_granted,
+            filtered_out: s.filtered_out,
+            offsets_stored: s.offsets_stored,
+            last_stored_offset: s.last_stored_offset.unwrap_or(u64::MAX),
+            recoveries: s.recoveries,
+        }
+    }
 }
 
 /// An extensible counters struct: `size: u64` first, then `u64` fields.
@@ -200,13 +238,7 @@ pub unsafe extern "C" fn rmqs_producer_stats(
             write_extensible(
                 out,
                 "rmqs_producer_statistics",
-                rmqs_producer_statistics {
-                    size: 0,
-                    published: s.published,
-                    confirmed: s.confirmed,
-                    errored: s.errored,
-                    in_flight: s.in_flight,
-                },
+                rmqs_producer_statistics::from(s),
             )
         })
     }
@@ -232,16 +264,7 @@ pub unsafe extern "C" fn rmqs_consumer_stats(
             write_extensible(
                 out,
                 "rmqs_consumer_statistics",
-                rmqs_consumer_statistics {
-                    size: 0,
-                    messages: s.messages,
-                    chunks: s.chunks,
-                    bytes: s.bytes,
-                    credits_granted: s.credits_granted,
-                    filtered_out: s.filtered_out,
-                    offsets_stored: s.offsets_stored,
-                    last_stored_offset: s.last_stored_offset.unwrap_or(u64::MAX),
-                },
+                rmqs_consumer_statistics::from(s),
             )
         })
     }
@@ -252,18 +275,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn first_sizes_match_the_first_versions() {
+    fn sizes_grow_from_the_first_versions() {
         assert_eq!(
             size_of::<rmqs_connection_statistics>(),
             rmqs_connection_statistics::FIRST_SIZE
         );
+        // 0.2 appended the recovery counters.
         assert_eq!(
             size_of::<rmqs_producer_statistics>(),
-            rmqs_producer_statistics::FIRST_SIZE
+            rmqs_producer_statistics::FIRST_SIZE + 2 * 8
         );
         assert_eq!(
             size_of::<rmqs_consumer_statistics>(),
-            rmqs_consumer_statistics::FIRST_SIZE
+            rmqs_consumer_statistics::FIRST_SIZE + 8
         );
     }
 
@@ -274,6 +298,8 @@ mod tests {
             confirmed: 2,
             errored: 3,
             in_flight: 4,
+            recoveries: 5,
+            republished: 6,
         }
     }
 
@@ -290,7 +316,19 @@ mod tests {
             )
         }
         .unwrap();
-        assert_eq!(big, [40, 1, 2, 3, 4, u64::MAX, u64::MAX, u64::MAX]);
+        assert_eq!(big, [56, 1, 2, 3, 4, 5, 6, u64::MAX]);
+        // an older caller: the first version's size; the newer fields are not written
+        let mut old = [u64::MAX; 7];
+        old[0] = 40;
+        unsafe {
+            write_extensible(
+                old.as_mut_ptr().cast::<rmqs_producer_statistics>(),
+                "p",
+                value(),
+            )
+        }
+        .unwrap();
+        assert_eq!(old, [40, 1, 2, 3, 4, u64::MAX, u64::MAX]);
         // exact size
         let mut s = rmqs_producer_statistics {
             size: size_of::<rmqs_producer_statistics>() as u64,
@@ -300,7 +338,7 @@ mod tests {
         assert_eq!(
             s,
             rmqs_producer_statistics {
-                size: 40,
+                size: 56,
                 ..value()
             }
         );

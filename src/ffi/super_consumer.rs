@@ -24,8 +24,8 @@ use super::stats::{rmqs_consumer_statistics, write_extensible};
 use super::status::{rmqs_status, rmqs_status_code};
 use super::super_producer::{deliver, deliver_other};
 use crate::client::{
-    ClientError, Consumer, ConsumerUpdate, DeliveredChunk, SuperConsumer, SuperConsumerConfig,
-    SuperConsumerEvents,
+    ClientError, Consumer, ConsumerUpdate, DeliveredChunk, StateChange, SuperConsumer,
+    SuperConsumerConfig, SuperConsumerEvents,
 };
 use crate::protocol::codes::OffsetSpec;
 
@@ -81,6 +81,11 @@ impl SuperConsumerEvents for Events {
         );
     }
 
+    fn state(&self, partition: usize, _stream: &str, change: &StateChange<'_>) {
+        let (state, e) = super::state::of_change(change);
+        self.sink.partition_state(partition as i32, state, e);
+    }
+
     /// A partition's single active consumer is activated or steps down: to the
     /// consumer-update callback when there is one (on the chunk callback's dispatcher thread,
     /// else on its own), else to the queue as an `RMQS_EVENT_CONSUMER_UPDATE` event naming the
@@ -128,11 +133,7 @@ impl SuperConsumerShared {
         };
         // Chunks not yet handed to the callback are dropped (their credit released).
         self.sink.discard_pending();
-        deliver_other(
-            &self.sink,
-            -1,
-            Payload::state(rmqs_state_code::RMQS_STATE_CLOSED, None),
-        );
+        self.sink.state(rmqs_state_code::RMQS_STATE_CLOSED, None);
         r
     }
 
@@ -367,12 +368,13 @@ pub unsafe extern "C" fn rmqs_super_consumer_new(
             }
             let callback = chunk_dispatcher(chunk_cb, user_data, user_data_free, &mut hooks)?;
             let hooks = Arc::new(hooks);
-            let sink = Arc::new(Sink {
-                source: rmqs_event_source_code::RMQS_SOURCE_SUPER_CONSUMER,
+            let sink = Arc::new(Sink::new(
+                rmqs_event_source_code::RMQS_SOURCE_SUPER_CONSUMER,
                 tag,
                 callback,
                 queue,
-            });
+                cfg,
+            )?);
             let by_app = Arc::new(AtomicBool::new(false));
             let events = Arc::new(Events {
                 sink: sink.clone(),
@@ -650,7 +652,6 @@ pub unsafe extern "C" fn rmqs_super_consumer_query_offset(
 /// Thread-safe; does not block.
 #[unsafe(no_mangle)]
 // `..Default::default()`: fields appended to the struct later stay zero until filled here
-#[allow(clippy::needless_update)]
 pub unsafe extern "C" fn rmqs_super_consumer_stats(
     sc: *const rmqs_super_consumer,
     out: *mut rmqs_consumer_statistics,
@@ -663,15 +664,8 @@ pub unsafe extern "C" fn rmqs_super_consumer_stats(
                 out,
                 "rmqs_consumer_statistics",
                 rmqs_consumer_statistics {
-                    size: 0,
-                    messages: s.messages,
-                    chunks: s.chunks,
-                    bytes: s.bytes,
-                    credits_granted: s.credits_granted,
-                    filtered_out: s.filtered_out,
-                    offsets_stored: s.offsets_stored,
                     last_stored_offset: u64::MAX,
-                    ..Default::default()
+                    ..rmqs_consumer_statistics::from(s)
                 },
             )
         })

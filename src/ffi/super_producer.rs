@@ -27,7 +27,7 @@ use super::runtime::{ThreadRole, check_may_block, thread_role, timeout_from_ms};
 use super::stats::{rmqs_producer_statistics, write_extensible};
 use super::status::{rmqs_status, rmqs_status_code, status_from_response_code};
 use crate::client::{
-    ClientError, Confirm, ConfirmStatus, OutgoingMessage, Routing, SuperProducer,
+    ClientError, Confirm, ConfirmStatus, OutgoingMessage, Routing, StateChange, SuperProducer,
     SuperProducerConfig, SuperProducerEvents,
 };
 
@@ -310,6 +310,19 @@ impl SuperProducerEvents for Events {
             .collect();
         deliver(&self.0, partition as i32, Payload::SuperConfirms(v));
     }
+
+    fn state(&self, partition: usize, _stream: &str, change: &StateChange<'_>) {
+        let (state, e) = super::state::of_change(change);
+        self.0.partition_state(partition as i32, state, e);
+    }
+
+    fn partition_closed(&self, partition: usize, _stream: &str, reason: &ClientError) {
+        self.0.partition_state(
+            partition as i32,
+            rmqs_state_code::RMQS_STATE_CLOSED,
+            Some(Error::from(reason.clone())),
+        );
+    }
 }
 
 pub(crate) struct SuperProducerShared {
@@ -336,11 +349,8 @@ impl SuperProducerShared {
             .close(timeout.unwrap_or(Duration::MAX))
             .await
             .map_err(Error::from);
-        deliver_other(
-            &self.sink,
-            -1,
-            Payload::state(rmqs_state_code::RMQS_STATE_CLOSED, r.clone().err()),
-        );
+        self.sink
+            .state(rmqs_state_code::RMQS_STATE_CLOSED, r.clone().err());
         r
     }
 
@@ -719,12 +729,13 @@ pub unsafe extern "C" fn rmqs_super_producer_new(
                 }
                 None => None,
             };
-            let sink = Arc::new(Sink {
-                source: rmqs_event_source_code::RMQS_SOURCE_SUPER_PRODUCER,
+            let sink = Arc::new(Sink::new(
+                rmqs_event_source_code::RMQS_SOURCE_SUPER_PRODUCER,
                 tag,
                 callback,
                 queue,
-            });
+                cfg,
+            )?);
             let events = Arc::new(Events(sink.clone()));
             let handle = shared.clone();
             let config = parsed.config;
@@ -1155,13 +1166,7 @@ pub unsafe extern "C" fn rmqs_super_producer_stats(
             write_extensible(
                 out,
                 "rmqs_producer_statistics",
-                rmqs_producer_statistics {
-                    size: 0,
-                    published: s.published,
-                    confirmed: s.confirmed,
-                    errored: s.errored,
-                    in_flight: s.in_flight,
-                },
+                rmqs_producer_statistics::from(s),
             )
         })
     }
