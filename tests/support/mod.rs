@@ -4,12 +4,14 @@
 //! - [`cluster_uri`]: the 3-node cluster of `scripts/broker cluster` (`RMQS_TEST_CLUSTER_URI`);
 //!   `None` (the test skips) when unset by hand, a failure under `CI=true`;
 //! - [`unique`]: a name no other test run uses;
+//! - [`proxy`]: an in-process TCP proxy with reset, freeze and round-robin;
 //! - [`cluster`]: drive the cluster's nodes and ask the broker where things are.
 
 // Each test file uses a different part of it.
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod proxy;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
