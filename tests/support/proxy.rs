@@ -135,13 +135,15 @@ impl Proxy {
     /// Resets (TCP RST, both sides) every connection open now and returns how many there were,
     /// once they are all closed (at most 5 s). New connections are accepted as before.
     pub fn reset(&self) -> usize {
+        // Counted before the signal: the connections' tasks leave the map as soon as they
+        // see it.
         let mut generation = 0;
-        self.shared.resets.send_modify(|g| {
-            *g += 1;
-            generation = *g;
-        });
         let count = {
             let open = self.shared.open.lock().unwrap();
+            self.shared.resets.send_modify(|g| {
+                *g += 1;
+                generation = *g;
+            });
             open.values().filter(|g| **g < generation).count()
         };
         let deadline = Instant::now() + Duration::from_secs(5);
