@@ -1,0 +1,604 @@
+//! Automatic recovery through the C API, against the single broker of scripts/broker with real
+//! faults: a TCP proxy (tests/support/proxy.rs) in front of it resets or freezes the
+//! connections, and streams are deleted under live producers and consumers. Each test asserts
+//! exact counts: every message confirmed once, stored once (named producers), seen once.
+//!
+//! The connections under test go through the proxy in load-balancer mode (the proxy is their
+//! only address, so every data connection crosses it too); the checks read the stream back
+//! over a direct connection.
+
+mod support;
+
+use std::ffi::{CStr, CString, c_char, c_void};
+use std::ptr;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use rmqstream::ffi::rmqs_state_code::*;
+use rmqstream::ffi::rmqs_status_code::*;
+use rmqstream::ffi::*;
+use support::proxy::Proxy;
+use support::{unique, uri};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+// ---------------------------------------------------------------------------------------------
+// the C API, thinly
+
+fn check(st: rmqs_status, err: *mut rmqs_error, what: &str) {
+    if st != 0 {
+        let m = if err.is_null() {
+            String::new()
+        } else {
+            let m = unsafe { CStr::from_ptr(rmqs_error_message(err)) }
+                .to_string_lossy()
+                .into_owned();
+            unsafe { rmqs_error_free(err) };
+            m
+        };
+        panic!("{what}: status {st}: {m}");
+    }
+}
+
+fn config(pairs: &[(&str, &str)]) -> *mut rmqs_config {
+    let cfg = rmqs_config_new();
+    for (k, v) in pairs {
+        let (k, v) = (CString::new(*k).unwrap(), CString::new(*v).unwrap());
+        let mut err = ptr::null_mut();
+        let st = unsafe { rmqs_config_set(cfg, k.as_ptr(), v.as_ptr(), &mut err) };
+        check(st, err, "config");
+    }
+    cfg
+}
+
+fn open(pairs: &[(&str, &str)]) -> *mut rmqs_connection {
+    let cfg = config(pairs);
+    let mut conn = ptr::null_mut();
+    let mut err = ptr::null_mut();
+    let st = unsafe { rmqs_connection_open(cfg, &mut conn, &mut err) };
+    unsafe { rmqs_config_free(cfg) };
+    check(st, err, "open");
+    conn
+}
+
+/// A connection straight to the broker.
+fn direct() -> *mut rmqs_connection {
+    open(&[("uri", &uri())])
+}
+
+/// A connection whose only address is `proxy` (load-balancer mode: data connections cross it
+/// too), with quick recovery and the given extra keys.
+fn through(proxy: &Proxy, extra: &[(&str, &str)]) -> *mut rmqs_connection {
+    let u = format!(
+        "rabbitmq-stream://guest:guest@127.0.0.1:{}/%2f",
+        proxy.port()
+    );
+    let mut keys = vec![
+        ("uri", u.as_str()),
+        ("load_balancer", "true"),
+        ("recovery_initial_delay_ms", "100"),
+        ("recovery_max_delay_ms", "1000"),
+        ("connect_timeout_ms", "2000"),
+        ("request_timeout_ms", "2000"),
+    ];
+    keys.extend_from_slice(extra);
+    open(&keys)
+}
+
+fn broker_target() -> String {
+    let u = uri();
+    let rest = u.split("://").nth(1).unwrap();
+    let authority = rest.split('/').next().unwrap();
+    let hosts = authority.rsplit('@').next().unwrap();
+    hosts.split(',').next().unwrap().to_string()
+}
+
+fn create(conn: *mut rmqs_connection, s: &CStr) {
+    let mut err = ptr::null_mut();
+    let st = unsafe { rmqs_stream_create(conn, s.as_ptr(), ptr::null(), &mut err) };
+    check(st, err, "create stream");
+}
+
+fn delete(conn: *mut rmqs_connection, s: &CStr) -> rmqs_status {
+    unsafe { rmqs_stream_delete(conn, s.as_ptr(), ptr::null_mut()) }
+}
+
+// ---------------------------------------------------------------------------------------------
+// what the callbacks saw
+
+#[derive(Default)]
+struct Seen {
+    /// Confirm statuses by tag.
+    confirms: Mutex<Vec<Vec<rmqs_status>>>,
+    /// (state, status, message, when)
+    states: Mutex<Vec<(i32, rmqs_status, String, Instant)>>,
+    /// (offset, body) of consumed messages.
+    messages: Mutex<Vec<(u64, Vec<u8>)>>,
+    cv: Condvar,
+    lock: Mutex<()>,
+}
+
+impl Seen {
+    fn new(tags: usize) -> Arc<Seen> {
+        let s = Arc::new(Seen::default());
+        *s.confirms.lock().unwrap() = vec![Vec::new(); tags];
+        s
+    }
+
+    fn notify(&self) {
+        let _g = self.lock.lock().unwrap();
+        self.cv.notify_all();
+    }
+
+    fn wait(&self, timeout: Duration, mut done: impl FnMut(&Seen) -> bool) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut g = self.lock.lock().unwrap();
+        loop {
+            if done(self) {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            g = self
+                .cv
+                .wait_timeout(g, (deadline - now).min(Duration::from_millis(50)))
+                .unwrap()
+                .0;
+        }
+    }
+
+    fn states(&self) -> Vec<i32> {
+        self.states.lock().unwrap().iter().map(|s| s.0).collect()
+    }
+
+    fn state_times(&self, state: i32) -> Vec<Instant> {
+        self.states
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s.0 == state)
+            .map(|s| s.3)
+            .collect()
+    }
+}
+
+unsafe extern "C" fn on_confirms(ud: *mut c_void, cs: *const rmqs_confirm, n: usize) {
+    let seen = unsafe { &*(ud as *const Seen) };
+    {
+        let mut all = seen.confirms.lock().unwrap();
+        for c in unsafe { std::slice::from_raw_parts(cs, n) } {
+            all[c.tag].push(c.status);
+        }
+    }
+    seen.notify();
+}
+
+unsafe extern "C" fn on_state(
+    ud: *mut c_void,
+    _source: rmqs_event_source_code,
+    _tag: usize,
+    _partition: i32,
+    state: rmqs_state_code,
+    status: rmqs_status,
+    message: *const c_char,
+) {
+    let seen = unsafe { &*(ud as *const Seen) };
+    let m = unsafe { CStr::from_ptr(message) }
+        .to_string_lossy()
+        .into_owned();
+    seen.states
+        .lock()
+        .unwrap()
+        .push((state as i32, status, m, Instant::now()));
+    seen.notify();
+}
+
+unsafe extern "C" fn on_chunk(ud: *mut c_void, chunk: *const rmqs_chunk) {
+    let seen = unsafe { &*(ud as *const Seen) };
+    {
+        let mut out = seen.messages.lock().unwrap();
+        for i in 0..unsafe { rmqs_chunk_message_count(chunk) } {
+            let m = unsafe { rmqs_chunk_message(chunk, i) };
+            let mut len = 0;
+            let body = unsafe { rmqs_message_body(m, &mut len) };
+            let body = unsafe { std::slice::from_raw_parts(body, len) }.to_vec();
+            out.push((unsafe { rmqs_message_offset(m) }, body));
+        }
+    }
+    seen.notify();
+}
+
+unsafe extern "C" fn release_seen(ud: *mut c_void) {
+    drop(unsafe { Arc::from_raw(ud as *const Seen) });
+}
+
+fn with_state_cb(cfg: *mut rmqs_config, seen: &Arc<Seen>) {
+    let ud = Arc::into_raw(seen.clone()) as *mut c_void;
+    let mut err = ptr::null_mut();
+    let st =
+        unsafe { rmqs_config_set_state_cb(cfg, Some(on_state), ud, Some(release_seen), &mut err) };
+    check(st, err, "state cb");
+}
+
+fn producer(
+    conn: *mut rmqs_connection,
+    stream: &CStr,
+    keys: &[(&str, &str)],
+    seen: &Arc<Seen>,
+) -> *mut rmqs_producer {
+    let cfg = config(keys);
+    with_state_cb(cfg, seen);
+    let mut p = ptr::null_mut();
+    let mut err = ptr::null_mut();
+    let st = unsafe {
+        rmqs_producer_new(
+            conn,
+            stream.as_ptr(),
+            cfg,
+            Some(on_confirms),
+            Arc::into_raw(seen.clone()) as *mut c_void,
+            Some(release_seen),
+            ptr::null_mut(),
+            0,
+            &mut p,
+            &mut err,
+        )
+    };
+    unsafe { rmqs_config_free(cfg) };
+    check(st, err, "producer");
+    p
+}
+
+fn consumer(
+    conn: *mut rmqs_connection,
+    stream: &CStr,
+    keys: &[(&str, &str)],
+    seen: &Arc<Seen>,
+) -> *mut rmqs_consumer {
+    let cfg = config(keys);
+    with_state_cb(cfg, seen);
+    let mut c = ptr::null_mut();
+    let mut err = ptr::null_mut();
+    let st = unsafe {
+        rmqs_consumer_new(
+            conn,
+            stream.as_ptr(),
+            cfg,
+            Some(on_chunk),
+            Arc::into_raw(seen.clone()) as *mut c_void,
+            Some(release_seen),
+            ptr::null_mut(),
+            0,
+            &mut c,
+            &mut err,
+        )
+    };
+    unsafe { rmqs_config_free(cfg) };
+    check(st, err, "consumer");
+    c
+}
+
+fn send(p: *mut rmqs_producer, i: usize) {
+    let body = format!("m{i:08}");
+    let mut err = ptr::null_mut();
+    let st = unsafe { rmqs_producer_send(p, body.as_ptr(), body.len(), i, 0, &mut err) };
+    check(st, err, "send");
+}
+
+fn producer_stats(p: *mut rmqs_producer) -> rmqs_producer_statistics {
+    let mut s = rmqs_producer_statistics {
+        size: std::mem::size_of::<rmqs_producer_statistics>() as u64,
+        ..Default::default()
+    };
+    assert_eq!(unsafe { rmqs_producer_stats(p, &mut s) }, 0);
+    s
+}
+
+/// Every message of `stream` from the first offset, read over `conn` until `n` arrived and
+/// nothing more came for a moment: (offset, body) in order.
+fn read_back(conn: *mut rmqs_connection, stream: &CStr, n: usize) -> Vec<(u64, Vec<u8>)> {
+    let seen = Seen::new(0);
+    let c = consumer(conn, stream, &[("offset", "first")], &seen);
+    assert!(
+        seen.wait(WAIT, |s| s.messages.lock().unwrap().len() >= n),
+        "read back {} of {n}",
+        seen.messages.lock().unwrap().len()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    unsafe { rmqs_consumer_free(c) };
+    std::mem::take(&mut *seen.messages.lock().unwrap())
+}
+
+/// The indices of bodies `m%08d`, in order.
+fn indices(messages: &[(u64, Vec<u8>)]) -> Vec<usize> {
+    messages
+        .iter()
+        .map(|(_, b)| {
+            std::str::from_utf8(&b[1..])
+                .unwrap()
+                .parse::<usize>()
+                .unwrap()
+        })
+        .collect()
+}
+
+fn assert_all_ok_once(seen: &Seen, n: usize) {
+    let all = seen.confirms.lock().unwrap();
+    for (tag, c) in all.iter().enumerate().take(n) {
+        assert_eq!(c, &vec![0], "message {tag}: confirms {c:?}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// the tests
+
+/// A named producer publishing at full speed while its connection is reset twice: every
+/// message confirmed OK exactly once, the stream holds exactly the messages sent, in order.
+#[test]
+fn named_producer_survives_resets_exactly_once() {
+    let proxy = Proxy::start(&broker_target());
+    let admin = direct();
+    let name = unique("rec-named");
+    let stream = CString::new(name.clone()).unwrap();
+    create(admin, &stream);
+    let conn = through(&proxy, &[]);
+    const N: usize = 100_000;
+    let seen = Seen::new(N);
+    let p = producer(conn, &stream, &[("name", &name)], &seen);
+    let started = Instant::now();
+    for i in 0..N {
+        send(p, i);
+        if i == N / 3 || i == 2 * N / 3 {
+            let open = proxy.open();
+            let reset = proxy.reset();
+            eprintln!(
+                "reset at {i}: {reset} of {open} open, stats {:?}",
+                producer_stats(p)
+            );
+            assert!(reset >= 1, "the proxy had connections to reset");
+        }
+    }
+    assert_eq!(unsafe { rmqs_producer_flush(p, 60_000) }, 0, "flush");
+    eprintln!(
+        "named producer: {N} messages, 2 resets, {:?}",
+        started.elapsed()
+    );
+    assert_all_ok_once(&seen, N);
+    let stats = producer_stats(p);
+    assert_eq!((stats.confirmed, stats.errored), (N as u64, 0));
+    assert!(stats.recoveries >= 1, "{stats:?}");
+    let states = seen.states();
+    assert!(
+        states.contains(&(RMQS_STATE_RECOVERING as i32))
+            && states.last() == Some(&(RMQS_STATE_RECOVERED as i32)),
+        "{states:?}"
+    );
+    eprintln!(
+        "  recoveries {}, re-published {}",
+        stats.recoveries, stats.republished
+    );
+    unsafe { rmqs_producer_free(p) };
+    let stored = read_back(admin, &stream, N);
+    assert_eq!(indices(&stored), (0..N).collect::<Vec<_>>());
+    assert_eq!(delete(admin, &stream), 0);
+    unsafe { rmqs_connection_free(conn) };
+    unsafe { rmqs_connection_free(admin) };
+}
+
+/// An unnamed producer through the same resets loses nothing (at-least-once); the duplicates
+/// it may store are counted and reported.
+#[test]
+fn unnamed_producer_loses_nothing() {
+    let proxy = Proxy::start(&broker_target());
+    let admin = direct();
+    let stream = CString::new(unique("rec-unnamed")).unwrap();
+    create(admin, &stream);
+    let conn = through(&proxy, &[]);
+    const N: usize = 50_000;
+    let seen = Seen::new(N);
+    let p = producer(conn, &stream, &[], &seen);
+    for i in 0..N {
+        send(p, i);
+        if i == N / 2 {
+            proxy.reset();
+        }
+    }
+    assert_eq!(unsafe { rmqs_producer_flush(p, 60_000) }, 0);
+    assert_all_ok_once(&seen, N);
+    let stored = read_back(admin, &stream, N);
+    let mut idx = indices(&stored);
+    let total = idx.len();
+    idx.sort_unstable();
+    idx.dedup();
+    assert_eq!(idx, (0..N).collect::<Vec<_>>(), "every message stored");
+    eprintln!(
+        "unnamed producer: {N} sent, {total} stored, {} duplicates",
+        total - N
+    );
+    unsafe { rmqs_producer_free(p) };
+    assert_eq!(delete(admin, &stream), 0);
+    unsafe { rmqs_connection_free(conn) };
+    unsafe { rmqs_connection_free(admin) };
+}
+
+/// A consumer reading live while its connection is reset twice sees every message once, with
+/// no gap: it subscribes again right after the last offset it delivered.
+#[test]
+fn consumer_resumes_after_the_last_delivered_offset() {
+    let proxy = Proxy::start(&broker_target());
+    let admin = direct();
+    let stream = CString::new(unique("rec-consumer")).unwrap();
+    create(admin, &stream);
+    let conn = through(&proxy, &[]);
+    let seen = Seen::new(0);
+    let c = consumer(conn, &stream, &[("offset", "first")], &seen);
+    const N: usize = 30_000;
+    let pseen = Seen::new(N);
+    let p = producer(admin, &stream, &[], &pseen);
+    for i in 0..N {
+        send(p, i);
+        if i == N / 3 || i == 2 * N / 3 {
+            // let the consumer get going first
+            seen.wait(WAIT, |s| !s.messages.lock().unwrap().is_empty());
+            proxy.reset();
+        }
+    }
+    assert_eq!(unsafe { rmqs_producer_flush(p, 60_000) }, 0);
+    assert!(seen.wait(WAIT, |s| s.messages.lock().unwrap().len() >= N));
+    std::thread::sleep(Duration::from_millis(500));
+    let got = std::mem::take(&mut *seen.messages.lock().unwrap());
+    let offsets: Vec<u64> = got.iter().map(|m| m.0).collect();
+    assert_eq!(
+        offsets,
+        (0..N as u64).collect::<Vec<_>>(),
+        "no gap, no repeat"
+    );
+    assert_eq!(indices(&got), (0..N).collect::<Vec<_>>());
+    let mut s = rmqs_consumer_statistics {
+        size: std::mem::size_of::<rmqs_consumer_statistics>() as u64,
+        ..Default::default()
+    };
+    assert_eq!(unsafe { rmqs_consumer_stats(c, &mut s) }, 0);
+    assert!(s.recoveries >= 1, "{s:?}");
+    let states = seen.states();
+    assert!(
+        states.contains(&(RMQS_STATE_RECOVERED as i32)),
+        "{states:?}"
+    );
+    unsafe { rmqs_consumer_free(c) };
+    unsafe { rmqs_producer_free(p) };
+    assert_eq!(delete(admin, &stream), 0);
+    unsafe { rmqs_connection_free(conn) };
+    unsafe { rmqs_connection_free(admin) };
+}
+
+/// A frozen peer (no FIN, no RST) is detected within 2 × heartbeat + 1 s; once it thaws, the
+/// producer recovers and every message is confirmed exactly once.
+#[test]
+fn frozen_peer_is_detected_within_two_heartbeats_and_a_second() {
+    const HB: u64 = 2;
+    let proxy = Proxy::start(&broker_target());
+    let admin = direct();
+    let name = unique("rec-frozen");
+    let stream = CString::new(name.clone()).unwrap();
+    create(admin, &stream);
+    let conn = through(&proxy, &[("heartbeat", "2")]);
+    const N: usize = 2_000;
+    let seen = Seen::new(N);
+    let p = producer(conn, &stream, &[("name", &name)], &seen);
+    for i in 0..N / 2 {
+        send(p, i);
+    }
+    assert_eq!(unsafe { rmqs_producer_flush(p, 30_000) }, 0);
+    let frozen = Instant::now();
+    proxy.freeze();
+    for i in N / 2..N {
+        send(p, i);
+    }
+    assert!(seen.wait(Duration::from_secs(3 * HB + 5), |s| {
+        !s.state_times(RMQS_STATE_RECOVERING as i32).is_empty()
+    }));
+    let detected = seen.state_times(RMQS_STATE_RECOVERING as i32)[0] - frozen;
+    eprintln!("frozen peer detected after {detected:?} (heartbeat {HB} s)");
+    assert!(
+        detected <= Duration::from_secs(2 * HB + 1),
+        "detected after {detected:?}"
+    );
+    std::thread::sleep(Duration::from_secs(3 * HB).saturating_sub(frozen.elapsed()));
+    proxy.thaw();
+    assert_eq!(unsafe { rmqs_producer_flush(p, 60_000) }, 0);
+    assert_all_ok_once(&seen, N);
+    unsafe { rmqs_producer_free(p) };
+    let stored = read_back(admin, &stream, N);
+    assert_eq!(indices(&stored), (0..N).collect::<Vec<_>>());
+    assert_eq!(delete(admin, &stream), 0);
+    unsafe { rmqs_connection_free(conn) };
+    unsafe { rmqs_connection_free(admin) };
+}
+
+/// A stream deleted under a producer and a consumer ends both for good: a final CLOSED with
+/// RMQS_ERR_STREAM_DOES_NOT_EXIST, no recovery; a stream created again under the same name
+/// takes a new producer.
+#[test]
+fn deleted_stream_is_final() {
+    let conn = direct();
+    let stream = CString::new(unique("rec-deleted")).unwrap();
+    create(conn, &stream);
+    let pseen = Seen::new(10);
+    let cseen = Seen::new(0);
+    let p = producer(conn, &stream, &[], &pseen);
+    let c = consumer(conn, &stream, &[("offset", "first")], &cseen);
+    send(p, 0);
+    assert_eq!(unsafe { rmqs_producer_flush(p, 10_000) }, 0);
+    assert_eq!(delete(conn, &stream), 0);
+    for seen in [&pseen, &cseen] {
+        assert!(seen.wait(WAIT, |s| !s.states().is_empty()));
+        std::thread::sleep(Duration::from_millis(500));
+        let states = seen.states.lock().unwrap();
+        assert_eq!(states.len(), 1, "{states:?}");
+        assert_eq!(states[0].0, RMQS_STATE_CLOSED as i32);
+        assert_eq!(states[0].1, RMQS_ERR_STREAM_DOES_NOT_EXIST.status());
+    }
+    let mut err = ptr::null_mut();
+    let body = b"x";
+    let st = unsafe { rmqs_producer_send(p, body.as_ptr(), 1, 1, 0, &mut err) };
+    assert_eq!(st, RMQS_ERR_CLOSED.status());
+    unsafe { rmqs_error_free(err) };
+    // Closing later changes nothing: CLOSED was reported once.
+    assert_eq!(unsafe { rmqs_producer_close(p, 1000) }, 0);
+    assert_eq!(pseen.states().len(), 1);
+    unsafe { rmqs_producer_free(p) };
+    unsafe { rmqs_consumer_free(c) };
+
+    create(conn, &stream);
+    let seen = Seen::new(10);
+    let p = producer(conn, &stream, &[], &seen);
+    send(p, 0);
+    assert_eq!(unsafe { rmqs_producer_flush(p, 10_000) }, 0);
+    assert_eq!(seen.confirms.lock().unwrap()[0], vec![0]);
+    unsafe { rmqs_producer_free(p) };
+    assert_eq!(delete(conn, &stream), 0);
+    unsafe { rmqs_connection_free(conn) };
+}
+
+/// With recovery off a lost connection closes producers and consumers for good, with the
+/// cause; nothing reconnects.
+#[test]
+fn recovery_off_reports_and_stays_closed() {
+    let proxy = Proxy::start(&broker_target());
+    let admin = direct();
+    let stream = CString::new(unique("rec-off")).unwrap();
+    create(admin, &stream);
+    let conn = through(&proxy, &[("recovery", "false")]);
+    let pseen = Seen::new(10);
+    let cseen = Seen::new(0);
+    let p = producer(conn, &stream, &[], &pseen);
+    let c = consumer(conn, &stream, &[("offset", "first")], &cseen);
+    send(p, 0);
+    assert_eq!(unsafe { rmqs_producer_flush(p, 10_000) }, 0);
+    assert!(proxy.reset() >= 1);
+    for seen in [&pseen, &cseen] {
+        assert!(seen.wait(WAIT, |s| !s.states().is_empty()));
+    }
+    let accepted = proxy.accepted();
+    std::thread::sleep(Duration::from_secs(1));
+    for seen in [&pseen, &cseen] {
+        let states = seen.states.lock().unwrap();
+        assert_eq!(states.len(), 1, "{states:?}");
+        assert_eq!(states[0].0, RMQS_STATE_CLOSED as i32);
+        assert_ne!(states[0].1, 0, "the cause is given");
+    }
+    // Data connections are not reopened (the locator may be, for management calls).
+    assert!(proxy.accepted() <= accepted);
+    let mut err = ptr::null_mut();
+    let st = unsafe { rmqs_producer_send(p, b"x".as_ptr(), 1, 1, 0, &mut err) };
+    assert_eq!(st, RMQS_ERR_CLOSED.status());
+    unsafe { rmqs_error_free(err) };
+    unsafe { rmqs_producer_free(p) };
+    unsafe { rmqs_consumer_free(c) };
+    unsafe { rmqs_connection_free(conn) };
+    assert_eq!(delete(admin, &stream), 0);
+    unsafe { rmqs_connection_free(admin) };
+}
