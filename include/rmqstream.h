@@ -356,6 +356,11 @@ enum rmqs_status_code
      * Local: the object failed earlier (e.g. after a panic) and cannot be used any more; free it.
      */
     RMQS_ERR_FATAL = -11,
+    /**
+     * Local: a flush or close found that some messages completed without a confirm (refused,
+     * timed out, or closed): their outcomes in the confirms say which.
+     */
+    RMQS_ERR_NOT_CONFIRMED = -12,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -2251,8 +2256,10 @@ rmqs_status rmqs_producer_send_batch(struct rmqs_producer *p,
  * @param p the producer (borrowed).
  * @param timeout_ms negative = no limit; 0 = only send the partial batch and report whether
  *        anything is still unconfirmed.
- * @return `RMQS_OK`; `RMQS_ERR_TIMEOUT` when messages were still unconfirmed after
- *         `timeout_ms`; `RMQS_ERR_WOULD_DEADLOCK` from a library callback (timeout other than
+ * @return `RMQS_OK` (everything that was in flight is confirmed); `RMQS_ERR_TIMEOUT` when
+ *         messages were still unconfirmed after `timeout_ms`; `RMQS_ERR_NOT_CONFIRMED` when
+ *         some completed with an error while it waited (their confirms say which);
+ *         `RMQS_ERR_WOULD_DEADLOCK` from a library callback (timeout other than
  *         0); `RMQS_ERR_INVALID_ARGUMENT` for a NULL handle.
  *
  * Thread-safe; blocks up to `timeout_ms`.
@@ -2268,11 +2275,13 @@ rmqs_status rmqs_producer_flush(struct rmqs_producer *p, int32_t timeout_ms);
  *
  * @param p the producer (borrowed; still to be freed).
  * @param timeout_ms negative = no limit; 0 = close in the background and return at once.
- * @return `RMQS_OK`; `RMQS_ERR_TIMEOUT` when confirms were missing at the deadline (the producer
- *         is closed all the same); `RMQS_ERR_WOULD_DEADLOCK` from a library callback with a
- *         timeout other than 0.
+ * @return `RMQS_OK`: everything sent was confirmed; `RMQS_ERR_TIMEOUT` when confirms were
+ *         missing at the deadline; `RMQS_ERR_NOT_CONFIRMED` when every message completed in
+ *         time but some with an error (the producer is closed all the same in both cases);
+ *         `RMQS_ERR_WOULD_DEADLOCK` from a library callback with a timeout other than 0.
  *
- * Thread-safe; blocks up to `timeout_ms` plus one round trip.
+ * Thread-safe; blocks up to `timeout_ms` (the broker's answer to the publisher's deletion is
+ * awaited only within it).
  */
 rmqs_status rmqs_producer_close(struct rmqs_producer *p, int32_t timeout_ms);
 

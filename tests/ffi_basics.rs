@@ -45,8 +45,9 @@ fn status_names_and_strings() {
         "RMQS_ERR_SASL_CANNOT_CHANGE_USERNAME"
     );
     assert_eq!(s(rmqs_status_name(-11)), "RMQS_ERR_FATAL");
+    assert_eq!(s(rmqs_status_name(-12)), "RMQS_ERR_NOT_CONFIRMED");
     // 1 is OK on the wire and is never returned; unknown values get fixed strings
-    for unknown in [1, 22, 0x7fff, -12, i32::MIN, i32::MAX] {
+    for unknown in [1, 22, 0x7fff, -13, i32::MIN, i32::MAX] {
         assert_eq!(s(rmqs_status_name(unknown)), "RMQS_UNKNOWN", "{unknown}");
         assert_eq!(s(rmqs_status_str(unknown)), "unknown status", "{unknown}");
     }
@@ -57,7 +58,7 @@ fn status_table() {
     let mut descs: *const rmqs_status_desc = ptr::null();
     let mut n = 0usize;
     unsafe { rmqs_status_descs(&mut descs, &mut n) };
-    assert_eq!(n, 32);
+    assert_eq!(n, 33);
     let table = unsafe { std::slice::from_raw_parts(descs, n) };
     for d in table {
         assert_eq!(s(d.name), s(rmqs_status_name(d.status)));

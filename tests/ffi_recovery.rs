@@ -602,3 +602,53 @@ fn recovery_off_reports_and_stays_closed() {
     assert_eq!(delete(admin, &stream), 0);
     unsafe { rmqs_connection_free(admin) };
 }
+
+/// Close and free keep their time limits when the peer is frozen: `rmqs_producer_close(p,
+/// 3000)` within 3 s, `rmqs_connection_free` within its documented 5 s; the close's status says
+/// the confirms were missing.
+#[test]
+fn close_and_free_keep_their_limits_with_a_frozen_peer() {
+    let proxy = Proxy::start(&broker_target());
+    let admin = direct();
+    let stream = CString::new(unique("rec-frozen-close")).unwrap();
+    create(admin, &stream);
+    let conn = through(&proxy, &[("request_timeout_ms", "10000")]);
+    let seen = Seen::new(100);
+    let p = producer(conn, &stream, &[], &seen);
+    let cseen = Seen::new(0);
+    let c = consumer(conn, &stream, &[("offset", "first")], &cseen);
+    send(p, 0);
+    assert_eq!(unsafe { rmqs_producer_flush(p, 10_000) }, 0);
+    proxy.freeze();
+    for i in 1..100 {
+        send(p, i);
+    }
+    let t = Instant::now();
+    let st = unsafe { rmqs_producer_close(p, 3000) };
+    let took = t.elapsed();
+    eprintln!("producer close with a frozen peer: {took:?}, status {st}");
+    assert_eq!(st, RMQS_ERR_TIMEOUT.status());
+    assert!(took < Duration::from_millis(3500), "{took:?}");
+    // Every message has its one outcome: sent and unconfirmed, so unknown (TIMEOUT).
+    {
+        let all = seen.confirms.lock().unwrap();
+        assert_eq!(all[0], vec![0]);
+        for (i, c) in all.iter().enumerate().skip(1) {
+            assert_eq!(c, &vec![RMQS_ERR_TIMEOUT.status()], "message {i}");
+        }
+    }
+    unsafe { rmqs_producer_free(p) };
+    let t = Instant::now();
+    unsafe { rmqs_consumer_free(c) };
+    let took = t.elapsed();
+    eprintln!("consumer free with a frozen peer: {took:?}");
+    assert!(took < Duration::from_millis(5500), "{took:?}");
+    let t = Instant::now();
+    unsafe { rmqs_connection_free(conn) };
+    let took = t.elapsed();
+    eprintln!("connection free with a frozen peer: {took:?}");
+    assert!(took < Duration::from_millis(5500), "{took:?}");
+    proxy.thaw();
+    assert_eq!(delete(admin, &stream), 0);
+    unsafe { rmqs_connection_free(admin) };
+}

@@ -52,6 +52,7 @@ const (
 	StatusWouldDeadlock                     Status = -9
 	StatusPanic                             Status = -10
 	StatusFatal                             Status = -11
+	StatusNotConfirmed                      Status = -12
 )
 
 // Sentinel errors, one per status, for errors.Is: errors.Is(err, rmqstream.ErrTimeout) is
@@ -88,6 +89,7 @@ var (
 	ErrWouldDeadlock                     = &Error{Status: StatusWouldDeadlock}
 	ErrPanic                             = &Error{Status: StatusPanic}
 	ErrFatal                             = &Error{Status: StatusFatal}
+	ErrNotConfirmed                      = &Error{Status: StatusNotConfirmed}
 )
 
 // ErrIncompatibleLibrary is wrapped by Connect's error when the loaded librmqstream is not

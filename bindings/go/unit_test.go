@@ -79,6 +79,7 @@ func TestStatusMirror(t *testing.T) {
 		StatusWouldDeadlock:                     "RMQS_ERR_WOULD_DEADLOCK",
 		StatusPanic:                             "RMQS_ERR_PANIC",
 		StatusFatal:                             "RMQS_ERR_FATAL",
+		StatusNotConfirmed:                      "RMQS_ERR_NOT_CONFIRMED",
 	} {
 		if got := libraryStatusName(st); got != name {
 			t.Errorf("Go constant %d is %s in the library, want %s", int32(st), got, name)

@@ -45,6 +45,10 @@ pub enum ClientError {
     /// SASL authentication was refused.
     #[error("authentication failed ({0})")]
     Auth(ResponseCode),
+    /// A flush or close found this many messages completed without a confirm (refused, timed
+    /// out or closed); their [`Confirm`](super::Confirm)s say which and why.
+    #[error("{0} message(s) completed without a confirm")]
+    NotConfirmed(u64),
 }
 
 impl ClientError {

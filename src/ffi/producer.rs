@@ -621,8 +621,10 @@ pub unsafe extern "C" fn rmqs_producer_send_batch(
 /// @param p the producer (borrowed).
 /// @param timeout_ms negative = no limit; 0 = only send the partial batch and report whether
 ///        anything is still unconfirmed.
-/// @return `RMQS_OK`; `RMQS_ERR_TIMEOUT` when messages were still unconfirmed after
-///         `timeout_ms`; `RMQS_ERR_WOULD_DEADLOCK` from a library callback (timeout other than
+/// @return `RMQS_OK` (everything that was in flight is confirmed); `RMQS_ERR_TIMEOUT` when
+///         messages were still unconfirmed after `timeout_ms`; `RMQS_ERR_NOT_CONFIRMED` when
+///         some completed with an error while it waited (their confirms say which);
+///         `RMQS_ERR_WOULD_DEADLOCK` from a library callback (timeout other than
 ///         0); `RMQS_ERR_INVALID_ARGUMENT` for a NULL handle.
 ///
 /// Thread-safe; blocks up to `timeout_ms`.
@@ -662,11 +664,13 @@ pub unsafe extern "C" fn rmqs_producer_flush(
 ///
 /// @param p the producer (borrowed; still to be freed).
 /// @param timeout_ms negative = no limit; 0 = close in the background and return at once.
-/// @return `RMQS_OK`; `RMQS_ERR_TIMEOUT` when confirms were missing at the deadline (the producer
-///         is closed all the same); `RMQS_ERR_WOULD_DEADLOCK` from a library callback with a
-///         timeout other than 0.
+/// @return `RMQS_OK`: everything sent was confirmed; `RMQS_ERR_TIMEOUT` when confirms were
+///         missing at the deadline; `RMQS_ERR_NOT_CONFIRMED` when every message completed in
+///         time but some with an error (the producer is closed all the same in both cases);
+///         `RMQS_ERR_WOULD_DEADLOCK` from a library callback with a timeout other than 0.
 ///
-/// Thread-safe; blocks up to `timeout_ms` plus one round trip.
+/// Thread-safe; blocks up to `timeout_ms` (the broker's answer to the publisher's deletion is
+/// awaited only within it).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_producer_close(
     p: *mut rmqs_producer,

@@ -91,6 +91,7 @@ pub fn client_error(e: ClientError) -> Error {
         ClientError::Unsupported { .. } => RMQS_ERR_UNSUPPORTED.status(),
         ClientError::InvalidArgument(_) => RMQS_ERR_INVALID_ARGUMENT.status(),
         ClientError::QueueFull(_) => RMQS_ERR_QUEUE_FULL.status(),
+        ClientError::NotConfirmed(_) => RMQS_ERR_NOT_CONFIRMED.status(),
     };
     // An Auth/Server code of 1 (OK) never reaches here; keep the status an error anyway.
     let status = if status == 0 {

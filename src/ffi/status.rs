@@ -87,6 +87,9 @@ pub enum rmqs_status_code {
     RMQS_ERR_PANIC = -10,
     /// Local: the object failed earlier (e.g. after a panic) and cannot be used any more; free it.
     RMQS_ERR_FATAL = -11,
+    /// Local: a flush or close found that some messages completed without a confirm (refused,
+    /// timed out, or closed): their outcomes in the confirms say which.
+    RMQS_ERR_NOT_CONFIRMED = -12,
 }
 
 use rmqs_status_code::*;
@@ -143,7 +146,7 @@ const fn e(code: rmqs_status_code, name: &'static CStr, description: &'static CS
 }
 
 /// Every status, in the order `rmqs_status_descs()` lists them.
-const TABLE: [Entry; 32] = [
+const TABLE: [Entry; 33] = [
     e(RMQS_OK, c"RMQS_OK", c"success"),
     e(
         RMQS_ERR_STREAM_DOES_NOT_EXIST,
@@ -275,6 +278,11 @@ const TABLE: [Entry; 32] = [
         RMQS_ERR_FATAL,
         c"RMQS_ERR_FATAL",
         c"object failed earlier and cannot be used",
+    ),
+    e(
+        RMQS_ERR_NOT_CONFIRMED,
+        c"RMQS_ERR_NOT_CONFIRMED",
+        c"some messages completed without a confirm",
     ),
 ];
 

@@ -97,6 +97,7 @@ static const rmqs_status all_statuses[] = {
     RMQS_ERR_WOULD_DEADLOCK,
     RMQS_ERR_PANIC,
     RMQS_ERR_FATAL,
+    RMQS_ERR_NOT_CONFIRMED,
 };
 #define N_STATUSES (sizeof all_statuses / sizeof all_statuses[0])
 
@@ -129,7 +130,7 @@ static void test_statuses(void) {
     /* 1 (OK on the wire) is never returned; it and other unknown values have fixed strings */
     CHECK_STR(rmqs_status_str(1), "unknown status");
     CHECK_STR(rmqs_status_str(22), "unknown status");
-    CHECK_STR(rmqs_status_str(-12), "unknown status");
+    CHECK_STR(rmqs_status_str(-13), "unknown status");
     CHECK_STR(rmqs_status_str(INT32_MIN), "unknown status");
     CHECK_STR(rmqs_status_name(INT32_MAX), "RMQS_UNKNOWN");
 

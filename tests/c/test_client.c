@@ -234,6 +234,82 @@ static void consume_callback(rmqs_connection *conn, const char *stream) {
     rmqs_queue_free(cs.done);
 }
 
+/* ---- state events: a stream deleted under a producer and a consumer ---------------------- */
+
+typedef struct {
+    int closed;      /* RMQS_STATE_CLOSED events */
+    int other;       /* any other state */
+    rmqs_status why; /* status of the CLOSED event */
+    int freed;
+    rmqs_queue *done; /* woken on each CLOSED */
+} state_seen;
+
+static void on_state(void *user_data, rmqs_event_source_code source, size_t tag,
+                     int32_t partition, rmqs_state_code state, rmqs_status status,
+                     const char *message) {
+    state_seen *ss = (state_seen *)user_data;
+    (void)source;
+    (void)tag;
+    if (partition != -1 || message == NULL) ss->other++;
+    if (state == RMQS_STATE_CLOSED) {
+        ss->closed++;
+        ss->why = status;
+        rmqs_queue_wakeup(ss->done);
+    } else {
+        ss->other++;
+    }
+}
+
+static void free_state_seen(void *user_data) {
+    ((state_seen *)user_data)->freed++;
+}
+
+static void ignore_confirms(void *user_data, const rmqs_confirm *confirms, size_t count) {
+    (void)user_data;
+    (void)confirms;
+    (void)count;
+}
+
+static void ignore_chunk(void *user_data, const rmqs_chunk *ch) {
+    (void)user_data;
+    (void)ch;
+}
+
+static void state_on_deletion(rmqs_connection *conn, const char *base) {
+    char stream[128];
+    state_seen ps, cs;
+    rmqs_producer *p = NULL;
+    rmqs_consumer *c = NULL;
+    rmqs_config *pcfg = rmqs_config_new(), *ccfg = rmqs_config_new();
+    memset(&ps, 0, sizeof ps);
+    memset(&cs, 0, sizeof cs);
+    snprintf(stream, sizeof stream, "%s-deleted", base);
+    CHECK_OK(rmqs_queue_new(&ps.done));
+    CHECK_OK(rmqs_queue_new(&cs.done));
+    CHECK_OK(rmqs_stream_create(conn, stream, NULL, NULL));
+    CHECK_OK(rmqs_config_set_state_cb(pcfg, on_state, &ps, free_state_seen, NULL));
+    CHECK_OK(rmqs_config_set_state_cb(ccfg, on_state, &cs, free_state_seen, NULL));
+    CHECK_OK(rmqs_config_set(ccfg, "offset", "first", NULL));
+    CHECK_OK(rmqs_producer_new(conn, stream, pcfg, ignore_confirms, NULL, NULL, NULL, 0, &p,
+                               NULL));
+    CHECK_OK(rmqs_consumer_new(conn, stream, ccfg, ignore_chunk, NULL, NULL, NULL, 0, &c, NULL));
+    rmqs_config_free(pcfg); /* the objects keep the registration */
+    rmqs_config_free(ccfg);
+    CHECK_OK(rmqs_stream_delete(conn, stream, NULL));
+    /* each waits for its CLOSED (a wakeup) for up to 30 s */
+    CHECK(rmqs_queue_poll(ps.done, 30000) == NULL);
+    CHECK(rmqs_queue_poll(cs.done, 30000) == NULL);
+    rmqs_producer_free(p); /* joins the dispatcher threads: the counts are ours again */
+    rmqs_consumer_free(c);
+    CHECK(ps.closed == 1 && cs.closed == 1);
+    CHECK(ps.other == 0 && cs.other == 0); /* no RECOVERING for a deleted stream */
+    CHECK(ps.why == RMQS_ERR_STREAM_DOES_NOT_EXIST);
+    CHECK(cs.why == RMQS_ERR_STREAM_DOES_NOT_EXIST);
+    CHECK(ps.freed == 1 && cs.freed == 1);
+    rmqs_queue_free(ps.done);
+    rmqs_queue_free(cs.done);
+}
+
 /* ---- main -------------------------------------------------------------------------------- */
 
 int main(void) {
@@ -270,6 +346,7 @@ int main(void) {
     produce(conn, stream);
     consume_queue(conn, stream);
     consume_callback(conn, stream);
+    state_on_deletion(conn, stream);
 
     CHECK_OK(rmqs_stream_delete(conn, stream, NULL));
     CHECK_OK(rmqs_stream_exists(conn, stream, &exists, NULL));

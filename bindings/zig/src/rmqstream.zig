@@ -84,6 +84,7 @@ pub const Error = error{
     WouldDeadlock,
     Panic,
     Fatal,
+    NotConfirmed,
     Unexpected,
 };
 
@@ -122,6 +123,7 @@ const status_table = [_]struct { Status, Error }{
     .{ c.RMQS_ERR_WOULD_DEADLOCK, error.WouldDeadlock },
     .{ c.RMQS_ERR_PANIC, error.Panic },
     .{ c.RMQS_ERR_FATAL, error.Fatal },
+    .{ c.RMQS_ERR_NOT_CONFIRMED, error.NotConfirmed },
 };
 
 /// The error for a non-OK status. `status` must not be `RMQS_OK` (0).

@@ -1372,6 +1372,15 @@ impl Shared {
         self.deliver(&out);
     }
 
+    /// [`ClientError::NotConfirmed`] when messages completed with an error since the error
+    /// count was `before`.
+    fn failed_since(&self, before: u64) -> Result<()> {
+        match self.errored.load(Ordering::SeqCst).saturating_sub(before) {
+            0 => Ok(()),
+            n => Err(ClientError::NotConfirmed(n)),
+        }
+    }
+
     fn emit_state(&self, change: &StateChange<'_>) {
         let _ = catch_unwind(AssertUnwindSafe(|| self.events.state(change)));
     }
@@ -1722,15 +1731,17 @@ impl Producer {
     /// Sends the partial frame now and blocks until nothing is in flight: every accepted
     /// message confirmed, refused or timed out, and its callback returned. Messages sent
     /// concurrently extend the wait. [`ClientError::Timeout`] if that takes longer than
-    /// `timeout`.
+    /// `timeout`; [`ClientError::NotConfirmed`] when messages completed with an error (refused,
+    /// timed out, closed) while it waited — their confirms say which.
     ///
     /// Synchronous: call it from any thread but a Tokio worker (and not from
     /// [`ProducerEvents::confirms`]). Use [`close`](Self::close) from async code.
     pub fn flush(&self, timeout: Duration) -> Result<()> {
         let s = &self.shared;
+        let errored = s.errored.load(Ordering::SeqCst);
         s.send_pending();
         if s.in_flight.load(Ordering::SeqCst) == 0 {
-            return Ok(());
+            return s.failed_since(errored);
         }
         let deadline = Instant::now().checked_add(timeout);
         let mut guard = lock(&s.wait_lock);
@@ -1749,7 +1760,7 @@ impl Producer {
             }
         };
         s.waiters.fetch_sub(1, Ordering::SeqCst);
-        result
+        result.and_then(|()| s.failed_since(errored))
     }
 
     /// Closes the producer: stops accepting sends (they fail with [`ClientError::Closed`]),
@@ -1757,7 +1768,9 @@ impl Producer {
     /// blocking the runtime, deletes the publisher on the broker and frees its id on the
     /// connection. Messages still unconfirmed then complete with [`ConfirmStatus::Closed`].
     ///
-    /// Returns [`ClientError::Timeout`] when some did (the producer is closed all the same).
+    /// Returns [`ClientError::Timeout`] when some did (the producer is closed all the same), and
+    /// [`ClientError::NotConfirmed`] when all completed in time but some with an error: `Ok`
+    /// means everything sent was confirmed.
     /// Idempotent: later calls return `Ok(())` at once. Async: call from a Tokio task.
     pub async fn close(&self, timeout: Duration) -> Result<()> {
         let s = &self.shared;
@@ -1765,6 +1778,7 @@ impl Producer {
             return Ok(());
         }
         let deadline = tokio::time::Instant::now().checked_add(timeout);
+        let errored = s.errored.load(Ordering::SeqCst);
         s.signals.halt.notify_waiters();
         let (link, sent) = s.shut(true);
         s.wake_all();
@@ -1784,7 +1798,7 @@ impl Producer {
         s.fail_all(ConfirmStatus::Closed);
         s.signals.stop.notify_one();
         if drained {
-            Ok(())
+            s.failed_since(errored)
         } else {
             Err(ClientError::Timeout(
                 timeout.as_millis() as u64,
