@@ -583,6 +583,27 @@ struct callback_state {
 /** A configuration handler for log lines: level, target ("connection", ...) and message. */
 using log_handler = std::function<void(log_level level, std::string_view target, std::string_view message)>;
 
+/** States of a producer, consumer, super producer or super consumer (RMQS_STATE_*). */
+enum class state : std::int32_t {
+    closed = RMQS_STATE_CLOSED,
+    recovering = RMQS_STATE_RECOVERING,
+    recovered = RMQS_STATE_RECOVERED,
+};
+
+/** A state change, as the state handler receives it. The message is valid during the call. */
+struct state_change {
+    rmqs::state state;
+    /** Why: the cause of a recovery, the reason of a close; RMQS_OK otherwise. */
+    rmqs_status status;
+    std::string_view message;
+    /** For super producers and consumers, the partition's index; -1 for the object itself. */
+    std::int32_t partition;
+    /** The tag the object was created with. */
+    std::size_t tag;
+};
+
+using state_handler = std::function<void(const state_change&)>;
+
 /**
  * Configuration keys (see rmqs_config_set() in rmqstream.h for every key). Owns an rmqs_config;
  * the calls that take one copy it, so it may change or go right after. Not thread-safe.
@@ -654,6 +675,27 @@ public:
         return *this;
     }
 
+    /**
+     * The state handler of the producers and consumers (plain and super) created with this
+     * config (rmqs_config_set_state_cb): recovering, recovered, closed. It runs on the object's
+     * dispatcher thread, in order with its confirms or chunks, and must not block; an exception
+     * escaping it is dropped. An empty handler removes it. Freed exactly once, when neither
+     * this config nor any object created with it holds it.
+     */
+    Config& set_state_handler(state_handler handler) {
+        Error err;
+        if (!handler) {
+            detail::check(rmqs_config_set_state_cb(p_, nullptr, nullptr, nullptr, err.out()), err);
+            return *this;
+        }
+        auto holder = std::make_unique<state_handler>(std::move(handler));
+        detail::check(rmqs_config_set_state_cb(p_, &state_trampoline, holder.get(), &state_free,
+                                               err.out()),
+                      err);
+        holder.release();  // owned by the library from here
+        return *this;
+    }
+
     explicit operator bool() const noexcept { return p_ != nullptr; }
     rmqs_config* get() const noexcept { return p_; }
     rmqs_config* release() noexcept {
@@ -680,6 +722,18 @@ private:
         }
     }
     static void log_free(void* user_data) noexcept { delete static_cast<log_handler*>(user_data); }
+    static void state_trampoline(void* user_data, rmqs_event_source_code, std::size_t tag,
+                                 std::int32_t partition, rmqs_state_code st, rmqs_status status,
+                                 const char* message) noexcept {
+        try {
+            (*static_cast<state_handler*>(user_data))(
+                state_change{static_cast<rmqs::state>(st), status,
+                             message != nullptr ? message : "", partition, tag});
+        } catch (...) {
+            // no caller to rethrow to: dropped
+        }
+    }
+    static void state_free(void* user_data) noexcept { delete static_cast<state_handler*>(user_data); }
 
     rmqs_config* p_ = nullptr;
 };

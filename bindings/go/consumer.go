@@ -89,6 +89,7 @@ type consumerOptions struct {
 	postFilter func(Message) bool
 	onError    func(error)
 	onUpdate   func(ConsumerUpdate) OffsetSpec
+	onState    func(StateChange)
 }
 
 func (o *consumerOptions) set(k, v string) { o.pairs = append(o.pairs, kv{k, v}) }
@@ -223,6 +224,13 @@ func OnError(f func(error)) ConsumerOption {
 	return consumerOption(func(o *consumerOptions) { o.onError = f })
 }
 
+// OnConsumerState receives the consumer's state changes (recovering, recovered, closed; for a
+// SuperConsumer also those of each partition's consumer), in order with its messages, on the
+// consumer's goroutine.
+func OnConsumerState(f func(StateChange)) ConsumerOption {
+	return consumerOption(func(o *consumerOptions) { o.onState = f })
+}
+
 // PartitionError is the error OnError receives for one partition of a SuperConsumer.
 type PartitionError struct {
 	Partition int // index in Partitions()
@@ -279,6 +287,7 @@ type consumerCore struct {
 	postFilter func(Message) bool
 	onError    func(error)
 	onUpdate   func(ConsumerUpdate) OffsetSpec
+	onState    func(StateChange)
 
 	buf    *C.gormqs_msg // C array of bufCap; the consumer's goroutine only
 	bufCap int
@@ -300,7 +309,7 @@ func newConsumerCore(c *Conn, super bool, name string, handler Handler, opts []C
 		opt.applyConsumer(&o)
 	}
 	k := &consumerCore{conn: c, name: name, super: super, box: newInbox(), handler: handler,
-		postFilter: o.postFilter, onError: o.onError, onUpdate: o.onUpdate,
+		postFilter: o.postFilter, onError: o.onError, onUpdate: o.onUpdate, onState: o.onState,
 		closing: make(chan struct{}), done: make(chan struct{}), closeDone: make(chan struct{})}
 	if handler == nil {
 		k.msgs = make(chan Message)
@@ -517,7 +526,10 @@ func (k *consumerCore) run() {
 					k.onError(err)
 				}
 			case C.RMQS_EVENT_STATE:
-				if e.state == C.RMQS_STATE_CLOSED {
+				if k.onState != nil {
+					k.onState(stateChange(e))
+				}
+				if e.isFinal() {
 					closed = true
 					if e.status != StatusOK {
 						k.emu.Lock()

@@ -6,6 +6,7 @@ package rmqstream
 import "C"
 
 import (
+	"strconv"
 	"sync"
 	"unsafe"
 )
@@ -178,4 +179,56 @@ func (c *Conn) route(infos []C.gormqs_evinfo) {
 		sinks[i] = nil
 	}
 	c.routeBuf = sinks[:0]
+}
+
+// State is what a StateChange reports.
+type State int32
+
+const (
+	// StateClosed: closed for good (the last event). Err says why: nil when the application
+	// closed it, ErrStreamDoesNotExist when its stream was deleted, else the loss that
+	// recovery could not repair (recovery off, or its attempts used up).
+	StateClosed State = C.RMQS_STATE_CLOSED
+	// StateRecovering: the connection or the stream's leader was lost; Err is the cause.
+	// Producers keep accepting sends (within MaxInFlight) and send them once recovered.
+	StateRecovering State = C.RMQS_STATE_RECOVERING
+	// StateRecovered: back. Producers sent again what was unconfirmed (a named producer
+	// deduplicates it); consumers resumed right after the last message delivered.
+	StateRecovered State = C.RMQS_STATE_RECOVERED
+)
+
+func (s State) String() string {
+	switch s {
+	case StateClosed:
+		return "closed"
+	case StateRecovering:
+		return "recovering"
+	case StateRecovered:
+		return "recovered"
+	}
+	return "state(" + strconv.Itoa(int(s)) + ")"
+}
+
+// StateChange is a state event of a producer, consumer, super producer or super consumer.
+type StateChange struct {
+	State State
+	// Partition is the partition concerned (its index) for a SuperProducer or SuperConsumer,
+	// -1 for the object itself and for other objects.
+	Partition int
+	// Err is the cause (StateRecovering) or the reason (StateClosed); nil otherwise.
+	Err error
+}
+
+// stateChange is the StateChange of a state event.
+func stateChange(e *event) StateChange {
+	sc := StateChange{State: State(e.state), Partition: e.partition}
+	if e.status != StatusOK {
+		sc.Err = &Error{Status: e.status, Message: e.message}
+	}
+	return sc
+}
+
+// isFinal tells the object's own final CLOSED from the other state events.
+func (e *event) isFinal() bool {
+	return State(e.state) == StateClosed && e.partition < 0
 }

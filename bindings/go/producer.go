@@ -21,6 +21,7 @@ type producerOptions struct {
 	chanCap     int
 	withChan    bool
 	onConfirm   func([]Confirm)
+	onState     func(StateChange)
 	maxInFlight int
 }
 
@@ -84,6 +85,13 @@ func ProducerSetting(key, value string) ProducerOption {
 	return func(o *producerOptions) { o.set(key, value) }
 }
 
+// OnProducerState receives the producer's state changes (recovering, recovered, closed; for a
+// SuperProducer also those of each partition's producer), in order with its confirms, on the
+// producer's goroutine.
+func OnProducerState(f func(StateChange)) ProducerOption {
+	return func(o *producerOptions) { o.onState = f }
+}
+
 // WithConfirmChannel delivers every message's outcome on Confirms(), a channel with this
 // capacity. The application must receive from it: while confirms are unread, sends wait
 // (see MaxInFlight) and Flush and Close wait too. The channel is closed after the last
@@ -127,6 +135,7 @@ type producerCore struct {
 
 	confirms  chan Confirm
 	onConfirm func([]Confirm)
+	onState   func(StateChange)
 	maxUnread uint64
 
 	pmu       sync.Mutex
@@ -149,7 +158,7 @@ func newProducerCore(c *Conn, super bool, opts []ProducerOption) (*producerCore,
 	for _, opt := range opts {
 		opt(&o)
 	}
-	p := &producerCore{conn: c, super: super, box: newInbox(), onConfirm: o.onConfirm,
+	p := &producerCore{conn: c, super: super, box: newInbox(), onConfirm: o.onConfirm, onState: o.onState,
 		maxUnread: uint64(o.maxInFlight), progress: make(chan struct{}),
 		done: make(chan struct{}), closeDone: make(chan struct{})}
 	if o.withChan {
@@ -446,7 +455,10 @@ func (p *producerCore) run() {
 				}
 				p.deliver(out, e.nconfirms)
 			case C.RMQS_EVENT_STATE:
-				if e.state == C.RMQS_STATE_CLOSED {
+				if p.onState != nil {
+					p.onState(stateChange(e))
+				}
+				if e.isFinal() {
 					closed = true
 					p.pmu.Lock()
 					if e.status != StatusOK {

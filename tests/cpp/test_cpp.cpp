@@ -986,6 +986,40 @@ void test_log_handler(const std::string& uri) {
     CHECK(tc.alive == 0 && tc.destroyed == 1);
 }
 
+void test_state_handler(const rmqs::Connection& conn) {
+    const std::string stream = unique_name("state");
+    conn.create_stream(stream);
+    std::mutex m;
+    std::condition_variable cv;
+    std::vector<std::pair<rmqs::state, rmqs_status>> pstates, cstates;
+    counts hc;
+    auto record = [&](std::vector<std::pair<rmqs::state, rmqs_status>>& into) {
+        return [&, t = tracker(hc)](const rmqs::state_change& c) {
+            std::lock_guard<std::mutex> g(m);
+            into.emplace_back(c.state, c.status);
+            cv.notify_all();
+        };
+    };
+    {
+        rmqs::Config pcfg;
+        pcfg.set_state_handler(record(pstates));
+        rmqs::Config ccfg{{"offset", "first"}};
+        ccfg.set_state_handler(record(cstates));
+        rmqs::Producer p = conn.create_producer(stream, pcfg, [](rmqs::span<const rmqs::confirm>) {});
+        rmqs::Consumer c = conn.create_consumer(stream, ccfg, [](rmqs::ChunkRef) {});
+        conn.delete_stream(stream);
+        std::unique_lock<std::mutex> g(m);
+        CHECK(cv.wait_for(g, 30s, [&] { return !pstates.empty() && !cstates.empty(); }));
+    }
+    // the handlers are gone with their objects and configs
+    CHECK(hc.alive == 0 && hc.destroyed == 2);
+    for (const auto* v : {&pstates, &cstates}) {
+        CHECK(v->size() == 1);
+        CHECK(!v->empty() && (*v)[0].first == rmqs::state::closed &&
+              (*v)[0].second == RMQS_ERR_STREAM_DOES_NOT_EXIST);
+    }
+}
+
 }  // namespace
 
 int main() {
@@ -1008,6 +1042,7 @@ int main() {
         run_test("raw_and_properties", [&] { test_raw_and_properties(conn); });
         run_test("live_moves", [&] { test_live_moves(conn); });
         run_test("handler_exceptions", [&] { test_handler_exceptions(conn); });
+        run_test("state_handler", [&] { test_state_handler(conn); });
         conn.close(10s);
     });
     run_test("log_handler", [&] { test_log_handler(uri); });

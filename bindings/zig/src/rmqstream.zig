@@ -504,6 +504,19 @@ pub const EventKind = enum(i32) {
     _,
 };
 
+/// What a `.state` event reports (`Event.state()`).
+pub const State = enum(i32) {
+    /// Closed for good, its last event: by the application (no error), its stream deleted
+    /// (`error.StreamDoesNotExist`), or a loss recovery could not repair (the cause).
+    closed = c.RMQS_STATE_CLOSED,
+    /// Lost its connection or stream leader and recovering (`err()` gives the cause); a
+    /// producer keeps accepting sends within `max_in_flight`.
+    recovering = c.RMQS_STATE_RECOVERING,
+    /// Back: a producer sent again what was unconfirmed, a consumer resumed right after the
+    /// last message it delivered.
+    recovered = c.RMQS_STATE_RECOVERED,
+};
+
 pub const EventSource = enum(i32) {
     producer = c.RMQS_SOURCE_PRODUCER,
     consumer = c.RMQS_SOURCE_CONSUMER,
@@ -597,9 +610,23 @@ pub const Event = extern struct {
         return typed[0..n];
     }
 
-    /// True for a `.state` event reporting that the source closed (its last event).
+    /// True for a `.state` event reporting that the source itself closed (its last event; a
+    /// super producer's or super consumer's partition closing is not it).
     pub fn isClosed(self: Event) bool {
-        return self.kind() == .state and c.rmqs_event_state(self.ptr) == c.RMQS_STATE_CLOSED;
+        return self.state() == .closed and self.partition() == null;
+    }
+
+    /// The state a `.state` event reports, null for other events.
+    pub fn state(self: Event) ?State {
+        if (self.kind() != .state) return null;
+        return @enumFromInt(c.rmqs_event_state(self.ptr));
+    }
+
+    /// The partition (its index) an event of a super producer or super consumer concerns;
+    /// null for the object itself and for other sources.
+    pub fn partition(self: Event) ?usize {
+        const p = c.rmqs_event_partition(self.ptr);
+        return if (p < 0) null else @intCast(p);
     }
 
     /// The status of a `.state` / `.error` event (0 when closed by the application).

@@ -313,3 +313,42 @@ test "metadata and super streams with owned copies" {
     try testing.expectEqual(@as(usize, 1), route.items.len);
     try testing.expectEqualStrings(parts.items[2], route.items[0]);
 }
+
+test "a deleted stream closes its producer and consumer for good: one closed state event each" {
+    const conn = try connect();
+    defer conn.deinit();
+    var nb: [64]u8 = undefined;
+    const stream = streamName(&nb, "state");
+    try conn.createStream(stream, .{}, null);
+    const q = try rmqs.Queue.init();
+    defer q.deinit();
+    const producer = try rmqs.Producer.init(conn, stream, .{ .queue = q, .tag = 1 }, null);
+    defer producer.deinit();
+    const consumer = try rmqs.Consumer.init(conn, stream, .{ .queue = q, .tag = 2, .offset = .first }, null);
+    defer consumer.deinit();
+    try conn.deleteStream(stream, null);
+
+    var closed = [_]usize{ 0, 0, 0 };
+    var others: usize = 0;
+    const start = std.time.milliTimestamp();
+    while (closed[1] + closed[2] < 2 and std.time.milliTimestamp() - start < deadline_ms) {
+        const ev = q.poll(1000) orelse continue;
+        defer ev.deinit();
+        if (ev.state()) |s| {
+            if (s == .closed and ev.isClosed()) {
+                try testing.expectEqual(@as(?rmqs.Error, error.StreamDoesNotExist), ev.err());
+                closed[ev.sourceTag()] += 1;
+            } else {
+                others += 1;
+            }
+        }
+    }
+    // Nothing else comes: no recovery for a deleted stream.
+    while (q.poll(500)) |ev| {
+        defer ev.deinit();
+        if (ev.state() != null) others += 1;
+    }
+    try testing.expectEqual(@as(usize, 1), closed[1]);
+    try testing.expectEqual(@as(usize, 1), closed[2]);
+    try testing.expectEqual(@as(usize, 0), others);
+}
