@@ -324,6 +324,26 @@ fn indices(messages: &[(u64, Vec<u8>)]) -> Vec<usize> {
         .collect()
 }
 
+/// `got` is exactly 0..n, or the first difference is reported (not the whole vectors).
+fn assert_sequence<T: Copy + PartialEq + std::fmt::Debug + TryFrom<usize>>(
+    got: &[T],
+    n: usize,
+    what: &str,
+) where
+    <T as TryFrom<usize>>::Error: std::fmt::Debug,
+{
+    let want = |i: usize| T::try_from(i).unwrap();
+    if let Some(i) = (0..got.len().min(n)).find(|&i| got[i] != want(i)) {
+        panic!(
+            "{what}: {} items, want {n}; item {i} is {:?}, want {i} (next: {:?})",
+            got.len(),
+            got[i],
+            &got[i..got.len().min(i + 5)]
+        );
+    }
+    assert_eq!(got.len(), n, "{what}: {} items, want {n}", got.len());
+}
+
 fn assert_all_ok_once(seen: &Seen, n: usize) {
     let all = seen.confirms.lock().unwrap();
     for (tag, c) in all.iter().enumerate().take(n) {
@@ -381,7 +401,7 @@ fn named_producer_survives_resets_exactly_once() {
     );
     unsafe { rmqs_producer_free(p) };
     let stored = read_back(admin, &stream, N);
-    assert_eq!(indices(&stored), (0..N).collect::<Vec<_>>());
+    assert_sequence(&indices(&stored), N, "stored bodies");
     assert_eq!(delete(admin, &stream), 0);
     unsafe { rmqs_connection_free(conn) };
     unsafe { rmqs_connection_free(admin) };
@@ -412,7 +432,7 @@ fn unnamed_producer_loses_nothing() {
     let total = idx.len();
     idx.sort_unstable();
     idx.dedup();
-    assert_eq!(idx, (0..N).collect::<Vec<_>>(), "every message stored");
+    assert_sequence(&idx, N, "every message stored");
     eprintln!(
         "unnamed producer: {N} sent, {total} stored, {} duplicates",
         total - N
@@ -512,7 +532,7 @@ fn frozen_peer_is_detected_within_two_heartbeats_and_a_second() {
     assert_all_ok_once(&seen, N);
     unsafe { rmqs_producer_free(p) };
     let stored = read_back(admin, &stream, N);
-    assert_eq!(indices(&stored), (0..N).collect::<Vec<_>>());
+    assert_sequence(&indices(&stored), N, "stored bodies");
     assert_eq!(delete(admin, &stream), 0);
     unsafe { rmqs_connection_free(conn) };
     unsafe { rmqs_connection_free(admin) };
@@ -649,6 +669,109 @@ fn close_and_free_keep_their_limits_with_a_frozen_peer() {
     eprintln!("connection free with a frozen peer: {took:?}");
     assert!(took < Duration::from_millis(5500), "{took:?}");
     proxy.thaw();
+    assert_eq!(delete(admin, &stream), 0);
+    unsafe { rmqs_connection_free(admin) };
+}
+
+/// Offset tracking goes on across a recovery: a named consumer with automatic tracking keeps
+/// storing after its connection is cut, and what it stored last is the last offset it got.
+#[test]
+fn tracking_continues_after_a_recovery() {
+    let proxy = Proxy::start(&broker_target());
+    let admin = direct();
+    let name = unique("rec-tracking");
+    let stream = CString::new(name.clone()).unwrap();
+    create(admin, &stream);
+    const N: usize = 6_000;
+    let pseen = Seen::new(N);
+    let p = producer(admin, &stream, &[], &pseen);
+    for i in 0..N / 2 {
+        send(p, i);
+    }
+    assert_eq!(unsafe { rmqs_producer_flush(p, 30_000) }, 0);
+    let conn = through(&proxy, &[]);
+    let seen = Seen::new(0);
+    let c = consumer(
+        conn,
+        &stream,
+        &[
+            ("name", &name),
+            ("offset", "first"),
+            ("tracking", "auto"),
+            ("tracking_messages", "500"),
+            ("tracking_interval_ms", "0"),
+        ],
+        &seen,
+    );
+    assert!(seen.wait(WAIT, |s| s.messages.lock().unwrap().len() >= N / 2));
+    let stats = || {
+        let mut s = rmqs_consumer_statistics {
+            size: std::mem::size_of::<rmqs_consumer_statistics>() as u64,
+            ..Default::default()
+        };
+        assert_eq!(unsafe { rmqs_consumer_stats(c, &mut s) }, 0);
+        s
+    };
+    let before = stats();
+    assert!(before.offsets_stored >= 1, "{before:?}");
+    assert!(proxy.reset() >= 1);
+    assert!(seen.wait(WAIT, |s| {
+        s.states().contains(&(RMQS_STATE_RECOVERED as i32))
+    }));
+    for i in N / 2..N {
+        send(p, i);
+    }
+    assert_eq!(unsafe { rmqs_producer_flush(p, 30_000) }, 0);
+    assert!(seen.wait(WAIT, |s| s.messages.lock().unwrap().len() >= N));
+    // Stores by count go on after the recovery (every 500 messages); the rest is stored on
+    // close.
+    let deadline = Instant::now() + WAIT;
+    while stats().offsets_stored < before.offsets_stored + 2 {
+        assert!(Instant::now() < deadline, "stored {:?}", stats());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let after = stats();
+    assert!(after.offsets_stored > before.offsets_stored, "{after:?}");
+    assert_eq!(after.recoveries, 1);
+    let got = seen.messages.lock().unwrap();
+    // Stored offsets are chunks of the stream too (they take offsets), so the bodies tell
+    // whether anything was lost or repeated; the offsets only have to increase.
+    assert_sequence(&indices(&got), N, "bodies");
+    assert!(got.windows(2).all(|w| w[0].0 < w[1].0), "offsets increase");
+    drop(got);
+    assert_eq!(unsafe { rmqs_consumer_close(c, 10_000) }, 0);
+    // What the consumer says it stored last is on the broker, and it is past the recovery.
+    let last = stats().last_stored_offset;
+    let first_after = seen.messages.lock().unwrap()[N / 2].0;
+    assert!(
+        last >= first_after,
+        "stored {last}, recovery resumed at {first_after}"
+    );
+    let reference = CString::new(name.clone()).unwrap();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let mut off = 0u64;
+        let st = unsafe {
+            rmqs_offset_query(
+                admin,
+                reference.as_ptr(),
+                stream.as_ptr(),
+                &mut off,
+                ptr::null_mut(),
+            )
+        };
+        if st == 0 && off == last {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "broker has {off} ({st}), want {last}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    unsafe { rmqs_consumer_free(c) };
+    unsafe { rmqs_producer_free(p) };
+    unsafe { rmqs_connection_free(conn) };
     assert_eq!(delete(admin, &stream), 0);
     unsafe { rmqs_connection_free(admin) };
 }
