@@ -117,6 +117,35 @@ impl Cluster {
         .is_ok()
     }
 
+    /// Closes node `n`'s stream listener (ranch suspend): new connections to its stream port
+    /// are refused, while the node, its stream members and its open connections stay up, and
+    /// the metadata still names it. Undone by [`resume_stream_listener`](Self::resume_stream_listener).
+    pub fn suspend_stream_listener(&self, n: usize) {
+        self.stream_listener(n, "suspend_listener");
+        assert!(
+            !self.is_up(n),
+            "node {n}'s stream port still accepts connections"
+        );
+    }
+
+    /// Opens node `n`'s stream listener again.
+    pub fn resume_stream_listener(&self, n: usize) {
+        self.stream_listener(n, "resume_listener");
+        assert!(
+            self.is_up(n),
+            "node {n}'s stream port does not accept connections"
+        );
+    }
+
+    fn stream_listener(&self, n: usize, call: &str) {
+        let expr = format!(
+            "[ranch:{call}(R) || {{acceptor, _, P}} = R <- maps:keys(ranch:info()), P =:= {}].",
+            self.ports[n - 1]
+        );
+        let out = broker(&["ctl", &n.to_string(), "eval", &expr]);
+        assert_eq!(out.trim(), "[ok]", "ranch:{call} on node {n}");
+    }
+
     /// `rabbitmqctl ARGS` against the first node that is up; its stdout.
     pub fn ctl(&self, args: &[&str]) -> String {
         let n = (1..=3)
@@ -139,14 +168,15 @@ impl Cluster {
     }
 
     fn nodes_listed(&self, command: &str, stream: &str) -> Vec<usize> {
-        // -s: no banner, no header: "<stream>\t<node>" per line
-        let out = self.ctl(&["-s", command, "stream", "node"]);
-        let mut nodes: Vec<usize> = out
-            .lines()
-            .filter_map(|l| {
-                let (s, node) = l.split_once('\t')?;
-                (s == stream).then(|| self.node_of_name(node.trim()))
-            })
+        // JSON: the default table format draws boxes when it likes
+        let out = self.ctl(&["-q", command, "stream", "node", "--formatter", "json"]);
+        let json = super::mini_json::Json::parse(&out)
+            .unwrap_or_else(|e| panic!("{command}: {e} in {out:?}"));
+        let mut nodes: Vec<usize> = json
+            .array(command)
+            .iter()
+            .filter(|row| row.get("stream").str("stream") == stream)
+            .map(|row| self.node_of_name(row.get("node").str("node")))
             .collect();
         nodes.sort_unstable();
         nodes

@@ -11,6 +11,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod mini_json;
 pub mod proxy;
 
 use std::time::{SystemTime, UNIX_EPOCH};

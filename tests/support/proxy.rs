@@ -201,10 +201,14 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             t[shared.next.fetch_add(1, Ordering::SeqCst) % t.len()].clone()
         };
         // Registered before anything is awaited, so that a reset right after the accept
-        // includes it.
+        // includes it; under the lock, so that a reset counts exactly what it resets.
         let id = shared.ids.fetch_add(1, Ordering::SeqCst);
-        let resets = shared.resets.subscribe();
-        shared.open.lock().unwrap().insert(id, *resets.borrow());
+        let resets = {
+            let mut open = shared.open.lock().unwrap();
+            let resets = shared.resets.subscribe();
+            open.insert(id, *resets.borrow());
+            resets
+        };
         tokio::spawn(serve(client, target, id, resets, shared.clone()));
     }
 }
