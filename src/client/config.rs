@@ -48,7 +48,7 @@ impl Default for TlsConfig {
 }
 
 /// One seed host.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Endpoint {
     pub host: String,
     pub port: u16,

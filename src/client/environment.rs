@@ -3,9 +3,26 @@
 //!
 //! It owns the [`Log`] its connections, producers and consumers log through, and the traffic
 //! counters its connections share ([`Environment::stats`]).
+//!
+//! # Placement on a cluster
+//!
+//! - Producers connect to the stream's leader. While the leader is unknown (a node just went
+//!   down and the stream is electing one), [`Environment::data_connection`] asks for the
+//!   metadata again with a short backoff, for up to [`LEADER_WAIT`].
+//! - Consumers connect to a replica, the one with the fewest of this environment's consumers
+//!   (ties go round-robin), and never share a connection to the leader while a replica is
+//!   reachable. A replica that refuses the connection is skipped for the next one, then the
+//!   leader; for [`UNREACHABLE_FOR`] afterwards it is tried after the others.
+//! - In load-balancer mode the seed hosts lead anywhere: a connection is opened through them
+//!   until the node it reaches advertises the wanted host and port, at most
+//!   [`LOAD_BALANCER_ATTEMPTS`] times per node.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use super::config::{ConnectionConfig, Endpoint};
 use super::connection::{Connection, ServerInfo, TrafficCounters};
@@ -20,6 +37,17 @@ use crate::protocol::commands::{
 
 /// Longest stream name, publisher reference or offset-tracking reference the broker accepts.
 pub const MAX_NAME_LEN: usize = 255;
+
+/// How long [`Environment::data_connection`] keeps asking for the metadata while a stream has
+/// no leader (or no reachable member) before it fails with `STREAM_NOT_AVAILABLE`.
+pub const LEADER_WAIT: Duration = Duration::from_secs(10);
+
+/// Connections opened through the seed hosts, in load-balancer mode, to reach one node before
+/// giving up on it.
+pub const LOAD_BALANCER_ATTEMPTS: usize = 20;
+
+/// How long a node that refused a data connection is tried after the other candidates.
+pub const UNREACHABLE_FOR: Duration = Duration::from_secs(10);
 
 /// Checks a stream name or reference: non-empty, at most 255 bytes.
 pub fn check_name(what: &str, name: &str) -> Result<()> {
@@ -54,7 +82,8 @@ pub struct StreamLocation {
 pub enum Role {
     /// Producers write to the leader.
     Leader,
-    /// Consumers prefer a replica and fall back to the leader.
+    /// Consumers read from a replica, spread over the replicas, and fall back to another
+    /// replica, then to the leader.
     Consumer,
 }
 
@@ -94,6 +123,10 @@ pub struct EnvShared {
     log: Log,
     counters: Arc<TrafficCounters>,
     reconnects: AtomicU64,
+    /// Nodes that refused a data connection lately, and when.
+    unreachable: Mutex<HashMap<Endpoint, Instant>>,
+    /// Round-robin among equally loaded replicas.
+    spread: AtomicUsize,
     closed: std::sync::atomic::AtomicBool,
 }
 
@@ -118,6 +151,12 @@ impl WeakEnvironment {
     }
 }
 
+/// True for the errors that mean "this connection or node is gone" (a retry elsewhere may
+/// work), as opposed to an answer of the broker, a timeout or a local mistake.
+fn connection_lost(e: &ClientError) -> bool {
+    matches!(e, ClientError::Io(_) | ClientError::Closed(_))
+}
+
 impl Environment {
     /// Opens the locator connection to the first seed host that answers. Logs nothing; see
     /// [`connect_with`](Self::connect_with).
@@ -137,6 +176,8 @@ impl Environment {
                 log,
                 counters: Arc::default(),
                 reconnects: AtomicU64::new(0),
+                unreachable: Mutex::new(HashMap::new()),
+                spread: AtomicUsize::new(0),
                 closed: std::sync::atomic::AtomicBool::new(false),
             }),
         };
@@ -521,59 +562,170 @@ impl Environment {
 
     /// A data connection to the right member of `stream` with room for one more producer or
     /// consumer: an open pooled one when there is one, else a new one.
+    ///
+    /// - [`Role::Leader`]: the leader. While the metadata names no leader, says
+    ///   `STREAM_NOT_AVAILABLE`, or the leader refuses connections (it just went down), the
+    ///   metadata is asked again with a backoff (100 ms doubling to 1 s) for up to
+    ///   [`LEADER_WAIT`]; then `STREAM_NOT_AVAILABLE` (or the last connection error).
+    /// - [`Role::Consumer`]: a replica, the one with the fewest of this environment's
+    ///   consumers (ties round-robin); another replica when it refuses the connection, the
+    ///   leader when none can be reached. Never the leader while a replica can be reached.
+    ///   Waits for the metadata as above when no member can be reached at all.
+    ///
+    /// `STREAM_DOES_NOT_EXIST` and other answers of the broker fail at once.
     pub async fn data_connection(&self, stream: &str, role: Role) -> Result<Connection> {
         self.check_open()?;
-        let loc = self.locate(stream).await?;
-        let mut candidates: Vec<Endpoint> = match role {
-            Role::Leader => loc.leader.into_iter().collect(),
-            Role::Consumer => {
-                let mut c = loc.replicas.clone();
-                c.extend(loc.leader);
-                c
+        let deadline = Instant::now() + LEADER_WAIT;
+        let mut delay = Duration::from_millis(100);
+        loop {
+            let e = match self.try_data_connection(stream, role).await {
+                Ok(c) => return Ok(c),
+                Err(e) => e,
+            };
+            let waitable = connection_lost(&e)
+                || matches!(
+                    e,
+                    ClientError::Server {
+                        code: ResponseCode::STREAM_NOT_AVAILABLE,
+                        ..
+                    }
+                );
+            if !waitable || Instant::now() + delay > deadline {
+                return Err(e);
             }
+            log_at!(
+                self.log,
+                Level::Info,
+                "environment",
+                "stream {stream:?}: no {} to connect to yet ({e}); asking again in {} ms",
+                match role {
+                    Role::Leader => "leader",
+                    Role::Consumer => "member",
+                },
+                delay.as_millis()
+            );
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(1));
+        }
+    }
+
+    /// One attempt of [`data_connection`](Self::data_connection) on fresh metadata.
+    async fn try_data_connection(&self, stream: &str, role: Role) -> Result<Connection> {
+        let loc = self.locate(stream).await?;
+        let no_member = || ClientError::Server {
+            operation: "locate stream leader",
+            code: ResponseCode::STREAM_NOT_AVAILABLE,
+        };
+        let candidates = match role {
+            Role::Leader => vec![loc.leader.clone().ok_or_else(no_member)?],
+            Role::Consumer => self.consumer_candidates(&loc),
         };
         if candidates.is_empty() {
-            return Err(ClientError::Server {
-                operation: "locate stream leader",
-                code: ResponseCode::STREAM_NOT_AVAILABLE,
+            return Err(no_member());
+        }
+        let mut last = None;
+        for (i, ep) in candidates.iter().enumerate() {
+            if let Some(c) = self.pooled(ep, role) {
+                return Ok(c);
+            }
+            match self.open_to(ep).await {
+                Ok(conn) => {
+                    self.unreachable_map().remove(ep);
+                    log_at!(
+                        self.log,
+                        Level::Debug,
+                        "environment",
+                        "new data connection to {}:{} for {} on stream {stream:?}",
+                        ep.host,
+                        ep.port,
+                        match (role, Some(ep) == loc.leader.as_ref()) {
+                            (Role::Leader, _) => "a producer (leader)",
+                            (Role::Consumer, false) => "a consumer (replica)",
+                            (Role::Consumer, true) => "a consumer (leader)",
+                        }
+                    );
+                    self.pool_lock().push(conn.clone());
+                    return Ok(conn);
+                }
+                Err(e) if connection_lost(&e) => {
+                    self.unreachable_map().insert(ep.clone(), Instant::now());
+                    if let Some(next) = candidates.get(i + 1) {
+                        log_at!(
+                            self.log,
+                            Level::Warn,
+                            "environment",
+                            "stream {stream:?}: {}:{} cannot be reached ({e}); trying {}:{}{}",
+                            ep.host,
+                            ep.port,
+                            next.host,
+                            next.port,
+                            if Some(next) == loc.leader.as_ref() {
+                                " (the leader)"
+                            } else {
+                                ""
+                            }
+                        );
+                    }
+                    last = Some(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or_else(no_member))
+    }
+
+    /// The members a consumer may use, in order: the replicas (reachable lately first, then
+    /// the fewest consumers of this environment, ties round-robin), then the leader.
+    fn consumer_candidates(&self, loc: &StreamLocation) -> Vec<Endpoint> {
+        let mut replicas: Vec<Endpoint> = Vec::new();
+        for r in &loc.replicas {
+            if Some(r) != loc.leader.as_ref() && !replicas.contains(r) {
+                replicas.push(r.clone());
+            }
+        }
+        if !replicas.is_empty() {
+            let turn = self.spread.fetch_add(1, Ordering::Relaxed) % replicas.len();
+            replicas.rotate_left(turn);
+            let pool = self.pool_lock();
+            let now = Instant::now();
+            let mut unreachable = self.unreachable_map();
+            unreachable.retain(|_, at| now.duration_since(*at) < UNREACHABLE_FOR);
+            // Stable: equal keys keep the rotated order.
+            replicas.sort_by_key(|ep| {
+                let consumers: usize = pool
+                    .iter()
+                    .filter(|c| c.is_open() && self.reaches(c, ep))
+                    .map(|c| c.load().1)
+                    .sum();
+                (unreachable.contains_key(ep), consumers)
             });
         }
-        candidates.dedup();
-        let has_room = |c: &Connection| {
-            let (p, s) = c.load();
-            match role {
-                Role::Leader => p < self.config.max_producers_per_connection,
-                Role::Consumer => s < self.config.max_consumers_per_connection,
-            }
-        };
-        {
-            let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
-            pool.retain(Connection::is_open);
-            for ep in &candidates {
-                if let Some(c) = pool.iter().find(|c| self.reaches(c, ep) && has_room(c)) {
-                    return Ok(c.clone());
-                }
-            }
-        }
-        let target = &candidates[0];
-        let conn = self.open_to(target).await?;
-        log_at!(
-            self.log,
-            Level::Debug,
-            "environment",
-            "new data connection to {}:{} for {} on stream {stream:?}",
-            target.host,
-            target.port,
-            match role {
-                Role::Leader => "a producer",
-                Role::Consumer => "a consumer",
-            }
-        );
-        self.pool
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(conn.clone());
-        Ok(conn)
+        replicas.extend(loc.leader.clone());
+        replicas
+    }
+
+    /// An open pooled connection to `ep` with room for one more of `role`.
+    fn pooled(&self, ep: &Endpoint, role: Role) -> Option<Connection> {
+        let mut pool = self.pool_lock();
+        pool.retain(Connection::is_open);
+        pool.iter()
+            .find(|c| {
+                let (p, s) = c.load();
+                self.reaches(c, ep)
+                    && match role {
+                        Role::Leader => p < self.config.max_producers_per_connection,
+                        Role::Consumer => s < self.config.max_consumers_per_connection,
+                    }
+            })
+            .cloned()
+    }
+
+    fn pool_lock(&self) -> std::sync::MutexGuard<'_, Vec<Connection>> {
+        self.pool.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn unreachable_map(&self) -> std::sync::MutexGuard<'_, HashMap<Endpoint, Instant>> {
+        self.unreachable.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// True when `c` is connected to the node advertised as `ep`.
@@ -583,32 +735,58 @@ impl Environment {
     }
 
     /// Opens a connection to the node advertised as `ep`. Directly by default; in
-    /// load-balancer mode through the seed hosts until the advertised address matches.
+    /// load-balancer mode through the seed hosts until the advertised address matches, at most
+    /// [`LOAD_BALANCER_ATTEMPTS`] times (a connection that fails counts as an attempt).
     async fn open_to(&self, ep: &Endpoint) -> Result<Connection> {
         if !self.config.load_balancer_mode {
             return Connection::open_with(&self.config, ep, &self.log, &self.counters).await;
         }
-        const ATTEMPTS: usize = 10;
-        for _ in 0..ATTEMPTS {
-            let c = self.open_seed().await?;
+        let mut reached: Vec<String> = Vec::new();
+        let mut last_error = None;
+        for _ in 0..LOAD_BALANCER_ATTEMPTS {
+            let c = match self.open_seed().await {
+                Ok(c) => c,
+                Err(e) if connection_lost(&e) => {
+                    last_error = Some(e);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             if self.reaches(&c, ep) {
                 return Ok(c);
             }
+            let at = format!("{}:{}", c.info().advertised_host, c.info().advertised_port);
             log_at!(
                 self.log,
                 Level::Debug,
                 "environment",
-                "load balancer led to {}:{} instead of {}:{}; trying again",
-                c.info().advertised_host,
-                c.info().advertised_port,
+                "load balancer led to {at} instead of {}:{}; trying again",
                 ep.host,
                 ep.port
             );
+            if !reached.contains(&at) {
+                reached.push(at);
+            }
             let _ = c.close().await;
         }
+        let seeds: Vec<String> = self
+            .config
+            .endpoints
+            .iter()
+            .map(|e| format!("{}:{}", e.host, e.port))
+            .collect();
         Err(ClientError::Io(format!(
-            "load balancer never led to {}:{} in {ATTEMPTS} attempts",
-            ep.host, ep.port
+            "load balancer mode: {LOAD_BALANCER_ATTEMPTS} connections through {} never reached \
+             {}:{} (they reached: {}; last connection error: {})",
+            seeds.join(","),
+            ep.host,
+            ep.port,
+            if reached.is_empty() {
+                "no node".to_string()
+            } else {
+                reached.join(", ")
+            },
+            last_error.map_or_else(|| "none".to_string(), |e| e.to_string())
         )))
     }
 
@@ -679,4 +857,39 @@ pub(crate) fn unexpected(what: &str, f: &Frame) -> ClientError {
         "unexpected answer to {what}: key 0x{:04x}",
         f.key()
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Compiles only while the management calls' futures can be spawned on a multi-thread
+    /// runtime (an async closure in `with_locator` once made them `Send` for one lifetime
+    /// only). Never run.
+    #[allow(dead_code)]
+    fn calls_can_be_spawned(env: Arc<Environment>) {
+        let e = env.clone();
+        tokio::spawn(async move { e.create_stream("s", &[]).await });
+        let e = env.clone();
+        tokio::spawn(async move { e.delete_stream("s").await });
+        let e = env.clone();
+        tokio::spawn(async move { e.stream_exists("s").await });
+        let e = env.clone();
+        tokio::spawn(async move { e.query_offset("r", "s").await });
+        let e = env.clone();
+        tokio::spawn(async move { e.store_offset("r", "s", 1).await });
+        let e = env.clone();
+        tokio::spawn(async move { e.query_publisher_sequence("r", "s").await });
+        let e = env.clone();
+        tokio::spawn(async move { e.stream_stats("s").await });
+        let e = env.clone();
+        tokio::spawn(async move { e.partitions("s").await });
+        let e = env.clone();
+        tokio::spawn(async move { e.route("k", "s").await });
+        let e = env.clone();
+        tokio::spawn(async move { e.create_super_stream("s", &[], &[], &[]).await });
+        let e = env.clone();
+        tokio::spawn(async move { e.delete_super_stream("s").await });
+        tokio::spawn(async move { env.data_connection("s", Role::Consumer).await });
+    }
 }
