@@ -633,6 +633,16 @@ impl Connection {
         self.inner.state.borrow().clone()
     }
 
+    /// True when `self` and `other` are handles of the same connection.
+    pub fn same_as(&self, other: &Connection) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
+    /// True once [`close`](Self::close) was called: the application ended it, nothing failed.
+    pub fn closed_by_application(&self) -> bool {
+        self.inner.app_closing.load(Ordering::Acquire)
+    }
+
     /// Waits until the connection is closed and returns why.
     pub async fn closed(&self) -> ClientError {
         let mut rx = self.inner.state.subscribe();

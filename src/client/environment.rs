@@ -13,6 +13,9 @@
 //!   (ties go round-robin), and never share a connection to the leader while a replica is
 //!   reachable. A replica that refuses the connection is skipped for the next one, then the
 //!   leader; for [`UNREACHABLE_FOR`] afterwards it is tried after the others.
+//! - Management calls go through the locator connection. When that connection is lost under
+//!   a call (an I/O error or a closed connection, never a response code or a timeout), the
+//!   locator is reopened on the next seed host and the call is made once more.
 //! - In load-balancer mode the seed hosts lead anywhere: a connection is opened through them
 //!   until the node it reaches advertises the wanted host and port, at most
 //!   [`LOAD_BALANCER_ATTEMPTS`] times per node.
@@ -123,6 +126,8 @@ pub struct EnvShared {
     log: Log,
     counters: Arc<TrafficCounters>,
     reconnects: AtomicU64,
+    /// The seed host tried first when the locator is (re)opened.
+    next_seed: AtomicUsize,
     /// Nodes that refused a data connection lately, and when.
     unreachable: Mutex<HashMap<Endpoint, Instant>>,
     /// Round-robin among equally loaded replicas.
@@ -176,6 +181,7 @@ impl Environment {
                 log,
                 counters: Arc::default(),
                 reconnects: AtomicU64::new(0),
+                next_seed: AtomicUsize::new(0),
                 unreachable: Mutex::new(HashMap::new()),
                 spread: AtomicUsize::new(0),
                 closed: std::sync::atomic::AtomicBool::new(false),
@@ -237,11 +243,17 @@ impl Environment {
         }
     }
 
+    /// A connection to the first seed host that answers, starting at `next_seed`.
     async fn open_seed(&self) -> Result<Connection> {
         let mut last = None;
-        for ep in &self.config.endpoints {
-            match Connection::open_with(&self.config, ep, &self.log, &self.counters).await {
-                Ok(c) => return Ok(c),
+        let seeds = &self.config.endpoints;
+        let first = self.next_seed.load(Ordering::Relaxed);
+        for i in (0..seeds.len()).map(|i| (first + i) % seeds.len()) {
+            match Connection::open_with(&self.config, &seeds[i], &self.log, &self.counters).await {
+                Ok(c) => {
+                    self.next_seed.store(i, Ordering::Relaxed);
+                    return Ok(c);
+                }
                 // A wrong password or vhost will not get better on the next host.
                 Err(e @ ClientError::Auth(_)) => return Err(e),
                 Err(e) => last = Some(e),
@@ -258,7 +270,8 @@ impl Environment {
         Err(e)
     }
 
-    /// The locator connection, reopened when it was lost.
+    /// The locator connection, reopened when it was lost (starting at the seed host after the
+    /// lost one).
     pub async fn locator(&self) -> Result<Connection> {
         self.check_open()?;
         let mut guard = self.locator.lock().await;
@@ -266,6 +279,9 @@ impl Environment {
             return Ok(c.clone());
         }
         let lost = guard.as_ref().map(|c| c.close_reason());
+        if let Some(c) = guard.as_ref() {
+            self.skip_seed(c.endpoint());
+        }
         if let Some(reason) = &lost {
             log_at!(
                 self.log,
@@ -285,6 +301,67 @@ impl Environment {
         Ok(c)
     }
 
+    /// Forgets the locator connection `failed` (when it is still the current one) and makes the
+    /// next seed host after its own the first one tried.
+    async fn drop_locator(&self, failed: &Connection) {
+        let mut guard = self.locator.lock().await;
+        if guard.as_ref().is_some_and(|c| c.same_as(failed)) {
+            if let Some(c) = guard.take() {
+                // Usually dead already; closing must not hold the next call up.
+                tokio::spawn(async move {
+                    let _ = c.close().await;
+                });
+            }
+            self.skip_seed(failed.endpoint());
+            self.reconnects.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Makes the seed host after `lost` the first one the locator tries next.
+    fn skip_seed(&self, lost: &Endpoint) {
+        let seeds = &self.config.endpoints;
+        if let Some(i) = seeds.iter().position(|e| e == lost) {
+            self.next_seed
+                .store((i + 1) % seeds.len(), Ordering::Relaxed);
+        }
+    }
+
+    /// Runs a management call on the locator connection. When the connection is lost under it
+    /// (I/O error or closed connection; not a response code, not a timeout, not a close by the
+    /// application) the locator is reopened on the next seed host and the call is made once
+    /// more, with `retried` true. When no seed host can be reached then (each bounded by the
+    /// connect timeout), the call fails with the error that lost the first connection.
+    async fn with_locator<T, F>(
+        &self,
+        operation: &str,
+        mut call: impl FnMut(Connection, bool) -> F,
+    ) -> Result<T>
+    where
+        F: Future<Output = Result<T>>,
+    {
+        let conn = self.locator().await?;
+        match call(conn.clone(), false).await {
+            Err(e) if connection_lost(&e) && !conn.closed_by_application() => {
+                log_at!(
+                    self.log,
+                    Level::Warn,
+                    "environment",
+                    "{operation}: the locator connection to {}:{} was lost ({e}); \
+                     trying once more on the next seed host",
+                    conn.endpoint().host,
+                    conn.endpoint().port
+                );
+                self.drop_locator(&conn).await;
+                match self.locator().await {
+                    Ok(conn) => call(conn, true).await,
+                    // The loss says more than the failure to reconnect (logged by locator()).
+                    Err(_) => Err(e),
+                }
+            }
+            r => r,
+        }
+    }
+
     /// What the locator's broker said about itself.
     pub async fn server_info(&self) -> Result<ServerInfo> {
         Ok(self.locator().await?.info().clone())
@@ -292,45 +369,79 @@ impl Environment {
 
     /// Creates a stream with arguments (`max-length-bytes`, `max-age`, ...). Returns false when
     /// it already existed (whatever its arguments: the broker does not compare them).
+    ///
+    /// When the locator connection is lost under the call, it is made once more on another
+    /// seed host. The lost attempt may have created the stream: if the second one finds it,
+    /// the result is true (created), as the likeliest creator is the lost attempt. A stream
+    /// created by someone else in the same moment is indistinguishable and also reported as
+    /// created.
     pub async fn create_stream(
         &self,
         stream: &str,
         arguments: &[(String, String)],
     ) -> Result<bool> {
         check_name("stream name", stream)?;
-        let conn = self.locator().await?;
-        let r = conn
-            .request("create stream", |correlation_id| {
-                Frame::CreateStream(CreateStream {
-                    correlation_id,
-                    stream: stream.into(),
-                    arguments: arguments.to_vec(),
+        self.with_locator("create stream", |conn, retried| async move {
+            let r = conn
+                .request("create stream", |correlation_id| {
+                    Frame::CreateStream(CreateStream {
+                        correlation_id,
+                        stream: stream.into(),
+                        arguments: arguments.to_vec(),
+                    })
                 })
-            })
-            .await?;
-        match code_of(&r)? {
-            ResponseCode::OK => Ok(true),
-            ResponseCode::STREAM_ALREADY_EXISTS => Ok(false),
-            code => Err(ClientError::Server {
-                operation: "create stream",
-                code,
-            }),
-        }
+                .await?;
+            match code_of(&r)? {
+                ResponseCode::OK => Ok(true),
+                ResponseCode::STREAM_ALREADY_EXISTS if retried => {
+                    self.log_ambiguous("create stream", stream, "exists");
+                    Ok(true)
+                }
+                ResponseCode::STREAM_ALREADY_EXISTS => Ok(false),
+                code => Err(ClientError::Server {
+                    operation: "create stream",
+                    code,
+                }),
+            }
+        })
+        .await
+    }
+
+    fn log_ambiguous(&self, operation: &str, name: &str, state: &str) {
+        log_at!(
+            self.log,
+            Level::Info,
+            "environment",
+            "{operation} {name:?}: after the lost connection the broker says it {state}: \
+             counted as done by the attempt whose answer was lost"
+        );
     }
 
     /// Deletes a stream.
+    ///
+    /// When the locator connection is lost under the call, it is made once more on another
+    /// seed host; if that one finds no stream, the lost attempt deleted it and the result is
+    /// OK.
     pub async fn delete_stream(&self, stream: &str) -> Result<()> {
         check_name("stream name", stream)?;
-        let conn = self.locator().await?;
-        let r = conn
-            .request("delete stream", |correlation_id| {
-                Frame::DeleteStream(DeleteStream {
-                    correlation_id,
-                    stream: stream.into(),
+        self.with_locator("delete stream", |conn, retried| async move {
+            let r = conn
+                .request("delete stream", |correlation_id| {
+                    Frame::DeleteStream(DeleteStream {
+                        correlation_id,
+                        stream: stream.into(),
+                    })
                 })
-            })
-            .await?;
-        ClientError::check("delete stream", code_of(&r)?)
+                .await?;
+            match code_of(&r)? {
+                ResponseCode::STREAM_DOES_NOT_EXIST if retried => {
+                    self.log_ambiguous("delete stream", stream, "does not exist");
+                    Ok(())
+                }
+                code => ClientError::check("delete stream", code),
+            }
+        })
+        .await
     }
 
     /// Metadata of several streams at once.
@@ -338,19 +449,21 @@ impl Environment {
         for s in streams {
             check_name("stream name", s)?;
         }
-        let conn = self.locator().await?;
-        match conn
-            .request("metadata", |correlation_id| {
-                Frame::Metadata(Metadata {
-                    correlation_id,
-                    streams: streams.to_vec(),
+        self.with_locator("metadata", |conn, _| async move {
+            match conn
+                .request("metadata", |correlation_id| {
+                    Frame::Metadata(Metadata {
+                        correlation_id,
+                        streams: streams.to_vec(),
+                    })
                 })
-            })
-            .await?
-        {
-            Frame::MetadataResponse(m) => Ok(m),
-            f => Err(unexpected("metadata", &f)),
-        }
+                .await?
+            {
+                Frame::MetadataResponse(m) => Ok(m),
+                f => Err(unexpected("metadata", &f)),
+            }
+        })
+        .await
     }
 
     /// Leader and replicas of one stream.
@@ -392,123 +505,139 @@ impl Environment {
     /// First, committed and last chunk ids of a stream (RabbitMQ 3.11+).
     pub async fn stream_stats(&self, stream: &str) -> Result<StreamStatistics> {
         check_name("stream name", stream)?;
-        let conn = self.locator().await?;
-        conn.info()
-            .require(key::STREAM_STATS, 1, "stream statistics", "3.11")?;
-        match conn
-            .request("stream stats", |correlation_id| {
-                Frame::StreamStats(StreamStats {
-                    correlation_id,
-                    stream: stream.into(),
+        self.with_locator("stream stats", |conn, _| async move {
+            conn.info()
+                .require(key::STREAM_STATS, 1, "stream statistics", "3.11")?;
+            match conn
+                .request("stream stats", |correlation_id| {
+                    Frame::StreamStats(StreamStats {
+                        correlation_id,
+                        stream: stream.into(),
+                    })
                 })
-            })
-            .await?
-        {
-            Frame::StreamStatsResponse(r) => {
-                ClientError::check("stream stats", r.code)?;
-                let get = |k: &str| r.stats.iter().find(|(n, _)| n == k).map_or(-1, |(_, v)| *v);
-                Ok(StreamStatistics {
-                    first_chunk_id: get("first_chunk_id"),
-                    committed_chunk_id: get("committed_chunk_id"),
-                    last_chunk_id: get("last_chunk_id"),
-                })
+                .await?
+            {
+                Frame::StreamStatsResponse(r) => {
+                    ClientError::check("stream stats", r.code)?;
+                    let get =
+                        |k: &str| r.stats.iter().find(|(n, _)| n == k).map_or(-1, |(_, v)| *v);
+                    Ok(StreamStatistics {
+                        first_chunk_id: get("first_chunk_id"),
+                        committed_chunk_id: get("committed_chunk_id"),
+                        last_chunk_id: get("last_chunk_id"),
+                    })
+                }
+                f => Err(unexpected("stream stats", &f)),
             }
-            f => Err(unexpected("stream stats", &f)),
-        }
+        })
+        .await
     }
 
     /// The offset stored under `reference` for `stream`, `None` when nothing is stored.
     pub async fn query_offset(&self, reference: &str, stream: &str) -> Result<Option<u64>> {
         check_name("reference", reference)?;
         check_name("stream name", stream)?;
-        let conn = self.locator().await?;
-        match conn
-            .request("query offset", |correlation_id| {
-                Frame::QueryOffset(QueryOffset {
-                    correlation_id,
-                    reference: reference.into(),
-                    stream: stream.into(),
+        self.with_locator("query offset", |conn, _| async move {
+            match conn
+                .request("query offset", |correlation_id| {
+                    Frame::QueryOffset(QueryOffset {
+                        correlation_id,
+                        reference: reference.into(),
+                        stream: stream.into(),
+                    })
                 })
-            })
-            .await?
-        {
-            Frame::QueryOffsetResponse(r) => match r.code {
-                ResponseCode::OK => Ok(Some(r.offset)),
-                ResponseCode::NO_OFFSET => Ok(None),
-                code => Err(ClientError::Server {
-                    operation: "query offset",
-                    code,
-                }),
-            },
-            f => Err(unexpected("query offset", &f)),
-        }
+                .await?
+            {
+                Frame::QueryOffsetResponse(r) => match r.code {
+                    ResponseCode::OK => Ok(Some(r.offset)),
+                    ResponseCode::NO_OFFSET => Ok(None),
+                    code => Err(ClientError::Server {
+                        operation: "query offset",
+                        code,
+                    }),
+                },
+                f => Err(unexpected("query offset", &f)),
+            }
+        })
+        .await
     }
 
     /// Stores `offset` under `reference` (fire and forget: the broker does not answer).
     pub async fn store_offset(&self, reference: &str, stream: &str, offset: u64) -> Result<()> {
         check_name("reference", reference)?;
         check_name("stream name", stream)?;
-        self.locator()
-            .await?
-            .send_frame(&Frame::StoreOffset(StoreOffset {
+        self.with_locator("store offset", |conn, _| async move {
+            conn.send_frame(&Frame::StoreOffset(StoreOffset {
                 reference: reference.into(),
                 stream: stream.into(),
                 offset,
             }))
+        })
+        .await
     }
 
     /// The last publishing id the broker kept for a named producer (0 when unknown).
     pub async fn query_publisher_sequence(&self, reference: &str, stream: &str) -> Result<u64> {
         check_name("producer name", reference)?;
         check_name("stream name", stream)?;
-        let conn = self.locator().await?;
-        query_publisher_sequence(&conn, reference, stream).await
+        self.with_locator("query publisher sequence", |conn, _| async move {
+            query_publisher_sequence(&conn, reference, stream).await
+        })
+        .await
     }
 
     /// Partitions of a super stream, in routing order.
     pub async fn partitions(&self, super_stream: &str) -> Result<Vec<String>> {
         check_name("super stream name", super_stream)?;
-        let conn = self.locator().await?;
-        match conn
-            .request("partitions", |correlation_id| {
-                Frame::Partitions(Partitions {
-                    correlation_id,
-                    super_stream: super_stream.into(),
+        self.with_locator("partitions", |conn, _| async move {
+            match conn
+                .request("partitions", |correlation_id| {
+                    Frame::Partitions(Partitions {
+                        correlation_id,
+                        super_stream: super_stream.into(),
+                    })
                 })
-            })
-            .await?
-        {
-            Frame::PartitionsResponse(r) => {
-                ClientError::check("partitions", r.code)?;
-                Ok(r.streams)
+                .await?
+            {
+                Frame::PartitionsResponse(r) => {
+                    ClientError::check("partitions", r.code)?;
+                    Ok(r.streams)
+                }
+                f => Err(unexpected("partitions", &f)),
             }
-            f => Err(unexpected("partitions", &f)),
-        }
+        })
+        .await
     }
 
     /// Streams a routing key is bound to in a super stream (may be empty).
     pub async fn route(&self, routing_key: &str, super_stream: &str) -> Result<Vec<String>> {
         check_name("super stream name", super_stream)?;
-        let conn = self.locator().await?;
-        match conn
-            .request("route", |correlation_id| {
-                Frame::Route(Route {
-                    correlation_id,
-                    routing_key: routing_key.into(),
-                    super_stream: super_stream.into(),
+        self.with_locator("route", |conn, _| async move {
+            match conn
+                .request("route", |correlation_id| {
+                    Frame::Route(Route {
+                        correlation_id,
+                        routing_key: routing_key.into(),
+                        super_stream: super_stream.into(),
+                    })
                 })
-            })
-            .await?
-        {
-            Frame::RouteResponse(r) => {
-                ClientError::check("route", r.code)?;
-                Ok(r.streams)
+                .await?
+            {
+                Frame::RouteResponse(r) => {
+                    ClientError::check("route", r.code)?;
+                    Ok(r.streams)
+                }
+                f => Err(unexpected("route", &f)),
             }
-            f => Err(unexpected("route", &f)),
-        }
+        })
+        .await
     }
 
     /// Creates a super stream with explicit partitions and binding keys (RabbitMQ 3.13+).
+    ///
+    /// Retried once on another seed host when the locator connection is lost under it, as
+    /// [`create_stream`](Self::create_stream): `STREAM_ALREADY_EXISTS` from the second attempt
+    /// counts as created by the first.
     pub async fn create_super_stream(
         &self,
         name: &str,
@@ -526,38 +655,57 @@ impl Environment {
                     .into(),
             ));
         }
-        let conn = self.locator().await?;
-        conn.info()
-            .require(key::CREATE_SUPER_STREAM, 1, "super stream creation", "3.13")?;
-        let r = conn
-            .request("create super stream", |correlation_id| {
-                Frame::CreateSuperStream(CreateSuperStream {
-                    correlation_id,
-                    name: name.into(),
-                    partitions: partitions.to_vec(),
-                    binding_keys: binding_keys.to_vec(),
-                    arguments: arguments.to_vec(),
+        self.with_locator("create super stream", |conn, retried| async move {
+            conn.info()
+                .require(key::CREATE_SUPER_STREAM, 1, "super stream creation", "3.13")?;
+            let r = conn
+                .request("create super stream", |correlation_id| {
+                    Frame::CreateSuperStream(CreateSuperStream {
+                        correlation_id,
+                        name: name.into(),
+                        partitions: partitions.to_vec(),
+                        binding_keys: binding_keys.to_vec(),
+                        arguments: arguments.to_vec(),
+                    })
                 })
-            })
-            .await?;
-        ClientError::check("create super stream", code_of(&r)?)
+                .await?;
+            match code_of(&r)? {
+                ResponseCode::STREAM_ALREADY_EXISTS if retried => {
+                    self.log_ambiguous("create super stream", name, "exists");
+                    Ok(())
+                }
+                code => ClientError::check("create super stream", code),
+            }
+        })
+        .await
     }
 
     /// Deletes a super stream and its partitions (RabbitMQ 3.13+).
+    ///
+    /// Retried once on another seed host when the locator connection is lost under it, as
+    /// [`delete_stream`](Self::delete_stream).
     pub async fn delete_super_stream(&self, name: &str) -> Result<()> {
         check_name("super stream name", name)?;
-        let conn = self.locator().await?;
-        conn.info()
-            .require(key::DELETE_SUPER_STREAM, 1, "super stream deletion", "3.13")?;
-        let r = conn
-            .request("delete super stream", |correlation_id| {
-                Frame::DeleteSuperStream(DeleteSuperStream {
-                    correlation_id,
-                    name: name.into(),
+        self.with_locator("delete super stream", |conn, retried| async move {
+            conn.info()
+                .require(key::DELETE_SUPER_STREAM, 1, "super stream deletion", "3.13")?;
+            let r = conn
+                .request("delete super stream", |correlation_id| {
+                    Frame::DeleteSuperStream(DeleteSuperStream {
+                        correlation_id,
+                        name: name.into(),
+                    })
                 })
-            })
-            .await?;
-        ClientError::check("delete super stream", code_of(&r)?)
+                .await?;
+            match code_of(&r)? {
+                ResponseCode::STREAM_DOES_NOT_EXIST if retried => {
+                    self.log_ambiguous("delete super stream", name, "does not exist");
+                    Ok(())
+                }
+                code => ClientError::check("delete super stream", code),
+            }
+        })
+        .await
     }
 
     /// A data connection to the right member of `stream` with room for one more producer or
