@@ -9,6 +9,18 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+/// Held while a test changes the cluster (stops, kills, suspends nodes): an exclusive
+/// `flock` on `$RMQS_STATE/cluster-tests.lock`, so that two test binaries on one machine (two
+/// engineers, or `cargo test` run twice) take turns. Released on drop.
+pub struct ClusterLock(std::fs::File);
+
+impl Drop for ClusterLock {
+    fn drop(&mut self) {
+        use std::os::fd::AsRawFd;
+        unsafe { libc::flock(self.0.as_raw_fd(), libc::LOCK_UN) };
+    }
+}
+
 /// The cluster the tests were given.
 #[derive(Debug, Clone)]
 pub struct Cluster {
@@ -56,6 +68,41 @@ impl Cluster {
         let ports: Vec<u16> = cfg.endpoints.iter().map(|e| e.port).collect();
         assert_eq!(ports.len(), 3, "the cluster URI names three nodes: {uri}");
         Some(Cluster { uri, ports })
+    }
+
+    /// Waits for (and takes) the machine-wide lock of the tests that change the cluster.
+    pub fn lock(&self) -> ClusterLock {
+        use std::os::fd::AsRawFd;
+        let dir = std::env::var("RMQS_STATE").map_or_else(
+            |_| {
+                PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/tmp".into()))
+                    .join(".rmqstream")
+            },
+            PathBuf::from,
+        );
+        let _ = std::fs::create_dir_all(&dir);
+        let path = dir.join("cluster-tests.lock");
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let t0 = Instant::now();
+        assert_eq!(
+            unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) },
+            0,
+            "flock {}",
+            path.display()
+        );
+        if t0.elapsed() > Duration::from_secs(1) {
+            eprintln!(
+                "[cluster] waited {:.1} s for {} (another test changing the cluster)",
+                t0.elapsed().as_secs_f64(),
+                path.display()
+            );
+        }
+        ClusterLock(f)
     }
 
     /// The node (1..3) whose stream port is `port`.
