@@ -2312,8 +2312,20 @@ void rmqs_producer_free(struct rmqs_producer *p);
 /**
  * Subscribes to `stream`.
  *
- * Opens (or shares) a data connection to a replica of the stream (the leader when it has
- * none) and subscribes from the `offset` key (default `next`) with `initial_credit` credits.
+ * Opens (or shares) a data connection to a replica of the stream and subscribes from the
+ * `offset` key (default `next`) with `initial_credit` credits. Consumers spread over the
+ * replicas (the one with the fewest consumers of this connection first) and never share the
+ * leader's data connection while a replica is reachable; a replica that refuses connections
+ * is skipped for another, then for the leader (and the stream's leader when it has no
+ * replica).
+ *
+ * Recovery (connection key `recovery`, on by default): when its connection is lost, its node
+ * restarts or its member of the stream moves, the consumer reports `RMQS_STATE_RECOVERING`,
+ * subscribes again (placed as above) right after the last offset it delivered, and reports
+ * `RMQS_STATE_RECOVERED`: the application sees no gap and no repeat. A single active consumer
+ * rejoins its group; when it is activated again it starts no earlier than right after what it
+ * delivered. Offset tracking goes on. A deleted stream ends it: `RMQS_STATE_CLOSED` with
+ * `RMQS_ERR_STREAM_DOES_NOT_EXIST`.
  *
  * Chunks go to `chunk_cb` on a dispatcher thread when it is given, else to `queue` as
  * `RMQS_EVENT_CHUNK` events; at least one of the two is required. Errors (`RMQS_EVENT_ERROR`,

@@ -1,5 +1,11 @@
 //! Stream management through a connection: create, delete, exists, stats, metadata, stored
 //! offsets and publisher sequences.
+//!
+//! Every call goes through the connection's locator connection. When that connection is lost
+//! (its node died), a call is retried once on the next seed host; a retried create that finds
+//! the stream reports it created, a retried delete that finds none reports it deleted. No
+//! retry after the broker answered, after a timeout, or once the application closed the
+//! connection.
 
 use std::ffi::{CString, c_char};
 
