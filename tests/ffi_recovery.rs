@@ -9,57 +9,19 @@
 
 mod support;
 
-use std::ffi::{CStr, CString, c_char, c_void};
+use std::ffi::CString;
 use std::ptr;
-use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use rmqstream::ffi::rmqs_state_code::*;
 use rmqstream::ffi::rmqs_status_code::*;
 use rmqstream::ffi::*;
+use support::capi::*;
 use support::proxy::Proxy;
 use support::{unique, uri};
 
-const WAIT: Duration = Duration::from_secs(60);
-
 // ---------------------------------------------------------------------------------------------
-// the C API, thinly
-
-fn check(st: rmqs_status, err: *mut rmqs_error, what: &str) {
-    if st != 0 {
-        let m = if err.is_null() {
-            String::new()
-        } else {
-            let m = unsafe { CStr::from_ptr(rmqs_error_message(err)) }
-                .to_string_lossy()
-                .into_owned();
-            unsafe { rmqs_error_free(err) };
-            m
-        };
-        panic!("{what}: status {st}: {m}");
-    }
-}
-
-fn config(pairs: &[(&str, &str)]) -> *mut rmqs_config {
-    let cfg = rmqs_config_new();
-    for (k, v) in pairs {
-        let (k, v) = (CString::new(*k).unwrap(), CString::new(*v).unwrap());
-        let mut err = ptr::null_mut();
-        let st = unsafe { rmqs_config_set(cfg, k.as_ptr(), v.as_ptr(), &mut err) };
-        check(st, err, "config");
-    }
-    cfg
-}
-
-fn open(pairs: &[(&str, &str)]) -> *mut rmqs_connection {
-    let cfg = config(pairs);
-    let mut conn = ptr::null_mut();
-    let mut err = ptr::null_mut();
-    let st = unsafe { rmqs_connection_open(cfg, &mut conn, &mut err) };
-    unsafe { rmqs_config_free(cfg) };
-    check(st, err, "open");
-    conn
-}
+// connections through the proxy
 
 /// A connection straight to the broker.
 fn direct() -> *mut rmqs_connection {
@@ -93,237 +55,6 @@ fn broker_target() -> String {
     hosts.split(',').next().unwrap().to_string()
 }
 
-fn create(conn: *mut rmqs_connection, s: &CStr) {
-    let mut err = ptr::null_mut();
-    let st = unsafe { rmqs_stream_create(conn, s.as_ptr(), ptr::null(), &mut err) };
-    check(st, err, "create stream");
-}
-
-fn delete(conn: *mut rmqs_connection, s: &CStr) -> rmqs_status {
-    unsafe { rmqs_stream_delete(conn, s.as_ptr(), ptr::null_mut()) }
-}
-
-// ---------------------------------------------------------------------------------------------
-// what the callbacks saw
-
-#[derive(Default)]
-struct Seen {
-    /// Confirm statuses by tag.
-    confirms: Mutex<Vec<Vec<rmqs_status>>>,
-    /// (state, status, message, when)
-    states: Mutex<Vec<(i32, rmqs_status, String, Instant)>>,
-    /// (offset, body) of consumed messages.
-    messages: Mutex<Vec<(u64, Vec<u8>)>>,
-    cv: Condvar,
-    lock: Mutex<()>,
-}
-
-impl Seen {
-    fn new(tags: usize) -> Arc<Seen> {
-        let s = Arc::new(Seen::default());
-        *s.confirms.lock().unwrap() = vec![Vec::new(); tags];
-        s
-    }
-
-    fn notify(&self) {
-        let _g = self.lock.lock().unwrap();
-        self.cv.notify_all();
-    }
-
-    fn wait(&self, timeout: Duration, mut done: impl FnMut(&Seen) -> bool) -> bool {
-        let deadline = Instant::now() + timeout;
-        let mut g = self.lock.lock().unwrap();
-        loop {
-            if done(self) {
-                return true;
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return false;
-            }
-            g = self
-                .cv
-                .wait_timeout(g, (deadline - now).min(Duration::from_millis(50)))
-                .unwrap()
-                .0;
-        }
-    }
-
-    fn states(&self) -> Vec<i32> {
-        self.states.lock().unwrap().iter().map(|s| s.0).collect()
-    }
-
-    fn state_times(&self, state: i32) -> Vec<Instant> {
-        self.states
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|s| s.0 == state)
-            .map(|s| s.3)
-            .collect()
-    }
-}
-
-unsafe extern "C" fn on_confirms(ud: *mut c_void, cs: *const rmqs_confirm, n: usize) {
-    let seen = unsafe { &*(ud as *const Seen) };
-    {
-        let mut all = seen.confirms.lock().unwrap();
-        for c in unsafe { std::slice::from_raw_parts(cs, n) } {
-            all[c.tag].push(c.status);
-        }
-    }
-    seen.notify();
-}
-
-unsafe extern "C" fn on_state(
-    ud: *mut c_void,
-    _source: rmqs_event_source_code,
-    _tag: usize,
-    _partition: i32,
-    state: rmqs_state_code,
-    status: rmqs_status,
-    message: *const c_char,
-) {
-    let seen = unsafe { &*(ud as *const Seen) };
-    let m = unsafe { CStr::from_ptr(message) }
-        .to_string_lossy()
-        .into_owned();
-    seen.states
-        .lock()
-        .unwrap()
-        .push((state as i32, status, m, Instant::now()));
-    seen.notify();
-}
-
-unsafe extern "C" fn on_chunk(ud: *mut c_void, chunk: *const rmqs_chunk) {
-    let seen = unsafe { &*(ud as *const Seen) };
-    {
-        let mut out = seen.messages.lock().unwrap();
-        for i in 0..unsafe { rmqs_chunk_message_count(chunk) } {
-            let m = unsafe { rmqs_chunk_message(chunk, i) };
-            let mut len = 0;
-            let body = unsafe { rmqs_message_body(m, &mut len) };
-            let body = unsafe { std::slice::from_raw_parts(body, len) }.to_vec();
-            out.push((unsafe { rmqs_message_offset(m) }, body));
-        }
-    }
-    seen.notify();
-}
-
-unsafe extern "C" fn release_seen(ud: *mut c_void) {
-    drop(unsafe { Arc::from_raw(ud as *const Seen) });
-}
-
-fn with_state_cb(cfg: *mut rmqs_config, seen: &Arc<Seen>) {
-    let ud = Arc::into_raw(seen.clone()) as *mut c_void;
-    let mut err = ptr::null_mut();
-    let st =
-        unsafe { rmqs_config_set_state_cb(cfg, Some(on_state), ud, Some(release_seen), &mut err) };
-    check(st, err, "state cb");
-}
-
-fn producer(
-    conn: *mut rmqs_connection,
-    stream: &CStr,
-    keys: &[(&str, &str)],
-    seen: &Arc<Seen>,
-) -> *mut rmqs_producer {
-    let cfg = config(keys);
-    with_state_cb(cfg, seen);
-    let mut p = ptr::null_mut();
-    let mut err = ptr::null_mut();
-    let st = unsafe {
-        rmqs_producer_new(
-            conn,
-            stream.as_ptr(),
-            cfg,
-            Some(on_confirms),
-            Arc::into_raw(seen.clone()) as *mut c_void,
-            Some(release_seen),
-            ptr::null_mut(),
-            0,
-            &mut p,
-            &mut err,
-        )
-    };
-    unsafe { rmqs_config_free(cfg) };
-    check(st, err, "producer");
-    p
-}
-
-fn consumer(
-    conn: *mut rmqs_connection,
-    stream: &CStr,
-    keys: &[(&str, &str)],
-    seen: &Arc<Seen>,
-) -> *mut rmqs_consumer {
-    let cfg = config(keys);
-    with_state_cb(cfg, seen);
-    let mut c = ptr::null_mut();
-    let mut err = ptr::null_mut();
-    let st = unsafe {
-        rmqs_consumer_new(
-            conn,
-            stream.as_ptr(),
-            cfg,
-            Some(on_chunk),
-            Arc::into_raw(seen.clone()) as *mut c_void,
-            Some(release_seen),
-            ptr::null_mut(),
-            0,
-            &mut c,
-            &mut err,
-        )
-    };
-    unsafe { rmqs_config_free(cfg) };
-    check(st, err, "consumer");
-    c
-}
-
-fn send(p: *mut rmqs_producer, i: usize) {
-    let body = format!("m{i:08}");
-    let mut err = ptr::null_mut();
-    let st = unsafe { rmqs_producer_send(p, body.as_ptr(), body.len(), i, 0, &mut err) };
-    check(st, err, "send");
-}
-
-fn producer_stats(p: *mut rmqs_producer) -> rmqs_producer_statistics {
-    let mut s = rmqs_producer_statistics {
-        size: std::mem::size_of::<rmqs_producer_statistics>() as u64,
-        ..Default::default()
-    };
-    assert_eq!(unsafe { rmqs_producer_stats(p, &mut s) }, 0);
-    s
-}
-
-/// Every message of `stream` from the first offset, read over `conn` until `n` arrived and
-/// nothing more came for a moment: (offset, body) in order.
-fn read_back(conn: *mut rmqs_connection, stream: &CStr, n: usize) -> Vec<(u64, Vec<u8>)> {
-    let seen = Seen::new(0);
-    let c = consumer(conn, stream, &[("offset", "first")], &seen);
-    assert!(
-        seen.wait(WAIT, |s| s.messages.lock().unwrap().len() >= n),
-        "read back {} of {n}",
-        seen.messages.lock().unwrap().len()
-    );
-    std::thread::sleep(Duration::from_millis(500));
-    unsafe { rmqs_consumer_free(c) };
-    std::mem::take(&mut *seen.messages.lock().unwrap())
-}
-
-/// The indices of bodies `m%08d`, in order.
-fn indices(messages: &[(u64, Vec<u8>)]) -> Vec<usize> {
-    messages
-        .iter()
-        .map(|(_, b)| {
-            std::str::from_utf8(&b[1..])
-                .unwrap()
-                .parse::<usize>()
-                .unwrap()
-        })
-        .collect()
-}
-
 /// `got` is exactly 0..n, or the first difference is reported (not the whole vectors).
 fn assert_sequence<T: Copy + PartialEq + std::fmt::Debug + TryFrom<usize>>(
     got: &[T],
@@ -342,13 +73,6 @@ fn assert_sequence<T: Copy + PartialEq + std::fmt::Debug + TryFrom<usize>>(
         );
     }
     assert_eq!(got.len(), n, "{what}: {} items, want {n}", got.len());
-}
-
-fn assert_all_ok_once(seen: &Seen, n: usize) {
-    let all = seen.confirms.lock().unwrap();
-    for (tag, c) in all.iter().enumerate().take(n) {
-        assert_eq!(c, &vec![0], "message {tag}: confirms {c:?}");
-    }
 }
 
 // ---------------------------------------------------------------------------------------------

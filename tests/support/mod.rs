@@ -5,11 +5,13 @@
 //!   `None` (the test skips) when unset by hand, a failure under `CI=true`;
 //! - [`unique`]: a name no other test run uses;
 //! - [`proxy`]: an in-process TCP proxy with reset, freeze and round-robin;
+//! - [`capi`]: the C API, thinly: producers and consumers whose callbacks record what they saw;
 //! - [`cluster`]: drive the cluster's nodes and ask the broker where things are.
 
 // Each test file uses a different part of it.
 #![allow(dead_code)]
 
+pub mod capi;
 pub mod cluster;
 pub mod mini_json;
 pub mod proxy;

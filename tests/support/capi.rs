@@ -1,0 +1,505 @@
+//! The C API, thinly, for tests that drive the library through it: configs, connections,
+//! streams, producers and consumers whose callbacks record into a [`Seen`] (confirm statuses by
+//! tag, state changes with their time, consumed messages), reading a stream back, and the
+//! bodies' indices.
+//!
+//! Message bodies are `m%08d` (the message's index), optionally padded to a size with `.`:
+//! [`body`], [`indices`].
+
+use std::collections::BTreeMap;
+use std::ffi::{CStr, CString, c_char, c_void};
+use std::ptr;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use rmqstream::ffi::*;
+
+/// How long the helpers wait for what should come soon.
+pub const WAIT: Duration = Duration::from_secs(60);
+
+/// Panics with the error's message unless `st` is `RMQS_OK` (frees `err`).
+pub fn check(st: rmqs_status, err: *mut rmqs_error, what: &str) {
+    if st != 0 {
+        let m = if err.is_null() {
+            String::new()
+        } else {
+            let m = unsafe { CStr::from_ptr(rmqs_error_message(err)) }
+                .to_string_lossy()
+                .into_owned();
+            unsafe { rmqs_error_free(err) };
+            m
+        };
+        panic!("{what}: status {st}: {m}");
+    }
+}
+
+/// A config with the given keys (owned by the caller).
+pub fn config(pairs: &[(&str, &str)]) -> *mut rmqs_config {
+    let cfg = rmqs_config_new();
+    for (k, v) in pairs {
+        let (k, v) = (CString::new(*k).unwrap(), CString::new(*v).unwrap());
+        let mut err = ptr::null_mut();
+        let st = unsafe { rmqs_config_set(cfg, k.as_ptr(), v.as_ptr(), &mut err) };
+        check(st, err, "config");
+    }
+    cfg
+}
+
+/// A connection opened with the given keys.
+pub fn open(pairs: &[(&str, &str)]) -> *mut rmqs_connection {
+    let cfg = config(pairs);
+    let mut conn = ptr::null_mut();
+    let mut err = ptr::null_mut();
+    let st = unsafe { rmqs_connection_open(cfg, &mut conn, &mut err) };
+    unsafe { rmqs_config_free(cfg) };
+    check(st, err, "open");
+    conn
+}
+
+/// Creates `s` with default arguments.
+pub fn create(conn: *mut rmqs_connection, s: &CStr) {
+    let mut err = ptr::null_mut();
+    let st = unsafe { rmqs_stream_create(conn, s.as_ptr(), ptr::null(), &mut err) };
+    check(st, err, "create stream");
+}
+
+/// Creates `s` with stream-creation keys (`initial_cluster_size`, ...).
+pub fn create_with(conn: *mut rmqs_connection, s: &CStr, args: &[(&str, &str)]) {
+    let cfg = config(args);
+    let mut err = ptr::null_mut();
+    let st = unsafe { rmqs_stream_create(conn, s.as_ptr(), cfg, &mut err) };
+    unsafe { rmqs_config_free(cfg) };
+    check(st, err, "create stream");
+}
+
+pub fn delete(conn: *mut rmqs_connection, s: &CStr) -> rmqs_status {
+    unsafe { rmqs_stream_delete(conn, s.as_ptr(), ptr::null_mut()) }
+}
+
+/// Where `s` lives: the leader's port (`None` without a leader) and the replicas' ports, or
+/// the status of a failed lookup.
+pub fn metadata(
+    conn: *mut rmqs_connection,
+    s: &CStr,
+) -> Result<(Option<u16>, Vec<u16>), rmqs_status> {
+    let mut md = ptr::null_mut();
+    let st = unsafe { rmqs_stream_metadata(conn, s.as_ptr(), &mut md, ptr::null_mut()) };
+    if st != 0 {
+        return Err(st);
+    }
+    let leader = match unsafe { rmqs_metadata_leader_port(md) } {
+        0 => None,
+        p => Some(p),
+    };
+    let replicas = (0..unsafe { rmqs_metadata_replica_count(md) })
+        .map(|i| {
+            let mut port = 0;
+            unsafe { rmqs_metadata_replica(md, i, &mut port) };
+            port
+        })
+        .collect();
+    unsafe { rmqs_metadata_free(md) };
+    Ok((leader, replicas))
+}
+
+// ---------------------------------------------------------------------------------------------
+// what the callbacks saw
+
+/// Consumed messages: (offset, body), in delivery order.
+pub type Messages = Vec<(u64, Vec<u8>)>;
+
+/// What a producer's or consumer's callbacks saw. Share it with [`producer`], [`consumer`]
+/// and the super variants: each holds a reference until freed.
+#[derive(Default)]
+pub struct Seen {
+    /// Confirm statuses by tag.
+    pub confirms: Mutex<Vec<Vec<rmqs_status>>>,
+    /// Partition of each confirm by tag (super producers only).
+    pub confirm_partitions: Mutex<Vec<Vec<u32>>>,
+    /// (state, status, message, when)
+    pub states: Mutex<Vec<(i32, rmqs_status, String, Instant)>>,
+    /// (offset, body) of consumed messages.
+    pub messages: Mutex<Messages>,
+    /// (offset, body) of consumed messages by partition (super consumers only).
+    pub by_partition: Mutex<BTreeMap<i32, Messages>>,
+    cv: Condvar,
+    lock: Mutex<()>,
+}
+
+impl Seen {
+    /// Room for the confirms of tags `0..tags`.
+    pub fn new(tags: usize) -> Arc<Seen> {
+        let s = Arc::new(Seen::default());
+        *s.confirms.lock().unwrap() = vec![Vec::new(); tags];
+        s
+    }
+
+    /// The same, also recording the partition of each confirm (super producers).
+    pub fn new_super(tags: usize) -> Arc<Seen> {
+        let s = Seen::new(tags);
+        *s.confirm_partitions.lock().unwrap() = vec![Vec::new(); tags];
+        s
+    }
+
+    pub fn notify(&self) {
+        let _g = self.lock.lock().unwrap();
+        self.cv.notify_all();
+    }
+
+    /// Waits until `done` holds (checked on every callback, and every 50 ms); false at the
+    /// timeout.
+    pub fn wait(&self, timeout: Duration, mut done: impl FnMut(&Seen) -> bool) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut g = self.lock.lock().unwrap();
+        loop {
+            if done(self) {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            g = self
+                .cv
+                .wait_timeout(g, (deadline - now).min(Duration::from_millis(50)))
+                .unwrap()
+                .0;
+        }
+    }
+
+    pub fn states(&self) -> Vec<i32> {
+        self.states.lock().unwrap().iter().map(|s| s.0).collect()
+    }
+
+    pub fn state_times(&self, state: i32) -> Vec<Instant> {
+        self.states
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s.0 == state)
+            .map(|s| s.3)
+            .collect()
+    }
+
+    /// Messages consumed so far (all partitions).
+    pub fn consumed(&self) -> usize {
+        self.messages.lock().unwrap().len()
+            + self
+                .by_partition
+                .lock()
+                .unwrap()
+                .values()
+                .map(Vec::len)
+                .sum::<usize>()
+    }
+
+    /// Tags that got at least one confirm.
+    pub fn confirmed(&self) -> usize {
+        self.confirms
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|c| !c.is_empty())
+            .count()
+    }
+}
+
+pub unsafe extern "C" fn on_confirms(ud: *mut c_void, cs: *const rmqs_confirm, n: usize) {
+    let seen = unsafe { &*(ud as *const Seen) };
+    {
+        let mut all = seen.confirms.lock().unwrap();
+        for c in unsafe { std::slice::from_raw_parts(cs, n) } {
+            all[c.tag].push(c.status);
+        }
+    }
+    seen.notify();
+}
+
+pub unsafe extern "C" fn on_super_confirms(
+    ud: *mut c_void,
+    cs: *const rmqs_super_confirm,
+    n: usize,
+) {
+    let seen = unsafe { &*(ud as *const Seen) };
+    {
+        let mut all = seen.confirms.lock().unwrap();
+        let mut parts = seen.confirm_partitions.lock().unwrap();
+        for c in unsafe { std::slice::from_raw_parts(cs, n) } {
+            all[c.tag].push(c.status);
+            parts[c.tag].push(c.partition);
+        }
+    }
+    seen.notify();
+}
+
+pub unsafe extern "C" fn on_state(
+    ud: *mut c_void,
+    _source: rmqs_event_source_code,
+    _tag: usize,
+    _partition: i32,
+    state: rmqs_state_code,
+    status: rmqs_status,
+    message: *const c_char,
+) {
+    let seen = unsafe { &*(ud as *const Seen) };
+    let m = unsafe { CStr::from_ptr(message) }
+        .to_string_lossy()
+        .into_owned();
+    seen.states
+        .lock()
+        .unwrap()
+        .push((state as i32, status, m, Instant::now()));
+    seen.notify();
+}
+
+fn chunk_messages(chunk: *const rmqs_chunk) -> impl Iterator<Item = (u64, Vec<u8>)> {
+    (0..unsafe { rmqs_chunk_message_count(chunk) }).map(move |i| {
+        let m = unsafe { rmqs_chunk_message(chunk, i) };
+        let mut len = 0;
+        let body = unsafe { rmqs_message_body(m, &mut len) };
+        let body = unsafe { std::slice::from_raw_parts(body, len) }.to_vec();
+        (unsafe { rmqs_message_offset(m) }, body)
+    })
+}
+
+pub unsafe extern "C" fn on_chunk(ud: *mut c_void, chunk: *const rmqs_chunk) {
+    let seen = unsafe { &*(ud as *const Seen) };
+    seen.messages.lock().unwrap().extend(chunk_messages(chunk));
+    seen.notify();
+}
+
+pub unsafe extern "C" fn on_super_chunk(ud: *mut c_void, chunk: *const rmqs_chunk) {
+    let seen = unsafe { &*(ud as *const Seen) };
+    let partition = unsafe { rmqs_chunk_partition(chunk) };
+    seen.by_partition
+        .lock()
+        .unwrap()
+        .entry(partition)
+        .or_default()
+        .extend(chunk_messages(chunk));
+    seen.notify();
+}
+
+pub unsafe extern "C" fn release_seen(ud: *mut c_void) {
+    drop(unsafe { Arc::from_raw(ud as *const Seen) });
+}
+
+/// A `user_data` for the callbacks above: one reference to `seen`, released by
+/// [`release_seen`].
+pub fn user_data(seen: &Arc<Seen>) -> *mut c_void {
+    Arc::into_raw(seen.clone()) as *mut c_void
+}
+
+/// Sets the config's state callback to record into `seen`.
+pub fn with_state_cb(cfg: *mut rmqs_config, seen: &Arc<Seen>) {
+    let mut err = ptr::null_mut();
+    let st = unsafe {
+        rmqs_config_set_state_cb(
+            cfg,
+            Some(on_state),
+            user_data(seen),
+            Some(release_seen),
+            &mut err,
+        )
+    };
+    check(st, err, "state cb");
+}
+
+/// A producer whose confirms and state changes go to `seen`.
+pub fn producer(
+    conn: *mut rmqs_connection,
+    stream: &CStr,
+    keys: &[(&str, &str)],
+    seen: &Arc<Seen>,
+) -> *mut rmqs_producer {
+    let cfg = config(keys);
+    with_state_cb(cfg, seen);
+    let mut p = ptr::null_mut();
+    let mut err = ptr::null_mut();
+    let st = unsafe {
+        rmqs_producer_new(
+            conn,
+            stream.as_ptr(),
+            cfg,
+            Some(on_confirms),
+            user_data(seen),
+            Some(release_seen),
+            ptr::null_mut(),
+            0,
+            &mut p,
+            &mut err,
+        )
+    };
+    unsafe { rmqs_config_free(cfg) };
+    check(st, err, "producer");
+    p
+}
+
+/// A consumer whose messages and state changes go to `seen`.
+pub fn consumer(
+    conn: *mut rmqs_connection,
+    stream: &CStr,
+    keys: &[(&str, &str)],
+    seen: &Arc<Seen>,
+) -> *mut rmqs_consumer {
+    let cfg = config(keys);
+    with_state_cb(cfg, seen);
+    let mut c = ptr::null_mut();
+    let mut err = ptr::null_mut();
+    let st = unsafe {
+        rmqs_consumer_new(
+            conn,
+            stream.as_ptr(),
+            cfg,
+            Some(on_chunk),
+            user_data(seen),
+            Some(release_seen),
+            ptr::null_mut(),
+            0,
+            &mut c,
+            &mut err,
+        )
+    };
+    unsafe { rmqs_config_free(cfg) };
+    check(st, err, "consumer");
+    c
+}
+
+/// A super producer whose confirms (with their partitions) and state changes go to `seen`
+/// (made with [`Seen::new_super`]).
+pub fn super_producer(
+    conn: *mut rmqs_connection,
+    super_stream: &CStr,
+    keys: &[(&str, &str)],
+    seen: &Arc<Seen>,
+) -> *mut rmqs_super_producer {
+    let cfg = config(keys);
+    with_state_cb(cfg, seen);
+    let mut p = ptr::null_mut();
+    let mut err = ptr::null_mut();
+    let st = unsafe {
+        rmqs_super_producer_new(
+            conn,
+            super_stream.as_ptr(),
+            cfg,
+            Some(on_super_confirms),
+            user_data(seen),
+            Some(release_seen),
+            ptr::null_mut(),
+            0,
+            &mut p,
+            &mut err,
+        )
+    };
+    unsafe { rmqs_config_free(cfg) };
+    check(st, err, "super producer");
+    p
+}
+
+/// A super consumer whose messages (by partition, [`Seen::by_partition`]) and state changes
+/// go to `seen`.
+pub fn super_consumer(
+    conn: *mut rmqs_connection,
+    super_stream: &CStr,
+    keys: &[(&str, &str)],
+    seen: &Arc<Seen>,
+) -> *mut rmqs_super_consumer {
+    let cfg = config(keys);
+    with_state_cb(cfg, seen);
+    let mut c = ptr::null_mut();
+    let mut err = ptr::null_mut();
+    let st = unsafe {
+        rmqs_super_consumer_new(
+            conn,
+            super_stream.as_ptr(),
+            cfg,
+            Some(on_super_chunk),
+            user_data(seen),
+            Some(release_seen),
+            ptr::null_mut(),
+            0,
+            &mut c,
+            &mut err,
+        )
+    };
+    unsafe { rmqs_config_free(cfg) };
+    check(st, err, "super consumer");
+    c
+}
+
+/// The body of message `i`: `m%08d`, padded with `.` to `len` bytes (when longer).
+pub fn body(i: usize, len: usize) -> Vec<u8> {
+    let mut b = format!("m{i:08}").into_bytes();
+    if b.len() < len {
+        b.resize(len, b'.');
+    }
+    b
+}
+
+/// Sends message `i` ([`body`] unpadded) with tag `i`, waiting for room; panics on failure.
+pub fn send(p: *mut rmqs_producer, i: usize) {
+    send_sized(p, i, 0);
+}
+
+/// Sends message `i` padded to `len` bytes with tag `i`, waiting for room; panics on failure.
+pub fn send_sized(p: *mut rmqs_producer, i: usize, len: usize) {
+    let body = body(i, len);
+    let mut err = ptr::null_mut();
+    let st = unsafe { rmqs_producer_send(p, body.as_ptr(), body.len(), i, 0, &mut err) };
+    check(st, err, "send");
+}
+
+pub fn producer_stats(p: *mut rmqs_producer) -> rmqs_producer_statistics {
+    let mut s = rmqs_producer_statistics {
+        size: std::mem::size_of::<rmqs_producer_statistics>() as u64,
+        ..Default::default()
+    };
+    assert_eq!(unsafe { rmqs_producer_stats(p, &mut s) }, 0);
+    s
+}
+
+pub fn consumer_stats(c: *mut rmqs_consumer) -> rmqs_consumer_statistics {
+    let mut s = rmqs_consumer_statistics {
+        size: std::mem::size_of::<rmqs_consumer_statistics>() as u64,
+        ..Default::default()
+    };
+    assert_eq!(unsafe { rmqs_consumer_stats(c, &mut s) }, 0);
+    s
+}
+
+/// Every message of `stream` from the first offset, read over `conn` until `n` arrived and
+/// nothing more came for a moment: (offset, body) in order.
+pub fn read_back(conn: *mut rmqs_connection, stream: &CStr, n: usize) -> Messages {
+    let seen = Seen::new(0);
+    let c = consumer(conn, stream, &[("offset", "first")], &seen);
+    assert!(
+        seen.wait(WAIT, |s| s.messages.lock().unwrap().len() >= n),
+        "read back {} of {n}",
+        seen.messages.lock().unwrap().len()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    unsafe { rmqs_consumer_free(c) };
+    std::mem::take(&mut *seen.messages.lock().unwrap())
+}
+
+/// The index of a body made by [`body`].
+pub fn index(body: &[u8]) -> usize {
+    let digits = body[1..].iter().take_while(|b| b.is_ascii_digit()).count();
+    std::str::from_utf8(&body[1..1 + digits])
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// The indices of bodies made by [`body`], in order.
+pub fn indices(messages: &[(u64, Vec<u8>)]) -> Vec<usize> {
+    messages.iter().map(|(_, b)| index(b)).collect()
+}
+
+/// Every tag `0..n` got exactly one confirm, `RMQS_OK`.
+pub fn assert_all_ok_once(seen: &Seen, n: usize) {
+    let all = seen.confirms.lock().unwrap();
+    for (tag, c) in all.iter().enumerate().take(n) {
+        assert_eq!(c, &vec![0], "message {tag}: confirms {c:?}");
+    }
+}
