@@ -108,6 +108,10 @@ pub fn metadata(
 /// Consumed messages: (offset, body), in delivery order.
 pub type Messages = Vec<(u64, Vec<u8>)>;
 
+/// A state change: (state, status, message, when, partition: -1 but for super producers and
+/// consumers).
+pub type StateEvent = (i32, rmqs_status, String, Instant, i32);
+
 /// What a producer's or consumer's callbacks saw. Share it with [`producer`], [`consumer`]
 /// and the super variants: each holds a reference until freed.
 #[derive(Default)]
@@ -116,8 +120,8 @@ pub struct Seen {
     pub confirms: Mutex<Vec<Vec<rmqs_status>>>,
     /// Partition of each confirm by tag (super producers only).
     pub confirm_partitions: Mutex<Vec<Vec<u32>>>,
-    /// (state, status, message, when)
-    pub states: Mutex<Vec<(i32, rmqs_status, String, Instant)>>,
+    /// State changes, in order.
+    pub states: Mutex<Vec<StateEvent>>,
     /// (offset, body) of consumed messages.
     pub messages: Mutex<Messages>,
     /// (offset, body) of consumed messages by partition (super consumers only).
@@ -236,7 +240,7 @@ pub unsafe extern "C" fn on_state(
     ud: *mut c_void,
     _source: rmqs_event_source_code,
     _tag: usize,
-    _partition: i32,
+    partition: i32,
     state: rmqs_state_code,
     status: rmqs_status,
     message: *const c_char,
@@ -248,7 +252,7 @@ pub unsafe extern "C" fn on_state(
     seen.states
         .lock()
         .unwrap()
-        .push((state as i32, status, m, Instant::now()));
+        .push((state as i32, status, m, Instant::now(), partition));
     seen.notify();
 }
 
