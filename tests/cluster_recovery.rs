@@ -1,0 +1,879 @@
+//! Automatic recovery through the C API against real broker failures: the 3-node cluster of
+//! `scripts/broker cluster` (a stream leader's node killed with `kill -9`, a rolling restart of
+//! all three nodes) and the single broker (`scripts/broker restart`). Each test asserts exact
+//! counts — every send confirmed OK once, a named producer's stream holding each message once
+//! in order, consumers seeing each message once, in order, at the offsets the stream holds it
+//! (no gap, no repeat) — and prints its recovery times and counters (`[crec]` lines).
+//!
+//! "No gap" is checked against what the stream holds, read back after, and not by offset
+//! arithmetic: the broker's own entries take offsets too (a StoreOffset that finds no message
+//! to ride along with is written as a tracking chunk of its own, one offset no consumer
+//! receives), so a stream with offset tracking has holes in its offsets.
+//!
+//! The cluster tests skip when `RMQS_TEST_CLUSTER_URI` is unset by hand and must run under
+//! `CI=true` (see `support::cluster_uri`). The tests of this file run one at a time. They
+//! stop and kill cluster nodes, and `single_broker_restart_during_traffic` restarts the shared
+//! single broker: tests of other files running at the same time against the same brokers are
+//! disturbed (CI runs test files one after another). When a test fails, the library's log
+//! goes to `target/cluster_recovery-<test>.log`.
+
+mod support;
+
+use std::ffi::{CStr, CString};
+use std::process::Command;
+use std::ptr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use rmqstream::ffi::rmqs_state_code::*;
+use rmqstream::ffi::*;
+use support::capi::*;
+use support::cluster::Cluster;
+use support::{unique, uri};
+
+/// Recovery settings of the connections under test: a first attempt after 100 ms, at most
+/// 1 s between attempts (the defaults are 200 ms and 5 s), so that the measured recovery time
+/// is the broker's fail-over plus at most about a second.
+const RECOVERY: [(&str, &str); 4] = [
+    ("recovery_initial_delay_ms", "100"),
+    ("recovery_max_delay_ms", "1000"),
+    ("connect_timeout_ms", "5000"),
+    ("request_timeout_ms", "5000"),
+];
+
+/// Body size of every message.
+const BODY: usize = 100;
+
+/// The tests of this file run one at a time, whatever `--test-threads` says (`cargo test`
+/// runs a file's tests in parallel by default): two of them stopping and killing nodes of
+/// the same cluster at once would fail each other.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The library's log lines (info and up) of every connection of the test, with their time and
+/// the test's own marks: written to `target/cluster_recovery-<test>.log` at the end of the
+/// test (its path printed when it fails).
+static LOG: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+static LOG_EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+
+unsafe extern "C" fn on_log(
+    _ud: *mut std::ffi::c_void,
+    level: i32,
+    target: *const std::ffi::c_char,
+    message: *const std::ffi::c_char,
+) {
+    let t = LOG_EPOCH.get_or_init(Instant::now).elapsed().as_secs_f64();
+    let target = unsafe { CStr::from_ptr(target) }.to_string_lossy();
+    let message = unsafe { CStr::from_ptr(message) }.to_string_lossy();
+    if let Ok(mut log) = LOG.lock() {
+        log.push(format!("{t:9.3} L{level} {target}: {message}"));
+    }
+}
+
+/// Writes the log at the end of the test.
+struct TestLog(&'static str);
+
+impl TestLog {
+    /// Starts the test's log afresh.
+    fn new(test: &'static str) -> TestLog {
+        if let Ok(mut log) = LOG.lock() {
+            log.clear();
+        }
+        TestLog(test)
+    }
+}
+
+impl Drop for TestLog {
+    fn drop(&mut self) {
+        let path = format!(
+            "{}/target/cluster_recovery-{}.log",
+            env!("CARGO_MANIFEST_DIR"),
+            self.0
+        );
+        let text = LOG.lock().map(|l| l.join("\n")).unwrap_or_default();
+        if std::fs::write(&path, text).is_ok() && thread::panicking() {
+            eprintln!("[crec] the library's log: {path}");
+        }
+    }
+}
+
+/// A connection with the test's recovery settings, logging into [`LOG`].
+fn connect(uri: &str) -> *mut rmqs_connection {
+    let mut keys = vec![("uri", uri)];
+    keys.extend_from_slice(&RECOVERY);
+    let cfg = config(&keys);
+    unsafe { rmqs_config_set_log_cb(cfg, Some(on_log), ptr::null_mut(), None) };
+    let mut conn = ptr::null_mut();
+    let mut err = ptr::null_mut();
+    let st = unsafe { rmqs_connection_open(cfg, &mut conn, &mut err) };
+    unsafe { rmqs_config_free(cfg) };
+    check(st, err, "open");
+    conn
+}
+
+/// Marks the log: `[crec] what`, at the time it happens.
+fn mark(what: &str) {
+    let t = LOG_EPOCH.get_or_init(Instant::now).elapsed().as_secs_f64();
+    if let Ok(mut log) = LOG.lock() {
+        log.push(format!("{t:9.3} [crec] {what}"));
+    }
+}
+
+/// A raw handle moved to another thread (the C API's objects are thread-safe).
+struct Handle<T>(*mut T);
+unsafe impl<T> Send for Handle<T> {}
+
+/// Brings every stopped or killed cluster node back when a test fails half-way, so that the
+/// next test starts with a full cluster. Runs the script directly: a panic inside a panic
+/// would abort.
+struct ClusterGuard;
+
+impl Drop for ClusterGuard {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/broker");
+            let _ = Command::new(script).args(["cluster", "start"]).status();
+        }
+    }
+}
+
+/// Waits until `stream` has a leader and `replicas` replicas; returns the leader's port.
+fn wait_members(conn: *mut rmqs_connection, stream: &CStr, replicas: usize) -> u16 {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let md = metadata(conn, stream);
+        if let Ok((Some(leader), r)) = &md
+            && r.len() == replicas
+        {
+            return *leader;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{stream:?}: no leader with {replicas} replicas within {WAIT:?}: {md:?}"
+        );
+        thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn cluster_stream_args() -> [(&'static str, &'static str); 1] {
+    [("initial_cluster_size", "3")]
+}
+
+/// Waits until `seen` consumed `n` messages (all partitions), then a moment more for any
+/// extra one to show.
+fn wait_consumed(seen: &Seen, n: usize, what: &str) {
+    assert!(
+        seen.wait(WAIT, |s| s.consumed() >= n),
+        "{what}: consumed {} of {n}",
+        seen.consumed()
+    );
+    thread::sleep(Duration::from_millis(500));
+}
+
+/// The bodies of `got` are `want` (message indices), in that order, each once, at strictly
+/// increasing offsets. Returns how many offsets lie between them unseen: offsets are not
+/// always contiguous, the broker's own entries take some (a StoreOffset or deduplication
+/// record that finds no message to ride along with is written as a tracking chunk of its own,
+/// one offset, which no consumer receives) — so "no gap" is checked against what the stream
+/// holds ([`assert_same_as_stored`]), not against offset arithmetic.
+fn assert_in_order(got: &Messages, want: &[usize], what: &str) -> u64 {
+    let first_bad = got
+        .iter()
+        .zip(want)
+        .position(|((_, b), w)| index(b) != *w)
+        .or_else(|| (got.len() != want.len()).then(|| got.len().min(want.len())));
+    if let Some(i) = first_bad {
+        let around = |v: &[String]| v[i.saturating_sub(3)..(i + 3).min(v.len())].to_vec();
+        let g: Vec<String> = got
+            .iter()
+            .map(|(o, b)| format!("{o}:m{}", index(b)))
+            .collect();
+        let w: Vec<String> = want.iter().map(|x| format!("m{x}")).collect();
+        panic!(
+            "{what}: {} messages for {}; first difference at #{i}: got {:?}, want {:?}",
+            got.len(),
+            want.len(),
+            around(&g),
+            around(&w)
+        );
+    }
+    let mut skipped = 0;
+    for w in got.windows(2) {
+        assert!(
+            w[1].0 > w[0].0,
+            "{what}: offsets go back: {} after {}",
+            w[1].0,
+            w[0].0
+        );
+        skipped += w[1].0 - w[0].0 - 1;
+    }
+    skipped
+}
+
+/// A consumer saw exactly what the stream holds: the same messages at the same offsets, each
+/// once, nothing skipped.
+fn assert_same_as_stored(got: &Messages, stored: &Messages, what: &str) {
+    let key = |(o, b): &(u64, Vec<u8>)| (*o, index(b));
+    if let Some(i) =
+        (0..got.len().max(stored.len())).find(|i| got.get(*i).map(key) != stored.get(*i).map(key))
+    {
+        let ctx = |v: &Messages| -> Vec<String> {
+            v[i.saturating_sub(3).min(v.len())..(i + 3).min(v.len())]
+                .iter()
+                .map(|(o, b)| format!("{o}:m{}", index(b)))
+                .collect()
+        };
+        panic!(
+            "{what}: {} messages, the stream holds {}; first difference at #{i}: saw {:?}, \
+             stored {:?}",
+            got.len(),
+            stored.len(),
+            ctx(got),
+            ctx(stored)
+        );
+    }
+}
+
+/// Time from `from` to the first `state` event at or after it.
+fn time_to(seen: &Seen, state: rmqs_state_code, from: Instant) -> Option<Duration> {
+    seen.state_times(state as i32)
+        .into_iter()
+        .find(|t| *t >= from)
+        .map(|t| t - from)
+}
+
+fn secs(d: Option<Duration>) -> String {
+    d.map_or_else(|| "-".into(), |d| format!("{:.2} s", d.as_secs_f64()))
+}
+
+/// (RECOVERING count, RECOVERED count) of `seen`.
+fn recoveries(seen: &Seen) -> (usize, usize) {
+    let s = seen.states();
+    let n = |st: rmqs_state_code| s.iter().filter(|x| **x == st as i32).count();
+    (n(RMQS_STATE_RECOVERING), n(RMQS_STATE_RECOVERED))
+}
+
+/// How long each loss lasted: from each RECOVERING to the RECOVERED after it (of the same
+/// partition, for super producers and consumers), in the order they ended.
+fn outages(seen: &Seen) -> Vec<Duration> {
+    let states = seen.states.lock().unwrap();
+    let mut out = Vec::new();
+    let mut lost = std::collections::HashMap::new();
+    for (state, _, _, at, partition) in states.iter() {
+        if *state == RMQS_STATE_RECOVERING as i32 {
+            lost.entry(*partition).or_insert(*at);
+        } else if *state == RMQS_STATE_RECOVERED as i32
+            && let Some(from) = lost.remove(partition)
+        {
+            out.push(*at - from);
+        }
+    }
+    out
+}
+
+fn list(ds: &[Duration]) -> String {
+    let v: Vec<String> = ds
+        .iter()
+        .map(|d| format!("{:.2}", d.as_secs_f64()))
+        .collect();
+    format!("[{}] s", v.join(", "))
+}
+
+/// Every RECOVERING was followed by a RECOVERED (per partition for super producers and
+/// consumers), and nothing closed.
+fn assert_recovered(seen: &Seen, what: &str) {
+    let states = seen.states.lock().unwrap();
+    let mut last = std::collections::HashMap::new();
+    for (state, status, message, _, partition) in states.iter() {
+        assert_ne!(
+            *state, RMQS_STATE_CLOSED as i32,
+            "{what}: closed ({status}: {message})"
+        );
+        let before = last.insert(*partition, *state);
+        if *state == RMQS_STATE_RECOVERED as i32 {
+            assert_eq!(
+                before,
+                Some(RMQS_STATE_RECOVERING as i32),
+                "{what}: RECOVERED without RECOVERING (partition {partition})"
+            );
+        }
+    }
+    for (partition, state) in last {
+        assert_eq!(
+            state, RMQS_STATE_RECOVERED as i32,
+            "{what}: partition {partition} still recovering"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. kill -9 of the leader's node
+
+/// Messages the leader-kill test publishes. 1,000,000 × 100 B was asked for; see the test.
+const KILL_N: usize = 1_000_000;
+
+/// A named producer publishes `KILL_N` × 100 B at full speed; a third of the way the node of
+/// the stream's leader is killed with `kill -9`. Every send is confirmed OK exactly once, the
+/// stream holds exactly the messages in send order, and a consumer reading live (on a replica,
+/// created before the kill) sees each once with contiguous offsets.
+#[test]
+fn leader_node_killed_during_full_speed_publishing() {
+    let _serial = serial();
+    let Some(cluster) = Cluster::from_env() else {
+        return;
+    };
+    let _guard = ClusterGuard;
+    let _log = TestLog::new("kill");
+    cluster.ensure_up();
+    let t0 = Instant::now();
+    let conn = connect(&cluster.uri);
+    let name = unique("crec-kill");
+    let stream = CString::new(name.clone()).unwrap();
+    create_with(conn, &stream, &cluster_stream_args());
+    let leader = wait_members(conn, &stream, 2);
+    let victim = cluster.node_of_port(leader);
+
+    let cseen = Seen::new(0);
+    let c = consumer(conn, &stream, &[("offset", "first")], &cseen);
+    let pseen = Seen::new(KILL_N);
+    let p = producer(conn, &stream, &[("name", &name)], &pseen);
+    eprintln!(
+        "[crec] kill: stream {name}: leader node {victim}, publisher on {:?}, consumer on {:?}",
+        cluster.publisher_nodes(&name),
+        cluster.consumer_nodes(&name)
+    );
+
+    // The kill runs on its own thread so that sends go on at full speed meanwhile. The moment
+    // of death is when the node's stream port stops accepting connections (polled every 5 ms):
+    // the script itself takes a while before its `kill -9`.
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let killer = {
+        let cluster = cluster.clone();
+        thread::spawn(move || {
+            rx.recv().unwrap();
+            let poller = {
+                let cluster = cluster.clone();
+                thread::spawn(move || {
+                    while cluster.is_up(victim) {
+                        thread::sleep(Duration::from_millis(5));
+                    }
+                    Instant::now()
+                })
+            };
+            let before = Instant::now();
+            mark(&format!("kill node {victim}"));
+            cluster.kill(victim);
+            let after = Instant::now();
+            (before, poller.join().unwrap(), after)
+        })
+    };
+    let started = Instant::now();
+    for i in 0..KILL_N {
+        send_sized(p, i, BODY);
+        if i == KILL_N / 3 {
+            tx.send(()).unwrap();
+        }
+    }
+    let sent = started.elapsed();
+    assert_eq!(unsafe { rmqs_producer_flush(p, 120_000) }, 0, "flush");
+    let confirmed = started.elapsed();
+    let (kill_start, died, kill_end) = killer.join().unwrap();
+
+    assert_all_ok_once(&pseen, KILL_N);
+    let stats = producer_stats(p);
+    assert_eq!((stats.confirmed, stats.errored), (KILL_N as u64, 0));
+    assert!(stats.recoveries >= 1, "{stats:?}");
+    assert_recovered(&pseen, "producer");
+    let to_recovering = time_to(&pseen, RMQS_STATE_RECOVERING, kill_start)
+        .map(|d| d.saturating_sub(died - kill_start));
+    let to_recovered = time_to(&pseen, RMQS_STATE_RECOVERED, kill_start)
+        .map(|d| d.saturating_sub(died - kill_start));
+
+    unsafe { rmqs_producer_free(p) };
+    let stored = read_back(conn, &stream, KILL_N);
+    let all: Vec<usize> = (0..KILL_N).collect();
+    let skipped = assert_in_order(&stored, &all, "stored");
+
+    wait_consumed(&cseen, KILL_N, "live consumer");
+    let live = std::mem::take(&mut *cseen.messages.lock().unwrap());
+    assert_same_as_stored(&live, &stored, "live consumer");
+    let cstats = consumer_stats(c);
+    let (c_lost, c_back) = recoveries(&cseen);
+    assert_recovered(&cseen, "consumer");
+    unsafe { rmqs_consumer_free(c) };
+    drop((live, stored, all));
+
+    eprintln!(
+        "[crec] kill: {KILL_N} x {BODY} B sent in {:.1} s, all confirmed after {:.1} s \
+         ({:.0} msg/s); node {victim} died {:.2} s into the kill script ({:.2} s)",
+        sent.as_secs_f64(),
+        confirmed.as_secs_f64(),
+        KILL_N as f64 / confirmed.as_secs_f64(),
+        (died - kill_start).as_secs_f64(),
+        (kill_end - kill_start).as_secs_f64()
+    );
+    eprintln!(
+        "[crec] kill: producer: death -> RECOVERING {}, death -> RECOVERED {} (RECOVERING -> \
+         RECOVERED {}); recoveries {}, republished {}; confirms {} OK once, stored {} in \
+         order, no duplicate ({skipped} offsets taken by non-message entries)",
+        secs(to_recovering),
+        secs(to_recovered),
+        list(&outages(&pseen)),
+        stats.recoveries,
+        stats.republished,
+        stats.confirmed,
+        KILL_N
+    );
+    eprintln!(
+        "[crec] kill: live consumer: {KILL_N} seen once, as stored; recoveries {} \
+         (RECOVERING {c_lost}, RECOVERED {c_back}, outages {})",
+        cstats.recoveries,
+        list(&outages(&cseen))
+    );
+
+    let restart = Instant::now();
+    cluster.start_node(victim);
+    wait_members(conn, &stream, 2);
+    eprintln!(
+        "[crec] kill: node {victim} back with its replica in {:.1} s; test {:.1} s",
+        restart.elapsed().as_secs_f64(),
+        t0.elapsed().as_secs_f64()
+    );
+    assert_eq!(delete(conn, &stream), 0);
+    unsafe { rmqs_connection_free(conn) };
+}
+
+// ---------------------------------------------------------------------------------------------
+// traffic from a background thread
+
+/// Messages per second each traffic thread sends: steady traffic through the whole failure
+/// without piling up millions of messages to check.
+const RATE: f64 = 2_000.0;
+
+/// Most messages one traffic thread sends (the size of the confirm tables).
+const MAX_TRAFFIC: usize = 1_000_000;
+
+/// A thread sending message 0, 1, 2 ... with `send` at [`RATE`] per second (blocking sends:
+/// it stalls while its producer's in-flight cap is full) until stopped.
+struct Traffic {
+    stop: Arc<AtomicBool>,
+    sent: Arc<AtomicUsize>,
+    thread: thread::JoinHandle<usize>,
+}
+
+impl Traffic {
+    fn start(mut send: impl FnMut(usize) + Send + 'static) -> Traffic {
+        let stop = Arc::new(AtomicBool::new(false));
+        let sent = Arc::new(AtomicUsize::new(0));
+        let thread = {
+            let (stop, sent) = (stop.clone(), sent.clone());
+            thread::spawn(move || {
+                let t0 = Instant::now();
+                let mut i = 0;
+                while !stop.load(Ordering::Acquire) && i < MAX_TRAFFIC {
+                    let due = t0 + Duration::from_secs_f64(i as f64 / RATE);
+                    if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                        thread::sleep(wait);
+                    }
+                    send(i);
+                    i += 1;
+                    sent.store(i, Ordering::Release);
+                }
+                i
+            })
+        };
+        Traffic { stop, sent, thread }
+    }
+
+    fn sent(&self) -> usize {
+        self.sent.load(Ordering::Acquire)
+    }
+
+    /// Stops it; how many messages it sent.
+    fn stop(self) -> usize {
+        self.stop.store(true, Ordering::Release);
+        self.thread.join().expect("traffic thread")
+    }
+}
+
+fn super_send(sp: *mut rmqs_super_producer, i: usize) {
+    let key = CString::new(i.to_string()).unwrap();
+    let body = body(i, BODY);
+    let mut err = ptr::null_mut();
+    let st = unsafe {
+        rmqs_super_producer_send(sp, key.as_ptr(), body.as_ptr(), body.len(), i, 0, &mut err)
+    };
+    check(st, err, "super send");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. rolling restart of the cluster
+
+/// Stops and restarts the three nodes one after another (each back in the cluster, with the
+/// streams' replicas running again, before the next goes down) while a named producer, a
+/// plain consumer, a single-active-consumer pair, a named super producer and a super consumer
+/// (3 partitions) run traffic. Every confirm OK once; the plain consumer sees each message once
+/// in order; the SAC pair together sees each at least once (repeats reported); the super
+/// consumer sees each message of each partition once, contiguous.
+#[test]
+fn rolling_restart_of_all_three_nodes() {
+    let _serial = serial();
+    let Some(cluster) = Cluster::from_env() else {
+        return;
+    };
+    let _guard = ClusterGuard;
+    let _log = TestLog::new("roll");
+    cluster.ensure_up();
+    let t0 = Instant::now();
+    let conn = connect(&cluster.uri);
+    let conn2 = connect(&cluster.uri);
+
+    let name = unique("crec-roll");
+    let stream = CString::new(name.clone()).unwrap();
+    create_with(conn, &stream, &cluster_stream_args());
+    let super_name = unique("crec-roll-super");
+    let super_stream = CString::new(super_name.clone()).unwrap();
+    {
+        let args = config(&cluster_stream_args());
+        let mut err = ptr::null_mut();
+        let st =
+            unsafe { rmqs_super_stream_create_n(conn, super_stream.as_ptr(), 3, args, &mut err) };
+        unsafe { rmqs_config_free(args) };
+        check(st, err, "create super stream");
+    }
+    let partitions: Vec<CString> = (0..3)
+        .map(|i| CString::new(format!("{super_name}-{i}")).unwrap())
+        .collect();
+    let all_streams: Vec<&CStr> = std::iter::once(stream.as_c_str())
+        .chain(partitions.iter().map(CString::as_c_str))
+        .collect();
+    for s in &all_streams {
+        wait_members(conn, s, 2);
+    }
+
+    // consumers first, from the first offset
+    let plain = Seen::new(0);
+    let c = consumer(conn, &stream, &[("offset", "first")], &plain);
+    let sac_name = unique("crec-sac");
+    let sac_keys = [
+        ("name", sac_name.as_str()),
+        ("single_active_consumer", "true"),
+        ("tracking", "auto"),
+        ("offset", "first"),
+    ];
+    let sac_a = Seen::new(0);
+    let sac_b = Seen::new(0);
+    let ca = consumer(conn, &stream, &sac_keys, &sac_a);
+    let cb = consumer(conn2, &stream, &sac_keys, &sac_b);
+    let sup = Seen::new(0);
+    let sc = super_consumer(conn, &super_stream, &[("offset", "first")], &sup);
+
+    // then the producers, each sending from its own thread
+    let pseen = Seen::new(MAX_TRAFFIC);
+    let p = producer(conn, &stream, &[("name", &name)], &pseen);
+    let spseen = Seen::new_super(MAX_TRAFFIC);
+    let sp = super_producer(conn, &super_stream, &[("name", &super_name)], &spseen);
+    let traffic = {
+        let h = Handle(p);
+        Traffic::start(move |i| {
+            let h = &h;
+            send_sized(h.0, i, BODY)
+        })
+    };
+    let super_traffic = {
+        let h = Handle(sp);
+        Traffic::start(move |i| {
+            let h = &h;
+            super_send(h.0, i)
+        })
+    };
+
+    thread::sleep(Duration::from_secs(2));
+    let mut steps = Vec::new();
+    for n in 1..=3 {
+        let at = (traffic.sent(), super_traffic.sent());
+        let stop = Instant::now();
+        mark(&format!("stop-node {n}"));
+        cluster.stop_node(n);
+        let stopped = stop.elapsed();
+        mark(&format!("node {n} stopped"));
+        // traffic with the node down
+        thread::sleep(Duration::from_secs(2));
+        let start = Instant::now();
+        mark(&format!("start-node {n}"));
+        cluster.start_node(n);
+        for s in &all_streams {
+            wait_members(conn, s, 2);
+        }
+        mark(&format!("node {n} back"));
+        steps.push(format!(
+            "node {n}: stopped at message {}/{} in {:.1} s, back with its replicas in {:.1} s",
+            at.0,
+            at.1,
+            stopped.as_secs_f64(),
+            start.elapsed().as_secs_f64()
+        ));
+    }
+    thread::sleep(Duration::from_secs(2));
+    let n = traffic.stop();
+    let sn = super_traffic.stop();
+    let restart_took = t0.elapsed();
+
+    assert_eq!(unsafe { rmqs_producer_flush(p, 120_000) }, 0, "flush");
+    assert_eq!(
+        unsafe { rmqs_super_producer_flush(sp, 120_000) },
+        0,
+        "super flush"
+    );
+    assert_all_ok_once(&pseen, n);
+    assert_all_ok_once(&spseen, sn);
+    let pstats = producer_stats(p);
+    assert_eq!((pstats.confirmed, pstats.errored), (n as u64, 0));
+    let mut spstats = rmqs_producer_statistics {
+        size: std::mem::size_of::<rmqs_producer_statistics>() as u64,
+        ..Default::default()
+    };
+    assert_eq!(unsafe { rmqs_super_producer_stats(sp, &mut spstats) }, 0);
+    assert_recovered(&pseen, "producer");
+    assert_recovered(&spseen, "super producer");
+
+    // what the stream holds: each message once, in order
+    let stored = read_back(conn, &stream, n);
+    let all: Vec<usize> = (0..n).collect();
+    let skipped = assert_in_order(&stored, &all, "stored");
+
+    // the plain consumer: each message once, in order, as stored
+    wait_consumed(&plain, n, "plain consumer");
+    assert_same_as_stored(&plain.messages.lock().unwrap(), &stored, "plain consumer");
+    assert_recovered(&plain, "plain consumer");
+    let cstats = consumer_stats(c);
+
+    // the SAC pair: together every message at least once, none beyond, no gap
+    let covered = |a: &Seen, b: &Seen| {
+        let mut seen = vec![false; n];
+        for s in [a, b] {
+            for (_, body) in s.messages.lock().unwrap().iter() {
+                if let Some(x) = seen.get_mut(index(body)) {
+                    *x = true;
+                }
+            }
+        }
+        seen.iter().filter(|x| **x).count()
+    };
+    let deadline = Instant::now() + WAIT;
+    while covered(&sac_a, &sac_b) < n && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(200));
+    }
+    thread::sleep(Duration::from_millis(500));
+    let (sa, sb) = (
+        std::mem::take(&mut *sac_a.messages.lock().unwrap()),
+        std::mem::take(&mut *sac_b.messages.lock().unwrap()),
+    );
+    let mut times = vec![0u32; n];
+    for (o, b) in sa.iter().chain(sb.iter()) {
+        let i = index(b);
+        assert!(i < n, "SAC: message m{i} beyond the {n} sent");
+        assert_eq!(stored[i].0, *o, "SAC: offset of m{i}");
+        times[i] += 1;
+    }
+    let gaps: Vec<usize> = (0..n).filter(|i| times[*i] == 0).collect();
+    assert!(
+        gaps.is_empty(),
+        "SAC: {} messages seen by neither, first {:?}",
+        gaps.len(),
+        &gaps[..gaps.len().min(10)]
+    );
+    let twice = times.iter().filter(|t| **t == 2).count();
+    let more = times.iter().filter(|t| **t > 2).count();
+    assert_recovered(&sac_a, "SAC a");
+    assert_recovered(&sac_b, "SAC b");
+
+    // the super consumer: per partition what the super producer sent there, once, in order
+    let parts = spseen.confirm_partitions.lock().unwrap();
+    let mut expected: Vec<Vec<usize>> = vec![Vec::new(); 3];
+    for (tag, p) in parts.iter().enumerate().take(sn) {
+        expected[p[0] as usize].push(tag);
+    }
+    drop(parts);
+    wait_consumed(&sup, sn, "super consumer");
+    let mut super_skipped = Vec::new();
+    for (i, want) in expected.iter().enumerate() {
+        let stored = read_back(conn, &partitions[i], want.len());
+        super_skipped.push(assert_in_order(
+            &stored,
+            want,
+            &format!("partition {i} stored"),
+        ));
+        let by = sup.by_partition.lock().unwrap();
+        let got = by.get(&(i as i32)).map_or(&[][..], Vec::as_slice).to_vec();
+        drop(by);
+        assert_same_as_stored(&got, &stored, &format!("super consumer, partition {i}"));
+    }
+    assert_recovered(&sup, "super consumer");
+    let mut scstats = rmqs_consumer_statistics {
+        size: std::mem::size_of::<rmqs_consumer_statistics>() as u64,
+        ..Default::default()
+    };
+    assert_eq!(unsafe { rmqs_super_consumer_stats(sc, &mut scstats) }, 0);
+
+    unsafe {
+        rmqs_producer_free(p);
+        rmqs_super_producer_free(sp);
+        rmqs_consumer_free(c);
+        rmqs_consumer_free(ca);
+        rmqs_consumer_free(cb);
+        rmqs_super_consumer_free(sc);
+    }
+
+    eprintln!("[crec] roll: {}", steps.join("; "));
+    eprintln!(
+        "[crec] roll: traffic {:.1} s: producer {n} sent, {} OK once, stored once in order \
+         ({skipped} offsets taken by non-message entries), recoveries {}, republished {}, \
+         outages {}",
+        restart_took.as_secs_f64(),
+        pstats.confirmed,
+        pstats.recoveries,
+        pstats.republished,
+        list(&outages(&pseen))
+    );
+    eprintln!(
+        "[crec] roll: super producer {sn} sent, {} OK once (per partition {:?}), recoveries {}, \
+         republished {}, outages {}",
+        spstats.confirmed,
+        expected.iter().map(Vec::len).collect::<Vec<_>>(),
+        spstats.recoveries,
+        spstats.republished,
+        list(&outages(&spseen))
+    );
+    eprintln!(
+        "[crec] roll: plain consumer {n} once in order, as stored, recoveries {}, outages {}",
+        cstats.recoveries,
+        list(&outages(&plain))
+    );
+    eprintln!(
+        "[crec] roll: SAC pair: a {} + b {} = {} deliveries of {n}: no gap, {twice} seen \
+         twice, {more} more than twice; a outages {}, b outages {}",
+        sa.len(),
+        sb.len(),
+        sa.len() + sb.len(),
+        list(&outages(&sac_a)),
+        list(&outages(&sac_b))
+    );
+    eprintln!(
+        "[crec] roll: super consumer {sn} once, in order and as stored per partition \
+         (offsets skipped per partition {super_skipped:?}), recoveries {}, outages {}; \
+         test {:.1} s",
+        scstats.recoveries,
+        list(&outages(&sup)),
+        t0.elapsed().as_secs_f64()
+    );
+
+    assert_eq!(delete(conn, &stream), 0);
+    assert_eq!(
+        unsafe { rmqs_super_stream_delete(conn, super_stream.as_ptr(), ptr::null_mut()) },
+        0
+    );
+    unsafe { rmqs_connection_free(conn2) };
+    unsafe { rmqs_connection_free(conn) };
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. restart of the single broker
+
+/// Starts the single broker again when the test fails half-way (it may have stopped it).
+struct BrokerGuard;
+
+impl Drop for BrokerGuard {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/broker");
+            let _ = Command::new(script).arg("start").status();
+        }
+    }
+}
+
+/// `scripts/broker restart` of the single broker under a named producer and a consumer with
+/// traffic: every confirm OK once, the stream holds each message once in order, the consumer
+/// sees each once with contiguous offsets.
+///
+/// It restarts the broker every other test file uses: tests running concurrently against it
+/// fail meanwhile (CI runs test files one after another).
+#[test]
+fn single_broker_restart_during_traffic() {
+    let _serial = serial();
+    let t0 = Instant::now();
+    let _guard = BrokerGuard;
+    let _log = TestLog::new("restart");
+    let conn = connect(&uri());
+    let name = unique("crec-restart");
+    let stream = CString::new(name.clone()).unwrap();
+    create(conn, &stream);
+    let cseen = Seen::new(0);
+    let c = consumer(conn, &stream, &[("offset", "first")], &cseen);
+    let pseen = Seen::new(MAX_TRAFFIC);
+    let p = producer(conn, &stream, &[("name", &name)], &pseen);
+    let traffic = {
+        let h = Handle(p);
+        Traffic::start(move |i| {
+            let h = &h;
+            send_sized(h.0, i, BODY)
+        })
+    };
+    thread::sleep(Duration::from_secs(2));
+    let at = traffic.sent();
+    let restart = Instant::now();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/broker");
+    let out = Command::new(script)
+        .arg("restart")
+        .output()
+        .expect("scripts/broker restart");
+    assert!(
+        out.status.success(),
+        "scripts/broker restart: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let restarted = restart.elapsed();
+    thread::sleep(Duration::from_secs(2));
+    let n = traffic.stop();
+
+    assert_eq!(unsafe { rmqs_producer_flush(p, 120_000) }, 0, "flush");
+    assert_all_ok_once(&pseen, n);
+    let stats = producer_stats(p);
+    assert_eq!((stats.confirmed, stats.errored), (n as u64, 0));
+    assert!(stats.recoveries >= 1, "{stats:?}");
+    assert_recovered(&pseen, "producer");
+    unsafe { rmqs_producer_free(p) };
+    let stored = read_back(conn, &stream, n);
+    let all: Vec<usize> = (0..n).collect();
+    let skipped = assert_in_order(&stored, &all, "stored");
+    wait_consumed(&cseen, n, "consumer");
+    assert_same_as_stored(&cseen.messages.lock().unwrap(), &stored, "consumer");
+    assert_recovered(&cseen, "consumer");
+    let cstats = consumer_stats(c);
+    assert!(cstats.recoveries >= 1, "{cstats:?}");
+    unsafe { rmqs_consumer_free(c) };
+
+    eprintln!(
+        "[crec] restart: scripts/broker restart at message {at} took {:.1} s; producer: \
+         restart -> RECOVERED {}, outages {}, {n} sent, {} OK once, stored once in order \
+         ({skipped} offsets taken by non-message entries), recoveries {}, republished {}; \
+         consumer: {n} once in order, as stored, recoveries {}, outages {}; test {:.1} s",
+        restarted.as_secs_f64(),
+        secs(time_to(&pseen, RMQS_STATE_RECOVERED, restart)),
+        list(&outages(&pseen)),
+        stats.confirmed,
+        stats.recoveries,
+        stats.republished,
+        cstats.recoveries,
+        list(&outages(&cseen)),
+        t0.elapsed().as_secs_f64()
+    );
+    assert_eq!(delete(conn, &stream), 0);
+    unsafe { rmqs_connection_free(conn) };
+}
