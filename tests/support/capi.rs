@@ -124,6 +124,8 @@ pub struct Seen {
     pub states: Mutex<Vec<StateEvent>>,
     /// (offset, body) of consumed messages.
     pub messages: Mutex<Messages>,
+    /// Single-active-consumer updates: (activated, when); with [`with_update_cb`].
+    pub updates: Mutex<Vec<(bool, Instant)>>,
     /// (offset, body) of consumed messages by partition (super consumers only).
     pub by_partition: Mutex<BTreeMap<i32, Messages>>,
     cv: Condvar,
@@ -284,6 +286,21 @@ pub unsafe extern "C" fn on_super_chunk(ud: *mut c_void, chunk: *const rmqs_chun
     seen.notify();
 }
 
+/// Records the update and answers with the default offset.
+pub unsafe extern "C" fn on_consumer_update(
+    ud: *mut c_void,
+    info: *const rmqs_consumer_update_info,
+) -> rmqs_offset_spec {
+    let seen = unsafe { &*(ud as *const Seen) };
+    let active = unsafe { (*info).is_active };
+    seen.updates.lock().unwrap().push((active, Instant::now()));
+    seen.notify();
+    rmqs_offset_spec {
+        r#type: rmqs_offset_type_code::RMQS_OFFSET_DEFAULT as i32,
+        value: 0,
+    }
+}
+
 pub unsafe extern "C" fn release_seen(ud: *mut c_void) {
     drop(unsafe { Arc::from_raw(ud as *const Seen) });
 }
@@ -307,6 +324,20 @@ pub fn with_state_cb(cfg: *mut rmqs_config, seen: &Arc<Seen>) {
         )
     };
     check(st, err, "state cb");
+}
+
+/// Sets the config's consumer-update callback to record into `seen` ([`Seen::updates`]),
+/// answering with the default offset.
+pub fn with_update_cb(cfg: *mut rmqs_config, seen: &Arc<Seen>) {
+    let st = unsafe {
+        rmqs_config_set_consumer_update_cb(
+            cfg,
+            Some(on_consumer_update),
+            user_data(seen),
+            Some(release_seen),
+        )
+    };
+    check(st, ptr::null_mut(), "consumer update cb");
 }
 
 /// A producer whose confirms and state changes go to `seen`.
@@ -346,8 +377,22 @@ pub fn consumer(
     keys: &[(&str, &str)],
     seen: &Arc<Seen>,
 ) -> *mut rmqs_consumer {
+    consumer_with(conn, stream, keys, seen, false)
+}
+
+/// [`consumer`], also recording single-active-consumer updates when `updates`.
+pub fn consumer_with(
+    conn: *mut rmqs_connection,
+    stream: &CStr,
+    keys: &[(&str, &str)],
+    seen: &Arc<Seen>,
+    updates: bool,
+) -> *mut rmqs_consumer {
     let cfg = config(keys);
     with_state_cb(cfg, seen);
+    if updates {
+        with_update_cb(cfg, seen);
+    }
     let mut c = ptr::null_mut();
     let mut err = ptr::null_mut();
     let st = unsafe {
