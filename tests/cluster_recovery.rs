@@ -11,11 +11,13 @@
 //! receives), so a stream with offset tracking has holes in its offsets.
 //!
 //! The cluster tests skip when `RMQS_TEST_CLUSTER_URI` is unset by hand and must run under
-//! `CI=true` (see `support::cluster_uri`). The tests of this file run one at a time. They
-//! stop and kill cluster nodes, and `single_broker_restart_during_traffic` restarts the shared
-//! single broker: tests of other files running at the same time against the same brokers are
-//! disturbed (CI runs test files one after another). When a test fails, the library's log
-//! goes to `target/cluster_recovery-<test>.log`.
+//! `CI=true` (see `support::cluster_uri`). The tests of this file run one at a time, and the
+//! cluster tests hold the machine-wide lock of the tests that change the cluster
+//! (`Cluster::lock`). They stop and kill cluster nodes, and
+//! `single_broker_restart_during_traffic` restarts the shared single broker: tests of other
+//! files running at the same time against the same brokers are disturbed (CI runs test files
+//! one after another). Each test writes the library's log to
+//! `target/cluster_recovery-<test>.log` (its path printed when the test fails).
 
 mod support;
 
@@ -335,6 +337,8 @@ fn leader_node_killed_during_full_speed_publishing() {
     let Some(cluster) = Cluster::from_env() else {
         return;
     };
+    // Other test binaries that change the cluster wait for this one (and it for them).
+    let _cluster_lock = cluster.lock();
     let _guard = ClusterGuard;
     let _log = TestLog::new("kill");
     cluster.ensure_up();
@@ -350,10 +354,18 @@ fn leader_node_killed_during_full_speed_publishing() {
     let c = consumer(conn, &stream, &[("offset", "first")], &cseen);
     let pseen = Seen::new(KILL_N);
     let p = producer(conn, &stream, &[("name", &name)], &pseen);
-    eprintln!(
-        "[crec] kill: stream {name}: leader node {victim}, publisher on {:?}, consumer on {:?}",
+    let (publisher_on, consumer_on) = (
         cluster.publisher_nodes(&name),
-        cluster.consumer_nodes(&name)
+        cluster.consumer_nodes(&name),
+    );
+    eprintln!(
+        "[crec] kill: stream {name}: leader node {victim}, publisher on {publisher_on:?}, \
+         consumer on {consumer_on:?}"
+    );
+    assert_eq!(publisher_on, vec![victim], "the producer is on the leader");
+    assert!(
+        consumer_on.len() == 1 && consumer_on[0] != victim,
+        "the consumer is on a replica: {consumer_on:?}"
     );
 
     // The kill runs on its own thread so that sends go on at full speed meanwhile. The moment
@@ -702,6 +714,8 @@ fn rolling_restart_of_all_three_nodes() {
     let Some(cluster) = Cluster::from_env() else {
         return;
     };
+    // Other test binaries that change the cluster wait for this one (and it for them).
+    let _cluster_lock = cluster.lock();
     let _guard = ClusterGuard;
     let _log = TestLog::new("roll");
     cluster.ensure_up();
