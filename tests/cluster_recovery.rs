@@ -61,7 +61,8 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 /// the test's own marks: written to `target/cluster_recovery-<test>.log` at the end of the
 /// test (its path printed when it fails).
 static LOG: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
-static LOG_EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+/// Time 0 of the running test's log (set by [`TestLog::new`]).
+static LOG_EPOCH: std::sync::Mutex<Option<Instant>> = std::sync::Mutex::new(None);
 
 unsafe extern "C" fn on_log(
     _ud: *mut std::ffi::c_void,
@@ -69,7 +70,7 @@ unsafe extern "C" fn on_log(
     target: *const std::ffi::c_char,
     message: *const std::ffi::c_char,
 ) {
-    let t = LOG_EPOCH.get_or_init(Instant::now).elapsed().as_secs_f64();
+    let t = epoch().elapsed().as_secs_f64();
     let target = unsafe { CStr::from_ptr(target) }.to_string_lossy();
     let message = unsafe { CStr::from_ptr(message) }.to_string_lossy();
     if let Ok(mut log) = LOG.lock() {
@@ -81,11 +82,12 @@ unsafe extern "C" fn on_log(
 struct TestLog(&'static str);
 
 impl TestLog {
-    /// Starts the test's log afresh.
+    /// Starts the test's log afresh, its time 0 now.
     fn new(test: &'static str) -> TestLog {
         if let Ok(mut log) = LOG.lock() {
             log.clear();
         }
+        *LOG_EPOCH.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
         TestLog(test)
     }
 }
@@ -118,14 +120,15 @@ fn connect(uri: &str) -> *mut rmqs_connection {
     conn
 }
 
-/// Time 0 of the log.
+/// Time 0 of the running test's log.
 fn epoch() -> Instant {
-    *LOG_EPOCH.get_or_init(Instant::now)
+    let mut e = LOG_EPOCH.lock().unwrap_or_else(|e| e.into_inner());
+    *e.get_or_insert_with(Instant::now)
 }
 
 /// Marks the log: `[crec] what`, at the time it happens.
 fn mark(what: &str) {
-    let t = LOG_EPOCH.get_or_init(Instant::now).elapsed().as_secs_f64();
+    let t = epoch().elapsed().as_secs_f64();
     if let Ok(mut log) = LOG.lock() {
         log.push(format!("{t:9.3} [crec] {what}"));
     }
