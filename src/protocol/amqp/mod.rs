@@ -23,7 +23,8 @@
 //!
 //! Writing: [`Message`] (built with its public fields or the builder methods) encodes every
 //! section with [`Message::encode`], with the compact encodings other clients use and the
-//! numeric descriptors (`0x00 0x53 0x7X`).
+//! numeric descriptors (`0x00 0x53 0x7X`). [`MessageBuilder`] writes the same bytes from
+//! reusable buffers, encoding each value once as it is set, for sending without allocation.
 //!
 //! Leniency (what other clients are seen to send): sections in any order (Python's `pyamqp`
 //! writes delivery annotations last), symbolic descriptors, strings where symbols are expected
@@ -33,12 +34,14 @@
 //! section that is not binary, trailing bytes, counts that do not match sizes, nesting deeper
 //! than [`MAX_DEPTH`].
 
+mod builder;
 mod value;
 
 use std::borrow::Cow;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+pub use builder::{BuilderBody, HeaderField, MessageBuilder, PropertyField};
 pub use value::{MAX_DEPTH, Value, code, decode_value, skip_value};
 
 use super::error::{DecodeError, EncodeError};
