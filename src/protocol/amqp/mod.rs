@@ -710,6 +710,14 @@ impl<'a> ListView<'a> {
     pub fn to_vec(&self) -> Vec<Value<'a>> {
         self.iter().collect()
     }
+
+    /// Each element's encoding (constructor included), in order, without decoding them.
+    pub fn encoded(&self) -> EncodedIter<'a> {
+        EncodedIter {
+            reader: Reader::new(self.elements),
+            remaining: self.count,
+        }
+    }
 }
 
 impl<'a> MapView<'a> {
@@ -760,6 +768,54 @@ impl<'a> MapView<'a> {
     /// The entries collected into a vector.
     pub fn to_vec(&self) -> Vec<(Value<'a>, Value<'a>)> {
         self.iter().collect()
+    }
+
+    /// Each entry's key and value encodings (constructors included), in wire order, without
+    /// decoding them.
+    pub fn encoded(&self) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + 'a {
+        let mut items = EncodedIter {
+            reader: Reader::new(self.elements),
+            remaining: self.count,
+        };
+        std::iter::from_fn(move || Some((items.next()?, items.next()?)))
+    }
+
+    /// The encoding of the value of the first entry whose key is the string or symbol `key`.
+    pub fn get_encoded(&self, key: &str) -> Option<&'a [u8]> {
+        let mut r = Reader::new(self.elements);
+        for _ in 0..self.count / 2 {
+            let k = decode_at(&mut r, 1).ok()?;
+            let v = skip_at(&mut r, 1).ok()?;
+            if k.as_str() == Some(key) {
+                return Some(v);
+            }
+        }
+        None
+    }
+}
+
+/// Iterator over the encodings of validated values ([`ListView::encoded`]).
+#[derive(Debug, Clone)]
+pub struct EncodedIter<'a> {
+    reader: Reader<'a>,
+    remaining: usize,
+}
+
+impl<'a> Iterator for EncodedIter<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        if self.remaining == 0 {
+            return None;
+        }
+        self.remaining -= 1;
+        match skip_at(&mut self.reader, 1) {
+            Ok(v) => Some(v),
+            Err(_) => {
+                self.remaining = 0;
+                None
+            }
+        }
     }
 }
 
@@ -843,6 +899,12 @@ impl<'a> BodySections<'a> {
     /// Whether there are no sections.
     pub fn is_empty(&self) -> bool {
         self.count == 0
+    }
+
+    /// The encoded value of each section (constructor included; the binary of a data section,
+    /// the list of an amqp-sequence section), in order.
+    pub fn encoded(&self) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.values()
     }
 
     /// The encoded value of each section.
