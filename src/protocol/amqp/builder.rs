@@ -29,7 +29,7 @@ use std::borrow::Cow;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::value::{decode_at, encode_at, skip_at};
+use super::value::{decode_at, encode_at};
 use super::{MapView, SectionKind, Value, code};
 use crate::protocol::error::EncodeError;
 use crate::protocol::wire::Reader;
@@ -126,6 +126,11 @@ impl PropertyField {
 struct ListBuf<const N: usize> {
     bytes: BytesMut,
     ranges: [Option<(u32, u32)>; N],
+    /// Fields written: up to the last one set (kept up to date by `set`/`unset`, so that the
+    /// encoded length costs nothing to ask for).
+    count: usize,
+    /// Bytes of the fields written, a `null` for each absent one among them.
+    content: usize,
 }
 
 impl<const N: usize> ListBuf<N> {
@@ -133,31 +138,40 @@ impl<const N: usize> ListBuf<N> {
         ListBuf {
             bytes: BytesMut::new(),
             ranges: [None; N],
+            count: 0,
+            content: 0,
         }
     }
 
     fn clear(&mut self) {
         self.bytes.clear();
         self.ranges = [None; N];
+        self.count = 0;
+        self.content = 0;
     }
 
     fn is_present(&self) -> bool {
-        self.ranges.iter().any(Option::is_some)
+        self.count > 0
     }
 
-    /// Fields written: up to the last one set.
     fn count(&self) -> usize {
-        self.ranges
-            .iter()
-            .rposition(Option::is_some)
-            .map_or(0, |i| i + 1)
+        self.count
     }
 
     fn content_len(&self) -> usize {
-        self.ranges[..self.count()]
+        self.content
+    }
+
+    fn update(&mut self) {
+        self.count = self
+            .ranges
+            .iter()
+            .rposition(Option::is_some)
+            .map_or(0, |i| i + 1);
+        self.content = self.ranges[..self.count]
             .iter()
             .map(|r| r.map_or(1, |(a, b)| (b - a) as usize))
-            .sum()
+            .sum();
     }
 
     fn set(&mut self, i: usize, v: &Value<'_>) -> Result<(), EncodeError> {
@@ -172,11 +186,13 @@ impl<const N: usize> ListBuf<N> {
             return Err(EncodeError::BytesTooLong(end));
         };
         self.ranges[i] = Some((a, b));
+        self.update();
         Ok(())
     }
 
     fn unset(&mut self, i: usize) {
         self.ranges[i] = None;
+        self.update();
     }
 
     fn get(&self, i: usize) -> Option<Value<'_>> {
@@ -189,9 +205,17 @@ impl<const N: usize> ListBuf<N> {
         compound_len(self.content_len(), self.count())
     }
 
-    fn encode(&self, out: &mut impl BufMut) {
+    /// Writes the section (descriptor of `kind` included).
+    fn encode(&self, kind: SectionKind, out: &mut impl BufMut) {
         let count = self.count();
-        put_compound_header(out, code::LIST8, code::LIST32, self.content_len(), count);
+        put_section_and_compound_header(
+            out,
+            kind,
+            code::LIST8,
+            code::LIST32,
+            self.content_len(),
+            count,
+        );
         for r in &self.ranges[..count] {
             match r {
                 Some((a, b)) => out.put_slice(&self.bytes[*a as usize..*b as usize]),
@@ -207,12 +231,16 @@ struct MapBuf {
     bytes: BytesMut,
     /// Entries (pairs).
     entries: usize,
+    /// Where each key's text is in `bytes` (for the duplicate check without decoding; keeps
+    /// its capacity like the buffer).
+    keys: Vec<(u32, u32)>,
 }
 
 impl MapBuf {
     fn clear(&mut self) {
         self.bytes.clear();
         self.entries = 0;
+        self.keys.clear();
     }
 
     fn is_present(&self) -> bool {
@@ -227,24 +255,18 @@ impl MapBuf {
     }
 
     fn contains(&self, key: &str) -> bool {
-        let mut r = Reader::new(&self.bytes);
-        for _ in 0..self.entries {
-            match decode_at(&mut r, 1) {
-                Ok(k) if k.as_str() == Some(key) => return true,
-                Ok(_) => {}
-                Err(_) => return false,
-            }
-            if skip_at(&mut r, 1).is_err() {
-                return false;
-            }
-        }
-        false
+        let key = key.as_bytes();
+        self.keys
+            .iter()
+            .any(|&(a, b)| &self.bytes[a as usize..b as usize] == key)
     }
 
+    /// Appends an entry whose key is the string or symbol `key`.
     fn push(&mut self, key: &Value<'_>, value: &Value<'_>) -> Result<(), EncodeError> {
         let start = self.bytes.len();
-        let r =
-            encode_at(key, &mut self.bytes, 1).and_then(|_| encode_at(value, &mut self.bytes, 1));
+        let r = encode_at(key, &mut self.bytes, 1);
+        let key_end = self.bytes.len();
+        let r = r.and_then(|_| encode_at(value, &mut self.bytes, 1));
         if r.is_err() {
             self.bytes.truncate(start);
             return r;
@@ -253,6 +275,8 @@ impl MapBuf {
             self.bytes.truncate(start);
             return Err(EncodeError::BytesTooLong(self.bytes.len()));
         }
+        let text = key.as_str().map_or(0, str::len);
+        self.keys.push(((key_end - text) as u32, key_end as u32));
         self.entries += 1;
         Ok(())
     }
@@ -261,9 +285,11 @@ impl MapBuf {
         compound_len(self.bytes.len(), self.entries * 2)
     }
 
-    fn encode(&self, out: &mut impl BufMut) {
-        put_compound_header(
+    /// Writes the section (descriptor of `kind` included).
+    fn encode(&self, kind: SectionKind, out: &mut impl BufMut) {
+        put_section_and_compound_header(
             out,
+            kind,
             code::MAP8,
             code::MAP32,
             self.bytes.len(),
@@ -285,18 +311,40 @@ fn compound_len(content: usize, count: usize) -> usize {
     }
 }
 
-fn put_compound_header(out: &mut impl BufMut, small: u8, wide: u8, content: usize, count: usize) {
-    if count == 0 && small == code::LIST8 {
-        out.put_u8(code::LIST0);
+/// Writes a section's descriptor and its list or map header in one copy.
+fn put_section_and_compound_header(
+    out: &mut impl BufMut,
+    kind: SectionKind,
+    small: u8,
+    wide: u8,
+    content: usize,
+    count: usize,
+) {
+    let mut h = [0u8; 12];
+    h[..3].copy_from_slice(&[code::DESCRIBED, code::SMALLULONG, kind.code() as u8]);
+    let n = if count == 0 && small == code::LIST8 {
+        h[3] = code::LIST0;
+        4
     } else if content < 255 && count <= 255 {
-        out.put_u8(small);
-        out.put_u8((content + 1) as u8);
-        out.put_u8(count as u8);
+        h[3..6].copy_from_slice(&[small, (content + 1) as u8, count as u8]);
+        6
     } else {
-        out.put_u8(wide);
-        out.put_u32((content + 4) as u32);
-        out.put_u32(count as u32);
-    }
+        h[3] = wide;
+        h[4..8].copy_from_slice(&((content + 4) as u32).to_be_bytes());
+        h[8..12].copy_from_slice(&(count as u32).to_be_bytes());
+        12
+    };
+    out.put_slice(&h[..n]);
+}
+
+/// A part of a message whose length the builder tracks.
+#[derive(Debug, Clone, Copy)]
+enum Part {
+    Header,
+    Properties,
+    ApplicationProperties,
+    Annotations(SectionKind),
+    Body,
 }
 
 /// What the body holds.
@@ -334,6 +382,8 @@ pub struct MessageBuilder {
     body: BytesMut,
     body_kind: BuilderBody,
     footer: MapBuf,
+    /// [`Self::encoded_len`], refreshed by every change.
+    len: usize,
 }
 
 impl Default for MessageBuilder {
@@ -381,6 +431,7 @@ impl MessageBuilder {
             body: BytesMut::new(),
             body_kind: BuilderBody::Empty,
             footer: MapBuf::default(),
+            len: EMPTY_DATA.len(),
         }
     }
 
@@ -394,17 +445,32 @@ impl MessageBuilder {
         self.body.clear();
         self.body_kind = BuilderBody::Empty;
         self.footer.clear();
+        self.len = EMPTY_DATA.len();
     }
 
     /// The body: one data section holding `data` (replacing any body set before).
     pub fn set_body(&mut self, data: &[u8]) -> Result<(), EncodeError> {
+        let before = self.part_len(Part::Body);
+        let r = self.set_body_inner(data);
+        self.len = self.len - before + self.part_len(Part::Body);
+        r
+    }
+
+    fn set_body_inner(&mut self, data: &[u8]) -> Result<(), EncodeError> {
         self.body.clear();
         self.body_kind = BuilderBody::Empty;
-        self.add_data(data)
+        self.add_data_inner(data)
     }
 
     /// Appends a data section to the body. Fails when the body is an amqp-value.
     pub fn add_data(&mut self, data: &[u8]) -> Result<(), EncodeError> {
+        let before = self.part_len(Part::Body);
+        let r = self.add_data_inner(data);
+        self.len = self.len - before + self.part_len(Part::Body);
+        r
+    }
+
+    fn add_data_inner(&mut self, data: &[u8]) -> Result<(), EncodeError> {
         let n = match self.body_kind {
             BuilderBody::Value => {
                 return Err(invalid(
@@ -425,6 +491,13 @@ impl MessageBuilder {
 
     /// The body: one amqp-value section holding `value` (replacing any body set before).
     pub fn set_value(&mut self, value: &Value<'_>) -> Result<(), EncodeError> {
+        let before = self.part_len(Part::Body);
+        let r = self.set_value_inner(value);
+        self.len = self.len - before + self.part_len(Part::Body);
+        r
+    }
+
+    fn set_value_inner(&mut self, value: &Value<'_>) -> Result<(), EncodeError> {
         self.body.clear();
         self.body_kind = BuilderBody::Empty;
         put_section_header(&mut self.body, SectionKind::AmqpValue);
@@ -453,6 +526,13 @@ impl MessageBuilder {
     /// `ttl` and `delivery-count` any integer within their type (ubyte, uint, uint), encoded
     /// as that type. `Value::Null` unsets the field.
     pub fn set_header(&mut self, field: HeaderField, v: &Value<'_>) -> Result<(), EncodeError> {
+        let before = self.part_len(Part::Header);
+        let r = self.set_header_inner(field, v);
+        self.len = self.len - before + self.part_len(Part::Header);
+        r
+    }
+
+    fn set_header_inner(&mut self, field: HeaderField, v: &Value<'_>) -> Result<(), EncodeError> {
         let i = field as usize;
         if v.is_null() {
             self.header.unset(i);
@@ -485,6 +565,17 @@ impl MessageBuilder {
     /// spec types them); the two times a timestamp (or any integer: ms since the epoch);
     /// `group-sequence` any integer from 0 to `u32::MAX`. `Value::Null` unsets the field.
     pub fn set_property(&mut self, field: PropertyField, v: &Value<'_>) -> Result<(), EncodeError> {
+        let before = self.part_len(Part::Properties);
+        let r = self.set_property_inner(field, v);
+        self.len = self.len - before + self.part_len(Part::Properties);
+        r
+    }
+
+    fn set_property_inner(
+        &mut self,
+        field: PropertyField,
+        v: &Value<'_>,
+    ) -> Result<(), EncodeError> {
         use PropertyField as P;
         let i = field as usize;
         if v.is_null() {
@@ -544,6 +635,17 @@ impl MessageBuilder {
         key: &str,
         v: &Value<'_>,
     ) -> Result<(), EncodeError> {
+        let before = self.part_len(Part::ApplicationProperties);
+        let r = self.add_application_property_inner(key, v);
+        self.len = self.len - before + self.part_len(Part::ApplicationProperties);
+        r
+    }
+
+    fn add_application_property_inner(
+        &mut self,
+        key: &str,
+        v: &Value<'_>,
+    ) -> Result<(), EncodeError> {
         if !is_simple(v) {
             return Err(invalid(
                 "application property values must be simple (not list, map, array or described)",
@@ -596,6 +698,18 @@ impl MessageBuilder {
         key: &str,
         v: &Value<'_>,
     ) -> Result<(), EncodeError> {
+        let before = self.part_len(Part::Annotations(kind));
+        let r = self.add_annotation_inner(kind, key, v);
+        self.len = self.len - before + self.part_len(Part::Annotations(kind));
+        r
+    }
+
+    fn add_annotation_inner(
+        &mut self,
+        kind: SectionKind,
+        key: &str,
+        v: &Value<'_>,
+    ) -> Result<(), EncodeError> {
         let map = self.annotations_mut(kind)?;
         if map.contains(key) {
             return Err(invalid("duplicate annotation key"));
@@ -610,17 +724,32 @@ impl MessageBuilder {
         }
     }
 
-    /// Bytes [`encode`](Self::encode) writes.
+    /// Bytes [`encode`](Self::encode) writes (kept up to date by every change: asking costs
+    /// nothing).
     pub fn encoded_len(&self) -> usize {
+        self.len
+    }
+
+    /// Bytes one part of the message takes (0 when absent).
+    fn part_len(&self, part: Part) -> usize {
         let list = |p: bool, l: usize| if p { SECTION_HEADER_LEN + l } else { 0 };
         let map = |m: &MapBuf| list(m.is_present(), m.encoded_len());
-        list(self.header.is_present(), self.header.encoded_len())
-            + map(&self.delivery_annotations)
-            + map(&self.message_annotations)
-            + list(self.properties.is_present(), self.properties.encoded_len())
-            + map(&self.application_properties)
-            + self.body_len()
-            + map(&self.footer)
+        match part {
+            Part::Header => list(self.header.is_present(), self.header.encoded_len()),
+            Part::Properties => list(self.properties.is_present(), self.properties.encoded_len()),
+            Part::ApplicationProperties => map(&self.application_properties),
+            Part::Annotations(kind) => self.annotations_ref(kind).map_or(0, map),
+            Part::Body => self.body_len(),
+        }
+    }
+
+    fn annotations_ref(&self, kind: SectionKind) -> Option<&MapBuf> {
+        match kind {
+            SectionKind::DeliveryAnnotations => Some(&self.delivery_annotations),
+            SectionKind::MessageAnnotations => Some(&self.message_annotations),
+            SectionKind::Footer => Some(&self.footer),
+            _ => None,
+        }
     }
 
     /// Writes the message: header, delivery annotations, message annotations, properties,
@@ -628,33 +757,29 @@ impl MessageBuilder {
     /// [`encoded_len`](Self::encoded_len) bytes.
     pub fn encode(&self, out: &mut impl BufMut) {
         if self.header.is_present() {
-            put_section_header(out, SectionKind::Header);
-            self.header.encode(out);
+            self.header.encode(SectionKind::Header, out);
         }
         for (kind, map) in [
             (SectionKind::DeliveryAnnotations, &self.delivery_annotations),
             (SectionKind::MessageAnnotations, &self.message_annotations),
         ] {
             if map.is_present() {
-                put_section_header(out, kind);
-                map.encode(out);
+                map.encode(kind, out);
             }
         }
         if self.properties.is_present() {
-            put_section_header(out, SectionKind::Properties);
-            self.properties.encode(out);
+            self.properties.encode(SectionKind::Properties, out);
         }
         if self.application_properties.is_present() {
-            put_section_header(out, SectionKind::ApplicationProperties);
-            self.application_properties.encode(out);
+            self.application_properties
+                .encode(SectionKind::ApplicationProperties, out);
         }
         match self.body_kind {
             BuilderBody::Empty => out.put_slice(&EMPTY_DATA),
             _ => out.put_slice(&self.body),
         }
         if self.footer.is_present() {
-            put_section_header(out, SectionKind::Footer);
-            self.footer.encode(out);
+            self.footer.encode(SectionKind::Footer, out);
         }
     }
 
@@ -858,5 +983,121 @@ mod tests {
         let m = Message::decode(&bytes).unwrap();
         assert_eq!(m.application_properties.unwrap().len(), 300);
         assert_eq!(m.properties.unwrap().subject.unwrap().len(), 400);
+    }
+
+    mod generated {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn scalar() -> impl Strategy<Value = Value<'static>> {
+            prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::Bool),
+                any::<u8>().prop_map(Value::Ubyte),
+                any::<u32>().prop_map(Value::Uint),
+                any::<u64>().prop_map(Value::Ulong),
+                any::<i8>().prop_map(Value::Byte),
+                any::<i64>().prop_map(Value::Long),
+                any::<f64>().prop_map(Value::Double),
+                any::<i64>().prop_map(Value::Timestamp),
+                any::<[u8; 16]>().prop_map(Value::Uuid),
+                "\\PC{0,20}".prop_map(|s| Value::String(s.into())),
+                "[a-z]{250,300}".prop_map(|s| Value::String(s.into())),
+                prop::collection::vec(any::<u8>(), 0..300).prop_map(|b| Value::Binary(b.into())),
+            ]
+        }
+
+        fn entries() -> impl Strategy<Value = Vec<(String, Value<'static>)>> {
+            prop::collection::btree_map("\\PC{0,10}", scalar(), 0..40)
+                .prop_map(|m| m.into_iter().collect())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(64))]
+
+            /// Whatever is set, in whatever order, and however often: the builder writes
+            /// exactly what Message::encode writes for the same content, and says how long.
+            #[test]
+            fn builder_matches_the_message_encoder(
+                header in prop::collection::vec((0usize..5, any::<u32>(), any::<bool>()), 0..8),
+                subject in prop::option::of("\\PC{0,300}"),
+                group_sequence in prop::option::of(any::<u32>()),
+                id in prop::option::of(any::<u64>()),
+                app in entries(),
+                annotations in entries(),
+                footer in entries(),
+                body in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..400), 0..3),
+                unset_subject in any::<bool>(),
+            ) {
+                let mut b = MessageBuilder::new();
+                let mut h = Header::default();
+                for (field, n, flag) in &header {
+                    let f = HeaderField::from_index(*field).unwrap();
+                    let v = match f {
+                        HeaderField::Durable | HeaderField::FirstAcquirer => Value::Bool(*flag),
+                        HeaderField::Priority => Value::Ubyte(*n as u8),
+                        _ => Value::Uint(*n),
+                    };
+                    b.set_header(f, &v).unwrap();
+                    match f {
+                        HeaderField::Durable => h.durable = Some(*flag),
+                        HeaderField::FirstAcquirer => h.first_acquirer = Some(*flag),
+                        HeaderField::Priority => h.priority = Some(*n as u8),
+                        HeaderField::Ttl => h.ttl = Some(*n),
+                        HeaderField::DeliveryCount => h.delivery_count = Some(*n),
+                    }
+                }
+                let mut p = Properties::default();
+                if let Some(s) = &subject {
+                    b.set_property(PropertyField::Subject, &s.as_str().into()).unwrap();
+                    p.subject = Some(s.as_str().into());
+                    if unset_subject {
+                        b.set_property(PropertyField::Subject, &Value::Null).unwrap();
+                        p.subject = None;
+                    }
+                }
+                if let Some(g) = group_sequence {
+                    b.set_property(PropertyField::GroupSequence, &Value::Uint(g)).unwrap();
+                    p.group_sequence = Some(g);
+                }
+                if let Some(i) = id {
+                    b.set_property(PropertyField::MessageId, &Value::Ulong(i)).unwrap();
+                    p.message_id = Some(Value::Ulong(i));
+                }
+                for (k, v) in &app {
+                    b.add_application_property(k, v).unwrap();
+                }
+                for (k, v) in &annotations {
+                    b.add_annotation(SectionKind::MessageAnnotations, k, v).unwrap();
+                }
+                for (k, v) in &footer {
+                    b.add_annotation(SectionKind::Footer, k, v).unwrap();
+                }
+                for d in &body {
+                    b.add_data(d).unwrap();
+                }
+                let sym = |e: &Vec<(String, Value<'static>)>| -> Option<Vec<(Value<'static>, Value<'static>)>> {
+                    (!e.is_empty()).then(|| {
+                        e.iter().map(|(k, v)| (Value::Symbol(k.clone().into()), v.clone())).collect()
+                    })
+                };
+                let m = Message {
+                    header: (h != Header::default()).then_some(h),
+                    properties: (p != Properties::default()).then_some(p),
+                    application_properties: (!app.is_empty()).then(|| {
+                        app.iter().map(|(k, v)| (k.clone().into(), v.clone())).collect()
+                    }),
+                    message_annotations: sym(&annotations),
+                    footer: sym(&footer),
+                    body: Body::Data(body.iter().map(|d| Cow::Owned(d.clone())).collect()),
+                    ..Message::default()
+                };
+                let got = b.to_bytes();
+                prop_assert_eq!(got.len(), b.encoded_len());
+                prop_assert_eq!(&got[..], &m.to_bytes().unwrap()[..]);
+                b.clear();
+                prop_assert_eq!(b.encoded_len(), 5);
+            }
+        }
     }
 }
