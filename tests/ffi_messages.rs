@@ -166,7 +166,7 @@ fn every_section_round_trips_typed() {
     let f = Fixture::new("msg-every");
     let p = producer(f.conn, &f.stream, &[]);
     let spec = every_section();
-    let ids = send_each(p, &[spec.clone()]);
+    let ids = send_each(p, std::slice::from_ref(&spec));
     assert_eq!(ids, vec![0]);
     flush(p);
     unsafe { rmqs_producer_free(p) };
@@ -765,9 +765,11 @@ fn builder_setters_check_their_arguments() {
         "property 0",
     );
     // Values out of range for their kind, unknown kinds, bad UTF-8, bad encodings.
-    let mut bad = rmqs_value::default();
-    bad.kind = RMQS_VALUE_UBYTE as i32;
-    bad.uint_value = 256;
+    let mut bad = rmqs_value {
+        kind: RMQS_VALUE_UBYTE as i32,
+        uint_value: 256,
+        ..Default::default()
+    };
     let key = CString::new("k").unwrap();
     let mut err = ptr::null_mut();
     fails(
@@ -1075,11 +1077,11 @@ fn super_producer_routes_by_what_the_message_says() {
     };
     check(st, err, "super send_messages");
     assert_eq!(accepted, 6);
-    for i in 6..12 {
+    for (i, customer) in customers.iter().enumerate().skip(6) {
         let key = if i == 11 {
             "customer-0"
         } else {
-            customers[i].as_str()
+            customer.as_str()
         };
         want[route_partition(key, 3)].push(i);
     }
