@@ -26,8 +26,9 @@
  *
  * - rmqs_connection, rmqs_producer, rmqs_consumer and rmqs_queue are thread-safe: any function
  *   may be called from any thread at the same time, except their *_free, which must be the last
- *   call. rmqs_config, rmqs_event and rmqs_error are not thread-safe but may move between
- *   threads. Chunk and message views are immutable and may be read from several threads.
+ *   call. rmqs_config, rmqs_message_builder, rmqs_event and rmqs_error are not thread-safe but
+ *   may move between threads. Chunk and message views are immutable and may be read from
+ *   several threads.
  * - Each connection owns a Tokio runtime (2 threads named rmqs-rt); application code never runs
  *   on it. Callbacks run on library-owned dispatcher threads (rmqs-dispatch), one per producer
  *   or consumer: a consumer's chunks in order, never concurrently. user_data_free runs there
@@ -40,9 +41,10 @@
  *   background thread.
  * - Timeouts are int32_t milliseconds: negative = no limit, 0 = do not wait.
  *
- * Ownership summary: configs are copied by the calls that use them; message bodies are copied
- * on send; chunks lent to a callback or an event are valid until it returns / the event is
- * freed unless retained (rmqs_chunk_retain / rmqs_chunk_release; the last release gives the
+ * Ownership summary: configs are copied by the calls that use them; message bodies and message
+ * builders are copied on send (a builder can be reset and reused as soon as the send returns);
+ * chunks lent to a callback or an event are valid until it returns / the event is freed unless
+ * retained (rmqs_chunk_retain / rmqs_chunk_release; the last release gives the
  * credit back); strings and bytes returned by accessors belong to the object they came from.
  * Shut down in this order: free producers and consumers (or let rmqs_connection_close close
  * them), then the connection, then queues; release retained chunks at any time.
@@ -1078,7 +1080,7 @@ typedef struct rmqs_consumer_update_info {
  * map, array, described) are given as their AMQP encoding in `data`, `len` (validated), e.g.
  * as read from another message.
  *
- * A plain struct, freely copied; 64 bytes.
+ * A plain struct, freely copied (64 bytes on 64-bit platforms).
  */
 typedef struct rmqs_value {
     /**

@@ -98,7 +98,7 @@ pub enum rmqs_value_type_code {
 /// map, array, described) are given as their AMQP encoding in `data`, `len` (validated), e.g.
 /// as read from another message.
 ///
-/// A plain struct, freely copied; 64 bytes.
+/// A plain struct, freely copied (64 bytes on 64-bit platforms).
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct rmqs_value {
