@@ -216,10 +216,17 @@ fn value_bodies_sequences_and_text_accessors() {
     let mut err = ptr::null_mut();
     let st = unsafe { rmqs_producer_send(p, seq.as_ptr(), seq.len(), 99, RMQS_SEND_RAW, &mut err) };
     check(st, err, "send raw sequence");
+    // Empty sections written as null (as some clients do): header, application properties.
+    let nulls = [
+        0x00, 0x53, 0x70, 0x40, 0x00, 0x53, 0x74, 0x40, 0x00, 0x53, 0x75, 0xa0, 0x01, b'z',
+    ];
+    let st =
+        unsafe { rmqs_producer_send(p, nulls.as_ptr(), nulls.len(), 100, RMQS_SEND_RAW, &mut err) };
+    check(st, err, "send raw null sections");
     flush(p);
     unsafe { rmqs_producer_free(p) };
 
-    let got = consume(f.conn, &f.stream, specs.len() + 1);
+    let got = consume(f.conn, &f.stream, specs.len() + 2);
     for (i, spec) in specs.iter().enumerate() {
         spec.assert_read(&got[i], &format!("message {i}"));
     }
@@ -237,6 +244,11 @@ fn value_bodies_sequences_and_text_accessors() {
             Value::List(vec![]),
         ],
     );
+    let nulls = &got[specs.len() + 1];
+    assert!(nulls.header.is_empty() && nulls.app.is_empty(), "{nulls:?}");
+    assert_eq!(nulls.plain_body, b"z");
+    // The sections are there, empty.
+    assert_eq!(nulls.body_type, RMQS_BODY_DATA as i32);
 }
 
 #[test]

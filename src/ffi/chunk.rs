@@ -869,11 +869,19 @@ pub unsafe extern "C" fn rmqs_message_section(
             let Some(kind) = section_kind(section) else {
                 return false;
             };
-            match m.view().and_then(|v| v.section(kind)) {
-                // SAFETY: out NULL or writable.
-                Some(e) => unsafe { put_value(out, value_out(e)) },
-                None => false,
-            }
+            // Some clients write an empty section as `null`: it reads as an empty list or map.
+            static EMPTY_LIST: [u8; 1] = [0x45];
+            static EMPTY_MAP: [u8; 3] = [0xc1, 0x01, 0x00];
+            let encoded = match m.view().and_then(|v| v.section(kind)) {
+                Some([0x40]) if matches!(kind, SectionKind::Header | SectionKind::Properties) => {
+                    &EMPTY_LIST[..]
+                }
+                Some([0x40]) => &EMPTY_MAP[..],
+                Some(e) => e,
+                None => return false,
+            };
+            // SAFETY: out NULL or writable.
+            unsafe { put_value(out, value_out(encoded)) }
         })
     })
 }
