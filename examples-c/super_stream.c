@@ -70,11 +70,13 @@ typedef struct {
 
 /* Key extractor (used for the messages sent without a key): the body up to '|'. Called on the
  * sending thread. */
-static intptr_t key_of_body(void *user_data, const uint8_t *body, size_t len, uintptr_t tag,
-                            char *key, size_t capacity) {
+static intptr_t key_of_body(void *user_data, const rmqs_message_builder *msg,
+                            const uint8_t *body, size_t len, uintptr_t tag, char *key,
+                            size_t capacity) {
     const uint8_t *bar = memchr(body, '|', len);
     size_t klen = bar ? (size_t)(bar - body) : len;
     (void)user_data;
+    (void)msg;
     (void)tag;
     if (klen <= capacity) {
         memcpy(key, body, klen);

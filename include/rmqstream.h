@@ -26,8 +26,9 @@
  *
  * - rmqs_connection, rmqs_producer, rmqs_consumer and rmqs_queue are thread-safe: any function
  *   may be called from any thread at the same time, except their *_free, which must be the last
- *   call. rmqs_config, rmqs_event and rmqs_error are not thread-safe but may move between
- *   threads. Chunk and message views are immutable and may be read from several threads.
+ *   call. rmqs_config, rmqs_message_builder, rmqs_event and rmqs_error are not thread-safe but
+ *   may move between threads. Chunk and message views are immutable and may be read from
+ *   several threads.
  * - Each connection owns a Tokio runtime (2 threads named rmqs-rt); application code never runs
  *   on it. Callbacks run on library-owned dispatcher threads (rmqs-dispatch), one per producer
  *   or consumer: a consumer's chunks in order, never concurrently. user_data_free runs there
@@ -40,9 +41,10 @@
  *   background thread.
  * - Timeouts are int32_t milliseconds: negative = no limit, 0 = do not wait.
  *
- * Ownership summary: configs are copied by the calls that use them; message bodies are copied
- * on send; chunks lent to a callback or an event are valid until it returns / the event is
- * freed unless retained (rmqs_chunk_retain / rmqs_chunk_release; the last release gives the
+ * Ownership summary: configs are copied by the calls that use them; message bodies and message
+ * builders are copied on send (a builder can be reset and reused as soon as the send returns);
+ * chunks lent to a callback or an event are valid until it returns / the event is freed unless
+ * retained (rmqs_chunk_retain / rmqs_chunk_release; the last release gives the
  * credit back); strings and bytes returned by accessors belong to the object they came from.
  * Shut down in this order: free producers and consumers (or let rmqs_connection_close close
  * them), then the connection, then queues; release retained chunks at any time.
@@ -488,6 +490,244 @@ typedef int32_t rmqs_offset_type_code;
 #endif // __cplusplus
 
 /**
+ * The type of an `rmqs_value`: which of its fields holds the value.
+ */
+enum rmqs_value_type_code
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : int32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+    /**
+     * `null`: no field.
+     */
+    RMQS_VALUE_NULL = 0,
+    /**
+     * `boolean`: `bool_value`.
+     */
+    RMQS_VALUE_BOOL = 1,
+    /**
+     * `ubyte` (8-bit unsigned): `uint_value`.
+     */
+    RMQS_VALUE_UBYTE = 2,
+    /**
+     * `ushort` (16-bit unsigned): `uint_value`.
+     */
+    RMQS_VALUE_USHORT = 3,
+    /**
+     * `uint` (32-bit unsigned): `uint_value`.
+     */
+    RMQS_VALUE_UINT = 4,
+    /**
+     * `ulong` (64-bit unsigned): `uint_value`.
+     */
+    RMQS_VALUE_ULONG = 5,
+    /**
+     * `byte` (8-bit signed): `int_value`.
+     */
+    RMQS_VALUE_BYTE = 6,
+    /**
+     * `short` (16-bit signed): `int_value`.
+     */
+    RMQS_VALUE_SHORT = 7,
+    /**
+     * `int` (32-bit signed): `int_value`.
+     */
+    RMQS_VALUE_INT = 8,
+    /**
+     * `long` (64-bit signed): `int_value`.
+     */
+    RMQS_VALUE_LONG = 9,
+    /**
+     * `float` (IEEE 754 binary32): `float_value` (a double holding it exactly).
+     */
+    RMQS_VALUE_FLOAT = 10,
+    /**
+     * `double` (IEEE 754 binary64): `float_value`.
+     */
+    RMQS_VALUE_DOUBLE = 11,
+    /**
+     * `timestamp`, ms since the Unix epoch (may be negative): `int_value`.
+     */
+    RMQS_VALUE_TIMESTAMP = 12,
+    /**
+     * `uuid`: the 16 bytes of `uuid`, in network order.
+     */
+    RMQS_VALUE_UUID = 13,
+    /**
+     * `string` (UTF-8): `data`, `len` (not NUL-terminated).
+     */
+    RMQS_VALUE_STRING = 14,
+    /**
+     * `symbol` (ASCII by the spec): `data`, `len`.
+     */
+    RMQS_VALUE_SYMBOL = 15,
+    /**
+     * `binary`: `data`, `len`.
+     */
+    RMQS_VALUE_BINARY = 16,
+    /**
+     * `char` (a Unicode scalar value): `uint_value`.
+     */
+    RMQS_VALUE_CHAR = 17,
+    /**
+     * `decimal32`: `data`, `len` = its 4 bytes (IEEE 754 decimal32, as on the wire).
+     */
+    RMQS_VALUE_DECIMAL32 = 18,
+    /**
+     * `decimal64`: `data`, `len` = its 8 bytes.
+     */
+    RMQS_VALUE_DECIMAL64 = 19,
+    /**
+     * `decimal128`: `data`, `len` = its 16 bytes.
+     */
+    RMQS_VALUE_DECIMAL128 = 20,
+    /**
+     * `list`: `data`, `len` = the encoded AMQP list; read it with `rmqs_value_count()` and
+     * `rmqs_value_list_get()`.
+     */
+    RMQS_VALUE_LIST = 21,
+    /**
+     * `map`: `data`, `len` = the encoded AMQP map; read it with `rmqs_value_count()`,
+     * `rmqs_value_map_entry()` and `rmqs_value_map_get()`.
+     */
+    RMQS_VALUE_MAP = 22,
+    /**
+     * `array`: `data`, `len` = the encoded AMQP array; read as a list.
+     */
+    RMQS_VALUE_ARRAY = 23,
+    /**
+     * A described value: `data`, `len` = its encoding; as a list of two, descriptor then
+     * value.
+     */
+    RMQS_VALUE_DESCRIBED = 24,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum rmqs_value_type_code rmqs_value_type_code;
+#else
+typedef int32_t rmqs_value_type_code;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * Fields of the AMQP 1.0 header section (`rmqs_message_builder_set_header()`,
+ * `rmqs_message_header_value()`).
+ */
+enum rmqs_header_code
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : int32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+    /**
+     * `durable`: boolean.
+     */
+    RMQS_HEADER_DURABLE = 1,
+    /**
+     * `priority`: ubyte.
+     */
+    RMQS_HEADER_PRIORITY = 2,
+    /**
+     * `ttl`, in ms: uint.
+     */
+    RMQS_HEADER_TTL = 3,
+    /**
+     * `first-acquirer`: boolean.
+     */
+    RMQS_HEADER_FIRST_ACQUIRER = 4,
+    /**
+     * `delivery-count`: uint.
+     */
+    RMQS_HEADER_DELIVERY_COUNT = 5,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum rmqs_header_code rmqs_header_code;
+#else
+typedef int32_t rmqs_header_code;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * Sections of an AMQP 1.0 message, numbered by their descriptor codes
+ * (`rmqs_message_section()`, `rmqs_message_builder_add_annotation()`).
+ */
+enum rmqs_section_code
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : int32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+    /**
+     * Header (a list).
+     */
+    RMQS_SECTION_HEADER = 112,
+    /**
+     * Delivery annotations (a map, symbol keys).
+     */
+    RMQS_SECTION_DELIVERY_ANNOTATIONS = 113,
+    /**
+     * Message annotations (a map, symbol keys).
+     */
+    RMQS_SECTION_MESSAGE_ANNOTATIONS = 114,
+    /**
+     * Properties (a list).
+     */
+    RMQS_SECTION_PROPERTIES = 115,
+    /**
+     * Application properties (a map, string keys).
+     */
+    RMQS_SECTION_APPLICATION_PROPERTIES = 116,
+    /**
+     * Footer (a map, symbol keys).
+     */
+    RMQS_SECTION_FOOTER = 120,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum rmqs_section_code rmqs_section_code;
+#else
+typedef int32_t rmqs_section_code;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * What the body of a received message is (`rmqs_message_body_type()`).
+ */
+enum rmqs_body_type_code
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : int32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+    /**
+     * Not an AMQP 1.0 message (e.g. sent with `RMQS_SEND_RAW`): `rmqs_message_body()` is the
+     * whole record.
+     */
+    RMQS_BODY_RAW = 0,
+    /**
+     * One or more data sections: `RMQS_VALUE_BINARY` each.
+     */
+    RMQS_BODY_DATA = 1,
+    /**
+     * One or more amqp-sequence sections: `RMQS_VALUE_LIST` each.
+     */
+    RMQS_BODY_SEQUENCE = 2,
+    /**
+     * One amqp-value section: any value.
+     */
+    RMQS_BODY_VALUE = 3,
+    /**
+     * An AMQP message without a body section.
+     */
+    RMQS_BODY_NONE = 4,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum rmqs_body_type_code rmqs_body_type_code;
+#else
+typedef int32_t rmqs_body_type_code;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
  * One chunk delivered to a consumer: a zero-copy view of the Deliver frame's bytes. Opaque,
  * reference-counted, immutable.
  *
@@ -574,6 +814,23 @@ typedef struct rmqs_event rmqs_event;
  * Thread safety: may be read from several threads at once.
  */
 typedef struct rmqs_message rmqs_message;
+
+/**
+ * An AMQP 1.0 message to publish, reusable: build it with the setters, send it with
+ * `rmqs_producer_send_message()` (or the batch and super producer variants), then
+ * `rmqs_message_builder_reset()` it and build the next one. Sends copy it into the producer's
+ * frame; the builder is not referenced after the send returns. Opaque.
+ *
+ * Every value is encoded once, when it is set, into buffers the builder keeps across resets:
+ * a loop that resets, sets and sends allocates nothing once the buffers fit its largest
+ * message.
+ *
+ * Created by `rmqs_message_builder_new()`, freed by `rmqs_message_builder_free()`.
+ *
+ * Thread safety: not thread-safe; may move between threads. Sends only read it, so several
+ * threads may send the same builder at once while nobody changes it.
+ */
+typedef struct rmqs_message_builder rmqs_message_builder;
 
 /**
  * Where a stream lives: its leader and replicas. Opaque, immutable.
@@ -809,6 +1066,56 @@ typedef struct rmqs_consumer_update_info {
      */
     struct rmqs_offset_spec default_offset;
 } rmqs_consumer_update_info;
+
+/**
+ * A typed AMQP 1.0 value: `kind` (an `rmqs_value_type_code`) says which field holds it.
+ *
+ * Out (the typed accessors of received messages and builders): every field is written;
+ * those `kind` does not use are zero. `data` points into the object the value came from
+ * (the chunk of a received message: valid as long as the chunk; a builder: until it is next
+ * changed, reset or freed); never free it.
+ *
+ * In (the builder's setters): only `kind` and the field it names are read; `data` is
+ * borrowed for the call (copied) and may be NULL only when `len` is 0. Compound kinds (list,
+ * map, array, described) are given as their AMQP encoding in `data`, `len` (validated), e.g.
+ * as read from another message.
+ *
+ * A plain struct, freely copied (64 bytes on 64-bit platforms).
+ */
+typedef struct rmqs_value {
+    /**
+     * An `rmqs_value_type_code`.
+     */
+    int32_t kind;
+    /**
+     * `RMQS_VALUE_BOOL`.
+     */
+    bool bool_value;
+    /**
+     * Unsigned integers (`UBYTE`, `USHORT`, `UINT`, `ULONG`) and `CHAR` (its code point).
+     */
+    uint64_t uint_value;
+    /**
+     * Signed integers (`BYTE`, `SHORT`, `INT`, `LONG`) and `TIMESTAMP`.
+     */
+    int64_t int_value;
+    /**
+     * `FLOAT` and `DOUBLE`.
+     */
+    double float_value;
+    /**
+     * `UUID`.
+     */
+    uint8_t uuid[16];
+    /**
+     * `STRING`, `SYMBOL`, `BINARY`: the bytes; decimals and compounds: see the type codes.
+     */
+    const uint8_t *data;
+    /**
+     * Bytes at `data`.
+     */
+    size_t len;
+} rmqs_value;
 
 /**
  * Receives a batch of confirms (outcomes of sent messages) in callback mode.
@@ -1107,7 +1414,11 @@ typedef struct rmqs_consumer_statistics {
  * Routes a message of a super producer (`rmqs_config_set_routing_cb()`): writes the indices
  * of the partitions the message goes to into `partitions` and returns how many it wrote.
  *
- * - `body`, `len`: the message body as given to the send call (borrowed for the call).
+ * - `msg`: the message when it was sent with `rmqs_super_producer_send_message()` or
+ *   `rmqs_super_producer_send_messages()` (borrowed for the call: read it with
+ *   `rmqs_message_builder_property()`, `rmqs_message_builder_app_property()`), else NULL.
+ * - `body`, `len`: the message body as given to the send call; for a message builder, its
+ *   body when that is a single data section, else NULL and 0 (borrowed for the call).
  * - `routing_key`, `key_len`: the message's routing key (from the send call, else from the
  *   key extractor), NUL-terminated, borrowed for the call; `""` (length 0) when it has none.
  * - `tag`: the send call's tag.
@@ -1124,6 +1435,7 @@ typedef struct rmqs_consumer_statistics {
  * several threads at once. Must be quick and must not send on the same super producer.
  */
 typedef size_t (*rmqs_routing_cb)(void *user_data,
+                                  const struct rmqs_message_builder *msg,
                                   const uint8_t *body,
                                   size_t len,
                                   const char *routing_key,
@@ -1143,12 +1455,17 @@ typedef size_t (*rmqs_routing_cb)(void *user_data,
  * no key: the send fails with `RMQS_ERR_INVALID_ARGUMENT` (with `hash` and `key` routing;
  * a routing callback gets `""`).
  *
- * `body`, `len`: the message body (borrowed for the call); `tag`: the send call's tag.
+ * `msg`: the message when it was sent with `rmqs_super_producer_send_message()` or
+ * `rmqs_super_producer_send_messages()`, so that the key can come from a property
+ * (`rmqs_message_builder_app_property()`, `rmqs_message_builder_property()`); NULL for a body
+ * sent alone. `body`, `len`: the message body (for a builder: its body when that is a single
+ * data section, else NULL and 0). Both borrowed for the call. `tag`: the send call's tag.
  *
  * Called on the thread making the send call, possibly from several threads at once. Must be
  * quick and must not send on the same super producer.
  */
 typedef ptrdiff_t (*rmqs_key_extractor_cb)(void *user_data,
+                                           const struct rmqs_message_builder *msg,
                                            const uint8_t *body,
                                            size_t len,
                                            size_t tag,
@@ -2109,6 +2426,300 @@ rmqs_status rmqs_event_consumer_update_reply(struct rmqs_event *ev, struct rmqs_
 void rmqs_event_free(struct rmqs_event *ev);
 
 /**
+ * Creates an empty message: no sections, and a body of one empty data section until one is
+ * set; no filter value, automatic publishing id.
+ *
+ * @return a new builder owned by the caller, to free with `rmqs_message_builder_free()`;
+ *         NULL only if memory ran out.
+ *
+ * Thread-safe; does not block.
+ */
+struct rmqs_message_builder *rmqs_message_builder_new(void);
+
+/**
+ * Empties the builder (every section, the filter value and the publishing id) for the next
+ * message, keeping its memory. NULL is ignored.
+ *
+ * @param m the builder (borrowed).
+ *
+ * Not thread-safe (the builder); does not block.
+ */
+void rmqs_message_builder_reset(struct rmqs_message_builder *m);
+
+/**
+ * Frees a builder. NULL is allowed.
+ *
+ * @param m the builder (ownership passes to the library), or NULL.
+ *
+ * Does not block.
+ */
+void rmqs_message_builder_free(struct rmqs_message_builder *m);
+
+/**
+ * Sets the body to one data section holding `data` (replacing any body set before): what
+ * stream clients publish and what `rmqs_message_body()` returns on the consuming side.
+ *
+ * @param m the builder (borrowed).
+ * @param data the bytes (copied), NULL only when `len` is 0.
+ * @param len their length (at most 2^31 - 1).
+ * @param err optional error detail.
+ * @return `RMQS_OK`; `RMQS_ERR_INVALID_ARGUMENT` (NULL builder, NULL data with a length).
+ *
+ * Not thread-safe (the builder); does not block.
+ */
+rmqs_status rmqs_message_builder_set_body(struct rmqs_message_builder *m,
+                                          const uint8_t *data,
+                                          size_t len,
+                                          struct rmqs_error **err);
+
+/**
+ * Appends another data section to the body (the first call on an empty builder makes the
+ * first one): a body of several data sections, which consumers get in order.
+ *
+ * @param m the builder (borrowed).
+ * @param data the bytes (copied), NULL only when `len` is 0.
+ * @param len their length.
+ * @param err optional error detail.
+ * @return `RMQS_OK`; `RMQS_ERR_INVALID_ARGUMENT` when the body is an amqp-value
+ *         (`rmqs_message_builder_set_body_value()`), or for NULL arguments.
+ *
+ * Not thread-safe (the builder); does not block.
+ */
+rmqs_status rmqs_message_builder_add_body_section(struct rmqs_message_builder *m,
+                                                  const uint8_t *data,
+                                                  size_t len,
+                                                  struct rmqs_error **err);
+
+/**
+ * Sets the body to one amqp-value section holding `value` (replacing any body set before):
+ * typically a string or a binary, but any value is allowed.
+ *
+ * @param m the builder (borrowed).
+ * @param value the value (borrowed for the call; its bytes are copied).
+ * @param err optional error detail.
+ * @return `RMQS_OK`; `RMQS_ERR_INVALID_ARGUMENT` for an invalid value (unknown kind, number
+ *         out of range for its kind, invalid UTF-8, bad encoding of a compound) or NULL
+ *         arguments.
+ *
+ * Not thread-safe (the builder); does not block.
+ */
+rmqs_status rmqs_message_builder_set_body_value(struct rmqs_message_builder *m,
+                                                const struct rmqs_value *value,
+                                                struct rmqs_error **err);
+
+/**
+ * Sets a field of the header section (the section is written when a field is set).
+ *
+ * @param m the builder (borrowed).
+ * @param field an `rmqs_header_code`.
+ * @param value `RMQS_VALUE_BOOL` for durable and first-acquirer; for priority (0-255), ttl
+ *        and delivery-count (0 to 2^32 - 1) an integer of any kind within that range;
+ *        `RMQS_VALUE_NULL` to unset the field. Borrowed for the call.
+ * @param err optional error detail.
+ * @return `RMQS_OK`; `RMQS_ERR_INVALID_ARGUMENT` for an unknown field, a value of the wrong
+ *         kind or out of range, or NULL arguments.
+ *
+ * Not thread-safe (the builder); does not block.
+ */
+rmqs_status rmqs_message_builder_set_header(struct rmqs_message_builder *m,
+                                            int32_t field,
+                                            const struct rmqs_value *value,
+                                            struct rmqs_error **err);
+
+/**
+ * Sets a field of the properties section (the section is written when a field is set).
+ *
+ * @param m the builder (borrowed).
+ * @param property an `rmqs_property_code`.
+ * @param value borrowed for the call: message-id and correlation-id take `ULONG`, `UUID`,
+ *        `BINARY` or `STRING` (sent as that type); user-id `BINARY` (or `STRING`: its
+ *        bytes); to, subject, reply-to, group-id and reply-to-group-id `STRING` (or
+ *        `SYMBOL`); content-type and content-encoding `SYMBOL` (or `STRING`, sent as a
+ *        symbol); absolute-expiry-time and creation-time `TIMESTAMP` (or an integer, ms);
+ *        group-sequence an integer from 0 to 2^32 - 1. `RMQS_VALUE_NULL` unsets the field.
+ * @param err optional error detail.
+ * @return `RMQS_OK`; `RMQS_ERR_INVALID_ARGUMENT` for an unknown property, a value of a kind
+ *         the property does not take or out of range, or NULL arguments.
+ *
+ * Not thread-safe (the builder); does not block.
+ */
+rmqs_status rmqs_message_builder_set_property(struct rmqs_message_builder *m,
+                                              int32_t property,
+                                              const struct rmqs_value *value,
+                                              struct rmqs_error **err);
+
+/**
+ * Adds an application property (the key/value headers AMQP 0-9-1 consumers see as message
+ * headers), in order.
+ *
+ * @param m the builder (borrowed).
+ * @param key the name, NUL-terminated UTF-8 (borrowed, copied); not used yet on this message.
+ * @param value any simple kind (not list, map, array or described: the AMQP spec allows
+ *        none of them here). Borrowed for the call.
+ * @param err optional error detail.
+ * @return `RMQS_OK`; `RMQS_ERR_INVALID_ARGUMENT` for a key already added, a compound or
+ *         invalid value, or NULL arguments.
+ *
+ * Not thread-safe (the builder); does not block. Checking the key against those already
+ * added takes time in their number.
+ */
+rmqs_status rmqs_message_builder_add_app_property(struct rmqs_message_builder *m,
+                                                  const char *key,
+                                                  const struct rmqs_value *value,
+                                                  struct rmqs_error **err);
+
+/**
+ * Adds an entry with a symbol key to the message annotations (e.g. `x-opt-...` keys), the
+ * delivery annotations or the footer.
+ *
+ * @param m the builder (borrowed).
+ * @param section `RMQS_SECTION_MESSAGE_ANNOTATIONS`, `RMQS_SECTION_DELIVERY_ANNOTATIONS` or
+ *        `RMQS_SECTION_FOOTER`.
+ * @param key the symbol, NUL-terminated (borrowed, copied); not used yet in that section.
+ * @param value any kind, compounds included (borrowed for the call).
+ * @param err optional error detail.
+ * @return `RMQS_OK`; `RMQS_ERR_INVALID_ARGUMENT` for another section, a key already there,
+ *         an invalid value or NULL arguments.
+ *
+ * Not thread-safe (the builder); does not block.
+ */
+rmqs_status rmqs_message_builder_add_annotation(struct rmqs_message_builder *m,
+                                                int32_t section,
+                                                const char *key,
+                                                const struct rmqs_value *value,
+                                                struct rmqs_error **err);
+
+/**
+ * Sets the filter value the broker indexes the message under for filtering consumers
+ * (Publish v2, RabbitMQ 3.13+; not with sub-entry batching). Not part of the AMQP message.
+ *
+ * @param m the builder (borrowed).
+ * @param value NUL-terminated UTF-8, at most 32767 bytes (borrowed, copied), or NULL for none.
+ * @param err optional error detail.
+ * @return `RMQS_OK`; `RMQS_ERR_INVALID_ARGUMENT` for invalid UTF-8 or a NULL builder.
+ *
+ * Not thread-safe (the builder); does not block.
+ */
+rmqs_status rmqs_message_builder_set_filter_value(struct rmqs_message_builder *m,
+                                                  const char *value,
+                                                  struct rmqs_error **err);
+
+/**
+ * Gives the message an explicit publishing id instead of the producer's next one (until the
+ * next reset). It must be above every id the producer used before; a named producer's broker
+ * drops (and confirms) a message whose id is not above the last one it kept.
+ *
+ * @param m the builder (borrowed).
+ * @param id the id; `UINT64_MAX` is reserved.
+ * @param err optional error detail.
+ * @return `RMQS_OK`; `RMQS_ERR_INVALID_ARGUMENT` for `UINT64_MAX` or a NULL builder.
+ *
+ * Not thread-safe (the builder); does not block.
+ */
+rmqs_status rmqs_message_builder_set_publishing_id(struct rmqs_message_builder *m,
+                                                   uint64_t id,
+                                                   struct rmqs_error **err);
+
+/**
+ * A header field as set on the builder.
+ *
+ * @param m the builder (borrowed).
+ * @param field an `rmqs_header_code`.
+ * @param out receives the value (as encoded: `BOOL`, `UBYTE` or `UINT`); may be NULL.
+ * @return true when the field is set; false when not, for an unknown field or NULL `m`.
+ *
+ * Not thread-safe against changes of the builder; does not block.
+ */
+bool rmqs_message_builder_header(const struct rmqs_message_builder *m,
+                                 int32_t field,
+                                 struct rmqs_value *out);
+
+/**
+ * A property as set on the builder (for a key extractor or routing callback reading the
+ * message it is given).
+ *
+ * @param m the builder (borrowed).
+ * @param property an `rmqs_property_code`.
+ * @param out receives the value as it will be sent (content-type as a `SYMBOL`, the times as
+ *        `TIMESTAMP`, ...); strings point into the builder, valid until it is next changed,
+ *        reset or freed. May be NULL.
+ * @return true when the property is set; false when not, for an unknown property or NULL `m`.
+ *
+ * Not thread-safe against changes of the builder; does not block.
+ */
+bool rmqs_message_builder_property(const struct rmqs_message_builder *m,
+                                   int32_t property,
+                                   struct rmqs_value *out);
+
+/**
+ * An application property as added to the builder.
+ *
+ * @param m the builder (borrowed).
+ * @param key the name, NUL-terminated UTF-8 (borrowed).
+ * @param out receives the value; strings point into the builder, valid until it is next
+ *        changed, reset or freed. May be NULL.
+ * @return true when found; false when absent or for NULL `m` or `key`.
+ *
+ * Not thread-safe against changes of the builder; does not block.
+ */
+bool rmqs_message_builder_app_property(const struct rmqs_message_builder *m,
+                                       const char *key,
+                                       struct rmqs_value *out);
+
+/**
+ * Number of elements of a list or array, entries of a map, or 2 for a described value
+ * (descriptor, value); 0 for other kinds, invalid encodings or NULL.
+ *
+ * @param v a value from a typed accessor (borrowed; its `data` must still be valid).
+ *
+ * Thread-safe; does not block. Validates the encoding on each call.
+ */
+size_t rmqs_value_count(const struct rmqs_value *v);
+
+/**
+ * Element `i` of a list or array, or of a described value (0 = descriptor, 1 = value).
+ *
+ * @param v the compound (borrowed).
+ * @param i position, below `rmqs_value_count()`.
+ * @param out receives the element; its bytes point where `v`'s do (same lifetime). An array
+ *        element that is itself a list, map or array comes with its kind only (`data` NULL).
+ *        May be NULL.
+ * @return false when `i` is out of range, `v` is not a list, array or described value, or
+ *         NULL.
+ *
+ * Thread-safe; does not block.
+ */
+bool rmqs_value_list_get(const struct rmqs_value *v, size_t i, struct rmqs_value *out);
+
+/**
+ * Entry `i` of a map (wire order).
+ *
+ * @param v the map (borrowed).
+ * @param i position, below `rmqs_value_count()`.
+ * @param key receives the key (same lifetime as `v`'s bytes); may be NULL.
+ * @param value receives the value; may be NULL.
+ * @return false when `i` is out of range, `v` is not a map, or NULL.
+ *
+ * Thread-safe; does not block.
+ */
+bool rmqs_value_map_entry(const struct rmqs_value *v,
+                          size_t i,
+                          struct rmqs_value *key,
+                          struct rmqs_value *value);
+
+/**
+ * The value of the first entry of a map whose key is the string or symbol `key`.
+ *
+ * @param v the map (borrowed).
+ * @param key NUL-terminated UTF-8 (borrowed).
+ * @param out receives the value (same lifetime as `v`'s bytes); may be NULL.
+ * @return false when there is no such entry, `v` is not a map, or NULL arguments.
+ *
+ * Thread-safe; does not block.
+ */
+bool rmqs_value_map_get(const struct rmqs_value *v, const char *key, struct rmqs_value *out);
+
+/**
  * Creates a producer on `stream`.
  *
  * Opens (or shares) a data connection to the stream's leader and declares the publisher; a
@@ -2198,6 +2809,10 @@ rmqs_status rmqs_producer_send(struct rmqs_producer *p,
 /**
  * Sends one message with options: a filter value and/or an explicit publishing id.
  *
+ * A shorthand for a body alone: `rmqs_producer_send_message()` does the same with a message
+ * builder (and any AMQP section besides). Kept because it needs no builder and bindings use
+ * it.
+ *
  * @param p the producer (borrowed).
  * @param body the body (borrowed for the call), NULL only when `len` is 0.
  * @param len its length.
@@ -2223,6 +2838,61 @@ rmqs_status rmqs_producer_send_ex(struct rmqs_producer *p,
                                   uint32_t flags,
                                   uint64_t *id_out,
                                   struct rmqs_error **err);
+
+/**
+ * Sends one AMQP message built with an `rmqs_message_builder`: every section, with the
+ * builder's filter value and publishing id. The message is copied into the producer's batch
+ * (encoded straight into the Publish frame, no allocation); the builder may be reset and
+ * reused as soon as this returns. Its confirm comes later, with `tag`.
+ *
+ * @param p the producer (borrowed).
+ * @param msg the message (borrowed for the call, read only).
+ * @param tag returned in this message's `rmqs_confirm`.
+ * @param flags `RMQS_SEND_NO_BLOCK`, or 0 (`RMQS_SEND_RAW` and `RMQS_SEND_PUBLISHING_ID` do
+ *        not apply: the builder says both).
+ * @param id_out receives the publishing id the message was sent with, on success; may be NULL.
+ * @param err optional error detail.
+ * @return as `rmqs_producer_send()`; also `RMQS_ERR_INVALID_ARGUMENT` for a publishing id not
+ *         above the previous one, and `RMQS_ERR_UNSUPPORTED` for a filter value on a broker
+ *         before 3.13.
+ *
+ * Thread-safe (the producer; the builder must not change during the call); blocking as
+ * `rmqs_producer_send()`.
+ */
+rmqs_status rmqs_producer_send_message(struct rmqs_producer *p,
+                                       const struct rmqs_message_builder *msg,
+                                       size_t tag,
+                                       uint32_t flags,
+                                       uint64_t *id_out,
+                                       struct rmqs_error **err);
+
+/**
+ * Sends several AMQP messages in order (each with its builder's filter value and publishing
+ * id), as `rmqs_producer_send_batch()` does bodies. Each is copied; the builders may be
+ * reused as soon as this returns.
+ *
+ * @param p the producer (borrowed).
+ * @param msgs `count` builders (the array and the builders borrowed for the call, read only;
+ *        the same builder may appear several times).
+ * @param tags `count` tags, or NULL for tag 0 everywhere.
+ * @param count number of messages.
+ * @param flags `RMQS_SEND_NO_BLOCK`, or 0.
+ * @param accepted receives how many messages (a prefix of `msgs`) were accepted, also on
+ *        failure; may be NULL.
+ * @param err optional error detail.
+ * @return `RMQS_OK` when all were accepted; otherwise the status of the first message not
+ *         accepted (as `rmqs_producer_send_message()`), the ones before it being accepted.
+ *
+ * Thread-safe; blocking as `rmqs_producer_send()`, up to `send_timeout_ms` in total. Allocates
+ * one array of `count` entries per call.
+ */
+rmqs_status rmqs_producer_send_messages(struct rmqs_producer *p,
+                                        const struct rmqs_message_builder *const *msgs,
+                                        const size_t *tags,
+                                        size_t count,
+                                        uint32_t flags,
+                                        size_t *accepted,
+                                        struct rmqs_error **err);
 
 /**
  * Sends several messages in order (their publishing ids increase in that order). Each body is
@@ -2780,6 +3450,103 @@ bool rmqs_message_app_property_at(const struct rmqs_message *m,
                                   size_t *value_len);
 
 /**
+ * The kind of body of the message: an `rmqs_body_type_code`. A message that carries more
+ * than one kind (not allowed by the spec, but some clients write data and amqp-value) gives
+ * its data sections, else its sequences.
+ *
+ * @return the code; `RMQS_BODY_RAW` for a record that is not AMQP, and for NULL.
+ *
+ * Thread-safe; does not block (parses the record on each call).
+ */
+int32_t rmqs_message_body_type(const struct rmqs_message *m);
+
+/**
+ * Number of body sections of the message (data or amqp-sequence sections; 1 for an
+ * amqp-value); 0 for a record that is not AMQP, a message without body, or NULL.
+ *
+ * Thread-safe; does not block.
+ */
+size_t rmqs_message_body_count(const struct rmqs_message *m);
+
+/**
+ * Body section `i` of the message, typed: a data section as `RMQS_VALUE_BINARY`, an
+ * amqp-sequence section as `RMQS_VALUE_LIST` (read its items with `rmqs_value_list_get()`),
+ * the amqp-value as whatever value it holds.
+ *
+ * @param m the message (borrowed).
+ * @param i position, below `rmqs_message_body_count()`.
+ * @param out receives the value; its bytes are owned by the chunk, valid as long as it. May be
+ *        NULL.
+ * @return false when `i` is out of range, the record is not AMQP, or `m` is NULL.
+ *
+ * Thread-safe; does not block.
+ */
+bool rmqs_message_body_section(const struct rmqs_message *m, size_t i, struct rmqs_value *out);
+
+/**
+ * A whole non-body section of the message, typed: the header and properties as
+ * `RMQS_VALUE_LIST` (fields in wire order), annotations, application properties and footer
+ * as `RMQS_VALUE_MAP` (read with `rmqs_value_count()`, `rmqs_value_map_entry()`,
+ * `rmqs_value_map_get()`).
+ *
+ * @param m the message (borrowed).
+ * @param section an `rmqs_section_code`.
+ * @param out receives the section (bytes owned by the chunk); may be NULL.
+ * @return true when the message has the section; false when it has not, the record is not
+ *         AMQP, for another `section` or NULL `m`.
+ *
+ * Thread-safe; does not block.
+ */
+bool rmqs_message_section(const struct rmqs_message *m, int32_t section, struct rmqs_value *out);
+
+/**
+ * A header field of the message, typed as it was sent (e.g. `RMQS_VALUE_BOOL` for durable,
+ * `RMQS_VALUE_UBYTE` for priority; another client may have used another integer type).
+ *
+ * @param m the message (borrowed).
+ * @param field an `rmqs_header_code`.
+ * @param out receives the value; may be NULL.
+ * @return true when the message has the field; false when absent (the spec's default then
+ *         applies), not AMQP, for an unknown field or NULL `m`.
+ *
+ * Thread-safe; does not block.
+ */
+bool rmqs_message_header_value(const struct rmqs_message *m, int32_t field, struct rmqs_value *out);
+
+/**
+ * A field of the message's properties section, typed as it was sent (the typed counterpart
+ * of `rmqs_message_property()`): message-id as `ULONG`, `UUID`, `BINARY` or `STRING`, the
+ * times as `TIMESTAMP`, content-type as `SYMBOL`...
+ *
+ * @param m the message (borrowed).
+ * @param property an `rmqs_property_code`.
+ * @param out receives the value (bytes owned by the chunk); may be NULL.
+ * @return true when the message has the field; false when absent, not AMQP, for an unknown
+ *         property or NULL `m`.
+ *
+ * Thread-safe; does not block.
+ */
+bool rmqs_message_property_value(const struct rmqs_message *m,
+                                 int32_t property,
+                                 struct rmqs_value *out);
+
+/**
+ * The application property `key` of the message, typed (the typed counterpart of
+ * `rmqs_message_app_property()`; iterate all of them with `rmqs_message_section()` and
+ * `rmqs_value_map_entry()`). The first entry with that key wins.
+ *
+ * @param m the message (borrowed).
+ * @param key the name, NUL-terminated UTF-8 (borrowed).
+ * @param out receives the value (bytes owned by the chunk); may be NULL.
+ * @return true when found; false when absent, not AMQP, or NULL arguments.
+ *
+ * Thread-safe; does not block.
+ */
+bool rmqs_message_app_property_value(const struct rmqs_message *m,
+                                     const char *key,
+                                     struct rmqs_value *out);
+
+/**
  * Reads a connection's counters. Before a lazy connection has connected they are all 0; after
  * `rmqs_connection_close()` they keep their last values (`data_connections` 0).
  *
@@ -3015,6 +3782,65 @@ rmqs_status rmqs_super_producer_send_batch(struct rmqs_super_producer *sp,
                                            uint32_t flags,
                                            size_t *accepted,
                                            struct rmqs_error **err);
+
+/**
+ * Sends one AMQP message built with an `rmqs_message_builder` (every section, its filter
+ * value and publishing id) to the partition its routing key leads to, and says where it
+ * went. The key comes from `routing_key`, else from the config's key extractor, which is
+ * given the builder (so that it can read the key from a property). The message is copied;
+ * the builder may be reused as soon as this returns.
+ *
+ * @param sp the super producer (borrowed).
+ * @param routing_key as in `rmqs_super_producer_send()`.
+ * @param msg the message (borrowed for the call, read only). Its publishing id, if set, is
+ *        the id on the partition it goes to.
+ * @param tag returned in the message's confirm.
+ * @param flags `RMQS_SEND_NO_BLOCK`, or 0.
+ * @param partition_out receives the partition index (the first one when routing gives
+ *        several), on success; may be NULL.
+ * @param id_out receives the publishing id there, on success; may be NULL.
+ * @param err optional error detail.
+ * @return as `rmqs_super_producer_send()`.
+ *
+ * Thread-safe (the super producer; the builder must not change during the call); blocking
+ * as `rmqs_super_producer_send()`.
+ */
+rmqs_status rmqs_super_producer_send_message(struct rmqs_super_producer *sp,
+                                             const char *routing_key,
+                                             const struct rmqs_message_builder *msg,
+                                             size_t tag,
+                                             uint32_t flags,
+                                             uint32_t *partition_out,
+                                             uint64_t *id_out,
+                                             struct rmqs_error **err);
+
+/**
+ * Sends several AMQP messages in order, each routed by its own key, as
+ * `rmqs_super_producer_send_batch()` does bodies.
+ *
+ * @param sp the super producer (borrowed).
+ * @param routing_keys `count` routing keys (NUL-terminated UTF-8, borrowed for the call); a
+ *        NULL entry, or NULL for the whole array, asks the key extractor for that message.
+ * @param msgs `count` builders (borrowed for the call, read only).
+ * @param tags `count` tags, or NULL for tag 0 everywhere.
+ * @param count number of messages.
+ * @param flags `RMQS_SEND_NO_BLOCK`, or 0.
+ * @param accepted receives how many messages (a prefix of `msgs`) were accepted, also on
+ *        failure; may be NULL.
+ * @param err optional error detail.
+ * @return `RMQS_OK` when all were accepted; otherwise the status of the first message not
+ *         accepted, the ones before it being accepted.
+ *
+ * Thread-safe; blocking as `rmqs_super_producer_send()`, up to `send_timeout_ms` in total.
+ */
+rmqs_status rmqs_super_producer_send_messages(struct rmqs_super_producer *sp,
+                                              const char *const *routing_keys,
+                                              const struct rmqs_message_builder *const *msgs,
+                                              const size_t *tags,
+                                              size_t count,
+                                              uint32_t flags,
+                                              size_t *accepted,
+                                              struct rmqs_error **err);
 
 /**
  * Sends what every partition producer has batched and waits until every accepted message has

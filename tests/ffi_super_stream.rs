@@ -698,6 +698,7 @@ fn key_routing_follows_the_bindings_and_refuses_an_unroutable_key() {
 /// Writes the part of the body before '|' as the key ("-" has none).
 unsafe extern "C" fn key_before_bar(
     ud: *mut c_void,
+    _msg: *const rmqs_message_builder,
     body: *const u8,
     len: usize,
     _tag: usize,
@@ -725,6 +726,7 @@ unsafe extern "C" fn count_free(ud: *mut c_void) {
 /// Routes "all" to every partition, "none" nowhere, others to partition (tag mod n).
 unsafe extern "C" fn route_by_tag(
     _ud: *mut c_void,
+    _msg: *const rmqs_message_builder,
     _body: *const u8,
     _len: usize,
     key: *const c_char,

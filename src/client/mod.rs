@@ -14,6 +14,7 @@ pub mod super_consumer;
 pub mod super_producer;
 pub mod transport;
 
+pub use crate::protocol::amqp::{HeaderField, MessageBuilder, PropertyField};
 pub use config::{ConnectionConfig, Endpoint, SaslMechanism, TlsConfig};
 pub use connection::{
     Connection, PublisherListener, ServerInfo, SubscriptionListener, Traffic, TrafficCounters,

@@ -5,9 +5,13 @@ use std::ffi::{CString, c_char};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use super::args::{Handle, handle_arg, str_arg};
+use super::message::{
+    header_field, property_field, put_value, rmqs_value, rmqs_value_type_code, section_kind,
+    value_out,
+};
 use super::panic::ffi_boundary;
 use crate::client::DeliveredChunk;
-use crate::protocol::amqp::{MessageView, Value};
+use crate::protocol::amqp::{ListView, MessageView, SectionKind, Value};
 
 /// One chunk delivered to a consumer: a zero-copy view of the Deliver frame's bytes. Opaque,
 /// reference-counted, immutable.
@@ -747,6 +751,241 @@ pub unsafe extern "C" fn rmqs_message_app_property_at(
                 put_text(vt, value, value_len);
             }
             true
+        })
+    })
+}
+
+/// What the body of a received message is (`rmqs_message_body_type()`).
+#[repr(i32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum rmqs_body_type_code {
+    /// Not an AMQP 1.0 message (e.g. sent with `RMQS_SEND_RAW`): `rmqs_message_body()` is the
+    /// whole record.
+    RMQS_BODY_RAW = 0,
+    /// One or more data sections: `RMQS_VALUE_BINARY` each.
+    RMQS_BODY_DATA = 1,
+    /// One or more amqp-sequence sections: `RMQS_VALUE_LIST` each.
+    RMQS_BODY_SEQUENCE = 2,
+    /// One amqp-value section: any value.
+    RMQS_BODY_VALUE = 3,
+    /// An AMQP message without a body section.
+    RMQS_BODY_NONE = 4,
+}
+
+/// The kind of body of the message: an `rmqs_body_type_code`. A message that carries more
+/// than one kind (not allowed by the spec, but some clients write data and amqp-value) gives
+/// its data sections, else its sequences.
+///
+/// @return the code; `RMQS_BODY_RAW` for a record that is not AMQP, and for NULL.
+///
+/// Thread-safe; does not block (parses the record on each call).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_message_body_type(m: *const rmqs_message) -> i32 {
+    use crate::protocol::amqp::BodyView;
+    use rmqs_body_type_code::*;
+    ffi_boundary(RMQS_BODY_RAW as i32, || {
+        with_message(m, RMQS_BODY_RAW as i32, |m| {
+            (match m.view().map(|v| v.body()) {
+                None => RMQS_BODY_RAW,
+                Some(BodyView::None) => RMQS_BODY_NONE,
+                Some(BodyView::Data(_)) => RMQS_BODY_DATA,
+                Some(BodyView::Sequence(_)) => RMQS_BODY_SEQUENCE,
+                Some(BodyView::Value(_)) => RMQS_BODY_VALUE,
+            }) as i32
+        })
+    })
+}
+
+/// Number of body sections of the message (data or amqp-sequence sections; 1 for an
+/// amqp-value); 0 for a record that is not AMQP, a message without body, or NULL.
+///
+/// Thread-safe; does not block.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_message_body_count(m: *const rmqs_message) -> usize {
+    use crate::protocol::amqp::BodyView;
+    ffi_boundary(0, || {
+        with_message(m, 0, |m| match m.view().map(|v| v.body()) {
+            Some(BodyView::Data(s) | BodyView::Sequence(s)) => s.len(),
+            Some(BodyView::Value(_)) => 1,
+            _ => 0,
+        })
+    })
+}
+
+/// Body section `i` of the message, typed: a data section as `RMQS_VALUE_BINARY`, an
+/// amqp-sequence section as `RMQS_VALUE_LIST` (read its items with `rmqs_value_list_get()`),
+/// the amqp-value as whatever value it holds.
+///
+/// @param m the message (borrowed).
+/// @param i position, below `rmqs_message_body_count()`.
+/// @param out receives the value; its bytes are owned by the chunk, valid as long as it. May be
+///        NULL.
+/// @return false when `i` is out of range, the record is not AMQP, or `m` is NULL.
+///
+/// Thread-safe; does not block.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_message_body_section(
+    m: *const rmqs_message,
+    i: usize,
+    out: *mut rmqs_value,
+) -> bool {
+    use crate::protocol::amqp::BodyView;
+    ffi_boundary(false, || {
+        with_message(m, false, |m| {
+            let encoded = match m.view().map(|v| v.body()) {
+                Some(BodyView::Data(s) | BodyView::Sequence(s)) => s.encoded().nth(i),
+                Some(BodyView::Value(v)) if i == 0 => Some(v),
+                _ => None,
+            };
+            match encoded {
+                // SAFETY: out NULL or writable.
+                Some(e) => unsafe { put_value(out, value_out(e)) },
+                None => false,
+            }
+        })
+    })
+}
+
+/// A whole non-body section of the message, typed: the header and properties as
+/// `RMQS_VALUE_LIST` (fields in wire order), annotations, application properties and footer
+/// as `RMQS_VALUE_MAP` (read with `rmqs_value_count()`, `rmqs_value_map_entry()`,
+/// `rmqs_value_map_get()`).
+///
+/// @param m the message (borrowed).
+/// @param section an `rmqs_section_code`.
+/// @param out receives the section (bytes owned by the chunk); may be NULL.
+/// @return true when the message has the section; false when it has not, the record is not
+///         AMQP, for another `section` or NULL `m`.
+///
+/// Thread-safe; does not block.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_message_section(
+    m: *const rmqs_message,
+    section: i32,
+    out: *mut rmqs_value,
+) -> bool {
+    ffi_boundary(false, || {
+        with_message(m, false, |m| {
+            let Some(kind) = section_kind(section) else {
+                return false;
+            };
+            // Some clients write an empty section as `null`: it reads as an empty list or map.
+            static EMPTY_LIST: [u8; 1] = [0x45];
+            static EMPTY_MAP: [u8; 3] = [0xc1, 0x01, 0x00];
+            let encoded = match m.view().and_then(|v| v.section(kind)) {
+                Some([0x40]) if matches!(kind, SectionKind::Header | SectionKind::Properties) => {
+                    &EMPTY_LIST[..]
+                }
+                Some([0x40]) => &EMPTY_MAP[..],
+                Some(e) => e,
+                None => return false,
+            };
+            // SAFETY: out NULL or writable.
+            unsafe { put_value(out, value_out(encoded)) }
+        })
+    })
+}
+
+/// Field `index` of a list section (header or properties), typed, as encoded.
+fn list_field(m: &rmqs_message, kind: SectionKind, index: usize) -> Option<rmqs_value> {
+    let encoded = m.view()?.section(kind)?;
+    let e = ListView::parse(encoded).ok()?.encoded().nth(index)?;
+    let v = value_out(e);
+    (v.kind != rmqs_value_type_code::RMQS_VALUE_NULL as i32).then_some(v)
+}
+
+/// A header field of the message, typed as it was sent (e.g. `RMQS_VALUE_BOOL` for durable,
+/// `RMQS_VALUE_UBYTE` for priority; another client may have used another integer type).
+///
+/// @param m the message (borrowed).
+/// @param field an `rmqs_header_code`.
+/// @param out receives the value; may be NULL.
+/// @return true when the message has the field; false when absent (the spec's default then
+///         applies), not AMQP, for an unknown field or NULL `m`.
+///
+/// Thread-safe; does not block.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_message_header_value(
+    m: *const rmqs_message,
+    field: i32,
+    out: *mut rmqs_value,
+) -> bool {
+    ffi_boundary(false, || {
+        with_message(m, false, |m| {
+            let Some(f) = header_field(field) else {
+                return false;
+            };
+            match list_field(m, SectionKind::Header, f as usize) {
+                // SAFETY: out NULL or writable.
+                Some(v) => unsafe { put_value(out, v) },
+                None => false,
+            }
+        })
+    })
+}
+
+/// A field of the message's properties section, typed as it was sent (the typed counterpart
+/// of `rmqs_message_property()`): message-id as `ULONG`, `UUID`, `BINARY` or `STRING`, the
+/// times as `TIMESTAMP`, content-type as `SYMBOL`...
+///
+/// @param m the message (borrowed).
+/// @param property an `rmqs_property_code`.
+/// @param out receives the value (bytes owned by the chunk); may be NULL.
+/// @return true when the message has the field; false when absent, not AMQP, for an unknown
+///         property or NULL `m`.
+///
+/// Thread-safe; does not block.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_message_property_value(
+    m: *const rmqs_message,
+    property: i32,
+    out: *mut rmqs_value,
+) -> bool {
+    ffi_boundary(false, || {
+        with_message(m, false, |m| {
+            let Some(f) = property_field(property) else {
+                return false;
+            };
+            match list_field(m, SectionKind::Properties, f as usize) {
+                // SAFETY: out NULL or writable.
+                Some(v) => unsafe { put_value(out, v) },
+                None => false,
+            }
+        })
+    })
+}
+
+/// The application property `key` of the message, typed (the typed counterpart of
+/// `rmqs_message_app_property()`; iterate all of them with `rmqs_message_section()` and
+/// `rmqs_value_map_entry()`). The first entry with that key wins.
+///
+/// @param m the message (borrowed).
+/// @param key the name, NUL-terminated UTF-8 (borrowed).
+/// @param out receives the value (bytes owned by the chunk); may be NULL.
+/// @return true when found; false when absent, not AMQP, or NULL arguments.
+///
+/// Thread-safe; does not block.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_message_app_property_value(
+    m: *const rmqs_message,
+    key: *const c_char,
+    out: *mut rmqs_value,
+) -> bool {
+    ffi_boundary(false, || {
+        // SAFETY: NULL or a NUL-terminated string.
+        let Ok(key) = (unsafe { str_arg(key, "key") }) else {
+            return false;
+        };
+        with_message(m, false, |m| {
+            match m
+                .view()
+                .and_then(|v| v.application_properties())
+                .and_then(|p| p.get_encoded(key))
+            {
+                // SAFETY: out NULL or writable.
+                Some(e) => unsafe { put_value(out, value_out(e)) },
+                None => false,
+            }
         })
     })
 }

@@ -42,6 +42,8 @@ pub mod queue;
 
 pub mod dispatch;
 
+pub mod message;
+
 pub mod producer;
 
 pub mod consumer;
@@ -82,6 +84,7 @@ pub use manage::{
     rmqs_super_stream_create_n, rmqs_super_stream_delete, rmqs_super_stream_partitions,
     rmqs_super_stream_route,
 };
+pub use message::*;
 pub use producer::*;
 pub use queue::*;
 pub use state::{rmqs_config_set_state_cb, rmqs_state_cb};

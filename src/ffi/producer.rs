@@ -12,6 +12,7 @@ use super::config::{Scope, Settings, rmqs_config};
 use super::connection::{Child, ConnShared, rmqs_connection};
 use super::dispatch::{Dispatcher, Sink, UserData, rmqs_free_cb};
 use super::error::{Error, rmqs_error};
+use super::message::rmqs_message_builder;
 use super::panic::{ffi_boundary, ffi_status};
 use super::queue::{Payload, rmqs_confirm, rmqs_event_source_code, rmqs_queue, rmqs_state_code};
 use super::runtime::{ThreadRole, check_may_block, thread_role, timeout_from_ms};
@@ -413,7 +414,7 @@ pub unsafe extern "C" fn rmqs_producer_new(
 }
 
 /// The body format that a send's flags ask for.
-pub(crate) fn format(flags: u32) -> BodyFormat {
+pub(crate) fn format(flags: u32) -> BodyFormat<'static> {
     if flags & RMQS_SEND_RAW != 0 {
         BodyFormat::Raw
     } else {
@@ -484,6 +485,10 @@ pub unsafe extern "C" fn rmqs_producer_send(
 
 /// Sends one message with options: a filter value and/or an explicit publishing id.
 ///
+/// A shorthand for a body alone: `rmqs_producer_send_message()` does the same with a message
+/// builder (and any AMQP section besides). Kept because it needs no builder and bindings use
+/// it.
+///
 /// @param p the producer (borrowed).
 /// @param body the body (borrowed for the call), NULL only when `len` is 0.
 /// @param len its length.
@@ -539,6 +544,150 @@ pub unsafe extern "C" fn rmqs_producer_send_ex(
             Ok(())
         })
     }
+}
+
+/// Sends one AMQP message built with an `rmqs_message_builder`: every section, with the
+/// builder's filter value and publishing id. The message is copied into the producer's batch
+/// (encoded straight into the Publish frame, no allocation); the builder may be reset and
+/// reused as soon as this returns. Its confirm comes later, with `tag`.
+///
+/// @param p the producer (borrowed).
+/// @param msg the message (borrowed for the call, read only).
+/// @param tag returned in this message's `rmqs_confirm`.
+/// @param flags `RMQS_SEND_NO_BLOCK`, or 0 (`RMQS_SEND_RAW` and `RMQS_SEND_PUBLISHING_ID` do
+///        not apply: the builder says both).
+/// @param id_out receives the publishing id the message was sent with, on success; may be NULL.
+/// @param err optional error detail.
+/// @return as `rmqs_producer_send()`; also `RMQS_ERR_INVALID_ARGUMENT` for a publishing id not
+///         above the previous one, and `RMQS_ERR_UNSUPPORTED` for a filter value on a broker
+///         before 3.13.
+///
+/// Thread-safe (the producer; the builder must not change during the call); blocking as
+/// `rmqs_producer_send()`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_producer_send_message(
+    p: *mut rmqs_producer,
+    msg: *const rmqs_message_builder,
+    tag: usize,
+    flags: u32,
+    id_out: *mut u64,
+    err: *mut *mut rmqs_error,
+) -> rmqs_status {
+    // SAFETY: pointers checked; err NULL or writable.
+    unsafe {
+        ffi_status(err, || {
+            let p = handle_arg(p)?;
+            check_flags(flags, RMQS_SEND_NO_BLOCK)?;
+            let m = handle_arg(msg)?;
+            let s = &p.inner;
+            s.check_open("rmqs_producer_send_message")?;
+            let (wait, lib) = s.wait(flags);
+            let id = s
+                .producer
+                .send(&m.outgoing(tag), wait)
+                .map_err(|e| map_send_error(e, lib))?;
+            if !id_out.is_null() {
+                write_out(id_out, id);
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Sends several AMQP messages in order (each with its builder's filter value and publishing
+/// id), as `rmqs_producer_send_batch()` does bodies. Each is copied; the builders may be
+/// reused as soon as this returns.
+///
+/// @param p the producer (borrowed).
+/// @param msgs `count` builders (the array and the builders borrowed for the call, read only;
+///        the same builder may appear several times).
+/// @param tags `count` tags, or NULL for tag 0 everywhere.
+/// @param count number of messages.
+/// @param flags `RMQS_SEND_NO_BLOCK`, or 0.
+/// @param accepted receives how many messages (a prefix of `msgs`) were accepted, also on
+///        failure; may be NULL.
+/// @param err optional error detail.
+/// @return `RMQS_OK` when all were accepted; otherwise the status of the first message not
+///         accepted (as `rmqs_producer_send_message()`), the ones before it being accepted.
+///
+/// Thread-safe; blocking as `rmqs_producer_send()`, up to `send_timeout_ms` in total. Allocates
+/// one array of `count` entries per call.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_producer_send_messages(
+    p: *mut rmqs_producer,
+    msgs: *const *const rmqs_message_builder,
+    tags: *const usize,
+    count: usize,
+    flags: u32,
+    accepted: *mut usize,
+    err: *mut *mut rmqs_error,
+) -> rmqs_status {
+    let mut done = 0usize;
+    // SAFETY: pointers checked; err NULL or writable.
+    let st = unsafe {
+        ffi_status(err, || {
+            let p = handle_arg(p)?;
+            check_flags(flags, RMQS_SEND_NO_BLOCK)?;
+            if count == 0 {
+                return Ok(());
+            }
+            let builders = builders_arg(msgs, count)?;
+            let tags = if tags.is_null() {
+                None
+            } else {
+                Some(std::slice::from_raw_parts(tags, count))
+            };
+            let msgs: Vec<OutgoingMessage<'_>> = builders
+                .iter()
+                .enumerate()
+                .map(|(i, b)| b.outgoing(tags.map_or(0, |t| t[i])))
+                .collect();
+            let s = &p.inner;
+            s.check_open("rmqs_producer_send_messages")?;
+            let (wait, lib) = s.wait(flags);
+            let deadline = wait.and_then(|w| Instant::now().checked_add(w));
+            while done < count {
+                let w = match (wait, deadline) {
+                    (None, _) => None,
+                    (Some(_), None) => Some(Duration::MAX),
+                    (Some(_), Some(d)) => Some(d.saturating_duration_since(Instant::now())),
+                };
+                match s.producer.send_batch(&msgs[done..], w) {
+                    Ok(n) => done += n,
+                    Err(e) => return Err(map_send_error(e, lib)),
+                }
+            }
+            Ok(())
+        })
+    };
+    if !accepted.is_null() {
+        // SAFETY: non-NULL outputs must be writable.
+        unsafe { accepted.write(done) };
+    }
+    st
+}
+
+/// The builders of a batch send, each checked.
+///
+/// # Safety
+/// `msgs` must be NULL or point to `count` pointers, each NULL or a live builder.
+pub(crate) unsafe fn builders_arg<'a>(
+    msgs: *const *const rmqs_message_builder,
+    count: usize,
+) -> Result<Vec<&'a rmqs_message_builder>, Error> {
+    if msgs.is_null() {
+        return Err(Error::invalid_argument("msgs is NULL"));
+    }
+    // SAFETY: per the caller's contract.
+    let ptrs = unsafe { std::slice::from_raw_parts(msgs, count) };
+    ptrs.iter()
+        .enumerate()
+        .map(|(i, &m)| {
+            // SAFETY: per the caller's contract.
+            unsafe { handle_arg(m) }
+                .map_err(|e| Error::invalid_argument(format!("msgs[{i}]: {}", e.message)))
+        })
+        .collect()
 }
 
 /// Sends several messages in order (their publishing ids increase in that order). Each body is

@@ -15,9 +15,10 @@ use super::config::{Scope, Settings, rmqs_config};
 use super::connection::{Child, ConnShared, rmqs_connection};
 use super::dispatch::{Dispatcher, Sink, UserData, rmqs_free_cb};
 use super::error::{Error, rmqs_error};
+use super::message::rmqs_message_builder;
 use super::panic::{ffi_boundary, ffi_status};
 use super::producer::{
-    RMQS_SEND_NO_BLOCK, RMQS_SEND_PUBLISHING_ID, RMQS_SEND_RAW, check_flags, format,
+    RMQS_SEND_NO_BLOCK, RMQS_SEND_PUBLISHING_ID, RMQS_SEND_RAW, builders_arg, check_flags, format,
     producer_config, rmqs_bytes,
 };
 use super::queue::{
@@ -45,7 +46,11 @@ pub type rmqs_super_confirm_cb = Option<
 /// Routes a message of a super producer (`rmqs_config_set_routing_cb()`): writes the indices
 /// of the partitions the message goes to into `partitions` and returns how many it wrote.
 ///
-/// - `body`, `len`: the message body as given to the send call (borrowed for the call).
+/// - `msg`: the message when it was sent with `rmqs_super_producer_send_message()` or
+///   `rmqs_super_producer_send_messages()` (borrowed for the call: read it with
+///   `rmqs_message_builder_property()`, `rmqs_message_builder_app_property()`), else NULL.
+/// - `body`, `len`: the message body as given to the send call; for a message builder, its
+///   body when that is a single data section, else NULL and 0 (borrowed for the call).
 /// - `routing_key`, `key_len`: the message's routing key (from the send call, else from the
 ///   key extractor), NUL-terminated, borrowed for the call; `""` (length 0) when it has none.
 /// - `tag`: the send call's tag.
@@ -63,6 +68,7 @@ pub type rmqs_super_confirm_cb = Option<
 pub type rmqs_routing_cb = Option<
     unsafe extern "C" fn(
         user_data: *mut c_void,
+        msg: *const rmqs_message_builder,
         body: *const u8,
         len: usize,
         routing_key: *const c_char,
@@ -83,13 +89,18 @@ pub type rmqs_routing_cb = Option<
 /// no key: the send fails with `RMQS_ERR_INVALID_ARGUMENT` (with `hash` and `key` routing;
 /// a routing callback gets `""`).
 ///
-/// `body`, `len`: the message body (borrowed for the call); `tag`: the send call's tag.
+/// `msg`: the message when it was sent with `rmqs_super_producer_send_message()` or
+/// `rmqs_super_producer_send_messages()`, so that the key can come from a property
+/// (`rmqs_message_builder_app_property()`, `rmqs_message_builder_property()`); NULL for a body
+/// sent alone. `body`, `len`: the message body (for a builder: its body when that is a single
+/// data section, else NULL and 0). Both borrowed for the call. `tag`: the send call's tag.
 ///
 /// Called on the thread making the send call, possibly from several threads at once. Must be
 /// quick and must not send on the same super producer.
 pub type rmqs_key_extractor_cb = Option<
     unsafe extern "C" fn(
         user_data: *mut c_void,
+        msg: *const rmqs_message_builder,
         body: *const u8,
         len: usize,
         tag: usize,
@@ -108,6 +119,7 @@ const KEY_CAPACITY: usize = 256;
 pub(crate) struct RoutingRegistration {
     cb: unsafe extern "C" fn(
         *mut c_void,
+        *const rmqs_message_builder,
         *const u8,
         usize,
         *const c_char,
@@ -122,7 +134,15 @@ pub(crate) struct RoutingRegistration {
 
 /// A key extractor registered on a config.
 pub(crate) struct KeyRegistration {
-    cb: unsafe extern "C" fn(*mut c_void, *const u8, usize, usize, *mut c_char, usize) -> isize,
+    cb: unsafe extern "C" fn(
+        *mut c_void,
+        *const rmqs_message_builder,
+        *const u8,
+        usize,
+        usize,
+        *mut c_char,
+        usize,
+    ) -> isize,
     user_data: *mut c_void,
     free: rmqs_free_cb,
 }
@@ -172,6 +192,20 @@ thread_local! {
     static KEY_BUF: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
 }
 
+/// What a C callback is given for `m`: the builder (NULL for a body sent alone) and the body.
+fn callback_view<'a>(m: &OutgoingMessage<'a>) -> (*const rmqs_message_builder, &'a [u8]) {
+    match m.amqp_message() {
+        // SAFETY: the C API makes `BodyFormat::Message` only from a builder's `msg`
+        // (`rmqs_message_builder::outgoing`), and only it sends on super producers that have
+        // C callbacks.
+        Some(b) => (
+            unsafe { rmqs_message_builder::containing(b) },
+            b.body_data().unwrap_or(&[]),
+        ),
+        None => (std::ptr::null(), m.body),
+    }
+}
+
 /// The core's custom routing over a C routing callback: no allocation per message once the
 /// thread's buffers are warm.
 fn c_routing(reg: Arc<RoutingRegistration>) -> Routing {
@@ -186,11 +220,13 @@ fn c_routing(reg: Arc<RoutingRegistration>) -> Routing {
             p.resize(parts.len(), u32::MAX);
             // SAFETY: the application's callback with its user_data, the body and key
             // (NUL-terminated) valid for the call, and room for parts.len() indices.
+            let (builder, body) = callback_view(m);
             let n = unsafe {
                 (reg.cb)(
                     reg.user_data,
-                    m.body.as_ptr(),
-                    m.body.len(),
+                    builder,
+                    body.as_ptr(),
+                    body.len(),
                     k.as_ptr().cast(),
                     key.len(),
                     m.tag,
@@ -225,11 +261,13 @@ fn with_extracted_key<R>(
             cap = buf.capacity();
             // SAFETY: the application's callback with its user_data, the body valid for the
             // call and `cap` writable bytes.
+            let (builder, body) = callback_view(msg);
             let n = unsafe {
                 (reg.cb)(
                     reg.user_data,
-                    msg.body.as_ptr(),
-                    msg.body.len(),
+                    builder,
+                    body.as_ptr(),
+                    body.len(),
                     msg.tag,
                     buf.as_mut_ptr().cast(),
                     cap,
@@ -959,60 +997,14 @@ pub unsafe extern "C" fn rmqs_super_producer_send_batch(
                     ..OutgoingMessage::new(bytes_arg(b.data, b.len, "body")?)
                 });
             }
-            // The keys: given, else extracted; the messages up to the first without one go.
-            let mut keys: Vec<String> = Vec::with_capacity(count);
-            let mut missing = None;
-            for (i, m) in msgs.iter().enumerate() {
-                let given = match raw_keys {
-                    Some(k) => opt_str_arg(k[i], &format!("routing_keys[{i}]"))?,
-                    None => None,
-                };
-                let key = match (given, &s.extractor) {
-                    (Some(k), _) => Some(k.to_string()),
-                    (None, Some(reg)) => with_extracted_key(reg, m, |k| Ok(k.map(str::to_string)))?,
-                    (None, None) => None,
-                };
-                match key {
-                    Some(k) => keys.push(k),
-                    None if s.custom => keys.push(String::new()),
-                    None => {
-                        missing = Some(if s.extractor.is_some() {
-                            no_key(m.tag)
-                        } else {
-                            Error::invalid_argument(format!(
-                                "routing_keys[{i}] is NULL and the config has no key extractor"
-                            ))
-                        });
-                        break;
-                    }
-                }
-            }
-            let n = keys.len();
-            let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
-            s.check_open("rmqs_super_producer_send_batch")?;
-            let (wait, lib) = s.wait(flags);
-            let deadline = wait.and_then(|w| Instant::now().checked_add(w));
-            while done < n {
-                let w = match (wait, deadline) {
-                    (None, _) => None,
-                    (Some(_), None) => Some(Duration::MAX),
-                    (Some(_), Some(d)) => Some(d.saturating_duration_since(Instant::now())),
-                };
-                match s
-                    .producer
-                    .send_batch(&msgs[done..n], Some(&keys[done..n]), w)
-                {
-                    Ok(0) => {
-                        return Err(map_send_error(ClientError::QueueFull(0), lib));
-                    }
-                    Ok(k) => done += k,
-                    Err(e) => return Err(map_send_error(e, lib)),
-                }
-            }
-            match missing {
-                Some(e) => Err(e),
-                None => Ok(()),
-            }
+            send_batch_of(
+                s,
+                raw_keys,
+                &msgs,
+                flags,
+                &mut done,
+                "rmqs_super_producer_send_batch",
+            )
         })
     };
     if !accepted.is_null() {
@@ -1020,6 +1012,200 @@ pub unsafe extern "C" fn rmqs_super_producer_send_batch(
         unsafe { accepted.write(done) };
     }
     st
+}
+
+/// Sends one AMQP message built with an `rmqs_message_builder` (every section, its filter
+/// value and publishing id) to the partition its routing key leads to, and says where it
+/// went. The key comes from `routing_key`, else from the config's key extractor, which is
+/// given the builder (so that it can read the key from a property). The message is copied;
+/// the builder may be reused as soon as this returns.
+///
+/// @param sp the super producer (borrowed).
+/// @param routing_key as in `rmqs_super_producer_send()`.
+/// @param msg the message (borrowed for the call, read only). Its publishing id, if set, is
+///        the id on the partition it goes to.
+/// @param tag returned in the message's confirm.
+/// @param flags `RMQS_SEND_NO_BLOCK`, or 0.
+/// @param partition_out receives the partition index (the first one when routing gives
+///        several), on success; may be NULL.
+/// @param id_out receives the publishing id there, on success; may be NULL.
+/// @param err optional error detail.
+/// @return as `rmqs_super_producer_send()`.
+///
+/// Thread-safe (the super producer; the builder must not change during the call); blocking
+/// as `rmqs_super_producer_send()`.
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn rmqs_super_producer_send_message(
+    sp: *mut rmqs_super_producer,
+    routing_key: *const c_char,
+    msg: *const rmqs_message_builder,
+    tag: usize,
+    flags: u32,
+    partition_out: *mut u32,
+    id_out: *mut u64,
+    err: *mut *mut rmqs_error,
+) -> rmqs_status {
+    // SAFETY: pointers checked; err NULL or writable.
+    unsafe {
+        ffi_status(err, || {
+            let sp = handle_arg(sp)?;
+            check_flags(flags, RMQS_SEND_NO_BLOCK)?;
+            let key = opt_str_arg(routing_key, "routing_key")?;
+            let m = handle_arg(msg)?;
+            let s = &sp.inner;
+            s.check_open("rmqs_super_producer_send_message")?;
+            let (partition, id) = s.send(key, &m.outgoing(tag), flags)?;
+            if !partition_out.is_null() {
+                write_out(partition_out, partition as u32);
+            }
+            if !id_out.is_null() {
+                write_out(id_out, id);
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Sends several AMQP messages in order, each routed by its own key, as
+/// `rmqs_super_producer_send_batch()` does bodies.
+///
+/// @param sp the super producer (borrowed).
+/// @param routing_keys `count` routing keys (NUL-terminated UTF-8, borrowed for the call); a
+///        NULL entry, or NULL for the whole array, asks the key extractor for that message.
+/// @param msgs `count` builders (borrowed for the call, read only).
+/// @param tags `count` tags, or NULL for tag 0 everywhere.
+/// @param count number of messages.
+/// @param flags `RMQS_SEND_NO_BLOCK`, or 0.
+/// @param accepted receives how many messages (a prefix of `msgs`) were accepted, also on
+///        failure; may be NULL.
+/// @param err optional error detail.
+/// @return `RMQS_OK` when all were accepted; otherwise the status of the first message not
+///         accepted, the ones before it being accepted.
+///
+/// Thread-safe; blocking as `rmqs_super_producer_send()`, up to `send_timeout_ms` in total.
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn rmqs_super_producer_send_messages(
+    sp: *mut rmqs_super_producer,
+    routing_keys: *const *const c_char,
+    msgs: *const *const rmqs_message_builder,
+    tags: *const usize,
+    count: usize,
+    flags: u32,
+    accepted: *mut usize,
+    err: *mut *mut rmqs_error,
+) -> rmqs_status {
+    let mut done = 0usize;
+    // SAFETY: pointers checked; err NULL or writable.
+    let st = unsafe {
+        ffi_status(err, || {
+            let sp = handle_arg(sp)?;
+            check_flags(flags, RMQS_SEND_NO_BLOCK)?;
+            if count == 0 {
+                return Ok(());
+            }
+            let builders = builders_arg(msgs, count)?;
+            let tags = if tags.is_null() {
+                None
+            } else {
+                Some(std::slice::from_raw_parts(tags, count))
+            };
+            let raw_keys = if routing_keys.is_null() {
+                None
+            } else {
+                Some(std::slice::from_raw_parts(routing_keys, count))
+            };
+            let msgs: Vec<OutgoingMessage<'_>> = builders
+                .iter()
+                .enumerate()
+                .map(|(i, b)| b.outgoing(tags.map_or(0, |t| t[i])))
+                .collect();
+            send_batch_of(
+                &sp.inner,
+                raw_keys,
+                &msgs,
+                flags,
+                &mut done,
+                "rmqs_super_producer_send_messages",
+            )
+        })
+    };
+    if !accepted.is_null() {
+        // SAFETY: non-NULL outputs must be writable.
+        unsafe { accepted.write(done) };
+    }
+    st
+}
+
+/// The common part of the batch sends: routing keys (given, else extracted; the messages up to
+/// the first without one go), then the sends, counting accepted messages in `done`.
+///
+/// # Safety
+/// `raw_keys`' entries must be NULL or NUL-terminated strings.
+unsafe fn send_batch_of(
+    s: &SuperProducerShared,
+    raw_keys: Option<&[*const c_char]>,
+    msgs: &[OutgoingMessage<'_>],
+    flags: u32,
+    done: &mut usize,
+    what: &str,
+) -> Result<(), Error> {
+    let count = msgs.len();
+    // The keys: given, else extracted; the messages up to the first without one go.
+    let mut keys: Vec<String> = Vec::with_capacity(count);
+    let mut missing = None;
+    for (i, m) in msgs.iter().enumerate() {
+        let given = match raw_keys {
+            Some(k) => unsafe { opt_str_arg(k[i], &format!("routing_keys[{i}]")) }?,
+            None => None,
+        };
+        let key = match (given, &s.extractor) {
+            (Some(k), _) => Some(k.to_string()),
+            (None, Some(reg)) => with_extracted_key(reg, m, |k| Ok(k.map(str::to_string)))?,
+            (None, None) => None,
+        };
+        match key {
+            Some(k) => keys.push(k),
+            None if s.custom => keys.push(String::new()),
+            None => {
+                missing = Some(if s.extractor.is_some() {
+                    no_key(m.tag)
+                } else {
+                    Error::invalid_argument(format!(
+                        "routing_keys[{i}] is NULL and the config has no key extractor"
+                    ))
+                });
+                break;
+            }
+        }
+    }
+    let n = keys.len();
+    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+    s.check_open(what)?;
+    let (wait, lib) = s.wait(flags);
+    let deadline = wait.and_then(|w| Instant::now().checked_add(w));
+    while *done < n {
+        let w = match (wait, deadline) {
+            (None, _) => None,
+            (Some(_), None) => Some(Duration::MAX),
+            (Some(_), Some(d)) => Some(d.saturating_duration_since(Instant::now())),
+        };
+        match s
+            .producer
+            .send_batch(&msgs[*done..n], Some(&keys[*done..n]), w)
+        {
+            Ok(0) => {
+                return Err(map_send_error(ClientError::QueueFull(0), lib));
+            }
+            Ok(k) => *done += k,
+            Err(e) => return Err(map_send_error(e, lib)),
+        }
+    }
+    match missing {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
 /// Sends what every partition producer has batched and waits until every accepted message has
@@ -1247,6 +1433,7 @@ mod tests {
     /// Writes the body as the key; "none" has no key; "long" needs more room.
     unsafe extern "C" fn extract(
         _ud: *mut c_void,
+        _msg: *const rmqs_message_builder,
         body: *const u8,
         len: usize,
         _tag: usize,
@@ -1292,6 +1479,7 @@ mod tests {
 
     unsafe extern "C" fn route_cb(
         _ud: *mut c_void,
+        _msg: *const rmqs_message_builder,
         body: *const u8,
         len: usize,
         key: *const c_char,

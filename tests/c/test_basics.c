@@ -1,6 +1,6 @@
 /*
  * Connection-free parts of the C API through include/rmqstream.h: version, status codes,
- * rmqs_error, hash routing. Compiled as C11 and (via test_basics_cxx.cpp) as C++17, both with
+ * rmqs_error, hash routing, the message builder and rmqs_value accessors. Compiled as C11 and (via test_basics_cxx.cpp) as C++17, both with
  * -Wall -Wextra -Werror -pedantic. Prints "test_basics: N passed, M failed"; exit status 1 on
  * any failure.
  */
@@ -239,11 +239,133 @@ static void test_partition(void) {
     }
 }
 
+static rmqs_value value_of(int32_t kind) {
+    rmqs_value v;
+    memset(&v, 0, sizeof v);
+    v.kind = kind;
+    return v;
+}
+
+static void test_message_builder(void) {
+    rmqs_message_builder *m = rmqs_message_builder_new();
+    rmqs_error *err = NULL;
+    rmqs_value v = value_of(RMQS_VALUE_UBYTE), out;
+    CHECK(m != NULL);
+
+    /* header: typed, range-checked */
+    v.uint_value = 9;
+    CHECK(rmqs_message_builder_set_header(m, RMQS_HEADER_PRIORITY, &v, NULL) == RMQS_OK);
+    memset(&out, 0, sizeof out);
+    CHECK(rmqs_message_builder_header(m, RMQS_HEADER_PRIORITY, &out));
+    CHECK(out.kind == RMQS_VALUE_UBYTE && out.uint_value == 9);
+    v = value_of(RMQS_VALUE_UINT);
+    v.uint_value = 300;
+    CHECK(rmqs_message_builder_set_header(m, RMQS_HEADER_PRIORITY, &v, &err) ==
+          RMQS_ERR_INVALID_ARGUMENT);
+    CHECK(err != NULL && rmqs_error_status(err) == RMQS_ERR_INVALID_ARGUMENT);
+    rmqs_error_free(err);
+    err = NULL;
+    CHECK(rmqs_message_builder_set_header(m, 0, &v, NULL) == RMQS_ERR_INVALID_ARGUMENT);
+    CHECK(!rmqs_message_builder_header(m, RMQS_HEADER_TTL, &out));
+
+    /* properties: a string content-type is written as a symbol */
+    v = value_of(RMQS_VALUE_STRING);
+    v.data = (const uint8_t *)"text/plain";
+    v.len = 10;
+    CHECK(rmqs_message_builder_set_property(m, RMQS_PROP_CONTENT_TYPE, &v, NULL) == RMQS_OK);
+    CHECK(rmqs_message_builder_property(m, RMQS_PROP_CONTENT_TYPE, &out));
+    CHECK(out.kind == RMQS_VALUE_SYMBOL && out.len == 10 && memcmp(out.data, "text/plain", 10) == 0);
+    v = value_of(RMQS_VALUE_LONG);
+    CHECK(rmqs_message_builder_set_property(m, RMQS_PROP_MESSAGE_ID, &v, NULL) ==
+          RMQS_ERR_INVALID_ARGUMENT);
+
+    /* application properties: simple values, distinct keys */
+    v.int_value = -5;
+    CHECK(rmqs_message_builder_add_app_property(m, "n", &v, NULL) == RMQS_OK);
+    CHECK(rmqs_message_builder_add_app_property(m, "n", &v, NULL) == RMQS_ERR_INVALID_ARGUMENT);
+    CHECK(rmqs_message_builder_app_property(m, "n", &out));
+    CHECK(out.kind == RMQS_VALUE_LONG && out.int_value == -5);
+    CHECK(!rmqs_message_builder_app_property(m, "missing", &out));
+    {
+        static const uint8_t list0[] = {0x45};
+        rmqs_value l = value_of(RMQS_VALUE_LIST);
+        l.data = list0;
+        l.len = sizeof list0;
+        CHECK(rmqs_message_builder_add_app_property(m, "l", &l, NULL) ==
+              RMQS_ERR_INVALID_ARGUMENT);
+        CHECK(rmqs_message_builder_add_annotation(m, RMQS_SECTION_MESSAGE_ANNOTATIONS, "x-l", &l,
+                                                  NULL) == RMQS_OK);
+        CHECK(rmqs_message_builder_add_annotation(m, RMQS_SECTION_HEADER, "x", &l, NULL) ==
+              RMQS_ERR_INVALID_ARGUMENT);
+    }
+    v = value_of(99);
+    CHECK(rmqs_message_builder_add_app_property(m, "bad", &v, NULL) == RMQS_ERR_INVALID_ARGUMENT);
+
+    /* body: data sections, or an amqp-value */
+    CHECK(rmqs_message_builder_set_body(m, (const uint8_t *)"hi", 2, NULL) == RMQS_OK);
+    CHECK(rmqs_message_builder_add_body_section(m, NULL, 0, NULL) == RMQS_OK);
+    CHECK(rmqs_message_builder_add_body_section(m, NULL, 1, NULL) == RMQS_ERR_INVALID_ARGUMENT);
+    v = value_of(RMQS_VALUE_STRING);
+    CHECK(rmqs_message_builder_set_body_value(m, &v, NULL) == RMQS_OK);
+    CHECK(rmqs_message_builder_add_body_section(m, (const uint8_t *)"x", 1, NULL) ==
+          RMQS_ERR_INVALID_ARGUMENT);
+
+    /* filter value and publishing id */
+    CHECK(rmqs_message_builder_set_filter_value(m, "eu", NULL) == RMQS_OK);
+    CHECK(rmqs_message_builder_set_filter_value(m, NULL, NULL) == RMQS_OK);
+    CHECK(rmqs_message_builder_set_publishing_id(m, 7, NULL) == RMQS_OK);
+    CHECK(rmqs_message_builder_set_publishing_id(m, UINT64_MAX, NULL) ==
+          RMQS_ERR_INVALID_ARGUMENT);
+
+    /* reset forgets everything */
+    rmqs_message_builder_reset(m);
+    CHECK(!rmqs_message_builder_app_property(m, "n", &out));
+    CHECK(!rmqs_message_builder_header(m, RMQS_HEADER_PRIORITY, &out));
+    rmqs_message_builder_free(m);
+
+    /* NULL handles */
+    CHECK(rmqs_message_builder_set_body(NULL, NULL, 0, NULL) == RMQS_ERR_INVALID_ARGUMENT);
+    CHECK(!rmqs_message_builder_property(NULL, RMQS_PROP_TO, &out));
+    rmqs_message_builder_reset(NULL);
+    rmqs_message_builder_free(NULL);
+}
+
+static void test_values(void) {
+    /* list8, size 4, count 2: ubyte 7, true */
+    static const uint8_t list[] = {0xc0, 0x04, 0x02, 0x50, 0x07, 0x41};
+    /* map8, size 5, count 2: "k" => true */
+    static const uint8_t map[] = {0xc1, 0x05, 0x02, 0xa1, 0x01, 'k', 0x41};
+    static const uint8_t broken[] = {0xc0, 0x09, 0x02, 0x50};
+    rmqs_value l = value_of(RMQS_VALUE_LIST), m = value_of(RMQS_VALUE_MAP), out, key;
+    l.data = list;
+    l.len = sizeof list;
+    m.data = map;
+    m.len = sizeof map;
+    CHECK(rmqs_value_count(&l) == 2);
+    CHECK(rmqs_value_list_get(&l, 0, &out) && out.kind == RMQS_VALUE_UBYTE && out.uint_value == 7);
+    CHECK(rmqs_value_list_get(&l, 1, &out) && out.kind == RMQS_VALUE_BOOL && out.bool_value);
+    CHECK(!rmqs_value_list_get(&l, 2, &out));
+    CHECK(rmqs_value_count(&m) == 1);
+    CHECK(rmqs_value_map_get(&m, "k", &out) && out.kind == RMQS_VALUE_BOOL && out.bool_value);
+    CHECK(!rmqs_value_map_get(&m, "other", &out));
+    CHECK(rmqs_value_map_entry(&m, 0, &key, &out));
+    CHECK(key.kind == RMQS_VALUE_STRING && key.len == 1 && key.data[0] == 'k');
+    CHECK(!rmqs_value_map_entry(&m, 1, &key, &out));
+    CHECK(!rmqs_value_map_get(&l, "k", &out)); /* not a map */
+    l.data = broken;
+    l.len = sizeof broken;
+    CHECK(rmqs_value_count(&l) == 0);
+    CHECK(!rmqs_value_list_get(&l, 0, &out));
+    CHECK(rmqs_value_count(NULL) == 0);
+}
+
 int main(void) {
     test_version();
     test_statuses();
     test_error();
     test_partition();
+    test_message_builder();
+    test_values();
     printf("test_basics: %d passed, %d failed\n", passed, failed);
     return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

@@ -37,20 +37,27 @@ const VBIN8: u8 = 0xa0;
 const VBIN32: u8 = 0xb0;
 
 /// Bytes the body takes in the entry once formatted: the body itself, plus 5 (up to 255
-/// bytes) or 8 bytes of AMQP data-section header for [`BodyFormat::AmqpData`].
-pub(super) fn encoded_body_len(format: BodyFormat, body_len: usize) -> usize {
+/// bytes) or 8 bytes of AMQP data-section header for [`BodyFormat::AmqpData`]; the encoded
+/// message for [`BodyFormat::Message`] (`body_len` unused).
+pub(super) fn encoded_body_len(format: BodyFormat<'_>, body_len: usize) -> usize {
     match format {
         BodyFormat::Raw => body_len,
         BodyFormat::AmqpData if body_len <= u8::MAX as usize => body_len + 5,
         BodyFormat::AmqpData => body_len + 8,
+        BodyFormat::Message(m) => m.encoded_len(),
     }
 }
 
 /// Writes a message as it is stored: `u32` length, then the body as [`encoded_body_len`]
-/// says (the AMQP data-section header written in front of it for [`BodyFormat::AmqpData`]).
-/// The same bytes make a simple entry's size and body and a sub-entry record.
-pub(super) fn put_record(b: &mut impl BufMut, format: BodyFormat, body: &[u8]) {
+/// says (the AMQP data-section header written in front of it for [`BodyFormat::AmqpData`];
+/// the message encoded in place for [`BodyFormat::Message`]). The same bytes make a simple
+/// entry's size and body and a sub-entry record.
+pub(super) fn put_record(b: &mut impl BufMut, format: BodyFormat<'_>, body: &[u8]) {
     b.put_u32(encoded_body_len(format, body.len()) as u32);
+    if let BodyFormat::Message(m) = format {
+        m.encode(b);
+        return;
+    }
     if format == BodyFormat::AmqpData {
         b.put_slice(&DATA_SECTION);
         match u8::try_from(body.len()) {
@@ -71,7 +78,7 @@ pub(super) fn put_record(b: &mut impl BufMut, format: BodyFormat, body: &[u8]) {
 pub(super) fn entry_len(
     version: PublishVersion,
     filter_value: Option<&str>,
-    format: BodyFormat,
+    format: BodyFormat<'_>,
     body_len: usize,
 ) -> usize {
     simple_entry_len(version, filter_value, encoded_body_len(format, body_len))
@@ -154,7 +161,7 @@ impl FrameBuf {
         &mut self,
         publishing_id: u64,
         filter_value: Option<&str>,
-        format: BodyFormat,
+        format: BodyFormat<'_>,
         body: &[u8],
     ) {
         debug_assert!(self.is_open());
@@ -329,6 +336,34 @@ mod tests {
             let view = MessageView::parse(got).unwrap();
             assert_eq!(view.body_bytes(), Some(&body[..]));
         }
+    }
+
+    #[test]
+    fn whole_messages_are_encoded_in_place_as_entries_and_records() {
+        use crate::protocol::amqp::{MessageBuilder, PropertyField, Value};
+        let mut m = MessageBuilder::new();
+        m.set_property(PropertyField::Subject, &"s".into()).unwrap();
+        m.add_application_property("k", &Value::Long(-7)).unwrap();
+        m.set_body(&[5u8; 300]).unwrap();
+        let format = BodyFormat::Message(&m);
+        assert_eq!(encoded_body_len(format, 0), m.encoded_len());
+        let mut f = FrameBuf::new();
+        f.begin(1, PublishVersion::V2, Instant::now());
+        f.push(3, Some("f"), format, b"ignored");
+        let len = f.len();
+        let p = decode(f.finish().unwrap());
+        assert_eq!(
+            len,
+            PUBLISH_HEADER_LEN + entry_len(PublishVersion::V2, Some("f"), format, 7)
+        );
+        let PublishEntry::Simple { body, .. } = &p.entries[0] else {
+            panic!("simple entry expected")
+        };
+        assert_eq!(&body[..], &m.to_bytes()[..]);
+        let mut record = Vec::new();
+        put_record(&mut record, format, b"ignored");
+        assert_eq!(&record[4..], &m.to_bytes()[..]);
+        assert_eq!(record[..4], (m.encoded_len() as u32).to_be_bytes());
     }
 
     #[test]

@@ -30,7 +30,7 @@ pub(super) const SUB_ENTRY_OVERHEAD: usize = 8 + 11;
 pub(super) const MAX_SUB_ENTRY_RECORDS: usize = u16::MAX as usize;
 
 /// Bytes a message takes as a sub-entry record before compression.
-pub(super) fn record_len(format: BodyFormat, body_len: usize) -> usize {
+pub(super) fn record_len(format: BodyFormat<'_>, body_len: usize) -> usize {
     4 + encoded_body_len(format, body_len)
 }
 
@@ -144,7 +144,7 @@ impl SubEntryBuf {
         &mut self,
         id: u64,
         tag: usize,
-        format: BodyFormat,
+        format: BodyFormat<'_>,
         body: &[u8],
         now: Instant,
         now_ms: u64,

@@ -23,7 +23,8 @@
 //!
 //! Writing: [`Message`] (built with its public fields or the builder methods) encodes every
 //! section with [`Message::encode`], with the compact encodings other clients use and the
-//! numeric descriptors (`0x00 0x53 0x7X`).
+//! numeric descriptors (`0x00 0x53 0x7X`). [`MessageBuilder`] writes the same bytes from
+//! reusable buffers, encoding each value once as it is set, for sending without allocation.
 //!
 //! Leniency (what other clients are seen to send): sections in any order (Python's `pyamqp`
 //! writes delivery annotations last), symbolic descriptors, strings where symbols are expected
@@ -33,12 +34,14 @@
 //! section that is not binary, trailing bytes, counts that do not match sizes, nesting deeper
 //! than [`MAX_DEPTH`].
 
+mod builder;
 mod value;
 
 use std::borrow::Cow;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+pub use builder::{BuilderBody, HeaderField, MessageBuilder, PropertyField};
 pub use value::{MAX_DEPTH, Value, code, decode_value, skip_value};
 
 use super::error::{DecodeError, EncodeError};
@@ -707,6 +710,14 @@ impl<'a> ListView<'a> {
     pub fn to_vec(&self) -> Vec<Value<'a>> {
         self.iter().collect()
     }
+
+    /// Each element's encoding (constructor included), in order, without decoding them.
+    pub fn encoded(&self) -> EncodedIter<'a> {
+        EncodedIter {
+            reader: Reader::new(self.elements),
+            remaining: self.count,
+        }
+    }
 }
 
 impl<'a> MapView<'a> {
@@ -757,6 +768,54 @@ impl<'a> MapView<'a> {
     /// The entries collected into a vector.
     pub fn to_vec(&self) -> Vec<(Value<'a>, Value<'a>)> {
         self.iter().collect()
+    }
+
+    /// Each entry's key and value encodings (constructors included), in wire order, without
+    /// decoding them.
+    pub fn encoded(&self) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + 'a {
+        let mut items = EncodedIter {
+            reader: Reader::new(self.elements),
+            remaining: self.count,
+        };
+        std::iter::from_fn(move || Some((items.next()?, items.next()?)))
+    }
+
+    /// The encoding of the value of the first entry whose key is the string or symbol `key`.
+    pub fn get_encoded(&self, key: &str) -> Option<&'a [u8]> {
+        let mut r = Reader::new(self.elements);
+        for _ in 0..self.count / 2 {
+            let k = decode_at(&mut r, 1).ok()?;
+            let v = skip_at(&mut r, 1).ok()?;
+            if k.as_str() == Some(key) {
+                return Some(v);
+            }
+        }
+        None
+    }
+}
+
+/// Iterator over the encodings of validated values ([`ListView::encoded`]).
+#[derive(Debug, Clone)]
+pub struct EncodedIter<'a> {
+    reader: Reader<'a>,
+    remaining: usize,
+}
+
+impl<'a> Iterator for EncodedIter<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        if self.remaining == 0 {
+            return None;
+        }
+        self.remaining -= 1;
+        match skip_at(&mut self.reader, 1) {
+            Ok(v) => Some(v),
+            Err(_) => {
+                self.remaining = 0;
+                None
+            }
+        }
     }
 }
 
@@ -840,6 +899,12 @@ impl<'a> BodySections<'a> {
     /// Whether there are no sections.
     pub fn is_empty(&self) -> bool {
         self.count == 0
+    }
+
+    /// The encoded value of each section (constructor included; the binary of a data section,
+    /// the list of an amqp-sequence section), in order.
+    pub fn encoded(&self) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.values()
     }
 
     /// The encoded value of each section.

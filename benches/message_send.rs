@@ -1,0 +1,364 @@
+//! Client CPU per message of a send through the C API: a plain 100-byte body
+//! (`rmqs_producer_send`) against an AMQP message built with the reusable builder
+//! (`rmqs_message_builder_reset`, a 100-byte body, 3 properties, 3 application properties,
+//! `rmqs_producer_send_message`), against the broker of scripts/broker (RMQS_TEST_URI).
+//!
+//!     cargo bench --bench message_send [-- MESSAGES ROUNDS]
+//!
+//! Per message, for each kind: CPU of the sending thread (building and sending:
+//! `CLOCK_THREAD_CPUTIME_ID`), CPU of the whole process (sending, the connection's I/O and
+//! confirm threads: `getrusage`), and allocations made on the sending thread (a counting
+//! allocator), over MESSAGES messages (default 500 000) after a warm-up, ROUNDS times
+//! alternating (default 3); the best round of each is reported. A measurement, not a test:
+//! nothing fails on the numbers. Under `cargo test` (no `--bench` argument) it does nothing.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::ffi::CString;
+use std::ptr;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use rmqstream::ffi::rmqs_property_code::*;
+use rmqstream::ffi::rmqs_value_type_code::*;
+use rmqstream::ffi::*;
+
+/// Counts the allocations of each thread.
+struct Counting;
+
+thread_local! {
+    static ALLOCS: Cell<u64> = const { Cell::new(0) };
+}
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(p, layout) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
+        unsafe { System.realloc(p, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn thread_allocs() -> u64 {
+    ALLOCS.with(Cell::get)
+}
+
+fn thread_cpu() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
+}
+
+fn process_cpu() -> f64 {
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+    t(ru.ru_utime) + t(ru.ru_stime)
+}
+
+fn check(st: rmqs_status, err: *mut rmqs_error, what: &str) {
+    if st != 0 {
+        let m = if err.is_null() {
+            String::new()
+        } else {
+            let m = unsafe { std::ffi::CStr::from_ptr(rmqs_error_message(err)) }
+                .to_string_lossy()
+                .into_owned();
+            unsafe { rmqs_error_free(err) };
+            m
+        };
+        panic!("{what}: status {st}: {m}");
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Kind {
+    /// `rmqs_producer_send` of a 100-byte body.
+    Plain,
+    /// The builder reset and filled for each message, then sent.
+    Message,
+    /// The same message built once, sent again and again (the cost of the send itself).
+    Prebuilt,
+}
+
+/// One round: `n` sends of `kind`; (thread CPU, process CPU, allocations) per message.
+fn round(
+    p: *mut rmqs_producer,
+    b: *mut rmqs_message_builder,
+    kind: Kind,
+    n: usize,
+) -> (f64, f64, f64) {
+    let body = [0x61u8; 100];
+    let content_type = "application/json";
+    let subject = "order.created";
+    let keys = [c"customer", c"region", c"attempt"];
+    let region = "eu-west";
+    let (t0, p0, a0, w0) = (thread_cpu(), process_cpu(), thread_allocs(), Instant::now());
+    let mut err = ptr::null_mut();
+    for i in 0..n {
+        let st = match kind {
+            Kind::Plain => unsafe {
+                rmqs_producer_send(p, body.as_ptr(), body.len(), i, 0, &mut err)
+            },
+            Kind::Prebuilt => unsafe {
+                rmqs_producer_send_message(p, b, i, 0, ptr::null_mut(), &mut err)
+            },
+            Kind::Message => unsafe {
+                rmqs_message_builder_reset(b);
+                let mut st = rmqs_message_builder_set_body(b, body.as_ptr(), body.len(), &mut err);
+                let mut v = rmqs_value {
+                    kind: RMQS_VALUE_ULONG as i32,
+                    uint_value: i as u64,
+                    ..Default::default()
+                };
+                st |=
+                    rmqs_message_builder_set_property(b, RMQS_PROP_MESSAGE_ID as i32, &v, &mut err);
+                v.kind = RMQS_VALUE_SYMBOL as i32;
+                v.data = content_type.as_ptr();
+                v.len = content_type.len();
+                st |= rmqs_message_builder_set_property(
+                    b,
+                    RMQS_PROP_CONTENT_TYPE as i32,
+                    &v,
+                    &mut err,
+                );
+                v.kind = RMQS_VALUE_STRING as i32;
+                v.data = subject.as_ptr();
+                v.len = subject.len();
+                st |= rmqs_message_builder_set_property(b, RMQS_PROP_SUBJECT as i32, &v, &mut err);
+                v.kind = RMQS_VALUE_LONG as i32;
+                v.int_value = (i % 1000) as i64;
+                st |= rmqs_message_builder_add_app_property(b, keys[0].as_ptr(), &v, &mut err);
+                v.kind = RMQS_VALUE_STRING as i32;
+                v.data = region.as_ptr();
+                v.len = region.len();
+                st |= rmqs_message_builder_add_app_property(b, keys[1].as_ptr(), &v, &mut err);
+                v.kind = RMQS_VALUE_BOOL as i32;
+                v.bool_value = i % 2 == 0;
+                st |= rmqs_message_builder_add_app_property(b, keys[2].as_ptr(), &v, &mut err);
+                if st == 0 {
+                    st = rmqs_producer_send_message(p, b, i, 0, ptr::null_mut(), &mut err);
+                }
+                st
+            },
+        };
+        check(st, err, "send");
+    }
+    let st = unsafe { rmqs_producer_flush(p, 120_000) };
+    check(st, ptr::null_mut(), "flush");
+    let (t1, p1, a1) = (thread_cpu(), process_cpu(), thread_allocs());
+    let nf = n as f64;
+    eprintln!(
+        "  {kind:?}: {n} in {:.2} s wall, thread {:.0} ns/msg, process {:.0} ns/msg, {:.4} allocs/msg",
+        w0.elapsed().as_secs_f64(),
+        (t1 - t0) * 1e9 / nf,
+        (p1 - p0) * 1e9 / nf,
+        (a1 - a0) as f64 / nf
+    );
+    (
+        (t1 - t0) * 1e9 / nf,
+        (p1 - p0) * 1e9 / nf,
+        (a1 - a0) as f64 / nf,
+    )
+}
+
+/// Resets and fills the builder `n` times as [`round`] does for [`Kind::Message`], sending
+/// nothing: the cost of building alone, through the C API.
+fn build_only(b: *mut rmqs_message_builder, n: usize) {
+    let body = [0x61u8; 100];
+    let (content_type, subject, region) = ("application/json", "order.created", "eu-west");
+    let keys = [c"customer", c"region", c"attempt"];
+    let mut err = ptr::null_mut();
+    for i in 0..n {
+        unsafe {
+            rmqs_message_builder_reset(b);
+            let mut st = rmqs_message_builder_set_body(b, body.as_ptr(), body.len(), &mut err);
+            let mut v = rmqs_value {
+                kind: RMQS_VALUE_ULONG as i32,
+                uint_value: i as u64,
+                ..Default::default()
+            };
+            st |= rmqs_message_builder_set_property(b, RMQS_PROP_MESSAGE_ID as i32, &v, &mut err);
+            v.kind = RMQS_VALUE_SYMBOL as i32;
+            (v.data, v.len) = (content_type.as_ptr(), content_type.len());
+            st |= rmqs_message_builder_set_property(b, RMQS_PROP_CONTENT_TYPE as i32, &v, &mut err);
+            v.kind = RMQS_VALUE_STRING as i32;
+            (v.data, v.len) = (subject.as_ptr(), subject.len());
+            st |= rmqs_message_builder_set_property(b, RMQS_PROP_SUBJECT as i32, &v, &mut err);
+            v.kind = RMQS_VALUE_LONG as i32;
+            v.int_value = (i % 1000) as i64;
+            st |= rmqs_message_builder_add_app_property(b, keys[0].as_ptr(), &v, &mut err);
+            v.kind = RMQS_VALUE_STRING as i32;
+            (v.data, v.len) = (region.as_ptr(), region.len());
+            st |= rmqs_message_builder_add_app_property(b, keys[1].as_ptr(), &v, &mut err);
+            v.kind = RMQS_VALUE_BOOL as i32;
+            v.bool_value = i % 2 == 0;
+            st |= rmqs_message_builder_add_app_property(b, keys[2].as_ptr(), &v, &mut err);
+            check(st, err, "build");
+        }
+    }
+}
+
+/// The same with the Rust builder directly (no C API): what the FFI layer adds.
+fn build_only_rust(n: usize) {
+    use rmqstream::protocol::amqp::{MessageBuilder, PropertyField, Value};
+    let body = [0x61u8; 100];
+    let mut b = MessageBuilder::new();
+    for i in 0..n {
+        b.clear();
+        let mut ok = b.set_body(&body).is_ok();
+        ok &= b
+            .set_property(PropertyField::MessageId, &Value::Ulong(i as u64))
+            .is_ok();
+        ok &= b
+            .set_property(
+                PropertyField::ContentType,
+                &Value::Symbol("application/json".into()),
+            )
+            .is_ok();
+        ok &= b
+            .set_property(
+                PropertyField::Subject,
+                &Value::String("order.created".into()),
+            )
+            .is_ok();
+        ok &= b
+            .add_application_property("customer", &Value::Long((i % 1000) as i64))
+            .is_ok();
+        ok &= b
+            .add_application_property("region", &Value::String("eu-west".into()))
+            .is_ok();
+        ok &= b
+            .add_application_property("attempt", &Value::Bool(i % 2 == 0))
+            .is_ok();
+        assert!(ok);
+        std::hint::black_box(&b);
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if !args.iter().any(|a| a == "--bench") {
+        println!("message_send: a measurement; run it with `cargo bench --bench message_send`");
+        return;
+    }
+    let nums: Vec<usize> = args.iter().filter_map(|a| a.parse().ok()).collect();
+    if args.iter().any(|a| a == "build-only") {
+        let b = rmqs_message_builder_new();
+        let n = nums.first().copied().unwrap_or(1_000_000);
+        let t0 = thread_cpu();
+        build_only(b, n);
+        let t1 = thread_cpu();
+        build_only_rust(n);
+        let t2 = thread_cpu();
+        eprintln!(
+            "build only: {:.0} ns/msg through the C API, {:.0} ns/msg with the Rust builder",
+            (t1 - t0) * 1e9 / n as f64,
+            (t2 - t1) * 1e9 / n as f64
+        );
+        unsafe { rmqs_message_builder_free(b) };
+        return;
+    }
+    let n = nums.first().copied().unwrap_or(500_000);
+    let rounds = nums.get(1).copied().unwrap_or(3);
+    let uri = std::env::var("RMQS_TEST_URI")
+        .unwrap_or_else(|_| "rabbitmq-stream://guest:guest@localhost:5552/%2f".into());
+    let uri = CString::new(uri).unwrap();
+    let mut conn = ptr::null_mut();
+    let mut err = ptr::null_mut();
+    check(
+        unsafe { rmqs_connection_open_uri(uri.as_ptr(), &mut conn, &mut err) },
+        err,
+        "open",
+    );
+    let t = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let stream = CString::new(format!("bench-message-send-{t}")).unwrap();
+    check(
+        unsafe { rmqs_stream_create(conn, stream.as_ptr(), ptr::null(), &mut err) },
+        err,
+        "create",
+    );
+    let mut p = ptr::null_mut();
+    check(
+        unsafe {
+            rmqs_producer_new(
+                conn,
+                stream.as_ptr(),
+                ptr::null(),
+                None,
+                ptr::null_mut(),
+                None,
+                ptr::null_mut(),
+                0,
+                &mut p,
+                &mut err,
+            )
+        },
+        err,
+        "producer",
+    );
+    let b = rmqs_message_builder_new();
+    eprintln!("message_send: {n} messages per round, {rounds} rounds, warm-up first");
+    round(p, b, Kind::Plain, n / 10);
+    round(p, b, Kind::Message, n / 10);
+    let mut best = [(f64::MAX, f64::MAX, f64::MAX); 3];
+    for _ in 0..rounds {
+        // Message leaves the builder holding a full message for Prebuilt.
+        for (i, kind) in [Kind::Plain, Kind::Message, Kind::Prebuilt]
+            .into_iter()
+            .enumerate()
+        {
+            let r = round(p, b, kind, n);
+            best[i].0 = best[i].0.min(r.0);
+            best[i].1 = best[i].1.min(r.1);
+            best[i].2 = best[i].2.min(r.2);
+        }
+    }
+    unsafe {
+        rmqs_message_builder_free(b);
+        rmqs_producer_free(p);
+        check(
+            rmqs_stream_delete(conn, stream.as_ptr(), &mut err),
+            err,
+            "delete",
+        );
+        rmqs_connection_free(conn);
+    }
+    let [plain, msg, pre] = best;
+    println!("message_send (best of {rounds} rounds of {n} messages, 100-byte bodies):");
+    println!(
+        "  plain body:                    thread {:6.0} ns/msg   process {:6.0} ns/msg   {:.4} allocs/msg",
+        plain.0, plain.1, plain.2
+    );
+    println!(
+        "  builder, 3 props + 3 app props: thread {:6.0} ns/msg   process {:6.0} ns/msg   {:.4} allocs/msg",
+        msg.0, msg.1, msg.2
+    );
+    println!(
+        "  the same message, prebuilt:    thread {:6.0} ns/msg   process {:6.0} ns/msg   {:.4} allocs/msg",
+        pre.0, pre.1, pre.2
+    );
+    println!(
+        "  built per message / plain:     thread {:+.0} %          process {:+.0} %",
+        (msg.0 / plain.0 - 1.0) * 100.0,
+        (msg.1 / plain.1 - 1.0) * 100.0
+    );
+    println!(
+        "  prebuilt / plain:              thread {:+.0} %          process {:+.0} %",
+        (pre.0 / plain.0 - 1.0) * 100.0,
+        (pre.1 / plain.1 - 1.0) * 100.0
+    );
+}

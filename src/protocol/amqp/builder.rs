@@ -1,0 +1,1103 @@
+//! [`MessageBuilder`]: a reusable AMQP 1.0 message for publishing, encoded once.
+//!
+//! [`Message`](super::Message) is a tree of owned values: fine for tests and decoding, but
+//! building one allocates a vector per section and a string per key, every message. A
+//! `MessageBuilder` instead encodes each value into buffers of its own as it is set, and
+//! [`clear`](MessageBuilder::clear) keeps their capacity: a loop that clears, sets and sends
+//! one builder allocates nothing once the buffers have grown to its largest message.
+//!
+//! Sending needs no intermediate encoding either: [`MessageBuilder::encoded_len`] is known
+//! from the buffers' lengths (no pass over the values), and [`MessageBuilder::encode`]
+//! writes the section headers and copies each buffer straight into the destination (the
+//! producer's Publish frame or sub-entry), so every value is encoded once and copied once,
+//! like a plain body.
+//!
+//! Layout of the buffers:
+//! - header and properties: each field's encoded value is appended to the list's arena and
+//!   its range recorded (setting a field again appends a new value; the old bytes stay until
+//!   [`clear`](MessageBuilder::clear)); the list is assembled field by field when encoding,
+//!   with `null` for fields not set and trailing absent fields left out;
+//! - application properties, message annotations, delivery annotations, footer: the encoded
+//!   key/value pairs of the map, in the order they were added;
+//! - body: the body sections themselves, descriptors included.
+//!
+//! The wire form is the one [`Message::encode`](super::Message::encode) writes (numeric
+//! descriptors, compact encodings), so the two encoders agree byte for byte on the same
+//! content (checked in the tests).
+
+use std::borrow::Cow;
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::value::{decode_at, encode_at};
+use super::{MapView, SectionKind, Value, code};
+use crate::protocol::error::EncodeError;
+use crate::protocol::wire::Reader;
+
+/// A field of the header section, in wire order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HeaderField {
+    /// `durable` (boolean).
+    Durable = 0,
+    /// `priority` (ubyte).
+    Priority = 1,
+    /// `ttl` in milliseconds (uint).
+    Ttl = 2,
+    /// `first-acquirer` (boolean).
+    FirstAcquirer = 3,
+    /// `delivery-count` (uint).
+    DeliveryCount = 4,
+}
+
+impl HeaderField {
+    /// Every field, in wire order.
+    pub const ALL: [HeaderField; 5] = [
+        HeaderField::Durable,
+        HeaderField::Priority,
+        HeaderField::Ttl,
+        HeaderField::FirstAcquirer,
+        HeaderField::DeliveryCount,
+    ];
+
+    /// The field at wire position `i`.
+    pub fn from_index(i: usize) -> Option<HeaderField> {
+        Self::ALL.get(i).copied()
+    }
+}
+
+/// A field of the properties section, in wire order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PropertyField {
+    /// `message-id`: ulong, uuid, binary or string.
+    MessageId = 0,
+    /// `user-id` (binary).
+    UserId = 1,
+    /// `to` (string).
+    To = 2,
+    /// `subject` (string).
+    Subject = 3,
+    /// `reply-to` (string).
+    ReplyTo = 4,
+    /// `correlation-id`: ulong, uuid, binary or string.
+    CorrelationId = 5,
+    /// `content-type` (symbol).
+    ContentType = 6,
+    /// `content-encoding` (symbol).
+    ContentEncoding = 7,
+    /// `absolute-expiry-time` (timestamp).
+    AbsoluteExpiryTime = 8,
+    /// `creation-time` (timestamp).
+    CreationTime = 9,
+    /// `group-id` (string).
+    GroupId = 10,
+    /// `group-sequence` (uint).
+    GroupSequence = 11,
+    /// `reply-to-group-id` (string).
+    ReplyToGroupId = 12,
+}
+
+impl PropertyField {
+    /// Every field, in wire order.
+    pub const ALL: [PropertyField; 13] = [
+        PropertyField::MessageId,
+        PropertyField::UserId,
+        PropertyField::To,
+        PropertyField::Subject,
+        PropertyField::ReplyTo,
+        PropertyField::CorrelationId,
+        PropertyField::ContentType,
+        PropertyField::ContentEncoding,
+        PropertyField::AbsoluteExpiryTime,
+        PropertyField::CreationTime,
+        PropertyField::GroupId,
+        PropertyField::GroupSequence,
+        PropertyField::ReplyToGroupId,
+    ];
+
+    /// The field at wire position `i`.
+    pub fn from_index(i: usize) -> Option<PropertyField> {
+        Self::ALL.get(i).copied()
+    }
+}
+
+/// A list section (header, properties) being built: each field's encoded value in `bytes`,
+/// located by `ranges`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct ListBuf<const N: usize> {
+    bytes: BytesMut,
+    ranges: [Option<(u32, u32)>; N],
+    /// Fields written: up to the last one set (kept up to date by `set`/`unset`, so that the
+    /// encoded length costs nothing to ask for).
+    count: usize,
+    /// Bytes of the fields written, a `null` for each absent one among them.
+    content: usize,
+}
+
+impl<const N: usize> ListBuf<N> {
+    fn new() -> Self {
+        ListBuf {
+            bytes: BytesMut::new(),
+            ranges: [None; N],
+            count: 0,
+            content: 0,
+        }
+    }
+
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.ranges = [None; N];
+        self.count = 0;
+        self.content = 0;
+    }
+
+    fn is_present(&self) -> bool {
+        self.count > 0
+    }
+
+    fn count(&self) -> usize {
+        self.count
+    }
+
+    fn content_len(&self) -> usize {
+        self.content
+    }
+
+    fn update(&mut self) {
+        self.count = self
+            .ranges
+            .iter()
+            .rposition(Option::is_some)
+            .map_or(0, |i| i + 1);
+        self.content = self.ranges[..self.count]
+            .iter()
+            .map(|r| r.map_or(1, |(a, b)| (b - a) as usize))
+            .sum();
+    }
+
+    fn set(&mut self, i: usize, v: &Value<'_>) -> Result<(), EncodeError> {
+        let start = self.bytes.len();
+        if let Err(e) = encode_at(v, &mut self.bytes, 2) {
+            self.bytes.truncate(start);
+            return Err(e);
+        }
+        let end = self.bytes.len();
+        let (Ok(a), Ok(b)) = (u32::try_from(start), u32::try_from(end)) else {
+            self.bytes.truncate(start);
+            return Err(EncodeError::BytesTooLong(end));
+        };
+        self.ranges[i] = Some((a, b));
+        self.update();
+        Ok(())
+    }
+
+    fn unset(&mut self, i: usize) {
+        self.ranges[i] = None;
+        self.update();
+    }
+
+    fn get(&self, i: usize) -> Option<Value<'_>> {
+        let (a, b) = self.ranges.get(i).copied().flatten()?;
+        let mut r = Reader::new(&self.bytes[a as usize..b as usize]);
+        decode_at(&mut r, 2).ok()
+    }
+
+    fn encoded_len(&self) -> usize {
+        compound_len(self.content_len(), self.count())
+    }
+
+    /// Writes the section (descriptor of `kind` included).
+    fn encode(&self, kind: SectionKind, out: &mut impl BufMut) {
+        let count = self.count();
+        put_section_and_compound_header(
+            out,
+            kind,
+            code::LIST8,
+            code::LIST32,
+            self.content_len(),
+            count,
+        );
+        for r in &self.ranges[..count] {
+            match r {
+                Some((a, b)) => out.put_slice(&self.bytes[*a as usize..*b as usize]),
+                None => out.put_u8(code::NULL),
+            }
+        }
+    }
+}
+
+/// A map section being built: encoded keys and values, in order.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+struct MapBuf {
+    bytes: BytesMut,
+    /// Entries (pairs).
+    entries: usize,
+    /// Where each key's text is in `bytes` (for the duplicate check without decoding; keeps
+    /// its capacity like the buffer).
+    keys: Vec<(u32, u32)>,
+}
+
+impl MapBuf {
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.entries = 0;
+        self.keys.clear();
+    }
+
+    fn is_present(&self) -> bool {
+        self.entries > 0
+    }
+
+    fn view(&self) -> MapView<'_> {
+        MapView {
+            elements: &self.bytes,
+            count: self.entries * 2,
+        }
+    }
+
+    fn contains(&self, key: &str) -> bool {
+        let key = key.as_bytes();
+        self.keys
+            .iter()
+            .any(|&(a, b)| &self.bytes[a as usize..b as usize] == key)
+    }
+
+    /// Appends an entry whose key is the string or symbol `key`.
+    fn push(&mut self, key: &Value<'_>, value: &Value<'_>) -> Result<(), EncodeError> {
+        let start = self.bytes.len();
+        let r = encode_at(key, &mut self.bytes, 1);
+        let key_end = self.bytes.len();
+        let r = r.and_then(|_| encode_at(value, &mut self.bytes, 1));
+        if r.is_err() {
+            self.bytes.truncate(start);
+            return r;
+        }
+        if self.bytes.len() > i32::MAX as usize {
+            self.bytes.truncate(start);
+            return Err(EncodeError::BytesTooLong(self.bytes.len()));
+        }
+        let text = key.as_str().map_or(0, str::len);
+        self.keys.push(((key_end - text) as u32, key_end as u32));
+        self.entries += 1;
+        Ok(())
+    }
+
+    fn encoded_len(&self) -> usize {
+        compound_len(self.bytes.len(), self.entries * 2)
+    }
+
+    /// Writes the section (descriptor of `kind` included).
+    fn encode(&self, kind: SectionKind, out: &mut impl BufMut) {
+        put_section_and_compound_header(
+            out,
+            kind,
+            code::MAP8,
+            code::MAP32,
+            self.bytes.len(),
+            self.entries * 2,
+        );
+        out.put_slice(&self.bytes);
+    }
+}
+
+/// Bytes of a list or map whose elements take `content` bytes: the 8-bit form when size and
+/// count fit a byte (as [`Value::encode`] chooses), else the 32-bit form.
+fn compound_len(content: usize, count: usize) -> usize {
+    if count == 0 {
+        1 // list0; an empty map is never written (absent section)
+    } else if content < 255 && count <= 255 {
+        3 + content
+    } else {
+        9 + content
+    }
+}
+
+/// Writes a section's descriptor and its list or map header in one copy.
+fn put_section_and_compound_header(
+    out: &mut impl BufMut,
+    kind: SectionKind,
+    small: u8,
+    wide: u8,
+    content: usize,
+    count: usize,
+) {
+    let mut h = [0u8; 12];
+    h[..3].copy_from_slice(&[code::DESCRIBED, code::SMALLULONG, kind.code() as u8]);
+    let n = if count == 0 && small == code::LIST8 {
+        h[3] = code::LIST0;
+        4
+    } else if content < 255 && count <= 255 {
+        h[3..6].copy_from_slice(&[small, (content + 1) as u8, count as u8]);
+        6
+    } else {
+        h[3] = wide;
+        h[4..8].copy_from_slice(&((content + 4) as u32).to_be_bytes());
+        h[8..12].copy_from_slice(&(count as u32).to_be_bytes());
+        12
+    };
+    out.put_slice(&h[..n]);
+}
+
+/// A part of a message whose length the builder tracks.
+#[derive(Debug, Clone, Copy)]
+enum Part {
+    Header,
+    Properties,
+    ApplicationProperties,
+    Annotations(SectionKind),
+    Body,
+}
+
+/// What the body holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum BuilderBody {
+    /// Nothing set: encoded as one empty data section.
+    #[default]
+    Empty,
+    /// Data sections (how many).
+    Data(usize),
+    /// One amqp-value section.
+    Value,
+}
+
+/// Section header: described type, smallulong descriptor.
+const SECTION_HEADER_LEN: usize = 3;
+
+fn put_section_header(out: &mut impl BufMut, kind: SectionKind) {
+    out.put_u8(code::DESCRIBED);
+    out.put_u8(code::SMALLULONG);
+    out.put_u8(kind.code() as u8);
+}
+
+/// The encoding of one empty data section.
+const EMPTY_DATA: [u8; 5] = [code::DESCRIBED, code::SMALLULONG, 0x75, code::VBIN8, 0];
+
+/// A reusable AMQP 1.0 message for publishing: see the [module documentation](self).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct MessageBuilder {
+    header: ListBuf<5>,
+    delivery_annotations: MapBuf,
+    message_annotations: MapBuf,
+    properties: ListBuf<13>,
+    application_properties: MapBuf,
+    body: BytesMut,
+    body_kind: BuilderBody,
+    footer: MapBuf,
+    /// [`Self::encoded_len`], refreshed by every change.
+    len: usize,
+}
+
+impl Default for MessageBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn invalid(what: &'static str) -> EncodeError {
+    EncodeError::InvalidValue(what)
+}
+
+/// An integer value (of any AMQP integer type) within `T`'s range.
+fn int<T: TryFrom<i128>>(v: &Value<'_>) -> Option<T> {
+    let x: i128 = match *v {
+        Value::Ubyte(x) => x.into(),
+        Value::Ushort(x) => x.into(),
+        Value::Uint(x) => x.into(),
+        Value::Ulong(x) => x.into(),
+        Value::Byte(x) => x.into(),
+        Value::Short(x) => x.into(),
+        Value::Int(x) => x.into(),
+        Value::Long(x) => x.into(),
+        _ => return None,
+    };
+    T::try_from(x).ok()
+}
+
+fn is_simple(v: &Value<'_>) -> bool {
+    !matches!(
+        v,
+        Value::List(_) | Value::Map(_) | Value::Array(_) | Value::Described(_)
+    )
+}
+
+impl MessageBuilder {
+    /// An empty message (its body, unless set, is one empty data section).
+    pub fn new() -> Self {
+        MessageBuilder {
+            header: ListBuf::new(),
+            delivery_annotations: MapBuf::default(),
+            message_annotations: MapBuf::default(),
+            properties: ListBuf::new(),
+            application_properties: MapBuf::default(),
+            body: BytesMut::new(),
+            body_kind: BuilderBody::Empty,
+            footer: MapBuf::default(),
+            len: EMPTY_DATA.len(),
+        }
+    }
+
+    /// Forgets every section, keeping the buffers' capacity.
+    pub fn clear(&mut self) {
+        self.header.clear();
+        self.delivery_annotations.clear();
+        self.message_annotations.clear();
+        self.properties.clear();
+        self.application_properties.clear();
+        self.body.clear();
+        self.body_kind = BuilderBody::Empty;
+        self.footer.clear();
+        self.len = EMPTY_DATA.len();
+    }
+
+    /// The body: one data section holding `data` (replacing any body set before).
+    pub fn set_body(&mut self, data: &[u8]) -> Result<(), EncodeError> {
+        let before = self.part_len(Part::Body);
+        let r = self.set_body_inner(data);
+        self.len = self.len - before + self.part_len(Part::Body);
+        r
+    }
+
+    fn set_body_inner(&mut self, data: &[u8]) -> Result<(), EncodeError> {
+        self.body.clear();
+        self.body_kind = BuilderBody::Empty;
+        self.add_data_inner(data)
+    }
+
+    /// Appends a data section to the body. Fails when the body is an amqp-value.
+    pub fn add_data(&mut self, data: &[u8]) -> Result<(), EncodeError> {
+        let before = self.part_len(Part::Body);
+        let r = self.add_data_inner(data);
+        self.len = self.len - before + self.part_len(Part::Body);
+        r
+    }
+
+    fn add_data_inner(&mut self, data: &[u8]) -> Result<(), EncodeError> {
+        let n = match self.body_kind {
+            BuilderBody::Value => {
+                return Err(invalid(
+                    "the body is an amqp-value: a data section cannot be added",
+                ));
+            }
+            BuilderBody::Empty => 0,
+            BuilderBody::Data(n) => n,
+        };
+        if data.len() > i32::MAX as usize {
+            return Err(EncodeError::BytesTooLong(data.len()));
+        }
+        put_section_header(&mut self.body, SectionKind::Data);
+        encode_at(&Value::Binary(Cow::Borrowed(data)), &mut self.body, 1)?;
+        self.body_kind = BuilderBody::Data(n + 1);
+        Ok(())
+    }
+
+    /// The body: one amqp-value section holding `value` (replacing any body set before).
+    pub fn set_value(&mut self, value: &Value<'_>) -> Result<(), EncodeError> {
+        let before = self.part_len(Part::Body);
+        let r = self.set_value_inner(value);
+        self.len = self.len - before + self.part_len(Part::Body);
+        r
+    }
+
+    fn set_value_inner(&mut self, value: &Value<'_>) -> Result<(), EncodeError> {
+        self.body.clear();
+        self.body_kind = BuilderBody::Empty;
+        put_section_header(&mut self.body, SectionKind::AmqpValue);
+        if let Err(e) = encode_at(value, &mut self.body, 1) {
+            self.body.clear();
+            return Err(e);
+        }
+        self.body_kind = BuilderBody::Value;
+        Ok(())
+    }
+
+    /// What the body holds.
+    pub fn body_kind(&self) -> BuilderBody {
+        self.body_kind
+    }
+
+    /// The bytes of the body when it is exactly one data section.
+    pub fn body_data(&self) -> Option<&[u8]> {
+        match self.body_kind {
+            BuilderBody::Data(1) => super::binary_payload(&self.body[SECTION_HEADER_LEN..]),
+            _ => None,
+        }
+    }
+
+    /// Sets a header field. `durable` and `first-acquirer` take a boolean; `priority`,
+    /// `ttl` and `delivery-count` any integer within their type (ubyte, uint, uint), encoded
+    /// as that type. `Value::Null` unsets the field.
+    pub fn set_header(&mut self, field: HeaderField, v: &Value<'_>) -> Result<(), EncodeError> {
+        let before = self.part_len(Part::Header);
+        let r = self.set_header_inner(field, v);
+        self.len = self.len - before + self.part_len(Part::Header);
+        r
+    }
+
+    fn set_header_inner(&mut self, field: HeaderField, v: &Value<'_>) -> Result<(), EncodeError> {
+        let i = field as usize;
+        if v.is_null() {
+            self.header.unset(i);
+            return Ok(());
+        }
+        let value = match field {
+            HeaderField::Durable | HeaderField::FirstAcquirer => match v {
+                Value::Bool(b) => Value::Bool(*b),
+                _ => return Err(invalid("header.durable/first-acquirer take a boolean")),
+            },
+            HeaderField::Priority => Value::Ubyte(
+                int(v).ok_or(invalid("header.priority takes an integer from 0 to 255"))?,
+            ),
+            HeaderField::Ttl | HeaderField::DeliveryCount => Value::Uint(int(v).ok_or(invalid(
+                "header.ttl/delivery-count take an integer from 0 to 4294967295",
+            ))?),
+        };
+        self.header.set(i, &value)
+    }
+
+    /// A header field as set (`None` when not set).
+    pub fn header(&self, field: HeaderField) -> Option<Value<'_>> {
+        self.header.get(field as usize)
+    }
+
+    /// Sets a property. Ids (`message-id`, `correlation-id`) take a ulong, uuid, binary or
+    /// string (encoded as given); `user-id` a binary (or a string: its bytes); `to`,
+    /// `subject`, `reply-to`, `group-id`, `reply-to-group-id` a string (or symbol);
+    /// `content-type`, `content-encoding` a symbol (or string: written as a symbol, as the
+    /// spec types them); the two times a timestamp (or any integer: ms since the epoch);
+    /// `group-sequence` any integer from 0 to `u32::MAX`. `Value::Null` unsets the field.
+    pub fn set_property(&mut self, field: PropertyField, v: &Value<'_>) -> Result<(), EncodeError> {
+        let before = self.part_len(Part::Properties);
+        let r = self.set_property_inner(field, v);
+        self.len = self.len - before + self.part_len(Part::Properties);
+        r
+    }
+
+    fn set_property_inner(
+        &mut self,
+        field: PropertyField,
+        v: &Value<'_>,
+    ) -> Result<(), EncodeError> {
+        use PropertyField as P;
+        let i = field as usize;
+        if v.is_null() {
+            self.properties.unset(i);
+            return Ok(());
+        }
+        let value = match field {
+            P::MessageId | P::CorrelationId => match v {
+                Value::Ulong(_) | Value::Uuid(_) | Value::Binary(_) | Value::String(_) => {
+                    super::shallow(v)
+                }
+                _ => {
+                    return Err(invalid(
+                        "properties.message-id/correlation-id take a ulong, uuid, binary or string",
+                    ));
+                }
+            },
+            P::UserId => match v {
+                Value::Binary(b) => Value::Binary(Cow::Borrowed(b.as_ref())),
+                Value::String(s) => Value::Binary(Cow::Borrowed(s.as_bytes())),
+                _ => return Err(invalid("properties.user-id takes a binary")),
+            },
+            P::To | P::Subject | P::ReplyTo | P::GroupId | P::ReplyToGroupId => match v.as_str() {
+                Some(s) => Value::String(Cow::Borrowed(s)),
+                None => return Err(invalid("this property takes a string")),
+            },
+            P::ContentType | P::ContentEncoding => match v.as_str() {
+                Some(s) => Value::Symbol(Cow::Borrowed(s)),
+                None => {
+                    return Err(invalid(
+                        "properties.content-type/content-encoding take a symbol",
+                    ));
+                }
+            },
+            P::AbsoluteExpiryTime | P::CreationTime => match v {
+                Value::Timestamp(t) => Value::Timestamp(*t),
+                other => Value::Timestamp(int(other).ok_or(invalid(
+                    "properties.absolute-expiry-time/creation-time take a timestamp",
+                ))?),
+            },
+            P::GroupSequence => Value::Uint(int(v).ok_or(invalid(
+                "properties.group-sequence takes an integer from 0 to 4294967295",
+            ))?),
+        };
+        self.properties.set(i, &value)
+    }
+
+    /// A property as set (`None` when not set).
+    pub fn property(&self, field: PropertyField) -> Option<Value<'_>> {
+        self.properties.get(field as usize)
+    }
+
+    /// Adds an application property: a simple value (not a list, map, array or described
+    /// value: the spec allows none of them there) under a key not used yet.
+    pub fn add_application_property(
+        &mut self,
+        key: &str,
+        v: &Value<'_>,
+    ) -> Result<(), EncodeError> {
+        let before = self.part_len(Part::ApplicationProperties);
+        let r = self.add_application_property_inner(key, v);
+        self.len = self.len - before + self.part_len(Part::ApplicationProperties);
+        r
+    }
+
+    fn add_application_property_inner(
+        &mut self,
+        key: &str,
+        v: &Value<'_>,
+    ) -> Result<(), EncodeError> {
+        if !is_simple(v) {
+            return Err(invalid(
+                "application property values must be simple (not list, map, array or described)",
+            ));
+        }
+        if self.application_properties.contains(key) {
+            return Err(invalid("duplicate application property key"));
+        }
+        self.application_properties
+            .push(&Value::String(Cow::Borrowed(key)), v)
+    }
+
+    /// An application property as added (`None` when there is none with that key).
+    pub fn application_property(&self, key: &str) -> Option<Value<'_>> {
+        self.application_properties.view().get(key)
+    }
+
+    /// The application properties added so far.
+    pub fn application_properties(&self) -> MapView<'_> {
+        self.application_properties.view()
+    }
+
+    fn annotations_mut(&mut self, kind: SectionKind) -> Result<&mut MapBuf, EncodeError> {
+        match kind {
+            SectionKind::DeliveryAnnotations => Ok(&mut self.delivery_annotations),
+            SectionKind::MessageAnnotations => Ok(&mut self.message_annotations),
+            SectionKind::Footer => Ok(&mut self.footer),
+            _ => Err(invalid(
+                "annotations go in the delivery-annotations, message-annotations or footer section",
+            )),
+        }
+    }
+
+    /// The entries added so far to an annotations section (delivery annotations, message
+    /// annotations, footer); `None` for other kinds.
+    pub fn annotations(&self, kind: SectionKind) -> Option<MapView<'_>> {
+        match kind {
+            SectionKind::DeliveryAnnotations => Some(self.delivery_annotations.view()),
+            SectionKind::MessageAnnotations => Some(self.message_annotations.view()),
+            SectionKind::Footer => Some(self.footer.view()),
+            _ => None,
+        }
+    }
+
+    /// Adds an entry with a symbol key to the delivery annotations, message annotations or
+    /// footer (`kind`), under a key not used yet there. Any value.
+    pub fn add_annotation(
+        &mut self,
+        kind: SectionKind,
+        key: &str,
+        v: &Value<'_>,
+    ) -> Result<(), EncodeError> {
+        let before = self.part_len(Part::Annotations(kind));
+        let r = self.add_annotation_inner(kind, key, v);
+        self.len = self.len - before + self.part_len(Part::Annotations(kind));
+        r
+    }
+
+    fn add_annotation_inner(
+        &mut self,
+        kind: SectionKind,
+        key: &str,
+        v: &Value<'_>,
+    ) -> Result<(), EncodeError> {
+        let map = self.annotations_mut(kind)?;
+        if map.contains(key) {
+            return Err(invalid("duplicate annotation key"));
+        }
+        map.push(&Value::Symbol(Cow::Borrowed(key)), v)
+    }
+
+    fn body_len(&self) -> usize {
+        match self.body_kind {
+            BuilderBody::Empty => EMPTY_DATA.len(),
+            _ => self.body.len(),
+        }
+    }
+
+    /// Bytes [`encode`](Self::encode) writes (kept up to date by every change: asking costs
+    /// nothing).
+    pub fn encoded_len(&self) -> usize {
+        self.len
+    }
+
+    /// Bytes one part of the message takes (0 when absent).
+    fn part_len(&self, part: Part) -> usize {
+        let list = |p: bool, l: usize| if p { SECTION_HEADER_LEN + l } else { 0 };
+        let map = |m: &MapBuf| list(m.is_present(), m.encoded_len());
+        match part {
+            Part::Header => list(self.header.is_present(), self.header.encoded_len()),
+            Part::Properties => list(self.properties.is_present(), self.properties.encoded_len()),
+            Part::ApplicationProperties => map(&self.application_properties),
+            Part::Annotations(kind) => self.annotations_ref(kind).map_or(0, map),
+            Part::Body => self.body_len(),
+        }
+    }
+
+    fn annotations_ref(&self, kind: SectionKind) -> Option<&MapBuf> {
+        match kind {
+            SectionKind::DeliveryAnnotations => Some(&self.delivery_annotations),
+            SectionKind::MessageAnnotations => Some(&self.message_annotations),
+            SectionKind::Footer => Some(&self.footer),
+            _ => None,
+        }
+    }
+
+    /// Writes the message: header, delivery annotations, message annotations, properties,
+    /// application properties, body, footer (absent sections left out), exactly
+    /// [`encoded_len`](Self::encoded_len) bytes.
+    pub fn encode(&self, out: &mut impl BufMut) {
+        if self.header.is_present() {
+            self.header.encode(SectionKind::Header, out);
+        }
+        for (kind, map) in [
+            (SectionKind::DeliveryAnnotations, &self.delivery_annotations),
+            (SectionKind::MessageAnnotations, &self.message_annotations),
+        ] {
+            if map.is_present() {
+                map.encode(kind, out);
+            }
+        }
+        if self.properties.is_present() {
+            self.properties.encode(SectionKind::Properties, out);
+        }
+        if self.application_properties.is_present() {
+            self.application_properties
+                .encode(SectionKind::ApplicationProperties, out);
+        }
+        match self.body_kind {
+            BuilderBody::Empty => out.put_slice(&EMPTY_DATA),
+            _ => out.put_slice(&self.body),
+        }
+        if self.footer.is_present() {
+            self.footer.encode(SectionKind::Footer, out);
+        }
+    }
+
+    /// The encoded message.
+    pub fn to_bytes(&self) -> Bytes {
+        let mut out = BytesMut::with_capacity(self.encoded_len());
+        self.encode(&mut out);
+        out.freeze()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::amqp::{Body, Header, Message, MessageView, Properties};
+
+    fn full() -> MessageBuilder {
+        let mut b = MessageBuilder::new();
+        b.set_header(HeaderField::Durable, &Value::Bool(true))
+            .unwrap();
+        b.set_header(HeaderField::Priority, &Value::Int(9)).unwrap();
+        b.set_header(HeaderField::Ttl, &Value::Ulong(60_000))
+            .unwrap();
+        b.set_header(HeaderField::FirstAcquirer, &Value::Bool(false))
+            .unwrap();
+        b.set_header(HeaderField::DeliveryCount, &Value::Uint(3))
+            .unwrap();
+        b.set_property(PropertyField::MessageId, &Value::Ulong(u64::MAX))
+            .unwrap();
+        b.set_property(PropertyField::UserId, &Value::Binary(Cow::Borrowed(b"me")))
+            .unwrap();
+        b.set_property(PropertyField::To, &"to".into()).unwrap();
+        b.set_property(PropertyField::Subject, &"sübject".into())
+            .unwrap();
+        b.set_property(PropertyField::ReplyTo, &"r".into()).unwrap();
+        b.set_property(PropertyField::CorrelationId, &Value::Uuid([7; 16]))
+            .unwrap();
+        b.set_property(PropertyField::ContentType, &"text/plain".into())
+            .unwrap();
+        b.set_property(PropertyField::ContentEncoding, &"gzip".into())
+            .unwrap();
+        b.set_property(PropertyField::AbsoluteExpiryTime, &Value::Timestamp(-5))
+            .unwrap();
+        b.set_property(PropertyField::CreationTime, &Value::Long(1_700_000_000_000))
+            .unwrap();
+        b.set_property(PropertyField::GroupId, &"g".into()).unwrap();
+        b.set_property(PropertyField::GroupSequence, &Value::Uint(u32::MAX))
+            .unwrap();
+        b.set_property(PropertyField::ReplyToGroupId, &"rg".into())
+            .unwrap();
+        b.add_application_property("n", &Value::Long(-1)).unwrap();
+        b.add_application_property("s", &"x".into()).unwrap();
+        b.add_annotation(SectionKind::MessageAnnotations, "x-opt-a", &Value::Int(1))
+            .unwrap();
+        b.add_annotation(SectionKind::DeliveryAnnotations, "x-d", &Value::Null)
+            .unwrap();
+        b.add_annotation(SectionKind::Footer, "f", &Value::Double(f64::NAN))
+            .unwrap();
+        b.set_body(b"hello").unwrap();
+        b.add_data(b"world").unwrap();
+        b
+    }
+
+    fn expected_full() -> Message<'static> {
+        Message {
+            header: Some(Header {
+                durable: Some(true),
+                priority: Some(9),
+                ttl: Some(60_000),
+                first_acquirer: Some(false),
+                delivery_count: Some(3),
+            }),
+            delivery_annotations: Some(vec![(Value::Symbol("x-d".into()), Value::Null)]),
+            message_annotations: Some(vec![(Value::Symbol("x-opt-a".into()), Value::Int(1))]),
+            properties: Some(Properties {
+                message_id: Some(Value::Ulong(u64::MAX)),
+                user_id: Some(Cow::Borrowed(b"me")),
+                to: Some("to".into()),
+                subject: Some("sübject".into()),
+                reply_to: Some("r".into()),
+                correlation_id: Some(Value::Uuid([7; 16])),
+                content_type: Some("text/plain".into()),
+                content_encoding: Some("gzip".into()),
+                absolute_expiry_time: Some(-5),
+                creation_time: Some(1_700_000_000_000),
+                group_id: Some("g".into()),
+                group_sequence: Some(u32::MAX),
+                reply_to_group_id: Some("rg".into()),
+            }),
+            application_properties: Some(vec![
+                ("n".into(), Value::Long(-1)),
+                ("s".into(), "x".into()),
+            ]),
+            body: Body::Data(vec![Cow::Borrowed(b"hello"), Cow::Borrowed(b"world")]),
+            footer: Some(vec![(Value::Symbol("f".into()), Value::Double(f64::NAN))]),
+        }
+    }
+
+    #[test]
+    fn encodes_like_the_message_encoder() {
+        let b = full();
+        let bytes = b.to_bytes();
+        assert_eq!(bytes.len(), b.encoded_len());
+        let want = expected_full().to_bytes().unwrap();
+        assert_eq!(bytes, want);
+        MessageView::parse(&bytes).unwrap();
+    }
+
+    #[test]
+    fn empty_and_value_bodies() {
+        let mut b = MessageBuilder::new();
+        assert_eq!(b.to_bytes(), Message::new(&b""[..]).to_bytes().unwrap());
+        assert_eq!(b.encoded_len(), 5);
+        b.set_value(&"text".into()).unwrap();
+        assert_eq!(
+            b.to_bytes(),
+            Message::with_value("text".into()).to_bytes().unwrap()
+        );
+        assert!(b.add_data(b"x").is_err());
+        b.set_body(b"x").unwrap();
+        assert_eq!(b.body_data(), Some(&b"x"[..]));
+        assert_eq!(b.to_bytes(), Message::new(&b"x"[..]).to_bytes().unwrap());
+    }
+
+    #[test]
+    fn clear_forgets_everything() {
+        let mut b = full();
+        b.clear();
+        assert_eq!(b, MessageBuilder::new());
+        assert_eq!(b.to_bytes(), Message::new(&b""[..]).to_bytes().unwrap());
+        assert!(b.application_property("n").is_none());
+    }
+
+    #[test]
+    fn getters_see_what_was_set() {
+        let b = full();
+        assert_eq!(b.header(HeaderField::Priority), Some(Value::Ubyte(9)));
+        assert_eq!(b.header(HeaderField::Ttl), Some(Value::Uint(60_000)));
+        assert_eq!(
+            b.property(PropertyField::CreationTime),
+            Some(Value::Timestamp(1_700_000_000_000))
+        );
+        assert_eq!(
+            b.property(PropertyField::ContentType),
+            Some(Value::Symbol("text/plain".into()))
+        );
+        assert_eq!(b.application_property("s"), Some("x".into()));
+        assert_eq!(b.application_property("zz"), None);
+        assert_eq!(b.application_properties().len(), 2);
+    }
+
+    #[test]
+    fn refuses_wrong_types_duplicates_and_compound_properties() {
+        let mut b = MessageBuilder::new();
+        assert!(
+            b.set_header(HeaderField::Priority, &Value::Int(256))
+                .is_err()
+        );
+        assert!(b.set_header(HeaderField::Durable, &Value::Int(1)).is_err());
+        assert!(b.set_header(HeaderField::Ttl, &Value::Long(-1)).is_err());
+        assert!(
+            b.set_property(PropertyField::MessageId, &Value::Long(1))
+                .is_err()
+        );
+        assert!(
+            b.set_property(PropertyField::GroupSequence, &Value::Ulong(1 << 32))
+                .is_err()
+        );
+        assert!(b.set_property(PropertyField::To, &Value::Int(1)).is_err());
+        b.add_application_property("k", &Value::Null).unwrap();
+        assert!(b.add_application_property("k", &Value::Int(1)).is_err());
+        assert!(
+            b.add_application_property("l", &Value::List(vec![]))
+                .is_err()
+        );
+        assert!(
+            b.add_annotation(SectionKind::Header, "x", &Value::Null)
+                .is_err()
+        );
+        // Nothing half-written.
+        assert_eq!(b.application_properties().len(), 1);
+        assert!(!b.header.is_present());
+        // Unset with null.
+        b.set_header(HeaderField::Ttl, &Value::Uint(1)).unwrap();
+        b.set_header(HeaderField::Ttl, &Value::Null).unwrap();
+        assert!(!b.header.is_present());
+    }
+
+    #[test]
+    fn large_sections_take_the_32_bit_forms() {
+        let mut b = MessageBuilder::new();
+        for i in 0..300 {
+            b.add_application_property(&format!("key-{i}"), &Value::Int(i))
+                .unwrap();
+        }
+        b.set_property(PropertyField::Subject, &"s".repeat(400).as_str().into())
+            .unwrap();
+        b.set_body(&[1u8; 1000]).unwrap();
+        let bytes = b.to_bytes();
+        assert_eq!(bytes.len(), b.encoded_len());
+        let m = Message::decode(&bytes).unwrap();
+        assert_eq!(m.application_properties.unwrap().len(), 300);
+        assert_eq!(m.properties.unwrap().subject.unwrap().len(), 400);
+    }
+
+    mod generated {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn scalar() -> impl Strategy<Value = Value<'static>> {
+            prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::Bool),
+                any::<u8>().prop_map(Value::Ubyte),
+                any::<u32>().prop_map(Value::Uint),
+                any::<u64>().prop_map(Value::Ulong),
+                any::<i8>().prop_map(Value::Byte),
+                any::<i64>().prop_map(Value::Long),
+                any::<f64>().prop_map(Value::Double),
+                any::<i64>().prop_map(Value::Timestamp),
+                any::<[u8; 16]>().prop_map(Value::Uuid),
+                "\\PC{0,20}".prop_map(|s| Value::String(s.into())),
+                "[a-z]{250,300}".prop_map(|s| Value::String(s.into())),
+                prop::collection::vec(any::<u8>(), 0..300).prop_map(|b| Value::Binary(b.into())),
+            ]
+        }
+
+        fn entries() -> impl Strategy<Value = Vec<(String, Value<'static>)>> {
+            prop::collection::btree_map("\\PC{0,10}", scalar(), 0..40)
+                .prop_map(|m| m.into_iter().collect())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(64))]
+
+            /// Whatever is set, in whatever order, and however often: the builder writes
+            /// exactly what Message::encode writes for the same content, and says how long.
+            #[test]
+            fn builder_matches_the_message_encoder(
+                header in prop::collection::vec((0usize..5, any::<u32>(), any::<bool>()), 0..8),
+                subject in prop::option::of("\\PC{0,300}"),
+                group_sequence in prop::option::of(any::<u32>()),
+                id in prop::option::of(any::<u64>()),
+                app in entries(),
+                annotations in entries(),
+                footer in entries(),
+                body in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..400), 0..3),
+                unset_subject in any::<bool>(),
+            ) {
+                let mut b = MessageBuilder::new();
+                let mut h = Header::default();
+                for (field, n, flag) in &header {
+                    let f = HeaderField::from_index(*field).unwrap();
+                    let v = match f {
+                        HeaderField::Durable | HeaderField::FirstAcquirer => Value::Bool(*flag),
+                        HeaderField::Priority => Value::Ubyte(*n as u8),
+                        _ => Value::Uint(*n),
+                    };
+                    b.set_header(f, &v).unwrap();
+                    match f {
+                        HeaderField::Durable => h.durable = Some(*flag),
+                        HeaderField::FirstAcquirer => h.first_acquirer = Some(*flag),
+                        HeaderField::Priority => h.priority = Some(*n as u8),
+                        HeaderField::Ttl => h.ttl = Some(*n),
+                        HeaderField::DeliveryCount => h.delivery_count = Some(*n),
+                    }
+                }
+                let mut p = Properties::default();
+                if let Some(s) = &subject {
+                    b.set_property(PropertyField::Subject, &s.as_str().into()).unwrap();
+                    p.subject = Some(s.as_str().into());
+                    if unset_subject {
+                        b.set_property(PropertyField::Subject, &Value::Null).unwrap();
+                        p.subject = None;
+                    }
+                }
+                if let Some(g) = group_sequence {
+                    b.set_property(PropertyField::GroupSequence, &Value::Uint(g)).unwrap();
+                    p.group_sequence = Some(g);
+                }
+                if let Some(i) = id {
+                    b.set_property(PropertyField::MessageId, &Value::Ulong(i)).unwrap();
+                    p.message_id = Some(Value::Ulong(i));
+                }
+                for (k, v) in &app {
+                    b.add_application_property(k, v).unwrap();
+                }
+                for (k, v) in &annotations {
+                    b.add_annotation(SectionKind::MessageAnnotations, k, v).unwrap();
+                }
+                for (k, v) in &footer {
+                    b.add_annotation(SectionKind::Footer, k, v).unwrap();
+                }
+                for d in &body {
+                    b.add_data(d).unwrap();
+                }
+                let sym = |e: &Vec<(String, Value<'static>)>| -> Option<Vec<(Value<'static>, Value<'static>)>> {
+                    (!e.is_empty()).then(|| {
+                        e.iter().map(|(k, v)| (Value::Symbol(k.clone().into()), v.clone())).collect()
+                    })
+                };
+                let m = Message {
+                    header: (h != Header::default()).then_some(h),
+                    properties: (p != Properties::default()).then_some(p),
+                    application_properties: (!app.is_empty()).then(|| {
+                        app.iter().map(|(k, v)| (k.clone().into(), v.clone())).collect()
+                    }),
+                    message_annotations: sym(&annotations),
+                    footer: sym(&footer),
+                    body: Body::Data(body.iter().map(|d| Cow::Owned(d.clone())).collect()),
+                    ..Message::default()
+                };
+                let got = b.to_bytes();
+                prop_assert_eq!(got.len(), b.encoded_len());
+                prop_assert_eq!(&got[..], &m.to_bytes().unwrap()[..]);
+                b.clear();
+                prop_assert_eq!(b.encoded_len(), 5);
+            }
+        }
+    }
+}
