@@ -25,9 +25,9 @@ use super::transport::Transport;
 use crate::protocol::DecodeError;
 use crate::protocol::codes::{OffsetSpec, ResponseCode, key};
 use crate::protocol::commands::{
-    Close, CodeResponse, CommandVersion, ConsumerUpdateResponse, Deliver, ExchangeCommandVersions,
-    Frame, Open, PeerProperties, PublishingError, SaslAuthenticate, SaslHandshake, Tune,
-    split_frame,
+    Close, CodeResponse, CommandVersion, ConsumerUpdateResponse, DeletePublisher, Deliver,
+    ExchangeCommandVersions, Frame, Open, PeerProperties, PublishingError, SaslAuthenticate,
+    SaslHandshake, Tune, Unsubscribe, split_frame,
 };
 
 /// What the broker told us about itself during the handshake.
@@ -220,13 +220,45 @@ fn free_slot<T>(v: &[Option<T>], limit: usize) -> Option<u8> {
     v.iter().position(Option::is_none).map(|i| i as u8)
 }
 
-/// Empties the slots registered on `stream` and returns what they held.
-fn take_stream<L: ?Sized>(slots: &mut [Option<Slot<L>>], stream: &str) -> Vec<Slot<L>> {
+/// Takes the listeners of the slots registered on `stream`, leaving `retired` in their place
+/// (the ids stay taken); returns the ids and what the slots held.
+fn retire_stream<L: ?Sized>(
+    slots: &mut [Option<Slot<L>>],
+    stream: &str,
+    retired: &Arc<L>,
+) -> Vec<(u8, Arc<L>)> {
     slots
         .iter_mut()
-        .filter(|s| s.as_ref().is_some_and(|s| s.stream == stream))
-        .filter_map(Option::take)
+        .enumerate()
+        .filter_map(|(id, s)| {
+            let s = s.as_mut().filter(|s| s.stream == stream)?;
+            Some((id as u8, std::mem::replace(&mut s.listener, retired.clone())))
+        })
         .collect()
+}
+
+/// What holds a publisher or subscription id after a metadata update, until the broker
+/// confirmed it is gone: it ignores what comes for the id, except that a consumer update is
+/// answered (with the default) so that the broker is never left waiting.
+struct Retired(std::sync::Weak<Inner>);
+
+impl PublisherListener for Retired {
+    fn confirmed(&self, _: &[u64]) {}
+    fn errored(&self, _: &[PublishingError]) {}
+    fn stream_unavailable(&self, _: ResponseCode) {}
+    fn connection_closed(&self, _: &ClientError) {}
+}
+
+impl SubscriptionListener for Retired {
+    fn deliver(&self, _: Deliver) {}
+    fn credit_error(&self, _: ResponseCode) {}
+    fn consumer_update(&self, correlation_id: u32, _: bool) {
+        if let Some(inner) = self.0.upgrade() {
+            let _ = Connection { inner }.reply_consumer_update(correlation_id, None);
+        }
+    }
+    fn stream_unavailable(&self, _: ResponseCode) {}
+    fn connection_closed(&self, _: &ClientError) {}
 }
 
 type Pending = HashMap<u32, oneshot::Sender<Frame>>;
@@ -885,6 +917,37 @@ impl Connection {
         self.inner.epoch.elapsed().as_millis() as u64
     }
 
+    /// Deletes the retired publishers and unsubscribes the retired subscriptions, then frees
+    /// their ids; an id whose request got no answer in time stays taken.
+    async fn release_retired(&self, publishers: Vec<u8>, subscriptions: Vec<u8>) {
+        for id in publishers {
+            let r = self
+                .request("delete publisher", |correlation_id| {
+                    Frame::DeletePublisher(DeletePublisher {
+                        correlation_id,
+                        publisher_id: id,
+                    })
+                })
+                .await;
+            if !matches!(r, Err(ClientError::Timeout(..))) {
+                self.unregister_publisher(id);
+            }
+        }
+        for id in subscriptions {
+            let r = self
+                .request("unsubscribe", |correlation_id| {
+                    Frame::Unsubscribe(Unsubscribe {
+                        correlation_id,
+                        subscription_id: id,
+                    })
+                })
+                .await;
+            if !matches!(r, Err(ClientError::Timeout(..))) {
+                self.unregister_subscription(id);
+            }
+        }
+    }
+
     fn publisher(&self, id: u8) -> Option<Arc<dyn PublisherListener>> {
         lock(&self.inner.slots).publishers[id as usize]
             .as_ref()
@@ -929,14 +992,27 @@ impl Connection {
                 }
             },
             Frame::MetadataUpdate(m) => {
-                // The broker already removed our publishers and subscriptions on the stream.
+                // RabbitMQ 4.0 has already removed our publishers and subscriptions on the
+                // stream; later versions keep those on members still up. Either way their
+                // owners recover elsewhere, and each id stays taken until the broker has
+                // confirmed it is gone (DeletePublisher / Unsubscribe), so that a later
+                // publisher or consumer never receives what was meant for the old one.
                 let (pubs, subs) = {
+                    let retired = Arc::new(Retired(Arc::downgrade(&self.inner)));
+                    let (rp, rs): (Arc<dyn PublisherListener>, Arc<dyn SubscriptionListener>) =
+                        (retired.clone(), retired);
                     let mut slots = lock(&self.inner.slots);
                     (
-                        take_stream(&mut slots.publishers, &m.stream),
-                        take_stream(&mut slots.subscriptions, &m.stream),
+                        retire_stream(&mut slots.publishers, &m.stream, &rp),
+                        retire_stream(&mut slots.subscriptions, &m.stream, &rs),
                     )
                 };
+                let ids = (
+                    pubs.iter().map(|p| p.0).collect::<Vec<_>>(),
+                    subs.iter().map(|s| s.0).collect::<Vec<_>>(),
+                );
+                let conn = self.clone();
+                tokio::spawn(async move { conn.release_retired(ids.0, ids.1).await });
                 log_at!(
                     self.inner.log,
                     Level::Warn,
@@ -950,11 +1026,11 @@ impl Connection {
                     pubs.len(),
                     subs.len()
                 );
-                for p in pubs {
-                    p.listener.stream_unavailable(m.code);
+                for (_, p) in pubs {
+                    p.stream_unavailable(m.code);
                 }
-                for s in subs {
-                    s.listener.stream_unavailable(m.code);
+                for (_, s) in subs {
+                    s.stream_unavailable(m.code);
                 }
             }
             Frame::Close(c) => {
