@@ -437,11 +437,14 @@ fn check_value(def: &Key, v: &str) -> Result<(), Error> {
         List => v
             .split(',')
             .all(|i| !i.is_empty() && i.len() <= i16::MAX as usize),
-        Age => {
-            let (digits, unit) = v.split_at(v.len().saturating_sub(1));
-            parse_uint(digits, 1, u32::MAX as u64).is_some()
-                && matches!(unit, "Y" | "M" | "D" | "h" | "m" | "s")
-        }
+        // The unit is one ASCII byte, so cutting before it is on a character boundary; the
+        // byte is checked first (cutting at `len - 1` blindly panicked on "7é").
+        Age => match v.as_bytes().last() {
+            Some(b'Y' | b'M' | b'D' | b'h' | b'm' | b's') => {
+                parse_uint(&v[..v.len() - 1], 1, u32::MAX as u64).is_some()
+            }
+            _ => false,
+        },
     };
     if ok {
         Ok(())

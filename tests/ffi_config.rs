@@ -1,0 +1,51 @@
+//! `rmqs_config_set` and the URI through the C ABI, without a broker: what a bad value gives
+//! (status and exact message).
+
+use std::ffi::{CStr, CString};
+use std::ptr;
+
+use rmqstream::ffi::rmqs_status_code::*;
+use rmqstream::ffi::*;
+
+/// Sets `key = value` on a fresh config: the status and the error message ("" on success).
+fn set(key: &str, value: &str) -> (rmqs_status, String) {
+    let cfg = rmqs_config_new();
+    assert!(!cfg.is_null());
+    let (k, v) = (CString::new(key).unwrap(), CString::new(value).unwrap());
+    let mut err: *mut rmqs_error = ptr::null_mut();
+    let st = unsafe { rmqs_config_set(cfg, k.as_ptr(), v.as_ptr(), &mut err) };
+    let msg = take_message(err);
+    unsafe { rmqs_config_free(cfg) };
+    (st, msg)
+}
+
+fn take_message(err: *mut rmqs_error) -> String {
+    if err.is_null() {
+        return String::new();
+    }
+    let m = unsafe { CStr::from_ptr(rmqs_error_message(err)) }
+        .to_str()
+        .unwrap()
+        .to_string();
+    unsafe { rmqs_error_free(err) };
+    m
+}
+
+const BAD: rmqs_status = RMQS_ERR_INVALID_ARGUMENT.status();
+
+#[test]
+fn max_age_with_a_multibyte_last_character_is_an_invalid_value_not_a_panic() {
+    assert_eq!(
+        set("max_age", "7é"),
+        (
+            BAD,
+            "config key \"max_age\": invalid value \"7é\" \
+             (a number followed by Y, M, D, h, m or s, e.g. 7D)"
+                .to_string()
+        )
+    );
+    for v in ["é", "7\u{1F600}", "\u{1F600}", "é7D"] {
+        assert_eq!(set("max_age", v).0, BAD, "{v}");
+    }
+    assert_eq!(set("max_age", "7D"), (RMQS_OK.status(), String::new()));
+}
