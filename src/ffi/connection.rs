@@ -242,8 +242,16 @@ fn open(
     if !lazy {
         check_may_block("rmqs_connection_open")?;
     }
+    let log = ConnLog::new(log, settings);
+    let runtime = match Runtime::new(log.log.clone()) {
+        Ok(r) => r,
+        Err(e) => {
+            log.detach();
+            return Err(e);
+        }
+    };
     let shared = Arc::new(ConnShared {
-        runtime: Runtime::new()?,
+        runtime,
         config,
         producer_defaults: settings.defaults("producer."),
         consumer_defaults: settings.defaults("consumer."),
@@ -252,7 +260,7 @@ fn open(
         version: OnceLock::new(),
         children: Mutex::new(Vec::new()),
         closed: AtomicBool::new(false),
-        log: ConnLog::new(log, settings),
+        log,
     });
     if !lazy {
         let r = shared.block("rmqs_connection_open", Some(shared.op_timeout()), async {
@@ -399,9 +407,7 @@ pub unsafe extern "C" fn rmqs_connection_free(conn: *mut rmqs_connection) {
         if thread_role() == ThreadRole::Application {
             work();
         } else {
-            let _ = std::thread::Builder::new()
-                .name("rmqs-reaper".into())
-                .spawn(work);
+            super::runtime::spawn_reaper(work);
         }
     })
 }

@@ -141,6 +141,8 @@ pub(crate) struct ConnLog {
     pub log: Log,
     /// Emptied when the connection is freed.
     logger: Option<Arc<CLogger>>,
+    /// Registration among the destinations of caught panics (src/ffi/panic.rs).
+    panic_log: Option<u64>,
 }
 
 impl ConnLog {
@@ -155,20 +157,26 @@ impl ConnLog {
                 let logger = Arc::new(CLogger {
                     registration: RwLock::new(Some(r)),
                 });
+                let log = Log::new(logger.clone(), level);
                 ConnLog {
-                    log: Log::new(logger.clone(), level),
+                    panic_log: Some(super::panic::register_log(log.clone())),
+                    log,
                     logger: Some(logger),
                 }
             }
             _ => ConnLog {
                 log: Log::off(),
                 logger: None,
+                panic_log: None,
             },
         }
     }
 
-    /// See [`CLogger::detach`].
+    /// See [`CLogger::detach`]; caught panics no longer go to this log either.
     pub(crate) fn detach(&self) {
+        if let Some(id) = self.panic_log {
+            super::panic::unregister_log(id);
+        }
         if let Some(l) = &self.logger {
             l.detach();
         }

@@ -736,9 +736,7 @@ pub unsafe extern "C" fn rmqs_producer_free(p: *mut rmqs_producer) {
         if thread_role() == ThreadRole::Application {
             work();
         } else {
-            let _ = std::thread::Builder::new()
-                .name("rmqs-reaper".into())
-                .spawn(work);
+            super::runtime::spawn_reaper(work);
         }
     })
 }

@@ -1225,9 +1225,7 @@ pub unsafe extern "C" fn rmqs_super_producer_free(sp: *mut rmqs_super_producer) 
         if thread_role() == ThreadRole::Application {
             work();
         } else {
-            let _ = std::thread::Builder::new()
-                .name("rmqs-reaper".into())
-                .spawn(work);
+            super::runtime::spawn_reaper(work);
         }
     })
 }
