@@ -593,19 +593,11 @@ pub unsafe extern "C" fn rmqs_producer_send_batch(
             let s = &p.inner;
             s.check_open("rmqs_producer_send_batch")?;
             let (wait, lib) = s.wait(flags);
-            let deadline = wait.and_then(|w| Instant::now().checked_add(w));
-            while done < count {
-                let w = match (wait, deadline) {
-                    (None, _) => None,
-                    (Some(_), None) => Some(Duration::MAX),
-                    (Some(_), Some(d)) => Some(d.saturating_duration_since(Instant::now())),
-                };
-                match s.producer.send_batch(&msgs[done..], w) {
-                    Ok(n) => done += n,
-                    Err(e) => return Err(map_send_error(e, lib)),
-                }
-            }
-            Ok(())
+            send_all(count, wait, &mut done, |from, w| {
+                s.producer
+                    .send_batch(&msgs[from..], w)
+                    .map_err(|e| map_send_error(e, lib))
+            })
         })
     };
     if !accepted.is_null() {
@@ -613,6 +605,41 @@ pub unsafe extern "C" fn rmqs_producer_send_batch(
         unsafe { accepted.write(done) };
     }
     st
+}
+
+/// The batch-send loop of both producers: sends `total` messages in order through `send`,
+/// which gets the index of the first message not accepted yet and the time left to wait for
+/// room, and returns how many of the rest it accepted (a prefix). `done` counts the accepted
+/// messages, also on failure. A step that accepts none without an error (the core's contract
+/// does not promise it never happens) ends the loop with `RMQS_ERR_QUEUE_FULL` instead of
+/// retrying at once forever.
+pub(crate) fn send_all(
+    total: usize,
+    wait: Option<Duration>,
+    done: &mut usize,
+    mut send: impl FnMut(usize, Option<Duration>) -> Result<usize, Error>,
+) -> Result<(), Error> {
+    let deadline = wait.and_then(|w| Instant::now().checked_add(w));
+    while *done < total {
+        let w = match (wait, deadline) {
+            (None, _) => None,
+            (Some(_), None) => Some(Duration::MAX),
+            (Some(_), Some(d)) => Some(d.saturating_duration_since(Instant::now())),
+        };
+        match send(*done, w)? {
+            0 => {
+                return Err(Error::new(
+                    rmqs_status_code::RMQS_ERR_QUEUE_FULL,
+                    format!(
+                        "the producer accepted none of the {} remaining messages; retry them later",
+                        total - *done
+                    ),
+                ));
+            }
+            n => *done += n.min(total - *done),
+        }
+    }
+    Ok(())
 }
 
 /// Sends what is batched and waits until every accepted message has its confirm (and, in
@@ -739,4 +766,54 @@ pub unsafe extern "C" fn rmqs_producer_free(p: *mut rmqs_producer) {
             super::runtime::spawn_reaper(work);
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ffi::status::rmqs_status_code::*;
+
+    #[test]
+    fn batch_loop_stops_when_a_step_accepts_nothing() {
+        // 10 messages: the core takes 4, then 0 without an error. The loop must stop there
+        // (it used to call again at once, forever; the call count bounds the test instead).
+        let mut calls = 0;
+        let mut done = 0;
+        let r = send_all(10, None, &mut done, |from, _| {
+            calls += 1;
+            assert!(calls < 100, "the loop spins: {calls} calls");
+            Ok(if from == 0 { 4 } else { 0 })
+        });
+        let e = r.unwrap_err();
+        assert_eq!(e.status, RMQS_ERR_QUEUE_FULL.status());
+        assert_eq!(
+            e.message,
+            "the producer accepted none of the 6 remaining messages; retry them later"
+        );
+        assert_eq!((done, calls), (4, 2));
+    }
+
+    #[test]
+    fn batch_loop_sends_in_steps_and_stops_at_errors() {
+        let mut done = 0;
+        let mut starts = Vec::new();
+        send_all(7, Some(Duration::from_secs(1)), &mut done, |from, w| {
+            assert!(w.is_some_and(|w| w <= Duration::from_secs(1)));
+            starts.push(from);
+            Ok(3)
+        })
+        .unwrap();
+        assert_eq!((done, starts), (7, vec![0, 3, 6]));
+        let mut done = 0;
+        let e = send_all(5, None, &mut done, |from, w| {
+            assert_eq!(w, None);
+            if from == 0 {
+                Ok(2)
+            } else {
+                Err(Error::new(RMQS_ERR_TIMEOUT, "full"))
+            }
+        })
+        .unwrap_err();
+        assert_eq!((done, e.status), (2, RMQS_ERR_TIMEOUT.status()));
+    }
 }

@@ -991,24 +991,11 @@ pub unsafe extern "C" fn rmqs_super_producer_send_batch(
             let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
             s.check_open("rmqs_super_producer_send_batch")?;
             let (wait, lib) = s.wait(flags);
-            let deadline = wait.and_then(|w| Instant::now().checked_add(w));
-            while done < n {
-                let w = match (wait, deadline) {
-                    (None, _) => None,
-                    (Some(_), None) => Some(Duration::MAX),
-                    (Some(_), Some(d)) => Some(d.saturating_duration_since(Instant::now())),
-                };
-                match s
-                    .producer
-                    .send_batch(&msgs[done..n], Some(&keys[done..n]), w)
-                {
-                    Ok(0) => {
-                        return Err(map_send_error(ClientError::QueueFull(0), lib));
-                    }
-                    Ok(k) => done += k,
-                    Err(e) => return Err(map_send_error(e, lib)),
-                }
-            }
+            super::producer::send_all(n, wait, &mut done, |from, w| {
+                s.producer
+                    .send_batch(&msgs[from..n], Some(&keys[from..n]), w)
+                    .map_err(|e| map_send_error(e, lib))
+            })?;
             match missing {
                 Some(e) => Err(e),
                 None => Ok(()),
