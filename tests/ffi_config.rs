@@ -49,3 +49,29 @@ fn max_age_with_a_multibyte_last_character_is_an_invalid_value_not_a_panic() {
     }
     assert_eq!(set("max_age", "7D"), (RMQS_OK.status(), String::new()));
 }
+
+#[test]
+fn unknown_codec_names_are_refused_with_the_valid_names() {
+    let want = |v: &str, key: &str| {
+        (
+            BAD,
+            format!(
+                "config key \"compression\": invalid value \"{v}\" \
+                 (one of none, gzip, snappy, lz4, zstd){}",
+                if key.starts_with("producer.") {
+                    format!(" (in \"{key}\")")
+                } else {
+                    String::new()
+                }
+            ),
+        )
+    };
+    for key in ["compression", "producer.compression"] {
+        for v in ["brotli", "", "gzip ", "lz5", "zstd\u{301}"] {
+            assert_eq!(set(key, v), want(v, key), "{key}={v}");
+        }
+        for v in ["none", "gzip", "SNAPPY", "Lz4", "zstd"] {
+            assert_eq!(set(key, v), (RMQS_OK.status(), String::new()), "{key}={v}");
+        }
+    }
+}

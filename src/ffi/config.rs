@@ -13,6 +13,7 @@ use super::status::rmqs_status;
 use crate::client::config::{ConnectionConfig, DEFAULT_PORT, DEFAULT_TLS_PORT, Endpoint};
 use crate::client::{CreditPolicy, SaslMechanism, TlsConfig};
 use crate::protocol::codes::OffsetSpec;
+use crate::protocol::compression::Compression;
 
 /// What a config is used for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,6 +70,8 @@ enum Kind {
     Credit,
     /// Non-empty items separated by commas.
     List,
+    /// A sub-entry codec name (`Compression::from_name`).
+    Codec,
 }
 
 struct Key {
@@ -146,11 +149,7 @@ const KEYS: &[Key] = &[
     k("block_when_full", Producer, Bool),
     k("send_timeout_ms", Producer, Uint(0, MS_MAX)),
     k("sub_entry_size", Producer, Uint(0, 65535)),
-    k(
-        "compression",
-        Producer,
-        Word(&["none", "gzip", "snappy", "lz4", "zstd"]),
-    ),
+    k("compression", Producer, Codec),
     // consumers ("name" is shared with producers, see `lookup`)
     k("offset", Consumer, Offset),
     k("initial_credit", Consumer, Uint(1, 32767)),
@@ -299,6 +298,15 @@ fn bad_value(key: &str, value: &str, want: &str) -> Error {
     ))
 }
 
+/// The error for a codec name that is none of [`Compression::ALL`].
+pub fn unknown_codec(v: &str) -> Error {
+    bad_value(
+        "compression",
+        v,
+        &format!("one of {}", Compression::names()),
+    )
+}
+
 fn parse_bool(v: &str) -> Option<bool> {
     match v.to_ascii_lowercase().as_str() {
         "true" | "1" | "yes" | "on" => Some(true),
@@ -431,6 +439,12 @@ fn check_value(def: &Key, v: &str) -> Result<(), Error> {
             }
             true
         }
+        Codec => {
+            if Compression::from_name(v).is_none() {
+                return Err(unknown_codec(v));
+            }
+            true
+        }
         Hosts => parse_hosts(v, None).is_some(),
         Offset => parse_offset(v).is_some(),
         Credit => parse_credit_policy(v).is_some(),
@@ -537,6 +551,21 @@ impl Settings {
             None => self.entries.push(entry),
         }
         Ok(())
+    }
+
+    /// Settings holding `key = value` as given, unchecked: for tests of what uses them.
+    #[cfg(test)]
+    pub(crate) fn unchecked(key: &str, value: &str) -> Settings {
+        let def = find_key(key).expect("a known key");
+        Settings {
+            entries: vec![Entry {
+                parsed: Parsed {
+                    key: key.to_string(),
+                    scopes: scopes_of(def),
+                },
+                value: value.to_string(),
+            }],
+        }
     }
 
     fn get(&self, key: &str) -> Option<&str> {

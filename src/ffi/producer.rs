@@ -257,15 +257,10 @@ pub(crate) fn producer_config(
         c.sub_entry_size = v as usize;
     }
     if let Some(v) = s.str_value("compression") {
-        use crate::client::producer::Compression;
-        // Validated when set: one of the five names.
-        c.compression = match v.to_ascii_lowercase().as_str() {
-            "gzip" => Compression::Gzip,
-            "snappy" => Compression::Snappy,
-            "lz4" => Compression::Lz4,
-            "zstd" => Compression::Zstd,
-            _ => Compression::None,
-        };
+        // Checked when set too, with the same table; an unknown name is never taken for
+        // "none".
+        c.compression = crate::client::producer::Compression::from_name(v)
+            .ok_or_else(|| super::config::unknown_codec(v))?;
     }
     c.validate()?;
     Ok((
@@ -771,7 +766,29 @@ pub unsafe extern "C" fn rmqs_producer_free(p: *mut rmqs_producer) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::client::producer::Compression;
     use crate::ffi::status::rmqs_status_code::*;
+
+    #[test]
+    fn unknown_codec_names_are_refused_not_taken_for_none() {
+        let e = producer_config(&Settings::unchecked("compression", "brotli")).unwrap_err();
+        assert_eq!(e.status, RMQS_ERR_INVALID_ARGUMENT.status());
+        assert_eq!(
+            e.message,
+            "config key \"compression\": invalid value \"brotli\" \
+             (one of none, gzip, snappy, lz4, zstd)"
+        );
+        for (name, want) in [
+            ("none", Compression::None),
+            ("GZIP", Compression::Gzip),
+            ("snappy", Compression::Snappy),
+            ("Lz4", Compression::Lz4),
+            ("zstd", Compression::Zstd),
+        ] {
+            let (c, _, _) = producer_config(&Settings::unchecked("compression", name)).unwrap();
+            assert_eq!(c.compression, want, "{name}");
+        }
+    }
 
     #[test]
     fn batch_loop_stops_when_a_step_accepts_nothing() {

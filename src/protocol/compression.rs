@@ -87,6 +87,20 @@ impl Compression {
     }
 }
 
+impl Compression {
+    /// The codec named `name` ([`Compression::name`], any case), or `None`.
+    pub fn from_name(name: &str) -> Option<Compression> {
+        Compression::ALL
+            .into_iter()
+            .find(|c| c.name().eq_ignore_ascii_case(name))
+    }
+
+    /// Every name, for messages: `none, gzip, snappy, lz4, zstd`.
+    pub fn names() -> String {
+        Compression::ALL.map(Compression::name).join(", ")
+    }
+}
+
 impl TryFrom<u8> for Compression {
     type Error = DecodeError;
 
