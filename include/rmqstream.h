@@ -1902,39 +1902,56 @@ rmqs_status rmqs_queue_new(struct rmqs_queue **out);
 /**
  * Takes the next event, waiting for one up to `timeout_ms`.
  *
+ * Typical loop: `while ((st = rmqs_queue_poll(q, -1, &ev, NULL)) == RMQS_OK && ev) { ...;
+ * rmqs_event_free(ev); }` ends on `rmqs_queue_wakeup()` or an error.
+ *
  * @param q the queue (borrowed).
  * @param timeout_ms negative = wait forever; 0 = do not wait.
- * @return a new event owned by the caller (free with `rmqs_event_free()`), or NULL on timeout,
- *         after `rmqs_queue_wakeup()`, for a NULL/invalid queue, or when called with a
- *         non-zero timeout from a library callback (where waiting could deadlock).
+ * @param out receives, on `RMQS_OK`, a new event owned by the caller (free with
+ *        `rmqs_event_free()`), or NULL when `rmqs_queue_wakeup()` ended the wait.
+ * @param err optional error detail.
+ * @return `RMQS_OK`; `RMQS_ERR_TIMEOUT` when no event came within `timeout_ms` (at once for
+ *         0 and an empty queue); `RMQS_ERR_WOULD_DEADLOCK` when called with a non-zero timeout
+ *         from a library callback or runtime thread (waiting there could deadlock: the thread
+ *         may be the one that would deliver the event), so that a `poll(q, -1)` loop there
+ *         fails instead of spinning; a timeout of 0 works there; `RMQS_ERR_INVALID_ARGUMENT`
+ *         for a NULL or invalid queue or a NULL `out`. `*out` is written only on `RMQS_OK`.
  *
  * Thread-safe; blocks up to `timeout_ms`.
  */
-struct rmqs_event *rmqs_queue_poll(struct rmqs_queue *q, int32_t timeout_ms);
+rmqs_status rmqs_queue_poll(struct rmqs_queue *q,
+                            int32_t timeout_ms,
+                            struct rmqs_event **out,
+                            struct rmqs_error **err);
 
 /**
  * Takes up to `cap` events at once, waiting up to `timeout_ms` for the first one.
  *
  * @param q the queue (borrowed).
- * @param events an array of at least `cap` pointers; the first (returned count) receive new
- *        events owned by the caller (each freed with `rmqs_event_free()`).
- * @param cap capacity of `events`.
+ * @param events an array of at least `cap` pointers; on `RMQS_OK` the first `*count` receive
+ *        new events owned by the caller (each freed with `rmqs_event_free()`).
+ * @param cap capacity of `events`, at least 1.
  * @param timeout_ms negative = wait forever; 0 = do not wait.
- * @return the number of events written; 0 on timeout, after `rmqs_queue_wakeup()`, for
- *         invalid arguments (NULL queue or array, cap 0), or with a non-zero timeout from a
- *         library callback.
+ * @param count receives, on `RMQS_OK`, the number of events written: 1 to `cap`, or 0 when
+ *        `rmqs_queue_wakeup()` ended the wait.
+ * @param err optional error detail.
+ * @return `RMQS_OK`; `RMQS_ERR_TIMEOUT`, `RMQS_ERR_WOULD_DEADLOCK` as `rmqs_queue_poll()`;
+ *         `RMQS_ERR_INVALID_ARGUMENT` for a NULL or invalid queue, a NULL `events` or
+ *         `count`, or `cap` 0. Nothing is written on failure.
  *
  * Thread-safe; blocks up to `timeout_ms`.
  */
-size_t rmqs_queue_poll_batch(struct rmqs_queue *q,
-                             struct rmqs_event **events,
-                             size_t cap,
-                             int32_t timeout_ms);
+rmqs_status rmqs_queue_poll_batch(struct rmqs_queue *q,
+                                  struct rmqs_event **events,
+                                  size_t cap,
+                                  int32_t timeout_ms,
+                                  size_t *count,
+                                  struct rmqs_error **err);
 
 /**
  * Makes one blocked (or the next) `rmqs_queue_poll()` / `rmqs_queue_poll_batch()` return
- * without an event, and the notify fd readable until then. For shutting a polling thread down
- * or interrupting it.
+ * `RMQS_OK` without an event (`*out` NULL, `*count` 0), and the notify fd readable until
+ * then. For shutting a polling thread down or interrupting it.
  *
  * @param q the queue (borrowed); NULL does nothing.
  *
@@ -1952,8 +1969,8 @@ size_t rmqs_queue_len(const struct rmqs_queue *q);
 /**
  * A file descriptor for event loops (epoll, poll, libuv): readable while the queue holds
  * events or a wakeup is pending. Wait for it to be readable, then drain the queue with
- * `rmqs_queue_poll(q, 0)` until it returns NULL; the fd becomes unreadable once the queue is
- * empty.
+ * `rmqs_queue_poll(q, 0, &ev, NULL)` until it returns `RMQS_ERR_TIMEOUT` (or `RMQS_OK` with
+ * no event, a wakeup); the fd becomes unreadable once the queue is empty.
  *
  * @param q the queue (borrowed).
  * @return the fd, owned by the queue (do not read, write or close it; it is closed by

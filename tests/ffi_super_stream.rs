@@ -218,7 +218,7 @@ impl Fixture {
         let mut out = Vec::new();
         let deadline = Instant::now() + WAIT;
         while out.len() < n && Instant::now() < deadline {
-            let ev = unsafe { rmqs_queue_poll(q, 200) };
+            let ev = poll_event(q, 200);
             if ev.is_null() {
                 continue;
             }
@@ -1120,7 +1120,7 @@ fn queue_mode_eager_and_creation_errors() {
     let mut closed = false;
     let deadline = Instant::now() + WAIT;
     while !closed && Instant::now() < deadline {
-        let ev = unsafe { rmqs_queue_poll(q, 200) };
+        let ev = poll_event(q, 200);
         if ev.is_null() {
             continue;
         }
@@ -1259,7 +1259,7 @@ fn super_consumer_queue_mode_refresh_and_offsets_per_partition() {
         let mut out = Vec::new();
         let deadline = Instant::now() + WAIT;
         while out.len() < n && Instant::now() < deadline {
-            let ev = unsafe { rmqs_queue_poll(q, 200) };
+            let ev = poll_event(q, 200);
             if ev.is_null() {
                 continue;
             }
@@ -1363,7 +1363,7 @@ fn super_consumer_queue_mode_refresh_and_offsets_per_partition() {
     let mut closed = false;
     let deadline = Instant::now() + WAIT;
     while !closed && Instant::now() < deadline {
-        let ev = unsafe { rmqs_queue_poll(q, 200) };
+        let ev = poll_event(q, 200);
         if ev.is_null() {
             continue;
         }
@@ -1411,7 +1411,7 @@ fn super_consumer_partition_loss_and_errors() {
     let mut lost = None;
     let deadline = Instant::now() + WAIT;
     while lost.is_none() && Instant::now() < deadline {
-        let ev = unsafe { rmqs_queue_poll(q, 200) };
+        let ev = poll_event(q, 200);
         if ev.is_null() {
             continue;
         }
@@ -1447,7 +1447,7 @@ fn super_consumer_partition_loss_and_errors() {
     let mut n = 0;
     let deadline = Instant::now() + WAIT;
     while n < want && Instant::now() < deadline {
-        let ev = unsafe { rmqs_queue_poll(q, 200) };
+        let ev = poll_event(q, 200);
         if ev.is_null() {
             continue;
         }
@@ -1650,7 +1650,7 @@ fn sac_consumer_update_events_name_the_partition() {
     let mut answered = false;
     let deadline = Instant::now() + WAIT;
     while !answered && Instant::now() < deadline {
-        let ev = unsafe { rmqs_queue_poll(q, 200) };
+        let ev = poll_event(q, 200);
         if ev.is_null() {
             continue;
         }
@@ -1838,4 +1838,17 @@ fn legacy_broker() {
         0
     );
     unsafe { rmqs_connection_free(conn) };
+}
+
+/// `rmqs_queue_poll`: the event, or NULL when none came within `timeout_ms` (or after a
+/// wakeup); any other outcome fails the test.
+fn poll_event(q: *mut rmqs_queue, timeout_ms: i32) -> *mut rmqs_event {
+    use rmqstream::ffi::rmqs_status_code::{RMQS_ERR_TIMEOUT, RMQS_OK};
+    let mut ev = std::ptr::null_mut();
+    let st = unsafe { rmqs_queue_poll(q, timeout_ms, &mut ev, std::ptr::null_mut()) };
+    assert!(
+        st == RMQS_OK.status() || st == RMQS_ERR_TIMEOUT.status(),
+        "rmqs_queue_poll: {st}"
+    );
+    ev
 }
