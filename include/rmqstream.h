@@ -1431,7 +1431,8 @@ struct rmqs_config *rmqs_config_new(void);
  * `filter_size` (16–255 bytes), and `arg.<name>`: any other broker argument, sent as given.
  *
  * Whether a key applies to the object being created is checked when the config is used
- * (`RMQS_ERR_INVALID_ARGUMENT` naming the key).
+ * (`RMQS_ERR_INVALID_ARGUMENT` naming the key). Error messages quote at most 256 bytes of a
+ * key or value.
  *
  * @param cfg the config (borrowed).
  * @param key the key (borrowed, NUL-terminated UTF-8).
@@ -1492,7 +1493,8 @@ rmqs_status rmqs_connection_open(const struct rmqs_config *cfg,
  *        (borrowed).
  * @param out receives the new connection (caller-owned), only on success.
  * @param err optional error detail.
- * @return as `rmqs_connection_open()`; `RMQS_ERR_INVALID_ARGUMENT` for a bad URI.
+ * @return as `rmqs_connection_open()`; `RMQS_ERR_INVALID_ARGUMENT` for a bad URI (the
+ *         message shows it with the password as `***`).
  *
  * Thread-safe; blocks.
  */

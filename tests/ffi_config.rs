@@ -75,3 +75,62 @@ fn unknown_codec_names_are_refused_with_the_valid_names() {
         }
     }
 }
+
+/// `rmqs_connection_open_uri` with a URI that is refused before any connection is tried.
+fn open_uri(uri: &str) -> (rmqs_status, String) {
+    let u = CString::new(uri).unwrap();
+    let mut conn: *mut rmqs_connection = ptr::null_mut();
+    let mut err: *mut rmqs_error = ptr::null_mut();
+    let st = unsafe { rmqs_connection_open_uri(u.as_ptr(), &mut conn, &mut err) };
+    assert!(conn.is_null());
+    (st, take_message(err))
+}
+
+#[test]
+fn error_messages_never_contain_the_password() {
+    let uri = "rabbitmq-stream://guest:s3cret@broker:notaport/v";
+    let want = "URI \"rabbitmq-stream://guest:***@broker:notaport/v\": \
+                bad host:port \"broker:notaport\" (a host of 1 to 255 bytes, a port of 1 to 65535)";
+    assert_eq!(
+        set("uri", uri),
+        (BAD, format!("config key \"uri\": invalid argument: {want}"))
+    );
+    assert_eq!(
+        open_uri(uri),
+        (BAD, format!("config key \"uri\": invalid argument: {want}"))
+    );
+    // in the password, escapes and colons too; the user stays
+    let (st, msg) = open_uri("rabbitmq-stream://us%40er:p%3Aw:d@h:x/v");
+    assert_eq!(st, BAD);
+    assert!(
+        msg.contains("\"rabbitmq-stream://us%40er:***@h:x/v\""),
+        "{msg}"
+    );
+    assert!(!msg.contains("p%3Aw") && !msg.contains("w:d"), "{msg}");
+}
+
+#[test]
+fn echoed_input_is_capped() {
+    let huge = "h".repeat(1 << 20);
+    let cap = |(st, msg): (rmqs_status, String)| {
+        assert_eq!(st, BAD);
+        assert!(msg.len() < 1024, "{} bytes: {}...", msg.len(), &msg[..200]);
+        assert!(msg.contains("… (10485"), "{msg}");
+        msg
+    };
+    let m = cap(open_uri(&format!("rabbitmq-stream://{huge}:5552/")));
+    assert!(
+        m.starts_with(&format!(
+            "config key \"uri\": invalid argument: URI \"rabbitmq-stream://{}… (1048600 bytes)\"",
+            &huge[..238]
+        )),
+        "{m}"
+    );
+    cap(set("uri", &format!("rabbitmq-stream://u:p@{huge}")));
+    cap(set("hosts", &huge));
+    cap(set(&huge, "1"));
+    cap(set("port", &huge));
+    cap(set("producer.compression", &huge));
+    let m = cap(set(&format!("producer.{huge}"), "1"));
+    assert!(m.starts_with("unknown config key \"hhh"), "{m}");
+}

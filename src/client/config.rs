@@ -3,8 +3,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::error::{ClientError, Result};
+use super::error::{ClientError, Result, echo, echo_uri};
 use super::recovery::RecoveryPolicy;
+
+/// Longest host name accepted (DNS names are at most 253 bytes).
+pub const MAX_HOST_LEN: usize = 255;
 
 /// Default stream port (plain TCP).
 pub const DEFAULT_PORT: u16 = 5552;
@@ -115,9 +118,11 @@ impl ConnectionConfig {
     /// Applies a URI `rabbitmq-stream://user:pass@host:port/vhost` (or `rabbitmq-stream+tls://`)
     /// on top of the current settings. Several hosts may be given separated by commas
     /// (`host1:5552,host2:5552`). User, password and vhost are percent-decoded; an empty path
-    /// means vhost `/`, and `%2f` is `/`.
+    /// means vhost `/`, and `%2f` is `/`. Errors echo the URI with its password replaced by
+    /// `***`, shortened to a few hundred bytes.
     pub fn apply_uri(&mut self, uri: &str) -> Result<()> {
-        let bad = |why: &str| ClientError::InvalidArgument(format!("URI {uri:?}: {why}"));
+        let bad =
+            |why: &str| ClientError::InvalidArgument(format!("URI \"{}\": {why}", echo_uri(uri)));
         let (tls, rest) = if let Some(r) = uri.strip_prefix("rabbitmq-stream+tls://") {
             (true, r)
         } else if let Some(r) = uri.strip_prefix("rabbitmq-stream://") {
@@ -144,7 +149,12 @@ impl ConnectionConfig {
         let default_port = if tls { DEFAULT_TLS_PORT } else { DEFAULT_PORT };
         let mut endpoints = Vec::new();
         for h in hosts.split(',').filter(|h| !h.is_empty()) {
-            endpoints.push(parse_host_port(h, default_port).ok_or_else(|| bad("bad host:port"))?);
+            endpoints.push(parse_host_port(h, default_port).ok_or_else(|| {
+                bad(&format!(
+                    "bad host:port \"{}\" (a host of 1 to {MAX_HOST_LEN} bytes, a port of 1 to 65535)",
+                    echo(h)
+                ))
+            })?);
         }
         if endpoints.is_empty() {
             return Err(bad("no host"));
@@ -178,6 +188,17 @@ impl ConnectionConfig {
         if self.sasl == SaslMechanism::External && self.tls.is_none() {
             return bad("SASL EXTERNAL needs TLS with a client certificate");
         }
+        if let Some(e) = self
+            .endpoints
+            .iter()
+            .find(|e| e.host.is_empty() || e.host.len() > MAX_HOST_LEN)
+        {
+            return Err(ClientError::InvalidArgument(format!(
+                "host \"{}\" must be 1 to {MAX_HOST_LEN} bytes long, got {}",
+                echo(&e.host),
+                e.host.len()
+            )));
+        }
         self.recovery.validate()
     }
 }
@@ -187,20 +208,23 @@ fn parse_host_port(s: &str, default_port: u16) -> Option<Endpoint> {
     if let Some(r) = s.strip_prefix('[') {
         let (h, after) = r.split_once(']')?;
         let port = match after.strip_prefix(':') {
-            Some(p) => p.parse().ok()?,
+            Some(p) => p.parse().ok().filter(|&p| p != 0)?,
             None if after.is_empty() => default_port,
             None => return None,
         };
+        if h.is_empty() || h.len() > MAX_HOST_LEN {
+            return None;
+        }
         return Some(Endpoint {
             host: h.to_string(),
             port,
         });
     }
     let (h, port) = match s.rsplit_once(':') {
-        Some((h, p)) => (h, p.parse().ok()?),
+        Some((h, p)) => (h, p.parse().ok().filter(|&p| p != 0)?),
         None => (s, default_port),
     };
-    if h.is_empty() {
+    if h.is_empty() || h.len() > MAX_HOST_LEN {
         return None;
     }
     Some(Endpoint {
@@ -280,5 +304,15 @@ mod tests {
         ] {
             assert!(c.apply_uri(u).is_err(), "{u}");
         }
+    }
+
+    #[test]
+    fn host_length_is_checked() {
+        let mut c = ConnectionConfig::default();
+        c.endpoints[0].host = "h".repeat(MAX_HOST_LEN + 1);
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.ends_with("must be 1 to 255 bytes long, got 256"), "{e}");
+        assert!(e.len() < 400, "{e}");
+        assert!(c.apply_uri("rabbitmq-stream://h:0").is_err());
     }
 }

@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use super::config::{ConnectionConfig, Endpoint, SaslMechanism};
-use super::error::{ClientError, Result};
+use super::error::{ClientError, Result, echo};
 use super::log::{Level, Log, log_at};
 use super::transport::Transport;
 use crate::protocol::DecodeError;
@@ -499,11 +499,11 @@ impl Connection {
             Level::Debug,
             "connection",
             "connecting to {}:{}{} as {:?}, vhost {:?}",
-            endpoint.host,
+            echo(&endpoint.host),
             endpoint.port,
             if cfg.tls.is_some() { " over TLS" } else { "" },
-            cfg.username,
-            cfg.vhost
+            echo(&cfg.username),
+            echo(&cfg.vhost)
         );
         let setup = async {
             let mut io =

@@ -11,6 +11,7 @@ use super::error::{Error, rmqs_error};
 use super::panic::{ffi_boundary, ffi_status};
 use super::status::rmqs_status;
 use crate::client::config::{ConnectionConfig, DEFAULT_PORT, DEFAULT_TLS_PORT, Endpoint};
+use crate::client::error::echo;
 use crate::client::{CreditPolicy, SaslMechanism, TlsConfig};
 use crate::protocol::codes::OffsetSpec;
 use crate::protocol::compression::Compression;
@@ -265,11 +266,14 @@ fn check(key: &str, value: &str) -> Result<Parsed, Error> {
     }
     for (prefix, scope) in [("producer.", Producer), ("consumer.", Consumer)] {
         if let Some(inner) = key.strip_prefix(prefix) {
-            let inner_parsed = check(inner, value)
-                .map_err(|e| Error::invalid_argument(format!("{} (in \"{key}\")", e.message)))?;
+            let inner_parsed = check(inner, value).map_err(|e| {
+                Error::invalid_argument(format!("{} (in \"{}\")", e.message, echo(key)))
+            })?;
             if !inner_parsed.scopes.contains(&scope) {
                 return Err(Error::invalid_argument(format!(
-                    "config key \"{key}\": \"{inner}\" does not apply to {}",
+                    "config key \"{}\": \"{}\" does not apply to {}",
+                    echo(key),
+                    echo(inner),
                     scope.noun()
                 )));
             }
@@ -282,7 +286,8 @@ fn check(key: &str, value: &str) -> Result<Parsed, Error> {
     let name = canonical(key);
     let Some(def) = find_key(&name) else {
         return Err(Error::invalid_argument(format!(
-            "unknown config key \"{key}\""
+            "unknown config key \"{}\"",
+            echo(key)
         )));
     };
     check_value(def, value)?;
@@ -294,7 +299,9 @@ fn check(key: &str, value: &str) -> Result<Parsed, Error> {
 
 fn bad_value(key: &str, value: &str, want: &str) -> Error {
     Error::invalid_argument(format!(
-        "config key \"{key}\": invalid value \"{value}\" ({want})"
+        "config key \"{}\": invalid value \"{}\" ({want})",
+        echo(key),
+        echo(value)
     ))
 }
 
@@ -968,7 +975,8 @@ pub extern "C" fn rmqs_config_new() -> *mut rmqs_config {
 /// `filter_size` (16–255 bytes), and `arg.<name>`: any other broker argument, sent as given.
 ///
 /// Whether a key applies to the object being created is checked when the config is used
-/// (`RMQS_ERR_INVALID_ARGUMENT` naming the key).
+/// (`RMQS_ERR_INVALID_ARGUMENT` naming the key). Error messages quote at most 256 bytes of a
+/// key or value.
 ///
 /// @param cfg the config (borrowed).
 /// @param key the key (borrowed, NUL-terminated UTF-8).

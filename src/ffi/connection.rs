@@ -328,7 +328,8 @@ pub unsafe extern "C" fn rmqs_connection_open(
 ///        (borrowed).
 /// @param out receives the new connection (caller-owned), only on success.
 /// @param err optional error detail.
-/// @return as `rmqs_connection_open()`; `RMQS_ERR_INVALID_ARGUMENT` for a bad URI.
+/// @return as `rmqs_connection_open()`; `RMQS_ERR_INVALID_ARGUMENT` for a bad URI (the
+///         message shows it with the password as `***`).
 ///
 /// Thread-safe; blocks.
 #[unsafe(no_mangle)]
