@@ -1321,8 +1321,13 @@ struct rmqs_config *rmqs_config_new(void);
  * `true`/`false`/`1`/`0`, durations in milliseconds unless said otherwise):
  *
  * Connection (`rmqs_connection_open`):
- * - `uri`: `rabbitmq-stream://user:pass@host:port/vhost` (`rabbitmq-stream+tls://` for TLS;
- *   several `host:port` separated by commas). Other keys override what the URI says.
+ * - `uri`: `rabbitmq-stream://user:pass@host:port/vhost?key=value&...`
+ *   (`rabbitmq-stream+tls://` for TLS; several `host:port` separated by commas; user,
+ *   password, vhost and values percent-encoded). Query parameters: `heartbeat` (seconds),
+ *   `frame_max` (bytes), `connection_name`, `connect_timeout` (or
+ *   `connection_timeout`) and `request_timeout` (ms), `load_balancer_mode` (bool); any other
+ *   parameter is refused (`RMQS_ERR_INVALID_ARGUMENT` naming it), none is ignored. Other keys
+ *   override what the URI says. Error messages show the URI with its password as `***`.
  * - `host` / `hosts`: `host[:port]`, several separated by commas (seed hosts, tried in
  *   order); `port`: the port of hosts given without one (default 5552, 5551 with TLS).
  * - `username`, `password` (default guest/guest), `vhost` (default `/`).
@@ -1489,8 +1494,9 @@ rmqs_status rmqs_connection_open(const struct rmqs_config *cfg,
  * Opens a connection from a URI alone: the same as `rmqs_connection_open()` with a config
  * holding only `uri`.
  *
- * @param uri `rabbitmq-stream://user:pass@host:port/vhost` or `rabbitmq-stream+tls://...`
- *        (borrowed).
+ * @param uri `rabbitmq-stream://user:pass@host:port/vhost?key=value&...` or
+ *        `rabbitmq-stream+tls://...` (borrowed); the query parameters are those of the `uri`
+ *        key of `rmqs_config_set()`, any other is refused.
  * @param out receives the new connection (caller-owned), only on success.
  * @param err optional error detail.
  * @return as `rmqs_connection_open()`; `RMQS_ERR_INVALID_ARGUMENT` for a bad URI (the

@@ -134,3 +134,54 @@ fn echoed_input_is_capped() {
     let m = cap(set(&format!("producer.{huge}"), "1"));
     assert!(m.starts_with("unknown config key \"hhh"), "{m}");
 }
+
+#[test]
+fn uri_query_parameters_are_checked_never_ignored() {
+    let ok = (RMQS_OK.status(), String::new());
+    for q in [
+        "heartbeat=5",
+        "heartbeat=0&frame_max=0",
+        "frame_max=8192&connection_name=my%20app",
+        "connect_timeout=2500&request_timeout=100&load_balancer_mode=true",
+        "connection_timeout=1",
+        "",
+    ] {
+        assert_eq!(set("uri", &format!("rabbitmq-stream://h/v?{q}")), ok, "{q}");
+    }
+    let pre = "config key \"uri\": invalid argument: URI";
+    for (q, why) in [
+        (
+            "heartbeat=5&bogus=1",
+            "unknown query parameter \"bogus\" (known: heartbeat, frame_max, \
+             connection_name, connect_timeout, connection_timeout, request_timeout, \
+             load_balancer_mode)",
+        ),
+        (
+            "heartbeat=soon",
+            "invalid value \"soon\" for \"heartbeat\" (an integer from 0 to 65535)",
+        ),
+        (
+            "heartbeat=65536",
+            "invalid value \"65536\" for \"heartbeat\" (an integer from 0 to 65535)",
+        ),
+        (
+            "connect_timeout=0",
+            "invalid value \"0\" for \"connect_timeout\" (an integer from 1 to 2147483647)",
+        ),
+        (
+            "load_balancer_mode=maybe",
+            "invalid value \"maybe\" for \"load_balancer_mode\" (true or false)",
+        ),
+        (
+            "connection_name=%zz",
+            "bad escape in the value of \"connection_name\"",
+        ),
+    ] {
+        let uri = format!("rabbitmq-stream://h/v?{q}");
+        assert_eq!(
+            set("uri", &uri),
+            (BAD, format!("{pre} \"{uri}\": {why}")),
+            "{q}"
+        );
+    }
+}

@@ -9,6 +9,17 @@ use super::recovery::RecoveryPolicy;
 /// Longest host name accepted (DNS names are at most 253 bytes).
 pub const MAX_HOST_LEN: usize = 255;
 
+/// The query parameters a URI may carry, and what they set.
+pub const URI_PARAMETERS: &[&str] = &[
+    "heartbeat",
+    "frame_max",
+    "connection_name",
+    "connect_timeout",
+    "connection_timeout",
+    "request_timeout",
+    "load_balancer_mode",
+];
+
 /// Default stream port (plain TCP).
 pub const DEFAULT_PORT: u16 = 5552;
 /// Default stream port over TLS.
@@ -115,11 +126,21 @@ impl Default for ConnectionConfig {
 }
 
 impl ConnectionConfig {
-    /// Applies a URI `rabbitmq-stream://user:pass@host:port/vhost` (or `rabbitmq-stream+tls://`)
-    /// on top of the current settings. Several hosts may be given separated by commas
-    /// (`host1:5552,host2:5552`). User, password and vhost are percent-decoded; an empty path
-    /// means vhost `/`, and `%2f` is `/`. Errors echo the URI with its password replaced by
-    /// `***`, shortened to a few hundred bytes.
+    /// Applies a URI `rabbitmq-stream://user:pass@host:port/vhost?key=value&...` (or
+    /// `rabbitmq-stream+tls://`) on top of the current settings. Several hosts may be given
+    /// separated by commas (`host1:5552,host2:5552`). User, password, vhost and parameter
+    /// values are percent-decoded; an empty path means vhost `/`, and `%2f` is `/`.
+    ///
+    /// Query parameters ([`URI_PARAMETERS`]; an unknown one is an error, never ignored):
+    /// - `heartbeat`: seconds, 0 to 65535 (0 = none);
+    /// - `frame_max`: bytes, 0 (the broker's choice) to 2^32-1;
+    /// - `connection_name`: the name the broker shows;
+    /// - `connect_timeout` (or `connection_timeout`, as in AMQP URIs), `request_timeout`:
+    ///   milliseconds, 1 to 2^31-1;
+    /// - `load_balancer_mode`: `true` or `false`.
+    ///
+    /// Errors echo the URI with its password replaced by `***`, shortened to a few hundred
+    /// bytes.
     pub fn apply_uri(&mut self, uri: &str) -> Result<()> {
         let bad =
             |why: &str| ClientError::InvalidArgument(format!("URI \"{}\": {why}", echo_uri(uri)));
@@ -132,19 +153,25 @@ impl ConnectionConfig {
                 "scheme must be rabbitmq-stream:// or rabbitmq-stream+tls://",
             ));
         };
+        let rest = rest.split('#').next().unwrap_or("");
+        let (rest, query) = match rest.split_once('?') {
+            Some((r, q)) => (r, Some(q)),
+            None => (rest, None),
+        };
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i + 1..]),
             None => (rest, ""),
         };
-        let path = path.split(['?', '#']).next().unwrap_or("");
         let (userinfo, hosts) = match authority.rfind('@') {
             Some(i) => (Some(&authority[..i]), &authority[i + 1..]),
             None => (None, authority),
         };
+        // Everything is parsed into a copy first: a URI that fails changes nothing.
+        let mut c = self.clone();
         if let Some(ui) = userinfo {
             let (u, p) = ui.split_once(':').unwrap_or((ui, ""));
-            self.username = percent_decode(u).ok_or_else(|| bad("bad escape in user"))?;
-            self.password = percent_decode(p).ok_or_else(|| bad("bad escape in password"))?;
+            c.username = percent_decode(u).ok_or_else(|| bad("bad escape in user"))?;
+            c.password = percent_decode(p).ok_or_else(|| bad("bad escape in password"))?;
         }
         let default_port = if tls { DEFAULT_TLS_PORT } else { DEFAULT_PORT };
         let mut endpoints = Vec::new();
@@ -159,17 +186,66 @@ impl ConnectionConfig {
         if endpoints.is_empty() {
             return Err(bad("no host"));
         }
-        self.endpoints = endpoints;
-        self.vhost = if path.is_empty() {
+        c.endpoints = endpoints;
+        c.vhost = if path.is_empty() {
             "/".into()
         } else {
             percent_decode(path).ok_or_else(|| bad("bad escape in vhost"))?
         };
-        if tls && self.tls.is_none() {
-            self.tls = Some(TlsConfig::default());
+        if tls && c.tls.is_none() {
+            c.tls = Some(TlsConfig::default());
         }
         if !tls {
-            self.tls = None;
+            c.tls = None;
+        }
+        for pair in query.into_iter().flat_map(|q| q.split('&')) {
+            if pair.is_empty() {
+                continue;
+            }
+            let (key, raw) = pair.split_once('=').unwrap_or((pair, ""));
+            let value = percent_decode(raw)
+                .ok_or_else(|| bad(&format!("bad escape in the value of \"{}\"", echo(key))))?;
+            c.apply_uri_parameter(key, &value)
+                .map_err(|why| bad(&why))?;
+        }
+        *self = c;
+        Ok(())
+    }
+
+    /// One query parameter of a URI; the error says why, for [`apply_uri`](Self::apply_uri).
+    fn apply_uri_parameter(&mut self, key: &str, value: &str) -> std::result::Result<(), String> {
+        let invalid =
+            |want: &str| format!("invalid value \"{}\" for \"{key}\" ({want})", echo(value));
+        let uint = |min: u64, max: u64| {
+            Some(value)
+                .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|v| v.parse::<u64>().ok())
+                .filter(|n| (min..=max).contains(n))
+                .ok_or_else(|| invalid(&format!("an integer from {min} to {max}")))
+        };
+        let ms_max = i32::MAX as u64;
+        match key {
+            "heartbeat" => self.heartbeat = uint(0, 65_535)? as u32,
+            "frame_max" => self.frame_max = uint(0, u32::MAX as u64)? as u32,
+            "connection_name" => self.connection_name = value.to_string(),
+            "connect_timeout" | "connection_timeout" => {
+                self.connect_timeout = Duration::from_millis(uint(1, ms_max)?)
+            }
+            "request_timeout" => self.request_timeout = Duration::from_millis(uint(1, ms_max)?),
+            "load_balancer_mode" => {
+                self.load_balancer_mode = match value.to_ascii_lowercase().as_str() {
+                    "true" | "1" | "yes" | "on" => true,
+                    "false" | "0" | "no" | "off" => false,
+                    _ => return Err(invalid("true or false")),
+                }
+            }
+            _ => {
+                return Err(format!(
+                    "unknown query parameter \"{}\" (known: {})",
+                    echo(key),
+                    URI_PARAMETERS.join(", ")
+                ));
+            }
         }
         Ok(())
     }
@@ -304,6 +380,37 @@ mod tests {
         ] {
             assert!(c.apply_uri(u).is_err(), "{u}");
         }
+    }
+
+    #[test]
+    fn uri_query_parameters_are_honoured() {
+        let mut c = ConnectionConfig::default();
+        c.apply_uri(
+            "rabbitmq-stream://h?heartbeat=5&frame_max=8192&connection_name=my%20app\
+             &connect_timeout=2500&request_timeout=300&load_balancer_mode=true#frag",
+        )
+        .unwrap();
+        assert_eq!(c.endpoints[0].host, "h");
+        assert_eq!(c.vhost, "/");
+        assert_eq!((c.heartbeat, c.frame_max), (5, 8192));
+        assert_eq!(c.connection_name, "my app");
+        assert_eq!(c.connect_timeout, Duration::from_millis(2500));
+        assert_eq!(c.request_timeout, Duration::from_millis(300));
+        assert!(c.load_balancer_mode);
+        c.apply_uri("rabbitmq-stream://h/v?connection_timeout=7&frame_max=0&load_balancer_mode=0")
+            .unwrap();
+        assert_eq!(c.vhost, "v");
+        assert_eq!(c.connect_timeout, Duration::from_millis(7));
+        assert_eq!(c.frame_max, 0);
+        assert!(!c.load_balancer_mode);
+        // a URI that fails changes nothing
+        let before = c.clone();
+        let e = c
+            .apply_uri("rabbitmq-stream://u:pw@other/x?heartbeat=1&bogus=2")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown query parameter \"bogus\""), "{e}");
+        assert_eq!(c, before);
     }
 
     #[test]

@@ -390,7 +390,8 @@ pub fn parse_offset(v: &str) -> Option<OffsetSpec> {
 fn parse_hosts(v: &str, default_port: Option<u16>) -> Option<Vec<(String, Option<u16>)>> {
     let mut out = Vec::new();
     for h in v.split(',').map(str::trim) {
-        if h.is_empty() {
+        // no user info, path or query parameters here: only host[:port]
+        if h.is_empty() || h.contains(['@', '/', '?', '#']) {
             return None;
         }
         // reuse the URI parser for host[:port] and [v6]:port
@@ -865,8 +866,13 @@ pub extern "C" fn rmqs_config_new() -> *mut rmqs_config {
 /// `true`/`false`/`1`/`0`, durations in milliseconds unless said otherwise):
 ///
 /// Connection (`rmqs_connection_open`):
-/// - `uri`: `rabbitmq-stream://user:pass@host:port/vhost` (`rabbitmq-stream+tls://` for TLS;
-///   several `host:port` separated by commas). Other keys override what the URI says.
+/// - `uri`: `rabbitmq-stream://user:pass@host:port/vhost?key=value&...`
+///   (`rabbitmq-stream+tls://` for TLS; several `host:port` separated by commas; user,
+///   password, vhost and values percent-encoded). Query parameters: `heartbeat` (seconds),
+///   `frame_max` (bytes), `connection_name`, `connect_timeout` (or
+///   `connection_timeout`) and `request_timeout` (ms), `load_balancer_mode` (bool); any other
+///   parameter is refused (`RMQS_ERR_INVALID_ARGUMENT` naming it), none is ignored. Other keys
+///   override what the URI says. Error messages show the URI with its password as `***`.
 /// - `host` / `hosts`: `host[:port]`, several separated by commas (seed hosts, tried in
 ///   order); `port`: the port of hosts given without one (default 5552, 5551 with TLS).
 /// - `username`, `password` (default guest/guest), `vhost` (default `/`).

@@ -324,8 +324,9 @@ pub unsafe extern "C" fn rmqs_connection_open(
 /// Opens a connection from a URI alone: the same as `rmqs_connection_open()` with a config
 /// holding only `uri`.
 ///
-/// @param uri `rabbitmq-stream://user:pass@host:port/vhost` or `rabbitmq-stream+tls://...`
-///        (borrowed).
+/// @param uri `rabbitmq-stream://user:pass@host:port/vhost?key=value&...` or
+///        `rabbitmq-stream+tls://...` (borrowed); the query parameters are those of the `uri`
+///        key of `rmqs_config_set()`, any other is refused.
 /// @param out receives the new connection (caller-owned), only on success.
 /// @param err optional error detail.
 /// @return as `rmqs_connection_open()`; `RMQS_ERR_INVALID_ARGUMENT` for a bad URI (the
