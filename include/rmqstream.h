@@ -1324,15 +1324,16 @@ struct rmqs_config *rmqs_config_new(void);
  * - `uri`: `rabbitmq-stream://user:pass@host:port/vhost?key=value&...`
  *   (`rabbitmq-stream+tls://` for TLS; several `host:port` separated by commas; user,
  *   password, vhost and values percent-encoded). Query parameters: `heartbeat` (seconds),
- *   `frame_max` (bytes), `connection_name`, `connect_timeout` (or
+ *   `frame_max` (bytes, 0 or at least 8192), `connection_name`, `connect_timeout` (or
  *   `connection_timeout`) and `request_timeout` (ms), `load_balancer_mode` (bool); any other
  *   parameter is refused (`RMQS_ERR_INVALID_ARGUMENT` naming it), none is ignored. Other keys
  *   override what the URI says. Error messages show the URI with its password as `***`.
  * - `host` / `hosts`: `host[:port]`, several separated by commas (seed hosts, tried in
  *   order); `port`: the port of hosts given without one (default 5552, 5551 with TLS).
  * - `username`, `password` (default guest/guest), `vhost` (default `/`).
- * - `frame_max` (bytes, default 1048576, 0 = broker's), `heartbeat` (seconds, default 60,
- *   0 = none), `connection_name`.
+ * - `frame_max` (bytes, default 1048576, 0 = broker's; otherwise at least 8192, the broker's
+ *   own limit for frames before tuning, so that every command fits), `heartbeat` (seconds,
+ *   default 60, 0 = none), `connection_name`.
  * - `tls` (bool), `tls_ca_file`, `tls_cert_file`, `tls_key_file` (PEM paths), `tls_verify`
  *   (default true), `tls_server_name`; `sasl_mechanism` `PLAIN` (default) or `EXTERNAL`.
  * - `connect_timeout_ms` (default 10000), `request_timeout_ms` (default 10000).

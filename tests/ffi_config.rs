@@ -165,6 +165,10 @@ fn uri_query_parameters_are_checked_never_ignored() {
             "invalid value \"65536\" for \"heartbeat\" (an integer from 0 to 65535)",
         ),
         (
+            "frame_max=4096",
+            "invalid value \"4096\" for \"frame_max\" (0 or an integer from 8192 to 4294967295)",
+        ),
+        (
             "connect_timeout=0",
             "invalid value \"0\" for \"connect_timeout\" (an integer from 1 to 2147483647)",
         ),
@@ -182,6 +186,27 @@ fn uri_query_parameters_are_checked_never_ignored() {
             set("uri", &uri),
             (BAD, format!("{pre} \"{uri}\": {why}")),
             "{q}"
+        );
+    }
+}
+
+#[test]
+fn frame_max_below_the_minimum_is_refused_when_set() {
+    let ok = (RMQS_OK.status(), String::new());
+    for v in ["0", "8192", "1048576", "4294967295"] {
+        assert_eq!(set("frame_max", v), ok, "{v}");
+    }
+    for v in ["1", "4096", "8191", "4294967296", "-1", "x"] {
+        assert_eq!(
+            set("frame_max", v),
+            (
+                BAD,
+                format!(
+                    "config key \"frame_max\": invalid value \"{v}\" \
+                     (0 or an integer from 8192 to 4294967295)"
+                )
+            ),
+            "{v}"
         );
     }
 }

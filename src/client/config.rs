@@ -6,6 +6,12 @@ use std::time::Duration;
 use super::error::{ClientError, Result, echo, echo_uri};
 use super::recovery::RecoveryPolicy;
 
+/// Smallest `frame_max` a connection accepts to set (0, the broker's choice, aside): the
+/// broker's own ceiling for frames before the connection is tuned (`stream.initial_frame_max`,
+/// 8192 bytes since RabbitMQ 4.3.5), so that every command of the protocol fits. The broker
+/// itself sets no floor (4.0.5 tunes to 16 bytes); AMQP 0-9-1's frame-min-size is 4096.
+pub const MIN_FRAME_MAX: u32 = 8192;
+
 /// Longest host name accepted (DNS names are at most 253 bytes).
 pub const MAX_HOST_LEN: usize = 255;
 
@@ -133,7 +139,7 @@ impl ConnectionConfig {
     ///
     /// Query parameters ([`URI_PARAMETERS`]; an unknown one is an error, never ignored):
     /// - `heartbeat`: seconds, 0 to 65535 (0 = none);
-    /// - `frame_max`: bytes, 0 (the broker's choice) to 2^32-1;
+    /// - `frame_max`: bytes, 0 (the broker's choice) or [`MIN_FRAME_MAX`] to 2^32-1;
     /// - `connection_name`: the name the broker shows;
     /// - `connect_timeout` (or `connection_timeout`, as in AMQP URIs), `request_timeout`:
     ///   milliseconds, 1 to 2^31-1;
@@ -226,7 +232,16 @@ impl ConnectionConfig {
         let ms_max = i32::MAX as u64;
         match key {
             "heartbeat" => self.heartbeat = uint(0, 65_535)? as u32,
-            "frame_max" => self.frame_max = uint(0, u32::MAX as u64)? as u32,
+            "frame_max" => {
+                let v = uint(0, u32::MAX as u64)? as u32;
+                check_frame_max(v).map_err(|_| {
+                    invalid(&format!(
+                        "0 or an integer from {MIN_FRAME_MAX} to {}",
+                        u32::MAX
+                    ))
+                })?;
+                self.frame_max = v;
+            }
             "connection_name" => self.connection_name = value.to_string(),
             "connect_timeout" | "connection_timeout" => {
                 self.connect_timeout = Duration::from_millis(uint(1, ms_max)?)
@@ -264,6 +279,7 @@ impl ConnectionConfig {
         if self.sasl == SaslMechanism::External && self.tls.is_none() {
             return bad("SASL EXTERNAL needs TLS with a client certificate");
         }
+        check_frame_max(self.frame_max)?;
         if let Some(e) = self
             .endpoints
             .iter()
@@ -277,6 +293,16 @@ impl ConnectionConfig {
         }
         self.recovery.validate()
     }
+}
+
+/// Fails unless `frame_max` is 0 (the broker's choice) or at least [`MIN_FRAME_MAX`].
+pub fn check_frame_max(frame_max: u32) -> Result<()> {
+    if frame_max != 0 && frame_max < MIN_FRAME_MAX {
+        return Err(ClientError::InvalidArgument(format!(
+            "frame_max {frame_max} is below the minimum of {MIN_FRAME_MAX} bytes (0 lets the broker choose)"
+        )));
+    }
+    Ok(())
 }
 
 fn parse_host_port(s: &str, default_port: u16) -> Option<Endpoint> {
@@ -411,6 +437,21 @@ mod tests {
             .to_string();
         assert!(e.contains("unknown query parameter \"bogus\""), "{e}");
         assert_eq!(c, before);
+    }
+
+    #[test]
+    fn frame_max_is_checked() {
+        let mut c = ConnectionConfig::default();
+        for ok in [0, MIN_FRAME_MAX, u32::MAX] {
+            c.frame_max = ok;
+            c.validate().unwrap();
+        }
+        c.frame_max = MIN_FRAME_MAX - 1;
+        assert_eq!(
+            c.validate().unwrap_err().to_string(),
+            "invalid argument: frame_max 8191 is below the minimum of 8192 bytes \
+             (0 lets the broker choose)"
+        );
     }
 
     #[test]

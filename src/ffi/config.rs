@@ -10,7 +10,9 @@ use super::args::{Handle, handle_arg, str_arg};
 use super::error::{Error, rmqs_error};
 use super::panic::{ffi_boundary, ffi_status};
 use super::status::rmqs_status;
-use crate::client::config::{ConnectionConfig, DEFAULT_PORT, DEFAULT_TLS_PORT, Endpoint};
+use crate::client::config::{
+    ConnectionConfig, DEFAULT_PORT, DEFAULT_TLS_PORT, Endpoint, MIN_FRAME_MAX, check_frame_max,
+};
 use crate::client::error::echo;
 use crate::client::{CreditPolicy, SaslMechanism, TlsConfig};
 use crate::protocol::codes::OffsetSpec;
@@ -73,6 +75,8 @@ enum Kind {
     List,
     /// A sub-entry codec name (`Compression::from_name`).
     Codec,
+    /// 0 or at least `MIN_FRAME_MAX`, at most `u32::MAX`.
+    FrameMax,
 }
 
 struct Key {
@@ -116,7 +120,7 @@ const KEYS: &[Key] = &[
     k("username", Connection, Str),
     k("password", Connection, Str),
     k("vhost", Connection, NonEmpty),
-    k("frame_max", Connection, Uint(0, u32::MAX as u64)),
+    k("frame_max", Connection, FrameMax),
     k("heartbeat", Connection, Uint(0, 65535)),
     k("connection_name", Connection, Str),
     k("tls", Connection, Bool),
@@ -450,6 +454,17 @@ fn check_value(def: &Key, v: &str) -> Result<(), Error> {
         Codec => {
             if Compression::from_name(v).is_none() {
                 return Err(unknown_codec(v));
+            }
+            true
+        }
+        FrameMax => {
+            if parse_uint(v, 0, u32::MAX as u64).is_none_or(|n| check_frame_max(n as u32).is_err())
+            {
+                return Err(bad_value(
+                    name,
+                    v,
+                    &format!("0 or an integer from {MIN_FRAME_MAX} to {}", u32::MAX),
+                ));
             }
             true
         }
@@ -869,15 +884,16 @@ pub extern "C" fn rmqs_config_new() -> *mut rmqs_config {
 /// - `uri`: `rabbitmq-stream://user:pass@host:port/vhost?key=value&...`
 ///   (`rabbitmq-stream+tls://` for TLS; several `host:port` separated by commas; user,
 ///   password, vhost and values percent-encoded). Query parameters: `heartbeat` (seconds),
-///   `frame_max` (bytes), `connection_name`, `connect_timeout` (or
+///   `frame_max` (bytes, 0 or at least 8192), `connection_name`, `connect_timeout` (or
 ///   `connection_timeout`) and `request_timeout` (ms), `load_balancer_mode` (bool); any other
 ///   parameter is refused (`RMQS_ERR_INVALID_ARGUMENT` naming it), none is ignored. Other keys
 ///   override what the URI says. Error messages show the URI with its password as `***`.
 /// - `host` / `hosts`: `host[:port]`, several separated by commas (seed hosts, tried in
 ///   order); `port`: the port of hosts given without one (default 5552, 5551 with TLS).
 /// - `username`, `password` (default guest/guest), `vhost` (default `/`).
-/// - `frame_max` (bytes, default 1048576, 0 = broker's), `heartbeat` (seconds, default 60,
-///   0 = none), `connection_name`.
+/// - `frame_max` (bytes, default 1048576, 0 = broker's; otherwise at least 8192, the broker's
+///   own limit for frames before tuning, so that every command fits), `heartbeat` (seconds,
+///   default 60, 0 = none), `connection_name`.
 /// - `tls` (bool), `tls_ca_file`, `tls_cert_file`, `tls_key_file` (PEM paths), `tls_verify`
 ///   (default true), `tls_server_name`; `sasl_mechanism` `PLAIN` (default) or `EXTERNAL`.
 /// - `connect_timeout_ms` (default 10000), `request_timeout_ms` (default 10000).
