@@ -19,7 +19,9 @@
  *   says otherwise. Strings returned as const char * are owned by the library or by the object
  *   they came from (each function says which and for how long); never free them.
  * - Objects are created by *_new / *_open, released by *_free (NULL-safe, exactly once).
- * - Panics inside the library never cross this API: they become RMQS_ERR_PANIC.
+ * - Panics inside the library never cross this API: they become RMQS_ERR_PANIC. They are not
+ *   printed to stderr: the library's panic hook (installed on first use, once; other panics go
+ *   to the hook that was there before) logs them to the log callback (rmqs_config_set_log_cb).
  * - Only symbols named rmqs_* are exported.
  *
  * Threading
@@ -28,10 +30,21 @@
  *   may be called from any thread at the same time, except their *_free, which must be the last
  *   call. rmqs_config, rmqs_event and rmqs_error are not thread-safe but may move between
  *   threads. Chunk and message views are immutable and may be read from several threads.
- * - Each connection owns a Tokio runtime (2 threads named rmqs-rt); application code never runs
- *   on it. Callbacks run on library-owned dispatcher threads (rmqs-dispatch), one per producer
- *   or consumer: a consumer's chunks in order, never concurrently. user_data_free runs there
- *   too, exactly once, after the last callback.
+ * - Each connection owns a Tokio runtime (2 threads named rmqs-rt). Confirm, chunk and
+ *   consumer-update callbacks run on library-owned dispatcher threads (rmqs-dispatch), one per
+ *   producer or consumer: a consumer's chunks in order, never concurrently. Four kinds of
+ *   callback do run elsewhere, and must be quick and must not block: the post-filter
+ *   (rmqs_post_filter_cb) runs on an rmqs-rt thread as chunks arrive; the log callback
+ *   (rmqs_log_cb) on whichever thread logs, rmqs-rt threads included; the tracking callback
+ *   (rmqs_tracking_cb) on the thread that releases a chunk (rmqs-rt for chunks the post-filter
+ *   emptied); the routing and key-extractor functions of a super producer on the thread that
+ *   sends. Each callback type's documentation names its threads.
+ * - user_data_free (rmqs_free_cb) runs exactly once, after the last call of its callback: for
+ *   the callbacks of a producer or consumer (*_new), on its dispatcher thread as it ends (*_free
+ *   waits for that, unless called from a callback: it then returns at once); for callbacks set
+ *   on a config (rmqs_config_set_*_cb), on the thread of the call that drops the last reference
+ *   (rmqs_config_free, a replacing rmqs_config_set_*_cb, or the *_free of the last object made
+ *   with the config; a background thread when that *_free runs from a callback).
  * - Instead of callbacks, events can go to an rmqs_queue that the application polls on its own
  *   threads (rmqs_queue_poll, rmqs_queue_poll_batch, rmqs_queue_wakeup, rmqs_queue_fd).
  * - A call that would wait (open, *_new, flush, close with a timeout, management calls, a send
@@ -682,7 +695,8 @@ typedef struct rmqs_status_desc {
  * @param level `RMQS_LOG_ERROR` (1) to `RMQS_LOG_TRACE` (5); only levels up to the
  *        connection's `log_level` key (default `info`) are passed.
  * @param target which part of the library speaks: `"connection"`, `"environment"`,
- *        `"producer"`, `"consumer"`. NUL-terminated UTF-8, borrowed for the duration of the call.
+ *        `"producer"`, `"consumer"`, or `"panic"` for a panic the library caught (at
+ *        `RMQS_LOG_ERROR`: the message and where it happened; see `RMQS_ERR_PANIC`). NUL-terminated UTF-8, borrowed for the duration of the call.
  * @param message one line without a trailing newline, NUL-terminated UTF-8, borrowed for the
  *        duration of the call (copy it to keep it).
  *
@@ -696,9 +710,19 @@ typedef struct rmqs_status_desc {
 typedef void (*rmqs_log_cb)(void *user_data, int32_t level, const char *target, const char *message);
 
 /**
- * Frees the `user_data` of a callback registration. Called exactly once, on the dispatcher
- * thread, after the last callback returned (or at once by the call that registered it when the
- * registration fails after taking ownership — see each function).
+ * Frees the `user_data` of a callback registration, exactly once, after the last call of the
+ * callback. Which thread runs it:
+ * - callbacks given to a `*_new` function (confirms, chunks, consumer updates without a
+ *   config): the object's dispatcher thread (`rmqs-dispatch`), as it ends; the object's
+ *   `*_free()` waits for that, unless it is called from a library callback (it then returns
+ *   at once);
+ * - callbacks set on a config (`rmqs_config_set_log_cb()`, `_consumer_update_cb()`,
+ *   `_post_filter_cb()`, `_tracking_cb()`, `_routing_cb()`, `_key_extractor()`): the thread
+ *   of the call that drops the last reference: `rmqs_config_free()`, a `rmqs_config_set_*()`
+ *   call that replaces the callback, or the `*_free()` of the last object created with the
+ *   config (`rmqs-reaper` when that `*_free()` runs in a library callback).
+ *
+ * Never called when the registering call fails, unless that function says otherwise.
  */
 typedef void (*rmqs_free_cb)(void *user_data);
 

@@ -36,7 +36,8 @@ pub const RMQS_LOG_TRACE: i32 = 5;
 /// @param level `RMQS_LOG_ERROR` (1) to `RMQS_LOG_TRACE` (5); only levels up to the
 ///        connection's `log_level` key (default `info`) are passed.
 /// @param target which part of the library speaks: `"connection"`, `"environment"`,
-///        `"producer"`, `"consumer"`. NUL-terminated UTF-8, borrowed for the duration of the call.
+///        `"producer"`, `"consumer"`, or `"panic"` for a panic the library caught (at
+///        `RMQS_LOG_ERROR`: the message and where it happened; see `RMQS_ERR_PANIC`). NUL-terminated UTF-8, borrowed for the duration of the call.
 /// @param message one line without a trailing newline, NUL-terminated UTF-8, borrowed for the
 ///        duration of the call (copy it to keep it).
 ///
