@@ -311,8 +311,13 @@ static void state_on_deletion(rmqs_connection *conn, const char *base) {
     rmqs_config_free(ccfg);
     CHECK_OK(rmqs_stream_delete(conn, stream, NULL));
     /* each waits for its CLOSED (a wakeup) for up to 30 s */
-    CHECK(rmqs_queue_poll(ps.done, 30000) == NULL);
-    CHECK(rmqs_queue_poll(cs.done, 30000) == NULL);
+    {
+        rmqs_event *ev = NULL;
+        CHECK_OK(rmqs_queue_poll(ps.done, 30000, &ev, NULL)); /* RMQS_OK, no event: woken */
+        CHECK(ev == NULL);
+        CHECK_OK(rmqs_queue_poll(cs.done, 30000, &ev, NULL));
+        CHECK(ev == NULL);
+    }
     rmqs_producer_free(p); /* joins the dispatcher threads: the counts are ours again */
     rmqs_consumer_free(c);
     CHECK(ps.closed == 1 && cs.closed == 1);
