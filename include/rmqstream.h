@@ -30,7 +30,7 @@
  *   may be called from any thread at the same time, except their *_free, which must be the last
  *   call. rmqs_config, rmqs_event and rmqs_error are not thread-safe but may move between
  *   threads. Chunk and message views are immutable and may be read from several threads.
- * - Each connection owns a Tokio runtime (2 threads named rmqs-rt). Confirm, chunk and
+ * - Each connection owns a Tokio runtime (2 threads named rmqs-rt). Confirm, chunk, state and
  *   consumer-update callbacks run on library-owned dispatcher threads (rmqs-dispatch), one per
  *   producer or consumer: a consumer's chunks in order, never concurrently. Four kinds of
  *   callback do run elsewhere, and must be quick and must not block: the post-filter
@@ -712,15 +712,15 @@ typedef void (*rmqs_log_cb)(void *user_data, int32_t level, const char *target, 
 /**
  * Frees the `user_data` of a callback registration, exactly once, after the last call of the
  * callback. Which thread runs it:
- * - callbacks given to a `*_new` function (confirms, chunks, consumer updates without a
- *   config): the object's dispatcher thread (`rmqs-dispatch`), as it ends; the object's
- *   `*_free()` waits for that, unless it is called from a library callback (it then returns
- *   at once);
- * - callbacks set on a config (`rmqs_config_set_log_cb()`, `_consumer_update_cb()`,
- *   `_post_filter_cb()`, `_tracking_cb()`, `_routing_cb()`, `_key_extractor()`): the thread
- *   of the call that drops the last reference: `rmqs_config_free()`, a `rmqs_config_set_*()`
- *   call that replaces the callback, or the `*_free()` of the last object created with the
- *   config (`rmqs-reaper` when that `*_free()` runs in a library callback).
+ * - callbacks given to a `*_new` function (confirms, chunks): the object's dispatcher thread
+ *   (`rmqs-dispatch`), as it ends; the object's `*_free()` waits for that, unless it is
+ *   called from a library callback (it then returns at once);
+ * - callbacks set on a config (`rmqs_config_set_log_cb()`, `_state_cb()`,
+ *   `_consumer_update_cb()`, `_post_filter_cb()`, `_tracking_cb()`, `_routing_cb()`,
+ *   `_key_extractor()`): the thread of the call that drops the last reference:
+ *   `rmqs_config_free()`, a `rmqs_config_set_*()` call that replaces the callback, or the
+ *   `*_free()` of the last object created with the config (`rmqs-reaper` when that
+ *   `*_free()` runs in a library callback).
  *
  * Never called when the registering call fails, unless that function says otherwise.
  */
