@@ -120,11 +120,16 @@ int main(int argc, char **argv) {
     while (consumed < count) {
         rmqs_event *events[16];
         double left = deadline - now_s();
-        size_t n, i;
+        size_t n = 0, i;
+        rmqs_status st;
         if (left <= 0) {
             break;
         }
-        n = rmqs_queue_poll_batch(q, events, 16, (int32_t)(left * 1000) + 1);
+        st = rmqs_queue_poll_batch(q, events, 16, (int32_t)(left * 1000) + 1, &n, NULL);
+        if (st != RMQS_OK && st != RMQS_ERR_TIMEOUT) {
+            fprintf(stderr, "rmqs_queue_poll_batch: %s\n", rmqs_status_str(st));
+            break;
+        }
         for (i = 0; i < n; i++) {
             const rmqs_chunk *chunk = rmqs_event_chunk(events[i]);
             size_t k, m = rmqs_chunk_message_count(chunk);

@@ -19,7 +19,9 @@
  *   says otherwise. Strings returned as const char * are owned by the library or by the object
  *   they came from (each function says which and for how long); never free them.
  * - Objects are created by *_new / *_open, released by *_free (NULL-safe, exactly once).
- * - Panics inside the library never cross this API: they become RMQS_ERR_PANIC.
+ * - Panics inside the library never cross this API: they become RMQS_ERR_PANIC. They are not
+ *   printed to stderr: the library's panic hook (installed on first use, once; other panics go
+ *   to the hook that was there before) logs them to the log callback (rmqs_config_set_log_cb).
  * - Only symbols named rmqs_* are exported.
  *
  * Threading
@@ -29,10 +31,21 @@
  *   call. rmqs_config, rmqs_message_builder, rmqs_event and rmqs_error are not thread-safe but
  *   may move between threads. Chunk and message views are immutable and may be read from
  *   several threads.
- * - Each connection owns a Tokio runtime (2 threads named rmqs-rt); application code never runs
- *   on it. Callbacks run on library-owned dispatcher threads (rmqs-dispatch), one per producer
- *   or consumer: a consumer's chunks in order, never concurrently. user_data_free runs there
- *   too, exactly once, after the last callback.
+ * - Each connection owns a Tokio runtime (2 threads named rmqs-rt). Confirm, chunk, state and
+ *   consumer-update callbacks run on library-owned dispatcher threads (rmqs-dispatch), one per
+ *   producer or consumer: a consumer's chunks in order, never concurrently. Four kinds of
+ *   callback do run elsewhere, and must be quick and must not block: the post-filter
+ *   (rmqs_post_filter_cb) runs on an rmqs-rt thread as chunks arrive; the log callback
+ *   (rmqs_log_cb) on whichever thread logs, rmqs-rt threads included; the tracking callback
+ *   (rmqs_tracking_cb) on the thread that releases a chunk (rmqs-rt for chunks the post-filter
+ *   emptied); the routing and key-extractor functions of a super producer on the thread that
+ *   sends. Each callback type's documentation names its threads.
+ * - user_data_free (rmqs_free_cb) runs exactly once, after the last call of its callback: for
+ *   the callbacks of a producer or consumer (*_new), on its dispatcher thread as it ends (*_free
+ *   waits for that, unless called from a callback: it then returns at once); for callbacks set
+ *   on a config (rmqs_config_set_*_cb), on the thread of the call that drops the last reference
+ *   (rmqs_config_free, a replacing rmqs_config_set_*_cb, or the *_free of the last object made
+ *   with the config; a background thread when that *_free runs from a callback).
  * - Instead of callbacks, events can go to an rmqs_queue that the application polls on its own
  *   threads (rmqs_queue_poll, rmqs_queue_poll_batch, rmqs_queue_wakeup, rmqs_queue_fd).
  * - A call that would wait (open, *_new, flush, close with a timeout, management calls, a send
@@ -939,7 +952,8 @@ typedef struct rmqs_status_desc {
  * @param level `RMQS_LOG_ERROR` (1) to `RMQS_LOG_TRACE` (5); only levels up to the
  *        connection's `log_level` key (default `info`) are passed.
  * @param target which part of the library speaks: `"connection"`, `"environment"`,
- *        `"producer"`, `"consumer"`. NUL-terminated UTF-8, borrowed for the duration of the call.
+ *        `"producer"`, `"consumer"`, or `"panic"` for a panic the library caught (at
+ *        `RMQS_LOG_ERROR`: the message and where it happened; see `RMQS_ERR_PANIC`). NUL-terminated UTF-8, borrowed for the duration of the call.
  * @param message one line without a trailing newline, NUL-terminated UTF-8, borrowed for the
  *        duration of the call (copy it to keep it).
  *
@@ -953,9 +967,19 @@ typedef struct rmqs_status_desc {
 typedef void (*rmqs_log_cb)(void *user_data, int32_t level, const char *target, const char *message);
 
 /**
- * Frees the `user_data` of a callback registration. Called exactly once, on the dispatcher
- * thread, after the last callback returned (or at once by the call that registered it when the
- * registration fails after taking ownership — see each function).
+ * Frees the `user_data` of a callback registration, exactly once, after the last call of the
+ * callback. Which thread runs it:
+ * - callbacks given to a `*_new` function (confirms, chunks): the object's dispatcher thread
+ *   (`rmqs-dispatch`), as it ends; the object's `*_free()` waits for that, unless it is
+ *   called from a library callback (it then returns at once);
+ * - callbacks set on a config (`rmqs_config_set_log_cb()`, `_state_cb()`,
+ *   `_consumer_update_cb()`, `_post_filter_cb()`, `_tracking_cb()`, `_routing_cb()`,
+ *   `_key_extractor()`): the thread of the call that drops the last reference:
+ *   `rmqs_config_free()`, a `rmqs_config_set_*()` call that replaces the callback, or the
+ *   `*_free()` of the last object created with the config (`rmqs-reaper` when that
+ *   `*_free()` runs in a library callback).
+ *
+ * Never called when the registering call fails, unless that function says otherwise.
  */
 typedef void (*rmqs_free_cb)(void *user_data);
 
@@ -1638,13 +1662,19 @@ struct rmqs_config *rmqs_config_new(void);
  * `true`/`false`/`1`/`0`, durations in milliseconds unless said otherwise):
  *
  * Connection (`rmqs_connection_open`):
- * - `uri`: `rabbitmq-stream://user:pass@host:port/vhost` (`rabbitmq-stream+tls://` for TLS;
- *   several `host:port` separated by commas). Other keys override what the URI says.
+ * - `uri`: `rabbitmq-stream://user:pass@host:port/vhost?key=value&...`
+ *   (`rabbitmq-stream+tls://` for TLS; several `host:port` separated by commas; user,
+ *   password, vhost and values percent-encoded). Query parameters: `heartbeat` (seconds),
+ *   `frame_max` (bytes, 0 or at least 8192), `connection_name`, `connect_timeout` (or
+ *   `connection_timeout`) and `request_timeout` (ms), `load_balancer_mode` (bool); any other
+ *   parameter is refused (`RMQS_ERR_INVALID_ARGUMENT` naming it), none is ignored. Other keys
+ *   override what the URI says. Error messages show the URI with its password as `***`.
  * - `host` / `hosts`: `host[:port]`, several separated by commas (seed hosts, tried in
  *   order); `port`: the port of hosts given without one (default 5552, 5551 with TLS).
  * - `username`, `password` (default guest/guest), `vhost` (default `/`).
- * - `frame_max` (bytes, default 1048576, 0 = broker's), `heartbeat` (seconds, default 60,
- *   0 = none), `connection_name`.
+ * - `frame_max` (bytes, default 1048576, 0 = broker's; otherwise at least 8192, the broker's
+ *   own limit for frames before tuning, so that every command fits), `heartbeat` (seconds,
+ *   default 60, 0 = none), `connection_name`.
  * - `tls` (bool), `tls_ca_file`, `tls_cert_file`, `tls_key_file` (PEM paths), `tls_verify`
  *   (default true), `tls_server_name`; `sasl_mechanism` `PLAIN` (default) or `EXTERNAL`.
  * - `connect_timeout_ms` (default 10000), `request_timeout_ms` (default 10000).
@@ -1748,7 +1778,8 @@ struct rmqs_config *rmqs_config_new(void);
  * `filter_size` (16–255 bytes), and `arg.<name>`: any other broker argument, sent as given.
  *
  * Whether a key applies to the object being created is checked when the config is used
- * (`RMQS_ERR_INVALID_ARGUMENT` naming the key).
+ * (`RMQS_ERR_INVALID_ARGUMENT` naming the key). Error messages quote at most 256 bytes of a
+ * key or value.
  *
  * @param cfg the config (borrowed).
  * @param key the key (borrowed, NUL-terminated UTF-8).
@@ -1805,11 +1836,13 @@ rmqs_status rmqs_connection_open(const struct rmqs_config *cfg,
  * Opens a connection from a URI alone: the same as `rmqs_connection_open()` with a config
  * holding only `uri`.
  *
- * @param uri `rabbitmq-stream://user:pass@host:port/vhost` or `rabbitmq-stream+tls://...`
- *        (borrowed).
+ * @param uri `rabbitmq-stream://user:pass@host:port/vhost?key=value&...` or
+ *        `rabbitmq-stream+tls://...` (borrowed); the query parameters are those of the `uri`
+ *        key of `rmqs_config_set()`, any other is refused.
  * @param out receives the new connection (caller-owned), only on success.
  * @param err optional error detail.
- * @return as `rmqs_connection_open()`; `RMQS_ERR_INVALID_ARGUMENT` for a bad URI.
+ * @return as `rmqs_connection_open()`; `RMQS_ERR_INVALID_ARGUMENT` for a bad URI (the
+ *         message shows it with the password as `***`).
  *
  * Thread-safe; blocks.
  */
@@ -2219,39 +2252,56 @@ rmqs_status rmqs_queue_new(struct rmqs_queue **out);
 /**
  * Takes the next event, waiting for one up to `timeout_ms`.
  *
+ * Typical loop: `while ((st = rmqs_queue_poll(q, -1, &ev, NULL)) == RMQS_OK && ev) { ...;
+ * rmqs_event_free(ev); }` ends on `rmqs_queue_wakeup()` or an error.
+ *
  * @param q the queue (borrowed).
  * @param timeout_ms negative = wait forever; 0 = do not wait.
- * @return a new event owned by the caller (free with `rmqs_event_free()`), or NULL on timeout,
- *         after `rmqs_queue_wakeup()`, for a NULL/invalid queue, or when called with a
- *         non-zero timeout from a library callback (where waiting could deadlock).
+ * @param out receives, on `RMQS_OK`, a new event owned by the caller (free with
+ *        `rmqs_event_free()`), or NULL when `rmqs_queue_wakeup()` ended the wait.
+ * @param err optional error detail.
+ * @return `RMQS_OK`; `RMQS_ERR_TIMEOUT` when no event came within `timeout_ms` (at once for
+ *         0 and an empty queue); `RMQS_ERR_WOULD_DEADLOCK` when called with a non-zero timeout
+ *         from a library callback or runtime thread (waiting there could deadlock: the thread
+ *         may be the one that would deliver the event), so that a `poll(q, -1)` loop there
+ *         fails instead of spinning; a timeout of 0 works there; `RMQS_ERR_INVALID_ARGUMENT`
+ *         for a NULL or invalid queue or a NULL `out`. `*out` is written only on `RMQS_OK`.
  *
  * Thread-safe; blocks up to `timeout_ms`.
  */
-struct rmqs_event *rmqs_queue_poll(struct rmqs_queue *q, int32_t timeout_ms);
+rmqs_status rmqs_queue_poll(struct rmqs_queue *q,
+                            int32_t timeout_ms,
+                            struct rmqs_event **out,
+                            struct rmqs_error **err);
 
 /**
  * Takes up to `cap` events at once, waiting up to `timeout_ms` for the first one.
  *
  * @param q the queue (borrowed).
- * @param events an array of at least `cap` pointers; the first (returned count) receive new
- *        events owned by the caller (each freed with `rmqs_event_free()`).
- * @param cap capacity of `events`.
+ * @param events an array of at least `cap` pointers; on `RMQS_OK` the first `*count` receive
+ *        new events owned by the caller (each freed with `rmqs_event_free()`).
+ * @param cap capacity of `events`, at least 1.
  * @param timeout_ms negative = wait forever; 0 = do not wait.
- * @return the number of events written; 0 on timeout, after `rmqs_queue_wakeup()`, for
- *         invalid arguments (NULL queue or array, cap 0), or with a non-zero timeout from a
- *         library callback.
+ * @param count receives, on `RMQS_OK`, the number of events written: 1 to `cap`, or 0 when
+ *        `rmqs_queue_wakeup()` ended the wait.
+ * @param err optional error detail.
+ * @return `RMQS_OK`; `RMQS_ERR_TIMEOUT`, `RMQS_ERR_WOULD_DEADLOCK` as `rmqs_queue_poll()`;
+ *         `RMQS_ERR_INVALID_ARGUMENT` for a NULL or invalid queue, a NULL `events` or
+ *         `count`, or `cap` 0. Nothing is written on failure.
  *
  * Thread-safe; blocks up to `timeout_ms`.
  */
-size_t rmqs_queue_poll_batch(struct rmqs_queue *q,
-                             struct rmqs_event **events,
-                             size_t cap,
-                             int32_t timeout_ms);
+rmqs_status rmqs_queue_poll_batch(struct rmqs_queue *q,
+                                  struct rmqs_event **events,
+                                  size_t cap,
+                                  int32_t timeout_ms,
+                                  size_t *count,
+                                  struct rmqs_error **err);
 
 /**
  * Makes one blocked (or the next) `rmqs_queue_poll()` / `rmqs_queue_poll_batch()` return
- * without an event, and the notify fd readable until then. For shutting a polling thread down
- * or interrupting it.
+ * `RMQS_OK` without an event (`*out` NULL, `*count` 0), and the notify fd readable until
+ * then. For shutting a polling thread down or interrupting it.
  *
  * @param q the queue (borrowed); NULL does nothing.
  *
@@ -2269,8 +2319,8 @@ size_t rmqs_queue_len(const struct rmqs_queue *q);
 /**
  * A file descriptor for event loops (epoll, poll, libuv): readable while the queue holds
  * events or a wakeup is pending. Wait for it to be readable, then drain the queue with
- * `rmqs_queue_poll(q, 0)` until it returns NULL; the fd becomes unreadable once the queue is
- * empty.
+ * `rmqs_queue_poll(q, 0, &ev, NULL)` until it returns `RMQS_ERR_TIMEOUT` (or `RMQS_OK` with
+ * no event, a wakeup); the fd becomes unreadable once the queue is empty.
  *
  * @param q the queue (borrowed).
  * @return the fd, owned by the queue (do not read, write or close it; it is closed by

@@ -1070,10 +1070,13 @@ public:
 
     /**
      * The next event, waiting up to `timeout`; an empty Event on timeout, after wakeup(), or
-     * from a library callback with a non-zero timeout.
+     * from a library callback with a non-zero timeout (rmqs_queue_poll() tells these apart
+     * by its status).
      */
     Event poll(std::chrono::milliseconds timeout = no_timeout) const noexcept {
-        return Event(rmqs_queue_poll(p_, detail::to_ms(timeout)));
+        rmqs_event* ev = nullptr;
+        (void)rmqs_queue_poll(p_, detail::to_ms(timeout), &ev, nullptr);
+        return Event(ev);
     }
 
     /**
@@ -1088,7 +1091,8 @@ public:
         std::int32_t wait = detail::to_ms(timeout);
         while (total < max) {
             const std::size_t want = std::min(max - total, sizeof buf / sizeof buf[0]);
-            const std::size_t got = rmqs_queue_poll_batch(p_, buf, want, wait);
+            std::size_t got = 0;
+            (void)rmqs_queue_poll_batch(p_, buf, want, wait, &got, nullptr);
             for (std::size_t i = 0; i < got; i++) {
                 out.emplace_back(buf[i]);
             }

@@ -1,7 +1,16 @@
 //! rmqstream: a RabbitMQ Streams client with a C ABI.
 //!
-//! Layers: [`protocol`] is the codec (no I/O); [`client`] the async client on Tokio (no C);
-//! [`ffi`] the `extern "C"` surface (converts and checks only).
+//! Layers, each using only the ones before it: [`protocol`] is the codec (no I/O); [`client`]
+//! the async client on Tokio (no C); [`ffi`] the `extern "C"` surface.
+//!
+//! [`ffi`] is more than argument checks today. Besides checking every pointer and argument,
+//! guarding every call against panics and converting errors to statuses, it holds behaviour
+//! that Rust users of [`client`] do not get: what each `rmqs_config` key means and its
+//! defaults (the tracking defaults among them), the object lifecycle of a connection (lazy
+//! connect, the registry of its producers and consumers, closing producers before consumers),
+//! a connection's Tokio runtime and the rules for blocking on library threads, the dispatcher
+//! threads that run callbacks, the event queue, and a second routing-key extraction for super
+//! producers. Moving that into [`client`] is planned (issue 12).
 
 pub mod client;
 pub mod ffi;

@@ -288,7 +288,7 @@ fn text_accessors_still_work_on_builder_messages() {
     unsafe { rmqs_config_free(cfg) };
     check(st, err, "consumer");
     let ev = loop {
-        let ev = unsafe { rmqs_queue_poll(q, 30_000) };
+        let ev = poll(q, 30_000);
         assert!(!ev.is_null(), "no chunk within 30 s");
         if unsafe { rmqs_event_type(ev) }
             == rmqstream::ffi::rmqs_event_type_code::RMQS_EVENT_CHUNK as i32
@@ -711,7 +711,7 @@ fn filter_value_and_publishing_id_come_from_the_builder() {
     let mut regions = Vec::new();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while regions.len() < 6 && std::time::Instant::now() < deadline {
-        let ev = unsafe { rmqs_queue_poll(q, 200) };
+        let ev = poll(q, 200);
         if ev.is_null() {
             continue;
         }

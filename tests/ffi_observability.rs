@@ -495,7 +495,7 @@ fn counters_match_what_was_sent_and_consumed() {
     let (mut messages, mut chunks) = (0usize, 0u64);
     let deadline = Instant::now() + Duration::from_secs(30);
     while messages < N && Instant::now() < deadline {
-        let ev = unsafe { rmqs_queue_poll(q, 100) };
+        let ev = poll_event(q, 100);
         if ev.is_null() {
             continue;
         }
@@ -728,4 +728,17 @@ fn each_configuration_level_overrides_the_one_below() {
     delete_stream(a, &s);
     unsafe { rmqs_connection_free(b) };
     unsafe { rmqs_connection_free(a) };
+}
+
+/// `rmqs_queue_poll`: the event, or NULL when none came within `timeout_ms` (or after a
+/// wakeup); any other outcome fails the test.
+fn poll_event(q: *mut rmqs_queue, timeout_ms: i32) -> *mut rmqs_event {
+    use rmqstream::ffi::rmqs_status_code::{RMQS_ERR_TIMEOUT, RMQS_OK};
+    let mut ev = std::ptr::null_mut();
+    let st = unsafe { rmqs_queue_poll(q, timeout_ms, &mut ev, std::ptr::null_mut()) };
+    assert!(
+        st == RMQS_OK.status() || st == RMQS_ERR_TIMEOUT.status(),
+        "rmqs_queue_poll: {st}"
+    );
+    ev
 }

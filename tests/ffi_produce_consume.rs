@@ -322,7 +322,14 @@ fn drain_queue(
     let mut others = Vec::new();
     let mut evs = [ptr::null_mut(); 16];
     while got.len() < n && Instant::now() < deadline {
-        let k = unsafe { rmqs_queue_poll_batch(q, evs.as_mut_ptr(), evs.len(), 100) };
+        let mut k = 0;
+        let st = unsafe {
+            rmqs_queue_poll_batch(q, evs.as_mut_ptr(), evs.len(), 100, &mut k, ptr::null_mut())
+        };
+        assert!(
+            st == RMQS_OK.status() || st == RMQS_ERR_TIMEOUT.status(),
+            "rmqs_queue_poll_batch: {st}"
+        );
         for &ev in &evs[..k] {
             if unsafe { rmqs_event_type(ev) } == rmqs_event_type_code::RMQS_EVENT_CHUNK as i32 {
                 unsafe { read_chunk(rmqs_event_chunk(ev), &mut got) };
@@ -395,7 +402,7 @@ fn publish_and_consume_through_callbacks_and_queue() {
     let mut seen: HashMap<usize, usize> = HashMap::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     while seen.values().sum::<usize>() < N && Instant::now() < deadline {
-        let ev = unsafe { rmqs_queue_poll(q, 100) };
+        let ev = poll_event(q, 100);
         if ev.is_null() {
             continue;
         }
@@ -421,7 +428,7 @@ fn publish_and_consume_through_callbacks_and_queue() {
     assert_eq!(seen.len(), N);
     assert!(seen.values().all(|&n| n == 1), "every tag confirmed once");
     assert_eq!(unsafe { rmqs_producer_close(p, 10_000) }, 0);
-    let ev = unsafe { rmqs_queue_poll(q, 2000) };
+    let ev = poll_event(q, 2000);
     unsafe {
         assert_eq!(
             rmqs_event_type(ev),
@@ -482,7 +489,7 @@ fn publish_and_consume_through_callbacks_and_queue() {
 
     // closing: a STATE event with status OK, chunks done; user_data freed once at free
     assert_eq!(unsafe { rmqs_consumer_close(c2, 5000) }, 0);
-    let ev = unsafe { rmqs_queue_poll(q2, 2000) };
+    let ev = poll_event(q2, 2000);
     unsafe {
         assert_eq!(
             rmqs_event_type(ev),
@@ -562,7 +569,7 @@ fn manual_credit_throttles_and_release_gives_credit() {
         let mut n = 0;
         let end = Instant::now() + wait;
         while Instant::now() < end {
-            let ev = unsafe { rmqs_queue_poll(q, 50) };
+            let ev = poll_event(q, 50);
             if !ev.is_null() {
                 n += 1;
                 unsafe { rmqs_event_free(ev) };
@@ -880,7 +887,7 @@ fn amqp_properties_through_the_chunk_view() {
     let mut held = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(10);
     while msgs.len() < 3 && Instant::now() < deadline {
-        let ev = unsafe { rmqs_queue_poll(q, 100) };
+        let ev = poll_event(q, 100);
         if ev.is_null() {
             continue;
         }
@@ -1262,7 +1269,7 @@ fn bad_input_gives_clear_statuses() {
         // both sent their CLOSED state event
         let mut states = 0;
         loop {
-            let ev = rmqs_queue_poll(q, 500);
+            let ev = poll_event(q, 500);
             if ev.is_null() {
                 break;
             }
@@ -1347,7 +1354,7 @@ fn deleting_the_stream_closes_the_consumer_with_a_reason() {
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut state = None;
     while state.is_none() && Instant::now() < deadline {
-        let ev = unsafe { rmqs_queue_poll(q, 100) };
+        let ev = poll_event(q, 100);
         if ev.is_null() {
             continue;
         }
@@ -1384,4 +1391,17 @@ fn deleting_the_stream_closes_the_consumer_with_a_reason() {
         rmqs_queue_free(q);
         rmqs_connection_free(conn);
     }
+}
+
+/// `rmqs_queue_poll`: the event, or NULL when none came within `timeout_ms` (or after a
+/// wakeup); any other outcome fails the test.
+fn poll_event(q: *mut rmqs_queue, timeout_ms: i32) -> *mut rmqs_event {
+    use rmqstream::ffi::rmqs_status_code::{RMQS_ERR_TIMEOUT, RMQS_OK};
+    let mut ev = std::ptr::null_mut();
+    let st = unsafe { rmqs_queue_poll(q, timeout_ms, &mut ev, std::ptr::null_mut()) };
+    assert!(
+        st == RMQS_OK.status() || st == RMQS_ERR_TIMEOUT.status(),
+        "rmqs_queue_poll: {st}"
+    );
+    ev
 }

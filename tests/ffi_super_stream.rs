@@ -218,7 +218,7 @@ impl Fixture {
         let mut out = Vec::new();
         let deadline = Instant::now() + WAIT;
         while out.len() < n && Instant::now() < deadline {
-            let ev = unsafe { rmqs_queue_poll(q, 200) };
+            let ev = poll_event(q, 200);
             if ev.is_null() {
                 continue;
             }
@@ -1122,7 +1122,7 @@ fn queue_mode_eager_and_creation_errors() {
     let mut closed = false;
     let deadline = Instant::now() + WAIT;
     while !closed && Instant::now() < deadline {
-        let ev = unsafe { rmqs_queue_poll(q, 200) };
+        let ev = poll_event(q, 200);
         if ev.is_null() {
             continue;
         }
@@ -1261,7 +1261,7 @@ fn super_consumer_queue_mode_refresh_and_offsets_per_partition() {
         let mut out = Vec::new();
         let deadline = Instant::now() + WAIT;
         while out.len() < n && Instant::now() < deadline {
-            let ev = unsafe { rmqs_queue_poll(q, 200) };
+            let ev = poll_event(q, 200);
             if ev.is_null() {
                 continue;
             }
@@ -1365,7 +1365,7 @@ fn super_consumer_queue_mode_refresh_and_offsets_per_partition() {
     let mut closed = false;
     let deadline = Instant::now() + WAIT;
     while !closed && Instant::now() < deadline {
-        let ev = unsafe { rmqs_queue_poll(q, 200) };
+        let ev = poll_event(q, 200);
         if ev.is_null() {
             continue;
         }
@@ -1413,7 +1413,7 @@ fn super_consumer_partition_loss_and_errors() {
     let mut lost = None;
     let deadline = Instant::now() + WAIT;
     while lost.is_none() && Instant::now() < deadline {
-        let ev = unsafe { rmqs_queue_poll(q, 200) };
+        let ev = poll_event(q, 200);
         if ev.is_null() {
             continue;
         }
@@ -1449,7 +1449,7 @@ fn super_consumer_partition_loss_and_errors() {
     let mut n = 0;
     let deadline = Instant::now() + WAIT;
     while n < want && Instant::now() < deadline {
-        let ev = unsafe { rmqs_queue_poll(q, 200) };
+        let ev = poll_event(q, 200);
         if ev.is_null() {
             continue;
         }
@@ -1652,7 +1652,7 @@ fn sac_consumer_update_events_name_the_partition() {
     let mut answered = false;
     let deadline = Instant::now() + WAIT;
     while !answered && Instant::now() < deadline {
-        let ev = unsafe { rmqs_queue_poll(q, 200) };
+        let ev = poll_event(q, 200);
         if ev.is_null() {
             continue;
         }
@@ -1840,4 +1840,17 @@ fn legacy_broker() {
         0
     );
     unsafe { rmqs_connection_free(conn) };
+}
+
+/// `rmqs_queue_poll`: the event, or NULL when none came within `timeout_ms` (or after a
+/// wakeup); any other outcome fails the test.
+fn poll_event(q: *mut rmqs_queue, timeout_ms: i32) -> *mut rmqs_event {
+    use rmqstream::ffi::rmqs_status_code::{RMQS_ERR_TIMEOUT, RMQS_OK};
+    let mut ev = std::ptr::null_mut();
+    let st = unsafe { rmqs_queue_poll(q, timeout_ms, &mut ev, std::ptr::null_mut()) };
+    assert!(
+        st == RMQS_OK.status() || st == RMQS_ERR_TIMEOUT.status(),
+        "rmqs_queue_poll: {st}"
+    );
+    ev
 }

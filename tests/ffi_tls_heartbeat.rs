@@ -196,7 +196,7 @@ fn drain(q: *mut rmqs_queue, timeout: Duration, until: impl Fn(&Drained) -> bool
     let mut d = Drained::default();
     let deadline = Instant::now() + timeout;
     while !until(&d) && Instant::now() < deadline {
-        let ev = unsafe { rmqs_queue_poll(q, 50) };
+        let ev = poll_event(q, 50);
         if ev.is_null() {
             continue;
         }
@@ -676,4 +676,17 @@ fn a_dead_peer_is_detected_within_a_few_heartbeats() {
         );
         rmqs_connection_free(direct);
     }
+}
+
+/// `rmqs_queue_poll`: the event, or NULL when none came within `timeout_ms` (or after a
+/// wakeup); any other outcome fails the test.
+fn poll_event(q: *mut rmqs_queue, timeout_ms: i32) -> *mut rmqs_event {
+    use rmqstream::ffi::rmqs_status_code::{RMQS_ERR_TIMEOUT, RMQS_OK};
+    let mut ev = std::ptr::null_mut();
+    let st = unsafe { rmqs_queue_poll(q, timeout_ms, &mut ev, std::ptr::null_mut()) };
+    assert!(
+        st == RMQS_OK.status() || st == RMQS_ERR_TIMEOUT.status(),
+        "rmqs_queue_poll: {st}"
+    );
+    ev
 }

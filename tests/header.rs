@@ -65,3 +65,26 @@ fn header_exports_only_rmqs_names() {
         }
     }
 }
+
+/// What the header says about threads must hold: callbacks that run on runtime threads say so
+/// (the preamble once claimed that application code never runs there), and the thread of
+/// `rmqs_free_cb` is stated.
+#[test]
+fn header_says_where_callbacks_and_finalizers_run() {
+    let text = String::from_utf8(generate()).unwrap();
+    let flat = text
+        .lines()
+        .map(|l| l.trim_start().trim_start_matches('*').trim())
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(!flat.contains("application code never runs"));
+    for claim in [
+        "the post-filter (rmqs_post_filter_cb) runs on an rmqs-rt thread",
+        "the log callback (rmqs_log_cb) on whichever thread logs, rmqs-rt threads included",
+        "user_data_free (rmqs_free_cb) runs exactly once, after the last call of its callback",
+        "the object's dispatcher thread (`rmqs-dispatch`), as it ends",
+        "the thread of the call that drops the last reference",
+    ] {
+        assert!(flat.contains(claim), "the header lacks: {claim}");
+    }
+}

@@ -2,7 +2,9 @@
 
 size_t gormqs_poll(rmqs_queue *q, rmqs_event **evs, gormqs_evinfo *infos, size_t cap,
                    int32_t timeout_ms) {
-    size_t n = rmqs_queue_poll_batch(q, evs, cap, timeout_ms);
+    size_t n = 0;
+    /* a timeout leaves n at 0, as a wakeup does (the Go side polls again or stops) */
+    if (rmqs_queue_poll_batch(q, evs, cap, timeout_ms, &n, NULL) != RMQS_OK) return 0;
     for (size_t i = 0; i < n; i++) {
         rmqs_event *ev = evs[i];
         gormqs_evinfo *in = &infos[i];

@@ -11,21 +11,9 @@
 /* The binding is written against the 0.1 API (0.x: minor versions may break). */
 #if RMQS_VERSION_MAJOR != 0
 #error "bindings/go supports rmqstream 0.x only (RMQS_VERSION_MAJOR != 0)"
-/* gormqs_send_concat for a super producer: keys holds count NUL-terminated routing keys back
- * to back. */
-rmqs_status gormqs_super_send_concat(rmqs_super_producer *sp, const char *keys,
-                                     const uint8_t *data, const size_t *lens, size_t count,
-                                     uint32_t flags, size_t *accepted, rmqs_error **err);
-
 #endif
 #if RMQS_VERSION_MINOR < 1
 #error "bindings/go needs rmqstream >= 0.1 (RMQS_VERSION_MINOR < 1)"
-/* gormqs_send_concat for a super producer: keys holds count NUL-terminated routing keys back
- * to back. */
-rmqs_status gormqs_super_send_concat(rmqs_super_producer *sp, const char *keys,
-                                     const uint8_t *data, const size_t *lens, size_t count,
-                                     uint32_t flags, size_t *accepted, rmqs_error **err);
-
 #endif
 
 /* What the dispatcher needs to route one event, read from the event in the same cgo call that

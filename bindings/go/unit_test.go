@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"regexp"
+	"strings"
 	"testing"
 )
 
@@ -143,6 +146,35 @@ func TestOffsetSpecs(t *testing.T) {
 	}{{First, "first"}, {Last, "last"}, {Next, "next"}, {Offset(42), "offset:42"}} {
 		if c.s.String() != c.want {
 			t.Errorf("%v != %s", c.s, c.want)
+		}
+	}
+}
+
+// gormqs.h declares each of its helpers once, outside the version checks' #error branches
+// (a stray copy there once sat between #if and #endif, twice).
+func TestHelperHeaderDeclaresEachHelperOnce(t *testing.T) {
+	src, err := os.ReadFile("gormqs.h")
+	if err != nil {
+		t.Fatal(err)
+	}
+	decl := regexp.MustCompile(`(?m)^[a-z_][a-z_ *]*\b(gormqs_[a-z_]+)\(`)
+	seen := map[string]int{}
+	for _, m := range decl.FindAllStringSubmatch(string(src), -1) {
+		seen[m[1]]++
+	}
+	if len(seen) == 0 {
+		t.Fatal("no gormqs_ declaration found")
+	}
+	for name, n := range seen {
+		if n != 1 {
+			t.Errorf("%s is declared %d times", name, n)
+		}
+	}
+	// Between a version check's #if and its #endif there is only the #error.
+	block := regexp.MustCompile(`(?s)#if RMQS_VERSION_[A-Z]+ [^\n]*\n(.*?)#endif`)
+	for _, m := range block.FindAllStringSubmatch(string(src), -1) {
+		if body := strings.TrimSpace(m[1]); !strings.HasPrefix(body, "#error") || strings.Count(body, "\n") != 0 {
+			t.Errorf("version check holds more than its #error:\n%s", body)
 		}
 	}
 }

@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use super::config::{ConnectionConfig, Endpoint, SaslMechanism};
-use super::error::{ClientError, Result};
+use super::error::{ClientError, Result, echo};
 use super::log::{Level, Log, log_at};
 use super::transport::Transport;
 use crate::protocol::DecodeError;
@@ -232,7 +232,10 @@ fn retire_stream<L: ?Sized>(
         .enumerate()
         .filter_map(|(id, s)| {
             let s = s.as_mut().filter(|s| s.stream == stream)?;
-            Some((id as u8, std::mem::replace(&mut s.listener, retired.clone())))
+            Some((
+                id as u8,
+                std::mem::replace(&mut s.listener, retired.clone()),
+            ))
         })
         .collect()
 }
@@ -531,11 +534,11 @@ impl Connection {
             Level::Debug,
             "connection",
             "connecting to {}:{}{} as {:?}, vhost {:?}",
-            endpoint.host,
+            echo(&endpoint.host),
             endpoint.port,
             if cfg.tls.is_some() { " over TLS" } else { "" },
-            cfg.username,
-            cfg.vhost
+            echo(&cfg.username),
+            echo(&cfg.vhost)
         );
         let setup = async {
             let mut io =

@@ -78,5 +78,98 @@ impl From<EncodeError> for ClientError {
     }
 }
 
+/// At most this many bytes of a caller's string are echoed in an error or log message (a
+/// stream name, 255 bytes at most, always fits).
+pub const ECHO_MAX: usize = 256;
+
+/// A caller-supplied string as error and log messages echo it: the first [`ECHO_MAX`] bytes
+/// (cut on a character boundary), followed by `… (N bytes)` when it is longer. Every message
+/// that repeats user input goes through this (or [`echo_uri`]), so that a 1 MiB value does
+/// not make a 1 MiB message.
+pub fn echo(s: &str) -> String {
+    if s.len() <= ECHO_MAX {
+        return s.to_string();
+    }
+    let mut end = ECHO_MAX;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes)", &s[..end], s.len())
+}
+
+/// A URI as messages echo it: the password in its user info replaced by `***`
+/// (`rabbitmq-stream://guest:***@host/vhost`), then shortened as by [`echo`]. Also for strings
+/// that are not quite URIs: whatever precedes the last `@` of the authority is user info.
+pub fn echo_uri(uri: &str) -> String {
+    let start = uri.find("://").map_or(0, |i| i + 3);
+    let rest = &uri[start..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    let redacted = match authority.rfind('@') {
+        Some(at) => {
+            let user = authority[..at]
+                .split_once(':')
+                .map_or(&authority[..at], |(u, _)| u);
+            let password = if authority[..at].contains(':') {
+                ":***"
+            } else {
+                ""
+            };
+            format!("{}{user}{password}{}", &uri[..start], &rest[at..])
+        }
+        None => uri.to_string(),
+    };
+    echo(&redacted)
+}
+
 /// Result alias of the client layer.
 pub type Result<T, E = ClientError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn echo_caps_on_a_character_boundary() {
+        assert_eq!(echo("short"), "short");
+        let exact = "a".repeat(ECHO_MAX);
+        assert_eq!(echo(&exact), exact);
+        let long = "h".repeat(1 << 20);
+        assert_eq!(
+            echo(&long),
+            format!("{}… (1048576 bytes)", "h".repeat(ECHO_MAX))
+        );
+        // 255 one-byte characters then 'é' (2 bytes) across the limit: cut before it
+        let s = format!("{}é{}", "x".repeat(ECHO_MAX - 1), "y".repeat(10));
+        assert_eq!(
+            echo(&s),
+            format!("{}… ({} bytes)", "x".repeat(ECHO_MAX - 1), s.len())
+        );
+    }
+
+    #[test]
+    fn echo_uri_hides_the_password() {
+        for (uri, want) in [
+            (
+                "rabbitmq-stream://guest:secret@h:5552/v",
+                "rabbitmq-stream://guest:***@h:5552/v",
+            ),
+            (
+                "rabbitmq-stream+tls://u:p%40ss:w@h1,h2/%2f?heartbeat=5",
+                "rabbitmq-stream+tls://u:***@h1,h2/%2f?heartbeat=5",
+            ),
+            ("rabbitmq-stream://user@h", "rabbitmq-stream://user@h"),
+            ("rabbitmq-stream://h/v@x", "rabbitmq-stream://h/v@x"),
+            ("amqp://a:b@h", "amqp://a:***@h"),
+            ("a:b@h", "a:***@h"),
+            ("", ""),
+        ] {
+            assert_eq!(echo_uri(uri), want, "{uri}");
+        }
+        let long = format!("rabbitmq-stream://u:pw@{}", "h".repeat(1 << 20));
+        let e = echo_uri(&long);
+        assert!(e.starts_with("rabbitmq-stream://u:***@hhh"), "{e}");
+        assert!(e.ends_with(&format!("… ({} bytes)", long.len() + 1)), "{e}");
+        assert!(!e.contains("pw"));
+    }
+}

@@ -14,7 +14,7 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 use super::config::TlsConfig;
-use super::error::{ClientError, Result};
+use super::error::{ClientError, Result, echo};
 
 /// A connected byte stream, plain or TLS.
 pub enum Transport {
@@ -27,7 +27,7 @@ impl Transport {
     pub async fn connect(host: &str, port: u16, tls: Option<&TlsConfig>) -> Result<Transport> {
         let tcp = TcpStream::connect((host, port))
             .await
-            .map_err(|e| ClientError::Io(format!("connect to {host}:{port}: {e}")))?;
+            .map_err(|e| ClientError::Io(format!("connect to {}:{port}: {e}", echo(host))))?;
         tcp.set_nodelay(true).map_err(ClientError::io)?;
         let Some(tls) = tls else {
             return Ok(Transport::Tcp(tcp));
@@ -39,7 +39,7 @@ impl Transport {
         let stream = connector
             .connect(server_name, tcp)
             .await
-            .map_err(|e| ClientError::Tls(format!("handshake with {host}:{port}: {e}")))?;
+            .map_err(|e| ClientError::Tls(format!("handshake with {}:{port}: {e}", echo(host))))?;
         Ok(Transport::Tls(Box::new(stream)))
     }
 }

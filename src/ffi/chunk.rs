@@ -1,6 +1,8 @@
 //! `rmqs_chunk` and `rmqs_message`: zero-copy views of delivered chunks and their messages.
 
 use std::borrow::Cow;
+#[cfg(test)]
+use std::ffi::CStr;
 use std::ffi::{CString, c_char};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -285,12 +287,14 @@ fn with_message<R>(m: *const rmqs_message, default: R, f: impl FnOnce(&rmqs_mess
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_chunk_retain(ch: *const rmqs_chunk) -> *mut rmqs_chunk {
     ffi_boundary(std::ptr::null_mut(), || {
-        with_chunk(ch, std::ptr::null_mut(), |c| {
-            let p: *const rmqs_chunk = c;
-            // SAFETY: the chunk lives in an Arc (ChunkRef) and the caller holds a reference.
-            unsafe { Arc::increment_strong_count(p) };
-            p.cast_mut()
-        })
+        if !is_chunk(ch) {
+            return std::ptr::null_mut();
+        }
+        // SAFETY: `ch` came from `Arc::as_ptr` (ChunkRef) or an earlier retain, and the
+        // caller holds a reference, so the count is at least 1. The raw pointer is used, not
+        // one derived from a `&rmqs_chunk`, whose provenance would not cover the count.
+        unsafe { Arc::increment_strong_count(ch) };
+        ch.cast_mut()
     })
 }
 
@@ -304,12 +308,20 @@ pub unsafe extern "C" fn rmqs_chunk_retain(ch: *const rmqs_chunk) -> *mut rmqs_c
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_chunk_release(ch: *mut rmqs_chunk) {
     ffi_boundary((), || {
-        with_chunk(ch, (), |c| {
-            let p: *const rmqs_chunk = c;
-            // SAFETY: the caller gives back one reference it owned.
-            unsafe { Arc::decrement_strong_count(p) };
-        })
+        if !is_chunk(ch) {
+            return;
+        }
+        // SAFETY: the caller gives back one reference it owned; no `&rmqs_chunk` is alive
+        // here, so the last reference may free the chunk (as rustls-ffi's `free_arc`).
+        unsafe { Arc::decrement_strong_count(ch.cast_const()) };
     })
+}
+
+/// Whether `ch` points to a live chunk: the magic is read through a reference that ends
+/// before the caller touches the reference count.
+fn is_chunk(ch: *const rmqs_chunk) -> bool {
+    // SAFETY: the caller passes NULL or a live chunk (see retain's and release's contract).
+    unsafe { handle_arg(ch) }.is_ok()
 }
 
 /// The stream the chunk came from.
@@ -988,4 +1000,132 @@ pub unsafe extern "C" fn rmqs_message_app_property_value(
             }
         })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::amqp::{Message, Properties};
+    use crate::protocol::chunk::ChunkBuilder;
+
+    /// A chunk at offset 100 of three records: an AMQP message with a body and properties,
+    /// a raw record, an AMQP message with an empty body.
+    fn chunk() -> ChunkRef {
+        let encode = |m: Message<'_>| {
+            let mut out = bytes::BytesMut::new();
+            m.encode(&mut out).unwrap();
+            out.to_vec()
+        };
+        let amqp = encode(
+            Message::new(b"first".as_slice())
+                .properties(Properties {
+                    message_id: Some(Value::String("m-1".into())),
+                    ..Properties::default()
+                })
+                .application_property("k", Value::String("v".into())),
+        );
+        let empty = encode(Message::new(b"".as_slice()));
+        let mut b = ChunkBuilder::new(100).timestamp(1_700_000_000_000);
+        b.add_simple(&amqp).unwrap();
+        b.add_simple(b"raw bytes").unwrap();
+        b.add_simple(&empty).unwrap();
+        ChunkRef::new(DeliveredChunk::for_test(b.build().unwrap(), "s1"))
+    }
+
+    fn body(m: *const rmqs_message) -> Vec<u8> {
+        let mut len = usize::MAX;
+        let p = unsafe { rmqs_message_body(m, &mut len) };
+        assert!(!p.is_null());
+        unsafe { std::slice::from_raw_parts(p, len) }.to_vec()
+    }
+
+    #[test]
+    fn retained_chunk_outlives_the_lending_reference_and_release_frees_it() {
+        let lent = chunk();
+        let p = lent.as_ptr();
+        // two references of the application's own
+        let r1 = unsafe { rmqs_chunk_retain(p) };
+        let r2 = unsafe { rmqs_chunk_retain(p) };
+        assert_eq!((r1.cast_const(), r2.cast_const()), (p, p));
+        // the callback returns / the event is freed: the library's reference goes
+        drop(lent);
+        unsafe {
+            assert_eq!(rmqs_chunk_message_count(r1), 3);
+            let m = rmqs_chunk_message(r1, 0);
+            assert_eq!(body(m), b"first");
+            rmqs_chunk_release(r1);
+            // one reference left: still readable, the message view too
+            assert_eq!(rmqs_message_offset(m), 100);
+            assert_eq!(body(rmqs_chunk_message(r2, 1)), b"raw bytes");
+            // the last release frees the chunk (Miri reports a leak or a use after free)
+            rmqs_chunk_release(r2);
+        }
+    }
+
+    #[test]
+    fn retain_and_release_reject_null() {
+        unsafe {
+            assert!(rmqs_chunk_retain(std::ptr::null()).is_null());
+            rmqs_chunk_release(std::ptr::null_mut());
+        }
+    }
+
+    #[test]
+    fn accessors_read_the_chunk_through_raw_pointers() {
+        let c = chunk();
+        let p = c.as_ptr();
+        unsafe {
+            assert_eq!(CStr::from_ptr(rmqs_chunk_stream(p)).to_bytes(), b"s1");
+            assert_eq!(rmqs_chunk_partition(p), -1);
+            assert_eq!(rmqs_chunk_id(p), 100);
+            assert_eq!(rmqs_chunk_first_offset(p), 100);
+            assert_eq!(rmqs_chunk_timestamp(p), 1_700_000_000_000);
+            let mut id = 7;
+            assert!(!rmqs_chunk_committed_id(p, &mut id));
+            assert_eq!(id, 7);
+            let mut h = rmqs_chunk_header::default();
+            assert!(rmqs_chunk_header_get(p, &mut h));
+            assert_eq!((h.chunk_id, h.num_records, h.num_entries), (100, 3, 3));
+            let mut n = 0;
+            assert!(!rmqs_chunk_data(p, &mut n).is_null());
+            assert_eq!(n as u32, h.data_length);
+            assert!(rmqs_chunk_message(p, 3).is_null());
+
+            let m0 = rmqs_chunk_message(p, 0);
+            assert!(rmqs_message_is_amqp(m0));
+            let (mut v, mut len) = (std::ptr::null(), 0);
+            assert!(rmqs_message_property(m0, 1, &mut v, &mut len));
+            assert_eq!(std::slice::from_raw_parts(v.cast::<u8>(), len), b"m-1");
+            assert!(rmqs_message_app_property(
+                m0,
+                c"k".as_ptr(),
+                &mut v,
+                &mut len
+            ));
+            assert_eq!(std::slice::from_raw_parts(v.cast::<u8>(), len), b"v");
+            assert_eq!(rmqs_message_app_property_count(m0), 1);
+            let (mut k, mut klen) = (std::ptr::null(), 0);
+            assert!(rmqs_message_app_property_at(
+                m0, 0, &mut k, &mut klen, &mut v, &mut len
+            ));
+            assert_eq!(std::slice::from_raw_parts(k.cast::<u8>(), klen), b"k");
+
+            let m1 = rmqs_chunk_message(p, 1);
+            assert!(!rmqs_message_is_amqp(m1));
+            assert_eq!(body(m1), b"raw bytes");
+            let mut raw_len = 0;
+            assert!(!rmqs_message_raw(m1, &mut raw_len).is_null());
+            assert_eq!(raw_len, 9);
+
+            // an empty body: a non-NULL pointer and length 0
+            assert_eq!(body(rmqs_chunk_message(p, 2)), b"");
+
+            // NULL everywhere
+            assert_eq!(rmqs_chunk_message_count(std::ptr::null()), 0);
+            assert!(rmqs_chunk_message(std::ptr::null(), 0).is_null());
+            let mut len = 5;
+            assert!(rmqs_message_body(std::ptr::null(), &mut len).is_null());
+            assert_eq!(len, 0);
+        }
+    }
 }

@@ -10,9 +10,13 @@ use super::args::{Handle, handle_arg, str_arg};
 use super::error::{Error, rmqs_error};
 use super::panic::{ffi_boundary, ffi_status};
 use super::status::rmqs_status;
-use crate::client::config::{ConnectionConfig, DEFAULT_PORT, DEFAULT_TLS_PORT, Endpoint};
+use crate::client::config::{
+    ConnectionConfig, DEFAULT_PORT, DEFAULT_TLS_PORT, Endpoint, MIN_FRAME_MAX, check_frame_max,
+};
+use crate::client::error::echo;
 use crate::client::{CreditPolicy, SaslMechanism, TlsConfig};
 use crate::protocol::codes::OffsetSpec;
+use crate::protocol::compression::Compression;
 
 /// What a config is used for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,6 +73,10 @@ enum Kind {
     Credit,
     /// Non-empty items separated by commas.
     List,
+    /// A sub-entry codec name (`Compression::from_name`).
+    Codec,
+    /// 0 or at least `MIN_FRAME_MAX`, at most `u32::MAX`.
+    FrameMax,
 }
 
 struct Key {
@@ -112,7 +120,7 @@ const KEYS: &[Key] = &[
     k("username", Connection, Str),
     k("password", Connection, Str),
     k("vhost", Connection, NonEmpty),
-    k("frame_max", Connection, Uint(0, u32::MAX as u64)),
+    k("frame_max", Connection, FrameMax),
     k("heartbeat", Connection, Uint(0, 65535)),
     k("connection_name", Connection, Str),
     k("tls", Connection, Bool),
@@ -146,11 +154,7 @@ const KEYS: &[Key] = &[
     k("block_when_full", Producer, Bool),
     k("send_timeout_ms", Producer, Uint(0, MS_MAX)),
     k("sub_entry_size", Producer, Uint(0, 65535)),
-    k(
-        "compression",
-        Producer,
-        Word(&["none", "gzip", "snappy", "lz4", "zstd"]),
-    ),
+    k("compression", Producer, Codec),
     // consumers ("name" is shared with producers, see `lookup`)
     k("offset", Consumer, Offset),
     k("initial_credit", Consumer, Uint(1, 32767)),
@@ -266,11 +270,14 @@ fn check(key: &str, value: &str) -> Result<Parsed, Error> {
     }
     for (prefix, scope) in [("producer.", Producer), ("consumer.", Consumer)] {
         if let Some(inner) = key.strip_prefix(prefix) {
-            let inner_parsed = check(inner, value)
-                .map_err(|e| Error::invalid_argument(format!("{} (in \"{key}\")", e.message)))?;
+            let inner_parsed = check(inner, value).map_err(|e| {
+                Error::invalid_argument(format!("{} (in \"{}\")", e.message, echo(key)))
+            })?;
             if !inner_parsed.scopes.contains(&scope) {
                 return Err(Error::invalid_argument(format!(
-                    "config key \"{key}\": \"{inner}\" does not apply to {}",
+                    "config key \"{}\": \"{}\" does not apply to {}",
+                    echo(key),
+                    echo(inner),
                     scope.noun()
                 )));
             }
@@ -283,7 +290,8 @@ fn check(key: &str, value: &str) -> Result<Parsed, Error> {
     let name = canonical(key);
     let Some(def) = find_key(&name) else {
         return Err(Error::invalid_argument(format!(
-            "unknown config key \"{key}\""
+            "unknown config key \"{}\"",
+            echo(key)
         )));
     };
     check_value(def, value)?;
@@ -295,8 +303,19 @@ fn check(key: &str, value: &str) -> Result<Parsed, Error> {
 
 fn bad_value(key: &str, value: &str, want: &str) -> Error {
     Error::invalid_argument(format!(
-        "config key \"{key}\": invalid value \"{value}\" ({want})"
+        "config key \"{}\": invalid value \"{}\" ({want})",
+        echo(key),
+        echo(value)
     ))
+}
+
+/// The error for a codec name that is none of [`Compression::ALL`].
+pub fn unknown_codec(v: &str) -> Error {
+    bad_value(
+        "compression",
+        v,
+        &format!("one of {}", Compression::names()),
+    )
 }
 
 fn parse_bool(v: &str) -> Option<bool> {
@@ -375,7 +394,8 @@ pub fn parse_offset(v: &str) -> Option<OffsetSpec> {
 fn parse_hosts(v: &str, default_port: Option<u16>) -> Option<Vec<(String, Option<u16>)>> {
     let mut out = Vec::new();
     for h in v.split(',').map(str::trim) {
-        if h.is_empty() {
+        // no user info, path or query parameters here: only host[:port]
+        if h.is_empty() || h.contains(['@', '/', '?', '#']) {
             return None;
         }
         // reuse the URI parser for host[:port] and [v6]:port
@@ -431,17 +451,37 @@ fn check_value(def: &Key, v: &str) -> Result<(), Error> {
             }
             true
         }
+        Codec => {
+            if Compression::from_name(v).is_none() {
+                return Err(unknown_codec(v));
+            }
+            true
+        }
+        FrameMax => {
+            if parse_uint(v, 0, u32::MAX as u64).is_none_or(|n| check_frame_max(n as u32).is_err())
+            {
+                return Err(bad_value(
+                    name,
+                    v,
+                    &format!("0 or an integer from {MIN_FRAME_MAX} to {}", u32::MAX),
+                ));
+            }
+            true
+        }
         Hosts => parse_hosts(v, None).is_some(),
         Offset => parse_offset(v).is_some(),
         Credit => parse_credit_policy(v).is_some(),
         List => v
             .split(',')
             .all(|i| !i.is_empty() && i.len() <= i16::MAX as usize),
-        Age => {
-            let (digits, unit) = v.split_at(v.len().saturating_sub(1));
-            parse_uint(digits, 1, u32::MAX as u64).is_some()
-                && matches!(unit, "Y" | "M" | "D" | "h" | "m" | "s")
-        }
+        // The unit is one ASCII byte, so cutting before it is on a character boundary; the
+        // byte is checked first (cutting at `len - 1` blindly panicked on "7é").
+        Age => match v.as_bytes().last() {
+            Some(b'Y' | b'M' | b'D' | b'h' | b'm' | b's') => {
+                parse_uint(&v[..v.len() - 1], 1, u32::MAX as u64).is_some()
+            }
+            _ => false,
+        },
     };
     if ok {
         Ok(())
@@ -534,6 +574,21 @@ impl Settings {
             None => self.entries.push(entry),
         }
         Ok(())
+    }
+
+    /// Settings holding `key = value` as given, unchecked: for tests of what uses them.
+    #[cfg(test)]
+    pub(crate) fn unchecked(key: &str, value: &str) -> Settings {
+        let def = find_key(key).expect("a known key");
+        Settings {
+            entries: vec![Entry {
+                parsed: Parsed {
+                    key: key.to_string(),
+                    scopes: scopes_of(def),
+                },
+                value: value.to_string(),
+            }],
+        }
     }
 
     fn get(&self, key: &str) -> Option<&str> {
@@ -826,13 +881,19 @@ pub extern "C" fn rmqs_config_new() -> *mut rmqs_config {
 /// `true`/`false`/`1`/`0`, durations in milliseconds unless said otherwise):
 ///
 /// Connection (`rmqs_connection_open`):
-/// - `uri`: `rabbitmq-stream://user:pass@host:port/vhost` (`rabbitmq-stream+tls://` for TLS;
-///   several `host:port` separated by commas). Other keys override what the URI says.
+/// - `uri`: `rabbitmq-stream://user:pass@host:port/vhost?key=value&...`
+///   (`rabbitmq-stream+tls://` for TLS; several `host:port` separated by commas; user,
+///   password, vhost and values percent-encoded). Query parameters: `heartbeat` (seconds),
+///   `frame_max` (bytes, 0 or at least 8192), `connection_name`, `connect_timeout` (or
+///   `connection_timeout`) and `request_timeout` (ms), `load_balancer_mode` (bool); any other
+///   parameter is refused (`RMQS_ERR_INVALID_ARGUMENT` naming it), none is ignored. Other keys
+///   override what the URI says. Error messages show the URI with its password as `***`.
 /// - `host` / `hosts`: `host[:port]`, several separated by commas (seed hosts, tried in
 ///   order); `port`: the port of hosts given without one (default 5552, 5551 with TLS).
 /// - `username`, `password` (default guest/guest), `vhost` (default `/`).
-/// - `frame_max` (bytes, default 1048576, 0 = broker's), `heartbeat` (seconds, default 60,
-///   0 = none), `connection_name`.
+/// - `frame_max` (bytes, default 1048576, 0 = broker's; otherwise at least 8192, the broker's
+///   own limit for frames before tuning, so that every command fits), `heartbeat` (seconds,
+///   default 60, 0 = none), `connection_name`.
 /// - `tls` (bool), `tls_ca_file`, `tls_cert_file`, `tls_key_file` (PEM paths), `tls_verify`
 ///   (default true), `tls_server_name`; `sasl_mechanism` `PLAIN` (default) or `EXTERNAL`.
 /// - `connect_timeout_ms` (default 10000), `request_timeout_ms` (default 10000).
@@ -936,7 +997,8 @@ pub extern "C" fn rmqs_config_new() -> *mut rmqs_config {
 /// `filter_size` (16–255 bytes), and `arg.<name>`: any other broker argument, sent as given.
 ///
 /// Whether a key applies to the object being created is checked when the config is used
-/// (`RMQS_ERR_INVALID_ARGUMENT` naming the key).
+/// (`RMQS_ERR_INVALID_ARGUMENT` naming the key). Error messages quote at most 256 bytes of a
+/// key or value.
 ///
 /// @param cfg the config (borrowed).
 /// @param key the key (borrowed, NUL-terminated UTF-8).

@@ -242,8 +242,16 @@ fn open(
     if !lazy {
         check_may_block("rmqs_connection_open")?;
     }
+    let log = ConnLog::new(log, settings);
+    let runtime = match Runtime::new(log.log.clone()) {
+        Ok(r) => r,
+        Err(e) => {
+            log.detach();
+            return Err(e);
+        }
+    };
     let shared = Arc::new(ConnShared {
-        runtime: Runtime::new()?,
+        runtime,
         config,
         producer_defaults: settings.defaults("producer."),
         consumer_defaults: settings.defaults("consumer."),
@@ -252,7 +260,7 @@ fn open(
         version: OnceLock::new(),
         children: Mutex::new(Vec::new()),
         closed: AtomicBool::new(false),
-        log: ConnLog::new(log, settings),
+        log,
     });
     if !lazy {
         let r = shared.block("rmqs_connection_open", Some(shared.op_timeout()), async {
@@ -316,11 +324,13 @@ pub unsafe extern "C" fn rmqs_connection_open(
 /// Opens a connection from a URI alone: the same as `rmqs_connection_open()` with a config
 /// holding only `uri`.
 ///
-/// @param uri `rabbitmq-stream://user:pass@host:port/vhost` or `rabbitmq-stream+tls://...`
-///        (borrowed).
+/// @param uri `rabbitmq-stream://user:pass@host:port/vhost?key=value&...` or
+///        `rabbitmq-stream+tls://...` (borrowed); the query parameters are those of the `uri`
+///        key of `rmqs_config_set()`, any other is refused.
 /// @param out receives the new connection (caller-owned), only on success.
 /// @param err optional error detail.
-/// @return as `rmqs_connection_open()`; `RMQS_ERR_INVALID_ARGUMENT` for a bad URI.
+/// @return as `rmqs_connection_open()`; `RMQS_ERR_INVALID_ARGUMENT` for a bad URI (the
+///         message shows it with the password as `***`).
 ///
 /// Thread-safe; blocks.
 #[unsafe(no_mangle)]
@@ -399,9 +409,7 @@ pub unsafe extern "C" fn rmqs_connection_free(conn: *mut rmqs_connection) {
         if thread_role() == ThreadRole::Application {
             work();
         } else {
-            let _ = std::thread::Builder::new()
-                .name("rmqs-reaper".into())
-                .spawn(work);
+            super::runtime::spawn_reaper(work);
         }
     })
 }

@@ -644,9 +644,7 @@ pub unsafe extern "C" fn rmqs_consumer_free(c: *mut rmqs_consumer) {
         if thread_role() == ThreadRole::Application {
             work();
         } else {
-            let _ = std::thread::Builder::new()
-                .name("rmqs-reaper".into())
-                .spawn(work);
+            super::runtime::spawn_reaper(work);
         }
     })
 }

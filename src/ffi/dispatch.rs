@@ -17,9 +17,19 @@ use super::runtime::{ThreadRole, mark_thread};
 use super::state::StateHook;
 use super::status::rmqs_status_code;
 
-/// Frees the `user_data` of a callback registration. Called exactly once, on the dispatcher
-/// thread, after the last callback returned (or at once by the call that registered it when the
-/// registration fails after taking ownership — see each function).
+/// Frees the `user_data` of a callback registration, exactly once, after the last call of the
+/// callback. Which thread runs it:
+/// - callbacks given to a `*_new` function (confirms, chunks): the object's dispatcher thread
+///   (`rmqs-dispatch`), as it ends; the object's `*_free()` waits for that, unless it is
+///   called from a library callback (it then returns at once);
+/// - callbacks set on a config (`rmqs_config_set_log_cb()`, `_state_cb()`,
+///   `_consumer_update_cb()`, `_post_filter_cb()`, `_tracking_cb()`, `_routing_cb()`,
+///   `_key_extractor()`): the thread of the call that drops the last reference:
+///   `rmqs_config_free()`, a `rmqs_config_set_*()` call that replaces the callback, or the
+///   `*_free()` of the last object created with the config (`rmqs-reaper` when that
+///   `*_free()` runs in a library callback).
+///
+/// Never called when the registering call fails, unless that function says otherwise.
 pub type rmqs_free_cb = Option<unsafe extern "C" fn(user_data: *mut c_void)>;
 
 /// The application's `user_data` and its finalizer.

@@ -36,7 +36,8 @@ pub const RMQS_LOG_TRACE: i32 = 5;
 /// @param level `RMQS_LOG_ERROR` (1) to `RMQS_LOG_TRACE` (5); only levels up to the
 ///        connection's `log_level` key (default `info`) are passed.
 /// @param target which part of the library speaks: `"connection"`, `"environment"`,
-///        `"producer"`, `"consumer"`. NUL-terminated UTF-8, borrowed for the duration of the call.
+///        `"producer"`, `"consumer"`, or `"panic"` for a panic the library caught (at
+///        `RMQS_LOG_ERROR`: the message and where it happened; see `RMQS_ERR_PANIC`). NUL-terminated UTF-8, borrowed for the duration of the call.
 /// @param message one line without a trailing newline, NUL-terminated UTF-8, borrowed for the
 ///        duration of the call (copy it to keep it).
 ///
@@ -141,6 +142,8 @@ pub(crate) struct ConnLog {
     pub log: Log,
     /// Emptied when the connection is freed.
     logger: Option<Arc<CLogger>>,
+    /// Registration among the destinations of caught panics (src/ffi/panic.rs).
+    panic_log: Option<u64>,
 }
 
 impl ConnLog {
@@ -155,20 +158,26 @@ impl ConnLog {
                 let logger = Arc::new(CLogger {
                     registration: RwLock::new(Some(r)),
                 });
+                let log = Log::new(logger.clone(), level);
                 ConnLog {
-                    log: Log::new(logger.clone(), level),
+                    panic_log: Some(super::panic::register_log(log.clone())),
+                    log,
                     logger: Some(logger),
                 }
             }
             _ => ConnLog {
                 log: Log::off(),
                 logger: None,
+                panic_log: None,
             },
         }
     }
 
-    /// See [`CLogger::detach`].
+    /// See [`CLogger::detach`]; caught panics no longer go to this log either.
     pub(crate) fn detach(&self) {
+        if let Some(id) = self.panic_log {
+            super::panic::unregister_log(id);
+        }
         if let Some(l) = &self.logger {
             l.detach();
         }

@@ -7,12 +7,20 @@
 //!
 //! Conventions (SPEC §3):
 //! - fallible calls return `rmqs_status` (0 = OK, > 0 = broker response code, < 0 = local error)
-//!   and take an optional last `rmqs_error **err`, filled only on failure;
+//!   and take an optional last `rmqs_error **err`, filled only on failure — not all of them yet:
+//!   the close, flush, credit and statistics functions and `rmqs_config_set_*_cb` return a
+//!   status without one;
 //! - outputs are written only on success; byte inputs are `(const uint8_t *, size_t)` where NULL is
 //!   allowed only with length 0; enum-like inputs are `int32_t` and validated;
 //! - every body runs inside the panic boundary ([`panic::ffi_boundary`] / [`panic::ffi_status`]);
 //! - C-visible names are lower-case `rmqs_*` types and functions and upper-case `RMQS_*` constants,
 //!   hence the `non_camel_case_types` allowances.
+//!
+//! What this layer holds besides the argument checks, the panic boundary and the status
+//! mapping (it should hold nothing else; see the crate docs): the meaning of the config keys
+//! (`config`), connection lifecycle and the child registry (`connection`), each connection's
+//! runtime and the blocking rules (`runtime`), callback dispatch (`dispatch`, `hooks`, `log`),
+//! the event queue (`queue`) and the super producer's key extraction (`super_producer`).
 #![allow(non_camel_case_types)]
 // The pointer contracts of the `unsafe extern "C"` functions are written for C readers in each
 // function's `@param` docs (which go into the header), not in Rust's `# Safety` sections.

@@ -258,15 +258,10 @@ pub(crate) fn producer_config(
         c.sub_entry_size = v as usize;
     }
     if let Some(v) = s.str_value("compression") {
-        use crate::client::producer::Compression;
-        // Validated when set: one of the five names.
-        c.compression = match v.to_ascii_lowercase().as_str() {
-            "gzip" => Compression::Gzip,
-            "snappy" => Compression::Snappy,
-            "lz4" => Compression::Lz4,
-            "zstd" => Compression::Zstd,
-            _ => Compression::None,
-        };
+        // Checked when set too, with the same table; an unknown name is never taken for
+        // "none".
+        c.compression = crate::client::producer::Compression::from_name(v)
+            .ok_or_else(|| super::config::unknown_codec(v))?;
     }
     c.validate()?;
     Ok((
@@ -645,19 +640,11 @@ pub unsafe extern "C" fn rmqs_producer_send_messages(
             let s = &p.inner;
             s.check_open("rmqs_producer_send_messages")?;
             let (wait, lib) = s.wait(flags);
-            let deadline = wait.and_then(|w| Instant::now().checked_add(w));
-            while done < count {
-                let w = match (wait, deadline) {
-                    (None, _) => None,
-                    (Some(_), None) => Some(Duration::MAX),
-                    (Some(_), Some(d)) => Some(d.saturating_duration_since(Instant::now())),
-                };
-                match s.producer.send_batch(&msgs[done..], w) {
-                    Ok(n) => done += n,
-                    Err(e) => return Err(map_send_error(e, lib)),
-                }
-            }
-            Ok(())
+            send_all(count, wait, &mut done, |from, w| {
+                s.producer
+                    .send_batch(&msgs[from..], w)
+                    .map_err(|e| map_send_error(e, lib))
+            })
         })
     };
     if !accepted.is_null() {
@@ -742,19 +729,11 @@ pub unsafe extern "C" fn rmqs_producer_send_batch(
             let s = &p.inner;
             s.check_open("rmqs_producer_send_batch")?;
             let (wait, lib) = s.wait(flags);
-            let deadline = wait.and_then(|w| Instant::now().checked_add(w));
-            while done < count {
-                let w = match (wait, deadline) {
-                    (None, _) => None,
-                    (Some(_), None) => Some(Duration::MAX),
-                    (Some(_), Some(d)) => Some(d.saturating_duration_since(Instant::now())),
-                };
-                match s.producer.send_batch(&msgs[done..], w) {
-                    Ok(n) => done += n,
-                    Err(e) => return Err(map_send_error(e, lib)),
-                }
-            }
-            Ok(())
+            send_all(count, wait, &mut done, |from, w| {
+                s.producer
+                    .send_batch(&msgs[from..], w)
+                    .map_err(|e| map_send_error(e, lib))
+            })
         })
     };
     if !accepted.is_null() {
@@ -762,6 +741,41 @@ pub unsafe extern "C" fn rmqs_producer_send_batch(
         unsafe { accepted.write(done) };
     }
     st
+}
+
+/// The batch-send loop of both producers: sends `total` messages in order through `send`,
+/// which gets the index of the first message not accepted yet and the time left to wait for
+/// room, and returns how many of the rest it accepted (a prefix). `done` counts the accepted
+/// messages, also on failure. A step that accepts none without an error (the core's contract
+/// does not promise it never happens) ends the loop with `RMQS_ERR_QUEUE_FULL` instead of
+/// retrying at once forever.
+pub(crate) fn send_all(
+    total: usize,
+    wait: Option<Duration>,
+    done: &mut usize,
+    mut send: impl FnMut(usize, Option<Duration>) -> Result<usize, Error>,
+) -> Result<(), Error> {
+    let deadline = wait.and_then(|w| Instant::now().checked_add(w));
+    while *done < total {
+        let w = match (wait, deadline) {
+            (None, _) => None,
+            (Some(_), None) => Some(Duration::MAX),
+            (Some(_), Some(d)) => Some(d.saturating_duration_since(Instant::now())),
+        };
+        match send(*done, w)? {
+            0 => {
+                return Err(Error::new(
+                    rmqs_status_code::RMQS_ERR_QUEUE_FULL,
+                    format!(
+                        "the producer accepted none of the {} remaining messages; retry them later",
+                        total - *done
+                    ),
+                ));
+            }
+            n => *done += n.min(total - *done),
+        }
+    }
+    Ok(())
 }
 
 /// Sends what is batched and waits until every accepted message has its confirm (and, in
@@ -885,9 +899,79 @@ pub unsafe extern "C" fn rmqs_producer_free(p: *mut rmqs_producer) {
         if thread_role() == ThreadRole::Application {
             work();
         } else {
-            let _ = std::thread::Builder::new()
-                .name("rmqs-reaper".into())
-                .spawn(work);
+            super::runtime::spawn_reaper(work);
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::producer::Compression;
+    use crate::ffi::status::rmqs_status_code::*;
+
+    #[test]
+    fn unknown_codec_names_are_refused_not_taken_for_none() {
+        let e = producer_config(&Settings::unchecked("compression", "brotli")).unwrap_err();
+        assert_eq!(e.status, RMQS_ERR_INVALID_ARGUMENT.status());
+        assert_eq!(
+            e.message,
+            "config key \"compression\": invalid value \"brotli\" \
+             (one of none, gzip, snappy, lz4, zstd)"
+        );
+        for (name, want) in [
+            ("none", Compression::None),
+            ("GZIP", Compression::Gzip),
+            ("snappy", Compression::Snappy),
+            ("Lz4", Compression::Lz4),
+            ("zstd", Compression::Zstd),
+        ] {
+            let (c, _, _) = producer_config(&Settings::unchecked("compression", name)).unwrap();
+            assert_eq!(c.compression, want, "{name}");
+        }
+    }
+
+    #[test]
+    fn batch_loop_stops_when_a_step_accepts_nothing() {
+        // 10 messages: the core takes 4, then 0 without an error. The loop must stop there
+        // (it used to call again at once, forever; the call count bounds the test instead).
+        let mut calls = 0;
+        let mut done = 0;
+        let r = send_all(10, None, &mut done, |from, _| {
+            calls += 1;
+            assert!(calls < 100, "the loop spins: {calls} calls");
+            Ok(if from == 0 { 4 } else { 0 })
+        });
+        let e = r.unwrap_err();
+        assert_eq!(e.status, RMQS_ERR_QUEUE_FULL.status());
+        assert_eq!(
+            e.message,
+            "the producer accepted none of the 6 remaining messages; retry them later"
+        );
+        assert_eq!((done, calls), (4, 2));
+    }
+
+    #[test]
+    fn batch_loop_sends_in_steps_and_stops_at_errors() {
+        let mut done = 0;
+        let mut starts = Vec::new();
+        send_all(7, Some(Duration::from_secs(1)), &mut done, |from, w| {
+            assert!(w.is_some_and(|w| w <= Duration::from_secs(1)));
+            starts.push(from);
+            Ok(3)
+        })
+        .unwrap();
+        assert_eq!((done, starts), (7, vec![0, 3, 6]));
+        let mut done = 0;
+        let e = send_all(5, None, &mut done, |from, w| {
+            assert_eq!(w, None);
+            if from == 0 {
+                Ok(2)
+            } else {
+                Err(Error::new(RMQS_ERR_TIMEOUT, "full"))
+            }
+        })
+        .unwrap_err();
+        assert_eq!((done, e.status), (2, RMQS_ERR_TIMEOUT.status()));
+    }
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::args::{Handle, handle_arg, out_arg, write_out};
 use super::chunk::{ChunkRef, rmqs_chunk};
-use super::error::Error;
+use super::error::{Error, rmqs_error};
 use super::panic::{ffi_boundary, ffi_status};
 use super::runtime::{check_may_block, timeout_from_ms};
 use super::status::{rmqs_status, rmqs_status_code};
@@ -246,7 +246,9 @@ impl QueueShared {
     /// Takes up to `cap` events, waiting up to `timeout` (None = forever) for the first one.
     /// Returns early (empty) on a wakeup.
     #[allow(clippy::vec_box)] // the boxes are what C receives
-    fn take(&self, cap: usize, timeout: Option<Duration>) -> Vec<Box<rmqs_event>> {
+    /// Up to `cap` events, waiting up to `timeout` for the first: `Some` with the events, or
+    /// with none after a wakeup; `None` when the time ran out.
+    fn take(&self, cap: usize, timeout: Option<Duration>) -> Option<Vec<Box<rmqs_event>>> {
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         let mut st = self.lock();
         loop {
@@ -254,22 +256,22 @@ impl QueueShared {
                 let n = cap.min(st.events.len());
                 let out: Vec<_> = st.events.drain(..n).collect();
                 self.settle_fd(&mut st);
-                return out;
+                return Some(out);
             }
             if st.wakeups > 0 {
                 st.wakeups = 0;
                 self.settle_fd(&mut st);
-                return Vec::new();
+                return Some(Vec::new());
             }
             if timeout == Some(Duration::ZERO) {
-                return Vec::new();
+                return None;
             }
             st = match deadline {
                 None => self.cond.wait(st).unwrap_or_else(|e| e.into_inner()),
                 Some(d) => {
                     let now = Instant::now();
                     if d <= now {
-                        return Vec::new();
+                        return None;
                     }
                     self.cond
                         .wait_timeout(st, d - now)
@@ -391,42 +393,80 @@ pub unsafe extern "C" fn rmqs_queue_new(out: *mut *mut rmqs_queue) -> rmqs_statu
     }
 }
 
+/// Takes events for [`rmqs_queue_poll`] and [`rmqs_queue_poll_batch`]: `Ok(events)` (none
+/// after a wakeup), or the failure of a call that got nothing. Boxed: each goes to C as its own
+/// pointer.
+#[allow(clippy::vec_box)]
+fn poll_events(
+    what: &str,
+    q: *mut rmqs_queue,
+    cap: usize,
+    timeout_ms: i32,
+) -> Result<Vec<Box<rmqs_event>>, Error> {
+    // SAFETY: NULL or live, per the callers' contract.
+    let q = unsafe { handle_arg(q) }?;
+    if timeout_ms != 0 {
+        check_may_block(what)?;
+    }
+    q.shared
+        .take(cap, timeout_from_ms(timeout_ms))
+        .ok_or_else(|| {
+            Error::new(
+                rmqs_status_code::RMQS_ERR_TIMEOUT,
+                format!("{what}: no event within {timeout_ms} ms"),
+            )
+        })
+}
+
 /// Takes the next event, waiting for one up to `timeout_ms`.
+///
+/// Typical loop: `while ((st = rmqs_queue_poll(q, -1, &ev, NULL)) == RMQS_OK && ev) { ...;
+/// rmqs_event_free(ev); }` ends on `rmqs_queue_wakeup()` or an error.
 ///
 /// @param q the queue (borrowed).
 /// @param timeout_ms negative = wait forever; 0 = do not wait.
-/// @return a new event owned by the caller (free with `rmqs_event_free()`), or NULL on timeout,
-///         after `rmqs_queue_wakeup()`, for a NULL/invalid queue, or when called with a
-///         non-zero timeout from a library callback (where waiting could deadlock).
+/// @param out receives, on `RMQS_OK`, a new event owned by the caller (free with
+///        `rmqs_event_free()`), or NULL when `rmqs_queue_wakeup()` ended the wait.
+/// @param err optional error detail.
+/// @return `RMQS_OK`; `RMQS_ERR_TIMEOUT` when no event came within `timeout_ms` (at once for
+///         0 and an empty queue); `RMQS_ERR_WOULD_DEADLOCK` when called with a non-zero timeout
+///         from a library callback or runtime thread (waiting there could deadlock: the thread
+///         may be the one that would deliver the event), so that a `poll(q, -1)` loop there
+///         fails instead of spinning; a timeout of 0 works there; `RMQS_ERR_INVALID_ARGUMENT`
+///         for a NULL or invalid queue or a NULL `out`. `*out` is written only on `RMQS_OK`.
 ///
 /// Thread-safe; blocks up to `timeout_ms`.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn rmqs_queue_poll(q: *mut rmqs_queue, timeout_ms: i32) -> *mut rmqs_event {
-    ffi_boundary(std::ptr::null_mut(), || {
-        // SAFETY: NULL or live.
-        let Ok(q) = (unsafe { handle_arg(q) }) else {
-            return std::ptr::null_mut();
-        };
-        if timeout_ms != 0 && check_may_block("rmqs_queue_poll").is_err() {
-            return std::ptr::null_mut();
-        }
-        q.shared
-            .take(1, timeout_from_ms(timeout_ms))
-            .pop()
-            .map_or(std::ptr::null_mut(), Box::into_raw)
-    })
+pub unsafe extern "C" fn rmqs_queue_poll(
+    q: *mut rmqs_queue,
+    timeout_ms: i32,
+    out: *mut *mut rmqs_event,
+    err: *mut *mut rmqs_error,
+) -> rmqs_status {
+    // SAFETY: q checked, out checked, err NULL or writable.
+    unsafe {
+        ffi_status(err, || {
+            let out = out_arg(out, "out")?;
+            let ev = poll_events("rmqs_queue_poll", q, 1, timeout_ms)?.pop();
+            write_out(out, ev.map_or(std::ptr::null_mut(), Box::into_raw));
+            Ok(())
+        })
+    }
 }
 
 /// Takes up to `cap` events at once, waiting up to `timeout_ms` for the first one.
 ///
 /// @param q the queue (borrowed).
-/// @param events an array of at least `cap` pointers; the first (returned count) receive new
-///        events owned by the caller (each freed with `rmqs_event_free()`).
-/// @param cap capacity of `events`.
+/// @param events an array of at least `cap` pointers; on `RMQS_OK` the first `*count` receive
+///        new events owned by the caller (each freed with `rmqs_event_free()`).
+/// @param cap capacity of `events`, at least 1.
 /// @param timeout_ms negative = wait forever; 0 = do not wait.
-/// @return the number of events written; 0 on timeout, after `rmqs_queue_wakeup()`, for
-///         invalid arguments (NULL queue or array, cap 0), or with a non-zero timeout from a
-///         library callback.
+/// @param count receives, on `RMQS_OK`, the number of events written: 1 to `cap`, or 0 when
+///        `rmqs_queue_wakeup()` ended the wait.
+/// @param err optional error detail.
+/// @return `RMQS_OK`; `RMQS_ERR_TIMEOUT`, `RMQS_ERR_WOULD_DEADLOCK` as `rmqs_queue_poll()`;
+///         `RMQS_ERR_INVALID_ARGUMENT` for a NULL or invalid queue, a NULL `events` or
+///         `count`, or `cap` 0. Nothing is written on failure.
 ///
 /// Thread-safe; blocks up to `timeout_ms`.
 #[unsafe(no_mangle)]
@@ -435,31 +475,32 @@ pub unsafe extern "C" fn rmqs_queue_poll_batch(
     events: *mut *mut rmqs_event,
     cap: usize,
     timeout_ms: i32,
-) -> usize {
-    ffi_boundary(0, || {
-        // SAFETY: NULL or live.
-        let Ok(q) = (unsafe { handle_arg(q) }) else {
-            return 0;
-        };
-        if events.is_null() || cap == 0 {
-            return 0;
-        }
-        if timeout_ms != 0 && check_may_block("rmqs_queue_poll_batch").is_err() {
-            return 0;
-        }
-        let got = q.shared.take(cap, timeout_from_ms(timeout_ms));
-        let n = got.len();
-        for (i, ev) in got.into_iter().enumerate() {
-            // SAFETY: the caller provides room for cap >= n pointers.
-            unsafe { events.add(i).write(Box::into_raw(ev)) };
-        }
-        n
-    })
+    count: *mut usize,
+    err: *mut *mut rmqs_error,
+) -> rmqs_status {
+    // SAFETY: q, events and count checked; err NULL or writable.
+    unsafe {
+        ffi_status(err, || {
+            let events = out_arg(events, "events")?;
+            let count = out_arg(count, "count")?;
+            if cap == 0 {
+                return Err(Error::invalid_argument("cap is 0"));
+            }
+            let got = poll_events("rmqs_queue_poll_batch", q, cap, timeout_ms)?;
+            let n = got.len();
+            for (i, ev) in got.into_iter().enumerate() {
+                // SAFETY: the caller provides room for cap >= n pointers.
+                events.add(i).write(Box::into_raw(ev));
+            }
+            write_out(count, n);
+            Ok(())
+        })
+    }
 }
 
 /// Makes one blocked (or the next) `rmqs_queue_poll()` / `rmqs_queue_poll_batch()` return
-/// without an event, and the notify fd readable until then. For shutting a polling thread down
-/// or interrupting it.
+/// `RMQS_OK` without an event (`*out` NULL, `*count` 0), and the notify fd readable until
+/// then. For shutting a polling thread down or interrupting it.
 ///
 /// @param q the queue (borrowed); NULL does nothing.
 ///
@@ -487,8 +528,8 @@ pub unsafe extern "C" fn rmqs_queue_len(q: *const rmqs_queue) -> usize {
 
 /// A file descriptor for event loops (epoll, poll, libuv): readable while the queue holds
 /// events or a wakeup is pending. Wait for it to be readable, then drain the queue with
-/// `rmqs_queue_poll(q, 0)` until it returns NULL; the fd becomes unreadable once the queue is
-/// empty.
+/// `rmqs_queue_poll(q, 0, &ev, NULL)` until it returns `RMQS_ERR_TIMEOUT` (or `RMQS_OK` with
+/// no event, a wakeup); the fd becomes unreadable once the queue is empty.
 ///
 /// @param q the queue (borrowed).
 /// @return the fd, owned by the queue (do not read, write or close it; it is closed by
@@ -775,6 +816,8 @@ pub unsafe extern "C" fn rmqs_event_free(ev: *mut rmqs_event) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ffi::runtime::{ThreadRole, mark_thread};
+    use crate::ffi::status::rmqs_status_code::*;
 
     fn queue() -> *mut rmqs_queue {
         let mut q = std::ptr::null_mut();
@@ -782,13 +825,32 @@ mod tests {
         q
     }
 
-    fn readable(fd: i32) -> bool {
-        let mut p = libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        unsafe { libc::poll(&mut p, 1, 0) == 1 }
+    /// `rmqs_queue_poll`: the event (NULL after a wakeup) or the failure status.
+    fn poll(q: *mut rmqs_queue, timeout_ms: i32) -> Result<*mut rmqs_event, rmqs_status> {
+        let mut ev = std::ptr::dangling_mut::<rmqs_event>(); // written only on success
+        match unsafe { rmqs_queue_poll(q, timeout_ms, &mut ev, std::ptr::null_mut()) } {
+            0 => Ok(ev),
+            st => {
+                assert_eq!(ev, std::ptr::dangling_mut(), "output written on failure");
+                Err(st)
+            }
+        }
+    }
+
+    /// Checks whether the notify fd is readable, with `poll(2)`; not under Miri, which
+    /// cannot call it (the rest of the test, the queue itself, runs there).
+    fn assert_readable(fd: i32, want: bool) {
+        #[cfg(not(miri))]
+        {
+            let mut p = libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            assert_eq!(unsafe { libc::poll(&mut p, 1, 0) == 1 }, want);
+        }
+        #[cfg(miri)]
+        let _ = (fd, want);
     }
 
     #[test]
@@ -796,8 +858,8 @@ mod tests {
         let q = queue();
         let fd = unsafe { rmqs_queue_fd(q) };
         assert!(fd >= 0);
-        assert!(!readable(fd));
-        assert!(unsafe { rmqs_queue_poll(q, 0) }.is_null());
+        assert_readable(fd, false);
+        assert_eq!(poll(q, 0), Err(RMQS_ERR_TIMEOUT.status()));
         let shared = unsafe { &*q }.shared.clone();
         shared.push(
             rmqs_event_source_code::RMQS_SOURCE_PRODUCER,
@@ -813,9 +875,9 @@ mod tests {
             8,
             Payload::error(Error::new(-6, "tls")),
         );
-        assert!(readable(fd));
+        assert_readable(fd, true);
         assert_eq!(unsafe { rmqs_queue_len(q) }, 2);
-        let ev = unsafe { rmqs_queue_poll(q, -1) };
+        let ev = poll(q, -1).unwrap();
         unsafe {
             assert_eq!(rmqs_event_type(ev), 2);
             assert_eq!(rmqs_event_source(ev), 1);
@@ -827,12 +889,13 @@ mod tests {
             assert!(rmqs_event_chunk(ev).is_null());
             rmqs_event_free(ev);
         }
-        assert!(readable(fd));
+        assert_readable(fd, true);
         let mut evs = [std::ptr::null_mut(); 4];
-        assert_eq!(
-            unsafe { rmqs_queue_poll_batch(q, evs.as_mut_ptr(), 4, 0) },
-            1
-        );
+        let mut n = 0;
+        let st = unsafe {
+            rmqs_queue_poll_batch(q, evs.as_mut_ptr(), 4, 0, &mut n, std::ptr::null_mut())
+        };
+        assert_eq!((st, n), (RMQS_OK.status(), 1));
         unsafe {
             assert_eq!(rmqs_event_type(evs[0]), 4);
             assert_eq!(rmqs_event_status(evs[0]), -6);
@@ -842,18 +905,18 @@ mod tests {
             );
             rmqs_event_free(evs[0]);
         }
-        assert!(!readable(fd));
+        assert_readable(fd, false);
 
         // a wakeup ends a blocked poll, from another thread
         let qa = q as usize;
-        let t = std::thread::spawn(move || unsafe { rmqs_queue_poll(qa as *mut _, -1) }.is_null());
+        let t = std::thread::spawn(move || poll(qa as *mut _, -1).map(|e| e as usize));
         std::thread::sleep(Duration::from_millis(50));
         unsafe { rmqs_queue_wakeup(q) };
-        assert!(t.join().unwrap());
-        assert!(!readable(fd));
-        // a timeout ends it too
+        assert_eq!(t.join().unwrap(), Ok(0));
+        assert_readable(fd, false);
+        // a timeout ends it too, with a status of its own
         let t0 = Instant::now();
-        assert!(unsafe { rmqs_queue_poll(q, 30) }.is_null());
+        assert_eq!(poll(q, 30), Err(RMQS_ERR_TIMEOUT.status()));
         assert!(t0.elapsed() >= Duration::from_millis(30));
 
         shared.push(
@@ -875,16 +938,87 @@ mod tests {
     fn null_arguments() {
         unsafe {
             assert_eq!(rmqs_queue_new(std::ptr::null_mut()), -1);
-            assert!(rmqs_queue_poll(std::ptr::null_mut(), 0).is_null());
+            assert_eq!(poll(std::ptr::null_mut(), 0), Err(-1));
+            let q = queue();
+            let mut ev = std::ptr::dangling_mut::<rmqs_event>();
+            let mut n = 7;
+            use std::ptr::null_mut as null;
+            assert_eq!(rmqs_queue_poll(q, 0, null(), null()), -1);
+            let mut evs: [*mut rmqs_event; 2] = [null(); 2];
+            let e = evs.as_mut_ptr();
+            let cases: [(*mut rmqs_queue, *mut *mut rmqs_event, usize, *mut usize); 4] = [
+                (null(), e, 2, &mut n),
+                (q, null(), 2, &mut n),
+                (q, e, 0, &mut n),
+                (q, e, 2, null()),
+            ];
+            for (q, evs, cap, count) in cases {
+                assert_eq!(rmqs_queue_poll_batch(q, evs, cap, 0, count, null()), -1);
+            }
             assert_eq!(
-                rmqs_queue_poll_batch(std::ptr::null_mut(), std::ptr::null_mut(), 1, 0),
-                0
+                (ev, n),
+                (std::ptr::dangling_mut(), 7),
+                "outputs written on failure"
             );
+            assert_eq!(
+                rmqs_queue_poll(q, 0, &mut ev, null()),
+                RMQS_ERR_TIMEOUT.status()
+            );
+            rmqs_queue_free(q);
             rmqs_queue_wakeup(std::ptr::null_mut());
             rmqs_queue_free(std::ptr::null_mut());
             assert_eq!(rmqs_queue_fd(std::ptr::null()), -1);
             assert_eq!(rmqs_event_type(std::ptr::null()), 0);
             rmqs_event_free(std::ptr::null_mut());
         }
+    }
+
+    #[test]
+    fn polling_with_a_timeout_from_a_library_callback_fails_with_would_deadlock() {
+        let q = queue();
+        let qa = q as usize;
+        let (st, msg, st0) = std::thread::spawn(move || {
+            // what a dispatcher thread (a library callback) is
+            mark_thread(ThreadRole::Dispatcher);
+            let q = qa as *mut rmqs_queue;
+            let mut err: *mut rmqs_error = std::ptr::null_mut();
+            let mut ev = std::ptr::null_mut();
+            let st = unsafe { rmqs_queue_poll(q, -1, &mut ev, &mut err) };
+            let msg =
+                unsafe { std::ffi::CStr::from_ptr(super::super::error::rmqs_error_message(err)) }
+                    .to_string_lossy()
+                    .into_owned();
+            unsafe { super::super::error::rmqs_error_free(err) };
+            // a poll that does not wait is fine there
+            let st0 = unsafe { rmqs_queue_poll(q, 0, &mut ev, std::ptr::null_mut()) };
+            (st, msg, st0)
+        })
+        .join()
+        .unwrap();
+        assert_eq!(st, RMQS_ERR_WOULD_DEADLOCK.status());
+        assert!(
+            msg.starts_with("rmqs_queue_poll would block in a library callback"),
+            "{msg}"
+        );
+        assert_eq!(st0, RMQS_ERR_TIMEOUT.status());
+        let st = std::thread::spawn(move || {
+            let mut evs = [std::ptr::null_mut(); 2];
+            let mut n = 0;
+            mark_thread(ThreadRole::Dispatcher);
+            unsafe {
+                rmqs_queue_poll_batch(
+                    qa as *mut rmqs_queue,
+                    evs.as_mut_ptr(),
+                    2,
+                    100,
+                    &mut n,
+                    std::ptr::null_mut(),
+                )
+            }
+        })
+        .join()
+        .unwrap();
+        assert_eq!(st, RMQS_ERR_WOULD_DEADLOCK.status());
+        unsafe { rmqs_queue_free(q) };
     }
 }

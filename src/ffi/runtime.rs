@@ -20,6 +20,7 @@ use tokio::sync::watch;
 use super::error::Error;
 use super::status::{rmqs_status_code, status_from_response_code};
 use crate::client::ClientError;
+use crate::client::log::Log;
 
 /// What the current thread is, as far as the library knows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,9 +37,25 @@ thread_local! {
     static ROLE: Cell<ThreadRole> = const { Cell::new(ThreadRole::Application) };
 }
 
-/// Marks the current thread.
+/// Marks the current thread (a runtime or dispatcher thread is one of the library's, for the
+/// panic hook too).
 pub fn mark_thread(role: ThreadRole) {
     ROLE.with(|r| r.set(role));
+    if role != ThreadRole::Application {
+        super::panic::mark_library_thread();
+    }
+}
+
+/// Runs `work` on a new `rmqs-reaper` thread (closing or freeing in the background, for calls
+/// made on library threads), marked as the library's for the panic hook. The thread keeps the
+/// application role otherwise: it may block.
+pub fn spawn_reaper(work: impl FnOnce() + Send + 'static) {
+    let _ = std::thread::Builder::new()
+        .name("rmqs-reaper".into())
+        .spawn(move || {
+            super::panic::mark_library_thread();
+            work()
+        });
 }
 
 /// The current thread's role. A thread inside some Tokio runtime's context that the library
@@ -119,12 +136,15 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    /// Starts the runtime's threads.
-    pub fn new() -> Result<Runtime, Error> {
+    /// Starts the runtime's threads; panics caught on them are logged to `log`.
+    pub fn new(log: Log) -> Result<Runtime, Error> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("rmqs-rt")
-            .on_thread_start(|| mark_thread(ThreadRole::Runtime))
+            .on_thread_start(move || {
+                mark_thread(ThreadRole::Runtime);
+                super::panic::set_thread_log(log.clone());
+            })
             .enable_all()
             .build()
             .map_err(|e| {
@@ -223,9 +243,7 @@ impl Drop for Runtime {
             if thread_role() == ThreadRole::Application {
                 rt.shutdown_timeout(Duration::from_secs(1));
             } else {
-                let _ = std::thread::Builder::new()
-                    .name("rmqs-reaper".into())
-                    .spawn(move || rt.shutdown_timeout(Duration::from_secs(1)));
+                spawn_reaper(move || rt.shutdown_timeout(Duration::from_secs(1)));
             }
         }
     }
@@ -238,7 +256,7 @@ mod tests {
 
     #[test]
     fn block_on_runs_and_times_out() {
-        let rt = Runtime::new().unwrap();
+        let rt = Runtime::new(Log::off()).unwrap();
         assert_eq!(rt.block_on("x", None, false, async { 5 }).unwrap(), 5);
         let e = rt
             .block_on(
@@ -264,7 +282,7 @@ mod tests {
 
     #[test]
     fn closing_interrupts_block_on() {
-        let rt = std::sync::Arc::new(Runtime::new().unwrap());
+        let rt = std::sync::Arc::new(Runtime::new(Log::off()).unwrap());
         let rt2 = rt.clone();
         let t = std::thread::spawn(move || {
             rt2.block_on("forever", None, false, std::future::pending::<()>())
@@ -277,7 +295,7 @@ mod tests {
 
     #[test]
     fn dispatcher_threads_may_not_block() {
-        let rt = Runtime::new().unwrap();
+        let rt = Runtime::new(Log::off()).unwrap();
         let st = std::thread::scope(|s| {
             s.spawn(|| {
                 mark_thread(ThreadRole::Dispatcher);

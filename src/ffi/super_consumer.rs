@@ -727,9 +727,7 @@ pub unsafe extern "C" fn rmqs_super_consumer_free(sc: *mut rmqs_super_consumer) 
         if thread_role() == ThreadRole::Application {
             work();
         } else {
-            let _ = std::thread::Builder::new()
-                .name("rmqs-reaper".into())
-                .spawn(work);
+            super::runtime::spawn_reaper(work);
         }
     })
 }

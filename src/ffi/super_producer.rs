@@ -1184,24 +1184,11 @@ unsafe fn send_batch_of(
     let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
     s.check_open(what)?;
     let (wait, lib) = s.wait(flags);
-    let deadline = wait.and_then(|w| Instant::now().checked_add(w));
-    while *done < n {
-        let w = match (wait, deadline) {
-            (None, _) => None,
-            (Some(_), None) => Some(Duration::MAX),
-            (Some(_), Some(d)) => Some(d.saturating_duration_since(Instant::now())),
-        };
-        match s
-            .producer
-            .send_batch(&msgs[*done..n], Some(&keys[*done..n]), w)
-        {
-            Ok(0) => {
-                return Err(map_send_error(ClientError::QueueFull(0), lib));
-            }
-            Ok(k) => *done += k,
-            Err(e) => return Err(map_send_error(e, lib)),
-        }
-    }
+    super::producer::send_all(n, wait, done, |from, w| {
+        s.producer
+            .send_batch(&msgs[from..n], Some(&keys[from..n]), w)
+            .map_err(|e| map_send_error(e, lib))
+    })?;
     match missing {
         Some(e) => Err(e),
         None => Ok(()),
@@ -1411,9 +1398,7 @@ pub unsafe extern "C" fn rmqs_super_producer_free(sp: *mut rmqs_super_producer) 
         if thread_role() == ThreadRole::Application {
             work();
         } else {
-            let _ = std::thread::Builder::new()
-                .name("rmqs-reaper".into())
-                .spawn(work);
+            super::runtime::spawn_reaper(work);
         }
     })
 }

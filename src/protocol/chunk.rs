@@ -1312,6 +1312,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore)] // zstd is C
     fn every_compression_round_trips_with_offsets() {
         let mut b = ChunkBuilder::new(1_000).timestamp(-5).epoch(3);
         let mut expected = Vec::new();
@@ -1378,6 +1379,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore)] // zstd is C
     fn decoder_and_decoded_chunk_reuse_their_buffers() {
         let mut b = ChunkBuilder::new(0);
         b.add_sub_entry(Compression::Zstd, bodies(50, "z")).unwrap();
@@ -1534,6 +1536,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore)] // zstd is C
     fn sub_entry_framing_errors() {
         let mk = |kind: Compression, records: u16, payload: &[u8]| {
             let mut c = Vec::new();
@@ -1546,7 +1549,7 @@ mod tests {
             e
         };
         let two = [0, 0, 0, 1, b'a', 0, 0, 0, 1, b'b'];
-        for kind in Compression::ALL {
+        for &kind in crate::protocol::compression::TEST_CODECS {
             // Right count decodes.
             let e = mk(kind, 2, &two);
             assert_eq!(records_of(&chunk_with(&e, 1, 2)).unwrap().len(), 2);
@@ -1625,7 +1628,7 @@ mod tests {
                 0, 0, 0
             ]
         );
-        for kind in Compression::ALL {
+        for &kind in crate::protocol::compression::TEST_CODECS {
             let batch = bodies(100, "batch");
             let mut out = BytesMut::new();
             let info = encode_sub_entry(kind, &batch, &mut out).unwrap();
@@ -1668,7 +1671,7 @@ mod tests {
     fn truncation_of_entries_never_panics() {
         let mut b = ChunkBuilder::new(0);
         b.add_simple(b"first").unwrap();
-        for kind in Compression::ALL {
+        for &kind in crate::protocol::compression::TEST_CODECS {
             b.add_sub_entry(kind, bodies(4, "t")).unwrap();
         }
         let full = b.build().unwrap();
@@ -1773,6 +1776,7 @@ mod tests {
         #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
 
         #[test]
+        #[cfg_attr(miri, ignore)] // random inputs: too slow under Miri
         fn built_chunks_round_trip(
             chunk_id in any::<u64>().prop_map(|v| v >> 1),
             entries in proptest::collection::vec(gen_entry(), 0..12),
@@ -1807,6 +1811,7 @@ mod tests {
         }
 
         #[test]
+        #[cfg_attr(miri, ignore)] // random inputs: too slow under Miri
         fn arbitrary_bytes_never_panic(raw in proptest::collection::vec(any::<u8>(), 0..256)) {
             if let Ok(chunk) = Chunk::parse_slice(&raw) {
                 let _ = chunk.verify_crc();
@@ -1817,6 +1822,7 @@ mod tests {
         }
 
         #[test]
+        #[cfg_attr(miri, ignore)] // random inputs: too slow under Miri
         fn arbitrary_data_sections_never_panic(
             data in proptest::collection::vec(any::<u8>(), 0..512),
             entries in any::<u16>(),
@@ -1834,6 +1840,7 @@ mod tests {
         }
 
         #[test]
+        #[cfg_attr(miri, ignore)] // random inputs: too slow under Miri
         fn mutated_chunks_never_panic(
             entries in proptest::collection::vec(gen_entry(), 1..6),
             flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..4),

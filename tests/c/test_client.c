@@ -144,7 +144,9 @@ static void consume_queue(rmqs_connection *conn, const char *stream) {
     CHECK_OK(rmqs_consumer_new(conn, stream, cfg, NULL, NULL, NULL, q, 42, &c, NULL));
     rmqs_config_free(cfg);
     while (c != NULL && got < n_messages && time(NULL) < deadline) {
-        size_t k = rmqs_queue_poll_batch(q, events, 8, 200), e;
+        size_t k = 0, e;
+        rmqs_status st = rmqs_queue_poll_batch(q, events, 8, 200, &k, NULL);
+        CHECK(st == RMQS_OK || st == RMQS_ERR_TIMEOUT);
         for (e = 0; e < k; e++) {
             if (rmqs_event_type(events[e]) == RMQS_EVENT_CHUNK) {
                 const rmqs_chunk *ch = rmqs_event_chunk(events[e]);
@@ -166,10 +168,11 @@ static void consume_queue(rmqs_connection *conn, const char *stream) {
     CHECK_OK(rmqs_consumer_close(c, 5000));
     {
         /* the last event: closed by the application */
-        rmqs_event *ev = rmqs_queue_poll(q, 5000);
-        while (ev != NULL && rmqs_event_type(ev) == RMQS_EVENT_CHUNK) {
+        rmqs_event *ev = NULL;
+        while (rmqs_queue_poll(q, 5000, &ev, NULL) == RMQS_OK && ev != NULL &&
+               rmqs_event_type(ev) == RMQS_EVENT_CHUNK) {
             rmqs_event_free(ev);
-            ev = rmqs_queue_poll(q, 5000);
+            ev = NULL;
         }
         CHECK(ev != NULL && rmqs_event_type(ev) == RMQS_EVENT_STATE);
         CHECK(rmqs_event_state(ev) == RMQS_STATE_CLOSED);
@@ -204,8 +207,15 @@ static void on_chunk(void *user_data, const rmqs_chunk *ch) {
         if (rmqs_message_offset(m) != cs->got || !body_matches(cs->got, body, len)) cs->bad++;
         cs->got++;
     }
-    /* a blocking call from a callback is refused, not a deadlock */
-    if (cs->chunks == 1 && rmqs_queue_poll(cs->done, 1000) != NULL) cs->bad++;
+    /* a blocking call from a callback is refused with its own status, not a deadlock (nor a
+     * NULL that looks like a timeout, which would make a poll loop spin) */
+    if (cs->chunks == 1) {
+        rmqs_event *ev = NULL;
+        if (rmqs_queue_poll(cs->done, 1000, &ev, NULL) != RMQS_ERR_WOULD_DEADLOCK) cs->bad++;
+        if (ev != NULL) cs->bad++;
+        /* a poll that does not wait is allowed there */
+        if (rmqs_queue_poll(cs->done, 0, &ev, NULL) != RMQS_ERR_TIMEOUT) cs->bad++;
+    }
     if (cs->got == n_messages) rmqs_queue_wakeup(cs->done);
 }
 
@@ -224,8 +234,12 @@ static void consume_callback(rmqs_connection *conn, const char *stream) {
     CHECK_OK(rmqs_consumer_new(conn, stream, cfg, on_chunk, &cs, free_consumer_state, NULL, 0,
                                &c, NULL));
     rmqs_config_free(cfg);
-    /* returns NULL when woken (or after 60 s) */
-    CHECK(rmqs_queue_poll(cs.done, 60000) == NULL);
+    /* RMQS_OK without an event when woken (RMQS_ERR_TIMEOUT after 60 s) */
+    {
+        rmqs_event *ev = NULL;
+        CHECK_OK(rmqs_queue_poll(cs.done, 60000, &ev, NULL));
+        CHECK(ev == NULL);
+    }
     rmqs_consumer_free(c); /* joins the dispatcher thread: cs is ours again */
     CHECK(cs.got == n_messages);
     CHECK(cs.bad == 0);
@@ -297,8 +311,13 @@ static void state_on_deletion(rmqs_connection *conn, const char *base) {
     rmqs_config_free(ccfg);
     CHECK_OK(rmqs_stream_delete(conn, stream, NULL));
     /* each waits for its CLOSED (a wakeup) for up to 30 s */
-    CHECK(rmqs_queue_poll(ps.done, 30000) == NULL);
-    CHECK(rmqs_queue_poll(cs.done, 30000) == NULL);
+    {
+        rmqs_event *ev = NULL;
+        CHECK_OK(rmqs_queue_poll(ps.done, 30000, &ev, NULL)); /* RMQS_OK, no event: woken */
+        CHECK(ev == NULL);
+        CHECK_OK(rmqs_queue_poll(cs.done, 30000, &ev, NULL));
+        CHECK(ev == NULL);
+    }
     rmqs_producer_free(p); /* joins the dispatcher threads: the counts are ours again */
     rmqs_consumer_free(c);
     CHECK(ps.closed == 1 && cs.closed == 1);

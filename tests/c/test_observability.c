@@ -181,8 +181,8 @@ static void counters(rmqs_connection *conn, const char *stream) {
     rmqs_config_free(cfg);
     deadline = time(NULL) + 60;
     while (c != NULL && got < N_MESSAGES && time(NULL) < deadline) {
-        rmqs_event *ev = rmqs_queue_poll(q, 100);
-        if (ev == NULL) {
+        rmqs_event *ev = NULL;
+        if (rmqs_queue_poll(q, 100, &ev, NULL) != RMQS_OK || ev == NULL) {
             continue;
         }
         if (rmqs_event_type(ev) == RMQS_EVENT_CHUNK) {

@@ -122,7 +122,7 @@ pub fn consume(conn: *mut rmqs_connection, stream: &CStr, count: usize) -> Vec<R
     let mut out = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     while out.len() < count && Instant::now() < deadline {
-        let ev = unsafe { rmqs_queue_poll(q, 200) };
+        let ev = poll(q, 200);
         if ev.is_null() {
             continue;
         }
@@ -586,4 +586,15 @@ pub fn cstr(s: &str) -> CString {
 /// `s` as a `*const c_char` valid while `s` lives.
 pub fn ptr_of(s: &CString) -> *const c_char {
     s.as_ptr()
+}
+
+/// `rmqs_queue_poll`: the event, or NULL when none came within `timeout_ms` (or on a wakeup).
+pub fn poll(q: *mut rmqs_queue, timeout_ms: i32) -> *mut rmqs_event {
+    let mut ev = std::ptr::null_mut();
+    let st = unsafe { rmqs_queue_poll(q, timeout_ms, &mut ev, std::ptr::null_mut()) };
+    assert!(
+        st == 0 || st == rmqstream::ffi::rmqs_status_code::RMQS_ERR_TIMEOUT.status(),
+        "rmqs_queue_poll: {st}"
+    );
+    ev
 }

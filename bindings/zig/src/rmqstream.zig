@@ -543,8 +543,9 @@ pub const Queue = struct {
     /// The next event, waiting up to `timeout_ms` (negative: forever, 0: not at all); null on
     /// timeout or after `wakeup()`. The caller owns it: `Event.deinit()`.
     pub fn poll(self: Queue, timeout_ms: i32) ?Event {
-        const ev = c.rmqs_queue_poll(self.ptr, timeout_ms) orelse return null;
-        return .{ .ptr = ev };
+        var ev: ?*c.rmqs_event = null;
+        if (c.rmqs_queue_poll(self.ptr, timeout_ms, &ev, null) != c.RMQS_OK) return null;
+        return .{ .ptr = ev orelse return null };
     }
 
     /// Up to `buf.len` events, waiting up to `timeout_ms` for the first; the returned slice
@@ -552,7 +553,8 @@ pub const Queue = struct {
     pub fn pollBatch(self: Queue, buf: []Event, timeout_ms: i32) []Event {
         comptime std.debug.assert(@sizeOf(Event) == @sizeOf(*c.rmqs_event));
         const raw: [*c]?*c.rmqs_event = @ptrCast(buf.ptr);
-        const n = c.rmqs_queue_poll_batch(self.ptr, raw, buf.len, timeout_ms);
+        var n: usize = 0;
+        if (c.rmqs_queue_poll_batch(self.ptr, raw, buf.len, timeout_ms, &n, null) != c.RMQS_OK) return buf[0..0];
         return buf[0..n];
     }
 

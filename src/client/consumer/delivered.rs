@@ -239,6 +239,16 @@ impl DeliveredChunk {
         drop(self);
     }
 
+    /// A chunk parsed from `raw` (the whole chunk, CRC checked) with no credit attached, for
+    /// tests of what wraps it (src/ffi/chunk.rs).
+    #[cfg(test)]
+    pub(crate) fn for_test(raw: Bytes, stream: &str) -> DeliveredChunk {
+        let p = prepare(raw, true, 0, DecodeLimits::default())
+            .expect("a valid chunk")
+            .expect("a user chunk with records");
+        Self::detached(p, stream)
+    }
+
     /// A chunk with no credit attached, for tests of the view.
     #[cfg(test)]
     pub(super) fn detached(p: Prepared, stream: &str) -> DeliveredChunk {

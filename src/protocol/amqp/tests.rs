@@ -1166,6 +1166,7 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
+    #[cfg_attr(miri, ignore)] // random inputs: too slow under Miri
     fn values_round_trip(v in value()) {
         let bytes = v.to_bytes().unwrap();
         prop_assert_eq!(Value::decode_exact(&bytes).unwrap(), v);
@@ -1175,6 +1176,7 @@ proptest! {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore)] // random inputs: too slow under Miri
     fn messages_round_trip(m in message()) {
         let bytes = m.to_bytes().unwrap();
         let view = MessageView::parse(&bytes).unwrap();
@@ -1187,6 +1189,7 @@ proptest! {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore)] // random inputs: too slow under Miri
     fn arbitrary_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..200)) {
         let _ = Value::decode(&data);
         let _ = skip_value(&mut Reader::new(&data));
@@ -1205,6 +1208,7 @@ proptest! {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore)] // random inputs: too slow under Miri
     fn arbitrary_sections_never_panic(
         parts in proptest::collection::vec((0x70u8..0x79, proptest::collection::vec(any::<u8>(), 0..24)), 1..4)
     ) {
@@ -1218,6 +1222,7 @@ proptest! {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore)] // random inputs: too slow under Miri
     fn mutated_messages_never_panic(
         m in message(),
         flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..4),

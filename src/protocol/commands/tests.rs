@@ -1801,6 +1801,7 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
 
     #[test]
+    #[cfg_attr(miri, ignore)] // random inputs: too slow under Miri
     fn prop_arbitrary_frames_round_trip(f in arb_frame()) {
         let mut buf = BytesMut::new();
         f.encode(&mut buf).unwrap();
@@ -1814,6 +1815,7 @@ proptest! {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore)] // random inputs: too slow under Miri
     fn prop_arbitrary_bytes_never_panic(data in prop::collection::vec(any::<u8>(), 0..256)) {
         let _ = Frame::decode(Bytes::from(data.clone()));
         let _ = Frame::decode_server(Bytes::from(data.clone()));
@@ -1822,6 +1824,7 @@ proptest! {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore)] // random inputs: too slow under Miri
     fn prop_known_key_arbitrary_payload_never_panics(
         k in prop::sample::select(key::ALL.to_vec()),
         response in any::<bool>(),
@@ -1836,6 +1839,7 @@ proptest! {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore)] // random inputs: too slow under Miri
     fn prop_mutated_frames_never_panic(
         f in arb_frame(),
         flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),
