@@ -363,8 +363,8 @@ int main(int argc, char **argv) {
     size_t seen = 0;
     time_t deadline = time(NULL) + 30;
     while (seen < 2 && time(NULL) < deadline) {
-        rmqs_event *ev = rmqs_queue_poll(q, 500);
-        if (!ev) continue;
+        rmqs_event *ev = NULL;
+        if (rmqs_queue_poll(q, 500, &ev, NULL) != RMQS_OK || !ev) continue;
         const rmqs_chunk *ch = rmqs_event_chunk(ev);
         for (size_t i = 0; ch && i < rmqs_chunk_message_count(ch); i++, seen++) {
             if (seen == 0) check_first(rmqs_chunk_message(ch, i));
