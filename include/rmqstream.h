@@ -2989,9 +2989,11 @@ rmqs_status rmqs_producer_flush(struct rmqs_producer *p, int32_t timeout_ms);
 /**
  * Closes the producer: no more sends (`RMQS_ERR_CLOSED`), the batched messages go out, and it
  * waits up to `timeout_ms` for outstanding confirms; messages still unconfirmed then get a
- * confirm with `RMQS_ERR_CLOSED`. Then the publisher is deleted on the broker and an
- * `RMQS_EVENT_STATE` (`RMQS_STATE_CLOSED`) event goes to the queue. Closing again returns
- * `RMQS_OK`.
+ * confirm with `RMQS_ERR_TIMEOUT` (they went out: outcome unknown) or `RMQS_ERR_CLOSED` (they
+ * never did). Then the publisher is deleted on the broker and the final `RMQS_STATE_CLOSED`
+ * state event goes out. Closing again returns `RMQS_OK`. In callback mode the confirm callbacks
+ * of these last outcomes may still be running when it returns; `rmqs_producer_free()` waits
+ * for them.
  *
  * @param p the producer (borrowed; still to be freed).
  * @param timeout_ms negative = no limit; 0 = close in the background and return at once.

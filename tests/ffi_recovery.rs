@@ -373,6 +373,8 @@ fn close_and_free_keep_their_limits_with_a_frozen_peer() {
     eprintln!("producer close with a frozen peer: {took:?}, status {st}");
     assert_eq!(st, RMQS_ERR_TIMEOUT.status());
     assert!(took < Duration::from_millis(3500), "{took:?}");
+    // Free joins the dispatcher thread: every confirm callback has run.
+    unsafe { rmqs_producer_free(p) };
     // Every message has its one outcome: all went out, so each is confirmed (those that
     // crossed the proxy just before the freeze) or unknown (TIMEOUT), never CLOSED.
     {
@@ -388,7 +390,6 @@ fn close_and_free_keep_their_limits_with_a_frozen_peer() {
         }
         assert!(unknown > 0, "the freeze left messages unconfirmed");
     }
-    unsafe { rmqs_producer_free(p) };
     let t = Instant::now();
     unsafe { rmqs_consumer_free(c) };
     let took = t.elapsed();
