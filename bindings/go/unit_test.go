@@ -20,7 +20,8 @@ func TestStatusMirror(t *testing.T) {
 		ErrFrameTooLarge, ErrInternalError, ErrAccessRefused, ErrPreconditionFailed,
 		ErrPublisherDoesNotExist, ErrNoOffset, ErrSASLCannotChangeMechanism,
 		ErrSASLCannotChangeUsername, ErrInvalidArgument, ErrTimeout, ErrClosed, ErrUnsupported,
-		ErrQueueFull, ErrTLS, ErrIO, ErrProtocol, ErrWouldDeadlock, ErrPanic, ErrFatal} {
+		ErrQueueFull, ErrTLS, ErrIO, ErrProtocol, ErrWouldDeadlock, ErrPanic, ErrFatal,
+		ErrNotConfirmed} {
 		if _, dup := sentinels[e.Status]; dup {
 			t.Errorf("two sentinels for %d", e.Status)
 		}
