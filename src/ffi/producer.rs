@@ -626,17 +626,7 @@ pub unsafe extern "C" fn rmqs_producer_send_messages(
             if count == 0 {
                 return Ok(());
             }
-            let builders = builders_arg(msgs, count)?;
-            let tags = if tags.is_null() {
-                None
-            } else {
-                Some(std::slice::from_raw_parts(tags, count))
-            };
-            let msgs: Vec<OutgoingMessage<'_>> = builders
-                .iter()
-                .enumerate()
-                .map(|(i, b)| b.outgoing(tags.map_or(0, |t| t[i])))
-                .collect();
+            let msgs = messages_arg(msgs, tags, count)?;
             let s = &p.inner;
             s.check_open("rmqs_producer_send_messages")?;
             let (wait, lib) = s.wait(flags);
@@ -654,24 +644,31 @@ pub unsafe extern "C" fn rmqs_producer_send_messages(
     st
 }
 
-/// The builders of a batch send, each checked.
+/// The messages of a batch send: each builder checked, with its tag (0 without `tags`).
 ///
 /// # Safety
-/// `msgs` must be NULL or point to `count` pointers, each NULL or a live builder.
-pub(crate) unsafe fn builders_arg<'a>(
+/// `msgs` must be NULL or point to `count` pointers, each NULL or a live builder; `tags` NULL or
+/// `count` tags.
+pub(crate) unsafe fn messages_arg<'a>(
     msgs: *const *const rmqs_message_builder,
+    tags: *const usize,
     count: usize,
-) -> Result<Vec<&'a rmqs_message_builder>, Error> {
+) -> Result<Vec<OutgoingMessage<'a>>, Error> {
     if msgs.is_null() {
         return Err(Error::invalid_argument("msgs is NULL"));
     }
     // SAFETY: per the caller's contract.
     let ptrs = unsafe { std::slice::from_raw_parts(msgs, count) };
+    let tags = (!tags.is_null()).then(|| {
+        // SAFETY: per the caller's contract: `count` tags.
+        unsafe { std::slice::from_raw_parts(tags, count) }
+    });
     ptrs.iter()
         .enumerate()
         .map(|(i, &m)| {
             // SAFETY: per the caller's contract.
-            unsafe { handle_arg(m) }
+            unsafe { handle_arg::<rmqs_message_builder>(m) }
+                .map(|b| b.outgoing(tags.map_or(0, |t| t[i])))
                 .map_err(|e| Error::invalid_argument(format!("msgs[{i}]: {}", e.message)))
         })
         .collect()

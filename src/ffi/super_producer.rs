@@ -18,7 +18,7 @@ use super::error::{Error, rmqs_error};
 use super::message::rmqs_message_builder;
 use super::panic::{ffi_boundary, ffi_status};
 use super::producer::{
-    RMQS_SEND_NO_BLOCK, RMQS_SEND_PUBLISHING_ID, RMQS_SEND_RAW, builders_arg, check_flags, format,
+    RMQS_SEND_NO_BLOCK, RMQS_SEND_PUBLISHING_ID, RMQS_SEND_RAW, check_flags, format, messages_arg,
     producer_config, rmqs_bytes,
 };
 use super::queue::{
@@ -1105,22 +1105,12 @@ pub unsafe extern "C" fn rmqs_super_producer_send_messages(
             if count == 0 {
                 return Ok(());
             }
-            let builders = builders_arg(msgs, count)?;
-            let tags = if tags.is_null() {
-                None
-            } else {
-                Some(std::slice::from_raw_parts(tags, count))
-            };
+            let msgs = messages_arg(msgs, tags, count)?;
             let raw_keys = if routing_keys.is_null() {
                 None
             } else {
                 Some(std::slice::from_raw_parts(routing_keys, count))
             };
-            let msgs: Vec<OutgoingMessage<'_>> = builders
-                .iter()
-                .enumerate()
-                .map(|(i, b)| b.outgoing(tags.map_or(0, |t| t[i])))
-                .collect();
             send_batch_of(
                 &sp.inner,
                 raw_keys,
