@@ -24,6 +24,21 @@ list(SORT installed)
 string(REPLACE ";" "\n  " listing "${installed}")
 message(STATUS "installed into ${prefix}:\n  ${listing}")
 
+# The ELF layout: librmqstream.so.X.Y.Z, and the links librmqstream.so.X and librmqstream.so.
+file(GLOB_RECURSE sonames LIST_DIRECTORIES false "${prefix}/*/librmqstream.so.[0-9]")
+list(LENGTH sonames n_sonames)
+if(NOT n_sonames EQUAL 1 OR NOT IS_SYMLINK "${sonames}")
+    message(FATAL_ERROR "install-test: expected one link librmqstream.so.<ABI>, got '${sonames}'")
+endif()
+get_filename_component(libdir_installed "${sonames}" DIRECTORY)
+get_filename_component(soname "${sonames}" NAME)
+file(READ_SYMLINK "${libdir_installed}/librmqstream.so" dev_link)
+file(READ_SYMLINK "${sonames}" real)
+if(NOT dev_link STREQUAL soname OR NOT real MATCHES "^${soname}\\.[0-9]+\\.[0-9]+$"
+   OR IS_SYMLINK "${libdir_installed}/${real}")
+    message(FATAL_ERROR "install-test: librmqstream.so -> ${dev_link}, ${soname} -> ${real}")
+endif()
+
 # find_package() consumer
 run("${CMAKE_COMMAND}" -S "${CONSUMER_DIR}" -B "${WORK_DIR}/consumer" -G "${GENERATOR}"
     "-DCMAKE_PREFIX_PATH=${prefix}" "-DCMAKE_C_COMPILER=${C_COMPILER}"
@@ -33,6 +48,14 @@ foreach(exe consumer_shared consumer_static)
     run("${WORK_DIR}/consumer/${exe}")
     message(STATUS "${exe}: ${RUN_OUTPUT}")
 endforeach()
+# the program depends on the library's SONAME, not on a path or the unversioned name
+find_program(READELF readelf)
+if(READELF)
+    run("${READELF}" -d "${WORK_DIR}/consumer/consumer_shared")
+    if(NOT RUN_OUTPUT MATCHES "NEEDED[^\n]*\\[${soname}\\]")
+        message(FATAL_ERROR "install-test: consumer_shared does not need ${soname}:\n${RUN_OUTPUT}")
+    endif()
+endif()
 
 # pkg-config consumer
 if(PKG_CONFIG)
