@@ -154,7 +154,7 @@ fn round(
         };
         check(st, err, "send");
     }
-    let st = unsafe { rmqs_producer_flush(p, 120_000) };
+    let st = unsafe { rmqs_producer_flush(p, 120_000, std::ptr::null_mut()) };
     check(st, ptr::null_mut(), "flush");
     let (t1, p1, a1) = (thread_cpu(), process_cpu(), thread_allocs());
     let nf = n as f64;

@@ -83,7 +83,7 @@ int main(int argc, char **argv) {
 
     /* Only to say where it will start: with tracking on, rmqs_consumer_new looks the stored
      * offset up itself and resumes right after it (OFFSET applies when none is stored). */
-    st = rmqs_offset_query(conn, reference, stream, &stored, &err);
+    st = rmqs_stream_query_offset(conn, reference, stream, &stored, &err);
     if (st == RMQS_OK) {
         printf("reference %s: stored offset %llu, resuming at %llu\n", reference,
                (unsigned long long)stored, (unsigned long long)stored + 1);
@@ -97,7 +97,7 @@ int main(int argc, char **argv) {
     }
 
     /* Chunks go to a queue this thread polls (no callback). */
-    st = rmqs_queue_new(&q);
+    st = rmqs_queue_new(&q, NULL);
     if (st != RMQS_OK) {
         rc = fail("queue", st, NULL);
         goto out;

@@ -114,7 +114,7 @@ static int consume(rmqs_connection *conn, const char *stream, const char *filter
         st = rmqs_config_set(cfg, "filter_values", filter, &err);
     }
     if (st == RMQS_OK && post) {
-        st = rmqs_config_set_post_filter_cb(cfg, keep_eu, NULL, NULL);
+        st = rmqs_config_set_post_filter_cb(cfg, keep_eu, NULL, NULL, NULL);
     }
     if (st == RMQS_OK) {
         st = rmqs_consumer_new(conn, stream, cfg, on_chunk, t, NULL, NULL, 0, &c, &err);
@@ -137,9 +137,9 @@ static int consume(rmqs_connection *conn, const char *stream, const char *filter
         }
     }
     stats->size = sizeof *stats;
-    (void)rmqs_consumer_stats(c, stats);
+    st = rmqs_consumer_stats(c, stats, NULL);
     rmqs_consumer_free(c); /* no callback after this */
-    return 0;
+    return st;
 }
 
 int main(int argc, char **argv) {
@@ -194,11 +194,11 @@ int main(int argc, char **argv) {
                                    &err);
         eu += strcmp(region, "eu") == 0;
         if (st == RMQS_OK && (i + 1) % BLOCK == 0) {
-            st = rmqs_producer_flush(p, 30000);
+            st = rmqs_producer_flush(p, 30000, NULL);
         }
     }
     if (st == RMQS_OK) {
-        st = rmqs_producer_flush(p, 30000);
+        st = rmqs_producer_flush(p, 30000, NULL);
     }
     rmqs_producer_free(p);
     if (st != RMQS_OK) {

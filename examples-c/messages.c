@@ -349,13 +349,13 @@ int main(int argc, char **argv) {
         return fail("body value", st, err);
     if ((st = rmqs_producer_send_message(p, m, 2, 0, NULL, &err))) return fail("send", st, err);
     rmqs_message_builder_free(m);
-    if ((st = rmqs_producer_flush(p, 10000))) return fail("flush", st, NULL);
+    if ((st = rmqs_producer_flush(p, 10000, NULL))) return fail("flush", st, NULL);
     rmqs_producer_free(p);
 
     rmqs_queue *q = NULL;
     rmqs_config *cfg = rmqs_config_new();
     rmqs_consumer *c = NULL;
-    if ((st = rmqs_queue_new(&q))) return fail("queue", st, NULL);
+    if ((st = rmqs_queue_new(&q, NULL))) return fail("queue", st, NULL);
     if ((st = rmqs_config_set(cfg, "offset", "first", &err))) return fail("config", st, err);
     if ((st = rmqs_consumer_new(conn, stream, cfg, NULL, NULL, NULL, q, 0, &c, &err)))
         return fail("consumer", st, err);

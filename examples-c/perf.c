@@ -89,13 +89,15 @@ typedef struct {
     uint64_t last_ns;
 } perf_state;
 
-static void on_confirms(void *user_data, const rmqs_confirm *confirms, size_t count) {
+static void on_confirms(void *user_data, const rmqs_confirm *confirms, size_t count,
+                        size_t stride) {
     perf_state *s = (perf_state *)user_data;
     uint64_t t = now_ns();
     size_t i;
     for (i = 0; i < count; i++) {
-        size_t tag = confirms[i].tag;
-        if (confirms[i].status == RMQS_OK && tag < s->n) {
+        const rmqs_confirm *c = RMQS_AT(rmqs_confirm, confirms, stride, i);
+        size_t tag = c->tag;
+        if (c->status == RMQS_OK && tag < s->n) {
             s->latency_ns[tag] = t - s->sent_ns[tag];
             s->confirmed++;
         } else {
@@ -268,7 +270,7 @@ int main(int argc, char **argv) {
             goto out;
         }
     }
-    st = rmqs_producer_flush(p, 120000); /* every confirm callback has returned */
+    st = rmqs_producer_flush(p, 120000, NULL); /* every confirm callback has returned */
     pub_ns = now_ns() - t0;
     pub_cpu = cpu_s() - cpu0;
     if (st != RMQS_OK) {

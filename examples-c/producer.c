@@ -28,15 +28,17 @@ typedef struct {
 } confirms_state;
 
 /* Runs on the producer's dispatcher thread with a batch of outcomes. */
-static void on_confirms(void *user_data, const rmqs_confirm *confirms, size_t count) {
+static void on_confirms(void *user_data, const rmqs_confirm *confirms, size_t count,
+                        size_t stride) {
     confirms_state *s = (confirms_state *)user_data;
     size_t i;
     pthread_mutex_lock(&s->lock);
     for (i = 0; i < count; i++) {
-        if (confirms[i].status == RMQS_OK) {
+        const rmqs_confirm *c = RMQS_AT(rmqs_confirm, confirms, stride, i);
+        if (c->status == RMQS_OK) {
             s->ok++;
         } else if (s->failed++ == 0) {
-            s->first_failure = confirms[i].status;
+            s->first_failure = c->status;
         }
     }
     pthread_mutex_unlock(&s->lock);
@@ -146,7 +148,7 @@ int main(int argc, char **argv) {
             goto out;
         }
     }
-    st = rmqs_producer_flush(p, 60000); /* every confirm callback has returned */
+    st = rmqs_producer_flush(p, 60000, NULL); /* every confirm callback has returned */
     clock_gettime(CLOCK_MONOTONIC, &t1);
     seconds = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
     if (st != RMQS_OK) {

@@ -53,15 +53,17 @@ typedef struct {
     uint64_t next_offset;
 } state;
 
-static void on_confirms(void *user_data, const rmqs_confirm *confirms, size_t count) {
+static void on_confirms(void *user_data, const rmqs_confirm *confirms, size_t count,
+                        size_t stride) {
     state *s = (state *)user_data;
     size_t ok = 0, i;
     for (i = 0; i < count; i++) {
-        if (confirms[i].status == RMQS_OK) {
+        const rmqs_confirm *c = RMQS_AT(rmqs_confirm, confirms, stride, i);
+        if (c->status == RMQS_OK) {
             ok++;
         } else if (s->refused++ < 5) {
-            fprintf(stderr, "quickstart: message %zu: %s\n", (size_t)confirms[i].tag,
-                    rmqs_status_str(confirms[i].status));
+            fprintf(stderr, "quickstart: message %zu: %s\n", (size_t)c->tag,
+                    rmqs_status_str(c->status));
         }
     }
     pthread_mutex_lock(&s->lock);
@@ -178,7 +180,7 @@ int main(int argc, char **argv) {
         }
     }
     /* flush: every confirm callback has returned */
-    st = rmqs_producer_flush(producer, 60000);
+    st = rmqs_producer_flush(producer, 60000, NULL);
     publish_s = now_s() - t0;
     if (st != RMQS_OK) {
         rc = fail("flush", st, NULL);
@@ -239,7 +241,7 @@ out:
         } else {
             rmqs_error_free(err);
         }
-        st = rmqs_connection_close(conn, 10000);
+        st = rmqs_connection_close(conn, 10000, NULL);
         if (st != RMQS_OK) {
             rc |= fail("close", st, NULL);
         }

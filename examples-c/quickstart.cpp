@@ -74,7 +74,7 @@ int run(const std::string& uri, std::uint64_t n) {
     auto t0 = std::chrono::steady_clock::now();
     {
         rmqs::Producer producer =
-            conn.create_producer(stream, [&](rmqs::span<const rmqs::confirm> confirms) {
+            conn.create_producer(stream, [&](rmqs::strided_span<rmqs::confirm> confirms) {
                 for (const rmqs::confirm& c : confirms) {
                     if (c.status == RMQS_OK) {
                         confirmed.fetch_add(1, std::memory_order_relaxed);

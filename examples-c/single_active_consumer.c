@@ -141,7 +141,7 @@ static rmqs_status new_consumer(rmqs_connection *conn, const char *stream, consu
         (st = rmqs_config_set(cfg, "single_active_consumer", "true", err)) != RMQS_OK ||
         (st = rmqs_config_set(cfg, "offset", "first", err)) != RMQS_OK ||
         (st = rmqs_config_set(cfg, "tracking", "auto", err)) != RMQS_OK ||
-        (st = rmqs_config_set_consumer_update_cb(cfg, on_update, s, NULL)) != RMQS_OK) {
+        (st = rmqs_config_set_consumer_update_cb(cfg, on_update, s, NULL, NULL)) != RMQS_OK) {
         rmqs_config_free(cfg);
         return st;
     }
@@ -161,7 +161,7 @@ static rmqs_status publish(rmqs_connection *conn, const char *stream, size_t fro
         st = rmqs_producer_send(p, (const uint8_t *)body, (size_t)len, i, 0, err);
     }
     if (st == RMQS_OK) {
-        st = rmqs_producer_flush(p, 30000);
+        st = rmqs_producer_flush(p, 30000, NULL);
     }
     rmqs_producer_free(p);
     return st;
@@ -242,14 +242,14 @@ int main(int argc, char **argv) {
     }
 
     /* Closing A stores its last offset (tracking=auto stores on close); B takes over. */
-    if ((st = rmqs_consumer_close(ca, 10000)) != RMQS_OK) {
+    if ((st = rmqs_consumer_close(ca, 10000, NULL)) != RMQS_OK) {
         rc = fail("close A", st, NULL);
         goto out;
     }
     {
         double deadline = now_s() + 10;
         do {
-            st = rmqs_offset_query(conn, GROUP, stream, &stored, &err);
+            st = rmqs_stream_query_offset(conn, GROUP, stream, &stored, &err);
             rmqs_error_free(err);
             err = NULL;
             if (st == RMQS_OK && stored == a.last) {

@@ -39,7 +39,7 @@ static size_t make_body(size_t i, char *buf, size_t cap) {
 /* The partition hash routing gives `key` (the library's MurmurHash3, seed 104729). */
 static uint32_t predicted(const char *key, size_t len, uint32_t partitions) {
     uint32_t p = UINT32_MAX;
-    if (rmqs_super_stream_partition((const uint8_t *)key, len, partitions, &p) != RMQS_OK) {
+    if (rmqs_super_stream_partition((const uint8_t *)key, len, partitions, &p, NULL) != RMQS_OK) {
         return UINT32_MAX;
     }
     return p;
@@ -84,25 +84,27 @@ static intptr_t key_of_body(void *user_data, const rmqs_message_builder *msg,
     return (intptr_t)klen; /* more than capacity: called again with enough room */
 }
 
-static void on_confirms(void *user_data, const rmqs_super_confirm *confirms, size_t count) {
+static void on_confirms(void *user_data, const rmqs_super_confirm *confirms, size_t count,
+                        size_t stride) {
     state *s = (state *)user_data;
     size_t i;
     pthread_mutex_lock(&s->lock);
     for (i = 0; i < count; i++) {
+        const rmqs_super_confirm *c = RMQS_AT(rmqs_super_confirm, confirms, stride, i);
         char key[32];
-        size_t klen = make_key((size_t)confirms[i].tag, key, sizeof key);
-        if (confirms[i].status != RMQS_OK) {
+        size_t klen = make_key((size_t)c->tag, key, sizeof key);
+        if (c->status != RMQS_OK) {
             if (s->refused++ < 5) {
-                fprintf(stderr, "super_stream: message %zu: %s\n", (size_t)confirms[i].tag,
-                        rmqs_status_str(confirms[i].status));
+                fprintf(stderr, "super_stream: message %zu: %s\n", (size_t)c->tag,
+                        rmqs_status_str(c->status));
             }
-        } else if (confirms[i].partition != predicted(key, klen, s->partitions)) {
+        } else if (c->partition != predicted(key, klen, s->partitions)) {
             if (s->mismatches++ < 5) {
                 fprintf(stderr, "super_stream: message %zu confirmed on partition %u\n",
-                        (size_t)confirms[i].tag, confirms[i].partition);
+                        (size_t)c->tag, c->partition);
             }
         } else {
-            s->confirmed[confirms[i].partition]++;
+            s->confirmed[c->partition]++;
         }
     }
     pthread_mutex_unlock(&s->lock);
@@ -223,7 +225,7 @@ int main(int argc, char **argv) {
      * key of the messages sent without one (every other message here). */
     cfg = rmqs_config_new();
     if (cfg == NULL || rmqs_config_set(cfg, "routing", "hash", &err) != RMQS_OK ||
-        rmqs_config_set_key_extractor(cfg, key_of_body, NULL, NULL) != RMQS_OK) {
+        rmqs_config_set_key_extractor(cfg, key_of_body, NULL, NULL, NULL) != RMQS_OK) {
         rc = fail("config", RMQS_ERR_INVALID_ARGUMENT, err);
         goto out;
     }
@@ -252,7 +254,7 @@ int main(int argc, char **argv) {
         }
         s.sent[partition]++;
     }
-    st = rmqs_super_producer_flush(producer, 60000);
+    st = rmqs_super_producer_flush(producer, 60000, NULL);
     if (st != RMQS_OK) {
         rc = fail("flush", st, NULL);
         goto out;

@@ -23,7 +23,7 @@ int main(int argc, char **argv) {
     for (; i < argc; i++) {
         uint32_t index = 0;
         rmqs_status st = rmqs_super_stream_partition((const uint8_t *)argv[i], strlen(argv[i]),
-                                                     partitions, &index);
+                                                     partitions, &index, NULL);
         if (st != RMQS_OK) {
             fprintf(stderr, "%s: %s (%s)\n", argv[i], rmqs_status_str(st), rmqs_status_name(st));
             return 1;

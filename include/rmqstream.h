@@ -8,10 +8,15 @@
  *   RabbitMQ stream protocol response code when the broker refused the request, a negative
  *   RMQS_ERR_* when the library detected the error. rmqs_status_str() and rmqs_status_name()
  *   describe any value.
- * - Error detail: functions that can fail for more than one reason take an optional last argument
- *   rmqs_error **err. When it is not NULL and the call fails, *err receives a new rmqs_error
- *   (status and message) that the caller frees with rmqs_error_free(); on success *err is not
- *   touched. There is no thread-local "last error".
+ * - Error detail: every function that returns an rmqs_status takes an optional last argument
+ *   rmqs_error **err (only the accessors rmqs_error_status() and rmqs_event_status(), which
+ *   read a status, do not). When it is not NULL and the call fails, *err receives a new
+ *   rmqs_error (status and message) that the caller frees with rmqs_error_free(); on success
+ *   *err is not touched. There is no thread-local "last error". Every such function is
+ *   RMQS_MUST_USE: ignoring its status is a compiler warning.
+ * - Extensible structs: structs the library may append fields to carry their size (the
+ *   *_statistics structs: set `size` first) or come in arrays with a stride (confirms: index
+ *   them with RMQS_AT()). The others are fixed for this ABI (SONAME librmqstream.so.0).
  * - Outputs are written only on success. Byte inputs are (const uint8_t *, size_t) pairs whose
  *   pointer may be NULL only when the length is 0. Strings are NUL-terminated UTF-8.
  *   Enum-like inputs are int32_t and are validated (RMQS_ERR_INVALID_ARGUMENT).
@@ -74,9 +79,16 @@
 #include <stddef.h>
 #include <stdbool.h>
 
-/** Marks functions whose result must not be ignored (their rmqs_status). */
+/**
+ * Marks every function that returns an rmqs_status: its result must not be ignored. In C++17
+ * and later it is [[nodiscard]] (a cast to void silences it); in C with GCC or Clang it is
+ * warn_unused_result, which GCC does not let a cast to void silence: test the result.
+ * Define RMQS_MUST_USE (empty) before including this header to turn it off.
+ */
 #if !defined(RMQS_MUST_USE)
-#  if defined(__GNUC__) || defined(__clang__)
+#  if defined(__cplusplus) && __cplusplus >= 201703L
+#    define RMQS_MUST_USE [[nodiscard]]
+#  elif defined(__GNUC__) || defined(__clang__)
 #    define RMQS_MUST_USE __attribute__((warn_unused_result))
 #  else
 #    define RMQS_MUST_USE
@@ -91,6 +103,17 @@
 #    define RMQS_DEPRECATED(note)
 #  endif
 #endif
+
+/**
+ * The element at index i of an array the library hands out with its stride (the confirms of
+ * rmqs_event_confirms(), rmqs_event_super_confirms() and the confirm callbacks). Fields may be
+ * appended to those structs in later versions, so index with the stride, never with sizeof:
+ *   for (size_t i = 0; i < count; i++) {
+ *       const rmqs_confirm *c = RMQS_AT(rmqs_confirm, confirms, stride, i);
+ *   }
+ */
+#define RMQS_AT(type, base, stride, i) \
+    ((const type *)(const void *)((const char *)(base) + (size_t)(i) * (size_t)(stride)))
 
 /**
  * Major version of the header (compile time). Compare with `rmqs_version_number()`.
@@ -986,9 +1009,14 @@ typedef void (*rmqs_free_cb)(void *user_data);
 /**
  * Statistics of a stream (RabbitMQ 3.11+). Chunk ids are the offsets of chunks' first
  * messages; -1 when unknown (empty stream; `last_chunk_id` also on brokers that do not report
- * it).
+ * it). Extensible like `rmqs_connection_statistics` (set `size` first): brokers may report
+ * more statistics in later versions.
  */
 typedef struct rmqs_stream_statistics {
+    /**
+     * In: the size of the struct as the caller knows it. Out: the bytes the library filled.
+     */
+    uint64_t size;
     /**
      * Id of the first chunk still in the stream.
      */
@@ -1146,12 +1174,17 @@ typedef struct rmqs_value {
  *
  * Called on the producer's dispatcher thread (`rmqs-dispatch`, one per producer), never
  * concurrently with itself, in the order the outcomes were known. `confirms` (`count` > 0
- * entries) is borrowed for the duration of the call. The callback may call non-blocking
- * functions (a send with `RMQS_SEND_NO_BLOCK`, or one that finds room); blocking ones
- * (flush, close with a timeout, `_new`, management calls) return `RMQS_ERR_WOULD_DEADLOCK`.
+ * entries, `stride` bytes apart: index with `RMQS_AT()`, never with `sizeof`, as fields may be
+ * appended to `rmqs_confirm` in later versions) is borrowed for the duration of the call. The
+ * callback may call non-blocking functions (a send with `RMQS_SEND_NO_BLOCK`, or one that
+ * finds room); blocking ones (flush, close with a timeout, `_new`, management calls) return
+ * `RMQS_ERR_WOULD_DEADLOCK`.
  * A slow callback delays later confirms of this producer only.
  */
-typedef void (*rmqs_confirm_cb)(void *user_data, const struct rmqs_confirm *confirms, size_t count);
+typedef void (*rmqs_confirm_cb)(void *user_data,
+                                const struct rmqs_confirm *confirms,
+                                size_t count,
+                                size_t stride);
 
 /**
  * A byte range, for batch sends: `data` may be NULL only when `len` is 0.
@@ -1259,7 +1292,7 @@ typedef bool (*rmqs_tracking_cb)(void *user_data, const struct rmqs_tracking_con
 /**
  * Every field of a chunk's header (the Osiris chunk format).
  */
-typedef struct rmqs_chunk_header {
+typedef struct rmqs_chunk_header_info {
     /**
      * Magic (5).
      */
@@ -1312,7 +1345,7 @@ typedef struct rmqs_chunk_header {
      * Reserved bytes, as a 24-bit value.
      */
     uint32_t reserved;
-} rmqs_chunk_header;
+} rmqs_chunk_header_info;
 
 /**
  * Counters of a connection (all its TCP connections: the locator and the data connections).
@@ -1502,12 +1535,13 @@ typedef ptrdiff_t (*rmqs_key_extractor_cb)(void *user_data,
  *
  * Called on the super producer's dispatcher thread (`rmqs-dispatch`, one per super producer),
  * never concurrently with itself; the confirms of one partition come in order. `confirms`
- * (`count` > 0 entries) is borrowed for the call. Rules as `rmqs_confirm_cb`: non-blocking
+ * (`count` > 0 entries, `stride` bytes apart: see `RMQS_AT()`) is borrowed for the call. Rules as `rmqs_confirm_cb`: non-blocking
  * calls only (blocking ones return `RMQS_ERR_WOULD_DEADLOCK`).
  */
 typedef void (*rmqs_super_confirm_cb)(void *user_data,
                                       const struct rmqs_super_confirm *confirms,
-                                      size_t count);
+                                      size_t count,
+                                      size_t stride);
 
 /**
  * Hears the state changes of a producer, consumer, super producer or super consumer:
@@ -1600,7 +1634,7 @@ void rmqs_status_descs(const struct rmqs_status_desc **out, size_t *count);
  *
  * Thread-safe (see `rmqs_error`), does not block.
  */
-rmqs_status rmqs_error_status(const struct rmqs_error *err);
+RMQS_MUST_USE rmqs_status rmqs_error_status(const struct rmqs_error *err);
 
 /**
  * The message of a failed call: NUL-terminated UTF-8, never empty.
@@ -1634,6 +1668,7 @@ void rmqs_error_free(struct rmqs_error *err);
  * @param len number of bytes at `routing_key`.
  * @param partition_count number of partitions, at least 1.
  * @param out_index receives the partition index, in `[0, partition_count)`, only on success.
+ * @param err optional error detail.
  * @return `RMQS_OK`, or `RMQS_ERR_INVALID_ARGUMENT` if `routing_key` is NULL with `len > 0`,
  *         `partition_count` is 0 or `out_index` is NULL (then `*out_index` is not written).
  *
@@ -1643,7 +1678,8 @@ RMQS_MUST_USE
 rmqs_status rmqs_super_stream_partition(const uint8_t *routing_key,
                                         size_t len,
                                         uint32_t partition_count,
-                                        uint32_t *out_index);
+                                        uint32_t *out_index,
+                                        struct rmqs_error **err);
 
 /**
  * Creates an empty config.
@@ -1791,6 +1827,7 @@ struct rmqs_config *rmqs_config_new(void);
  *
  * Not thread-safe for one config; does not block.
  */
+RMQS_MUST_USE
 rmqs_status rmqs_config_set(struct rmqs_config *cfg,
                             const char *key,
                             const char *value,
@@ -1828,6 +1865,7 @@ void rmqs_config_free(struct rmqs_config *cfg);
  *
  * Thread-safe; blocks (unless lazy).
  */
+RMQS_MUST_USE
 rmqs_status rmqs_connection_open(const struct rmqs_config *cfg,
                                  struct rmqs_connection **out,
                                  struct rmqs_error **err);
@@ -1846,6 +1884,7 @@ rmqs_status rmqs_connection_open(const struct rmqs_config *cfg,
  *
  * Thread-safe; blocks.
  */
+RMQS_MUST_USE
 rmqs_status rmqs_connection_open_uri(const char *uri,
                                      struct rmqs_connection **out,
                                      struct rmqs_error **err);
@@ -1864,7 +1903,10 @@ rmqs_status rmqs_connection_open_uri(const char *uri,
  *
  * Thread-safe; blocks up to `timeout_ms`.
  */
-rmqs_status rmqs_connection_close(struct rmqs_connection *conn, int32_t timeout_ms);
+RMQS_MUST_USE
+rmqs_status rmqs_connection_close(struct rmqs_connection *conn,
+                                  int32_t timeout_ms,
+                                  struct rmqs_error **err);
 
 /**
  * Frees a connection, closing it first if needed (with a 5 s limit) and stopping its runtime.
@@ -1929,10 +1971,12 @@ const char *rmqs_connection_server_version(const struct rmqs_connection *conn);
  * Not thread-safe for one config; does not block (replacing an earlier callback of this config
  * runs its `user_data_free` here if no connection uses it).
  */
+RMQS_MUST_USE
 rmqs_status rmqs_config_set_log_cb(struct rmqs_config *cfg,
                                    rmqs_log_cb cb,
                                    void *user_data,
-                                   rmqs_free_cb user_data_free);
+                                   rmqs_free_cb user_data_free,
+                                   struct rmqs_error **err);
 
 /**
  * Creates a stream.
@@ -1952,6 +1996,7 @@ rmqs_status rmqs_config_set_log_cb(struct rmqs_config *cfg,
  *
  * Thread-safe; blocks for one round trip (connecting first with lazy open).
  */
+RMQS_MUST_USE
 rmqs_status rmqs_stream_create(struct rmqs_connection *conn,
                                const char *stream,
                                const struct rmqs_config *args,
@@ -1968,6 +2013,7 @@ rmqs_status rmqs_stream_create(struct rmqs_connection *conn,
  *
  * Thread-safe; blocks for one round trip.
  */
+RMQS_MUST_USE
 rmqs_status rmqs_stream_delete(struct rmqs_connection *conn,
                                const char *stream,
                                struct rmqs_error **err);
@@ -1983,6 +2029,7 @@ rmqs_status rmqs_stream_delete(struct rmqs_connection *conn,
  *
  * Thread-safe; blocks for one round trip (Metadata).
  */
+RMQS_MUST_USE
 rmqs_status rmqs_stream_exists(struct rmqs_connection *conn,
                                const char *stream,
                                bool *out,
@@ -1993,13 +2040,15 @@ rmqs_status rmqs_stream_exists(struct rmqs_connection *conn,
  *
  * @param conn the connection (borrowed).
  * @param stream the stream name (borrowed).
- * @param out receives the statistics, only on success.
+ * @param out the caller's struct, with `out->size` set to `sizeof(rmqs_stream_statistics)`;
+ *        filled (up to that size, `size` updated) only on success.
  * @param err optional error detail.
  * @return `RMQS_OK`; `RMQS_ERR_STREAM_DOES_NOT_EXIST`; `RMQS_ERR_UNSUPPORTED` on brokers before
  *         3.11 (the message names the version needed); local errors as `rmqs_stream_create()`.
  *
  * Thread-safe; blocks for one round trip.
  */
+RMQS_MUST_USE
 rmqs_status rmqs_stream_stats(struct rmqs_connection *conn,
                               const char *stream,
                               struct rmqs_stream_statistics *out,
@@ -2018,6 +2067,7 @@ rmqs_status rmqs_stream_stats(struct rmqs_connection *conn,
  *
  * Thread-safe; blocks for one round trip.
  */
+RMQS_MUST_USE
 rmqs_status rmqs_stream_metadata(struct rmqs_connection *conn,
                                  const char *stream,
                                  struct rmqs_metadata **out,
@@ -2078,15 +2128,16 @@ void rmqs_metadata_free(struct rmqs_metadata *md);
  *
  * Thread-safe; blocks for one round trip.
  */
-rmqs_status rmqs_offset_query(struct rmqs_connection *conn,
-                              const char *reference,
-                              const char *stream,
-                              uint64_t *out,
-                              struct rmqs_error **err);
+RMQS_MUST_USE
+rmqs_status rmqs_stream_query_offset(struct rmqs_connection *conn,
+                                     const char *reference,
+                                     const char *stream,
+                                     uint64_t *out,
+                                     struct rmqs_error **err);
 
 /**
  * Stores `offset` on the broker under `reference` for `stream` (StoreOffset). The broker does
- * not answer: `rmqs_offset_query()` shows when it is applied.
+ * not answer: `rmqs_stream_query_offset()` shows when it is applied.
  *
  * @param conn the connection (borrowed).
  * @param reference the tracking reference (borrowed, 1–255 bytes).
@@ -2100,11 +2151,12 @@ rmqs_status rmqs_offset_query(struct rmqs_connection *conn,
  * it returns `RMQS_ERR_WOULD_DEADLOCK` from a library callback: store from a consumer's
  * callback with `rmqs_consumer_store_offset()`.
  */
-rmqs_status rmqs_offset_store(struct rmqs_connection *conn,
-                              const char *reference,
-                              const char *stream,
-                              uint64_t offset,
-                              struct rmqs_error **err);
+RMQS_MUST_USE
+rmqs_status rmqs_stream_store_offset(struct rmqs_connection *conn,
+                                     const char *reference,
+                                     const char *stream,
+                                     uint64_t offset,
+                                     struct rmqs_error **err);
 
 /**
  * The last publishing id the broker kept for the named producer `reference` on `stream`
@@ -2120,11 +2172,12 @@ rmqs_status rmqs_offset_store(struct rmqs_connection *conn,
  *
  * Thread-safe; blocks for one round trip.
  */
-rmqs_status rmqs_producer_sequence_query(struct rmqs_connection *conn,
-                                         const char *reference,
-                                         const char *stream,
-                                         uint64_t *out,
-                                         struct rmqs_error **err);
+RMQS_MUST_USE
+rmqs_status rmqs_stream_query_sequence(struct rmqs_connection *conn,
+                                       const char *reference,
+                                       const char *stream,
+                                       uint64_t *out,
+                                       struct rmqs_error **err);
 
 /**
  * Number of strings; 0 for NULL.
@@ -2166,6 +2219,7 @@ void rmqs_strings_free(struct rmqs_strings *list);
  *
  * Thread-safe; blocks for one round trip.
  */
+RMQS_MUST_USE
 rmqs_status rmqs_super_stream_create(struct rmqs_connection *conn,
                                      const char *name,
                                      const char *const *partitions,
@@ -2183,6 +2237,7 @@ rmqs_status rmqs_super_stream_create(struct rmqs_connection *conn,
  *
  * Thread-safe; blocks for one round trip.
  */
+RMQS_MUST_USE
 rmqs_status rmqs_super_stream_create_n(struct rmqs_connection *conn,
                                        const char *name,
                                        uint32_t count,
@@ -2197,6 +2252,7 @@ rmqs_status rmqs_super_stream_create_n(struct rmqs_connection *conn,
  *
  * Thread-safe; blocks for one round trip.
  */
+RMQS_MUST_USE
 rmqs_status rmqs_super_stream_delete(struct rmqs_connection *conn,
                                      const char *name,
                                      struct rmqs_error **err);
@@ -2213,6 +2269,7 @@ rmqs_status rmqs_super_stream_delete(struct rmqs_connection *conn,
  *
  * Thread-safe; blocks for one round trip.
  */
+RMQS_MUST_USE
 rmqs_status rmqs_super_stream_partitions(struct rmqs_connection *conn,
                                          const char *name,
                                          struct rmqs_strings **out,
@@ -2232,6 +2289,7 @@ rmqs_status rmqs_super_stream_partitions(struct rmqs_connection *conn,
  *
  * Thread-safe; blocks for one round trip.
  */
+RMQS_MUST_USE
 rmqs_status rmqs_super_stream_route(struct rmqs_connection *conn,
                                     const char *routing_key,
                                     const char *name,
@@ -2247,7 +2305,7 @@ rmqs_status rmqs_super_stream_route(struct rmqs_connection *conn,
  *
  * Thread-safe; does not block.
  */
-rmqs_status rmqs_queue_new(struct rmqs_queue **out);
+RMQS_MUST_USE rmqs_status rmqs_queue_new(struct rmqs_queue **out, struct rmqs_error **err);
 
 /**
  * Takes the next event, waiting for one up to `timeout_ms`.
@@ -2269,6 +2327,7 @@ rmqs_status rmqs_queue_new(struct rmqs_queue **out);
  *
  * Thread-safe; blocks up to `timeout_ms`.
  */
+RMQS_MUST_USE
 rmqs_status rmqs_queue_poll(struct rmqs_queue *q,
                             int32_t timeout_ms,
                             struct rmqs_event **out,
@@ -2291,6 +2350,7 @@ rmqs_status rmqs_queue_poll(struct rmqs_queue *q,
  *
  * Thread-safe; blocks up to `timeout_ms`.
  */
+RMQS_MUST_USE
 rmqs_status rmqs_queue_poll_batch(struct rmqs_queue *q,
                                   struct rmqs_event **events,
                                   size_t cap,
@@ -2392,25 +2452,34 @@ int32_t rmqs_event_partition(const struct rmqs_event *ev);
  *
  * @param ev the event (borrowed).
  * @param count receives the number of confirms (0 for other events); may be NULL.
+ * @param stride receives the distance in bytes between consecutive confirms; may be NULL.
+ *        Index the array with it (`RMQS_AT()`), never with `sizeof`: fields may be appended
+ *        to the struct in later versions.
  * @return an array borrowed from the event, valid until `rmqs_event_free(ev)`; NULL for other
  *         events or NULL.
  *
  * Does not block.
  */
 const struct rmqs_super_confirm *rmqs_event_super_confirms(const struct rmqs_event *ev,
-                                                           size_t *count);
+                                                           size_t *count,
+                                                           size_t *stride);
 
 /**
  * The confirms of an `RMQS_EVENT_CONFIRMS` event.
  *
  * @param ev the event (borrowed).
  * @param count receives the number of confirms (0 for other events); may be NULL.
+ * @param stride receives the distance in bytes between consecutive confirms; may be NULL.
+ *        Index the array with it (`RMQS_AT()`), never with `sizeof`: fields may be appended
+ *        to the struct in later versions.
  * @return an array borrowed from the event, valid until `rmqs_event_free(ev)`; NULL for other
  *         events or NULL.
  *
  * Does not block.
  */
-const struct rmqs_confirm *rmqs_event_confirms(const struct rmqs_event *ev, size_t *count);
+const struct rmqs_confirm *rmqs_event_confirms(const struct rmqs_event *ev,
+                                               size_t *count,
+                                               size_t *stride);
 
 /**
  * The state of an `RMQS_EVENT_STATE` event (one of `rmqs_state_code`); 0 for other events.
@@ -2425,7 +2494,7 @@ int32_t rmqs_event_state(const struct rmqs_event *ev);
  *
  * Does not block.
  */
-rmqs_status rmqs_event_status(const struct rmqs_event *ev);
+RMQS_MUST_USE rmqs_status rmqs_event_status(const struct rmqs_event *ev);
 
 /**
  * The message of an `RMQS_EVENT_STATE` or `RMQS_EVENT_ERROR` event.
@@ -2463,7 +2532,10 @@ const struct rmqs_consumer_update_info *rmqs_event_consumer_update(const struct 
  *
  * Does not block. Not thread-safe for one event.
  */
-rmqs_status rmqs_event_consumer_update_reply(struct rmqs_event *ev, struct rmqs_offset_spec spec);
+RMQS_MUST_USE
+rmqs_status rmqs_event_consumer_update_reply(struct rmqs_event *ev,
+                                             struct rmqs_offset_spec spec,
+                                             struct rmqs_error **err);
 
 /**
  * Frees an event and the views obtained from it; a chunk event releases its reference to the
@@ -2517,6 +2589,7 @@ void rmqs_message_builder_free(struct rmqs_message_builder *m);
  *
  * Not thread-safe (the builder); does not block.
  */
+RMQS_MUST_USE
 rmqs_status rmqs_message_builder_set_body(struct rmqs_message_builder *m,
                                           const uint8_t *data,
                                           size_t len,
@@ -2535,6 +2608,7 @@ rmqs_status rmqs_message_builder_set_body(struct rmqs_message_builder *m,
  *
  * Not thread-safe (the builder); does not block.
  */
+RMQS_MUST_USE
 rmqs_status rmqs_message_builder_add_body_section(struct rmqs_message_builder *m,
                                                   const uint8_t *data,
                                                   size_t len,
@@ -2553,6 +2627,7 @@ rmqs_status rmqs_message_builder_add_body_section(struct rmqs_message_builder *m
  *
  * Not thread-safe (the builder); does not block.
  */
+RMQS_MUST_USE
 rmqs_status rmqs_message_builder_set_body_value(struct rmqs_message_builder *m,
                                                 const struct rmqs_value *value,
                                                 struct rmqs_error **err);
@@ -2571,6 +2646,7 @@ rmqs_status rmqs_message_builder_set_body_value(struct rmqs_message_builder *m,
  *
  * Not thread-safe (the builder); does not block.
  */
+RMQS_MUST_USE
 rmqs_status rmqs_message_builder_set_header(struct rmqs_message_builder *m,
                                             int32_t field,
                                             const struct rmqs_value *value,
@@ -2593,6 +2669,7 @@ rmqs_status rmqs_message_builder_set_header(struct rmqs_message_builder *m,
  *
  * Not thread-safe (the builder); does not block.
  */
+RMQS_MUST_USE
 rmqs_status rmqs_message_builder_set_property(struct rmqs_message_builder *m,
                                               int32_t property,
                                               const struct rmqs_value *value,
@@ -2613,6 +2690,7 @@ rmqs_status rmqs_message_builder_set_property(struct rmqs_message_builder *m,
  * Not thread-safe (the builder); does not block. Checking the key against those already
  * added takes time in their number.
  */
+RMQS_MUST_USE
 rmqs_status rmqs_message_builder_add_app_property(struct rmqs_message_builder *m,
                                                   const char *key,
                                                   const struct rmqs_value *value,
@@ -2633,6 +2711,7 @@ rmqs_status rmqs_message_builder_add_app_property(struct rmqs_message_builder *m
  *
  * Not thread-safe (the builder); does not block.
  */
+RMQS_MUST_USE
 rmqs_status rmqs_message_builder_add_annotation(struct rmqs_message_builder *m,
                                                 int32_t section,
                                                 const char *key,
@@ -2650,6 +2729,7 @@ rmqs_status rmqs_message_builder_add_annotation(struct rmqs_message_builder *m,
  *
  * Not thread-safe (the builder); does not block.
  */
+RMQS_MUST_USE
 rmqs_status rmqs_message_builder_set_filter_value(struct rmqs_message_builder *m,
                                                   const char *value,
                                                   struct rmqs_error **err);
@@ -2666,6 +2746,7 @@ rmqs_status rmqs_message_builder_set_filter_value(struct rmqs_message_builder *m
  *
  * Not thread-safe (the builder); does not block.
  */
+RMQS_MUST_USE
 rmqs_status rmqs_message_builder_set_publishing_id(struct rmqs_message_builder *m,
                                                    uint64_t id,
                                                    struct rmqs_error **err);
@@ -2817,6 +2898,7 @@ bool rmqs_value_map_get(const struct rmqs_value *v, const char *key, struct rmqs
  *
  * Thread-safe; blocks for a few round trips.
  */
+RMQS_MUST_USE
 rmqs_status rmqs_producer_new(struct rmqs_connection *conn,
                               const char *stream,
                               const struct rmqs_config *cfg,
@@ -2849,6 +2931,7 @@ rmqs_status rmqs_producer_new(struct rmqs_connection *conn,
  * Thread-safe. Blocks only when the producer is full and the send may wait (not from
  * callbacks); otherwise returns at once.
  */
+RMQS_MUST_USE
 rmqs_status rmqs_producer_send(struct rmqs_producer *p,
                                const uint8_t *body,
                                size_t len,
@@ -2879,6 +2962,7 @@ rmqs_status rmqs_producer_send(struct rmqs_producer *p,
  *
  * Thread-safe; blocking as `rmqs_producer_send()`.
  */
+RMQS_MUST_USE
 rmqs_status rmqs_producer_send_ex(struct rmqs_producer *p,
                                   const uint8_t *body,
                                   size_t len,
@@ -2909,6 +2993,7 @@ rmqs_status rmqs_producer_send_ex(struct rmqs_producer *p,
  * Thread-safe (the producer; the builder must not change during the call); blocking as
  * `rmqs_producer_send()`.
  */
+RMQS_MUST_USE
 rmqs_status rmqs_producer_send_message(struct rmqs_producer *p,
                                        const struct rmqs_message_builder *msg,
                                        size_t tag,
@@ -2936,6 +3021,7 @@ rmqs_status rmqs_producer_send_message(struct rmqs_producer *p,
  * Thread-safe; blocking as `rmqs_producer_send()`, up to `send_timeout_ms` in total. Allocates
  * one array of `count` entries per call.
  */
+RMQS_MUST_USE
 rmqs_status rmqs_producer_send_messages(struct rmqs_producer *p,
                                         const struct rmqs_message_builder *const *msgs,
                                         const size_t *tags,
@@ -2961,6 +3047,7 @@ rmqs_status rmqs_producer_send_messages(struct rmqs_producer *p,
  *
  * Thread-safe; blocking as `rmqs_producer_send()`, up to `send_timeout_ms` in total.
  */
+RMQS_MUST_USE
 rmqs_status rmqs_producer_send_batch(struct rmqs_producer *p,
                                      const struct rmqs_bytes *bodies,
                                      const size_t *tags,
@@ -2984,7 +3071,10 @@ rmqs_status rmqs_producer_send_batch(struct rmqs_producer *p,
  *
  * Thread-safe; blocks up to `timeout_ms`.
  */
-rmqs_status rmqs_producer_flush(struct rmqs_producer *p, int32_t timeout_ms);
+RMQS_MUST_USE
+rmqs_status rmqs_producer_flush(struct rmqs_producer *p,
+                                int32_t timeout_ms,
+                                struct rmqs_error **err);
 
 /**
  * Closes the producer: no more sends (`RMQS_ERR_CLOSED`), the batched messages go out, and it
@@ -3005,7 +3095,10 @@ rmqs_status rmqs_producer_flush(struct rmqs_producer *p, int32_t timeout_ms);
  * Thread-safe; blocks up to `timeout_ms` (the broker's answer to the publisher's deletion is
  * awaited only within it).
  */
-rmqs_status rmqs_producer_close(struct rmqs_producer *p, int32_t timeout_ms);
+RMQS_MUST_USE
+rmqs_status rmqs_producer_close(struct rmqs_producer *p,
+                                int32_t timeout_ms,
+                                struct rmqs_error **err);
 
 /**
  * The last publishing id the producer assigned (for a named producer that has not sent yet,
@@ -3084,6 +3177,7 @@ void rmqs_producer_free(struct rmqs_producer *p);
  *
  * Thread-safe; blocks for a few round trips. Chunks may arrive before it returns.
  */
+RMQS_MUST_USE
 rmqs_status rmqs_consumer_new(struct rmqs_connection *conn,
                               const char *stream,
                               const struct rmqs_config *cfg,
@@ -3106,7 +3200,10 @@ rmqs_status rmqs_consumer_new(struct rmqs_connection *conn,
  *
  * Thread-safe, also from callbacks; does not block.
  */
-rmqs_status rmqs_consumer_credit(struct rmqs_consumer *c, uint32_t credits);
+RMQS_MUST_USE
+rmqs_status rmqs_consumer_credit(struct rmqs_consumer *c,
+                                 uint32_t credits,
+                                 struct rmqs_error **err);
 
 /**
  * Stores `offset` on the broker under the consumer's `name` (StoreOffset; the broker does not
@@ -3120,6 +3217,7 @@ rmqs_status rmqs_consumer_credit(struct rmqs_consumer *c, uint32_t credits);
  *
  * Thread-safe, also from callbacks; does not block.
  */
+RMQS_MUST_USE
 rmqs_status rmqs_consumer_store_offset(struct rmqs_consumer *c,
                                        uint64_t offset,
                                        struct rmqs_error **err);
@@ -3136,6 +3234,7 @@ rmqs_status rmqs_consumer_store_offset(struct rmqs_consumer *c,
  *
  * Thread-safe; blocks for one round trip.
  */
+RMQS_MUST_USE
 rmqs_status rmqs_consumer_query_offset(struct rmqs_consumer *c,
                                        uint64_t *out,
                                        struct rmqs_error **err);
@@ -3157,6 +3256,7 @@ rmqs_status rmqs_consumer_query_offset(struct rmqs_consumer *c,
  *
  * Thread-safe, also from callbacks; does not block.
  */
+RMQS_MUST_USE
 rmqs_status rmqs_consumer_store_processed_offset(struct rmqs_consumer *c,
                                                  uint64_t *offset_out,
                                                  struct rmqs_error **err);
@@ -3184,7 +3284,10 @@ bool rmqs_consumer_is_active(const struct rmqs_consumer *c);
  *
  * Thread-safe; blocks up to `timeout_ms`.
  */
-rmqs_status rmqs_consumer_close(struct rmqs_consumer *c, int32_t timeout_ms);
+RMQS_MUST_USE
+rmqs_status rmqs_consumer_close(struct rmqs_consumer *c,
+                                int32_t timeout_ms,
+                                struct rmqs_error **err);
 
 /**
  * Frees a consumer, closing it first if needed (5 s limit), then ending its dispatcher thread
@@ -3220,10 +3323,12 @@ void rmqs_consumer_free(struct rmqs_consumer *c);
  * Not thread-safe for one config; does not block (replacing an earlier callback of this config
  * runs its `user_data_free` here if no consumer uses it).
  */
+RMQS_MUST_USE
 rmqs_status rmqs_config_set_consumer_update_cb(struct rmqs_config *cfg,
                                                rmqs_consumer_update_cb cb,
                                                void *user_data,
-                                               rmqs_free_cb user_data_free);
+                                               rmqs_free_cb user_data_free,
+                                               struct rmqs_error **err);
 
 /**
  * Sets the post-filter of the consumers created with this config (`rmqs_consumer_new()`;
@@ -3243,10 +3348,12 @@ rmqs_status rmqs_config_set_consumer_update_cb(struct rmqs_config *cfg,
  *
  * Not thread-safe for one config; does not block.
  */
+RMQS_MUST_USE
 rmqs_status rmqs_config_set_post_filter_cb(struct rmqs_config *cfg,
                                            rmqs_post_filter_cb cb,
                                            void *user_data,
-                                           rmqs_free_cb user_data_free);
+                                           rmqs_free_cb user_data_free,
+                                           struct rmqs_error **err);
 
 /**
  * Sets the offset-tracking callback of the consumers created with this config
@@ -3266,10 +3373,12 @@ rmqs_status rmqs_config_set_post_filter_cb(struct rmqs_config *cfg,
  *
  * Not thread-safe for one config; does not block.
  */
+RMQS_MUST_USE
 rmqs_status rmqs_config_set_tracking_cb(struct rmqs_config *cfg,
                                         rmqs_tracking_cb cb,
                                         void *user_data,
-                                        rmqs_free_cb user_data_free);
+                                        rmqs_free_cb user_data_free,
+                                        struct rmqs_error **err);
 
 /**
  * Keeps a chunk beyond the callback or event that lent it.
@@ -3361,7 +3470,7 @@ size_t rmqs_chunk_message_count(const struct rmqs_chunk *ch);
  *
  * Thread-safe; does not block.
  */
-bool rmqs_chunk_header_get(const struct rmqs_chunk *ch, struct rmqs_chunk_header *out);
+bool rmqs_chunk_header(const struct rmqs_chunk *ch, struct rmqs_chunk_header_info *out);
 
 /**
  * The chunk's data section as received (entries, possibly sub-entry batches, compressed).
@@ -3611,8 +3720,10 @@ bool rmqs_message_app_property_value(const struct rmqs_message *m,
  * Thread-safe; does not block (relaxed atomic reads: counters read while traffic flows may be
  * a few frames apart from one another).
  */
+RMQS_MUST_USE
 rmqs_status rmqs_connection_stats(const struct rmqs_connection *conn,
-                                  struct rmqs_connection_statistics *out);
+                                  struct rmqs_connection_statistics *out,
+                                  struct rmqs_error **err);
 
 /**
  * Reads a producer's counters, at any time (after close too, until it is freed).
@@ -3624,8 +3735,10 @@ rmqs_status rmqs_connection_stats(const struct rmqs_connection *conn,
  *
  * Thread-safe; does not block.
  */
+RMQS_MUST_USE
 rmqs_status rmqs_producer_stats(const struct rmqs_producer *p,
-                                struct rmqs_producer_statistics *out);
+                                struct rmqs_producer_statistics *out,
+                                struct rmqs_error **err);
 
 /**
  * Reads a consumer's counters, at any time (after close too, until it is freed).
@@ -3637,8 +3750,10 @@ rmqs_status rmqs_producer_stats(const struct rmqs_producer *p,
  *
  * Thread-safe; does not block.
  */
+RMQS_MUST_USE
 rmqs_status rmqs_consumer_stats(const struct rmqs_consumer *c,
-                                struct rmqs_consumer_statistics *out);
+                                struct rmqs_consumer_statistics *out,
+                                struct rmqs_error **err);
 
 /**
  * Sets the routing function of the super producers created with this config
@@ -3657,10 +3772,12 @@ rmqs_status rmqs_consumer_stats(const struct rmqs_consumer *c,
  *
  * Not thread-safe for one config; does not block.
  */
+RMQS_MUST_USE
 rmqs_status rmqs_config_set_routing_cb(struct rmqs_config *cfg,
                                        rmqs_routing_cb cb,
                                        void *user_data,
-                                       rmqs_free_cb user_data_free);
+                                       rmqs_free_cb user_data_free,
+                                       struct rmqs_error **err);
 
 /**
  * Sets the key extractor of the super producers created with this config
@@ -3676,10 +3793,12 @@ rmqs_status rmqs_config_set_routing_cb(struct rmqs_config *cfg,
  *
  * Not thread-safe for one config; does not block.
  */
+RMQS_MUST_USE
 rmqs_status rmqs_config_set_key_extractor(struct rmqs_config *cfg,
                                           rmqs_key_extractor_cb cb,
                                           void *user_data,
-                                          rmqs_free_cb user_data_free);
+                                          rmqs_free_cb user_data_free,
+                                          struct rmqs_error **err);
 
 /**
  * Creates a producer on super stream `super_stream`.
@@ -3727,6 +3846,7 @@ rmqs_status rmqs_config_set_key_extractor(struct rmqs_config *cfg,
  * Thread-safe; blocks for a round trip (plus the creation of every partition producer with
  * `eager`).
  */
+RMQS_MUST_USE
 rmqs_status rmqs_super_producer_new(struct rmqs_connection *conn,
                                     const char *super_stream,
                                     const struct rmqs_config *cfg,
@@ -3767,6 +3887,7 @@ rmqs_status rmqs_super_producer_new(struct rmqs_connection *conn,
  * Thread-safe; blocks as said above, and when the partition's producer is full and the send
  * may wait.
  */
+RMQS_MUST_USE
 rmqs_status rmqs_super_producer_send(struct rmqs_super_producer *sp,
                                      const char *routing_key,
                                      const uint8_t *body,
@@ -3795,6 +3916,7 @@ rmqs_status rmqs_super_producer_send(struct rmqs_super_producer *sp,
  *
  * Thread-safe; blocking as `rmqs_super_producer_send()`.
  */
+RMQS_MUST_USE
 rmqs_status rmqs_super_producer_send_ex(struct rmqs_super_producer *sp,
                                         const char *routing_key,
                                         const uint8_t *body,
@@ -3826,6 +3948,7 @@ rmqs_status rmqs_super_producer_send_ex(struct rmqs_super_producer *sp,
  *
  * Thread-safe; blocking as `rmqs_super_producer_send()`, up to `send_timeout_ms` in total.
  */
+RMQS_MUST_USE
 rmqs_status rmqs_super_producer_send_batch(struct rmqs_super_producer *sp,
                                            const char *const *routing_keys,
                                            const struct rmqs_bytes *bodies,
@@ -3857,6 +3980,7 @@ rmqs_status rmqs_super_producer_send_batch(struct rmqs_super_producer *sp,
  * Thread-safe (the super producer; the builder must not change during the call); blocking
  * as `rmqs_super_producer_send()`.
  */
+RMQS_MUST_USE
 rmqs_status rmqs_super_producer_send_message(struct rmqs_super_producer *sp,
                                              const char *routing_key,
                                              const struct rmqs_message_builder *msg,
@@ -3885,6 +4009,7 @@ rmqs_status rmqs_super_producer_send_message(struct rmqs_super_producer *sp,
  *
  * Thread-safe; blocking as `rmqs_super_producer_send()`, up to `send_timeout_ms` in total.
  */
+RMQS_MUST_USE
 rmqs_status rmqs_super_producer_send_messages(struct rmqs_super_producer *sp,
                                               const char *const *routing_keys,
                                               const struct rmqs_message_builder *const *msgs,
@@ -3907,7 +4032,10 @@ rmqs_status rmqs_super_producer_send_messages(struct rmqs_super_producer *sp,
  *
  * Thread-safe; blocks up to `timeout_ms`.
  */
-rmqs_status rmqs_super_producer_flush(struct rmqs_super_producer *sp, int32_t timeout_ms);
+RMQS_MUST_USE
+rmqs_status rmqs_super_producer_flush(struct rmqs_super_producer *sp,
+                                      int32_t timeout_ms,
+                                      struct rmqs_error **err);
 
 /**
  * Asks the broker for the super stream's partitions again, so that partitions added since
@@ -3928,6 +4056,7 @@ rmqs_status rmqs_super_producer_flush(struct rmqs_super_producer *sp, int32_t ti
  * Thread-safe; blocks for a round trip (plus the new producers with `eager`). Sends running
  * meanwhile use the partitions of the moment they started.
  */
+RMQS_MUST_USE
 rmqs_status rmqs_super_producer_refresh(struct rmqs_super_producer *sp,
                                         size_t *count_out,
                                         struct rmqs_error **err);
@@ -3968,8 +4097,10 @@ const char *rmqs_super_producer_partition(const struct rmqs_super_producer *sp, 
  *
  * Thread-safe; does not block.
  */
+RMQS_MUST_USE
 rmqs_status rmqs_super_producer_stats(const struct rmqs_super_producer *sp,
-                                      struct rmqs_producer_statistics *out);
+                                      struct rmqs_producer_statistics *out,
+                                      struct rmqs_error **err);
 
 /**
  * Closes the super producer: no more sends (`RMQS_ERR_CLOSED`), and every partition producer
@@ -3986,7 +4117,10 @@ rmqs_status rmqs_super_producer_stats(const struct rmqs_super_producer *sp,
  *
  * Thread-safe; blocks up to `timeout_ms` plus a round trip.
  */
-rmqs_status rmqs_super_producer_close(struct rmqs_super_producer *sp, int32_t timeout_ms);
+RMQS_MUST_USE
+rmqs_status rmqs_super_producer_close(struct rmqs_super_producer *sp,
+                                      int32_t timeout_ms,
+                                      struct rmqs_error **err);
 
 /**
  * Frees a super producer, closing it first if needed (waiting up to 5 s for confirms), then
@@ -4055,6 +4189,7 @@ void rmqs_super_producer_free(struct rmqs_super_producer *sp);
  * Thread-safe; blocks for a few round trips per partition. Chunks may arrive before it
  * returns.
  */
+RMQS_MUST_USE
 rmqs_status rmqs_super_consumer_new(struct rmqs_connection *conn,
                                     const char *super_stream,
                                     const struct rmqs_config *cfg,
@@ -4084,6 +4219,7 @@ rmqs_status rmqs_super_consumer_new(struct rmqs_connection *conn,
  *
  * Thread-safe; blocks for a round trip, plus the subscriptions.
  */
+RMQS_MUST_USE
 rmqs_status rmqs_super_consumer_refresh(struct rmqs_super_consumer *sc,
                                         size_t *count_out,
                                         struct rmqs_error **err);
@@ -4128,9 +4264,11 @@ bool rmqs_super_consumer_is_active(const struct rmqs_super_consumer *sc, size_t 
  *
  * Thread-safe, also from callbacks; does not block.
  */
+RMQS_MUST_USE
 rmqs_status rmqs_super_consumer_credit(struct rmqs_super_consumer *sc,
                                        size_t index,
-                                       uint32_t credits);
+                                       uint32_t credits,
+                                       struct rmqs_error **err);
 
 /**
  * Stores `offset` for partition `index` under the super consumer's name (StoreOffset on that
@@ -4145,6 +4283,7 @@ rmqs_status rmqs_super_consumer_credit(struct rmqs_super_consumer *sc,
  *
  * Thread-safe, also from callbacks; does not block.
  */
+RMQS_MUST_USE
 rmqs_status rmqs_super_consumer_store_offset(struct rmqs_super_consumer *sc,
                                              size_t index,
                                              uint64_t offset,
@@ -4163,6 +4302,7 @@ rmqs_status rmqs_super_consumer_store_offset(struct rmqs_super_consumer *sc,
  *
  * Thread-safe; blocks for one round trip.
  */
+RMQS_MUST_USE
 rmqs_status rmqs_super_consumer_query_offset(struct rmqs_super_consumer *sc,
                                              size_t index,
                                              uint64_t *out,
@@ -4178,8 +4318,10 @@ rmqs_status rmqs_super_consumer_query_offset(struct rmqs_super_consumer *sc,
  *
  * Thread-safe; does not block.
  */
+RMQS_MUST_USE
 rmqs_status rmqs_super_consumer_stats(const struct rmqs_super_consumer *sc,
-                                      struct rmqs_consumer_statistics *out);
+                                      struct rmqs_consumer_statistics *out,
+                                      struct rmqs_error **err);
 
 /**
  * Closes the super consumer: every partition consumer is closed as `rmqs_consumer_close()`
@@ -4198,7 +4340,10 @@ rmqs_status rmqs_super_consumer_stats(const struct rmqs_super_consumer *sc,
  *
  * Thread-safe; blocks up to `timeout_ms`.
  */
-rmqs_status rmqs_super_consumer_close(struct rmqs_super_consumer *sc, int32_t timeout_ms);
+RMQS_MUST_USE
+rmqs_status rmqs_super_consumer_close(struct rmqs_super_consumer *sc,
+                                      int32_t timeout_ms,
+                                      struct rmqs_error **err);
 
 /**
  * Frees a super consumer, closing it first if needed (5 s limit), then ending its dispatcher
@@ -4229,6 +4374,7 @@ void rmqs_super_consumer_free(struct rmqs_super_consumer *sc);
  *
  * Not thread-safe for one config; does not block.
  */
+RMQS_MUST_USE
 rmqs_status rmqs_config_set_state_cb(struct rmqs_config *cfg,
                                      rmqs_state_cb cb,
                                      void *user_data,

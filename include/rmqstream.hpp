@@ -7,7 +7,7 @@
  *
  *   rmqs::Connection conn = rmqs::Connection::open("rabbitmq-stream://guest:guest@localhost:5552/%2f");
  *   conn.ensure_stream("orders");
- *   rmqs::Producer producer = conn.create_producer("orders", [](rmqs::span<const rmqs::confirm> cs) {
+ *   rmqs::Producer producer = conn.create_producer("orders", [](rmqs::strided_span<rmqs::confirm> cs) {
  *       for (const rmqs::confirm& c : cs) if (c.status != RMQS_OK) ...;
  *   });
  *   producer.send("hello", 0);
@@ -51,7 +51,7 @@
  *
  * Callbacks: lambdas
  *
- * - A confirm handler (void(rmqs::span<const rmqs::confirm>)), a chunk handler
+ * - A confirm handler (void(rmqs::strided_span<rmqs::confirm>)), a chunk handler
  *   (void(rmqs::ChunkRef)) or a log handler (void(rmqs::log_level, std::string_view target,
  *   std::string_view message)) is moved into a std::function inside a heap object that is
  *   passed to the C API as user_data; the library's user_data_free callback deletes it exactly
@@ -291,6 +291,60 @@ private:
     std::size_t size_ = 0;
 };
 
+/**
+ * A read-only view of n T laid out `stride` bytes apart: the confirm arrays, whose structs may
+ * grow in later library versions (so the stride comes from the library, not from sizeof).
+ */
+template <class T>
+class strided_span {
+public:
+    class iterator {
+    public:
+        using iterator_category = std::forward_iterator_tag;
+        using value_type = T;
+        using difference_type = std::ptrdiff_t;
+        using pointer = const T*;
+        using reference = const T&;
+
+        iterator(const unsigned char* p, std::size_t stride) noexcept : p_(p), stride_(stride) {}
+        const T& operator*() const noexcept { return *reinterpret_cast<const T*>(p_); }
+        const T* operator->() const noexcept { return reinterpret_cast<const T*>(p_); }
+        iterator& operator++() noexcept {
+            p_ += stride_;
+            return *this;
+        }
+        iterator operator++(int) noexcept {
+            iterator old = *this;
+            p_ += stride_;
+            return old;
+        }
+        bool operator==(const iterator& o) const noexcept { return p_ == o.p_; }
+        bool operator!=(const iterator& o) const noexcept { return p_ != o.p_; }
+
+    private:
+        const unsigned char* p_;
+        std::size_t stride_;
+    };
+
+    strided_span() noexcept = default;
+    strided_span(const T* data, std::size_t size, std::size_t stride) noexcept
+        : data_(reinterpret_cast<const unsigned char*>(data)), size_(data == nullptr ? 0 : size),
+          stride_(stride) {}
+
+    std::size_t size() const noexcept { return size_; }
+    bool empty() const noexcept { return size_ == 0; }
+    const T& operator[](std::size_t i) const noexcept {
+        return *reinterpret_cast<const T*>(data_ + i * stride_);
+    }
+    iterator begin() const noexcept { return iterator(data_, stride_); }
+    iterator end() const noexcept { return iterator(data_ + size_ * stride_, stride_); }
+
+private:
+    const unsigned char* data_ = nullptr;
+    std::size_t size_ = 0;
+    std::size_t stride_ = sizeof(T);
+};
+
 namespace detail {
 
 template <class T, class = void>
@@ -368,7 +422,7 @@ inline constexpr std::uint32_t send_no_block = RMQS_SEND_NO_BLOCK;
 /** The outcome of one sent message: publishing_id, tag, status (RMQS_OK = stored). */
 using confirm = rmqs_confirm;
 using stream_statistics = rmqs_stream_statistics;
-using chunk_header = rmqs_chunk_header;
+using chunk_header = rmqs_chunk_header_info;
 using connection_statistics = rmqs_connection_statistics;
 using producer_statistics = rmqs_producer_statistics;
 using consumer_statistics = rmqs_consumer_statistics;
@@ -513,7 +567,7 @@ inline std::vector<std::string> take_strings(rmqs_strings* list) {
  * side needs to learn that it threw. Deleted by the library's user_data_free (or by the factory
  * when creation fails).
  */
-template <class Handler, class Handle, rmqs_status (*Close)(Handle*, std::int32_t)>
+template <class Handler, class Handle, rmqs_status (*Close)(Handle*, std::int32_t, rmqs_error**)>
 struct callback_state {
     explicit callback_state(Handler h) : handler(std::move(h)) {}
 
@@ -536,7 +590,7 @@ struct callback_state {
         pending.store(true, std::memory_order_release);
         if (handle != nullptr) {
             // timeout 0: closes in the background, allowed on a callback thread
-            (void)Close(handle, 0);
+            (void)Close(handle, 0, nullptr);
         }
     }
 
@@ -545,7 +599,7 @@ struct callback_state {
         std::lock_guard<std::mutex> lock(mu);
         handle = h;
         if (stopped.load()) {
-            (void)Close(h, 0);
+            (void)Close(h, 0, nullptr);
         }
     }
 
@@ -666,11 +720,13 @@ public:
      */
     Config& set_log_handler(log_handler handler) {
         if (!handler) {
-            detail::check(rmqs_config_set_log_cb(p_, nullptr, nullptr, nullptr));
+            Error err;
+            detail::check(rmqs_config_set_log_cb(p_, nullptr, nullptr, nullptr, err.out()), err);
             return *this;
         }
         auto holder = std::make_unique<log_handler>(std::move(handler));
-        detail::check(rmqs_config_set_log_cb(p_, &log_trampoline, holder.get(), &log_free));
+        Error err;
+        detail::check(rmqs_config_set_log_cb(p_, &log_trampoline, holder.get(), &log_free, err.out()), err);
         holder.release();  // owned by the library from here
         return *this;
     }
@@ -891,7 +947,7 @@ public:
     /** Every header field. */
     chunk_header header() const noexcept {
         chunk_header h{};
-        (void)rmqs_chunk_header_get(c_, &h);
+        (void)rmqs_chunk_header(c_, &h);
         return h;
     }
     /** The data section as received. */
@@ -1012,10 +1068,11 @@ public:
     /** The chunk of a chunk event (empty otherwise), valid until this event is destroyed. */
     ChunkRef chunk() const noexcept { return ChunkRef(rmqs_event_chunk(p_)); }
     /** The confirms of a confirms event (empty otherwise). */
-    span<const confirm> confirms() const noexcept {
+    strided_span<confirm> confirms() const noexcept {
         std::size_t n = 0;
-        const confirm* c = rmqs_event_confirms(p_, &n);
-        return span<const confirm>(c, c == nullptr ? 0 : n);
+        std::size_t stride = 0;
+        const confirm* c = rmqs_event_confirms(p_, &n, &stride);
+        return strided_span<confirm>(c, n, stride);
     }
     /** The state of a state event (RMQS_STATE_CLOSED); 0 otherwise. */
     std::int32_t state() const noexcept { return rmqs_event_state(p_); }
@@ -1053,7 +1110,8 @@ class Queue {
 public:
     /** A new queue. */
     Queue() {
-        detail::check(rmqs_queue_new(&p_));
+        Error err;
+        detail::check(rmqs_queue_new(&p_, err.out()), err);
     }
     /** Adopts `q`. */
     explicit Queue(rmqs_queue* q) noexcept : p_(q) {}
@@ -1134,7 +1192,7 @@ private:
 // Producer
 
 /** Receives a batch of confirms on the producer's dispatcher thread. */
-using confirm_handler = std::function<void(span<const confirm> confirms)>;
+using confirm_handler = std::function<void(strided_span<confirm> confirms)>;
 
 /**
  * A producer (owns an rmqs_producer). Created by Connection::create_producer(). Thread-safe,
@@ -1246,12 +1304,13 @@ public:
      */
     [[nodiscard]] bool flush(std::chrono::milliseconds timeout = no_timeout) {
         check();
-        const rmqs_status st = rmqs_producer_flush(p_, detail::to_ms(timeout));
+        Error err;
+        const rmqs_status st = rmqs_producer_flush(p_, detail::to_ms(timeout), err.out());
         check();
         if (st == RMQS_ERR_TIMEOUT) {
             return false;
         }
-        detail::check(st);
+        detail::check(st, err);
         return true;
     }
 
@@ -1261,12 +1320,13 @@ public:
      * confirm handler's pending exception, if any. Closing again returns true.
      */
     bool close(std::chrono::milliseconds timeout = no_timeout) {
-        const rmqs_status st = rmqs_producer_close(p_, detail::to_ms(timeout));
+        Error err;
+        const rmqs_status st = rmqs_producer_close(p_, detail::to_ms(timeout), err.out());
         check();
         if (st == RMQS_ERR_TIMEOUT) {
             return false;
         }
-        detail::check(st);
+        detail::check(st, err);
         return true;
     }
 
@@ -1290,7 +1350,8 @@ public:
     producer_statistics stats() const {
         producer_statistics s{};
         s.size = sizeof s;
-        detail::check(rmqs_producer_stats(p_, &s));
+        Error err;
+        detail::check(rmqs_producer_stats(p_, &s, err.out()), err);
         return s;
     }
 
@@ -1318,13 +1379,14 @@ private:
     friend class Connection;
     using state = detail::callback_state<confirm_handler, rmqs_producer, &rmqs_producer_close>;
 
-    static void trampoline(void* user_data, const rmqs_confirm* confirms, std::size_t count) noexcept {
+    static void trampoline(void* user_data, const rmqs_confirm* confirms, std::size_t count,
+                           std::size_t stride) noexcept {
         auto* st = static_cast<state*>(user_data);
         if (st->stopped.load(std::memory_order_relaxed)) {
             return;
         }
         try {
-            st->handler(span<const confirm>(confirms, count));
+            st->handler(strided_span<confirm>(confirms, count, stride));
         } catch (...) {
             st->fail(std::current_exception());
         }
@@ -1364,7 +1426,8 @@ public:
     /** Grants the broker `credits` (1-32767) more chunks (the `manual` credit policy). */
     void credit(std::uint32_t credits) {
         check();
-        detail::check(rmqs_consumer_credit(p_, credits));
+        Error err;
+        detail::check(rmqs_consumer_credit(p_, credits, err.out()), err);
     }
 
     /** Stores `offset` under the consumer's name (no answer from the broker). Does not block:
@@ -1393,12 +1456,13 @@ public:
      * timeout, then false). Then rethrows the chunk handler's pending exception, if any.
      */
     bool close(std::chrono::milliseconds timeout = no_timeout) {
-        const rmqs_status st = rmqs_consumer_close(p_, detail::to_ms(timeout));
+        Error err;
+        const rmqs_status st = rmqs_consumer_close(p_, detail::to_ms(timeout), err.out());
         check();
         if (st == RMQS_ERR_TIMEOUT) {
             return false;
         }
-        detail::check(st);
+        detail::check(st, err);
         return true;
     }
 
@@ -1413,7 +1477,8 @@ public:
     consumer_statistics stats() const {
         consumer_statistics s{};
         s.size = sizeof s;
-        detail::check(rmqs_consumer_stats(p_, &s));
+        Error err;
+        detail::check(rmqs_consumer_stats(p_, &s, err.out()), err);
         return s;
     }
 
@@ -1502,7 +1567,8 @@ public:
      * `timeout` (zero: in the background). Later calls fail with RMQS_ERR_CLOSED.
      */
     void close(std::chrono::milliseconds timeout = no_timeout) {
-        detail::check(rmqs_connection_close(p_, detail::to_ms(timeout)));
+        Error err;
+        detail::check(rmqs_connection_close(p_, detail::to_ms(timeout), err.out()), err);
     }
 
     /** The broker's version, e.g. "4.0.5"; "" before a lazy connection connected. */
@@ -1515,7 +1581,8 @@ public:
     connection_statistics stats() const {
         connection_statistics s{};
         s.size = sizeof s;
-        detail::check(rmqs_connection_stats(p_, &s));
+        Error err;
+        detail::check(rmqs_connection_stats(p_, &s, err.out()), err);
         return s;
     }
 
@@ -1550,6 +1617,7 @@ public:
     stream_statistics stream_stats(std::string_view name) const {
         const detail::cstr n(name, "stream name");
         stream_statistics out{};
+        out.size = sizeof out;
         Error err;
         detail::check(rmqs_stream_stats(p_, n.c_str(), &out, err.out()), err);
         return out;
@@ -1583,7 +1651,7 @@ public:
         const detail::cstr s(stream, "stream name");
         std::uint64_t out = 0;
         Error err;
-        const rmqs_status st = rmqs_offset_query(p_, r.c_str(), s.c_str(), &out, err.out());
+        const rmqs_status st = rmqs_stream_query_offset(p_, r.c_str(), s.c_str(), &out, err.out());
         if (st == RMQS_ERR_NO_OFFSET) {
             return std::nullopt;
         }
@@ -1596,7 +1664,7 @@ public:
         const detail::cstr r(reference, "reference");
         const detail::cstr s(stream, "stream name");
         Error err;
-        detail::check(rmqs_offset_store(p_, r.c_str(), s.c_str(), offset, err.out()), err);
+        detail::check(rmqs_stream_store_offset(p_, r.c_str(), s.c_str(), offset, err.out()), err);
     }
     /** The last publishing id the broker kept for producer `reference` on `stream` (0: none). */
     std::uint64_t query_producer_sequence(std::string_view reference, std::string_view stream) const {
@@ -1604,7 +1672,7 @@ public:
         const detail::cstr s(stream, "stream name");
         std::uint64_t out = 0;
         Error err;
-        detail::check(rmqs_producer_sequence_query(p_, r.c_str(), s.c_str(), &out, err.out()), err);
+        detail::check(rmqs_stream_query_sequence(p_, r.c_str(), s.c_str(), &out, err.out()), err);
         return out;
     }
 
@@ -1658,7 +1726,7 @@ public:
     [[nodiscard]] Producer create_producer(std::string_view stream, const Config& cfg) const {
         return make_producer(stream, cfg.get(), confirm_handler(), nullptr, 0);
     }
-    /** Confirms to `on_confirms` (void(rmqs::span<const rmqs::confirm>)). */
+    /** Confirms to `on_confirms` (void(rmqs::strided_span<rmqs::confirm>)). */
     [[nodiscard]] Producer create_producer(std::string_view stream, confirm_handler on_confirms) const {
         return make_producer(stream, nullptr, std::move(on_confirms), nullptr, 0);
     }
@@ -1795,7 +1863,8 @@ private:
  */
 inline std::uint32_t super_stream_partition(bytes routing_key, std::uint32_t partition_count) {
     std::uint32_t out = 0;
-    detail::check(rmqs_super_stream_partition(routing_key.data(), routing_key.size(), partition_count, &out));
+    Error err;
+    detail::check(rmqs_super_stream_partition(routing_key.data(), routing_key.size(), partition_count, &out, err.out()), err);
     return out;
 }
 

@@ -118,7 +118,10 @@ fn connect(uri: &str) -> *mut rmqs_connection {
     let mut keys = vec![("uri", uri)];
     keys.extend_from_slice(&RECOVERY);
     let cfg = config(&keys);
-    unsafe { rmqs_config_set_log_cb(cfg, Some(on_log), ptr::null_mut(), None) };
+    let st = unsafe {
+        rmqs_config_set_log_cb(cfg, Some(on_log), ptr::null_mut(), None, ptr::null_mut())
+    };
+    assert_eq!(st, 0);
     let mut conn = ptr::null_mut();
     let mut err = ptr::null_mut();
     let st = unsafe { rmqs_connection_open(cfg, &mut conn, &mut err) };
@@ -410,7 +413,11 @@ fn leader_node_killed_during_full_speed_publishing() {
         }
     }
     let sent = started.elapsed();
-    assert_eq!(unsafe { rmqs_producer_flush(p, 120_000) }, 0, "flush");
+    assert_eq!(
+        unsafe { rmqs_producer_flush(p, 120_000, std::ptr::null_mut()) },
+        0,
+        "flush"
+    );
     let confirmed = started.elapsed();
     let (kill_start, died, kill_end) = killer.join().unwrap();
 
@@ -862,9 +869,13 @@ fn rolling_restart_of_all_three_nodes() {
     let sn = super_traffic.stop();
     let restart_took = t0.elapsed();
 
-    assert_eq!(unsafe { rmqs_producer_flush(p, 120_000) }, 0, "flush");
     assert_eq!(
-        unsafe { rmqs_super_producer_flush(sp, 120_000) },
+        unsafe { rmqs_producer_flush(p, 120_000, std::ptr::null_mut()) },
+        0,
+        "flush"
+    );
+    assert_eq!(
+        unsafe { rmqs_super_producer_flush(sp, 120_000, std::ptr::null_mut()) },
         0,
         "super flush"
     );
@@ -876,7 +887,10 @@ fn rolling_restart_of_all_three_nodes() {
         size: std::mem::size_of::<rmqs_producer_statistics>() as u64,
         ..Default::default()
     };
-    assert_eq!(unsafe { rmqs_super_producer_stats(sp, &mut spstats) }, 0);
+    assert_eq!(
+        unsafe { rmqs_super_producer_stats(sp, &mut spstats, std::ptr::null_mut()) },
+        0
+    );
     assert_recovered(&pseen, "producer");
     assert_recovered(&spseen, "super producer");
 
@@ -982,7 +996,10 @@ fn rolling_restart_of_all_three_nodes() {
         size: std::mem::size_of::<rmqs_consumer_statistics>() as u64,
         ..Default::default()
     };
-    assert_eq!(unsafe { rmqs_super_consumer_stats(sc, &mut scstats) }, 0);
+    assert_eq!(
+        unsafe { rmqs_super_consumer_stats(sc, &mut scstats, std::ptr::null_mut()) },
+        0
+    );
 
     unsafe {
         rmqs_producer_free(p);
@@ -1108,7 +1125,11 @@ fn single_broker_restart_during_traffic() {
     thread::sleep(Duration::from_secs(2));
     let n = traffic.stop();
 
-    assert_eq!(unsafe { rmqs_producer_flush(p, 120_000) }, 0, "flush");
+    assert_eq!(
+        unsafe { rmqs_producer_flush(p, 120_000, std::ptr::null_mut()) },
+        0,
+        "flush"
+    );
     assert_all_ok_once(&pseen, n);
     let stats = producer_stats(p);
     assert_eq!((stats.confirmed, stats.errored), (n as u64, 0));

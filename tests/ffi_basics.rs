@@ -13,7 +13,15 @@ fn s(p: *const c_char) -> &'static str {
 
 fn partition(key: &[u8], count: u32) -> Result<u32, rmqs_status> {
     let mut out = u32::MAX;
-    let st = unsafe { rmqs_super_stream_partition(key.as_ptr(), key.len(), count, &mut out) };
+    let st = unsafe {
+        rmqs_super_stream_partition(
+            key.as_ptr(),
+            key.len(),
+            count,
+            &mut out,
+            std::ptr::null_mut(),
+        )
+    };
     if st == RMQS_OK.status() {
         Ok(out)
     } else {
@@ -123,23 +131,23 @@ fn partition_rejects_invalid_arguments() {
     unsafe {
         // NULL key with a length
         assert_eq!(
-            rmqs_super_stream_partition(ptr::null(), 3, 3, &mut out),
+            rmqs_super_stream_partition(ptr::null(), 3, 3, &mut out, std::ptr::null_mut()),
             bad
         );
         // zero partitions
         assert_eq!(
-            rmqs_super_stream_partition(b"k".as_ptr(), 1, 0, &mut out),
+            rmqs_super_stream_partition(b"k".as_ptr(), 1, 0, &mut out, std::ptr::null_mut()),
             bad
         );
         // NULL output
         assert_eq!(
-            rmqs_super_stream_partition(b"k".as_ptr(), 1, 3, ptr::null_mut()),
+            rmqs_super_stream_partition(b"k".as_ptr(), 1, 3, ptr::null_mut(), std::ptr::null_mut()),
             bad
         );
         assert_eq!(out, 42, "output written on failure");
         // NULL key with length 0 is the empty key
         assert_eq!(
-            rmqs_super_stream_partition(ptr::null(), 0, 7, &mut out),
+            rmqs_super_stream_partition(ptr::null(), 0, 7, &mut out, std::ptr::null_mut()),
             RMQS_OK.status()
         );
         assert_eq!(out, 3);

@@ -130,9 +130,12 @@ fn open_by_uri_and_by_keys() {
     // StreamStats (0x1c) v1 exists on 3.11+; the test broker is 4.x
     assert!(unsafe { rmqs_connection_supports(conn, 0x1c, 1) });
     assert!(!unsafe { rmqs_connection_supports(conn, 0x1c, 99) });
-    assert_eq!(unsafe { rmqs_connection_close(conn, 5000) }, 0);
     assert_eq!(
-        unsafe { rmqs_connection_close(conn, 5000) },
+        unsafe { rmqs_connection_close(conn, 5000, std::ptr::null_mut()) },
+        0
+    );
+    assert_eq!(
+        unsafe { rmqs_connection_close(conn, 5000, std::ptr::null_mut()) },
         0,
         "double close"
     );
@@ -270,7 +273,10 @@ fn management_round_trips() {
     unsafe { rmqs_config_free(bad) };
 
     // stats of an empty stream
-    let mut st = rmqs_stream_statistics::default();
+    let mut st = rmqs_stream_statistics {
+        size: std::mem::size_of::<rmqs_stream_statistics>() as u64,
+        ..Default::default()
+    };
     let mut err = ptr::null_mut();
     let r = unsafe { rmqs_stream_stats(conn, s.as_ptr(), &mut st, &mut err) };
     take_err(r, err).unwrap_or_else(|f| panic!("stats: {}", f.message));
@@ -292,16 +298,20 @@ fn management_round_trips() {
     let reference = c"ffi-ref";
     let mut off = 0u64;
     let mut err = ptr::null_mut();
-    let r = unsafe { rmqs_offset_query(conn, reference.as_ptr(), s.as_ptr(), &mut off, &mut err) };
+    let r = unsafe {
+        rmqs_stream_query_offset(conn, reference.as_ptr(), s.as_ptr(), &mut off, &mut err)
+    };
     let f = take_err(r, err).unwrap_err();
     assert_eq!(f.status, RMQS_ERR_NO_OFFSET.status(), "{}", f.message);
     assert_eq!(off, 0, "output written on failure");
-    let r = unsafe { rmqs_offset_store(conn, reference.as_ptr(), s.as_ptr(), 42, ptr::null_mut()) };
+    let r = unsafe {
+        rmqs_stream_store_offset(conn, reference.as_ptr(), s.as_ptr(), 42, ptr::null_mut())
+    };
     assert_eq!(r, 0);
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let r = unsafe {
-            rmqs_offset_query(
+            rmqs_stream_query_offset(
                 conn,
                 reference.as_ptr(),
                 s.as_ptr(),
@@ -321,7 +331,7 @@ fn management_round_trips() {
     // publisher sequence of an unknown producer: 0
     let mut seq = 99u64;
     let r = unsafe {
-        rmqs_producer_sequence_query(
+        rmqs_stream_query_sequence(
             conn,
             c"nobody".as_ptr(),
             s.as_ptr(),
@@ -389,14 +399,14 @@ fn bad_arguments_never_crash() {
             RMQS_ERR_INVALID_ARGUMENT.status()
         );
         assert_eq!(
-            rmqs_connection_close(ptr::null_mut(), 0),
+            rmqs_connection_close(ptr::null_mut(), 0, std::ptr::null_mut()),
             RMQS_ERR_INVALID_ARGUMENT.status()
         );
         assert!(!rmqs_connection_supports(ptr::null(), 1, 1));
         assert_eq!(cstr(rmqs_connection_server_version(ptr::null())), "");
 
         // after close: CLOSED, not a hang or a crash
-        assert_eq!(rmqs_connection_close(conn, -1), 0);
+        assert_eq!(rmqs_connection_close(conn, -1, std::ptr::null_mut()), 0);
         let mut err = ptr::null_mut();
         let r = rmqs_stream_exists(conn, c"x".as_ptr(), &mut b, &mut err);
         let f = take_err(r, err).unwrap_err();
@@ -462,7 +472,10 @@ fn legacy_broker_stats_unsupported() {
     assert!(!unsafe { rmqs_connection_supports(conn, 0x1c, 1) });
     let s = unique("ffi-legacy");
     create(conn, &s, ptr::null()).unwrap_or_else(|f| panic!("create: {}", f.message));
-    let mut st = rmqs_stream_statistics::default();
+    let mut st = rmqs_stream_statistics {
+        size: std::mem::size_of::<rmqs_stream_statistics>() as u64,
+        ..Default::default()
+    };
     let mut err = ptr::null_mut();
     let r = unsafe { rmqs_stream_stats(conn, s.as_ptr(), &mut st, &mut err) };
     let f = take_err(r, err).unwrap_err();

@@ -143,7 +143,11 @@ fn send(p: *mut rmqs_producer, body: &[u8], filter: Option<&CStr>) {
 }
 
 fn flush(p: *mut rmqs_producer) {
-    assert_eq!(unsafe { rmqs_producer_flush(p, 30_000) }, 0, "flush");
+    assert_eq!(
+        unsafe { rmqs_producer_flush(p, 30_000, std::ptr::null_mut()) },
+        0,
+        "flush"
+    );
 }
 
 fn body(i: u64) -> Vec<u8> {
@@ -205,7 +209,7 @@ fn consumer(
 
 fn queue() -> *mut rmqs_queue {
     let mut q = ptr::null_mut();
-    assert_eq!(unsafe { rmqs_queue_new(&mut q) }, 0);
+    assert_eq!(unsafe { rmqs_queue_new(&mut q, std::ptr::null_mut()) }, 0);
     q
 }
 
@@ -214,7 +218,10 @@ fn stats(c: *mut rmqs_consumer) -> rmqs_consumer_statistics {
         size: size_of::<rmqs_consumer_statistics>() as u64,
         ..Default::default()
     };
-    assert_eq!(unsafe { rmqs_consumer_stats(c, &mut s) }, 0);
+    assert_eq!(
+        unsafe { rmqs_consumer_stats(c, &mut s, std::ptr::null_mut()) },
+        0
+    );
     s
 }
 
@@ -279,8 +286,8 @@ impl Seen {
             let t = unsafe { rmqs_event_type(ev) };
             if t == RMQS_EVENT_CHUNK as i32 {
                 let ch = unsafe { rmqs_event_chunk(ev) };
-                let mut h = rmqs_chunk_header::default();
-                assert!(unsafe { rmqs_chunk_header_get(ch, &mut h) });
+                let mut h = rmqs_chunk_header_info::default();
+                assert!(unsafe { rmqs_chunk_header(ch, &mut h) });
                 self.entries.push((h.num_entries, h.num_records));
                 self.chunks += 1;
                 for (o, b) in messages(ch) {
@@ -343,7 +350,7 @@ fn stored_becomes(conn: *mut rmqs_connection, reference: &CStr, s: &CStr, want: 
 fn stored(conn: *mut rmqs_connection, reference: &CStr, s: &CStr) -> Option<u64> {
     let mut o = 0;
     let st = unsafe {
-        rmqs_offset_query(
+        rmqs_stream_query_offset(
             conn,
             reference.as_ptr(),
             s.as_ptr(),
@@ -432,7 +439,10 @@ fn tracking_resumes_at_exactly_the_next_message_after_a_restart() {
             assert_eq!(st, RMQS_ERR_NO_OFFSET as i32);
         }
         // auto: the close stores the processed offset.
-        assert_eq!(unsafe { rmqs_consumer_close(c, 10_000) }, 0);
+        assert_eq!(
+            unsafe { rmqs_consumer_close(c, 10_000, std::ptr::null_mut()) },
+            0
+        );
         assert!(
             stored_becomes(conn, &name, &s, last),
             "{mode}: stored {last}"
@@ -500,7 +510,13 @@ fn a_tracking_callback_decides_when_to_store() {
     let cfg = config(&[("name", "custom-tracker"), ("offset", "first")]);
     assert_eq!(
         unsafe {
-            rmqs_config_set_tracking_cb(cfg, Some(every_second_chunk), ud(&calls), Some(free_calls))
+            rmqs_config_set_tracking_cb(
+                cfg,
+                Some(every_second_chunk),
+                ud(&calls),
+                Some(free_calls),
+                std::ptr::null_mut(),
+            )
         },
         0
     );
@@ -513,6 +529,7 @@ fn a_tracking_callback_decides_when_to_store() {
                 Some(every_second_chunk),
                 ud(&calls),
                 Some(free_calls),
+                std::ptr::null_mut(),
             )
         },
         0
@@ -580,7 +597,10 @@ fn a_tracking_callback_decides_when_to_store() {
     );
     assert_eq!(second[1], second[0] - second[2]);
     // Close: a final store of the processed offset (99).
-    assert_eq!(unsafe { rmqs_consumer_close(c, 10_000) }, 0);
+    assert_eq!(
+        unsafe { rmqs_consumer_close(c, 10_000, std::ptr::null_mut()) },
+        0
+    );
     assert!(stored_becomes(conn, name, &s, 99));
     unsafe { rmqs_consumer_free(c) };
     assert_eq!(
@@ -738,7 +758,10 @@ fn credit_steps(
     if policy == "manual" {
         // Only rmqs_consumer_credit brings more (the broker resumes once the credit is above
         // half the initial one: 3).
-        assert_eq!(unsafe { rmqs_consumer_credit(c, 3) }, 0);
+        assert_eq!(
+            unsafe { rmqs_consumer_credit(c, 3, std::ptr::null_mut()) },
+            0
+        );
         seen.settle(q, quiet, true);
         steps.push((released, stats(c).credits_granted, seen.chunks));
     }
@@ -781,7 +804,7 @@ fn each_credit_policy_has_its_credit_pattern() {
     assert_eq!(steps.last().unwrap().2, CHUNKS);
     assert!(max_held <= 4);
 
-    // manual: the initial credit only, until rmqs_consumer_credit(3).
+    // manual: the initial credit only, until rmqs_consumer_credit(3, std::ptr::null_mut()).
     let (steps, _) = credit_steps(conn, &s, "manual", CHUNKS);
     let (last, before) = steps.split_last().unwrap();
     assert!(
@@ -908,7 +931,13 @@ fn single_active_consumer_one_receives_and_the_other_takes_over_at_the_stored_of
     let cfg = config(&common);
     assert_eq!(
         unsafe {
-            rmqs_config_set_consumer_update_cb(cfg, Some(on_update), ud(&calls), Some(free_calls))
+            rmqs_config_set_consumer_update_cb(
+                cfg,
+                Some(on_update),
+                ud(&calls),
+                Some(free_calls),
+                std::ptr::null_mut(),
+            )
         },
         0
     );
@@ -948,7 +977,10 @@ fn single_active_consumer_one_receives_and_the_other_takes_over_at_the_stored_of
         sa.offsets[..sa.released_messages],
         (0..=last).collect::<Vec<_>>()
     );
-    assert_eq!(unsafe { rmqs_consumer_close(a, 10_000) }, 0);
+    assert_eq!(
+        unsafe { rmqs_consumer_close(a, 10_000, std::ptr::null_mut()) },
+        0
+    );
     assert!(stored_becomes(
         conn,
         &CString::new(group).unwrap(),
@@ -974,11 +1006,15 @@ fn single_active_consumer_one_receives_and_the_other_takes_over_at_the_stored_of
         }
     );
     assert_eq!(
-        unsafe { rmqs_event_consumer_update_reply(ev, rmqs_offset_spec::default()) },
+        unsafe {
+            rmqs_event_consumer_update_reply(ev, rmqs_offset_spec::default(), std::ptr::null_mut())
+        },
         0
     );
     assert_eq!(
-        unsafe { rmqs_event_consumer_update_reply(ev, rmqs_offset_spec::default()) },
+        unsafe {
+            rmqs_event_consumer_update_reply(ev, rmqs_offset_spec::default(), std::ptr::null_mut())
+        },
         RMQS_ERR_INVALID_ARGUMENT as i32,
         "a second answer"
     );
@@ -1051,6 +1087,7 @@ fn a_callback_consumer_hears_its_updates_on_its_dispatcher_thread() {
                 Some(update_thread),
                 ud(&updates),
                 Some(free_calls),
+                std::ptr::null_mut(),
             )
         },
         0
@@ -1137,7 +1174,7 @@ fn a_slow_answer_is_replaced_by_the_default_at_the_deadline() {
         r#type: 9,
         value: 0,
     };
-    let st = unsafe { rmqs_event_consumer_update_reply(ev, bad) };
+    let st = unsafe { rmqs_event_consumer_update_reply(ev, bad, std::ptr::null_mut()) };
     assert_eq!(st, RMQS_ERR_INVALID_ARGUMENT as i32);
     let st = unsafe {
         rmqs_event_consumer_update_reply(
@@ -1146,6 +1183,7 @@ fn a_slow_answer_is_replaced_by_the_default_at_the_deadline() {
                 r#type: RMQS_OFFSET_NEXT as i32,
                 value: 0,
             },
+            std::ptr::null_mut(),
         )
     };
     assert_eq!(st, RMQS_ERR_TIMEOUT as i32, "too late");
@@ -1208,6 +1246,7 @@ fn filtering_reduces_what_arrives_and_the_post_filter_removes_the_rest() {
                         Some(keep_prefix),
                         ud(&calls),
                         Some(free_calls),
+                        std::ptr::null_mut(),
                     )
                 },
                 0

@@ -158,7 +158,11 @@ fn send_each(p: *mut rmqs_producer, specs: &[Spec]) -> Vec<u64> {
 }
 
 fn flush(p: *mut rmqs_producer) {
-    assert_eq!(unsafe { rmqs_producer_flush(p, 30_000) }, 0, "flush");
+    assert_eq!(
+        unsafe { rmqs_producer_flush(p, 30_000, std::ptr::null_mut()) },
+        0,
+        "flush"
+    );
 }
 
 #[test]
@@ -267,7 +271,7 @@ fn text_accessors_still_work_on_builder_messages() {
     unsafe { rmqs_producer_free(p) };
 
     let mut q = ptr::null_mut();
-    assert_eq!(unsafe { rmqs_queue_new(&mut q) }, 0);
+    assert_eq!(unsafe { rmqs_queue_new(&mut q, std::ptr::null_mut()) }, 0);
     let cfg = config(&[("offset", "first")]);
     let mut c = ptr::null_mut();
     let mut err = ptr::null_mut();
@@ -689,7 +693,7 @@ fn filter_value_and_publishing_id_come_from_the_builder() {
     // Broker-side filtering sees the builder's filter values: each flush made its own chunk.
     let cfg = config(&[("offset", "first"), ("filter_values", "eu")]);
     let mut q = ptr::null_mut();
-    assert_eq!(unsafe { rmqs_queue_new(&mut q) }, 0);
+    assert_eq!(unsafe { rmqs_queue_new(&mut q, std::ptr::null_mut()) }, 0);
     let mut c = ptr::null_mut();
     let mut err = ptr::null_mut();
     let st = unsafe {
@@ -1028,7 +1032,15 @@ fn super_producer_routes_by_what_the_message_says() {
     // Hash routing with the key from the `customer` application property.
     let cfg = rmqs_config_new();
     assert_eq!(
-        unsafe { rmqs_config_set_key_extractor(cfg, Some(customer_key), ptr::null_mut(), None) },
+        unsafe {
+            rmqs_config_set_key_extractor(
+                cfg,
+                Some(customer_key),
+                ptr::null_mut(),
+                None,
+                std::ptr::null_mut(),
+            )
+        },
         0
     );
     let sp = super_producer(conn, &name, cfg);
@@ -1113,7 +1125,10 @@ fn super_producer_routes_by_what_the_message_says() {
         )
     };
     assert_eq!(st, RMQS_ERR_INVALID_ARGUMENT as i32, "{}", message(err));
-    assert_eq!(unsafe { rmqs_super_producer_flush(sp, 30_000) }, 0);
+    assert_eq!(
+        unsafe { rmqs_super_producer_flush(sp, 30_000, std::ptr::null_mut()) },
+        0
+    );
     unsafe { rmqs_super_producer_free(sp) };
     for (k, part) in parts.iter().enumerate() {
         let got = consume(conn, part, want[k].len());
@@ -1125,7 +1140,15 @@ fn super_producer_routes_by_what_the_message_says() {
     // A routing callback reading a property of the message.
     let cfg = rmqs_config_new();
     assert_eq!(
-        unsafe { rmqs_config_set_routing_cb(cfg, Some(by_group_sequence), ptr::null_mut(), None) },
+        unsafe {
+            rmqs_config_set_routing_cb(
+                cfg,
+                Some(by_group_sequence),
+                ptr::null_mut(),
+                None,
+                std::ptr::null_mut(),
+            )
+        },
         0
     );
     let sp = super_producer(conn, &name, cfg);
@@ -1155,7 +1178,10 @@ fn super_producer_routes_by_what_the_message_says() {
     let m = message(err);
     assert_eq!(st, RMQS_ERR_INVALID_ARGUMENT as i32, "{m}");
     assert!(m.contains("no route"), "{m}");
-    assert_eq!(unsafe { rmqs_super_producer_flush(sp, 30_000) }, 0);
+    assert_eq!(
+        unsafe { rmqs_super_producer_flush(sp, 30_000, std::ptr::null_mut()) },
+        0
+    );
     unsafe { rmqs_super_producer_free(sp) };
 
     unsafe { rmqs_message_builder_free(b) };

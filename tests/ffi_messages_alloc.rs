@@ -100,14 +100,20 @@ fn reset_build_send_loop_does_not_allocate_per_message() {
     for i in 0..5_000 {
         build_and_send(p, b, i);
     }
-    assert_eq!(unsafe { rmqs_producer_flush(p, 30_000) }, 0);
+    assert_eq!(
+        unsafe { rmqs_producer_flush(p, 30_000, std::ptr::null_mut()) },
+        0
+    );
     const N: usize = 20_000;
     let before = allocs();
     for i in 0..N {
         build_and_send(p, b, 5_000 + i);
     }
     let during = allocs() - before;
-    assert_eq!(unsafe { rmqs_producer_flush(p, 30_000) }, 0);
+    assert_eq!(
+        unsafe { rmqs_producer_flush(p, 30_000, std::ptr::null_mut()) },
+        0
+    );
     eprintln!("{during} allocations on the sending thread for {N} messages");
     assert!(
         during <= (N / 200) as u64,

@@ -80,12 +80,19 @@ fn builder_messages_are_resent_intact_exactly_once() {
         }
     }
     assert!(resets >= 2, "the proxy had connections to reset");
-    assert_eq!(unsafe { rmqs_producer_flush(p, 60_000) }, 0, "flush");
+    assert_eq!(
+        unsafe { rmqs_producer_flush(p, 60_000, std::ptr::null_mut()) },
+        0,
+        "flush"
+    );
     let mut stats = rmqs_producer_statistics {
         size: std::mem::size_of::<rmqs_producer_statistics>() as u64,
         ..Default::default()
     };
-    assert_eq!(unsafe { rmqs_producer_stats(p, &mut stats) }, 0);
+    assert_eq!(
+        unsafe { rmqs_producer_stats(p, &mut stats, std::ptr::null_mut()) },
+        0
+    );
     assert_eq!((stats.confirmed, stats.errored), (N as u64, 0), "{stats:?}");
     assert!(stats.recoveries >= 1, "{stats:?}");
     unsafe {

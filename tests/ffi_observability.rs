@@ -160,7 +160,10 @@ fn conn_stats(conn: *mut rmqs_connection) -> rmqs_connection_statistics {
         size: size_of::<rmqs_connection_statistics>() as u64,
         ..Default::default()
     };
-    assert_eq!(unsafe { rmqs_connection_stats(conn, &mut s) }, 0);
+    assert_eq!(
+        unsafe { rmqs_connection_stats(conn, &mut s, std::ptr::null_mut()) },
+        0
+    );
     assert_eq!(s.size, size_of::<rmqs_connection_statistics>() as u64);
     s
 }
@@ -170,7 +173,10 @@ fn producer_stats(p: *mut rmqs_producer) -> rmqs_producer_statistics {
         size: size_of::<rmqs_producer_statistics>() as u64,
         ..Default::default()
     };
-    assert_eq!(unsafe { rmqs_producer_stats(p, &mut s) }, 0);
+    assert_eq!(
+        unsafe { rmqs_producer_stats(p, &mut s, std::ptr::null_mut()) },
+        0
+    );
     s
 }
 
@@ -179,7 +185,10 @@ fn consumer_stats(c: *mut rmqs_consumer) -> rmqs_consumer_statistics {
         size: size_of::<rmqs_consumer_statistics>() as u64,
         ..Default::default()
     };
-    assert_eq!(unsafe { rmqs_consumer_stats(c, &mut s) }, 0);
+    assert_eq!(
+        unsafe { rmqs_consumer_stats(c, &mut s, std::ptr::null_mut()) },
+        0
+    );
     s
 }
 
@@ -245,7 +254,9 @@ unsafe extern "C" fn free_logs(ud: *mut c_void) {
 fn set_log(cfg: *mut rmqs_config, logs: &Arc<Logs>) {
     let ud = Arc::into_raw(logs.clone()) as *mut c_void;
     assert_eq!(
-        unsafe { rmqs_config_set_log_cb(cfg, Some(on_log), ud, Some(free_logs)) },
+        unsafe {
+            rmqs_config_set_log_cb(cfg, Some(on_log), ud, Some(free_logs), std::ptr::null_mut())
+        },
         0
     );
 }
@@ -290,11 +301,17 @@ fn log_callback_sees_open_and_close_at_info_and_is_freed_once() {
     create_stream(conn, &s);
     let p = producer(conn, &s, &[]);
     assert_eq!(send(p, b"x", 0), 0);
-    assert_eq!(unsafe { rmqs_producer_flush(p, 10_000) }, 0);
+    assert_eq!(
+        unsafe { rmqs_producer_flush(p, 10_000, std::ptr::null_mut()) },
+        0
+    );
     unsafe { rmqs_producer_free(p) };
     delete_stream(conn, &s);
 
-    assert_eq!(unsafe { rmqs_connection_close(conn, 10_000) }, 0);
+    assert_eq!(
+        unsafe { rmqs_connection_close(conn, 10_000, std::ptr::null_mut()) },
+        0
+    );
     let closed = logs
         .find(RMQS_LOG_INFO, "closed")
         .unwrap_or_else(|| panic!("no info 'closed' line in {:?}", logs.lines()));
@@ -424,7 +441,7 @@ fn user_data_free_waits_for_the_config_and_every_connection() {
     set_log(cfg, &b);
     assert_eq!((a.freed(), b.freed()), (1, 0));
     assert_eq!(
-        unsafe { rmqs_config_set_log_cb(cfg, None, ptr::null_mut(), None) },
+        unsafe { rmqs_config_set_log_cb(cfg, None, ptr::null_mut(), None, std::ptr::null_mut()) },
         0
     );
     assert_eq!(b.freed(), 1);
@@ -434,7 +451,15 @@ fn user_data_free_waits_for_the_config_and_every_connection() {
     // a config without callback logs nowhere; a NULL config is refused and keeps nothing
     let c = Arc::new(Logs::default());
     let ud = Arc::into_raw(c.clone()) as *mut c_void;
-    let st = unsafe { rmqs_config_set_log_cb(ptr::null_mut(), Some(on_log), ud, Some(free_logs)) };
+    let st = unsafe {
+        rmqs_config_set_log_cb(
+            ptr::null_mut(),
+            Some(on_log),
+            ud,
+            Some(free_logs),
+            std::ptr::null_mut(),
+        )
+    };
     assert_eq!(st, RMQS_ERR_INVALID_ARGUMENT.status());
     assert_eq!(c.freed(), 0, "not taken on failure");
     drop(unsafe { Arc::from_raw(ud as *const Logs) });
@@ -470,7 +495,10 @@ fn counters_match_what_was_sent_and_consumed() {
         body_bytes += body.len() as u64;
         assert_eq!(send(p, body.as_bytes(), 0), 0);
     }
-    assert_eq!(unsafe { rmqs_producer_flush(p, 30_000) }, 0);
+    assert_eq!(
+        unsafe { rmqs_producer_flush(p, 30_000, std::ptr::null_mut()) },
+        0
+    );
     let ps = producer_stats(p);
     assert_eq!(ps.published, N as u64);
     assert_eq!(ps.confirmed, N as u64);
@@ -490,7 +518,7 @@ fn counters_match_what_was_sent_and_consumed() {
 
     // consume them back through a queue
     let mut q = ptr::null_mut();
-    assert_eq!(unsafe { rmqs_queue_new(&mut q) }, 0);
+    assert_eq!(unsafe { rmqs_queue_new(&mut q, std::ptr::null_mut()) }, 0);
     let c = consumer(conn, &s, &[("offset", "first"), ("initial_credit", "2")], q);
     let (mut messages, mut chunks) = (0usize, 0u64);
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -523,15 +551,24 @@ fn counters_match_what_was_sent_and_consumed() {
     assert!(s3.frames_in > s2.frames_in && s3.frames_out > s2.frames_out);
 
     // readable after close, until freed
-    assert_eq!(unsafe { rmqs_consumer_close(c, 10_000) }, 0);
-    assert_eq!(unsafe { rmqs_producer_close(p, 10_000) }, 0);
+    assert_eq!(
+        unsafe { rmqs_consumer_close(c, 10_000, std::ptr::null_mut()) },
+        0
+    );
+    assert_eq!(
+        unsafe { rmqs_producer_close(p, 10_000, std::ptr::null_mut()) },
+        0
+    );
     assert_eq!(consumer_stats(c).messages, N as u64);
     assert_eq!(producer_stats(p).confirmed, N as u64);
     unsafe { rmqs_consumer_free(c) };
     unsafe { rmqs_producer_free(p) };
     unsafe { rmqs_queue_free(q) };
     delete_stream(conn, &s);
-    assert_eq!(unsafe { rmqs_connection_close(conn, 10_000) }, 0);
+    assert_eq!(
+        unsafe { rmqs_connection_close(conn, 10_000, std::ptr::null_mut()) },
+        0
+    );
     let s4 = conn_stats(conn);
     assert_eq!(s4.data_connections, 0);
     assert!(s4.frames_out >= s3.frames_out && s4.bytes_in >= s3.bytes_in);
@@ -558,7 +595,7 @@ fn stats_check_their_arguments() {
         ..Default::default()
     };
     assert_eq!(
-        unsafe { rmqs_connection_stats(conn, &mut bad) },
+        unsafe { rmqs_connection_stats(conn, &mut bad, std::ptr::null_mut()) },
         RMQS_ERR_INVALID_ARGUMENT.status()
     );
     assert_eq!(bad.frames_in, 42);
@@ -566,14 +603,14 @@ fn stats_check_their_arguments() {
     let mut big = [u64::MAX; 12];
     big[0] = 96;
     assert_eq!(
-        unsafe { rmqs_connection_stats(conn, big.as_mut_ptr().cast()) },
+        unsafe { rmqs_connection_stats(conn, big.as_mut_ptr().cast(), std::ptr::null_mut()) },
         0
     );
     assert_eq!(big[0], size_of::<rmqs_connection_statistics>() as u64);
     assert_eq!(big[1..8], [0; 7]);
     assert_eq!(big[8..], [u64::MAX; 4]);
     assert_eq!(
-        unsafe { rmqs_connection_stats(conn, ptr::null_mut()) },
+        unsafe { rmqs_connection_stats(conn, ptr::null_mut(), std::ptr::null_mut()) },
         RMQS_ERR_INVALID_ARGUMENT.status()
     );
     let mut ps = rmqs_producer_statistics {
@@ -581,7 +618,7 @@ fn stats_check_their_arguments() {
         ..Default::default()
     };
     assert_eq!(
-        unsafe { rmqs_producer_stats(ptr::null(), &mut ps) },
+        unsafe { rmqs_producer_stats(ptr::null(), &mut ps, std::ptr::null_mut()) },
         RMQS_ERR_INVALID_ARGUMENT.status()
     );
     let mut cs = rmqs_consumer_statistics {
@@ -589,7 +626,7 @@ fn stats_check_their_arguments() {
         ..Default::default()
     };
     assert_eq!(
-        unsafe { rmqs_consumer_stats(ptr::null(), &mut cs) },
+        unsafe { rmqs_consumer_stats(ptr::null(), &mut cs, std::ptr::null_mut()) },
         RMQS_ERR_INVALID_ARGUMENT.status()
     );
     unsafe { rmqs_connection_free(conn) };
@@ -679,7 +716,10 @@ fn each_configuration_level_overrides_the_one_below() {
     );
     assert_eq!(producer_stats(p).in_flight, 5);
     // a per-call flush over the configured batch_delay_ms of a minute: all confirmed
-    assert_eq!(unsafe { rmqs_producer_flush(p, 10_000) }, 0);
+    assert_eq!(
+        unsafe { rmqs_producer_flush(p, 10_000, std::ptr::null_mut()) },
+        0
+    );
     assert_eq!(producer_stats(p).in_flight, 0);
     unsafe { rmqs_producer_free(p) };
 
@@ -706,7 +746,7 @@ fn each_configuration_level_overrides_the_one_below() {
 
     // consumers: initial_credit, seen in the credits granted (manual policy: no more)
     let mut q = ptr::null_mut();
-    assert_eq!(unsafe { rmqs_queue_new(&mut q) }, 0);
+    assert_eq!(unsafe { rmqs_queue_new(&mut q, std::ptr::null_mut()) }, 0);
     // 1. library default 10
     let c = consumer(a, &s, &[("credit_policy", "manual")], q);
     assert_eq!(consumer_stats(c).credits_granted, 10);
@@ -715,7 +755,10 @@ fn each_configuration_level_overrides_the_one_below() {
     let c = consumer(b, &s, &[], q);
     assert_eq!(consumer_stats(c).credits_granted, 3);
     // a per-call grant adds to it
-    assert_eq!(unsafe { rmqs_consumer_credit(c, 4) }, 0);
+    assert_eq!(
+        unsafe { rmqs_consumer_credit(c, 4, std::ptr::null_mut()) },
+        0
+    );
     assert_eq!(consumer_stats(c).credits_granted, 7);
     unsafe { rmqs_consumer_free(c) };
     // 3. the consumer's own initial_credit 5 over the connection's 3

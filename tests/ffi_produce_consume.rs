@@ -100,7 +100,7 @@ fn delete_stream(conn: *mut rmqs_connection, s: &CStr) {
 
 fn queue() -> *mut rmqs_queue {
     let mut q = ptr::null_mut();
-    assert_eq!(unsafe { rmqs_queue_new(&mut q) }, 0);
+    assert_eq!(unsafe { rmqs_queue_new(&mut q, std::ptr::null_mut()) }, 0);
     q
 }
 
@@ -130,13 +130,21 @@ impl Confirms {
     }
 }
 
-unsafe extern "C" fn on_confirms(ud: *mut c_void, confirms: *const rmqs_confirm, n: usize) {
+unsafe extern "C" fn on_confirms(
+    ud: *mut c_void,
+    confirms: *const rmqs_confirm,
+    n: usize,
+    stride: usize,
+) {
+    assert_eq!(stride, std::mem::size_of::<rmqs_confirm>());
     let c = unsafe { &*(ud as *const Confirms) };
     let p = c.producer.load(Ordering::SeqCst);
     if p != 0 {
         let mut nested = c.nested.lock().unwrap();
         if nested.is_none() {
-            *nested = Some(unsafe { rmqs_producer_flush(p as *mut rmqs_producer, 1000) });
+            *nested = Some(unsafe {
+                rmqs_producer_flush(p as *mut rmqs_producer, 1000, std::ptr::null_mut())
+            });
         }
     }
     let v = unsafe { std::slice::from_raw_parts(confirms, n) };
@@ -367,7 +375,10 @@ fn publish_and_consume_through_callbacks_and_queue() {
     for i in 0..N {
         send(p, &body_of(i), 1_000_000 + i);
     }
-    assert_eq!(unsafe { rmqs_producer_flush(p, 30_000) }, 0);
+    assert_eq!(
+        unsafe { rmqs_producer_flush(p, 30_000, std::ptr::null_mut()) },
+        0
+    );
     assert_eq!(confirms.wait_for(N, Duration::from_secs(5)), N);
     {
         let g = confirms.by_tag.lock().unwrap();
@@ -379,8 +390,15 @@ fn publish_and_consume_through_callbacks_and_queue() {
     let mut last = u64::MAX;
     assert!(unsafe { rmqs_producer_last_id(p, &mut last) });
     assert_eq!(last, N as u64 - 1);
-    assert_eq!(unsafe { rmqs_producer_close(p, 10_000) }, 0);
-    assert_eq!(unsafe { rmqs_producer_close(p, 10_000) }, 0, "double close");
+    assert_eq!(
+        unsafe { rmqs_producer_close(p, 10_000, std::ptr::null_mut()) },
+        0
+    );
+    assert_eq!(
+        unsafe { rmqs_producer_close(p, 10_000, std::ptr::null_mut()) },
+        0,
+        "double close"
+    );
     assert_eq!(
         confirms.freed.load(Ordering::SeqCst),
         0,
@@ -417,7 +435,7 @@ fn publish_and_consume_through_callbacks_and_queue() {
             );
             assert_eq!(rmqs_event_source_tag(ev), 77);
             let mut n = 0;
-            let c = rmqs_event_confirms(ev, &mut n);
+            let c = rmqs_event_confirms(ev, &mut n, std::ptr::null_mut());
             for x in std::slice::from_raw_parts(c, n) {
                 assert_eq!(x.status, 0);
                 *seen.entry(x.tag).or_default() += 1;
@@ -427,7 +445,10 @@ fn publish_and_consume_through_callbacks_and_queue() {
     }
     assert_eq!(seen.len(), N);
     assert!(seen.values().all(|&n| n == 1), "every tag confirmed once");
-    assert_eq!(unsafe { rmqs_producer_close(p, 10_000) }, 0);
+    assert_eq!(
+        unsafe { rmqs_producer_close(p, 10_000, std::ptr::null_mut()) },
+        0
+    );
     let ev = poll_event(q, 2000);
     unsafe {
         assert_eq!(
@@ -488,7 +509,10 @@ fn publish_and_consume_through_callbacks_and_queue() {
     assert_eq!(got, expected);
 
     // closing: a STATE event with status OK, chunks done; user_data freed once at free
-    assert_eq!(unsafe { rmqs_consumer_close(c2, 5000) }, 0);
+    assert_eq!(
+        unsafe { rmqs_consumer_close(c2, 5000, std::ptr::null_mut()) },
+        0
+    );
     let ev = poll_event(q2, 2000);
     unsafe {
         assert_eq!(
@@ -503,7 +527,10 @@ fn publish_and_consume_through_callbacks_and_queue() {
         assert_eq!(rmqs_event_status(ev), 0);
         rmqs_event_free(ev);
         let mut err = ptr::null_mut();
-        let (st, _) = failure(rmqs_consumer_credit(c2, 1), ptr::null_mut());
+        let (st, _) = failure(
+            rmqs_consumer_credit(c2, 1, std::ptr::null_mut()),
+            ptr::null_mut(),
+        );
         assert_eq!(st, RMQS_ERR_CLOSED.status());
         let st = rmqs_consumer_store_offset(c2, 1, &mut err);
         assert_eq!(failure(st, err).0, RMQS_ERR_CLOSED.status());
@@ -546,7 +573,10 @@ fn manual_credit_throttles_and_release_gives_credit() {
     .unwrap();
     for i in 0..6 {
         send(p, &body_of(i), i);
-        assert_eq!(unsafe { rmqs_producer_flush(p, 10_000) }, 0);
+        assert_eq!(
+            unsafe { rmqs_producer_flush(p, 10_000, std::ptr::null_mut()) },
+            0
+        );
     }
     unsafe { rmqs_producer_free(p) };
 
@@ -582,18 +612,21 @@ fn manual_credit_throttles_and_release_gives_credit() {
         1,
         "initial credit 1: one chunk"
     );
-    assert_eq!(unsafe { rmqs_consumer_credit(c, 2) }, 0);
+    assert_eq!(
+        unsafe { rmqs_consumer_credit(c, 2, std::ptr::null_mut()) },
+        0
+    );
     assert_eq!(
         count_chunks(Duration::from_millis(700)),
         2,
         "two more credits: two chunks"
     );
     assert_eq!(
-        unsafe { rmqs_consumer_credit(c, 0) },
+        unsafe { rmqs_consumer_credit(c, 0, std::ptr::null_mut()) },
         RMQS_ERR_INVALID_ARGUMENT.status()
     );
     assert_eq!(
-        unsafe { rmqs_consumer_credit(c, 40_000) },
+        unsafe { rmqs_consumer_credit(c, 40_000, std::ptr::null_mut()) },
         RMQS_ERR_INVALID_ARGUMENT.status()
     );
     unsafe { rmqs_consumer_free(c) };
@@ -690,13 +723,16 @@ fn offsets_dedup_and_named_producers() {
     }
     // ids must increase within one producer
     assert_eq!(send_id(p, 3, "x").0, RMQS_ERR_INVALID_ARGUMENT.status());
-    assert_eq!(unsafe { rmqs_producer_flush(p, 10_000) }, 0);
+    assert_eq!(
+        unsafe { rmqs_producer_flush(p, 10_000, std::ptr::null_mut()) },
+        0
+    );
     assert_eq!(confirms.wait_for(5, Duration::from_secs(5)), 5);
     unsafe { rmqs_producer_free(p) };
     let mut seq = 0;
     let cname = CString::new(name).unwrap();
     let st = unsafe {
-        rmqs_producer_sequence_query(conn, cname.as_ptr(), s.as_ptr(), &mut seq, ptr::null_mut())
+        rmqs_stream_query_sequence(conn, cname.as_ptr(), s.as_ptr(), &mut seq, ptr::null_mut())
     };
     assert_eq!((st, seq), (0, 5));
 
@@ -716,7 +752,10 @@ fn offsets_dedup_and_named_producers() {
     assert_eq!(last, 5);
     assert_eq!(send_id(p, 3, "dedup-3-again"), (0, 3));
     assert_eq!(send_id(p, 6, "dedup-6"), (0, 6));
-    assert_eq!(unsafe { rmqs_producer_flush(p, 10_000) }, 0);
+    assert_eq!(
+        unsafe { rmqs_producer_flush(p, 10_000, std::ptr::null_mut()) },
+        0
+    );
     assert_eq!(confirms2.wait_for(2, Duration::from_secs(5)), 2);
     assert_eq!(confirms2.by_tag.lock().unwrap()[&3], vec![0]);
     unsafe { rmqs_producer_free(p) };
@@ -813,7 +852,10 @@ fn queue_full_without_blocking() {
     let mut err = ptr::null_mut();
     let st = unsafe { rmqs_producer_send(p, b"two".as_ptr(), 3, 2, RMQS_SEND_NO_BLOCK, &mut err) };
     assert_eq!(failure(st, err).0, RMQS_ERR_QUEUE_FULL.status());
-    assert_eq!(unsafe { rmqs_producer_flush(p, 10_000) }, 0);
+    assert_eq!(
+        unsafe { rmqs_producer_flush(p, 10_000, std::ptr::null_mut()) },
+        0
+    );
     unsafe { rmqs_producer_free(p) };
 
     // block_when_full=false and a send timeout
@@ -878,7 +920,10 @@ fn amqp_properties_through_the_chunk_view() {
     let st =
         unsafe { rmqs_producer_send(p, b"raw!".as_ptr(), 4, 2, RMQS_SEND_RAW, ptr::null_mut()) };
     assert_eq!(st, 0);
-    assert_eq!(unsafe { rmqs_producer_flush(p, 10_000) }, 0);
+    assert_eq!(
+        unsafe { rmqs_producer_flush(p, 10_000, std::ptr::null_mut()) },
+        0
+    );
     unsafe { rmqs_producer_free(p) };
 
     let q = queue();
@@ -1001,8 +1046,8 @@ fn amqp_properties_through_the_chunk_view() {
         assert_eq!(rmqs_message_offset(m), 2);
 
         // chunk header and stream name
-        let mut h = rmqs_chunk_header::default();
-        assert!(rmqs_chunk_header_get(held[0], &mut h));
+        let mut h = rmqs_chunk_header_info::default();
+        assert!(rmqs_chunk_header(held[0], &mut h));
         assert_eq!(h.magic, 5);
         assert_eq!(h.chunk_type, 0);
         assert_eq!(h.chunk_id, 0);
@@ -1217,10 +1262,10 @@ fn bad_input_gives_clear_statuses() {
             0
         );
         assert_eq!(accepted, 2);
-        assert_eq!(rmqs_producer_flush(p, 10_000), 0);
+        assert_eq!(rmqs_producer_flush(p, 10_000, std::ptr::null_mut()), 0);
         // close twice, then CLOSED
-        assert_eq!(rmqs_producer_close(p, 5000), 0);
-        assert_eq!(rmqs_producer_close(p, 5000), 0);
+        assert_eq!(rmqs_producer_close(p, 5000, std::ptr::null_mut()), 0);
+        assert_eq!(rmqs_producer_close(p, 5000, std::ptr::null_mut()), 0);
         let mut err = ptr::null_mut();
         let st = rmqs_producer_send(p, b"x".as_ptr(), 1, 0, 0, &mut err);
         let (st, m) = failure(st, err);
@@ -1233,25 +1278,28 @@ fn bad_input_gives_clear_statuses() {
         assert_eq!(rmqs_chunk_message_count(ptr::null()), 0);
         assert!(rmqs_chunk_message(ptr::null(), 0).is_null());
         assert_eq!(
-            rmqs_producer_flush(ptr::null_mut(), 0),
+            rmqs_producer_flush(ptr::null_mut(), 0, std::ptr::null_mut()),
             RMQS_ERR_INVALID_ARGUMENT.status()
         );
         assert_eq!(
-            rmqs_consumer_close(ptr::null_mut(), 0),
+            rmqs_consumer_close(ptr::null_mut(), 0, std::ptr::null_mut()),
             RMQS_ERR_INVALID_ARGUMENT.status()
         );
 
         // closing the connection closes its producers and consumers; handles stay valid
         let p = producer_new(conn, &s, &[], None, q, 5).unwrap();
         let c = consumer_new(conn, &s, &[], None, q, 6).unwrap();
-        assert_eq!(rmqs_connection_close(conn, 5000), 0);
+        assert_eq!(rmqs_connection_close(conn, 5000, std::ptr::null_mut()), 0);
         assert_eq!(
             rmqs_producer_send(p, b"x".as_ptr(), 1, 0, 0, ptr::null_mut()),
             RMQS_ERR_CLOSED.status()
         );
-        assert_eq!(rmqs_consumer_credit(c, 1), RMQS_ERR_CLOSED.status());
-        assert_eq!(rmqs_producer_close(p, 1000), 0);
-        assert_eq!(rmqs_consumer_close(c, 1000), 0);
+        assert_eq!(
+            rmqs_consumer_credit(c, 1, std::ptr::null_mut()),
+            RMQS_ERR_CLOSED.status()
+        );
+        assert_eq!(rmqs_producer_close(p, 1000, std::ptr::null_mut()), 0);
+        assert_eq!(rmqs_consumer_close(c, 1000, std::ptr::null_mut()), 0);
         let mut n = 0;
         let st = rmqs_producer_new(
             conn,
@@ -1304,7 +1352,10 @@ fn legacy_broker_publish_consume_and_unsupported_filter() {
     for i in 0..100 {
         send(p, &body_of(i), i);
     }
-    assert_eq!(unsafe { rmqs_producer_flush(p, 10_000) }, 0);
+    assert_eq!(
+        unsafe { rmqs_producer_flush(p, 10_000, std::ptr::null_mut()) },
+        0
+    );
     assert_eq!(confirms.wait_for(100, Duration::from_secs(5)), 100);
     let mut err = ptr::null_mut();
     let st = unsafe {
@@ -1382,10 +1433,13 @@ fn deleting_the_stream_closes_the_consumer_with_a_reason() {
     assert!(!msg.is_empty());
     // the handle stays valid: calls report CLOSED, close and free are fine
     assert_eq!(
-        unsafe { rmqs_consumer_credit(c, 1) },
+        unsafe { rmqs_consumer_credit(c, 1, std::ptr::null_mut()) },
         RMQS_ERR_CLOSED.status()
     );
-    assert_eq!(unsafe { rmqs_consumer_close(c, 1000) }, 0);
+    assert_eq!(
+        unsafe { rmqs_consumer_close(c, 1000, std::ptr::null_mut()) },
+        0
+    );
     unsafe {
         rmqs_consumer_free(c);
         rmqs_queue_free(q);

@@ -104,7 +104,11 @@ fn named_producer_survives_resets_exactly_once() {
             assert!(reset >= 1, "the proxy had connections to reset");
         }
     }
-    assert_eq!(unsafe { rmqs_producer_flush(p, 60_000) }, 0, "flush");
+    assert_eq!(
+        unsafe { rmqs_producer_flush(p, 60_000, std::ptr::null_mut()) },
+        0,
+        "flush"
+    );
     eprintln!(
         "named producer: {N} messages, 2 resets, {:?}",
         started.elapsed()
@@ -149,7 +153,10 @@ fn unnamed_producer_loses_nothing() {
             proxy.reset();
         }
     }
-    assert_eq!(unsafe { rmqs_producer_flush(p, 60_000) }, 0);
+    assert_eq!(
+        unsafe { rmqs_producer_flush(p, 60_000, std::ptr::null_mut()) },
+        0
+    );
     assert_all_ok_once(&seen, N);
     let stored = read_back(admin, &stream, N);
     let mut idx = indices(&stored);
@@ -189,7 +196,10 @@ fn consumer_resumes_after_the_last_delivered_offset() {
             proxy.reset();
         }
     }
-    assert_eq!(unsafe { rmqs_producer_flush(p, 60_000) }, 0);
+    assert_eq!(
+        unsafe { rmqs_producer_flush(p, 60_000, std::ptr::null_mut()) },
+        0
+    );
     assert!(seen.wait(WAIT, |s| s.messages.lock().unwrap().len() >= N));
     std::thread::sleep(Duration::from_millis(500));
     let got = std::mem::take(&mut *seen.messages.lock().unwrap());
@@ -204,7 +214,10 @@ fn consumer_resumes_after_the_last_delivered_offset() {
         size: std::mem::size_of::<rmqs_consumer_statistics>() as u64,
         ..Default::default()
     };
-    assert_eq!(unsafe { rmqs_consumer_stats(c, &mut s) }, 0);
+    assert_eq!(
+        unsafe { rmqs_consumer_stats(c, &mut s, std::ptr::null_mut()) },
+        0
+    );
     assert!(s.recoveries >= 1, "{s:?}");
     let states = seen.states();
     assert!(
@@ -235,7 +248,10 @@ fn frozen_peer_is_detected_within_two_heartbeats_and_a_second() {
     for i in 0..N / 2 {
         send(p, i);
     }
-    assert_eq!(unsafe { rmqs_producer_flush(p, 30_000) }, 0);
+    assert_eq!(
+        unsafe { rmqs_producer_flush(p, 30_000, std::ptr::null_mut()) },
+        0
+    );
     let frozen = Instant::now();
     proxy.freeze();
     for i in N / 2..N {
@@ -252,7 +268,10 @@ fn frozen_peer_is_detected_within_two_heartbeats_and_a_second() {
     );
     std::thread::sleep(Duration::from_secs(3 * HB).saturating_sub(frozen.elapsed()));
     proxy.thaw();
-    assert_eq!(unsafe { rmqs_producer_flush(p, 60_000) }, 0);
+    assert_eq!(
+        unsafe { rmqs_producer_flush(p, 60_000, std::ptr::null_mut()) },
+        0
+    );
     assert_all_ok_once(&seen, N);
     unsafe { rmqs_producer_free(p) };
     let stored = read_back(admin, &stream, N);
@@ -275,7 +294,10 @@ fn deleted_stream_is_final() {
     let p = producer(conn, &stream, &[], &pseen);
     let c = consumer(conn, &stream, &[("offset", "first")], &cseen);
     send(p, 0);
-    assert_eq!(unsafe { rmqs_producer_flush(p, 10_000) }, 0);
+    assert_eq!(
+        unsafe { rmqs_producer_flush(p, 10_000, std::ptr::null_mut()) },
+        0
+    );
     assert_eq!(delete(conn, &stream), 0);
     for seen in [&pseen, &cseen] {
         assert!(seen.wait(WAIT, |s| !s.states().is_empty()));
@@ -291,7 +313,10 @@ fn deleted_stream_is_final() {
     assert_eq!(st, RMQS_ERR_CLOSED.status());
     unsafe { rmqs_error_free(err) };
     // Closing later changes nothing: CLOSED was reported once.
-    assert_eq!(unsafe { rmqs_producer_close(p, 1000) }, 0);
+    assert_eq!(
+        unsafe { rmqs_producer_close(p, 1000, std::ptr::null_mut()) },
+        0
+    );
     assert_eq!(pseen.states().len(), 1);
     unsafe { rmqs_producer_free(p) };
     unsafe { rmqs_consumer_free(c) };
@@ -300,7 +325,10 @@ fn deleted_stream_is_final() {
     let seen = Seen::new(10);
     let p = producer(conn, &stream, &[], &seen);
     send(p, 0);
-    assert_eq!(unsafe { rmqs_producer_flush(p, 10_000) }, 0);
+    assert_eq!(
+        unsafe { rmqs_producer_flush(p, 10_000, std::ptr::null_mut()) },
+        0
+    );
     assert_eq!(seen.confirms.lock().unwrap()[0], vec![0]);
     unsafe { rmqs_producer_free(p) };
     assert_eq!(delete(conn, &stream), 0);
@@ -321,7 +349,10 @@ fn recovery_off_reports_and_stays_closed() {
     let p = producer(conn, &stream, &[], &pseen);
     let c = consumer(conn, &stream, &[("offset", "first")], &cseen);
     send(p, 0);
-    assert_eq!(unsafe { rmqs_producer_flush(p, 10_000) }, 0);
+    assert_eq!(
+        unsafe { rmqs_producer_flush(p, 10_000, std::ptr::null_mut()) },
+        0
+    );
     assert!(proxy.reset() >= 1);
     for seen in [&pseen, &cseen] {
         assert!(seen.wait(WAIT, |s| !s.states().is_empty()));
@@ -348,7 +379,7 @@ fn recovery_off_reports_and_stays_closed() {
 }
 
 /// Close and free keep their time limits when the peer is frozen: `rmqs_producer_close(p,
-/// 3000)` within 3 s, `rmqs_connection_free` within its documented 5 s; the close's status says
+/// 3000, std::ptr::null_mut())` within 3 s, `rmqs_connection_free` within its documented 5 s; the close's status says
 /// the confirms were missing.
 #[test]
 fn close_and_free_keep_their_limits_with_a_frozen_peer() {
@@ -362,13 +393,16 @@ fn close_and_free_keep_their_limits_with_a_frozen_peer() {
     let cseen = Seen::new(0);
     let c = consumer(conn, &stream, &[("offset", "first")], &cseen);
     send(p, 0);
-    assert_eq!(unsafe { rmqs_producer_flush(p, 10_000) }, 0);
+    assert_eq!(
+        unsafe { rmqs_producer_flush(p, 10_000, std::ptr::null_mut()) },
+        0
+    );
     proxy.freeze();
     for i in 1..100 {
         send(p, i);
     }
     let t = Instant::now();
-    let st = unsafe { rmqs_producer_close(p, 3000) };
+    let st = unsafe { rmqs_producer_close(p, 3000, std::ptr::null_mut()) };
     let took = t.elapsed();
     eprintln!("producer close with a frozen peer: {took:?}, status {st}");
     assert_eq!(st, RMQS_ERR_TIMEOUT.status());
@@ -420,7 +454,10 @@ fn tracking_continues_after_a_recovery() {
     for i in 0..N / 2 {
         send(p, i);
     }
-    assert_eq!(unsafe { rmqs_producer_flush(p, 30_000) }, 0);
+    assert_eq!(
+        unsafe { rmqs_producer_flush(p, 30_000, std::ptr::null_mut()) },
+        0
+    );
     let conn = through(&proxy, &[]);
     let seen = Seen::new(0);
     let c = consumer(
@@ -441,7 +478,10 @@ fn tracking_continues_after_a_recovery() {
             size: std::mem::size_of::<rmqs_consumer_statistics>() as u64,
             ..Default::default()
         };
-        assert_eq!(unsafe { rmqs_consumer_stats(c, &mut s) }, 0);
+        assert_eq!(
+            unsafe { rmqs_consumer_stats(c, &mut s, std::ptr::null_mut()) },
+            0
+        );
         s
     };
     let before = stats();
@@ -453,7 +493,10 @@ fn tracking_continues_after_a_recovery() {
     for i in N / 2..N {
         send(p, i);
     }
-    assert_eq!(unsafe { rmqs_producer_flush(p, 30_000) }, 0);
+    assert_eq!(
+        unsafe { rmqs_producer_flush(p, 30_000, std::ptr::null_mut()) },
+        0
+    );
     assert!(seen.wait(WAIT, |s| s.messages.lock().unwrap().len() >= N));
     // Stores by count go on after the recovery (every 500 messages); the rest is stored on
     // close.
@@ -471,7 +514,10 @@ fn tracking_continues_after_a_recovery() {
     assert_sequence(&indices(&got), N, "bodies");
     assert!(got.windows(2).all(|w| w[0].0 < w[1].0), "offsets increase");
     drop(got);
-    assert_eq!(unsafe { rmqs_consumer_close(c, 10_000) }, 0);
+    assert_eq!(
+        unsafe { rmqs_consumer_close(c, 10_000, std::ptr::null_mut()) },
+        0
+    );
     // What the consumer says it stored last is on the broker, and it is past the recovery.
     let last = stats().last_stored_offset;
     let first_after = seen.messages.lock().unwrap()[N / 2].0;
@@ -484,7 +530,7 @@ fn tracking_continues_after_a_recovery() {
     loop {
         let mut off = 0u64;
         let st = unsafe {
-            rmqs_offset_query(
+            rmqs_stream_query_offset(
                 admin,
                 reference.as_ptr(),
                 stream.as_ptr(),

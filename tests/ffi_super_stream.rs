@@ -95,7 +95,7 @@ fn connect(u: &str) -> *mut rmqs_connection {
 
 fn queue() -> *mut rmqs_queue {
     let mut q = ptr::null_mut();
-    assert_eq!(unsafe { rmqs_queue_new(&mut q) }, 0);
+    assert_eq!(unsafe { rmqs_queue_new(&mut q, std::ptr::null_mut()) }, 0);
     q
 }
 
@@ -185,7 +185,7 @@ impl Fixture {
         let mut out = 0;
         let mut err = ptr::null_mut();
         let st = unsafe {
-            rmqs_producer_sequence_query(self.conn, n.as_ptr(), s.as_ptr(), &mut out, &mut err)
+            rmqs_stream_query_sequence(self.conn, n.as_ptr(), s.as_ptr(), &mut out, &mut err)
         };
         check(st, err, "sequence query");
         out
@@ -246,11 +246,12 @@ impl Drop for Fixture {
     fn drop(&mut self) {
         for ss in &self.super_streams {
             let s = c(ss);
-            unsafe { rmqs_super_stream_delete(self.conn, s.as_ptr(), ptr::null_mut()) };
+            // cleanup: a failure must not hide the test's own outcome
+            let _ = unsafe { rmqs_super_stream_delete(self.conn, s.as_ptr(), ptr::null_mut()) };
         }
         for st in &self.streams {
             let s = c(st);
-            unsafe { rmqs_stream_delete(self.conn, s.as_ptr(), ptr::null_mut()) };
+            let _ = unsafe { rmqs_stream_delete(self.conn, s.as_ptr(), ptr::null_mut()) };
         }
         unsafe { rmqs_connection_free(self.conn) };
     }
@@ -276,7 +277,9 @@ fn text(b: &[u8]) -> &str {
 /// Hash routing as the official clients, through the C API.
 fn hash_partition(key: &str, n: u32) -> u32 {
     let mut out = u32::MAX;
-    let st = unsafe { rmqs_super_stream_partition(key.as_ptr(), key.len(), n, &mut out) };
+    let st = unsafe {
+        rmqs_super_stream_partition(key.as_ptr(), key.len(), n, &mut out, std::ptr::null_mut())
+    };
     assert_eq!(st, 0);
     out
 }
@@ -305,7 +308,13 @@ impl Confirms {
     }
 }
 
-unsafe extern "C" fn on_confirms(ud: *mut c_void, confirms: *const rmqs_super_confirm, n: usize) {
+unsafe extern "C" fn on_confirms(
+    ud: *mut c_void,
+    confirms: *const rmqs_super_confirm,
+    n: usize,
+    stride: usize,
+) {
+    assert_eq!(stride, std::mem::size_of::<rmqs_super_confirm>());
     let c = unsafe { &*(ud as *const Confirms) };
     let batch = unsafe { std::slice::from_raw_parts(confirms, n) };
     // one partition per batch
@@ -393,7 +402,10 @@ fn partition_names(sp: *mut rmqs_super_producer) -> Vec<String> {
 }
 
 fn close_free(sp: *mut rmqs_super_producer) {
-    assert_eq!(unsafe { rmqs_super_producer_close(sp, 10_000) }, 0);
+    assert_eq!(
+        unsafe { rmqs_super_producer_close(sp, 10_000, std::ptr::null_mut()) },
+        0
+    );
     unsafe { rmqs_super_producer_free(sp) };
 }
 
@@ -507,7 +519,10 @@ fn publish(conn: *mut rmqs_connection, ss: &str, keys: &[String]) -> Vec<u32> {
         .enumerate()
         .map(|(i, k)| send(sp, Some(k), k.as_bytes(), i).unwrap().0)
         .collect();
-    assert_eq!(unsafe { rmqs_super_producer_flush(sp, 30_000) }, 0);
+    assert_eq!(
+        unsafe { rmqs_super_producer_flush(sp, 30_000, std::ptr::null_mut()) },
+        0
+    );
     assert!(confirms.wait_for(keys.len()).iter().all(|x| x.status == 0));
     close_free(sp);
     parts
@@ -532,7 +547,10 @@ fn hash_routing_puts_3000_keys_on_their_murmur3_partitions() {
         assert_eq!(p, hash_partition(k, 3), "{k}");
         per[p as usize] += 1;
     }
-    assert_eq!(unsafe { rmqs_super_producer_flush(sp, 30_000) }, 0);
+    assert_eq!(
+        unsafe { rmqs_super_producer_flush(sp, 30_000, std::ptr::null_mut()) },
+        0
+    );
     let seen = confirms.wait_for(3000);
     let mut tags = vec![false; 3000];
     for x in &seen {
@@ -553,7 +571,10 @@ fn hash_routing_puts_3000_keys_on_their_murmur3_partitions() {
         size: std::mem::size_of::<rmqs_producer_statistics>() as u64,
         ..Default::default()
     };
-    assert_eq!(unsafe { rmqs_super_producer_stats(sp, &mut stats) }, 0);
+    assert_eq!(
+        unsafe { rmqs_super_producer_stats(sp, &mut stats, std::ptr::null_mut()) },
+        0
+    );
     assert_eq!(
         (stats.published, stats.confirmed, stats.in_flight),
         (3000, 3000, 0)
@@ -585,9 +606,15 @@ fn hash_routing_puts_3000_keys_on_their_murmur3_partitions() {
         size: std::mem::size_of::<rmqs_consumer_statistics>() as u64,
         ..Default::default()
     };
-    assert_eq!(unsafe { rmqs_super_consumer_stats(sc, &mut st) }, 0);
+    assert_eq!(
+        unsafe { rmqs_super_consumer_stats(sc, &mut st, std::ptr::null_mut()) },
+        0
+    );
     assert_eq!(st.messages, 3000);
-    assert_eq!(unsafe { rmqs_super_consumer_close(sc, 10_000) }, 0);
+    assert_eq!(
+        unsafe { rmqs_super_consumer_close(sc, 10_000, std::ptr::null_mut()) },
+        0
+    );
     unsafe { rmqs_super_consumer_free(sc) };
     assert_eq!(got.freed.load(Ordering::SeqCst), 1);
 
@@ -633,7 +660,10 @@ fn hash_routing_agrees_with_the_official_reference_table() {
     for (i, (k, want)) in table.iter().enumerate() {
         assert_eq!(send(sp, Some(k), k.as_bytes(), i).unwrap().0, *want, "{k}");
     }
-    assert_eq!(unsafe { rmqs_super_producer_flush(sp, 30_000) }, 0);
+    assert_eq!(
+        unsafe { rmqs_super_producer_flush(sp, 30_000, std::ptr::null_mut()) },
+        0
+    );
     for x in confirms.wait_for(table.len()) {
         assert_eq!(x.partition, table[x.tag].1);
     }
@@ -678,7 +708,10 @@ fn key_routing_follows_the_bindings_and_refuses_an_unroutable_key() {
     let (st, m) = send(sp, None, b"keyless", 1001).unwrap_err();
     assert_eq!(st, RMQS_ERR_INVALID_ARGUMENT.status());
     assert!(m.contains("routing key"), "{m}");
-    assert_eq!(unsafe { rmqs_super_producer_flush(sp, 30_000) }, 0);
+    assert_eq!(
+        unsafe { rmqs_super_producer_flush(sp, 30_000, std::ptr::null_mut()) },
+        0
+    );
     let seen = confirms.wait_for(sent);
     assert!(seen.iter().all(|x| x.status == 0 && x.tag < 1000));
     for x in &seen {
@@ -763,7 +796,15 @@ fn key_extractor_and_routing_callback() {
     let cfg = config(&[("batch_delay_ms", "0")]);
     let ud = &calls as *const AtomicUsize as *mut c_void;
     assert_eq!(
-        unsafe { rmqs_config_set_key_extractor(cfg, Some(key_before_bar), ud, Some(count_free)) },
+        unsafe {
+            rmqs_config_set_key_extractor(
+                cfg,
+                Some(key_before_bar),
+                ud,
+                Some(count_free),
+                std::ptr::null_mut(),
+            )
+        },
         0
     );
     let confirms = Confirms::default();
@@ -813,7 +854,10 @@ fn key_extractor_and_routing_callback() {
     };
     check(st, err, "send_batch");
     assert_eq!(accepted, 30);
-    assert_eq!(unsafe { rmqs_super_producer_flush(sp, 30_000) }, 0);
+    assert_eq!(
+        unsafe { rmqs_super_producer_flush(sp, 30_000, std::ptr::null_mut()) },
+        0
+    );
     for x in confirms.wait_for(331) {
         let k = match x.tag {
             300 => "hello4".to_string(),
@@ -835,13 +879,29 @@ fn key_extractor_and_routing_callback() {
     let cfg = config(&[]);
     let ud = &freed as *const AtomicUsize as *mut c_void;
     assert_eq!(
-        unsafe { rmqs_config_set_routing_cb(cfg, Some(route_by_tag), ud, Some(count_free)) },
+        unsafe {
+            rmqs_config_set_routing_cb(
+                cfg,
+                Some(route_by_tag),
+                ud,
+                Some(count_free),
+                std::ptr::null_mut(),
+            )
+        },
         0
     );
     // routing = hash and a routing callback conflict
     let bad = config(&[("routing", "hash")]);
     assert_eq!(
-        unsafe { rmqs_config_set_routing_cb(bad, Some(route_by_tag), ptr::null_mut(), None) },
+        unsafe {
+            rmqs_config_set_routing_cb(
+                bad,
+                Some(route_by_tag),
+                ptr::null_mut(),
+                None,
+                std::ptr::null_mut(),
+            )
+        },
         0
     );
     let s = c(&ss);
@@ -879,7 +939,10 @@ fn key_extractor_and_routing_callback() {
     let (st, m) = send(sp, Some("none"), b"nowhere", 101).unwrap_err();
     assert_eq!(st, RMQS_ERR_INVALID_ARGUMENT.status());
     assert!(m.contains("no route:"), "{m}");
-    assert_eq!(unsafe { rmqs_super_producer_flush(sp, 30_000) }, 0);
+    assert_eq!(
+        unsafe { rmqs_super_producer_flush(sp, 30_000, std::ptr::null_mut()) },
+        0
+    );
     let seen = confirms.wait_for(34);
     let everywhere: Vec<u32> = {
         let mut v: Vec<u32> = seen
@@ -920,7 +983,10 @@ fn named_super_producer_deduplicates_per_partition() {
         .enumerate()
         .map(|(i, k)| send(sp, Some(k), k.as_bytes(), i).unwrap())
         .collect();
-    assert_eq!(unsafe { rmqs_super_producer_flush(sp, 30_000) }, 0);
+    assert_eq!(
+        unsafe { rmqs_super_producer_flush(sp, 30_000, std::ptr::null_mut()) },
+        0
+    );
     close_free(sp);
     assert!(confirms.wait_for(60).iter().all(|x| x.status == 0));
     let mut last = [0u64; 3];
@@ -973,7 +1039,10 @@ fn named_super_producer_deduplicates_per_partition() {
         last[p as usize] = id;
         count[p as usize] += 1;
     }
-    assert_eq!(unsafe { rmqs_super_producer_flush(sp, 30_000) }, 0);
+    assert_eq!(
+        unsafe { rmqs_super_producer_flush(sp, 30_000, std::ptr::null_mut()) },
+        0
+    );
     assert!(confirms.wait_for(90).iter().all(|x| x.status == 0));
     close_free(sp);
     unsafe { rmqs_config_free(cfg) };
@@ -1051,7 +1120,10 @@ fn refresh_picks_up_an_added_partition() {
             assert_eq!(p, hash_partition(k, n), "{k}");
             per[p as usize] += 1;
         }
-        assert_eq!(unsafe { rmqs_super_producer_flush(sp, 30_000) }, 0);
+        assert_eq!(
+            unsafe { rmqs_super_producer_flush(sp, 30_000, std::ptr::null_mut()) },
+            0
+        );
         per
     };
     let before = send_all(2, 0);
@@ -1116,8 +1188,14 @@ fn queue_mode_eager_and_creation_errors() {
     for (i, k) in keys.iter().enumerate() {
         send(sp, Some(k), b"x", i).unwrap();
     }
-    assert_eq!(unsafe { rmqs_super_producer_flush(sp, 30_000) }, 0);
-    assert_eq!(unsafe { rmqs_super_producer_close(sp, 10_000) }, 0);
+    assert_eq!(
+        unsafe { rmqs_super_producer_flush(sp, 30_000, std::ptr::null_mut()) },
+        0
+    );
+    assert_eq!(
+        unsafe { rmqs_super_producer_close(sp, 10_000, std::ptr::null_mut()) },
+        0
+    );
     let mut got = HashMap::new();
     let mut closed = false;
     let deadline = Instant::now() + WAIT;
@@ -1132,14 +1210,19 @@ fn queue_mode_eager_and_creation_errors() {
             match rmqs_event_type(ev) {
                 t if t == RMQS_EVENT_SUPER_CONFIRMS as i32 => {
                     let mut n = 0;
-                    let v = std::slice::from_raw_parts(rmqs_event_super_confirms(ev, &mut n), n);
+                    let v = std::slice::from_raw_parts(
+                        rmqs_event_super_confirms(ev, &mut n, std::ptr::null_mut()),
+                        n,
+                    );
                     assert!(n > 0);
                     for x in v {
                         assert_eq!(x.partition as i32, rmqs_event_partition(ev));
                         assert_eq!(x.status, 0);
                         got.insert(x.tag, x.partition);
                     }
-                    assert!(rmqs_event_confirms(ev, ptr::null_mut()).is_null());
+                    assert!(
+                        rmqs_event_confirms(ev, ptr::null_mut(), std::ptr::null_mut()).is_null()
+                    );
                 }
                 t if t == RMQS_EVENT_STATE as i32 => {
                     assert_eq!(rmqs_event_state(ev), RMQS_STATE_CLOSED as i32);
@@ -1160,7 +1243,10 @@ fn queue_mode_eager_and_creation_errors() {
     // closed: sends fail, closing again is fine
     let (st, _) = send(sp, Some("k"), b"x", 0).unwrap_err();
     assert_eq!(st, RMQS_ERR_CLOSED.status());
-    assert_eq!(unsafe { rmqs_super_producer_close(sp, 1000) }, 0);
+    assert_eq!(
+        unsafe { rmqs_super_producer_close(sp, 1000, std::ptr::null_mut()) },
+        0
+    );
     unsafe {
         rmqs_super_producer_free(sp);
         rmqs_queue_free(q);
@@ -1213,7 +1299,10 @@ fn queue_mode_eager_and_creation_errors() {
         );
         assert_eq!(rmqs_super_producer_partition_count(ptr::null()), 0);
         assert!(rmqs_super_producer_partition(ptr::null(), 0).is_null());
-        assert_eq!(rmqs_super_producer_flush(ptr::null_mut(), 0), -1);
+        assert_eq!(
+            rmqs_super_producer_flush(ptr::null_mut(), 0, std::ptr::null_mut()),
+            -1
+        );
         rmqs_super_producer_free(ptr::null_mut());
     }
 }
@@ -1227,7 +1316,10 @@ fn connection_close_closes_super_producers() {
     let confirms = Confirms::default();
     let sp = super_producer(conn, &ss, ptr::null(), &confirms);
     send(sp, Some("a"), b"x", 1).unwrap();
-    assert_eq!(unsafe { rmqs_connection_close(conn, 10_000) }, 0);
+    assert_eq!(
+        unsafe { rmqs_connection_close(conn, 10_000, std::ptr::null_mut()) },
+        0
+    );
     assert_eq!(confirms.wait_for(1)[0].status, 0);
     let (st, _) = send(sp, Some("b"), b"x", 2).unwrap_err();
     assert_eq!(st, RMQS_ERR_CLOSED.status());
@@ -1335,7 +1427,10 @@ fn super_consumer_queue_mode_refresh_and_offsets_per_partition() {
             .enumerate()
             .map(|(i, k)| send(sp, Some(k), k.as_bytes(), i).unwrap().0)
             .collect();
-        assert_eq!(unsafe { rmqs_super_producer_flush(sp, 30_000) }, 0);
+        assert_eq!(
+            unsafe { rmqs_super_producer_flush(sp, 30_000, std::ptr::null_mut()) },
+            0
+        );
         close_free(sp);
         let on_new = dest.iter().filter(|&&p| p == 2).count();
         assert!(on_new > 50);
@@ -1360,7 +1455,10 @@ fn super_consumer_queue_mode_refresh_and_offsets_per_partition() {
         assert!(unsafe { rmqs_super_consumer_is_active(sc, 2) });
     }
     assert!(unsafe { rmqs_super_consumer_is_active(sc, 0) });
-    assert_eq!(unsafe { rmqs_super_consumer_close(sc, 10_000) }, 0);
+    assert_eq!(
+        unsafe { rmqs_super_consumer_close(sc, 10_000, std::ptr::null_mut()) },
+        0
+    );
     assert!(!unsafe { rmqs_super_consumer_is_active(sc, 0) });
     let mut closed = false;
     let deadline = Instant::now() + WAIT;
@@ -1383,7 +1481,7 @@ fn super_consumer_queue_mode_refresh_and_offsets_per_partition() {
     }
     assert!(closed);
     assert_eq!(
-        unsafe { rmqs_super_consumer_credit(sc, 0, 1) },
+        unsafe { rmqs_super_consumer_credit(sc, 0, 1, std::ptr::null_mut()) },
         RMQS_ERR_CLOSED.status()
     );
     assert_eq!(
@@ -1444,7 +1542,10 @@ fn super_consumer_partition_loss_and_errors() {
             want += 1;
         }
     }
-    assert_eq!(unsafe { rmqs_super_producer_flush(sp, 30_000) }, 0);
+    assert_eq!(
+        unsafe { rmqs_super_producer_flush(sp, 30_000, std::ptr::null_mut()) },
+        0
+    );
     close_free(sp);
     let mut n = 0;
     let deadline = Instant::now() + WAIT;
@@ -1491,7 +1592,7 @@ fn super_consumer_partition_loss_and_errors() {
         assert!(rmqs_super_consumer_partition(ptr::null(), 0).is_null());
         assert!(!rmqs_super_consumer_is_active(ptr::null(), 0));
         assert_eq!(
-            rmqs_super_consumer_close(ptr::null_mut(), 0),
+            rmqs_super_consumer_close(ptr::null_mut(), 0, std::ptr::null_mut()),
             RMQS_ERR_INVALID_ARGUMENT.status()
         );
         rmqs_super_consumer_free(ptr::null_mut());
@@ -1551,7 +1652,15 @@ fn sac_group_splits_partitions_and_takes_over_on_close() {
     let set_update = |u: &Updates| {
         let ud = u as *const Updates as *mut c_void;
         assert_eq!(
-            unsafe { rmqs_config_set_consumer_update_cb(cfg, Some(on_update), ud, None) },
+            unsafe {
+                rmqs_config_set_consumer_update_cb(
+                    cfg,
+                    Some(on_update),
+                    ud,
+                    None,
+                    std::ptr::null_mut(),
+                )
+            },
             0
         );
     };
@@ -1587,7 +1696,10 @@ fn sac_group_splits_partitions_and_takes_over_on_close() {
     );
 
     // A closes: it stores where it is on 0 and 2, and B continues right after.
-    assert_eq!(unsafe { rmqs_super_consumer_close(a, 10_000) }, 0);
+    assert_eq!(
+        unsafe { rmqs_super_consumer_close(a, 10_000, std::ptr::null_mut()) },
+        0
+    );
     unsafe { rmqs_super_consumer_free(a) };
     eventually("B to take every partition over", || {
         active(b) == [true, true, true]
@@ -1667,7 +1779,10 @@ fn sac_consumer_update_events_name_the_partition() {
                 r#type: rmqs_offset_type_code::RMQS_OFFSET_FIRST as i32,
                 value: 0,
             };
-            assert_eq!(rmqs_event_consumer_update_reply(ev, spec), 0);
+            assert_eq!(
+                rmqs_event_consumer_update_reply(ev, spec, std::ptr::null_mut()),
+                0
+            );
             rmqs_event_free(ev);
         }
         answered = true;
@@ -1733,14 +1848,25 @@ fn filtering_across_partitions() {
                 reds += 1;
             }
         }
-        assert_eq!(unsafe { rmqs_super_producer_flush(sp, 30_000) }, 0);
+        assert_eq!(
+            unsafe { rmqs_super_producer_flush(sp, 30_000, std::ptr::null_mut()) },
+            0
+        );
     }
     assert!(confirms.wait_for(600).iter().all(|x| x.status == 0));
     close_free(sp);
 
     let cfg = config(&[("offset", "first"), ("filter_values", "red")]);
     assert_eq!(
-        unsafe { rmqs_config_set_post_filter_cb(cfg, Some(only_red), ptr::null_mut(), None) },
+        unsafe {
+            rmqs_config_set_post_filter_cb(
+                cfg,
+                Some(only_red),
+                ptr::null_mut(),
+                None,
+                std::ptr::null_mut(),
+            )
+        },
         0
     );
     let got = Chunks::default();
@@ -1755,7 +1881,10 @@ fn filtering_across_partitions() {
         size: std::mem::size_of::<rmqs_consumer_statistics>() as u64,
         ..Default::default()
     };
-    assert_eq!(unsafe { rmqs_super_consumer_stats(sc, &mut st) }, 0);
+    assert_eq!(
+        unsafe { rmqs_super_consumer_stats(sc, &mut st, std::ptr::null_mut()) },
+        0
+    );
     assert_eq!(st.messages as usize, reds);
     assert!(
         st.messages + st.filtered_out < 600,
@@ -1772,7 +1901,10 @@ fn connection_close_closes_super_consumers() {
     let conn = connect(&uri());
     let chunks = Chunks::default();
     let sc = super_consumer(conn, &ss, ptr::null(), &chunks);
-    assert_eq!(unsafe { rmqs_connection_close(conn, 10_000) }, 0);
+    assert_eq!(
+        unsafe { rmqs_connection_close(conn, 10_000, std::ptr::null_mut()) },
+        0
+    );
     assert!(!unsafe { rmqs_super_consumer_is_active(sc, 0) });
     assert_eq!(
         unsafe { rmqs_super_consumer_refresh(sc, ptr::null_mut(), ptr::null_mut()) },

@@ -118,7 +118,7 @@ fn open(pairs: &[(&str, &str)]) -> Result<*mut rmqs_connection, (rmqs_status, St
 
 fn queue() -> *mut rmqs_queue {
     let mut q = ptr::null_mut();
-    assert_eq!(unsafe { rmqs_queue_new(&mut q) }, 0);
+    assert_eq!(unsafe { rmqs_queue_new(&mut q, std::ptr::null_mut()) }, 0);
     q
 }
 
@@ -215,7 +215,7 @@ fn drain(q: *mut rmqs_queue, timeout: Duration, until: impl Fn(&Drained) -> bool
                 }
             } else if ty == rmqs_event_type_code::RMQS_EVENT_CONFIRMS as i32 {
                 let mut n = 0;
-                let c = rmqs_event_confirms(ev, &mut n);
+                let c = rmqs_event_confirms(ev, &mut n, std::ptr::null_mut());
                 for x in std::slice::from_raw_parts(c, n) {
                     if x.status == 0 {
                         d.confirms_ok += 1;
@@ -254,7 +254,11 @@ fn round_trip(conn: *mut rmqs_connection, n: usize) {
         let st = unsafe { rmqs_producer_send(p, b.as_ptr(), b.len(), i, 0, &mut err) };
         check(st, err, "send");
     }
-    assert_eq!(unsafe { rmqs_producer_flush(p, 20000) }, 0, "flush");
+    assert_eq!(
+        unsafe { rmqs_producer_flush(p, 20000, std::ptr::null_mut()) },
+        0,
+        "flush"
+    );
     let c = consumer(conn, &s, q, 2);
     let d = drain(q, Duration::from_secs(20), |d| {
         d.bodies.len() >= n && d.confirms_ok + d.confirms_failed.len() >= n
@@ -661,7 +665,7 @@ fn a_dead_peer_is_detected_within_a_few_heartbeats() {
     unsafe {
         rmqs_consumer_free(c);
         rmqs_producer_free(p);
-        let _ = rmqs_connection_close(conn, 0);
+        let _ = rmqs_connection_close(conn, 0, std::ptr::null_mut());
         rmqs_connection_free(conn);
         rmqs_queue_free(q);
     }

@@ -353,7 +353,10 @@ fn publish(conn: *mut rmqs_connection, stream: &CString, keys: &[(&str, &str)], 
         )
     };
     check(st, err, "send_messages");
-    assert_eq!(unsafe { rmqs_producer_flush(p, 30_000) }, 0);
+    assert_eq!(
+        unsafe { rmqs_producer_flush(p, 30_000, std::ptr::null_mut()) },
+        0
+    );
     unsafe { rmqs_producer_free(p) };
     for b in builders {
         unsafe { rmqs_message_builder_free(b) };

@@ -186,7 +186,7 @@ func Connect(ctx context.Context, uri string, opts ...Option) (*Conn, error) {
 	}
 	c := &Conn{h: h, children: map[uint64]sink{}, dispDone: make(chan struct{}),
 		closeDone: make(chan struct{})}
-	if st := C.rmqs_queue_new(&c.q); st != 0 {
+	if st := C.rmqs_queue_new(&c.q, nil); st != 0 {
 		C.rmqs_connection_free(h)
 		return nil, Status(st).Err()
 	}
@@ -252,7 +252,7 @@ func (c *Conn) doClose(tmo C.int32_t) {
 	}
 	c.mu.Unlock()
 	if c.g.acquire() {
-		c.closeErr = Status(C.rmqs_connection_close(c.h, tmo)).Err()
+		c.closeErr = Status(C.rmqs_connection_close(c.h, tmo, nil)).Err()
 		c.g.release()
 	}
 	for _, k := range kids {
@@ -307,7 +307,7 @@ func (c *Conn) Stats() (ConnStats, error) {
 	defer c.g.release()
 	var s C.rmqs_connection_statistics
 	s.size = C.uint64_t(unsafe.Sizeof(s))
-	if st := C.rmqs_connection_stats(c.h, &s); st != 0 {
+	if st := C.rmqs_connection_stats(c.h, &s, nil); st != 0 {
 		return ConnStats{}, Status(st).Err()
 	}
 	return ConnStats{uint64(s.frames_in), uint64(s.frames_out), uint64(s.bytes_in),
@@ -411,6 +411,7 @@ func (c *Conn) StreamStats(ctx context.Context, stream string) (StreamStats, err
 	name, free := cstr(stream)
 	defer free()
 	var s C.rmqs_stream_statistics
+	s.size = C.uint64_t(unsafe.Sizeof(s))
 	err := c.call(ctx, func(h *C.rmqs_connection) error {
 		var e *C.rmqs_error
 		return takeError(C.rmqs_stream_stats(h, name, &s, &e), e)
@@ -471,7 +472,7 @@ func (c *Conn) QueryOffset(ctx context.Context, reference, stream string) (uint6
 	var out C.uint64_t
 	err := c.call(ctx, func(h *C.rmqs_connection) error {
 		var e *C.rmqs_error
-		return takeError(C.rmqs_offset_query(h, ref, name, &out, &e), e)
+		return takeError(C.rmqs_stream_query_offset(h, ref, name, &out, &e), e)
 	})
 	return uint64(out), err
 }
@@ -485,7 +486,7 @@ func (c *Conn) StoreOffset(ctx context.Context, reference, stream string, offset
 	defer free2()
 	return c.call(ctx, func(h *C.rmqs_connection) error {
 		var e *C.rmqs_error
-		return takeError(C.rmqs_offset_store(h, ref, name, C.uint64_t(offset), &e), e)
+		return takeError(C.rmqs_stream_store_offset(h, ref, name, C.uint64_t(offset), &e), e)
 	})
 }
 
@@ -499,7 +500,7 @@ func (c *Conn) QueryPublisherSequence(ctx context.Context, name, stream string) 
 	var out C.uint64_t
 	err := c.call(ctx, func(h *C.rmqs_connection) error {
 		var e *C.rmqs_error
-		return takeError(C.rmqs_producer_sequence_query(h, ref, s, &out, &e), e)
+		return takeError(C.rmqs_stream_query_sequence(h, ref, s, &out, &e), e)
 	})
 	return uint64(out), err
 }

@@ -389,9 +389,9 @@ func (k *consumerCore) credit(partition, n int) error {
 		if partition < 0 {
 			return &Error{Status: StatusInvalidArgument, Message: "negative partition index"}
 		}
-		return Status(C.rmqs_super_consumer_credit(k.sh, C.size_t(partition), C.uint32_t(n))).Err()
+		return Status(C.rmqs_super_consumer_credit(k.sh, C.size_t(partition), C.uint32_t(n), nil)).Err()
 	}
-	return Status(C.rmqs_consumer_credit(k.h, C.uint32_t(n))).Err()
+	return Status(C.rmqs_consumer_credit(k.h, C.uint32_t(n), nil)).Err()
 }
 
 func (k *consumerCore) storeOffset(partition int, offset uint64) error {
@@ -447,9 +447,9 @@ func (k *consumerCore) stats() (ConsumerStats, error) {
 	s.size = C.uint64_t(unsafe.Sizeof(s))
 	var st C.rmqs_status
 	if k.super {
-		st = C.rmqs_super_consumer_stats(k.sh, &s)
+		st = C.rmqs_super_consumer_stats(k.sh, &s, nil)
 	} else {
-		st = C.rmqs_consumer_stats(k.h, &s)
+		st = C.rmqs_consumer_stats(k.h, &s, nil)
 	}
 	if st != 0 {
 		return ConsumerStats{}, Status(st).Err()
@@ -477,9 +477,9 @@ func (k *consumerCore) doClose(tmo C.int32_t) {
 	defer close(k.closeDone)
 	if k.g.acquire() {
 		if k.super {
-			k.closeErr = Status(C.rmqs_super_consumer_close(k.sh, tmo)).Err()
+			k.closeErr = Status(C.rmqs_super_consumer_close(k.sh, tmo, nil)).Err()
 		} else {
-			k.closeErr = Status(C.rmqs_consumer_close(k.h, tmo)).Err()
+			k.closeErr = Status(C.rmqs_consumer_close(k.h, tmo, nil)).Err()
 		}
 		k.g.release()
 	}
@@ -573,7 +573,7 @@ func (k *consumerCore) consumerUpdate(e *event) {
 		u.Partition = -1
 	}
 	spec := k.onUpdate(u)
-	if st := C.rmqs_event_consumer_update_reply(e.ev, spec.c()); st != 0 && k.onError != nil {
+	if st := C.rmqs_event_consumer_update_reply(e.ev, spec.c(), nil); st != 0 && k.onError != nil {
 		k.onError(Status(st).Err())
 	}
 }

@@ -19,10 +19,10 @@ size_t gormqs_poll(rmqs_queue *q, rmqs_event **evs, gormqs_evinfo *infos, size_t
         in->partition = rmqs_event_partition(ev);
         switch (in->type) {
         case RMQS_EVENT_CONFIRMS:
-            (void)rmqs_event_confirms(ev, &in->nconfirms);
+            (void)rmqs_event_confirms(ev, &in->nconfirms, NULL);
             break;
         case RMQS_EVENT_SUPER_CONFIRMS:
-            (void)rmqs_event_super_confirms(ev, &in->nconfirms);
+            (void)rmqs_event_super_confirms(ev, &in->nconfirms, NULL);
             break;
         case RMQS_EVENT_STATE:
             in->state = rmqs_event_state(ev);
@@ -39,19 +39,25 @@ size_t gormqs_poll(rmqs_queue *q, rmqs_event **evs, gormqs_evinfo *infos, size_t
 }
 
 size_t gormqs_take_confirms(rmqs_event *ev, rmqs_confirm *out, size_t cap) {
-    size_t n = 0;
-    const rmqs_confirm *c = rmqs_event_confirms(ev, &n);
+    size_t n = 0, stride = 0;
+    const rmqs_confirm *c = rmqs_event_confirms(ev, &n, &stride);
     if (n > cap) n = cap;
-    if (c != NULL && n > 0) memcpy(out, c, n * sizeof(rmqs_confirm));
+    /* the library's struct may be larger than this header's: copy what this header knows */
+    for (size_t i = 0; c != NULL && i < n; i++) {
+        memcpy(&out[i], RMQS_AT(rmqs_confirm, c, stride, i), stride < sizeof *out ? stride : sizeof *out);
+    }
     rmqs_event_free(ev);
     return n;
 }
 
 size_t gormqs_take_super_confirms(rmqs_event *ev, rmqs_super_confirm *out, size_t cap) {
-    size_t n = 0;
-    const rmqs_super_confirm *c = rmqs_event_super_confirms(ev, &n);
+    size_t n = 0, stride = 0;
+    const rmqs_super_confirm *c = rmqs_event_super_confirms(ev, &n, &stride);
     if (n > cap) n = cap;
-    if (c != NULL && n > 0) memcpy(out, c, n * sizeof(rmqs_super_confirm));
+    /* the library's struct may be larger than this header's: copy what this header knows */
+    for (size_t i = 0; c != NULL && i < n; i++) {
+        memcpy(&out[i], RMQS_AT(rmqs_super_confirm, c, stride, i), stride < sizeof *out ? stride : sizeof *out);
+    }
     rmqs_event_free(ev);
     return n;
 }

@@ -277,7 +277,7 @@ func (p *producerCore) sent(st C.rmqs_status, e *C.rmqs_error, accepted uint64) 
 	}
 	p.pmu.Unlock()
 	if lost {
-		C.rmqs_producer_close(p.h, 0)
+		C.rmqs_producer_close(p.h, 0, nil)
 	}
 	return err
 }
@@ -328,9 +328,9 @@ func (p *producerCore) flush(ctx context.Context) error {
 		}
 		defer p.g.release()
 		if p.super {
-			return struct{}{}, Status(C.rmqs_super_producer_flush(p.sh, tmo)).Err()
+			return struct{}{}, Status(C.rmqs_super_producer_flush(p.sh, tmo, nil)).Err()
 		}
-		return struct{}{}, Status(C.rmqs_producer_flush(p.h, tmo)).Err()
+		return struct{}{}, Status(C.rmqs_producer_flush(p.h, tmo, nil)).Err()
 	}, nil)
 	if err != nil {
 		return err
@@ -357,9 +357,9 @@ func (p *producerCore) doClose(tmo C.int32_t) {
 	defer close(p.closeDone)
 	if p.g.acquire() {
 		if p.super {
-			p.closeErr = Status(C.rmqs_super_producer_close(p.sh, tmo)).Err()
+			p.closeErr = Status(C.rmqs_super_producer_close(p.sh, tmo, nil)).Err()
 		} else {
-			p.closeErr = Status(C.rmqs_producer_close(p.h, tmo)).Err()
+			p.closeErr = Status(C.rmqs_producer_close(p.h, tmo, nil)).Err()
 		}
 		p.g.release()
 	}
@@ -384,9 +384,9 @@ func (p *producerCore) stats() (ProducerStats, error) {
 	s.size = C.uint64_t(unsafe.Sizeof(s))
 	var st C.rmqs_status
 	if p.super {
-		st = C.rmqs_super_producer_stats(p.sh, &s)
+		st = C.rmqs_super_producer_stats(p.sh, &s, nil)
 	} else {
-		st = C.rmqs_producer_stats(p.h, &s)
+		st = C.rmqs_producer_stats(p.h, &s, nil)
 	}
 	if st != 0 {
 		return ProducerStats{}, Status(st).Err()

@@ -139,7 +139,7 @@ func PartitionIndex(routingKey []byte, partitions int) (int, error) {
 	if len(routingKey) > 0 {
 		p = (*C.uint8_t)(unsafe.Pointer(&routingKey[0]))
 	}
-	if st := C.rmqs_super_stream_partition(p, C.size_t(len(routingKey)), C.uint32_t(partitions), &out); st != 0 {
+	if st := C.rmqs_super_stream_partition(p, C.size_t(len(routingKey)), C.uint32_t(partitions), &out, nil); st != 0 {
 		return 0, Status(st).Err()
 	}
 	return int(out), nil

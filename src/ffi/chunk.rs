@@ -231,7 +231,7 @@ fn messages(ch: &rmqs_chunk) -> &[rmqs_message] {
 /// Every field of a chunk's header (the Osiris chunk format).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct rmqs_chunk_header {
+pub struct rmqs_chunk_header_info {
     /// Magic (5).
     pub magic: u8,
     /// Format version (0).
@@ -411,9 +411,9 @@ pub unsafe extern "C" fn rmqs_chunk_message_count(ch: *const rmqs_chunk) -> usiz
 ///
 /// Thread-safe; does not block.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn rmqs_chunk_header_get(
+pub unsafe extern "C" fn rmqs_chunk_header(
     ch: *const rmqs_chunk,
-    out: *mut rmqs_chunk_header,
+    out: *mut rmqs_chunk_header_info,
 ) -> bool {
     ffi_boundary(false, || {
         if out.is_null() {
@@ -421,7 +421,7 @@ pub unsafe extern "C" fn rmqs_chunk_header_get(
         }
         with_chunk(ch, false, |c| {
             let h = c.chunk.header();
-            let v = rmqs_chunk_header {
+            let v = rmqs_chunk_header_info {
                 magic: h.magic,
                 version: h.version,
                 chunk_type: h.chunk_type.code(),
@@ -1083,8 +1083,8 @@ mod tests {
             let mut id = 7;
             assert!(!rmqs_chunk_committed_id(p, &mut id));
             assert_eq!(id, 7);
-            let mut h = rmqs_chunk_header::default();
-            assert!(rmqs_chunk_header_get(p, &mut h));
+            let mut h = rmqs_chunk_header_info::default();
+            assert!(rmqs_chunk_header(p, &mut h));
             assert_eq!((h.chunk_id, h.num_records, h.num_entries), (100, 3, 3));
             let mut n = 0;
             assert!(!rmqs_chunk_data(p, &mut n).is_null());

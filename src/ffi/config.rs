@@ -1009,6 +1009,7 @@ pub extern "C" fn rmqs_config_new() -> *mut rmqs_config {
 ///         failure.
 ///
 /// Not thread-safe for one config; does not block.
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_config_set(
     cfg: *mut rmqs_config,

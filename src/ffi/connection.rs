@@ -302,6 +302,7 @@ fn open(
 ///         (unless lazy).
 ///
 /// Thread-safe; blocks (unless lazy).
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_connection_open(
     cfg: *const rmqs_config,
@@ -333,6 +334,7 @@ pub unsafe extern "C" fn rmqs_connection_open(
 ///         message shows it with the password as `***`).
 ///
 /// Thread-safe; blocks.
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_connection_open_uri(
     uri: *const c_char,
@@ -362,17 +364,15 @@ pub unsafe extern "C" fn rmqs_connection_open_uri(
 ///         `RMQS_ERR_WOULD_DEADLOCK` from a library callback with a timeout other than 0.
 ///
 /// Thread-safe; blocks up to `timeout_ms`.
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_connection_close(
     conn: *mut rmqs_connection,
     timeout_ms: i32,
+    err: *mut *mut rmqs_error,
 ) -> rmqs_status {
     // SAFETY: conn is NULL or live.
-    unsafe {
-        ffi_status(std::ptr::null_mut(), || {
-            handle_arg(conn)?.shared.close(timeout_ms)
-        })
-    }
+    unsafe { ffi_status(err, || handle_arg(conn)?.shared.close(timeout_ms)) }
 }
 
 /// Frees a connection, closing it first if needed (with a 5 s limit) and stopping its runtime.

@@ -341,6 +341,7 @@ pub(crate) fn consumer_config_with(
 ///         `RMQS_ERR_TIMEOUT`, `RMQS_ERR_IO`; `RMQS_ERR_WOULD_DEADLOCK` from a library callback.
 ///
 /// Thread-safe; blocks for a few round trips. Chunks may arrive before it returns.
+#[must_use]
 #[unsafe(no_mangle)]
 #[allow(clippy::too_many_arguments)]
 pub unsafe extern "C" fn rmqs_consumer_new(
@@ -436,11 +437,16 @@ pub unsafe extern "C" fn rmqs_consumer_new(
 ///         `RMQS_ERR_CLOSED`.
 ///
 /// Thread-safe, also from callbacks; does not block.
+#[must_use]
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn rmqs_consumer_credit(c: *mut rmqs_consumer, credits: u32) -> rmqs_status {
+pub unsafe extern "C" fn rmqs_consumer_credit(
+    c: *mut rmqs_consumer,
+    credits: u32,
+    err: *mut *mut rmqs_error,
+) -> rmqs_status {
     // SAFETY: c checked.
     unsafe {
-        ffi_status(std::ptr::null_mut(), || {
+        ffi_status(err, || {
             let c = handle_arg(c)?;
             if !(1..=32767).contains(&credits) {
                 return Err(Error::invalid_argument(format!(
@@ -473,6 +479,7 @@ fn now<F: Future>(fut: F) -> Option<F::Output> {
 ///         no name; `RMQS_ERR_CLOSED`.
 ///
 /// Thread-safe, also from callbacks; does not block.
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_consumer_store_offset(
     c: *mut rmqs_consumer,
@@ -505,6 +512,7 @@ pub unsafe extern "C" fn rmqs_consumer_store_offset(
 ///         from a library callback.
 ///
 /// Thread-safe; blocks for one round trip.
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_consumer_query_offset(
     c: *mut rmqs_consumer,
@@ -552,6 +560,7 @@ pub unsafe extern "C" fn rmqs_consumer_query_offset(
 ///         one); `RMQS_ERR_INVALID_ARGUMENT` without a name or reference; `RMQS_ERR_CLOSED`.
 ///
 /// Thread-safe, also from callbacks; does not block.
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_consumer_store_processed_offset(
     c: *mut rmqs_consumer,
@@ -605,17 +614,15 @@ pub unsafe extern "C" fn rmqs_consumer_is_active(c: *const rmqs_consumer) -> boo
 ///         `RMQS_ERR_WOULD_DEADLOCK` from a library callback with a timeout other than 0.
 ///
 /// Thread-safe; blocks up to `timeout_ms`.
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_consumer_close(
     c: *mut rmqs_consumer,
     timeout_ms: i32,
+    err: *mut *mut rmqs_error,
 ) -> rmqs_status {
     // SAFETY: c checked.
-    unsafe {
-        ffi_status(std::ptr::null_mut(), || {
-            handle_arg(c)?.inner.close(timeout_ms)
-        })
-    }
+    unsafe { ffi_status(err, || handle_arg(c)?.inner.close(timeout_ms)) }
 }
 
 /// Frees a consumer, closing it first if needed (5 s limit), then ending its dispatcher thread

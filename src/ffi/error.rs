@@ -89,6 +89,7 @@ pub unsafe fn set_error(err: *mut *mut rmqs_error, e: Error) -> rmqs_status {
 /// @return its status; `RMQS_OK` when `err` is NULL.
 ///
 /// Thread-safe (see `rmqs_error`), does not block.
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_error_status(err: *const rmqs_error) -> rmqs_status {
     ffi_boundary(rmqs_status_code::RMQS_ERR_PANIC.status(), || {

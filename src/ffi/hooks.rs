@@ -15,7 +15,7 @@ use std::sync::{Arc, RwLock};
 use super::args::handle_arg;
 use super::config::rmqs_config;
 use super::dispatch::{Dispatcher, UserData, rmqs_free_cb};
-use super::error::Error;
+use super::error::{Error, rmqs_error};
 use super::panic::ffi_status;
 use super::queue::Payload;
 use super::status::{rmqs_status, rmqs_status_code};
@@ -480,16 +480,18 @@ pub(crate) fn register<F>(
 ///
 /// Not thread-safe for one config; does not block (replacing an earlier callback of this config
 /// runs its `user_data_free` here if no consumer uses it).
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_config_set_consumer_update_cb(
     cfg: *mut rmqs_config,
     cb: rmqs_consumer_update_cb,
     user_data: *mut c_void,
     user_data_free: rmqs_free_cb,
+    err: *mut *mut rmqs_error,
 ) -> rmqs_status {
     // SAFETY: cfg is checked; no err out-parameter.
     unsafe {
-        ffi_status(std::ptr::null_mut(), || {
+        ffi_status(err, || {
             handle_arg(cfg)?;
             let new = register(cb, user_data, user_data_free);
             let old = std::mem::replace(&mut (*cfg).hooks.update, new);
@@ -515,16 +517,18 @@ pub unsafe extern "C" fn rmqs_config_set_consumer_update_cb(
 /// @return `RMQS_OK`; `RMQS_ERR_INVALID_ARGUMENT` for a NULL or invalid config.
 ///
 /// Not thread-safe for one config; does not block.
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_config_set_post_filter_cb(
     cfg: *mut rmqs_config,
     cb: rmqs_post_filter_cb,
     user_data: *mut c_void,
     user_data_free: rmqs_free_cb,
+    err: *mut *mut rmqs_error,
 ) -> rmqs_status {
     // SAFETY: cfg is checked; no err out-parameter.
     unsafe {
-        ffi_status(std::ptr::null_mut(), || {
+        ffi_status(err, || {
             handle_arg(cfg)?;
             let new = register(cb, user_data, user_data_free);
             let old = std::mem::replace(&mut (*cfg).hooks.filter, new);
@@ -550,16 +554,18 @@ pub unsafe extern "C" fn rmqs_config_set_post_filter_cb(
 /// @return `RMQS_OK`; `RMQS_ERR_INVALID_ARGUMENT` for a NULL or invalid config.
 ///
 /// Not thread-safe for one config; does not block.
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_config_set_tracking_cb(
     cfg: *mut rmqs_config,
     cb: rmqs_tracking_cb,
     user_data: *mut c_void,
     user_data_free: rmqs_free_cb,
+    err: *mut *mut rmqs_error,
 ) -> rmqs_status {
     // SAFETY: cfg is checked; no err out-parameter.
     unsafe {
-        ffi_status(std::ptr::null_mut(), || {
+        ffi_status(err, || {
             handle_arg(cfg)?;
             let new = register(cb, user_data, user_data_free);
             let old = std::mem::replace(&mut (*cfg).hooks.tracking, new);

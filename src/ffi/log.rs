@@ -13,6 +13,7 @@ use std::sync::{Arc, RwLock};
 use super::args::handle_arg;
 use super::config::{Settings, rmqs_config};
 use super::dispatch::rmqs_free_cb;
+use super::error::rmqs_error;
 use super::panic::ffi_status;
 use super::status::rmqs_status;
 use crate::client::log::{Level, Log, Logger};
@@ -203,16 +204,18 @@ impl ConnLog {
 ///
 /// Not thread-safe for one config; does not block (replacing an earlier callback of this config
 /// runs its `user_data_free` here if no connection uses it).
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_config_set_log_cb(
     cfg: *mut rmqs_config,
     cb: rmqs_log_cb,
     user_data: *mut c_void,
     user_data_free: rmqs_free_cb,
+    err: *mut *mut rmqs_error,
 ) -> rmqs_status {
     // SAFETY: cfg is checked; no err out-parameter.
     unsafe {
-        ffi_status(std::ptr::null_mut(), || {
+        ffi_status(err, || {
             handle_arg(cfg)?;
             let cfg = &mut *cfg;
             let old = std::mem::replace(

@@ -14,6 +14,7 @@ use super::config::{Settings, rmqs_config};
 use super::connection::rmqs_connection;
 use super::error::{Error, rmqs_error};
 use super::panic::{ffi_boundary, ffi_status};
+use super::stats::write_extensible;
 use super::status::{rmqs_status, rmqs_status_code};
 
 /// Creates a stream.
@@ -32,6 +33,7 @@ use super::status::{rmqs_status, rmqs_status_code};
 ///         `RMQS_ERR_TIMEOUT`, `RMQS_ERR_IO`, `RMQS_ERR_WOULD_DEADLOCK` (from a callback).
 ///
 /// Thread-safe; blocks for one round trip (connecting first with lazy open).
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_stream_create(
     conn: *mut rmqs_connection,
@@ -69,6 +71,7 @@ pub unsafe extern "C" fn rmqs_stream_create(
 ///         errors as `rmqs_stream_create()`.
 ///
 /// Thread-safe; blocks for one round trip.
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_stream_delete(
     conn: *mut rmqs_connection,
@@ -96,6 +99,7 @@ pub unsafe extern "C" fn rmqs_stream_delete(
 /// @return `RMQS_OK`; local errors as `rmqs_stream_create()`.
 ///
 /// Thread-safe; blocks for one round trip (Metadata).
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_stream_exists(
     conn: *mut rmqs_connection,
@@ -120,10 +124,13 @@ pub unsafe extern "C" fn rmqs_stream_exists(
 
 /// Statistics of a stream (RabbitMQ 3.11+). Chunk ids are the offsets of chunks' first
 /// messages; -1 when unknown (empty stream; `last_chunk_id` also on brokers that do not report
-/// it).
+/// it). Extensible like `rmqs_connection_statistics` (set `size` first): brokers may report
+/// more statistics in later versions.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct rmqs_stream_statistics {
+    /// In: the size of the struct as the caller knows it. Out: the bytes the library filled.
+    pub size: u64,
     /// Id of the first chunk still in the stream.
     pub first_chunk_id: i64,
     /// Id of the last chunk committed (replicated to a quorum), the last one readable.
@@ -136,12 +143,14 @@ pub struct rmqs_stream_statistics {
 ///
 /// @param conn the connection (borrowed).
 /// @param stream the stream name (borrowed).
-/// @param out receives the statistics, only on success.
+/// @param out the caller's struct, with `out->size` set to `sizeof(rmqs_stream_statistics)`;
+///        filled (up to that size, `size` updated) only on success.
 /// @param err optional error detail.
 /// @return `RMQS_OK`; `RMQS_ERR_STREAM_DOES_NOT_EXIST`; `RMQS_ERR_UNSUPPORTED` on brokers before
 ///         3.11 (the message names the version needed); local errors as `rmqs_stream_create()`.
 ///
 /// Thread-safe; blocks for one round trip.
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_stream_stats(
     conn: *mut rmqs_connection,
@@ -154,19 +163,19 @@ pub unsafe extern "C" fn rmqs_stream_stats(
         ffi_status(err, || {
             let c = handle_arg(conn)?;
             let stream = name_arg(stream, "stream name")?;
-            let out = out_arg(out, "out")?;
             let s = c.shared.run("rmqs_stream_stats", async |env| {
                 env.stream_stats(stream).await
             })?;
-            write_out(
+            write_extensible(
                 out,
+                "rmqs_stream_statistics",
                 rmqs_stream_statistics {
+                    size: 0,
                     first_chunk_id: s.first_chunk_id,
                     committed_chunk_id: s.committed_chunk_id,
                     last_chunk_id: s.last_chunk_id,
                 },
-            );
-            Ok(())
+            )
         })
     }
 }
@@ -204,6 +213,7 @@ fn cstring(s: &str) -> CString {
 ///         errors as `rmqs_stream_create()`.
 ///
 /// Thread-safe; blocks for one round trip.
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_stream_metadata(
     conn: *mut rmqs_connection,
@@ -330,8 +340,9 @@ pub unsafe extern "C" fn rmqs_metadata_free(md: *mut rmqs_metadata) {
 ///         `RMQS_ERR_STREAM_DOES_NOT_EXIST`; local errors as `rmqs_stream_create()`.
 ///
 /// Thread-safe; blocks for one round trip.
+#[must_use]
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn rmqs_offset_query(
+pub unsafe extern "C" fn rmqs_stream_query_offset(
     conn: *mut rmqs_connection,
     reference: *const c_char,
     stream: *const c_char,
@@ -345,7 +356,7 @@ pub unsafe extern "C" fn rmqs_offset_query(
             let reference = name_arg(reference, "reference")?;
             let stream = name_arg(stream, "stream name")?;
             let out = out_arg(out, "out")?;
-            match c.shared.run("rmqs_offset_query", async |env| {
+            match c.shared.run("rmqs_stream_query_offset", async |env| {
                 env.query_offset(reference, stream).await
             })? {
                 Some(o) => {
@@ -362,7 +373,7 @@ pub unsafe extern "C" fn rmqs_offset_query(
 }
 
 /// Stores `offset` on the broker under `reference` for `stream` (StoreOffset). The broker does
-/// not answer: `rmqs_offset_query()` shows when it is applied.
+/// not answer: `rmqs_stream_query_offset()` shows when it is applied.
 ///
 /// @param conn the connection (borrowed).
 /// @param reference the tracking reference (borrowed, 1–255 bytes).
@@ -375,8 +386,9 @@ pub unsafe extern "C" fn rmqs_offset_query(
 /// Thread-safe; blocks only to connect (lazy open), but like every call through the connection
 /// it returns `RMQS_ERR_WOULD_DEADLOCK` from a library callback: store from a consumer's
 /// callback with `rmqs_consumer_store_offset()`.
+#[must_use]
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn rmqs_offset_store(
+pub unsafe extern "C" fn rmqs_stream_store_offset(
     conn: *mut rmqs_connection,
     reference: *const c_char,
     stream: *const c_char,
@@ -389,7 +401,7 @@ pub unsafe extern "C" fn rmqs_offset_store(
             let c = handle_arg(conn)?;
             let reference = name_arg(reference, "reference")?;
             let stream = name_arg(stream, "stream name")?;
-            c.shared.run("rmqs_offset_store", async |env| {
+            c.shared.run("rmqs_stream_store_offset", async |env| {
                 env.store_offset(reference, stream, offset).await
             })
         })
@@ -408,8 +420,9 @@ pub unsafe extern "C" fn rmqs_offset_store(
 ///         `rmqs_stream_create()`.
 ///
 /// Thread-safe; blocks for one round trip.
+#[must_use]
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn rmqs_producer_sequence_query(
+pub unsafe extern "C" fn rmqs_stream_query_sequence(
     conn: *mut rmqs_connection,
     reference: *const c_char,
     stream: *const c_char,
@@ -423,7 +436,7 @@ pub unsafe extern "C" fn rmqs_producer_sequence_query(
             let reference = name_arg(reference, "producer name")?;
             let stream = name_arg(stream, "stream name")?;
             let out = out_arg(out, "out")?;
-            let seq = c.shared.run("rmqs_producer_sequence_query", async |env| {
+            let seq = c.shared.run("rmqs_stream_query_sequence", async |env| {
                 env.query_publisher_sequence(reference, stream).await
             })?;
             write_out(out, seq);
@@ -538,6 +551,7 @@ unsafe fn name_array(
 ///         `RMQS_ERR_INVALID_ARGUMENT`; local errors as `rmqs_stream_create()`.
 ///
 /// Thread-safe; blocks for one round trip.
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_super_stream_create(
     conn: *mut rmqs_connection,
@@ -571,6 +585,7 @@ pub unsafe extern "C" fn rmqs_super_stream_create(
 /// @return as `rmqs_super_stream_create()`.
 ///
 /// Thread-safe; blocks for one round trip.
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_super_stream_create_n(
     conn: *mut rmqs_connection,
@@ -606,6 +621,7 @@ pub unsafe extern "C" fn rmqs_super_stream_create_n(
 ///         errors as `rmqs_stream_create()`.
 ///
 /// Thread-safe; blocks for one round trip.
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_super_stream_delete(
     conn: *mut rmqs_connection,
@@ -634,6 +650,7 @@ pub unsafe extern "C" fn rmqs_super_stream_delete(
 /// @return `RMQS_OK`; `RMQS_ERR_STREAM_DOES_NOT_EXIST`; local errors as `rmqs_stream_create()`.
 ///
 /// Thread-safe; blocks for one round trip.
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_super_stream_partitions(
     conn: *mut rmqs_connection,
@@ -668,6 +685,7 @@ pub unsafe extern "C" fn rmqs_super_stream_partitions(
 /// @return `RMQS_OK`; `RMQS_ERR_STREAM_DOES_NOT_EXIST`; local errors as `rmqs_stream_create()`.
 ///
 /// Thread-safe; blocks for one round trip.
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_super_stream_route(
     conn: *mut rmqs_connection,

@@ -582,6 +582,7 @@ pub unsafe extern "C" fn rmqs_message_builder_free(m: *mut rmqs_message_builder)
 /// @return `RMQS_OK`; `RMQS_ERR_INVALID_ARGUMENT` (NULL builder, NULL data with a length).
 ///
 /// Not thread-safe (the builder); does not block.
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_message_builder_set_body(
     m: *mut rmqs_message_builder,
@@ -610,6 +611,7 @@ pub unsafe extern "C" fn rmqs_message_builder_set_body(
 ///         (`rmqs_message_builder_set_body_value()`), or for NULL arguments.
 ///
 /// Not thread-safe (the builder); does not block.
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_message_builder_add_body_section(
     m: *mut rmqs_message_builder,
@@ -638,6 +640,7 @@ pub unsafe extern "C" fn rmqs_message_builder_add_body_section(
 ///         arguments.
 ///
 /// Not thread-safe (the builder); does not block.
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_message_builder_set_body_value(
     m: *mut rmqs_message_builder,
@@ -666,6 +669,7 @@ pub unsafe extern "C" fn rmqs_message_builder_set_body_value(
 ///         kind or out of range, or NULL arguments.
 ///
 /// Not thread-safe (the builder); does not block.
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_message_builder_set_header(
     m: *mut rmqs_message_builder,
@@ -700,6 +704,7 @@ pub unsafe extern "C" fn rmqs_message_builder_set_header(
 ///         the property does not take or out of range, or NULL arguments.
 ///
 /// Not thread-safe (the builder); does not block.
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_message_builder_set_property(
     m: *mut rmqs_message_builder,
@@ -732,6 +737,7 @@ pub unsafe extern "C" fn rmqs_message_builder_set_property(
 ///
 /// Not thread-safe (the builder); does not block. Checking the key against those already
 /// added takes time in their number.
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_message_builder_add_app_property(
     m: *mut rmqs_message_builder,
@@ -765,6 +771,7 @@ pub unsafe extern "C" fn rmqs_message_builder_add_app_property(
 ///         an invalid value or NULL arguments.
 ///
 /// Not thread-safe (the builder); does not block.
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_message_builder_add_annotation(
     m: *mut rmqs_message_builder,
@@ -801,6 +808,7 @@ pub unsafe extern "C" fn rmqs_message_builder_add_annotation(
 /// @return `RMQS_OK`; `RMQS_ERR_INVALID_ARGUMENT` for invalid UTF-8 or a NULL builder.
 ///
 /// Not thread-safe (the builder); does not block.
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_message_builder_set_filter_value(
     m: *mut rmqs_message_builder,
@@ -836,6 +844,7 @@ pub unsafe extern "C" fn rmqs_message_builder_set_filter_value(
 /// @return `RMQS_OK`; `RMQS_ERR_INVALID_ARGUMENT` for `UINT64_MAX` or a NULL builder.
 ///
 /// Not thread-safe (the builder); does not block.
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_message_builder_set_publishing_id(
     m: *mut rmqs_message_builder,

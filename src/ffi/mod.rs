@@ -85,9 +85,9 @@ pub use hooks::*;
 pub use log::*;
 pub use manage::{
     rmqs_metadata, rmqs_metadata_free, rmqs_metadata_leader_host, rmqs_metadata_leader_port,
-    rmqs_metadata_replica, rmqs_metadata_replica_count, rmqs_offset_query, rmqs_offset_store,
-    rmqs_producer_sequence_query, rmqs_stream_create, rmqs_stream_delete, rmqs_stream_exists,
-    rmqs_stream_metadata, rmqs_stream_statistics, rmqs_stream_stats, rmqs_strings,
+    rmqs_metadata_replica, rmqs_metadata_replica_count, rmqs_stream_create, rmqs_stream_delete,
+    rmqs_stream_exists, rmqs_stream_metadata, rmqs_stream_query_offset, rmqs_stream_query_sequence,
+    rmqs_stream_statistics, rmqs_stream_stats, rmqs_stream_store_offset, rmqs_strings,
     rmqs_strings_count, rmqs_strings_free, rmqs_strings_get, rmqs_super_stream_create,
     rmqs_super_stream_create_n, rmqs_super_stream_delete, rmqs_super_stream_partitions,
     rmqs_super_stream_route,

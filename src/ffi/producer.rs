@@ -26,12 +26,19 @@ use crate::client::{
 ///
 /// Called on the producer's dispatcher thread (`rmqs-dispatch`, one per producer), never
 /// concurrently with itself, in the order the outcomes were known. `confirms` (`count` > 0
-/// entries) is borrowed for the duration of the call. The callback may call non-blocking
-/// functions (a send with `RMQS_SEND_NO_BLOCK`, or one that finds room); blocking ones
-/// (flush, close with a timeout, `_new`, management calls) return `RMQS_ERR_WOULD_DEADLOCK`.
+/// entries, `stride` bytes apart: index with `RMQS_AT()`, never with `sizeof`, as fields may be
+/// appended to `rmqs_confirm` in later versions) is borrowed for the duration of the call. The
+/// callback may call non-blocking functions (a send with `RMQS_SEND_NO_BLOCK`, or one that
+/// finds room); blocking ones (flush, close with a timeout, `_new`, management calls) return
+/// `RMQS_ERR_WOULD_DEADLOCK`.
 /// A slow callback delays later confirms of this producer only.
 pub type rmqs_confirm_cb = Option<
-    unsafe extern "C" fn(user_data: *mut c_void, confirms: *const rmqs_confirm, count: usize),
+    unsafe extern "C" fn(
+        user_data: *mut c_void,
+        confirms: *const rmqs_confirm,
+        count: usize,
+        stride: usize,
+    ),
 >;
 
 /// Send flag: store the body as it is, not wrapped in an AMQP 1.0 message (a data section).
@@ -317,6 +324,7 @@ pub(crate) fn producer_config(
 ///         `RMQS_ERR_WOULD_DEADLOCK` from a library callback.
 ///
 /// Thread-safe; blocks for a few round trips.
+#[must_use]
 #[unsafe(no_mangle)]
 #[allow(clippy::too_many_arguments)]
 pub unsafe extern "C" fn rmqs_producer_new(
@@ -357,7 +365,12 @@ pub unsafe extern "C" fn rmqs_producer_new(
                             if let Payload::Confirms(v) = p {
                                 // SAFETY: the application's callback with its own user_data
                                 // and an array valid for the call.
-                                cb(ud as *mut c_void, v.as_ptr(), v.len());
+                                cb(
+                                    ud as *mut c_void,
+                                    v.as_ptr(),
+                                    v.len(),
+                                    size_of::<rmqs_confirm>(),
+                                );
                             }
                         },
                         UserData {
@@ -447,6 +460,7 @@ pub(crate) fn check_flags(flags: u32, allowed: u32) -> Result<(), Error> {
 ///
 /// Thread-safe. Blocks only when the producer is full and the send may wait (not from
 /// callbacks); otherwise returns at once.
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_producer_send(
     p: *mut rmqs_producer,
@@ -499,6 +513,7 @@ pub unsafe extern "C" fn rmqs_producer_send(
 /// @return as `rmqs_producer_send()`.
 ///
 /// Thread-safe; blocking as `rmqs_producer_send()`.
+#[must_use]
 #[unsafe(no_mangle)]
 #[allow(clippy::too_many_arguments)]
 pub unsafe extern "C" fn rmqs_producer_send_ex(
@@ -559,6 +574,7 @@ pub unsafe extern "C" fn rmqs_producer_send_ex(
 ///
 /// Thread-safe (the producer; the builder must not change during the call); blocking as
 /// `rmqs_producer_send()`.
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_producer_send_message(
     p: *mut rmqs_producer,
@@ -607,6 +623,7 @@ pub unsafe extern "C" fn rmqs_producer_send_message(
 ///
 /// Thread-safe; blocking as `rmqs_producer_send()`, up to `send_timeout_ms` in total. Allocates
 /// one array of `count` entries per call.
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_producer_send_messages(
     p: *mut rmqs_producer,
@@ -689,6 +706,7 @@ pub(crate) unsafe fn messages_arg<'a>(
 ///         accepted (as `rmqs_producer_send()`), the ones before it being accepted.
 ///
 /// Thread-safe; blocking as `rmqs_producer_send()`, up to `send_timeout_ms` in total.
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_producer_send_batch(
     p: *mut rmqs_producer,
@@ -788,14 +806,16 @@ pub(crate) fn send_all(
 ///         0); `RMQS_ERR_INVALID_ARGUMENT` for a NULL handle.
 ///
 /// Thread-safe; blocks up to `timeout_ms`.
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_producer_flush(
     p: *mut rmqs_producer,
     timeout_ms: i32,
+    err: *mut *mut rmqs_error,
 ) -> rmqs_status {
     // SAFETY: p checked.
     unsafe {
-        ffi_status(std::ptr::null_mut(), || {
+        ffi_status(err, || {
             let p = handle_arg(p)?;
             let timeout = timeout_from_ms(timeout_ms).unwrap_or(Duration::MAX);
             if !timeout.is_zero() {
@@ -833,17 +853,15 @@ pub unsafe extern "C" fn rmqs_producer_flush(
 ///
 /// Thread-safe; blocks up to `timeout_ms` (the broker's answer to the publisher's deletion is
 /// awaited only within it).
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_producer_close(
     p: *mut rmqs_producer,
     timeout_ms: i32,
+    err: *mut *mut rmqs_error,
 ) -> rmqs_status {
     // SAFETY: p checked.
-    unsafe {
-        ffi_status(std::ptr::null_mut(), || {
-            handle_arg(p)?.inner.close(timeout_ms)
-        })
-    }
+    unsafe { ffi_status(err, || handle_arg(p)?.inner.close(timeout_ms)) }
 }
 
 /// The last publishing id the producer assigned (for a named producer that has not sent yet,

@@ -45,6 +45,21 @@ pub struct rmqs_super_confirm {
     pub partition: u32,
 }
 
+/// Writes an array's element count and stride to the optional out-pointers of an accessor.
+///
+/// # Safety
+/// `count` and `stride` are NULL or writable.
+unsafe fn write_count_stride<T>(count: *mut usize, stride: *mut usize, n: usize) {
+    if !count.is_null() {
+        // SAFETY: per the contract.
+        unsafe { count.write(n) };
+    }
+    if !stride.is_null() {
+        // SAFETY: per the contract.
+        unsafe { stride.write(std::mem::size_of::<T>()) };
+    }
+}
+
 /// Kinds of event (`rmqs_event_type()`).
 #[repr(i32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -368,11 +383,15 @@ impl Handle for rmqs_queue {
 /// @return `RMQS_OK`; `RMQS_ERR_INVALID_ARGUMENT` when `out` is NULL.
 ///
 /// Thread-safe; does not block.
+#[must_use]
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn rmqs_queue_new(out: *mut *mut rmqs_queue) -> rmqs_status {
+pub unsafe extern "C" fn rmqs_queue_new(
+    out: *mut *mut rmqs_queue,
+    err: *mut *mut rmqs_error,
+) -> rmqs_status {
     // SAFETY: out checked; no err argument.
     unsafe {
-        ffi_status(std::ptr::null_mut(), || {
+        ffi_status(err, || {
             let out = out_arg(out, "out")?;
             let q = Box::new(rmqs_queue {
                 magic: rmqs_queue::MAGIC,
@@ -436,6 +455,7 @@ fn poll_events(
 ///         for a NULL or invalid queue or a NULL `out`. `*out` is written only on `RMQS_OK`.
 ///
 /// Thread-safe; blocks up to `timeout_ms`.
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_queue_poll(
     q: *mut rmqs_queue,
@@ -469,6 +489,7 @@ pub unsafe extern "C" fn rmqs_queue_poll(
 ///         `count`, or `cap` 0. Nothing is written on failure.
 ///
 /// Thread-safe; blocks up to `timeout_ms`.
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_queue_poll_batch(
     q: *mut rmqs_queue,
@@ -650,6 +671,9 @@ pub unsafe extern "C" fn rmqs_event_partition(ev: *const rmqs_event) -> i32 {
 ///
 /// @param ev the event (borrowed).
 /// @param count receives the number of confirms (0 for other events); may be NULL.
+/// @param stride receives the distance in bytes between consecutive confirms; may be NULL.
+///        Index the array with it (`RMQS_AT()`), never with `sizeof`: fields may be appended
+///        to the struct in later versions.
 /// @return an array borrowed from the event, valid until `rmqs_event_free(ev)`; NULL for other
 ///         events or NULL.
 ///
@@ -658,16 +682,15 @@ pub unsafe extern "C" fn rmqs_event_partition(ev: *const rmqs_event) -> i32 {
 pub unsafe extern "C" fn rmqs_event_super_confirms(
     ev: *const rmqs_event,
     count: *mut usize,
+    stride: *mut usize,
 ) -> *const rmqs_super_confirm {
     ffi_boundary(std::ptr::null(), || {
-        // SAFETY: NULL or live; count NULL or writable.
+        // SAFETY: NULL or live; count and stride NULL or writable.
         let (p, n) = match unsafe { handle_arg(ev) }.map(|e| &e.payload) {
             Ok(Payload::SuperConfirms(v)) => (v.as_ptr(), v.len()),
             _ => (std::ptr::null(), 0),
         };
-        if !count.is_null() {
-            unsafe { count.write(n) };
-        }
+        unsafe { write_count_stride::<rmqs_super_confirm>(count, stride, n) };
         p
     })
 }
@@ -676,6 +699,9 @@ pub unsafe extern "C" fn rmqs_event_super_confirms(
 ///
 /// @param ev the event (borrowed).
 /// @param count receives the number of confirms (0 for other events); may be NULL.
+/// @param stride receives the distance in bytes between consecutive confirms; may be NULL.
+///        Index the array with it (`RMQS_AT()`), never with `sizeof`: fields may be appended
+///        to the struct in later versions.
 /// @return an array borrowed from the event, valid until `rmqs_event_free(ev)`; NULL for other
 ///         events or NULL.
 ///
@@ -684,16 +710,15 @@ pub unsafe extern "C" fn rmqs_event_super_confirms(
 pub unsafe extern "C" fn rmqs_event_confirms(
     ev: *const rmqs_event,
     count: *mut usize,
+    stride: *mut usize,
 ) -> *const rmqs_confirm {
     ffi_boundary(std::ptr::null(), || {
-        // SAFETY: NULL or live; count NULL or writable.
+        // SAFETY: NULL or live; count and stride NULL or writable.
         let (p, n) = match unsafe { handle_arg(ev) }.map(|e| &e.payload) {
             Ok(Payload::Confirms(v)) => (v.as_ptr(), v.len()),
             _ => (std::ptr::null(), 0),
         };
-        if !count.is_null() {
-            unsafe { count.write(n) };
-        }
+        unsafe { write_count_stride::<rmqs_confirm>(count, stride, n) };
         p
     })
 }
@@ -716,6 +741,7 @@ pub unsafe extern "C" fn rmqs_event_state(ev: *const rmqs_event) -> i32 {
 /// `RMQS_EVENT_ERROR` event; `RMQS_OK` for other events.
 ///
 /// Does not block.
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_event_status(ev: *const rmqs_event) -> rmqs_status {
     ffi_boundary(rmqs_status_code::RMQS_ERR_PANIC.status(), || {
@@ -777,14 +803,16 @@ pub unsafe extern "C" fn rmqs_event_consumer_update(
 ///         or a second answer.
 ///
 /// Does not block. Not thread-safe for one event.
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_event_consumer_update_reply(
     ev: *mut rmqs_event,
     spec: super::hooks::rmqs_offset_spec,
+    err: *mut *mut rmqs_error,
 ) -> rmqs_status {
     // SAFETY: ev checked; no err argument.
     unsafe {
-        ffi_status(std::ptr::null_mut(), || {
+        ffi_status(err, || {
             handle_arg(ev)?;
             match &mut (*ev).payload {
                 Payload::ConsumerUpdate(u) => u.reply(spec),
@@ -821,7 +849,7 @@ mod tests {
 
     fn queue() -> *mut rmqs_queue {
         let mut q = std::ptr::null_mut();
-        assert_eq!(unsafe { rmqs_queue_new(&mut q) }, 0);
+        assert_eq!(unsafe { rmqs_queue_new(&mut q, std::ptr::null_mut()) }, 0);
         q
     }
 
@@ -883,7 +911,7 @@ mod tests {
             assert_eq!(rmqs_event_source(ev), 1);
             assert_eq!(rmqs_event_source_tag(ev), 7);
             let mut n = 0;
-            let c = rmqs_event_confirms(ev, &mut n);
+            let c = rmqs_event_confirms(ev, &mut n, std::ptr::null_mut());
             assert_eq!(n, 1);
             assert_eq!((*c).tag, 9);
             assert!(rmqs_event_chunk(ev).is_null());
@@ -937,7 +965,10 @@ mod tests {
     #[test]
     fn null_arguments() {
         unsafe {
-            assert_eq!(rmqs_queue_new(std::ptr::null_mut()), -1);
+            assert_eq!(
+                rmqs_queue_new(std::ptr::null_mut(), std::ptr::null_mut()),
+                -1
+            );
             assert_eq!(poll(std::ptr::null_mut(), 0), Err(-1));
             let q = queue();
             let mut ev = std::ptr::dangling_mut::<rmqs_event>();

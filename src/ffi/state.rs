@@ -70,6 +70,7 @@ pub(crate) type StateFn = unsafe extern "C" fn(
 /// @return `RMQS_OK`; `RMQS_ERR_INVALID_ARGUMENT` for a NULL or invalid config.
 ///
 /// Not thread-safe for one config; does not block.
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_config_set_state_cb(
     cfg: *mut rmqs_config,

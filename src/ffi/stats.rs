@@ -13,7 +13,8 @@ use std::mem::size_of;
 use super::args::handle_arg;
 use super::connection::rmqs_connection;
 use super::consumer::rmqs_consumer;
-use super::error::Error;
+use super::error::{Error, rmqs_error};
+use super::manage::rmqs_stream_statistics;
 use super::panic::ffi_status;
 use super::producer::rmqs_producer;
 use super::status::rmqs_status;
@@ -142,6 +143,13 @@ impl Extensible for rmqs_producer_statistics {
     }
 }
 
+impl Extensible for rmqs_stream_statistics {
+    const FIRST_SIZE: usize = 4 * 8;
+    fn set_size(&mut self, size: u64) {
+        self.size = size;
+    }
+}
+
 impl Extensible for rmqs_consumer_statistics {
     const FIRST_SIZE: usize = 8 * 8;
     fn set_size(&mut self, size: u64) {
@@ -186,14 +194,16 @@ pub(crate) unsafe fn write_extensible<T: Extensible>(
 ///
 /// Thread-safe; does not block (relaxed atomic reads: counters read while traffic flows may be
 /// a few frames apart from one another).
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_connection_stats(
     conn: *const rmqs_connection,
     out: *mut rmqs_connection_statistics,
+    err: *mut *mut rmqs_error,
 ) -> rmqs_status {
     // SAFETY: conn checked; out NULL or as documented.
     unsafe {
-        ffi_status(std::ptr::null_mut(), || {
+        ffi_status(err, || {
             let c = handle_arg(conn)?;
             let s = c
                 .shared
@@ -226,14 +236,16 @@ pub unsafe extern "C" fn rmqs_connection_stats(
 /// @return `RMQS_OK`; `RMQS_ERR_INVALID_ARGUMENT` as `rmqs_connection_stats()`.
 ///
 /// Thread-safe; does not block.
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_producer_stats(
     p: *const rmqs_producer,
     out: *mut rmqs_producer_statistics,
+    err: *mut *mut rmqs_error,
 ) -> rmqs_status {
     // SAFETY: p checked; out NULL or as documented.
     unsafe {
-        ffi_status(std::ptr::null_mut(), || {
+        ffi_status(err, || {
             let s = handle_arg(p)?.core().stats();
             write_extensible(
                 out,
@@ -252,14 +264,16 @@ pub unsafe extern "C" fn rmqs_producer_stats(
 /// @return `RMQS_OK`; `RMQS_ERR_INVALID_ARGUMENT` as `rmqs_connection_stats()`.
 ///
 /// Thread-safe; does not block.
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_consumer_stats(
     c: *const rmqs_consumer,
     out: *mut rmqs_consumer_statistics,
+    err: *mut *mut rmqs_error,
 ) -> rmqs_status {
     // SAFETY: c checked; out NULL or as documented.
     unsafe {
-        ffi_status(std::ptr::null_mut(), || {
+        ffi_status(err, || {
             let s = handle_arg(c)?.core().stats();
             write_extensible(
                 out,

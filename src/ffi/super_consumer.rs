@@ -327,6 +327,7 @@ fn super_consumer_config(
 ///
 /// Thread-safe; blocks for a few round trips per partition. Chunks may arrive before it
 /// returns.
+#[must_use]
 #[unsafe(no_mangle)]
 #[allow(clippy::too_many_arguments)]
 pub unsafe extern "C" fn rmqs_super_consumer_new(
@@ -437,6 +438,7 @@ pub unsafe extern "C" fn rmqs_super_consumer_new(
 ///         `RMQS_ERR_WOULD_DEADLOCK` from a library callback.
 ///
 /// Thread-safe; blocks for a round trip, plus the subscriptions.
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_super_consumer_refresh(
     sc: *mut rmqs_super_consumer,
@@ -527,15 +529,17 @@ pub unsafe extern "C" fn rmqs_super_consumer_is_active(
 ///         `RMQS_ERR_CLOSED`.
 ///
 /// Thread-safe, also from callbacks; does not block.
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_super_consumer_credit(
     sc: *mut rmqs_super_consumer,
     index: usize,
     credits: u32,
+    err: *mut *mut rmqs_error,
 ) -> rmqs_status {
     // SAFETY: sc checked.
     unsafe {
-        ffi_status(std::ptr::null_mut(), || {
+        ffi_status(err, || {
             let sc = handle_arg(sc)?;
             if !(1..=32767).contains(&credits) {
                 return Err(Error::invalid_argument(format!(
@@ -571,6 +575,7 @@ fn now<F: Future>(fut: F) -> Option<F::Output> {
 ///         an index out of range; `RMQS_ERR_CLOSED`.
 ///
 /// Thread-safe, also from callbacks; does not block.
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_super_consumer_store_offset(
     sc: *mut rmqs_super_consumer,
@@ -607,6 +612,7 @@ pub unsafe extern "C" fn rmqs_super_consumer_store_offset(
 ///         `RMQS_ERR_WOULD_DEADLOCK` from a library callback.
 ///
 /// Thread-safe; blocks for one round trip.
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_super_consumer_query_offset(
     sc: *mut rmqs_super_consumer,
@@ -650,15 +656,17 @@ pub unsafe extern "C" fn rmqs_super_consumer_query_offset(
 /// @return `RMQS_OK`; `RMQS_ERR_INVALID_ARGUMENT` (NULL handle or `out`, `size` not set).
 ///
 /// Thread-safe; does not block.
-#[unsafe(no_mangle)]
 // `..Default::default()`: fields appended to the struct later stay zero until filled here
+#[must_use]
+#[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_super_consumer_stats(
     sc: *const rmqs_super_consumer,
     out: *mut rmqs_consumer_statistics,
+    err: *mut *mut rmqs_error,
 ) -> rmqs_status {
     // SAFETY: sc checked; out NULL or as documented.
     unsafe {
-        ffi_status(std::ptr::null_mut(), || {
+        ffi_status(err, || {
             let s = handle_arg(sc)?.inner.consumer.stats();
             write_extensible(
                 out,
@@ -687,17 +695,15 @@ pub unsafe extern "C" fn rmqs_super_consumer_stats(
 ///         than 0.
 ///
 /// Thread-safe; blocks up to `timeout_ms`.
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_super_consumer_close(
     sc: *mut rmqs_super_consumer,
     timeout_ms: i32,
+    err: *mut *mut rmqs_error,
 ) -> rmqs_status {
     // SAFETY: sc checked.
-    unsafe {
-        ffi_status(std::ptr::null_mut(), || {
-            handle_arg(sc)?.inner.close(timeout_ms)
-        })
-    }
+    unsafe { ffi_status(err, || handle_arg(sc)?.inner.close(timeout_ms)) }
 }
 
 /// Frees a super consumer, closing it first if needed (5 s limit), then ending its dispatcher

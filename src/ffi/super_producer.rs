@@ -37,10 +37,15 @@ use crate::client::{
 ///
 /// Called on the super producer's dispatcher thread (`rmqs-dispatch`, one per super producer),
 /// never concurrently with itself; the confirms of one partition come in order. `confirms`
-/// (`count` > 0 entries) is borrowed for the call. Rules as `rmqs_confirm_cb`: non-blocking
+/// (`count` > 0 entries, `stride` bytes apart: see `RMQS_AT()`) is borrowed for the call. Rules as `rmqs_confirm_cb`: non-blocking
 /// calls only (blocking ones return `RMQS_ERR_WOULD_DEADLOCK`).
 pub type rmqs_super_confirm_cb = Option<
-    unsafe extern "C" fn(user_data: *mut c_void, confirms: *const rmqs_super_confirm, count: usize),
+    unsafe extern "C" fn(
+        user_data: *mut c_void,
+        confirms: *const rmqs_super_confirm,
+        count: usize,
+        stride: usize,
+    ),
 >;
 
 /// Routes a message of a super producer (`rmqs_config_set_routing_cb()`): writes the indices
@@ -561,16 +566,18 @@ impl Handle for rmqs_super_producer {
 /// @return `RMQS_OK`; `RMQS_ERR_INVALID_ARGUMENT` for a NULL or invalid config.
 ///
 /// Not thread-safe for one config; does not block.
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_config_set_routing_cb(
     cfg: *mut rmqs_config,
     cb: rmqs_routing_cb,
     user_data: *mut c_void,
     user_data_free: rmqs_free_cb,
+    err: *mut *mut rmqs_error,
 ) -> rmqs_status {
     // SAFETY: cfg is checked; no err out-parameter.
     unsafe {
-        ffi_status(std::ptr::null_mut(), || {
+        ffi_status(err, || {
             handle_arg(cfg)?;
             let cfg = &mut *cfg;
             let old = std::mem::replace(
@@ -601,16 +608,18 @@ pub unsafe extern "C" fn rmqs_config_set_routing_cb(
 /// @return `RMQS_OK`; `RMQS_ERR_INVALID_ARGUMENT` for a NULL or invalid config.
 ///
 /// Not thread-safe for one config; does not block.
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_config_set_key_extractor(
     cfg: *mut rmqs_config,
     cb: rmqs_key_extractor_cb,
     user_data: *mut c_void,
     user_data_free: rmqs_free_cb,
+    err: *mut *mut rmqs_error,
 ) -> rmqs_status {
     // SAFETY: cfg is checked; no err out-parameter.
     unsafe {
-        ffi_status(std::ptr::null_mut(), || {
+        ffi_status(err, || {
             handle_arg(cfg)?;
             let cfg = &mut *cfg;
             let old = std::mem::replace(
@@ -711,6 +720,7 @@ fn super_producer_config(s: &Settings, callbacks: &Callbacks) -> Result<Parsed, 
 ///
 /// Thread-safe; blocks for a round trip (plus the creation of every partition producer with
 /// `eager`).
+#[must_use]
 #[unsafe(no_mangle)]
 #[allow(clippy::too_many_arguments)]
 pub unsafe extern "C" fn rmqs_super_producer_new(
@@ -756,7 +766,12 @@ pub unsafe extern "C" fn rmqs_super_producer_new(
                             if let Payload::SuperConfirms(v) = p {
                                 // SAFETY: the application's callback with its own user_data
                                 // and an array valid for the call.
-                                cb(ud as *mut c_void, v.as_ptr(), v.len());
+                                cb(
+                                    ud as *mut c_void,
+                                    v.as_ptr(),
+                                    v.len(),
+                                    size_of::<rmqs_super_confirm>(),
+                                );
                             }
                         },
                         UserData {
@@ -844,6 +859,7 @@ pub unsafe extern "C" fn rmqs_super_producer_new(
 ///
 /// Thread-safe; blocks as said above, and when the partition's producer is full and the send
 /// may wait.
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_super_producer_send(
     sp: *mut rmqs_super_producer,
@@ -891,6 +907,7 @@ pub unsafe extern "C" fn rmqs_super_producer_send(
 /// @return as `rmqs_super_producer_send()`.
 ///
 /// Thread-safe; blocking as `rmqs_super_producer_send()`.
+#[must_use]
 #[unsafe(no_mangle)]
 #[allow(clippy::too_many_arguments)]
 pub unsafe extern "C" fn rmqs_super_producer_send_ex(
@@ -955,6 +972,7 @@ pub unsafe extern "C" fn rmqs_super_producer_send_ex(
 ///         accepted (as `rmqs_super_producer_send()`), the ones before it being accepted.
 ///
 /// Thread-safe; blocking as `rmqs_super_producer_send()`, up to `send_timeout_ms` in total.
+#[must_use]
 #[unsafe(no_mangle)]
 #[allow(clippy::too_many_arguments)]
 pub unsafe extern "C" fn rmqs_super_producer_send_batch(
@@ -1034,6 +1052,7 @@ pub unsafe extern "C" fn rmqs_super_producer_send_batch(
 ///
 /// Thread-safe (the super producer; the builder must not change during the call); blocking
 /// as `rmqs_super_producer_send()`.
+#[must_use]
 #[unsafe(no_mangle)]
 #[allow(clippy::too_many_arguments)]
 pub unsafe extern "C" fn rmqs_super_producer_send_message(
@@ -1084,6 +1103,7 @@ pub unsafe extern "C" fn rmqs_super_producer_send_message(
 ///         accepted, the ones before it being accepted.
 ///
 /// Thread-safe; blocking as `rmqs_super_producer_send()`, up to `send_timeout_ms` in total.
+#[must_use]
 #[unsafe(no_mangle)]
 #[allow(clippy::too_many_arguments)]
 pub unsafe extern "C" fn rmqs_super_producer_send_messages(
@@ -1196,14 +1216,16 @@ unsafe fn send_batch_of(
 ///         0); `RMQS_ERR_INVALID_ARGUMENT` for a NULL handle.
 ///
 /// Thread-safe; blocks up to `timeout_ms`.
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_super_producer_flush(
     sp: *mut rmqs_super_producer,
     timeout_ms: i32,
+    err: *mut *mut rmqs_error,
 ) -> rmqs_status {
     // SAFETY: sp checked.
     unsafe {
-        ffi_status(std::ptr::null_mut(), || {
+        ffi_status(err, || {
             let sp = handle_arg(sp)?;
             let timeout = timeout_from_ms(timeout_ms).unwrap_or(Duration::MAX);
             if !timeout.is_zero() {
@@ -1240,6 +1262,7 @@ pub unsafe extern "C" fn rmqs_super_producer_flush(
 ///
 /// Thread-safe; blocks for a round trip (plus the new producers with `eager`). Sends running
 /// meanwhile use the partitions of the moment they started.
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_super_producer_refresh(
     sp: *mut rmqs_super_producer,
@@ -1317,14 +1340,16 @@ pub unsafe extern "C" fn rmqs_super_producer_partition(
 /// @return `RMQS_OK`; `RMQS_ERR_INVALID_ARGUMENT` (NULL handle or `out`, `size` not set).
 ///
 /// Thread-safe; does not block.
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_super_producer_stats(
     sp: *const rmqs_super_producer,
     out: *mut rmqs_producer_statistics,
+    err: *mut *mut rmqs_error,
 ) -> rmqs_status {
     // SAFETY: sp checked; out NULL or as documented.
     unsafe {
-        ffi_status(std::ptr::null_mut(), || {
+        ffi_status(err, || {
             let s = handle_arg(sp)?.inner.producer.stats();
             write_extensible(
                 out,
@@ -1348,17 +1373,15 @@ pub unsafe extern "C" fn rmqs_super_producer_stats(
 ///         than 0.
 ///
 /// Thread-safe; blocks up to `timeout_ms` plus a round trip.
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_super_producer_close(
     sp: *mut rmqs_super_producer,
     timeout_ms: i32,
+    err: *mut *mut rmqs_error,
 ) -> rmqs_status {
     // SAFETY: sp checked.
-    unsafe {
-        ffi_status(std::ptr::null_mut(), || {
-            handle_arg(sp)?.inner.close(timeout_ms)
-        })
-    }
+    unsafe { ffi_status(err, || handle_arg(sp)?.inner.close(timeout_ms)) }
 }
 
 /// Frees a super producer, closing it first if needed (waiting up to 5 s for confirms), then

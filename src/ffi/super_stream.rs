@@ -1,7 +1,9 @@
 //! Super stream helpers that need no connection.
 
-use super::panic::ffi_boundary;
-use super::status::{rmqs_status, rmqs_status_code::*};
+use super::args::{bytes_arg, out_arg, write_out};
+use super::error::{Error, rmqs_error};
+use super::panic::ffi_status;
+use super::status::rmqs_status;
 use crate::protocol::murmur3::{SUPER_STREAM_SEED, murmur3_32};
 
 /// The partition a routing key goes to under hash routing, the routing of the Java, Go, .NET,
@@ -14,6 +16,7 @@ use crate::protocol::murmur3::{SUPER_STREAM_SEED, murmur3_32};
 /// @param len number of bytes at `routing_key`.
 /// @param partition_count number of partitions, at least 1.
 /// @param out_index receives the partition index, in `[0, partition_count)`, only on success.
+/// @param err optional error detail.
 /// @return `RMQS_OK`, or `RMQS_ERR_INVALID_ARGUMENT` if `routing_key` is NULL with `len > 0`,
 ///         `partition_count` is 0 or `out_index` is NULL (then `*out_index` is not written).
 ///
@@ -25,22 +28,22 @@ pub unsafe extern "C" fn rmqs_super_stream_partition(
     len: usize,
     partition_count: u32,
     out_index: *mut u32,
+    err: *mut *mut rmqs_error,
 ) -> rmqs_status {
-    ffi_boundary(RMQS_ERR_PANIC.status(), || {
-        if (routing_key.is_null() && len > 0) || partition_count == 0 || out_index.is_null() {
-            return RMQS_ERR_INVALID_ARGUMENT.status();
-        }
-        let key: &[u8] = if len == 0 {
-            &[]
-        } else {
-            // SAFETY: the caller guarantees `len` readable bytes at a non-NULL `routing_key`.
-            unsafe { std::slice::from_raw_parts(routing_key, len) }
-        };
-        let index = partition_index(key, partition_count);
-        // SAFETY: out_index is non-NULL and writable per the contract.
-        unsafe { out_index.write(index) };
-        RMQS_OK.status()
-    })
+    // SAFETY: routing_key/len and out_index as documented; err NULL or writable.
+    unsafe {
+        ffi_status(err, || {
+            let key = bytes_arg(routing_key, len, "routing_key")?;
+            if partition_count == 0 {
+                return Err(Error::invalid_argument(
+                    "partition_count must be at least 1",
+                ));
+            }
+            let out = out_arg(out_index, "out_index")?;
+            write_out(out, partition_index(key, partition_count));
+            Ok(())
+        })
+    }
 }
 
 /// Hash routing on bytes: `murmur3_32(key, 104729) mod partition_count` (unsigned).

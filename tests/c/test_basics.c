@@ -190,7 +190,7 @@ static void test_partition(void) {
     for (i = 0; i < sizeof routes / sizeof routes[0]; i++) {
         uint32_t out = UINT32_MAX;
         rmqs_status st = rmqs_super_stream_partition((const uint8_t *)routes[i].key,
-                                                     strlen(routes[i].key), routes[i].count, &out);
+                                                     strlen(routes[i].key), routes[i].count, &out, NULL);
         if (st == RMQS_OK && out == routes[i].index) {
             passed++;
         } else {
@@ -204,7 +204,7 @@ static void test_partition(void) {
     /* NULL key with length 0 is the empty key */
     {
         uint32_t out = UINT32_MAX;
-        CHECK(rmqs_super_stream_partition(NULL, 0, 7, &out) == RMQS_OK);
+        CHECK(rmqs_super_stream_partition(NULL, 0, 7, &out, NULL) == RMQS_OK);
         CHECK(out == 3);
     }
 
@@ -212,9 +212,9 @@ static void test_partition(void) {
     {
         const uint8_t key[] = {'k'};
         uint32_t out = 4242;
-        CHECK(rmqs_super_stream_partition(NULL, 1, 3, &out) == RMQS_ERR_INVALID_ARGUMENT);
-        CHECK(rmqs_super_stream_partition(key, 1, 0, &out) == RMQS_ERR_INVALID_ARGUMENT);
-        CHECK(rmqs_super_stream_partition(key, 1, 3, NULL) == RMQS_ERR_INVALID_ARGUMENT);
+        CHECK(rmqs_super_stream_partition(NULL, 1, 3, &out, NULL) == RMQS_ERR_INVALID_ARGUMENT);
+        CHECK(rmqs_super_stream_partition(key, 1, 0, &out, NULL) == RMQS_ERR_INVALID_ARGUMENT);
+        CHECK(rmqs_super_stream_partition(key, 1, 3, NULL, NULL) == RMQS_ERR_INVALID_ARGUMENT);
         CHECK(out == 4242);
     }
 
@@ -228,7 +228,7 @@ static void test_partition(void) {
             for (k = 0; k < 64; k++) {
                 uint32_t out = UINT32_MAX;
                 int len = snprintf(key, sizeof key, "key-%d", k);
-                if (rmqs_super_stream_partition((const uint8_t *)key, (size_t)len, n, &out) !=
+                if (rmqs_super_stream_partition((const uint8_t *)key, (size_t)len, n, &out, NULL) !=
                         RMQS_OK ||
                     out >= n) {
                     in_range = 0;

@@ -69,12 +69,14 @@ typedef struct {
     int freed;
 } producer_state;
 
-static void on_confirms(void *user_data, const rmqs_confirm *confirms, size_t count) {
+static void on_confirms(void *user_data, const rmqs_confirm *confirms, size_t count,
+                        size_t stride) {
     producer_state *ps = (producer_state *)user_data;
     size_t i;
     for (i = 0; i < count; i++) {
-        uintptr_t tag = confirms[i].tag;
-        if (confirms[i].status != RMQS_OK || tag >= n_messages || ps->seen[tag]) {
+        const rmqs_confirm *c = RMQS_AT(rmqs_confirm, confirms, stride, i);
+        uintptr_t tag = c->tag;
+        if (c->status != RMQS_OK || tag >= n_messages || ps->seen[tag]) {
             ps->bad++;
         } else {
             ps->seen[tag] = 1;
@@ -117,11 +119,11 @@ static void produce(rmqs_connection *conn, const char *stream) {
         }
     }
     /* after flush every confirm callback has returned */
-    CHECK_OK(rmqs_producer_flush(p, 30000));
+    CHECK_OK(rmqs_producer_flush(p, 30000, NULL));
     CHECK(ps.confirmed == n_messages);
     CHECK(ps.bad == 0);
-    CHECK_OK(rmqs_producer_close(p, 10000));
-    CHECK_OK(rmqs_producer_close(p, 10000)); /* twice is fine */
+    CHECK_OK(rmqs_producer_close(p, 10000, NULL));
+    CHECK_OK(rmqs_producer_close(p, 10000, NULL)); /* twice is fine */
     CHECK(rmqs_producer_send(p, (const uint8_t *)"x", 1, 0, 0, NULL) == RMQS_ERR_CLOSED);
     CHECK(ps.freed == 0);
     rmqs_producer_free(p);
@@ -138,7 +140,7 @@ static void consume_queue(rmqs_connection *conn, const char *stream) {
     size_t got = 0, bad = 0;
     time_t deadline = time(NULL) + 60;
     rmqs_event *events[8];
-    CHECK_OK(rmqs_queue_new(&q));
+    CHECK_OK(rmqs_queue_new(&q, NULL));
     CHECK(rmqs_queue_fd(q) >= 0);
     CHECK_OK(rmqs_config_set(cfg, "offset", "first", NULL));
     CHECK_OK(rmqs_consumer_new(conn, stream, cfg, NULL, NULL, NULL, q, 42, &c, NULL));
@@ -165,7 +167,7 @@ static void consume_queue(rmqs_connection *conn, const char *stream) {
     }
     CHECK(got == n_messages);
     CHECK(bad == 0);
-    CHECK_OK(rmqs_consumer_close(c, 5000));
+    CHECK_OK(rmqs_consumer_close(c, 5000, NULL));
     {
         /* the last event: closed by the application */
         rmqs_event *ev = NULL;
@@ -228,7 +230,7 @@ static void consume_callback(rmqs_connection *conn, const char *stream) {
     rmqs_consumer *c = NULL;
     rmqs_config *cfg = rmqs_config_new();
     memset(&cs, 0, sizeof cs);
-    CHECK_OK(rmqs_queue_new(&cs.done));
+    CHECK_OK(rmqs_queue_new(&cs.done, NULL));
     CHECK_OK(rmqs_config_set(cfg, "offset", "first", NULL));
     CHECK_OK(rmqs_config_set(cfg, "initial_credit", "2", NULL));
     CHECK_OK(rmqs_consumer_new(conn, stream, cfg, on_chunk, &cs, free_consumer_state, NULL, 0,
@@ -278,7 +280,9 @@ static void free_state_seen(void *user_data) {
     ((state_seen *)user_data)->freed++;
 }
 
-static void ignore_confirms(void *user_data, const rmqs_confirm *confirms, size_t count) {
+static void ignore_confirms(void *user_data, const rmqs_confirm *confirms, size_t count,
+                            size_t stride) {
+    (void)stride;
     (void)user_data;
     (void)confirms;
     (void)count;
@@ -298,8 +302,8 @@ static void state_on_deletion(rmqs_connection *conn, const char *base) {
     memset(&ps, 0, sizeof ps);
     memset(&cs, 0, sizeof cs);
     snprintf(stream, sizeof stream, "%s-deleted", base);
-    CHECK_OK(rmqs_queue_new(&ps.done));
-    CHECK_OK(rmqs_queue_new(&cs.done));
+    CHECK_OK(rmqs_queue_new(&ps.done, NULL));
+    CHECK_OK(rmqs_queue_new(&cs.done, NULL));
     CHECK_OK(rmqs_stream_create(conn, stream, NULL, NULL));
     CHECK_OK(rmqs_config_set_state_cb(pcfg, on_state, &ps, free_state_seen, NULL));
     CHECK_OK(rmqs_config_set_state_cb(ccfg, on_state, &cs, free_state_seen, NULL));
@@ -370,7 +374,7 @@ int main(void) {
     CHECK_OK(rmqs_stream_delete(conn, stream, NULL));
     CHECK_OK(rmqs_stream_exists(conn, stream, &exists, NULL));
     CHECK(!exists);
-    CHECK_OK(rmqs_connection_close(conn, 5000));
+    CHECK_OK(rmqs_connection_close(conn, 5000, NULL));
     CHECK(rmqs_stream_exists(conn, stream, &exists, NULL) == RMQS_ERR_CLOSED);
     rmqs_connection_free(conn);
 

@@ -115,7 +115,7 @@ static rmqs_connection *open_logged(log_state *ls, const char *level) {
     if (level != NULL) {
         CHECK_OK(rmqs_config_set(cfg, "log_level", level, NULL));
     }
-    CHECK_OK(rmqs_config_set_log_cb(cfg, on_log, ls, free_log_state));
+    CHECK_OK(rmqs_config_set_log_cb(cfg, on_log, ls, free_log_state, NULL));
     CHECK_OK(rmqs_connection_open(cfg, &conn, &err));
     if (conn == NULL) {
         fprintf(stderr, "open: %s\n", rmqs_error_message(err));
@@ -141,7 +141,7 @@ static void counters(rmqs_connection *conn, const char *stream) {
 
     memset(&c0, 0, sizeof c0);
     c0.size = sizeof c0;
-    CHECK_OK(rmqs_connection_stats(conn, &c0));
+    CHECK_OK(rmqs_connection_stats(conn, &c0, NULL));
     CHECK(c0.size == sizeof c0);
     CHECK(c0.connections_opened >= 1 && c0.frames_in > 0 && c0.frames_out > 0);
 
@@ -158,10 +158,10 @@ static void counters(rmqs_connection *conn, const char *stream) {
             break;
         }
     }
-    CHECK_OK(rmqs_producer_flush(p, 30000));
+    CHECK_OK(rmqs_producer_flush(p, 30000, NULL));
     memset(&ps, 0, sizeof ps);
     ps.size = sizeof ps;
-    CHECK_OK(rmqs_producer_stats(p, &ps));
+    CHECK_OK(rmqs_producer_stats(p, &ps, NULL));
     CHECK(ps.published == N_MESSAGES);
     CHECK(ps.confirmed == N_MESSAGES);
     CHECK(ps.errored == 0);
@@ -169,12 +169,12 @@ static void counters(rmqs_connection *conn, const char *stream) {
 
     memset(&c1, 0, sizeof c1);
     c1.size = sizeof c1;
-    CHECK_OK(rmqs_connection_stats(conn, &c1));
+    CHECK_OK(rmqs_connection_stats(conn, &c1, NULL));
     CHECK(c1.frames_out > c0.frames_out && c1.bytes_out > c0.bytes_out + 10 * N_MESSAGES);
     CHECK(c1.frames_in > c0.frames_in && c1.bytes_in > c0.bytes_in);
     CHECK(c1.connections_opened >= 2 && c1.data_connections >= 1);
 
-    CHECK_OK(rmqs_queue_new(&q));
+    CHECK_OK(rmqs_queue_new(&q, NULL));
     cfg = rmqs_config_new();
     CHECK_OK(rmqs_config_set(cfg, "offset", "first", NULL));
     CHECK_OK(rmqs_consumer_new(conn, stream, cfg, NULL, NULL, NULL, q, 0, &c, NULL));
@@ -194,7 +194,7 @@ static void counters(rmqs_connection *conn, const char *stream) {
     CHECK(got == N_MESSAGES);
     memset(&cs, 0, sizeof cs);
     cs.size = sizeof cs;
-    CHECK_OK(rmqs_consumer_stats(c, &cs));
+    CHECK_OK(rmqs_consumer_stats(c, &cs, NULL));
     CHECK(cs.messages == N_MESSAGES);
     CHECK(cs.chunks == chunks);
     CHECK(cs.bytes > 10 * N_MESSAGES);
@@ -202,12 +202,12 @@ static void counters(rmqs_connection *conn, const char *stream) {
 
     memset(&c2, 0, sizeof c2);
     c2.size = sizeof c2;
-    CHECK_OK(rmqs_connection_stats(conn, &c2));
+    CHECK_OK(rmqs_connection_stats(conn, &c2, NULL));
     CHECK(c2.bytes_in > c1.bytes_in + 10 * N_MESSAGES && c2.frames_in > c1.frames_in);
 
     /* the caller's size is checked */
     memset(&cs, 0, sizeof cs);
-    CHECK(rmqs_consumer_stats(c, &cs) == RMQS_ERR_INVALID_ARGUMENT);
+    CHECK(rmqs_consumer_stats(c, &cs, NULL) == RMQS_ERR_INVALID_ARGUMENT);
     CHECK(cs.messages == 0);
 
     rmqs_consumer_free(c);
@@ -297,9 +297,9 @@ static void layering(rmqs_connection *plain, const char *stream) {
         CHECK(n <= 5 && st == RMQS_ERR_QUEUE_FULL);
         memset(&ps, 0, sizeof ps);
         ps.size = sizeof ps;
-        CHECK_OK(rmqs_producer_stats(p, &ps));
+        CHECK_OK(rmqs_producer_stats(p, &ps, NULL));
         CHECK(ps.in_flight == 5 && ps.confirmed >= 1);
-        CHECK_OK(rmqs_producer_flush(p, 10000));
+        CHECK_OK(rmqs_producer_flush(p, 10000, NULL));
         rmqs_producer_free(p);
     }
     rmqs_connection_free(conn);
@@ -329,7 +329,7 @@ int main(void) {
     layering(conn, stream);
     CHECK_OK(rmqs_stream_delete(conn, stream, NULL));
 
-    CHECK_OK(rmqs_connection_close(conn, 10000));
+    CHECK_OK(rmqs_connection_close(conn, 10000, NULL));
     CHECK(atomic_load(&info_log.closed_by_app) >= 1);
     CHECK(atomic_load(&info_log.per_level[RMQS_LOG_DEBUG]) == 0);
     CHECK(atomic_load(&info_log.per_level[RMQS_LOG_TRACE]) == 0);

@@ -325,7 +325,7 @@ void test_queue_offline() {
 void test_offline_errors() {
     for (const char* key : {"hello1", "hello2", "hello88", ""}) {
         std::uint32_t want = 0;
-        CHECK(rmqs_super_stream_partition(reinterpret_cast<const std::uint8_t*>(key), std::strlen(key), 3, &want) ==
+        CHECK(rmqs_super_stream_partition(reinterpret_cast<const std::uint8_t*>(key), std::strlen(key), 3, &want, nullptr) ==
               RMQS_OK);
         CHECK(rmqs::super_stream_partition(key, 3) == want);
     }
@@ -418,7 +418,7 @@ void test_stream_management(const rmqs::Connection& conn) {
     // failed creations: the right status, and the handler freed exactly once by the wrapper
     counts pc;
     CHECK_THROWS_STATUS((void)conn.create_producer(unique_name("missing"),
-                                                   [t = tracker(pc)](rmqs::span<const rmqs::confirm>) {}),
+                                                   [t = tracker(pc)](rmqs::strided_span<rmqs::confirm>) {}),
                         RMQS_ERR_STREAM_DOES_NOT_EXIST);
     CHECK(pc.alive == 0 && pc.destroyed == 1);
     counts cc;
@@ -467,7 +467,7 @@ void produce(const rmqs::Connection& conn, const std::string& stream, std::size_
     {
         rmqs::Producer first = conn.create_producer(
             stream, rmqs::Config{{"batch_size", "50"}, {"max_in_flight", "500"}},
-            [&, t = tracker(tc)](rmqs::span<const rmqs::confirm> confirms) {
+            [&, t = tracker(tc)](rmqs::strided_span<rmqs::confirm> confirms) {
                 std::lock_guard<std::mutex> guard(lock);
                 for (const rmqs::confirm& c : confirms) {
                     if (c.status != RMQS_OK || c.tag >= n || seen[c.tag]++ != 0) {
@@ -828,8 +828,8 @@ void test_live_moves(const rmqs::Connection& conn) {
     counts a;
     counts b;
     {
-        rmqs::Producer pa = conn.create_producer(stream, [t = tracker(a)](rmqs::span<const rmqs::confirm>) {});
-        rmqs::Producer pb = conn.create_producer(stream, [t = tracker(b)](rmqs::span<const rmqs::confirm>) {});
+        rmqs::Producer pa = conn.create_producer(stream, [t = tracker(a)](rmqs::strided_span<rmqs::confirm>) {});
+        rmqs::Producer pb = conn.create_producer(stream, [t = tracker(b)](rmqs::strided_span<rmqs::confirm>) {});
         rmqs_producer* raw_b = pb.get();
         pa = std::move(pb);
         CHECK(a.alive == 0 && a.destroyed == 1);
@@ -871,7 +871,7 @@ void test_handler_exceptions(const rmqs::Connection& conn) {
     std::atomic<int> confirm_calls{0};
     {
         rmqs::Producer producer =
-            conn.create_producer(stream, [&, t = tracker(pc)](rmqs::span<const rmqs::confirm>) {
+            conn.create_producer(stream, [&, t = tracker(pc)](rmqs::strided_span<rmqs::confirm>) {
                 confirm_calls++;
                 throw std::runtime_error("boom");
             });
@@ -1005,7 +1005,7 @@ void test_state_handler(const rmqs::Connection& conn) {
         pcfg.set_state_handler(record(pstates));
         rmqs::Config ccfg{{"offset", "first"}};
         ccfg.set_state_handler(record(cstates));
-        rmqs::Producer p = conn.create_producer(stream, pcfg, [](rmqs::span<const rmqs::confirm>) {});
+        rmqs::Producer p = conn.create_producer(stream, pcfg, [](rmqs::strided_span<rmqs::confirm>) {});
         rmqs::Consumer c = conn.create_consumer(stream, ccfg, [](rmqs::ChunkRef) {});
         conn.delete_stream(stream);
         std::unique_lock<std::mutex> g(m);

@@ -210,7 +210,13 @@ impl Seen {
     }
 }
 
-pub unsafe extern "C" fn on_confirms(ud: *mut c_void, cs: *const rmqs_confirm, n: usize) {
+pub unsafe extern "C" fn on_confirms(
+    ud: *mut c_void,
+    cs: *const rmqs_confirm,
+    n: usize,
+    stride: usize,
+) {
+    assert_eq!(stride, std::mem::size_of::<rmqs_confirm>());
     let seen = unsafe { &*(ud as *const Seen) };
     {
         let mut all = seen.confirms.lock().unwrap();
@@ -225,7 +231,9 @@ pub unsafe extern "C" fn on_super_confirms(
     ud: *mut c_void,
     cs: *const rmqs_super_confirm,
     n: usize,
+    stride: usize,
 ) {
+    assert_eq!(stride, std::mem::size_of::<rmqs_super_confirm>());
     let seen = unsafe { &*(ud as *const Seen) };
     {
         let mut all = seen.confirms.lock().unwrap();
@@ -335,6 +343,7 @@ pub fn with_update_cb(cfg: *mut rmqs_config, seen: &Arc<Seen>) {
             Some(on_consumer_update),
             user_data(seen),
             Some(release_seen),
+            std::ptr::null_mut(),
         )
     };
     check(st, ptr::null_mut(), "consumer update cb");
@@ -503,7 +512,10 @@ pub fn producer_stats(p: *mut rmqs_producer) -> rmqs_producer_statistics {
         size: std::mem::size_of::<rmqs_producer_statistics>() as u64,
         ..Default::default()
     };
-    assert_eq!(unsafe { rmqs_producer_stats(p, &mut s) }, 0);
+    assert_eq!(
+        unsafe { rmqs_producer_stats(p, &mut s, std::ptr::null_mut()) },
+        0
+    );
     s
 }
 
@@ -512,7 +524,10 @@ pub fn consumer_stats(c: *mut rmqs_consumer) -> rmqs_consumer_statistics {
         size: std::mem::size_of::<rmqs_consumer_statistics>() as u64,
         ..Default::default()
     };
-    assert_eq!(unsafe { rmqs_consumer_stats(c, &mut s) }, 0);
+    assert_eq!(
+        unsafe { rmqs_consumer_stats(c, &mut s, std::ptr::null_mut()) },
+        0
+    );
     s
 }
 

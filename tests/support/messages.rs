@@ -99,7 +99,7 @@ pub fn producer(
 /// each through [`Read::of`].
 pub fn consume(conn: *mut rmqs_connection, stream: &CStr, count: usize) -> Vec<Read> {
     let mut q = ptr::null_mut();
-    assert_eq!(unsafe { rmqs_queue_new(&mut q) }, 0);
+    assert_eq!(unsafe { rmqs_queue_new(&mut q, std::ptr::null_mut()) }, 0);
     let cfg = config(&[("offset", "first")]);
     let mut c = ptr::null_mut();
     let mut err = ptr::null_mut();

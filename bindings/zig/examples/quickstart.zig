@@ -43,7 +43,8 @@ pub fn main() !void {
     while (confirmed < n) {
         const ev = queue.poll(5000) orelse return error.Timeout;
         defer ev.deinit();
-        for (ev.confirms()) |cf| {
+        var it = ev.confirms().iterator();
+        while (it.next()) |cf| {
             if (cf.err()) |e| std.debug.print("message {d}: {s}\n", .{ cf.tag, @errorName(e) });
             confirmed += 1;
         }

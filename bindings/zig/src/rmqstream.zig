@@ -286,7 +286,7 @@ pub const Connection = struct {
     /// Closes the connection (and its producers and consumers), waiting up to `timeout_ms`
     /// (negative: no limit). The handle stays valid until `deinit`.
     pub fn close(self: Connection, timeout_ms: i32) Error!void {
-        try check(c.rmqs_connection_close(self.ptr, timeout_ms), null, null);
+        try check(c.rmqs_connection_close(self.ptr, timeout_ms, null), null, null);
     }
 
     /// Closes (5 s limit) and frees. Free producers and consumers first.
@@ -335,7 +335,8 @@ pub const Connection = struct {
     pub fn streamStats(self: Connection, stream: []const u8, diag: ?*Diagnostics) Error!StreamStatistics {
         var s: CStr = .{};
         var cerr: ?*c.rmqs_error = null;
-        var out: StreamStatistics = undefined;
+        var out: StreamStatistics = std.mem.zeroes(StreamStatistics);
+        out.size = @sizeOf(StreamStatistics);
         try check(c.rmqs_stream_stats(self.ptr, try s.of(stream, diag), &out, errOut(&cerr, diag)), cerr, diag);
         return out;
     }
@@ -375,7 +376,7 @@ pub const Connection = struct {
         var s: CStr = .{};
         var cerr: ?*c.rmqs_error = null;
         var out: u64 = 0;
-        try check(c.rmqs_offset_query(self.ptr, try r.of(reference, diag), try s.of(stream, diag), &out, errOut(&cerr, diag)), cerr, diag);
+        try check(c.rmqs_stream_query_offset(self.ptr, try r.of(reference, diag), try s.of(stream, diag), &out, errOut(&cerr, diag)), cerr, diag);
         return out;
     }
 
@@ -385,7 +386,7 @@ pub const Connection = struct {
         var r: CStr = .{};
         var s: CStr = .{};
         var cerr: ?*c.rmqs_error = null;
-        try check(c.rmqs_offset_store(self.ptr, try r.of(reference, diag), try s.of(stream, diag), offset, errOut(&cerr, diag)), cerr, diag);
+        try check(c.rmqs_stream_store_offset(self.ptr, try r.of(reference, diag), try s.of(stream, diag), offset, errOut(&cerr, diag)), cerr, diag);
     }
 
     /// The last publishing id the broker kept for the named producer (0 when none).
@@ -394,7 +395,7 @@ pub const Connection = struct {
         var s: CStr = .{};
         var cerr: ?*c.rmqs_error = null;
         var out: u64 = 0;
-        try check(c.rmqs_producer_sequence_query(self.ptr, try r.of(reference, diag), try s.of(stream, diag), &out, errOut(&cerr, diag)), cerr, diag);
+        try check(c.rmqs_stream_query_sequence(self.ptr, try r.of(reference, diag), try s.of(stream, diag), &out, errOut(&cerr, diag)), cerr, diag);
         return out;
     }
 
@@ -441,7 +442,7 @@ pub const Connection = struct {
     pub fn stats(self: Connection) Error!c.rmqs_connection_statistics {
         var out = std.mem.zeroes(c.rmqs_connection_statistics);
         out.size = @sizeOf(c.rmqs_connection_statistics);
-        try check(c.rmqs_connection_stats(self.ptr, &out), null, null);
+        try check(c.rmqs_connection_stats(self.ptr, &out, null), null, null);
         return out;
     }
 };
@@ -489,7 +490,7 @@ pub const Strings = struct {
 /// The partition index of `routing_key` under hash routing (as the other clients route).
 pub fn superStreamPartition(routing_key: []const u8, partition_count: u32) Error!u32 {
     var out: u32 = 0;
-    try check(c.rmqs_super_stream_partition(routing_key.ptr, routing_key.len, partition_count, &out), null, null);
+    try check(c.rmqs_super_stream_partition(routing_key.ptr, routing_key.len, partition_count, &out, null), null, null);
     return out;
 }
 
@@ -531,7 +532,7 @@ pub const Queue = struct {
 
     pub fn init() Error!Queue {
         var out: ?*c.rmqs_queue = null;
-        try check(c.rmqs_queue_new(&out), null, null);
+        try check(c.rmqs_queue_new(&out, null), null, null);
         return .{ .ptr = out.? };
     }
 
@@ -604,12 +605,14 @@ pub const Event = extern struct {
     }
 
     /// The confirms of a `.confirms` event (empty for others; borrowed from the event).
-    pub fn confirms(self: Event) []const Confirm {
+    /// Iterate with `it.next()`: the elements are `stride` bytes apart, as the library's
+    /// struct may grow in later versions.
+    pub fn confirms(self: Event) Confirms {
         var n: usize = 0;
-        const p = c.rmqs_event_confirms(self.ptr, &n);
-        if (p == null or n == 0) return &.{};
-        const typed: [*]const Confirm = @ptrCast(p);
-        return typed[0..n];
+        var stride: usize = 0;
+        const p = c.rmqs_event_confirms(self.ptr, &n, &stride);
+        if (p == null or n == 0) return .{ .base = null, .len = 0, .stride = 0 };
+        return .{ .base = @ptrCast(p), .len = n, .stride = stride };
     }
 
     /// True for a `.state` event reporting that the source itself closed (its last event; a
@@ -646,6 +649,36 @@ pub const Event = extern struct {
     pub fn message(self: Event) []const u8 {
         return std.mem.span(c.rmqs_event_message(self.ptr));
     }
+};
+
+/// The confirms of an event: `len` of them, `stride` bytes apart (the library's `rmqs_confirm`
+/// may grow in later versions, so they are never indexed by `@sizeOf(Confirm)`).
+pub const Confirms = struct {
+    base: ?[*]const u8,
+    len: usize,
+    stride: usize,
+
+    /// The confirm at `i` (< `len`), borrowed from the event.
+    pub fn at(self: Confirms, i: usize) *const Confirm {
+        std.debug.assert(i < self.len);
+        return @ptrCast(@alignCast(self.base.? + i * self.stride));
+    }
+
+    /// Iterates: `var it = ev.confirms().iterator(); while (it.next()) |cf| ...`.
+    pub fn iterator(self: Confirms) Iterator {
+        return .{ .confirms = self, .i = 0 };
+    }
+
+    pub const Iterator = struct {
+        confirms: Confirms,
+        i: usize,
+
+        pub fn next(self: *Iterator) ?*const Confirm {
+            if (self.i >= self.confirms.len) return null;
+            defer self.i += 1;
+            return self.confirms.at(self.i);
+        }
+    };
 };
 
 /// The outcome of one sent message (layout of `rmqs_confirm`).
@@ -775,13 +808,13 @@ pub const Producer = struct {
     /// Sends what is batched and waits up to `timeout_ms` until every accepted message has
     /// its confirm (`error.Timeout` otherwise).
     pub fn flush(self: Producer, timeout_ms: i32) Error!void {
-        try check(c.rmqs_producer_flush(self.ptr, timeout_ms), null, null);
+        try check(c.rmqs_producer_flush(self.ptr, timeout_ms, null), null, null);
     }
 
     /// Stops sending, waits up to `timeout_ms` for outstanding confirms (the rest get
     /// `error.Closed`), deletes the publisher. Still to `deinit`.
     pub fn close(self: Producer, timeout_ms: i32) Error!void {
-        try check(c.rmqs_producer_close(self.ptr, timeout_ms), null, null);
+        try check(c.rmqs_producer_close(self.ptr, timeout_ms, null), null, null);
     }
 
     /// The last publishing id assigned, null before the first.
@@ -793,7 +826,7 @@ pub const Producer = struct {
     pub fn stats(self: Producer) Error!c.rmqs_producer_statistics {
         var out = std.mem.zeroes(c.rmqs_producer_statistics);
         out.size = @sizeOf(c.rmqs_producer_statistics);
-        try check(c.rmqs_producer_stats(self.ptr, &out), null, null);
+        try check(c.rmqs_producer_stats(self.ptr, &out, null), null, null);
         return out;
     }
 };
@@ -860,12 +893,12 @@ pub const Consumer = struct {
 
     /// Unsubscribes (up to `timeout_ms`); a closed `.state` event follows on the queue.
     pub fn close(self: Consumer, timeout_ms: i32) Error!void {
-        try check(c.rmqs_consumer_close(self.ptr, timeout_ms), null, null);
+        try check(c.rmqs_consumer_close(self.ptr, timeout_ms, null), null, null);
     }
 
     /// Grants `credits` (1..32767) more chunks (the `manual` credit policy).
     pub fn credit(self: Consumer, credits: u16) Error!void {
-        try check(c.rmqs_consumer_credit(self.ptr, credits), null, null);
+        try check(c.rmqs_consumer_credit(self.ptr, credits, null), null, null);
     }
 
     /// Stores `offset` under the consumer's name (not answered by the broker).
@@ -885,7 +918,7 @@ pub const Consumer = struct {
     pub fn stats(self: Consumer) Error!c.rmqs_consumer_statistics {
         var out = std.mem.zeroes(c.rmqs_consumer_statistics);
         out.size = @sizeOf(c.rmqs_consumer_statistics);
-        try check(c.rmqs_consumer_stats(self.ptr, &out), null, null);
+        try check(c.rmqs_consumer_stats(self.ptr, &out, null), null, null);
         return out;
     }
 };
@@ -939,9 +972,9 @@ pub const Chunk = struct {
         return c.rmqs_chunk_message_count(self.ptr);
     }
 
-    pub fn header(self: Chunk) c.rmqs_chunk_header {
-        var h: c.rmqs_chunk_header = undefined;
-        _ = c.rmqs_chunk_header_get(self.ptr, &h);
+    pub fn header(self: Chunk) c.rmqs_chunk_header_info {
+        var h: c.rmqs_chunk_header_info = undefined;
+        _ = c.rmqs_chunk_header(self.ptr, &h);
         return h;
     }
 

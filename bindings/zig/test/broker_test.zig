@@ -66,16 +66,19 @@ test "produce 1000, count every confirm, consume from first and check every body
                 try testing.expectEqual(rmqs.EventSource.producer, ev.source());
                 try testing.expectEqual(@as(usize, 7), ev.sourceTag());
                 switch (ev.kind()) {
-                    .confirms => for (ev.confirms()) |cf| {
-                        if (cf.err()) |e| {
-                            std.debug.print("confirm {d} failed: {s}\n", .{ cf.tag, @errorName(e) });
-                            return e;
+                    .confirms => {
+                        var it = ev.confirms().iterator();
+                        while (it.next()) |cf| {
+                            if (cf.err()) |e| {
+                                std.debug.print("confirm {d} failed: {s}\n", .{ cf.tag, @errorName(e) });
+                                return e;
+                            }
+                            try testing.expect(cf.tag < n);
+                            try testing.expectEqual(@as(u64, cf.tag), cf.publishing_id);
+                            try testing.expect(!seen[cf.tag]);
+                            seen[cf.tag] = true;
+                            confirmed += 1;
                         }
-                        try testing.expect(cf.tag < n);
-                        try testing.expectEqual(@as(u64, cf.tag), cf.publishing_id);
-                        try testing.expect(!seen[cf.tag]);
-                        seen[cf.tag] = true;
-                        confirmed += 1;
                     },
                     else => {
                         std.debug.print("unexpected producer event {s}: {s}\n", .{ @tagName(ev.kind()), ev.message() });

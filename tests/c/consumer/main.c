@@ -10,7 +10,7 @@ int main(void) {
         fprintf(stderr, "library version %s does not match the header\n", rmqs_version());
         return 1;
     }
-    if (rmqs_super_stream_partition((const uint8_t *)"hello1", strlen("hello1"), 3, &index) !=
+    if (rmqs_super_stream_partition((const uint8_t *)"hello1", strlen("hello1"), 3, &index, NULL) !=
             RMQS_OK ||
         index != 1) {
         fprintf(stderr, "hash routing of hello1 gave %u\n", (unsigned)index);
