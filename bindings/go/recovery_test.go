@@ -149,7 +149,7 @@ func TestRecoveryAfterConnectionReset(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := 0; i < n; i++ {
-		if err := p.Send([]byte(fmt.Sprintf("m%06d", i))); err != nil {
+		if err := p.Send(ctx, []byte(fmt.Sprintf("m%06d", i))); err != nil {
 			t.Fatalf("send %d: %v", i, err)
 		}
 		if i == n/2 {
