@@ -332,14 +332,28 @@ type decoder struct {
 	bad bool
 }
 
+// take returns the next n bytes; after a short read, zeros (at most 8 bytes: callers that
+// read more check their length) and the decoder stops.
 func (d *decoder) take(n int) []byte {
-	if d.bad || len(d.b) < n {
+	if d.bad || n < 0 || len(d.b) < n {
 		d.bad = true
-		return make([]byte, n)
+		if n > 0 && n <= 8 {
+			return make([]byte, n)
+		}
+		return nil
 	}
 	p := d.b[:n]
 	d.b = d.b[n:]
 	return p
+}
+
+// room bounds a count read from the input by what the input can hold (a value takes at
+// least 16 bytes), so that a bad count cannot allocate much.
+func (d *decoder) room(n int) int {
+	if max := len(d.b) / 16; n > max {
+		return max
+	}
+	return n
 }
 
 func (d *decoder) u8() byte    { return d.take(1)[0] }
@@ -408,13 +422,13 @@ func (d *decoder) value() any {
 		copy(x[:], d.take(n))
 		return x
 	case C.RMQS_VALUE_LIST, C.RMQS_VALUE_ARRAY:
-		l := make([]any, 0, n)
+		l := make([]any, 0, d.room(n))
 		for i := 0; i < n && !d.bad; i++ {
 			l = append(l, d.value())
 		}
 		return l
 	case C.RMQS_VALUE_MAP:
-		m := make(map[any]any, n)
+		m := make(map[any]any, d.room(n))
 		for i := 0; i < n && !d.bad; i++ {
 			k := d.value()
 			if b, ok := k.([]byte); ok {

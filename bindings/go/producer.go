@@ -392,6 +392,14 @@ type sendSlot struct {
 	ends []C.size_t
 	tags []C.size_t
 	keys []byte // super producer: NUL-terminated routing keys back to back
+
+	// The send in progress: the next message, its key, the library's outputs.
+	first, keyPos int
+	acc           C.size_t
+	part          C.uint32_t
+	id            C.uint64_t
+	e             *C.rmqs_error
+	send          func(flags C.uint32_t) (C.rmqs_status, *C.rmqs_error, uint64) // for producerCore.send
 }
 
 func (p *producerCore) getSlot() (*sendSlot, error) {
@@ -407,7 +415,27 @@ func (p *producerCore) getSlot() (*sendSlot, error) {
 	if b == nil {
 		return nil, &Error{Status: StatusInvalidArgument, Message: "rmqs_message_builder_new: out of memory"}
 	}
-	return &sendSlot{b: b}, nil
+	s := &sendSlot{b: b}
+	// The send function and its state live in the slot: a send allocates nothing but what
+	// cgo's pointer checks need.
+	s.send = func(flags C.uint32_t) (C.rmqs_status, *C.rmqs_error, uint64) {
+		var keys *C.char
+		if p.super {
+			keys = (*C.char)(unsafe.Pointer(&s.keys[s.keyPos]))
+		}
+		s.e = nil
+		st := C.gormqs_send_encoded(p.h, p.sh, s.b, keys, bytesPtr(s.enc.b), &s.ends[0], &s.tags[0],
+			C.size_t(s.first), C.size_t(len(s.ends)), flags, &s.acc, &s.part, &s.id, &s.e)
+		for i := 0; i < int(s.acc) && p.super; i++ {
+			for s.keys[s.keyPos] != 0 {
+				s.keyPos++
+			}
+			s.keyPos++
+		}
+		s.first += int(s.acc)
+		return st, s.e, uint64(s.acc)
+	}
+	return s, nil
 }
 
 func (p *producerCore) putSlot(s *sendSlot) {
@@ -438,28 +466,9 @@ func (s *sendSlot) encode(msgs []*Message) error {
 // sendEncoded sends the slot's messages (to sp when not nil, routed by s.keys) and returns how
 // many were accepted, and the partition and id of the last one.
 func (p *producerCore) sendEncoded(ctx context.Context, s *sendSlot) (int, uint32, uint64, error) {
-	var part C.uint32_t
-	var id C.uint64_t
-	done, keyPos := 0, 0
-	total, err := p.send(ctx, func(flags C.uint32_t) (C.rmqs_status, *C.rmqs_error, uint64) {
-		var acc C.size_t
-		var e *C.rmqs_error
-		var keys *C.char
-		if p.super {
-			keys = (*C.char)(unsafe.Pointer(&s.keys[keyPos]))
-		}
-		st := C.gormqs_send_encoded(p.h, p.sh, s.b, keys, bytesPtr(s.enc.b), &s.ends[0], &s.tags[0],
-			C.size_t(done), C.size_t(len(s.ends)), flags, &acc, &part, &id, &e)
-		for i := 0; i < int(acc) && p.super; i++ {
-			for s.keys[keyPos] != 0 {
-				keyPos++
-			}
-			keyPos++
-		}
-		done += int(acc)
-		return st, e, uint64(acc)
-	})
-	return int(total), uint32(part), uint64(id), err
+	s.first, s.keyPos = 0, 0
+	total, err := p.send(ctx, s.send)
+	return int(total), uint32(s.part), uint64(s.id), err
 }
 
 // waitFor waits until cond (evaluated under pmu) holds, the producer is done, or ctx ends.
