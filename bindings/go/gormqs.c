@@ -138,20 +138,28 @@ static int put_map_section(gormqs_buf *b, const rmqs_message *m, int32_t section
     return 1;
 }
 
+/* Appends the fields of the header or properties section (a list: field i is code i + 1;
+ * null = absent) as op. One section read and a list walk, not one accessor per field: each
+ * accessor call parses the record again. */
+static int put_list_section(gormqs_buf *b, const rmqs_message *m, int32_t section, uint8_t op) {
+    rmqs_value sec, v;
+    if (!rmqs_message_section(m, section, &sec)) return 1;
+    size_t n = rmqs_value_count(&sec);
+    for (size_t i = 0; i < n; i++) {
+        if (!rmqs_value_list_get(&sec, i, &v)) return 0;
+        if (v.kind == RMQS_VALUE_NULL) continue;
+        if (!put_u8(b, op) || !put_i32(b, (int32_t)i + 1) || !put_value(b, &v, 0)) return 0;
+    }
+    return 1;
+}
+
 /* Appends every section of m but a single data section body. */
 static int put_sections(gormqs_buf *b, const rmqs_message *m) {
     if (!rmqs_message_is_amqp(m)) return 1;
     rmqs_value v;
-    for (int32_t f = RMQS_HEADER_DURABLE; f <= RMQS_HEADER_DELIVERY_COUNT; f++) {
-        if (rmqs_message_header_value(m, f, &v) &&
-            !(put_u8(b, GORMQS_OP_HEADER) && put_i32(b, f) && put_value(b, &v, 0)))
-            return 0;
-    }
-    for (int32_t f = RMQS_PROP_MESSAGE_ID; f <= RMQS_PROP_REPLY_TO_GROUP_ID; f++) {
-        if (rmqs_message_property_value(m, f, &v) &&
-            !(put_u8(b, GORMQS_OP_PROPERTY) && put_i32(b, f) && put_value(b, &v, 0)))
-            return 0;
-    }
+    if (!put_list_section(b, m, RMQS_SECTION_HEADER, GORMQS_OP_HEADER) ||
+        !put_list_section(b, m, RMQS_SECTION_PROPERTIES, GORMQS_OP_PROPERTY))
+        return 0;
     if (!put_map_section(b, m, RMQS_SECTION_APPLICATION_PROPERTIES, GORMQS_OP_APP) ||
         !put_map_section(b, m, RMQS_SECTION_MESSAGE_ANNOTATIONS, GORMQS_OP_ANNOTATION) ||
         !put_map_section(b, m, RMQS_SECTION_DELIVERY_ANNOTATIONS, GORMQS_OP_ANNOTATION) ||
