@@ -181,6 +181,10 @@ func Connect(ctx context.Context, uri string, opts ...Option) (*Conn, error) {
 	for _, opt := range opts {
 		opt(&o)
 	}
+	// A context that has ended already: no connection is opened.
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	if t := timeoutMS(ctx); t > 0 && !o.hasConnTimeout {
 		o.set("connect_timeout_ms", strconv.Itoa(int(t)))
 	}

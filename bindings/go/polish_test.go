@@ -541,3 +541,24 @@ func TestSuperStateEventsOnConnectionCut(t *testing.T) {
 		}
 	}
 }
+
+// A producer or consumer asked for with a context that has ended already returns ctx.Err()
+// and leaves nothing behind: what the library created meanwhile is closed, and the
+// connection forgets it.
+func TestEndedContextLeavesNothing(t *testing.T) {
+	c := connect(t)
+	stream := newStream(t, c)
+	ended, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := c.NewProducer(ended, stream); !errors.Is(err, context.Canceled) {
+		t.Fatalf("NewProducer: %v", err)
+	}
+	if _, err := c.NewConsumer(ended, stream, func(Message) {}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("NewConsumer: %v", err)
+	}
+	eventually(t, 20*time.Second, "no producer or consumer left", func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return len(c.children) == 0
+	})
+}
