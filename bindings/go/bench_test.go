@@ -6,26 +6,37 @@ import (
 	"time"
 )
 
-// The publish paths' cost per message, Go side included (allocs/op is Go's): a plain body,
-// and a Message of 100 B with 3 properties and 3 application properties through the
-// producer's reused builder. Run: go test -run XXX -bench Send -benchmem
-func BenchmarkSend(b *testing.B) {
+// benchConn connects for a benchmark (skipped without a broker); both end with it.
+func benchConn(b *testing.B) (*Conn, context.Context) {
 	c, err := Connect(context.Background(), testURI())
 	if err != nil {
 		b.Skip("no broker:", err)
 	}
-	defer c.Close(context.Background())
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
+	b.Cleanup(func() { _ = c.Close(context.Background()); cancel() })
+	return c, ctx
+}
+
+// benchMessages are a 100 B body and a Message of that body with 3 properties and 3
+// application properties.
+func benchMessages() ([]byte, *Message) {
+	body := make([]byte, 100)
+	return body, &Message{Body: body,
+		Properties:            &Properties{MessageID: "id-1", ContentType: "application/octet-stream", Subject: "s"},
+		ApplicationProperties: map[string]any{"a": int64(1), "b": "two", "c": true}}
+}
+
+// The publish paths' cost per message, Go side included (allocs/op is Go's): a plain body,
+// and a Message of 100 B with 3 properties and 3 application properties through the
+// producer's reused builder. Run: go test -run XXX -bench Send -benchmem
+func BenchmarkSend(b *testing.B) {
+	c, ctx := benchConn(b)
 	stream := uniqueName(nil, "bench")
 	if err := c.CreateStream(ctx, stream); err != nil {
 		b.Fatal(err)
 	}
 	defer c.DeleteStream(context.Background(), stream)
-	body := make([]byte, 100)
-	msg := &Message{Body: body,
-		Properties:            &Properties{MessageID: "id-1", ContentType: "application/octet-stream", Subject: "s"},
-		ApplicationProperties: map[string]any{"a": int64(1), "b": "two", "c": true}}
+	body, msg := benchMessages()
 	for _, bc := range []struct {
 		name string
 		ctx  context.Context
@@ -61,17 +72,8 @@ func BenchmarkSend(b *testing.B) {
 // allocation per body or one per chunk (SharedChunkBodies), and Messages with 3 properties
 // and 3 application properties. Run: go test -run XXX -bench Consume -benchmem
 func BenchmarkConsume(b *testing.B) {
-	c, err := Connect(context.Background(), testURI())
-	if err != nil {
-		b.Skip("no broker:", err)
-	}
-	defer c.Close(context.Background())
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	body := make([]byte, 100)
-	msg := &Message{Body: body,
-		Properties:            &Properties{MessageID: "id-1", ContentType: "application/octet-stream", Subject: "s"},
-		ApplicationProperties: map[string]any{"a": int64(1), "b": "two", "c": true}}
+	c, ctx := benchConn(b)
+	body, msg := benchMessages()
 	for _, bc := range []struct {
 		name string
 		msg  *Message

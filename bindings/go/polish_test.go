@@ -13,6 +13,36 @@ import (
 	"unsafe"
 )
 
+// collector gathers a consumer's messages.
+type collector struct {
+	mu   sync.Mutex
+	msgs []Message
+}
+
+func (c *collector) add(m Message) {
+	c.mu.Lock()
+	c.msgs = append(c.msgs, m)
+	c.mu.Unlock()
+}
+
+// wait returns the messages once there are n, failing unless exactly n came (none more
+// within 200 ms).
+func (c *collector) wait(t *testing.T, n int) []Message {
+	t.Helper()
+	eventually(t, 30*time.Second, fmt.Sprint(n, " messages"), func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return len(c.msgs) >= n
+	})
+	time.Sleep(200 * time.Millisecond)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.msgs) != n {
+		t.Fatalf("consumed %d messages, want %d", len(c.msgs), n)
+	}
+	return append([]Message(nil), c.msgs...)
+}
+
 // holdBatches keeps every message in the producer's batch (a huge batch, a long delay), so no
 // confirm comes and the window fills: sends then wait for room.
 func holdBatches(window int) []ProducerOption {
@@ -236,24 +266,13 @@ func TestMessageEverySection(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	var mu sync.Mutex
-	var got []Message
-	cons, err := c.NewConsumer(ctx, stream, func(m Message) {
-		mu.Lock()
-		got = append(got, m)
-		mu.Unlock()
-	}, First)
+	var col collector
+	cons, err := c.NewConsumer(ctx, stream, col.add, First)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cons.Close(ctx)
-	eventually(t, 30*time.Second, "7 messages", func() bool { mu.Lock(); defer mu.Unlock(); return len(got) >= 7 })
-	time.Sleep(200 * time.Millisecond)
-	mu.Lock()
-	defer mu.Unlock()
-	if len(got) != 7 {
-		t.Fatalf("consumed %d messages, want 7", len(got))
-	}
+	got := col.wait(t, 7)
 	for i, w := range want {
 		if got[i].Offset != uint64(i) {
 			t.Errorf("message %d at offset %d", i, got[i].Offset)
@@ -319,24 +338,13 @@ func TestSuperMessageEverySection(t *testing.T) {
 	if err := sp.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
-	var mu sync.Mutex
-	var got []Message
-	sc, err := c.NewSuperConsumer(ctx, super, func(m Message) {
-		mu.Lock()
-		got = append(got, m)
-		mu.Unlock()
-	}, First)
+	var col collector
+	sc, err := c.NewSuperConsumer(ctx, super, col.add, First)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer sc.Close(ctx)
-	eventually(t, 30*time.Second, "6 messages", func() bool { mu.Lock(); defer mu.Unlock(); return len(got) >= 6 })
-	time.Sleep(200 * time.Millisecond)
-	mu.Lock()
-	defer mu.Unlock()
-	if len(got) != 6 {
-		t.Fatalf("consumed %d, want 6", len(got))
-	}
+	got := col.wait(t, 6)
 	for _, m := range got {
 		w := want[string(m.Body)]
 		if w == nil {
@@ -372,17 +380,13 @@ func TestSharedChunkBodies(t *testing.T) {
 	if err := p.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
-	var mu sync.Mutex
-	var got []Message
-	cons, err := c.NewConsumer(ctx, stream, func(m Message) { mu.Lock(); got = append(got, m); mu.Unlock() },
-		First, SharedChunkBodies())
+	var col collector
+	cons, err := c.NewConsumer(ctx, stream, col.add, First, SharedChunkBodies())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cons.Close(ctx)
-	eventually(t, 30*time.Second, "every message", func() bool { mu.Lock(); defer mu.Unlock(); return len(got) >= n })
-	mu.Lock()
-	defer mu.Unlock()
+	got := col.wait(t, n)
 	shared := 0
 	for i, m := range got {
 		if string(m.Body) != string(body(i)) || cap(m.Body) != len(m.Body) {

@@ -463,6 +463,34 @@ func (s *sendSlot) encode(msgs []*Message) error {
 	return nil
 }
 
+// sendMessages sends msgs (to the super producer routed by routingKeys, one per message)
+// through a reused slot: how many were accepted, and the partition and id of the last one.
+func (p *producerCore) sendMessages(ctx context.Context, routingKeys []string, msgs []*Message) (int, uint32, uint64, error) {
+	s, err := p.getSlot()
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	defer p.putSlot(s)
+	if s.keys, err = joinKeys(s.keys, routingKeys); err != nil {
+		return 0, 0, 0, err
+	}
+	if err := s.encode(msgs); err != nil {
+		return 0, 0, 0, err
+	}
+	return p.sendEncoded(ctx, s)
+}
+
+// joinKeys appends the routing keys NUL-terminated back to back (read by gormqs.c).
+func joinKeys(dst []byte, routingKeys []string) ([]byte, error) {
+	for _, k := range routingKeys {
+		if strings.IndexByte(k, 0) >= 0 {
+			return nil, invalid("a routing key contains a NUL byte")
+		}
+		dst = append(append(dst, k...), 0)
+	}
+	return dst, nil
+}
+
 // sendEncoded sends the slot's messages (to sp when not nil, routed by s.keys) and returns how
 // many were accepted, and the partition and id of the last one.
 func (p *producerCore) sendEncoded(ctx context.Context, s *sendSlot) (int, uint32, uint64, error) {
@@ -769,15 +797,7 @@ func (p *Producer) SendMessage(ctx context.Context, m *Message) (uint64, error) 
 	if m.plain() {
 		return p.sendPlain(ctx, m)
 	}
-	s, err := p.getSlot()
-	if err != nil {
-		return 0, err
-	}
-	defer p.putSlot(s)
-	if err := s.encode([]*Message{m}); err != nil {
-		return 0, err
-	}
-	_, _, id, err := p.sendEncoded(ctx, s)
+	_, _, id, err := p.sendMessages(ctx, nil, []*Message{m})
 	return id, err
 }
 
@@ -801,15 +821,7 @@ func (p *Producer) SendMessages(ctx context.Context, msgs []*Message) error {
 	if len(msgs) == 0 {
 		return nil
 	}
-	s, err := p.getSlot()
-	if err != nil {
-		return err
-	}
-	defer p.putSlot(s)
-	if err := s.encode(msgs); err != nil {
-		return &BatchError{Err: err}
-	}
-	if n, _, _, err := p.sendEncoded(ctx, s); err != nil {
+	if n, _, _, err := p.sendMessages(ctx, nil, msgs); err != nil {
 		return &BatchError{Accepted: n, Err: err}
 	}
 	return nil

@@ -75,16 +75,7 @@ func (p *SuperProducer) SendMessage(ctx context.Context, routingKey string, m *M
 		return 0, 0, invalid("the routing key contains a NUL byte")
 	}
 	if !m.plain() {
-		s, err := p.getSlot()
-		if err != nil {
-			return 0, 0, err
-		}
-		defer p.putSlot(s)
-		if err := s.encode([]*Message{m}); err != nil {
-			return 0, 0, err
-		}
-		s.keys = append(append(s.keys, routingKey...), 0)
-		_, part, id, err := p.sendEncoded(ctx, s)
+		_, part, id, err := p.sendMessages(ctx, []string{routingKey}, []*Message{m})
 		return int(part), id, err
 	}
 	key, free1 := cstr(routingKey)
@@ -102,17 +93,6 @@ func (p *SuperProducer) SendMessage(ctx context.Context, routingKey string, m *M
 	return int(part), uint64(cid), err
 }
 
-// joinKeys is the routing keys NUL-terminated back to back (read by gormqs.c).
-func joinKeys(dst []byte, routingKeys []string) ([]byte, error) {
-	for _, k := range routingKeys {
-		if strings.IndexByte(k, 0) >= 0 {
-			return nil, invalid("a routing key contains a NUL byte")
-		}
-		dst = append(append(dst, k...), 0)
-	}
-	return dst, nil
-}
-
 // SendMessages sends several Messages in order, each routed by its own key (routingKeys[i]
 // for msgs[i]); order is kept per partition. On failure the error is a *BatchError.
 func (p *SuperProducer) SendMessages(ctx context.Context, routingKeys []string, msgs []*Message) error {
@@ -122,18 +102,7 @@ func (p *SuperProducer) SendMessages(ctx context.Context, routingKeys []string, 
 	if len(msgs) == 0 {
 		return nil
 	}
-	s, err := p.getSlot()
-	if err != nil {
-		return err
-	}
-	defer p.putSlot(s)
-	if s.keys, err = joinKeys(s.keys, routingKeys); err != nil {
-		return err
-	}
-	if err := s.encode(msgs); err != nil {
-		return &BatchError{Err: err}
-	}
-	if n, _, _, err := p.sendEncoded(ctx, s); err != nil {
+	if n, _, _, err := p.sendMessages(ctx, routingKeys, msgs); err != nil {
 		return &BatchError{Accepted: n, Err: err}
 	}
 	return nil
