@@ -1,6 +1,7 @@
 package rmqstream
 
 /*
+#cgo LDFLAGS: -lpthread
 #include "gormqs.h"
 */
 import "C"
