@@ -423,18 +423,25 @@ func (d *decoder) value() any {
 		return x
 	case C.RMQS_VALUE_LIST, C.RMQS_VALUE_ARRAY:
 		l := make([]any, 0, d.room(n))
-		for i := 0; i < n && !d.bad; i++ {
-			l = append(l, d.value())
+		for i := 0; i < n; i++ {
+			v := d.value()
+			if d.bad {
+				break
+			}
+			l = append(l, v)
 		}
 		return l
 	case C.RMQS_VALUE_MAP:
 		m := make(map[any]any, d.room(n))
-		for i := 0; i < n && !d.bad; i++ {
+		for i := 0; i < n; i++ {
 			k := d.value()
 			if b, ok := k.([]byte); ok {
 				k = string(b)
 			}
 			v := d.value()
+			if d.bad {
+				break
+			}
 			if !isComparable(k) {
 				continue
 			}

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"reflect"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 )
 
 // The generated constants agree with the loaded library: every status of its table has a
@@ -131,5 +133,72 @@ func TestHelperHeaderDeclaresEachHelperOnce(t *testing.T) {
 		if body := strings.TrimSpace(m[1]); !strings.HasPrefix(body, "#error") || strings.Count(body, "\n") != 0 {
 			t.Errorf("version check holds more than its #error:\n%s", body)
 		}
+	}
+}
+
+// Every Go type a Message value may have survives the binding's encoding both ways, and the
+// compound values only the library writes (lists, maps, described) decode to []any,
+// map[any]any and Described.
+func TestValueEncoding(t *testing.T) {
+	for _, v := range []any{nil, true, false, uint8(255), uint16(65535), uint32(1 << 31), uint64(1<<64 - 1),
+		int8(-128), int16(-32768), int32(-1 << 31), int64(-1 << 63), float32(-0.5), 1e300,
+		time.UnixMilli(-1), UUID{1, 2, 3}, "", "é", Symbol("s"), []byte{}, []byte{0, 255}, Char('€'),
+		Decimal32{1, 2, 3, 4}, Decimal64{8}, Decimal128{16}} {
+		var e encoder
+		if !e.value(v) {
+			t.Fatalf("%T not encoded", v)
+		}
+		d := decoder{b: e.b}
+		got := d.value()
+		if tm, ok := v.(time.Time); ok {
+			if g, ok := got.(time.Time); !ok || !g.Equal(tm) {
+				t.Errorf("%v read back as %#v", v, got)
+			}
+		} else if !reflect.DeepEqual(got, v) || d.bad || len(d.b) != 0 {
+			t.Errorf("%T %#v read back as %T %#v", v, v, got, got)
+		}
+	}
+	var e encoder
+	e.value(int(7)) // int is sent as a long
+	if d := (decoder{b: e.b}); d.value() != int64(7) {
+		t.Error("int is not a long")
+	}
+	// a list ["a", map{"k": true}] and a described value (kind codes of rmqs_value_type_code)
+	const list, mapKind, described = 21, 22, 24
+	e = encoder{}
+	e.i32(list)
+	e.u64(0)
+	e.u32(2)
+	e.value("a")
+	e.i32(mapKind)
+	e.u64(0)
+	e.u32(1)
+	e.value(Symbol("k"))
+	e.value(true)
+	e.i32(described)
+	e.u64(0)
+	e.u32(2)
+	e.value(uint64(0x70))
+	e.value("v")
+	d := decoder{b: e.b}
+	if got := d.value(); !reflect.DeepEqual(got, []any{"a", map[any]any{Symbol("k"): true}}) {
+		t.Errorf("list read back as %#v", got)
+	}
+	if got := d.value(); !reflect.DeepEqual(got, Described{Descriptor: uint64(0x70), Value: "v"}) {
+		t.Errorf("described read back as %#v", got)
+	}
+	// a truncated input stops the decoder without a panic or a large allocation
+	d = decoder{b: e.b[:10]}
+	d.value()
+	if !d.bad {
+		t.Error("truncated input not noticed")
+	}
+	var bad encoder
+	bad.i32(list)
+	bad.u64(0)
+	bad.u32(1 << 30)
+	d = decoder{b: bad.b}
+	if l, ok := d.value().([]any); !ok || len(l) != 0 || cap(l) != 0 || !d.bad {
+		t.Errorf("a huge count: %v", l)
 	}
 }
