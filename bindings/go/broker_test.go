@@ -41,7 +41,7 @@ func TestProduceConsume10k(t *testing.T) {
 	}()
 	// First half one by one, second half in batches of 100.
 	for i := 0; i < total/2; i++ {
-		if err := p.Send(body(i)); err != nil {
+		if err := p.Send(ctx, body(i)); err != nil {
 			t.Fatalf("Send %d: %v", i, err)
 		}
 	}
@@ -50,7 +50,7 @@ func TestProduceConsume10k(t *testing.T) {
 		for j := range batch {
 			batch[j] = body(i + j)
 		}
-		if err := p.SendBatch(batch); err != nil {
+		if err := p.SendBatch(ctx, batch); err != nil {
 			t.Fatalf("SendBatch at %d: %v", i, err)
 		}
 	}
@@ -67,7 +67,7 @@ func TestProduceConsume10k(t *testing.T) {
 	if seen := <-confirmed; len(seen) != total {
 		t.Fatalf("%d confirms, want %d", len(seen), total)
 	}
-	if err := p.Send(body(0)); !errors.Is(err, ErrClosed) {
+	if err := p.Send(ctx, body(0)); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Send after Close: %v", err)
 	}
 
@@ -155,7 +155,7 @@ func TestDeduplication(t *testing.T) {
 	}
 	send := func(p *Producer, from, to uint64) {
 		for id := from; id <= to; id++ {
-			got, err := p.SendMessage(OutboundMessage{Body: body(int(id)), PublishingID: id,
+			got, err := p.SendMessage(ctx, &Message{Body: body(int(id)), PublishingID: id,
 				UsePublishingID: true, Tag: id})
 			if err != nil || got != id {
 				t.Fatalf("SendMessage %d: %d, %v", id, got, err)
@@ -166,7 +166,7 @@ func TestDeduplication(t *testing.T) {
 		}
 	}
 	send(p, 1, 100)
-	if _, err := p.SendMessage(OutboundMessage{Body: body(50), PublishingID: 50, UsePublishingID: true}); !errors.Is(err, ErrInvalidArgument) {
+	if _, err := p.SendMessage(ctx, &Message{Body: body(50), PublishingID: 50, UsePublishingID: true}); !errors.Is(err, ErrInvalidArgument) {
 		t.Fatalf("a smaller id on the same producer: %v", err)
 	}
 	if err := p.Flush(ctx); err != nil { // a refused send is not waited for
@@ -194,7 +194,7 @@ func TestDeduplication(t *testing.T) {
 		t.Fatalf("LastPublishingID: %d %v", last, ok)
 	}
 	send(p2, 51, 100)
-	if err := p2.Send(body(101)); err != nil {
+	if err := p2.Send(ctx, body(101)); err != nil {
 		t.Fatal(err)
 	}
 	if last, _ := p2.LastPublishingID(); last != 101 {
@@ -260,7 +260,7 @@ func TestOffsets(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := 0; i < 100; i++ {
-		if err := p.Send(body(i)); err != nil {
+		if err := p.Send(ctx, body(i)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -394,7 +394,7 @@ func TestStreamInfo(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := 0; i < 10; i++ {
-		_ = p.Send(body(i))
+		_ = p.Send(ctx, body(i))
 	}
 	if err := p.Flush(ctx); err != nil {
 		t.Fatal(err)
@@ -432,7 +432,7 @@ func TestFiltering(t *testing.T) {
 		for _, color := range colors {
 			for i := 0; i < per; i++ {
 				b := []byte(fmt.Sprintf("%s-%d-%d", color, round, i))
-				if _, err := p.SendMessage(OutboundMessage{Body: b, FilterValue: color}); err != nil {
+				if _, err := p.SendMessage(ctx, &Message{Body: b, FilterValue: color}); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -514,7 +514,7 @@ func TestSingleActiveConsumer(t *testing.T) {
 	}
 	sendN := func(from, n int) {
 		for i := from; i < from+n; i++ {
-			if err := p.Send(body(i)); err != nil {
+			if err := p.Send(ctx, body(i)); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -563,7 +563,7 @@ func TestManualCredit(t *testing.T) {
 		for j := range batch {
 			batch[j] = body(i*10 + j)
 		}
-		if err := p.SendBatch(batch); err != nil {
+		if err := p.SendBatch(ctx, batch); err != nil {
 			t.Fatal(err)
 		}
 		if err := p.Flush(ctx); err != nil {
@@ -638,7 +638,7 @@ func TestCloseAndLoss(t *testing.T) {
 	if _, open := <-p.Confirms(); open {
 		t.Error("confirm channel open after Conn.Close")
 	}
-	if err := p.Send(body(0)); !errors.Is(err, ErrClosed) {
+	if err := p.Send(ctx, body(0)); !errors.Is(err, ErrClosed) {
 		t.Errorf("Send after Conn.Close: %v", err)
 	}
 	if err := p.Close(ctx); err != nil {
@@ -682,7 +682,7 @@ func TestCloseAndLoss(t *testing.T) {
 	// The producer learns of the loss on its next send (the library has no state event for
 	// a producer's lost stream).
 	eventually(t, 10*time.Second, "a send failing after the stream was deleted", func() bool {
-		return errors.Is(p3.Send(body(0)), ErrClosed)
+		return errors.Is(p3.Send(ctx, body(0)), ErrClosed)
 	})
 	for what, x := range map[string]interface {
 		Done() <-chan struct{}
@@ -727,7 +727,7 @@ func TestConcurrentSends(t *testing.T) {
 		go func(w int) {
 			defer wg.Done()
 			for i := 0; i < per; i++ {
-				if err := p.Send([]byte(fmt.Sprintf("%d/%d", w, i))); err != nil {
+				if err := p.Send(ctx, []byte(fmt.Sprintf("%d/%d", w, i))); err != nil {
 					t.Errorf("Send: %v", err)
 					return
 				}

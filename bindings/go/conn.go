@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,6 +23,7 @@ type connOptions struct {
 	pairs          []kv
 	hasConnTimeout bool
 	lazy           bool
+	logger         func(LogRecord)
 }
 
 func (o *connOptions) set(k, v string) { o.pairs = append(o.pairs, kv{k, v}) }
@@ -100,6 +102,20 @@ func WithLazyOpen() Option {
 	return func(o *connOptions) { o.set("lazy_open", "true") }
 }
 
+// WithLogger receives the library's log messages up to level (LogError ... LogTrace). The
+// library's log callback (which runs on library threads) is a C function that copies each
+// record into a bounded ring; one goroutine per Conn takes them from it and calls f, in order,
+// never concurrently, so f runs on a Go goroutine and may block (records arriving meanwhile
+// wait in the ring; when it is full they are counted and reported as one record of target
+// "dropped"). f receives the messages of the connection's whole life, Connect's included;
+// its last call comes when the connection is freed (Close).
+func WithLogger(level LogLevel, f func(LogRecord)) Option {
+	return func(o *connOptions) {
+		o.logger = f
+		o.set("log_level", level.String())
+	}
+}
+
 // WithLoadBalancer reaches every node through the seed hosts (a load balancer in front of
 // the cluster).
 func WithLoadBalancer() Option { return func(o *connOptions) { o.set("load_balancer", "true") } }
@@ -127,6 +143,8 @@ type Conn struct {
 	h *C.rmqs_connection
 	q *C.rmqs_queue
 	g guard
+
+	producerDefaults []kv // the producer.* settings, for producerCore.send
 
 	mu       sync.Mutex
 	children map[uint64]sink
@@ -163,12 +181,23 @@ func Connect(ctx context.Context, uri string, opts ...Option) (*Conn, error) {
 	for _, opt := range opts {
 		opt(&o)
 	}
+	// A context that has ended already: no connection is opened.
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	if t := timeoutMS(ctx); t > 0 && !o.hasConnTimeout {
 		o.set("connect_timeout_ms", strconv.Itoa(int(t)))
 	}
 	cfg, err := newConfig(o.pairs)
 	if err != nil {
 		return nil, err
+	}
+	var logs *logRing
+	if o.logger != nil {
+		if logs, err = newLogRing(cfg, o.logger); err != nil {
+			C.rmqs_config_free(cfg)
+			return nil, err
+		}
 	}
 	h, err := await(ctx, func() (*C.rmqs_connection, error) {
 		defer C.rmqs_config_free(cfg)
@@ -181,11 +210,19 @@ func Connect(ctx context.Context, uri string, opts ...Option) (*Conn, error) {
 			C.rmqs_connection_free(h)
 		}
 	})
+	// The log ring lives on until the library releases it (with the connection), whatever
+	// happened: its goroutine delivers the open's messages, then ends.
+	logs.start()
 	if err != nil {
 		return nil, err
 	}
 	c := &Conn{h: h, children: map[uint64]sink{}, dispDone: make(chan struct{}),
 		closeDone: make(chan struct{})}
+	for _, p := range o.pairs {
+		if strings.HasPrefix(p.key, "producer.") {
+			c.producerDefaults = append(c.producerDefaults, p)
+		}
+	}
 	if st := C.rmqs_queue_new(&c.q, nil); st != 0 {
 		C.rmqs_connection_free(h)
 		return nil, Status(st).Err()
@@ -252,7 +289,8 @@ func (c *Conn) doClose(tmo C.int32_t) {
 	}
 	c.mu.Unlock()
 	if c.g.acquire() {
-		c.closeErr = Status(C.rmqs_connection_close(c.h, tmo, nil)).Err()
+		var e *C.rmqs_error
+		c.closeErr = takeError(C.rmqs_connection_close(c.h, tmo, &e), e)
 		c.g.release()
 	}
 	for _, k := range kids {
@@ -307,8 +345,9 @@ func (c *Conn) Stats() (ConnStats, error) {
 	defer c.g.release()
 	var s C.rmqs_connection_statistics
 	s.size = C.uint64_t(unsafe.Sizeof(s))
-	if st := C.rmqs_connection_stats(c.h, &s, nil); st != 0 {
-		return ConnStats{}, Status(st).Err()
+	var e *C.rmqs_error
+	if err := takeError(C.rmqs_connection_stats(c.h, &s, &e), e); err != nil {
+		return ConnStats{}, err
 	}
 	return ConnStats{uint64(s.frames_in), uint64(s.frames_out), uint64(s.bytes_in),
 		uint64(s.bytes_out), uint64(s.connections_opened), uint64(s.data_connections),

@@ -85,6 +85,7 @@ func (f consumerOption) applyConsumer(o *consumerOptions) { f(o) }
 
 type consumerOptions struct {
 	pairs      []kv
+	sharedBody bool
 	filters    int
 	postFilter func(Message) bool
 	onError    func(error)
@@ -127,7 +128,7 @@ func SubscriptionProperty(key, value string) ConsumerOption {
 func ConsumerSetting(key, value string) ConsumerOption { return setting(key, value) }
 
 // Filter asks the broker for the chunks holding messages sent with one of these filter
-// values (OutboundMessage.FilterValue; RabbitMQ 3.13+). The broker filters per chunk with a
+// values (Message.FilterValue; RabbitMQ 3.13+). The broker filters per chunk with a
 // Bloom filter, so other messages come too: add PostFilter to drop them.
 func Filter(values ...string) ConsumerOption {
 	return consumerOption(func(o *consumerOptions) {
@@ -146,6 +147,15 @@ func MatchUnfiltered() ConsumerOption { return setting("match_unfiltered", "true
 // Dropped messages still count as processed (their chunk is released as usual).
 func PostFilter(keep func(Message) bool) ConsumerOption {
 	return consumerOption(func(o *consumerOptions) { o.postFilter = keep })
+}
+
+// SharedChunkBodies copies the bodies of a chunk's messages into one Go allocation per chunk
+// and slices each Message.Body from it, instead of one allocation per message: fewer, larger
+// allocations for small messages. The price: a Body kept after its handler keeps the whole
+// chunk's bodies alive. (Bodies are never views of the library's memory: Go code could keep
+// such a slice past the chunk's release, and nothing would catch the use after free.)
+func SharedChunkBodies() ConsumerOption {
+	return consumerOption(func(o *consumerOptions) { o.sharedBody = true })
 }
 
 // SingleActive makes the consumer part of a single-active-consumer group named by its
@@ -243,20 +253,6 @@ func (e *PartitionError) Error() string {
 
 func (e *PartitionError) Unwrap() error { return e.Err }
 
-// Message is one message delivered to a consumer. Body is Go memory, copied once from the
-// library's chunk: the handler may keep it. The chunk itself is released (and its credit
-// returned to the broker) once the handler has returned for its last message (or, in channel
-// mode, once that message was received).
-type Message struct {
-	Stream    string    // the stream (the partition, for a super consumer)
-	Partition int       // for a SuperConsumer, the partition's index; -1 for a Consumer
-	Offset    uint64    // the message's offset in the stream
-	ChunkID   uint64    // offset of the first record of its chunk
-	Timestamp time.Time // when the broker wrote its chunk (millisecond precision)
-	Body      []byte    // the application payload (the AMQP data section, or the raw record)
-	core      *consumerCore
-}
-
 // StoreOffset stores the message's offset under its consumer's tracking reference (for a
 // super consumer, on the message's partition).
 func (m Message) StoreOffset() error {
@@ -289,8 +285,10 @@ type consumerCore struct {
 	onUpdate   func(ConsumerUpdate) OffsetSpec
 	onState    func(StateChange)
 
-	buf    *C.gormqs_msg // C array of bufCap; the consumer's goroutine only
-	bufCap int
+	buf        *C.gormqs_msg // C array of bufCap; the consumer's goroutine only
+	bufCap     int
+	secs       *C.gormqs_buf // the chunk's encoded sections; the consumer's goroutine only
+	sharedBody bool
 
 	closingFlag atomic.Bool
 	closing     chan struct{}
@@ -310,7 +308,7 @@ func newConsumerCore(c *Conn, super bool, name string, handler Handler, opts []C
 	}
 	k := &consumerCore{conn: c, name: name, super: super, box: newInbox(), handler: handler,
 		postFilter: o.postFilter, onError: o.onError, onUpdate: o.onUpdate, onState: o.onState,
-		closing: make(chan struct{}), done: make(chan struct{}), closeDone: make(chan struct{})}
+		sharedBody: o.sharedBody, closing: make(chan struct{}), done: make(chan struct{}), closeDone: make(chan struct{})}
 	if handler == nil {
 		k.msgs = make(chan Message)
 	}
@@ -389,9 +387,11 @@ func (k *consumerCore) credit(partition, n int) error {
 		if partition < 0 {
 			return &Error{Status: StatusInvalidArgument, Message: "negative partition index"}
 		}
-		return Status(C.rmqs_super_consumer_credit(k.sh, C.size_t(partition), C.uint32_t(n), nil)).Err()
+		var e *C.rmqs_error
+		return takeError(C.rmqs_super_consumer_credit(k.sh, C.size_t(partition), C.uint32_t(n), &e), e)
 	}
-	return Status(C.rmqs_consumer_credit(k.h, C.uint32_t(n), nil)).Err()
+	var e *C.rmqs_error
+	return takeError(C.rmqs_consumer_credit(k.h, C.uint32_t(n), &e), e)
 }
 
 func (k *consumerCore) storeOffset(partition int, offset uint64) error {
@@ -446,13 +446,14 @@ func (k *consumerCore) stats() (ConsumerStats, error) {
 	var s C.rmqs_consumer_statistics
 	s.size = C.uint64_t(unsafe.Sizeof(s))
 	var st C.rmqs_status
+	var e *C.rmqs_error
 	if k.super {
-		st = C.rmqs_super_consumer_stats(k.sh, &s, nil)
+		st = C.rmqs_super_consumer_stats(k.sh, &s, &e)
 	} else {
-		st = C.rmqs_consumer_stats(k.h, &s, nil)
+		st = C.rmqs_consumer_stats(k.h, &s, &e)
 	}
-	if st != 0 {
-		return ConsumerStats{}, Status(st).Err()
+	if err := takeError(st, e); err != nil {
+		return ConsumerStats{}, err
 	}
 	return ConsumerStats{uint64(s.messages), uint64(s.chunks), uint64(s.bytes),
 		uint64(s.credits_granted), uint64(s.filtered_out), uint64(s.offsets_stored),
@@ -476,10 +477,11 @@ func (k *consumerCore) close(ctx context.Context) error {
 func (k *consumerCore) doClose(tmo C.int32_t) {
 	defer close(k.closeDone)
 	if k.g.acquire() {
+		var e *C.rmqs_error
 		if k.super {
-			k.closeErr = Status(C.rmqs_super_consumer_close(k.sh, tmo, nil)).Err()
+			k.closeErr = takeError(C.rmqs_super_consumer_close(k.sh, tmo, &e), e)
 		} else {
-			k.closeErr = Status(C.rmqs_consumer_close(k.h, tmo, nil)).Err()
+			k.closeErr = takeError(C.rmqs_consumer_close(k.h, tmo, &e), e)
 		}
 		k.g.release()
 	}
@@ -548,6 +550,10 @@ func (k *consumerCore) run() {
 	if k.buf != nil {
 		C.free(unsafe.Pointer(k.buf))
 	}
+	if k.secs != nil {
+		C.free(unsafe.Pointer(k.secs.data))
+		C.free(unsafe.Pointer(k.secs))
+	}
 	if k.msgs != nil {
 		close(k.msgs)
 	}
@@ -578,19 +584,27 @@ func (k *consumerCore) consumerUpdate(e *event) {
 	}
 }
 
-// handleChunk reads a chunk's messages with one cgo call, copies each body once into Go
-// memory and hands the messages over in order.
+// handleChunk reads a chunk's messages with one cgo call (offsets, bodies and every other
+// section, encoded), copies each body once into Go memory (one allocation per message, or per
+// chunk with SharedChunkBodies), decodes the sections of messages that have any, and hands the
+// messages over in order.
 func (k *consumerCore) handleChunk(ev *C.rmqs_event, partition int) {
 	var chunkID C.uint64_t
 	var stream *C.char
-	n := int(C.gormqs_chunk_messages(ev, k.buf, C.size_t(k.bufCap), &chunkID, &stream))
+	if k.secs == nil {
+		k.secs = (*C.gormqs_buf)(C.calloc(1, C.size_t(unsafe.Sizeof(C.gormqs_buf{}))))
+	}
+	n := int(C.gormqs_chunk_messages(ev, k.buf, C.size_t(k.bufCap), &chunkID, &stream, k.secs))
 	if n > k.bufCap {
 		C.free(unsafe.Pointer(k.buf))
 		k.bufCap = n + n/2
 		k.buf = (*C.gormqs_msg)(C.malloc(C.size_t(k.bufCap) * C.size_t(unsafe.Sizeof(C.gormqs_msg{}))))
-		n = int(C.gormqs_chunk_messages(ev, k.buf, C.size_t(k.bufCap), &chunkID, &stream))
+		n = int(C.gormqs_chunk_messages(ev, k.buf, C.size_t(k.bufCap), &chunkID, &stream, k.secs))
 	}
 	if n == 0 {
+		if k.secs.data == nil && k.onError != nil {
+			k.onError(&Error{Status: StatusInvalidArgument, Message: "out of memory reading a chunk"})
+		}
 		return
 	}
 	name := k.name
@@ -599,13 +613,36 @@ func (k *consumerCore) handleChunk(ev *C.rmqs_event, partition int) {
 	} else {
 		partition = -1
 	}
-	for _, cm := range unsafe.Slice(k.buf, n) {
+	msgs := unsafe.Slice(k.buf, n)
+	var shared []byte
+	if k.sharedBody {
+		total := 0
+		for i := range msgs {
+			total += int(msgs[i].len)
+		}
+		shared = make([]byte, 0, total)
+	}
+	var secs []byte
+	if k.secs.len > 0 {
+		secs = unsafe.Slice((*byte)(unsafe.Pointer(k.secs.data)), int(k.secs.len))
+	}
+	for i := range msgs {
 		if k.closingFlag.Load() {
 			return
 		}
+		cm := &msgs[i]
 		m := Message{Stream: name, Partition: partition, Offset: uint64(cm.offset),
-			ChunkID: uint64(chunkID), Timestamp: time.UnixMilli(int64(cm.timestamp)),
-			Body: C.GoBytes(unsafe.Pointer(cm.body), C.int(cm.len)), core: k}
+			ChunkID: uint64(chunkID), Timestamp: time.UnixMilli(int64(cm.timestamp)), core: k}
+		if k.sharedBody {
+			start := len(shared)
+			shared = append(shared, unsafe.Slice((*byte)(unsafe.Pointer(cm.body)), int(cm.len))...)
+			m.Body = shared[start:len(shared):len(shared)]
+		} else {
+			m.Body = C.GoBytes(unsafe.Pointer(cm.body), C.int(cm.len))
+		}
+		if cm.sec_len > 0 {
+			m.decodeSections(secs[cm.sec_off : cm.sec_off+cm.sec_len])
+		}
 		if k.postFilter != nil && !k.postFilter(m) {
 			continue
 		}

@@ -9,7 +9,8 @@
 //
 // # Threads, goroutines and cgo
 //
-// The library runs its own threads; the binding never lets it call into Go. Every producer
+// The library runs its own threads; the binding never lets it call into Go (its log callback,
+// see WithLogger, is a C function filling a ring that a goroutine drains). Every producer
 // and consumer of a Conn delivers its events (confirms, chunks, state changes) to one library
 // event queue, which one goroutine per Conn drains in batches (one cgo call per batch) and
 // routes by an integer source tag to the producer's or consumer's own goroutine. Handlers and
@@ -18,15 +19,18 @@
 //
 // # Memory
 //
-// Message bodies are copied once from the library's chunk into Go memory: a handler may keep
-// Message.Body. A chunk is released, and its credit returned to the broker, after the handler
+// Message bodies are copied once from the library's chunk into Go memory (one allocation per
+// message, or per chunk with SharedChunkBodies): a handler may keep Message.Body, and every
+// other section of a Message is Go memory too. A chunk is released, and its credit returned to the broker, after the handler
 // has returned for its last message (channel mode: once its last message was received), so
 // InitialCredit bounds how many chunks wait in memory. Bodies sent are copied by the library
 // during the call; the binding never passes Go pointers that C keeps.
 //
 // # Blocking and contexts
 //
-// Calls that wait for the broker take a context. The library's blocking calls cannot be
+// Calls that wait for the broker take a context. Sends with a context that can end wait for
+// room in Go (the library is asked not to wait), so the context's end stops them and nothing is
+// sent. The library's other blocking calls cannot be
 // interrupted, so they run on a goroutine of their own: when the context ends first, the
 // method returns ctx.Err() and the call finishes in the background (objects it creates are
 // closed). Close methods pass the context's deadline to the library as their timeout.

@@ -17,80 +17,10 @@ import (
 // broker or library) are passed through unchanged.
 type Status int32
 
-// The statuses of rmqs_status_code, mirrored from include/rmqstream.h (a test checks the
-// mirror against rmqs_status_descs()).
-const (
-	StatusOK                                Status = 0
-	StatusStreamDoesNotExist                Status = 2
-	StatusSubscriptionIDAlreadyExists       Status = 3
-	StatusSubscriptionIDDoesNotExist        Status = 4
-	StatusStreamAlreadyExists               Status = 5
-	StatusStreamNotAvailable                Status = 6
-	StatusSASLMechanismNotSupported         Status = 7
-	StatusAuthenticationFailure             Status = 8
-	StatusSASLError                         Status = 9
-	StatusSASLChallenge                     Status = 10
-	StatusSASLAuthenticationFailureLoopback Status = 11
-	StatusVirtualHostAccessFailure          Status = 12
-	StatusUnknownFrame                      Status = 13
-	StatusFrameTooLarge                     Status = 14
-	StatusInternalError                     Status = 15
-	StatusAccessRefused                     Status = 16
-	StatusPreconditionFailed                Status = 17
-	StatusPublisherDoesNotExist             Status = 18
-	StatusNoOffset                          Status = 19
-	StatusSASLCannotChangeMechanism         Status = 20
-	StatusSASLCannotChangeUsername          Status = 21
-	StatusInvalidArgument                   Status = -1
-	StatusTimeout                           Status = -2
-	StatusClosed                            Status = -3
-	StatusUnsupported                       Status = -4
-	StatusQueueFull                         Status = -5
-	StatusTLS                               Status = -6
-	StatusIO                                Status = -7
-	StatusProtocol                          Status = -8
-	StatusWouldDeadlock                     Status = -9
-	StatusPanic                             Status = -10
-	StatusFatal                             Status = -11
-	StatusNotConfirmed                      Status = -12
-)
+//go:generate go run ./internal/gen ../../include/rmqstream.h status_gen.go
 
-// Sentinel errors, one per status, for errors.Is: errors.Is(err, rmqstream.ErrTimeout) is
-// true for every *Error whose Status is StatusTimeout, whatever its message.
-var (
-	ErrStreamDoesNotExist                = &Error{Status: StatusStreamDoesNotExist}
-	ErrSubscriptionIDAlreadyExists       = &Error{Status: StatusSubscriptionIDAlreadyExists}
-	ErrSubscriptionIDDoesNotExist        = &Error{Status: StatusSubscriptionIDDoesNotExist}
-	ErrStreamAlreadyExists               = &Error{Status: StatusStreamAlreadyExists}
-	ErrStreamNotAvailable                = &Error{Status: StatusStreamNotAvailable}
-	ErrSASLMechanismNotSupported         = &Error{Status: StatusSASLMechanismNotSupported}
-	ErrAuthenticationFailure             = &Error{Status: StatusAuthenticationFailure}
-	ErrSASLError                         = &Error{Status: StatusSASLError}
-	ErrSASLChallenge                     = &Error{Status: StatusSASLChallenge}
-	ErrSASLAuthenticationFailureLoopback = &Error{Status: StatusSASLAuthenticationFailureLoopback}
-	ErrVirtualHostAccessFailure          = &Error{Status: StatusVirtualHostAccessFailure}
-	ErrUnknownFrame                      = &Error{Status: StatusUnknownFrame}
-	ErrFrameTooLarge                     = &Error{Status: StatusFrameTooLarge}
-	ErrInternalError                     = &Error{Status: StatusInternalError}
-	ErrAccessRefused                     = &Error{Status: StatusAccessRefused}
-	ErrPreconditionFailed                = &Error{Status: StatusPreconditionFailed}
-	ErrPublisherDoesNotExist             = &Error{Status: StatusPublisherDoesNotExist}
-	ErrNoOffset                          = &Error{Status: StatusNoOffset}
-	ErrSASLCannotChangeMechanism         = &Error{Status: StatusSASLCannotChangeMechanism}
-	ErrSASLCannotChangeUsername          = &Error{Status: StatusSASLCannotChangeUsername}
-	ErrInvalidArgument                   = &Error{Status: StatusInvalidArgument}
-	ErrTimeout                           = &Error{Status: StatusTimeout}
-	ErrClosed                            = &Error{Status: StatusClosed}
-	ErrUnsupported                       = &Error{Status: StatusUnsupported}
-	ErrQueueFull                         = &Error{Status: StatusQueueFull}
-	ErrTLS                               = &Error{Status: StatusTLS}
-	ErrIO                                = &Error{Status: StatusIO}
-	ErrProtocol                          = &Error{Status: StatusProtocol}
-	ErrWouldDeadlock                     = &Error{Status: StatusWouldDeadlock}
-	ErrPanic                             = &Error{Status: StatusPanic}
-	ErrFatal                             = &Error{Status: StatusFatal}
-	ErrNotConfirmed                      = &Error{Status: StatusNotConfirmed}
-)
+// The Status constants and their sentinel errors (ErrTimeout, ...) are generated from the
+// header's rmqs_status_code enum into status_gen.go.
 
 // ErrIncompatibleLibrary is wrapped by Connect's error when the loaded librmqstream is not
 // compatible with the header this package was compiled against.

@@ -22,7 +22,7 @@ func TestConsumerUpdate(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := 0; i < 100; i++ {
-		if err := p.Send(body(i)); err != nil {
+		if err := p.Send(ctx, body(i)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -118,7 +118,7 @@ func TestTracking(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := 0; i < 200; i++ {
-		if err := p.Send(body(i)); err != nil {
+		if err := p.Send(ctx, body(i)); err != nil {
 			t.Fatal(err)
 		}
 		if i == 99 {
@@ -153,7 +153,7 @@ func TestTracking(t *testing.T) {
 		return err == nil && o == last.Offset
 	})
 	for i := 200; i < 210; i++ {
-		_ = p.Send(body(i))
+		_ = p.Send(ctx, body(i))
 	}
 	if err := p.Flush(ctx); err != nil {
 		t.Fatal(err)
@@ -182,7 +182,7 @@ func TestSubEntryCompression(t *testing.T) {
 		for i := range batch {
 			batch[i] = body(i)
 		}
-		if err := p.SendBatch(batch); err != nil {
+		if err := p.SendBatch(ctx, batch); err != nil {
 			t.Fatal(err)
 		}
 		if err := p.Close(ctx); err != nil {
@@ -219,7 +219,7 @@ func TestSuperConsumer(t *testing.T) {
 	}
 	const total = 3000
 	for i := 0; i < total; i++ {
-		if err := sp.Send(fmt.Sprintf("key-%d", i), body(i)); err != nil {
+		if err := sp.Send(ctx, fmt.Sprintf("key-%d", i), body(i)); err != nil {
 			t.Fatal(err)
 		}
 	}

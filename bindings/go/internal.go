@@ -66,13 +66,11 @@ type result[T any] struct {
 
 // await runs f on its own goroutine and returns its result, or ctx.Err() when ctx ends first.
 // In that case f still runs to completion, and abandon (if not nil) receives its result (to
-// free what it created). Blocking library calls cannot be interrupted, so this is how every
-// blocking method honours its context.
+// free what it created). f always runs, even for a context that has ended already: it frees
+// what its caller handed it (configs, strings, source tags). Blocking library calls cannot be
+// interrupted, so this is how every blocking method honours its context.
 func await[T any](ctx context.Context, f func() (T, error), abandon func(T, error)) (T, error) {
 	var zero T
-	if err := ctx.Err(); err != nil {
-		return zero, err
-	}
 	ch := make(chan result[T], 1)
 	var mu sync.Mutex
 	abandoned := false

@@ -8,6 +8,7 @@ import "C"
 import (
 	"context"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 	"unsafe"
@@ -17,7 +18,7 @@ import (
 type ProducerOption func(*producerOptions)
 
 type producerOptions struct {
-	pairs       []kv
+	pairs       []kv // after the connection's producer.* pairs
 	chanCap     int
 	withChan    bool
 	onConfirm   func([]Confirm)
@@ -58,7 +59,7 @@ func ConfirmTimeout(d time.Duration) ProducerOption {
 }
 
 // SendTimeout bounds how long a send waits for room when MaxInFlight messages are
-// unconfirmed (ErrTimeout; default: no limit).
+// unconfirmed (ErrTimeout; default: no limit). The send's context bounds it too.
 func SendTimeout(d time.Duration) ProducerOption {
 	return func(o *producerOptions) { o.set("send_timeout_ms", ms(d)) }
 }
@@ -110,7 +111,7 @@ func OnConfirm(f func([]Confirm)) ProducerOption {
 type Confirm struct {
 	// PublishingID is the id the message was sent with.
 	PublishingID uint64
-	// Tag is OutboundMessage.Tag (0 for Send and SendBatch).
+	// Tag is Message.Tag (0 for Send and SendBatch).
 	Tag uint64
 	// Partition is, for a SuperProducer, the index of the partition the message went to
 	// (in Partitions() as of the confirm); -1 for a Producer.
@@ -138,7 +139,17 @@ type producerCore struct {
 	onState   func(StateChange)
 	maxUnread uint64
 
+	// What a send does without room (from the connection's and the producer's settings), for
+	// sends with a cancellable context, which wait in Go (see send).
+	failWhenFull bool
+	sendTimeout  time.Duration
+
+	slotMu      sync.Mutex
+	slots       []*sendSlot // free
+	slotsClosed bool        // the handle was freed: returned slots are freed
+
 	pmu       sync.Mutex
+	room      chan struct{} // closed and replaced when confirms arrive (the library has room)
 	accepted  uint64        // messages accepted by sends
 	nReceived uint64        // confirms routed to this producer
 	handled   uint64        // confirms handed to the application (or dropped)
@@ -159,8 +170,9 @@ func newProducerCore(c *Conn, super bool, opts []ProducerOption) (*producerCore,
 		opt(&o)
 	}
 	p := &producerCore{conn: c, super: super, box: newInbox(), onConfirm: o.onConfirm, onState: o.onState,
-		maxUnread: uint64(o.maxInFlight), progress: make(chan struct{}),
+		maxUnread: uint64(o.maxInFlight), progress: make(chan struct{}), room: make(chan struct{}),
 		done: make(chan struct{}), closeDone: make(chan struct{})}
+	p.failWhenFull, p.sendTimeout = sendLimits(append(append([]kv(nil), c.producerDefaults...), o.pairs...))
 	if o.withChan {
 		p.confirms = make(chan Confirm, o.chanCap)
 	}
@@ -277,9 +289,214 @@ func (p *producerCore) sent(st C.rmqs_status, e *C.rmqs_error, accepted uint64) 
 	}
 	p.pmu.Unlock()
 	if lost {
-		C.rmqs_producer_close(p.h, 0, nil)
+		_ = producerClose(p.h, 0)
 	}
 	return err
+}
+
+// sendLimits reads block_when_full and send_timeout_ms from config pairs (the last wins).
+func sendLimits(pairs []kv) (failWhenFull bool, timeout time.Duration) {
+	for _, p := range pairs {
+		switch strings.ReplaceAll(strings.TrimPrefix(p.key, "producer."), "-", "_") {
+		case "block_when_full":
+			failWhenFull = p.value == "false" || p.value == "0"
+		case "send_timeout_ms":
+			if n, err := strconv.ParseInt(p.value, 10, 64); err == nil && n >= 0 {
+				timeout = time.Duration(n) * time.Millisecond
+			}
+		}
+	}
+	return failWhenFull, timeout
+}
+
+// send runs attempt (which calls one of the library's sends with flags and says how many
+// messages it accepted) with the guard held, and returns how many messages were accepted.
+//
+// The library's blocking wait for room cannot be interrupted, so with a context that can end
+// the library is asked not to wait (RMQS_SEND_NO_BLOCK) and the wait happens here: until
+// confirms arrive (the library then has room), the context ends (ctx.Err(), nothing more sent),
+// or SendTimeout passes (ErrTimeout); with FailWhenFull the first ErrQueueFull is returned.
+// A context that cannot end (context.Background()) lets the library wait itself.
+func (p *producerCore) send(ctx context.Context, attempt func(flags C.uint32_t) (C.rmqs_status, *C.rmqs_error, uint64)) (uint64, error) {
+	if err := p.waitRoom(ctx); err != nil {
+		return 0, err
+	}
+	if ctx.Done() == nil {
+		if !p.g.acquire() {
+			return 0, closedErr(p.what())
+		}
+		defer p.g.release()
+		st, e, acc := attempt(0)
+		return acc, p.sent(st, e, acc)
+	}
+	var total uint64
+	var timeout <-chan time.Time
+	if p.sendTimeout > 0 {
+		t := time.NewTimer(p.sendTimeout)
+		defer t.Stop()
+		timeout = t.C
+	}
+	backoff := time.Millisecond
+	for {
+		if err := ctx.Err(); err != nil {
+			return total, err
+		}
+		p.pmu.Lock()
+		room := p.room
+		p.pmu.Unlock()
+		if !p.g.acquire() {
+			return total, closedErr(p.what())
+		}
+		st, e, acc := attempt(C.RMQS_SEND_NO_BLOCK)
+		total += acc
+		if st != C.RMQS_ERR_QUEUE_FULL || p.failWhenFull {
+			err := p.sent(st, e, acc)
+			p.g.release()
+			return total, err
+		}
+		_ = p.sent(C.RMQS_OK, e, acc) // accounts for what was accepted, frees e
+		p.g.release()
+		// Confirms free room; the timer covers a confirm counted by the library just after
+		// its event was queued.
+		wait := time.NewTimer(backoff)
+		select {
+		case <-room:
+			backoff = time.Millisecond
+		case <-wait.C:
+			if backoff < 50*time.Millisecond {
+				backoff *= 2
+			}
+		case <-ctx.Done():
+			wait.Stop()
+			return total, ctx.Err()
+		case <-timeout:
+			wait.Stop()
+			return total, &Error{Status: StatusTimeout, Message: "no room for the message within SendTimeout"}
+		}
+		wait.Stop()
+	}
+}
+
+func (p *producerCore) what() string {
+	if p.super {
+		return "super producer"
+	}
+	return "producer"
+}
+
+// sendSlot is what a send of Messages uses: a library builder and the buffer the messages are
+// encoded into. A producer keeps the slots it made (one per concurrent sender) for reuse.
+type sendSlot struct {
+	b    *C.rmqs_message_builder
+	enc  encoder
+	ends []C.size_t
+	tags []C.size_t
+	keys []byte // super producer: NUL-terminated routing keys back to back
+
+	// The send in progress: the next message, its key, the library's outputs.
+	first, keyPos int
+	acc           C.size_t
+	part          C.uint32_t
+	id            C.uint64_t
+	e             *C.rmqs_error
+	send          func(flags C.uint32_t) (C.rmqs_status, *C.rmqs_error, uint64) // for producerCore.send
+}
+
+func (p *producerCore) getSlot() (*sendSlot, error) {
+	p.slotMu.Lock()
+	defer p.slotMu.Unlock()
+	if n := len(p.slots); n > 0 {
+		s := p.slots[n-1]
+		p.slots = p.slots[:n-1]
+		s.enc.b, s.ends, s.tags, s.keys = s.enc.b[:0], s.ends[:0], s.tags[:0], s.keys[:0]
+		return s, nil
+	}
+	b := C.rmqs_message_builder_new()
+	if b == nil {
+		return nil, &Error{Status: StatusInvalidArgument, Message: "rmqs_message_builder_new: out of memory"}
+	}
+	s := &sendSlot{b: b}
+	// The send function and its state live in the slot: a send allocates nothing but what
+	// cgo's pointer checks need.
+	s.send = func(flags C.uint32_t) (C.rmqs_status, *C.rmqs_error, uint64) {
+		var keys *C.char
+		if p.super {
+			keys = (*C.char)(unsafe.Pointer(&s.keys[s.keyPos]))
+		}
+		s.e = nil
+		st := C.gormqs_send_encoded(p.h, p.sh, s.b, keys, bytesPtr(s.enc.b), &s.ends[0], &s.tags[0],
+			C.size_t(s.first), C.size_t(len(s.ends)), flags, &s.acc, &s.part, &s.id, &s.e)
+		for i := 0; i < int(s.acc) && p.super; i++ {
+			for s.keys[s.keyPos] != 0 {
+				s.keyPos++
+			}
+			s.keyPos++
+		}
+		s.first += int(s.acc)
+		return st, s.e, uint64(s.acc)
+	}
+	return s, nil
+}
+
+func (p *producerCore) putSlot(s *sendSlot) {
+	p.slotMu.Lock()
+	defer p.slotMu.Unlock()
+	if p.slotsClosed {
+		C.rmqs_message_builder_free(s.b)
+		return
+	}
+	p.slots = append(p.slots, s)
+}
+
+// encode encodes msgs into the slot.
+func (s *sendSlot) encode(msgs []*Message) error {
+	for _, m := range msgs {
+		if m.Raw {
+			return invalid("a Raw message is sent alone (SendMessage)")
+		}
+		if err := s.enc.encode(m); err != nil {
+			return err
+		}
+		s.ends = append(s.ends, C.size_t(len(s.enc.b)))
+		s.tags = append(s.tags, C.size_t(m.Tag))
+	}
+	return nil
+}
+
+// sendMessages sends msgs (to the super producer routed by routingKeys, one per message)
+// through a reused slot: how many were accepted, and the partition and id of the last one.
+func (p *producerCore) sendMessages(ctx context.Context, routingKeys []string, msgs []*Message) (int, uint32, uint64, error) {
+	s, err := p.getSlot()
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	defer p.putSlot(s)
+	if s.keys, err = joinKeys(s.keys, routingKeys); err != nil {
+		return 0, 0, 0, err
+	}
+	if err := s.encode(msgs); err != nil {
+		return 0, 0, 0, err
+	}
+	return p.sendEncoded(ctx, s)
+}
+
+// joinKeys appends the routing keys NUL-terminated back to back (read by gormqs.c).
+func joinKeys(dst []byte, routingKeys []string) ([]byte, error) {
+	for _, k := range routingKeys {
+		if strings.IndexByte(k, 0) >= 0 {
+			return nil, invalid("a routing key contains a NUL byte")
+		}
+		dst = append(append(dst, k...), 0)
+	}
+	return dst, nil
+}
+
+// sendEncoded sends the slot's messages (to sp when not nil, routed by s.keys) and returns how
+// many were accepted, and the partition and id of the last one.
+func (p *producerCore) sendEncoded(ctx context.Context, s *sendSlot) (int, uint32, uint64, error) {
+	s.first, s.keyPos = 0, 0
+	total, err := p.send(ctx, s.send)
+	return int(total), uint32(s.part), uint64(s.id), err
 }
 
 // waitFor waits until cond (evaluated under pmu) holds, the producer is done, or ctx ends.
@@ -303,12 +520,12 @@ func (p *producerCore) waitFor(ctx context.Context, cond func() bool) error {
 }
 
 // waitRoom applies backpressure when confirms go to the application: sends wait while
-// maxUnread confirms have not been handed over yet.
-func (p *producerCore) waitRoom() {
+// maxUnread confirms have not been handed over yet (or until ctx ends).
+func (p *producerCore) waitRoom(ctx context.Context) error {
 	if p.confirms == nil && p.onConfirm == nil {
-		return
+		return nil
 	}
-	_ = p.waitFor(context.Background(), func() bool { return p.nReceived-p.handled < p.maxUnread })
+	return p.waitFor(ctx, func() bool { return p.nReceived-p.handled < p.maxUnread })
 }
 
 func (p *producerCore) errValue() error {
@@ -327,10 +544,11 @@ func (p *producerCore) flush(ctx context.Context) error {
 			return struct{}{}, closedErr("producer")
 		}
 		defer p.g.release()
+		var e *C.rmqs_error
 		if p.super {
-			return struct{}{}, Status(C.rmqs_super_producer_flush(p.sh, tmo, nil)).Err()
+			return struct{}{}, takeError(C.rmqs_super_producer_flush(p.sh, tmo, &e), e)
 		}
-		return struct{}{}, Status(C.rmqs_producer_flush(p.h, tmo, nil)).Err()
+		return struct{}{}, takeError(C.rmqs_producer_flush(p.h, tmo, &e), e)
 	}, nil)
 	if err != nil {
 		return err
@@ -356,10 +574,11 @@ func (p *producerCore) close(ctx context.Context) error {
 func (p *producerCore) doClose(tmo C.int32_t) {
 	defer close(p.closeDone)
 	if p.g.acquire() {
+		var e *C.rmqs_error
 		if p.super {
-			p.closeErr = Status(C.rmqs_super_producer_close(p.sh, tmo, nil)).Err()
+			p.closeErr = takeError(C.rmqs_super_producer_close(p.sh, tmo, &e), e)
 		} else {
-			p.closeErr = Status(C.rmqs_producer_close(p.h, tmo, nil)).Err()
+			p.closeErr = producerClose(p.h, tmo)
 		}
 		p.g.release()
 	}
@@ -367,11 +586,23 @@ func (p *producerCore) doClose(tmo C.int32_t) {
 	<-p.done
 }
 
-// freeHandle frees the library object once no call uses it (sink).
+// producerClose is rmqs_producer_close.
+func producerClose(h *C.rmqs_producer, tmo C.int32_t) error {
+	var e *C.rmqs_error
+	return takeError(C.rmqs_producer_close(h, tmo, &e), e)
+}
+
+// freeHandle frees the library object once no call uses it, and the free builders (sink).
 func (p *producerCore) freeHandle() {
 	p.g.free(func() {
 		C.rmqs_producer_free(p.h)
 		C.rmqs_super_producer_free(p.sh)
+		p.slotMu.Lock()
+		for _, s := range p.slots {
+			C.rmqs_message_builder_free(s.b)
+		}
+		p.slots, p.slotsClosed = nil, true
+		p.slotMu.Unlock()
 	})
 }
 
@@ -383,13 +614,14 @@ func (p *producerCore) stats() (ProducerStats, error) {
 	var s C.rmqs_producer_statistics
 	s.size = C.uint64_t(unsafe.Sizeof(s))
 	var st C.rmqs_status
+	var e *C.rmqs_error
 	if p.super {
-		st = C.rmqs_super_producer_stats(p.sh, &s, nil)
+		st = C.rmqs_super_producer_stats(p.sh, &s, &e)
 	} else {
-		st = C.rmqs_producer_stats(p.h, &s, nil)
+		st = C.rmqs_producer_stats(p.h, &s, &e)
 	}
-	if st != 0 {
-		return ProducerStats{}, Status(st).Err()
+	if err := takeError(st, e); err != nil {
+		return ProducerStats{}, err
 	}
 	return ProducerStats{uint64(s.published), uint64(s.confirmed), uint64(s.errored),
 		uint64(s.in_flight)}, nil
@@ -407,6 +639,8 @@ func (p *producerCore) end()              { p.box.end() }
 func (p *producerCore) received(n int) {
 	p.pmu.Lock()
 	p.nReceived += uint64(n)
+	close(p.room)
+	p.room = make(chan struct{})
 	p.pmu.Unlock()
 }
 
@@ -546,36 +780,54 @@ func (p *Producer) Err() error { return p.errValue() }
 
 // Send sends one message (its body is copied; the AMQP 1.0 wrapping other clients expect is
 // added by the library). It returns once the message is accepted, waiting while MaxInFlight
-// messages are unconfirmed (unless FailWhenFull); its outcome comes later as a Confirm.
-func (p *Producer) Send(body []byte) error {
-	p.waitRoom()
-	if !p.g.acquire() {
-		return closedErr("producer")
+// messages are unconfirmed (unless FailWhenFull) until ctx ends (ctx.Err(); the message is
+// then not sent) or SendTimeout passes; its outcome comes later as a Confirm.
+func (p *Producer) Send(ctx context.Context, body []byte) error {
+	_, err := p.send(ctx, func(flags C.uint32_t) (C.rmqs_status, *C.rmqs_error, uint64) {
+		var e *C.rmqs_error
+		st := C.rmqs_producer_send(p.h, bytesPtr(body), C.size_t(len(body)), 0, flags, &e)
+		return st, e, one(st)
+	})
+	return err
+}
+
+// SendMessage sends one Message (every section, its filter value and publishing id; encoded
+// into a builder the producer reuses) and returns its publishing id. It waits as Send.
+func (p *Producer) SendMessage(ctx context.Context, m *Message) (uint64, error) {
+	if m.plain() {
+		return p.sendPlain(ctx, m)
 	}
-	defer p.g.release()
-	var e *C.rmqs_error
-	st := C.rmqs_producer_send(p.h, bytesPtr(body), C.size_t(len(body)), 0, 0, &e)
-	return p.sent(st, e, one(st))
+	_, _, id, err := p.sendMessages(ctx, nil, []*Message{m})
+	return id, err
 }
 
-// OutboundMessage is a message with options, for SendMessage.
-type OutboundMessage struct {
-	Body []byte
-	// FilterValue, when not empty, is the message's value for broker-side filtering
-	// (RabbitMQ 3.13+).
-	FilterValue string
-	// PublishingID is used when UsePublishingID is set: it must be above every id the
-	// producer (for a super producer: the partition) used before.
-	PublishingID    uint64
-	UsePublishingID bool
-	// Tag comes back in the message's Confirm.
-	Tag uint64
-	// Raw stores the body as it is, not wrapped in an AMQP 1.0 message (consumers of this
-	// library see the same bytes; other clients only decode AMQP-wrapped bodies).
-	Raw bool
+// sendPlain sends a message with a body alone, without a builder.
+func (p *Producer) sendPlain(ctx context.Context, m *Message) (uint64, error) {
+	fv, free := cstrOrNil(m.FilterValue)
+	defer free()
+	var id C.uint64_t
+	_, err := p.send(ctx, func(flags C.uint32_t) (C.rmqs_status, *C.rmqs_error, uint64) {
+		var e *C.rmqs_error
+		st := C.rmqs_producer_send_ex(p.h, bytesPtr(m.Body), C.size_t(len(m.Body)), fv,
+			C.uint64_t(m.PublishingID), C.size_t(m.Tag), flags|m.flags(), &id, &e)
+		return st, e, one(st)
+	})
+	return uint64(id), err
 }
 
-func (m *OutboundMessage) flags() C.uint32_t {
+// SendMessages sends several Messages in order, as SendMessage. On failure the error is a
+// *BatchError saying how many were accepted.
+func (p *Producer) SendMessages(ctx context.Context, msgs []*Message) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	if n, _, _, err := p.sendMessages(ctx, nil, msgs); err != nil {
+		return &BatchError{Accepted: n, Err: err}
+	}
+	return nil
+}
+
+func (m *Message) flags() C.uint32_t {
 	var flags C.uint32_t
 	if m.Raw {
 		flags |= C.RMQS_SEND_RAW
@@ -594,40 +846,28 @@ func cstrOrNil(s string) (*C.char, func()) {
 	return cstr(s)
 }
 
-// SendMessage sends one message with options and returns its publishing id.
-func (p *Producer) SendMessage(m OutboundMessage) (uint64, error) {
-	p.waitRoom()
-	fv, free := cstrOrNil(m.FilterValue)
-	defer free()
-	if !p.g.acquire() {
-		return 0, closedErr("producer")
-	}
-	defer p.g.release()
-	var id C.uint64_t
-	var e *C.rmqs_error
-	st := C.rmqs_producer_send_ex(p.h, bytesPtr(m.Body), C.size_t(len(m.Body)), fv,
-		C.uint64_t(m.PublishingID), C.size_t(m.Tag), m.flags(), &id, &e)
-	return uint64(id), p.sent(st, e, one(st))
-}
-
-// SendBatch sends several messages in order, with consecutive publishing ids. On failure the
-// error is a *BatchError saying how many were accepted (it matches the cause with errors.Is).
-func (p *Producer) SendBatch(bodies [][]byte) error {
+// SendBatch sends several messages in order, with consecutive publishing ids, waiting as
+// Send. On failure (ctx's end included) the error is a *BatchError saying how many were
+// accepted (it matches the cause with errors.Is).
+func (p *Producer) SendBatch(ctx context.Context, bodies [][]byte) error {
 	if len(bodies) == 0 {
 		return nil
 	}
-	p.waitRoom()
 	buf, lens := concat(bodies)
 	defer batchPool.Put(buf)
-	if !p.g.acquire() {
-		return closedErr("producer")
-	}
-	defer p.g.release()
-	var acc C.size_t
-	var e *C.rmqs_error
-	st := C.gormqs_send_concat(p.h, bytesPtr(*buf), &lens[0], C.size_t(len(bodies)), 0, &acc, &e)
-	if err := p.sent(st, e, uint64(acc)); err != nil {
-		return &BatchError{Accepted: int(acc), Err: err}
+	done, pos := 0, 0
+	n, err := p.send(ctx, func(flags C.uint32_t) (C.rmqs_status, *C.rmqs_error, uint64) {
+		var acc C.size_t
+		var e *C.rmqs_error
+		st := C.gormqs_send_concat(p.h, bytesPtr((*buf)[pos:]), &lens[done], C.size_t(len(bodies)-done), flags, &acc, &e)
+		for _, l := range lens[done : done+int(acc)] {
+			pos += int(l)
+		}
+		done += int(acc)
+		return st, e, uint64(acc)
+	})
+	if err != nil {
+		return &BatchError{Accepted: int(n), Err: err}
 	}
 	return nil
 }

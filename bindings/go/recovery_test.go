@@ -149,7 +149,7 @@ func TestRecoveryAfterConnectionReset(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := 0; i < n; i++ {
-		if err := p.Send([]byte(fmt.Sprintf("m%06d", i))); err != nil {
+		if err := p.Send(ctx, []byte(fmt.Sprintf("m%06d", i))); err != nil {
 			t.Fatalf("send %d: %v", i, err)
 		}
 		if i == n/2 {
@@ -187,20 +187,20 @@ func TestRecoveryAfterConnectionReset(t *testing.T) {
 		}
 	}
 	mu.Unlock()
-	for name, l := range map[string]*stateLog{"producer": &pstates, "consumer": &cstates} {
-		s := l.get()
-		if !l.has(StateRecovering) || len(s) == 0 || s[len(s)-1].State != StateRecovered {
-			t.Fatalf("%s states: %v", name, s)
-		}
-		if s[0].Err == nil {
-			t.Fatalf("%s: Recovering without a cause", name)
-		}
-	}
 	if err := p.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if err := cons.Close(ctx); err != nil {
 		t.Fatal(err)
+	}
+	// One cut: exactly one Recovering (with its cause) and one Recovered, then the Closed of
+	// the application's Close (no cause).
+	for name, l := range map[string]*stateLog{"producer": &pstates, "consumer": &cstates} {
+		s := l.get()
+		if len(s) != 3 || s[0].State != StateRecovering || s[1].State != StateRecovered ||
+			s[2].State != StateClosed || s[0].Err == nil || s[1].Err != nil || s[2].Err != nil {
+			t.Fatalf("%s states: %v", name, s)
+		}
 	}
 }
 

@@ -8,6 +8,7 @@ import "C"
 import (
 	"context"
 	"strings"
+	"unsafe"
 )
 
 // KeyRouting routes a SuperProducer's messages by the super stream's bindings (the broker's
@@ -60,63 +61,85 @@ func (p *SuperProducer) SuperStream() string { return p.superStream }
 // Send sends one message to the partition routingKey leads to. The first message routed to
 // a partition creates its producer (and with KeyRouting the first message of a key asks the
 // broker where it goes): such a Send waits for that round trip. A key routed nowhere (with
-// KeyRouting) gives ErrInvalidArgument ("no route ...").
-func (p *SuperProducer) Send(routingKey string, body []byte) error {
-	_, _, err := p.SendMessage(routingKey, OutboundMessage{Body: body})
+// KeyRouting) gives ErrInvalidArgument ("no route ..."). It waits for room as Producer.Send.
+func (p *SuperProducer) Send(ctx context.Context, routingKey string, body []byte) error {
+	_, _, err := p.SendMessage(ctx, routingKey, &Message{Body: body})
 	return err
 }
 
-// SendMessage sends one message with options and returns the partition it went to (its index
-// in Partitions()) and its publishing id there (ids are per partition).
-func (p *SuperProducer) SendMessage(routingKey string, m OutboundMessage) (partition int, id uint64, err error) {
-	p.waitRoom()
+// SendMessage sends one Message (every section, its filter value and publishing id) and
+// returns the partition it went to (its index in Partitions()) and its publishing id there
+// (ids are per partition).
+func (p *SuperProducer) SendMessage(ctx context.Context, routingKey string, m *Message) (partition int, id uint64, err error) {
+	if strings.IndexByte(routingKey, 0) >= 0 {
+		return 0, 0, invalid("the routing key contains a NUL byte")
+	}
+	if !m.plain() {
+		_, part, id, err := p.sendMessages(ctx, []string{routingKey}, []*Message{m})
+		return int(part), id, err
+	}
 	key, free1 := cstr(routingKey)
 	defer free1()
 	fv, free2 := cstrOrNil(m.FilterValue)
 	defer free2()
-	if !p.g.acquire() {
-		return 0, 0, closedErr("super producer")
-	}
-	defer p.g.release()
 	var part C.uint32_t
 	var cid C.uint64_t
-	var e *C.rmqs_error
-	st := C.rmqs_super_producer_send_ex(p.sh, key, bytesPtr(m.Body), C.size_t(len(m.Body)), fv,
-		C.uint64_t(m.PublishingID), C.size_t(m.Tag), m.flags(), &part, &cid, &e)
-	return int(part), uint64(cid), p.sent(st, e, one(st))
+	_, err = p.send(ctx, func(flags C.uint32_t) (C.rmqs_status, *C.rmqs_error, uint64) {
+		var e *C.rmqs_error
+		st := C.rmqs_super_producer_send_ex(p.sh, key, bytesPtr(m.Body), C.size_t(len(m.Body)), fv,
+			C.uint64_t(m.PublishingID), C.size_t(m.Tag), flags|m.flags(), &part, &cid, &e)
+		return st, e, one(st)
+	})
+	return int(part), uint64(cid), err
+}
+
+// SendMessages sends several Messages in order, each routed by its own key (routingKeys[i]
+// for msgs[i]); order is kept per partition. On failure the error is a *BatchError.
+func (p *SuperProducer) SendMessages(ctx context.Context, routingKeys []string, msgs []*Message) error {
+	if len(routingKeys) != len(msgs) {
+		return invalid("SendMessages needs one routing key per message")
+	}
+	if len(msgs) == 0 {
+		return nil
+	}
+	if n, _, _, err := p.sendMessages(ctx, routingKeys, msgs); err != nil {
+		return &BatchError{Accepted: n, Err: err}
+	}
+	return nil
 }
 
 // SendBatch sends several messages in order, each routed by its own key (routingKeys[i] for
 // bodies[i]); order is kept per partition. On failure the error is a *BatchError.
-func (p *SuperProducer) SendBatch(routingKeys []string, bodies [][]byte) error {
+func (p *SuperProducer) SendBatch(ctx context.Context, routingKeys []string, bodies [][]byte) error {
 	if len(routingKeys) != len(bodies) {
-		return &Error{Status: StatusInvalidArgument, Message: "SendBatch needs one routing key per body"}
+		return invalid("SendBatch needs one routing key per body")
 	}
 	if len(bodies) == 0 {
 		return nil
 	}
-	var keys strings.Builder
-	for _, k := range routingKeys {
-		if strings.IndexByte(k, 0) >= 0 {
-			return &Error{Status: StatusInvalidArgument, Message: "a routing key contains a NUL byte"}
-		}
-		keys.WriteString(k)
-		keys.WriteByte(0)
+	keys, err := joinKeys(nil, routingKeys)
+	if err != nil {
+		return err
 	}
-	ckeys, freeKeys := cstr(keys.String()) // NUL-separated keys, read by gormqs.c
-	defer freeKeys()
-	p.waitRoom()
+	ckeys := C.CBytes(keys) // read by gormqs.c
+	defer C.free(ckeys)
 	buf, lens := concat(bodies)
 	defer batchPool.Put(buf)
-	if !p.g.acquire() {
-		return closedErr("super producer")
-	}
-	defer p.g.release()
-	var acc C.size_t
-	var e *C.rmqs_error
-	st := C.gormqs_super_send_concat(p.sh, ckeys, bytesPtr(*buf), &lens[0], C.size_t(len(bodies)), 0, &acc, &e)
-	if err := p.sent(st, e, uint64(acc)); err != nil {
-		return &BatchError{Accepted: int(acc), Err: err}
+	done, pos, keyPos := 0, 0, 0
+	n, err := p.send(ctx, func(flags C.uint32_t) (C.rmqs_status, *C.rmqs_error, uint64) {
+		var acc C.size_t
+		var e *C.rmqs_error
+		st := C.gormqs_super_send_concat(p.sh, (*C.char)(unsafe.Add(ckeys, keyPos)), bytesPtr((*buf)[pos:]),
+			&lens[done], C.size_t(len(bodies)-done), flags, &acc, &e)
+		for i := done; i < done+int(acc); i++ {
+			pos += int(lens[i])
+			keyPos += len(routingKeys[i]) + 1
+		}
+		done += int(acc)
+		return st, e, uint64(acc)
+	})
+	if err != nil {
+		return &BatchError{Accepted: int(n), Err: err}
 	}
 	return nil
 }

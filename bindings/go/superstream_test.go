@@ -136,7 +136,7 @@ func TestSuperProducer(t *testing.T) {
 		want, _ := PartitionIndex([]byte(key), len(parts))
 		perPart[want]++
 		if i < total/2 {
-			part, _, err := sp.SendMessage(key, OutboundMessage{Body: body(i), Tag: uint64(i + 1)})
+			part, _, err := sp.SendMessage(ctx, key, &Message{Body: body(i), Tag: uint64(i + 1)})
 			if err != nil || part != want {
 				t.Fatalf("SendMessage %d: partition %d (want %d), %v", i, part, want, err)
 			}
@@ -146,7 +146,7 @@ func TestSuperProducer(t *testing.T) {
 		bodies = append(bodies, body(i))
 		if len(keys) == 100 {
 			// (SendBatch has no tags: its messages are checked by content below.)
-			if err := sp.SendBatch(keys, bodies); err != nil {
+			if err := sp.SendBatch(ctx, keys, bodies); err != nil {
 				t.Fatal(err)
 			}
 			keys, bodies = keys[:0], bodies[:0]
@@ -218,13 +218,13 @@ func TestSuperProducerKeyRouting(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sp.Close(ctx)
-	if part, _, err := sp.SendMessage("us", OutboundMessage{Body: []byte("hello us")}); err != nil || part != 1 {
+	if part, _, err := sp.SendMessage(ctx, "us", &Message{Body: []byte("hello us")}); err != nil || part != 1 {
 		t.Fatalf("us: partition %d, %v", part, err)
 	}
-	if err := sp.Send("nowhere", []byte("x")); !errors.Is(err, ErrInvalidArgument) {
+	if err := sp.Send(ctx, "nowhere", []byte("x")); !errors.Is(err, ErrInvalidArgument) {
 		t.Fatalf("unbound key: %v", err)
 	}
-	if err := sp.SendBatch([]string{"eu"}, nil); !errors.Is(err, ErrInvalidArgument) {
+	if err := sp.SendBatch(ctx, []string{"eu"}, nil); !errors.Is(err, ErrInvalidArgument) {
 		t.Fatalf("keys and bodies of different lengths: %v", err)
 	}
 	if err := sp.Flush(ctx); err != nil {

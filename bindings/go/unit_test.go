@@ -5,27 +5,22 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"reflect"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 )
 
-// Every status of the library's table has a Go constant and a sentinel, with the same name.
+// The generated constants agree with the loaded library: every status of its table has a
+// constant and a sentinel with the same macro name, and no constant is unknown to it.
 func TestStatusMirror(t *testing.T) {
-	sentinels := map[Status]*Error{}
-	for _, e := range []*Error{ErrStreamDoesNotExist, ErrSubscriptionIDAlreadyExists,
-		ErrSubscriptionIDDoesNotExist, ErrStreamAlreadyExists, ErrStreamNotAvailable,
-		ErrSASLMechanismNotSupported, ErrAuthenticationFailure, ErrSASLError, ErrSASLChallenge,
-		ErrSASLAuthenticationFailureLoopback, ErrVirtualHostAccessFailure, ErrUnknownFrame,
-		ErrFrameTooLarge, ErrInternalError, ErrAccessRefused, ErrPreconditionFailed,
-		ErrPublisherDoesNotExist, ErrNoOffset, ErrSASLCannotChangeMechanism,
-		ErrSASLCannotChangeUsername, ErrInvalidArgument, ErrTimeout, ErrClosed, ErrUnsupported,
-		ErrQueueFull, ErrTLS, ErrIO, ErrProtocol, ErrWouldDeadlock, ErrPanic, ErrFatal,
-		ErrNotConfirmed} {
-		if _, dup := sentinels[e.Status]; dup {
+	bySt := map[Status]*Error{}
+	for _, e := range sentinels {
+		if _, dup := bySt[e.Status]; dup {
 			t.Errorf("two sentinels for %d", e.Status)
 		}
-		sentinels[e.Status] = e
+		bySt[e.Status] = e
 	}
 	if len(statusTable) == 0 {
 		t.Fatal("rmqs_status_descs: empty table")
@@ -34,60 +29,21 @@ func TestStatusMirror(t *testing.T) {
 		if libraryStatusName(st) != d.name {
 			t.Errorf("status %d: rmqs_status_name %q, table %q", st, libraryStatusName(st), d.name)
 		}
-		if st == StatusOK {
-			continue
+		if headerStatusNames[st] != d.name {
+			t.Errorf("status %d: generated name %q, library %q (run go generate)", st, headerStatusNames[st], d.name)
 		}
-		s, ok := sentinels[st]
-		if !ok {
-			t.Errorf("status %d (%s) has no sentinel: update errors.go", st, d.name)
-			continue
-		}
-		delete(sentinels, st)
-		if s.Status.Name() != d.name {
-			t.Errorf("sentinel for %s has the wrong status", d.name)
+		if st != StatusOK && bySt[st] == nil {
+			t.Errorf("status %d (%s) has no sentinel", st, d.name)
 		}
 	}
-	for st := range sentinels {
-		t.Errorf("sentinel for status %d is not in the library's table", st)
-	}
-	// Each Go constant has the value of the header's macro of the same meaning.
-	for st, name := range map[Status]string{
-		StatusOK: "RMQS_OK", StatusStreamDoesNotExist: "RMQS_ERR_STREAM_DOES_NOT_EXIST",
-		StatusSubscriptionIDAlreadyExists:       "RMQS_ERR_SUBSCRIPTION_ID_ALREADY_EXISTS",
-		StatusSubscriptionIDDoesNotExist:        "RMQS_ERR_SUBSCRIPTION_ID_DOES_NOT_EXIST",
-		StatusStreamAlreadyExists:               "RMQS_ERR_STREAM_ALREADY_EXISTS",
-		StatusStreamNotAvailable:                "RMQS_ERR_STREAM_NOT_AVAILABLE",
-		StatusSASLMechanismNotSupported:         "RMQS_ERR_SASL_MECHANISM_NOT_SUPPORTED",
-		StatusAuthenticationFailure:             "RMQS_ERR_AUTHENTICATION_FAILURE",
-		StatusSASLError:                         "RMQS_ERR_SASL_ERROR",
-		StatusSASLChallenge:                     "RMQS_ERR_SASL_CHALLENGE",
-		StatusSASLAuthenticationFailureLoopback: "RMQS_ERR_SASL_AUTHENTICATION_FAILURE_LOOPBACK",
-		StatusVirtualHostAccessFailure:          "RMQS_ERR_VIRTUAL_HOST_ACCESS_FAILURE",
-		StatusUnknownFrame:                      "RMQS_ERR_UNKNOWN_FRAME",
-		StatusFrameTooLarge:                     "RMQS_ERR_FRAME_TOO_LARGE",
-		StatusInternalError:                     "RMQS_ERR_INTERNAL_ERROR",
-		StatusAccessRefused:                     "RMQS_ERR_ACCESS_REFUSED",
-		StatusPreconditionFailed:                "RMQS_ERR_PRECONDITION_FAILED",
-		StatusPublisherDoesNotExist:             "RMQS_ERR_PUBLISHER_DOES_NOT_EXIST",
-		StatusNoOffset:                          "RMQS_ERR_NO_OFFSET",
-		StatusSASLCannotChangeMechanism:         "RMQS_ERR_SASL_CANNOT_CHANGE_MECHANISM",
-		StatusSASLCannotChangeUsername:          "RMQS_ERR_SASL_CANNOT_CHANGE_USERNAME",
-		StatusInvalidArgument:                   "RMQS_ERR_INVALID_ARGUMENT",
-		StatusTimeout:                           "RMQS_ERR_TIMEOUT",
-		StatusClosed:                            "RMQS_ERR_CLOSED",
-		StatusUnsupported:                       "RMQS_ERR_UNSUPPORTED",
-		StatusQueueFull:                         "RMQS_ERR_QUEUE_FULL",
-		StatusTLS:                               "RMQS_ERR_TLS",
-		StatusIO:                                "RMQS_ERR_IO",
-		StatusProtocol:                          "RMQS_ERR_PROTOCOL",
-		StatusWouldDeadlock:                     "RMQS_ERR_WOULD_DEADLOCK",
-		StatusPanic:                             "RMQS_ERR_PANIC",
-		StatusFatal:                             "RMQS_ERR_FATAL",
-		StatusNotConfirmed:                      "RMQS_ERR_NOT_CONFIRMED",
-	} {
+	for st, name := range headerStatusNames {
 		if got := libraryStatusName(st); got != name {
 			t.Errorf("Go constant %d is %s in the library, want %s", int32(st), got, name)
 		}
+	}
+	if len(headerStatusNames) != len(statusTable) || len(sentinels) != len(statusTable)-1 {
+		t.Errorf("%d constants, %d sentinels, %d statuses in the library",
+			len(headerStatusNames), len(sentinels), len(statusTable))
 	}
 }
 
@@ -177,5 +133,72 @@ func TestHelperHeaderDeclaresEachHelperOnce(t *testing.T) {
 		if body := strings.TrimSpace(m[1]); !strings.HasPrefix(body, "#error") || strings.Count(body, "\n") != 0 {
 			t.Errorf("version check holds more than its #error:\n%s", body)
 		}
+	}
+}
+
+// Every Go type a Message value may have survives the binding's encoding both ways, and the
+// compound values only the library writes (lists, maps, described) decode to []any,
+// map[any]any and Described.
+func TestValueEncoding(t *testing.T) {
+	for _, v := range []any{nil, true, false, uint8(255), uint16(65535), uint32(1 << 31), uint64(1<<64 - 1),
+		int8(-128), int16(-32768), int32(-1 << 31), int64(-1 << 63), float32(-0.5), 1e300,
+		time.UnixMilli(-1), UUID{1, 2, 3}, "", "é", Symbol("s"), []byte{}, []byte{0, 255}, Char('€'),
+		Decimal32{1, 2, 3, 4}, Decimal64{8}, Decimal128{16}} {
+		var e encoder
+		if !e.value(v) {
+			t.Fatalf("%T not encoded", v)
+		}
+		d := decoder{b: e.b}
+		got := d.value()
+		if tm, ok := v.(time.Time); ok {
+			if g, ok := got.(time.Time); !ok || !g.Equal(tm) {
+				t.Errorf("%v read back as %#v", v, got)
+			}
+		} else if !reflect.DeepEqual(got, v) || d.bad || len(d.b) != 0 {
+			t.Errorf("%T %#v read back as %T %#v", v, v, got, got)
+		}
+	}
+	var e encoder
+	e.value(int(7)) // int is sent as a long
+	if d := (decoder{b: e.b}); d.value() != int64(7) {
+		t.Error("int is not a long")
+	}
+	// a list ["a", map{"k": true}] and a described value (kind codes of rmqs_value_type_code)
+	const list, mapKind, described = 21, 22, 24
+	e = encoder{}
+	e.i32(list)
+	e.u64(0)
+	e.u32(2)
+	e.value("a")
+	e.i32(mapKind)
+	e.u64(0)
+	e.u32(1)
+	e.value(Symbol("k"))
+	e.value(true)
+	e.i32(described)
+	e.u64(0)
+	e.u32(2)
+	e.value(uint64(0x70))
+	e.value("v")
+	d := decoder{b: e.b}
+	if got := d.value(); !reflect.DeepEqual(got, []any{"a", map[any]any{Symbol("k"): true}}) {
+		t.Errorf("list read back as %#v", got)
+	}
+	if got := d.value(); !reflect.DeepEqual(got, Described{Descriptor: uint64(0x70), Value: "v"}) {
+		t.Errorf("described read back as %#v", got)
+	}
+	// a truncated input stops the decoder without a panic or a large allocation
+	d = decoder{b: e.b[:10]}
+	d.value()
+	if !d.bad {
+		t.Error("truncated input not noticed")
+	}
+	var bad encoder
+	bad.i32(list)
+	bad.u64(0)
+	bad.u32(1 << 30)
+	d = decoder{b: bad.b}
+	if l, ok := d.value().([]any); !ok || len(l) != 0 || cap(l) != 0 || !d.bad {
+		t.Errorf("a huge count: %v", l)
 	}
 }

@@ -70,7 +70,7 @@ func main() {
 	}()
 	start := time.Now()
 	for i := 0; i < *n; i++ {
-		if err := producer.Send(body(i)); err != nil {
+		if err := producer.Send(ctx, body(i)); err != nil {
 			log.Fatal(err)
 		}
 	}
