@@ -17,9 +17,17 @@
  *           for (rmqs::Message m : chunk) use(m.offset(), m.body().str());
  *       });
  *
+ * Also: rmqs::MessageBuilder (an AMQP 1.0 message with every section, typed rmqs::value
+ * values; Producer::send(msg), SuperProducer::send(key, msg)) and typed reads on Message
+ * (property_value, app_property_value, header, annotation, footer, body_section);
+ * SuperProducer / SuperConsumer (Connection::create_super_producer / create_super_consumer);
+ * lambdas on Config for state changes, single-active-consumer updates, the post-filter, the
+ * routing function and the key extractor.
+ *
  * Handles
  *
- * - Connection, Config, Producer, Consumer, Queue, Event, Chunk and Error each own one C object
+ * - Connection, Config, Producer, Consumer, SuperProducer, SuperConsumer, MessageBuilder, Queue,
+ *   Event, Chunk and Error each own one C object
  *   and free it exactly once, in their destructor (or reset()). They are move-only: a move
  *   leaves the source empty (get() == nullptr, operator bool false), and calls on an empty
  *   handle fail as the C function does for NULL (rmqs::error RMQS_ERR_INVALID_ARGUMENT, or a
