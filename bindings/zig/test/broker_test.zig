@@ -396,6 +396,29 @@ const Got = struct {
     }
 };
 
+/// A connection and a fresh stream, deleted by `deinit`.
+const Fixture = struct {
+    conn: rmqs.Connection,
+    buf: [64]u8 = undefined,
+    len: usize = 0,
+
+    fn init(self: *Fixture, what: []const u8) !void {
+        self.conn = try connect();
+        errdefer self.conn.deinit();
+        self.len = streamName(&self.buf, what).len;
+        try self.conn.createStream(self.stream(), .{}, null);
+    }
+
+    fn stream(self: *const Fixture) []const u8 {
+        return self.buf[0..self.len];
+    }
+
+    fn deinit(self: *Fixture) void {
+        self.conn.deleteStream(self.stream(), null) catch {};
+        self.conn.deinit();
+    }
+};
+
 fn produceBodies(conn: rmqs.Connection, stream: []const u8, n: usize) !void {
     const p = try rmqs.Producer.init(conn, stream, .{}, null);
     defer p.deinit();
@@ -406,14 +429,13 @@ fn produceBodies(conn: rmqs.Connection, stream: []const u8, n: usize) !void {
 
 test "dedup: a named producer's resent ids are dropped by the broker" {
     const a = testing.allocator;
-    const conn = try connect();
-    defer conn.deinit();
+    var fx: Fixture = undefined;
+    try fx.init("dedup");
+    defer fx.deinit();
+    const conn = fx.conn;
+    const stream = fx.stream();
     const other = try connect(); // the broker refuses two publishers of one name on one connection
     defer other.deinit();
-    var nb: [64]u8 = undefined;
-    const stream = streamName(&nb, "dedup");
-    try conn.createStream(stream, .{}, null);
-    defer conn.deleteStream(stream, null) catch {};
     var pn: [64]u8 = undefined;
     const name = streamName(&pn, "dedup-producer");
 
@@ -447,12 +469,11 @@ test "dedup: a named producer's resent ids are dropped by the broker" {
 
 test "a message with every section reads back equal, value by value" {
     const a = testing.allocator;
-    const conn = try connect();
-    defer conn.deinit();
-    var nb: [64]u8 = undefined;
-    const stream = streamName(&nb, "sections");
-    try conn.createStream(stream, .{}, null);
-    defer conn.deleteStream(stream, null) catch {};
+    var fx: Fixture = undefined;
+    try fx.init("sections");
+    defer fx.deinit();
+    const conn = fx.conn;
+    const stream = fx.stream();
 
     const uuid = [16]u8{ 0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc, 0xde, 0xf0, 0x0f, 0xed, 0xcb, 0xa9, 0x87, 0x65, 0x43, 0x21 };
     const KV = struct { []const u8, rmqs.Value };
@@ -577,12 +598,11 @@ fn keepEu(_: ?*anyopaque, msg: rmqs.Message) bool {
 
 test "filtering: broker-side filter values and a post-filter" {
     const a = testing.allocator;
-    const conn = try connect();
-    defer conn.deinit();
-    var nb: [64]u8 = undefined;
-    const stream = streamName(&nb, "filter");
-    try conn.createStream(stream, .{}, null);
-    defer conn.deleteStream(stream, null) catch {};
+    var fx: Fixture = undefined;
+    try fx.init("filter");
+    defer fx.deinit();
+    const conn = fx.conn;
+    const stream = fx.stream();
     {
         const p = try rmqs.Producer.init(conn, stream, .{}, null);
         defer p.deinit();
@@ -618,12 +638,11 @@ test "filtering: broker-side filter values and a post-filter" {
 
 test "single active consumer: consumer-update events, reply, failover" {
     const a = testing.allocator;
-    const conn = try connect();
-    defer conn.deinit();
-    var nb: [64]u8 = undefined;
-    const stream = streamName(&nb, "sac");
-    try conn.createStream(stream, .{}, null);
-    defer conn.deleteStream(stream, null) catch {};
+    var fx: Fixture = undefined;
+    try fx.init("sac");
+    defer fx.deinit();
+    const conn = fx.conn;
+    const stream = fx.stream();
     try produceBodies(conn, stream, 20);
     var gn: [64]u8 = undefined;
     const group = streamName(&gn, "sac-group");
@@ -877,12 +896,10 @@ fn brokerAddress() !std.net.Address {
 
 test "state events on a lost connection: RECOVERING then RECOVERED, every message exactly once" {
     const a = testing.allocator;
-    const admin = try connect();
-    defer admin.deinit();
-    var nb: [64]u8 = undefined;
-    const stream = streamName(&nb, "recovery");
-    try admin.createStream(stream, .{}, null);
-    defer admin.deleteStream(stream, null) catch {};
+    var fx: Fixture = undefined;
+    try fx.init("recovery");
+    defer fx.deinit();
+    const stream = fx.stream();
 
     var proxy: Proxy = .{
         .server = try (try std.net.Address.parseIp4("127.0.0.1", 0)).listen(.{ .reuse_address = true }),
