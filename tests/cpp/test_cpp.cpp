@@ -1049,6 +1049,15 @@ std::vector<rmqs::Chunk> collect(const rmqs::Queue& queue, std::size_t want, std
     return chunks;
 }
 
+// Sends body_of(0 .. n-1) and waits for their confirms.
+void send_bodies(const rmqs::Connection& conn, const std::string& stream, std::size_t n) {
+    rmqs::Producer p = conn.create_producer(stream);
+    for (std::size_t i = 0; i < n; i++) {
+        p.send(body_of(i));
+    }
+    CHECK(p.flush(10s));
+}
+
 // A named producer deduplicates: a second producer of the same name that started before the
 // first one sent resends ids 0..9, which the broker drops (and confirms); a third one continues
 // after the broker's last id.
@@ -1110,13 +1119,7 @@ void test_offsets_store_query(const rmqs::Connection& conn) {
     const std::string stream = unique_name("offsets");
     const std::string ref = unique_name("offsets-ref");
     conn.create_stream(stream);
-    {
-        rmqs::Producer p = conn.create_producer(stream);
-        for (std::size_t i = 0; i < 10; i++) {
-            p.send(body_of(i));
-        }
-        CHECK(p.flush(10s));
-    }
+    send_bodies(conn, stream, 10);
     CHECK(!conn.query_offset(ref, stream).has_value());
     rmqs::Queue queue;
     {
@@ -1328,13 +1331,7 @@ void test_single_active_consumer(const rmqs::Connection& conn) {
     const std::string stream = unique_name("sac");
     const std::string name = unique_name("sac-group");
     conn.create_stream(stream);
-    {
-        rmqs::Producer p = conn.create_producer(stream);
-        for (std::size_t i = 0; i < 20; i++) {
-            p.send(body_of(i));
-        }
-        CHECK(p.flush(10s));
-    }
+    send_bodies(conn, stream, 20);
     std::mutex um;
     struct update {
         char who;
