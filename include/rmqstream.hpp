@@ -875,7 +875,8 @@ struct offset_spec {
 
 /** A single active consumer's activation or step-down (rmqs_consumer_update_info). */
 struct consumer_update {
-    /** The stream (a super consumer's partition). */
+    /** The stream (a super consumer's partition): valid during the handler call, or until
+     * the Event it came from is destroyed; copy it to keep it. */
     std::string_view stream;
     /** true: activated (the answer says where it starts); false: steps down. */
     bool is_active;
