@@ -2264,6 +2264,44 @@ public:
         return out;
     }
 
+    /**
+     * Sends bodies in order, each routed by its key (`keys`: one per body, or empty for the
+     * key extractor everywhere). Throws batch_error with how many (a prefix) were accepted.
+     */
+    void send_batch(span<const std::string> keys, span<const bytes> bodies, span<const std::size_t> tags = {},
+                    std::uint32_t flags = 0) {
+        check_batch(keys, bodies.size(), tags);
+        detail::send_in_slices(bodies.size(), [&](std::size_t done, std::size_t n, std::size_t* accepted, Error& err) {
+            rmqs_bytes buf[64];
+            const char* k[64];
+            for (std::size_t i = 0; i < n; i++) {
+                buf[i].data = bodies[done + i].data();
+                buf[i].len = bodies[done + i].size();
+                k[i] = keys.empty() ? nullptr : keys[done + i].c_str();
+            }
+            return rmqs_super_producer_send_batch(p_, keys.empty() ? nullptr : k, buf,
+                                                  tags.empty() ? nullptr : tags.data() + done, n, flags, accepted,
+                                                  err.out());
+        });
+    }
+
+    /** Sends AMQP messages in order, each routed by its key (or the key extractor). */
+    void send_batch(span<const std::string> keys, span<const MessageBuilder* const> msgs,
+                    span<const std::size_t> tags = {}, std::uint32_t flags = 0) {
+        check_batch(keys, msgs.size(), tags);
+        detail::send_in_slices(msgs.size(), [&](std::size_t done, std::size_t n, std::size_t* accepted, Error& err) {
+            const rmqs_message_builder* buf[64];
+            const char* k[64];
+            for (std::size_t i = 0; i < n; i++) {
+                buf[i] = msgs[done + i]->get();
+                k[i] = keys.empty() ? nullptr : keys[done + i].c_str();
+            }
+            return rmqs_super_producer_send_messages(p_, keys.empty() ? nullptr : k, buf,
+                                                     tags.empty() ? nullptr : tags.data() + done, n, flags, accepted,
+                                                     err.out());
+        });
+    }
+
     /** Waits until every accepted message has its confirm; false on timeout. */
     [[nodiscard]] bool flush(std::chrono::milliseconds timeout = no_timeout) {
         return flush_with<&rmqs_super_producer_flush>(timeout);
@@ -2288,6 +2326,17 @@ public:
 
 private:
     friend class Connection;
+    void check_batch(span<const std::string> keys, std::size_t n, span<const std::size_t> tags) {
+        check();
+        if ((!keys.empty() && keys.size() != n) || (!tags.empty() && tags.size() != n)) {
+            throw batch_error(RMQS_ERR_INVALID_ARGUMENT, "send_batch: one key and one tag per message, or none", 0);
+        }
+        for (const std::string& k : keys) {
+            if (k.find('\0') != std::string::npos) {
+                throw batch_error(RMQS_ERR_INVALID_ARGUMENT, "send_batch: a routing key contains a NUL byte", 0);
+            }
+        }
+    }
     static void trampoline(void* user_data, const rmqs_super_confirm* confirms, std::size_t count) noexcept {
         state::run(user_data, span<const super_confirm>(confirms, count));
     }

@@ -1419,8 +1419,25 @@ void test_super_streams(const rmqs::Connection& conn) {
         CHECK(r.partition == rmqs::super_stream_partition("explicit", 3));
         expected[r.partition]++;
         CHECK_THROWS_STATUS(sp.send(std::nullopt, m.reset().body("no key")), RMQS_ERR_INVALID_ARGUMENT);
+        // batches: bodies with their keys, messages with the key extractor
+        const std::vector<std::string> keys{"batch-0", "batch-1"};
+        sp.send_batch(keys, std::vector<rmqs::bytes>{"b0", "b1"});
+        rmqs::MessageBuilder m2;
+        m.reset().body("m0").app_property("key", rmqs::value::string("batch-0"));
+        m2.body("m1").app_property("key", rmqs::value::string("batch-1"));
+        const rmqs::MessageBuilder* msgs[] = {&m, &m2};
+        sp.send_batch({}, rmqs::span<const rmqs::MessageBuilder* const>(msgs, 2));
+        for (const std::string& k : keys) {
+            expected[rmqs::super_stream_partition(k, 3)] += 2;
+        }
+        try {
+            sp.send_batch(std::vector<std::string>{"only one"}, std::vector<rmqs::bytes>{"a", "b"});
+            CHECK(false);
+        } catch (const rmqs::batch_error& e) {
+            CHECK(e.status() == RMQS_ERR_INVALID_ARGUMENT && e.accepted() == 0);
+        }
         CHECK(sp.flush(10s));
-        CHECK(sp.stats().confirmed == 31);
+        CHECK(sp.stats().confirmed == 35);
     }
     CHECK(bad == 0);
     for (std::size_t i = 0; i < 3; i++) {
@@ -1444,11 +1461,11 @@ void test_super_streams(const rmqs::Connection& conn) {
     received got;
     rmqs::SuperConsumer sc = conn.create_super_consumer(name, rmqs::Config{{"offset", "first"}}, got.handler());
     CHECK(sc.partition_count() == 3 && sc.partition(0) == parts[0]);
-    CHECK(wait_until([&] { return got.size() >= 32; }));
+    CHECK(wait_until([&] { return got.size() >= 36; }));
     std::this_thread::sleep_for(200ms);
     {
         std::lock_guard<std::mutex> g(got.m);
-        CHECK(got.bodies.size() == 32);
+        CHECK(got.bodies.size() == 36);
         std::array<int, 3> per{};
         for (std::size_t i = 0; i < got.bodies.size(); i++) {
             if (got.partitions[i] < 3) {
@@ -1462,7 +1479,7 @@ void test_super_streams(const rmqs::Connection& conn) {
         }
         CHECK(per == expected);
     }
-    CHECK(sc.stats().messages == 32);
+    CHECK(sc.stats().messages == 36);
     CHECK(sc.is_active(0) && sc.is_active(2));
     sc.reset();
     conn.delete_super_stream(name);
