@@ -842,6 +842,27 @@ pub const Producer = struct {
         }
     }
 
+    /// Sends messages in order (tags from `tags`, same length, or 0). On error, `accepted`
+    /// (when given) tells how many of the first ones were accepted and will be confirmed.
+    pub fn sendMessages(self: Producer, msgs: []const *const MessageBuilder, tags: ?[]const usize, flags: SendFlags, accepted: ?*usize, diag: ?*Diagnostics) Error!void {
+        if (tags) |t| if (t.len != msgs.len) return localError(diag, "tags and messages differ in length");
+        var done: usize = 0;
+        defer if (accepted) |a| {
+            a.* = done;
+        };
+        var buf: [64]?*const c.rmqs_message_builder = undefined;
+        while (done < msgs.len) {
+            const n = @min(buf.len, msgs.len - done);
+            for (msgs[done..][0..n], 0..) |m, i| buf[i] = m.ptr;
+            const tp: [*c]const usize = if (tags) |t| t[done..].ptr else null;
+            var got: usize = 0;
+            var cerr: ?*c.rmqs_error = null;
+            const st = c.rmqs_producer_send_messages(self.ptr, @ptrCast(&buf), tp, n, @bitCast(flags), &got, errOut(&cerr, diag));
+            done += got;
+            try check(st, cerr, diag);
+        }
+    }
+
     /// Sends what is batched and waits up to `timeout_ms` until every accepted message has
     /// its confirm (`error.Timeout` otherwise).
     pub fn flush(self: Producer, timeout_ms: i32) Error!void {
@@ -1729,6 +1750,30 @@ pub const SuperProducer = struct {
         var r: SuperSendResult = .{ .partition = 0, .publishing_id = 0 };
         try check(c.rmqs_super_producer_send_message(self.ptr, kz, msg.ptr, tag, 0, &r.partition, &r.publishing_id, errOut(&cerr, diag)), cerr, diag);
         return r;
+    }
+
+    /// Sends messages in order, each routed by its key (`keys`: one per message, a null entry
+    /// or a null `keys` asking the key extractor). On error, `accepted` (when given) tells how
+    /// many of the first ones were accepted and will be confirmed.
+    pub fn sendMessages(self: SuperProducer, keys: ?[]const ?[*:0]const u8, msgs: []const *const MessageBuilder, tags: ?[]const usize, accepted: ?*usize, diag: ?*Diagnostics) Error!void {
+        if (keys) |k| if (k.len != msgs.len) return localError(diag, "keys and messages differ in length");
+        if (tags) |t| if (t.len != msgs.len) return localError(diag, "tags and messages differ in length");
+        var done: usize = 0;
+        defer if (accepted) |a| {
+            a.* = done;
+        };
+        var buf: [64]?*const c.rmqs_message_builder = undefined;
+        while (done < msgs.len) {
+            const n = @min(buf.len, msgs.len - done);
+            for (msgs[done..][0..n], 0..) |m, i| buf[i] = m.ptr;
+            const kp: [*c]const [*c]const u8 = if (keys) |k| @ptrCast(k[done..].ptr) else null;
+            const tp: [*c]const usize = if (tags) |t| t[done..].ptr else null;
+            var got: usize = 0;
+            var cerr: ?*c.rmqs_error = null;
+            const st = c.rmqs_super_producer_send_messages(self.ptr, kp, @ptrCast(&buf), tp, n, 0, &got, errOut(&cerr, diag));
+            done += got;
+            try check(st, cerr, diag);
+        }
     }
 
     pub fn flush(self: SuperProducer, timeout_ms: i32) Error!void {
