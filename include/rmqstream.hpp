@@ -17,9 +17,17 @@
  *           for (rmqs::Message m : chunk) use(m.offset(), m.body().str());
  *       });
  *
+ * Also: rmqs::MessageBuilder (an AMQP 1.0 message with every section, typed rmqs::value
+ * values; Producer::send(msg), SuperProducer::send(key, msg)) and typed reads on Message
+ * (property_value, app_property_value, header, annotation, footer, body_section);
+ * SuperProducer / SuperConsumer (Connection::create_super_producer / create_super_consumer);
+ * lambdas on Config for state changes, single-active-consumer updates, the post-filter, the
+ * routing function and the key extractor.
+ *
  * Handles
  *
- * - Connection, Config, Producer, Consumer, Queue, Event, Chunk and Error each own one C object
+ * - Connection, Config, Producer, Consumer, SuperProducer, SuperConsumer, MessageBuilder, Queue,
+ *   Event, Chunk and Error each own one C object
  *   and free it exactly once, in their destructor (or reset()). They are move-only: a move
  *   leaves the source empty (get() == nullptr, operator bool false), and calls on an empty
  *   handle fail as the C function does for NULL (rmqs::error RMQS_ERR_INVALID_ARGUMENT, or a
@@ -100,6 +108,7 @@
 #include "rmqstream.h"
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstddef>
@@ -129,6 +138,8 @@ class Connection;
 class Consumer;
 class Producer;
 class Queue;
+class SuperConsumer;
+class SuperProducer;
 
 // ---------------------------------------------------------------------------------------------
 // Versions and statuses
@@ -426,6 +437,8 @@ using chunk_header = rmqs_chunk_header_info;
 using connection_statistics = rmqs_connection_statistics;
 using producer_statistics = rmqs_producer_statistics;
 using consumer_statistics = rmqs_consumer_statistics;
+/** The outcome of one message of a super producer: a confirm and its partition's index. */
+using super_confirm = rmqs_super_confirm;
 
 /** Log levels (RMQS_LOG_*). */
 enum class log_level : std::int32_t {
@@ -443,6 +456,8 @@ enum class event_type : std::int32_t {
     confirms = RMQS_EVENT_CONFIRMS,
     state = RMQS_EVENT_STATE,
     error = RMQS_EVENT_ERROR,
+    super_confirms = RMQS_EVENT_SUPER_CONFIRMS,
+    consumer_update = RMQS_EVENT_CONSUMER_UPDATE,
 };
 
 /** Which kind of object sent an event. */
@@ -450,6 +465,8 @@ enum class event_source : std::int32_t {
     none = 0,
     producer = RMQS_SOURCE_PRODUCER,
     consumer = RMQS_SOURCE_CONSUMER,
+    super_producer = RMQS_SOURCE_SUPER_PRODUCER,
+    super_consumer = RMQS_SOURCE_SUPER_CONSUMER,
 };
 
 /** Fields of an AMQP 1.0 properties section (rmqs_property_code). */
@@ -589,8 +606,7 @@ struct callback_state {
         exc = std::move(e);
         pending.store(true, std::memory_order_release);
         if (handle != nullptr) {
-            // timeout 0: closes in the background, allowed on a callback thread
-            (void)Close(handle, 0, nullptr);
+            close_now(handle);
         }
     }
 
@@ -599,7 +615,7 @@ struct callback_state {
         std::lock_guard<std::mutex> lock(mu);
         handle = h;
         if (stopped.load()) {
-            (void)Close(h, 0, nullptr);
+            close_now(h);
         }
     }
 
@@ -627,171 +643,293 @@ struct callback_state {
     }
 
     static void free_cb(void* user_data) noexcept { delete static_cast<callback_state*>(user_data); }
+
+    /** Timeout 0: closes in the background, allowed on a callback thread. */
+    static void close_now(Handle* h) noexcept {
+        (void)Close(h, 0, nullptr);
+    }
+
+    /** Runs the handler unless it threw before; an exception it throws fails the object. */
+    template <class... A>
+    static void run(void* user_data, A&&... args) noexcept {
+        auto* st = static_cast<callback_state*>(user_data);
+        if (st->stopped.load(std::memory_order_relaxed)) {
+            return;
+        }
+        try {
+            st->handler(std::forward<A>(args)...);
+        } catch (...) {
+            st->fail(std::current_exception());
+        }
+    }
 };
 
 }  // namespace detail
 
 // ---------------------------------------------------------------------------------------------
-// Config
+// Typed AMQP 1.0 values
 
-/** A configuration handler for log lines: level, target ("connection", ...) and message. */
-using log_handler = std::function<void(log_level level, std::string_view target, std::string_view message)>;
-
-/** States of a producer, consumer, super producer or super consumer (RMQS_STATE_*). */
-enum class state : std::int32_t {
-    closed = RMQS_STATE_CLOSED,
-    recovering = RMQS_STATE_RECOVERING,
-    recovered = RMQS_STATE_RECOVERED,
+/** The type of a value (rmqs_value_type_code). */
+enum class value_type : std::int32_t {
+    null = RMQS_VALUE_NULL,
+    boolean = RMQS_VALUE_BOOL,
+    ubyte = RMQS_VALUE_UBYTE,
+    ushort = RMQS_VALUE_USHORT,
+    uint = RMQS_VALUE_UINT,
+    ulong = RMQS_VALUE_ULONG,
+    byte = RMQS_VALUE_BYTE,
+    short_ = RMQS_VALUE_SHORT,
+    int_ = RMQS_VALUE_INT,
+    long_ = RMQS_VALUE_LONG,
+    float_ = RMQS_VALUE_FLOAT,
+    double_ = RMQS_VALUE_DOUBLE,
+    timestamp = RMQS_VALUE_TIMESTAMP,
+    uuid = RMQS_VALUE_UUID,
+    string = RMQS_VALUE_STRING,
+    symbol = RMQS_VALUE_SYMBOL,
+    binary = RMQS_VALUE_BINARY,
+    char_ = RMQS_VALUE_CHAR,
+    decimal32 = RMQS_VALUE_DECIMAL32,
+    decimal64 = RMQS_VALUE_DECIMAL64,
+    decimal128 = RMQS_VALUE_DECIMAL128,
+    list = RMQS_VALUE_LIST,
+    map = RMQS_VALUE_MAP,
+    array = RMQS_VALUE_ARRAY,
+    described = RMQS_VALUE_DESCRIBED,
 };
 
-/** A state change, as the state handler receives it. The message is valid during the call. */
-struct state_change {
-    rmqs::state state;
-    /** Why: the cause of a recovery, the reason of a close; RMQS_OK otherwise. */
-    rmqs_status status;
-    std::string_view message;
-    /** For super producers and consumers, the partition's index; -1 for the object itself. */
-    std::int32_t partition;
-    /** The tag the object was created with. */
-    std::size_t tag;
+/** Fields of the AMQP 1.0 header section (rmqs_header_code). */
+enum class header_field : std::int32_t {
+    durable = RMQS_HEADER_DURABLE,
+    priority = RMQS_HEADER_PRIORITY,
+    ttl = RMQS_HEADER_TTL,
+    first_acquirer = RMQS_HEADER_FIRST_ACQUIRER,
+    delivery_count = RMQS_HEADER_DELIVERY_COUNT,
 };
 
-using state_handler = std::function<void(const state_change&)>;
+/** Sections of an AMQP 1.0 message (rmqs_section_code). */
+enum class section : std::int32_t {
+    header = RMQS_SECTION_HEADER,
+    delivery_annotations = RMQS_SECTION_DELIVERY_ANNOTATIONS,
+    message_annotations = RMQS_SECTION_MESSAGE_ANNOTATIONS,
+    properties = RMQS_SECTION_PROPERTIES,
+    application_properties = RMQS_SECTION_APPLICATION_PROPERTIES,
+    footer = RMQS_SECTION_FOOTER,
+};
+
+/** What the body of a received message is (rmqs_body_type_code). */
+enum class body_type : std::int32_t {
+    raw = RMQS_BODY_RAW,
+    data = RMQS_BODY_DATA,
+    sequence = RMQS_BODY_SEQUENCE,
+    value = RMQS_BODY_VALUE,
+    none = RMQS_BODY_NONE,
+};
 
 /**
- * Configuration keys (see rmqs_config_set() in rmqstream.h for every key). Owns an rmqs_config;
- * the calls that take one copy it, so it may change or go right after. Not thread-safe.
- *
- *   rmqs::Config cfg{{"offset", "first"}, {"initial_credit", "20"}};
- *   cfg.set("name", "my-consumer").set("crc_check", true);
+ * A typed AMQP 1.0 value (a copy of an rmqs_value): a type and the field it uses. Build one
+ * with the named constructors (rmqs::value::ulong(5), rmqs::value::string("x"), ...) to set a
+ * property; read one from a received message (Message::app_property_value(), ...). Strings,
+ * symbols, binaries, decimals and compounds (list, map, array, described: their AMQP
+ * encoding) are BORROWED bytes: from a received message they live as long as its chunk; given
+ * to a MessageBuilder setter they are copied by the call. Copyable, 64 bytes.
  */
-class Config {
+class value {
 public:
-    /** A new, empty config. */
-    Config() : p_(rmqs_config_new()) {
-        if (p_ == nullptr) {
-            throw std::bad_alloc();
-        }
-    }
-    /** A config with these keys; throws rmqs::error for an unknown key or a bad value. */
-    Config(std::initializer_list<std::pair<std::string_view, std::string_view>> keys) : Config() {
-        for (const auto& kv : keys) {
-            set(kv.first, kv.second);
-        }
-    }
-    /** Adopts `cfg` (freed by the destructor). */
-    explicit Config(rmqs_config* cfg) noexcept : p_(cfg) {}
-    Config(const Config&) = delete;
-    Config& operator=(const Config&) = delete;
-    Config(Config&& o) noexcept : p_(o.release()) {}
-    Config& operator=(Config&& o) noexcept {
-        if (this != &o) {
-            reset(o.release());
-        }
-        return *this;
-    }
-    ~Config() { reset(); }
+    /** null. */
+    value() noexcept : v_{} { v_.kind = RMQS_VALUE_NULL; }
+    /** Adopts a C value (its bytes stay borrowed). */
+    explicit value(const rmqs_value& v) noexcept : v_(v) {}
 
-    /** Sets one key (a later set of the same key replaces it). Throws rmqs::error. */
-    Config& set(std::string_view key, std::string_view value) {
-        const detail::cstr k(key, "config key");
-        const detail::cstr v(value, "config value");
-        Error err;
-        detail::check(rmqs_config_set(p_, k.c_str(), v.c_str(), err.out()), err);
-        return *this;
+    static value null() noexcept { return value(); }
+    static value boolean(bool b) noexcept {
+        value v(RMQS_VALUE_BOOL);
+        v.v_.bool_value = b;
+        return v;
     }
-    Config& set(std::string_view key, const char* value) {
-        return set(key, value != nullptr ? std::string_view(value) : std::string_view());
+    static value ubyte(std::uint8_t x) noexcept { return unsigned_of(RMQS_VALUE_UBYTE, x); }
+    static value ushort(std::uint16_t x) noexcept { return unsigned_of(RMQS_VALUE_USHORT, x); }
+    static value uint(std::uint32_t x) noexcept { return unsigned_of(RMQS_VALUE_UINT, x); }
+    static value ulong(std::uint64_t x) noexcept { return unsigned_of(RMQS_VALUE_ULONG, x); }
+    static value byte(std::int8_t x) noexcept { return signed_of(RMQS_VALUE_BYTE, x); }
+    static value short_(std::int16_t x) noexcept { return signed_of(RMQS_VALUE_SHORT, x); }
+    static value int_(std::int32_t x) noexcept { return signed_of(RMQS_VALUE_INT, x); }
+    static value long_(std::int64_t x) noexcept { return signed_of(RMQS_VALUE_LONG, x); }
+    /** ms since the Unix epoch (may be negative). */
+    static value timestamp(std::int64_t ms) noexcept { return signed_of(RMQS_VALUE_TIMESTAMP, ms); }
+    static value float_(float x) noexcept {
+        value v(RMQS_VALUE_FLOAT);
+        v.v_.float_value = static_cast<double>(x);
+        return v;
     }
-    Config& set(std::string_view key, const std::string& value) { return set(key, std::string_view(value)); }
-    Config& set(std::string_view key, bool value) { return set(key, value ? "true" : "false"); }
-    template <class Int, std::enable_if_t<std::is_integral_v<Int> && !std::is_same_v<Int, bool> &&
-                                              !std::is_same_v<Int, char>,
-                                          int> = 0>
-    Config& set(std::string_view key, Int value) {
-        return set(key, std::string_view(std::to_string(value)));
+    static value double_(double x) noexcept {
+        value v(RMQS_VALUE_DOUBLE);
+        v.v_.float_value = x;
+        return v;
     }
-
-    /**
-     * The log handler of the connections opened with this config (rmqs_config_set_log_cb; the
-     * `log_level` key filters). An empty handler removes it. It runs on any thread, must be
-     * quick, must not call rmqstream; an exception escaping it is dropped. Freed exactly once,
-     * when neither this config nor any connection opened with it holds it.
-     */
-    Config& set_log_handler(log_handler handler) {
-        if (!handler) {
-            Error err;
-            detail::check(rmqs_config_set_log_cb(p_, nullptr, nullptr, nullptr, err.out()), err);
-            return *this;
-        }
-        auto holder = std::make_unique<log_handler>(std::move(handler));
-        Error err;
-        detail::check(rmqs_config_set_log_cb(p_, &log_trampoline, holder.get(), &log_free, err.out()), err);
-        holder.release();  // owned by the library from here
-        return *this;
+    /** A Unicode scalar value. */
+    static value char_(char32_t x) noexcept { return unsigned_of(RMQS_VALUE_CHAR, x); }
+    /** The 16 bytes, in network order. */
+    static value uuid(const std::array<std::uint8_t, 16>& bytes16) noexcept {
+        value v(RMQS_VALUE_UUID);
+        std::memcpy(v.v_.uuid, bytes16.data(), 16);
+        return v;
+    }
+    /** UTF-8 (borrowed). */
+    static value string(std::string_view s) noexcept { return bytes_of(RMQS_VALUE_STRING, s.data(), s.size()); }
+    /** ASCII (borrowed). */
+    static value symbol(std::string_view s) noexcept { return bytes_of(RMQS_VALUE_SYMBOL, s.data(), s.size()); }
+    /** Bytes (borrowed). */
+    static value binary(bytes b) noexcept { return bytes_of(RMQS_VALUE_BINARY, b.data(), b.size()); }
+    /** A compound (list, map, array, described) or decimal, as its AMQP encoding (borrowed). */
+    static value encoded(value_type type, bytes encoding) noexcept {
+        return bytes_of(static_cast<std::int32_t>(type), encoding.data(), encoding.size());
     }
 
-    /**
-     * The state handler of the producers and consumers (plain and super) created with this
-     * config (rmqs_config_set_state_cb): recovering, recovered, closed. It runs on the object's
-     * dispatcher thread, in order with its confirms or chunks, and must not block; an exception
-     * escaping it is dropped. An empty handler removes it. Freed exactly once, when neither
-     * this config nor any object created with it holds it.
-     */
-    Config& set_state_handler(state_handler handler) {
-        Error err;
-        if (!handler) {
-            detail::check(rmqs_config_set_state_cb(p_, nullptr, nullptr, nullptr, err.out()), err);
-            return *this;
-        }
-        auto holder = std::make_unique<state_handler>(std::move(handler));
-        detail::check(rmqs_config_set_state_cb(p_, &state_trampoline, holder.get(), &state_free,
-                                               err.out()),
-                      err);
-        holder.release();  // owned by the library from here
-        return *this;
+    value_type type() const noexcept { return static_cast<value_type>(v_.kind); }
+    bool is_null() const noexcept { return v_.kind == RMQS_VALUE_NULL; }
+    bool as_bool() const noexcept { return v_.bool_value; }
+    /** ubyte, ushort, uint, ulong, char. */
+    std::uint64_t as_uint() const noexcept { return v_.uint_value; }
+    /** byte, short, int, long, timestamp. */
+    std::int64_t as_int() const noexcept { return v_.int_value; }
+    /** float (exactly), double. */
+    double as_double() const noexcept { return v_.float_value; }
+    std::array<std::uint8_t, 16> as_uuid() const noexcept {
+        std::array<std::uint8_t, 16> out{};
+        std::memcpy(out.data(), v_.uuid, 16);
+        return out;
     }
+    /** string, symbol, binary, decimals, compounds: the bytes (borrowed). */
+    bytes as_bytes() const noexcept { return bytes(v_.data, v_.len); }
+    /** The same bytes as characters. */
+    std::string_view as_string() const noexcept { return as_bytes().str(); }
 
-    explicit operator bool() const noexcept { return p_ != nullptr; }
-    rmqs_config* get() const noexcept { return p_; }
-    rmqs_config* release() noexcept {
-        rmqs_config* c = p_;
-        p_ = nullptr;
-        return c;
-    }
-    void reset(rmqs_config* cfg = nullptr) noexcept {
-        if (p_ != nullptr) {
-            rmqs_config_free(p_);
+    /** Elements of a list or array, entries of a map, 2 for a described value; else 0. */
+    std::size_t size() const noexcept { return rmqs_value_count(&v_); }
+    /** Element `i` of a list or array (0 descriptor / 1 value of a described); nullopt out of range. */
+    std::optional<value> at(std::size_t i) const noexcept {
+        rmqs_value out{};
+        if (!rmqs_value_list_get(&v_, i, &out)) {
+            return std::nullopt;
         }
-        p_ = cfg;
+        return value(out);
     }
+    /** Entry `i` of a map (wire order). */
+    std::optional<std::pair<value, value>> entry(std::size_t i) const noexcept {
+        rmqs_value k{};
+        rmqs_value x{};
+        if (!rmqs_value_map_entry(&v_, i, &k, &x)) {
+            return std::nullopt;
+        }
+        return std::make_pair(value(k), value(x));
+    }
+    /** The value of a map's first entry whose key is the string or symbol `key`. */
+    std::optional<value> get(std::string_view key) const;
+
+    /** Same type and same value (floats compared bit for bit, so NaN equals the same NaN). */
+    friend bool operator==(const value& a, const value& b) noexcept {
+        if (a.v_.kind != b.v_.kind) {
+            return false;
+        }
+        switch (a.v_.kind) {
+            case RMQS_VALUE_NULL:
+                return true;
+            case RMQS_VALUE_BOOL:
+                return a.v_.bool_value == b.v_.bool_value;
+            case RMQS_VALUE_UBYTE:
+            case RMQS_VALUE_USHORT:
+            case RMQS_VALUE_UINT:
+            case RMQS_VALUE_ULONG:
+            case RMQS_VALUE_CHAR:
+                return a.v_.uint_value == b.v_.uint_value;
+            case RMQS_VALUE_BYTE:
+            case RMQS_VALUE_SHORT:
+            case RMQS_VALUE_INT:
+            case RMQS_VALUE_LONG:
+            case RMQS_VALUE_TIMESTAMP:
+                return a.v_.int_value == b.v_.int_value;
+            case RMQS_VALUE_FLOAT:
+            case RMQS_VALUE_DOUBLE:
+                return std::memcmp(&a.v_.float_value, &b.v_.float_value, sizeof(double)) == 0;
+            case RMQS_VALUE_UUID:
+                return std::memcmp(a.v_.uuid, b.v_.uuid, 16) == 0;
+            default:
+                return a.as_bytes() == b.as_bytes();
+        }
+    }
+    friend bool operator!=(const value& a, const value& b) noexcept { return !(a == b); }
+
+    /** The C value (for the C API). */
+    const rmqs_value& c_value() const noexcept { return v_; }
 
 private:
-    static void log_trampoline(void* user_data, std::int32_t level, const char* target,
-                               const char* message) noexcept {
-        try {
-            (*static_cast<log_handler*>(user_data))(static_cast<log_level>(level),
-                                                    target != nullptr ? target : "",
-                                                    message != nullptr ? message : "");
-        } catch (...) {
-            // no object to report it on: dropped, with the line (see the header comment)
-        }
+    explicit value(std::int32_t kind) noexcept : v_{} { v_.kind = kind; }
+    static value unsigned_of(std::int32_t kind, std::uint64_t x) noexcept {
+        value v(kind);
+        v.v_.uint_value = x;
+        return v;
     }
-    static void log_free(void* user_data) noexcept { delete static_cast<log_handler*>(user_data); }
-    static void state_trampoline(void* user_data, rmqs_event_source_code, std::size_t tag,
-                                 std::int32_t partition, rmqs_state_code st, rmqs_status status,
-                                 const char* message) noexcept {
-        try {
-            (*static_cast<state_handler*>(user_data))(
-                state_change{static_cast<rmqs::state>(st), status,
-                             message != nullptr ? message : "", partition, tag});
-        } catch (...) {
-            // no caller to rethrow to: dropped
-        }
+    static value signed_of(std::int32_t kind, std::int64_t x) noexcept {
+        value v(kind);
+        v.v_.int_value = x;
+        return v;
     }
-    static void state_free(void* user_data) noexcept { delete static_cast<state_handler*>(user_data); }
+    static value bytes_of(std::int32_t kind, const void* data, std::size_t len) noexcept {
+        value v(kind);
+        v.v_.data = len == 0 ? nullptr : static_cast<const std::uint8_t*>(data);
+        v.v_.len = len;
+        return v;
+    }
 
-    rmqs_config* p_ = nullptr;
+    rmqs_value v_;
+};
+
+inline std::optional<value> value::get(std::string_view key) const {
+    const detail::cstr k(key, "map key");
+    rmqs_value out{};
+    if (!rmqs_value_map_get(&v_, k.c_str(), &out)) {
+        return std::nullopt;
+    }
+    return value(out);
+}
+
+/** Where a consumer starts (rmqs_offset_spec), e.g. in a consumer-update answer. */
+struct offset_spec {
+    rmqs_offset_spec spec{RMQS_OFFSET_DEFAULT, 0};
+
+    /** What the library would choose by itself. */
+    static offset_spec by_default() noexcept { return {}; }
+    static offset_spec first() noexcept { return {{RMQS_OFFSET_FIRST, 0}}; }
+    static offset_spec last() noexcept { return {{RMQS_OFFSET_LAST, 0}}; }
+    static offset_spec next() noexcept { return {{RMQS_OFFSET_NEXT, 0}}; }
+    static offset_spec at(std::uint64_t offset) noexcept {
+        return {{RMQS_OFFSET_OFFSET, static_cast<std::int64_t>(offset)}};
+    }
+    /** The first chunk written at or after `ms` (since the Unix epoch). */
+    static offset_spec timestamp(std::int64_t ms) noexcept { return {{RMQS_OFFSET_TIMESTAMP, ms}}; }
+};
+
+/** A single active consumer's activation or step-down (rmqs_consumer_update_info). */
+struct consumer_update {
+    /** The stream (a super consumer's partition): valid during the handler call, or until
+     * the Event it came from is destroyed; copy it to keep it. */
+    std::string_view stream;
+    /** true: activated (the answer says where it starts); false: steps down. */
+    bool is_active;
+    /** On activation, the offset stored under the consumer's reference; nullopt when none. */
+    std::optional<std::uint64_t> stored_offset;
+    /** What the library answers without the application. */
+    offset_spec default_offset;
+
+    static consumer_update of(const rmqs_consumer_update_info& i) noexcept {
+        consumer_update u{i.stream != nullptr ? i.stream : "", i.is_active, std::nullopt,
+                          offset_spec{i.default_offset}};
+        if (i.stored_offset != std::numeric_limits<std::uint64_t>::max()) {
+            u.stored_offset = i.stored_offset;
+        }
+        return u;
+    }
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -870,10 +1008,62 @@ public:
         return out;
     }
 
+
+    // ---- typed reads (values borrow the chunk's bytes) ----
+
+    /** What the body is: data sections, amqp-sequence sections, an amqp-value, none, raw. */
+    body_type body_kind() const noexcept { return static_cast<body_type>(rmqs_message_body_type(m_)); }
+    /** Body sections (data or sequence sections; 1 for an amqp-value). */
+    std::size_t body_count() const noexcept { return rmqs_message_body_count(m_); }
+    /** Body section `i`: a data section as binary, a sequence as a list, the amqp-value as is. */
+    std::optional<value> body_section(std::size_t i) const noexcept {
+        rmqs_value out{};
+        return rmqs_message_body_section(m_, i, &out) ? std::optional<value>(value(out)) : std::nullopt;
+    }
+    /** A whole non-body section: header and properties as lists, the others as maps. */
+    std::optional<value> section_value(rmqs::section which) const noexcept {
+        rmqs_value out{};
+        return rmqs_message_section(m_, static_cast<std::int32_t>(which), &out) ? std::optional<value>(value(out))
+                                                                                : std::nullopt;
+    }
+    /** A header field as sent; nullopt when absent (the spec's default applies). */
+    std::optional<value> header(header_field field) const noexcept {
+        rmqs_value out{};
+        return rmqs_message_header_value(m_, static_cast<std::int32_t>(field), &out) ? std::optional<value>(value(out))
+                                                                                   : std::nullopt;
+    }
+    /** A properties field typed as sent (message-id as ulong, uuid, binary or string, ...). */
+    std::optional<value> property_value(rmqs::property field) const noexcept {
+        rmqs_value out{};
+        return rmqs_message_property_value(m_, static_cast<std::int32_t>(field), &out)
+                   ? std::optional<value>(value(out))
+                   : std::nullopt;
+    }
+    /** An application property typed as sent (first entry with `key`). */
+    std::optional<value> app_property_value(std::string_view key) const {
+        const detail::cstr k(key, "application property key");
+        rmqs_value out{};
+        return rmqs_message_app_property_value(m_, k.c_str(), &out) ? std::optional<value>(value(out))
+                                                                    : std::nullopt;
+    }
+    /** A message annotation (symbol key). */
+    std::optional<value> annotation(std::string_view key) const { return map_entry(section::message_annotations, key); }
+    /** A delivery annotation (symbol key). */
+    std::optional<value> delivery_annotation(std::string_view key) const {
+        return map_entry(section::delivery_annotations, key);
+    }
+    /** A footer entry (symbol key). */
+    std::optional<value> footer(std::string_view key) const { return map_entry(section::footer, key); }
+
     explicit operator bool() const noexcept { return m_ != nullptr; }
     const rmqs_message* get() const noexcept { return m_; }
 
 private:
+    std::optional<value> map_entry(rmqs::section which, std::string_view key) const {
+        const std::optional<value> map = section_value(which);
+        return map ? map->get(key) : std::nullopt;
+    }
+
     const rmqs_message* m_ = nullptr;
 };
 
@@ -915,6 +1105,11 @@ public:
 
     /** The stream the chunk came from. */
     std::string_view stream() const noexcept { return rmqs_chunk_stream(c_); }
+    /** A super consumer's chunk: its partition's index; nullopt for a plain consumer's. */
+    std::optional<std::size_t> partition() const noexcept {
+        const std::int32_t p = rmqs_chunk_partition(c_);
+        return p < 0 ? std::nullopt : std::optional<std::size_t>(static_cast<std::size_t>(p));
+    }
     /** Offset of the chunk's first record (hidden ones included). */
     std::uint64_t id() const noexcept { return rmqs_chunk_id(c_); }
     /** Offset of the first visible message. */
@@ -1039,6 +1234,499 @@ public:
 inline Chunk detail::chunk_reader::retain() const noexcept { return Chunk(ChunkRef(c_)); }
 
 // ---------------------------------------------------------------------------------------------
+// MessageBuilder: an AMQP 1.0 message to publish
+
+namespace detail {
+
+/** The read accessors of a builder, for MessageBuilder and the routing callbacks. */
+class builder_reader {
+public:
+    /** A header field as set. */
+    std::optional<value> header(header_field field) const noexcept {
+        rmqs_value out{};
+        return rmqs_message_builder_header(b_, static_cast<std::int32_t>(field), &out)
+                   ? std::optional<value>(value(out))
+                   : std::nullopt;
+    }
+    /** A property as it will be sent (strings borrowed from the builder until it changes). */
+    std::optional<value> property(rmqs::property field) const noexcept {
+        rmqs_value out{};
+        return rmqs_message_builder_property(b_, static_cast<std::int32_t>(field), &out)
+                   ? std::optional<value>(value(out))
+                   : std::nullopt;
+    }
+    /** An application property as added. */
+    std::optional<value> app_property(std::string_view key) const {
+        const cstr k(key, "application property key");
+        rmqs_value out{};
+        return rmqs_message_builder_app_property(b_, k.c_str(), &out) ? std::optional<value>(value(out))
+                                                                       : std::nullopt;
+    }
+    const rmqs_message_builder* get() const noexcept { return b_; }
+
+protected:
+    builder_reader() noexcept = default;
+    explicit builder_reader(const rmqs_message_builder* b) noexcept : b_(b) {}
+    ~builder_reader() = default;
+
+    const rmqs_message_builder* b_ = nullptr;
+};
+
+}  // namespace detail
+
+/**
+ * An AMQP 1.0 message to publish (owns an rmqs_message_builder): body sections, header, the 13
+ * properties, application properties, message and delivery annotations, footer, and the
+ * stream-level filter value and publishing id. Setters copy what they are given and return
+ * *this:
+ *
+ *   rmqs::MessageBuilder m;
+ *   m.body("hello").content_type("text/plain").message_id(rmqs::value::ulong(7))
+ *    .app_property("region", rmqs::value::string("eu")).filter_value("eu");
+ *   producer.send(m);
+ *   m.reset();  // reuse: a loop that resets and sends allocates nothing once warm
+ *
+ * A send copies it; it can be reset as soon as the send returns. Move-only; one thread at a
+ * time (several threads may send it at once while nobody changes it). Setters throw
+ * rmqs::error RMQS_ERR_INVALID_ARGUMENT for a value the field does not take.
+ */
+class MessageBuilder : public detail::builder_reader {
+public:
+    MessageBuilder() : builder_reader(rmqs_message_builder_new()) {
+        if (b_ == nullptr) {
+            throw std::bad_alloc();
+        }
+    }
+    MessageBuilder(const MessageBuilder&) = delete;
+    MessageBuilder& operator=(const MessageBuilder&) = delete;
+    MessageBuilder(MessageBuilder&& o) noexcept : builder_reader(std::exchange(o.b_, nullptr)) {}
+    MessageBuilder& operator=(MessageBuilder&& o) noexcept {
+        if (this != &o) {
+            rmqs_message_builder_free(mut());
+            b_ = std::exchange(o.b_, nullptr);
+        }
+        return *this;
+    }
+    ~MessageBuilder() { rmqs_message_builder_free(mut()); }
+
+    /** Empties every section, the filter value and the publishing id, keeping the memory. */
+    MessageBuilder& reset() noexcept {
+        rmqs_message_builder_reset(mut());
+        return *this;
+    }
+
+    // ---- body ----
+
+    /** The body: one data section (replaces any body). */
+    MessageBuilder& body(bytes data) {
+        Error err;
+        detail::check(rmqs_message_builder_set_body(mut(), data.data(), data.size(), err.out()), err);
+        return *this;
+    }
+    /** Appends another data section. */
+    MessageBuilder& add_body_section(bytes data) {
+        Error err;
+        detail::check(rmqs_message_builder_add_body_section(mut(), data.data(), data.size(), err.out()), err);
+        return *this;
+    }
+    /** The body: one amqp-value section (replaces any body). */
+    MessageBuilder& body_value(const value& v) {
+        Error err;
+        detail::check(rmqs_message_builder_set_body_value(mut(), &v.c_value(), err.out()), err);
+        return *this;
+    }
+
+    // ---- header ----
+
+    /** A header field (value::null() unsets it). */
+    MessageBuilder& header(header_field field, const value& v) {
+        Error err;
+        detail::check(rmqs_message_builder_set_header(mut(), static_cast<std::int32_t>(field), &v.c_value(), err.out()),
+                      err);
+        return *this;
+    }
+    using builder_reader::header;
+    MessageBuilder& durable(bool b) { return header(header_field::durable, value::boolean(b)); }
+    MessageBuilder& priority(std::uint8_t p) { return header(header_field::priority, value::ubyte(p)); }
+    MessageBuilder& ttl(std::uint32_t ms) { return header(header_field::ttl, value::uint(ms)); }
+    MessageBuilder& first_acquirer(bool b) { return header(header_field::first_acquirer, value::boolean(b)); }
+    MessageBuilder& delivery_count(std::uint32_t n) { return header(header_field::delivery_count, value::uint(n)); }
+
+    // ---- properties ----
+
+    /** A properties field (see rmqs_message_builder_set_property for the types each takes). */
+    MessageBuilder& property(rmqs::property field, const value& v) {
+        Error err;
+        detail::check(
+            rmqs_message_builder_set_property(mut(), static_cast<std::int32_t>(field), &v.c_value(), err.out()), err);
+        return *this;
+    }
+    using builder_reader::property;
+    /** ulong, uuid, binary or string. */
+    MessageBuilder& message_id(const value& v) { return property(rmqs::property::message_id, v); }
+    MessageBuilder& user_id(bytes b) { return property(rmqs::property::user_id, value::binary(b)); }
+    MessageBuilder& to(std::string_view s) { return property(rmqs::property::to, value::string(s)); }
+    MessageBuilder& subject(std::string_view s) { return property(rmqs::property::subject, value::string(s)); }
+    MessageBuilder& reply_to(std::string_view s) { return property(rmqs::property::reply_to, value::string(s)); }
+    /** ulong, uuid, binary or string. */
+    MessageBuilder& correlation_id(const value& v) { return property(rmqs::property::correlation_id, v); }
+    MessageBuilder& content_type(std::string_view s) { return property(rmqs::property::content_type, value::symbol(s)); }
+    MessageBuilder& content_encoding(std::string_view s) {
+        return property(rmqs::property::content_encoding, value::symbol(s));
+    }
+    MessageBuilder& absolute_expiry_time(std::int64_t ms) {
+        return property(rmqs::property::absolute_expiry_time, value::timestamp(ms));
+    }
+    MessageBuilder& creation_time(std::int64_t ms) { return property(rmqs::property::creation_time, value::timestamp(ms)); }
+    MessageBuilder& group_id(std::string_view s) { return property(rmqs::property::group_id, value::string(s)); }
+    MessageBuilder& group_sequence(std::uint32_t n) { return property(rmqs::property::group_sequence, value::uint(n)); }
+    MessageBuilder& reply_to_group_id(std::string_view s) {
+        return property(rmqs::property::reply_to_group_id, value::string(s));
+    }
+
+    // ---- maps ----
+
+    /** Adds an application property (simple types only; keys unique). */
+    MessageBuilder& app_property(std::string_view key, const value& v) {
+        const detail::cstr k(key, "application property key");
+        Error err;
+        detail::check(rmqs_message_builder_add_app_property(mut(), k.c_str(), &v.c_value(), err.out()), err);
+        return *this;
+    }
+    using builder_reader::app_property;
+    /** Adds a message annotation (symbol key, e.g. "x-opt-..."). */
+    MessageBuilder& annotation(std::string_view key, const value& v) {
+        return add_annotation(section::message_annotations, key, v);
+    }
+    MessageBuilder& delivery_annotation(std::string_view key, const value& v) {
+        return add_annotation(section::delivery_annotations, key, v);
+    }
+    MessageBuilder& footer(std::string_view key, const value& v) { return add_annotation(section::footer, key, v); }
+
+    // ---- stream-level ----
+
+    /** The filter value broker-side filtering indexes the message under (3.13+). */
+    MessageBuilder& filter_value(std::string_view s) {
+        const detail::cstr v(s, "filter value");
+        Error err;
+        detail::check(rmqs_message_builder_set_filter_value(mut(), v.c_str(), err.out()), err);
+        return *this;
+    }
+    /** An explicit publishing id, above every id the producer used before. */
+    MessageBuilder& publishing_id(std::uint64_t id) {
+        Error err;
+        detail::check(rmqs_message_builder_set_publishing_id(mut(), id, err.out()), err);
+        return *this;
+    }
+
+    explicit operator bool() const noexcept { return b_ != nullptr; }
+
+private:
+    rmqs_message_builder* mut() const noexcept { return const_cast<rmqs_message_builder*>(b_); }
+    MessageBuilder& add_annotation(rmqs::section which, std::string_view key, const value& v) {
+        const detail::cstr k(key, "annotation key");
+        Error err;
+        detail::check(rmqs_message_builder_add_annotation(mut(), static_cast<std::int32_t>(which), k.c_str(),
+                                                          &v.c_value(), err.out()),
+                      err);
+        return *this;
+    }
+};
+
+/**
+ * What a super producer's routing function or key extractor is given for one message: the
+ * message builder when it was sent as one (read it with property() / app_property()), the
+ * body, the routing key (routing function only), the send's tag and the partition count.
+ * Everything is borrowed for the call.
+ */
+class routing_request : public detail::builder_reader {
+public:
+    routing_request(const rmqs_message_builder* msg, bytes body, std::string_view key, std::size_t tag,
+                    std::size_t partition_count) noexcept
+        : builder_reader(msg), body_(body), key_(key), tag_(tag), partitions_(partition_count) {}
+    /** Whether the message was sent as a MessageBuilder (else only the body is known). */
+    bool has_message() const noexcept { return b_ != nullptr; }
+    /** The body (a builder's when it is one data section; else empty). */
+    bytes body() const noexcept { return body_; }
+    /** The routing key ("" when none; always "" for a key extractor). */
+    std::string_view routing_key() const noexcept { return key_; }
+    std::size_t tag() const noexcept { return tag_; }
+    std::size_t partition_count() const noexcept { return partitions_; }
+
+private:
+    bytes body_;
+    std::string_view key_;
+    std::size_t tag_;
+    std::size_t partitions_;
+};
+
+/**
+ * A super producer's routing function: writes the indices of the partitions the message goes
+ * to into `out` (room for partition_count() entries) and returns how many (0 refuses it).
+ * Runs on the sending thread, possibly several at once; an exception refuses the message.
+ */
+using routing_handler = std::function<std::size_t(const routing_request& msg, span<std::uint32_t> out)>;
+/**
+ * A super producer's key extractor: the routing key of a message sent without one; nullopt
+ * when it has none (the send fails). The returned view must stay valid until it returns
+ * (a property of the message, its body, a static string). Runs on the sending thread.
+ */
+using key_extractor = std::function<std::optional<std::string_view>(const routing_request& msg)>;
+/** A single active consumer's activation (the answer: where it starts) or step-down. */
+using consumer_update_handler = std::function<offset_spec(const consumer_update& update)>;
+/** Client-side filter: keep (true) or hide each message. Runs on an rmqs-rt thread: be quick. */
+using post_filter = std::function<bool(Message msg)>;
+
+// ---------------------------------------------------------------------------------------------
+// Config
+
+/** A configuration handler for log lines: level, target ("connection", ...) and message. */
+using log_handler = std::function<void(log_level level, std::string_view target, std::string_view message)>;
+
+/** States of a producer, consumer, super producer or super consumer (RMQS_STATE_*). */
+enum class state : std::int32_t {
+    closed = RMQS_STATE_CLOSED,
+    recovering = RMQS_STATE_RECOVERING,
+    recovered = RMQS_STATE_RECOVERED,
+};
+
+/** A state change, as the state handler receives it. The message is valid during the call. */
+struct state_change {
+    rmqs::state state;
+    /** Why: the cause of a recovery, the reason of a close; RMQS_OK otherwise. */
+    rmqs_status status;
+    std::string_view message;
+    /** For super producers and consumers, the partition's index; -1 for the object itself. */
+    std::int32_t partition;
+    /** The tag the object was created with. */
+    std::size_t tag;
+    /** The kind of object. */
+    event_source source;
+};
+
+using state_handler = std::function<void(const state_change&)>;
+
+/**
+ * Configuration keys (see rmqs_config_set() in rmqstream.h for every key). Owns an rmqs_config;
+ * the calls that take one copy it, so it may change or go right after. Not thread-safe.
+ *
+ *   rmqs::Config cfg{{"offset", "first"}, {"initial_credit", "20"}};
+ *   cfg.set("name", "my-consumer").set("crc_check", true);
+ */
+class Config {
+public:
+    /** A new, empty config. */
+    Config() : p_(rmqs_config_new()) {
+        if (p_ == nullptr) {
+            throw std::bad_alloc();
+        }
+    }
+    /** A config with these keys; throws rmqs::error for an unknown key or a bad value. */
+    Config(std::initializer_list<std::pair<std::string_view, std::string_view>> keys) : Config() {
+        for (const auto& kv : keys) {
+            set(kv.first, kv.second);
+        }
+    }
+    /** Adopts `cfg` (freed by the destructor). */
+    explicit Config(rmqs_config* cfg) noexcept : p_(cfg) {}
+    Config(const Config&) = delete;
+    Config& operator=(const Config&) = delete;
+    Config(Config&& o) noexcept : p_(o.release()) {}
+    Config& operator=(Config&& o) noexcept {
+        if (this != &o) {
+            reset(o.release());
+        }
+        return *this;
+    }
+    ~Config() { reset(); }
+
+    /** Sets one key (a later set of the same key replaces it). Throws rmqs::error. */
+    Config& set(std::string_view key, std::string_view value) {
+        const detail::cstr k(key, "config key");
+        const detail::cstr v(value, "config value");
+        Error err;
+        detail::check(rmqs_config_set(p_, k.c_str(), v.c_str(), err.out()), err);
+        return *this;
+    }
+    Config& set(std::string_view key, const char* value) {
+        return set(key, value != nullptr ? std::string_view(value) : std::string_view());
+    }
+    Config& set(std::string_view key, const std::string& value) { return set(key, std::string_view(value)); }
+    Config& set(std::string_view key, bool value) { return set(key, value ? "true" : "false"); }
+    template <class Int, std::enable_if_t<std::is_integral_v<Int> && !std::is_same_v<Int, bool> &&
+                                              !std::is_same_v<Int, char>,
+                                          int> = 0>
+    Config& set(std::string_view key, Int value) {
+        return set(key, std::string_view(std::to_string(value)));
+    }
+
+    /**
+     * The log handler of the connections opened with this config (rmqs_config_set_log_cb; the
+     * `log_level` key filters). An empty handler removes it. It runs on any thread, must be
+     * quick, must not call rmqstream; an exception escaping it is dropped. Freed exactly once,
+     * when neither this config nor any connection opened with it holds it.
+     */
+    Config& set_log_handler(log_handler handler) {
+        return set_callback<&rmqs_config_set_log_cb, &log_trampoline>(std::move(handler));
+    }
+
+    /**
+     * The state handler of the producers and consumers (plain and super) created with this
+     * config (rmqs_config_set_state_cb): recovering, recovered, closed, with the source kind
+     * and, for super producers and consumers, the partition. It runs on the object's
+     * dispatcher thread, in order with its confirms or chunks, and must not block; an
+     * exception escaping it is dropped. An empty handler removes it. Freed exactly once, when
+     * neither this config nor any object created with it holds it.
+     */
+    Config& set_state_handler(state_handler handler) {
+        return set_callback<&rmqs_config_set_state_cb, &state_trampoline>(std::move(handler));
+    }
+
+    /**
+     * Where a single active consumer (key `single_active_consumer`) created with this config
+     * starts when activated, and its step-downs (rmqs_config_set_consumer_update_cb): the
+     * handler returns an offset_spec (offset_spec::by_default() for the library's choice).
+     * Runs on the consumer's dispatcher thread; an exception escaping it answers the default.
+     */
+    Config& set_consumer_update_handler(consumer_update_handler handler) {
+        return set_callback<&rmqs_config_set_consumer_update_cb, &consumer_update_trampoline>(std::move(handler));
+    }
+
+    /**
+     * The client-side filter of the consumers created with this config
+     * (rmqs_config_set_post_filter_cb), e.g. with broker-side `filter_values`. Runs on an
+     * rmqs-rt thread as chunks arrive: quick, non-blocking, reading the message only. An
+     * exception escaping it keeps the message.
+     */
+    Config& set_post_filter(post_filter handler) {
+        return set_callback<&rmqs_config_set_post_filter_cb, &post_filter_trampoline>(std::move(handler));
+    }
+
+    /**
+     * The routing function of the super producers created with this config
+     * (rmqs_config_set_routing_cb; the `routing` key must be unset). Runs on the sending
+     * thread, possibly several at once.
+     */
+    Config& set_routing(routing_handler handler) {
+        return set_callback<&rmqs_config_set_routing_cb, &routing_trampoline>(std::move(handler));
+    }
+
+    /**
+     * The key extractor of the super producers created with this config
+     * (rmqs_config_set_key_extractor): the routing key of messages sent without one. Runs on
+     * the sending thread, possibly several at once; an exception means "no key".
+     */
+    Config& set_key_extractor(key_extractor handler) {
+        return set_callback<&rmqs_config_set_key_extractor, &key_extractor_trampoline>(std::move(handler));
+    }
+
+    explicit operator bool() const noexcept { return p_ != nullptr; }
+    rmqs_config* get() const noexcept { return p_; }
+    rmqs_config* release() noexcept {
+        rmqs_config* c = p_;
+        p_ = nullptr;
+        return c;
+    }
+    void reset(rmqs_config* cfg = nullptr) noexcept {
+        if (p_ != nullptr) {
+            rmqs_config_free(p_);
+        }
+        p_ = cfg;
+    }
+
+private:
+    /**
+     * The one place that registers a handler on the config: rmqs_config_set_*_cb(p_, tramp,
+     * heap copy, delete, err); an empty handler removes the callback. On failure the handler is
+     * deleted here (the library does not call user_data_free then).
+     */
+    template <auto Set, auto Trampoline, class Handler>
+    Config& set_callback(Handler handler) {
+        Error err;
+        if (!handler) {
+            detail::check(Set(p_, decltype(Trampoline){nullptr}, static_cast<void*>(nullptr), static_cast<rmqs_free_cb>(nullptr), err.out()),
+                          err);
+            return *this;
+        }
+        auto holder = std::make_unique<Handler>(std::move(handler));
+        detail::check(Set(p_, Trampoline, static_cast<void*>(holder.get()), static_cast<rmqs_free_cb>(&delete_handler<Handler>), err.out()),
+                      err);
+        holder.release();  // owned by the library from here
+        return *this;
+    }
+    template <class Handler>
+    static void delete_handler(void* user_data) noexcept {
+        delete static_cast<Handler*>(user_data);
+    }
+
+    static void log_trampoline(void* user_data, std::int32_t level, const char* target,
+                               const char* message) noexcept {
+        try {
+            (*static_cast<log_handler*>(user_data))(static_cast<log_level>(level),
+                                                    target != nullptr ? target : "",
+                                                    message != nullptr ? message : "");
+        } catch (...) {
+            // no object to report it on: dropped, with the line (see the header comment)
+        }
+    }
+    static void state_trampoline(void* user_data, rmqs_event_source_code source, std::size_t tag,
+                                 std::int32_t partition, rmqs_state_code st, rmqs_status status,
+                                 const char* message) noexcept {
+        try {
+            (*static_cast<state_handler*>(user_data))(
+                state_change{static_cast<rmqs::state>(st), status, message != nullptr ? message : "",
+                             partition, tag, static_cast<event_source>(source)});
+        } catch (...) {
+            // no caller to rethrow to: dropped
+        }
+    }
+    static rmqs_offset_spec consumer_update_trampoline(void* user_data,
+                                                       const rmqs_consumer_update_info* info) noexcept {
+        try {
+            return (*static_cast<consumer_update_handler*>(user_data))(consumer_update::of(*info)).spec;
+        } catch (...) {
+            return offset_spec::by_default().spec;
+        }
+    }
+    static bool post_filter_trampoline(void* user_data, const rmqs_message* msg) noexcept {
+        try {
+            return (*static_cast<post_filter*>(user_data))(Message(msg));
+        } catch (...) {
+            return true;
+        }
+    }
+    static std::size_t routing_trampoline(void* user_data, const rmqs_message_builder* msg, const std::uint8_t* body,
+                                          std::size_t len, const char* key, std::size_t key_len, std::size_t tag,
+                                          std::size_t partition_count, std::uint32_t* partitions) noexcept {
+        try {
+            const routing_request req(msg, bytes(body, len), std::string_view(key != nullptr ? key : "", key_len),
+                                      tag, partition_count);
+            return (*static_cast<routing_handler*>(user_data))(req, span<std::uint32_t>(partitions, partition_count));
+        } catch (...) {
+            return 0;  // refused: the send fails with "no route"
+        }
+    }
+    static std::ptrdiff_t key_extractor_trampoline(void* user_data, const rmqs_message_builder* msg,
+                                                   const std::uint8_t* body, std::size_t len, std::size_t tag,
+                                                   char* key, std::size_t capacity) noexcept {
+        try {
+            const routing_request req(msg, bytes(body, len), std::string_view(), tag, 0);
+            const std::optional<std::string_view> k = (*static_cast<key_extractor*>(user_data))(req);
+            if (!k || k->size() > static_cast<std::size_t>(std::numeric_limits<std::ptrdiff_t>::max())) {
+                return -1;
+            }
+            if (k->size() <= capacity && !k->empty()) {
+                std::memcpy(key, k->data(), k->size());
+            }
+            return static_cast<std::ptrdiff_t>(k->size());
+        } catch (...) {
+            return -1;
+        }
+    }
+
+    rmqs_config* p_ = nullptr;
+};
+// ---------------------------------------------------------------------------------------------
 // Queue and Event
 
 /**
@@ -1073,6 +1761,34 @@ public:
         std::size_t stride = 0;
         const confirm* c = rmqs_event_confirms(p_, &n, &stride);
         return strided_span<confirm>(c, n, stride);
+    }
+    /** The confirms of a super producer's confirms event (empty otherwise). */
+    strided_span<super_confirm> super_confirms() const noexcept {
+        std::size_t n = 0;
+        std::size_t stride = 0;
+        const super_confirm* c = rmqs_event_super_confirms(p_, &n, &stride);
+        return strided_span<super_confirm>(c, n, stride);
+    }
+    /** The partition an event of a super producer or consumer concerns; nullopt otherwise. */
+    std::optional<std::size_t> partition() const noexcept {
+        const std::int32_t p = rmqs_event_partition(p_);
+        return p < 0 ? std::nullopt : std::optional<std::size_t>(static_cast<std::size_t>(p));
+    }
+    /** The change of a consumer-update event (single active consumer); nullopt otherwise. */
+    std::optional<consumer_update> update() const noexcept {
+        const rmqs_consumer_update_info* i = rmqs_event_consumer_update(p_);
+        return i == nullptr ? std::nullopt : std::optional<consumer_update>(consumer_update::of(*i));
+    }
+    /** Answers a consumer-update event: where the consumer starts (freeing the event unanswered
+     * answers the default). False when the answer came too late (the default was used). */
+    bool reply(offset_spec where) {
+        Error err;
+        const rmqs_status st = rmqs_event_consumer_update_reply(p_, where.spec, err.out());
+        if (st == RMQS_ERR_TIMEOUT) {
+            return false;
+        }
+        detail::check(st, err);
+        return true;
     }
     /** The state of a state event (RMQS_STATE_CLOSED); 0 otherwise. */
     std::int32_t state() const noexcept { return rmqs_event_state(p_); }
@@ -1189,24 +1905,34 @@ private:
 };
 
 // ---------------------------------------------------------------------------------------------
-// Producer
+// The shared base of Producer, Consumer, SuperProducer and SuperConsumer
 
 /** Receives a batch of confirms on the producer's dispatcher thread. */
 using confirm_handler = std::function<void(strided_span<confirm> confirms)>;
+/** Receives a batch of a super producer's confirms (each names its partition). */
+using super_confirm_handler = std::function<void(strided_span<super_confirm> confirms)>;
+/** Receives a chunk on the consumer's dispatcher thread (valid until it returns). */
+using chunk_handler = std::function<void(ChunkRef chunk)>;
+
+namespace detail {
 
 /**
- * A producer (owns an rmqs_producer). Created by Connection::create_producer(). Thread-safe,
- * except moving and destruction. The destructor closes it (up to 5 s for confirms, as
- * rmqs_producer_free) and frees the confirm handler.
+ * What Producer, Consumer, SuperProducer and SuperConsumer share: ownership of the C handle
+ * and of the handler's state (move-only; the destructor frees both exactly once), close(),
+ * check(), stats(), reset(). `Close`, `Free` and `Stats` are the C functions of the handle.
  */
-class Producer {
+template <class Handle, class Handler, class Statistics, auto Close, auto Free, auto Stats>
+class object {
 public:
-    Producer() noexcept = default;
-    Producer(const Producer&) = delete;
-    Producer& operator=(const Producer&) = delete;
-    Producer(Producer&& o) noexcept
-        : p_(std::exchange(o.p_, nullptr)), state_(std::exchange(o.state_, nullptr)) {}
-    Producer& operator=(Producer&& o) noexcept {
+    using handle_type = Handle;
+    using handler_type = Handler;
+    using statistics_type = Statistics;
+
+    object() noexcept = default;
+    object(const object&) = delete;
+    object& operator=(const object&) = delete;
+    object(object&& o) noexcept : p_(std::exchange(o.p_, nullptr)), state_(std::exchange(o.state_, nullptr)) {}
+    object& operator=(object&& o) noexcept {
         if (this != &o) {
             reset();
             p_ = std::exchange(o.p_, nullptr);
@@ -1214,8 +1940,122 @@ public:
         }
         return *this;
     }
-    ~Producer() { reset(); }
+    ~object() { reset(); }
 
+    /**
+     * Closes (producers: no more sends, waits up to `timeout` for outstanding confirms, those
+     * still missing complete with an error; consumers: unsubscribes), then rethrows the
+     * handler's pending exception, if any. False on timeout (closed all the same). Closing
+     * again returns true.
+     */
+    bool close(std::chrono::milliseconds timeout = no_timeout) {
+        Error err;
+        const rmqs_status st = Close(p_, to_ms(timeout), err.out());
+        check();
+        if (st == RMQS_ERR_TIMEOUT) {
+            return false;
+        }
+        detail::check(st, err);
+        return true;
+    }
+
+    /** Rethrows (once) an exception that escaped the handler. */
+    void check() {
+        if (state_ != nullptr) {
+            state_->rethrow_pending();
+        }
+    }
+
+    /** Counters (also after close). */
+    Statistics stats() const {
+        Statistics s{};
+        s.size = sizeof s;
+        Error err;
+        detail::check(Stats(static_cast<const Handle*>(p_), &s, err.out()), err);
+        return s;
+    }
+
+    explicit operator bool() const noexcept { return p_ != nullptr; }
+    Handle* get() const noexcept { return p_; }
+
+    /**
+     * Frees the object now (closing it first, up to 5 s): after it returns no handler call
+     * runs any more (unless called from a library callback, where freeing moves to a
+     * background thread). A pending handler exception is discarded.
+     */
+    void reset() noexcept {
+        if (p_ == nullptr) {
+            return;
+        }
+        if (state_ != nullptr) {
+            state_->detach();
+        }
+        Free(p_);  // runs user_data_free: deletes state_, exactly once
+        p_ = nullptr;
+        state_ = nullptr;
+    }
+
+protected:
+    friend class rmqs::Connection;
+    using state = callback_state<Handler, Handle, Close>;
+
+    /** After *_new succeeded: owns `p`; the library owns `st` (freed by user_data_free). */
+    void adopt(Handle* p, std::unique_ptr<state> st) noexcept {
+        p_ = p;
+        state_ = st.release();
+        if (state_ != nullptr) {
+            state_->attach(p);  // events may have arrived already: closes if the handler threw
+        }
+    }
+
+    /** flush() of producers and super producers: false on timeout. */
+    template <auto Flush>
+    bool flush_with(std::chrono::milliseconds timeout) {
+        check();
+        Error err;
+        const rmqs_status st = Flush(p_, to_ms(timeout), err.out());
+        check();
+        if (st == RMQS_ERR_TIMEOUT) {
+            return false;
+        }
+        detail::check(st, err);
+        return true;
+    }
+
+    Handle* p_ = nullptr;
+    state* state_ = nullptr;  // owned by the library once p_ exists
+};
+
+/** Sends `n` items in slices of 64, throwing batch_error with the accepted prefix. */
+template <class Send>
+void send_in_slices(std::size_t n, Send send_slice) {
+    std::size_t done = 0;
+    while (done < n) {
+        const std::size_t count = std::min<std::size_t>(n - done, 64);
+        std::size_t accepted = 0;
+        Error err;
+        const rmqs_status st = send_slice(done, count, &accepted, err);
+        done += accepted;
+        if (st != RMQS_OK) {
+            throw batch_error(st, err ? err.message() : rmqs_status_str(st), done);
+        }
+    }
+}
+
+}  // namespace detail
+
+// ---------------------------------------------------------------------------------------------
+// Producer
+
+/**
+ * A producer (owns an rmqs_producer). Created by Connection::create_producer(). Thread-safe,
+ * except moving and destruction. The destructor closes it (up to 5 s for confirms, as
+ * rmqs_producer_free) and frees the confirm handler. close(), check(), stats(), reset() as
+ * every object (detail::object).
+ */
+class Producer : public detail::object<rmqs_producer, confirm_handler, producer_statistics, &rmqs_producer_close,
+                                       &rmqs_producer_free, &rmqs_producer_stats> {
+public:
     /**
      * Sends one message (the body is copied); its confirm follows with `tag`. Waits for room
      * when max_in_flight are unconfirmed (unless send_no_block). Throws rmqs::error
@@ -1263,6 +2103,36 @@ public:
     }
 
     /**
+     * Sends an AMQP message (every section, its filter value and publishing id; copied, so
+     * `msg` may be reset as soon as this returns). Returns the publishing id used. `flags`:
+     * send_no_block or 0.
+     */
+    std::uint64_t send(const MessageBuilder& msg, std::size_t tag = 0, std::uint32_t flags = 0) {
+        check();
+        std::uint64_t id = 0;
+        Error err;
+        detail::check(rmqs_producer_send_message(p_, msg.get(), tag, flags, &id, err.out()), err);
+        return id;
+    }
+
+    /** Sends AMQP messages in order; batch_error says how many (a prefix) were accepted. */
+    void send_batch(span<const MessageBuilder* const> msgs, span<const std::size_t> tags = {},
+                    std::uint32_t flags = 0) {
+        check();
+        if (!tags.empty() && tags.size() != msgs.size()) {
+            throw batch_error(RMQS_ERR_INVALID_ARGUMENT, "send_batch: one tag per message, or none", 0);
+        }
+        detail::send_in_slices(msgs.size(), [&](std::size_t done, std::size_t n, std::size_t* accepted, Error& err) {
+            const rmqs_message_builder* buf[64];
+            for (std::size_t i = 0; i < n; i++) {
+                buf[i] = msgs[done + i]->get();
+            }
+            return rmqs_producer_send_messages(p_, buf, tags.empty() ? nullptr : tags.data() + done, n, flags,
+                                               accepted, err.out());
+        });
+    }
+
+    /**
      * Sends messages in order (tags: one per body, or empty for 0 everywhere). Throws
      * rmqs::batch_error, whose accepted() says how many (a prefix) were accepted, when one is
      * refused. Other threads' sends may interleave every 64 messages.
@@ -1272,23 +2142,15 @@ public:
         if (!tags.empty() && tags.size() != bodies.size()) {
             throw batch_error(RMQS_ERR_INVALID_ARGUMENT, "send_batch: one tag per body, or none", 0);
         }
-        rmqs_bytes buf[64];
-        std::size_t done = 0;
-        while (done < bodies.size()) {
-            const std::size_t n = std::min(bodies.size() - done, sizeof buf / sizeof buf[0]);
+        detail::send_in_slices(bodies.size(), [&](std::size_t done, std::size_t n, std::size_t* accepted, Error& err) {
+            rmqs_bytes buf[64];
             for (std::size_t i = 0; i < n; i++) {
                 buf[i].data = bodies[done + i].data();
                 buf[i].len = bodies[done + i].size();
             }
-            std::size_t accepted = 0;
-            Error err;
-            const rmqs_status st = rmqs_producer_send_batch(
-                p_, buf, tags.empty() ? nullptr : tags.data() + done, n, flags, &accepted, err.out());
-            done += accepted;
-            if (st != RMQS_OK) {
-                throw batch_error(st, err ? err.message() : rmqs_status_str(st), done);
-            }
-        }
+            return rmqs_producer_send_batch(p_, buf, tags.empty() ? nullptr : tags.data() + done, n, flags, accepted,
+                                            err.out());
+        });
     }
 
     /** send_batch() of a braced list: send_batch({"a", "b"}, {1, 2}). */
@@ -1303,38 +2165,7 @@ public:
      * handler call returned). False when some were still unconfirmed at the deadline.
      */
     [[nodiscard]] bool flush(std::chrono::milliseconds timeout = no_timeout) {
-        check();
-        Error err;
-        const rmqs_status st = rmqs_producer_flush(p_, detail::to_ms(timeout), err.out());
-        check();
-        if (st == RMQS_ERR_TIMEOUT) {
-            return false;
-        }
-        detail::check(st, err);
-        return true;
-    }
-
-    /**
-     * Closes: no more sends, waits up to `timeout` for outstanding confirms (those still missing
-     * complete with RMQS_ERR_CLOSED). True when all were confirmed in time. Then rethrows the
-     * confirm handler's pending exception, if any. Closing again returns true.
-     */
-    bool close(std::chrono::milliseconds timeout = no_timeout) {
-        Error err;
-        const rmqs_status st = rmqs_producer_close(p_, detail::to_ms(timeout), err.out());
-        check();
-        if (st == RMQS_ERR_TIMEOUT) {
-            return false;
-        }
-        detail::check(st, err);
-        return true;
-    }
-
-    /** Rethrows (once) an exception that escaped the confirm handler. */
-    void check() {
-        if (state_ != nullptr) {
-            state_->rethrow_pending();
-        }
+        return flush_with<&rmqs_producer_flush>(timeout);
     }
 
     /** The last publishing id assigned; nullopt when none yet. */
@@ -1346,83 +2177,24 @@ public:
         return id;
     }
 
-    /** Counters (also after close). */
-    producer_statistics stats() const {
-        producer_statistics s{};
-        s.size = sizeof s;
-        Error err;
-        detail::check(rmqs_producer_stats(p_, &s, err.out()), err);
-        return s;
-    }
-
-    explicit operator bool() const noexcept { return p_ != nullptr; }
-    rmqs_producer* get() const noexcept { return p_; }
-
-    /**
-     * Frees the producer now (closing it first, up to 5 s): after it returns no handler call
-     * runs any more (unless called from a library callback, where freeing moves to a
-     * background thread). A pending handler exception is discarded.
-     */
-    void reset() noexcept {
-        if (p_ == nullptr) {
-            return;
-        }
-        if (state_ != nullptr) {
-            state_->detach();
-        }
-        rmqs_producer_free(p_);  // runs user_data_free: deletes state_, exactly once
-        p_ = nullptr;
-        state_ = nullptr;
-    }
-
 private:
     friend class Connection;
-    using state = detail::callback_state<confirm_handler, rmqs_producer, &rmqs_producer_close>;
-
     static void trampoline(void* user_data, const rmqs_confirm* confirms, std::size_t count,
                            std::size_t stride) noexcept {
-        auto* st = static_cast<state*>(user_data);
-        if (st->stopped.load(std::memory_order_relaxed)) {
-            return;
-        }
-        try {
-            st->handler(strided_span<confirm>(confirms, count, stride));
-        } catch (...) {
-            st->fail(std::current_exception());
-        }
+        state::run(user_data, strided_span<confirm>(confirms, count, stride));
     }
-
-    rmqs_producer* p_ = nullptr;
-    state* state_ = nullptr;  // owned by the library once p_ exists
 };
 
 // ---------------------------------------------------------------------------------------------
 // Consumer
 
-/** Receives a chunk on the consumer's dispatcher thread (valid until it returns). */
-using chunk_handler = std::function<void(ChunkRef chunk)>;
-
 /**
  * A consumer (owns an rmqs_consumer). Created by Connection::create_consumer(). Thread-safe,
  * except moving and destruction. The destructor closes it and frees the chunk handler.
  */
-class Consumer {
+class Consumer : public detail::object<rmqs_consumer, chunk_handler, consumer_statistics, &rmqs_consumer_close,
+                                       &rmqs_consumer_free, &rmqs_consumer_stats> {
 public:
-    Consumer() noexcept = default;
-    Consumer(const Consumer&) = delete;
-    Consumer& operator=(const Consumer&) = delete;
-    Consumer(Consumer&& o) noexcept
-        : p_(std::exchange(o.p_, nullptr)), state_(std::exchange(o.state_, nullptr)) {}
-    Consumer& operator=(Consumer&& o) noexcept {
-        if (this != &o) {
-            reset();
-            p_ = std::exchange(o.p_, nullptr);
-            state_ = std::exchange(o.state_, nullptr);
-        }
-        return *this;
-    }
-    ~Consumer() { reset(); }
-
     /** Grants the broker `credits` (1-32767) more chunks (the `manual` credit policy). */
     void credit(std::uint32_t credits) {
         check();
@@ -1438,6 +2210,19 @@ public:
         detail::check(rmqs_consumer_store_offset(p_, offset, err.out()), err);
     }
 
+    /** Stores the processed offset (tracking); nullopt when there was nothing new to store. */
+    std::optional<std::uint64_t> store_processed_offset() {
+        check();
+        std::uint64_t out = 0;
+        Error err;
+        const rmqs_status st = rmqs_consumer_store_processed_offset(p_, &out, err.out());
+        if (st == RMQS_ERR_NO_OFFSET) {
+            return std::nullopt;
+        }
+        detail::check(st, err);
+        return out;
+    }
+
     /** The offset stored under the consumer's name; nullopt when none is. */
     std::optional<std::uint64_t> query_offset() {
         check();
@@ -1451,75 +2236,215 @@ public:
         return out;
     }
 
+    /** Whether it receives now (a single active consumer: whether it is the active one). */
+    bool is_active() const noexcept { return rmqs_consumer_is_active(p_); }
+
+private:
+    friend class Connection;
+    static void trampoline(void* user_data, const rmqs_chunk* chunk) noexcept {
+        state::run(user_data, ChunkRef(chunk));
+    }
+};
+
+// ---------------------------------------------------------------------------------------------
+// SuperProducer
+
+/** Where a super producer's message went. */
+struct super_send_result {
+    /** The partition's index (the first one when routing gave several). */
+    std::uint32_t partition;
+    /** The publishing id on that partition. */
+    std::uint64_t publishing_id;
+};
+
+/**
+ * A producer on a super stream (owns an rmqs_super_producer): routes each message to a
+ * partition by its routing key (hash, the broker's bindings, or Config::set_routing()), with
+ * one producer per partition. Created by Connection::create_super_producer(). Thread-safe,
+ * except moving and destruction; confirms (super_confirm: each names its partition) to the
+ * handler or the queue.
+ */
+class SuperProducer
+    : public detail::object<rmqs_super_producer, super_confirm_handler, producer_statistics,
+                            &rmqs_super_producer_close, &rmqs_super_producer_free, &rmqs_super_producer_stats> {
+public:
     /**
-     * Unsubscribes (waiting up to `timeout` for the broker's answer; closed all the same on
-     * timeout, then false). Then rethrows the chunk handler's pending exception, if any.
+     * Sends one body to the partition of `routing_key` (nullopt: the config's key extractor
+     * gives it). Returns where it went.
      */
-    bool close(std::chrono::milliseconds timeout = no_timeout) {
-        Error err;
-        const rmqs_status st = rmqs_consumer_close(p_, detail::to_ms(timeout), err.out());
+    super_send_result send(std::optional<std::string_view> routing_key, bytes body, std::size_t tag = 0,
+                           std::uint32_t flags = 0) {
         check();
-        if (st == RMQS_ERR_TIMEOUT) {
-            return false;
+        std::optional<detail::cstr> key;
+        if (routing_key) {
+            key.emplace(*routing_key, "routing key");
         }
-        detail::check(st, err);
-        return true;
-    }
-
-    /** Rethrows (once) an exception that escaped the chunk handler. */
-    void check() {
-        if (state_ != nullptr) {
-            state_->rethrow_pending();
-        }
-    }
-
-    /** Counters (also after close). */
-    consumer_statistics stats() const {
-        consumer_statistics s{};
-        s.size = sizeof s;
+        super_send_result out{};
         Error err;
-        detail::check(rmqs_consumer_stats(p_, &s, err.out()), err);
-        return s;
+        detail::check(rmqs_super_producer_send_ex(p_, key ? key->c_str() : nullptr, body.data(), body.size(), nullptr,
+                                                  0, tag, flags, &out.partition, &out.publishing_id, err.out()),
+                      err);
+        return out;
     }
 
-    explicit operator bool() const noexcept { return p_ != nullptr; }
-    rmqs_consumer* get() const noexcept { return p_; }
+    /** Sends an AMQP message (the key extractor and routing function are given it). */
+    super_send_result send(std::optional<std::string_view> routing_key, const MessageBuilder& msg,
+                           std::size_t tag = 0, std::uint32_t flags = 0) {
+        check();
+        std::optional<detail::cstr> key;
+        if (routing_key) {
+            key.emplace(*routing_key, "routing key");
+        }
+        super_send_result out{};
+        Error err;
+        detail::check(rmqs_super_producer_send_message(p_, key ? key->c_str() : nullptr, msg.get(), tag, flags,
+                                                       &out.partition, &out.publishing_id, err.out()),
+                      err);
+        return out;
+    }
 
     /**
-     * Frees the consumer now: after it returns no handler call runs any more (unless called
-     * from a library callback: then in the background). A pending handler exception is
-     * discarded.
+     * Sends bodies in order, each routed by its key (`keys`: one per body, or empty for the
+     * key extractor everywhere). Throws batch_error with how many (a prefix) were accepted.
      */
-    void reset() noexcept {
-        if (p_ == nullptr) {
-            return;
-        }
-        if (state_ != nullptr) {
-            state_->detach();
-        }
-        rmqs_consumer_free(p_);  // runs user_data_free: deletes state_, exactly once
-        p_ = nullptr;
-        state_ = nullptr;
+    void send_batch(span<const std::string> keys, span<const bytes> bodies, span<const std::size_t> tags = {},
+                    std::uint32_t flags = 0) {
+        check_batch(keys, bodies.size(), tags);
+        detail::send_in_slices(bodies.size(), [&](std::size_t done, std::size_t n, std::size_t* accepted, Error& err) {
+            rmqs_bytes buf[64];
+            const char* k[64];
+            for (std::size_t i = 0; i < n; i++) {
+                buf[i].data = bodies[done + i].data();
+                buf[i].len = bodies[done + i].size();
+                k[i] = keys.empty() ? nullptr : keys[done + i].c_str();
+            }
+            return rmqs_super_producer_send_batch(p_, keys.empty() ? nullptr : k, buf,
+                                                  tags.empty() ? nullptr : tags.data() + done, n, flags, accepted,
+                                                  err.out());
+        });
+    }
+
+    /** Sends AMQP messages in order, each routed by its key (or the key extractor). */
+    void send_batch(span<const std::string> keys, span<const MessageBuilder* const> msgs,
+                    span<const std::size_t> tags = {}, std::uint32_t flags = 0) {
+        check_batch(keys, msgs.size(), tags);
+        detail::send_in_slices(msgs.size(), [&](std::size_t done, std::size_t n, std::size_t* accepted, Error& err) {
+            const rmqs_message_builder* buf[64];
+            const char* k[64];
+            for (std::size_t i = 0; i < n; i++) {
+                buf[i] = msgs[done + i]->get();
+                k[i] = keys.empty() ? nullptr : keys[done + i].c_str();
+            }
+            return rmqs_super_producer_send_messages(p_, keys.empty() ? nullptr : k, buf,
+                                                     tags.empty() ? nullptr : tags.data() + done, n, flags, accepted,
+                                                     err.out());
+        });
+    }
+
+    /** Waits until every accepted message has its confirm; false on timeout. */
+    [[nodiscard]] bool flush(std::chrono::milliseconds timeout = no_timeout) {
+        return flush_with<&rmqs_super_producer_flush>(timeout);
+    }
+
+    /** Asks the broker for the partitions again; returns their number. */
+    std::size_t refresh() {
+        check();
+        std::size_t n = 0;
+        Error err;
+        detail::check(rmqs_super_producer_refresh(p_, &n, err.out()), err);
+        return n;
+    }
+
+    /** The number of partitions (as of creation or the last refresh). */
+    std::size_t partition_count() const noexcept { return rmqs_super_producer_partition_count(p_); }
+    /** Partition `i`'s stream; "" out of range. */
+    std::string_view partition(std::size_t i) const noexcept {
+        const char* s = rmqs_super_producer_partition(p_, i);
+        return s != nullptr ? s : "";
     }
 
 private:
     friend class Connection;
-    using state = detail::callback_state<chunk_handler, rmqs_consumer, &rmqs_consumer_close>;
-
-    static void trampoline(void* user_data, const rmqs_chunk* chunk) noexcept {
-        auto* st = static_cast<state*>(user_data);
-        if (st->stopped.load(std::memory_order_relaxed)) {
-            return;
+    void check_batch(span<const std::string> keys, std::size_t n, span<const std::size_t> tags) {
+        check();
+        if ((!keys.empty() && keys.size() != n) || (!tags.empty() && tags.size() != n)) {
+            throw batch_error(RMQS_ERR_INVALID_ARGUMENT, "send_batch: one key and one tag per message, or none", 0);
         }
-        try {
-            st->handler(ChunkRef(chunk));
-        } catch (...) {
-            st->fail(std::current_exception());
+        for (const std::string& k : keys) {
+            if (k.find('\0') != std::string::npos) {
+                throw batch_error(RMQS_ERR_INVALID_ARGUMENT, "send_batch: a routing key contains a NUL byte", 0);
+            }
         }
     }
+    static void trampoline(void* user_data, const rmqs_super_confirm* confirms, std::size_t count,
+                           std::size_t stride) noexcept {
+        state::run(user_data, strided_span<super_confirm>(confirms, count, stride));
+    }
+};
 
-    rmqs_consumer* p_ = nullptr;
-    state* state_ = nullptr;  // owned by the library once p_ exists
+// ---------------------------------------------------------------------------------------------
+// SuperConsumer
+
+/**
+ * A consumer of every partition of a super stream (owns an rmqs_super_consumer). Created by
+ * Connection::create_super_consumer(). Chunks say their partition (ChunkRef::partition()).
+ * With `single_active_consumer` and a `name`, the broker spreads the partitions over the
+ * group's super consumers (Config::set_consumer_update_handler() or consumer-update events).
+ * Thread-safe, except moving and destruction.
+ */
+class SuperConsumer
+    : public detail::object<rmqs_super_consumer, chunk_handler, consumer_statistics, &rmqs_super_consumer_close,
+                            &rmqs_super_consumer_free, &rmqs_super_consumer_stats> {
+public:
+    /** Grants partition `i` `credits` more chunks. */
+    void credit(std::size_t i, std::uint32_t credits) {
+        check();
+        Error err;
+        detail::check(rmqs_super_consumer_credit(p_, i, credits, err.out()), err);
+    }
+
+    /** Stores `offset` for partition `i` under the super consumer's name. Does not block. */
+    void store_offset(std::size_t i, std::uint64_t offset) {
+        check();
+        Error err;
+        detail::check(rmqs_super_consumer_store_offset(p_, i, offset, err.out()), err);
+    }
+
+    /** The offset stored for partition `i`; nullopt when none is. */
+    std::optional<std::uint64_t> query_offset(std::size_t i) {
+        check();
+        std::uint64_t out = 0;
+        Error err;
+        const rmqs_status st = rmqs_super_consumer_query_offset(p_, i, &out, err.out());
+        if (st == RMQS_ERR_NO_OFFSET) {
+            return std::nullopt;
+        }
+        detail::check(st, err);
+        return out;
+    }
+
+    /** Subscribes added partitions and lost ones again; returns the partition count. */
+    std::size_t refresh() {
+        check();
+        std::size_t n = 0;
+        Error err;
+        detail::check(rmqs_super_consumer_refresh(p_, &n, err.out()), err);
+        return n;
+    }
+
+    std::size_t partition_count() const noexcept { return rmqs_super_consumer_partition_count(p_); }
+    std::string_view partition(std::size_t i) const noexcept {
+        const char* s = rmqs_super_consumer_partition(p_, i);
+        return s != nullptr ? s : "";
+    }
+    /** Whether it receives from partition `i` now (single active consumer: is the active one). */
+    bool is_active(std::size_t i) const noexcept { return rmqs_super_consumer_is_active(p_, i); }
+
+private:
+    friend class Connection;
+    static void trampoline(void* user_data, const rmqs_chunk* chunk) noexcept {
+        state::run(user_data, ChunkRef(chunk));
+    }
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -1582,7 +2507,7 @@ public:
         connection_statistics s{};
         s.size = sizeof s;
         Error err;
-        detail::check(rmqs_connection_stats(p_, &s, err.out()), err);
+        detail::check(rmqs_connection_stats(static_cast<const rmqs_connection*>(p_), &s, err.out()), err);
         return s;
     }
 
@@ -1756,6 +2681,45 @@ public:
         return make_consumer(stream, cfg.get(), std::move(on_chunk), queue.get(), tag);
     }
 
+    // ---- super producers and consumers (RabbitMQ 3.13+) ----
+
+    /**
+     * A producer on super stream `super_stream`. `cfg`: producer keys plus `routing` (hash,
+     * key), `eager`; Config::set_routing() and set_key_extractor() route with lambdas;
+     * set_state_handler() hears its states. Confirms to `on_confirms` (each names its
+     * partition), or nowhere (flush() still waits).
+     */
+    [[nodiscard]] SuperProducer create_super_producer(std::string_view super_stream, const Config& cfg,
+                                                      super_confirm_handler on_confirms = {}) const {
+        return make<SuperProducer, &rmqs_super_producer_new>(super_stream, "super stream name", cfg.get(),
+                                                            std::move(on_confirms), nullptr, 0);
+    }
+    /** Confirms (unless `on_confirms`) and state events to `queue`, with `tag`. */
+    [[nodiscard]] SuperProducer create_super_producer(std::string_view super_stream, const Config& cfg,
+                                                      const Queue& queue, std::size_t tag = 0,
+                                                      super_confirm_handler on_confirms = {}) const {
+        return make<SuperProducer, &rmqs_super_producer_new>(super_stream, "super stream name", cfg.get(),
+                                                            std::move(on_confirms), queue.get(), tag);
+    }
+
+    /**
+     * A consumer of every partition of `super_stream`; chunks (ChunkRef::partition() says
+     * which) to `on_chunk`. `cfg`: consumer keys (`name` is the offset-tracking reference and
+     * the single-active-consumer group) plus `added_partition_offset`.
+     */
+    [[nodiscard]] SuperConsumer create_super_consumer(std::string_view super_stream, const Config& cfg,
+                                                      chunk_handler on_chunk) const {
+        return make<SuperConsumer, &rmqs_super_consumer_new>(super_stream, "super stream name", cfg.get(),
+                                                            std::move(on_chunk), nullptr, 0);
+    }
+    /** Chunks (unless `on_chunk`), consumer updates, errors and state events to `queue`. */
+    [[nodiscard]] SuperConsumer create_super_consumer(std::string_view super_stream, const Config& cfg,
+                                                      const Queue& queue, std::size_t tag = 0,
+                                                      chunk_handler on_chunk = {}) const {
+        return make<SuperConsumer, &rmqs_super_consumer_new>(super_stream, "super stream name", cfg.get(),
+                                                            std::move(on_chunk), queue.get(), tag);
+    }
+
     explicit operator bool() const noexcept { return p_ != nullptr; }
     rmqs_connection* get() const noexcept { return p_; }
     rmqs_connection* release() noexcept { return std::exchange(p_, nullptr); }
@@ -1808,47 +2772,38 @@ private:
                       err);
     }
 
+    /**
+     * The one factory of producers, consumers, super producers and super consumers: their
+     * *_new functions share one shape (name, config, callback, user_data, user_data_free,
+     * queue, tag, out, err). On failure the library does not call user_data_free: the
+     * unique_ptr deletes the handler.
+     */
+    template <class Obj, auto New>
+    Obj make(std::string_view name, const char* what, const rmqs_config* cfg, typename Obj::handler_type handler,
+             rmqs_queue* queue, std::size_t tag) const {
+        const detail::cstr s(name, what);
+        std::unique_ptr<typename Obj::state> st;
+        if (handler) {
+            st = std::make_unique<typename Obj::state>(std::move(handler));
+        }
+        typename Obj::handle_type* out = nullptr;
+        Error err;
+        detail::check(New(p_, s.c_str(), cfg, st ? &Obj::trampoline : nullptr, st.get(),
+                          st ? &Obj::state::free_cb : nullptr, queue, tag, &out, err.out()),
+                      err);
+        Obj o;
+        o.adopt(out, std::move(st));
+        return o;
+    }
+
     Producer make_producer(std::string_view stream, const rmqs_config* cfg, confirm_handler on_confirms,
                            rmqs_queue* queue, std::size_t tag) const {
-        const detail::cstr s(stream, "stream name");
-        std::unique_ptr<Producer::state> st;
-        if (on_confirms) {
-            st = std::make_unique<Producer::state>(std::move(on_confirms));
-        }
-        rmqs_producer* p = nullptr;
-        Error err;
-        // On failure the library does not call user_data_free: `st` deletes the handler.
-        detail::check(rmqs_producer_new(p_, s.c_str(), cfg, st ? &Producer::trampoline : nullptr, st.get(),
-                                        st ? &Producer::state::free_cb : nullptr, queue, tag, &p, err.out()),
-                      err);
-        Producer out;
-        out.p_ = p;
-        out.state_ = st.release();  // the library's from here: freed by user_data_free
-        if (out.state_ != nullptr) {
-            out.state_->attach(p);
-        }
-        return out;
+        return make<Producer, &rmqs_producer_new>(stream, "stream name", cfg, std::move(on_confirms), queue, tag);
     }
 
     Consumer make_consumer(std::string_view stream, const rmqs_config* cfg, chunk_handler on_chunk,
                            rmqs_queue* queue, std::size_t tag) const {
-        const detail::cstr s(stream, "stream name");
-        std::unique_ptr<Consumer::state> st;
-        if (on_chunk) {
-            st = std::make_unique<Consumer::state>(std::move(on_chunk));
-        }
-        rmqs_consumer* c = nullptr;
-        Error err;
-        detail::check(rmqs_consumer_new(p_, s.c_str(), cfg, st ? &Consumer::trampoline : nullptr, st.get(),
-                                        st ? &Consumer::state::free_cb : nullptr, queue, tag, &c, err.out()),
-                      err);
-        Consumer out;
-        out.p_ = c;
-        out.state_ = st.release();
-        if (out.state_ != nullptr) {
-            out.state_->attach(c);  // chunks may have arrived already: closes if the handler threw
-        }
-        return out;
+        return make<Consumer, &rmqs_consumer_new>(stream, "stream name", cfg, std::move(on_chunk), queue, tag);
     }
 
     rmqs_connection* p_ = nullptr;
@@ -1864,7 +2819,9 @@ private:
 inline std::uint32_t super_stream_partition(bytes routing_key, std::uint32_t partition_count) {
     std::uint32_t out = 0;
     Error err;
-    detail::check(rmqs_super_stream_partition(routing_key.data(), routing_key.size(), partition_count, &out, err.out()), err);
+    detail::check(rmqs_super_stream_partition(routing_key.data(), routing_key.size(), partition_count, &out,
+                                              err.out()),
+                  err);
     return out;
 }
 

@@ -22,6 +22,13 @@
 #include <thread>
 #include <type_traits>
 #include <vector>
+#include <algorithm>
+#include <arpa/inet.h>
+#include <cmath>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 using namespace std::chrono_literals;
@@ -161,6 +168,10 @@ static_assert(move_only_v<rmqs::Connection>);
 static_assert(move_only_v<rmqs::Config>);
 static_assert(move_only_v<rmqs::Producer>);
 static_assert(move_only_v<rmqs::Consumer>);
+static_assert(move_only_v<rmqs::SuperProducer>);
+static_assert(move_only_v<rmqs::SuperConsumer>);
+static_assert(move_only_v<rmqs::MessageBuilder>);
+static_assert(std::is_trivially_copyable_v<rmqs::value>);
 static_assert(move_only_v<rmqs::Queue>);
 static_assert(move_only_v<rmqs::Event>);
 static_assert(move_only_v<rmqs::Chunk>);
@@ -1020,6 +1031,727 @@ void test_state_handler(const rmqs::Connection& conn) {
     }
 }
 
+// ---- the scenario list shared with the other bindings -------------------------------------
+
+// Polls `queue` until `want` messages arrived (or 15 s passed), keeping their chunks.
+std::vector<rmqs::Chunk> collect(const rmqs::Queue& queue, std::size_t want, std::vector<rmqs::Message>& out) {
+    std::vector<rmqs::Chunk> chunks;
+    const auto deadline = std::chrono::steady_clock::now() + 15s;
+    while (out.size() < want && std::chrono::steady_clock::now() < deadline) {
+        rmqs::Event ev = queue.poll(200ms);
+        if (ev && ev.type() == rmqs::event_type::chunk) {
+            chunks.push_back(ev.chunk().retain());
+            for (rmqs::Message m : chunks.back()) {
+                out.push_back(m);
+            }
+        }
+    }
+    return chunks;
+}
+
+// Sends body_of(0 .. n-1) and waits for their confirms.
+void send_bodies(const rmqs::Connection& conn, const std::string& stream, std::size_t n) {
+    rmqs::Producer p = conn.create_producer(stream);
+    for (std::size_t i = 0; i < n; i++) {
+        p.send(body_of(i));
+    }
+    CHECK(p.flush(10s));
+}
+
+// A named producer deduplicates: a second producer of the same name that started before the
+// first one sent resends ids 0..9, which the broker drops (and confirms); a third one continues
+// after the broker's last id.
+void test_dedup_named_producer(const rmqs::Connection& conn) {
+    const std::string stream = unique_name("dedup");
+    const std::string name = unique_name("dedup-producer");
+    conn.create_stream(stream);
+    const rmqs::Config cfg{{"name", name}};
+    std::optional<std::uint64_t> last;
+    std::atomic<int> ok{0};
+    auto count_ok = [&](rmqs::strided_span<rmqs::confirm> cs) {
+        for (const rmqs::confirm& c : cs) {
+            ok += c.status == RMQS_OK ? 1 : 0;
+        }
+    };
+    {
+        // the broker refuses two publishers of one name on one connection: the second one
+        // (a restarted application, say) has its own
+        rmqs::Connection other = rmqs::Connection::open(test_uri());
+        rmqs::Producer first = conn.create_producer(stream, cfg, count_ok);
+        rmqs::Producer again = other.create_producer(stream, cfg, count_ok);
+        CHECK(!again.last_id().has_value());
+        for (std::size_t i = 0; i < 10; i++) {
+            first.send(body_of(i));
+        }
+        CHECK(first.flush(10s));
+        last = first.last_id();
+        for (std::size_t i = 0; i < 10; i++) {
+            again.send("duplicate " + std::to_string(i));
+        }
+        CHECK(again.last_id() == last);  // the same ids as the first one's
+        CHECK(again.flush(10s));
+        CHECK(ok == 20);  // the duplicates are confirmed too
+    }
+    CHECK(last.has_value() && conn.query_producer_sequence(name, stream) == *last);
+    {
+        rmqs::Producer third = conn.create_producer(stream, cfg);
+        CHECK(third.last_id() == last);
+        rmqs::MessageBuilder m;
+        CHECK(third.send(m.body(body_of(10))) == last.value_or(0) + 1);
+        CHECK(third.flush(10s));
+    }
+    rmqs::Queue queue;
+    rmqs::Consumer consumer = conn.create_consumer(stream, rmqs::Config{{"offset", "first"}}, queue);
+    std::vector<rmqs::Message> got;
+    std::vector<rmqs::Chunk> keep = collect(queue, 12, got);  // 12: would see one duplicate too many
+    CHECK(got.size() == 11);
+    for (std::size_t i = 0; i < got.size(); i++) {
+        CHECK(got[i].offset() == i && got[i].body() == body_of(i));
+    }
+    keep.clear();
+    consumer.reset();
+    conn.delete_stream(stream);
+}
+
+// Offsets stored by a consumer and by the connection read back exactly; a consumer with
+// manual tracking resumes right after the stored offset.
+void test_offsets_store_query(const rmqs::Connection& conn) {
+    const std::string stream = unique_name("offsets");
+    const std::string ref = unique_name("offsets-ref");
+    conn.create_stream(stream);
+    send_bodies(conn, stream, 10);
+    CHECK(!conn.query_offset(ref, stream).has_value());
+    rmqs::Queue queue;
+    {
+        rmqs::Consumer c = conn.create_consumer(stream, rmqs::Config{{"offset", "first"}, {"name", ref}}, queue);
+        CHECK(!c.query_offset().has_value());
+        c.store_offset(7);
+        CHECK(wait_until([&] { return c.query_offset() == std::optional<std::uint64_t>(7); }));
+        CHECK(conn.query_offset(ref, stream) == std::optional<std::uint64_t>(7));
+    }
+    conn.store_offset(ref, stream, 3);
+    CHECK(wait_until([&] { return conn.query_offset(ref, stream) == std::optional<std::uint64_t>(3); }));
+    rmqs::Queue q2;
+    rmqs::Consumer resumed = conn.create_consumer(
+        stream, rmqs::Config{{"offset", "first"}, {"name", ref}, {"tracking", "manual"}}, q2);
+    std::vector<rmqs::Message> got;
+    std::vector<rmqs::Chunk> keep = collect(q2, 6, got);
+    CHECK(got.size() == 6);
+    CHECK(!got.empty() && got.front().offset() == 4 && got.front().body() == body_of(4));
+    CHECK(!got.empty() && got.back().offset() == 9);
+    keep.clear();
+    resumed.reset();
+    conn.delete_stream(stream);
+}
+
+// A message with every section: each value read back equals what was written.
+void test_message_every_section(const rmqs::Connection& conn) {
+    const std::string stream = unique_name("sections");
+    conn.create_stream(stream);
+    using v = rmqs::value;
+    const std::array<std::uint8_t, 16> uuid{0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc, 0xde, 0xf0,
+                                            0x0f, 0xed, 0xcb, 0xa9, 0x87, 0x65, 0x43, 0x21};
+    const std::string binary_with_nul("bin\0ary", 7);
+    const std::vector<std::pair<std::string, rmqs::value>> app{
+        {"null", v::null()},
+        {"bool", v::boolean(true)},
+        {"ubyte", v::ubyte(255)},
+        {"ushort", v::ushort(65535)},
+        {"uint", v::uint(std::numeric_limits<std::uint32_t>::max())},
+        {"ulong", v::ulong(std::numeric_limits<std::uint64_t>::max())},
+        {"byte", v::byte(-128)},
+        {"short", v::short_(-32768)},
+        {"int", v::int_(std::numeric_limits<std::int32_t>::min())},
+        {"long", v::long_(std::numeric_limits<std::int64_t>::min())},
+        {"float", v::float_(-std::numeric_limits<float>::infinity())},
+        {"double", v::double_(std::numeric_limits<double>::quiet_NaN())},
+        {"timestamp", v::timestamp(-1)},
+        {"uuid", v::uuid(uuid)},
+        {"empty string", v::string("")},
+        {"clé", v::string("héllo ✓")},
+        {"symbol", v::symbol("sym")},
+        {"empty binary", v::binary(rmqs::bytes())},
+        {"binary", v::binary(binary_with_nul)},
+    };
+    rmqs::MessageBuilder m;
+    m.add_body_section("part-1")
+        .add_body_section(binary_with_nul)
+        .durable(true)
+        .priority(9)
+        .ttl(60000)
+        .first_acquirer(true)
+        .delivery_count(3)
+        .message_id(v::ulong(std::numeric_limits<std::uint64_t>::max()))
+        .user_id("guest")
+        .to("/queues/q")
+        .subject("subject")
+        .reply_to("reply")
+        .correlation_id(v::uuid(uuid))
+        .content_type("application/octet-stream")
+        .content_encoding("identity")
+        .absolute_expiry_time(-5)
+        .creation_time(1700000000123)
+        .group_id("group")
+        .group_sequence(42)
+        .reply_to_group_id("reply-group");
+    for (const auto& kv : app) {
+        m.app_property(kv.first, kv.second);
+    }
+    m.annotation("x-opt-string", v::string("annotation")).annotation("x-opt-long", v::long_(-7));
+    m.delivery_annotation("x-delivery", v::boolean(false));
+    m.footer("x-footer", v::binary("foot"));
+    CHECK(m.app_property("ulong") == std::optional<rmqs::value>(app[5].second));
+    CHECK(m.property(rmqs::property::subject) == std::optional<rmqs::value>(v::string("subject")));
+
+    rmqs::MessageBuilder value_body;
+    value_body.body_value(v::string("an amqp-value body"));
+    {
+        rmqs::Producer p = conn.create_producer(stream);
+        CHECK(p.send(m) == 0);
+        const rmqs::MessageBuilder* both[] = {&value_body, &m};
+        p.send_batch(rmqs::span<const rmqs::MessageBuilder* const>(both, 2));
+        CHECK(p.flush(10s));
+    }
+    rmqs::Queue queue;
+    rmqs::Consumer consumer = conn.create_consumer(stream, rmqs::Config{{"offset", "first"}}, queue);
+    std::vector<rmqs::Message> got;
+    std::vector<rmqs::Chunk> keep = collect(queue, 3, got);
+    CHECK(got.size() == 3);
+    if (got.size() == 3) {
+        for (const rmqs::Message& r : {got[0], got[2]}) {
+            CHECK(r.is_amqp() && r.body_kind() == rmqs::body_type::data && r.body_count() == 2);
+            CHECK(r.body_section(0) == std::optional<rmqs::value>(v::binary("part-1")));
+            CHECK(r.body_section(1) == std::optional<rmqs::value>(v::binary(binary_with_nul)));
+            for (rmqs::header_field f : {rmqs::header_field::durable, rmqs::header_field::priority,
+                                         rmqs::header_field::ttl, rmqs::header_field::first_acquirer,
+                                         rmqs::header_field::delivery_count}) {
+                CHECK(r.header(f).has_value() && r.header(f) == m.header(f));
+            }
+            CHECK(r.header(rmqs::header_field::priority) == std::optional<rmqs::value>(v::ubyte(9)));
+            for (std::int32_t f = RMQS_PROP_MESSAGE_ID; f <= RMQS_PROP_REPLY_TO_GROUP_ID; f++) {
+                const auto field = static_cast<rmqs::property>(f);
+                CHECK(r.property_value(field).has_value() && r.property_value(field) == m.property(field));
+            }
+            CHECK(r.property_value(rmqs::property::correlation_id) == std::optional<rmqs::value>(v::uuid(uuid)));
+            CHECK(r.property_value(rmqs::property::content_type) ==
+                  std::optional<rmqs::value>(v::symbol("application/octet-stream")));
+            CHECK(r.property_value(rmqs::property::absolute_expiry_time) ==
+                  std::optional<rmqs::value>(v::timestamp(-5)));
+            CHECK(r.app_property_count() == app.size());
+            for (const auto& kv : app) {
+                const std::optional<rmqs::value> back = r.app_property_value(kv.first);
+                CHECK(back.has_value() && *back == kv.second);
+                if (!back || *back != kv.second) {
+                    std::fprintf(stderr, "  application property %s differs\n", kv.first.c_str());
+                }
+            }
+            CHECK(std::isnan(r.app_property_value("double")->as_double()));
+            CHECK(r.annotation("x-opt-string") == std::optional<rmqs::value>(v::string("annotation")));
+            CHECK(r.annotation("x-opt-long") == std::optional<rmqs::value>(v::long_(-7)));
+            CHECK(r.delivery_annotation("x-delivery") == std::optional<rmqs::value>(v::boolean(false)));
+            CHECK(r.footer("x-footer") == std::optional<rmqs::value>(v::binary("foot")));
+            const std::optional<rmqs::value> props = r.section_value(rmqs::section::properties);
+            CHECK(props && props->type() == rmqs::value_type::list && props->size() == 13);
+        }
+        const rmqs::Message val = got[1];
+        CHECK(val.body_kind() == rmqs::body_type::value && val.body_count() == 1);
+        CHECK(val.body_section(0) == std::optional<rmqs::value>(v::string("an amqp-value body")));
+        CHECK(val.body() == "an amqp-value body");
+        CHECK(!val.header(rmqs::header_field::durable).has_value() && !val.section_value(rmqs::section::footer));
+    }
+    keep.clear();
+    consumer.reset();
+    conn.delete_stream(stream);
+}
+
+// Broker-side filtering (filter values on the messages, `filter_values` on the consumer) with
+// the post-filter lambda removing the other values' messages that come along in a chunk.
+void test_filtering(const rmqs::Connection& conn) {
+    const std::string stream = unique_name("filter");
+    conn.create_stream(stream);
+    {
+        rmqs::Producer p = conn.create_producer(stream);
+        rmqs::MessageBuilder m;
+        for (std::size_t i = 0; i < 30; i++) {
+            const char* region = i % 3 == 0 ? "eu" : "us";
+            m.reset().body(body_of(i)).app_property("region", rmqs::value::string(region)).filter_value(region);
+            p.send(m, i);
+            if (i % 10 == 9) {
+                CHECK(p.flush(10s));  // several chunks, so the broker can skip some
+            }
+        }
+    }
+    rmqs::Config cfg{{"offset", "first"}, {"filter_values", "eu"}};
+    std::atomic<int> filter_calls{0};
+    cfg.set_post_filter([&](rmqs::Message msg) {
+        filter_calls++;
+        const std::optional<rmqs::value> region = msg.app_property_value("region");
+        return region && region->as_string() == "eu";
+    });
+    rmqs::Queue queue;
+    rmqs::Consumer consumer = conn.create_consumer(stream, cfg, queue);
+    std::vector<rmqs::Message> got;
+    std::vector<rmqs::Chunk> keep = collect(queue, 11, got);
+    CHECK(got.size() == 10);
+    for (std::size_t i = 0; i < got.size(); i++) {
+        CHECK(got[i].offset() == 3 * i && got[i].body() == body_of(3 * i));
+    }
+    CHECK(filter_calls >= 10);
+    const rmqs::consumer_statistics st = consumer.stats();
+    CHECK(st.messages == 10 && st.filtered_out + st.messages == static_cast<std::uint64_t>(filter_calls.load()));
+    keep.clear();
+    consumer.reset();
+    conn.delete_stream(stream);
+}
+
+struct received {
+    std::mutex m;
+    std::vector<std::uint64_t> offsets;
+    std::vector<std::string> bodies;
+    std::vector<std::size_t> partitions;
+    std::size_t size() {
+        std::lock_guard<std::mutex> g(m);
+        return offsets.size();
+    }
+    rmqs::chunk_handler handler() {
+        return [this](rmqs::ChunkRef chunk) {
+            std::lock_guard<std::mutex> g(m);
+            for (rmqs::Message msg : chunk) {
+                offsets.push_back(msg.offset());
+                bodies.push_back(msg.body().to_string());
+                partitions.push_back(chunk.partition().value_or(99));
+            }
+        };
+    }
+};
+
+// Two single active consumers of one name: one receives; when it closes, the other is
+// activated and starts where its consumer-update lambda says.
+void test_single_active_consumer(const rmqs::Connection& conn) {
+    const std::string stream = unique_name("sac");
+    const std::string name = unique_name("sac-group");
+    conn.create_stream(stream);
+    send_bodies(conn, stream, 20);
+    std::mutex um;
+    struct update {
+        char who;
+        bool is_active;
+        std::string stream;  // the view given to the handler lives for the call only
+    };
+    std::vector<update> updates;
+    auto config_for = [&](char who, rmqs::offset_spec answer) {
+        rmqs::Config cfg{{"name", name}, {"single_active_consumer", "true"}, {"offset", "first"}};
+        cfg.set_consumer_update_handler([&, who, answer](const rmqs::consumer_update& u) {
+            std::lock_guard<std::mutex> g(um);
+            updates.push_back(update{who, u.is_active, std::string(u.stream)});
+            return answer;
+        });
+        return cfg;
+    };
+    received a;
+    received b;
+    rmqs::Consumer ca = conn.create_consumer(stream, config_for('a', rmqs::offset_spec::first()), a.handler());
+    rmqs::Consumer cb = conn.create_consumer(stream, config_for('b', rmqs::offset_spec::at(15)), b.handler());
+    CHECK(wait_until([&] { return a.size() == 20; }));
+    CHECK(ca.is_active() && !cb.is_active());
+    std::this_thread::sleep_for(300ms);
+    CHECK(b.size() == 0);
+    CHECK(ca.close(10s));
+    CHECK(wait_until([&] { return b.size() == 5; }));
+    CHECK(cb.is_active());
+    std::this_thread::sleep_for(300ms);
+    {
+        std::lock_guard<std::mutex> g(b.m);
+        CHECK(b.offsets.size() == 5 && !b.offsets.empty() && b.offsets.front() == 15 && b.bodies.back() == body_of(19));
+    }
+    {
+        std::lock_guard<std::mutex> g(um);
+        CHECK(updates.size() >= 2 && updates.front().who == 'a' && updates.front().is_active);
+        // b's activation (a may also hear its step-down)
+        CHECK(std::any_of(updates.begin(), updates.end(), [&](const update& u) {
+            return u.who == 'b' && u.is_active && u.stream == stream;
+        }));
+    }
+    cb.reset();
+    ca.reset();
+    conn.delete_stream(stream);
+}
+
+// Super streams: a key extractor lambda reads the routing key from an application property,
+// a routing lambda picks the partition itself; a super consumer receives every message from
+// the partition hash routing chose.
+void test_super_streams(const rmqs::Connection& conn) {
+    const std::string name = unique_name("super");
+    conn.create_super_stream(name, 3);
+    const std::vector<std::string> parts = conn.super_stream_partitions(name);
+    CHECK(parts.size() == 3);
+    std::array<std::atomic<int>, 3> confirmed{};
+    std::atomic<int> bad{0};
+    rmqs::Config pcfg;
+    pcfg.set_key_extractor([](const rmqs::routing_request& r) -> std::optional<std::string_view> {
+        const std::optional<rmqs::value> key = r.app_property("key");
+        if (!key) {
+            return std::nullopt;
+        }
+        return key->as_string();
+    });
+    std::array<int, 3> expected{};
+    {
+        rmqs::SuperProducer sp = conn.create_super_producer(name, pcfg, [&](rmqs::strided_span<rmqs::super_confirm> cs) {
+            for (const rmqs::super_confirm& c : cs) {
+                if (c.status != RMQS_OK || c.partition >= 3) {
+                    bad++;
+                } else {
+                    confirmed[c.partition]++;
+                }
+            }
+        });
+        CHECK(sp.partition_count() == 3 && sp.partition(1) == parts[1]);
+        rmqs::MessageBuilder m;
+        for (std::size_t i = 0; i < 30; i++) {
+            const std::string key = "key-" + std::to_string(i);
+            m.reset().body(body_of(i)).app_property("key", rmqs::value::string(key));
+            const rmqs::super_send_result r = sp.send(std::nullopt, m, i);
+            CHECK(r.partition == rmqs::super_stream_partition(key, 3));
+            expected[r.partition]++;
+        }
+        const rmqs::super_send_result r = sp.send(std::string_view("explicit"), rmqs::bytes("explicit key"));
+        CHECK(r.partition == rmqs::super_stream_partition("explicit", 3));
+        expected[r.partition]++;
+        CHECK_THROWS_STATUS(sp.send(std::nullopt, m.reset().body("no key")), RMQS_ERR_INVALID_ARGUMENT);
+        // batches: bodies with their keys, messages with the key extractor
+        const std::vector<std::string> keys{"batch-0", "batch-1"};
+        sp.send_batch(keys, std::vector<rmqs::bytes>{"b0", "b1"});
+        rmqs::MessageBuilder m2;
+        m.reset().body("m0").app_property("key", rmqs::value::string("batch-0"));
+        m2.body("m1").app_property("key", rmqs::value::string("batch-1"));
+        const rmqs::MessageBuilder* msgs[] = {&m, &m2};
+        sp.send_batch({}, rmqs::span<const rmqs::MessageBuilder* const>(msgs, 2));
+        for (const std::string& k : keys) {
+            expected[rmqs::super_stream_partition(k, 3)] += 2;
+        }
+        try {
+            sp.send_batch(std::vector<std::string>{"only one"}, std::vector<rmqs::bytes>{"a", "b"});
+            CHECK(false);
+        } catch (const rmqs::batch_error& e) {
+            CHECK(e.status() == RMQS_ERR_INVALID_ARGUMENT && e.accepted() == 0);
+        }
+        CHECK(sp.flush(10s));
+        CHECK(sp.stats().confirmed == 35);
+    }
+    CHECK(bad == 0);
+    for (std::size_t i = 0; i < 3; i++) {
+        CHECK(confirmed[i] == expected[i]);
+    }
+    {
+        rmqs::Config rcfg;
+        rcfg.set_routing([](const rmqs::routing_request& r, rmqs::span<std::uint32_t> out) -> std::size_t {
+            if (r.routing_key() != "to-two" || r.partition_count() != 3) {
+                return 0;
+            }
+            out[0] = 2;
+            return 1;
+        });
+        rmqs::SuperProducer routed = conn.create_super_producer(name, rcfg);
+        CHECK(routed.send(std::string_view("to-two"), rmqs::bytes("routed")).partition == 2);
+        CHECK_THROWS_STATUS(routed.send(std::string_view("elsewhere"), rmqs::bytes("x")), RMQS_ERR_INVALID_ARGUMENT);
+        CHECK(routed.flush(10s));
+        expected[2]++;
+    }
+    received got;
+    rmqs::SuperConsumer sc = conn.create_super_consumer(name, rmqs::Config{{"offset", "first"}}, got.handler());
+    CHECK(sc.partition_count() == 3 && sc.partition(0) == parts[0]);
+    CHECK(wait_until([&] { return got.size() >= 36; }));
+    std::this_thread::sleep_for(200ms);
+    {
+        std::lock_guard<std::mutex> g(got.m);
+        CHECK(got.bodies.size() == 36);
+        std::array<int, 3> per{};
+        for (std::size_t i = 0; i < got.bodies.size(); i++) {
+            if (got.partitions[i] < 3) {
+                per[got.partitions[i]]++;
+            }
+            for (std::size_t k = 0; k < 30; k++) {
+                if (got.bodies[i] == body_of(k)) {
+                    CHECK(got.partitions[i] == rmqs::super_stream_partition("key-" + std::to_string(k), 3));
+                }
+            }
+        }
+        CHECK(per == expected);
+    }
+    CHECK(sc.stats().messages == 36);
+    CHECK(sc.is_active(0) && sc.is_active(2));
+    sc.reset();
+    conn.delete_super_stream(name);
+}
+
+// Two super consumers of one single-active-consumer group: each partition is active in
+// exactly one of them, and the consumer-update events come through the queue.
+void test_super_stream_sac(const rmqs::Connection& conn) {
+    const std::string name = unique_name("super-sac");
+    const std::string group = unique_name("super-sac-group");
+    conn.create_super_stream(name, 3);
+    const rmqs::Config cfg{{"name", group}, {"single_active_consumer", "true"}, {"offset", "first"}};
+    rmqs::Queue queue;
+    rmqs::SuperConsumer one = conn.create_super_consumer(name, cfg, queue, 1);
+    rmqs::SuperConsumer two = conn.create_super_consumer(name, cfg, queue, 2);
+    std::size_t activations = 0;
+    const auto deadline = std::chrono::steady_clock::now() + 15s;
+    while (activations < 3 && std::chrono::steady_clock::now() < deadline) {
+        rmqs::Event ev = queue.poll(200ms);
+        if (ev && ev.type() == rmqs::event_type::consumer_update) {
+            const std::optional<rmqs::consumer_update> u = ev.update();
+            CHECK(u.has_value() && ev.partition().has_value() && ev.source() == rmqs::event_source::super_consumer);
+            if (u && u->is_active) {
+                activations++;
+                CHECK(ev.reply(rmqs::offset_spec::first()));
+            }
+        }
+    }
+    CHECK(activations == 3);
+    CHECK(wait_until([&] {
+        for (std::size_t i = 0; i < 3; i++) {
+            if (one.is_active(i) == two.is_active(i)) {
+                return false;
+            }
+        }
+        return true;
+    }));
+    one.reset();
+    two.reset();
+    conn.delete_super_stream(name);
+}
+
+// A TCP proxy in front of the broker that cuts every connection on reset(): the network fault
+// of the state-event test (the shared broker is never restarted).
+class tcp_proxy {
+public:
+    tcp_proxy(std::string host, std::string port) : host_(std::move(host)), port_(std::move(port)) {
+        listen_fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+        sockaddr_in addr{};
+        addr.sin_family = AF_INET;
+        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        socklen_t len = sizeof addr;
+        if (listen_fd_ < 0 || ::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+            ::listen(listen_fd_, 64) != 0 || ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0 ||
+            ::pipe(wake_) != 0) {
+            throw std::runtime_error("tcp_proxy: cannot listen");
+        }
+        listen_port_ = ntohs(addr.sin_port);
+        acceptor_ = std::thread([this] { accept_loop(); });
+    }
+    tcp_proxy(const tcp_proxy&) = delete;
+    tcp_proxy& operator=(const tcp_proxy&) = delete;
+    ~tcp_proxy() {
+        (void)!::write(wake_[1], "x", 1);
+        acceptor_.join();
+        reset();
+        for (std::thread& t : pumps_) {
+            t.join();
+        }
+        ::close(listen_fd_);
+        ::close(wake_[0]);
+        ::close(wake_[1]);
+    }
+
+    std::string uri() const { return "rabbitmq-stream://guest:guest@127.0.0.1:" + std::to_string(listen_port_) + "/%2f"; }
+
+    // Cuts every connection open now; returns how many.
+    std::size_t reset() {
+        std::lock_guard<std::mutex> g(mu_);
+        for (const auto& p : open_) {
+            ::shutdown(p.first, SHUT_RDWR);
+            ::shutdown(p.second, SHUT_RDWR);
+        }
+        return open_.size();
+    }
+
+private:
+    int connect_target() const {
+        addrinfo hints{};
+        hints.ai_socktype = SOCK_STREAM;
+        addrinfo* res = nullptr;
+        if (::getaddrinfo(host_.c_str(), port_.c_str(), &hints, &res) != 0) {
+            return -1;
+        }
+        int fd = -1;
+        for (addrinfo* a = res; a != nullptr && fd < 0; a = a->ai_next) {
+            fd = ::socket(a->ai_family, a->ai_socktype, a->ai_protocol);
+            if (fd >= 0 && ::connect(fd, a->ai_addr, a->ai_addrlen) != 0) {
+                ::close(fd);
+                fd = -1;
+            }
+        }
+        ::freeaddrinfo(res);
+        return fd;
+    }
+
+    void accept_loop() {
+        for (;;) {
+            pollfd fds[2] = {{listen_fd_, POLLIN, 0}, {wake_[0], POLLIN, 0}};
+            if (::poll(fds, 2, -1) < 0 || (fds[1].revents & POLLIN) != 0) {
+                return;
+            }
+            const int client = ::accept(listen_fd_, nullptr, nullptr);
+            if (client < 0) {
+                continue;
+            }
+            const int server = connect_target();
+            if (server < 0) {
+                ::close(client);
+                continue;
+            }
+            std::lock_guard<std::mutex> g(mu_);
+            open_.emplace_back(client, server);
+            pumps_.emplace_back([this, client, server] { pump(client, server); });
+        }
+    }
+
+    // Copies both ways until either side ends, then forgets and closes the pair.
+    void pump(int a, int b) {
+        std::vector<char> buf(65536);
+        pollfd fds[2] = {{a, POLLIN, 0}, {b, POLLIN, 0}};
+        bool open = true;
+        while (open && ::poll(fds, 2, -1) >= 0) {
+            for (int i = 0; i < 2 && open; i++) {
+                if (fds[i].revents == 0) {
+                    continue;
+                }
+                const ssize_t n = ::recv(fds[i].fd, buf.data(), buf.size(), 0);
+                if (n <= 0) {
+                    open = false;
+                    break;
+                }
+                for (ssize_t done = 0; done < n;) {
+                    const ssize_t w = ::send(fds[1 - i].fd, buf.data() + done, static_cast<std::size_t>(n - done),
+                                             MSG_NOSIGNAL);
+                    if (w <= 0) {
+                        open = false;
+                        break;
+                    }
+                    done += w;
+                }
+            }
+        }
+        std::lock_guard<std::mutex> g(mu_);
+        for (auto it = open_.begin(); it != open_.end(); ++it) {
+            if (it->first == a) {
+                open_.erase(it);
+                break;
+            }
+        }
+        ::shutdown(a, SHUT_RDWR);
+        ::shutdown(b, SHUT_RDWR);
+        ::close(a);
+        ::close(b);
+    }
+
+    std::string host_;
+    std::string port_;
+    int listen_fd_ = -1;
+    int wake_[2] = {-1, -1};
+    std::uint16_t listen_port_ = 0;
+    std::mutex mu_;
+    std::vector<std::pair<int, int>> open_;
+    std::vector<std::thread> pumps_;
+    std::thread acceptor_;
+};
+
+// host and port of the first seed host of a URI (default port 5552).
+std::pair<std::string, std::string> broker_host_port(const std::string& uri) {
+    std::string rest = uri.substr(uri.find("://") + 3);
+    rest = rest.substr(rest.rfind('@') == std::string::npos ? 0 : rest.rfind('@') + 1);
+    rest = rest.substr(0, rest.find_first_of("/,?"));
+    const std::size_t colon = rest.rfind(':');
+    if (colon == std::string::npos) {
+        return {rest, "5552"};
+    }
+    return {rest.substr(0, colon), rest.substr(colon + 1)};
+}
+
+// State events through lambdas on a lost connection: a named producer and a consumer behind a
+// proxy that cuts their connections report RECOVERING then RECOVERED, every message is
+// confirmed once and consumed exactly once, in order.
+void test_state_events_on_connection_reset(const std::string& uri) {
+    rmqs::Connection admin = rmqs::Connection::open(uri);
+    const std::string stream = unique_name("recovery");
+    admin.create_stream(stream);
+    const auto hp = broker_host_port(uri);
+    tcp_proxy proxy(hp.first, hp.second);
+    std::mutex m;
+    std::vector<rmqs::state_change> pstates;
+    std::vector<rmqs::state_change> cstates;
+    std::vector<rmqs_status> causes;
+    auto record = [&](std::vector<rmqs::state_change>& into) {
+        return [&](const rmqs::state_change& c) {
+            std::lock_guard<std::mutex> g(m);
+            into.push_back(rmqs::state_change{c.state, c.status, std::string_view(), c.partition, c.tag, c.source});
+            if (c.state == rmqs::state::recovering) {
+                causes.push_back(c.status);
+            }
+        };
+    };
+    const std::size_t n = std::min<std::size_t>(n_messages(), 2000);
+    {
+        rmqs::Connection conn = rmqs::Connection::open(rmqs::Config{
+            {"uri", proxy.uri()}, {"load_balancer", "true"}, {"recovery_initial_delay_ms", "100"}});
+        rmqs::Config ccfg{{"offset", "first"}};
+        ccfg.set_state_handler(record(cstates));
+        rmqs::Config pcfg{{"name", unique_name("recovery-producer")}};
+        pcfg.set_state_handler(record(pstates));
+        received got;
+        rmqs::Consumer consumer = conn.create_consumer(stream, ccfg, got.handler());
+        std::mutex cm;
+        std::vector<int> outcomes(n, 0);
+        std::atomic<int> errors{0};
+        rmqs::Producer producer = conn.create_producer(stream, pcfg, [&](rmqs::strided_span<rmqs::confirm> cs) {
+            std::lock_guard<std::mutex> g(cm);
+            for (const rmqs::confirm& c : cs) {
+                if (c.status != RMQS_OK || c.tag >= n) {
+                    errors++;
+                } else {
+                    outcomes[c.tag]++;
+                }
+            }
+        });
+        for (std::size_t i = 0; i < n; i++) {
+            producer.send(body_of(i), i);
+            if (i == n / 2) {
+                CHECK(proxy.reset() >= 1);
+            }
+        }
+        CHECK(producer.flush(60s));
+        CHECK(errors == 0);
+        {
+            std::lock_guard<std::mutex> g(cm);
+            CHECK(std::all_of(outcomes.begin(), outcomes.end(), [](int k) { return k == 1; }));
+        }
+        CHECK(wait_until([&] { return got.size() >= n; }, 60s));
+        std::this_thread::sleep_for(300ms);
+        {
+            std::lock_guard<std::mutex> g(got.m);
+            CHECK(got.offsets.size() == n);
+            bool in_order = got.offsets.size() == n;
+            for (std::size_t i = 0; in_order && i < n; i++) {
+                in_order = got.offsets[i] == i && got.bodies[i] == body_of(i);
+            }
+            CHECK(in_order);
+        }
+        {
+            std::lock_guard<std::mutex> g(m);
+            for (const auto* states : {&pstates, &cstates}) {
+                CHECK(!states->empty() && states->front().state == rmqs::state::recovering);
+                CHECK(!states->empty() && states->back().state == rmqs::state::recovered);
+            }
+            CHECK(!pstates.empty() && pstates.front().source == rmqs::event_source::producer);
+            CHECK(!cstates.empty() && cstates.front().source == rmqs::event_source::consumer);
+            CHECK(!causes.empty() && std::all_of(causes.begin(), causes.end(), [](rmqs_status s) { return s != RMQS_OK; }));
+        }
+        CHECK(producer.stats().recoveries >= 1 && consumer.stats().recoveries >= 1);
+    }
+    admin.delete_stream(stream);
+}
+
 }  // namespace
 
 int main() {
@@ -1043,9 +1775,17 @@ int main() {
         run_test("live_moves", [&] { test_live_moves(conn); });
         run_test("handler_exceptions", [&] { test_handler_exceptions(conn); });
         run_test("state_handler", [&] { test_state_handler(conn); });
+        run_test("dedup_named_producer", [&] { test_dedup_named_producer(conn); });
+        run_test("offsets_store_query", [&] { test_offsets_store_query(conn); });
+        run_test("message_every_section", [&] { test_message_every_section(conn); });
+        run_test("filtering", [&] { test_filtering(conn); });
+        run_test("single_active_consumer", [&] { test_single_active_consumer(conn); });
+        run_test("super_streams", [&] { test_super_streams(conn); });
+        run_test("super_stream_sac", [&] { test_super_stream_sac(conn); });
         conn.close(10s);
     });
     run_test("log_handler", [&] { test_log_handler(uri); });
+    run_test("state_events_on_connection_reset", [&] { test_state_events_on_connection_reset(uri); });
 
     std::printf("test_cpp: %d passed, %d failed\n", passed, failed);
     return failed == 0 ? 0 : 1;

@@ -207,6 +207,21 @@ fn errOut(cerr: *?*c.rmqs_error, diag: ?*Diagnostics) [*c]?*c.rmqs_error {
     return if (diag != null) cerr else null;
 }
 
+/// Calls the C function `f` with `args` and the trailing `rmqs_error **err` argument every
+/// status-returning C function takes, and maps the status.
+fn callC(comptime f: anytype, args: anytype, diag: ?*Diagnostics) Error!void {
+    var cerr: ?*c.rmqs_error = null;
+    try check(@call(.auto, f, args ++ .{errOut(&cerr, diag)}), cerr, diag);
+}
+
+/// Reads the counters of any object through its `rmqs_*_stats` function.
+fn statsOf(comptime T: type, comptime f: anytype, ptr: anytype) Error!T {
+    var out = std.mem.zeroes(T);
+    out.size = @sizeOf(T);
+    try callC(f, .{ ptr, &out }, null);
+    return out;
+}
+
 /// A key/value setting as given to `rmqs_config_set()` (see the header for the keys).
 pub const Setting = struct { []const u8, []const u8 };
 
@@ -240,6 +255,24 @@ const Config = struct {
 
     fn setAll(self: Config, settings: []const Setting, diag: ?*Diagnostics) Error!void {
         for (settings) |kv| try self.set(kv[0], kv[1], diag);
+    }
+
+    /// The one place that registers a Zig callback on a config: a heap copy of `value` (a
+    /// `{ context, func }` struct) is the user_data, freed by the library's user_data_free
+    /// exactly once (here when the registration fails).
+    fn setCallback(self: Config, comptime set_fn: anytype, comptime T: type, value: T, comptime trampoline: anytype, diag: ?*Diagnostics) Error!void {
+        const holder = std.heap.c_allocator.create(T) catch return error.Unexpected;
+        holder.* = value;
+        errdefer std.heap.c_allocator.destroy(holder);
+        try callC(set_fn, .{ self.ptr, trampoline, @as(?*anyopaque, holder), freeHolder(T) }, diag);
+    }
+
+    fn freeHolder(comptime T: type) *const fn (?*anyopaque) callconv(.c) void {
+        return struct {
+            fn free(p: ?*anyopaque) callconv(.c) void {
+                std.heap.c_allocator.destroy(@as(*T, @ptrCast(@alignCast(p.?))));
+            }
+        }.free;
     }
 };
 
@@ -286,7 +319,7 @@ pub const Connection = struct {
     /// Closes the connection (and its producers and consumers), waiting up to `timeout_ms`
     /// (negative: no limit). The handle stays valid until `deinit`.
     pub fn close(self: Connection, timeout_ms: i32) Error!void {
-        try check(c.rmqs_connection_close(self.ptr, timeout_ms, null), null, null);
+        try callC(c.rmqs_connection_close, .{ self.ptr, timeout_ms }, null);
     }
 
     /// Closes (5 s limit) and frees. Free producers and consumers first.
@@ -440,10 +473,7 @@ pub const Connection = struct {
     }
 
     pub fn stats(self: Connection) Error!c.rmqs_connection_statistics {
-        var out = std.mem.zeroes(c.rmqs_connection_statistics);
-        out.size = @sizeOf(c.rmqs_connection_statistics);
-        try check(c.rmqs_connection_stats(self.ptr, &out, null), null, null);
-        return out;
+        return statsOf(c.rmqs_connection_statistics, c.rmqs_connection_stats, self.ptr);
     }
 };
 
@@ -490,7 +520,7 @@ pub const Strings = struct {
 /// The partition index of `routing_key` under hash routing (as the other clients route).
 pub fn superStreamPartition(routing_key: []const u8, partition_count: u32) Error!u32 {
     var out: u32 = 0;
-    try check(c.rmqs_super_stream_partition(routing_key.ptr, routing_key.len, partition_count, &out, null), null, null);
+    try callC(c.rmqs_super_stream_partition, .{ routing_key.ptr, routing_key.len, partition_count, &out }, null);
     return out;
 }
 
@@ -502,6 +532,11 @@ pub const EventKind = enum(i32) {
     confirms = c.RMQS_EVENT_CONFIRMS,
     state = c.RMQS_EVENT_STATE,
     @"error" = c.RMQS_EVENT_ERROR,
+    /// A super producer's confirms: `Event.superConfirms()`.
+    super_confirms = c.RMQS_EVENT_SUPER_CONFIRMS,
+    /// A single active consumer activated or stepping down: `Event.consumerUpdate()`,
+    /// answered with `Event.reply()` (or the default when freed unanswered).
+    consumer_update = c.RMQS_EVENT_CONSUMER_UPDATE,
     _,
 };
 
@@ -521,6 +556,8 @@ pub const State = enum(i32) {
 pub const EventSource = enum(i32) {
     producer = c.RMQS_SOURCE_PRODUCER,
     consumer = c.RMQS_SOURCE_CONSUMER,
+    super_producer = c.RMQS_SOURCE_SUPER_PRODUCER,
+    super_consumer = c.RMQS_SOURCE_SUPER_CONSUMER,
     _,
 };
 
@@ -532,7 +569,7 @@ pub const Queue = struct {
 
     pub fn init() Error!Queue {
         var out: ?*c.rmqs_queue = null;
-        try check(c.rmqs_queue_new(&out, null), null, null);
+        try callC(c.rmqs_queue_new, .{&out}, null);
         return .{ .ptr = out.? };
     }
 
@@ -607,12 +644,39 @@ pub const Event = extern struct {
     /// The confirms of a `.confirms` event (empty for others; borrowed from the event).
     /// Iterate with `it.next()`: the elements are `stride` bytes apart, as the library's
     /// struct may grow in later versions.
-    pub fn confirms(self: Event) Confirms {
+    pub fn confirms(self: Event) Strided(Confirm) {
         var n: usize = 0;
         var stride: usize = 0;
         const p = c.rmqs_event_confirms(self.ptr, &n, &stride);
         if (p == null or n == 0) return .{ .base = null, .len = 0, .stride = 0 };
         return .{ .base = @ptrCast(p), .len = n, .stride = stride };
+    }
+
+    /// The confirms of a `.super_confirms` event (empty for others; borrowed from the event),
+    /// `stride` bytes apart like `confirms()`.
+    pub fn superConfirms(self: Event) Strided(SuperConfirm) {
+        var n: usize = 0;
+        var stride: usize = 0;
+        const p = c.rmqs_event_super_confirms(self.ptr, &n, &stride);
+        if (p == null or n == 0) return .{ .base = null, .len = 0, .stride = 0 };
+        return .{ .base = @ptrCast(p), .len = n, .stride = stride };
+    }
+
+    /// The change of a `.consumer_update` event, null for others (its `stream` is borrowed
+    /// from the event).
+    pub fn consumerUpdate(self: Event) ?ConsumerUpdate {
+        const info = c.rmqs_event_consumer_update(self.ptr) orelse return null;
+        return .{
+            .stream = std.mem.span(info.*.stream),
+            .is_active = info.*.is_active,
+            .stored_offset = if (info.*.stored_offset == std.math.maxInt(u64)) null else info.*.stored_offset,
+        };
+    }
+
+    /// Answers a `.consumer_update` event: where the activated consumer starts (null: the
+    /// library's default). `error.Timeout` when the answer came too late (the default was used).
+    pub fn reply(self: Event, start: ?Offset) Error!void {
+        try callC(c.rmqs_event_consumer_update_reply, .{ self.ptr, Offset.spec(start) }, null);
     }
 
     /// True for a `.state` event reporting that the source itself closed (its last event; a
@@ -651,35 +715,39 @@ pub const Event = extern struct {
     }
 };
 
-/// The confirms of an event: `len` of them, `stride` bytes apart (the library's `rmqs_confirm`
-/// may grow in later versions, so they are never indexed by `@sizeOf(Confirm)`).
-pub const Confirms = struct {
-    base: ?[*]const u8,
-    len: usize,
-    stride: usize,
+/// The confirms of an event: `len` of them, `stride` bytes apart (the library's
+/// `rmqs_confirm` and `rmqs_super_confirm` may grow in later versions, so they are never
+/// indexed by `@sizeOf`).
+pub fn Strided(comptime T: type) type {
+    return struct {
+        const Self = @This();
+        base: ?[*]const u8,
+        len: usize,
+        stride: usize,
 
-    /// The confirm at `i` (< `len`), borrowed from the event.
-    pub fn at(self: Confirms, i: usize) *const Confirm {
-        std.debug.assert(i < self.len);
-        return @ptrCast(@alignCast(self.base.? + i * self.stride));
-    }
-
-    /// Iterates: `var it = ev.confirms().iterator(); while (it.next()) |cf| ...`.
-    pub fn iterator(self: Confirms) Iterator {
-        return .{ .confirms = self, .i = 0 };
-    }
-
-    pub const Iterator = struct {
-        confirms: Confirms,
-        i: usize,
-
-        pub fn next(self: *Iterator) ?*const Confirm {
-            if (self.i >= self.confirms.len) return null;
-            defer self.i += 1;
-            return self.confirms.at(self.i);
+        /// The element at `i` (< `len`), borrowed from the event.
+        pub fn at(self: Self, i: usize) *const T {
+            std.debug.assert(i < self.len);
+            return @ptrCast(@alignCast(self.base.? + i * self.stride));
         }
+
+        /// Iterates: `var it = ev.confirms().iterator(); while (it.next()) |cf| ...`.
+        pub fn iterator(self: Self) Iterator {
+            return .{ .items = self, .i = 0 };
+        }
+
+        pub const Iterator = struct {
+            items: Self,
+            i: usize,
+
+            pub fn next(self: *Iterator) ?*const T {
+                if (self.i >= self.items.len) return null;
+                defer self.i += 1;
+                return self.items.at(self.i);
+            }
+        };
     };
-};
+}
 
 /// The outcome of one sent message (layout of `rmqs_confirm`).
 pub const Confirm = extern struct {
@@ -805,16 +873,37 @@ pub const Producer = struct {
         }
     }
 
+    /// Sends messages in order (tags from `tags`, same length, or 0). On error, `accepted`
+    /// (when given) tells how many of the first ones were accepted and will be confirmed.
+    pub fn sendMessages(self: Producer, msgs: []const *const MessageBuilder, tags: ?[]const usize, flags: SendFlags, accepted: ?*usize, diag: ?*Diagnostics) Error!void {
+        if (tags) |t| if (t.len != msgs.len) return localError(diag, "tags and messages differ in length");
+        var done: usize = 0;
+        defer if (accepted) |a| {
+            a.* = done;
+        };
+        var buf: [64]?*const c.rmqs_message_builder = undefined;
+        while (done < msgs.len) {
+            const n = @min(buf.len, msgs.len - done);
+            for (msgs[done..][0..n], 0..) |m, i| buf[i] = m.ptr;
+            const tp: [*c]const usize = if (tags) |t| t[done..].ptr else null;
+            var got: usize = 0;
+            var cerr: ?*c.rmqs_error = null;
+            const st = c.rmqs_producer_send_messages(self.ptr, @ptrCast(&buf), tp, n, @bitCast(flags), &got, errOut(&cerr, diag));
+            done += got;
+            try check(st, cerr, diag);
+        }
+    }
+
     /// Sends what is batched and waits up to `timeout_ms` until every accepted message has
     /// its confirm (`error.Timeout` otherwise).
     pub fn flush(self: Producer, timeout_ms: i32) Error!void {
-        try check(c.rmqs_producer_flush(self.ptr, timeout_ms, null), null, null);
+        try callC(c.rmqs_producer_flush, .{ self.ptr, timeout_ms }, null);
     }
 
     /// Stops sending, waits up to `timeout_ms` for outstanding confirms (the rest get
     /// `error.Closed`), deletes the publisher. Still to `deinit`.
     pub fn close(self: Producer, timeout_ms: i32) Error!void {
-        try check(c.rmqs_producer_close(self.ptr, timeout_ms, null), null, null);
+        try callC(c.rmqs_producer_close, .{ self.ptr, timeout_ms }, null);
     }
 
     /// The last publishing id assigned, null before the first.
@@ -824,10 +913,16 @@ pub const Producer = struct {
     }
 
     pub fn stats(self: Producer) Error!c.rmqs_producer_statistics {
-        var out = std.mem.zeroes(c.rmqs_producer_statistics);
-        out.size = @sizeOf(c.rmqs_producer_statistics);
-        try check(c.rmqs_producer_stats(self.ptr, &out, null), null, null);
-        return out;
+        return statsOf(c.rmqs_producer_statistics, c.rmqs_producer_stats, self.ptr);
+    }
+
+    /// Sends an AMQP message built with a `MessageBuilder` (every section, its filter value
+    /// and publishing id; copied, so the builder can be reset at once). Returns the id used.
+    pub fn sendMessage(self: Producer, msg: *const MessageBuilder, tag: usize, flags: SendFlags, diag: ?*Diagnostics) Error!u64 {
+        var cerr: ?*c.rmqs_error = null;
+        var id: u64 = 0;
+        try check(c.rmqs_producer_send_message(self.ptr, msg.ptr, tag, @bitCast(flags), &id, errOut(&cerr, diag)), cerr, diag);
+        return id;
     }
 };
 
@@ -852,6 +947,17 @@ pub const Offset = union(enum) {
             .timestamp => |t| std.fmt.bufPrint(buf, "timestamp:{d}", .{t}) catch unreachable,
         };
     }
+
+    fn spec(self: ?Offset) c.rmqs_offset_spec {
+        const o = self orelse return .{ .type = c.RMQS_OFFSET_DEFAULT, .value = 0 };
+        return switch (o) {
+            .first => .{ .type = c.RMQS_OFFSET_FIRST, .value = 0 },
+            .last => .{ .type = c.RMQS_OFFSET_LAST, .value = 0 },
+            .next => .{ .type = c.RMQS_OFFSET_NEXT, .value = 0 },
+            .offset => |v| .{ .type = c.RMQS_OFFSET_OFFSET, .value = @intCast(v) },
+            .timestamp => |t| .{ .type = c.RMQS_OFFSET_TIMESTAMP, .value = t },
+        };
+    }
 };
 
 pub const ConsumerOptions = struct {
@@ -862,8 +968,34 @@ pub const ConsumerOptions = struct {
     /// Offset-tracking reference (needed by `storeOffset` / `queryOffset`).
     name: ?[]const u8 = null,
     initial_credit: ?u16 = null,
-    /// Other consumer keys (`credit_policy`, `crc_check`, `property.<key>`, ...).
+    /// One active consumer at a time among those of `name` (3.11+). Activations and
+    /// step-downs arrive as `.consumer_update` events, answered with `Event.reply()`.
+    single_active_consumer: bool = false,
+    /// Broker-side filtering (3.13+): comma-separated filter values.
+    filter_values: ?[]const u8 = null,
+    /// With `filter_values`: also chunks of messages sent without a filter value.
+    match_unfiltered: bool = false,
+    /// Client-side filter of each delivered message (removes the other values' messages
+    /// that come along in a chunk).
+    post_filter: ?PostFilter = null,
+    /// Other consumer keys (`credit_policy`, `crc_check`, `tracking`, `property.<key>`, ...).
     settings: []const Setting = &.{},
+
+    /// The config of a consumer or super consumer with these options.
+    fn config(opts: ConsumerOptions, diag: ?*Diagnostics) Error!Config {
+        const cfg = try Config.init();
+        errdefer cfg.deinit();
+        var obuf: [40]u8 = undefined;
+        try cfg.set("offset", opts.offset.format(&obuf), diag);
+        if (opts.name) |v| try cfg.set("name", v, diag);
+        if (opts.initial_credit) |v| try cfg.setInt("initial_credit", v, diag);
+        if (opts.single_active_consumer) try cfg.set("single_active_consumer", "true", diag);
+        if (opts.filter_values) |v| try cfg.set("filter_values", v, diag);
+        if (opts.match_unfiltered) try cfg.set("match_unfiltered", "true", diag);
+        if (opts.post_filter) |f| try cfg.setCallback(c.rmqs_config_set_post_filter_cb, PostFilter, f, PostFilter.trampoline, diag);
+        try cfg.setAll(opts.settings, diag);
+        return cfg;
+    }
 };
 
 pub const Consumer = struct {
@@ -872,13 +1004,8 @@ pub const Consumer = struct {
     /// Subscribes to `stream` (blocks for a few round trips; chunks may arrive before it
     /// returns). Free with `deinit`.
     pub fn init(conn: Connection, stream: []const u8, opts: ConsumerOptions, diag: ?*Diagnostics) Error!Consumer {
-        const cfg = try Config.init();
+        const cfg = try opts.config(diag);
         defer cfg.deinit();
-        var obuf: [40]u8 = undefined;
-        try cfg.set("offset", opts.offset.format(&obuf), diag);
-        if (opts.name) |v| try cfg.set("name", v, diag);
-        if (opts.initial_credit) |v| try cfg.setInt("initial_credit", v, diag);
-        try cfg.setAll(opts.settings, diag);
         var s: CStr = .{};
         var cerr: ?*c.rmqs_error = null;
         var out: ?*c.rmqs_consumer = null;
@@ -893,12 +1020,17 @@ pub const Consumer = struct {
 
     /// Unsubscribes (up to `timeout_ms`); a closed `.state` event follows on the queue.
     pub fn close(self: Consumer, timeout_ms: i32) Error!void {
-        try check(c.rmqs_consumer_close(self.ptr, timeout_ms, null), null, null);
+        try callC(c.rmqs_consumer_close, .{ self.ptr, timeout_ms }, null);
     }
 
     /// Grants `credits` (1..32767) more chunks (the `manual` credit policy).
     pub fn credit(self: Consumer, credits: u16) Error!void {
-        try check(c.rmqs_consumer_credit(self.ptr, credits, null), null, null);
+        try callC(c.rmqs_consumer_credit, .{ self.ptr, @as(u32, credits) }, null);
+    }
+
+    /// Whether it receives now (a single active consumer: whether it is the active one).
+    pub fn isActive(self: Consumer) bool {
+        return c.rmqs_consumer_is_active(self.ptr);
     }
 
     /// Stores `offset` under the consumer's name (not answered by the broker).
@@ -916,10 +1048,7 @@ pub const Consumer = struct {
     }
 
     pub fn stats(self: Consumer) Error!c.rmqs_consumer_statistics {
-        var out = std.mem.zeroes(c.rmqs_consumer_statistics);
-        out.size = @sizeOf(c.rmqs_consumer_statistics);
-        try check(c.rmqs_consumer_stats(self.ptr, &out, null), null, null);
-        return out;
+        return statsOf(c.rmqs_consumer_statistics, c.rmqs_consumer_stats, self.ptr);
     }
 };
 
@@ -944,6 +1073,12 @@ pub const Chunk = struct {
 
     pub fn stream(self: Chunk) []const u8 {
         return std.mem.span(c.rmqs_chunk_stream(self.ptr));
+    }
+
+    /// A super consumer's chunk: its partition's index; null for a plain consumer's.
+    pub fn partition(self: Chunk) ?usize {
+        const p = c.rmqs_chunk_partition(self.ptr);
+        return if (p < 0) null else @intCast(p);
     }
 
     /// Offset of the chunk's first record (hidden ones included).
@@ -1083,6 +1218,57 @@ pub const Message = struct {
         return c.rmqs_message_app_property_count(self.ptr);
     }
 
+    /// What the body is.
+    pub fn bodyType(self: Message) BodyType {
+        return @enumFromInt(c.rmqs_message_body_type(self.ptr));
+    }
+
+    /// Body sections (data or sequence sections; 1 for an amqp-value).
+    pub fn bodyCount(self: Message) usize {
+        return c.rmqs_message_body_count(self.ptr);
+    }
+
+    /// Body section `i`: a data section as `.binary`, a sequence as `.list`, the amqp-value as is.
+    pub fn bodySection(self: Message, i: usize) ?Value {
+        var v: c.rmqs_value = undefined;
+        return if (c.rmqs_message_body_section(self.ptr, i, &v)) Value.fromC(v) else null;
+    }
+
+    /// A whole non-body section: header and properties as `.list`, the others as `.map`.
+    pub fn section(self: Message, which: Section) ?Value {
+        var v: c.rmqs_value = undefined;
+        return if (c.rmqs_message_section(self.ptr, @intFromEnum(which), &v)) Value.fromC(v) else null;
+    }
+
+    /// A header field typed as sent; null when absent.
+    pub fn headerValue(self: Message, field: HeaderField) ?Value {
+        var v: c.rmqs_value = undefined;
+        return if (c.rmqs_message_header_value(self.ptr, @intFromEnum(field), &v)) Value.fromC(v) else null;
+    }
+
+    /// A properties field typed as sent; null when absent.
+    pub fn propertyValue(self: Message, prop: Property) ?Value {
+        var v: c.rmqs_value = undefined;
+        return if (c.rmqs_message_property_value(self.ptr, @intFromEnum(prop), &v)) Value.fromC(v) else null;
+    }
+
+    /// An application property typed as sent; null when absent.
+    pub fn appPropertyValue(self: Message, key: []const u8) ?Value {
+        var k: CStr = .{};
+        const kz = k.of(key, null) catch return null;
+        var v: c.rmqs_value = undefined;
+        return if (c.rmqs_message_app_property_value(self.ptr, kz, &v)) Value.fromC(v) else null;
+    }
+
+    /// An entry (symbol key) of the message annotations, delivery annotations or footer.
+    pub fn annotation(self: Message, which: Section, key: []const u8) ?Value {
+        const map = self.section(which) orelse return null;
+        return switch (map) {
+            .map => |m| m.get(key),
+            else => null,
+        };
+    }
+
     pub const KeyValue = struct { key: []const u8, value: []const u8 };
 
     /// Application property `i` (wire order), null when out of range or not text.
@@ -1093,6 +1279,629 @@ pub const Message = struct {
         var vn: usize = 0;
         if (!c.rmqs_message_app_property_at(self.ptr, i, &k, &kn, &v, &vn)) return null;
         return .{ .key = if (k == null) &.{} else k[0..kn], .value = if (v == null) &.{} else v[0..vn] };
+    }
+};
+
+// ---------------------------------------------------------------------------------------------
+// Typed values and the message builder
+
+/// Fields of the AMQP 1.0 header section.
+pub const HeaderField = enum(i32) {
+    durable = c.RMQS_HEADER_DURABLE,
+    priority = c.RMQS_HEADER_PRIORITY,
+    ttl = c.RMQS_HEADER_TTL,
+    first_acquirer = c.RMQS_HEADER_FIRST_ACQUIRER,
+    delivery_count = c.RMQS_HEADER_DELIVERY_COUNT,
+};
+
+/// Sections of an AMQP 1.0 message.
+pub const Section = enum(i32) {
+    header = c.RMQS_SECTION_HEADER,
+    delivery_annotations = c.RMQS_SECTION_DELIVERY_ANNOTATIONS,
+    message_annotations = c.RMQS_SECTION_MESSAGE_ANNOTATIONS,
+    properties = c.RMQS_SECTION_PROPERTIES,
+    application_properties = c.RMQS_SECTION_APPLICATION_PROPERTIES,
+    footer = c.RMQS_SECTION_FOOTER,
+};
+
+/// What the body of a received message is.
+pub const BodyType = enum(i32) {
+    raw = c.RMQS_BODY_RAW,
+    data = c.RMQS_BODY_DATA,
+    sequence = c.RMQS_BODY_SEQUENCE,
+    value = c.RMQS_BODY_VALUE,
+    none = c.RMQS_BODY_NONE,
+    _,
+};
+
+/// A typed AMQP 1.0 value. Slices (strings, symbols, binaries, decimals, compounds) are
+/// borrowed: read from a message they live as long as its chunk; given to a builder they are
+/// copied by the call.
+pub const Value = union(enum) {
+    null,
+    boolean: bool,
+    ubyte: u8,
+    ushort: u16,
+    uint: u32,
+    ulong: u64,
+    byte: i8,
+    short: i16,
+    int: i32,
+    long: i64,
+    float: f32,
+    double: f64,
+    /// ms since the Unix epoch (may be negative).
+    timestamp: i64,
+    /// The 16 bytes, in network order.
+    uuid: [16]u8,
+    string: []const u8,
+    symbol: []const u8,
+    binary: []const u8,
+    char: u21,
+    /// Decimals, as their bytes on the wire.
+    decimal32: []const u8,
+    decimal64: []const u8,
+    decimal128: []const u8,
+    list: Compound,
+    map: Compound,
+    array: Compound,
+    described: Compound,
+
+    /// From the C value (its bytes stay borrowed). Unknown kinds read as null.
+    pub fn fromC(v: c.rmqs_value) Value {
+        const bytes: []const u8 = if (v.data == null) &.{} else v.data[0..v.len];
+        return switch (v.kind) {
+            c.RMQS_VALUE_BOOL => .{ .boolean = v.bool_value },
+            c.RMQS_VALUE_UBYTE => .{ .ubyte = @truncate(v.uint_value) },
+            c.RMQS_VALUE_USHORT => .{ .ushort = @truncate(v.uint_value) },
+            c.RMQS_VALUE_UINT => .{ .uint = @truncate(v.uint_value) },
+            c.RMQS_VALUE_ULONG => .{ .ulong = v.uint_value },
+            c.RMQS_VALUE_BYTE => .{ .byte = @truncate(v.int_value) },
+            c.RMQS_VALUE_SHORT => .{ .short = @truncate(v.int_value) },
+            c.RMQS_VALUE_INT => .{ .int = @truncate(v.int_value) },
+            c.RMQS_VALUE_LONG => .{ .long = v.int_value },
+            c.RMQS_VALUE_FLOAT => .{ .float = @floatCast(v.float_value) },
+            c.RMQS_VALUE_DOUBLE => .{ .double = v.float_value },
+            c.RMQS_VALUE_TIMESTAMP => .{ .timestamp = v.int_value },
+            c.RMQS_VALUE_UUID => .{ .uuid = v.uuid },
+            c.RMQS_VALUE_STRING => .{ .string = bytes },
+            c.RMQS_VALUE_SYMBOL => .{ .symbol = bytes },
+            c.RMQS_VALUE_BINARY => .{ .binary = bytes },
+            c.RMQS_VALUE_CHAR => .{ .char = @truncate(v.uint_value) },
+            c.RMQS_VALUE_DECIMAL32 => .{ .decimal32 = bytes },
+            c.RMQS_VALUE_DECIMAL64 => .{ .decimal64 = bytes },
+            c.RMQS_VALUE_DECIMAL128 => .{ .decimal128 = bytes },
+            c.RMQS_VALUE_LIST => .{ .list = .{ .v = v } },
+            c.RMQS_VALUE_MAP => .{ .map = .{ .v = v } },
+            c.RMQS_VALUE_ARRAY => .{ .array = .{ .v = v } },
+            c.RMQS_VALUE_DESCRIBED => .{ .described = .{ .v = v } },
+            else => .null,
+        };
+    }
+
+    /// The C value (borrowing this value's bytes), for the builder's setters.
+    pub fn toC(self: Value) c.rmqs_value {
+        var v = std.mem.zeroes(c.rmqs_value);
+        switch (self) {
+            .null => v.kind = c.RMQS_VALUE_NULL,
+            .boolean => |b| {
+                v.kind = c.RMQS_VALUE_BOOL;
+                v.bool_value = b;
+            },
+            inline .ubyte, .ushort, .uint, .ulong, .char => |x, tag| {
+                v.kind = switch (tag) {
+                    .ubyte => c.RMQS_VALUE_UBYTE,
+                    .ushort => c.RMQS_VALUE_USHORT,
+                    .uint => c.RMQS_VALUE_UINT,
+                    .ulong => c.RMQS_VALUE_ULONG,
+                    else => c.RMQS_VALUE_CHAR,
+                };
+                v.uint_value = x;
+            },
+            inline .byte, .short, .int, .long, .timestamp => |x, tag| {
+                v.kind = switch (tag) {
+                    .byte => c.RMQS_VALUE_BYTE,
+                    .short => c.RMQS_VALUE_SHORT,
+                    .int => c.RMQS_VALUE_INT,
+                    .long => c.RMQS_VALUE_LONG,
+                    else => c.RMQS_VALUE_TIMESTAMP,
+                };
+                v.int_value = x;
+            },
+            .float => |x| {
+                v.kind = c.RMQS_VALUE_FLOAT;
+                v.float_value = x;
+            },
+            .double => |x| {
+                v.kind = c.RMQS_VALUE_DOUBLE;
+                v.float_value = x;
+            },
+            .uuid => |u| {
+                v.kind = c.RMQS_VALUE_UUID;
+                v.uuid = u;
+            },
+            inline .string, .symbol, .binary, .decimal32, .decimal64, .decimal128 => |b, tag| {
+                v.kind = switch (tag) {
+                    .string => c.RMQS_VALUE_STRING,
+                    .symbol => c.RMQS_VALUE_SYMBOL,
+                    .binary => c.RMQS_VALUE_BINARY,
+                    .decimal32 => c.RMQS_VALUE_DECIMAL32,
+                    .decimal64 => c.RMQS_VALUE_DECIMAL64,
+                    else => c.RMQS_VALUE_DECIMAL128,
+                };
+                v.data = if (b.len == 0) null else b.ptr;
+                v.len = b.len;
+            },
+            .list, .map, .array, .described => |x| v = x.v,
+        }
+        return v;
+    }
+
+    /// Same type and value (floats bit for bit, so a NaN equals the same NaN; compounds by
+    /// their encoding).
+    pub fn eql(a: Value, b: Value) bool {
+        if (std.meta.activeTag(a) != std.meta.activeTag(b)) return false;
+        return switch (a) {
+            .null => true,
+            .float => |x| @as(u32, @bitCast(x)) == @as(u32, @bitCast(b.float)),
+            .double => |x| @as(u64, @bitCast(x)) == @as(u64, @bitCast(b.double)),
+            .string, .symbol, .binary, .decimal32, .decimal64, .decimal128 => blk: {
+                const x = a.toC();
+                const y = b.toC();
+                break :blk std.mem.eql(u8, if (x.len == 0) &.{} else x.data[0..x.len], if (y.len == 0) &.{} else y.data[0..y.len]);
+            },
+            .list, .map, .array, .described => |x| blk: {
+                const y = b.toC();
+                break :blk std.mem.eql(u8, x.v.data[0..x.v.len], y.data[0..y.len]);
+            },
+            inline else => |x, tag| std.meta.eql(x, @field(b, @tagName(tag))),
+        };
+    }
+};
+
+/// A list, map, array or described value: its AMQP encoding, read element by element.
+pub const Compound = struct {
+    v: c.rmqs_value,
+
+    /// Elements of a list or array, entries of a map, 2 for a described value.
+    pub fn count(self: Compound) usize {
+        return c.rmqs_value_count(&self.v);
+    }
+
+    /// Element `i` of a list or array (described: 0 descriptor, 1 value).
+    pub fn at(self: Compound, i: usize) ?Value {
+        var out: c.rmqs_value = undefined;
+        return if (c.rmqs_value_list_get(&self.v, i, &out)) Value.fromC(out) else null;
+    }
+
+    pub const Entry = struct { key: Value, value: Value };
+
+    /// Entry `i` of a map (wire order).
+    pub fn entry(self: Compound, i: usize) ?Entry {
+        var k: c.rmqs_value = undefined;
+        var x: c.rmqs_value = undefined;
+        if (!c.rmqs_value_map_entry(&self.v, i, &k, &x)) return null;
+        return .{ .key = Value.fromC(k), .value = Value.fromC(x) };
+    }
+
+    /// The value of a map's first entry whose key is the string or symbol `key`.
+    pub fn get(self: Compound, key: []const u8) ?Value {
+        var k: CStr = .{};
+        const kz = k.of(key, null) catch return null;
+        var out: c.rmqs_value = undefined;
+        return if (c.rmqs_value_map_get(&self.v, kz, &out)) Value.fromC(out) else null;
+    }
+};
+
+/// An AMQP 1.0 message to publish (owns an `rmqs_message_builder`): body sections, header,
+/// properties, application properties, annotations, footer, and the stream-level filter
+/// value and publishing id. Setters copy what they are given. Reusable: `reset()` and build
+/// the next one (no allocation once its buffers fit). One thread at a time.
+pub const MessageBuilder = struct {
+    ptr: *c.rmqs_message_builder,
+
+    pub fn init() Error!MessageBuilder {
+        return .{ .ptr = c.rmqs_message_builder_new() orelse return error.Unexpected };
+    }
+
+    pub fn deinit(self: MessageBuilder) void {
+        c.rmqs_message_builder_free(self.ptr);
+    }
+
+    /// Empties every section, the filter value and the publishing id.
+    pub fn reset(self: MessageBuilder) void {
+        c.rmqs_message_builder_reset(self.ptr);
+    }
+
+    /// The body: one data section (replaces any body).
+    pub fn setBody(self: MessageBuilder, data: []const u8, diag: ?*Diagnostics) Error!void {
+        var cerr: ?*c.rmqs_error = null;
+        try check(c.rmqs_message_builder_set_body(self.ptr, data.ptr, data.len, errOut(&cerr, diag)), cerr, diag);
+    }
+
+    /// Appends another data section.
+    pub fn addBodySection(self: MessageBuilder, data: []const u8, diag: ?*Diagnostics) Error!void {
+        var cerr: ?*c.rmqs_error = null;
+        try check(c.rmqs_message_builder_add_body_section(self.ptr, data.ptr, data.len, errOut(&cerr, diag)), cerr, diag);
+    }
+
+    /// The body: one amqp-value section (replaces any body).
+    pub fn setBodyValue(self: MessageBuilder, value: Value, diag: ?*Diagnostics) Error!void {
+        const v = value.toC();
+        var cerr: ?*c.rmqs_error = null;
+        try check(c.rmqs_message_builder_set_body_value(self.ptr, &v, errOut(&cerr, diag)), cerr, diag);
+    }
+
+    /// A header field (`.null` unsets it).
+    pub fn setHeader(self: MessageBuilder, field: HeaderField, value: Value, diag: ?*Diagnostics) Error!void {
+        const v = value.toC();
+        var cerr: ?*c.rmqs_error = null;
+        try check(c.rmqs_message_builder_set_header(self.ptr, @intFromEnum(field), &v, errOut(&cerr, diag)), cerr, diag);
+    }
+
+    /// A properties field (message-id and correlation-id: ulong, uuid, binary or string;
+    /// content-type a symbol; the times a timestamp; ...). `.null` unsets it.
+    pub fn setProperty(self: MessageBuilder, prop: Property, value: Value, diag: ?*Diagnostics) Error!void {
+        const v = value.toC();
+        var cerr: ?*c.rmqs_error = null;
+        try check(c.rmqs_message_builder_set_property(self.ptr, @intFromEnum(prop), &v, errOut(&cerr, diag)), cerr, diag);
+    }
+
+    /// Adds an application property (simple types; keys unique).
+    pub fn addAppProperty(self: MessageBuilder, key: []const u8, value: Value, diag: ?*Diagnostics) Error!void {
+        var k: CStr = .{};
+        const v = value.toC();
+        var cerr: ?*c.rmqs_error = null;
+        try check(c.rmqs_message_builder_add_app_property(self.ptr, try k.of(key, diag), &v, errOut(&cerr, diag)), cerr, diag);
+    }
+
+    /// Adds an entry with a symbol key to the message annotations, delivery annotations or
+    /// footer.
+    pub fn addAnnotation(self: MessageBuilder, which: Section, key: []const u8, value: Value, diag: ?*Diagnostics) Error!void {
+        var k: CStr = .{};
+        const v = value.toC();
+        var cerr: ?*c.rmqs_error = null;
+        try check(c.rmqs_message_builder_add_annotation(self.ptr, @intFromEnum(which), try k.of(key, diag), &v, errOut(&cerr, diag)), cerr, diag);
+    }
+
+    /// The filter value broker-side filtering indexes the message under (null: none).
+    pub fn setFilterValue(self: MessageBuilder, value: ?[]const u8, diag: ?*Diagnostics) Error!void {
+        var f: CStr = .{};
+        const fz: ?[*:0]const u8 = if (value) |v| try f.of(v, diag) else null;
+        var cerr: ?*c.rmqs_error = null;
+        try check(c.rmqs_message_builder_set_filter_value(self.ptr, fz, errOut(&cerr, diag)), cerr, diag);
+    }
+
+    /// An explicit publishing id, above every id the producer used before.
+    pub fn setPublishingId(self: MessageBuilder, id: u64, diag: ?*Diagnostics) Error!void {
+        var cerr: ?*c.rmqs_error = null;
+        try check(c.rmqs_message_builder_set_publishing_id(self.ptr, id, errOut(&cerr, diag)), cerr, diag);
+    }
+
+    /// A header field as set.
+    pub fn header(self: MessageBuilder, field: HeaderField) ?Value {
+        return BuilderView.of(self.ptr).header(field);
+    }
+
+    /// A property as it will be sent (slices borrowed until the builder changes).
+    pub fn property(self: MessageBuilder, prop: Property) ?Value {
+        return BuilderView.of(self.ptr).property(prop);
+    }
+
+    /// An application property as added.
+    pub fn appProperty(self: MessageBuilder, key: []const u8) ?Value {
+        return BuilderView.of(self.ptr).appProperty(key);
+    }
+};
+
+/// A borrowed, read-only view of a message being sent, for routing and key extraction.
+pub const BuilderView = struct {
+    ptr: *const c.rmqs_message_builder,
+
+    fn of(p: *const c.rmqs_message_builder) BuilderView {
+        return .{ .ptr = p };
+    }
+
+    pub fn header(self: BuilderView, field: HeaderField) ?Value {
+        var v: c.rmqs_value = undefined;
+        return if (c.rmqs_message_builder_header(self.ptr, @intFromEnum(field), &v)) Value.fromC(v) else null;
+    }
+
+    pub fn property(self: BuilderView, prop: Property) ?Value {
+        var v: c.rmqs_value = undefined;
+        return if (c.rmqs_message_builder_property(self.ptr, @intFromEnum(prop), &v)) Value.fromC(v) else null;
+    }
+
+    pub fn appProperty(self: BuilderView, key: []const u8) ?Value {
+        var k: CStr = .{};
+        const kz = k.of(key, null) catch return null;
+        var v: c.rmqs_value = undefined;
+        return if (c.rmqs_message_builder_app_property(self.ptr, kz, &v)) Value.fromC(v) else null;
+    }
+};
+
+// ---------------------------------------------------------------------------------------------
+// Callbacks (only where an answer is needed at once; everything else goes through a Queue)
+
+/// What a routing function or key extractor is given for one message (borrowed for the call).
+pub const RoutingRequest = struct {
+    /// The message when it was sent as a `MessageBuilder`.
+    message: ?BuilderView,
+    /// Its body (a builder's when it is one data section; else empty).
+    body: []const u8,
+    /// The routing key ("" when none; always "" for a key extractor).
+    routing_key: []const u8,
+    tag: usize,
+};
+
+/// A super producer's routing function: writes the partition indices into `out` (room for
+/// every partition) and returns how many (0 refuses the message). Runs on the sending
+/// thread, possibly several at once.
+pub const Routing = struct {
+    context: ?*anyopaque = null,
+    func: *const fn (context: ?*anyopaque, msg: RoutingRequest, out: []u32) usize,
+
+    fn trampoline(ud: ?*anyopaque, msg: ?*const c.rmqs_message_builder, body: [*c]const u8, len: usize, key: [*c]const u8, key_len: usize, tag: usize, count: usize, out: [*c]u32) callconv(.c) usize {
+        const self: *const Routing = @ptrCast(@alignCast(ud.?));
+        const req: RoutingRequest = .{
+            .message = if (msg) |m| BuilderView.of(m) else null,
+            .body = if (body == null) &.{} else body[0..len],
+            .routing_key = if (key == null) "" else key[0..key_len],
+            .tag = tag,
+        };
+        return self.func(self.context, req, out[0..count]);
+    }
+};
+
+/// A super producer's key extractor: the routing key of a message sent without one (null:
+/// it has none, the send fails). The slice must stay valid until it returns (a property of
+/// the message, its body, static memory). Runs on the sending thread.
+pub const KeyExtractor = struct {
+    context: ?*anyopaque = null,
+    func: *const fn (context: ?*anyopaque, msg: RoutingRequest) ?[]const u8,
+
+    fn trampoline(ud: ?*anyopaque, msg: ?*const c.rmqs_message_builder, body: [*c]const u8, len: usize, tag: usize, key: [*c]u8, capacity: usize) callconv(.c) isize {
+        const self: *const KeyExtractor = @ptrCast(@alignCast(ud.?));
+        const req: RoutingRequest = .{
+            .message = if (msg) |m| BuilderView.of(m) else null,
+            .body = if (body == null) &.{} else body[0..len],
+            .routing_key = "",
+            .tag = tag,
+        };
+        const k = self.func(self.context, req) orelse return -1;
+        if (k.len <= capacity and k.len > 0) @memcpy(key[0..k.len], k);
+        return @intCast(k.len);
+    }
+};
+
+/// A consumer's client-side filter: keep (true) or hide each delivered message. Runs on a
+/// library runtime thread as chunks arrive: quick, non-blocking, reading the message only.
+pub const PostFilter = struct {
+    context: ?*anyopaque = null,
+    func: *const fn (context: ?*anyopaque, msg: Message) bool,
+
+    fn trampoline(ud: ?*anyopaque, msg: ?*const c.rmqs_message) callconv(.c) bool {
+        const self: *const PostFilter = @ptrCast(@alignCast(ud.?));
+        return self.func(self.context, Message.of(msg.?));
+    }
+};
+
+// ---------------------------------------------------------------------------------------------
+// Super streams
+
+/// The outcome of one message of a super producer (layout of `rmqs_super_confirm`).
+pub const SuperConfirm = extern struct {
+    publishing_id: u64,
+    tag: usize,
+    status: Status,
+    /// The partition's index.
+    partition: u32,
+
+    pub fn err(self: SuperConfirm) ?Error {
+        return if (self.status == c.RMQS_OK) null else statusError(self.status);
+    }
+
+    comptime {
+        std.debug.assert(@sizeOf(SuperConfirm) == @sizeOf(c.rmqs_super_confirm));
+        std.debug.assert(@offsetOf(SuperConfirm, "partition") == @offsetOf(c.rmqs_super_confirm, "partition"));
+    }
+};
+
+/// A single active consumer's activation or step-down (`Event.consumerUpdate()`).
+pub const ConsumerUpdate = struct {
+    /// The stream (a super consumer's partition), borrowed from the event.
+    stream: []const u8,
+    /// true: activated (answer where it starts with `Event.reply()`); false: steps down.
+    is_active: bool,
+    /// On activation, the offset stored under the consumer's reference, null when none.
+    stored_offset: ?u64,
+};
+
+pub const SuperProducerOptions = struct {
+    /// Where confirms (`.super_confirms`) and state changes go.
+    queue: ?Queue = null,
+    tag: usize = 0,
+    /// Every partition producer deduplicates under this name.
+    name: ?[]const u8 = null,
+    /// `hash` (default) or `key` (the broker's bindings); unset with `routing`.
+    routing_mode: ?[]const u8 = null,
+    /// Route with a function instead.
+    routing: ?Routing = null,
+    /// The routing key of messages sent without one.
+    key_extractor: ?KeyExtractor = null,
+    /// Create every partition producer now.
+    eager: bool = false,
+    settings: []const Setting = &.{},
+};
+
+/// Where a super producer's message went.
+pub const SuperSendResult = struct { partition: u32, publishing_id: u64 };
+
+/// A producer on a super stream: routes each message to a partition by its routing key.
+pub const SuperProducer = struct {
+    ptr: *c.rmqs_super_producer,
+
+    pub fn init(conn: Connection, super_stream: []const u8, opts: SuperProducerOptions, diag: ?*Diagnostics) Error!SuperProducer {
+        const cfg = try Config.init();
+        defer cfg.deinit();
+        if (opts.name) |v| try cfg.set("name", v, diag);
+        if (opts.routing_mode) |v| try cfg.set("routing", v, diag);
+        if (opts.eager) try cfg.set("eager", "true", diag);
+        if (opts.routing) |r| try cfg.setCallback(c.rmqs_config_set_routing_cb, Routing, r, Routing.trampoline, diag);
+        if (opts.key_extractor) |k| try cfg.setCallback(c.rmqs_config_set_key_extractor, KeyExtractor, k, KeyExtractor.trampoline, diag);
+        try cfg.setAll(opts.settings, diag);
+        var s: CStr = .{};
+        var cerr: ?*c.rmqs_error = null;
+        var out: ?*c.rmqs_super_producer = null;
+        const q: ?*c.rmqs_queue = if (opts.queue) |q| q.ptr else null;
+        try check(c.rmqs_super_producer_new(conn.ptr, try s.of(super_stream, diag), cfg.ptr, null, null, null, q, opts.tag, &out, errOut(&cerr, diag)), cerr, diag);
+        return .{ .ptr = out.? };
+    }
+
+    /// Closes (waiting up to 5 s for confirms) and frees.
+    pub fn deinit(self: SuperProducer) void {
+        c.rmqs_super_producer_free(self.ptr);
+    }
+
+    /// Sends one body to the partition of `routing_key` (null: the key extractor's).
+    pub fn send(self: SuperProducer, routing_key: ?[]const u8, body: []const u8, tag: usize, diag: ?*Diagnostics) Error!SuperSendResult {
+        var k: CStr = .{};
+        const kz: ?[*:0]const u8 = if (routing_key) |v| try k.of(v, diag) else null;
+        var cerr: ?*c.rmqs_error = null;
+        var r: SuperSendResult = .{ .partition = 0, .publishing_id = 0 };
+        try check(c.rmqs_super_producer_send_ex(self.ptr, kz, body.ptr, body.len, null, 0, tag, 0, &r.partition, &r.publishing_id, errOut(&cerr, diag)), cerr, diag);
+        return r;
+    }
+
+    /// Sends an AMQP message (the key extractor and routing function are given it).
+    pub fn sendMessage(self: SuperProducer, routing_key: ?[]const u8, msg: *const MessageBuilder, tag: usize, diag: ?*Diagnostics) Error!SuperSendResult {
+        var k: CStr = .{};
+        const kz: ?[*:0]const u8 = if (routing_key) |v| try k.of(v, diag) else null;
+        var cerr: ?*c.rmqs_error = null;
+        var r: SuperSendResult = .{ .partition = 0, .publishing_id = 0 };
+        try check(c.rmqs_super_producer_send_message(self.ptr, kz, msg.ptr, tag, 0, &r.partition, &r.publishing_id, errOut(&cerr, diag)), cerr, diag);
+        return r;
+    }
+
+    /// Sends messages in order, each routed by its key (`keys`: one per message, a null entry
+    /// or a null `keys` asking the key extractor). On error, `accepted` (when given) tells how
+    /// many of the first ones were accepted and will be confirmed.
+    pub fn sendMessages(self: SuperProducer, keys: ?[]const ?[*:0]const u8, msgs: []const *const MessageBuilder, tags: ?[]const usize, accepted: ?*usize, diag: ?*Diagnostics) Error!void {
+        if (keys) |k| if (k.len != msgs.len) return localError(diag, "keys and messages differ in length");
+        if (tags) |t| if (t.len != msgs.len) return localError(diag, "tags and messages differ in length");
+        var done: usize = 0;
+        defer if (accepted) |a| {
+            a.* = done;
+        };
+        var buf: [64]?*const c.rmqs_message_builder = undefined;
+        while (done < msgs.len) {
+            const n = @min(buf.len, msgs.len - done);
+            for (msgs[done..][0..n], 0..) |m, i| buf[i] = m.ptr;
+            const kp: [*c]const [*c]const u8 = if (keys) |k| @ptrCast(k[done..].ptr) else null;
+            const tp: [*c]const usize = if (tags) |t| t[done..].ptr else null;
+            var got: usize = 0;
+            var cerr: ?*c.rmqs_error = null;
+            const st = c.rmqs_super_producer_send_messages(self.ptr, kp, @ptrCast(&buf), tp, n, 0, &got, errOut(&cerr, diag));
+            done += got;
+            try check(st, cerr, diag);
+        }
+    }
+
+    pub fn flush(self: SuperProducer, timeout_ms: i32) Error!void {
+        try callC(c.rmqs_super_producer_flush, .{ self.ptr, timeout_ms }, null);
+    }
+
+    pub fn close(self: SuperProducer, timeout_ms: i32) Error!void {
+        try callC(c.rmqs_super_producer_close, .{ self.ptr, timeout_ms }, null);
+    }
+
+    /// Asks the broker for the partitions again; returns their number.
+    pub fn refresh(self: SuperProducer, diag: ?*Diagnostics) Error!usize {
+        var cerr: ?*c.rmqs_error = null;
+        var n: usize = 0;
+        try check(c.rmqs_super_producer_refresh(self.ptr, &n, errOut(&cerr, diag)), cerr, diag);
+        return n;
+    }
+
+    pub fn partitionCount(self: SuperProducer) usize {
+        return c.rmqs_super_producer_partition_count(self.ptr);
+    }
+
+    /// Partition `i`'s stream (owned by the super producer), null out of range.
+    pub fn partition(self: SuperProducer, i: usize) ?[]const u8 {
+        return if (c.rmqs_super_producer_partition(self.ptr, i)) |p| std.mem.span(p) else null;
+    }
+
+    pub fn stats(self: SuperProducer) Error!c.rmqs_producer_statistics {
+        return statsOf(c.rmqs_producer_statistics, c.rmqs_super_producer_stats, self.ptr);
+    }
+};
+
+/// A consumer of every partition of a super stream. Chunks say their partition
+/// (`Chunk.partition()`); with `single_active_consumer` and a `name` the broker spreads the
+/// partitions over the group (`.consumer_update` events, `Event.partition()`).
+pub const SuperConsumer = struct {
+    ptr: *c.rmqs_super_consumer,
+
+    pub fn init(conn: Connection, super_stream: []const u8, opts: ConsumerOptions, diag: ?*Diagnostics) Error!SuperConsumer {
+        const cfg = try opts.config(diag);
+        defer cfg.deinit();
+        var s: CStr = .{};
+        var cerr: ?*c.rmqs_error = null;
+        var out: ?*c.rmqs_super_consumer = null;
+        try check(c.rmqs_super_consumer_new(conn.ptr, try s.of(super_stream, diag), cfg.ptr, null, null, null, opts.queue.ptr, opts.tag, &out, errOut(&cerr, diag)), cerr, diag);
+        return .{ .ptr = out.? };
+    }
+
+    pub fn deinit(self: SuperConsumer) void {
+        c.rmqs_super_consumer_free(self.ptr);
+    }
+
+    pub fn close(self: SuperConsumer, timeout_ms: i32) Error!void {
+        try callC(c.rmqs_super_consumer_close, .{ self.ptr, timeout_ms }, null);
+    }
+
+    /// Grants partition `i` `credits` more chunks.
+    pub fn credit(self: SuperConsumer, i: usize, credits: u16) Error!void {
+        try callC(c.rmqs_super_consumer_credit, .{ self.ptr, i, @as(u32, credits) }, null);
+    }
+
+    /// Stores `offset` for partition `i` under the super consumer's name.
+    pub fn storeOffset(self: SuperConsumer, i: usize, offset: u64, diag: ?*Diagnostics) Error!void {
+        var cerr: ?*c.rmqs_error = null;
+        try check(c.rmqs_super_consumer_store_offset(self.ptr, i, offset, errOut(&cerr, diag)), cerr, diag);
+    }
+
+    /// The offset stored for partition `i`; `error.NoOffset` when none.
+    pub fn queryOffset(self: SuperConsumer, i: usize, diag: ?*Diagnostics) Error!u64 {
+        var cerr: ?*c.rmqs_error = null;
+        var out: u64 = 0;
+        try check(c.rmqs_super_consumer_query_offset(self.ptr, i, &out, errOut(&cerr, diag)), cerr, diag);
+        return out;
+    }
+
+    pub fn refresh(self: SuperConsumer, diag: ?*Diagnostics) Error!usize {
+        var cerr: ?*c.rmqs_error = null;
+        var n: usize = 0;
+        try check(c.rmqs_super_consumer_refresh(self.ptr, &n, errOut(&cerr, diag)), cerr, diag);
+        return n;
+    }
+
+    pub fn partitionCount(self: SuperConsumer) usize {
+        return c.rmqs_super_consumer_partition_count(self.ptr);
+    }
+
+    pub fn partition(self: SuperConsumer, i: usize) ?[]const u8 {
+        return if (c.rmqs_super_consumer_partition(self.ptr, i)) |p| std.mem.span(p) else null;
+    }
+
+    /// Whether it receives from partition `i` now (single active consumer: the active one).
+    pub fn isActive(self: SuperConsumer, i: usize) bool {
+        return c.rmqs_super_consumer_is_active(self.ptr, i);
+    }
+
+    pub fn stats(self: SuperConsumer) Error!c.rmqs_consumer_statistics {
+        return statsOf(c.rmqs_consumer_statistics, c.rmqs_super_consumer_stats, self.ptr);
     }
 };
 
@@ -1151,4 +1960,20 @@ test "queue: empty poll, wakeup, fd" {
     try std.testing.expectEqual(@as(?Event, null), q.poll(-1)); // returns at once after wakeup
     try std.testing.expect(q.fd() != null);
     try std.testing.expectEqual(@as(usize, 0), q.len());
+}
+
+test "values round-trip through the C representation" {
+    const vals = [_]Value{
+        .null,                              .{ .boolean = true },              .{ .ubyte = 255 },
+        .{ .ulong = std.math.maxInt(u64) }, .{ .long = std.math.minInt(i64) }, .{ .double = std.math.nan(f64) },
+        .{ .float = -std.math.inf(f32) },   .{ .timestamp = -1 },              .{ .uuid = [_]u8{7} ** 16 },
+        .{ .string = "" },                  .{ .symbol = "sym" },              .{ .binary = "b\x00n" },
+    };
+    for (vals) |v| try std.testing.expect(Value.fromC(v.toC()).eql(v));
+    try std.testing.expect(!(Value{ .uint = 1 }).eql(.{ .ulong = 1 }));
+    const b = try MessageBuilder.init();
+    defer b.deinit();
+    try b.addAppProperty("k", .{ .int = -5 }, null);
+    try std.testing.expect(b.appProperty("k").?.eql(.{ .int = -5 }));
+    try std.testing.expectError(error.InvalidArgument, b.addAppProperty("k", .{ .int = 1 }, null));
 }

@@ -355,3 +355,631 @@ test "a deleted stream closes its producer and consumer for good: one closed sta
     try testing.expectEqual(@as(usize, 1), closed[2]);
     try testing.expectEqual(@as(usize, 0), others);
 }
+
+// ---- the scenario list shared with the other bindings ---------------------------------------
+
+/// Polls `q` for chunk events until `want` messages arrived or nothing came for 1 s after
+/// the deadline; copies offsets and bodies into `out` (bodies allocated with `a`).
+const Got = struct {
+    offsets: std.ArrayList(u64) = .empty,
+    bodies: std.ArrayList([]u8) = .empty,
+    partitions: std.ArrayList(?usize) = .empty,
+
+    fn deinit(self: *Got, a: std.mem.Allocator) void {
+        for (self.bodies.items) |b| a.free(b);
+        self.bodies.deinit(a);
+        self.offsets.deinit(a);
+        self.partitions.deinit(a);
+    }
+
+    fn add(self: *Got, a: std.mem.Allocator, chunk: rmqs.Chunk) !void {
+        var it = chunk.messages();
+        while (it.next()) |m| {
+            try self.offsets.append(a, m.offset);
+            try self.bodies.append(a, try m.dupeBody(a));
+            try self.partitions.append(a, chunk.partition());
+        }
+    }
+
+    /// Collects chunk events until `want` messages (then 300 ms more, to see extra ones).
+    fn collect(self: *Got, a: std.mem.Allocator, q: rmqs.Queue, want: usize) !void {
+        const start = std.time.milliTimestamp();
+        var settle: ?i64 = null;
+        while (true) {
+            const now = std.time.milliTimestamp();
+            if (now - start > deadline_ms) return;
+            if (self.offsets.items.len >= want) {
+                if (settle == null) settle = now;
+                if (now - settle.? > 300) return;
+            }
+            const ev = q.poll(50) orelse continue;
+            defer ev.deinit();
+            if (ev.chunk()) |ch| try self.add(a, ch);
+        }
+    }
+};
+
+/// A connection and a fresh stream, deleted by `deinit`.
+const Fixture = struct {
+    conn: rmqs.Connection,
+    buf: [64]u8 = undefined,
+    len: usize = 0,
+
+    fn init(self: *Fixture, what: []const u8) !void {
+        self.conn = try connect();
+        errdefer self.conn.deinit();
+        self.len = streamName(&self.buf, what).len;
+        try self.conn.createStream(self.stream(), .{}, null);
+    }
+
+    fn stream(self: *const Fixture) []const u8 {
+        return self.buf[0..self.len];
+    }
+
+    fn deinit(self: *Fixture) void {
+        self.conn.deleteStream(self.stream(), null) catch {};
+        self.conn.deinit();
+    }
+};
+
+fn produceBodies(conn: rmqs.Connection, stream: []const u8, n: usize) !void {
+    const p = try rmqs.Producer.init(conn, stream, .{}, null);
+    defer p.deinit();
+    var bb: [64]u8 = undefined;
+    for (0..n) |i| try p.send(body(&bb, i), i, null);
+    try p.flush(10_000);
+}
+
+test "dedup: a named producer's resent ids are dropped by the broker" {
+    const a = testing.allocator;
+    var fx: Fixture = undefined;
+    try fx.init("dedup");
+    defer fx.deinit();
+    const conn = fx.conn;
+    const stream = fx.stream();
+    const other = try connect(); // the broker refuses two publishers of one name on one connection
+    defer other.deinit();
+    var pn: [64]u8 = undefined;
+    const name = streamName(&pn, "dedup-producer");
+
+    var last: u64 = 0;
+    {
+        const first = try rmqs.Producer.init(conn, stream, .{ .name = name }, null);
+        defer first.deinit();
+        const again = try rmqs.Producer.init(other, stream, .{ .name = name }, null);
+        defer again.deinit();
+        var bb: [64]u8 = undefined;
+        for (0..10) |i| try first.send(body(&bb, i), i, null);
+        try first.flush(10_000);
+        last = first.lastId().?;
+        for (0..10) |i| try again.send("duplicate", i, null);
+        try again.flush(10_000); // confirmed, and dropped
+        try testing.expectEqual(@as(?u64, last), again.lastId());
+    }
+    try testing.expectEqual(last, try conn.producerSequence(name, stream, null));
+
+    const q = try rmqs.Queue.init();
+    defer q.deinit();
+    const consumer = try rmqs.Consumer.init(conn, stream, .{ .queue = q, .offset = .first }, null);
+    defer consumer.deinit();
+    var got: Got = .{};
+    defer got.deinit(a);
+    try got.collect(a, q, 10);
+    try testing.expectEqual(@as(usize, 10), got.offsets.items.len);
+    var bb: [64]u8 = undefined;
+    for (got.bodies.items, 0..) |b, i| try testing.expectEqualStrings(body(&bb, i), b);
+}
+
+test "a message with every section reads back equal, value by value" {
+    var fx: Fixture = undefined;
+    try fx.init("sections");
+    defer fx.deinit();
+    const conn = fx.conn;
+    const stream = fx.stream();
+
+    const uuid = [16]u8{ 0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc, 0xde, 0xf0, 0x0f, 0xed, 0xcb, 0xa9, 0x87, 0x65, 0x43, 0x21 };
+    const KV = struct { []const u8, rmqs.Value };
+    const app = [_]KV{
+        .{ "null", .null },
+        .{ "bool", .{ .boolean = true } },
+        .{ "ubyte", .{ .ubyte = 255 } },
+        .{ "ushort", .{ .ushort = 65535 } },
+        .{ "uint", .{ .uint = std.math.maxInt(u32) } },
+        .{ "ulong", .{ .ulong = std.math.maxInt(u64) } },
+        .{ "byte", .{ .byte = -128 } },
+        .{ "short", .{ .short = -32768 } },
+        .{ "int", .{ .int = std.math.minInt(i32) } },
+        .{ "long", .{ .long = std.math.minInt(i64) } },
+        .{ "float", .{ .float = -std.math.inf(f32) } },
+        .{ "double", .{ .double = std.math.nan(f64) } },
+        .{ "timestamp", .{ .timestamp = -1 } },
+        .{ "uuid", .{ .uuid = uuid } },
+        .{ "empty string", .{ .string = "" } },
+        .{ "clé", .{ .string = "héllo ✓" } },
+        .{ "symbol", .{ .symbol = "sym" } },
+        .{ "empty binary", .{ .binary = "" } },
+        .{ "binary", .{ .binary = "bin\x00ary" } },
+    };
+    const headers = [_]struct { rmqs.HeaderField, rmqs.Value }{
+        .{ .durable, .{ .boolean = true } },
+        .{ .priority, .{ .ubyte = 9 } },
+        .{ .ttl, .{ .uint = 60000 } },
+        .{ .first_acquirer, .{ .boolean = true } },
+        .{ .delivery_count, .{ .uint = 3 } },
+    };
+    const props = [_]struct { rmqs.Property, rmqs.Value }{
+        .{ .message_id, .{ .ulong = std.math.maxInt(u64) } },
+        .{ .user_id, .{ .binary = "guest" } },
+        .{ .to, .{ .string = "/queues/q" } },
+        .{ .subject, .{ .string = "subject" } },
+        .{ .reply_to, .{ .string = "reply" } },
+        .{ .correlation_id, .{ .uuid = uuid } },
+        .{ .content_type, .{ .symbol = "application/octet-stream" } },
+        .{ .content_encoding, .{ .symbol = "identity" } },
+        .{ .absolute_expiry_time, .{ .timestamp = -5 } },
+        .{ .creation_time, .{ .timestamp = 1700000000123 } },
+        .{ .group_id, .{ .string = "group" } },
+        .{ .group_sequence, .{ .uint = 42 } },
+        .{ .reply_to_group_id, .{ .string = "reply-group" } },
+    };
+    const m = try rmqs.MessageBuilder.init();
+    defer m.deinit();
+    try m.addBodySection("part-1", null);
+    try m.addBodySection("bin\x00ary", null);
+    for (headers) |h| try m.setHeader(h[0], h[1], null);
+    for (props) |p| try m.setProperty(p[0], p[1], null);
+    for (app) |kv| try m.addAppProperty(kv[0], kv[1], null);
+    try m.addAnnotation(.message_annotations, "x-opt-string", .{ .string = "annotation" }, null);
+    try m.addAnnotation(.message_annotations, "x-opt-long", .{ .long = -7 }, null);
+    try m.addAnnotation(.delivery_annotations, "x-delivery", .{ .boolean = false }, null);
+    try m.addAnnotation(.footer, "x-footer", .{ .binary = "foot" }, null);
+    const value_body = try rmqs.MessageBuilder.init();
+    defer value_body.deinit();
+    try value_body.setBodyValue(.{ .string = "an amqp-value body" }, null);
+    {
+        const p = try rmqs.Producer.init(conn, stream, .{}, null);
+        defer p.deinit();
+        try testing.expectEqual(@as(u64, 0), try p.sendMessage(&m, 0, .{}, null));
+        try p.sendMessages(&.{ &value_body, &m }, null, .{}, null, null);
+        try p.flush(10_000);
+    }
+    const q = try rmqs.Queue.init();
+    defer q.deinit();
+    const consumer = try rmqs.Consumer.init(conn, stream, .{ .queue = q, .offset = .first }, null);
+    defer consumer.deinit();
+    var seen: usize = 0;
+    const start = std.time.milliTimestamp();
+    while (seen < 3 and std.time.milliTimestamp() - start < deadline_ms) {
+        const ev = q.poll(100) orelse continue;
+        defer ev.deinit();
+        var it = (ev.chunk() orelse continue).messages();
+        while (it.next()) |r| : (seen += 1) {
+            if (r.offset == 1) {
+                try testing.expectEqual(rmqs.BodyType.value, r.bodyType());
+                try testing.expect(r.bodySection(0).?.eql(.{ .string = "an amqp-value body" }));
+                try testing.expectEqualStrings("an amqp-value body", r.body);
+                try testing.expectEqual(@as(?rmqs.Value, null), r.headerValue(.durable));
+                continue;
+            }
+            try testing.expectEqual(rmqs.BodyType.data, r.bodyType());
+            try testing.expectEqual(@as(usize, 2), r.bodyCount());
+            try testing.expect(r.bodySection(0).?.eql(.{ .binary = "part-1" }));
+            try testing.expect(r.bodySection(1).?.eql(.{ .binary = "bin\x00ary" }));
+            for (headers) |h| try testing.expect(r.headerValue(h[0]).?.eql(h[1]));
+            for (props) |p| {
+                const back = r.propertyValue(p[0]) orelse return error.TestPropertyMissing;
+                if (!back.eql(p[1])) {
+                    std.debug.print("property {s} differs\n", .{@tagName(p[0])});
+                    return error.TestPropertyDiffers;
+                }
+            }
+            try testing.expectEqual(app.len, r.appPropertyCount());
+            for (app) |kv| {
+                const back = r.appPropertyValue(kv[0]) orelse return error.TestAppPropertyMissing;
+                if (!back.eql(kv[1])) {
+                    std.debug.print("application property {s} differs\n", .{kv[0]});
+                    return error.TestAppPropertyDiffers;
+                }
+            }
+            try testing.expect(r.annotation(.message_annotations, "x-opt-string").?.eql(.{ .string = "annotation" }));
+            try testing.expect(r.annotation(.message_annotations, "x-opt-long").?.eql(.{ .long = -7 }));
+            try testing.expect(r.annotation(.delivery_annotations, "x-delivery").?.eql(.{ .boolean = false }));
+            try testing.expect(r.annotation(.footer, "x-footer").?.eql(.{ .binary = "foot" }));
+            const section = r.section(.properties).?;
+            try testing.expectEqual(@as(usize, 13), section.list.count());
+        }
+    }
+    try testing.expectEqual(@as(usize, 3), seen);
+}
+
+fn keepEu(_: ?*anyopaque, msg: rmqs.Message) bool {
+    const region = msg.appPropertyValue("region") orelse return false;
+    return region == .string and std.mem.eql(u8, region.string, "eu");
+}
+
+test "filtering: broker-side filter values and a post-filter" {
+    const a = testing.allocator;
+    var fx: Fixture = undefined;
+    try fx.init("filter");
+    defer fx.deinit();
+    const conn = fx.conn;
+    const stream = fx.stream();
+    {
+        const p = try rmqs.Producer.init(conn, stream, .{}, null);
+        defer p.deinit();
+        const m = try rmqs.MessageBuilder.init();
+        defer m.deinit();
+        var bb: [64]u8 = undefined;
+        for (0..30) |i| {
+            const region: []const u8 = if (i % 3 == 0) "eu" else "us";
+            m.reset();
+            try m.setBody(body(&bb, i), null);
+            try m.addAppProperty("region", .{ .string = region }, null);
+            try m.setFilterValue(region, null);
+            _ = try p.sendMessage(&m, i, .{}, null);
+            if (i % 10 == 9) try p.flush(10_000);
+        }
+    }
+    const q = try rmqs.Queue.init();
+    defer q.deinit();
+    const consumer = try rmqs.Consumer.init(conn, stream, .{ .queue = q, .offset = .first, .filter_values = "eu", .post_filter = .{ .func = keepEu } }, null);
+    defer consumer.deinit();
+    var got: Got = .{};
+    defer got.deinit(a);
+    try got.collect(a, q, 10);
+    try testing.expectEqual(@as(usize, 10), got.offsets.items.len);
+    var bb: [64]u8 = undefined;
+    for (got.offsets.items, got.bodies.items, 0..) |o, b, i| {
+        try testing.expectEqual(@as(u64, 3 * i), o);
+        try testing.expectEqualStrings(body(&bb, 3 * i), b);
+    }
+    const st = try consumer.stats();
+    try testing.expectEqual(@as(u64, 10), st.messages);
+}
+
+test "single active consumer: consumer-update events, reply, failover" {
+    const a = testing.allocator;
+    var fx: Fixture = undefined;
+    try fx.init("sac");
+    defer fx.deinit();
+    const conn = fx.conn;
+    const stream = fx.stream();
+    try produceBodies(conn, stream, 20);
+    var gn: [64]u8 = undefined;
+    const group = streamName(&gn, "sac-group");
+
+    const q = try rmqs.Queue.init();
+    defer q.deinit();
+    const ca = try rmqs.Consumer.init(conn, stream, .{ .queue = q, .tag = 1, .name = group, .single_active_consumer = true }, null);
+    defer ca.deinit();
+    const cb = try rmqs.Consumer.init(conn, stream, .{ .queue = q, .tag = 2, .name = group, .single_active_consumer = true }, null);
+    defer cb.deinit();
+    var got = [_]Got{ .{}, .{} };
+    defer for (&got) |*g| g.deinit(a);
+    var activations = [_]usize{ 0, 0 };
+    var closed_a = false;
+    const start = std.time.milliTimestamp();
+    while (got[1].offsets.items.len < 5 and std.time.milliTimestamp() - start < deadline_ms) {
+        if (!closed_a and got[0].offsets.items.len == 20) {
+            try testing.expect(ca.isActive() and !cb.isActive());
+            try testing.expectEqual(@as(usize, 0), got[1].offsets.items.len);
+            try ca.close(10_000);
+            closed_a = true;
+        }
+        const ev = q.poll(100) orelse continue;
+        defer ev.deinit();
+        const who = ev.sourceTag() - 1;
+        switch (ev.kind()) {
+            .consumer_update => {
+                const u = ev.consumerUpdate().?;
+                try testing.expectEqualStrings(stream, u.stream);
+                if (u.is_active) {
+                    activations[who] += 1;
+                    try ev.reply(if (who == 0) .first else .{ .offset = 15 });
+                }
+            },
+            .chunk => try got[who].add(a, ev.chunk().?),
+            else => {},
+        }
+    }
+    try testing.expect(closed_a);
+    try testing.expectEqual(@as(usize, 1), activations[0]);
+    try testing.expectEqual(@as(usize, 1), activations[1]);
+    try testing.expectEqual(@as(usize, 20), got[0].offsets.items.len);
+    try testing.expectEqualSlices(u64, &.{ 15, 16, 17, 18, 19 }, got[1].offsets.items);
+    try testing.expect(cb.isActive());
+}
+
+fn keyFromProperty(_: ?*anyopaque, msg: rmqs.RoutingRequest) ?[]const u8 {
+    const v = (msg.message orelse return null).appProperty("key") orelse return null;
+    return if (v == .string) v.string else null;
+}
+
+fn routeToTwo(_: ?*anyopaque, msg: rmqs.RoutingRequest, out: []u32) usize {
+    if (!std.mem.eql(u8, msg.routing_key, "to-two") or out.len != 3) return 0;
+    out[0] = 2;
+    return 1;
+}
+
+test "super streams: key extractor, routing function, super consumer, super SAC" {
+    const a = testing.allocator;
+    const conn = try connect();
+    defer conn.deinit();
+    var nb: [64]u8 = undefined;
+    const name = streamName(&nb, "super");
+    try conn.createSuperStream(name, 3, .{}, null);
+    defer conn.deleteSuperStream(name, null) catch {};
+    const q = try rmqs.Queue.init();
+    defer q.deinit();
+
+    var expected = [_]usize{ 0, 0, 0 };
+    {
+        const sp = try rmqs.SuperProducer.init(conn, name, .{ .queue = q, .tag = 5, .key_extractor = .{ .func = keyFromProperty } }, null);
+        defer sp.deinit();
+        try testing.expectEqual(@as(usize, 3), sp.partitionCount());
+        const m = try rmqs.MessageBuilder.init();
+        defer m.deinit();
+        var bb: [64]u8 = undefined;
+        var kb: [32]u8 = undefined;
+        for (0..30) |i| {
+            const key = std.fmt.bufPrint(&kb, "key-{d}", .{i}) catch unreachable;
+            m.reset();
+            try m.setBody(body(&bb, i), null);
+            try m.addAppProperty("key", .{ .string = key }, null);
+            const r = try sp.sendMessage(null, &m, i, null);
+            try testing.expectEqual(try rmqs.superStreamPartition(key, 3), r.partition);
+            expected[r.partition] += 1;
+        }
+        const r = try sp.send("explicit", "explicit key", 30, null);
+        expected[r.partition] += 1;
+        // a batch: the first message with its key, the second through the key extractor
+        const m2 = try rmqs.MessageBuilder.init();
+        defer m2.deinit();
+        m.reset();
+        try m.setBody("batch 0", null);
+        try m2.setBody("batch 1", null);
+        try m2.addAppProperty("key", .{ .string = "batch-key" }, null);
+        var accepted: usize = 0;
+        try sp.sendMessages(&.{ "batch-key", null }, &.{ &m, &m2 }, &.{ 31, 32 }, &accepted, null);
+        try testing.expectEqual(@as(usize, 2), accepted);
+        expected[try rmqs.superStreamPartition("batch-key", 3)] += 2;
+        m.reset();
+        try m.setBody("no key", null);
+        try testing.expectError(error.InvalidArgument, sp.sendMessage(null, &m, 0, null));
+        try sp.flush(10_000);
+        var confirmed = [_]usize{ 0, 0, 0 };
+        var total: usize = 0;
+        while (total < 33) {
+            const ev = q.poll(5000) orelse return error.TestNoConfirms;
+            defer ev.deinit();
+            try testing.expectEqual(rmqs.EventKind.super_confirms, ev.kind());
+            try testing.expectEqual(rmqs.EventSource.super_producer, ev.source());
+            var it = ev.superConfirms().iterator();
+            while (it.next()) |cf| {
+                try testing.expectEqual(@as(?rmqs.Error, null), cf.err());
+                confirmed[cf.partition] += 1;
+                total += 1;
+            }
+        }
+        try testing.expectEqualSlices(usize, &expected, &confirmed);
+        try testing.expectEqual(@as(u64, 33), (try sp.stats()).confirmed);
+    }
+    {
+        const routed = try rmqs.SuperProducer.init(conn, name, .{ .routing = .{ .func = routeToTwo } }, null);
+        defer routed.deinit();
+        try testing.expectEqual(@as(u32, 2), (try routed.send("to-two", "routed", 0, null)).partition);
+        try testing.expectError(error.InvalidArgument, routed.send("elsewhere", "x", 0, null));
+        try routed.flush(10_000);
+        expected[2] += 1;
+    }
+    {
+        const sc = try rmqs.SuperConsumer.init(conn, name, .{ .queue = q, .offset = .first }, null);
+        defer sc.deinit();
+        var got: Got = .{};
+        defer got.deinit(a);
+        try got.collect(a, q, 34);
+        try testing.expectEqual(@as(usize, 34), got.offsets.items.len);
+        var per = [_]usize{ 0, 0, 0 };
+        var bb: [64]u8 = undefined;
+        var kb: [32]u8 = undefined;
+        for (got.bodies.items, got.partitions.items) |b, p| {
+            per[p.?] += 1;
+            for (0..30) |i| if (std.mem.eql(u8, b, body(&bb, i))) {
+                const key = std.fmt.bufPrint(&kb, "key-{d}", .{i}) catch unreachable;
+                try testing.expectEqual(@as(usize, try rmqs.superStreamPartition(key, 3)), p.?);
+            };
+        }
+        try testing.expectEqualSlices(usize, &expected, &per);
+        try testing.expectEqual(@as(u64, 34), (try sc.stats()).messages);
+    }
+    // Single active consumer over the partitions: two super consumers of one group share them.
+    {
+        var gn: [64]u8 = undefined;
+        const group = streamName(&gn, "super-group");
+        const one = try rmqs.SuperConsumer.init(conn, name, .{ .queue = q, .tag = 1, .name = group, .single_active_consumer = true }, null);
+        defer one.deinit();
+        const two = try rmqs.SuperConsumer.init(conn, name, .{ .queue = q, .tag = 2, .name = group, .single_active_consumer = true }, null);
+        defer two.deinit();
+        var activations: usize = 0;
+        const start = std.time.milliTimestamp();
+        while (std.time.milliTimestamp() - start < deadline_ms) {
+            var split = true;
+            for (0..3) |i| split = split and one.isActive(i) != two.isActive(i);
+            if (split and activations >= 3) break;
+            const ev = q.poll(100) orelse continue;
+            defer ev.deinit();
+            if (ev.kind() != .consumer_update) continue;
+            try testing.expectEqual(rmqs.EventSource.super_consumer, ev.source());
+            try testing.expect(ev.partition() != null);
+            if (ev.consumerUpdate().?.is_active) {
+                activations += 1;
+                try ev.reply(.first);
+            }
+        }
+        try testing.expect(activations >= 3); // the broker may move a partition once more
+        for (0..3) |i| try testing.expect(one.isActive(i) != two.isActive(i));
+    }
+}
+
+/// A TCP proxy in front of the broker that cuts every connection on `reset()`: the network
+/// fault of the state-event test (the shared broker is never restarted).
+const Proxy = struct {
+    server: std.net.Server,
+    target: std.net.Address,
+    mu: std.Thread.Mutex = .{},
+    fds: std.ArrayList(std.posix.fd_t) = .empty,
+    threads: std.ArrayList(std.Thread) = .empty,
+    acceptor: ?std.Thread = null,
+    stopping: std.atomic.Value(bool) = .init(false),
+
+    fn start(self: *Proxy) !void {
+        self.acceptor = try std.Thread.spawn(.{}, acceptLoop, .{self});
+    }
+
+    fn acceptLoop(self: *Proxy) void {
+        while (!self.stopping.load(.acquire)) {
+            const conn = self.server.accept() catch return;
+            if (self.stopping.load(.acquire)) {
+                conn.stream.close();
+                return;
+            }
+            const up = std.net.tcpConnectToAddress(self.target) catch {
+                conn.stream.close();
+                continue;
+            };
+            self.mu.lock();
+            defer self.mu.unlock();
+            self.fds.append(std.heap.page_allocator, conn.stream.handle) catch {};
+            self.fds.append(std.heap.page_allocator, up.handle) catch {};
+            const t1 = std.Thread.spawn(.{}, pump, .{ conn.stream.handle, up.handle }) catch continue;
+            const t2 = std.Thread.spawn(.{}, pump, .{ up.handle, conn.stream.handle }) catch continue;
+            self.threads.append(std.heap.page_allocator, t1) catch {};
+            self.threads.append(std.heap.page_allocator, t2) catch {};
+        }
+    }
+
+    fn pump(from: std.posix.fd_t, to: std.posix.fd_t) void {
+        var buf: [65536]u8 = undefined;
+        while (true) {
+            const n = std.posix.read(from, &buf) catch break;
+            if (n == 0) break;
+            var done: usize = 0;
+            while (done < n) done += std.posix.write(to, buf[done..n]) catch break;
+            if (done < n) break;
+        }
+        std.posix.shutdown(from, .both) catch {};
+        std.posix.shutdown(to, .both) catch {};
+    }
+
+    /// Cuts every connection (both sides); returns how many were open.
+    fn reset(self: *Proxy) usize {
+        self.mu.lock();
+        defer self.mu.unlock();
+        for (self.fds.items) |fd| std.posix.shutdown(fd, .both) catch {};
+        return self.fds.items.len / 2;
+    }
+
+    fn deinit(self: *Proxy) void {
+        self.stopping.store(true, .release);
+        std.posix.shutdown(self.server.stream.handle, .both) catch {};
+        if (self.acceptor) |t| t.join();
+        _ = self.reset();
+        for (self.threads.items) |t| t.join();
+        for (self.fds.items) |fd| std.posix.close(fd);
+        self.threads.deinit(std.heap.page_allocator);
+        self.fds.deinit(std.heap.page_allocator);
+        self.server.deinit();
+    }
+};
+
+/// host:port of the broker in RMQS_TEST_URI.
+fn brokerAddress() !std.net.Address {
+    const u = uri();
+    var rest = u[(std.mem.indexOf(u8, u, "://") orelse return error.TestBadUri) + 3 ..];
+    if (std.mem.lastIndexOfScalar(u8, rest, '@')) |at| rest = rest[at + 1 ..];
+    rest = rest[0 .. std.mem.indexOfAny(u8, rest, "/,?") orelse rest.len];
+    const colon = std.mem.lastIndexOfScalar(u8, rest, ':');
+    const host = if (colon) |c| rest[0..c] else rest;
+    const port = if (colon) |c| try std.fmt.parseInt(u16, rest[c + 1 ..], 10) else 5552;
+    const list = try std.net.getAddressList(testing.allocator, host, port);
+    defer list.deinit();
+    for (list.addrs) |addr| if (addr.any.family == std.posix.AF.INET) return addr;
+    return list.addrs[0];
+}
+
+test "state events on a lost connection: RECOVERING then RECOVERED, every message exactly once" {
+    const a = testing.allocator;
+    var fx: Fixture = undefined;
+    try fx.init("recovery");
+    defer fx.deinit();
+    const stream = fx.stream();
+
+    var proxy: Proxy = .{
+        .server = try (try std.net.Address.parseIp4("127.0.0.1", 0)).listen(.{ .reuse_address = true }),
+        .target = try brokerAddress(),
+    };
+    try proxy.start();
+    defer proxy.deinit();
+    var ub: [128]u8 = undefined;
+    const proxy_uri = try std.fmt.bufPrint(&ub, "rabbitmq-stream://guest:guest@127.0.0.1:{d}/%2f", .{proxy.server.listen_address.getPort()});
+    const conn = try rmqs.Connection.open(.{ .uri = proxy_uri, .settings = &.{ .{ "load_balancer", "true" }, .{ "recovery_initial_delay_ms", "100" } } }, null);
+    defer conn.deinit();
+
+    const q = try rmqs.Queue.init();
+    defer q.deinit();
+    var pn: [64]u8 = undefined;
+    const producer = try rmqs.Producer.init(conn, stream, .{ .queue = q, .tag = 1, .name = streamName(&pn, "recovery-producer") }, null);
+    defer producer.deinit();
+    const consumer = try rmqs.Consumer.init(conn, stream, .{ .queue = q, .tag = 2, .offset = .first }, null);
+    defer consumer.deinit();
+
+    const n = 2000;
+    var bb: [64]u8 = undefined;
+    for (0..n) |i| {
+        try producer.send(body(&bb, i), i, null);
+        if (i == n / 2) try testing.expect(proxy.reset() >= 1);
+    }
+    var confirms = [_]u8{0} ** n;
+    var confirmed: usize = 0;
+    var got: Got = .{};
+    defer got.deinit(a);
+    var states = [_]std.ArrayList(rmqs.State){ .empty, .empty };
+    defer for (&states) |*s| s.deinit(a);
+    const start = std.time.milliTimestamp();
+    while (confirmed < n or got.offsets.items.len < n) {
+        if (std.time.milliTimestamp() - start > 90_000) return error.TestRecoveryTimedOut;
+        const ev = q.poll(200) orelse continue;
+        defer ev.deinit();
+        switch (ev.kind()) {
+            .confirms => {
+                var it = ev.confirms().iterator();
+                while (it.next()) |cf| {
+                    try testing.expectEqual(@as(?rmqs.Error, null), cf.err());
+                    confirms[cf.tag] += 1;
+                    confirmed += 1;
+                }
+            },
+            .chunk => try got.add(a, ev.chunk().?),
+            .state => {
+                const st = ev.state().?;
+                if (st == .recovering) try testing.expect(ev.err() != null);
+                try states[ev.sourceTag() - 1].append(a, st);
+            },
+            else => {},
+        }
+    }
+    for (confirms) |k| try testing.expectEqual(@as(u8, 1), k);
+    try got.collect(a, q, n); // 300 ms more: nothing extra arrives
+    try testing.expectEqual(@as(usize, n), got.offsets.items.len);
+    for (got.offsets.items, got.bodies.items, 0..) |o, b, i| {
+        try testing.expectEqual(@as(u64, i), o);
+        try testing.expectEqualStrings(body(&bb, i), b);
+    }
+    for (states) |s| {
+        try testing.expect(s.items.len >= 2);
+        try testing.expectEqual(rmqs.State.recovering, s.items[0]);
+        try testing.expectEqual(rmqs.State.recovered, s.items[s.items.len - 1]);
+    }
+    try testing.expect((try producer.stats()).recoveries >= 1);
+    try testing.expect((try consumer.stats()).recoveries >= 1);
+}
