@@ -731,7 +731,12 @@ pub(crate) fn encode_at(
     Ok(())
 }
 
-fn put_variable(out: &mut BytesMut, small: u8, wide: u8, b: &[u8]) -> Result<(), EncodeError> {
+pub(super) fn put_variable(
+    out: &mut BytesMut,
+    small: u8,
+    wide: u8,
+    b: &[u8],
+) -> Result<(), EncodeError> {
     match u8::try_from(b.len()) {
         Ok(n) => {
             out.put_u8(small);
