@@ -2541,6 +2541,28 @@ rmqs_status rmqs_message_builder_add_body_section(struct rmqs_message_builder *m
                                                   struct rmqs_error **err);
 
 /**
+ * Appends an amqp-sequence section to the body: the list of the `count` values at `items`
+ * (the first call on an empty builder makes the first one). A body of one or more sequences,
+ * which consumers get in order (`rmqs_message_body_section()` gives each as
+ * `RMQS_VALUE_LIST`).
+ *
+ * @param m the builder (borrowed).
+ * @param items `count` values, any kind (the array and the values borrowed for the call;
+ *        their bytes are copied); NULL only when `count` is 0 (an empty list).
+ * @param count number of values.
+ * @param err optional error detail.
+ * @return `RMQS_OK`; `RMQS_ERR_INVALID_ARGUMENT` when the body holds data sections or an
+ *         amqp-value, for an invalid value (its message names it, the body is then as
+ *         before), or NULL arguments.
+ *
+ * Not thread-safe (the builder); does not block.
+ */
+rmqs_status rmqs_message_builder_add_body_sequence(struct rmqs_message_builder *m,
+                                                   const struct rmqs_value *items,
+                                                   size_t count,
+                                                   struct rmqs_error **err);
+
+/**
  * Sets the body to one amqp-value section holding `value` (replacing any body set before):
  * typically a string or a binary, but any value is allowed.
  *

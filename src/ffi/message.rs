@@ -472,6 +472,12 @@ fn encode_error(e: EncodeError) -> Error {
     Error::invalid_argument(e.to_string())
 }
 
+impl From<EncodeError> for Error {
+    fn from(e: EncodeError) -> Error {
+        encode_error(e)
+    }
+}
+
 /// Writes `v` to `out` when `out` is not NULL; true (the value exists) either way.
 ///
 /// # Safety
@@ -661,6 +667,53 @@ pub unsafe extern "C" fn rmqs_message_builder_add_body_section(
             let m = builder_mut(m)?;
             let data = bytes_arg(data, len, "data")?;
             m.msg.add_data(data).map_err(encode_error)
+        })
+    }
+}
+
+/// Appends an amqp-sequence section to the body: the list of the `count` values at `items`
+/// (the first call on an empty builder makes the first one). A body of one or more sequences,
+/// which consumers get in order (`rmqs_message_body_section()` gives each as
+/// `RMQS_VALUE_LIST`).
+///
+/// @param m the builder (borrowed).
+/// @param items `count` values, any kind (the array and the values borrowed for the call;
+///        their bytes are copied); NULL only when `count` is 0 (an empty list).
+/// @param count number of values.
+/// @param err optional error detail.
+/// @return `RMQS_OK`; `RMQS_ERR_INVALID_ARGUMENT` when the body holds data sections or an
+///         amqp-value, for an invalid value (its message names it, the body is then as
+///         before), or NULL arguments.
+///
+/// Not thread-safe (the builder); does not block.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_message_builder_add_body_sequence(
+    m: *mut rmqs_message_builder,
+    items: *const rmqs_value,
+    count: usize,
+    err: *mut *mut rmqs_error,
+) -> rmqs_status {
+    // SAFETY: pointers checked; err NULL or writable; items readable for count values.
+    unsafe {
+        ffi_status(err, || {
+            let m = builder_mut(m)?;
+            let items: &[rmqs_value] = if count == 0 {
+                &[]
+            } else if items.is_null() {
+                return Err(Error::invalid_argument(format!(
+                    "items is NULL with count {count}"
+                )));
+            } else if count > isize::MAX as usize / size_of::<rmqs_value>() {
+                return Err(Error::invalid_argument("count is too large"));
+            } else {
+                std::slice::from_raw_parts(items, count)
+            };
+            m.msg.add_sequence(items.iter().enumerate().map(|(i, v)| {
+                value_in(v, "item").map_err(|e| Error {
+                    message: format!("items[{i}]: {}", e.message),
+                    ..e
+                })
+            }))
         })
     }
 }

@@ -29,7 +29,7 @@ use std::borrow::Cow;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::value::{decode_at, encode_at, put_variable};
+use super::value::{decode_at, encode_at, put_compound, put_variable};
 use super::{MapView, SectionKind, Value, code};
 use crate::protocol::error::EncodeError;
 use crate::protocol::wire::Reader;
@@ -388,6 +388,8 @@ pub enum BuilderBody {
     Data(usize),
     /// One amqp-value section.
     Value,
+    /// amqp-sequence sections (how many).
+    Sequence(usize),
 }
 
 /// Section header: described type, smallulong descriptor.
@@ -503,9 +505,9 @@ impl MessageBuilder {
 
     fn add_data_inner(&mut self, data: &[u8]) -> Result<(), EncodeError> {
         let n = match self.body_kind {
-            BuilderBody::Value => {
+            BuilderBody::Value | BuilderBody::Sequence(_) => {
                 return Err(invalid(
-                    "the body is an amqp-value: a data section cannot be added",
+                    "the body is an amqp-value or amqp-sequence: a data section cannot be added",
                 ));
             }
             BuilderBody::Empty => 0,
@@ -517,6 +519,71 @@ impl MessageBuilder {
         put_section_header(&mut self.body, SectionKind::Data);
         encode_at(&Value::Binary(Cow::Borrowed(data)), &mut self.body, 1)?;
         self.body_kind = BuilderBody::Data(n + 1);
+        Ok(())
+    }
+
+    /// Appends an amqp-sequence section holding the list of `items` to the body (the first
+    /// call on an empty body makes the first one): a body of one or more sequences, which
+    /// consumers get in order. Fails when the body holds data sections or an amqp-value, or
+    /// with the first item that fails (`Err` from `items`, or a value that cannot be encoded);
+    /// the body is then as before.
+    pub fn add_sequence<'v, E: From<EncodeError>>(
+        &mut self,
+        items: impl ExactSizeIterator<Item = Result<Value<'v>, E>>,
+    ) -> Result<(), E> {
+        let before = self.part_len(Part::Body);
+        let r = self.add_sequence_inner(items);
+        self.len = self.len - before + self.part_len(Part::Body);
+        r
+    }
+
+    fn add_sequence_inner<'v, E: From<EncodeError>>(
+        &mut self,
+        items: impl ExactSizeIterator<Item = Result<Value<'v>, E>>,
+    ) -> Result<(), E> {
+        let n = match self.body_kind {
+            BuilderBody::Data(_) | BuilderBody::Value => {
+                return Err(invalid(
+                    "the body holds data sections or an amqp-value: a sequence cannot be added",
+                )
+                .into());
+            }
+            BuilderBody::Empty => 0,
+            BuilderBody::Sequence(n) => n,
+        };
+        let start = self.body.len();
+        put_section_header(&mut self.body, SectionKind::AmqpSequence);
+        let count = items.len();
+        // Items are encoded as elements of a list (as `Value::List` writes them: `list0` when
+        // empty, else the smallest form).
+        let mut failed = None;
+        let r = if count == 0 {
+            self.body.put_u8(code::LIST0);
+            Ok(())
+        } else {
+            put_compound(&mut self.body, code::LIST8, code::LIST32, count, |out| {
+                for item in items {
+                    match item {
+                        Ok(v) => encode_at(&v, out, 2)?,
+                        Err(e) => {
+                            failed = Some(e);
+                            return Err(invalid("a sequence item is invalid"));
+                        }
+                    }
+                }
+                Ok(())
+            })
+        };
+        if let Err(e) = r {
+            self.body.truncate(start);
+            return Err(failed.unwrap_or_else(|| e.into()));
+        }
+        if self.body.len() - start > i32::MAX as usize {
+            let len = self.body.len() - start;
+            self.body.truncate(start);
+            return Err(EncodeError::BytesTooLong(len).into());
+        }
+        self.body_kind = BuilderBody::Sequence(n + 1);
         Ok(())
     }
 
@@ -932,6 +999,48 @@ mod tests {
         b.set_body(b"x").unwrap();
         assert_eq!(b.body_data(), Some(&b"x"[..]));
         assert_eq!(b.to_bytes(), Message::new(&b"x"[..]).to_bytes().unwrap());
+    }
+
+    #[test]
+    fn sequence_bodies() {
+        let items = vec![
+            Value::Int(1),
+            Value::from("two"),
+            Value::Null,
+            Value::List(vec![Value::Bool(true)]),
+        ];
+        fn ok<'a>(
+            v: &'a [Value<'static>],
+        ) -> impl ExactSizeIterator<Item = Result<Value<'static>, EncodeError>> + 'a {
+            v.iter().cloned().map(Ok)
+        }
+        let mut b = MessageBuilder::new();
+        b.add_sequence(ok(&items)).unwrap();
+        b.add_sequence(ok(&[])).unwrap();
+        assert_eq!(b.body_kind(), BuilderBody::Sequence(2));
+        let mut want = Message::new(&b""[..]);
+        want.body = Body::Sequence(vec![items.clone(), vec![]]);
+        let bytes = b.to_bytes();
+        assert_eq!(bytes, want.to_bytes().unwrap());
+        assert_eq!(bytes.len(), b.encoded_len());
+        assert!(b.add_data(b"x").is_err());
+        // A failing item leaves the body as it was.
+        let r =
+            b.add_sequence([Ok(Value::Int(1)), Err(EncodeError::InvalidValue("no"))].into_iter());
+        assert_eq!(r, Err(EncodeError::InvalidValue("no")));
+        assert_eq!(b.to_bytes(), bytes);
+        assert_eq!(b.encoded_len(), bytes.len());
+        // 300 items take the 32-bit list form.
+        let many: Vec<Value<'static>> = (0..300).map(Value::Int).collect();
+        b.set_body(b"").unwrap();
+        assert!(b.add_sequence(ok(&many)).is_err());
+        b.clear();
+        b.add_sequence(ok(&many)).unwrap();
+        want.body = Body::Sequence(vec![many]);
+        assert_eq!(b.to_bytes(), want.to_bytes().unwrap());
+        assert_eq!(b.to_bytes().len(), b.encoded_len());
+        b.set_value(&Value::from("v")).unwrap();
+        assert!(b.add_sequence(ok(&items)).is_err());
     }
 
     #[test]

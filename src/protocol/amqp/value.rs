@@ -754,7 +754,7 @@ pub(super) fn put_variable(
 /// Writes a list or map: the 32-bit form is reserved, the elements written, then the header
 /// is filled in — or the elements moved down into the 8-bit form when they fit (at most 255
 /// bytes are ever moved).
-fn put_compound<F>(
+pub(super) fn put_compound<F>(
     out: &mut BytesMut,
     small: u8,
     wide: u8,
