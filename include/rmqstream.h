@@ -1909,6 +1909,31 @@ bool rmqs_connection_supports(const struct rmqs_connection *conn,
 const char *rmqs_connection_server_version(const struct rmqs_connection *conn);
 
 /**
+ * The frame size and heartbeat the connection agreed with the broker at its handshake (the
+ * Tune exchange): for each, the smaller of the configured value and the broker's, 0 on
+ * either side meaning the other's (`frame_max` 0 and `heartbeat` 0 in the config take the
+ * broker's). Every connection of the environment (locator, producers, consumers) agrees the
+ * same values with the same broker.
+ *
+ * @param conn the connection (borrowed).
+ * @param frame_max receives the largest frame, in bytes, either side may send (0 =
+ *        unlimited); may be NULL.
+ * @param heartbeat_s receives the heartbeat period in seconds (0 = no heartbeats); may be
+ *        NULL.
+ * @param err optional error detail.
+ * @return `RMQS_OK`; `RMQS_ERR_INVALID_ARGUMENT` for a NULL or freed connection;
+ *         `RMQS_ERR_CLOSED` once it is closed; with `lazy_open`, the errors of connecting.
+ *         The outputs are written only on success.
+ *
+ * Thread-safe. Does not block once the connection is open; with `lazy_open` before then,
+ * connects first (blocking as `rmqs_connection_open()`).
+ */
+rmqs_status rmqs_connection_negotiated(const struct rmqs_connection *conn,
+                                       uint32_t *frame_max,
+                                       uint32_t *heartbeat_s,
+                                       struct rmqs_error **err);
+
+/**
  * Sets the log callback of the connections opened with this config (`rmqs_connection_open()`;
  * other uses of the config ignore it). Which messages reach it is set by the config's
  * `log_level` key: `error`, `warn`, `info` (default), `debug`, `trace` or `off`. Without a
