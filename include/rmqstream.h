@@ -2907,8 +2907,10 @@ rmqs_status rmqs_producer_send(struct rmqs_producer *p,
  * Sends one message with options: a filter value and/or an explicit publishing id.
  *
  * A shorthand for a body alone: `rmqs_producer_send_message()` does the same with a message
- * builder (and any AMQP section besides). Kept because it needs no builder and bindings use
- * it.
+ * builder (and any AMQP section besides); both make the same message for the core and share
+ * one send path. Kept because a body-only send then needs no builder (the body is copied
+ * once, straight into the frame, instead of into a builder first), and the C++, Go and Zig
+ * bindings' sends with options use it.
  *
  * @param p the producer (borrowed).
  * @param body the body (borrowed for the call), NULL only when `len` is 0.
@@ -3824,6 +3826,11 @@ rmqs_status rmqs_super_producer_send(struct rmqs_super_producer *sp,
 
 /**
  * Sends one message with options, and says where it went.
+ *
+ * A shorthand for a body alone: `rmqs_super_producer_send_message()` does the same with a
+ * message builder (and any AMQP section besides); both make the same message for the core
+ * and share one send path. Kept because a body-only send then needs no builder (the body is
+ * copied once, straight into the frame), and the C++, Go and Zig bindings use it.
  *
  * @param sp the super producer (borrowed).
  * @param routing_key as in `rmqs_super_producer_send()`.
