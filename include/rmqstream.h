@@ -1951,6 +1951,31 @@ bool rmqs_connection_supports(const struct rmqs_connection *conn,
 const char *rmqs_connection_server_version(const struct rmqs_connection *conn);
 
 /**
+ * The frame size and heartbeat the connection agreed with the broker at its handshake (the
+ * Tune exchange): for each, the smaller of the configured value and the broker's, 0 on
+ * either side meaning the other's (`frame_max` 0 and `heartbeat` 0 in the config take the
+ * broker's). Every connection of the environment (locator, producers, consumers) agrees the
+ * same values with the same broker.
+ *
+ * @param conn the connection (borrowed).
+ * @param frame_max receives the largest frame, in bytes, either side may send (0 =
+ *        unlimited); may be NULL.
+ * @param heartbeat_s receives the heartbeat period in seconds (0 = no heartbeats); may be
+ *        NULL.
+ * @param err optional error detail.
+ * @return `RMQS_OK`; `RMQS_ERR_INVALID_ARGUMENT` for a NULL or freed connection;
+ *         `RMQS_ERR_CLOSED` once it is closed; with `lazy_open`, the errors of connecting.
+ *         The outputs are written only on success.
+ *
+ * Thread-safe. Does not block once the connection is open; with `lazy_open` before then,
+ * connects first (blocking as `rmqs_connection_open()`).
+ */
+rmqs_status rmqs_connection_negotiated(const struct rmqs_connection *conn,
+                                       uint32_t *frame_max,
+                                       uint32_t *heartbeat_s,
+                                       struct rmqs_error **err);
+
+/**
  * Sets the log callback of the connections opened with this config (`rmqs_connection_open()`;
  * other uses of the config ignore it). Which messages reach it is set by the config's
  * `log_level` key: `error`, `warn`, `info` (default), `debug`, `trace` or `off`. Without a
@@ -2615,6 +2640,28 @@ rmqs_status rmqs_message_builder_add_body_section(struct rmqs_message_builder *m
                                                   struct rmqs_error **err);
 
 /**
+ * Appends an amqp-sequence section to the body: the list of the `count` values at `items`
+ * (the first call on an empty builder makes the first one). A body of one or more sequences,
+ * which consumers get in order (`rmqs_message_body_section()` gives each as
+ * `RMQS_VALUE_LIST`).
+ *
+ * @param m the builder (borrowed).
+ * @param items `count` values, any kind (the array and the values borrowed for the call;
+ *        their bytes are copied); NULL only when `count` is 0 (an empty list).
+ * @param count number of values.
+ * @param err optional error detail.
+ * @return `RMQS_OK`; `RMQS_ERR_INVALID_ARGUMENT` when the body holds data sections or an
+ *         amqp-value, for an invalid value (its message names it, the body is then as
+ *         before), or NULL arguments.
+ *
+ * Not thread-safe (the builder); does not block.
+ */
+rmqs_status rmqs_message_builder_add_body_sequence(struct rmqs_message_builder *m,
+                                                   const struct rmqs_value *items,
+                                                   size_t count,
+                                                   struct rmqs_error **err);
+
+/**
  * Sets the body to one amqp-value section holding `value` (replacing any body set before):
  * typically a string or a binary, but any value is allowed.
  *
@@ -2943,8 +2990,10 @@ rmqs_status rmqs_producer_send(struct rmqs_producer *p,
  * Sends one message with options: a filter value and/or an explicit publishing id.
  *
  * A shorthand for a body alone: `rmqs_producer_send_message()` does the same with a message
- * builder (and any AMQP section besides). Kept because it needs no builder and bindings use
- * it.
+ * builder (and any AMQP section besides); both make the same message for the core and share
+ * one send path. Kept because a body-only send then needs no builder (the body is copied
+ * once, straight into the frame, instead of into a builder first), and the C++, Go and Zig
+ * bindings' sends with options use it.
  *
  * @param p the producer (borrowed).
  * @param body the body (borrowed for the call), NULL only when `len` is 0.
@@ -3898,6 +3947,11 @@ rmqs_status rmqs_super_producer_send(struct rmqs_super_producer *sp,
 
 /**
  * Sends one message with options, and says where it went.
+ *
+ * A shorthand for a body alone: `rmqs_super_producer_send_message()` does the same with a
+ * message builder (and any AMQP section besides); both make the same message for the core
+ * and share one send path. Kept because a body-only send then needs no builder (the body is
+ * copied once, straight into the frame), and the C++, Go and Zig bindings use it.
  *
  * @param sp the super producer (borrowed).
  * @param routing_key as in `rmqs_super_producer_send()`.

@@ -461,6 +461,55 @@ fn lazy_open_connects_on_first_use() {
     unsafe { rmqs_connection_free(conn) };
 }
 
+/// The frame_max and heartbeat agreed at the handshake: the configured ones when below the
+/// broker's (RabbitMQ's defaults, which scripts/broker keeps: 1048576 bytes and 60 s), the
+/// broker's for 0; a lazy connection connects to answer; a closed one says so.
+#[test]
+fn negotiated_frame_max_and_heartbeat() {
+    let read = |conn: *mut rmqs_connection| -> Result<(u32, u32), Failure> {
+        let (mut frame_max, mut heartbeat) = (u32::MAX, u32::MAX);
+        let mut err = ptr::null_mut();
+        let st =
+            unsafe { rmqs_connection_negotiated(conn, &mut frame_max, &mut heartbeat, &mut err) };
+        take_err(st, err).map(|()| (frame_max, heartbeat))
+    };
+    let opened = |pairs: &[(&str, &str)]| open(pairs).unwrap_or_else(|f| panic!("{}", f.message));
+    let u = uri();
+
+    let conn = opened(&[("uri", &u), ("frame_max", "131072"), ("heartbeat", "17")]);
+    assert_eq!(read(conn).ok(), Some((131_072, 17)));
+    let st = unsafe {
+        rmqs_connection_negotiated(conn, ptr::null_mut(), ptr::null_mut(), ptr::null_mut())
+    };
+    assert_eq!(st, RMQS_OK.status());
+    unsafe { rmqs_connection_free(conn) };
+
+    let conn = opened(&[("uri", &u), ("frame_max", "0"), ("heartbeat", "0")]);
+    assert_eq!(read(conn).ok(), Some((1_048_576, 60)));
+    unsafe { rmqs_connection_free(conn) };
+
+    let conn = opened(&[("uri", &u), ("lazy_open", "true"), ("heartbeat", "5")]);
+    assert_eq!(cstr(unsafe { rmqs_connection_server_version(conn) }), "");
+    assert_eq!(read(conn).ok(), Some((1_048_576, 5)));
+    assert!(!cstr(unsafe { rmqs_connection_server_version(conn) }).is_empty());
+    assert_eq!(
+        unsafe { rmqs_connection_close(conn, 5000) },
+        RMQS_OK.status()
+    );
+    let f = read(conn).unwrap_err();
+    assert_eq!(f.status, RMQS_ERR_CLOSED.status(), "{}", f.message);
+    assert!(
+        f.message.contains("rmqs_connection_negotiated"),
+        "{}",
+        f.message
+    );
+    unsafe { rmqs_connection_free(conn) };
+
+    let f = read(ptr::null_mut()).unwrap_err();
+    assert_eq!(f.status, RMQS_ERR_INVALID_ARGUMENT.status());
+    assert!(f.message.contains("NULL"), "{}", f.message);
+}
+
 #[test]
 fn legacy_broker_stats_unsupported() {
     let Some(u) = legacy_uri() else {

@@ -197,6 +197,19 @@ fn value_bodies_sequences_and_text_accessors() {
         spec.body = BodySpec::Value(v);
         specs.push(spec);
     }
+    // amqp-sequence bodies written by the builder: one list, several, an empty one, nested.
+    for lists in [
+        vec![vec![Value::Int(1), s("two"), Value::Null]],
+        vec![
+            vec![Value::Ulong(u64::MAX)],
+            vec![],
+            vec![Value::List(vec![bin(b"in"), Value::Double(f64::NAN)])],
+        ],
+    ] {
+        let mut spec = Spec::empty();
+        spec.body = BodySpec::Sequence(lists);
+        specs.push(spec);
+    }
     let mut one = Spec::empty();
     one.body = BodySpec::Data(vec![b"only".to_vec()]);
     one.properties = vec![
@@ -237,7 +250,7 @@ fn value_bodies_sequences_and_text_accessors() {
     // String and binary values are the plain body too.
     assert_eq!(got[0].plain_body, b"a string body");
     assert_eq!(got[1].plain_body, b"a binary body");
-    assert_eq!(got[5].plain_body, b"only");
+    assert_eq!(got[7].plain_body, b"only");
     let last = &got[specs.len()];
     assert_eq!(last.body_type, RMQS_BODY_SEQUENCE as i32);
     assert_same(
@@ -479,6 +492,8 @@ fn spec() -> impl Strategy<Value = Spec> {
     let body = prop_oneof![
         prop::collection::vec(bytes(), 0..4).prop_map(BodySpec::Data),
         simple().prop_map(BodySpec::Value),
+        prop::collection::vec(prop::collection::vec(simple(), 0..6), 1..3)
+            .prop_map(BodySpec::Sequence),
     ];
     (
         header,
@@ -780,6 +795,47 @@ fn builder_setters_check_their_arguments() {
         err,
         "property 0",
     );
+    // Sequence bodies: NULL items with a count, an invalid item (named by its index, the body
+    // left as it was), after data sections.
+    let mut err = ptr::null_mut();
+    fails(
+        unsafe { rmqs_message_builder_add_body_sequence(b, ptr::null(), 1, &mut err) },
+        err,
+        "NULL items",
+    );
+    let items = [
+        to_c(&Value::Int(1), &mut keep),
+        rmqs_value {
+            kind: RMQS_VALUE_UBYTE as i32,
+            uint_value: 256,
+            ..Default::default()
+        },
+    ];
+    let mut err = ptr::null_mut();
+    let st = unsafe { rmqs_message_builder_add_body_sequence(b, items.as_ptr(), 2, &mut err) };
+    assert_eq!(st, RMQS_ERR_INVALID_ARGUMENT as i32);
+    let m = message(err);
+    assert!(m.starts_with("items[1]: "), "{m}");
+    let mut err = ptr::null_mut();
+    let st = unsafe { rmqs_message_builder_add_body_sequence(b, items.as_ptr(), 1, &mut err) };
+    check(st, err, "one item");
+    let mut err = ptr::null_mut();
+    fails(
+        unsafe { rmqs_message_builder_add_body_section(b, b"x".as_ptr(), 1, &mut err) },
+        err,
+        "data after a sequence",
+    );
+    unsafe { rmqs_message_builder_reset(b) };
+    let mut err = ptr::null_mut();
+    let st = unsafe { rmqs_message_builder_add_body_section(b, b"x".as_ptr(), 1, &mut err) };
+    check(st, err, "data");
+    let mut err = ptr::null_mut();
+    fails(
+        unsafe { rmqs_message_builder_add_body_sequence(b, ptr::null(), 0, &mut err) },
+        err,
+        "a sequence after data",
+    );
+    unsafe { rmqs_message_builder_reset(b) };
     // Values out of range for their kind, unknown kinds, bad UTF-8, bad encodings.
     let mut bad = rmqs_value {
         kind: RMQS_VALUE_UBYTE as i32,

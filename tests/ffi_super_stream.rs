@@ -1308,6 +1308,57 @@ fn queue_mode_eager_and_creation_errors() {
 }
 
 /// Closing the connection closes its super producers: their sends then fail with CLOSED.
+/// A super producer or super consumer given a plain stream fails with "not a super stream"
+/// naming it (the broker answers as for a name that does not exist); a name that is neither
+/// still gives STREAM_DOES_NOT_EXIST. Nothing is left open.
+#[test]
+fn a_plain_stream_is_not_a_super_stream() {
+    let mut f = Fixture::new();
+    let plain = unique("ffi-plain");
+    let cp = c(&plain);
+    let mut err = ptr::null_mut();
+    let st = unsafe { rmqs_stream_create(f.conn, cp.as_ptr(), ptr::null(), &mut err) };
+    check(st, err, "create plain stream");
+    f.streams.push(plain.clone());
+
+    let mut sp = ptr::null_mut();
+    let mut err = ptr::null_mut();
+    let st = unsafe {
+        rmqs_super_producer_new(
+            f.conn,
+            cp.as_ptr(),
+            ptr::null(),
+            None,
+            ptr::null_mut(),
+            None,
+            ptr::null_mut(),
+            0,
+            &mut sp,
+            &mut err,
+        )
+    };
+    assert!(sp.is_null());
+    let (st, m) = failure(st, err);
+    assert_eq!(st, RMQS_ERR_INVALID_ARGUMENT.status(), "{m}");
+    assert!(m.contains("not a super stream"), "{m}");
+    assert!(m.contains(&format!("{plain} is a plain stream")), "{m}");
+
+    let q = queue();
+    let (st, m) = try_super_consumer(f.conn, &plain, ptr::null(), None, q).unwrap_err();
+    assert_eq!(st, RMQS_ERR_INVALID_ARGUMENT.status(), "{m}");
+    assert!(m.contains("not a super stream"), "{m}");
+    assert!(m.contains(&format!("{plain} is a plain stream")), "{m}");
+    let (st, m) =
+        try_super_consumer(f.conn, &unique("ffi-neither"), ptr::null(), None, q).unwrap_err();
+    assert_eq!(st, RMQS_ERR_STREAM_DOES_NOT_EXIST.status(), "{m}");
+    unsafe { rmqs_queue_free(q) };
+
+    // The plain stream is untouched and the connection usable.
+    let mut exists = false;
+    let st = unsafe { rmqs_stream_exists(f.conn, cp.as_ptr(), &mut exists, ptr::null_mut()) };
+    assert_eq!((st, exists), (0, true));
+}
+
 #[test]
 fn connection_close_closes_super_producers() {
     let mut f = Fixture::new();

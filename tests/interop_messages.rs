@@ -323,7 +323,15 @@ fn c_messages() -> Vec<Spec> {
         (RMQS_PROP_CORRELATION_ID as i32, s("")),
     ];
     binary_id.body = BodySpec::Data(vec![vec![0x5a; 70_000]]);
-    vec![full, value_body, binary_id]
+    let mut sequence = Spec::empty();
+    sequence.body = BodySpec::Sequence(vec![vec![
+        Value::Long(-7),
+        s("two"),
+        Value::Null,
+        Value::Bool(true),
+        Value::Binary(vec![0, 0xff].into()),
+    ]]);
+    vec![full, value_body, binary_id, sequence]
 }
 
 fn publish(conn: *mut rmqs_connection, stream: &CString, keys: &[(&str, &str)], specs: &[Spec]) {
@@ -425,6 +433,10 @@ fn c_builder_messages_are_read_by_rstream() {
                 check("body", pv(&Value::Binary(sections[0].clone().into())));
             }
             BodySpec::Value(v) => check("value", pv(v)),
+            BodySpec::Sequence(lists) => {
+                let lists = lists.iter().map(|l| Value::List(l.clone())).collect();
+                check("sequence", pv(&Value::List(lists)));
+            }
         }
     }
 }
@@ -842,4 +854,9 @@ fn c_builder_messages_are_read_by_an_amqp_10_consumer() {
         got[2].get("body"),
         &t("memoryview", Json::Str(hex(&[0x5a; 70_000])))
     );
+    // The amqp-sequence body (one section: proton keeps the last one only), typed.
+    let BodySpec::Sequence(lists) = &specs[3].body else {
+        unreachable!()
+    };
+    assert_eq!(got[3].get("body"), &proton(&Value::List(lists[0].clone())));
 }

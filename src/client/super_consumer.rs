@@ -71,7 +71,7 @@ use super::consumer::{
 use super::environment::{Environment, check_name};
 use super::error::{ClientError, Result};
 use super::recovery::StateChange;
-use super::super_producer::EnvironmentHandle;
+use super::super_producer::{EnvironmentHandle, fetch_partitions};
 use crate::protocol::codes::OffsetSpec;
 
 /// Settings of a super stream consumer. Build it with `..Default::default()`: fields may be
@@ -632,17 +632,6 @@ impl SuperConsumer {
         }
         result
     }
-}
-
-/// Partitions of `super_stream`, at least one.
-async fn fetch_partitions(env: &Environment, super_stream: &str) -> Result<Vec<String>> {
-    let partitions = env.partitions(super_stream).await?;
-    if partitions.is_empty() {
-        return Err(ClientError::InvalidArgument(format!(
-            "super stream {super_stream} has no partition"
-        )));
-    }
-    Ok(partitions)
 }
 
 #[cfg(test)]

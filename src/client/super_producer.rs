@@ -78,6 +78,7 @@ use super::producer::{
     Confirm, OutgoingMessage, Producer, ProducerConfig, ProducerEvents, ProducerStats,
 };
 use super::recovery::StateChange;
+use crate::protocol::codes::ResponseCode;
 pub use crate::protocol::murmur3::route_partition;
 
 /// Most routing keys [`Routing::Key`] remembers; the cache starts over when it is full.
@@ -1038,8 +1039,28 @@ impl SuperProducer {
 }
 
 /// Partitions of `super_stream`, at least one.
-async fn fetch_partitions(env: &Environment, super_stream: &str) -> Result<Vec<String>> {
-    let partitions = env.partitions(super_stream).await?;
+/// The partitions of `super_stream`, as the broker lists them (super producers and super
+/// consumers). A name that is a plain stream is refused as "not a super stream" (the broker
+/// answers Partitions for it as for a name that does not exist, which would mislead).
+pub(crate) async fn fetch_partitions(env: &Environment, super_stream: &str) -> Result<Vec<String>> {
+    let partitions = match env.partitions(super_stream).await {
+        Err(ClientError::Server {
+            code: ResponseCode::STREAM_DOES_NOT_EXIST,
+            operation,
+        }) => {
+            if env.stream_exists(super_stream).await? {
+                return Err(ClientError::InvalidArgument(format!(
+                    "not a super stream: {super_stream} is a plain stream (use a producer or \
+                     consumer for it, or give the name of a super stream)"
+                )));
+            }
+            return Err(ClientError::Server {
+                code: ResponseCode::STREAM_DOES_NOT_EXIST,
+                operation,
+            });
+        }
+        r => r?,
+    };
     if partitions.is_empty() {
         return Err(ClientError::InvalidArgument(format!(
             "super stream {super_stream} has no partition"

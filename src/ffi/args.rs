@@ -15,8 +15,20 @@ pub unsafe fn str_arg<'a>(p: *const c_char, what: &str) -> Result<&'a str, Error
     }
     // SAFETY: per the caller's contract.
     let c = unsafe { CStr::from_ptr(p) };
-    c.to_str()
-        .map_err(|_| Error::invalid_argument(format!("{what} is not valid UTF-8")))
+    utf8(c.to_bytes()).ok_or_else(|| Error::invalid_argument(format!("{what} is not valid UTF-8")))
+}
+
+/// `b` as text, if it is UTF-8. ASCII, what keys and most values are, is told by a
+/// word-at-a-time scan, several times cheaper on short strings than the full validation, which
+/// only the others then go through (these checks run for every key and text value a message
+/// builder is given).
+pub fn utf8(b: &[u8]) -> Option<&str> {
+    if b.is_ascii() {
+        // SAFETY: ASCII is valid UTF-8.
+        Some(unsafe { std::str::from_utf8_unchecked(b) })
+    } else {
+        std::str::from_utf8(b).ok()
+    }
 }
 
 /// Like [`str_arg`], but NULL gives `None`.
@@ -135,6 +147,13 @@ mod tests {
         let e = unsafe { name_arg(long.as_ptr(), "stream name") }.unwrap_err();
         assert!(e.message.contains("256"), "{}", e.message);
         assert!(unsafe { name_arg(c"".as_ptr(), "stream name") }.is_err());
+        // Text: ASCII, other UTF-8 (short and past a word), not UTF-8.
+        assert_eq!(utf8(b"plain ascii key"), Some("plain ascii key"));
+        assert_eq!(utf8("héllo ✓".as_bytes()), Some("héllo ✓"));
+        assert_eq!(utf8("ключ ключ ключ".as_bytes()), Some("ключ ключ ключ"));
+        assert_eq!(utf8(b"ascii then \xff"), None);
+        assert_eq!(utf8(&[0xc3]), None);
+        assert_eq!(utf8(b""), Some(""));
     }
 
     #[test]

@@ -456,3 +456,54 @@ pub unsafe extern "C" fn rmqs_connection_server_version(
             .map_or(c"".as_ptr(), |v| v.as_ptr())
     })
 }
+
+/// The frame size and heartbeat the connection agreed with the broker at its handshake (the
+/// Tune exchange): for each, the smaller of the configured value and the broker's, 0 on
+/// either side meaning the other's (`frame_max` 0 and `heartbeat` 0 in the config take the
+/// broker's). Every connection of the environment (locator, producers, consumers) agrees the
+/// same values with the same broker.
+///
+/// @param conn the connection (borrowed).
+/// @param frame_max receives the largest frame, in bytes, either side may send (0 =
+///        unlimited); may be NULL.
+/// @param heartbeat_s receives the heartbeat period in seconds (0 = no heartbeats); may be
+///        NULL.
+/// @param err optional error detail.
+/// @return `RMQS_OK`; `RMQS_ERR_INVALID_ARGUMENT` for a NULL or freed connection;
+///         `RMQS_ERR_CLOSED` once it is closed; with `lazy_open`, the errors of connecting.
+///         The outputs are written only on success.
+///
+/// Thread-safe. Does not block once the connection is open; with `lazy_open` before then,
+/// connects first (blocking as `rmqs_connection_open()`).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_connection_negotiated(
+    conn: *const rmqs_connection,
+    frame_max: *mut u32,
+    heartbeat_s: *mut u32,
+    err: *mut *mut rmqs_error,
+) -> rmqs_status {
+    // SAFETY: pointers checked; err NULL or writable; outputs NULL or writable.
+    unsafe {
+        ffi_status(err, || {
+            let c = handle_arg(conn)?;
+            let info = match c.shared.info() {
+                Some(info) if !c.shared.is_closed() => info,
+                _ => {
+                    c.shared.run("rmqs_connection_negotiated", async |_| {
+                        Ok::<(), ClientError>(())
+                    })?;
+                    c.shared
+                        .info()
+                        .ok_or_else(|| ConnShared::closed_error("rmqs_connection_negotiated"))?
+                }
+            };
+            if !frame_max.is_null() {
+                write_out(frame_max, info.frame_max);
+            }
+            if !heartbeat_s.is_null() {
+                write_out(heartbeat_s, info.heartbeat);
+            }
+            Ok(())
+        })
+    }
+}

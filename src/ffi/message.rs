@@ -18,7 +18,7 @@
 use std::borrow::Cow;
 use std::ffi::c_char;
 
-use super::args::{Handle, bytes_arg, handle_arg, opt_str_arg, str_arg};
+use super::args::{Handle, bytes_arg, handle_arg, opt_str_arg, str_arg, utf8};
 use super::error::{Error, rmqs_error};
 use super::panic::{ffi_boundary, ffi_status};
 use super::status::rmqs_status;
@@ -311,6 +311,49 @@ pub(crate) fn value_out(encoded: &[u8]) -> rmqs_value {
     }
 }
 
+/// The `rmqs_value_type_code` of a `kind` field, if it is one (a table: the setters'
+/// dispatch on it is a jump, not a chain of comparisons).
+fn value_kind(kind: i32) -> Option<rmqs_value_type_code> {
+    use rmqs_value_type_code::*;
+    const KINDS: [rmqs_value_type_code; 25] = [
+        RMQS_VALUE_NULL,
+        RMQS_VALUE_BOOL,
+        RMQS_VALUE_UBYTE,
+        RMQS_VALUE_USHORT,
+        RMQS_VALUE_UINT,
+        RMQS_VALUE_ULONG,
+        RMQS_VALUE_BYTE,
+        RMQS_VALUE_SHORT,
+        RMQS_VALUE_INT,
+        RMQS_VALUE_LONG,
+        RMQS_VALUE_FLOAT,
+        RMQS_VALUE_DOUBLE,
+        RMQS_VALUE_TIMESTAMP,
+        RMQS_VALUE_UUID,
+        RMQS_VALUE_STRING,
+        RMQS_VALUE_SYMBOL,
+        RMQS_VALUE_BINARY,
+        RMQS_VALUE_CHAR,
+        RMQS_VALUE_DECIMAL32,
+        RMQS_VALUE_DECIMAL64,
+        RMQS_VALUE_DECIMAL128,
+        RMQS_VALUE_LIST,
+        RMQS_VALUE_MAP,
+        RMQS_VALUE_ARRAY,
+        RMQS_VALUE_DESCRIBED,
+    ];
+    const _: () = {
+        let mut i = 0;
+        while i < KINDS.len() {
+            assert!(KINDS[i] as usize == i);
+            i += 1;
+        }
+    };
+    usize::try_from(kind)
+        .ok()
+        .and_then(|k| KINDS.get(k).copied())
+}
+
 /// Reads a value given by the application.
 ///
 /// # Safety
@@ -355,52 +398,52 @@ pub(crate) unsafe fn value_in<'a>(v: *const rmqs_value, what: &str) -> Result<Va
         }
         Value::decode_exact(b).map_err(|e| Error::invalid_argument(format!("{what}: {e}")))
     };
-    Ok(match v.kind {
-        k if k == RMQS_VALUE_NULL as i32 => Value::Null,
-        k if k == RMQS_VALUE_BOOL as i32 => Value::Bool(v.bool_value),
-        k if k == RMQS_VALUE_UBYTE as i32 => {
+    Ok(match value_kind(v.kind) {
+        Some(RMQS_VALUE_NULL) => Value::Null,
+        Some(RMQS_VALUE_BOOL) => Value::Bool(v.bool_value),
+        Some(RMQS_VALUE_UBYTE) => {
             range(v.uint_value <= u8::MAX.into())?;
             Value::Ubyte(v.uint_value as u8)
         }
-        k if k == RMQS_VALUE_USHORT as i32 => {
+        Some(RMQS_VALUE_USHORT) => {
             range(v.uint_value <= u16::MAX.into())?;
             Value::Ushort(v.uint_value as u16)
         }
-        k if k == RMQS_VALUE_UINT as i32 => {
+        Some(RMQS_VALUE_UINT) => {
             range(v.uint_value <= u32::MAX.into())?;
             Value::Uint(v.uint_value as u32)
         }
-        k if k == RMQS_VALUE_ULONG as i32 => Value::Ulong(v.uint_value),
-        k if k == RMQS_VALUE_BYTE as i32 => {
+        Some(RMQS_VALUE_ULONG) => Value::Ulong(v.uint_value),
+        Some(RMQS_VALUE_BYTE) => {
             range(i8::try_from(v.int_value).is_ok())?;
             Value::Byte(v.int_value as i8)
         }
-        k if k == RMQS_VALUE_SHORT as i32 => {
+        Some(RMQS_VALUE_SHORT) => {
             range(i16::try_from(v.int_value).is_ok())?;
             Value::Short(v.int_value as i16)
         }
-        k if k == RMQS_VALUE_INT as i32 => {
+        Some(RMQS_VALUE_INT) => {
             range(i32::try_from(v.int_value).is_ok())?;
             Value::Int(v.int_value as i32)
         }
-        k if k == RMQS_VALUE_LONG as i32 => Value::Long(v.int_value),
+        Some(RMQS_VALUE_LONG) => Value::Long(v.int_value),
         // Narrowing keeps NaN, infinities and every value a float can hold exactly.
-        k if k == RMQS_VALUE_FLOAT as i32 => Value::Float(v.float_value as f32),
-        k if k == RMQS_VALUE_DOUBLE as i32 => Value::Double(v.float_value),
-        k if k == RMQS_VALUE_TIMESTAMP as i32 => Value::Timestamp(v.int_value),
-        k if k == RMQS_VALUE_UUID as i32 => Value::Uuid(v.uuid),
-        k if k == RMQS_VALUE_STRING as i32 || k == RMQS_VALUE_SYMBOL as i32 => {
-            let s = std::str::from_utf8(bytes()?).map_err(|_| {
+        Some(RMQS_VALUE_FLOAT) => Value::Float(v.float_value as f32),
+        Some(RMQS_VALUE_DOUBLE) => Value::Double(v.float_value),
+        Some(RMQS_VALUE_TIMESTAMP) => Value::Timestamp(v.int_value),
+        Some(RMQS_VALUE_UUID) => Value::Uuid(v.uuid),
+        Some(k @ (RMQS_VALUE_STRING | RMQS_VALUE_SYMBOL)) => {
+            let s = utf8(bytes()?).ok_or_else(|| {
                 Error::invalid_argument(format!("{what}: string is not valid UTF-8"))
             })?;
-            if k == RMQS_VALUE_STRING as i32 {
+            if k == RMQS_VALUE_STRING {
                 Value::String(Cow::Borrowed(s))
             } else {
                 Value::Symbol(Cow::Borrowed(s))
             }
         }
-        k if k == RMQS_VALUE_BINARY as i32 => Value::Binary(Cow::Borrowed(bytes()?)),
-        k if k == RMQS_VALUE_CHAR as i32 => {
+        Some(RMQS_VALUE_BINARY) => Value::Binary(Cow::Borrowed(bytes()?)),
+        Some(RMQS_VALUE_CHAR) => {
             let c = u32::try_from(v.uint_value)
                 .ok()
                 .and_then(char::from_u32)
@@ -409,22 +452,17 @@ pub(crate) unsafe fn value_in<'a>(v: *const rmqs_value, what: &str) -> Result<Va
                 })?;
             Value::Char(c)
         }
-        k if k == RMQS_VALUE_DECIMAL32 as i32 => {
-            Value::Decimal32(fixed(4)?.try_into().unwrap_or_default())
-        }
-        k if k == RMQS_VALUE_DECIMAL64 as i32 => {
-            Value::Decimal64(fixed(8)?.try_into().unwrap_or_default())
-        }
-        k if k == RMQS_VALUE_DECIMAL128 as i32 => {
-            Value::Decimal128(fixed(16)?.try_into().unwrap_or_default())
-        }
-        k if k == RMQS_VALUE_LIST as i32 => encoded(&[code::LIST0, code::LIST8, code::LIST32])?,
-        k if k == RMQS_VALUE_MAP as i32 => encoded(&[code::MAP8, code::MAP32])?,
-        k if k == RMQS_VALUE_ARRAY as i32 => encoded(&[code::ARRAY8, code::ARRAY32])?,
-        k if k == RMQS_VALUE_DESCRIBED as i32 => encoded(&[code::DESCRIBED])?,
-        k => {
+        Some(RMQS_VALUE_DECIMAL32) => Value::Decimal32(fixed(4)?.try_into().unwrap_or_default()),
+        Some(RMQS_VALUE_DECIMAL64) => Value::Decimal64(fixed(8)?.try_into().unwrap_or_default()),
+        Some(RMQS_VALUE_DECIMAL128) => Value::Decimal128(fixed(16)?.try_into().unwrap_or_default()),
+        Some(RMQS_VALUE_LIST) => encoded(&[code::LIST0, code::LIST8, code::LIST32])?,
+        Some(RMQS_VALUE_MAP) => encoded(&[code::MAP8, code::MAP32])?,
+        Some(RMQS_VALUE_ARRAY) => encoded(&[code::ARRAY8, code::ARRAY32])?,
+        Some(RMQS_VALUE_DESCRIBED) => encoded(&[code::DESCRIBED])?,
+        None => {
             return Err(Error::invalid_argument(format!(
-                "{what}: unknown value kind {k}"
+                "{what}: unknown value kind {}",
+                v.kind
             )));
         }
     })
@@ -432,6 +470,12 @@ pub(crate) unsafe fn value_in<'a>(v: *const rmqs_value, what: &str) -> Result<Va
 
 fn encode_error(e: EncodeError) -> Error {
     Error::invalid_argument(e.to_string())
+}
+
+impl From<EncodeError> for Error {
+    fn from(e: EncodeError) -> Error {
+        encode_error(e)
+    }
 }
 
 /// Writes `v` to `out` when `out` is not NULL; true (the value exists) either way.
@@ -625,6 +669,53 @@ pub unsafe extern "C" fn rmqs_message_builder_add_body_section(
             let m = builder_mut(m)?;
             let data = bytes_arg(data, len, "data")?;
             m.msg.add_data(data).map_err(encode_error)
+        })
+    }
+}
+
+/// Appends an amqp-sequence section to the body: the list of the `count` values at `items`
+/// (the first call on an empty builder makes the first one). A body of one or more sequences,
+/// which consumers get in order (`rmqs_message_body_section()` gives each as
+/// `RMQS_VALUE_LIST`).
+///
+/// @param m the builder (borrowed).
+/// @param items `count` values, any kind (the array and the values borrowed for the call;
+///        their bytes are copied); NULL only when `count` is 0 (an empty list).
+/// @param count number of values.
+/// @param err optional error detail.
+/// @return `RMQS_OK`; `RMQS_ERR_INVALID_ARGUMENT` when the body holds data sections or an
+///         amqp-value, for an invalid value (its message names it, the body is then as
+///         before), or NULL arguments.
+///
+/// Not thread-safe (the builder); does not block.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rmqs_message_builder_add_body_sequence(
+    m: *mut rmqs_message_builder,
+    items: *const rmqs_value,
+    count: usize,
+    err: *mut *mut rmqs_error,
+) -> rmqs_status {
+    // SAFETY: pointers checked; err NULL or writable; items readable for count values.
+    unsafe {
+        ffi_status(err, || {
+            let m = builder_mut(m)?;
+            let items: &[rmqs_value] = if count == 0 {
+                &[]
+            } else if items.is_null() {
+                return Err(Error::invalid_argument(format!(
+                    "items is NULL with count {count}"
+                )));
+            } else if count > isize::MAX as usize / size_of::<rmqs_value>() {
+                return Err(Error::invalid_argument("count is too large"));
+            } else {
+                std::slice::from_raw_parts(items, count)
+            };
+            m.msg.add_sequence(items.iter().enumerate().map(|(i, v)| {
+                value_in(v, "item").map_err(|e| Error {
+                    message: format!("items[{i}]: {}", e.message),
+                    ..e
+                })
+            }))
         })
     }
 }

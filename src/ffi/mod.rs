@@ -75,8 +75,9 @@ pub mod runtime;
 pub use chunk::*;
 pub use config::{rmqs_config, rmqs_config_free, rmqs_config_new, rmqs_config_set};
 pub use connection::{
-    rmqs_connection, rmqs_connection_close, rmqs_connection_free, rmqs_connection_open,
-    rmqs_connection_open_uri, rmqs_connection_server_version, rmqs_connection_supports,
+    rmqs_connection, rmqs_connection_close, rmqs_connection_free, rmqs_connection_negotiated,
+    rmqs_connection_open, rmqs_connection_open_uri, rmqs_connection_server_version,
+    rmqs_connection_supports,
 };
 pub use consumer::*;
 pub use dispatch::rmqs_free_cb;

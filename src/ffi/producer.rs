@@ -185,6 +185,32 @@ impl ProducerShared {
         }
         (Some(self.send_timeout.unwrap_or(Duration::MAX)), false)
     }
+
+    /// The one path of every single-message send (`rmqs_producer_send`, `_send_ex`,
+    /// `_send_message`): refuses a closed producer, sends `msg` waiting as `flags` allow, and
+    /// writes its publishing id to `id_out` (unless NULL).
+    ///
+    /// # Safety
+    /// `id_out` must be NULL or writable.
+    unsafe fn send_one(
+        &self,
+        what: &str,
+        msg: &OutgoingMessage<'_>,
+        flags: u32,
+        id_out: *mut u64,
+    ) -> Result<(), Error> {
+        self.check_open(what)?;
+        let (wait, lib) = self.wait(flags);
+        let id = self
+            .producer
+            .send(msg, wait)
+            .map_err(|e| map_send_error(e, lib))?;
+        if !id_out.is_null() {
+            // SAFETY: per the caller's contract.
+            unsafe { write_out(id_out, id) };
+        }
+        Ok(())
+    }
 }
 
 fn map_send_error(e: ClientError, on_library_thread: bool) -> Error {
@@ -476,18 +502,13 @@ pub unsafe extern "C" fn rmqs_producer_send(
             let p = handle_arg(p)?;
             check_flags(flags, RMQS_SEND_RAW | RMQS_SEND_NO_BLOCK)?;
             let body = bytes_arg(body, len, "body")?;
-            let s = &p.inner;
-            s.check_open("rmqs_producer_send")?;
             let msg = OutgoingMessage {
                 format: format(flags),
                 tag,
                 ..OutgoingMessage::new(body)
             };
-            let (wait, lib) = s.wait(flags);
-            s.producer
-                .send(&msg, wait)
-                .map(|_| ())
-                .map_err(|e| map_send_error(e, lib))
+            p.inner
+                .send_one("rmqs_producer_send", &msg, flags, std::ptr::null_mut())
         })
     }
 }
@@ -495,8 +516,10 @@ pub unsafe extern "C" fn rmqs_producer_send(
 /// Sends one message with options: a filter value and/or an explicit publishing id.
 ///
 /// A shorthand for a body alone: `rmqs_producer_send_message()` does the same with a message
-/// builder (and any AMQP section besides). Kept because it needs no builder and bindings use
-/// it.
+/// builder (and any AMQP section besides); both make the same message for the core and share
+/// one send path. Kept because a body-only send then needs no builder (the body is copied
+/// once, straight into the frame, instead of into a builder first), and the C++, Go and Zig
+/// bindings' sends with options use it.
 ///
 /// @param p the producer (borrowed).
 /// @param body the body (borrowed for the call), NULL only when `len` is 0.
@@ -534,8 +557,6 @@ pub unsafe extern "C" fn rmqs_producer_send_ex(
             check_flags(flags, ALL_FLAGS)?;
             let body = bytes_arg(body, len, "body")?;
             let filter_value = opt_str_arg(filter_value, "filter_value")?;
-            let s = &p.inner;
-            s.check_open("rmqs_producer_send_ex")?;
             let msg = OutgoingMessage {
                 format: format(flags),
                 tag,
@@ -543,15 +564,8 @@ pub unsafe extern "C" fn rmqs_producer_send_ex(
                 publishing_id: (flags & RMQS_SEND_PUBLISHING_ID != 0).then_some(publishing_id),
                 ..OutgoingMessage::new(body)
             };
-            let (wait, lib) = s.wait(flags);
-            let id = s
-                .producer
-                .send(&msg, wait)
-                .map_err(|e| map_send_error(e, lib))?;
-            if !id_out.is_null() {
-                write_out(id_out, id);
-            }
-            Ok(())
+            p.inner
+                .send_one("rmqs_producer_send_ex", &msg, flags, id_out)
         })
     }
 }
@@ -590,17 +604,12 @@ pub unsafe extern "C" fn rmqs_producer_send_message(
             let p = handle_arg(p)?;
             check_flags(flags, RMQS_SEND_NO_BLOCK)?;
             let m = handle_arg(msg)?;
-            let s = &p.inner;
-            s.check_open("rmqs_producer_send_message")?;
-            let (wait, lib) = s.wait(flags);
-            let id = s
-                .producer
-                .send(&m.outgoing(tag), wait)
-                .map_err(|e| map_send_error(e, lib))?;
-            if !id_out.is_null() {
-                write_out(id_out, id);
-            }
-            Ok(())
+            p.inner.send_one(
+                "rmqs_producer_send_message",
+                &m.outgoing(tag),
+                flags,
+                id_out,
+            )
         })
     }
 }

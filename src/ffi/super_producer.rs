@@ -475,6 +475,35 @@ impl SuperProducerShared {
         }
     }
 
+    /// The one path of every single-message send (`rmqs_super_producer_send`, `_send_ex`,
+    /// `_send_message`): refuses a closed super producer, sends `msg` as [`Self::send`] does
+    /// and writes the partition and publishing id to the outputs that are not NULL.
+    ///
+    /// # Safety
+    /// `partition_out` and `id_out` must be NULL or writable.
+    unsafe fn send_one(
+        &self,
+        what: &str,
+        key: Option<&str>,
+        msg: &OutgoingMessage<'_>,
+        flags: u32,
+        partition_out: *mut u32,
+        id_out: *mut u64,
+    ) -> Result<(), Error> {
+        self.check_open(what)?;
+        let (partition, id) = self.send(key, msg, flags)?;
+        // SAFETY: per the caller's contract.
+        unsafe {
+            if !partition_out.is_null() {
+                write_out(partition_out, partition as u32);
+            }
+            if !id_out.is_null() {
+                write_out(id_out, id);
+            }
+        }
+        Ok(())
+    }
+
     /// The partition names now, as C strings valid until the super producer is freed.
     fn names<R>(&self, f: impl FnOnce(&[CString]) -> R) -> R {
         let now = self.producer.partitions();
@@ -877,19 +906,29 @@ pub unsafe extern "C" fn rmqs_super_producer_send(
             check_flags(flags, RMQS_SEND_RAW | RMQS_SEND_NO_BLOCK)?;
             let key = opt_str_arg(routing_key, "routing_key")?;
             let body = bytes_arg(body, len, "body")?;
-            let s = &sp.inner;
-            s.check_open("rmqs_super_producer_send")?;
             let msg = OutgoingMessage {
                 format: format(flags),
                 tag,
                 ..OutgoingMessage::new(body)
             };
-            s.send(key, &msg, flags).map(|_| ())
+            sp.inner.send_one(
+                "rmqs_super_producer_send",
+                key,
+                &msg,
+                flags,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+            )
         })
     }
 }
 
 /// Sends one message with options, and says where it went.
+///
+/// A shorthand for a body alone: `rmqs_super_producer_send_message()` does the same with a
+/// message builder (and any AMQP section besides); both make the same message for the core
+/// and share one send path. Kept because a body-only send then needs no builder (the body is
+/// copied once, straight into the frame), and the C++, Go and Zig bindings use it.
 ///
 /// @param sp the super producer (borrowed).
 /// @param routing_key as in `rmqs_super_producer_send()`.
@@ -934,8 +973,6 @@ pub unsafe extern "C" fn rmqs_super_producer_send_ex(
             let key = opt_str_arg(routing_key, "routing_key")?;
             let body = bytes_arg(body, len, "body")?;
             let filter_value = opt_str_arg(filter_value, "filter_value")?;
-            let s = &sp.inner;
-            s.check_open("rmqs_super_producer_send_ex")?;
             let msg = OutgoingMessage {
                 format: format(flags),
                 tag,
@@ -943,14 +980,14 @@ pub unsafe extern "C" fn rmqs_super_producer_send_ex(
                 publishing_id: (flags & RMQS_SEND_PUBLISHING_ID != 0).then_some(publishing_id),
                 ..OutgoingMessage::new(body)
             };
-            let (partition, id) = s.send(key, &msg, flags)?;
-            if !partition_out.is_null() {
-                write_out(partition_out, partition as u32);
-            }
-            if !id_out.is_null() {
-                write_out(id_out, id);
-            }
-            Ok(())
+            sp.inner.send_one(
+                "rmqs_super_producer_send_ex",
+                key,
+                &msg,
+                flags,
+                partition_out,
+                id_out,
+            )
         })
     }
 }
@@ -1072,16 +1109,14 @@ pub unsafe extern "C" fn rmqs_super_producer_send_message(
             check_flags(flags, RMQS_SEND_NO_BLOCK)?;
             let key = opt_str_arg(routing_key, "routing_key")?;
             let m = handle_arg(msg)?;
-            let s = &sp.inner;
-            s.check_open("rmqs_super_producer_send_message")?;
-            let (partition, id) = s.send(key, &m.outgoing(tag), flags)?;
-            if !partition_out.is_null() {
-                write_out(partition_out, partition as u32);
-            }
-            if !id_out.is_null() {
-                write_out(id_out, id);
-            }
-            Ok(())
+            sp.inner.send_one(
+                "rmqs_super_producer_send_message",
+                key,
+                &m.outgoing(tag),
+                flags,
+                partition_out,
+                id_out,
+            )
         })
     }
 }

@@ -343,6 +343,8 @@ pub enum BodySpec {
     Data(Vec<Vec<u8>>),
     /// One amqp-value.
     Value(Value<'static>),
+    /// amqp-sequence sections (at least one), each a list of values.
+    Sequence(Vec<Vec<Value<'static>>>),
 }
 
 /// A message described by its typed values, in the canonical types the builder writes.
@@ -431,6 +433,20 @@ impl Spec {
                 let st = unsafe { rmqs_message_builder_set_body_value(b, &c, &mut err) };
                 check(st, err, "set_body_value");
             }
+            BodySpec::Sequence(lists) => {
+                for l in lists {
+                    let items: Vec<rmqs_value> = l.iter().map(|v| to_c(v, &mut keep)).collect();
+                    let st = unsafe {
+                        rmqs_message_builder_add_body_sequence(
+                            b,
+                            items.as_ptr(),
+                            items.len(),
+                            &mut err,
+                        )
+                    };
+                    check(st, err, &format!("add_body_sequence {l:?}"));
+                }
+            }
         }
     }
 
@@ -483,6 +499,12 @@ impl Spec {
             BodySpec::Value(v) => {
                 assert_eq!(r.body_type, RMQS_BODY_VALUE as i32, "{what}: body type");
                 assert_same(&format!("{what}: body"), &r.body, std::slice::from_ref(v));
+            }
+            BodySpec::Sequence(lists) => {
+                assert_eq!(r.body_type, RMQS_BODY_SEQUENCE as i32, "{what}: body type");
+                let want: Vec<Value<'static>> =
+                    lists.iter().map(|l| Value::List(l.clone())).collect();
+                assert_same(&format!("{what}: body"), &r.body, &want);
             }
         }
     }

@@ -13,10 +13,10 @@
 //! like a plain body.
 //!
 //! Layout of the buffers:
-//! - header and properties: each field's encoded value is appended to the list's arena and
-//!   its range recorded (setting a field again appends a new value; the old bytes stay until
-//!   [`clear`](MessageBuilder::clear)); the list is assembled field by field when encoding,
-//!   with `null` for fields not set and trailing absent fields left out;
+//! - header and properties: the list's elements as they go on the wire, `null` for the fields
+//!   not set and trailing absent fields left out, with where each field ends. Fields set in
+//!   wire order (the usual case) are appended; setting an earlier one again or unsetting it
+//!   moves the bytes after it in place (no allocation);
 //! - application properties, message annotations, delivery annotations, footer: the encoded
 //!   key/value pairs of the map, in the order they were added;
 //! - body: the body sections themselves, descriptors included.
@@ -29,7 +29,7 @@ use std::borrow::Cow;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::value::{decode_at, encode_at};
+use super::value::{decode_at, encode_at, put_compound, put_variable};
 use super::{MapView, SectionKind, Value, code};
 use crate::protocol::error::EncodeError;
 use crate::protocol::wire::Reader;
@@ -120,108 +120,134 @@ impl PropertyField {
     }
 }
 
-/// A list section (header, properties) being built: each field's encoded value in `bytes`,
-/// located by `ranges`.
+/// A list section (header, properties) being built: its elements as they go on the wire
+/// (fields `0..count`, a `null` for each absent one among them), so that encoding it is one
+/// copy.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct ListBuf<const N: usize> {
     bytes: BytesMut,
-    ranges: [Option<(u32, u32)>; N],
-    /// Fields written: up to the last one set (kept up to date by `set`/`unset`, so that the
-    /// encoded length costs nothing to ask for).
+    /// Where field `i` ends in `bytes` (for `i < count`); it starts where field `i - 1` ends.
+    ends: [u32; N],
+    /// Which of the fields `0..count` are set (the others are a `null` byte).
+    set: [bool; N],
+    /// Fields written: up to the last one set.
     count: usize,
-    /// Bytes of the fields written, a `null` for each absent one among them.
-    content: usize,
 }
 
 impl<const N: usize> ListBuf<N> {
     fn new() -> Self {
         ListBuf {
             bytes: BytesMut::new(),
-            ranges: [None; N],
+            ends: [0; N],
+            set: [false; N],
             count: 0,
-            content: 0,
         }
     }
 
     fn clear(&mut self) {
         self.bytes.clear();
-        self.ranges = [None; N];
+        self.ends = [0; N];
+        self.set = [false; N];
         self.count = 0;
-        self.content = 0;
     }
 
     fn is_present(&self) -> bool {
         self.count > 0
     }
 
-    fn count(&self) -> usize {
-        self.count
-    }
-
-    fn content_len(&self) -> usize {
-        self.content
-    }
-
-    fn update(&mut self) {
-        self.count = self
-            .ranges
-            .iter()
-            .rposition(Option::is_some)
-            .map_or(0, |i| i + 1);
-        self.content = self.ranges[..self.count]
-            .iter()
-            .map(|r| r.map_or(1, |(a, b)| (b - a) as usize))
-            .sum();
+    fn start(&self, i: usize) -> usize {
+        if i == 0 { 0 } else { self.ends[i - 1] as usize }
     }
 
     fn set(&mut self, i: usize, v: &Value<'_>) -> Result<(), EncodeError> {
+        let before = self.bytes.len();
+        let gap = i.saturating_sub(self.count);
+        self.bytes.put_bytes(code::NULL, gap);
         let start = self.bytes.len();
-        if let Err(e) = encode_at(v, &mut self.bytes, 2) {
-            self.bytes.truncate(start);
+        let r = encode_at(v, &mut self.bytes, 2).and_then(|_| {
+            u32::try_from(self.bytes.len())
+                .map(drop)
+                .map_err(|_| EncodeError::BytesTooLong(self.bytes.len()))
+        });
+        if let Err(e) = r {
+            self.bytes.truncate(before);
             return Err(e);
         }
-        let end = self.bytes.len();
-        let (Ok(a), Ok(b)) = (u32::try_from(start), u32::try_from(end)) else {
-            self.bytes.truncate(start);
-            return Err(EncodeError::BytesTooLong(end));
-        };
-        self.ranges[i] = Some((a, b));
-        self.update();
+        if i < self.count {
+            self.replace(i, start);
+        } else {
+            // Appended in order (the usual case): the absent fields before it are nulls.
+            for j in self.count..i {
+                self.ends[j] = (before + j + 1 - self.count) as u32;
+                self.set[j] = false;
+            }
+            self.ends[i] = self.bytes.len() as u32;
+            self.count = i + 1;
+        }
+        self.set[i] = true;
         Ok(())
     }
 
+    /// Moves the encoding at `bytes[new..]` into the place of field `i` (`i < count`), without
+    /// allocating: a small value goes through the stack while the fields after `i` move, a
+    /// large one by two rotations of the bytes from field `i` on.
+    fn replace(&mut self, i: usize, new: usize) {
+        let (start, end) = (self.start(i), self.ends[i] as usize);
+        let (old, n) = (end - start, self.bytes.len() - new);
+        let mut small = [0u8; 32];
+        if n <= small.len() {
+            small[..n].copy_from_slice(&self.bytes[new..]);
+            self.bytes.copy_within(end..new, start + n);
+            self.bytes[start..start + n].copy_from_slice(&small[..n]);
+        } else {
+            self.bytes[start..].rotate_right(n);
+            self.bytes[start + n..].rotate_left(old);
+        }
+        self.bytes.truncate(new + n - old);
+        for e in &mut self.ends[i..self.count] {
+            *e = (*e as usize + n - old) as u32;
+        }
+    }
+
     fn unset(&mut self, i: usize) {
-        self.ranges[i] = None;
-        self.update();
+        if i >= self.count || !self.set[i] {
+            return;
+        }
+        self.set[i] = false;
+        if i + 1 == self.count {
+            // The last field: it and the absent fields before it go.
+            self.count = self.set[..i].iter().rposition(|&s| s).map_or(0, |j| j + 1);
+            self.bytes.truncate(self.start(self.count));
+        } else {
+            let new = self.bytes.len();
+            self.bytes.put_u8(code::NULL);
+            self.replace(i, new);
+        }
     }
 
     fn get(&self, i: usize) -> Option<Value<'_>> {
-        let (a, b) = self.ranges.get(i).copied().flatten()?;
-        let mut r = Reader::new(&self.bytes[a as usize..b as usize]);
+        if i >= self.count || !self.set[i] {
+            return None;
+        }
+        let mut r = Reader::new(&self.bytes[self.start(i)..self.ends[i] as usize]);
         decode_at(&mut r, 2).ok()
     }
 
     fn encoded_len(&self) -> usize {
-        compound_len(self.content_len(), self.count())
+        compound_len(self.bytes.len(), self.count)
     }
 
     /// Writes the section (descriptor of `kind` included).
     fn encode(&self, kind: SectionKind, out: &mut impl BufMut) {
-        let count = self.count();
         put_section_and_compound_header(
             out,
             kind,
             code::LIST8,
             code::LIST32,
-            self.content_len(),
-            count,
+            self.bytes.len(),
+            self.count,
         );
-        for r in &self.ranges[..count] {
-            match r {
-                Some((a, b)) => out.put_slice(&self.bytes[*a as usize..*b as usize]),
-                None => out.put_u8(code::NULL),
-            }
-        }
+        out.put_slice(&self.bytes);
     }
 }
 
@@ -261,10 +287,15 @@ impl MapBuf {
             .any(|&(a, b)| &self.bytes[a as usize..b as usize] == key)
     }
 
-    /// Appends an entry whose key is the string or symbol `key`.
-    fn push(&mut self, key: &Value<'_>, value: &Value<'_>) -> Result<(), EncodeError> {
+    /// Appends an entry whose key is `key`, written as a symbol or a string.
+    fn push(&mut self, key: &str, symbol: bool, value: &Value<'_>) -> Result<(), EncodeError> {
         let start = self.bytes.len();
-        let r = encode_at(key, &mut self.bytes, 1);
+        let (small, wide) = if symbol {
+            (code::SYM8, code::SYM32)
+        } else {
+            (code::STR8, code::STR32)
+        };
+        let r = put_variable(&mut self.bytes, small, wide, key.as_bytes());
         let key_end = self.bytes.len();
         let r = r.and_then(|_| encode_at(value, &mut self.bytes, 1));
         if r.is_err() {
@@ -275,8 +306,8 @@ impl MapBuf {
             self.bytes.truncate(start);
             return Err(EncodeError::BytesTooLong(self.bytes.len()));
         }
-        let text = key.as_str().map_or(0, str::len);
-        self.keys.push(((key_end - text) as u32, key_end as u32));
+        self.keys
+            .push(((key_end - key.len()) as u32, key_end as u32));
         self.entries += 1;
         Ok(())
     }
@@ -357,6 +388,8 @@ pub enum BuilderBody {
     Data(usize),
     /// One amqp-value section.
     Value,
+    /// amqp-sequence sections (how many).
+    Sequence(usize),
 }
 
 /// Section header: described type, smallulong descriptor.
@@ -472,9 +505,9 @@ impl MessageBuilder {
 
     fn add_data_inner(&mut self, data: &[u8]) -> Result<(), EncodeError> {
         let n = match self.body_kind {
-            BuilderBody::Value => {
+            BuilderBody::Value | BuilderBody::Sequence(_) => {
                 return Err(invalid(
-                    "the body is an amqp-value: a data section cannot be added",
+                    "the body is an amqp-value or amqp-sequence: a data section cannot be added",
                 ));
             }
             BuilderBody::Empty => 0,
@@ -486,6 +519,71 @@ impl MessageBuilder {
         put_section_header(&mut self.body, SectionKind::Data);
         encode_at(&Value::Binary(Cow::Borrowed(data)), &mut self.body, 1)?;
         self.body_kind = BuilderBody::Data(n + 1);
+        Ok(())
+    }
+
+    /// Appends an amqp-sequence section holding the list of `items` to the body (the first
+    /// call on an empty body makes the first one): a body of one or more sequences, which
+    /// consumers get in order. Fails when the body holds data sections or an amqp-value, or
+    /// with the first item that fails (`Err` from `items`, or a value that cannot be encoded);
+    /// the body is then as before.
+    pub fn add_sequence<'v, E: From<EncodeError>>(
+        &mut self,
+        items: impl ExactSizeIterator<Item = Result<Value<'v>, E>>,
+    ) -> Result<(), E> {
+        let before = self.part_len(Part::Body);
+        let r = self.add_sequence_inner(items);
+        self.len = self.len - before + self.part_len(Part::Body);
+        r
+    }
+
+    fn add_sequence_inner<'v, E: From<EncodeError>>(
+        &mut self,
+        items: impl ExactSizeIterator<Item = Result<Value<'v>, E>>,
+    ) -> Result<(), E> {
+        let n = match self.body_kind {
+            BuilderBody::Data(_) | BuilderBody::Value => {
+                return Err(invalid(
+                    "the body holds data sections or an amqp-value: a sequence cannot be added",
+                )
+                .into());
+            }
+            BuilderBody::Empty => 0,
+            BuilderBody::Sequence(n) => n,
+        };
+        let start = self.body.len();
+        put_section_header(&mut self.body, SectionKind::AmqpSequence);
+        let count = items.len();
+        // Items are encoded as elements of a list (as `Value::List` writes them: `list0` when
+        // empty, else the smallest form).
+        let mut failed = None;
+        let r = if count == 0 {
+            self.body.put_u8(code::LIST0);
+            Ok(())
+        } else {
+            put_compound(&mut self.body, code::LIST8, code::LIST32, count, |out| {
+                for item in items {
+                    match item {
+                        Ok(v) => encode_at(&v, out, 2)?,
+                        Err(e) => {
+                            failed = Some(e);
+                            return Err(invalid("a sequence item is invalid"));
+                        }
+                    }
+                }
+                Ok(())
+            })
+        };
+        if let Err(e) = r {
+            self.body.truncate(start);
+            return Err(failed.unwrap_or_else(|| e.into()));
+        }
+        if self.body.len() - start > i32::MAX as usize {
+            let len = self.body.len() - start;
+            self.body.truncate(start);
+            return Err(EncodeError::BytesTooLong(len).into());
+        }
+        self.body_kind = BuilderBody::Sequence(n + 1);
         Ok(())
     }
 
@@ -654,8 +752,7 @@ impl MessageBuilder {
         if self.application_properties.contains(key) {
             return Err(invalid("duplicate application property key"));
         }
-        self.application_properties
-            .push(&Value::String(Cow::Borrowed(key)), v)
+        self.application_properties.push(key, false, v)
     }
 
     /// An application property as added (`None` when there is none with that key).
@@ -714,7 +811,7 @@ impl MessageBuilder {
         if map.contains(key) {
             return Err(invalid("duplicate annotation key"));
         }
-        map.push(&Value::Symbol(Cow::Borrowed(key)), v)
+        map.push(key, true, v)
     }
 
     fn body_len(&self) -> usize {
@@ -905,6 +1002,48 @@ mod tests {
     }
 
     #[test]
+    fn sequence_bodies() {
+        let items = vec![
+            Value::Int(1),
+            Value::from("two"),
+            Value::Null,
+            Value::List(vec![Value::Bool(true)]),
+        ];
+        fn ok<'a>(
+            v: &'a [Value<'static>],
+        ) -> impl ExactSizeIterator<Item = Result<Value<'static>, EncodeError>> + 'a {
+            v.iter().cloned().map(Ok)
+        }
+        let mut b = MessageBuilder::new();
+        b.add_sequence(ok(&items)).unwrap();
+        b.add_sequence(ok(&[])).unwrap();
+        assert_eq!(b.body_kind(), BuilderBody::Sequence(2));
+        let mut want = Message::new(&b""[..]);
+        want.body = Body::Sequence(vec![items.clone(), vec![]]);
+        let bytes = b.to_bytes();
+        assert_eq!(bytes, want.to_bytes().unwrap());
+        assert_eq!(bytes.len(), b.encoded_len());
+        assert!(b.add_data(b"x").is_err());
+        // A failing item leaves the body as it was.
+        let r =
+            b.add_sequence([Ok(Value::Int(1)), Err(EncodeError::InvalidValue("no"))].into_iter());
+        assert_eq!(r, Err(EncodeError::InvalidValue("no")));
+        assert_eq!(b.to_bytes(), bytes);
+        assert_eq!(b.encoded_len(), bytes.len());
+        // 300 items take the 32-bit list form.
+        let many: Vec<Value<'static>> = (0..300).map(Value::Int).collect();
+        b.set_body(b"").unwrap();
+        assert!(b.add_sequence(ok(&many)).is_err());
+        b.clear();
+        b.add_sequence(ok(&many)).unwrap();
+        want.body = Body::Sequence(vec![many]);
+        assert_eq!(b.to_bytes(), want.to_bytes().unwrap());
+        assert_eq!(b.to_bytes().len(), b.encoded_len());
+        b.set_value(&Value::from("v")).unwrap();
+        assert!(b.add_sequence(ok(&items)).is_err());
+    }
+
+    #[test]
     fn clear_forgets_everything() {
         let mut b = full();
         b.clear();
@@ -966,6 +1105,54 @@ mod tests {
         b.set_header(HeaderField::Ttl, &Value::Uint(1)).unwrap();
         b.set_header(HeaderField::Ttl, &Value::Null).unwrap();
         assert!(!b.header.is_present());
+    }
+
+    #[test]
+    fn fields_set_again_or_unset_out_of_order_keep_the_wire_form() {
+        let mut b = MessageBuilder::new();
+        b.set_property(PropertyField::Subject, &"a".into()).unwrap();
+        b.set_property(PropertyField::MessageId, &Value::Ulong(7))
+            .unwrap();
+        b.set_property(PropertyField::GroupId, &"g".into()).unwrap();
+        // Longer, then shorter, in the middle; a field unset in the middle and at the end.
+        b.set_property(PropertyField::Subject, &"a longer subject".into())
+            .unwrap();
+        // (Longer than what goes through the stack.)
+        let id = "an id longer than thirty-two bytes";
+        b.set_property(PropertyField::MessageId, &id.into())
+            .unwrap();
+        b.set_property(PropertyField::To, &Value::Null).unwrap();
+        b.set_property(PropertyField::Subject, &Value::Null)
+            .unwrap();
+        b.set_property(PropertyField::ContentType, &"t".into())
+            .unwrap();
+        b.set_property(PropertyField::GroupId, &Value::Null)
+            .unwrap();
+        b.set_header(HeaderField::Ttl, &Value::Uint(1_000_000))
+            .unwrap();
+        b.set_header(HeaderField::Durable, &Value::Bool(true))
+            .unwrap();
+        b.set_header(HeaderField::Ttl, &Value::Uint(5)).unwrap();
+        b.set_header(HeaderField::Ttl, &Value::Null).unwrap();
+        let mut want = Message::new(&b""[..]);
+        want.properties = Some(Properties {
+            message_id: Some(id.into()),
+            content_type: Some("t".into()),
+            ..Default::default()
+        });
+        want.header = Some(Header {
+            durable: Some(true),
+            ..Default::default()
+        });
+        let bytes = b.to_bytes();
+        assert_eq!(bytes, want.to_bytes().unwrap());
+        assert_eq!(bytes.len(), b.encoded_len());
+        assert_eq!(b.property(PropertyField::Subject), None);
+        assert_eq!(
+            b.property(PropertyField::ContentType),
+            Some(Value::Symbol("t".into()))
+        );
+        assert_eq!(b.header(HeaderField::Ttl), None);
     }
 
     #[test]

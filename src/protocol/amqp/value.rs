@@ -731,7 +731,12 @@ pub(crate) fn encode_at(
     Ok(())
 }
 
-fn put_variable(out: &mut BytesMut, small: u8, wide: u8, b: &[u8]) -> Result<(), EncodeError> {
+pub(super) fn put_variable(
+    out: &mut BytesMut,
+    small: u8,
+    wide: u8,
+    b: &[u8],
+) -> Result<(), EncodeError> {
     match u8::try_from(b.len()) {
         Ok(n) => {
             out.put_u8(small);
@@ -749,7 +754,7 @@ fn put_variable(out: &mut BytesMut, small: u8, wide: u8, b: &[u8]) -> Result<(),
 /// Writes a list or map: the 32-bit form is reserved, the elements written, then the header
 /// is filled in — or the elements moved down into the 8-bit form when they fit (at most 255
 /// bytes are ever moved).
-fn put_compound<F>(
+pub(super) fn put_compound<F>(
     out: &mut BytesMut,
     small: u8,
     wide: u8,
