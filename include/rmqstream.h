@@ -1970,6 +1970,7 @@ const char *rmqs_connection_server_version(const struct rmqs_connection *conn);
  * Thread-safe. Does not block once the connection is open; with `lazy_open` before then,
  * connects first (blocking as `rmqs_connection_open()`).
  */
+RMQS_MUST_USE
 rmqs_status rmqs_connection_negotiated(const struct rmqs_connection *conn,
                                        uint32_t *frame_max,
                                        uint32_t *heartbeat_s,
@@ -2656,6 +2657,7 @@ rmqs_status rmqs_message_builder_add_body_section(struct rmqs_message_builder *m
  *
  * Not thread-safe (the builder); does not block.
  */
+RMQS_MUST_USE
 rmqs_status rmqs_message_builder_add_body_sequence(struct rmqs_message_builder *m,
                                                    const struct rmqs_value *items,
                                                    size_t count,

@@ -493,7 +493,7 @@ fn negotiated_frame_max_and_heartbeat() {
     assert_eq!(read(conn).ok(), Some((1_048_576, 5)));
     assert!(!cstr(unsafe { rmqs_connection_server_version(conn) }).is_empty());
     assert_eq!(
-        unsafe { rmqs_connection_close(conn, 5000) },
+        unsafe { rmqs_connection_close(conn, 5000, ptr::null_mut()) },
         RMQS_OK.status()
     );
     let f = read(conn).unwrap_err();

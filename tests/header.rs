@@ -88,3 +88,52 @@ fn header_says_where_callbacks_and_finalizers_run() {
         assert!(flat.contains(claim), "the header lacks: {claim}");
     }
 }
+
+/// The ABI rules of issue 12: every function that returns an `rmqs_status` is `RMQS_MUST_USE`
+/// and takes the trailing `rmqs_error **err`, except the two accessors that read a status.
+#[test]
+fn every_status_function_is_must_use_and_takes_err() {
+    let text = String::from_utf8(generate()).unwrap();
+    // declarations only: comments removed, then each `...;` at top level
+    let mut code = String::new();
+    let mut rest = text.as_str();
+    while let Some(i) = rest.find("/*") {
+        code.push_str(&rest[..i]);
+        rest = &rest[i + rest[i..].find("*/").expect("unterminated comment") + 2..];
+    }
+    code.push_str(rest);
+    let mut checked = 0;
+    for decl in code.split(';') {
+        let decl = decl.trim();
+        let Some(open) = decl.find('(') else { continue };
+        let head = &decl[..open];
+        if decl.contains("typedef") || head.contains("(*") {
+            continue;
+        }
+        let name = head
+            .split_whitespace()
+            .last()
+            .unwrap()
+            .trim_start_matches('*');
+        let returns = &head[..head.len() - name.len()];
+        if !name.starts_with("rmqs_") || !returns.split_whitespace().any(|w| w == "rmqs_status") {
+            continue;
+        }
+        checked += 1;
+        assert!(
+            head.contains("RMQS_MUST_USE"),
+            "{name} is not RMQS_MUST_USE"
+        );
+        if name != "rmqs_error_status" && name != "rmqs_event_status" {
+            let args = decl[open..].trim_end_matches(')');
+            assert!(
+                args.trim_end().ends_with("struct rmqs_error **err"),
+                "{name} does not take a trailing rmqs_error **err"
+            );
+        }
+    }
+    assert!(
+        checked > 70,
+        "only {checked} status functions found: the parse is broken"
+    );
+}

@@ -475,6 +475,7 @@ pub unsafe extern "C" fn rmqs_connection_server_version(
 ///
 /// Thread-safe. Does not block once the connection is open; with `lazy_open` before then,
 /// connects first (blocking as `rmqs_connection_open()`).
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_connection_negotiated(
     conn: *const rmqs_connection,

@@ -688,6 +688,7 @@ pub unsafe extern "C" fn rmqs_message_builder_add_body_section(
 ///         before), or NULL arguments.
 ///
 /// Not thread-safe (the builder); does not block.
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_message_builder_add_body_sequence(
     m: *mut rmqs_message_builder,
