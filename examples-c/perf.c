@@ -19,9 +19,9 @@
  *   of two, 0.1 % resolution, up to 2^40 ns), recorded lock-free from the callbacks.
  * - every second: messages sent, confirmed and consumed in that second, confirm and end-to-end
  *   p99 so far, RSS.
- * - at the end: counts, rates, client CPU (getrusage: every thread of the process), RSS, the
- *   broker's CPU (--broker-pid: its /proc stat), latency percentiles; as text and as JSON
- *   (--json FILE, or - for stdout, the text then going to stderr).
+ * - at the end: counts, rates, client CPU (getrusage: every thread of the process), RSS (peak:
+ *   VmHWM), the broker's CPU (--broker-pid: its /proc stat), latency percentiles; as text and
+ *   as JSON (--json FILE, or - for stdout, the text then going to stderr).
  *
  * Exits 0 when every message sent was confirmed and every consumer received what its stream
  * got (or --count, without producers); 1 otherwise; 2 for bad usage.
@@ -59,10 +59,22 @@ static double cpu_s(void) {
            (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
 }
 
+/* Peak RSS of this process image: VmHWM (ru_maxrss would also count the program that exec'd
+ * this one, e.g. a Python script's own peak). */
 static double rss_max_mib(void) {
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_maxrss / 1024.0; /* Linux: kB */
+    char line[256];
+    double kb = 0;
+    FILE *f = fopen("/proc/self/status", "r");
+    if (f != NULL) {
+        while (fgets(line, sizeof line, f) != NULL) {
+            if (strncmp(line, "VmHWM:", 6) == 0) {
+                kb = atof(line + 6);
+                break;
+            }
+        }
+        fclose(f);
+    }
+    return kb / 1024.0;
 }
 
 static double rss_now_mib(void) {
