@@ -1329,6 +1329,22 @@ public:
         detail::check(rmqs_message_builder_add_body_section(mut(), data.data(), data.size(), err.out()), err);
         return *this;
     }
+    /**
+     * Appends an amqp-sequence section to the body: these values as a list (the first call on
+     * an empty builder makes the first one). Their bytes are copied by the call.
+     */
+    MessageBuilder& add_body_sequence(span<const value> items) {
+        static_assert(sizeof(value) == sizeof(rmqs_value) && std::is_standard_layout_v<value>,
+                      "rmqs::value is an rmqs_value");
+        Error err;
+        detail::check(rmqs_message_builder_add_body_sequence(
+                          mut(), items.empty() ? nullptr : &items[0].c_value(), items.size(), err.out()),
+                      err);
+        return *this;
+    }
+    MessageBuilder& add_body_sequence(std::initializer_list<value> items) {
+        return add_body_sequence(span<const value>(items.begin(), items.size()));
+    }
     /** The body: one amqp-value section (replaces any body). */
     MessageBuilder& body_value(const value& v) {
         Error err;
@@ -2494,6 +2510,22 @@ public:
     void close(std::chrono::milliseconds timeout = no_timeout) {
         Error err;
         detail::check(rmqs_connection_close(p_, detail::to_ms(timeout), err.out()), err);
+    }
+
+    /** What the connection agreed with the broker at its handshake. */
+    struct negotiated_params {
+        /** The largest frame either side may send, in bytes (0: unlimited). */
+        std::uint32_t frame_max;
+        /** The heartbeat period (0: none). */
+        std::chrono::seconds heartbeat;
+    };
+    /** The agreed frame size and heartbeat (connects first with lazy_open). */
+    negotiated_params negotiated() const {
+        std::uint32_t frame_max = 0;
+        std::uint32_t heartbeat = 0;
+        Error err;
+        detail::check(rmqs_connection_negotiated(p_, &frame_max, &heartbeat, err.out()), err);
+        return negotiated_params{frame_max, std::chrono::seconds(heartbeat)};
     }
 
     /** The broker's version, e.g. "4.0.5"; "" before a lazy connection connected. */

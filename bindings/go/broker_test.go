@@ -375,6 +375,24 @@ func TestErrorMapping(t *testing.T) {
 	}
 }
 
+func TestNegotiated(t *testing.T) {
+	ctx := testCtx(t, 30*time.Second)
+	c, err := Connect(ctx, testURI(), WithSetting("frame_max", "131072"), WithHeartbeat(17*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	// the smaller of ours and the broker's (1 MiB, 60 s)
+	fm, hb, err := c.Negotiated()
+	if err != nil || fm != 131072 || hb != 17*time.Second {
+		t.Fatalf("negotiated %d, %v, %v; want 131072, 17s", fm, hb, err)
+	}
+	c.Close(ctx)
+	if _, _, err := c.Negotiated(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("after close: %v", err)
+	}
+}
+
 func TestStreamInfo(t *testing.T) {
 	c := connect(t)
 	s := newStream(t, c, MaxLengthBytes(1<<30), MaxAge(24*time.Hour))

@@ -320,6 +320,22 @@ func (c *Conn) ServerVersion() string {
 	return C.GoString(C.rmqs_connection_server_version(c.h))
 }
 
+// Negotiated returns what the connection agreed with the broker at its handshake: the largest
+// frame either side may send, in bytes (0: unlimited), and the heartbeat period (0: none).
+// With WithLazyOpen it connects first.
+func (c *Conn) Negotiated() (frameMax uint32, heartbeat time.Duration, err error) {
+	if !c.g.acquire() {
+		return 0, 0, closedErr("connection")
+	}
+	defer c.g.release()
+	var fm, hb C.uint32_t
+	var e *C.rmqs_error
+	if err := takeError(C.rmqs_connection_negotiated(c.h, &fm, &hb, &e), e); err != nil {
+		return 0, 0, err
+	}
+	return uint32(fm), time.Duration(hb) * time.Second, nil
+}
+
 // Supports reports whether the broker accepts version version of stream-protocol command
 // command (e.g. 0x1c, 1 for StreamStats).
 func (c *Conn) Supports(command, version uint16) bool {

@@ -370,6 +370,13 @@ void test_connection(const std::string& uri) {
     rmqs::Connection conn = rmqs::Connection::open(uri);
     CHECK(static_cast<bool>(conn));
     CHECK(!conn.server_version().empty());
+    {
+        // what the handshake agreed: the smaller of ours and the broker's (1 MiB, 60 s)
+        rmqs::Connection tuned =
+            rmqs::Connection::open(rmqs::Config{{"uri", uri}, {"frame_max", "131072"}, {"heartbeat", "17"}});
+        const rmqs::Connection::negotiated_params n = tuned.negotiated();
+        CHECK(n.frame_max == 131072 && n.heartbeat == std::chrono::seconds(17));
+    }
     const rmqs::connection_statistics st = conn.stats();
     CHECK(st.frames_in > 0 && st.frames_out > 0 && st.connections_opened >= 1);
 
@@ -1205,19 +1212,21 @@ void test_message_every_section(const rmqs::Connection& conn) {
 
     rmqs::MessageBuilder value_body;
     value_body.body_value(v::string("an amqp-value body"));
+    rmqs::MessageBuilder sequence_body;
+    sequence_body.add_body_sequence({v::ulong(7), v::string("seven")}).add_body_sequence({});
     {
         rmqs::Producer p = conn.create_producer(stream);
         CHECK(p.send(m) == 0);
-        const rmqs::MessageBuilder* both[] = {&value_body, &m};
-        p.send_batch(rmqs::span<const rmqs::MessageBuilder* const>(both, 2));
+        const rmqs::MessageBuilder* both[] = {&value_body, &m, &sequence_body};
+        p.send_batch(rmqs::span<const rmqs::MessageBuilder* const>(both, 3));
         CHECK(p.flush(10s));
     }
     rmqs::Queue queue;
     rmqs::Consumer consumer = conn.create_consumer(stream, rmqs::Config{{"offset", "first"}}, queue);
     std::vector<rmqs::Message> got;
-    std::vector<rmqs::Chunk> keep = collect(queue, 3, got);
-    CHECK(got.size() == 3);
-    if (got.size() == 3) {
+    std::vector<rmqs::Chunk> keep = collect(queue, 4, got);
+    CHECK(got.size() == 4);
+    if (got.size() == 4) {
         for (const rmqs::Message& r : {got[0], got[2]}) {
             CHECK(r.is_amqp() && r.body_kind() == rmqs::body_type::data && r.body_count() == 2);
             CHECK(r.body_section(0) == std::optional<rmqs::value>(v::binary("part-1")));
@@ -1257,6 +1266,14 @@ void test_message_every_section(const rmqs::Connection& conn) {
         CHECK(val.body_kind() == rmqs::body_type::value && val.body_count() == 1);
         CHECK(val.body_section(0) == std::optional<rmqs::value>(v::string("an amqp-value body")));
         CHECK(val.body() == "an amqp-value body");
+        const rmqs::Message seq = got[3];
+        CHECK(seq.body_kind() == rmqs::body_type::sequence && seq.body_count() == 2);
+        const std::optional<rmqs::value> first = seq.body_section(0);
+        CHECK(first && first->type() == rmqs::value_type::list && first->size() == 2);
+        CHECK(first && first->at(0) == std::optional<rmqs::value>(v::ulong(7)) &&
+              first->at(1) == std::optional<rmqs::value>(v::string("seven")));
+        const std::optional<rmqs::value> second = seq.body_section(1);
+        CHECK(second && second->type() == rmqs::value_type::list && second->size() == 0);
         CHECK(!val.header(rmqs::header_field::durable).has_value() && !val.section_value(rmqs::section::footer));
     }
     keep.clear();

@@ -332,6 +332,16 @@ pub const Connection = struct {
         return std.mem.span(c.rmqs_connection_server_version(self.ptr));
     }
 
+    /// What the connection agreed with the broker at its handshake: the largest frame either
+    /// side may send in bytes (0: unlimited) and the heartbeat in seconds (0: none). With
+    /// `lazy_open` it connects first.
+    pub fn negotiated(self: Connection) Error!struct { frame_max: u32, heartbeat_s: u32 } {
+        var frame_max: u32 = 0;
+        var heartbeat: u32 = 0;
+        try callC(c.rmqs_connection_negotiated, .{ self.ptr, &frame_max, &heartbeat }, null);
+        return .{ .frame_max = frame_max, .heartbeat_s = heartbeat };
+    }
+
     /// Whether the broker accepts `version` of protocol command `command`.
     pub fn supports(self: Connection, command: u16, ver: u16) bool {
         return c.rmqs_connection_supports(self.ptr, command, ver);

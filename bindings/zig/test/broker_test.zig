@@ -28,6 +28,14 @@ fn body(buf: []u8, i: usize) []const u8 {
 
 const deadline_ms = 30_000;
 
+test "negotiated frame_max and heartbeat: the smaller of ours and the broker's" {
+    const conn = try rmqs.Connection.open(.{ .uri = uri(), .settings = &.{ .{ "frame_max", "131072" }, .{ "heartbeat", "17" } } }, null);
+    defer conn.deinit();
+    const n = try conn.negotiated();
+    try testing.expectEqual(@as(u32, 131072), n.frame_max);
+    try testing.expectEqual(@as(u32, 17), n.heartbeat_s);
+}
+
 test "produce 1000, count every confirm, consume from first and check every body and offset" {
     const n = 1000;
     const conn = try connect();
