@@ -274,14 +274,18 @@ impl Progress {
 
     /// What to store now, if anything: the processed offset, capped at `committed` (the
     /// highest committed chunk id the broker announced) when its chunk is beyond it; `None`
-    /// when that is what was stored last.
+    /// when that is not beyond what was stored last. Automatic stores only move forward: an
+    /// offset the application stored itself (or found on the broker at start) is never
+    /// replaced by a lower one, as when the cap at `committed` lags behind it.
     pub(super) fn to_store(&self, committed: Option<u64>) -> Option<u64> {
         let (offset, chunk_id) = self.processed?;
         let offset = match committed {
             Some(c) if chunk_id > c => offset.min(c),
             _ => offset,
         };
-        (Some(offset) != self.last_stored).then_some(offset)
+        self.last_stored
+            .is_none_or(|last| offset > last)
+            .then_some(offset)
     }
 
     /// Records a store of `offset`.
@@ -338,6 +342,33 @@ mod tests {
         assert_eq!(p.to_store(Some(100)), Some(149), "its chunk is committed");
         assert_eq!(p.to_store(Some(200)), Some(149));
         assert_eq!(p.to_store(Some(60)), Some(60), "beyond the committed chunk");
+    }
+
+    /// The C++ test store_from_handler failed under Valgrind: the handler stored 99 for the last
+    /// chunk, then automatic tracking stored the committed cap (89), which lagged, and nothing
+    /// came after to move it forward again.
+    #[test]
+    fn automatic_stores_never_move_below_what_was_stored() {
+        let mut p = Progress::new(4);
+        let (a, _) = p.admit(0, 89, 90, false);
+        p.complete(a);
+        let (b, _) = p.admit(90, 99, 10, false);
+        p.stored(99); // the application stored it from its handler
+        p.complete(b);
+        assert_eq!(
+            p.to_store(Some(89)),
+            None,
+            "capped at 89: below the stored 99"
+        );
+        assert_eq!(p.to_store(None), None, "99 again");
+        let (c, _) = p.admit(100, 109, 10, false);
+        p.complete(c);
+        assert_eq!(p.to_store(Some(100)), Some(109));
+        let mut q = Progress::new(4);
+        q.set_stored(Some(500)); // found on the broker; this activation starts earlier
+        let (d, _) = q.admit(0, 9, 10, false);
+        q.complete(d);
+        assert_eq!(q.to_store(None), None);
     }
 
     #[test]
