@@ -9,13 +9,13 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use super::args::{Handle, handle_arg, out_arg, str_arg, write_out};
-use super::config::{Settings, rmqs_config};
+use super::config::{rmqs_config, settings_arg};
 use super::error::{Error, rmqs_error};
 use super::log::{ConnLog, LogRegistration};
 use super::panic::{ffi_boundary, ffi_status};
 use super::runtime::{Runtime, ThreadRole, check_may_block, thread_role, timeout_from_ms};
 use super::status::{rmqs_status, rmqs_status_code};
-use crate::client::{ClientError, ConnectionConfig, Environment, ServerInfo};
+use crate::client::{ClientError, ConnectionConfig, Environment, ServerInfo, Settings};
 
 /// How long `rmqs_connection_free` lets an open connection close (children included).
 const FREE_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -238,11 +238,12 @@ fn open(
     out: *mut *mut rmqs_connection,
 ) -> Result<(), Error> {
     let out = out_arg(out, "out")?;
-    let (config, lazy) = settings.connection()?;
+    let config = settings.connection()?;
+    let lazy = settings.lazy_open();
     if !lazy {
         check_may_block("rmqs_connection_open")?;
     }
-    let log = ConnLog::new(log, settings);
+    let log = ConnLog::new(log, settings.log_level());
     let runtime = match Runtime::new(log.log.clone()) {
         Ok(r) => r,
         Err(e) => {
@@ -316,7 +317,7 @@ pub unsafe extern "C" fn rmqs_connection_open(
             } else {
                 handle_arg(cfg)?.log.clone()
             };
-            open(&Settings::from_arg(cfg)?, log, out)
+            open(&settings_arg(cfg)?, log, out)
         })
     }
 }

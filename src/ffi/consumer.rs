@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use super::args::{Handle, handle_arg, name_arg, out_arg, write_out};
 use super::chunk::{ChunkRef, rmqs_chunk};
-use super::config::{Scope, Settings, parse_credit_policy, parse_list, parse_offset, rmqs_config};
+use super::config::{rmqs_config, settings_arg};
 use super::connection::{Child, ConnShared, rmqs_connection};
 use super::dispatch::{Dispatcher, Sink, UserData, rmqs_free_cb};
 use super::error::{Error, rmqs_error};
@@ -19,7 +19,8 @@ use super::panic::{ffi_boundary, ffi_status};
 use super::queue::{Payload, rmqs_event_source_code, rmqs_queue, rmqs_state_code};
 use super::runtime::{ThreadRole, check_may_block, thread_role, timeout_from_ms};
 use super::status::{rmqs_status, rmqs_status_code};
-use crate::client::consumer::{ConsumerUpdate, TrackingStrategy};
+use crate::client::Settings;
+use crate::client::consumer::ConsumerUpdate;
 use crate::client::{
     ClientError, Consumer, ConsumerConfig, ConsumerEvents, DeliveredChunk, StateChange,
 };
@@ -201,92 +202,14 @@ impl Handle for rmqs_consumer {
     }
 }
 
-/// The tracking strategy of keys `tracking`, `tracking_messages`, `tracking_interval_ms` and
-/// the config's tracking callback.
-fn tracking_strategy(s: &Settings, hooks: &ConsumerHooks) -> Result<TrackingStrategy, Error> {
-    let key = s.str_value("tracking").map(str::to_ascii_lowercase);
-    Ok(match (key.as_deref(), hooks.tracking_decider()) {
-        (None | Some("custom"), Some(d)) => TrackingStrategy::Custom(d),
-        (Some("custom"), None) => {
-            return Err(Error::invalid_argument(
-                "tracking=custom needs a callback (rmqs_config_set_tracking_cb)",
-            ));
-        }
-        (Some(other), Some(_)) => {
-            return Err(Error::invalid_argument(format!(
-                "a tracking callback is set (rmqs_config_set_tracking_cb) but tracking is \
-                 {other}: set tracking to custom or remove the callback"
-            )));
-        }
-        (None | Some("none"), None) => TrackingStrategy::Disabled,
-        (Some("manual"), None) => TrackingStrategy::Manual,
-        (Some(_auto), None) => {
-            let messages = s.uint_value("tracking_messages").unwrap_or(10_000);
-            let interval = s
-                .ms_value("tracking_interval_ms")
-                .unwrap_or(Duration::from_secs(5));
-            match (messages, interval.is_zero()) {
-                (0, true) => {
-                    return Err(Error::invalid_argument(
-                        "tracking=auto with tracking_messages and tracking_interval_ms both 0: \
-                         use tracking=manual to store only explicitly",
-                    ));
-                }
-                (0, false) => TrackingStrategy::Interval(interval),
-                (m, true) => TrackingStrategy::EveryMessages(m),
-                (m, false) => TrackingStrategy::MessagesOrInterval {
-                    messages: m,
-                    interval,
-                },
-            }
-        }
-    })
-}
-
-/// The core's consumer configuration from consumer keys (scope checked), without callbacks
-/// (`tracking` = `custom` is refused).
-pub fn consumer_config(s: &Settings) -> Result<ConsumerConfig, Error> {
-    consumer_config_with(s, &ConsumerHooks::default())
-}
-
 /// The core's consumer configuration from consumer keys (scope checked) and a config's hooks
 /// (post-filter, tracking callback).
 pub(crate) fn consumer_config_with(
     s: &Settings,
     hooks: &ConsumerHooks,
 ) -> Result<ConsumerConfig, Error> {
-    s.check_scope(Scope::Consumer)?;
-    let mut c = ConsumerConfig {
-        name: s.str_value("name").map(str::to_string),
-        properties: s.properties(),
-        tracking: tracking_strategy(s, hooks)?,
-        tracking_reference: s.str_value("tracking_reference").map(str::to_string),
-        single_active_consumer: s.bool_value("single_active_consumer").unwrap_or(false),
-        filter_values: s
-            .str_value("filter_values")
-            .map(parse_list)
-            .unwrap_or_default(),
-        match_unfiltered: s.bool_value("match_unfiltered").unwrap_or(false),
-        post_filter: hooks.post_filter(),
-        ..ConsumerConfig::default()
-    };
-    if let Some(v) = s.ms_value("consumer_update_timeout_ms") {
-        c.consumer_update_timeout = v;
-    }
-    if let Some(v) = s.str_value("offset") {
-        c.offset = parse_offset(v).ok_or_else(|| Error::invalid_argument("bad offset"))?;
-    }
-    if let Some(v) = s.uint_value("initial_credit") {
-        c.initial_credit = v as u16;
-    }
-    if let Some(v) = s.str_value("credit_policy") {
-        c.credit_policy =
-            parse_credit_policy(v).ok_or_else(|| Error::invalid_argument("bad credit_policy"))?;
-    }
-    if let Some(v) = s.bool_value("crc_check") {
-        c.crc_check = v;
-    }
-    c.validate()?;
+    let mut c = s.consumer(hooks.tracking_decider())?;
+    c.post_filter = hooks.post_filter();
     Ok(c)
 }
 
@@ -360,7 +283,7 @@ pub unsafe extern "C" fn rmqs_consumer_new(
         ffi_status(err, || {
             let c = handle_arg(conn)?;
             let stream = name_arg(stream, "stream name")?;
-            let settings = Settings::from_arg(cfg)?.over(&c.shared.consumer_defaults);
+            let settings = settings_arg(cfg)?.over(&c.shared.consumer_defaults);
             let mut hooks = ConsumerHooks::from_config(cfg)?;
             let config = consumer_config_with(&settings, &hooks)?;
             let queue = if queue.is_null() {

@@ -17,8 +17,9 @@
 //!   hence the `non_camel_case_types` allowances.
 //!
 //! What this layer holds besides the argument checks, the panic boundary and the status
-//! mapping (it should hold nothing else; see the crate docs): the meaning of the config keys
-//! (`config`), connection lifecycle and the child registry (`connection`), each connection's
+//! mapping (it should hold nothing else; see the crate docs; the config keys' meaning, checks
+//! and defaults are the client's, `src/client/config`): connection lifecycle and the child
+//! registry (`connection`), each connection's
 //! runtime and the blocking rules (`runtime`), callback dispatch (`dispatch`, `hooks`, `log`),
 //! the event queue (`queue`) and the super producer's key extraction (`super_producer`).
 #![allow(non_camel_case_types)]
@@ -73,7 +74,10 @@ pub mod args;
 pub mod runtime;
 
 pub use chunk::*;
-pub use config::{rmqs_config, rmqs_config_free, rmqs_config_new, rmqs_config_set};
+pub use config::{
+    rmqs_config, rmqs_config_dump, rmqs_config_free, rmqs_config_new, rmqs_config_set,
+    rmqs_config_set_offset,
+};
 pub use connection::{
     rmqs_connection, rmqs_connection_close, rmqs_connection_free, rmqs_connection_open,
     rmqs_connection_open_uri, rmqs_connection_server_version, rmqs_connection_supports,

@@ -8,7 +8,7 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use super::args::{Handle, bytes_arg, handle_arg, name_arg, opt_str_arg, out_arg, write_out};
-use super::config::{Scope, Settings, rmqs_config};
+use super::config::{rmqs_config, settings_arg};
 use super::connection::{Child, ConnShared, rmqs_connection};
 use super::dispatch::{Dispatcher, Sink, UserData, rmqs_free_cb};
 use super::error::{Error, rmqs_error};
@@ -17,9 +17,10 @@ use super::panic::{ffi_boundary, ffi_status};
 use super::queue::{Payload, rmqs_confirm, rmqs_event_source_code, rmqs_queue, rmqs_state_code};
 use super::runtime::{ThreadRole, check_may_block, thread_role, timeout_from_ms};
 use super::status::{rmqs_status, rmqs_status_code, status_from_response_code};
+use crate::client::config::ProducerSettings;
 use crate::client::{
-    BodyFormat, ClientError, Confirm, ConfirmStatus, OutgoingMessage, Producer, ProducerConfig,
-    ProducerEvents, StateChange,
+    BodyFormat, ClientError, Confirm, ConfirmStatus, OutgoingMessage, Producer, ProducerEvents,
+    StateChange,
 };
 
 /// Receives a batch of confirms (outcomes of sent messages) in callback mode.
@@ -234,43 +235,6 @@ impl Handle for rmqs_producer {
     }
 }
 
-pub(crate) fn producer_config(
-    s: &Settings,
-) -> Result<(ProducerConfig, bool, Option<Duration>), Error> {
-    s.check_scope(Scope::Producer)?;
-    let mut c = ProducerConfig {
-        name: s.str_value("name").map(str::to_string),
-        ..ProducerConfig::default()
-    };
-    if let Some(v) = s.uint_value("batch_size") {
-        c.batch_size = v as usize;
-    }
-    if let Some(v) = s.ms_value("batch_delay_ms") {
-        c.batch_delay = v;
-    }
-    if let Some(v) = s.uint_value("max_in_flight") {
-        c.max_in_flight = v as usize;
-    }
-    if let Some(v) = s.ms_value("confirm_timeout_ms") {
-        c.confirm_timeout = v;
-    }
-    if let Some(v) = s.uint_value("sub_entry_size") {
-        c.sub_entry_size = v as usize;
-    }
-    if let Some(v) = s.str_value("compression") {
-        // Checked when set too, with the same table; an unknown name is never taken for
-        // "none".
-        c.compression = crate::client::producer::Compression::from_name(v)
-            .ok_or_else(|| super::config::unknown_codec(v))?;
-    }
-    c.validate()?;
-    Ok((
-        c,
-        s.bool_value("block_when_full").unwrap_or(true),
-        s.ms_value("send_timeout_ms"),
-    ))
-}
-
 /// Creates a producer on `stream`.
 ///
 /// Opens (or shares) a data connection to the stream's leader and declares the publisher; a
@@ -336,8 +300,12 @@ pub unsafe extern "C" fn rmqs_producer_new(
         ffi_status(err, || {
             let c = handle_arg(conn)?;
             let stream = name_arg(stream, "stream name")?;
-            let settings = Settings::from_arg(cfg)?.over(&c.shared.producer_defaults);
-            let (config, block_when_full, send_timeout) = producer_config(&settings)?;
+            let settings = settings_arg(cfg)?.over(&c.shared.producer_defaults);
+            let ProducerSettings {
+                config,
+                block_when_full,
+                send_timeout,
+            } = settings.producer()?;
             let queue = if queue.is_null() {
                 None
             } else {
@@ -906,29 +874,7 @@ pub unsafe extern "C" fn rmqs_producer_free(p: *mut rmqs_producer) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client::producer::Compression;
     use crate::ffi::status::rmqs_status_code::*;
-
-    #[test]
-    fn unknown_codec_names_are_refused_not_taken_for_none() {
-        let e = producer_config(&Settings::unchecked("compression", "brotli")).unwrap_err();
-        assert_eq!(e.status, RMQS_ERR_INVALID_ARGUMENT.status());
-        assert_eq!(
-            e.message,
-            "config key \"compression\": invalid value \"brotli\" \
-             (one of none, gzip, snappy, lz4, zstd)"
-        );
-        for (name, want) in [
-            ("none", Compression::None),
-            ("GZIP", Compression::Gzip),
-            ("snappy", Compression::Snappy),
-            ("Lz4", Compression::Lz4),
-            ("zstd", Compression::Zstd),
-        ] {
-            let (c, _, _) = producer_config(&Settings::unchecked("compression", name)).unwrap();
-            assert_eq!(c.compression, want, "{name}");
-        }
-    }
 
     #[test]
     fn batch_loop_stops_when_a_step_accepts_nothing() {

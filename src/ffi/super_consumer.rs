@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use super::args::{Handle, handle_arg, name_arg, out_arg, write_out};
 use super::chunk::ChunkRef;
-use super::config::{Scope, Settings, parse_offset, rmqs_config};
+use super::config::{rmqs_config, settings_arg};
 use super::connection::{Child, ConnShared, rmqs_connection};
-use super::consumer::{chunk_dispatcher, consumer_config_with, rmqs_chunk_cb};
+use super::consumer::{chunk_dispatcher, rmqs_chunk_cb};
 use super::dispatch::{Sink, rmqs_free_cb};
 use super::error::{Error, rmqs_error};
 use super::hooks::{ConsumerHooks, UpdateEvent};
@@ -23,11 +23,11 @@ use super::runtime::{ThreadRole, check_may_block, thread_role, timeout_from_ms};
 use super::stats::{rmqs_consumer_statistics, write_extensible};
 use super::status::{rmqs_status, rmqs_status_code};
 use super::super_producer::{deliver, deliver_other};
+use crate::client::Settings;
 use crate::client::{
     ClientError, Consumer, ConsumerUpdate, DeliveredChunk, StateChange, SuperConsumer,
     SuperConsumerConfig, SuperConsumerEvents,
 };
-use crate::protocol::codes::OffsetSpec;
 
 /// How long `rmqs_super_consumer_free` lets an open super consumer unsubscribe.
 const FREE_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -259,20 +259,9 @@ fn super_consumer_config(
     s: &Settings,
     hooks: &ConsumerHooks,
 ) -> Result<SuperConsumerConfig, Error> {
-    s.check_scope(Scope::SuperConsumer)?;
-    let (own, rest) = s.split_scope(Scope::SuperConsumer);
-    let consumer = consumer_config_with(&rest, hooks)?;
-    let added_partition_offset = match own.str_value("added_partition_offset") {
-        // validated when set
-        Some(v) => parse_offset(v).unwrap_or(OffsetSpec::First),
-        None => OffsetSpec::First,
-    };
-    Ok(SuperConsumerConfig {
-        name: consumer.name.clone(),
-        single_active_consumer: consumer.single_active_consumer,
-        consumer,
-        added_partition_offset,
-    })
+    let mut c = s.super_consumer(hooks.tracking_decider())?;
+    c.consumer.post_filter = hooks.post_filter();
+    Ok(c)
 }
 
 /// Subscribes to every partition of super stream `super_stream`: one consumer per partition
@@ -346,7 +335,7 @@ pub unsafe extern "C" fn rmqs_super_consumer_new(
         ffi_status(err, || {
             let c = handle_arg(conn)?;
             let super_stream = name_arg(super_stream, "super stream name")?;
-            let settings = Settings::from_arg(cfg)?.over(&c.shared.consumer_defaults);
+            let settings = settings_arg(cfg)?.over(&c.shared.consumer_defaults);
             let mut hooks = ConsumerHooks::from_config(cfg)?;
             let config = super_consumer_config(&settings, &hooks)?;
             config.validate(super_stream)?;
@@ -730,43 +719,4 @@ pub unsafe extern "C" fn rmqs_super_consumer_free(sc: *mut rmqs_super_consumer) 
             super::runtime::spawn_reaper(work);
         }
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn config_keys() {
-        let mut s = Settings::default();
-        s.set("name", "app").unwrap();
-        s.set("offset", "first").unwrap();
-        s.set("added_partition_offset", "next").unwrap();
-        s.set("initial_credit", "3").unwrap();
-        let c = super_consumer_config(&s, &ConsumerHooks::default()).unwrap();
-        assert_eq!(c.name.as_deref(), Some("app"));
-        assert_eq!(c.consumer.offset, OffsetSpec::First);
-        assert_eq!(c.consumer.initial_credit, 3);
-        assert_eq!(c.added_partition_offset, OffsetSpec::Next);
-        c.validate("ss").unwrap();
-        assert_eq!(
-            super_consumer_config(&Settings::default(), &ConsumerHooks::default())
-                .unwrap()
-                .added_partition_offset,
-            OffsetSpec::First
-        );
-
-        let mut s = Settings::default();
-        s.set("routing", "key").unwrap();
-        let e = super_consumer_config(&s, &ConsumerHooks::default())
-            .unwrap_err()
-            .message;
-        assert!(e.contains("not to a super consumer"), "{e}");
-        let mut s = Settings::default();
-        s.set("batch_size", "5").unwrap();
-        let e = super_consumer_config(&s, &ConsumerHooks::default())
-            .unwrap_err()
-            .message;
-        assert!(e.contains("applies to a producer,"), "{e}");
-    }
 }

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use super::args::{Handle, bytes_arg, handle_arg, name_arg, opt_str_arg, out_arg, write_out};
-use super::config::{Scope, Settings, rmqs_config};
+use super::config::{rmqs_config, settings_arg};
 use super::connection::{Child, ConnShared, rmqs_connection};
 use super::dispatch::{Dispatcher, Sink, UserData, rmqs_free_cb};
 use super::error::{Error, rmqs_error};
@@ -19,7 +19,7 @@ use super::message::rmqs_message_builder;
 use super::panic::{ffi_boundary, ffi_status};
 use super::producer::{
     RMQS_SEND_NO_BLOCK, RMQS_SEND_PUBLISHING_ID, RMQS_SEND_RAW, check_flags, format, messages_arg,
-    producer_config, rmqs_bytes,
+    rmqs_bytes,
 };
 use super::queue::{
     Payload, rmqs_event_source_code, rmqs_queue, rmqs_state_code, rmqs_super_confirm,
@@ -27,6 +27,7 @@ use super::queue::{
 use super::runtime::{ThreadRole, check_may_block, thread_role, timeout_from_ms};
 use super::stats::{rmqs_producer_statistics, write_extensible};
 use super::status::{rmqs_status, rmqs_status_code, status_from_response_code};
+use crate::client::Settings;
 use crate::client::{
     ClientError, Confirm, ConfirmStatus, OutgoingMessage, Routing, StateChange, SuperProducer,
     SuperProducerConfig, SuperProducerEvents,
@@ -639,31 +640,12 @@ struct Parsed {
 }
 
 fn super_producer_config(s: &Settings, callbacks: &Callbacks) -> Result<Parsed, Error> {
-    s.check_scope(Scope::SuperProducer)?;
-    let (own, rest) = s.split_scope(Scope::SuperProducer);
-    let (producer, block_when_full, send_timeout) = producer_config(&rest)?;
-    let routing = match (own.str_value("routing"), &callbacks.routing) {
-        (Some(r), Some(_)) => {
-            return Err(Error::invalid_argument(format!(
-                "config key \"routing\" is {r:?} but the config has a routing callback: \
-                 use one of the two"
-            )));
-        }
-        (_, Some(reg)) => c_routing(reg.clone()),
-        (Some(r), None) if r.eq_ignore_ascii_case("key") => Routing::Key,
-        _ => Routing::Hash,
-    };
+    let p = s.super_producer(callbacks.routing.clone().map(c_routing))?;
     Ok(Parsed {
-        custom: matches!(routing, Routing::Custom(_)),
-        config: SuperProducerConfig {
-            name: producer.name.clone(),
-            producer,
-            routing,
-            key_extractor: None,
-            eager: own.bool_value("eager").unwrap_or(false),
-        },
-        block_when_full,
-        send_timeout,
+        custom: matches!(p.config.routing, Routing::Custom(_)),
+        config: p.config,
+        block_when_full: p.block_when_full,
+        send_timeout: p.send_timeout,
     })
 }
 
@@ -735,7 +717,7 @@ pub unsafe extern "C" fn rmqs_super_producer_new(
             } else {
                 handle_arg(cfg)?.super_producer.clone()
             };
-            let settings = Settings::from_arg(cfg)?.over(&c.shared.producer_defaults);
+            let settings = settings_arg(cfg)?.over(&c.shared.producer_defaults);
             let parsed = super_producer_config(&settings, &callbacks)?;
             let queue = if queue.is_null() {
                 None
