@@ -976,7 +976,7 @@ fn store_and_query_offset_round_trip() {
         .await
         .unwrap();
         assert_eq!(named.query_offset().await.unwrap(), None);
-        named.store_offset(4242).await.unwrap();
+        named.store_offset(4242).unwrap();
         let mut stored = None;
         for _ in 0..100 {
             stored = named.query_offset().await.unwrap();
@@ -995,7 +995,7 @@ fn store_and_query_offset_round_trip() {
             .await
             .unwrap();
         assert!(matches!(
-            anonymous.store_offset(1).await,
+            anonymous.store_offset(1),
             Err(ClientError::InvalidArgument(_))
         ));
         assert!(matches!(
@@ -1005,7 +1005,7 @@ fn store_and_query_offset_round_trip() {
         named.close().await.unwrap();
         anonymous.close().await.unwrap();
         assert!(matches!(
-            named.store_offset(1).await,
+            named.store_offset(1),
             Err(ClientError::Closed(_))
         ));
         assert!(matches!(

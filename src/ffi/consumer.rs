@@ -3,15 +3,14 @@
 use std::ffi::{c_char, c_void};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Weak};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use super::args::{Handle, handle_arg, name_arg, out_arg, write_out};
 use super::chunk::{ChunkRef, rmqs_chunk};
 use super::config::{rmqs_config, settings_arg};
-use super::connection::{Child, ConnShared, rmqs_connection};
+use super::connection::{ConnShared, rmqs_connection};
 use super::dispatch::{Dispatcher, Sink, UserData, rmqs_free_cb};
 use super::error::{Error, rmqs_error};
 use super::hooks::{ConsumerHooks, UpdateEvent};
@@ -21,6 +20,7 @@ use super::runtime::{ThreadRole, check_may_block, thread_role, timeout_from_ms};
 use super::status::{rmqs_status, rmqs_status_code};
 use crate::client::Settings;
 use crate::client::consumer::ConsumerUpdate;
+use crate::client::environment::Child;
 use crate::client::{
     ClientError, Consumer, ConsumerConfig, ConsumerEvents, DeliveredChunk, StateChange,
 };
@@ -161,7 +161,7 @@ impl ConsumerShared {
 }
 
 impl Child for ConsumerShared {
-    fn close_for_connection(
+    fn close_for_environment(
         &self,
         timeout: Option<Duration>,
     ) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
@@ -336,8 +336,7 @@ pub unsafe extern "C" fn rmqs_consumer_new(
                 by_app,
                 hooks,
             });
-            let weak: Weak<dyn Child> = Arc::downgrade(&(inner.clone() as Arc<dyn Child>));
-            shared.add_child(weak);
+            shared.adopt(&inner);
             write_out(
                 out,
                 Box::into_raw(Box::new(rmqs_consumer {
@@ -376,16 +375,6 @@ pub unsafe extern "C" fn rmqs_consumer_credit(c: *mut rmqs_consumer, credits: u3
     }
 }
 
-/// Polls a future that completes without waiting (no I/O of its own) on the current thread.
-fn now<F: Future>(fut: F) -> Option<F::Output> {
-    let mut fut = std::pin::pin!(fut);
-    let mut cx = Context::from_waker(std::task::Waker::noop());
-    match fut.as_mut().poll(&mut cx) {
-        Poll::Ready(v) => Some(v),
-        Poll::Pending => None,
-    }
-}
-
 /// Stores `offset` on the broker under the consumer's `name` (StoreOffset; the broker does not
 /// answer: `rmqs_consumer_query_offset()` shows when it is applied).
 ///
@@ -407,13 +396,7 @@ pub unsafe extern "C" fn rmqs_consumer_store_offset(
         ffi_status(err, || {
             let c = handle_arg(c)?;
             c.inner.check_open("rmqs_consumer_store_offset")?;
-            match now(c.inner.consumer.store_offset(offset)) {
-                Some(r) => r.map_err(Error::from),
-                None => Err(Error::new(
-                    rmqs_status_code::RMQS_ERR_PANIC,
-                    "store_offset did not complete at once",
-                )),
-            }
+            Ok(c.inner.consumer.store_offset(offset)?)
         })
     }
 }

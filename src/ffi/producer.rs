@@ -3,13 +3,13 @@
 use std::ffi::{c_char, c_void};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use super::args::{Handle, bytes_arg, handle_arg, name_arg, opt_str_arg, out_arg, write_out};
 use super::config::{rmqs_config, settings_arg};
-use super::connection::{Child, ConnShared, rmqs_connection};
+use super::connection::{ConnShared, rmqs_connection};
 use super::dispatch::{Dispatcher, Sink, UserData, rmqs_free_cb};
 use super::error::{Error, rmqs_error};
 use super::message::rmqs_message_builder;
@@ -18,6 +18,7 @@ use super::queue::{Payload, rmqs_confirm, rmqs_event_source_code, rmqs_queue, rm
 use super::runtime::{ThreadRole, check_may_block, thread_role, timeout_from_ms};
 use super::status::{rmqs_status, rmqs_status_code, status_from_response_code};
 use crate::client::config::ProducerSettings;
+use crate::client::environment::Child;
 use crate::client::{
     BodyFormat, ClientError, Confirm, ConfirmStatus, OutgoingMessage, Producer, ProducerEvents,
     StateChange,
@@ -193,7 +194,7 @@ fn map_send_error(e: ClientError, on_library_thread: bool) -> Error {
 }
 
 impl Child for ProducerShared {
-    fn close_for_connection(
+    fn close_for_environment(
         &self,
         timeout: Option<Duration>,
     ) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
@@ -362,8 +363,7 @@ pub unsafe extern "C" fn rmqs_producer_new(
                 send_timeout,
                 closed: AtomicBool::new(false),
             });
-            let weak: Weak<dyn Child> = Arc::downgrade(&(inner.clone() as Arc<dyn Child>));
-            shared.add_child(weak);
+            shared.adopt(&inner);
             write_out(
                 out,
                 Box::into_raw(Box::new(rmqs_producer {

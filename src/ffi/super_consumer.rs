@@ -5,14 +5,13 @@ use std::ffi::{CString, c_char, c_void};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Weak};
-use std::task::{Context, Poll};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::args::{Handle, handle_arg, name_arg, out_arg, write_out};
 use super::chunk::ChunkRef;
 use super::config::{rmqs_config, settings_arg};
-use super::connection::{Child, ConnShared, rmqs_connection};
+use super::connection::{ConnShared, rmqs_connection};
 use super::consumer::{chunk_dispatcher, rmqs_chunk_cb};
 use super::dispatch::{Sink, rmqs_free_cb};
 use super::error::{Error, rmqs_error};
@@ -24,6 +23,7 @@ use super::stats::{rmqs_consumer_statistics, write_extensible};
 use super::status::{rmqs_status, rmqs_status_code};
 use super::super_producer::{deliver, deliver_other};
 use crate::client::Settings;
+use crate::client::environment::Child;
 use crate::client::{
     ClientError, Consumer, ConsumerUpdate, DeliveredChunk, StateChange, SuperConsumer,
     SuperConsumerConfig, SuperConsumerEvents,
@@ -220,7 +220,7 @@ impl SuperConsumerShared {
 }
 
 impl Child for SuperConsumerShared {
-    fn close_for_connection(
+    fn close_for_environment(
         &self,
         timeout: Option<Duration>,
     ) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
@@ -396,8 +396,7 @@ pub unsafe extern "C" fn rmqs_super_consumer_new(
                 hooks,
                 names: Mutex::new(Vec::new()),
             });
-            let weak: Weak<dyn Child> = Arc::downgrade(&(inner.clone() as Arc<dyn Child>));
-            shared.add_child(weak);
+            shared.adopt(&inner);
             write_out(
                 out,
                 Box::into_raw(Box::new(rmqs_super_consumer {
@@ -539,16 +538,6 @@ pub unsafe extern "C" fn rmqs_super_consumer_credit(
     }
 }
 
-/// Polls a future that completes without waiting (no I/O of its own) on the current thread.
-fn now<F: Future>(fut: F) -> Option<F::Output> {
-    let mut fut = std::pin::pin!(fut);
-    let mut cx = Context::from_waker(std::task::Waker::noop());
-    match fut.as_mut().poll(&mut cx) {
-        Poll::Ready(v) => Some(v),
-        Poll::Pending => None,
-    }
-}
-
 /// Stores `offset` for partition `index` under the super consumer's name (StoreOffset on that
 /// partition; as `rmqs_consumer_store_offset()`).
 ///
@@ -574,13 +563,7 @@ pub unsafe extern "C" fn rmqs_super_consumer_store_offset(
             let c = sc
                 .inner
                 .partition("rmqs_super_consumer_store_offset", index)?;
-            match now(c.store_offset(offset)) {
-                Some(r) => r.map_err(Error::from),
-                None => Err(Error::new(
-                    rmqs_status_code::RMQS_ERR_PANIC,
-                    "store_offset did not complete at once",
-                )),
-            }
+            Ok(c.store_offset(offset)?)
         })
     }
 }

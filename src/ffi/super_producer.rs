@@ -7,12 +7,12 @@ use std::ffi::{CString, c_char, c_void};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::args::{Handle, bytes_arg, handle_arg, name_arg, opt_str_arg, out_arg, write_out};
 use super::config::{rmqs_config, settings_arg};
-use super::connection::{Child, ConnShared, rmqs_connection};
+use super::connection::{ConnShared, rmqs_connection};
 use super::dispatch::{Dispatcher, Sink, UserData, rmqs_free_cb};
 use super::error::{Error, rmqs_error};
 use super::message::rmqs_message_builder;
@@ -28,6 +28,7 @@ use super::runtime::{ThreadRole, check_may_block, thread_role, timeout_from_ms};
 use super::stats::{rmqs_producer_statistics, write_extensible};
 use super::status::{rmqs_status, rmqs_status_code, status_from_response_code};
 use crate::client::Settings;
+use crate::client::environment::Child;
 use crate::client::{
     ClientError, Confirm, ConfirmStatus, OutgoingMessage, Routing, StateChange, SuperProducer,
     SuperProducerConfig, SuperProducerEvents,
@@ -511,7 +512,7 @@ fn map_send_error(e: ClientError, on_library_thread: bool) -> Error {
 }
 
 impl Child for SuperProducerShared {
-    fn close_for_connection(
+    fn close_for_environment(
         &self,
         timeout: Option<Duration>,
     ) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
@@ -785,8 +786,7 @@ pub unsafe extern "C" fn rmqs_super_producer_new(
                 closed: AtomicBool::new(false),
                 names: Mutex::new(Vec::new()),
             });
-            let weak: Weak<dyn Child> = Arc::downgrade(&(inner.clone() as Arc<dyn Child>));
-            shared.add_child(weak);
+            shared.adopt(&inner);
             write_out(
                 out,
                 Box::into_raw(Box::new(rmqs_super_producer {
