@@ -1004,10 +1004,7 @@ fn store_and_query_offset_round_trip() {
         ));
         named.close().await.unwrap();
         anonymous.close().await.unwrap();
-        assert!(matches!(
-            named.store_offset(1),
-            Err(ClientError::Closed(_))
-        ));
+        assert!(matches!(named.store_offset(1), Err(ClientError::Closed(_))));
         assert!(matches!(
             named.query_offset().await,
             Err(ClientError::Closed(_))

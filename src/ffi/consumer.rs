@@ -1,8 +1,6 @@
 //! `rmqs_consumer`: a subscription delivering chunks to a callback or a queue.
 
 use std::ffi::{c_char, c_void};
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -14,13 +12,13 @@ use super::connection::{ConnShared, rmqs_connection};
 use super::dispatch::{Dispatcher, Sink, UserData, rmqs_free_cb};
 use super::error::{Error, rmqs_error};
 use super::hooks::{ConsumerHooks, UpdateEvent};
+use super::object::{self, Object, within};
 use super::panic::{ffi_boundary, ffi_status};
 use super::queue::{Payload, rmqs_event_source_code, rmqs_queue, rmqs_state_code};
-use super::runtime::{ThreadRole, check_may_block, thread_role, timeout_from_ms};
+use super::runtime::check_may_block;
 use super::status::{rmqs_status, rmqs_status_code};
 use crate::client::Settings;
 use crate::client::consumer::ConsumerUpdate;
-use crate::client::environment::Child;
 use crate::client::{
     ClientError, Consumer, ConsumerConfig, ConsumerEvents, DeliveredChunk, StateChange,
 };
@@ -37,9 +35,6 @@ use crate::client::{
 /// `RMQS_ERR_WOULD_DEADLOCK`. A slow callback slows this consumer only.
 pub type rmqs_chunk_cb =
     Option<unsafe extern "C" fn(user_data: *mut c_void, chunk: *const rmqs_chunk)>;
-
-/// How long `rmqs_consumer_free` lets an open consumer unsubscribe.
-const FREE_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub(crate) struct ConsumerShared {
     conn: Arc<ConnShared>,
@@ -97,81 +92,30 @@ impl ConsumerEvents for Events {
     }
 }
 
-impl ConsumerShared {
-    async fn close_async(&self, timeout: Option<Duration>) -> Result<(), Error> {
-        if self.closed.swap(true, Ordering::AcqRel) {
-            return Ok(());
-        }
+impl Object for ConsumerShared {
+    const NOUN: &'static str = "consumer";
+    const CLOSE: &'static str = "rmqs_consumer_close";
+    const PRODUCER: bool = false;
+
+    fn conn(&self) -> &Arc<ConnShared> {
+        &self.conn
+    }
+
+    fn closed_flag(&self) -> &AtomicBool {
+        &self.closed
+    }
+
+    async fn shut(&self, timeout: Option<Duration>) -> Result<(), Error> {
         self.by_app.store(true, Ordering::Release);
-        let close = self.consumer.close();
-        let r = match timeout {
-            Some(t) => match tokio::time::timeout(t.max(Duration::from_millis(100)), close).await {
-                Ok(r) => r.map_err(Error::from),
-                Err(_) => Err(Error::new(
-                    rmqs_status_code::RMQS_ERR_TIMEOUT,
-                    "rmqs_consumer_close: timed out waiting for the broker",
-                )),
-            },
-            None => close.await.map_err(Error::from),
-        };
+        let r = within(Self::CLOSE, timeout, self.consumer.close()).await;
         // Chunks not yet handed to the callback are dropped (their credit released).
         self.sink.discard_pending();
         r
     }
 
-    fn close(self: &Arc<Self>, timeout_ms: i32) -> Result<(), Error> {
-        let timeout = timeout_from_ms(timeout_ms);
-        if timeout == Some(Duration::ZERO) {
-            if !self.closed.load(Ordering::Acquire) {
-                let me = self.clone();
-                self.conn.runtime.handle().spawn(async move {
-                    let _ = me.close_async(Some(Duration::ZERO)).await;
-                });
-            }
-            return Ok(());
-        }
-        check_may_block("rmqs_consumer_close")?;
-        if self.closed.load(Ordering::Acquire) {
-            return Ok(());
-        }
-        match self.conn.runtime.block_on(
-            "rmqs_consumer_close",
-            None,
-            true,
-            self.close_async(timeout),
-        ) {
-            Ok(r) => r,
-            Err(e) if e.status == rmqs_status_code::RMQS_ERR_CLOSED.status() => Ok(()),
-            Err(e) => Err(e),
-        }
-    }
-
-    fn check_open(&self, what: &str) -> Result<(), Error> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(Error::new(
-                rmqs_status_code::RMQS_ERR_CLOSED,
-                format!("{what}: the consumer is closed"),
-            ));
-        }
-        if self.conn.is_closed() {
-            return Err(ConnShared::closed_error(what));
-        }
-        Ok(())
-    }
-}
-
-impl Child for ConsumerShared {
-    fn close_for_environment(
-        &self,
-        timeout: Option<Duration>,
-    ) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
-        Box::pin(async move {
-            let _ = self.close_async(timeout).await;
-        })
-    }
-
-    fn is_producer(&self) -> bool {
-        false
+    fn release(&self) {
+        self.sink.stop(true);
+        self.hooks.detach();
     }
 }
 
@@ -534,23 +478,12 @@ pub unsafe extern "C" fn rmqs_consumer_close(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_consumer_free(c: *mut rmqs_consumer) {
     ffi_boundary((), || {
-        // SAFETY: NULL or live, freed once.
-        if unsafe { handle_arg(c) }.is_err() {
-            return;
-        }
-        let mut b = unsafe { Box::from_raw(c) };
-        b.magic = 0;
-        let inner = b.inner.clone();
-        drop(b);
-        let work = move || {
-            let _ = inner.close(FREE_CLOSE_TIMEOUT.as_millis() as i32);
-            inner.sink.stop(true);
-            inner.hooks.detach();
-        };
-        if thread_role() == ThreadRole::Application {
-            work();
-        } else {
-            super::runtime::spawn_reaper(work);
+        // SAFETY: NULL or live, freed once (the caller's contract).
+        unsafe {
+            object::free(c, |b| {
+                b.magic = 0;
+                b.inner.clone()
+            })
         }
     })
 }

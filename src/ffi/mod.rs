@@ -57,6 +57,8 @@ pub mod producer;
 
 pub mod consumer;
 
+pub(crate) mod object;
+
 pub mod hooks;
 
 pub mod chunk;

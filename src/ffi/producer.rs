@@ -1,10 +1,8 @@
 //! `rmqs_producer`: publishing with confirms.
 
 use std::ffi::{c_char, c_void};
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use super::args::{Handle, bytes_arg, handle_arg, name_arg, opt_str_arg, out_arg, write_out};
@@ -13,12 +11,12 @@ use super::connection::{ConnShared, rmqs_connection};
 use super::dispatch::{Dispatcher, Sink, UserData, rmqs_free_cb};
 use super::error::{Error, rmqs_error};
 use super::message::rmqs_message_builder;
+use super::object::{self, Object};
 use super::panic::{ffi_boundary, ffi_status};
 use super::queue::{Payload, rmqs_confirm, rmqs_event_source_code, rmqs_queue, rmqs_state_code};
 use super::runtime::{ThreadRole, check_may_block, thread_role, timeout_from_ms};
 use super::status::{rmqs_status, rmqs_status_code, status_from_response_code};
 use crate::client::config::ProducerSettings;
-use crate::client::environment::Child;
 use crate::client::{
     BodyFormat, ClientError, Confirm, ConfirmStatus, OutgoingMessage, Producer, ProducerEvents,
     StateChange,
@@ -48,9 +46,6 @@ pub const RMQS_SEND_NO_BLOCK: u32 = 2;
 pub const RMQS_SEND_PUBLISHING_ID: u32 = 4;
 
 const ALL_FLAGS: u32 = RMQS_SEND_RAW | RMQS_SEND_NO_BLOCK | RMQS_SEND_PUBLISHING_ID;
-
-/// How long `rmqs_producer_free` lets an open producer drain.
-const FREE_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A byte range, for batch sends: `data` may be NULL only when `len` is 0.
 #[repr(C)]
@@ -112,11 +107,20 @@ impl ProducerEvents for Events {
     }
 }
 
-impl ProducerShared {
-    async fn close_async(&self, timeout: Option<Duration>) -> Result<(), Error> {
-        if self.closed.swap(true, Ordering::AcqRel) {
-            return Ok(());
-        }
+impl Object for ProducerShared {
+    const NOUN: &'static str = "producer";
+    const CLOSE: &'static str = "rmqs_producer_close";
+    const PRODUCER: bool = true;
+
+    fn conn(&self) -> &Arc<ConnShared> {
+        &self.conn
+    }
+
+    fn closed_flag(&self) -> &AtomicBool {
+        &self.closed
+    }
+
+    async fn shut(&self, timeout: Option<Duration>) -> Result<(), Error> {
         let r = self
             .producer
             .close(timeout.unwrap_or(Duration::MAX))
@@ -127,48 +131,12 @@ impl ProducerShared {
         r
     }
 
-    fn close(self: &Arc<Self>, timeout_ms: i32) -> Result<(), Error> {
-        let timeout = timeout_from_ms(timeout_ms);
-        if timeout == Some(Duration::ZERO) {
-            if !self.closed.load(Ordering::Acquire) {
-                let me = self.clone();
-                self.conn.runtime.handle().spawn(async move {
-                    let _ = me.close_async(Some(Duration::ZERO)).await;
-                });
-            }
-            return Ok(());
-        }
-        check_may_block("rmqs_producer_close")?;
-        if self.closed.load(Ordering::Acquire) {
-            return Ok(());
-        }
-        let r = self.conn.runtime.block_on(
-            "rmqs_producer_close",
-            None,
-            true,
-            self.close_async(timeout),
-        );
-        match r {
-            Ok(r) => r,
-            // the runtime is gone: the connection closed everything already
-            Err(e) if e.status == rmqs_status_code::RMQS_ERR_CLOSED.status() => Ok(()),
-            Err(e) => Err(e),
-        }
+    fn release(&self) {
+        self.sink.stop(false);
     }
+}
 
-    fn check_open(&self, what: &str) -> Result<(), Error> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(Error::new(
-                rmqs_status_code::RMQS_ERR_CLOSED,
-                format!("{what}: the producer is closed"),
-            ));
-        }
-        if self.conn.is_closed() {
-            return Err(ConnShared::closed_error(what));
-        }
-        Ok(())
-    }
-
+impl ProducerShared {
     /// How long a send may wait for room, given its flags and thread.
     fn wait(&self, flags: u32) -> (Option<Duration>, bool) {
         if flags & RMQS_SEND_NO_BLOCK != 0 || !self.block_when_full {
@@ -191,21 +159,6 @@ fn map_send_error(e: ClientError, on_library_thread: bool) -> Error {
         );
     }
     Error::from(e)
-}
-
-impl Child for ProducerShared {
-    fn close_for_environment(
-        &self,
-        timeout: Option<Duration>,
-    ) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
-        Box::pin(async move {
-            let _ = self.close_async(timeout).await;
-        })
-    }
-
-    fn is_producer(&self) -> bool {
-        true
-    }
 }
 
 /// A producer: publishes to one stream, with confirms. Opaque.
@@ -851,22 +804,12 @@ pub unsafe extern "C" fn rmqs_producer_last_id(p: *const rmqs_producer, out: *mu
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_producer_free(p: *mut rmqs_producer) {
     ffi_boundary((), || {
-        // SAFETY: NULL or live, freed once.
-        if unsafe { handle_arg(p) }.is_err() {
-            return;
-        }
-        let mut b = unsafe { Box::from_raw(p) };
-        b.magic = 0;
-        let inner = b.inner.clone();
-        drop(b);
-        let work = move || {
-            let _ = inner.close(FREE_CLOSE_TIMEOUT.as_millis() as i32);
-            inner.sink.stop(false);
-        };
-        if thread_role() == ThreadRole::Application {
-            work();
-        } else {
-            super::runtime::spawn_reaper(work);
+        // SAFETY: NULL or live, freed once (the caller's contract).
+        unsafe {
+            object::free(p, |b| {
+                b.magic = 0;
+                b.inner.clone()
+            })
         }
     })
 }

@@ -2,8 +2,6 @@
 //! [`SuperConsumer`]), its chunks naming their partition.
 
 use std::ffi::{CString, c_char, c_void};
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -16,21 +14,18 @@ use super::consumer::{chunk_dispatcher, rmqs_chunk_cb};
 use super::dispatch::{Sink, rmqs_free_cb};
 use super::error::{Error, rmqs_error};
 use super::hooks::{ConsumerHooks, UpdateEvent};
+use super::object::{self, Object, within};
 use super::panic::{ffi_boundary, ffi_status};
 use super::queue::{Payload, rmqs_event_source_code, rmqs_queue, rmqs_state_code};
-use super::runtime::{ThreadRole, check_may_block, thread_role, timeout_from_ms};
+use super::runtime::check_may_block;
 use super::stats::{rmqs_consumer_statistics, write_extensible};
 use super::status::{rmqs_status, rmqs_status_code};
 use super::super_producer::{deliver, deliver_other};
 use crate::client::Settings;
-use crate::client::environment::Child;
 use crate::client::{
     ClientError, Consumer, ConsumerUpdate, DeliveredChunk, StateChange, SuperConsumer,
     SuperConsumerConfig, SuperConsumerEvents,
 };
-
-/// How long `rmqs_super_consumer_free` lets an open super consumer unsubscribe.
-const FREE_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 struct Events {
     sink: Arc<Sink>,
@@ -114,69 +109,35 @@ pub(crate) struct SuperConsumerShared {
     names: Mutex<Vec<Vec<CString>>>,
 }
 
-impl SuperConsumerShared {
-    async fn close_async(&self, timeout: Option<Duration>) -> Result<(), Error> {
-        if self.closed.swap(true, Ordering::AcqRel) {
-            return Ok(());
-        }
+impl Object for SuperConsumerShared {
+    const NOUN: &'static str = "super consumer";
+    const CLOSE: &'static str = "rmqs_super_consumer_close";
+    const PRODUCER: bool = false;
+
+    fn conn(&self) -> &Arc<ConnShared> {
+        &self.conn
+    }
+
+    fn closed_flag(&self) -> &AtomicBool {
+        &self.closed
+    }
+
+    async fn shut(&self, timeout: Option<Duration>) -> Result<(), Error> {
         self.by_app.store(true, Ordering::Release);
-        let close = self.consumer.close();
-        let r = match timeout {
-            Some(t) => match tokio::time::timeout(t.max(Duration::from_millis(100)), close).await {
-                Ok(r) => r.map_err(Error::from),
-                Err(_) => Err(Error::new(
-                    rmqs_status_code::RMQS_ERR_TIMEOUT,
-                    "rmqs_super_consumer_close: timed out waiting for the broker",
-                )),
-            },
-            None => close.await.map_err(Error::from),
-        };
+        let r = within(Self::CLOSE, timeout, self.consumer.close()).await;
         // Chunks not yet handed to the callback are dropped (their credit released).
         self.sink.discard_pending();
         self.sink.state(rmqs_state_code::RMQS_STATE_CLOSED, None);
         r
     }
 
-    fn close(self: &Arc<Self>, timeout_ms: i32) -> Result<(), Error> {
-        let timeout = timeout_from_ms(timeout_ms);
-        if timeout == Some(Duration::ZERO) {
-            if !self.closed.load(Ordering::Acquire) {
-                let me = self.clone();
-                self.conn.runtime.handle().spawn(async move {
-                    let _ = me.close_async(Some(Duration::ZERO)).await;
-                });
-            }
-            return Ok(());
-        }
-        check_may_block("rmqs_super_consumer_close")?;
-        if self.closed.load(Ordering::Acquire) {
-            return Ok(());
-        }
-        match self.conn.runtime.block_on(
-            "rmqs_super_consumer_close",
-            None,
-            true,
-            self.close_async(timeout),
-        ) {
-            Ok(r) => r,
-            Err(e) if e.status == rmqs_status_code::RMQS_ERR_CLOSED.status() => Ok(()),
-            Err(e) => Err(e),
-        }
+    fn release(&self) {
+        self.sink.stop(true);
+        self.hooks.detach();
     }
+}
 
-    fn check_open(&self, what: &str) -> Result<(), Error> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(Error::new(
-                rmqs_status_code::RMQS_ERR_CLOSED,
-                format!("{what}: the super consumer is closed"),
-            ));
-        }
-        if self.conn.is_closed() {
-            return Err(ConnShared::closed_error(what));
-        }
-        Ok(())
-    }
-
+impl SuperConsumerShared {
     /// The consumer of partition `partition`.
     fn partition(&self, what: &str, partition: usize) -> Result<Arc<Consumer>, Error> {
         self.check_open(what)?;
@@ -216,21 +177,6 @@ impl SuperConsumerShared {
             );
         }
         f(g.last().map_or(&[], Vec::as_slice))
-    }
-}
-
-impl Child for SuperConsumerShared {
-    fn close_for_environment(
-        &self,
-        timeout: Option<Duration>,
-    ) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
-        Box::pin(async move {
-            let _ = self.close_async(timeout).await;
-        })
-    }
-
-    fn is_producer(&self) -> bool {
-        false
     }
 }
 
@@ -683,23 +629,12 @@ pub unsafe extern "C" fn rmqs_super_consumer_close(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_super_consumer_free(sc: *mut rmqs_super_consumer) {
     ffi_boundary((), || {
-        // SAFETY: NULL or live, freed once.
-        if unsafe { handle_arg(sc) }.is_err() {
-            return;
-        }
-        let mut b = unsafe { Box::from_raw(sc) };
-        b.magic = 0;
-        let inner = b.inner.clone();
-        drop(b);
-        let work = move || {
-            let _ = inner.close(FREE_CLOSE_TIMEOUT.as_millis() as i32);
-            inner.sink.stop(true);
-            inner.hooks.detach();
-        };
-        if thread_role() == ThreadRole::Application {
-            work();
-        } else {
-            super::runtime::spawn_reaper(work);
+        // SAFETY: NULL or live, freed once (the caller's contract).
+        unsafe {
+            object::free(sc, |b| {
+                b.magic = 0;
+                b.inner.clone()
+            })
         }
     })
 }

@@ -4,9 +4,7 @@
 
 use std::cell::Cell;
 use std::ffi::{CString, c_char, c_void};
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,6 +14,7 @@ use super::connection::{ConnShared, rmqs_connection};
 use super::dispatch::{Dispatcher, Sink, UserData, rmqs_free_cb};
 use super::error::{Error, rmqs_error};
 use super::message::rmqs_message_builder;
+use super::object::{self, Object};
 use super::panic::{ffi_boundary, ffi_status};
 use super::producer::{
     RMQS_SEND_NO_BLOCK, RMQS_SEND_PUBLISHING_ID, RMQS_SEND_RAW, check_flags, format, messages_arg,
@@ -28,7 +27,6 @@ use super::runtime::{ThreadRole, check_may_block, thread_role, timeout_from_ms};
 use super::stats::{rmqs_producer_statistics, write_extensible};
 use super::status::{rmqs_status, rmqs_status_code, status_from_response_code};
 use crate::client::Settings;
-use crate::client::environment::Child;
 use crate::client::{
     ClientError, Confirm, ConfirmStatus, OutgoingMessage, Routing, StateChange, SuperProducer,
     SuperProducerConfig, SuperProducerEvents,
@@ -110,9 +108,6 @@ pub type rmqs_key_extractor_cb = Option<
         capacity: usize,
     ) -> isize,
 >;
-
-/// How long `rmqs_super_producer_free` lets an open super producer drain.
-const FREE_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Room given to a key extractor at first.
 const KEY_CAPACITY: usize = 256;
@@ -379,11 +374,20 @@ pub(crate) struct SuperProducerShared {
     names: Mutex<Vec<Vec<CString>>>,
 }
 
-impl SuperProducerShared {
-    async fn close_async(&self, timeout: Option<Duration>) -> Result<(), Error> {
-        if self.closed.swap(true, Ordering::AcqRel) {
-            return Ok(());
-        }
+impl Object for SuperProducerShared {
+    const NOUN: &'static str = "super producer";
+    const CLOSE: &'static str = "rmqs_super_producer_close";
+    const PRODUCER: bool = true;
+
+    fn conn(&self) -> &Arc<ConnShared> {
+        &self.conn
+    }
+
+    fn closed_flag(&self) -> &AtomicBool {
+        &self.closed
+    }
+
+    async fn shut(&self, timeout: Option<Duration>) -> Result<(), Error> {
         let r = self
             .producer
             .close(timeout.unwrap_or(Duration::MAX))
@@ -394,47 +398,12 @@ impl SuperProducerShared {
         r
     }
 
-    fn close(self: &Arc<Self>, timeout_ms: i32) -> Result<(), Error> {
-        let timeout = timeout_from_ms(timeout_ms);
-        if timeout == Some(Duration::ZERO) {
-            if !self.closed.load(Ordering::Acquire) {
-                let me = self.clone();
-                self.conn.runtime.handle().spawn(async move {
-                    let _ = me.close_async(Some(Duration::ZERO)).await;
-                });
-            }
-            return Ok(());
-        }
-        check_may_block("rmqs_super_producer_close")?;
-        if self.closed.load(Ordering::Acquire) {
-            return Ok(());
-        }
-        match self.conn.runtime.block_on(
-            "rmqs_super_producer_close",
-            None,
-            true,
-            self.close_async(timeout),
-        ) {
-            Ok(r) => r,
-            // the runtime is gone: the connection closed everything already
-            Err(e) if e.status == rmqs_status_code::RMQS_ERR_CLOSED.status() => Ok(()),
-            Err(e) => Err(e),
-        }
+    fn release(&self) {
+        self.sink.stop(false);
     }
+}
 
-    fn check_open(&self, what: &str) -> Result<(), Error> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(Error::new(
-                rmqs_status_code::RMQS_ERR_CLOSED,
-                format!("{what}: the super producer is closed"),
-            ));
-        }
-        if self.conn.is_closed() {
-            return Err(ConnShared::closed_error(what));
-        }
-        Ok(())
-    }
-
+impl SuperProducerShared {
     /// How long a send may wait for room, given its flags and thread; and whether it runs on
     /// a library thread.
     fn wait(&self, flags: u32) -> (Option<Duration>, bool) {
@@ -509,21 +478,6 @@ fn map_send_error(e: ClientError, on_library_thread: bool) -> Error {
         );
     }
     Error::from(e)
-}
-
-impl Child for SuperProducerShared {
-    fn close_for_environment(
-        &self,
-        timeout: Option<Duration>,
-    ) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
-        Box::pin(async move {
-            let _ = self.close_async(timeout).await;
-        })
-    }
-
-    fn is_producer(&self) -> bool {
-        true
-    }
 }
 
 /// A super stream producer: routes each message to a partition of a super stream, with one
@@ -1355,22 +1309,12 @@ pub unsafe extern "C" fn rmqs_super_producer_close(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_super_producer_free(sp: *mut rmqs_super_producer) {
     ffi_boundary((), || {
-        // SAFETY: NULL or live, freed once.
-        if unsafe { handle_arg(sp) }.is_err() {
-            return;
-        }
-        let mut b = unsafe { Box::from_raw(sp) };
-        b.magic = 0;
-        let inner = b.inner.clone();
-        drop(b);
-        let work = move || {
-            let _ = inner.close(FREE_CLOSE_TIMEOUT.as_millis() as i32);
-            inner.sink.stop(false);
-        };
-        if thread_role() == ThreadRole::Application {
-            work();
-        } else {
-            super::runtime::spawn_reaper(work);
+        // SAFETY: NULL or live, freed once (the caller's contract).
+        unsafe {
+            object::free(sp, |b| {
+                b.magic = 0;
+                b.inner.clone()
+            })
         }
     })
 }
@@ -1378,7 +1322,7 @@ pub unsafe extern "C" fn rmqs_super_producer_free(sp: *mut rmqs_super_producer) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicUsize;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     static FREES: AtomicUsize = AtomicUsize::new(0);
 
