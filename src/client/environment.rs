@@ -1015,35 +1015,6 @@ impl Environment {
     }
 }
 
-/// A producer waits for its confirms within the environment's deadline.
-impl Child for super::Producer {
-    fn close_for_environment(
-        &self,
-        timeout: Option<Duration>,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
-        Box::pin(async move {
-            let _ = self.close(timeout.unwrap_or(Duration::MAX)).await;
-        })
-    }
-    fn is_producer(&self) -> bool {
-        true
-    }
-}
-
-impl Child for super::SuperProducer {
-    fn close_for_environment(
-        &self,
-        timeout: Option<Duration>,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
-        Box::pin(async move {
-            let _ = self.close(timeout.unwrap_or(Duration::MAX)).await;
-        })
-    }
-    fn is_producer(&self) -> bool {
-        true
-    }
-}
-
 /// Awaits `close` within `timeout` (None = no limit; at least 100 ms to tell the broker).
 async fn bounded(timeout: Option<Duration>, close: impl std::future::Future<Output = Result<()>>) {
     match timeout {
@@ -1056,29 +1027,33 @@ async fn bounded(timeout: Option<Duration>, close: impl std::future::Future<Outp
     }
 }
 
-impl Child for super::Consumer {
-    fn close_for_environment(
-        &self,
-        timeout: Option<Duration>,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
-        Box::pin(bounded(timeout, self.close()))
-    }
-    fn is_producer(&self) -> bool {
-        false
-    }
+/// The client's producers (which wait for their confirms within the deadline) and consumers
+/// are children.
+macro_rules! child {
+    ($type:ty, $producer:literal, |$me:ident, $timeout:ident| $close:expr) => {
+        impl Child for $type {
+            fn close_for_environment(
+                &self,
+                $timeout: Option<Duration>,
+            ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+                let $me = self;
+                Box::pin(async move {
+                    let _ = $close.await;
+                })
+            }
+            fn is_producer(&self) -> bool {
+                $producer
+            }
+        }
+    };
 }
 
-impl Child for super::SuperConsumer {
-    fn close_for_environment(
-        &self,
-        timeout: Option<Duration>,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
-        Box::pin(bounded(timeout, self.close()))
-    }
-    fn is_producer(&self) -> bool {
-        false
-    }
-}
+child!(super::Producer, true, |p, t| p
+    .close(t.unwrap_or(Duration::MAX)));
+child!(super::SuperProducer, true, |p, t| p
+    .close(t.unwrap_or(Duration::MAX)));
+child!(super::Consumer, false, |c, t| bounded(t, c.close()));
+child!(super::SuperConsumer, false, |c, t| bounded(t, c.close()));
 
 /// QueryPublisherSequence on a given connection.
 pub(crate) async fn query_publisher_sequence(

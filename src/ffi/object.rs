@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use super::args::{Handle, handle_arg};
 use super::connection::ConnShared;
+use super::dispatch::Sink;
 use super::error::Error;
+use super::queue::rmqs_state_code;
 use super::runtime::{ThreadRole, check_may_block, thread_role, timeout_from_ms};
 use super::status::rmqs_status_code;
 use crate::client::ClientError;
@@ -101,9 +103,35 @@ pub(crate) trait Object: Send + Sync + Sized + 'static {
     }
 }
 
-/// A consumer's close (which waits for the broker) within `timeout`, at least 100 ms:
-/// `RMQS_ERR_TIMEOUT` naming `what` when the broker does not answer in time.
-pub(crate) async fn within(
+/// A producer's [`Object::shut`]: `close` (which waits for the confirms), then
+/// `RMQS_STATE_CLOSED` with its outcome.
+pub(crate) async fn shut_producer(
+    sink: &Sink,
+    close: impl Future<Output = Result<(), ClientError>>,
+) -> Result<(), Error> {
+    let r = close.await.map_err(Error::from);
+    sink.state(rmqs_state_code::RMQS_STATE_CLOSED, r.clone().err());
+    r
+}
+
+/// A consumer's [`Object::shut`]: marks the close as the application's (`by_app`), runs
+/// `close` (which waits for the broker) within `timeout`, at least 100 ms
+/// (`RMQS_ERR_TIMEOUT` naming `what` after), then drops the chunks not yet handed to the
+/// callback (their credit released).
+pub(crate) async fn shut_consumer(
+    what: &str,
+    timeout: Option<Duration>,
+    by_app: &AtomicBool,
+    sink: &Sink,
+    close: impl Future<Output = Result<(), ClientError>>,
+) -> Result<(), Error> {
+    by_app.store(true, Ordering::Release);
+    let r = within(what, timeout, close).await;
+    sink.discard_pending();
+    r
+}
+
+async fn within(
     what: &str,
     timeout: Option<Duration>,
     close: impl Future<Output = Result<(), ClientError>>,

@@ -11,7 +11,7 @@ use super::connection::{ConnShared, rmqs_connection};
 use super::dispatch::{Dispatcher, Sink, UserData, rmqs_free_cb};
 use super::error::{Error, rmqs_error};
 use super::message::rmqs_message_builder;
-use super::object::{self, Object};
+use super::object::{self, Object, shut_producer};
 use super::panic::{ffi_boundary, ffi_status};
 use super::queue::{Payload, rmqs_confirm, rmqs_event_source_code, rmqs_queue, rmqs_state_code};
 use super::runtime::{ThreadRole, check_may_block, thread_role, timeout_from_ms};
@@ -121,14 +121,11 @@ impl Object for ProducerShared {
     }
 
     async fn shut(&self, timeout: Option<Duration>) -> Result<(), Error> {
-        let r = self
-            .producer
-            .close(timeout.unwrap_or(Duration::MAX))
-            .await
-            .map_err(Error::from);
-        self.sink
-            .state(rmqs_state_code::RMQS_STATE_CLOSED, r.clone().err());
-        r
+        shut_producer(
+            &self.sink,
+            self.producer.close(timeout.unwrap_or(Duration::MAX)),
+        )
+        .await
     }
 
     fn release(&self) {

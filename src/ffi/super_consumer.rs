@@ -14,7 +14,7 @@ use super::consumer::{chunk_dispatcher, rmqs_chunk_cb};
 use super::dispatch::{Sink, rmqs_free_cb};
 use super::error::{Error, rmqs_error};
 use super::hooks::{ConsumerHooks, UpdateEvent};
-use super::object::{self, Object, within};
+use super::object::{self, Object, shut_consumer};
 use super::panic::{ffi_boundary, ffi_status};
 use super::queue::{Payload, rmqs_event_source_code, rmqs_queue, rmqs_state_code};
 use super::runtime::check_may_block;
@@ -123,10 +123,8 @@ impl Object for SuperConsumerShared {
     }
 
     async fn shut(&self, timeout: Option<Duration>) -> Result<(), Error> {
-        self.by_app.store(true, Ordering::Release);
-        let r = within(Self::CLOSE, timeout, self.consumer.close()).await;
-        // Chunks not yet handed to the callback are dropped (their credit released).
-        self.sink.discard_pending();
+        let close = self.consumer.close();
+        let r = shut_consumer(Self::CLOSE, timeout, &self.by_app, &self.sink, close).await;
         self.sink.state(rmqs_state_code::RMQS_STATE_CLOSED, None);
         r
     }

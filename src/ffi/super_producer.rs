@@ -14,7 +14,7 @@ use super::connection::{ConnShared, rmqs_connection};
 use super::dispatch::{Dispatcher, Sink, UserData, rmqs_free_cb};
 use super::error::{Error, rmqs_error};
 use super::message::rmqs_message_builder;
-use super::object::{self, Object};
+use super::object::{self, Object, shut_producer};
 use super::panic::{ffi_boundary, ffi_status};
 use super::producer::{
     RMQS_SEND_NO_BLOCK, RMQS_SEND_PUBLISHING_ID, RMQS_SEND_RAW, check_flags, format, messages_arg,
@@ -388,14 +388,11 @@ impl Object for SuperProducerShared {
     }
 
     async fn shut(&self, timeout: Option<Duration>) -> Result<(), Error> {
-        let r = self
-            .producer
-            .close(timeout.unwrap_or(Duration::MAX))
-            .await
-            .map_err(Error::from);
-        self.sink
-            .state(rmqs_state_code::RMQS_STATE_CLOSED, r.clone().err());
-        r
+        shut_producer(
+            &self.sink,
+            self.producer.close(timeout.unwrap_or(Duration::MAX)),
+        )
+        .await
     }
 
     fn release(&self) {

@@ -19,6 +19,13 @@ use crate::protocol::codes::OffsetSpec;
 
 type Result<T> = std::result::Result<T, ConfigError>;
 
+/// Sets `field` to the value of a key when it is set.
+fn put<T>(field: &mut T, value: Option<T>) {
+    if let Some(v) = value {
+        *field = v;
+    }
+}
+
 /// A key as understood: its canonical spelling and where it applies.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Parsed {
@@ -299,41 +306,34 @@ impl Settings {
                 ep.port = p;
             }
         }
-        if let Some(v) = self.get("username") {
-            c.username = v.into();
-        }
-        if let Some(v) = self.get("password") {
-            c.password = v.into();
-        }
-        if let Some(v) = self.get("vhost") {
-            c.vhost = v.into();
-        }
-        if let Some(v) = self.uint("frame_max") {
-            c.frame_max = v as u32;
-        }
-        if let Some(v) = self.uint("heartbeat") {
-            c.heartbeat = v as u32;
-        }
-        if let Some(v) = self.get("connection_name") {
-            c.connection_name = v.into();
-        }
+        put(&mut c.username, self.get("username").map(|v| v.into()));
+        put(&mut c.password, self.get("password").map(|v| v.into()));
+        put(&mut c.vhost, self.get("vhost").map(|v| v.into()));
+        put(&mut c.frame_max, self.uint("frame_max").map(|v| v as u32));
+        put(&mut c.heartbeat, self.uint("heartbeat").map(|v| v as u32));
+        put(
+            &mut c.connection_name,
+            self.get("connection_name").map(|v| v.into()),
+        );
         match c.tls.as_mut() {
             Some(t) => {
-                if let Some(v) = self.get("tls_ca_file") {
-                    t.ca_file = Some(PathBuf::from(v));
-                }
-                if let Some(v) = self.get("tls_cert_file") {
-                    t.cert_file = Some(PathBuf::from(v));
-                }
-                if let Some(v) = self.get("tls_key_file") {
-                    t.key_file = Some(PathBuf::from(v));
-                }
-                if let Some(v) = self.bool("tls_verify") {
-                    t.verify = v;
-                }
-                if let Some(v) = self.get("tls_server_name") {
-                    t.server_name = Some(v.into());
-                }
+                put(
+                    &mut t.ca_file,
+                    self.get("tls_ca_file").map(|v| Some(PathBuf::from(v))),
+                );
+                put(
+                    &mut t.cert_file,
+                    self.get("tls_cert_file").map(|v| Some(PathBuf::from(v))),
+                );
+                put(
+                    &mut t.key_file,
+                    self.get("tls_key_file").map(|v| Some(PathBuf::from(v))),
+                );
+                put(&mut t.verify, self.bool("tls_verify"));
+                put(
+                    &mut t.server_name,
+                    self.get("tls_server_name").map(|v| Some(v.into())),
+                );
             }
             None => {
                 let tls_keys = [
@@ -358,33 +358,30 @@ impl Settings {
                 SaslMechanism::Plain
             };
         }
-        if let Some(v) = self.ms("connect_timeout_ms") {
-            c.connect_timeout = v;
-        }
-        if let Some(v) = self.ms("request_timeout_ms") {
-            c.request_timeout = v;
-        }
-        if let Some(v) = self.uint("max_producers_per_connection") {
-            c.max_producers_per_connection = v as usize;
-        }
-        if let Some(v) = self.uint("max_consumers_per_connection") {
-            c.max_consumers_per_connection = v as usize;
-        }
-        if let Some(v) = self.bool("load_balancer") {
-            c.load_balancer_mode = v;
-        }
-        if let Some(v) = self.bool("recovery") {
-            c.recovery.enabled = v;
-        }
-        if let Some(v) = self.ms("recovery_initial_delay_ms") {
-            c.recovery.initial_delay = v;
-        }
-        if let Some(v) = self.ms("recovery_max_delay_ms") {
-            c.recovery.max_delay = v;
-        }
-        if let Some(v) = self.uint("recovery_attempts") {
-            c.recovery.max_attempts = (v > 0).then_some(v as u32);
-        }
+        put(&mut c.connect_timeout, self.ms("connect_timeout_ms"));
+        put(&mut c.request_timeout, self.ms("request_timeout_ms"));
+        put(
+            &mut c.max_producers_per_connection,
+            self.uint("max_producers_per_connection")
+                .map(|v| v as usize),
+        );
+        put(
+            &mut c.max_consumers_per_connection,
+            self.uint("max_consumers_per_connection")
+                .map(|v| v as usize),
+        );
+        put(&mut c.load_balancer_mode, self.bool("load_balancer"));
+        put(&mut c.recovery.enabled, self.bool("recovery"));
+        put(
+            &mut c.recovery.initial_delay,
+            self.ms("recovery_initial_delay_ms"),
+        );
+        put(&mut c.recovery.max_delay, self.ms("recovery_max_delay_ms"));
+        put(
+            &mut c.recovery.max_attempts,
+            self.uint("recovery_attempts")
+                .map(|v| (v > 0).then_some(v as u32)),
+        );
         c.validate()?;
         Ok(c)
     }
@@ -396,21 +393,20 @@ impl Settings {
             name: self.get("name").map(str::to_string),
             ..ProducerConfig::default()
         };
-        if let Some(v) = self.uint("batch_size") {
-            c.batch_size = v as usize;
-        }
-        if let Some(v) = self.ms("batch_delay_ms") {
-            c.batch_delay = v;
-        }
-        if let Some(v) = self.uint("max_in_flight") {
-            c.max_in_flight = v as usize;
-        }
-        if let Some(v) = self.ms("confirm_timeout_ms") {
-            c.confirm_timeout = v;
-        }
-        if let Some(v) = self.uint("sub_entry_size") {
-            c.sub_entry_size = v as usize;
-        }
+        put(
+            &mut c.batch_size,
+            self.uint("batch_size").map(|v| v as usize),
+        );
+        put(&mut c.batch_delay, self.ms("batch_delay_ms"));
+        put(
+            &mut c.max_in_flight,
+            self.uint("max_in_flight").map(|v| v as usize),
+        );
+        put(&mut c.confirm_timeout, self.ms("confirm_timeout_ms"));
+        put(
+            &mut c.sub_entry_size,
+            self.uint("sub_entry_size").map(|v| v as usize),
+        );
         if let Some(v) = self.get("compression") {
             // Checked when set too, with the same table; an unknown name is never taken for
             // "none".
@@ -491,21 +487,20 @@ impl Settings {
             match_unfiltered: self.bool("match_unfiltered").unwrap_or(false),
             ..ConsumerConfig::default()
         };
-        if let Some(v) = self.ms("consumer_update_timeout_ms") {
-            c.consumer_update_timeout = v;
-        }
-        if let Some(v) = self.offset("offset") {
-            c.offset = v;
-        }
-        if let Some(v) = self.uint("initial_credit") {
-            c.initial_credit = v as u16;
-        }
-        if let Some(v) = self.get("credit_policy").and_then(parse_credit_policy) {
-            c.credit_policy = v;
-        }
-        if let Some(v) = self.bool("crc_check") {
-            c.crc_check = v;
-        }
+        put(
+            &mut c.consumer_update_timeout,
+            self.ms("consumer_update_timeout_ms"),
+        );
+        put(&mut c.offset, self.offset("offset"));
+        put(
+            &mut c.initial_credit,
+            self.uint("initial_credit").map(|v| v as u16),
+        );
+        put(
+            &mut c.credit_policy,
+            self.get("credit_policy").and_then(parse_credit_policy),
+        );
+        put(&mut c.crc_check, self.bool("crc_check"));
         c.validate()?;
         Ok(c)
     }
