@@ -987,15 +987,21 @@ impl Environment {
         }
         match left() {
             Some(t) => {
-                let _ = tokio::time::timeout(t.max(Duration::from_millis(100)), self.close()).await;
+                let close = self.close_connections();
+                let _ = tokio::time::timeout(t.max(Duration::from_millis(100)), close).await;
             }
-            None => self.close().await,
+            None => self.close_connections().await,
         }
     }
 
-    /// Closes every connection. Producers and consumers still open lose their connection and
-    /// do not recover; see [`close_within`](Self::close_within) to close them first.
+    /// [`close_within`](Self::close_within) without a deadline: the adopted producers (each
+    /// waiting for its confirms), then the adopted consumers, then every connection. Producers
+    /// and consumers not adopted lose their connection and do not recover.
     pub async fn close(&self) {
+        self.close_within(None).await
+    }
+
+    async fn close_connections(&self) {
         self.closed.store(true, Ordering::Release);
         let pooled: Vec<Connection> =
             std::mem::take(&mut *self.pool.lock().unwrap_or_else(|e| e.into_inner()));
