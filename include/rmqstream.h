@@ -969,6 +969,21 @@ typedef struct rmqs_status_desc {
 } rmqs_status_desc;
 
 /**
+ * Where a consumer starts: an offset type and its value. Plain data, passed by value.
+ */
+typedef struct rmqs_offset_spec {
+    /**
+     * One of `rmqs_offset_type_code`.
+     */
+    int32_t type;
+    /**
+     * The offset (`RMQS_OFFSET_OFFSET`) or the timestamp in ms (`RMQS_OFFSET_TIMESTAMP`);
+     * ignored by the other types.
+     */
+    int64_t value;
+} rmqs_offset_spec;
+
+/**
  * Receives the library's log messages.
  *
  * @param user_data as given to `rmqs_config_set_log_cb()`.
@@ -1076,21 +1091,6 @@ typedef struct rmqs_confirm {
      */
     rmqs_status status;
 } rmqs_confirm;
-
-/**
- * Where a consumer starts: an offset type and its value. Plain data, passed by value.
- */
-typedef struct rmqs_offset_spec {
-    /**
-     * One of `rmqs_offset_type_code`.
-     */
-    int32_t type;
-    /**
-     * The offset (`RMQS_OFFSET_OFFSET`) or the timestamp in ms (`RMQS_OFFSET_TIMESTAMP`);
-     * ignored by the other types.
-     */
-    int64_t value;
-} rmqs_offset_spec;
 
 /**
  * A single active consumer's change of state, as given to `rmqs_consumer_update_cb` and by
@@ -1694,124 +1694,14 @@ struct rmqs_config *rmqs_config_new(void);
 /**
  * Sets one key; a later call with the same key replaces the value.
  *
- * Keys (`-` and `_` are interchangeable; values are strings, integers in decimal, booleans
- * `true`/`false`/`1`/`0`, durations in milliseconds unless said otherwise):
- *
- * Connection (`rmqs_connection_open`):
- * - `uri`: `rabbitmq-stream://user:pass@host:port/vhost?key=value&...`
- *   (`rabbitmq-stream+tls://` for TLS; several `host:port` separated by commas; user,
- *   password, vhost and values percent-encoded). Query parameters: `heartbeat` (seconds),
- *   `frame_max` (bytes, 0 or at least 8192), `connection_name`, `connect_timeout` (or
- *   `connection_timeout`) and `request_timeout` (ms), `load_balancer_mode` (bool); any other
- *   parameter is refused (`RMQS_ERR_INVALID_ARGUMENT` naming it), none is ignored. Other keys
- *   override what the URI says. Error messages show the URI with its password as `***`.
- * - `host` / `hosts`: `host[:port]`, several separated by commas (seed hosts, tried in
- *   order); `port`: the port of hosts given without one (default 5552, 5551 with TLS).
- * - `username`, `password` (default guest/guest), `vhost` (default `/`).
- * - `frame_max` (bytes, default 1048576, 0 = broker's; otherwise at least 8192, the broker's
- *   own limit for frames before tuning, so that every command fits), `heartbeat` (seconds,
- *   default 60, 0 = none), `connection_name`.
- * - `tls` (bool), `tls_ca_file`, `tls_cert_file`, `tls_key_file` (PEM paths), `tls_verify`
- *   (default true), `tls_server_name`; `sasl_mechanism` `PLAIN` (default) or `EXTERNAL`.
- * - `connect_timeout_ms` (default 10000), `request_timeout_ms` (default 10000).
- * - `max_producers_per_connection`, `max_consumers_per_connection` (1–256, default 256).
- * - `load_balancer` (bool): reach nodes through the seed hosts.
- * - `recovery` (bool, default true): producers and consumers come back by themselves after a
- *   lost connection, a heartbeat timeout, a broker restart or a moved stream leader (see
- *   `RMQS_STATE_RECOVERING`); false: they close for good instead.
- *   `recovery_initial_delay_ms` (default 200) is the wait before the first attempt, doubled
- *   after each failed one up to `recovery_max_delay_ms` (default 5000), each ±25 % at random;
- *   `recovery_attempts` (default 0 = forever) bounds the attempts. A deleted stream is never
- *   retried.
- * - `lazy_open` (bool): `rmqs_connection_open` returns at once; the first call that needs the
- *   broker connects, and calls made meanwhile wait for it (within `connect_timeout_ms`).
- * - `log_level`: what reaches the callback of `rmqs_config_set_log_cb()`: `error`, `warn`,
- *   `info` (default), `debug`, `trace`, or `off`.
- * - `producer.<key>` / `consumer.<key>`: defaults for the producers / consumers created from
- *   this connection; their own config overrides them key by key.
- *
- * Producer (`rmqs_producer_new`):
- * - `name` (1–255 bytes): a named producer deduplicates; it continues after the last
- *   publishing id the broker kept for the name.
- * - `batch_size` (messages per Publish frame, default 100), `batch_delay_ms` (how long a
- *   partial frame waits for more messages, default 5; 0 = each send goes out at once),
- *   `max_in_flight` (unconfirmed messages, default 10000),
- *   `confirm_timeout_ms` (default 30000, 0 = none), `block_when_full` (default true: a send
- *   waits for room; false: it fails with `RMQS_ERR_QUEUE_FULL`), `send_timeout_ms` (how long
- *   a blocking send waits for room, default: forever).
- * - `sub_entry_size` (0–65535, default 0): 2 or more packs up to that many consecutive
- *   messages into one sub-entry (one entry on the broker, its messages with consecutive
- *   offsets; consumers see them one by one); 0 or 1 sends each message as its own entry. A
- *   partial sub-entry waits `batch_delay_ms` like a partial frame. Not with filter values
- *   (`rmqs_producer_send_ex` then fails with `RMQS_ERR_INVALID_ARGUMENT`); a named producer
- *   deduplicates per sub-entry.
- * - `compression`: codec of sub-entries, `none` (default), `gzip`, `snappy`, `lz4`, `zstd`
- *   (ignored without `sub_entry_size`); every official client reads all five.
- *
- * Consumer (`rmqs_consumer_new`):
- * - `name` (1–255 bytes): the consumer's name: the single-active-consumer group and the
- *   default offset-tracking reference.
- * - `offset`: `first`, `last`, `next` (default), `offset:N`, `timestamp:MS`: where to start
- *   when offset tracking finds nothing stored.
- * - `initial_credit` (chunks, 1–32767, default 10): chunks the broker may send ahead.
- * - `credit_policy`: when credit goes back to the broker (credit counts chunks):
- *   `on_release` (default: one credit when a chunk is released, so the application holds at
- *   most `initial_credit` chunks); `on_arrival` (one credit as each chunk arrives: fastest,
- *   memory not bounded); `after_processed:N` (N credits after every N released chunks, N at
- *   most half the initial credit); `when_below:PERCENT` (released chunks' credit is held back
- *   until the broker's remaining credit falls below PERCENT % of the initial credit, then
- *   sent in one frame; `ratio:R` is the same with a fraction, e.g. `ratio:0.5`); `manual`
- *   (only `rmqs_consumer_credit()`).
- * - `crc_check` (default true): verify every chunk's CRC-32 (a mismatch is an
- *   `RMQS_EVENT_ERROR` and the chunk is not delivered). One SIMD pass over the chunk's bytes:
- *   measured at about 3% of a consumer's CPU with 100-byte messages and 8% with 1 KB ones,
- *   no measurable throughput change.
- * - `tracking`: server-side offset tracking under `tracking_reference` (default: `name`):
- *   `none` (default); `manual` (the stored offset is looked up at start and reading resumes
- *   right after it; stores only with `rmqs_consumer_store_offset()` /
- *   `rmqs_consumer_store_processed_offset()`); `auto` (looked up at start; the processed
- *   offset — that of the last message of the chunks released so far, in order — is stored
- *   every `tracking_messages` messages (default 10000, 0 = not by count) and every
- *   `tracking_interval_ms` (default 5000, 0 = not by time) when it moved, and on close);
- *   `custom` (looked up at start; stored when the callback of
- *   `rmqs_config_set_tracking_cb()` says so, and on close). `tracking_messages` and
- *   `tracking_interval_ms` are ignored unless `tracking` is `auto`.
- * - `single_active_consumer` (bool, RabbitMQ 3.11+, needs `name`): among the consumers of the
- *   stream with this name, one at a time receives; it starts after the offset stored under
- *   its reference (else at `offset`), or where the callback of
- *   `rmqs_config_set_consumer_update_cb()` (or an `RMQS_EVENT_CONSUMER_UPDATE` event) says.
- *   `consumer_update_timeout_ms` (1–55000, default 5000): how long the library waits for that
- *   answer (and, on a step-down, for the application to release its chunks) before answering
- *   the broker with the default.
- * - `filter_values` (RabbitMQ 3.13+): broker-side filtering, comma-separated values (a value
- *   holding a comma: `property.filter.N` keys); only chunks that may hold messages sent with
- *   one of them arrive, whole (a Bloom filter: other messages come along; the callback of
- *   `rmqs_config_set_post_filter_cb()` removes them). `match_unfiltered` (bool): also chunks
- *   with messages sent without a filter value.
- * - `property.<key>`: a raw subscription property.
- *
- * Single active consumers and filtering fail with `RMQS_ERR_UNSUPPORTED` on brokers without
- * them.
- *
- * Super producer (`rmqs_super_producer_new`): every producer key (applied to each partition
- * producer; `name` makes every one of them a deduplicating producer of that name), and
- * - `routing`: `hash` (default: MurmurHash3 of the routing key, as the official clients) or
- *   `key` (the broker's bindings, Route command); `rmqs_config_set_routing_cb()` instead
- *   routes with the application's function;
- * - `eager` (bool, default false): create every partition producer in `_new` (and in
- *   `_refresh`) instead of at the first send routed to it.
- *
- * Super consumer (`rmqs_super_consumer_new`): every consumer key, applied to each partition
- * consumer: `name` is the single-active-consumer group (`single_active_consumer`: one active
- * consumer per partition among the group's super consumers, spread by the broker) and the
- * offset-tracking reference (one offset per partition); and
- * - `added_partition_offset`: where the consumers of partitions picked up by
- *   `rmqs_super_consumer_refresh()` start when nothing is stored for them (default `first`).
- *
- * Stream creation (`rmqs_stream_create`): `max_length_bytes`, `max_age` (e.g. `3600s`,
- * `7D`; units Y M D h m s), `stream_max_segment_size_bytes`, `initial_cluster_size`,
- * `queue_leader_locator` (`client-local`, `balanced`, `least-leaders`, `random`),
- * `filter_size` (16–255 bytes), and `arg.<name>`: any other broker argument, sent as given.
+ * Every key, with its scope (connection, producer, consumer, super producer, super consumer,
+ * stream creation), values, default and meaning, is in `docs/CONFIGURATION.md`, generated
+ * from the client's key table; `rmqs_config_dump()` lists them with their effective values.
+ * `-` and `_` are interchangeable; values are strings, integers in decimal, booleans
+ * `true`/`false`/`1`/`0`, durations in milliseconds unless said otherwise. On a connection
+ * config, `producer.<key>` / `consumer.<key>` are defaults for the producers / consumers
+ * created from it; `property.<name>` is a raw subscription property (consumers) and
+ * `arg.<name>` any other broker argument (stream creation).
  *
  * Whether a key applies to the object being created is checked when the config is used
  * (`RMQS_ERR_INVALID_ARGUMENT` naming the key). Error messages quote at most 256 bytes of a
@@ -1832,6 +1722,44 @@ rmqs_status rmqs_config_set(struct rmqs_config *cfg,
                             const char *key,
                             const char *value,
                             struct rmqs_error **err);
+
+/**
+ * Sets where consumers created with the config start when offset tracking finds nothing
+ * stored: the typed form of the `offset` key (`RMQS_OFFSET_FIRST` is `first`,
+ * `RMQS_OFFSET_OFFSET` with value 42 is `offset:42`, ...). `RMQS_OFFSET_DEFAULT` removes the
+ * key: the default (`next`) or the connection's `consumer.offset` applies.
+ *
+ * @param cfg the config (borrowed).
+ * @param spec the offset type and value (by value).
+ * @param err optional error detail, see the conventions.
+ * @return `RMQS_OK`; `RMQS_ERR_INVALID_ARGUMENT` for a NULL config, an unknown type or a
+ *         negative `RMQS_OFFSET_OFFSET` value (the config is then unchanged).
+ *
+ * Not thread-safe for one config; does not block.
+ */
+RMQS_MUST_USE
+rmqs_status rmqs_config_set_offset(struct rmqs_config *cfg,
+                                   struct rmqs_offset_spec spec,
+                                   struct rmqs_error **err);
+
+/**
+ * Lists every configuration key with its effective value: one `key=value` string per key of
+ * `docs/CONFIGURATION.md`, in its order, holding the value set or else the default (empty
+ * when there is none), then the `producer.*`, `consumer.*`, `property.*` and `arg.*` keys set,
+ * in the order set. Passwords show as `***` (the `password` key, and inside `uri`).
+ *
+ * @param cfg the config (borrowed).
+ * @param out receives a new list owned by the caller (free with `rmqs_strings_free()`), only
+ *        on success.
+ * @param err optional error detail, see the conventions.
+ * @return `RMQS_OK`; `RMQS_ERR_INVALID_ARGUMENT` for a NULL config or `out`.
+ *
+ * Not thread-safe for one config; does not block.
+ */
+RMQS_MUST_USE
+rmqs_status rmqs_config_dump(const struct rmqs_config *cfg,
+                             struct rmqs_strings **out,
+                             struct rmqs_error **err);
 
 /**
  * Frees a config. NULL is allowed and does nothing.

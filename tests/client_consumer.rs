@@ -976,7 +976,7 @@ fn store_and_query_offset_round_trip() {
         .await
         .unwrap();
         assert_eq!(named.query_offset().await.unwrap(), None);
-        named.store_offset(4242).await.unwrap();
+        named.store_offset(4242).unwrap();
         let mut stored = None;
         for _ in 0..100 {
             stored = named.query_offset().await.unwrap();
@@ -995,7 +995,7 @@ fn store_and_query_offset_round_trip() {
             .await
             .unwrap();
         assert!(matches!(
-            anonymous.store_offset(1).await,
+            anonymous.store_offset(1),
             Err(ClientError::InvalidArgument(_))
         ));
         assert!(matches!(
@@ -1004,10 +1004,7 @@ fn store_and_query_offset_round_trip() {
         ));
         named.close().await.unwrap();
         anonymous.close().await.unwrap();
-        assert!(matches!(
-            named.store_offset(1).await,
-            Err(ClientError::Closed(_))
-        ));
+        assert!(matches!(named.store_offset(1), Err(ClientError::Closed(_))));
         assert!(matches!(
             named.query_offset().await,
             Err(ClientError::Closed(_))

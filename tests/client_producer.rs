@@ -850,3 +850,93 @@ fn publish_throughput() {
     f.close(&p);
     f.finish();
 }
+
+/// Records when its close started and ended; a producer-kind one takes `takes` to close.
+struct Recorder {
+    producer: bool,
+    takes: Duration,
+    log: Arc<Mutex<Vec<(&'static str, bool)>>>,
+}
+
+impl rmqstream::client::environment::Child for Recorder {
+    fn close_for_environment(
+        &self,
+        timeout: Option<Duration>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        Box::pin(async move {
+            assert!(timeout.is_some_and(|t| t <= WAIT), "{timeout:?}");
+            self.log.lock().unwrap().push(("start", self.producer));
+            tokio::time::sleep(self.takes).await;
+            self.log.lock().unwrap().push(("end", self.producer));
+        })
+    }
+    fn is_producer(&self) -> bool {
+        self.producer
+    }
+}
+
+/// The environment owns what it is given: `close_within` closes the producers first (a real
+/// one sends its partial frame and waits for its confirms), all of them before any consumer,
+/// then the connections; what was dropped meanwhile is skipped.
+#[test]
+fn environment_closes_its_producers_then_its_consumers() {
+    let f = Fixture::new("env-children");
+    let ev = Collector::new();
+    let p = Arc::new(f.producer(
+        ProducerConfig {
+            batch_delay: Duration::from_secs(600),
+            ..Default::default()
+        },
+        &ev,
+    ));
+    f.env.adopt(&p);
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let child = |producer, ms| {
+        Arc::new(Recorder {
+            producer,
+            takes: Duration::from_millis(ms),
+            log: log.clone(),
+        })
+    };
+    let (slow, fast, consumer) = (child(true, 300), child(true, 10), child(false, 0));
+    let dropped = child(false, 0);
+    for c in [&consumer, &slow, &dropped, &fast] {
+        f.env.adopt(c);
+    }
+    drop(dropped);
+    for i in 0..20 {
+        p.send(&OutgoingMessage::new(b"x").tag(i), None).unwrap();
+    }
+    f.rt.block_on(f.env.close_within(Some(WAIT)));
+    // the partial frame went out and was confirmed before the producer closed
+    let by_tag = ev.by_tag();
+    assert_eq!(by_tag.len(), 20);
+    assert!(by_tag.values().all(|c| c.status.is_confirmed()));
+    assert!(matches!(
+        p.send(&OutgoingMessage::new(b"x"), None),
+        Err(ClientError::Closed(_))
+    ));
+    let log = log.lock().unwrap().clone();
+    let consumer_start = log.iter().position(|e| *e == ("start", false)).unwrap();
+    assert_eq!(
+        log.iter().filter(|e| e.0 == "end" && e.1).count(),
+        2,
+        "{log:?}"
+    );
+    assert!(
+        log[..consumer_start]
+            .iter()
+            .filter(|e| e.0 == "end")
+            .count()
+            == 2,
+        "a consumer closed before the producers were done: {log:?}"
+    );
+    assert_eq!(log.len(), 6, "the dropped child closed: {log:?}");
+    assert!(!f.env.is_open());
+    // the environment is closed: delete the stream over another one
+    let other = Fixture::new("env-children-cleanup");
+    other.rt.block_on(async {
+        other.env.delete_stream(&f.stream).await.unwrap();
+    });
+    other.finish();
+}

@@ -1,11 +1,17 @@
-//! `rmqs_config_set` and the URI through the C ABI, without a broker: what a bad value gives
-//! (status and exact message).
+//! `rmqs_config_set`, `rmqs_config_dump`, `rmqs_config_set_offset` and the URI through the C
+//! ABI: what a bad value gives (status and exact message), without a broker; where a typed
+//! offset makes a consumer start, against the broker.
+
+mod support;
 
 use std::ffi::{CStr, CString};
 use std::ptr;
+use std::time::Duration;
 
+use rmqstream::ffi::rmqs_offset_type_code::*;
 use rmqstream::ffi::rmqs_status_code::*;
 use rmqstream::ffi::*;
+use support::capi;
 
 /// Sets `key = value` on a fresh config: the status and the error message ("" on success).
 fn set(key: &str, value: &str) -> (rmqs_status, String) {
@@ -209,4 +215,205 @@ fn frame_max_below_the_minimum_is_refused_when_set() {
             "{v}"
         );
     }
+}
+
+/// One range per key, the client's: a value just outside is refused when set, with a message
+/// naming the key and the range; the bounds themselves are accepted.
+#[test]
+fn ranges_are_the_clients_and_refused_just_outside() {
+    for (key, max) in [
+        ("batch_size", 65_535u64),
+        ("max_in_flight", 1 << 24),
+        ("initial_credit", 32_767),
+        ("sub_entry_size", 65_535),
+        ("max_producers_per_connection", 256),
+    ] {
+        let min = if key == "sub_entry_size" { 0 } else { 1 };
+        let over = (max + 1).to_string();
+        assert_eq!(
+            set(key, &over),
+            (
+                BAD,
+                format!(
+                    "config key \"{key}\": invalid value \"{over}\" \
+                     (an integer from {min} to {max})"
+                )
+            ),
+            "{key}"
+        );
+        for ok in [min, max] {
+            assert_eq!(set(key, &ok.to_string()), (RMQS_OK.status(), String::new()));
+        }
+    }
+    assert_eq!(set("batch_size", "0").0, BAD);
+}
+
+/// Every line of `rmqs_config_dump`.
+fn dump(cfg: *const rmqs_config) -> Vec<String> {
+    let mut list = ptr::null_mut();
+    let mut err = ptr::null_mut();
+    let st = unsafe { rmqs_config_dump(cfg, &mut list, &mut err) };
+    capi::check(st, err, "dump");
+    let n = unsafe { rmqs_strings_count(list) };
+    let out = (0..n)
+        .map(|i| {
+            unsafe { CStr::from_ptr(rmqs_strings_get(list, i)) }
+                .to_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    unsafe { rmqs_strings_free(list) };
+    out
+}
+
+fn offset(t: rmqs_offset_type_code, value: i64) -> rmqs_offset_spec {
+    rmqs_offset_spec {
+        r#type: t as i32,
+        value,
+    }
+}
+
+#[test]
+fn dump_lists_every_key_with_its_effective_value_and_hides_passwords() {
+    let cfg = capi::config(&[
+        ("uri", "rabbitmq-stream://app:s3cret@h1:5552/prod"),
+        ("password", "hunter2"),
+        ("batch-size", "250"),
+        ("producer.max_in_flight", "5000"),
+        ("arg.x-queue-leader-locator", "balanced"),
+    ]);
+    let lines = dump(cfg);
+    let keys = rmqstream::client::config::keys::KEYS;
+    assert_eq!(lines.len(), keys.len() + 2, "{lines:#?}");
+    for (line, key) in lines.iter().zip(keys) {
+        assert!(line.starts_with(&format!("{}=", key.name)), "{line}");
+    }
+    for want in [
+        "uri=rabbitmq-stream://app:***@h1:5552/prod",
+        "password=***",
+        "batch_size=250",
+        "max_in_flight=10000",
+        "offset=next",
+        "heartbeat=60",
+        "tls_ca_file=",
+    ] {
+        assert!(lines.iter().any(|l| l == want), "{want} not in {lines:#?}");
+    }
+    assert_eq!(
+        lines[keys.len()..],
+        [
+            "producer.max_in_flight=5000",
+            "arg.x-queue-leader-locator=balanced"
+        ]
+    );
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.contains("s3cret") || l.contains("hunter2"))
+    );
+
+    // a typed offset is the offset key; DEFAULT removes it again
+    let st =
+        unsafe { rmqs_config_set_offset(cfg, offset(RMQS_OFFSET_OFFSET, 42), ptr::null_mut()) };
+    assert_eq!(st, RMQS_OK.status());
+    assert!(dump(cfg).contains(&"offset=offset:42".to_string()));
+    let st = unsafe {
+        rmqs_config_set_offset(cfg, offset(RMQS_OFFSET_TIMESTAMP, -1000), ptr::null_mut())
+    };
+    assert_eq!(st, RMQS_OK.status());
+    assert!(dump(cfg).contains(&"offset=timestamp:-1000".to_string()));
+    let st =
+        unsafe { rmqs_config_set_offset(cfg, offset(RMQS_OFFSET_DEFAULT, 0), ptr::null_mut()) };
+    assert_eq!(st, RMQS_OK.status());
+    assert!(dump(cfg).contains(&"offset=next".to_string()));
+    for bad in [
+        offset(RMQS_OFFSET_OFFSET, -1),
+        rmqs_offset_spec {
+            r#type: 99,
+            value: 0,
+        },
+    ] {
+        let mut err = ptr::null_mut();
+        let st = unsafe { rmqs_config_set_offset(cfg, bad, &mut err) };
+        assert_eq!(st, BAD);
+        assert!(take_message(err).starts_with("invalid offset spec"));
+    }
+    assert!(dump(cfg).contains(&"offset=next".to_string()));
+    unsafe { rmqs_config_free(cfg) };
+
+    let mut list = ptr::null_mut();
+    assert_eq!(
+        unsafe { rmqs_config_dump(ptr::null(), &mut list, ptr::null_mut()) },
+        BAD
+    );
+    assert!(list.is_null());
+    let st = unsafe {
+        rmqs_config_set_offset(
+            ptr::null_mut(),
+            offset(RMQS_OFFSET_FIRST, 0),
+            ptr::null_mut(),
+        )
+    };
+    assert_eq!(st, BAD);
+}
+
+/// A consumer whose config got `rmqs_config_set_offset` starts exactly there: an absolute
+/// offset inside a chunk, the last message, and `first`.
+#[test]
+fn a_typed_offset_sets_where_a_consumer_starts() {
+    let conn = capi::open(&[("uri", &support::uri())]);
+    let stream = CString::new(support::unique("cfg-offset")).unwrap();
+    capi::create(conn, &stream);
+    let seen = capi::Seen::new(10);
+    let p = capi::producer(conn, &stream, &[], &seen);
+    for i in 0..10 {
+        capi::send(p, i);
+    }
+    assert_eq!(unsafe { rmqs_producer_flush(p, 10_000) }, RMQS_OK.status());
+    capi::assert_all_ok_once(&seen, 10);
+    unsafe { rmqs_producer_free(p) };
+
+    for (spec, want) in [
+        (offset(RMQS_OFFSET_OFFSET, 4), (4..10).collect::<Vec<u64>>()),
+        (offset(RMQS_OFFSET_FIRST, 0), (0..10).collect()),
+        (offset(RMQS_OFFSET_OFFSET, 9), vec![9]),
+    ] {
+        let cfg = rmqs_config_new();
+        let mut err = ptr::null_mut();
+        let st = unsafe { rmqs_config_set_offset(cfg, spec, &mut err) };
+        capi::check(st, err, "set offset");
+        let seen = capi::Seen::new(0);
+        let mut c = ptr::null_mut();
+        let mut err = ptr::null_mut();
+        let st = unsafe {
+            rmqs_consumer_new(
+                conn,
+                stream.as_ptr(),
+                cfg,
+                Some(capi::on_chunk),
+                capi::user_data(&seen),
+                Some(capi::release_seen),
+                ptr::null_mut(),
+                0,
+                &mut c,
+                &mut err,
+            )
+        };
+        unsafe { rmqs_config_free(cfg) };
+        capi::check(st, err, "consumer");
+        assert!(seen.wait(capi::WAIT, |s| s.messages.lock().unwrap().len()
+            >= want.len()));
+        std::thread::sleep(Duration::from_millis(300));
+        unsafe { rmqs_consumer_free(c) };
+        let got = seen.messages.lock().unwrap();
+        let offsets: Vec<u64> = got.iter().map(|(o, _)| *o).collect();
+        assert_eq!(offsets, want, "{spec:?}");
+        assert_eq!(
+            capi::indices(&got),
+            want.iter().map(|&o| o as usize).collect::<Vec<_>>()
+        );
+    }
+    assert_eq!(capi::delete(conn, &stream), RMQS_OK.status());
+    unsafe { rmqs_connection_free(conn) };
 }

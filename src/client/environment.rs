@@ -118,6 +118,19 @@ pub struct Environment {
     shared: Arc<EnvShared>,
 }
 
+/// Something an environment closes when it closes: a producer or consumer made from it, or an
+/// object wrapping one (the C layer's handles), handed over with [`Environment::adopt`].
+pub trait Child: Send + Sync {
+    /// Closes the object because its environment closes; `timeout` bounds the wait (None = no
+    /// limit). Closing an object already closed does nothing.
+    fn close_for_environment(
+        &self,
+        timeout: Option<Duration>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>>;
+    /// Producers close (and wait for their confirms) before consumers.
+    fn is_producer(&self) -> bool;
+}
+
 /// What the clones of an [`Environment`] share.
 pub struct EnvShared {
     config: ConnectionConfig,
@@ -133,6 +146,8 @@ pub struct EnvShared {
     /// Round-robin among equally loaded replicas.
     spread: AtomicUsize,
     closed: std::sync::atomic::AtomicBool,
+    /// What [`close_within`](Environment::close_within) closes first.
+    children: Mutex<Vec<std::sync::Weak<dyn Child>>>,
 }
 
 impl std::ops::Deref for Environment {
@@ -185,6 +200,7 @@ impl Environment {
                 unreachable: Mutex::new(HashMap::new()),
                 spread: AtomicUsize::new(0),
                 closed: std::sync::atomic::AtomicBool::new(false),
+                children: Mutex::new(Vec::new()),
             }),
         };
         env.locator().await?;
@@ -938,9 +954,54 @@ impl Environment {
         )))
     }
 
-    /// Closes every connection. Producers and consumers still open lose their connection and
-    /// do not recover.
+    /// Hands `child` to the environment: [`close_within`](Self::close_within) closes it, in
+    /// order (producers before consumers), unless it is gone by then. Holds it weakly. The
+    /// client's [`Producer`](super::Producer), [`Consumer`](super::Consumer) and super ones
+    /// are children: `env.adopt(&Arc::new(producer))`.
+    pub fn adopt<C: Child + 'static>(&self, child: &Arc<C>) {
+        let weak: std::sync::Weak<dyn Child> = Arc::downgrade(child) as std::sync::Weak<C>;
+        let mut c = self.children.lock().unwrap_or_else(|e| e.into_inner());
+        c.retain(|w| w.strong_count() > 0);
+        c.push(weak);
+    }
+
+    /// Closes what the environment owns, then its connections, within `timeout` overall (None
+    /// = no limit): the adopted producers first, together, each waiting for its confirms; then
+    /// the adopted consumers, together; then the connections (given at least 100 ms). Only the
+    /// first call closes the children; every call closes the connections.
+    pub async fn close_within(&self, timeout: Option<Duration>) {
+        let children: Vec<Arc<dyn Child>> =
+            std::mem::take(&mut *self.children.lock().unwrap_or_else(|e| e.into_inner()))
+                .into_iter()
+                .filter_map(|w| w.upgrade())
+                .collect();
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let left = || deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        for producers in [true, false] {
+            let mut closing = tokio::task::JoinSet::new();
+            for c in children.iter().filter(|c| c.is_producer() == producers) {
+                let (c, t) = (c.clone(), left());
+                closing.spawn(async move { c.close_for_environment(t).await });
+            }
+            while closing.join_next().await.is_some() {}
+        }
+        match left() {
+            Some(t) => {
+                let close = self.close_connections();
+                let _ = tokio::time::timeout(t.max(Duration::from_millis(100)), close).await;
+            }
+            None => self.close_connections().await,
+        }
+    }
+
+    /// [`close_within`](Self::close_within) without a deadline: the adopted producers (each
+    /// waiting for its confirms), then the adopted consumers, then every connection. Producers
+    /// and consumers not adopted lose their connection and do not recover.
     pub async fn close(&self) {
+        self.close_within(None).await
+    }
+
+    async fn close_connections(&self) {
         self.closed.store(true, Ordering::Release);
         let pooled: Vec<Connection> =
             std::mem::take(&mut *self.pool.lock().unwrap_or_else(|e| e.into_inner()));
@@ -959,6 +1020,46 @@ impl Environment {
         }
     }
 }
+
+/// Awaits `close` within `timeout` (None = no limit; at least 100 ms to tell the broker).
+async fn bounded(timeout: Option<Duration>, close: impl std::future::Future<Output = Result<()>>) {
+    match timeout {
+        Some(t) => {
+            let _ = tokio::time::timeout(t.max(Duration::from_millis(100)), close).await;
+        }
+        None => {
+            let _ = close.await;
+        }
+    }
+}
+
+/// The client's producers (which wait for their confirms within the deadline) and consumers
+/// are children.
+macro_rules! child {
+    ($type:ty, $producer:literal, |$me:ident, $timeout:ident| $close:expr) => {
+        impl Child for $type {
+            fn close_for_environment(
+                &self,
+                $timeout: Option<Duration>,
+            ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+                let $me = self;
+                Box::pin(async move {
+                    let _ = $close.await;
+                })
+            }
+            fn is_producer(&self) -> bool {
+                $producer
+            }
+        }
+    };
+}
+
+child!(super::Producer, true, |p, t| p
+    .close(t.unwrap_or(Duration::MAX)));
+child!(super::SuperProducer, true, |p, t| p
+    .close(t.unwrap_or(Duration::MAX)));
+child!(super::Consumer, false, |c, t| bounded(t, c.close()));
+child!(super::SuperConsumer, false, |c, t| bounded(t, c.close()));
 
 /// QueryPublisherSequence on a given connection.
 pub(crate) async fn query_publisher_sequence(

@@ -97,15 +97,20 @@ pub fn echo(s: &str) -> String {
     format!("{}… ({} bytes)", &s[..end], s.len())
 }
 
-/// A URI as messages echo it: the password in its user info replaced by `***`
-/// (`rabbitmq-stream://guest:***@host/vhost`), then shortened as by [`echo`]. Also for strings
-/// that are not quite URIs: whatever precedes the last `@` of the authority is user info.
+/// A URI as messages echo it: [`redact_uri`], then shortened as by [`echo`].
 pub fn echo_uri(uri: &str) -> String {
+    echo(&redact_uri(uri))
+}
+
+/// A URI with the password in its user info replaced by `***`
+/// (`rabbitmq-stream://guest:***@host/vhost`). Also for strings that are not quite URIs:
+/// whatever precedes the last `@` of the authority is user info.
+pub fn redact_uri(uri: &str) -> String {
     let start = uri.find("://").map_or(0, |i| i + 3);
     let rest = &uri[start..];
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let authority = &rest[..authority_end];
-    let redacted = match authority.rfind('@') {
+    match authority.rfind('@') {
         Some(at) => {
             let user = authority[..at]
                 .split_once(':')
@@ -118,8 +123,7 @@ pub fn echo_uri(uri: &str) -> String {
             format!("{}{user}{password}{}", &uri[..start], &rest[at..])
         }
         None => uri.to_string(),
-    };
-    echo(&redacted)
+    }
 }
 
 /// Result alias of the client layer.

@@ -15,7 +15,9 @@ pub mod super_producer;
 pub mod transport;
 
 pub use crate::protocol::amqp::{HeaderField, MessageBuilder, PropertyField};
-pub use config::{ConnectionConfig, Endpoint, SaslMechanism, TlsConfig};
+pub use config::{
+    ConfigError, ConnectionConfig, Endpoint, SaslMechanism, Scope, Settings, TlsConfig,
+};
 pub use connection::{
     Connection, PublisherListener, ServerInfo, SubscriptionListener, Traffic, TrafficCounters,
 };

@@ -23,6 +23,8 @@ use crate::protocol::codes::ResponseCode;
 pub const DEFAULT_INITIAL_DELAY: Duration = Duration::from_millis(200);
 /// Default [`RecoveryPolicy::max_delay`].
 pub const DEFAULT_MAX_DELAY: Duration = Duration::from_secs(5);
+/// Largest accepted [`RecoveryPolicy::max_delay`] (and initial delay).
+pub const MAX_DELAY_LIMIT: Duration = Duration::from_secs(3600);
 
 /// How producers and consumers come back after losing their connection or their stream's
 /// leader. Part of [`ConnectionConfig`](super::ConnectionConfig): one policy per environment.
@@ -74,7 +76,7 @@ impl RecoveryPolicy {
                 self.initial_delay.as_millis()
             ));
         }
-        if self.max_delay > Duration::from_secs(3600) {
+        if self.max_delay > MAX_DELAY_LIMIT {
             return bad(format!(
                 "recovery_max_delay must be at most 1 h, got {} ms",
                 self.max_delay.as_millis()

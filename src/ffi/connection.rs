@@ -3,36 +3,25 @@
 
 use std::ffi::{CString, c_char};
 use std::future::Future;
-use std::pin::Pin;
+
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use super::args::{Handle, handle_arg, out_arg, str_arg, write_out};
-use super::config::{Settings, rmqs_config};
+use super::config::{rmqs_config, settings_arg};
 use super::error::{Error, rmqs_error};
 use super::log::{ConnLog, LogRegistration};
 use super::panic::{ffi_boundary, ffi_status};
 use super::runtime::{Runtime, ThreadRole, check_may_block, thread_role, timeout_from_ms};
 use super::status::{rmqs_status, rmqs_status_code};
-use crate::client::{ClientError, ConnectionConfig, Environment, ServerInfo};
+use crate::client::environment::Child;
+use crate::client::{ClientError, ConnectionConfig, Environment, ServerInfo, Settings};
 
 /// How long `rmqs_connection_free` lets an open connection close (children included).
 const FREE_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the runtime's tasks get to end at shutdown.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// A producer or consumer created from a connection, closed with it.
-pub(crate) trait Child: Send + Sync {
-    /// Closes the object because its connection closes; `timeout` bounds the wait (None =
-    /// no limit).
-    fn close_for_connection(
-        &self,
-        timeout: Option<Duration>,
-    ) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
-    /// Producers close before consumers (their confirms come first).
-    fn is_producer(&self) -> bool;
-}
 
 /// What producers, consumers and management calls share with their connection.
 pub(crate) struct ConnShared {
@@ -43,7 +32,6 @@ pub(crate) struct ConnShared {
     env: tokio::sync::OnceCell<Environment>,
     info: OnceLock<ServerInfo>,
     version: OnceLock<CString>,
-    children: Mutex<Vec<Weak<dyn Child>>>,
     closed: AtomicBool,
     /// The log callback (src/ffi/log.rs), detached when the connection is freed.
     log: ConnLog,
@@ -111,37 +99,18 @@ impl ConnShared {
         })
     }
 
-    /// Registers a producer or consumer to close with the connection.
-    pub fn add_child(&self, child: Weak<dyn Child>) {
-        let mut c = self.children.lock().unwrap_or_else(|e| e.into_inner());
-        c.retain(|w| w.strong_count() > 0);
-        c.push(child);
+    /// Hands a producer or consumer to the environment, which closes it when the connection
+    /// closes (producers first).
+    pub fn adopt<C: Child + 'static>(&self, child: &Arc<C>) {
+        if let Some(env) = self.env.get() {
+            env.adopt(child);
+        }
     }
 
-    /// Closes children then connections. Idempotent: only the first call does the work.
+    /// Closes the environment's children (producers first) then its connections.
     async fn close_all(&self, timeout: Option<Duration>) {
-        let children: Vec<Arc<dyn Child>> =
-            std::mem::take(&mut *self.children.lock().unwrap_or_else(|e| e.into_inner()))
-                .into_iter()
-                .filter_map(|w| w.upgrade())
-                .collect();
-        let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
-        let left = || deadline.map(|d| d.saturating_duration_since(tokio::time::Instant::now()));
-        for producers in [true, false] {
-            let closing = children
-                .iter()
-                .filter(|c| c.is_producer() == producers)
-                .map(|c| c.close_for_connection(left()));
-            futures_join_all(closing).await;
-        }
         if let Some(env) = self.env.get() {
-            let close = env.close();
-            match left() {
-                Some(t) => {
-                    let _ = tokio::time::timeout(t.max(Duration::from_millis(100)), close).await;
-                }
-                None => close.await,
-            }
+            env.close_within(timeout).await;
         }
     }
 
@@ -193,20 +162,6 @@ impl crate::client::EnvironmentHandle for ConnShared {
     }
 }
 
-/// Awaits every future (sequentially polled together, without a dependency on `futures`).
-async fn futures_join_all<F: Future<Output = ()>>(futs: impl Iterator<Item = F>) {
-    let mut set: Vec<Pin<Box<F>>> = futs.map(Box::pin).collect();
-    std::future::poll_fn(|cx| {
-        set.retain_mut(|f| f.as_mut().poll(cx).is_pending());
-        if set.is_empty() {
-            std::task::Poll::Ready(())
-        } else {
-            std::task::Poll::Pending
-        }
-    })
-    .await
-}
-
 /// A connection to a RabbitMQ node or cluster (what other clients call the environment). Opaque.
 ///
 /// It owns an internal Tokio runtime (2 threads named `rmqs-rt`), a locator connection to one
@@ -238,11 +193,12 @@ fn open(
     out: *mut *mut rmqs_connection,
 ) -> Result<(), Error> {
     let out = out_arg(out, "out")?;
-    let (config, lazy) = settings.connection()?;
+    let config = settings.connection()?;
+    let lazy = settings.lazy_open();
     if !lazy {
         check_may_block("rmqs_connection_open")?;
     }
-    let log = ConnLog::new(log, settings);
+    let log = ConnLog::new(log, settings.log_level());
     let runtime = match Runtime::new(log.log.clone()) {
         Ok(r) => r,
         Err(e) => {
@@ -258,7 +214,6 @@ fn open(
         env: tokio::sync::OnceCell::new(),
         info: OnceLock::new(),
         version: OnceLock::new(),
-        children: Mutex::new(Vec::new()),
         closed: AtomicBool::new(false),
         log,
     });
@@ -317,7 +272,7 @@ pub unsafe extern "C" fn rmqs_connection_open(
             } else {
                 handle_arg(cfg)?.log.clone()
             };
-            open(&Settings::from_arg(cfg)?, log, out)
+            open(&settings_arg(cfg)?, log, out)
         })
     }
 }

@@ -1,25 +1,24 @@
 //! `rmqs_consumer`: a subscription delivering chunks to a callback or a queue.
 
 use std::ffi::{c_char, c_void};
-use std::future::Future;
-use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Weak};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use super::args::{Handle, handle_arg, name_arg, out_arg, write_out};
 use super::chunk::{ChunkRef, rmqs_chunk};
-use super::config::{Scope, Settings, parse_credit_policy, parse_list, parse_offset, rmqs_config};
-use super::connection::{Child, ConnShared, rmqs_connection};
+use super::config::{rmqs_config, settings_arg};
+use super::connection::{ConnShared, rmqs_connection};
 use super::dispatch::{Dispatcher, Sink, UserData, rmqs_free_cb};
 use super::error::{Error, rmqs_error};
 use super::hooks::{ConsumerHooks, UpdateEvent};
+use super::object::{self, Object, shut_consumer};
 use super::panic::{ffi_boundary, ffi_status};
 use super::queue::{Payload, rmqs_event_source_code, rmqs_queue, rmqs_state_code};
-use super::runtime::{ThreadRole, check_may_block, thread_role, timeout_from_ms};
+use super::runtime::check_may_block;
 use super::status::{rmqs_status, rmqs_status_code};
-use crate::client::consumer::{ConsumerUpdate, TrackingStrategy};
+use crate::client::Settings;
+use crate::client::consumer::ConsumerUpdate;
 use crate::client::{
     ClientError, Consumer, ConsumerConfig, ConsumerEvents, DeliveredChunk, StateChange,
 };
@@ -36,9 +35,6 @@ use crate::client::{
 /// `RMQS_ERR_WOULD_DEADLOCK`. A slow callback slows this consumer only.
 pub type rmqs_chunk_cb =
     Option<unsafe extern "C" fn(user_data: *mut c_void, chunk: *const rmqs_chunk)>;
-
-/// How long `rmqs_consumer_free` lets an open consumer unsubscribe.
-const FREE_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub(crate) struct ConsumerShared {
     conn: Arc<ConnShared>,
@@ -96,81 +92,27 @@ impl ConsumerEvents for Events {
     }
 }
 
-impl ConsumerShared {
-    async fn close_async(&self, timeout: Option<Duration>) -> Result<(), Error> {
-        if self.closed.swap(true, Ordering::AcqRel) {
-            return Ok(());
-        }
-        self.by_app.store(true, Ordering::Release);
+impl Object for ConsumerShared {
+    const NOUN: &'static str = "consumer";
+    const CLOSE: &'static str = "rmqs_consumer_close";
+    const PRODUCER: bool = false;
+
+    fn conn(&self) -> &Arc<ConnShared> {
+        &self.conn
+    }
+
+    fn closed_flag(&self) -> &AtomicBool {
+        &self.closed
+    }
+
+    async fn shut(&self, timeout: Option<Duration>) -> Result<(), Error> {
         let close = self.consumer.close();
-        let r = match timeout {
-            Some(t) => match tokio::time::timeout(t.max(Duration::from_millis(100)), close).await {
-                Ok(r) => r.map_err(Error::from),
-                Err(_) => Err(Error::new(
-                    rmqs_status_code::RMQS_ERR_TIMEOUT,
-                    "rmqs_consumer_close: timed out waiting for the broker",
-                )),
-            },
-            None => close.await.map_err(Error::from),
-        };
-        // Chunks not yet handed to the callback are dropped (their credit released).
-        self.sink.discard_pending();
-        r
+        shut_consumer(Self::CLOSE, timeout, &self.by_app, &self.sink, close).await
     }
 
-    fn close(self: &Arc<Self>, timeout_ms: i32) -> Result<(), Error> {
-        let timeout = timeout_from_ms(timeout_ms);
-        if timeout == Some(Duration::ZERO) {
-            if !self.closed.load(Ordering::Acquire) {
-                let me = self.clone();
-                self.conn.runtime.handle().spawn(async move {
-                    let _ = me.close_async(Some(Duration::ZERO)).await;
-                });
-            }
-            return Ok(());
-        }
-        check_may_block("rmqs_consumer_close")?;
-        if self.closed.load(Ordering::Acquire) {
-            return Ok(());
-        }
-        match self.conn.runtime.block_on(
-            "rmqs_consumer_close",
-            None,
-            true,
-            self.close_async(timeout),
-        ) {
-            Ok(r) => r,
-            Err(e) if e.status == rmqs_status_code::RMQS_ERR_CLOSED.status() => Ok(()),
-            Err(e) => Err(e),
-        }
-    }
-
-    fn check_open(&self, what: &str) -> Result<(), Error> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(Error::new(
-                rmqs_status_code::RMQS_ERR_CLOSED,
-                format!("{what}: the consumer is closed"),
-            ));
-        }
-        if self.conn.is_closed() {
-            return Err(ConnShared::closed_error(what));
-        }
-        Ok(())
-    }
-}
-
-impl Child for ConsumerShared {
-    fn close_for_connection(
-        &self,
-        timeout: Option<Duration>,
-    ) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
-        Box::pin(async move {
-            let _ = self.close_async(timeout).await;
-        })
-    }
-
-    fn is_producer(&self) -> bool {
-        false
+    fn release(&self) {
+        self.sink.stop(true);
+        self.hooks.detach();
     }
 }
 
@@ -201,92 +143,14 @@ impl Handle for rmqs_consumer {
     }
 }
 
-/// The tracking strategy of keys `tracking`, `tracking_messages`, `tracking_interval_ms` and
-/// the config's tracking callback.
-fn tracking_strategy(s: &Settings, hooks: &ConsumerHooks) -> Result<TrackingStrategy, Error> {
-    let key = s.str_value("tracking").map(str::to_ascii_lowercase);
-    Ok(match (key.as_deref(), hooks.tracking_decider()) {
-        (None | Some("custom"), Some(d)) => TrackingStrategy::Custom(d),
-        (Some("custom"), None) => {
-            return Err(Error::invalid_argument(
-                "tracking=custom needs a callback (rmqs_config_set_tracking_cb)",
-            ));
-        }
-        (Some(other), Some(_)) => {
-            return Err(Error::invalid_argument(format!(
-                "a tracking callback is set (rmqs_config_set_tracking_cb) but tracking is \
-                 {other}: set tracking to custom or remove the callback"
-            )));
-        }
-        (None | Some("none"), None) => TrackingStrategy::Disabled,
-        (Some("manual"), None) => TrackingStrategy::Manual,
-        (Some(_auto), None) => {
-            let messages = s.uint_value("tracking_messages").unwrap_or(10_000);
-            let interval = s
-                .ms_value("tracking_interval_ms")
-                .unwrap_or(Duration::from_secs(5));
-            match (messages, interval.is_zero()) {
-                (0, true) => {
-                    return Err(Error::invalid_argument(
-                        "tracking=auto with tracking_messages and tracking_interval_ms both 0: \
-                         use tracking=manual to store only explicitly",
-                    ));
-                }
-                (0, false) => TrackingStrategy::Interval(interval),
-                (m, true) => TrackingStrategy::EveryMessages(m),
-                (m, false) => TrackingStrategy::MessagesOrInterval {
-                    messages: m,
-                    interval,
-                },
-            }
-        }
-    })
-}
-
-/// The core's consumer configuration from consumer keys (scope checked), without callbacks
-/// (`tracking` = `custom` is refused).
-pub fn consumer_config(s: &Settings) -> Result<ConsumerConfig, Error> {
-    consumer_config_with(s, &ConsumerHooks::default())
-}
-
 /// The core's consumer configuration from consumer keys (scope checked) and a config's hooks
 /// (post-filter, tracking callback).
 pub(crate) fn consumer_config_with(
     s: &Settings,
     hooks: &ConsumerHooks,
 ) -> Result<ConsumerConfig, Error> {
-    s.check_scope(Scope::Consumer)?;
-    let mut c = ConsumerConfig {
-        name: s.str_value("name").map(str::to_string),
-        properties: s.properties(),
-        tracking: tracking_strategy(s, hooks)?,
-        tracking_reference: s.str_value("tracking_reference").map(str::to_string),
-        single_active_consumer: s.bool_value("single_active_consumer").unwrap_or(false),
-        filter_values: s
-            .str_value("filter_values")
-            .map(parse_list)
-            .unwrap_or_default(),
-        match_unfiltered: s.bool_value("match_unfiltered").unwrap_or(false),
-        post_filter: hooks.post_filter(),
-        ..ConsumerConfig::default()
-    };
-    if let Some(v) = s.ms_value("consumer_update_timeout_ms") {
-        c.consumer_update_timeout = v;
-    }
-    if let Some(v) = s.str_value("offset") {
-        c.offset = parse_offset(v).ok_or_else(|| Error::invalid_argument("bad offset"))?;
-    }
-    if let Some(v) = s.uint_value("initial_credit") {
-        c.initial_credit = v as u16;
-    }
-    if let Some(v) = s.str_value("credit_policy") {
-        c.credit_policy =
-            parse_credit_policy(v).ok_or_else(|| Error::invalid_argument("bad credit_policy"))?;
-    }
-    if let Some(v) = s.bool_value("crc_check") {
-        c.crc_check = v;
-    }
-    c.validate()?;
+    let mut c = s.consumer(hooks.tracking_decider())?;
+    c.post_filter = hooks.post_filter();
     Ok(c)
 }
 
@@ -361,7 +225,7 @@ pub unsafe extern "C" fn rmqs_consumer_new(
         ffi_status(err, || {
             let c = handle_arg(conn)?;
             let stream = name_arg(stream, "stream name")?;
-            let settings = Settings::from_arg(cfg)?.over(&c.shared.consumer_defaults);
+            let settings = settings_arg(cfg)?.over(&c.shared.consumer_defaults);
             let mut hooks = ConsumerHooks::from_config(cfg)?;
             let config = consumer_config_with(&settings, &hooks)?;
             let queue = if queue.is_null() {
@@ -414,8 +278,7 @@ pub unsafe extern "C" fn rmqs_consumer_new(
                 by_app,
                 hooks,
             });
-            let weak: Weak<dyn Child> = Arc::downgrade(&(inner.clone() as Arc<dyn Child>));
-            shared.add_child(weak);
+            shared.adopt(&inner);
             write_out(
                 out,
                 Box::into_raw(Box::new(rmqs_consumer {
@@ -459,16 +322,6 @@ pub unsafe extern "C" fn rmqs_consumer_credit(
     }
 }
 
-/// Polls a future that completes without waiting (no I/O of its own) on the current thread.
-fn now<F: Future>(fut: F) -> Option<F::Output> {
-    let mut fut = std::pin::pin!(fut);
-    let mut cx = Context::from_waker(std::task::Waker::noop());
-    match fut.as_mut().poll(&mut cx) {
-        Poll::Ready(v) => Some(v),
-        Poll::Pending => None,
-    }
-}
-
 /// Stores `offset` on the broker under the consumer's `name` (StoreOffset; the broker does not
 /// answer: `rmqs_consumer_query_offset()` shows when it is applied).
 ///
@@ -491,13 +344,7 @@ pub unsafe extern "C" fn rmqs_consumer_store_offset(
         ffi_status(err, || {
             let c = handle_arg(c)?;
             c.inner.check_open("rmqs_consumer_store_offset")?;
-            match now(c.inner.consumer.store_offset(offset)) {
-                Some(r) => r.map_err(Error::from),
-                None => Err(Error::new(
-                    rmqs_status_code::RMQS_ERR_PANIC,
-                    "store_offset did not complete at once",
-                )),
-            }
+            Ok(c.inner.consumer.store_offset(offset)?)
         })
     }
 }
@@ -635,23 +482,12 @@ pub unsafe extern "C" fn rmqs_consumer_close(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_consumer_free(c: *mut rmqs_consumer) {
     ffi_boundary((), || {
-        // SAFETY: NULL or live, freed once.
-        if unsafe { handle_arg(c) }.is_err() {
-            return;
-        }
-        let mut b = unsafe { Box::from_raw(c) };
-        b.magic = 0;
-        let inner = b.inner.clone();
-        drop(b);
-        let work = move || {
-            let _ = inner.close(FREE_CLOSE_TIMEOUT.as_millis() as i32);
-            inner.sink.stop(true);
-            inner.hooks.detach();
-        };
-        if thread_role() == ThreadRole::Application {
-            work();
-        } else {
-            super::runtime::spawn_reaper(work);
+        // SAFETY: NULL or live, freed once (the caller's contract).
+        unsafe {
+            object::free(c, |b| {
+                b.magic = 0;
+                b.inner.clone()
+            })
         }
     })
 }

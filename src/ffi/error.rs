@@ -32,6 +32,13 @@ impl Error {
     }
 }
 
+/// A refused config key or value: `RMQS_ERR_INVALID_ARGUMENT` with the client's message.
+impl From<crate::client::ConfigError> for Error {
+    fn from(e: crate::client::ConfigError) -> Self {
+        Error::invalid_argument(e.0)
+    }
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.message)

@@ -11,7 +11,7 @@ use std::ffi::{c_char, c_void};
 use std::sync::{Arc, RwLock};
 
 use super::args::handle_arg;
-use super::config::{Settings, rmqs_config};
+use super::config::rmqs_config;
 use super::dispatch::rmqs_free_cb;
 use super::error::rmqs_error;
 use super::panic::ffi_status;
@@ -148,12 +148,8 @@ pub(crate) struct ConnLog {
 }
 
 impl ConnLog {
-    /// From a config's registration and its `log_level` key (default `info`; `off` = none).
-    pub(crate) fn new(registration: Option<Arc<LogRegistration>>, settings: &Settings) -> ConnLog {
-        let level = match settings.str_value("log_level") {
-            None => Some(Level::Info),
-            Some(v) => Level::parse(v), // validated when set: a level or "off"
-        };
+    /// From a config's registration and its `log_level` (None = off).
+    pub(crate) fn new(registration: Option<Arc<LogRegistration>>, level: Option<Level>) -> ConnLog {
         match (registration, level) {
             (Some(r), Some(level)) => {
                 let logger = Arc::new(CLogger {
@@ -263,9 +259,7 @@ mod tests {
             user_data: 7 as *mut c_void,
             free: Some(free),
         });
-        let mut s = Settings::default();
-        s.set("log_level", "warn").unwrap();
-        let cl = ConnLog::new(Some(reg.clone()), &s);
+        let cl = ConnLog::new(Some(reg.clone()), Some(Level::Warn));
         crate::log_at!(cl.log, Level::Warn, "tgt", "a {}", "message");
         crate::log_at!(cl.log, Level::Info, "tgt", "filtered");
         assert_eq!(CALLS.load(Ordering::Relaxed), 1);
@@ -279,14 +273,13 @@ mod tests {
         cl.detach();
         assert_eq!(FREES.load(Ordering::Relaxed), 1);
 
-        s.set("log_level", "off").unwrap();
         let off = ConnLog::new(
             Some(Arc::new(LogRegistration {
                 cb,
                 user_data: 7 as *mut c_void,
                 free: None,
             })),
-            &s,
+            None,
         );
         assert_eq!(off.log.max_level(), None);
     }

@@ -10,7 +10,7 @@
 use std::ffi::{CString, c_char};
 
 use super::args::{Handle, handle_arg, name_arg, out_arg, write_out};
-use super::config::{Settings, rmqs_config};
+use super::config::{rmqs_config, settings_arg};
 use super::connection::rmqs_connection;
 use super::error::{Error, rmqs_error};
 use super::panic::{ffi_boundary, ffi_status};
@@ -46,7 +46,7 @@ pub unsafe extern "C" fn rmqs_stream_create(
         ffi_status(err, || {
             let c = handle_arg(conn)?;
             let stream = name_arg(stream, "stream name")?;
-            let args = Settings::from_arg(args)?.stream_arguments()?;
+            let args = settings_arg(args)?.stream_arguments()?;
             let created = c.shared.run("rmqs_stream_create", async |env| {
                 env.create_stream(stream, &args).await
             })?;
@@ -462,7 +462,8 @@ impl Handle for rmqs_strings {
     }
 }
 
-fn strings(items: Vec<String>) -> *mut rmqs_strings {
+/// A new list owned by the caller.
+pub(crate) fn strings(items: Vec<String>) -> *mut rmqs_strings {
     Box::into_raw(Box::new(rmqs_strings {
         magic: rmqs_strings::MAGIC,
         items: items.iter().map(|s| cstring(s)).collect(),
@@ -569,7 +570,7 @@ pub unsafe extern "C" fn rmqs_super_stream_create(
             let name = name_arg(name, "super stream name")?;
             let partitions = name_array(partitions, count, "partitions")?;
             let keys = name_array(binding_keys, count, "binding_keys")?;
-            let args = Settings::from_arg(args)?.stream_arguments()?;
+            let args = settings_arg(args)?.stream_arguments()?;
             c.shared.run("rmqs_super_stream_create", async |env| {
                 env.create_super_stream(name, &partitions, &keys, &args)
                     .await
@@ -606,7 +607,7 @@ pub unsafe extern "C" fn rmqs_super_stream_create_n(
             }
             let partitions: Vec<String> = (0..count).map(|i| format!("{name}-{i}")).collect();
             let keys: Vec<String> = (0..count).map(|i| i.to_string()).collect();
-            let args = Settings::from_arg(args)?.stream_arguments()?;
+            let args = settings_arg(args)?.stream_arguments()?;
             c.shared.run("rmqs_super_stream_create_n", async |env| {
                 env.create_super_stream(name, &partitions, &keys, &args)
                     .await

@@ -17,10 +17,12 @@
 //!   hence the `non_camel_case_types` allowances.
 //!
 //! What this layer holds besides the argument checks, the panic boundary and the status
-//! mapping (it should hold nothing else; see the crate docs): the meaning of the config keys
-//! (`config`), connection lifecycle and the child registry (`connection`), each connection's
-//! runtime and the blocking rules (`runtime`), callback dispatch (`dispatch`, `hooks`, `log`),
-//! the event queue (`queue`) and the super producer's key extraction (`super_producer`).
+//! mapping (it should hold nothing else; see the crate docs; the config keys' meaning, checks
+//! and defaults, and the ordered close of a connection's children, are the client's): lazy
+//! connect (`connection`), each connection's runtime and the blocking rules (`runtime`),
+//! callback dispatch (`dispatch`, `hooks`, `log`), the event queue (`queue`) and the super
+//! producer's key extraction (`super_producer`). The four producer and consumer handles share
+//! one close/free wrapper (`object`).
 #![allow(non_camel_case_types)]
 // The pointer contracts of the `unsafe extern "C"` functions are written for C readers in each
 // function's `@param` docs (which go into the header), not in Rust's `# Safety` sections.
@@ -56,6 +58,8 @@ pub mod producer;
 
 pub mod consumer;
 
+pub(crate) mod object;
+
 pub mod hooks;
 
 pub mod chunk;
@@ -73,7 +77,10 @@ pub mod args;
 pub mod runtime;
 
 pub use chunk::*;
-pub use config::{rmqs_config, rmqs_config_free, rmqs_config_new, rmqs_config_set};
+pub use config::{
+    rmqs_config, rmqs_config_dump, rmqs_config_free, rmqs_config_new, rmqs_config_set,
+    rmqs_config_set_offset,
+};
 pub use connection::{
     rmqs_connection, rmqs_connection_close, rmqs_connection_free, rmqs_connection_negotiated,
     rmqs_connection_open, rmqs_connection_open_uri, rmqs_connection_server_version,

@@ -1,25 +1,25 @@
 //! `rmqs_producer`: publishing with confirms.
 
 use std::ffi::{c_char, c_void};
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use super::args::{Handle, bytes_arg, handle_arg, name_arg, opt_str_arg, out_arg, write_out};
-use super::config::{Scope, Settings, rmqs_config};
-use super::connection::{Child, ConnShared, rmqs_connection};
+use super::config::{rmqs_config, settings_arg};
+use super::connection::{ConnShared, rmqs_connection};
 use super::dispatch::{Dispatcher, Sink, UserData, rmqs_free_cb};
 use super::error::{Error, rmqs_error};
 use super::message::rmqs_message_builder;
+use super::object::{self, Object, shut_producer};
 use super::panic::{ffi_boundary, ffi_status};
 use super::queue::{Payload, rmqs_confirm, rmqs_event_source_code, rmqs_queue, rmqs_state_code};
 use super::runtime::{ThreadRole, check_may_block, thread_role, timeout_from_ms};
 use super::status::{rmqs_status, rmqs_status_code, status_from_response_code};
+use crate::client::config::ProducerSettings;
 use crate::client::{
-    BodyFormat, ClientError, Confirm, ConfirmStatus, OutgoingMessage, Producer, ProducerConfig,
-    ProducerEvents, StateChange,
+    BodyFormat, ClientError, Confirm, ConfirmStatus, OutgoingMessage, Producer, ProducerEvents,
+    StateChange,
 };
 
 /// Receives a batch of confirms (outcomes of sent messages) in callback mode.
@@ -53,9 +53,6 @@ pub const RMQS_SEND_NO_BLOCK: u32 = 2;
 pub const RMQS_SEND_PUBLISHING_ID: u32 = 4;
 
 const ALL_FLAGS: u32 = RMQS_SEND_RAW | RMQS_SEND_NO_BLOCK | RMQS_SEND_PUBLISHING_ID;
-
-/// How long `rmqs_producer_free` lets an open producer drain.
-const FREE_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A byte range, for batch sends: `data` may be NULL only when `len` is 0.
 #[repr(C)]
@@ -117,63 +114,33 @@ impl ProducerEvents for Events {
     }
 }
 
+impl Object for ProducerShared {
+    const NOUN: &'static str = "producer";
+    const CLOSE: &'static str = "rmqs_producer_close";
+    const PRODUCER: bool = true;
+
+    fn conn(&self) -> &Arc<ConnShared> {
+        &self.conn
+    }
+
+    fn closed_flag(&self) -> &AtomicBool {
+        &self.closed
+    }
+
+    async fn shut(&self, timeout: Option<Duration>) -> Result<(), Error> {
+        shut_producer(
+            &self.sink,
+            self.producer.close(timeout.unwrap_or(Duration::MAX)),
+        )
+        .await
+    }
+
+    fn release(&self) {
+        self.sink.stop(false);
+    }
+}
+
 impl ProducerShared {
-    async fn close_async(&self, timeout: Option<Duration>) -> Result<(), Error> {
-        if self.closed.swap(true, Ordering::AcqRel) {
-            return Ok(());
-        }
-        let r = self
-            .producer
-            .close(timeout.unwrap_or(Duration::MAX))
-            .await
-            .map_err(Error::from);
-        self.sink
-            .state(rmqs_state_code::RMQS_STATE_CLOSED, r.clone().err());
-        r
-    }
-
-    fn close(self: &Arc<Self>, timeout_ms: i32) -> Result<(), Error> {
-        let timeout = timeout_from_ms(timeout_ms);
-        if timeout == Some(Duration::ZERO) {
-            if !self.closed.load(Ordering::Acquire) {
-                let me = self.clone();
-                self.conn.runtime.handle().spawn(async move {
-                    let _ = me.close_async(Some(Duration::ZERO)).await;
-                });
-            }
-            return Ok(());
-        }
-        check_may_block("rmqs_producer_close")?;
-        if self.closed.load(Ordering::Acquire) {
-            return Ok(());
-        }
-        let r = self.conn.runtime.block_on(
-            "rmqs_producer_close",
-            None,
-            true,
-            self.close_async(timeout),
-        );
-        match r {
-            Ok(r) => r,
-            // the runtime is gone: the connection closed everything already
-            Err(e) if e.status == rmqs_status_code::RMQS_ERR_CLOSED.status() => Ok(()),
-            Err(e) => Err(e),
-        }
-    }
-
-    fn check_open(&self, what: &str) -> Result<(), Error> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(Error::new(
-                rmqs_status_code::RMQS_ERR_CLOSED,
-                format!("{what}: the producer is closed"),
-            ));
-        }
-        if self.conn.is_closed() {
-            return Err(ConnShared::closed_error(what));
-        }
-        Ok(())
-    }
-
     /// How long a send may wait for room, given its flags and thread.
     fn wait(&self, flags: u32) -> (Option<Duration>, bool) {
         if flags & RMQS_SEND_NO_BLOCK != 0 || !self.block_when_full {
@@ -224,21 +191,6 @@ fn map_send_error(e: ClientError, on_library_thread: bool) -> Error {
     Error::from(e)
 }
 
-impl Child for ProducerShared {
-    fn close_for_connection(
-        &self,
-        timeout: Option<Duration>,
-    ) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
-        Box::pin(async move {
-            let _ = self.close_async(timeout).await;
-        })
-    }
-
-    fn is_producer(&self) -> bool {
-        true
-    }
-}
-
 /// A producer: publishes to one stream, with confirms. Opaque.
 ///
 /// Created by `rmqs_producer_new()`, closed by `rmqs_producer_close()`, freed by
@@ -265,43 +217,6 @@ impl Handle for rmqs_producer {
     fn magic(&self) -> u64 {
         self.magic
     }
-}
-
-pub(crate) fn producer_config(
-    s: &Settings,
-) -> Result<(ProducerConfig, bool, Option<Duration>), Error> {
-    s.check_scope(Scope::Producer)?;
-    let mut c = ProducerConfig {
-        name: s.str_value("name").map(str::to_string),
-        ..ProducerConfig::default()
-    };
-    if let Some(v) = s.uint_value("batch_size") {
-        c.batch_size = v as usize;
-    }
-    if let Some(v) = s.ms_value("batch_delay_ms") {
-        c.batch_delay = v;
-    }
-    if let Some(v) = s.uint_value("max_in_flight") {
-        c.max_in_flight = v as usize;
-    }
-    if let Some(v) = s.ms_value("confirm_timeout_ms") {
-        c.confirm_timeout = v;
-    }
-    if let Some(v) = s.uint_value("sub_entry_size") {
-        c.sub_entry_size = v as usize;
-    }
-    if let Some(v) = s.str_value("compression") {
-        // Checked when set too, with the same table; an unknown name is never taken for
-        // "none".
-        c.compression = crate::client::producer::Compression::from_name(v)
-            .ok_or_else(|| super::config::unknown_codec(v))?;
-    }
-    c.validate()?;
-    Ok((
-        c,
-        s.bool_value("block_when_full").unwrap_or(true),
-        s.ms_value("send_timeout_ms"),
-    ))
 }
 
 /// Creates a producer on `stream`.
@@ -370,8 +285,12 @@ pub unsafe extern "C" fn rmqs_producer_new(
         ffi_status(err, || {
             let c = handle_arg(conn)?;
             let stream = name_arg(stream, "stream name")?;
-            let settings = Settings::from_arg(cfg)?.over(&c.shared.producer_defaults);
-            let (config, block_when_full, send_timeout) = producer_config(&settings)?;
+            let settings = settings_arg(cfg)?.over(&c.shared.producer_defaults);
+            let ProducerSettings {
+                config,
+                block_when_full,
+                send_timeout,
+            } = settings.producer()?;
             let queue = if queue.is_null() {
                 None
             } else {
@@ -433,8 +352,7 @@ pub unsafe extern "C" fn rmqs_producer_new(
                 send_timeout,
                 closed: AtomicBool::new(false),
             });
-            let weak: Weak<dyn Child> = Arc::downgrade(&(inner.clone() as Arc<dyn Child>));
-            shared.add_child(weak);
+            shared.adopt(&inner);
             write_out(
                 out,
                 Box::into_raw(Box::new(rmqs_producer {
@@ -910,22 +828,12 @@ pub unsafe extern "C" fn rmqs_producer_last_id(p: *const rmqs_producer, out: *mu
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_producer_free(p: *mut rmqs_producer) {
     ffi_boundary((), || {
-        // SAFETY: NULL or live, freed once.
-        if unsafe { handle_arg(p) }.is_err() {
-            return;
-        }
-        let mut b = unsafe { Box::from_raw(p) };
-        b.magic = 0;
-        let inner = b.inner.clone();
-        drop(b);
-        let work = move || {
-            let _ = inner.close(FREE_CLOSE_TIMEOUT.as_millis() as i32);
-            inner.sink.stop(false);
-        };
-        if thread_role() == ThreadRole::Application {
-            work();
-        } else {
-            super::runtime::spawn_reaper(work);
+        // SAFETY: NULL or live, freed once (the caller's contract).
+        unsafe {
+            object::free(p, |b| {
+                b.magic = 0;
+                b.inner.clone()
+            })
         }
     })
 }
@@ -933,29 +841,7 @@ pub unsafe extern "C" fn rmqs_producer_free(p: *mut rmqs_producer) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client::producer::Compression;
     use crate::ffi::status::rmqs_status_code::*;
-
-    #[test]
-    fn unknown_codec_names_are_refused_not_taken_for_none() {
-        let e = producer_config(&Settings::unchecked("compression", "brotli")).unwrap_err();
-        assert_eq!(e.status, RMQS_ERR_INVALID_ARGUMENT.status());
-        assert_eq!(
-            e.message,
-            "config key \"compression\": invalid value \"brotli\" \
-             (one of none, gzip, snappy, lz4, zstd)"
-        );
-        for (name, want) in [
-            ("none", Compression::None),
-            ("GZIP", Compression::Gzip),
-            ("snappy", Compression::Snappy),
-            ("Lz4", Compression::Lz4),
-            ("zstd", Compression::Zstd),
-        ] {
-            let (c, _, _) = producer_config(&Settings::unchecked("compression", name)).unwrap();
-            assert_eq!(c.compression, want, "{name}");
-        }
-    }
 
     #[test]
     fn batch_loop_stops_when_a_step_accepts_nothing() {

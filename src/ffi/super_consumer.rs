@@ -2,35 +2,30 @@
 //! [`SuperConsumer`]), its chunks naming their partition.
 
 use std::ffi::{CString, c_char, c_void};
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Weak};
-use std::task::{Context, Poll};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::args::{Handle, handle_arg, name_arg, out_arg, write_out};
 use super::chunk::ChunkRef;
-use super::config::{Scope, Settings, parse_offset, rmqs_config};
-use super::connection::{Child, ConnShared, rmqs_connection};
-use super::consumer::{chunk_dispatcher, consumer_config_with, rmqs_chunk_cb};
+use super::config::{rmqs_config, settings_arg};
+use super::connection::{ConnShared, rmqs_connection};
+use super::consumer::{chunk_dispatcher, rmqs_chunk_cb};
 use super::dispatch::{Sink, rmqs_free_cb};
 use super::error::{Error, rmqs_error};
 use super::hooks::{ConsumerHooks, UpdateEvent};
+use super::object::{self, Object, shut_consumer};
 use super::panic::{ffi_boundary, ffi_status};
 use super::queue::{Payload, rmqs_event_source_code, rmqs_queue, rmqs_state_code};
-use super::runtime::{ThreadRole, check_may_block, thread_role, timeout_from_ms};
+use super::runtime::check_may_block;
 use super::stats::{rmqs_consumer_statistics, write_extensible};
 use super::status::{rmqs_status, rmqs_status_code};
 use super::super_producer::{deliver, deliver_other};
+use crate::client::Settings;
 use crate::client::{
     ClientError, Consumer, ConsumerUpdate, DeliveredChunk, StateChange, SuperConsumer,
     SuperConsumerConfig, SuperConsumerEvents,
 };
-use crate::protocol::codes::OffsetSpec;
-
-/// How long `rmqs_super_consumer_free` lets an open super consumer unsubscribe.
-const FREE_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 struct Events {
     sink: Arc<Sink>,
@@ -114,69 +109,33 @@ pub(crate) struct SuperConsumerShared {
     names: Mutex<Vec<Vec<CString>>>,
 }
 
-impl SuperConsumerShared {
-    async fn close_async(&self, timeout: Option<Duration>) -> Result<(), Error> {
-        if self.closed.swap(true, Ordering::AcqRel) {
-            return Ok(());
-        }
-        self.by_app.store(true, Ordering::Release);
+impl Object for SuperConsumerShared {
+    const NOUN: &'static str = "super consumer";
+    const CLOSE: &'static str = "rmqs_super_consumer_close";
+    const PRODUCER: bool = false;
+
+    fn conn(&self) -> &Arc<ConnShared> {
+        &self.conn
+    }
+
+    fn closed_flag(&self) -> &AtomicBool {
+        &self.closed
+    }
+
+    async fn shut(&self, timeout: Option<Duration>) -> Result<(), Error> {
         let close = self.consumer.close();
-        let r = match timeout {
-            Some(t) => match tokio::time::timeout(t.max(Duration::from_millis(100)), close).await {
-                Ok(r) => r.map_err(Error::from),
-                Err(_) => Err(Error::new(
-                    rmqs_status_code::RMQS_ERR_TIMEOUT,
-                    "rmqs_super_consumer_close: timed out waiting for the broker",
-                )),
-            },
-            None => close.await.map_err(Error::from),
-        };
-        // Chunks not yet handed to the callback are dropped (their credit released).
-        self.sink.discard_pending();
+        let r = shut_consumer(Self::CLOSE, timeout, &self.by_app, &self.sink, close).await;
         self.sink.state(rmqs_state_code::RMQS_STATE_CLOSED, None);
         r
     }
 
-    fn close(self: &Arc<Self>, timeout_ms: i32) -> Result<(), Error> {
-        let timeout = timeout_from_ms(timeout_ms);
-        if timeout == Some(Duration::ZERO) {
-            if !self.closed.load(Ordering::Acquire) {
-                let me = self.clone();
-                self.conn.runtime.handle().spawn(async move {
-                    let _ = me.close_async(Some(Duration::ZERO)).await;
-                });
-            }
-            return Ok(());
-        }
-        check_may_block("rmqs_super_consumer_close")?;
-        if self.closed.load(Ordering::Acquire) {
-            return Ok(());
-        }
-        match self.conn.runtime.block_on(
-            "rmqs_super_consumer_close",
-            None,
-            true,
-            self.close_async(timeout),
-        ) {
-            Ok(r) => r,
-            Err(e) if e.status == rmqs_status_code::RMQS_ERR_CLOSED.status() => Ok(()),
-            Err(e) => Err(e),
-        }
+    fn release(&self) {
+        self.sink.stop(true);
+        self.hooks.detach();
     }
+}
 
-    fn check_open(&self, what: &str) -> Result<(), Error> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(Error::new(
-                rmqs_status_code::RMQS_ERR_CLOSED,
-                format!("{what}: the super consumer is closed"),
-            ));
-        }
-        if self.conn.is_closed() {
-            return Err(ConnShared::closed_error(what));
-        }
-        Ok(())
-    }
-
+impl SuperConsumerShared {
     /// The consumer of partition `partition`.
     fn partition(&self, what: &str, partition: usize) -> Result<Arc<Consumer>, Error> {
         self.check_open(what)?;
@@ -219,21 +178,6 @@ impl SuperConsumerShared {
     }
 }
 
-impl Child for SuperConsumerShared {
-    fn close_for_connection(
-        &self,
-        timeout: Option<Duration>,
-    ) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
-        Box::pin(async move {
-            let _ = self.close_async(timeout).await;
-        })
-    }
-
-    fn is_producer(&self) -> bool {
-        false
-    }
-}
-
 /// A super stream consumer: one consumer per partition of a super stream, all with the same
 /// settings and name. Opaque.
 ///
@@ -259,20 +203,9 @@ fn super_consumer_config(
     s: &Settings,
     hooks: &ConsumerHooks,
 ) -> Result<SuperConsumerConfig, Error> {
-    s.check_scope(Scope::SuperConsumer)?;
-    let (own, rest) = s.split_scope(Scope::SuperConsumer);
-    let consumer = consumer_config_with(&rest, hooks)?;
-    let added_partition_offset = match own.str_value("added_partition_offset") {
-        // validated when set
-        Some(v) => parse_offset(v).unwrap_or(OffsetSpec::First),
-        None => OffsetSpec::First,
-    };
-    Ok(SuperConsumerConfig {
-        name: consumer.name.clone(),
-        single_active_consumer: consumer.single_active_consumer,
-        consumer,
-        added_partition_offset,
-    })
+    let mut c = s.super_consumer(hooks.tracking_decider())?;
+    c.consumer.post_filter = hooks.post_filter();
+    Ok(c)
 }
 
 /// Subscribes to every partition of super stream `super_stream`: one consumer per partition
@@ -347,7 +280,7 @@ pub unsafe extern "C" fn rmqs_super_consumer_new(
         ffi_status(err, || {
             let c = handle_arg(conn)?;
             let super_stream = name_arg(super_stream, "super stream name")?;
-            let settings = Settings::from_arg(cfg)?.over(&c.shared.consumer_defaults);
+            let settings = settings_arg(cfg)?.over(&c.shared.consumer_defaults);
             let mut hooks = ConsumerHooks::from_config(cfg)?;
             let config = super_consumer_config(&settings, &hooks)?;
             config.validate(super_stream)?;
@@ -408,8 +341,7 @@ pub unsafe extern "C" fn rmqs_super_consumer_new(
                 hooks,
                 names: Mutex::new(Vec::new()),
             });
-            let weak: Weak<dyn Child> = Arc::downgrade(&(inner.clone() as Arc<dyn Child>));
-            shared.add_child(weak);
+            shared.adopt(&inner);
             write_out(
                 out,
                 Box::into_raw(Box::new(rmqs_super_consumer {
@@ -554,16 +486,6 @@ pub unsafe extern "C" fn rmqs_super_consumer_credit(
     }
 }
 
-/// Polls a future that completes without waiting (no I/O of its own) on the current thread.
-fn now<F: Future>(fut: F) -> Option<F::Output> {
-    let mut fut = std::pin::pin!(fut);
-    let mut cx = Context::from_waker(std::task::Waker::noop());
-    match fut.as_mut().poll(&mut cx) {
-        Poll::Ready(v) => Some(v),
-        Poll::Pending => None,
-    }
-}
-
 /// Stores `offset` for partition `index` under the super consumer's name (StoreOffset on that
 /// partition; as `rmqs_consumer_store_offset()`).
 ///
@@ -590,13 +512,7 @@ pub unsafe extern "C" fn rmqs_super_consumer_store_offset(
             let c = sc
                 .inner
                 .partition("rmqs_super_consumer_store_offset", index)?;
-            match now(c.store_offset(offset)) {
-                Some(r) => r.map_err(Error::from),
-                None => Err(Error::new(
-                    rmqs_status_code::RMQS_ERR_PANIC,
-                    "store_offset did not complete at once",
-                )),
-            }
+            Ok(c.store_offset(offset)?)
         })
     }
 }
@@ -717,62 +633,12 @@ pub unsafe extern "C" fn rmqs_super_consumer_close(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_super_consumer_free(sc: *mut rmqs_super_consumer) {
     ffi_boundary((), || {
-        // SAFETY: NULL or live, freed once.
-        if unsafe { handle_arg(sc) }.is_err() {
-            return;
-        }
-        let mut b = unsafe { Box::from_raw(sc) };
-        b.magic = 0;
-        let inner = b.inner.clone();
-        drop(b);
-        let work = move || {
-            let _ = inner.close(FREE_CLOSE_TIMEOUT.as_millis() as i32);
-            inner.sink.stop(true);
-            inner.hooks.detach();
-        };
-        if thread_role() == ThreadRole::Application {
-            work();
-        } else {
-            super::runtime::spawn_reaper(work);
+        // SAFETY: NULL or live, freed once (the caller's contract).
+        unsafe {
+            object::free(sc, |b| {
+                b.magic = 0;
+                b.inner.clone()
+            })
         }
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn config_keys() {
-        let mut s = Settings::default();
-        s.set("name", "app").unwrap();
-        s.set("offset", "first").unwrap();
-        s.set("added_partition_offset", "next").unwrap();
-        s.set("initial_credit", "3").unwrap();
-        let c = super_consumer_config(&s, &ConsumerHooks::default()).unwrap();
-        assert_eq!(c.name.as_deref(), Some("app"));
-        assert_eq!(c.consumer.offset, OffsetSpec::First);
-        assert_eq!(c.consumer.initial_credit, 3);
-        assert_eq!(c.added_partition_offset, OffsetSpec::Next);
-        c.validate("ss").unwrap();
-        assert_eq!(
-            super_consumer_config(&Settings::default(), &ConsumerHooks::default())
-                .unwrap()
-                .added_partition_offset,
-            OffsetSpec::First
-        );
-
-        let mut s = Settings::default();
-        s.set("routing", "key").unwrap();
-        let e = super_consumer_config(&s, &ConsumerHooks::default())
-            .unwrap_err()
-            .message;
-        assert!(e.contains("not to a super consumer"), "{e}");
-        let mut s = Settings::default();
-        s.set("batch_size", "5").unwrap();
-        let e = super_consumer_config(&s, &ConsumerHooks::default())
-            .unwrap_err()
-            .message;
-        assert!(e.contains("applies to a producer,"), "{e}");
-    }
 }

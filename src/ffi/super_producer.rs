@@ -4,22 +4,21 @@
 
 use std::cell::Cell;
 use std::ffi::{CString, c_char, c_void};
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::args::{Handle, bytes_arg, handle_arg, name_arg, opt_str_arg, out_arg, write_out};
-use super::config::{Scope, Settings, rmqs_config};
-use super::connection::{Child, ConnShared, rmqs_connection};
+use super::config::{rmqs_config, settings_arg};
+use super::connection::{ConnShared, rmqs_connection};
 use super::dispatch::{Dispatcher, Sink, UserData, rmqs_free_cb};
 use super::error::{Error, rmqs_error};
 use super::message::rmqs_message_builder;
+use super::object::{self, Object, shut_producer};
 use super::panic::{ffi_boundary, ffi_status};
 use super::producer::{
     RMQS_SEND_NO_BLOCK, RMQS_SEND_PUBLISHING_ID, RMQS_SEND_RAW, check_flags, format, messages_arg,
-    producer_config, rmqs_bytes,
+    rmqs_bytes,
 };
 use super::queue::{
     Payload, rmqs_event_source_code, rmqs_queue, rmqs_state_code, rmqs_super_confirm,
@@ -27,6 +26,7 @@ use super::queue::{
 use super::runtime::{ThreadRole, check_may_block, thread_role, timeout_from_ms};
 use super::stats::{rmqs_producer_statistics, write_extensible};
 use super::status::{rmqs_status, rmqs_status_code, status_from_response_code};
+use crate::client::Settings;
 use crate::client::{
     ClientError, Confirm, ConfirmStatus, OutgoingMessage, Routing, StateChange, SuperProducer,
     SuperProducerConfig, SuperProducerEvents,
@@ -113,9 +113,6 @@ pub type rmqs_key_extractor_cb = Option<
         capacity: usize,
     ) -> isize,
 >;
-
-/// How long `rmqs_super_producer_free` lets an open super producer drain.
-const FREE_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Room given to a key extractor at first.
 const KEY_CAPACITY: usize = 256;
@@ -382,62 +379,33 @@ pub(crate) struct SuperProducerShared {
     names: Mutex<Vec<Vec<CString>>>,
 }
 
+impl Object for SuperProducerShared {
+    const NOUN: &'static str = "super producer";
+    const CLOSE: &'static str = "rmqs_super_producer_close";
+    const PRODUCER: bool = true;
+
+    fn conn(&self) -> &Arc<ConnShared> {
+        &self.conn
+    }
+
+    fn closed_flag(&self) -> &AtomicBool {
+        &self.closed
+    }
+
+    async fn shut(&self, timeout: Option<Duration>) -> Result<(), Error> {
+        shut_producer(
+            &self.sink,
+            self.producer.close(timeout.unwrap_or(Duration::MAX)),
+        )
+        .await
+    }
+
+    fn release(&self) {
+        self.sink.stop(false);
+    }
+}
+
 impl SuperProducerShared {
-    async fn close_async(&self, timeout: Option<Duration>) -> Result<(), Error> {
-        if self.closed.swap(true, Ordering::AcqRel) {
-            return Ok(());
-        }
-        let r = self
-            .producer
-            .close(timeout.unwrap_or(Duration::MAX))
-            .await
-            .map_err(Error::from);
-        self.sink
-            .state(rmqs_state_code::RMQS_STATE_CLOSED, r.clone().err());
-        r
-    }
-
-    fn close(self: &Arc<Self>, timeout_ms: i32) -> Result<(), Error> {
-        let timeout = timeout_from_ms(timeout_ms);
-        if timeout == Some(Duration::ZERO) {
-            if !self.closed.load(Ordering::Acquire) {
-                let me = self.clone();
-                self.conn.runtime.handle().spawn(async move {
-                    let _ = me.close_async(Some(Duration::ZERO)).await;
-                });
-            }
-            return Ok(());
-        }
-        check_may_block("rmqs_super_producer_close")?;
-        if self.closed.load(Ordering::Acquire) {
-            return Ok(());
-        }
-        match self.conn.runtime.block_on(
-            "rmqs_super_producer_close",
-            None,
-            true,
-            self.close_async(timeout),
-        ) {
-            Ok(r) => r,
-            // the runtime is gone: the connection closed everything already
-            Err(e) if e.status == rmqs_status_code::RMQS_ERR_CLOSED.status() => Ok(()),
-            Err(e) => Err(e),
-        }
-    }
-
-    fn check_open(&self, what: &str) -> Result<(), Error> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(Error::new(
-                rmqs_status_code::RMQS_ERR_CLOSED,
-                format!("{what}: the super producer is closed"),
-            ));
-        }
-        if self.conn.is_closed() {
-            return Err(ConnShared::closed_error(what));
-        }
-        Ok(())
-    }
-
     /// How long a send may wait for room, given its flags and thread; and whether it runs on
     /// a library thread.
     fn wait(&self, flags: u32) -> (Option<Duration>, bool) {
@@ -541,21 +509,6 @@ fn map_send_error(e: ClientError, on_library_thread: bool) -> Error {
         );
     }
     Error::from(e)
-}
-
-impl Child for SuperProducerShared {
-    fn close_for_connection(
-        &self,
-        timeout: Option<Duration>,
-    ) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
-        Box::pin(async move {
-            let _ = self.close_async(timeout).await;
-        })
-    }
-
-    fn is_producer(&self) -> bool {
-        true
-    }
 }
 
 /// A super stream producer: routes each message to a partition of a super stream, with one
@@ -677,31 +630,12 @@ struct Parsed {
 }
 
 fn super_producer_config(s: &Settings, callbacks: &Callbacks) -> Result<Parsed, Error> {
-    s.check_scope(Scope::SuperProducer)?;
-    let (own, rest) = s.split_scope(Scope::SuperProducer);
-    let (producer, block_when_full, send_timeout) = producer_config(&rest)?;
-    let routing = match (own.str_value("routing"), &callbacks.routing) {
-        (Some(r), Some(_)) => {
-            return Err(Error::invalid_argument(format!(
-                "config key \"routing\" is {r:?} but the config has a routing callback: \
-                 use one of the two"
-            )));
-        }
-        (_, Some(reg)) => c_routing(reg.clone()),
-        (Some(r), None) if r.eq_ignore_ascii_case("key") => Routing::Key,
-        _ => Routing::Hash,
-    };
+    let p = s.super_producer(callbacks.routing.clone().map(c_routing))?;
     Ok(Parsed {
-        custom: matches!(routing, Routing::Custom(_)),
-        config: SuperProducerConfig {
-            name: producer.name.clone(),
-            producer,
-            routing,
-            key_extractor: None,
-            eager: own.bool_value("eager").unwrap_or(false),
-        },
-        block_when_full,
-        send_timeout,
+        custom: matches!(p.config.routing, Routing::Custom(_)),
+        config: p.config,
+        block_when_full: p.block_when_full,
+        send_timeout: p.send_timeout,
     })
 }
 
@@ -774,7 +708,7 @@ pub unsafe extern "C" fn rmqs_super_producer_new(
             } else {
                 handle_arg(cfg)?.super_producer.clone()
             };
-            let settings = Settings::from_arg(cfg)?.over(&c.shared.producer_defaults);
+            let settings = settings_arg(cfg)?.over(&c.shared.producer_defaults);
             let parsed = super_producer_config(&settings, &callbacks)?;
             let queue = if queue.is_null() {
                 None
@@ -847,8 +781,7 @@ pub unsafe extern "C" fn rmqs_super_producer_new(
                 closed: AtomicBool::new(false),
                 names: Mutex::new(Vec::new()),
             });
-            let weak: Weak<dyn Child> = Arc::downgrade(&(inner.clone() as Arc<dyn Child>));
-            shared.add_child(weak);
+            shared.adopt(&inner);
             write_out(
                 out,
                 Box::into_raw(Box::new(rmqs_super_producer {
@@ -1431,22 +1364,12 @@ pub unsafe extern "C" fn rmqs_super_producer_close(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_super_producer_free(sp: *mut rmqs_super_producer) {
     ffi_boundary((), || {
-        // SAFETY: NULL or live, freed once.
-        if unsafe { handle_arg(sp) }.is_err() {
-            return;
-        }
-        let mut b = unsafe { Box::from_raw(sp) };
-        b.magic = 0;
-        let inner = b.inner.clone();
-        drop(b);
-        let work = move || {
-            let _ = inner.close(FREE_CLOSE_TIMEOUT.as_millis() as i32);
-            inner.sink.stop(false);
-        };
-        if thread_role() == ThreadRole::Application {
-            work();
-        } else {
-            super::runtime::spawn_reaper(work);
+        // SAFETY: NULL or live, freed once (the caller's contract).
+        unsafe {
+            object::free(sp, |b| {
+                b.magic = 0;
+                b.inner.clone()
+            })
         }
     })
 }
@@ -1454,7 +1377,7 @@ pub unsafe extern "C" fn rmqs_super_producer_free(sp: *mut rmqs_super_producer) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicUsize;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     static FREES: AtomicUsize = AtomicUsize::new(0);
 

@@ -1,6 +1,6 @@
 /*
  * Connection-free parts of the C API through include/rmqstream.h: version, status codes,
- * rmqs_error, hash routing, the message builder and rmqs_value accessors. Compiled as C11 and (via test_basics_cxx.cpp) as C++17, both with
+ * rmqs_error, hash routing, the message builder, rmqs_value accessors and rmqs_config_dump. Compiled as C11 and (via test_basics_cxx.cpp) as C++17, both with
  * -Wall -Wextra -Werror -pedantic. Prints "test_basics: N passed, M failed"; exit status 1 on
  * any failure.
  */
@@ -359,6 +359,52 @@ static void test_values(void) {
     CHECK(rmqs_value_count(NULL) == 0);
 }
 
+/* the line of `key` in a dump, or NULL */
+static const char *dump_line(const rmqs_strings *list, const char *key) {
+    size_t len = strlen(key);
+    for (size_t i = 0; i < rmqs_strings_count(list); i++) {
+        const char *l = rmqs_strings_get(list, i);
+        if (strncmp(l, key, len) == 0 && l[len] == '=')
+            return l;
+    }
+    return NULL;
+}
+
+static void test_config_dump(void) {
+    rmqs_config *cfg = rmqs_config_new();
+    rmqs_strings *list = NULL;
+    rmqs_error *err = NULL;
+    rmqs_offset_spec at = {RMQS_OFFSET_OFFSET, 42};
+    CHECK(rmqs_config_set(cfg, "uri", "rabbitmq-stream://app:s3cret@h1/prod", NULL) == RMQS_OK);
+    CHECK(rmqs_config_set(cfg, "password", "hunter2", NULL) == RMQS_OK);
+    CHECK(rmqs_config_set(cfg, "max-in-flight", "500", NULL) == RMQS_OK);
+    CHECK(rmqs_config_set(cfg, "consumer.initial_credit", "4", NULL) == RMQS_OK);
+    CHECK(rmqs_config_set_offset(cfg, at, NULL) == RMQS_OK);
+    CHECK(rmqs_config_dump(cfg, &list, &err) == RMQS_OK && err == NULL);
+    CHECK(rmqs_strings_count(list) > 50);
+    CHECK_STR(rmqs_strings_get(list, 0), "uri=rabbitmq-stream://app:***@h1/prod");
+    CHECK_STR(dump_line(list, "password"), "password=***");
+    CHECK_STR(dump_line(list, "max_in_flight"), "max_in_flight=500");
+    CHECK_STR(dump_line(list, "batch_size"), "batch_size=100");
+    CHECK_STR(dump_line(list, "offset"), "offset=offset:42");
+    CHECK_STR(dump_line(list, "tls_ca_file"), "tls_ca_file=");
+    CHECK_STR(rmqs_strings_get(list, rmqs_strings_count(list) - 1), "consumer.initial_credit=4");
+    for (size_t i = 0; i < rmqs_strings_count(list); i++) {
+        CHECK(strstr(rmqs_strings_get(list, i), "s3cret") == NULL);
+        CHECK(strstr(rmqs_strings_get(list, i), "hunter2") == NULL);
+    }
+    rmqs_strings_free(list);
+    list = NULL;
+    CHECK(rmqs_config_set(cfg, "batch_size", "65536", &err) == RMQS_ERR_INVALID_ARGUMENT);
+    CHECK_STR(rmqs_error_message(err),
+              "config key \"batch_size\": invalid value \"65536\" (an integer from 1 to 65535)");
+    rmqs_error_free(err);
+    err = NULL;
+    CHECK(rmqs_config_dump(NULL, &list, &err) == RMQS_ERR_INVALID_ARGUMENT && list == NULL);
+    rmqs_error_free(err);
+    rmqs_config_free(cfg);
+}
+
 int main(void) {
     test_version();
     test_statuses();
@@ -366,6 +412,7 @@ int main(void) {
     test_partition();
     test_message_builder();
     test_values();
+    test_config_dump();
     printf("test_basics: %d passed, %d failed\n", passed, failed);
     return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

@@ -1201,8 +1201,8 @@ impl Consumer {
     /// forget: the broker does not answer; [`query_offset`](Self::query_offset) shows when it
     /// is applied. Automatic tracking then skips storing this same offset again.
     /// [`ClientError::InvalidArgument`] without a reference, [`ClientError::Closed`] once
-    /// closed.
-    pub async fn store_offset(&self, offset: u64) -> Result<()> {
+    /// closed. Non-blocking (it queues the frame), from any thread.
+    pub fn store_offset(&self, offset: u64) -> Result<()> {
         let s = &self.shared;
         let reference = s.reference()?;
         let a = s.attachment()?;

@@ -81,7 +81,8 @@ pub use crate::protocol::compression::Compression;
 use crate::protocol::compression::MAX_UNCOMPRESSED_SUB_ENTRY_SIZE;
 use frame::{FrameBuf, encoded_body_len, entry_len};
 use ring::{FREE, Ring};
-use subentry::{MAX_SUB_ENTRY_RECORDS, SUB_ENTRY_OVERHEAD, SubEntryBuf, batch_fits, record_len};
+pub use subentry::MAX_SUB_ENTRY_RECORDS;
+use subentry::{SUB_ENTRY_OVERHEAD, SubEntryBuf, batch_fits, record_len};
 use tags::Tags;
 
 /// Default [`ProducerConfig::batch_size`].
@@ -92,6 +93,9 @@ pub const DEFAULT_BATCH_DELAY: Duration = Duration::from_millis(5);
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 10_000;
 /// Default [`ProducerConfig::confirm_timeout`].
 pub const DEFAULT_CONFIRM_TIMEOUT: Duration = Duration::from_secs(30);
+/// Largest accepted [`ProducerConfig::batch_size`]: a Publish frame of more messages would
+/// not fit the usual `frame_max` anyway.
+pub const MAX_BATCH_SIZE: usize = 65_535;
 /// Largest accepted [`ProducerConfig::max_in_flight`] (the ring costs 24 bytes per slot).
 pub const MAX_IN_FLIGHT_LIMIT: usize = 1 << 24;
 
@@ -179,10 +183,9 @@ impl ProducerConfig {
         if let Some(name) = &self.name {
             check_name("producer name", name)?;
         }
-        if self.batch_size == 0 || self.batch_size > i32::MAX as usize {
+        if self.batch_size == 0 || self.batch_size > MAX_BATCH_SIZE {
             return Err(ClientError::InvalidArgument(format!(
-                "batch_size must be 1 to {}, got {}",
-                i32::MAX,
+                "batch_size must be 1 to {MAX_BATCH_SIZE}, got {}",
                 self.batch_size
             )));
         }

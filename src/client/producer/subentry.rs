@@ -27,7 +27,7 @@ use crate::protocol::compression::{Compression, MAX_UNCOMPRESSED_SUB_ENTRY_SIZE}
 pub(super) const SUB_ENTRY_OVERHEAD: usize = 8 + 11;
 
 /// Most records in one sub-entry (its count is a `u16`).
-pub(super) const MAX_SUB_ENTRY_RECORDS: usize = u16::MAX as usize;
+pub const MAX_SUB_ENTRY_RECORDS: usize = u16::MAX as usize;
 
 /// Bytes a message takes as a sub-entry record before compression.
 pub(super) fn record_len(format: BodyFormat<'_>, body_len: usize) -> usize {

@@ -1,4 +1,11 @@
-//! Connection settings and the `rabbitmq-stream://` URI.
+//! Configuration: connection settings and the `rabbitmq-stream://` URI, the one table of
+//! configuration keys ([`keys`]) and the key/value [`Settings`] it checks and applies.
+
+pub mod keys;
+pub mod settings;
+
+pub use keys::{ConfigError, Key, Kind, Scope};
+pub use settings::{ProducerSettings, Settings, SuperProducerSettings};
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -11,6 +18,9 @@ use super::recovery::RecoveryPolicy;
 /// 8192 bytes since RabbitMQ 4.3.5), so that every command of the protocol fits. The broker
 /// itself sets no floor (4.0.5 tunes to 16 bytes); AMQP 0-9-1's frame-min-size is 4096.
 pub const MIN_FRAME_MAX: u32 = 8192;
+
+/// Most producers (or consumers) sharing one TCP connection.
+pub const MAX_PER_CONNECTION: usize = 256;
 
 /// Longest host name accepted (DNS names are at most 253 bytes).
 pub const MAX_HOST_LEN: usize = 255;
@@ -94,9 +104,11 @@ pub struct ConnectionConfig {
     pub connect_timeout: Duration,
     /// Time allowed for one request/response exchange.
     pub request_timeout: Duration,
-    /// Producers sharing one TCP connection before another is opened (1..=256).
+    /// Producers sharing one TCP connection before another is opened (1 to
+    /// [`MAX_PER_CONNECTION`]).
     pub max_producers_per_connection: usize,
-    /// Consumers sharing one TCP connection before another is opened (1..=256).
+    /// Consumers sharing one TCP connection before another is opened (1 to
+    /// [`MAX_PER_CONNECTION`]).
     pub max_consumers_per_connection: usize,
     /// Behind a load balancer: connect through the seed hosts repeatedly until the broker's
     /// advertised host/port is the wanted node, instead of dialling the advertised address.
@@ -123,8 +135,8 @@ impl Default for ConnectionConfig {
             connection_name: "rmqstream".into(),
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(10),
-            max_producers_per_connection: 256,
-            max_consumers_per_connection: 256,
+            max_producers_per_connection: MAX_PER_CONNECTION,
+            max_consumers_per_connection: MAX_PER_CONNECTION,
             load_balancer_mode: false,
             recovery: RecoveryPolicy::default(),
         }
@@ -271,10 +283,13 @@ impl ConnectionConfig {
         if self.endpoints.is_empty() {
             return bad("no host configured");
         }
-        if !(1..=256).contains(&self.max_producers_per_connection)
-            || !(1..=256).contains(&self.max_consumers_per_connection)
+        let per = 1..=MAX_PER_CONNECTION;
+        if !per.contains(&self.max_producers_per_connection)
+            || !per.contains(&self.max_consumers_per_connection)
         {
-            return bad("producers/consumers per connection must be within 1..=256");
+            return Err(ClientError::InvalidArgument(format!(
+                "producers/consumers per connection must be 1 to {MAX_PER_CONNECTION}"
+            )));
         }
         if self.sasl == SaslMechanism::External && self.tls.is_none() {
             return bad("SASL EXTERNAL needs TLS with a client certificate");
