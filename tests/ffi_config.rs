@@ -370,7 +370,10 @@ fn a_typed_offset_sets_where_a_consumer_starts() {
     for i in 0..10 {
         capi::send(p, i);
     }
-    assert_eq!(unsafe { rmqs_producer_flush(p, 10_000) }, RMQS_OK.status());
+    assert_eq!(
+        unsafe { rmqs_producer_flush(p, 10_000, ptr::null_mut()) },
+        RMQS_OK.status()
+    );
     capi::assert_all_ok_once(&seen, 10);
     unsafe { rmqs_producer_free(p) };
 
