@@ -14,46 +14,27 @@
 //! (found by their client-provided `connection_name`, unique to the test) to lose its
 //! partition consumers.
 
+mod support;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
+use support::client::{env, lock, runtime};
+use support::{unique, uri};
 
 use rmqstream::client::consumer::{ConsumerUpdate, PostFilter, TrackingStrategy};
 use rmqstream::client::super_producer::route_partition;
 use rmqstream::client::{
-    ClientError, Confirm, ConnectionConfig, Consumer, ConsumerConfig, ConsumerEvents,
-    DeliveredChunk, Environment, EnvironmentHandle, OutgoingMessage, SuperConsumer,
-    SuperConsumerConfig, SuperConsumerEvents, SuperProducer, SuperProducerConfig,
-    SuperProducerEvents,
+    ClientError, Confirm, Consumer, ConsumerConfig, ConsumerEvents, DeliveredChunk, Environment,
+    EnvironmentHandle, OutgoingMessage, SuperConsumer, SuperConsumerConfig, SuperConsumerEvents,
+    SuperProducer, SuperProducerConfig, SuperProducerEvents,
 };
 use rmqstream::protocol::codes::OffsetSpec;
 use tokio::runtime::Runtime;
 
-const DEFAULT_URI: &str = "rabbitmq-stream://guest:guest@localhost:5552/%2f";
 const WAIT: Duration = Duration::from_secs(30);
 /// How long "nothing more arrives" is observed.
 const QUIET: Duration = Duration::from_millis(500);
-
-fn uri() -> String {
-    std::env::var("RMQS_TEST_URI").unwrap_or_else(|_| DEFAULT_URI.to_string())
-}
-
-fn unique(prefix: &str) -> String {
-    let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
-    format!("{prefix}-{}-{}", std::process::id(), t.as_nanos())
-}
-
-fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(3)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// Polls `cond` (from the test thread) until it holds or `WAIT` passes.
 fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
@@ -277,11 +258,8 @@ impl Fixture {
     }
 
     fn with_uri(uri: &str, prefix: &str) -> Fixture {
-        let rt = runtime();
-        let env = rt.block_on(connect(
-            uri,
-            &format!("client_super_consumer test {prefix}"),
-        ));
+        let rt = runtime(3);
+        let env = rt.block_on(env(uri, &format!("client_super_consumer test {prefix}")));
         Fixture {
             rt,
             env: Arc::new(env),
@@ -387,13 +365,6 @@ impl Fixture {
             self.env.close().await;
         });
     }
-}
-
-async fn connect(uri: &str, name: &str) -> Environment {
-    let mut cfg = ConnectionConfig::default();
-    cfg.apply_uri(uri).unwrap();
-    cfg.connection_name = name.to_string();
-    Environment::connect(cfg).await.unwrap()
 }
 
 /// Sends every body with itself as routing key, then waits for their confirms (`confirms`
@@ -1060,7 +1031,7 @@ fn partition_consumers_recover_from_a_lost_connection() {
     publish(&p, &confirms, 0, &first);
     // The consumer in its own environment, with a name to find its connections by.
     let conn_name = unique("sc-lost-consumer");
-    let cenv = Arc::new(f.rt.block_on(connect(&uri(), &conn_name)));
+    let cenv = Arc::new(f.rt.block_on(env(&uri(), &conn_name)));
     let sink = Sink::new();
     let c = f.consumer_in(
         cenv.clone(),

@@ -13,71 +13,29 @@
 //! `rabbit_stream_manager` does); that test is skipped with a notice when the script cannot
 //! reach the node (a broker not started by `scripts/broker`).
 
+mod support;
+
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
+use support::alloc::{CountingAlloc, allocations};
+use support::client::{env, runtime};
+use support::{unique, uri};
 
 use rmqstream::client::super_producer::{key_extractor, route_partition};
 use rmqstream::client::{
-    ClientError, Confirm, ConfirmStatus, ConnectionConfig, Consumer, ConsumerConfig,
-    ConsumerEvents, DeliveredChunk, Environment, EnvironmentHandle, OutgoingMessage,
-    ProducerConfig, Routing, SuperProducer, SuperProducerConfig, SuperProducerEvents,
+    ClientError, Confirm, ConfirmStatus, Consumer, ConsumerConfig, ConsumerEvents, DeliveredChunk,
+    Environment, EnvironmentHandle, OutgoingMessage, ProducerConfig, Routing, SuperProducer,
+    SuperProducerConfig, SuperProducerEvents,
 };
 use rmqstream::protocol::codes::OffsetSpec;
 use tokio::runtime::Runtime;
 
-/// Counts the allocations (and reallocations) of each thread, to check the send paths.
-struct CountingAlloc;
-
-thread_local! {
-    static ALLOCATIONS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
-}
-
-fn allocations() -> u64 {
-    ALLOCATIONS.with(|c| c.get())
-}
-
-// SAFETY: forwards to the system allocator; only counts on the side.
-unsafe impl std::alloc::GlobalAlloc for CountingAlloc {
-    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
-        let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
-        // SAFETY: same contract as ours.
-        unsafe { std::alloc::System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
-        // SAFETY: same contract as ours.
-        unsafe { std::alloc::System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, size: usize) -> *mut u8 {
-        let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
-        // SAFETY: same contract as ours.
-        unsafe { std::alloc::System.realloc(ptr, layout, size) }
-    }
-}
-
 #[global_allocator]
 static GLOBAL: CountingAlloc = CountingAlloc;
 
-const DEFAULT_URI: &str = "rabbitmq-stream://guest:guest@localhost:5552/%2f";
 const WAIT: Duration = Duration::from_secs(30);
-
-fn uri() -> String {
-    std::env::var("RMQS_TEST_URI").unwrap_or_else(|_| DEFAULT_URI.to_string())
-}
-
-fn unique(prefix: &str) -> String {
-    let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
-    format!("{prefix}-{}-{}", std::process::id(), t.as_nanos())
-}
-
-fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 /// One confirm as the super producer reported it.
 #[derive(Debug, Clone)]
@@ -159,13 +117,8 @@ impl Fixture {
     }
 
     fn with_uri(uri: &str, prefix: &str) -> Fixture {
-        let rt = runtime();
-        let env = rt.block_on(async {
-            let mut cfg = ConnectionConfig::default();
-            cfg.apply_uri(uri).unwrap();
-            cfg.connection_name = format!("client_super_producer test {prefix}");
-            Environment::connect(cfg).await.unwrap()
-        });
+        let rt = runtime(2);
+        let env = rt.block_on(env(uri, &format!("client_super_producer test {prefix}")));
         Fixture {
             rt,
             env: Arc::new(env),

@@ -1095,7 +1095,7 @@ fn single_broker_restart_during_traffic() {
     let conn = connect(&uri());
     let name = unique("crec-restart");
     let stream = CString::new(name.clone()).unwrap();
-    create(conn, &stream);
+    create_stream(conn, &stream);
     let cseen = Seen::new(0);
     let c = consumer(conn, &stream, &[("offset", "first")], &cseen);
     let pseen = Seen::new(MAX_TRAFFIC);
