@@ -26,9 +26,8 @@ use rmqstream::protocol::amqp::Message;
 use rmqstream::protocol::chunk::{ChunkBuilder, encode_sub_entry};
 use rmqstream::protocol::codes::{OffsetSpec, ResponseCode};
 use rmqstream::protocol::commands::{
-    Broker, CodeResponse, DeclarePublisher, Deliver, Frame, MetadataResponse, OpenResponse,
-    PeerPropertiesResponse, Publish, PublishEntry, PublishVersion, PublishingError,
-    SaslAuthenticateResponse, SaslHandshakeResponse, StreamMetadata, Tune, split_frame,
+    CodeResponse, DeclarePublisher, Deliver, Frame, Publish, PublishEntry, PublishVersion,
+    PublishingError,
 };
 use rmqstream::protocol::compression::Compression;
 
@@ -1002,113 +1001,36 @@ fn legacy_broker_delivers_v1_chunks() {
 type Credits = Arc<Mutex<HashMap<u8, u64>>>;
 
 async fn serve_scripted(
-    mut sock: tokio::net::TcpStream,
+    sock: tokio::net::TcpStream,
     port: u16,
     script: Arc<Vec<(Option<u64>, Bytes)>>,
     credits: Credits,
 ) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut buf = BytesMut::new();
-    loop {
-        let mut out = BytesMut::new();
-        let mut closing = false;
-        let mut send = |f: Frame| f.encode(&mut out).unwrap();
-        while let Some(body) = split_frame(&mut buf, 0).unwrap() {
-            let ok = ResponseCode::OK;
-            match Frame::decode(body).unwrap() {
-                Frame::PeerProperties(f) => {
-                    send(Frame::PeerPropertiesResponse(PeerPropertiesResponse {
-                        correlation_id: f.correlation_id,
-                        code: ok,
-                        properties: vec![
-                            ("product".into(), "scripted".into()),
-                            ("version".into(), "3.10.0".into()),
-                        ],
-                    }))
-                }
-                Frame::SaslHandshake(f) => {
-                    send(Frame::SaslHandshakeResponse(SaslHandshakeResponse {
-                        correlation_id: f.correlation_id,
-                        code: ok,
-                        mechanisms: vec!["PLAIN".into()],
-                    }))
-                }
-                Frame::SaslAuthenticate(f) => {
-                    send(Frame::SaslAuthenticateResponse(SaslAuthenticateResponse {
-                        correlation_id: f.correlation_id,
-                        code: ok,
-                        challenge: None,
-                    }));
-                    send(Frame::Tune(Tune {
-                        frame_max: 1_048_576,
-                        heartbeat: 0,
-                    }));
-                }
-                Frame::Open(f) => send(Frame::OpenResponse(OpenResponse {
-                    correlation_id: f.correlation_id,
-                    code: ok,
-                    properties: vec![
-                        ("advertised_host".into(), "127.0.0.1".into()),
-                        ("advertised_port".into(), port.to_string()),
-                    ],
-                })),
-                Frame::Metadata(f) => send(Frame::MetadataResponse(MetadataResponse {
-                    correlation_id: f.correlation_id,
-                    brokers: vec![Broker {
-                        reference: 0,
-                        host: "127.0.0.1".into(),
-                        port: u32::from(port),
-                    }],
-                    streams: f
-                        .streams
-                        .into_iter()
-                        .map(|stream| StreamMetadata {
-                            stream,
-                            code: ok,
-                            leader: Some(0),
-                            replicas: vec![],
-                        })
-                        .collect(),
-                })),
-                Frame::Subscribe(f) => {
-                    send(Frame::SubscribeResponse(CodeResponse {
-                        correlation_id: f.correlation_id,
-                        code: ok,
-                    }));
-                    for (committed, chunk) in script.iter() {
-                        send(Frame::Deliver(Deliver {
-                            subscription_id: f.subscription_id,
-                            committed_chunk_id: *committed,
-                            chunk: chunk.clone(),
-                        }));
-                    }
-                }
-                Frame::Credit(f) => {
-                    *lock(&credits).entry(f.subscription_id).or_default() += u64::from(f.credit);
-                }
-                Frame::Unsubscribe(f) => send(Frame::UnsubscribeResponse(CodeResponse {
-                    correlation_id: f.correlation_id,
-                    code: ok,
-                })),
-                Frame::Close(f) => {
-                    send(Frame::CloseResponse(CodeResponse {
-                        correlation_id: f.correlation_id,
-                        code: ok,
-                    }));
-                    closing = true;
-                }
-                _ => {}
+    let properties = [("product", "scripted"), ("version", "3.10.0")];
+    support::client::serve_scripted(sock, port, &properties, |frame, send| match frame {
+        Frame::Subscribe(f) => {
+            send(Frame::SubscribeResponse(CodeResponse {
+                correlation_id: f.correlation_id,
+                code: ResponseCode::OK,
+            }));
+            for (committed, chunk) in script.iter() {
+                send(Frame::Deliver(Deliver {
+                    subscription_id: f.subscription_id,
+                    committed_chunk_id: *committed,
+                    chunk: chunk.clone(),
+                }));
             }
         }
-        if !out.is_empty() && sock.write_all(&out).await.is_err() || closing {
-            return;
+        Frame::Credit(f) => {
+            *lock(&credits).entry(f.subscription_id).or_default() += u64::from(f.credit);
         }
-        buf.reserve(64 * 1024);
-        match sock.read_buf(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
-        }
-    }
+        Frame::Unsubscribe(f) => send(Frame::UnsubscribeResponse(CodeResponse {
+            correlation_id: f.correlation_id,
+            code: ResponseCode::OK,
+        })),
+        _ => {}
+    })
+    .await
 }
 
 #[test]

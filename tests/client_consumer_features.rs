@@ -24,7 +24,6 @@ use std::time::{Duration, Instant};
 use support::client::{env, lock, runtime, wait_until};
 use support::{unique, uri};
 
-use bytes::BytesMut;
 use rmqstream::client::consumer::{
     ConsumerUpdate, PostFilter, TrackingContext, TrackingDecider, TrackingStrategy,
 };
@@ -33,10 +32,7 @@ use rmqstream::client::{
     DeliveredChunk, Environment, OutgoingMessage, Producer, ProducerConfig,
 };
 use rmqstream::protocol::codes::{OffsetSpec, ResponseCode};
-use rmqstream::protocol::commands::{
-    Broker, CodeResponse, Frame, MetadataResponse, OpenResponse, PeerPropertiesResponse,
-    SaslAuthenticateResponse, SaslHandshakeResponse, StreamMetadata, Tune, split_frame,
-};
+use rmqstream::protocol::commands::{CodeResponse, Frame};
 
 const WAIT: Duration = Duration::from_secs(20);
 /// How long "nothing more arrives" is observed.
@@ -1365,115 +1361,41 @@ struct Script {
     answers: Mutex<Vec<ResponseCode>>,
 }
 
-async fn serve_scripted(mut sock: tokio::net::TcpStream, port: u16, script: Arc<Script>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut buf = BytesMut::new();
-    loop {
-        let mut out = BytesMut::new();
-        let mut closing = false;
-        let mut send = |f: Frame| f.encode(&mut out).unwrap();
-        while let Some(b) = split_frame(&mut buf, 0).unwrap() {
-            let ok = ResponseCode::OK;
-            match Frame::decode(b).unwrap() {
-                Frame::PeerProperties(f) => {
-                    send(Frame::PeerPropertiesResponse(PeerPropertiesResponse {
-                        correlation_id: f.correlation_id,
-                        code: ok,
-                        properties: vec![("version".into(), "3.10.0".into())],
-                    }))
-                }
-                Frame::SaslHandshake(f) => {
-                    send(Frame::SaslHandshakeResponse(SaslHandshakeResponse {
-                        correlation_id: f.correlation_id,
-                        code: ok,
-                        mechanisms: vec!["PLAIN".into()],
-                    }))
-                }
-                Frame::SaslAuthenticate(f) => {
-                    send(Frame::SaslAuthenticateResponse(SaslAuthenticateResponse {
-                        correlation_id: f.correlation_id,
-                        code: ok,
-                        challenge: None,
-                    }));
-                    send(Frame::Tune(Tune {
-                        frame_max: 1_048_576,
-                        heartbeat: 0,
-                    }));
-                }
-                Frame::Open(f) => send(Frame::OpenResponse(OpenResponse {
+async fn serve_scripted(sock: tokio::net::TcpStream, port: u16, script: Arc<Script>) {
+    let properties = [("version", "3.10.0")];
+    support::client::serve_scripted(sock, port, &properties, |frame, send| match frame {
+        Frame::Subscribe(f) => {
+            let n = script.subscribes.fetch_add(1, Ordering::SeqCst);
+            let mut live = lock(&script.live);
+            let code = if live.insert(f.subscription_id) {
+                ResponseCode::OK
+            } else {
+                ResponseCode::SUBSCRIPTION_ID_ALREADY_EXISTS
+            };
+            // The first one is taken but never answered (a slow broker).
+            if n > 0 {
+                lock(&script.answers).push(code);
+                send(Frame::SubscribeResponse(CodeResponse {
                     correlation_id: f.correlation_id,
-                    code: ok,
-                    properties: vec![
-                        ("advertised_host".into(), "127.0.0.1".into()),
-                        ("advertised_port".into(), port.to_string()),
-                    ],
-                })),
-                Frame::Metadata(f) => send(Frame::MetadataResponse(MetadataResponse {
-                    correlation_id: f.correlation_id,
-                    brokers: vec![Broker {
-                        reference: 0,
-                        host: "127.0.0.1".into(),
-                        port: u32::from(port),
-                    }],
-                    streams: f
-                        .streams
-                        .into_iter()
-                        .map(|stream| StreamMetadata {
-                            stream,
-                            code: ok,
-                            leader: Some(0),
-                            replicas: vec![],
-                        })
-                        .collect(),
-                })),
-                Frame::Subscribe(f) => {
-                    let n = script.subscribes.fetch_add(1, Ordering::SeqCst);
-                    let mut live = lock(&script.live);
-                    let code = if live.insert(f.subscription_id) {
-                        ok
-                    } else {
-                        ResponseCode::SUBSCRIPTION_ID_ALREADY_EXISTS
-                    };
-                    // The first one is taken but never answered (a slow broker).
-                    if n > 0 {
-                        lock(&script.answers).push(code);
-                        send(Frame::SubscribeResponse(CodeResponse {
-                            correlation_id: f.correlation_id,
-                            code,
-                        }));
-                    }
-                }
-                Frame::Unsubscribe(f) => {
-                    script.unsubscribes.fetch_add(1, Ordering::SeqCst);
-                    let code = if lock(&script.live).remove(&f.subscription_id) {
-                        ok
-                    } else {
-                        ResponseCode::SUBSCRIPTION_ID_DOES_NOT_EXIST
-                    };
-                    send(Frame::UnsubscribeResponse(CodeResponse {
-                        correlation_id: f.correlation_id,
-                        code,
-                    }))
-                }
-                Frame::Close(f) => {
-                    send(Frame::CloseResponse(CodeResponse {
-                        correlation_id: f.correlation_id,
-                        code: ok,
-                    }));
-                    closing = true;
-                }
-                _ => {}
+                    code,
+                }));
             }
         }
-        if !out.is_empty() && sock.write_all(&out).await.is_err() || closing {
-            return;
+        Frame::Unsubscribe(f) => {
+            script.unsubscribes.fetch_add(1, Ordering::SeqCst);
+            let code = if lock(&script.live).remove(&f.subscription_id) {
+                ResponseCode::OK
+            } else {
+                ResponseCode::SUBSCRIPTION_ID_DOES_NOT_EXIST
+            };
+            send(Frame::UnsubscribeResponse(CodeResponse {
+                correlation_id: f.correlation_id,
+                code,
+            }))
         }
-        buf.reserve(64 * 1024);
-        match sock.read_buf(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
-        }
-    }
+        _ => {}
+    })
+    .await
 }
 
 #[test]

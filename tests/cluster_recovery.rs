@@ -122,12 +122,7 @@ fn connect(uri: &str) -> *mut rmqs_connection {
         rmqs_config_set_log_cb(cfg, Some(on_log), ptr::null_mut(), None, ptr::null_mut())
     };
     assert_eq!(st, 0);
-    let mut conn = ptr::null_mut();
-    let mut err = ptr::null_mut();
-    let st = unsafe { rmqs_connection_open(cfg, &mut conn, &mut err) };
-    unsafe { rmqs_config_free(cfg) };
-    check(st, err, "open");
-    conn
+    open_config(cfg)
 }
 
 /// Time 0 of the running test's log.

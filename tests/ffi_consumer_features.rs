@@ -369,24 +369,7 @@ fn a_tracking_callback_decides_when_to_store() {
         "the refused one's config is freed"
     );
 
-    let mut c = ptr::null_mut();
-    let mut err = ptr::null_mut();
-    let st = unsafe {
-        rmqs_consumer_new(
-            conn,
-            s.as_ptr(),
-            cfg,
-            None,
-            ptr::null_mut(),
-            None,
-            q,
-            0,
-            &mut c,
-            &mut err,
-        )
-    };
-    check(st, err, "consumer");
-    unsafe { rmqs_config_free(cfg) };
+    let c = try_queue_consumer(conn, &s, cfg, q).unwrap_or_else(|e| panic!("consumer: {e:?}"));
     assert_eq!(
         calls.freed.load(Ordering::SeqCst),
         1,

@@ -273,27 +273,8 @@ fn text_accessors_still_work_on_builder_messages() {
     flush(p);
     unsafe { rmqs_producer_free(p) };
 
-    let mut q = ptr::null_mut();
-    assert_eq!(unsafe { rmqs_queue_new(&mut q, std::ptr::null_mut()) }, 0);
-    let cfg = config(&[("offset", "first")]);
-    let mut c = ptr::null_mut();
-    let mut err = ptr::null_mut();
-    let st = unsafe {
-        rmqs_consumer_new(
-            f.conn,
-            f.stream.as_ptr(),
-            cfg,
-            None,
-            ptr::null_mut(),
-            None,
-            q,
-            0,
-            &mut c,
-            &mut err,
-        )
-    };
-    unsafe { rmqs_config_free(cfg) };
-    check(st, err, "consumer");
+    let q = queue();
+    let c = queue_consumer(f.conn, &f.stream, &[("offset", "first")], q);
     let ev = loop {
         let ev = poll_event(q, 30_000);
         assert!(!ev.is_null(), "no chunk within 30 s");

@@ -1096,24 +1096,9 @@ fn bad_input_gives_clear_statuses() {
         assert_eq!(st, RMQS_ERR_INVALID_ARGUMENT.status());
         assert!(m.contains("callback or a queue"), "{m}");
         // config keys for the wrong object
-        let cfg = config(&[("offset", "first")]);
-        let mut err = ptr::null_mut();
-        let st = rmqs_producer_new(
-            conn,
-            s.as_ptr(),
-            cfg,
-            None,
-            ptr::null_mut(),
-            None,
-            ptr::null_mut(),
-            0,
-            &mut p,
-            &mut err,
-        );
-        let (st, m) = failure(st, err);
+        let (st, m) = try_bare_producer(conn, &s, &[("offset", "first")]).unwrap_err();
         assert_eq!(st, RMQS_ERR_INVALID_ARGUMENT.status());
         assert!(m.contains("offset"), "{m}");
-        rmqs_config_free(cfg);
 
         // sends
         let p = producer_new(conn, &s, &[], None, ptr::null_mut(), 0).unwrap();

@@ -95,7 +95,11 @@ fn config_or_null(pairs: &[(&str, &str)]) -> *mut rmqs_config {
 
 /// A connection opened with the given keys.
 pub fn open(pairs: &[(&str, &str)]) -> *mut rmqs_connection {
-    let cfg = config(pairs);
+    open_config(config(pairs))
+}
+
+/// A connection opened with `cfg` (freed here).
+pub fn open_config(cfg: *mut rmqs_config) -> *mut rmqs_connection {
     let mut conn = ptr::null_mut();
     let mut err = ptr::null_mut();
     let st = unsafe { rmqs_connection_open(cfg, &mut conn, &mut err) };

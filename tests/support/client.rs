@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use bytes::BytesMut;
 use rmqstream::client::connection::SubscriptionListener;
 use rmqstream::client::{
     ClientError, Confirm, ConnectionConfig, Environment, Producer, ProducerConfig, ProducerEvents,
@@ -15,7 +16,11 @@ use rmqstream::client::{
 use rmqstream::protocol::amqp::MessageView;
 use rmqstream::protocol::chunk::{Chunk, ChunkDecoder, EntryKind};
 use rmqstream::protocol::codes::{OffsetSpec, ResponseCode};
-use rmqstream::protocol::commands::{Credit, Deliver, Frame, Subscribe, Unsubscribe};
+use rmqstream::protocol::commands::{
+    Broker, CodeResponse, Credit, Deliver, Frame, MetadataResponse, OpenResponse,
+    PeerPropertiesResponse, SaslAuthenticateResponse, SaslHandshakeResponse, StreamMetadata,
+    Subscribe, Tune, Unsubscribe, split_frame,
+};
 use rmqstream::protocol::compression::Compression;
 use tokio::runtime::Runtime;
 use tokio::sync::mpsc;
@@ -320,4 +325,99 @@ pub async fn read_stream(env: &Environment, stream: &str, n: usize) -> ReadBack 
         .await;
     conn.unregister_subscription(sid);
     out
+}
+
+/// One connection of a scripted in-process broker, for what a real one cannot be made to do:
+/// answers the handshake itself (PeerProperties with `properties`, SASL PLAIN, Tune, Open
+/// advertising 127.0.0.1:`port`, Metadata naming itself leader of every stream) and Close, and
+/// hands every other frame to `on_frame` with a `send` for its answers. Returns when the client
+/// closes or goes away.
+pub async fn serve_scripted(
+    mut sock: tokio::net::TcpStream,
+    port: u16,
+    properties: &[(&str, &str)],
+    mut on_frame: impl FnMut(Frame, &mut dyn FnMut(Frame)),
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ok = ResponseCode::OK;
+    let mut buf = BytesMut::new();
+    loop {
+        let mut out = BytesMut::new();
+        let mut closing = false;
+        let mut send = |f: Frame| f.encode(&mut out).unwrap();
+        while let Some(body) = split_frame(&mut buf, 0).unwrap() {
+            match Frame::decode(body).unwrap() {
+                Frame::PeerProperties(f) => {
+                    send(Frame::PeerPropertiesResponse(PeerPropertiesResponse {
+                        correlation_id: f.correlation_id,
+                        code: ok,
+                        properties: properties
+                            .iter()
+                            .map(|(k, v)| (k.to_string(), v.to_string()))
+                            .collect(),
+                    }))
+                }
+                Frame::SaslHandshake(f) => {
+                    send(Frame::SaslHandshakeResponse(SaslHandshakeResponse {
+                        correlation_id: f.correlation_id,
+                        code: ok,
+                        mechanisms: vec!["PLAIN".into()],
+                    }))
+                }
+                Frame::SaslAuthenticate(f) => {
+                    send(Frame::SaslAuthenticateResponse(SaslAuthenticateResponse {
+                        correlation_id: f.correlation_id,
+                        code: ok,
+                        challenge: None,
+                    }));
+                    send(Frame::Tune(Tune {
+                        frame_max: 1_048_576,
+                        heartbeat: 0,
+                    }));
+                }
+                Frame::Open(f) => send(Frame::OpenResponse(OpenResponse {
+                    correlation_id: f.correlation_id,
+                    code: ok,
+                    properties: vec![
+                        ("advertised_host".into(), "127.0.0.1".into()),
+                        ("advertised_port".into(), port.to_string()),
+                    ],
+                })),
+                Frame::Metadata(f) => send(Frame::MetadataResponse(MetadataResponse {
+                    correlation_id: f.correlation_id,
+                    brokers: vec![Broker {
+                        reference: 0,
+                        host: "127.0.0.1".into(),
+                        port: u32::from(port),
+                    }],
+                    streams: f
+                        .streams
+                        .into_iter()
+                        .map(|stream| StreamMetadata {
+                            stream,
+                            code: ok,
+                            leader: Some(0),
+                            replicas: vec![],
+                        })
+                        .collect(),
+                })),
+                Frame::Close(f) => {
+                    send(Frame::CloseResponse(CodeResponse {
+                        correlation_id: f.correlation_id,
+                        code: ok,
+                    }));
+                    closing = true;
+                }
+                other => on_frame(other, &mut send),
+            }
+        }
+        if !out.is_empty() && sock.write_all(&out).await.is_err() || closing {
+            return;
+        }
+        buf.reserve(64 * 1024);
+        match sock.read_buf(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
 }
