@@ -406,20 +406,7 @@ fn broker_eval(expr: &str) -> Option<String> {
     if !uri().contains("localhost:5552") {
         return None;
     }
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/broker");
-    let out = std::process::Command::new(script)
-        .args(["ctl", "eval", expr])
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        eprintln!(
-            "scripts/broker ctl eval failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        return None;
-    }
-    Some(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    support::broker_eval(expr)
 }
 
 // ---------------------------------------------------------------------------------------------

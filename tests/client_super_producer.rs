@@ -21,7 +21,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 use support::alloc::{CountingAlloc, allocations};
 use support::client::{env, runtime};
-use support::{unique, uri};
+use support::{broker_eval, unique, uri};
 
 use rmqstream::client::super_producer::{key_extractor, route_partition};
 use rmqstream::client::{
@@ -711,25 +711,6 @@ fn send_paths_do_not_allocate_per_message() {
         events.take();
     }
     f.finish();
-}
-
-/// Runs `scripts/broker ctl eval EXPR` against the test node; `None` when that is not
-/// possible here.
-fn broker_eval(expr: &str) -> Option<String> {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/broker");
-    let out = std::process::Command::new(script)
-        .args(["ctl", "eval", expr])
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        eprintln!(
-            "scripts/broker ctl eval failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        return None;
-    }
-    Some(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 /// A partition added to a live super stream (a new stream bound to its exchange, as the

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 use support::capi::*;
-use support::{legacy_uri, unique, uri};
+use support::{OFFICIAL_ROUTES, broker_eval, legacy_uri, unique, uri};
 
 use rmqstream::ffi::rmqs_event_source_code::*;
 use rmqstream::ffi::rmqs_event_type_code::*;
@@ -570,19 +570,7 @@ fn hash_routing_puts_3000_keys_on_their_murmur3_partitions() {
 /// producer's sends on a real 3-partition super stream.
 #[test]
 fn hash_routing_agrees_with_the_official_reference_table() {
-    let table = [
-        ("hello1", 1),
-        ("hello2", 0),
-        ("hello3", 1),
-        ("hello4", 2),
-        ("hello5", 0),
-        ("hello6", 2),
-        ("hello7", 0),
-        ("hello8", 1),
-        ("hello9", 0),
-        ("hello10", 2),
-        ("hello88", 1),
-    ];
+    let table = OFFICIAL_ROUTES;
     for (k, want) in table {
         assert_eq!(hash_partition(k, 3), want, "{k}");
     }
@@ -986,25 +974,6 @@ fn named_super_producer_deduplicates_per_partition() {
         got.dedup();
         assert_eq!(got.len(), count[i], "one copy of each message on {part}");
     }
-}
-
-/// Runs `scripts/broker ctl eval EXPR` against the test node; `None` when that is not
-/// possible here.
-fn broker_eval(expr: &str) -> Option<String> {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/broker");
-    let out = std::process::Command::new(script)
-        .args(["ctl", "eval", expr])
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        eprintln!(
-            "scripts/broker ctl eval failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        return None;
-    }
-    Some(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 /// Adds partition `<ss>-<index>` (binding key `<index>`) to a live super stream, as the

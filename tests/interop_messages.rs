@@ -55,20 +55,7 @@ fn python() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("RMQS_PYTHON") {
         return Some(PathBuf::from(p));
     }
-    let state = match std::env::var_os("RMQS_STATE") {
-        Some(s) => PathBuf::from(s),
-        None => PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".rmqstream"),
-    };
-    let p = state.join("venv/bin/python");
-    if p.exists() {
-        Some(p)
-    } else {
-        eprintln!(
-            "NOTICE: no Python venv at {}: rstream interop test skipped (scripts/install-deps)",
-            p.display()
-        );
-        None
-    }
+    support::venv_python("rstream interop test")
 }
 
 /// Runs an interop script and parses the JSON it prints.

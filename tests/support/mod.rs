@@ -22,6 +22,7 @@ pub mod messages;
 pub mod mini_json;
 pub mod proxy;
 
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The URI of the single test broker.
@@ -53,6 +54,60 @@ pub fn broker_target() -> String {
     let authority = rest.split('/').next().unwrap();
     let hosts = authority.rsplit('@').next().unwrap();
     hosts.split(',').next().unwrap().to_string()
+}
+
+/// `scripts/broker ctl eval EXPR` against the single broker: its output, trimmed, or `None`
+/// (with the reason on stderr) when that fails.
+pub fn broker_eval(expr: &str) -> Option<String> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/broker");
+    let out = std::process::Command::new(script)
+        .args(["ctl", "eval", expr])
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        eprintln!(
+            "scripts/broker ctl eval failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return None;
+    }
+    Some(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// The official clients' hash routing table (Java `HashRoutingStrategyTest`, Go, .NET): each
+/// routing key and its partition of 3 (`invoices-01..03`).
+pub const OFFICIAL_ROUTES: [(&str, u32); 11] = [
+    ("hello1", 1),
+    ("hello2", 0),
+    ("hello3", 1),
+    ("hello4", 2),
+    ("hello5", 0),
+    ("hello6", 2),
+    ("hello7", 0),
+    ("hello8", 1),
+    ("hello9", 0),
+    ("hello10", 2),
+    ("hello88", 1),
+];
+
+/// The python of the venv `scripts/install-deps` makes (`$RMQS_STATE`, else `~/.rmqstream`,
+/// `/venv/bin/python`), or `None` after a notice that `what` is skipped.
+pub fn venv_python(what: &str) -> Option<PathBuf> {
+    let state = match std::env::var_os("RMQS_STATE") {
+        Some(s) => PathBuf::from(s),
+        None => PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".rmqstream"),
+    };
+    let p = state.join("venv/bin/python");
+    if p.exists() {
+        return Some(p);
+    }
+    eprintln!(
+        "NOTICE: no Python venv at {}: {what} skipped (scripts/install-deps creates it; or set \
+         RMQS_PYTHON to a python that has rstream)",
+        p.display()
+    );
+    None
 }
 
 /// True under CI (`CI=true`), where a missing broker is a failure, not a skip.
