@@ -19,18 +19,17 @@ mod support;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-use support::client::{env, lock, runtime};
+use support::client::{SuperFixture, env, lock};
 use support::{unique, uri};
 
 use rmqstream::client::consumer::{ConsumerUpdate, PostFilter, TrackingStrategy};
 use rmqstream::client::super_producer::route_partition;
 use rmqstream::client::{
-    ClientError, Confirm, Consumer, ConsumerConfig, ConsumerEvents, DeliveredChunk, Environment,
+    ClientError, Confirm, Consumer, ConsumerConfig, ConsumerEvents, DeliveredChunk,
     EnvironmentHandle, OutgoingMessage, SuperConsumer, SuperConsumerConfig, SuperConsumerEvents,
     SuperProducer, SuperProducerConfig, SuperProducerEvents,
 };
 use rmqstream::protocol::codes::OffsetSpec;
-use tokio::runtime::Runtime;
 
 const WAIT: Duration = Duration::from_secs(30);
 /// How long "nothing more arrives" is observed.
@@ -243,13 +242,14 @@ impl Confirms {
 // ---------------------------------------------------------------------------------------------
 // Fixture.
 
-/// An environment (shared with the super producers and consumers), deleting what the test
-/// created.
-struct Fixture {
-    rt: Runtime,
-    env: Arc<Environment>,
-    super_streams: Mutex<Vec<String>>,
-    streams: Mutex<Vec<String>>,
+/// The shared [`SuperFixture`] with this file's producers, consumers and readers.
+struct Fixture(SuperFixture);
+
+impl std::ops::Deref for Fixture {
+    type Target = SuperFixture;
+    fn deref(&self) -> &SuperFixture {
+        &self.0
+    }
 }
 
 impl Fixture {
@@ -258,30 +258,15 @@ impl Fixture {
     }
 
     fn with_uri(uri: &str, prefix: &str) -> Fixture {
-        let rt = runtime(3);
-        let env = rt.block_on(env(uri, &format!("client_super_consumer test {prefix}")));
-        Fixture {
-            rt,
-            env: Arc::new(env),
-            super_streams: Mutex::default(),
-            streams: Mutex::default(),
-        }
+        Fixture(SuperFixture::new(
+            uri,
+            3,
+            &format!("client_super_consumer test {prefix}"),
+        ))
     }
 
-    fn handle(&self) -> Arc<dyn EnvironmentHandle> {
-        self.env.clone()
-    }
-
-    /// A super stream with partitions `<name>-0..n-1` bound with keys `0..n-1`.
-    fn numbered(&self, prefix: &str, n: usize) -> (String, Vec<String>) {
-        let name = unique(prefix);
-        let parts: Vec<String> = (0..n).map(|i| format!("{name}-{i}")).collect();
-        let keys: Vec<String> = (0..n).map(|i| i.to_string()).collect();
-        self.rt
-            .block_on(self.env.create_super_stream(&name, &parts, &keys, &[]))
-            .unwrap();
-        lock(&self.super_streams).push(name.clone());
-        (name, parts)
+    fn finish(self) {
+        self.0.finish()
     }
 
     fn producer(&self, super_stream: &str) -> (SuperProducer, Arc<Confirms>) {
@@ -350,20 +335,6 @@ impl Fixture {
         self.rt
             .block_on(self.env.query_offset(reference, stream))
             .unwrap()
-    }
-
-    fn finish(self) {
-        let super_streams = std::mem::take(&mut *lock(&self.super_streams));
-        let streams = std::mem::take(&mut *lock(&self.streams));
-        self.rt.block_on(async {
-            for s in &super_streams {
-                let _ = self.env.delete_super_stream(s).await;
-            }
-            for s in &streams {
-                let _ = self.env.delete_stream(s).await;
-            }
-            self.env.close().await;
-        });
     }
 }
 

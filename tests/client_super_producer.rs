@@ -20,17 +20,16 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 use support::alloc::{CountingAlloc, allocations};
-use support::client::{env, runtime};
+use support::client::SuperFixture;
 use support::{broker_eval, unique, uri};
 
 use rmqstream::client::super_producer::{key_extractor, route_partition};
 use rmqstream::client::{
     ClientError, Confirm, ConfirmStatus, Consumer, ConsumerConfig, ConsumerEvents, DeliveredChunk,
-    Environment, EnvironmentHandle, OutgoingMessage, ProducerConfig, Routing, SuperProducer,
-    SuperProducerConfig, SuperProducerEvents,
+    OutgoingMessage, ProducerConfig, Routing, SuperProducer, SuperProducerConfig,
+    SuperProducerEvents,
 };
 use rmqstream::protocol::codes::OffsetSpec;
-use tokio::runtime::Runtime;
 
 #[global_allocator]
 static GLOBAL: CountingAlloc = CountingAlloc;
@@ -103,12 +102,14 @@ impl ConsumerEvents for Reader {
     fn closed(&self, _reason: &ClientError) {}
 }
 
-/// An environment (shared with the super producers), deleting what the test created.
-struct Fixture {
-    rt: Runtime,
-    env: Arc<Environment>,
-    super_streams: Mutex<Vec<String>>,
-    streams: Mutex<Vec<String>>,
+/// The shared [`SuperFixture`] with this file's producers, consumers and readers.
+struct Fixture(SuperFixture);
+
+impl std::ops::Deref for Fixture {
+    type Target = SuperFixture;
+    fn deref(&self) -> &SuperFixture {
+        &self.0
+    }
 }
 
 impl Fixture {
@@ -117,43 +118,15 @@ impl Fixture {
     }
 
     fn with_uri(uri: &str, prefix: &str) -> Fixture {
-        let rt = runtime(2);
-        let env = rt.block_on(env(uri, &format!("client_super_producer test {prefix}")));
-        Fixture {
-            rt,
-            env: Arc::new(env),
-            super_streams: Mutex::default(),
-            streams: Mutex::default(),
-        }
+        Fixture(SuperFixture::new(
+            uri,
+            2,
+            &format!("client_super_producer test {prefix}"),
+        ))
     }
 
-    fn handle(&self) -> Arc<dyn EnvironmentHandle> {
-        self.env.clone()
-    }
-
-    /// Creates a super stream with these partition suffixes and binding keys; returns its
-    /// name and partitions.
-    fn super_stream(
-        &self,
-        prefix: &str,
-        suffixes: &[&str],
-        keys: &[&str],
-    ) -> (String, Vec<String>) {
-        let name = unique(prefix);
-        let parts: Vec<String> = suffixes.iter().map(|s| format!("{name}-{s}")).collect();
-        let keys: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
-        self.rt
-            .block_on(self.env.create_super_stream(&name, &parts, &keys, &[]))
-            .unwrap();
-        self.super_streams.lock().unwrap().push(name.clone());
-        (name, parts)
-    }
-
-    /// A super stream with partitions `<name>-0..n-1` bound with keys `0..n-1`.
-    fn numbered(&self, prefix: &str, n: usize) -> (String, Vec<String>) {
-        let suffixes: Vec<String> = (0..n).map(|i| i.to_string()).collect();
-        let s: Vec<&str> = suffixes.iter().map(String::as_str).collect();
-        self.super_stream(prefix, &s, &s)
+    fn finish(self) {
+        self.0.finish()
     }
 
     fn producer(
@@ -204,20 +177,6 @@ impl Fixture {
         self.rt
             .block_on(self.env.query_publisher_sequence(name, stream))
             .unwrap()
-    }
-
-    fn finish(self) {
-        let super_streams = std::mem::take(&mut *self.super_streams.lock().unwrap());
-        let streams = std::mem::take(&mut *self.streams.lock().unwrap());
-        self.rt.block_on(async {
-            for s in &super_streams {
-                let _ = self.env.delete_super_stream(s).await;
-            }
-            for s in &streams {
-                let _ = self.env.delete_stream(s).await;
-            }
-            self.env.close().await;
-        });
     }
 }
 

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use rmqstream::client::connection::SubscriptionListener;
 use rmqstream::client::{
-    ClientError, Confirm, ConnectionConfig, Environment, Producer, ProducerConfig, ProducerEvents,
-    Role,
+    ClientError, Confirm, ConnectionConfig, Environment, EnvironmentHandle, Producer,
+    ProducerConfig, ProducerEvents, Role,
 };
 use rmqstream::protocol::amqp::MessageView;
 use rmqstream::protocol::chunk::{Chunk, ChunkDecoder, EntryKind};
@@ -122,6 +122,72 @@ impl Fixture {
     pub fn finish(self) {
         self.rt.block_on(async {
             let _ = self.env.delete_stream(&self.stream).await;
+            self.env.close().await;
+        });
+    }
+}
+
+/// An environment shared with super producers and consumers (as their `EnvironmentHandle`),
+/// deleting the super streams and streams the test created at [`SuperFixture::finish`].
+pub struct SuperFixture {
+    pub rt: Runtime,
+    pub env: Arc<Environment>,
+    pub super_streams: Mutex<Vec<String>>,
+    pub streams: Mutex<Vec<String>>,
+}
+
+impl SuperFixture {
+    /// On `uri`, `workers` runtime threads, connections named `name`.
+    pub fn new(uri: &str, workers: usize, name: &str) -> SuperFixture {
+        let rt = runtime(workers);
+        let env = rt.block_on(env(uri, name));
+        SuperFixture {
+            rt,
+            env: Arc::new(env),
+            super_streams: Mutex::default(),
+            streams: Mutex::default(),
+        }
+    }
+
+    pub fn handle(&self) -> Arc<dyn EnvironmentHandle> {
+        self.env.clone()
+    }
+
+    /// Creates a super stream with these partition suffixes and binding keys; returns its
+    /// name and partitions.
+    pub fn super_stream(
+        &self,
+        prefix: &str,
+        suffixes: &[&str],
+        keys: &[&str],
+    ) -> (String, Vec<String>) {
+        let name = super::unique(prefix);
+        let parts: Vec<String> = suffixes.iter().map(|s| format!("{name}-{s}")).collect();
+        let keys: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+        self.rt
+            .block_on(self.env.create_super_stream(&name, &parts, &keys, &[]))
+            .unwrap();
+        lock(&self.super_streams).push(name.clone());
+        (name, parts)
+    }
+
+    /// A super stream with partitions `<name>-0..n-1` bound with keys `0..n-1`.
+    pub fn numbered(&self, prefix: &str, n: usize) -> (String, Vec<String>) {
+        let suffixes: Vec<String> = (0..n).map(|i| i.to_string()).collect();
+        let s: Vec<&str> = suffixes.iter().map(String::as_str).collect();
+        self.super_stream(prefix, &s, &s)
+    }
+
+    pub fn finish(self) {
+        let super_streams = std::mem::take(&mut *lock(&self.super_streams));
+        let streams = std::mem::take(&mut *lock(&self.streams));
+        self.rt.block_on(async {
+            for s in &super_streams {
+                let _ = self.env.delete_super_stream(s).await;
+            }
+            for s in &streams {
+                let _ = self.env.delete_stream(s).await;
+            }
             self.env.close().await;
         });
     }
