@@ -7,111 +7,42 @@
 //! Publish, waiting for every confirm), so the consumer is checked against exactly known
 //! offsets and bytes.
 
+mod support;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use support::alloc::{CountingAlloc, allocations};
+use support::client::{env, lock, runtime, wait_until};
+use support::{unique, uri};
 
 use bytes::{Bytes, BytesMut};
 use rmqstream::client::{
-    ClientError, Connection, ConnectionConfig, Consumer, ConsumerConfig, ConsumerEvents,
-    CreditPolicy, DeliveredChunk, Environment, PublisherListener, Role,
+    ClientError, Connection, Consumer, ConsumerConfig, ConsumerEvents, CreditPolicy,
+    DeliveredChunk, Environment, PublisherListener, Role,
 };
 use rmqstream::protocol::amqp::Message;
 use rmqstream::protocol::chunk::{ChunkBuilder, encode_sub_entry};
 use rmqstream::protocol::codes::{OffsetSpec, ResponseCode};
 use rmqstream::protocol::commands::{
-    Broker, CodeResponse, DeclarePublisher, Deliver, Frame, MetadataResponse, OpenResponse,
-    PeerPropertiesResponse, Publish, PublishEntry, PublishVersion, PublishingError,
-    SaslAuthenticateResponse, SaslHandshakeResponse, StreamMetadata, Tune, split_frame,
+    CodeResponse, DeclarePublisher, Deliver, Frame, Publish, PublishEntry, PublishVersion,
+    PublishingError,
 };
 use rmqstream::protocol::compression::Compression;
-
-/// Counts the allocations (and reallocations) of each thread, to check the consumer's
-/// allocation-free paths.
-struct CountingAlloc;
-
-thread_local! {
-    static ALLOCATIONS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
-}
-
-fn allocations() -> u64 {
-    ALLOCATIONS.with(|c| c.get())
-}
-
-// SAFETY: forwards to the system allocator; only counts on the side.
-unsafe impl std::alloc::GlobalAlloc for CountingAlloc {
-    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
-        let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
-        // SAFETY: same contract as ours.
-        unsafe { std::alloc::System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
-        // SAFETY: same contract as ours.
-        unsafe { std::alloc::System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, size: usize) -> *mut u8 {
-        let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
-        // SAFETY: same contract as ours.
-        unsafe { std::alloc::System.realloc(ptr, layout, size) }
-    }
-}
 
 #[global_allocator]
 static GLOBAL: CountingAlloc = CountingAlloc;
 
-const DEFAULT_URI: &str = "rabbitmq-stream://guest:guest@localhost:5552/%2f";
 const WAIT: Duration = Duration::from_secs(20);
 /// How long "nothing more arrives" is observed.
 const QUIET: Duration = Duration::from_millis(600);
-
-fn test_uri() -> String {
-    std::env::var("RMQS_TEST_URI").unwrap_or_else(|_| DEFAULT_URI.to_string())
-}
-
-fn unique(prefix: &str) -> String {
-    let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
-    format!("consumer-{prefix}-{}-{}", std::process::id(), t.as_nanos())
-}
 
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(4)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-async fn env(uri: &str) -> Environment {
-    let mut cfg = ConnectionConfig::default();
-    cfg.apply_uri(uri).unwrap();
-    cfg.connection_name = "client_consumer test".into();
-    Environment::connect(cfg).await.unwrap()
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Polls `cond` every 5 ms until it holds or `timeout` passes; returns whether it held.
-async fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + timeout;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() >= end {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
 }
 
 /// The application payload of message `i` of a test (sizes vary a little).
@@ -387,9 +318,9 @@ async fn layout(env: &Environment, stream: &str, expected: usize) -> Vec<ChunkSe
 
 #[test]
 fn consumes_5000_messages_from_first_in_order_with_exact_bodies() {
-    runtime().block_on(async {
-        let env = env(&test_uri()).await;
-        let s = unique("first");
+    runtime(4).block_on(async {
+        let env = env(&uri(), "client_consumer test").await;
+        let s = unique("consumer-first");
         env.create_stream(&s, &[]).await.unwrap();
         const N: u64 = 5000;
         let payloads: Vec<Vec<u8>> = (0..N).map(|i| payload("first", i)).collect();
@@ -482,9 +413,9 @@ impl ConsumerEvents for Counter {
 
 #[test]
 fn consume_throughput_informational() {
-    runtime().block_on(async {
-        let env = env(&test_uri()).await;
-        let s = unique("throughput");
+    runtime(4).block_on(async {
+        let env = env(&uri(), "client_consumer test").await;
+        let s = unique("consumer-throughput");
         env.create_stream(&s, &[]).await.unwrap();
         const N: u64 = 200_000;
         let bodies: Vec<Vec<u8>> = (0..N).map(|i| amqp(&payload("tput", i))).collect();
@@ -534,9 +465,9 @@ fn consume_throughput_informational() {
 
 #[test]
 fn offset_in_the_middle_of_a_chunk_starts_exactly_there() {
-    runtime().block_on(async {
-        let env = env(&test_uri()).await;
-        let s = unique("offset");
+    runtime(4).block_on(async {
+        let env = env(&uri(), "client_consumer test").await;
+        let s = unique("consumer-offset");
         env.create_stream(&s, &[]).await.unwrap();
         let payloads: Vec<Vec<u8>> = (0..300).map(|i| payload("offset", i)).collect();
         let mut p = TestPublisher::new(&env, &s).await;
@@ -578,9 +509,9 @@ fn offset_in_the_middle_of_a_chunk_starts_exactly_there() {
 
 #[test]
 fn last_starts_at_the_last_chunk_and_next_only_sees_new_messages() {
-    runtime().block_on(async {
-        let env = env(&test_uri()).await;
-        let s = unique("last-next");
+    runtime(4).block_on(async {
+        let env = env(&uri(), "client_consumer test").await;
+        let s = unique("consumer-last-next");
         env.create_stream(&s, &[]).await.unwrap();
         let payloads: Vec<Vec<u8>> = (0..60).map(|i| payload("ln", i)).collect();
         let mut p = TestPublisher::new(&env, &s).await;
@@ -633,9 +564,9 @@ fn last_starts_at_the_last_chunk_and_next_only_sees_new_messages() {
 
 #[test]
 fn timestamp_starts_at_the_first_chunk_written_after_it() {
-    runtime().block_on(async {
-        let env = env(&test_uri()).await;
-        let s = unique("timestamp");
+    runtime(4).block_on(async {
+        let env = env(&uri(), "client_consumer test").await;
+        let s = unique("consumer-timestamp");
         env.create_stream(&s, &[]).await.unwrap();
         let payloads: Vec<Vec<u8>> = (0..40).map(|i| payload("ts", i)).collect();
         let encode = |r: std::ops::Range<usize>| -> Vec<Vec<u8>> {
@@ -668,9 +599,9 @@ fn timestamp_starts_at_the_first_chunk_written_after_it() {
 
 #[test]
 fn manual_credit_throttles_chunk_by_chunk() {
-    runtime().block_on(async {
-        let env = env(&test_uri()).await;
-        let s = unique("manual");
+    runtime(4).block_on(async {
+        let env = env(&uri(), "client_consumer test").await;
+        let s = unique("consumer-manual");
         env.create_stream(&s, &[]).await.unwrap();
         let payloads: Vec<Vec<u8>> = (0..50).map(|i| payload("manual", i)).collect();
         let mut p = TestPublisher::new(&env, &s).await;
@@ -725,9 +656,9 @@ fn manual_credit_throttles_chunk_by_chunk() {
 
 #[test]
 fn on_release_credit_stops_at_held_chunks_and_resumes_on_release() {
-    runtime().block_on(async {
-        let env = env(&test_uri()).await;
-        let s = unique("on-release");
+    runtime(4).block_on(async {
+        let env = env(&uri(), "client_consumer test").await;
+        let s = unique("consumer-on-release");
         env.create_stream(&s, &[]).await.unwrap();
         let payloads: Vec<Vec<u8>> = (0..80).map(|i| payload("hold", i)).collect();
         let mut p = TestPublisher::new(&env, &s).await;
@@ -782,9 +713,9 @@ fn on_release_credit_stops_at_held_chunks_and_resumes_on_release() {
 
 #[test]
 fn compressed_sub_entries_decode_with_correct_offsets() {
-    runtime().block_on(async {
-        let env = env(&test_uri()).await;
-        let s = unique("sub-entries");
+    runtime(4).block_on(async {
+        let env = env(&uri(), "client_consumer test").await;
+        let s = unique("consumer-sub-entries");
         env.create_stream(&s, &[]).await.unwrap();
         let mut payloads: Vec<Vec<u8>> = Vec::new();
         let next = |n: u64, payloads: &mut Vec<Vec<u8>>| -> Vec<Vec<u8>> {
@@ -837,9 +768,9 @@ fn compressed_sub_entries_decode_with_correct_offsets() {
 
 #[test]
 fn deleting_the_stream_closes_the_consumer_once() {
-    runtime().block_on(async {
-        let env = env(&test_uri()).await;
-        let s = unique("deleted");
+    runtime(4).block_on(async {
+        let env = env(&uri(), "client_consumer test").await;
+        let s = unique("consumer-deleted");
         env.create_stream(&s, &[]).await.unwrap();
         let c = Arc::new(Collector::default());
         let consumer = Consumer::new(&env, &s, config(OffsetSpec::First), c.clone())
@@ -865,9 +796,9 @@ fn deleting_the_stream_closes_the_consumer_once() {
 
 #[test]
 fn close_is_idempotent_and_reported_once() {
-    runtime().block_on(async {
-        let env = env(&test_uri()).await;
-        let s = unique("close");
+    runtime(4).block_on(async {
+        let env = env(&uri(), "client_consumer test").await;
+        let s = unique("consumer-close");
         env.create_stream(&s, &[]).await.unwrap();
         let c = Arc::new(Collector::default());
         let consumer = Consumer::new(&env, &s, config(OffsetSpec::Next), c.clone())
@@ -886,7 +817,7 @@ fn close_is_idempotent_and_reported_once() {
 
         match Consumer::new(
             &env,
-            &unique("missing"),
+            &unique("consumer-missing"),
             config(OffsetSpec::First),
             c.clone(),
         )
@@ -925,9 +856,9 @@ impl ConsumerEvents for SelfDropping {
 
 #[test]
 fn dropping_the_consumer_inside_its_callback_closes_it() {
-    runtime().block_on(async {
-        let env = env(&test_uri()).await;
-        let s = unique("self-drop");
+    runtime(4).block_on(async {
+        let env = env(&uri(), "client_consumer test").await;
+        let s = unique("consumer-self-drop");
         env.create_stream(&s, &[]).await.unwrap();
         let events = Arc::new(SelfDropping::default());
         let consumer = Consumer::new(&env, &s, config(OffsetSpec::First), events.clone())
@@ -959,9 +890,9 @@ fn dropping_the_consumer_inside_its_callback_closes_it() {
 
 #[test]
 fn store_and_query_offset_round_trip() {
-    runtime().block_on(async {
-        let env = env(&test_uri()).await;
-        let s = unique("tracking");
+    runtime(4).block_on(async {
+        let env = env(&uri(), "client_consumer test").await;
+        let s = unique("consumer-tracking");
         env.create_stream(&s, &[]).await.unwrap();
         let c = Arc::new(Collector::default());
         let named = Consumer::new(
@@ -1020,10 +951,10 @@ fn legacy_broker_delivers_v1_chunks() {
         eprintln!("RMQS_TEST_LEGACY_URI unset: Deliver v1 (RabbitMQ 3.10) test skipped");
         return;
     };
-    runtime().block_on(async {
-        let env = env(&uri).await;
+    runtime(4).block_on(async {
+        let env = env(&uri, "client_consumer test").await;
         assert_eq!(env.server_info().await.unwrap().version.1, 10);
-        let s = unique("legacy");
+        let s = unique("consumer-legacy");
         env.create_stream(&s, &[]).await.unwrap();
         let payloads: Vec<Vec<u8>> = (0..1000).map(|i| payload("legacy", i)).collect();
         let mut p = TestPublisher::new(&env, &s).await;
@@ -1067,118 +998,41 @@ fn legacy_broker_delivers_v1_chunks() {
 type Credits = Arc<Mutex<HashMap<u8, u64>>>;
 
 async fn serve_scripted(
-    mut sock: tokio::net::TcpStream,
+    sock: tokio::net::TcpStream,
     port: u16,
     script: Arc<Vec<(Option<u64>, Bytes)>>,
     credits: Credits,
 ) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut buf = BytesMut::new();
-    loop {
-        let mut out = BytesMut::new();
-        let mut closing = false;
-        let mut send = |f: Frame| f.encode(&mut out).unwrap();
-        while let Some(body) = split_frame(&mut buf, 0).unwrap() {
-            let ok = ResponseCode::OK;
-            match Frame::decode(body).unwrap() {
-                Frame::PeerProperties(f) => {
-                    send(Frame::PeerPropertiesResponse(PeerPropertiesResponse {
-                        correlation_id: f.correlation_id,
-                        code: ok,
-                        properties: vec![
-                            ("product".into(), "scripted".into()),
-                            ("version".into(), "3.10.0".into()),
-                        ],
-                    }))
-                }
-                Frame::SaslHandshake(f) => {
-                    send(Frame::SaslHandshakeResponse(SaslHandshakeResponse {
-                        correlation_id: f.correlation_id,
-                        code: ok,
-                        mechanisms: vec!["PLAIN".into()],
-                    }))
-                }
-                Frame::SaslAuthenticate(f) => {
-                    send(Frame::SaslAuthenticateResponse(SaslAuthenticateResponse {
-                        correlation_id: f.correlation_id,
-                        code: ok,
-                        challenge: None,
-                    }));
-                    send(Frame::Tune(Tune {
-                        frame_max: 1_048_576,
-                        heartbeat: 0,
-                    }));
-                }
-                Frame::Open(f) => send(Frame::OpenResponse(OpenResponse {
-                    correlation_id: f.correlation_id,
-                    code: ok,
-                    properties: vec![
-                        ("advertised_host".into(), "127.0.0.1".into()),
-                        ("advertised_port".into(), port.to_string()),
-                    ],
-                })),
-                Frame::Metadata(f) => send(Frame::MetadataResponse(MetadataResponse {
-                    correlation_id: f.correlation_id,
-                    brokers: vec![Broker {
-                        reference: 0,
-                        host: "127.0.0.1".into(),
-                        port: u32::from(port),
-                    }],
-                    streams: f
-                        .streams
-                        .into_iter()
-                        .map(|stream| StreamMetadata {
-                            stream,
-                            code: ok,
-                            leader: Some(0),
-                            replicas: vec![],
-                        })
-                        .collect(),
-                })),
-                Frame::Subscribe(f) => {
-                    send(Frame::SubscribeResponse(CodeResponse {
-                        correlation_id: f.correlation_id,
-                        code: ok,
-                    }));
-                    for (committed, chunk) in script.iter() {
-                        send(Frame::Deliver(Deliver {
-                            subscription_id: f.subscription_id,
-                            committed_chunk_id: *committed,
-                            chunk: chunk.clone(),
-                        }));
-                    }
-                }
-                Frame::Credit(f) => {
-                    *lock(&credits).entry(f.subscription_id).or_default() += u64::from(f.credit);
-                }
-                Frame::Unsubscribe(f) => send(Frame::UnsubscribeResponse(CodeResponse {
-                    correlation_id: f.correlation_id,
-                    code: ok,
-                })),
-                Frame::Close(f) => {
-                    send(Frame::CloseResponse(CodeResponse {
-                        correlation_id: f.correlation_id,
-                        code: ok,
-                    }));
-                    closing = true;
-                }
-                _ => {}
+    let properties = [("product", "scripted"), ("version", "3.10.0")];
+    support::client::serve_scripted(sock, port, &properties, |frame, send| match frame {
+        Frame::Subscribe(f) => {
+            send(Frame::SubscribeResponse(CodeResponse {
+                correlation_id: f.correlation_id,
+                code: ResponseCode::OK,
+            }));
+            for (committed, chunk) in script.iter() {
+                send(Frame::Deliver(Deliver {
+                    subscription_id: f.subscription_id,
+                    committed_chunk_id: *committed,
+                    chunk: chunk.clone(),
+                }));
             }
         }
-        if !out.is_empty() && sock.write_all(&out).await.is_err() || closing {
-            return;
+        Frame::Credit(f) => {
+            *lock(&credits).entry(f.subscription_id).or_default() += u64::from(f.credit);
         }
-        buf.reserve(64 * 1024);
-        match sock.read_buf(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
-        }
-    }
+        Frame::Unsubscribe(f) => send(Frame::UnsubscribeResponse(CodeResponse {
+            correlation_id: f.correlation_id,
+            code: ResponseCode::OK,
+        })),
+        _ => {}
+    })
+    .await
 }
 
 #[test]
 fn crc_mismatch_and_undecodable_chunks_are_errors_and_still_credited() {
-    runtime().block_on(async {
+    runtime(4).block_on(async {
         let chunk = |id: u64, n: u64| {
             let mut b = ChunkBuilder::new(id).timestamp(1);
             for o in id..id + n {
@@ -1213,9 +1067,10 @@ fn crc_mismatch_and_undecodable_chunks_are_errors_and_still_credited() {
                 tokio::spawn(serve_scripted(sock, port, sc.clone(), cr.clone()));
             }
         });
-        let env = env(&format!(
-            "rabbitmq-stream://guest:guest@127.0.0.1:{port}/%2f"
-        ))
+        let env = env(
+            &format!("rabbitmq-stream://guest:guest@127.0.0.1:{port}/%2f"),
+            "client_consumer test",
+        )
         .await;
 
         let mut results = Vec::new();

@@ -13,14 +13,17 @@
 //! suggests, so those tests compare message indices (from the bodies) and check that offsets
 //! only grow.
 
+mod support;
+
 use std::collections::{HashSet, VecDeque};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
+use support::client::{env, lock, runtime, wait_until};
+use support::{unique, uri};
 
-use bytes::BytesMut;
 use rmqstream::client::consumer::{
     ConsumerUpdate, PostFilter, TrackingContext, TrackingDecider, TrackingStrategy,
 };
@@ -29,57 +32,11 @@ use rmqstream::client::{
     DeliveredChunk, Environment, OutgoingMessage, Producer, ProducerConfig,
 };
 use rmqstream::protocol::codes::{OffsetSpec, ResponseCode};
-use rmqstream::protocol::commands::{
-    Broker, CodeResponse, Frame, MetadataResponse, OpenResponse, PeerPropertiesResponse,
-    SaslAuthenticateResponse, SaslHandshakeResponse, StreamMetadata, Tune, split_frame,
-};
+use rmqstream::protocol::commands::{CodeResponse, Frame};
 
-const DEFAULT_URI: &str = "rabbitmq-stream://guest:guest@localhost:5552/%2f";
 const WAIT: Duration = Duration::from_secs(20);
 /// How long "nothing more arrives" is observed.
 const QUIET: Duration = Duration::from_millis(600);
-
-fn test_uri() -> String {
-    std::env::var("RMQS_TEST_URI").unwrap_or_else(|_| DEFAULT_URI.to_string())
-}
-
-fn unique(prefix: &str) -> String {
-    let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
-    format!("features-{prefix}-{}-{}", std::process::id(), t.as_nanos())
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(3)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-async fn env(uri: &str) -> Environment {
-    let mut cfg = ConnectionConfig::default();
-    cfg.apply_uri(uri).unwrap();
-    cfg.connection_name = "client_consumer_features test".into();
-    Environment::connect(cfg).await.unwrap()
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Polls `cond` every 5 ms until it holds or `timeout` passes; returns whether it held.
-async fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + timeout;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() >= end {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
 
 fn body(tag: &str, i: u64) -> String {
     format!("{tag}:{i}")
@@ -351,9 +308,9 @@ async fn stored_becomes(env: &Environment, reference: &str, stream: &str, want: 
 
 #[test]
 fn tracking_resumes_at_exactly_the_next_message_after_a_restart() {
-    runtime().block_on(async {
-        let env = env(&test_uri()).await;
-        let s = unique("restart");
+    runtime(3).block_on(async {
+        let env = env(&uri(), "client_consumer_features test").await;
+        let s = unique("features-restart");
         env.create_stream(&s, &[]).await.unwrap();
         let mut p = Pub::new(&env, &s).await;
         p.chunks("m", 0, 300, 100).await;
@@ -404,9 +361,9 @@ fn tracking_resumes_at_exactly_the_next_message_after_a_restart() {
 
 #[test]
 fn out_of_order_releases_store_only_the_processed_run() {
-    runtime().block_on(async {
-        let env = env(&test_uri()).await;
-        let s = unique("order");
+    runtime(3).block_on(async {
+        let env = env(&uri(), "client_consumer_features test").await;
+        let s = unique("features-order");
         env.create_stream(&s, &[]).await.unwrap();
         let mut p = Pub::new(&env, &s).await;
         p.chunks("o", 0, 30, 10).await;
@@ -457,9 +414,9 @@ fn out_of_order_releases_store_only_the_processed_run() {
 
 #[test]
 fn custom_and_interval_strategies_decide_when_to_store() {
-    runtime().block_on(async {
-        let env = env(&test_uri()).await;
-        let s = unique("custom");
+    runtime(3).block_on(async {
+        let env = env(&uri(), "client_consumer_features test").await;
+        let s = unique("features-custom");
         env.create_stream(&s, &[]).await.unwrap();
         let mut p = Pub::new(&env, &s).await;
         p.chunks("c", 0, 60, 10).await;
@@ -550,8 +507,8 @@ fn crash_child() {
     ) else {
         return;
     };
-    runtime().block_on(async {
-        let env = env(&test_uri()).await;
+    runtime(3).block_on(async {
+        let env = env(&uri(), "client_consumer_features test").await;
         let tracking = if mode == "explicit" {
             TrackingStrategy::Manual
         } else {
@@ -598,9 +555,9 @@ fn crash_child() {
 
 #[test]
 fn tracking_survives_a_killed_consumer_process() {
-    runtime().block_on(async {
-        let env = env(&test_uri()).await;
-        let s = unique("crash");
+    runtime(3).block_on(async {
+        let env = env(&uri(), "client_consumer_features test").await;
+        let s = unique("features-crash");
         env.create_stream(&s, &[]).await.unwrap();
         let mut p = Pub::new(&env, &s).await;
         p.chunks("k", 0, 200, 20).await;
@@ -609,7 +566,7 @@ fn tracking_survives_a_killed_consumer_process() {
                 .args(["crash_child", "--exact", "--nocapture", "--test-threads=1"])
                 .env("RMQS_CRASH_STREAM", &s)
                 .env("RMQS_CRASH_MODE", mode)
-                .env("RMQS_TEST_URI", test_uri())
+                .env("RMQS_TEST_URI", uri())
                 .stdout(Stdio::piped())
                 .spawn()
                 .unwrap();
@@ -713,9 +670,9 @@ async fn credit_steps(
 
 #[test]
 fn each_credit_policy_has_its_credit_pattern() {
-    runtime().block_on(async {
-        let env = env(&test_uri()).await;
-        let s = unique("credit");
+    runtime(3).block_on(async {
+        let env = env(&uri(), "client_consumer_features test").await;
+        let s = unique("features-credit");
         env.create_stream(&s, &[]).await.unwrap();
         let mut p = Pub::new(&env, &s).await;
         const CHUNKS: usize = 12;
@@ -782,9 +739,9 @@ fn each_credit_policy_has_its_credit_pattern() {
 
 #[test]
 fn when_below_batches_credit_for_a_fast_application() {
-    runtime().block_on(async {
-        let env = env(&test_uri()).await;
-        let s = unique("below");
+    runtime(3).block_on(async {
+        let env = env(&uri(), "client_consumer_features test").await;
+        let s = unique("features-below");
         env.create_stream(&s, &[]).await.unwrap();
         let mut p = Pub::new(&env, &s).await;
         const CHUNKS: u64 = 60;
@@ -836,9 +793,9 @@ fn when_below_batches_credit_for_a_fast_application() {
 
 #[test]
 fn a_slow_application_holds_at_most_the_initial_credit() {
-    runtime().block_on(async {
-        let env = env(&test_uri()).await;
-        let s = unique("slow");
+    runtime(3).block_on(async {
+        let env = env(&uri(), "client_consumer_features test").await;
+        let s = unique("features-slow");
         env.create_stream(&s, &[]).await.unwrap();
         let mut p = Pub::new(&env, &s).await;
         const CHUNKS: usize = 30;
@@ -905,9 +862,9 @@ fn sac(group: &str, tracking: TrackingStrategy) -> ConsumerConfig {
 
 #[test]
 fn single_active_consumer_one_receives_and_the_other_takes_over_on_close() {
-    runtime().block_on(async {
-        let env = env(&test_uri()).await;
-        let s = unique("sac");
+    runtime(3).block_on(async {
+        let env = env(&uri(), "client_consumer_features test").await;
+        let s = unique("features-sac");
         env.create_stream(&s, &[]).await.unwrap();
         let mut p = Pub::new(&env, &s).await;
         p.chunks("a", 0, 100, 20).await;
@@ -980,9 +937,9 @@ fn single_active_consumer_one_receives_and_the_other_takes_over_on_close() {
 
 #[test]
 fn a_slow_consumer_update_hook_gets_the_default_after_the_deadline() {
-    runtime().block_on(async {
-        let env = env(&test_uri()).await;
-        let s = unique("sac-slow");
+    runtime(3).block_on(async {
+        let env = env(&uri(), "client_consumer_features test").await;
+        let s = unique("features-sac-slow");
         env.create_stream(&s, &[]).await.unwrap();
         let mut p = Pub::new(&env, &s).await;
         p.chunks("h", 0, 30, 10).await;
@@ -1041,9 +998,9 @@ fn a_slow_consumer_update_hook_gets_the_default_after_the_deadline() {
 
 #[test]
 fn a_stepping_down_consumer_hands_over_at_its_processed_offset() {
-    runtime().block_on(async {
-        let env = env(&test_uri()).await;
-        let ss = unique("ss");
+    runtime(3).block_on(async {
+        let env = env(&uri(), "client_consumer_features test").await;
+        let ss = unique("features-ss");
         let parts = vec![format!("{ss}-0"), format!("{ss}-1")];
         env.create_super_stream(&ss, &parts, &["0".into(), "1".into()], &[])
             .await
@@ -1138,9 +1095,9 @@ fn has_value(r: &rmqstream::client::ConsumerRecord<'_>, value: &str) -> bool {
 
 #[test]
 fn filtering_reduces_what_arrives_and_the_post_filter_removes_the_rest() {
-    runtime().block_on(async {
-        let env = env(&test_uri()).await;
-        let s = unique("filter");
+    runtime(3).block_on(async {
+        let env = env(&uri(), "client_consumer_features test").await;
+        let s = unique("features-filter");
         env.create_stream(&s, &[]).await.unwrap();
         let mut p = Pub::new(&env, &s).await;
         // Chunks: 20 eu, 20 us, 20 ap, 20 mixed eu/us, 20 without a value.
@@ -1268,9 +1225,9 @@ fn filtering_reduces_what_arrives_and_the_post_filter_removes_the_rest() {
 
 #[test]
 fn filtered_out_records_count_as_processed_for_tracking() {
-    runtime().block_on(async {
-        let env = env(&test_uri()).await;
-        let s = unique("filter-track");
+    runtime(3).block_on(async {
+        let env = env(&uri(), "client_consumer_features test").await;
+        let s = unique("features-filter-track");
         env.create_stream(&s, &[]).await.unwrap();
         let mut p = Pub::new(&env, &s).await;
         // eu us eu us ... us (0..10), then us us (10, 11), then eu (12).
@@ -1333,10 +1290,10 @@ fn legacy_broker_refuses_single_active_consumer_and_filtering() {
         eprintln!("RMQS_TEST_LEGACY_URI unset: RabbitMQ 3.10 feature checks skipped");
         return;
     };
-    runtime().block_on(async {
-        let env = env(&uri).await;
+    runtime(3).block_on(async {
+        let env = env(&uri, "client_consumer_features test").await;
         assert_eq!(env.server_info().await.unwrap().version.1, 10);
-        let s = unique("legacy");
+        let s = unique("features-legacy");
         env.create_stream(&s, &[]).await.unwrap();
         let sink = Sink::new();
         let sac = Consumer::new(
@@ -1404,120 +1361,46 @@ struct Script {
     answers: Mutex<Vec<ResponseCode>>,
 }
 
-async fn serve_scripted(mut sock: tokio::net::TcpStream, port: u16, script: Arc<Script>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut buf = BytesMut::new();
-    loop {
-        let mut out = BytesMut::new();
-        let mut closing = false;
-        let mut send = |f: Frame| f.encode(&mut out).unwrap();
-        while let Some(b) = split_frame(&mut buf, 0).unwrap() {
-            let ok = ResponseCode::OK;
-            match Frame::decode(b).unwrap() {
-                Frame::PeerProperties(f) => {
-                    send(Frame::PeerPropertiesResponse(PeerPropertiesResponse {
-                        correlation_id: f.correlation_id,
-                        code: ok,
-                        properties: vec![("version".into(), "3.10.0".into())],
-                    }))
-                }
-                Frame::SaslHandshake(f) => {
-                    send(Frame::SaslHandshakeResponse(SaslHandshakeResponse {
-                        correlation_id: f.correlation_id,
-                        code: ok,
-                        mechanisms: vec!["PLAIN".into()],
-                    }))
-                }
-                Frame::SaslAuthenticate(f) => {
-                    send(Frame::SaslAuthenticateResponse(SaslAuthenticateResponse {
-                        correlation_id: f.correlation_id,
-                        code: ok,
-                        challenge: None,
-                    }));
-                    send(Frame::Tune(Tune {
-                        frame_max: 1_048_576,
-                        heartbeat: 0,
-                    }));
-                }
-                Frame::Open(f) => send(Frame::OpenResponse(OpenResponse {
+async fn serve_scripted(sock: tokio::net::TcpStream, port: u16, script: Arc<Script>) {
+    let properties = [("version", "3.10.0")];
+    support::client::serve_scripted(sock, port, &properties, |frame, send| match frame {
+        Frame::Subscribe(f) => {
+            let n = script.subscribes.fetch_add(1, Ordering::SeqCst);
+            let mut live = lock(&script.live);
+            let code = if live.insert(f.subscription_id) {
+                ResponseCode::OK
+            } else {
+                ResponseCode::SUBSCRIPTION_ID_ALREADY_EXISTS
+            };
+            // The first one is taken but never answered (a slow broker).
+            if n > 0 {
+                lock(&script.answers).push(code);
+                send(Frame::SubscribeResponse(CodeResponse {
                     correlation_id: f.correlation_id,
-                    code: ok,
-                    properties: vec![
-                        ("advertised_host".into(), "127.0.0.1".into()),
-                        ("advertised_port".into(), port.to_string()),
-                    ],
-                })),
-                Frame::Metadata(f) => send(Frame::MetadataResponse(MetadataResponse {
-                    correlation_id: f.correlation_id,
-                    brokers: vec![Broker {
-                        reference: 0,
-                        host: "127.0.0.1".into(),
-                        port: u32::from(port),
-                    }],
-                    streams: f
-                        .streams
-                        .into_iter()
-                        .map(|stream| StreamMetadata {
-                            stream,
-                            code: ok,
-                            leader: Some(0),
-                            replicas: vec![],
-                        })
-                        .collect(),
-                })),
-                Frame::Subscribe(f) => {
-                    let n = script.subscribes.fetch_add(1, Ordering::SeqCst);
-                    let mut live = lock(&script.live);
-                    let code = if live.insert(f.subscription_id) {
-                        ok
-                    } else {
-                        ResponseCode::SUBSCRIPTION_ID_ALREADY_EXISTS
-                    };
-                    // The first one is taken but never answered (a slow broker).
-                    if n > 0 {
-                        lock(&script.answers).push(code);
-                        send(Frame::SubscribeResponse(CodeResponse {
-                            correlation_id: f.correlation_id,
-                            code,
-                        }));
-                    }
-                }
-                Frame::Unsubscribe(f) => {
-                    script.unsubscribes.fetch_add(1, Ordering::SeqCst);
-                    let code = if lock(&script.live).remove(&f.subscription_id) {
-                        ok
-                    } else {
-                        ResponseCode::SUBSCRIPTION_ID_DOES_NOT_EXIST
-                    };
-                    send(Frame::UnsubscribeResponse(CodeResponse {
-                        correlation_id: f.correlation_id,
-                        code,
-                    }))
-                }
-                Frame::Close(f) => {
-                    send(Frame::CloseResponse(CodeResponse {
-                        correlation_id: f.correlation_id,
-                        code: ok,
-                    }));
-                    closing = true;
-                }
-                _ => {}
+                    code,
+                }));
             }
         }
-        if !out.is_empty() && sock.write_all(&out).await.is_err() || closing {
-            return;
+        Frame::Unsubscribe(f) => {
+            script.unsubscribes.fetch_add(1, Ordering::SeqCst);
+            let code = if lock(&script.live).remove(&f.subscription_id) {
+                ResponseCode::OK
+            } else {
+                ResponseCode::SUBSCRIPTION_ID_DOES_NOT_EXIST
+            };
+            send(Frame::UnsubscribeResponse(CodeResponse {
+                correlation_id: f.correlation_id,
+                code,
+            }))
         }
-        buf.reserve(64 * 1024);
-        match sock.read_buf(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
-        }
-    }
+        _ => {}
+    })
+    .await
 }
 
 #[test]
 fn an_unanswered_subscribe_is_undone_before_its_id_is_reused() {
-    runtime().block_on(async {
+    runtime(3).block_on(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let script = Arc::new(Script::default());

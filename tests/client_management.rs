@@ -1,43 +1,17 @@
 //! The async client's management calls against the real broker started by scripts/broker.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+mod support;
+
+use support::client::{env, runtime};
+use support::{unique, uri};
 
 use rmqstream::client::{ClientError, ConnectionConfig, Environment};
 use rmqstream::protocol::codes::ResponseCode;
 
-fn uri(var: &str, default: Option<&str>) -> Option<String> {
-    std::env::var(var).ok().or(default.map(str::to_string))
-}
-
-fn unique(prefix: &str) -> String {
-    let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
-    format!("{prefix}-{}-{}", std::process::id(), t.as_nanos())
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-async fn env(uri: &str) -> Environment {
-    let mut cfg = ConnectionConfig::default();
-    cfg.apply_uri(uri).unwrap();
-    cfg.connection_name = "client_management test".into();
-    Environment::connect(cfg).await.unwrap()
-}
-
 #[test]
 fn stream_lifecycle_offsets_and_stats() {
-    let uri = uri(
-        "RMQS_TEST_URI",
-        Some("rabbitmq-stream://guest:guest@localhost:5552/%2f"),
-    )
-    .unwrap();
-    runtime().block_on(async {
-        let env = env(&uri).await;
+    runtime(2).block_on(async {
+        let env = env(&uri(), "client_management test").await;
         let info = env.server_info().await.unwrap();
         assert!(info.at_least(3, 13), "broker {}", info.version_string());
         assert!(info.frame_max > 0);
@@ -99,13 +73,8 @@ fn stream_lifecycle_offsets_and_stats() {
 
 #[test]
 fn super_stream_management() {
-    let uri = uri(
-        "RMQS_TEST_URI",
-        Some("rabbitmq-stream://guest:guest@localhost:5552/%2f"),
-    )
-    .unwrap();
-    runtime().block_on(async {
-        let env = env(&uri).await;
+    runtime(2).block_on(async {
+        let env = env(&uri(), "client_management test").await;
         let name = unique("super");
         let parts: Vec<String> = (0..3).map(|i| format!("{name}-{i}")).collect();
         let keys: Vec<String> = (0..3).map(|i| i.to_string()).collect();
@@ -123,12 +92,12 @@ fn super_stream_management() {
 
 #[test]
 fn legacy_broker_reports_unsupported_features() {
-    let Some(uri) = uri("RMQS_TEST_LEGACY_URI", None) else {
+    let Some(uri) = std::env::var("RMQS_TEST_LEGACY_URI").ok() else {
         eprintln!("RMQS_TEST_LEGACY_URI unset: legacy broker test skipped");
         return;
     };
-    runtime().block_on(async {
-        let env = env(&uri).await;
+    runtime(2).block_on(async {
+        let env = env(&uri, "client_management test").await;
         let info = env.server_info().await.unwrap();
         assert_eq!((info.version.0, info.version.1), (3, 10));
         assert!(info.command_versions.is_empty());
@@ -160,7 +129,7 @@ fn wrong_password_is_an_auth_error() {
         cfg.apply_uri(&u).unwrap();
         cfg.password = "wrong".into();
     }
-    let r = runtime().block_on(Environment::connect(cfg));
+    let r = runtime(2).block_on(Environment::connect(cfg));
     match r {
         Err(ClientError::Auth(code)) => assert_eq!(code, ResponseCode::AUTHENTICATION_FAILURE),
         Err(e) => panic!("expected an auth error, got {e}"),

@@ -8,247 +8,22 @@
 //! What reached the stream is read back with a minimal subscriber written against
 //! `Connection` and the chunk codec (independent of the consumer under development).
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+mod support;
 
-use rmqstream::client::connection::SubscriptionListener;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use support::client::{Collector, Fixture};
+use support::unique;
+
 use rmqstream::client::producer::{DEFAULT_BATCH_SIZE, DEFAULT_MAX_IN_FLIGHT};
 use rmqstream::client::{
-    BodyFormat, ClientError, Confirm, ConfirmStatus, ConnectionConfig, Environment,
-    OutgoingMessage, Producer, ProducerConfig, ProducerEvents, Role,
+    BodyFormat, ClientError, Confirm, ConfirmStatus, OutgoingMessage, Producer, ProducerConfig,
+    ProducerEvents,
 };
 use rmqstream::protocol::amqp::MessageView;
-use rmqstream::protocol::chunk::{Chunk, ChunkDecoder};
-use rmqstream::protocol::codes::{OffsetSpec, ResponseCode};
-use rmqstream::protocol::commands::{Credit, Deliver, Frame, Subscribe, Unsubscribe};
-use tokio::runtime::Runtime;
-use tokio::sync::mpsc;
 
-const DEFAULT_URI: &str = "rabbitmq-stream://guest:guest@localhost:5552/%2f";
 const WAIT: Duration = Duration::from_secs(30);
-
-fn uri() -> String {
-    std::env::var("RMQS_TEST_URI").unwrap_or_else(|_| DEFAULT_URI.to_string())
-}
-
-fn unique(prefix: &str) -> String {
-    let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
-    format!("{prefix}-{}-{}", std::process::id(), t.as_nanos())
-}
-
-fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-/// An environment and a fresh stream, deleted by [`Fixture::finish`].
-struct Fixture {
-    rt: Runtime,
-    env: Environment,
-    stream: String,
-}
-
-impl Fixture {
-    fn new(prefix: &str) -> Fixture {
-        Self::with_uri(&uri(), prefix)
-    }
-
-    fn with_uri(uri: &str, prefix: &str) -> Fixture {
-        let rt = runtime();
-        let stream = unique(prefix);
-        let env = rt.block_on(async {
-            let mut cfg = ConnectionConfig::default();
-            cfg.apply_uri(uri).unwrap();
-            cfg.connection_name = format!("client_producer test {prefix}");
-            let env = Environment::connect(cfg).await.unwrap();
-            assert!(env.create_stream(&stream, &[]).await.unwrap());
-            env
-        });
-        Fixture { rt, env, stream }
-    }
-
-    fn producer(&self, config: ProducerConfig, events: &Arc<Collector>) -> Producer {
-        let events: Arc<dyn ProducerEvents> = events.clone();
-        self.rt
-            .block_on(Producer::new(&self.env, &self.stream, config, events))
-            .unwrap()
-    }
-
-    fn close(&self, p: &Producer) {
-        self.rt.block_on(p.close(WAIT)).unwrap();
-    }
-
-    fn sequence(&self, name: &str) -> u64 {
-        self.rt
-            .block_on(self.env.query_publisher_sequence(name, &self.stream))
-            .unwrap()
-    }
-
-    /// Reads records from offset 0 until `n` arrived.
-    fn read(&self, n: usize) -> ReadBack {
-        self.rt.block_on(read_stream(&self.env, &self.stream, n))
-    }
-
-    fn finish(self) {
-        self.rt.block_on(async {
-            let _ = self.env.delete_stream(&self.stream).await;
-            self.env.close().await;
-        });
-    }
-}
-
-/// Collects every outcome; lets the test wait for a count.
-#[derive(Default)]
-struct Collector {
-    seen: Mutex<Vec<Confirm>>,
-    cv: Condvar,
-}
-
-impl ProducerEvents for Collector {
-    fn confirms(&self, batch: &[Confirm]) {
-        assert!(!batch.is_empty(), "empty confirm batch");
-        self.seen.lock().unwrap().extend_from_slice(batch);
-        self.cv.notify_all();
-    }
-}
-
-impl Collector {
-    fn new() -> Arc<Collector> {
-        Arc::new(Collector::default())
-    }
-
-    fn all(&self) -> Vec<Confirm> {
-        self.seen.lock().unwrap().clone()
-    }
-
-    /// Waits until at least `n` outcomes arrived.
-    fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Confirm> {
-        let deadline = Instant::now() + timeout;
-        let mut seen = self.seen.lock().unwrap();
-        while seen.len() < n {
-            let now = Instant::now();
-            assert!(
-                now < deadline,
-                "only {} of {n} outcomes arrived",
-                seen.len()
-            );
-            seen = self.cv.wait_timeout(seen, deadline - now).unwrap().0;
-        }
-        seen.clone()
-    }
-
-    /// Outcomes by tag; panics on a tag reported twice.
-    fn by_tag(&self) -> HashMap<usize, Confirm> {
-        let mut map = HashMap::new();
-        for c in self.all() {
-            assert!(
-                map.insert(c.tag, c).is_none(),
-                "tag {} reported twice",
-                c.tag
-            );
-        }
-        map
-    }
-}
-
-/// What a subscriber read.
-struct ReadBack {
-    /// `(offset, record bytes)`.
-    records: Vec<(u64, Vec<u8>)>,
-    /// Ids of the chunks received.
-    chunk_ids: Vec<u64>,
-}
-
-impl ReadBack {
-    /// The body of every record: the data section of AMQP messages, raw records as they are.
-    fn bodies(&self) -> Vec<Vec<u8>> {
-        self.records
-            .iter()
-            .map(|(_, r)| match MessageView::parse(r) {
-                Ok(view) => view.body_bytes().expect("one data section").to_vec(),
-                Err(_) => r.clone(),
-            })
-            .collect()
-    }
-}
-
-struct Sub(mpsc::UnboundedSender<Deliver>);
-
-impl SubscriptionListener for Sub {
-    fn deliver(&self, deliver: Deliver) {
-        let _ = self.0.send(deliver);
-    }
-    fn credit_error(&self, code: ResponseCode) {
-        panic!("credit error {code}");
-    }
-    fn consumer_update(&self, _: u32, _: bool) {}
-    fn stream_unavailable(&self, _: ResponseCode) {}
-    fn connection_closed(&self, _: &ClientError) {}
-}
-
-/// Subscribes from the first offset with the bare connection API and collects `n` records.
-async fn read_stream(env: &Environment, stream: &str, n: usize) -> ReadBack {
-    let conn = env.data_connection(stream, Role::Consumer).await.unwrap();
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let sid = conn
-        .register_subscription(stream, Arc::new(Sub(tx)))
-        .unwrap()
-        .unwrap();
-    let r = conn
-        .request("subscribe", |correlation_id| {
-            Frame::Subscribe(Subscribe {
-                correlation_id,
-                subscription_id: sid,
-                stream: stream.into(),
-                offset_spec: OffsetSpec::First,
-                credit: 5,
-                properties: vec![],
-            })
-        })
-        .await
-        .unwrap();
-    match r {
-        Frame::SubscribeResponse(r) => assert!(r.code.is_ok(), "subscribe: {}", r.code),
-        f => panic!("unexpected answer to subscribe: {f:?}"),
-    }
-    let mut decoder = ChunkDecoder::new();
-    let mut out = ReadBack {
-        records: Vec::new(),
-        chunk_ids: Vec::new(),
-    };
-    while out.records.len() < n {
-        let d = tokio::time::timeout(WAIT, rx.recv())
-            .await
-            .unwrap_or_else(|_| panic!("only {} of {n} records read", out.records.len()))
-            .unwrap();
-        let chunk = Chunk::parse(d.chunk).unwrap();
-        chunk.verify_crc().unwrap();
-        out.chunk_ids.push(chunk.chunk_id());
-        decoder
-            .for_each_record(&chunk, |r| out.records.push((r.offset, r.body.to_vec())))
-            .unwrap();
-        conn.send_frame(&Frame::Credit(Credit {
-            subscription_id: sid,
-            credit: 1,
-        }))
-        .unwrap();
-    }
-    let _ = conn
-        .request("unsubscribe", |correlation_id| {
-            Frame::Unsubscribe(Unsubscribe {
-                correlation_id,
-                subscription_id: sid,
-            })
-        })
-        .await;
-    conn.unregister_subscription(sid);
-    out
-}
 
 fn payload(prefix: &str, i: usize) -> Vec<u8> {
     format!("{prefix}-{i:06}").into_bytes()
@@ -257,7 +32,7 @@ fn payload(prefix: &str, i: usize) -> Vec<u8> {
 #[test]
 fn ten_thousand_messages_confirmed_once_each_and_read_back() {
     const N: usize = 10_000;
-    let f = Fixture::new("prod-10k");
+    let f = Fixture::new("client_producer", "prod-10k");
     let events = Collector::new();
     let p = f.producer(ProducerConfig::default(), &events);
     assert_eq!(p.last_publishing_id(), None);
@@ -317,7 +92,7 @@ fn ten_thousand_messages_confirmed_once_each_and_read_back() {
 
 #[test]
 fn named_producers_deduplicate_on_the_broker() {
-    let f = Fixture::new("prod-dedup");
+    let f = Fixture::new("client_producer", "prod-dedup");
     let name = unique("dedup");
     let config = || ProducerConfig {
         name: Some(name.clone()),
@@ -375,7 +150,7 @@ fn named_producers_deduplicate_on_the_broker() {
 
 #[test]
 fn named_producer_restart_continues_after_the_last_id() {
-    let f = Fixture::new("prod-restart");
+    let f = Fixture::new("client_producer", "prod-restart");
     let name = unique("restart");
     let config = || ProducerConfig {
         name: Some(name.clone()),
@@ -409,7 +184,7 @@ fn named_producer_restart_continues_after_the_last_id() {
 
 #[test]
 fn in_flight_cap_gives_queue_full_then_resumes() {
-    let f = Fixture::new("prod-cap");
+    let f = Fixture::new("client_producer", "prod-cap");
     let ev = Collector::new();
     let p = f.producer(
         ProducerConfig {
@@ -477,7 +252,7 @@ fn in_flight_cap_gives_queue_full_then_resumes() {
 
 #[test]
 fn filter_values_use_publish_v2() {
-    let f = Fixture::new("prod-filter");
+    let f = Fixture::new("client_producer", "prod-filter");
     let ev = Collector::new();
     let p = f.producer(ProducerConfig::default(), &ev);
     let regions = ["eu", "us", "apac"];
@@ -513,7 +288,7 @@ fn filter_values_on_the_legacy_broker_are_unsupported() {
         );
         return;
     };
-    let f = Fixture::with_uri(&uri, "prod-legacy");
+    let f = Fixture::with_uri(&uri, "client_producer", "prod-legacy");
     let ev = Collector::new();
     let p = f.producer(ProducerConfig::default(), &ev);
     let r = p.send(&OutgoingMessage::new(b"x").filter_value("eu"), None);
@@ -535,7 +310,7 @@ fn filter_values_on_the_legacy_broker_are_unsupported() {
 
 #[test]
 fn a_message_larger_than_a_frame_is_invalid() {
-    let f = Fixture::new("prod-big");
+    let f = Fixture::new("client_producer", "prod-big");
     let frame_max = f.rt.block_on(f.env.server_info()).unwrap().frame_max as usize;
     assert!(frame_max > 0);
     let ev = Collector::new();
@@ -577,7 +352,7 @@ fn a_message_larger_than_a_frame_is_invalid() {
 
 #[test]
 fn explicit_ids_must_increase() {
-    let f = Fixture::new("prod-ids");
+    let f = Fixture::new("client_producer", "prod-ids");
     let ev = Collector::new();
     let p = f.producer(ProducerConfig::default(), &ev);
     assert_eq!(
@@ -603,7 +378,7 @@ fn explicit_ids_must_increase() {
 
 #[test]
 fn send_after_close_is_closed_and_close_is_idempotent() {
-    let f = Fixture::new("prod-close");
+    let f = Fixture::new("client_producer", "prod-close");
     let ev = Collector::new();
     let p = f.producer(
         ProducerConfig {
@@ -632,7 +407,7 @@ fn send_after_close_is_closed_and_close_is_idempotent() {
 
 #[test]
 fn dropping_without_close_reports_closed() {
-    let f = Fixture::new("prod-drop");
+    let f = Fixture::new("client_producer", "prod-drop");
     let ev = Collector::new();
     let p = f.producer(
         ProducerConfig {
@@ -661,7 +436,7 @@ fn settle(p: &Producer) {
 
 #[test]
 fn confirm_timeout_completes_unconfirmed_messages() {
-    let f = Fixture::new("prod-timeout");
+    let f = Fixture::new("client_producer", "prod-timeout");
     let ev = Collector::new();
     // The frame is never due on its own, so its messages are never confirmed in time.
     let p = f.producer(
@@ -693,7 +468,7 @@ fn confirm_timeout_completes_unconfirmed_messages() {
 
 #[test]
 fn deleting_the_stream_completes_in_flight_messages_with_closed() {
-    let f = Fixture::new("prod-deleted");
+    let f = Fixture::new("client_producer", "prod-deleted");
     let ev = Collector::new();
     let p = f.producer(
         ProducerConfig {
@@ -722,7 +497,7 @@ fn deleting_the_stream_completes_in_flight_messages_with_closed() {
 
 #[test]
 fn flush_waits_until_nothing_is_in_flight() {
-    let f = Fixture::new("prod-flush");
+    let f = Fixture::new("client_producer", "prod-flush");
     let ev = Collector::new();
     let p = f.producer(
         ProducerConfig {
@@ -751,7 +526,7 @@ fn flush_waits_until_nothing_is_in_flight() {
 fn concurrent_senders_share_one_producer() {
     const THREADS: usize = 4;
     const EACH: usize = 2_500;
-    let f = Fixture::new("prod-threads");
+    let f = Fixture::new("client_producer", "prod-threads");
     let ev = Collector::new();
     let p = Arc::new(f.producer(ProducerConfig::default(), &ev));
     let handles: Vec<_> = (0..THREADS)
@@ -817,7 +592,7 @@ fn publish_throughput() {
         ..Default::default()
     };
     let body = vec![0x5au8; knob("RMQS_BENCH_BODY", 100)];
-    let f = Fixture::new("prod-rate");
+    let f = Fixture::new("client_producer", "prod-rate");
     let count = Arc::new(Count(AtomicUsize::new(0)));
     let events: Arc<dyn ProducerEvents> = count.clone();
     let p =
@@ -880,7 +655,7 @@ impl rmqstream::client::environment::Child for Recorder {
 /// then the connections; what was dropped meanwhile is skipped.
 #[test]
 fn environment_closes_its_producers_then_its_consumers() {
-    let f = Fixture::new("env-children");
+    let f = Fixture::new("client_producer", "env-children");
     let ev = Collector::new();
     let p = Arc::new(f.producer(
         ProducerConfig {
@@ -934,7 +709,7 @@ fn environment_closes_its_producers_then_its_consumers() {
     assert_eq!(log.len(), 6, "the dropped child closed: {log:?}");
     assert!(!f.env.is_open());
     // the environment is closed: delete the stream over another one
-    let other = Fixture::new("env-children-cleanup");
+    let other = Fixture::new("client_producer", "env-children-cleanup");
     other.rt.block_on(async {
         other.env.delete_stream(&f.stream).await.unwrap();
     });

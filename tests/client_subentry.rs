@@ -10,287 +10,25 @@
 //! `publish_cost_plain_vs_sub_entries` (ignored) measures publish rate and client CPU:
 //! `cargo test --release --test client_subentry -- --ignored --nocapture`.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+mod support;
 
-use rmqstream::client::connection::SubscriptionListener;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use support::client::{Collector, Fixture};
+use support::unique;
+
 use rmqstream::client::{
-    BodyFormat, ClientError, Confirm, ConfirmStatus, ConnectionConfig, Environment,
-    OutgoingMessage, Producer, ProducerConfig, ProducerEvents, Role,
+    BodyFormat, ClientError, Confirm, ConfirmStatus, OutgoingMessage, ProducerConfig,
+    ProducerEvents,
 };
 use rmqstream::protocol::amqp::MessageView;
-use rmqstream::protocol::chunk::{Chunk, ChunkDecoder, EntryKind};
-use rmqstream::protocol::codes::{OffsetSpec, ResponseCode};
-use rmqstream::protocol::commands::{Credit, Deliver, Frame, Subscribe, Unsubscribe};
 use rmqstream::protocol::compression::Compression;
-use tokio::runtime::Runtime;
-use tokio::sync::mpsc;
 
-const DEFAULT_URI: &str = "rabbitmq-stream://guest:guest@localhost:5552/%2f";
 const WAIT: Duration = Duration::from_secs(60);
 /// Long enough that no partial sub-entry goes out on its own during a test's send loop
 /// (`flush` seals and sends it).
 const NO_LINGER: Duration = Duration::from_secs(120);
-
-fn uri() -> String {
-    std::env::var("RMQS_TEST_URI").unwrap_or_else(|_| DEFAULT_URI.to_string())
-}
-
-fn unique(prefix: &str) -> String {
-    let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
-    format!("{prefix}-{}-{}", std::process::id(), t.as_nanos())
-}
-
-/// An environment and a fresh stream, deleted by [`Fixture::finish`].
-struct Fixture {
-    rt: Runtime,
-    env: Environment,
-    stream: String,
-}
-
-impl Fixture {
-    fn new(prefix: &str) -> Fixture {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let stream = unique(prefix);
-        let env = rt.block_on(async {
-            let mut cfg = ConnectionConfig::default();
-            cfg.apply_uri(&uri()).unwrap();
-            cfg.connection_name = format!("client_subentry test {prefix}");
-            let env = Environment::connect(cfg).await.unwrap();
-            assert!(env.create_stream(&stream, &[]).await.unwrap());
-            env
-        });
-        Fixture { rt, env, stream }
-    }
-
-    fn producer(&self, config: ProducerConfig, events: Arc<dyn ProducerEvents>) -> Producer {
-        self.rt
-            .block_on(Producer::new(&self.env, &self.stream, config, events))
-            .unwrap()
-    }
-
-    fn close(&self, p: &Producer) {
-        self.rt.block_on(p.close(WAIT)).unwrap();
-    }
-
-    fn frame_max(&self) -> usize {
-        self.rt.block_on(self.env.server_info()).unwrap().frame_max as usize
-    }
-
-    /// Reads records from offset 0 until `n` arrived.
-    fn read(&self, n: usize) -> ReadBack {
-        self.rt.block_on(read_stream(&self.env, &self.stream, n))
-    }
-
-    fn finish(self) {
-        self.rt.block_on(async {
-            let _ = self.env.delete_stream(&self.stream).await;
-            self.env.close().await;
-        });
-    }
-}
-
-/// Collects every outcome; lets the test wait for a count.
-#[derive(Default)]
-struct Collector {
-    seen: Mutex<Vec<Confirm>>,
-    cv: Condvar,
-}
-
-impl ProducerEvents for Collector {
-    fn confirms(&self, batch: &[Confirm]) {
-        assert!(!batch.is_empty(), "empty confirm batch");
-        self.seen.lock().unwrap().extend_from_slice(batch);
-        self.cv.notify_all();
-    }
-}
-
-impl Collector {
-    fn new() -> Arc<Collector> {
-        Arc::new(Collector::default())
-    }
-
-    fn all(&self) -> Vec<Confirm> {
-        self.seen.lock().unwrap().clone()
-    }
-
-    /// Waits until at least `n` outcomes arrived.
-    fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Confirm> {
-        let deadline = Instant::now() + timeout;
-        let mut seen = self.seen.lock().unwrap();
-        while seen.len() < n {
-            let now = Instant::now();
-            assert!(
-                now < deadline,
-                "only {} of {n} outcomes arrived",
-                seen.len()
-            );
-            seen = self.cv.wait_timeout(seen, deadline - now).unwrap().0;
-        }
-        seen.clone()
-    }
-
-    /// Outcomes by tag; panics on a tag reported twice.
-    fn by_tag(&self) -> HashMap<usize, Confirm> {
-        let mut map = HashMap::new();
-        for c in self.all() {
-            assert!(
-                map.insert(c.tag, c).is_none(),
-                "tag {} reported twice",
-                c.tag
-            );
-        }
-        map
-    }
-}
-
-/// One entry of a chunk as read back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum EntryInfo {
-    Simple {
-        offset: u64,
-    },
-    Sub {
-        offset: u64,
-        compression: Compression,
-        records: u16,
-    },
-}
-
-/// What a subscriber read.
-struct ReadBack {
-    /// `(offset, record bytes)`.
-    records: Vec<(u64, Vec<u8>)>,
-    /// Every entry of every chunk, in order.
-    entries: Vec<EntryInfo>,
-}
-
-impl ReadBack {
-    /// The body of every record: the data section of AMQP messages, raw records as they are.
-    fn bodies(&self) -> Vec<Vec<u8>> {
-        self.records
-            .iter()
-            .map(|(_, r)| match MessageView::parse(r) {
-                Ok(view) => view.body_bytes().expect("one data section").to_vec(),
-                Err(_) => r.clone(),
-            })
-            .collect()
-    }
-
-    /// Offsets are 0, 1, 2, … with no gap.
-    fn assert_contiguous(&self) {
-        for (i, (offset, _)) in self.records.iter().enumerate() {
-            assert_eq!(*offset, i as u64, "record {i}");
-        }
-    }
-
-    /// The sub-entries; panics on a simple entry.
-    fn sub_entries(&self) -> Vec<(u64, Compression, u16)> {
-        self.entries
-            .iter()
-            .map(|e| match *e {
-                EntryInfo::Sub {
-                    offset,
-                    compression,
-                    records,
-                } => (offset, compression, records),
-                EntryInfo::Simple { offset } => panic!("simple entry at offset {offset}"),
-            })
-            .collect()
-    }
-}
-
-struct Sub(mpsc::UnboundedSender<Deliver>);
-
-impl SubscriptionListener for Sub {
-    fn deliver(&self, deliver: Deliver) {
-        let _ = self.0.send(deliver);
-    }
-    fn credit_error(&self, code: ResponseCode) {
-        panic!("credit error {code}");
-    }
-    fn consumer_update(&self, _: u32, _: bool) {}
-    fn stream_unavailable(&self, _: ResponseCode) {}
-    fn connection_closed(&self, _: &ClientError) {}
-}
-
-/// Subscribes from the first offset with the bare connection API and collects `n` records
-/// and the entries of every chunk.
-async fn read_stream(env: &Environment, stream: &str, n: usize) -> ReadBack {
-    let conn = env.data_connection(stream, Role::Consumer).await.unwrap();
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let sid = conn
-        .register_subscription(stream, Arc::new(Sub(tx)))
-        .unwrap()
-        .unwrap();
-    let r = conn
-        .request("subscribe", |correlation_id| {
-            Frame::Subscribe(Subscribe {
-                correlation_id,
-                subscription_id: sid,
-                stream: stream.into(),
-                offset_spec: OffsetSpec::First,
-                credit: 5,
-                properties: vec![],
-            })
-        })
-        .await
-        .unwrap();
-    match r {
-        Frame::SubscribeResponse(r) => assert!(r.code.is_ok(), "subscribe: {}", r.code),
-        f => panic!("unexpected answer to subscribe: {f:?}"),
-    }
-    let mut decoder = ChunkDecoder::new();
-    let mut out = ReadBack {
-        records: Vec::new(),
-        entries: Vec::new(),
-    };
-    while out.records.len() < n {
-        let d = tokio::time::timeout(WAIT, rx.recv())
-            .await
-            .unwrap_or_else(|_| panic!("only {} of {n} records read", out.records.len()))
-            .unwrap();
-        let chunk = Chunk::parse(d.chunk).unwrap();
-        chunk.verify_crc().unwrap();
-        for entry in chunk.entries() {
-            let entry = entry.unwrap();
-            out.entries.push(match entry.kind {
-                EntryKind::Simple(_) => EntryInfo::Simple {
-                    offset: entry.first_offset,
-                },
-                EntryKind::SubEntry(s) => EntryInfo::Sub {
-                    offset: entry.first_offset,
-                    compression: s.compression,
-                    records: s.num_records,
-                },
-            });
-        }
-        decoder
-            .for_each_record(&chunk, |r| out.records.push((r.offset, r.body.to_vec())))
-            .unwrap();
-        conn.send_frame(&Frame::Credit(Credit {
-            subscription_id: sid,
-            credit: 1,
-        }))
-        .unwrap();
-    }
-    let _ = conn
-        .request("unsubscribe", |correlation_id| {
-            Frame::Unsubscribe(Unsubscribe {
-                correlation_id,
-                subscription_id: sid,
-            })
-        })
-        .await;
-    conn.unregister_subscription(sid);
-    out
-}
 
 /// A compressible body of 20 to 120 bytes.
 fn payload(i: usize) -> Vec<u8> {
@@ -316,7 +54,7 @@ fn noise(n: usize, mut seed: u64) -> Vec<u8> {
 /// its own id, 100 sub-entries of 100 records with that codec, offsets 0..9999, every body.
 fn round_trip(compression: Compression) {
     const N: usize = 10_000;
-    let f = Fixture::new(&format!("sub-{}", compression.name()));
+    let f = Fixture::new("client_subentry", &format!("sub-{}", compression.name()));
     let events = Collector::new();
     let config = ProducerConfig {
         sub_entry_size: 100,
@@ -324,7 +62,7 @@ fn round_trip(compression: Compression) {
         batch_delay: NO_LINGER,
         ..Default::default()
     };
-    let p = f.producer(config, events.clone());
+    let p = f.producer(config, &events);
     let bodies: Vec<Vec<u8>> = (0..N).map(payload).collect();
     let start = Instant::now();
     for (i, body) in bodies.iter().enumerate() {
@@ -407,7 +145,7 @@ fn sub_entries_with_zstd_round_trip() {
 
 #[test]
 fn a_filter_value_with_sub_entries_is_invalid() {
-    let f = Fixture::new("sub-filter");
+    let f = Fixture::new("client_subentry", "sub-filter");
     let events = Collector::new();
     let p = f.producer(
         ProducerConfig {
@@ -415,7 +153,7 @@ fn a_filter_value_with_sub_entries_is_invalid() {
             compression: Compression::Zstd,
             ..Default::default()
         },
-        events.clone(),
+        &events,
     );
     let r = p.send(&OutgoingMessage::new(b"x").filter_value("eu"), None);
     assert!(
@@ -446,7 +184,10 @@ fn a_filter_value_with_sub_entries_is_invalid() {
 /// are cut before their worst case would exceed `frame_max` (the broker closes the connection
 /// on a larger frame), and everything still arrives in order with contiguous offsets.
 fn mixed_sizes(compression: Compression) {
-    let f = Fixture::new(&format!("sub-mixed-{}", compression.name()));
+    let f = Fixture::new(
+        "client_subentry",
+        &format!("sub-mixed-{}", compression.name()),
+    );
     let frame_max = f.frame_max();
     let events = Collector::new();
     let p = f.producer(
@@ -456,7 +197,7 @@ fn mixed_sizes(compression: Compression) {
             batch_delay: NO_LINGER,
             ..Default::default()
         },
-        events.clone(),
+        &events,
     );
     let sizes: Vec<usize> = (0..600)
         .map(|i| match i % 50 {
@@ -544,7 +285,7 @@ fn mixed_sizes_with_zstd_fit_the_frame() {
 
 #[test]
 fn a_partial_sub_entry_goes_out_after_batch_delay() {
-    let f = Fixture::new("sub-linger");
+    let f = Fixture::new("client_subentry", "sub-linger");
     let events = Collector::new();
     let p = f.producer(
         ProducerConfig {
@@ -553,7 +294,7 @@ fn a_partial_sub_entry_goes_out_after_batch_delay() {
             batch_delay: Duration::from_millis(20),
             ..Default::default()
         },
-        events.clone(),
+        &events,
     );
     let start = Instant::now();
     for i in 0..5 {
@@ -575,7 +316,7 @@ fn a_partial_sub_entry_goes_out_after_batch_delay() {
 /// last message, and a restarted named producer resumes after the last one kept.
 #[test]
 fn named_producers_deduplicate_per_sub_entry() {
-    let f = Fixture::new("sub-dedup");
+    let f = Fixture::new("client_subentry", "sub-dedup");
     let name = unique("sub-dedup");
     let config = || ProducerConfig {
         name: Some(name.clone()),
@@ -592,7 +333,7 @@ fn named_producers_deduplicate_per_sub_entry() {
     // payload(k - 1); returns how many were confirmed.
     let resend = |ids: std::ops::RangeInclusive<u64>| {
         let events = Collector::new();
-        let p = f.producer(config(), events.clone());
+        let p = f.producer(config(), &events);
         let n = ids.clone().count();
         for id in ids {
             let body = payload(id as usize - 1);
@@ -609,7 +350,7 @@ fn named_producers_deduplicate_per_sub_entry() {
     // Automatic ids 1..=250 (a named producer starts after the broker's answer, 0):
     // sub-entries ending at 100, 200 and 250.
     let events = Collector::new();
-    let p = f.producer(config(), events.clone());
+    let p = f.producer(config(), &events);
     for i in 0..250 {
         let id = p.send(&OutgoingMessage::new(&payload(i)), None).unwrap();
         assert_eq!(id, i as u64 + 1);
@@ -619,7 +360,7 @@ fn named_producers_deduplicate_per_sub_entry() {
     assert_eq!(sequence(), 250, "the last sub-entry's id");
 
     // A restart resumes after it.
-    let p = f.producer(config(), Collector::new());
+    let p = f.producer(config(), &Collector::new());
     assert_eq!(p.last_publishing_id(), Some(250));
     f.close(&p);
 
@@ -691,7 +432,7 @@ fn publish_cost_plain_vs_sub_entries() {
     ];
     let mut lines = Vec::new();
     for (label, sub_entry_size, compression) in cases {
-        let f = Fixture::new("sub-bench");
+        let f = Fixture::new("client_subentry", "sub-bench");
         let count = Arc::new(Count(AtomicUsize::new(0)));
         let p = f.producer(
             ProducerConfig {
@@ -699,7 +440,7 @@ fn publish_cost_plain_vs_sub_entries() {
                 compression,
                 ..Default::default()
             },
-            count.clone(),
+            &count,
         );
         let (u0, s0) = cpu();
         let start = Instant::now();

@@ -14,46 +14,26 @@
 //! (found by their client-provided `connection_name`, unique to the test) to lose its
 //! partition consumers.
 
+mod support;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
+use support::client::{SuperFixture, env, lock};
+use support::{unique, uri};
 
 use rmqstream::client::consumer::{ConsumerUpdate, PostFilter, TrackingStrategy};
 use rmqstream::client::super_producer::route_partition;
 use rmqstream::client::{
-    ClientError, Confirm, ConnectionConfig, Consumer, ConsumerConfig, ConsumerEvents,
-    DeliveredChunk, Environment, EnvironmentHandle, OutgoingMessage, SuperConsumer,
-    SuperConsumerConfig, SuperConsumerEvents, SuperProducer, SuperProducerConfig,
-    SuperProducerEvents,
+    ClientError, Confirm, Consumer, ConsumerConfig, ConsumerEvents, DeliveredChunk,
+    EnvironmentHandle, OutgoingMessage, SuperConsumer, SuperConsumerConfig, SuperConsumerEvents,
+    SuperProducer, SuperProducerConfig, SuperProducerEvents,
 };
 use rmqstream::protocol::codes::OffsetSpec;
-use tokio::runtime::Runtime;
 
-const DEFAULT_URI: &str = "rabbitmq-stream://guest:guest@localhost:5552/%2f";
 const WAIT: Duration = Duration::from_secs(30);
 /// How long "nothing more arrives" is observed.
 const QUIET: Duration = Duration::from_millis(500);
-
-fn uri() -> String {
-    std::env::var("RMQS_TEST_URI").unwrap_or_else(|_| DEFAULT_URI.to_string())
-}
-
-fn unique(prefix: &str) -> String {
-    let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
-    format!("{prefix}-{}-{}", std::process::id(), t.as_nanos())
-}
-
-fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(3)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// Polls `cond` (from the test thread) until it holds or `WAIT` passes.
 fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
@@ -262,13 +242,14 @@ impl Confirms {
 // ---------------------------------------------------------------------------------------------
 // Fixture.
 
-/// An environment (shared with the super producers and consumers), deleting what the test
-/// created.
-struct Fixture {
-    rt: Runtime,
-    env: Arc<Environment>,
-    super_streams: Mutex<Vec<String>>,
-    streams: Mutex<Vec<String>>,
+/// The shared [`SuperFixture`] with this file's producers, consumers and readers.
+struct Fixture(SuperFixture);
+
+impl std::ops::Deref for Fixture {
+    type Target = SuperFixture;
+    fn deref(&self) -> &SuperFixture {
+        &self.0
+    }
 }
 
 impl Fixture {
@@ -277,33 +258,15 @@ impl Fixture {
     }
 
     fn with_uri(uri: &str, prefix: &str) -> Fixture {
-        let rt = runtime();
-        let env = rt.block_on(connect(
+        Fixture(SuperFixture::new(
             uri,
+            3,
             &format!("client_super_consumer test {prefix}"),
-        ));
-        Fixture {
-            rt,
-            env: Arc::new(env),
-            super_streams: Mutex::default(),
-            streams: Mutex::default(),
-        }
+        ))
     }
 
-    fn handle(&self) -> Arc<dyn EnvironmentHandle> {
-        self.env.clone()
-    }
-
-    /// A super stream with partitions `<name>-0..n-1` bound with keys `0..n-1`.
-    fn numbered(&self, prefix: &str, n: usize) -> (String, Vec<String>) {
-        let name = unique(prefix);
-        let parts: Vec<String> = (0..n).map(|i| format!("{name}-{i}")).collect();
-        let keys: Vec<String> = (0..n).map(|i| i.to_string()).collect();
-        self.rt
-            .block_on(self.env.create_super_stream(&name, &parts, &keys, &[]))
-            .unwrap();
-        lock(&self.super_streams).push(name.clone());
-        (name, parts)
+    fn finish(self) {
+        self.0.finish()
     }
 
     fn producer(&self, super_stream: &str) -> (SuperProducer, Arc<Confirms>) {
@@ -373,27 +336,6 @@ impl Fixture {
             .block_on(self.env.query_offset(reference, stream))
             .unwrap()
     }
-
-    fn finish(self) {
-        let super_streams = std::mem::take(&mut *lock(&self.super_streams));
-        let streams = std::mem::take(&mut *lock(&self.streams));
-        self.rt.block_on(async {
-            for s in &super_streams {
-                let _ = self.env.delete_super_stream(s).await;
-            }
-            for s in &streams {
-                let _ = self.env.delete_stream(s).await;
-            }
-            self.env.close().await;
-        });
-    }
-}
-
-async fn connect(uri: &str, name: &str) -> Environment {
-    let mut cfg = ConnectionConfig::default();
-    cfg.apply_uri(uri).unwrap();
-    cfg.connection_name = name.to_string();
-    Environment::connect(cfg).await.unwrap()
 }
 
 /// Sends every body with itself as routing key, then waits for their confirms (`confirms`
@@ -435,20 +377,7 @@ fn broker_eval(expr: &str) -> Option<String> {
     if !uri().contains("localhost:5552") {
         return None;
     }
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/broker");
-    let out = std::process::Command::new(script)
-        .args(["ctl", "eval", expr])
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        eprintln!(
-            "scripts/broker ctl eval failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        return None;
-    }
-    Some(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    support::broker_eval(expr)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1060,7 +989,7 @@ fn partition_consumers_recover_from_a_lost_connection() {
     publish(&p, &confirms, 0, &first);
     // The consumer in its own environment, with a name to find its connections by.
     let conn_name = unique("sc-lost-consumer");
-    let cenv = Arc::new(f.rt.block_on(connect(&uri(), &conn_name)));
+    let cenv = Arc::new(f.rt.block_on(env(&uri(), &conn_name)));
     let sink = Sink::new();
     let c = f.consumer_in(
         cenv.clone(),

@@ -13,71 +13,28 @@
 //! `rabbit_stream_manager` does); that test is skipped with a notice when the script cannot
 //! reach the node (a broker not started by `scripts/broker`).
 
+mod support;
+
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
+use support::alloc::{CountingAlloc, allocations};
+use support::client::SuperFixture;
+use support::{broker_eval, unique, uri};
 
 use rmqstream::client::super_producer::{key_extractor, route_partition};
 use rmqstream::client::{
-    ClientError, Confirm, ConfirmStatus, ConnectionConfig, Consumer, ConsumerConfig,
-    ConsumerEvents, DeliveredChunk, Environment, EnvironmentHandle, OutgoingMessage,
-    ProducerConfig, Routing, SuperProducer, SuperProducerConfig, SuperProducerEvents,
+    ClientError, Confirm, ConfirmStatus, Consumer, ConsumerConfig, ConsumerEvents, DeliveredChunk,
+    OutgoingMessage, ProducerConfig, Routing, SuperProducer, SuperProducerConfig,
+    SuperProducerEvents,
 };
 use rmqstream::protocol::codes::OffsetSpec;
-use tokio::runtime::Runtime;
-
-/// Counts the allocations (and reallocations) of each thread, to check the send paths.
-struct CountingAlloc;
-
-thread_local! {
-    static ALLOCATIONS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
-}
-
-fn allocations() -> u64 {
-    ALLOCATIONS.with(|c| c.get())
-}
-
-// SAFETY: forwards to the system allocator; only counts on the side.
-unsafe impl std::alloc::GlobalAlloc for CountingAlloc {
-    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
-        let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
-        // SAFETY: same contract as ours.
-        unsafe { std::alloc::System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
-        // SAFETY: same contract as ours.
-        unsafe { std::alloc::System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, size: usize) -> *mut u8 {
-        let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
-        // SAFETY: same contract as ours.
-        unsafe { std::alloc::System.realloc(ptr, layout, size) }
-    }
-}
 
 #[global_allocator]
 static GLOBAL: CountingAlloc = CountingAlloc;
 
-const DEFAULT_URI: &str = "rabbitmq-stream://guest:guest@localhost:5552/%2f";
 const WAIT: Duration = Duration::from_secs(30);
-
-fn uri() -> String {
-    std::env::var("RMQS_TEST_URI").unwrap_or_else(|_| DEFAULT_URI.to_string())
-}
-
-fn unique(prefix: &str) -> String {
-    let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
-    format!("{prefix}-{}-{}", std::process::id(), t.as_nanos())
-}
-
-fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 /// One confirm as the super producer reported it.
 #[derive(Debug, Clone)]
@@ -145,12 +102,14 @@ impl ConsumerEvents for Reader {
     fn closed(&self, _reason: &ClientError) {}
 }
 
-/// An environment (shared with the super producers), deleting what the test created.
-struct Fixture {
-    rt: Runtime,
-    env: Arc<Environment>,
-    super_streams: Mutex<Vec<String>>,
-    streams: Mutex<Vec<String>>,
+/// The shared [`SuperFixture`] with this file's producers, consumers and readers.
+struct Fixture(SuperFixture);
+
+impl std::ops::Deref for Fixture {
+    type Target = SuperFixture;
+    fn deref(&self) -> &SuperFixture {
+        &self.0
+    }
 }
 
 impl Fixture {
@@ -159,48 +118,15 @@ impl Fixture {
     }
 
     fn with_uri(uri: &str, prefix: &str) -> Fixture {
-        let rt = runtime();
-        let env = rt.block_on(async {
-            let mut cfg = ConnectionConfig::default();
-            cfg.apply_uri(uri).unwrap();
-            cfg.connection_name = format!("client_super_producer test {prefix}");
-            Environment::connect(cfg).await.unwrap()
-        });
-        Fixture {
-            rt,
-            env: Arc::new(env),
-            super_streams: Mutex::default(),
-            streams: Mutex::default(),
-        }
+        Fixture(SuperFixture::new(
+            uri,
+            2,
+            &format!("client_super_producer test {prefix}"),
+        ))
     }
 
-    fn handle(&self) -> Arc<dyn EnvironmentHandle> {
-        self.env.clone()
-    }
-
-    /// Creates a super stream with these partition suffixes and binding keys; returns its
-    /// name and partitions.
-    fn super_stream(
-        &self,
-        prefix: &str,
-        suffixes: &[&str],
-        keys: &[&str],
-    ) -> (String, Vec<String>) {
-        let name = unique(prefix);
-        let parts: Vec<String> = suffixes.iter().map(|s| format!("{name}-{s}")).collect();
-        let keys: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
-        self.rt
-            .block_on(self.env.create_super_stream(&name, &parts, &keys, &[]))
-            .unwrap();
-        self.super_streams.lock().unwrap().push(name.clone());
-        (name, parts)
-    }
-
-    /// A super stream with partitions `<name>-0..n-1` bound with keys `0..n-1`.
-    fn numbered(&self, prefix: &str, n: usize) -> (String, Vec<String>) {
-        let suffixes: Vec<String> = (0..n).map(|i| i.to_string()).collect();
-        let s: Vec<&str> = suffixes.iter().map(String::as_str).collect();
-        self.super_stream(prefix, &s, &s)
+    fn finish(self) {
+        self.0.finish()
     }
 
     fn producer(
@@ -251,20 +177,6 @@ impl Fixture {
         self.rt
             .block_on(self.env.query_publisher_sequence(name, stream))
             .unwrap()
-    }
-
-    fn finish(self) {
-        let super_streams = std::mem::take(&mut *self.super_streams.lock().unwrap());
-        let streams = std::mem::take(&mut *self.streams.lock().unwrap());
-        self.rt.block_on(async {
-            for s in &super_streams {
-                let _ = self.env.delete_super_stream(s).await;
-            }
-            for s in &streams {
-                let _ = self.env.delete_stream(s).await;
-            }
-            self.env.close().await;
-        });
     }
 }
 
@@ -758,25 +670,6 @@ fn send_paths_do_not_allocate_per_message() {
         events.take();
     }
     f.finish();
-}
-
-/// Runs `scripts/broker ctl eval EXPR` against the test node; `None` when that is not
-/// possible here.
-fn broker_eval(expr: &str) -> Option<String> {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/broker");
-    let out = std::process::Command::new(script)
-        .args(["ctl", "eval", expr])
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        eprintln!(
-            "scripts/broker ctl eval failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        return None;
-    }
-    Some(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 /// A partition added to a live super stream (a new stream bound to its exchange, as the

@@ -20,7 +20,7 @@
 
 mod support;
 
-use std::ffi::{CStr, CString, c_void};
+use std::ffi::{CString, c_void};
 use std::ptr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 use rmqstream::client::{ConnectionConfig, Endpoint, Environment};
 use rmqstream::ffi::rmqs_status_code::*;
 use rmqstream::ffi::*;
+use support::capi::{check, config, create_with, delete_stream, open, try_bare_producer};
 use support::cluster::{Cluster, ClusterLock};
 use support::proxy::Proxy;
 use support::unique;
@@ -78,63 +79,22 @@ impl Drop for Session {
 // ---------------------------------------------------------------------------------------------
 // the C ABI
 
-fn error_text(err: *mut rmqs_error) -> String {
-    if err.is_null() {
-        return String::new();
-    }
-    let m = unsafe { CStr::from_ptr(rmqs_error_message(err)) }
-        .to_string_lossy()
-        .into_owned();
-    unsafe { rmqs_error_free(err) };
-    m
-}
-
-fn check(st: rmqs_status, err: *mut rmqs_error, what: &str) {
-    if st != 0 {
-        panic!("{what}: status {st}: {}", error_text(err));
-    }
-}
-
-fn config(pairs: &[(&str, &str)]) -> *mut rmqs_config {
-    let cfg = rmqs_config_new();
-    for (k, v) in pairs {
-        let (k, v) = (CString::new(*k).unwrap(), CString::new(*v).unwrap());
-        let mut err = ptr::null_mut();
-        let st = unsafe { rmqs_config_set(cfg, k.as_ptr(), v.as_ptr(), &mut err) };
-        check(st, err, "config");
-    }
-    cfg
-}
-
 /// An open `rmqs_connection`, freed on drop.
 struct Conn(*mut rmqs_connection);
 
 impl Conn {
     fn open(pairs: &[(&str, &str)]) -> Conn {
-        let cfg = config(pairs);
-        let mut conn = ptr::null_mut();
-        let mut err = ptr::null_mut();
-        let st = unsafe { rmqs_connection_open(cfg, &mut conn, &mut err) };
-        unsafe { rmqs_config_free(cfg) };
-        check(st, err, "connection open");
-        Conn(conn)
+        Conn(open(pairs))
     }
 
     /// Creates `stream` with a member on each of the three nodes.
     fn create_replicated(&self, stream: &str) {
         let s = CString::new(stream).unwrap();
-        let args = config(&[("initial_cluster_size", "3")]);
-        let mut err = ptr::null_mut();
-        let st = unsafe { rmqs_stream_create(self.0, s.as_ptr(), args, &mut err) };
-        unsafe { rmqs_config_free(args) };
-        check(st, err, "create stream");
+        create_with(self.0, &s, &[("initial_cluster_size", "3")]);
     }
 
     fn delete(&self, stream: &str) {
-        let s = CString::new(stream).unwrap();
-        let mut err = ptr::null_mut();
-        let st = unsafe { rmqs_stream_delete(self.0, s.as_ptr(), &mut err) };
-        check(st, err, "delete stream");
+        delete_stream(self.0, &CString::new(stream).unwrap());
     }
 
     /// Leader port (0 if none) and replica ports from the metadata.
@@ -162,27 +122,7 @@ impl Conn {
     }
 
     fn try_producer(&self, stream: &str) -> Result<Producer, (rmqs_status, String)> {
-        let s = CString::new(stream).unwrap();
-        let mut p = ptr::null_mut();
-        let mut err = ptr::null_mut();
-        let st = unsafe {
-            rmqs_producer_new(
-                self.0,
-                s.as_ptr(),
-                ptr::null(),
-                None,
-                ptr::null_mut(),
-                None,
-                ptr::null_mut(),
-                0,
-                &mut p,
-                &mut err,
-            )
-        };
-        if st != 0 {
-            return Err((st, error_text(err)));
-        }
-        Ok(Producer(p))
+        try_bare_producer(self.0, &CString::new(stream).unwrap(), &[]).map(Producer)
     }
 
     fn consumer(&self, stream: &str) -> Consumer {

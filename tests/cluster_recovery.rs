@@ -122,12 +122,7 @@ fn connect(uri: &str) -> *mut rmqs_connection {
         rmqs_config_set_log_cb(cfg, Some(on_log), ptr::null_mut(), None, ptr::null_mut())
     };
     assert_eq!(st, 0);
-    let mut conn = ptr::null_mut();
-    let mut err = ptr::null_mut();
-    let st = unsafe { rmqs_connection_open(cfg, &mut conn, &mut err) };
-    unsafe { rmqs_config_free(cfg) };
-    check(st, err, "open");
-    conn
+    open_config(cfg)
 }
 
 /// Time 0 of the running test's log.
@@ -1095,7 +1090,7 @@ fn single_broker_restart_during_traffic() {
     let conn = connect(&uri());
     let name = unique("crec-restart");
     let stream = CString::new(name.clone()).unwrap();
-    create(conn, &stream);
+    create_stream(conn, &stream);
     let cseen = Seen::new(0);
     let c = consumer(conn, &stream, &[("offset", "first")], &cseen);
     let pseen = Seen::new(MAX_TRAFFIC);

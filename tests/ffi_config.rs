@@ -364,7 +364,7 @@ fn dump_lists_every_key_with_its_effective_value_and_hides_passwords() {
 fn a_typed_offset_sets_where_a_consumer_starts() {
     let conn = capi::open(&[("uri", &support::uri())]);
     let stream = CString::new(support::unique("cfg-offset")).unwrap();
-    capi::create(conn, &stream);
+    capi::create_stream(conn, &stream);
     let seen = capi::Seen::new(10);
     let p = capi::producer(conn, &stream, &[], &seen);
     for i in 0..10 {

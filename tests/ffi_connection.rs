@@ -2,34 +2,16 @@
 //! symbols against the broker of scripts/broker (RMQS_TEST_URI; RMQS_TEST_LEGACY_URI for the
 //! 3.10.8 checks, skipped when unset and the default legacy port does not answer).
 
+mod support;
+
 use std::ffi::{CStr, CString, c_char};
 use std::ptr;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
+use support::capi::*;
+use support::{legacy_uri, uri};
 
 use rmqstream::ffi::rmqs_status_code::*;
 use rmqstream::ffi::*;
-
-fn uri() -> String {
-    std::env::var("RMQS_TEST_URI")
-        .unwrap_or_else(|_| "rabbitmq-stream://guest:guest@localhost:5552/%2f".into())
-}
-
-fn legacy_uri() -> Option<String> {
-    match std::env::var("RMQS_TEST_LEGACY_URI") {
-        Ok(u) => Some(u),
-        Err(_) => std::net::TcpStream::connect_timeout(
-            &"127.0.0.1:5553".parse().unwrap(),
-            Duration::from_millis(300),
-        )
-        .ok()
-        .map(|_| "rabbitmq-stream://guest:guest@localhost:5553/%2f".to_string()),
-    }
-}
-
-fn unique(prefix: &str) -> CString {
-    let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
-    CString::new(format!("{prefix}-{}-{}", std::process::id(), t.as_nanos())).unwrap()
-}
 
 /// A failed call's status and message (and frees the error).
 struct Failure {
@@ -38,37 +20,7 @@ struct Failure {
 }
 
 fn take_err(st: rmqs_status, err: *mut rmqs_error) -> Result<(), Failure> {
-    if st == RMQS_OK.status() {
-        assert!(err.is_null(), "err written on success");
-        return Ok(());
-    }
-    let message = if err.is_null() {
-        String::new()
-    } else {
-        let m = unsafe { CStr::from_ptr(rmqs_error_message(err)) }
-            .to_string_lossy()
-            .into_owned();
-        assert_eq!(unsafe { rmqs_error_status(err) }, st);
-        unsafe { rmqs_error_free(err) };
-        m
-    };
-    Err(Failure {
-        status: st,
-        message,
-    })
-}
-
-fn config(pairs: &[(&str, &str)]) -> *mut rmqs_config {
-    let cfg = rmqs_config_new();
-    for (k, v) in pairs {
-        let (k, v) = (CString::new(*k).unwrap(), CString::new(*v).unwrap());
-        let mut err = ptr::null_mut();
-        let st = unsafe { rmqs_config_set(cfg, k.as_ptr(), v.as_ptr(), &mut err) };
-        if let Err(f) = take_err(st, err) {
-            panic!("config {k:?}={v:?}: {}", f.message);
-        }
-    }
-    cfg
+    outcome(st, err).map_err(|(status, message)| Failure { status, message })
 }
 
 fn set(cfg: *mut rmqs_config, k: &str, v: &str) -> Result<(), Failure> {
@@ -88,17 +40,6 @@ fn open(pairs: &[(&str, &str)]) -> Result<*mut rmqs_connection, Failure> {
         assert!(!conn.is_null());
         conn
     })
-}
-
-fn open_uri(u: &str) -> *mut rmqs_connection {
-    let u = CString::new(u).unwrap();
-    let mut conn = ptr::null_mut();
-    let mut err = ptr::null_mut();
-    let st = unsafe { rmqs_connection_open_uri(u.as_ptr(), &mut conn, &mut err) };
-    if let Err(f) = take_err(st, err) {
-        panic!("open {u:?}: {} {}", f.status, f.message);
-    }
-    conn
 }
 
 fn create(conn: *mut rmqs_connection, s: &CStr, args: *const rmqs_config) -> Result<(), Failure> {
@@ -121,7 +62,7 @@ fn cstr(p: *const c_char) -> String {
 
 #[test]
 fn open_by_uri_and_by_keys() {
-    let conn = open_uri(&uri());
+    let conn = connect(&uri());
     let version = cstr(unsafe { rmqs_connection_server_version(conn) });
     assert!(
         version.starts_with(|c: char| c.is_ascii_digit()),
@@ -246,8 +187,8 @@ fn unreachable_host_fails_in_time() {
 
 #[test]
 fn management_round_trips() {
-    let conn = open_uri(&uri());
-    let s = unique("ffi-mgmt");
+    let conn = connect(&uri());
+    let s = cunique("ffi-mgmt");
     assert!(!exists(conn, &s));
 
     let args = config(&[
@@ -268,7 +209,7 @@ fn management_round_trips() {
 
     // a key that is not a stream argument
     let bad = config(&[("batch_size", "3")]);
-    let f = create(conn, &unique("ffi-bad"), bad).unwrap_err();
+    let f = create(conn, &cunique("ffi-bad"), bad).unwrap_err();
     assert_eq!(f.status, RMQS_ERR_INVALID_ARGUMENT.status());
     unsafe { rmqs_config_free(bad) };
 
@@ -357,7 +298,7 @@ fn management_round_trips() {
 
 #[test]
 fn bad_arguments_never_crash() {
-    let conn = open_uri(&uri());
+    let conn = connect(&uri());
     let long = CString::new("s".repeat(256)).unwrap();
     let max = CString::new("s".repeat(255)).unwrap();
     let non_utf8 = [b's', 0xc3, 0x28, 0];
@@ -516,10 +457,10 @@ fn legacy_broker_stats_unsupported() {
         eprintln!("no legacy broker: skipped");
         return;
     };
-    let conn = open_uri(&u);
+    let conn = connect(&u);
     assert!(cstr(unsafe { rmqs_connection_server_version(conn) }).starts_with("3.10"));
     assert!(!unsafe { rmqs_connection_supports(conn, 0x1c, 1) });
-    let s = unique("ffi-legacy");
+    let s = cunique("ffi-legacy");
     create(conn, &s, ptr::null()).unwrap_or_else(|f| panic!("create: {}", f.message));
     let mut st = rmqs_stream_statistics {
         size: std::mem::size_of::<rmqs_stream_statistics>() as u64,
@@ -547,8 +488,8 @@ fn strings_of(list: *mut rmqs_strings) -> Vec<String> {
 
 #[test]
 fn super_stream_management() {
-    let conn = open_uri(&uri());
-    let name = unique("ffi-super");
+    let conn = connect(&uri());
+    let name = cunique("ffi-super");
     let n = name.to_str().unwrap().to_string();
 
     // N partitions with the usual names and keys
@@ -662,7 +603,7 @@ fn super_stream_management() {
 
     // 3.10.8: no super stream commands
     if let Some(u) = legacy_uri() {
-        let conn = open_uri(&u);
+        let conn = connect(&u);
         let mut err = ptr::null_mut();
         let r =
             unsafe { rmqs_super_stream_create_n(conn, name.as_ptr(), 2, ptr::null(), &mut err) };

@@ -16,13 +16,17 @@
 //!   exactly once for every callback;
 //! - RabbitMQ 3.10.8: single active consumer and filtering give `RMQS_ERR_UNSUPPORTED`.
 
+mod support;
+
 use std::ffi::{CStr, CString, c_void};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::ptr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
+use support::capi::*;
+use support::uri;
 
 use rmqstream::ffi::rmqs_event_type_code::*;
 use rmqstream::ffi::rmqs_offset_type_code::*;
@@ -34,94 +38,8 @@ const WAIT: Duration = Duration::from_secs(20);
 // ---------------------------------------------------------------------------------------------
 // helpers
 
-fn uri() -> String {
-    std::env::var("RMQS_TEST_URI")
-        .unwrap_or_else(|_| "rabbitmq-stream://guest:guest@localhost:5552/%2f".into())
-}
-
-fn unique(prefix: &str) -> CString {
-    let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
-    CString::new(format!("{prefix}-{}-{}", std::process::id(), t.as_nanos())).unwrap()
-}
-
-fn message(err: *mut rmqs_error) -> String {
-    if err.is_null() {
-        return String::new();
-    }
-    let m = unsafe { CStr::from_ptr(rmqs_error_message(err)) }
-        .to_string_lossy()
-        .into_owned();
-    unsafe { rmqs_error_free(err) };
-    m
-}
-
-fn check(st: rmqs_status, err: *mut rmqs_error, what: &str) {
-    if st != 0 {
-        panic!("{what}: status {st}: {}", message(err));
-    }
-}
-
-fn config(pairs: &[(&str, &str)]) -> *mut rmqs_config {
-    let cfg = rmqs_config_new();
-    for (k, v) in pairs {
-        let (k, v) = (CString::new(*k).unwrap(), CString::new(*v).unwrap());
-        let mut err = ptr::null_mut();
-        let st = unsafe { rmqs_config_set(cfg, k.as_ptr(), v.as_ptr(), &mut err) };
-        check(st, err, "config");
-    }
-    cfg
-}
-
-fn connect_to(uri: &str, pairs: &[(&str, &str)]) -> *mut rmqs_connection {
-    let mut all = vec![("uri", uri)];
-    all.extend_from_slice(pairs);
-    let cfg = config(&all);
-    let mut conn = ptr::null_mut();
-    let mut err = ptr::null_mut();
-    let st = unsafe { rmqs_connection_open(cfg, &mut conn, &mut err) };
-    unsafe { rmqs_config_free(cfg) };
-    check(st, err, "open");
-    conn
-}
-
 fn connect(pairs: &[(&str, &str)]) -> *mut rmqs_connection {
     connect_to(&uri(), pairs)
-}
-
-fn create_stream(conn: *mut rmqs_connection, s: &CStr) {
-    let mut err = ptr::null_mut();
-    let st = unsafe { rmqs_stream_create(conn, s.as_ptr(), ptr::null(), &mut err) };
-    check(st, err, "create stream");
-}
-
-fn delete_stream(conn: *mut rmqs_connection, s: &CStr) {
-    assert_eq!(
-        unsafe { rmqs_stream_delete(conn, s.as_ptr(), ptr::null_mut()) },
-        0
-    );
-}
-
-fn producer(conn: *mut rmqs_connection, s: &CStr, pairs: &[(&str, &str)]) -> *mut rmqs_producer {
-    let cfg = config(pairs);
-    let mut p = ptr::null_mut();
-    let mut err = ptr::null_mut();
-    let st = unsafe {
-        rmqs_producer_new(
-            conn,
-            s.as_ptr(),
-            cfg,
-            None,
-            ptr::null_mut(),
-            None,
-            ptr::null_mut(),
-            0,
-            &mut p,
-            &mut err,
-        )
-    };
-    unsafe { rmqs_config_free(cfg) };
-    check(st, err, "producer");
-    p
 }
 
 fn send(p: *mut rmqs_producer, body: &[u8], filter: Option<&CStr>) {
@@ -142,14 +60,6 @@ fn send(p: *mut rmqs_producer, body: &[u8], filter: Option<&CStr>) {
     check(st, err, "send");
 }
 
-fn flush(p: *mut rmqs_producer) {
-    assert_eq!(
-        unsafe { rmqs_producer_flush(p, 30_000, std::ptr::null_mut()) },
-        0,
-        "flush"
-    );
-}
-
 fn body(i: u64) -> Vec<u8> {
     format!("m{i}").into_bytes()
 }
@@ -157,7 +67,7 @@ fn body(i: u64) -> Vec<u8> {
 /// Publishes `body(i)` for `range`, in chunks of `per_chunk` messages (each chunk flushed
 /// before the next one is sent, so that the broker writes it alone).
 fn publish(conn: *mut rmqs_connection, s: &CStr, range: std::ops::Range<u64>, per_chunk: u64) {
-    let p = producer(conn, s, &[("batch_delay_ms", "0")]);
+    let p = bare_producer(conn, s, &[("batch_delay_ms", "0")]);
     for i in range {
         send(p, &body(i), None);
         if (i + 1) % per_chunk == 0 {
@@ -166,90 +76,6 @@ fn publish(conn: *mut rmqs_connection, s: &CStr, range: std::ops::Range<u64>, pe
     }
     flush(p);
     unsafe { rmqs_producer_free(p) };
-}
-
-/// Creates a consumer with `cfg` (freed here) delivering to `q`.
-fn consumer_with(
-    conn: *mut rmqs_connection,
-    s: &CStr,
-    cfg: *mut rmqs_config,
-    q: *mut rmqs_queue,
-) -> Result<*mut rmqs_consumer, (rmqs_status, String)> {
-    let mut c = ptr::null_mut();
-    let mut err = ptr::null_mut();
-    let st = unsafe {
-        rmqs_consumer_new(
-            conn,
-            s.as_ptr(),
-            cfg,
-            None,
-            ptr::null_mut(),
-            None,
-            q,
-            0,
-            &mut c,
-            &mut err,
-        )
-    };
-    unsafe { rmqs_config_free(cfg) };
-    if st != 0 {
-        return Err((st, message(err)));
-    }
-    Ok(c)
-}
-
-fn consumer(
-    conn: *mut rmqs_connection,
-    s: &CStr,
-    pairs: &[(&str, &str)],
-    q: *mut rmqs_queue,
-) -> *mut rmqs_consumer {
-    consumer_with(conn, s, config(pairs), q).unwrap_or_else(|e| panic!("consumer: {e:?}"))
-}
-
-fn queue() -> *mut rmqs_queue {
-    let mut q = ptr::null_mut();
-    assert_eq!(unsafe { rmqs_queue_new(&mut q, std::ptr::null_mut()) }, 0);
-    q
-}
-
-fn stats(c: *mut rmqs_consumer) -> rmqs_consumer_statistics {
-    let mut s = rmqs_consumer_statistics {
-        size: size_of::<rmqs_consumer_statistics>() as u64,
-        ..Default::default()
-    };
-    assert_eq!(
-        unsafe { rmqs_consumer_stats(c, &mut s, std::ptr::null_mut()) },
-        0
-    );
-    s
-}
-
-fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    f()
-}
-
-/// Offsets and bodies of a chunk's visible messages.
-fn messages(ch: *const rmqs_chunk) -> Vec<(u64, Vec<u8>)> {
-    let n = unsafe { rmqs_chunk_message_count(ch) };
-    (0..n)
-        .map(|i| unsafe {
-            let m = rmqs_chunk_message(ch, i);
-            let mut len = 0;
-            let b = rmqs_message_body(m, &mut len);
-            (
-                rmqs_message_offset(m),
-                std::slice::from_raw_parts(b, len).to_vec(),
-            )
-        })
-        .collect()
 }
 
 /// What a queue delivered.
@@ -290,7 +116,7 @@ impl Seen {
                 assert!(unsafe { rmqs_chunk_header(ch, &mut h) });
                 self.entries.push((h.num_entries, h.num_records));
                 self.chunks += 1;
-                for (o, b) in messages(ch) {
+                for (o, b) in chunk_messages(ch) {
                     self.offsets.push(o);
                     self.bodies.push(b);
                 }
@@ -324,7 +150,7 @@ impl Seen {
             return false;
         }
         let ev = self.held.remove(0);
-        let m = messages(unsafe { rmqs_event_chunk(ev) });
+        let m = chunk_messages(unsafe { rmqs_event_chunk(ev) }).collect::<Vec<_>>();
         self.released_messages += m.len();
         self.released_last = m.last().map(|(o, _)| *o);
         unsafe { rmqs_event_free(ev) };
@@ -384,7 +210,7 @@ fn ud(c: &Arc<Calls>) -> *mut c_void {
 #[test]
 fn tracking_resumes_at_exactly_the_next_message_after_a_restart() {
     let conn = connect(&[]);
-    let s = unique("ffi-feat-track");
+    let s = cunique("ffi-feat-track");
     create_stream(conn, &s);
     publish(conn, &s, 0..1000, 50);
     let q = queue();
@@ -407,7 +233,7 @@ fn tracking_resumes_at_exactly_the_next_message_after_a_restart() {
         .collect();
 
         // First run: process whole chunks up to about 430 messages, then stop.
-        let c = consumer(conn, &s, &cfg, q);
+        let c = queue_consumer(conn, &s, &cfg, q);
         let mut seen = Seen::default();
         let deadline = Instant::now() + WAIT;
         while seen.offsets.len() < 430 && Instant::now() < deadline {
@@ -447,7 +273,7 @@ fn tracking_resumes_at_exactly_the_next_message_after_a_restart() {
             stored_becomes(conn, &name, &s, last),
             "{mode}: stored {last}"
         );
-        let st = stats(c);
+        let st = consumer_stats(c);
         assert_eq!(st.last_stored_offset, last, "{mode}");
         if mode == "auto" {
             // Every 100 processed messages (at chunk ends), and on close.
@@ -464,7 +290,7 @@ fn tracking_resumes_at_exactly_the_next_message_after_a_restart() {
         Seen::default().drain(q, Duration::ZERO, false); // the closed event
 
         // Second run, same name: right after the stored offset (`offset` is ignored).
-        let c = consumer(conn, &s, &cfg, q);
+        let c = queue_consumer(conn, &s, &cfg, q);
         let mut seen = Seen::default();
         assert!(wait_until(WAIT, || {
             seen.drain(q, Duration::from_millis(50), false);
@@ -501,7 +327,7 @@ unsafe extern "C" fn every_second_chunk(
 #[test]
 fn a_tracking_callback_decides_when_to_store() {
     let conn = connect(&[]);
-    let s = unique("ffi-feat-custom");
+    let s = cunique("ffi-feat-custom");
     create_stream(conn, &s);
     publish(conn, &s, 0..100, 10);
     let q = queue();
@@ -534,7 +360,7 @@ fn a_tracking_callback_decides_when_to_store() {
         },
         0
     );
-    let e = consumer_with(conn, &s, other, q).unwrap_err();
+    let e = try_queue_consumer(conn, &s, other, q).unwrap_err();
     assert_eq!(e.0, RMQS_ERR_INVALID_ARGUMENT as i32);
     assert!(e.1.contains("tracking"), "{e:?}");
     assert_eq!(
@@ -543,24 +369,7 @@ fn a_tracking_callback_decides_when_to_store() {
         "the refused one's config is freed"
     );
 
-    let mut c = ptr::null_mut();
-    let mut err = ptr::null_mut();
-    let st = unsafe {
-        rmqs_consumer_new(
-            conn,
-            s.as_ptr(),
-            cfg,
-            None,
-            ptr::null_mut(),
-            None,
-            q,
-            0,
-            &mut c,
-            &mut err,
-        )
-    };
-    check(st, err, "consumer");
-    unsafe { rmqs_config_free(cfg) };
+    let c = try_queue_consumer(conn, &s, cfg, q).unwrap_or_else(|e| panic!("consumer: {e:?}"));
     assert_eq!(
         calls.freed.load(Ordering::SeqCst),
         1,
@@ -573,7 +382,7 @@ fn a_tracking_callback_decides_when_to_store() {
     }));
     assert!(wait_until(WAIT, || calls.calls.load(Ordering::SeqCst) >= seen.chunks));
     let n = calls.calls.load(Ordering::SeqCst);
-    let st = stats(c);
+    let st = consumer_stats(c);
     assert_eq!(
         st.offsets_stored as usize,
         n / 2,
@@ -629,7 +438,7 @@ fn crash_child() {
     let (s, name) = (CString::new(s).unwrap(), CString::new(name).unwrap());
     let conn = connect(&[]);
     let q = queue();
-    let c = consumer(
+    let c = queue_consumer(
         conn,
         &s,
         &[
@@ -664,7 +473,7 @@ fn crash_child() {
 #[test]
 fn tracking_survives_a_killed_consumer_process() {
     let conn = connect(&[]);
-    let s = unique("ffi-feat-crash");
+    let s = cunique("ffi-feat-crash");
     create_stream(conn, &s);
     publish(conn, &s, 0..300, 20);
     let name = "crashing-consumer";
@@ -697,7 +506,7 @@ fn tracking_survives_a_killed_consumer_process() {
     // The restarted consumer: right after the stored offset; the two chunks processed after
     // the store come again, nothing is skipped.
     let q = queue();
-    let c = consumer(
+    let c = queue_consumer(
         conn,
         &s,
         &[("name", name), ("offset", "first"), ("tracking", "manual")],
@@ -730,7 +539,7 @@ fn credit_steps(
     chunks: usize,
 ) -> (Vec<(usize, u64, usize)>, usize) {
     let q = queue();
-    let c = consumer(
+    let c = queue_consumer(
         conn,
         s,
         &[
@@ -744,13 +553,13 @@ fn credit_steps(
     let mut seen = Seen::default();
     seen.settle(q, quiet, true);
     let mut max_held = seen.held.len();
-    let mut steps = vec![(0, stats(c).credits_granted, seen.chunks)];
+    let mut steps = vec![(0, consumer_stats(c).credits_granted, seen.chunks)];
     let mut released = 0;
     while seen.release_one() {
         released += 1;
         seen.settle(q, quiet, true);
         max_held = max_held.max(seen.held.len());
-        steps.push((released, stats(c).credits_granted, seen.chunks));
+        steps.push((released, consumer_stats(c).credits_granted, seen.chunks));
         if released > 3 * chunks {
             break;
         }
@@ -763,7 +572,7 @@ fn credit_steps(
             0
         );
         seen.settle(q, quiet, true);
-        steps.push((released, stats(c).credits_granted, seen.chunks));
+        steps.push((released, consumer_stats(c).credits_granted, seen.chunks));
     }
     unsafe { rmqs_consumer_free(c) };
     drop(seen);
@@ -774,7 +583,7 @@ fn credit_steps(
 #[test]
 fn each_credit_policy_has_its_credit_pattern() {
     let conn = connect(&[]);
-    let s = unique("ffi-feat-credit");
+    let s = cunique("ffi-feat-credit");
     create_stream(conn, &s);
     const CHUNKS: usize = 12;
     publish(conn, &s, 0..CHUNKS as u64, 1);
@@ -824,7 +633,7 @@ fn each_credit_policy_has_its_credit_pattern() {
 
     // A policy the initial credit cannot sustain is refused.
     let q = queue();
-    let e = consumer_with(
+    let e = try_queue_consumer(
         conn,
         &s,
         config(&[
@@ -843,13 +652,13 @@ fn each_credit_policy_has_its_credit_pattern() {
 #[test]
 fn when_below_batches_credit_for_a_fast_application() {
     let conn = connect(&[]);
-    let s = unique("ffi-feat-below");
+    let s = cunique("ffi-feat-below");
     create_stream(conn, &s);
     const CHUNKS: u64 = 60;
     publish(conn, &s, 0..CHUNKS, 1);
     let run = |policy: &str| {
         let q = queue();
-        let c = consumer(
+        let c = queue_consumer(
             conn,
             &s,
             &[
@@ -865,7 +674,7 @@ fn when_below_batches_credit_for_a_fast_application() {
             seen.offsets.len() == CHUNKS as usize
         }));
         std::thread::sleep(Duration::from_millis(300));
-        let st = stats(c);
+        let st = consumer_stats(c);
         assert_eq!(seen.offsets, (0..CHUNKS).collect::<Vec<_>>());
         unsafe { rmqs_consumer_free(c) };
         drop(seen);
@@ -913,7 +722,7 @@ unsafe extern "C" fn on_update(
 #[test]
 fn single_active_consumer_one_receives_and_the_other_takes_over_at_the_stored_offset() {
     let conn = connect(&[]);
-    let s = unique("ffi-feat-sac");
+    let s = cunique("ffi-feat-sac");
     create_stream(conn, &s);
     publish(conn, &s, 0..500, 25);
     let group = "sac-group";
@@ -941,10 +750,10 @@ fn single_active_consumer_one_receives_and_the_other_takes_over_at_the_stored_of
         },
         0
     );
-    let a = consumer_with(conn, &s, cfg, qa).unwrap();
+    let a = try_queue_consumer(conn, &s, cfg, qa).unwrap();
     // B: no callback: RMQS_EVENT_CONSUMER_UPDATE events on its queue.
     let qb = queue();
-    let b = consumer(conn, &s, &common, qb);
+    let b = queue_consumer(conn, &s, &common, qb);
 
     let (mut sa, mut sb) = (Seen::default(), Seen::default());
     // A is active (the first of the group), B not; A reads (up to its credit: it holds the
@@ -1074,7 +883,7 @@ unsafe extern "C" fn update_thread(
 #[test]
 fn a_callback_consumer_hears_its_updates_on_its_dispatcher_thread() {
     let conn = connect(&[]);
-    let s = unique("ffi-feat-sac-cb");
+    let s = cunique("ffi-feat-sac-cb");
     create_stream(conn, &s);
     publish(conn, &s, 0..50, 10);
     let chunks = Arc::new(Calls::default());
@@ -1143,12 +952,12 @@ fn a_callback_consumer_hears_its_updates_on_its_dispatcher_thread() {
 #[test]
 fn a_slow_answer_is_replaced_by_the_default_at_the_deadline() {
     let conn = connect(&[]);
-    let s = unique("ffi-feat-sac-slow");
+    let s = cunique("ffi-feat-sac-slow");
     create_stream(conn, &s);
     publish(conn, &s, 0..30, 10);
     let q = queue();
     let t0 = Instant::now();
-    let c = consumer(
+    let c = queue_consumer(
         conn,
         &s,
         &[
@@ -1213,10 +1022,10 @@ unsafe extern "C" fn keep_prefix(ud: *mut c_void, msg: *const rmqs_message) -> b
 #[test]
 fn filtering_reduces_what_arrives_and_the_post_filter_removes_the_rest() {
     let conn = connect(&[]);
-    let s = unique("ffi-feat-filter");
+    let s = cunique("ffi-feat-filter");
     create_stream(conn, &s);
     // Chunks of 20: eu, us, ap, mixed eu/us, without a value. Bodies "<value>:<offset>".
-    let p = producer(conn, &s, &[("batch_delay_ms", "0")]);
+    let p = bare_producer(conn, &s, &[("batch_delay_ms", "0")]);
     let mut values = Vec::new();
     for layout in [["eu"; 2], ["us"; 2], ["ap"; 2], ["eu", "us"], ["", ""]] {
         for k in 0..20 {
@@ -1252,10 +1061,10 @@ fn filtering_reduces_what_arrives_and_the_post_filter_removes_the_rest() {
                 0
             );
         }
-        let c = consumer_with(conn, &s, cfg, q).unwrap();
+        let c = try_queue_consumer(conn, &s, cfg, q).unwrap();
         let mut seen = Seen::default();
         seen.settle(q, Duration::from_millis(700), false);
-        let st = stats(c);
+        let st = consumer_stats(c);
         unsafe { rmqs_consumer_free(c) };
         assert!(seen.errors.is_empty(), "{:?}", seen.errors);
         if !keep.is_empty() {
@@ -1316,7 +1125,7 @@ fn filtering_reduces_what_arrives_and_the_post_filter_removes_the_rest() {
 
     // match_unfiltered alone is refused.
     let q = queue();
-    let e = consumer_with(conn, &s, config(&[("match_unfiltered", "true")]), q).unwrap_err();
+    let e = try_queue_consumer(conn, &s, config(&[("match_unfiltered", "true")]), q).unwrap_err();
     assert_eq!(e.0, RMQS_ERR_INVALID_ARGUMENT as i32, "{e:?}");
     unsafe { rmqs_queue_free(q) };
     delete_stream(conn, &s);
@@ -1331,9 +1140,9 @@ fn every_compression_round_trips_ten_thousand_messages() {
     const N: u64 = 10_000;
     let conn = connect(&[]);
     for codec in ["none", "gzip", "snappy", "lz4", "zstd"] {
-        let s = unique(&format!("ffi-feat-{codec}"));
+        let s = cunique(&format!("ffi-feat-{codec}"));
         create_stream(conn, &s);
-        let p = producer(
+        let p = bare_producer(
             conn,
             &s,
             &[("sub_entry_size", "100"), ("compression", codec)],
@@ -1345,7 +1154,7 @@ fn every_compression_round_trips_ten_thousand_messages() {
         unsafe { rmqs_producer_free(p) };
 
         let q = queue();
-        let c = consumer(conn, &s, &[("offset", "first")], q);
+        let c = queue_consumer(conn, &s, &[("offset", "first")], q);
         let mut seen = Seen::default();
         assert!(
             wait_until(WAIT, || {
@@ -1371,7 +1180,7 @@ fn every_compression_round_trips_ten_thousand_messages() {
             (N / 100..=N / 10).contains(&entries),
             "{codec}: {entries} entries"
         );
-        assert_eq!(stats(c).messages, N);
+        assert_eq!(consumer_stats(c).messages, N);
         unsafe { rmqs_consumer_free(c) };
         drop(seen);
         unsafe { rmqs_queue_free(q) };
@@ -1392,15 +1201,15 @@ fn connection_level_defaults_of_the_new_keys_apply_and_are_overridden() {
         ("consumer.credit_policy", "manual"),
         ("consumer.initial_credit", "1"),
     ]);
-    let s = unique("ffi-feat-layers");
+    let s = cunique("ffi-feat-layers");
     create_stream(conn, &s);
-    let p = producer(conn, &s, &[]);
+    let p = bare_producer(conn, &s, &[]);
     for i in 0..200 {
         send(p, &body(i), None);
     }
     flush(p);
     unsafe { rmqs_producer_free(p) };
-    let p = producer(conn, &s, &[("sub_entry_size", "0")]); // its own config wins
+    let p = bare_producer(conn, &s, &[("sub_entry_size", "0")]); // its own config wins
     for i in 200..210 {
         send(p, &body(i), None);
     }
@@ -1409,15 +1218,15 @@ fn connection_level_defaults_of_the_new_keys_apply_and_are_overridden() {
 
     // The connection's manual credit with an initial credit of 1: one chunk, then nothing.
     let q = queue();
-    let c = consumer(conn, &s, &[("offset", "first")], q);
+    let c = queue_consumer(conn, &s, &[("offset", "first")], q);
     let mut seen = Seen::default();
     seen.settle(q, Duration::from_millis(400), false);
     assert_eq!(seen.chunks, 1);
-    assert_eq!(stats(c).credits_granted, 1);
+    assert_eq!(consumer_stats(c).credits_granted, 1);
     unsafe { rmqs_consumer_free(c) };
     drop(seen);
     // Overridden per consumer: everything.
-    let c = consumer(
+    let c = queue_consumer(
         conn,
         &s,
         &[("offset", "first"), ("credit_policy", "on_release")],
@@ -1468,7 +1277,7 @@ fn connection_level_defaults_of_the_new_keys_apply_and_are_overridden() {
         (&[("tracking", "manual")][..], "name"),
         (&[("single_active_consumer", "true")][..], "name"),
     ] {
-        let e = consumer_with(conn, &s, config(pairs), q).unwrap_err();
+        let e = try_queue_consumer(conn, &s, config(pairs), q).unwrap_err();
         assert_eq!(e.0, RMQS_ERR_INVALID_ARGUMENT as i32, "{pairs:?}: {e:?}");
         assert!(e.1.contains(needle), "{pairs:?}: {e:?}");
     }
@@ -1484,7 +1293,7 @@ fn legacy_broker_refuses_single_active_consumer_and_filtering() {
         return;
     };
     let conn = connect_to(&legacy, &[]);
-    let s = unique("ffi-feat-legacy");
+    let s = cunique("ffi-feat-legacy");
     create_stream(conn, &s);
     let q = queue();
     for pairs in [
@@ -1492,11 +1301,11 @@ fn legacy_broker_refuses_single_active_consumer_and_filtering() {
         &[("filter_values", "eu")][..],
         &[("filter_values", "eu"), ("match_unfiltered", "true")][..],
     ] {
-        let e = consumer_with(conn, &s, config(pairs), q).unwrap_err();
+        let e = try_queue_consumer(conn, &s, config(pairs), q).unwrap_err();
         assert_eq!(e.0, RMQS_ERR_UNSUPPORTED as i32, "{pairs:?}: {e:?}");
     }
     // Tracking and compression work there.
-    let p = producer(
+    let p = bare_producer(
         conn,
         &s,
         &[("sub_entry_size", "10"), ("compression", "zstd")],
@@ -1506,7 +1315,7 @@ fn legacy_broker_refuses_single_active_consumer_and_filtering() {
     }
     flush(p);
     unsafe { rmqs_producer_free(p) };
-    let c = consumer(
+    let c = queue_consumer(
         conn,
         &s,
         &[

@@ -4,18 +4,15 @@
 //! typed accessors of received messages (`rmqs_message_*_value`, `rmqs_message_section`,
 //! `rmqs_message_body_*`, `rmqs_value_*`). Every value is compared by type and bits.
 
-#[path = "support/messages.rs"]
-mod messages;
+mod support;
 
 use std::ffi::{CStr, CString, c_char, c_void};
 use std::ptr;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::TestRunner;
 
-use messages::*;
 use rmqstream::ffi::rmqs_body_type_code::*;
 use rmqstream::ffi::rmqs_header_code::*;
 use rmqstream::ffi::rmqs_property_code::*;
@@ -25,16 +22,9 @@ use rmqstream::ffi::rmqs_value_type_code::*;
 use rmqstream::ffi::*;
 use rmqstream::protocol::amqp::Value;
 use rmqstream::protocol::murmur3::route_partition;
-
-fn uri() -> String {
-    std::env::var("RMQS_TEST_URI")
-        .unwrap_or_else(|_| "rabbitmq-stream://guest:guest@localhost:5552/%2f".into())
-}
-
-fn unique(prefix: &str) -> CString {
-    let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
-    CString::new(format!("{prefix}-{}-{}", std::process::id(), t.as_nanos())).unwrap()
-}
+use support::capi::*;
+use support::messages::*;
+use support::uri;
 
 /// A connection and a fresh stream, deleted at the end.
 struct Fixture {
@@ -45,7 +35,7 @@ struct Fixture {
 impl Fixture {
     fn new(prefix: &str) -> Fixture {
         let conn = connect(&uri());
-        let stream = unique(prefix);
+        let stream = cunique(prefix);
         create_stream(conn, &stream);
         Fixture { conn, stream }
     }
@@ -168,7 +158,7 @@ fn flush(p: *mut rmqs_producer) {
 #[test]
 fn every_section_round_trips_typed() {
     let f = Fixture::new("msg-every");
-    let p = producer(f.conn, &f.stream, &[]);
+    let p = bare_producer(f.conn, &f.stream, &[]);
     let spec = every_section();
     let ids = send_each(p, std::slice::from_ref(&spec));
     assert_eq!(ids, vec![0]);
@@ -184,7 +174,7 @@ fn every_section_round_trips_typed() {
 #[test]
 fn value_bodies_sequences_and_text_accessors() {
     let f = Fixture::new("msg-value");
-    let p = producer(f.conn, &f.stream, &[]);
+    let p = bare_producer(f.conn, &f.stream, &[]);
     let mut specs = Vec::new();
     for v in [
         s("a string body"),
@@ -271,7 +261,7 @@ fn value_bodies_sequences_and_text_accessors() {
 #[test]
 fn text_accessors_still_work_on_builder_messages() {
     let f = Fixture::new("msg-text");
-    let p = producer(f.conn, &f.stream, &[]);
+    let p = bare_producer(f.conn, &f.stream, &[]);
     let mut spec = Spec::empty();
     spec.properties = vec![
         (RMQS_PROP_MESSAGE_ID as i32, Value::Ulong(12)),
@@ -283,29 +273,10 @@ fn text_accessors_still_work_on_builder_messages() {
     flush(p);
     unsafe { rmqs_producer_free(p) };
 
-    let mut q = ptr::null_mut();
-    assert_eq!(unsafe { rmqs_queue_new(&mut q, std::ptr::null_mut()) }, 0);
-    let cfg = config(&[("offset", "first")]);
-    let mut c = ptr::null_mut();
-    let mut err = ptr::null_mut();
-    let st = unsafe {
-        rmqs_consumer_new(
-            f.conn,
-            f.stream.as_ptr(),
-            cfg,
-            None,
-            ptr::null_mut(),
-            None,
-            q,
-            0,
-            &mut c,
-            &mut err,
-        )
-    };
-    unsafe { rmqs_config_free(cfg) };
-    check(st, err, "consumer");
+    let q = queue();
+    let c = queue_consumer(f.conn, &f.stream, &[("offset", "first")], q);
     let ev = loop {
-        let ev = poll(q, 30_000);
+        let ev = poll_event(q, 30_000);
         assert!(!ev.is_null(), "no chunk within 30 s");
         if unsafe { rmqs_event_type(ev) }
             == rmqstream::ffi::rmqs_event_type_code::RMQS_EVENT_CHUNK as i32
@@ -564,7 +535,7 @@ fn send_batches(p: *mut rmqs_producer, specs: &[Spec]) {
 #[test]
 fn generated_messages_round_trip_through_the_broker() {
     let f = Fixture::new("msg-prop");
-    let p = producer(f.conn, &f.stream, &[]);
+    let p = bare_producer(f.conn, &f.stream, &[]);
     let specs = generated(300);
     send_batches(p, &specs);
     flush(p);
@@ -581,7 +552,7 @@ fn generated_messages_round_trip_through_the_broker() {
 fn generated_messages_round_trip_in_compressed_sub_entries() {
     for codec in ["none", "gzip", "snappy", "lz4", "zstd"] {
         let f = Fixture::new(&format!("msg-sub-{codec}"));
-        let p = producer(
+        let p = bare_producer(
             f.conn,
             &f.stream,
             &[("sub_entry_size", "7"), ("compression", codec)],
@@ -602,7 +573,7 @@ fn generated_messages_round_trip_in_compressed_sub_entries() {
 #[test]
 fn many_properties_round_trip() {
     let f = Fixture::new("msg-many");
-    let p = producer(f.conn, &f.stream, &[]);
+    let p = bare_producer(f.conn, &f.stream, &[]);
     let mut spec = Spec::empty();
     spec.app = (0..1000)
         .map(|i| (format!("ключ-{i:04}"), Value::Long(i64::MIN + i)))
@@ -620,7 +591,7 @@ fn many_properties_round_trip() {
 #[test]
 fn reset_forgets_the_previous_message() {
     let f = Fixture::new("msg-reset");
-    let p = producer(f.conn, &f.stream, &[]);
+    let p = bare_producer(f.conn, &f.stream, &[]);
     let mut first = every_section();
     first.body = BodySpec::Data(vec![b"one".to_vec()]);
     let second = Spec::empty();
@@ -642,8 +613,8 @@ fn reset_forgets_the_previous_message() {
 #[test]
 fn filter_value_and_publishing_id_come_from_the_builder() {
     let f = Fixture::new("msg-filter");
-    let name = unique("msg-named");
-    let p = producer(
+    let name = cunique("msg-named");
+    let p = bare_producer(
         f.conn,
         &f.stream,
         &[("name", name.to_str().unwrap()), ("batch_delay_ms", "0")],
@@ -730,7 +701,7 @@ fn filter_value_and_publishing_id_come_from_the_builder() {
     let mut regions = Vec::new();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while regions.len() < 6 && std::time::Instant::now() < deadline {
-        let ev = poll(q, 200);
+        let ev = poll_event(q, 200);
         if ev.is_null() {
             continue;
         }
@@ -967,7 +938,7 @@ fn builder_setters_check_their_arguments() {
 #[test]
 fn send_flags_that_the_builder_replaces_are_refused() {
     let f = Fixture::new("msg-flags");
-    let p = producer(f.conn, &f.stream, &[]);
+    let p = bare_producer(f.conn, &f.stream, &[]);
     let b = rmqs_message_builder_new();
     for flag in [RMQS_SEND_RAW, RMQS_SEND_PUBLISHING_ID] {
         let mut err = ptr::null_mut();
@@ -1077,7 +1048,7 @@ fn super_producer(
 #[test]
 fn super_producer_routes_by_what_the_message_says() {
     let conn = connect(&uri());
-    let name = unique("msg-super");
+    let name = cunique("msg-super");
     let mut err = ptr::null_mut();
     let st = unsafe { rmqs_super_stream_create_n(conn, name.as_ptr(), 3, ptr::null(), &mut err) };
     check(st, err, "create super stream");

@@ -4,51 +4,19 @@
 //! of scripts/broker). What remains is the producer's frame buffer growing by 512 KiB every few
 //! thousand messages, far below one allocation per hundred messages.
 
-#[path = "support/messages.rs"]
-mod messages;
+mod support;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::ffi::CString;
 use std::ptr;
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use messages::*;
 use rmqstream::ffi::rmqs_property_code::*;
 use rmqstream::ffi::rmqs_value_type_code::*;
 use rmqstream::ffi::*;
-
-struct Counting;
-
-thread_local! {
-    static ALLOCS: Cell<u64> = const { Cell::new(0) };
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(p, layout) }
-    }
-    unsafe fn realloc(&self, p: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
-        unsafe { System.realloc(p, layout, new_size) }
-    }
-}
+use support::alloc::{CountingAlloc, allocations};
+use support::capi::*;
+use support::uri;
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
-
-fn allocs() -> u64 {
-    ALLOCS.with(Cell::get)
-}
-
-fn uri() -> String {
-    std::env::var("RMQS_TEST_URI")
-        .unwrap_or_else(|_| "rabbitmq-stream://guest:guest@localhost:5552/%2f".into())
-}
+static GLOBAL: CountingAlloc = CountingAlloc;
 
 /// Resets `b`, fills it as message `i` and sends it.
 fn build_and_send(p: *mut rmqs_producer, b: *mut rmqs_message_builder, i: usize) {
@@ -89,31 +57,21 @@ fn build_and_send(p: *mut rmqs_producer, b: *mut rmqs_message_builder, i: usize)
 #[test]
 fn reset_build_send_loop_does_not_allocate_per_message() {
     let conn = connect(&uri());
-    let t = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let stream = CString::new(format!("msg-alloc-{}-{t}", std::process::id())).unwrap();
+    let stream = cunique("msg-alloc");
     create_stream(conn, &stream);
-    let p = producer(conn, &stream, &[]);
+    let p = bare_producer(conn, &stream, &[]);
     let b = rmqs_message_builder_new();
     for i in 0..5_000 {
         build_and_send(p, b, i);
     }
-    assert_eq!(
-        unsafe { rmqs_producer_flush(p, 30_000, std::ptr::null_mut()) },
-        0
-    );
+    flush(p);
     const N: usize = 20_000;
-    let before = allocs();
+    let before = allocations();
     for i in 0..N {
         build_and_send(p, b, 5_000 + i);
     }
-    let during = allocs() - before;
-    assert_eq!(
-        unsafe { rmqs_producer_flush(p, 30_000, std::ptr::null_mut()) },
-        0
-    );
+    let during = allocations() - before;
+    flush(p);
     eprintln!("{during} allocations on the sending thread for {N} messages");
     assert!(
         during <= (N / 200) as u64,

@@ -4,49 +4,18 @@
 //! connection, and the stream must hold every message exactly once, in order, with every
 //! section intact (read back typed over a direct connection).
 
-#[path = "support/messages.rs"]
-mod messages;
 mod support;
 
 use std::ffi::CString;
 use std::ptr;
 
-use messages::*;
 use rmqstream::ffi::rmqs_property_code::*;
 use rmqstream::ffi::*;
 use rmqstream::protocol::amqp::Value;
+use support::capi::*;
+use support::messages::*;
 use support::proxy::Proxy;
-use support::{unique, uri};
-
-fn broker_target() -> String {
-    let u = uri();
-    let rest = u.split("://").nth(1).unwrap();
-    let authority = rest.split('/').next().unwrap();
-    let hosts = authority.rsplit('@').next().unwrap();
-    hosts.split(',').next().unwrap().to_string()
-}
-
-/// A connection through `proxy` only (load-balancer mode), recovering quickly.
-fn through(proxy: &Proxy) -> *mut rmqs_connection {
-    let u = format!(
-        "rabbitmq-stream://guest:guest@127.0.0.1:{}/%2f",
-        proxy.port()
-    );
-    let cfg = config(&[
-        ("uri", u.as_str()),
-        ("load_balancer", "true"),
-        ("recovery_initial_delay_ms", "100"),
-        ("recovery_max_delay_ms", "1000"),
-        ("connect_timeout_ms", "2000"),
-        ("request_timeout_ms", "2000"),
-    ]);
-    let mut conn = ptr::null_mut();
-    let mut err = ptr::null_mut();
-    let st = unsafe { rmqs_connection_open(cfg, &mut conn, &mut err) };
-    unsafe { rmqs_config_free(cfg) };
-    check(st, err, "open through the proxy");
-    conn
-}
+use support::{broker_target, unique, uri};
 
 /// Message `i`: body, message-id, an application property and a message annotation.
 fn spec(i: usize) -> Spec {
@@ -65,8 +34,8 @@ fn builder_messages_are_resent_intact_exactly_once() {
     let name = unique("msg-recovery");
     let stream = CString::new(name.clone()).unwrap();
     create_stream(admin, &stream);
-    let conn = through(&proxy);
-    let p = producer(conn, &stream, &[("name", &name)]);
+    let conn = through(&proxy, &[]);
+    let p = bare_producer(conn, &stream, &[("name", &name)]);
     const N: usize = 20_000;
     let b = rmqs_message_builder_new();
     let mut resets = 0;

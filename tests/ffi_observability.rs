@@ -8,55 +8,21 @@
 //!   < the producer's / consumer's own config < per-call flags, each level overriding the one
 //!   below with an observable outcome.
 
-use std::ffi::{CStr, CString, c_char, c_void};
+mod support;
+
+use std::ffi::{CStr, c_char, c_void};
 use std::ptr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
+use support::capi::*;
+use support::uri;
 
 use rmqstream::ffi::rmqs_status_code::*;
 use rmqstream::ffi::*;
 
 // ---------------------------------------------------------------------------------------------
 // helpers
-
-fn uri() -> String {
-    std::env::var("RMQS_TEST_URI")
-        .unwrap_or_else(|_| "rabbitmq-stream://guest:guest@localhost:5552/%2f".into())
-}
-
-fn unique(prefix: &str) -> CString {
-    let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
-    CString::new(format!("{prefix}-{}-{}", std::process::id(), t.as_nanos())).unwrap()
-}
-
-fn message(err: *mut rmqs_error) -> String {
-    if err.is_null() {
-        return String::new();
-    }
-    let m = unsafe { CStr::from_ptr(rmqs_error_message(err)) }
-        .to_string_lossy()
-        .into_owned();
-    unsafe { rmqs_error_free(err) };
-    m
-}
-
-fn check(st: rmqs_status, err: *mut rmqs_error, what: &str) {
-    if st != 0 {
-        panic!("{what}: status {st}: {}", message(err));
-    }
-}
-
-fn config(pairs: &[(&str, &str)]) -> *mut rmqs_config {
-    let cfg = rmqs_config_new();
-    for (k, v) in pairs {
-        let (k, v) = (CString::new(*k).unwrap(), CString::new(*v).unwrap());
-        let mut err = ptr::null_mut();
-        let st = unsafe { rmqs_config_set(cfg, k.as_ptr(), v.as_ptr(), &mut err) };
-        check(st, err, "config");
-    }
-    cfg
-}
 
 /// Opens a connection with `uri` plus `pairs`; frees the config unless `keep_config`.
 fn open(cfg: *mut rmqs_config) -> Result<*mut rmqs_connection, (rmqs_status, String)> {
@@ -69,138 +35,8 @@ fn open(cfg: *mut rmqs_config) -> Result<*mut rmqs_connection, (rmqs_status, Str
     Ok(conn)
 }
 
-fn connect(pairs: &[(&str, &str)]) -> *mut rmqs_connection {
-    let mut all = vec![("uri", uri())];
-    all.extend(pairs.iter().map(|(k, v)| (*k, v.to_string())));
-    let all: Vec<(&str, &str)> = all.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let cfg = config(&all);
-    let conn = open(cfg).unwrap_or_else(|e| panic!("open: {e:?}"));
-    unsafe { rmqs_config_free(cfg) };
-    conn
-}
-
-fn create_stream(conn: *mut rmqs_connection, s: &CStr) {
-    let mut err = ptr::null_mut();
-    let st = unsafe { rmqs_stream_create(conn, s.as_ptr(), ptr::null(), &mut err) };
-    check(st, err, "create stream");
-}
-
-fn delete_stream(conn: *mut rmqs_connection, s: &CStr) {
-    assert_eq!(
-        unsafe { rmqs_stream_delete(conn, s.as_ptr(), ptr::null_mut()) },
-        0
-    );
-}
-
-fn producer(conn: *mut rmqs_connection, s: &CStr, pairs: &[(&str, &str)]) -> *mut rmqs_producer {
-    let cfg = if pairs.is_empty() {
-        ptr::null_mut()
-    } else {
-        config(pairs)
-    };
-    let mut p = ptr::null_mut();
-    let mut err = ptr::null_mut();
-    let st = unsafe {
-        rmqs_producer_new(
-            conn,
-            s.as_ptr(),
-            cfg,
-            None,
-            ptr::null_mut(),
-            None,
-            ptr::null_mut(),
-            0,
-            &mut p,
-            &mut err,
-        )
-    };
-    unsafe { rmqs_config_free(cfg) };
-    check(st, err, "producer");
-    p
-}
-
-fn consumer(
-    conn: *mut rmqs_connection,
-    s: &CStr,
-    pairs: &[(&str, &str)],
-    q: *mut rmqs_queue,
-) -> *mut rmqs_consumer {
-    let cfg = if pairs.is_empty() {
-        ptr::null_mut()
-    } else {
-        config(pairs)
-    };
-    let mut c = ptr::null_mut();
-    let mut err = ptr::null_mut();
-    let st = unsafe {
-        rmqs_consumer_new(
-            conn,
-            s.as_ptr(),
-            cfg,
-            None,
-            ptr::null_mut(),
-            None,
-            q,
-            0,
-            &mut c,
-            &mut err,
-        )
-    };
-    unsafe { rmqs_config_free(cfg) };
-    check(st, err, "consumer");
-    c
-}
-
 fn send(p: *mut rmqs_producer, body: &[u8], flags: u32) -> rmqs_status {
     unsafe { rmqs_producer_send(p, body.as_ptr(), body.len(), 0, flags, ptr::null_mut()) }
-}
-
-fn conn_stats(conn: *mut rmqs_connection) -> rmqs_connection_statistics {
-    let mut s = rmqs_connection_statistics {
-        size: size_of::<rmqs_connection_statistics>() as u64,
-        ..Default::default()
-    };
-    assert_eq!(
-        unsafe { rmqs_connection_stats(conn, &mut s, std::ptr::null_mut()) },
-        0
-    );
-    assert_eq!(s.size, size_of::<rmqs_connection_statistics>() as u64);
-    s
-}
-
-fn producer_stats(p: *mut rmqs_producer) -> rmqs_producer_statistics {
-    let mut s = rmqs_producer_statistics {
-        size: size_of::<rmqs_producer_statistics>() as u64,
-        ..Default::default()
-    };
-    assert_eq!(
-        unsafe { rmqs_producer_stats(p, &mut s, std::ptr::null_mut()) },
-        0
-    );
-    s
-}
-
-fn consumer_stats(c: *mut rmqs_consumer) -> rmqs_consumer_statistics {
-    let mut s = rmqs_consumer_statistics {
-        size: size_of::<rmqs_consumer_statistics>() as u64,
-        ..Default::default()
-    };
-    assert_eq!(
-        unsafe { rmqs_consumer_stats(c, &mut s, std::ptr::null_mut()) },
-        0
-    );
-    s
-}
-
-fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    f()
 }
 
 /// What a log callback saw.
@@ -297,9 +133,9 @@ fn log_callback_sees_open_and_close_at_info_and_is_freed_once() {
     );
 
     // work that logs at debug level only (registrations, new data connections)
-    let s = unique("ffi-obs-log");
+    let s = cunique("ffi-obs-log");
     create_stream(conn, &s);
-    let p = producer(conn, &s, &[]);
+    let p = bare_producer(conn, &s, &[]);
     assert_eq!(send(p, b"x", 0), 0);
     assert_eq!(
         unsafe { rmqs_producer_flush(p, 10_000, std::ptr::null_mut()) },
@@ -353,9 +189,9 @@ fn debug_level_shows_details_and_off_shows_nothing() {
     unsafe { rmqs_config_free(cfg) };
     assert!(logs.find(RMQS_LOG_DEBUG, "connecting to").is_some());
     assert!(logs.find(RMQS_LOG_INFO, "connected to").is_some());
-    let s = unique("ffi-obs-debug");
+    let s = cunique("ffi-obs-debug");
     create_stream(conn, &s);
-    let p = producer(conn, &s, &[]);
+    let p = bare_producer(conn, &s, &[]);
     let name = s.to_str().unwrap();
     assert!(
         logs.lines()
@@ -472,7 +308,7 @@ fn user_data_free_waits_for_the_config_and_every_connection() {
 #[test]
 fn counters_match_what_was_sent_and_consumed() {
     const N: usize = 1000;
-    let conn = connect(&[]);
+    let conn = connect_to(&uri(), &[]);
     let s0 = conn_stats(conn);
     assert_eq!(s0.connections_opened, 1, "the locator");
     assert_eq!(s0.data_connections, 0);
@@ -480,9 +316,9 @@ fn counters_match_what_was_sent_and_consumed() {
     assert!(s0.bytes_in > 0 && s0.bytes_out > 0);
     assert_eq!(s0.reconnects, 0);
 
-    let s = unique("ffi-obs-counters");
+    let s = cunique("ffi-obs-counters");
     create_stream(conn, &s);
-    let p = producer(conn, &s, &[("batch_size", "100")]);
+    let p = bare_producer(conn, &s, &[("batch_size", "100")]);
     let z = producer_stats(p);
     assert_eq!(
         (z.published, z.confirmed, z.errored, z.in_flight),
@@ -519,7 +355,7 @@ fn counters_match_what_was_sent_and_consumed() {
     // consume them back through a queue
     let mut q = ptr::null_mut();
     assert_eq!(unsafe { rmqs_queue_new(&mut q, std::ptr::null_mut()) }, 0);
-    let c = consumer(conn, &s, &[("offset", "first"), ("initial_credit", "2")], q);
+    let c = queue_consumer(conn, &s, &[("offset", "first"), ("initial_credit", "2")], q);
     let (mut messages, mut chunks) = (0usize, 0u64);
     let deadline = Instant::now() + Duration::from_secs(30);
     while messages < N && Instant::now() < deadline {
@@ -666,32 +502,35 @@ fn each_configuration_level_overrides_the_one_below() {
     let hold = [("batch_delay_ms", "60000"), ("batch_size", "65535")];
 
     // connection A: no producer.* / consumer.* defaults
-    let a = connect(&[]);
+    let a = connect_to(&uri(), &[]);
     // connection B: defaults for every producer and consumer created from it
-    let b = connect(&[
-        ("producer.max_in_flight", "5"),
-        ("producer.block_when_full", "false"),
-        ("producer.batch_delay_ms", "60000"),
-        ("producer.batch_size", "65535"),
-        ("consumer.initial_credit", "3"),
-        ("consumer.credit_policy", "manual"),
-    ]);
-    let s = unique("ffi-obs-layers");
+    let b = connect_to(
+        &uri(),
+        &[
+            ("producer.max_in_flight", "5"),
+            ("producer.block_when_full", "false"),
+            ("producer.batch_delay_ms", "60000"),
+            ("producer.batch_size", "65535"),
+            ("consumer.initial_credit", "3"),
+            ("consumer.credit_policy", "manual"),
+        ],
+    );
+    let s = cunique("ffi-obs-layers");
     create_stream(a, &s);
 
     // max_in_flight, 1. library default (10000)
     let mut cfg = hold.to_vec();
     cfg.push(("block_when_full", "false"));
-    let p = producer(a, &s, &cfg);
+    let p = bare_producer(a, &s, &cfg);
     assert_eq!(fill(p, 0, 20_000), (10_000, queue_full));
     assert_eq!(producer_stats(p).in_flight, 10_000);
     unsafe { rmqs_producer_free(p) };
     // 2. the connection's producer.max_in_flight (5) over the library's 10000
-    let p = producer(b, &s, &[]);
+    let p = bare_producer(b, &s, &[]);
     assert_eq!(fill(p, 0, 100), (5, queue_full));
     unsafe { rmqs_producer_free(p) };
     // 3. the producer's own max_in_flight (7) over the connection's 5
-    let p = producer(b, &s, &[("max_in_flight", "7")]);
+    let p = bare_producer(b, &s, &[("max_in_flight", "7")]);
     assert_eq!(fill(p, 0, 100), (7, queue_full));
     assert_eq!(producer_stats(p).in_flight, 7);
     unsafe { rmqs_producer_free(p) };
@@ -699,7 +538,7 @@ fn each_configuration_level_overrides_the_one_below() {
     // blocking: the producer's block_when_full=true over the connection's false: a send on a
     // full producer waits for room (the library sends the partial frame and the confirms
     // come) instead of failing ...
-    let p = producer(b, &s, &[("block_when_full", "true")]);
+    let p = bare_producer(b, &s, &[("block_when_full", "true")]);
     assert_eq!(fill(p, 0, 5), (5, 0));
     assert_eq!(send(p, b"waited", 0), 0);
     assert!(producer_stats(p).confirmed >= 1, "it waited for a confirm");
@@ -725,21 +564,24 @@ fn each_configuration_level_overrides_the_one_below() {
 
     // batch_size, seen in frames written (fresh connections: no other traffic meanwhile)
     // 1. library default 100: 200 messages = 2 frames
-    let c = connect(&[]);
-    let p = producer(c, &s, &[("batch_delay_ms", "60000")]);
+    let c = connect_to(&uri(), &[]);
+    let p = bare_producer(c, &s, &[("batch_delay_ms", "60000")]);
     assert_eq!(frames_for(c, p, 200), 2);
     unsafe { rmqs_producer_free(p) };
     unsafe { rmqs_connection_free(c) };
     // 2. the connection's producer.batch_size 20: 10 frames
-    let c = connect(&[
-        ("producer.batch_size", "20"),
-        ("producer.batch_delay_ms", "60000"),
-    ]);
-    let p = producer(c, &s, &[]);
+    let c = connect_to(
+        &uri(),
+        &[
+            ("producer.batch_size", "20"),
+            ("producer.batch_delay_ms", "60000"),
+        ],
+    );
+    let p = bare_producer(c, &s, &[]);
     assert_eq!(frames_for(c, p, 200), 10);
     unsafe { rmqs_producer_free(p) };
     // 3. the producer's batch_size 50 over the connection's 20: 4 frames
-    let p = producer(c, &s, &[("batch_size", "50")]);
+    let p = bare_producer(c, &s, &[("batch_size", "50")]);
     assert_eq!(frames_for(c, p, 200), 4);
     unsafe { rmqs_producer_free(p) };
     unsafe { rmqs_connection_free(c) };
@@ -748,11 +590,11 @@ fn each_configuration_level_overrides_the_one_below() {
     let mut q = ptr::null_mut();
     assert_eq!(unsafe { rmqs_queue_new(&mut q, std::ptr::null_mut()) }, 0);
     // 1. library default 10
-    let c = consumer(a, &s, &[("credit_policy", "manual")], q);
+    let c = queue_consumer(a, &s, &[("credit_policy", "manual")], q);
     assert_eq!(consumer_stats(c).credits_granted, 10);
     unsafe { rmqs_consumer_free(c) };
     // 2. the connection's consumer.initial_credit 3 (and credit_policy manual)
-    let c = consumer(b, &s, &[], q);
+    let c = queue_consumer(b, &s, &[], q);
     assert_eq!(consumer_stats(c).credits_granted, 3);
     // a per-call grant adds to it
     assert_eq!(
@@ -762,7 +604,7 @@ fn each_configuration_level_overrides_the_one_below() {
     assert_eq!(consumer_stats(c).credits_granted, 7);
     unsafe { rmqs_consumer_free(c) };
     // 3. the consumer's own initial_credit 5 over the connection's 3
-    let c = consumer(b, &s, &[("initial_credit", "5")], q);
+    let c = queue_consumer(b, &s, &[("initial_credit", "5")], q);
     assert_eq!(consumer_stats(c).credits_granted, 5);
     unsafe { rmqs_consumer_free(c) };
 

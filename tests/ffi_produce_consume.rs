@@ -2,107 +2,22 @@
 //! symbols), against the broker of scripts/broker (RMQS_TEST_URI; RMQS_TEST_LEGACY_URI or
 //! localhost:5553 for the 3.10.8 checks, skipped when neither answers).
 
+mod support;
+
 use std::collections::HashMap;
 use std::ffi::{CStr, CString, c_char, c_void};
 use std::ptr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
+use support::capi::*;
+use support::{legacy_uri, uri};
 
 use rmqstream::ffi::rmqs_status_code::*;
 use rmqstream::ffi::*;
 
 // ---------------------------------------------------------------------------------------------
 // helpers
-
-fn uri() -> String {
-    std::env::var("RMQS_TEST_URI")
-        .unwrap_or_else(|_| "rabbitmq-stream://guest:guest@localhost:5552/%2f".into())
-}
-
-fn legacy_uri() -> Option<String> {
-    match std::env::var("RMQS_TEST_LEGACY_URI") {
-        Ok(u) => Some(u),
-        Err(_) => std::net::TcpStream::connect_timeout(
-            &"127.0.0.1:5553".parse().unwrap(),
-            Duration::from_millis(300),
-        )
-        .ok()
-        .map(|_| "rabbitmq-stream://guest:guest@localhost:5553/%2f".to_string()),
-    }
-}
-
-fn unique(prefix: &str) -> CString {
-    let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
-    CString::new(format!("{prefix}-{}-{}", std::process::id(), t.as_nanos())).unwrap()
-}
-
-fn check(st: rmqs_status, err: *mut rmqs_error, what: &str) {
-    if st != 0 {
-        let m = if err.is_null() {
-            String::new()
-        } else {
-            let m = unsafe { CStr::from_ptr(rmqs_error_message(err)) }
-                .to_string_lossy()
-                .into_owned();
-            unsafe { rmqs_error_free(err) };
-            m
-        };
-        panic!("{what}: status {st}: {m}");
-    }
-}
-
-/// Status and message of a failed call.
-fn failure(st: rmqs_status, err: *mut rmqs_error) -> (rmqs_status, String) {
-    assert_ne!(st, 0, "expected a failure");
-    let m = if err.is_null() {
-        String::new()
-    } else {
-        let m = unsafe { CStr::from_ptr(rmqs_error_message(err)) }
-            .to_string_lossy()
-            .into_owned();
-        unsafe { rmqs_error_free(err) };
-        m
-    };
-    (st, m)
-}
-
-fn config(pairs: &[(&str, &str)]) -> *mut rmqs_config {
-    let cfg = rmqs_config_new();
-    for (k, v) in pairs {
-        let (k, v) = (CString::new(*k).unwrap(), CString::new(*v).unwrap());
-        let mut err = ptr::null_mut();
-        let st = unsafe { rmqs_config_set(cfg, k.as_ptr(), v.as_ptr(), &mut err) };
-        check(st, err, "config");
-    }
-    cfg
-}
-
-fn connect(u: &str) -> *mut rmqs_connection {
-    let u = CString::new(u).unwrap();
-    let mut conn = ptr::null_mut();
-    let mut err = ptr::null_mut();
-    let st = unsafe { rmqs_connection_open_uri(u.as_ptr(), &mut conn, &mut err) };
-    check(st, err, "open");
-    conn
-}
-
-fn create_stream(conn: *mut rmqs_connection, s: &CStr) {
-    let mut err = ptr::null_mut();
-    let st = unsafe { rmqs_stream_create(conn, s.as_ptr(), ptr::null(), &mut err) };
-    check(st, err, "create stream");
-}
-
-fn delete_stream(conn: *mut rmqs_connection, s: &CStr) {
-    let st = unsafe { rmqs_stream_delete(conn, s.as_ptr(), ptr::null_mut()) };
-    assert_eq!(st, 0, "delete stream");
-}
-
-fn queue() -> *mut rmqs_queue {
-    let mut q = ptr::null_mut();
-    assert_eq!(unsafe { rmqs_queue_new(&mut q, std::ptr::null_mut()) }, 0);
-    q
-}
 
 /// What confirm callbacks saw.
 #[derive(Default)]
@@ -358,7 +273,7 @@ const N: usize = 10_000;
 #[test]
 fn publish_and_consume_through_callbacks_and_queue() {
     let conn = connect(&uri());
-    let s = unique("ffi-pc");
+    let s = cunique("ffi-pc");
     create_stream(conn, &s);
 
     // 1. N messages with confirms through a callback
@@ -558,7 +473,7 @@ fn publish_and_consume_through_callbacks_and_queue() {
 #[test]
 fn manual_credit_throttles_and_release_gives_credit() {
     let conn = connect(&uri());
-    let s = unique("ffi-credit");
+    let s = cunique("ffi-credit");
     create_stream(conn, &s);
     // 6 chunks: each flush with batch_delay 0 closes a Publish frame, and the broker writes a
     // chunk per frame here (nothing else publishes to the stream)
@@ -681,7 +596,7 @@ fn manual_credit_throttles_and_release_gives_credit() {
 #[test]
 fn offsets_dedup_and_named_producers() {
     let conn = connect(&uri());
-    let s = unique("ffi-dedup");
+    let s = cunique("ffi-dedup");
     create_stream(conn, &s);
     let name = "ffi-dedup-producer";
 
@@ -817,7 +732,7 @@ fn offsets_dedup_and_named_producers() {
 #[test]
 fn blocking_calls_from_callbacks_would_deadlock() {
     let conn = connect(&uri());
-    let s = unique("ffi-deadlock");
+    let s = cunique("ffi-deadlock");
     create_stream(conn, &s);
     let confirms = Arc::new(Confirms::default());
     let p = producer_new(conn, &s, &[], Some(&confirms), ptr::null_mut(), 0).unwrap();
@@ -836,7 +751,7 @@ fn blocking_calls_from_callbacks_would_deadlock() {
 #[test]
 fn queue_full_without_blocking() {
     let conn = connect(&uri());
-    let s = unique("ffi-full");
+    let s = cunique("ffi-full");
     create_stream(conn, &s);
     // a long batch delay keeps the first message unsent, so it stays in flight
     let p = producer_new(
@@ -889,7 +804,7 @@ fn amqp_properties_through_the_chunk_view() {
     use rmqstream::protocol::amqp::{Message, Properties, Value};
     use std::borrow::Cow;
     let conn = connect(&uri());
-    let s = unique("ffi-amqp");
+    let s = cunique("ffi-amqp");
     create_stream(conn, &s);
     let msg = Message::new(&b"payload"[..])
         .properties(Properties {
@@ -1071,7 +986,7 @@ fn amqp_properties_through_the_chunk_view() {
 #[test]
 fn bad_input_gives_clear_statuses() {
     let conn = connect(&uri());
-    let s = unique("ffi-bad");
+    let s = cunique("ffi-bad");
     create_stream(conn, &s);
     let long = CString::new("s".repeat(256)).unwrap();
     let non_utf8 = [b's', 0xff, 0];
@@ -1181,24 +1096,9 @@ fn bad_input_gives_clear_statuses() {
         assert_eq!(st, RMQS_ERR_INVALID_ARGUMENT.status());
         assert!(m.contains("callback or a queue"), "{m}");
         // config keys for the wrong object
-        let cfg = config(&[("offset", "first")]);
-        let mut err = ptr::null_mut();
-        let st = rmqs_producer_new(
-            conn,
-            s.as_ptr(),
-            cfg,
-            None,
-            ptr::null_mut(),
-            None,
-            ptr::null_mut(),
-            0,
-            &mut p,
-            &mut err,
-        );
-        let (st, m) = failure(st, err);
+        let (st, m) = try_bare_producer(conn, &s, &[("offset", "first")]).unwrap_err();
         assert_eq!(st, RMQS_ERR_INVALID_ARGUMENT.status());
         assert!(m.contains("offset"), "{m}");
-        rmqs_config_free(cfg);
 
         // sends
         let p = producer_new(conn, &s, &[], None, ptr::null_mut(), 0).unwrap();
@@ -1345,7 +1245,7 @@ fn legacy_broker_publish_consume_and_unsupported_filter() {
         return;
     };
     let conn = connect(&u);
-    let s = unique("ffi-legacy-pc");
+    let s = cunique("ffi-legacy-pc");
     create_stream(conn, &s);
     let confirms = Arc::new(Confirms::default());
     let p = producer_new(conn, &s, &[], Some(&confirms), ptr::null_mut(), 0).unwrap();
@@ -1397,7 +1297,7 @@ fn legacy_broker_publish_consume_and_unsupported_filter() {
 #[test]
 fn deleting_the_stream_closes_the_consumer_with_a_reason() {
     let conn = connect(&uri());
-    let s = unique("ffi-gone");
+    let s = cunique("ffi-gone");
     create_stream(conn, &s);
     let q = queue();
     let c = consumer_new(conn, &s, &[], None, q, 9).unwrap();
@@ -1445,17 +1345,4 @@ fn deleting_the_stream_closes_the_consumer_with_a_reason() {
         rmqs_queue_free(q);
         rmqs_connection_free(conn);
     }
-}
-
-/// `rmqs_queue_poll`: the event, or NULL when none came within `timeout_ms` (or after a
-/// wakeup); any other outcome fails the test.
-fn poll_event(q: *mut rmqs_queue, timeout_ms: i32) -> *mut rmqs_event {
-    use rmqstream::ffi::rmqs_status_code::{RMQS_ERR_TIMEOUT, RMQS_OK};
-    let mut ev = std::ptr::null_mut();
-    let st = unsafe { rmqs_queue_poll(q, timeout_ms, &mut ev, std::ptr::null_mut()) };
-    assert!(
-        st == RMQS_OK.status() || st == RMQS_ERR_TIMEOUT.status(),
-        "rmqs_queue_poll: {st}"
-    );
-    ev
 }

@@ -18,7 +18,7 @@ use rmqstream::ffi::rmqs_status_code::*;
 use rmqstream::ffi::*;
 use support::capi::*;
 use support::proxy::Proxy;
-use support::{unique, uri};
+use support::{broker_target, unique, uri};
 
 // ---------------------------------------------------------------------------------------------
 // connections through the proxy
@@ -26,33 +26,6 @@ use support::{unique, uri};
 /// A connection straight to the broker.
 fn direct() -> *mut rmqs_connection {
     open(&[("uri", &uri())])
-}
-
-/// A connection whose only address is `proxy` (load-balancer mode: data connections cross it
-/// too), with quick recovery and the given extra keys.
-fn through(proxy: &Proxy, extra: &[(&str, &str)]) -> *mut rmqs_connection {
-    let u = format!(
-        "rabbitmq-stream://guest:guest@127.0.0.1:{}/%2f",
-        proxy.port()
-    );
-    let mut keys = vec![
-        ("uri", u.as_str()),
-        ("load_balancer", "true"),
-        ("recovery_initial_delay_ms", "100"),
-        ("recovery_max_delay_ms", "1000"),
-        ("connect_timeout_ms", "2000"),
-        ("request_timeout_ms", "2000"),
-    ];
-    keys.extend_from_slice(extra);
-    open(&keys)
-}
-
-fn broker_target() -> String {
-    let u = uri();
-    let rest = u.split("://").nth(1).unwrap();
-    let authority = rest.split('/').next().unwrap();
-    let hosts = authority.rsplit('@').next().unwrap();
-    hosts.split(',').next().unwrap().to_string()
 }
 
 /// `got` is exactly 0..n, or the first difference is reported (not the whole vectors).
@@ -86,7 +59,7 @@ fn named_producer_survives_resets_exactly_once() {
     let admin = direct();
     let name = unique("rec-named");
     let stream = CString::new(name.clone()).unwrap();
-    create(admin, &stream);
+    create_stream(admin, &stream);
     let conn = through(&proxy, &[]);
     const N: usize = 100_000;
     let seen = Seen::new(N);
@@ -142,7 +115,7 @@ fn unnamed_producer_loses_nothing() {
     let proxy = Proxy::start(&broker_target());
     let admin = direct();
     let stream = CString::new(unique("rec-unnamed")).unwrap();
-    create(admin, &stream);
+    create_stream(admin, &stream);
     let conn = through(&proxy, &[]);
     const N: usize = 50_000;
     let seen = Seen::new(N);
@@ -181,7 +154,7 @@ fn consumer_resumes_after_the_last_delivered_offset() {
     let proxy = Proxy::start(&broker_target());
     let admin = direct();
     let stream = CString::new(unique("rec-consumer")).unwrap();
-    create(admin, &stream);
+    create_stream(admin, &stream);
     let conn = through(&proxy, &[]);
     let seen = Seen::new(0);
     let c = consumer(conn, &stream, &[("offset", "first")], &seen);
@@ -240,7 +213,7 @@ fn frozen_peer_is_detected_within_two_heartbeats_and_a_second() {
     let admin = direct();
     let name = unique("rec-frozen");
     let stream = CString::new(name.clone()).unwrap();
-    create(admin, &stream);
+    create_stream(admin, &stream);
     let conn = through(&proxy, &[("heartbeat", "2")]);
     const N: usize = 2_000;
     let seen = Seen::new(N);
@@ -288,7 +261,7 @@ fn frozen_peer_is_detected_within_two_heartbeats_and_a_second() {
 fn deleted_stream_is_final() {
     let conn = direct();
     let stream = CString::new(unique("rec-deleted")).unwrap();
-    create(conn, &stream);
+    create_stream(conn, &stream);
     let pseen = Seen::new(10);
     let cseen = Seen::new(0);
     let p = producer(conn, &stream, &[], &pseen);
@@ -321,7 +294,7 @@ fn deleted_stream_is_final() {
     unsafe { rmqs_producer_free(p) };
     unsafe { rmqs_consumer_free(c) };
 
-    create(conn, &stream);
+    create_stream(conn, &stream);
     let seen = Seen::new(10);
     let p = producer(conn, &stream, &[], &seen);
     send(p, 0);
@@ -342,7 +315,7 @@ fn recovery_off_reports_and_stays_closed() {
     let proxy = Proxy::start(&broker_target());
     let admin = direct();
     let stream = CString::new(unique("rec-off")).unwrap();
-    create(admin, &stream);
+    create_stream(admin, &stream);
     let conn = through(&proxy, &[("recovery", "false")]);
     let pseen = Seen::new(10);
     let cseen = Seen::new(0);
@@ -386,7 +359,7 @@ fn close_and_free_keep_their_limits_with_a_frozen_peer() {
     let proxy = Proxy::start(&broker_target());
     let admin = direct();
     let stream = CString::new(unique("rec-frozen-close")).unwrap();
-    create(admin, &stream);
+    create_stream(admin, &stream);
     let conn = through(&proxy, &[("request_timeout_ms", "10000")]);
     let seen = Seen::new(100);
     let p = producer(conn, &stream, &[], &seen);
@@ -447,7 +420,7 @@ fn tracking_continues_after_a_recovery() {
     let admin = direct();
     let name = unique("rec-tracking");
     let stream = CString::new(name.clone()).unwrap();
-    create(admin, &stream);
+    create_stream(admin, &stream);
     const N: usize = 6_000;
     let pseen = Seen::new(N);
     let p = producer(admin, &stream, &[], &pseen);

@@ -5,12 +5,16 @@
 //! against the broker of scripts/broker (RMQS_TEST_URI; RMQS_TEST_LEGACY_URI or localhost:5553
 //! for the 3.10.8 checks, skipped when neither answers).
 
+mod support;
+
 use std::collections::HashMap;
 use std::ffi::{CStr, CString, c_char, c_void};
 use std::ptr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
+use support::capi::*;
+use support::{OFFICIAL_ROUTES, broker_eval, legacy_uri, unique, uri};
 
 use rmqstream::ffi::rmqs_event_source_code::*;
 use rmqstream::ffi::rmqs_event_type_code::*;
@@ -24,79 +28,8 @@ use rmqstream::ffi::*;
 
 const WAIT: Duration = Duration::from_secs(30);
 
-fn uri() -> String {
-    std::env::var("RMQS_TEST_URI")
-        .unwrap_or_else(|_| "rabbitmq-stream://guest:guest@localhost:5552/%2f".into())
-}
-
-fn legacy_uri() -> Option<String> {
-    match std::env::var("RMQS_TEST_LEGACY_URI") {
-        Ok(u) => Some(u),
-        Err(_) => std::net::TcpStream::connect_timeout(
-            &"127.0.0.1:5553".parse().unwrap(),
-            Duration::from_millis(300),
-        )
-        .ok()
-        .map(|_| "rabbitmq-stream://guest:guest@localhost:5553/%2f".to_string()),
-    }
-}
-
-fn unique(prefix: &str) -> String {
-    let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
-    format!("{prefix}-{}-{}", std::process::id(), t.as_nanos())
-}
-
 fn c(s: &str) -> CString {
     CString::new(s).unwrap()
-}
-
-fn take_error(err: *mut rmqs_error) -> String {
-    if err.is_null() {
-        return String::new();
-    }
-    let m = unsafe { CStr::from_ptr(rmqs_error_message(err)) }
-        .to_string_lossy()
-        .into_owned();
-    unsafe { rmqs_error_free(err) };
-    m
-}
-
-fn check(st: rmqs_status, err: *mut rmqs_error, what: &str) {
-    if st != 0 {
-        panic!("{what}: status {st}: {}", take_error(err));
-    }
-}
-
-/// Status and message of a call that must fail.
-fn failure(st: rmqs_status, err: *mut rmqs_error) -> (rmqs_status, String) {
-    assert_ne!(st, 0, "expected a failure");
-    (st, take_error(err))
-}
-
-fn config(pairs: &[(&str, &str)]) -> *mut rmqs_config {
-    let cfg = rmqs_config_new();
-    for (k, v) in pairs {
-        let (k, v) = (c(k), c(v));
-        let mut err = ptr::null_mut();
-        let st = unsafe { rmqs_config_set(cfg, k.as_ptr(), v.as_ptr(), &mut err) };
-        check(st, err, "config");
-    }
-    cfg
-}
-
-fn connect(u: &str) -> *mut rmqs_connection {
-    let u = c(u);
-    let mut conn = ptr::null_mut();
-    let mut err = ptr::null_mut();
-    let st = unsafe { rmqs_connection_open_uri(u.as_ptr(), &mut conn, &mut err) };
-    check(st, err, "open");
-    conn
-}
-
-fn queue() -> *mut rmqs_queue {
-    let mut q = ptr::null_mut();
-    assert_eq!(unsafe { rmqs_queue_new(&mut q, std::ptr::null_mut()) }, 0);
-    q
 }
 
 /// A connection and the super streams a test created (deleted at the end).
@@ -637,19 +570,7 @@ fn hash_routing_puts_3000_keys_on_their_murmur3_partitions() {
 /// producer's sends on a real 3-partition super stream.
 #[test]
 fn hash_routing_agrees_with_the_official_reference_table() {
-    let table = [
-        ("hello1", 1),
-        ("hello2", 0),
-        ("hello3", 1),
-        ("hello4", 2),
-        ("hello5", 0),
-        ("hello6", 2),
-        ("hello7", 0),
-        ("hello8", 1),
-        ("hello9", 0),
-        ("hello10", 2),
-        ("hello88", 1),
-    ];
+    let table = OFFICIAL_ROUTES;
     for (k, want) in table {
         assert_eq!(hash_partition(k, 3), want, "{k}");
     }
@@ -1055,25 +976,6 @@ fn named_super_producer_deduplicates_per_partition() {
     }
 }
 
-/// Runs `scripts/broker ctl eval EXPR` against the test node; `None` when that is not
-/// possible here.
-fn broker_eval(expr: &str) -> Option<String> {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/broker");
-    let out = std::process::Command::new(script)
-        .args(["ctl", "eval", expr])
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        eprintln!(
-            "scripts/broker ctl eval failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        return None;
-    }
-    Some(String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
 /// Adds partition `<ss>-<index>` (binding key `<index>`) to a live super stream, as the
 /// broker's own tools do; false when the node cannot be reached that way.
 fn add_partition(f: &mut Fixture, ss: &str, index: u32) -> bool {
@@ -1448,7 +1350,7 @@ fn super_consumer_queue_mode_refresh_and_offsets_per_partition() {
             if st == 0 && o == last {
                 break;
             }
-            take_error(err);
+            message(err);
             assert!(Instant::now() < deadline, "offset of partition {p}");
             std::thread::sleep(Duration::from_millis(50));
         }

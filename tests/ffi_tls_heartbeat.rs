@@ -12,7 +12,9 @@
 //!   producer and consumer are closed with the reason within a few heartbeats, and a pending
 //!   management call fails instead of waiting for its 30 s timeout.
 
-use std::ffi::{CStr, CString};
+mod support;
+
+use std::ffi::CStr;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
@@ -20,18 +22,15 @@ use std::ptr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
+use support::capi::*;
+use support::uri;
 
 use rmqstream::ffi::rmqs_status_code::*;
 use rmqstream::ffi::*;
 
 // ---------------------------------------------------------------------------------------------
 // helpers
-
-fn uri() -> String {
-    std::env::var("RMQS_TEST_URI")
-        .unwrap_or_else(|_| "rabbitmq-stream://guest:guest@localhost:5552/%2f".into())
-}
 
 fn tls_uri() -> String {
     std::env::var("RMQS_TEST_TLS_URI")
@@ -57,30 +56,6 @@ fn tls_file(name: &str) -> String {
     tls_dir().join(name).to_str().unwrap().to_string()
 }
 
-fn unique(prefix: &str) -> CString {
-    let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
-    CString::new(format!("{prefix}-{}-{}", std::process::id(), t.as_nanos())).unwrap()
-}
-
-/// Status and message of a call (the error freed).
-fn outcome(st: rmqs_status, err: *mut rmqs_error) -> Result<(), (rmqs_status, String)> {
-    if st == 0 {
-        assert!(err.is_null());
-        return Ok(());
-    }
-    let m = if err.is_null() {
-        String::new()
-    } else {
-        let m = unsafe { CStr::from_ptr(rmqs_error_message(err)) }
-            .to_string_lossy()
-            .into_owned();
-        assert_eq!(unsafe { rmqs_error_status(err) }, st);
-        unsafe { rmqs_error_free(err) };
-        m
-    };
-    Err((st, m))
-}
-
 fn check(st: rmqs_status, err: *mut rmqs_error, what: &str) {
     if let Err((st, m)) = outcome(st, err) {
         panic!("{what}: {st} ({}): {m}", status_name(st));
@@ -93,17 +68,6 @@ fn status_name(st: rmqs_status) -> String {
         .into_owned()
 }
 
-fn config(pairs: &[(&str, &str)]) -> *mut rmqs_config {
-    let cfg = rmqs_config_new();
-    for (k, v) in pairs {
-        let (k, v) = (CString::new(*k).unwrap(), CString::new(*v).unwrap());
-        let mut err = ptr::null_mut();
-        let st = unsafe { rmqs_config_set(cfg, k.as_ptr(), v.as_ptr(), &mut err) };
-        check(st, err, "config");
-    }
-    cfg
-}
-
 fn open(pairs: &[(&str, &str)]) -> Result<*mut rmqs_connection, (rmqs_status, String)> {
     let cfg = config(pairs);
     let mut conn = ptr::null_mut();
@@ -114,12 +78,6 @@ fn open(pairs: &[(&str, &str)]) -> Result<*mut rmqs_connection, (rmqs_status, St
         assert!(!conn.is_null());
         conn
     })
-}
-
-fn queue() -> *mut rmqs_queue {
-    let mut q = ptr::null_mut();
-    assert_eq!(unsafe { rmqs_queue_new(&mut q, std::ptr::null_mut()) }, 0);
-    q
 }
 
 fn producer(
@@ -242,7 +200,7 @@ fn drain(q: *mut rmqs_queue, timeout: Duration, until: impl Fn(&Drained) -> bool
 /// Creates a stream, publishes `n` messages and reads them back from first through `conn`,
 /// checking every offset and body; deletes the stream.
 fn round_trip(conn: *mut rmqs_connection, n: usize) {
-    let s = unique("ffi-tls");
+    let s = cunique("ffi-tls");
     let mut err = ptr::null_mut();
     let st = unsafe { rmqs_stream_create(conn, s.as_ptr(), ptr::null(), &mut err) };
     check(st, err, "create stream");
@@ -546,7 +504,7 @@ fn a_dead_peer_is_detected_within_a_few_heartbeats() {
         ("connect_timeout_ms", "1000"),
     ])
     .unwrap_or_else(|e| panic!("open through the proxy: {e:?}"));
-    let s = unique("ffi-dead-peer");
+    let s = cunique("ffi-dead-peer");
     let mut err = ptr::null_mut();
     check(
         unsafe { rmqs_stream_create(conn, s.as_ptr(), ptr::null(), &mut err) },
@@ -680,17 +638,4 @@ fn a_dead_peer_is_detected_within_a_few_heartbeats() {
         );
         rmqs_connection_free(direct);
     }
-}
-
-/// `rmqs_queue_poll`: the event, or NULL when none came within `timeout_ms` (or after a
-/// wakeup); any other outcome fails the test.
-fn poll_event(q: *mut rmqs_queue, timeout_ms: i32) -> *mut rmqs_event {
-    use rmqstream::ffi::rmqs_status_code::{RMQS_ERR_TIMEOUT, RMQS_OK};
-    let mut ev = std::ptr::null_mut();
-    let st = unsafe { rmqs_queue_poll(q, timeout_ms, &mut ev, std::ptr::null_mut()) };
-    assert!(
-        st == RMQS_OK.status() || st == RMQS_ERR_TIMEOUT.status(),
-        "rmqs_queue_poll: {st}"
-    );
-    ev
 }

@@ -30,61 +30,32 @@
 //! Python: `RMQS_PYTHON` if set, else `${RMQS_STATE:-~/.rmqstream}/venv/bin/python`; the tests
 //! pass with a notice when neither exists (CI always has it).
 
-#[path = "support/messages.rs"]
-mod messages;
-#[path = "support/mini_json.rs"]
-mod mini_json;
+mod support;
 
 use std::ffi::CString;
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::ptr;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use messages::*;
-use mini_json::{Json, hex, unhex};
 use rmqstream::ffi::rmqs_header_code::*;
 use rmqstream::ffi::rmqs_property_code::*;
 use rmqstream::ffi::*;
 use rmqstream::protocol::amqp::Value;
+use support::capi::*;
+use support::messages::*;
+use support::mini_json::{Json, hex, unhex};
+use support::uri;
 
 const SCRIPT_LIMIT: Duration = Duration::from_secs(120);
-
-fn uri() -> String {
-    std::env::var("RMQS_TEST_URI")
-        .unwrap_or_else(|_| "rabbitmq-stream://guest:guest@localhost:5552/%2f".into())
-}
-
-fn unique(prefix: &str) -> CString {
-    let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
-    CString::new(format!(
-        "rmqs-interop-{prefix}-{}-{}",
-        std::process::id(),
-        t.as_nanos()
-    ))
-    .unwrap()
-}
 
 /// The Python with rstream, or `None` (after a notice).
 fn python() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("RMQS_PYTHON") {
         return Some(PathBuf::from(p));
     }
-    let state = match std::env::var_os("RMQS_STATE") {
-        Some(s) => PathBuf::from(s),
-        None => PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".rmqstream"),
-    };
-    let p = state.join("venv/bin/python");
-    if p.exists() {
-        Some(p)
-    } else {
-        eprintln!(
-            "NOTICE: no Python venv at {}: rstream interop test skipped (scripts/install-deps)",
-            p.display()
-        );
-        None
-    }
+    support::venv_python("rstream interop test")
 }
 
 /// Runs an interop script and parses the JSON it prints.
@@ -335,7 +306,7 @@ fn c_messages() -> Vec<Spec> {
 }
 
 fn publish(conn: *mut rmqs_connection, stream: &CString, keys: &[(&str, &str)], specs: &[Spec]) {
-    let p = producer(conn, stream, keys);
+    let p = bare_producer(conn, stream, keys);
     let builders: Vec<*mut rmqs_message_builder> =
         specs.iter().map(|_| rmqs_message_builder_new()).collect();
     for (b, spec) in builders.iter().zip(specs) {
@@ -375,7 +346,7 @@ fn publish(conn: *mut rmqs_connection, stream: &CString, keys: &[(&str, &str)], 
 fn c_builder_messages_are_read_by_rstream() {
     let Some(py) = python() else { return };
     let conn = connect(&uri());
-    let stream = unique("c-to-rstream");
+    let stream = cunique("c-to-rstream");
     create_stream(conn, &stream);
     let specs = c_messages();
     publish(conn, &stream, &[], &specs);
@@ -501,7 +472,7 @@ fn manifest_pairs(j: &Json) -> Vec<(String, Value<'static>)> {
 fn rstream_messages_are_read_typed_from_c() {
     let Some(py) = python() else { return };
     let conn = connect(&uri());
-    let stream = unique("rstream-to-c");
+    let stream = cunique("rstream-to-c");
     create_stream(conn, &stream);
     let manifest = run_script(
         &py,
@@ -590,7 +561,7 @@ fn c_builder_messages_are_read_by_an_amqp_091_consumer() {
         return;
     }
     let conn = connect(&uri());
-    let stream = unique("c-to-pika");
+    let stream = cunique("c-to-pika");
     create_stream(conn, &stream);
     // RabbitMQ 4.0's AMQP 1.0 -> 0-9-1 conversion (mc_amqpl:to_091) has no clause for uuids,
     // nor for doubles that are not finite (kept as raw bytes): such an application property
@@ -721,7 +692,7 @@ fn c_builder_messages_are_read_by_an_amqp_10_consumer() {
         return;
     }
     let conn = connect(&uri());
-    let stream = unique("c-to-proton");
+    let stream = cunique("c-to-proton");
     create_stream(conn, &stream);
     let specs = c_messages();
     publish(conn, &stream, &[], &specs);

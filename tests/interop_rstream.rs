@@ -30,8 +30,7 @@
 //! `bin/python`. When neither is there the tests print a notice and pass without running
 //! (`scripts/install-deps` creates the venv; CI always has it).
 
-#[path = "support/mini_json.rs"]
-mod mini_json;
+mod support;
 
 use std::borrow::Cow;
 use std::collections::BTreeSet;
@@ -40,13 +39,12 @@ use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use tokio::runtime::Runtime;
 use tokio::sync::mpsc;
 
-use mini_json::{Json, hex, unhex};
 use rmqstream::client::{
     ClientError, Confirm, ConfirmStatus, Connection, ConnectionConfig, Consumer, ConsumerConfig,
     ConsumerEvents, DeliveredChunk, Environment, OutgoingMessage, Producer, ProducerConfig,
@@ -60,8 +58,10 @@ use rmqstream::protocol::commands::{
     PublishingError, Subscribe, Unsubscribe,
 };
 use rmqstream::protocol::compression::Compression;
+use support::client::runtime;
+use support::mini_json::{Json, hex, unhex};
+use support::{unique, uri};
 
-const DEFAULT_URI: &str = "rabbitmq-stream://guest:guest@localhost:5552/%2f";
 /// How long one Python script may run (it has its own, shorter, timeouts).
 const SCRIPT_LIMIT: Duration = Duration::from_secs(120);
 /// How long to wait for confirms or deliveries on our side.
@@ -94,21 +94,7 @@ fn python() -> Option<PathBuf> {
         );
         return Some(p);
     }
-    let state = match std::env::var_os("RMQS_STATE") {
-        Some(s) => PathBuf::from(s),
-        None => PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".rmqstream"),
-    };
-    let p = state.join("venv/bin/python");
-    if p.exists() {
-        Some(p)
-    } else {
-        eprintln!(
-            "NOTICE: no Python venv at {}: rstream interop test skipped (scripts/install-deps \
-             creates it; or set RMQS_PYTHON to a python that has rstream)",
-            p.display()
-        );
-        None
-    }
+    support::venv_python("rstream interop test")
 }
 
 fn script(name: &str) -> PathBuf {
@@ -174,37 +160,16 @@ fn run_script(py: &Path, name: &str, args: &[String]) -> Json {
     })
 }
 
-fn uri() -> String {
-    std::env::var("RMQS_TEST_URI").unwrap_or_else(|_| DEFAULT_URI.to_string())
-}
-
-fn unique(prefix: &str) -> String {
-    let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
-    format!(
-        "rmqs-interop-{prefix}-{}-{}",
-        std::process::id(),
-        t.as_nanos()
-    )
-}
-
-fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 /// Runs `f` with a fresh stream that is deleted afterwards, whatever happens in `f`.
 fn with_stream(prefix: &str, f: impl FnOnce(&Runtime, &Environment, &str)) {
-    let rt = runtime();
+    let rt = runtime(2);
     let mut cfg = ConnectionConfig::default();
     cfg.apply_uri(&uri()).unwrap();
     cfg.connection_name = format!("rmqstream interop_rstream {prefix}");
     let env = rt
         .block_on(Environment::connect(cfg))
         .unwrap_or_else(|e| panic!("cannot connect to {} (scripts/broker start?): {e}", uri()));
-    let stream = unique(prefix);
+    let stream = unique(&format!("rmqs-interop-{prefix}"));
     assert!(
         rt.block_on(env.create_stream(&stream, &[])).unwrap(),
         "{stream} existed already"

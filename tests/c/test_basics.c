@@ -4,11 +4,7 @@
  * -Wall -Wextra -Werror -pedantic. Prints "test_basics: N passed, M failed"; exit status 1 on
  * any failure.
  */
-#include "rmqstream.h"
-
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
+#include "common.h"
 
 #ifdef __cplusplus
 #define STATIC_ASSERT(cond, msg) static_assert(cond, msg)
@@ -28,32 +24,6 @@ STATIC_ASSERT(RMQS_ERR_INVALID_ARGUMENT < 0 && RMQS_ERR_FATAL < 0, "local codes 
 #if RMQS_VERSION_NUMBER < 0x00010000
 #error "RMQS_VERSION_NUMBER must be usable in #if"
 #endif
-
-static int passed;
-static int failed;
-
-#define CHECK(cond)                                                                            \
-    do {                                                                                       \
-        if (cond) {                                                                            \
-            passed++;                                                                          \
-        } else {                                                                               \
-            failed++;                                                                          \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);           \
-        }                                                                                      \
-    } while (0)
-
-#define CHECK_STR(got, want)                                                                   \
-    do {                                                                                       \
-        const char *got_ = (got);                                                              \
-        const char *want_ = (want);                                                            \
-        if (got_ != NULL && strcmp(got_, want_) == 0) {                                        \
-            passed++;                                                                          \
-        } else {                                                                               \
-            failed++;                                                                          \
-            fprintf(stderr, "%s:%d: %s is \"%s\", expected \"%s\"\n", __FILE__, __LINE__,      \
-                    #got, got_ ? got_ : "(null)", want_);                                      \
-        }                                                                                      \
-    } while (0)
 
 static void test_version(void) {
     char want[64];
@@ -413,6 +383,5 @@ int main(void) {
     test_message_builder();
     test_values();
     test_config_dump();
-    printf("test_basics: %d passed, %d failed\n", passed, failed);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return report("test_basics");
 }

@@ -8,42 +8,7 @@
  * run under AddressSanitizer and valgrind by ctest. RMQS_TEST_MESSAGES overrides N (default
  * 1000). Prints "test_client: P passed, F failed"; exit status 1 on any failure.
  */
-#if !defined(_POSIX_C_SOURCE) && !defined(__cplusplus)
-#define _POSIX_C_SOURCE 200809L
-#endif
-#include "rmqstream.h"
-
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <time.h>
-#include <unistd.h>
-
-static int passed;
-static int failed;
-
-#define CHECK(cond)                                                                            \
-    do {                                                                                       \
-        if (cond) {                                                                            \
-            passed++;                                                                          \
-        } else {                                                                               \
-            failed++;                                                                          \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);           \
-        }                                                                                      \
-    } while (0)
-
-/* Checks that a call returns RMQS_OK; prints the status name otherwise. */
-#define CHECK_OK(call)                                                                         \
-    do {                                                                                       \
-        rmqs_status st_ = (call);                                                              \
-        if (st_ == RMQS_OK) {                                                                  \
-            passed++;                                                                          \
-        } else {                                                                               \
-            failed++;                                                                          \
-            fprintf(stderr, "%s:%d: %s returned %s (%d)\n", __FILE__, __LINE__, #call,         \
-                    rmqs_status_name(st_), (int)st_);                                          \
-        }                                                                                      \
-    } while (0)
+#include "common.h"
 
 static size_t n_messages = 1000;
 
@@ -63,10 +28,10 @@ static int body_matches(size_t i, const uint8_t *body, size_t len) {
 /* ---- producer ---------------------------------------------------------------------------- */
 
 typedef struct {
+    int freed;        /* first: count_free */
     size_t confirmed; /* written by the dispatcher thread only */
     size_t bad;
     unsigned char *seen; /* per tag */
-    int freed;
 } producer_state;
 
 static void on_confirms(void *user_data, const rmqs_confirm *confirms, size_t count,
@@ -85,10 +50,6 @@ static void on_confirms(void *user_data, const rmqs_confirm *confirms, size_t co
     }
 }
 
-static void free_producer_state(void *user_data) {
-    ((producer_state *)user_data)->freed++;
-}
-
 static void produce(rmqs_connection *conn, const char *stream) {
     producer_state ps;
     rmqs_producer *p = NULL;
@@ -99,7 +60,7 @@ static void produce(rmqs_connection *conn, const char *stream) {
     ps.seen = (unsigned char *)calloc(n_messages, 1);
     CHECK_OK(rmqs_config_set(cfg, "batch_size", "100", NULL));
     CHECK_OK(rmqs_config_set(cfg, "max_in_flight", "500", NULL));
-    CHECK_OK(rmqs_producer_new(conn, stream, cfg, on_confirms, &ps, free_producer_state, NULL, 0,
+    CHECK_OK(rmqs_producer_new(conn, stream, cfg, on_confirms, &ps, count_free, NULL, 0,
                                &p, &err));
     rmqs_config_free(cfg);
     if (p == NULL) {
@@ -188,10 +149,10 @@ static void consume_queue(rmqs_connection *conn, const char *stream) {
 /* ---- consumer through a callback --------------------------------------------------------- */
 
 typedef struct {
+    int freed;  /* first: count_free */
     size_t got; /* dispatcher thread only, read after rmqs_consumer_free */
     size_t bad;
     size_t chunks;
-    int freed;
     rmqs_queue *done; /* woken when every message came */
 } consumer_state;
 
@@ -221,10 +182,6 @@ static void on_chunk(void *user_data, const rmqs_chunk *ch) {
     if (cs->got == n_messages) rmqs_queue_wakeup(cs->done);
 }
 
-static void free_consumer_state(void *user_data) {
-    ((consumer_state *)user_data)->freed++;
-}
-
 static void consume_callback(rmqs_connection *conn, const char *stream) {
     consumer_state cs;
     rmqs_consumer *c = NULL;
@@ -233,7 +190,7 @@ static void consume_callback(rmqs_connection *conn, const char *stream) {
     CHECK_OK(rmqs_queue_new(&cs.done, NULL));
     CHECK_OK(rmqs_config_set(cfg, "offset", "first", NULL));
     CHECK_OK(rmqs_config_set(cfg, "initial_credit", "2", NULL));
-    CHECK_OK(rmqs_consumer_new(conn, stream, cfg, on_chunk, &cs, free_consumer_state, NULL, 0,
+    CHECK_OK(rmqs_consumer_new(conn, stream, cfg, on_chunk, &cs, count_free, NULL, 0,
                                &c, NULL));
     rmqs_config_free(cfg);
     /* RMQS_OK without an event when woken (RMQS_ERR_TIMEOUT after 60 s) */
@@ -253,10 +210,10 @@ static void consume_callback(rmqs_connection *conn, const char *stream) {
 /* ---- state events: a stream deleted under a producer and a consumer ---------------------- */
 
 typedef struct {
+    int freed;       /* first: count_free */
     int closed;      /* RMQS_STATE_CLOSED events */
     int other;       /* any other state */
     rmqs_status why; /* status of the CLOSED event */
-    int freed;
     rmqs_queue *done; /* woken on each CLOSED */
 } state_seen;
 
@@ -274,10 +231,6 @@ static void on_state(void *user_data, rmqs_event_source_code source, size_t tag,
     } else {
         ss->other++;
     }
-}
-
-static void free_state_seen(void *user_data) {
-    ((state_seen *)user_data)->freed++;
 }
 
 static void ignore_confirms(void *user_data, const rmqs_confirm *confirms, size_t count,
@@ -305,8 +258,8 @@ static void state_on_deletion(rmqs_connection *conn, const char *base) {
     CHECK_OK(rmqs_queue_new(&ps.done, NULL));
     CHECK_OK(rmqs_queue_new(&cs.done, NULL));
     CHECK_OK(rmqs_stream_create(conn, stream, NULL, NULL));
-    CHECK_OK(rmqs_config_set_state_cb(pcfg, on_state, &ps, free_state_seen, NULL));
-    CHECK_OK(rmqs_config_set_state_cb(ccfg, on_state, &cs, free_state_seen, NULL));
+    CHECK_OK(rmqs_config_set_state_cb(pcfg, on_state, &ps, count_free, NULL));
+    CHECK_OK(rmqs_config_set_state_cb(ccfg, on_state, &cs, count_free, NULL));
     CHECK_OK(rmqs_config_set(ccfg, "offset", "first", NULL));
     CHECK_OK(rmqs_producer_new(conn, stream, pcfg, ignore_confirms, NULL, NULL, NULL, 0, &p,
                                NULL));
@@ -336,16 +289,15 @@ static void state_on_deletion(rmqs_connection *conn, const char *base) {
 /* ---- main -------------------------------------------------------------------------------- */
 
 int main(void) {
-    const char *uri = getenv("RMQS_TEST_URI");
+    const char *uri = test_uri();
     const char *n_env = getenv("RMQS_TEST_MESSAGES");
     rmqs_connection *conn = NULL;
     rmqs_error *err = NULL;
     char stream[96];
     bool exists = false;
 
-    if (uri == NULL || uri[0] == '\0') uri = "rabbitmq-stream://guest:guest@localhost:5552/%2f";
     if (n_env != NULL && atoi(n_env) > 0) n_messages = (size_t)atoi(n_env);
-    snprintf(stream, sizeof stream, "rmqs-c-%ld-%ld", (long)getpid(), (long)time(NULL));
+    unique_name(stream, sizeof stream, "rmqs-c");
 
     /* a bad URI: a clear status and message */
     CHECK(rmqs_connection_open_uri("http://nowhere", &conn, &err) == RMQS_ERR_INVALID_ARGUMENT);
@@ -357,8 +309,8 @@ int main(void) {
     if (rmqs_connection_open_uri(uri, &conn, &err) != RMQS_OK) {
         fprintf(stderr, "cannot connect to %s: %s\n", uri, rmqs_error_message(err));
         rmqs_error_free(err);
-        printf("test_client: %d passed, %d failed\n", passed, failed + 1);
-        return 1;
+        failed++;
+        return report("test_client");
     }
     CHECK(strlen(rmqs_connection_server_version(conn)) > 0);
     CHECK_OK(rmqs_stream_create(conn, stream, NULL, NULL));
@@ -378,6 +330,5 @@ int main(void) {
     CHECK(rmqs_stream_exists(conn, stream, &exists, NULL) == RMQS_ERR_CLOSED);
     rmqs_connection_free(conn);
 
-    printf("test_client: %d passed, %d failed\n", passed, failed);
-    return failed == 0 ? 0 : 1;
+    return report("test_client");
 }

@@ -12,48 +12,11 @@
  * C11 with -Wall -Wextra -Werror -pedantic; run plain and under AddressSanitizer by ctest.
  * Prints "test_observability: P passed, F failed"; exit status 1 on any failure.
  */
-#if !defined(_POSIX_C_SOURCE)
-#define _POSIX_C_SOURCE 200809L
-#endif
-#include "rmqstream.h"
+#include "common.h"
 
 #include <stdatomic.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <time.h>
-
-static int passed;
-static int failed;
-
-#define CHECK(cond)                                                                            \
-    do {                                                                                       \
-        if (cond) {                                                                            \
-            passed++;                                                                          \
-        } else {                                                                               \
-            failed++;                                                                          \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);           \
-        }                                                                                      \
-    } while (0)
-
-#define CHECK_OK(call)                                                                         \
-    do {                                                                                       \
-        rmqs_status st_ = (call);                                                              \
-        if (st_ == RMQS_OK) {                                                                  \
-            passed++;                                                                          \
-        } else {                                                                               \
-            failed++;                                                                          \
-            fprintf(stderr, "%s:%d: %s returned %s (%d)\n", __FILE__, __LINE__, #call,         \
-                    rmqs_status_name(st_), (int)st_);                                          \
-        }                                                                                      \
-    } while (0)
 
 #define N_MESSAGES 1000
-
-static const char *test_uri(void) {
-    const char *u = getenv("RMQS_TEST_URI");
-    return u != NULL && *u != '\0' ? u : "rabbitmq-stream://guest:guest@localhost:5552/%2f";
-}
 
 /* ---- log capture: the callback may run on any thread, so everything here is atomic ------- */
 
@@ -314,16 +277,15 @@ int main(void) {
     log_state_init(&info_log);
     conn = open_logged(&info_log, NULL);
     if (conn == NULL) {
-        printf("test_observability: %d passed, %d failed\n", passed, failed + 1);
-        return 1;
+        failed++;
+        return report("test_observability");
     }
     CHECK(atomic_load(&info_log.connected) >= 1);
     CHECK(atomic_load_explicit(&info_log.line_ready, memory_order_acquire) == 1);
     CHECK(strlen(rmqs_connection_server_version(conn)) > 0);
     CHECK(strstr(info_log.connected_line, rmqs_connection_server_version(conn)) != NULL);
 
-    snprintf(stream, sizeof stream, "c-observability-%ld-%ld", (long)time(NULL),
-             (long)clock());
+    unique_name(stream, sizeof stream, "c-observability");
     CHECK_OK(rmqs_stream_create(conn, stream, NULL, NULL));
     counters(conn, stream);
     layering(conn, stream);
@@ -349,6 +311,5 @@ int main(void) {
     rmqs_connection_free(conn);
     CHECK(atomic_load(&debug_log.freed) == 1);
 
-    printf("test_observability: %d passed, %d failed\n", passed, failed);
-    return failed == 0 ? 0 : 1;
+    return report("test_observability");
 }

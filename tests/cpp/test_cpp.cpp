@@ -9,6 +9,8 @@
 // (default 2000). Prints "test_cpp: P passed, F failed"; exit status 1 on any failure.
 #include "rmqstream.hpp"
 
+#include "../c/common.h"
+
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -34,19 +36,6 @@
 using namespace std::chrono_literals;
 
 namespace {
-
-int passed = 0;
-int failed = 0;
-
-#define CHECK(cond)                                                                      \
-    do {                                                                                 \
-        if (cond) {                                                                      \
-            passed++;                                                                    \
-        } else {                                                                         \
-            failed++;                                                                    \
-            std::fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-        }                                                                                \
-    } while (0)
 
 // `expr` must throw rmqs::error with status `want`.
 #define CHECK_THROWS_STATUS(expr, want)                                                             \
@@ -84,11 +73,6 @@ void run_test(const char* name, F&& f) {
         failed++;
         std::fprintf(stderr, "%s: unexpected exception: %s\n", name, e.what());
     }
-}
-
-std::string test_uri() {
-    const char* uri = std::getenv("RMQS_TEST_URI");
-    return uri != nullptr && *uri != '\0' ? uri : "rabbitmq-stream://guest:guest@localhost:5552/%2f";
 }
 
 std::size_t n_messages() {
@@ -1804,6 +1788,5 @@ int main() {
     run_test("log_handler", [&] { test_log_handler(uri); });
     run_test("state_events_on_connection_reset", [&] { test_state_events_on_connection_reset(uri); });
 
-    std::printf("test_cpp: %d passed, %d failed\n", passed, failed);
-    return failed == 0 ? 0 : 1;
+    return report("test_cpp");
 }

@@ -17,20 +17,59 @@ use rmqstream::ffi::*;
 /// How long the helpers wait for what should come soon.
 pub const WAIT: Duration = Duration::from_secs(60);
 
+/// The C error's message (freeing it), or "" for NULL.
+pub fn message(err: *mut rmqs_error) -> String {
+    if err.is_null() {
+        return String::new();
+    }
+    let m = unsafe { CStr::from_ptr(rmqs_error_message(err)) }
+        .to_string_lossy()
+        .into_owned();
+    unsafe { rmqs_error_free(err) };
+    m
+}
+
 /// Panics with the error's message unless `st` is `RMQS_OK` (frees `err`).
 pub fn check(st: rmqs_status, err: *mut rmqs_error, what: &str) {
     if st != 0 {
-        let m = if err.is_null() {
-            String::new()
-        } else {
-            let m = unsafe { CStr::from_ptr(rmqs_error_message(err)) }
-                .to_string_lossy()
-                .into_owned();
-            unsafe { rmqs_error_free(err) };
-            m
-        };
-        panic!("{what}: status {st}: {m}");
+        panic!("{what}: status {st}: {}", message(err));
     }
+}
+
+/// `Ok` for `RMQS_OK` (checking that `err` stayed NULL), else the status and message (checking
+/// that the error carries the same status; freed).
+pub fn outcome(st: rmqs_status, err: *mut rmqs_error) -> Result<(), (rmqs_status, String)> {
+    if st == 0 {
+        assert!(err.is_null(), "err written on success");
+        return Ok(());
+    }
+    if !err.is_null() {
+        assert_eq!(unsafe { rmqs_error_status(err) }, st);
+    }
+    Err((st, message(err)))
+}
+
+/// Status and message of a call that must fail (frees `err`).
+pub fn failure(st: rmqs_status, err: *mut rmqs_error) -> (rmqs_status, String) {
+    assert_ne!(st, 0, "expected a failure");
+    (st, message(err))
+}
+
+/// [`super::unique`] as a C string.
+pub fn cunique(prefix: &str) -> CString {
+    CString::new(super::unique(prefix)).unwrap()
+}
+
+/// Polls `f` every 10 ms until it holds or `timeout` passes; whether it held.
+pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    f()
 }
 
 /// A config with the given keys (owned by the caller).
@@ -45,9 +84,22 @@ pub fn config(pairs: &[(&str, &str)]) -> *mut rmqs_config {
     cfg
 }
 
+/// A config with the given keys, or NULL (the defaults) for none.
+fn config_or_null(pairs: &[(&str, &str)]) -> *mut rmqs_config {
+    if pairs.is_empty() {
+        ptr::null_mut()
+    } else {
+        config(pairs)
+    }
+}
+
 /// A connection opened with the given keys.
 pub fn open(pairs: &[(&str, &str)]) -> *mut rmqs_connection {
-    let cfg = config(pairs);
+    open_config(config(pairs))
+}
+
+/// A connection opened with `cfg` (freed here).
+pub fn open_config(cfg: *mut rmqs_config) -> *mut rmqs_connection {
     let mut conn = ptr::null_mut();
     let mut err = ptr::null_mut();
     let st = unsafe { rmqs_connection_open(cfg, &mut conn, &mut err) };
@@ -56,8 +108,44 @@ pub fn open(pairs: &[(&str, &str)]) -> *mut rmqs_connection {
     conn
 }
 
+/// A connection to `uri` with the given keys.
+pub fn connect_to(uri: &str, pairs: &[(&str, &str)]) -> *mut rmqs_connection {
+    let mut all = vec![("uri", uri)];
+    all.extend_from_slice(pairs);
+    open(&all)
+}
+
+/// A connection opened with `rmqs_connection_open_uri`.
+pub fn connect(uri: &str) -> *mut rmqs_connection {
+    let u = CString::new(uri).unwrap();
+    let mut conn = ptr::null_mut();
+    let mut err = ptr::null_mut();
+    let st = unsafe { rmqs_connection_open_uri(u.as_ptr(), &mut conn, &mut err) };
+    check(st, err, "open");
+    conn
+}
+
+/// A connection whose only address is `proxy` (load-balancer mode: data connections cross it
+/// too), with quick recovery and the given extra keys.
+pub fn through(proxy: &super::proxy::Proxy, extra: &[(&str, &str)]) -> *mut rmqs_connection {
+    let u = format!(
+        "rabbitmq-stream://guest:guest@127.0.0.1:{}/%2f",
+        proxy.port()
+    );
+    let mut keys = vec![
+        ("uri", u.as_str()),
+        ("load_balancer", "true"),
+        ("recovery_initial_delay_ms", "100"),
+        ("recovery_max_delay_ms", "1000"),
+        ("connect_timeout_ms", "2000"),
+        ("request_timeout_ms", "2000"),
+    ];
+    keys.extend_from_slice(extra);
+    open(&keys)
+}
+
 /// Creates `s` with default arguments.
-pub fn create(conn: *mut rmqs_connection, s: &CStr) {
+pub fn create_stream(conn: *mut rmqs_connection, s: &CStr) {
     let mut err = ptr::null_mut();
     let st = unsafe { rmqs_stream_create(conn, s.as_ptr(), ptr::null(), &mut err) };
     check(st, err, "create stream");
@@ -74,6 +162,121 @@ pub fn create_with(conn: *mut rmqs_connection, s: &CStr, args: &[(&str, &str)]) 
 
 pub fn delete(conn: *mut rmqs_connection, s: &CStr) -> rmqs_status {
     unsafe { rmqs_stream_delete(conn, s.as_ptr(), ptr::null_mut()) }
+}
+
+/// Deletes `s`; panics unless that succeeds.
+pub fn delete_stream(conn: *mut rmqs_connection, s: &CStr) {
+    assert_eq!(delete(conn, s), 0, "delete stream");
+}
+
+/// A new event queue.
+pub fn queue() -> *mut rmqs_queue {
+    let mut q = ptr::null_mut();
+    assert_eq!(unsafe { rmqs_queue_new(&mut q, ptr::null_mut()) }, 0);
+    q
+}
+
+/// `rmqs_queue_poll`: the event, or NULL when none came within `timeout_ms` (or after a
+/// wakeup); any other outcome fails the test.
+pub fn poll_event(q: *mut rmqs_queue, timeout_ms: i32) -> *mut rmqs_event {
+    let mut ev = ptr::null_mut();
+    let st = unsafe { rmqs_queue_poll(q, timeout_ms, &mut ev, ptr::null_mut()) };
+    assert!(
+        st == 0 || st == rmqs_status_code::RMQS_ERR_TIMEOUT.status(),
+        "rmqs_queue_poll: {st}"
+    );
+    ev
+}
+
+/// A producer without callback or queue (confirms are waited for with [`flush`]); no keys:
+/// a NULL config.
+pub fn bare_producer(
+    conn: *mut rmqs_connection,
+    stream: &CStr,
+    keys: &[(&str, &str)],
+) -> *mut rmqs_producer {
+    try_bare_producer(conn, stream, keys).unwrap_or_else(|e| panic!("producer: {e:?}"))
+}
+
+/// [`bare_producer`], or the status and message of the failure.
+pub fn try_bare_producer(
+    conn: *mut rmqs_connection,
+    stream: &CStr,
+    keys: &[(&str, &str)],
+) -> Result<*mut rmqs_producer, (rmqs_status, String)> {
+    let cfg = config_or_null(keys);
+    let mut p = ptr::null_mut();
+    let mut err = ptr::null_mut();
+    let st = unsafe {
+        rmqs_producer_new(
+            conn,
+            stream.as_ptr(),
+            cfg,
+            None,
+            ptr::null_mut(),
+            None,
+            ptr::null_mut(),
+            0,
+            &mut p,
+            &mut err,
+        )
+    };
+    unsafe { rmqs_config_free(cfg) };
+    if st != 0 {
+        return Err((st, message(err)));
+    }
+    Ok(p)
+}
+
+/// Flushes `p` (30 s); panics unless every message got its confirm.
+pub fn flush(p: *mut rmqs_producer) {
+    assert_eq!(
+        unsafe { rmqs_producer_flush(p, 30_000, ptr::null_mut()) },
+        0,
+        "flush"
+    );
+}
+
+/// A consumer delivering to `q` (source tag 0) made with `cfg` (freed here, may be NULL), or
+/// the status and message of the failure.
+pub fn try_queue_consumer(
+    conn: *mut rmqs_connection,
+    stream: &CStr,
+    cfg: *mut rmqs_config,
+    q: *mut rmqs_queue,
+) -> Result<*mut rmqs_consumer, (rmqs_status, String)> {
+    let mut c = ptr::null_mut();
+    let mut err = ptr::null_mut();
+    let st = unsafe {
+        rmqs_consumer_new(
+            conn,
+            stream.as_ptr(),
+            cfg,
+            None,
+            ptr::null_mut(),
+            None,
+            q,
+            0,
+            &mut c,
+            &mut err,
+        )
+    };
+    unsafe { rmqs_config_free(cfg) };
+    if st != 0 {
+        return Err((st, message(err)));
+    }
+    Ok(c)
+}
+
+/// A consumer delivering to `q` (source tag 0) with the given keys (none: a NULL config).
+pub fn queue_consumer(
+    conn: *mut rmqs_connection,
+    stream: &CStr,
+    keys: &[(&str, &str)],
+    q: *mut rmqs_queue,
+) -> *mut rmqs_consumer {
+    try_queue_consumer(conn, stream, config_or_null(keys), q)
+        .unwrap_or_else(|e| panic!("consumer: {e:?}"))
 }
 
 /// Where `s` lives: the leader's port (`None` without a leader) and the replicas' ports, or
@@ -266,7 +469,8 @@ pub unsafe extern "C" fn on_state(
     seen.notify();
 }
 
-fn chunk_messages(chunk: *const rmqs_chunk) -> impl Iterator<Item = (u64, Vec<u8>)> {
+/// Offsets and bodies of a chunk's visible messages.
+pub fn chunk_messages(chunk: *const rmqs_chunk) -> impl Iterator<Item = (u64, Vec<u8>)> {
     (0..unsafe { rmqs_chunk_message_count(chunk) }).map(move |i| {
         let m = unsafe { rmqs_chunk_message(chunk, i) };
         let mut len = 0;
@@ -505,6 +709,22 @@ pub fn send_sized(p: *mut rmqs_producer, i: usize, len: usize) {
     let mut err = ptr::null_mut();
     let st = unsafe { rmqs_producer_send(p, body.as_ptr(), body.len(), i, 0, &mut err) };
     check(st, err, "send");
+}
+
+pub fn conn_stats(conn: *mut rmqs_connection) -> rmqs_connection_statistics {
+    let mut s = rmqs_connection_statistics {
+        size: std::mem::size_of::<rmqs_connection_statistics>() as u64,
+        ..Default::default()
+    };
+    assert_eq!(
+        unsafe { rmqs_connection_stats(conn, &mut s, std::ptr::null_mut()) },
+        0
+    );
+    assert_eq!(
+        s.size,
+        std::mem::size_of::<rmqs_connection_statistics>() as u64
+    );
+    s
 }
 
 pub fn producer_stats(p: *mut rmqs_producer) -> rmqs_producer_statistics {

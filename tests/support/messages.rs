@@ -1,5 +1,3 @@
-#![allow(dead_code)]
-
 //! Helpers for tests of AMQP messages through the C API: connections, streams, producers and
 //! consumers by their `extern "C"` functions; [`Spec`], a message described by its typed values,
 //! applied to an `rmqs_message_builder` with the C setters; [`Read`], a received message read
@@ -17,112 +15,18 @@ use rmqstream::ffi::rmqs_value_type_code::*;
 use rmqstream::ffi::*;
 use rmqstream::protocol::amqp::Value;
 
-/// The C error's message (freeing it), or "" for NULL.
-pub fn message(err: *mut rmqs_error) -> String {
-    if err.is_null() {
-        return String::new();
-    }
-    let m = unsafe { CStr::from_ptr(rmqs_error_message(err)) }
-        .to_string_lossy()
-        .into_owned();
-    unsafe { rmqs_error_free(err) };
-    m
-}
-
-/// Panics with the status and message unless `st` is `RMQS_OK`.
-pub fn check(st: rmqs_status, err: *mut rmqs_error, what: &str) {
-    if st != 0 {
-        panic!("{what}: status {st}: {}", message(err));
-    }
-}
-
-pub fn config(pairs: &[(&str, &str)]) -> *mut rmqs_config {
-    let cfg = rmqs_config_new();
-    for (k, v) in pairs {
-        let (k, v) = (CString::new(*k).unwrap(), CString::new(*v).unwrap());
-        let mut err = ptr::null_mut();
-        let st = unsafe { rmqs_config_set(cfg, k.as_ptr(), v.as_ptr(), &mut err) };
-        check(st, err, "config");
-    }
-    cfg
-}
-
-pub fn connect(uri: &str) -> *mut rmqs_connection {
-    let u = CString::new(uri).unwrap();
-    let mut conn = ptr::null_mut();
-    let mut err = ptr::null_mut();
-    let st = unsafe { rmqs_connection_open_uri(u.as_ptr(), &mut conn, &mut err) };
-    check(st, err, "open");
-    conn
-}
-
-pub fn create_stream(conn: *mut rmqs_connection, s: &CStr) {
-    let mut err = ptr::null_mut();
-    let st = unsafe { rmqs_stream_create(conn, s.as_ptr(), ptr::null(), &mut err) };
-    check(st, err, "create stream");
-}
-
-pub fn delete_stream(conn: *mut rmqs_connection, s: &CStr) {
-    let st = unsafe { rmqs_stream_delete(conn, s.as_ptr(), ptr::null_mut()) };
-    assert_eq!(st, 0, "delete stream");
-}
-
-/// A producer without callback or queue (confirms are waited for with flush).
-pub fn producer(
-    conn: *mut rmqs_connection,
-    stream: &CStr,
-    keys: &[(&str, &str)],
-) -> *mut rmqs_producer {
-    let cfg = config(keys);
-    let mut p = ptr::null_mut();
-    let mut err = ptr::null_mut();
-    let st = unsafe {
-        rmqs_producer_new(
-            conn,
-            stream.as_ptr(),
-            cfg,
-            None,
-            ptr::null_mut(),
-            None,
-            ptr::null_mut(),
-            0,
-            &mut p,
-            &mut err,
-        )
-    };
-    unsafe { rmqs_config_free(cfg) };
-    check(st, err, "producer");
-    p
-}
+use super::capi::{check, config, poll_event, queue, try_queue_consumer};
 
 /// Reads `count` messages of `stream` from its first offset with a C consumer in queue mode,
 /// each through [`Read::of`].
 pub fn consume(conn: *mut rmqs_connection, stream: &CStr, count: usize) -> Vec<Read> {
-    let mut q = ptr::null_mut();
-    assert_eq!(unsafe { rmqs_queue_new(&mut q, std::ptr::null_mut()) }, 0);
-    let cfg = config(&[("offset", "first")]);
-    let mut c = ptr::null_mut();
-    let mut err = ptr::null_mut();
-    let st = unsafe {
-        rmqs_consumer_new(
-            conn,
-            stream.as_ptr(),
-            cfg,
-            None,
-            ptr::null_mut(),
-            None,
-            q,
-            7,
-            &mut c,
-            &mut err,
-        )
-    };
-    unsafe { rmqs_config_free(cfg) };
-    check(st, err, "consumer");
+    let q = queue();
+    let c = try_queue_consumer(conn, stream, config(&[("offset", "first")]), q)
+        .unwrap_or_else(|e| panic!("consumer: {e:?}"));
     let mut out = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     while out.len() < count && Instant::now() < deadline {
-        let ev = poll(q, 200);
+        let ev = poll_event(q, 200);
         if ev.is_null() {
             continue;
         }
@@ -608,15 +512,4 @@ pub fn cstr(s: &str) -> CString {
 /// `s` as a `*const c_char` valid while `s` lives.
 pub fn ptr_of(s: &CString) -> *const c_char {
     s.as_ptr()
-}
-
-/// `rmqs_queue_poll`: the event, or NULL when none came within `timeout_ms` (or on a wakeup).
-pub fn poll(q: *mut rmqs_queue, timeout_ms: i32) -> *mut rmqs_event {
-    let mut ev = std::ptr::null_mut();
-    let st = unsafe { rmqs_queue_poll(q, timeout_ms, &mut ev, std::ptr::null_mut()) };
-    assert!(
-        st == 0 || st == rmqstream::ffi::rmqs_status_code::RMQS_ERR_TIMEOUT.status(),
-        "rmqs_queue_poll: {st}"
-    );
-    ev
 }
