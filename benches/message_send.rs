@@ -2,8 +2,14 @@
 //! (`rmqs_producer_send`) against an AMQP message built with the reusable builder
 //! (`rmqs_message_builder_reset`, a 100-byte body, 3 properties, 3 application properties,
 //! `rmqs_producer_send_message`), against the broker of scripts/broker (RMQS_TEST_URI).
+//! Also: the same message with only its body replaced per message (properties fixed:
+//! `rmqs_message_builder_set_body` + send), and the message built once and sent again.
 //!
-//!     cargo bench --bench message_send [-- MESSAGES ROUNDS]
+//!     cargo bench --bench message_send [-- MESSAGES ROUNDS] [plain] [message] [body] [prebuilt]
+//!
+//! Naming kinds runs only those (e.g. one kind under `valgrind --tool=callgrind`, whose
+//! inclusive counts of the `rmqs_*` functions divided by their calls are exact instructions
+//! per message).
 //!
 //! Per message, for each kind: CPU of the sending thread (building and sending:
 //! `CLOCK_THREAD_CPUTIME_ID`), CPU of the whole process (sending, the connection's I/O and
@@ -89,6 +95,22 @@ enum Kind {
     Message,
     /// The same message built once, sent again and again (the cost of the send itself).
     Prebuilt,
+    /// Properties and application properties fixed, a new body set for each message
+    /// (`rmqs_message_builder_set_body`), then sent.
+    Body,
+}
+
+impl Kind {
+    const ALL: [Kind; 4] = [Kind::Plain, Kind::Message, Kind::Body, Kind::Prebuilt];
+
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Plain => "plain",
+            Kind::Message => "message",
+            Kind::Body => "body",
+            Kind::Prebuilt => "prebuilt",
+        }
+    }
 }
 
 /// One round: `n` sends of `kind`; (thread CPU, process CPU, allocations) per message.
@@ -112,6 +134,13 @@ fn round(
             },
             Kind::Prebuilt => unsafe {
                 rmqs_producer_send_message(p, b, i, 0, ptr::null_mut(), &mut err)
+            },
+            Kind::Body => unsafe {
+                let mut st = rmqs_message_builder_set_body(b, body.as_ptr(), body.len(), &mut err);
+                if st == 0 {
+                    st = rmqs_producer_send_message(p, b, i, 0, ptr::null_mut(), &mut err);
+                }
+                st
             },
             Kind::Message => unsafe {
                 rmqs_message_builder_reset(b);
@@ -311,17 +340,26 @@ fn main() {
         "producer",
     );
     let b = rmqs_message_builder_new();
+    let named: Vec<Kind> = Kind::ALL
+        .into_iter()
+        .filter(|k| args.iter().any(|a| a == k.name()))
+        .collect();
+    let kinds = if named.is_empty() {
+        Kind::ALL.to_vec()
+    } else {
+        named
+    };
     eprintln!("message_send: {n} messages per round, {rounds} rounds, warm-up first");
-    round(p, b, Kind::Plain, n / 10);
+    // A full message in the builder for Body and Prebuilt (the warm-up of Message leaves one).
     round(p, b, Kind::Message, n / 10);
-    let mut best = [(f64::MAX, f64::MAX, f64::MAX); 3];
+    for &k in &kinds {
+        round(p, b, k, n / 10);
+    }
+    let mut best = [(f64::MAX, f64::MAX, f64::MAX); 4];
     for _ in 0..rounds {
-        // Message leaves the builder holding a full message for Prebuilt.
-        for (i, kind) in [Kind::Plain, Kind::Message, Kind::Prebuilt]
-            .into_iter()
-            .enumerate()
-        {
+        for &kind in &kinds {
             let r = round(p, b, kind, n);
+            let i = kind as usize;
             best[i].0 = best[i].0.min(r.0);
             best[i].1 = best[i].1.min(r.1);
             best[i].2 = best[i].2.min(r.2);
@@ -337,28 +375,30 @@ fn main() {
         );
         rmqs_connection_free(conn);
     }
-    let [plain, msg, pre] = best;
     println!("message_send (best of {rounds} rounds of {n} messages, 100-byte bodies):");
-    println!(
-        "  plain body:                    thread {:6.0} ns/msg   process {:6.0} ns/msg   {:.4} allocs/msg",
-        plain.0, plain.1, plain.2
-    );
-    println!(
-        "  builder, 3 props + 3 app props: thread {:6.0} ns/msg   process {:6.0} ns/msg   {:.4} allocs/msg",
-        msg.0, msg.1, msg.2
-    );
-    println!(
-        "  the same message, prebuilt:    thread {:6.0} ns/msg   process {:6.0} ns/msg   {:.4} allocs/msg",
-        pre.0, pre.1, pre.2
-    );
-    println!(
-        "  built per message / plain:     thread {:+.0} %          process {:+.0} %",
-        (msg.0 / plain.0 - 1.0) * 100.0,
-        (msg.1 / plain.1 - 1.0) * 100.0
-    );
-    println!(
-        "  prebuilt / plain:              thread {:+.0} %          process {:+.0} %",
-        (pre.0 / plain.0 - 1.0) * 100.0,
-        (pre.1 / plain.1 - 1.0) * 100.0
-    );
+    let label = |k: Kind| match k {
+        Kind::Plain => "plain body",
+        Kind::Message => "reset + 3 props + 3 app props + body",
+        Kind::Body => "fixed props, new body (set_body)",
+        Kind::Prebuilt => "the same message, prebuilt",
+    };
+    let plain = best[Kind::Plain as usize];
+    for &k in &kinds {
+        let r = best[k as usize];
+        print!(
+            "  {:38} thread {:6.0} ns/msg   process {:6.0} ns/msg   {:.4} allocs/msg",
+            label(k),
+            r.0,
+            r.1,
+            r.2
+        );
+        if k != Kind::Plain && kinds.contains(&Kind::Plain) {
+            print!(
+                "   vs plain: thread {:+.0} %, process {:+.0} %",
+                (r.0 / plain.0 - 1.0) * 100.0,
+                (r.1 / plain.1 - 1.0) * 100.0
+            );
+        }
+        println!();
+    }
 }
