@@ -7,6 +7,11 @@
 //!
 //!     cargo bench --bench message_send [-- MESSAGES ROUNDS] [plain] [message] [body] [prebuilt]
 //!
+//! `-- read [MESSAGES]` measures the other side instead: MESSAGES messages (default 10 000)
+//! with a header, message annotations, 3 properties, 3 application properties, a 100-byte
+//! body and a footer are published, consumed, and every section of every message read
+//! through the typed accessors (31 calls per message), twice: the thread CPU of each pass.
+//!
 //! Naming kinds runs only those (e.g. one kind under `valgrind --tool=callgrind`, whose
 //! inclusive counts of the `rmqs_*` functions divided by their calls are exact instructions
 //! per message).
@@ -275,6 +280,235 @@ fn build_only_rust(n: usize) {
     }
 }
 
+/// The typed accessors a consumer calls to read every section of `m` (31 calls).
+fn read_all(m: *const rmqs_message) -> usize {
+    use rmqstream::ffi::rmqs_section_code::*;
+    let mut v = rmqs_value::default();
+    let mut found = 0;
+    unsafe {
+        for s in [
+            RMQS_SECTION_HEADER,
+            RMQS_SECTION_DELIVERY_ANNOTATIONS,
+            RMQS_SECTION_MESSAGE_ANNOTATIONS,
+            RMQS_SECTION_PROPERTIES,
+            RMQS_SECTION_APPLICATION_PROPERTIES,
+            RMQS_SECTION_FOOTER,
+        ] {
+            found += usize::from(rmqs_message_section(m, s as i32, &mut v));
+        }
+        for f in 1..=5 {
+            found += usize::from(rmqs_message_header_value(m, f, &mut v));
+        }
+        for p in 1..=13 {
+            found += usize::from(rmqs_message_property_value(m, p, &mut v));
+        }
+        for k in [c"customer", c"region", c"attempt"] {
+            found += usize::from(rmqs_message_app_property_value(m, k.as_ptr(), &mut v));
+        }
+        found += rmqs_message_body_type(m) as usize;
+        found += rmqs_message_body_count(m);
+        found += usize::from(rmqs_message_body_section(m, 0, &mut v));
+    }
+    std::hint::black_box(v);
+    found
+}
+
+/// The `read` measurement (see the module documentation).
+fn read_bench(conn: *mut rmqs_connection, stream: &CString, n: usize) {
+    use rmqstream::ffi::rmqs_header_code::*;
+    use rmqstream::ffi::rmqs_section_code::*;
+    let mut err = ptr::null_mut();
+    let mut p = ptr::null_mut();
+    check(
+        unsafe {
+            rmqs_producer_new(
+                conn,
+                stream.as_ptr(),
+                ptr::null(),
+                None,
+                ptr::null_mut(),
+                None,
+                ptr::null_mut(),
+                0,
+                &mut p,
+                &mut err,
+            )
+        },
+        err,
+        "producer",
+    );
+    let b = rmqs_message_builder_new();
+    let text = |kind: rmqs_value_type_code, s: &'static str| rmqs_value {
+        kind: kind as i32,
+        data: s.as_ptr(),
+        len: s.len(),
+        ..Default::default()
+    };
+    let body = [0x61u8; 100];
+    unsafe {
+        let mut st = rmqs_message_builder_set_header(
+            b,
+            RMQS_HEADER_DURABLE as i32,
+            &rmqs_value {
+                kind: RMQS_VALUE_BOOL as i32,
+                bool_value: true,
+                ..Default::default()
+            },
+            &mut err,
+        );
+        st |= rmqs_message_builder_set_header(
+            b,
+            RMQS_HEADER_PRIORITY as i32,
+            &rmqs_value {
+                kind: RMQS_VALUE_UBYTE as i32,
+                uint_value: 4,
+                ..Default::default()
+            },
+            &mut err,
+        );
+        st |= rmqs_message_builder_add_annotation(
+            b,
+            RMQS_SECTION_MESSAGE_ANNOTATIONS as i32,
+            c"x-opt-origin".as_ptr(),
+            &text(RMQS_VALUE_STRING, "bench"),
+            &mut err,
+        );
+        st |= rmqs_message_builder_set_property(
+            b,
+            RMQS_PROP_CONTENT_TYPE as i32,
+            &text(RMQS_VALUE_SYMBOL, "application/json"),
+            &mut err,
+        );
+        st |= rmqs_message_builder_set_property(
+            b,
+            RMQS_PROP_SUBJECT as i32,
+            &text(RMQS_VALUE_STRING, "order.created"),
+            &mut err,
+        );
+        st |= rmqs_message_builder_add_app_property(
+            b,
+            c"region".as_ptr(),
+            &text(RMQS_VALUE_STRING, "eu-west"),
+            &mut err,
+        );
+        st |= rmqs_message_builder_add_app_property(
+            b,
+            c"attempt".as_ptr(),
+            &rmqs_value {
+                kind: RMQS_VALUE_BOOL as i32,
+                ..Default::default()
+            },
+            &mut err,
+        );
+        st |= rmqs_message_builder_add_annotation(
+            b,
+            RMQS_SECTION_FOOTER as i32,
+            c"x-sig".as_ptr(),
+            &text(RMQS_VALUE_BINARY, "0123456789abcdef"),
+            &mut err,
+        );
+        st |= rmqs_message_builder_set_body(b, body.as_ptr(), body.len(), &mut err);
+        check(st, err, "build");
+        for i in 0..n {
+            // Per message: its id and a customer number (the first application property).
+            let v = rmqs_value {
+                kind: RMQS_VALUE_ULONG as i32,
+                uint_value: i as u64,
+                ..Default::default()
+            };
+            let mut st =
+                rmqs_message_builder_set_property(b, RMQS_PROP_MESSAGE_ID as i32, &v, &mut err);
+            if i == 0 {
+                let v = rmqs_value {
+                    kind: RMQS_VALUE_LONG as i32,
+                    int_value: 42,
+                    ..Default::default()
+                };
+                st |= rmqs_message_builder_add_app_property(b, c"customer".as_ptr(), &v, &mut err);
+            }
+            check(st, err, "build");
+            check(
+                rmqs_producer_send_message(p, b, i, 0, ptr::null_mut(), &mut err),
+                err,
+                "send",
+            );
+        }
+        check(
+            rmqs_producer_flush(p, 120_000, ptr::null_mut()),
+            ptr::null_mut(),
+            "flush",
+        );
+        rmqs_message_builder_free(b);
+        rmqs_producer_free(p);
+    }
+    let mut q = ptr::null_mut();
+    check(unsafe { rmqs_queue_new(&mut q, &mut err) }, err, "queue");
+    let cfg = rmqs_config_new();
+    check(
+        unsafe { rmqs_config_set(cfg, c"offset".as_ptr(), c"first".as_ptr(), &mut err) },
+        err,
+        "config",
+    );
+    let mut c = ptr::null_mut();
+    let st = unsafe {
+        rmqs_consumer_new(
+            conn,
+            stream.as_ptr(),
+            cfg,
+            None,
+            ptr::null_mut(),
+            None,
+            q,
+            0,
+            &mut c,
+            &mut err,
+        )
+    };
+    unsafe { rmqs_config_free(cfg) };
+    check(st, err, "consumer");
+    let (mut read, mut found) = (0usize, [0usize; 2]);
+    let mut cpu = [0f64; 2];
+    while read < n {
+        let mut ev = ptr::null_mut();
+        let st = unsafe { rmqs_queue_poll(q, 30_000, &mut ev, ptr::null_mut()) };
+        assert!(
+            st == 0 && !ev.is_null(),
+            "no chunk within 30 s ({read} of {n})"
+        );
+        let ch = unsafe { rmqs_event_chunk(ev) };
+        if !ch.is_null() {
+            let count = unsafe { rmqs_chunk_message_count(ch) };
+            for pass in 0..2 {
+                let t0 = thread_cpu();
+                for i in 0..count {
+                    found[pass] += read_all(unsafe { rmqs_chunk_message(ch, i) });
+                }
+                cpu[pass] += thread_cpu() - t0;
+            }
+            read += count;
+        }
+        unsafe { rmqs_event_free(ev) };
+    }
+    unsafe {
+        rmqs_consumer_free(c);
+        rmqs_queue_free(q);
+    }
+    assert_eq!(found[0], found[1]);
+    println!(
+        "message_read: {read} messages with every section, 31 typed accessor calls each \
+         ({} found per message)",
+        found[0] / read
+    );
+    for (pass, t) in cpu.iter().enumerate() {
+        println!(
+            "  pass {}: {:6.0} ns/msg, {:4.0} ns per accessor call",
+            pass + 1,
+            t * 1e9 / read as f64,
+            t * 1e9 / (read * 31) as f64
+        );
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if !args.iter().any(|a| a == "--bench") {
@@ -298,7 +532,11 @@ fn main() {
         unsafe { rmqs_message_builder_free(b) };
         return;
     }
-    let n = nums.first().copied().unwrap_or(500_000);
+    let read = args.iter().any(|a| a == "read");
+    let n = nums
+        .first()
+        .copied()
+        .unwrap_or(if read { 10_000 } else { 500_000 });
     let rounds = nums.get(1).copied().unwrap_or(3);
     let uri = std::env::var("RMQS_TEST_URI")
         .unwrap_or_else(|_| "rabbitmq-stream://guest:guest@localhost:5552/%2f".into());
@@ -320,6 +558,18 @@ fn main() {
         err,
         "create",
     );
+    if read {
+        read_bench(conn, &stream, n);
+        unsafe {
+            check(
+                rmqs_stream_delete(conn, stream.as_ptr(), &mut err),
+                err,
+                "delete",
+            );
+            rmqs_connection_free(conn);
+        }
+        return;
+    }
     let mut p = ptr::null_mut();
     check(
         unsafe {
