@@ -3517,7 +3517,7 @@ const uint8_t *rmqs_message_raw(const struct rmqs_message *m, size_t *len);
 /**
  * Whether the record is a well-formed AMQP 1.0 message; false for NULL.
  *
- * Thread-safe; does not block (parses the record on each call).
+ * Thread-safe; does not block (the first accessor to need the record's sections parses it once).
  */
 bool rmqs_message_is_amqp(const struct rmqs_message *m);
 
@@ -3596,7 +3596,7 @@ bool rmqs_message_app_property_at(const struct rmqs_message *m,
  *
  * @return the code; `RMQS_BODY_RAW` for a record that is not AMQP, and for NULL.
  *
- * Thread-safe; does not block (parses the record on each call).
+ * Thread-safe; does not block (the first accessor to need the record's sections parses it once).
  */
 int32_t rmqs_message_body_type(const struct rmqs_message *m);
 

@@ -13,7 +13,7 @@ use super::message::{
 };
 use super::panic::ffi_boundary;
 use crate::client::DeliveredChunk;
-use crate::protocol::amqp::{ListView, MessageView, SectionKind, Value};
+use crate::protocol::amqp::{MessageLayout, MessageView, SectionKind, Value};
 
 /// One chunk delivered to a consumer: a zero-copy view of the Deliver frame's bytes. Opaque,
 /// reference-counted, immutable.
@@ -110,8 +110,10 @@ pub struct rmqs_message {
     offset: u64,
     timestamp: i64,
     raw: Span,
-    /// The AMQP body (data section) when the record is an AMQP message with one.
-    amqp: OnceLock<Option<Span>>,
+    /// Where the record's AMQP sections are, found by the first accessor that needs them (one
+    /// parse and validation of the record); `None` when it is not an AMQP message. Later
+    /// accessors get the view from it in constant time.
+    layout: OnceLock<Option<MessageLayout>>,
     /// Text made for values that are not strings in the record (numbers, uuids, ...).
     texts: Mutex<Vec<(String, Box<[u8]>)>>,
 }
@@ -130,19 +132,22 @@ impl rmqs_message {
         unsafe { self.raw.get() }
     }
 
+    /// The record as an AMQP message (`None` when it is not one): parsed and validated once,
+    /// then rebuilt from its layout.
     fn view(&self) -> Option<MessageView<'_>> {
-        MessageView::parse(self.raw()).ok()
+        let raw = self.raw();
+        let layout = self.layout.get_or_init(|| {
+            MessageView::parse(raw)
+                .ok()
+                .and_then(|v| MessageLayout::of(&v))
+        });
+        layout.as_ref().map(|l| l.view(raw))
     }
 
     fn body(&self) -> &[u8] {
-        let body = self
-            .amqp
-            .get_or_init(|| self.view().and_then(|v| v.body_bytes()).map(Span::of));
-        match body {
-            // SAFETY: as in `raw`.
-            Some(s) => unsafe { s.get() },
-            None => self.raw(),
-        }
+        self.view()
+            .and_then(|v| v.body_bytes())
+            .unwrap_or_else(|| self.raw())
     }
 
     /// A value as text: strings, symbols and binaries as they are in the record (zero-copy),
@@ -194,7 +199,7 @@ impl rmqs_message {
             offset: r.offset,
             timestamp: r.timestamp,
             raw: Span::of(r.body),
-            amqp: OnceLock::new(),
+            layout: OnceLock::new(),
             texts: Mutex::new(Vec::new()),
         }
     }
@@ -221,7 +226,7 @@ fn messages(ch: &rmqs_chunk) -> &[rmqs_message] {
                 offset: r.offset,
                 timestamp: r.timestamp,
                 raw: Span::of(r.body),
-                amqp: OnceLock::new(),
+                layout: OnceLock::new(),
                 texts: Mutex::new(Vec::new()),
             })
             .collect()
@@ -567,7 +572,7 @@ pub unsafe extern "C" fn rmqs_message_raw(m: *const rmqs_message, len: *mut usiz
 
 /// Whether the record is a well-formed AMQP 1.0 message; false for NULL.
 ///
-/// Thread-safe; does not block (parses the record on each call).
+/// Thread-safe; does not block (the first accessor to need the record's sections parses it once).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_message_is_amqp(m: *const rmqs_message) -> bool {
     ffi_boundary(false, || with_message(m, false, |m| m.view().is_some()))
@@ -790,7 +795,7 @@ pub enum rmqs_body_type_code {
 ///
 /// @return the code; `RMQS_BODY_RAW` for a record that is not AMQP, and for NULL.
 ///
-/// Thread-safe; does not block (parses the record on each call).
+/// Thread-safe; does not block (the first accessor to need the record's sections parses it once).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_message_body_type(m: *const rmqs_message) -> i32 {
     use crate::protocol::amqp::BodyView;
@@ -898,10 +903,10 @@ pub unsafe extern "C" fn rmqs_message_section(
     })
 }
 
-/// Field `index` of a list section (header or properties), typed, as encoded.
+/// Field `index` of a list section (header or properties), typed, as encoded (the section was
+/// validated with the record: no pass over it).
 fn list_field(m: &rmqs_message, kind: SectionKind, index: usize) -> Option<rmqs_value> {
-    let encoded = m.view()?.section(kind)?;
-    let e = ListView::parse(encoded).ok()?.encoded().nth(index)?;
+    let e = m.view()?.list(kind)?.encoded().nth(index)?;
     let v = value_out(e);
     (v.kind != rmqs_value_type_code::RMQS_VALUE_NULL as i32).then_some(v)
 }
@@ -1060,6 +1065,50 @@ mod tests {
             // the last release frees the chunk (Miri reports a leak or a use after free)
             rmqs_chunk_release(r2);
         }
+    }
+
+    #[test]
+    fn typed_accessors_read_the_layout_found_once_from_several_threads() {
+        use super::super::message::rmqs_section_code::*;
+        use super::super::message::rmqs_value_type_code::*;
+        let c = chunk();
+        let p = c.as_ptr();
+        let m0 = unsafe { rmqs_chunk_message(p, 0) };
+        let read = |m: *const rmqs_message| unsafe {
+            let mut v = rmqs_value::default();
+            assert!(rmqs_message_property_value(m, 1, &mut v));
+            let id = std::slice::from_raw_parts(v.data, v.len).to_vec();
+            assert_eq!(
+                (v.kind, id.as_slice()),
+                (RMQS_VALUE_STRING as i32, &b"m-1"[..])
+            );
+            assert!(rmqs_message_section(
+                m,
+                RMQS_SECTION_APPLICATION_PROPERTIES as i32,
+                &mut v
+            ));
+            assert_eq!(v.kind, RMQS_VALUE_MAP as i32);
+            assert!(!rmqs_message_section(m, RMQS_SECTION_HEADER as i32, &mut v));
+            assert!(rmqs_message_app_property_value(m, c"k".as_ptr(), &mut v));
+            assert_eq!(std::slice::from_raw_parts(v.data, v.len), b"v");
+            assert!(rmqs_message_body_section(m, 0, &mut v));
+            assert_eq!(std::slice::from_raw_parts(v.data, v.len), b"first");
+            assert!(!rmqs_message_property_value(m, 4, &mut v));
+        };
+        // The view is Sync: two threads read it at once, both finding the layout maybe.
+        let shared: &rmqs_message = unsafe { &*m0 };
+        std::thread::scope(|s| {
+            for _ in 0..2 {
+                s.spawn(move || read(shared));
+            }
+        });
+        // Found once, read again; a record that is not AMQP stays so.
+        read(m0);
+        let raw = unsafe { rmqs_chunk_message(p, 1) };
+        let mut v = rmqs_value::default();
+        assert!(!unsafe { rmqs_message_body_section(raw, 0, &mut v) });
+        assert!(!unsafe { rmqs_message_is_amqp(raw) });
+        assert_eq!(body(raw), b"raw bytes");
     }
 
     #[test]

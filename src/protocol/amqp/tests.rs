@@ -1263,3 +1263,39 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_layout_gives_back_the_parsed_view() {
+    let sequence = {
+        let mut m = Message::new(&b""[..]);
+        m.body = Body::Sequence(vec![vec![Value::Int(1)], vec![]]);
+        m.to_bytes().unwrap()
+    };
+    let messages = [
+        full_message().to_bytes().unwrap(),
+        Message::new(&b"x"[..]).to_bytes().unwrap(),
+        Message::with_value("v".into()).to_bytes().unwrap(),
+        sequence,
+        // Data and amqp-value both (Go's encoder), sections written as null.
+        Bytes::from(hex("005370 40 005374 40 005375 a0 01 61 005377 a1 01 76")),
+    ];
+    for raw in &messages {
+        let view = MessageView::parse(raw).unwrap();
+        let layout = MessageLayout::of(&view).unwrap();
+        let again = layout.view(raw);
+        assert_eq!(again, view);
+        assert_eq!(again.raw().as_ptr(), raw.as_ptr());
+        for kind in [SectionKind::Header, SectionKind::ApplicationProperties] {
+            assert_eq!(
+                again.section(kind).map(<[u8]>::as_ptr),
+                view.section(kind).map(<[u8]>::as_ptr)
+            );
+        }
+        assert_eq!(again.body_bytes(), view.body_bytes());
+        assert_eq!(again.to_message().ok(), view.to_message().ok());
+    }
+    // Other bytes give another view, never a panic.
+    let layout = MessageLayout::of(&MessageView::parse(&messages[0]).unwrap()).unwrap();
+    let short = layout.view(b"\x00");
+    assert_eq!(short.section(SectionKind::Properties), Some(&b""[..]));
+}
