@@ -2,18 +2,26 @@
 //! consumer, all on one connection (its pool of data connections), against the broker of
 //! scripts/broker (RMQS_TEST_URI).
 //!
-//!     cargo bench --bench scale [-- N... [--messages M] [--idle-secs S] [--heartbeat H]]
+//!     cargo bench --bench scale [-- N... [--messages M] [--idle-secs S] [--heartbeat H]
+//!                                       [--producers P]]
 //!
-//! For each N (default 10 100 1000), in a process of its own (so one size's heap does not
+//! For each N (default 10 100 200), in a process of its own (so one size's heap does not
 //! carry over to the next): the threads of the process (/proc/self/task, by name), the data
 //! connections (`rmqs_connection_stats`), the RSS added per producer and per consumer, the
 //! process CPU over S seconds (default 10) with nothing sent (heartbeats every H seconds,
 //! default 5, so that some happen in the window), then a burst of M messages of 100 bytes
 //! (default 200 000, spread evenly over the producers, sent round robin from one thread):
 //! publish rate (first send to last confirm) and end-to-end rate (to the last message in a
-//! chunk callback). The streams are created before and deleted after. A measurement, not a
+//! chunk callback). `--producers P` makes P producers instead of N, spread round robin over
+//! the streams (producers cost the broker no file descriptor; see below). The streams are
+//! created before and deleted after. A measurement, not a
 //! test: nothing fails on the numbers. Under `cargo test` (no `--bench` argument) it does
 //! nothing.
+//!
+//! The broker needs about 3 file descriptors per stream with a consumer (segment, index, the
+//! reader's segment): the test broker of scripts/broker runs with a soft limit of 1024, which
+//! 1000 streams exceed (its stream writers then crash with `emfile` and the node stops). Ask
+//! for 1000 only against a broker whose `ulimit -n` allows it.
 
 use std::ffi::{CString, c_void};
 use std::ptr;
@@ -137,6 +145,8 @@ fn parallel(n: usize, threads: usize, f: impl Fn(usize) + Sync) {
 
 struct Opts {
     messages: u64,
+    /// Producers in all (0: one per stream).
+    producers: u64,
     idle_secs: u64,
     heartbeat: u64,
 }
@@ -187,8 +197,13 @@ fn one(n: usize, o: &Opts) {
         check(st, err, "create stream");
     });
     let (rss0, (threads_conn, _)) = (rss(), threads());
-    let mut producers = Vec::with_capacity(n);
-    for (i, name) in names.iter().enumerate() {
+    let np = if o.producers == 0 {
+        n
+    } else {
+        o.producers as usize
+    };
+    let mut producers = Vec::with_capacity(np);
+    for (i, name) in names.iter().cycle().take(np).enumerate() {
         let mut p = ptr::null_mut();
         let mut err = ptr::null_mut();
         let st = unsafe {
@@ -241,8 +256,8 @@ fn one(n: usize, o: &Opts) {
     std::thread::sleep(Duration::from_secs(o.idle_secs));
     let idle = (process_cpu() - c0) / w0.elapsed().as_secs_f64() * 100.0;
 
-    let per = (o.messages / n as u64).max(1);
-    let total = per * n as u64;
+    let per = (o.messages / np as u64).max(1);
+    let total = per * np as u64;
     let body = [0x61u8; 100];
     let t0 = Instant::now();
     let c_cpu0 = process_cpu();
@@ -266,13 +281,13 @@ fn one(n: usize, o: &Opts) {
     };
     let rss3 = rss();
     println!(
-        "n={n} threads_before={threads0} threads_conn={threads_conn} threads_producers={threads_p} \
+        "n={n} producers={np} threads_before={threads0} threads_conn={threads_conn} threads_producers={threads_p} \
          threads={threads_all} data_conns={data} rss_mb={:.1} rss_per_producer_kb={:.1} \
          rss_per_consumer_kb={:.1} idle_cpu_pct={idle:.2} burst_msgs={total} \
          publish_msg_s={} e2e_msg_s={} burst_cpu_s={burst_cpu:.2} rss_after_burst_mb={:.1} \
          thread_names=[{by_name}]",
         rss2 as f64 / 1048576.0,
-        (rss1 as f64 - rss0 as f64) / 1024.0 / n as f64,
+        (rss1 as f64 - rss0 as f64) / 1024.0 / np as f64,
         (rss2 as f64 - rss1 as f64) / 1024.0 / n as f64,
         rate(confirmed),
         rate(consumed),
@@ -309,12 +324,13 @@ fn main() {
         messages: opt("--messages", 200_000),
         idle_secs: opt("--idle-secs", 10),
         heartbeat: opt("--heartbeat", 5),
+        producers: opt("--producers", 0),
     };
     if let Some(n) = args.iter().position(|a| a == "--one") {
         one(args[n + 1].parse().unwrap(), &o);
         return;
     }
-    let flags = ["--messages", "--idle-secs", "--heartbeat"];
+    let flags = ["--messages", "--idle-secs", "--heartbeat", "--producers"];
     let sizes: Vec<usize> = args
         .iter()
         .enumerate()
@@ -322,7 +338,7 @@ fn main() {
         .filter_map(|(_, a)| a.parse().ok())
         .collect();
     let sizes = if sizes.is_empty() {
-        vec![10, 100, 1000]
+        vec![10, 100, 200]
     } else {
         sizes
     };
@@ -333,6 +349,7 @@ fn main() {
             .args(["--messages", &o.messages.to_string()])
             .args(["--idle-secs", &o.idle_secs.to_string()])
             .args(["--heartbeat", &o.heartbeat.to_string()])
+            .args(["--producers", &o.producers.to_string()])
             .status()
             .unwrap();
         assert!(st.success(), "size {n}: {st}");
