@@ -37,8 +37,11 @@
  *   may move between threads. Chunk and message views are immutable and may be read from
  *   several threads.
  * - Each connection owns a Tokio runtime (2 threads named rmqs-rt). Confirm, chunk, state and
- *   consumer-update callbacks run on library-owned dispatcher threads (rmqs-dispatch), one per
- *   producer or consumer: a consumer's chunks in order, never concurrently. Four kinds of
+ *   consumer-update callbacks run on the connection's dispatcher threads (rmqs-dispatch): a
+ *   fixed number (config key dispatch_threads, default 2) shared by all its producers and
+ *   consumers, started with the first one that has a callback. One object's callbacks run in
+ *   order and never concurrently (a consumer's chunks in stream order); a callback that takes
+ *   long holds one thread, and the other objects' callbacks run on the others. Four kinds of
  *   callback do run elsewhere, and must be quick and must not block: the post-filter
  *   (rmqs_post_filter_cb) runs on an rmqs-rt thread as chunks arrive; the log callback
  *   (rmqs_log_cb) on whichever thread logs, rmqs-rt threads included; the tracking callback
@@ -46,11 +49,12 @@
  *   emptied); the routing and key-extractor functions of a super producer on the thread that
  *   sends. Each callback type's documentation names its threads.
  * - user_data_free (rmqs_free_cb) runs exactly once, after the last call of its callback: for
- *   the callbacks of a producer or consumer (*_new), on its dispatcher thread as it ends (*_free
- *   waits for that, unless called from a callback: it then returns at once); for callbacks set
- *   on a config (rmqs_config_set_*_cb), on the thread of the call that drops the last reference
- *   (rmqs_config_free, a replacing rmqs_config_set_*_cb, or the *_free of the last object made
- *   with the config; a background thread when that *_free runs from a callback).
+ *   the callbacks of a producer or consumer (*_new), on a dispatcher thread after its last
+ *   callback (*_free waits for that, unless called from a callback: it then returns at once);
+ *   for callbacks set on a config (rmqs_config_set_*_cb), on the thread of the call that drops
+ *   the last reference (rmqs_config_free, a replacing rmqs_config_set_*_cb, or the *_free of
+ *   the last object made with the config; a background thread when that *_free runs from a
+ *   callback).
  * - Instead of callbacks, events can go to an rmqs_queue that the application polls on its own
  *   threads (rmqs_queue_poll, rmqs_queue_poll_batch, rmqs_queue_wakeup, rmqs_queue_fd).
  * - A call that would wait (open, *_new, flush, close with a timeout, management calls, a send
@@ -1007,9 +1011,10 @@ typedef void (*rmqs_log_cb)(void *user_data, int32_t level, const char *target, 
 /**
  * Frees the `user_data` of a callback registration, exactly once, after the last call of the
  * callback. Which thread runs it:
- * - callbacks given to a `*_new` function (confirms, chunks): the object's dispatcher thread
- *   (`rmqs-dispatch`), as it ends; the object's `*_free()` waits for that, unless it is
- *   called from a library callback (it then returns at once);
+ * - callbacks given to a `*_new` function (confirms, chunks): a dispatcher thread of the
+ *   object's connection (`rmqs-dispatch`), after the object's last callback; the object's
+ *   `*_free()` waits for that, unless it is called from a library callback (it then returns
+ *   at once);
  * - callbacks set on a config (`rmqs_config_set_log_cb()`, `_state_cb()`,
  *   `_consumer_update_cb()`, `_post_filter_cb()`, `_tracking_cb()`, `_routing_cb()`,
  *   `_key_extractor()`): the thread of the call that drops the last reference:
@@ -1172,14 +1177,16 @@ typedef struct rmqs_value {
 /**
  * Receives a batch of confirms (outcomes of sent messages) in callback mode.
  *
- * Called on the producer's dispatcher thread (`rmqs-dispatch`, one per producer), never
- * concurrently with itself, in the order the outcomes were known. `confirms` (`count` > 0
+ * Called on one of the connection's dispatcher threads (`rmqs-dispatch`: `dispatch_threads`
+ * of them, 2 by default, shared by all its producers and consumers), never concurrently with
+ * itself, in the order the outcomes were known. `confirms` (`count` > 0
  * entries, `stride` bytes apart: index with `RMQS_AT()`, never with `sizeof`, as fields may be
  * appended to `rmqs_confirm` in later versions) is borrowed for the duration of the call. The
  * callback may call non-blocking functions (a send with `RMQS_SEND_NO_BLOCK`, or one that
  * finds room); blocking ones (flush, close with a timeout, `_new`, management calls) return
  * `RMQS_ERR_WOULD_DEADLOCK`.
- * A slow callback delays later confirms of this producer only.
+ * A slow callback delays later confirms of this producer, and holds one dispatcher thread
+ * meanwhile: the other objects' callbacks run on the others, and wait while all are held.
  */
 typedef void (*rmqs_confirm_cb)(void *user_data,
                                 const struct rmqs_confirm *confirms,
@@ -1197,14 +1204,17 @@ typedef struct rmqs_bytes {
 /**
  * Receives chunks in callback mode.
  *
- * Called on the consumer's dispatcher thread (`rmqs-dispatch`, one per consumer): chunks of
- * one consumer in stream order, never concurrently. `chunk` is borrowed for the duration of
+ * Called on one of the connection's dispatcher threads (`rmqs-dispatch`: `dispatch_threads`
+ * of them, 2 by default, shared by all its producers and consumers): chunks of one consumer in
+ * stream order, never concurrently. `chunk` is borrowed for the duration of
  * the call: read it there, or `rmqs_chunk_retain()` it to keep it (e.g. to hand it to another
  * thread) and `rmqs_chunk_release()` it later. With the `on_release` credit policy the broker
  * gets one credit once the callback returned and every retained reference was released.
  * The callback may call non-blocking functions (`rmqs_consumer_credit`,
  * `rmqs_consumer_store_offset`, chunk accessors, non-blocking sends); blocking ones return
- * `RMQS_ERR_WOULD_DEADLOCK`. A slow callback slows this consumer only.
+ * `RMQS_ERR_WOULD_DEADLOCK`. A slow callback slows this consumer, and holds one dispatcher
+ * thread meanwhile: the other objects' callbacks run on the others, and wait while all are
+ * held.
  */
 typedef void (*rmqs_chunk_cb)(void *user_data, const struct rmqs_chunk *chunk);
 
@@ -1218,9 +1228,8 @@ typedef void (*rmqs_chunk_cb)(void *user_data, const struct rmqs_chunk *chunk);
  *         default (`info->default_offset`). An invalid spec counts as the default. Ignored on
  *         a step-down.
  *
- * Called on the consumer's dispatcher thread (`rmqs-dispatch`): with a chunk callback, the
- * thread that runs it, in order with the chunks (never concurrently); without one, a
- * dispatcher thread of its own. The broker waits for the answer; when the callback has not
+ * Called on one of the connection's dispatcher threads (`rmqs-dispatch`, see
+ * `rmqs_confirm_cb`): with a chunk callback, in order with the chunks (never concurrently). The broker waits for the answer; when the callback has not
  * returned within the consumer's `consumer_update_timeout_ms` (default 5000), the library
  * answers with the default and ignores the late return. The callback may call non-blocking
  * functions (`rmqs_consumer_credit`, `rmqs_consumer_store_offset`, ...); blocking ones
@@ -1281,7 +1290,7 @@ typedef struct rmqs_tracking_context {
  * @param ctx the tracking state (borrowed for the call).
  * @return true to store `ctx->processed_offset` now.
  *
- * Called on the thread that released the chunk: the dispatcher thread after the chunk
+ * Called on the thread that released the chunk: a dispatcher thread after the chunk
  * callback returned, the application's thread in `rmqs_event_free()` or
  * `rmqs_chunk_release()`, or a library runtime thread for chunks the post-filter emptied. It
  * may run on several threads at once; it must be quick, must not block and must not call
@@ -1533,8 +1542,8 @@ typedef ptrdiff_t (*rmqs_key_extractor_cb)(void *user_data,
  * Receives a batch of confirms of a super producer in callback mode: each says which
  * partition its message went to.
  *
- * Called on the super producer's dispatcher thread (`rmqs-dispatch`, one per super producer),
- * never concurrently with itself; the confirms of one partition come in order. `confirms`
+ * Called on one of the connection's dispatcher threads (`rmqs-dispatch`, see
+ * `rmqs_confirm_cb`), never concurrently with itself; the confirms of one partition come in order. `confirms`
  * (`count` > 0 entries, `stride` bytes apart: see `RMQS_AT()`) is borrowed for the call. Rules as `rmqs_confirm_cb`: non-blocking
  * calls only (blocking ones return `RMQS_ERR_WOULD_DEADLOCK`).
  */
@@ -1558,9 +1567,9 @@ typedef void (*rmqs_super_confirm_cb)(void *user_data,
  *        application).
  * @param message what happened, in words (borrowed for the call; never NULL).
  *
- * Called on the object's dispatcher thread (`rmqs-dispatch`): the one that runs its confirm or
- * chunk callback, in order with them; an object created without a callback gets a dispatcher
- * thread of its own for this. Never concurrently with itself for one object. The callback may
+ * Called on one of the connection's dispatcher threads (`rmqs-dispatch`, see
+ * `rmqs_confirm_cb`): for an object with a confirm or chunk callback, in order with those
+ * calls; never concurrently with itself for one object. The callback may
  * call non-blocking functions; blocking ones return `RMQS_ERR_WOULD_DEADLOCK`.
  */
 typedef void (*rmqs_state_cb)(void *user_data,
@@ -3092,8 +3101,8 @@ rmqs_status rmqs_producer_close(struct rmqs_producer *p,
 bool rmqs_producer_last_id(const struct rmqs_producer *p, uint64_t *out);
 
 /**
- * Frees a producer, closing it first if needed (waiting up to 5 s for confirms), then ending
- * its dispatcher thread after the last confirm callback and running `user_data_free`. NULL is
+ * Frees a producer, closing it first if needed (waiting up to 5 s for confirms), then waiting
+ * for its last confirm callback and for `user_data_free` (run on a dispatcher thread). NULL is
  * allowed.
  *
  * @param p the producer (ownership passes to the library), or NULL.
@@ -3269,8 +3278,8 @@ rmqs_status rmqs_consumer_close(struct rmqs_consumer *c,
                                 struct rmqs_error **err);
 
 /**
- * Frees a consumer, closing it first if needed (5 s limit), then ending its dispatcher thread
- * (after the callback in progress, if any) and running `user_data_free`. NULL is allowed.
+ * Frees a consumer, closing it first if needed (5 s limit), then waiting for the callback in
+ * progress, if any, and for `user_data_free` (run on a dispatcher thread). NULL is allowed.
  *
  * @param c the consumer (ownership passes to the library), or NULL.
  *
@@ -4108,7 +4117,7 @@ rmqs_status rmqs_super_producer_close(struct rmqs_super_producer *sp,
 
 /**
  * Frees a super producer, closing it first if needed (waiting up to 5 s for confirms), then
- * ending its dispatcher thread after the last confirm callback and running `user_data_free`
+ * waiting for its last confirm callback and for `user_data_free` (run on a dispatcher thread)
  * (and, unless a config still holds them, the routing callback's and key extractor's). NULL is
  * allowed.
  *
@@ -4132,7 +4141,7 @@ void rmqs_super_producer_free(struct rmqs_super_producer *sp);
  * losing one stores its processed offset first with automatic tracking, and the next starts
  * right after it). A partition's activation or step-down goes to the config's consumer-update
  * callback (`rmqs_config_set_consumer_update_cb()`; `info->stream` names the partition: on the
- * chunk callback's dispatcher thread, else on one of its own), else to `queue` as an
+ * dispatcher threads, in order with the chunks), else to `queue` as an
  * `RMQS_EVENT_CONSUMER_UPDATE` event (`rmqs_event_partition()` gives the partition), else the
  * default answer (right after the offset stored for the partition, else `offset`) goes at
  * once. The config's post-filter and tracking callbacks apply to every partition.
@@ -4330,9 +4339,8 @@ rmqs_status rmqs_super_consumer_close(struct rmqs_super_consumer *sc,
                                       struct rmqs_error **err);
 
 /**
- * Frees a super consumer, closing it first if needed (5 s limit), then ending its dispatcher
- * thread (after the callback in progress, if any) and running `user_data_free`. NULL is
- * allowed.
+ * Frees a super consumer, closing it first if needed (5 s limit), then waiting for the callback
+ * in progress, if any, and for `user_data_free` (run on a dispatcher thread). NULL is allowed.
  *
  * @param sc the super consumer (ownership passes to the library), or NULL.
  *

@@ -69,8 +69,8 @@
  *   the wrapper deletes it itself. So whatever the lambda captured is destroyed exactly once,
  *   possibly on a library thread. (std::function needs a copyable lambda: capture move-only
  *   state through a std::shared_ptr.)
- * - Handlers run on library threads (rmqs-dispatch for confirms and chunks, one per producer or
- *   consumer, never concurrently with themselves; any thread for logs), exactly as the C
+ * - Handlers run on library threads (the connection's rmqs-dispatch threads for confirms and
+ *   chunks, a handler never concurrently with itself; any thread for logs), exactly as the C
  *   callbacks: synchronise what they share with the application. Calls that would block there
  *   (management calls, flush, close with a timeout, create_*) throw rmqs::error
  *   RMQS_ERR_WOULD_DEADLOCK (Connection::store_offset() included). Consumer::store_offset() and

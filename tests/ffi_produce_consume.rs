@@ -1346,3 +1346,220 @@ fn deleting_the_stream_closes_the_consumer_with_a_reason() {
         rmqs_connection_free(conn);
     }
 }
+
+/// What the callbacks of one object of `callbacks_share_the_connections_dispatcher_threads`
+/// saw, and the threads they ran on (shared by all objects).
+struct Lane {
+    /// Confirmed tags, or consumed body indices, in the order the callbacks saw them.
+    seen: Mutex<Vec<usize>>,
+    /// Threads (name, id) any callback ran on.
+    threads: Arc<Mutex<std::collections::HashSet<(String, u64)>>>,
+    /// Callbacks of this object running now, and the most at once.
+    running: AtomicUsize,
+    max_running: AtomicUsize,
+    /// Holds the first callback until opened (the stuck consumer).
+    gate: Option<(Mutex<bool>, Condvar)>,
+    freed: AtomicUsize,
+}
+
+impl Lane {
+    fn new(threads: &Arc<Mutex<std::collections::HashSet<(String, u64)>>>, gated: bool) -> Lane {
+        Lane {
+            seen: Mutex::default(),
+            threads: threads.clone(),
+            running: AtomicUsize::new(0),
+            max_running: AtomicUsize::new(0),
+            gate: gated.then(|| (Mutex::new(false), Condvar::new())),
+            freed: AtomicUsize::new(0),
+        }
+    }
+
+    fn enter(&self) {
+        let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max_running.fetch_max(now, Ordering::SeqCst);
+        let t = std::thread::current();
+        let tid = unsafe { libc::gettid() } as u64;
+        self.threads
+            .lock()
+            .unwrap()
+            .insert((t.name().unwrap_or("").to_string(), tid));
+        if let Some((open, cv)) = &self.gate {
+            let mut g = open.lock().unwrap();
+            while !*g {
+                g = cv.wait(g).unwrap();
+            }
+        }
+    }
+
+    fn open_gate(&self) {
+        let (open, cv) = self.gate.as_ref().unwrap();
+        *open.lock().unwrap() = true;
+        cv.notify_all();
+    }
+
+    fn seen(&self) -> Vec<usize> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+unsafe extern "C" fn lane_confirms(ud: *mut c_void, cs: *const rmqs_confirm, n: usize, _: usize) {
+    let l = unsafe { &*(ud as *const Lane) };
+    l.enter();
+    let cs = unsafe { std::slice::from_raw_parts(cs, n) };
+    l.seen.lock().unwrap().extend(cs.iter().map(|c| {
+        assert_eq!(c.status, 0);
+        c.tag
+    }));
+    l.running.fetch_sub(1, Ordering::SeqCst);
+}
+
+unsafe extern "C" fn lane_chunk(ud: *mut c_void, ch: *const rmqs_chunk) {
+    let l = unsafe { &*(ud as *const Lane) };
+    l.enter();
+    let mut got = Vec::new();
+    unsafe { read_chunk(ch, &mut got) };
+    l.seen.lock().unwrap().extend(got.iter().map(|g| {
+        std::str::from_utf8(&g.body[8..14])
+            .unwrap()
+            .parse::<usize>()
+            .unwrap()
+    }));
+    l.running.fetch_sub(1, Ordering::SeqCst);
+}
+
+unsafe extern "C" fn lane_free(ud: *mut c_void) {
+    let l = unsafe { Arc::from_raw(ud as *const Lane) };
+    // after the last callback
+    assert_eq!(l.running.load(Ordering::SeqCst), 0);
+    l.freed.fetch_add(1, Ordering::SeqCst);
+}
+
+/// Callback-mode producers and consumers of one connection share its `dispatch_threads`
+/// threads (not one each): every object's callbacks run in order, never concurrently with
+/// themselves, and a callback that does not return holds one thread while the others serve
+/// every other object.
+#[test]
+fn callbacks_share_the_connections_dispatcher_threads() {
+    const STREAMS: usize = 6;
+    const MESSAGES: usize = 300;
+    for bad in ["0", "65", "x"] {
+        let cfg = rmqs_config_new();
+        let mut err = ptr::null_mut();
+        let st = unsafe {
+            rmqs_config_set(
+                cfg,
+                c"dispatch_threads".as_ptr(),
+                CString::new(bad).unwrap().as_ptr(),
+                &mut err,
+            )
+        };
+        let (st, m) = failure(st, err);
+        assert_eq!(st, RMQS_ERR_INVALID_ARGUMENT.status());
+        assert!(m.contains("dispatch_threads"), "{m}");
+        unsafe { rmqs_config_free(cfg) };
+    }
+    let cfg = config(&[("uri", &uri()), ("dispatch_threads", "2")]);
+    let mut conn = ptr::null_mut();
+    let mut err = ptr::null_mut();
+    check(
+        unsafe { rmqs_connection_open(cfg, &mut conn, &mut err) },
+        err,
+        "open",
+    );
+    unsafe { rmqs_config_free(cfg) };
+    let threads = Arc::new(Mutex::new(std::collections::HashSet::new()));
+    let streams: Vec<CString> = (0..STREAMS).map(|_| cunique("ffi-pool")).collect();
+    let mut producers = Vec::new();
+    let mut consumers = Vec::new();
+    for (i, s) in streams.iter().enumerate() {
+        create_stream(conn, s);
+        let pl = Arc::new(Lane::new(&threads, false));
+        let mut p = ptr::null_mut();
+        let mut err = ptr::null_mut();
+        let st = unsafe {
+            rmqs_producer_new(
+                conn,
+                s.as_ptr(),
+                ptr::null(),
+                Some(lane_confirms),
+                Arc::into_raw(pl.clone()) as *mut c_void,
+                Some(lane_free),
+                ptr::null_mut(),
+                0,
+                &mut p,
+                &mut err,
+            )
+        };
+        check(st, err, "producer");
+        producers.push((p, pl));
+        // the first consumer's first chunk callback does not return until the gate opens
+        let cl = Arc::new(Lane::new(&threads, i == 0));
+        let ccfg = config(&[("offset", "first")]);
+        let mut c = ptr::null_mut();
+        let st = unsafe {
+            rmqs_consumer_new(
+                conn,
+                s.as_ptr(),
+                ccfg,
+                Some(lane_chunk),
+                Arc::into_raw(cl.clone()) as *mut c_void,
+                Some(lane_free),
+                ptr::null_mut(),
+                0,
+                &mut c,
+                &mut err,
+            )
+        };
+        unsafe { rmqs_config_free(ccfg) };
+        check(st, err, "consumer");
+        consumers.push((c, cl));
+    }
+    for i in 0..MESSAGES {
+        for (p, _) in &producers {
+            send(*p, &body_of(i), i);
+        }
+    }
+    let all: Vec<usize> = (0..MESSAGES).collect();
+    let wait = |l: &Lane| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while l.seen.lock().unwrap().len() < MESSAGES && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    // everything but the stuck consumer goes through while it is stuck
+    let lanes = producers.iter().map(|p| &p.1);
+    for l in lanes.chain(consumers[1..].iter().map(|c| &c.1)) {
+        wait(l);
+    }
+    for (_, l) in &producers {
+        let mut tags = l.seen();
+        tags.sort_unstable();
+        assert_eq!(tags, all, "each message confirmed once");
+    }
+    for (_, l) in &consumers[1..] {
+        assert_eq!(l.seen(), all, "a consumer's messages in order");
+    }
+    assert!(consumers[0].1.seen().is_empty());
+    consumers[0].1.open_gate();
+    wait(&consumers[0].1);
+    assert_eq!(consumers[0].1.seen(), all);
+    let threads = threads.lock().unwrap().clone();
+    assert!(
+        threads.len() <= 2 && threads.iter().all(|(n, _)| n == "rmqs-dispatch"),
+        "{threads:?}"
+    );
+    for (p, l) in producers {
+        unsafe { rmqs_producer_free(p) };
+        assert_eq!(l.freed.load(Ordering::SeqCst), 1);
+        assert_eq!(l.max_running.load(Ordering::SeqCst), 1);
+    }
+    for (c, l) in consumers {
+        unsafe { rmqs_consumer_free(c) };
+        assert_eq!(l.freed.load(Ordering::SeqCst), 1);
+        assert_eq!(l.max_running.load(Ordering::SeqCst), 1);
+    }
+    for s in &streams {
+        delete_stream(conn, s);
+    }
+    unsafe { rmqs_connection_free(conn) };
+}

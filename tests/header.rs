@@ -67,8 +67,9 @@ fn header_exports_only_rmqs_names() {
 }
 
 /// What the header says about threads must hold: callbacks that run on runtime threads say so
-/// (the preamble once claimed that application code never runs there), and the thread of
-/// `rmqs_free_cb` is stated.
+/// (the preamble once claimed that application code never runs there), the thread of
+/// `rmqs_free_cb` is stated, and so is the dispatcher threads' number (fixed, not one per
+/// object).
 #[test]
 fn header_says_where_callbacks_and_finalizers_run() {
     let text = String::from_utf8(generate()).unwrap();
@@ -82,7 +83,8 @@ fn header_says_where_callbacks_and_finalizers_run() {
         "the post-filter (rmqs_post_filter_cb) runs on an rmqs-rt thread",
         "the log callback (rmqs_log_cb) on whichever thread logs, rmqs-rt threads included",
         "user_data_free (rmqs_free_cb) runs exactly once, after the last call of its callback",
-        "the object's dispatcher thread (`rmqs-dispatch`), as it ends",
+        "a dispatcher thread of the object's connection (`rmqs-dispatch`), after the object's last callback",
+        "a fixed number (config key dispatch_threads, default 2) shared by all its producers and consumers",
         "the thread of the call that drops the last reference",
     ] {
         assert!(flat.contains(claim), "the header lacks: {claim}");

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use super::args::{Handle, handle_arg, out_arg, str_arg, write_out};
 use super::config::{rmqs_config, settings_arg};
+use super::dispatch::{DEFAULT_DISPATCH_THREADS, DispatchPool};
 use super::error::{Error, rmqs_error};
 use super::log::{ConnLog, LogRegistration};
 use super::panic::{ffi_boundary, ffi_status};
@@ -35,6 +36,9 @@ pub(crate) struct ConnShared {
     closed: AtomicBool,
     /// The log callback (src/ffi/log.rs), detached when the connection is freed.
     log: ConnLog,
+    /// The threads that run the callbacks of its objects (src/ffi/dispatch.rs); last, so that
+    /// the runtime and the objects' events are gone when its threads end.
+    pub dispatch: DispatchPool,
 }
 
 impl ConnShared {
@@ -216,6 +220,11 @@ fn open(
         version: OnceLock::new(),
         closed: AtomicBool::new(false),
         log,
+        dispatch: DispatchPool::new(
+            settings
+                .dispatch_threads()
+                .unwrap_or(DEFAULT_DISPATCH_THREADS),
+        ),
     });
     if !lazy {
         let r = shared.block("rmqs_connection_open", Some(shared.op_timeout()), async {

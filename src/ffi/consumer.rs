@@ -9,7 +9,7 @@ use super::args::{Handle, handle_arg, name_arg, out_arg, write_out};
 use super::chunk::{ChunkRef, rmqs_chunk};
 use super::config::{rmqs_config, settings_arg};
 use super::connection::{ConnShared, rmqs_connection};
-use super::dispatch::{Dispatcher, Sink, UserData, rmqs_free_cb};
+use super::dispatch::{DispatchPool, Dispatcher, Sink, UserData, rmqs_free_cb};
 use super::error::{Error, rmqs_error};
 use super::hooks::{ConsumerHooks, UpdateEvent};
 use super::object::{self, Object, shut_consumer};
@@ -25,14 +25,17 @@ use crate::client::{
 
 /// Receives chunks in callback mode.
 ///
-/// Called on the consumer's dispatcher thread (`rmqs-dispatch`, one per consumer): chunks of
-/// one consumer in stream order, never concurrently. `chunk` is borrowed for the duration of
+/// Called on one of the connection's dispatcher threads (`rmqs-dispatch`: `dispatch_threads`
+/// of them, 2 by default, shared by all its producers and consumers): chunks of one consumer in
+/// stream order, never concurrently. `chunk` is borrowed for the duration of
 /// the call: read it there, or `rmqs_chunk_retain()` it to keep it (e.g. to hand it to another
 /// thread) and `rmqs_chunk_release()` it later. With the `on_release` credit policy the broker
 /// gets one credit once the callback returned and every retained reference was released.
 /// The callback may call non-blocking functions (`rmqs_consumer_credit`,
 /// `rmqs_consumer_store_offset`, chunk accessors, non-blocking sends); blocking ones return
-/// `RMQS_ERR_WOULD_DEADLOCK`. A slow callback slows this consumer only.
+/// `RMQS_ERR_WOULD_DEADLOCK`. A slow callback slows this consumer, and holds one dispatcher
+/// thread meanwhile: the other objects' callbacks run on the others, and wait while all are
+/// held.
 pub type rmqs_chunk_cb =
     Option<unsafe extern "C" fn(user_data: *mut c_void, chunk: *const rmqs_chunk)>;
 
@@ -78,7 +81,7 @@ impl ConsumerEvents for Events {
     }
 
     /// To the consumer-update callback when there is one (on the chunk callback's dispatcher
-    /// thread, else on its own), else to the queue as an event, else dropped: dropping it
+    /// lane, else on its own), else to the queue as an event, else dropped: dropping it
     /// answers the default.
     fn consumer_update(&self, update: ConsumerUpdate) {
         let p = Payload::ConsumerUpdate(UpdateEvent::new(update));
@@ -244,7 +247,13 @@ pub unsafe extern "C" fn rmqs_consumer_new(
             if shared.is_closed() {
                 return Err(ConnShared::closed_error("rmqs_consumer_new"));
             }
-            let callback = chunk_dispatcher(chunk_cb, user_data, user_data_free, &mut hooks)?;
+            let callback = chunk_dispatcher(
+                &shared.dispatch,
+                chunk_cb,
+                user_data,
+                user_data_free,
+                &mut hooks,
+            )?;
             let hooks = Arc::new(hooks);
             let sink = Arc::new(Sink::new(
                 rmqs_event_source_code::RMQS_SOURCE_CONSUMER,
@@ -252,6 +261,7 @@ pub unsafe extern "C" fn rmqs_consumer_new(
                 callback,
                 queue,
                 cfg,
+                &shared.dispatch,
             )?);
             let by_app = Arc::new(AtomicBool::new(false));
             let events = Arc::new(Events {
@@ -472,8 +482,8 @@ pub unsafe extern "C" fn rmqs_consumer_close(
     unsafe { ffi_status(err, || handle_arg(c)?.inner.close(timeout_ms)) }
 }
 
-/// Frees a consumer, closing it first if needed (5 s limit), then ending its dispatcher thread
-/// (after the callback in progress, if any) and running `user_data_free`. NULL is allowed.
+/// Frees a consumer, closing it first if needed (5 s limit), then waiting for the callback in
+/// progress, if any, and for `user_data_free` (run on a dispatcher thread). NULL is allowed.
 ///
 /// @param c the consumer (ownership passes to the library), or NULL.
 ///
@@ -492,23 +502,24 @@ pub unsafe extern "C" fn rmqs_consumer_free(c: *mut rmqs_consumer) {
     })
 }
 
-/// The dispatcher thread of a consumer (plain or super) in callback mode: chunks go to
-/// `chunk_cb`, consumer updates to the update handler of `hooks`, in order on one thread.
-/// Without `chunk_cb` (queue mode) the consumer-update callback, if any, gets a dispatcher
-/// thread of its own and `None` is returned.
+/// The lane in `pool` of a consumer (plain or super) in callback mode: chunks go to
+/// `chunk_cb`, consumer updates to the update handler of `hooks`, in order, one at a time.
+/// Without `chunk_cb` (queue mode) the consumer-update callback, if any, gets a lane of its
+/// own and `None` is returned.
 pub(crate) fn chunk_dispatcher(
+    pool: &DispatchPool,
     chunk_cb: rmqs_chunk_cb,
     user_data: *mut c_void,
     user_data_free: rmqs_free_cb,
     hooks: &mut ConsumerHooks,
 ) -> Result<Option<Dispatcher>, Error> {
     let Some(cb) = chunk_cb else {
-        hooks.start_own_dispatcher()?;
+        hooks.start_own_dispatcher(pool)?;
         return Ok(None);
     };
     let ud = user_data as usize;
     let update = hooks.update_handler();
-    Dispatcher::start(
+    pool.lane(
         move |p| match p {
             Payload::Chunk(c) => {
                 // SAFETY: the application's callback with its own user_data and a chunk that

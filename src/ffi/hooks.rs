@@ -14,7 +14,7 @@ use std::sync::{Arc, RwLock};
 
 use super::args::handle_arg;
 use super::config::rmqs_config;
-use super::dispatch::{Dispatcher, UserData, rmqs_free_cb};
+use super::dispatch::{DispatchPool, Dispatcher, UserData, rmqs_free_cb};
 use super::error::{Error, rmqs_error};
 use super::panic::ffi_status;
 use super::queue::Payload;
@@ -135,9 +135,8 @@ pub struct rmqs_tracking_context {
 ///         default (`info->default_offset`). An invalid spec counts as the default. Ignored on
 ///         a step-down.
 ///
-/// Called on the consumer's dispatcher thread (`rmqs-dispatch`): with a chunk callback, the
-/// thread that runs it, in order with the chunks (never concurrently); without one, a
-/// dispatcher thread of its own. The broker waits for the answer; when the callback has not
+/// Called on one of the connection's dispatcher threads (`rmqs-dispatch`, see
+/// `rmqs_confirm_cb`): with a chunk callback, in order with the chunks (never concurrently). The broker waits for the answer; when the callback has not
 /// returned within the consumer's `consumer_update_timeout_ms` (default 5000), the library
 /// answers with the default and ignores the late return. The callback may call non-blocking
 /// functions (`rmqs_consumer_credit`, `rmqs_consumer_store_offset`, ...); blocking ones
@@ -176,7 +175,7 @@ pub type rmqs_post_filter_cb = Option<
 /// @param ctx the tracking state (borrowed for the call).
 /// @return true to store `ctx->processed_offset` now.
 ///
-/// Called on the thread that released the chunk: the dispatcher thread after the chunk
+/// Called on the thread that released the chunk: a dispatcher thread after the chunk
 /// callback returned, the application's thread in `rmqs_event_free()` or
 /// `rmqs_chunk_release()`, or a library runtime thread for chunks the post-filter emptied. It
 /// may run on several threads at once; it must be quick, must not block and must not call
@@ -264,7 +263,7 @@ pub(crate) struct ConsumerHooks {
     update: Option<Arc<Slot<UpdateFn>>>,
     filter: Option<Arc<Slot<FilterFn>>>,
     tracking: Option<Arc<Slot<TrackingFn>>>,
-    /// The dispatcher thread of the update callback when the consumer has no chunk callback.
+    /// The lane of the update callback when the consumer has no chunk callback.
     own_dispatcher: Option<Dispatcher>,
 }
 
@@ -323,7 +322,7 @@ impl ConsumerHooks {
         }))
     }
 
-    /// The function a dispatcher thread runs for a consumer-update event (`None` without a
+    /// The function a dispatcher lane runs for a consumer-update event (`None` without a
     /// consumer-update callback).
     pub(crate) fn update_handler(&self) -> Option<impl Fn(Box<UpdateEvent>) + Send + 'static> {
         let slot = self.update.clone()?;
@@ -342,13 +341,13 @@ impl ConsumerHooks {
         })
     }
 
-    /// Starts a dispatcher thread of its own for the consumer-update callback (a consumer
-    /// without a chunk callback).
-    pub(crate) fn start_own_dispatcher(&mut self) -> Result<(), Error> {
+    /// Starts a lane of its own in `pool` for the consumer-update callback (a consumer without
+    /// a chunk callback).
+    pub(crate) fn start_own_dispatcher(&mut self, pool: &DispatchPool) -> Result<(), Error> {
         let Some(handle) = self.update_handler() else {
             return Ok(());
         };
-        let d = Dispatcher::start(
+        let d = pool.lane(
             move |p| {
                 if let Payload::ConsumerUpdate(ev) = p {
                     handle(ev);

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use super::args::{Handle, bytes_arg, handle_arg, name_arg, opt_str_arg, out_arg, write_out};
 use super::config::{rmqs_config, settings_arg};
 use super::connection::{ConnShared, rmqs_connection};
-use super::dispatch::{Dispatcher, Sink, UserData, rmqs_free_cb};
+use super::dispatch::{Sink, UserData, rmqs_free_cb};
 use super::error::{Error, rmqs_error};
 use super::message::rmqs_message_builder;
 use super::object::{self, Object, shut_producer};
@@ -24,14 +24,16 @@ use crate::client::{
 
 /// Receives a batch of confirms (outcomes of sent messages) in callback mode.
 ///
-/// Called on the producer's dispatcher thread (`rmqs-dispatch`, one per producer), never
-/// concurrently with itself, in the order the outcomes were known. `confirms` (`count` > 0
+/// Called on one of the connection's dispatcher threads (`rmqs-dispatch`: `dispatch_threads`
+/// of them, 2 by default, shared by all its producers and consumers), never concurrently with
+/// itself, in the order the outcomes were known. `confirms` (`count` > 0
 /// entries, `stride` bytes apart: index with `RMQS_AT()`, never with `sizeof`, as fields may be
 /// appended to `rmqs_confirm` in later versions) is borrowed for the duration of the call. The
 /// callback may call non-blocking functions (a send with `RMQS_SEND_NO_BLOCK`, or one that
 /// finds room); blocking ones (flush, close with a timeout, `_new`, management calls) return
 /// `RMQS_ERR_WOULD_DEADLOCK`.
-/// A slow callback delays later confirms of this producer only.
+/// A slow callback delays later confirms of this producer, and holds one dispatcher thread
+/// meanwhile: the other objects' callbacks run on the others, and wait while all are held.
 pub type rmqs_confirm_cb = Option<
     unsafe extern "C" fn(
         user_data: *mut c_void,
@@ -305,7 +307,7 @@ pub unsafe extern "C" fn rmqs_producer_new(
             let callback = match confirm_cb {
                 Some(cb) => {
                     let ud = user_data as usize;
-                    Some(Dispatcher::start(
+                    Some(shared.dispatch.lane(
                         move |p| {
                             if let Payload::Confirms(v) = p {
                                 // SAFETY: the application's callback with its own user_data
@@ -332,6 +334,7 @@ pub unsafe extern "C" fn rmqs_producer_new(
                 callback,
                 queue,
                 cfg,
+                &shared.dispatch,
             )?);
             let events = Arc::new(Events(sink.clone()));
             let created = shared.run("rmqs_producer_new", async |env| {
@@ -817,8 +820,8 @@ pub unsafe extern "C" fn rmqs_producer_last_id(p: *const rmqs_producer, out: *mu
     })
 }
 
-/// Frees a producer, closing it first if needed (waiting up to 5 s for confirms), then ending
-/// its dispatcher thread after the last confirm callback and running `user_data_free`. NULL is
+/// Frees a producer, closing it first if needed (waiting up to 5 s for confirms), then waiting
+/// for its last confirm callback and for `user_data_free` (run on a dispatcher thread). NULL is
 /// allowed.
 ///
 /// @param p the producer (ownership passes to the library), or NULL.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::args::handle_arg;
 use super::config::rmqs_config;
-use super::dispatch::{Dispatcher, UserData, rmqs_free_cb};
+use super::dispatch::{DispatchPool, Dispatcher, UserData, rmqs_free_cb};
 use super::error::{Error, rmqs_error};
 use super::hooks::{Registration, Slot, register};
 use super::panic::ffi_status;
@@ -29,9 +29,9 @@ use crate::client::StateChange;
 ///        application).
 /// @param message what happened, in words (borrowed for the call; never NULL).
 ///
-/// Called on the object's dispatcher thread (`rmqs-dispatch`): the one that runs its confirm or
-/// chunk callback, in order with them; an object created without a callback gets a dispatcher
-/// thread of its own for this. Never concurrently with itself for one object. The callback may
+/// Called on one of the connection's dispatcher threads (`rmqs-dispatch`, see
+/// `rmqs_confirm_cb`): for an object with a confirm or chunk callback, in order with those
+/// calls; never concurrently with itself for one object. The callback may
 /// call non-blocking functions; blocking ones return `RMQS_ERR_WOULD_DEADLOCK`.
 pub type rmqs_state_cb = Option<
     unsafe extern "C" fn(
@@ -92,29 +92,29 @@ pub unsafe extern "C" fn rmqs_config_set_state_cb(
 }
 
 /// An object's state callback: its registration and, for an object without a callback of its
-/// own, the dispatcher thread that runs it.
+/// own, the lane of the dispatcher pool that runs it.
 pub(crate) struct StateHook {
     slot: Arc<Slot<StateFn>>,
     own: Option<Dispatcher>,
 }
 
 impl StateHook {
-    /// The hook of a registration; `own_thread` for an object without a callback dispatcher.
+    /// The hook of a registration; `own_lane` (the connection's pool) for an object without
+    /// a callback lane.
     pub(crate) fn new(
         reg: Option<Arc<Registration<StateFn>>>,
-        own_thread: bool,
+        own_lane: Option<&DispatchPool>,
     ) -> Result<Option<StateHook>, Error> {
         let Some(reg) = reg else { return Ok(None) };
-        let own = if own_thread {
-            Some(Dispatcher::start(
+        let own = match own_lane {
+            Some(pool) => Some(pool.lane(
                 drop,
                 UserData {
                     ptr: std::ptr::null_mut(),
                     free: None,
                 },
-            )?)
-        } else {
-            None
+            )?),
+            None => None,
         };
         Ok(Some(StateHook {
             slot: Slot::new(reg),
@@ -122,7 +122,7 @@ impl StateHook {
         }))
     }
 
-    /// Calls the callback on `dispatcher` (the object's), or on its own thread.
+    /// Calls the callback on `dispatcher` (the object's lane), or on its own lane.
     pub(crate) fn call(
         &self,
         dispatcher: Option<&Dispatcher>,

@@ -82,7 +82,7 @@ impl SuperConsumerEvents for Events {
     }
 
     /// A partition's single active consumer is activated or steps down: to the
-    /// consumer-update callback when there is one (on the chunk callback's dispatcher thread,
+    /// consumer-update callback when there is one (on the chunk callback's dispatcher lane,
     /// else on its own), else to the queue as an `RMQS_EVENT_CONSUMER_UPDATE` event naming the
     /// partition, else dropped (which answers the default).
     fn consumer_update(&self, partition: usize, update: ConsumerUpdate) {
@@ -220,7 +220,7 @@ fn super_consumer_config(
 /// losing one stores its processed offset first with automatic tracking, and the next starts
 /// right after it). A partition's activation or step-down goes to the config's consumer-update
 /// callback (`rmqs_config_set_consumer_update_cb()`; `info->stream` names the partition: on the
-/// chunk callback's dispatcher thread, else on one of its own), else to `queue` as an
+/// dispatcher threads, in order with the chunks), else to `queue` as an
 /// `RMQS_EVENT_CONSUMER_UPDATE` event (`rmqs_event_partition()` gives the partition), else the
 /// default answer (right after the offset stored for the partition, else `offset`) goes at
 /// once. The config's post-filter and tracking callbacks apply to every partition.
@@ -300,7 +300,13 @@ pub unsafe extern "C" fn rmqs_super_consumer_new(
             if shared.is_closed() {
                 return Err(ConnShared::closed_error("rmqs_super_consumer_new"));
             }
-            let callback = chunk_dispatcher(chunk_cb, user_data, user_data_free, &mut hooks)?;
+            let callback = chunk_dispatcher(
+                &shared.dispatch,
+                chunk_cb,
+                user_data,
+                user_data_free,
+                &mut hooks,
+            )?;
             let hooks = Arc::new(hooks);
             let sink = Arc::new(Sink::new(
                 rmqs_event_source_code::RMQS_SOURCE_SUPER_CONSUMER,
@@ -308,6 +314,7 @@ pub unsafe extern "C" fn rmqs_super_consumer_new(
                 callback,
                 queue,
                 cfg,
+                &shared.dispatch,
             )?);
             let by_app = Arc::new(AtomicBool::new(false));
             let events = Arc::new(Events {
@@ -622,9 +629,8 @@ pub unsafe extern "C" fn rmqs_super_consumer_close(
     unsafe { ffi_status(err, || handle_arg(sc)?.inner.close(timeout_ms)) }
 }
 
-/// Frees a super consumer, closing it first if needed (5 s limit), then ending its dispatcher
-/// thread (after the callback in progress, if any) and running `user_data_free`. NULL is
-/// allowed.
+/// Frees a super consumer, closing it first if needed (5 s limit), then waiting for the callback
+/// in progress, if any, and for `user_data_free` (run on a dispatcher thread). NULL is allowed.
 ///
 /// @param sc the super consumer (ownership passes to the library), or NULL.
 ///

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use super::args::{Handle, bytes_arg, handle_arg, name_arg, opt_str_arg, out_arg, write_out};
 use super::config::{rmqs_config, settings_arg};
 use super::connection::{ConnShared, rmqs_connection};
-use super::dispatch::{Dispatcher, Sink, UserData, rmqs_free_cb};
+use super::dispatch::{Sink, UserData, rmqs_free_cb};
 use super::error::{Error, rmqs_error};
 use super::message::rmqs_message_builder;
 use super::object::{self, Object, shut_producer};
@@ -35,8 +35,8 @@ use crate::client::{
 /// Receives a batch of confirms of a super producer in callback mode: each says which
 /// partition its message went to.
 ///
-/// Called on the super producer's dispatcher thread (`rmqs-dispatch`, one per super producer),
-/// never concurrently with itself; the confirms of one partition come in order. `confirms`
+/// Called on one of the connection's dispatcher threads (`rmqs-dispatch`, see
+/// `rmqs_confirm_cb`), never concurrently with itself; the confirms of one partition come in order. `confirms`
 /// (`count` > 0 entries, `stride` bytes apart: see `RMQS_AT()`) is borrowed for the call. Rules as `rmqs_confirm_cb`: non-blocking
 /// calls only (blocking ones return `RMQS_ERR_WOULD_DEADLOCK`).
 pub type rmqs_super_confirm_cb = Option<
@@ -724,7 +724,7 @@ pub unsafe extern "C" fn rmqs_super_producer_new(
             let callback = match confirm_cb {
                 Some(cb) => {
                     let ud = user_data as usize;
-                    Some(Dispatcher::start(
+                    Some(shared.dispatch.lane(
                         move |p| {
                             if let Payload::SuperConfirms(v) = p {
                                 // SAFETY: the application's callback with its own user_data
@@ -751,6 +751,7 @@ pub unsafe extern "C" fn rmqs_super_producer_new(
                 callback,
                 queue,
                 cfg,
+                &shared.dispatch,
             )?);
             let events = Arc::new(Events(sink.clone()));
             let handle = shared.clone();
@@ -1353,7 +1354,7 @@ pub unsafe extern "C" fn rmqs_super_producer_close(
 }
 
 /// Frees a super producer, closing it first if needed (waiting up to 5 s for confirms), then
-/// ending its dispatcher thread after the last confirm callback and running `user_data_free`
+/// waiting for its last confirm callback and for `user_data_free` (run on a dispatcher thread)
 /// (and, unless a config still holds them, the routing callback's and key extractor's). NULL is
 /// allowed.
 ///

@@ -387,6 +387,13 @@ pub const KEYS: &[Key] = &[
         "opening returns at once; the first call that needs the broker connects (calls meanwhile wait, within `connect_timeout_ms`)",
     ),
     k(
+        "dispatch_threads",
+        Connection,
+        Uint(1, 64),
+        "2",
+        "threads (`rmqs-dispatch`) that run the callbacks of the connection's producers and consumers, however many there are; started with the first object that has a callback (C API)",
+    ),
+    k(
         "log_level",
         Connection,
         Word(&["off", "error", "warn", "warning", "info", "debug", "trace"]),

@@ -257,6 +257,12 @@ impl Settings {
         self.bool("lazy_open").unwrap_or(false)
     }
 
+    /// The `dispatch_threads` key, if set: how many threads run the callbacks of a connection's
+    /// objects in the C API.
+    pub fn dispatch_threads(&self) -> Option<usize> {
+        self.uint("dispatch_threads").map(|n| n as usize)
+    }
+
     /// The `log_level` key: the level, or None for `off` (default `info`).
     pub fn log_level(&self) -> Option<Level> {
         // validated when set: a level or "off"
