@@ -70,7 +70,33 @@
  * credit back); strings and bytes returned by accessors belong to the object they came from.
  * Shut down in this order: free producers and consumers (or let rmqs_connection_close close
  * them), then the connection, then queues; release retained chunks at any time.
+ *
+ * Map: every declaration below belongs to one Doxygen group (its @ingroup line).
+ *
+ * - rmqs_connection  Connections: rmqs_connection_open / _open_uri, close, free, the agreed
+ *                    frame size and heartbeat, the broker's version and features, counters.
+ * - rmqs_management  Streams and super streams: create, delete, exists, statistics,
+ *                    metadata, partitions, routing; stored offsets and producer sequences.
+ * - rmqs_producer    Producers and super producers: create, send (bodies, batches, built
+ *                    messages), flush, close, counters; confirms; routing and key extraction.
+ * - rmqs_consumer    Consumers and super consumers: create, credit, offsets, single active
+ *                    consumer, filtering, tracking, counters.
+ * - rmqs_messages    Chunks and the messages in them, typed AMQP 1.0 values, the message
+ *                    builder.
+ * - rmqs_events      The event queue (rmqs_queue_*), events (rmqs_event_*), state changes.
+ * - rmqs_config      Configuration (rmqs_config_*; docs/CONFIGURATION.md lists every key), the
+ *                    log callback.
+ * - rmqs_errors      Statuses (rmqs_status_code), rmqs_error, the library version.
  */
+
+/** @defgroup rmqs_connection Connections */
+/** @defgroup rmqs_management Streams and super streams */
+/** @defgroup rmqs_producer Producers and super producers */
+/** @defgroup rmqs_consumer Consumers and super consumers */
+/** @defgroup rmqs_messages Chunks, messages, values and the message builder */
+/** @defgroup rmqs_events The event queue, events and state changes */
+/** @defgroup rmqs_config Configuration and logging */
+/** @defgroup rmqs_errors Statuses, errors and the version */
 
 #ifndef RMQSTREAM_H
 #define RMQSTREAM_H
@@ -121,49 +147,67 @@
 
 /**
  * Major version of the header (compile time). Compare with `rmqs_version_number()`.
+ *
+ * @ingroup rmqs_errors
  */
 #define RMQS_VERSION_MAJOR 0
 
 /**
  * Minor version of the header (compile time).
+ *
+ * @ingroup rmqs_errors
  */
 #define RMQS_VERSION_MINOR 1
 
 /**
  * Patch version of the header (compile time).
+ *
+ * @ingroup rmqs_errors
  */
 #define RMQS_VERSION_PATCH 0
 
 /**
  * The header's version as one number, `(MAJOR << 24) | (MINOR << 16) | (PATCH << 8)`, e.g.
  * `0x00010000` for 0.1.0. The low byte is reserved (0). Use in `#if RMQS_VERSION_NUMBER >= ...`.
+ *
+ * @ingroup rmqs_errors
  */
 #define RMQS_VERSION_NUMBER (((RMQS_VERSION_MAJOR << 24) | (RMQS_VERSION_MINOR << 16)) | (RMQS_VERSION_PATCH << 8))
 
 /**
  * Log level: something failed (a connection was lost, no seed host answered).
+ *
+ * @ingroup rmqs_config
  */
 #define RMQS_LOG_ERROR 1
 
 /**
  * Log level: something went wrong and was handled (a seed host refused, the broker closed the
  * connection, a stream became unavailable).
+ *
+ * @ingroup rmqs_config
  */
 #define RMQS_LOG_WARN 2
 
 /**
  * Log level: life-cycle events (connection opened with the broker's version, closed).
+ *
+ * @ingroup rmqs_config
  */
 #define RMQS_LOG_INFO 3
 
 /**
  * Log level: details (connection attempts, publisher and subscription registrations, skipped
  * frames).
+ *
+ * @ingroup rmqs_config
  */
 #define RMQS_LOG_DEBUG 4
 
 /**
  * Log level: every frame received; costly.
+ *
+ * @ingroup rmqs_config
  */
 #define RMQS_LOG_TRACE 5
 
@@ -171,23 +215,31 @@
  * Send flag: store the body as it is, not wrapped in an AMQP 1.0 message (a data section).
  * Consumers of this library see the same bytes either way; other clients and AMQP consumers
  * only decode AMQP-wrapped bodies.
+ *
+ * @ingroup rmqs_producer
  */
 #define RMQS_SEND_RAW 1
 
 /**
  * Send flag: fail with `RMQS_ERR_QUEUE_FULL` instead of waiting when `max_in_flight` messages
  * are unconfirmed.
+ *
+ * @ingroup rmqs_producer
  */
 #define RMQS_SEND_NO_BLOCK 2
 
 /**
  * Send flag (`rmqs_producer_send_ex()` only): use the given publishing id instead of the next
  * one.
+ *
+ * @ingroup rmqs_producer
  */
 #define RMQS_SEND_PUBLISHING_ID 4
 
 /**
  * Which kind of object an event comes from (`rmqs_event_source()`).
+ *
+ * @ingroup rmqs_events
  */
 enum rmqs_event_source_code
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
@@ -221,6 +273,8 @@ typedef int32_t rmqs_event_source_code;
 
 /**
  * States reported by `RMQS_EVENT_STATE` events (`rmqs_event_state()`).
+ *
+ * @ingroup rmqs_events
  */
 enum rmqs_state_code
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
@@ -264,6 +318,8 @@ typedef int32_t rmqs_state_code;
  *
  * Functions return and accept `rmqs_status` (`int32_t`), never this enum type, so that codes added
  * by later versions (of the broker or of this library) are not undefined values in C++ or Rust.
+ *
+ * @ingroup rmqs_errors
  */
 enum rmqs_status_code
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
@@ -414,6 +470,8 @@ typedef int32_t rmqs_status_code;
 
 /**
  * Kinds of event (`rmqs_event_type()`).
+ *
+ * @ingroup rmqs_events
  */
 enum rmqs_event_type_code
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
@@ -459,6 +517,8 @@ typedef int32_t rmqs_event_type_code;
 
 /**
  * Fields of the AMQP 1.0 properties section (`rmqs_message_property()`).
+ *
+ * @ingroup rmqs_messages
  */
 enum rmqs_property_code
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
@@ -489,6 +549,8 @@ typedef int32_t rmqs_property_code;
 
 /**
  * Offset types of `rmqs_offset_spec` (the stream protocol's, plus "default").
+ *
+ * @ingroup rmqs_consumer
  */
 enum rmqs_offset_type_code
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
@@ -531,6 +593,8 @@ typedef int32_t rmqs_offset_type_code;
 
 /**
  * The type of an `rmqs_value`: which of its fields holds the value.
+ *
+ * @ingroup rmqs_messages
  */
 enum rmqs_value_type_code
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
@@ -652,6 +716,8 @@ typedef int32_t rmqs_value_type_code;
 /**
  * Fields of the AMQP 1.0 header section (`rmqs_message_builder_set_header()`,
  * `rmqs_message_header_value()`).
+ *
+ * @ingroup rmqs_messages
  */
 enum rmqs_header_code
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
@@ -690,6 +756,8 @@ typedef int32_t rmqs_header_code;
 /**
  * Sections of an AMQP 1.0 message, numbered by their descriptor codes
  * (`rmqs_message_section()`, `rmqs_message_builder_add_annotation()`).
+ *
+ * @ingroup rmqs_messages
  */
 enum rmqs_section_code
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
@@ -731,6 +799,8 @@ typedef int32_t rmqs_section_code;
 
 /**
  * What the body of a received message is (`rmqs_message_body_type()`).
+ *
+ * @ingroup rmqs_messages
  */
 enum rmqs_body_type_code
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
@@ -783,6 +853,8 @@ typedef int32_t rmqs_body_type_code;
  *
  * Thread safety: immutable; may be read from several threads at once and released from any
  * thread.
+ *
+ * @ingroup rmqs_messages
  */
 typedef struct rmqs_chunk rmqs_chunk;
 
@@ -794,6 +866,8 @@ typedef struct rmqs_chunk rmqs_chunk;
  * they need, so the caller may change or free it right after.
  *
  * Thread safety: not thread-safe; use from one thread at a time (it may move between threads).
+ *
+ * @ingroup rmqs_config
  */
 typedef struct rmqs_config rmqs_config;
 
@@ -810,6 +884,8 @@ typedef struct rmqs_config rmqs_config;
  *
  * Thread safety: every function may be called from any thread concurrently, except
  * `rmqs_connection_free()`, which must be the last call.
+ *
+ * @ingroup rmqs_connection
  */
 typedef struct rmqs_connection rmqs_connection;
 
@@ -821,6 +897,8 @@ typedef struct rmqs_connection rmqs_connection;
  *
  * Thread safety: every function may be called from any thread concurrently, except
  * `rmqs_consumer_free()`.
+ *
+ * @ingroup rmqs_consumer
  */
 typedef struct rmqs_consumer rmqs_consumer;
 
@@ -832,6 +910,8 @@ typedef struct rmqs_consumer rmqs_consumer;
  *
  * Thread safety: an `rmqs_error` is immutable; it may be read from several threads at once and
  * moved between threads, but must not be freed while another thread reads it.
+ *
+ * @ingroup rmqs_errors
  */
 typedef struct rmqs_error rmqs_error;
 
@@ -841,6 +921,8 @@ typedef struct rmqs_error rmqs_error;
  * Returned by `rmqs_queue_poll()` / `rmqs_queue_poll_batch()`, owned by the caller, freed by
  * `rmqs_event_free()`. Views obtained from it (chunk, confirms, message) are valid until
  * then. Not thread-safe; may be moved between threads.
+ *
+ * @ingroup rmqs_events
  */
 typedef struct rmqs_event rmqs_event;
 
@@ -852,6 +934,8 @@ typedef struct rmqs_event rmqs_event;
  * are not NUL-terminated: use the returned length.
  *
  * Thread safety: may be read from several threads at once.
+ *
+ * @ingroup rmqs_messages
  */
 typedef struct rmqs_message rmqs_message;
 
@@ -869,6 +953,8 @@ typedef struct rmqs_message rmqs_message;
  *
  * Thread safety: not thread-safe; may move between threads. Sends only read it, so several
  * threads may send the same builder at once while nobody changes it.
+ *
+ * @ingroup rmqs_messages
  */
 typedef struct rmqs_message_builder rmqs_message_builder;
 
@@ -877,6 +963,8 @@ typedef struct rmqs_message_builder rmqs_message_builder;
  *
  * Created by `rmqs_stream_metadata()`, freed by `rmqs_metadata_free()`. May be read
  * from several threads at once.
+ *
+ * @ingroup rmqs_management
  */
 typedef struct rmqs_metadata rmqs_metadata;
 
@@ -889,6 +977,8 @@ typedef struct rmqs_metadata rmqs_metadata;
  * Thread safety: every function may be called from any thread concurrently, except
  * `rmqs_producer_free()`. Sends from several threads are serialised (publishing ids are
  * assigned in the order the sends take the producer's lock).
+ *
+ * @ingroup rmqs_producer
  */
 typedef struct rmqs_producer rmqs_producer;
 
@@ -902,6 +992,8 @@ typedef struct rmqs_producer rmqs_producer;
  *
  * Thread safety: every function may be called from any thread concurrently, except
  * `rmqs_queue_free()`.
+ *
+ * @ingroup rmqs_events
  */
 typedef struct rmqs_queue rmqs_queue;
 
@@ -910,6 +1002,8 @@ typedef struct rmqs_queue rmqs_queue;
  * immutable.
  *
  * Freed by `rmqs_strings_free()`. May be read from several threads at once.
+ *
+ * @ingroup rmqs_management
  */
 typedef struct rmqs_strings rmqs_strings;
 
@@ -922,6 +1016,8 @@ typedef struct rmqs_strings rmqs_strings;
  *
  * Thread safety: every function may be called from any thread concurrently, except
  * `rmqs_super_consumer_free()`.
+ *
+ * @ingroup rmqs_consumer
  */
 typedef struct rmqs_super_consumer rmqs_super_consumer;
 
@@ -935,6 +1031,8 @@ typedef struct rmqs_super_consumer rmqs_super_consumer;
  *
  * Thread safety: every function may be called from any thread concurrently, except
  * `rmqs_super_producer_free()`.
+ *
+ * @ingroup rmqs_producer
  */
 typedef struct rmqs_super_producer rmqs_super_producer;
 
@@ -949,6 +1047,8 @@ typedef struct rmqs_super_producer rmqs_super_producer;
  *
  * Every value the library can return has a name and a description: see `rmqs_status_name()`,
  * `rmqs_status_str()` and `rmqs_status_descs()`. Values are stable: new codes are only ever added.
+ *
+ * @ingroup rmqs_errors
  */
 typedef int32_t rmqs_status;
 
@@ -956,6 +1056,8 @@ typedef int32_t rmqs_status;
  * One entry of the status table returned by `rmqs_status_descs()`.
  *
  * Both strings are static NUL-terminated ASCII owned by the library: never free or modify them.
+ *
+ * @ingroup rmqs_errors
  */
 typedef struct rmqs_status_desc {
     /**
@@ -974,6 +1076,8 @@ typedef struct rmqs_status_desc {
 
 /**
  * Where a consumer starts: an offset type and its value. Plain data, passed by value.
+ *
+ * @ingroup rmqs_consumer
  */
 typedef struct rmqs_offset_spec {
     /**
@@ -1005,6 +1109,8 @@ typedef struct rmqs_offset_spec {
  * call it at once. It must return quickly, must not block (hand the message to a queue or a
  * lock-free buffer if it needs slow I/O) and must not call any `rmqs_*` function: messages
  * emitted while it runs on the same thread are dropped.
+ *
+ * @ingroup rmqs_config
  */
 typedef void (*rmqs_log_cb)(void *user_data, int32_t level, const char *target, const char *message);
 
@@ -1023,6 +1129,8 @@ typedef void (*rmqs_log_cb)(void *user_data, int32_t level, const char *target, 
  *   `*_free()` runs in a library callback).
  *
  * Never called when the registering call fails, unless that function says otherwise.
+ *
+ * @ingroup rmqs_events
  */
 typedef void (*rmqs_free_cb)(void *user_data);
 
@@ -1031,6 +1139,8 @@ typedef void (*rmqs_free_cb)(void *user_data);
  * messages; -1 when unknown (empty stream; `last_chunk_id` also on brokers that do not report
  * it). Extensible like `rmqs_connection_statistics` (set `size` first): brokers may report
  * more statistics in later versions.
+ *
+ * @ingroup rmqs_management
  */
 typedef struct rmqs_stream_statistics {
     /**
@@ -1054,6 +1164,8 @@ typedef struct rmqs_stream_statistics {
 /**
  * The outcome of one message sent by a super producer: an `rmqs_confirm` and the partition
  * the message went to.
+ *
+ * @ingroup rmqs_events
  */
 typedef struct rmqs_super_confirm {
     /**
@@ -1077,6 +1189,8 @@ typedef struct rmqs_super_confirm {
 
 /**
  * The outcome of one message sent by a producer.
+ *
+ * @ingroup rmqs_events
  */
 typedef struct rmqs_confirm {
     /**
@@ -1100,6 +1214,8 @@ typedef struct rmqs_confirm {
 /**
  * A single active consumer's change of state, as given to `rmqs_consumer_update_cb` and by
  * `rmqs_event_consumer_update()`. Fields may be appended in later versions.
+ *
+ * @ingroup rmqs_consumer
  */
 typedef struct rmqs_consumer_update_info {
     /**
@@ -1138,6 +1254,8 @@ typedef struct rmqs_consumer_update_info {
  * as read from another message.
  *
  * A plain struct, freely copied (64 bytes on 64-bit platforms).
+ *
+ * @ingroup rmqs_messages
  */
 typedef struct rmqs_value {
     /**
@@ -1187,6 +1305,8 @@ typedef struct rmqs_value {
  * `RMQS_ERR_WOULD_DEADLOCK`.
  * A slow callback delays later confirms of this producer, and holds one dispatcher thread
  * meanwhile: the other objects' callbacks run on the others, and wait while all are held.
+ *
+ * @ingroup rmqs_producer
  */
 typedef void (*rmqs_confirm_cb)(void *user_data,
                                 const struct rmqs_confirm *confirms,
@@ -1195,6 +1315,8 @@ typedef void (*rmqs_confirm_cb)(void *user_data,
 
 /**
  * A byte range, for batch sends: `data` may be NULL only when `len` is 0.
+ *
+ * @ingroup rmqs_producer
  */
 typedef struct rmqs_bytes {
     const uint8_t *data;
@@ -1215,6 +1337,8 @@ typedef struct rmqs_bytes {
  * `RMQS_ERR_WOULD_DEADLOCK`. A slow callback slows this consumer, and holds one dispatcher
  * thread meanwhile: the other objects' callbacks run on the others, and wait while all are
  * held.
+ *
+ * @ingroup rmqs_consumer
  */
 typedef void (*rmqs_chunk_cb)(void *user_data, const struct rmqs_chunk *chunk);
 
@@ -1234,6 +1358,8 @@ typedef void (*rmqs_chunk_cb)(void *user_data, const struct rmqs_chunk *chunk);
  * answers with the default and ignores the late return. The callback may call non-blocking
  * functions (`rmqs_consumer_credit`, `rmqs_consumer_store_offset`, ...); blocking ones
  * return `RMQS_ERR_WOULD_DEADLOCK`.
+ *
+ * @ingroup rmqs_consumer
  */
 typedef struct rmqs_offset_spec (*rmqs_consumer_update_cb)(void *user_data,
                                                            const struct rmqs_consumer_update_info *info);
@@ -1255,12 +1381,16 @@ typedef struct rmqs_offset_spec (*rmqs_consumer_update_cb)(void *user_data,
  * concurrently, but consumers created with the same config may call it at the same time from
  * different threads. It holds up the connection, shared with other consumers: it must be
  * quick, must not block and may call only the `rmqs_message_*` accessors.
+ *
+ * @ingroup rmqs_consumer
  */
 typedef bool (*rmqs_post_filter_cb)(void *user_data, const struct rmqs_message *msg);
 
 /**
  * What `rmqs_tracking_cb` is told after each processed chunk. Fields may be appended in
  * later versions.
+ *
+ * @ingroup rmqs_consumer
  */
 typedef struct rmqs_tracking_context {
     /**
@@ -1295,11 +1425,15 @@ typedef struct rmqs_tracking_context {
  * `rmqs_chunk_release()`, or a library runtime thread for chunks the post-filter emptied. It
  * may run on several threads at once; it must be quick, must not block and must not call
  * blocking `rmqs_*` functions.
+ *
+ * @ingroup rmqs_consumer
  */
 typedef bool (*rmqs_tracking_cb)(void *user_data, const struct rmqs_tracking_context *ctx);
 
 /**
  * Every field of a chunk's header (the Osiris chunk format).
+ *
+ * @ingroup rmqs_messages
  */
 typedef struct rmqs_chunk_header_info {
     /**
@@ -1362,6 +1496,8 @@ typedef struct rmqs_chunk_header_info {
  * Extensible: set `size` to `sizeof(rmqs_connection_statistics)` before the call. Fields may
  * be appended in later versions, never removed or reordered; the library fills
  * `min(size, its own size)` bytes and sets `size` to that.
+ *
+ * @ingroup rmqs_connection
  */
 typedef struct rmqs_connection_statistics {
     /**
@@ -1400,6 +1536,8 @@ typedef struct rmqs_connection_statistics {
 
 /**
  * Counters of a producer. Extensible like `rmqs_connection_statistics` (set `size` first).
+ *
+ * @ingroup rmqs_producer
  */
 typedef struct rmqs_producer_statistics {
     /**
@@ -1436,6 +1574,8 @@ typedef struct rmqs_producer_statistics {
 
 /**
  * Counters of a consumer. Extensible like `rmqs_connection_statistics` (set `size` first).
+ *
+ * @ingroup rmqs_consumer
  */
 typedef struct rmqs_consumer_statistics {
     /**
@@ -1499,6 +1639,8 @@ typedef struct rmqs_consumer_statistics {
  *
  * Called on the thread making the send call, once per message (per send call), possibly from
  * several threads at once. Must be quick and must not send on the same super producer.
+ *
+ * @ingroup rmqs_producer
  */
 typedef size_t (*rmqs_routing_cb)(void *user_data,
                                   const struct rmqs_message_builder *msg,
@@ -1529,6 +1671,8 @@ typedef size_t (*rmqs_routing_cb)(void *user_data,
  *
  * Called on the thread making the send call, possibly from several threads at once. Must be
  * quick and must not send on the same super producer.
+ *
+ * @ingroup rmqs_producer
  */
 typedef ptrdiff_t (*rmqs_key_extractor_cb)(void *user_data,
                                            const struct rmqs_message_builder *msg,
@@ -1546,6 +1690,8 @@ typedef ptrdiff_t (*rmqs_key_extractor_cb)(void *user_data,
  * `rmqs_confirm_cb`), never concurrently with itself; the confirms of one partition come in order. `confirms`
  * (`count` > 0 entries, `stride` bytes apart: see `RMQS_AT()`) is borrowed for the call. Rules as `rmqs_confirm_cb`: non-blocking
  * calls only (blocking ones return `RMQS_ERR_WOULD_DEADLOCK`).
+ *
+ * @ingroup rmqs_producer
  */
 typedef void (*rmqs_super_confirm_cb)(void *user_data,
                                       const struct rmqs_super_confirm *confirms,
@@ -1571,6 +1717,8 @@ typedef void (*rmqs_super_confirm_cb)(void *user_data,
  * `rmqs_confirm_cb`): for an object with a confirm or chunk callback, in order with those
  * calls; never concurrently with itself for one object. The callback may
  * call non-blocking functions; blocking ones return `RMQS_ERR_WOULD_DEADLOCK`.
+ *
+ * @ingroup rmqs_events
  */
 typedef void (*rmqs_state_cb)(void *user_data,
                               rmqs_event_source_code source,
@@ -1590,6 +1738,8 @@ extern "C" {
  * @return a static NUL-terminated string owned by the library, never NULL; do not free it.
  *
  * Thread-safe, does not block.
+ *
+ * @ingroup rmqs_errors
  */
 const char *rmqs_version(void);
 
@@ -1600,6 +1750,8 @@ const char *rmqs_version(void);
  * detect a mismatched shared library at run time.
  *
  * Thread-safe, does not block.
+ *
+ * @ingroup rmqs_errors
  */
 uint32_t rmqs_version_number(void);
 
@@ -1610,6 +1762,8 @@ uint32_t rmqs_version_number(void);
  * @return a static NUL-terminated string owned by the library, never NULL; do not free it.
  *
  * Thread-safe, does not block.
+ *
+ * @ingroup rmqs_errors
  */
 const char *rmqs_status_str(rmqs_status status);
 
@@ -1620,6 +1774,8 @@ const char *rmqs_status_str(rmqs_status status);
  * @return a static NUL-terminated string owned by the library, never NULL; do not free it.
  *
  * Thread-safe, does not block.
+ *
+ * @ingroup rmqs_errors
  */
 const char *rmqs_status_name(rmqs_status status);
 
@@ -1632,6 +1788,8 @@ const char *rmqs_status_name(rmqs_status status);
  * @param count receives the number of entries. May be NULL.
  *
  * Thread-safe, does not block.
+ *
+ * @ingroup rmqs_errors
  */
 void rmqs_status_descs(const struct rmqs_status_desc **out, size_t *count);
 
@@ -1642,6 +1800,8 @@ void rmqs_status_descs(const struct rmqs_status_desc **out, size_t *count);
  * @return its status; `RMQS_OK` when `err` is NULL.
  *
  * Thread-safe (see `rmqs_error`), does not block.
+ *
+ * @ingroup rmqs_errors
  */
 RMQS_MUST_USE rmqs_status rmqs_error_status(const struct rmqs_error *err);
 
@@ -1653,6 +1813,8 @@ RMQS_MUST_USE rmqs_status rmqs_error_status(const struct rmqs_error *err);
  *         `""` (a static string) when `err` is NULL. Never NULL.
  *
  * Thread-safe (see `rmqs_error`), does not block.
+ *
+ * @ingroup rmqs_errors
  */
 const char *rmqs_error_message(const struct rmqs_error *err);
 
@@ -1663,6 +1825,8 @@ const char *rmqs_error_message(const struct rmqs_error *err);
  *        not be used afterwards, and must not be freed twice.
  *
  * Not to be called while another thread reads `err`; does not block.
+ *
+ * @ingroup rmqs_errors
  */
 void rmqs_error_free(struct rmqs_error *err);
 
@@ -1682,6 +1846,8 @@ void rmqs_error_free(struct rmqs_error *err);
  *         `partition_count` is 0 or `out_index` is NULL (then `*out_index` is not written).
  *
  * Pure function: thread-safe, does not block, no I/O.
+ *
+ * @ingroup rmqs_management
  */
 RMQS_MUST_USE
 rmqs_status rmqs_super_stream_partition(const uint8_t *routing_key,
@@ -1697,6 +1863,8 @@ rmqs_status rmqs_super_stream_partition(const uint8_t *routing_key,
  *         memory ran out.
  *
  * Thread-safe, does not block.
+ *
+ * @ingroup rmqs_config
  */
 struct rmqs_config *rmqs_config_new(void);
 
@@ -1725,6 +1893,8 @@ struct rmqs_config *rmqs_config_new(void);
  *         failure.
  *
  * Not thread-safe for one config; does not block.
+ *
+ * @ingroup rmqs_config
  */
 RMQS_MUST_USE
 rmqs_status rmqs_config_set(struct rmqs_config *cfg,
@@ -1745,6 +1915,8 @@ rmqs_status rmqs_config_set(struct rmqs_config *cfg,
  *         negative `RMQS_OFFSET_OFFSET` value (the config is then unchanged).
  *
  * Not thread-safe for one config; does not block.
+ *
+ * @ingroup rmqs_config
  */
 RMQS_MUST_USE
 rmqs_status rmqs_config_set_offset(struct rmqs_config *cfg,
@@ -1764,6 +1936,8 @@ rmqs_status rmqs_config_set_offset(struct rmqs_config *cfg,
  * @return `RMQS_OK`; `RMQS_ERR_INVALID_ARGUMENT` for a NULL config or `out`.
  *
  * Not thread-safe for one config; does not block.
+ *
+ * @ingroup rmqs_config
  */
 RMQS_MUST_USE
 rmqs_status rmqs_config_dump(const struct rmqs_config *cfg,
@@ -1776,6 +1950,8 @@ rmqs_status rmqs_config_dump(const struct rmqs_config *cfg,
  * @param cfg a config from `rmqs_config_new()` (ownership passes to the library), or NULL.
  *
  * Does not block. Objects created with the config are not affected (they copied it).
+ *
+ * @ingroup rmqs_config
  */
 void rmqs_config_free(struct rmqs_config *cfg);
 
@@ -1801,6 +1977,8 @@ void rmqs_config_free(struct rmqs_config *cfg);
  *         (unless lazy).
  *
  * Thread-safe; blocks (unless lazy).
+ *
+ * @ingroup rmqs_connection
  */
 RMQS_MUST_USE
 rmqs_status rmqs_connection_open(const struct rmqs_config *cfg,
@@ -1820,6 +1998,8 @@ rmqs_status rmqs_connection_open(const struct rmqs_config *cfg,
  *         message shows it with the password as `***`).
  *
  * Thread-safe; blocks.
+ *
+ * @ingroup rmqs_connection
  */
 RMQS_MUST_USE
 rmqs_status rmqs_connection_open_uri(const char *uri,
@@ -1839,6 +2019,8 @@ rmqs_status rmqs_connection_open_uri(const char *uri,
  *         `RMQS_ERR_WOULD_DEADLOCK` from a library callback with a timeout other than 0.
  *
  * Thread-safe; blocks up to `timeout_ms`.
+ *
+ * @ingroup rmqs_connection
  */
 RMQS_MUST_USE
 rmqs_status rmqs_connection_close(struct rmqs_connection *conn,
@@ -1859,6 +2041,8 @@ rmqs_status rmqs_connection_close(struct rmqs_connection *conn,
  *
  * Blocks while closing. Called from a library callback, the work moves to a background
  * thread and the call returns at once.
+ *
+ * @ingroup rmqs_connection
  */
 void rmqs_connection_free(struct rmqs_connection *conn);
 
@@ -1871,6 +2055,8 @@ void rmqs_connection_free(struct rmqs_connection *conn);
  * @return false for a NULL handle or before the connection is open (lazy open).
  *
  * Thread-safe; does not block.
+ *
+ * @ingroup rmqs_connection
  */
 bool rmqs_connection_supports(const struct rmqs_connection *conn,
                               uint16_t command,
@@ -1884,6 +2070,8 @@ bool rmqs_connection_supports(const struct rmqs_connection *conn,
  *         (static) for a NULL handle or before the connection is open. Never NULL.
  *
  * Thread-safe; does not block.
+ *
+ * @ingroup rmqs_connection
  */
 const char *rmqs_connection_server_version(const struct rmqs_connection *conn);
 
@@ -1906,6 +2094,8 @@ const char *rmqs_connection_server_version(const struct rmqs_connection *conn);
  *
  * Thread-safe. Does not block once the connection is open; with `lazy_open` before then,
  * connects first (blocking as `rmqs_connection_open()`).
+ *
+ * @ingroup rmqs_connection
  */
 RMQS_MUST_USE
 rmqs_status rmqs_connection_negotiated(const struct rmqs_connection *conn,
@@ -1933,6 +2123,8 @@ rmqs_status rmqs_connection_negotiated(const struct rmqs_connection *conn,
  *
  * Not thread-safe for one config; does not block (replacing an earlier callback of this config
  * runs its `user_data_free` here if no connection uses it).
+ *
+ * @ingroup rmqs_config
  */
 RMQS_MUST_USE
 rmqs_status rmqs_config_set_log_cb(struct rmqs_config *cfg,
@@ -1958,6 +2150,8 @@ rmqs_status rmqs_config_set_log_cb(struct rmqs_config *cfg,
  *         `RMQS_ERR_TIMEOUT`, `RMQS_ERR_IO`, `RMQS_ERR_WOULD_DEADLOCK` (from a callback).
  *
  * Thread-safe; blocks for one round trip (connecting first with lazy open).
+ *
+ * @ingroup rmqs_management
  */
 RMQS_MUST_USE
 rmqs_status rmqs_stream_create(struct rmqs_connection *conn,
@@ -1975,6 +2169,8 @@ rmqs_status rmqs_stream_create(struct rmqs_connection *conn,
  *         errors as `rmqs_stream_create()`.
  *
  * Thread-safe; blocks for one round trip.
+ *
+ * @ingroup rmqs_management
  */
 RMQS_MUST_USE
 rmqs_status rmqs_stream_delete(struct rmqs_connection *conn,
@@ -1991,6 +2187,8 @@ rmqs_status rmqs_stream_delete(struct rmqs_connection *conn,
  * @return `RMQS_OK`; local errors as `rmqs_stream_create()`.
  *
  * Thread-safe; blocks for one round trip (Metadata).
+ *
+ * @ingroup rmqs_management
  */
 RMQS_MUST_USE
 rmqs_status rmqs_stream_exists(struct rmqs_connection *conn,
@@ -2010,6 +2208,8 @@ rmqs_status rmqs_stream_exists(struct rmqs_connection *conn,
  *         3.11 (the message names the version needed); local errors as `rmqs_stream_create()`.
  *
  * Thread-safe; blocks for one round trip.
+ *
+ * @ingroup rmqs_management
  */
 RMQS_MUST_USE
 rmqs_status rmqs_stream_stats(struct rmqs_connection *conn,
@@ -2029,6 +2229,8 @@ rmqs_status rmqs_stream_stats(struct rmqs_connection *conn,
  *         errors as `rmqs_stream_create()`.
  *
  * Thread-safe; blocks for one round trip.
+ *
+ * @ingroup rmqs_management
  */
 RMQS_MUST_USE
 rmqs_status rmqs_stream_metadata(struct rmqs_connection *conn,
@@ -2044,6 +2246,8 @@ rmqs_status rmqs_stream_metadata(struct rmqs_connection *conn,
  *         now or `md` is NULL.
  *
  * Thread-safe; does not block.
+ *
+ * @ingroup rmqs_management
  */
 const char *rmqs_metadata_leader_host(const struct rmqs_metadata *md);
 
@@ -2051,6 +2255,8 @@ const char *rmqs_metadata_leader_host(const struct rmqs_metadata *md);
  * The leader's advertised port; 0 when there is no leader or `md` is NULL.
  *
  * Thread-safe; does not block.
+ *
+ * @ingroup rmqs_management
  */
 uint16_t rmqs_metadata_leader_port(const struct rmqs_metadata *md);
 
@@ -2058,6 +2264,8 @@ uint16_t rmqs_metadata_leader_port(const struct rmqs_metadata *md);
  * Number of replicas (members other than the leader); 0 for NULL.
  *
  * Thread-safe; does not block.
+ *
+ * @ingroup rmqs_management
  */
 size_t rmqs_metadata_replica_count(const struct rmqs_metadata *md);
 
@@ -2068,6 +2276,8 @@ size_t rmqs_metadata_replica_count(const struct rmqs_metadata *md);
  *         `md` is NULL (`*port` is then not written).
  *
  * Thread-safe; does not block.
+ *
+ * @ingroup rmqs_management
  */
 const char *rmqs_metadata_replica(const struct rmqs_metadata *md, size_t i, uint16_t *port);
 
@@ -2075,6 +2285,8 @@ const char *rmqs_metadata_replica(const struct rmqs_metadata *md, size_t i, uint
  * Frees metadata. NULL is allowed.
  *
  * @param md metadata from `rmqs_stream_metadata()` (ownership passes to the library).
+ *
+ * @ingroup rmqs_management
  */
 void rmqs_metadata_free(struct rmqs_metadata *md);
 
@@ -2090,6 +2302,8 @@ void rmqs_metadata_free(struct rmqs_metadata *md);
  *         `RMQS_ERR_STREAM_DOES_NOT_EXIST`; local errors as `rmqs_stream_create()`.
  *
  * Thread-safe; blocks for one round trip.
+ *
+ * @ingroup rmqs_management
  */
 RMQS_MUST_USE
 rmqs_status rmqs_stream_query_offset(struct rmqs_connection *conn,
@@ -2113,6 +2327,8 @@ rmqs_status rmqs_stream_query_offset(struct rmqs_connection *conn,
  * Thread-safe; blocks only to connect (lazy open), but like every call through the connection
  * it returns `RMQS_ERR_WOULD_DEADLOCK` from a library callback: store from a consumer's
  * callback with `rmqs_consumer_store_offset()`.
+ *
+ * @ingroup rmqs_management
  */
 RMQS_MUST_USE
 rmqs_status rmqs_stream_store_offset(struct rmqs_connection *conn,
@@ -2134,6 +2350,8 @@ rmqs_status rmqs_stream_store_offset(struct rmqs_connection *conn,
  *         `rmqs_stream_create()`.
  *
  * Thread-safe; blocks for one round trip.
+ *
+ * @ingroup rmqs_management
  */
 RMQS_MUST_USE
 rmqs_status rmqs_stream_query_sequence(struct rmqs_connection *conn,
@@ -2146,6 +2364,8 @@ rmqs_status rmqs_stream_query_sequence(struct rmqs_connection *conn,
  * Number of strings; 0 for NULL.
  *
  * Thread-safe; does not block.
+ *
+ * @ingroup rmqs_management
  */
 size_t rmqs_strings_count(const struct rmqs_strings *list);
 
@@ -2156,6 +2376,8 @@ size_t rmqs_strings_count(const struct rmqs_strings *list);
  *         out of range or `list` is NULL.
  *
  * Thread-safe; does not block.
+ *
+ * @ingroup rmqs_management
  */
 const char *rmqs_strings_get(const struct rmqs_strings *list, size_t i);
 
@@ -2163,6 +2385,8 @@ const char *rmqs_strings_get(const struct rmqs_strings *list, size_t i);
  * Frees a list. NULL is allowed.
  *
  * @param list a list returned by the library (ownership passes back to it), or NULL.
+ *
+ * @ingroup rmqs_management
  */
 void rmqs_strings_free(struct rmqs_strings *list);
 
@@ -2181,6 +2405,8 @@ void rmqs_strings_free(struct rmqs_strings *list);
  *         `RMQS_ERR_INVALID_ARGUMENT`; local errors as `rmqs_stream_create()`.
  *
  * Thread-safe; blocks for one round trip.
+ *
+ * @ingroup rmqs_management
  */
 RMQS_MUST_USE
 rmqs_status rmqs_super_stream_create(struct rmqs_connection *conn,
@@ -2199,6 +2425,8 @@ rmqs_status rmqs_super_stream_create(struct rmqs_connection *conn,
  * @return as `rmqs_super_stream_create()`.
  *
  * Thread-safe; blocks for one round trip.
+ *
+ * @ingroup rmqs_management
  */
 RMQS_MUST_USE
 rmqs_status rmqs_super_stream_create_n(struct rmqs_connection *conn,
@@ -2214,6 +2442,8 @@ rmqs_status rmqs_super_stream_create_n(struct rmqs_connection *conn,
  *         errors as `rmqs_stream_create()`.
  *
  * Thread-safe; blocks for one round trip.
+ *
+ * @ingroup rmqs_management
  */
 RMQS_MUST_USE
 rmqs_status rmqs_super_stream_delete(struct rmqs_connection *conn,
@@ -2231,6 +2461,8 @@ rmqs_status rmqs_super_stream_delete(struct rmqs_connection *conn,
  * @return `RMQS_OK`; `RMQS_ERR_STREAM_DOES_NOT_EXIST`; local errors as `rmqs_stream_create()`.
  *
  * Thread-safe; blocks for one round trip.
+ *
+ * @ingroup rmqs_management
  */
 RMQS_MUST_USE
 rmqs_status rmqs_super_stream_partitions(struct rmqs_connection *conn,
@@ -2251,6 +2483,8 @@ rmqs_status rmqs_super_stream_partitions(struct rmqs_connection *conn,
  * @return `RMQS_OK`; `RMQS_ERR_STREAM_DOES_NOT_EXIST`; local errors as `rmqs_stream_create()`.
  *
  * Thread-safe; blocks for one round trip.
+ *
+ * @ingroup rmqs_management
  */
 RMQS_MUST_USE
 rmqs_status rmqs_super_stream_route(struct rmqs_connection *conn,
@@ -2267,6 +2501,8 @@ rmqs_status rmqs_super_stream_route(struct rmqs_connection *conn,
  * @return `RMQS_OK`; `RMQS_ERR_INVALID_ARGUMENT` when `out` is NULL.
  *
  * Thread-safe; does not block.
+ *
+ * @ingroup rmqs_events
  */
 RMQS_MUST_USE rmqs_status rmqs_queue_new(struct rmqs_queue **out, struct rmqs_error **err);
 
@@ -2289,6 +2525,8 @@ RMQS_MUST_USE rmqs_status rmqs_queue_new(struct rmqs_queue **out, struct rmqs_er
  *         for a NULL or invalid queue or a NULL `out`. `*out` is written only on `RMQS_OK`.
  *
  * Thread-safe; blocks up to `timeout_ms`.
+ *
+ * @ingroup rmqs_events
  */
 RMQS_MUST_USE
 rmqs_status rmqs_queue_poll(struct rmqs_queue *q,
@@ -2312,6 +2550,8 @@ rmqs_status rmqs_queue_poll(struct rmqs_queue *q,
  *         `count`, or `cap` 0. Nothing is written on failure.
  *
  * Thread-safe; blocks up to `timeout_ms`.
+ *
+ * @ingroup rmqs_events
  */
 RMQS_MUST_USE
 rmqs_status rmqs_queue_poll_batch(struct rmqs_queue *q,
@@ -2329,6 +2569,8 @@ rmqs_status rmqs_queue_poll_batch(struct rmqs_queue *q,
  * @param q the queue (borrowed); NULL does nothing.
  *
  * Thread-safe, also from library callbacks and signal-free contexts; does not block.
+ *
+ * @ingroup rmqs_events
  */
 void rmqs_queue_wakeup(struct rmqs_queue *q);
 
@@ -2336,6 +2578,8 @@ void rmqs_queue_wakeup(struct rmqs_queue *q);
  * Number of events waiting in the queue.
  *
  * Thread-safe; does not block. 0 for NULL.
+ *
+ * @ingroup rmqs_events
  */
 size_t rmqs_queue_len(const struct rmqs_queue *q);
 
@@ -2350,6 +2594,8 @@ size_t rmqs_queue_len(const struct rmqs_queue *q);
  *         `rmqs_queue_free()`), or -1 for NULL or where unsupported (non-Linux).
  *
  * Thread-safe; does not block.
+ *
+ * @ingroup rmqs_events
  */
 int32_t rmqs_queue_fd(const struct rmqs_queue *q);
 
@@ -2360,6 +2606,8 @@ int32_t rmqs_queue_fd(const struct rmqs_queue *q);
  * @param q the queue (ownership passes to the library), or NULL.
  *
  * Not to be called while another thread polls `q`. Does not block.
+ *
+ * @ingroup rmqs_events
  */
 void rmqs_queue_free(struct rmqs_queue *q);
 
@@ -2367,6 +2615,8 @@ void rmqs_queue_free(struct rmqs_queue *q);
  * The event's kind: one of `rmqs_event_type_code`; 0 for NULL.
  *
  * Does not block.
+ *
+ * @ingroup rmqs_events
  */
 int32_t rmqs_event_type(const struct rmqs_event *ev);
 
@@ -2374,6 +2624,8 @@ int32_t rmqs_event_type(const struct rmqs_event *ev);
  * Which kind of object sent the event: one of `rmqs_event_source_code`; 0 for NULL.
  *
  * Does not block.
+ *
+ * @ingroup rmqs_events
  */
 int32_t rmqs_event_source(const struct rmqs_event *ev);
 
@@ -2381,6 +2633,8 @@ int32_t rmqs_event_source(const struct rmqs_event *ev);
  * The `tag` given when the producer or consumer that sent the event was created; 0 for NULL.
  *
  * Does not block.
+ *
+ * @ingroup rmqs_events
  */
 size_t rmqs_event_source_tag(const struct rmqs_event *ev);
 
@@ -2393,6 +2647,8 @@ size_t rmqs_event_source_tag(const struct rmqs_event *ev);
  *         reference retained it.
  *
  * Does not block.
+ *
+ * @ingroup rmqs_events
  */
 const struct rmqs_chunk *rmqs_event_chunk(const struct rmqs_event *ev);
 
@@ -2407,6 +2663,8 @@ const struct rmqs_chunk *rmqs_event_chunk(const struct rmqs_event *ev);
  *         super producer's or consumer's own state events), or for NULL.
  *
  * Does not block.
+ *
+ * @ingroup rmqs_events
  */
 int32_t rmqs_event_partition(const struct rmqs_event *ev);
 
@@ -2422,6 +2680,8 @@ int32_t rmqs_event_partition(const struct rmqs_event *ev);
  *         events or NULL.
  *
  * Does not block.
+ *
+ * @ingroup rmqs_events
  */
 const struct rmqs_super_confirm *rmqs_event_super_confirms(const struct rmqs_event *ev,
                                                            size_t *count,
@@ -2439,6 +2699,8 @@ const struct rmqs_super_confirm *rmqs_event_super_confirms(const struct rmqs_eve
  *         events or NULL.
  *
  * Does not block.
+ *
+ * @ingroup rmqs_events
  */
 const struct rmqs_confirm *rmqs_event_confirms(const struct rmqs_event *ev,
                                                size_t *count,
@@ -2448,6 +2710,8 @@ const struct rmqs_confirm *rmqs_event_confirms(const struct rmqs_event *ev,
  * The state of an `RMQS_EVENT_STATE` event (one of `rmqs_state_code`); 0 for other events.
  *
  * Does not block.
+ *
+ * @ingroup rmqs_events
  */
 int32_t rmqs_event_state(const struct rmqs_event *ev);
 
@@ -2456,6 +2720,8 @@ int32_t rmqs_event_state(const struct rmqs_event *ev);
  * `RMQS_EVENT_ERROR` event; `RMQS_OK` for other events.
  *
  * Does not block.
+ *
+ * @ingroup rmqs_events
  */
 RMQS_MUST_USE rmqs_status rmqs_event_status(const struct rmqs_event *ev);
 
@@ -2466,6 +2732,8 @@ RMQS_MUST_USE rmqs_status rmqs_event_status(const struct rmqs_event *ev);
  *         `""` for other events, NULL `ev` or a state change without a reason. Never NULL.
  *
  * Does not block.
+ *
+ * @ingroup rmqs_events
  */
 const char *rmqs_event_message(const struct rmqs_event *ev);
 
@@ -2477,6 +2745,8 @@ const char *rmqs_event_message(const struct rmqs_event *ev);
  *         or NULL.
  *
  * Does not block.
+ *
+ * @ingroup rmqs_events
  */
 const struct rmqs_consumer_update_info *rmqs_event_consumer_update(const struct rmqs_event *ev);
 
@@ -2494,6 +2764,8 @@ const struct rmqs_consumer_update_info *rmqs_event_consumer_update(const struct 
  *         or a second answer.
  *
  * Does not block. Not thread-safe for one event.
+ *
+ * @ingroup rmqs_events
  */
 RMQS_MUST_USE
 rmqs_status rmqs_event_consumer_update_reply(struct rmqs_event *ev,
@@ -2507,6 +2779,8 @@ rmqs_status rmqs_event_consumer_update_reply(struct rmqs_event *ev,
  * @param ev an event from `rmqs_queue_poll()` (ownership passes to the library), or NULL.
  *
  * Does not block.
+ *
+ * @ingroup rmqs_events
  */
 void rmqs_event_free(struct rmqs_event *ev);
 
@@ -2518,6 +2792,8 @@ void rmqs_event_free(struct rmqs_event *ev);
  *         NULL only if memory ran out.
  *
  * Thread-safe; does not block.
+ *
+ * @ingroup rmqs_messages
  */
 struct rmqs_message_builder *rmqs_message_builder_new(void);
 
@@ -2528,6 +2804,8 @@ struct rmqs_message_builder *rmqs_message_builder_new(void);
  * @param m the builder (borrowed).
  *
  * Not thread-safe (the builder); does not block.
+ *
+ * @ingroup rmqs_messages
  */
 void rmqs_message_builder_reset(struct rmqs_message_builder *m);
 
@@ -2537,6 +2815,8 @@ void rmqs_message_builder_reset(struct rmqs_message_builder *m);
  * @param m the builder (ownership passes to the library), or NULL.
  *
  * Does not block.
+ *
+ * @ingroup rmqs_messages
  */
 void rmqs_message_builder_free(struct rmqs_message_builder *m);
 
@@ -2551,6 +2831,8 @@ void rmqs_message_builder_free(struct rmqs_message_builder *m);
  * @return `RMQS_OK`; `RMQS_ERR_INVALID_ARGUMENT` (NULL builder, NULL data with a length).
  *
  * Not thread-safe (the builder); does not block.
+ *
+ * @ingroup rmqs_messages
  */
 RMQS_MUST_USE
 rmqs_status rmqs_message_builder_set_body(struct rmqs_message_builder *m,
@@ -2570,6 +2852,8 @@ rmqs_status rmqs_message_builder_set_body(struct rmqs_message_builder *m,
  *         (`rmqs_message_builder_set_body_value()`), or for NULL arguments.
  *
  * Not thread-safe (the builder); does not block.
+ *
+ * @ingroup rmqs_messages
  */
 RMQS_MUST_USE
 rmqs_status rmqs_message_builder_add_body_section(struct rmqs_message_builder *m,
@@ -2593,6 +2877,8 @@ rmqs_status rmqs_message_builder_add_body_section(struct rmqs_message_builder *m
  *         before), or NULL arguments.
  *
  * Not thread-safe (the builder); does not block.
+ *
+ * @ingroup rmqs_messages
  */
 RMQS_MUST_USE
 rmqs_status rmqs_message_builder_add_body_sequence(struct rmqs_message_builder *m,
@@ -2612,6 +2898,8 @@ rmqs_status rmqs_message_builder_add_body_sequence(struct rmqs_message_builder *
  *         arguments.
  *
  * Not thread-safe (the builder); does not block.
+ *
+ * @ingroup rmqs_messages
  */
 RMQS_MUST_USE
 rmqs_status rmqs_message_builder_set_body_value(struct rmqs_message_builder *m,
@@ -2631,6 +2919,8 @@ rmqs_status rmqs_message_builder_set_body_value(struct rmqs_message_builder *m,
  *         kind or out of range, or NULL arguments.
  *
  * Not thread-safe (the builder); does not block.
+ *
+ * @ingroup rmqs_messages
  */
 RMQS_MUST_USE
 rmqs_status rmqs_message_builder_set_header(struct rmqs_message_builder *m,
@@ -2654,6 +2944,8 @@ rmqs_status rmqs_message_builder_set_header(struct rmqs_message_builder *m,
  *         the property does not take or out of range, or NULL arguments.
  *
  * Not thread-safe (the builder); does not block.
+ *
+ * @ingroup rmqs_messages
  */
 RMQS_MUST_USE
 rmqs_status rmqs_message_builder_set_property(struct rmqs_message_builder *m,
@@ -2675,6 +2967,8 @@ rmqs_status rmqs_message_builder_set_property(struct rmqs_message_builder *m,
  *
  * Not thread-safe (the builder); does not block. Checking the key against those already
  * added takes time in their number.
+ *
+ * @ingroup rmqs_messages
  */
 RMQS_MUST_USE
 rmqs_status rmqs_message_builder_add_app_property(struct rmqs_message_builder *m,
@@ -2696,6 +2990,8 @@ rmqs_status rmqs_message_builder_add_app_property(struct rmqs_message_builder *m
  *         an invalid value or NULL arguments.
  *
  * Not thread-safe (the builder); does not block.
+ *
+ * @ingroup rmqs_messages
  */
 RMQS_MUST_USE
 rmqs_status rmqs_message_builder_add_annotation(struct rmqs_message_builder *m,
@@ -2714,6 +3010,8 @@ rmqs_status rmqs_message_builder_add_annotation(struct rmqs_message_builder *m,
  * @return `RMQS_OK`; `RMQS_ERR_INVALID_ARGUMENT` for invalid UTF-8 or a NULL builder.
  *
  * Not thread-safe (the builder); does not block.
+ *
+ * @ingroup rmqs_messages
  */
 RMQS_MUST_USE
 rmqs_status rmqs_message_builder_set_filter_value(struct rmqs_message_builder *m,
@@ -2731,6 +3029,8 @@ rmqs_status rmqs_message_builder_set_filter_value(struct rmqs_message_builder *m
  * @return `RMQS_OK`; `RMQS_ERR_INVALID_ARGUMENT` for `UINT64_MAX` or a NULL builder.
  *
  * Not thread-safe (the builder); does not block.
+ *
+ * @ingroup rmqs_messages
  */
 RMQS_MUST_USE
 rmqs_status rmqs_message_builder_set_publishing_id(struct rmqs_message_builder *m,
@@ -2746,6 +3046,8 @@ rmqs_status rmqs_message_builder_set_publishing_id(struct rmqs_message_builder *
  * @return true when the field is set; false when not, for an unknown field or NULL `m`.
  *
  * Not thread-safe against changes of the builder; does not block.
+ *
+ * @ingroup rmqs_messages
  */
 bool rmqs_message_builder_header(const struct rmqs_message_builder *m,
                                  int32_t field,
@@ -2763,6 +3065,8 @@ bool rmqs_message_builder_header(const struct rmqs_message_builder *m,
  * @return true when the property is set; false when not, for an unknown property or NULL `m`.
  *
  * Not thread-safe against changes of the builder; does not block.
+ *
+ * @ingroup rmqs_messages
  */
 bool rmqs_message_builder_property(const struct rmqs_message_builder *m,
                                    int32_t property,
@@ -2778,6 +3082,8 @@ bool rmqs_message_builder_property(const struct rmqs_message_builder *m,
  * @return true when found; false when absent or for NULL `m` or `key`.
  *
  * Not thread-safe against changes of the builder; does not block.
+ *
+ * @ingroup rmqs_messages
  */
 bool rmqs_message_builder_app_property(const struct rmqs_message_builder *m,
                                        const char *key,
@@ -2790,6 +3096,8 @@ bool rmqs_message_builder_app_property(const struct rmqs_message_builder *m,
  * @param v a value from a typed accessor (borrowed; its `data` must still be valid).
  *
  * Thread-safe; does not block. Validates the encoding on each call.
+ *
+ * @ingroup rmqs_messages
  */
 size_t rmqs_value_count(const struct rmqs_value *v);
 
@@ -2805,6 +3113,8 @@ size_t rmqs_value_count(const struct rmqs_value *v);
  *         NULL.
  *
  * Thread-safe; does not block.
+ *
+ * @ingroup rmqs_messages
  */
 bool rmqs_value_list_get(const struct rmqs_value *v, size_t i, struct rmqs_value *out);
 
@@ -2818,6 +3128,8 @@ bool rmqs_value_list_get(const struct rmqs_value *v, size_t i, struct rmqs_value
  * @return false when `i` is out of range, `v` is not a map, or NULL.
  *
  * Thread-safe; does not block.
+ *
+ * @ingroup rmqs_messages
  */
 bool rmqs_value_map_entry(const struct rmqs_value *v,
                           size_t i,
@@ -2833,6 +3145,8 @@ bool rmqs_value_map_entry(const struct rmqs_value *v,
  * @return false when there is no such entry, `v` is not a map, or NULL arguments.
  *
  * Thread-safe; does not block.
+ *
+ * @ingroup rmqs_messages
  */
 bool rmqs_value_map_get(const struct rmqs_value *v, const char *key, struct rmqs_value *out);
 
@@ -2883,6 +3197,8 @@ bool rmqs_value_map_get(const struct rmqs_value *v, const char *key, struct rmqs
  *         `RMQS_ERR_WOULD_DEADLOCK` from a library callback.
  *
  * Thread-safe; blocks for a few round trips.
+ *
+ * @ingroup rmqs_producer
  */
 RMQS_MUST_USE
 rmqs_status rmqs_producer_new(struct rmqs_connection *conn,
@@ -2916,6 +3232,8 @@ rmqs_status rmqs_producer_new(struct rmqs_connection *conn,
  *
  * Thread-safe. Blocks only when the producer is full and the send may wait (not from
  * callbacks); otherwise returns at once.
+ *
+ * @ingroup rmqs_producer
  */
 RMQS_MUST_USE
 rmqs_status rmqs_producer_send(struct rmqs_producer *p,
@@ -2949,6 +3267,8 @@ rmqs_status rmqs_producer_send(struct rmqs_producer *p,
  * @return as `rmqs_producer_send()`.
  *
  * Thread-safe; blocking as `rmqs_producer_send()`.
+ *
+ * @ingroup rmqs_producer
  */
 RMQS_MUST_USE
 rmqs_status rmqs_producer_send_ex(struct rmqs_producer *p,
@@ -2980,6 +3300,8 @@ rmqs_status rmqs_producer_send_ex(struct rmqs_producer *p,
  *
  * Thread-safe (the producer; the builder must not change during the call); blocking as
  * `rmqs_producer_send()`.
+ *
+ * @ingroup rmqs_producer
  */
 RMQS_MUST_USE
 rmqs_status rmqs_producer_send_message(struct rmqs_producer *p,
@@ -3008,6 +3330,8 @@ rmqs_status rmqs_producer_send_message(struct rmqs_producer *p,
  *
  * Thread-safe; blocking as `rmqs_producer_send()`, up to `send_timeout_ms` in total. Allocates
  * one array of `count` entries per call.
+ *
+ * @ingroup rmqs_producer
  */
 RMQS_MUST_USE
 rmqs_status rmqs_producer_send_messages(struct rmqs_producer *p,
@@ -3034,6 +3358,8 @@ rmqs_status rmqs_producer_send_messages(struct rmqs_producer *p,
  *         accepted (as `rmqs_producer_send()`), the ones before it being accepted.
  *
  * Thread-safe; blocking as `rmqs_producer_send()`, up to `send_timeout_ms` in total.
+ *
+ * @ingroup rmqs_producer
  */
 RMQS_MUST_USE
 rmqs_status rmqs_producer_send_batch(struct rmqs_producer *p,
@@ -3058,6 +3384,8 @@ rmqs_status rmqs_producer_send_batch(struct rmqs_producer *p,
  *         0); `RMQS_ERR_INVALID_ARGUMENT` for a NULL handle.
  *
  * Thread-safe; blocks up to `timeout_ms`.
+ *
+ * @ingroup rmqs_producer
  */
 RMQS_MUST_USE
 rmqs_status rmqs_producer_flush(struct rmqs_producer *p,
@@ -3082,6 +3410,8 @@ rmqs_status rmqs_producer_flush(struct rmqs_producer *p,
  *
  * Thread-safe; blocks up to `timeout_ms` (the broker's answer to the publisher's deletion is
  * awaited only within it).
+ *
+ * @ingroup rmqs_producer
  */
 RMQS_MUST_USE
 rmqs_status rmqs_producer_close(struct rmqs_producer *p,
@@ -3097,6 +3427,8 @@ rmqs_status rmqs_producer_close(struct rmqs_producer *p,
  * @return false when there is none yet, or on NULL arguments.
  *
  * Thread-safe; does not block.
+ *
+ * @ingroup rmqs_producer
  */
 bool rmqs_producer_last_id(const struct rmqs_producer *p, uint64_t *out);
 
@@ -3109,6 +3441,8 @@ bool rmqs_producer_last_id(const struct rmqs_producer *p, uint64_t *out);
  *
  * Blocks while closing. Called from a library callback (its own or another's), the work
  * moves to a background thread and the call returns at once.
+ *
+ * @ingroup rmqs_producer
  */
 void rmqs_producer_free(struct rmqs_producer *p);
 
@@ -3164,6 +3498,8 @@ void rmqs_producer_free(struct rmqs_producer *p);
  *         `RMQS_ERR_TIMEOUT`, `RMQS_ERR_IO`; `RMQS_ERR_WOULD_DEADLOCK` from a library callback.
  *
  * Thread-safe; blocks for a few round trips. Chunks may arrive before it returns.
+ *
+ * @ingroup rmqs_consumer
  */
 RMQS_MUST_USE
 rmqs_status rmqs_consumer_new(struct rmqs_connection *conn,
@@ -3187,6 +3523,8 @@ rmqs_status rmqs_consumer_new(struct rmqs_connection *conn,
  *         `RMQS_ERR_CLOSED`.
  *
  * Thread-safe, also from callbacks; does not block.
+ *
+ * @ingroup rmqs_consumer
  */
 RMQS_MUST_USE
 rmqs_status rmqs_consumer_credit(struct rmqs_consumer *c,
@@ -3204,6 +3542,8 @@ rmqs_status rmqs_consumer_credit(struct rmqs_consumer *c,
  *         no name; `RMQS_ERR_CLOSED`.
  *
  * Thread-safe, also from callbacks; does not block.
+ *
+ * @ingroup rmqs_consumer
  */
 RMQS_MUST_USE
 rmqs_status rmqs_consumer_store_offset(struct rmqs_consumer *c,
@@ -3221,6 +3561,8 @@ rmqs_status rmqs_consumer_store_offset(struct rmqs_consumer *c,
  *         from a library callback.
  *
  * Thread-safe; blocks for one round trip.
+ *
+ * @ingroup rmqs_consumer
  */
 RMQS_MUST_USE
 rmqs_status rmqs_consumer_query_offset(struct rmqs_consumer *c,
@@ -3243,6 +3585,8 @@ rmqs_status rmqs_consumer_query_offset(struct rmqs_consumer *c,
  *         one); `RMQS_ERR_INVALID_ARGUMENT` without a name or reference; `RMQS_ERR_CLOSED`.
  *
  * Thread-safe, also from callbacks; does not block.
+ *
+ * @ingroup rmqs_consumer
  */
 RMQS_MUST_USE
 rmqs_status rmqs_consumer_store_processed_offset(struct rmqs_consumer *c,
@@ -3255,6 +3599,8 @@ rmqs_status rmqs_consumer_store_processed_offset(struct rmqs_consumer *c,
  * whether it is open. False for NULL.
  *
  * Thread-safe, also from callbacks; does not block.
+ *
+ * @ingroup rmqs_consumer
  */
 bool rmqs_consumer_is_active(const struct rmqs_consumer *c);
 
@@ -3271,6 +3617,8 @@ bool rmqs_consumer_is_active(const struct rmqs_consumer *c);
  *         `RMQS_ERR_WOULD_DEADLOCK` from a library callback with a timeout other than 0.
  *
  * Thread-safe; blocks up to `timeout_ms`.
+ *
+ * @ingroup rmqs_consumer
  */
 RMQS_MUST_USE
 rmqs_status rmqs_consumer_close(struct rmqs_consumer *c,
@@ -3285,6 +3633,8 @@ rmqs_status rmqs_consumer_close(struct rmqs_consumer *c,
  *
  * Blocks while closing. Called from a library callback (its own or another's), the work
  * moves to a background thread and the call returns at once.
+ *
+ * @ingroup rmqs_consumer
  */
 void rmqs_consumer_free(struct rmqs_consumer *c);
 
@@ -3310,6 +3660,8 @@ void rmqs_consumer_free(struct rmqs_consumer *c);
  *
  * Not thread-safe for one config; does not block (replacing an earlier callback of this config
  * runs its `user_data_free` here if no consumer uses it).
+ *
+ * @ingroup rmqs_consumer
  */
 RMQS_MUST_USE
 rmqs_status rmqs_config_set_consumer_update_cb(struct rmqs_config *cfg,
@@ -3335,6 +3687,8 @@ rmqs_status rmqs_config_set_consumer_update_cb(struct rmqs_config *cfg,
  * @return `RMQS_OK`; `RMQS_ERR_INVALID_ARGUMENT` for a NULL or invalid config.
  *
  * Not thread-safe for one config; does not block.
+ *
+ * @ingroup rmqs_consumer
  */
 RMQS_MUST_USE
 rmqs_status rmqs_config_set_post_filter_cb(struct rmqs_config *cfg,
@@ -3360,6 +3714,8 @@ rmqs_status rmqs_config_set_post_filter_cb(struct rmqs_config *cfg,
  * @return `RMQS_OK`; `RMQS_ERR_INVALID_ARGUMENT` for a NULL or invalid config.
  *
  * Not thread-safe for one config; does not block.
+ *
+ * @ingroup rmqs_consumer
  */
 RMQS_MUST_USE
 rmqs_status rmqs_config_set_tracking_cb(struct rmqs_config *cfg,
@@ -3376,6 +3732,8 @@ rmqs_status rmqs_config_set_tracking_cb(struct rmqs_config *cfg,
  *         `rmqs_chunk_release()`; NULL when `ch` is NULL or invalid.
  *
  * Thread-safe; does not block.
+ *
+ * @ingroup rmqs_messages
  */
 struct rmqs_chunk *rmqs_chunk_retain(const struct rmqs_chunk *ch);
 
@@ -3387,6 +3745,8 @@ struct rmqs_chunk *rmqs_chunk_retain(const struct rmqs_chunk *ch);
  *        library); not to be used afterwards unless other references remain.
  *
  * Thread-safe; does not block.
+ *
+ * @ingroup rmqs_messages
  */
 void rmqs_chunk_release(struct rmqs_chunk *ch);
 
@@ -3396,6 +3756,8 @@ void rmqs_chunk_release(struct rmqs_chunk *ch);
  * @return a NUL-terminated string owned by the chunk; `""` for NULL. Never NULL.
  *
  * Thread-safe; does not block.
+ *
+ * @ingroup rmqs_messages
  */
 const char *rmqs_chunk_stream(const struct rmqs_chunk *ch);
 
@@ -3407,6 +3769,8 @@ const char *rmqs_chunk_stream(const struct rmqs_chunk *ch);
  * @return the index; -1 for a chunk of a plain `rmqs_consumer`, or for NULL.
  *
  * Thread-safe; does not block.
+ *
+ * @ingroup rmqs_messages
  */
 int32_t rmqs_chunk_partition(const struct rmqs_chunk *ch);
 
@@ -3414,6 +3778,8 @@ int32_t rmqs_chunk_partition(const struct rmqs_chunk *ch);
  * The chunk id: the offset of the chunk's first record (hidden ones included); 0 for NULL.
  *
  * Thread-safe; does not block.
+ *
+ * @ingroup rmqs_messages
  */
 uint64_t rmqs_chunk_id(const struct rmqs_chunk *ch);
 
@@ -3421,6 +3787,8 @@ uint64_t rmqs_chunk_id(const struct rmqs_chunk *ch);
  * Offset of the chunk's first visible message; 0 for NULL.
  *
  * Thread-safe; does not block.
+ *
+ * @ingroup rmqs_messages
  */
 uint64_t rmqs_chunk_first_offset(const struct rmqs_chunk *ch);
 
@@ -3428,6 +3796,8 @@ uint64_t rmqs_chunk_first_offset(const struct rmqs_chunk *ch);
  * When the broker wrote the chunk, ms since the Unix epoch; 0 for NULL.
  *
  * Thread-safe; does not block.
+ *
+ * @ingroup rmqs_messages
  */
 int64_t rmqs_chunk_timestamp(const struct rmqs_chunk *ch);
 
@@ -3439,6 +3809,8 @@ int64_t rmqs_chunk_timestamp(const struct rmqs_chunk *ch);
  * @return false when unknown (older broker) or `ch` is NULL.
  *
  * Thread-safe; does not block.
+ *
+ * @ingroup rmqs_messages
  */
 bool rmqs_chunk_committed_id(const struct rmqs_chunk *ch, uint64_t *out);
 
@@ -3446,6 +3818,8 @@ bool rmqs_chunk_committed_id(const struct rmqs_chunk *ch, uint64_t *out);
  * Number of visible messages (at or after the requested offset); 0 for NULL.
  *
  * Thread-safe; does not block.
+ *
+ * @ingroup rmqs_messages
  */
 size_t rmqs_chunk_message_count(const struct rmqs_chunk *ch);
 
@@ -3457,6 +3831,8 @@ size_t rmqs_chunk_message_count(const struct rmqs_chunk *ch);
  * @return false when an argument is NULL.
  *
  * Thread-safe; does not block.
+ *
+ * @ingroup rmqs_messages
  */
 bool rmqs_chunk_header(const struct rmqs_chunk *ch, struct rmqs_chunk_header_info *out);
 
@@ -3468,6 +3844,8 @@ bool rmqs_chunk_header(const struct rmqs_chunk *ch, struct rmqs_chunk_header_inf
  * @return bytes owned by the chunk; NULL (and length 0) for NULL.
  *
  * Thread-safe; does not block.
+ *
+ * @ingroup rmqs_messages
  */
 const uint8_t *rmqs_chunk_data(const struct rmqs_chunk *ch, size_t *len);
 
@@ -3480,6 +3858,8 @@ const uint8_t *rmqs_chunk_data(const struct rmqs_chunk *ch, size_t *len);
  *         range or `ch` is NULL. The first call indexes the chunk (one allocation).
  *
  * Thread-safe; does not block.
+ *
+ * @ingroup rmqs_messages
  */
 const struct rmqs_message *rmqs_chunk_message(const struct rmqs_chunk *ch, size_t i);
 
@@ -3487,6 +3867,8 @@ const struct rmqs_message *rmqs_chunk_message(const struct rmqs_chunk *ch, size_
  * The message's offset in the stream; 0 for NULL.
  *
  * Thread-safe; does not block.
+ *
+ * @ingroup rmqs_messages
  */
 uint64_t rmqs_message_offset(const struct rmqs_message *m);
 
@@ -3494,6 +3876,8 @@ uint64_t rmqs_message_offset(const struct rmqs_message *m);
  * The message's timestamp: its chunk's, ms since the Unix epoch; 0 for NULL.
  *
  * Thread-safe; does not block.
+ *
+ * @ingroup rmqs_messages
  */
 int64_t rmqs_message_timestamp(const struct rmqs_message *m);
 
@@ -3509,6 +3893,8 @@ int64_t rmqs_message_timestamp(const struct rmqs_message *m);
  *         (an empty body gives a non-NULL pointer and length 0).
  *
  * Thread-safe; does not block.
+ *
+ * @ingroup rmqs_messages
  */
 const uint8_t *rmqs_message_body(const struct rmqs_message *m, size_t *len);
 
@@ -3520,6 +3906,8 @@ const uint8_t *rmqs_message_body(const struct rmqs_message *m, size_t *len);
  * @return bytes owned by the chunk, valid as long as it; NULL with length 0 for NULL `m`.
  *
  * Thread-safe; does not block.
+ *
+ * @ingroup rmqs_messages
  */
 const uint8_t *rmqs_message_raw(const struct rmqs_message *m, size_t *len);
 
@@ -3527,6 +3915,8 @@ const uint8_t *rmqs_message_raw(const struct rmqs_message *m, size_t *len);
  * Whether the record is a well-formed AMQP 1.0 message; false for NULL.
  *
  * Thread-safe; does not block (the first accessor to need the record's sections parses it once).
+ *
+ * @ingroup rmqs_messages
  */
 bool rmqs_message_is_amqp(const struct rmqs_message *m);
 
@@ -3546,6 +3936,8 @@ bool rmqs_message_is_amqp(const struct rmqs_message *m);
  *         that is not AMQP, an unknown `property` or a NULL `m` (outputs untouched).
  *
  * Thread-safe; does not block.
+ *
+ * @ingroup rmqs_messages
  */
 bool rmqs_message_property(const struct rmqs_message *m,
                            int32_t property,
@@ -3565,6 +3957,8 @@ bool rmqs_message_property(const struct rmqs_message *m,
  *         (list, map, array, described) or NULL arguments.
  *
  * Thread-safe; does not block.
+ *
+ * @ingroup rmqs_messages
  */
 bool rmqs_message_app_property(const struct rmqs_message *m,
                                const char *key,
@@ -3575,6 +3969,8 @@ bool rmqs_message_app_property(const struct rmqs_message *m,
  * Number of application properties of an AMQP message; 0 when none, not AMQP, or NULL.
  *
  * Thread-safe; does not block.
+ *
+ * @ingroup rmqs_messages
  */
 size_t rmqs_message_app_property_count(const struct rmqs_message *m);
 
@@ -3590,6 +3986,8 @@ size_t rmqs_message_app_property_count(const struct rmqs_message *m);
  * @return false when `i` is out of range, the value has no text form, or `m` is NULL.
  *
  * Thread-safe; does not block.
+ *
+ * @ingroup rmqs_messages
  */
 bool rmqs_message_app_property_at(const struct rmqs_message *m,
                                   size_t i,
@@ -3606,6 +4004,8 @@ bool rmqs_message_app_property_at(const struct rmqs_message *m,
  * @return the code; `RMQS_BODY_RAW` for a record that is not AMQP, and for NULL.
  *
  * Thread-safe; does not block (the first accessor to need the record's sections parses it once).
+ *
+ * @ingroup rmqs_messages
  */
 int32_t rmqs_message_body_type(const struct rmqs_message *m);
 
@@ -3614,6 +4014,8 @@ int32_t rmqs_message_body_type(const struct rmqs_message *m);
  * amqp-value); 0 for a record that is not AMQP, a message without body, or NULL.
  *
  * Thread-safe; does not block.
+ *
+ * @ingroup rmqs_messages
  */
 size_t rmqs_message_body_count(const struct rmqs_message *m);
 
@@ -3629,6 +4031,8 @@ size_t rmqs_message_body_count(const struct rmqs_message *m);
  * @return false when `i` is out of range, the record is not AMQP, or `m` is NULL.
  *
  * Thread-safe; does not block.
+ *
+ * @ingroup rmqs_messages
  */
 bool rmqs_message_body_section(const struct rmqs_message *m, size_t i, struct rmqs_value *out);
 
@@ -3645,6 +4049,8 @@ bool rmqs_message_body_section(const struct rmqs_message *m, size_t i, struct rm
  *         AMQP, for another `section` or NULL `m`.
  *
  * Thread-safe; does not block.
+ *
+ * @ingroup rmqs_messages
  */
 bool rmqs_message_section(const struct rmqs_message *m, int32_t section, struct rmqs_value *out);
 
@@ -3659,6 +4065,8 @@ bool rmqs_message_section(const struct rmqs_message *m, int32_t section, struct 
  *         applies), not AMQP, for an unknown field or NULL `m`.
  *
  * Thread-safe; does not block.
+ *
+ * @ingroup rmqs_messages
  */
 bool rmqs_message_header_value(const struct rmqs_message *m, int32_t field, struct rmqs_value *out);
 
@@ -3674,6 +4082,8 @@ bool rmqs_message_header_value(const struct rmqs_message *m, int32_t field, stru
  *         property or NULL `m`.
  *
  * Thread-safe; does not block.
+ *
+ * @ingroup rmqs_messages
  */
 bool rmqs_message_property_value(const struct rmqs_message *m,
                                  int32_t property,
@@ -3690,6 +4100,8 @@ bool rmqs_message_property_value(const struct rmqs_message *m,
  * @return true when found; false when absent, not AMQP, or NULL arguments.
  *
  * Thread-safe; does not block.
+ *
+ * @ingroup rmqs_messages
  */
 bool rmqs_message_app_property_value(const struct rmqs_message *m,
                                      const char *key,
@@ -3707,6 +4119,8 @@ bool rmqs_message_app_property_value(const struct rmqs_message *m,
  *
  * Thread-safe; does not block (relaxed atomic reads: counters read while traffic flows may be
  * a few frames apart from one another).
+ *
+ * @ingroup rmqs_connection
  */
 RMQS_MUST_USE
 rmqs_status rmqs_connection_stats(const struct rmqs_connection *conn,
@@ -3722,6 +4136,8 @@ rmqs_status rmqs_connection_stats(const struct rmqs_connection *conn,
  * @return `RMQS_OK`; `RMQS_ERR_INVALID_ARGUMENT` as `rmqs_connection_stats()`.
  *
  * Thread-safe; does not block.
+ *
+ * @ingroup rmqs_producer
  */
 RMQS_MUST_USE
 rmqs_status rmqs_producer_stats(const struct rmqs_producer *p,
@@ -3737,6 +4153,8 @@ rmqs_status rmqs_producer_stats(const struct rmqs_producer *p,
  * @return `RMQS_OK`; `RMQS_ERR_INVALID_ARGUMENT` as `rmqs_connection_stats()`.
  *
  * Thread-safe; does not block.
+ *
+ * @ingroup rmqs_consumer
  */
 RMQS_MUST_USE
 rmqs_status rmqs_consumer_stats(const struct rmqs_consumer *c,
@@ -3759,6 +4177,8 @@ rmqs_status rmqs_consumer_stats(const struct rmqs_consumer *c,
  * @return `RMQS_OK`; `RMQS_ERR_INVALID_ARGUMENT` for a NULL or invalid config.
  *
  * Not thread-safe for one config; does not block.
+ *
+ * @ingroup rmqs_producer
  */
 RMQS_MUST_USE
 rmqs_status rmqs_config_set_routing_cb(struct rmqs_config *cfg,
@@ -3780,6 +4200,8 @@ rmqs_status rmqs_config_set_routing_cb(struct rmqs_config *cfg,
  * @return `RMQS_OK`; `RMQS_ERR_INVALID_ARGUMENT` for a NULL or invalid config.
  *
  * Not thread-safe for one config; does not block.
+ *
+ * @ingroup rmqs_producer
  */
 RMQS_MUST_USE
 rmqs_status rmqs_config_set_key_extractor(struct rmqs_config *cfg,
@@ -3833,6 +4255,8 @@ rmqs_status rmqs_config_set_key_extractor(struct rmqs_config *cfg,
  *
  * Thread-safe; blocks for a round trip (plus the creation of every partition producer with
  * `eager`).
+ *
+ * @ingroup rmqs_producer
  */
 RMQS_MUST_USE
 rmqs_status rmqs_super_producer_new(struct rmqs_connection *conn,
@@ -3874,6 +4298,8 @@ rmqs_status rmqs_super_producer_new(struct rmqs_connection *conn,
  *
  * Thread-safe; blocks as said above, and when the partition's producer is full and the send
  * may wait.
+ *
+ * @ingroup rmqs_producer
  */
 RMQS_MUST_USE
 rmqs_status rmqs_super_producer_send(struct rmqs_super_producer *sp,
@@ -3908,6 +4334,8 @@ rmqs_status rmqs_super_producer_send(struct rmqs_super_producer *sp,
  * @return as `rmqs_super_producer_send()`.
  *
  * Thread-safe; blocking as `rmqs_super_producer_send()`.
+ *
+ * @ingroup rmqs_producer
  */
 RMQS_MUST_USE
 rmqs_status rmqs_super_producer_send_ex(struct rmqs_super_producer *sp,
@@ -3940,6 +4368,8 @@ rmqs_status rmqs_super_producer_send_ex(struct rmqs_super_producer *sp,
  *         accepted (as `rmqs_super_producer_send()`), the ones before it being accepted.
  *
  * Thread-safe; blocking as `rmqs_super_producer_send()`, up to `send_timeout_ms` in total.
+ *
+ * @ingroup rmqs_producer
  */
 RMQS_MUST_USE
 rmqs_status rmqs_super_producer_send_batch(struct rmqs_super_producer *sp,
@@ -3972,6 +4402,8 @@ rmqs_status rmqs_super_producer_send_batch(struct rmqs_super_producer *sp,
  *
  * Thread-safe (the super producer; the builder must not change during the call); blocking
  * as `rmqs_super_producer_send()`.
+ *
+ * @ingroup rmqs_producer
  */
 RMQS_MUST_USE
 rmqs_status rmqs_super_producer_send_message(struct rmqs_super_producer *sp,
@@ -4001,6 +4433,8 @@ rmqs_status rmqs_super_producer_send_message(struct rmqs_super_producer *sp,
  *         accepted, the ones before it being accepted.
  *
  * Thread-safe; blocking as `rmqs_super_producer_send()`, up to `send_timeout_ms` in total.
+ *
+ * @ingroup rmqs_producer
  */
 RMQS_MUST_USE
 rmqs_status rmqs_super_producer_send_messages(struct rmqs_super_producer *sp,
@@ -4024,6 +4458,8 @@ rmqs_status rmqs_super_producer_send_messages(struct rmqs_super_producer *sp,
  *         0); `RMQS_ERR_INVALID_ARGUMENT` for a NULL handle.
  *
  * Thread-safe; blocks up to `timeout_ms`.
+ *
+ * @ingroup rmqs_producer
  */
 RMQS_MUST_USE
 rmqs_status rmqs_super_producer_flush(struct rmqs_super_producer *sp,
@@ -4048,6 +4484,8 @@ rmqs_status rmqs_super_producer_flush(struct rmqs_super_producer *sp,
  *
  * Thread-safe; blocks for a round trip (plus the new producers with `eager`). Sends running
  * meanwhile use the partitions of the moment they started.
+ *
+ * @ingroup rmqs_producer
  */
 RMQS_MUST_USE
 rmqs_status rmqs_super_producer_refresh(struct rmqs_super_producer *sp,
@@ -4062,6 +4500,8 @@ rmqs_status rmqs_super_producer_refresh(struct rmqs_super_producer *sp,
  * @return the count; 0 for NULL.
  *
  * Thread-safe; does not block.
+ *
+ * @ingroup rmqs_producer
  */
 size_t rmqs_super_producer_partition_count(const struct rmqs_super_producer *sp);
 
@@ -4076,6 +4516,8 @@ size_t rmqs_super_producer_partition_count(const struct rmqs_super_producer *sp)
  *         across refreshes); NULL for an index out of range or a NULL handle.
  *
  * Thread-safe; does not block (callable from routing and confirm callbacks).
+ *
+ * @ingroup rmqs_producer
  */
 const char *rmqs_super_producer_partition(const struct rmqs_super_producer *sp, size_t index);
 
@@ -4089,6 +4531,8 @@ const char *rmqs_super_producer_partition(const struct rmqs_super_producer *sp, 
  * @return `RMQS_OK`; `RMQS_ERR_INVALID_ARGUMENT` (NULL handle or `out`, `size` not set).
  *
  * Thread-safe; does not block.
+ *
+ * @ingroup rmqs_producer
  */
 RMQS_MUST_USE
 rmqs_status rmqs_super_producer_stats(const struct rmqs_super_producer *sp,
@@ -4109,6 +4553,8 @@ rmqs_status rmqs_super_producer_stats(const struct rmqs_super_producer *sp,
  *         than 0.
  *
  * Thread-safe; blocks up to `timeout_ms` plus a round trip.
+ *
+ * @ingroup rmqs_producer
  */
 RMQS_MUST_USE
 rmqs_status rmqs_super_producer_close(struct rmqs_super_producer *sp,
@@ -4125,6 +4571,8 @@ rmqs_status rmqs_super_producer_close(struct rmqs_super_producer *sp,
  *
  * Blocks while closing. Called from a library callback, the work moves to a background
  * thread and the call returns at once.
+ *
+ * @ingroup rmqs_producer
  */
 void rmqs_super_producer_free(struct rmqs_super_producer *sp);
 
@@ -4181,6 +4629,8 @@ void rmqs_super_producer_free(struct rmqs_super_producer *sp);
  *
  * Thread-safe; blocks for a few round trips per partition. Chunks may arrive before it
  * returns.
+ *
+ * @ingroup rmqs_consumer
  */
 RMQS_MUST_USE
 rmqs_status rmqs_super_consumer_new(struct rmqs_connection *conn,
@@ -4211,6 +4661,8 @@ rmqs_status rmqs_super_consumer_new(struct rmqs_connection *conn,
  *         `RMQS_ERR_WOULD_DEADLOCK` from a library callback.
  *
  * Thread-safe; blocks for a round trip, plus the subscriptions.
+ *
+ * @ingroup rmqs_consumer
  */
 RMQS_MUST_USE
 rmqs_status rmqs_super_consumer_refresh(struct rmqs_super_consumer *sc,
@@ -4223,6 +4675,8 @@ rmqs_status rmqs_super_consumer_refresh(struct rmqs_super_consumer *sc,
  * @return the count; 0 for NULL.
  *
  * Thread-safe; does not block.
+ *
+ * @ingroup rmqs_consumer
  */
 size_t rmqs_super_consumer_partition_count(const struct rmqs_super_consumer *sc);
 
@@ -4236,6 +4690,8 @@ size_t rmqs_super_consumer_partition_count(const struct rmqs_super_consumer *sc)
  *         across refreshes); NULL for an index out of range or a NULL handle.
  *
  * Thread-safe; does not block (callable from chunk callbacks).
+ *
+ * @ingroup rmqs_consumer
  */
 const char *rmqs_super_consumer_partition(const struct rmqs_super_consumer *sc, size_t index);
 
@@ -4246,6 +4702,8 @@ const char *rmqs_super_consumer_partition(const struct rmqs_super_consumer *sc, 
  * @return false for an index out of range, a NULL handle, or once closed.
  *
  * Thread-safe; does not block.
+ *
+ * @ingroup rmqs_consumer
  */
 bool rmqs_super_consumer_is_active(const struct rmqs_super_consumer *sc, size_t index);
 
@@ -4256,6 +4714,8 @@ bool rmqs_super_consumer_is_active(const struct rmqs_super_consumer *sc, size_t 
  *         `RMQS_ERR_CLOSED`.
  *
  * Thread-safe, also from callbacks; does not block.
+ *
+ * @ingroup rmqs_consumer
  */
 RMQS_MUST_USE
 rmqs_status rmqs_super_consumer_credit(struct rmqs_super_consumer *sc,
@@ -4275,6 +4735,8 @@ rmqs_status rmqs_super_consumer_credit(struct rmqs_super_consumer *sc,
  *         an index out of range; `RMQS_ERR_CLOSED`.
  *
  * Thread-safe, also from callbacks; does not block.
+ *
+ * @ingroup rmqs_consumer
  */
 RMQS_MUST_USE
 rmqs_status rmqs_super_consumer_store_offset(struct rmqs_super_consumer *sc,
@@ -4294,6 +4756,8 @@ rmqs_status rmqs_super_consumer_store_offset(struct rmqs_super_consumer *sc,
  *         `RMQS_ERR_WOULD_DEADLOCK` from a library callback.
  *
  * Thread-safe; blocks for one round trip.
+ *
+ * @ingroup rmqs_consumer
  */
 RMQS_MUST_USE
 rmqs_status rmqs_super_consumer_query_offset(struct rmqs_super_consumer *sc,
@@ -4310,6 +4774,8 @@ rmqs_status rmqs_super_consumer_query_offset(struct rmqs_super_consumer *sc,
  * @return `RMQS_OK`; `RMQS_ERR_INVALID_ARGUMENT` (NULL handle or `out`, `size` not set).
  *
  * Thread-safe; does not block.
+ *
+ * @ingroup rmqs_consumer
  */
 RMQS_MUST_USE
 rmqs_status rmqs_super_consumer_stats(const struct rmqs_super_consumer *sc,
@@ -4332,6 +4798,8 @@ rmqs_status rmqs_super_consumer_stats(const struct rmqs_super_consumer *sc,
  *         than 0.
  *
  * Thread-safe; blocks up to `timeout_ms`.
+ *
+ * @ingroup rmqs_consumer
  */
 RMQS_MUST_USE
 rmqs_status rmqs_super_consumer_close(struct rmqs_super_consumer *sc,
@@ -4346,6 +4814,8 @@ rmqs_status rmqs_super_consumer_close(struct rmqs_super_consumer *sc,
  *
  * Blocks while closing. Called from a library callback, the work moves to a background
  * thread and the call returns at once.
+ *
+ * @ingroup rmqs_consumer
  */
 void rmqs_super_consumer_free(struct rmqs_super_consumer *sc);
 
@@ -4365,6 +4835,8 @@ void rmqs_super_consumer_free(struct rmqs_super_consumer *sc);
  * @return `RMQS_OK`; `RMQS_ERR_INVALID_ARGUMENT` for a NULL or invalid config.
  *
  * Not thread-safe for one config; does not block.
+ *
+ * @ingroup rmqs_events
  */
 RMQS_MUST_USE
 rmqs_status rmqs_config_set_state_cb(struct rmqs_config *cfg,

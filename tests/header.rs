@@ -139,3 +139,62 @@ fn every_status_function_is_must_use_and_takes_err() {
         "only {checked} status functions found: the parse is broken"
     );
 }
+
+/// Every function in the header belongs to one of the Doxygen groups of its map (issue 12): the
+/// doc comment right above each declaration has an `@ingroup rmqs_*` line.
+#[test]
+fn every_function_is_in_a_doxygen_group() {
+    let text = String::from_utf8(generate()).unwrap();
+    let groups = [
+        "rmqs_connection",
+        "rmqs_management",
+        "rmqs_producer",
+        "rmqs_consumer",
+        "rmqs_messages",
+        "rmqs_events",
+        "rmqs_config",
+        "rmqs_errors",
+    ];
+    for g in groups {
+        assert!(
+            text.contains(&format!("@defgroup {g} ")),
+            "no @defgroup {g}"
+        );
+    }
+    let mut last_doc = String::new();
+    let mut in_doc = false;
+    let mut functions = 0;
+    for line in text.lines() {
+        let t = line.trim_start();
+        if t.starts_with("/**") {
+            in_doc = true;
+            last_doc.clear();
+        }
+        if in_doc {
+            last_doc.push_str(t);
+            last_doc.push('\n');
+            if t.ends_with("*/") {
+                in_doc = false;
+            }
+            continue;
+        }
+        let is_fn = !line.starts_with(' ')
+            && !t.starts_with('#')
+            && !t.starts_with("typedef")
+            && t.contains("rmqs_")
+            && t.contains('(')
+            && !t.contains("(*");
+        if is_fn {
+            functions += 1;
+            let group = last_doc
+                .lines()
+                .find_map(|l| l.split("@ingroup ").nth(1))
+                .map(str::trim);
+            assert!(
+                group.is_some_and(|g| groups.contains(&g)),
+                "not in a group: {line}"
+            );
+        }
+    }
+    assert!(functions > 150, "only {functions} functions found");
+}

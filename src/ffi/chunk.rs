@@ -30,6 +30,8 @@ use crate::protocol::amqp::{MessageLayout, MessageView, SectionKind, Value};
 ///
 /// Thread safety: immutable; may be read from several threads at once and released from any
 /// thread.
+///
+/// @ingroup rmqs_messages
 pub struct rmqs_chunk {
     magic: u64,
     chunk: DeliveredChunk,
@@ -105,6 +107,8 @@ impl Span {
 /// are not NUL-terminated: use the returned length.
 ///
 /// Thread safety: may be read from several threads at once.
+///
+/// @ingroup rmqs_messages
 pub struct rmqs_message {
     magic: u64,
     offset: u64,
@@ -234,6 +238,8 @@ fn messages(ch: &rmqs_chunk) -> &[rmqs_message] {
 }
 
 /// Every field of a chunk's header (the Osiris chunk format).
+///
+/// @ingroup rmqs_messages
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct rmqs_chunk_header_info {
@@ -289,6 +295,8 @@ fn with_message<R>(m: *const rmqs_message, default: R, f: impl FnOnce(&rmqs_mess
 ///         `rmqs_chunk_release()`; NULL when `ch` is NULL or invalid.
 ///
 /// Thread-safe; does not block.
+///
+/// @ingroup rmqs_messages
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_chunk_retain(ch: *const rmqs_chunk) -> *mut rmqs_chunk {
     ffi_boundary(std::ptr::null_mut(), || {
@@ -310,6 +318,8 @@ pub unsafe extern "C" fn rmqs_chunk_retain(ch: *const rmqs_chunk) -> *mut rmqs_c
 ///        library); not to be used afterwards unless other references remain.
 ///
 /// Thread-safe; does not block.
+///
+/// @ingroup rmqs_messages
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_chunk_release(ch: *mut rmqs_chunk) {
     ffi_boundary((), || {
@@ -334,6 +344,8 @@ fn is_chunk(ch: *const rmqs_chunk) -> bool {
 /// @return a NUL-terminated string owned by the chunk; `""` for NULL. Never NULL.
 ///
 /// Thread-safe; does not block.
+///
+/// @ingroup rmqs_messages
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_chunk_stream(ch: *const rmqs_chunk) -> *const c_char {
     ffi_boundary(c"".as_ptr(), || {
@@ -348,6 +360,8 @@ pub unsafe extern "C" fn rmqs_chunk_stream(ch: *const rmqs_chunk) -> *const c_ch
 /// @return the index; -1 for a chunk of a plain `rmqs_consumer`, or for NULL.
 ///
 /// Thread-safe; does not block.
+///
+/// @ingroup rmqs_messages
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_chunk_partition(ch: *const rmqs_chunk) -> i32 {
     ffi_boundary(-1, || with_chunk(ch, -1, |c| c.partition))
@@ -356,6 +370,8 @@ pub unsafe extern "C" fn rmqs_chunk_partition(ch: *const rmqs_chunk) -> i32 {
 /// The chunk id: the offset of the chunk's first record (hidden ones included); 0 for NULL.
 ///
 /// Thread-safe; does not block.
+///
+/// @ingroup rmqs_messages
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_chunk_id(ch: *const rmqs_chunk) -> u64 {
     ffi_boundary(0, || with_chunk(ch, 0, |c| c.chunk.chunk_id()))
@@ -364,6 +380,8 @@ pub unsafe extern "C" fn rmqs_chunk_id(ch: *const rmqs_chunk) -> u64 {
 /// Offset of the chunk's first visible message; 0 for NULL.
 ///
 /// Thread-safe; does not block.
+///
+/// @ingroup rmqs_messages
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_chunk_first_offset(ch: *const rmqs_chunk) -> u64 {
     ffi_boundary(0, || with_chunk(ch, 0, |c| c.chunk.first_offset()))
@@ -372,6 +390,8 @@ pub unsafe extern "C" fn rmqs_chunk_first_offset(ch: *const rmqs_chunk) -> u64 {
 /// When the broker wrote the chunk, ms since the Unix epoch; 0 for NULL.
 ///
 /// Thread-safe; does not block.
+///
+/// @ingroup rmqs_messages
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_chunk_timestamp(ch: *const rmqs_chunk) -> i64 {
     ffi_boundary(0, || with_chunk(ch, 0, |c| c.chunk.timestamp()))
@@ -384,6 +404,8 @@ pub unsafe extern "C" fn rmqs_chunk_timestamp(ch: *const rmqs_chunk) -> i64 {
 /// @return false when unknown (older broker) or `ch` is NULL.
 ///
 /// Thread-safe; does not block.
+///
+/// @ingroup rmqs_messages
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_chunk_committed_id(ch: *const rmqs_chunk, out: *mut u64) -> bool {
     ffi_boundary(false, || {
@@ -403,6 +425,8 @@ pub unsafe extern "C" fn rmqs_chunk_committed_id(ch: *const rmqs_chunk, out: *mu
 /// Number of visible messages (at or after the requested offset); 0 for NULL.
 ///
 /// Thread-safe; does not block.
+///
+/// @ingroup rmqs_messages
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_chunk_message_count(ch: *const rmqs_chunk) -> usize {
     ffi_boundary(0, || with_chunk(ch, 0, |c| c.chunk.len()))
@@ -415,6 +439,8 @@ pub unsafe extern "C" fn rmqs_chunk_message_count(ch: *const rmqs_chunk) -> usiz
 /// @return false when an argument is NULL.
 ///
 /// Thread-safe; does not block.
+///
+/// @ingroup rmqs_messages
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_chunk_header(
     ch: *const rmqs_chunk,
@@ -455,6 +481,8 @@ pub unsafe extern "C" fn rmqs_chunk_header(
 /// @return bytes owned by the chunk; NULL (and length 0) for NULL.
 ///
 /// Thread-safe; does not block.
+///
+/// @ingroup rmqs_messages
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_chunk_data(ch: *const rmqs_chunk, len: *mut usize) -> *const u8 {
     ffi_boundary(std::ptr::null(), || {
@@ -478,6 +506,8 @@ pub unsafe extern "C" fn rmqs_chunk_data(ch: *const rmqs_chunk, len: *mut usize)
 ///         range or `ch` is NULL. The first call indexes the chunk (one allocation).
 ///
 /// Thread-safe; does not block.
+///
+/// @ingroup rmqs_messages
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_chunk_message(
     ch: *const rmqs_chunk,
@@ -495,6 +525,8 @@ pub unsafe extern "C" fn rmqs_chunk_message(
 /// The message's offset in the stream; 0 for NULL.
 ///
 /// Thread-safe; does not block.
+///
+/// @ingroup rmqs_messages
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_message_offset(m: *const rmqs_message) -> u64 {
     ffi_boundary(0, || with_message(m, 0, |m| m.offset))
@@ -503,6 +535,8 @@ pub unsafe extern "C" fn rmqs_message_offset(m: *const rmqs_message) -> u64 {
 /// The message's timestamp: its chunk's, ms since the Unix epoch; 0 for NULL.
 ///
 /// Thread-safe; does not block.
+///
+/// @ingroup rmqs_messages
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_message_timestamp(m: *const rmqs_message) -> i64 {
     ffi_boundary(0, || with_message(m, 0, |m| m.timestamp))
@@ -519,6 +553,8 @@ pub unsafe extern "C" fn rmqs_message_timestamp(m: *const rmqs_message) -> i64 {
 ///         (an empty body gives a non-NULL pointer and length 0).
 ///
 /// Thread-safe; does not block.
+///
+/// @ingroup rmqs_messages
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_message_body(m: *const rmqs_message, len: *mut usize) -> *const u8 {
     ffi_boundary(std::ptr::null(), || {
@@ -548,6 +584,8 @@ pub unsafe extern "C" fn rmqs_message_body(m: *const rmqs_message, len: *mut usi
 /// @return bytes owned by the chunk, valid as long as it; NULL with length 0 for NULL `m`.
 ///
 /// Thread-safe; does not block.
+///
+/// @ingroup rmqs_messages
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_message_raw(m: *const rmqs_message, len: *mut usize) -> *const u8 {
     ffi_boundary(std::ptr::null(), || {
@@ -573,12 +611,16 @@ pub unsafe extern "C" fn rmqs_message_raw(m: *const rmqs_message, len: *mut usiz
 /// Whether the record is a well-formed AMQP 1.0 message; false for NULL.
 ///
 /// Thread-safe; does not block (the first accessor to need the record's sections parses it once).
+///
+/// @ingroup rmqs_messages
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_message_is_amqp(m: *const rmqs_message) -> bool {
     ffi_boundary(false, || with_message(m, false, |m| m.view().is_some()))
 }
 
 /// Fields of the AMQP 1.0 properties section (`rmqs_message_property()`).
+///
+/// @ingroup rmqs_messages
 #[repr(i32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum rmqs_property_code {
@@ -627,6 +669,8 @@ unsafe fn put_text(t: (*const u8, usize), value: *mut *const c_char, len: *mut u
 ///         that is not AMQP, an unknown `property` or a NULL `m` (outputs untouched).
 ///
 /// Thread-safe; does not block.
+///
+/// @ingroup rmqs_messages
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_message_property(
     m: *const rmqs_message,
@@ -683,6 +727,8 @@ pub unsafe extern "C" fn rmqs_message_property(
 ///         (list, map, array, described) or NULL arguments.
 ///
 /// Thread-safe; does not block.
+///
+/// @ingroup rmqs_messages
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_message_app_property(
     m: *const rmqs_message,
@@ -718,6 +764,8 @@ pub unsafe extern "C" fn rmqs_message_app_property(
 /// Number of application properties of an AMQP message; 0 when none, not AMQP, or NULL.
 ///
 /// Thread-safe; does not block.
+///
+/// @ingroup rmqs_messages
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_message_app_property_count(m: *const rmqs_message) -> usize {
     ffi_boundary(0, || {
@@ -740,6 +788,8 @@ pub unsafe extern "C" fn rmqs_message_app_property_count(m: *const rmqs_message)
 /// @return false when `i` is out of range, the value has no text form, or `m` is NULL.
 ///
 /// Thread-safe; does not block.
+///
+/// @ingroup rmqs_messages
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_message_app_property_at(
     m: *const rmqs_message,
@@ -773,6 +823,8 @@ pub unsafe extern "C" fn rmqs_message_app_property_at(
 }
 
 /// What the body of a received message is (`rmqs_message_body_type()`).
+///
+/// @ingroup rmqs_messages
 #[repr(i32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum rmqs_body_type_code {
@@ -796,6 +848,8 @@ pub enum rmqs_body_type_code {
 /// @return the code; `RMQS_BODY_RAW` for a record that is not AMQP, and for NULL.
 ///
 /// Thread-safe; does not block (the first accessor to need the record's sections parses it once).
+///
+/// @ingroup rmqs_messages
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_message_body_type(m: *const rmqs_message) -> i32 {
     use crate::protocol::amqp::BodyView;
@@ -817,6 +871,8 @@ pub unsafe extern "C" fn rmqs_message_body_type(m: *const rmqs_message) -> i32 {
 /// amqp-value); 0 for a record that is not AMQP, a message without body, or NULL.
 ///
 /// Thread-safe; does not block.
+///
+/// @ingroup rmqs_messages
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_message_body_count(m: *const rmqs_message) -> usize {
     use crate::protocol::amqp::BodyView;
@@ -840,6 +896,8 @@ pub unsafe extern "C" fn rmqs_message_body_count(m: *const rmqs_message) -> usiz
 /// @return false when `i` is out of range, the record is not AMQP, or `m` is NULL.
 ///
 /// Thread-safe; does not block.
+///
+/// @ingroup rmqs_messages
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_message_body_section(
     m: *const rmqs_message,
@@ -875,6 +933,8 @@ pub unsafe extern "C" fn rmqs_message_body_section(
 ///         AMQP, for another `section` or NULL `m`.
 ///
 /// Thread-safe; does not block.
+///
+/// @ingroup rmqs_messages
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_message_section(
     m: *const rmqs_message,
@@ -921,6 +981,8 @@ fn list_field(m: &rmqs_message, kind: SectionKind, index: usize) -> Option<rmqs_
 ///         applies), not AMQP, for an unknown field or NULL `m`.
 ///
 /// Thread-safe; does not block.
+///
+/// @ingroup rmqs_messages
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_message_header_value(
     m: *const rmqs_message,
@@ -952,6 +1014,8 @@ pub unsafe extern "C" fn rmqs_message_header_value(
 ///         property or NULL `m`.
 ///
 /// Thread-safe; does not block.
+///
+/// @ingroup rmqs_messages
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_message_property_value(
     m: *const rmqs_message,
@@ -982,6 +1046,8 @@ pub unsafe extern "C" fn rmqs_message_property_value(
 /// @return true when found; false when absent, not AMQP, or NULL arguments.
 ///
 /// Thread-safe; does not block.
+///
+/// @ingroup rmqs_messages
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_message_app_property_value(
     m: *const rmqs_message,

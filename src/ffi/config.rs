@@ -19,6 +19,8 @@ use crate::client::config::Settings;
 /// they need, so the caller may change or free it right after.
 ///
 /// Thread safety: not thread-safe; use from one thread at a time (it may move between threads).
+///
+/// @ingroup rmqs_config
 pub struct rmqs_config {
     magic: u64,
     settings: Settings,
@@ -58,6 +60,8 @@ pub unsafe fn settings_arg(cfg: *const rmqs_config) -> Result<Settings, Error> {
 ///         memory ran out.
 ///
 /// Thread-safe, does not block.
+///
+/// @ingroup rmqs_config
 #[unsafe(no_mangle)]
 pub extern "C" fn rmqs_config_new() -> *mut rmqs_config {
     ffi_boundary(std::ptr::null_mut(), || {
@@ -95,6 +99,8 @@ pub extern "C" fn rmqs_config_new() -> *mut rmqs_config {
 ///         failure.
 ///
 /// Not thread-safe for one config; does not block.
+///
+/// @ingroup rmqs_config
 #[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_config_set(
@@ -126,6 +132,8 @@ pub unsafe extern "C" fn rmqs_config_set(
 ///         negative `RMQS_OFFSET_OFFSET` value (the config is then unchanged).
 ///
 /// Not thread-safe for one config; does not block.
+///
+/// @ingroup rmqs_config
 #[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_config_set_offset(
@@ -156,6 +164,8 @@ pub unsafe extern "C" fn rmqs_config_set_offset(
 /// @return `RMQS_OK`; `RMQS_ERR_INVALID_ARGUMENT` for a NULL config or `out`.
 ///
 /// Not thread-safe for one config; does not block.
+///
+/// @ingroup rmqs_config
 #[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_config_dump(
@@ -179,6 +189,8 @@ pub unsafe extern "C" fn rmqs_config_dump(
 /// @param cfg a config from `rmqs_config_new()` (ownership passes to the library), or NULL.
 ///
 /// Does not block. Objects created with the config are not affected (they copied it).
+///
+/// @ingroup rmqs_config
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_config_free(cfg: *mut rmqs_config) {
     ffi_boundary((), || {

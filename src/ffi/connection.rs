@@ -178,6 +178,8 @@ impl crate::client::EnvironmentHandle for ConnShared {
 ///
 /// Thread safety: every function may be called from any thread concurrently, except
 /// `rmqs_connection_free()`, which must be the last call.
+///
+/// @ingroup rmqs_connection
 pub struct rmqs_connection {
     magic: u64,
     pub(crate) shared: Arc<ConnShared>,
@@ -266,6 +268,8 @@ fn open(
 ///         (unless lazy).
 ///
 /// Thread-safe; blocks (unless lazy).
+///
+/// @ingroup rmqs_connection
 #[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_connection_open(
@@ -298,6 +302,8 @@ pub unsafe extern "C" fn rmqs_connection_open(
 ///         message shows it with the password as `***`).
 ///
 /// Thread-safe; blocks.
+///
+/// @ingroup rmqs_connection
 #[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_connection_open_uri(
@@ -328,6 +334,8 @@ pub unsafe extern "C" fn rmqs_connection_open_uri(
 ///         `RMQS_ERR_WOULD_DEADLOCK` from a library callback with a timeout other than 0.
 ///
 /// Thread-safe; blocks up to `timeout_ms`.
+///
+/// @ingroup rmqs_connection
 #[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_connection_close(
@@ -352,6 +360,8 @@ pub unsafe extern "C" fn rmqs_connection_close(
 ///
 /// Blocks while closing. Called from a library callback, the work moves to a background
 /// thread and the call returns at once.
+///
+/// @ingroup rmqs_connection
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_connection_free(conn: *mut rmqs_connection) {
     ffi_boundary((), || {
@@ -386,6 +396,8 @@ pub unsafe extern "C" fn rmqs_connection_free(conn: *mut rmqs_connection) {
 /// @return false for a NULL handle or before the connection is open (lazy open).
 ///
 /// Thread-safe; does not block.
+///
+/// @ingroup rmqs_connection
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_connection_supports(
     conn: *const rmqs_connection,
@@ -408,6 +420,8 @@ pub unsafe extern "C" fn rmqs_connection_supports(
 ///         (static) for a NULL handle or before the connection is open. Never NULL.
 ///
 /// Thread-safe; does not block.
+///
+/// @ingroup rmqs_connection
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_connection_server_version(
     conn: *const rmqs_connection,
@@ -439,6 +453,8 @@ pub unsafe extern "C" fn rmqs_connection_server_version(
 ///
 /// Thread-safe. Does not block once the connection is open; with `lazy_open` before then,
 /// connects first (blocking as `rmqs_connection_open()`).
+///
+/// @ingroup rmqs_connection
 #[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_connection_negotiated(

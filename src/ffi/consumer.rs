@@ -36,6 +36,8 @@ use crate::client::{
 /// `RMQS_ERR_WOULD_DEADLOCK`. A slow callback slows this consumer, and holds one dispatcher
 /// thread meanwhile: the other objects' callbacks run on the others, and wait while all are
 /// held.
+///
+/// @ingroup rmqs_consumer
 pub type rmqs_chunk_cb =
     Option<unsafe extern "C" fn(user_data: *mut c_void, chunk: *const rmqs_chunk)>;
 
@@ -126,6 +128,8 @@ impl Object for ConsumerShared {
 ///
 /// Thread safety: every function may be called from any thread concurrently, except
 /// `rmqs_consumer_free()`.
+///
+/// @ingroup rmqs_consumer
 pub struct rmqs_consumer {
     magic: u64,
     inner: Arc<ConsumerShared>,
@@ -208,6 +212,8 @@ pub(crate) fn consumer_config_with(
 ///         `RMQS_ERR_TIMEOUT`, `RMQS_ERR_IO`; `RMQS_ERR_WOULD_DEADLOCK` from a library callback.
 ///
 /// Thread-safe; blocks for a few round trips. Chunks may arrive before it returns.
+///
+/// @ingroup rmqs_consumer
 #[must_use]
 #[unsafe(no_mangle)]
 #[allow(clippy::too_many_arguments)]
@@ -310,6 +316,8 @@ pub unsafe extern "C" fn rmqs_consumer_new(
 ///         `RMQS_ERR_CLOSED`.
 ///
 /// Thread-safe, also from callbacks; does not block.
+///
+/// @ingroup rmqs_consumer
 #[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_consumer_credit(
@@ -342,6 +350,8 @@ pub unsafe extern "C" fn rmqs_consumer_credit(
 ///         no name; `RMQS_ERR_CLOSED`.
 ///
 /// Thread-safe, also from callbacks; does not block.
+///
+/// @ingroup rmqs_consumer
 #[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_consumer_store_offset(
@@ -369,6 +379,8 @@ pub unsafe extern "C" fn rmqs_consumer_store_offset(
 ///         from a library callback.
 ///
 /// Thread-safe; blocks for one round trip.
+///
+/// @ingroup rmqs_consumer
 #[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_consumer_query_offset(
@@ -417,6 +429,8 @@ pub unsafe extern "C" fn rmqs_consumer_query_offset(
 ///         one); `RMQS_ERR_INVALID_ARGUMENT` without a name or reference; `RMQS_ERR_CLOSED`.
 ///
 /// Thread-safe, also from callbacks; does not block.
+///
+/// @ingroup rmqs_consumer
 #[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_consumer_store_processed_offset(
@@ -450,6 +464,8 @@ pub unsafe extern "C" fn rmqs_consumer_store_processed_offset(
 /// whether it is open. False for NULL.
 ///
 /// Thread-safe, also from callbacks; does not block.
+///
+/// @ingroup rmqs_consumer
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_consumer_is_active(c: *const rmqs_consumer) -> bool {
     ffi_boundary(false, || {
@@ -471,6 +487,8 @@ pub unsafe extern "C" fn rmqs_consumer_is_active(c: *const rmqs_consumer) -> boo
 ///         `RMQS_ERR_WOULD_DEADLOCK` from a library callback with a timeout other than 0.
 ///
 /// Thread-safe; blocks up to `timeout_ms`.
+///
+/// @ingroup rmqs_consumer
 #[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_consumer_close(
@@ -489,6 +507,8 @@ pub unsafe extern "C" fn rmqs_consumer_close(
 ///
 /// Blocks while closing. Called from a library callback (its own or another's), the work
 /// moves to a background thread and the call returns at once.
+///
+/// @ingroup rmqs_consumer
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_consumer_free(c: *mut rmqs_consumer) {
     ffi_boundary((), || {

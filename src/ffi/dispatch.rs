@@ -45,6 +45,8 @@ use super::status::rmqs_status_code;
 ///   `*_free()` runs in a library callback).
 ///
 /// Never called when the registering call fails, unless that function says otherwise.
+///
+/// @ingroup rmqs_events
 pub type rmqs_free_cb = Option<unsafe extern "C" fn(user_data: *mut c_void)>;
 
 /// The application's `user_data` and its finalizer.

@@ -54,6 +54,8 @@ impl std::error::Error for Error {}
 ///
 /// Thread safety: an `rmqs_error` is immutable; it may be read from several threads at once and
 /// moved between threads, but must not be freed while another thread reads it.
+///
+/// @ingroup rmqs_errors
 pub struct rmqs_error {
     status: rmqs_status,
     message: CString,
@@ -96,6 +98,8 @@ pub unsafe fn set_error(err: *mut *mut rmqs_error, e: Error) -> rmqs_status {
 /// @return its status; `RMQS_OK` when `err` is NULL.
 ///
 /// Thread-safe (see `rmqs_error`), does not block.
+///
+/// @ingroup rmqs_errors
 #[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_error_status(err: *const rmqs_error) -> rmqs_status {
@@ -115,6 +119,8 @@ pub unsafe extern "C" fn rmqs_error_status(err: *const rmqs_error) -> rmqs_statu
 ///         `""` (a static string) when `err` is NULL. Never NULL.
 ///
 /// Thread-safe (see `rmqs_error`), does not block.
+///
+/// @ingroup rmqs_errors
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_error_message(err: *const rmqs_error) -> *const c_char {
     const EMPTY: &CStr = c"";
@@ -133,6 +139,8 @@ pub unsafe extern "C" fn rmqs_error_message(err: *const rmqs_error) -> *const c_
 ///        not be used afterwards, and must not be freed twice.
 ///
 /// Not to be called while another thread reads `err`; does not block.
+///
+/// @ingroup rmqs_errors
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_error_free(err: *mut rmqs_error) {
     ffi_boundary((), || {

@@ -24,6 +24,8 @@ use crate::client::consumer::{ConsumerUpdate, PostFilter, TrackingContext, Track
 use crate::protocol::codes::OffsetSpec;
 
 /// Offset types of `rmqs_offset_spec` (the stream protocol's, plus "default").
+///
+/// @ingroup rmqs_consumer
 #[repr(i32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum rmqs_offset_type_code {
@@ -43,6 +45,8 @@ pub enum rmqs_offset_type_code {
 }
 
 /// Where a consumer starts: an offset type and its value. Plain data, passed by value.
+///
+/// @ingroup rmqs_consumer
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct rmqs_offset_spec {
@@ -93,6 +97,8 @@ impl rmqs_offset_spec {
 
 /// A single active consumer's change of state, as given to `rmqs_consumer_update_cb` and by
 /// `rmqs_event_consumer_update()`. Fields may be appended in later versions.
+///
+/// @ingroup rmqs_consumer
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct rmqs_consumer_update_info {
@@ -112,6 +118,8 @@ pub struct rmqs_consumer_update_info {
 
 /// What `rmqs_tracking_cb` is told after each processed chunk. Fields may be appended in
 /// later versions.
+///
+/// @ingroup rmqs_consumer
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct rmqs_tracking_context {
@@ -141,6 +149,8 @@ pub struct rmqs_tracking_context {
 /// answers with the default and ignores the late return. The callback may call non-blocking
 /// functions (`rmqs_consumer_credit`, `rmqs_consumer_store_offset`, ...); blocking ones
 /// return `RMQS_ERR_WOULD_DEADLOCK`.
+///
+/// @ingroup rmqs_consumer
 pub type rmqs_consumer_update_cb = Option<
     unsafe extern "C" fn(
         user_data: *mut c_void,
@@ -164,6 +174,8 @@ pub type rmqs_consumer_update_cb = Option<
 /// concurrently, but consumers created with the same config may call it at the same time from
 /// different threads. It holds up the connection, shared with other consumers: it must be
 /// quick, must not block and may call only the `rmqs_message_*` accessors.
+///
+/// @ingroup rmqs_consumer
 pub type rmqs_post_filter_cb = Option<
     unsafe extern "C" fn(user_data: *mut c_void, msg: *const super::chunk::rmqs_message) -> bool,
 >;
@@ -180,6 +192,8 @@ pub type rmqs_post_filter_cb = Option<
 /// `rmqs_chunk_release()`, or a library runtime thread for chunks the post-filter emptied. It
 /// may run on several threads at once; it must be quick, must not block and must not call
 /// blocking `rmqs_*` functions.
+///
+/// @ingroup rmqs_consumer
 pub type rmqs_tracking_cb =
     Option<unsafe extern "C" fn(user_data: *mut c_void, ctx: *const rmqs_tracking_context) -> bool>;
 
@@ -479,6 +493,8 @@ pub(crate) fn register<F>(
 ///
 /// Not thread-safe for one config; does not block (replacing an earlier callback of this config
 /// runs its `user_data_free` here if no consumer uses it).
+///
+/// @ingroup rmqs_consumer
 #[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_config_set_consumer_update_cb(
@@ -516,6 +532,8 @@ pub unsafe extern "C" fn rmqs_config_set_consumer_update_cb(
 /// @return `RMQS_OK`; `RMQS_ERR_INVALID_ARGUMENT` for a NULL or invalid config.
 ///
 /// Not thread-safe for one config; does not block.
+///
+/// @ingroup rmqs_consumer
 #[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_config_set_post_filter_cb(
@@ -553,6 +571,8 @@ pub unsafe extern "C" fn rmqs_config_set_post_filter_cb(
 /// @return `RMQS_OK`; `RMQS_ERR_INVALID_ARGUMENT` for a NULL or invalid config.
 ///
 /// Not thread-safe for one config; does not block.
+///
+/// @ingroup rmqs_consumer
 #[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_config_set_tracking_cb(

@@ -19,16 +19,26 @@ use super::status::rmqs_status;
 use crate::client::log::{Level, Log, Logger};
 
 /// Log level: something failed (a connection was lost, no seed host answered).
+///
+/// @ingroup rmqs_config
 pub const RMQS_LOG_ERROR: i32 = 1;
 /// Log level: something went wrong and was handled (a seed host refused, the broker closed the
 /// connection, a stream became unavailable).
+///
+/// @ingroup rmqs_config
 pub const RMQS_LOG_WARN: i32 = 2;
 /// Log level: life-cycle events (connection opened with the broker's version, closed).
+///
+/// @ingroup rmqs_config
 pub const RMQS_LOG_INFO: i32 = 3;
 /// Log level: details (connection attempts, publisher and subscription registrations, skipped
 /// frames).
+///
+/// @ingroup rmqs_config
 pub const RMQS_LOG_DEBUG: i32 = 4;
 /// Log level: every frame received; costly.
+///
+/// @ingroup rmqs_config
 pub const RMQS_LOG_TRACE: i32 = 5;
 
 /// Receives the library's log messages.
@@ -48,6 +58,8 @@ pub const RMQS_LOG_TRACE: i32 = 5;
 /// call it at once. It must return quickly, must not block (hand the message to a queue or a
 /// lock-free buffer if it needs slow I/O) and must not call any `rmqs_*` function: messages
 /// emitted while it runs on the same thread are dropped.
+///
+/// @ingroup rmqs_config
 pub type rmqs_log_cb = Option<
     unsafe extern "C" fn(
         user_data: *mut c_void,
@@ -200,6 +212,8 @@ impl ConnLog {
 ///
 /// Not thread-safe for one config; does not block (replacing an earlier callback of this config
 /// runs its `user_data_free` here if no connection uses it).
+///
+/// @ingroup rmqs_config
 #[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_config_set_log_cb(

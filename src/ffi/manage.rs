@@ -33,6 +33,8 @@ use super::status::{rmqs_status, rmqs_status_code};
 ///         `RMQS_ERR_TIMEOUT`, `RMQS_ERR_IO`, `RMQS_ERR_WOULD_DEADLOCK` (from a callback).
 ///
 /// Thread-safe; blocks for one round trip (connecting first with lazy open).
+///
+/// @ingroup rmqs_management
 #[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_stream_create(
@@ -71,6 +73,8 @@ pub unsafe extern "C" fn rmqs_stream_create(
 ///         errors as `rmqs_stream_create()`.
 ///
 /// Thread-safe; blocks for one round trip.
+///
+/// @ingroup rmqs_management
 #[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_stream_delete(
@@ -99,6 +103,8 @@ pub unsafe extern "C" fn rmqs_stream_delete(
 /// @return `RMQS_OK`; local errors as `rmqs_stream_create()`.
 ///
 /// Thread-safe; blocks for one round trip (Metadata).
+///
+/// @ingroup rmqs_management
 #[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_stream_exists(
@@ -126,6 +132,8 @@ pub unsafe extern "C" fn rmqs_stream_exists(
 /// messages; -1 when unknown (empty stream; `last_chunk_id` also on brokers that do not report
 /// it). Extensible like `rmqs_connection_statistics` (set `size` first): brokers may report
 /// more statistics in later versions.
+///
+/// @ingroup rmqs_management
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct rmqs_stream_statistics {
@@ -150,6 +158,8 @@ pub struct rmqs_stream_statistics {
 ///         3.11 (the message names the version needed); local errors as `rmqs_stream_create()`.
 ///
 /// Thread-safe; blocks for one round trip.
+///
+/// @ingroup rmqs_management
 #[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_stream_stats(
@@ -184,6 +194,8 @@ pub unsafe extern "C" fn rmqs_stream_stats(
 ///
 /// Created by `rmqs_stream_metadata()`, freed by `rmqs_metadata_free()`. May be read
 /// from several threads at once.
+///
+/// @ingroup rmqs_management
 pub struct rmqs_metadata {
     magic: u64,
     leader: Option<(CString, u16)>,
@@ -213,6 +225,8 @@ fn cstring(s: &str) -> CString {
 ///         errors as `rmqs_stream_create()`.
 ///
 /// Thread-safe; blocks for one round trip.
+///
+/// @ingroup rmqs_management
 #[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_stream_metadata(
@@ -252,6 +266,8 @@ pub unsafe extern "C" fn rmqs_stream_metadata(
 ///         now or `md` is NULL.
 ///
 /// Thread-safe; does not block.
+///
+/// @ingroup rmqs_management
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_metadata_leader_host(md: *const rmqs_metadata) -> *const c_char {
     ffi_boundary(std::ptr::null(), || {
@@ -266,6 +282,8 @@ pub unsafe extern "C" fn rmqs_metadata_leader_host(md: *const rmqs_metadata) -> 
 /// The leader's advertised port; 0 when there is no leader or `md` is NULL.
 ///
 /// Thread-safe; does not block.
+///
+/// @ingroup rmqs_management
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_metadata_leader_port(md: *const rmqs_metadata) -> u16 {
     ffi_boundary(0, || {
@@ -280,6 +298,8 @@ pub unsafe extern "C" fn rmqs_metadata_leader_port(md: *const rmqs_metadata) -> 
 /// Number of replicas (members other than the leader); 0 for NULL.
 ///
 /// Thread-safe; does not block.
+///
+/// @ingroup rmqs_management
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_metadata_replica_count(md: *const rmqs_metadata) -> usize {
     ffi_boundary(0, || {
@@ -294,6 +314,8 @@ pub unsafe extern "C" fn rmqs_metadata_replica_count(md: *const rmqs_metadata) -
 ///         `md` is NULL (`*port` is then not written).
 ///
 /// Thread-safe; does not block.
+///
+/// @ingroup rmqs_management
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_metadata_replica(
     md: *const rmqs_metadata,
@@ -318,6 +340,8 @@ pub unsafe extern "C" fn rmqs_metadata_replica(
 /// Frees metadata. NULL is allowed.
 ///
 /// @param md metadata from `rmqs_stream_metadata()` (ownership passes to the library).
+///
+/// @ingroup rmqs_management
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_metadata_free(md: *mut rmqs_metadata) {
     ffi_boundary((), || {
@@ -340,6 +364,8 @@ pub unsafe extern "C" fn rmqs_metadata_free(md: *mut rmqs_metadata) {
 ///         `RMQS_ERR_STREAM_DOES_NOT_EXIST`; local errors as `rmqs_stream_create()`.
 ///
 /// Thread-safe; blocks for one round trip.
+///
+/// @ingroup rmqs_management
 #[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_stream_query_offset(
@@ -386,6 +412,8 @@ pub unsafe extern "C" fn rmqs_stream_query_offset(
 /// Thread-safe; blocks only to connect (lazy open), but like every call through the connection
 /// it returns `RMQS_ERR_WOULD_DEADLOCK` from a library callback: store from a consumer's
 /// callback with `rmqs_consumer_store_offset()`.
+///
+/// @ingroup rmqs_management
 #[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_stream_store_offset(
@@ -420,6 +448,8 @@ pub unsafe extern "C" fn rmqs_stream_store_offset(
 ///         `rmqs_stream_create()`.
 ///
 /// Thread-safe; blocks for one round trip.
+///
+/// @ingroup rmqs_management
 #[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_stream_query_sequence(
@@ -449,6 +479,8 @@ pub unsafe extern "C" fn rmqs_stream_query_sequence(
 /// immutable.
 ///
 /// Freed by `rmqs_strings_free()`. May be read from several threads at once.
+///
+/// @ingroup rmqs_management
 pub struct rmqs_strings {
     magic: u64,
     items: Vec<CString>,
@@ -473,6 +505,8 @@ pub(crate) fn strings(items: Vec<String>) -> *mut rmqs_strings {
 /// Number of strings; 0 for NULL.
 ///
 /// Thread-safe; does not block.
+///
+/// @ingroup rmqs_management
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_strings_count(list: *const rmqs_strings) -> usize {
     ffi_boundary(0, || {
@@ -487,6 +521,8 @@ pub unsafe extern "C" fn rmqs_strings_count(list: *const rmqs_strings) -> usize 
 ///         out of range or `list` is NULL.
 ///
 /// Thread-safe; does not block.
+///
+/// @ingroup rmqs_management
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_strings_get(list: *const rmqs_strings, i: usize) -> *const c_char {
     ffi_boundary(std::ptr::null(), || {
@@ -501,6 +537,8 @@ pub unsafe extern "C" fn rmqs_strings_get(list: *const rmqs_strings, i: usize) -
 /// Frees a list. NULL is allowed.
 ///
 /// @param list a list returned by the library (ownership passes back to it), or NULL.
+///
+/// @ingroup rmqs_management
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_strings_free(list: *mut rmqs_strings) {
     ffi_boundary((), || {
@@ -552,6 +590,8 @@ unsafe fn name_array(
 ///         `RMQS_ERR_INVALID_ARGUMENT`; local errors as `rmqs_stream_create()`.
 ///
 /// Thread-safe; blocks for one round trip.
+///
+/// @ingroup rmqs_management
 #[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_super_stream_create(
@@ -586,6 +626,8 @@ pub unsafe extern "C" fn rmqs_super_stream_create(
 /// @return as `rmqs_super_stream_create()`.
 ///
 /// Thread-safe; blocks for one round trip.
+///
+/// @ingroup rmqs_management
 #[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_super_stream_create_n(
@@ -622,6 +664,8 @@ pub unsafe extern "C" fn rmqs_super_stream_create_n(
 ///         errors as `rmqs_stream_create()`.
 ///
 /// Thread-safe; blocks for one round trip.
+///
+/// @ingroup rmqs_management
 #[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_super_stream_delete(
@@ -651,6 +695,8 @@ pub unsafe extern "C" fn rmqs_super_stream_delete(
 /// @return `RMQS_OK`; `RMQS_ERR_STREAM_DOES_NOT_EXIST`; local errors as `rmqs_stream_create()`.
 ///
 /// Thread-safe; blocks for one round trip.
+///
+/// @ingroup rmqs_management
 #[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_super_stream_partitions(
@@ -686,6 +732,8 @@ pub unsafe extern "C" fn rmqs_super_stream_partitions(
 /// @return `RMQS_OK`; `RMQS_ERR_STREAM_DOES_NOT_EXIST`; local errors as `rmqs_stream_create()`.
 ///
 /// Thread-safe; blocks for one round trip.
+///
+/// @ingroup rmqs_management
 #[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_super_stream_route(

@@ -28,6 +28,8 @@ use crate::protocol::amqp::{
 use crate::protocol::error::EncodeError;
 
 /// The type of an `rmqs_value`: which of its fields holds the value.
+///
+/// @ingroup rmqs_messages
 #[repr(i32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum rmqs_value_type_code {
@@ -99,6 +101,8 @@ pub enum rmqs_value_type_code {
 /// as read from another message.
 ///
 /// A plain struct, freely copied (64 bytes on 64-bit platforms).
+///
+/// @ingroup rmqs_messages
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct rmqs_value {
@@ -137,6 +141,8 @@ impl Default for rmqs_value {
 
 /// Fields of the AMQP 1.0 header section (`rmqs_message_builder_set_header()`,
 /// `rmqs_message_header_value()`).
+///
+/// @ingroup rmqs_messages
 #[repr(i32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum rmqs_header_code {
@@ -154,6 +160,8 @@ pub enum rmqs_header_code {
 
 /// Sections of an AMQP 1.0 message, numbered by their descriptor codes
 /// (`rmqs_message_section()`, `rmqs_message_builder_add_annotation()`).
+///
+/// @ingroup rmqs_messages
 #[repr(i32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum rmqs_section_code {
@@ -503,6 +511,8 @@ pub(crate) unsafe fn put_value(out: *mut rmqs_value, v: rmqs_value) -> bool {
 ///
 /// Thread safety: not thread-safe; may move between threads. Sends only read it, so several
 /// threads may send the same builder at once while nobody changes it.
+///
+/// @ingroup rmqs_messages
 pub struct rmqs_message_builder {
     magic: u64,
     pub(crate) msg: MessageBuilder,
@@ -566,6 +576,8 @@ unsafe fn builder_mut<'a>(
 ///         NULL only if memory ran out.
 ///
 /// Thread-safe; does not block.
+///
+/// @ingroup rmqs_messages
 #[unsafe(no_mangle)]
 pub extern "C" fn rmqs_message_builder_new() -> *mut rmqs_message_builder {
     ffi_boundary(std::ptr::null_mut(), || {
@@ -584,6 +596,8 @@ pub extern "C" fn rmqs_message_builder_new() -> *mut rmqs_message_builder {
 /// @param m the builder (borrowed).
 ///
 /// Not thread-safe (the builder); does not block.
+///
+/// @ingroup rmqs_messages
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_message_builder_reset(m: *mut rmqs_message_builder) {
     ffi_boundary((), || {
@@ -604,6 +618,8 @@ pub unsafe extern "C" fn rmqs_message_builder_reset(m: *mut rmqs_message_builder
 /// @param m the builder (ownership passes to the library), or NULL.
 ///
 /// Does not block.
+///
+/// @ingroup rmqs_messages
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_message_builder_free(m: *mut rmqs_message_builder) {
     ffi_boundary((), || {
@@ -626,6 +642,8 @@ pub unsafe extern "C" fn rmqs_message_builder_free(m: *mut rmqs_message_builder)
 /// @return `RMQS_OK`; `RMQS_ERR_INVALID_ARGUMENT` (NULL builder, NULL data with a length).
 ///
 /// Not thread-safe (the builder); does not block.
+///
+/// @ingroup rmqs_messages
 #[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_message_builder_set_body(
@@ -655,6 +673,8 @@ pub unsafe extern "C" fn rmqs_message_builder_set_body(
 ///         (`rmqs_message_builder_set_body_value()`), or for NULL arguments.
 ///
 /// Not thread-safe (the builder); does not block.
+///
+/// @ingroup rmqs_messages
 #[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_message_builder_add_body_section(
@@ -688,6 +708,8 @@ pub unsafe extern "C" fn rmqs_message_builder_add_body_section(
 ///         before), or NULL arguments.
 ///
 /// Not thread-safe (the builder); does not block.
+///
+/// @ingroup rmqs_messages
 #[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_message_builder_add_body_sequence(
@@ -732,6 +754,8 @@ pub unsafe extern "C" fn rmqs_message_builder_add_body_sequence(
 ///         arguments.
 ///
 /// Not thread-safe (the builder); does not block.
+///
+/// @ingroup rmqs_messages
 #[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_message_builder_set_body_value(
@@ -761,6 +785,8 @@ pub unsafe extern "C" fn rmqs_message_builder_set_body_value(
 ///         kind or out of range, or NULL arguments.
 ///
 /// Not thread-safe (the builder); does not block.
+///
+/// @ingroup rmqs_messages
 #[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_message_builder_set_header(
@@ -796,6 +822,8 @@ pub unsafe extern "C" fn rmqs_message_builder_set_header(
 ///         the property does not take or out of range, or NULL arguments.
 ///
 /// Not thread-safe (the builder); does not block.
+///
+/// @ingroup rmqs_messages
 #[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_message_builder_set_property(
@@ -829,6 +857,8 @@ pub unsafe extern "C" fn rmqs_message_builder_set_property(
 ///
 /// Not thread-safe (the builder); does not block. Checking the key against those already
 /// added takes time in their number.
+///
+/// @ingroup rmqs_messages
 #[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_message_builder_add_app_property(
@@ -863,6 +893,8 @@ pub unsafe extern "C" fn rmqs_message_builder_add_app_property(
 ///         an invalid value or NULL arguments.
 ///
 /// Not thread-safe (the builder); does not block.
+///
+/// @ingroup rmqs_messages
 #[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_message_builder_add_annotation(
@@ -900,6 +932,8 @@ pub unsafe extern "C" fn rmqs_message_builder_add_annotation(
 /// @return `RMQS_OK`; `RMQS_ERR_INVALID_ARGUMENT` for invalid UTF-8 or a NULL builder.
 ///
 /// Not thread-safe (the builder); does not block.
+///
+/// @ingroup rmqs_messages
 #[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_message_builder_set_filter_value(
@@ -936,6 +970,8 @@ pub unsafe extern "C" fn rmqs_message_builder_set_filter_value(
 /// @return `RMQS_OK`; `RMQS_ERR_INVALID_ARGUMENT` for `UINT64_MAX` or a NULL builder.
 ///
 /// Not thread-safe (the builder); does not block.
+///
+/// @ingroup rmqs_messages
 #[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_message_builder_set_publishing_id(
@@ -978,6 +1014,8 @@ fn with_builder<R>(
 /// @return true when the field is set; false when not, for an unknown field or NULL `m`.
 ///
 /// Not thread-safe against changes of the builder; does not block.
+///
+/// @ingroup rmqs_messages
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_message_builder_header(
     m: *const rmqs_message_builder,
@@ -1006,6 +1044,8 @@ pub unsafe extern "C" fn rmqs_message_builder_header(
 /// @return true when the property is set; false when not, for an unknown property or NULL `m`.
 ///
 /// Not thread-safe against changes of the builder; does not block.
+///
+/// @ingroup rmqs_messages
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_message_builder_property(
     m: *const rmqs_message_builder,
@@ -1032,6 +1072,8 @@ pub unsafe extern "C" fn rmqs_message_builder_property(
 /// @return true when found; false when absent or for NULL `m` or `key`.
 ///
 /// Not thread-safe against changes of the builder; does not block.
+///
+/// @ingroup rmqs_messages
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_message_builder_app_property(
     m: *const rmqs_message_builder,
@@ -1101,6 +1143,8 @@ fn elements(kind: i32, b: &[u8]) -> Option<Elements<'_>> {
 /// @param v a value from a typed accessor (borrowed; its `data` must still be valid).
 ///
 /// Thread-safe; does not block. Validates the encoding on each call.
+///
+/// @ingroup rmqs_messages
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_value_count(v: *const rmqs_value) -> usize {
     ffi_boundary(0, || {
@@ -1130,6 +1174,8 @@ pub unsafe extern "C" fn rmqs_value_count(v: *const rmqs_value) -> usize {
 ///         NULL.
 ///
 /// Thread-safe; does not block.
+///
+/// @ingroup rmqs_messages
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_value_list_get(
     v: *const rmqs_value,
@@ -1163,6 +1209,8 @@ pub unsafe extern "C" fn rmqs_value_list_get(
 /// @return false when `i` is out of range, `v` is not a map, or NULL.
 ///
 /// Thread-safe; does not block.
+///
+/// @ingroup rmqs_messages
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_value_map_entry(
     v: *const rmqs_value,
@@ -1197,6 +1245,8 @@ pub unsafe extern "C" fn rmqs_value_map_entry(
 /// @return false when there is no such entry, `v` is not a map, or NULL arguments.
 ///
 /// Thread-safe; does not block.
+///
+/// @ingroup rmqs_messages
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_value_map_get(
     v: *const rmqs_value,

@@ -34,6 +34,8 @@ use crate::client::{
 /// `RMQS_ERR_WOULD_DEADLOCK`.
 /// A slow callback delays later confirms of this producer, and holds one dispatcher thread
 /// meanwhile: the other objects' callbacks run on the others, and wait while all are held.
+///
+/// @ingroup rmqs_producer
 pub type rmqs_confirm_cb = Option<
     unsafe extern "C" fn(
         user_data: *mut c_void,
@@ -46,17 +48,25 @@ pub type rmqs_confirm_cb = Option<
 /// Send flag: store the body as it is, not wrapped in an AMQP 1.0 message (a data section).
 /// Consumers of this library see the same bytes either way; other clients and AMQP consumers
 /// only decode AMQP-wrapped bodies.
+///
+/// @ingroup rmqs_producer
 pub const RMQS_SEND_RAW: u32 = 1;
 /// Send flag: fail with `RMQS_ERR_QUEUE_FULL` instead of waiting when `max_in_flight` messages
 /// are unconfirmed.
+///
+/// @ingroup rmqs_producer
 pub const RMQS_SEND_NO_BLOCK: u32 = 2;
 /// Send flag (`rmqs_producer_send_ex()` only): use the given publishing id instead of the next
 /// one.
+///
+/// @ingroup rmqs_producer
 pub const RMQS_SEND_PUBLISHING_ID: u32 = 4;
 
 const ALL_FLAGS: u32 = RMQS_SEND_RAW | RMQS_SEND_NO_BLOCK | RMQS_SEND_PUBLISHING_ID;
 
 /// A byte range, for batch sends: `data` may be NULL only when `len` is 0.
+///
+/// @ingroup rmqs_producer
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct rmqs_bytes {
@@ -201,6 +211,8 @@ fn map_send_error(e: ClientError, on_library_thread: bool) -> Error {
 /// Thread safety: every function may be called from any thread concurrently, except
 /// `rmqs_producer_free()`. Sends from several threads are serialised (publishing ids are
 /// assigned in the order the sends take the producer's lock).
+///
+/// @ingroup rmqs_producer
 pub struct rmqs_producer {
     magic: u64,
     inner: Arc<ProducerShared>,
@@ -267,6 +279,8 @@ impl Handle for rmqs_producer {
 ///         `RMQS_ERR_WOULD_DEADLOCK` from a library callback.
 ///
 /// Thread-safe; blocks for a few round trips.
+///
+/// @ingroup rmqs_producer
 #[must_use]
 #[unsafe(no_mangle)]
 #[allow(clippy::too_many_arguments)]
@@ -407,6 +421,8 @@ pub(crate) fn check_flags(flags: u32, allowed: u32) -> Result<(), Error> {
 ///
 /// Thread-safe. Blocks only when the producer is full and the send may wait (not from
 /// callbacks); otherwise returns at once.
+///
+/// @ingroup rmqs_producer
 #[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_producer_send(
@@ -457,6 +473,8 @@ pub unsafe extern "C" fn rmqs_producer_send(
 /// @return as `rmqs_producer_send()`.
 ///
 /// Thread-safe; blocking as `rmqs_producer_send()`.
+///
+/// @ingroup rmqs_producer
 #[must_use]
 #[unsafe(no_mangle)]
 #[allow(clippy::too_many_arguments)]
@@ -509,6 +527,8 @@ pub unsafe extern "C" fn rmqs_producer_send_ex(
 ///
 /// Thread-safe (the producer; the builder must not change during the call); blocking as
 /// `rmqs_producer_send()`.
+///
+/// @ingroup rmqs_producer
 #[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_producer_send_message(
@@ -553,6 +573,8 @@ pub unsafe extern "C" fn rmqs_producer_send_message(
 ///
 /// Thread-safe; blocking as `rmqs_producer_send()`, up to `send_timeout_ms` in total. Allocates
 /// one array of `count` entries per call.
+///
+/// @ingroup rmqs_producer
 #[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_producer_send_messages(
@@ -636,6 +658,8 @@ pub(crate) unsafe fn messages_arg<'a>(
 ///         accepted (as `rmqs_producer_send()`), the ones before it being accepted.
 ///
 /// Thread-safe; blocking as `rmqs_producer_send()`, up to `send_timeout_ms` in total.
+///
+/// @ingroup rmqs_producer
 #[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_producer_send_batch(
@@ -736,6 +760,8 @@ pub(crate) fn send_all(
 ///         0); `RMQS_ERR_INVALID_ARGUMENT` for a NULL handle.
 ///
 /// Thread-safe; blocks up to `timeout_ms`.
+///
+/// @ingroup rmqs_producer
 #[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_producer_flush(
@@ -783,6 +809,8 @@ pub unsafe extern "C" fn rmqs_producer_flush(
 ///
 /// Thread-safe; blocks up to `timeout_ms` (the broker's answer to the publisher's deletion is
 /// awaited only within it).
+///
+/// @ingroup rmqs_producer
 #[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_producer_close(
@@ -802,6 +830,8 @@ pub unsafe extern "C" fn rmqs_producer_close(
 /// @return false when there is none yet, or on NULL arguments.
 ///
 /// Thread-safe; does not block.
+///
+/// @ingroup rmqs_producer
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_producer_last_id(p: *const rmqs_producer, out: *mut u64) -> bool {
     ffi_boundary(false, || {
@@ -828,6 +858,8 @@ pub unsafe extern "C" fn rmqs_producer_last_id(p: *const rmqs_producer, out: *mu
 ///
 /// Blocks while closing. Called from a library callback (its own or another's), the work
 /// moves to a background thread and the call returns at once.
+///
+/// @ingroup rmqs_producer
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_producer_free(p: *mut rmqs_producer) {
     ffi_boundary((), || {

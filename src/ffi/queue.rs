@@ -14,6 +14,8 @@ use super::runtime::{check_may_block, timeout_from_ms};
 use super::status::{rmqs_status, rmqs_status_code};
 
 /// The outcome of one message sent by a producer.
+///
+/// @ingroup rmqs_events
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct rmqs_confirm {
@@ -31,6 +33,8 @@ pub struct rmqs_confirm {
 
 /// The outcome of one message sent by a super producer: an `rmqs_confirm` and the partition
 /// the message went to.
+///
+/// @ingroup rmqs_events
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct rmqs_super_confirm {
@@ -61,6 +65,8 @@ unsafe fn write_count_stride<T>(count: *mut usize, stride: *mut usize, n: usize)
 }
 
 /// Kinds of event (`rmqs_event_type()`).
+///
+/// @ingroup rmqs_events
 #[repr(i32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum rmqs_event_type_code {
@@ -83,6 +89,8 @@ pub enum rmqs_event_type_code {
 }
 
 /// Which kind of object an event comes from (`rmqs_event_source()`).
+///
+/// @ingroup rmqs_events
 #[repr(i32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum rmqs_event_source_code {
@@ -97,6 +105,8 @@ pub enum rmqs_event_source_code {
 }
 
 /// States reported by `RMQS_EVENT_STATE` events (`rmqs_event_state()`).
+///
+/// @ingroup rmqs_events
 #[repr(i32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum rmqs_state_code {
@@ -170,6 +180,8 @@ pub(crate) fn to_cstring(s: String) -> CString {
 /// Returned by `rmqs_queue_poll()` / `rmqs_queue_poll_batch()`, owned by the caller, freed by
 /// `rmqs_event_free()`. Views obtained from it (chunk, confirms, message) are valid until
 /// then. Not thread-safe; may be moved between threads.
+///
+/// @ingroup rmqs_events
 pub struct rmqs_event {
     magic: u64,
     source: rmqs_event_source_code,
@@ -363,6 +375,8 @@ impl EventFd {
 ///
 /// Thread safety: every function may be called from any thread concurrently, except
 /// `rmqs_queue_free()`.
+///
+/// @ingroup rmqs_events
 pub struct rmqs_queue {
     magic: u64,
     pub(crate) shared: Arc<QueueShared>,
@@ -383,6 +397,8 @@ impl Handle for rmqs_queue {
 /// @return `RMQS_OK`; `RMQS_ERR_INVALID_ARGUMENT` when `out` is NULL.
 ///
 /// Thread-safe; does not block.
+///
+/// @ingroup rmqs_events
 #[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_queue_new(
@@ -455,6 +471,8 @@ fn poll_events(
 ///         for a NULL or invalid queue or a NULL `out`. `*out` is written only on `RMQS_OK`.
 ///
 /// Thread-safe; blocks up to `timeout_ms`.
+///
+/// @ingroup rmqs_events
 #[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_queue_poll(
@@ -489,6 +507,8 @@ pub unsafe extern "C" fn rmqs_queue_poll(
 ///         `count`, or `cap` 0. Nothing is written on failure.
 ///
 /// Thread-safe; blocks up to `timeout_ms`.
+///
+/// @ingroup rmqs_events
 #[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_queue_poll_batch(
@@ -526,6 +546,8 @@ pub unsafe extern "C" fn rmqs_queue_poll_batch(
 /// @param q the queue (borrowed); NULL does nothing.
 ///
 /// Thread-safe, also from library callbacks and signal-free contexts; does not block.
+///
+/// @ingroup rmqs_events
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_queue_wakeup(q: *mut rmqs_queue) {
     ffi_boundary((), || {
@@ -539,6 +561,8 @@ pub unsafe extern "C" fn rmqs_queue_wakeup(q: *mut rmqs_queue) {
 /// Number of events waiting in the queue.
 ///
 /// Thread-safe; does not block. 0 for NULL.
+///
+/// @ingroup rmqs_events
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_queue_len(q: *const rmqs_queue) -> usize {
     ffi_boundary(0, || {
@@ -557,6 +581,8 @@ pub unsafe extern "C" fn rmqs_queue_len(q: *const rmqs_queue) -> usize {
 ///         `rmqs_queue_free()`), or -1 for NULL or where unsupported (non-Linux).
 ///
 /// Thread-safe; does not block.
+///
+/// @ingroup rmqs_events
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_queue_fd(q: *const rmqs_queue) -> i32 {
     ffi_boundary(-1, || {
@@ -574,6 +600,8 @@ pub unsafe extern "C" fn rmqs_queue_fd(q: *const rmqs_queue) -> i32 {
 /// @param q the queue (ownership passes to the library), or NULL.
 ///
 /// Not to be called while another thread polls `q`. Does not block.
+///
+/// @ingroup rmqs_events
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_queue_free(q: *mut rmqs_queue) {
     ffi_boundary((), || {
@@ -589,6 +617,8 @@ pub unsafe extern "C" fn rmqs_queue_free(q: *mut rmqs_queue) {
 /// The event's kind: one of `rmqs_event_type_code`; 0 for NULL.
 ///
 /// Does not block.
+///
+/// @ingroup rmqs_events
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_event_type(ev: *const rmqs_event) -> i32 {
     ffi_boundary(0, || {
@@ -611,6 +641,8 @@ pub unsafe extern "C" fn rmqs_event_type(ev: *const rmqs_event) -> i32 {
 /// Which kind of object sent the event: one of `rmqs_event_source_code`; 0 for NULL.
 ///
 /// Does not block.
+///
+/// @ingroup rmqs_events
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_event_source(ev: *const rmqs_event) -> i32 {
     ffi_boundary(0, || {
@@ -622,6 +654,8 @@ pub unsafe extern "C" fn rmqs_event_source(ev: *const rmqs_event) -> i32 {
 /// The `tag` given when the producer or consumer that sent the event was created; 0 for NULL.
 ///
 /// Does not block.
+///
+/// @ingroup rmqs_events
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_event_source_tag(ev: *const rmqs_event) -> usize {
     ffi_boundary(0, || {
@@ -638,6 +672,8 @@ pub unsafe extern "C" fn rmqs_event_source_tag(ev: *const rmqs_event) -> usize {
 ///         reference retained it.
 ///
 /// Does not block.
+///
+/// @ingroup rmqs_events
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_event_chunk(ev: *const rmqs_event) -> *const rmqs_chunk {
     ffi_boundary(std::ptr::null(), || {
@@ -659,6 +695,8 @@ pub unsafe extern "C" fn rmqs_event_chunk(ev: *const rmqs_event) -> *const rmqs_
 ///         super producer's or consumer's own state events), or for NULL.
 ///
 /// Does not block.
+///
+/// @ingroup rmqs_events
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_event_partition(ev: *const rmqs_event) -> i32 {
     ffi_boundary(-1, || {
@@ -678,6 +716,8 @@ pub unsafe extern "C" fn rmqs_event_partition(ev: *const rmqs_event) -> i32 {
 ///         events or NULL.
 ///
 /// Does not block.
+///
+/// @ingroup rmqs_events
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_event_super_confirms(
     ev: *const rmqs_event,
@@ -706,6 +746,8 @@ pub unsafe extern "C" fn rmqs_event_super_confirms(
 ///         events or NULL.
 ///
 /// Does not block.
+///
+/// @ingroup rmqs_events
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_event_confirms(
     ev: *const rmqs_event,
@@ -726,6 +768,8 @@ pub unsafe extern "C" fn rmqs_event_confirms(
 /// The state of an `RMQS_EVENT_STATE` event (one of `rmqs_state_code`); 0 for other events.
 ///
 /// Does not block.
+///
+/// @ingroup rmqs_events
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_event_state(ev: *const rmqs_event) -> i32 {
     ffi_boundary(0, || {
@@ -741,6 +785,8 @@ pub unsafe extern "C" fn rmqs_event_state(ev: *const rmqs_event) -> i32 {
 /// `RMQS_EVENT_ERROR` event; `RMQS_OK` for other events.
 ///
 /// Does not block.
+///
+/// @ingroup rmqs_events
 #[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_event_status(ev: *const rmqs_event) -> rmqs_status {
@@ -759,6 +805,8 @@ pub unsafe extern "C" fn rmqs_event_status(ev: *const rmqs_event) -> rmqs_status
 ///         `""` for other events, NULL `ev` or a state change without a reason. Never NULL.
 ///
 /// Does not block.
+///
+/// @ingroup rmqs_events
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_event_message(ev: *const rmqs_event) -> *const c_char {
     ffi_boundary(c"".as_ptr(), || {
@@ -777,6 +825,8 @@ pub unsafe extern "C" fn rmqs_event_message(ev: *const rmqs_event) -> *const c_c
 ///         or NULL.
 ///
 /// Does not block.
+///
+/// @ingroup rmqs_events
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_event_consumer_update(
     ev: *const rmqs_event,
@@ -803,6 +853,8 @@ pub unsafe extern "C" fn rmqs_event_consumer_update(
 ///         or a second answer.
 ///
 /// Does not block. Not thread-safe for one event.
+///
+/// @ingroup rmqs_events
 #[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_event_consumer_update_reply(
@@ -830,6 +882,8 @@ pub unsafe extern "C" fn rmqs_event_consumer_update_reply(
 /// @param ev an event from `rmqs_queue_poll()` (ownership passes to the library), or NULL.
 ///
 /// Does not block.
+///
+/// @ingroup rmqs_events
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_event_free(ev: *mut rmqs_event) {
     ffi_boundary((), || {

@@ -33,6 +33,8 @@ use crate::client::StateChange;
 /// `rmqs_confirm_cb`): for an object with a confirm or chunk callback, in order with those
 /// calls; never concurrently with itself for one object. The callback may
 /// call non-blocking functions; blocking ones return `RMQS_ERR_WOULD_DEADLOCK`.
+///
+/// @ingroup rmqs_events
 pub type rmqs_state_cb = Option<
     unsafe extern "C" fn(
         user_data: *mut c_void,
@@ -70,6 +72,8 @@ pub(crate) type StateFn = unsafe extern "C" fn(
 /// @return `RMQS_OK`; `RMQS_ERR_INVALID_ARGUMENT` for a NULL or invalid config.
 ///
 /// Not thread-safe for one config; does not block.
+///
+/// @ingroup rmqs_events
 #[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_config_set_state_cb(

@@ -25,6 +25,8 @@ use crate::client::{ConsumerStats, ProducerStats};
 /// Extensible: set `size` to `sizeof(rmqs_connection_statistics)` before the call. Fields may
 /// be appended in later versions, never removed or reordered; the library fills
 /// `min(size, its own size)` bytes and sets `size` to that.
+///
+/// @ingroup rmqs_connection
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct rmqs_connection_statistics {
@@ -47,6 +49,8 @@ pub struct rmqs_connection_statistics {
 }
 
 /// Counters of a producer. Extensible like `rmqs_connection_statistics` (set `size` first).
+///
+/// @ingroup rmqs_producer
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct rmqs_producer_statistics {
@@ -69,6 +73,8 @@ pub struct rmqs_producer_statistics {
 }
 
 /// Counters of a consumer. Extensible like `rmqs_connection_statistics` (set `size` first).
+///
+/// @ingroup rmqs_consumer
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct rmqs_consumer_statistics {
@@ -194,6 +200,8 @@ pub(crate) unsafe fn write_extensible<T: Extensible>(
 ///
 /// Thread-safe; does not block (relaxed atomic reads: counters read while traffic flows may be
 /// a few frames apart from one another).
+///
+/// @ingroup rmqs_connection
 #[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_connection_stats(
@@ -236,6 +244,8 @@ pub unsafe extern "C" fn rmqs_connection_stats(
 /// @return `RMQS_OK`; `RMQS_ERR_INVALID_ARGUMENT` as `rmqs_connection_stats()`.
 ///
 /// Thread-safe; does not block.
+///
+/// @ingroup rmqs_producer
 #[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_producer_stats(
@@ -264,6 +274,8 @@ pub unsafe extern "C" fn rmqs_producer_stats(
 /// @return `RMQS_OK`; `RMQS_ERR_INVALID_ARGUMENT` as `rmqs_connection_stats()`.
 ///
 /// Thread-safe; does not block.
+///
+/// @ingroup rmqs_consumer
 #[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_consumer_stats(

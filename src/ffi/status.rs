@@ -12,12 +12,16 @@ use std::ffi::{CStr, c_char};
 ///
 /// Every value the library can return has a name and a description: see `rmqs_status_name()`,
 /// `rmqs_status_str()` and `rmqs_status_descs()`. Values are stable: new codes are only ever added.
+///
+/// @ingroup rmqs_errors
 pub type rmqs_status = i32;
 
 /// The values of `rmqs_status`.
 ///
 /// Functions return and accept `rmqs_status` (`int32_t`), never this enum type, so that codes added
 /// by later versions (of the broker or of this library) are not undefined values in C++ or Rust.
+///
+/// @ingroup rmqs_errors
 #[repr(i32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum rmqs_status_code {
@@ -120,6 +124,8 @@ pub const fn status_from_response_code(code: u16) -> rmqs_status {
 /// One entry of the status table returned by `rmqs_status_descs()`.
 ///
 /// Both strings are static NUL-terminated ASCII owned by the library: never free or modify them.
+///
+/// @ingroup rmqs_errors
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct rmqs_status_desc {
@@ -340,6 +346,8 @@ pub fn status_description(status: rmqs_status) -> &'static CStr {
 /// @return a static NUL-terminated string owned by the library, never NULL; do not free it.
 ///
 /// Thread-safe, does not block.
+///
+/// @ingroup rmqs_errors
 #[unsafe(no_mangle)]
 pub extern "C" fn rmqs_status_str(status: rmqs_status) -> *const c_char {
     super::panic::ffi_boundary(UNKNOWN_DESCRIPTION.as_ptr(), || {
@@ -353,6 +361,8 @@ pub extern "C" fn rmqs_status_str(status: rmqs_status) -> *const c_char {
 /// @return a static NUL-terminated string owned by the library, never NULL; do not free it.
 ///
 /// Thread-safe, does not block.
+///
+/// @ingroup rmqs_errors
 #[unsafe(no_mangle)]
 pub extern "C" fn rmqs_status_name(status: rmqs_status) -> *const c_char {
     super::panic::ffi_boundary(UNKNOWN_NAME.as_ptr(), || status_name(status).as_ptr())
@@ -366,6 +376,8 @@ pub extern "C" fn rmqs_status_name(status: rmqs_status) -> *const c_char {
 /// @param count receives the number of entries. May be NULL.
 ///
 /// Thread-safe, does not block.
+///
+/// @ingroup rmqs_errors
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_status_descs(out: *mut *const rmqs_status_desc, count: *mut usize) {
     super::panic::ffi_boundary((), || {

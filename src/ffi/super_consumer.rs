@@ -186,6 +186,8 @@ impl SuperConsumerShared {
 ///
 /// Thread safety: every function may be called from any thread concurrently, except
 /// `rmqs_super_consumer_free()`.
+///
+/// @ingroup rmqs_consumer
 pub struct rmqs_super_consumer {
     magic: u64,
     inner: Arc<SuperConsumerShared>,
@@ -260,6 +262,8 @@ fn super_consumer_config(
 ///
 /// Thread-safe; blocks for a few round trips per partition. Chunks may arrive before it
 /// returns.
+///
+/// @ingroup rmqs_consumer
 #[must_use]
 #[unsafe(no_mangle)]
 #[allow(clippy::too_many_arguments)]
@@ -377,6 +381,8 @@ pub unsafe extern "C" fn rmqs_super_consumer_new(
 ///         `RMQS_ERR_WOULD_DEADLOCK` from a library callback.
 ///
 /// Thread-safe; blocks for a round trip, plus the subscriptions.
+///
+/// @ingroup rmqs_consumer
 #[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_super_consumer_refresh(
@@ -409,6 +415,8 @@ pub unsafe extern "C" fn rmqs_super_consumer_refresh(
 /// @return the count; 0 for NULL.
 ///
 /// Thread-safe; does not block.
+///
+/// @ingroup rmqs_consumer
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_super_consumer_partition_count(
     sc: *const rmqs_super_consumer,
@@ -428,6 +436,8 @@ pub unsafe extern "C" fn rmqs_super_consumer_partition_count(
 ///         across refreshes); NULL for an index out of range or a NULL handle.
 ///
 /// Thread-safe; does not block (callable from chunk callbacks).
+///
+/// @ingroup rmqs_consumer
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_super_consumer_partition(
     sc: *const rmqs_super_consumer,
@@ -449,6 +459,8 @@ pub unsafe extern "C" fn rmqs_super_consumer_partition(
 /// @return false for an index out of range, a NULL handle, or once closed.
 ///
 /// Thread-safe; does not block.
+///
+/// @ingroup rmqs_consumer
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_super_consumer_is_active(
     sc: *const rmqs_super_consumer,
@@ -468,6 +480,8 @@ pub unsafe extern "C" fn rmqs_super_consumer_is_active(
 ///         `RMQS_ERR_CLOSED`.
 ///
 /// Thread-safe, also from callbacks; does not block.
+///
+/// @ingroup rmqs_consumer
 #[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_super_consumer_credit(
@@ -504,6 +518,8 @@ pub unsafe extern "C" fn rmqs_super_consumer_credit(
 ///         an index out of range; `RMQS_ERR_CLOSED`.
 ///
 /// Thread-safe, also from callbacks; does not block.
+///
+/// @ingroup rmqs_consumer
 #[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_super_consumer_store_offset(
@@ -535,6 +551,8 @@ pub unsafe extern "C" fn rmqs_super_consumer_store_offset(
 ///         `RMQS_ERR_WOULD_DEADLOCK` from a library callback.
 ///
 /// Thread-safe; blocks for one round trip.
+///
+/// @ingroup rmqs_consumer
 #[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_super_consumer_query_offset(
@@ -579,6 +597,8 @@ pub unsafe extern "C" fn rmqs_super_consumer_query_offset(
 /// @return `RMQS_OK`; `RMQS_ERR_INVALID_ARGUMENT` (NULL handle or `out`, `size` not set).
 ///
 /// Thread-safe; does not block.
+///
+/// @ingroup rmqs_consumer
 // `..Default::default()`: fields appended to the struct later stay zero until filled here
 #[must_use]
 #[unsafe(no_mangle)]
@@ -618,6 +638,8 @@ pub unsafe extern "C" fn rmqs_super_consumer_stats(
 ///         than 0.
 ///
 /// Thread-safe; blocks up to `timeout_ms`.
+///
+/// @ingroup rmqs_consumer
 #[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_super_consumer_close(
@@ -636,6 +658,8 @@ pub unsafe extern "C" fn rmqs_super_consumer_close(
 ///
 /// Blocks while closing. Called from a library callback, the work moves to a background
 /// thread and the call returns at once.
+///
+/// @ingroup rmqs_consumer
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_super_consumer_free(sc: *mut rmqs_super_consumer) {
     ffi_boundary((), || {

@@ -39,6 +39,8 @@ use crate::client::{
 /// `rmqs_confirm_cb`), never concurrently with itself; the confirms of one partition come in order. `confirms`
 /// (`count` > 0 entries, `stride` bytes apart: see `RMQS_AT()`) is borrowed for the call. Rules as `rmqs_confirm_cb`: non-blocking
 /// calls only (blocking ones return `RMQS_ERR_WOULD_DEADLOCK`).
+///
+/// @ingroup rmqs_producer
 pub type rmqs_super_confirm_cb = Option<
     unsafe extern "C" fn(
         user_data: *mut c_void,
@@ -70,6 +72,8 @@ pub type rmqs_super_confirm_cb = Option<
 ///
 /// Called on the thread making the send call, once per message (per send call), possibly from
 /// several threads at once. Must be quick and must not send on the same super producer.
+///
+/// @ingroup rmqs_producer
 pub type rmqs_routing_cb = Option<
     unsafe extern "C" fn(
         user_data: *mut c_void,
@@ -102,6 +106,8 @@ pub type rmqs_routing_cb = Option<
 ///
 /// Called on the thread making the send call, possibly from several threads at once. Must be
 /// quick and must not send on the same super producer.
+///
+/// @ingroup rmqs_producer
 pub type rmqs_key_extractor_cb = Option<
     unsafe extern "C" fn(
         user_data: *mut c_void,
@@ -520,6 +526,8 @@ fn map_send_error(e: ClientError, on_library_thread: bool) -> Error {
 ///
 /// Thread safety: every function may be called from any thread concurrently, except
 /// `rmqs_super_producer_free()`.
+///
+/// @ingroup rmqs_producer
 pub struct rmqs_super_producer {
     magic: u64,
     inner: Arc<SuperProducerShared>,
@@ -548,6 +556,8 @@ impl Handle for rmqs_super_producer {
 /// @return `RMQS_OK`; `RMQS_ERR_INVALID_ARGUMENT` for a NULL or invalid config.
 ///
 /// Not thread-safe for one config; does not block.
+///
+/// @ingroup rmqs_producer
 #[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_config_set_routing_cb(
@@ -590,6 +600,8 @@ pub unsafe extern "C" fn rmqs_config_set_routing_cb(
 /// @return `RMQS_OK`; `RMQS_ERR_INVALID_ARGUMENT` for a NULL or invalid config.
 ///
 /// Not thread-safe for one config; does not block.
+///
+/// @ingroup rmqs_producer
 #[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_config_set_key_extractor(
@@ -683,6 +695,8 @@ fn super_producer_config(s: &Settings, callbacks: &Callbacks) -> Result<Parsed, 
 ///
 /// Thread-safe; blocks for a round trip (plus the creation of every partition producer with
 /// `eager`).
+///
+/// @ingroup rmqs_producer
 #[must_use]
 #[unsafe(no_mangle)]
 #[allow(clippy::too_many_arguments)]
@@ -822,6 +836,8 @@ pub unsafe extern "C" fn rmqs_super_producer_new(
 ///
 /// Thread-safe; blocks as said above, and when the partition's producer is full and the send
 /// may wait.
+///
+/// @ingroup rmqs_producer
 #[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_super_producer_send(
@@ -880,6 +896,8 @@ pub unsafe extern "C" fn rmqs_super_producer_send(
 /// @return as `rmqs_super_producer_send()`.
 ///
 /// Thread-safe; blocking as `rmqs_super_producer_send()`.
+///
+/// @ingroup rmqs_producer
 #[must_use]
 #[unsafe(no_mangle)]
 #[allow(clippy::too_many_arguments)]
@@ -943,6 +961,8 @@ pub unsafe extern "C" fn rmqs_super_producer_send_ex(
 ///         accepted (as `rmqs_super_producer_send()`), the ones before it being accepted.
 ///
 /// Thread-safe; blocking as `rmqs_super_producer_send()`, up to `send_timeout_ms` in total.
+///
+/// @ingroup rmqs_producer
 #[must_use]
 #[unsafe(no_mangle)]
 #[allow(clippy::too_many_arguments)]
@@ -1023,6 +1043,8 @@ pub unsafe extern "C" fn rmqs_super_producer_send_batch(
 ///
 /// Thread-safe (the super producer; the builder must not change during the call); blocking
 /// as `rmqs_super_producer_send()`.
+///
+/// @ingroup rmqs_producer
 #[must_use]
 #[unsafe(no_mangle)]
 #[allow(clippy::too_many_arguments)]
@@ -1072,6 +1094,8 @@ pub unsafe extern "C" fn rmqs_super_producer_send_message(
 ///         accepted, the ones before it being accepted.
 ///
 /// Thread-safe; blocking as `rmqs_super_producer_send()`, up to `send_timeout_ms` in total.
+///
+/// @ingroup rmqs_producer
 #[must_use]
 #[unsafe(no_mangle)]
 #[allow(clippy::too_many_arguments)]
@@ -1185,6 +1209,8 @@ unsafe fn send_batch_of(
 ///         0); `RMQS_ERR_INVALID_ARGUMENT` for a NULL handle.
 ///
 /// Thread-safe; blocks up to `timeout_ms`.
+///
+/// @ingroup rmqs_producer
 #[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_super_producer_flush(
@@ -1231,6 +1257,8 @@ pub unsafe extern "C" fn rmqs_super_producer_flush(
 ///
 /// Thread-safe; blocks for a round trip (plus the new producers with `eager`). Sends running
 /// meanwhile use the partitions of the moment they started.
+///
+/// @ingroup rmqs_producer
 #[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_super_producer_refresh(
@@ -1265,6 +1293,8 @@ pub unsafe extern "C" fn rmqs_super_producer_refresh(
 /// @return the count; 0 for NULL.
 ///
 /// Thread-safe; does not block.
+///
+/// @ingroup rmqs_producer
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_super_producer_partition_count(
     sp: *const rmqs_super_producer,
@@ -1285,6 +1315,8 @@ pub unsafe extern "C" fn rmqs_super_producer_partition_count(
 ///         across refreshes); NULL for an index out of range or a NULL handle.
 ///
 /// Thread-safe; does not block (callable from routing and confirm callbacks).
+///
+/// @ingroup rmqs_producer
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_super_producer_partition(
     sp: *const rmqs_super_producer,
@@ -1309,6 +1341,8 @@ pub unsafe extern "C" fn rmqs_super_producer_partition(
 /// @return `RMQS_OK`; `RMQS_ERR_INVALID_ARGUMENT` (NULL handle or `out`, `size` not set).
 ///
 /// Thread-safe; does not block.
+///
+/// @ingroup rmqs_producer
 #[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_super_producer_stats(
@@ -1342,6 +1376,8 @@ pub unsafe extern "C" fn rmqs_super_producer_stats(
 ///         than 0.
 ///
 /// Thread-safe; blocks up to `timeout_ms` plus a round trip.
+///
+/// @ingroup rmqs_producer
 #[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_super_producer_close(
@@ -1362,6 +1398,8 @@ pub unsafe extern "C" fn rmqs_super_producer_close(
 ///
 /// Blocks while closing. Called from a library callback, the work moves to a background
 /// thread and the call returns at once.
+///
+/// @ingroup rmqs_producer
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_super_producer_free(sp: *mut rmqs_super_producer) {
     ffi_boundary((), || {

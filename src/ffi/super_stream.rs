@@ -21,6 +21,8 @@ use crate::protocol::murmur3::{SUPER_STREAM_SEED, murmur3_32};
 ///         `partition_count` is 0 or `out_index` is NULL (then `*out_index` is not written).
 ///
 /// Pure function: thread-safe, does not block, no I/O.
+///
+/// @ingroup rmqs_management
 #[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_super_stream_partition(

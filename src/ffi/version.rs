@@ -9,13 +9,21 @@ use std::ffi::{CStr, c_char};
 use super::panic::ffi_boundary;
 
 /// Major version of the header (compile time). Compare with `rmqs_version_number()`.
+///
+/// @ingroup rmqs_errors
 pub const RMQS_VERSION_MAJOR: u32 = 0;
 /// Minor version of the header (compile time).
+///
+/// @ingroup rmqs_errors
 pub const RMQS_VERSION_MINOR: u32 = 1;
 /// Patch version of the header (compile time).
+///
+/// @ingroup rmqs_errors
 pub const RMQS_VERSION_PATCH: u32 = 0;
 /// The header's version as one number, `(MAJOR << 24) | (MINOR << 16) | (PATCH << 8)`, e.g.
 /// `0x00010000` for 0.1.0. The low byte is reserved (0). Use in `#if RMQS_VERSION_NUMBER >= ...`.
+///
+/// @ingroup rmqs_errors
 pub const RMQS_VERSION_NUMBER: u32 =
     (RMQS_VERSION_MAJOR << 24) | (RMQS_VERSION_MINOR << 16) | (RMQS_VERSION_PATCH << 8);
 
@@ -47,6 +55,8 @@ const VERSION: &CStr =
 /// @return a static NUL-terminated string owned by the library, never NULL; do not free it.
 ///
 /// Thread-safe, does not block.
+///
+/// @ingroup rmqs_errors
 #[unsafe(no_mangle)]
 pub extern "C" fn rmqs_version() -> *const c_char {
     ffi_boundary(VERSION.as_ptr(), || VERSION.as_ptr())
@@ -58,6 +68,8 @@ pub extern "C" fn rmqs_version() -> *const c_char {
 /// detect a mismatched shared library at run time.
 ///
 /// Thread-safe, does not block.
+///
+/// @ingroup rmqs_errors
 #[unsafe(no_mangle)]
 pub extern "C" fn rmqs_version_number() -> u32 {
     ffi_boundary(VERSION_NUMBER, || VERSION_NUMBER)
