@@ -238,6 +238,18 @@ fn an_array_of_described_values_with_a_nan_descriptor_round_trips() {
     }
 }
 
+/// The third input of the long fuzz run: an array of described nulls encoded (no bytes per
+/// element) into an array the decoder refuses (its count exceeds its size). It is refused like
+/// an array of plain nulls.
+#[test]
+fn arrays_of_described_nulls_are_refused_like_arrays_of_nulls() {
+    let element = || Value::Described(Box::new((Value::Ulong(1), Value::Null)));
+    let err = Value::Array(vec![element(), element()])
+        .to_bytes()
+        .unwrap_err();
+    assert!(err.to_string().contains("arrays of null"), "{err}");
+}
+
 #[test]
 fn into_owned_detaches() {
     let input = hex("c00802a1026869a0017a");

@@ -949,9 +949,13 @@ fn put_array_body(
         u32::try_from(items.len()).map_err(|_| EncodeError::TooManyElements(items.len()))?;
     let first = items.first();
     if let Some(f) = first {
-        if matches!(f, Value::Null) {
-            // Arrays of null carry no data; the decoder bounds their count by their byte size,
-            // which a null array cannot satisfy.
+        let payload = match f {
+            Value::Described(b) => &b.1,
+            other => other,
+        };
+        if matches!(payload, Value::Null) {
+            // Arrays of null (described or not) carry no data per element; the decoder bounds
+            // their count by their byte size, which such an array cannot satisfy.
             return Err(EncodeError::InvalidValue(
                 "AMQP arrays of null are not supported",
             ));
