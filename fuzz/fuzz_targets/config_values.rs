@@ -18,7 +18,7 @@ use std::ffi::{CStr, CString};
 
 use libfuzzer_sys::fuzz_target;
 use rmqstream::client::error::ECHO_MAX;
-use rmqstream::ffi::config::{Scope, Settings};
+use rmqstream::client::config::{Scope, Settings};
 use rmqstream::ffi::rmqs_status_code::*;
 use rmqstream::ffi::*;
 
@@ -117,7 +117,7 @@ fuzz_target!(|data: &[u8]| {
     unsafe { rmqs_config_free(cfg) };
 
     if set.is_ok() {
-        if let Ok((c, _lazy)) = direct.connection() {
+        if let Ok(c) = direct.connection() {
             c.validate().expect("a built connection config is valid");
         }
         let _ = direct.stream_arguments();
