@@ -19,9 +19,10 @@
 //! nothing.
 //!
 //! The broker needs about 3 file descriptors per stream with a consumer (segment, index, the
-//! reader's segment): the test broker of scripts/broker runs with a soft limit of 1024, which
-//! 1000 streams exceed (its stream writers then crash with `emfile` and the node stops). Ask
-//! for 1000 only against a broker whose `ulimit -n` allows it.
+//! reader's segment): 1000 streams need a broker whose `ulimit -n` is well above 3000 (its
+//! stream writers otherwise crash with `emfile` and the node stops). scripts/broker starts its
+//! nodes with the hard limit of the shell that starts them (packages' `su rabbitmq` would
+//! lower it to 1024).
 
 use std::ffi::{CString, c_void};
 use std::ptr;
