@@ -126,22 +126,35 @@ fn check_message(data: &[u8]) {
     let Ok(message) = view.to_message() else {
         return;
     };
-    let encoded = encode_message(&message);
+    let Some(encoded) = encode_message(&message) else {
+        return;
+    };
     let again = MessageView::parse(&encoded)
         .and_then(|v| v.to_message())
         .unwrap_or_else(|e| panic!("re-encoded message does not decode: {e}"));
     assert_eq!(
         encode_message(&again),
-        encoded,
+        Some(encoded),
         "message encoding is not canonical"
     );
 }
 
-fn encode_message(m: &Message<'_>) -> Bytes {
+/// The message's encoding; `None` only for the documented gap (see `documented_gap`).
+fn encode_message(m: &Message<'_>) -> Option<Bytes> {
     let mut out = BytesMut::new();
-    m.encode(&mut out)
-        .unwrap_or_else(|e| panic!("decoded message does not encode: {e}: {m:?}"));
-    out.freeze()
+    match m.encode(&mut out) {
+        Ok(()) => Some(out.freeze()),
+        Err(e) if documented_gap(&e) => None,
+        Err(e) => panic!("decoded message does not encode: {e}: {m:?}"),
+    }
+}
+
+/// The one documented gap of the encoder: an array of nulls carries no bytes per element,
+/// and the decoder only accepts as many as the original array's byte size allows, which a
+/// canonical re-encoding cannot promise. Decoding such arrays (anywhere in a message or a
+/// value) is what matters.
+fn documented_gap(e: &EncodeError) -> bool {
+    matches!(e, EncodeError::InvalidValue(m) if m.contains("arrays of null"))
 }
 
 fn check_value(data: &[u8]) {
@@ -162,10 +175,7 @@ fn check_value(data: &[u8]) {
     let mut out = BytesMut::new();
     match value.encode(&mut out) {
         Ok(()) => {}
-        // The one documented gap: an array of nulls carries no bytes per element, and the
-        // decoder only accepts as many as the original array's byte size allows, which a
-        // canonical re-encoding cannot promise. Decoding such arrays is what matters.
-        Err(EncodeError::InvalidValue(m)) if m.contains("arrays of null") => return,
+        Err(e) if documented_gap(&e) => return,
         Err(e) => panic!("decoded value does not encode: {e}: {value:?}"),
     }
     let encoded = out.freeze();
