@@ -382,7 +382,11 @@ fn counters_match_what_was_sent_and_consumed() {
         "{cs:?}"
     );
     let s3 = conn_stats(conn);
-    assert_eq!(s3.data_connections, 1, "the consumer shares the producer's");
+    assert_eq!(
+        s3.data_connections, 2,
+        "the consumer gets its own, apart from the producer's"
+    );
+    assert_eq!(s3.connections_opened, 3);
     assert!(s3.bytes_in - s2.bytes_in > body_bytes, "{s2:?} {s3:?}");
     assert!(s3.frames_in > s2.frames_in && s3.frames_out > s2.frames_out);
 
