@@ -522,14 +522,14 @@ fn each_configuration_level_overrides_the_one_below() {
     let s = cunique("ffi-obs-layers");
     create_stream(a, &s);
 
-    // max_in_flight, 1. library default (10000)
+    // max_in_flight, 1. library default (1000)
     let mut cfg = hold.to_vec();
     cfg.push(("block_when_full", "false"));
     let p = bare_producer(a, &s, &cfg);
-    assert_eq!(fill(p, 0, 20_000), (10_000, queue_full));
-    assert_eq!(producer_stats(p).in_flight, 10_000);
+    assert_eq!(fill(p, 0, 20_000), (1000, queue_full));
+    assert_eq!(producer_stats(p).in_flight, 1000);
     unsafe { rmqs_producer_free(p) };
-    // 2. the connection's producer.max_in_flight (5) over the library's 10000
+    // 2. the connection's producer.max_in_flight (5) over the library's 1000
     let p = bare_producer(b, &s, &[]);
     assert_eq!(fill(p, 0, 100), (5, queue_full));
     unsafe { rmqs_producer_free(p) };
