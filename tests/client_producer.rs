@@ -188,7 +188,7 @@ fn in_flight_cap_gives_queue_full_then_resumes() {
     let ev = Collector::new();
     let p = f.producer(
         ProducerConfig {
-            max_in_flight: 10,
+            max_in_flight: Some(10),
             // Nothing leaves on its own: the 10 stay unconfirmed until flushed.
             batch_delay: Duration::from_secs(600),
             ..Default::default()
@@ -602,7 +602,7 @@ fn publish_throughput() {
     let n = knob("RMQS_BENCH_MESSAGES", 500_000);
     let config = ProducerConfig {
         batch_size: knob("RMQS_BENCH_BATCH_SIZE", DEFAULT_BATCH_SIZE),
-        max_in_flight: knob("RMQS_BENCH_MAX_IN_FLIGHT", DEFAULT_MAX_IN_FLIGHT),
+        max_in_flight: Some(knob("RMQS_BENCH_MAX_IN_FLIGHT", DEFAULT_MAX_IN_FLIGHT)),
         ..Default::default()
     };
     let body = vec![0x5au8; knob("RMQS_BENCH_BODY", 100)];
@@ -628,7 +628,7 @@ fn publish_throughput() {
          ({} build)",
         body.len(),
         config.batch_size,
-        config.max_in_flight,
+        config.in_flight_cap(),
         n as f64 / done.as_secs_f64(),
         if cfg!(debug_assertions) {
             "debug"

@@ -293,7 +293,7 @@ fn dump_lists_every_key_with_its_effective_value_and_hides_passwords() {
         "uri=rabbitmq-stream://app:***@h1:5552/prod",
         "password=***",
         "batch_size=250",
-        "max_in_flight=10000",
+        "max_in_flight=",
         "offset=next",
         "heartbeat=60",
         "tls_ca_file=",

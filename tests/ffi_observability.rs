@@ -382,7 +382,11 @@ fn counters_match_what_was_sent_and_consumed() {
         "{cs:?}"
     );
     let s3 = conn_stats(conn);
-    assert_eq!(s3.data_connections, 1, "the consumer shares the producer's");
+    assert_eq!(
+        s3.data_connections, 2,
+        "the consumer gets its own, apart from the producer's"
+    );
+    assert_eq!(s3.connections_opened, 3);
     assert!(s3.bytes_in - s2.bytes_in > body_bytes, "{s2:?} {s3:?}");
     assert!(s3.frames_in > s2.frames_in && s3.frames_out > s2.frames_out);
 
@@ -518,14 +522,14 @@ fn each_configuration_level_overrides_the_one_below() {
     let s = cunique("ffi-obs-layers");
     create_stream(a, &s);
 
-    // max_in_flight, 1. library default (10000)
+    // max_in_flight, 1. library default (1000)
     let mut cfg = hold.to_vec();
     cfg.push(("block_when_full", "false"));
     let p = bare_producer(a, &s, &cfg);
-    assert_eq!(fill(p, 0, 20_000), (10_000, queue_full));
-    assert_eq!(producer_stats(p).in_flight, 10_000);
+    assert_eq!(fill(p, 0, 20_000), (1000, queue_full));
+    assert_eq!(producer_stats(p).in_flight, 1000);
     unsafe { rmqs_producer_free(p) };
-    // 2. the connection's producer.max_in_flight (5) over the library's 10000
+    // 2. the connection's producer.max_in_flight (5) over the library's 1000
     let p = bare_producer(b, &s, &[]);
     assert_eq!(fill(p, 0, 100), (5, queue_full));
     unsafe { rmqs_producer_free(p) };

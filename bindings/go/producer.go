@@ -46,7 +46,8 @@ func BatchDelay(d time.Duration) ProducerOption {
 	return func(o *producerOptions) { o.set("batch_delay_ms", ms(d)) }
 }
 
-// MaxInFlight caps the unconfirmed messages (default 10000); Send waits for room. With a
+// MaxInFlight caps the unconfirmed messages (default 1000, 10000 with sub-entry batching);
+// Send waits for room. With a
 // confirm channel or handler it also caps the confirms not yet handed to the application.
 func MaxInFlight(n int) ProducerOption {
 	return func(o *producerOptions) { o.maxInFlight = n; o.set("max_in_flight", strconv.Itoa(n)) }

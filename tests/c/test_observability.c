@@ -216,15 +216,15 @@ static void layering(rmqs_connection *plain, const char *stream) {
     rmqs_status st = RMQS_OK;
     size_t n;
 
-    /* 1. library default: 10000 */
+    /* 1. library default: 1000 */
     p = producer_with(plain, stream, "block_when_full", "false", "batch_size", "65535");
     if (p != NULL) {
         n = fill(p, 0, 20000, &st);
-        CHECK(n == 10000 && st == RMQS_ERR_QUEUE_FULL);
+        CHECK(n == 1000 && st == RMQS_ERR_QUEUE_FULL);
         rmqs_producer_free(p);
     }
 
-    /* 2. the connection's producer.max_in_flight 5 over the library's 10000 */
+    /* 2. the connection's producer.max_in_flight 5 over the library's 1000 */
     CHECK_OK(rmqs_config_set(cfg, "uri", test_uri(), NULL));
     CHECK_OK(rmqs_config_set(cfg, "producer.max_in_flight", "5", NULL));
     CHECK_OK(rmqs_config_set(cfg, "producer.block_when_full", "false", NULL));

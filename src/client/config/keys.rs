@@ -426,8 +426,8 @@ pub const KEYS: &[Key] = &[
         "max_in_flight",
         Producer,
         Uint(1, MAX_IN_FLIGHT_LIMIT as u64),
-        "10000",
-        "unconfirmed messages at most",
+        "",
+        "unconfirmed messages at most (default: 1000, or 10000 with `sub_entry_size`; deeper only adds latency)",
     ),
     k(
         "confirm_timeout_ms",

@@ -404,10 +404,7 @@ impl Settings {
             self.uint("batch_size").map(|v| v as usize),
         );
         put(&mut c.batch_delay, self.ms("batch_delay_ms"));
-        put(
-            &mut c.max_in_flight,
-            self.uint("max_in_flight").map(|v| v as usize),
-        );
+        c.max_in_flight = self.uint("max_in_flight").map(|v| v as usize);
         put(&mut c.confirm_timeout, self.ms("confirm_timeout_ms"));
         put(
             &mut c.sub_entry_size,
@@ -976,7 +973,7 @@ mod tests {
         assert_eq!(d[0], "uri=rabbitmq-stream://u:***@h/v");
         assert!(d.contains(&"password=***".to_string()));
         assert!(d.contains(&"batch_size=7".to_string()));
-        assert!(d.contains(&"max_in_flight=10000".to_string()));
+        assert!(d.contains(&"max_in_flight=".to_string()));
         assert!(d.contains(&"name=".to_string()));
         assert_eq!(d.last().unwrap(), "consumer.offset=first");
         assert!(
