@@ -18,6 +18,7 @@ use super::queue::{Payload, rmqs_event_source_code, rmqs_queue, rmqs_state_code}
 use super::runtime::check_may_block;
 use super::status::{rmqs_status, rmqs_status_code};
 use crate::client::Settings;
+use crate::client::blocking::BlockingEnvironment;
 use crate::client::consumer::ConsumerUpdate;
 use crate::client::{
     ClientError, Consumer, ConsumerConfig, ConsumerEvents, DeliveredChunk, StateChange,
@@ -251,7 +252,7 @@ pub unsafe extern "C" fn rmqs_consumer_new(
             check_may_block("rmqs_consumer_new")?;
             let shared = c.shared.clone();
             if shared.is_closed() {
-                return Err(ConnShared::closed_error("rmqs_consumer_new"));
+                return Err(BlockingEnvironment::closed_error("rmqs_consumer_new").into());
             }
             let callback = chunk_dispatcher(
                 &shared.dispatch,
@@ -283,7 +284,7 @@ pub unsafe extern "C" fn rmqs_consumer_new(
                 Err(e) => {
                     sink.abort();
                     hooks.detach();
-                    return Err(e);
+                    return Err(e.into());
                 }
             };
             let inner = Arc::new(ConsumerShared {
@@ -398,7 +399,7 @@ pub unsafe extern "C" fn rmqs_consumer_query_offset(
             let r = conn.block(
                 "rmqs_consumer_query_offset",
                 Some(conn.op_timeout()),
-                async { c.inner.consumer.query_offset().await.map_err(Error::from) },
+                async { c.inner.consumer.query_offset().await },
             )?;
             match r {
                 Some(o) => {

@@ -18,8 +18,8 @@
 //!
 //! What this layer holds besides the argument checks, the panic boundary and the status
 //! mapping (it should hold nothing else; see the crate docs; the config keys' meaning, checks
-//! and defaults, and the ordered close of a connection's children, are the client's): lazy
-//! connect (`connection`), each connection's runtime and the blocking rules (`runtime`),
+//! and defaults, the ordered close of a connection's children, lazy connect, each
+//! connection's runtime and the blocking rules are the client's, `client::blocking`):
 //! callback dispatch (`dispatch`, `hooks`, `log`), the event queue (`queue`) and the super
 //! producer's key extraction (`super_producer`). The four producer and consumer handles share
 //! one close/free wrapper (`object`).

@@ -17,6 +17,7 @@ use super::queue::rmqs_state_code;
 use super::runtime::{ThreadRole, check_may_block, thread_role, timeout_from_ms};
 use super::status::rmqs_status_code;
 use crate::client::ClientError;
+use crate::client::blocking::BlockingEnvironment;
 use crate::client::environment::Child;
 
 /// How long freeing a handle lets its object close.
@@ -66,7 +67,7 @@ pub(crate) trait Object: Send + Sync + Sized + 'static {
         if timeout == Some(Duration::ZERO) {
             if !self.closed_flag().load(Ordering::Acquire) {
                 let me = self.clone();
-                self.conn().runtime.handle().spawn(async move {
+                self.conn().runtime().handle().spawn(async move {
                     let _ = me.close_async(Some(Duration::ZERO)).await;
                 });
             }
@@ -78,13 +79,13 @@ pub(crate) trait Object: Send + Sync + Sized + 'static {
         }
         match self
             .conn()
-            .runtime
+            .runtime()
             .block_on(Self::CLOSE, None, true, self.close_async(timeout))
         {
             Ok(r) => r,
             // the runtime is gone: the connection closed everything already
-            Err(e) if e.status == rmqs_status_code::RMQS_ERR_CLOSED.status() => Ok(()),
-            Err(e) => Err(e),
+            Err(ClientError::Closed(_)) => Ok(()),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -97,7 +98,7 @@ pub(crate) trait Object: Send + Sync + Sized + 'static {
             ));
         }
         if self.conn().is_closed() {
-            return Err(ConnShared::closed_error(what));
+            return Err(BlockingEnvironment::closed_error(what).into());
         }
         Ok(())
     }

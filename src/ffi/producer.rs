@@ -16,6 +16,7 @@ use super::panic::{ffi_boundary, ffi_status};
 use super::queue::{Payload, rmqs_confirm, rmqs_event_source_code, rmqs_queue, rmqs_state_code};
 use super::runtime::{ThreadRole, check_may_block, thread_role, timeout_from_ms};
 use super::status::{rmqs_status, rmqs_status_code, status_from_response_code};
+use crate::client::blocking::BlockingEnvironment;
 use crate::client::config::ProducerSettings;
 use crate::client::{
     BodyFormat, ClientError, Confirm, ConfirmStatus, OutgoingMessage, Producer, ProducerEvents,
@@ -316,7 +317,7 @@ pub unsafe extern "C" fn rmqs_producer_new(
             check_may_block("rmqs_producer_new")?;
             let shared = c.shared.clone();
             if shared.is_closed() {
-                return Err(ConnShared::closed_error("rmqs_producer_new"));
+                return Err(BlockingEnvironment::closed_error("rmqs_producer_new").into());
             }
             let callback = match confirm_cb {
                 Some(cb) => {
@@ -358,7 +359,7 @@ pub unsafe extern "C" fn rmqs_producer_new(
                 Ok(p) => p,
                 Err(e) => {
                     sink.abort();
-                    return Err(e);
+                    return Err(e.into());
                 }
             };
             let inner = Arc::new(ProducerShared {

@@ -22,6 +22,7 @@ use super::stats::{rmqs_consumer_statistics, write_extensible};
 use super::status::{rmqs_status, rmqs_status_code};
 use super::super_producer::{deliver, deliver_other};
 use crate::client::Settings;
+use crate::client::blocking::BlockingEnvironment;
 use crate::client::{
     ClientError, Consumer, ConsumerUpdate, DeliveredChunk, StateChange, SuperConsumer,
     SuperConsumerConfig, SuperConsumerEvents,
@@ -302,7 +303,7 @@ pub unsafe extern "C" fn rmqs_super_consumer_new(
             check_may_block("rmqs_super_consumer_new")?;
             let shared = c.shared.clone();
             if shared.is_closed() {
-                return Err(ConnShared::closed_error("rmqs_super_consumer_new"));
+                return Err(BlockingEnvironment::closed_error("rmqs_super_consumer_new").into());
             }
             let callback = chunk_dispatcher(
                 &shared.dispatch,
@@ -331,16 +332,14 @@ pub unsafe extern "C" fn rmqs_super_consumer_new(
             let timeout = shared.op_timeout() * 4;
             let created = shared.block("rmqs_super_consumer_new", Some(timeout), async {
                 shared.env().await?;
-                SuperConsumer::new(handle, super_stream, config, events)
-                    .await
-                    .map_err(Error::from)
+                SuperConsumer::new(handle, super_stream, config, events).await
             });
             let consumer = match created {
                 Ok(c) => c,
                 Err(e) => {
                     sink.abort();
                     hooks.detach();
-                    return Err(e);
+                    return Err(e.into());
                 }
             };
             let inner = Arc::new(SuperConsumerShared {
@@ -400,7 +399,7 @@ pub unsafe extern "C" fn rmqs_super_consumer_refresh(
             let parts = conn.block(
                 "rmqs_super_consumer_refresh",
                 Some(conn.op_timeout() * 4),
-                async { s.consumer.refresh_partitions().await.map_err(Error::from) },
+                async { s.consumer.refresh_partitions().await },
             )?;
             if !count_out.is_null() {
                 write_out(count_out, parts.len());
@@ -573,7 +572,7 @@ pub unsafe extern "C" fn rmqs_super_consumer_query_offset(
             let r = conn.block(
                 "rmqs_super_consumer_query_offset",
                 Some(conn.op_timeout()),
-                async { c.query_offset().await.map_err(Error::from) },
+                async { c.query_offset().await },
             )?;
             match r {
                 Some(o) => {

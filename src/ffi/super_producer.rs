@@ -27,6 +27,7 @@ use super::runtime::{ThreadRole, check_may_block, thread_role, timeout_from_ms};
 use super::stats::{rmqs_producer_statistics, write_extensible};
 use super::status::{rmqs_status, rmqs_status_code, status_from_response_code};
 use crate::client::Settings;
+use crate::client::blocking::BlockingEnvironment;
 use crate::client::{
     ClientError, Confirm, ConfirmStatus, OutgoingMessage, Routing, StateChange, SuperProducer,
     SuperProducerConfig, SuperProducerEvents,
@@ -733,7 +734,7 @@ pub unsafe extern "C" fn rmqs_super_producer_new(
             check_may_block("rmqs_super_producer_new")?;
             let shared = c.shared.clone();
             if shared.is_closed() {
-                return Err(ConnShared::closed_error("rmqs_super_producer_new"));
+                return Err(BlockingEnvironment::closed_error("rmqs_super_producer_new").into());
             }
             let callback = match confirm_cb {
                 Some(cb) => {
@@ -774,15 +775,13 @@ pub unsafe extern "C" fn rmqs_super_producer_new(
             let timeout = shared.op_timeout() * 2;
             let created = shared.block("rmqs_super_producer_new", Some(timeout), async {
                 shared.env().await?;
-                SuperProducer::new(handle, super_stream, config, events)
-                    .await
-                    .map_err(Error::from)
+                SuperProducer::new(handle, super_stream, config, events).await
             });
             let producer = match created {
                 Ok(p) => p,
                 Err(e) => {
                     sink.abort();
-                    return Err(e);
+                    return Err(e.into());
                 }
             };
             let inner = Arc::new(SuperProducerShared {
@@ -1276,7 +1275,7 @@ pub unsafe extern "C" fn rmqs_super_producer_refresh(
             let parts = conn.block(
                 "rmqs_super_producer_refresh",
                 Some(conn.op_timeout() * 2),
-                async { s.producer.refresh_partitions().await.map_err(Error::from) },
+                async { s.producer.refresh_partitions().await },
             )?;
             if !count_out.is_null() {
                 write_out(count_out, parts.len());
