@@ -10,7 +10,8 @@ use super::args::{Handle, handle_arg, out_arg, str_arg, write_out};
 use super::config::{rmqs_config, settings_arg};
 use super::dispatch::{DEFAULT_DISPATCH_THREADS, DispatchPool};
 use super::error::{Error, rmqs_error};
-use super::log::{ConnLog, LogRegistration};
+use super::hooks::Registration;
+use super::log::{ConnLog, LogFn};
 use super::panic::{ffi_boundary, ffi_status};
 use super::runtime::{ThreadRole, check_may_block, thread_role, timeout_from_ms};
 use super::status::rmqs_status;
@@ -96,7 +97,7 @@ impl Handle for rmqs_connection {
 
 fn open(
     settings: &Settings,
-    log: Option<Arc<LogRegistration>>,
+    log: Option<Arc<Registration<LogFn>>>,
     out: *mut *mut rmqs_connection,
 ) -> Result<(), Error> {
     let out = out_arg(out, "out")?;

@@ -472,6 +472,27 @@ pub(crate) fn register<F>(
     })
 }
 
+/// The body of every `rmqs_config_set_*_cb` function: replaces the registration `slot` picks
+/// in `cfg` with `cb` (NULL removes it); the old one's finalizer runs once nothing else holds
+/// it.
+///
+/// # Safety
+/// `cfg` must be NULL or a live config that no other thread uses meanwhile.
+pub(crate) unsafe fn set_registration<F>(
+    cfg: *mut rmqs_config,
+    slot: impl FnOnce(&mut rmqs_config) -> &mut Option<Arc<Registration<F>>>,
+    cb: Option<F>,
+    user_data: *mut c_void,
+    free: rmqs_free_cb,
+) -> Result<(), Error> {
+    // SAFETY: per the contract.
+    unsafe { handle_arg(cfg) }?;
+    // SAFETY: live (checked) and used by this thread alone.
+    let old = std::mem::replace(slot(unsafe { &mut *cfg }), register(cb, user_data, free));
+    drop(old);
+    Ok(())
+}
+
 /// Sets the consumer-update callback of the consumers created with this config
 /// (`rmqs_consumer_new()`; other uses of the config ignore it). It decides where a single
 /// active consumer (key `single_active_consumer`) starts when the broker activates it. Without
@@ -507,11 +528,7 @@ pub unsafe extern "C" fn rmqs_config_set_consumer_update_cb(
     // SAFETY: cfg is checked; no err out-parameter.
     unsafe {
         ffi_status(err, || {
-            handle_arg(cfg)?;
-            let new = register(cb, user_data, user_data_free);
-            let old = std::mem::replace(&mut (*cfg).hooks.update, new);
-            drop(old);
-            Ok(())
+            set_registration(cfg, |c| &mut c.hooks.update, cb, user_data, user_data_free)
         })
     }
 }
@@ -546,11 +563,7 @@ pub unsafe extern "C" fn rmqs_config_set_post_filter_cb(
     // SAFETY: cfg is checked; no err out-parameter.
     unsafe {
         ffi_status(err, || {
-            handle_arg(cfg)?;
-            let new = register(cb, user_data, user_data_free);
-            let old = std::mem::replace(&mut (*cfg).hooks.filter, new);
-            drop(old);
-            Ok(())
+            set_registration(cfg, |c| &mut c.hooks.filter, cb, user_data, user_data_free)
         })
     }
 }
@@ -585,11 +598,13 @@ pub unsafe extern "C" fn rmqs_config_set_tracking_cb(
     // SAFETY: cfg is checked; no err out-parameter.
     unsafe {
         ffi_status(err, || {
-            handle_arg(cfg)?;
-            let new = register(cb, user_data, user_data_free);
-            let old = std::mem::replace(&mut (*cfg).hooks.tracking, new);
-            drop(old);
-            Ok(())
+            set_registration(
+                cfg,
+                |c| &mut c.hooks.tracking,
+                cb,
+                user_data,
+                user_data_free,
+            )
         })
     }
 }

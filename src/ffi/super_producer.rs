@@ -13,6 +13,7 @@ use super::config::{rmqs_config, settings_arg};
 use super::connection::{ConnShared, rmqs_connection};
 use super::dispatch::{Sink, UserData, rmqs_free_cb};
 use super::error::{Error, rmqs_error};
+use super::hooks::{Registration, set_registration};
 use super::message::rmqs_message_builder;
 use super::object::{self, Object, shut_producer};
 use super::panic::{ffi_boundary, ffi_status};
@@ -124,72 +125,36 @@ pub type rmqs_key_extractor_cb = Option<
 /// Room given to a key extractor at first.
 const KEY_CAPACITY: usize = 256;
 
-/// A routing function registered on a config.
-pub(crate) struct RoutingRegistration {
-    cb: unsafe extern "C" fn(
-        *mut c_void,
-        *const rmqs_message_builder,
-        *const u8,
-        usize,
-        *const c_char,
-        usize,
-        usize,
-        usize,
-        *mut u32,
-    ) -> usize,
-    user_data: *mut c_void,
-    free: rmqs_free_cb,
-}
+/// The C function of a routing callback registration.
+type RoutingFn = unsafe extern "C" fn(
+    *mut c_void,
+    *const rmqs_message_builder,
+    *const u8,
+    usize,
+    *const c_char,
+    usize,
+    usize,
+    usize,
+    *mut u32,
+) -> usize;
 
-/// A key extractor registered on a config.
-pub(crate) struct KeyRegistration {
-    cb: unsafe extern "C" fn(
-        *mut c_void,
-        *const rmqs_message_builder,
-        *const u8,
-        usize,
-        usize,
-        *mut c_char,
-        usize,
-    ) -> isize,
-    user_data: *mut c_void,
-    free: rmqs_free_cb,
-}
-
-// SAFETY: the API documents that these callbacks run on the sending threads, concurrently, and
-// that user_data_free runs on whichever thread releases the registration last.
-unsafe impl Send for RoutingRegistration {}
-// SAFETY: as above; the registration is immutable.
-unsafe impl Sync for RoutingRegistration {}
-// SAFETY: as above.
-unsafe impl Send for KeyRegistration {}
-// SAFETY: as above.
-unsafe impl Sync for KeyRegistration {}
-
-impl Drop for RoutingRegistration {
-    fn drop(&mut self) {
-        if let Some(f) = self.free {
-            // SAFETY: the application's finalizer, called once with its own pointer.
-            unsafe { f(self.user_data) };
-        }
-    }
-}
-
-impl Drop for KeyRegistration {
-    fn drop(&mut self) {
-        if let Some(f) = self.free {
-            // SAFETY: as above.
-            unsafe { f(self.user_data) };
-        }
-    }
-}
+/// The C function of a key extractor registration.
+type KeyFn = unsafe extern "C" fn(
+    *mut c_void,
+    *const rmqs_message_builder,
+    *const u8,
+    usize,
+    usize,
+    *mut c_char,
+    usize,
+) -> isize;
 
 /// The super producer callbacks a config holds (shared with the super producers created from
 /// it).
 #[derive(Clone, Default)]
 pub(crate) struct Callbacks {
-    routing: Option<Arc<RoutingRegistration>>,
-    key: Option<Arc<KeyRegistration>>,
+    routing: Option<Arc<Registration<RoutingFn>>>,
+    key: Option<Arc<Registration<KeyFn>>>,
 }
 
 thread_local! {
@@ -217,7 +182,7 @@ fn callback_view<'a>(m: &OutgoingMessage<'a>) -> (*const rmqs_message_builder, &
 
 /// The core's custom routing over a C routing callback: no allocation per message once the
 /// thread's buffers are warm.
-fn c_routing(reg: Arc<RoutingRegistration>) -> Routing {
+fn c_routing(reg: Arc<Registration<RoutingFn>>) -> Routing {
     Routing::custom(
         move |m: &OutgoingMessage<'_>, key: &str, parts: &[String], out: &mut Vec<usize>| {
             let mut k = KEY_NUL.take();
@@ -257,7 +222,7 @@ fn c_routing(reg: Arc<RoutingRegistration>) -> Routing {
 
 /// Runs the key extractor on `msg` and `f` with the key it gave (`None`: no key).
 fn with_extracted_key<R>(
-    reg: &KeyRegistration,
+    reg: &Registration<KeyFn>,
     msg: &OutgoingMessage<'_>,
     f: impl FnOnce(Option<&str>) -> Result<R, Error>,
 ) -> Result<R, Error> {
@@ -379,7 +344,7 @@ pub(crate) struct SuperProducerShared {
     block_when_full: bool,
     send_timeout: Option<Duration>,
     custom: bool,
-    extractor: Option<Arc<KeyRegistration>>,
+    extractor: Option<Arc<Registration<KeyFn>>>,
     closed: AtomicBool,
     /// Every partition list handed out by `rmqs_super_producer_partition()` (the strings stay
     /// valid until the super producer is freed).
@@ -571,20 +536,13 @@ pub unsafe extern "C" fn rmqs_config_set_routing_cb(
     // SAFETY: cfg is checked; no err out-parameter.
     unsafe {
         ffi_status(err, || {
-            handle_arg(cfg)?;
-            let cfg = &mut *cfg;
-            let old = std::mem::replace(
-                &mut cfg.super_producer.routing,
-                cb.map(|cb| {
-                    Arc::new(RoutingRegistration {
-                        cb,
-                        user_data,
-                        free: user_data_free,
-                    })
-                }),
-            );
-            drop(old);
-            Ok(())
+            set_registration(
+                cfg,
+                |c| &mut c.super_producer.routing,
+                cb,
+                user_data,
+                user_data_free,
+            )
         })
     }
 }
@@ -615,20 +573,13 @@ pub unsafe extern "C" fn rmqs_config_set_key_extractor(
     // SAFETY: cfg is checked; no err out-parameter.
     unsafe {
         ffi_status(err, || {
-            handle_arg(cfg)?;
-            let cfg = &mut *cfg;
-            let old = std::mem::replace(
-                &mut cfg.super_producer.key,
-                cb.map(|cb| {
-                    Arc::new(KeyRegistration {
-                        cb,
-                        user_data,
-                        free: user_data_free,
-                    })
-                }),
-            );
-            drop(old);
-            Ok(())
+            set_registration(
+                cfg,
+                |c| &mut c.super_producer.key,
+                cb,
+                user_data,
+                user_data_free,
+            )
         })
     }
 }
@@ -1415,6 +1366,7 @@ pub unsafe extern "C" fn rmqs_super_producer_free(sp: *mut rmqs_super_producer) 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ffi::hooks::register;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     static FREES: AtomicUsize = AtomicUsize::new(0);
@@ -1451,11 +1403,7 @@ mod tests {
 
     #[test]
     fn key_extractor_results() {
-        let reg = KeyRegistration {
-            cb: extract,
-            user_data: std::ptr::null_mut(),
-            free: None,
-        };
+        let reg = register(Some(extract as KeyFn), std::ptr::null_mut(), None).unwrap();
         let key = |body: &[u8]| {
             with_extracted_key(&reg, &OutgoingMessage::new(body), |k| {
                 Ok(k.map(str::to_string))
@@ -1503,11 +1451,8 @@ mod tests {
 
     #[test]
     fn routing_callback_feeds_the_core() {
-        let Routing::Custom(f) = c_routing(Arc::new(RoutingRegistration {
-            cb: route_cb,
-            user_data: 5 as *mut c_void,
-            free: Some(free_ud),
-        })) else {
+        let reg = register(Some(route_cb as RoutingFn), 5 as *mut c_void, Some(free_ud));
+        let Routing::Custom(f) = c_routing(reg.unwrap()) else {
             panic!("not custom")
         };
         let parts: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
@@ -1552,11 +1497,7 @@ mod tests {
         assert!(e.contains("applies to a super consumer"), "{e}");
 
         let with_routing = Callbacks {
-            routing: Some(Arc::new(RoutingRegistration {
-                cb: route_cb,
-                user_data: std::ptr::null_mut(),
-                free: None,
-            })),
+            routing: register(Some(route_cb as RoutingFn), std::ptr::null_mut(), None),
             key: None,
         };
         let p = super_producer_config(&Settings::default(), &with_routing).unwrap();
