@@ -5,20 +5,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use super::args::{Handle, handle_arg, name_arg, out_arg, write_out};
+use super::args::{handle_arg, name_arg, out_arg, write_out};
 use super::chunk::{ChunkRef, rmqs_chunk};
 use super::config::{rmqs_config, settings_arg};
-use super::connection::{ConnShared, rmqs_connection};
+use super::connection::rmqs_connection;
 use super::dispatch::{DispatchPool, Dispatcher, Sink, UserData, rmqs_free_cb};
 use super::error::{Error, rmqs_error};
 use super::hooks::{ConsumerHooks, UpdateEvent};
-use super::object::{self, Object, shut_consumer};
+use super::object::{self, Base, Creation, Object, object_handle, shut_consumer};
 use super::panic::{ffi_boundary, ffi_status};
-use super::queue::{Payload, rmqs_event_source_code, rmqs_queue, rmqs_state_code};
-use super::runtime::check_may_block;
+use super::queue::{Payload, queue_arg, rmqs_event_source_code, rmqs_queue, rmqs_state_code};
 use super::status::{rmqs_status, rmqs_status_code};
 use crate::client::Settings;
-use crate::client::blocking::BlockingEnvironment;
 use crate::client::consumer::ConsumerUpdate;
 use crate::client::{
     ClientError, Consumer, ConsumerConfig, ConsumerEvents, DeliveredChunk, StateChange,
@@ -43,10 +41,8 @@ pub type rmqs_chunk_cb =
     Option<unsafe extern "C" fn(user_data: *mut c_void, chunk: *const rmqs_chunk)>;
 
 pub(crate) struct ConsumerShared {
-    conn: Arc<ConnShared>,
+    base: Base,
     consumer: Consumer,
-    sink: Arc<Sink>,
-    closed: AtomicBool,
     /// Shared with [`Events`]: set before the application (or the connection) closes.
     by_app: Arc<AtomicBool>,
     /// Consumer-update callback, post-filter, tracking callback (detached when freed).
@@ -103,21 +99,17 @@ impl Object for ConsumerShared {
     const CLOSE: &'static str = "rmqs_consumer_close";
     const PRODUCER: bool = false;
 
-    fn conn(&self) -> &Arc<ConnShared> {
-        &self.conn
-    }
-
-    fn closed_flag(&self) -> &AtomicBool {
-        &self.closed
+    fn base(&self) -> &Base {
+        &self.base
     }
 
     async fn shut(&self, timeout: Option<Duration>) -> Result<(), Error> {
         let close = self.consumer.close();
-        shut_consumer(Self::CLOSE, timeout, &self.by_app, &self.sink, close).await
+        shut_consumer(Self::CLOSE, timeout, &self.by_app, &self.base.sink, close).await
     }
 
     fn release(&self) {
-        self.sink.stop(true);
+        self.base.sink.stop(true);
         self.hooks.detach();
     }
 }
@@ -143,13 +135,7 @@ impl rmqs_consumer {
     }
 }
 
-impl Handle for rmqs_consumer {
-    const MAGIC: u64 = 0x726d_7173_636f_6e73; // "rmqscons"
-    const NAME: &'static str = "rmqs_consumer";
-    fn magic(&self) -> u64 {
-        self.magic
-    }
-}
+object_handle!(rmqs_consumer, ConsumerShared, 0x726d_7173_636f_6e73); // "rmqscons"
 
 /// The core's consumer configuration from consumer keys (scope checked) and a config's hooks
 /// (post-filter, tracking callback).
@@ -238,72 +224,43 @@ pub unsafe extern "C" fn rmqs_consumer_new(
             let settings = settings_arg(cfg)?.over(&c.shared.consumer_defaults);
             let mut hooks = ConsumerHooks::from_config(cfg)?;
             let config = consumer_config_with(&settings, &hooks)?;
-            let queue = if queue.is_null() {
-                None
-            } else {
-                Some(handle_arg(queue)?.shared.clone())
-            };
+            let queue = queue_arg(queue)?;
             if chunk_cb.is_none() && queue.is_none() {
                 return Err(Error::invalid_argument(
                     "a consumer needs a chunk callback or a queue",
                 ));
             }
             let out = out_arg(out, "out")?;
-            check_may_block("rmqs_consumer_new")?;
-            let shared = c.shared.clone();
-            if shared.is_closed() {
-                return Err(BlockingEnvironment::closed_error("rmqs_consumer_new").into());
-            }
-            let callback = chunk_dispatcher(
-                &shared.dispatch,
-                chunk_cb,
-                user_data,
-                user_data_free,
-                &mut hooks,
-            )?;
-            let hooks = Arc::new(hooks);
-            let sink = Arc::new(Sink::new(
+            let creation = Creation::start(
+                "rmqs_consumer_new",
+                &c.shared,
                 rmqs_event_source_code::RMQS_SOURCE_CONSUMER,
                 tag,
-                callback,
                 queue,
                 cfg,
-                &shared.dispatch,
-            )?);
+                |pool| chunk_dispatcher(pool, chunk_cb, user_data, user_data_free, &mut hooks),
+            )?;
+            let hooks = Arc::new(hooks);
             let by_app = Arc::new(AtomicBool::new(false));
             let events = Arc::new(Events {
-                sink: sink.clone(),
+                sink: creation.sink.clone(),
                 by_app: by_app.clone(),
                 hooks: hooks.clone(),
             });
-            let created = shared.run("rmqs_consumer_new", async |env| {
+            let created = c.shared.run("rmqs_consumer_new", async |env| {
                 Consumer::new(env, stream, config, events).await
             });
-            let consumer = match created {
-                Ok(p) => p,
-                Err(e) => {
-                    sink.abort();
-                    hooks.detach();
-                    return Err(e.into());
-                }
-            };
-            let inner = Arc::new(ConsumerShared {
-                conn: shared.clone(),
-                consumer,
-                sink,
-                closed: AtomicBool::new(false),
-                by_app,
-                hooks,
-            });
-            shared.adopt(&inner);
-            write_out(
+            creation.finish(
                 out,
-                Box::into_raw(Box::new(rmqs_consumer {
-                    magic: rmqs_consumer::MAGIC,
-                    inner,
-                })),
-            );
-            Ok(())
+                created,
+                || hooks.detach(),
+                |base, consumer| ConsumerShared {
+                    base,
+                    consumer,
+                    by_app,
+                    hooks: hooks.clone(),
+                },
+            )
         })
     }
 }
@@ -395,7 +352,7 @@ pub unsafe extern "C" fn rmqs_consumer_query_offset(
             let c = handle_arg(c)?;
             let out = out_arg(out, "out")?;
             c.inner.check_open("rmqs_consumer_query_offset")?;
-            let conn = &c.inner.conn;
+            let conn = c.inner.conn();
             let r = conn.block(
                 "rmqs_consumer_query_offset",
                 Some(conn.op_timeout()),
@@ -472,7 +429,7 @@ pub unsafe extern "C" fn rmqs_consumer_is_active(c: *const rmqs_consumer) -> boo
     ffi_boundary(false, || {
         // SAFETY: NULL or live.
         unsafe { handle_arg(c) }
-            .is_ok_and(|c| !c.inner.closed.load(Ordering::Acquire) && c.inner.consumer.is_active())
+            .is_ok_and(|c| !c.inner.base.is_closed() && c.inner.consumer.is_active())
     })
 }
 
@@ -512,15 +469,8 @@ pub unsafe extern "C" fn rmqs_consumer_close(
 /// @ingroup rmqs_consumer
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_consumer_free(c: *mut rmqs_consumer) {
-    ffi_boundary((), || {
-        // SAFETY: NULL or live, freed once (the caller's contract).
-        unsafe {
-            object::free(c, |b| {
-                b.magic = 0;
-                b.inner.clone()
-            })
-        }
-    })
+    // SAFETY: NULL or live, freed once (the caller's contract).
+    ffi_boundary((), || unsafe { object::free(c) })
 }
 
 /// The lane in `pool` of a consumer (plain or super) in callback mode: chunks go to

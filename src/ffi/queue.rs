@@ -390,6 +390,18 @@ impl Handle for rmqs_queue {
     }
 }
 
+/// An optional queue argument (NULL: none) of an object being created.
+///
+/// # Safety
+/// `q` must be NULL or a live queue.
+pub(crate) unsafe fn queue_arg(q: *mut rmqs_queue) -> Result<Option<Arc<QueueShared>>, Error> {
+    if q.is_null() {
+        return Ok(None);
+    }
+    // SAFETY: per the contract.
+    Ok(Some(unsafe { handle_arg(q) }?.shared.clone()))
+}
+
 /// Creates an event queue.
 ///
 /// @param out receives the new queue, owned by the caller (free with `rmqs_queue_free()`),

@@ -3,34 +3,32 @@
 //! partition.
 
 use std::cell::Cell;
-use std::ffi::{CString, c_char, c_void};
-use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::ffi::{c_char, c_void};
+use std::sync::Arc;
+use std::time::Duration;
 
-use super::args::{Handle, bytes_arg, handle_arg, name_arg, opt_str_arg, out_arg, write_out};
+use super::args::{bytes_arg, handle_arg, name_arg, opt_str_arg, out_arg, write_out};
 use super::config::{rmqs_config, settings_arg};
-use super::connection::{ConnShared, rmqs_connection};
-use super::dispatch::{Sink, UserData, rmqs_free_cb};
+use super::connection::rmqs_connection;
+use super::dispatch::{Sink, rmqs_free_cb};
 use super::error::{Error, rmqs_error};
 use super::hooks::{Registration, set_registration};
 use super::message::rmqs_message_builder;
-use super::object::{self, Object, shut_producer};
+use super::object::{self, Base, Creation, Object, PartitionNames, object_handle, shut_producer};
 use super::panic::{ffi_boundary, ffi_status};
 use super::producer::{
-    RMQS_SEND_NO_BLOCK, RMQS_SEND_PUBLISHING_ID, RMQS_SEND_RAW, check_flags, format, messages_arg,
-    rmqs_bytes,
+    RMQS_SEND_NO_BLOCK, RMQS_SEND_PUBLISHING_ID, RMQS_SEND_RAW, check_flags, confirm_lane,
+    confirm_status, format, messages_arg, rmqs_bytes,
 };
 use super::queue::{
-    Payload, rmqs_event_source_code, rmqs_queue, rmqs_state_code, rmqs_super_confirm,
+    Payload, queue_arg, rmqs_event_source_code, rmqs_queue, rmqs_state_code, rmqs_super_confirm,
 };
-use super::runtime::{ThreadRole, check_may_block, thread_role, timeout_from_ms};
+use super::runtime::{ThreadRole, thread_role};
 use super::stats::{rmqs_producer_statistics, write_extensible};
-use super::status::{rmqs_status, rmqs_status_code, status_from_response_code};
+use super::status::{rmqs_status, rmqs_status_code};
 use crate::client::Settings;
-use crate::client::blocking::BlockingEnvironment;
 use crate::client::{
-    ClientError, Confirm, ConfirmStatus, OutgoingMessage, Routing, StateChange, SuperProducer,
+    ClientError, Confirm, OutgoingMessage, Routing, StateChange, SuperProducer,
     SuperProducerConfig, SuperProducerEvents,
 };
 
@@ -292,18 +290,6 @@ pub(crate) fn deliver_other(sink: &Sink, partition: i32, p: Payload) {
     }
 }
 
-fn confirm_status(s: ConfirmStatus) -> rmqs_status {
-    match s {
-        ConfirmStatus::Confirmed => 0,
-        ConfirmStatus::Server(code) => match status_from_response_code(code.as_u16()) {
-            0 => rmqs_status_code::RMQS_ERR_PROTOCOL.status(),
-            s => s,
-        },
-        ConfirmStatus::Timeout => rmqs_status_code::RMQS_ERR_TIMEOUT.status(),
-        ConfirmStatus::Closed => rmqs_status_code::RMQS_ERR_CLOSED.status(),
-    }
-}
-
 struct Events(Arc<Sink>);
 
 impl SuperProducerEvents for Events {
@@ -338,17 +324,14 @@ impl SuperProducerEvents for Events {
 }
 
 pub(crate) struct SuperProducerShared {
-    conn: Arc<ConnShared>,
+    base: Base,
     producer: SuperProducer,
-    sink: Arc<Sink>,
     block_when_full: bool,
     send_timeout: Option<Duration>,
     custom: bool,
     extractor: Option<Arc<Registration<KeyFn>>>,
-    closed: AtomicBool,
-    /// Every partition list handed out by `rmqs_super_producer_partition()` (the strings stay
-    /// valid until the super producer is freed).
-    names: Mutex<Vec<Vec<CString>>>,
+    /// Every partition list handed out by `rmqs_super_producer_partition()`.
+    names: PartitionNames,
 }
 
 impl Object for SuperProducerShared {
@@ -356,24 +339,20 @@ impl Object for SuperProducerShared {
     const CLOSE: &'static str = "rmqs_super_producer_close";
     const PRODUCER: bool = true;
 
-    fn conn(&self) -> &Arc<ConnShared> {
-        &self.conn
-    }
-
-    fn closed_flag(&self) -> &AtomicBool {
-        &self.closed
+    fn base(&self) -> &Base {
+        &self.base
     }
 
     async fn shut(&self, timeout: Option<Duration>) -> Result<(), Error> {
         shut_producer(
-            &self.sink,
+            &self.base.sink,
             self.producer.close(timeout.unwrap_or(Duration::MAX)),
         )
         .await
     }
 
     fn release(&self) {
-        self.sink.stop(false);
+        self.base.sink.stop(false);
     }
 }
 
@@ -443,27 +422,6 @@ impl SuperProducerShared {
         }
         Ok(())
     }
-
-    /// The partition names now, as C strings valid until the super producer is freed.
-    fn names<R>(&self, f: impl FnOnce(&[CString]) -> R) -> R {
-        let now = self.producer.partitions();
-        let mut g = self.names.lock().unwrap_or_else(|e| e.into_inner());
-        let same = g.last().is_some_and(|last| {
-            last.len() == now.len()
-                && last
-                    .iter()
-                    .zip(&now)
-                    .all(|(a, b)| a.as_bytes() == b.as_bytes())
-        });
-        if !same {
-            g.push(
-                now.into_iter()
-                    .map(super::queue::to_cstring)
-                    .collect::<Vec<_>>(),
-            );
-        }
-        f(g.last().map_or(&[], Vec::as_slice))
-    }
 }
 
 fn no_key(tag: usize) -> Error {
@@ -499,13 +457,11 @@ pub struct rmqs_super_producer {
     inner: Arc<SuperProducerShared>,
 }
 
-impl Handle for rmqs_super_producer {
-    const MAGIC: u64 = 0x726d_7173_7370_726f; // "rmqsspro"
-    const NAME: &'static str = "rmqs_super_producer";
-    fn magic(&self) -> u64 {
-        self.magic
-    }
-}
+object_handle!(
+    rmqs_super_producer,
+    SuperProducerShared,
+    0x726d_7173_7370_726f
+); // "rmqsspro"
 
 /// Sets the routing function of the super producers created with this config
 /// (`rmqs_super_producer_new()`; other uses of the config ignore it): it replaces `hash` and
@@ -676,85 +632,45 @@ pub unsafe extern "C" fn rmqs_super_producer_new(
             };
             let settings = settings_arg(cfg)?.over(&c.shared.producer_defaults);
             let parsed = super_producer_config(&settings, &callbacks)?;
-            let queue = if queue.is_null() {
-                None
-            } else {
-                Some(handle_arg(queue)?.shared.clone())
-            };
+            let queue = queue_arg(queue)?;
             let out = out_arg(out, "out")?;
-            check_may_block("rmqs_super_producer_new")?;
-            let shared = c.shared.clone();
-            if shared.is_closed() {
-                return Err(BlockingEnvironment::closed_error("rmqs_super_producer_new").into());
-            }
-            let callback = match confirm_cb {
-                Some(cb) => {
-                    let ud = user_data as usize;
-                    Some(shared.dispatch.lane(
-                        move |p| {
-                            if let Payload::SuperConfirms(v) = p {
-                                // SAFETY: the application's callback with its own user_data
-                                // and an array valid for the call.
-                                cb(
-                                    ud as *mut c_void,
-                                    v.as_ptr(),
-                                    v.len(),
-                                    size_of::<rmqs_super_confirm>(),
-                                );
-                            }
-                        },
-                        UserData {
-                            ptr: user_data,
-                            free: user_data_free,
-                        },
-                    )?)
-                }
-                None => None,
-            };
-            let sink = Arc::new(Sink::new(
+            let creation = Creation::start(
+                "rmqs_super_producer_new",
+                &c.shared,
                 rmqs_event_source_code::RMQS_SOURCE_SUPER_PRODUCER,
                 tag,
-                callback,
                 queue,
                 cfg,
-                &shared.dispatch,
-            )?);
-            let events = Arc::new(Events(sink.clone()));
-            let handle = shared.clone();
+                |pool| {
+                    confirm_lane(pool, confirm_cb, user_data, user_data_free, |p| match p {
+                        Payload::SuperConfirms(v) => Some(v),
+                        _ => None,
+                    })
+                },
+            )?;
+            let events = Arc::new(Events(creation.sink.clone()));
+            let shared = &c.shared;
             let config = parsed.config;
             // eager: the partition producers' creation counts too
             let timeout = shared.op_timeout() * 2;
             let created = shared.block("rmqs_super_producer_new", Some(timeout), async {
                 shared.env().await?;
-                SuperProducer::new(handle, super_stream, config, events).await
+                SuperProducer::new(shared.clone(), super_stream, config, events).await
             });
-            let producer = match created {
-                Ok(p) => p,
-                Err(e) => {
-                    sink.abort();
-                    return Err(e.into());
-                }
-            };
-            let inner = Arc::new(SuperProducerShared {
-                conn: shared.clone(),
-                producer,
-                sink,
-                block_when_full: parsed.block_when_full,
-                send_timeout: parsed.send_timeout,
-                custom: parsed.custom,
-                extractor: callbacks.key,
-                closed: AtomicBool::new(false),
-                names: Mutex::new(Vec::new()),
-            });
-            shared.adopt(&inner);
-            write_out(
+            creation.finish(
                 out,
-                Box::into_raw(Box::new(rmqs_super_producer {
-                    magic: rmqs_super_producer::MAGIC,
-                    inner,
-                })),
-            );
-            Ok(())
+                created,
+                || {},
+                |base, producer| SuperProducerShared {
+                    base,
+                    producer,
+                    block_when_full: parsed.block_when_full,
+                    send_timeout: parsed.send_timeout,
+                    custom: parsed.custom,
+                    extractor: callbacks.key,
+                    names: PartitionNames::default(),
+                },
+            )
         })
     }
 }
@@ -1171,21 +1087,10 @@ pub unsafe extern "C" fn rmqs_super_producer_flush(
     // SAFETY: sp checked.
     unsafe {
         ffi_status(err, || {
-            let sp = handle_arg(sp)?;
-            let timeout = timeout_from_ms(timeout_ms).unwrap_or(Duration::MAX);
-            if !timeout.is_zero() {
-                check_may_block("rmqs_super_producer_flush")?;
-            }
-            let deadline = Instant::now().checked_add(timeout);
-            sp.inner.producer.flush(timeout).map_err(Error::from)?;
-            if sp.inner.sink.wait_idle(deadline) {
-                Ok(())
-            } else {
-                Err(Error::new(
-                    rmqs_status_code::RMQS_ERR_TIMEOUT,
-                    "rmqs_super_producer_flush: the confirm callback is still busy",
-                ))
-            }
+            let sp = &handle_arg(sp)?.inner;
+            object::flush("rmqs_super_producer_flush", &**sp, timeout_ms, |t| {
+                sp.producer.flush(t)
+            })
         })
     }
 }
@@ -1219,19 +1124,9 @@ pub unsafe extern "C" fn rmqs_super_producer_refresh(
     // SAFETY: sp checked; err NULL or writable.
     unsafe {
         ffi_status(err, || {
-            let sp = handle_arg(sp)?;
-            let s = &sp.inner;
-            s.check_open("rmqs_super_producer_refresh")?;
-            let conn = &s.conn;
-            let parts = conn.block(
-                "rmqs_super_producer_refresh",
-                Some(conn.op_timeout() * 2),
-                async { s.producer.refresh_partitions().await },
-            )?;
-            if !count_out.is_null() {
-                write_out(count_out, parts.len());
-            }
-            Ok(())
+            let s = &handle_arg(sp)?.inner;
+            let refresh = s.producer.refresh_partitions();
+            object::refresh("rmqs_super_producer_refresh", &**s, 2, count_out, refresh)
         })
     }
 }
@@ -1277,8 +1172,7 @@ pub unsafe extern "C" fn rmqs_super_producer_partition(
         let Ok(sp) = (unsafe { handle_arg(sp) }) else {
             return std::ptr::null();
         };
-        sp.inner
-            .names(|names| names.get(index).map_or(std::ptr::null(), |n| n.as_ptr()))
+        sp.inner.names.get(sp.inner.producer.partitions(), index)
     })
 }
 
@@ -1352,15 +1246,8 @@ pub unsafe extern "C" fn rmqs_super_producer_close(
 /// @ingroup rmqs_producer
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_super_producer_free(sp: *mut rmqs_super_producer) {
-    ffi_boundary((), || {
-        // SAFETY: NULL or live, freed once (the caller's contract).
-        unsafe {
-            object::free(sp, |b| {
-                b.magic = 0;
-                b.inner.clone()
-            })
-        }
-    })
+    // SAFETY: NULL or live, freed once (the caller's contract).
+    ffi_boundary((), || unsafe { object::free(sp) })
 }
 
 #[cfg(test)]
