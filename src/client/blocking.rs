@@ -278,6 +278,11 @@ impl BlockingEnvironment {
         }
     }
 
+    /// The environment once connected, also after [`close`](Self::close) (for its counters).
+    pub fn connected(&self) -> Option<&Environment> {
+        self.env.get()
+    }
+
     /// The broker's properties, once connected.
     pub fn info(&self) -> Option<&ServerInfo> {
         self.info.get()
@@ -326,7 +331,7 @@ impl EnvironmentHandle for BlockingEnvironment {
         if self.is_closed() {
             None
         } else {
-            self.env.get()
+            self.connected()
         }
     }
 }

@@ -53,9 +53,10 @@ impl ConnShared {
             .close("rmqs_connection_close", timeout_from_ms(timeout_ms))?)
     }
 
-    /// The environment once connected (for its counters, src/ffi/stats.rs).
+    /// The environment once connected, also after closing (for its counters,
+    /// src/ffi/stats.rs).
     pub(crate) fn environment(&self) -> Option<&Environment> {
-        crate::client::EnvironmentHandle::environment(&*self.blocking)
+        self.blocking.connected()
     }
 }
 
@@ -64,7 +65,7 @@ impl ConnShared {
 /// or before it opened.
 impl crate::client::EnvironmentHandle for ConnShared {
     fn environment(&self) -> Option<&Environment> {
-        self.environment()
+        crate::client::EnvironmentHandle::environment(&*self.blocking)
     }
 }
 
