@@ -11,7 +11,7 @@ use super::config::{rmqs_config, settings_arg};
 use super::connection::rmqs_connection;
 use super::dispatch::{DispatchPool, Dispatcher, Sink, UserData, rmqs_free_cb};
 use super::error::{Error, rmqs_error};
-use super::hooks::{ConsumerHooks, UpdateEvent};
+use super::hooks::ConsumerHooks;
 use super::object::{self, Base, Creation, Object, object_handle, shut_consumer};
 use super::panic::{ffi_boundary, ffi_status};
 use super::queue::{Payload, queue_arg, rmqs_event_source_code, rmqs_queue, rmqs_state_code};
@@ -49,20 +49,22 @@ pub(crate) struct ConsumerShared {
     hooks: Arc<ConsumerHooks>,
 }
 
-struct Events {
-    sink: Arc<Sink>,
-    /// Set when the application closes the consumer: the `closed` event then has status OK.
-    by_app: Arc<AtomicBool>,
-    hooks: Arc<ConsumerHooks>,
+pub(crate) struct Events {
+    pub sink: Arc<Sink>,
+    /// Set when the application (or the connection) closes the consumer: the `closed` event
+    /// then has status OK; a super consumer's partitions' are then not reported one by one.
+    pub by_app: Arc<AtomicBool>,
+    pub hooks: Arc<ConsumerHooks>,
 }
 
 impl ConsumerEvents for Events {
     fn chunk(&self, chunk: DeliveredChunk) {
-        self.sink.payload(Payload::Chunk(ChunkRef::new(chunk)));
+        self.sink.payload(-1, Payload::Chunk(ChunkRef::new(chunk)));
     }
 
     fn error(&self, error: &ClientError) {
-        self.sink.other(Payload::error(Error::from(error.clone())));
+        self.sink
+            .other(-1, Payload::error(Error::from(error.clone())));
     }
 
     fn closed(&self, reason: &ClientError) {
@@ -83,14 +85,7 @@ impl ConsumerEvents for Events {
     /// lane, else on its own), else to the queue as an event, else dropped: dropping it
     /// answers the default.
     fn consumer_update(&self, update: ConsumerUpdate) {
-        let p = Payload::ConsumerUpdate(UpdateEvent::new(update));
-        if !self.hooks.has_update_cb() {
-            self.sink.other(p);
-        } else if let Some(d) = self.hooks.own_dispatcher() {
-            d.send(p);
-        } else {
-            self.sink.payload(p);
-        }
+        self.hooks.deliver_update(&self.sink, -1, update);
     }
 }
 
@@ -146,6 +141,57 @@ pub(crate) fn consumer_config_with(
     let mut c = s.consumer(hooks.tracking_decider())?;
     c.post_filter = hooks.post_filter();
     Ok(c)
+}
+
+/// What creating a consumer or super consumer shares before the client call: the chunk
+/// callback or the queue (one at least), the output, then [`Creation::start`] with the chunk
+/// callback's lane; `events` for the client object.
+pub(crate) struct ConsumerStart {
+    pub creation: Creation,
+    pub events: Arc<Events>,
+}
+
+impl ConsumerStart {
+    /// `what` names the C function, `noun` the object.
+    ///
+    /// # Safety
+    /// As the arguments of `rmqs_consumer_new()`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) unsafe fn new<H>(
+        what: &'static str,
+        noun: &str,
+        source: rmqs_event_source_code,
+        c: &rmqs_connection,
+        cfg: *const rmqs_config,
+        mut hooks: ConsumerHooks,
+        chunk_cb: rmqs_chunk_cb,
+        user_data: *mut c_void,
+        user_data_free: rmqs_free_cb,
+        queue: *mut rmqs_queue,
+        tag: usize,
+        out: *mut *mut H,
+    ) -> Result<ConsumerStart, Error> {
+        // SAFETY: per the contract.
+        let queue = unsafe { queue_arg(queue) }?;
+        if chunk_cb.is_none() && queue.is_none() {
+            return Err(Error::invalid_argument(format!(
+                "a {noun} needs a chunk callback or a queue"
+            )));
+        }
+        out_arg(out, "out")?;
+        // SAFETY: per the contract.
+        let creation = unsafe {
+            Creation::start(what, &c.shared, source, tag, queue, cfg, |pool| {
+                chunk_dispatcher(pool, chunk_cb, user_data, user_data_free, &mut hooks)
+            })
+        }?;
+        let events = Arc::new(Events {
+            sink: creation.sink.clone(),
+            by_app: Arc::new(AtomicBool::new(false)),
+            hooks: Arc::new(hooks),
+        });
+        Ok(ConsumerStart { creation, events })
+    }
 }
 
 /// Subscribes to `stream`.
@@ -222,31 +268,23 @@ pub unsafe extern "C" fn rmqs_consumer_new(
             let c = handle_arg(conn)?;
             let stream = name_arg(stream, "stream name")?;
             let settings = settings_arg(cfg)?.over(&c.shared.consumer_defaults);
-            let mut hooks = ConsumerHooks::from_config(cfg)?;
+            let hooks = ConsumerHooks::from_config(cfg)?;
             let config = consumer_config_with(&settings, &hooks)?;
-            let queue = queue_arg(queue)?;
-            if chunk_cb.is_none() && queue.is_none() {
-                return Err(Error::invalid_argument(
-                    "a consumer needs a chunk callback or a queue",
-                ));
-            }
-            let out = out_arg(out, "out")?;
-            let creation = Creation::start(
+            let ConsumerStart { creation, events } = ConsumerStart::new(
                 "rmqs_consumer_new",
-                &c.shared,
+                "consumer",
                 rmqs_event_source_code::RMQS_SOURCE_CONSUMER,
-                tag,
-                queue,
+                c,
                 cfg,
-                |pool| chunk_dispatcher(pool, chunk_cb, user_data, user_data_free, &mut hooks),
+                hooks,
+                chunk_cb,
+                user_data,
+                user_data_free,
+                queue,
+                tag,
+                out,
             )?;
-            let hooks = Arc::new(hooks);
-            let by_app = Arc::new(AtomicBool::new(false));
-            let events = Arc::new(Events {
-                sink: creation.sink.clone(),
-                by_app: by_app.clone(),
-                hooks: hooks.clone(),
-            });
+            let (by_app, hooks) = (events.by_app.clone(), events.hooks.clone());
             let created = c.shared.run("rmqs_consumer_new", async |env| {
                 Consumer::new(env, stream, config, events).await
             });

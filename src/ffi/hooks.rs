@@ -14,7 +14,7 @@ use std::sync::{Arc, RwLock};
 
 use super::args::handle_arg;
 use super::config::rmqs_config;
-use super::dispatch::{DispatchPool, Dispatcher, UserData, rmqs_free_cb};
+use super::dispatch::{DispatchPool, Dispatcher, Sink, UserData, rmqs_free_cb};
 use super::error::{Error, rmqs_error};
 use super::panic::ffi_status;
 use super::queue::Payload;
@@ -300,11 +300,6 @@ impl ConsumerHooks {
         })
     }
 
-    /// Whether a consumer-update callback is registered.
-    pub(crate) fn has_update_cb(&self) -> bool {
-        self.update.is_some()
-    }
-
     /// The core's post-filter calling the registered callback.
     pub(crate) fn post_filter(&self) -> Option<PostFilter> {
         let slot = self.filter.clone()?;
@@ -376,9 +371,19 @@ impl ConsumerHooks {
         Ok(())
     }
 
-    /// The dispatcher of its own, if it has one.
-    pub(crate) fn own_dispatcher(&self) -> Option<&Dispatcher> {
-        self.own_dispatcher.as_ref()
+    /// Where a consumer update of partition `partition` (-1: none) goes: to the
+    /// consumer-update callback when there is one (on the chunk callback's dispatcher lane,
+    /// else on its own), else to the queue as an `RMQS_EVENT_CONSUMER_UPDATE` event, else
+    /// dropped (which answers the default).
+    pub(crate) fn deliver_update(&self, sink: &Sink, partition: i32, update: ConsumerUpdate) {
+        let p = Payload::ConsumerUpdate(UpdateEvent::new(update));
+        if self.update.is_none() {
+            sink.other(partition, p);
+        } else if let Some(d) = &self.own_dispatcher {
+            d.send(p);
+        } else {
+            sink.payload(partition, p);
+        }
     }
 
     /// No more calls of any hook (waits for those in progress; pending consumer updates are

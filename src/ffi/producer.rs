@@ -110,7 +110,7 @@ impl ProducerEvents for Events {
                 status: confirm_status(c.status),
             })
             .collect();
-        self.0.payload(Payload::Confirms(v));
+        self.0.payload(-1, Payload::Confirms(v));
     }
 
     fn state(&self, change: &StateChange<'_>) {

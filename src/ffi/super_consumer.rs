@@ -10,44 +10,31 @@ use super::args::{handle_arg, name_arg, out_arg, write_out};
 use super::chunk::ChunkRef;
 use super::config::{rmqs_config, settings_arg};
 use super::connection::rmqs_connection;
-use super::consumer::{chunk_dispatcher, rmqs_chunk_cb};
-use super::dispatch::{Sink, rmqs_free_cb};
+use super::consumer::{ConsumerStart, Events, rmqs_chunk_cb};
+use super::dispatch::rmqs_free_cb;
 use super::error::{Error, rmqs_error};
-use super::hooks::{ConsumerHooks, UpdateEvent};
-use super::object::{self, Base, Creation, Object, PartitionNames, object_handle, shut_consumer};
+use super::hooks::ConsumerHooks;
+use super::object::{self, Base, Object, PartitionNames, object_handle, shut_consumer};
 use super::panic::{ffi_boundary, ffi_status};
-use super::queue::{Payload, queue_arg, rmqs_event_source_code, rmqs_queue, rmqs_state_code};
+use super::queue::{Payload, rmqs_event_source_code, rmqs_queue, rmqs_state_code};
 use super::stats::{rmqs_consumer_statistics, write_extensible};
 use super::status::{rmqs_status, rmqs_status_code};
-use super::super_producer::{deliver, deliver_other};
 use crate::client::Settings;
 use crate::client::{
     ClientError, Consumer, ConsumerUpdate, DeliveredChunk, StateChange, SuperConsumer,
     SuperConsumerConfig, SuperConsumerEvents,
 };
 
-struct Events {
-    sink: Arc<Sink>,
-    /// Set when the application (or the connection) closes the super consumer: the partitions'
-    /// `closed` events are then not reported one by one.
-    by_app: Arc<AtomicBool>,
-    hooks: Arc<ConsumerHooks>,
-}
-
 impl SuperConsumerEvents for Events {
     fn chunk(&self, partition: usize, chunk: DeliveredChunk) {
         let p = partition as i32;
-        deliver(
-            &self.sink,
-            p,
-            Payload::Chunk(ChunkRef::in_partition(chunk, p)),
-        );
+        self.sink
+            .payload(p, Payload::Chunk(ChunkRef::in_partition(chunk, p)));
     }
 
     fn error(&self, partition: usize, stream: &str, error: &ClientError) {
         let e = Error::from(error.clone());
-        deliver_other(
-            &self.sink,
+        self.sink.other(
             partition as i32,
             Payload::error(Error::new(
                 e.status,
@@ -61,8 +48,7 @@ impl SuperConsumerEvents for Events {
             return;
         }
         let e = Error::from(reason.clone());
-        deliver_other(
-            &self.sink,
+        self.sink.other(
             partition as i32,
             Payload::error(Error::new(
                 e.status,
@@ -85,14 +71,8 @@ impl SuperConsumerEvents for Events {
     /// else on its own), else to the queue as an `RMQS_EVENT_CONSUMER_UPDATE` event naming the
     /// partition, else dropped (which answers the default).
     fn consumer_update(&self, partition: usize, update: ConsumerUpdate) {
-        let p = Payload::ConsumerUpdate(UpdateEvent::new(update));
-        if !self.hooks.has_update_cb() {
-            deliver_other(&self.sink, partition as i32, p);
-        } else if let Some(d) = self.hooks.own_dispatcher() {
-            d.send(p);
-        } else {
-            deliver(&self.sink, partition as i32, p);
-        }
+        self.hooks
+            .deliver_update(&self.sink, partition as i32, update);
     }
 }
 
@@ -256,32 +236,24 @@ pub unsafe extern "C" fn rmqs_super_consumer_new(
             let c = handle_arg(conn)?;
             let super_stream = name_arg(super_stream, "super stream name")?;
             let settings = settings_arg(cfg)?.over(&c.shared.consumer_defaults);
-            let mut hooks = ConsumerHooks::from_config(cfg)?;
+            let hooks = ConsumerHooks::from_config(cfg)?;
             let config = super_consumer_config(&settings, &hooks)?;
             config.validate(super_stream)?;
-            let queue = queue_arg(queue)?;
-            if chunk_cb.is_none() && queue.is_none() {
-                return Err(Error::invalid_argument(
-                    "a super consumer needs a chunk callback or a queue",
-                ));
-            }
-            let out = out_arg(out, "out")?;
-            let creation = Creation::start(
+            let ConsumerStart { creation, events } = ConsumerStart::new(
                 "rmqs_super_consumer_new",
-                &c.shared,
+                "super consumer",
                 rmqs_event_source_code::RMQS_SOURCE_SUPER_CONSUMER,
-                tag,
-                queue,
+                c,
                 cfg,
-                |pool| chunk_dispatcher(pool, chunk_cb, user_data, user_data_free, &mut hooks),
+                hooks,
+                chunk_cb,
+                user_data,
+                user_data_free,
+                queue,
+                tag,
+                out,
             )?;
-            let hooks = Arc::new(hooks);
-            let by_app = Arc::new(AtomicBool::new(false));
-            let events = Arc::new(Events {
-                sink: creation.sink.clone(),
-                by_app: by_app.clone(),
-                hooks: hooks.clone(),
-            });
+            let (by_app, hooks) = (events.by_app.clone(), events.hooks.clone());
             let shared = &c.shared;
             // a few round trips per partition
             let timeout = shared.op_timeout() * 4;

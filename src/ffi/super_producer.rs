@@ -273,23 +273,6 @@ fn with_extracted_key<R>(
     r
 }
 
-/// Hands an event of partition `partition` to the callback, else the queue.
-pub(crate) fn deliver(sink: &Sink, partition: i32, p: Payload) {
-    if let Some(d) = &sink.callback {
-        d.send(p);
-    } else if let Some(q) = &sink.queue {
-        q.push_partition(sink.source, sink.tag, partition, p);
-    }
-}
-
-/// Hands a state change or error of partition `partition` (-1: the object's own) to the
-/// queue, if any.
-pub(crate) fn deliver_other(sink: &Sink, partition: i32, p: Payload) {
-    if let Some(q) = &sink.queue {
-        q.push_partition(sink.source, sink.tag, partition, p);
-    }
-}
-
 struct Events(Arc<Sink>);
 
 impl SuperProducerEvents for Events {
@@ -306,7 +289,7 @@ impl SuperProducerEvents for Events {
                 partition: partition as u32,
             })
             .collect();
-        deliver(&self.0, partition as i32, Payload::SuperConfirms(v));
+        self.0.payload(partition as i32, Payload::SuperConfirms(v));
     }
 
     fn state(&self, partition: usize, _stream: &str, change: &StateChange<'_>) {
