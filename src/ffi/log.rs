@@ -2,7 +2,7 @@
 //!
 //! A connection config holds at most one registration (callback, `user_data`, finalizer),
 //! shared by reference count between the config and every connection opened with it. A
-//! connection wraps it in a [`Slot`] (the core's [`Logger`]) that [`Slot::detach`]
+//! connection wraps it in a `Slot` (the core's [`Logger`]) that `Slot::detach`
 //! empties when the connection is freed, so the finalizer runs at a known moment even if a
 //! runtime task outlives the connection.
 

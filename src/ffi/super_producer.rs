@@ -27,6 +27,7 @@ use super::runtime::{ThreadRole, thread_role};
 use super::stats::{rmqs_producer_statistics, write_extensible};
 use super::status::{rmqs_status, rmqs_status_code};
 use crate::client::Settings;
+use crate::client::super_producer::{KeyExtractor, key_extractor};
 use crate::client::{
     ClientError, Confirm, OutgoingMessage, Routing, StateChange, SuperProducer,
     SuperProducerConfig, SuperProducerEvents,
@@ -160,8 +161,6 @@ thread_local! {
     static KEY_NUL: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
     /// The index array handed to routing callbacks.
     static PARTS: Cell<Vec<u32>> = const { Cell::new(Vec::new()) };
-    /// The buffer key extractors write into.
-    static KEY_BUF: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
 }
 
 /// What a C callback is given for `m`: the builder (NULL for a body sent alone) and the body.
@@ -218,59 +217,64 @@ fn c_routing(reg: Arc<Registration<RoutingFn>>) -> Routing {
     )
 }
 
-/// Runs the key extractor on `msg` and `f` with the key it gave (`None`: no key).
-fn with_extracted_key<R>(
+/// The core's key extractor over a C key extractor, writing into the core's per-thread
+/// buffer (no allocation per message once warm).
+fn c_key_extractor(reg: Arc<Registration<KeyFn>>) -> KeyExtractor {
+    key_extractor(move |msg, buf| extract_key(&reg, msg, buf))
+}
+
+/// Runs the C key extractor on `msg`: the key it wrote into `buf` (`None`: no key).
+fn extract_key<'a>(
     reg: &Registration<KeyFn>,
-    msg: &OutgoingMessage<'_>,
-    f: impl FnOnce(Option<&str>) -> Result<R, Error>,
-) -> Result<R, Error> {
-    let mut buf = KEY_BUF.take();
-    let r = (|| {
-        let mut cap = buf.capacity().max(KEY_CAPACITY);
-        for _ in 0..2 {
-            buf.clear();
-            buf.reserve(cap);
-            cap = buf.capacity();
-            // SAFETY: the application's callback with its user_data, the body valid for the
-            // call and `cap` writable bytes.
-            let (builder, body) = callback_view(msg);
-            let n = unsafe {
-                (reg.cb)(
-                    reg.user_data,
-                    builder,
-                    body.as_ptr(),
-                    body.len(),
-                    msg.tag,
-                    buf.as_mut_ptr().cast(),
-                    cap,
-                )
-            };
-            if n < 0 {
-                return f(None);
-            }
-            let n = n as usize;
-            if n <= cap {
-                // SAFETY: the callback wrote n <= cap bytes (any byte value is a valid u8).
-                unsafe { buf.set_len(n) };
-                let key = std::str::from_utf8(&buf).map_err(|_| {
-                    Error::invalid_argument(format!(
-                        "the key extractor returned a routing key that is not valid UTF-8 \
-                         (message tag {})",
-                        msg.tag
-                    ))
-                })?;
-                return f(Some(key));
-            }
-            cap = n;
+    msg: &OutgoingMessage<'a>,
+    buf: &'a mut String,
+) -> Result<Option<&'a str>, ClientError> {
+    // SAFETY: the bytes written are checked as UTF-8 before the String is used again, and
+    // cleared when they are not.
+    let v = unsafe { buf.as_mut_vec() };
+    let mut cap = v.capacity().max(KEY_CAPACITY);
+    for _ in 0..2 {
+        v.clear();
+        v.reserve(cap);
+        cap = v.capacity();
+        let (builder, body) = callback_view(msg);
+        // SAFETY: the application's callback with its user_data, the body valid for the call
+        // and `cap` writable bytes.
+        let n = unsafe {
+            (reg.cb)(
+                reg.user_data,
+                builder,
+                body.as_ptr(),
+                body.len(),
+                msg.tag,
+                v.as_mut_ptr().cast(),
+                cap,
+            )
+        };
+        if n < 0 {
+            return Ok(None);
         }
-        Err(Error::invalid_argument(format!(
-            "the key extractor asked for more room twice (message tag {})",
-            msg.tag
-        )))
-    })();
-    buf.clear();
-    KEY_BUF.set(buf);
-    r
+        let n = n as usize;
+        if n <= cap {
+            // SAFETY: the callback wrote n <= cap bytes (any byte value is a valid u8).
+            unsafe { v.set_len(n) };
+            if std::str::from_utf8(v).is_err() {
+                v.clear();
+                return Err(ClientError::InvalidArgument(format!(
+                    "the key extractor returned a routing key that is not valid UTF-8 \
+                     (message tag {})",
+                    msg.tag
+                )));
+            }
+            return Ok(Some(buf.as_str()));
+        }
+        cap = n;
+    }
+    v.clear();
+    Err(ClientError::InvalidArgument(format!(
+        "the key extractor asked for more room twice (message tag {})",
+        msg.tag
+    )))
 }
 
 struct Events(Arc<Sink>);
@@ -311,8 +315,6 @@ pub(crate) struct SuperProducerShared {
     producer: SuperProducer,
     block_when_full: bool,
     send_timeout: Option<Duration>,
-    custom: bool,
-    extractor: Option<Arc<Registration<KeyFn>>>,
     /// Every partition list handed out by `rmqs_super_producer_partition()`.
     names: PartitionNames,
 }
@@ -352,31 +354,6 @@ impl SuperProducerShared {
         (Some(self.send_timeout.unwrap_or(Duration::MAX)), false)
     }
 
-    /// Sends one message routed by `key`, else by the key extractor's key.
-    fn send(
-        &self,
-        key: Option<&str>,
-        msg: &OutgoingMessage<'_>,
-        flags: u32,
-    ) -> Result<(usize, u64), Error> {
-        let (wait, lib) = self.wait(flags);
-        let send = |k: Option<&str>| {
-            self.producer
-                .send(msg, k, wait)
-                .map_err(|e| map_send_error(e, lib))
-        };
-        match (key, &self.extractor) {
-            (Some(k), _) => send(Some(k)),
-            (None, Some(reg)) => with_extracted_key(reg, msg, |k| {
-                if k.is_none() && !self.custom {
-                    return Err(no_key(msg.tag));
-                }
-                send(k)
-            }),
-            (None, None) => send(None),
-        }
-    }
-
     /// The one path of every single-message send (`rmqs_super_producer_send`, `_send_ex`,
     /// `_send_message`): refuses a closed super producer, sends `msg` as [`Self::send`] does
     /// and writes the partition and publishing id to the outputs that are not NULL.
@@ -393,7 +370,11 @@ impl SuperProducerShared {
         id_out: *mut u64,
     ) -> Result<(), Error> {
         self.check_open(what)?;
-        let (partition, id) = self.send(key, msg, flags)?;
+        let (wait, lib) = self.wait(flags);
+        let (partition, id) = self
+            .producer
+            .send(msg, key, wait)
+            .map_err(|e| map_send_error(e, lib))?;
         // SAFETY: per the caller's contract.
         unsafe {
             if !partition_out.is_null() {
@@ -405,12 +386,6 @@ impl SuperProducerShared {
         }
         Ok(())
     }
-}
-
-fn no_key(tag: usize) -> Error {
-    Error::invalid_argument(format!(
-        "the key extractor gave no routing key for the message with tag {tag}"
-    ))
 }
 
 fn map_send_error(e: ClientError, on_library_thread: bool) -> Error {
@@ -529,13 +504,12 @@ struct Parsed {
     config: SuperProducerConfig,
     block_when_full: bool,
     send_timeout: Option<Duration>,
-    custom: bool,
 }
 
 fn super_producer_config(s: &Settings, callbacks: &Callbacks) -> Result<Parsed, Error> {
-    let p = s.super_producer(callbacks.routing.clone().map(c_routing))?;
+    let mut p = s.super_producer(callbacks.routing.clone().map(c_routing))?;
+    p.config.key_extractor = callbacks.key.clone().map(c_key_extractor);
     Ok(Parsed {
-        custom: matches!(p.config.routing, Routing::Custom(_)),
         config: p.config,
         block_when_full: p.block_when_full,
         send_timeout: p.send_timeout,
@@ -649,8 +623,6 @@ pub unsafe extern "C" fn rmqs_super_producer_new(
                     producer,
                     block_when_full: parsed.block_when_full,
                     send_timeout: parsed.send_timeout,
-                    custom: parsed.custom,
-                    extractor: callbacks.key,
                     names: PartitionNames::default(),
                 },
             )
@@ -990,8 +962,8 @@ pub unsafe extern "C" fn rmqs_super_producer_send_messages(
     st
 }
 
-/// The common part of the batch sends: routing keys (given, else extracted; the messages up to
-/// the first without one go), then the sends, counting accepted messages in `done`.
+/// The common part of the batch sends: the routing keys (NULL: the key extractor's), then the
+/// sends (up to the first message without a key), counting accepted messages in `done`.
 ///
 /// # Safety
 /// `raw_keys`' entries must be NULL or NUL-terminated strings.
@@ -1003,48 +975,24 @@ unsafe fn send_batch_of(
     done: &mut usize,
     what: &str,
 ) -> Result<(), Error> {
-    let count = msgs.len();
-    // The keys: given, else extracted; the messages up to the first without one go.
-    let mut keys: Vec<String> = Vec::with_capacity(count);
-    let mut missing = None;
-    for (i, m) in msgs.iter().enumerate() {
-        let given = match raw_keys {
-            Some(k) => unsafe { opt_str_arg(k[i], &format!("routing_keys[{i}]")) }?,
-            None => None,
-        };
-        let key = match (given, &s.extractor) {
-            (Some(k), _) => Some(k.to_string()),
-            (None, Some(reg)) => with_extracted_key(reg, m, |k| Ok(k.map(str::to_string)))?,
-            (None, None) => None,
-        };
-        match key {
-            Some(k) => keys.push(k),
-            None if s.custom => keys.push(String::new()),
-            None => {
-                missing = Some(if s.extractor.is_some() {
-                    no_key(m.tag)
-                } else {
-                    Error::invalid_argument(format!(
-                        "routing_keys[{i}] is NULL and the config has no key extractor"
-                    ))
-                });
-                break;
-            }
-        }
-    }
-    let n = keys.len();
-    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let keys = match raw_keys {
+        Some(k) => Some(
+            k.iter()
+                .enumerate()
+                // SAFETY: per the contract.
+                .map(|(i, &k)| unsafe { opt_str_arg(k, &format!("routing_keys[{i}]")) })
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+        None => None,
+    };
     s.check_open(what)?;
     let (wait, lib) = s.wait(flags);
-    super::producer::send_all(n, wait, done, |from, w| {
+    super::producer::send_all(msgs.len(), wait, done, |from, w| {
+        let keys = keys.as_ref().map(|k| &k[from..]);
         s.producer
-            .send_batch(&msgs[from..n], Some(&keys[from..n]), w)
+            .send_batch(&msgs[from..], keys, w)
             .map_err(|e| map_send_error(e, lib))
-    })?;
-    match missing {
-        Some(e) => Err(e),
-        None => Ok(()),
-    }
+    })
 }
 
 /// Sends what every partition producer has batched and waits until every accepted message has
@@ -1274,17 +1222,16 @@ mod tests {
     #[test]
     fn key_extractor_results() {
         let reg = register(Some(extract as KeyFn), std::ptr::null_mut(), None).unwrap();
-        let key = |body: &[u8]| {
-            with_extracted_key(&reg, &OutgoingMessage::new(body), |k| {
-                Ok(k.map(str::to_string))
-            })
+        let mut buf = String::new();
+        let mut key = |body: &[u8]| {
+            extract_key(&reg, &OutgoingMessage::new(body), &mut buf).map(|k| k.map(str::to_string))
         };
         assert_eq!(key(b"hello1").unwrap().as_deref(), Some("hello1"));
         assert_eq!(key(b"").unwrap().as_deref(), Some(""));
         assert_eq!(key(b"none").unwrap(), None);
         assert_eq!(key(b"long").unwrap().unwrap().len(), 1000);
         let e = key(b"\xff").unwrap_err();
-        assert!(e.message.contains("UTF-8"), "{}", e.message);
+        assert!(e.to_string().contains("UTF-8"), "{e}");
         // the buffer is reused
         assert_eq!(key(b"again").unwrap().as_deref(), Some("again"));
     }
@@ -1355,7 +1302,7 @@ mod tests {
         assert!(p.config.eager);
         assert_eq!(p.config.name.as_deref(), Some("app"));
         assert_eq!(p.config.producer.batch_size, 7);
-        assert!(!p.custom);
+        assert!(p.config.key_extractor.is_none());
 
         let mut s = Settings::default();
         s.set("offset", "first").unwrap();
@@ -1371,7 +1318,7 @@ mod tests {
             key: None,
         };
         let p = super_producer_config(&Settings::default(), &with_routing).unwrap();
-        assert!(p.custom);
+        assert!(matches!(p.config.routing, Routing::Custom(_)));
         let mut s = Settings::default();
         s.set("routing", "hash").unwrap();
         let e = super_producer_config(&s, &with_routing)
