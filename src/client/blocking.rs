@@ -69,6 +69,42 @@ pub fn check_may_block(what: &str) -> Result<()> {
     }
 }
 
+/// How long a blocking caller's send waits for room below the in-flight cap (producer keys
+/// `block_when_full` and `send_timeout_ms`): never on a thread that may not block.
+#[derive(Clone, Copy, Debug)]
+pub struct SendWait {
+    /// A send waits for room below `max_in_flight` (else it fails at once).
+    pub block_when_full: bool,
+    /// How long a blocking send waits for room (None = forever).
+    pub send_timeout: Option<Duration>,
+}
+
+impl SendWait {
+    /// The `wait` of a send made on this thread (`None`: fail at once when full; `no_block`
+    /// asks for that), and whether the thread's role kept it from waiting.
+    pub fn wait(&self, no_block: bool) -> (Option<Duration>, bool) {
+        if no_block || !self.block_when_full {
+            return (None, false);
+        }
+        if thread_role() != ThreadRole::Application {
+            return (None, true);
+        }
+        (Some(self.send_timeout.unwrap_or(Duration::MAX)), false)
+    }
+
+    /// A send's error: a full `what` (producer) that could not wait because of the thread
+    /// ([`wait`](Self::wait)'s second value) is [`ClientError::WouldDeadlock`].
+    pub fn error(e: ClientError, could_not_wait: bool, what: &str) -> ClientError {
+        match e {
+            ClientError::QueueFull(_) if could_not_wait => ClientError::WouldDeadlock(format!(
+                "{what} is full and a send from a library callback cannot wait; pass \
+                 RMQS_SEND_NO_BLOCK and retry later"
+            )),
+            e => e,
+        }
+    }
+}
+
 /// A Tokio runtime (2 workers, `rmqs-rt`) whose blocking calls can be interrupted by
 /// [`signal_closing`](Runtime::signal_closing).
 pub struct Runtime {

@@ -15,8 +15,8 @@ use super::panic::{ffi_boundary, ffi_status};
 use super::queue::{
     Payload, queue_arg, rmqs_confirm, rmqs_event_source_code, rmqs_queue, rmqs_state_code,
 };
-use super::runtime::{ThreadRole, thread_role};
 use super::status::{rmqs_status, rmqs_status_code, status_from_response_code};
+use crate::client::blocking::SendWait;
 use crate::client::config::ProducerSettings;
 use crate::client::{
     BodyFormat, ClientError, Confirm, ConfirmStatus, OutgoingMessage, Producer, ProducerEvents,
@@ -78,8 +78,7 @@ pub struct rmqs_bytes {
 pub(crate) struct ProducerShared {
     base: Base,
     producer: Producer,
-    block_when_full: bool,
-    send_timeout: Option<Duration>,
+    send_wait: SendWait,
 }
 
 struct Events(Arc<Sink>);
@@ -151,14 +150,7 @@ impl Object for ProducerShared {
 impl ProducerShared {
     /// How long a send may wait for room, given its flags and thread.
     fn wait(&self, flags: u32) -> (Option<Duration>, bool) {
-        if flags & RMQS_SEND_NO_BLOCK != 0 || !self.block_when_full {
-            return (None, false);
-        }
-        if thread_role() != ThreadRole::Application {
-            // would block on a library thread: do not wait, report WOULD_DEADLOCK if full
-            return (None, true);
-        }
-        (Some(self.send_timeout.unwrap_or(Duration::MAX)), false)
+        self.send_wait.wait(flags & RMQS_SEND_NO_BLOCK != 0)
     }
 
     /// The one path of every single-message send (`rmqs_producer_send`, `_send_ex`,
@@ -189,14 +181,7 @@ impl ProducerShared {
 }
 
 fn map_send_error(e: ClientError, on_library_thread: bool) -> Error {
-    if on_library_thread && matches!(e, ClientError::QueueFull(_)) {
-        return Error::new(
-            rmqs_status_code::RMQS_ERR_WOULD_DEADLOCK,
-            "the producer is full and a send from a library callback cannot wait; \
-             pass RMQS_SEND_NO_BLOCK and retry later",
-        );
-    }
-    Error::from(e)
+    SendWait::error(e, on_library_thread, "the producer").into()
 }
 
 /// A producer: publishes to one stream, with confirms. Opaque.
@@ -292,11 +277,7 @@ pub unsafe extern "C" fn rmqs_producer_new(
             let c = handle_arg(conn)?;
             let stream = name_arg(stream, "stream name")?;
             let settings = settings_arg(cfg)?.over(&c.shared.producer_defaults);
-            let ProducerSettings {
-                config,
-                block_when_full,
-                send_timeout,
-            } = settings.producer()?;
+            let ProducerSettings { config, wait } = settings.producer()?;
             let queue = queue_arg(queue)?;
             let out = out_arg(out, "out")?;
             let creation = Creation::start(
@@ -324,8 +305,7 @@ pub unsafe extern "C" fn rmqs_producer_new(
                 |base, producer| ProducerShared {
                     base,
                     producer,
-                    block_when_full,
-                    send_timeout,
+                    send_wait: wait,
                 },
             )
         })

@@ -23,10 +23,10 @@ use super::producer::{
 use super::queue::{
     Payload, queue_arg, rmqs_event_source_code, rmqs_queue, rmqs_state_code, rmqs_super_confirm,
 };
-use super::runtime::{ThreadRole, thread_role};
 use super::stats::{rmqs_producer_statistics, write_extensible};
-use super::status::{rmqs_status, rmqs_status_code};
+use super::status::rmqs_status;
 use crate::client::Settings;
+use crate::client::blocking::SendWait;
 use crate::client::super_producer::{KeyExtractor, key_extractor};
 use crate::client::{
     ClientError, Confirm, OutgoingMessage, Routing, StateChange, SuperProducer,
@@ -313,8 +313,7 @@ impl SuperProducerEvents for Events {
 pub(crate) struct SuperProducerShared {
     base: Base,
     producer: SuperProducer,
-    block_when_full: bool,
-    send_timeout: Option<Duration>,
+    send_wait: SendWait,
     /// Every partition list handed out by `rmqs_super_producer_partition()`.
     names: PartitionNames,
 }
@@ -345,13 +344,7 @@ impl SuperProducerShared {
     /// How long a send may wait for room, given its flags and thread; and whether it runs on
     /// a library thread.
     fn wait(&self, flags: u32) -> (Option<Duration>, bool) {
-        if flags & RMQS_SEND_NO_BLOCK != 0 || !self.block_when_full {
-            return (None, false);
-        }
-        if thread_role() != ThreadRole::Application {
-            return (None, true);
-        }
-        (Some(self.send_timeout.unwrap_or(Duration::MAX)), false)
+        self.send_wait.wait(flags & RMQS_SEND_NO_BLOCK != 0)
     }
 
     /// The one path of every single-message send (`rmqs_super_producer_send`, `_send_ex`,
@@ -389,14 +382,7 @@ impl SuperProducerShared {
 }
 
 fn map_send_error(e: ClientError, on_library_thread: bool) -> Error {
-    if on_library_thread && matches!(e, ClientError::QueueFull(_)) {
-        return Error::new(
-            rmqs_status_code::RMQS_ERR_WOULD_DEADLOCK,
-            "the partition's producer is full and a send from a library callback cannot wait; \
-             pass RMQS_SEND_NO_BLOCK and retry later",
-        );
-    }
-    Error::from(e)
+    SendWait::error(e, on_library_thread, "the partition's producer").into()
 }
 
 /// A super stream producer: routes each message to a partition of a super stream, with one
@@ -502,8 +488,7 @@ pub unsafe extern "C" fn rmqs_config_set_key_extractor(
 #[derive(Debug)]
 struct Parsed {
     config: SuperProducerConfig,
-    block_when_full: bool,
-    send_timeout: Option<Duration>,
+    send_wait: SendWait,
 }
 
 fn super_producer_config(s: &Settings, callbacks: &Callbacks) -> Result<Parsed, Error> {
@@ -511,8 +496,7 @@ fn super_producer_config(s: &Settings, callbacks: &Callbacks) -> Result<Parsed, 
     p.config.key_extractor = callbacks.key.clone().map(c_key_extractor);
     Ok(Parsed {
         config: p.config,
-        block_when_full: p.block_when_full,
-        send_timeout: p.send_timeout,
+        send_wait: p.wait,
     })
 }
 
@@ -621,8 +605,7 @@ pub unsafe extern "C" fn rmqs_super_producer_new(
                 |base, producer| SuperProducerShared {
                     base,
                     producer,
-                    block_when_full: parsed.block_when_full,
-                    send_timeout: parsed.send_timeout,
+                    send_wait: parsed.send_wait,
                     names: PartitionNames::default(),
                 },
             )
