@@ -5,12 +5,12 @@
 //!
 //! [`ffi`] is more than argument checks today. Besides checking every pointer and argument,
 //! guarding every call against panics and converting errors to statuses, it holds behaviour
-//! that Rust users of [`client`] do not get: lazy connect, a connection's Tokio runtime and
-//! the rules for blocking on library threads, the dispatcher threads that run callbacks, the
-//! event queue, and a second routing-key extraction for super producers. Moving that into
-//! [`client`] is planned (issue 12). What the configuration keys mean, their checks and
-//! defaults ([`client::config`]) and closing an environment's producers before its consumers
-//! ([`client::Environment::close_within`]) are the client's.
+//! that Rust users of [`client`] do not get: the dispatcher threads that run callbacks and the
+//! event queue (C callbacks and C events; the C key extractor is a client
+//! [`client::KeyExtractor`]). What the configuration keys mean, their checks and
+//! defaults ([`client::config`]), closing an environment's producers before its consumers
+//! ([`client::Environment::close_within`]), and lazy connect, a Tokio runtime per environment
+//! and the rules for blocking on library threads ([`client::blocking`]) are the client's.
 
 pub mod client;
 pub mod ffi;

@@ -15,7 +15,6 @@
 
 mod support;
 
-use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -329,9 +328,9 @@ fn key_routing_follows_the_bindings_and_refuses_an_unroutable_key() {
     // Bodies are "<region>:<n>"; the extractor takes the region, borrowed from the body.
     let config = SuperProducerConfig {
         routing: Routing::Key,
-        key_extractor: Some(key_extractor(|m: &OutgoingMessage<'_>| {
-            let s = std::str::from_utf8(m.body).ok()?;
-            s.split_once(':').map(|(k, _)| Cow::Borrowed(k))
+        key_extractor: Some(key_extractor(|m, _| {
+            let key = std::str::from_utf8(m.body).ok();
+            Ok(key.and_then(|s| s.split_once(':')).map(|(k, _)| k))
         })),
         ..Default::default()
     };
@@ -495,7 +494,7 @@ fn send_batch_routes_each_message() {
     let events = Arc::new(Confirms::default());
     let p = f.producer(&ss, SuperProducerConfig::default(), &events);
     let keys: Vec<String> = (0..1000).map(|i| format!("k{}", i / 7)).collect();
-    let key_refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let key_refs: Vec<Option<&str>> = keys.iter().map(|k| Some(k.as_str())).collect();
     let msgs: Vec<OutgoingMessage<'_>> = keys
         .iter()
         .enumerate()

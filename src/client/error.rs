@@ -49,6 +49,10 @@ pub enum ClientError {
     /// out or closed); their [`Confirm`](super::Confirm)s say which and why.
     #[error("{0} message(s) completed without a confirm")]
     NotConfirmed(u64),
+    /// A blocking call made on a thread where waiting would deadlock (see
+    /// [`blocking`](super::blocking)).
+    #[error("{0}")]
+    WouldDeadlock(String),
 }
 
 impl ClientError {

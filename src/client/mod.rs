@@ -2,6 +2,7 @@
 //!
 //! Knows no C: the FFI layer (`crate::ffi`) wraps it.
 
+pub mod blocking;
 pub mod config;
 pub mod connection;
 pub mod consumer;

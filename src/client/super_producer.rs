@@ -63,7 +63,6 @@
 //! | [`flush`](SuperProducer::flush) | until confirmed or `timeout` | any thread **but a Tokio worker** |
 //! | [`partitions`](SuperProducer::partitions), [`stats`](SuperProducer::stats) | never | any thread |
 
-use std::borrow::Cow;
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::future::Future;
@@ -103,17 +102,22 @@ impl EnvironmentHandle for Environment {
     }
 }
 
-/// Extracts the routing key of a message sent without one: borrowed from the message
-/// ([`Cow::Borrowed`], no allocation) or computed ([`Cow::Owned`]). `None`: the message has no
-/// key (the send fails, except with [`Routing::Custom`], which then gets `""`).
-pub type KeyExtractor =
-    Arc<dyn for<'a> Fn(&OutgoingMessage<'a>) -> Option<Cow<'a, str>> + Send + Sync>;
+/// Extracts the routing key of a message sent without one: borrowed from the message, or
+/// computed into the buffer it is handed (empty, reused per thread: no allocation per message
+/// once warm). `Ok(None)`: the message has no key (the send fails, except with
+/// [`Routing::Custom`], which then gets `""`); `Err`: the send fails with that error.
+pub type KeyExtractor = Arc<
+    dyn for<'a> Fn(&OutgoingMessage<'a>, &'a mut String) -> Result<Option<&'a str>> + Send + Sync,
+>;
 
 /// Builds a [`KeyExtractor`] from a closure (the bound lets the closure's lifetimes be
 /// inferred).
 pub fn key_extractor<F>(f: F) -> KeyExtractor
 where
-    F: for<'a> Fn(&OutgoingMessage<'a>) -> Option<Cow<'a, str>> + Send + Sync + 'static,
+    F: for<'a> Fn(&OutgoingMessage<'a>, &'a mut String) -> Result<Option<&'a str>>
+        + Send
+        + Sync
+        + 'static,
 {
     Arc::new(f)
 }
@@ -358,6 +362,16 @@ fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
 thread_local! {
     /// The vector handed to [`Routing::Custom`] functions, reused by each thread.
     static ROUTE_BUF: Cell<Vec<usize>> = const { Cell::new(Vec::new()) };
+    /// The buffer key extractors write into.
+    static KEY_BUF: Cell<String> = const { Cell::new(String::new()) };
+}
+
+/// Runs `f` with this thread's key buffer (see [`KeyExtractor`]).
+fn with_key_buf<R>(f: impl FnOnce(&mut String) -> R) -> R {
+    let mut buf = KEY_BUF.take();
+    let r = f(&mut buf);
+    KEY_BUF.set(buf);
+    r
 }
 
 /// Where one message goes.
@@ -479,15 +493,27 @@ impl Inner {
             .map_err(|_| ClientError::Closed("the runtime is shut down".into()))
     }
 
-    /// The routing key of `msg`: the explicit one, else the extractor's.
+    /// The routing key of `msg`: the explicit one, else the extractor's (into `buf`). No key
+    /// from the extractor is an error unless the routing is custom.
     fn key<'x>(
         &self,
         msg: &OutgoingMessage<'x>,
         explicit: Option<&'x str>,
-    ) -> Option<Cow<'x, str>> {
-        match explicit {
-            Some(k) => Some(Cow::Borrowed(k)),
-            None => self.key_extractor.as_ref().and_then(|f| f(msg)),
+        buf: &'x mut String,
+    ) -> Result<Option<&'x str>> {
+        let (Some(f), None) = (&self.key_extractor, explicit) else {
+            return Ok(explicit);
+        };
+        buf.clear();
+        match f(msg, buf)? {
+            None if !matches!(self.routing, Routing::Custom(_)) => {
+                Err(ClientError::InvalidArgument(format!(
+                    "the key extractor gave no routing key for the message with tag {} \
+                     (super stream {})",
+                    msg.tag, self.super_stream
+                )))
+            }
+            key => Ok(key),
         }
     }
 
@@ -760,8 +786,10 @@ impl SuperProducer {
     ) -> Result<Vec<usize>> {
         let s = &self.inner;
         let topo = s.topology();
-        let key = s.key(msg, routing_key);
-        let dests = s.route(&topo, msg, key.as_deref())?;
+        let dests = with_key_buf(|buf| {
+            let key = s.key(msg, routing_key, buf)?;
+            s.route(&topo, msg, key)
+        })?;
         let v = dests.as_slice().to_vec();
         dests.recycle();
         Ok(v)
@@ -800,8 +828,10 @@ impl SuperProducer {
         s.check_open()?;
         let budget = Budget::from(wait);
         let topo = s.topology();
-        let key = s.key(msg, routing_key);
-        let dests = s.route(&topo, msg, key.as_deref())?;
+        let dests = with_key_buf(|buf| {
+            let key = s.key(msg, routing_key, buf)?;
+            s.route(&topo, msg, key)
+        })?;
         let r = s.send_to(&topo, msg, dests.as_slice(), budget);
         dests.recycle();
         r
@@ -812,14 +842,24 @@ impl SuperProducer {
     /// far, or the error when it is 0) or when a partition's cap is reached (`wait` is the
     /// budget of the whole call).
     ///
-    /// `routing_keys`: one per message, or `None` to ask the key extractor for each.
-    /// Consecutive messages routed to the same single partition go to its producer in one
-    /// [`Producer::send_batch`] call; order is kept per partition.
+    /// `routing_keys`: one per message (`None` asks the key extractor), or `None` to ask it
+    /// for each. Consecutive messages routed to the same single partition go to its producer
+    /// in one [`Producer::send_batch`] call; order is kept per partition.
     pub fn send_batch(
         &self,
         msgs: &[OutgoingMessage<'_>],
-        routing_keys: Option<&[&str]>,
+        routing_keys: Option<&[Option<&str>]>,
         wait: Option<Duration>,
+    ) -> Result<usize> {
+        with_key_buf(|buf| self.send_batch_with(msgs, routing_keys, wait, buf))
+    }
+
+    fn send_batch_with(
+        &self,
+        msgs: &[OutgoingMessage<'_>],
+        routing_keys: Option<&[Option<&str>]>,
+        wait: Option<Duration>,
+        buf: &mut String,
     ) -> Result<usize> {
         let s = &self.inner;
         if let Some(keys) = routing_keys {
@@ -834,9 +874,9 @@ impl SuperProducer {
         s.check_open()?;
         let budget = Budget::from(wait);
         let topo = s.topology();
-        let route = |i: usize| {
-            let key = s.key(&msgs[i], routing_keys.map(|k| k[i]));
-            s.route(&topo, &msgs[i], key.as_deref())
+        let mut route = |i: usize| {
+            let key = s.key(&msgs[i], routing_keys.and_then(|k| k[i]), buf)?;
+            s.route(&topo, &msgs[i], key)
         };
         let stop = |done: usize, e: ClientError| if done == 0 { Err(e) } else { Ok(done) };
         let mut done = 0;
@@ -1169,8 +1209,9 @@ mod tests {
         msg: &OutgoingMessage<'_>,
         key: Option<&str>,
     ) -> Result<Vec<usize>> {
-        let k = inner.key(msg, key);
-        let d = inner.route(topo, msg, k.as_deref())?;
+        let mut buf = String::new();
+        let k = inner.key(msg, key, &mut buf)?;
+        let d = inner.route(topo, msg, k)?;
         let v = d.as_slice().to_vec();
         d.recycle();
         Ok(v)
@@ -1213,9 +1254,7 @@ mod tests {
 
     #[test]
     fn key_extractor_borrows_from_the_message() {
-        let extractor = key_extractor(|m: &OutgoingMessage<'_>| {
-            std::str::from_utf8(m.body).ok().map(Cow::Borrowed)
-        });
+        let extractor = key_extractor(|m, _| Ok(std::str::from_utf8(m.body).ok()));
         let (_rt, inner, topo) = offline(Routing::Hash, &["a", "b", "c"], Some(extractor));
         let m = OutgoingMessage::new(b"hello4");
         assert_eq!(route(&inner, &topo, &m, None).unwrap(), vec![2]);

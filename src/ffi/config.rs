@@ -25,7 +25,7 @@ pub struct rmqs_config {
     magic: u64,
     settings: Settings,
     /// `rmqs_config_set_log_cb()` (src/ffi/log.rs).
-    pub(crate) log: Option<std::sync::Arc<super::log::LogRegistration>>,
+    pub(crate) log: Option<std::sync::Arc<super::hooks::Registration<super::log::LogFn>>>,
     /// `rmqs_config_set_routing_cb()` / `rmqs_config_set_key_extractor()`
     /// (src/ffi/super_producer.rs).
     pub(crate) super_producer: super::super_producer::Callbacks,

@@ -2,9 +2,7 @@
 //! and the Tokio runtime that drives it.
 
 use std::ffi::{CString, c_char};
-use std::future::Future;
-
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::ops::Deref;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -12,28 +10,28 @@ use super::args::{Handle, handle_arg, out_arg, str_arg, write_out};
 use super::config::{rmqs_config, settings_arg};
 use super::dispatch::{DEFAULT_DISPATCH_THREADS, DispatchPool};
 use super::error::{Error, rmqs_error};
-use super::log::{ConnLog, LogRegistration};
+use super::hooks::Registration;
+use super::log::{ConnLog, LogFn};
 use super::panic::{ffi_boundary, ffi_status};
-use super::runtime::{Runtime, ThreadRole, check_may_block, thread_role, timeout_from_ms};
-use super::status::{rmqs_status, rmqs_status_code};
-use crate::client::environment::Child;
-use crate::client::{ClientError, ConnectionConfig, Environment, ServerInfo, Settings};
+use super::runtime::{ThreadRole, check_may_block, thread_role, timeout_from_ms};
+use super::status::rmqs_status;
+use crate::client::blocking::BlockingEnvironment;
+use crate::client::{Environment, Settings};
 
 /// How long `rmqs_connection_free` lets an open connection close (children included).
 const FREE_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the runtime's tasks get to end at shutdown.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// What producers, consumers and management calls share with their connection.
+/// What producers, consumers and management calls share with their connection: the client's
+/// blocking environment (runtime, lazy connect, ordered close; reached through `Deref`) and
+/// what only the C API has.
 pub(crate) struct ConnShared {
-    pub runtime: Runtime,
-    pub config: ConnectionConfig,
+    blocking: Arc<BlockingEnvironment>,
     pub producer_defaults: Settings,
     pub consumer_defaults: Settings,
-    env: tokio::sync::OnceCell<Environment>,
-    info: OnceLock<ServerInfo>,
+    /// The broker's version for `rmqs_connection_server_version`, once connected.
     version: OnceLock<CString>,
-    closed: AtomicBool,
     /// The log callback (src/ffi/log.rs), detached when the connection is freed.
     log: ConnLog,
     /// The threads that run the callbacks of its objects (src/ffi/dispatch.rs); last, so that
@@ -41,115 +39,24 @@ pub(crate) struct ConnShared {
     pub dispatch: DispatchPool,
 }
 
+impl Deref for ConnShared {
+    type Target = BlockingEnvironment;
+    fn deref(&self) -> &BlockingEnvironment {
+        &self.blocking
+    }
+}
+
 impl ConnShared {
-    /// The environment, connecting first if needed (lazy open, or after a failed attempt).
-    pub async fn env(&self) -> Result<&Environment, ClientError> {
-        self.env
-            .get_or_try_init(|| async {
-                let env =
-                    Environment::connect_with(self.config.clone(), self.log.log.clone()).await?;
-                let info = env.server_info().await?;
-                let _ = self
-                    .version
-                    .set(CString::new(info.version_string().replace('\0', "")).unwrap_or_default());
-                let _ = self.info.set(info);
-                Ok(env)
-            })
-            .await
+    fn close(&self, timeout_ms: i32) -> Result<(), Error> {
+        Ok(self
+            .blocking
+            .close("rmqs_connection_close", timeout_from_ms(timeout_ms))?)
     }
 
-    /// Upper bound of one management call, connecting included: the connect timeout per
-    /// seed host plus two request timeouts. Keeps any call from hanging.
-    pub fn op_timeout(&self) -> Duration {
-        let n = self.config.endpoints.len().max(1) as u32;
-        self.config.connect_timeout * n + self.config.request_timeout * 2
-    }
-
-    /// True once the connection is closed (or closing).
-    pub fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::Acquire)
-    }
-
-    /// `RMQS_ERR_CLOSED` naming `what`.
-    pub fn closed_error(what: &str) -> Error {
-        Error::new(
-            rmqs_status_code::RMQS_ERR_CLOSED,
-            format!("{what}: the connection is closed"),
-        )
-    }
-
-    /// Runs `fut` on the caller's thread within `timeout`; CLOSED once the connection closes.
-    pub fn block<T>(
-        &self,
-        what: &str,
-        timeout: Option<Duration>,
-        fut: impl Future<Output = Result<T, Error>>,
-    ) -> Result<T, Error> {
-        if self.is_closed() {
-            return Err(Self::closed_error(what));
-        }
-        self.runtime.block_on(what, timeout, false, fut)?
-    }
-
-    /// Runs a management call against the environment (connecting first if needed).
-    pub fn run<T>(
-        &self,
-        what: &str,
-        f: impl AsyncFnOnce(&Environment) -> Result<T, ClientError>,
-    ) -> Result<T, Error> {
-        self.block(what, Some(self.op_timeout()), async {
-            let env = self.env().await?;
-            f(env).await.map_err(Error::from)
-        })
-    }
-
-    /// Hands a producer or consumer to the environment, which closes it when the connection
-    /// closes (producers first).
-    pub fn adopt<C: Child + 'static>(&self, child: &Arc<C>) {
-        if let Some(env) = self.env.get() {
-            env.adopt(child);
-        }
-    }
-
-    /// Closes the environment's children (producers first) then its connections.
-    async fn close_all(&self, timeout: Option<Duration>) {
-        if let Some(env) = self.env.get() {
-            env.close_within(timeout).await;
-        }
-    }
-
-    /// `rmqs_connection_close`.
-    fn close(self: &Arc<Self>, timeout_ms: i32) -> Result<(), Error> {
-        let timeout = timeout_from_ms(timeout_ms);
-        if timeout != Some(Duration::ZERO) {
-            check_may_block("rmqs_connection_close")?;
-        }
-        if self.closed.swap(true, Ordering::AcqRel) {
-            return Ok(());
-        }
-        if timeout == Some(Duration::ZERO) {
-            let me = self.clone();
-            self.runtime.handle().spawn(async move {
-                me.close_all(Some(Duration::ZERO)).await;
-                me.runtime.signal_closing();
-            });
-            return Ok(());
-        }
-        let r = self
-            .runtime
-            .block_on("rmqs_connection_close", None, true, self.close_all(timeout));
-        self.runtime.signal_closing();
-        r
-    }
-
-    /// The broker's properties, once connected.
-    pub fn info(&self) -> Option<&ServerInfo> {
-        self.info.get()
-    }
-
-    /// The environment once connected (for its counters, src/ffi/stats.rs).
+    /// The environment once connected, also after closing (for its counters,
+    /// src/ffi/stats.rs).
     pub(crate) fn environment(&self) -> Option<&Environment> {
-        self.env.get()
+        self.blocking.connected()
     }
 }
 
@@ -158,11 +65,7 @@ impl ConnShared {
 /// or before it opened.
 impl crate::client::EnvironmentHandle for ConnShared {
     fn environment(&self) -> Option<&Environment> {
-        if self.is_closed() {
-            None
-        } else {
-            self.env.get()
-        }
+        crate::client::EnvironmentHandle::environment(&*self.blocking)
     }
 }
 
@@ -195,7 +98,7 @@ impl Handle for rmqs_connection {
 
 fn open(
     settings: &Settings,
-    log: Option<Arc<LogRegistration>>,
+    log: Option<Arc<Registration<LogFn>>>,
     out: *mut *mut rmqs_connection,
 ) -> Result<(), Error> {
     let out = out_arg(out, "out")?;
@@ -205,37 +108,34 @@ fn open(
         check_may_block("rmqs_connection_open")?;
     }
     let log = ConnLog::new(log, settings.log_level());
-    let runtime = match Runtime::new(log.log.clone()) {
-        Ok(r) => r,
+    let thread_log = log.log.clone();
+    let blocking = BlockingEnvironment::new(config, log.log.clone(), move || {
+        super::panic::mark_library_thread();
+        super::panic::set_thread_log(thread_log.clone());
+    });
+    let shared = match blocking {
+        Ok(b) => Arc::new(ConnShared {
+            blocking: Arc::new(b),
+            producer_defaults: settings.defaults("producer."),
+            consumer_defaults: settings.defaults("consumer."),
+            version: OnceLock::new(),
+            log,
+            dispatch: DispatchPool::new(
+                settings
+                    .dispatch_threads()
+                    .unwrap_or(DEFAULT_DISPATCH_THREADS),
+            ),
+        }),
         Err(e) => {
             log.detach();
-            return Err(e);
+            return Err(e.into());
         }
     };
-    let shared = Arc::new(ConnShared {
-        runtime,
-        config,
-        producer_defaults: settings.defaults("producer."),
-        consumer_defaults: settings.defaults("consumer."),
-        env: tokio::sync::OnceCell::new(),
-        info: OnceLock::new(),
-        version: OnceLock::new(),
-        closed: AtomicBool::new(false),
-        log,
-        dispatch: DispatchPool::new(
-            settings
-                .dispatch_threads()
-                .unwrap_or(DEFAULT_DISPATCH_THREADS),
-        ),
-    });
     if !lazy {
-        let r = shared.block("rmqs_connection_open", Some(shared.op_timeout()), async {
-            shared.env().await.map(|_| ()).map_err(Error::from)
-        });
-        if let Err(e) = r {
-            shared.runtime.shutdown(SHUTDOWN_TIMEOUT);
+        if let Err(e) = shared.connect("rmqs_connection_open") {
+            shared.shutdown(SHUTDOWN_TIMEOUT);
             shared.log.detach();
-            return Err(e);
+            return Err(e.into());
         }
     }
     let conn = Box::new(rmqs_connection {
@@ -375,7 +275,7 @@ pub unsafe extern "C" fn rmqs_connection_free(conn: *mut rmqs_connection) {
         drop(b);
         let work = move || {
             let _ = shared.close(FREE_CLOSE_TIMEOUT.as_millis() as i32);
-            shared.runtime.shutdown(SHUTDOWN_TIMEOUT);
+            shared.shutdown(SHUTDOWN_TIMEOUT);
             // the log callback's last call is over: its user_data_free runs now (unless the
             // config still holds it)
             shared.log.detach();
@@ -430,7 +330,12 @@ pub unsafe extern "C" fn rmqs_connection_server_version(
         // SAFETY: NULL or live.
         unsafe { handle_arg(conn) }
             .ok()
-            .and_then(|c| c.shared.version.get())
+            .and_then(|c| {
+                let info = c.shared.info()?;
+                Some(c.shared.version.get_or_init(|| {
+                    CString::new(info.version_string().replace('\0', "")).unwrap_or_default()
+                }))
+            })
             .map_or(c"".as_ptr(), |v| v.as_ptr())
     })
 }
@@ -470,12 +375,10 @@ pub unsafe extern "C" fn rmqs_connection_negotiated(
             let info = match c.shared.info() {
                 Some(info) if !c.shared.is_closed() => info,
                 _ => {
-                    c.shared.run("rmqs_connection_negotiated", async |_| {
-                        Ok::<(), ClientError>(())
-                    })?;
-                    c.shared
-                        .info()
-                        .ok_or_else(|| ConnShared::closed_error("rmqs_connection_negotiated"))?
+                    c.shared.connect("rmqs_connection_negotiated")?;
+                    c.shared.info().ok_or_else(|| {
+                        BlockingEnvironment::closed_error("rmqs_connection_negotiated")
+                    })?
                 }
             };
             if !frame_max.is_null() {

@@ -5,17 +5,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use super::args::{Handle, handle_arg, name_arg, out_arg, write_out};
+use super::args::{handle_arg, name_arg, out_arg, write_out};
 use super::chunk::{ChunkRef, rmqs_chunk};
 use super::config::{rmqs_config, settings_arg};
-use super::connection::{ConnShared, rmqs_connection};
+use super::connection::rmqs_connection;
 use super::dispatch::{DispatchPool, Dispatcher, Sink, UserData, rmqs_free_cb};
 use super::error::{Error, rmqs_error};
-use super::hooks::{ConsumerHooks, UpdateEvent};
-use super::object::{self, Object, shut_consumer};
+use super::hooks::ConsumerHooks;
+use super::object::{self, Base, Creation, Object, object_handle, shut_consumer};
 use super::panic::{ffi_boundary, ffi_status};
-use super::queue::{Payload, rmqs_event_source_code, rmqs_queue, rmqs_state_code};
-use super::runtime::check_may_block;
+use super::queue::{Payload, queue_arg, rmqs_event_source_code, rmqs_queue, rmqs_state_code};
 use super::status::{rmqs_status, rmqs_status_code};
 use crate::client::Settings;
 use crate::client::consumer::ConsumerUpdate;
@@ -42,30 +41,30 @@ pub type rmqs_chunk_cb =
     Option<unsafe extern "C" fn(user_data: *mut c_void, chunk: *const rmqs_chunk)>;
 
 pub(crate) struct ConsumerShared {
-    conn: Arc<ConnShared>,
+    base: Base,
     consumer: Consumer,
-    sink: Arc<Sink>,
-    closed: AtomicBool,
     /// Shared with [`Events`]: set before the application (or the connection) closes.
     by_app: Arc<AtomicBool>,
     /// Consumer-update callback, post-filter, tracking callback (detached when freed).
     hooks: Arc<ConsumerHooks>,
 }
 
-struct Events {
-    sink: Arc<Sink>,
-    /// Set when the application closes the consumer: the `closed` event then has status OK.
-    by_app: Arc<AtomicBool>,
-    hooks: Arc<ConsumerHooks>,
+pub(crate) struct Events {
+    pub sink: Arc<Sink>,
+    /// Set when the application (or the connection) closes the consumer: the `closed` event
+    /// then has status OK; a super consumer's partitions' are then not reported one by one.
+    pub by_app: Arc<AtomicBool>,
+    pub hooks: Arc<ConsumerHooks>,
 }
 
 impl ConsumerEvents for Events {
     fn chunk(&self, chunk: DeliveredChunk) {
-        self.sink.payload(Payload::Chunk(ChunkRef::new(chunk)));
+        self.sink.payload(-1, Payload::Chunk(ChunkRef::new(chunk)));
     }
 
     fn error(&self, error: &ClientError) {
-        self.sink.other(Payload::error(Error::from(error.clone())));
+        self.sink
+            .other(-1, Payload::error(Error::from(error.clone())));
     }
 
     fn closed(&self, reason: &ClientError) {
@@ -86,14 +85,7 @@ impl ConsumerEvents for Events {
     /// lane, else on its own), else to the queue as an event, else dropped: dropping it
     /// answers the default.
     fn consumer_update(&self, update: ConsumerUpdate) {
-        let p = Payload::ConsumerUpdate(UpdateEvent::new(update));
-        if !self.hooks.has_update_cb() {
-            self.sink.other(p);
-        } else if let Some(d) = self.hooks.own_dispatcher() {
-            d.send(p);
-        } else {
-            self.sink.payload(p);
-        }
+        self.hooks.deliver_update(&self.sink, -1, update);
     }
 }
 
@@ -102,21 +94,17 @@ impl Object for ConsumerShared {
     const CLOSE: &'static str = "rmqs_consumer_close";
     const PRODUCER: bool = false;
 
-    fn conn(&self) -> &Arc<ConnShared> {
-        &self.conn
-    }
-
-    fn closed_flag(&self) -> &AtomicBool {
-        &self.closed
+    fn base(&self) -> &Base {
+        &self.base
     }
 
     async fn shut(&self, timeout: Option<Duration>) -> Result<(), Error> {
         let close = self.consumer.close();
-        shut_consumer(Self::CLOSE, timeout, &self.by_app, &self.sink, close).await
+        shut_consumer(Self::CLOSE, timeout, &self.by_app, &self.base.sink, close).await
     }
 
     fn release(&self) {
-        self.sink.stop(true);
+        self.base.sink.stop(true);
         self.hooks.detach();
     }
 }
@@ -142,13 +130,7 @@ impl rmqs_consumer {
     }
 }
 
-impl Handle for rmqs_consumer {
-    const MAGIC: u64 = 0x726d_7173_636f_6e73; // "rmqscons"
-    const NAME: &'static str = "rmqs_consumer";
-    fn magic(&self) -> u64 {
-        self.magic
-    }
-}
+object_handle!(rmqs_consumer, ConsumerShared, 0x726d_7173_636f_6e73); // "rmqscons"
 
 /// The core's consumer configuration from consumer keys (scope checked) and a config's hooks
 /// (post-filter, tracking callback).
@@ -159,6 +141,57 @@ pub(crate) fn consumer_config_with(
     let mut c = s.consumer(hooks.tracking_decider())?;
     c.post_filter = hooks.post_filter();
     Ok(c)
+}
+
+/// What creating a consumer or super consumer shares before the client call: the chunk
+/// callback or the queue (one at least), the output, then [`Creation::start`] with the chunk
+/// callback's lane; `events` for the client object.
+pub(crate) struct ConsumerStart {
+    pub creation: Creation,
+    pub events: Arc<Events>,
+}
+
+impl ConsumerStart {
+    /// `what` names the C function, `noun` the object.
+    ///
+    /// # Safety
+    /// As the arguments of `rmqs_consumer_new()`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) unsafe fn new<H>(
+        what: &'static str,
+        noun: &str,
+        source: rmqs_event_source_code,
+        c: &rmqs_connection,
+        cfg: *const rmqs_config,
+        mut hooks: ConsumerHooks,
+        chunk_cb: rmqs_chunk_cb,
+        user_data: *mut c_void,
+        user_data_free: rmqs_free_cb,
+        queue: *mut rmqs_queue,
+        tag: usize,
+        out: *mut *mut H,
+    ) -> Result<ConsumerStart, Error> {
+        // SAFETY: per the contract.
+        let queue = unsafe { queue_arg(queue) }?;
+        if chunk_cb.is_none() && queue.is_none() {
+            return Err(Error::invalid_argument(format!(
+                "a {noun} needs a chunk callback or a queue"
+            )));
+        }
+        out_arg(out, "out")?;
+        // SAFETY: per the contract.
+        let creation = unsafe {
+            Creation::start(what, &c.shared, source, tag, queue, cfg, |pool| {
+                chunk_dispatcher(pool, chunk_cb, user_data, user_data_free, &mut hooks)
+            })
+        }?;
+        let events = Arc::new(Events {
+            sink: creation.sink.clone(),
+            by_app: Arc::new(AtomicBool::new(false)),
+            hooks: Arc::new(hooks),
+        });
+        Ok(ConsumerStart { creation, events })
+    }
 }
 
 /// Subscribes to `stream`.
@@ -235,74 +268,37 @@ pub unsafe extern "C" fn rmqs_consumer_new(
             let c = handle_arg(conn)?;
             let stream = name_arg(stream, "stream name")?;
             let settings = settings_arg(cfg)?.over(&c.shared.consumer_defaults);
-            let mut hooks = ConsumerHooks::from_config(cfg)?;
+            let hooks = ConsumerHooks::from_config(cfg)?;
             let config = consumer_config_with(&settings, &hooks)?;
-            let queue = if queue.is_null() {
-                None
-            } else {
-                Some(handle_arg(queue)?.shared.clone())
-            };
-            if chunk_cb.is_none() && queue.is_none() {
-                return Err(Error::invalid_argument(
-                    "a consumer needs a chunk callback or a queue",
-                ));
-            }
-            let out = out_arg(out, "out")?;
-            check_may_block("rmqs_consumer_new")?;
-            let shared = c.shared.clone();
-            if shared.is_closed() {
-                return Err(ConnShared::closed_error("rmqs_consumer_new"));
-            }
-            let callback = chunk_dispatcher(
-                &shared.dispatch,
+            let ConsumerStart { creation, events } = ConsumerStart::new(
+                "rmqs_consumer_new",
+                "consumer",
+                rmqs_event_source_code::RMQS_SOURCE_CONSUMER,
+                c,
+                cfg,
+                hooks,
                 chunk_cb,
                 user_data,
                 user_data_free,
-                &mut hooks,
-            )?;
-            let hooks = Arc::new(hooks);
-            let sink = Arc::new(Sink::new(
-                rmqs_event_source_code::RMQS_SOURCE_CONSUMER,
-                tag,
-                callback,
                 queue,
-                cfg,
-                &shared.dispatch,
-            )?);
-            let by_app = Arc::new(AtomicBool::new(false));
-            let events = Arc::new(Events {
-                sink: sink.clone(),
-                by_app: by_app.clone(),
-                hooks: hooks.clone(),
-            });
-            let created = shared.run("rmqs_consumer_new", async |env| {
+                tag,
+                out,
+            )?;
+            let (by_app, hooks) = (events.by_app.clone(), events.hooks.clone());
+            let created = c.shared.run("rmqs_consumer_new", async |env| {
                 Consumer::new(env, stream, config, events).await
             });
-            let consumer = match created {
-                Ok(p) => p,
-                Err(e) => {
-                    sink.abort();
-                    hooks.detach();
-                    return Err(e);
-                }
-            };
-            let inner = Arc::new(ConsumerShared {
-                conn: shared.clone(),
-                consumer,
-                sink,
-                closed: AtomicBool::new(false),
-                by_app,
-                hooks,
-            });
-            shared.adopt(&inner);
-            write_out(
+            creation.finish(
                 out,
-                Box::into_raw(Box::new(rmqs_consumer {
-                    magic: rmqs_consumer::MAGIC,
-                    inner,
-                })),
-            );
-            Ok(())
+                created,
+                || hooks.detach(),
+                |base, consumer| ConsumerShared {
+                    base,
+                    consumer,
+                    by_app,
+                    hooks: hooks.clone(),
+                },
+            )
         })
     }
 }
@@ -394,11 +390,11 @@ pub unsafe extern "C" fn rmqs_consumer_query_offset(
             let c = handle_arg(c)?;
             let out = out_arg(out, "out")?;
             c.inner.check_open("rmqs_consumer_query_offset")?;
-            let conn = &c.inner.conn;
+            let conn = c.inner.conn();
             let r = conn.block(
                 "rmqs_consumer_query_offset",
                 Some(conn.op_timeout()),
-                async { c.inner.consumer.query_offset().await.map_err(Error::from) },
+                async { c.inner.consumer.query_offset().await },
             )?;
             match r {
                 Some(o) => {
@@ -471,7 +467,7 @@ pub unsafe extern "C" fn rmqs_consumer_is_active(c: *const rmqs_consumer) -> boo
     ffi_boundary(false, || {
         // SAFETY: NULL or live.
         unsafe { handle_arg(c) }
-            .is_ok_and(|c| !c.inner.closed.load(Ordering::Acquire) && c.inner.consumer.is_active())
+            .is_ok_and(|c| !c.inner.base.is_closed() && c.inner.consumer.is_active())
     })
 }
 
@@ -511,15 +507,8 @@ pub unsafe extern "C" fn rmqs_consumer_close(
 /// @ingroup rmqs_consumer
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_consumer_free(c: *mut rmqs_consumer) {
-    ffi_boundary((), || {
-        // SAFETY: NULL or live, freed once (the caller's contract).
-        unsafe {
-            object::free(c, |b| {
-                b.magic = 0;
-                b.inner.clone()
-            })
-        }
-    })
+    // SAFETY: NULL or live, freed once (the caller's contract).
+    ffi_boundary((), || unsafe { object::free(c) })
 }
 
 /// The lane in `pool` of a consumer (plain or super) in callback mode: chunks go to

@@ -502,19 +502,21 @@ impl Sink {
         }
     }
 
-    /// Chunks and confirms: to the callback if there is one, else to the queue, else dropped.
-    pub fn payload(&self, p: Payload) {
+    /// Chunks and confirms (of super stream partition `partition`, -1: none): to the callback
+    /// if there is one, else to the queue, else dropped.
+    pub fn payload(&self, partition: i32, p: Payload) {
         if let Some(d) = &self.callback {
             d.send(p);
-        } else if let Some(q) = &self.queue {
-            q.push(self.source, self.tag, p);
+        } else {
+            self.other(partition, p);
         }
     }
 
-    /// State changes and errors: to the queue if there is one, else dropped.
-    pub fn other(&self, p: Payload) {
+    /// State changes and errors (of partition `partition`, -1: none): to the queue if there
+    /// is one, else dropped.
+    pub fn other(&self, partition: i32, p: Payload) {
         if let Some(q) = &self.queue {
-            q.push(self.source, self.tag, p);
+            q.push_partition(self.source, self.tag, partition, p);
         }
     }
 

@@ -14,7 +14,7 @@ use std::sync::{Arc, RwLock};
 
 use super::args::handle_arg;
 use super::config::rmqs_config;
-use super::dispatch::{DispatchPool, Dispatcher, UserData, rmqs_free_cb};
+use super::dispatch::{DispatchPool, Dispatcher, Sink, UserData, rmqs_free_cb};
 use super::error::{Error, rmqs_error};
 use super::panic::ffi_status;
 use super::queue::Payload;
@@ -300,11 +300,6 @@ impl ConsumerHooks {
         })
     }
 
-    /// Whether a consumer-update callback is registered.
-    pub(crate) fn has_update_cb(&self) -> bool {
-        self.update.is_some()
-    }
-
     /// The core's post-filter calling the registered callback.
     pub(crate) fn post_filter(&self) -> Option<PostFilter> {
         let slot = self.filter.clone()?;
@@ -376,9 +371,19 @@ impl ConsumerHooks {
         Ok(())
     }
 
-    /// The dispatcher of its own, if it has one.
-    pub(crate) fn own_dispatcher(&self) -> Option<&Dispatcher> {
-        self.own_dispatcher.as_ref()
+    /// Where a consumer update of partition `partition` (-1: none) goes: to the
+    /// consumer-update callback when there is one (on the chunk callback's dispatcher lane,
+    /// else on its own), else to the queue as an `RMQS_EVENT_CONSUMER_UPDATE` event, else
+    /// dropped (which answers the default).
+    pub(crate) fn deliver_update(&self, sink: &Sink, partition: i32, update: ConsumerUpdate) {
+        let p = Payload::ConsumerUpdate(UpdateEvent::new(update));
+        if self.update.is_none() {
+            sink.other(partition, p);
+        } else if let Some(d) = &self.own_dispatcher {
+            d.send(p);
+        } else {
+            sink.payload(partition, p);
+        }
     }
 
     /// No more calls of any hook (waits for those in progress; pending consumer updates are
@@ -472,6 +477,27 @@ pub(crate) fn register<F>(
     })
 }
 
+/// The body of every `rmqs_config_set_*_cb` function: replaces the registration `slot` picks
+/// in `cfg` with `cb` (NULL removes it); the old one's finalizer runs once nothing else holds
+/// it.
+///
+/// # Safety
+/// `cfg` must be NULL or a live config that no other thread uses meanwhile.
+pub(crate) unsafe fn set_registration<F>(
+    cfg: *mut rmqs_config,
+    slot: impl FnOnce(&mut rmqs_config) -> &mut Option<Arc<Registration<F>>>,
+    cb: Option<F>,
+    user_data: *mut c_void,
+    free: rmqs_free_cb,
+) -> Result<(), Error> {
+    // SAFETY: per the contract.
+    unsafe { handle_arg(cfg) }?;
+    // SAFETY: live (checked) and used by this thread alone.
+    let old = std::mem::replace(slot(unsafe { &mut *cfg }), register(cb, user_data, free));
+    drop(old);
+    Ok(())
+}
+
 /// Sets the consumer-update callback of the consumers created with this config
 /// (`rmqs_consumer_new()`; other uses of the config ignore it). It decides where a single
 /// active consumer (key `single_active_consumer`) starts when the broker activates it. Without
@@ -507,11 +533,7 @@ pub unsafe extern "C" fn rmqs_config_set_consumer_update_cb(
     // SAFETY: cfg is checked; no err out-parameter.
     unsafe {
         ffi_status(err, || {
-            handle_arg(cfg)?;
-            let new = register(cb, user_data, user_data_free);
-            let old = std::mem::replace(&mut (*cfg).hooks.update, new);
-            drop(old);
-            Ok(())
+            set_registration(cfg, |c| &mut c.hooks.update, cb, user_data, user_data_free)
         })
     }
 }
@@ -546,11 +568,7 @@ pub unsafe extern "C" fn rmqs_config_set_post_filter_cb(
     // SAFETY: cfg is checked; no err out-parameter.
     unsafe {
         ffi_status(err, || {
-            handle_arg(cfg)?;
-            let new = register(cb, user_data, user_data_free);
-            let old = std::mem::replace(&mut (*cfg).hooks.filter, new);
-            drop(old);
-            Ok(())
+            set_registration(cfg, |c| &mut c.hooks.filter, cb, user_data, user_data_free)
         })
     }
 }
@@ -585,11 +603,13 @@ pub unsafe extern "C" fn rmqs_config_set_tracking_cb(
     // SAFETY: cfg is checked; no err out-parameter.
     unsafe {
         ffi_status(err, || {
-            handle_arg(cfg)?;
-            let new = register(cb, user_data, user_data_free);
-            let old = std::mem::replace(&mut (*cfg).hooks.tracking, new);
-            drop(old);
-            Ok(())
+            set_registration(
+                cfg,
+                |c| &mut c.hooks.tracking,
+                cb,
+                user_data,
+                user_data_free,
+            )
         })
     }
 }

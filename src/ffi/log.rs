@@ -2,18 +2,18 @@
 //!
 //! A connection config holds at most one registration (callback, `user_data`, finalizer),
 //! shared by reference count between the config and every connection opened with it. A
-//! connection wraps it in a [`CLogger`] (the core's [`Logger`]) that [`CLogger::detach`]
+//! connection wraps it in a `Slot` (the core's [`Logger`]) that `Slot::detach`
 //! empties when the connection is freed, so the finalizer runs at a known moment even if a
 //! runtime task outlives the connection.
 
 use std::cell::Cell;
 use std::ffi::{c_char, c_void};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
-use super::args::handle_arg;
 use super::config::rmqs_config;
 use super::dispatch::rmqs_free_cb;
 use super::error::rmqs_error;
+use super::hooks::{Registration, Slot, set_registration};
 use super::panic::ffi_status;
 use super::status::rmqs_status;
 use crate::client::log::{Level, Log, Logger};
@@ -69,28 +69,8 @@ pub type rmqs_log_cb = Option<
     ),
 >;
 
-/// One `rmqs_config_set_log_cb()` registration. Its finalizer runs when the last reference
-/// goes (the config freed or reconfigured, and every connection using it freed).
-pub(crate) struct LogRegistration {
-    cb: unsafe extern "C" fn(*mut c_void, i32, *const c_char, *const c_char),
-    user_data: *mut c_void,
-    free: rmqs_free_cb,
-}
-
-// SAFETY: the API documents that the callback may run on any thread, concurrently, and that
-// user_data_free runs on whichever thread releases the registration last.
-unsafe impl Send for LogRegistration {}
-// SAFETY: as above; the registration itself is immutable.
-unsafe impl Sync for LogRegistration {}
-
-impl Drop for LogRegistration {
-    fn drop(&mut self) {
-        if let Some(f) = self.free {
-            // SAFETY: the application's finalizer, called once with its own pointer.
-            unsafe { f(self.user_data) };
-        }
-    }
-}
+/// The C function of a `rmqs_config_set_log_cb()` registration.
+pub(crate) type LogFn = unsafe extern "C" fn(*mut c_void, i32, *const c_char, *const c_char);
 
 thread_local! {
     /// Set while this thread runs the application's log callback: a message emitted from
@@ -99,33 +79,13 @@ thread_local! {
     static IN_CALLBACK: Cell<bool> = const { Cell::new(false) };
 }
 
-/// The core's [`Logger`] calling a C callback.
-pub(crate) struct CLogger {
-    registration: RwLock<Option<Arc<LogRegistration>>>,
-}
-
-impl CLogger {
-    /// Stops calling the callback (waiting for calls in progress) and drops this logger's
-    /// reference to the registration: its finalizer runs now unless the config still holds it.
-    pub(crate) fn detach(&self) {
-        let r = self
-            .registration
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        drop(r);
-    }
-}
-
-impl Logger for CLogger {
+/// The core's [`Logger`] calling a C callback, until [`Slot::detach`]: then its finalizer
+/// runs unless the config still holds it.
+impl Logger for Slot<LogFn> {
     fn log(&self, level: Level, target: &str, message: &str) {
         if IN_CALLBACK.get() {
             return;
         }
-        let guard = self.registration.read().unwrap_or_else(|e| e.into_inner());
-        let Some(reg) = guard.as_ref() else {
-            return;
-        };
         // target\0message\0 in one allocation; interior NULs cannot occur in practice but
         // would cut the strings short, so they are dropped.
         let mut buf = Vec::with_capacity(target.len() + message.len() + 2);
@@ -137,14 +97,14 @@ impl Logger for CLogger {
         IN_CALLBACK.set(true);
         // SAFETY: the application's callback with its user_data and two NUL-terminated strings
         // valid for the call. A C callback cannot unwind (the type is extern "C").
-        unsafe {
+        self.with(|reg| unsafe {
             (reg.cb)(
                 reg.user_data,
                 level as i32,
                 buf.as_ptr().cast(),
                 buf[at..].as_ptr().cast(),
             )
-        };
+        });
         IN_CALLBACK.set(false);
     }
 }
@@ -154,19 +114,20 @@ pub(crate) struct ConnLog {
     /// Handed to the environment.
     pub log: Log,
     /// Emptied when the connection is freed.
-    logger: Option<Arc<CLogger>>,
+    logger: Option<Arc<Slot<LogFn>>>,
     /// Registration among the destinations of caught panics (src/ffi/panic.rs).
     panic_log: Option<u64>,
 }
 
 impl ConnLog {
     /// From a config's registration and its `log_level` (None = off).
-    pub(crate) fn new(registration: Option<Arc<LogRegistration>>, level: Option<Level>) -> ConnLog {
+    pub(crate) fn new(
+        registration: Option<Arc<Registration<LogFn>>>,
+        level: Option<Level>,
+    ) -> ConnLog {
         match (registration, level) {
             (Some(r), Some(level)) => {
-                let logger = Arc::new(CLogger {
-                    registration: RwLock::new(Some(r)),
-                });
+                let logger = Slot::new(r);
                 let log = Log::new(logger.clone(), level);
                 ConnLog {
                     panic_log: Some(super::panic::register_log(log.clone())),
@@ -182,7 +143,7 @@ impl ConnLog {
         }
     }
 
-    /// See [`CLogger::detach`]; caught panics no longer go to this log either.
+    /// See [`Slot::detach`]; caught panics no longer go to this log either.
     pub(crate) fn detach(&self) {
         if let Some(id) = self.panic_log {
             super::panic::unregister_log(id);
@@ -226,20 +187,7 @@ pub unsafe extern "C" fn rmqs_config_set_log_cb(
     // SAFETY: cfg is checked; no err out-parameter.
     unsafe {
         ffi_status(err, || {
-            handle_arg(cfg)?;
-            let cfg = &mut *cfg;
-            let old = std::mem::replace(
-                &mut cfg.log,
-                cb.map(|cb| {
-                    Arc::new(LogRegistration {
-                        cb,
-                        user_data,
-                        free: user_data_free,
-                    })
-                }),
-            );
-            drop(old);
-            Ok(())
+            set_registration(cfg, |c| &mut c.log, cb, user_data, user_data_free)
         })
     }
 }
@@ -247,6 +195,7 @@ pub unsafe extern "C" fn rmqs_config_set_log_cb(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ffi::hooks::register;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     static CALLS: AtomicUsize = AtomicUsize::new(0);
@@ -268,11 +217,7 @@ mod tests {
 
     #[test]
     fn calls_then_detaches_and_frees_once() {
-        let reg = Arc::new(LogRegistration {
-            cb,
-            user_data: 7 as *mut c_void,
-            free: Some(free),
-        });
+        let reg = register(Some(cb as LogFn), 7 as *mut c_void, Some(free)).unwrap();
         let cl = ConnLog::new(Some(reg.clone()), Some(Level::Warn));
         crate::log_at!(cl.log, Level::Warn, "tgt", "a {}", "message");
         crate::log_at!(cl.log, Level::Info, "tgt", "filtered");
@@ -287,14 +232,7 @@ mod tests {
         cl.detach();
         assert_eq!(FREES.load(Ordering::Relaxed), 1);
 
-        let off = ConnLog::new(
-            Some(Arc::new(LogRegistration {
-                cb,
-                user_data: 7 as *mut c_void,
-                free: None,
-            })),
-            None,
-        );
+        let off = ConnLog::new(register(Some(cb as LogFn), 7 as *mut c_void, None), None);
         assert_eq!(off.log.max_level(), None);
     }
 }

@@ -87,9 +87,9 @@ pub unsafe extern "C" fn rmqs_stream_delete(
         ffi_status(err, || {
             let c = handle_arg(conn)?;
             let stream = name_arg(stream, "stream name")?;
-            c.shared.run("rmqs_stream_delete", async |env| {
+            Ok(c.shared.run("rmqs_stream_delete", async |env| {
                 env.delete_stream(stream).await
-            })
+            })?)
         })
     }
 }
@@ -429,9 +429,9 @@ pub unsafe extern "C" fn rmqs_stream_store_offset(
             let c = handle_arg(conn)?;
             let reference = name_arg(reference, "reference")?;
             let stream = name_arg(stream, "stream name")?;
-            c.shared.run("rmqs_stream_store_offset", async |env| {
+            Ok(c.shared.run("rmqs_stream_store_offset", async |env| {
                 env.store_offset(reference, stream, offset).await
-            })
+            })?)
         })
     }
 }
@@ -611,10 +611,10 @@ pub unsafe extern "C" fn rmqs_super_stream_create(
             let partitions = name_array(partitions, count, "partitions")?;
             let keys = name_array(binding_keys, count, "binding_keys")?;
             let args = settings_arg(args)?.stream_arguments()?;
-            c.shared.run("rmqs_super_stream_create", async |env| {
+            Ok(c.shared.run("rmqs_super_stream_create", async |env| {
                 env.create_super_stream(name, &partitions, &keys, &args)
                     .await
-            })
+            })?)
         })
     }
 }
@@ -650,10 +650,10 @@ pub unsafe extern "C" fn rmqs_super_stream_create_n(
             let partitions: Vec<String> = (0..count).map(|i| format!("{name}-{i}")).collect();
             let keys: Vec<String> = (0..count).map(|i| i.to_string()).collect();
             let args = settings_arg(args)?.stream_arguments()?;
-            c.shared.run("rmqs_super_stream_create_n", async |env| {
+            Ok(c.shared.run("rmqs_super_stream_create_n", async |env| {
                 env.create_super_stream(name, &partitions, &keys, &args)
                     .await
-            })
+            })?)
         })
     }
 }
@@ -678,9 +678,9 @@ pub unsafe extern "C" fn rmqs_super_stream_delete(
         ffi_status(err, || {
             let c = handle_arg(conn)?;
             let name = name_arg(name, "super stream name")?;
-            c.shared.run("rmqs_super_stream_delete", async |env| {
+            Ok(c.shared.run("rmqs_super_stream_delete", async |env| {
                 env.delete_super_stream(name).await
-            })
+            })?)
         })
     }
 }

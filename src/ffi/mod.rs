@@ -18,11 +18,10 @@
 //!
 //! What this layer holds besides the argument checks, the panic boundary and the status
 //! mapping (it should hold nothing else; see the crate docs; the config keys' meaning, checks
-//! and defaults, and the ordered close of a connection's children, are the client's): lazy
-//! connect (`connection`), each connection's runtime and the blocking rules (`runtime`),
-//! callback dispatch (`dispatch`, `hooks`, `log`), the event queue (`queue`) and the super
-//! producer's key extraction (`super_producer`). The four producer and consumer handles share
-//! one close/free wrapper (`object`).
+//! and defaults, the ordered close of a connection's children, lazy connect, each
+//! connection's runtime and the blocking rules are the client's, `client::blocking`):
+//! callback dispatch (`dispatch`, `hooks`, `log`) and the event queue (`queue`). The four
+//! producer and consumer handles share one creation, close and free path (`object`).
 #![allow(non_camel_case_types)]
 // The pointer contracts of the `unsafe extern "C"` functions are written for C readers in each
 // function's `@param` docs (which go into the header), not in Rust's `# Safety` sections.

@@ -2,20 +2,21 @@
 
 use std::ffi::{c_char, c_void};
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use super::args::{Handle, bytes_arg, handle_arg, name_arg, opt_str_arg, out_arg, write_out};
+use super::args::{bytes_arg, handle_arg, name_arg, opt_str_arg, out_arg, write_out};
 use super::config::{rmqs_config, settings_arg};
-use super::connection::{ConnShared, rmqs_connection};
-use super::dispatch::{Sink, UserData, rmqs_free_cb};
+use super::connection::rmqs_connection;
+use super::dispatch::{DispatchPool, Dispatcher, Sink, UserData, rmqs_free_cb};
 use super::error::{Error, rmqs_error};
 use super::message::rmqs_message_builder;
-use super::object::{self, Object, shut_producer};
+use super::object::{self, Base, Creation, Object, object_handle, shut_producer};
 use super::panic::{ffi_boundary, ffi_status};
-use super::queue::{Payload, rmqs_confirm, rmqs_event_source_code, rmqs_queue, rmqs_state_code};
-use super::runtime::{ThreadRole, check_may_block, thread_role, timeout_from_ms};
+use super::queue::{
+    Payload, queue_arg, rmqs_confirm, rmqs_event_source_code, rmqs_queue, rmqs_state_code,
+};
 use super::status::{rmqs_status, rmqs_status_code, status_from_response_code};
+use crate::client::blocking::SendWait;
 use crate::client::config::ProducerSettings;
 use crate::client::{
     BodyFormat, ClientError, Confirm, ConfirmStatus, OutgoingMessage, Producer, ProducerEvents,
@@ -75,17 +76,15 @@ pub struct rmqs_bytes {
 }
 
 pub(crate) struct ProducerShared {
-    conn: Arc<ConnShared>,
+    base: Base,
     producer: Producer,
-    sink: Arc<Sink>,
-    block_when_full: bool,
-    send_timeout: Option<Duration>,
-    closed: AtomicBool,
+    send_wait: SendWait,
 }
 
 struct Events(Arc<Sink>);
 
-fn confirm_status(s: ConfirmStatus) -> rmqs_status {
+/// The status of a confirm as the C API reports it.
+pub(crate) fn confirm_status(s: ConfirmStatus) -> rmqs_status {
     match s {
         ConfirmStatus::Confirmed => 0,
         ConfirmStatus::Server(code) => match status_from_response_code(code.as_u16()) {
@@ -110,7 +109,7 @@ impl ProducerEvents for Events {
                 status: confirm_status(c.status),
             })
             .collect();
-        self.0.payload(Payload::Confirms(v));
+        self.0.payload(-1, Payload::Confirms(v));
     }
 
     fn state(&self, change: &StateChange<'_>) {
@@ -131,38 +130,27 @@ impl Object for ProducerShared {
     const CLOSE: &'static str = "rmqs_producer_close";
     const PRODUCER: bool = true;
 
-    fn conn(&self) -> &Arc<ConnShared> {
-        &self.conn
-    }
-
-    fn closed_flag(&self) -> &AtomicBool {
-        &self.closed
+    fn base(&self) -> &Base {
+        &self.base
     }
 
     async fn shut(&self, timeout: Option<Duration>) -> Result<(), Error> {
         shut_producer(
-            &self.sink,
+            &self.base.sink,
             self.producer.close(timeout.unwrap_or(Duration::MAX)),
         )
         .await
     }
 
     fn release(&self) {
-        self.sink.stop(false);
+        self.base.sink.stop(false);
     }
 }
 
 impl ProducerShared {
     /// How long a send may wait for room, given its flags and thread.
     fn wait(&self, flags: u32) -> (Option<Duration>, bool) {
-        if flags & RMQS_SEND_NO_BLOCK != 0 || !self.block_when_full {
-            return (None, false);
-        }
-        if thread_role() != ThreadRole::Application {
-            // would block on a library thread: do not wait, report WOULD_DEADLOCK if full
-            return (None, true);
-        }
-        (Some(self.send_timeout.unwrap_or(Duration::MAX)), false)
+        self.send_wait.wait(flags & RMQS_SEND_NO_BLOCK != 0)
     }
 
     /// The one path of every single-message send (`rmqs_producer_send`, `_send_ex`,
@@ -193,14 +181,7 @@ impl ProducerShared {
 }
 
 fn map_send_error(e: ClientError, on_library_thread: bool) -> Error {
-    if on_library_thread && matches!(e, ClientError::QueueFull(_)) {
-        return Error::new(
-            rmqs_status_code::RMQS_ERR_WOULD_DEADLOCK,
-            "the producer is full and a send from a library callback cannot wait; \
-             pass RMQS_SEND_NO_BLOCK and retry later",
-        );
-    }
-    Error::from(e)
+    SendWait::error(e, on_library_thread, "the producer").into()
 }
 
 /// A producer: publishes to one stream, with confirms. Opaque.
@@ -225,13 +206,7 @@ impl rmqs_producer {
     }
 }
 
-impl Handle for rmqs_producer {
-    const MAGIC: u64 = 0x726d_7173_7072_6f64; // "rmqsprod"
-    const NAME: &'static str = "rmqs_producer";
-    fn magic(&self) -> u64 {
-        self.magic
-    }
-}
+object_handle!(rmqs_producer, ProducerShared, 0x726d_7173_7072_6f64); // "rmqsprod"
 
 /// Creates a producer on `stream`.
 ///
@@ -302,84 +277,64 @@ pub unsafe extern "C" fn rmqs_producer_new(
             let c = handle_arg(conn)?;
             let stream = name_arg(stream, "stream name")?;
             let settings = settings_arg(cfg)?.over(&c.shared.producer_defaults);
-            let ProducerSettings {
-                config,
-                block_when_full,
-                send_timeout,
-            } = settings.producer()?;
-            let queue = if queue.is_null() {
-                None
-            } else {
-                Some(handle_arg(queue)?.shared.clone())
-            };
+            let ProducerSettings { config, wait } = settings.producer()?;
+            let queue = queue_arg(queue)?;
             let out = out_arg(out, "out")?;
-            check_may_block("rmqs_producer_new")?;
-            let shared = c.shared.clone();
-            if shared.is_closed() {
-                return Err(ConnShared::closed_error("rmqs_producer_new"));
-            }
-            let callback = match confirm_cb {
-                Some(cb) => {
-                    let ud = user_data as usize;
-                    Some(shared.dispatch.lane(
-                        move |p| {
-                            if let Payload::Confirms(v) = p {
-                                // SAFETY: the application's callback with its own user_data
-                                // and an array valid for the call.
-                                cb(
-                                    ud as *mut c_void,
-                                    v.as_ptr(),
-                                    v.len(),
-                                    size_of::<rmqs_confirm>(),
-                                );
-                            }
-                        },
-                        UserData {
-                            ptr: user_data,
-                            free: user_data_free,
-                        },
-                    )?)
-                }
-                None => None,
-            };
-            let sink = Arc::new(Sink::new(
+            let creation = Creation::start(
+                "rmqs_producer_new",
+                &c.shared,
                 rmqs_event_source_code::RMQS_SOURCE_PRODUCER,
                 tag,
-                callback,
                 queue,
                 cfg,
-                &shared.dispatch,
-            )?);
-            let events = Arc::new(Events(sink.clone()));
-            let created = shared.run("rmqs_producer_new", async |env| {
+                |pool| {
+                    confirm_lane(pool, confirm_cb, user_data, user_data_free, |p| match p {
+                        Payload::Confirms(v) => Some(v),
+                        _ => None,
+                    })
+                },
+            )?;
+            let events = Arc::new(Events(creation.sink.clone()));
+            let created = c.shared.run("rmqs_producer_new", async |env| {
                 Producer::new(env, stream, config, events).await
             });
-            let producer = match created {
-                Ok(p) => p,
-                Err(e) => {
-                    sink.abort();
-                    return Err(e);
-                }
-            };
-            let inner = Arc::new(ProducerShared {
-                conn: shared.clone(),
-                producer,
-                sink,
-                block_when_full,
-                send_timeout,
-                closed: AtomicBool::new(false),
-            });
-            shared.adopt(&inner);
-            write_out(
+            creation.finish(
                 out,
-                Box::into_raw(Box::new(rmqs_producer {
-                    magic: rmqs_producer::MAGIC,
-                    inner,
-                })),
-            );
-            Ok(())
+                created,
+                || {},
+                |base, producer| ProducerShared {
+                    base,
+                    producer,
+                    send_wait: wait,
+                },
+            )
         })
     }
+}
+
+/// The lane of a producer's or super producer's confirm callback `cb` (None: no lane):
+/// the confirm arrays `unpack` finds in its payloads go to `cb`.
+pub(crate) fn confirm_lane<T: 'static>(
+    pool: &DispatchPool,
+    cb: Option<unsafe extern "C" fn(*mut c_void, *const T, usize, usize)>,
+    user_data: *mut c_void,
+    user_data_free: rmqs_free_cb,
+    unpack: fn(Payload) -> Option<Vec<T>>,
+) -> Result<Option<Dispatcher>, Error> {
+    let Some(cb) = cb else { return Ok(None) };
+    let ud = user_data as usize;
+    let deliver = move |p| {
+        if let Some(v) = unpack(p) {
+            // SAFETY: the application's callback with its own user_data and an array valid
+            // for the call.
+            unsafe { cb(ud as *mut c_void, v.as_ptr(), v.len(), size_of::<T>()) };
+        }
+    };
+    let user_data = UserData {
+        ptr: user_data,
+        free: user_data_free,
+    };
+    pool.lane(deliver, user_data).map(Some)
 }
 
 /// The body format that a send's flags ask for.
@@ -772,22 +727,10 @@ pub unsafe extern "C" fn rmqs_producer_flush(
     // SAFETY: p checked.
     unsafe {
         ffi_status(err, || {
-            let p = handle_arg(p)?;
-            let timeout = timeout_from_ms(timeout_ms).unwrap_or(Duration::MAX);
-            if !timeout.is_zero() {
-                check_may_block("rmqs_producer_flush")?;
-            }
-            let deadline = Instant::now().checked_add(timeout);
-            p.inner.producer.flush(timeout).map_err(Error::from)?;
-            // the confirms are out of the core; wait for the callback to have seen them
-            if p.inner.sink.wait_idle(deadline) {
-                Ok(())
-            } else {
-                Err(Error::new(
-                    rmqs_status_code::RMQS_ERR_TIMEOUT,
-                    "rmqs_producer_flush: the confirm callback is still busy",
-                ))
-            }
+            let p = &handle_arg(p)?.inner;
+            object::flush("rmqs_producer_flush", &**p, timeout_ms, |t| {
+                p.producer.flush(t)
+            })
         })
     }
 }
@@ -862,15 +805,8 @@ pub unsafe extern "C" fn rmqs_producer_last_id(p: *const rmqs_producer, out: *mu
 /// @ingroup rmqs_producer
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_producer_free(p: *mut rmqs_producer) {
-    ffi_boundary((), || {
-        // SAFETY: NULL or live, freed once (the caller's contract).
-        unsafe {
-            object::free(p, |b| {
-                b.magic = 0;
-                b.inner.clone()
-            })
-        }
-    })
+    // SAFETY: NULL or live, freed once (the caller's contract).
+    ffi_boundary((), || unsafe { object::free(p) })
 }
 
 #[cfg(test)]

@@ -238,12 +238,8 @@ impl QueueShared {
         }
     }
 
-    /// Appends an event (dropped at once when the queue was freed).
-    pub(crate) fn push(&self, source: rmqs_event_source_code, tag: usize, payload: Payload) {
-        self.push_partition(source, tag, -1, payload)
-    }
-
-    /// Appends an event about super stream partition `partition` (-1: none).
+    /// Appends an event about super stream partition `partition` (-1: none); dropped at once
+    /// when the queue was freed.
     pub(crate) fn push_partition(
         &self,
         source: rmqs_event_source_code,
@@ -388,6 +384,18 @@ impl Handle for rmqs_queue {
     fn magic(&self) -> u64 {
         self.magic
     }
+}
+
+/// An optional queue argument (NULL: none) of an object being created.
+///
+/// # Safety
+/// `q` must be NULL or a live queue.
+pub(crate) unsafe fn queue_arg(q: *mut rmqs_queue) -> Result<Option<Arc<QueueShared>>, Error> {
+    if q.is_null() {
+        return Ok(None);
+    }
+    // SAFETY: per the contract.
+    Ok(Some(unsafe { handle_arg(q) }?.shared.clone()))
 }
 
 /// Creates an event queue.
@@ -943,18 +951,20 @@ mod tests {
         assert_readable(fd, false);
         assert_eq!(poll(q, 0), Err(RMQS_ERR_TIMEOUT.status()));
         let shared = unsafe { &*q }.shared.clone();
-        shared.push(
+        shared.push_partition(
             rmqs_event_source_code::RMQS_SOURCE_PRODUCER,
             7,
+            -1,
             Payload::Confirms(vec![rmqs_confirm {
                 publishing_id: 1,
                 tag: 9,
                 status: 0,
             }]),
         );
-        shared.push(
+        shared.push_partition(
             rmqs_event_source_code::RMQS_SOURCE_CONSUMER,
             8,
+            -1,
             Payload::error(Error::new(-6, "tls")),
         );
         assert_readable(fd, true);
@@ -1001,16 +1011,18 @@ mod tests {
         assert_eq!(poll(q, 30), Err(RMQS_ERR_TIMEOUT.status()));
         assert!(t0.elapsed() >= Duration::from_millis(30));
 
-        shared.push(
+        shared.push_partition(
             rmqs_event_source_code::RMQS_SOURCE_PRODUCER,
             1,
+            -1,
             Payload::Confirms(vec![]),
         );
         unsafe { rmqs_queue_free(q) };
         // pushing after free drops the event
-        shared.push(
+        shared.push_partition(
             rmqs_event_source_code::RMQS_SOURCE_PRODUCER,
             1,
+            -1,
             Payload::Confirms(vec![]),
         );
         assert!(shared.lock().events.is_empty());

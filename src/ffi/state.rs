@@ -5,11 +5,10 @@
 use std::ffi::{c_char, c_void};
 use std::sync::Arc;
 
-use super::args::handle_arg;
 use super::config::rmqs_config;
 use super::dispatch::{DispatchPool, Dispatcher, UserData, rmqs_free_cb};
 use super::error::{Error, rmqs_error};
-use super::hooks::{Registration, Slot, register};
+use super::hooks::{Registration, Slot, set_registration};
 use super::panic::ffi_status;
 use super::queue::{Payload, rmqs_event_source_code, rmqs_state_code, to_cstring};
 use super::status::rmqs_status;
@@ -86,11 +85,7 @@ pub unsafe extern "C" fn rmqs_config_set_state_cb(
     // SAFETY: cfg is checked; err NULL or writable.
     unsafe {
         ffi_status(err, || {
-            handle_arg(cfg)?;
-            let new = register(cb, user_data, user_data_free);
-            let old = std::mem::replace(&mut (*cfg).hooks.state, new);
-            drop(old);
-            Ok(())
+            set_registration(cfg, |c| &mut c.hooks.state, cb, user_data, user_data_free)
         })
     }
 }

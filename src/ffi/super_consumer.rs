@@ -1,54 +1,40 @@
 //! `rmqs_super_consumer`: one consumer over the partitions of a super stream (the core's
 //! [`SuperConsumer`]), its chunks naming their partition.
 
-use std::ffi::{CString, c_char, c_void};
+use std::ffi::{c_char, c_void};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::args::{Handle, handle_arg, name_arg, out_arg, write_out};
+use super::args::{handle_arg, name_arg, out_arg, write_out};
 use super::chunk::ChunkRef;
 use super::config::{rmqs_config, settings_arg};
-use super::connection::{ConnShared, rmqs_connection};
-use super::consumer::{chunk_dispatcher, rmqs_chunk_cb};
-use super::dispatch::{Sink, rmqs_free_cb};
+use super::connection::rmqs_connection;
+use super::consumer::{ConsumerStart, Events, rmqs_chunk_cb};
+use super::dispatch::rmqs_free_cb;
 use super::error::{Error, rmqs_error};
-use super::hooks::{ConsumerHooks, UpdateEvent};
-use super::object::{self, Object, shut_consumer};
+use super::hooks::ConsumerHooks;
+use super::object::{self, Base, Object, PartitionNames, object_handle, shut_consumer};
 use super::panic::{ffi_boundary, ffi_status};
 use super::queue::{Payload, rmqs_event_source_code, rmqs_queue, rmqs_state_code};
-use super::runtime::check_may_block;
 use super::stats::{rmqs_consumer_statistics, write_extensible};
 use super::status::{rmqs_status, rmqs_status_code};
-use super::super_producer::{deliver, deliver_other};
 use crate::client::Settings;
 use crate::client::{
     ClientError, Consumer, ConsumerUpdate, DeliveredChunk, StateChange, SuperConsumer,
     SuperConsumerConfig, SuperConsumerEvents,
 };
 
-struct Events {
-    sink: Arc<Sink>,
-    /// Set when the application (or the connection) closes the super consumer: the partitions'
-    /// `closed` events are then not reported one by one.
-    by_app: Arc<AtomicBool>,
-    hooks: Arc<ConsumerHooks>,
-}
-
 impl SuperConsumerEvents for Events {
     fn chunk(&self, partition: usize, chunk: DeliveredChunk) {
         let p = partition as i32;
-        deliver(
-            &self.sink,
-            p,
-            Payload::Chunk(ChunkRef::in_partition(chunk, p)),
-        );
+        self.sink
+            .payload(p, Payload::Chunk(ChunkRef::in_partition(chunk, p)));
     }
 
     fn error(&self, partition: usize, stream: &str, error: &ClientError) {
         let e = Error::from(error.clone());
-        deliver_other(
-            &self.sink,
+        self.sink.other(
             partition as i32,
             Payload::error(Error::new(
                 e.status,
@@ -62,8 +48,7 @@ impl SuperConsumerEvents for Events {
             return;
         }
         let e = Error::from(reason.clone());
-        deliver_other(
-            &self.sink,
+        self.sink.other(
             partition as i32,
             Payload::error(Error::new(
                 e.status,
@@ -86,27 +71,19 @@ impl SuperConsumerEvents for Events {
     /// else on its own), else to the queue as an `RMQS_EVENT_CONSUMER_UPDATE` event naming the
     /// partition, else dropped (which answers the default).
     fn consumer_update(&self, partition: usize, update: ConsumerUpdate) {
-        let p = Payload::ConsumerUpdate(UpdateEvent::new(update));
-        if !self.hooks.has_update_cb() {
-            deliver_other(&self.sink, partition as i32, p);
-        } else if let Some(d) = self.hooks.own_dispatcher() {
-            d.send(p);
-        } else {
-            deliver(&self.sink, partition as i32, p);
-        }
+        self.hooks
+            .deliver_update(&self.sink, partition as i32, update);
     }
 }
 
 pub(crate) struct SuperConsumerShared {
-    conn: Arc<ConnShared>,
+    base: Base,
     consumer: SuperConsumer,
-    sink: Arc<Sink>,
-    closed: AtomicBool,
     by_app: Arc<AtomicBool>,
     /// Consumer-update callback, post-filter, tracking callback (detached when freed).
     hooks: Arc<ConsumerHooks>,
     /// Every partition list handed out by `rmqs_super_consumer_partition()`.
-    names: Mutex<Vec<Vec<CString>>>,
+    names: PartitionNames,
 }
 
 impl Object for SuperConsumerShared {
@@ -114,23 +91,20 @@ impl Object for SuperConsumerShared {
     const CLOSE: &'static str = "rmqs_super_consumer_close";
     const PRODUCER: bool = false;
 
-    fn conn(&self) -> &Arc<ConnShared> {
-        &self.conn
-    }
-
-    fn closed_flag(&self) -> &AtomicBool {
-        &self.closed
+    fn base(&self) -> &Base {
+        &self.base
     }
 
     async fn shut(&self, timeout: Option<Duration>) -> Result<(), Error> {
         let close = self.consumer.close();
-        let r = shut_consumer(Self::CLOSE, timeout, &self.by_app, &self.sink, close).await;
-        self.sink.state(rmqs_state_code::RMQS_STATE_CLOSED, None);
+        let sink = &self.base.sink;
+        let r = shut_consumer(Self::CLOSE, timeout, &self.by_app, sink, close).await;
+        sink.state(rmqs_state_code::RMQS_STATE_CLOSED, None);
         r
     }
 
     fn release(&self) {
-        self.sink.stop(true);
+        self.base.sink.stop(true);
         self.hooks.detach();
     }
 }
@@ -155,27 +129,6 @@ impl SuperConsumerShared {
             )
         })
     }
-
-    /// The partition names now, as C strings valid until the super consumer is freed.
-    fn names<R>(&self, f: impl FnOnce(&[CString]) -> R) -> R {
-        let now = self.consumer.partitions();
-        let mut g = self.names.lock().unwrap_or_else(|e| e.into_inner());
-        let same = g.last().is_some_and(|last| {
-            last.len() == now.len()
-                && last
-                    .iter()
-                    .zip(&now)
-                    .all(|(a, b)| a.as_bytes() == b.as_bytes())
-        });
-        if !same {
-            g.push(
-                now.into_iter()
-                    .map(super::queue::to_cstring)
-                    .collect::<Vec<_>>(),
-            );
-        }
-        f(g.last().map_or(&[], Vec::as_slice))
-    }
 }
 
 /// A super stream consumer: one consumer per partition of a super stream, all with the same
@@ -193,13 +146,11 @@ pub struct rmqs_super_consumer {
     inner: Arc<SuperConsumerShared>,
 }
 
-impl Handle for rmqs_super_consumer {
-    const MAGIC: u64 = 0x726d_7173_7363_6f6e; // "rmqsscon"
-    const NAME: &'static str = "rmqs_super_consumer";
-    fn magic(&self) -> u64 {
-        self.magic
-    }
-}
+object_handle!(
+    rmqs_super_consumer,
+    SuperConsumerShared,
+    0x726d_7173_7363_6f6e
+); // "rmqsscon"
 
 fn super_consumer_config(
     s: &Settings,
@@ -285,82 +236,43 @@ pub unsafe extern "C" fn rmqs_super_consumer_new(
             let c = handle_arg(conn)?;
             let super_stream = name_arg(super_stream, "super stream name")?;
             let settings = settings_arg(cfg)?.over(&c.shared.consumer_defaults);
-            let mut hooks = ConsumerHooks::from_config(cfg)?;
+            let hooks = ConsumerHooks::from_config(cfg)?;
             let config = super_consumer_config(&settings, &hooks)?;
             config.validate(super_stream)?;
-            let queue = if queue.is_null() {
-                None
-            } else {
-                Some(handle_arg(queue)?.shared.clone())
-            };
-            if chunk_cb.is_none() && queue.is_none() {
-                return Err(Error::invalid_argument(
-                    "a super consumer needs a chunk callback or a queue",
-                ));
-            }
-            let out = out_arg(out, "out")?;
-            check_may_block("rmqs_super_consumer_new")?;
-            let shared = c.shared.clone();
-            if shared.is_closed() {
-                return Err(ConnShared::closed_error("rmqs_super_consumer_new"));
-            }
-            let callback = chunk_dispatcher(
-                &shared.dispatch,
+            let ConsumerStart { creation, events } = ConsumerStart::new(
+                "rmqs_super_consumer_new",
+                "super consumer",
+                rmqs_event_source_code::RMQS_SOURCE_SUPER_CONSUMER,
+                c,
+                cfg,
+                hooks,
                 chunk_cb,
                 user_data,
                 user_data_free,
-                &mut hooks,
-            )?;
-            let hooks = Arc::new(hooks);
-            let sink = Arc::new(Sink::new(
-                rmqs_event_source_code::RMQS_SOURCE_SUPER_CONSUMER,
-                tag,
-                callback,
                 queue,
-                cfg,
-                &shared.dispatch,
-            )?);
-            let by_app = Arc::new(AtomicBool::new(false));
-            let events = Arc::new(Events {
-                sink: sink.clone(),
-                by_app: by_app.clone(),
-                hooks: hooks.clone(),
-            });
-            let handle = shared.clone();
+                tag,
+                out,
+            )?;
+            let (by_app, hooks) = (events.by_app.clone(), events.hooks.clone());
+            let shared = &c.shared;
             // a few round trips per partition
             let timeout = shared.op_timeout() * 4;
             let created = shared.block("rmqs_super_consumer_new", Some(timeout), async {
                 shared.env().await?;
-                SuperConsumer::new(handle, super_stream, config, events)
-                    .await
-                    .map_err(Error::from)
+                SuperConsumer::new(shared.clone(), super_stream, config, events).await
             });
-            let consumer = match created {
-                Ok(c) => c,
-                Err(e) => {
-                    sink.abort();
-                    hooks.detach();
-                    return Err(e);
-                }
-            };
-            let inner = Arc::new(SuperConsumerShared {
-                conn: shared.clone(),
-                consumer,
-                sink,
-                closed: AtomicBool::new(false),
-                by_app,
-                hooks,
-                names: Mutex::new(Vec::new()),
-            });
-            shared.adopt(&inner);
-            write_out(
+            creation.finish(
                 out,
-                Box::into_raw(Box::new(rmqs_super_consumer {
-                    magic: rmqs_super_consumer::MAGIC,
-                    inner,
-                })),
-            );
-            Ok(())
+                created,
+                || hooks.detach(),
+                |base, consumer| SuperConsumerShared {
+                    base,
+                    consumer,
+                    by_app,
+                    hooks: hooks.clone(),
+                    names: PartitionNames::default(),
+                },
+            )
         })
     }
 }
@@ -393,19 +305,9 @@ pub unsafe extern "C" fn rmqs_super_consumer_refresh(
     // SAFETY: sc checked; err NULL or writable.
     unsafe {
         ffi_status(err, || {
-            let sc = handle_arg(sc)?;
-            let s = &sc.inner;
-            s.check_open("rmqs_super_consumer_refresh")?;
-            let conn = &s.conn;
-            let parts = conn.block(
-                "rmqs_super_consumer_refresh",
-                Some(conn.op_timeout() * 4),
-                async { s.consumer.refresh_partitions().await.map_err(Error::from) },
-            )?;
-            if !count_out.is_null() {
-                write_out(count_out, parts.len());
-            }
-            Ok(())
+            let s = &handle_arg(sc)?.inner;
+            let refresh = s.consumer.refresh_partitions();
+            object::refresh("rmqs_super_consumer_refresh", &**s, 4, count_out, refresh)
         })
     }
 }
@@ -448,8 +350,7 @@ pub unsafe extern "C" fn rmqs_super_consumer_partition(
         let Ok(sc) = (unsafe { handle_arg(sc) }) else {
             return std::ptr::null();
         };
-        sc.inner
-            .names(|names| names.get(index).map_or(std::ptr::null(), |n| n.as_ptr()))
+        sc.inner.names.get(sc.inner.consumer.partitions(), index)
     })
 }
 
@@ -468,9 +369,8 @@ pub unsafe extern "C" fn rmqs_super_consumer_is_active(
 ) -> bool {
     ffi_boundary(false, || {
         // SAFETY: NULL or live.
-        unsafe { handle_arg(sc) }.is_ok_and(|sc| {
-            !sc.inner.closed.load(Ordering::Acquire) && sc.inner.consumer.is_active(index)
-        })
+        unsafe { handle_arg(sc) }
+            .is_ok_and(|sc| !sc.inner.base.is_closed() && sc.inner.consumer.is_active(index))
     })
 }
 
@@ -569,11 +469,11 @@ pub unsafe extern "C" fn rmqs_super_consumer_query_offset(
             let c = sc
                 .inner
                 .partition("rmqs_super_consumer_query_offset", index)?;
-            let conn = &sc.inner.conn;
+            let conn = sc.inner.conn();
             let r = conn.block(
                 "rmqs_super_consumer_query_offset",
                 Some(conn.op_timeout()),
-                async { c.query_offset().await.map_err(Error::from) },
+                async { c.query_offset().await },
             )?;
             match r {
                 Some(o) => {
@@ -662,13 +562,6 @@ pub unsafe extern "C" fn rmqs_super_consumer_close(
 /// @ingroup rmqs_consumer
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_super_consumer_free(sc: *mut rmqs_super_consumer) {
-    ffi_boundary((), || {
-        // SAFETY: NULL or live, freed once (the caller's contract).
-        unsafe {
-            object::free(sc, |b| {
-                b.magic = 0;
-                b.inner.clone()
-            })
-        }
-    })
+    // SAFETY: NULL or live, freed once (the caller's contract).
+    ffi_boundary((), || unsafe { object::free(sc) })
 }

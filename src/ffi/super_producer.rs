@@ -3,32 +3,33 @@
 //! partition.
 
 use std::cell::Cell;
-use std::ffi::{CString, c_char, c_void};
-use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::ffi::{c_char, c_void};
+use std::sync::Arc;
+use std::time::Duration;
 
-use super::args::{Handle, bytes_arg, handle_arg, name_arg, opt_str_arg, out_arg, write_out};
+use super::args::{bytes_arg, handle_arg, name_arg, opt_str_arg, out_arg, write_out};
 use super::config::{rmqs_config, settings_arg};
-use super::connection::{ConnShared, rmqs_connection};
-use super::dispatch::{Sink, UserData, rmqs_free_cb};
+use super::connection::rmqs_connection;
+use super::dispatch::{Sink, rmqs_free_cb};
 use super::error::{Error, rmqs_error};
+use super::hooks::{Registration, set_registration};
 use super::message::rmqs_message_builder;
-use super::object::{self, Object, shut_producer};
+use super::object::{self, Base, Creation, Object, PartitionNames, object_handle, shut_producer};
 use super::panic::{ffi_boundary, ffi_status};
 use super::producer::{
-    RMQS_SEND_NO_BLOCK, RMQS_SEND_PUBLISHING_ID, RMQS_SEND_RAW, check_flags, format, messages_arg,
-    rmqs_bytes,
+    RMQS_SEND_NO_BLOCK, RMQS_SEND_PUBLISHING_ID, RMQS_SEND_RAW, check_flags, confirm_lane,
+    confirm_status, format, messages_arg, rmqs_bytes,
 };
 use super::queue::{
-    Payload, rmqs_event_source_code, rmqs_queue, rmqs_state_code, rmqs_super_confirm,
+    Payload, queue_arg, rmqs_event_source_code, rmqs_queue, rmqs_state_code, rmqs_super_confirm,
 };
-use super::runtime::{ThreadRole, check_may_block, thread_role, timeout_from_ms};
 use super::stats::{rmqs_producer_statistics, write_extensible};
-use super::status::{rmqs_status, rmqs_status_code, status_from_response_code};
+use super::status::rmqs_status;
 use crate::client::Settings;
+use crate::client::blocking::SendWait;
+use crate::client::super_producer::{KeyExtractor, key_extractor};
 use crate::client::{
-    ClientError, Confirm, ConfirmStatus, OutgoingMessage, Routing, StateChange, SuperProducer,
+    ClientError, Confirm, OutgoingMessage, Routing, StateChange, SuperProducer,
     SuperProducerConfig, SuperProducerEvents,
 };
 
@@ -123,72 +124,36 @@ pub type rmqs_key_extractor_cb = Option<
 /// Room given to a key extractor at first.
 const KEY_CAPACITY: usize = 256;
 
-/// A routing function registered on a config.
-pub(crate) struct RoutingRegistration {
-    cb: unsafe extern "C" fn(
-        *mut c_void,
-        *const rmqs_message_builder,
-        *const u8,
-        usize,
-        *const c_char,
-        usize,
-        usize,
-        usize,
-        *mut u32,
-    ) -> usize,
-    user_data: *mut c_void,
-    free: rmqs_free_cb,
-}
+/// The C function of a routing callback registration.
+type RoutingFn = unsafe extern "C" fn(
+    *mut c_void,
+    *const rmqs_message_builder,
+    *const u8,
+    usize,
+    *const c_char,
+    usize,
+    usize,
+    usize,
+    *mut u32,
+) -> usize;
 
-/// A key extractor registered on a config.
-pub(crate) struct KeyRegistration {
-    cb: unsafe extern "C" fn(
-        *mut c_void,
-        *const rmqs_message_builder,
-        *const u8,
-        usize,
-        usize,
-        *mut c_char,
-        usize,
-    ) -> isize,
-    user_data: *mut c_void,
-    free: rmqs_free_cb,
-}
-
-// SAFETY: the API documents that these callbacks run on the sending threads, concurrently, and
-// that user_data_free runs on whichever thread releases the registration last.
-unsafe impl Send for RoutingRegistration {}
-// SAFETY: as above; the registration is immutable.
-unsafe impl Sync for RoutingRegistration {}
-// SAFETY: as above.
-unsafe impl Send for KeyRegistration {}
-// SAFETY: as above.
-unsafe impl Sync for KeyRegistration {}
-
-impl Drop for RoutingRegistration {
-    fn drop(&mut self) {
-        if let Some(f) = self.free {
-            // SAFETY: the application's finalizer, called once with its own pointer.
-            unsafe { f(self.user_data) };
-        }
-    }
-}
-
-impl Drop for KeyRegistration {
-    fn drop(&mut self) {
-        if let Some(f) = self.free {
-            // SAFETY: as above.
-            unsafe { f(self.user_data) };
-        }
-    }
-}
+/// The C function of a key extractor registration.
+type KeyFn = unsafe extern "C" fn(
+    *mut c_void,
+    *const rmqs_message_builder,
+    *const u8,
+    usize,
+    usize,
+    *mut c_char,
+    usize,
+) -> isize;
 
 /// The super producer callbacks a config holds (shared with the super producers created from
 /// it).
 #[derive(Clone, Default)]
 pub(crate) struct Callbacks {
-    routing: Option<Arc<RoutingRegistration>>,
-    key: Option<Arc<KeyRegistration>>,
+    routing: Option<Arc<Registration<RoutingFn>>>,
+    key: Option<Arc<Registration<KeyFn>>>,
 }
 
 thread_local! {
@@ -196,8 +161,6 @@ thread_local! {
     static KEY_NUL: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
     /// The index array handed to routing callbacks.
     static PARTS: Cell<Vec<u32>> = const { Cell::new(Vec::new()) };
-    /// The buffer key extractors write into.
-    static KEY_BUF: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
 }
 
 /// What a C callback is given for `m`: the builder (NULL for a body sent alone) and the body.
@@ -216,7 +179,7 @@ fn callback_view<'a>(m: &OutgoingMessage<'a>) -> (*const rmqs_message_builder, &
 
 /// The core's custom routing over a C routing callback: no allocation per message once the
 /// thread's buffers are warm.
-fn c_routing(reg: Arc<RoutingRegistration>) -> Routing {
+fn c_routing(reg: Arc<Registration<RoutingFn>>) -> Routing {
     Routing::custom(
         move |m: &OutgoingMessage<'_>, key: &str, parts: &[String], out: &mut Vec<usize>| {
             let mut k = KEY_NUL.take();
@@ -254,88 +217,64 @@ fn c_routing(reg: Arc<RoutingRegistration>) -> Routing {
     )
 }
 
-/// Runs the key extractor on `msg` and `f` with the key it gave (`None`: no key).
-fn with_extracted_key<R>(
-    reg: &KeyRegistration,
-    msg: &OutgoingMessage<'_>,
-    f: impl FnOnce(Option<&str>) -> Result<R, Error>,
-) -> Result<R, Error> {
-    let mut buf = KEY_BUF.take();
-    let r = (|| {
-        let mut cap = buf.capacity().max(KEY_CAPACITY);
-        for _ in 0..2 {
-            buf.clear();
-            buf.reserve(cap);
-            cap = buf.capacity();
-            // SAFETY: the application's callback with its user_data, the body valid for the
-            // call and `cap` writable bytes.
-            let (builder, body) = callback_view(msg);
-            let n = unsafe {
-                (reg.cb)(
-                    reg.user_data,
-                    builder,
-                    body.as_ptr(),
-                    body.len(),
-                    msg.tag,
-                    buf.as_mut_ptr().cast(),
-                    cap,
-                )
-            };
-            if n < 0 {
-                return f(None);
-            }
-            let n = n as usize;
-            if n <= cap {
-                // SAFETY: the callback wrote n <= cap bytes (any byte value is a valid u8).
-                unsafe { buf.set_len(n) };
-                let key = std::str::from_utf8(&buf).map_err(|_| {
-                    Error::invalid_argument(format!(
-                        "the key extractor returned a routing key that is not valid UTF-8 \
-                         (message tag {})",
-                        msg.tag
-                    ))
-                })?;
-                return f(Some(key));
-            }
-            cap = n;
+/// The core's key extractor over a C key extractor, writing into the core's per-thread
+/// buffer (no allocation per message once warm).
+fn c_key_extractor(reg: Arc<Registration<KeyFn>>) -> KeyExtractor {
+    key_extractor(move |msg, buf| extract_key(&reg, msg, buf))
+}
+
+/// Runs the C key extractor on `msg`: the key it wrote into `buf` (`None`: no key).
+fn extract_key<'a>(
+    reg: &Registration<KeyFn>,
+    msg: &OutgoingMessage<'a>,
+    buf: &'a mut String,
+) -> Result<Option<&'a str>, ClientError> {
+    // SAFETY: the bytes written are checked as UTF-8 before the String is used again, and
+    // cleared when they are not.
+    let v = unsafe { buf.as_mut_vec() };
+    let mut cap = v.capacity().max(KEY_CAPACITY);
+    for _ in 0..2 {
+        v.clear();
+        v.reserve(cap);
+        cap = v.capacity();
+        let (builder, body) = callback_view(msg);
+        // SAFETY: the application's callback with its user_data, the body valid for the call
+        // and `cap` writable bytes.
+        let n = unsafe {
+            (reg.cb)(
+                reg.user_data,
+                builder,
+                body.as_ptr(),
+                body.len(),
+                msg.tag,
+                v.as_mut_ptr().cast(),
+                cap,
+            )
+        };
+        if n < 0 {
+            return Ok(None);
         }
-        Err(Error::invalid_argument(format!(
-            "the key extractor asked for more room twice (message tag {})",
-            msg.tag
-        )))
-    })();
-    buf.clear();
-    KEY_BUF.set(buf);
-    r
-}
-
-/// Hands an event of partition `partition` to the callback, else the queue.
-pub(crate) fn deliver(sink: &Sink, partition: i32, p: Payload) {
-    if let Some(d) = &sink.callback {
-        d.send(p);
-    } else if let Some(q) = &sink.queue {
-        q.push_partition(sink.source, sink.tag, partition, p);
+        let n = n as usize;
+        if n <= cap {
+            // SAFETY: the callback wrote n <= cap bytes (any byte value is a valid u8).
+            unsafe { v.set_len(n) };
+            if std::str::from_utf8(v).is_err() {
+                v.clear();
+                return Err(ClientError::InvalidArgument(format!(
+                    "the key extractor returned a routing key that is not valid UTF-8 \
+                     (message tag {})",
+                    msg.tag
+                )));
+            }
+            return Ok(Some(buf.as_str()));
+        }
+        cap = n;
     }
-}
-
-/// Hands a state change or error of partition `partition` (-1: the object's own) to the
-/// queue, if any.
-pub(crate) fn deliver_other(sink: &Sink, partition: i32, p: Payload) {
-    if let Some(q) = &sink.queue {
-        q.push_partition(sink.source, sink.tag, partition, p);
-    }
-}
-
-fn confirm_status(s: ConfirmStatus) -> rmqs_status {
-    match s {
-        ConfirmStatus::Confirmed => 0,
-        ConfirmStatus::Server(code) => match status_from_response_code(code.as_u16()) {
-            0 => rmqs_status_code::RMQS_ERR_PROTOCOL.status(),
-            s => s,
-        },
-        ConfirmStatus::Timeout => rmqs_status_code::RMQS_ERR_TIMEOUT.status(),
-        ConfirmStatus::Closed => rmqs_status_code::RMQS_ERR_CLOSED.status(),
-    }
+    v.clear();
+    Err(ClientError::InvalidArgument(format!(
+        "the key extractor asked for more room twice (message tag {})",
+        msg.tag
+    )))
 }
 
 struct Events(Arc<Sink>);
@@ -354,7 +293,7 @@ impl SuperProducerEvents for Events {
                 partition: partition as u32,
             })
             .collect();
-        deliver(&self.0, partition as i32, Payload::SuperConfirms(v));
+        self.0.payload(partition as i32, Payload::SuperConfirms(v));
     }
 
     fn state(&self, partition: usize, _stream: &str, change: &StateChange<'_>) {
@@ -372,17 +311,11 @@ impl SuperProducerEvents for Events {
 }
 
 pub(crate) struct SuperProducerShared {
-    conn: Arc<ConnShared>,
+    base: Base,
     producer: SuperProducer,
-    sink: Arc<Sink>,
-    block_when_full: bool,
-    send_timeout: Option<Duration>,
-    custom: bool,
-    extractor: Option<Arc<KeyRegistration>>,
-    closed: AtomicBool,
-    /// Every partition list handed out by `rmqs_super_producer_partition()` (the strings stay
-    /// valid until the super producer is freed).
-    names: Mutex<Vec<Vec<CString>>>,
+    send_wait: SendWait,
+    /// Every partition list handed out by `rmqs_super_producer_partition()`.
+    names: PartitionNames,
 }
 
 impl Object for SuperProducerShared {
@@ -390,24 +323,20 @@ impl Object for SuperProducerShared {
     const CLOSE: &'static str = "rmqs_super_producer_close";
     const PRODUCER: bool = true;
 
-    fn conn(&self) -> &Arc<ConnShared> {
-        &self.conn
-    }
-
-    fn closed_flag(&self) -> &AtomicBool {
-        &self.closed
+    fn base(&self) -> &Base {
+        &self.base
     }
 
     async fn shut(&self, timeout: Option<Duration>) -> Result<(), Error> {
         shut_producer(
-            &self.sink,
+            &self.base.sink,
             self.producer.close(timeout.unwrap_or(Duration::MAX)),
         )
         .await
     }
 
     fn release(&self) {
-        self.sink.stop(false);
+        self.base.sink.stop(false);
     }
 }
 
@@ -415,38 +344,7 @@ impl SuperProducerShared {
     /// How long a send may wait for room, given its flags and thread; and whether it runs on
     /// a library thread.
     fn wait(&self, flags: u32) -> (Option<Duration>, bool) {
-        if flags & RMQS_SEND_NO_BLOCK != 0 || !self.block_when_full {
-            return (None, false);
-        }
-        if thread_role() != ThreadRole::Application {
-            return (None, true);
-        }
-        (Some(self.send_timeout.unwrap_or(Duration::MAX)), false)
-    }
-
-    /// Sends one message routed by `key`, else by the key extractor's key.
-    fn send(
-        &self,
-        key: Option<&str>,
-        msg: &OutgoingMessage<'_>,
-        flags: u32,
-    ) -> Result<(usize, u64), Error> {
-        let (wait, lib) = self.wait(flags);
-        let send = |k: Option<&str>| {
-            self.producer
-                .send(msg, k, wait)
-                .map_err(|e| map_send_error(e, lib))
-        };
-        match (key, &self.extractor) {
-            (Some(k), _) => send(Some(k)),
-            (None, Some(reg)) => with_extracted_key(reg, msg, |k| {
-                if k.is_none() && !self.custom {
-                    return Err(no_key(msg.tag));
-                }
-                send(k)
-            }),
-            (None, None) => send(None),
-        }
+        self.send_wait.wait(flags & RMQS_SEND_NO_BLOCK != 0)
     }
 
     /// The one path of every single-message send (`rmqs_super_producer_send`, `_send_ex`,
@@ -465,7 +363,11 @@ impl SuperProducerShared {
         id_out: *mut u64,
     ) -> Result<(), Error> {
         self.check_open(what)?;
-        let (partition, id) = self.send(key, msg, flags)?;
+        let (wait, lib) = self.wait(flags);
+        let (partition, id) = self
+            .producer
+            .send(msg, key, wait)
+            .map_err(|e| map_send_error(e, lib))?;
         // SAFETY: per the caller's contract.
         unsafe {
             if !partition_out.is_null() {
@@ -477,44 +379,10 @@ impl SuperProducerShared {
         }
         Ok(())
     }
-
-    /// The partition names now, as C strings valid until the super producer is freed.
-    fn names<R>(&self, f: impl FnOnce(&[CString]) -> R) -> R {
-        let now = self.producer.partitions();
-        let mut g = self.names.lock().unwrap_or_else(|e| e.into_inner());
-        let same = g.last().is_some_and(|last| {
-            last.len() == now.len()
-                && last
-                    .iter()
-                    .zip(&now)
-                    .all(|(a, b)| a.as_bytes() == b.as_bytes())
-        });
-        if !same {
-            g.push(
-                now.into_iter()
-                    .map(super::queue::to_cstring)
-                    .collect::<Vec<_>>(),
-            );
-        }
-        f(g.last().map_or(&[], Vec::as_slice))
-    }
-}
-
-fn no_key(tag: usize) -> Error {
-    Error::invalid_argument(format!(
-        "the key extractor gave no routing key for the message with tag {tag}"
-    ))
 }
 
 fn map_send_error(e: ClientError, on_library_thread: bool) -> Error {
-    if on_library_thread && matches!(e, ClientError::QueueFull(_)) {
-        return Error::new(
-            rmqs_status_code::RMQS_ERR_WOULD_DEADLOCK,
-            "the partition's producer is full and a send from a library callback cannot wait; \
-             pass RMQS_SEND_NO_BLOCK and retry later",
-        );
-    }
-    Error::from(e)
+    SendWait::error(e, on_library_thread, "the partition's producer").into()
 }
 
 /// A super stream producer: routes each message to a partition of a super stream, with one
@@ -533,13 +401,11 @@ pub struct rmqs_super_producer {
     inner: Arc<SuperProducerShared>,
 }
 
-impl Handle for rmqs_super_producer {
-    const MAGIC: u64 = 0x726d_7173_7370_726f; // "rmqsspro"
-    const NAME: &'static str = "rmqs_super_producer";
-    fn magic(&self) -> u64 {
-        self.magic
-    }
-}
+object_handle!(
+    rmqs_super_producer,
+    SuperProducerShared,
+    0x726d_7173_7370_726f
+); // "rmqsspro"
 
 /// Sets the routing function of the super producers created with this config
 /// (`rmqs_super_producer_new()`; other uses of the config ignore it): it replaces `hash` and
@@ -570,20 +436,13 @@ pub unsafe extern "C" fn rmqs_config_set_routing_cb(
     // SAFETY: cfg is checked; no err out-parameter.
     unsafe {
         ffi_status(err, || {
-            handle_arg(cfg)?;
-            let cfg = &mut *cfg;
-            let old = std::mem::replace(
-                &mut cfg.super_producer.routing,
-                cb.map(|cb| {
-                    Arc::new(RoutingRegistration {
-                        cb,
-                        user_data,
-                        free: user_data_free,
-                    })
-                }),
-            );
-            drop(old);
-            Ok(())
+            set_registration(
+                cfg,
+                |c| &mut c.super_producer.routing,
+                cb,
+                user_data,
+                user_data_free,
+            )
         })
     }
 }
@@ -614,20 +473,13 @@ pub unsafe extern "C" fn rmqs_config_set_key_extractor(
     // SAFETY: cfg is checked; no err out-parameter.
     unsafe {
         ffi_status(err, || {
-            handle_arg(cfg)?;
-            let cfg = &mut *cfg;
-            let old = std::mem::replace(
-                &mut cfg.super_producer.key,
-                cb.map(|cb| {
-                    Arc::new(KeyRegistration {
-                        cb,
-                        user_data,
-                        free: user_data_free,
-                    })
-                }),
-            );
-            drop(old);
-            Ok(())
+            set_registration(
+                cfg,
+                |c| &mut c.super_producer.key,
+                cb,
+                user_data,
+                user_data_free,
+            )
         })
     }
 }
@@ -636,18 +488,15 @@ pub unsafe extern "C" fn rmqs_config_set_key_extractor(
 #[derive(Debug)]
 struct Parsed {
     config: SuperProducerConfig,
-    block_when_full: bool,
-    send_timeout: Option<Duration>,
-    custom: bool,
+    send_wait: SendWait,
 }
 
 fn super_producer_config(s: &Settings, callbacks: &Callbacks) -> Result<Parsed, Error> {
-    let p = s.super_producer(callbacks.routing.clone().map(c_routing))?;
+    let mut p = s.super_producer(callbacks.routing.clone().map(c_routing))?;
+    p.config.key_extractor = callbacks.key.clone().map(c_key_extractor);
     Ok(Parsed {
-        custom: matches!(p.config.routing, Routing::Custom(_)),
         config: p.config,
-        block_when_full: p.block_when_full,
-        send_timeout: p.send_timeout,
+        send_wait: p.wait,
     })
 }
 
@@ -724,87 +573,42 @@ pub unsafe extern "C" fn rmqs_super_producer_new(
             };
             let settings = settings_arg(cfg)?.over(&c.shared.producer_defaults);
             let parsed = super_producer_config(&settings, &callbacks)?;
-            let queue = if queue.is_null() {
-                None
-            } else {
-                Some(handle_arg(queue)?.shared.clone())
-            };
+            let queue = queue_arg(queue)?;
             let out = out_arg(out, "out")?;
-            check_may_block("rmqs_super_producer_new")?;
-            let shared = c.shared.clone();
-            if shared.is_closed() {
-                return Err(ConnShared::closed_error("rmqs_super_producer_new"));
-            }
-            let callback = match confirm_cb {
-                Some(cb) => {
-                    let ud = user_data as usize;
-                    Some(shared.dispatch.lane(
-                        move |p| {
-                            if let Payload::SuperConfirms(v) = p {
-                                // SAFETY: the application's callback with its own user_data
-                                // and an array valid for the call.
-                                cb(
-                                    ud as *mut c_void,
-                                    v.as_ptr(),
-                                    v.len(),
-                                    size_of::<rmqs_super_confirm>(),
-                                );
-                            }
-                        },
-                        UserData {
-                            ptr: user_data,
-                            free: user_data_free,
-                        },
-                    )?)
-                }
-                None => None,
-            };
-            let sink = Arc::new(Sink::new(
+            let creation = Creation::start(
+                "rmqs_super_producer_new",
+                &c.shared,
                 rmqs_event_source_code::RMQS_SOURCE_SUPER_PRODUCER,
                 tag,
-                callback,
                 queue,
                 cfg,
-                &shared.dispatch,
-            )?);
-            let events = Arc::new(Events(sink.clone()));
-            let handle = shared.clone();
+                |pool| {
+                    confirm_lane(pool, confirm_cb, user_data, user_data_free, |p| match p {
+                        Payload::SuperConfirms(v) => Some(v),
+                        _ => None,
+                    })
+                },
+            )?;
+            let events = Arc::new(Events(creation.sink.clone()));
+            let shared = &c.shared;
             let config = parsed.config;
             // eager: the partition producers' creation counts too
             let timeout = shared.op_timeout() * 2;
             let created = shared.block("rmqs_super_producer_new", Some(timeout), async {
                 shared.env().await?;
-                SuperProducer::new(handle, super_stream, config, events)
-                    .await
-                    .map_err(Error::from)
+                SuperProducer::new(shared.clone(), super_stream, config, events).await
             });
-            let producer = match created {
-                Ok(p) => p,
-                Err(e) => {
-                    sink.abort();
-                    return Err(e);
-                }
-            };
-            let inner = Arc::new(SuperProducerShared {
-                conn: shared.clone(),
-                producer,
-                sink,
-                block_when_full: parsed.block_when_full,
-                send_timeout: parsed.send_timeout,
-                custom: parsed.custom,
-                extractor: callbacks.key,
-                closed: AtomicBool::new(false),
-                names: Mutex::new(Vec::new()),
-            });
-            shared.adopt(&inner);
-            write_out(
+            creation.finish(
                 out,
-                Box::into_raw(Box::new(rmqs_super_producer {
-                    magic: rmqs_super_producer::MAGIC,
-                    inner,
-                })),
-            );
-            Ok(())
+                created,
+                || {},
+                |base, producer| SuperProducerShared {
+                    base,
+                    producer,
+                    send_wait: parsed.send_wait,
+                    names: PartitionNames::default(),
+                },
+            )
         })
     }
 }
@@ -1141,8 +945,8 @@ pub unsafe extern "C" fn rmqs_super_producer_send_messages(
     st
 }
 
-/// The common part of the batch sends: routing keys (given, else extracted; the messages up to
-/// the first without one go), then the sends, counting accepted messages in `done`.
+/// The common part of the batch sends: the routing keys (NULL: the key extractor's), then the
+/// sends (up to the first message without a key), counting accepted messages in `done`.
 ///
 /// # Safety
 /// `raw_keys`' entries must be NULL or NUL-terminated strings.
@@ -1154,48 +958,24 @@ unsafe fn send_batch_of(
     done: &mut usize,
     what: &str,
 ) -> Result<(), Error> {
-    let count = msgs.len();
-    // The keys: given, else extracted; the messages up to the first without one go.
-    let mut keys: Vec<String> = Vec::with_capacity(count);
-    let mut missing = None;
-    for (i, m) in msgs.iter().enumerate() {
-        let given = match raw_keys {
-            Some(k) => unsafe { opt_str_arg(k[i], &format!("routing_keys[{i}]")) }?,
-            None => None,
-        };
-        let key = match (given, &s.extractor) {
-            (Some(k), _) => Some(k.to_string()),
-            (None, Some(reg)) => with_extracted_key(reg, m, |k| Ok(k.map(str::to_string)))?,
-            (None, None) => None,
-        };
-        match key {
-            Some(k) => keys.push(k),
-            None if s.custom => keys.push(String::new()),
-            None => {
-                missing = Some(if s.extractor.is_some() {
-                    no_key(m.tag)
-                } else {
-                    Error::invalid_argument(format!(
-                        "routing_keys[{i}] is NULL and the config has no key extractor"
-                    ))
-                });
-                break;
-            }
-        }
-    }
-    let n = keys.len();
-    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let keys = match raw_keys {
+        Some(k) => Some(
+            k.iter()
+                .enumerate()
+                // SAFETY: per the contract.
+                .map(|(i, &k)| unsafe { opt_str_arg(k, &format!("routing_keys[{i}]")) })
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+        None => None,
+    };
     s.check_open(what)?;
     let (wait, lib) = s.wait(flags);
-    super::producer::send_all(n, wait, done, |from, w| {
+    super::producer::send_all(msgs.len(), wait, done, |from, w| {
+        let keys = keys.as_ref().map(|k| &k[from..]);
         s.producer
-            .send_batch(&msgs[from..n], Some(&keys[from..n]), w)
+            .send_batch(&msgs[from..], keys, w)
             .map_err(|e| map_send_error(e, lib))
-    })?;
-    match missing {
-        Some(e) => Err(e),
-        None => Ok(()),
-    }
+    })
 }
 
 /// Sends what every partition producer has batched and waits until every accepted message has
@@ -1221,21 +1001,10 @@ pub unsafe extern "C" fn rmqs_super_producer_flush(
     // SAFETY: sp checked.
     unsafe {
         ffi_status(err, || {
-            let sp = handle_arg(sp)?;
-            let timeout = timeout_from_ms(timeout_ms).unwrap_or(Duration::MAX);
-            if !timeout.is_zero() {
-                check_may_block("rmqs_super_producer_flush")?;
-            }
-            let deadline = Instant::now().checked_add(timeout);
-            sp.inner.producer.flush(timeout).map_err(Error::from)?;
-            if sp.inner.sink.wait_idle(deadline) {
-                Ok(())
-            } else {
-                Err(Error::new(
-                    rmqs_status_code::RMQS_ERR_TIMEOUT,
-                    "rmqs_super_producer_flush: the confirm callback is still busy",
-                ))
-            }
+            let sp = &handle_arg(sp)?.inner;
+            object::flush("rmqs_super_producer_flush", &**sp, timeout_ms, |t| {
+                sp.producer.flush(t)
+            })
         })
     }
 }
@@ -1269,19 +1038,9 @@ pub unsafe extern "C" fn rmqs_super_producer_refresh(
     // SAFETY: sp checked; err NULL or writable.
     unsafe {
         ffi_status(err, || {
-            let sp = handle_arg(sp)?;
-            let s = &sp.inner;
-            s.check_open("rmqs_super_producer_refresh")?;
-            let conn = &s.conn;
-            let parts = conn.block(
-                "rmqs_super_producer_refresh",
-                Some(conn.op_timeout() * 2),
-                async { s.producer.refresh_partitions().await.map_err(Error::from) },
-            )?;
-            if !count_out.is_null() {
-                write_out(count_out, parts.len());
-            }
-            Ok(())
+            let s = &handle_arg(sp)?.inner;
+            let refresh = s.producer.refresh_partitions();
+            object::refresh("rmqs_super_producer_refresh", &**s, 2, count_out, refresh)
         })
     }
 }
@@ -1327,8 +1086,7 @@ pub unsafe extern "C" fn rmqs_super_producer_partition(
         let Ok(sp) = (unsafe { handle_arg(sp) }) else {
             return std::ptr::null();
         };
-        sp.inner
-            .names(|names| names.get(index).map_or(std::ptr::null(), |n| n.as_ptr()))
+        sp.inner.names.get(sp.inner.producer.partitions(), index)
     })
 }
 
@@ -1402,20 +1160,14 @@ pub unsafe extern "C" fn rmqs_super_producer_close(
 /// @ingroup rmqs_producer
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rmqs_super_producer_free(sp: *mut rmqs_super_producer) {
-    ffi_boundary((), || {
-        // SAFETY: NULL or live, freed once (the caller's contract).
-        unsafe {
-            object::free(sp, |b| {
-                b.magic = 0;
-                b.inner.clone()
-            })
-        }
-    })
+    // SAFETY: NULL or live, freed once (the caller's contract).
+    ffi_boundary((), || unsafe { object::free(sp) })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ffi::hooks::register;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     static FREES: AtomicUsize = AtomicUsize::new(0);
@@ -1452,22 +1204,17 @@ mod tests {
 
     #[test]
     fn key_extractor_results() {
-        let reg = KeyRegistration {
-            cb: extract,
-            user_data: std::ptr::null_mut(),
-            free: None,
-        };
-        let key = |body: &[u8]| {
-            with_extracted_key(&reg, &OutgoingMessage::new(body), |k| {
-                Ok(k.map(str::to_string))
-            })
+        let reg = register(Some(extract as KeyFn), std::ptr::null_mut(), None).unwrap();
+        let mut buf = String::new();
+        let mut key = |body: &[u8]| {
+            extract_key(&reg, &OutgoingMessage::new(body), &mut buf).map(|k| k.map(str::to_string))
         };
         assert_eq!(key(b"hello1").unwrap().as_deref(), Some("hello1"));
         assert_eq!(key(b"").unwrap().as_deref(), Some(""));
         assert_eq!(key(b"none").unwrap(), None);
         assert_eq!(key(b"long").unwrap().unwrap().len(), 1000);
         let e = key(b"\xff").unwrap_err();
-        assert!(e.message.contains("UTF-8"), "{}", e.message);
+        assert!(e.to_string().contains("UTF-8"), "{e}");
         // the buffer is reused
         assert_eq!(key(b"again").unwrap().as_deref(), Some("again"));
     }
@@ -1504,11 +1251,8 @@ mod tests {
 
     #[test]
     fn routing_callback_feeds_the_core() {
-        let Routing::Custom(f) = c_routing(Arc::new(RoutingRegistration {
-            cb: route_cb,
-            user_data: 5 as *mut c_void,
-            free: Some(free_ud),
-        })) else {
+        let reg = register(Some(route_cb as RoutingFn), 5 as *mut c_void, Some(free_ud));
+        let Routing::Custom(f) = c_routing(reg.unwrap()) else {
             panic!("not custom")
         };
         let parts: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
@@ -1541,7 +1285,7 @@ mod tests {
         assert!(p.config.eager);
         assert_eq!(p.config.name.as_deref(), Some("app"));
         assert_eq!(p.config.producer.batch_size, 7);
-        assert!(!p.custom);
+        assert!(p.config.key_extractor.is_none());
 
         let mut s = Settings::default();
         s.set("offset", "first").unwrap();
@@ -1553,15 +1297,11 @@ mod tests {
         assert!(e.contains("applies to a super consumer"), "{e}");
 
         let with_routing = Callbacks {
-            routing: Some(Arc::new(RoutingRegistration {
-                cb: route_cb,
-                user_data: std::ptr::null_mut(),
-                free: None,
-            })),
+            routing: register(Some(route_cb as RoutingFn), std::ptr::null_mut(), None),
             key: None,
         };
         let p = super_producer_config(&Settings::default(), &with_routing).unwrap();
-        assert!(p.custom);
+        assert!(matches!(p.config.routing, Routing::Custom(_)));
         let mut s = Settings::default();
         s.set("routing", "hash").unwrap();
         let e = super_producer_config(&s, &with_routing)

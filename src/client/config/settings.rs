@@ -9,6 +9,7 @@ use super::keys::{
     parse_credit_policy, parse_hosts, parse_list, parse_offset, unknown_codec,
 };
 use super::{ConnectionConfig, DEFAULT_PORT, DEFAULT_TLS_PORT, Endpoint, SaslMechanism, TlsConfig};
+use crate::client::blocking::SendWait;
 use crate::client::consumer::{ConsumerConfig, TrackingDecider, TrackingStrategy};
 use crate::client::error::{echo, redact_uri};
 use crate::client::log::Level;
@@ -107,17 +108,13 @@ pub struct Settings {
 #[derive(Debug)]
 pub struct ProducerSettings {
     pub config: ProducerConfig,
-    /// A send waits for room below `max_in_flight` (else it fails at once).
-    pub block_when_full: bool,
-    /// How long a blocking send waits for room (None = forever).
-    pub send_timeout: Option<Duration>,
+    pub wait: SendWait,
 }
 
 /// A super producer's configuration and how its sends wait.
 pub struct SuperProducerSettings {
     pub config: SuperProducerConfig,
-    pub block_when_full: bool,
-    pub send_timeout: Option<Duration>,
+    pub wait: SendWait,
 }
 
 impl Settings {
@@ -418,8 +415,10 @@ impl Settings {
         c.validate()?;
         Ok(ProducerSettings {
             config: c,
-            block_when_full: self.bool("block_when_full").unwrap_or(true),
-            send_timeout: self.ms("send_timeout_ms"),
+            wait: SendWait {
+                block_when_full: self.bool("block_when_full").unwrap_or(true),
+                send_timeout: self.ms("send_timeout_ms"),
+            },
         })
     }
 
@@ -533,8 +532,7 @@ impl Settings {
                 key_extractor: None,
                 eager: own.bool("eager").unwrap_or(false),
             },
-            block_when_full: p.block_when_full,
-            send_timeout: p.send_timeout,
+            wait: p.wait,
         })
     }
 

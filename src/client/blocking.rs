@@ -1,0 +1,433 @@
+//! The synchronous facade over the async client, for callers that are not async (the C API).
+//!
+//! A [`BlockingEnvironment`] owns a Tokio runtime and an [`Environment`] that connects at the
+//! first call needing it (or at once), and runs each operation to completion on the calling
+//! thread within a deadline. Closing it closes its children in order (producers first) and
+//! interrupts the calls still blocked in it.
+//!
+//! Threads the library owns are marked with a thread-local [`ThreadRole`]: the runtime's
+//! workers (and Tokio's blocking threads), and the threads that run the application's
+//! callbacks (marked by their owner). A call that would wait (for the broker, for confirms, for
+//! another thread) made on either kind fails with [`ClientError::WouldDeadlock`] instead of
+//! hanging or panicking: a callback thread that waits cannot deliver the events it may be
+//! waiting for, and a Tokio worker cannot `block_on`.
+
+use std::cell::Cell;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock, RwLock};
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::environment::Child;
+use super::log::Log;
+use super::{ClientError, ConnectionConfig, Environment, EnvironmentHandle, Result, ServerInfo};
+
+/// Who runs the current thread, as far as blocking is concerned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ThreadRole {
+    /// The application's own thread: may block.
+    Application,
+    /// A Tokio runtime thread (the library's or the application's).
+    Runtime,
+    /// A thread running the application's callbacks.
+    Dispatcher,
+}
+
+thread_local! {
+    static ROLE: Cell<ThreadRole> = const { Cell::new(ThreadRole::Application) };
+}
+
+/// Marks the current thread (callback threads mark themselves).
+pub fn mark_thread(role: ThreadRole) {
+    ROLE.with(|r| r.set(role));
+}
+
+/// The current thread's role: a thread inside any Tokio runtime counts as
+/// [`ThreadRole::Runtime`].
+pub fn thread_role() -> ThreadRole {
+    match ROLE.with(Cell::get) {
+        ThreadRole::Application if tokio::runtime::Handle::try_current().is_ok() => {
+            ThreadRole::Runtime
+        }
+        role => role,
+    }
+}
+
+/// `Ok` on a thread that may block; [`ClientError::WouldDeadlock`] naming `what` otherwise.
+pub fn check_may_block(what: &str) -> Result<()> {
+    match thread_role() {
+        ThreadRole::Application => Ok(()),
+        ThreadRole::Dispatcher => Err(ClientError::WouldDeadlock(format!(
+            "{what} would block in a library callback (an rmqs-dispatch thread); \
+             call it from another thread, or use a timeout of 0 where allowed"
+        ))),
+        ThreadRole::Runtime => Err(ClientError::WouldDeadlock(format!(
+            "{what} would block on a Tokio runtime thread"
+        ))),
+    }
+}
+
+/// How long a blocking caller's send waits for room below the in-flight cap (producer keys
+/// `block_when_full` and `send_timeout_ms`): never on a thread that may not block.
+#[derive(Clone, Copy, Debug)]
+pub struct SendWait {
+    /// A send waits for room below `max_in_flight` (else it fails at once).
+    pub block_when_full: bool,
+    /// How long a blocking send waits for room (None = forever).
+    pub send_timeout: Option<Duration>,
+}
+
+impl SendWait {
+    /// The `wait` of a send made on this thread (`None`: fail at once when full; `no_block`
+    /// asks for that), and whether the thread's role kept it from waiting.
+    pub fn wait(&self, no_block: bool) -> (Option<Duration>, bool) {
+        if no_block || !self.block_when_full {
+            return (None, false);
+        }
+        if thread_role() != ThreadRole::Application {
+            return (None, true);
+        }
+        (Some(self.send_timeout.unwrap_or(Duration::MAX)), false)
+    }
+
+    /// A send's error: a full `what` (producer) that could not wait because of the thread
+    /// ([`wait`](Self::wait)'s second value) is [`ClientError::WouldDeadlock`].
+    pub fn error(e: ClientError, could_not_wait: bool, what: &str) -> ClientError {
+        match e {
+            ClientError::QueueFull(_) if could_not_wait => ClientError::WouldDeadlock(format!(
+                "{what} is full and a send from a library callback cannot wait; pass \
+                 RMQS_SEND_NO_BLOCK and retry later"
+            )),
+            e => e,
+        }
+    }
+}
+
+/// A Tokio runtime (2 workers, `rmqs-rt`) whose blocking calls can be interrupted by
+/// [`signal_closing`](Runtime::signal_closing).
+pub struct Runtime {
+    rt: RwLock<Option<tokio::runtime::Runtime>>,
+    handle: tokio::runtime::Handle,
+    closing: watch::Sender<bool>,
+}
+
+impl Runtime {
+    /// Starts the runtime; `on_thread_start` runs on each of its threads once marked
+    /// [`ThreadRole::Runtime`].
+    pub fn new(on_thread_start: impl Fn() + Send + Sync + 'static) -> Result<Runtime> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("rmqs-rt")
+            .on_thread_start(move || {
+                mark_thread(ThreadRole::Runtime);
+                on_thread_start();
+            })
+            .enable_all()
+            .build()
+            .map_err(|e| ClientError::Io(format!("cannot start the Tokio runtime: {e}")))?;
+        let handle = rt.handle().clone();
+        Ok(Runtime {
+            rt: RwLock::new(Some(rt)),
+            handle,
+            closing: watch::channel(false).0,
+        })
+    }
+
+    pub fn handle(&self) -> &tokio::runtime::Handle {
+        &self.handle
+    }
+
+    /// Makes blocked and later [`block_on`](Runtime::block_on) calls (except those ignoring
+    /// it) fail with [`ClientError::Closed`].
+    pub fn signal_closing(&self) {
+        self.closing.send_replace(true);
+    }
+
+    /// Runs `fut` on the runtime, blocking this thread, within `timeout` (None = no limit):
+    /// [`ClientError::WouldDeadlock`] on a thread that may not block,
+    /// [`ClientError::Timeout`] naming `what` after `timeout`, [`ClientError::Closed`] once the
+    /// runtime is shut down or (unless `ignore_closing`) closing.
+    pub fn block_on<F: Future>(
+        &self,
+        what: &'static str,
+        timeout: Option<Duration>,
+        ignore_closing: bool,
+        fut: F,
+    ) -> Result<F::Output> {
+        check_may_block(what)?;
+        let closed = || ClientError::Closed(what.to_string());
+        let guard = self.rt.read().unwrap_or_else(|e| e.into_inner());
+        let Some(rt) = guard.as_ref() else {
+            return Err(closed());
+        };
+        let mut closing = self.closing.subscribe();
+        if !ignore_closing && *closing.borrow_and_update() {
+            return Err(closed());
+        }
+        rt.block_on(async move {
+            let limited = async {
+                match timeout {
+                    Some(t) => tokio::time::timeout(t, fut)
+                        .await
+                        .map_err(|_| ClientError::Timeout(t.as_millis() as u64, what)),
+                    None => Ok(fut.await),
+                }
+            };
+            if ignore_closing {
+                return limited.await;
+            }
+            tokio::select! {
+                biased;
+                r = limited => r,
+                _ = closing.wait_for(|c| *c) => Err(closed()),
+            }
+        })
+    }
+
+    /// Signals closing and stops the runtime, giving its tasks `timeout`.
+    pub fn shutdown(&self, timeout: Duration) {
+        self.signal_closing();
+        let rt = self.rt.write().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(rt) = rt {
+            rt.shutdown_timeout(timeout);
+        }
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        // Dropping a Tokio runtime on one of its own threads panics: hand it to a plain
+        // thread in that (unexpected) case.
+        let rt = self.rt.get_mut().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(rt) = rt {
+            if thread_role() == ThreadRole::Application {
+                rt.shutdown_timeout(Duration::from_secs(1));
+            } else {
+                let _ = std::thread::Builder::new()
+                    .name("rmqs-reaper".into())
+                    .spawn(move || rt.shutdown_timeout(Duration::from_secs(1)));
+            }
+        }
+    }
+}
+
+/// An [`Environment`] driven by its own [`Runtime`], for blocking callers: connects lazily,
+/// runs operations within the connection timeouts, owns its children (see
+/// [`adopt`](Self::adopt)) and closes them in order.
+pub struct BlockingEnvironment {
+    runtime: Runtime,
+    config: ConnectionConfig,
+    log: Log,
+    env: tokio::sync::OnceCell<Environment>,
+    info: OnceLock<ServerInfo>,
+    closed: AtomicBool,
+}
+
+impl BlockingEnvironment {
+    /// Starts the runtime (see [`Runtime::new`]); connects at the first call that needs it
+    /// ([`connect`](Self::connect) to connect now).
+    pub fn new(
+        config: ConnectionConfig,
+        log: Log,
+        on_thread_start: impl Fn() + Send + Sync + 'static,
+    ) -> Result<BlockingEnvironment> {
+        Ok(BlockingEnvironment {
+            runtime: Runtime::new(on_thread_start)?,
+            config,
+            log,
+            env: tokio::sync::OnceCell::new(),
+            info: OnceLock::new(),
+            closed: AtomicBool::new(false),
+        })
+    }
+
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
+    /// The environment, connecting it (once; a failed attempt is retried by the next call).
+    pub async fn env(&self) -> Result<&Environment> {
+        self.env
+            .get_or_try_init(|| async {
+                let env = Environment::connect_with(self.config.clone(), self.log.clone()).await?;
+                let info = env.server_info().await?;
+                let _ = self.info.set(info);
+                Ok(env)
+            })
+            .await
+    }
+
+    /// Connects now (if not yet), blocking up to [`op_timeout`](Self::op_timeout).
+    pub fn connect(&self, what: &'static str) -> Result<()> {
+        self.run(what, async |_| Ok(()))
+    }
+
+    /// The time one operation is given: a connection attempt to every endpoint and two
+    /// request round trips.
+    pub fn op_timeout(&self) -> Duration {
+        let n = self.config.endpoints.len().max(1) as u32;
+        self.config.connect_timeout * n + self.config.request_timeout * 2
+    }
+
+    /// Whether [`close`](Self::close) was called.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// The error of a call made after [`close`](Self::close).
+    pub fn closed_error(what: &str) -> ClientError {
+        ClientError::Closed(format!("{what}: the connection is closed"))
+    }
+
+    /// Runs `fut` to completion on this thread within `timeout` (see [`Runtime::block_on`]);
+    /// [`ClientError::Closed`] once closed.
+    pub fn block<T>(
+        &self,
+        what: &'static str,
+        timeout: Option<Duration>,
+        fut: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
+        if self.is_closed() {
+            return Err(Self::closed_error(what));
+        }
+        self.runtime.block_on(what, timeout, false, fut)?
+    }
+
+    /// Runs `f` on the environment (connecting it first) within
+    /// [`op_timeout`](Self::op_timeout).
+    pub fn run<T>(
+        &self,
+        what: &'static str,
+        f: impl AsyncFnOnce(&Environment) -> Result<T>,
+    ) -> Result<T> {
+        self.block(what, Some(self.op_timeout()), async {
+            f(self.env().await?).await
+        })
+    }
+
+    /// Makes `child` close with the environment (see [`Environment::adopt`]).
+    pub fn adopt<C: Child + 'static>(&self, child: &Arc<C>) {
+        if let Some(env) = self.env.get() {
+            env.adopt(child);
+        }
+    }
+
+    /// The environment once connected, also after [`close`](Self::close) (for its counters).
+    pub fn connected(&self) -> Option<&Environment> {
+        self.env.get()
+    }
+
+    /// The broker's properties, once connected.
+    pub fn info(&self) -> Option<&ServerInfo> {
+        self.info.get()
+    }
+
+    /// Closes once (later calls return `Ok` at once): the children in order (producers
+    /// first), then the environment, each within `timeout` (None = no limit); then interrupts
+    /// the calls still blocked. `Some(ZERO)` closes in the background and returns at once;
+    /// otherwise [`ClientError::WouldDeadlock`] on a thread that may not block.
+    pub fn close(self: &Arc<Self>, what: &'static str, timeout: Option<Duration>) -> Result<()> {
+        if timeout != Some(Duration::ZERO) {
+            check_may_block(what)?;
+        }
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        if timeout == Some(Duration::ZERO) {
+            let me = self.clone();
+            self.runtime.handle().spawn(async move {
+                me.close_all(Some(Duration::ZERO)).await;
+                me.runtime.signal_closing();
+            });
+            return Ok(());
+        }
+        let r = self
+            .runtime
+            .block_on(what, None, true, self.close_all(timeout));
+        self.runtime.signal_closing();
+        r
+    }
+
+    async fn close_all(&self, timeout: Option<Duration>) {
+        if let Some(env) = self.env.get() {
+            env.close_within(timeout).await;
+        }
+    }
+
+    /// Stops the runtime (after [`close`](Self::close)), giving its tasks `timeout`.
+    pub fn shutdown(&self, timeout: Duration) {
+        self.runtime.shutdown(timeout);
+    }
+}
+
+impl EnvironmentHandle for BlockingEnvironment {
+    fn environment(&self) -> Option<&Environment> {
+        if self.is_closed() {
+            None
+        } else {
+            self.connected()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn block_on_runs_and_times_out() {
+        let rt = Runtime::new(|| {}).unwrap();
+        assert_eq!(rt.block_on("x", None, false, async { 5 }).unwrap(), 5);
+        let e = rt
+            .block_on(
+                "waiting",
+                Some(Duration::from_millis(10)),
+                false,
+                std::future::pending::<()>(),
+            )
+            .unwrap_err();
+        assert!(matches!(e, ClientError::Timeout(10, "waiting")), "{e}");
+        // runtime threads are marked
+        let role = rt
+            .block_on("x", None, false, async {
+                tokio::spawn(async { thread_role() }).await.unwrap()
+            })
+            .unwrap();
+        assert_eq!(role, ThreadRole::Runtime);
+        rt.shutdown(Duration::from_secs(1));
+        let e = rt.block_on("after", None, true, async {}).unwrap_err();
+        assert!(matches!(e, ClientError::Closed(_)), "{e}");
+    }
+
+    #[test]
+    fn closing_interrupts_block_on() {
+        let rt = Arc::new(Runtime::new(|| {}).unwrap());
+        let rt2 = rt.clone();
+        let t = std::thread::spawn(move || {
+            rt2.block_on("forever", None, false, std::future::pending::<()>())
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        rt.signal_closing();
+        let e = t.join().unwrap().unwrap_err();
+        assert!(matches!(e, ClientError::Closed(_)), "{e}");
+    }
+
+    #[test]
+    fn dispatcher_threads_may_not_block() {
+        let rt = Runtime::new(|| {}).unwrap();
+        let e = std::thread::scope(|s| {
+            s.spawn(|| {
+                mark_thread(ThreadRole::Dispatcher);
+                rt.block_on("flush", None, false, async {}).unwrap_err()
+            })
+            .join()
+            .unwrap()
+        });
+        assert!(
+            matches!(&e, ClientError::WouldDeadlock(m) if m.contains("flush")),
+            "{e}"
+        );
+    }
+}
