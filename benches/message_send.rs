@@ -3,9 +3,10 @@
 //! (`rmqs_message_builder_reset`, a 100-byte body, 3 properties, 3 application properties,
 //! `rmqs_producer_send_message`), against the broker of scripts/broker (RMQS_TEST_URI).
 //! Also: the same message with only its body replaced per message (properties fixed:
-//! `rmqs_message_builder_set_body` + send), and the message built once and sent again.
+//! `rmqs_message_builder_set_body` + send), the same sent in one call that leaves the builder
+//! as it is (`rmqs_producer_send_message_body`), and the message built once and sent again.
 //!
-//!     cargo bench --bench message_send [-- MESSAGES ROUNDS] [plain] [message] [body] [prebuilt]
+//!     cargo bench --bench message_send [-- MESSAGES ROUNDS] [plain] [message] [body] [sections] [prebuilt]
 //!
 //! `-- read [MESSAGES]` measures the other side instead: MESSAGES messages (default 10 000)
 //! with a header, message annotations, 3 properties, 3 application properties, a 100-byte
@@ -103,16 +104,26 @@ enum Kind {
     /// Properties and application properties fixed, a new body set for each message
     /// (`rmqs_message_builder_set_body`), then sent.
     Body,
+    /// Properties and application properties fixed, each body sent with them in one call
+    /// (`rmqs_producer_send_message_body`, the builder unchanged).
+    Sections,
 }
 
 impl Kind {
-    const ALL: [Kind; 4] = [Kind::Plain, Kind::Message, Kind::Body, Kind::Prebuilt];
+    const ALL: [Kind; 5] = [
+        Kind::Plain,
+        Kind::Message,
+        Kind::Body,
+        Kind::Sections,
+        Kind::Prebuilt,
+    ];
 
     fn name(self) -> &'static str {
         match self {
             Kind::Plain => "plain",
             Kind::Message => "message",
             Kind::Body => "body",
+            Kind::Sections => "sections",
             Kind::Prebuilt => "prebuilt",
         }
     }
@@ -146,6 +157,18 @@ fn round(
                     st = rmqs_producer_send_message(p, b, i, 0, ptr::null_mut(), &mut err);
                 }
                 st
+            },
+            Kind::Sections => unsafe {
+                rmqs_producer_send_message_body(
+                    p,
+                    b,
+                    body.as_ptr(),
+                    body.len(),
+                    i,
+                    0,
+                    ptr::null_mut(),
+                    &mut err,
+                )
             },
             Kind::Message => unsafe {
                 rmqs_message_builder_reset(b);
@@ -605,7 +628,7 @@ fn main() {
     for &k in &kinds {
         round(p, b, k, n / 10);
     }
-    let mut best = [(f64::MAX, f64::MAX, f64::MAX); 4];
+    let mut best = [(f64::MAX, f64::MAX, f64::MAX); 5];
     for _ in 0..rounds {
         for &kind in &kinds {
             let r = round(p, b, kind, n);
@@ -630,6 +653,7 @@ fn main() {
         Kind::Plain => "plain body",
         Kind::Message => "reset + 3 props + 3 app props + body",
         Kind::Body => "fixed props, new body (set_body)",
+        Kind::Sections => "fixed props, send_message_body",
         Kind::Prebuilt => "the same message, prebuilt",
     };
     let plain = best[Kind::Plain as usize];
