@@ -171,7 +171,9 @@ impl<const N: usize> ListBuf<N> {
     fn set(&mut self, i: usize, v: &Value<'_>) -> Result<(), EncodeError> {
         let before = self.bytes.len();
         let gap = i.saturating_sub(self.count);
-        self.bytes.put_bytes(code::NULL, gap);
+        if gap > 0 {
+            self.bytes.put_bytes(code::NULL, gap);
+        }
         let start = self.bytes.len();
         let r = encode_at(v, &mut self.bytes, 2).and_then(|_| {
             u32::try_from(self.bytes.len())
@@ -598,8 +600,20 @@ impl MessageBuilder {
         if data.len() > i32::MAX as usize {
             return Err(EncodeError::BytesTooLong(data.len()));
         }
-        put_section_header(&mut self.body, SectionKind::Data);
-        encode_at(&Value::Binary(Cow::Borrowed(data)), &mut self.body, 1)?;
+        // The section as `Value::Binary` encodes it, written directly (one reservation).
+        self.body.reserve(SECTION_HEADER_LEN + 5 + data.len());
+        match u8::try_from(data.len()) {
+            Ok(n) => {
+                self.body
+                    .put_slice(&[code::DESCRIBED, code::SMALLULONG, 0x75, code::VBIN8, n])
+            }
+            Err(_) => {
+                self.body
+                    .put_slice(&[code::DESCRIBED, code::SMALLULONG, 0x75, code::VBIN32]);
+                self.body.put_u32(data.len() as u32);
+            }
+        }
+        self.body.put_slice(data);
         self.body_kind = BuilderBody::Data(n + 1);
         Ok(())
     }
@@ -764,45 +778,66 @@ impl MessageBuilder {
             self.properties.unset(i);
             return Ok(());
         }
-        let value = match field {
-            P::MessageId | P::CorrelationId => match v {
-                Value::Ulong(_) | Value::Uuid(_) | Value::Binary(_) | Value::String(_) => {
-                    super::shallow(v)
-                }
-                _ => {
-                    return Err(invalid(
-                        "properties.message-id/correlation-id take a ulong, uuid, binary or string",
-                    ));
-                }
-            },
-            P::UserId => match v {
-                Value::Binary(b) => Value::Binary(Cow::Borrowed(b.as_ref())),
-                Value::String(s) => Value::Binary(Cow::Borrowed(s.as_bytes())),
-                _ => return Err(invalid("properties.user-id takes a binary")),
-            },
-            P::To | P::Subject | P::ReplyTo | P::GroupId | P::ReplyToGroupId => match v.as_str() {
-                Some(s) => Value::String(Cow::Borrowed(s)),
-                None => return Err(invalid("this property takes a string")),
-            },
-            P::ContentType | P::ContentEncoding => match v.as_str() {
-                Some(s) => Value::Symbol(Cow::Borrowed(s)),
-                None => {
-                    return Err(invalid(
-                        "properties.content-type/content-encoding take a symbol",
-                    ));
-                }
-            },
-            P::AbsoluteExpiryTime | P::CreationTime => match v {
-                Value::Timestamp(t) => Value::Timestamp(*t),
-                other => Value::Timestamp(int(other).ok_or(invalid(
+        // A value given with the type the field is written as goes as it is (the usual case);
+        // others are converted into `converted` (dropped only when made).
+        let converted;
+        let value = match (field, v) {
+            (
+                P::MessageId | P::CorrelationId,
+                Value::Ulong(_) | Value::Uuid(_) | Value::Binary(_) | Value::String(_),
+            )
+            | (P::UserId, Value::Binary(_))
+            | (
+                P::To | P::Subject | P::ReplyTo | P::GroupId | P::ReplyToGroupId,
+                Value::String(_),
+            )
+            | (P::ContentType | P::ContentEncoding, Value::Symbol(_))
+            | (P::AbsoluteExpiryTime | P::CreationTime, Value::Timestamp(_))
+            | (P::GroupSequence, Value::Uint(_)) => v,
+            (P::MessageId | P::CorrelationId, _) => {
+                return Err(invalid(
+                    "properties.message-id/correlation-id take a ulong, uuid, binary or string",
+                ));
+            }
+            (P::UserId, v) => {
+                converted = match v {
+                    Value::String(s) => Value::Binary(Cow::Borrowed(s.as_bytes())),
+                    _ => return Err(invalid("properties.user-id takes a binary")),
+                };
+                &converted
+            }
+            (P::To | P::Subject | P::ReplyTo | P::GroupId | P::ReplyToGroupId, v) => {
+                converted = match v.as_str() {
+                    Some(s) => Value::String(Cow::Borrowed(s)),
+                    None => return Err(invalid("this property takes a string")),
+                };
+                &converted
+            }
+            (P::ContentType | P::ContentEncoding, v) => {
+                converted = match v.as_str() {
+                    Some(s) => Value::Symbol(Cow::Borrowed(s)),
+                    None => {
+                        return Err(invalid(
+                            "properties.content-type/content-encoding take a symbol",
+                        ));
+                    }
+                };
+                &converted
+            }
+            (P::AbsoluteExpiryTime | P::CreationTime, v) => {
+                converted = Value::Timestamp(int(v).ok_or(invalid(
                     "properties.absolute-expiry-time/creation-time take a timestamp",
-                ))?),
-            },
-            P::GroupSequence => Value::Uint(int(v).ok_or(invalid(
-                "properties.group-sequence takes an integer from 0 to 4294967295",
-            ))?),
+                ))?);
+                &converted
+            }
+            (P::GroupSequence, v) => {
+                converted = Value::Uint(int(v).ok_or(invalid(
+                    "properties.group-sequence takes an integer from 0 to 4294967295",
+                ))?);
+                &converted
+            }
         };
-        self.properties.set(i, &value)
+        self.properties.set(i, value)
     }
 
     /// A property as set (`None` when not set).
