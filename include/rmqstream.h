@@ -947,7 +947,9 @@ typedef struct rmqs_message rmqs_message;
  *
  * Every value is encoded once, when it is set, into buffers the builder keeps across resets:
  * a loop that resets, sets and sends allocates nothing once the buffers fit its largest
- * message.
+ * message. For messages that differ only in their body, set the other sections once and send
+ * each body with `rmqs_producer_send_message_body()`, which leaves the builder as it is and
+ * costs about what `rmqs_producer_send()` of the body does.
  *
  * Created by `rmqs_message_builder_new()`, freed by `rmqs_message_builder_free()`.
  *
