@@ -3,9 +3,14 @@
 //! (`rmqs_message_builder_reset`, a 100-byte body, 3 properties, 3 application properties,
 //! `rmqs_producer_send_message`), against the broker of scripts/broker (RMQS_TEST_URI).
 //! Also: the same message with only its body replaced per message (properties fixed:
-//! `rmqs_message_builder_set_body` + send), and the message built once and sent again.
+//! `rmqs_message_builder_set_body` + send), the same sent in one call that leaves the builder
+//! as it is (`rmqs_producer_send_message_body`), and the message built once and sent again.
+//! `raw` sends the bytes of that message (3 properties, 3 application properties, the body)
+//! with `rmqs_producer_send` and `RMQS_SEND_RAW`: a plain send of as many bytes, the
+//! reference that separates the API's cost from that of a longer message (the connection's
+//! I/O and, on loopback, the kernel's network work grow with the bytes).
 //!
-//!     cargo bench --bench message_send [-- MESSAGES ROUNDS] [plain] [message] [body] [prebuilt]
+//!     cargo bench --bench message_send [-- MESSAGES ROUNDS] [plain] [raw] [message] [body] [sections] [prebuilt]
 //!
 //! `-- read [MESSAGES]` measures the other side instead: MESSAGES messages (default 10 000)
 //! with a header, message annotations, 3 properties, 3 application properties, a 100-byte
@@ -103,16 +108,30 @@ enum Kind {
     /// Properties and application properties fixed, a new body set for each message
     /// (`rmqs_message_builder_set_body`), then sent.
     Body,
+    /// Properties and application properties fixed, each body sent with them in one call
+    /// (`rmqs_producer_send_message_body`, the builder unchanged).
+    Sections,
+    /// The encoded message of [`Kind::Sections`], sent as raw bytes (`RMQS_SEND_RAW`).
+    Raw,
 }
 
 impl Kind {
-    const ALL: [Kind; 4] = [Kind::Plain, Kind::Message, Kind::Body, Kind::Prebuilt];
+    const ALL: [Kind; 6] = [
+        Kind::Plain,
+        Kind::Raw,
+        Kind::Message,
+        Kind::Body,
+        Kind::Sections,
+        Kind::Prebuilt,
+    ];
 
     fn name(self) -> &'static str {
         match self {
             Kind::Plain => "plain",
             Kind::Message => "message",
             Kind::Body => "body",
+            Kind::Sections => "sections",
+            Kind::Raw => "raw",
             Kind::Prebuilt => "prebuilt",
         }
     }
@@ -130,6 +149,7 @@ fn round(
     let subject = "order.created";
     let keys = [c"customer", c"region", c"attempt"];
     let region = "eu-west";
+    let raw = encoded_message(&body);
     let (t0, p0, a0, w0) = (thread_cpu(), process_cpu(), thread_allocs(), Instant::now());
     let mut err = ptr::null_mut();
     for i in 0..n {
@@ -140,12 +160,27 @@ fn round(
             Kind::Prebuilt => unsafe {
                 rmqs_producer_send_message(p, b, i, 0, ptr::null_mut(), &mut err)
             },
+            Kind::Raw => unsafe {
+                rmqs_producer_send(p, raw.as_ptr(), raw.len(), i, RMQS_SEND_RAW, &mut err)
+            },
             Kind::Body => unsafe {
                 let mut st = rmqs_message_builder_set_body(b, body.as_ptr(), body.len(), &mut err);
                 if st == 0 {
                     st = rmqs_producer_send_message(p, b, i, 0, ptr::null_mut(), &mut err);
                 }
                 st
+            },
+            Kind::Sections => unsafe {
+                rmqs_producer_send_message_body(
+                    p,
+                    b,
+                    body.as_ptr(),
+                    body.len(),
+                    i,
+                    0,
+                    ptr::null_mut(),
+                    &mut err,
+                )
             },
             Kind::Message => unsafe {
                 rmqs_message_builder_reset(b);
@@ -204,6 +239,35 @@ fn round(
         (p1 - p0) * 1e9 / nf,
         (a1 - a0) as f64 / nf,
     )
+}
+
+/// A message as [`round`] builds them for [`Kind::Message`] (ids and numbers of the widths
+/// the warm-up's last one, which the other kinds send, has), encoded with the Rust builder
+/// around `body`.
+fn encoded_message(body: &[u8]) -> Vec<u8> {
+    use rmqstream::protocol::amqp::{MessageBuilder, PropertyField, Value};
+    let mut b = MessageBuilder::new();
+    let ok = b.set_body(body).is_ok()
+        && b.set_property(PropertyField::MessageId, &Value::Ulong(49_999))
+            .is_ok()
+        && b.set_property(
+            PropertyField::ContentType,
+            &Value::Symbol("application/json".into()),
+        )
+        .is_ok()
+        && b.set_property(
+            PropertyField::Subject,
+            &Value::String("order.created".into()),
+        )
+        .is_ok()
+        && b.add_application_property("customer", &Value::Long(999))
+            .is_ok()
+        && b.add_application_property("region", &Value::String("eu-west".into()))
+            .is_ok()
+        && b.add_application_property("attempt", &Value::Bool(false))
+            .is_ok();
+    assert!(ok);
+    b.to_bytes().to_vec()
 }
 
 /// Resets and fills the builder `n` times as [`round`] does for [`Kind::Message`], sending
@@ -605,7 +669,7 @@ fn main() {
     for &k in &kinds {
         round(p, b, k, n / 10);
     }
-    let mut best = [(f64::MAX, f64::MAX, f64::MAX); 4];
+    let mut best = [(f64::MAX, f64::MAX, f64::MAX); 6];
     for _ in 0..rounds {
         for &kind in &kinds {
             let r = round(p, b, kind, n);
@@ -630,6 +694,8 @@ fn main() {
         Kind::Plain => "plain body",
         Kind::Message => "reset + 3 props + 3 app props + body",
         Kind::Body => "fixed props, new body (set_body)",
+        Kind::Sections => "fixed props, send_message_body",
+        Kind::Raw => "its bytes, plain send (SEND_RAW)",
         Kind::Prebuilt => "the same message, prebuilt",
     };
     let plain = best[Kind::Plain as usize];

@@ -947,7 +947,9 @@ typedef struct rmqs_message rmqs_message;
  *
  * Every value is encoded once, when it is set, into buffers the builder keeps across resets:
  * a loop that resets, sets and sends allocates nothing once the buffers fit its largest
- * message.
+ * message. For messages that differ only in their body, set the other sections once and send
+ * each body with `rmqs_producer_send_message_body()`, which leaves the builder as it is and
+ * costs about what `rmqs_producer_send()` of the body does.
  *
  * Created by `rmqs_message_builder_new()`, freed by `rmqs_message_builder_free()`.
  *
@@ -3310,6 +3312,44 @@ rmqs_status rmqs_producer_send_message(struct rmqs_producer *p,
                                        uint32_t flags,
                                        uint64_t *id_out,
                                        struct rmqs_error **err);
+
+/**
+ * Sends one AMQP message made of a builder's sections and `body` as its one data section, in
+ * place of the builder's body: for messages that differ only in their body, the builder set
+ * up once and sent with each body, never changed. The builder's filter value and publishing
+ * id apply as with `rmqs_producer_send_message()`; the builder's own body is not sent and
+ * stays as it is.
+ *
+ * The cheapest way to send a message with sections: from the second send of a builder not
+ * changed since, its sections before the body are copied as one block prepared by the
+ * previous send (client CPU per message within a few percent of `rmqs_producer_send()` of the
+ * same body).
+ *
+ * @param p the producer (borrowed).
+ * @param msg the sections (borrowed for the call, read only: several threads may send the
+ *        same builder at once while nobody changes it).
+ * @param body the body (borrowed for the call, copied), NULL only when `len` is 0.
+ * @param len its length.
+ * @param tag returned in this message's `rmqs_confirm`.
+ * @param flags `RMQS_SEND_NO_BLOCK`, or 0.
+ * @param id_out receives the publishing id the message was sent with, on success; may be NULL.
+ * @param err optional error detail.
+ * @return as `rmqs_producer_send_message()`.
+ *
+ * Thread-safe (the producer; the builder must not change during the call); blocking as
+ * `rmqs_producer_send()`.
+ *
+ * @ingroup rmqs_producer
+ */
+RMQS_MUST_USE
+rmqs_status rmqs_producer_send_message_body(struct rmqs_producer *p,
+                                            const struct rmqs_message_builder *msg,
+                                            const uint8_t *body,
+                                            size_t len,
+                                            size_t tag,
+                                            uint32_t flags,
+                                            uint64_t *id_out,
+                                            struct rmqs_error **err);
 
 /**
  * Sends several AMQP messages in order (each with its builder's filter value and publishing

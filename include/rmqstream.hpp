@@ -2131,6 +2131,23 @@ public:
         return id;
     }
 
+    /**
+     * Sends `msg`'s sections with `body` as its one data section, in place of its own body
+     * (rmqs_producer_send_message_body): for messages that differ only in their body, one
+     * builder set up once and never changed (several threads may share it). Returns the
+     * publishing id used. `flags`: send_no_block or 0.
+     */
+    std::uint64_t send_body(const MessageBuilder& msg, bytes body, std::size_t tag = 0,
+                            std::uint32_t flags = 0) {
+        check();
+        std::uint64_t id = 0;
+        Error err;
+        detail::check(
+            rmqs_producer_send_message_body(p_, msg.get(), body.data(), body.size(), tag, flags, &id, err.out()),
+            err);
+        return id;
+    }
+
     /** Sends AMQP messages in order; batch_error says how many (a prefix) were accepted. */
     void send_batch(span<const MessageBuilder* const> msgs, span<const std::size_t> tags = {},
                     std::uint32_t flags = 0) {

@@ -607,6 +607,121 @@ fn reset_forgets_the_previous_message() {
     assert_eq!(got[1].plain_body, b"");
 }
 
+/// `rmqs_producer_send_message_body`: the builder's sections with each body in turn (the
+/// later sends copy the sections prepared by an earlier one), the builder itself unchanged
+/// (its own body, filter value and publishing id), and a change of its sections seen by the
+/// next send.
+#[test]
+fn send_message_body_sends_the_sections_with_each_body() {
+    send_message_body_case(&[]);
+}
+
+/// The same in compressed sub-entries (records are encoded messages).
+#[test]
+fn send_message_body_in_sub_entries() {
+    send_message_body_case(&[("sub_entry_size", "3"), ("compression", "zstd")]);
+}
+
+fn send_message_body_case(config: &[(&str, &str)]) {
+    let f = Fixture::new("msg-body");
+    let p = bare_producer(f.conn, &f.stream, config);
+    let b = rmqs_message_builder_new();
+    let mut spec = every_section();
+    spec.apply(b);
+    let bodies: [&[u8]; 4] = [b"first", b"", &[0x5a; 300], b"fourth"];
+    let mut want = Vec::new();
+    let send = |body: &[u8], spec: &Spec, tag: usize| {
+        let (mut id, mut err) = (u64::MAX, ptr::null_mut());
+        let st = unsafe {
+            rmqs_producer_send_message_body(
+                p,
+                b,
+                body.as_ptr(),
+                body.len(),
+                tag,
+                0,
+                &mut id,
+                &mut err,
+            )
+        };
+        check(st, err, "send_message_body");
+        assert_eq!(id, tag as u64);
+        let mut s = spec.clone();
+        s.body = BodySpec::Data(vec![body.to_vec()]);
+        s
+    };
+    for (i, body) in bodies.iter().enumerate() {
+        want.push(send(body, &spec, i));
+    }
+    // A property changed: the next sends carry it.
+    let subject = s("changed");
+    let mut err = ptr::null_mut();
+    let v = to_c(&subject, &mut Vec::new());
+    let st =
+        unsafe { rmqs_message_builder_set_property(b, RMQS_PROP_SUBJECT as i32, &v, &mut err) };
+    check(st, err, "set_property");
+    for (_, value) in spec
+        .properties
+        .iter_mut()
+        .filter(|(c, _)| *c == RMQS_PROP_SUBJECT as i32)
+    {
+        *value = subject.clone();
+    }
+    for (i, body) in bodies.iter().enumerate().take(3) {
+        want.push(send(body, &spec, 4 + i));
+    }
+    // The builder's own body is still there.
+    let mut id = u64::MAX;
+    let st = unsafe { rmqs_producer_send_message(p, b, 7, 0, &mut id, &mut err) };
+    check(st, err, "send_message");
+    want.push(spec.clone());
+    // Bad arguments: NULL body with a length, NULL builder, flags the builder replaces.
+    let mut e = ptr::null_mut();
+    let st = unsafe {
+        rmqs_producer_send_message_body(p, b, ptr::null(), 3, 0, 0, ptr::null_mut(), &mut e)
+    };
+    assert_eq!(st, RMQS_ERR_INVALID_ARGUMENT as i32);
+    unsafe { rmqs_error_free(e) };
+    let st = unsafe {
+        rmqs_producer_send_message_body(
+            p,
+            ptr::null(),
+            b"x".as_ptr(),
+            1,
+            0,
+            0,
+            ptr::null_mut(),
+            ptr::null_mut(),
+        )
+    };
+    assert_eq!(st, RMQS_ERR_INVALID_ARGUMENT as i32);
+    let st = unsafe {
+        rmqs_producer_send_message_body(
+            p,
+            b,
+            b"x".as_ptr(),
+            1,
+            0,
+            RMQS_SEND_RAW,
+            ptr::null_mut(),
+            ptr::null_mut(),
+        )
+    };
+    assert_eq!(st, RMQS_ERR_INVALID_ARGUMENT as i32);
+    flush(p);
+    unsafe {
+        rmqs_message_builder_free(b);
+        rmqs_producer_free(p);
+    }
+    let got = consume(f.conn, &f.stream, want.len());
+    for (i, (w, r)) in want.iter().zip(&got).enumerate() {
+        assert_eq!(r.offset, i as u64);
+        w.assert_read(r, &format!("message {i}"));
+    }
+    assert_eq!(got[0].plain_body, b"first");
+    assert_eq!(got[2].plain_body, vec![0x5a; 300]);
+}
+
 // ---------------------------------------------------------------------------------------------
 // filter value and publishing id
 

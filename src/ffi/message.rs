@@ -505,7 +505,9 @@ pub(crate) unsafe fn put_value(out: *mut rmqs_value, v: rmqs_value) -> bool {
 ///
 /// Every value is encoded once, when it is set, into buffers the builder keeps across resets:
 /// a loop that resets, sets and sends allocates nothing once the buffers fit its largest
-/// message.
+/// message. For messages that differ only in their body, set the other sections once and send
+/// each body with `rmqs_producer_send_message_body()`, which leaves the builder as it is and
+/// costs about what `rmqs_producer_send()` of the body does.
 ///
 /// Created by `rmqs_message_builder_new()`, freed by `rmqs_message_builder_free()`.
 ///
@@ -539,11 +541,26 @@ impl rmqs_message_builder {
         }
     }
 
+    /// The message as the core sends it, with `body` as its one data section in place of the
+    /// builder's body (the builder unchanged).
+    pub(crate) fn outgoing_with_body<'a>(
+        &'a self,
+        body: &'a [u8],
+        tag: usize,
+    ) -> crate::client::OutgoingMessage<'a> {
+        crate::client::OutgoingMessage {
+            body,
+            format: crate::client::BodyFormat::MessageWithBody(&self.msg),
+            ..self.outgoing(tag)
+        }
+    }
+
     /// The builder whose `msg` field `m` is.
     ///
     /// # Safety
     /// `m` must be the `msg` field of a live `rmqs_message_builder` (every
-    /// `BodyFormat::Message` the C API makes is: see [`Self::outgoing`]).
+    /// `BodyFormat::Message` and `BodyFormat::MessageWithBody` the C API makes is: see
+    /// [`Self::outgoing`] and [`Self::outgoing_with_body`]).
     pub(crate) unsafe fn containing(m: &MessageBuilder) -> *const rmqs_message_builder {
         let offset = std::mem::offset_of!(rmqs_message_builder, msg);
         // SAFETY: per the caller's contract, `m` sits `offset` bytes into a builder.

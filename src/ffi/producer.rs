@@ -510,6 +510,62 @@ pub unsafe extern "C" fn rmqs_producer_send_message(
     }
 }
 
+/// Sends one AMQP message made of a builder's sections and `body` as its one data section, in
+/// place of the builder's body: for messages that differ only in their body, the builder set
+/// up once and sent with each body, never changed. The builder's filter value and publishing
+/// id apply as with `rmqs_producer_send_message()`; the builder's own body is not sent and
+/// stays as it is.
+///
+/// The cheapest way to send a message with sections: from the second send of a builder not
+/// changed since, its sections before the body are copied as one block prepared by the
+/// previous send (client CPU per message within a few percent of `rmqs_producer_send()` of the
+/// same body).
+///
+/// @param p the producer (borrowed).
+/// @param msg the sections (borrowed for the call, read only: several threads may send the
+///        same builder at once while nobody changes it).
+/// @param body the body (borrowed for the call, copied), NULL only when `len` is 0.
+/// @param len its length.
+/// @param tag returned in this message's `rmqs_confirm`.
+/// @param flags `RMQS_SEND_NO_BLOCK`, or 0.
+/// @param id_out receives the publishing id the message was sent with, on success; may be NULL.
+/// @param err optional error detail.
+/// @return as `rmqs_producer_send_message()`.
+///
+/// Thread-safe (the producer; the builder must not change during the call); blocking as
+/// `rmqs_producer_send()`.
+///
+/// @ingroup rmqs_producer
+#[must_use]
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn rmqs_producer_send_message_body(
+    p: *mut rmqs_producer,
+    msg: *const rmqs_message_builder,
+    body: *const u8,
+    len: usize,
+    tag: usize,
+    flags: u32,
+    id_out: *mut u64,
+    err: *mut *mut rmqs_error,
+) -> rmqs_status {
+    // SAFETY: pointers checked; err NULL or writable.
+    unsafe {
+        ffi_status(err, || {
+            let p = handle_arg(p)?;
+            check_flags(flags, RMQS_SEND_NO_BLOCK)?;
+            let m = handle_arg(msg)?;
+            let body = bytes_arg(body, len, "body")?;
+            p.inner.send_one(
+                "rmqs_producer_send_message_body",
+                &m.outgoing_with_body(body, tag),
+                flags,
+                id_out,
+            )
+        })
+    }
+}
+
 /// Sends several AMQP messages in order (each with its builder's filter value and publishing
 /// id), as `rmqs_producer_send_batch()` does bodies. Each is copied; the builders may be
 /// reused as soon as this returns.

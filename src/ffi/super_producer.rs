@@ -29,7 +29,7 @@ use crate::client::Settings;
 use crate::client::blocking::SendWait;
 use crate::client::super_producer::{KeyExtractor, key_extractor};
 use crate::client::{
-    ClientError, Confirm, OutgoingMessage, Routing, StateChange, SuperProducer,
+    BodyFormat, ClientError, Confirm, OutgoingMessage, Routing, StateChange, SuperProducer,
     SuperProducerConfig, SuperProducerEvents,
 };
 
@@ -165,15 +165,17 @@ thread_local! {
 
 /// What a C callback is given for `m`: the builder (NULL for a body sent alone) and the body.
 fn callback_view<'a>(m: &OutgoingMessage<'a>) -> (*const rmqs_message_builder, &'a [u8]) {
-    match m.amqp_message() {
-        // SAFETY: the C API makes `BodyFormat::Message` only from a builder's `msg`
-        // (`rmqs_message_builder::outgoing`), and only it sends on super producers that have
-        // C callbacks.
-        Some(b) => (
+    // SAFETY (both arms): the C API makes `BodyFormat::Message` and
+    // `BodyFormat::MessageWithBody` only from a builder's `msg` (`rmqs_message_builder`'s
+    // `outgoing` and `outgoing_with_body`), and only it sends on super producers that have C
+    // callbacks.
+    match m.format {
+        BodyFormat::Message(b) => (
             unsafe { rmqs_message_builder::containing(b) },
             b.body_data().unwrap_or(&[]),
         ),
-        None => (std::ptr::null(), m.body),
+        BodyFormat::MessageWithBody(b) => (unsafe { rmqs_message_builder::containing(b) }, m.body),
+        BodyFormat::AmqpData | BodyFormat::Raw => (std::ptr::null(), m.body),
     }
 }
 

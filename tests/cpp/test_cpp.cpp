@@ -1203,14 +1203,22 @@ void test_message_every_section(const rmqs::Connection& conn) {
         CHECK(p.send(m) == 0);
         const rmqs::MessageBuilder* both[] = {&value_body, &m, &sequence_body};
         p.send_batch(rmqs::span<const rmqs::MessageBuilder* const>(both, 3));
+        // m's sections with another body, m unchanged (its two sections checked below).
+        CHECK(p.send_body(m, "other body", 4) == 4);
         CHECK(p.flush(10s));
     }
     rmqs::Queue queue;
     rmqs::Consumer consumer = conn.create_consumer(stream, rmqs::Config{{"offset", "first"}}, queue);
     std::vector<rmqs::Message> got;
-    std::vector<rmqs::Chunk> keep = collect(queue, 4, got);
-    CHECK(got.size() == 4);
-    if (got.size() == 4) {
+    std::vector<rmqs::Chunk> keep = collect(queue, 5, got);
+    CHECK(got.size() == 5);
+    if (got.size() == 5) {
+        const rmqs::Message& other = got[4];
+        CHECK(other.body_kind() == rmqs::body_type::data && other.body_count() == 1);
+        CHECK(other.body() == "other body");
+        CHECK(other.property_value(rmqs::property::subject) == std::optional<rmqs::value>(v::string("subject")));
+        CHECK(other.app_property_count() == app.size());
+        CHECK(other.footer("x-footer") == std::optional<rmqs::value>(v::binary("foot")));
         for (const rmqs::Message& r : {got[0], got[2]}) {
             CHECK(r.is_amqp() && r.body_kind() == rmqs::body_type::data && r.body_count() == 2);
             CHECK(r.body_section(0) == std::optional<rmqs::value>(v::binary("part-1")));

@@ -45,6 +45,7 @@ pub(super) fn encoded_body_len(format: BodyFormat<'_>, body_len: usize) -> usize
         BodyFormat::AmqpData if body_len <= u8::MAX as usize => body_len + 5,
         BodyFormat::AmqpData => body_len + 8,
         BodyFormat::Message(m) => m.encoded_len(),
+        BodyFormat::MessageWithBody(m) => m.encoded_len_with_body(body_len),
     }
 }
 
@@ -54,9 +55,10 @@ pub(super) fn encoded_body_len(format: BodyFormat<'_>, body_len: usize) -> usize
 /// entry's size and body and a sub-entry record.
 pub(super) fn put_record(b: &mut impl BufMut, format: BodyFormat<'_>, body: &[u8]) {
     b.put_u32(encoded_body_len(format, body.len()) as u32);
-    if let BodyFormat::Message(m) = format {
-        m.encode(b);
-        return;
+    match format {
+        BodyFormat::Message(m) => return m.encode(b),
+        BodyFormat::MessageWithBody(m) => return m.encode_with_body(body, b),
+        _ => {}
     }
     if format == BodyFormat::AmqpData {
         b.put_slice(&DATA_SECTION);

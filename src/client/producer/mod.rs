@@ -315,6 +315,11 @@ pub enum BodyFormat<'a> {
     /// section headers, with no intermediate encoding and no allocation. The message's
     /// `body` field is ignored.
     Message(&'a MessageBuilder),
+    /// The sections of a whole AMQP 1.0 message with the message's `body` as its one data
+    /// section in place of the builder's body: one builder with fixed sections sends every
+    /// body without being changed (so several threads may share it). Written as
+    /// [`BodyFormat::Message`] is.
+    MessageWithBody(&'a MessageBuilder),
 }
 
 impl BodyFormat<'_> {
@@ -369,10 +374,11 @@ impl<'a> OutgoingMessage<'a> {
         }
     }
 
-    /// The AMQP message being sent, for [`BodyFormat::Message`].
+    /// The AMQP message being sent, for [`BodyFormat::Message`] and
+    /// [`BodyFormat::MessageWithBody`] (whose body is then [`Self::body`]).
     pub fn amqp_message(&self) -> Option<&'a MessageBuilder> {
         match self.format {
-            BodyFormat::Message(m) => Some(m),
+            BodyFormat::Message(m) | BodyFormat::MessageWithBody(m) => Some(m),
             _ => None,
         }
     }
@@ -400,6 +406,7 @@ impl<'a> OutgoingMessage<'a> {
 fn message_len(m: &OutgoingMessage<'_>) -> usize {
     match m.format {
         BodyFormat::Message(b) => b.encoded_len(),
+        BodyFormat::MessageWithBody(b) => b.encoded_len_with_body(m.body.len()),
         _ => m.body.len(),
     }
 }
@@ -852,7 +859,9 @@ impl Shared {
             let amqp = match m.format {
                 BodyFormat::AmqpData => " with its AMQP data-section header",
                 BodyFormat::Raw => "",
-                BodyFormat::Message(_) => " as an encoded AMQP message",
+                BodyFormat::Message(_) | BodyFormat::MessageWithBody(_) => {
+                    " as an encoded AMQP message"
+                }
             };
             return Err(ClientError::InvalidArgument(format!(
                 "a message of {} bytes takes {entry} bytes as a publish entry ({body} bytes of \

@@ -12,6 +12,13 @@
 //! producer's Publish frame or sub-entry), so every value is encoded once and copied once,
 //! like a plain body.
 //!
+//! A builder sent again unchanged (only its body replaced, or not even that) keeps the
+//! sections before its body encoded as one buffer, the prefix: built on the second send after
+//! a change, by the send itself (sends only read the builder: a `OnceLock`, so several threads
+//! may still send one builder), and dropped by the next change of a section before the body.
+//! Sends then copy two buffers (prefix, body) where they copied one per section; a loop that
+//! changes the sections for every message never builds it.
+//!
 //! Layout of the buffers:
 //! - header and properties: the list's elements as they go on the wire, `null` for the fields
 //!   not set and trailing absent fields left out, with where each field ends. Fields set in
@@ -26,6 +33,8 @@
 //! content (checked in the tests).
 
 use std::borrow::Cow;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -162,7 +171,9 @@ impl<const N: usize> ListBuf<N> {
     fn set(&mut self, i: usize, v: &Value<'_>) -> Result<(), EncodeError> {
         let before = self.bytes.len();
         let gap = i.saturating_sub(self.count);
-        self.bytes.put_bytes(code::NULL, gap);
+        if gap > 0 {
+            self.bytes.put_bytes(code::NULL, gap);
+        }
         let start = self.bytes.len();
         let r = encode_at(v, &mut self.bytes, 2).and_then(|_| {
             u32::try_from(self.bytes.len())
@@ -417,6 +428,75 @@ pub struct MessageBuilder {
     footer: MapBuf,
     /// [`Self::encoded_len`], refreshed by every change.
     len: usize,
+    /// Bytes of the sections other than the body, refreshed by every change of one (for
+    /// [`Self::encoded_len_with_body`], asked several times per send).
+    sections_len: usize,
+    /// The sections before the body, encoded, while they do not change.
+    prefix: Prefix,
+}
+
+/// The encoded sections before the body (see the [module documentation](self)): built by a
+/// send (`&self`) of a builder already sent once since its last change, dropped by the next
+/// change. Not part of the message's value: clones start without one, comparisons and hashes
+/// ignore it.
+#[derive(Debug, Default)]
+struct Prefix {
+    bytes: OnceLock<Vec<u8>>,
+    /// Sent since the last change (the next send builds the prefix).
+    sent: AtomicBool,
+    /// The memory of the last prefix dropped, for the next one (locked only to build one,
+    /// never per message).
+    spare: Mutex<Vec<u8>>,
+}
+
+impl Prefix {
+    /// The sections before the body changed.
+    fn invalidate(&mut self) {
+        *self.sent.get_mut() = false;
+        if let Some(old) = self.bytes.take() {
+            *self.spare.get_mut().unwrap_or_else(PoisonError::into_inner) = old;
+        }
+    }
+
+    /// The prefix, if built, else built by this call when the builder was sent before
+    /// unchanged, else `None` (the caller encodes the sections one by one).
+    #[inline]
+    fn get(&self, build: impl FnOnce(&mut Vec<u8>)) -> Option<&[u8]> {
+        if let Some(p) = self.bytes.get() {
+            return Some(p);
+        }
+        if !self.sent.load(Ordering::Relaxed) {
+            // A race with another sender only delays the build to a later send.
+            self.sent.store(true, Ordering::Relaxed);
+            return None;
+        }
+        let p = self.bytes.get_or_init(|| {
+            let mut v =
+                std::mem::take(&mut *self.spare.lock().unwrap_or_else(PoisonError::into_inner));
+            v.clear();
+            build(&mut v);
+            v
+        });
+        Some(p)
+    }
+}
+
+impl Clone for Prefix {
+    fn clone(&self) -> Self {
+        Prefix::default()
+    }
+}
+
+impl PartialEq for Prefix {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for Prefix {}
+
+impl std::hash::Hash for Prefix {
+    fn hash<H: std::hash::Hasher>(&self, _: &mut H) {}
 }
 
 impl Default for MessageBuilder {
@@ -465,6 +545,8 @@ impl MessageBuilder {
             body_kind: BuilderBody::Empty,
             footer: MapBuf::default(),
             len: EMPTY_DATA.len(),
+            sections_len: 0,
+            prefix: Prefix::default(),
         }
     }
 
@@ -479,6 +561,8 @@ impl MessageBuilder {
         self.body_kind = BuilderBody::Empty;
         self.footer.clear();
         self.len = EMPTY_DATA.len();
+        self.sections_len = 0;
+        self.prefix.invalidate();
     }
 
     /// The body: one data section holding `data` (replacing any body set before).
@@ -516,8 +600,20 @@ impl MessageBuilder {
         if data.len() > i32::MAX as usize {
             return Err(EncodeError::BytesTooLong(data.len()));
         }
-        put_section_header(&mut self.body, SectionKind::Data);
-        encode_at(&Value::Binary(Cow::Borrowed(data)), &mut self.body, 1)?;
+        // The section as `Value::Binary` encodes it, written directly (one reservation).
+        self.body.reserve(SECTION_HEADER_LEN + 5 + data.len());
+        match u8::try_from(data.len()) {
+            Ok(n) => {
+                self.body
+                    .put_slice(&[code::DESCRIBED, code::SMALLULONG, 0x75, code::VBIN8, n])
+            }
+            Err(_) => {
+                self.body
+                    .put_slice(&[code::DESCRIBED, code::SMALLULONG, 0x75, code::VBIN32]);
+                self.body.put_u32(data.len() as u32);
+            }
+        }
+        self.body.put_slice(data);
         self.body_kind = BuilderBody::Data(n + 1);
         Ok(())
     }
@@ -624,9 +720,10 @@ impl MessageBuilder {
     /// `ttl` and `delivery-count` any integer within their type (ubyte, uint, uint), encoded
     /// as that type. `Value::Null` unsets the field.
     pub fn set_header(&mut self, field: HeaderField, v: &Value<'_>) -> Result<(), EncodeError> {
+        self.prefix.invalidate();
         let before = self.part_len(Part::Header);
         let r = self.set_header_inner(field, v);
-        self.len = self.len - before + self.part_len(Part::Header);
+        self.section_resized(before, self.part_len(Part::Header));
         r
     }
 
@@ -663,9 +760,10 @@ impl MessageBuilder {
     /// spec types them); the two times a timestamp (or any integer: ms since the epoch);
     /// `group-sequence` any integer from 0 to `u32::MAX`. `Value::Null` unsets the field.
     pub fn set_property(&mut self, field: PropertyField, v: &Value<'_>) -> Result<(), EncodeError> {
+        self.prefix.invalidate();
         let before = self.part_len(Part::Properties);
         let r = self.set_property_inner(field, v);
-        self.len = self.len - before + self.part_len(Part::Properties);
+        self.section_resized(before, self.part_len(Part::Properties));
         r
     }
 
@@ -680,45 +778,66 @@ impl MessageBuilder {
             self.properties.unset(i);
             return Ok(());
         }
-        let value = match field {
-            P::MessageId | P::CorrelationId => match v {
-                Value::Ulong(_) | Value::Uuid(_) | Value::Binary(_) | Value::String(_) => {
-                    super::shallow(v)
-                }
-                _ => {
-                    return Err(invalid(
-                        "properties.message-id/correlation-id take a ulong, uuid, binary or string",
-                    ));
-                }
-            },
-            P::UserId => match v {
-                Value::Binary(b) => Value::Binary(Cow::Borrowed(b.as_ref())),
-                Value::String(s) => Value::Binary(Cow::Borrowed(s.as_bytes())),
-                _ => return Err(invalid("properties.user-id takes a binary")),
-            },
-            P::To | P::Subject | P::ReplyTo | P::GroupId | P::ReplyToGroupId => match v.as_str() {
-                Some(s) => Value::String(Cow::Borrowed(s)),
-                None => return Err(invalid("this property takes a string")),
-            },
-            P::ContentType | P::ContentEncoding => match v.as_str() {
-                Some(s) => Value::Symbol(Cow::Borrowed(s)),
-                None => {
-                    return Err(invalid(
-                        "properties.content-type/content-encoding take a symbol",
-                    ));
-                }
-            },
-            P::AbsoluteExpiryTime | P::CreationTime => match v {
-                Value::Timestamp(t) => Value::Timestamp(*t),
-                other => Value::Timestamp(int(other).ok_or(invalid(
+        // A value given with the type the field is written as goes as it is (the usual case);
+        // others are converted into `converted` (dropped only when made).
+        let converted;
+        let value = match (field, v) {
+            (
+                P::MessageId | P::CorrelationId,
+                Value::Ulong(_) | Value::Uuid(_) | Value::Binary(_) | Value::String(_),
+            )
+            | (P::UserId, Value::Binary(_))
+            | (
+                P::To | P::Subject | P::ReplyTo | P::GroupId | P::ReplyToGroupId,
+                Value::String(_),
+            )
+            | (P::ContentType | P::ContentEncoding, Value::Symbol(_))
+            | (P::AbsoluteExpiryTime | P::CreationTime, Value::Timestamp(_))
+            | (P::GroupSequence, Value::Uint(_)) => v,
+            (P::MessageId | P::CorrelationId, _) => {
+                return Err(invalid(
+                    "properties.message-id/correlation-id take a ulong, uuid, binary or string",
+                ));
+            }
+            (P::UserId, v) => {
+                converted = match v {
+                    Value::String(s) => Value::Binary(Cow::Borrowed(s.as_bytes())),
+                    _ => return Err(invalid("properties.user-id takes a binary")),
+                };
+                &converted
+            }
+            (P::To | P::Subject | P::ReplyTo | P::GroupId | P::ReplyToGroupId, v) => {
+                converted = match v.as_str() {
+                    Some(s) => Value::String(Cow::Borrowed(s)),
+                    None => return Err(invalid("this property takes a string")),
+                };
+                &converted
+            }
+            (P::ContentType | P::ContentEncoding, v) => {
+                converted = match v.as_str() {
+                    Some(s) => Value::Symbol(Cow::Borrowed(s)),
+                    None => {
+                        return Err(invalid(
+                            "properties.content-type/content-encoding take a symbol",
+                        ));
+                    }
+                };
+                &converted
+            }
+            (P::AbsoluteExpiryTime | P::CreationTime, v) => {
+                converted = Value::Timestamp(int(v).ok_or(invalid(
                     "properties.absolute-expiry-time/creation-time take a timestamp",
-                ))?),
-            },
-            P::GroupSequence => Value::Uint(int(v).ok_or(invalid(
-                "properties.group-sequence takes an integer from 0 to 4294967295",
-            ))?),
+                ))?);
+                &converted
+            }
+            (P::GroupSequence, v) => {
+                converted = Value::Uint(int(v).ok_or(invalid(
+                    "properties.group-sequence takes an integer from 0 to 4294967295",
+                ))?);
+                &converted
+            }
         };
-        self.properties.set(i, &value)
+        self.properties.set(i, value)
     }
 
     /// A property as set (`None` when not set).
@@ -733,9 +852,10 @@ impl MessageBuilder {
         key: &str,
         v: &Value<'_>,
     ) -> Result<(), EncodeError> {
+        self.prefix.invalidate();
         let before = self.part_len(Part::ApplicationProperties);
         let r = self.add_application_property_inner(key, v);
-        self.len = self.len - before + self.part_len(Part::ApplicationProperties);
+        self.section_resized(before, self.part_len(Part::ApplicationProperties));
         r
     }
 
@@ -795,9 +915,12 @@ impl MessageBuilder {
         key: &str,
         v: &Value<'_>,
     ) -> Result<(), EncodeError> {
+        if kind != SectionKind::Footer {
+            self.prefix.invalidate();
+        }
         let before = self.part_len(Part::Annotations(kind));
         let r = self.add_annotation_inner(kind, key, v);
-        self.len = self.len - before + self.part_len(Part::Annotations(kind));
+        self.section_resized(before, self.part_len(Part::Annotations(kind)));
         r
     }
 
@@ -812,6 +935,12 @@ impl MessageBuilder {
             return Err(invalid("duplicate annotation key"));
         }
         map.push(key, true, v)
+    }
+
+    /// A section other than the body went from `before` to `after` bytes.
+    fn section_resized(&mut self, before: usize, after: usize) {
+        self.len = self.len - before + after;
+        self.sections_len = self.sections_len - before + after;
     }
 
     fn body_len(&self) -> usize {
@@ -853,6 +982,50 @@ impl MessageBuilder {
     /// application properties, body, footer (absent sections left out), exactly
     /// [`encoded_len`](Self::encoded_len) bytes.
     pub fn encode(&self, out: &mut impl BufMut) {
+        self.put_prefix(out);
+        match self.body_kind {
+            BuilderBody::Empty => out.put_slice(&EMPTY_DATA),
+            _ => out.put_slice(&self.body),
+        }
+        self.put_footer(out);
+    }
+
+    /// Bytes [`encode_with_body`](Self::encode_with_body) writes for a body of `body_len`
+    /// bytes.
+    pub fn encoded_len_with_body(&self, body_len: usize) -> usize {
+        let header = if body_len <= u8::MAX as usize { 5 } else { 8 };
+        self.sections_len + header + body_len
+    }
+
+    /// Writes the message with one data section holding `body` in place of its own body
+    /// (which is left as it is), exactly
+    /// [`encoded_len_with_body`](Self::encoded_len_with_body) bytes. `body` is at most
+    /// `i32::MAX` bytes (the caller checks).
+    pub fn encode_with_body(&self, body: &[u8], out: &mut impl BufMut) {
+        self.put_prefix(out);
+        // Fixed-size writes (no call to memcpy for the header).
+        match u8::try_from(body.len()) {
+            Ok(n) => out.put_slice(&[code::DESCRIBED, code::SMALLULONG, 0x75, code::VBIN8, n]),
+            Err(_) => {
+                out.put_slice(&[code::DESCRIBED, code::SMALLULONG, 0x75, code::VBIN32]);
+                out.put_u32(body.len() as u32);
+            }
+        }
+        out.put_slice(body);
+        self.put_footer(out);
+    }
+
+    /// Writes the sections before the body: the prefix when there is one (see the
+    /// [module documentation](self)), else section by section.
+    #[inline]
+    fn put_prefix(&self, out: &mut impl BufMut) {
+        match self.prefix.get(|v| self.put_sections(v)) {
+            Some(p) => out.put_slice(p),
+            None => self.put_sections(out),
+        }
+    }
+
+    fn put_sections(&self, out: &mut impl BufMut) {
         if self.header.is_present() {
             self.header.encode(SectionKind::Header, out);
         }
@@ -871,10 +1044,9 @@ impl MessageBuilder {
             self.application_properties
                 .encode(SectionKind::ApplicationProperties, out);
         }
-        match self.body_kind {
-            BuilderBody::Empty => out.put_slice(&EMPTY_DATA),
-            _ => out.put_slice(&self.body),
-        }
+    }
+
+    fn put_footer(&self, out: &mut impl BufMut) {
         if self.footer.is_present() {
             self.footer.encode(SectionKind::Footer, out);
         }
@@ -983,6 +1155,72 @@ mod tests {
         let want = expected_full().to_bytes().unwrap();
         assert_eq!(bytes, want);
         MessageView::parse(&bytes).unwrap();
+    }
+
+    /// The prefix kept for sends of an unchanged builder goes with every change of a section
+    /// before the body (not with a new body or footer entry), and sends after it write the
+    /// new content.
+    #[test]
+    fn sends_again_follow_every_change() {
+        let mut b = MessageBuilder::new();
+        let mut m = Message::new(&b"one"[..]);
+        b.set_body(b"one").unwrap();
+        let same = |b: &MessageBuilder, m: &Message<'_>| {
+            let want = m.to_bytes().unwrap();
+            for _ in 0..3 {
+                assert_eq!(b.to_bytes(), want);
+                assert_eq!(b.encoded_len(), want.len());
+            }
+            let mut out = Vec::new();
+            b.encode_with_body(&[7; 300], &mut out);
+            let other = Message {
+                body: Body::Data(vec![Cow::Owned(vec![7; 300])]),
+                ..m.clone()
+            };
+            assert_eq!(out, other.to_bytes().unwrap());
+            assert_eq!(out.len(), b.encoded_len_with_body(300));
+        };
+        same(&b, &m);
+        b.set_property(PropertyField::Subject, &"s".into()).unwrap();
+        m.properties = Some(Properties {
+            subject: Some("s".into()),
+            ..Properties::default()
+        });
+        same(&b, &m);
+        b.set_header(HeaderField::Durable, &Value::Bool(true))
+            .unwrap();
+        m.header = Some(Header {
+            durable: Some(true),
+            ..Header::default()
+        });
+        same(&b, &m);
+        b.add_application_property("k", &Value::Int(1)).unwrap();
+        m.application_properties = Some(vec![("k".into(), Value::Int(1))]);
+        same(&b, &m);
+        b.add_annotation(SectionKind::MessageAnnotations, "x-a", &Value::Null)
+            .unwrap();
+        m.message_annotations = Some(vec![(Value::Symbol("x-a".into()), Value::Null)]);
+        same(&b, &m);
+        b.add_annotation(SectionKind::DeliveryAnnotations, "x-d", &Value::Null)
+            .unwrap();
+        m.delivery_annotations = Some(vec![(Value::Symbol("x-d".into()), Value::Null)]);
+        same(&b, &m);
+        b.add_annotation(SectionKind::Footer, "f", &Value::Long(2))
+            .unwrap();
+        m.footer = Some(vec![(Value::Symbol("f".into()), Value::Long(2))]);
+        same(&b, &m);
+        b.set_body(b"two").unwrap();
+        m.body = Body::Data(vec![Cow::Borrowed(b"two")]);
+        same(&b, &m);
+        b.set_property(PropertyField::Subject, &Value::Null)
+            .unwrap();
+        m.properties = None;
+        same(&b, &m);
+        // A clone starts without the prefix and encodes the same.
+        assert_eq!(b.clone().to_bytes(), b.to_bytes());
+        assert_eq!(b.clone(), b);
+        b.clear();
+        same(&b, &Message::new(&b""[..]));
     }
 
     #[test]
@@ -1283,6 +1521,20 @@ mod tests {
                 let got = b.to_bytes();
                 prop_assert_eq!(got.len(), b.encoded_len());
                 prop_assert_eq!(&got[..], &m.to_bytes().unwrap()[..]);
+                // Sent again: the second send builds the prefix, the third copies it.
+                prop_assert_eq!(&b.to_bytes()[..], &got[..]);
+                prop_assert_eq!(&b.to_bytes()[..], &got[..]);
+                // Another body in place of the builder's, which stays as it was.
+                let other = body.last().cloned().unwrap_or_default();
+                let mut out = Vec::new();
+                b.encode_with_body(&other, &mut out);
+                prop_assert_eq!(out.len(), b.encoded_len_with_body(other.len()));
+                let with_other = Message {
+                    body: Body::Data(vec![Cow::Borrowed(&other[..])]),
+                    ..m.clone()
+                };
+                prop_assert_eq!(&out[..], &with_other.to_bytes().unwrap()[..]);
+                prop_assert_eq!(&b.to_bytes()[..], &got[..]);
                 b.clear();
                 prop_assert_eq!(b.encoded_len(), 5);
             }
