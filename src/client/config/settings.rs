@@ -63,6 +63,14 @@ fn check(key: &str, value: &str) -> Result<Parsed> {
         ("consumer.", Scope::Consumer),
     ] {
         if let Some(inner) = key.strip_prefix(prefix) {
+            // One prefix at most: a nested one could never apply, and each level would quote
+            // the key again in the error.
+            if inner.starts_with("producer.") || inner.starts_with("consumer.") {
+                return Err(ConfigError(format!(
+                    "config key \"{}\": a \"{prefix}\" key takes no second prefix",
+                    echo(key)
+                )));
+            }
             let inner_parsed = check(inner, value)
                 .map_err(|e| ConfigError(format!("{} (in \"{}\")", e.0, echo(key))))?;
             if !inner_parsed.scopes.contains(&scope) {
@@ -635,6 +643,17 @@ mod tests {
         assert!(set(&mut s, "name", &"n".repeat(256)).is_err());
         let e = set(&mut s, "producer.offset", "first").unwrap_err();
         assert!(e.contains("does not apply to a producer"), "{e}");
+        // Found by the config_values fuzz target: nested prefixes quoted the key once per
+        // level (7 levels of a 380-byte key: 1,959 bytes of message).
+        let e = set(&mut s, "consumer.producer.batch_size", "1").unwrap_err();
+        assert!(e.contains("takes no second prefix"), "{e}");
+        let deep = format!("{}{}", "consumer.producer.".repeat(20), "x".repeat(400));
+        let e = set(&mut s, &deep, "").unwrap_err();
+        assert!(
+            e.len() < crate::client::error::ECHO_MAX + 100,
+            "{} bytes: {e}",
+            e.len()
+        );
         for (k, v) in [
             ("max-age", "7D"),
             ("offset", "timestamp:-5"),
