@@ -27,8 +27,8 @@ func benchMessages() ([]byte, *Message) {
 }
 
 // The publish paths' cost per message, Go side included (allocs/op is Go's): a plain body,
-// and a Message of 100 B with 3 properties and 3 application properties through the
-// producer's reused builder. Run: go test -run XXX -bench Send -benchmem
+// a Message of 100 B with 3 properties and 3 application properties through the producer's
+// reused builder, and that Message's Template sent with the body (SendBody). Run: go test -run XXX -bench Send -benchmem
 func BenchmarkSend(b *testing.B) {
 	c, ctx := benchConn(b)
 	stream := uniqueName(nil, "bench")
@@ -37,6 +37,11 @@ func BenchmarkSend(b *testing.B) {
 	}
 	defer c.DeleteStream(context.Background(), stream)
 	body, msg := benchMessages()
+	tmpl, err := NewTemplate(msg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer tmpl.Close()
 	for _, bc := range []struct {
 		name string
 		ctx  context.Context
@@ -46,6 +51,8 @@ func BenchmarkSend(b *testing.B) {
 		{"body-ctx", ctx, func(ctx context.Context, p *Producer) error { return p.Send(ctx, body) }},
 		{"message", context.Background(), func(ctx context.Context, p *Producer) error { _, err := p.SendMessage(ctx, msg); return err }},
 		{"message-ctx", ctx, func(ctx context.Context, p *Producer) error { _, err := p.SendMessage(ctx, msg); return err }},
+		{"template", context.Background(), func(ctx context.Context, p *Producer) error { _, err := p.SendBody(ctx, tmpl, body); return err }},
+		{"template-ctx", ctx, func(ctx context.Context, p *Producer) error { _, err := p.SendBody(ctx, tmpl, body); return err }},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			p, err := c.NewProducer(ctx, stream)

@@ -348,6 +348,11 @@ rmqs_status gormqs_send_encoded(rmqs_producer *p, rmqs_super_producer *sp,
     return st;
 }
 
+rmqs_status gormqs_build(rmqs_message_builder *b, const uint8_t *data, size_t len, rmqs_error **err) {
+    reader r = {data, len ? data + len : data};
+    return build(b, &r, err);
+}
+
 /* --- the log ring ---------------------------------------------------------------------- */
 
 struct gormqs_log {

@@ -97,6 +97,10 @@ rmqs_status gormqs_send_encoded(rmqs_producer *p, rmqs_super_producer *sp,
                                 size_t *accepted, uint32_t *partition_out, uint64_t *id_out,
                                 rmqs_error **err);
 
+/* Builds the one encoded message data[0, len) into b (reset first): a Template's builder,
+ * built once and then only read by rmqs_producer_send_message_body. */
+rmqs_status gormqs_build(rmqs_message_builder *b, const uint8_t *data, size_t len, rmqs_error **err);
+
 /* Log records, handed from the library's log callback (any thread) to one Go goroutine
  * through a bounded C ring: Go code never runs on a library thread. */
 typedef struct gormqs_log gormqs_log;

@@ -306,6 +306,90 @@ func TestMessageEverySection(t *testing.T) {
 	}
 }
 
+// One Template with every section sent with 200 bodies by 4 goroutines at once (SendBody):
+// each message read back has its own body and exactly the template's other sections, the
+// template's own body is never sent, every confirm carries the template's tag, and a closed
+// template is refused.
+func TestSendBodyTemplate(t *testing.T) {
+	const senders, each = 4, 50
+	c := connect(t)
+	stream := newStream(t, c)
+	ctx := testCtx(t, 60*time.Second)
+	var cmu sync.Mutex
+	tags := map[uint64]int{}
+	p, err := c.NewProducer(ctx, stream, OnConfirm(func(cs []Confirm) {
+		cmu.Lock()
+		defer cmu.Unlock()
+		for _, cf := range cs {
+			if cf.Err != nil {
+				t.Errorf("confirm %d: %v", cf.PublishingID, cf.Err)
+			}
+			tags[cf.Tag]++
+		}
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := everySection(0)
+	want.Body, want.Tag = []byte("the template's own body"), 42
+	tmpl, err := NewTemplate(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for g := 0; g < senders; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			for i := 0; i < each; i++ {
+				if _, err := p.SendBody(ctx, tmpl, body(g*each+i)); err != nil {
+					t.Errorf("SendBody: %v", err)
+					return
+				}
+			}
+		}(g)
+	}
+	wg.Wait()
+	if err := p.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cmu.Lock()
+	if len(tags) != 1 || tags[42] != senders*each {
+		t.Errorf("confirm tags %v, want %d of tag 42", tags, senders*each)
+	}
+	cmu.Unlock()
+	tmpl.Close()
+	tmpl.Close()
+	if _, err := p.SendBody(ctx, tmpl, body(0)); !errors.Is(err, ErrClosed) {
+		t.Fatalf("SendBody with a closed template: %v", err)
+	}
+	if _, err := NewTemplate(&Message{Body: body(0), Raw: true}); !errors.Is(err, ErrInvalidArgument) {
+		t.Fatalf("NewTemplate of a Raw message: %v", err)
+	}
+	if err := p.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	var col collector
+	cons, err := c.NewConsumer(ctx, stream, col.add, First)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cons.Close(ctx)
+	seen := map[string]bool{}
+	for _, m := range col.wait(t, senders*each) {
+		seen[string(m.Body)] = true
+		w := *want
+		w.Body = m.Body
+		checkSections(t, m, &w)
+	}
+	for i := 0; i < senders*each; i++ {
+		if !seen[string(body(i))] {
+			t.Errorf("body %q not read back", body(i))
+		}
+	}
+}
+
 // A super producer sends a message with every section (single and batch) to the partition of
 // its key; a super consumer reads each section back.
 func TestSuperMessageEverySection(t *testing.T) {

@@ -112,7 +112,7 @@ func OnConfirm(f func([]Confirm)) ProducerOption {
 type Confirm struct {
 	// PublishingID is the id the message was sent with.
 	PublishingID uint64
-	// Tag is Message.Tag (0 for Send and SendBatch).
+	// Tag is Message.Tag (for SendBody, the Template's; 0 for Send and SendBatch).
 	Tag uint64
 	// Partition is, for a SuperProducer, the index of the partition the message went to
 	// (in Partitions() as of the confirm); -1 for a Producer.
@@ -401,6 +401,11 @@ type sendSlot struct {
 	id            C.uint64_t
 	e             *C.rmqs_error
 	send          func(flags C.uint32_t) (C.rmqs_status, *C.rmqs_error, uint64) // for producerCore.send
+
+	// SendBody's template and body, and its send function.
+	tmpl     *Template
+	body     []byte
+	sendBody func(flags C.uint32_t) (C.rmqs_status, *C.rmqs_error, uint64)
 }
 
 func (p *producerCore) getSlot() (*sendSlot, error) {
@@ -435,6 +440,12 @@ func (p *producerCore) getSlot() (*sendSlot, error) {
 		}
 		s.first += int(s.acc)
 		return st, s.e, uint64(s.acc)
+	}
+	s.sendBody = func(flags C.uint32_t) (C.rmqs_status, *C.rmqs_error, uint64) {
+		s.e = nil
+		st := C.rmqs_producer_send_message_body(p.h, s.tmpl.b, bytesPtr(s.body), C.size_t(len(s.body)),
+			s.tmpl.tag, flags, &s.id, &s.e)
+		return st, s.e, one(st)
 	}
 	return s, nil
 }
@@ -826,6 +837,63 @@ func (p *Producer) SendMessages(ctx context.Context, msgs []*Message) error {
 		return &BatchError{Accepted: n, Err: err}
 	}
 	return nil
+}
+
+// Template is a Message's sections prepared once for SendBody, for messages that differ only
+// in their body: SendBody sends them with another body each time at about the cost of Send,
+// where SendMessage encodes and builds every section of every message. A Template never
+// changes once made: it may be sent by several goroutines and producers at once. Close frees
+// it.
+type Template struct {
+	g   guard
+	b   *C.rmqs_message_builder
+	tag C.size_t
+}
+
+// NewTemplate prepares m's sections (everything but its body, which SendBody replaces), its
+// filter value and its Tag (which comes back in each message's Confirm). m is not referenced
+// afterwards. A publishing id (UsePublishingID) applies to every send, so a named producer
+// keeps only the first message: leave it unset. A Raw message has no sections: use Send.
+func NewTemplate(m *Message) (*Template, error) {
+	if m.Raw {
+		return nil, invalid("a Raw message has no sections to prepare (use Send)")
+	}
+	var enc encoder
+	if err := enc.encode(m); err != nil {
+		return nil, err
+	}
+	b := C.rmqs_message_builder_new()
+	if b == nil {
+		return nil, &Error{Status: StatusInvalidArgument, Message: "rmqs_message_builder_new: out of memory"}
+	}
+	var e *C.rmqs_error
+	if err := takeError(C.gormqs_build(b, bytesPtr(enc.b), C.size_t(len(enc.b)), &e), e); err != nil {
+		C.rmqs_message_builder_free(b)
+		return nil, err
+	}
+	return &Template{b: b, tag: C.size_t(m.Tag)}, nil
+}
+
+// Close frees the template once the sends using it have returned; later SendBody calls with it
+// fail with ErrClosed. Calling Close again does nothing.
+func (t *Template) Close() { t.g.free(func() { C.rmqs_message_builder_free(t.b) }) }
+
+// SendBody sends one message made of t's sections with body (copied) as its one data section,
+// and returns its publishing id. It waits as Send.
+func (p *Producer) SendBody(ctx context.Context, t *Template, body []byte) (uint64, error) {
+	if !t.g.acquire() {
+		return 0, closedErr("template")
+	}
+	defer t.g.release()
+	s, err := p.getSlot()
+	if err != nil {
+		return 0, err
+	}
+	defer p.putSlot(s)
+	s.tmpl, s.body = t, body
+	_, err = p.send(ctx, s.sendBody)
+	s.tmpl, s.body = nil, nil
+	return uint64(s.id), err
 }
 
 func (m *Message) flags() C.uint32_t {
