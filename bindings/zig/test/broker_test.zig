@@ -600,6 +600,75 @@ test "a message with every section reads back equal, value by value" {
     try testing.expectEqual(@as(usize, 3), seen);
 }
 
+test "sendMessageBody: one builder's sections with 100 bodies, the builder unchanged" {
+    var fx: Fixture = undefined;
+    try fx.init("msgbody");
+    defer fx.deinit();
+    const conn = fx.conn;
+    const stream = fx.stream();
+    const n = 100;
+
+    const KV = struct { []const u8, rmqs.Value };
+    const app = [_]KV{
+        .{ "tenant", .{ .string = "acme" } },
+        .{ "clé", .{ .string = "héllo ✓" } },
+        .{ "n", .{ .long = -7 } },
+        .{ "ulong", .{ .ulong = std.math.maxInt(u64) } },
+        .{ "flag", .{ .boolean = true } },
+        .{ "bin", .{ .binary = "bin\x00ary" } },
+        .{ "null", .null },
+    };
+    const props = [_]struct { rmqs.Property, rmqs.Value }{
+        .{ .message_id, .{ .string = "same-id" } },
+        .{ .subject, .{ .string = "subject" } },
+        .{ .content_type, .{ .symbol = "application/octet-stream" } },
+        .{ .creation_time, .{ .timestamp = 1700000000123 } },
+        .{ .group_sequence, .{ .uint = 42 } },
+    };
+    const m = try rmqs.MessageBuilder.init();
+    defer m.deinit();
+    try m.setBody("the builder's own body", null);
+    try m.setHeader(.durable, .{ .boolean = true }, null);
+    for (props) |p| try m.setProperty(p[0], p[1], null);
+    for (app) |kv| try m.addAppProperty(kv[0], kv[1], null);
+    try m.addAnnotation(.footer, "x-footer", .{ .binary = "foot" }, null);
+    {
+        const p = try rmqs.Producer.init(conn, stream, .{}, null);
+        defer p.deinit();
+        var bb: [64]u8 = undefined;
+        for (0..n) |i| try testing.expectEqual(@as(u64, i), try p.sendMessageBody(&m, body(&bb, i), i, .{}, null));
+        try p.flush(10_000);
+    }
+    // The builder as it was set up.
+    try testing.expect(m.property(.subject).?.eql(.{ .string = "subject" }));
+    try testing.expect(m.appProperty("tenant").?.eql(.{ .string = "acme" }));
+
+    const q = try rmqs.Queue.init();
+    defer q.deinit();
+    const consumer = try rmqs.Consumer.init(conn, stream, .{ .queue = q, .offset = .first }, null);
+    defer consumer.deinit();
+    var seen: usize = 0;
+    var bb: [64]u8 = undefined;
+    const start = std.time.milliTimestamp();
+    while (seen < n and std.time.milliTimestamp() - start < deadline_ms) {
+        const ev = q.poll(100) orelse continue;
+        defer ev.deinit();
+        var it = (ev.chunk() orelse continue).messages();
+        while (it.next()) |r| : (seen += 1) {
+            try testing.expectEqual(@as(u64, seen), r.offset);
+            try testing.expectEqual(rmqs.BodyType.data, r.bodyType());
+            try testing.expectEqual(@as(usize, 1), r.bodyCount());
+            try testing.expectEqualStrings(body(&bb, seen), r.body);
+            try testing.expect(r.headerValue(.durable).?.eql(.{ .boolean = true }));
+            for (props) |p| try testing.expect((r.propertyValue(p[0]) orelse return error.TestPropertyMissing).eql(p[1]));
+            try testing.expectEqual(app.len, r.appPropertyCount());
+            for (app) |kv| try testing.expect((r.appPropertyValue(kv[0]) orelse return error.TestAppPropertyMissing).eql(kv[1]));
+            try testing.expect(r.annotation(.footer, "x-footer").?.eql(.{ .binary = "foot" }));
+        }
+    }
+    try testing.expectEqual(@as(usize, n), seen);
+}
+
 fn keepEu(_: ?*anyopaque, msg: rmqs.Message) bool {
     const region = msg.appPropertyValue("region") orelse return false;
     return region == .string and std.mem.eql(u8, region.string, "eu");
