@@ -417,9 +417,9 @@ func (p *producerCore) getSlot() (*sendSlot, error) {
 		s.enc.b, s.ends, s.tags, s.keys = s.enc.b[:0], s.ends[:0], s.tags[:0], s.keys[:0]
 		return s, nil
 	}
-	b := C.rmqs_message_builder_new()
-	if b == nil {
-		return nil, &Error{Status: StatusInvalidArgument, Message: "rmqs_message_builder_new: out of memory"}
+	b, err := newBuilder()
+	if err != nil {
+		return nil, err
 	}
 	s := &sendSlot{b: b}
 	// The send function and its state live in the slot: a send allocates nothing but what
@@ -448,6 +448,15 @@ func (p *producerCore) getSlot() (*sendSlot, error) {
 		return st, s.e, one(st)
 	}
 	return s, nil
+}
+
+// newBuilder is a new library builder, to free with rmqs_message_builder_free.
+func newBuilder() (*C.rmqs_message_builder, error) {
+	b := C.rmqs_message_builder_new()
+	if b == nil {
+		return nil, &Error{Status: StatusInvalidArgument, Message: "rmqs_message_builder_new: out of memory"}
+	}
+	return b, nil
 }
 
 func (p *producerCore) putSlot(s *sendSlot) {
@@ -862,9 +871,9 @@ func NewTemplate(m *Message) (*Template, error) {
 	if err := enc.encode(m); err != nil {
 		return nil, err
 	}
-	b := C.rmqs_message_builder_new()
-	if b == nil {
-		return nil, &Error{Status: StatusInvalidArgument, Message: "rmqs_message_builder_new: out of memory"}
+	b, err := newBuilder()
+	if err != nil {
+		return nil, err
 	}
 	var e *C.rmqs_error
 	if err := takeError(C.gormqs_build(b, bytesPtr(enc.b), C.size_t(len(enc.b)), &e), e); err != nil {
