@@ -148,10 +148,13 @@ impl rmqs_message {
         layout.as_ref().map(|l| l.view(raw))
     }
 
+    /// The body; a record that is one data section is read without parsing (and without
+    /// finding the layout, which the other accessors may still need).
     fn body(&self) -> &[u8] {
-        self.view()
-            .and_then(|v| v.body_bytes())
-            .unwrap_or_else(|| self.raw())
+        let raw = self.raw();
+        MessageView::lone_data_section(raw)
+            .or_else(|| self.view().and_then(|v| v.body_bytes()))
+            .unwrap_or(raw)
     }
 
     /// A value as text: strings, symbols and binaries as they are in the record (zero-copy),

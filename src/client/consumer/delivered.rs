@@ -45,9 +45,7 @@ impl<'a> ConsumerRecord<'a> {
     /// `amqp-value` holding a binary or string) when the record is such an AMQP message, else
     /// the raw record bytes. Never allocates.
     pub fn amqp_body(&self) -> &'a [u8] {
-        self.amqp()
-            .and_then(|m| m.body_bytes())
-            .unwrap_or(self.body)
+        MessageView::body_of(self.body).unwrap_or(self.body)
     }
 }
 

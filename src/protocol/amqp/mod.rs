@@ -1212,6 +1212,45 @@ impl<'a> MessageView<'a> {
             + usize::from(self.value.is_some())
     }
 
+    /// The content of `input` when it is exactly one data section with a small-ulong descriptor
+    /// (`0x00 0x53 0x75`, then a vbin8 or vbin32 spanning the rest); `None` for anything else,
+    /// including a data section that is well formed but encoded otherwise.
+    pub fn lone_data_section(input: &'a [u8]) -> Option<&'a [u8]> {
+        const DATA: u8 = descriptor::DATA as u8;
+        match input {
+            [
+                code::DESCRIBED,
+                code::SMALLULONG,
+                DATA,
+                code::VBIN8,
+                n,
+                rest @ ..,
+            ] if rest.len() == usize::from(*n) => Some(rest),
+            [
+                code::DESCRIBED,
+                code::SMALLULONG,
+                DATA,
+                code::VBIN32,
+                a,
+                b,
+                c,
+                d,
+                rest @ ..,
+            ] if u32::try_from(rest.len()) == Ok(u32::from_be_bytes([*a, *b, *c, *d])) => {
+                Some(rest)
+            }
+            _ => None,
+        }
+    }
+
+    /// The body of `input` as [`MessageView::parse`] then [`MessageView::body_bytes`] give it,
+    /// with a fast path for the shape plain sends produce (one data section, nothing else),
+    /// which is recognised from its first bytes without parsing. `None` when `input` is not a
+    /// well-formed AMQP message or its body is not bytes.
+    pub fn body_of(input: &'a [u8]) -> Option<&'a [u8]> {
+        Self::lone_data_section(input).or_else(|| MessageView::parse(input).ok()?.body_bytes())
+    }
+
     /// The body as bytes, without allocating: the content of a single data section (the
     /// common case), or of an amqp-value holding a binary, string or symbol. `None` for
     /// several data sections, sequences, other values, or no body.

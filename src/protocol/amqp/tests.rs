@@ -1311,3 +1311,70 @@ fn a_layout_gives_back_the_parsed_view() {
     let short = layout.view(b"\x00");
     assert_eq!(short.section(SectionKind::Properties), Some(&b""[..]));
 }
+
+/// `body_of` = `parse` + `body_bytes`, whether the fast path takes the input or not.
+fn slow_body(input: &[u8]) -> Option<&[u8]> {
+    MessageView::parse(input).ok()?.body_bytes()
+}
+
+#[test]
+fn the_lone_data_section_fast_path_agrees_with_the_parse() {
+    let data = |body: &[u8]| Message::new(body).to_bytes().unwrap().to_vec();
+    for len in [0, 1, 100, 255, 256, 70_000] {
+        let body = vec![7u8; len];
+        let bytes = data(&body);
+        // vbin8 up to 255 bytes, vbin32 beyond: both taken by the fast path
+        assert_eq!(
+            MessageView::lone_data_section(&bytes),
+            Some(&body[..]),
+            "{len}"
+        );
+        assert_eq!(MessageView::body_of(&bytes), slow_body(&bytes), "{len}");
+        // every truncation and one trailing byte: no fast path, and the same answer
+        for cut in 0..bytes.len() {
+            assert_eq!(MessageView::lone_data_section(&bytes[..cut]), None);
+            assert_eq!(
+                MessageView::body_of(&bytes[..cut]),
+                slow_body(&bytes[..cut])
+            );
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert_eq!(MessageView::lone_data_section(&longer), None);
+        assert_eq!(MessageView::body_of(&longer), None);
+    }
+    // a data section after other sections, two data sections, a vbin32 holding a short body,
+    // an amqp-value: each goes the slow way and gives what the parse gives
+    let with_props = full_message().to_bytes().unwrap();
+    let two = [data(b"a"), data(b"b")].concat();
+    let wide = hex("00 53 75 b0 00 00 00 02 68 69");
+    let value = Message::with_value(Value::String("v".into()))
+        .to_bytes()
+        .unwrap();
+    let raw = b"not amqp".to_vec();
+    for bytes in [&with_props[..], &two, &wide, &value, &raw] {
+        assert_eq!(MessageView::body_of(bytes), slow_body(bytes));
+    }
+    assert_eq!(MessageView::body_of(&wide), Some(&b"hi"[..]));
+    assert_eq!(MessageView::body_of(&two), None);
+    assert_eq!(MessageView::body_of(&value), Some(&b"v"[..]));
+}
+
+proptest! {
+    #[test]
+    #[cfg_attr(miri, ignore)]
+    fn body_of_equals_the_parse_on_any_bytes(
+        bytes in proptest::collection::vec(any::<u8>(), 0..40),
+        shape in 0usize..4,
+    ) {
+        // most inputs start like a data section, so each guard of the fast path is exercised
+        let mut input = match shape {
+            0 => vec![0x00, 0x53, 0x75, 0xa0, bytes.len() as u8],
+            1 => vec![0x00, 0x53, 0x75, 0xa0],
+            2 => [&[0x00, 0x53, 0x75, 0xb0, 0, 0, 0][..], &[bytes.len() as u8]].concat(),
+            _ => vec![],
+        };
+        input.extend_from_slice(&bytes);
+        prop_assert_eq!(MessageView::body_of(&input), slow_body(&input));
+    }
+}
