@@ -143,7 +143,9 @@ pub struct ProducerConfig {
     pub max_in_flight: Option<usize>,
     /// A message not confirmed this long after it was accepted completes with
     /// [`ConfirmStatus::Timeout`] (default 30 s, as Java). `Duration::ZERO`: never. A confirm
-    /// arriving later is ignored. Checked every `timeout / 8` (10 ms to 1 s).
+    /// arriving later is ignored. Checked every `timeout / 8` (10 ms to 1 s); counted from
+    /// when the frame (or sub-entry) the message joined was started, which is at most
+    /// [`batch_delay`](Self::batch_delay) before the send.
     pub confirm_timeout: Duration,
     /// Sub-entry batching: 0 or 1 (default) publishes each message as its own entry; N from
     /// 2 to 65 535 packs up to N consecutive messages into one sub-entry, compressed with
@@ -439,6 +441,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 #[derive(Debug, Clone, Copy)]
 enum Wait {
     No,
+    /// Up to this long, from the first time the sender has to block (no clock is read
+    /// while there is room).
+    For(Duration),
     /// Deadline, and the wait it came from (for the error).
     Until(Instant, Duration),
     Forever,
@@ -446,13 +451,59 @@ enum Wait {
 
 impl Wait {
     fn from(wait: Option<Duration>) -> Wait {
-        match wait {
-            None => Wait::No,
-            Some(d) => Instant::now()
-                .checked_add(d)
-                .map_or(Wait::Forever, |at| Wait::Until(at, d)),
+        wait.map_or(Wait::No, Wait::For)
+    }
+
+    /// The deadline (`None`: none), fixed when first asked; `Err` for no waiting at all.
+    fn deadline(&mut self) -> std::result::Result<Option<Instant>, ()> {
+        match *self {
+            Wait::No => Err(()),
+            Wait::For(d) => {
+                *self = Instant::now()
+                    .checked_add(d)
+                    .map_or(Wait::Forever, |at| Wait::Until(at, d));
+                self.deadline()
+            }
+            Wait::Until(at, _) => Ok(Some(at)),
+            Wait::Forever => Ok(None),
         }
     }
+}
+
+/// The time of a send, read from the clock at most once and only when something needs it: a
+/// clock read cost as much as the rest of a send here (a virtual machine's clock), so messages
+/// joining an open frame take the frame's start instead.
+pub(super) struct SendClock {
+    epoch: Instant,
+    now: Option<(Instant, u64)>,
+}
+
+impl SendClock {
+    fn new(epoch: Instant) -> SendClock {
+        SendClock { epoch, now: None }
+    }
+
+    /// A clock that reads `now` and `ms` (tests).
+    #[cfg(test)]
+    pub(super) fn fixed(now: Instant, ms: u64) -> SendClock {
+        SendClock {
+            epoch: now,
+            now: Some((now, ms)),
+        }
+    }
+
+    /// The instant and the milliseconds since the producer's epoch.
+    pub(super) fn get(&mut self) -> (Instant, u64) {
+        let epoch = self.epoch;
+        *self.now.get_or_insert_with(|| {
+            let now = Instant::now();
+            (now, ms_since(epoch, now))
+        })
+    }
+}
+
+fn ms_since(epoch: Instant, now: Instant) -> u64 {
+    now.saturating_duration_since(epoch).as_millis() as u64
 }
 
 /// The connection a producer publishes through.
@@ -680,7 +731,7 @@ impl Shared {
     }
 
     fn now_ms(&self, now: Instant) -> u64 {
-        now.saturating_duration_since(self.epoch).as_millis() as u64
+        ms_since(self.epoch, now)
     }
 
     /// Registers a listener on `conn` (a new generation: callbacks of earlier links are
@@ -940,15 +991,13 @@ impl Shared {
     }
 
     /// Takes 1 to `want` places in the in-flight cap, waiting as allowed.
-    fn reserve(self: &Arc<Self>, want: usize, wait: Wait) -> Result<usize> {
+    fn reserve(self: &Arc<Self>, want: usize, wait: &mut Wait) -> Result<usize> {
         let got = self.try_reserve(want);
         if got > 0 {
             return Ok(got);
         }
-        let deadline = match wait {
-            Wait::No => return Err(ClientError::QueueFull(self.config.in_flight_cap())),
-            Wait::Until(d, _) => Some(d),
-            Wait::Forever => None,
+        let Ok(deadline) = wait.deadline() else {
+            return Err(ClientError::QueueFull(self.config.in_flight_cap()));
         };
         // A partial frame must go now, or no confirm may come to make room before it is due.
         self.send_pending();
@@ -965,7 +1014,7 @@ impl Shared {
             let (g, in_time) = park(&self.wait_cv, guard, deadline);
             guard = g;
             if !in_time {
-                let waited = match wait {
+                let waited = match *wait {
                     Wait::Until(_, d) => d.as_millis() as u64,
                     _ => 0,
                 };
@@ -1161,8 +1210,7 @@ impl Shared {
     /// entries, frame bytes. Returns how many were accepted, the last id assigned, and what
     /// stopped it early.
     fn push(self: &Arc<Self>, msgs: &[OutgoingMessage<'_>]) -> (usize, u64, Option<ClientError>) {
-        let now = Instant::now();
-        let sent_ms = self.now_ms(now);
+        let mut clock = SendClock::new(self.epoch);
         let frame_max = self.frame_max.load(Ordering::Relaxed);
         let linger = !self.config.batch_delay.is_zero();
         let mut accepted = 0;
@@ -1218,7 +1266,7 @@ impl Shared {
                     if sub.is_empty() && linger {
                         self.signals.linger.notify_one();
                     }
-                    sub.push(id, m.tag, m.format, m.body, now, sent_ms);
+                    sub.push(id, m.tag, m.format, m.body, &mut clock);
                     let full = sub.is_full();
                     b.last_id = Some(id);
                     last = id;
@@ -1250,12 +1298,13 @@ impl Shared {
                     }
                 }
                 if !b.frame.is_open() {
-                    b.frame.begin(publisher_id, version, now);
+                    b.frame.begin(publisher_id, version, clock.get().0);
                     if linger {
                         self.signals.linger.notify_one();
                     }
                 }
-                self.ring.insert(id, m.tag as u64, sent_ms);
+                self.ring
+                    .insert(id, m.tag as u64, self.now_ms(b.frame.started()));
                 b.frame.push(id, m.filter_value, m.format, m.body);
                 b.last_id = Some(id);
                 last = id;
@@ -1793,7 +1842,7 @@ impl Producer {
         if !s.accepting.load(Ordering::Acquire) {
             return Err(s.closed_error());
         }
-        s.reserve(1, Wait::from(wait))?;
+        s.reserve(1, &mut Wait::from(wait))?;
         let (accepted, id, error) = s.push(std::slice::from_ref(msg));
         if accepted == 1 {
             return Ok(id);
@@ -1815,7 +1864,7 @@ impl Producer {
         wait: Option<Duration>,
     ) -> Result<usize> {
         let s = &self.shared;
-        let wait = Wait::from(wait);
+        let mut wait = Wait::from(wait);
         let frame_max = s.frame_max.load(Ordering::Relaxed);
         let mut done = 0;
         while done < msgs.len() {
@@ -1828,7 +1877,7 @@ impl Producer {
                         Err(s.closed_error())
                     }
                 })
-                .and_then(|()| s.reserve(msgs.len() - done, wait));
+                .and_then(|()| s.reserve(msgs.len() - done, &mut wait));
             let reserved = match step {
                 Ok(n) => n,
                 Err(e) if done == 0 => return Err(e),
@@ -2169,16 +2218,16 @@ mod tests {
         });
         track(&s, 0..2, 0);
         assert!(matches!(
-            s.reserve(1, Wait::No),
+            s.reserve(1, &mut Wait::No),
             Err(ClientError::QueueFull(2))
         ));
-        let r = s.reserve(1, Wait::from(Some(Duration::from_millis(20))));
+        let r = s.reserve(1, &mut Wait::from(Some(Duration::from_millis(20))));
         assert!(matches!(r, Err(ClientError::Timeout(20, _))), "{r:?}");
 
         // Room made by a confirm wakes a blocked sender.
         let waiter = {
             let s = s.clone();
-            std::thread::spawn(move || s.reserve(5, Wait::Forever))
+            std::thread::spawn(move || s.reserve(5, &mut Wait::Forever))
         };
         while s.waiters.load(Ordering::SeqCst) == 0 {
             std::thread::yield_now();
@@ -2190,7 +2239,7 @@ mod tests {
         // Losing the connection wakes it with Closed.
         let waiter = {
             let s = s.clone();
-            std::thread::spawn(move || s.reserve(1, Wait::Forever))
+            std::thread::spawn(move || s.reserve(1, &mut Wait::Forever))
         };
         while s.waiters.load(Ordering::SeqCst) == 0 {
             std::thread::yield_now();
@@ -2217,8 +2266,7 @@ mod tests {
                 id as usize + 100,
                 BodyFormat::Raw,
                 b"x",
-                Instant::now(),
-                0,
+                &mut SendClock::fixed(Instant::now(), 0),
             );
         }
         assert!(s.seal(&mut b, false));
@@ -2289,8 +2337,7 @@ mod tests {
                     id as usize + 100,
                     BodyFormat::Raw,
                     b"x",
-                    Instant::now(),
-                    0,
+                    &mut SendClock::fixed(Instant::now(), 0),
                 );
             }
         }

@@ -17,8 +17,8 @@
 use std::io::Write;
 use std::time::Instant;
 
-use super::BodyFormat;
 use super::frame::{encoded_body_len, put_record};
+use super::{BodyFormat, SendClock};
 use crate::protocol::commands::PUBLISH_HEADER_LEN;
 use crate::protocol::compression::{Compression, MAX_UNCOMPRESSED_SUB_ENTRY_SIZE};
 
@@ -146,13 +146,11 @@ impl SubEntryBuf {
         tag: usize,
         format: BodyFormat<'_>,
         body: &[u8],
-        now: Instant,
-        now_ms: u64,
+        clock: &mut SendClock,
     ) {
         if self.tags.is_empty() {
             self.first_id = id;
-            self.started = now;
-            self.started_ms = now_ms;
+            (self.started, self.started_ms) = clock.get();
         } else {
             debug_assert_eq!(self.last_id() + 1, id);
         }
@@ -423,14 +421,26 @@ mod tests {
         let now = Instant::now();
         assert!(b.is_empty());
         assert!(b.can_take(10, 10, 1 << 20));
-        b.push(10, 100, BodyFormat::Raw, b"abcdef", now, 5);
+        b.push(
+            10,
+            100,
+            BodyFormat::Raw,
+            b"abcdef",
+            &mut SendClock::fixed(now, 5),
+        );
         assert_eq!((b.first_id(), b.last_id(), b.started_ms()), (10, 10, 5));
         assert_eq!(b.uncompressed_len(), record_len(BodyFormat::Raw, 6));
         // Not the next id: a new batch.
         assert!(!b.can_take(12, 10, 1 << 20));
         assert!(b.can_take(11, 10, 1 << 20));
-        b.push(11, 101, BodyFormat::AmqpData, b"x", now, 6);
-        b.push(12, 102, BodyFormat::Raw, b"", now, 7);
+        b.push(
+            11,
+            101,
+            BodyFormat::AmqpData,
+            b"x",
+            &mut SendClock::fixed(now, 6),
+        );
+        b.push(12, 102, BodyFormat::Raw, b"", &mut SendClock::fixed(now, 7));
         assert!(b.is_full());
         assert!(!b.can_take(13, 4, 1 << 20));
         assert_eq!(b.tags(), &[100, 101, 102]);
@@ -454,7 +464,13 @@ mod tests {
         assert!(batch_fits(Compression::None, 100, frame_max));
         assert!(!batch_fits(Compression::None, 101, frame_max));
         assert!(!batch_fits(Compression::Zstd, 100, frame_max));
-        b.push(0, 0, BodyFormat::Raw, &[0; 46], now, 0);
+        b.push(
+            0,
+            0,
+            BodyFormat::Raw,
+            &[0; 46],
+            &mut SendClock::fixed(now, 0),
+        );
         assert!(b.can_take(1, 50, frame_max));
         assert!(!b.can_take(1, 51, frame_max));
         // The broker's 64 MiB cap, whatever frame_max.
