@@ -241,8 +241,9 @@ static _Atomic uint64_t *stream_confirmed; /* per stream, for the consumers' exp
 
 static void confirm_one(producer_ctx *pc, size_t tag, rmqs_status status, size_t now) {
     if (status == RMQS_OK) {
-        /* the tag is the send's CLOCK_MONOTONIC ns (modulo 2^32 where size_t is 32 bits) */
-        h_record(&confirm_h, (uint64_t)(size_t)(now - tag));
+        /* the tag is the send's CLOCK_REALTIME ns, the time carried in the body (modulo 2^32
+         * where size_t is 32 bits); a clock stepped back reads as 0 */
+        h_record(&confirm_h, now > tag ? (uint64_t)(size_t)(now - tag) : 0);
         atomic_fetch_add_explicit(&pc->confirmed, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&stream_confirmed[pc->stream_index], 1, memory_order_relaxed);
     } else {
@@ -253,7 +254,7 @@ static void confirm_one(producer_ctx *pc, size_t tag, rmqs_status status, size_t
 static void on_confirms(void *user_data, const rmqs_confirm *confirms, size_t count,
                         size_t stride) {
     producer_ctx *pc = (producer_ctx *)user_data;
-    size_t now = (size_t)mono_ns(), i;
+    size_t now = (size_t)clock_ns(CLOCK_REALTIME), i;
     for (i = 0; i < count; i++) {
         const rmqs_confirm *c = RMQS_AT(rmqs_confirm, confirms, stride, i);
         confirm_one(pc, c->tag, c->status, now);
@@ -263,7 +264,7 @@ static void on_confirms(void *user_data, const rmqs_confirm *confirms, size_t co
 static void on_super_confirms(void *user_data, const rmqs_super_confirm *confirms, size_t count,
                               size_t stride) {
     producer_ctx *pc = (producer_ctx *)user_data;
-    size_t now = (size_t)mono_ns(), i;
+    size_t now = (size_t)clock_ns(CLOCK_REALTIME), i;
     for (i = 0; i < count; i++) {
         const rmqs_super_confirm *c = RMQS_AT(rmqs_super_confirm, confirms, stride, i);
         confirm_one(pc, c->tag, c->status, now);
@@ -338,15 +339,16 @@ static void *producer_main(void *arg) {
                 sleep_until(t0 + (due - t0 + 999999u) / 1000000u * 1000000u);
             }
         }
+        /* one clock read per message, as bench/official: the body's time is the confirm tag */
         now = clock_ns(CLOCK_REALTIME);
         for (k = 0; k < 8 && k < o.size; k++) {
             body[k] = (uint8_t)(now >> (8 * k));
         }
         if (pc->sp != NULL) {
             snprintf(key, sizeof key, "%" PRIu64, seq);
-            st = rmqs_super_producer_send(pc->sp, key, body, o.size, (size_t)mono_ns(), 0, &err);
+            st = rmqs_super_producer_send(pc->sp, key, body, o.size, (size_t)now, 0, &err);
         } else {
-            st = rmqs_producer_send(pc->p, body, o.size, (size_t)mono_ns(), 0, &err);
+            st = rmqs_producer_send(pc->p, body, o.size, (size_t)now, 0, &err);
         }
         if (st != RMQS_OK) {
             print_error("send", st, err);
