@@ -16,7 +16,7 @@ use super::queue::{
     Payload, queue_arg, rmqs_confirm, rmqs_event_source_code, rmqs_queue, rmqs_state_code,
 };
 use super::status::{rmqs_status, rmqs_status_code, status_from_response_code};
-use crate::client::blocking::SendWait;
+use crate::client::blocking::{Closable, SendWait};
 use crate::client::config::ProducerSettings;
 use crate::client::{
     BodyFormat, ClientError, Confirm, ConfirmStatus, OutgoingMessage, Producer, ProducerEvents,
@@ -818,7 +818,7 @@ pub unsafe extern "C" fn rmqs_producer_close(
     err: *mut *mut rmqs_error,
 ) -> rmqs_status {
     // SAFETY: p checked.
-    unsafe { ffi_status(err, || handle_arg(p)?.inner.close(timeout_ms)) }
+    unsafe { ffi_status(err, || object::close(&handle_arg(p)?.inner, timeout_ms)) }
 }
 
 /// The last publishing id the producer assigned (for a named producer that has not sent yet,

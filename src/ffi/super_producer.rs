@@ -26,7 +26,7 @@ use super::queue::{
 use super::stats::{rmqs_producer_statistics, write_extensible};
 use super::status::rmqs_status;
 use crate::client::Settings;
-use crate::client::blocking::SendWait;
+use crate::client::blocking::{Closable, SendWait};
 use crate::client::super_producer::{KeyExtractor, key_extractor};
 use crate::client::{
     BodyFormat, ClientError, Confirm, OutgoingMessage, Routing, StateChange, SuperProducer,
@@ -1146,7 +1146,7 @@ pub unsafe extern "C" fn rmqs_super_producer_close(
     err: *mut *mut rmqs_error,
 ) -> rmqs_status {
     // SAFETY: sp checked.
-    unsafe { ffi_status(err, || handle_arg(sp)?.inner.close(timeout_ms)) }
+    unsafe { ffi_status(err, || object::close(&handle_arg(sp)?.inner, timeout_ms)) }
 }
 
 /// Frees a super producer, closing it first if needed (waiting up to 5 s for confirms), then
