@@ -17,7 +17,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
@@ -83,7 +83,7 @@ pub struct SendWait {
 impl SendWait {
     /// The `wait` of a send made on this thread (`None`: fail at once when full; `no_block`
     /// asks for that), and whether the thread's role kept it from waiting.
-    pub fn wait(&self, no_block: bool) -> (Option<Duration>, bool) {
+    fn wait(&self, no_block: bool) -> (Option<Duration>, bool) {
         if no_block || !self.block_when_full {
             return (None, false);
         }
@@ -95,7 +95,7 @@ impl SendWait {
 
     /// A send's error: a full `what` (producer) that could not wait because of the thread
     /// ([`wait`](Self::wait)'s second value) is [`ClientError::WouldDeadlock`].
-    pub fn error(e: ClientError, could_not_wait: bool, what: &str) -> ClientError {
+    fn error(e: ClientError, could_not_wait: bool, what: &str) -> ClientError {
         match e {
             ClientError::QueueFull(_) if could_not_wait => ClientError::WouldDeadlock(format!(
                 "{what} is full and a send from a library callback cannot wait; pass \
@@ -103,6 +103,50 @@ impl SendWait {
             )),
             e => e,
         }
+    }
+
+    /// One send made on this thread through `send`, which gets how long it may wait for room
+    /// (`no_block`: not at all); a full `what` (producer) that could not wait because of the
+    /// thread is [`ClientError::WouldDeadlock`].
+    pub fn send<T>(
+        &self,
+        no_block: bool,
+        what: &str,
+        send: impl FnOnce(Option<Duration>) -> Result<T>,
+    ) -> Result<T> {
+        let (wait, could_not_wait) = self.wait(no_block);
+        send(wait).map_err(|e| Self::error(e, could_not_wait, what))
+    }
+
+    /// A batch send made on this thread: sends `total` messages in order through `send`,
+    /// which gets the index of the first message not accepted yet and the time left to wait
+    /// for room (the wait of [`send`](Self::send), for the whole batch), and returns how many
+    /// of the rest it accepted (a prefix). `done` counts the accepted messages, also on
+    /// failure. A step that accepts none without an error (the producers' contract does not
+    /// promise it never happens) ends the loop with [`ClientError::NoneAccepted`] instead of
+    /// retrying at once forever.
+    pub fn send_all(
+        &self,
+        no_block: bool,
+        what: &str,
+        total: usize,
+        done: &mut usize,
+        mut send: impl FnMut(usize, Option<Duration>) -> Result<usize>,
+    ) -> Result<()> {
+        let (wait, could_not_wait) = self.wait(no_block);
+        let deadline = wait.and_then(|w| Instant::now().checked_add(w));
+        while *done < total {
+            let w = match (wait, deadline) {
+                (None, _) => None,
+                (Some(_), None) => Some(Duration::MAX),
+                (Some(_), Some(d)) => Some(d.saturating_duration_since(Instant::now())),
+            };
+            match send(*done, w).map_err(|e| Self::error(e, could_not_wait, what))? {
+                0 => return Err(ClientError::NoneAccepted(total - *done)),
+                n => *done += n.min(total - *done),
+            }
+        }
+        Ok(())
     }
 }
 
@@ -535,6 +579,96 @@ mod tests {
             .join()
             .unwrap()
         })
+    }
+
+    #[test]
+    fn batch_loop_stops_when_a_step_accepts_nothing() {
+        // 10 messages: the producer takes 4, then 0 without an error. The loop must stop there
+        // (it used to call again at once, forever; the call count bounds the test instead).
+        let wait = SendWait {
+            block_when_full: true,
+            send_timeout: None,
+        };
+        let (mut calls, mut done) = (0, 0);
+        let e = wait
+            .send_all(false, "the producer", 10, &mut done, |from, _| {
+                calls += 1;
+                assert!(calls < 100, "the loop spins: {calls} calls");
+                Ok(if from == 0 { 4 } else { 0 })
+            })
+            .unwrap_err();
+        assert!(matches!(e, ClientError::NoneAccepted(6)), "{e}");
+        assert_eq!(
+            e.to_string(),
+            "the producer accepted none of the 6 remaining messages; retry them later"
+        );
+        assert_eq!((done, calls), (4, 2));
+    }
+
+    #[test]
+    fn batch_loop_sends_in_steps_within_one_wait() {
+        let wait = SendWait {
+            block_when_full: true,
+            send_timeout: Some(Duration::from_secs(1)),
+        };
+        let (mut done, mut starts) = (0, Vec::new());
+        wait.send_all(false, "p", 7, &mut done, |from, w| {
+            assert!(w.is_some_and(|w| w <= Duration::from_secs(1)), "{w:?}");
+            starts.push(from);
+            Ok(3)
+        })
+        .unwrap();
+        assert_eq!((done, starts), (7, vec![0, 3, 6]));
+        // no blocking asked (flag or key): no wait, and the first error ends the batch
+        for (no_block, block_when_full) in [(true, true), (false, false)] {
+            let wait = SendWait {
+                block_when_full,
+                send_timeout: None,
+            };
+            let mut done = 0;
+            let e = wait
+                .send_all(no_block, "p", 5, &mut done, |from, w| {
+                    assert_eq!(w, None);
+                    if from == 0 {
+                        Ok(2)
+                    } else {
+                        Err(ClientError::QueueFull(2))
+                    }
+                })
+                .unwrap_err();
+            assert!(matches!(e, ClientError::QueueFull(2)), "{e}");
+            assert_eq!(done, 2);
+        }
+    }
+
+    #[test]
+    fn sends_from_callbacks_do_not_wait() {
+        let wait = SendWait {
+            block_when_full: true,
+            send_timeout: None,
+        };
+        let full = |w: Option<Duration>| -> Result<usize> {
+            assert_eq!(w, None);
+            Err(ClientError::QueueFull(1))
+        };
+        let (one, all) = on_dispatcher(|| {
+            let one = wait.send(false, "the producer", full).unwrap_err();
+            let all = wait
+                .send_all(false, "the producer", 3, &mut 0, |_, w| full(w))
+                .unwrap_err();
+            (one, all)
+        });
+        for e in [one, all] {
+            assert!(
+                matches!(&e, ClientError::WouldDeadlock(m) if m.starts_with("the producer is full")),
+                "{e}"
+            );
+        }
+        // with RMQS_SEND_NO_BLOCK a full producer is only full
+        let e = on_dispatcher(|| wait.send(true, "the producer", full).unwrap_err());
+        assert!(matches!(e, ClientError::QueueFull(1)), "{e}");
+        // an application thread waits (forever, as `send_timeout` is unset)
+        assert_eq!(wait.send(false, "p", Ok).unwrap(), Some(Duration::MAX));
     }
 
     /// A [`Closable`] that records its closes; `shut` waits for `gate`.
