@@ -14,9 +14,10 @@
 
 use std::cell::Cell;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
@@ -82,7 +83,7 @@ pub struct SendWait {
 impl SendWait {
     /// The `wait` of a send made on this thread (`None`: fail at once when full; `no_block`
     /// asks for that), and whether the thread's role kept it from waiting.
-    pub fn wait(&self, no_block: bool) -> (Option<Duration>, bool) {
+    fn wait(&self, no_block: bool) -> (Option<Duration>, bool) {
         if no_block || !self.block_when_full {
             return (None, false);
         }
@@ -94,7 +95,7 @@ impl SendWait {
 
     /// A send's error: a full `what` (producer) that could not wait because of the thread
     /// ([`wait`](Self::wait)'s second value) is [`ClientError::WouldDeadlock`].
-    pub fn error(e: ClientError, could_not_wait: bool, what: &str) -> ClientError {
+    fn error(e: ClientError, could_not_wait: bool, what: &str) -> ClientError {
         match e {
             ClientError::QueueFull(_) if could_not_wait => ClientError::WouldDeadlock(format!(
                 "{what} is full and a send from a library callback cannot wait; pass \
@@ -102,6 +103,50 @@ impl SendWait {
             )),
             e => e,
         }
+    }
+
+    /// One send made on this thread through `send`, which gets how long it may wait for room
+    /// (`no_block`: not at all); a full `what` (producer) that could not wait because of the
+    /// thread is [`ClientError::WouldDeadlock`].
+    pub fn send<T>(
+        &self,
+        no_block: bool,
+        what: &str,
+        send: impl FnOnce(Option<Duration>) -> Result<T>,
+    ) -> Result<T> {
+        let (wait, could_not_wait) = self.wait(no_block);
+        send(wait).map_err(|e| Self::error(e, could_not_wait, what))
+    }
+
+    /// A batch send made on this thread: sends `total` messages in order through `send`,
+    /// which gets the index of the first message not accepted yet and the time left to wait
+    /// for room (the wait of [`send`](Self::send), for the whole batch), and returns how many
+    /// of the rest it accepted (a prefix). `done` counts the accepted messages, also on
+    /// failure. A step that accepts none without an error (the producers' contract does not
+    /// promise it never happens) ends the loop with [`ClientError::NoneAccepted`] instead of
+    /// retrying at once forever.
+    pub fn send_all(
+        &self,
+        no_block: bool,
+        what: &str,
+        total: usize,
+        done: &mut usize,
+        mut send: impl FnMut(usize, Option<Duration>) -> Result<usize>,
+    ) -> Result<()> {
+        let (wait, could_not_wait) = self.wait(no_block);
+        let deadline = wait.and_then(|w| Instant::now().checked_add(w));
+        while *done < total {
+            let w = match (wait, deadline) {
+                (None, _) => None,
+                (Some(_), None) => Some(Duration::MAX),
+                (Some(_), Some(d)) => Some(d.saturating_duration_since(Instant::now())),
+            };
+            match send(*done, w).map_err(|e| Self::error(e, could_not_wait, what))? {
+                0 => return Err(ClientError::NoneAccepted(total - *done)),
+                n => *done += n.min(total - *done),
+            }
+        }
+        Ok(())
     }
 }
 
@@ -362,6 +407,107 @@ impl BlockingEnvironment {
     }
 }
 
+/// A client object made in a [`BlockingEnvironment`] that blocking callers close (the C
+/// layer's producers and consumers): once (later calls return `Ok` at once), at once in the
+/// background or within a timeout on the calling thread, and with its environment
+/// (producers before consumers).
+pub trait Closable: Send + Sync + Sized + 'static {
+    /// What closing fails with: the client's errors, or the caller's own.
+    type Error: From<ClientError> + Send;
+    /// `producer`, `super consumer`, ...: for messages.
+    const NOUN: &'static str;
+    /// The call that closes it (`rmqs_producer_close`, ...): for messages.
+    const CLOSE: &'static str;
+    /// Producers close before consumers when their environment closes.
+    const PRODUCER: bool;
+
+    /// The environment it was made in.
+    fn owner(&self) -> &BlockingEnvironment;
+
+    /// Set once closing starts.
+    fn closed_flag(&self) -> &AtomicBool;
+
+    /// Closes the object within `timeout` (None = no limit) and reports the end. Runs once,
+    /// from [`close_async`](Self::close_async).
+    fn shut(
+        &self,
+        timeout: Option<Duration>,
+    ) -> impl Future<Output = std::result::Result<(), Self::Error>> + Send + '_;
+
+    /// Whether closing has started.
+    fn is_closed(&self) -> bool {
+        self.closed_flag().load(Ordering::Acquire)
+    }
+
+    /// [`ClientError::Closed`] naming `what` once the object or its environment is closed.
+    fn check_open(&self, what: &str) -> Result<()> {
+        if self.is_closed() {
+            return Err(ClientError::Closed(format!(
+                "{what}: the {} is closed",
+                Self::NOUN
+            )));
+        }
+        if self.owner().is_closed() {
+            return Err(BlockingEnvironment::closed_error(what));
+        }
+        Ok(())
+    }
+
+    /// Closes once within `timeout`; later calls return `Ok` at once.
+    fn close_async(
+        &self,
+        timeout: Option<Duration>,
+    ) -> impl Future<Output = std::result::Result<(), Self::Error>> + Send + '_ {
+        async move {
+            if self.closed_flag().swap(true, Ordering::AcqRel) {
+                return Ok(());
+            }
+            self.shut(timeout).await
+        }
+    }
+
+    /// Closes once: `Some(ZERO)` in the background on the runtime, returning at once;
+    /// otherwise blocks within `timeout` (None = no limit), [`ClientError::WouldDeadlock`] on a
+    /// thread that may not block. A runtime already shut down closed everything already.
+    fn close(self: &Arc<Self>, timeout: Option<Duration>) -> std::result::Result<(), Self::Error> {
+        let runtime = self.owner().runtime();
+        if timeout == Some(Duration::ZERO) {
+            if !self.is_closed() {
+                let me = self.clone();
+                runtime.handle().spawn(async move {
+                    let _ = me.close_async(timeout).await;
+                });
+            }
+            return Ok(());
+        }
+        check_may_block(Self::CLOSE)?;
+        if self.is_closed() {
+            return Ok(());
+        }
+        match runtime.block_on(Self::CLOSE, None, true, self.close_async(timeout)) {
+            Ok(r) => r,
+            Err(ClientError::Closed(_)) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// Every [`Closable`] closes with its environment.
+impl<C: Closable> Child for C {
+    fn close_for_environment(
+        &self,
+        timeout: Option<Duration>,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(async move {
+            let _ = self.close_async(timeout).await;
+        })
+    }
+
+    fn is_producer(&self) -> bool {
+        C::PRODUCER
+    }
+}
+
 impl EnvironmentHandle for BlockingEnvironment {
     fn environment(&self) -> Option<&Environment> {
         if self.is_closed() {
@@ -417,17 +563,219 @@ mod tests {
     #[test]
     fn dispatcher_threads_may_not_block() {
         let rt = Runtime::new(|| {}).unwrap();
-        let e = std::thread::scope(|s| {
-            s.spawn(|| {
-                mark_thread(ThreadRole::Dispatcher);
-                rt.block_on("flush", None, false, async {}).unwrap_err()
-            })
-            .join()
-            .unwrap()
-        });
+        let e = on_dispatcher(|| rt.block_on("flush", None, false, async {}).unwrap_err());
         assert!(
             matches!(&e, ClientError::WouldDeadlock(m) if m.contains("flush")),
             "{e}"
         );
+    }
+
+    fn on_dispatcher<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                mark_thread(ThreadRole::Dispatcher);
+                f()
+            })
+            .join()
+            .unwrap()
+        })
+    }
+
+    #[test]
+    fn batch_loop_stops_when_a_step_accepts_nothing() {
+        // 10 messages: the producer takes 4, then 0 without an error. The loop must stop there
+        // (it used to call again at once, forever; the call count bounds the test instead).
+        let wait = SendWait {
+            block_when_full: true,
+            send_timeout: None,
+        };
+        let (mut calls, mut done) = (0, 0);
+        let e = wait
+            .send_all(false, "the producer", 10, &mut done, |from, _| {
+                calls += 1;
+                assert!(calls < 100, "the loop spins: {calls} calls");
+                Ok(if from == 0 { 4 } else { 0 })
+            })
+            .unwrap_err();
+        assert!(matches!(e, ClientError::NoneAccepted(6)), "{e}");
+        assert_eq!(
+            e.to_string(),
+            "the producer accepted none of the 6 remaining messages; retry them later"
+        );
+        assert_eq!((done, calls), (4, 2));
+    }
+
+    #[test]
+    fn batch_loop_sends_in_steps_within_one_wait() {
+        let wait = SendWait {
+            block_when_full: true,
+            send_timeout: Some(Duration::from_secs(1)),
+        };
+        let (mut done, mut starts) = (0, Vec::new());
+        wait.send_all(false, "p", 7, &mut done, |from, w| {
+            assert!(w.is_some_and(|w| w <= Duration::from_secs(1)), "{w:?}");
+            starts.push(from);
+            Ok(3)
+        })
+        .unwrap();
+        assert_eq!((done, starts), (7, vec![0, 3, 6]));
+        // no blocking asked (flag or key): no wait, and the first error ends the batch
+        for (no_block, block_when_full) in [(true, true), (false, false)] {
+            let wait = SendWait {
+                block_when_full,
+                send_timeout: None,
+            };
+            let mut done = 0;
+            let e = wait
+                .send_all(no_block, "p", 5, &mut done, |from, w| {
+                    assert_eq!(w, None);
+                    if from == 0 {
+                        Ok(2)
+                    } else {
+                        Err(ClientError::QueueFull(2))
+                    }
+                })
+                .unwrap_err();
+            assert!(matches!(e, ClientError::QueueFull(2)), "{e}");
+            assert_eq!(done, 2);
+        }
+    }
+
+    #[test]
+    fn sends_from_callbacks_do_not_wait() {
+        let wait = SendWait {
+            block_when_full: true,
+            send_timeout: None,
+        };
+        let full = |w: Option<Duration>| -> Result<usize> {
+            assert_eq!(w, None);
+            Err(ClientError::QueueFull(1))
+        };
+        let (one, all) = on_dispatcher(|| {
+            let one = wait.send(false, "the producer", full).unwrap_err();
+            let all = wait
+                .send_all(false, "the producer", 3, &mut 0, |_, w| full(w))
+                .unwrap_err();
+            (one, all)
+        });
+        for e in [one, all] {
+            assert!(
+                matches!(&e, ClientError::WouldDeadlock(m) if m.starts_with("the producer is full")),
+                "{e}"
+            );
+        }
+        // with RMQS_SEND_NO_BLOCK a full producer is only full
+        let e = on_dispatcher(|| wait.send(true, "the producer", full).unwrap_err());
+        assert!(matches!(e, ClientError::QueueFull(1)), "{e}");
+        // an application thread waits (forever, as `send_timeout` is unset)
+        assert_eq!(wait.send(false, "p", Ok).unwrap(), Some(Duration::MAX));
+    }
+
+    /// A [`Closable`] that records its closes; `shut` waits for `gate`.
+    struct Probe {
+        owner: Arc<BlockingEnvironment>,
+        closed: AtomicBool,
+        gate: tokio::sync::Semaphore,
+        shuts: std::sync::Mutex<Vec<Option<Duration>>>,
+    }
+
+    impl Probe {
+        fn new() -> Arc<Probe> {
+            let owner = BlockingEnvironment::new(ConnectionConfig::default(), Log::off(), || {});
+            Arc::new(Probe {
+                owner: Arc::new(owner.unwrap()),
+                closed: AtomicBool::new(false),
+                gate: tokio::sync::Semaphore::new(0),
+                shuts: Default::default(),
+            })
+        }
+
+        fn shuts(&self) -> Vec<Option<Duration>> {
+            self.shuts.lock().unwrap().clone()
+        }
+    }
+
+    impl Closable for Probe {
+        type Error = ClientError;
+        const NOUN: &'static str = "probe";
+        const CLOSE: &'static str = "probe_close";
+        const PRODUCER: bool = true;
+
+        fn owner(&self) -> &BlockingEnvironment {
+            &self.owner
+        }
+
+        fn closed_flag(&self) -> &AtomicBool {
+            &self.closed
+        }
+
+        async fn shut(&self, timeout: Option<Duration>) -> Result<()> {
+            let _ = self.gate.acquire().await;
+            self.shuts.lock().unwrap().push(timeout);
+            Err(ClientError::NotConfirmed(1))
+        }
+    }
+
+    #[test]
+    fn closing_blocks_once_within_the_timeout() {
+        let p = Probe::new();
+        p.check_open("probe_send").unwrap();
+        p.gate.add_permits(10);
+        let e = p.close(Some(Duration::from_secs(3))).unwrap_err();
+        assert!(matches!(e, ClientError::NotConfirmed(1)), "{e}");
+        assert_eq!(p.shuts(), [Some(Duration::from_secs(3))]);
+        // once: later closes (and the environment's) return Ok without closing again
+        p.close(None).unwrap();
+        p.owner
+            .runtime()
+            .block_on("x", None, false, p.close_for_environment(None))
+            .unwrap();
+        assert_eq!(p.shuts().len(), 1);
+        assert!(p.is_producer());
+        let e = p.check_open("probe_send").unwrap_err();
+        assert_eq!(e.to_string(), "closed: probe_send: the probe is closed");
+    }
+
+    #[test]
+    fn closing_at_once_closes_in_the_background() {
+        let p = Probe::new();
+        // from a callback thread too: `shut` is still waiting when it returns
+        on_dispatcher(|| p.close(Some(Duration::ZERO))).unwrap();
+        p.gate.add_permits(1);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while p.shuts().is_empty() {
+            assert!(std::time::Instant::now() < deadline, "not closed");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(p.shuts(), [Some(Duration::ZERO)]);
+        assert!(p.is_closed());
+        p.close(Some(Duration::ZERO)).unwrap();
+        assert_eq!(p.shuts().len(), 1);
+    }
+
+    #[test]
+    fn closing_that_would_block_where_it_may_not() {
+        let p = Probe::new();
+        let e = on_dispatcher(|| p.close(None)).unwrap_err();
+        assert!(
+            matches!(&e, ClientError::WouldDeadlock(m) if m.starts_with("probe_close")),
+            "{e}"
+        );
+        assert!(!p.is_closed() && p.shuts().is_empty());
+    }
+
+    #[test]
+    fn an_owner_closed_closes_its_children_for_good() {
+        let p = Probe::new();
+        p.owner.close("x", None).unwrap();
+        let e = p.check_open("probe_send").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "closed: probe_send: the connection is closed"
+        );
+        // its runtime gone, the child counts as closed (the owner closed what it had)
+        p.owner.shutdown(Duration::from_secs(1));
+        p.close(None).unwrap();
+        assert!(p.shuts().is_empty());
     }
 }

@@ -42,6 +42,10 @@ pub enum ClientError {
     /// The in-flight limit is reached and the caller asked not to block.
     #[error("too many unconfirmed messages (limit {0})")]
     QueueFull(usize),
+    /// A batch send's producer accepted none of the messages left, without saying why (see
+    /// [`SendWait::send_all`](super::blocking::SendWait::send_all)).
+    #[error("the producer accepted none of the {0} remaining messages; retry them later")]
+    NoneAccepted(usize),
     /// SASL authentication was refused.
     #[error("authentication failed ({0})")]
     Auth(ResponseCode),

@@ -17,6 +17,7 @@ use super::panic::{ffi_boundary, ffi_status};
 use super::queue::{Payload, queue_arg, rmqs_event_source_code, rmqs_queue, rmqs_state_code};
 use super::status::{rmqs_status, rmqs_status_code};
 use crate::client::Settings;
+use crate::client::blocking::Closable;
 use crate::client::consumer::ConsumerUpdate;
 use crate::client::{
     ClientError, Consumer, ConsumerConfig, ConsumerEvents, DeliveredChunk, StateChange,
@@ -99,8 +100,8 @@ impl Object for ConsumerShared {
     }
 
     async fn shut(&self, timeout: Option<Duration>) -> Result<(), Error> {
-        let close = self.consumer.close();
-        shut_consumer(Self::CLOSE, timeout, &self.by_app, &self.base.sink, close).await
+        let (close, sink) = (self.consumer.close(), &self.base.sink);
+        shut_consumer(<Self as Object>::CLOSE, timeout, &self.by_app, sink, close).await
     }
 
     fn release(&self) {
@@ -466,8 +467,7 @@ pub unsafe extern "C" fn rmqs_consumer_store_processed_offset(
 pub unsafe extern "C" fn rmqs_consumer_is_active(c: *const rmqs_consumer) -> bool {
     ffi_boundary(false, || {
         // SAFETY: NULL or live.
-        unsafe { handle_arg(c) }
-            .is_ok_and(|c| !c.inner.base.is_closed() && c.inner.consumer.is_active())
+        unsafe { handle_arg(c) }.is_ok_and(|c| !c.inner.is_closed() && c.inner.consumer.is_active())
     })
 }
 
@@ -493,7 +493,7 @@ pub unsafe extern "C" fn rmqs_consumer_close(
     err: *mut *mut rmqs_error,
 ) -> rmqs_status {
     // SAFETY: c checked.
-    unsafe { ffi_status(err, || handle_arg(c)?.inner.close(timeout_ms)) }
+    unsafe { ffi_status(err, || object::close(&handle_arg(c)?.inner, timeout_ms)) }
 }
 
 /// Frees a consumer, closing it first if needed (5 s limit), then waiting for the callback in

@@ -1,11 +1,11 @@
 //! What the four producer and consumer handles (`rmqs_producer`, `rmqs_consumer`,
 //! `rmqs_super_producer`, `rmqs_super_consumer`) share: their creation around the client call,
-//! closing once (at once in the background, or blocking within a timeout), the open check,
-//! closing with their connection's environment, flushing, their partition names, and freeing.
+//! what their close does (closing once, in the background or within a timeout, the open check
+//! and closing with their connection's environment are the client's [`Closable`]), flushing,
+//! their partition names, and freeing.
 
 use std::ffi::{CString, c_char};
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -19,28 +19,21 @@ use super::queue::{QueueShared, rmqs_event_source_code, rmqs_state_code, to_cstr
 use super::runtime::{ThreadRole, check_may_block, thread_role, timeout_from_ms};
 use super::status::rmqs_status_code;
 use crate::client::ClientError;
-use crate::client::blocking::BlockingEnvironment;
-use crate::client::environment::Child;
+use crate::client::blocking::{BlockingEnvironment, Closable};
 
 /// How long freeing a handle lets its object close.
 const FREE_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What the four objects hold alike: their connection, where their events go, and whether
-/// closing has started.
+/// closing has started ([`Closable::closed_flag`]).
 pub(crate) struct Base {
     pub conn: Arc<ConnShared>,
     pub sink: Arc<Sink>,
     closed: AtomicBool,
 }
 
-impl Base {
-    /// Whether closing has started.
-    pub fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::Acquire)
-    }
-}
-
-/// The shared state behind one of the four handles.
+/// The shared state behind one of the four handles: closed as the client's [`Closable`]
+/// closes it.
 pub(crate) trait Object: Send + Sync + Sized + 'static {
     /// `producer`, `super consumer`, ...: for messages.
     const NOUN: &'static str;
@@ -55,13 +48,8 @@ pub(crate) trait Object: Send + Sync + Sized + 'static {
         &self.base().conn
     }
 
-    /// Set once closing starts.
-    fn closed_flag(&self) -> &AtomicBool {
-        &self.base().closed
-    }
-
-    /// Closes the client object within `timeout` (None = no limit) and reports the end. Runs
-    /// once, from [`close_async`](Object::close_async).
+    /// Closes the client object within `timeout` (None = no limit) and reports the end (see
+    /// [`Closable::shut`]).
     fn shut(
         &self,
         timeout: Option<Duration>,
@@ -69,61 +57,27 @@ pub(crate) trait Object: Send + Sync + Sized + 'static {
 
     /// When the handle is freed, after closing: stops the dispatcher, detaches the hooks.
     fn release(&self);
+}
 
-    /// Closes once; later calls return `Ok` at once.
-    fn close_async(
+impl<O: Object> Closable for O {
+    type Error = Error;
+    const NOUN: &'static str = O::NOUN;
+    const CLOSE: &'static str = O::CLOSE;
+    const PRODUCER: bool = O::PRODUCER;
+
+    fn owner(&self) -> &BlockingEnvironment {
+        self.conn()
+    }
+
+    fn closed_flag(&self) -> &AtomicBool {
+        &self.base().closed
+    }
+
+    fn shut(
         &self,
         timeout: Option<Duration>,
     ) -> impl Future<Output = Result<(), Error>> + Send + '_ {
-        async move {
-            if self.closed_flag().swap(true, Ordering::AcqRel) {
-                return Ok(());
-            }
-            self.shut(timeout).await
-        }
-    }
-
-    /// `rmqs_*_close`: `timeout_ms` 0 closes in the background; otherwise blocks (never on a
-    /// library thread) up to `timeout_ms` (negative = no limit).
-    fn close(self: &Arc<Self>, timeout_ms: i32) -> Result<(), Error> {
-        let timeout = timeout_from_ms(timeout_ms);
-        if timeout == Some(Duration::ZERO) {
-            if !self.closed_flag().load(Ordering::Acquire) {
-                let me = self.clone();
-                self.conn().runtime().handle().spawn(async move {
-                    let _ = me.close_async(Some(Duration::ZERO)).await;
-                });
-            }
-            return Ok(());
-        }
-        check_may_block(Self::CLOSE)?;
-        if self.closed_flag().load(Ordering::Acquire) {
-            return Ok(());
-        }
-        match self
-            .conn()
-            .runtime()
-            .block_on(Self::CLOSE, None, true, self.close_async(timeout))
-        {
-            Ok(r) => r,
-            // the runtime is gone: the connection closed everything already
-            Err(ClientError::Closed(_)) => Ok(()),
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// `RMQS_ERR_CLOSED` naming `what` once the object or its connection is closed.
-    fn check_open(&self, what: &str) -> Result<(), Error> {
-        if self.closed_flag().load(Ordering::Acquire) {
-            return Err(Error::new(
-                rmqs_status_code::RMQS_ERR_CLOSED,
-                format!("{what}: the {} is closed", Self::NOUN),
-            ));
-        }
-        if self.conn().is_closed() {
-            return Err(BlockingEnvironment::closed_error(what).into());
-        }
-        Ok(())
+        Object::shut(self, timeout)
     }
 }
 
@@ -169,22 +123,6 @@ async fn within(
             )),
         },
         None => close.await.map_err(Error::from),
-    }
-}
-
-/// Every object closes with its connection's environment.
-impl<O: Object> Child for O {
-    fn close_for_environment(
-        &self,
-        timeout: Option<Duration>,
-    ) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
-        Box::pin(async move {
-            let _ = self.close_async(timeout).await;
-        })
-    }
-
-    fn is_producer(&self) -> bool {
-        O::PRODUCER
     }
 }
 
@@ -267,6 +205,12 @@ impl Creation {
         unsafe { write_out(out, Box::into_raw(Box::new(H::new(inner)))) };
         Ok(())
     }
+}
+
+/// `rmqs_*_close`: closes `o` as [`Closable::close`] does, within `timeout_ms` (negative = no
+/// limit, 0 = in the background).
+pub(crate) fn close<O: Object>(o: &Arc<O>, timeout_ms: i32) -> Result<(), Error> {
+    o.close(timeout_from_ms(timeout_ms))
 }
 
 /// `rmqs_*_flush`: `flush` (the client's, within the timeout), then waits until the confirm
@@ -357,7 +301,7 @@ pub(crate) unsafe fn free<H: ObjectHandle>(h: *mut H) {
     let inner = b.inner().clone();
     drop(b);
     let work = move || {
-        let _ = inner.close(FREE_CLOSE_TIMEOUT.as_millis() as i32);
+        let _ = inner.close(Some(FREE_CLOSE_TIMEOUT));
         inner.release();
     };
     if thread_role() == ThreadRole::Application {

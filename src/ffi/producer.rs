@@ -2,7 +2,7 @@
 
 use std::ffi::{c_char, c_void};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::args::{bytes_arg, handle_arg, name_arg, opt_str_arg, out_arg, write_out};
 use super::config::{rmqs_config, settings_arg};
@@ -16,7 +16,7 @@ use super::queue::{
     Payload, queue_arg, rmqs_confirm, rmqs_event_source_code, rmqs_queue, rmqs_state_code,
 };
 use super::status::{rmqs_status, rmqs_status_code, status_from_response_code};
-use crate::client::blocking::SendWait;
+use crate::client::blocking::{Closable, SendWait};
 use crate::client::config::ProducerSettings;
 use crate::client::{
     BodyFormat, ClientError, Confirm, ConfirmStatus, OutgoingMessage, Producer, ProducerEvents,
@@ -147,15 +147,16 @@ impl Object for ProducerShared {
     }
 }
 
-impl ProducerShared {
-    /// How long a send may wait for room, given its flags and thread.
-    fn wait(&self, flags: u32) -> (Option<Duration>, bool) {
-        self.send_wait.wait(flags & RMQS_SEND_NO_BLOCK != 0)
-    }
+/// Whether a send's `flags` ask it not to wait for room.
+pub(crate) fn no_block(flags: u32) -> bool {
+    flags & RMQS_SEND_NO_BLOCK != 0
+}
 
+impl ProducerShared {
     /// The one path of every single-message send (`rmqs_producer_send`, `_send_ex`,
-    /// `_send_message`): refuses a closed producer, sends `msg` waiting as `flags` allow, and
-    /// writes its publishing id to `id_out` (unless NULL).
+    /// `_send_message`): refuses a closed producer, sends `msg` waiting as `flags` and the
+    /// thread allow ([`SendWait::send`]), and writes its publishing id to `id_out` (unless
+    /// NULL).
     ///
     /// # Safety
     /// `id_out` must be NULL or writable.
@@ -167,21 +168,32 @@ impl ProducerShared {
         id_out: *mut u64,
     ) -> Result<(), Error> {
         self.check_open(what)?;
-        let (wait, lib) = self.wait(flags);
-        let id = self
-            .producer
-            .send(msg, wait)
-            .map_err(|e| map_send_error(e, lib))?;
+        let id = self.send_wait.send(no_block(flags), "the producer", |w| {
+            self.producer.send(msg, w)
+        })?;
         if !id_out.is_null() {
             // SAFETY: per the caller's contract.
             unsafe { write_out(id_out, id) };
         }
         Ok(())
     }
-}
 
-fn map_send_error(e: ClientError, on_library_thread: bool) -> Error {
-    SendWait::error(e, on_library_thread, "the producer").into()
+    /// The one path of both batch sends (`rmqs_producer_send_batch`, `_send_messages`):
+    /// refuses a closed producer, then sends `msgs` in order as [`SendWait::send_all`] does,
+    /// counting the accepted ones in `done`.
+    fn send_all(
+        &self,
+        what: &str,
+        msgs: &[OutgoingMessage<'_>],
+        flags: u32,
+        done: &mut usize,
+    ) -> Result<(), Error> {
+        self.check_open(what)?;
+        let send = |from: usize, w| self.producer.send_batch(&msgs[from..], w);
+        Ok(self
+            .send_wait
+            .send_all(no_block(flags), "the producer", msgs.len(), done, send)?)
+    }
 }
 
 /// A producer: publishes to one stream, with confirms. Opaque.
@@ -607,14 +619,8 @@ pub unsafe extern "C" fn rmqs_producer_send_messages(
                 return Ok(());
             }
             let msgs = messages_arg(msgs, tags, count)?;
-            let s = &p.inner;
-            s.check_open("rmqs_producer_send_messages")?;
-            let (wait, lib) = s.wait(flags);
-            send_all(count, wait, &mut done, |from, w| {
-                s.producer
-                    .send_batch(&msgs[from..], w)
-                    .map_err(|e| map_send_error(e, lib))
-            })
+            p.inner
+                .send_all("rmqs_producer_send_messages", &msgs, flags, &mut done)
         })
     };
     if !accepted.is_null() {
@@ -639,10 +645,8 @@ pub(crate) unsafe fn messages_arg<'a>(
     }
     // SAFETY: per the caller's contract.
     let ptrs = unsafe { std::slice::from_raw_parts(msgs, count) };
-    let tags = (!tags.is_null()).then(|| {
-        // SAFETY: per the caller's contract: `count` tags.
-        unsafe { std::slice::from_raw_parts(tags, count) }
-    });
+    // SAFETY: per the caller's contract.
+    let tags = unsafe { tags_arg(tags, count) };
     ptrs.iter()
         .enumerate()
         .map(|(i, &m)| {
@@ -652,6 +656,49 @@ pub(crate) unsafe fn messages_arg<'a>(
                 .map_err(|e| Error::invalid_argument(format!("msgs[{i}]: {}", e.message)))
         })
         .collect()
+}
+
+/// The messages of a batch send of bodies: each body checked, with its tag (0 without
+/// `tags`), in the format `flags` give.
+///
+/// # Safety
+/// `bodies` must be NULL or point to `count` byte ranges, each valid as `bytes_arg` requires;
+/// `tags` NULL or `count` tags.
+pub(crate) unsafe fn bodies_arg<'a>(
+    bodies: *const rmqs_bytes,
+    tags: *const usize,
+    count: usize,
+    flags: u32,
+) -> Result<Vec<OutgoingMessage<'a>>, Error> {
+    // SAFETY: per the caller's contract.
+    let bodies = unsafe {
+        bytes_arg(bodies.cast::<u8>(), count, "bodies")
+            .map(|_| std::slice::from_raw_parts(bodies, count))?
+    };
+    // SAFETY: per the caller's contract.
+    let tags = unsafe { tags_arg(tags, count) };
+    bodies
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            // SAFETY: per the caller's contract.
+            let body = unsafe { bytes_arg(b.data, b.len, "body") }?;
+            Ok(OutgoingMessage {
+                format: format(flags),
+                tag: tags.map_or(0, |t| t[i]),
+                ..OutgoingMessage::new(body)
+            })
+        })
+        .collect()
+}
+
+/// A batch send's tags: `count` of them, or none (NULL).
+///
+/// # Safety
+/// `tags` must be NULL or point to `count` tags.
+unsafe fn tags_arg<'a>(tags: *const usize, count: usize) -> Option<&'a [usize]> {
+    // SAFETY: per the caller's contract.
+    (!tags.is_null()).then(|| unsafe { std::slice::from_raw_parts(tags, count) })
 }
 
 /// Sends several messages in order (their publishing ids increase in that order). Each body is
@@ -691,29 +738,9 @@ pub unsafe extern "C" fn rmqs_producer_send_batch(
             if count == 0 {
                 return Ok(());
             }
-            let bodies = bytes_arg(bodies.cast::<u8>(), count, "bodies")
-                .map(|_| std::slice::from_raw_parts(bodies, count))?;
-            let tags = if tags.is_null() {
-                None
-            } else {
-                Some(std::slice::from_raw_parts(tags, count))
-            };
-            let mut msgs = Vec::with_capacity(count);
-            for (i, b) in bodies.iter().enumerate() {
-                msgs.push(OutgoingMessage {
-                    format: format(flags),
-                    tag: tags.map_or(0, |t| t[i]),
-                    ..OutgoingMessage::new(bytes_arg(b.data, b.len, "body")?)
-                });
-            }
-            let s = &p.inner;
-            s.check_open("rmqs_producer_send_batch")?;
-            let (wait, lib) = s.wait(flags);
-            send_all(count, wait, &mut done, |from, w| {
-                s.producer
-                    .send_batch(&msgs[from..], w)
-                    .map_err(|e| map_send_error(e, lib))
-            })
+            let msgs = bodies_arg(bodies, tags, count, flags)?;
+            p.inner
+                .send_all("rmqs_producer_send_batch", &msgs, flags, &mut done)
         })
     };
     if !accepted.is_null() {
@@ -721,41 +748,6 @@ pub unsafe extern "C" fn rmqs_producer_send_batch(
         unsafe { accepted.write(done) };
     }
     st
-}
-
-/// The batch-send loop of both producers: sends `total` messages in order through `send`,
-/// which gets the index of the first message not accepted yet and the time left to wait for
-/// room, and returns how many of the rest it accepted (a prefix). `done` counts the accepted
-/// messages, also on failure. A step that accepts none without an error (the core's contract
-/// does not promise it never happens) ends the loop with `RMQS_ERR_QUEUE_FULL` instead of
-/// retrying at once forever.
-pub(crate) fn send_all(
-    total: usize,
-    wait: Option<Duration>,
-    done: &mut usize,
-    mut send: impl FnMut(usize, Option<Duration>) -> Result<usize, Error>,
-) -> Result<(), Error> {
-    let deadline = wait.and_then(|w| Instant::now().checked_add(w));
-    while *done < total {
-        let w = match (wait, deadline) {
-            (None, _) => None,
-            (Some(_), None) => Some(Duration::MAX),
-            (Some(_), Some(d)) => Some(d.saturating_duration_since(Instant::now())),
-        };
-        match send(*done, w)? {
-            0 => {
-                return Err(Error::new(
-                    rmqs_status_code::RMQS_ERR_QUEUE_FULL,
-                    format!(
-                        "the producer accepted none of the {} remaining messages; retry them later",
-                        total - *done
-                    ),
-                ));
-            }
-            n => *done += n.min(total - *done),
-        }
-    }
-    Ok(())
 }
 
 /// Sends what is batched and waits until every accepted message has its confirm (and, in
@@ -818,7 +810,7 @@ pub unsafe extern "C" fn rmqs_producer_close(
     err: *mut *mut rmqs_error,
 ) -> rmqs_status {
     // SAFETY: p checked.
-    unsafe { ffi_status(err, || handle_arg(p)?.inner.close(timeout_ms)) }
+    unsafe { ffi_status(err, || object::close(&handle_arg(p)?.inner, timeout_ms)) }
 }
 
 /// The last publishing id the producer assigned (for a named producer that has not sent yet,
@@ -863,54 +855,4 @@ pub unsafe extern "C" fn rmqs_producer_last_id(p: *const rmqs_producer, out: *mu
 pub unsafe extern "C" fn rmqs_producer_free(p: *mut rmqs_producer) {
     // SAFETY: NULL or live, freed once (the caller's contract).
     ffi_boundary((), || unsafe { object::free(p) })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::ffi::status::rmqs_status_code::*;
-
-    #[test]
-    fn batch_loop_stops_when_a_step_accepts_nothing() {
-        // 10 messages: the core takes 4, then 0 without an error. The loop must stop there
-        // (it used to call again at once, forever; the call count bounds the test instead).
-        let mut calls = 0;
-        let mut done = 0;
-        let r = send_all(10, None, &mut done, |from, _| {
-            calls += 1;
-            assert!(calls < 100, "the loop spins: {calls} calls");
-            Ok(if from == 0 { 4 } else { 0 })
-        });
-        let e = r.unwrap_err();
-        assert_eq!(e.status, RMQS_ERR_QUEUE_FULL.status());
-        assert_eq!(
-            e.message,
-            "the producer accepted none of the 6 remaining messages; retry them later"
-        );
-        assert_eq!((done, calls), (4, 2));
-    }
-
-    #[test]
-    fn batch_loop_sends_in_steps_and_stops_at_errors() {
-        let mut done = 0;
-        let mut starts = Vec::new();
-        send_all(7, Some(Duration::from_secs(1)), &mut done, |from, w| {
-            assert!(w.is_some_and(|w| w <= Duration::from_secs(1)));
-            starts.push(from);
-            Ok(3)
-        })
-        .unwrap();
-        assert_eq!((done, starts), (7, vec![0, 3, 6]));
-        let mut done = 0;
-        let e = send_all(5, None, &mut done, |from, w| {
-            assert_eq!(w, None);
-            if from == 0 {
-                Ok(2)
-            } else {
-                Err(Error::new(RMQS_ERR_TIMEOUT, "full"))
-            }
-        })
-        .unwrap_err();
-        assert_eq!((done, e.status), (2, RMQS_ERR_TIMEOUT.status()));
-    }
 }

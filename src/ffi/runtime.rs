@@ -53,7 +53,7 @@ pub fn client_error(e: ClientError) -> Error {
         ClientError::Closed(_) => RMQS_ERR_CLOSED.status(),
         ClientError::Unsupported { .. } => RMQS_ERR_UNSUPPORTED.status(),
         ClientError::InvalidArgument(_) => RMQS_ERR_INVALID_ARGUMENT.status(),
-        ClientError::QueueFull(_) => RMQS_ERR_QUEUE_FULL.status(),
+        ClientError::QueueFull(_) | ClientError::NoneAccepted(_) => RMQS_ERR_QUEUE_FULL.status(),
         ClientError::NotConfirmed(_) => RMQS_ERR_NOT_CONFIRMED.status(),
         ClientError::WouldDeadlock(_) => RMQS_ERR_WOULD_DEADLOCK.status(),
     };

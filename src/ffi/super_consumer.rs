@@ -20,6 +20,7 @@ use super::queue::{Payload, rmqs_event_source_code, rmqs_queue, rmqs_state_code}
 use super::stats::{rmqs_consumer_statistics, write_extensible};
 use super::status::{rmqs_status, rmqs_status_code};
 use crate::client::Settings;
+use crate::client::blocking::Closable;
 use crate::client::{
     ClientError, Consumer, ConsumerUpdate, DeliveredChunk, StateChange, SuperConsumer,
     SuperConsumerConfig, SuperConsumerEvents,
@@ -98,7 +99,7 @@ impl Object for SuperConsumerShared {
     async fn shut(&self, timeout: Option<Duration>) -> Result<(), Error> {
         let close = self.consumer.close();
         let sink = &self.base.sink;
-        let r = shut_consumer(Self::CLOSE, timeout, &self.by_app, sink, close).await;
+        let r = shut_consumer(<Self as Object>::CLOSE, timeout, &self.by_app, sink, close).await;
         sink.state(rmqs_state_code::RMQS_STATE_CLOSED, None);
         r
     }
@@ -370,7 +371,7 @@ pub unsafe extern "C" fn rmqs_super_consumer_is_active(
     ffi_boundary(false, || {
         // SAFETY: NULL or live.
         unsafe { handle_arg(sc) }
-            .is_ok_and(|sc| !sc.inner.base.is_closed() && sc.inner.consumer.is_active(index))
+            .is_ok_and(|sc| !sc.inner.is_closed() && sc.inner.consumer.is_active(index))
     })
 }
 
@@ -548,7 +549,7 @@ pub unsafe extern "C" fn rmqs_super_consumer_close(
     err: *mut *mut rmqs_error,
 ) -> rmqs_status {
     // SAFETY: sc checked.
-    unsafe { ffi_status(err, || handle_arg(sc)?.inner.close(timeout_ms)) }
+    unsafe { ffi_status(err, || object::close(&handle_arg(sc)?.inner, timeout_ms)) }
 }
 
 /// Frees a super consumer, closing it first if needed (5 s limit), then waiting for the callback

@@ -17,8 +17,8 @@ use super::message::rmqs_message_builder;
 use super::object::{self, Base, Creation, Object, PartitionNames, object_handle, shut_producer};
 use super::panic::{ffi_boundary, ffi_status};
 use super::producer::{
-    RMQS_SEND_NO_BLOCK, RMQS_SEND_PUBLISHING_ID, RMQS_SEND_RAW, check_flags, confirm_lane,
-    confirm_status, format, messages_arg, rmqs_bytes,
+    RMQS_SEND_NO_BLOCK, RMQS_SEND_PUBLISHING_ID, RMQS_SEND_RAW, bodies_arg, check_flags,
+    confirm_lane, confirm_status, format, messages_arg, no_block, rmqs_bytes,
 };
 use super::queue::{
     Payload, queue_arg, rmqs_event_source_code, rmqs_queue, rmqs_state_code, rmqs_super_confirm,
@@ -26,7 +26,7 @@ use super::queue::{
 use super::stats::{rmqs_producer_statistics, write_extensible};
 use super::status::rmqs_status;
 use crate::client::Settings;
-use crate::client::blocking::SendWait;
+use crate::client::blocking::{Closable, SendWait};
 use crate::client::super_producer::{KeyExtractor, key_extractor};
 use crate::client::{
     BodyFormat, ClientError, Confirm, OutgoingMessage, Routing, StateChange, SuperProducer,
@@ -343,12 +343,6 @@ impl Object for SuperProducerShared {
 }
 
 impl SuperProducerShared {
-    /// How long a send may wait for room, given its flags and thread; and whether it runs on
-    /// a library thread.
-    fn wait(&self, flags: u32) -> (Option<Duration>, bool) {
-        self.send_wait.wait(flags & RMQS_SEND_NO_BLOCK != 0)
-    }
-
     /// The one path of every single-message send (`rmqs_super_producer_send`, `_send_ex`,
     /// `_send_message`): refuses a closed super producer, sends `msg` as [`Self::send`] does
     /// and writes the partition and publishing id to the outputs that are not NULL.
@@ -365,11 +359,9 @@ impl SuperProducerShared {
         id_out: *mut u64,
     ) -> Result<(), Error> {
         self.check_open(what)?;
-        let (wait, lib) = self.wait(flags);
-        let (partition, id) = self
-            .producer
-            .send(msg, key, wait)
-            .map_err(|e| map_send_error(e, lib))?;
+        let (partition, id) = self.send_wait.send(no_block(flags), PARTITION, |w| {
+            self.producer.send(msg, key, w)
+        })?;
         // SAFETY: per the caller's contract.
         unsafe {
             if !partition_out.is_null() {
@@ -383,9 +375,8 @@ impl SuperProducerShared {
     }
 }
 
-fn map_send_error(e: ClientError, on_library_thread: bool) -> Error {
-    SendWait::error(e, on_library_thread, "the partition's producer").into()
-}
+/// Who is full when a send cannot wait: for messages.
+const PARTITION: &str = "the partition's producer";
 
 /// A super stream producer: routes each message to a partition of a super stream, with one
 /// producer per partition (created lazily, by the first send routed to it, on that
@@ -791,29 +782,14 @@ pub unsafe extern "C" fn rmqs_super_producer_send_batch(
             if count == 0 {
                 return Ok(());
             }
-            let bodies = bytes_arg(bodies.cast::<u8>(), count, "bodies")
-                .map(|_| std::slice::from_raw_parts(bodies, count))?;
-            let tags = if tags.is_null() {
-                None
-            } else {
-                Some(std::slice::from_raw_parts(tags, count))
-            };
+            let msgs = bodies_arg(bodies, tags, count, flags)?;
             let raw_keys = if routing_keys.is_null() {
                 None
             } else {
                 Some(std::slice::from_raw_parts(routing_keys, count))
             };
-            let s = &sp.inner;
-            let mut msgs = Vec::with_capacity(count);
-            for (i, b) in bodies.iter().enumerate() {
-                msgs.push(OutgoingMessage {
-                    format: format(flags),
-                    tag: tags.map_or(0, |t| t[i]),
-                    ..OutgoingMessage::new(bytes_arg(b.data, b.len, "body")?)
-                });
-            }
             send_batch_of(
-                s,
+                &sp.inner,
                 raw_keys,
                 &msgs,
                 flags,
@@ -948,7 +924,8 @@ pub unsafe extern "C" fn rmqs_super_producer_send_messages(
 }
 
 /// The common part of the batch sends: the routing keys (NULL: the key extractor's), then the
-/// sends (up to the first message without a key), counting accepted messages in `done`.
+/// sends as [`SendWait::send_all`] makes them (up to the first message without a key),
+/// counting accepted messages in `done`.
 ///
 /// # Safety
 /// `raw_keys`' entries must be NULL or NUL-terminated strings.
@@ -971,13 +948,12 @@ unsafe fn send_batch_of(
         None => None,
     };
     s.check_open(what)?;
-    let (wait, lib) = s.wait(flags);
-    super::producer::send_all(msgs.len(), wait, done, |from, w| {
+    let send = |from: usize, w| {
         let keys = keys.as_ref().map(|k| &k[from..]);
-        s.producer
-            .send_batch(&msgs[from..], keys, w)
-            .map_err(|e| map_send_error(e, lib))
-    })
+        s.producer.send_batch(&msgs[from..], keys, w)
+    };
+    Ok(s.send_wait
+        .send_all(no_block(flags), PARTITION, msgs.len(), done, send)?)
 }
 
 /// Sends what every partition producer has batched and waits until every accepted message has
@@ -1146,7 +1122,7 @@ pub unsafe extern "C" fn rmqs_super_producer_close(
     err: *mut *mut rmqs_error,
 ) -> rmqs_status {
     // SAFETY: sp checked.
-    unsafe { ffi_status(err, || handle_arg(sp)?.inner.close(timeout_ms)) }
+    unsafe { ffi_status(err, || object::close(&handle_arg(sp)?.inner, timeout_ms)) }
 }
 
 /// Frees a super producer, closing it first if needed (waiting up to 5 s for confirms), then
