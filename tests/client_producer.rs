@@ -729,3 +729,47 @@ fn environment_closes_its_producers_then_its_consumers() {
     });
     other.finish();
 }
+
+/// A partial frame goes out once `batch_delay` has passed since its first message, also when
+/// it began while the housekeeping task was already waiting for an earlier frame's due time
+/// (that frame then left full, by `batch_size`): no later send or flush is needed. (The
+/// bounds checked are only lower ones: the frames lingered; that they leave at all is what
+/// `wait_for` checks.)
+#[test]
+fn partial_frames_go_out_after_batch_delay_one_after_another() {
+    const LINGER: Duration = Duration::from_millis(300);
+    let f = Fixture::new("client_producer", "prod-linger");
+    let ev = Collector::new();
+    let p = f.producer(
+        ProducerConfig {
+            batch_size: 2,
+            batch_delay: LINGER,
+            ..Default::default()
+        },
+        &ev,
+    );
+    // frame A: 1 message, the housekeeping task now waits for A's due time
+    p.send(&OutgoingMessage::new(b"a0").tag(0), None).unwrap();
+    std::thread::sleep(LINGER / 6);
+    // A fills (batch_size 2) and leaves at once
+    p.send(&OutgoingMessage::new(b"a1").tag(1), None).unwrap();
+    assert_eq!(ev.wait_for(2, WAIT).len(), 2);
+    // frame B begins while that wait for A's due time is still on
+    let b0 = Instant::now();
+    p.send(&OutgoingMessage::new(b"b0").tag(2), None).unwrap();
+    let all = ev.wait_for(3, WAIT);
+    let waited = b0.elapsed();
+    assert!(all.iter().all(|c| c.status.is_confirmed()));
+    assert!(
+        waited >= LINGER,
+        "B lingered {LINGER:?} after its first message: {waited:?}"
+    );
+    // and again from idle: frame C alone
+    let c0 = Instant::now();
+    p.send(&OutgoingMessage::new(b"c0").tag(3), None).unwrap();
+    ev.wait_for(4, WAIT);
+    assert!(c0.elapsed() >= LINGER);
+    assert_eq!(f.read(4).records.len(), 4);
+    f.close(&p);
+    f.finish();
+}
