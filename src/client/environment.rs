@@ -1029,15 +1029,23 @@ impl Environment {
     }
 }
 
-/// Awaits `close` within `timeout` (None = no limit; at least 100 ms to tell the broker).
-async fn bounded(timeout: Option<Duration>, close: impl std::future::Future<Output = Result<()>>) {
+/// Awaits `close` within `timeout` (None = no limit; at least 100 ms to tell the broker), then
+/// gives [`ClientError::Timeout`].
+pub(crate) async fn close_within(
+    timeout: Option<Duration>,
+    close: impl std::future::Future<Output = Result<()>>,
+) -> Result<()> {
     match timeout {
         Some(t) => {
-            let _ = tokio::time::timeout(t.max(Duration::from_millis(100)), close).await;
+            let t = t.max(Duration::from_millis(100));
+            tokio::time::timeout(t, close)
+                .await
+                .unwrap_or(Err(ClientError::Timeout(
+                    t.as_millis() as u64,
+                    "the broker",
+                )))
         }
-        None => {
-            let _ = close.await;
-        }
+        None => close.await,
     }
 }
 
@@ -1066,8 +1074,11 @@ child!(super::Producer, true, |p, t| p
     .close(t.unwrap_or(Duration::MAX)));
 child!(super::SuperProducer, true, |p, t| p
     .close(t.unwrap_or(Duration::MAX)));
-child!(super::Consumer, false, |c, t| bounded(t, c.close()));
-child!(super::SuperConsumer, false, |c, t| bounded(t, c.close()));
+child!(super::Consumer, false, |c, t| close_within(t, c.close()));
+child!(super::SuperConsumer, false, |c, t| close_within(
+    t,
+    c.close()
+));
 
 /// QueryPublisherSequence on a given connection.
 pub(crate) async fn query_publisher_sequence(

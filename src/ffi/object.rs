@@ -20,6 +20,7 @@ use super::runtime::{ThreadRole, check_may_block, thread_role, timeout_from_ms};
 use super::status::rmqs_status_code;
 use crate::client::ClientError;
 use crate::client::blocking::{BlockingEnvironment, Closable};
+use crate::client::environment::close_within;
 
 /// How long freeing a handle lets its object close.
 const FREE_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -109,21 +110,18 @@ pub(crate) async fn shut_consumer(
     r
 }
 
+/// The client's [`close_within`], its timeout naming `what`.
 async fn within(
     what: &str,
     timeout: Option<Duration>,
     close: impl Future<Output = Result<(), ClientError>>,
 ) -> Result<(), Error> {
-    match timeout {
-        Some(t) => match tokio::time::timeout(t.max(Duration::from_millis(100)), close).await {
-            Ok(r) => r.map_err(Error::from),
-            Err(_) => Err(Error::new(
-                rmqs_status_code::RMQS_ERR_TIMEOUT,
-                format!("{what}: timed out waiting for the broker"),
-            )),
-        },
-        None => close.await.map_err(Error::from),
-    }
+    close_within(timeout, close).await.map_err(|e| match e {
+        ClientError::Timeout(..) => {
+            Error::new(rmqs_status_code::RMQS_ERR_TIMEOUT, format!("{what}: {e}"))
+        }
+        e => e.into(),
+    })
 }
 
 /// The C handle of an [`Object`]: a magic number and the object.
