@@ -599,6 +599,7 @@ struct Shared {
 
     /// Last assigned id + 1 (0 = none).
     last_id: AtomicU64,
+    /// Written only by senders, under the batch lock.
     published: AtomicU64,
     confirmed: AtomicU64,
     errored: AtomicU64,
@@ -1321,10 +1322,12 @@ impl Shared {
             }
             if accepted > 0 {
                 self.last_id.store(last + 1, Ordering::Release);
+                // Only senders write it, under the batch lock: a load and a store, not a
+                // locked read-modify-write.
+                let published = self.published.load(Ordering::Relaxed);
+                self.published
+                    .store(published + accepted as u64, Ordering::Relaxed);
             }
-        }
-        if accepted > 0 {
-            self.published.fetch_add(accepted as u64, Ordering::Relaxed);
         }
         if link_failed {
             self.spawn_fail_all();
