@@ -948,8 +948,9 @@ typedef struct rmqs_message rmqs_message;
  * Every value is encoded once, when it is set, into buffers the builder keeps across resets:
  * a loop that resets, sets and sends allocates nothing once the buffers fit its largest
  * message. For messages that differ only in their body, set the other sections once and send
- * each body with `rmqs_producer_send_message_body()`, which leaves the builder as it is and
- * costs about what `rmqs_producer_send()` of the body does.
+ * each body with `rmqs_producer_send_message_body()` (`rmqs_super_producer_send_message_body()`
+ * on a super stream), which leaves the builder as it is and costs about what
+ * `rmqs_producer_send()` of the body does.
  *
  * Created by `rmqs_message_builder_new()`, freed by `rmqs_message_builder_free()`.
  *
@@ -1622,11 +1623,14 @@ typedef struct rmqs_consumer_statistics {
  * Routes a message of a super producer (`rmqs_config_set_routing_cb()`): writes the indices
  * of the partitions the message goes to into `partitions` and returns how many it wrote.
  *
- * - `msg`: the message when it was sent with `rmqs_super_producer_send_message()` or
- *   `rmqs_super_producer_send_messages()` (borrowed for the call: read it with
- *   `rmqs_message_builder_property()`, `rmqs_message_builder_app_property()`), else NULL.
- * - `body`, `len`: the message body as given to the send call; for a message builder, its
- *   body when that is a single data section, else NULL and 0 (borrowed for the call).
+ * - `msg`: the message when it was sent with `rmqs_super_producer_send_message()`,
+ *   `rmqs_super_producer_send_message_body()` or `rmqs_super_producer_send_messages()`
+ *   (borrowed for the call: read it with `rmqs_message_builder_property()`,
+ *   `rmqs_message_builder_app_property()`), else NULL.
+ * - `body`, `len`: the message body as given to the send call (also the body given to
+ *   `rmqs_super_producer_send_message_body()`, not the builder's own); for a message builder
+ *   sent whole, its body when that is a single data section, else NULL and 0 (borrowed for
+ *   the call).
  * - `routing_key`, `key_len`: the message's routing key (from the send call, else from the
  *   key extractor), NUL-terminated, borrowed for the call; `""` (length 0) when it has none.
  * - `tag`: the send call's tag.
@@ -1665,11 +1669,13 @@ typedef size_t (*rmqs_routing_cb)(void *user_data,
  * no key: the send fails with `RMQS_ERR_INVALID_ARGUMENT` (with `hash` and `key` routing;
  * a routing callback gets `""`).
  *
- * `msg`: the message when it was sent with `rmqs_super_producer_send_message()` or
- * `rmqs_super_producer_send_messages()`, so that the key can come from a property
- * (`rmqs_message_builder_app_property()`, `rmqs_message_builder_property()`); NULL for a body
- * sent alone. `body`, `len`: the message body (for a builder: its body when that is a single
- * data section, else NULL and 0). Both borrowed for the call. `tag`: the send call's tag.
+ * `msg`: the message when it was sent with `rmqs_super_producer_send_message()`,
+ * `rmqs_super_producer_send_message_body()` or `rmqs_super_producer_send_messages()`, so that
+ * the key can come from a property (`rmqs_message_builder_app_property()`,
+ * `rmqs_message_builder_property()`); NULL for a body sent alone. `body`, `len`: the message
+ * body (with `rmqs_super_producer_send_message_body()`, the body given to it, not the
+ * builder's own; for a builder sent whole: its body when that is a single data section, else
+ * NULL and 0). Both borrowed for the call. `tag`: the send call's tag.
  *
  * Called on the thread making the send call, possibly from several threads at once. Must be
  * quick and must not send on the same super producer.
@@ -4454,6 +4460,52 @@ rmqs_status rmqs_super_producer_send_message(struct rmqs_super_producer *sp,
                                              uint32_t *partition_out,
                                              uint64_t *id_out,
                                              struct rmqs_error **err);
+
+/**
+ * Sends one AMQP message made of a builder's sections and `body` as its one data section, in
+ * place of the builder's body, to the partition its routing key leads to, and says where it
+ * went: `rmqs_producer_send_message_body()` for a super stream. The builder is set up once and
+ * sent with each body, never changed; its filter value and publishing id apply as with
+ * `rmqs_super_producer_send_message()`, its own body is not sent and stays as it is. From
+ * the second send of a builder not changed since, its sections before the body are copied as
+ * one block prepared by the previous send, whichever partition the message goes to.
+ *
+ * Routing as `rmqs_super_producer_send_message()`: the key comes from `routing_key`, else
+ * from the config's key extractor; the key extractor and the routing callback are given the
+ * builder and `body` (the body sent, not the builder's own), so that a key can come from a
+ * property or from the body.
+ *
+ * @param sp the super producer (borrowed).
+ * @param routing_key as in `rmqs_super_producer_send()`.
+ * @param msg the sections (borrowed for the call, read only: several threads may send the
+ *        same builder at once while nobody changes it). Its publishing id, if set, is the id
+ *        on the partition the message goes to.
+ * @param body the body (borrowed for the call, copied), NULL only when `len` is 0.
+ * @param len its length.
+ * @param tag returned in the message's confirm.
+ * @param flags `RMQS_SEND_NO_BLOCK`, or 0.
+ * @param partition_out receives the partition index (the first one when routing gives
+ *        several), on success; may be NULL.
+ * @param id_out receives the publishing id there, on success; may be NULL.
+ * @param err optional error detail.
+ * @return as `rmqs_super_producer_send()`.
+ *
+ * Thread-safe (the super producer; the builder must not change during the call); blocking
+ * as `rmqs_super_producer_send()`.
+ *
+ * @ingroup rmqs_producer
+ */
+RMQS_MUST_USE
+rmqs_status rmqs_super_producer_send_message_body(struct rmqs_super_producer *sp,
+                                                  const char *routing_key,
+                                                  const struct rmqs_message_builder *msg,
+                                                  const uint8_t *body,
+                                                  size_t len,
+                                                  size_t tag,
+                                                  uint32_t flags,
+                                                  uint32_t *partition_out,
+                                                  uint64_t *id_out,
+                                                  struct rmqs_error **err);
 
 /**
  * Sends several AMQP messages in order, each routed by its own key, as

@@ -1462,7 +1462,10 @@ public:
         : builder_reader(msg), body_(body), key_(key), tag_(tag), partitions_(partition_count) {}
     /** Whether the message was sent as a MessageBuilder (else only the body is known). */
     bool has_message() const noexcept { return b_ != nullptr; }
-    /** The body (a builder's when it is one data section; else empty). */
+    /**
+     * The body given to the send call (with SuperProducer::send_body too, not the builder's
+     * own); for a builder sent whole, its body when that is one data section, else empty.
+     */
     bytes body() const noexcept { return body_; }
     /** The routing key ("" when none; always "" for a key extractor). */
     std::string_view routing_key() const noexcept { return key_; }
@@ -2309,13 +2312,11 @@ public:
                            std::uint32_t flags = 0) {
         check();
         std::optional<detail::cstr> key;
-        if (routing_key) {
-            key.emplace(*routing_key, "routing key");
-        }
         super_send_result out{};
         Error err;
-        detail::check(rmqs_super_producer_send_ex(p_, key ? key->c_str() : nullptr, body.data(), body.size(), nullptr,
-                                                  0, tag, flags, &out.partition, &out.publishing_id, err.out()),
+        detail::check(rmqs_super_producer_send_ex(p_, routing_key_arg(key, routing_key), body.data(), body.size(),
+                                                  nullptr, 0, tag, flags, &out.partition, &out.publishing_id,
+                                                  err.out()),
                       err);
         return out;
     }
@@ -2325,13 +2326,30 @@ public:
                            std::size_t tag = 0, std::uint32_t flags = 0) {
         check();
         std::optional<detail::cstr> key;
-        if (routing_key) {
-            key.emplace(*routing_key, "routing key");
-        }
         super_send_result out{};
         Error err;
-        detail::check(rmqs_super_producer_send_message(p_, key ? key->c_str() : nullptr, msg.get(), tag, flags,
+        detail::check(rmqs_super_producer_send_message(p_, routing_key_arg(key, routing_key), msg.get(), tag, flags,
                                                        &out.partition, &out.publishing_id, err.out()),
+                      err);
+        return out;
+    }
+
+    /**
+     * Sends `msg`'s sections with `body` as its one data section, in place of its own body
+     * (rmqs_super_producer_send_message_body), as Producer::send_body does: one builder set up
+     * once and never changed (several threads may share it). The key extractor and routing
+     * function are given `msg` and `body` (the body sent, not the builder's own). Returns
+     * where it went.
+     */
+    super_send_result send_body(std::optional<std::string_view> routing_key, const MessageBuilder& msg, bytes body,
+                                std::size_t tag = 0, std::uint32_t flags = 0) {
+        check();
+        std::optional<detail::cstr> key;
+        super_send_result out{};
+        Error err;
+        detail::check(rmqs_super_producer_send_message_body(p_, routing_key_arg(key, routing_key), msg.get(),
+                                                            body.data(), body.size(), tag, flags, &out.partition,
+                                                            &out.publishing_id, err.out()),
                       err);
         return out;
     }
@@ -2398,6 +2416,14 @@ public:
 
 private:
     friend class Connection;
+    /** `routing_key` as the C API takes it: NULL for nullopt, else its copy made in `slot`. */
+    static const char* routing_key_arg(std::optional<detail::cstr>& slot,
+                                       std::optional<std::string_view> routing_key) {
+        if (!routing_key) {
+            return nullptr;
+        }
+        return slot.emplace(*routing_key, "routing key").c_str();
+    }
     void check_batch(span<const std::string> keys, std::size_t n, span<const std::size_t> tags) {
         check();
         if ((!keys.empty() && keys.size() != n) || (!tags.empty() && tags.size() != n)) {

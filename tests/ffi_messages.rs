@@ -1335,3 +1335,258 @@ fn super_producer_routes_by_what_the_message_says() {
     check(st, err, "delete super stream");
     unsafe { rmqs_connection_free(conn) };
 }
+
+/// Key extractor: the routing key is the body up to its first `:` (with
+/// `rmqs_super_producer_send_message_body`, the body sent, not the builder's own); no `:`, no
+/// key.
+unsafe extern "C" fn body_key(
+    _ud: *mut c_void,
+    msg: *const rmqs_message_builder,
+    body: *const u8,
+    len: usize,
+    _tag: usize,
+    key: *mut c_char,
+    cap: usize,
+) -> isize {
+    assert!(!msg.is_null(), "a message send passes the builder");
+    if len == 0 {
+        return -1;
+    }
+    let b = unsafe { std::slice::from_raw_parts(body, len) };
+    let Some(n) = b.iter().position(|&c| c == b':') else {
+        return -1;
+    };
+    if n <= cap {
+        unsafe { ptr::copy_nonoverlapping(body, key.cast(), n) };
+    }
+    n as isize
+}
+
+/// Routing: partition = the length of the body sent modulo the partition count (the builder
+/// must come along).
+unsafe extern "C" fn by_body_len(
+    _ud: *mut c_void,
+    msg: *const rmqs_message_builder,
+    _body: *const u8,
+    len: usize,
+    _key: *const c_char,
+    _key_len: usize,
+    _tag: usize,
+    n: usize,
+    out: *mut u32,
+) -> usize {
+    if msg.is_null() {
+        return 0;
+    }
+    unsafe { out.write((len % n) as u32) };
+    1
+}
+
+/// `rmqs_super_producer_send_message_body`: one builder with every section sent with many
+/// bodies, each routed by a key the key extractor takes from the body sent (then by a routing
+/// callback reading its length); each partition holds exactly the messages routed there, each
+/// with the builder's sections and its own body; a change of the builder is seen by the next
+/// send; the builder's own body is still there after; bad arguments are refused.
+#[test]
+fn super_send_message_body_routes_each_body() {
+    super_send_message_body_case(&[]);
+}
+
+/// The same in compressed sub-entries.
+#[test]
+fn super_send_message_body_in_sub_entries() {
+    super_send_message_body_case(&[("sub_entry_size", "3"), ("compression", "zstd")]);
+}
+
+fn super_send_message_body_case(config_pairs: &[(&str, &str)]) {
+    let conn = connect(&uri());
+    let name = cunique("msg-super-body");
+    let mut err = ptr::null_mut();
+    let st = unsafe { rmqs_super_stream_create_n(conn, name.as_ptr(), 3, ptr::null(), &mut err) };
+    check(st, err, "create super stream");
+    let parts: Vec<CString> = (0..3)
+        .map(|i| CString::new(format!("{}-{i}", name.to_str().unwrap())).unwrap())
+        .collect();
+
+    let cfg = config(config_pairs);
+    let st = unsafe {
+        rmqs_config_set_key_extractor(cfg, Some(body_key), ptr::null_mut(), None, &mut err)
+    };
+    check(st, err, "key extractor");
+    let sp = super_producer(conn, &name, cfg);
+    unsafe { rmqs_config_free(cfg) };
+    let b = rmqs_message_builder_new();
+    let mut spec = every_section();
+    spec.apply(b);
+    // want[k]: the messages partition k must hold, in order.
+    let mut want: Vec<Vec<Spec>> = vec![Vec::new(); 3];
+    let with_body = |spec: &Spec, body: &[u8]| {
+        let mut s = spec.clone();
+        s.body = BodySpec::Data(vec![body.to_vec()]);
+        s
+    };
+    let send = |sp, key: Option<&CStr>, body: &[u8], tag: usize| {
+        let (mut part, mut id, mut err) = (u32::MAX, u64::MAX, ptr::null_mut());
+        let st = unsafe {
+            rmqs_super_producer_send_message_body(
+                sp,
+                key.map_or(ptr::null(), CStr::as_ptr),
+                b,
+                body.as_ptr(),
+                body.len(),
+                tag,
+                0,
+                &mut part,
+                &mut id,
+                &mut err,
+            )
+        };
+        check(st, err, "super send_message_body");
+        (part as usize, id)
+    };
+    let mut bodies: Vec<Vec<u8>> = (0..24)
+        .map(|i| format!("customer-{}:payload {i}", i % 8).into_bytes())
+        .collect();
+    bodies[5].extend_from_slice(&[0x5a; 300]);
+    bodies[6].truncate(b"customer-6:".len());
+    for (i, body) in bodies.iter().enumerate() {
+        if i == 12 {
+            // A property changed: the next sends carry it.
+            let subject = s("changed");
+            let v = to_c(&subject, &mut Vec::new());
+            let st = unsafe {
+                rmqs_message_builder_set_property(b, RMQS_PROP_SUBJECT as i32, &v, &mut err)
+            };
+            check(st, err, "set_property");
+            for (_, value) in spec
+                .properties
+                .iter_mut()
+                .filter(|(c, _)| *c == RMQS_PROP_SUBJECT as i32)
+            {
+                *value = subject.clone();
+            }
+        }
+        let (part, id) = send(sp, None, body, i);
+        let key = format!("customer-{}", i % 8);
+        assert_eq!(part, route_partition(&key, 3), "body {i}");
+        assert_eq!(id, want[part].len() as u64, "per-partition ids, body {i}");
+        want[part].push(with_body(&spec, body));
+    }
+    // An explicit key wins over the extractor (the body has none).
+    let explicit = CString::new("customer-1").unwrap();
+    let (part, id) = send(sp, Some(&explicit), b"no key here", 24);
+    assert_eq!(part, route_partition("customer-1", 3));
+    assert_eq!(id, want[part].len() as u64);
+    want[part].push(with_body(&spec, b"no key here"));
+    // A body without a key and no explicit key: refused, nothing sent.
+    let st = unsafe {
+        rmqs_super_producer_send_message_body(
+            sp,
+            ptr::null(),
+            b,
+            b"nokey".as_ptr(),
+            5,
+            0,
+            0,
+            ptr::null_mut(),
+            ptr::null_mut(),
+            &mut err,
+        )
+    };
+    assert_eq!(st, RMQS_ERR_INVALID_ARGUMENT as i32, "{}", message(err));
+    // The builder's own body is still there (sent whole with an explicit key).
+    let own = CString::new("own").unwrap();
+    let mut part = u32::MAX;
+    let st = unsafe {
+        rmqs_super_producer_send_message(
+            sp,
+            own.as_ptr(),
+            b,
+            25,
+            0,
+            &mut part,
+            ptr::null_mut(),
+            &mut err,
+        )
+    };
+    check(st, err, "super send_message");
+    assert_eq!(part as usize, route_partition("own", 3));
+    want[part as usize].push(spec.clone());
+    // Bad arguments: NULL body with a length, NULL builder, flags the builder replaces, NULL
+    // super producer.
+    let bad = |sp, msg: *const rmqs_message_builder, body: *const u8, flags| {
+        let mut e = ptr::null_mut();
+        let st = unsafe {
+            rmqs_super_producer_send_message_body(
+                sp,
+                explicit.as_ptr(),
+                msg,
+                body,
+                3,
+                0,
+                flags,
+                ptr::null_mut(),
+                ptr::null_mut(),
+                &mut e,
+            )
+        };
+        let m = message(e);
+        (st, m)
+    };
+    let (st, m) = bad(sp, b, ptr::null(), 0);
+    assert_eq!(st, RMQS_ERR_INVALID_ARGUMENT as i32, "NULL body: {m}");
+    let (st, m) = bad(sp, ptr::null(), b"abc".as_ptr(), 0);
+    assert_eq!(st, RMQS_ERR_INVALID_ARGUMENT as i32, "NULL builder: {m}");
+    let (st, m) = bad(sp, b, b"abc".as_ptr(), RMQS_SEND_RAW);
+    assert_eq!(st, RMQS_ERR_INVALID_ARGUMENT as i32, "RMQS_SEND_RAW: {m}");
+    let (st, m) = bad(sp, b, b"abc".as_ptr(), RMQS_SEND_PUBLISHING_ID);
+    assert_eq!(st, RMQS_ERR_INVALID_ARGUMENT as i32, "PUBLISHING_ID: {m}");
+    let (st, m) = bad(ptr::null_mut(), b, b"abc".as_ptr(), 0);
+    assert_eq!(
+        st, RMQS_ERR_INVALID_ARGUMENT as i32,
+        "NULL super producer: {m}"
+    );
+    // Closed: refused.
+    assert_eq!(
+        unsafe { rmqs_super_producer_close(sp, 30_000, ptr::null_mut()) },
+        0,
+        "close"
+    );
+    let (st, m) = bad(sp, b, b"abc".as_ptr(), 0);
+    assert_eq!(st, RMQS_ERR_CLOSED as i32, "closed: {m}");
+    unsafe { rmqs_super_producer_free(sp) };
+
+    // A routing callback given the body sent: partition = its length modulo 3.
+    let cfg = config(config_pairs);
+    let st = unsafe {
+        rmqs_config_set_routing_cb(cfg, Some(by_body_len), ptr::null_mut(), None, &mut err)
+    };
+    check(st, err, "routing callback");
+    let sp = super_producer(conn, &name, cfg);
+    unsafe { rmqs_config_free(cfg) };
+    for len in 0..7usize {
+        let body = vec![b'a' + len as u8; len];
+        let (part, _) = send(sp, None, &body, 100 + len);
+        assert_eq!(part, len % 3, "body of {len} bytes");
+        want[part].push(with_body(&spec, &body));
+    }
+    assert_eq!(
+        unsafe { rmqs_super_producer_flush(sp, 30_000, ptr::null_mut()) },
+        0
+    );
+    unsafe { rmqs_super_producer_free(sp) };
+    unsafe { rmqs_message_builder_free(b) };
+
+    assert_eq!(want.iter().map(Vec::len).sum::<usize>(), 24 + 1 + 1 + 7);
+    for (k, part) in parts.iter().enumerate() {
+        assert!(!want[k].is_empty(), "partition {k} gets messages");
+        let got = consume(conn, part, want[k].len());
+        for (i, (w, r)) in want[k].iter().zip(&got).enumerate() {
+            assert_eq!(r.offset, i as u64, "partition {k}");
+            w.assert_read(r, &format!("partition {k}, message {i}"));
+        }
+    }
+    let st = unsafe { rmqs_super_stream_delete(conn, name.as_ptr(), &mut err) };
+    check(st, err, "delete super stream");
+    unsafe { rmqs_connection_free(conn) };
+}

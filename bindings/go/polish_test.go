@@ -443,6 +443,86 @@ func TestSuperMessageEverySection(t *testing.T) {
 	}
 }
 
+// SuperProducer.SendBody: one Template with every section sent with 30 bodies, each to the
+// partition of its key; each partition holds exactly the messages routed there, in order, each
+// with its own body and the template's other sections; per-partition ids count up; a closed
+// template, a NUL in the key and a closed super producer are refused.
+func TestSuperSendBodyTemplate(t *testing.T) {
+	c := connect(t)
+	ctx := testCtx(t, 60*time.Second)
+	super, parts := newSuperStream(t, c, 3)
+	sp, err := c.NewSuperProducer(ctx, super)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := everySection(0)
+	want.Body = []byte("the template's own body")
+	tmpl, err := NewTemplate(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	perPart := make([][]string, len(parts))
+	for i := 0; i < 30; i++ {
+		key := fmt.Sprintf("key-%d", i%7)
+		wantPart, _ := PartitionIndex([]byte(key), len(parts))
+		part, id, err := sp.SendBody(ctx, key, tmpl, body(i))
+		if err != nil || part != wantPart || id != uint64(len(perPart[wantPart])) {
+			t.Fatalf("SendBody %d: partition %d (want %d), id %d (want %d), %v", i, part, wantPart, id,
+				len(perPart[wantPart]), err)
+		}
+		perPart[part] = append(perPart[part], string(body(i)))
+	}
+	if _, _, err := sp.SendBody(ctx, "a\x00b", tmpl, body(0)); !errors.Is(err, ErrInvalidArgument) {
+		t.Errorf("SendBody with a NUL in the key: %v", err)
+	}
+	if err := sp.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := sp.Stats(); err != nil || st.Confirmed != 30 || st.Errored != 0 {
+		t.Fatalf("stats %+v, %v", st, err)
+	}
+	closed, err := NewTemplate(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed.Close()
+	if _, _, err := sp.SendBody(ctx, "key-0", closed, body(0)); !errors.Is(err, ErrClosed) {
+		t.Errorf("SendBody with a closed template: %v", err)
+	}
+	if err := sp.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := sp.SendBody(ctx, "key-0", tmpl, body(0)); !errors.Is(err, ErrClosed) {
+		t.Errorf("SendBody on a closed super producer: %v", err)
+	}
+	tmpl.Close()
+
+	for pi, part := range parts {
+		if len(perPart[pi]) == 0 {
+			t.Errorf("no message routed to %s", part)
+		}
+		k, err := c.NewConsumer(ctx, part, nil, First)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for n, b := range perPart[pi] {
+			m := <-k.Messages()
+			if m.Offset != uint64(n) {
+				t.Errorf("%s: offset %d, want %d", part, m.Offset, n)
+			}
+			w := *want
+			w.Body = []byte(b)
+			checkSections(t, m, &w)
+		}
+		select {
+		case m := <-k.Messages():
+			t.Errorf("extra message on %s: %q", part, m.Body)
+		case <-time.After(100 * time.Millisecond):
+		}
+		_ = k.Close(ctx)
+	}
+}
+
 // SharedChunkBodies: the bodies of one chunk are slices of one allocation, back to back, each
 // with its own bytes and a capacity that stops at its end.
 func TestSharedChunkBodies(t *testing.T) {

@@ -402,7 +402,8 @@ type sendSlot struct {
 	e             *C.rmqs_error
 	send          func(flags C.uint32_t) (C.rmqs_status, *C.rmqs_error, uint64) // for producerCore.send
 
-	// SendBody's template and body, and its send function.
+	// SendBody's template and body (and routing key in keys, for a super producer), and its
+	// send function.
 	tmpl     *Template
 	body     []byte
 	sendBody func(flags C.uint32_t) (C.rmqs_status, *C.rmqs_error, uint64)
@@ -443,8 +444,14 @@ func (p *producerCore) getSlot() (*sendSlot, error) {
 	}
 	s.sendBody = func(flags C.uint32_t) (C.rmqs_status, *C.rmqs_error, uint64) {
 		s.e = nil
-		st := C.rmqs_producer_send_message_body(p.h, s.tmpl.b, bytesPtr(s.body), C.size_t(len(s.body)),
-			s.tmpl.tag, flags, &s.id, &s.e)
+		var st C.rmqs_status
+		if p.super {
+			st = C.rmqs_super_producer_send_message_body(p.sh, (*C.char)(unsafe.Pointer(&s.keys[0])), s.tmpl.b,
+				bytesPtr(s.body), C.size_t(len(s.body)), s.tmpl.tag, flags, &s.part, &s.id, &s.e)
+		} else {
+			st = C.rmqs_producer_send_message_body(p.h, s.tmpl.b, bytesPtr(s.body), C.size_t(len(s.body)),
+				s.tmpl.tag, flags, &s.id, &s.e)
+		}
 		return st, s.e, one(st)
 	}
 	return s, nil
@@ -890,19 +897,29 @@ func (t *Template) Close() { t.g.free(func() { C.rmqs_message_builder_free(t.b) 
 // SendBody sends one message made of t's sections with body (copied) as its one data section,
 // and returns its publishing id. It waits as Send.
 func (p *Producer) SendBody(ctx context.Context, t *Template, body []byte) (uint64, error) {
+	_, id, err := p.sendBody(ctx, "", t, body)
+	return id, err
+}
+
+// sendBody is SendBody of both producers (routingKey: a super producer's), returning the
+// partition (super producer) and the publishing id.
+func (p *producerCore) sendBody(ctx context.Context, routingKey string, t *Template, body []byte) (int, uint64, error) {
 	if !t.g.acquire() {
-		return 0, closedErr("template")
+		return 0, 0, closedErr("template")
 	}
 	defer t.g.release()
 	s, err := p.getSlot()
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer p.putSlot(s)
+	if p.super {
+		s.keys = append(append(s.keys[:0], routingKey...), 0)
+	}
 	s.tmpl, s.body = t, body
 	_, err = p.send(ctx, s.sendBody)
 	s.tmpl, s.body = nil, nil
-	return uint64(s.id), err
+	return int(s.part), uint64(s.id), err
 }
 
 func (m *Message) flags() C.uint32_t {

@@ -93,6 +93,16 @@ func (p *SuperProducer) SendMessage(ctx context.Context, routingKey string, m *M
 	return int(part), uint64(cid), err
 }
 
+// SendBody sends one message made of t's sections with body (copied) as its one data section
+// (as Producer.SendBody) to the partition routingKey leads to, and returns that partition and
+// the publishing id there, as SendMessage. It waits as Send.
+func (p *SuperProducer) SendBody(ctx context.Context, routingKey string, t *Template, body []byte) (partition int, id uint64, err error) {
+	if strings.IndexByte(routingKey, 0) >= 0 {
+		return 0, 0, invalid("the routing key contains a NUL byte")
+	}
+	return p.sendBody(ctx, routingKey, t, body)
+}
+
 // SendMessages sends several Messages in order, each routed by its own key (routingKeys[i]
 // for msgs[i]); order is kept per partition. On failure the error is a *BatchError.
 func (p *SuperProducer) SendMessages(ctx context.Context, routingKeys []string, msgs []*Message) error {

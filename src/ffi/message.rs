@@ -506,8 +506,9 @@ pub(crate) unsafe fn put_value(out: *mut rmqs_value, v: rmqs_value) -> bool {
 /// Every value is encoded once, when it is set, into buffers the builder keeps across resets:
 /// a loop that resets, sets and sends allocates nothing once the buffers fit its largest
 /// message. For messages that differ only in their body, set the other sections once and send
-/// each body with `rmqs_producer_send_message_body()`, which leaves the builder as it is and
-/// costs about what `rmqs_producer_send()` of the body does.
+/// each body with `rmqs_producer_send_message_body()` (`rmqs_super_producer_send_message_body()`
+/// on a super stream), which leaves the builder as it is and costs about what
+/// `rmqs_producer_send()` of the body does.
 ///
 /// Created by `rmqs_message_builder_new()`, freed by `rmqs_message_builder_free()`.
 ///

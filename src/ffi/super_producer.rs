@@ -54,11 +54,14 @@ pub type rmqs_super_confirm_cb = Option<
 /// Routes a message of a super producer (`rmqs_config_set_routing_cb()`): writes the indices
 /// of the partitions the message goes to into `partitions` and returns how many it wrote.
 ///
-/// - `msg`: the message when it was sent with `rmqs_super_producer_send_message()` or
-///   `rmqs_super_producer_send_messages()` (borrowed for the call: read it with
-///   `rmqs_message_builder_property()`, `rmqs_message_builder_app_property()`), else NULL.
-/// - `body`, `len`: the message body as given to the send call; for a message builder, its
-///   body when that is a single data section, else NULL and 0 (borrowed for the call).
+/// - `msg`: the message when it was sent with `rmqs_super_producer_send_message()`,
+///   `rmqs_super_producer_send_message_body()` or `rmqs_super_producer_send_messages()`
+///   (borrowed for the call: read it with `rmqs_message_builder_property()`,
+///   `rmqs_message_builder_app_property()`), else NULL.
+/// - `body`, `len`: the message body as given to the send call (also the body given to
+///   `rmqs_super_producer_send_message_body()`, not the builder's own); for a message builder
+///   sent whole, its body when that is a single data section, else NULL and 0 (borrowed for
+///   the call).
 /// - `routing_key`, `key_len`: the message's routing key (from the send call, else from the
 ///   key extractor), NUL-terminated, borrowed for the call; `""` (length 0) when it has none.
 /// - `tag`: the send call's tag.
@@ -99,11 +102,13 @@ pub type rmqs_routing_cb = Option<
 /// no key: the send fails with `RMQS_ERR_INVALID_ARGUMENT` (with `hash` and `key` routing;
 /// a routing callback gets `""`).
 ///
-/// `msg`: the message when it was sent with `rmqs_super_producer_send_message()` or
-/// `rmqs_super_producer_send_messages()`, so that the key can come from a property
-/// (`rmqs_message_builder_app_property()`, `rmqs_message_builder_property()`); NULL for a body
-/// sent alone. `body`, `len`: the message body (for a builder: its body when that is a single
-/// data section, else NULL and 0). Both borrowed for the call. `tag`: the send call's tag.
+/// `msg`: the message when it was sent with `rmqs_super_producer_send_message()`,
+/// `rmqs_super_producer_send_message_body()` or `rmqs_super_producer_send_messages()`, so that
+/// the key can come from a property (`rmqs_message_builder_app_property()`,
+/// `rmqs_message_builder_property()`); NULL for a body sent alone. `body`, `len`: the message
+/// body (with `rmqs_super_producer_send_message_body()`, the body given to it, not the
+/// builder's own; for a builder sent whole: its body when that is a single data section, else
+/// NULL and 0). Both borrowed for the call. `tag`: the send call's tag.
 ///
 /// Called on the thread making the send call, possibly from several threads at once. Must be
 /// quick and must not send on the same super producer.
@@ -344,7 +349,7 @@ impl Object for SuperProducerShared {
 
 impl SuperProducerShared {
     /// The one path of every single-message send (`rmqs_super_producer_send`, `_send_ex`,
-    /// `_send_message`): refuses a closed super producer, sends `msg` as [`Self::send`] does
+    /// `_send_message`, `_send_message_body`): refuses a closed super producer, sends `msg` as [`Self::send`] does
     /// and writes the partition and publishing id to the outputs that are not NULL.
     ///
     /// # Safety
@@ -851,6 +856,73 @@ pub unsafe extern "C" fn rmqs_super_producer_send_message(
                 "rmqs_super_producer_send_message",
                 key,
                 &m.outgoing(tag),
+                flags,
+                partition_out,
+                id_out,
+            )
+        })
+    }
+}
+
+/// Sends one AMQP message made of a builder's sections and `body` as its one data section, in
+/// place of the builder's body, to the partition its routing key leads to, and says where it
+/// went: `rmqs_producer_send_message_body()` for a super stream. The builder is set up once and
+/// sent with each body, never changed; its filter value and publishing id apply as with
+/// `rmqs_super_producer_send_message()`, its own body is not sent and stays as it is. From
+/// the second send of a builder not changed since, its sections before the body are copied as
+/// one block prepared by the previous send, whichever partition the message goes to.
+///
+/// Routing as `rmqs_super_producer_send_message()`: the key comes from `routing_key`, else
+/// from the config's key extractor; the key extractor and the routing callback are given the
+/// builder and `body` (the body sent, not the builder's own), so that a key can come from a
+/// property or from the body.
+///
+/// @param sp the super producer (borrowed).
+/// @param routing_key as in `rmqs_super_producer_send()`.
+/// @param msg the sections (borrowed for the call, read only: several threads may send the
+///        same builder at once while nobody changes it). Its publishing id, if set, is the id
+///        on the partition the message goes to.
+/// @param body the body (borrowed for the call, copied), NULL only when `len` is 0.
+/// @param len its length.
+/// @param tag returned in the message's confirm.
+/// @param flags `RMQS_SEND_NO_BLOCK`, or 0.
+/// @param partition_out receives the partition index (the first one when routing gives
+///        several), on success; may be NULL.
+/// @param id_out receives the publishing id there, on success; may be NULL.
+/// @param err optional error detail.
+/// @return as `rmqs_super_producer_send()`.
+///
+/// Thread-safe (the super producer; the builder must not change during the call); blocking
+/// as `rmqs_super_producer_send()`.
+///
+/// @ingroup rmqs_producer
+#[must_use]
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn rmqs_super_producer_send_message_body(
+    sp: *mut rmqs_super_producer,
+    routing_key: *const c_char,
+    msg: *const rmqs_message_builder,
+    body: *const u8,
+    len: usize,
+    tag: usize,
+    flags: u32,
+    partition_out: *mut u32,
+    id_out: *mut u64,
+    err: *mut *mut rmqs_error,
+) -> rmqs_status {
+    // SAFETY: pointers checked; err NULL or writable.
+    unsafe {
+        ffi_status(err, || {
+            let sp = handle_arg(sp)?;
+            check_flags(flags, RMQS_SEND_NO_BLOCK)?;
+            let key = opt_str_arg(routing_key, "routing_key")?;
+            let m = handle_arg(msg)?;
+            let body = bytes_arg(body, len, "body")?;
+            sp.inner.send_one(
+                "rmqs_super_producer_send_message_body",
+                key,
+                &m.outgoing_with_body(body, tag),
                 flags,
                 partition_out,
                 id_out,

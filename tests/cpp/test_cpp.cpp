@@ -1494,6 +1494,80 @@ void test_super_streams(const rmqs::Connection& conn) {
     conn.delete_super_stream(name);
 }
 
+// SuperProducer::send_body: one builder's sections with 24 bodies, each routed by the key the
+// key extractor reads from the body sent (up to its ':'); each partition read back has exactly
+// the messages routed there, with the builder's sections and their own bodies, in order; the
+// builder's own body is still there; a body without a key and a closed super producer are
+// refused.
+void test_super_send_body(const rmqs::Connection& conn) {
+    const std::string name = unique_name("super-body");
+    conn.create_super_stream(name, 3);
+    const std::vector<std::string> parts = conn.super_stream_partitions(name);
+    CHECK(parts.size() == 3);
+    rmqs::Config pcfg;
+    pcfg.set_key_extractor([](const rmqs::routing_request& r) -> std::optional<std::string_view> {
+        const std::string_view body = r.body().str();
+        const std::size_t colon = body.find(':');
+        if (!r.has_message() || colon == std::string_view::npos) {
+            return std::nullopt;
+        }
+        return body.substr(0, colon);
+    });
+    rmqs::MessageBuilder m;
+    m.add_body_section("own-1").add_body_section("own-2").subject("every body").app_property(
+        "kind", rmqs::value::string("templated"));
+    m.footer("x-footer", rmqs::value::binary("foot"));
+    std::array<std::vector<std::string>, 3> want;
+    {
+        rmqs::SuperProducer sp = conn.create_super_producer(name, pcfg);
+        for (std::size_t i = 0; i < 24; i++) {
+            const std::string key = "customer-" + std::to_string(i % 8);
+            const std::string body = key + ":" + body_of(i);
+            const rmqs::super_send_result r = sp.send_body(std::nullopt, m, body, i);
+            CHECK(r.partition == rmqs::super_stream_partition(key, 3));
+            if (r.partition < 3) {
+                CHECK(r.publishing_id == want[r.partition].size());
+                want[r.partition].push_back(body);
+            }
+        }
+        const rmqs::super_send_result r = sp.send_body(std::string_view("explicit"), m, "no key in it");
+        CHECK(r.partition == rmqs::super_stream_partition("explicit", 3));
+        want[r.partition].push_back("no key in it");
+        CHECK_THROWS_STATUS(sp.send_body(std::nullopt, m, "no key"), RMQS_ERR_INVALID_ARGUMENT);
+        CHECK_THROWS_STATUS(sp.send_body(std::nullopt, m, "k:x", 0, RMQS_SEND_RAW), RMQS_ERR_INVALID_ARGUMENT);
+        // The builder itself is unchanged: sent whole, its own two sections go.
+        const rmqs::super_send_result own = sp.send(std::string_view("own"), m);
+        want[own.partition].push_back("own-1|own-2");
+        CHECK(sp.flush(10s));
+        CHECK(sp.stats().confirmed == 26);
+        CHECK(sp.close(10s));
+        CHECK_THROWS_STATUS(sp.send_body(std::nullopt, m, "k:x"), RMQS_ERR_CLOSED);
+    }
+    for (std::size_t k = 0; k < 3; k++) {
+        CHECK(!want[k].empty());
+        rmqs::Queue queue;
+        rmqs::Consumer consumer = conn.create_consumer(parts[k], rmqs::Config{{"offset", "first"}}, queue);
+        std::vector<rmqs::Message> got;
+        std::vector<rmqs::Chunk> keep = collect(queue, want[k].size() + 1, got);  // +1: one too many shows
+        CHECK(got.size() == want[k].size());
+        for (std::size_t i = 0; i < got.size() && i < want[k].size(); i++) {
+            const rmqs::Message& r = got[i];
+            CHECK(r.offset() == i);
+            if (want[k][i] == "own-1|own-2") {
+                CHECK(r.body_count() == 2 && r.body_section(0) == std::optional<rmqs::value>(rmqs::value::binary("own-1")) &&
+                      r.body_section(1) == std::optional<rmqs::value>(rmqs::value::binary("own-2")));
+            } else {
+                CHECK(r.body_kind() == rmqs::body_type::data && r.body_count() == 1 && r.body() == want[k][i]);
+            }
+            CHECK(r.property_value(rmqs::property::subject) ==
+                  std::optional<rmqs::value>(rmqs::value::string("every body")));
+            CHECK(r.app_property_value("kind") == std::optional<rmqs::value>(rmqs::value::string("templated")));
+            CHECK(r.footer("x-footer") == std::optional<rmqs::value>(rmqs::value::binary("foot")));
+        }
+    }
+    conn.delete_super_stream(name);
+}
+
 // Two super consumers of one single-active-consumer group: each partition is active in
 // exactly one of them, and the consumer-update events come through the queue.
 void test_super_stream_sac(const rmqs::Connection& conn) {
@@ -1790,6 +1864,7 @@ int main() {
         run_test("filtering", [&] { test_filtering(conn); });
         run_test("single_active_consumer", [&] { test_single_active_consumer(conn); });
         run_test("super_streams", [&] { test_super_streams(conn); });
+        run_test("super_send_body", [&] { test_super_send_body(conn); });
         run_test("super_stream_sac", [&] { test_super_stream_sac(conn); });
         conn.close(10s);
     });

@@ -1649,7 +1649,9 @@ pub const BuilderView = struct {
 pub const RoutingRequest = struct {
     /// The message when it was sent as a `MessageBuilder`.
     message: ?BuilderView,
-    /// Its body (a builder's when it is one data section; else empty).
+    /// Its body: the one given to the send call (with `sendMessageBody` too, not the
+    /// builder's own); for a builder sent whole, its body when that is one data section, else
+    /// empty.
     body: []const u8,
     /// The routing key ("" when none; always "" for a key extractor).
     routing_key: []const u8,
@@ -1802,6 +1804,19 @@ pub const SuperProducer = struct {
         var cerr: ?*c.rmqs_error = null;
         var r: SuperSendResult = .{ .partition = 0, .publishing_id = 0 };
         try check(c.rmqs_super_producer_send_message(self.ptr, kz, msg.ptr, tag, 0, &r.partition, &r.publishing_id, errOut(&cerr, diag)), cerr, diag);
+        return r;
+    }
+
+    /// Sends `msg`'s sections with `body` (copied) as its one data section in place of
+    /// `msg`'s own body, which is neither sent nor changed, as `Producer.sendMessageBody`, to
+    /// the partition of `routing_key` (null: the key extractor's). The key extractor and
+    /// routing function are given `msg` and `body` (the body sent, not the builder's own).
+    pub fn sendMessageBody(self: SuperProducer, routing_key: ?[]const u8, msg: *const MessageBuilder, body: []const u8, tag: usize, flags: SendFlags, diag: ?*Diagnostics) Error!SuperSendResult {
+        var k: CStr = .{};
+        const kz: ?[*:0]const u8 = if (routing_key) |v| try k.of(v, diag) else null;
+        var cerr: ?*c.rmqs_error = null;
+        var r: SuperSendResult = .{ .partition = 0, .publishing_id = 0 };
+        try check(c.rmqs_super_producer_send_message_body(self.ptr, kz, msg.ptr, body.ptr, body.len, tag, @bitCast(flags), &r.partition, &r.publishing_id, errOut(&cerr, diag)), cerr, diag);
         return r;
     }
 

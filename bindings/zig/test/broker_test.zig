@@ -778,6 +778,86 @@ fn routeToTwo(_: ?*anyopaque, msg: rmqs.RoutingRequest, out: []u32) usize {
     return 1;
 }
 
+fn keyFromBody(_: ?*anyopaque, msg: rmqs.RoutingRequest) ?[]const u8 {
+    if (msg.message == null) return null;
+    const colon = std.mem.indexOfScalar(u8, msg.body, ':') orelse return null;
+    return msg.body[0..colon];
+}
+
+test "super sendMessageBody: one builder's sections with 24 bodies, each routed by the key in its body" {
+    const conn = try connect();
+    defer conn.deinit();
+    var nb: [64]u8 = undefined;
+    const name = streamName(&nb, "super-body");
+    try conn.createSuperStream(name, 3, .{}, null);
+    defer conn.deleteSuperStream(name, null) catch {};
+    const n = 24;
+
+    const m = try rmqs.MessageBuilder.init();
+    defer m.deinit();
+    try m.setBody("the builder's own body", null);
+    try m.setProperty(.subject, .{ .string = "subject" }, null);
+    try m.addAppProperty("tenant", .{ .string = "acme" }, null);
+    try m.addAnnotation(.footer, "x-footer", .{ .binary = "foot" }, null);
+    var bodies: [n][32]u8 = undefined;
+    var lens: [n]usize = undefined;
+    // per partition: the indices of the bodies routed there, in order
+    var routed: [3][n]usize = undefined;
+    var count = [_]usize{ 0, 0, 0 };
+    {
+        const sp = try rmqs.SuperProducer.init(conn, name, .{ .key_extractor = .{ .func = keyFromBody } }, null);
+        defer sp.deinit();
+        var kb: [32]u8 = undefined;
+        for (0..n) |i| {
+            const key = std.fmt.bufPrint(&kb, "customer-{d}", .{i % 8}) catch unreachable;
+            const b = std.fmt.bufPrint(&bodies[i], "{s}:message {d}", .{ key, i }) catch unreachable;
+            lens[i] = b.len;
+            const r = try sp.sendMessageBody(null, &m, b, i, .{}, null);
+            try testing.expectEqual(try rmqs.superStreamPartition(key, 3), r.partition);
+            try testing.expectEqual(@as(u64, count[r.partition]), r.publishing_id);
+            routed[r.partition][count[r.partition]] = i;
+            count[r.partition] += 1;
+        }
+        try testing.expectError(error.InvalidArgument, sp.sendMessageBody(null, &m, "no key", 0, .{}, null));
+        try sp.flush(10_000);
+        try testing.expectEqual(@as(u64, n), (try sp.stats()).confirmed);
+        try sp.close(10_000);
+        try testing.expectError(error.Closed, sp.sendMessageBody(null, &m, "customer-0:late", 0, .{}, null));
+    }
+    // The builder as it was set up.
+    try testing.expect(m.property(.subject).?.eql(.{ .string = "subject" }));
+
+    var pb: [96]u8 = undefined;
+    for (0..3) |k| {
+        try testing.expect(count[k] > 0);
+        const part = std.fmt.bufPrint(&pb, "{s}-{d}", .{ name, k }) catch unreachable;
+        const q = try rmqs.Queue.init();
+        defer q.deinit();
+        const consumer = try rmqs.Consumer.init(conn, part, .{ .queue = q, .offset = .first }, null);
+        defer consumer.deinit();
+        var seen: usize = 0;
+        const start = std.time.milliTimestamp();
+        while (seen < count[k] and std.time.milliTimestamp() - start < deadline_ms) {
+            const ev = q.poll(100) orelse continue;
+            defer ev.deinit();
+            var it = (ev.chunk() orelse continue).messages();
+            while (it.next()) |r| : (seen += 1) {
+                try testing.expect(seen < count[k]);
+                const i = routed[k][seen];
+                try testing.expectEqual(@as(u64, seen), r.offset);
+                try testing.expectEqual(rmqs.BodyType.data, r.bodyType());
+                try testing.expectEqual(@as(usize, 1), r.bodyCount());
+                try testing.expectEqualStrings(bodies[i][0..lens[i]], r.body);
+                try testing.expect(r.propertyValue(.subject).?.eql(.{ .string = "subject" }));
+                try testing.expectEqual(@as(usize, 1), r.appPropertyCount());
+                try testing.expect(r.appPropertyValue("tenant").?.eql(.{ .string = "acme" }));
+                try testing.expect(r.annotation(.footer, "x-footer").?.eql(.{ .binary = "foot" }));
+            }
+        }
+        try testing.expectEqual(count[k], seen);
+    }
+}
+
 test "super streams: key extractor, routing function, super consumer, super SAC" {
     const a = testing.allocator;
     const conn = try connect();
