@@ -795,24 +795,8 @@ fn filter_value_and_publishing_id_come_from_the_builder() {
     let cfg = config(&[("offset", "first"), ("filter_values", "eu")]);
     let mut q = ptr::null_mut();
     assert_eq!(unsafe { rmqs_queue_new(&mut q, std::ptr::null_mut()) }, 0);
-    let mut c = ptr::null_mut();
-    let mut err = ptr::null_mut();
-    let st = unsafe {
-        rmqs_consumer_new(
-            f.conn,
-            f.stream.as_ptr(),
-            cfg,
-            None,
-            ptr::null_mut(),
-            None,
-            q,
-            0,
-            &mut c,
-            &mut err,
-        )
-    };
-    unsafe { rmqs_config_free(cfg) };
-    check(st, err, "filtered consumer");
+    let c = try_queue_consumer(f.conn, &f.stream, cfg, q)
+        .unwrap_or_else(|e| panic!("filtered consumer: {e:?}"));
     let mut regions = Vec::new();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while regions.len() < 6 && std::time::Instant::now() < deadline {

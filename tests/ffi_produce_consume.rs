@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 use support::capi::*;
-use support::{legacy_uri, uri};
+use support::uri;
 
 use rmqstream::ffi::rmqs_status_code::*;
 use rmqstream::ffi::*;
@@ -1240,11 +1240,9 @@ fn bad_input_gives_clear_statuses() {
 
 #[test]
 fn legacy_broker_publish_consume_and_unsupported_filter() {
-    let Some(u) = legacy_uri() else {
-        eprintln!("no legacy broker: skipped");
+    let Some(conn) = legacy_connection("publish and consume on 3.10.8") else {
         return;
     };
-    let conn = connect(&u);
     let s = cunique("ffi-legacy-pc");
     create_stream(conn, &s);
     let confirms = Arc::new(Confirms::default());

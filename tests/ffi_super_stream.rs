@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 use support::capi::*;
-use support::{OFFICIAL_ROUTES, broker_eval, legacy_uri, unique, uri};
+use support::{OFFICIAL_ROUTES, broker_eval, unique, uri};
 
 use rmqstream::ffi::rmqs_event_source_code::*;
 use rmqstream::ffi::rmqs_event_type_code::*;
@@ -100,17 +100,7 @@ impl Fixture {
         let st =
             unsafe { rmqs_super_stream_partitions(self.conn, cn.as_ptr(), &mut list, &mut err) };
         check(st, err, "partitions");
-        let n = unsafe { rmqs_strings_count(list) };
-        let v = (0..n)
-            .map(|i| {
-                unsafe { CStr::from_ptr(rmqs_strings_get(list, i)) }
-                    .to_str()
-                    .unwrap()
-                    .to_string()
-            })
-            .collect();
-        unsafe { rmqs_strings_free(list) };
-        v
+        strings(list)
     }
 
     fn sequence(&self, name: &str, stream: &str) -> u64 {
@@ -1874,11 +1864,9 @@ fn connection_close_closes_super_consumers() {
 /// on a super stream that cannot exist there fails cleanly, the connection intact.
 #[test]
 fn legacy_broker() {
-    let Some(u) = legacy_uri() else {
-        eprintln!("no 3.10.8 broker: legacy test skipped");
+    let Some(conn) = legacy_connection("super streams on 3.10.8") else {
         return;
     };
-    let conn = connect(&u);
     let name = unique("ffi-sp-legacy");
     let s = c(&name);
     let mut err = ptr::null_mut();

@@ -100,12 +100,36 @@ pub fn open(pairs: &[(&str, &str)]) -> *mut rmqs_connection {
 
 /// A connection opened with `cfg` (freed here).
 pub fn open_config(cfg: *mut rmqs_config) -> *mut rmqs_connection {
+    try_open_config(cfg).unwrap_or_else(|(st, m)| panic!("open: status {st}: {m}"))
+}
+
+/// A connection opened with the given keys, or the status and message of the failure.
+pub fn try_open(pairs: &[(&str, &str)]) -> Result<*mut rmqs_connection, (rmqs_status, String)> {
+    try_open_config(config(pairs))
+}
+
+/// A connection opened with `cfg` (freed here), or the status and message of the failure.
+pub fn try_open_config(
+    cfg: *mut rmqs_config,
+) -> Result<*mut rmqs_connection, (rmqs_status, String)> {
     let mut conn = ptr::null_mut();
     let mut err = ptr::null_mut();
     let st = unsafe { rmqs_connection_open(cfg, &mut conn, &mut err) };
     unsafe { rmqs_config_free(cfg) };
-    check(st, err, "open");
-    conn
+    outcome(st, err).map(|()| {
+        assert!(!conn.is_null());
+        conn
+    })
+}
+
+/// A connection to the legacy (3.10.8) broker of [`super::legacy_uri`], or `None` after a
+/// notice that `what` is skipped.
+pub fn legacy_connection(what: &str) -> Option<*mut rmqs_connection> {
+    let Some(u) = super::legacy_uri() else {
+        eprintln!("no legacy (3.10.8) broker: {what} skipped");
+        return None;
+    };
+    Some(connect(&u))
 }
 
 /// A connection to `uri` with the given keys.
@@ -204,6 +228,29 @@ pub fn try_bare_producer(
     stream: &CStr,
     keys: &[(&str, &str)],
 ) -> Result<*mut rmqs_producer, (rmqs_status, String)> {
+    try_queue_producer(conn, stream, keys, ptr::null_mut(), 0)
+}
+
+/// A producer delivering its confirms to `q` (may be NULL) with source tag `tag` and the given
+/// keys (none: a NULL config).
+pub fn queue_producer(
+    conn: *mut rmqs_connection,
+    stream: &CStr,
+    keys: &[(&str, &str)],
+    q: *mut rmqs_queue,
+    tag: usize,
+) -> *mut rmqs_producer {
+    try_queue_producer(conn, stream, keys, q, tag).unwrap_or_else(|e| panic!("producer: {e:?}"))
+}
+
+/// [`queue_producer`], or the status and message of the failure.
+pub fn try_queue_producer(
+    conn: *mut rmqs_connection,
+    stream: &CStr,
+    keys: &[(&str, &str)],
+    q: *mut rmqs_queue,
+    tag: usize,
+) -> Result<*mut rmqs_producer, (rmqs_status, String)> {
     let cfg = config_or_null(keys);
     let mut p = ptr::null_mut();
     let mut err = ptr::null_mut();
@@ -215,8 +262,8 @@ pub fn try_bare_producer(
             None,
             ptr::null_mut(),
             None,
-            ptr::null_mut(),
-            0,
+            q,
+            tag,
             &mut p,
             &mut err,
         )
@@ -245,6 +292,17 @@ pub fn try_queue_consumer(
     cfg: *mut rmqs_config,
     q: *mut rmqs_queue,
 ) -> Result<*mut rmqs_consumer, (rmqs_status, String)> {
+    try_tagged_consumer(conn, stream, cfg, q, 0)
+}
+
+/// [`try_queue_consumer`] with source tag `tag`.
+pub fn try_tagged_consumer(
+    conn: *mut rmqs_connection,
+    stream: &CStr,
+    cfg: *mut rmqs_config,
+    q: *mut rmqs_queue,
+    tag: usize,
+) -> Result<*mut rmqs_consumer, (rmqs_status, String)> {
     let mut c = ptr::null_mut();
     let mut err = ptr::null_mut();
     let st = unsafe {
@@ -256,7 +314,7 @@ pub fn try_queue_consumer(
             ptr::null_mut(),
             None,
             q,
-            0,
+            tag,
             &mut c,
             &mut err,
         )
@@ -277,6 +335,16 @@ pub fn queue_consumer(
 ) -> *mut rmqs_consumer {
     try_queue_consumer(conn, stream, config_or_null(keys), q)
         .unwrap_or_else(|e| panic!("consumer: {e:?}"))
+}
+
+/// The strings of `list` (freed here), in order.
+pub fn strings(list: *mut rmqs_strings) -> Vec<String> {
+    let v = (0..unsafe { rmqs_strings_count(list) })
+        .map(|i| unsafe { CStr::from_ptr(rmqs_strings_get(list, i)) })
+        .map(|s| s.to_str().unwrap().to_string())
+        .collect();
+    unsafe { rmqs_strings_free(list) };
+    v
 }
 
 /// Where `s` lives: the leader's port (`None` without a leader) and the replicas' ports, or
@@ -606,6 +674,17 @@ pub fn consumer_with(
     if updates {
         with_update_cb(cfg, seen);
     }
+    consumer_config(conn, stream, cfg, seen)
+}
+
+/// A consumer made with `cfg` (freed here) whose messages go to `seen` (its state changes
+/// too when `cfg` says so, [`with_state_cb`]).
+pub fn consumer_config(
+    conn: *mut rmqs_connection,
+    stream: &CStr,
+    cfg: *mut rmqs_config,
+    seen: &Arc<Seen>,
+) -> *mut rmqs_consumer {
     let mut c = ptr::null_mut();
     let mut err = ptr::null_mut();
     let st = unsafe {
