@@ -475,15 +475,8 @@ fn strings_of(list: *mut rmqs_strings) -> Vec<String> {
 /// The partitions `rmqs_super_stream_route` gives for `key`.
 fn route(conn: *mut rmqs_connection, key: &CStr, name: &CStr) -> Vec<String> {
     let mut list = ptr::null_mut();
-    let r = unsafe {
-        rmqs_super_stream_route(
-            conn,
-            key.as_ptr(),
-            name.as_ptr(),
-            &mut list,
-            ptr::null_mut(),
-        )
-    };
+    let (k, n) = (key.as_ptr(), name.as_ptr());
+    let r = unsafe { rmqs_super_stream_route(conn, k, n, &mut list, ptr::null_mut()) };
     assert_eq!(r, 0);
     strings_of(list)
 }

@@ -140,3 +140,12 @@ pub fn unique(prefix: &str) -> String {
     let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
     format!("{prefix}-{}-{}", std::process::id(), t.as_nanos())
 }
+
+/// The index of the first line where `old` and `new` differ (where the shorter ends when one
+/// is a prefix of the other): what a stale generated file's message points at.
+pub fn first_difference(old: &str, new: &str) -> usize {
+    old.lines()
+        .zip(new.lines())
+        .position(|(a, b)| a != b)
+        .unwrap_or_else(|| old.lines().count().min(new.lines().count()))
+}
