@@ -1914,16 +1914,3 @@ fn legacy_broker() {
     );
     unsafe { rmqs_connection_free(conn) };
 }
-
-/// `rmqs_queue_poll`: the event, or NULL when none came within `timeout_ms` (or after a
-/// wakeup); any other outcome fails the test.
-fn poll_event(q: *mut rmqs_queue, timeout_ms: i32) -> *mut rmqs_event {
-    use rmqstream::ffi::rmqs_status_code::{RMQS_ERR_TIMEOUT, RMQS_OK};
-    let mut ev = std::ptr::null_mut();
-    let st = unsafe { rmqs_queue_poll(q, timeout_ms, &mut ev, std::ptr::null_mut()) };
-    assert!(
-        st == RMQS_OK.status() || st == RMQS_ERR_TIMEOUT.status(),
-        "rmqs_queue_poll: {st}"
-    );
-    ev
-}
