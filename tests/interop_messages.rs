@@ -33,80 +33,17 @@
 mod support;
 
 use std::ffi::CString;
-use std::io::Read as _;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::ptr;
-use std::time::{Duration, Instant};
 
 use rmqstream::ffi::rmqs_header_code::*;
 use rmqstream::ffi::rmqs_property_code::*;
 use rmqstream::ffi::*;
 use rmqstream::protocol::amqp::Value;
 use support::capi::*;
+use support::interop::{has_module, python, run_script};
 use support::messages::*;
 use support::mini_json::{Json, hex, unhex};
 use support::uri;
-
-const SCRIPT_LIMIT: Duration = Duration::from_secs(120);
-
-/// The Python with rstream, or `None` (after a notice).
-fn python() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("RMQS_PYTHON") {
-        return Some(PathBuf::from(p));
-    }
-    support::venv_python("rstream interop test")
-}
-
-/// Runs an interop script and parses the JSON it prints.
-fn run_script(py: &Path, name: &str, args: &[String]) -> Json {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/interop")
-        .join(name);
-    let started = Instant::now();
-    let mut child = Command::new(py)
-        .arg(script)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {} {name}: {e}", py.display()));
-    let mut out = child.stdout.take().unwrap();
-    let mut errp = child.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = errp.read_to_string(&mut s);
-        s
-    });
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break Some(st);
-        }
-        if started.elapsed() > SCRIPT_LIMIT {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let stdout = reader.join().unwrap();
-    let stderr = err_reader.join().unwrap();
-    if !stderr.trim().is_empty() {
-        eprintln!("--- {name} stderr:\n{}", stderr.trim_end());
-    }
-    let status = status.unwrap_or_else(|| panic!("{name} ran longer than {SCRIPT_LIMIT:?}"));
-    assert!(
-        status.success(),
-        "{name} {args:?} failed ({status}):\n{stderr}"
-    );
-    Json::parse(&stdout).unwrap_or_else(|e| panic!("{name} printed no valid JSON ({e})"))
-}
 
 // ---------------------------------------------------------------------------------------------
 // C writes, rstream reads
@@ -538,26 +475,10 @@ fn amqp_uri() -> String {
     format!("amqp://guest:guest@{host}:5672/%2f")
 }
 
-fn has_pika(py: &Path) -> bool {
-    let ok = Command::new(py)
-        .args(["-c", "import pika"])
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        eprintln!(
-            "NOTICE: no pika in {}: AMQP 0-9-1 interop skipped (scripts/install-deps)",
-            py.display()
-        );
-    }
-    ok
-}
-
 #[test]
 fn c_builder_messages_are_read_by_an_amqp_091_consumer() {
     let Some(py) = python() else { return };
-    if !has_pika(&py) {
+    if !has_module(&py, "pika") {
         return;
     }
     let conn = connect(&uri());
@@ -668,22 +589,6 @@ fn c_builder_messages_are_read_by_an_amqp_091_consumer() {
 
 // ---------------------------------------------------------------------------------------------
 // C writes, an AMQP 1.0 consumer (python-qpid-proton) reads
-
-fn has_module(py: &Path, module: &str) -> bool {
-    let ok = Command::new(py)
-        .args(["-c", &format!("import {module}")])
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        eprintln!(
-            "NOTICE: no {module} in {}: interop test skipped (scripts/install-deps)",
-            py.display()
-        );
-    }
-    ok
-}
 
 #[test]
 fn c_builder_messages_are_read_by_an_amqp_10_consumer() {

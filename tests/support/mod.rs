@@ -9,7 +9,8 @@
 //! - [`capi`]: the C API, thinly: producers and consumers whose callbacks record what they saw;
 //! - [`messages`]: AMQP messages described by typed values, built and read back through the C API;
 //! - [`client`]: the async core, directly: runtimes, environments, fixtures, readers;
-//! - [`cluster`]: drive the cluster's nodes and ask the broker where things are.
+//! - [`cluster`]: drive the cluster's nodes and ask the broker where things are;
+//! - [`interop`]: the Python of the venv and the interop scripts of `tests/interop`.
 
 // Each test file uses a different part of it.
 #![allow(dead_code)]
@@ -18,6 +19,7 @@ pub mod alloc;
 pub mod capi;
 pub mod client;
 pub mod cluster;
+pub mod interop;
 pub mod messages;
 pub mod mini_json;
 pub mod proxy;
