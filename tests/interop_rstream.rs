@@ -51,11 +51,12 @@ use rmqstream::protocol::amqp::{Body, BodyView, Header, Message, MessageView, Pr
 use rmqstream::protocol::chunk::{Chunk, ChunkDecoder, SubEntry, encode_sub_entry};
 use rmqstream::protocol::codes::{OffsetSpec, ResponseCode};
 use rmqstream::protocol::commands::{
-    Credit, DeclarePublisher, DeletePublisher, Deliver, Frame, PublishFrameWriter, PublishVersion,
-    PublishingError, Subscribe, Unsubscribe,
+    DeletePublisher, Deliver, Frame, PublishFrameWriter, PublishVersion, PublishingError,
 };
 use rmqstream::protocol::compression::Compression;
-use support::client::runtime;
+use support::client::{
+    credit_one, declare_publisher, expect_ok, runtime, subscribe_first, unsubscribe,
+};
 use support::interop::{python, run_script};
 use support::mini_json::{Json, hex, unhex};
 use support::{unique, uri};
@@ -87,17 +88,6 @@ fn with_stream(prefix: &str, f: impl FnOnce(&Runtime, &Environment, &str)) {
         resume_unwind(panic);
     }
     deleted.unwrap_or_else(|e| panic!("cannot delete {stream}: {e}"));
-}
-
-fn expect_ok(what: &str, f: &Frame) {
-    let code = match f {
-        Frame::SubscribeResponse(r)
-        | Frame::UnsubscribeResponse(r)
-        | Frame::DeclarePublisherResponse(r)
-        | Frame::DeletePublisherResponse(r) => r.code,
-        other => panic!("{what}: unexpected answer {other:?}"),
-    };
-    assert!(code.is_ok(), "{what}: broker answered {code}");
 }
 
 // ------------------------------------------------------------------------------------------
@@ -144,24 +134,7 @@ impl SubscriptionListener for DeliverSink {
 async fn read_records(env: &Environment, stream: &str, count: usize) -> Vec<ReadRecord> {
     let conn: Connection = env.data_connection(stream, Role::Consumer).await.unwrap();
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let id = conn
-        .register_subscription(stream, Arc::new(DeliverSink(tx)))
-        .unwrap()
-        .expect("a free subscription id");
-    let r = conn
-        .request("subscribe", |correlation_id| {
-            Frame::Subscribe(Subscribe {
-                correlation_id,
-                subscription_id: id,
-                stream: stream.into(),
-                offset_spec: OffsetSpec::First,
-                credit: 5,
-                properties: Vec::new(),
-            })
-        })
-        .await
-        .unwrap();
-    expect_ok("subscribe", &r);
+    let id = subscribe_first(&conn, stream, Arc::new(DeliverSink(tx)), 5).await;
     let mut decoder = ChunkDecoder::new();
     let mut out = Vec::new();
     let mut chunks = 0u64;
@@ -195,23 +168,9 @@ async fn read_records(env: &Environment, stream: &str, count: usize) -> Vec<Read
                 })
             })
             .expect("records");
-        conn.send_frame(&Frame::Credit(Credit {
-            subscription_id: id,
-            credit: 1,
-        }))
-        .unwrap();
+        credit_one(&conn, id);
     }
-    let r = conn
-        .request("unsubscribe", |correlation_id| {
-            Frame::Unsubscribe(Unsubscribe {
-                correlation_id,
-                subscription_id: id,
-            })
-        })
-        .await
-        .unwrap();
-    expect_ok("unsubscribe", &r);
-    conn.unregister_subscription(id);
+    expect_ok("unsubscribe", &unsubscribe(&conn, id).await.unwrap());
     out
 }
 
@@ -350,22 +309,7 @@ impl PublisherListener for ConfirmSink {
 async fn publish_frames(env: &Environment, stream: &str, frames: &[Vec<Entry>]) {
     let conn = env.data_connection(stream, Role::Leader).await.unwrap();
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let id = conn
-        .register_publisher(stream, Arc::new(ConfirmSink(tx)))
-        .unwrap()
-        .expect("a free publisher id");
-    let r = conn
-        .request("declare publisher", |correlation_id| {
-            Frame::DeclarePublisher(DeclarePublisher {
-                correlation_id,
-                publisher_id: id,
-                publisher_reference: String::new(),
-                stream: stream.into(),
-            })
-        })
-        .await
-        .unwrap();
-    expect_ok("declare publisher", &r);
+    let id = declare_publisher(&conn, stream, Arc::new(ConfirmSink(tx))).await;
     let frame_max = conn.info().frame_max as usize;
     let mut next_id = 1u64;
     for (n, entries) in frames.iter().enumerate() {

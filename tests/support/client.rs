@@ -10,14 +10,14 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use rmqstream::client::connection::SubscriptionListener;
 use rmqstream::client::{
-    ClientError, Confirm, ConnectionConfig, Environment, EnvironmentHandle, Producer,
-    ProducerConfig, ProducerEvents, Role,
+    ClientError, Confirm, Connection, ConnectionConfig, Environment, EnvironmentHandle, Producer,
+    ProducerConfig, ProducerEvents, PublisherListener, Role,
 };
 use rmqstream::protocol::amqp::MessageView;
 use rmqstream::protocol::chunk::{Chunk, ChunkDecoder, EntryKind};
 use rmqstream::protocol::codes::{OffsetSpec, ResponseCode};
 use rmqstream::protocol::commands::{
-    Broker, CodeResponse, Credit, Deliver, Frame, MetadataResponse, OpenResponse,
+    Broker, CodeResponse, Credit, DeclarePublisher, Deliver, Frame, MetadataResponse, OpenResponse,
     PeerPropertiesResponse, SaslAuthenticateResponse, SaslHandshakeResponse, StreamMetadata,
     Subscribe, Tune, Unsubscribe, split_frame,
 };
@@ -319,32 +319,107 @@ impl SubscriptionListener for Sub {
     fn connection_closed(&self, _: &ClientError) {}
 }
 
+// ---------------------------------------------------------------------------------------------
+// the bare connection API: subscriptions and publishers by hand
+
+/// Panics unless `f`, the broker's answer to `what` (subscribe, unsubscribe, declare or delete
+/// publisher), says OK.
+pub fn expect_ok(what: &str, f: &Frame) {
+    let code = match f {
+        Frame::SubscribeResponse(r)
+        | Frame::UnsubscribeResponse(r)
+        | Frame::DeclarePublisherResponse(r)
+        | Frame::DeletePublisherResponse(r) => r.code,
+        other => panic!("{what}: unexpected answer {other:?}"),
+    };
+    assert!(code.is_ok(), "{what}: broker answered {code}");
+}
+
+/// Registers a subscription to `stream` delivering to `listener` and subscribes it from the
+/// first offset with `credit` credits (the broker must answer OK): its id.
+pub async fn subscribe_first(
+    conn: &Connection,
+    stream: &str,
+    listener: Arc<dyn SubscriptionListener>,
+    credit: u16,
+) -> u8 {
+    let id = conn
+        .register_subscription(stream, listener)
+        .unwrap()
+        .expect("a free subscription id");
+    let r = conn
+        .request("subscribe", |correlation_id| {
+            Frame::Subscribe(Subscribe {
+                correlation_id,
+                subscription_id: id,
+                stream: stream.into(),
+                offset_spec: OffsetSpec::First,
+                credit,
+                properties: Vec::new(),
+            })
+        })
+        .await
+        .unwrap();
+    expect_ok("subscribe", &r);
+    id
+}
+
+/// One more credit for subscription `id`.
+pub fn credit_one(conn: &Connection, id: u8) {
+    let credit = Credit {
+        subscription_id: id,
+        credit: 1,
+    };
+    conn.send_frame(&Frame::Credit(credit)).unwrap();
+}
+
+/// Unsubscribes `id` and unregisters it: the broker's answer.
+pub async fn unsubscribe(conn: &Connection, id: u8) -> Result<Frame, ClientError> {
+    let r = conn
+        .request("unsubscribe", |correlation_id| {
+            Frame::Unsubscribe(Unsubscribe {
+                correlation_id,
+                subscription_id: id,
+            })
+        })
+        .await;
+    conn.unregister_subscription(id);
+    r
+}
+
+/// Registers a publisher on `stream` confirming to `listener` and declares it, without a
+/// reference (the broker must answer OK): its id.
+pub async fn declare_publisher(
+    conn: &Connection,
+    stream: &str,
+    listener: Arc<dyn PublisherListener>,
+) -> u8 {
+    let id = conn
+        .register_publisher(stream, listener)
+        .unwrap()
+        .expect("a free publisher id");
+    let declare = DeclarePublisher {
+        correlation_id: 0,
+        publisher_id: id,
+        publisher_reference: String::new(),
+        stream: stream.into(),
+    };
+    let r = conn.request("declare publisher", |correlation_id| {
+        Frame::DeclarePublisher(DeclarePublisher {
+            correlation_id,
+            ..declare
+        })
+    });
+    expect_ok("declare publisher", &r.await.unwrap());
+    id
+}
+
 /// Subscribes from the first offset with the bare connection API and collects `n` records,
 /// the chunk ids and the entries of every chunk.
 pub async fn read_stream(env: &Environment, stream: &str, n: usize) -> ReadBack {
     let conn = env.data_connection(stream, Role::Consumer).await.unwrap();
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let sid = conn
-        .register_subscription(stream, Arc::new(Sub(tx)))
-        .unwrap()
-        .unwrap();
-    let r = conn
-        .request("subscribe", |correlation_id| {
-            Frame::Subscribe(Subscribe {
-                correlation_id,
-                subscription_id: sid,
-                stream: stream.into(),
-                offset_spec: OffsetSpec::First,
-                credit: 5,
-                properties: vec![],
-            })
-        })
-        .await
-        .unwrap();
-    match r {
-        Frame::SubscribeResponse(r) => assert!(r.code.is_ok(), "subscribe: {}", r.code),
-        f => panic!("unexpected answer to subscribe: {f:?}"),
-    }
+    let sid = subscribe_first(&conn, stream, Arc::new(Sub(tx)), 5).await;
     let mut decoder = ChunkDecoder::new();
     let mut out = ReadBack {
         records: Vec::new(),
@@ -375,21 +450,9 @@ pub async fn read_stream(env: &Environment, stream: &str, n: usize) -> ReadBack 
         decoder
             .for_each_record(&chunk, |r| out.records.push((r.offset, r.body.to_vec())))
             .unwrap();
-        conn.send_frame(&Frame::Credit(Credit {
-            subscription_id: sid,
-            credit: 1,
-        }))
-        .unwrap();
+        credit_one(&conn, sid);
     }
-    let _ = conn
-        .request("unsubscribe", |correlation_id| {
-            Frame::Unsubscribe(Unsubscribe {
-                correlation_id,
-                subscription_id: sid,
-            })
-        })
-        .await;
-    conn.unregister_subscription(sid);
+    let _ = unsubscribe(&conn, sid).await;
     out
 }
 
