@@ -816,22 +816,7 @@ fn key_extractor_and_routing_callback() {
         0
     );
     let s = c(&ss);
-    let mut out = ptr::null_mut();
-    let mut err = ptr::null_mut();
-    let st = unsafe {
-        rmqs_super_producer_new(
-            f.conn,
-            s.as_ptr(),
-            bad,
-            None,
-            ptr::null_mut(),
-            None,
-            ptr::null_mut(),
-            0,
-            &mut out,
-            &mut err,
-        )
-    };
+    let (_, st, err) = super_producer_raw(f.conn, &s, bad, ptr::null_mut(), 0);
     let (st, m) = failure(st, err);
     assert_eq!(st, RMQS_ERR_INVALID_ARGUMENT.status());
     assert!(m.contains("routing callback"), "{m}");
@@ -1058,22 +1043,7 @@ fn queue_mode_eager_and_creation_errors() {
     let q = queue();
     let cfg = config(&[("eager", "true"), ("batch_size", "10")]);
     let s = c(&ss);
-    let mut sp = ptr::null_mut();
-    let mut err = ptr::null_mut();
-    let st = unsafe {
-        rmqs_super_producer_new(
-            f.conn,
-            s.as_ptr(),
-            cfg,
-            None,
-            ptr::null_mut(),
-            None,
-            q,
-            77,
-            &mut sp,
-            &mut err,
-        )
-    };
+    let (sp, st, err) = super_producer_raw(f.conn, &s, cfg, q, 77);
     check(st, err, "super producer (queue)");
     unsafe { rmqs_config_free(cfg) };
     let keys: Vec<String> = (0..200).map(|i| format!("q{i}")).collect();
@@ -1147,22 +1117,7 @@ fn queue_mode_eager_and_creation_errors() {
     // creation errors
     let attempt = |ss: &str, cfg: *const rmqs_config| {
         let s = c(ss);
-        let mut sp = ptr::null_mut();
-        let mut err = ptr::null_mut();
-        let st = unsafe {
-            rmqs_super_producer_new(
-                f.conn,
-                s.as_ptr(),
-                cfg,
-                None,
-                ptr::null_mut(),
-                None,
-                ptr::null_mut(),
-                0,
-                &mut sp,
-                &mut err,
-            )
-        };
+        let (sp, st, err) = super_producer_raw(f.conn, &s, cfg, ptr::null_mut(), 0);
         assert!(sp.is_null());
         failure(st, err)
     };
@@ -1213,22 +1168,7 @@ fn a_plain_stream_is_not_a_super_stream() {
     check(st, err, "create plain stream");
     f.streams.push(plain.clone());
 
-    let mut sp = ptr::null_mut();
-    let mut err = ptr::null_mut();
-    let st = unsafe {
-        rmqs_super_producer_new(
-            f.conn,
-            cp.as_ptr(),
-            ptr::null(),
-            None,
-            ptr::null_mut(),
-            None,
-            ptr::null_mut(),
-            0,
-            &mut sp,
-            &mut err,
-        )
-    };
+    let (sp, st, err) = super_producer_raw(f.conn, &cp, ptr::null(), ptr::null_mut(), 0);
     assert!(sp.is_null());
     let (st, m) = failure(st, err);
     assert_eq!(st, RMQS_ERR_INVALID_ARGUMENT.status(), "{m}");
@@ -1874,22 +1814,7 @@ fn legacy_broker() {
     let (st, m) = failure(st, err);
     assert_eq!(st, RMQS_ERR_UNSUPPORTED.status(), "{m}");
     assert!(m.contains("3.13"), "{m}");
-    let mut sp = ptr::null_mut();
-    let mut err = ptr::null_mut();
-    let st = unsafe {
-        rmqs_super_producer_new(
-            conn,
-            s.as_ptr(),
-            ptr::null(),
-            None,
-            ptr::null_mut(),
-            None,
-            ptr::null_mut(),
-            0,
-            &mut sp,
-            &mut err,
-        )
-    };
+    let (_, st, err) = super_producer_raw(conn, &s, ptr::null(), ptr::null_mut(), 0);
     let (st, m) = failure(st, err);
     eprintln!("3.10.8, super producer: {} {m}", unsafe {
         CStr::from_ptr(rmqs_status_name(st)).to_str().unwrap()

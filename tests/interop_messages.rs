@@ -256,19 +256,8 @@ fn publish(conn: *mut rmqs_connection, stream: &CString, keys: &[(&str, &str)], 
     let rest: Vec<*const rmqs_message_builder> =
         builders[1..].iter().map(|b| b.cast_const()).collect();
     let mut accepted = 0;
-    let mut err = ptr::null_mut();
-    let st = unsafe {
-        rmqs_producer_send_messages(
-            p,
-            rest.as_ptr(),
-            ptr::null(),
-            rest.len(),
-            0,
-            &mut accepted,
-            &mut err,
-        )
-    };
-    check(st, err, "send_messages");
+    let (st, m) = send_messages(p, &rest, &[], &mut accepted);
+    assert_eq!(st, 0, "send_messages: {m}");
     assert_eq!(
         unsafe { rmqs_producer_flush(p, 30_000, std::ptr::null_mut()) },
         0

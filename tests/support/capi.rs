@@ -737,6 +737,23 @@ pub fn super_producer(
     p
 }
 
+/// `rmqs_super_producer_new` without callbacks, confirming to `q` (may be NULL) with source tag
+/// `tag`, made with `cfg` (may be NULL; not freed here): the super producer written, the status
+/// and the error, as they came.
+pub fn super_producer_raw(
+    conn: *mut rmqs_connection,
+    super_stream: &CStr,
+    cfg: *const rmqs_config,
+    q: *mut rmqs_queue,
+    tag: usize,
+) -> (*mut rmqs_super_producer, rmqs_status, *mut rmqs_error) {
+    let (mut sp, mut err) = (ptr::null_mut(), ptr::null_mut());
+    let (s, ud) = (super_stream.as_ptr(), ptr::null_mut());
+    let st =
+        unsafe { rmqs_super_producer_new(conn, s, cfg, None, ud, None, q, tag, &mut sp, &mut err) };
+    (sp, st, err)
+}
+
 /// A super consumer whose messages (by partition, [`Seen::by_partition`]) and state changes
 /// go to `seen`.
 pub fn super_consumer(
