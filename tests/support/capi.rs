@@ -168,6 +168,21 @@ pub fn through(proxy: &super::proxy::Proxy, extra: &[(&str, &str)]) -> *mut rmqs
     open(&keys)
 }
 
+/// A connection to the test broker ([`super::uri`]) and a new stream named after `prefix`:
+/// the usual start of a test; [`delete_and_free`] ends it.
+pub fn conn_and_stream(prefix: &str) -> (*mut rmqs_connection, CString) {
+    let conn = connect(&super::uri());
+    let s = cunique(prefix);
+    create_stream(conn, &s);
+    (conn, s)
+}
+
+/// Deletes `s` (it must succeed) and frees `conn`.
+pub fn delete_and_free(conn: *mut rmqs_connection, s: &CStr) {
+    delete_stream(conn, s);
+    unsafe { rmqs_connection_free(conn) };
+}
+
 /// Creates `s` with default arguments.
 pub fn create_stream(conn: *mut rmqs_connection, s: &CStr) {
     let mut err = ptr::null_mut();
@@ -191,6 +206,14 @@ pub fn delete(conn: *mut rmqs_connection, s: &CStr) -> rmqs_status {
 /// Deletes `s`; panics unless that succeeds.
 pub fn delete_stream(conn: *mut rmqs_connection, s: &CStr) {
     assert_eq!(delete(conn, s), 0, "delete stream");
+}
+
+/// Frees consumer `c`, then `q`, the queue it delivered to.
+pub fn free_consumer_and_queue(c: *mut rmqs_consumer, q: *mut rmqs_queue) {
+    unsafe {
+        rmqs_consumer_free(c);
+        rmqs_queue_free(q);
+    }
 }
 
 /// A new event queue.
@@ -277,11 +300,13 @@ pub fn try_queue_producer(
 
 /// Flushes `p` (30 s); panics unless every message got its confirm.
 pub fn flush(p: *mut rmqs_producer) {
-    assert_eq!(
-        unsafe { rmqs_producer_flush(p, 30_000, ptr::null_mut()) },
-        0,
-        "flush"
-    );
+    flush_within(p, 30_000);
+}
+
+/// Flushes `p`, waiting `timeout_ms` at most; panics unless every message got its confirm.
+pub fn flush_within(p: *mut rmqs_producer, timeout_ms: i32) {
+    let st = unsafe { rmqs_producer_flush(p, timeout_ms, ptr::null_mut()) };
+    assert_eq!(st, 0, "flush");
 }
 
 /// A consumer delivering to `q` (source tag 0) made with `cfg` (freed here, may be NULL), or
