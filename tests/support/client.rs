@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use rmqstream::client::connection::SubscriptionListener;
 use rmqstream::client::{
-    ClientError, Confirm, Connection, ConnectionConfig, Environment, EnvironmentHandle, Producer,
-    ProducerConfig, ProducerEvents, PublisherListener, Role,
+    BodyFormat, ClientError, Confirm, ConfirmStatus, Connection, ConnectionConfig, Environment,
+    EnvironmentHandle, OutgoingMessage, Producer, ProducerConfig, ProducerEvents,
+    PublisherListener, Role,
 };
 use rmqstream::protocol::amqp::MessageView;
 use rmqstream::protocol::chunk::{Chunk, ChunkDecoder, EntryKind};
@@ -97,6 +98,13 @@ impl Fixture {
         self.rt
             .block_on(Producer::new(&self.env, &self.stream, config, events))
             .unwrap()
+    }
+
+    /// A producer on the stream whose outcomes go to a new [`Collector`].
+    pub fn collected(&self, config: ProducerConfig) -> (Arc<Collector>, Producer) {
+        let events = Collector::new();
+        let p = self.producer(config, &events);
+        (events, p)
     }
 
     pub fn close(&self, p: &Producer) {
@@ -245,6 +253,41 @@ impl Collector {
         }
         map
     }
+}
+
+/// Sends `bodies` with tags `0..`, every tenth (index 3, 13, ...) as raw bytes and the rest
+/// wrapped in an AMQP data section, each waiting up to `wait` for room; message `i` must get
+/// publishing id `i` (`why` says why).
+pub fn send_mixed(p: &Producer, bodies: &[Vec<u8>], wait: Duration, why: &str) {
+    for (i, body) in bodies.iter().enumerate() {
+        let msg = OutgoingMessage {
+            format: if i % 10 == 3 {
+                BodyFormat::Raw
+            } else {
+                BodyFormat::AmqpData
+            },
+            ..OutgoingMessage::new(body).tag(i)
+        };
+        let id = p.send(&msg, Some(wait)).unwrap();
+        assert_eq!(id, i as u64, "{why}");
+    }
+}
+
+/// Every tag `0..n` confirmed once with publishing id = tag; `p` counts `n` published and
+/// confirmed, none errored or in flight, and its last id is `n - 1`.
+pub fn assert_confirmed_in_order(events: &Collector, p: &Producer, n: usize) {
+    let by_tag = events.by_tag();
+    assert_eq!(by_tag.len(), n);
+    for (tag, c) in &by_tag {
+        assert_eq!(c.status, ConfirmStatus::Confirmed, "tag {tag}");
+        assert_eq!(c.publishing_id, *tag as u64, "tag {tag}");
+    }
+    let st = p.stats();
+    assert_eq!(
+        (st.published, st.confirmed, st.errored, st.in_flight),
+        (n as u64, n as u64, 0, 0)
+    );
+    assert_eq!(p.last_publishing_id(), Some(n as u64 - 1));
 }
 
 /// One entry of a chunk as read back.

@@ -151,3 +151,11 @@ pub fn first_difference(old: &str, new: &str) -> usize {
         .position(|(a, b)| a != b)
         .unwrap_or_else(|| old.lines().count().min(new.lines().count()))
 }
+
+/// The number in the environment variable `name` (a benchmark's knob), else `default`.
+pub fn knob(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
