@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use rmqstream::client::connection::SubscriptionListener;
 use rmqstream::client::{
-    BodyFormat, ClientError, Confirm, ConfirmStatus, Connection, ConnectionConfig, Environment,
-    EnvironmentHandle, OutgoingMessage, Producer, ProducerConfig, ProducerEvents,
-    PublisherListener, Role,
+    BodyFormat, ClientError, Confirm, ConfirmStatus, Connection, ConnectionConfig, Consumer,
+    ConsumerConfig, ConsumerEvents, DeliveredChunk, Environment, EnvironmentHandle,
+    OutgoingMessage, Producer, ProducerConfig, ProducerEvents, PublisherListener, Role,
 };
 use rmqstream::protocol::amqp::MessageView;
 use rmqstream::protocol::chunk::{Chunk, ChunkDecoder, EntryKind};
@@ -137,6 +137,70 @@ impl Fixture {
 
 /// An environment shared with super producers and consumers (as their `EnvironmentHandle`),
 /// deleting the super streams and streams the test created at [`SuperFixture::finish`].
+/// `struct Fixture(SuperFixture)` for a test file that adds its own methods to it:
+/// `Fixture::new(prefix)` on the test broker, `Fixture::with_uri(uri, prefix)`, `workers`
+/// runtime threads, connections named `"<test> test <prefix>"`, `finish`; it derefs to the
+/// [`SuperFixture`].
+macro_rules! super_fixture {
+    ($workers:expr, $test:literal) => {
+        /// The shared [`SuperFixture`] with this file's producers, consumers and readers.
+        struct Fixture(crate::support::client::SuperFixture);
+
+        impl std::ops::Deref for Fixture {
+            type Target = crate::support::client::SuperFixture;
+            fn deref(&self) -> &Self::Target {
+                &self.0
+            }
+        }
+
+        impl Fixture {
+            fn new(prefix: &str) -> Fixture {
+                Self::with_uri(&crate::support::uri(), prefix)
+            }
+
+            fn with_uri(uri: &str, prefix: &str) -> Fixture {
+                let name = format!(concat!($test, " test {}"), prefix);
+                Fixture(crate::support::client::SuperFixture::new(
+                    uri, $workers, &name,
+                ))
+            }
+
+            /// On the legacy broker of `RMQS_TEST_LEGACY_URI` (and that URI); `None` (the test
+            /// skips, with a notice) when that is unset.
+            fn legacy(prefix: &str) -> Option<(Fixture, String)> {
+                let Ok(uri) = std::env::var("RMQS_TEST_LEGACY_URI") else {
+                    eprintln!("RMQS_TEST_LEGACY_URI unset: legacy broker test skipped");
+                    return None;
+                };
+                Some((Self::with_uri(&uri, prefix), uri))
+            }
+
+            fn finish(self) {
+                self.0.finish()
+            }
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use super_fixture;
+
+/// What [`SuperFixture::read_plain`] received: (offset, body).
+#[derive(Default)]
+struct Reader {
+    records: Mutex<Vec<(u64, Vec<u8>)>>,
+}
+
+impl ConsumerEvents for Reader {
+    fn chunk(&self, chunk: DeliveredChunk) {
+        let records = chunk.records().map(|r| (r.offset, r.amqp_body().to_vec()));
+        lock(&self.records).extend(records);
+    }
+    fn error(&self, error: &ClientError) {
+        panic!("reader error: {error}");
+    }
+    fn closed(&self, _reason: &ClientError) {}
+}
+
 pub struct SuperFixture {
     pub rt: Runtime,
     pub env: Arc<Environment>,
@@ -184,6 +248,52 @@ impl SuperFixture {
         let suffixes: Vec<String> = (0..n).map(|i| i.to_string()).collect();
         let s: Vec<&str> = suffixes.iter().map(String::as_str).collect();
         self.super_stream(prefix, &s, &s)
+    }
+
+    /// Adds partition `<ss>-2` to super stream `ss`, bound with key "2" and order 2, through
+    /// `scripts/broker ctl eval` (the protocol cannot add one): the new partition, or `None`
+    /// (with a notice that `what` is skipped) when the node cannot be reached.
+    pub fn add_partition(&self, ss: &str, what: &str) -> Option<String> {
+        let new_part = format!("{ss}-2");
+        self.rt
+            .block_on(self.env.create_stream(&new_part, &[]))
+            .unwrap();
+        lock(&self.streams).push(new_part.clone());
+        let expr = format!(
+            "rabbit_binding:add(rabbit_binding:new(rabbit_misc:r(<<\"/\">>, exchange, <<\"{ss}\">>), \
+             <<\"2\">>, rabbit_misc:r(<<\"/\">>, queue, <<\"{new_part}\">>), \
+             [{{<<\"x-stream-partition-order\">>, long, 2}}]), <<\"guest\">>)."
+        );
+        let Some(out) = super::broker_eval(&expr) else {
+            eprintln!("cannot reach the node with scripts/broker: {what} skipped");
+            return None;
+        };
+        assert_eq!(out, "ok", "rabbit_binding:add answered {out}");
+        Some(new_part)
+    }
+
+    /// Every record of `stream` as (offset, body), read from `First` by a plain consumer:
+    /// `n` of them, and no more within `quiet` after.
+    pub fn read_plain(&self, stream: &str, n: usize, quiet: Duration) -> Vec<(u64, Vec<u8>)> {
+        self.rt.block_on(async {
+            let reader = Arc::new(Reader::default());
+            let config = ConsumerConfig {
+                offset: OffsetSpec::First,
+                ..Default::default()
+            };
+            let consumer = Consumer::new(&self.env, stream, config, reader.clone())
+                .await
+                .unwrap();
+            let deadline = Instant::now() + WAIT;
+            while lock(&reader.records).len() < n && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            tokio::time::sleep(quiet).await;
+            consumer.close().await.unwrap();
+            let records = std::mem::take(&mut *lock(&reader.records));
+            assert_eq!(records.len(), n, "records read back from {stream}");
+            records
+        })
     }
 
     pub fn finish(self) {
