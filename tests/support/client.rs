@@ -141,6 +141,7 @@ impl Fixture {
 /// `Fixture::new(prefix)` on the test broker, `Fixture::with_uri(uri, prefix)`, `workers`
 /// runtime threads, connections named `"<test> test <prefix>"`, `finish`; it derefs to the
 /// [`SuperFixture`].
+#[allow(unused_macros)] // only the super stream test files use it
 macro_rules! super_fixture {
     ($workers:expr, $test:literal) => {
         /// The shared [`SuperFixture`] with this file's producers, consumers and readers.
