@@ -17,7 +17,6 @@ mod support;
 
 use std::collections::{HashSet, VecDeque};
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant};
@@ -495,10 +494,7 @@ fn custom_and_interval_strategies_decide_when_to_store() {
 /// killed.
 #[test]
 fn crash_child() {
-    let (Ok(stream), Ok(mode)) = (
-        std::env::var("RMQS_CRASH_STREAM"),
-        std::env::var("RMQS_CRASH_MODE"),
-    ) else {
+    let Some((stream, mode)) = support::crash_vars("RMQS_CRASH_STREAM", "RMQS_CRASH_MODE") else {
         return;
     };
     runtime(3).block_on(async {
@@ -552,14 +548,8 @@ fn tracking_survives_a_killed_consumer_process() {
     with_stream("features-crash", async |env, s, p| {
         p.chunks("k", 0, 200, 20).await;
         for mode in ["explicit", "periodic"] {
-            let mut child = Command::new(std::env::current_exe().unwrap())
-                .args(["crash_child", "--exact", "--nocapture", "--test-threads=1"])
-                .env("RMQS_CRASH_STREAM", s)
-                .env("RMQS_CRASH_MODE", mode)
-                .env("RMQS_TEST_URI", uri())
-                .stdout(Stdio::piped())
-                .spawn()
-                .unwrap();
+            let mut child =
+                support::spawn_crash_child(&[("RMQS_CRASH_STREAM", s), ("RMQS_CRASH_MODE", mode)]);
             let stdout = child.stdout.take().unwrap();
             let ready = tokio::task::spawn_blocking(move || {
                 BufReader::new(stdout)

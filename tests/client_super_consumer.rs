@@ -462,15 +462,7 @@ fn offsets_are_tracked_per_partition_under_the_name() {
     publish(&p, &confirms, 0, &first);
     let per1 = per_partition(&first, 3);
     let name = unique("tracker");
-    let config = |tracking| SuperConsumerConfig {
-        name: Some(name.clone()),
-        consumer: ConsumerConfig {
-            offset: OffsetSpec::First,
-            tracking,
-            ..Default::default()
-        },
-        ..Default::default()
-    };
+    let config = |tracking| named_from_first(&name, tracking);
 
     let sink = Sink::new();
     let c = f.consumer(&ss, config(TrackingStrategy::EveryMessages(100_000)), &sink);

@@ -20,7 +20,6 @@ mod support;
 
 use std::ffi::{CStr, CString, c_void};
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::ptr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -425,10 +424,7 @@ fn a_tracking_callback_decides_when_to_store() {
 /// two more chunks without storing, prints `READY <stored>` and waits to be killed.
 #[test]
 fn crash_child() {
-    let (Ok(s), Ok(name)) = (
-        std::env::var("RMQS_CRASH_STREAM"),
-        std::env::var("RMQS_CRASH_NAME"),
-    ) else {
+    let Some((s, name)) = support::crash_vars("RMQS_CRASH_STREAM", "RMQS_CRASH_NAME") else {
         return;
     };
     let (s, name) = (CString::new(s).unwrap(), CString::new(name).unwrap());
@@ -471,14 +467,9 @@ fn tracking_survives_a_killed_consumer_process() {
     let (conn, s) = conn_and_stream("ffi-feat-crash");
     publish(conn, &s, 0..300, 20);
     let name = "crashing-consumer";
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["crash_child", "--exact", "--nocapture", "--test-threads=1"])
-        .env("RMQS_CRASH_STREAM", s.to_str().unwrap())
-        .env("RMQS_CRASH_NAME", name)
-        .env("RMQS_TEST_URI", uri())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let stream = s.to_str().unwrap();
+    let vars = [("RMQS_CRASH_STREAM", stream), ("RMQS_CRASH_NAME", name)];
+    let mut child = support::spawn_crash_child(&vars);
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {

@@ -159,3 +159,24 @@ pub fn knob(name: &str, default: usize) -> usize {
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
 }
+
+/// Starts this test binary's `crash_child` test in a child process with `vars` and
+/// `RMQS_TEST_URI` in its environment and its stdout piped (a crash test reads it, then kills
+/// the child).
+pub fn spawn_crash_child(vars: &[(&str, &str)]) -> std::process::Child {
+    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+    cmd.args(["crash_child", "--exact", "--nocapture", "--test-threads=1"]);
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    cmd.env("RMQS_TEST_URI", uri())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// In a `crash_child` process: the values of the variables `a` and `b`; `None` when they are
+/// unset (the test then does nothing: it runs in the ordinary suite too).
+pub fn crash_vars(a: &str, b: &str) -> Option<(String, String)> {
+    Some((std::env::var(a).ok()?, std::env::var(b).ok()?))
+}
