@@ -32,7 +32,8 @@
 
 mod support;
 
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
+use std::path::Path;
 use std::ptr;
 
 use rmqstream::ffi::rmqs_header_code::*;
@@ -40,7 +41,7 @@ use rmqstream::ffi::rmqs_property_code::*;
 use rmqstream::ffi::*;
 use rmqstream::protocol::amqp::Value;
 use support::capi::*;
-use support::interop::{has_module, python, run_script};
+use support::interop::{python, python_with, run_script};
 use support::messages::*;
 use support::mini_json::{Json, hex, unhex};
 use support::uri;
@@ -271,9 +272,7 @@ fn publish(conn: *mut rmqs_connection, stream: &CString, keys: &[(&str, &str)], 
 #[test]
 fn c_builder_messages_are_read_by_rstream() {
     let Some(py) = python() else { return };
-    let conn = connect(&uri());
-    let stream = cunique("c-to-rstream");
-    create_stream(conn, &stream);
+    let (conn, stream) = conn_and_stream("c-to-rstream");
     let specs = c_messages();
     publish(conn, &stream, &[], &specs);
     publish(
@@ -294,8 +293,7 @@ fn c_builder_messages_are_read_by_rstream() {
             (2 * specs.len()).to_string(),
         ],
     );
-    delete_stream(conn, &stream);
-    unsafe { rmqs_connection_free(conn) };
+    delete_and_free(conn, &stream);
     assert!(
         !report.get("timed_out").bool("timed_out"),
         "rstream timed out"
@@ -382,6 +380,14 @@ fn manifest_fields(j: &Json, names: &[&str]) -> Vec<(i32, Value<'static>)> {
 }
 
 fn manifest_pairs(j: &Json) -> Vec<(String, Value<'static>)> {
+    key_values(j)
+        .into_iter()
+        .map(|(k, v)| (k, tv(&v)))
+        .collect()
+}
+
+/// A report's `[[key, value], ...]` list (null: none) as (key, value) pairs.
+fn key_values(j: &Json) -> Vec<(String, Json)> {
     if j.is_null() {
         return Vec::new();
     }
@@ -389,7 +395,7 @@ fn manifest_pairs(j: &Json) -> Vec<(String, Value<'static>)> {
         .iter()
         .map(|p| {
             let p = p.array("pair");
-            (p[0].str("key").to_string(), tv(&p[1]))
+            (p[0].str("key").to_string(), p[1].clone())
         })
         .collect()
 }
@@ -397,9 +403,7 @@ fn manifest_pairs(j: &Json) -> Vec<(String, Value<'static>)> {
 #[test]
 fn rstream_messages_are_read_typed_from_c() {
     let Some(py) = python() else { return };
-    let conn = connect(&uri());
-    let stream = cunique("rstream-to-c");
-    create_stream(conn, &stream);
+    let (conn, stream) = conn_and_stream("rstream-to-c");
     let manifest = run_script(
         &py,
         "rstream_publish.py",
@@ -416,8 +420,7 @@ fn rstream_messages_are_read_typed_from_c() {
     );
     let sent = manifest.get("messages").array("messages");
     let got = consume(conn, &stream, sent.len());
-    delete_stream(conn, &stream);
-    unsafe { rmqs_connection_free(conn) };
+    delete_and_free(conn, &stream);
     for (i, (m, r)) in sent.iter().zip(&got).enumerate() {
         let what = format!("rstream message {i}");
         let header = manifest_fields(m.get("header"), &HEADER_NAMES_MANIFEST);
@@ -464,15 +467,29 @@ fn amqp_uri() -> String {
     format!("amqp://guest:guest@{host}:5672/%2f")
 }
 
+/// What the AMQP consumer `script` (pika_consume.py, proton_consume.py) reports reading the
+/// first `count` messages of `stream` on the broker's AMQP port: exactly `count` messages.
+fn amqp_consume(py: &Path, script: &str, stream: &CStr, count: usize) -> Vec<Json> {
+    let args = [
+        "--amqp-uri".into(),
+        amqp_uri(),
+        "--stream".into(),
+        stream.to_str().unwrap().into(),
+        "--count".into(),
+        count.to_string(),
+    ];
+    let report = run_script(py, script, &args);
+    let got = report.get("messages").array("messages").to_vec();
+    assert_eq!(got.len(), count);
+    got
+}
+
 #[test]
 fn c_builder_messages_are_read_by_an_amqp_091_consumer() {
-    let Some(py) = python() else { return };
-    if !has_module(&py, "pika") {
+    let Some(py) = python_with("pika") else {
         return;
-    }
-    let conn = connect(&uri());
-    let stream = cunique("c-to-pika");
-    create_stream(conn, &stream);
+    };
+    let (conn, stream) = conn_and_stream("c-to-pika");
     // RabbitMQ 4.0's AMQP 1.0 -> 0-9-1 conversion (mc_amqpl:to_091) has no clause for uuids,
     // nor for doubles that are not finite (kept as raw bytes): such an application property
     // crashes the 0-9-1 channel (INTERNAL_ERROR). The 0-9-1 consumer gets the other types.
@@ -493,22 +510,8 @@ fn c_builder_messages_are_read_by_an_amqp_091_consumer() {
         }
     }
     publish(conn, &stream, &[], &specs);
-    let report = run_script(
-        &py,
-        "pika_consume.py",
-        &[
-            "--amqp-uri".into(),
-            amqp_uri(),
-            "--stream".into(),
-            stream.to_str().unwrap().into(),
-            "--count".into(),
-            specs.len().to_string(),
-        ],
-    );
-    delete_stream(conn, &stream);
-    unsafe { rmqs_connection_free(conn) };
-    let got = report.get("messages").array("messages");
-    assert_eq!(got.len(), specs.len());
+    let got = amqp_consume(&py, "pika_consume.py", &stream, specs.len());
+    delete_and_free(conn, &stream);
     let tagged =
         |t: &str, v: Json| Json::Object(vec![("t".into(), Json::Str(t.into())), ("v".into(), v)]);
     let text = |v: &str| tagged("str", Json::Str(v.into()));
@@ -581,31 +584,14 @@ fn c_builder_messages_are_read_by_an_amqp_091_consumer() {
 
 #[test]
 fn c_builder_messages_are_read_by_an_amqp_10_consumer() {
-    let Some(py) = python() else { return };
-    if !has_module(&py, "proton") {
+    let Some(py) = python_with("proton") else {
         return;
-    }
-    let conn = connect(&uri());
-    let stream = cunique("c-to-proton");
-    create_stream(conn, &stream);
+    };
+    let (conn, stream) = conn_and_stream("c-to-proton");
     let specs = c_messages();
     publish(conn, &stream, &[], &specs);
-    let report = run_script(
-        &py,
-        "proton_consume.py",
-        &[
-            "--amqp-uri".into(),
-            amqp_uri(),
-            "--stream".into(),
-            stream.to_str().unwrap().into(),
-            "--count".into(),
-            specs.len().to_string(),
-        ],
-    );
-    delete_stream(conn, &stream);
-    unsafe { rmqs_connection_free(conn) };
-    let got = report.get("messages").array("messages");
-    assert_eq!(got.len(), specs.len());
+    let got = amqp_consume(&py, "proton_consume.py", &stream, specs.len());
+    delete_and_free(conn, &stream);
     let t =
         |t: &str, v: Json| Json::Object(vec![("t".into(), Json::Str(t.into())), ("v".into(), v)]);
     let bits = |x: f64| Json::Str(hex(&x.to_bits().to_be_bytes()));
@@ -670,19 +656,7 @@ fn c_builder_messages_are_read_by_an_amqp_10_consumer() {
             other => panic!("no proton form for {other:?}"),
         }
     }
-    let entries = |j: &Json| -> Vec<(String, Json)> {
-        if j.is_null() {
-            return Vec::new();
-        }
-        j.array("entries")
-            .iter()
-            .map(|kv| {
-                let kv = kv.array("entry");
-                (kv[0].str("key").to_string(), kv[1].clone())
-            })
-            .collect()
-    };
-    let app = entries(got[0].get("application_properties"));
+    let app = key_values(got[0].get("application_properties"));
     let want_app: Vec<(String, Json)> = specs[0]
         .app
         .iter()
@@ -690,7 +664,7 @@ fn c_builder_messages_are_read_by_an_amqp_10_consumer() {
         .collect();
     assert_eq!(app, want_app, "application properties");
     // Our message annotations, among those the broker adds (x-exchange, x-routing-key, ...).
-    let annotations = entries(got[0].get("message_annotations"));
+    let annotations = key_values(got[0].get("message_annotations"));
     for (k, v) in &specs[0].message_annotations {
         let want = (k.clone(), proton(v));
         assert!(annotations.contains(&want), "{want:?} in {annotations:?}");

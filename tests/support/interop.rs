@@ -55,6 +55,12 @@ pub fn has_module(py: &Path, module: &str) -> bool {
     ok
 }
 
+/// [`python`], when it also has `module` (else a notice that the test is skipped).
+pub fn python_with(module: &str) -> Option<PathBuf> {
+    let py = python()?;
+    has_module(&py, module).then_some(py)
+}
+
 /// The path of the script `name` of `tests/interop`.
 fn script(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
