@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use support::alloc::{CountingAlloc, allocations};
-use support::client::{env, lock, runtime, wait_until};
+use support::client::{declare_publisher, env, lock, runtime, wait_until};
 use support::{unique, uri};
 
 use bytes::{Bytes, BytesMut};
@@ -26,8 +26,7 @@ use rmqstream::protocol::amqp::Message;
 use rmqstream::protocol::chunk::{ChunkBuilder, encode_sub_entry};
 use rmqstream::protocol::codes::{OffsetSpec, ResponseCode};
 use rmqstream::protocol::commands::{
-    CodeResponse, DeclarePublisher, Deliver, Frame, Publish, PublishEntry, PublishVersion,
-    PublishingError,
+    CodeResponse, Deliver, Frame, Publish, PublishEntry, PublishVersion, PublishingError,
 };
 use rmqstream::protocol::compression::Compression;
 
@@ -86,25 +85,7 @@ impl TestPublisher {
     async fn new(env: &Environment, stream: &str) -> TestPublisher {
         let conn = env.data_connection(stream, Role::Leader).await.unwrap();
         let confirms = Arc::new(Confirms::default());
-        let id = conn
-            .register_publisher(stream, confirms.clone())
-            .unwrap()
-            .unwrap();
-        let answer = conn
-            .request("declare publisher", |correlation_id| {
-                Frame::DeclarePublisher(DeclarePublisher {
-                    correlation_id,
-                    publisher_id: id,
-                    publisher_reference: String::new(),
-                    stream: stream.into(),
-                })
-            })
-            .await
-            .unwrap();
-        match answer {
-            Frame::DeclarePublisherResponse(r) => assert_eq!(r.code, ResponseCode::OK),
-            f => panic!("unexpected answer {f:?}"),
-        }
+        let id = declare_publisher(&conn, stream, confirms.clone()).await;
         TestPublisher {
             conn,
             id,

@@ -17,7 +17,6 @@ mod support;
 
 use std::collections::{HashSet, VecDeque};
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant};
@@ -189,6 +188,10 @@ impl Sink {
     fn seen(&self) -> MutexGuard<'_, Seen> {
         lock(&self.seen)
     }
+    /// The consumer updates it answered, in order.
+    fn updates(&self) -> Vec<UpdateSeen> {
+        self.seen().updates.iter().map(|u| u.1).collect()
+    }
     fn records(&self) -> usize {
         self.seen().records.len()
     }
@@ -291,6 +294,19 @@ fn named(name: &str, offset: OffsetSpec, tracking: TrackingStrategy) -> Consumer
     }
 }
 
+/// A consumer of `stream` from the first offset named `name` with `tracking`, and its sink.
+async fn tracked(
+    env: &Environment,
+    stream: &str,
+    name: &str,
+    tracking: TrackingStrategy,
+) -> (Arc<Sink>, Consumer) {
+    let sink = Sink::new();
+    let cfg = named(name, OffsetSpec::First, tracking);
+    let consumer = Consumer::new(env, stream, cfg, sink.clone()).await;
+    (sink, consumer.unwrap())
+}
+
 /// Polls the broker until `reference` has `want` stored on `stream`.
 async fn stored_becomes(env: &Environment, reference: &str, stream: &str, want: u64) -> bool {
     let end = Instant::now() + WAIT;
@@ -303,23 +319,35 @@ async fn stored_becomes(env: &Environment, reference: &str, stream: &str, want: 
     false
 }
 
+/// Runs `test` on a 3-worker runtime with an environment, a fresh stream named after `prefix`
+/// and a [`Pub`] on it; then closes the publisher, deletes the stream and closes the
+/// environment.
+fn with_stream(prefix: &str, test: impl AsyncFnOnce(&Environment, &str, &mut Pub)) {
+    runtime(3).block_on(async {
+        let env = env(&uri(), "client_consumer_features test").await;
+        let s = unique(prefix);
+        env.create_stream(&s, &[]).await.unwrap();
+        let mut p = Pub::new(&env, &s).await;
+        test(&env, &s, &mut p).await;
+        p.close().await;
+        env.delete_stream(&s).await.unwrap();
+        env.close().await;
+    });
+}
+
 // ---------------------------------------------------------------------------------------------
 // Offset tracking.
 
 #[test]
 fn tracking_resumes_at_exactly_the_next_message_after_a_restart() {
-    runtime(3).block_on(async {
-        let env = env(&uri(), "client_consumer_features test").await;
-        let s = unique("features-restart");
-        env.create_stream(&s, &[]).await.unwrap();
-        let mut p = Pub::new(&env, &s).await;
+    with_stream("features-restart", async |env, s, p| {
         p.chunks("m", 0, 300, 100).await;
 
         // First run: every 50 messages, from the first message; processes all 300.
         let a = Sink::new();
         let tracking = TrackingStrategy::EveryMessages(50);
         let cfg = || named("app", OffsetSpec::First, tracking.clone());
-        let consumer = Consumer::new(&env, &s, cfg(), a.clone()).await.unwrap();
+        let consumer = Consumer::new(env, s, cfg(), a.clone()).await.unwrap();
         assert!(wait_until(WAIT, || a.records() >= 300).await);
         assert_eq!(a.offsets(), (0..300).collect::<Vec<_>>());
         assert_eq!(consumer.processed_offset(), Some(299));
@@ -330,12 +358,12 @@ fn tracking_resumes_at_exactly_the_next_message_after_a_restart() {
         consumer.close().await.unwrap();
         // The final store on close (when the last chunks did not reach 50).
         assert_eq!(consumer.stats().last_stored_offset, Some(299));
-        assert!(stored_becomes(&env, "app", &s, 299).await);
+        assert!(stored_becomes(env, "app", s, 299).await);
 
         p.chunks("m", 300, 50, 50).await;
         // Second run: starts right after 299 although configured from the first message.
         let b = Sink::new();
-        let consumer = Consumer::new(&env, &s, cfg(), b.clone()).await.unwrap();
+        let consumer = Consumer::new(env, s, cfg(), b.clone()).await.unwrap();
         assert!(wait_until(WAIT, || b.records() >= 50).await);
         tokio::time::sleep(QUIET).await;
         assert_eq!(b.indices(), (300..350).collect::<Vec<_>>());
@@ -343,34 +371,27 @@ fn tracking_resumes_at_exactly_the_next_message_after_a_restart() {
         consumer.close().await.unwrap();
         let last = b.last_offset().unwrap();
         assert_eq!(consumer.stats().last_stored_offset, Some(last));
-        assert!(stored_becomes(&env, "app", &s, last).await);
+        assert!(stored_becomes(env, "app", s, last).await);
 
         // Third run: nothing new, nothing stored.
         let c = Sink::new();
-        let consumer = Consumer::new(&env, &s, cfg(), c.clone()).await.unwrap();
+        let consumer = Consumer::new(env, s, cfg(), c.clone()).await.unwrap();
         tokio::time::sleep(QUIET).await;
         consumer.close().await.unwrap();
         assert_eq!(c.records(), 0);
         assert_eq!(consumer.stats().offsets_stored, 0);
         assert_eq!(consumer.stats().last_stored_offset, None);
-        p.close().await;
-        env.delete_stream(&s).await.unwrap();
-        env.close().await;
     });
 }
 
 #[test]
 fn out_of_order_releases_store_only_the_processed_run() {
-    runtime(3).block_on(async {
-        let env = env(&uri(), "client_consumer_features test").await;
-        let s = unique("features-order");
-        env.create_stream(&s, &[]).await.unwrap();
-        let mut p = Pub::new(&env, &s).await;
+    with_stream("features-order", async |env, s, p| {
         p.chunks("o", 0, 30, 10).await;
         let sink = Sink::holding();
         let consumer = Consumer::new(
-            &env,
-            &s,
+            env,
+            s,
             ConsumerConfig {
                 initial_credit: 100,
                 ..named("order", OffsetSpec::First, TrackingStrategy::Manual)
@@ -399,26 +420,19 @@ fn out_of_order_releases_store_only_the_processed_run() {
             None,
             "unchanged"
         );
-        assert!(stored_becomes(&env, "order", &s, 29).await);
+        assert!(stored_becomes(env, "order", s, 29).await);
         consumer.close().await.unwrap();
         assert_eq!(
             consumer.stats().offsets_stored,
             1,
             "manual: no store on close"
         );
-        p.close().await;
-        env.delete_stream(&s).await.unwrap();
-        env.close().await;
     });
 }
 
 #[test]
 fn custom_and_interval_strategies_decide_when_to_store() {
-    runtime(3).block_on(async {
-        let env = env(&uri(), "client_consumer_features test").await;
-        let s = unique("features-custom");
-        env.create_stream(&s, &[]).await.unwrap();
-        let mut p = Pub::new(&env, &s).await;
+    with_stream("features-custom", async |env, s, p| {
         p.chunks("c", 0, 60, 10).await;
 
         // Store once 25 messages or more were processed since the last store.
@@ -428,19 +442,7 @@ fn custom_and_interval_strategies_decide_when_to_store() {
             lock(&log).push(*ctx);
             ctx.messages_since_store >= 25
         });
-        let sink = Sink::new();
-        let consumer = Consumer::new(
-            &env,
-            &s,
-            named(
-                "custom",
-                OffsetSpec::First,
-                TrackingStrategy::Custom(decider),
-            ),
-            sink.clone(),
-        )
-        .await
-        .unwrap();
+        let (sink, consumer) = tracked(env, s, "custom", TrackingStrategy::Custom(decider)).await;
         assert!(wait_until(WAIT, || sink.records() >= 60).await);
         tokio::time::sleep(Duration::from_millis(100)).await;
         let chunks = sink.seen().chunks.clone();
@@ -463,35 +465,26 @@ fn custom_and_interval_strategies_decide_when_to_store() {
             assert_eq!(consumer.stats().last_stored_offset, last);
         }
         consumer.close().await.unwrap();
-        assert!(stored_becomes(&env, "custom", &s, 59).await, "on close");
+        assert!(stored_becomes(env, "custom", s, 59).await, "on close");
 
         // Every 100 ms: a store shortly after processing, none while nothing moves.
-        let sink = Sink::new();
-        let consumer = Consumer::new(
-            &env,
-            &s,
-            named(
-                "interval",
-                OffsetSpec::First,
-                TrackingStrategy::Interval(Duration::from_millis(100)),
-            ),
-            sink.clone(),
+        let (sink, consumer) = tracked(
+            env,
+            s,
+            "interval",
+            TrackingStrategy::Interval(Duration::from_millis(100)),
         )
-        .await
-        .unwrap();
+        .await;
         assert!(wait_until(WAIT, || sink.records() >= 60).await);
-        assert!(stored_becomes(&env, "interval", &s, 59).await);
+        assert!(stored_becomes(env, "interval", s, 59).await);
         tokio::time::sleep(Duration::from_millis(500)).await;
         assert_eq!(consumer.stats().offsets_stored, 1);
         p.chunks("c", 60, 5, 5).await;
         assert!(wait_until(WAIT, || sink.records() >= 65).await);
         let last = sink.last_offset().unwrap();
-        assert!(stored_becomes(&env, "interval", &s, last).await);
+        assert!(stored_becomes(env, "interval", s, last).await);
         assert_eq!(consumer.stats().offsets_stored, 2);
         consumer.close().await.unwrap();
-        p.close().await;
-        env.delete_stream(&s).await.unwrap();
-        env.close().await;
     });
 }
 
@@ -501,10 +494,7 @@ fn custom_and_interval_strategies_decide_when_to_store() {
 /// killed.
 #[test]
 fn crash_child() {
-    let (Ok(stream), Ok(mode)) = (
-        std::env::var("RMQS_CRASH_STREAM"),
-        std::env::var("RMQS_CRASH_MODE"),
-    ) else {
+    let Some((stream, mode)) = support::crash_vars("RMQS_CRASH_STREAM", "RMQS_CRASH_MODE") else {
         return;
     };
     runtime(3).block_on(async {
@@ -555,21 +545,11 @@ fn crash_child() {
 
 #[test]
 fn tracking_survives_a_killed_consumer_process() {
-    runtime(3).block_on(async {
-        let env = env(&uri(), "client_consumer_features test").await;
-        let s = unique("features-crash");
-        env.create_stream(&s, &[]).await.unwrap();
-        let mut p = Pub::new(&env, &s).await;
+    with_stream("features-crash", async |env, s, p| {
         p.chunks("k", 0, 200, 20).await;
         for mode in ["explicit", "periodic"] {
-            let mut child = Command::new(std::env::current_exe().unwrap())
-                .args(["crash_child", "--exact", "--nocapture", "--test-threads=1"])
-                .env("RMQS_CRASH_STREAM", &s)
-                .env("RMQS_CRASH_MODE", mode)
-                .env("RMQS_TEST_URI", uri())
-                .stdout(Stdio::piped())
-                .spawn()
-                .unwrap();
+            let mut child =
+                support::spawn_crash_child(&[("RMQS_CRASH_STREAM", s), ("RMQS_CRASH_MODE", mode)]);
             let stdout = child.stdout.take().unwrap();
             let ready = tokio::task::spawn_blocking(move || {
                 BufReader::new(stdout)
@@ -590,8 +570,8 @@ fn tracking_survives_a_killed_consumer_process() {
             // offset, nothing skipped (those two chunks come again).
             let sink = Sink::new();
             let consumer = Consumer::new(
-                &env,
-                &s,
+                env,
+                s,
                 named(mode, OffsetSpec::First, TrackingStrategy::Manual),
                 sink.clone(),
             )
@@ -607,9 +587,6 @@ fn tracking_survives_a_killed_consumer_process() {
             );
             consumer.close().await.unwrap();
         }
-        p.close().await;
-        env.delete_stream(&s).await.unwrap();
-        env.close().await;
     });
 }
 
@@ -619,6 +596,16 @@ fn tracking_survives_a_killed_consumer_process() {
 /// Subscribes from the first of `chunks` chunks with `policy`, holding every chunk; then
 /// releases them one at a time, each time waiting until nothing more arrives. Returns, after
 /// each release, (released so far, credits granted, chunks received).
+/// From the first offset with `initial` credits and `policy`.
+fn credited(initial: u16, policy: CreditPolicy) -> ConsumerConfig {
+    ConsumerConfig {
+        offset: OffsetSpec::First,
+        initial_credit: initial,
+        credit_policy: policy,
+        ..Default::default()
+    }
+}
+
 async fn credit_steps(
     env: &Environment,
     stream: &str,
@@ -627,19 +614,9 @@ async fn credit_steps(
     chunks: usize,
 ) -> (Vec<(usize, u64, usize)>, usize) {
     let sink = Sink::holding();
-    let consumer = Consumer::new(
-        env,
-        stream,
-        ConsumerConfig {
-            offset: OffsetSpec::First,
-            initial_credit: initial,
-            credit_policy: policy,
-            ..Default::default()
-        },
-        sink.clone(),
-    )
-    .await
-    .unwrap();
+    let consumer = Consumer::new(env, stream, credited(initial, policy), sink.clone())
+        .await
+        .unwrap();
     let quiet = |sink: Arc<Sink>| async move {
         let mut n = sink.chunks();
         loop {
@@ -670,11 +647,7 @@ async fn credit_steps(
 
 #[test]
 fn each_credit_policy_has_its_credit_pattern() {
-    runtime(3).block_on(async {
-        let env = env(&uri(), "client_consumer_features test").await;
-        let s = unique("features-credit");
-        env.create_stream(&s, &[]).await.unwrap();
-        let mut p = Pub::new(&env, &s).await;
+    with_stream("features-credit", async |env, s, p| {
         const CHUNKS: usize = 12;
         // One message per chunk: the broker cannot split them.
         p.chunks("f", 0, CHUNKS as u64, 1).await;
@@ -684,13 +657,13 @@ fn each_credit_policy_has_its_credit_pattern() {
         // OnArrival: one credit per chunk as it arrives, the application holding them or not:
         // everything arrives at once, memory is not bounded by the credit.
         let (steps, max_held) =
-            credit_steps(&env, &s, INITIAL, CreditPolicy::OnArrival, CHUNKS).await;
+            credit_steps(env, s, INITIAL, CreditPolicy::OnArrival, CHUNKS).await;
         assert_eq!(steps[0], (0, initial + CHUNKS as u64, CHUNKS), "{steps:?}");
         assert_eq!(max_held, CHUNKS);
 
         // OnRelease: exactly the initial credit until released, then one per release.
         let (steps, max_held) =
-            credit_steps(&env, &s, INITIAL, CreditPolicy::OnRelease, CHUNKS).await;
+            credit_steps(env, s, INITIAL, CreditPolicy::OnRelease, CHUNKS).await;
         assert_eq!(steps[0], (0, initial, INITIAL as usize), "{steps:?}");
         for &(released, credits, received) in &steps {
             assert_eq!(credits, initial + released as u64, "{steps:?}");
@@ -701,7 +674,7 @@ fn each_credit_policy_has_its_credit_pattern() {
 
         // AfterProcessed(2): two credits after every second release.
         let (steps, max_held) =
-            credit_steps(&env, &s, INITIAL, CreditPolicy::AfterProcessed(2), CHUNKS).await;
+            credit_steps(env, s, INITIAL, CreditPolicy::AfterProcessed(2), CHUNKS).await;
         assert_eq!(steps[0], (0, initial, INITIAL as usize), "{steps:?}");
         for &(released, credits, _) in &steps {
             assert_eq!(credits, initial + 2 * (released as u64 / 2), "{steps:?}");
@@ -710,7 +683,7 @@ fn each_credit_policy_has_its_credit_pattern() {
         assert!(max_held <= INITIAL as usize);
 
         // Manual: the initial credit only; chunks stay away until Consumer::credit.
-        let (steps, _) = credit_steps(&env, &s, INITIAL, CreditPolicy::Manual, CHUNKS).await;
+        let (steps, _) = credit_steps(env, s, INITIAL, CreditPolicy::Manual, CHUNKS).await;
         assert!(
             steps
                 .iter()
@@ -721,8 +694,8 @@ fn each_credit_policy_has_its_credit_pattern() {
         // WhenBelow{75%} of 4 (threshold 3): while the application holds everything each
         // release goes out at once; all chunks arrive, never more than 4 held.
         let (steps, max_held) = credit_steps(
-            &env,
-            &s,
+            env,
+            s,
             INITIAL,
             CreditPolicy::WhenBelow { percent: 75 },
             CHUNKS,
@@ -731,19 +704,12 @@ fn each_credit_policy_has_its_credit_pattern() {
         assert_eq!(steps[0], (0, initial, INITIAL as usize), "{steps:?}");
         assert_eq!(steps.last().unwrap().2, CHUNKS);
         assert!(max_held <= INITIAL as usize);
-        p.close().await;
-        env.delete_stream(&s).await.unwrap();
-        env.close().await;
     });
 }
 
 #[test]
 fn when_below_batches_credit_for_a_fast_application() {
-    runtime(3).block_on(async {
-        let env = env(&uri(), "client_consumer_features test").await;
-        let s = unique("features-below");
-        env.create_stream(&s, &[]).await.unwrap();
-        let mut p = Pub::new(&env, &s).await;
+    with_stream("features-below", async |env, s, p| {
         const CHUNKS: u64 = 60;
         p.chunks("w", 0, CHUNKS, 1).await;
         let run = |policy: CreditPolicy| {
@@ -752,19 +718,9 @@ fn when_below_batches_credit_for_a_fast_application() {
             async move {
                 let sink = Sink::new();
                 let consumer = Arc::new(
-                    Consumer::new(
-                        env,
-                        s,
-                        ConsumerConfig {
-                            offset: OffsetSpec::First,
-                            initial_credit: 10,
-                            credit_policy: policy,
-                            ..Default::default()
-                        },
-                        sink.clone(),
-                    )
-                    .await
-                    .unwrap(),
+                    Consumer::new(env, s, credited(10, policy), sink.clone())
+                        .await
+                        .unwrap(),
                 );
                 sink.watch(&consumer);
                 assert!(wait_until(WAIT, || sink.records() >= CHUNKS as usize).await);
@@ -785,19 +741,12 @@ fn when_below_batches_credit_for_a_fast_application() {
         assert!(stats.credits_granted + 6 >= 10 + CHUNKS, "{stats:?}");
         let jumps = steps.windows(2).filter(|w| w[1] >= w[0] + 2).count();
         assert!(jumps > 0, "credit went back in batches: {steps:?}");
-        p.close().await;
-        env.delete_stream(&s).await.unwrap();
-        env.close().await;
     });
 }
 
 #[test]
 fn a_slow_application_holds_at_most_the_initial_credit() {
-    runtime(3).block_on(async {
-        let env = env(&uri(), "client_consumer_features test").await;
-        let s = unique("features-slow");
-        env.create_stream(&s, &[]).await.unwrap();
-        let mut p = Pub::new(&env, &s).await;
+    with_stream("features-slow", async |env, s, p| {
         const CHUNKS: usize = 30;
         p.chunks("s", 0, CHUNKS as u64, 1).await;
         for policy in [
@@ -806,19 +755,9 @@ fn a_slow_application_holds_at_most_the_initial_credit() {
             CreditPolicy::WhenBelow { percent: 50 },
         ] {
             let sink = Sink::holding();
-            let consumer = Consumer::new(
-                &env,
-                &s,
-                ConsumerConfig {
-                    offset: OffsetSpec::First,
-                    initial_credit: 3,
-                    credit_policy: policy,
-                    ..Default::default()
-                },
-                sink.clone(),
-            )
-            .await
-            .unwrap();
+            let consumer = Consumer::new(env, s, credited(3, policy), sink.clone())
+                .await
+                .unwrap();
             // The application: one chunk every 15 ms, from its own thread.
             let app = {
                 let sink = sink.clone();
@@ -841,9 +780,6 @@ fn a_slow_application_holds_at_most_the_initial_credit() {
             assert_eq!(sink.offsets(), (0..CHUNKS as u64).collect::<Vec<_>>());
             consumer.close().await.unwrap();
         }
-        p.close().await;
-        env.delete_stream(&s).await.unwrap();
-        env.close().await;
     });
 }
 
@@ -862,18 +798,14 @@ fn sac(group: &str, tracking: TrackingStrategy) -> ConsumerConfig {
 
 #[test]
 fn single_active_consumer_one_receives_and_the_other_takes_over_on_close() {
-    runtime(3).block_on(async {
-        let env = env(&uri(), "client_consumer_features test").await;
-        let s = unique("features-sac");
-        env.create_stream(&s, &[]).await.unwrap();
-        let mut p = Pub::new(&env, &s).await;
+    with_stream("features-sac", async |env, s, p| {
         p.chunks("a", 0, 100, 20).await;
         let tracking = TrackingStrategy::EveryMessages(1000);
         let (a, b) = (Sink::new(), Sink::new());
-        let ca = Consumer::new(&env, &s, sac("grp", tracking.clone()), a.clone())
+        let ca = Consumer::new(env, s, sac("grp", tracking.clone()), a.clone())
             .await
             .unwrap();
-        let cb = Consumer::new(&env, &s, sac("grp", tracking), b.clone())
+        let cb = Consumer::new(env, s, sac("grp", tracking), b.clone())
             .await
             .unwrap();
         assert!(wait_until(WAIT, || a.records() + b.records() >= 100).await);
@@ -888,12 +820,7 @@ fn single_active_consumer_one_receives_and_the_other_takes_over_on_close() {
         assert_eq!(ca.is_active(), ca_active);
         assert_eq!(cb.is_active(), !ca_active);
         assert_eq!(
-            active
-                .seen()
-                .updates
-                .iter()
-                .map(|u| u.1)
-                .collect::<Vec<_>>(),
+            active.updates(),
             [UpdateSeen {
                 active: true,
                 stored: None,
@@ -908,12 +835,7 @@ fn single_active_consumer_one_receives_and_the_other_takes_over_on_close() {
         assert_eq!(closing.stats().last_stored_offset, Some(99));
         assert!(wait_until(WAIT, || staying.is_active()).await);
         assert_eq!(
-            standby
-                .seen()
-                .updates
-                .iter()
-                .map(|u| u.1)
-                .collect::<Vec<_>>(),
+            standby.updates(),
             [UpdateSeen {
                 active: true,
                 stored: Some(99),
@@ -929,19 +851,12 @@ fn single_active_consumer_one_receives_and_the_other_takes_over_on_close() {
         assert_eq!(active.records(), 100, "nothing after close");
         assert!(a.seen().errors.is_empty() && b.seen().errors.is_empty());
         staying.close().await.unwrap();
-        p.close().await;
-        env.delete_stream(&s).await.unwrap();
-        env.close().await;
     });
 }
 
 #[test]
 fn a_slow_consumer_update_hook_gets_the_default_after_the_deadline() {
-    runtime(3).block_on(async {
-        let env = env(&uri(), "client_consumer_features test").await;
-        let s = unique("features-sac-slow");
-        env.create_stream(&s, &[]).await.unwrap();
-        let mut p = Pub::new(&env, &s).await;
+    with_stream("features-sac-slow", async |env, s, p| {
         p.chunks("h", 0, 30, 10).await;
 
         // A hook that never answers: the default (First, nothing stored) after 400 ms.
@@ -949,8 +864,8 @@ fn a_slow_consumer_update_hook_gets_the_default_after_the_deadline() {
         *lock(&slow.on_update) = OnUpdate::Keep;
         let started = Instant::now();
         let c = Consumer::new(
-            &env,
-            &s,
+            env,
+            s,
             ConsumerConfig {
                 consumer_update_timeout: Duration::from_millis(400),
                 ..sac("slow", TrackingStrategy::Disabled)
@@ -979,8 +894,8 @@ fn a_slow_consumer_update_hook_gets_the_default_after_the_deadline() {
         *lock(&later.on_update) =
             OnUpdate::Later(OffsetSpec::Offset(20), Duration::from_millis(100));
         let c = Consumer::new(
-            &env,
-            &s,
+            env,
+            s,
             sac("later", TrackingStrategy::Disabled),
             later.clone(),
         )
@@ -990,9 +905,6 @@ fn a_slow_consumer_update_hook_gets_the_default_after_the_deadline() {
         tokio::time::sleep(QUIET).await;
         assert_eq!(later.offsets(), (20..30).collect::<Vec<_>>());
         c.close().await.unwrap();
-        p.close().await;
-        env.delete_stream(&s).await.unwrap();
-        env.close().await;
     });
 }
 
@@ -1016,27 +928,25 @@ fn a_stepping_down_consumer_hands_over_at_its_processed_offset() {
             ..sac("grp", TrackingStrategy::EveryMessages(1000))
         };
         // A on both partitions: active on both.
+        // one consumer per partition, each with its sink
+        let join = async |sinks: &[Arc<Sink>]| {
+            let mut consumers = Vec::new();
+            for (part, sink) in parts.iter().zip(sinks) {
+                consumers.push(
+                    Consumer::new(&env, part, cfg(), sink.clone())
+                        .await
+                        .unwrap(),
+                );
+            }
+            consumers
+        };
         let a: Vec<Arc<Sink>> = vec![Sink::new(), Sink::new()];
-        let mut ca = Vec::new();
-        for (part, sink) in parts.iter().zip(&a) {
-            ca.push(
-                Consumer::new(&env, part, cfg(), sink.clone())
-                    .await
-                    .unwrap(),
-            );
-        }
+        let ca = join(&a).await;
         assert!(wait_until(WAIT, || a.iter().all(|x| x.records() >= 40)).await);
         // B joins: the broker moves one partition to it; A steps down there, stores 39 and
         // B starts at 40.
         let b: Vec<Arc<Sink>> = vec![Sink::new(), Sink::new()];
-        let mut cb = Vec::new();
-        for (part, sink) in parts.iter().zip(&b) {
-            cb.push(
-                Consumer::new(&env, part, cfg(), sink.clone())
-                    .await
-                    .unwrap(),
-            );
-        }
+        let cb = join(&b).await;
         assert!(
             wait_until(WAIT, || (0..2).any(|i| cb[i].is_active())).await,
             "B activated somewhere"
@@ -1044,17 +954,12 @@ fn a_stepping_down_consumer_hands_over_at_its_processed_offset() {
         let moved = (0..2).find(|&i| cb[i].is_active()).unwrap();
         let kept = 1 - moved;
         assert!(!ca[moved].is_active() && ca[kept].is_active() && !cb[kept].is_active());
-        let a_updates: Vec<UpdateSeen> = a[moved].seen().updates.iter().map(|u| u.1).collect();
+        let a_updates: Vec<UpdateSeen> = a[moved].updates();
         assert_eq!(a_updates.len(), 2, "{a_updates:?}");
         assert!(!a_updates[1].active);
         assert_eq!(ca[moved].stats().last_stored_offset, Some(39));
         assert_eq!(
-            b[moved]
-                .seen()
-                .updates
-                .iter()
-                .map(|u| u.1)
-                .collect::<Vec<_>>(),
+            b[moved].updates(),
             [UpdateSeen {
                 active: true,
                 stored: Some(39),
@@ -1095,11 +1000,7 @@ fn has_value(r: &rmqstream::client::ConsumerRecord<'_>, value: &str) -> bool {
 
 #[test]
 fn filtering_reduces_what_arrives_and_the_post_filter_removes_the_rest() {
-    runtime(3).block_on(async {
-        let env = env(&uri(), "client_consumer_features test").await;
-        let s = unique("features-filter");
-        env.create_stream(&s, &[]).await.unwrap();
-        let mut p = Pub::new(&env, &s).await;
+    with_stream("features-filter", async |env, s, p| {
         // Chunks: 20 eu, 20 us, 20 ap, 20 mixed eu/us, 20 without a value.
         let mut offset = 0u64;
         let mut values: Vec<Option<&str>> = Vec::new();
@@ -1217,19 +1118,12 @@ fn filtering_reduces_what_arrives_and_the_post_filter_removes_the_rest() {
         .await;
         let want: Vec<u64> = eu.iter().copied().chain(80..100).collect();
         assert_eq!(unfiltered.offsets(), want);
-        p.close().await;
-        env.delete_stream(&s).await.unwrap();
-        env.close().await;
     });
 }
 
 #[test]
 fn filtered_out_records_count_as_processed_for_tracking() {
-    runtime(3).block_on(async {
-        let env = env(&uri(), "client_consumer_features test").await;
-        let s = unique("features-filter-track");
-        env.create_stream(&s, &[]).await.unwrap();
-        let mut p = Pub::new(&env, &s).await;
+    with_stream("features-filter-track", async |env, s, p| {
         // eu us eu us ... us (0..10), then us us (10, 11), then eu (12).
         let msgs: Vec<(String, Option<&str>)> = (0..10)
             .map(|k| {
@@ -1246,7 +1140,7 @@ fn filtered_out_records_count_as_processed_for_tracking() {
             ..named("ft", OffsetSpec::First, TrackingStrategy::EveryMessages(1))
         };
         let sink = Sink::holding();
-        let c = Consumer::new(&env, &s, config.clone(), sink.clone())
+        let c = Consumer::new(env, s, config.clone(), sink.clone())
             .await
             .unwrap();
         assert!(wait_until(WAIT, || sink.records() >= 6).await);
@@ -1259,7 +1153,7 @@ fn filtered_out_records_count_as_processed_for_tracking() {
         assert_eq!(last.first_offset(), 12);
         while sink.release_one() {}
         assert_eq!(c.processed_offset(), Some(11));
-        assert!(stored_becomes(&env, "ft", &s, 11).await);
+        assert!(stored_becomes(env, "ft", s, 11).await);
         let stats = c.stats();
         assert_eq!(stats.filtered_out, 7);
         assert!(
@@ -1270,14 +1164,11 @@ fn filtered_out_records_count_as_processed_for_tracking() {
         drop(last);
         // Restart: the unprocessed eu:12 comes again, nothing else.
         let sink = Sink::new();
-        let c = Consumer::new(&env, &s, config, sink.clone()).await.unwrap();
+        let c = Consumer::new(env, s, config, sink.clone()).await.unwrap();
         assert!(wait_until(WAIT, || sink.records() >= 1).await);
         tokio::time::sleep(QUIET).await;
         assert_eq!(sink.offsets(), [12]);
         c.close().await.unwrap();
-        p.close().await;
-        env.delete_stream(&s).await.unwrap();
-        env.close().await;
     });
 }
 

@@ -13,17 +13,48 @@ mod support;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::client::{Collector, Fixture};
+use support::client::{Collector, Fixture, assert_confirmed_in_order, send_mixed};
 use support::unique;
 
 use rmqstream::client::producer::{DEFAULT_BATCH_SIZE, DEFAULT_MAX_IN_FLIGHT};
 use rmqstream::client::{
-    BodyFormat, ClientError, Confirm, ConfirmStatus, OutgoingMessage, Producer, ProducerConfig,
-    ProducerEvents,
+    ClientError, Confirm, ConfirmStatus, OutgoingMessage, Producer, ProducerConfig, ProducerEvents,
 };
 use rmqstream::protocol::amqp::MessageView;
 
 const WAIT: Duration = Duration::from_secs(30);
+
+/// A partial frame is never due on its own: only a flush or close (or a full frame) sends it.
+fn held() -> ProducerConfig {
+    ProducerConfig {
+        batch_delay: Duration::from_secs(600),
+        ..Default::default()
+    }
+}
+
+/// A producer named `name` (deduplicating on the broker).
+fn named(name: &str) -> ProducerConfig {
+    ProducerConfig {
+        name: Some(name.into()),
+        ..Default::default()
+    }
+}
+
+/// A fixture on a fresh stream `prefix-...` and a [`held`] producer that sent `n` messages `x`
+/// tagged `0..n`, none of them gone to the broker yet.
+fn held_sent(prefix: &str, n: usize) -> (Fixture, Arc<Collector>, Producer) {
+    let f = Fixture::new("client_producer", prefix);
+    let (ev, p) = f.collected(held());
+    send_tagged(&p, b"x", 0..n);
+    (f, ev, p)
+}
+
+/// Sends `body` once per tag of `tags`, without waiting for room.
+fn send_tagged(p: &Producer, body: &[u8], tags: std::ops::Range<usize>) {
+    for i in tags {
+        p.send(&OutgoingMessage::new(body).tag(i), None).unwrap();
+    }
+}
 
 fn payload(prefix: &str, i: usize) -> Vec<u8> {
     format!("{prefix}-{i:06}").into_bytes()
@@ -33,25 +64,13 @@ fn payload(prefix: &str, i: usize) -> Vec<u8> {
 fn ten_thousand_messages_confirmed_once_each_and_read_back() {
     const N: usize = 10_000;
     let f = Fixture::new("client_producer", "prod-10k");
-    let events = Collector::new();
-    let p = f.producer(ProducerConfig::default(), &events);
+    let (events, p) = f.collected(ProducerConfig::default());
     assert_eq!(p.last_publishing_id(), None);
 
     let bodies: Vec<Vec<u8>> = (0..N).map(|i| payload("m", i)).collect();
     let start = Instant::now();
-    for (i, body) in bodies.iter().enumerate() {
-        // Every 10th raw, the rest AMQP: both formats share frames.
-        let msg = OutgoingMessage {
-            format: if i % 10 == 3 {
-                BodyFormat::Raw
-            } else {
-                BodyFormat::AmqpData
-            },
-            ..OutgoingMessage::new(body).tag(i)
-        };
-        let id = p.send(&msg, Some(WAIT)).unwrap();
-        assert_eq!(id, i as u64, "anonymous ids count from 0");
-    }
+    // Every 10th raw, the rest AMQP: both formats share frames.
+    send_mixed(&p, &bodies, WAIT, "anonymous ids count from 0");
     p.flush(WAIT).unwrap();
     let elapsed = start.elapsed();
     println!(
@@ -59,18 +78,7 @@ fn ten_thousand_messages_confirmed_once_each_and_read_back() {
         N as f64 / elapsed.as_secs_f64()
     );
 
-    let by_tag = events.by_tag();
-    assert_eq!(by_tag.len(), N);
-    for (tag, c) in &by_tag {
-        assert_eq!(c.status, ConfirmStatus::Confirmed, "tag {tag}");
-        assert_eq!(c.publishing_id, *tag as u64);
-    }
-    let st = p.stats();
-    assert_eq!(
-        (st.published, st.confirmed, st.errored, st.in_flight),
-        (N as u64, N as u64, 0, 0)
-    );
-    assert_eq!(p.last_publishing_id(), Some(N as u64 - 1));
+    assert_confirmed_in_order(&events, &p, N);
 
     let back = f.read(N);
     assert_eq!(back.records.len(), N);
@@ -92,12 +100,9 @@ fn ten_thousand_messages_confirmed_once_each_and_read_back() {
 
 #[test]
 fn named_producers_deduplicate_on_the_broker() {
-    let f = Fixture::new("client_producer", "prod-dedup");
     let name = unique("dedup");
-    let config = || ProducerConfig {
-        name: Some(name.clone()),
-        ..Default::default()
-    };
+    let f = Fixture::new("client_producer", "prod-dedup");
+    let config = || named(&name);
 
     let ev1 = Collector::new();
     let p1 = f.producer(config(), &ev1);
@@ -152,12 +157,8 @@ fn named_producers_deduplicate_on_the_broker() {
 fn named_producer_restart_continues_after_the_last_id() {
     let f = Fixture::new("client_producer", "prod-restart");
     let name = unique("restart");
-    let config = || ProducerConfig {
-        name: Some(name.clone()),
-        ..Default::default()
-    };
-    let ev = Collector::new();
-    let p = f.producer(config(), &ev);
+    let config = || named(&name);
+    let (_ev, p) = f.collected(config());
     assert_eq!(p.last_publishing_id(), None, "unknown name");
     let ids: Vec<u64> = (0..10)
         .map(|_| p.send(&OutgoingMessage::new(b"one"), None).unwrap())
@@ -168,8 +169,7 @@ fn named_producer_restart_continues_after_the_last_id() {
     f.close(&p);
     assert_eq!(f.sequence(&name), 10);
 
-    let ev = Collector::new();
-    let p = f.producer(config(), &ev);
+    let (ev, p) = f.collected(config());
     assert_eq!(p.last_publishing_id(), Some(10));
     for want in 11..=15 {
         assert_eq!(p.send(&OutgoingMessage::new(b"two"), None).unwrap(), want);
@@ -185,19 +185,13 @@ fn named_producer_restart_continues_after_the_last_id() {
 #[test]
 fn in_flight_cap_gives_queue_full_then_resumes() {
     let f = Fixture::new("client_producer", "prod-cap");
-    let ev = Collector::new();
-    let p = f.producer(
-        ProducerConfig {
-            max_in_flight: Some(10),
-            // Nothing leaves on its own: the 10 stay unconfirmed until flushed.
-            batch_delay: Duration::from_secs(600),
-            ..Default::default()
-        },
-        &ev,
-    );
-    for i in 0..10 {
-        p.send(&OutgoingMessage::new(b"x").tag(i), None).unwrap();
-    }
+    let (ev, p) = f.collected(ProducerConfig {
+        max_in_flight: Some(10),
+        // Nothing leaves on its own: the 10 stay unconfirmed until flushed.
+        batch_delay: Duration::from_secs(600),
+        ..Default::default()
+    });
+    send_tagged(&p, b"x", 0..10);
     assert_eq!(p.stats().in_flight, 10);
     let full = p.send(&OutgoingMessage::new(b"x"), None);
     assert!(matches!(full, Err(ClientError::QueueFull(10))), "{full:?}");
@@ -253,8 +247,7 @@ fn in_flight_cap_gives_queue_full_then_resumes() {
 #[test]
 fn filter_values_use_publish_v2() {
     let f = Fixture::new("client_producer", "prod-filter");
-    let ev = Collector::new();
-    let p = f.producer(ProducerConfig::default(), &ev);
+    let (ev, p) = f.collected(ProducerConfig::default());
     let regions = ["eu", "us", "apac"];
     for i in 0..300usize {
         let body = payload("f", i);
@@ -289,8 +282,7 @@ fn filter_values_on_the_legacy_broker_are_unsupported() {
         return;
     };
     let f = Fixture::with_uri(&uri, "client_producer", "prod-legacy");
-    let ev = Collector::new();
-    let p = f.producer(ProducerConfig::default(), &ev);
+    let (ev, p) = f.collected(ProducerConfig::default());
     let r = p.send(&OutgoingMessage::new(b"x").filter_value("eu"), None);
     match r {
         Err(ClientError::Unsupported { needs, broker, .. }) => {
@@ -313,8 +305,7 @@ fn a_message_larger_than_a_frame_is_invalid() {
     let f = Fixture::new("client_producer", "prod-big");
     let frame_max = f.rt.block_on(f.env.server_info()).unwrap().frame_max as usize;
     assert!(frame_max > 0);
-    let ev = Collector::new();
-    let p = f.producer(ProducerConfig::default(), &ev);
+    let (ev, p) = f.collected(ProducerConfig::default());
 
     // Raw v1 entry: 8 id + 4 size + body, after a 13-byte frame header.
     let exact = vec![7u8; frame_max - 13 - 12];
@@ -353,8 +344,7 @@ fn a_message_larger_than_a_frame_is_invalid() {
 #[test]
 fn explicit_ids_must_increase() {
     let f = Fixture::new("client_producer", "prod-ids");
-    let ev = Collector::new();
-    let p = f.producer(ProducerConfig::default(), &ev);
+    let (_ev, p) = f.collected(ProducerConfig::default());
     assert_eq!(
         p.send(&OutgoingMessage::new(b"a").publishing_id(5), None)
             .unwrap(),
@@ -378,18 +368,7 @@ fn explicit_ids_must_increase() {
 
 #[test]
 fn send_after_close_is_closed_and_close_is_idempotent() {
-    let f = Fixture::new("client_producer", "prod-close");
-    let ev = Collector::new();
-    let p = f.producer(
-        ProducerConfig {
-            batch_delay: Duration::from_secs(600),
-            ..Default::default()
-        },
-        &ev,
-    );
-    for i in 0..50 {
-        p.send(&OutgoingMessage::new(b"x").tag(i), None).unwrap();
-    }
+    let (f, ev, p) = held_sent("prod-close", 50);
     // close sends the partial frame and waits for its confirms.
     f.close(&p);
     let by_tag = ev.by_tag();
@@ -407,18 +386,7 @@ fn send_after_close_is_closed_and_close_is_idempotent() {
 
 #[test]
 fn dropping_without_close_reports_closed() {
-    let f = Fixture::new("client_producer", "prod-drop");
-    let ev = Collector::new();
-    let p = f.producer(
-        ProducerConfig {
-            batch_delay: Duration::from_secs(600),
-            ..Default::default()
-        },
-        &ev,
-    );
-    for i in 0..5 {
-        p.send(&OutgoingMessage::new(b"x").tag(i), None).unwrap();
-    }
+    let (f, ev, p) = held_sent("prod-drop", 5);
     drop(p);
     let all = ev.wait_for(5, WAIT);
     assert!(all.iter().all(|c| c.status == ConfirmStatus::Closed));
@@ -437,43 +405,35 @@ fn settle(p: &Producer) {
 #[test]
 fn confirm_timeout_completes_unconfirmed_messages() {
     let f = Fixture::new("client_producer", "prod-timeout");
-    let ev = Collector::new();
     // The frame is never due on its own, so its messages are never confirmed in time.
-    let p = f.producer(
-        ProducerConfig {
-            batch_delay: Duration::from_secs(600),
-            confirm_timeout: Duration::from_millis(50),
-            ..Default::default()
-        },
-        &ev,
-    );
+    let (ev, p) = f.collected(ProducerConfig {
+        confirm_timeout: Duration::from_millis(50),
+        ..held()
+    });
     let start = Instant::now();
-    for i in 0..20 {
-        p.send(&OutgoingMessage::new(b"late").tag(i), None).unwrap();
-    }
-    let all = ev.wait_for(20, WAIT);
-    assert!(start.elapsed() >= Duration::from_millis(50));
-    assert!(
-        all.iter().all(|c| c.status == ConfirmStatus::Timeout),
-        "{all:?}"
-    );
-    settle(&p);
-    let st = p.stats();
-    assert_eq!((st.errored, st.in_flight, st.confirmed), (20, 0, 0));
+    // Sends `tags`; every outcome so far must be a timeout, and once the producer settled
+    // nothing is in flight or confirmed: when the outcomes were all there (since `start`).
+    let all_time_out = |tags: std::ops::Range<usize>| {
+        send_tagged(&p, b"late", tags.clone());
+        let all = ev.wait_for(tags.end, WAIT);
+        let when = start.elapsed();
+        assert!(
+            all.iter().all(|c| c.status == ConfirmStatus::Timeout),
+            "{all:?}"
+        );
+        settle(&p);
+        let st = p.stats();
+        assert_eq!(
+            (st.errored, st.in_flight, st.confirmed),
+            (tags.end as u64, 0, 0)
+        );
+        when
+    };
+    assert!(all_time_out(0..20) >= Duration::from_millis(50));
     // With nothing in flight the sweep parks (it ticks every 10 ms here); the next message
     // in flight restarts it, so timeouts still come after an idle spell.
     std::thread::sleep(Duration::from_millis(100));
-    for i in 20..25 {
-        p.send(&OutgoingMessage::new(b"late").tag(i), None).unwrap();
-    }
-    let all = ev.wait_for(25, WAIT);
-    assert!(
-        all.iter().all(|c| c.status == ConfirmStatus::Timeout),
-        "{all:?}"
-    );
-    settle(&p);
-    let st = p.stats();
-    assert_eq!((st.errored, st.in_flight, st.confirmed), (25, 0, 0));
+    all_time_out(20..25);
     // Closing sends the frame; the broker's late confirms are not reported again.
     f.close(&p);
     assert_eq!(ev.by_tag().len(), 25);
@@ -482,18 +442,7 @@ fn confirm_timeout_completes_unconfirmed_messages() {
 
 #[test]
 fn deleting_the_stream_completes_in_flight_messages_with_closed() {
-    let f = Fixture::new("client_producer", "prod-deleted");
-    let ev = Collector::new();
-    let p = f.producer(
-        ProducerConfig {
-            batch_delay: Duration::from_secs(600),
-            ..Default::default()
-        },
-        &ev,
-    );
-    for i in 0..30 {
-        p.send(&OutgoingMessage::new(b"x").tag(i), None).unwrap();
-    }
+    let (f, ev, p) = held_sent("prod-deleted", 30);
     f.rt.block_on(f.env.delete_stream(&f.stream)).unwrap();
     let all = ev.wait_for(30, WAIT);
     assert!(all.iter().all(|c| c.status == ConfirmStatus::Closed));
@@ -512,19 +461,12 @@ fn deleting_the_stream_completes_in_flight_messages_with_closed() {
 #[test]
 fn flush_waits_until_nothing_is_in_flight() {
     let f = Fixture::new("client_producer", "prod-flush");
-    let ev = Collector::new();
-    let p = f.producer(
-        ProducerConfig {
-            batch_delay: Duration::from_secs(600),
-            batch_size: 1000,
-            ..Default::default()
-        },
-        &ev,
-    );
+    let (ev, p) = f.collected(ProducerConfig {
+        batch_size: 1000,
+        ..held()
+    });
     let body = [1u8; 64];
-    for i in 0..500 {
-        p.send(&OutgoingMessage::new(&body).tag(i), None).unwrap();
-    }
+    send_tagged(&p, &body, 0..500);
     assert_eq!(p.stats().in_flight, 500, "nothing sent yet");
     assert!(ev.all().is_empty());
     p.flush(WAIT).unwrap();
@@ -585,12 +527,6 @@ fn concurrent_senders_share_one_producer() {
 /// `RMQS_BENCH_BODY` (bytes).
 #[test]
 fn publish_throughput() {
-    fn knob(name: &str, default: usize) -> usize {
-        std::env::var(name)
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(default)
-    }
     // Count only: storing half a million outcomes would dominate.
     struct Count(AtomicUsize);
     impl ProducerEvents for Count {
@@ -599,13 +535,16 @@ fn publish_throughput() {
         }
     }
 
-    let n = knob("RMQS_BENCH_MESSAGES", 500_000);
+    let n = support::knob("RMQS_BENCH_MESSAGES", 500_000);
     let config = ProducerConfig {
-        batch_size: knob("RMQS_BENCH_BATCH_SIZE", DEFAULT_BATCH_SIZE),
-        max_in_flight: Some(knob("RMQS_BENCH_MAX_IN_FLIGHT", DEFAULT_MAX_IN_FLIGHT)),
+        batch_size: support::knob("RMQS_BENCH_BATCH_SIZE", DEFAULT_BATCH_SIZE),
+        max_in_flight: Some(support::knob(
+            "RMQS_BENCH_MAX_IN_FLIGHT",
+            DEFAULT_MAX_IN_FLIGHT,
+        )),
         ..Default::default()
     };
-    let body = vec![0x5au8; knob("RMQS_BENCH_BODY", 100)];
+    let body = vec![0x5au8; support::knob("RMQS_BENCH_BODY", 100)];
     let f = Fixture::new("client_producer", "prod-rate");
     let count = Arc::new(Count(AtomicUsize::new(0)));
     let events: Arc<dyn ProducerEvents> = count.clone();
@@ -693,9 +632,7 @@ fn environment_closes_its_producers_then_its_consumers() {
         f.env.adopt(c);
     }
     drop(dropped);
-    for i in 0..20 {
-        p.send(&OutgoingMessage::new(b"x").tag(i), None).unwrap();
-    }
+    send_tagged(&p, b"x", 0..20);
     f.rt.block_on(f.env.close_within(Some(WAIT)));
     // the partial frame went out and was confirmed before the producer closed
     let by_tag = ev.by_tag();

@@ -15,12 +15,11 @@ mod support;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-use support::client::{Collector, Fixture};
+use support::client::{Collector, Fixture, assert_confirmed_in_order, send_mixed};
 use support::unique;
 
 use rmqstream::client::{
-    BodyFormat, ClientError, Confirm, ConfirmStatus, OutgoingMessage, ProducerConfig,
-    ProducerEvents,
+    ClientError, Confirm, ConfirmStatus, OutgoingMessage, ProducerConfig, ProducerEvents,
 };
 use rmqstream::protocol::amqp::MessageView;
 use rmqstream::protocol::compression::Compression;
@@ -65,19 +64,8 @@ fn round_trip(compression: Compression) {
     let p = f.producer(config, &events);
     let bodies: Vec<Vec<u8>> = (0..N).map(payload).collect();
     let start = Instant::now();
-    for (i, body) in bodies.iter().enumerate() {
-        // Every 10th raw, the rest AMQP: both formats share sub-entries.
-        let msg = OutgoingMessage {
-            format: if i % 10 == 3 {
-                BodyFormat::Raw
-            } else {
-                BodyFormat::AmqpData
-            },
-            ..OutgoingMessage::new(body).tag(i)
-        };
-        let id = p.send(&msg, Some(WAIT)).unwrap();
-        assert_eq!(id, i as u64, "every message gets its own id");
-    }
+    // Every 10th raw, the rest AMQP: both formats share sub-entries.
+    send_mixed(&p, &bodies, WAIT, "every message gets its own id");
     p.flush(WAIT).unwrap();
     println!(
         "{}: 10k messages in sub-entries of 100 sent and confirmed in {:?}",
@@ -85,18 +73,7 @@ fn round_trip(compression: Compression) {
         start.elapsed()
     );
 
-    let by_tag = events.by_tag();
-    assert_eq!(by_tag.len(), N);
-    for (tag, c) in &by_tag {
-        assert_eq!(c.status, ConfirmStatus::Confirmed, "tag {tag}");
-        assert_eq!(c.publishing_id, *tag as u64, "tag {tag}");
-    }
-    let st = p.stats();
-    assert_eq!(
-        (st.published, st.confirmed, st.errored, st.in_flight),
-        (N as u64, N as u64, 0, 0)
-    );
-    assert_eq!(p.last_publishing_id(), Some(N as u64 - 1));
+    assert_confirmed_in_order(&events, &p, N);
 
     let back = f.read(N);
     assert_eq!(back.records.len(), N);
@@ -146,15 +123,11 @@ fn sub_entries_with_zstd_round_trip() {
 #[test]
 fn a_filter_value_with_sub_entries_is_invalid() {
     let f = Fixture::new("client_subentry", "sub-filter");
-    let events = Collector::new();
-    let p = f.producer(
-        ProducerConfig {
-            sub_entry_size: 10,
-            compression: Compression::Zstd,
-            ..Default::default()
-        },
-        &events,
-    );
+    let (events, p) = f.collected(ProducerConfig {
+        sub_entry_size: 10,
+        compression: Compression::Zstd,
+        ..Default::default()
+    });
     let r = p.send(&OutgoingMessage::new(b"x").filter_value("eu"), None);
     assert!(
         matches!(&r, Err(ClientError::InvalidArgument(why)) if why.contains("filter value")),
@@ -189,16 +162,12 @@ fn mixed_sizes(compression: Compression) {
         &format!("sub-mixed-{}", compression.name()),
     );
     let frame_max = f.frame_max();
-    let events = Collector::new();
-    let p = f.producer(
-        ProducerConfig {
-            sub_entry_size: 100,
-            compression,
-            batch_delay: NO_LINGER,
-            ..Default::default()
-        },
-        &events,
-    );
+    let (events, p) = f.collected(ProducerConfig {
+        sub_entry_size: 100,
+        compression,
+        batch_delay: NO_LINGER,
+        ..Default::default()
+    });
     let sizes: Vec<usize> = (0..600)
         .map(|i| match i % 50 {
             7 => frame_max / 2,
@@ -286,16 +255,12 @@ fn mixed_sizes_with_zstd_fit_the_frame() {
 #[test]
 fn a_partial_sub_entry_goes_out_after_batch_delay() {
     let f = Fixture::new("client_subentry", "sub-linger");
-    let events = Collector::new();
-    let p = f.producer(
-        ProducerConfig {
-            sub_entry_size: 100,
-            compression: Compression::Lz4,
-            batch_delay: Duration::from_millis(20),
-            ..Default::default()
-        },
-        &events,
-    );
+    let (events, p) = f.collected(ProducerConfig {
+        sub_entry_size: 100,
+        compression: Compression::Lz4,
+        batch_delay: Duration::from_millis(20),
+        ..Default::default()
+    });
     let start = Instant::now();
     for i in 0..5 {
         p.send(&OutgoingMessage::new(&payload(i)).tag(i), None)
@@ -332,8 +297,7 @@ fn named_producers_deduplicate_per_sub_entry() {
     // Sends ids `ids` (explicit, consecutive: they share sub-entries), body of id k =
     // payload(k - 1); returns how many were confirmed.
     let resend = |ids: std::ops::RangeInclusive<u64>| {
-        let events = Collector::new();
-        let p = f.producer(config(), &events);
+        let (events, p) = f.collected(config());
         let n = ids.clone().count();
         for id in ids {
             let body = payload(id as usize - 1);
@@ -349,8 +313,7 @@ fn named_producers_deduplicate_per_sub_entry() {
 
     // Automatic ids 1..=250 (a named producer starts after the broker's answer, 0):
     // sub-entries ending at 100, 200 and 250.
-    let events = Collector::new();
-    let p = f.producer(config(), &events);
+    let (_events, p) = f.collected(config());
     for i in 0..250 {
         let id = p.send(&OutgoingMessage::new(&payload(i)), None).unwrap();
         assert_eq!(id, i as u64 + 1);
@@ -388,12 +351,6 @@ fn named_producers_deduplicate_per_sub_entry() {
 #[test]
 #[ignore]
 fn publish_cost_plain_vs_sub_entries() {
-    fn knob(name: &str, default: usize) -> usize {
-        std::env::var(name)
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(default)
-    }
     /// User and system CPU of this process (all its threads: the caller, the runtime's
     /// workers with the connection's reader and writer tasks).
     fn cpu() -> (Duration, Duration) {
@@ -415,8 +372,8 @@ fn publish_cost_plain_vs_sub_entries() {
         }
     }
 
-    let n = knob("RMQS_BENCH_MESSAGES", 1_000_000);
-    let body_len = knob("RMQS_BENCH_BODY", 100);
+    let n = support::knob("RMQS_BENCH_MESSAGES", 1_000_000);
+    let body_len = support::knob("RMQS_BENCH_BODY", 100);
     // Somewhat compressible, like typical payloads: a counter and a repeated pattern.
     let bodies: Vec<Vec<u8>> = (0..1000)
         .map(|i| {

@@ -19,15 +19,15 @@ mod support;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-use support::client::{SuperFixture, env, lock};
+use support::client::{env, lock};
 use support::{unique, uri};
 
 use rmqstream::client::consumer::{ConsumerUpdate, PostFilter, TrackingStrategy};
 use rmqstream::client::super_producer::route_partition;
 use rmqstream::client::{
-    ClientError, Confirm, Consumer, ConsumerConfig, ConsumerEvents, DeliveredChunk,
-    EnvironmentHandle, OutgoingMessage, SuperConsumer, SuperConsumerConfig, SuperConsumerEvents,
-    SuperProducer, SuperProducerConfig, SuperProducerEvents,
+    ClientError, Confirm, ConsumerConfig, DeliveredChunk, EnvironmentHandle, OutgoingMessage,
+    SuperConsumer, SuperConsumerConfig, SuperConsumerEvents, SuperProducer, SuperProducerConfig,
+    SuperProducerEvents,
 };
 use rmqstream::protocol::codes::OffsetSpec;
 
@@ -98,6 +98,16 @@ impl Sink {
             seen: Mutex::default(),
             hook: Some(Box::new(hook)),
         })
+    }
+
+    /// The records once `n` arrived (waiting for `what`) and nothing more came for a while:
+    /// exactly `n`.
+    fn settled(&self, what: &str, n: usize) -> Vec<Rec> {
+        wait_until(what, || self.count() >= n);
+        std::thread::sleep(QUIET);
+        let got = self.records();
+        assert_eq!(got.len(), n);
+        got
     }
 
     fn seen(&self) -> MutexGuard<'_, Seen> {
@@ -184,26 +194,6 @@ impl SuperConsumerEvents for Sink {
     }
 }
 
-/// Reads a stream with the consumer core, to compare with what super consumers received.
-#[derive(Default)]
-struct Reader {
-    records: Mutex<Vec<(u64, String)>>,
-}
-
-impl ConsumerEvents for Reader {
-    fn chunk(&self, chunk: DeliveredChunk) {
-        lock(&self.records).extend(
-            chunk
-                .records()
-                .map(|r| (r.offset, String::from_utf8(r.amqp_body().to_vec()).unwrap())),
-        );
-    }
-    fn error(&self, error: &ClientError) {
-        panic!("reader error: {error}");
-    }
-    fn closed(&self, _reason: &ClientError) {}
-}
-
 /// Counts confirms; lets the test wait for them.
 #[derive(Default)]
 struct Confirms {
@@ -242,31 +232,49 @@ impl Confirms {
 // ---------------------------------------------------------------------------------------------
 // Fixture.
 
-/// The shared [`SuperFixture`] with this file's producers, consumers and readers.
-struct Fixture(SuperFixture);
-
-impl std::ops::Deref for Fixture {
-    type Target = SuperFixture;
-    fn deref(&self) -> &SuperFixture {
-        &self.0
+/// Named `name`, every partition from its first offset, with `tracking`.
+fn named_from_first(name: &str, tracking: TrackingStrategy) -> SuperConsumerConfig {
+    SuperConsumerConfig {
+        name: Some(name.into()),
+        consumer: ConsumerConfig {
+            offset: OffsetSpec::First,
+            tracking,
+            ..Default::default()
+        },
+        ..Default::default()
     }
 }
 
+/// Every partition from its first offset.
+fn from_first() -> SuperConsumerConfig {
+    SuperConsumerConfig {
+        consumer: ConsumerConfig {
+            offset: OffsetSpec::First,
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+support::client::super_fixture!(3, "client_super_consumer");
+
 impl Fixture {
-    fn new(prefix: &str) -> Fixture {
-        Self::with_uri(&uri(), prefix)
+    /// A fixture with a super stream `prefix-...` of `n` partitions (and their names) and a
+    /// producer on it.
+    fn published(
+        prefix: &str,
+        n: usize,
+    ) -> (Fixture, String, Vec<String>, SuperProducer, Arc<Confirms>) {
+        let f = Fixture::new(prefix);
+        let (ss, parts) = f.numbered(prefix, n);
+        let (p, confirms) = f.producer(&ss);
+        (f, ss, parts, p, confirms)
     }
 
-    fn with_uri(uri: &str, prefix: &str) -> Fixture {
-        Fixture(SuperFixture::new(
-            uri,
-            3,
-            &format!("client_super_consumer test {prefix}"),
-        ))
-    }
-
-    fn finish(self) {
-        self.0.finish()
+    /// Closes `p`, then deletes what the fixture made.
+    fn close(self, p: SuperProducer) {
+        self.rt.block_on(p.close(WAIT)).unwrap();
+        self.finish();
     }
 
     fn producer(&self, super_stream: &str) -> (SuperProducer, Arc<Confirms>) {
@@ -310,25 +318,10 @@ impl Fixture {
     /// `n` of them, and no more shortly after. Offset tracking writes its own chunks into the
     /// stream, which take offsets but are not delivered: user records' offsets have gaps there.
     fn read(&self, stream: &str, n: usize) -> Vec<(u64, String)> {
-        self.rt.block_on(async {
-            let reader = Arc::new(Reader::default());
-            let config = ConsumerConfig {
-                offset: OffsetSpec::First,
-                ..Default::default()
-            };
-            let consumer = Consumer::new(&self.env, stream, config, reader.clone())
-                .await
-                .unwrap();
-            let deadline = Instant::now() + WAIT;
-            while lock(&reader.records).len() < n && Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-            tokio::time::sleep(QUIET).await;
-            consumer.close().await.unwrap();
-            let records = std::mem::take(&mut *lock(&reader.records));
-            assert_eq!(records.len(), n, "records read back from {stream}");
-            records
-        })
+        let records = self.read_plain(stream, n, QUIET).into_iter();
+        records
+            .map(|(o, b)| (o, String::from_utf8(b).unwrap()))
+            .collect()
     }
 
     fn stored(&self, reference: &str, stream: &str) -> Option<u64> {
@@ -387,22 +380,14 @@ fn broker_eval(expr: &str) -> Option<String> {
 /// counters summed; close ends every partition once.
 #[test]
 fn every_message_once_from_its_partition() {
-    let f = Fixture::new("sc-all");
-    let (ss, parts) = f.numbered("sc-all", 3);
-    let (p, confirms) = f.producer(&ss);
     let all = bodies("key", 3000);
+    let (f, ss, parts, p, confirms) = Fixture::published("sc-all", 3);
     publish(&p, &confirms, 0, &all);
     let per = per_partition(&all, 3);
     assert!(per.iter().all(|&n| n > 800), "{per:?}");
 
     let sink = Sink::new();
-    let config = SuperConsumerConfig {
-        consumer: ConsumerConfig {
-            offset: OffsetSpec::First,
-            ..Default::default()
-        },
-        ..Default::default()
-    };
+    let config = from_first();
     let c = f.consumer(&ss, config, &sink);
     assert_eq!(c.partitions(), parts);
     assert_eq!(c.partition_count(), 3);
@@ -410,11 +395,7 @@ fn every_message_once_from_its_partition() {
     assert_eq!(c.name(), None);
     assert_eq!(c.config().super_stream.as_deref(), Some(ss.as_str()));
     assert_eq!(c.active_partitions(), vec![0, 1, 2]);
-    wait_until("3000 records", || sink.count() >= all.len());
-    std::thread::sleep(QUIET);
-
-    let got = sink.records();
-    assert_eq!(got.len(), all.len());
+    let got = sink.settled("3000 records", all.len());
     let mut bodies_seen = HashSet::new();
     for r in &got {
         assert_eq!(r.partition, route_partition(&r.body, 3), "{r:?}");
@@ -468,8 +449,7 @@ fn every_message_once_from_its_partition() {
     );
     assert!(!c.partition_consumer(0).unwrap().is_open());
     assert_eq!(sink.seen().closed.len(), 3);
-    f.rt.block_on(p.close(WAIT)).unwrap();
-    f.finish();
+    f.close(p);
 }
 
 /// Offset tracking per partition under the super consumer's name: one reference, one
@@ -477,22 +457,12 @@ fn every_message_once_from_its_partition() {
 /// after what it processed there; `Manual` stores only on request, per partition.
 #[test]
 fn offsets_are_tracked_per_partition_under_the_name() {
-    let f = Fixture::new("sc-track");
-    let (ss, parts) = f.numbered("sc-track", 3);
-    let (p, confirms) = f.producer(&ss);
+    let (f, ss, parts, p, confirms) = Fixture::published("sc-track", 3);
     let first = bodies("one", 600);
     publish(&p, &confirms, 0, &first);
     let per1 = per_partition(&first, 3);
     let name = unique("tracker");
-    let config = |tracking| SuperConsumerConfig {
-        name: Some(name.clone()),
-        consumer: ConsumerConfig {
-            offset: OffsetSpec::First,
-            tracking,
-            ..Default::default()
-        },
-        ..Default::default()
-    };
+    let config = |tracking| named_from_first(&name, tracking);
 
     let sink = Sink::new();
     let c = f.consumer(&ss, config(TrackingStrategy::EveryMessages(100_000)), &sink);
@@ -553,8 +523,7 @@ fn offsets_are_tracked_per_partition_under_the_name() {
     assert_eq!(f.rt.block_on(c2.stored_offsets()).unwrap(), want2);
     sink.assert_no_error();
     sink2.assert_no_error();
-    f.rt.block_on(p.close(WAIT)).unwrap();
-    f.finish();
+    f.close(p);
 }
 
 /// Two super consumers in one single-active-consumer group on a 3-partition super stream.
@@ -575,19 +544,11 @@ fn offsets_are_tracked_per_partition_under_the_name() {
 /// its first record is the next one.
 #[test]
 fn a_sac_group_splits_the_partitions_and_takes_over_on_close() {
-    let f = Fixture::new("sc-sac");
-    let (ss, parts) = f.numbered("sc-sac", 3);
-    let (p, confirms) = f.producer(&ss);
+    let (f, ss, parts, p, confirms) = Fixture::published("sc-sac", 3);
     let group = unique("group");
     let config = SuperConsumerConfig {
-        name: Some(group.clone()),
         single_active_consumer: true,
-        consumer: ConsumerConfig {
-            offset: OffsetSpec::First,
-            tracking: TrackingStrategy::EveryMessages(50),
-            ..Default::default()
-        },
-        ..Default::default()
+        ..named_from_first(&group, TrackingStrategy::EveryMessages(50))
     };
 
     let a_sink = Sink::new();
@@ -748,8 +709,7 @@ fn a_sac_group_splits_the_partitions_and_takes_over_on_close() {
     });
     a_sink.assert_no_error();
     b_sink.assert_no_error();
-    f.rt.block_on(p.close(WAIT)).unwrap();
-    f.finish();
+    f.close(p);
 }
 
 /// The consumer-update hook is per partition and may answer from another thread: on
@@ -757,22 +717,12 @@ fn a_sac_group_splits_the_partitions_and_takes_over_on_close() {
 /// stored), the others take the default (after the stored offset).
 #[test]
 fn the_consumer_update_hook_answers_per_partition() {
-    let f = Fixture::new("sc-hook");
-    let (ss, parts) = f.numbered("sc-hook", 3);
-    let (p, confirms) = f.producer(&ss);
+    let name = unique("hooked");
+    let (f, ss, parts, p, confirms) = Fixture::published("sc-hook", 3);
     let first = bodies("old", 120);
     publish(&p, &confirms, 0, &first);
     let per1 = per_partition(&first, 3);
-    let name = unique("hooked");
-    let mut config = SuperConsumerConfig {
-        name: Some(name.clone()),
-        consumer: ConsumerConfig {
-            offset: OffsetSpec::First,
-            tracking: TrackingStrategy::EveryMessages(100_000),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
+    let mut config = named_from_first(&name, TrackingStrategy::EveryMessages(100_000));
     // A plain (not single active) super consumer stores the offsets.
     let sink = Sink::new();
     let c = f.consumer(&ss, config.clone(), &sink);
@@ -843,8 +793,7 @@ fn the_consumer_update_hook_answers_per_partition() {
     f.rt.block_on(c2.close()).unwrap();
     sink.assert_no_error();
     hooked.assert_no_error();
-    f.rt.block_on(p.close(WAIT)).unwrap();
-    f.finish();
+    f.close(p);
 }
 
 /// A partition added to the live super stream is not consumed until `refresh_partitions`,
@@ -853,42 +802,19 @@ fn the_consumer_update_hook_answers_per_partition() {
 /// list at the next refresh, the partitions after it getting their new index.
 #[test]
 fn refresh_picks_up_added_partitions_and_drops_removed_ones() {
-    let f = Fixture::new("sc-refresh");
-    let (ss, mut parts) = f.numbered("sc-refresh", 2);
-    let (p, confirms) = f.producer(&ss);
+    let (f, ss, mut parts, p, confirms) = Fixture::published("sc-refresh", 2);
     let before = bodies("before", 200);
     publish(&p, &confirms, 0, &before);
     let sink = Sink::new();
-    let c = f.consumer(
-        &ss,
-        SuperConsumerConfig {
-            consumer: ConsumerConfig {
-                offset: OffsetSpec::First,
-                ..Default::default()
-            },
-            ..Default::default()
-        },
-        &sink,
-    );
+    let c = f.consumer(&ss, from_first(), &sink);
     wait_until("before", || sink.count() >= before.len());
 
     // Add partition "<ss>-2" with binding key "2" and order 2.
-    let new_part = format!("{ss}-2");
-    f.rt.block_on(f.env.create_stream(&new_part, &[])).unwrap();
-    lock(&f.streams).push(new_part.clone());
-    let expr = format!(
-        "rabbit_binding:add(rabbit_binding:new(rabbit_misc:r(<<\"/\">>, exchange, <<\"{ss}\">>), \
-         <<\"2\">>, rabbit_misc:r(<<\"/\">>, queue, <<\"{new_part}\">>), \
-         [{{<<\"x-stream-partition-order\">>, long, 2}}]), <<\"guest\">>)."
-    );
-    let Some(out) = broker_eval(&expr) else {
-        eprintln!("cannot reach the node with scripts/broker: refresh test skipped");
+    let Some(new_part) = f.add_partition(&ss, "refresh test") else {
         f.rt.block_on(c.close()).unwrap();
-        f.rt.block_on(p.close(WAIT)).unwrap();
-        f.finish();
+        f.close(p);
         return;
     };
-    assert_eq!(out, "ok", "rabbit_binding:add answered {out}");
     parts.push(new_part.clone());
     assert_eq!(f.rt.block_on(p.refresh_partitions()).unwrap(), parts);
     let after = bodies("after", 600);
@@ -909,10 +835,7 @@ fn refresh_picks_up_added_partitions_and_drops_removed_ones() {
     assert_eq!(c.partitions(), parts);
     assert_eq!(c.active_partitions(), vec![0, 1, 2]);
     let total = before.len() + after.len();
-    wait_until("the new partition from its start", || sink.count() >= total);
-    std::thread::sleep(QUIET);
-    let got = sink.records();
-    assert_eq!(got.len(), total);
+    let got = sink.settled("the new partition from its start", total);
     let mut seen = HashSet::new();
     for r in &got {
         let n = if r.body.starts_with("before-") { 2 } else { 3 };
@@ -948,10 +871,7 @@ fn refresh_picks_up_added_partitions_and_drops_removed_ones() {
     assert_eq!(f.rt.block_on(p.refresh_partitions()).unwrap(), left);
     let last = bodies("last", 200);
     publish(&p, &confirms, total, &last);
-    wait_until("last", || sink.count() >= total + last.len());
-    std::thread::sleep(QUIET);
-    let got = sink.records();
-    assert_eq!(got.len(), total + last.len());
+    let got = sink.settled("last", total + last.len());
     for r in &got[total..] {
         assert_eq!(r.partition, route_partition(&r.body, 2), "{r:?}");
         assert_eq!(r.stream, left[r.partition], "{r:?}");
@@ -959,8 +879,7 @@ fn refresh_picks_up_added_partitions_and_drops_removed_ones() {
     assert!(got[total..].iter().any(|r| r.partition == 1));
     f.rt.block_on(c.close()).unwrap();
     sink.assert_no_error();
-    f.rt.block_on(p.close(WAIT)).unwrap();
-    f.finish();
+    f.close(p);
 }
 
 /// Kills every connection of the environment named `name` on the broker; how many.
@@ -982,34 +901,20 @@ fn kill_connections(name: &str) -> Option<usize> {
 /// meanwhile arrives, nothing twice, and no partition reports `closed`.
 #[test]
 fn partition_consumers_recover_from_a_lost_connection() {
-    let f = Fixture::new("sc-lost");
-    let (ss, _parts) = f.numbered("sc-lost", 3);
-    let (p, confirms) = f.producer(&ss);
+    let (f, ss, _parts, p, confirms) = Fixture::published("sc-lost", 3);
     let first = bodies("first", 300);
     publish(&p, &confirms, 0, &first);
     // The consumer in its own environment, with a name to find its connections by.
     let conn_name = unique("sc-lost-consumer");
     let cenv = Arc::new(f.rt.block_on(env(&uri(), &conn_name)));
     let sink = Sink::new();
-    let c = f.consumer_in(
-        cenv.clone(),
-        &ss,
-        SuperConsumerConfig {
-            consumer: ConsumerConfig {
-                offset: OffsetSpec::First,
-                ..Default::default()
-            },
-            ..Default::default()
-        },
-        &sink,
-    );
+    let c = f.consumer_in(cenv.clone(), &ss, from_first(), &sink);
     wait_until("first", || sink.count() >= first.len());
     let Some(killed) = kill_connections(&conn_name) else {
         eprintln!("cannot reach the node with scripts/broker: lost-consumer test skipped");
         f.rt.block_on(c.close()).unwrap();
         f.rt.block_on(cenv.close());
-        f.rt.block_on(p.close(WAIT)).unwrap();
-        f.finish();
+        f.close(p);
         return;
     };
     assert!(killed >= 1, "killed {killed} connections");
@@ -1019,10 +924,7 @@ fn partition_consumers_recover_from_a_lost_connection() {
     let second = bodies("second", 300);
     publish(&p, &confirms, first.len(), &second);
     let total = first.len() + second.len();
-    wait_until("second", || sink.count() >= total);
-    std::thread::sleep(QUIET);
-    let got = sink.records();
-    assert_eq!(got.len(), total);
+    let got = sink.settled("second", total);
     let mut seen = HashSet::new();
     for r in &got {
         assert_eq!(r.partition, route_partition(&r.body, 3), "{r:?}");
@@ -1037,17 +939,14 @@ fn partition_consumers_recover_from_a_lost_connection() {
     assert_eq!(sink.seen().closed.len(), 3);
     sink.assert_no_error();
     f.rt.block_on(cenv.close());
-    f.rt.block_on(p.close(WAIT)).unwrap();
-    f.finish();
+    f.close(p);
 }
 
 /// Filter values and the post-filter reach every partition consumer: only the wanted
 /// messages come out, from their partitions; chunks holding none are not even sent.
 #[test]
 fn filtering_applies_to_every_partition() {
-    let f = Fixture::new("sc-filter");
-    let (ss, parts) = f.numbered("sc-filter", 3);
-    let (p, confirms) = f.producer(&ss);
+    let (f, ss, parts, p, confirms) = Fixture::published("sc-filter", 3);
     // Separate publishes per value, so that chunks hold one value each.
     let mut sent = 0;
     let mut wanted = BTreeMap::new();
@@ -1080,10 +979,7 @@ fn filtering_applies_to_every_partition() {
         },
         &sink,
     );
-    wait_until("eu messages", || sink.count() >= wanted.len());
-    std::thread::sleep(QUIET);
-    let got = sink.records();
-    assert_eq!(got.len(), wanted.len());
+    let got = sink.settled("eu messages", wanted.len());
     for r in &got {
         assert_eq!(wanted.get(&r.body), Some(&r.partition), "{r:?}");
         assert_eq!(r.stream, parts[r.partition]);
@@ -1096,8 +992,7 @@ fn filtering_applies_to_every_partition() {
     );
     f.rt.block_on(c.close()).unwrap();
     sink.assert_no_error();
-    f.rt.block_on(p.close(WAIT)).unwrap();
-    f.finish();
+    f.close(p);
 }
 
 /// Creation checks: unknown super stream, conflicting or missing names, a super stream name
@@ -1189,11 +1084,9 @@ fn legacy_streams_cli(uri: &str, args: &[&str]) -> bool {
 /// (3.11) and filtering (3.13) are refused with `Unsupported` before anything is subscribed.
 #[test]
 fn legacy_broker() {
-    let Ok(uri) = std::env::var("RMQS_TEST_LEGACY_URI") else {
-        eprintln!("RMQS_TEST_LEGACY_URI unset: legacy broker test skipped");
+    let Some((f, uri)) = Fixture::legacy("sc-legacy") else {
         return;
     };
-    let f = Fixture::with_uri(&uri, "sc-legacy");
     let sink = Sink::new();
     let new = |ss: &str, config: SuperConsumerConfig| {
         let events: Arc<dyn SuperConsumerEvents> = sink.clone();
@@ -1239,21 +1132,8 @@ fn legacy_broker() {
         }
     }
     assert!(sink.seen().closed.is_empty(), "nothing was subscribed");
-    let c = new(
-        &ss,
-        SuperConsumerConfig {
-            consumer: ConsumerConfig {
-                offset: OffsetSpec::First,
-                ..Default::default()
-            },
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    wait_until("legacy records", || sink.count() >= all.len());
-    std::thread::sleep(QUIET);
-    let got = sink.records();
-    assert_eq!(got.len(), all.len());
+    let c = new(&ss, from_first()).unwrap();
+    let got = sink.settled("legacy records", all.len());
     let mut seen = HashSet::new();
     for r in &got {
         assert_eq!(r.partition, route_partition(&r.body, 2), "{r:?}");

@@ -19,16 +19,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 use support::alloc::{CountingAlloc, allocations};
-use support::client::SuperFixture;
-use support::{broker_eval, unique, uri};
+use support::{unique, uri};
 
 use rmqstream::client::super_producer::{key_extractor, route_partition};
 use rmqstream::client::{
-    ClientError, Confirm, ConfirmStatus, Consumer, ConsumerConfig, ConsumerEvents, DeliveredChunk,
-    OutgoingMessage, ProducerConfig, Routing, SuperProducer, SuperProducerConfig,
-    SuperProducerEvents,
+    ClientError, Confirm, ConfirmStatus, OutgoingMessage, ProducerConfig, Routing, SuperProducer,
+    SuperProducerConfig, SuperProducerEvents,
 };
-use rmqstream::protocol::codes::OffsetSpec;
 
 #[global_allocator]
 static GLOBAL: CountingAlloc = CountingAlloc;
@@ -84,65 +81,17 @@ impl Confirms {
     }
 }
 
-/// Reads a stream from its first offset.
-#[derive(Default)]
-struct Reader {
-    bodies: Mutex<Vec<Vec<u8>>>,
-}
-
-impl ConsumerEvents for Reader {
-    fn chunk(&self, chunk: DeliveredChunk) {
-        let mut b = self.bodies.lock().unwrap();
-        b.extend(chunk.records().map(|r| r.amqp_body().to_vec()));
-    }
-    fn error(&self, error: &ClientError) {
-        panic!("consumer error: {error}");
-    }
-    fn closed(&self, _reason: &ClientError) {}
-}
-
-/// The shared [`SuperFixture`] with this file's producers, consumers and readers.
-struct Fixture(SuperFixture);
-
-impl std::ops::Deref for Fixture {
-    type Target = SuperFixture;
-    fn deref(&self) -> &SuperFixture {
-        &self.0
-    }
-}
+support::client::super_fixture!(2, "client_super_producer");
 
 impl Fixture {
-    fn new(prefix: &str) -> Fixture {
-        Self::with_uri(&uri(), prefix)
-    }
-
-    fn with_uri(uri: &str, prefix: &str) -> Fixture {
-        Fixture(SuperFixture::new(
-            uri,
-            2,
-            &format!("client_super_producer test {prefix}"),
-        ))
-    }
-
-    fn finish(self) {
-        self.0.finish()
-    }
-
     fn producer(
         &self,
         super_stream: &str,
         config: SuperProducerConfig,
         events: &Arc<Confirms>,
     ) -> SuperProducer {
-        let events: Arc<dyn SuperProducerEvents> = events.clone();
-        self.rt
-            .block_on(SuperProducer::new(
-                self.handle(),
-                super_stream,
-                config,
-                events,
-            ))
-            .unwrap()
+        let p = SuperProducer::new(self.handle(), super_stream, config, events.clone());
+        self.rt.block_on(p).unwrap()
     }
 
     fn close(&self, p: &SuperProducer) {
@@ -151,25 +100,8 @@ impl Fixture {
 
     /// Reads `n` records of `stream` from its start (and checks no more follow shortly).
     fn read(&self, stream: &str, n: usize) -> Vec<Vec<u8>> {
-        self.rt.block_on(async {
-            let reader = Arc::new(Reader::default());
-            let config = ConsumerConfig {
-                offset: OffsetSpec::First,
-                ..Default::default()
-            };
-            let consumer = Consumer::new(&self.env, stream, config, reader.clone())
-                .await
-                .unwrap();
-            let deadline = Instant::now() + WAIT;
-            while reader.bodies.lock().unwrap().len() < n && Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            consumer.close().await.unwrap();
-            let bodies = std::mem::take(&mut *reader.bodies.lock().unwrap());
-            assert_eq!(bodies.len(), n, "records read back from {stream}");
-            bodies
-        })
+        let records = self.read_plain(stream, n, Duration::from_millis(300));
+        records.into_iter().map(|(_, body)| body).collect()
     }
 
     fn sequence(&self, name: &str, stream: &str) -> u64 {
@@ -705,21 +637,11 @@ fn refresh_picks_up_a_partition_added_to_the_super_stream() {
     let before = send_all(2, 0);
 
     // Add partition "<ss>-2" with binding key "2" and order 2.
-    let new_part = format!("{ss}-2");
-    f.rt.block_on(f.env.create_stream(&new_part, &[])).unwrap();
-    f.streams.lock().unwrap().push(new_part.clone());
-    let expr = format!(
-        "rabbit_binding:add(rabbit_binding:new(rabbit_misc:r(<<\"/\">>, exchange, <<\"{ss}\">>), \
-         <<\"2\">>, rabbit_misc:r(<<\"/\">>, queue, <<\"{new_part}\">>), \
-         [{{<<\"x-stream-partition-order\">>, long, 2}}]), <<\"guest\">>)."
-    );
-    let Some(out) = broker_eval(&expr) else {
-        eprintln!("cannot reach the node with scripts/broker: refresh test skipped");
+    let Some(new_part) = f.add_partition(&ss, "refresh test") else {
         f.close(&p);
         f.finish();
         return;
     };
-    assert_eq!(out, "ok", "rabbit_binding:add answered {out}");
     parts.push(new_part.clone());
     assert_eq!(f.rt.block_on(f.env.partitions(&ss)).unwrap(), parts);
 
@@ -935,11 +857,9 @@ fn creation_errors() {
 /// super producer on a super stream that does not exist fails cleanly, the connection intact.
 #[test]
 fn legacy_broker() {
-    let Ok(uri) = std::env::var("RMQS_TEST_LEGACY_URI") else {
-        eprintln!("RMQS_TEST_LEGACY_URI unset: legacy broker test skipped");
+    let Some((f, _)) = Fixture::legacy("sp-legacy") else {
         return;
     };
-    let f = Fixture::with_uri(&uri, "sp-legacy");
     let name = unique("sp-legacy");
     match f.rt.block_on(f.env.create_super_stream(
         &name,

@@ -4,6 +4,8 @@
 //! `RMQS_BLESS=1 cargo test --test config_reference` (also run by scripts/gen-header) rewrites
 //! the file instead.
 
+mod support;
+
 use std::path::PathBuf;
 
 use rmqstream::client::config::keys::reference_markdown;
@@ -22,11 +24,7 @@ fn configuration_reference_is_up_to_date() {
     }
     let checked_in = std::fs::read_to_string(&path).unwrap_or_default();
     if checked_in != generated {
-        let line = checked_in
-            .lines()
-            .zip(generated.lines())
-            .position(|(a, b)| a != b)
-            .unwrap_or_else(|| checked_in.lines().count().min(generated.lines().count()));
+        let line = support::first_difference(&checked_in, &generated);
         panic!(
             "docs/CONFIGURATION.md is stale (first difference at line {}): regenerate it with \
              `RMQS_BLESS=1 cargo test --test config_reference` (or scripts/gen-header)",

@@ -254,17 +254,7 @@ fn dump(cfg: *const rmqs_config) -> Vec<String> {
     let mut err = ptr::null_mut();
     let st = unsafe { rmqs_config_dump(cfg, &mut list, &mut err) };
     capi::check(st, err, "dump");
-    let n = unsafe { rmqs_strings_count(list) };
-    let out = (0..n)
-        .map(|i| {
-            unsafe { CStr::from_ptr(rmqs_strings_get(list, i)) }
-                .to_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
-    unsafe { rmqs_strings_free(list) };
-    out
+    capi::strings(list)
 }
 
 fn offset(t: rmqs_offset_type_code, value: i64) -> rmqs_offset_spec {
@@ -387,24 +377,7 @@ fn a_typed_offset_sets_where_a_consumer_starts() {
         let st = unsafe { rmqs_config_set_offset(cfg, spec, &mut err) };
         capi::check(st, err, "set offset");
         let seen = capi::Seen::new(0);
-        let mut c = ptr::null_mut();
-        let mut err = ptr::null_mut();
-        let st = unsafe {
-            rmqs_consumer_new(
-                conn,
-                stream.as_ptr(),
-                cfg,
-                Some(capi::on_chunk),
-                capi::user_data(&seen),
-                Some(capi::release_seen),
-                ptr::null_mut(),
-                0,
-                &mut c,
-                &mut err,
-            )
-        };
-        unsafe { rmqs_config_free(cfg) };
-        capi::check(st, err, "consumer");
+        let c = capi::consumer_config(conn, &stream, cfg, &seen);
         assert!(seen.wait(capi::WAIT, |s| s.messages.lock().unwrap().len()
             >= want.len()));
         std::thread::sleep(Duration::from_millis(300));

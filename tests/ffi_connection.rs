@@ -31,15 +31,7 @@ fn set(cfg: *mut rmqs_config, k: &str, v: &str) -> Result<(), Failure> {
 }
 
 fn open(pairs: &[(&str, &str)]) -> Result<*mut rmqs_connection, Failure> {
-    let cfg = config(pairs);
-    let mut conn = ptr::null_mut();
-    let mut err = ptr::null_mut();
-    let st = unsafe { rmqs_connection_open(cfg, &mut conn, &mut err) };
-    unsafe { rmqs_config_free(cfg) };
-    take_err(st, err).map(|()| {
-        assert!(!conn.is_null());
-        conn
-    })
+    try_open(pairs).map_err(|(status, message)| Failure { status, message })
 }
 
 fn create(conn: *mut rmqs_connection, s: &CStr, args: *const rmqs_config) -> Result<(), Failure> {
@@ -453,11 +445,9 @@ fn negotiated_frame_max_and_heartbeat() {
 
 #[test]
 fn legacy_broker_stats_unsupported() {
-    let Some(u) = legacy_uri() else {
-        eprintln!("no legacy broker: skipped");
+    let Some(conn) = legacy_connection("stats on 3.10.8") else {
         return;
     };
-    let conn = connect(&u);
     assert!(cstr(unsafe { rmqs_connection_server_version(conn) }).starts_with("3.10"));
     assert!(!unsafe { rmqs_connection_supports(conn, 0x1c, 1) });
     let s = cunique("ffi-legacy");
@@ -478,12 +468,17 @@ fn legacy_broker_stats_unsupported() {
 }
 
 fn strings_of(list: *mut rmqs_strings) -> Vec<String> {
-    let v = (0..unsafe { rmqs_strings_count(list) })
-        .map(|i| cstr(unsafe { rmqs_strings_get(list, i) }))
-        .collect();
     assert!(unsafe { rmqs_strings_get(list, rmqs_strings_count(list)) }.is_null());
-    unsafe { rmqs_strings_free(list) };
-    v
+    strings(list)
+}
+
+/// The partitions `rmqs_super_stream_route` gives for `key`.
+fn route(conn: *mut rmqs_connection, key: &CStr, name: &CStr) -> Vec<String> {
+    let mut list = ptr::null_mut();
+    let (k, n) = (key.as_ptr(), name.as_ptr());
+    let r = unsafe { rmqs_super_stream_route(conn, k, n, &mut list, ptr::null_mut()) };
+    assert_eq!(r, 0);
+    strings_of(list)
 }
 
 #[test]
@@ -501,28 +496,8 @@ fn super_stream_management() {
         unsafe { rmqs_super_stream_partitions(conn, name.as_ptr(), &mut list, ptr::null_mut()) };
     assert_eq!(r, 0);
     assert_eq!(strings_of(list), [0, 1, 2].map(|i| format!("{n}-{i}")));
-    let r = unsafe {
-        rmqs_super_stream_route(
-            conn,
-            c"1".as_ptr(),
-            name.as_ptr(),
-            &mut list,
-            ptr::null_mut(),
-        )
-    };
-    assert_eq!(r, 0);
-    assert_eq!(strings_of(list), [format!("{n}-1")]);
-    let r = unsafe {
-        rmqs_super_stream_route(
-            conn,
-            c"nope".as_ptr(),
-            name.as_ptr(),
-            &mut list,
-            ptr::null_mut(),
-        )
-    };
-    assert_eq!(r, 0);
-    assert!(strings_of(list).is_empty());
+    assert_eq!(route(conn, c"1", &name), [format!("{n}-1")]);
+    assert!(route(conn, c"nope", &name).is_empty());
     let r =
         unsafe { rmqs_super_stream_create_n(conn, name.as_ptr(), 3, ptr::null(), ptr::null_mut()) };
     assert_eq!(r, RMQS_ERR_STREAM_ALREADY_EXISTS.status());
@@ -551,17 +526,7 @@ fn super_stream_management() {
     };
     unsafe { rmqs_config_free(args) };
     assert_eq!(r, 0);
-    let r = unsafe {
-        rmqs_super_stream_route(
-            conn,
-            c"us".as_ptr(),
-            name.as_ptr(),
-            &mut list,
-            ptr::null_mut(),
-        )
-    };
-    assert_eq!(r, 0);
-    assert_eq!(strings_of(list), [format!("{n}-us")]);
+    assert_eq!(route(conn, c"us", &name), [format!("{n}-us")]);
     assert!(exists(conn, &p0));
     assert_eq!(
         unsafe { rmqs_super_stream_delete(conn, name.as_ptr(), ptr::null_mut()) },

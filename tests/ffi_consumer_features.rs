@@ -20,7 +20,6 @@ mod support;
 
 use std::ffi::{CStr, CString, c_void};
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::ptr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -62,6 +61,15 @@ fn send(p: *mut rmqs_producer, body: &[u8], filter: Option<&CStr>) {
 
 fn body(i: u64) -> Vec<u8> {
     format!("m{i}").into_bytes()
+}
+
+/// Sends `body(i)` for `range` through `p`, flushes it (every message confirmed) and frees it.
+fn send_all(p: *mut rmqs_producer, range: std::ops::Range<u64>) {
+    for i in range {
+        send(p, &body(i), None);
+    }
+    flush(p);
+    unsafe { rmqs_producer_free(p) };
 }
 
 /// Publishes `body(i)` for `range`, in chunks of `per_chunk` messages (each chunk flushed
@@ -200,6 +208,17 @@ unsafe extern "C" fn free_calls(ud: *mut c_void) {
     c.freed.fetch_add(1, Ordering::SeqCst);
 }
 
+/// The [`Calls`] of a callback's user data (made by [`ud`]).
+fn calls_of<'a>(ud: *mut c_void) -> &'a Calls {
+    unsafe { &*(ud as *const Calls) }
+}
+
+/// Sets a callback recording into `calls` with `set` (given the user data and its free
+/// function), which must succeed.
+fn set_calls_cb(calls: &Arc<Calls>, set: impl FnOnce(*mut c_void, rmqs_free_cb) -> rmqs_status) {
+    assert_eq!(set(ud(calls), Some(free_calls)), 0);
+}
+
 fn ud(c: &Arc<Calls>) -> *mut c_void {
     Arc::into_raw(c.clone()) as *mut c_void
 }
@@ -209,9 +228,7 @@ fn ud(c: &Arc<Calls>) -> *mut c_void {
 
 #[test]
 fn tracking_resumes_at_exactly_the_next_message_after_a_restart() {
-    let conn = connect(&[]);
-    let s = cunique("ffi-feat-track");
-    create_stream(conn, &s);
+    let (conn, s) = conn_and_stream("ffi-feat-track");
     publish(conn, &s, 0..1000, 50);
     let q = queue();
 
@@ -306,15 +323,14 @@ fn tracking_resumes_at_exactly_the_next_message_after_a_restart() {
         Seen::default().drain(q, Duration::ZERO, false);
     }
     unsafe { rmqs_queue_free(q) };
-    delete_stream(conn, &s);
-    unsafe { rmqs_connection_free(conn) };
+    delete_and_free(conn, &s);
 }
 
 unsafe extern "C" fn every_second_chunk(
     ud: *mut c_void,
     ctx: *const rmqs_tracking_context,
 ) -> bool {
-    let c = unsafe { &*(ud as *const Calls) };
+    let c = calls_of(ud);
     let ctx = unsafe { &*ctx };
     let n = c.calls.fetch_add(1, Ordering::SeqCst) + 1;
     c.log.lock().unwrap().push(format!(
@@ -326,40 +342,20 @@ unsafe extern "C" fn every_second_chunk(
 
 #[test]
 fn a_tracking_callback_decides_when_to_store() {
-    let conn = connect(&[]);
-    let s = cunique("ffi-feat-custom");
-    create_stream(conn, &s);
+    let (conn, s) = conn_and_stream("ffi-feat-custom");
     publish(conn, &s, 0..100, 10);
     let q = queue();
     let name = c"custom-tracker";
     let calls = Arc::new(Calls::default());
     let cfg = config(&[("name", "custom-tracker"), ("offset", "first")]);
-    assert_eq!(
-        unsafe {
-            rmqs_config_set_tracking_cb(
-                cfg,
-                Some(every_second_chunk),
-                ud(&calls),
-                Some(free_calls),
-                std::ptr::null_mut(),
-            )
-        },
-        0
-    );
+    set_calls_cb(&calls, |ud, free| unsafe {
+        rmqs_config_set_tracking_cb(cfg, Some(every_second_chunk), ud, free, ptr::null_mut())
+    });
     // The callback with another explicit strategy is refused.
     let other = config(&[("tracking", "manual")]);
-    assert_eq!(
-        unsafe {
-            rmqs_config_set_tracking_cb(
-                other,
-                Some(every_second_chunk),
-                ud(&calls),
-                Some(free_calls),
-                std::ptr::null_mut(),
-            )
-        },
-        0
-    );
+    set_calls_cb(&calls, |ud, free| unsafe {
+        rmqs_config_set_tracking_cb(other, Some(every_second_chunk), ud, free, ptr::null_mut())
+    });
     let e = try_queue_consumer(conn, &s, other, q).unwrap_err();
     assert_eq!(e.0, RMQS_ERR_INVALID_ARGUMENT as i32);
     assert!(e.1.contains("tracking"), "{e:?}");
@@ -420,8 +416,7 @@ fn a_tracking_callback_decides_when_to_store() {
     assert_eq!(Arc::strong_count(&calls), 1);
     drop(seen);
     unsafe { rmqs_queue_free(q) };
-    delete_stream(conn, &s);
-    unsafe { rmqs_connection_free(conn) };
+    delete_and_free(conn, &s);
 }
 
 /// Runs only as the child process of `tracking_survives_a_killed_consumer_process`: processes
@@ -429,10 +424,7 @@ fn a_tracking_callback_decides_when_to_store() {
 /// two more chunks without storing, prints `READY <stored>` and waits to be killed.
 #[test]
 fn crash_child() {
-    let (Ok(s), Ok(name)) = (
-        std::env::var("RMQS_CRASH_STREAM"),
-        std::env::var("RMQS_CRASH_NAME"),
-    ) else {
+    let Some((s, name)) = support::crash_vars("RMQS_CRASH_STREAM", "RMQS_CRASH_NAME") else {
         return;
     };
     let (s, name) = (CString::new(s).unwrap(), CString::new(name).unwrap());
@@ -472,19 +464,12 @@ fn crash_child() {
 
 #[test]
 fn tracking_survives_a_killed_consumer_process() {
-    let conn = connect(&[]);
-    let s = cunique("ffi-feat-crash");
-    create_stream(conn, &s);
+    let (conn, s) = conn_and_stream("ffi-feat-crash");
     publish(conn, &s, 0..300, 20);
     let name = "crashing-consumer";
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["crash_child", "--exact", "--nocapture", "--test-threads=1"])
-        .env("RMQS_CRASH_STREAM", s.to_str().unwrap())
-        .env("RMQS_CRASH_NAME", name)
-        .env("RMQS_TEST_URI", uri())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let stream = s.to_str().unwrap();
+    let vars = [("RMQS_CRASH_STREAM", stream), ("RMQS_CRASH_NAME", name)];
+    let mut child = support::spawn_crash_child(&vars);
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -521,8 +506,7 @@ fn tracking_survives_a_killed_consumer_process() {
     unsafe { rmqs_consumer_free(c) };
     drop(seen);
     unsafe { rmqs_queue_free(q) };
-    delete_stream(conn, &s);
-    unsafe { rmqs_connection_free(conn) };
+    delete_and_free(conn, &s);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -582,9 +566,7 @@ fn credit_steps(
 
 #[test]
 fn each_credit_policy_has_its_credit_pattern() {
-    let conn = connect(&[]);
-    let s = cunique("ffi-feat-credit");
-    create_stream(conn, &s);
+    let (conn, s) = conn_and_stream("ffi-feat-credit");
     const CHUNKS: usize = 12;
     publish(conn, &s, 0..CHUNKS as u64, 1);
 
@@ -645,15 +627,12 @@ fn each_credit_policy_has_its_credit_pattern() {
     .unwrap_err();
     assert_eq!(e.0, RMQS_ERR_INVALID_ARGUMENT as i32, "{e:?}");
     unsafe { rmqs_queue_free(q) };
-    delete_stream(conn, &s);
-    unsafe { rmqs_connection_free(conn) };
+    delete_and_free(conn, &s);
 }
 
 #[test]
 fn when_below_batches_credit_for_a_fast_application() {
-    let conn = connect(&[]);
-    let s = cunique("ffi-feat-below");
-    create_stream(conn, &s);
+    let (conn, s) = conn_and_stream("ffi-feat-below");
     const CHUNKS: u64 = 60;
     publish(conn, &s, 0..CHUNKS, 1);
     let run = |policy: &str| {
@@ -686,8 +665,7 @@ fn when_below_batches_credit_for_a_fast_application() {
     let st = run("when_below:50");
     assert!(st.credits_granted < 10 + CHUNKS, "{st:?}");
     assert!(st.credits_granted + 6 >= 10 + CHUNKS, "{st:?}");
-    delete_stream(conn, &s);
-    unsafe { rmqs_connection_free(conn) };
+    delete_and_free(conn, &s);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -697,8 +675,8 @@ unsafe extern "C" fn on_update(
     ud: *mut c_void,
     info: *const rmqs_consumer_update_info,
 ) -> rmqs_offset_spec {
-    let c = unsafe { &*(ud as *const Calls) };
     let info = unsafe { &*info };
+    let c = calls_of(ud);
     let stream = unsafe { CStr::from_ptr(info.stream) }.to_str().unwrap();
     c.calls.fetch_add(1, Ordering::SeqCst);
     c.log.lock().unwrap().push(format!(
@@ -721,9 +699,7 @@ unsafe extern "C" fn on_update(
 
 #[test]
 fn single_active_consumer_one_receives_and_the_other_takes_over_at_the_stored_offset() {
-    let conn = connect(&[]);
-    let s = cunique("ffi-feat-sac");
-    create_stream(conn, &s);
+    let (conn, s) = conn_and_stream("ffi-feat-sac");
     publish(conn, &s, 0..500, 25);
     let group = "sac-group";
     let common = [
@@ -738,18 +714,9 @@ fn single_active_consumer_one_receives_and_the_other_takes_over_at_the_stored_of
     let calls = Arc::new(Calls::default());
     let qa = queue();
     let cfg = config(&common);
-    assert_eq!(
-        unsafe {
-            rmqs_config_set_consumer_update_cb(
-                cfg,
-                Some(on_update),
-                ud(&calls),
-                Some(free_calls),
-                std::ptr::null_mut(),
-            )
-        },
-        0
-    );
+    set_calls_cb(&calls, |ud, free| unsafe {
+        rmqs_config_set_consumer_update_cb(cfg, Some(on_update), ud, free, ptr::null_mut())
+    });
     let a = try_queue_consumer(conn, &s, cfg, qa).unwrap();
     // B: no callback: RMQS_EVENT_CONSUMER_UPDATE events on its queue.
     let qb = queue();
@@ -849,13 +816,12 @@ fn single_active_consumer_one_receives_and_the_other_takes_over_at_the_stored_of
         rmqs_queue_free(qa);
         rmqs_queue_free(qb);
     }
-    delete_stream(conn, &s);
-    unsafe { rmqs_connection_free(conn) };
+    delete_and_free(conn, &s);
 }
 
 /// The chunk callback of `a_callback_consumer_hears_its_updates_on_its_dispatcher_thread`.
 unsafe extern "C" fn count_chunk(ud: *mut c_void, ch: *const rmqs_chunk) {
-    let c = unsafe { &*(ud as *const Calls) };
+    let c = calls_of(ud);
     let n = unsafe { rmqs_chunk_message_count(ch) };
     c.calls.fetch_add(n, Ordering::SeqCst);
     let name = std::thread::current().name().map(str::to_string);
@@ -866,7 +832,7 @@ unsafe extern "C" fn update_thread(
     ud: *mut c_void,
     info: *const rmqs_consumer_update_info,
 ) -> rmqs_offset_spec {
-    let c = unsafe { &*(ud as *const Calls) };
+    let c = calls_of(ud);
     let active = unsafe { (*info).is_active };
     let name = std::thread::current().name().map(str::to_string);
     c.log
@@ -882,25 +848,14 @@ unsafe extern "C" fn update_thread(
 
 #[test]
 fn a_callback_consumer_hears_its_updates_on_its_dispatcher_thread() {
-    let conn = connect(&[]);
-    let s = cunique("ffi-feat-sac-cb");
-    create_stream(conn, &s);
+    let (conn, s) = conn_and_stream("ffi-feat-sac-cb");
     publish(conn, &s, 0..50, 10);
     let chunks = Arc::new(Calls::default());
     let updates = Arc::new(Calls::default());
     let cfg = config(&[("name", "cb-group"), ("single_active_consumer", "true")]);
-    assert_eq!(
-        unsafe {
-            rmqs_config_set_consumer_update_cb(
-                cfg,
-                Some(update_thread),
-                ud(&updates),
-                Some(free_calls),
-                std::ptr::null_mut(),
-            )
-        },
-        0
-    );
+    set_calls_cb(&updates, |ud, free| unsafe {
+        rmqs_config_set_consumer_update_cb(cfg, Some(update_thread), ud, free, ptr::null_mut())
+    });
     let mut c = ptr::null_mut();
     let mut err = ptr::null_mut();
     let st = unsafe {
@@ -945,15 +900,12 @@ fn a_callback_consumer_hears_its_updates_on_its_dispatcher_thread() {
         1,
         "freed with the config, last"
     );
-    delete_stream(conn, &s);
-    unsafe { rmqs_connection_free(conn) };
+    delete_and_free(conn, &s);
 }
 
 #[test]
 fn a_slow_answer_is_replaced_by_the_default_at_the_deadline() {
-    let conn = connect(&[]);
-    let s = cunique("ffi-feat-sac-slow");
-    create_stream(conn, &s);
+    let (conn, s) = conn_and_stream("ffi-feat-sac-slow");
     publish(conn, &s, 0..30, 10);
     let q = queue();
     let t0 = Instant::now();
@@ -1002,15 +954,14 @@ fn a_slow_answer_is_replaced_by_the_default_at_the_deadline() {
     unsafe { rmqs_consumer_free(c) };
     drop(seen);
     unsafe { rmqs_queue_free(q) };
-    delete_stream(conn, &s);
-    unsafe { rmqs_connection_free(conn) };
+    delete_and_free(conn, &s);
 }
 
 // ---------------------------------------------------------------------------------------------
 // filtering
 
 unsafe extern "C" fn keep_prefix(ud: *mut c_void, msg: *const rmqs_message) -> bool {
-    let c = unsafe { &*(ud as *const Calls) };
+    let c = calls_of(ud);
     c.calls.fetch_add(1, Ordering::SeqCst);
     let mut len = 0;
     let b = unsafe { rmqs_message_body(msg, &mut len) };
@@ -1021,9 +972,7 @@ unsafe extern "C" fn keep_prefix(ud: *mut c_void, msg: *const rmqs_message) -> b
 
 #[test]
 fn filtering_reduces_what_arrives_and_the_post_filter_removes_the_rest() {
-    let conn = connect(&[]);
-    let s = cunique("ffi-feat-filter");
-    create_stream(conn, &s);
+    let (conn, s) = conn_and_stream("ffi-feat-filter");
     // Chunks of 20: eu, us, ap, mixed eu/us, without a value. Bodies "<value>:<offset>".
     let p = bare_producer(conn, &s, &[("batch_delay_ms", "0")]);
     let mut values = Vec::new();
@@ -1128,8 +1077,7 @@ fn filtering_reduces_what_arrives_and_the_post_filter_removes_the_rest() {
     let e = try_queue_consumer(conn, &s, config(&[("match_unfiltered", "true")]), q).unwrap_err();
     assert_eq!(e.0, RMQS_ERR_INVALID_ARGUMENT as i32, "{e:?}");
     unsafe { rmqs_queue_free(q) };
-    delete_stream(conn, &s);
-    unsafe { rmqs_connection_free(conn) };
+    delete_and_free(conn, &s);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1147,11 +1095,7 @@ fn every_compression_round_trips_ten_thousand_messages() {
             &s,
             &[("sub_entry_size", "100"), ("compression", codec)],
         );
-        for i in 0..N {
-            send(p, &body(i), None);
-        }
-        flush(p);
-        unsafe { rmqs_producer_free(p) };
+        send_all(p, 0..N);
 
         let q = queue();
         let c = queue_consumer(conn, &s, &[("offset", "first")], q);
@@ -1204,17 +1148,9 @@ fn connection_level_defaults_of_the_new_keys_apply_and_are_overridden() {
     let s = cunique("ffi-feat-layers");
     create_stream(conn, &s);
     let p = bare_producer(conn, &s, &[]);
-    for i in 0..200 {
-        send(p, &body(i), None);
-    }
-    flush(p);
-    unsafe { rmqs_producer_free(p) };
+    send_all(p, 0..200);
     let p = bare_producer(conn, &s, &[("sub_entry_size", "0")]); // its own config wins
-    for i in 200..210 {
-        send(p, &body(i), None);
-    }
-    flush(p);
-    unsafe { rmqs_producer_free(p) };
+    send_all(p, 200..210);
 
     // The connection's manual credit with an initial credit of 1: one chunk, then nothing.
     let q = queue();
@@ -1282,8 +1218,7 @@ fn connection_level_defaults_of_the_new_keys_apply_and_are_overridden() {
         assert!(e.1.contains(needle), "{pairs:?}: {e:?}");
     }
     unsafe { rmqs_queue_free(q) };
-    delete_stream(conn, &s);
-    unsafe { rmqs_connection_free(conn) };
+    delete_and_free(conn, &s);
 }
 
 #[test]
@@ -1310,11 +1245,7 @@ fn legacy_broker_refuses_single_active_consumer_and_filtering() {
         &s,
         &[("sub_entry_size", "10"), ("compression", "zstd")],
     );
-    for i in 0..100 {
-        send(p, &body(i), None);
-    }
-    flush(p);
-    unsafe { rmqs_producer_free(p) };
+    send_all(p, 0..100);
     let c = queue_consumer(
         conn,
         &s,
@@ -1335,19 +1266,5 @@ fn legacy_broker_refuses_single_active_consumer_and_filtering() {
     assert!(stored_becomes(conn, c"legacy-tracker", &s, 99));
     drop(seen);
     unsafe { rmqs_queue_free(q) };
-    delete_stream(conn, &s);
-    unsafe { rmqs_connection_free(conn) };
-}
-
-/// `rmqs_queue_poll`: the event, or NULL when none came within `timeout_ms` (or after a
-/// wakeup); any other outcome fails the test.
-fn poll_event(q: *mut rmqs_queue, timeout_ms: i32) -> *mut rmqs_event {
-    use rmqstream::ffi::rmqs_status_code::{RMQS_ERR_TIMEOUT, RMQS_OK};
-    let mut ev = std::ptr::null_mut();
-    let st = unsafe { rmqs_queue_poll(q, timeout_ms, &mut ev, std::ptr::null_mut()) };
-    assert!(
-        st == RMQS_OK.status() || st == RMQS_ERR_TIMEOUT.status(),
-        "rmqs_queue_poll: {st}"
-    );
-    ev
+    delete_and_free(conn, &s);
 }

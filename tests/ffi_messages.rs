@@ -509,19 +509,8 @@ fn send_batches(p: *mut rmqs_producer, specs: &[Spec]) {
             .collect();
         let tags: Vec<usize> = (0..chunk.len()).map(|i| n * 16 + i).collect();
         let mut accepted = 0;
-        let mut err = ptr::null_mut();
-        let st = unsafe {
-            rmqs_producer_send_messages(
-                p,
-                ptrs.as_ptr(),
-                tags.as_ptr(),
-                chunk.len(),
-                0,
-                &mut accepted,
-                &mut err,
-            )
-        };
-        check(st, err, "send_messages");
+        let (st, m) = send_messages(p, &ptrs, &tags, &mut accepted);
+        assert_eq!(st, 0, "send_messages: {m}");
         assert_eq!(accepted, chunk.len());
     }
     for b in builders {
@@ -795,24 +784,8 @@ fn filter_value_and_publishing_id_come_from_the_builder() {
     let cfg = config(&[("offset", "first"), ("filter_values", "eu")]);
     let mut q = ptr::null_mut();
     assert_eq!(unsafe { rmqs_queue_new(&mut q, std::ptr::null_mut()) }, 0);
-    let mut c = ptr::null_mut();
-    let mut err = ptr::null_mut();
-    let st = unsafe {
-        rmqs_consumer_new(
-            f.conn,
-            f.stream.as_ptr(),
-            cfg,
-            None,
-            ptr::null_mut(),
-            None,
-            q,
-            0,
-            &mut c,
-            &mut err,
-        )
-    };
-    unsafe { rmqs_config_free(cfg) };
-    check(st, err, "filtered consumer");
+    let c = try_queue_consumer(f.conn, &f.stream, cfg, q)
+        .unwrap_or_else(|e| panic!("filtered consumer: {e:?}"));
     let mut regions = Vec::new();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while regions.len() < 6 && std::time::Instant::now() < deadline {
@@ -1062,19 +1035,7 @@ fn send_flags_that_the_builder_replaces_are_refused() {
     }
     let bogus: [*const rmqs_message_builder; 2] = [b, ptr::null()];
     let mut accepted = 7;
-    let mut err = ptr::null_mut();
-    let st = unsafe {
-        rmqs_producer_send_messages(
-            p,
-            bogus.as_ptr(),
-            ptr::null(),
-            2,
-            0,
-            &mut accepted,
-            &mut err,
-        )
-    };
-    let m = message(err);
+    let (st, m) = send_messages(p, &bogus, &[], &mut accepted);
     assert_eq!(st, RMQS_ERR_INVALID_ARGUMENT as i32, "{m}");
     assert!(m.contains("msgs[1]"), "{m}");
     assert_eq!(accepted, 0);
@@ -1140,22 +1101,7 @@ fn super_producer(
     name: &CStr,
     cfg: *mut rmqs_config,
 ) -> *mut rmqs_super_producer {
-    let mut sp = ptr::null_mut();
-    let mut err = ptr::null_mut();
-    let st = unsafe {
-        rmqs_super_producer_new(
-            conn,
-            name.as_ptr(),
-            cfg,
-            None,
-            ptr::null_mut(),
-            None,
-            ptr::null_mut(),
-            0,
-            &mut sp,
-            &mut err,
-        )
-    };
+    let (sp, st, err) = super_producer_raw(conn, name, cfg, ptr::null_mut(), 0);
     check(st, err, "super producer");
     sp
 }

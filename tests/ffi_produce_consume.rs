@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 use support::capi::*;
-use support::{legacy_uri, uri};
+use support::uri;
 
 use rmqstream::ffi::rmqs_status_code::*;
 use rmqstream::ffi::*;
@@ -75,49 +75,62 @@ unsafe extern "C" fn free_confirms(ud: *mut c_void) {
     c.freed.fetch_add(1, Ordering::SeqCst);
 }
 
-fn producer_new(
-    conn: *mut rmqs_connection,
-    s: &CStr,
-    cfg: &[(&str, &str)],
-    confirms: Option<&Arc<Confirms>>,
-    q: *mut rmqs_queue,
-    tag: usize,
-) -> Result<*mut rmqs_producer, (rmqs_status, String)> {
-    let cfg = config(cfg);
-    let mut p = ptr::null_mut();
-    let mut err = ptr::null_mut();
-    let (cb, ud, free): (rmqs_confirm_cb, *mut c_void, rmqs_free_cb) = match confirms {
-        Some(c) => (
-            Some(on_confirms),
-            Arc::into_raw(c.clone()) as *mut c_void,
-            Some(free_confirms),
-        ),
-        None => (None, ptr::null_mut(), None),
-    };
-    let st = unsafe {
-        rmqs_producer_new(
-            conn,
-            s.as_ptr(),
-            cfg,
-            cb,
-            ud,
-            free,
-            q,
-            tag,
-            &mut p,
-            &mut err,
-        )
-    };
-    unsafe { rmqs_config_free(cfg) };
-    if st != 0 {
-        if !ud.is_null() {
-            // not taken over on failure
-            drop(unsafe { Arc::from_raw(ud as *const Confirms) });
+/// `fn $name(conn, stream, keys, data, q, tag)`: a producer or consumer made with `$new`, its
+/// callback `$cb` recording into `data` (one reference, released by `$free`; none: no callback)
+/// and delivering to `q` (may be NULL) with source tag `tag`. On failure the reference is dropped
+/// again (the library does not take it over) and the status and message returned.
+macro_rules! new_with_data {
+    ($name:ident, $data:ty, $obj:ty, $new:ident, $cb:ident, $free:ident) => {
+        fn $name(
+            conn: *mut rmqs_connection,
+            s: &CStr,
+            keys: &[(&str, &str)],
+            data: Option<&Arc<$data>>,
+            q: *mut rmqs_queue,
+            tag: usize,
+        ) -> Result<*mut $obj, (rmqs_status, String)> {
+            let cfg = config(keys);
+            let mut obj = ptr::null_mut();
+            let mut err = ptr::null_mut();
+            let ud = data.map_or(ptr::null_mut(), |d| Arc::into_raw(d.clone()) as *mut c_void);
+            let (cb, free) = match data {
+                Some(_) => (Some($cb as _), Some($free as _)),
+                None => (None, None),
+            };
+            let st = unsafe {
+                $new(
+                    conn,
+                    s.as_ptr(),
+                    cfg,
+                    cb,
+                    ud,
+                    free,
+                    q,
+                    tag,
+                    &mut obj,
+                    &mut err,
+                )
+            };
+            unsafe { rmqs_config_free(cfg) };
+            if st != 0 {
+                if !ud.is_null() {
+                    drop(unsafe { Arc::from_raw(ud as *const $data) });
+                }
+                return Err(failure(st, err));
+            }
+            Ok(obj)
         }
-        return Err(failure(st, err));
-    }
-    Ok(p)
+    };
 }
+
+new_with_data!(
+    producer_new,
+    Confirms,
+    rmqs_producer,
+    rmqs_producer_new,
+    on_confirms,
+    free_confirms
+);
 
 fn send(p: *mut rmqs_producer, body: &[u8], tag: usize) {
     let mut err = ptr::null_mut();
@@ -191,47 +204,24 @@ unsafe extern "C" fn free_chunks(ud: *mut c_void) {
     c.freed.fetch_add(1, Ordering::SeqCst);
 }
 
-fn consumer_new(
-    conn: *mut rmqs_connection,
-    s: &CStr,
-    cfg: &[(&str, &str)],
-    chunks: Option<&Arc<Chunks>>,
-    q: *mut rmqs_queue,
-    tag: usize,
-) -> Result<*mut rmqs_consumer, (rmqs_status, String)> {
-    let cfg = config(cfg);
-    let mut c = ptr::null_mut();
-    let mut err = ptr::null_mut();
-    let (cb, ud, free): (rmqs_chunk_cb, *mut c_void, rmqs_free_cb) = match chunks {
-        Some(x) => (
-            Some(on_chunk),
-            Arc::into_raw(x.clone()) as *mut c_void,
-            Some(free_chunks),
-        ),
-        None => (None, ptr::null_mut(), None),
-    };
-    let st = unsafe {
-        rmqs_consumer_new(
-            conn,
-            s.as_ptr(),
-            cfg,
-            cb,
-            ud,
-            free,
-            q,
-            tag,
-            &mut c,
-            &mut err,
+new_with_data!(
+    consumer_new,
+    Chunks,
+    rmqs_consumer,
+    rmqs_consumer_new,
+    on_chunk,
+    free_chunks
+);
+
+/// (type, source, source tag) of an event.
+fn event_head(ev: *const rmqs_event) -> (i32, i32, usize) {
+    unsafe {
+        (
+            rmqs_event_type(ev),
+            rmqs_event_source(ev),
+            rmqs_event_source_tag(ev),
         )
-    };
-    unsafe { rmqs_config_free(cfg) };
-    if st != 0 {
-        if !ud.is_null() {
-            drop(unsafe { Arc::from_raw(ud as *const Chunks) });
-        }
-        return Err(failure(st, err));
     }
-    Ok(c)
 }
 
 /// Polls `q` until `n` messages came in chunk events (other events are returned aside).
@@ -272,28 +262,16 @@ const N: usize = 10_000;
 
 #[test]
 fn publish_and_consume_through_callbacks_and_queue() {
-    let conn = connect(&uri());
-    let s = cunique("ffi-pc");
-    create_stream(conn, &s);
+    let (conn, s) = conn_and_stream("ffi-pc");
 
     // 1. N messages with confirms through a callback
     let confirms = Arc::new(Confirms::default());
-    let p = producer_new(
-        conn,
-        &s,
-        &[("batch_size", "200")],
-        Some(&confirms),
-        ptr::null_mut(),
-        0,
-    )
-    .unwrap();
+    let keys = [("batch_size", "200")];
+    let p = producer_new(conn, &s, &keys, Some(&confirms), ptr::null_mut(), 0).unwrap();
     for i in 0..N {
         send(p, &body_of(i), 1_000_000 + i);
     }
-    assert_eq!(
-        unsafe { rmqs_producer_flush(p, 30_000, std::ptr::null_mut()) },
-        0
-    );
+    flush(p);
     assert_eq!(confirms.wait_for(N, Duration::from_secs(5)), N);
     {
         let g = confirms.by_tag.lock().unwrap();
@@ -340,15 +318,9 @@ fn publish_and_consume_through_callbacks_and_queue() {
             continue;
         }
         unsafe {
-            assert_eq!(
-                rmqs_event_type(ev),
-                rmqs_event_type_code::RMQS_EVENT_CONFIRMS as i32
-            );
-            assert_eq!(
-                rmqs_event_source(ev),
-                rmqs_event_source_code::RMQS_SOURCE_PRODUCER as i32
-            );
-            assert_eq!(rmqs_event_source_tag(ev), 77);
+            let confirms = rmqs_event_type_code::RMQS_EVENT_CONFIRMS as i32;
+            let producer = rmqs_event_source_code::RMQS_SOURCE_PRODUCER as i32;
+            assert_eq!(event_head(ev), (confirms, producer, 77));
             let mut n = 0;
             let c = rmqs_event_confirms(ev, &mut n, std::ptr::null_mut());
             for x in std::slice::from_raw_parts(c, n) {
@@ -365,16 +337,16 @@ fn publish_and_consume_through_callbacks_and_queue() {
         0
     );
     let ev = poll_event(q, 2000);
+    assert_eq!(
+        event_head(ev).0,
+        rmqs_event_type_code::RMQS_EVENT_STATE as i32
+    );
+    let closed = rmqs_state_code::RMQS_STATE_CLOSED as i32;
+    assert_eq!(
+        unsafe { (rmqs_event_state(ev), rmqs_event_status(ev)) },
+        (closed, 0)
+    );
     unsafe {
-        assert_eq!(
-            rmqs_event_type(ev),
-            rmqs_event_type_code::RMQS_EVENT_STATE as i32
-        );
-        assert_eq!(
-            rmqs_event_state(ev),
-            rmqs_state_code::RMQS_STATE_CLOSED as i32
-        );
-        assert_eq!(rmqs_event_status(ev), 0);
         rmqs_event_free(ev);
         rmqs_producer_free(p);
     }
@@ -388,15 +360,8 @@ fn publish_and_consume_through_callbacks_and_queue() {
 
     // 3. consume from first through a callback
     let chunks = Arc::new(Chunks::default());
-    let c1 = consumer_new(
-        conn,
-        &s,
-        &[("offset", "first")],
-        Some(&chunks),
-        ptr::null_mut(),
-        1,
-    )
-    .unwrap();
+    let keys = [("offset", "first")];
+    let c1 = consumer_new(conn, &s, &keys, Some(&chunks), ptr::null_mut(), 1).unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     while chunks.got.lock().unwrap().len() < 2 * N && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
@@ -410,15 +375,8 @@ fn publish_and_consume_through_callbacks_and_queue() {
 
     // 4. and through a queue: the same messages
     let q2 = queue();
-    let c2 = consumer_new(
-        conn,
-        &s,
-        &[("offset", "first"), ("initial_credit", "3")],
-        None,
-        q2,
-        2,
-    )
-    .unwrap();
+    let keys = [("offset", "first"), ("initial_credit", "3")];
+    let c2 = consumer_new(conn, &s, &keys, None, q2, 2).unwrap();
     let (got, others) = drain_queue(q2, 2 * N, Duration::from_secs(30));
     assert!(others.is_empty());
     assert_eq!(got, expected);
@@ -429,16 +387,10 @@ fn publish_and_consume_through_callbacks_and_queue() {
         0
     );
     let ev = poll_event(q2, 2000);
+    let state = rmqs_event_type_code::RMQS_EVENT_STATE as i32;
+    let consumer = rmqs_event_source_code::RMQS_SOURCE_CONSUMER as i32;
+    assert_eq!(event_head(ev), (state, consumer, 2));
     unsafe {
-        assert_eq!(
-            rmqs_event_type(ev),
-            rmqs_event_type_code::RMQS_EVENT_STATE as i32
-        );
-        assert_eq!(
-            rmqs_event_source(ev),
-            rmqs_event_source_code::RMQS_SOURCE_CONSUMER as i32
-        );
-        assert_eq!(rmqs_event_source_tag(ev), 2);
         assert_eq!(rmqs_event_status(ev), 0);
         rmqs_event_free(ev);
         let mut err = ptr::null_mut();
@@ -460,56 +412,35 @@ fn publish_and_consume_through_callbacks_and_queue() {
     let (got, _) = drain_queue(q3, 100, Duration::from_secs(10));
     assert_eq!(got[0].offset, 12345);
     assert_eq!(got[0].body, body_of(12345));
+    free_consumer_and_queue(c3, q3);
     unsafe {
-        rmqs_consumer_free(c3);
-        rmqs_queue_free(q3);
         rmqs_queue_free(q2);
         rmqs_queue_free(q);
     }
-    delete_stream(conn, &s);
-    unsafe { rmqs_connection_free(conn) };
+    delete_and_free(conn, &s);
 }
 
 #[test]
 fn manual_credit_throttles_and_release_gives_credit() {
-    let conn = connect(&uri());
-    let s = cunique("ffi-credit");
-    create_stream(conn, &s);
+    let (conn, s) = conn_and_stream("ffi-credit");
     // 6 chunks: each flush with batch_delay 0 closes a Publish frame, and the broker writes a
     // chunk per frame here (nothing else publishes to the stream)
-    let p = producer_new(
-        conn,
-        &s,
-        &[("batch_delay_ms", "0")],
-        None,
-        ptr::null_mut(),
-        0,
-    )
-    .unwrap();
+    let keys = [("batch_delay_ms", "0")];
+    let p = producer_new(conn, &s, &keys, None, ptr::null_mut(), 0).unwrap();
     for i in 0..6 {
         send(p, &body_of(i), i);
-        assert_eq!(
-            unsafe { rmqs_producer_flush(p, 10_000, std::ptr::null_mut()) },
-            0
-        );
+        flush_within(p, 10_000);
     }
     unsafe { rmqs_producer_free(p) };
 
     // manual: one chunk per credit
     let q = queue();
-    let c = consumer_new(
-        conn,
-        &s,
-        &[
-            ("offset", "first"),
-            ("initial_credit", "1"),
-            ("credit_policy", "manual"),
-        ],
-        None,
-        q,
-        0,
-    )
-    .unwrap();
+    let keys = [
+        ("offset", "first"),
+        ("initial_credit", "1"),
+        ("credit_policy", "manual"),
+    ];
+    let c = consumer_new(conn, &s, &keys, None, q, 0).unwrap();
     let count_chunks = |wait: Duration| {
         let mut n = 0;
         let end = Instant::now() + wait;
@@ -551,15 +482,8 @@ fn manual_credit_throttles_and_release_gives_credit() {
         retain: true,
         ..Chunks::default()
     });
-    let c = consumer_new(
-        conn,
-        &s,
-        &[("offset", "first"), ("initial_credit", "2")],
-        Some(&chunks),
-        ptr::null_mut(),
-        0,
-    )
-    .unwrap();
+    let keys = [("offset", "first"), ("initial_credit", "2")];
+    let c = consumer_new(conn, &s, &keys, Some(&chunks), ptr::null_mut(), 0).unwrap();
     std::thread::sleep(Duration::from_millis(700));
     assert_eq!(
         chunks.chunks.load(Ordering::SeqCst),
@@ -589,28 +513,18 @@ fn manual_credit_throttles_and_release_gives_credit() {
     }
     assert_eq!(chunks.freed.load(Ordering::SeqCst), 1);
     unsafe { rmqs_queue_free(q) };
-    delete_stream(conn, &s);
-    unsafe { rmqs_connection_free(conn) };
+    delete_and_free(conn, &s);
 }
 
 #[test]
 fn offsets_dedup_and_named_producers() {
-    let conn = connect(&uri());
-    let s = cunique("ffi-dedup");
-    create_stream(conn, &s);
+    let (conn, s) = conn_and_stream("ffi-dedup");
     let name = "ffi-dedup-producer";
 
     // explicit ids 1..=5
     let confirms = Arc::new(Confirms::default());
-    let p = producer_new(
-        conn,
-        &s,
-        &[("name", name)],
-        Some(&confirms),
-        ptr::null_mut(),
-        0,
-    )
-    .unwrap();
+    let keys = [("name", name)];
+    let p = producer_new(conn, &s, &keys, Some(&confirms), ptr::null_mut(), 0).unwrap();
     let mut last = 99;
     assert!(
         !unsafe { rmqs_producer_last_id(p, &mut last) },
@@ -638,10 +552,7 @@ fn offsets_dedup_and_named_producers() {
     }
     // ids must increase within one producer
     assert_eq!(send_id(p, 3, "x").0, RMQS_ERR_INVALID_ARGUMENT.status());
-    assert_eq!(
-        unsafe { rmqs_producer_flush(p, 10_000, std::ptr::null_mut()) },
-        0
-    );
+    flush_within(p, 10_000);
     assert_eq!(confirms.wait_for(5, Duration::from_secs(5)), 5);
     unsafe { rmqs_producer_free(p) };
     let mut seq = 0;
@@ -654,38 +565,21 @@ fn offsets_dedup_and_named_producers() {
     // a new producer with the same name knows the last id; its resend of id 3 is dropped by
     // the broker (and still confirmed OK), id 6 is stored
     let confirms2 = Arc::new(Confirms::default());
-    let p = producer_new(
-        conn,
-        &s,
-        &[("name", name)],
-        Some(&confirms2),
-        ptr::null_mut(),
-        0,
-    )
-    .unwrap();
+    let keys = [("name", name)];
+    let p = producer_new(conn, &s, &keys, Some(&confirms2), ptr::null_mut(), 0).unwrap();
     assert!(unsafe { rmqs_producer_last_id(p, &mut last) });
     assert_eq!(last, 5);
     assert_eq!(send_id(p, 3, "dedup-3-again"), (0, 3));
     assert_eq!(send_id(p, 6, "dedup-6"), (0, 6));
-    assert_eq!(
-        unsafe { rmqs_producer_flush(p, 10_000, std::ptr::null_mut()) },
-        0
-    );
+    flush_within(p, 10_000);
     assert_eq!(confirms2.wait_for(2, Duration::from_secs(5)), 2);
     assert_eq!(confirms2.by_tag.lock().unwrap()[&3], vec![0]);
     unsafe { rmqs_producer_free(p) };
 
     // count what the stream holds: ids 1..=5 and 6, once each
     let q = queue();
-    let c = consumer_new(
-        conn,
-        &s,
-        &[("offset", "first"), ("name", "ffi-tracker")],
-        None,
-        q,
-        0,
-    )
-    .unwrap();
+    let keys = [("offset", "first"), ("name", "ffi-tracker")];
+    let c = consumer_new(conn, &s, &keys, None, q, 0).unwrap();
     let (got, _) = drain_queue(q, 6, Duration::from_secs(10));
     let bodies: Vec<String> = got
         .iter()
@@ -721,19 +615,13 @@ fn offsets_dedup_and_named_producers() {
     let mut err = ptr::null_mut();
     let st = unsafe { rmqs_consumer_store_offset(c, 1, &mut err) };
     assert_eq!(failure(st, err).0, RMQS_ERR_INVALID_ARGUMENT.status());
-    unsafe {
-        rmqs_consumer_free(c);
-        rmqs_queue_free(q);
-    }
-    delete_stream(conn, &s);
-    unsafe { rmqs_connection_free(conn) };
+    free_consumer_and_queue(c, q);
+    delete_and_free(conn, &s);
 }
 
 #[test]
 fn blocking_calls_from_callbacks_would_deadlock() {
-    let conn = connect(&uri());
-    let s = cunique("ffi-deadlock");
-    create_stream(conn, &s);
+    let (conn, s) = conn_and_stream("ffi-deadlock");
     let confirms = Arc::new(Confirms::default());
     let p = producer_new(conn, &s, &[], Some(&confirms), ptr::null_mut(), 0).unwrap();
     confirms.producer.store(p as usize, Ordering::SeqCst);
@@ -744,49 +632,29 @@ fn blocking_calls_from_callbacks_would_deadlock() {
         Some(RMQS_ERR_WOULD_DEADLOCK.status())
     );
     unsafe { rmqs_producer_free(p) };
-    delete_stream(conn, &s);
-    unsafe { rmqs_connection_free(conn) };
+    delete_and_free(conn, &s);
 }
 
 #[test]
 fn queue_full_without_blocking() {
-    let conn = connect(&uri());
-    let s = cunique("ffi-full");
-    create_stream(conn, &s);
+    let (conn, s) = conn_and_stream("ffi-full");
     // a long batch delay keeps the first message unsent, so it stays in flight
-    let p = producer_new(
-        conn,
-        &s,
-        &[("max_in_flight", "1"), ("batch_delay_ms", "2000")],
-        None,
-        ptr::null_mut(),
-        0,
-    )
-    .unwrap();
+    let keys = [("max_in_flight", "1"), ("batch_delay_ms", "2000")];
+    let p = producer_new(conn, &s, &keys, None, ptr::null_mut(), 0).unwrap();
     send(p, b"one", 1);
     let mut err = ptr::null_mut();
     let st = unsafe { rmqs_producer_send(p, b"two".as_ptr(), 3, 2, RMQS_SEND_NO_BLOCK, &mut err) };
     assert_eq!(failure(st, err).0, RMQS_ERR_QUEUE_FULL.status());
-    assert_eq!(
-        unsafe { rmqs_producer_flush(p, 10_000, std::ptr::null_mut()) },
-        0
-    );
+    flush_within(p, 10_000);
     unsafe { rmqs_producer_free(p) };
 
     // block_when_full=false and a send timeout
-    let p = producer_new(
-        conn,
-        &s,
-        &[
-            ("max_in_flight", "1"),
-            ("batch_delay_ms", "2000"),
-            ("send_timeout_ms", "100"),
-        ],
-        None,
-        ptr::null_mut(),
-        0,
-    )
-    .unwrap();
+    let keys = [
+        ("max_in_flight", "1"),
+        ("batch_delay_ms", "2000"),
+        ("send_timeout_ms", "100"),
+    ];
+    let p = producer_new(conn, &s, &keys, None, ptr::null_mut(), 0).unwrap();
     send(p, b"one", 1);
     let t0 = Instant::now();
     let st = unsafe { rmqs_producer_send(p, b"two".as_ptr(), 3, 2, 0, ptr::null_mut()) };
@@ -795,17 +663,14 @@ fn queue_full_without_blocking() {
     assert!(st == 0 || st == RMQS_ERR_TIMEOUT.status(), "status {st}");
     assert!(t0.elapsed() < Duration::from_secs(2));
     unsafe { rmqs_producer_free(p) };
-    delete_stream(conn, &s);
-    unsafe { rmqs_connection_free(conn) };
+    delete_and_free(conn, &s);
 }
 
 #[test]
 fn amqp_properties_through_the_chunk_view() {
     use rmqstream::protocol::amqp::{Message, Properties, Value};
     use std::borrow::Cow;
-    let conn = connect(&uri());
-    let s = cunique("ffi-amqp");
-    create_stream(conn, &s);
+    let (conn, s) = conn_and_stream("ffi-amqp");
     let msg = Message::new(&b"payload"[..])
         .properties(Properties {
             message_id: Some(Value::Ulong(42)),
@@ -835,10 +700,7 @@ fn amqp_properties_through_the_chunk_view() {
     let st =
         unsafe { rmqs_producer_send(p, b"raw!".as_ptr(), 4, 2, RMQS_SEND_RAW, ptr::null_mut()) };
     assert_eq!(st, 0);
-    assert_eq!(
-        unsafe { rmqs_producer_flush(p, 10_000, std::ptr::null_mut()) },
-        0
-    );
+    flush_within(p, 10_000);
     unsafe { rmqs_producer_free(p) };
 
     let q = queue();
@@ -875,65 +737,27 @@ fn amqp_properties_through_the_chunk_view() {
         let prop = |id: rmqs_property_code, v: &mut *const c_char, vn: &mut usize| {
             rmqs_message_property(m, id as i32, v, vn)
         };
-        assert!(prop(
-            rmqs_property_code::RMQS_PROP_MESSAGE_ID,
-            &mut v,
-            &mut vn
-        ));
-        assert_eq!(text(v, vn), "42");
-        assert!(prop(
-            rmqs_property_code::RMQS_PROP_CORRELATION_ID,
-            &mut v,
-            &mut vn
-        ));
-        assert_eq!(text(v, vn), "corr-1");
-        assert!(prop(
-            rmqs_property_code::RMQS_PROP_CONTENT_TYPE,
-            &mut v,
-            &mut vn
-        ));
-        assert_eq!(text(v, vn), "text/plain");
-        assert!(prop(rmqs_property_code::RMQS_PROP_SUBJECT, &mut v, &mut vn));
-        assert_eq!(text(v, vn), "subj");
-        assert!(prop(
-            rmqs_property_code::RMQS_PROP_CREATION_TIME,
-            &mut v,
-            &mut vn
-        ));
-        assert_eq!(text(v, vn), "1700000000000");
-        assert!(!prop(
-            rmqs_property_code::RMQS_PROP_REPLY_TO,
-            &mut v,
-            &mut vn
-        ));
+        use rmqs_property_code::*;
+        for (id, want) in [
+            (RMQS_PROP_MESSAGE_ID, "42"),
+            (RMQS_PROP_CORRELATION_ID, "corr-1"),
+            (RMQS_PROP_CONTENT_TYPE, "text/plain"),
+            (RMQS_PROP_SUBJECT, "subj"),
+            (RMQS_PROP_CREATION_TIME, "1700000000000"),
+        ] {
+            assert!(prop(id, &mut v, &mut vn), "{want}");
+            assert_eq!(text(v, vn), want);
+        }
+        assert!(!prop(RMQS_PROP_REPLY_TO, &mut v, &mut vn));
         assert!(!rmqs_message_property(m, 99, &mut v, &mut vn));
-        assert!(rmqs_message_app_property(
-            m,
-            c"region".as_ptr(),
-            &mut v,
-            &mut vn
-        ));
-        assert_eq!(text(v, vn), "eu");
-        assert!(rmqs_message_app_property(
-            m,
-            c"count".as_ptr(),
-            &mut v,
-            &mut vn
-        ));
-        assert_eq!(text(v, vn), "-7");
-        assert!(rmqs_message_app_property(
-            m,
-            c"ok".as_ptr(),
-            &mut v,
-            &mut vn
-        ));
-        assert_eq!(text(v, vn), "true");
-        assert!(!rmqs_message_app_property(
-            m,
-            c"missing".as_ptr(),
-            &mut v,
-            &mut vn
-        ));
+        let app = |key: &CStr, v: &mut *const c_char, vn: &mut usize| {
+            rmqs_message_app_property(m, key.as_ptr(), v, vn)
+        };
+        for (key, want) in [(c"region", "eu"), (c"count", "-7"), (c"ok", "true")] {
+            assert!(app(key, &mut v, &mut vn), "{want}");
+            assert_eq!(text(v, vn), want);
+        }
+        assert!(!app(c"missing", &mut v, &mut vn));
         assert_eq!(rmqs_message_app_property_count(m), 3);
         let (mut k, mut kn) = (ptr::null(), 0);
         assert!(rmqs_message_app_property_at(
@@ -976,122 +800,56 @@ fn amqp_properties_through_the_chunk_view() {
         for ch in held {
             rmqs_chunk_release(ch);
         }
-        rmqs_consumer_free(c);
-        rmqs_queue_free(q);
     }
-    delete_stream(conn, &s);
-    unsafe { rmqs_connection_free(conn) };
+    free_consumer_and_queue(c, q);
+    delete_and_free(conn, &s);
 }
 
 #[test]
 fn bad_input_gives_clear_statuses() {
-    let conn = connect(&uri());
-    let s = cunique("ffi-bad");
-    create_stream(conn, &s);
+    let (conn, s) = conn_and_stream("ffi-bad");
     let long = CString::new("s".repeat(256)).unwrap();
     let non_utf8 = [b's', 0xff, 0];
     let q = queue();
+    // the calls with no config, callback or user data: what differs is the argument under test
+    let new_producer = |conn, stream, out, err| unsafe {
+        let (cfg, ud, q) = (ptr::null(), ptr::null_mut(), ptr::null_mut());
+        rmqs_producer_new(conn, stream, cfg, None, ud, None, q, 0, out, err)
+    };
+    let new_consumer = |conn, stream, q, out, err| unsafe {
+        let (cfg, ud) = (ptr::null(), ptr::null_mut());
+        rmqs_consumer_new(conn, stream, cfg, None, ud, None, q, 0, out, err)
+    };
     unsafe {
         let mut p = ptr::null_mut();
         let mut err = ptr::null_mut();
-        let st = rmqs_producer_new(
-            conn,
-            long.as_ptr(),
-            ptr::null(),
-            None,
-            ptr::null_mut(),
-            None,
-            ptr::null_mut(),
-            0,
-            &mut p,
-            &mut err,
-        );
+        let st = new_producer(conn, long.as_ptr(), &mut p, &mut err);
         let (st, m) = failure(st, err);
         assert_eq!(st, RMQS_ERR_INVALID_ARGUMENT.status());
         assert!(m.contains("255"), "{m}");
         assert!(p.is_null());
-        let st = rmqs_producer_new(
-            conn,
-            non_utf8.as_ptr().cast(),
-            ptr::null(),
-            None,
-            ptr::null_mut(),
-            None,
-            ptr::null_mut(),
-            0,
-            &mut p,
-            ptr::null_mut(),
-        );
+        let st = new_producer(conn, non_utf8.as_ptr().cast(), &mut p, ptr::null_mut());
         assert_eq!(st, RMQS_ERR_INVALID_ARGUMENT.status());
-        let st = rmqs_producer_new(
-            ptr::null_mut(),
-            s.as_ptr(),
-            ptr::null(),
-            None,
-            ptr::null_mut(),
-            None,
-            ptr::null_mut(),
-            0,
-            &mut p,
-            ptr::null_mut(),
-        );
+        let st = new_producer(ptr::null_mut(), s.as_ptr(), &mut p, ptr::null_mut());
         assert_eq!(st, RMQS_ERR_INVALID_ARGUMENT.status());
-        let st = rmqs_producer_new(
-            conn,
-            s.as_ptr(),
-            ptr::null(),
-            None,
-            ptr::null_mut(),
-            None,
-            ptr::null_mut(),
-            0,
-            ptr::null_mut(),
-            ptr::null_mut(),
-        );
+        let st = new_producer(conn, s.as_ptr(), ptr::null_mut(), ptr::null_mut());
         assert_eq!(st, RMQS_ERR_INVALID_ARGUMENT.status());
         // a missing stream
         let mut err = ptr::null_mut();
-        let st = rmqs_producer_new(
-            conn,
-            c"ffi-no-such-stream".as_ptr(),
-            ptr::null(),
-            None,
-            ptr::null_mut(),
-            None,
-            ptr::null_mut(),
-            0,
-            &mut p,
-            &mut err,
-        );
+        let st = new_producer(conn, c"ffi-no-such-stream".as_ptr(), &mut p, &mut err);
         assert_eq!(failure(st, err).0, RMQS_ERR_STREAM_DOES_NOT_EXIST.status());
         let mut c = ptr::null_mut();
-        let st = rmqs_consumer_new(
+        let st = new_consumer(
             conn,
             c"ffi-no-such-stream".as_ptr(),
-            ptr::null(),
-            None,
-            ptr::null_mut(),
-            None,
             q,
-            0,
             &mut c,
             ptr::null_mut(),
         );
         assert_eq!(st, RMQS_ERR_STREAM_DOES_NOT_EXIST.status());
         // a consumer needs somewhere to deliver
         let mut err = ptr::null_mut();
-        let st = rmqs_consumer_new(
-            conn,
-            s.as_ptr(),
-            ptr::null(),
-            None,
-            ptr::null_mut(),
-            None,
-            ptr::null_mut(),
-            0,
-            &mut c,
-            &mut err,
-        );
+        let st = new_consumer(conn, s.as_ptr(), ptr::null_mut(), &mut c, &mut err);
         let (st, m) = failure(st, err);
         assert_eq!(st, RMQS_ERR_INVALID_ARGUMENT.status());
         assert!(m.contains("callback or a queue"), "{m}");
@@ -1162,7 +920,7 @@ fn bad_input_gives_clear_statuses() {
             0
         );
         assert_eq!(accepted, 2);
-        assert_eq!(rmqs_producer_flush(p, 10_000, std::ptr::null_mut()), 0);
+        flush_within(p, 10_000);
         // close twice, then CLOSED
         assert_eq!(rmqs_producer_close(p, 5000, std::ptr::null_mut()), 0);
         assert_eq!(rmqs_producer_close(p, 5000, std::ptr::null_mut()), 0);
@@ -1201,18 +959,7 @@ fn bad_input_gives_clear_statuses() {
         assert_eq!(rmqs_producer_close(p, 1000, std::ptr::null_mut()), 0);
         assert_eq!(rmqs_consumer_close(c, 1000, std::ptr::null_mut()), 0);
         let mut n = 0;
-        let st = rmqs_producer_new(
-            conn,
-            s.as_ptr(),
-            ptr::null(),
-            None,
-            ptr::null_mut(),
-            None,
-            ptr::null_mut(),
-            0,
-            &mut ptr::null_mut(),
-            ptr::null_mut(),
-        );
+        let st = new_producer(conn, s.as_ptr(), &mut ptr::null_mut(), ptr::null_mut());
         assert_eq!(st, RMQS_ERR_CLOSED.status());
         // both sent their CLOSED state event
         let mut states = 0;
@@ -1234,17 +981,14 @@ fn bad_input_gives_clear_statuses() {
         rmqs_queue_free(q);
     }
     let conn = connect(&uri());
-    delete_stream(conn, &s);
-    unsafe { rmqs_connection_free(conn) };
+    delete_and_free(conn, &s);
 }
 
 #[test]
 fn legacy_broker_publish_consume_and_unsupported_filter() {
-    let Some(u) = legacy_uri() else {
-        eprintln!("no legacy broker: skipped");
+    let Some(conn) = legacy_connection("publish and consume on 3.10.8") else {
         return;
     };
-    let conn = connect(&u);
     let s = cunique("ffi-legacy-pc");
     create_stream(conn, &s);
     let confirms = Arc::new(Confirms::default());
@@ -1252,10 +996,7 @@ fn legacy_broker_publish_consume_and_unsupported_filter() {
     for i in 0..100 {
         send(p, &body_of(i), i);
     }
-    assert_eq!(
-        unsafe { rmqs_producer_flush(p, 10_000, std::ptr::null_mut()) },
-        0
-    );
+    flush_within(p, 10_000);
     assert_eq!(confirms.wait_for(100, Duration::from_secs(5)), 100);
     let mut err = ptr::null_mut();
     let st = unsafe {
@@ -1286,19 +1027,13 @@ fn legacy_broker_publish_consume_and_unsupported_filter() {
         })
         .collect();
     assert_eq!(got, expected);
-    unsafe {
-        rmqs_consumer_free(c);
-        rmqs_queue_free(q);
-    }
-    delete_stream(conn, &s);
-    unsafe { rmqs_connection_free(conn) };
+    free_consumer_and_queue(c, q);
+    delete_and_free(conn, &s);
 }
 
 #[test]
 fn deleting_the_stream_closes_the_consumer_with_a_reason() {
-    let conn = connect(&uri());
-    let s = cunique("ffi-gone");
-    create_stream(conn, &s);
+    let (conn, s) = conn_and_stream("ffi-gone");
     let q = queue();
     let c = consumer_new(conn, &s, &[], None, q, 9).unwrap();
     delete_stream(conn, &s);

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 use support::capi::*;
-use support::{OFFICIAL_ROUTES, broker_eval, legacy_uri, unique, uri};
+use support::{OFFICIAL_ROUTES, broker_eval, unique, uri};
 
 use rmqstream::ffi::rmqs_event_source_code::*;
 use rmqstream::ffi::rmqs_event_type_code::*;
@@ -100,17 +100,7 @@ impl Fixture {
         let st =
             unsafe { rmqs_super_stream_partitions(self.conn, cn.as_ptr(), &mut list, &mut err) };
         check(st, err, "partitions");
-        let n = unsafe { rmqs_strings_count(list) };
-        let v = (0..n)
-            .map(|i| {
-                unsafe { CStr::from_ptr(rmqs_strings_get(list, i)) }
-                    .to_str()
-                    .unwrap()
-                    .to_string()
-            })
-            .collect();
-        unsafe { rmqs_strings_free(list) };
-        v
+        strings(list)
     }
 
     fn sequence(&self, name: &str, stream: &str) -> u64 {
@@ -826,22 +816,7 @@ fn key_extractor_and_routing_callback() {
         0
     );
     let s = c(&ss);
-    let mut out = ptr::null_mut();
-    let mut err = ptr::null_mut();
-    let st = unsafe {
-        rmqs_super_producer_new(
-            f.conn,
-            s.as_ptr(),
-            bad,
-            None,
-            ptr::null_mut(),
-            None,
-            ptr::null_mut(),
-            0,
-            &mut out,
-            &mut err,
-        )
-    };
+    let (_, st, err) = super_producer_raw(f.conn, &s, bad, ptr::null_mut(), 0);
     let (st, m) = failure(st, err);
     assert_eq!(st, RMQS_ERR_INVALID_ARGUMENT.status());
     assert!(m.contains("routing callback"), "{m}");
@@ -1068,22 +1043,7 @@ fn queue_mode_eager_and_creation_errors() {
     let q = queue();
     let cfg = config(&[("eager", "true"), ("batch_size", "10")]);
     let s = c(&ss);
-    let mut sp = ptr::null_mut();
-    let mut err = ptr::null_mut();
-    let st = unsafe {
-        rmqs_super_producer_new(
-            f.conn,
-            s.as_ptr(),
-            cfg,
-            None,
-            ptr::null_mut(),
-            None,
-            q,
-            77,
-            &mut sp,
-            &mut err,
-        )
-    };
+    let (sp, st, err) = super_producer_raw(f.conn, &s, cfg, q, 77);
     check(st, err, "super producer (queue)");
     unsafe { rmqs_config_free(cfg) };
     let keys: Vec<String> = (0..200).map(|i| format!("q{i}")).collect();
@@ -1157,22 +1117,7 @@ fn queue_mode_eager_and_creation_errors() {
     // creation errors
     let attempt = |ss: &str, cfg: *const rmqs_config| {
         let s = c(ss);
-        let mut sp = ptr::null_mut();
-        let mut err = ptr::null_mut();
-        let st = unsafe {
-            rmqs_super_producer_new(
-                f.conn,
-                s.as_ptr(),
-                cfg,
-                None,
-                ptr::null_mut(),
-                None,
-                ptr::null_mut(),
-                0,
-                &mut sp,
-                &mut err,
-            )
-        };
+        let (sp, st, err) = super_producer_raw(f.conn, &s, cfg, ptr::null_mut(), 0);
         assert!(sp.is_null());
         failure(st, err)
     };
@@ -1223,22 +1168,7 @@ fn a_plain_stream_is_not_a_super_stream() {
     check(st, err, "create plain stream");
     f.streams.push(plain.clone());
 
-    let mut sp = ptr::null_mut();
-    let mut err = ptr::null_mut();
-    let st = unsafe {
-        rmqs_super_producer_new(
-            f.conn,
-            cp.as_ptr(),
-            ptr::null(),
-            None,
-            ptr::null_mut(),
-            None,
-            ptr::null_mut(),
-            0,
-            &mut sp,
-            &mut err,
-        )
-    };
+    let (sp, st, err) = super_producer_raw(f.conn, &cp, ptr::null(), ptr::null_mut(), 0);
     assert!(sp.is_null());
     let (st, m) = failure(st, err);
     assert_eq!(st, RMQS_ERR_INVALID_ARGUMENT.status(), "{m}");
@@ -1874,11 +1804,9 @@ fn connection_close_closes_super_consumers() {
 /// on a super stream that cannot exist there fails cleanly, the connection intact.
 #[test]
 fn legacy_broker() {
-    let Some(u) = legacy_uri() else {
-        eprintln!("no 3.10.8 broker: legacy test skipped");
+    let Some(conn) = legacy_connection("super streams on 3.10.8") else {
         return;
     };
-    let conn = connect(&u);
     let name = unique("ffi-sp-legacy");
     let s = c(&name);
     let mut err = ptr::null_mut();
@@ -1886,22 +1814,7 @@ fn legacy_broker() {
     let (st, m) = failure(st, err);
     assert_eq!(st, RMQS_ERR_UNSUPPORTED.status(), "{m}");
     assert!(m.contains("3.13"), "{m}");
-    let mut sp = ptr::null_mut();
-    let mut err = ptr::null_mut();
-    let st = unsafe {
-        rmqs_super_producer_new(
-            conn,
-            s.as_ptr(),
-            ptr::null(),
-            None,
-            ptr::null_mut(),
-            None,
-            ptr::null_mut(),
-            0,
-            &mut sp,
-            &mut err,
-        )
-    };
+    let (_, st, err) = super_producer_raw(conn, &s, ptr::null(), ptr::null_mut(), 0);
     let (st, m) = failure(st, err);
     eprintln!("3.10.8, super producer: {} {m}", unsafe {
         CStr::from_ptr(rmqs_status_name(st)).to_str().unwrap()
@@ -1925,17 +1838,4 @@ fn legacy_broker() {
         0
     );
     unsafe { rmqs_connection_free(conn) };
-}
-
-/// `rmqs_queue_poll`: the event, or NULL when none came within `timeout_ms` (or after a
-/// wakeup); any other outcome fails the test.
-fn poll_event(q: *mut rmqs_queue, timeout_ms: i32) -> *mut rmqs_event {
-    use rmqstream::ffi::rmqs_status_code::{RMQS_ERR_TIMEOUT, RMQS_OK};
-    let mut ev = std::ptr::null_mut();
-    let st = unsafe { rmqs_queue_poll(q, timeout_ms, &mut ev, std::ptr::null_mut()) };
-    assert!(
-        st == RMQS_OK.status() || st == RMQS_ERR_TIMEOUT.status(),
-        "rmqs_queue_poll: {st}"
-    );
-    ev
 }

@@ -68,70 +68,15 @@ fn status_name(st: rmqs_status) -> String {
         .into_owned()
 }
 
-fn open(pairs: &[(&str, &str)]) -> Result<*mut rmqs_connection, (rmqs_status, String)> {
-    let cfg = config(pairs);
-    let mut conn = ptr::null_mut();
-    let mut err = ptr::null_mut();
-    let st = unsafe { rmqs_connection_open(cfg, &mut conn, &mut err) };
-    unsafe { rmqs_config_free(cfg) };
-    outcome(st, err).map(|()| {
-        assert!(!conn.is_null());
-        conn
-    })
-}
-
-fn producer(
-    conn: *mut rmqs_connection,
-    s: &CStr,
-    q: *mut rmqs_queue,
-    tag: usize,
-) -> *mut rmqs_producer {
-    let mut p = ptr::null_mut();
-    let mut err = ptr::null_mut();
-    let st = unsafe {
-        rmqs_producer_new(
-            conn,
-            s.as_ptr(),
-            ptr::null(),
-            None,
-            ptr::null_mut(),
-            None,
-            q,
-            tag,
-            &mut p,
-            &mut err,
-        )
-    };
-    check(st, err, "producer");
-    p
-}
-
+/// A consumer from the first offset delivering to `q` with source tag `tag`.
 fn consumer(
     conn: *mut rmqs_connection,
     s: &CStr,
     q: *mut rmqs_queue,
     tag: usize,
 ) -> *mut rmqs_consumer {
-    let cfg = config(&[("offset", "first")]);
-    let mut c = ptr::null_mut();
-    let mut err = ptr::null_mut();
-    let st = unsafe {
-        rmqs_consumer_new(
-            conn,
-            s.as_ptr(),
-            cfg,
-            None,
-            ptr::null_mut(),
-            None,
-            q,
-            tag,
-            &mut c,
-            &mut err,
-        )
-    };
-    unsafe { rmqs_config_free(cfg) };
-    check(st, err, "consumer");
-    c
+    try_tagged_consumer(conn, s, config(&[("offset", "first")]), q, tag)
+        .unwrap_or_else(|e| panic!("consumer: {e:?}"))
 }
 
 fn body_of(i: usize) -> Vec<u8> {
@@ -205,7 +150,7 @@ fn round_trip(conn: *mut rmqs_connection, n: usize) {
     let st = unsafe { rmqs_stream_create(conn, s.as_ptr(), ptr::null(), &mut err) };
     check(st, err, "create stream");
     let q = queue();
-    let p = producer(conn, &s, q, 1);
+    let p = queue_producer(conn, &s, &[], q, 1);
     for i in 0..n {
         let b = body_of(i);
         let mut err = ptr::null_mut();
@@ -292,7 +237,7 @@ mod tempdir {
 
 #[test]
 fn tls_with_the_ca_file_round_trips() {
-    let conn = open(&[("uri", &tls_uri()), ("tls_ca_file", &tls_file("ca.pem"))])
+    let conn = try_open(&[("uri", &tls_uri()), ("tls_ca_file", &tls_file("ca.pem"))])
         .unwrap_or_else(|e| panic!("TLS open: {e:?}"));
     let v = unsafe { CStr::from_ptr(rmqs_connection_server_version(conn)) };
     assert!(!v.to_bytes().is_empty());
@@ -304,7 +249,7 @@ fn tls_with_the_ca_file_round_trips() {
 #[test]
 fn tls_with_a_ca_that_did_not_sign_the_server_fails_with_tls_error() {
     let (_dir, wrong) = other_ca();
-    let (st, msg) = open(&[("uri", &tls_uri()), ("tls_ca_file", &wrong)]).unwrap_err();
+    let (st, msg) = try_open(&[("uri", &tls_uri()), ("tls_ca_file", &wrong)]).unwrap_err();
     assert_eq!(st, RMQS_ERR_TLS.status(), "{}: {msg}", status_name(st));
     assert!(
         msg.to_lowercase().contains("certificate") || msg.contains("Signature"),
@@ -312,11 +257,11 @@ fn tls_with_a_ca_that_did_not_sign_the_server_fails_with_tls_error() {
     );
 
     // without any CA file the system roots do not know the test CA either
-    let (st, msg) = open(&[("uri", &tls_uri())]).unwrap_err();
+    let (st, msg) = try_open(&[("uri", &tls_uri())]).unwrap_err();
     assert_eq!(st, RMQS_ERR_TLS.status(), "{}: {msg}", status_name(st));
 
     // verification can only be skipped on request
-    let conn = open(&[
+    let conn = try_open(&[
         ("uri", &tls_uri()),
         ("tls_ca_file", &wrong),
         ("tls_verify", "false"),
@@ -336,7 +281,7 @@ fn tls_verifies_the_host_name_by_default() {
         "RMQS_TEST_TLS_URI must use the host localhost"
     );
     let ca = tls_file("ca.pem");
-    let (st, msg) = open(&[("uri", &other_name), ("tls_ca_file", &ca)]).unwrap_err();
+    let (st, msg) = try_open(&[("uri", &other_name), ("tls_ca_file", &ca)]).unwrap_err();
     assert_eq!(st, RMQS_ERR_TLS.status(), "{}: {msg}", status_name(st));
     assert!(
         msg.contains("127.0.0.2") || msg.to_lowercase().contains("name"),
@@ -344,7 +289,7 @@ fn tls_verifies_the_host_name_by_default() {
     );
 
     // the same address with the name the certificate carries
-    let conn = open(&[
+    let conn = try_open(&[
         ("uri", &other_name),
         ("tls_ca_file", &ca),
         ("tls_server_name", "localhost"),
@@ -367,7 +312,7 @@ fn tls_uri_anonymous() -> String {
 
 #[test]
 fn sasl_external_with_the_client_certificate() {
-    let conn = open(&[
+    let conn = try_open(&[
         ("uri", &tls_uri_anonymous()),
         ("tls_ca_file", &tls_file("ca.pem")),
         ("tls_cert_file", &tls_file("client.pem")),
@@ -380,7 +325,7 @@ fn sasl_external_with_the_client_certificate() {
     unsafe { rmqs_connection_free(conn) };
 
     // EXTERNAL without a client certificate: the broker has no identity to accept
-    let (st, msg) = open(&[
+    let (st, msg) = try_open(&[
         ("uri", &tls_uri_anonymous()),
         ("tls_ca_file", &tls_file("ca.pem")),
         ("sasl_mechanism", "EXTERNAL"),
@@ -492,7 +437,7 @@ fn a_dead_peer_is_detected_within_a_few_heartbeats() {
     let via_proxy = format!("rabbitmq-stream://guest:guest@127.0.0.1:{}/%2f", proxy.port);
     // load_balancer: data connections go through the seed host (the proxy) too, instead of
     // the broker's advertised host; they stay only if they reach the advertised node.
-    let conn = open(&[
+    let conn = try_open(&[
         ("uri", &via_proxy),
         ("heartbeat", "1"),
         ("load_balancer", "true"),
@@ -512,7 +457,7 @@ fn a_dead_peer_is_detected_within_a_few_heartbeats() {
         "create",
     );
     let q = queue();
-    let p = producer(conn, &s, q, 1);
+    let p = queue_producer(conn, &s, &[], q, 1);
     let c = consumer(conn, &s, q, 2);
     let send = |i: usize| {
         let b = body_of(i);
@@ -629,7 +574,7 @@ fn a_dead_peer_is_detected_within_a_few_heartbeats() {
     }
     drop(proxy);
     // clean up directly
-    let direct = open(&[("uri", &uri())]).unwrap();
+    let direct = try_open(&[("uri", &uri())]).unwrap();
     unsafe {
         check(
             rmqs_stream_delete(direct, s.as_ptr(), ptr::null_mut()),

@@ -2,6 +2,8 @@
 //!
 //! `RMQS_BLESS=1 cargo test --test header` (what scripts/gen-header runs) rewrites the file instead.
 
+mod support;
+
 use std::path::PathBuf;
 
 fn generate() -> Vec<u8> {
@@ -36,11 +38,7 @@ fn header_is_up_to_date() {
     if checked_in != generated {
         let old = String::from_utf8_lossy(&checked_in);
         let new = String::from_utf8_lossy(&generated);
-        let first = old
-            .lines()
-            .zip(new.lines())
-            .position(|(a, b)| a != b)
-            .unwrap_or_else(|| old.lines().count().min(new.lines().count()));
+        let first = support::first_difference(&old, &new);
         panic!(
             "header is stale: run scripts/gen-header\n\
              (include/rmqstream.h differs from the generated header from line {}:\n\

@@ -32,81 +32,19 @@
 
 mod support;
 
-use std::ffi::CString;
-use std::io::Read as _;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::ffi::{CStr, CString};
+use std::path::Path;
 use std::ptr;
-use std::time::{Duration, Instant};
 
 use rmqstream::ffi::rmqs_header_code::*;
 use rmqstream::ffi::rmqs_property_code::*;
 use rmqstream::ffi::*;
 use rmqstream::protocol::amqp::Value;
 use support::capi::*;
+use support::interop::{python, python_with, run_script};
 use support::messages::*;
 use support::mini_json::{Json, hex, unhex};
 use support::uri;
-
-const SCRIPT_LIMIT: Duration = Duration::from_secs(120);
-
-/// The Python with rstream, or `None` (after a notice).
-fn python() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("RMQS_PYTHON") {
-        return Some(PathBuf::from(p));
-    }
-    support::venv_python("rstream interop test")
-}
-
-/// Runs an interop script and parses the JSON it prints.
-fn run_script(py: &Path, name: &str, args: &[String]) -> Json {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/interop")
-        .join(name);
-    let started = Instant::now();
-    let mut child = Command::new(py)
-        .arg(script)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {} {name}: {e}", py.display()));
-    let mut out = child.stdout.take().unwrap();
-    let mut errp = child.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = errp.read_to_string(&mut s);
-        s
-    });
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break Some(st);
-        }
-        if started.elapsed() > SCRIPT_LIMIT {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let stdout = reader.join().unwrap();
-    let stderr = err_reader.join().unwrap();
-    if !stderr.trim().is_empty() {
-        eprintln!("--- {name} stderr:\n{}", stderr.trim_end());
-    }
-    let status = status.unwrap_or_else(|| panic!("{name} ran longer than {SCRIPT_LIMIT:?}"));
-    assert!(
-        status.success(),
-        "{name} {args:?} failed ({status}):\n{stderr}"
-    );
-    Json::parse(&stdout).unwrap_or_else(|e| panic!("{name} printed no valid JSON ({e})"))
-}
 
 // ---------------------------------------------------------------------------------------------
 // C writes, rstream reads
@@ -319,19 +257,8 @@ fn publish(conn: *mut rmqs_connection, stream: &CString, keys: &[(&str, &str)], 
     let rest: Vec<*const rmqs_message_builder> =
         builders[1..].iter().map(|b| b.cast_const()).collect();
     let mut accepted = 0;
-    let mut err = ptr::null_mut();
-    let st = unsafe {
-        rmqs_producer_send_messages(
-            p,
-            rest.as_ptr(),
-            ptr::null(),
-            rest.len(),
-            0,
-            &mut accepted,
-            &mut err,
-        )
-    };
-    check(st, err, "send_messages");
+    let (st, m) = send_messages(p, &rest, &[], &mut accepted);
+    assert_eq!(st, 0, "send_messages: {m}");
     assert_eq!(
         unsafe { rmqs_producer_flush(p, 30_000, std::ptr::null_mut()) },
         0
@@ -345,9 +272,7 @@ fn publish(conn: *mut rmqs_connection, stream: &CString, keys: &[(&str, &str)], 
 #[test]
 fn c_builder_messages_are_read_by_rstream() {
     let Some(py) = python() else { return };
-    let conn = connect(&uri());
-    let stream = cunique("c-to-rstream");
-    create_stream(conn, &stream);
+    let (conn, stream) = conn_and_stream("c-to-rstream");
     let specs = c_messages();
     publish(conn, &stream, &[], &specs);
     publish(
@@ -368,8 +293,7 @@ fn c_builder_messages_are_read_by_rstream() {
             (2 * specs.len()).to_string(),
         ],
     );
-    delete_stream(conn, &stream);
-    unsafe { rmqs_connection_free(conn) };
+    delete_and_free(conn, &stream);
     assert!(
         !report.get("timed_out").bool("timed_out"),
         "rstream timed out"
@@ -456,6 +380,14 @@ fn manifest_fields(j: &Json, names: &[&str]) -> Vec<(i32, Value<'static>)> {
 }
 
 fn manifest_pairs(j: &Json) -> Vec<(String, Value<'static>)> {
+    key_values(j)
+        .into_iter()
+        .map(|(k, v)| (k, tv(&v)))
+        .collect()
+}
+
+/// A report's `[[key, value], ...]` list (null: none) as (key, value) pairs.
+fn key_values(j: &Json) -> Vec<(String, Json)> {
     if j.is_null() {
         return Vec::new();
     }
@@ -463,7 +395,7 @@ fn manifest_pairs(j: &Json) -> Vec<(String, Value<'static>)> {
         .iter()
         .map(|p| {
             let p = p.array("pair");
-            (p[0].str("key").to_string(), tv(&p[1]))
+            (p[0].str("key").to_string(), p[1].clone())
         })
         .collect()
 }
@@ -471,9 +403,7 @@ fn manifest_pairs(j: &Json) -> Vec<(String, Value<'static>)> {
 #[test]
 fn rstream_messages_are_read_typed_from_c() {
     let Some(py) = python() else { return };
-    let conn = connect(&uri());
-    let stream = cunique("rstream-to-c");
-    create_stream(conn, &stream);
+    let (conn, stream) = conn_and_stream("rstream-to-c");
     let manifest = run_script(
         &py,
         "rstream_publish.py",
@@ -490,8 +420,7 @@ fn rstream_messages_are_read_typed_from_c() {
     );
     let sent = manifest.get("messages").array("messages");
     let got = consume(conn, &stream, sent.len());
-    delete_stream(conn, &stream);
-    unsafe { rmqs_connection_free(conn) };
+    delete_and_free(conn, &stream);
     for (i, (m, r)) in sent.iter().zip(&got).enumerate() {
         let what = format!("rstream message {i}");
         let header = manifest_fields(m.get("header"), &HEADER_NAMES_MANIFEST);
@@ -538,31 +467,29 @@ fn amqp_uri() -> String {
     format!("amqp://guest:guest@{host}:5672/%2f")
 }
 
-fn has_pika(py: &Path) -> bool {
-    let ok = Command::new(py)
-        .args(["-c", "import pika"])
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        eprintln!(
-            "NOTICE: no pika in {}: AMQP 0-9-1 interop skipped (scripts/install-deps)",
-            py.display()
-        );
-    }
-    ok
+/// What the AMQP consumer `script` (pika_consume.py, proton_consume.py) reports reading the
+/// first `count` messages of `stream` on the broker's AMQP port: exactly `count` messages.
+fn amqp_consume(py: &Path, script: &str, stream: &CStr, count: usize) -> Vec<Json> {
+    let args = [
+        "--amqp-uri".into(),
+        amqp_uri(),
+        "--stream".into(),
+        stream.to_str().unwrap().into(),
+        "--count".into(),
+        count.to_string(),
+    ];
+    let report = run_script(py, script, &args);
+    let got = report.get("messages").array("messages").to_vec();
+    assert_eq!(got.len(), count);
+    got
 }
 
 #[test]
 fn c_builder_messages_are_read_by_an_amqp_091_consumer() {
-    let Some(py) = python() else { return };
-    if !has_pika(&py) {
+    let Some(py) = python_with("pika") else {
         return;
-    }
-    let conn = connect(&uri());
-    let stream = cunique("c-to-pika");
-    create_stream(conn, &stream);
+    };
+    let (conn, stream) = conn_and_stream("c-to-pika");
     // RabbitMQ 4.0's AMQP 1.0 -> 0-9-1 conversion (mc_amqpl:to_091) has no clause for uuids,
     // nor for doubles that are not finite (kept as raw bytes): such an application property
     // crashes the 0-9-1 channel (INTERNAL_ERROR). The 0-9-1 consumer gets the other types.
@@ -583,22 +510,8 @@ fn c_builder_messages_are_read_by_an_amqp_091_consumer() {
         }
     }
     publish(conn, &stream, &[], &specs);
-    let report = run_script(
-        &py,
-        "pika_consume.py",
-        &[
-            "--amqp-uri".into(),
-            amqp_uri(),
-            "--stream".into(),
-            stream.to_str().unwrap().into(),
-            "--count".into(),
-            specs.len().to_string(),
-        ],
-    );
-    delete_stream(conn, &stream);
-    unsafe { rmqs_connection_free(conn) };
-    let got = report.get("messages").array("messages");
-    assert_eq!(got.len(), specs.len());
+    let got = amqp_consume(&py, "pika_consume.py", &stream, specs.len());
+    delete_and_free(conn, &stream);
     let tagged =
         |t: &str, v: Json| Json::Object(vec![("t".into(), Json::Str(t.into())), ("v".into(), v)]);
     let text = |v: &str| tagged("str", Json::Str(v.into()));
@@ -669,49 +582,16 @@ fn c_builder_messages_are_read_by_an_amqp_091_consumer() {
 // ---------------------------------------------------------------------------------------------
 // C writes, an AMQP 1.0 consumer (python-qpid-proton) reads
 
-fn has_module(py: &Path, module: &str) -> bool {
-    let ok = Command::new(py)
-        .args(["-c", &format!("import {module}")])
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        eprintln!(
-            "NOTICE: no {module} in {}: interop test skipped (scripts/install-deps)",
-            py.display()
-        );
-    }
-    ok
-}
-
 #[test]
 fn c_builder_messages_are_read_by_an_amqp_10_consumer() {
-    let Some(py) = python() else { return };
-    if !has_module(&py, "proton") {
+    let Some(py) = python_with("proton") else {
         return;
-    }
-    let conn = connect(&uri());
-    let stream = cunique("c-to-proton");
-    create_stream(conn, &stream);
+    };
+    let (conn, stream) = conn_and_stream("c-to-proton");
     let specs = c_messages();
     publish(conn, &stream, &[], &specs);
-    let report = run_script(
-        &py,
-        "proton_consume.py",
-        &[
-            "--amqp-uri".into(),
-            amqp_uri(),
-            "--stream".into(),
-            stream.to_str().unwrap().into(),
-            "--count".into(),
-            specs.len().to_string(),
-        ],
-    );
-    delete_stream(conn, &stream);
-    unsafe { rmqs_connection_free(conn) };
-    let got = report.get("messages").array("messages");
-    assert_eq!(got.len(), specs.len());
+    let got = amqp_consume(&py, "proton_consume.py", &stream, specs.len());
+    delete_and_free(conn, &stream);
     let t =
         |t: &str, v: Json| Json::Object(vec![("t".into(), Json::Str(t.into())), ("v".into(), v)]);
     let bits = |x: f64| Json::Str(hex(&x.to_bits().to_be_bytes()));
@@ -776,19 +656,7 @@ fn c_builder_messages_are_read_by_an_amqp_10_consumer() {
             other => panic!("no proton form for {other:?}"),
         }
     }
-    let entries = |j: &Json| -> Vec<(String, Json)> {
-        if j.is_null() {
-            return Vec::new();
-        }
-        j.array("entries")
-            .iter()
-            .map(|kv| {
-                let kv = kv.array("entry");
-                (kv[0].str("key").to_string(), kv[1].clone())
-            })
-            .collect()
-    };
-    let app = entries(got[0].get("application_properties"));
+    let app = key_values(got[0].get("application_properties"));
     let want_app: Vec<(String, Json)> = specs[0]
         .app
         .iter()
@@ -796,7 +664,7 @@ fn c_builder_messages_are_read_by_an_amqp_10_consumer() {
         .collect();
     assert_eq!(app, want_app, "application properties");
     // Our message annotations, among those the broker adds (x-exchange, x-routing-key, ...).
-    let annotations = entries(got[0].get("message_annotations"));
+    let annotations = key_values(got[0].get("message_annotations"));
     for (k, v) in &specs[0].message_annotations {
         let want = (k.clone(), proton(v));
         assert!(annotations.contains(&want), "{want:?} in {annotations:?}");

@@ -34,12 +34,9 @@ mod support;
 
 use std::borrow::Cow;
 use std::collections::BTreeSet;
-use std::io::Read;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::runtime::Runtime;
@@ -54,111 +51,21 @@ use rmqstream::protocol::amqp::{Body, BodyView, Header, Message, MessageView, Pr
 use rmqstream::protocol::chunk::{Chunk, ChunkDecoder, SubEntry, encode_sub_entry};
 use rmqstream::protocol::codes::{OffsetSpec, ResponseCode};
 use rmqstream::protocol::commands::{
-    Credit, DeclarePublisher, DeletePublisher, Deliver, Frame, PublishFrameWriter, PublishVersion,
-    PublishingError, Subscribe, Unsubscribe,
+    DeletePublisher, Deliver, Frame, PublishFrameWriter, PublishVersion, PublishingError,
 };
 use rmqstream::protocol::compression::Compression;
-use support::client::runtime;
+use support::client::{
+    credit_one, declare_publisher, expect_ok, runtime, subscribe_first, unsubscribe,
+};
+use support::interop::{python, run_script};
 use support::mini_json::{Json, hex, unhex};
 use support::{unique, uri};
 
-/// How long one Python script may run (it has its own, shorter, timeouts).
-const SCRIPT_LIMIT: Duration = Duration::from_secs(120);
 /// How long to wait for confirms or deliveries on our side.
 const WAIT: Duration = Duration::from_secs(30);
 
 // ------------------------------------------------------------------------------------------
 // Harness: the Python interpreter, the scripts, the broker, a stream per test.
-
-/// The Python with rstream, or `None` (after a notice) when the venv is missing.
-fn python() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("RMQS_PYTHON") {
-        let p = PathBuf::from(p);
-        assert!(
-            p.exists(),
-            "RMQS_PYTHON={} does not exist (unset it to use the venv of scripts/install-deps)",
-            p.display()
-        );
-        // scripts/install-deps reads RMQS_PYTHON too, as the interpreter to make the venv
-        // with: a base python left in the variable has no rstream.
-        let ok = Command::new(&p)
-            .args(["-c", "import rstream"])
-            .stdin(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(
-            ok,
-            "RMQS_PYTHON={} cannot import rstream (point it at the venv's python, e.g. \
-             ~/.rmqstream/venv/bin/python, or unset it)",
-            p.display()
-        );
-        return Some(p);
-    }
-    support::venv_python("rstream interop test")
-}
-
-fn script(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/interop")
-        .join(name)
-}
-
-/// Runs an interop script and parses the JSON it prints. Panics (showing its stderr) when it
-/// fails, runs longer than [`SCRIPT_LIMIT`] or prints no JSON.
-fn run_script(py: &Path, name: &str, args: &[String]) -> Json {
-    let started = Instant::now();
-    let mut child = Command::new(py)
-        .arg(script(name))
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {} {name}: {e}", py.display()));
-    let drain = |mut r: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut s = Vec::new();
-            let _ = r.read_to_end(&mut s);
-            String::from_utf8_lossy(&s).into_owned()
-        })
-    };
-    let out = drain(Box::new(child.stdout.take().expect("stdout")));
-    let err = drain(Box::new(child.stderr.take().expect("stderr")));
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for the script") {
-            break Some(status);
-        }
-        if started.elapsed() > SCRIPT_LIMIT {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let stdout = out.join().expect("stdout reader");
-    let stderr = err.join().expect("stderr reader");
-    if !stderr.trim().is_empty() {
-        eprintln!("--- {name} stderr:\n{}", stderr.trim_end());
-    }
-    let Some(status) = status else {
-        panic!("{name} {args:?} ran longer than {SCRIPT_LIMIT:?} and was killed");
-    };
-    assert!(
-        status.success(),
-        "{name} {args:?} failed ({status}):\n{stderr}"
-    );
-    println!(
-        "{name}: {:.1} s, {} bytes of JSON",
-        started.elapsed().as_secs_f64(),
-        stdout.len()
-    );
-    Json::parse(&stdout).unwrap_or_else(|e| {
-        panic!(
-            "{name} printed no valid JSON ({e}): {}",
-            &stdout[..stdout.len().min(500)]
-        )
-    })
-}
 
 /// Runs `f` with a fresh stream that is deleted afterwards, whatever happens in `f`.
 fn with_stream(prefix: &str, f: impl FnOnce(&Runtime, &Environment, &str)) {
@@ -181,17 +88,6 @@ fn with_stream(prefix: &str, f: impl FnOnce(&Runtime, &Environment, &str)) {
         resume_unwind(panic);
     }
     deleted.unwrap_or_else(|e| panic!("cannot delete {stream}: {e}"));
-}
-
-fn expect_ok(what: &str, f: &Frame) {
-    let code = match f {
-        Frame::SubscribeResponse(r)
-        | Frame::UnsubscribeResponse(r)
-        | Frame::DeclarePublisherResponse(r)
-        | Frame::DeletePublisherResponse(r) => r.code,
-        other => panic!("{what}: unexpected answer {other:?}"),
-    };
-    assert!(code.is_ok(), "{what}: broker answered {code}");
 }
 
 // ------------------------------------------------------------------------------------------
@@ -238,24 +134,7 @@ impl SubscriptionListener for DeliverSink {
 async fn read_records(env: &Environment, stream: &str, count: usize) -> Vec<ReadRecord> {
     let conn: Connection = env.data_connection(stream, Role::Consumer).await.unwrap();
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let id = conn
-        .register_subscription(stream, Arc::new(DeliverSink(tx)))
-        .unwrap()
-        .expect("a free subscription id");
-    let r = conn
-        .request("subscribe", |correlation_id| {
-            Frame::Subscribe(Subscribe {
-                correlation_id,
-                subscription_id: id,
-                stream: stream.into(),
-                offset_spec: OffsetSpec::First,
-                credit: 5,
-                properties: Vec::new(),
-            })
-        })
-        .await
-        .unwrap();
-    expect_ok("subscribe", &r);
+    let id = subscribe_first(&conn, stream, Arc::new(DeliverSink(tx)), 5).await;
     let mut decoder = ChunkDecoder::new();
     let mut out = Vec::new();
     let mut chunks = 0u64;
@@ -289,23 +168,9 @@ async fn read_records(env: &Environment, stream: &str, count: usize) -> Vec<Read
                 })
             })
             .expect("records");
-        conn.send_frame(&Frame::Credit(Credit {
-            subscription_id: id,
-            credit: 1,
-        }))
-        .unwrap();
+        credit_one(&conn, id);
     }
-    let r = conn
-        .request("unsubscribe", |correlation_id| {
-            Frame::Unsubscribe(Unsubscribe {
-                correlation_id,
-                subscription_id: id,
-            })
-        })
-        .await
-        .unwrap();
-    expect_ok("unsubscribe", &r);
-    conn.unregister_subscription(id);
+    expect_ok("unsubscribe", &unsubscribe(&conn, id).await.unwrap());
     out
 }
 
@@ -444,22 +309,7 @@ impl PublisherListener for ConfirmSink {
 async fn publish_frames(env: &Environment, stream: &str, frames: &[Vec<Entry>]) {
     let conn = env.data_connection(stream, Role::Leader).await.unwrap();
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let id = conn
-        .register_publisher(stream, Arc::new(ConfirmSink(tx)))
-        .unwrap()
-        .expect("a free publisher id");
-    let r = conn
-        .request("declare publisher", |correlation_id| {
-            Frame::DeclarePublisher(DeclarePublisher {
-                correlation_id,
-                publisher_id: id,
-                publisher_reference: String::new(),
-                stream: stream.into(),
-            })
-        })
-        .await
-        .unwrap();
-    expect_ok("declare publisher", &r);
+    let id = declare_publisher(&conn, stream, Arc::new(ConfirmSink(tx))).await;
     let frame_max = conn.info().frame_max as usize;
     let mut next_id = 1u64;
     for (n, entries) in frames.iter().enumerate() {

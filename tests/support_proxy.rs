@@ -52,6 +52,22 @@ fn roundtrip(s: &mut TcpStream, msg: &[u8]) -> Vec<u8> {
     got
 }
 
+/// Sends `msg`, which the frozen proxy holds: nothing comes back within 300 ms.
+fn assert_held(s: &mut TcpStream, msg: &[u8]) {
+    s.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    s.write_all(msg).unwrap();
+    assert!(s.read(&mut [0u8; 16]).is_err());
+}
+
+/// After a thaw: exactly `echo` (the held message's echo) arrives within 5 s.
+fn assert_released(s: &mut TcpStream, echo: &[u8]) {
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut got = vec![0u8; echo.len()];
+    s.read_exact(&mut got).unwrap();
+    assert_eq!(got, echo);
+}
+
 fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(5);
     while !f() {
@@ -102,31 +118,17 @@ fn bytes_pass_reset_closes_freeze_stalls_thaw_resumes() {
     );
     // a connection made while frozen is frozen too
     let mut b = connect(&p);
-    b.set_read_timeout(Some(Duration::from_millis(300)))
-        .unwrap();
-    b.write_all(b"late").unwrap();
-    assert!(b.read(&mut buf).is_err());
+    assert_held(&mut b, b"late");
     // thaw: what was held arrives
     p.thaw();
-    a.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    b.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let mut got = [0u8; 5];
-    a.read_exact(&mut got).unwrap();
-    assert_eq!(&got, b"\xffheld");
-    b.read_exact(&mut got).unwrap();
-    assert_eq!(&got, b"\xfflate");
+    assert_released(&mut a, b"\xffheld");
+    assert_released(&mut b, b"\xfflate");
 
     // freeze_replies: the request reaches the server, its answer is held
     p.freeze_replies();
-    b.set_read_timeout(Some(Duration::from_millis(300)))
-        .unwrap();
-    b.write_all(b"q").unwrap();
-    assert!(b.read(&mut buf).is_err());
+    assert_held(&mut b, b"q");
     p.thaw();
-    b.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let mut got = [0u8; 2];
-    b.read_exact(&mut got).unwrap();
-    assert_eq!(&got, b"\xffq");
+    assert_released(&mut b, b"\xffq");
 
     // reset: both open connections get a RST, new ones work
     assert_eq!(p.open(), 3);

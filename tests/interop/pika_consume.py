@@ -17,27 +17,16 @@ Report: {"pika_version": "1.3.2", "messages": [{"properties": {name: TV | null},
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import urllib.parse
 from typing import Any
 
 import pika
 
-PROPERTIES = (
-    "content_type",
-    "content_encoding",
-    "delivery_mode",
-    "priority",
-    "correlation_id",
-    "reply_to",
-    "expiration",
-    "message_id",
-    "timestamp",
-    "type",
-    "user_id",
-    "app_id",
-)
+from interop_common import amqp_consumer_args, report
+
+# the basic properties of AMQP 0-9-1
+PROPERTIES = """content_type content_encoding delivery_mode priority correlation_id reply_to
+expiration message_id timestamp type user_id app_id""".split()
 
 
 def tv(x: Any) -> Any:
@@ -60,49 +49,41 @@ def tv(x: Any) -> Any:
     return {"t": type(x).__name__, "v": str(x)}
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--amqp-uri", default="amqp://guest:guest@localhost:5672/%2f")
-    ap.add_argument("--stream", required=True)
-    ap.add_argument("--count", type=int, required=True)
-    ap.add_argument("--timeout", type=float, default=30)
-    args = ap.parse_args()
+def consume(args: argparse.Namespace) -> dict[str, Any]:
     params = pika.URLParameters(args.amqp_uri)
     params.socket_timeout = args.timeout
     got: list[dict[str, Any]] = []
-    try:
-        conn = pika.BlockingConnection(params)
-        ch = conn.channel()
-        ch.basic_qos(prefetch_count=100)
-        for method, props, body in ch.consume(
-            args.stream,
-            auto_ack=False,
-            arguments={"x-stream-offset": "first"},
-            inactivity_timeout=args.timeout,
-        ):
-            if method is None:
-                print(f"pika_consume.py: timed out after {len(got)} messages", file=sys.stderr)
-                return 1
-            ch.basic_ack(method.delivery_tag)
-            got.append(
-                {
-                    "properties": {p: tv(getattr(props, p)) for p in PROPERTIES},
-                    "headers": None
-                    if props.headers is None
-                    else [[k, tv(v)] for k, v in props.headers.items()],
-                    "body_hex": body.hex(),
-                }
-            )
-            if len(got) >= args.count:
-                break
-        ch.cancel()
-        conn.close()
-    except Exception as e:  # reported to the caller, which shows stderr
-        print(f"pika_consume.py: {type(e).__name__}: {e}", file=sys.stderr)
-        return 1
-    json.dump({"pika_version": pika.__version__, "messages": got}, sys.stdout)
-    sys.stdout.write("\n")
-    return 0
+    conn = pika.BlockingConnection(params)
+    ch = conn.channel()
+    ch.basic_qos(prefetch_count=100)
+    for method, props, body in ch.consume(
+        args.stream,
+        auto_ack=False,
+        arguments={"x-stream-offset": "first"},
+        inactivity_timeout=args.timeout,
+    ):
+        if method is None:
+            raise TimeoutError(f"timed out after {len(got)} messages")
+        ch.basic_ack(method.delivery_tag)
+        got.append(
+            {
+                "properties": {p: tv(getattr(props, p)) for p in PROPERTIES},
+                "headers": None
+                if props.headers is None
+                else [[k, tv(v)] for k, v in props.headers.items()],
+                "body_hex": body.hex(),
+            }
+        )
+        if len(got) >= args.count:
+            break
+    ch.cancel()
+    conn.close()
+    return {"pika_version": pika.__version__, "messages": got}
+
+
+def main() -> int:
+    args = amqp_consumer_args(__doc__)
+    return report("pika_consume.py", lambda: consume(args))
 
 
 if __name__ == "__main__":

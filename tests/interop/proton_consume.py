@@ -19,7 +19,6 @@ big-endian double bits, symbols and strings as text, lists and maps recursively.
 from __future__ import annotations
 
 import argparse
-import json
 import struct
 import sys
 import urllib.parse
@@ -31,22 +30,12 @@ from proton import symbol
 from proton.reactor import Filter
 from proton.utils import BlockingConnection
 
-HEADER = ("durable", "priority", "ttl", "first_acquirer", "delivery_count")
-PROPERTIES = (
-    "id",
-    "user_id",
-    "address",
-    "subject",
-    "reply_to",
-    "correlation_id",
-    "content_type",
-    "content_encoding",
-    "expiry_time",
-    "creation_time",
-    "group_id",
-    "group_sequence",
-    "reply_to_group_id",
-)
+from interop_common import amqp_consumer_args, report
+
+# proton's names of the AMQP 1.0 header and properties fields
+HEADER = "durable priority ttl first_acquirer delivery_count".split()
+PROPERTIES = """id user_id address subject reply_to correlation_id content_type content_encoding
+expiry_time creation_time group_id group_sequence reply_to_group_id""".split()
 
 
 def tv(x: Any) -> Any:
@@ -76,55 +65,48 @@ def pairs(d: Any) -> Any:
     return None if not d else [[str(k), tv(v)] for k, v in d.items()]
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--amqp-uri", default="amqp://guest:guest@localhost:5672/%2f")
-    ap.add_argument("--stream", required=True)
-    ap.add_argument("--count", type=int, required=True)
-    ap.add_argument("--timeout", type=float, default=30)
-    args = ap.parse_args()
+def consume(args: argparse.Namespace) -> dict[str, Any]:
     u = urllib.parse.urlsplit(args.amqp_uri)
     url = f"amqp://{u.hostname or 'localhost'}:{u.port or 5672}"
     got: list[dict[str, Any]] = []
-    try:
-        conn = BlockingConnection(
-            url,
-            timeout=args.timeout,
-            user=urllib.parse.unquote(u.username or "guest"),
-            password=urllib.parse.unquote(u.password or "guest"),
-            allowed_mechs="PLAIN",
-            virtual_host="vhost:/",
-        )
-        offset = Filter(
+    conn = BlockingConnection(
+        url,
+        timeout=args.timeout,
+        user=urllib.parse.unquote(u.username or "guest"),
+        password=urllib.parse.unquote(u.password or "guest"),
+        allowed_mechs="PLAIN",
+        virtual_host="vhost:/",
+    )
+    offset = Filter(
+        {
+            symbol("rabbitmq:stream-offset-spec"): proton.Described(
+                symbol("rabbitmq:stream-offset-spec"), "first"
+            )
+        }
+    )
+    receiver = conn.create_receiver(
+        "/queues/" + urllib.parse.quote(args.stream, safe=""), credit=10, options=offset
+    )
+    while len(got) < args.count:
+        m = receiver.receive(timeout=args.timeout)
+        receiver.accept()
+        got.append(
             {
-                symbol("rabbitmq:stream-offset-spec"): proton.Described(
-                    symbol("rabbitmq:stream-offset-spec"), "first"
-                )
+                "header": {h: tv(getattr(m, h)) for h in HEADER},
+                "properties": {p: tv(getattr(m, p)) for p in PROPERTIES},
+                "application_properties": pairs(m.properties),
+                "message_annotations": pairs(m.annotations),
+                "delivery_annotations": pairs(m.instructions),
+                "body": tv(m.body),
             }
         )
-        receiver = conn.create_receiver(
-            "/queues/" + urllib.parse.quote(args.stream, safe=""), credit=10, options=offset
-        )
-        while len(got) < args.count:
-            m = receiver.receive(timeout=args.timeout)
-            receiver.accept()
-            got.append(
-                {
-                    "header": {h: tv(getattr(m, h)) for h in HEADER},
-                    "properties": {p: tv(getattr(m, p)) for p in PROPERTIES},
-                    "application_properties": pairs(m.properties),
-                    "message_annotations": pairs(m.annotations),
-                    "delivery_annotations": pairs(m.instructions),
-                    "body": tv(m.body),
-                }
-            )
-        conn.close()
-    except Exception as e:  # reported to the caller, which shows stderr
-        print(f"proton_consume.py: {type(e).__name__}: {e}", file=sys.stderr)
-        return 1
-    json.dump({"proton_version": ".".join(map(str, proton.VERSION)), "messages": got}, sys.stdout)
-    sys.stdout.write("\n")
-    return 0
+    conn.close()
+    return {"proton_version": ".".join(map(str, proton.VERSION)), "messages": got}
+
+
+def main() -> int:
+    args = amqp_consumer_args(__doc__)
+    return report("proton_consume.py", lambda: consume(args))
 
 
 if __name__ == "__main__":

@@ -39,12 +39,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.metadata
-import json
 import logging
 import struct
 import sys
-import urllib.parse
 import uuid
 from typing import Any, Optional
 
@@ -59,37 +56,13 @@ from rstream import (
 from rstream import Consumer
 from rstream.compression import StreamCompressionCodecs
 
-DEFAULT_URI = "rabbitmq-stream://guest:guest@localhost:5552/%2f"
-HEADER_FIELDS = ("durable", "priority", "ttl", "first_acquirer", "delivery_count")
-PROPERTY_FIELDS = (
-    "message_id",
-    "user_id",
-    "to",
-    "subject",
-    "reply_to",
-    "correlation_id",
-    "content_type",
-    "content_encoding",
-    "absolute_expiry_time",
-    "creation_time",
-    "group_id",
-    "group_sequence",
-    "reply_to_group_id",
-)
+from interop_common import DEFAULT_URI, report, rstream_client, rstream_version
 
-
-def parse_uri(uri: str) -> dict[str, Any]:
-    u = urllib.parse.urlsplit(uri)
-    if u.scheme != "rabbitmq-stream":
-        raise ValueError(f"not a rabbitmq-stream:// URI: {uri}")
-    vhost = urllib.parse.unquote(u.path[1:]) if len(u.path) > 1 else "/"
-    return {
-        "host": u.hostname or "localhost",
-        "port": u.port or 5552,
-        "username": urllib.parse.unquote(u.username or "guest"),
-        "password": urllib.parse.unquote(u.password or "guest"),
-        "vhost": vhost,
-    }
+# rstream's (pyamqp's) names of the AMQP 1.0 header and properties fields
+HEADER_FIELDS = "durable priority ttl first_acquirer delivery_count".split()
+PROPERTY_FIELDS = """message_id user_id to subject reply_to correlation_id content_type
+content_encoding absolute_expiry_time creation_time group_id group_sequence
+reply_to_group_id""".split()
 
 
 def pv(x: Any) -> dict[str, Any]:
@@ -115,7 +88,7 @@ def pv(x: Any) -> dict[str, Any]:
     return {"t": "other", "v": repr(x)}
 
 
-def fields(nt: Any, names: tuple[str, ...]) -> Optional[dict[str, Any]]:
+def fields(nt: Any, names: list[str]) -> Optional[dict[str, Any]]:
     if nt is None:
         return None
     return {n: pv(getattr(nt, n, None)) for n in names}
@@ -167,12 +140,7 @@ class OneLine(logging.Formatter):
         return super().format(record).rstrip()
 
 
-def rstream_version() -> str:
-    return importlib.metadata.version("rstream")
-
-
 async def consume(args: argparse.Namespace, errors: HandlerErrors) -> dict[str, Any]:
-    ep = parse_uri(args.uri)
     stop_at = bytes.fromhex(args.stop_at_hex) if args.stop_at_hex is not None else None
     got: list[dict[str, Any]] = []
     done = asyncio.Event()
@@ -196,14 +164,7 @@ async def consume(args: argparse.Namespace, errors: HandlerErrors) -> dict[str, 
             done.set()
 
     timed_out = False
-    consumer = Consumer(
-        ep["host"],
-        ep["port"],
-        username=ep["username"],
-        password=ep["password"],
-        vhost=ep["vhost"],
-        connection_name="rmqstream interop: rstream_consume.py",
-    )
+    consumer = rstream_client(Consumer, args.uri, "rstream_consume.py")
     try:
         await consumer.start()
         await consumer.subscribe(
@@ -253,14 +214,7 @@ def main() -> int:
     log.addHandler(errors)
     log.addHandler(quiet)
     log.propagate = False
-    try:
-        result = asyncio.run(consume(args, errors))
-    except Exception as e:  # reported to the caller, which shows stderr
-        print(f"rstream_consume.py: {type(e).__name__}: {e}", file=sys.stderr)
-        return 1
-    json.dump(result, sys.stdout)
-    sys.stdout.write("\n")
-    return 0
+    return report("rstream_consume.py", lambda: asyncio.run(consume(args, errors)))
 
 
 if __name__ == "__main__":

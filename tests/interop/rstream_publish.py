@@ -41,12 +41,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.metadata
-import json
 import logging
 import struct
 import sys
-import urllib.parse
 import uuid
 from typing import Any, Optional
 
@@ -54,22 +51,9 @@ from rstream import AMQPMessage, CompressionType, ConfirmationStatus, Producer
 from rstream._pyamqp.message import Header, Properties  # type: ignore
 from rstream._pyamqp.types import TYPE, VALUE, AMQPTypes  # type: ignore
 
-DEFAULT_URI = "rabbitmq-stream://guest:guest@localhost:5552/%2f"
+from interop_common import DEFAULT_URI, report, rstream_client, rstream_version
+
 CODECS = {"none": CompressionType.No, "gzip": CompressionType.Gzip}
-
-
-def parse_uri(uri: str) -> dict[str, Any]:
-    u = urllib.parse.urlsplit(uri)
-    if u.scheme != "rabbitmq-stream":
-        raise ValueError(f"not a rabbitmq-stream:// URI: {uri}")
-    vhost = urllib.parse.unquote(u.path[1:]) if len(u.path) > 1 else "/"
-    return {
-        "host": u.hostname or "localhost",
-        "port": u.port or 5552,
-        "username": urllib.parse.unquote(u.username or "guest"),
-        "password": urllib.parse.unquote(u.password or "guest"),
-        "vhost": vhost,
-    }
 
 
 class TV:
@@ -281,17 +265,9 @@ class Confirms:
 
 
 async def publish(args: argparse.Namespace) -> dict[str, Any]:
-    ep = parse_uri(args.uri)
     manifest: list[dict[str, Any]] = []
     confirms = Confirms()
-    async with Producer(
-        ep["host"],
-        ep["port"],
-        username=ep["username"],
-        password=ep["password"],
-        vhost=ep["vhost"],
-        connection_name="rmqstream interop: rstream_publish.py",
-    ) as producer:
+    async with rstream_client(Producer, args.uri, "rstream_publish.py") as producer:
         if args.create:
             await producer.create_stream(args.stream, exists_ok=True)
         i = 0
@@ -332,10 +308,6 @@ async def publish(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def rstream_version() -> str:
-    return importlib.metadata.version("rstream")
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--uri", default=DEFAULT_URI)
@@ -350,14 +322,7 @@ def main() -> int:
     if args.count < 0 or args.batch < 1 or args.sub_entry_size < 1:
         ap.error("--count must be >= 0, --batch and --sub-entry-size >= 1")
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
-    try:
-        result = asyncio.run(publish(args))
-    except Exception as e:  # reported to the caller, which shows stderr
-        print(f"rstream_publish.py: {type(e).__name__}: {e}", file=sys.stderr)
-        return 1
-    json.dump(result, sys.stdout)
-    sys.stdout.write("\n")
-    return 0
+    return report("rstream_publish.py", lambda: asyncio.run(publish(args)))
 
 
 if __name__ == "__main__":

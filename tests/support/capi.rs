@@ -100,12 +100,36 @@ pub fn open(pairs: &[(&str, &str)]) -> *mut rmqs_connection {
 
 /// A connection opened with `cfg` (freed here).
 pub fn open_config(cfg: *mut rmqs_config) -> *mut rmqs_connection {
+    try_open_config(cfg).unwrap_or_else(|(st, m)| panic!("open: status {st}: {m}"))
+}
+
+/// A connection opened with the given keys, or the status and message of the failure.
+pub fn try_open(pairs: &[(&str, &str)]) -> Result<*mut rmqs_connection, (rmqs_status, String)> {
+    try_open_config(config(pairs))
+}
+
+/// A connection opened with `cfg` (freed here), or the status and message of the failure.
+pub fn try_open_config(
+    cfg: *mut rmqs_config,
+) -> Result<*mut rmqs_connection, (rmqs_status, String)> {
     let mut conn = ptr::null_mut();
     let mut err = ptr::null_mut();
     let st = unsafe { rmqs_connection_open(cfg, &mut conn, &mut err) };
     unsafe { rmqs_config_free(cfg) };
-    check(st, err, "open");
-    conn
+    outcome(st, err).map(|()| {
+        assert!(!conn.is_null());
+        conn
+    })
+}
+
+/// A connection to the legacy (3.10.8) broker of [`super::legacy_uri`], or `None` after a
+/// notice that `what` is skipped.
+pub fn legacy_connection(what: &str) -> Option<*mut rmqs_connection> {
+    let Some(u) = super::legacy_uri() else {
+        eprintln!("no legacy (3.10.8) broker: {what} skipped");
+        return None;
+    };
+    Some(connect(&u))
 }
 
 /// A connection to `uri` with the given keys.
@@ -144,6 +168,21 @@ pub fn through(proxy: &super::proxy::Proxy, extra: &[(&str, &str)]) -> *mut rmqs
     open(&keys)
 }
 
+/// A connection to the test broker ([`super::uri`]) and a new stream named after `prefix`:
+/// the usual start of a test; [`delete_and_free`] ends it.
+pub fn conn_and_stream(prefix: &str) -> (*mut rmqs_connection, CString) {
+    let conn = connect(&super::uri());
+    let s = cunique(prefix);
+    create_stream(conn, &s);
+    (conn, s)
+}
+
+/// Deletes `s` (it must succeed) and frees `conn`.
+pub fn delete_and_free(conn: *mut rmqs_connection, s: &CStr) {
+    delete_stream(conn, s);
+    unsafe { rmqs_connection_free(conn) };
+}
+
 /// Creates `s` with default arguments.
 pub fn create_stream(conn: *mut rmqs_connection, s: &CStr) {
     let mut err = ptr::null_mut();
@@ -167,6 +206,14 @@ pub fn delete(conn: *mut rmqs_connection, s: &CStr) -> rmqs_status {
 /// Deletes `s`; panics unless that succeeds.
 pub fn delete_stream(conn: *mut rmqs_connection, s: &CStr) {
     assert_eq!(delete(conn, s), 0, "delete stream");
+}
+
+/// Frees consumer `c`, then `q`, the queue it delivered to.
+pub fn free_consumer_and_queue(c: *mut rmqs_consumer, q: *mut rmqs_queue) {
+    unsafe {
+        rmqs_consumer_free(c);
+        rmqs_queue_free(q);
+    }
 }
 
 /// A new event queue.
@@ -204,37 +251,70 @@ pub fn try_bare_producer(
     stream: &CStr,
     keys: &[(&str, &str)],
 ) -> Result<*mut rmqs_producer, (rmqs_status, String)> {
-    let cfg = config_or_null(keys);
-    let mut p = ptr::null_mut();
-    let mut err = ptr::null_mut();
-    let st = unsafe {
-        rmqs_producer_new(
-            conn,
-            stream.as_ptr(),
-            cfg,
-            None,
-            ptr::null_mut(),
-            None,
-            ptr::null_mut(),
-            0,
-            &mut p,
-            &mut err,
-        )
-    };
-    unsafe { rmqs_config_free(cfg) };
-    if st != 0 {
-        return Err((st, message(err)));
-    }
-    Ok(p)
+    try_queue_producer(conn, stream, keys, ptr::null_mut(), 0)
 }
+
+/// A producer delivering its confirms to `q` (may be NULL) with source tag `tag` and the given
+/// keys (none: a NULL config).
+pub fn queue_producer(
+    conn: *mut rmqs_connection,
+    stream: &CStr,
+    keys: &[(&str, &str)],
+    q: *mut rmqs_queue,
+    tag: usize,
+) -> *mut rmqs_producer {
+    try_queue_producer(conn, stream, keys, q, tag).unwrap_or_else(|e| panic!("producer: {e:?}"))
+}
+
+/// [`queue_producer`], or the status and message of the failure.
+pub fn try_queue_producer(
+    conn: *mut rmqs_connection,
+    stream: &CStr,
+    keys: &[(&str, &str)],
+    q: *mut rmqs_queue,
+    tag: usize,
+) -> Result<*mut rmqs_producer, (rmqs_status, String)> {
+    try_tagged_producer(conn, stream, config_or_null(keys), q, tag)
+}
+
+/// `fn $name(conn, stream, cfg, q, tag)`: a producer or consumer (`$new`) without callbacks,
+/// made with `cfg` (freed here, may be NULL), delivering to `q` (may be NULL) with source tag
+/// `tag`, or the status and message of the failure.
+macro_rules! tagged {
+    ($name:ident, $obj:ty, $new:ident) => {
+        pub fn $name(
+            conn: *mut rmqs_connection,
+            stream: &CStr,
+            cfg: *mut rmqs_config,
+            q: *mut rmqs_queue,
+            tag: usize,
+        ) -> Result<*mut $obj, (rmqs_status, String)> {
+            let mut obj = ptr::null_mut();
+            let mut err = ptr::null_mut();
+            let s = stream.as_ptr();
+            let none = ptr::null_mut();
+            let st = unsafe { $new(conn, s, cfg, None, none, None, q, tag, &mut obj, &mut err) };
+            unsafe { rmqs_config_free(cfg) };
+            if st != 0 {
+                return Err((st, message(err)));
+            }
+            Ok(obj)
+        }
+    };
+}
+
+tagged!(try_tagged_producer, rmqs_producer, rmqs_producer_new);
+tagged!(try_tagged_consumer, rmqs_consumer, rmqs_consumer_new);
 
 /// Flushes `p` (30 s); panics unless every message got its confirm.
 pub fn flush(p: *mut rmqs_producer) {
-    assert_eq!(
-        unsafe { rmqs_producer_flush(p, 30_000, ptr::null_mut()) },
-        0,
-        "flush"
-    );
+    flush_within(p, 30_000);
+}
+
+/// Flushes `p`, waiting `timeout_ms` at most; panics unless every message got its confirm.
+pub fn flush_within(p: *mut rmqs_producer, timeout_ms: i32) {
+    let st = unsafe { rmqs_producer_flush(p, timeout_ms, ptr::null_mut()) };
+    assert_eq!(st, 0, "flush");
 }
 
 /// A consumer delivering to `q` (source tag 0) made with `cfg` (freed here, may be NULL), or
@@ -245,27 +325,7 @@ pub fn try_queue_consumer(
     cfg: *mut rmqs_config,
     q: *mut rmqs_queue,
 ) -> Result<*mut rmqs_consumer, (rmqs_status, String)> {
-    let mut c = ptr::null_mut();
-    let mut err = ptr::null_mut();
-    let st = unsafe {
-        rmqs_consumer_new(
-            conn,
-            stream.as_ptr(),
-            cfg,
-            None,
-            ptr::null_mut(),
-            None,
-            q,
-            0,
-            &mut c,
-            &mut err,
-        )
-    };
-    unsafe { rmqs_config_free(cfg) };
-    if st != 0 {
-        return Err((st, message(err)));
-    }
-    Ok(c)
+    try_tagged_consumer(conn, stream, cfg, q, 0)
 }
 
 /// A consumer delivering to `q` (source tag 0) with the given keys (none: a NULL config).
@@ -277,6 +337,16 @@ pub fn queue_consumer(
 ) -> *mut rmqs_consumer {
     try_queue_consumer(conn, stream, config_or_null(keys), q)
         .unwrap_or_else(|e| panic!("consumer: {e:?}"))
+}
+
+/// The strings of `list` (freed here), in order.
+pub fn strings(list: *mut rmqs_strings) -> Vec<String> {
+    let v = (0..unsafe { rmqs_strings_count(list) })
+        .map(|i| unsafe { CStr::from_ptr(rmqs_strings_get(list, i)) })
+        .map(|s| s.to_str().unwrap().to_string())
+        .collect();
+    unsafe { rmqs_strings_free(list) };
+    v
 }
 
 /// Where `s` lives: the leader's port (`None` without a leader) and the replicas' ports, or
@@ -413,41 +483,36 @@ impl Seen {
     }
 }
 
-pub unsafe extern "C" fn on_confirms(
-    ud: *mut c_void,
-    cs: *const rmqs_confirm,
-    n: usize,
-    stride: usize,
-) {
-    assert_eq!(stride, std::mem::size_of::<rmqs_confirm>());
-    let seen = unsafe { &*(ud as *const Seen) };
-    {
-        let mut all = seen.confirms.lock().unwrap();
-        for c in unsafe { std::slice::from_raw_parts(cs, n) } {
-            all[c.tag].push(c.status);
+/// `extern "C" fn $name(ud, cs, n, stride)`: a confirm callback for confirms of type `$ty`
+/// (their stride checked) that runs `$record` with the [`Seen`] of its user data and the
+/// confirms, then wakes the waiters.
+macro_rules! confirm_cb {
+    ($name:ident, $ty:ty, |$seen:ident, $cs:ident| $record:block) => {
+        pub unsafe extern "C" fn $name(ud: *mut c_void, cs: *const $ty, n: usize, stride: usize) {
+            assert_eq!(stride, std::mem::size_of::<$ty>());
+            let $seen = unsafe { &*(ud as *const Seen) };
+            let $cs = unsafe { std::slice::from_raw_parts(cs, n) };
+            $record
+            $seen.notify();
         }
-    }
-    seen.notify();
+    };
 }
 
-pub unsafe extern "C" fn on_super_confirms(
-    ud: *mut c_void,
-    cs: *const rmqs_super_confirm,
-    n: usize,
-    stride: usize,
-) {
-    assert_eq!(stride, std::mem::size_of::<rmqs_super_confirm>());
-    let seen = unsafe { &*(ud as *const Seen) };
-    {
-        let mut all = seen.confirms.lock().unwrap();
-        let mut parts = seen.confirm_partitions.lock().unwrap();
-        for c in unsafe { std::slice::from_raw_parts(cs, n) } {
-            all[c.tag].push(c.status);
-            parts[c.tag].push(c.partition);
-        }
+confirm_cb!(on_confirms, rmqs_confirm, |seen, cs| {
+    let mut all = seen.confirms.lock().unwrap();
+    for c in cs {
+        all[c.tag].push(c.status);
     }
-    seen.notify();
-}
+});
+
+confirm_cb!(on_super_confirms, rmqs_super_confirm, |seen, cs| {
+    let mut all = seen.confirms.lock().unwrap();
+    let mut parts = seen.confirm_partitions.lock().unwrap();
+    for c in cs {
+        all[c.tag].push(c.status);
+        parts[c.tag].push(c.partition);
+    }
+});
 
 pub unsafe extern "C" fn on_state(
     ud: *mut c_void,
@@ -553,45 +618,90 @@ pub fn with_update_cb(cfg: *mut rmqs_config, seen: &Arc<Seen>) {
     check(st, ptr::null_mut(), "consumer update cb");
 }
 
-/// A producer whose confirms and state changes go to `seen`.
-pub fn producer(
-    conn: *mut rmqs_connection,
-    stream: &CStr,
-    keys: &[(&str, &str)],
-    seen: &Arc<Seen>,
-) -> *mut rmqs_producer {
+/// A config of `keys` whose state callback records into `seen`.
+fn recording(keys: &[(&str, &str)], seen: &Arc<Seen>) -> *mut rmqs_config {
     let cfg = config(keys);
     with_state_cb(cfg, seen);
-    let mut p = ptr::null_mut();
-    let mut err = ptr::null_mut();
-    let st = unsafe {
-        rmqs_producer_new(
-            conn,
-            stream.as_ptr(),
-            cfg,
-            Some(on_confirms),
-            user_data(seen),
-            Some(release_seen),
-            ptr::null_mut(),
-            0,
-            &mut p,
-            &mut err,
-        )
-    };
-    unsafe { rmqs_config_free(cfg) };
-    check(st, err, "producer");
-    p
+    cfg
 }
 
-/// A consumer whose messages and state changes go to `seen`.
-pub fn consumer(
-    conn: *mut rmqs_connection,
-    stream: &CStr,
-    keys: &[(&str, &str)],
-    seen: &Arc<Seen>,
-) -> *mut rmqs_consumer {
-    consumer_with(conn, stream, keys, seen, false)
+/// `fn $keys(conn, name, keys, seen)` and `fn $cfg(conn, name, cfg, seen)`: a producer or
+/// consumer (`$new`) of stream or super stream `name` whose callback `$cb` records into `seen`
+/// (the keys' variant: its state changes too, [`recording`]); `cfg` is freed here.
+macro_rules! recorded {
+    ($keys:ident, $cfg:ident, $obj:ty, $new:ident, $cb:ident, $what:literal) => {
+        #[doc = concat!("A ", $what, " made with the given keys, recording into `seen`.")]
+        pub fn $keys(
+            conn: *mut rmqs_connection,
+            name: &CStr,
+            keys: &[(&str, &str)],
+            seen: &Arc<Seen>,
+        ) -> *mut $obj {
+            $cfg(conn, name, recording(keys, seen), seen)
+        }
+
+        #[doc = concat!("A ", $what, " made with `cfg` (freed here), recording into `seen`.")]
+        pub fn $cfg(
+            conn: *mut rmqs_connection,
+            name: &CStr,
+            cfg: *mut rmqs_config,
+            seen: &Arc<Seen>,
+        ) -> *mut $obj {
+            let mut obj = ptr::null_mut();
+            let mut err = ptr::null_mut();
+            let st = unsafe {
+                $new(
+                    conn,
+                    name.as_ptr(),
+                    cfg,
+                    Some($cb),
+                    user_data(seen),
+                    Some(release_seen),
+                    ptr::null_mut(),
+                    0,
+                    &mut obj,
+                    &mut err,
+                )
+            };
+            unsafe { rmqs_config_free(cfg) };
+            check(st, err, $what);
+            obj
+        }
+    };
 }
+
+recorded!(
+    producer,
+    producer_config,
+    rmqs_producer,
+    rmqs_producer_new,
+    on_confirms,
+    "producer"
+);
+recorded!(
+    consumer,
+    consumer_config,
+    rmqs_consumer,
+    rmqs_consumer_new,
+    on_chunk,
+    "consumer"
+);
+recorded!(
+    super_producer,
+    super_producer_config,
+    rmqs_super_producer,
+    rmqs_super_producer_new,
+    on_super_confirms,
+    "super producer"
+);
+recorded!(
+    super_consumer,
+    super_consumer_config,
+    rmqs_super_consumer,
+    rmqs_super_consumer_new,
+    on_super_chunk,
+    "super consumer"
+);
 
 /// [`consumer`], also recording single-active-consumer updates when `updates`.
 pub fn consumer_with(
@@ -601,92 +711,28 @@ pub fn consumer_with(
     seen: &Arc<Seen>,
     updates: bool,
 ) -> *mut rmqs_consumer {
-    let cfg = config(keys);
-    with_state_cb(cfg, seen);
+    let cfg = recording(keys, seen);
     if updates {
         with_update_cb(cfg, seen);
     }
-    let mut c = ptr::null_mut();
-    let mut err = ptr::null_mut();
-    let st = unsafe {
-        rmqs_consumer_new(
-            conn,
-            stream.as_ptr(),
-            cfg,
-            Some(on_chunk),
-            user_data(seen),
-            Some(release_seen),
-            ptr::null_mut(),
-            0,
-            &mut c,
-            &mut err,
-        )
-    };
-    unsafe { rmqs_config_free(cfg) };
-    check(st, err, "consumer");
-    c
+    consumer_config(conn, stream, cfg, seen)
 }
 
-/// A super producer whose confirms (with their partitions) and state changes go to `seen`
-/// (made with [`Seen::new_super`]).
-pub fn super_producer(
+/// `rmqs_super_producer_new` without callbacks, confirming to `q` (may be NULL) with source tag
+/// `tag`, made with `cfg` (may be NULL; not freed here): the super producer written, the status
+/// and the error, as they came.
+pub fn super_producer_raw(
     conn: *mut rmqs_connection,
     super_stream: &CStr,
-    keys: &[(&str, &str)],
-    seen: &Arc<Seen>,
-) -> *mut rmqs_super_producer {
-    let cfg = config(keys);
-    with_state_cb(cfg, seen);
-    let mut p = ptr::null_mut();
-    let mut err = ptr::null_mut();
-    let st = unsafe {
-        rmqs_super_producer_new(
-            conn,
-            super_stream.as_ptr(),
-            cfg,
-            Some(on_super_confirms),
-            user_data(seen),
-            Some(release_seen),
-            ptr::null_mut(),
-            0,
-            &mut p,
-            &mut err,
-        )
-    };
-    unsafe { rmqs_config_free(cfg) };
-    check(st, err, "super producer");
-    p
-}
-
-/// A super consumer whose messages (by partition, [`Seen::by_partition`]) and state changes
-/// go to `seen`.
-pub fn super_consumer(
-    conn: *mut rmqs_connection,
-    super_stream: &CStr,
-    keys: &[(&str, &str)],
-    seen: &Arc<Seen>,
-) -> *mut rmqs_super_consumer {
-    let cfg = config(keys);
-    with_state_cb(cfg, seen);
-    let mut c = ptr::null_mut();
-    let mut err = ptr::null_mut();
-    let st = unsafe {
-        rmqs_super_consumer_new(
-            conn,
-            super_stream.as_ptr(),
-            cfg,
-            Some(on_super_chunk),
-            user_data(seen),
-            Some(release_seen),
-            ptr::null_mut(),
-            0,
-            &mut c,
-            &mut err,
-        )
-    };
-    unsafe { rmqs_config_free(cfg) };
-    check(st, err, "super consumer");
-    c
+    cfg: *const rmqs_config,
+    q: *mut rmqs_queue,
+    tag: usize,
+) -> (*mut rmqs_super_producer, rmqs_status, *mut rmqs_error) {
+    let (mut sp, mut err) = (ptr::null_mut(), ptr::null_mut());
+    let (s, ud) = (super_stream.as_ptr(), ptr::null_mut());
+    let st =
+        unsafe { rmqs_super_producer_new(conn, s, cfg, None, ud, None, q, tag, &mut sp, &mut err) };
+    (sp, st, err)
 }
 
 /// The body of message `i`: `m%08d`, padded with `.` to `len` bytes (when longer).
@@ -711,45 +757,36 @@ pub fn send_sized(p: *mut rmqs_producer, i: usize, len: usize) {
     check(st, err, "send");
 }
 
-pub fn conn_stats(conn: *mut rmqs_connection) -> rmqs_connection_statistics {
-    let mut s = rmqs_connection_statistics {
-        size: std::mem::size_of::<rmqs_connection_statistics>() as u64,
-        ..Default::default()
+/// `fn $name(handle)`: the statistics `$get` fills in (it must succeed), the struct's size set
+/// by the caller; the fields after `;` must come back equal to that size.
+macro_rules! stats {
+    ($name:ident, $obj:ty, $stats:ident, $get:ident $(; $same:ident)?) => {
+        pub fn $name(h: *mut $obj) -> $stats {
+            let size = std::mem::size_of::<$stats>() as u64;
+            let mut s = $stats {
+                size,
+                ..Default::default()
+            };
+            assert_eq!(unsafe { $get(h, &mut s, std::ptr::null_mut()) }, 0);
+            $(assert_eq!(s.$same, size);)?
+            s
+        }
     };
-    assert_eq!(
-        unsafe { rmqs_connection_stats(conn, &mut s, std::ptr::null_mut()) },
-        0
-    );
-    assert_eq!(
-        s.size,
-        std::mem::size_of::<rmqs_connection_statistics>() as u64
-    );
-    s
 }
 
-pub fn producer_stats(p: *mut rmqs_producer) -> rmqs_producer_statistics {
-    let mut s = rmqs_producer_statistics {
-        size: std::mem::size_of::<rmqs_producer_statistics>() as u64,
-        ..Default::default()
-    };
-    assert_eq!(
-        unsafe { rmqs_producer_stats(p, &mut s, std::ptr::null_mut()) },
-        0
-    );
-    s
-}
-
-pub fn consumer_stats(c: *mut rmqs_consumer) -> rmqs_consumer_statistics {
-    let mut s = rmqs_consumer_statistics {
-        size: std::mem::size_of::<rmqs_consumer_statistics>() as u64,
-        ..Default::default()
-    };
-    assert_eq!(
-        unsafe { rmqs_consumer_stats(c, &mut s, std::ptr::null_mut()) },
-        0
-    );
-    s
-}
+stats!(conn_stats, rmqs_connection, rmqs_connection_statistics, rmqs_connection_stats; size);
+stats!(
+    producer_stats,
+    rmqs_producer,
+    rmqs_producer_statistics,
+    rmqs_producer_stats
+);
+stats!(
+    consumer_stats,
+    rmqs_consumer,
+    rmqs_consumer_statistics,
+    rmqs_consumer_stats
+);
 
 /// Every message of `stream` from the first offset, read over `conn` until `n` arrived and
 /// nothing more came for a moment: (offset, body) in order.

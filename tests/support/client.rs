@@ -10,14 +10,15 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use rmqstream::client::connection::SubscriptionListener;
 use rmqstream::client::{
-    ClientError, Confirm, ConnectionConfig, Environment, EnvironmentHandle, Producer,
-    ProducerConfig, ProducerEvents, Role,
+    BodyFormat, ClientError, Confirm, ConfirmStatus, Connection, ConnectionConfig, Consumer,
+    ConsumerConfig, ConsumerEvents, DeliveredChunk, Environment, EnvironmentHandle,
+    OutgoingMessage, Producer, ProducerConfig, ProducerEvents, PublisherListener, Role,
 };
 use rmqstream::protocol::amqp::MessageView;
 use rmqstream::protocol::chunk::{Chunk, ChunkDecoder, EntryKind};
 use rmqstream::protocol::codes::{OffsetSpec, ResponseCode};
 use rmqstream::protocol::commands::{
-    Broker, CodeResponse, Credit, Deliver, Frame, MetadataResponse, OpenResponse,
+    Broker, CodeResponse, Credit, DeclarePublisher, Deliver, Frame, MetadataResponse, OpenResponse,
     PeerPropertiesResponse, SaslAuthenticateResponse, SaslHandshakeResponse, StreamMetadata,
     Subscribe, Tune, Unsubscribe, split_frame,
 };
@@ -99,6 +100,13 @@ impl Fixture {
             .unwrap()
     }
 
+    /// A producer on the stream whose outcomes go to a new [`Collector`].
+    pub fn collected(&self, config: ProducerConfig) -> (Arc<Collector>, Producer) {
+        let events = Collector::new();
+        let p = self.producer(config, &events);
+        (events, p)
+    }
+
     pub fn close(&self, p: &Producer) {
         self.rt.block_on(p.close(WAIT)).unwrap();
     }
@@ -129,6 +137,71 @@ impl Fixture {
 
 /// An environment shared with super producers and consumers (as their `EnvironmentHandle`),
 /// deleting the super streams and streams the test created at [`SuperFixture::finish`].
+/// `struct Fixture(SuperFixture)` for a test file that adds its own methods to it:
+/// `Fixture::new(prefix)` on the test broker, `Fixture::with_uri(uri, prefix)`, `workers`
+/// runtime threads, connections named `"<test> test <prefix>"`, `finish`; it derefs to the
+/// [`SuperFixture`].
+#[allow(unused_macros)] // only the super stream test files use it
+macro_rules! super_fixture {
+    ($workers:expr, $test:literal) => {
+        /// The shared [`SuperFixture`] with this file's producers, consumers and readers.
+        struct Fixture(crate::support::client::SuperFixture);
+
+        impl std::ops::Deref for Fixture {
+            type Target = crate::support::client::SuperFixture;
+            fn deref(&self) -> &Self::Target {
+                &self.0
+            }
+        }
+
+        impl Fixture {
+            fn new(prefix: &str) -> Fixture {
+                Self::with_uri(&crate::support::uri(), prefix)
+            }
+
+            fn with_uri(uri: &str, prefix: &str) -> Fixture {
+                let name = format!(concat!($test, " test {}"), prefix);
+                Fixture(crate::support::client::SuperFixture::new(
+                    uri, $workers, &name,
+                ))
+            }
+
+            /// On the legacy broker of `RMQS_TEST_LEGACY_URI` (and that URI); `None` (the test
+            /// skips, with a notice) when that is unset.
+            fn legacy(prefix: &str) -> Option<(Fixture, String)> {
+                let Ok(uri) = std::env::var("RMQS_TEST_LEGACY_URI") else {
+                    eprintln!("RMQS_TEST_LEGACY_URI unset: legacy broker test skipped");
+                    return None;
+                };
+                Some((Self::with_uri(&uri, prefix), uri))
+            }
+
+            fn finish(self) {
+                self.0.finish()
+            }
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use super_fixture;
+
+/// What [`SuperFixture::read_plain`] received: (offset, body).
+#[derive(Default)]
+struct Reader {
+    records: Mutex<Vec<(u64, Vec<u8>)>>,
+}
+
+impl ConsumerEvents for Reader {
+    fn chunk(&self, chunk: DeliveredChunk) {
+        let records = chunk.records().map(|r| (r.offset, r.amqp_body().to_vec()));
+        lock(&self.records).extend(records);
+    }
+    fn error(&self, error: &ClientError) {
+        panic!("reader error: {error}");
+    }
+    fn closed(&self, _reason: &ClientError) {}
+}
+
 pub struct SuperFixture {
     pub rt: Runtime,
     pub env: Arc<Environment>,
@@ -176,6 +249,52 @@ impl SuperFixture {
         let suffixes: Vec<String> = (0..n).map(|i| i.to_string()).collect();
         let s: Vec<&str> = suffixes.iter().map(String::as_str).collect();
         self.super_stream(prefix, &s, &s)
+    }
+
+    /// Adds partition `<ss>-2` to super stream `ss`, bound with key "2" and order 2, through
+    /// `scripts/broker ctl eval` (the protocol cannot add one): the new partition, or `None`
+    /// (with a notice that `what` is skipped) when the node cannot be reached.
+    pub fn add_partition(&self, ss: &str, what: &str) -> Option<String> {
+        let new_part = format!("{ss}-2");
+        self.rt
+            .block_on(self.env.create_stream(&new_part, &[]))
+            .unwrap();
+        lock(&self.streams).push(new_part.clone());
+        let expr = format!(
+            "rabbit_binding:add(rabbit_binding:new(rabbit_misc:r(<<\"/\">>, exchange, <<\"{ss}\">>), \
+             <<\"2\">>, rabbit_misc:r(<<\"/\">>, queue, <<\"{new_part}\">>), \
+             [{{<<\"x-stream-partition-order\">>, long, 2}}]), <<\"guest\">>)."
+        );
+        let Some(out) = super::broker_eval(&expr) else {
+            eprintln!("cannot reach the node with scripts/broker: {what} skipped");
+            return None;
+        };
+        assert_eq!(out, "ok", "rabbit_binding:add answered {out}");
+        Some(new_part)
+    }
+
+    /// Every record of `stream` as (offset, body), read from `First` by a plain consumer:
+    /// `n` of them, and no more within `quiet` after.
+    pub fn read_plain(&self, stream: &str, n: usize, quiet: Duration) -> Vec<(u64, Vec<u8>)> {
+        self.rt.block_on(async {
+            let reader = Arc::new(Reader::default());
+            let config = ConsumerConfig {
+                offset: OffsetSpec::First,
+                ..Default::default()
+            };
+            let consumer = Consumer::new(&self.env, stream, config, reader.clone())
+                .await
+                .unwrap();
+            let deadline = Instant::now() + WAIT;
+            while lock(&reader.records).len() < n && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            tokio::time::sleep(quiet).await;
+            consumer.close().await.unwrap();
+            let records = std::mem::take(&mut *lock(&reader.records));
+            assert_eq!(records.len(), n, "records read back from {stream}");
+            records
+        })
     }
 
     pub fn finish(self) {
@@ -245,6 +364,41 @@ impl Collector {
         }
         map
     }
+}
+
+/// Sends `bodies` with tags `0..`, every tenth (index 3, 13, ...) as raw bytes and the rest
+/// wrapped in an AMQP data section, each waiting up to `wait` for room; message `i` must get
+/// publishing id `i` (`why` says why).
+pub fn send_mixed(p: &Producer, bodies: &[Vec<u8>], wait: Duration, why: &str) {
+    for (i, body) in bodies.iter().enumerate() {
+        let msg = OutgoingMessage {
+            format: if i % 10 == 3 {
+                BodyFormat::Raw
+            } else {
+                BodyFormat::AmqpData
+            },
+            ..OutgoingMessage::new(body).tag(i)
+        };
+        let id = p.send(&msg, Some(wait)).unwrap();
+        assert_eq!(id, i as u64, "{why}");
+    }
+}
+
+/// Every tag `0..n` confirmed once with publishing id = tag; `p` counts `n` published and
+/// confirmed, none errored or in flight, and its last id is `n - 1`.
+pub fn assert_confirmed_in_order(events: &Collector, p: &Producer, n: usize) {
+    let by_tag = events.by_tag();
+    assert_eq!(by_tag.len(), n);
+    for (tag, c) in &by_tag {
+        assert_eq!(c.status, ConfirmStatus::Confirmed, "tag {tag}");
+        assert_eq!(c.publishing_id, *tag as u64, "tag {tag}");
+    }
+    let st = p.stats();
+    assert_eq!(
+        (st.published, st.confirmed, st.errored, st.in_flight),
+        (n as u64, n as u64, 0, 0)
+    );
+    assert_eq!(p.last_publishing_id(), Some(n as u64 - 1));
 }
 
 /// One entry of a chunk as read back.
@@ -319,32 +473,107 @@ impl SubscriptionListener for Sub {
     fn connection_closed(&self, _: &ClientError) {}
 }
 
+// ---------------------------------------------------------------------------------------------
+// the bare connection API: subscriptions and publishers by hand
+
+/// Panics unless `f`, the broker's answer to `what` (subscribe, unsubscribe, declare or delete
+/// publisher), says OK.
+pub fn expect_ok(what: &str, f: &Frame) {
+    let code = match f {
+        Frame::SubscribeResponse(r)
+        | Frame::UnsubscribeResponse(r)
+        | Frame::DeclarePublisherResponse(r)
+        | Frame::DeletePublisherResponse(r) => r.code,
+        other => panic!("{what}: unexpected answer {other:?}"),
+    };
+    assert!(code.is_ok(), "{what}: broker answered {code}");
+}
+
+/// Registers a subscription to `stream` delivering to `listener` and subscribes it from the
+/// first offset with `credit` credits (the broker must answer OK): its id.
+pub async fn subscribe_first(
+    conn: &Connection,
+    stream: &str,
+    listener: Arc<dyn SubscriptionListener>,
+    credit: u16,
+) -> u8 {
+    let id = conn
+        .register_subscription(stream, listener)
+        .unwrap()
+        .expect("a free subscription id");
+    let r = conn
+        .request("subscribe", |correlation_id| {
+            Frame::Subscribe(Subscribe {
+                correlation_id,
+                subscription_id: id,
+                stream: stream.into(),
+                offset_spec: OffsetSpec::First,
+                credit,
+                properties: Vec::new(),
+            })
+        })
+        .await
+        .unwrap();
+    expect_ok("subscribe", &r);
+    id
+}
+
+/// One more credit for subscription `id`.
+pub fn credit_one(conn: &Connection, id: u8) {
+    let credit = Credit {
+        subscription_id: id,
+        credit: 1,
+    };
+    conn.send_frame(&Frame::Credit(credit)).unwrap();
+}
+
+/// Unsubscribes `id` and unregisters it: the broker's answer.
+pub async fn unsubscribe(conn: &Connection, id: u8) -> Result<Frame, ClientError> {
+    let r = conn
+        .request("unsubscribe", |correlation_id| {
+            Frame::Unsubscribe(Unsubscribe {
+                correlation_id,
+                subscription_id: id,
+            })
+        })
+        .await;
+    conn.unregister_subscription(id);
+    r
+}
+
+/// Registers a publisher on `stream` confirming to `listener` and declares it, without a
+/// reference (the broker must answer OK): its id.
+pub async fn declare_publisher(
+    conn: &Connection,
+    stream: &str,
+    listener: Arc<dyn PublisherListener>,
+) -> u8 {
+    let id = conn
+        .register_publisher(stream, listener)
+        .unwrap()
+        .expect("a free publisher id");
+    let declare = DeclarePublisher {
+        correlation_id: 0,
+        publisher_id: id,
+        publisher_reference: String::new(),
+        stream: stream.into(),
+    };
+    let r = conn.request("declare publisher", |correlation_id| {
+        Frame::DeclarePublisher(DeclarePublisher {
+            correlation_id,
+            ..declare
+        })
+    });
+    expect_ok("declare publisher", &r.await.unwrap());
+    id
+}
+
 /// Subscribes from the first offset with the bare connection API and collects `n` records,
 /// the chunk ids and the entries of every chunk.
 pub async fn read_stream(env: &Environment, stream: &str, n: usize) -> ReadBack {
     let conn = env.data_connection(stream, Role::Consumer).await.unwrap();
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let sid = conn
-        .register_subscription(stream, Arc::new(Sub(tx)))
-        .unwrap()
-        .unwrap();
-    let r = conn
-        .request("subscribe", |correlation_id| {
-            Frame::Subscribe(Subscribe {
-                correlation_id,
-                subscription_id: sid,
-                stream: stream.into(),
-                offset_spec: OffsetSpec::First,
-                credit: 5,
-                properties: vec![],
-            })
-        })
-        .await
-        .unwrap();
-    match r {
-        Frame::SubscribeResponse(r) => assert!(r.code.is_ok(), "subscribe: {}", r.code),
-        f => panic!("unexpected answer to subscribe: {f:?}"),
-    }
+    let sid = subscribe_first(&conn, stream, Arc::new(Sub(tx)), 5).await;
     let mut decoder = ChunkDecoder::new();
     let mut out = ReadBack {
         records: Vec::new(),
@@ -375,21 +604,9 @@ pub async fn read_stream(env: &Environment, stream: &str, n: usize) -> ReadBack 
         decoder
             .for_each_record(&chunk, |r| out.records.push((r.offset, r.body.to_vec())))
             .unwrap();
-        conn.send_frame(&Frame::Credit(Credit {
-            subscription_id: sid,
-            credit: 1,
-        }))
-        .unwrap();
+        credit_one(&conn, sid);
     }
-    let _ = conn
-        .request("unsubscribe", |correlation_id| {
-            Frame::Unsubscribe(Unsubscribe {
-                correlation_id,
-                subscription_id: sid,
-            })
-        })
-        .await;
-    conn.unregister_subscription(sid);
+    let _ = unsubscribe(&conn, sid).await;
     out
 }
 

@@ -15,7 +15,7 @@ use rmqstream::ffi::rmqs_value_type_code::*;
 use rmqstream::ffi::*;
 use rmqstream::protocol::amqp::Value;
 
-use super::capi::{check, config, poll_event, queue, try_queue_consumer};
+use super::capi::{check, config, message, poll_event, queue, try_queue_consumer};
 
 /// Reads `count` messages of `stream` from its first offset with a C consumer in queue mode,
 /// each through [`Read::of`].
@@ -502,6 +502,27 @@ impl Read {
             plain_body,
         }
     }
+}
+
+/// `rmqs_producer_send_messages` of `msgs` with their `tags` (none: NULL), no flags, counting
+/// into `accepted`: the status and the error's message ("" on success).
+pub fn send_messages(
+    p: *mut rmqs_producer,
+    msgs: &[*const rmqs_message_builder],
+    tags: &[usize],
+    accepted: &mut usize,
+) -> (rmqs_status, String) {
+    let tags = if tags.is_empty() {
+        ptr::null()
+    } else {
+        assert_eq!(tags.len(), msgs.len());
+        tags.as_ptr()
+    };
+    let mut err = ptr::null_mut();
+    let n = msgs.len();
+    let st =
+        unsafe { rmqs_producer_send_messages(p, msgs.as_ptr(), tags, n, 0, accepted, &mut err) };
+    (st, message(err))
 }
 
 /// A C string (for keys and names).

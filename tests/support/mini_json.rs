@@ -188,32 +188,15 @@ impl Parser<'_> {
             Some(b'"') => self.string().map(Json::Str),
             Some(b'[') => self.nested(|p| {
                 let mut a = Vec::new();
-                p.ws();
-                if p.s.get(p.i) == Some(&b']') {
-                    p.i += 1;
-                    return Ok(Json::Array(a));
-                }
-                loop {
+                p.items(b']', |p| {
                     a.push(p.value()?);
-                    p.ws();
-                    match p.s.get(p.i) {
-                        Some(b',') => p.i += 1,
-                        Some(b']') => {
-                            p.i += 1;
-                            return Ok(Json::Array(a));
-                        }
-                        _ => return Err(p.err("expected , or ]")),
-                    }
-                }
+                    Ok(())
+                })?;
+                Ok(Json::Array(a))
             }),
             Some(b'{') => self.nested(|p| {
                 let mut m = Vec::new();
-                p.ws();
-                if p.s.get(p.i) == Some(&b'}') {
-                    p.i += 1;
-                    return Ok(Json::Object(m));
-                }
-                loop {
+                p.items(b'}', |p| {
                     p.ws();
                     if p.s.get(p.i) != Some(&b'"') {
                         return Err(p.err("expected a member name"));
@@ -221,21 +204,39 @@ impl Parser<'_> {
                     let k = p.string()?;
                     p.ws();
                     p.eat(":")?;
-                    let v = p.value()?;
-                    m.push((k, v));
-                    p.ws();
-                    match p.s.get(p.i) {
-                        Some(b',') => p.i += 1,
-                        Some(b'}') => {
-                            p.i += 1;
-                            return Ok(Json::Object(m));
-                        }
-                        _ => return Err(p.err("expected , or }")),
-                    }
-                }
+                    m.push((k, p.value()?));
+                    Ok(())
+                })?;
+                Ok(Json::Object(m))
             }),
             Some(b'-' | b'0'..=b'9') => self.number(),
             Some(_) => Err(self.err("unexpected character")),
+        }
+    }
+
+    /// The items of an array or object up to and including `close`, each read by `item`, with
+    /// the commas between them.
+    fn items(
+        &mut self,
+        close: u8,
+        mut item: impl FnMut(&mut Self) -> Result<(), String>,
+    ) -> Result<(), String> {
+        self.ws();
+        if self.s.get(self.i) == Some(&close) {
+            self.i += 1;
+            return Ok(());
+        }
+        loop {
+            item(self)?;
+            self.ws();
+            match self.s.get(self.i) {
+                Some(b',') => self.i += 1,
+                Some(&c) if c == close => {
+                    self.i += 1;
+                    return Ok(());
+                }
+                _ => return Err(self.err(&format!("expected , or {}", close as char))),
+            }
         }
     }
 

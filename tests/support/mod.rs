@@ -9,7 +9,8 @@
 //! - [`capi`]: the C API, thinly: producers and consumers whose callbacks record what they saw;
 //! - [`messages`]: AMQP messages described by typed values, built and read back through the C API;
 //! - [`client`]: the async core, directly: runtimes, environments, fixtures, readers;
-//! - [`cluster`]: drive the cluster's nodes and ask the broker where things are.
+//! - [`cluster`]: drive the cluster's nodes and ask the broker where things are;
+//! - [`interop`]: the Python of the venv and the interop scripts of `tests/interop`.
 
 // Each test file uses a different part of it.
 #![allow(dead_code)]
@@ -18,6 +19,7 @@ pub mod alloc;
 pub mod capi;
 pub mod client;
 pub mod cluster;
+pub mod interop;
 pub mod messages;
 pub mod mini_json;
 pub mod proxy;
@@ -139,4 +141,42 @@ pub fn cluster_uri() -> Option<String> {
 pub fn unique(prefix: &str) -> String {
     let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
     format!("{prefix}-{}-{}", std::process::id(), t.as_nanos())
+}
+
+/// The index of the first line where `old` and `new` differ (where the shorter ends when one
+/// is a prefix of the other): what a stale generated file's message points at.
+pub fn first_difference(old: &str, new: &str) -> usize {
+    old.lines()
+        .zip(new.lines())
+        .position(|(a, b)| a != b)
+        .unwrap_or_else(|| old.lines().count().min(new.lines().count()))
+}
+
+/// The number in the environment variable `name` (a benchmark's knob), else `default`.
+pub fn knob(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Starts this test binary's `crash_child` test in a child process with `vars` and
+/// `RMQS_TEST_URI` in its environment and its stdout piped (a crash test reads it, then kills
+/// the child).
+pub fn spawn_crash_child(vars: &[(&str, &str)]) -> std::process::Child {
+    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+    cmd.args(["crash_child", "--exact", "--nocapture", "--test-threads=1"]);
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    cmd.env("RMQS_TEST_URI", uri())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// In a `crash_child` process: the values of the variables `a` and `b`; `None` when they are
+/// unset (the test then does nothing: it runs in the ordinary suite too).
+pub fn crash_vars(a: &str, b: &str) -> Option<(String, String)> {
+    Some((std::env::var(a).ok()?, std::env::var(b).ok()?))
 }
