@@ -1320,7 +1320,13 @@ fn slow_body(input: &[u8]) -> Option<&[u8]> {
 #[test]
 fn the_lone_data_section_fast_path_agrees_with_the_parse() {
     let data = |body: &[u8]| Message::new(body).to_bytes().unwrap().to_vec();
-    for len in [0, 1, 100, 255, 256, 70_000] {
+    // Miri interprets: 70,000 truncations of the 70 kB message take it over ten minutes
+    let lens: &[usize] = if cfg!(miri) {
+        &[0, 1, 255, 256]
+    } else {
+        &[0, 1, 100, 255, 256, 70_000]
+    };
+    for &len in lens {
         let body = vec![7u8; len];
         let bytes = data(&body);
         // vbin8 up to 255 bytes, vbin32 beyond: both taken by the fast path
