@@ -43,6 +43,19 @@ func (c *collector) wait(t *testing.T, n int) []Message {
 	return append([]Message(nil), c.msgs...)
 }
 
+// consumeAll reads stream from its first offset and returns its messages once there are
+// exactly n (collector.wait); the consumer is closed on return.
+func consumeAll(t *testing.T, ctx context.Context, c *Conn, stream string, n int, opts ...ConsumerOption) []Message {
+	t.Helper()
+	var col collector
+	cons, err := c.NewConsumer(ctx, stream, col.add, append([]ConsumerOption{First}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cons.Close(ctx)
+	return col.wait(t, n)
+}
+
 // holdBatches keeps every message in the producer's batch (a huge batch, a long delay), so no
 // confirm comes and the window fills: sends then wait for room.
 func holdBatches(window int) []ProducerOption {
@@ -266,13 +279,7 @@ func TestMessageEverySection(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	var col collector
-	cons, err := c.NewConsumer(ctx, stream, col.add, First)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cons.Close(ctx)
-	got := col.wait(t, 7)
+	got := consumeAll(t, ctx, c, stream, 7)
 	for i, w := range want {
 		if got[i].Offset != uint64(i) {
 			t.Errorf("message %d at offset %d", i, got[i].Offset)
@@ -370,14 +377,8 @@ func TestSendBodyTemplate(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	var col collector
-	cons, err := c.NewConsumer(ctx, stream, col.add, First)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cons.Close(ctx)
 	seen := map[string]bool{}
-	for _, m := range col.wait(t, senders*each) {
+	for _, m := range consumeAll(t, ctx, c, stream, senders*each) {
 		seen[string(m.Body)] = true
 		w := *want
 		w.Body = m.Body
@@ -544,13 +545,7 @@ func TestSharedChunkBodies(t *testing.T) {
 	if err := p.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
-	var col collector
-	cons, err := c.NewConsumer(ctx, stream, col.add, First, SharedChunkBodies())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cons.Close(ctx)
-	got := col.wait(t, n)
+	got := consumeAll(t, ctx, c, stream, n, SharedChunkBodies())
 	shared := 0
 	for i, m := range got {
 		if string(m.Body) != string(body(i)) || cap(m.Body) != len(m.Body) {
