@@ -36,18 +36,20 @@
  *   call. rmqs_config, rmqs_message_builder, rmqs_event and rmqs_error are not thread-safe but
  *   may move between threads. Chunk and message views are immutable and may be read from
  *   several threads.
- * - Each connection owns a Tokio runtime (2 threads named rmqs-rt). Confirm, chunk, state and
- *   consumer-update callbacks run on the connection's dispatcher threads (rmqs-dispatch): a
- *   fixed number (config key dispatch_threads, default 2) shared by all its producers and
- *   consumers, started with the first one that has a callback. One object's callbacks run in
- *   order and never concurrently (a consumer's chunks in stream order); a callback that takes
- *   long holds one thread, and the other objects' callbacks run on the others. Four kinds of
- *   callback do run elsewhere, and must be quick and must not block: the post-filter
- *   (rmqs_post_filter_cb) runs on an rmqs-rt thread as chunks arrive; the log callback
- *   (rmqs_log_cb) on whichever thread logs, rmqs-rt threads included; the tracking callback
- *   (rmqs_tracking_cb) on the thread that releases a chunk (rmqs-rt for chunks the post-filter
- *   emptied); the routing and key-extractor functions of a super producer on the thread that
- *   sends. Each callback type's documentation names its threads.
+ * - Each connection owns a Tokio runtime (threads named rmqs-rt: config key runtime_threads,
+ *   default 1). Confirm, chunk, state and consumer-update callbacks run on the connection's
+ *   dispatcher threads (rmqs-dispatch): a fixed number (config key dispatch_threads, default
+ *   2) shared by all its producers and consumers, started with the first one that has a
+ *   callback. One object's callbacks run in order and never concurrently (a consumer's chunks
+ *   in stream order); a callback that takes long holds one thread, and the other objects'
+ *   callbacks run on the others. Four kinds of callback do run elsewhere, and must be quick
+ *   and must not block: the post-filter (rmqs_post_filter_cb) runs on an rmqs-rt thread as
+ *   chunks arrive (with the default runtime_threads 1, a slow one delays every frame of the
+ *   connection); the log callback (rmqs_log_cb) on whichever thread logs, rmqs-rt threads
+ *   included; the tracking callback (rmqs_tracking_cb) on the thread that releases a chunk
+ *   (rmqs-rt for chunks the post-filter emptied); the routing and key-extractor functions of a
+ *   super producer on the thread that sends. Each callback type's documentation names its
+ *   threads.
  * - user_data_free (rmqs_free_cb) runs exactly once, after the last call of its callback: for
  *   the callbacks of a producer or consumer (*_new), on a dispatcher thread after its last
  *   callback (*_free waits for that, unless called from a callback: it then returns at once);
@@ -874,10 +876,11 @@ typedef struct rmqs_config rmqs_config;
 /**
  * A connection to a RabbitMQ node or cluster (what other clients call the environment). Opaque.
  *
- * It owns an internal Tokio runtime (2 threads named `rmqs-rt`), a locator connection to one
- * of the seed hosts for management calls, and data connections for producers and consumers,
- * opened as needed (producers on the stream's leader, consumers preferring a replica, several
- * per TCP connection up to the configured caps).
+ * It owns an internal Tokio runtime (threads named `rmqs-rt`: config key `runtime_threads`,
+ * default 1), a locator connection to one of the seed hosts for management calls, and data
+ * connections for producers and consumers, opened as needed (producers on the stream's
+ * leader, consumers preferring a replica, several per TCP connection up to the configured
+ * caps).
  *
  * Created by `rmqs_connection_open()`; closed by `rmqs_connection_close()`; freed by
  * `rmqs_connection_free()`.

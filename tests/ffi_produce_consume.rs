@@ -1193,7 +1193,12 @@ fn callbacks_share_the_connections_dispatcher_threads() {
         assert!(m.contains("dispatch_threads"), "{m}");
         unsafe { rmqs_config_free(cfg) };
     }
-    let cfg = config(&[("uri", &uri()), ("dispatch_threads", "2")]);
+    // more runtime threads than the default, too
+    let cfg = config(&[
+        ("uri", &uri()),
+        ("dispatch_threads", "2"),
+        ("runtime_threads", "3"),
+    ]);
     let mut conn = ptr::null_mut();
     let mut err = ptr::null_mut();
     check(

@@ -150,7 +150,7 @@ impl SendWait {
     }
 }
 
-/// A Tokio runtime (2 workers, `rmqs-rt`) whose blocking calls can be interrupted by
+/// A Tokio runtime (`rmqs-rt` workers) whose blocking calls can be interrupted by
 /// [`signal_closing`](Runtime::signal_closing).
 pub struct Runtime {
     rt: RwLock<Option<tokio::runtime::Runtime>>,
@@ -159,11 +159,14 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    /// Starts the runtime; `on_thread_start` runs on each of its threads once marked
-    /// [`ThreadRole::Runtime`].
-    pub fn new(on_thread_start: impl Fn() + Send + Sync + 'static) -> Result<Runtime> {
+    /// Starts the runtime with `threads` workers (at least 1); `on_thread_start` runs on each
+    /// of its threads once marked [`ThreadRole::Runtime`].
+    pub fn new(
+        threads: usize,
+        on_thread_start: impl Fn() + Send + Sync + 'static,
+    ) -> Result<Runtime> {
         let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
+            .worker_threads(threads.max(1))
             .thread_name("rmqs-rt")
             .on_thread_start(move || {
                 mark_thread(ThreadRole::Runtime);
@@ -271,15 +274,16 @@ pub struct BlockingEnvironment {
 }
 
 impl BlockingEnvironment {
-    /// Starts the runtime (see [`Runtime::new`]); connects at the first call that needs it
-    /// ([`connect`](Self::connect) to connect now).
+    /// Starts the runtime with `threads` workers (see [`Runtime::new`]); connects at the
+    /// first call that needs it ([`connect`](Self::connect) to connect now).
     pub fn new(
         config: ConnectionConfig,
+        threads: usize,
         log: Log,
         on_thread_start: impl Fn() + Send + Sync + 'static,
     ) -> Result<BlockingEnvironment> {
         Ok(BlockingEnvironment {
-            runtime: Runtime::new(on_thread_start)?,
+            runtime: Runtime::new(threads, on_thread_start)?,
             config,
             log,
             env: tokio::sync::OnceCell::new(),
@@ -524,7 +528,7 @@ mod tests {
 
     #[test]
     fn block_on_runs_and_times_out() {
-        let rt = Runtime::new(|| {}).unwrap();
+        let rt = Runtime::new(1, || {}).unwrap();
         assert_eq!(rt.block_on("x", None, false, async { 5 }).unwrap(), 5);
         let e = rt
             .block_on(
@@ -547,9 +551,51 @@ mod tests {
         assert!(matches!(e, ClientError::Closed(_)), "{e}");
     }
 
+    /// `threads` workers run at once: three tasks that each wait for the other two meet only
+    /// on three threads; with one, every task runs on the same thread.
+    #[test]
+    fn runtime_has_the_workers_asked_for() {
+        let rt = Runtime::new(3, || {}).unwrap();
+        let ids = rt
+            .block_on("x", Some(Duration::from_secs(10)), false, async {
+                let meet = Arc::new(std::sync::Barrier::new(3));
+                let tasks: Vec<_> = (0..3)
+                    .map(|_| {
+                        let meet = meet.clone();
+                        tokio::spawn(async move {
+                            meet.wait();
+                            std::thread::current().id()
+                        })
+                    })
+                    .collect();
+                let mut ids = std::collections::HashSet::new();
+                for t in tasks {
+                    ids.insert(t.await.unwrap());
+                }
+                ids
+            })
+            .unwrap();
+        assert_eq!(ids.len(), 3);
+        let rt = Runtime::new(1, || {}).unwrap();
+        let ids = rt
+            .block_on("x", None, false, async {
+                let mut ids = std::collections::HashSet::new();
+                for _ in 0..20 {
+                    ids.insert(
+                        tokio::spawn(async { std::thread::current().id() })
+                            .await
+                            .unwrap(),
+                    );
+                }
+                ids
+            })
+            .unwrap();
+        assert_eq!(ids.len(), 1);
+    }
+
     #[test]
     fn closing_interrupts_block_on() {
-        let rt = Arc::new(Runtime::new(|| {}).unwrap());
+        let rt = Arc::new(Runtime::new(1, || {}).unwrap());
         let rt2 = rt.clone();
         let t = std::thread::spawn(move || {
             rt2.block_on("forever", None, false, std::future::pending::<()>())
@@ -562,7 +608,7 @@ mod tests {
 
     #[test]
     fn dispatcher_threads_may_not_block() {
-        let rt = Runtime::new(|| {}).unwrap();
+        let rt = Runtime::new(1, || {}).unwrap();
         let e = on_dispatcher(|| rt.block_on("flush", None, false, async {}).unwrap_err());
         assert!(
             matches!(&e, ClientError::WouldDeadlock(m) if m.contains("flush")),
@@ -681,7 +727,7 @@ mod tests {
 
     impl Probe {
         fn new() -> Arc<Probe> {
-            let owner = BlockingEnvironment::new(ConnectionConfig::default(), Log::off(), || {});
+            let owner = BlockingEnvironment::new(ConnectionConfig::default(), 1, Log::off(), || {});
             Arc::new(Probe {
                 owner: Arc::new(owner.unwrap()),
                 closed: AtomicBool::new(false),

@@ -71,10 +71,11 @@ impl crate::client::EnvironmentHandle for ConnShared {
 
 /// A connection to a RabbitMQ node or cluster (what other clients call the environment). Opaque.
 ///
-/// It owns an internal Tokio runtime (2 threads named `rmqs-rt`), a locator connection to one
-/// of the seed hosts for management calls, and data connections for producers and consumers,
-/// opened as needed (producers on the stream's leader, consumers preferring a replica, several
-/// per TCP connection up to the configured caps).
+/// It owns an internal Tokio runtime (threads named `rmqs-rt`: config key `runtime_threads`,
+/// default 1), a locator connection to one of the seed hosts for management calls, and data
+/// connections for producers and consumers, opened as needed (producers on the stream's
+/// leader, consumers preferring a replica, several per TCP connection up to the configured
+/// caps).
 ///
 /// Created by `rmqs_connection_open()`; closed by `rmqs_connection_close()`; freed by
 /// `rmqs_connection_free()`.
@@ -109,7 +110,8 @@ fn open(
     }
     let log = ConnLog::new(log, settings.log_level());
     let thread_log = log.log.clone();
-    let blocking = BlockingEnvironment::new(config, log.log.clone(), move || {
+    let threads = settings.runtime_threads();
+    let blocking = BlockingEnvironment::new(config, threads, log.log.clone(), move || {
         super::panic::mark_library_thread();
         super::panic::set_thread_log(thread_log.clone());
     });

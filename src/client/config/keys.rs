@@ -387,6 +387,13 @@ pub const KEYS: &[Key] = &[
         "opening returns at once; the first call that needs the broker connects (calls meanwhile wait, within `connect_timeout_ms`)",
     ),
     k(
+        "runtime_threads",
+        Connection,
+        Uint(1, 64),
+        "1",
+        "threads (`rmqs-rt`) of the connection's Tokio runtime, which reads and writes the frames of all its producers and consumers; one costs the least CPU per message, more keep frames moving while a post-filter or TLS keeps a thread busy (C API)",
+    ),
+    k(
         "dispatch_threads",
         Connection,
         Uint(1, 64),

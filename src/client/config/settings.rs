@@ -262,6 +262,12 @@ impl Settings {
         self.bool("lazy_open").unwrap_or(false)
     }
 
+    /// The `runtime_threads` key: how many threads the Tokio runtime of a connection in the C
+    /// API has (default 1).
+    pub fn runtime_threads(&self) -> usize {
+        self.uint("runtime_threads").map_or(1, |n| n as usize)
+    }
+
     /// The `dispatch_threads` key, if set: how many threads run the callbacks of a connection's
     /// objects in the C API.
     pub fn dispatch_threads(&self) -> Option<usize> {
