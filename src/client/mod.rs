@@ -6,6 +6,7 @@ pub mod blocking;
 pub mod config;
 pub mod connection;
 pub mod consumer;
+pub mod dispatch;
 pub mod environment;
 pub mod error;
 pub mod log;

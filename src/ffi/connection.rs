@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::args::{Handle, handle_arg, out_arg, str_arg, write_out};
 use super::config::{rmqs_config, settings_arg};
-use super::dispatch::{DEFAULT_DISPATCH_THREADS, DispatchPool};
+use super::dispatch::{self, CallbackPool, DEFAULT_DISPATCH_THREADS};
 use super::error::{Error, rmqs_error};
 use super::hooks::Registration;
 use super::log::{ConnLog, LogFn};
@@ -36,7 +36,7 @@ pub(crate) struct ConnShared {
     log: ConnLog,
     /// The threads that run the callbacks of its objects (src/ffi/dispatch.rs); last, so that
     /// the runtime and the objects' events are gone when its threads end.
-    pub dispatch: DispatchPool,
+    pub dispatch: CallbackPool,
 }
 
 impl Deref for ConnShared {
@@ -122,7 +122,7 @@ fn open(
             consumer_defaults: settings.defaults("consumer."),
             version: OnceLock::new(),
             log,
-            dispatch: DispatchPool::new(
+            dispatch: dispatch::pool(
                 settings
                     .dispatch_threads()
                     .unwrap_or(DEFAULT_DISPATCH_THREADS),

@@ -9,7 +9,7 @@ use super::args::{handle_arg, name_arg, out_arg, write_out};
 use super::chunk::{ChunkRef, rmqs_chunk};
 use super::config::{rmqs_config, settings_arg};
 use super::connection::rmqs_connection;
-use super::dispatch::{DispatchPool, Dispatcher, Sink, UserData, rmqs_free_cb};
+use super::dispatch::{CallbackLane, CallbackPool, Sink, UserData, lane, rmqs_free_cb};
 use super::error::{Error, rmqs_error};
 use super::hooks::ConsumerHooks;
 use super::object::{self, Base, Creation, Object, object_handle, shut_consumer};
@@ -516,19 +516,20 @@ pub unsafe extern "C" fn rmqs_consumer_free(c: *mut rmqs_consumer) {
 /// Without `chunk_cb` (queue mode) the consumer-update callback, if any, gets a lane of its
 /// own and `None` is returned.
 pub(crate) fn chunk_dispatcher(
-    pool: &DispatchPool,
+    pool: &CallbackPool,
     chunk_cb: rmqs_chunk_cb,
     user_data: *mut c_void,
     user_data_free: rmqs_free_cb,
     hooks: &mut ConsumerHooks,
-) -> Result<Option<Dispatcher>, Error> {
+) -> Result<Option<CallbackLane>, Error> {
     let Some(cb) = chunk_cb else {
         hooks.start_own_dispatcher(pool)?;
         return Ok(None);
     };
     let ud = user_data as usize;
     let update = hooks.update_handler();
-    pool.lane(
+    lane(
+        pool,
         move |p| match p {
             Payload::Chunk(c) => {
                 // SAFETY: the application's callback with its own user_data and a chunk that

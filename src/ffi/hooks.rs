@@ -14,7 +14,7 @@ use std::sync::{Arc, RwLock};
 
 use super::args::handle_arg;
 use super::config::rmqs_config;
-use super::dispatch::{DispatchPool, Dispatcher, Sink, UserData, rmqs_free_cb};
+use super::dispatch::{CallbackLane, CallbackPool, Sink, UserData, lane, rmqs_free_cb};
 use super::error::{Error, rmqs_error};
 use super::panic::ffi_status;
 use super::queue::Payload;
@@ -278,7 +278,7 @@ pub(crate) struct ConsumerHooks {
     filter: Option<Arc<Slot<FilterFn>>>,
     tracking: Option<Arc<Slot<TrackingFn>>>,
     /// The lane of the update callback when the consumer has no chunk callback.
-    own_dispatcher: Option<Dispatcher>,
+    own_dispatcher: Option<CallbackLane>,
 }
 
 impl ConsumerHooks {
@@ -352,11 +352,12 @@ impl ConsumerHooks {
 
     /// Starts a lane of its own in `pool` for the consumer-update callback (a consumer without
     /// a chunk callback).
-    pub(crate) fn start_own_dispatcher(&mut self, pool: &DispatchPool) -> Result<(), Error> {
+    pub(crate) fn start_own_dispatcher(&mut self, pool: &CallbackPool) -> Result<(), Error> {
         let Some(handle) = self.update_handler() else {
             return Ok(());
         };
-        let d = pool.lane(
+        let d = lane(
+            pool,
             move |p| {
                 if let Payload::ConsumerUpdate(ev) = p {
                     handle(ev);

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use super::args::{Handle, handle_arg, write_out};
 use super::config::rmqs_config;
 use super::connection::ConnShared;
-use super::dispatch::{DispatchPool, Dispatcher, Sink};
+use super::dispatch::{CallbackLane, CallbackPool, Sink};
 use super::error::Error;
 use super::queue::{QueueShared, rmqs_event_source_code, rmqs_state_code, to_cstring};
 use super::runtime::{ThreadRole, check_may_block, thread_role, timeout_from_ms};
@@ -156,7 +156,7 @@ impl Creation {
         tag: usize,
         queue: Option<Arc<QueueShared>>,
         cfg: *const rmqs_config,
-        lane: impl FnOnce(&DispatchPool) -> Result<Option<Dispatcher>, Error>,
+        lane: impl FnOnce(&CallbackPool) -> Result<Option<CallbackLane>, Error>,
     ) -> Result<Creation, Error> {
         check_may_block(what)?;
         if conn.is_closed() {

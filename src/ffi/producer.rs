@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::args::{bytes_arg, handle_arg, name_arg, opt_str_arg, out_arg, write_out};
 use super::config::{rmqs_config, settings_arg};
 use super::connection::rmqs_connection;
-use super::dispatch::{DispatchPool, Dispatcher, Sink, UserData, rmqs_free_cb};
+use super::dispatch::{CallbackLane, CallbackPool, Sink, UserData, lane, rmqs_free_cb};
 use super::error::{Error, rmqs_error};
 use super::message::rmqs_message_builder;
 use super::object::{self, Base, Creation, Object, object_handle, shut_producer};
@@ -327,12 +327,12 @@ pub unsafe extern "C" fn rmqs_producer_new(
 /// The lane of a producer's or super producer's confirm callback `cb` (None: no lane):
 /// the confirm arrays `unpack` finds in its payloads go to `cb`.
 pub(crate) fn confirm_lane<T: 'static>(
-    pool: &DispatchPool,
+    pool: &CallbackPool,
     cb: Option<unsafe extern "C" fn(*mut c_void, *const T, usize, usize)>,
     user_data: *mut c_void,
     user_data_free: rmqs_free_cb,
     unpack: fn(Payload) -> Option<Vec<T>>,
-) -> Result<Option<Dispatcher>, Error> {
+) -> Result<Option<CallbackLane>, Error> {
     let Some(cb) = cb else { return Ok(None) };
     let ud = user_data as usize;
     let deliver = move |p| {
@@ -346,7 +346,7 @@ pub(crate) fn confirm_lane<T: 'static>(
         ptr: user_data,
         free: user_data_free,
     };
-    pool.lane(deliver, user_data).map(Some)
+    lane(pool, deliver, user_data).map(Some)
 }
 
 /// The body format that a send's flags ask for.

@@ -6,7 +6,7 @@ use std::ffi::{c_char, c_void};
 use std::sync::Arc;
 
 use super::config::rmqs_config;
-use super::dispatch::{DispatchPool, Dispatcher, UserData, rmqs_free_cb};
+use super::dispatch::{CallbackLane, CallbackPool, UserData, lane, rmqs_free_cb};
 use super::error::{Error, rmqs_error};
 use super::hooks::{Registration, Slot, set_registration};
 use super::panic::ffi_status;
@@ -94,7 +94,7 @@ pub unsafe extern "C" fn rmqs_config_set_state_cb(
 /// own, the lane of the dispatcher pool that runs it.
 pub(crate) struct StateHook {
     slot: Arc<Slot<StateFn>>,
-    own: Option<Dispatcher>,
+    own: Option<CallbackLane>,
 }
 
 impl StateHook {
@@ -102,11 +102,12 @@ impl StateHook {
     /// a callback lane.
     pub(crate) fn new(
         reg: Option<Arc<Registration<StateFn>>>,
-        own_lane: Option<&DispatchPool>,
+        own_lane: Option<&CallbackPool>,
     ) -> Result<Option<StateHook>, Error> {
         let Some(reg) = reg else { return Ok(None) };
         let own = match own_lane {
-            Some(pool) => Some(pool.lane(
+            Some(pool) => Some(lane(
+                pool,
                 drop,
                 UserData {
                     ptr: std::ptr::null_mut(),
@@ -124,7 +125,7 @@ impl StateHook {
     /// Calls the callback on `dispatcher` (the object's lane), or on its own lane.
     pub(crate) fn call(
         &self,
-        dispatcher: Option<&Dispatcher>,
+        dispatcher: Option<&CallbackLane>,
         source: rmqs_event_source_code,
         tag: usize,
         partition: i32,
