@@ -618,16 +618,20 @@ fn group_rows(listing: &str) -> Vec<(String, String, String)> {
 ///
 /// - the broker lists the group's consumers, and either none is active, or the active one is
 ///   such a leftover: its connection is listed again, for the consumer that recovered there
-///   (with the freed subscription id or another). Each of the test's consumers has one
-///   subscription at a time, on its own environment's connections, so a connection listed
-///   twice in the group holds one live subscription at most;
+///   (with the freed subscription id or another), or the group lists more members than there
+///   are consumers (one recovered on another connection; the leftover's stays open for the
+///   environment's other consumers). Each of the test's consumers has one subscription at a
+///   time, on its own environment's connections, so a connection listed twice in the group
+///   holds one live subscription at most, and a group with more members than consumers holds
+///   a leftover;
 /// - none of `consumers` was activated (a consumer-update callback with `is_active`) since it
 ///   last lost its subscription, so the library is not sitting on an activation.
 fn broker_left_group_stalled(listing: &str, consumers: &[&Seen]) -> bool {
     let rows = group_rows(listing);
     let active: Vec<_> = rows.iter().filter(|r| r.2 == "active").collect();
     let leftover = |a: &&(String, String, String)| rows.iter().filter(|r| r.1 == a.1).count() > 1;
-    let broker_side = !rows.is_empty() && active.iter().all(leftover);
+    let broker_side =
+        !rows.is_empty() && (active.iter().all(leftover) || rows.len() > consumers.len());
     let activated_since_lost = |s: &Seen| {
         let lost = s.state_times(RMQS_STATE_RECOVERING as i32).last().copied();
         s.updates
@@ -667,6 +671,20 @@ x 3               x 127.0.0.1:58008 -> 127.0.0.1:5563 x inactive x
 mqqqqqqqqqqqqqqqqqvqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqvqqqqqqqqqqj
 ";
 
+/// A third stall: the leftover (subscription 1 of :51328, active) is listed once, as the
+/// consumer that held it recovered on another connection (:51430), while :51328 stayed open.
+const STALLED_GROUP_3: &str = "\
+lqqqqqqqqqqqqqqqqqwqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqwqqqqqqqqqqk
+x subscription_id x connection_name                   x state    x
+tqqqqqqqqqqqqqqqqqnqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqnqqqqqqqqqqu
+x 1               x 127.0.0.1:51328 -> 127.0.0.1:5561 x active   x
+tqqqqqqqqqqqqqqqqqnqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqnqqqqqqqqqqu
+x 0               x 127.0.0.1:33422 -> 127.0.0.1:5562 x inactive x
+tqqqqqqqqqqqqqqqqqnqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqnqqqqqqqqqqu
+x 0               x 127.0.0.1:51430 -> 127.0.0.1:5561 x inactive x
+mqqqqqqqqqqqqqqqqqvqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqvqqqqqqqqqqj
+";
+
 #[test]
 fn the_broker_view_of_a_stalled_group_is_read() {
     let listing = STALLED_GROUP.concat();
@@ -699,12 +717,16 @@ fn the_broker_view_of_a_stalled_group_is_read() {
     assert!(broker_left_group_stalled(&listing, &[&a, &b]));
     assert_eq!(group_rows(STALLED_GROUP_2).len(), 3);
     assert!(broker_left_group_stalled(STALLED_GROUP_2, &[&a, &b]));
+    assert!(broker_left_group_stalled(STALLED_GROUP_3, &[&a, &b]));
     // An activation since: the library would be sitting on it.
     b.updates.lock().unwrap().push((true, Instant::now()));
     assert!(!broker_left_group_stalled(&listing, &[&a, &b]));
-    // A live consumer listed active, no leftover: not the broker's doing.
+    assert!(!broker_left_group_stalled(STALLED_GROUP_3, &[&a, &b]));
+    // A live consumer listed active, no leftover, one member per consumer: not the broker's
+    // doing.
     let healthy = STALLED_GROUP[..STALLED_GROUP.len() - 2].concat();
-    assert!(!broker_left_group_stalled(&healthy, &[&a]));
+    let c = Seen::new(0);
+    assert!(!broker_left_group_stalled(&healthy, &[&c, &c]));
 }
 
 /// The broker's view of a single-active-consumer group (`rabbitmq-streams
