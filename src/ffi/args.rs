@@ -71,19 +71,44 @@ pub fn check_name(s: &str, what: &str) -> Result<(), Error> {
 /// # Safety
 /// `p` must be NULL or valid for reading `len` bytes during `'a`.
 pub unsafe fn bytes_arg<'a>(p: *const u8, len: usize, what: &str) -> Result<&'a [u8], Error> {
+    // SAFETY: forwarded.
+    unsafe { slice_arg(p, len, what) }
+}
+
+/// An array argument, `count` elements at `p`: NULL is allowed only with count 0, and the
+/// array may not be larger than Rust allows a slice to be.
+///
+/// # Safety
+/// `p` must be NULL or valid for reading `count` elements during `'a`.
+pub unsafe fn slice_arg<'a, T>(p: *const T, count: usize, what: &str) -> Result<&'a [T], Error> {
     if p.is_null() {
-        if len == 0 {
+        if count == 0 {
             return Ok(&[]);
         }
         return Err(Error::invalid_argument(format!(
-            "{what} is NULL with length {len}"
+            "{what} is NULL with length {count}"
         )));
     }
-    if len > isize::MAX as usize {
+    if count > isize::MAX as usize / size_of::<T>().max(1) {
         return Err(Error::invalid_argument(format!("{what} is too long")));
     }
-    // SAFETY: per the caller's contract.
-    Ok(unsafe { std::slice::from_raw_parts(p, len) })
+    // SAFETY: per the caller's contract, and the size checked above.
+    Ok(unsafe { std::slice::from_raw_parts(p, count) })
+}
+
+/// An optional array argument (tags, routing keys): None for NULL, else as [`slice_arg`].
+///
+/// # Safety
+/// As [`slice_arg`].
+pub unsafe fn opt_slice_arg<'a, T>(
+    p: *const T,
+    count: usize,
+    what: &str,
+) -> Result<Option<&'a [T]>, Error> {
+    // SAFETY: forwarded.
+    (!p.is_null())
+        .then(|| unsafe { slice_arg(p, count, what) })
+        .transpose()
 }
 
 /// An output pointer, which must not be NULL.
@@ -160,5 +185,35 @@ mod tests {
     fn bytes() {
         assert_eq!(unsafe { bytes_arg(std::ptr::null(), 0, "b") }.unwrap(), b"");
         assert!(unsafe { bytes_arg(std::ptr::null(), 1, "b") }.is_err());
+    }
+
+    /// Arrays: NULL only with count 0; larger than a slice may be is refused before any
+    /// read; an optional one is None for NULL.
+    #[test]
+    fn arrays() {
+        let tags = [7usize, 8, 9];
+        assert_eq!(
+            unsafe { slice_arg(tags.as_ptr(), 3, "tags") }.unwrap(),
+            &tags
+        );
+        assert!(
+            unsafe { slice_arg::<usize>(std::ptr::null(), 0, "tags") }
+                .unwrap()
+                .is_empty()
+        );
+        let e = unsafe { slice_arg::<usize>(std::ptr::null(), 2, "tags") }.unwrap_err();
+        assert_eq!(e.message, "tags is NULL with length 2");
+        let huge = isize::MAX as usize / size_of::<u64>() + 1;
+        let e = unsafe { slice_arg([1u64].as_ptr(), huge, "keys") }.unwrap_err();
+        assert_eq!(e.message, "keys is too long");
+        assert_eq!(
+            unsafe { opt_slice_arg::<usize>(std::ptr::null(), 5, "t") }.unwrap(),
+            None
+        );
+        assert_eq!(
+            unsafe { opt_slice_arg(tags.as_ptr(), 2, "t") }.unwrap(),
+            Some(&tags[..2])
+        );
+        assert!(unsafe { opt_slice_arg([1u64].as_ptr(), huge, "t") }.is_err());
     }
 }

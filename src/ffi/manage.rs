@@ -559,14 +559,8 @@ unsafe fn name_array(
     n: usize,
     what: &str,
 ) -> Result<Vec<String>, Error> {
-    if n == 0 {
-        return Ok(Vec::new());
-    }
-    if arr.is_null() {
-        return Err(Error::invalid_argument(format!("{what} is NULL")));
-    }
     // SAFETY: per the caller's contract.
-    let ptrs = unsafe { std::slice::from_raw_parts(arr, n) };
+    let ptrs = unsafe { super::args::slice_arg(arr, n, what) }?;
     ptrs.iter()
         .enumerate()
         // SAFETY: each entry NULL or a NUL-terminated string.

@@ -18,7 +18,7 @@
 use std::borrow::Cow;
 use std::ffi::c_char;
 
-use super::args::{Handle, bytes_arg, handle_arg, opt_str_arg, str_arg, utf8};
+use super::args::{Handle, bytes_arg, handle_arg, opt_str_arg, slice_arg, str_arg, utf8};
 use super::error::{Error, rmqs_error};
 use super::panic::{ffi_boundary, ffi_status};
 use super::status::rmqs_status;
@@ -740,17 +740,7 @@ pub unsafe extern "C" fn rmqs_message_builder_add_body_sequence(
     unsafe {
         ffi_status(err, || {
             let m = builder_mut(m)?;
-            let items: &[rmqs_value] = if count == 0 {
-                &[]
-            } else if items.is_null() {
-                return Err(Error::invalid_argument(format!(
-                    "items is NULL with count {count}"
-                )));
-            } else if count > isize::MAX as usize / size_of::<rmqs_value>() {
-                return Err(Error::invalid_argument("count is too large"));
-            } else {
-                std::slice::from_raw_parts(items, count)
-            };
+            let items = slice_arg(items, count, "items")?;
             m.msg.add_sequence(items.iter().enumerate().map(|(i, v)| {
                 value_in(v, "item").map_err(|e| Error {
                     message: format!("items[{i}]: {}", e.message),

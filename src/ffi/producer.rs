@@ -4,7 +4,9 @@ use std::ffi::{c_char, c_void};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::args::{bytes_arg, handle_arg, name_arg, opt_str_arg, out_arg, write_out};
+use super::args::{
+    bytes_arg, handle_arg, name_arg, opt_slice_arg, opt_str_arg, out_arg, slice_arg, write_out,
+};
 use super::config::{rmqs_config, settings_arg};
 use super::connection::rmqs_connection;
 use super::dispatch::{CallbackLane, CallbackPool, Sink, UserData, lane, rmqs_free_cb};
@@ -640,13 +642,10 @@ pub(crate) unsafe fn messages_arg<'a>(
     tags: *const usize,
     count: usize,
 ) -> Result<Vec<OutgoingMessage<'a>>, Error> {
-    if msgs.is_null() {
-        return Err(Error::invalid_argument("msgs is NULL"));
-    }
     // SAFETY: per the caller's contract.
-    let ptrs = unsafe { std::slice::from_raw_parts(msgs, count) };
+    let ptrs = unsafe { slice_arg(msgs, count, "msgs") }?;
     // SAFETY: per the caller's contract.
-    let tags = unsafe { tags_arg(tags, count) };
+    let tags = unsafe { opt_slice_arg(tags, count, "tags") }?;
     ptrs.iter()
         .enumerate()
         .map(|(i, &m)| {
@@ -671,12 +670,9 @@ pub(crate) unsafe fn bodies_arg<'a>(
     flags: u32,
 ) -> Result<Vec<OutgoingMessage<'a>>, Error> {
     // SAFETY: per the caller's contract.
-    let bodies = unsafe {
-        bytes_arg(bodies.cast::<u8>(), count, "bodies")
-            .map(|_| std::slice::from_raw_parts(bodies, count))?
-    };
+    let bodies = unsafe { slice_arg(bodies, count, "bodies") }?;
     // SAFETY: per the caller's contract.
-    let tags = unsafe { tags_arg(tags, count) };
+    let tags = unsafe { opt_slice_arg(tags, count, "tags") }?;
     bodies
         .iter()
         .enumerate()
@@ -690,15 +686,6 @@ pub(crate) unsafe fn bodies_arg<'a>(
             })
         })
         .collect()
-}
-
-/// A batch send's tags: `count` of them, or none (NULL).
-///
-/// # Safety
-/// `tags` must be NULL or point to `count` tags.
-unsafe fn tags_arg<'a>(tags: *const usize, count: usize) -> Option<&'a [usize]> {
-    // SAFETY: per the caller's contract.
-    (!tags.is_null()).then(|| unsafe { std::slice::from_raw_parts(tags, count) })
 }
 
 /// Sends several messages in order (their publishing ids increase in that order). Each body is

@@ -7,7 +7,9 @@ use std::ffi::{c_char, c_void};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::args::{bytes_arg, handle_arg, name_arg, opt_str_arg, out_arg, write_out};
+use super::args::{
+    bytes_arg, handle_arg, name_arg, opt_slice_arg, opt_str_arg, out_arg, write_out,
+};
 use super::config::{rmqs_config, settings_arg};
 use super::connection::rmqs_connection;
 use super::dispatch::{Sink, rmqs_free_cb};
@@ -789,11 +791,7 @@ pub unsafe extern "C" fn rmqs_super_producer_send_batch(
                 return Ok(());
             }
             let msgs = bodies_arg(bodies, tags, count, flags)?;
-            let raw_keys = if routing_keys.is_null() {
-                None
-            } else {
-                Some(std::slice::from_raw_parts(routing_keys, count))
-            };
+            let raw_keys = opt_slice_arg(routing_keys, count, "routing_keys")?;
             send_batch_of(
                 &sp.inner,
                 raw_keys,
@@ -974,11 +972,7 @@ pub unsafe extern "C" fn rmqs_super_producer_send_messages(
                 return Ok(());
             }
             let msgs = messages_arg(msgs, tags, count)?;
-            let raw_keys = if routing_keys.is_null() {
-                None
-            } else {
-                Some(std::slice::from_raw_parts(routing_keys, count))
-            };
+            let raw_keys = opt_slice_arg(routing_keys, count, "routing_keys")?;
             send_batch_of(
                 &sp.inner,
                 raw_keys,
