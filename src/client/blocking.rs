@@ -16,7 +16,7 @@ use std::cell::Cell;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, Condvar, MutexGuard, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
@@ -148,6 +148,24 @@ impl SendWait {
         }
         Ok(())
     }
+}
+
+/// Waits once on `cv` until notified or `deadline` (None: no limit): the guard again, or None
+/// when the deadline had passed (without waiting). A poisoned lock is taken over.
+pub fn wait_until<'a, T>(
+    cv: &Condvar,
+    guard: MutexGuard<'a, T>,
+    deadline: Option<Instant>,
+) -> Option<MutexGuard<'a, T>> {
+    let Some(d) = deadline else {
+        return Some(cv.wait(guard).unwrap_or_else(|e| e.into_inner()));
+    };
+    let now = Instant::now();
+    (d > now).then(|| {
+        cv.wait_timeout(guard, d - now)
+            .unwrap_or_else(|e| e.into_inner())
+            .0
+    })
 }
 
 /// A Tokio runtime (`rmqs-rt` workers) whose blocking calls can be interrupted by

@@ -23,7 +23,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use super::blocking::{ThreadRole, mark_thread, thread_role};
+use super::blocking::{ThreadRole, mark_thread, thread_role, wait_until};
 use super::error::{ClientError, Result};
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -300,19 +300,10 @@ impl<T> Dispatcher<T> {
         let lane = &self.lane;
         let mut st = lock(&lane.state);
         while st.pending > 0 {
-            st = match deadline {
-                None => lane.idle.wait(st).unwrap_or_else(|e| e.into_inner()),
-                Some(d) => {
-                    let now = Instant::now();
-                    if d <= now {
-                        return false;
-                    }
-                    lane.idle
-                        .wait_timeout(st, d - now)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0
-                }
-            };
+            match wait_until(&lane.idle, st, deadline) {
+                Some(g) => st = g,
+                None => return false,
+            }
         }
         true
     }

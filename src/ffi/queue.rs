@@ -12,6 +12,7 @@ use super::error::{Error, rmqs_error};
 use super::panic::{ffi_boundary, ffi_status};
 use super::runtime::{check_may_block, timeout_from_ms};
 use super::status::{rmqs_status, rmqs_status_code};
+use crate::client::blocking::wait_until;
 
 /// The outcome of one message sent by a producer.
 ///
@@ -289,19 +290,7 @@ impl QueueShared {
             if timeout == Some(Duration::ZERO) {
                 return None;
             }
-            st = match deadline {
-                None => self.cond.wait(st).unwrap_or_else(|e| e.into_inner()),
-                Some(d) => {
-                    let now = Instant::now();
-                    if d <= now {
-                        return None;
-                    }
-                    self.cond
-                        .wait_timeout(st, d - now)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0
-                }
-            };
+            st = wait_until(&self.cond, st, deadline)?;
         }
     }
 
