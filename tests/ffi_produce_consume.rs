@@ -635,6 +635,55 @@ fn blocking_calls_from_callbacks_would_deadlock() {
     delete_and_free(conn, &s);
 }
 
+/// `dynamic_batch`: a partial frame goes at once when nothing else is in flight, and the frame
+/// that fills behind it goes once that is confirmed, so every confirm comes although
+/// `batch_delay_ms` would hold a partial frame for a minute. Without it the frame waits.
+#[test]
+fn dynamic_batch_sends_partial_frames_without_waiting_for_the_delay() {
+    let (conn, s) = conn_and_stream("ffi-dynamic");
+    let minute = ("batch_delay_ms", "60000");
+    let data = Arc::new(Confirms::default());
+    let keys = [minute, ("dynamic_batch", "true")];
+    let p = producer_new(conn, &s, &keys, Some(&data), ptr::null_mut(), 0).unwrap();
+    send(p, b"alone", 0);
+    assert_eq!(data.wait_for(1, Duration::from_secs(20)), 1);
+    // the first goes at once; the next ones wait for its confirm, then go together
+    for i in 1..=50 {
+        send(p, &body_of(i), i);
+    }
+    assert_eq!(data.wait_for(51, Duration::from_secs(20)), 51);
+    let ok = data
+        .by_tag
+        .lock()
+        .unwrap()
+        .values()
+        .flatten()
+        .all(|st| *st == 0);
+    assert!(ok);
+    unsafe { rmqs_producer_free(p) };
+
+    let data = Arc::new(Confirms::default());
+    let p = producer_new(conn, &s, &[minute], Some(&data), ptr::null_mut(), 0).unwrap();
+    send(p, b"waits", 0);
+    assert_eq!(data.wait_for(1, Duration::from_millis(500)), 0);
+    flush_within(p, 10_000);
+    assert_eq!(data.wait_for(1, Duration::from_secs(1)), 1);
+    unsafe { rmqs_producer_free(p) };
+    // every message once, in order
+    let q = queue();
+    let c = queue_consumer(conn, &s, &[("offset", "first")], q);
+    let (got, others) = drain_queue(q, 52, Duration::from_secs(20));
+    assert!(others.is_empty());
+    let bodies: Vec<Vec<u8>> = got.into_iter().map(|g| g.body).collect();
+    let mut want = vec![b"alone".to_vec()];
+    want.extend((1..=50).map(body_of));
+    want.push(b"waits".to_vec());
+    assert_eq!(bodies, want);
+    unsafe { rmqs_consumer_free(c) };
+    unsafe { rmqs_queue_free(q) };
+    delete_and_free(conn, &s);
+}
+
 #[test]
 fn queue_full_without_blocking() {
     let (conn, s) = conn_and_stream("ffi-full");

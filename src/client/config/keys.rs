@@ -430,6 +430,13 @@ pub const KEYS: &[Key] = &[
         "how long a partial frame (or sub-entry) waits for more messages, 0 = each send goes out at once",
     ),
     k(
+        "dynamic_batch",
+        Producer,
+        Bool,
+        "false",
+        "true: a partial frame goes at once when nothing sent before it is unconfirmed, else once all is confirmed (or it fills, or `batch_delay_ms` passes): confirm latency of about one round trip at low rates, for 2-4.5x the broker's CPU per message; not used with `sub_entry_size`",
+    ),
+    k(
         "max_in_flight",
         Producer,
         Uint(1, MAX_IN_FLIGHT_LIMIT as u64),

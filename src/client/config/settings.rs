@@ -415,6 +415,7 @@ impl Settings {
             self.uint("batch_size").map(|v| v as usize),
         );
         put(&mut c.batch_delay, self.ms("batch_delay_ms"));
+        put(&mut c.dynamic_batch, self.bool("dynamic_batch"));
         c.max_in_flight = self.uint("max_in_flight").map(|v| v as usize);
         put(&mut c.confirm_timeout, self.ms("confirm_timeout_ms"));
         put(

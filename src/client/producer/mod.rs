@@ -132,6 +132,15 @@ pub struct ProducerConfig {
     /// is a common latency complaint). `Duration::ZERO`: every `send`/`send_batch` call sends
     /// its frame before returning.
     pub batch_delay: Duration,
+    /// Dynamic batching (default false): a partial frame goes at once when nothing sent
+    /// before it is still unconfirmed, and otherwise as soon as everything sent before it is
+    /// confirmed (or it fills, or `batch_delay` passes), as the Java client's `dynamicBatch`
+    /// does. Measured with one producer and one consumer: confirm p50 0.21 ms instead of
+    /// 3.5 ms at 1k msg/s, 0.38 ms instead of 4.2 ms at 10k msg/s, 0.7 ms instead of 1.3 ms at
+    /// 50k msg/s; but 1.7-3.5x the client's and 2-4.5x the broker's CPU per message at those
+    /// rates, as frames carry fewer messages. At saturation frames fill either way. Not used
+    /// with sub-entry batching.
+    pub dynamic_batch: bool,
     /// Cap on accepted but not yet completed messages. `None` (default): 1000
     /// ([`DEFAULT_MAX_IN_FLIGHT`]), or 10 000 with sub-entry batching
     /// ([`DEFAULT_MAX_IN_FLIGHT_SUB_ENTRIES`]) — what kept the broker busiest in measurements;
@@ -182,6 +191,7 @@ impl Default for ProducerConfig {
             name: None,
             batch_size: DEFAULT_BATCH_SIZE,
             batch_delay: DEFAULT_BATCH_DELAY,
+            dynamic_batch: false,
             max_in_flight: None,
             confirm_timeout: DEFAULT_CONFIRM_TIMEOUT,
             sub_entry_size: 0,
@@ -579,6 +589,9 @@ struct Shared {
     tags: Option<Tags>,
     /// Accepted and not completed (the in-flight cap counts this).
     in_flight: AtomicUsize,
+    /// Messages in the open plain frame, not sent yet (written under the frame lock, read by
+    /// the confirm path for dynamic batching).
+    unsent: AtomicUsize,
     /// False once closed or lost (blocked senders check it).
     accepting: AtomicBool,
     close_started: AtomicBool,
@@ -703,6 +716,7 @@ impl Shared {
                 first_auto_id,
             }),
             in_flight: AtomicUsize::new(0),
+            unsent: AtomicUsize::new(0),
             accepting: AtomicBool::new(true),
             close_started: AtomicBool::new(false),
             waiters: AtomicUsize::new(0),
@@ -1062,6 +1076,7 @@ impl Shared {
         let Some(bytes) = b.frame.finish() else {
             return true;
         };
+        self.unsent.store(0, Ordering::SeqCst);
         if b.link.is_some() || b.recovering {
             self.prune(b);
             // A failed send means the connection is gone: its listener starts the recovery,
@@ -1320,6 +1335,17 @@ impl Shared {
             if !link_failed && !linger && !self.flush_all(b) {
                 link_failed = true;
             }
+            if !link_failed && linger && self.config.dynamic_batch && b.sub.is_none() {
+                // Nothing else in flight: no confirm will come to send this frame, so it goes
+                // now (dynamic batching). `unsent` is stored before `in_flight` is read, and the
+                // confirm path reads `unsent` after lowering `in_flight` (all SeqCst): at least
+                // one side sees the other's write, so a frame is never left to `batch_delay`.
+                let unsent = b.frame.count() as usize;
+                self.unsent.store(unsent, Ordering::SeqCst);
+                if unsent > 0 && self.in_flight.load(Ordering::SeqCst) == unsent {
+                    link_failed = !self.flush_frame(b);
+                }
+            }
             if accepted > 0 {
                 self.last_id.store(last + 1, Ordering::Release);
                 // Only senders write it, under the batch lock: a load and a store, not a
@@ -1428,6 +1454,26 @@ impl Shared {
             .fetch_add((batch.len() - ok) as u64, Ordering::Relaxed);
         let _ = catch_unwind(AssertUnwindSafe(|| self.events.confirms(batch)));
         self.release(batch.len());
+        self.send_if_alone();
+    }
+
+    /// Dynamic batching, on the confirm path: once everything sent is confirmed, the open
+    /// frame (what accumulated meanwhile) goes at once rather than at `batch_delay`.
+    fn send_if_alone(&self) {
+        let unsent = self.unsent.load(Ordering::SeqCst);
+        if unsent == 0 || self.in_flight.load(Ordering::SeqCst) != unsent {
+            return;
+        }
+        let ok = {
+            let mut b = lock(&self.batch);
+            // Checked again under the lock: a sender may have sent or grown the frame.
+            b.frame.count() as usize != self.in_flight.load(Ordering::SeqCst)
+                || self.flush_frame(&mut b)
+        };
+        if !ok {
+            self.wake_all();
+            self.fail_all(ConfirmStatus::Closed);
+        }
     }
 
     /// The connection or the stream's leader is gone. With recovery on (and the producer
