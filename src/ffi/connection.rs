@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::args::{Handle, handle_arg, out_arg, str_arg, write_out};
 use super::config::{rmqs_config, settings_arg};
-use super::dispatch::{self, CallbackPool, DEFAULT_DISPATCH_THREADS};
+use super::dispatch::{self, CallbackPool};
 use super::error::{Error, rmqs_error};
 use super::hooks::Registration;
 use super::log::{ConnLog, LogFn};
@@ -122,11 +122,7 @@ fn open(
             consumer_defaults: settings.defaults("consumer."),
             version: OnceLock::new(),
             log,
-            dispatch: dispatch::pool(
-                settings
-                    .dispatch_threads()
-                    .unwrap_or(DEFAULT_DISPATCH_THREADS),
-            ),
+            dispatch: dispatch::pool(settings.dispatch_threads()),
         }),
         Err(e) => {
             log.detach();

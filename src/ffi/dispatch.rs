@@ -49,10 +49,6 @@ impl UserData {
     }
 }
 
-/// Dispatcher threads of a connection when its config does not say (`dispatch_threads`): two
-/// let one slow callback leave the other objects served, without a thread per object.
-pub(crate) const DEFAULT_DISPATCH_THREADS: usize = 2;
-
 /// A connection's dispatcher pool, for the C API's events.
 pub(crate) type CallbackPool = dispatch::DispatchPool<Payload>;
 
@@ -172,7 +168,8 @@ impl Sink {
         }
     }
 
-    /// Stops the callback's lane (see [`Dispatcher::stop`](dispatch::Dispatcher::stop)), then the state callback.
+    /// Stops the callback's lane (see [`Dispatcher::stop`](dispatch::Dispatcher::stop)), then
+    /// the state callback.
     pub fn stop(&self, discard: bool) {
         if let Some(d) = &self.callback {
             d.stop(discard);

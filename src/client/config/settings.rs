@@ -252,6 +252,14 @@ impl Settings {
         self.uint(key).map(Duration::from_millis)
     }
 
+    /// `key` as set, else its default from the key table: for values the client does not
+    /// keep in a config struct, so that the table stays their one default.
+    fn uint_or_table(&self, key: &str) -> u64 {
+        self.uint(key)
+            .or_else(|| find_key(key).and_then(|k: &Key| k.default.parse().ok()))
+            .unwrap_or(0)
+    }
+
     fn offset(&self, key: &str) -> Option<OffsetSpec> {
         // validated when set
         self.get(key).and_then(parse_offset)
@@ -263,15 +271,15 @@ impl Settings {
     }
 
     /// The `runtime_threads` key: how many threads the Tokio runtime of a connection in the C
-    /// API has (default 1).
+    /// API has.
     pub fn runtime_threads(&self) -> usize {
-        self.uint("runtime_threads").map_or(1, |n| n as usize)
+        self.uint_or_table("runtime_threads") as usize
     }
 
-    /// The `dispatch_threads` key, if set: how many threads run the callbacks of a connection's
+    /// The `dispatch_threads` key: how many threads run the callbacks of a connection's
     /// objects in the C API.
-    pub fn dispatch_threads(&self) -> Option<usize> {
-        self.uint("dispatch_threads").map(|n| n as usize)
+    pub fn dispatch_threads(&self) -> usize {
+        self.uint_or_table("dispatch_threads") as usize
     }
 
     /// The `log_level` key: the level, or None for `off` (default `info`).
@@ -457,17 +465,8 @@ impl Settings {
             (None | Some("none"), None) => TrackingStrategy::Disabled,
             (Some("manual"), None) => TrackingStrategy::Manual,
             (Some(_auto), None) => {
-                let table = |key: &str| {
-                    find_key(key)
-                        .and_then(|k: &Key| k.default.parse().ok())
-                        .unwrap_or(0)
-                };
-                let messages = self
-                    .uint("tracking_messages")
-                    .unwrap_or_else(|| table("tracking_messages"));
-                let interval = self
-                    .ms("tracking_interval_ms")
-                    .unwrap_or_else(|| Duration::from_millis(table("tracking_interval_ms")));
+                let messages = self.uint_or_table("tracking_messages");
+                let interval = Duration::from_millis(self.uint_or_table("tracking_interval_ms"));
                 match (messages, interval.is_zero()) {
                     (0, true) => {
                         return Err(ConfigError(
@@ -745,7 +744,13 @@ mod tests {
     #[test]
     fn table_defaults_are_the_client_defaults() {
         let base = |s: &Settings, scope: Scope| match scope {
-            Scope::Connection => format!("{:?} {}", s.connection().unwrap(), s.lazy_open()),
+            Scope::Connection => format!(
+                "{:?} {} {} {}",
+                s.connection().unwrap(),
+                s.lazy_open(),
+                s.runtime_threads(),
+                s.dispatch_threads()
+            ),
             Scope::Producer => format!("{:?}", s.producer().unwrap()),
             Scope::Consumer => format!("{:?}", s.consumer(None).unwrap()),
             Scope::SuperProducer => format!("{:?}", s.super_producer(None).unwrap().config.routing),
