@@ -1076,7 +1076,9 @@ impl Shared {
         let Some(bytes) = b.frame.finish() else {
             return true;
         };
-        self.unsent.store(0, Ordering::SeqCst);
+        if self.config.dynamic_batch {
+            self.unsent.store(0, Ordering::SeqCst);
+        }
         if b.link.is_some() || b.recovering {
             self.prune(b);
             // A failed send means the connection is gone: its listener starts the recovery,
