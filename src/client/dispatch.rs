@@ -63,6 +63,9 @@ struct PoolState<T> {
     threads: Vec<JoinHandle<()>>,
     /// Lanes not finished yet.
     lanes: usize,
+    /// Threads waiting on `wake`: a lane made ready signals only when one is (a futex call
+    /// each time otherwise, even with every thread busy).
+    sleeping: usize,
     /// The owner is gone: the threads end once `lanes` is 0.
     closing: bool,
 }
@@ -80,6 +83,7 @@ impl<T: Send + 'static> DispatchPool<T> {
                     ready: VecDeque::new(),
                     threads: Vec::new(),
                     lanes: 0,
+                    sleeping: 0,
                     closing: false,
                 }),
                 wake: Condvar::new(),
@@ -127,6 +131,7 @@ impl<T: Send + 'static> DispatchPool<T> {
                 state: Mutex::new(LaneState {
                     queue: VecDeque::new(),
                     pending: 0,
+                    idle_waiters: 0,
                     scheduled: false,
                     stopped: false,
                     finished: false,
@@ -177,7 +182,9 @@ impl<T> PoolShared<T> {
                     if st.closing && st.lanes == 0 {
                         return;
                     }
+                    st.sleeping += 1;
                     st = self.wake.wait(st).unwrap_or_else(|e| e.into_inner());
+                    st.sleeping -= 1;
                 }
             };
             if lane.run(&mut batch) {
@@ -187,8 +194,13 @@ impl<T> PoolShared<T> {
     }
 
     fn make_ready(&self, lane: Arc<Lane<T>>) {
-        lock(&self.state).ready.push_back(lane);
-        self.wake.notify_one();
+        let mut st = lock(&self.state);
+        st.ready.push_back(lane);
+        let sleeping = st.sleeping > 0;
+        drop(st);
+        if sleeping {
+            self.wake.notify_one();
+        }
     }
 
     fn lane_done(&self) {
@@ -207,7 +219,8 @@ struct Lane<T> {
     id: u64,
     pool: Arc<PoolShared<T>>,
     state: Mutex<LaneState<T>>,
-    /// Signalled when `pending` falls to 0 and when the lane is finished.
+    /// Signalled when `pending` falls to 0 (if `LaneState::idle_waiters`) and when the lane
+    /// is finished.
     idle: Condvar,
     discard: AtomicBool,
     disarm: AtomicBool,
@@ -220,6 +233,9 @@ struct LaneState<T> {
     queue: VecDeque<T>,
     /// Events queued or being delivered.
     pending: usize,
+    /// Threads in [`Dispatcher::wait_idle`]: only they need `idle` signalled when `pending`
+    /// falls to 0, which happens after nearly every batch.
+    idle_waiters: usize,
     /// On the ready list or held by a thread.
     scheduled: bool,
     /// No more events accepted; the lane finishes once empty.
@@ -250,7 +266,7 @@ impl<T> Lane<T> {
         }
         let mut st = lock(&self.state);
         st.pending -= n;
-        if n > 0 && st.pending == 0 {
+        if n > 0 && st.pending == 0 && st.idle_waiters > 0 {
             self.idle.notify_all();
         }
         let more = !st.queue.is_empty();
@@ -300,9 +316,17 @@ impl<T> Dispatcher<T> {
         let lane = &self.lane;
         let mut st = lock(&lane.state);
         while st.pending > 0 {
-            match wait_until(&lane.idle, st, deadline) {
-                Some(g) => st = g,
-                None => return false,
+            st.idle_waiters += 1;
+            let woken = wait_until(&lane.idle, st, deadline);
+            match woken {
+                Some(mut g) => {
+                    g.idle_waiters -= 1;
+                    st = g;
+                }
+                None => {
+                    lock(&lane.state).idle_waiters -= 1;
+                    return false;
+                }
             }
         }
         true

@@ -553,11 +553,15 @@ struct Batch {
     last_id: Option<u64>,
     /// Id of the first automatic message (0, or a named producer's broker sequence + 1).
     first_auto_id: u64,
+    /// The housekeeping task has no partial frame to time and waits for `Signals::linger`.
+    /// Only then does a new frame signal it: while it times one, it finds the next frame
+    /// when that one is due, so a frame costs no wake-up of the runtime.
+    linger_idle: bool,
 }
 
 /// Wake-ups of the housekeeping task (held strongly by it; it holds the rest weakly).
 struct Signals {
-    /// A frame got its first message.
+    /// A frame got its first message while the housekeeping task was idle (`Batch::linger_idle`).
     linger: Notify,
     /// The producer is closed or dropped.
     stop: Notify,
@@ -714,6 +718,7 @@ impl Shared {
                     .then(|| SubEntryBuf::new(config.compression, config.sub_entry_size)),
                 last_id: None,
                 first_auto_id,
+                linger_idle: true,
             }),
             in_flight: AtomicUsize::new(0),
             unsent: AtomicUsize::new(0),
@@ -1209,12 +1214,17 @@ impl Shared {
             let since = match (frame, sub) {
                 (Some(f), Some(s)) => f.min(s),
                 (Some(t), None) | (None, Some(t)) => t,
-                (None, None) => return None,
+                (None, None) => {
+                    b.linger_idle = true;
+                    return None;
+                }
             };
             let due = since + linger;
             if Instant::now() < due {
                 return Some(due);
             }
+            // Nothing is partial after this: the next frame signals the task again.
+            b.linger_idle = true;
             self.flush_all(&mut b)
         };
         if !ok {
@@ -1222,6 +1232,14 @@ impl Shared {
             self.fail_all(ConfirmStatus::Closed);
         }
         None
+    }
+
+    /// A frame (or sub-entry) got its first message: signals the housekeeping task if it is
+    /// idle (`idle`: [`Batch::linger_idle`], under the batch lock as `send_if_due` sets it).
+    fn wake_linger(&self, idle: &mut bool) {
+        if std::mem::replace(idle, false) {
+            self.signals.linger.notify_one();
+        }
     }
 
     /// Accepts `msgs` (already counted in `in_flight`) under one frame lock: ids, ring
@@ -1282,7 +1300,7 @@ impl Shared {
                         unreachable!()
                     };
                     if sub.is_empty() && linger {
-                        self.signals.linger.notify_one();
+                        self.wake_linger(&mut b.linger_idle);
                     }
                     sub.push(id, m.tag, m.format, m.body, &mut clock);
                     let full = sub.is_full();
@@ -1318,7 +1336,7 @@ impl Shared {
                 if !b.frame.is_open() {
                     b.frame.begin(publisher_id, version, clock.get().0);
                     if linger {
-                        self.signals.linger.notify_one();
+                        self.wake_linger(&mut b.linger_idle);
                     }
                 }
                 self.ring
