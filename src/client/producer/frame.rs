@@ -95,8 +95,10 @@ pub(super) struct FrameBuf {
     count: u32,
     /// Messages (a sub-entry counts its records).
     messages: u32,
-    /// When the first entry was written.
+    /// When the first entry was written, and that in ms since the producer's epoch (what
+    /// each entry's confirm-timeout clock starts from).
     started: Instant,
+    started_ms: u64,
 }
 
 impl FrameBuf {
@@ -107,6 +109,7 @@ impl FrameBuf {
             count: 0,
             messages: 0,
             started: Instant::now(),
+            started_ms: 0,
         }
     }
 
@@ -139,8 +142,19 @@ impl FrameBuf {
         self.started
     }
 
-    /// Starts a frame (size and count are patched by [`finish`](Self::finish)).
-    pub(super) fn begin(&mut self, publisher_id: u8, version: PublishVersion, now: Instant) {
+    /// The same in ms since the producer's epoch.
+    pub(super) fn started_ms(&self) -> u64 {
+        self.started_ms
+    }
+
+    /// Starts a frame (size and count are patched by [`finish`](Self::finish)) at `now`: the
+    /// instant and the ms since the producer's epoch.
+    pub(super) fn begin(
+        &mut self,
+        publisher_id: u8,
+        version: PublishVersion,
+        (now, now_ms): (Instant, u64),
+    ) {
         debug_assert!(!self.is_open());
         if self.buf.capacity() < BUF_LOW {
             self.buf.reserve(BUF_CHUNK);
@@ -154,6 +168,7 @@ impl FrameBuf {
         self.count = 0;
         self.messages = 0;
         self.started = now;
+        self.started_ms = now_ms;
     }
 
     /// Appends one simple entry. The caller has checked what the codec would check: a filter
@@ -325,7 +340,7 @@ mod tests {
         for len in [0usize, 1, 255, 256, 70_000] {
             let body: Vec<u8> = (0..len).map(|i| i as u8).collect();
             let mut f = FrameBuf::new();
-            f.begin(3, PublishVersion::V1, Instant::now());
+            f.begin(3, PublishVersion::V1, (Instant::now(), 0));
             f.push(7, None, BodyFormat::AmqpData, &body);
             let p = decode(f.finish().unwrap());
             let PublishEntry::Simple { body: got, .. } = &p.entries[0] else {
@@ -350,7 +365,7 @@ mod tests {
         let format = BodyFormat::Message(&m);
         assert_eq!(encoded_body_len(format, 0), m.encoded_len());
         let mut f = FrameBuf::new();
-        f.begin(1, PublishVersion::V2, Instant::now());
+        f.begin(1, PublishVersion::V2, (Instant::now(), 0));
         f.push(3, Some("f"), format, b"ignored");
         let len = f.len();
         let p = decode(f.finish().unwrap());
@@ -372,7 +387,7 @@ mod tests {
     fn frames_decode_with_the_codec_in_both_versions() {
         let mut f = FrameBuf::new();
         assert!(f.finish().is_none());
-        f.begin(9, PublishVersion::V1, Instant::now());
+        f.begin(9, PublishVersion::V1, (Instant::now(), 0));
         f.push(1, None, BodyFormat::Raw, b"raw");
         f.push(2, None, BodyFormat::AmqpData, b"amqp");
         let len = f.len();
@@ -399,7 +414,7 @@ mod tests {
 
         // The buffer is reused for the next frame.
         assert!(!f.is_open());
-        f.begin(9, PublishVersion::V2, Instant::now());
+        f.begin(9, PublishVersion::V2, (Instant::now(), 0));
         f.push(3, Some("eu"), BodyFormat::Raw, b"x");
         f.push(4, None, BodyFormat::Raw, b"y");
         assert_eq!(f.count(), 2);
@@ -425,7 +440,7 @@ mod tests {
     #[test]
     fn sub_entries_decode_with_the_codec_and_count_their_messages() {
         let mut f = FrameBuf::new();
-        f.begin(4, PublishVersion::V1, Instant::now());
+        f.begin(4, PublishVersion::V1, (Instant::now(), 0));
         f.push(1, None, BodyFormat::Raw, b"plain");
         let mut records = Vec::new();
         put_record(&mut records, BodyFormat::Raw, b"a");
@@ -462,7 +477,7 @@ mod tests {
     fn rebuilt_frames_keep_only_the_chosen_entries_under_the_new_publisher() {
         for version in [PublishVersion::V1, PublishVersion::V2] {
             let mut f = FrameBuf::new();
-            f.begin(4, version, Instant::now());
+            f.begin(4, version, (Instant::now(), 0));
             f.push(10, None, BodyFormat::Raw, b"a");
             if version == PublishVersion::V2 {
                 f.push(11, Some("eu"), BodyFormat::AmqpData, b"bb");
@@ -492,7 +507,7 @@ mod tests {
     fn the_open_frame_takes_a_new_publisher_id() {
         let mut f = FrameBuf::new();
         f.set_publisher_id(1); // no frame open: nothing to patch
-        f.begin(2, PublishVersion::V1, Instant::now());
+        f.begin(2, PublishVersion::V1, (Instant::now(), 0));
         f.push(1, None, BodyFormat::Raw, b"a");
         f.set_publisher_id(5);
         assert_eq!(decode(f.finish().unwrap()).publisher_id, 5);
@@ -501,7 +516,7 @@ mod tests {
     #[test]
     fn discard_forgets_the_open_frame() {
         let mut f = FrameBuf::new();
-        f.begin(0, PublishVersion::V1, Instant::now());
+        f.begin(0, PublishVersion::V1, (Instant::now(), 0));
         f.push(1, None, BodyFormat::Raw, b"a");
         f.discard();
         assert!(!f.is_open());

@@ -1161,7 +1161,11 @@ impl Shared {
             return false;
         }
         if !b.frame.is_open() {
-            b.frame.begin(publisher_id, PublishVersion::V1, started);
+            b.frame.begin(
+                publisher_id,
+                PublishVersion::V1,
+                (started, self.now_ms(started)),
+            );
         }
         let Some(sub) = b.sub.as_mut() else {
             return true;
@@ -1334,13 +1338,12 @@ impl Shared {
                     }
                 }
                 if !b.frame.is_open() {
-                    b.frame.begin(publisher_id, version, clock.get().0);
+                    b.frame.begin(publisher_id, version, clock.get());
                     if linger {
                         self.wake_linger(&mut b.linger_idle);
                     }
                 }
-                self.ring
-                    .insert(id, m.tag as u64, self.now_ms(b.frame.started()));
+                self.ring.insert(id, m.tag as u64, b.frame.started_ms());
                 b.frame.push(id, m.filter_value, m.format, m.body);
                 b.last_id = Some(id);
                 last = id;
