@@ -15,7 +15,9 @@
 //! `-- read [MESSAGES]` measures the other side instead: MESSAGES messages (default 10 000)
 //! with a header, message annotations, 3 properties, 3 application properties, a 100-byte
 //! body and a footer are published, consumed, and every section of every message read
-//! through the typed accessors (31 calls per message), twice: the thread CPU of each pass.
+//! through the typed accessors (31 calls per message), twice, then its properties and
+//! application properties through the text accessors (19 calls), twice: the thread CPU and
+//! the allocations of each pass.
 //!
 //! Naming kinds runs only those (e.g. one kind under `valgrind --tool=callgrind`, whose
 //! inclusive counts of the `rmqs_*` functions divided by their calls are exact instructions
@@ -377,6 +379,40 @@ fn read_all(m: *const rmqs_message) -> usize {
     found
 }
 
+/// The text accessors a consumer calls to read the properties and application properties of
+/// `m` as strings (19 calls): values that are not strings in the record are formatted once and
+/// kept with the message.
+fn read_text(m: *const rmqs_message) -> usize {
+    let (mut value, mut len) = (ptr::null(), 0usize);
+    let (mut key, mut key_len) = (ptr::null(), 0usize);
+    let mut found = 0;
+    unsafe {
+        for p in 1..=13 {
+            found += usize::from(rmqs_message_property(m, p, &mut value, &mut len));
+        }
+        for k in [c"customer", c"region", c"attempt"] {
+            found += usize::from(rmqs_message_app_property(
+                m,
+                k.as_ptr(),
+                &mut value,
+                &mut len,
+            ));
+        }
+        for i in 0..3 {
+            found += usize::from(rmqs_message_app_property_at(
+                m,
+                i,
+                &mut key,
+                &mut key_len,
+                &mut value,
+                &mut len,
+            ));
+        }
+    }
+    std::hint::black_box((value, len, key, key_len));
+    found
+}
+
 /// The `read` measurement (see the module documentation).
 fn read_bench(conn: *mut rmqs_connection, stream: &CString, n: usize) {
     use rmqstream::ffi::rmqs_header_code::*;
@@ -530,8 +566,10 @@ fn read_bench(conn: *mut rmqs_connection, stream: &CString, n: usize) {
     };
     unsafe { rmqs_config_free(cfg) };
     check(st, err, "consumer");
-    let (mut read, mut found) = (0usize, [0usize; 2]);
-    let mut cpu = [0f64; 2];
+    // Passes: typed accessors twice, then text accessors twice (the second finds the texts
+    // formatted by the first).
+    let (mut read, mut found) = (0usize, [0usize; 4]);
+    let (mut cpu, mut allocs) = ([0f64; 4], [0u64; 4]);
     while read < n {
         let mut ev = ptr::null_mut();
         let st = unsafe { rmqs_queue_poll(q, 30_000, &mut ev, ptr::null_mut()) };
@@ -542,12 +580,14 @@ fn read_bench(conn: *mut rmqs_connection, stream: &CString, n: usize) {
         let ch = unsafe { rmqs_event_chunk(ev) };
         if !ch.is_null() {
             let count = unsafe { rmqs_chunk_message_count(ch) };
-            for pass in 0..2 {
-                let t0 = thread_cpu();
+            for pass in 0..4 {
+                let read_one = if pass < 2 { read_all } else { read_text };
+                let (t0, a0) = (thread_cpu(), thread_allocs());
                 for i in 0..count {
-                    found[pass] += read_all(unsafe { rmqs_chunk_message(ch, i) });
+                    found[pass] += read_one(unsafe { rmqs_chunk_message(ch, i) });
                 }
                 cpu[pass] += thread_cpu() - t0;
+                allocs[pass] += thread_allocs() - a0;
             }
             read += count;
         }
@@ -557,18 +597,22 @@ fn read_bench(conn: *mut rmqs_connection, stream: &CString, n: usize) {
         rmqs_consumer_free(c);
         rmqs_queue_free(q);
     }
-    assert_eq!(found[0], found[1]);
+    assert_eq!((found[0], found[2]), (found[1], found[3]));
     println!(
-        "message_read: {read} messages with every section, 31 typed accessor calls each \
-         ({} found per message)",
-        found[0] / read
+        "message_read: {read} messages with every section; 31 typed accessor calls each ({} \
+         found per message), then 19 text accessor calls each ({} found)",
+        found[0] / read,
+        found[2] / read
     );
     for (pass, t) in cpu.iter().enumerate() {
+        let calls = if pass < 2 { 31 } else { 19 };
         println!(
-            "  pass {}: {:6.0} ns/msg, {:4.0} ns per accessor call",
-            pass + 1,
+            "  {} pass {}: {:6.0} ns/msg, {:4.0} ns per accessor call, {:.3} allocs/msg",
+            if pass < 2 { "typed" } else { "text " },
+            pass % 2 + 1,
             t * 1e9 / read as f64,
-            t * 1e9 / (read * 31) as f64
+            t * 1e9 / (read * calls) as f64,
+            allocs[pass] as f64 / read as f64
         );
     }
 }

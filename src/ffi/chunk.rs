@@ -119,7 +119,44 @@ pub struct rmqs_message {
     /// accessors get the view from it in constant time.
     layout: OnceLock<Option<MessageLayout>>,
     /// Text made for values that are not strings in the record (numbers, uuids, ...).
-    texts: Mutex<Vec<(String, Box<[u8]>)>>,
+    texts: Mutex<Vec<KeptText>>,
+}
+
+/// A formatted text and what it is kept under (NUL-terminated; the length given out
+/// excludes the NUL).
+type KeptText = (TextKey<Box<str>>, Box<[u8]>);
+
+/// What a formatted text is kept under in its message: a property (by code), an application
+/// property (by key), or the key or the value of the application property at a position.
+/// `S` is `&str` to look one up (no allocation) and `Box<str>` to keep it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum TextKey<S> {
+    Property(i32),
+    App(S),
+    KeyAt(usize),
+    ValueAt(usize),
+}
+
+impl TextKey<&str> {
+    fn is(&self, kept: &TextKey<Box<str>>) -> bool {
+        match (self, kept) {
+            (TextKey::App(a), TextKey::App(b)) => *a == &**b,
+            (TextKey::Property(a), TextKey::Property(b)) => a == b,
+            (TextKey::KeyAt(a), TextKey::KeyAt(b)) | (TextKey::ValueAt(a), TextKey::ValueAt(b)) => {
+                a == b
+            }
+            _ => false,
+        }
+    }
+
+    fn kept(self) -> TextKey<Box<str>> {
+        match self {
+            TextKey::Property(p) => TextKey::Property(p),
+            TextKey::App(k) => TextKey::App(k.into()),
+            TextKey::KeyAt(i) => TextKey::KeyAt(i),
+            TextKey::ValueAt(i) => TextKey::ValueAt(i),
+        }
+    }
 }
 
 impl Handle for rmqs_message {
@@ -158,13 +195,22 @@ impl rmqs_message {
     }
 
     /// A value as text: strings, symbols and binaries as they are in the record (zero-copy),
-    /// other scalars formatted once and kept with the message under `cache_key`.
-    fn text(&self, cache_key: &str, v: &Value<'_>) -> Option<(*const u8, usize)> {
-        let formatted = match v {
+    /// other scalars formatted once and kept with the message under `key` (found there again
+    /// without allocating).
+    fn text(&self, key: TextKey<&str>, v: &Value<'_>) -> Option<(*const u8, usize)> {
+        match v {
             Value::String(Cow::Borrowed(s)) | Value::Symbol(Cow::Borrowed(s)) => {
                 return Some((s.as_ptr(), s.len()));
             }
             Value::Binary(Cow::Borrowed(b)) => return Some((b.as_ptr(), b.len())),
+            _ => {}
+        }
+        let mut texts = self.texts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, b)) = texts.iter().find(|(k, _)| key.is(k)) {
+            // kept NUL-terminated: the length excludes the NUL
+            return Some((b.as_ptr(), b.len() - 1));
+        }
+        let formatted = match v {
             Value::String(Cow::Owned(s)) | Value::Symbol(Cow::Owned(s)) => s.clone(),
             Value::Binary(Cow::Owned(b)) => String::from_utf8_lossy(b).into_owned(),
             Value::Bool(b) => b.to_string(),
@@ -183,16 +229,12 @@ impl rmqs_message {
             Value::Uuid(u) => format_uuid(u),
             _ => return None,
         };
-        let mut texts = self.texts.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((_, b)) = texts.iter().find(|(k, _)| k == cache_key) {
-            return Some((b.as_ptr(), b.len()));
-        }
         let mut bytes = formatted.into_bytes();
         let len = bytes.len();
         bytes.push(0); // NUL-terminated as a courtesy; the length excludes it
         let b: Box<[u8]> = bytes.into_boxed_slice();
         let p = b.as_ptr();
-        texts.push((cache_key.to_string(), b));
+        texts.push((key.kept(), b));
         Some((p, len))
     }
 }
@@ -706,7 +748,7 @@ pub unsafe extern "C" fn rmqs_message_property(
                 _ => None,
             };
             let Some(v) = v else { return false };
-            match m.text(&format!("p{property}"), &v) {
+            match m.text(TextKey::Property(property), &v) {
                 Some(t) => {
                     // SAFETY: outputs NULL or writable.
                     unsafe { put_text(t, value, len) };
@@ -752,7 +794,7 @@ pub unsafe extern "C" fn rmqs_message_app_property(
             else {
                 return false;
             };
-            match m.text(&format!("a{key}"), &v) {
+            match m.text(TextKey::App(key), &v) {
                 Some(t) => {
                     // SAFETY: outputs NULL or writable.
                     unsafe { put_text(t, value, len) };
@@ -811,8 +853,10 @@ pub unsafe extern "C" fn rmqs_message_app_property_at(
             else {
                 return false;
             };
-            let (Some(kt), Some(vt)) = (m.text(&format!("k{i}"), &k), m.text(&format!("v{i}"), &v))
-            else {
+            let (Some(kt), Some(vt)) = (
+                m.text(TextKey::KeyAt(i), &k),
+                m.text(TextKey::ValueAt(i), &v),
+            ) else {
                 return false;
             };
             // SAFETY: outputs NULL or writable.
