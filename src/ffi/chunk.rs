@@ -39,6 +39,10 @@ pub struct rmqs_chunk {
     /// Index of the partition among the super consumer's partitions; -1 outside one.
     partition: i32,
     messages: OnceLock<Box<[rmqs_message]>>,
+    /// One [`Side`] per message, made when an accessor first needs one in this chunk: a
+    /// chunk read for its bodies only never has it, and its messages stay small (56 bytes,
+    /// 184 with the side inline).
+    sides: OnceLock<Box<[Side]>>,
 }
 
 impl Handle for rmqs_chunk {
@@ -66,6 +70,7 @@ impl ChunkRef {
             stream,
             partition,
             messages: OnceLock::new(),
+            sides: OnceLock::new(),
         }))
     }
 
@@ -114,6 +119,12 @@ pub struct rmqs_message {
     offset: u64,
     timestamp: i64,
     raw: Span,
+    side: SideRef,
+}
+
+/// What a message finds out about itself once and keeps.
+#[derive(Default)]
+struct Side {
     /// Where the record's AMQP sections are, found by the first accessor that needs them (one
     /// parse and validation of the record); `None` when it is not an AMQP message. Later
     /// accessors get the view from it in constant time.
@@ -121,6 +132,19 @@ pub struct rmqs_message {
     /// Text made for values that are not strings in the record (numbers, uuids, ...).
     texts: Mutex<Vec<KeptText>>,
 }
+
+/// Where a message's [`Side`] is: in its chunk's table (at its position), or with the code
+/// that lent the message for a call.
+#[derive(Clone, Copy)]
+enum SideRef {
+    Chunk(*const rmqs_chunk, usize),
+    Lent(*const Side),
+}
+
+// SAFETY: points to the chunk that owns the message (alive as long as the message is) or to
+// the lender's Side (alive for the call that lends the message); both are Sync.
+unsafe impl Send for SideRef {}
+unsafe impl Sync for SideRef {}
 
 /// A formatted text and what it is kept under (NUL-terminated; the length given out
 /// excludes the NUL).
@@ -173,11 +197,26 @@ impl rmqs_message {
         unsafe { self.raw.get() }
     }
 
+    fn side(&self) -> &Side {
+        match self.side {
+            SideRef::Chunk(ch, i) => {
+                // SAFETY: the chunk owns this message and so outlives the reference.
+                let ch = unsafe { &*ch };
+                let sides = ch
+                    .sides
+                    .get_or_init(|| (0..messages(ch).len()).map(|_| Side::default()).collect());
+                &sides[i]
+            }
+            // SAFETY: the lender keeps its Side alive for the call the message is lent to.
+            SideRef::Lent(side) => unsafe { &*side },
+        }
+    }
+
     /// The record as an AMQP message (`None` when it is not one): parsed and validated once,
     /// then rebuilt from its layout.
     fn view(&self) -> Option<MessageView<'_>> {
         let raw = self.raw();
-        let layout = self.layout.get_or_init(|| {
+        let layout = self.side().layout.get_or_init(|| {
             MessageView::parse(raw)
                 .ok()
                 .and_then(|v| MessageLayout::of(&v))
@@ -205,7 +244,7 @@ impl rmqs_message {
             Value::Binary(Cow::Borrowed(b)) => return Some((b.as_ptr(), b.len())),
             _ => {}
         }
-        let mut texts = self.texts.lock().unwrap_or_else(|e| e.into_inner());
+        let mut texts = self.side().texts.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((_, b)) = texts.iter().find(|(k, _)| key.is(k)) {
             // kept NUL-terminated: the length excludes the NUL
             return Some((b.as_ptr(), b.len() - 1));
@@ -240,17 +279,21 @@ impl rmqs_message {
 }
 
 impl rmqs_message {
-    /// A view of one record for the duration of a call that lends it (the post-filter,
+    /// Lends a view of one record to `f` for its duration (the post-filter,
     /// src/ffi/hooks.rs); the record's chunk outlives it.
-    pub(crate) fn lent(r: &crate::client::ConsumerRecord<'_>) -> rmqs_message {
-        rmqs_message {
+    pub(crate) fn lend<R>(
+        r: &crate::client::ConsumerRecord<'_>,
+        f: impl FnOnce(&rmqs_message) -> R,
+    ) -> R {
+        let side = Side::default();
+        let m = rmqs_message {
             magic: rmqs_message::MAGIC,
             offset: r.offset,
             timestamp: r.timestamp,
             raw: Span::of(r.body),
-            layout: OnceLock::new(),
-            texts: Mutex::new(Vec::new()),
-        }
+            side: SideRef::Lent(&side),
+        };
+        f(&m)
     }
 }
 
@@ -270,13 +313,13 @@ fn messages(ch: &rmqs_chunk) -> &[rmqs_message] {
     ch.messages.get_or_init(|| {
         ch.chunk
             .records()
-            .map(|r| rmqs_message {
+            .enumerate()
+            .map(|(i, r)| rmqs_message {
                 magic: rmqs_message::MAGIC,
                 offset: r.offset,
                 timestamp: r.timestamp,
                 raw: Span::of(r.body),
-                layout: OnceLock::new(),
-                texts: Mutex::new(Vec::new()),
+                side: SideRef::Chunk(ch, i),
             })
             .collect()
     })

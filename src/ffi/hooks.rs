@@ -305,10 +305,11 @@ impl ConsumerHooks {
         let slot = self.filter.clone()?;
         Some(PostFilter::new(move |r: &ConsumerRecord<'_>| {
             slot.with(|reg| {
-                let msg = super::chunk::rmqs_message::lent(r);
-                // SAFETY: the application's callback with its user_data and a message valid
-                // for the call (its record's chunk outlives it).
-                unsafe { (reg.cb)(reg.user_data, &msg) }
+                super::chunk::rmqs_message::lend(r, |msg| {
+                    // SAFETY: the application's callback with its user_data and a message
+                    // valid for the call (its record's chunk outlives it).
+                    unsafe { (reg.cb)(reg.user_data, msg) }
+                })
             })
             .unwrap_or(true)
         }))
