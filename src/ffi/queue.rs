@@ -203,6 +203,9 @@ impl Handle for rmqs_event {
 struct State {
     events: VecDeque<Box<rmqs_event>>,
     wakeups: usize,
+    /// Pollers waiting on `cond`: an event signals only when one is (a futex call per event
+    /// otherwise, while the application is busy with earlier ones).
+    waiting: usize,
     freed: bool,
     /// The eventfd holds a non-zero count.
     fd_set: bool,
@@ -263,8 +266,11 @@ impl QueueShared {
         }
         st.events.push_back(ev);
         self.signal_fd(&mut st);
+        let waiting = st.waiting > 0;
         drop(st);
-        self.cond.notify_one();
+        if waiting {
+            self.cond.notify_one();
+        }
     }
 
     /// Takes up to `cap` events, waiting up to `timeout` (None = forever) for the first one.
@@ -290,7 +296,17 @@ impl QueueShared {
             if timeout == Some(Duration::ZERO) {
                 return None;
             }
-            st = wait_until(&self.cond, st, deadline)?;
+            st.waiting += 1;
+            match wait_until(&self.cond, st, deadline) {
+                Some(mut g) => {
+                    g.waiting -= 1;
+                    st = g;
+                }
+                None => {
+                    self.lock().waiting -= 1;
+                    return None;
+                }
+            }
         }
     }
 
@@ -298,8 +314,11 @@ impl QueueShared {
         let mut st = self.lock();
         st.wakeups += 1;
         self.signal_fd(&mut st);
+        let waiting = st.waiting > 0;
         drop(st);
-        self.cond.notify_all();
+        if waiting {
+            self.cond.notify_all();
+        }
     }
 
     fn free(&self) {
@@ -412,6 +431,7 @@ pub unsafe extern "C" fn rmqs_queue_new(
                     state: Mutex::new(State {
                         events: VecDeque::new(),
                         wakeups: 0,
+                        waiting: 0,
                         freed: false,
                         fd_set: false,
                     }),
