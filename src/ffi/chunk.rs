@@ -268,9 +268,12 @@ impl rmqs_message {
             Value::Uuid(u) => format_uuid(u),
             _ => return None,
         };
-        let mut bytes = formatted.into_bytes();
-        let len = bytes.len();
-        bytes.push(0); // NUL-terminated as a courtesy; the length excludes it
+        // NUL-terminated as a courtesy (the length excludes it), in a buffer of the exact
+        // size: no growth on the push, no shrink into the box.
+        let len = formatted.len();
+        let mut bytes = Vec::with_capacity(len + 1);
+        bytes.extend_from_slice(formatted.as_bytes());
+        bytes.push(0);
         let b: Box<[u8]> = bytes.into_boxed_slice();
         let p = b.as_ptr();
         texts.push((key.kept(), b));
