@@ -150,22 +150,39 @@ impl SendWait {
     }
 }
 
-/// Waits once on `cv` until notified or `deadline` (None: no limit): the guard again, or None
-/// when the deadline had passed (without waiting). A poisoned lock is taken over.
+/// Waits once on `cv` until notified or `deadline` (None: no limit). Returns the guard, and
+/// false when the deadline had passed (without waiting). A poisoned lock is taken over.
 pub fn wait_until<'a, T>(
     cv: &Condvar,
     guard: MutexGuard<'a, T>,
     deadline: Option<Instant>,
-) -> Option<MutexGuard<'a, T>> {
+) -> (MutexGuard<'a, T>, bool) {
     let Some(d) = deadline else {
-        return Some(cv.wait(guard).unwrap_or_else(|e| e.into_inner()));
+        return (cv.wait(guard).unwrap_or_else(|e| e.into_inner()), true);
     };
     let now = Instant::now();
-    (d > now).then(|| {
-        cv.wait_timeout(guard, d - now)
-            .unwrap_or_else(|e| e.into_inner())
-            .0
-    })
+    if d <= now {
+        return (guard, false);
+    }
+    let (guard, _) = cv
+        .wait_timeout(guard, d - now)
+        .unwrap_or_else(|e| e.into_inner());
+    (guard, true)
+}
+
+/// [`wait_until`], counted in the guarded state's waiter count (`waiters`) while it waits, so
+/// that a notifier finding the count 0 can skip the signal (std's condvar makes a syscall for
+/// each notify, waiter or not).
+pub fn wait_counted<'a, T>(
+    cv: &Condvar,
+    mut guard: MutexGuard<'a, T>,
+    deadline: Option<Instant>,
+    waiters: impl Fn(&mut T) -> &mut usize,
+) -> (MutexGuard<'a, T>, bool) {
+    *waiters(&mut guard) += 1;
+    let (mut guard, in_time) = wait_until(cv, guard, deadline);
+    *waiters(&mut guard) -= 1;
+    (guard, in_time)
 }
 
 /// A Tokio runtime (`rmqs-rt` workers) whose blocking calls can be interrupted by

@@ -23,7 +23,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use super::blocking::{ThreadRole, mark_thread, thread_role, wait_until};
+use super::blocking::{ThreadRole, mark_thread, thread_role, wait_counted};
 use super::error::{ClientError, Result};
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -182,9 +182,7 @@ impl<T> PoolShared<T> {
                     if st.closing && st.lanes == 0 {
                         return;
                     }
-                    st.sleeping += 1;
-                    st = self.wake.wait(st).unwrap_or_else(|e| e.into_inner());
-                    st.sleeping -= 1;
+                    st = wait_counted(&self.wake, st, None, |s| &mut s.sleeping).0;
                 }
             };
             if lane.run(&mut batch) {
@@ -316,17 +314,10 @@ impl<T> Dispatcher<T> {
         let lane = &self.lane;
         let mut st = lock(&lane.state);
         while st.pending > 0 {
-            st.idle_waiters += 1;
-            let woken = wait_until(&lane.idle, st, deadline);
-            match woken {
-                Some(mut g) => {
-                    g.idle_waiters -= 1;
-                    st = g;
-                }
-                None => {
-                    lock(&lane.state).idle_waiters -= 1;
-                    return false;
-                }
+            let in_time;
+            (st, in_time) = wait_counted(&lane.idle, st, deadline, |s| &mut s.idle_waiters);
+            if !in_time {
+                return false;
             }
         }
         true

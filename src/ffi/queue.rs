@@ -12,7 +12,7 @@ use super::error::{Error, rmqs_error};
 use super::panic::{ffi_boundary, ffi_status};
 use super::runtime::{check_may_block, timeout_from_ms};
 use super::status::{rmqs_status, rmqs_status_code};
-use crate::client::blocking::wait_until;
+use crate::client::blocking::wait_counted;
 
 /// The outcome of one message sent by a producer.
 ///
@@ -296,16 +296,10 @@ impl QueueShared {
             if timeout == Some(Duration::ZERO) {
                 return None;
             }
-            st.waiting += 1;
-            match wait_until(&self.cond, st, deadline) {
-                Some(mut g) => {
-                    g.waiting -= 1;
-                    st = g;
-                }
-                None => {
-                    self.lock().waiting -= 1;
-                    return None;
-                }
+            let in_time;
+            (st, in_time) = wait_counted(&self.cond, st, deadline, |s| &mut s.waiting);
+            if !in_time {
+                return None;
             }
         }
     }

@@ -65,6 +65,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use tokio::sync::Notify;
 
+use super::blocking::wait_until;
 use super::connection::{Connection, PublisherListener};
 use super::environment::{
     Environment, Role, WeakEnvironment, check_name, code_of, query_publisher_sequence,
@@ -1628,29 +1629,20 @@ impl Shared {
     }
 }
 
-/// Waits on `cv` until notified or `deadline`; the flag is false once the deadline passed
-/// (without waiting).
+/// [`wait_until`], but waking at least once a second even without a deadline (cheap
+/// insurance); the flag is false once `deadline` passed (without waiting).
 fn park<'a>(
     cv: &Condvar,
     guard: MutexGuard<'a, ()>,
     deadline: Option<Instant>,
 ) -> (MutexGuard<'a, ()>, bool) {
-    // Wake up now and then even without a deadline: cheap insurance.
     const MAX_PARK: Duration = Duration::from_secs(1);
-    let timeout = match deadline {
-        None => MAX_PARK,
-        Some(d) => {
-            let now = Instant::now();
-            if now >= d {
-                return (guard, false);
-            }
-            (d - now).min(MAX_PARK)
-        }
-    };
-    let guard = match cv.wait_timeout(guard, timeout) {
-        Ok((g, _)) => g,
-        Err(poisoned) => poisoned.into_inner().0,
-    };
+    let now = Instant::now();
+    if deadline.is_some_and(|d| d <= now) {
+        return (guard, false);
+    }
+    let cap = now + MAX_PARK;
+    let (guard, _) = wait_until(cv, guard, Some(deadline.map_or(cap, |d| d.min(cap))));
     (guard, true)
 }
 
