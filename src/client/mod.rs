@@ -10,6 +10,7 @@ pub mod dispatch;
 pub mod environment;
 pub mod error;
 pub mod log;
+mod partitions;
 pub mod producer;
 pub mod recovery;
 pub mod super_consumer;

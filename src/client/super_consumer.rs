@@ -62,16 +62,16 @@
 //! connection; those of different partitions may come concurrently. Rules as
 //! [`ConsumerEvents`]: return quickly, never block.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::Arc;
 
 use super::consumer::{
     Consumer, ConsumerConfig, ConsumerEvents, ConsumerStats, ConsumerUpdate, DeliveredChunk,
 };
-use super::environment::{Environment, check_name};
+use super::environment::check_name;
 use super::error::{ClientError, Result};
+use super::partitions::{self, PartitionId, Partitioned, first_error};
 use super::recovery::StateChange;
-use super::super_producer::{EnvironmentHandle, fetch_partitions};
+use super::super_producer::EnvironmentHandle;
 use crate::protocol::codes::OffsetSpec;
 
 /// Settings of a super stream consumer. Build it with `..Default::default()`: fields may be
@@ -183,19 +183,6 @@ pub trait SuperConsumerEvents: Send + Sync + 'static {
     }
 }
 
-/// A partition as its consumer's events see it.
-struct PartitionId {
-    stream: String,
-    /// Position in the current partition list.
-    index: AtomicUsize,
-}
-
-impl PartitionId {
-    fn index(&self) -> usize {
-        self.index.load(Ordering::Relaxed)
-    }
-}
-
 /// Forwards a partition consumer's events with the partition.
 struct PartitionEvents {
     id: Arc<PartitionId>,
@@ -224,92 +211,22 @@ impl ConsumerEvents for PartitionEvents {
     }
 }
 
-/// One partition and its consumer.
-struct Slot {
-    id: Arc<PartitionId>,
-    /// Where its first consumer starts when nothing is stored.
-    start: OffsetSpec,
-    /// `None` before the first successful subscription (or after close).
-    consumer: RwLock<Option<Arc<Consumer>>>,
-}
-
-impl Slot {
-    fn new(stream: &str, index: usize, start: OffsetSpec) -> Arc<Slot> {
-        Arc::new(Slot {
-            id: Arc::new(PartitionId {
-                stream: stream.to_string(),
-                index: AtomicUsize::new(index),
-            }),
-            start,
-            consumer: RwLock::new(None),
-        })
-    }
-
-    fn consumer(&self) -> Option<Arc<Consumer>> {
-        read(&self.consumer).clone()
-    }
-
-    fn take(&self) -> Option<Arc<Consumer>> {
-        write(&self.consumer).take()
-    }
-}
-
-/// The partitions as of the last Partitions answer.
-struct Topology {
-    partitions: Vec<String>,
-    slots: Vec<Arc<Slot>>,
-}
-
-fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
-    l.read().unwrap_or_else(|e| e.into_inner())
-}
-
-fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
-    l.write().unwrap_or_else(|e| e.into_inner())
-}
+/// One partition and its consumer, with where its first consumer starts when nothing is
+/// stored.
+type Slot = partitions::Slot<Consumer, OffsetSpec>;
 
 struct Inner {
-    env: Arc<dyn EnvironmentHandle>,
-    super_stream: String,
+    parts: Partitioned<Consumer, OffsetSpec, ()>,
     /// Template of the partition consumers (name, SAC and super-stream included).
     config: ConsumerConfig,
     added_partition_offset: OffsetSpec,
     events: Arc<dyn SuperConsumerEvents>,
-    topology: RwLock<Arc<Topology>>,
-    /// One refresh (or close) at a time.
-    refreshing: tokio::sync::Mutex<()>,
-    closed: AtomicBool,
 }
 
 impl Inner {
-    fn topology(&self) -> Arc<Topology> {
-        read(&self.topology).clone()
-    }
-
-    fn environment(&self) -> Result<&Environment> {
-        self.env
-            .environment()
-            .ok_or_else(|| ClientError::Closed("the environment is closed".into()))
-    }
-
-    fn closed_error(&self) -> ClientError {
-        ClientError::Closed(format!(
-            "the consumer of super stream {} is closed",
-            self.super_stream
-        ))
-    }
-
-    fn check_open(&self) -> Result<()> {
-        if self.closed.load(Ordering::Acquire) {
-            Err(self.closed_error())
-        } else {
-            Ok(())
-        }
-    }
-
     /// Subscribes the consumer of `slot` from `offset` (when nothing is stored).
     async fn open(&self, slot: &Slot, offset: OffsetSpec) -> Result<Arc<Consumer>> {
-        self.check_open()?;
+        self.parts.check_open()?;
         let events = Arc::new(PartitionEvents {
             id: slot.id.clone(),
             events: self.events.clone(),
@@ -318,14 +235,15 @@ impl Inner {
             offset,
             ..self.config.clone()
         };
-        let c =
-            Arc::new(Consumer::new(self.environment()?, &slot.id.stream, config, events).await?);
-        *write(&slot.consumer) = Some(c.clone());
+        let c = Arc::new(
+            Consumer::new(self.parts.environment()?, &slot.id.stream, config, events).await?,
+        );
+        slot.set(c.clone());
         // `close` sets the flag, then takes the slots' consumers: one of the two sides sees
         // the other.
-        if self.closed.load(Ordering::SeqCst) {
+        if self.parts.is_closed() {
             let _ = c.close().await;
-            return Err(self.closed_error());
+            return Err(self.parts.closed_error());
         }
         Ok(c)
     }
@@ -334,16 +252,16 @@ impl Inner {
     /// one from its start offset, a lost one where it stopped. Tries them all; the first
     /// error.
     async fn open_missing(&self) -> Result<()> {
-        let topo = self.topology();
+        let topo = self.parts.topology();
         let mut result = Ok(());
         for slot in &topo.slots {
-            let offset = match slot.consumer() {
+            let offset = match slot.client() {
                 Some(c) if c.is_open() => continue,
-                Some(c) => self.resume_offset(&c, slot.start),
-                None => slot.start,
+                Some(c) => self.resume_offset(&c, slot.ext),
+                None => slot.ext,
             };
             if let Err(e) = self.open(slot, offset).await {
-                if matches!(e, ClientError::Closed(_)) && self.closed.load(Ordering::Acquire) {
+                if matches!(e, ClientError::Closed(_)) && self.parts.is_closed() {
                     return Err(e);
                 }
                 if result.is_ok() {
@@ -379,9 +297,9 @@ pub struct SuperConsumer {
 impl std::fmt::Debug for SuperConsumer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SuperConsumer")
-            .field("super_stream", &self.inner.super_stream)
+            .field("super_stream", &self.inner.parts.super_stream)
             .field("name", &self.inner.config.name)
-            .field("partitions", &self.inner.topology().partitions)
+            .field("partitions", &self.inner.parts.topology().partitions)
             .finish()
     }
 }
@@ -403,29 +321,18 @@ impl SuperConsumer {
         events: Arc<dyn SuperConsumerEvents>,
     ) -> Result<SuperConsumer> {
         let template = config.partition_config(super_stream)?;
-        let environment = env
-            .environment()
-            .ok_or_else(|| ClientError::Closed("the environment is closed".into()))?;
-        let partitions = fetch_partitions(environment, super_stream).await?;
-        let slots = partitions
-            .iter()
-            .enumerate()
-            .map(|(i, p)| Slot::new(p, i, template.offset))
-            .collect();
+        let start = template.offset;
+        let parts = Partitioned::open(env, super_stream, "consumer", |_| start, ()).await?;
         let inner = Arc::new(Inner {
-            env,
-            super_stream: super_stream.to_string(),
+            parts,
             config: template,
             added_partition_offset: config.added_partition_offset,
             events,
-            topology: RwLock::new(Arc::new(Topology { partitions, slots })),
-            refreshing: tokio::sync::Mutex::new(()),
-            closed: AtomicBool::new(false),
         });
         let sc = SuperConsumer { inner };
-        let topo = sc.inner.topology();
+        let topo = sc.inner.parts.topology();
         for slot in &topo.slots {
-            if let Err(e) = sc.inner.open(slot, slot.start).await {
+            if let Err(e) = sc.inner.open(slot, slot.ext).await {
                 let _ = sc.close().await;
                 return Err(e);
             }
@@ -435,7 +342,7 @@ impl SuperConsumer {
 
     /// The super stream.
     pub fn super_stream(&self) -> &str {
-        &self.inner.super_stream
+        &self.inner.parts.super_stream
     }
 
     /// The name every partition consumer has (`None`: anonymous).
@@ -452,12 +359,12 @@ impl SuperConsumer {
     /// The partitions in the broker's order (the indices of the events), as of creation or
     /// the last [`refresh_partitions`](Self::refresh_partitions).
     pub fn partitions(&self) -> Vec<String> {
-        self.inner.topology().partitions.clone()
+        self.inner.parts.topology().partitions.clone()
     }
 
     /// How many partitions [`partitions`](Self::partitions) has.
     pub fn partition_count(&self) -> usize {
-        self.inner.topology().partitions.len()
+        self.inner.parts.topology().partitions.len()
     }
 
     /// The consumer of partition `partition` (for [`Consumer::credit`],
@@ -465,7 +372,7 @@ impl SuperConsumer {
     /// of range, or when its subscription failed in a refresh. It may be closed (lost, or the
     /// super consumer closed).
     pub fn partition_consumer(&self, partition: usize) -> Option<Arc<Consumer>> {
-        self.inner.topology().slots.get(partition)?.consumer()
+        self.inner.parts.topology().slots.get(partition)?.client()
     }
 
     /// Whether this super consumer receives from partition `partition` now: its consumer is
@@ -478,9 +385,9 @@ impl SuperConsumer {
     /// The indices of the partitions this super consumer receives from now (see
     /// [`is_active`](Self::is_active)).
     pub fn active_partitions(&self) -> Vec<usize> {
-        let topo = self.inner.topology();
+        let topo = self.inner.parts.topology();
         (0..topo.slots.len())
-            .filter(|&i| topo.slots[i].consumer().is_some_and(|c| c.is_active()))
+            .filter(|&i| topo.slots[i].client().is_some_and(|c| c.is_active()))
             .collect()
     }
 
@@ -490,11 +397,11 @@ impl SuperConsumer {
     /// [`ClientError::InvalidArgument`] without a name (or tracking reference), else the
     /// first error of a send. Non-blocking, any thread.
     pub fn store_processed_offsets(&self) -> Result<Vec<Option<u64>>> {
-        let topo = self.inner.topology();
+        let topo = self.inner.parts.topology();
         let mut out = Vec::with_capacity(topo.slots.len());
         let mut error = None;
         for slot in &topo.slots {
-            let stored = match slot.consumer() {
+            let stored = match slot.client() {
                 Some(c) => match c.store_processed_offset() {
                     Ok(s) => s,
                     Err(ClientError::Closed(_)) => None,
@@ -522,7 +429,7 @@ impl SuperConsumer {
                 "offset tracking needs a consumer name or a tracking reference".into(),
             )
         })?;
-        let env = self.inner.environment()?;
+        let env = self.inner.parts.environment()?;
         let mut out = Vec::new();
         for p in self.partitions() {
             out.push(env.query_offset(reference, &p).await?);
@@ -543,37 +450,17 @@ impl SuperConsumer {
     /// partition stays without a consumer until the next refresh. Async.
     pub async fn refresh_partitions(&self) -> Result<Vec<String>> {
         let s = &self.inner;
-        s.check_open()?;
-        let _one = s.refreshing.lock().await;
-        s.check_open()?;
-        let partitions = fetch_partitions(s.environment()?, &s.super_stream).await?;
-        let old = s.topology();
-        let removed: Vec<Arc<Slot>> = old
-            .slots
-            .iter()
-            .filter(|sl| !partitions.contains(&sl.id.stream))
-            .cloned()
-            .collect();
+        s.parts.check_open()?;
+        let _one = s.parts.refreshing.lock().await;
+        s.parts.check_open()?;
+        let added = s.added_partition_offset;
+        let (partitions, slots, removed) = s.parts.relist(|_| added).await?;
         for slot in &removed {
             if let Some(c) = slot.take() {
                 let _ = c.close().await;
             }
         }
-        let mut slots = Vec::with_capacity(partitions.len());
-        for (i, name) in partitions.iter().enumerate() {
-            let slot = match old.slots.iter().find(|sl| &sl.id.stream == name) {
-                Some(sl) => {
-                    sl.id.index.store(i, Ordering::Relaxed);
-                    sl.clone()
-                }
-                None => Slot::new(name, i, s.added_partition_offset),
-            };
-            slots.push(slot);
-        }
-        *write(&s.topology) = Arc::new(Topology {
-            partitions: partitions.clone(),
-            slots,
-        });
+        s.parts.set_topology(partitions.clone(), slots, ());
         s.open_missing().await?;
         Ok(partitions)
     }
@@ -583,10 +470,10 @@ impl SuperConsumer {
     /// are gone with it); `last_stored_offset` is `None` (offsets are per partition: see
     /// [`partition_consumer`](Self::partition_consumer)). Any thread, never blocks.
     pub fn stats(&self) -> ConsumerStats {
-        let topo = self.inner.topology();
+        let topo = self.inner.parts.topology();
         let mut total = ConsumerStats::default();
         for slot in &topo.slots {
-            if let Some(c) = slot.consumer() {
+            if let Some(c) = slot.client() {
                 let st = c.stats();
                 total.chunks += st.chunks;
                 total.messages += st.messages;
@@ -609,28 +496,20 @@ impl SuperConsumer {
     /// [`ClientError::Closed`]. Async: call from a Tokio task.
     pub async fn close(&self) -> Result<()> {
         let s = &self.inner;
-        if s.closed.swap(true, Ordering::SeqCst) {
+        if s.parts.set_closed() {
             return Ok(());
         }
         // A refresh in progress stops at its next subscription.
-        let _one = s.refreshing.lock().await;
-        let topo = s.topology();
+        let _one = s.parts.refreshing.lock().await;
+        let topo = s.parts.topology();
         // The consumers stay in their slots, closed: their counters remain readable.
-        let closing: Vec<_> = topo
+        let closing = topo
             .slots
             .iter()
-            .filter_map(|slot| slot.consumer())
+            .filter_map(|slot| slot.client())
             .map(|c| tokio::spawn(async move { c.close().await }))
             .collect();
-        let mut result = Ok(());
-        for c in closing {
-            if let Ok(Err(e)) = c.await {
-                if result.is_ok() {
-                    result = Err(e);
-                }
-            }
-        }
-        result
+        first_error(closing).await
     }
 }
 

@@ -67,17 +67,16 @@ use std::cell::Cell;
 use std::collections::HashMap;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use super::environment::{Environment, check_name};
 use super::error::{ClientError, Result};
+use super::partitions::{self, PartitionId, Partitioned, first_error, read, write};
 use super::producer::{
     Confirm, OutgoingMessage, Producer, ProducerConfig, ProducerEvents, ProducerStats,
 };
 use super::recovery::StateChange;
-use crate::protocol::codes::ResponseCode;
 pub use crate::protocol::murmur3::route_partition;
 
 /// Most routing keys [`Routing::Key`] remembers; the cache starts over when it is full.
@@ -261,13 +260,6 @@ where
     }
 }
 
-/// A partition as its producer's events see it.
-struct PartitionId {
-    stream: String,
-    /// Position in the current partition list.
-    index: AtomicUsize,
-}
-
 /// Forwards a partition producer's confirms with the partition.
 struct PartitionEvents {
     id: Arc<PartitionId>,
@@ -276,87 +268,38 @@ struct PartitionEvents {
 
 impl ProducerEvents for PartitionEvents {
     fn confirms(&self, batch: &[Confirm]) {
-        self.events.confirms(
-            self.id.index.load(Ordering::Relaxed),
-            &self.id.stream,
-            batch,
-        )
+        self.events
+            .confirms(self.id.index(), &self.id.stream, batch)
     }
 
     fn state(&self, change: &StateChange<'_>) {
-        self.events.state(
-            self.id.index.load(Ordering::Relaxed),
-            &self.id.stream,
-            change,
-        )
+        self.events.state(self.id.index(), &self.id.stream, change)
     }
 
     fn closed(&self, reason: &ClientError) {
-        self.events.partition_closed(
-            self.id.index.load(Ordering::Relaxed),
-            &self.id.stream,
-            reason,
-        )
+        self.events
+            .partition_closed(self.id.index(), &self.id.stream, reason)
     }
 }
 
-/// One partition and its (lazily created) producer.
-struct Slot {
-    id: Arc<PartitionId>,
-    producer: RwLock<Option<Arc<Producer>>>,
-    /// Held while the producer is being created: one creation at a time per partition.
-    creating: tokio::sync::Mutex<()>,
-}
+/// One partition and its (lazily created) producer, with the lock held while the producer is
+/// being created (one creation at a time per partition).
+type Slot = partitions::Slot<Producer, tokio::sync::Mutex<()>>;
 
 impl Slot {
-    fn new(stream: &str, index: usize) -> Arc<Slot> {
-        Arc::new(Slot {
-            id: Arc::new(PartitionId {
-                stream: stream.to_string(),
-                index: AtomicUsize::new(index),
-            }),
-            producer: RwLock::new(None),
-            creating: tokio::sync::Mutex::new(()),
-        })
-    }
-
     /// The producer, if there is one still open.
     fn open_producer(&self) -> Option<Arc<Producer>> {
-        read(&self.producer)
-            .as_ref()
-            .filter(|p| p.is_open())
-            .cloned()
-    }
-
-    fn take(&self) -> Option<Arc<Producer>> {
-        write(&self.producer).take()
+        self.client().filter(|p| p.is_open())
     }
 }
 
-/// The partitions as of the last Partitions answer, and what depends on their order.
-struct Topology {
-    partitions: Vec<String>,
-    slots: Vec<Arc<Slot>>,
-    /// [`Routing::Key`]: routing key → partition indices (empty: no route).
-    routes: RwLock<HashMap<String, Arc<[usize]>>>,
-}
+/// [`Routing::Key`]: routing key → partition indices (empty: no route), for one partition list.
+type Routes = RwLock<HashMap<String, Arc<[usize]>>>;
 
-impl Topology {
-    fn new(partitions: Vec<String>, slots: Vec<Arc<Slot>>) -> Topology {
-        Topology {
-            partitions,
-            slots,
-            routes: RwLock::new(HashMap::new()),
-        }
-    }
-}
+type Topology = partitions::Topology<Producer, tokio::sync::Mutex<()>, Routes>;
 
-fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
-    l.read().unwrap_or_else(|e| e.into_inner())
-}
-
-fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
-    l.write().unwrap_or_else(|e| e.into_inner())
+fn no_routes() -> Routes {
+    RwLock::new(HashMap::new())
 }
 
 thread_local! {
@@ -436,8 +379,7 @@ impl Budget {
 }
 
 struct Inner {
-    env: Arc<dyn EnvironmentHandle>,
-    super_stream: String,
+    parts: Partitioned<Producer, tokio::sync::Mutex<()>, Routes>,
     name: Option<String>,
     /// Template of the partition producers (name included).
     producer_config: ProducerConfig,
@@ -446,38 +388,9 @@ struct Inner {
     eager: bool,
     events: Arc<dyn SuperProducerEvents>,
     runtime: tokio::runtime::Handle,
-    topology: RwLock<Arc<Topology>>,
-    /// One refresh at a time.
-    refreshing: tokio::sync::Mutex<()>,
-    closed: AtomicBool,
 }
 
 impl Inner {
-    fn topology(&self) -> Arc<Topology> {
-        read(&self.topology).clone()
-    }
-
-    fn environment(&self) -> Result<&Environment> {
-        self.env
-            .environment()
-            .ok_or_else(|| ClientError::Closed("the environment is closed".into()))
-    }
-
-    fn closed_error(&self) -> ClientError {
-        ClientError::Closed(format!(
-            "the producer of super stream {} is closed",
-            self.super_stream
-        ))
-    }
-
-    fn check_open(&self) -> Result<()> {
-        if self.closed.load(Ordering::Acquire) {
-            Err(self.closed_error())
-        } else {
-            Ok(())
-        }
-    }
-
     /// Runs async work from a synchronous call, on the captured runtime.
     fn block_on<F: Future>(&self, what: &str, fut: F) -> Result<F::Output> {
         if tokio::runtime::Handle::try_current().is_ok() {
@@ -485,7 +398,7 @@ impl Inner {
                 "{what} of super stream {} needs a blocking call, which is not allowed on a \
                  thread inside a Tokio runtime: open the partition producers first \
                  (open_partitions or eager), or send from another thread",
-                self.super_stream
+                self.parts.super_stream
             )));
         }
         // Handle::block_on panics once the runtime is shut down (e.g. on a timer).
@@ -510,7 +423,7 @@ impl Inner {
                 Err(ClientError::InvalidArgument(format!(
                     "the key extractor gave no routing key for the message with tag {} \
                      (super stream {})",
-                    msg.tag, self.super_stream
+                    msg.tag, self.parts.super_stream
                 )))
             }
             key => Ok(key),
@@ -521,7 +434,7 @@ impl Inner {
         ClientError::InvalidArgument(format!(
             "{routing} routing needs a routing key: pass one with the message or set a \
              key_extractor (super stream {})",
-            self.super_stream
+            self.parts.super_stream
         ))
     }
 
@@ -539,7 +452,7 @@ impl Inner {
             }
             Routing::Key => {
                 let key = key.ok_or_else(|| self.no_key("key"))?;
-                let cached = read(&topo.routes).get(key).cloned();
+                let cached = read(&topo.ext).get(key).cloned();
                 let dests = match cached {
                     Some(d) => d,
                     None => self.look_up_route(topo, key)?,
@@ -547,7 +460,7 @@ impl Inner {
                 if dests.is_empty() {
                     return Err(ClientError::InvalidArgument(format!(
                         "no route: routing key {key:?} is bound to no partition of super stream {}",
-                        self.super_stream
+                        self.parts.super_stream
                     )));
                 }
                 Ok(Dests::Cached(dests))
@@ -575,7 +488,7 @@ impl Inner {
                         Dests::Custom(v).recycle();
                         Err(ClientError::InvalidArgument(format!(
                             "{p} (super stream {})",
-                            self.super_stream
+                            self.parts.super_stream
                         )))
                     }
                     None => Ok(Dests::Custom(v)),
@@ -586,8 +499,9 @@ impl Inner {
 
     /// Route command for `key`, cached in `topo`.
     fn look_up_route(&self, topo: &Topology, key: &str) -> Result<Arc<[usize]>> {
-        let env = self.environment()?;
-        let streams = self.block_on("a route lookup", env.route(key, &self.super_stream))??;
+        let env = self.parts.environment()?;
+        let streams =
+            self.block_on("a route lookup", env.route(key, &self.parts.super_stream))??;
         let mut dests = Vec::with_capacity(streams.len());
         for s in &streams {
             match topo.partitions.iter().position(|p| p == s) {
@@ -601,13 +515,13 @@ impl Inner {
                         "routing key {key:?} routes to stream {s:?}, which is not among the \
                          partitions of super stream {} this producer knows: call \
                          refresh_partitions",
-                        self.super_stream
+                        self.parts.super_stream
                     )));
                 }
             }
         }
         let dests: Arc<[usize]> = dests.into();
-        let mut routes = write(&topo.routes);
+        let mut routes = write(&topo.ext);
         if routes.len() >= ROUTE_CACHE_CAPACITY {
             routes.clear();
         }
@@ -621,34 +535,34 @@ impl Inner {
         if let Some(p) = slot.open_producer() {
             return Ok(p);
         }
-        self.check_open()?;
+        self.parts.check_open()?;
         self.block_on("creating a partition producer", self.open_slot(slot))?
     }
 
     /// Creates the producer of `slot` unless it has an open one.
     async fn open_slot(&self, slot: &Slot) -> Result<Arc<Producer>> {
-        let _creating = slot.creating.lock().await;
+        let _creating = slot.ext.lock().await;
         if let Some(p) = slot.open_producer() {
             return Ok(p);
         }
-        self.check_open()?;
+        self.parts.check_open()?;
         let events = Arc::new(PartitionEvents {
             id: slot.id.clone(),
             events: self.events.clone(),
         });
-        let env = self.environment()?;
+        let env = self.parts.environment()?;
         let p = Arc::new(
             Producer::new(env, &slot.id.stream, self.producer_config.clone(), events).await?,
         );
         // A lost producer replaced here was already shut; dropping it frees what is left.
-        *write(&slot.producer) = Some(p.clone());
+        slot.set(p.clone());
         // `close` sets the flag, then takes the slots' producers: one of the two sides sees
         // the other.
-        if self.closed.load(Ordering::SeqCst) {
+        if self.parts.is_closed() {
             if let Some(p) = slot.take() {
                 let _ = p.close(Duration::ZERO).await;
             }
-            return Err(self.closed_error());
+            return Err(self.parts.closed_error());
         }
         Ok(p)
     }
@@ -681,7 +595,7 @@ impl Inner {
 
     /// Creates the producers of every partition of the current topology.
     async fn open_all(&self) -> Result<()> {
-        let topo = self.topology();
+        let topo = self.parts.topology();
         for slot in &topo.slots {
             self.open_slot(slot).await?;
         }
@@ -698,10 +612,10 @@ pub struct SuperProducer {
 impl std::fmt::Debug for SuperProducer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SuperProducer")
-            .field("super_stream", &self.inner.super_stream)
+            .field("super_stream", &self.inner.parts.super_stream)
             .field("name", &self.inner.name)
             .field("routing", &self.inner.routing)
-            .field("partitions", &self.inner.topology().partitions)
+            .field("partitions", &self.inner.parts.topology().partitions)
             .finish()
     }
 }
@@ -723,17 +637,16 @@ impl SuperProducer {
     ) -> Result<SuperProducer> {
         check_name("super stream name", super_stream)?;
         let producer_config = config.partition_config()?;
-        let environment = env
-            .environment()
-            .ok_or_else(|| ClientError::Closed("the environment is closed".into()))?;
-        let partitions = fetch_partitions(environment, super_stream).await?;
-        let slots = partitions
-            .iter()
-            .enumerate()
-            .map(|(i, p)| Slot::new(p, i))
-            .collect();
+        let parts = Partitioned::open(
+            env,
+            super_stream,
+            "producer",
+            |_| tokio::sync::Mutex::new(()),
+            no_routes(),
+        )
+        .await?;
         let inner = Arc::new(Inner {
-            super_stream: super_stream.to_string(),
+            parts,
             name: producer_config.name.clone(),
             producer_config,
             routing: config.routing,
@@ -741,10 +654,6 @@ impl SuperProducer {
             eager: config.eager,
             events,
             runtime: tokio::runtime::Handle::current(),
-            topology: RwLock::new(Arc::new(Topology::new(partitions, slots))),
-            refreshing: tokio::sync::Mutex::new(()),
-            closed: AtomicBool::new(false),
-            env,
         });
         let sp = SuperProducer { inner };
         if sp.inner.eager {
@@ -758,7 +667,7 @@ impl SuperProducer {
 
     /// The super stream.
     pub fn super_stream(&self) -> &str {
-        &self.inner.super_stream
+        &self.inner.parts.super_stream
     }
 
     /// The name every partition producer has (`None`: anonymous).
@@ -769,12 +678,12 @@ impl SuperProducer {
     /// The partitions, in routing order (indices of [`send`](Self::send) and of the
     /// confirms), as of creation or the last [`refresh_partitions`](Self::refresh_partitions).
     pub fn partitions(&self) -> Vec<String> {
-        self.inner.topology().partitions.clone()
+        self.inner.parts.topology().partitions.clone()
     }
 
     /// How many partitions [`partitions`](Self::partitions) has.
     pub fn partition_count(&self) -> usize {
-        self.inner.topology().partitions.len()
+        self.inner.parts.topology().partitions.len()
     }
 
     /// The partition index(es) `msg` would go to with `routing_key`, without sending (a Route
@@ -785,7 +694,7 @@ impl SuperProducer {
         routing_key: Option<&str>,
     ) -> Result<Vec<usize>> {
         let s = &self.inner;
-        let topo = s.topology();
+        let topo = s.parts.topology();
         let dests = with_key_buf(|buf| {
             let key = s.key(msg, routing_key, buf)?;
             s.route(&topo, msg, key)
@@ -825,9 +734,9 @@ impl SuperProducer {
         wait: Option<Duration>,
     ) -> Result<(usize, u64)> {
         let s = &self.inner;
-        s.check_open()?;
+        s.parts.check_open()?;
         let budget = Budget::from(wait);
-        let topo = s.topology();
+        let topo = s.parts.topology();
         let dests = with_key_buf(|buf| {
             let key = s.key(msg, routing_key, buf)?;
             s.route(&topo, msg, key)
@@ -871,9 +780,9 @@ impl SuperProducer {
                 )));
             }
         }
-        s.check_open()?;
+        s.parts.check_open()?;
         let budget = Budget::from(wait);
-        let topo = s.topology();
+        let topo = s.parts.topology();
         let mut route = |i: usize| {
             let key = s.key(&msgs[i], routing_keys.and_then(|k| k[i]), buf)?;
             s.route(&topo, &msgs[i], key)
@@ -952,9 +861,9 @@ impl SuperProducer {
     /// Synchronous: any thread but a Tokio worker (and not from the confirm callback).
     pub fn flush(&self, timeout: Duration) -> Result<()> {
         let deadline = Instant::now().checked_add(timeout);
-        let topo = self.inner.topology();
+        let topo = self.inner.parts.topology();
         for slot in &topo.slots {
-            let p = read(&slot.producer).clone();
+            let p = slot.client();
             if let Some(p) = p {
                 let left = deadline.map_or(Duration::MAX, |d| {
                     d.saturating_duration_since(Instant::now())
@@ -977,7 +886,7 @@ impl SuperProducer {
     /// Creates the producers of every partition that has none (or lost its own), so that
     /// sends never block on a creation (see the module documentation). Async.
     pub async fn open_partitions(&self) -> Result<()> {
-        self.inner.check_open()?;
+        self.inner.parts.check_open()?;
         self.inner.open_all().await
     }
 
@@ -992,28 +901,10 @@ impl SuperProducer {
     /// Async. Sends running concurrently use the partitions of the moment they started.
     pub async fn refresh_partitions(&self) -> Result<Vec<String>> {
         let s = &self.inner;
-        s.check_open()?;
-        let _one = s.refreshing.lock().await;
-        let partitions = fetch_partitions(s.environment()?, &s.super_stream).await?;
-        let old = s.topology();
-        let mut slots = Vec::with_capacity(partitions.len());
-        for (i, name) in partitions.iter().enumerate() {
-            let slot = match old.slots.iter().find(|sl| &sl.id.stream == name) {
-                Some(sl) => {
-                    sl.id.index.store(i, Ordering::Relaxed);
-                    sl.clone()
-                }
-                None => Slot::new(name, i),
-            };
-            slots.push(slot);
-        }
-        let removed: Vec<Arc<Slot>> = old
-            .slots
-            .iter()
-            .filter(|sl| !partitions.contains(&sl.id.stream))
-            .cloned()
-            .collect();
-        *write(&s.topology) = Arc::new(Topology::new(partitions.clone(), slots));
+        s.parts.check_open()?;
+        let _one = s.parts.refreshing.lock().await;
+        let (partitions, slots, removed) = s.parts.relist(|_| tokio::sync::Mutex::new(())).await?;
+        s.parts.set_topology(partitions.clone(), slots, no_routes());
         for slot in removed {
             if let Some(p) = slot.take() {
                 s.runtime.spawn(async move {
@@ -1030,10 +921,10 @@ impl SuperProducer {
     /// Counters summed over the partition producers alive now (a replaced or removed
     /// partition producer's counts are gone with it). Any thread, never blocks.
     pub fn stats(&self) -> ProducerStats {
-        let topo = self.inner.topology();
+        let topo = self.inner.parts.topology();
         let mut total = ProducerStats::default();
         for slot in &topo.slots {
-            if let Some(p) = read(&slot.producer).as_ref() {
+            if let Some(p) = slot.client() {
                 let st = p.stats();
                 total.published += st.published;
                 total.confirmed += st.confirmed;
@@ -1052,61 +943,18 @@ impl SuperProducer {
     /// Idempotent: later calls return `Ok(())` at once. Async: call from a Tokio task.
     pub async fn close(&self, timeout: Duration) -> Result<()> {
         let s = &self.inner;
-        if s.closed.swap(true, Ordering::SeqCst) {
+        if s.parts.set_closed() {
             return Ok(());
         }
-        let topo = s.topology();
-        let closing: Vec<_> = topo
+        let topo = s.parts.topology();
+        let closing = topo
             .slots
             .iter()
             .filter_map(|slot| slot.take())
             .map(|p| tokio::spawn(async move { p.close(timeout).await }))
             .collect();
-        let mut result = Ok(());
-        for c in closing {
-            match c.await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    if result.is_ok() {
-                        result = Err(e);
-                    }
-                }
-                Err(_) => {}
-            }
-        }
-        result
+        first_error(closing).await
     }
-}
-
-/// Partitions of `super_stream`, at least one.
-/// The partitions of `super_stream`, as the broker lists them (super producers and super
-/// consumers). A name that is a plain stream is refused as "not a super stream" (the broker
-/// answers Partitions for it as for a name that does not exist, which would mislead).
-pub(crate) async fn fetch_partitions(env: &Environment, super_stream: &str) -> Result<Vec<String>> {
-    let partitions = match env.partitions(super_stream).await {
-        Err(ClientError::Server {
-            code: ResponseCode::STREAM_DOES_NOT_EXIST,
-            operation,
-        }) => {
-            if env.stream_exists(super_stream).await? {
-                return Err(ClientError::InvalidArgument(format!(
-                    "not a super stream: {super_stream} is a plain stream (use a producer or \
-                     consumer for it, or give the name of a super stream)"
-                )));
-            }
-            return Err(ClientError::Server {
-                code: ResponseCode::STREAM_DOES_NOT_EXIST,
-                operation,
-            });
-        }
-        r => r?,
-    };
-    if partitions.is_empty() {
-        return Err(ClientError::InvalidArgument(format!(
-            "super stream {super_stream} has no partition"
-        )));
-    }
-    Ok(partitions)
 }
 
 #[cfg(test)]
@@ -1174,21 +1022,28 @@ mod tests {
             .build()
             .unwrap();
         let partitions: Vec<String> = partitions.iter().map(|p| p.to_string()).collect();
-        let slots = partitions
-            .iter()
-            .enumerate()
-            .map(|(i, p)| Slot::new(p, i))
-            .collect();
-        let topo = Topology::new(partitions.clone(), slots);
         struct NoEnv;
         impl EnvironmentHandle for NoEnv {
             fn environment(&self) -> Option<&Environment> {
                 None
             }
         }
+        let mutex = |_| tokio::sync::Mutex::new(());
+        let parts = Partitioned::new(
+            Arc::new(NoEnv),
+            "ss",
+            "producer",
+            partitions,
+            mutex,
+            no_routes(),
+        );
+        let topo = Topology {
+            partitions: parts.topology().partitions.clone(),
+            slots: parts.topology().slots.clone(),
+            ext: no_routes(),
+        };
         let inner = Inner {
-            env: Arc::new(NoEnv),
-            super_stream: "ss".into(),
+            parts,
             name: None,
             producer_config: ProducerConfig::default(),
             routing,
@@ -1196,9 +1051,6 @@ mod tests {
             eager: false,
             events: Arc::new(|_: usize, _: &str, _: &[Confirm]| {}),
             runtime: rt.handle().clone(),
-            topology: RwLock::new(Arc::new(Topology::new(partitions, Vec::new()))),
-            refreshing: tokio::sync::Mutex::new(()),
-            closed: AtomicBool::new(false),
         };
         (rt, inner, topo)
     }
