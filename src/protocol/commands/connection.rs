@@ -2,12 +2,11 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::{Body, code, optional_map, put_optional_map, take_bytes};
+use super::field::{OptionalMap, PeerMap};
+use super::{Body, code, take_bytes};
 use crate::protocol::codes::ResponseCode;
 use crate::protocol::error::{DecodeError, EncodeError};
-use crate::protocol::wire::{
-    Reader, put_array_len, put_bytes, put_str, put_string_array, put_string_map,
-};
+use crate::protocol::wire::{Reader, put_bytes, put_str};
 
 /// PeerProperties request. Wire: `correlationId uint32, properties [string, string]`.
 /// A missing map is read as empty.
@@ -18,18 +17,7 @@ pub struct PeerProperties {
     pub properties: Vec<(String, String)>,
 }
 
-impl Body for PeerProperties {
-    fn encode_body(&self, buf: &mut BytesMut) -> Result<(), EncodeError> {
-        buf.put_u32(self.correlation_id);
-        put_string_map(buf, &self.properties)
-    }
-    fn decode_body(r: &mut Reader<'_>, _: &Bytes) -> Result<Self, DecodeError> {
-        Ok(PeerProperties {
-            correlation_id: r.u32()?,
-            properties: optional_map(r)?,
-        })
-    }
-}
+body!(PeerProperties { correlation_id, properties as PeerMap });
 
 /// PeerProperties response. Wire: `correlationId uint32, code uint16,
 /// properties [string, string]`. A missing map is read as empty.
@@ -41,20 +29,7 @@ pub struct PeerPropertiesResponse {
     pub properties: Vec<(String, String)>,
 }
 
-impl Body for PeerPropertiesResponse {
-    fn encode_body(&self, buf: &mut BytesMut) -> Result<(), EncodeError> {
-        buf.put_u32(self.correlation_id);
-        buf.put_u16(self.code.as_u16());
-        put_string_map(buf, &self.properties)
-    }
-    fn decode_body(r: &mut Reader<'_>, _: &Bytes) -> Result<Self, DecodeError> {
-        Ok(PeerPropertiesResponse {
-            correlation_id: r.u32()?,
-            code: code(r)?,
-            properties: optional_map(r)?,
-        })
-    }
-}
+body!(PeerPropertiesResponse { correlation_id, code, properties as PeerMap });
 
 /// SaslHandshake request. Wire: `correlationId uint32` only (the spec's "Mechanism" field
 /// does not exist).
@@ -63,17 +38,7 @@ pub struct SaslHandshake {
     pub correlation_id: u32,
 }
 
-impl Body for SaslHandshake {
-    fn encode_body(&self, buf: &mut BytesMut) -> Result<(), EncodeError> {
-        buf.put_u32(self.correlation_id);
-        Ok(())
-    }
-    fn decode_body(r: &mut Reader<'_>, _: &Bytes) -> Result<Self, DecodeError> {
-        Ok(SaslHandshake {
-            correlation_id: r.u32()?,
-        })
-    }
-}
+body!(SaslHandshake { correlation_id });
 
 /// SaslHandshake response. Wire: `correlationId uint32, code uint16, mechanisms [string]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,20 +49,11 @@ pub struct SaslHandshakeResponse {
     pub mechanisms: Vec<String>,
 }
 
-impl Body for SaslHandshakeResponse {
-    fn encode_body(&self, buf: &mut BytesMut) -> Result<(), EncodeError> {
-        buf.put_u32(self.correlation_id);
-        buf.put_u16(self.code.as_u16());
-        put_string_array(buf, &self.mechanisms)
-    }
-    fn decode_body(r: &mut Reader<'_>, _: &Bytes) -> Result<Self, DecodeError> {
-        Ok(SaslHandshakeResponse {
-            correlation_id: r.u32()?,
-            code: code(r)?,
-            mechanisms: r.string_array()?,
-        })
-    }
-}
+body!(SaslHandshakeResponse {
+    correlation_id,
+    code,
+    mechanisms
+});
 
 /// SaslAuthenticate request. Wire: `correlationId uint32, mechanism string,
 /// saslData bytes` (int32 length, −1 = null). PLAIN data is `\0user\0password`.
@@ -186,19 +142,10 @@ pub struct Tune {
     pub heartbeat: u32,
 }
 
-impl Body for Tune {
-    fn encode_body(&self, buf: &mut BytesMut) -> Result<(), EncodeError> {
-        buf.put_u32(self.frame_max);
-        buf.put_u32(self.heartbeat);
-        Ok(())
-    }
-    fn decode_body(r: &mut Reader<'_>, _: &Bytes) -> Result<Self, DecodeError> {
-        Ok(Tune {
-            frame_max: r.u32()?,
-            heartbeat: r.u32()?,
-        })
-    }
-}
+body!(Tune {
+    frame_max,
+    heartbeat
+});
 
 /// Open request. Wire: `correlationId uint32, virtualHost string`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -207,18 +154,10 @@ pub struct Open {
     pub virtual_host: String,
 }
 
-impl Body for Open {
-    fn encode_body(&self, buf: &mut BytesMut) -> Result<(), EncodeError> {
-        buf.put_u32(self.correlation_id);
-        put_str(buf, &self.virtual_host)
-    }
-    fn decode_body(r: &mut Reader<'_>, _: &Bytes) -> Result<Self, DecodeError> {
-        Ok(Open {
-            correlation_id: r.u32()?,
-            virtual_host: r.string()?,
-        })
-    }
-}
+body!(Open {
+    correlation_id,
+    virtual_host
+});
 
 /// Open response. Wire: `correlationId uint32, code uint16 [, properties [string, string]]`;
 /// the broker omits the map when it is empty (errors). Properties: `advertised_host`,
@@ -231,20 +170,7 @@ pub struct OpenResponse {
     pub properties: Vec<(String, String)>,
 }
 
-impl Body for OpenResponse {
-    fn encode_body(&self, buf: &mut BytesMut) -> Result<(), EncodeError> {
-        buf.put_u32(self.correlation_id);
-        buf.put_u16(self.code.as_u16());
-        put_optional_map(buf, &self.properties)
-    }
-    fn decode_body(r: &mut Reader<'_>, _: &Bytes) -> Result<Self, DecodeError> {
-        Ok(OpenResponse {
-            correlation_id: r.u32()?,
-            code: code(r)?,
-            properties: optional_map(r)?,
-        })
-    }
-}
+body!(OpenResponse { correlation_id, code, properties as OptionalMap });
 
 /// Close request, sent by either side. Wire: `correlationId uint32, closingCode uint16,
 /// reason string`. The peer answers with a [`super::CodeResponse`] (`0x8016`).
@@ -255,20 +181,11 @@ pub struct Close {
     pub reason: String,
 }
 
-impl Body for Close {
-    fn encode_body(&self, buf: &mut BytesMut) -> Result<(), EncodeError> {
-        buf.put_u32(self.correlation_id);
-        buf.put_u16(self.code.as_u16());
-        put_str(buf, &self.reason)
-    }
-    fn decode_body(r: &mut Reader<'_>, _: &Bytes) -> Result<Self, DecodeError> {
-        Ok(Close {
-            correlation_id: r.u32()?,
-            code: code(r)?,
-            reason: r.string()?,
-        })
-    }
-}
+body!(Close {
+    correlation_id,
+    code,
+    reason
+});
 
 /// One command's version range in ExchangeCommandVersions. Wire: `key uint16,
 /// minVersion uint16, maxVersion uint16`.
@@ -279,28 +196,7 @@ pub struct CommandVersion {
     pub max_version: u16,
 }
 
-fn put_command_versions(buf: &mut BytesMut, cmds: &[CommandVersion]) -> Result<(), EncodeError> {
-    put_array_len(buf, cmds.len())?;
-    for c in cmds {
-        buf.put_u16(c.key);
-        buf.put_u16(c.min_version);
-        buf.put_u16(c.max_version);
-    }
-    Ok(())
-}
-
-fn command_versions(r: &mut Reader<'_>) -> Result<Vec<CommandVersion>, DecodeError> {
-    let n = r.array_len(6)?;
-    let mut out = Vec::with_capacity(n);
-    for _ in 0..n {
-        out.push(CommandVersion {
-            key: r.u16()?,
-            min_version: r.u16()?,
-            max_version: r.u16()?,
-        });
-    }
-    Ok(out)
-}
+body!(Field for CommandVersion [6] { key, min_version, max_version });
 
 /// ExchangeCommandVersions request (3.11+): the commands the client can handle.
 /// Wire: `correlationId uint32, [CommandVersion]`.
@@ -310,18 +206,10 @@ pub struct ExchangeCommandVersions {
     pub commands: Vec<CommandVersion>,
 }
 
-impl Body for ExchangeCommandVersions {
-    fn encode_body(&self, buf: &mut BytesMut) -> Result<(), EncodeError> {
-        buf.put_u32(self.correlation_id);
-        put_command_versions(buf, &self.commands)
-    }
-    fn decode_body(r: &mut Reader<'_>, _: &Bytes) -> Result<Self, DecodeError> {
-        Ok(ExchangeCommandVersions {
-            correlation_id: r.u32()?,
-            commands: command_versions(r)?,
-        })
-    }
-}
+body!(ExchangeCommandVersions {
+    correlation_id,
+    commands
+});
 
 /// ExchangeCommandVersions response: the commands the server accepts.
 /// Wire: `correlationId uint32, code uint16, [CommandVersion]`.
@@ -332,17 +220,8 @@ pub struct ExchangeCommandVersionsResponse {
     pub commands: Vec<CommandVersion>,
 }
 
-impl Body for ExchangeCommandVersionsResponse {
-    fn encode_body(&self, buf: &mut BytesMut) -> Result<(), EncodeError> {
-        buf.put_u32(self.correlation_id);
-        buf.put_u16(self.code.as_u16());
-        put_command_versions(buf, &self.commands)
-    }
-    fn decode_body(r: &mut Reader<'_>, _: &Bytes) -> Result<Self, DecodeError> {
-        Ok(ExchangeCommandVersionsResponse {
-            correlation_id: r.u32()?,
-            code: code(r)?,
-            commands: command_versions(r)?,
-        })
-    }
-}
+body!(ExchangeCommandVersionsResponse {
+    correlation_id,
+    code,
+    commands
+});

@@ -3,10 +3,11 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::{Body, code, optional_map, put_optional_map, take_bytes};
+use super::field::OptionalMap;
+use super::{Body, take_bytes};
 use crate::protocol::codes::{OffsetSpec, ResponseCode, VERSION_1, VERSION_2};
 use crate::protocol::error::{DecodeError, EncodeError};
-use crate::protocol::wire::{Reader, put_str};
+use crate::protocol::wire::Reader;
 
 /// Subscribe request. Wire: `correlationId uint32, subscriptionId uint8, stream string,
 /// offsetSpec (offsetType uint16 [+ 8-byte value for types 4/5]), credit uint16
@@ -24,26 +25,7 @@ pub struct Subscribe {
     pub properties: Vec<(String, String)>,
 }
 
-impl Body for Subscribe {
-    fn encode_body(&self, buf: &mut BytesMut) -> Result<(), EncodeError> {
-        buf.put_u32(self.correlation_id);
-        buf.put_u8(self.subscription_id);
-        put_str(buf, &self.stream)?;
-        self.offset_spec.encode(buf);
-        buf.put_u16(self.credit);
-        put_optional_map(buf, &self.properties)
-    }
-    fn decode_body(r: &mut Reader<'_>, _: &Bytes) -> Result<Self, DecodeError> {
-        Ok(Subscribe {
-            correlation_id: r.u32()?,
-            subscription_id: r.u8()?,
-            stream: r.string()?,
-            offset_spec: OffsetSpec::decode(r)?,
-            credit: r.u16()?,
-            properties: optional_map(r)?,
-        })
-    }
-}
+body!(Subscribe { correlation_id, subscription_id, stream, offset_spec, credit, properties as OptionalMap });
 
 /// Deliver (server → client). Wire v1: `subscriptionId uint8, chunk`; v2 (3.11+, after
 /// ExchangeCommandVersions lists deliver 1..2): `subscriptionId uint8,
@@ -136,19 +118,10 @@ pub struct CreditResponse {
     pub subscription_id: u8,
 }
 
-impl Body for CreditResponse {
-    fn encode_body(&self, buf: &mut BytesMut) -> Result<(), EncodeError> {
-        buf.put_u16(self.code.as_u16());
-        buf.put_u8(self.subscription_id);
-        Ok(())
-    }
-    fn decode_body(r: &mut Reader<'_>, _: &Bytes) -> Result<Self, DecodeError> {
-        Ok(CreditResponse {
-            code: code(r)?,
-            subscription_id: r.u8()?,
-        })
-    }
-}
+body!(CreditResponse {
+    code,
+    subscription_id
+});
 
 /// StoreOffset (no correlation id, no response). Wire: `reference string (≤ 255 bytes),
 /// stream string, offset uint64`.
@@ -159,21 +132,11 @@ pub struct StoreOffset {
     pub offset: u64,
 }
 
-impl Body for StoreOffset {
-    fn encode_body(&self, buf: &mut BytesMut) -> Result<(), EncodeError> {
-        put_str(buf, &self.reference)?;
-        put_str(buf, &self.stream)?;
-        buf.put_u64(self.offset);
-        Ok(())
-    }
-    fn decode_body(r: &mut Reader<'_>, _: &Bytes) -> Result<Self, DecodeError> {
-        Ok(StoreOffset {
-            reference: r.string()?,
-            stream: r.string()?,
-            offset: r.u64()?,
-        })
-    }
-}
+body!(StoreOffset {
+    reference,
+    stream,
+    offset
+});
 
 /// QueryOffset request. Wire: `correlationId uint32, reference string, stream string`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -183,20 +146,11 @@ pub struct QueryOffset {
     pub stream: String,
 }
 
-impl Body for QueryOffset {
-    fn encode_body(&self, buf: &mut BytesMut) -> Result<(), EncodeError> {
-        buf.put_u32(self.correlation_id);
-        put_str(buf, &self.reference)?;
-        put_str(buf, &self.stream)
-    }
-    fn decode_body(r: &mut Reader<'_>, _: &Bytes) -> Result<Self, DecodeError> {
-        Ok(QueryOffset {
-            correlation_id: r.u32()?,
-            reference: r.string()?,
-            stream: r.string()?,
-        })
-    }
-}
+body!(QueryOffset {
+    correlation_id,
+    reference,
+    stream
+});
 
 /// QueryOffset response. Wire: `correlationId uint32, code uint16, offset uint64`.
 /// Nothing stored: code 0x13 NO_OFFSET (3.10+), OK with offset 0 on 3.9.
@@ -207,21 +161,11 @@ pub struct QueryOffsetResponse {
     pub offset: u64,
 }
 
-impl Body for QueryOffsetResponse {
-    fn encode_body(&self, buf: &mut BytesMut) -> Result<(), EncodeError> {
-        buf.put_u32(self.correlation_id);
-        buf.put_u16(self.code.as_u16());
-        buf.put_u64(self.offset);
-        Ok(())
-    }
-    fn decode_body(r: &mut Reader<'_>, _: &Bytes) -> Result<Self, DecodeError> {
-        Ok(QueryOffsetResponse {
-            correlation_id: r.u32()?,
-            code: code(r)?,
-            offset: r.u64()?,
-        })
-    }
-}
+body!(QueryOffsetResponse {
+    correlation_id,
+    code,
+    offset
+});
 
 /// Unsubscribe request. Wire: `correlationId uint32, subscriptionId uint8`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -230,19 +174,10 @@ pub struct Unsubscribe {
     pub subscription_id: u8,
 }
 
-impl Body for Unsubscribe {
-    fn encode_body(&self, buf: &mut BytesMut) -> Result<(), EncodeError> {
-        buf.put_u32(self.correlation_id);
-        buf.put_u8(self.subscription_id);
-        Ok(())
-    }
-    fn decode_body(r: &mut Reader<'_>, _: &Bytes) -> Result<Self, DecodeError> {
-        Ok(Unsubscribe {
-            correlation_id: r.u32()?,
-            subscription_id: r.u8()?,
-        })
-    }
-}
+body!(Unsubscribe {
+    correlation_id,
+    subscription_id
+});
 
 /// ConsumerUpdate, a request *from the server* (single active consumer). Wire:
 /// `correlationId uint32, subscriptionId uint8, active uint8 (0/1)`. Must be answered with
@@ -284,21 +219,11 @@ pub struct ConsumerUpdateResponse {
     pub offset_spec: Option<OffsetSpec>,
 }
 
-impl Body for ConsumerUpdateResponse {
-    fn encode_body(&self, buf: &mut BytesMut) -> Result<(), EncodeError> {
-        buf.put_u32(self.correlation_id);
-        buf.put_u16(self.code.as_u16());
-        OffsetSpec::encode_optional(self.offset_spec.as_ref(), buf);
-        Ok(())
-    }
-    fn decode_body(r: &mut Reader<'_>, _: &Bytes) -> Result<Self, DecodeError> {
-        Ok(ConsumerUpdateResponse {
-            correlation_id: r.u32()?,
-            code: code(r)?,
-            offset_spec: OffsetSpec::decode_optional(r)?,
-        })
-    }
-}
+body!(ConsumerUpdateResponse {
+    correlation_id,
+    code,
+    offset_spec
+});
 
 /// ResolveOffsetSpec request (4.3+). Wire: `correlationId uint32, stream string,
 /// offsetSpec (offsetType uint16 [+ 8-byte value for types 4/5])
@@ -313,22 +238,7 @@ pub struct ResolveOffsetSpec {
     pub properties: Vec<(String, String)>,
 }
 
-impl Body for ResolveOffsetSpec {
-    fn encode_body(&self, buf: &mut BytesMut) -> Result<(), EncodeError> {
-        buf.put_u32(self.correlation_id);
-        put_str(buf, &self.stream)?;
-        self.offset_spec.encode(buf);
-        put_optional_map(buf, &self.properties)
-    }
-    fn decode_body(r: &mut Reader<'_>, _: &Bytes) -> Result<Self, DecodeError> {
-        Ok(ResolveOffsetSpec {
-            correlation_id: r.u32()?,
-            stream: r.string()?,
-            offset_spec: OffsetSpec::decode(r)?,
-            properties: optional_map(r)?,
-        })
-    }
-}
+body!(ResolveOffsetSpec { correlation_id, stream, offset_spec, properties as OptionalMap });
 
 /// ResolveOffsetSpec response. Wire: `correlationId uint32, code uint16, offsetType uint16,
 /// offset uint64` — the value is always present (type 4 and offset 0 on error).
@@ -341,20 +251,9 @@ pub struct ResolveOffsetSpecResponse {
     pub offset: u64,
 }
 
-impl Body for ResolveOffsetSpecResponse {
-    fn encode_body(&self, buf: &mut BytesMut) -> Result<(), EncodeError> {
-        buf.put_u32(self.correlation_id);
-        buf.put_u16(self.code.as_u16());
-        buf.put_u16(self.offset_type);
-        buf.put_u64(self.offset);
-        Ok(())
-    }
-    fn decode_body(r: &mut Reader<'_>, _: &Bytes) -> Result<Self, DecodeError> {
-        Ok(ResolveOffsetSpecResponse {
-            correlation_id: r.u32()?,
-            code: code(r)?,
-            offset_type: r.u16()?,
-            offset: r.u64()?,
-        })
-    }
-}
+body!(ResolveOffsetSpecResponse {
+    correlation_id,
+    code,
+    offset_type,
+    offset
+});

@@ -13,6 +13,9 @@
 //! PeerProperties maps). Message bodies and the Deliver chunk are zero-copy slices of the
 //! decoded [`Bytes`].
 
+#[macro_use]
+mod field;
+
 mod connection;
 mod consume;
 mod publish;
@@ -46,7 +49,7 @@ pub use streams::{
 
 use super::codes::{RESPONSE_BIT, ResponseCode, VERSION_1, key};
 use super::error::{DecodeError, EncodeError};
-use super::wire::{Reader, begin_frame, end_frame, put_string_map};
+use super::wire::{Reader, begin_frame, end_frame};
 
 /// One frame of the stream protocol. Variant docs give the key and direction
 /// (C = client, S = server); the payload struct docs give the wire layout after
@@ -179,19 +182,10 @@ trait Body: Sized {
     fn decode_body(r: &mut Reader<'_>, src: &Bytes) -> Result<Self, DecodeError>;
 }
 
-impl Body for CodeResponse {
-    fn encode_body(&self, buf: &mut BytesMut) -> Result<(), EncodeError> {
-        buf.put_u32(self.correlation_id);
-        buf.put_u16(self.code.as_u16());
-        Ok(())
-    }
-    fn decode_body(r: &mut Reader<'_>, _: &Bytes) -> Result<Self, DecodeError> {
-        Ok(CodeResponse {
-            correlation_id: r.u32()?,
-            code: code(r)?,
-        })
-    }
-}
+body!(CodeResponse {
+    correlation_id,
+    code
+});
 
 /// Reads a `uint16` response code.
 fn code(r: &mut Reader<'_>) -> Result<ResponseCode, DecodeError> {
@@ -204,24 +198,6 @@ fn take_bytes(r: &mut Reader<'_>, src: &Bytes, n: usize) -> Result<Bytes, Decode
     r.take(n)?;
     // In range: `take` just checked that `start + n` bytes exist.
     Ok(src.slice(start..start + n))
-}
-
-/// A string map the broker may omit entirely (read as empty).
-fn optional_map(r: &mut Reader<'_>) -> Result<Vec<(String, String)>, DecodeError> {
-    if r.remaining() == 0 {
-        Ok(Vec::new())
-    } else {
-        r.string_map()
-    }
-}
-
-/// Writes a string map, or nothing when it is empty (the broker's own encoding).
-fn put_optional_map(buf: &mut BytesMut, map: &[(String, String)]) -> Result<(), EncodeError> {
-    if map.is_empty() {
-        Ok(())
-    } else {
-        put_string_map(buf, map)
-    }
 }
 
 /// Fails unless `version` is 1.

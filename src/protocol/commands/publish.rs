@@ -4,10 +4,10 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::{Body, code, take_bytes};
+use super::{Body, take_bytes};
 use crate::protocol::codes::{ResponseCode, key};
 use crate::protocol::error::{DecodeError, EncodeError};
-use crate::protocol::wire::{Reader, begin_frame, end_frame, put_array_len, put_str};
+use crate::protocol::wire::{Reader, begin_frame, end_frame};
 
 /// DeclarePublisher request. Wire: `correlationId uint32, publisherId uint8,
 /// publisherReference string (≤ 255 bytes; empty = no deduplication), stream string`.
@@ -20,22 +20,12 @@ pub struct DeclarePublisher {
     pub stream: String,
 }
 
-impl Body for DeclarePublisher {
-    fn encode_body(&self, buf: &mut BytesMut) -> Result<(), EncodeError> {
-        buf.put_u32(self.correlation_id);
-        buf.put_u8(self.publisher_id);
-        put_str(buf, &self.publisher_reference)?;
-        put_str(buf, &self.stream)
-    }
-    fn decode_body(r: &mut Reader<'_>, _: &Bytes) -> Result<Self, DecodeError> {
-        Ok(DeclarePublisher {
-            correlation_id: r.u32()?,
-            publisher_id: r.u8()?,
-            publisher_reference: r.string()?,
-            stream: r.string()?,
-        })
-    }
-}
+body!(DeclarePublisher {
+    correlation_id,
+    publisher_id,
+    publisher_reference,
+    stream
+});
 
 /// Publish frame version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -427,28 +417,10 @@ pub struct PublishConfirm {
     pub publishing_ids: Vec<u64>,
 }
 
-impl Body for PublishConfirm {
-    fn encode_body(&self, buf: &mut BytesMut) -> Result<(), EncodeError> {
-        buf.put_u8(self.publisher_id);
-        put_array_len(buf, self.publishing_ids.len())?;
-        for id in &self.publishing_ids {
-            buf.put_u64(*id);
-        }
-        Ok(())
-    }
-    fn decode_body(r: &mut Reader<'_>, _: &Bytes) -> Result<Self, DecodeError> {
-        let publisher_id = r.u8()?;
-        let n = r.array_len(8)?;
-        let mut publishing_ids = Vec::with_capacity(n);
-        for _ in 0..n {
-            publishing_ids.push(r.u64()?);
-        }
-        Ok(PublishConfirm {
-            publisher_id,
-            publishing_ids,
-        })
-    }
-}
+body!(PublishConfirm {
+    publisher_id,
+    publishing_ids
+});
 
 /// One failed message in a PublishError. Wire: `publishingId uint64, code uint16`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -464,32 +436,12 @@ pub struct PublishError {
     pub errors: Vec<PublishingError>,
 }
 
-impl Body for PublishError {
-    fn encode_body(&self, buf: &mut BytesMut) -> Result<(), EncodeError> {
-        buf.put_u8(self.publisher_id);
-        put_array_len(buf, self.errors.len())?;
-        for e in &self.errors {
-            buf.put_u64(e.publishing_id);
-            buf.put_u16(e.code.as_u16());
-        }
-        Ok(())
-    }
-    fn decode_body(r: &mut Reader<'_>, _: &Bytes) -> Result<Self, DecodeError> {
-        let publisher_id = r.u8()?;
-        let n = r.array_len(10)?;
-        let mut errors = Vec::with_capacity(n);
-        for _ in 0..n {
-            errors.push(PublishingError {
-                publishing_id: r.u64()?,
-                code: code(r)?,
-            });
-        }
-        Ok(PublishError {
-            publisher_id,
-            errors,
-        })
-    }
-}
+body!(PublishError {
+    publisher_id,
+    errors
+});
+
+body!(Field for PublishingError [10] { publishing_id, code });
 
 /// QueryPublisherSequence request. Wire: `correlationId uint32, publisherReference string,
 /// stream string`.
@@ -500,20 +452,11 @@ pub struct QueryPublisherSequence {
     pub stream: String,
 }
 
-impl Body for QueryPublisherSequence {
-    fn encode_body(&self, buf: &mut BytesMut) -> Result<(), EncodeError> {
-        buf.put_u32(self.correlation_id);
-        put_str(buf, &self.publisher_reference)?;
-        put_str(buf, &self.stream)
-    }
-    fn decode_body(r: &mut Reader<'_>, _: &Bytes) -> Result<Self, DecodeError> {
-        Ok(QueryPublisherSequence {
-            correlation_id: r.u32()?,
-            publisher_reference: r.string()?,
-            stream: r.string()?,
-        })
-    }
-}
+body!(QueryPublisherSequence {
+    correlation_id,
+    publisher_reference,
+    stream
+});
 
 /// QueryPublisherSequence response. Wire: `correlationId uint32, code uint16,
 /// sequence uint64` (0 for an unknown reference).
@@ -524,21 +467,11 @@ pub struct QueryPublisherSequenceResponse {
     pub sequence: u64,
 }
 
-impl Body for QueryPublisherSequenceResponse {
-    fn encode_body(&self, buf: &mut BytesMut) -> Result<(), EncodeError> {
-        buf.put_u32(self.correlation_id);
-        buf.put_u16(self.code.as_u16());
-        buf.put_u64(self.sequence);
-        Ok(())
-    }
-    fn decode_body(r: &mut Reader<'_>, _: &Bytes) -> Result<Self, DecodeError> {
-        Ok(QueryPublisherSequenceResponse {
-            correlation_id: r.u32()?,
-            code: code(r)?,
-            sequence: r.u64()?,
-        })
-    }
-}
+body!(QueryPublisherSequenceResponse {
+    correlation_id,
+    code,
+    sequence
+});
 
 /// DeletePublisher request. Wire: `correlationId uint32, publisherId uint8`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -547,16 +480,7 @@ pub struct DeletePublisher {
     pub publisher_id: u8,
 }
 
-impl Body for DeletePublisher {
-    fn encode_body(&self, buf: &mut BytesMut) -> Result<(), EncodeError> {
-        buf.put_u32(self.correlation_id);
-        buf.put_u8(self.publisher_id);
-        Ok(())
-    }
-    fn decode_body(r: &mut Reader<'_>, _: &Bytes) -> Result<Self, DecodeError> {
-        Ok(DeletePublisher {
-            correlation_id: r.u32()?,
-            publisher_id: r.u8()?,
-        })
-    }
-}
+body!(DeletePublisher {
+    correlation_id,
+    publisher_id
+});

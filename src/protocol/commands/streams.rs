@@ -6,7 +6,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use super::{Body, code};
 use crate::protocol::codes::ResponseCode;
 use crate::protocol::error::{DecodeError, EncodeError};
-use crate::protocol::wire::{Reader, put_array_len, put_str, put_string_array, put_string_map};
+use crate::protocol::wire::{Reader, put_array_len, put_str};
 
 /// Create (stream) request. Wire: `correlationId uint32, stream string,
 /// arguments [string, string]` (`max-length-bytes`, `max-age`, ...). An existing stream
@@ -18,20 +18,11 @@ pub struct CreateStream {
     pub arguments: Vec<(String, String)>,
 }
 
-impl Body for CreateStream {
-    fn encode_body(&self, buf: &mut BytesMut) -> Result<(), EncodeError> {
-        buf.put_u32(self.correlation_id);
-        put_str(buf, &self.stream)?;
-        put_string_map(buf, &self.arguments)
-    }
-    fn decode_body(r: &mut Reader<'_>, _: &Bytes) -> Result<Self, DecodeError> {
-        Ok(CreateStream {
-            correlation_id: r.u32()?,
-            stream: r.string()?,
-            arguments: r.string_map()?,
-        })
-    }
-}
+body!(CreateStream {
+    correlation_id,
+    stream,
+    arguments
+});
 
 /// Delete (stream) request. Wire: `correlationId uint32, stream string`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,18 +31,10 @@ pub struct DeleteStream {
     pub stream: String,
 }
 
-impl Body for DeleteStream {
-    fn encode_body(&self, buf: &mut BytesMut) -> Result<(), EncodeError> {
-        buf.put_u32(self.correlation_id);
-        put_str(buf, &self.stream)
-    }
-    fn decode_body(r: &mut Reader<'_>, _: &Bytes) -> Result<Self, DecodeError> {
-        Ok(DeleteStream {
-            correlation_id: r.u32()?,
-            stream: r.string()?,
-        })
-    }
-}
+body!(DeleteStream {
+    correlation_id,
+    stream
+});
 
 /// Metadata request. Wire: `correlationId uint32, streams [string]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,18 +43,10 @@ pub struct Metadata {
     pub streams: Vec<String>,
 }
 
-impl Body for Metadata {
-    fn encode_body(&self, buf: &mut BytesMut) -> Result<(), EncodeError> {
-        buf.put_u32(self.correlation_id);
-        put_string_array(buf, &self.streams)
-    }
-    fn decode_body(r: &mut Reader<'_>, _: &Bytes) -> Result<Self, DecodeError> {
-        Ok(Metadata {
-            correlation_id: r.u32()?,
-            streams: r.string_array()?,
-        })
-    }
-}
+body!(Metadata {
+    correlation_id,
+    streams
+});
 
 /// Leader reference meaning "no leader" in a Metadata response.
 pub const NO_LEADER: u16 = 0xffff;
@@ -183,18 +158,7 @@ pub struct MetadataUpdate {
     pub stream: String,
 }
 
-impl Body for MetadataUpdate {
-    fn encode_body(&self, buf: &mut BytesMut) -> Result<(), EncodeError> {
-        buf.put_u16(self.code.as_u16());
-        put_str(buf, &self.stream)
-    }
-    fn decode_body(r: &mut Reader<'_>, _: &Bytes) -> Result<Self, DecodeError> {
-        Ok(MetadataUpdate {
-            code: code(r)?,
-            stream: r.string()?,
-        })
-    }
-}
+body!(MetadataUpdate { code, stream });
 
 /// Route request. Wire: `correlationId uint32, routingKey string, superStream string`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -204,20 +168,11 @@ pub struct Route {
     pub super_stream: String,
 }
 
-impl Body for Route {
-    fn encode_body(&self, buf: &mut BytesMut) -> Result<(), EncodeError> {
-        buf.put_u32(self.correlation_id);
-        put_str(buf, &self.routing_key)?;
-        put_str(buf, &self.super_stream)
-    }
-    fn decode_body(r: &mut Reader<'_>, _: &Bytes) -> Result<Self, DecodeError> {
-        Ok(Route {
-            correlation_id: r.u32()?,
-            routing_key: r.string()?,
-            super_stream: r.string()?,
-        })
-    }
-}
+body!(Route {
+    correlation_id,
+    routing_key,
+    super_stream
+});
 
 /// Partitions request. Wire: `correlationId uint32, superStream string`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -226,18 +181,10 @@ pub struct Partitions {
     pub super_stream: String,
 }
 
-impl Body for Partitions {
-    fn encode_body(&self, buf: &mut BytesMut) -> Result<(), EncodeError> {
-        buf.put_u32(self.correlation_id);
-        put_str(buf, &self.super_stream)
-    }
-    fn decode_body(r: &mut Reader<'_>, _: &Bytes) -> Result<Self, DecodeError> {
-        Ok(Partitions {
-            correlation_id: r.u32()?,
-            super_stream: r.string()?,
-        })
-    }
-}
+body!(Partitions {
+    correlation_id,
+    super_stream
+});
 
 /// Route and Partitions responses. Wire: `correlationId uint32, code uint16,
 /// streams [string]` (Partitions: in partition order; errors: empty list).
@@ -248,20 +195,11 @@ pub struct StreamsResponse {
     pub streams: Vec<String>,
 }
 
-impl Body for StreamsResponse {
-    fn encode_body(&self, buf: &mut BytesMut) -> Result<(), EncodeError> {
-        buf.put_u32(self.correlation_id);
-        buf.put_u16(self.code.as_u16());
-        put_string_array(buf, &self.streams)
-    }
-    fn decode_body(r: &mut Reader<'_>, _: &Bytes) -> Result<Self, DecodeError> {
-        Ok(StreamsResponse {
-            correlation_id: r.u32()?,
-            code: code(r)?,
-            streams: r.string_array()?,
-        })
-    }
-}
+body!(StreamsResponse {
+    correlation_id,
+    code,
+    streams
+});
 
 impl StreamsResponse {
     /// Reads a response of a broker before 3.11.1 (sent under the request key). With
@@ -312,18 +250,10 @@ pub struct StreamStats {
     pub stream: String,
 }
 
-impl Body for StreamStats {
-    fn encode_body(&self, buf: &mut BytesMut) -> Result<(), EncodeError> {
-        buf.put_u32(self.correlation_id);
-        put_str(buf, &self.stream)
-    }
-    fn decode_body(r: &mut Reader<'_>, _: &Bytes) -> Result<Self, DecodeError> {
-        Ok(StreamStats {
-            correlation_id: r.u32()?,
-            stream: r.string()?,
-        })
-    }
-}
+body!(StreamStats {
+    correlation_id,
+    stream
+});
 
 /// StreamStats response. Wire: `correlationId uint32, code uint16,
 /// stats [string, int64]`: `first_chunk_id`, `committed_chunk_id`, `last_chunk_id` (newer
@@ -335,33 +265,11 @@ pub struct StreamStatsResponse {
     pub stats: Vec<(String, i64)>,
 }
 
-impl Body for StreamStatsResponse {
-    fn encode_body(&self, buf: &mut BytesMut) -> Result<(), EncodeError> {
-        buf.put_u32(self.correlation_id);
-        buf.put_u16(self.code.as_u16());
-        put_array_len(buf, self.stats.len())?;
-        for (k, v) in &self.stats {
-            put_str(buf, k)?;
-            buf.put_i64(*v);
-        }
-        Ok(())
-    }
-    fn decode_body(r: &mut Reader<'_>, _: &Bytes) -> Result<Self, DecodeError> {
-        let correlation_id = r.u32()?;
-        let code = code(r)?;
-        let n = r.array_len(10)?;
-        let mut stats = Vec::with_capacity(n);
-        for _ in 0..n {
-            let k = r.string()?;
-            stats.push((k, r.i64()?));
-        }
-        Ok(StreamStatsResponse {
-            correlation_id,
-            code,
-            stats,
-        })
-    }
-}
+body!(StreamStatsResponse {
+    correlation_id,
+    code,
+    stats
+});
 
 /// CreateSuperStream request (3.13+). Wire: `correlationId uint32, name string,
 /// partitions [string], bindingKeys [string], arguments [string, string]`.
@@ -375,24 +283,13 @@ pub struct CreateSuperStream {
     pub arguments: Vec<(String, String)>,
 }
 
-impl Body for CreateSuperStream {
-    fn encode_body(&self, buf: &mut BytesMut) -> Result<(), EncodeError> {
-        buf.put_u32(self.correlation_id);
-        put_str(buf, &self.name)?;
-        put_string_array(buf, &self.partitions)?;
-        put_string_array(buf, &self.binding_keys)?;
-        put_string_map(buf, &self.arguments)
-    }
-    fn decode_body(r: &mut Reader<'_>, _: &Bytes) -> Result<Self, DecodeError> {
-        Ok(CreateSuperStream {
-            correlation_id: r.u32()?,
-            name: r.string()?,
-            partitions: r.string_array()?,
-            binding_keys: r.string_array()?,
-            arguments: r.string_map()?,
-        })
-    }
-}
+body!(CreateSuperStream {
+    correlation_id,
+    name,
+    partitions,
+    binding_keys,
+    arguments
+});
 
 /// DeleteSuperStream request (3.13+). Wire: `correlationId uint32, name string`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -401,15 +298,7 @@ pub struct DeleteSuperStream {
     pub name: String,
 }
 
-impl Body for DeleteSuperStream {
-    fn encode_body(&self, buf: &mut BytesMut) -> Result<(), EncodeError> {
-        buf.put_u32(self.correlation_id);
-        put_str(buf, &self.name)
-    }
-    fn decode_body(r: &mut Reader<'_>, _: &Bytes) -> Result<Self, DecodeError> {
-        Ok(DeleteSuperStream {
-            correlation_id: r.u32()?,
-            name: r.string()?,
-        })
-    }
-}
+body!(DeleteSuperStream {
+    correlation_id,
+    name
+});
