@@ -92,6 +92,9 @@ impl Body for SaslAuthenticate {
             sasl_data,
         })
     }
+    fn correlation_id(&self) -> Option<u32> {
+        Some(self.correlation_id)
+    }
 }
 
 /// SaslAuthenticate response. Wire: `correlationId uint32, code uint16
@@ -131,6 +134,9 @@ impl Body for SaslAuthenticateResponse {
             code,
             challenge,
         })
+    }
+    fn correlation_id(&self) -> Option<u32> {
+        Some(self.correlation_id)
     }
 }
 

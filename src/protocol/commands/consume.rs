@@ -207,6 +207,9 @@ impl Body for ConsumerUpdate {
             },
         })
     }
+    fn correlation_id(&self) -> Option<u32> {
+        Some(self.correlation_id)
+    }
 }
 
 /// The client's answer to [`ConsumerUpdate`] (`0x801a`). Wire: `correlationId uint32,

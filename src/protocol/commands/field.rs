@@ -22,8 +22,9 @@ pub(super) trait Codec<T> {
     fn get(r: &mut Reader<'_>) -> Result<T, DecodeError>;
 }
 
-/// Implements `Body` for a command from its fields in wire order; `field as Codec` writes and
-/// reads that field with `Codec` instead of its type's [`Field`]. `Field for` a struct does
+/// Implements `Body` for a command from its fields in wire order (its correlation id is the
+/// field so named, when it comes first); `field as Codec` writes and reads that field with
+/// `Codec` instead of its type's [`Field`]. `Field for` a struct does
 /// the same for an element of an array, with its least encoded size.
 macro_rules! body {
     (Field for $ty:ident [$min:expr] { $($field:ident),* $(,)? }) => {
@@ -38,7 +39,13 @@ macro_rules! body {
             }
         }
     };
+    ($ty:ident { correlation_id $(, $field:ident $(as $codec:ident)?)* $(,)? }) => {
+        body!(@impl $ty yes { correlation_id $(, $field $(as $codec)?)* });
+    };
     ($ty:ident { $($field:ident $(as $codec:ident)?),* $(,)? }) => {
+        body!(@impl $ty no { $($field $(as $codec)?),* });
+    };
+    (@impl $ty:ident $corr:ident { $($field:ident $(as $codec:ident)?),* }) => {
         impl Body for $ty {
             fn encode_body(&self, buf: &mut BytesMut) -> Result<(), EncodeError> {
                 $( body!(@put self.$field, buf $(, $codec)?); )*
@@ -47,7 +54,16 @@ macro_rules! body {
             fn decode_body(r: &mut Reader<'_>, _: &Bytes) -> Result<Self, DecodeError> {
                 Ok($ty { $( $field: body!(@get r $(, $codec)?), )* })
             }
+            fn correlation_id(&self) -> Option<u32> {
+                body!(@corr self $corr)
+            }
         }
+    };
+    (@corr $s:ident yes) => {
+        Some($s.correlation_id)
+    };
+    (@corr $s:ident no) => {
+        None
     };
     (@put $v:expr, $buf:ident) => {
         $crate::protocol::commands::field::Field::put(&$v, $buf)?

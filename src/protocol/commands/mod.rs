@@ -51,121 +51,188 @@ use super::codes::{RESPONSE_BIT, ResponseCode, VERSION_1, key};
 use super::error::{DecodeError, EncodeError};
 use super::wire::{Reader, begin_frame, end_frame};
 
-/// One frame of the stream protocol. Variant docs give the key and direction
-/// (C = client, S = server); the payload struct docs give the wire layout after
-/// `key, version`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Frame {
+/// Declares [`Frame`] from one table, each regular variant with its payload type and key, and
+/// derives from it the key, the correlation id and the dispatch of encoding and decoding.
+/// Publish, Deliver (two versions, their own codecs) and Heartbeat (no payload) are added by
+/// hand.
+macro_rules! frames {
+    ($( $(#[$doc:meta])* $variant:ident($ty:ident) = $key:path, )*) => {
+        /// One frame of the stream protocol. Variant docs give the key and direction
+        /// (C = client, S = server); the payload struct docs give the wire layout after
+        /// `key, version`.
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        pub enum Frame {
+            $( $(#[$doc])* $variant($ty), )*
+            /// `0x0002` v1/v2 C→S.
+            Publish(Publish),
+            /// `0x0008` v1/v2 S→C.
+            Deliver(Deliver),
+            /// `0x0017` C↔S, empty body after `key, version`.
+            Heartbeat,
+        }
+
+        impl Frame {
+            /// The wire key (`0x8000 | command` for responses).
+            pub fn key(&self) -> u16 {
+                match self {
+                    $( Frame::$variant(_) => $key, )*
+                    Frame::Publish(_) => key::PUBLISH,
+                    Frame::Deliver(_) => key::DELIVER,
+                    Frame::Heartbeat => key::HEARTBEAT,
+                }
+            }
+
+            /// The correlation id, for the frames that have one.
+            pub fn correlation_id(&self) -> Option<u32> {
+                match self {
+                    $( Frame::$variant(f) => f.correlation_id(), )*
+                    Frame::Publish(_) | Frame::Deliver(_) | Frame::Heartbeat => None,
+                }
+            }
+
+            /// The payload after `key, version` (Publish writes its whole frame itself).
+            fn encode_payload(&self, buf: &mut BytesMut) -> Result<(), EncodeError> {
+                match self {
+                    $( Frame::$variant(f) => f.encode_body(buf), )*
+                    Frame::Deliver(f) => f.encode_body(buf),
+                    Frame::Publish(_) | Frame::Heartbeat => Ok(()),
+                }
+            }
+        }
+
+        /// Decodes what follows `key, version`.
+        fn decode_payload(
+            key: u16,
+            version: u16,
+            r: &mut Reader<'_>,
+            src: &Bytes,
+        ) -> Result<Frame, DecodeError> {
+            Ok(match key {
+                $( $key => {
+                    check_v1(key, version)?;
+                    Frame::$variant(<$ty as Body>::decode_body(r, src)?)
+                } )*
+                key::PUBLISH => {
+                    let v = PublishVersion::from_u16(version)
+                        .ok_or(DecodeError::UnsupportedVersion { key, version })?;
+                    Frame::Publish(Publish::decode_body(r, src, v)?)
+                }
+                key::DELIVER => Frame::Deliver(Deliver::decode_body(r, src, key, version)?),
+                key::HEARTBEAT => {
+                    check_v1(key, version)?;
+                    Frame::Heartbeat
+                }
+                _ => return Err(DecodeError::UnknownKey(key)),
+            })
+        }
+    };
+}
+
+frames! {
     /// `0x0001` C→S.
-    DeclarePublisher(DeclarePublisher),
+    DeclarePublisher(DeclarePublisher) = key::DECLARE_PUBLISHER,
     /// `0x8001` S→C.
-    DeclarePublisherResponse(CodeResponse),
-    /// `0x0002` v1/v2 C→S.
-    Publish(Publish),
+    DeclarePublisherResponse(CodeResponse) = R_DECLARE_PUBLISHER,
     /// `0x0003` S→C.
-    PublishConfirm(PublishConfirm),
+    PublishConfirm(PublishConfirm) = key::PUBLISH_CONFIRM,
     /// `0x0004` S→C.
-    PublishError(PublishError),
+    PublishError(PublishError) = key::PUBLISH_ERROR,
     /// `0x0005` C→S.
-    QueryPublisherSequence(QueryPublisherSequence),
+    QueryPublisherSequence(QueryPublisherSequence) = key::QUERY_PUBLISHER_SEQUENCE,
     /// `0x8005` S→C.
-    QueryPublisherSequenceResponse(QueryPublisherSequenceResponse),
+    QueryPublisherSequenceResponse(QueryPublisherSequenceResponse) = R_QUERY_PUBLISHER_SEQUENCE,
     /// `0x0006` C→S.
-    DeletePublisher(DeletePublisher),
+    DeletePublisher(DeletePublisher) = key::DELETE_PUBLISHER,
     /// `0x8006` S→C.
-    DeletePublisherResponse(CodeResponse),
+    DeletePublisherResponse(CodeResponse) = R_DELETE_PUBLISHER,
     /// `0x0007` C→S.
-    Subscribe(Subscribe),
+    Subscribe(Subscribe) = key::SUBSCRIBE,
     /// `0x8007` S→C.
-    SubscribeResponse(CodeResponse),
-    /// `0x0008` v1/v2 S→C.
-    Deliver(Deliver),
+    SubscribeResponse(CodeResponse) = R_SUBSCRIBE,
     /// `0x0009` C→S.
-    Credit(Credit),
+    Credit(Credit) = key::CREDIT,
     /// `0x8009` S→C, only on error, no correlation id.
-    CreditResponse(CreditResponse),
+    CreditResponse(CreditResponse) = R_CREDIT,
     /// `0x000a` C→S, no response.
-    StoreOffset(StoreOffset),
+    StoreOffset(StoreOffset) = key::STORE_OFFSET,
     /// `0x000b` C→S.
-    QueryOffset(QueryOffset),
+    QueryOffset(QueryOffset) = key::QUERY_OFFSET,
     /// `0x800b` S→C.
-    QueryOffsetResponse(QueryOffsetResponse),
+    QueryOffsetResponse(QueryOffsetResponse) = R_QUERY_OFFSET,
     /// `0x000c` C→S.
-    Unsubscribe(Unsubscribe),
+    Unsubscribe(Unsubscribe) = key::UNSUBSCRIBE,
     /// `0x800c` S→C.
-    UnsubscribeResponse(CodeResponse),
+    UnsubscribeResponse(CodeResponse) = R_UNSUBSCRIBE,
     /// `0x000d` C→S.
-    CreateStream(CreateStream),
+    CreateStream(CreateStream) = key::CREATE,
     /// `0x800d` S→C.
-    CreateStreamResponse(CodeResponse),
+    CreateStreamResponse(CodeResponse) = R_CREATE,
     /// `0x000e` C→S.
-    DeleteStream(DeleteStream),
+    DeleteStream(DeleteStream) = key::DELETE,
     /// `0x800e` S→C.
-    DeleteStreamResponse(CodeResponse),
+    DeleteStreamResponse(CodeResponse) = R_DELETE,
     /// `0x000f` C→S.
-    Metadata(Metadata),
+    Metadata(Metadata) = key::METADATA,
     /// `0x800f` S→C (no top-level response code).
-    MetadataResponse(MetadataResponse),
+    MetadataResponse(MetadataResponse) = R_METADATA,
     /// `0x0010` S→C.
-    MetadataUpdate(MetadataUpdate),
+    MetadataUpdate(MetadataUpdate) = key::METADATA_UPDATE,
     /// `0x0011` C→S.
-    PeerProperties(PeerProperties),
+    PeerProperties(PeerProperties) = key::PEER_PROPERTIES,
     /// `0x8011` S→C.
-    PeerPropertiesResponse(PeerPropertiesResponse),
+    PeerPropertiesResponse(PeerPropertiesResponse) = R_PEER_PROPERTIES,
     /// `0x0012` C→S.
-    SaslHandshake(SaslHandshake),
+    SaslHandshake(SaslHandshake) = key::SASL_HANDSHAKE,
     /// `0x8012` S→C.
-    SaslHandshakeResponse(SaslHandshakeResponse),
+    SaslHandshakeResponse(SaslHandshakeResponse) = R_SASL_HANDSHAKE,
     /// `0x0013` C→S.
-    SaslAuthenticate(SaslAuthenticate),
+    SaslAuthenticate(SaslAuthenticate) = key::SASL_AUTHENTICATE,
     /// `0x8013` S→C.
-    SaslAuthenticateResponse(SaslAuthenticateResponse),
+    SaslAuthenticateResponse(SaslAuthenticateResponse) = R_SASL_AUTHENTICATE,
     /// `0x0014` S→C (server proposal), no correlation id.
-    Tune(Tune),
+    Tune(Tune) = key::TUNE,
     /// `0x8014` C→S (client's choice), no correlation id.
-    TuneResponse(Tune),
+    TuneResponse(Tune) = R_TUNE,
     /// `0x0015` C→S.
-    Open(Open),
+    Open(Open) = key::OPEN,
     /// `0x8015` S→C.
-    OpenResponse(OpenResponse),
+    OpenResponse(OpenResponse) = R_OPEN,
     /// `0x0016` C↔S.
-    Close(Close),
+    Close(Close) = key::CLOSE,
     /// `0x8016` C↔S.
-    CloseResponse(CodeResponse),
-    /// `0x0017` C↔S, empty body after `key, version`.
-    Heartbeat,
+    CloseResponse(CodeResponse) = R_CLOSE,
     /// `0x0018` C→S.
-    Route(Route),
+    Route(Route) = key::ROUTE,
     /// `0x8018` S→C (`0x0018` from brokers before 3.11.1, see [`Frame::decode_server`]).
-    RouteResponse(StreamsResponse),
+    RouteResponse(StreamsResponse) = R_ROUTE,
     /// `0x0019` C→S.
-    Partitions(Partitions),
+    Partitions(Partitions) = key::PARTITIONS,
     /// `0x8019` S→C (`0x0019` from brokers before 3.11.1, see [`Frame::decode_server`]).
-    PartitionsResponse(StreamsResponse),
+    PartitionsResponse(StreamsResponse) = R_PARTITIONS,
     /// `0x001a` S→C request (the server allocates the correlation id).
-    ConsumerUpdate(ConsumerUpdate),
+    ConsumerUpdate(ConsumerUpdate) = key::CONSUMER_UPDATE,
     /// `0x801a` C→S answer to [`Frame::ConsumerUpdate`].
-    ConsumerUpdateResponse(ConsumerUpdateResponse),
+    ConsumerUpdateResponse(ConsumerUpdateResponse) = R_CONSUMER_UPDATE,
     /// `0x001b` C→S (3.11+).
-    ExchangeCommandVersions(ExchangeCommandVersions),
+    ExchangeCommandVersions(ExchangeCommandVersions) = key::EXCHANGE_COMMAND_VERSIONS,
     /// `0x801b` S→C.
-    ExchangeCommandVersionsResponse(ExchangeCommandVersionsResponse),
+    ExchangeCommandVersionsResponse(ExchangeCommandVersionsResponse) = R_EXCHANGE_COMMAND_VERSIONS,
     /// `0x001c` C→S (3.11+).
-    StreamStats(StreamStats),
+    StreamStats(StreamStats) = key::STREAM_STATS,
     /// `0x801c` S→C.
-    StreamStatsResponse(StreamStatsResponse),
+    StreamStatsResponse(StreamStatsResponse) = R_STREAM_STATS,
     /// `0x001d` C→S (3.13+).
-    CreateSuperStream(CreateSuperStream),
+    CreateSuperStream(CreateSuperStream) = key::CREATE_SUPER_STREAM,
     /// `0x801d` S→C.
-    CreateSuperStreamResponse(CodeResponse),
+    CreateSuperStreamResponse(CodeResponse) = R_CREATE_SUPER_STREAM,
     /// `0x001e` C→S (3.13+).
-    DeleteSuperStream(DeleteSuperStream),
+    DeleteSuperStream(DeleteSuperStream) = key::DELETE_SUPER_STREAM,
     /// `0x801e` S→C.
-    DeleteSuperStreamResponse(CodeResponse),
+    DeleteSuperStreamResponse(CodeResponse) = R_DELETE_SUPER_STREAM,
     /// `0x001f` C→S (4.3+).
-    ResolveOffsetSpec(ResolveOffsetSpec),
+    ResolveOffsetSpec(ResolveOffsetSpec) = key::RESOLVE_OFFSET_SPEC,
     /// `0x801f` S→C.
-    ResolveOffsetSpecResponse(ResolveOffsetSpecResponse),
+    ResolveOffsetSpecResponse(ResolveOffsetSpecResponse) = R_RESOLVE_OFFSET_SPEC,
 }
 
 /// A response that carries only its code. Wire: `correlationId uint32, code uint16`.
@@ -180,6 +247,10 @@ trait Body: Sized {
     fn encode_body(&self, buf: &mut BytesMut) -> Result<(), EncodeError>;
     /// Reads the payload; `src` is the whole body the reader runs over, for zero-copy slices.
     fn decode_body(r: &mut Reader<'_>, src: &Bytes) -> Result<Self, DecodeError>;
+    /// The correlation id, for the commands that have one.
+    fn correlation_id(&self) -> Option<u32> {
+        None
+    }
 }
 
 body!(CodeResponse {
@@ -239,67 +310,6 @@ const R_DELETE_SUPER_STREAM: u16 = resp(key::DELETE_SUPER_STREAM);
 const R_RESOLVE_OFFSET_SPEC: u16 = resp(key::RESOLVE_OFFSET_SPEC);
 
 impl Frame {
-    /// The wire key (`0x8000 | command` for responses).
-    pub fn key(&self) -> u16 {
-        match self {
-            Frame::DeclarePublisher(_) => key::DECLARE_PUBLISHER,
-            Frame::DeclarePublisherResponse(_) => R_DECLARE_PUBLISHER,
-            Frame::Publish(_) => key::PUBLISH,
-            Frame::PublishConfirm(_) => key::PUBLISH_CONFIRM,
-            Frame::PublishError(_) => key::PUBLISH_ERROR,
-            Frame::QueryPublisherSequence(_) => key::QUERY_PUBLISHER_SEQUENCE,
-            Frame::QueryPublisherSequenceResponse(_) => R_QUERY_PUBLISHER_SEQUENCE,
-            Frame::DeletePublisher(_) => key::DELETE_PUBLISHER,
-            Frame::DeletePublisherResponse(_) => R_DELETE_PUBLISHER,
-            Frame::Subscribe(_) => key::SUBSCRIBE,
-            Frame::SubscribeResponse(_) => R_SUBSCRIBE,
-            Frame::Deliver(_) => key::DELIVER,
-            Frame::Credit(_) => key::CREDIT,
-            Frame::CreditResponse(_) => R_CREDIT,
-            Frame::StoreOffset(_) => key::STORE_OFFSET,
-            Frame::QueryOffset(_) => key::QUERY_OFFSET,
-            Frame::QueryOffsetResponse(_) => R_QUERY_OFFSET,
-            Frame::Unsubscribe(_) => key::UNSUBSCRIBE,
-            Frame::UnsubscribeResponse(_) => R_UNSUBSCRIBE,
-            Frame::CreateStream(_) => key::CREATE,
-            Frame::CreateStreamResponse(_) => R_CREATE,
-            Frame::DeleteStream(_) => key::DELETE,
-            Frame::DeleteStreamResponse(_) => R_DELETE,
-            Frame::Metadata(_) => key::METADATA,
-            Frame::MetadataResponse(_) => R_METADATA,
-            Frame::MetadataUpdate(_) => key::METADATA_UPDATE,
-            Frame::PeerProperties(_) => key::PEER_PROPERTIES,
-            Frame::PeerPropertiesResponse(_) => R_PEER_PROPERTIES,
-            Frame::SaslHandshake(_) => key::SASL_HANDSHAKE,
-            Frame::SaslHandshakeResponse(_) => R_SASL_HANDSHAKE,
-            Frame::SaslAuthenticate(_) => key::SASL_AUTHENTICATE,
-            Frame::SaslAuthenticateResponse(_) => R_SASL_AUTHENTICATE,
-            Frame::Tune(_) => key::TUNE,
-            Frame::TuneResponse(_) => R_TUNE,
-            Frame::Open(_) => key::OPEN,
-            Frame::OpenResponse(_) => R_OPEN,
-            Frame::Close(_) => key::CLOSE,
-            Frame::CloseResponse(_) => R_CLOSE,
-            Frame::Heartbeat => key::HEARTBEAT,
-            Frame::Route(_) => key::ROUTE,
-            Frame::RouteResponse(_) => R_ROUTE,
-            Frame::Partitions(_) => key::PARTITIONS,
-            Frame::PartitionsResponse(_) => R_PARTITIONS,
-            Frame::ConsumerUpdate(_) => key::CONSUMER_UPDATE,
-            Frame::ConsumerUpdateResponse(_) => R_CONSUMER_UPDATE,
-            Frame::ExchangeCommandVersions(_) => key::EXCHANGE_COMMAND_VERSIONS,
-            Frame::ExchangeCommandVersionsResponse(_) => R_EXCHANGE_COMMAND_VERSIONS,
-            Frame::StreamStats(_) => key::STREAM_STATS,
-            Frame::StreamStatsResponse(_) => R_STREAM_STATS,
-            Frame::CreateSuperStream(_) => key::CREATE_SUPER_STREAM,
-            Frame::CreateSuperStreamResponse(_) => R_CREATE_SUPER_STREAM,
-            Frame::DeleteSuperStream(_) => key::DELETE_SUPER_STREAM,
-            Frame::DeleteSuperStreamResponse(_) => R_DELETE_SUPER_STREAM,
-            Frame::ResolveOffsetSpec(_) => key::RESOLVE_OFFSET_SPEC,
-            Frame::ResolveOffsetSpecResponse(_) => R_RESOLVE_OFFSET_SPEC,
-        }
-    }
-
     /// The wire version: 2 for Publish v2 and Deliver v2, else 1.
     pub fn version(&self) -> u16 {
         match self {
@@ -312,66 +322,6 @@ impl Frame {
     /// True when the key carries the response bit.
     pub fn is_response(&self) -> bool {
         self.key() & RESPONSE_BIT != 0
-    }
-
-    /// The correlation id, for the frames that have one.
-    pub fn correlation_id(&self) -> Option<u32> {
-        Some(match self {
-            Frame::DeclarePublisher(f) => f.correlation_id,
-            Frame::QueryPublisherSequence(f) => f.correlation_id,
-            Frame::QueryPublisherSequenceResponse(f) => f.correlation_id,
-            Frame::DeletePublisher(f) => f.correlation_id,
-            Frame::Subscribe(f) => f.correlation_id,
-            Frame::QueryOffset(f) => f.correlation_id,
-            Frame::QueryOffsetResponse(f) => f.correlation_id,
-            Frame::Unsubscribe(f) => f.correlation_id,
-            Frame::CreateStream(f) => f.correlation_id,
-            Frame::DeleteStream(f) => f.correlation_id,
-            Frame::Metadata(f) => f.correlation_id,
-            Frame::MetadataResponse(f) => f.correlation_id,
-            Frame::PeerProperties(f) => f.correlation_id,
-            Frame::PeerPropertiesResponse(f) => f.correlation_id,
-            Frame::SaslHandshake(f) => f.correlation_id,
-            Frame::SaslHandshakeResponse(f) => f.correlation_id,
-            Frame::SaslAuthenticate(f) => f.correlation_id,
-            Frame::SaslAuthenticateResponse(f) => f.correlation_id,
-            Frame::Open(f) => f.correlation_id,
-            Frame::OpenResponse(f) => f.correlation_id,
-            Frame::Close(f) => f.correlation_id,
-            Frame::Route(f) => f.correlation_id,
-            Frame::Partitions(f) => f.correlation_id,
-            Frame::RouteResponse(f) | Frame::PartitionsResponse(f) => f.correlation_id,
-            Frame::ConsumerUpdate(f) => f.correlation_id,
-            Frame::ConsumerUpdateResponse(f) => f.correlation_id,
-            Frame::ExchangeCommandVersions(f) => f.correlation_id,
-            Frame::ExchangeCommandVersionsResponse(f) => f.correlation_id,
-            Frame::StreamStats(f) => f.correlation_id,
-            Frame::StreamStatsResponse(f) => f.correlation_id,
-            Frame::CreateSuperStream(f) => f.correlation_id,
-            Frame::DeleteSuperStream(f) => f.correlation_id,
-            Frame::ResolveOffsetSpec(f) => f.correlation_id,
-            Frame::ResolveOffsetSpecResponse(f) => f.correlation_id,
-            Frame::DeclarePublisherResponse(f)
-            | Frame::DeletePublisherResponse(f)
-            | Frame::SubscribeResponse(f)
-            | Frame::UnsubscribeResponse(f)
-            | Frame::CreateStreamResponse(f)
-            | Frame::DeleteStreamResponse(f)
-            | Frame::CloseResponse(f)
-            | Frame::CreateSuperStreamResponse(f)
-            | Frame::DeleteSuperStreamResponse(f) => f.correlation_id,
-            Frame::Publish(_)
-            | Frame::PublishConfirm(_)
-            | Frame::PublishError(_)
-            | Frame::Deliver(_)
-            | Frame::Credit(_)
-            | Frame::CreditResponse(_)
-            | Frame::StoreOffset(_)
-            | Frame::MetadataUpdate(_)
-            | Frame::Tune(_)
-            | Frame::TuneResponse(_)
-            | Frame::Heartbeat => return None,
-        })
     }
 
     /// Appends the whole frame, size prefix included. On error `buf` is left as it was.
@@ -391,61 +341,7 @@ impl Frame {
         let at = begin_frame(buf);
         buf.put_u16(self.key());
         buf.put_u16(self.version());
-        match self {
-            Frame::DeclarePublisher(f) => f.encode_body(buf),
-            Frame::Publish(_) => Ok(()), // handled above
-            Frame::PublishConfirm(f) => f.encode_body(buf),
-            Frame::PublishError(f) => f.encode_body(buf),
-            Frame::QueryPublisherSequence(f) => f.encode_body(buf),
-            Frame::QueryPublisherSequenceResponse(f) => f.encode_body(buf),
-            Frame::DeletePublisher(f) => f.encode_body(buf),
-            Frame::Subscribe(f) => f.encode_body(buf),
-            Frame::Deliver(f) => f.encode_body(buf),
-            Frame::Credit(f) => f.encode_body(buf),
-            Frame::CreditResponse(f) => f.encode_body(buf),
-            Frame::StoreOffset(f) => f.encode_body(buf),
-            Frame::QueryOffset(f) => f.encode_body(buf),
-            Frame::QueryOffsetResponse(f) => f.encode_body(buf),
-            Frame::Unsubscribe(f) => f.encode_body(buf),
-            Frame::CreateStream(f) => f.encode_body(buf),
-            Frame::DeleteStream(f) => f.encode_body(buf),
-            Frame::Metadata(f) => f.encode_body(buf),
-            Frame::MetadataResponse(f) => f.encode_body(buf),
-            Frame::MetadataUpdate(f) => f.encode_body(buf),
-            Frame::PeerProperties(f) => f.encode_body(buf),
-            Frame::PeerPropertiesResponse(f) => f.encode_body(buf),
-            Frame::SaslHandshake(f) => f.encode_body(buf),
-            Frame::SaslHandshakeResponse(f) => f.encode_body(buf),
-            Frame::SaslAuthenticate(f) => f.encode_body(buf),
-            Frame::SaslAuthenticateResponse(f) => f.encode_body(buf),
-            Frame::Tune(f) | Frame::TuneResponse(f) => f.encode_body(buf),
-            Frame::Open(f) => f.encode_body(buf),
-            Frame::OpenResponse(f) => f.encode_body(buf),
-            Frame::Close(f) => f.encode_body(buf),
-            Frame::Heartbeat => Ok(()),
-            Frame::Route(f) => f.encode_body(buf),
-            Frame::Partitions(f) => f.encode_body(buf),
-            Frame::RouteResponse(f) | Frame::PartitionsResponse(f) => f.encode_body(buf),
-            Frame::ConsumerUpdate(f) => f.encode_body(buf),
-            Frame::ConsumerUpdateResponse(f) => f.encode_body(buf),
-            Frame::ExchangeCommandVersions(f) => f.encode_body(buf),
-            Frame::ExchangeCommandVersionsResponse(f) => f.encode_body(buf),
-            Frame::StreamStats(f) => f.encode_body(buf),
-            Frame::StreamStatsResponse(f) => f.encode_body(buf),
-            Frame::CreateSuperStream(f) => f.encode_body(buf),
-            Frame::DeleteSuperStream(f) => f.encode_body(buf),
-            Frame::ResolveOffsetSpec(f) => f.encode_body(buf),
-            Frame::ResolveOffsetSpecResponse(f) => f.encode_body(buf),
-            Frame::DeclarePublisherResponse(f)
-            | Frame::DeletePublisherResponse(f)
-            | Frame::SubscribeResponse(f)
-            | Frame::UnsubscribeResponse(f)
-            | Frame::CreateStreamResponse(f)
-            | Frame::DeleteStreamResponse(f)
-            | Frame::CloseResponse(f)
-            | Frame::CreateSuperStreamResponse(f)
-            | Frame::DeleteSuperStreamResponse(f) => f.encode_body(buf),
-        }?;
+        self.encode_payload(buf)?;
         end_frame(buf, at)
     }
 
@@ -489,96 +385,6 @@ impl Frame {
         r.finish()?;
         Ok(frame)
     }
-}
-
-/// Decodes what follows `key, version`.
-fn decode_payload(
-    key: u16,
-    version: u16,
-    r: &mut Reader<'_>,
-    src: &Bytes,
-) -> Result<Frame, DecodeError> {
-    macro_rules! v1 {
-        ($variant:ident, $ty:ty) => {{
-            check_v1(key, version)?;
-            Frame::$variant(<$ty as Body>::decode_body(r, src)?)
-        }};
-    }
-    Ok(match key {
-        key::DECLARE_PUBLISHER => v1!(DeclarePublisher, DeclarePublisher),
-        R_DECLARE_PUBLISHER => v1!(DeclarePublisherResponse, CodeResponse),
-        key::PUBLISH => {
-            let v = PublishVersion::from_u16(version)
-                .ok_or(DecodeError::UnsupportedVersion { key, version })?;
-            Frame::Publish(Publish::decode_body(r, src, v)?)
-        }
-        key::PUBLISH_CONFIRM => v1!(PublishConfirm, PublishConfirm),
-        key::PUBLISH_ERROR => v1!(PublishError, PublishError),
-        key::QUERY_PUBLISHER_SEQUENCE => v1!(QueryPublisherSequence, QueryPublisherSequence),
-        R_QUERY_PUBLISHER_SEQUENCE => {
-            v1!(
-                QueryPublisherSequenceResponse,
-                QueryPublisherSequenceResponse
-            )
-        }
-        key::DELETE_PUBLISHER => v1!(DeletePublisher, DeletePublisher),
-        R_DELETE_PUBLISHER => v1!(DeletePublisherResponse, CodeResponse),
-        key::SUBSCRIBE => v1!(Subscribe, Subscribe),
-        R_SUBSCRIBE => v1!(SubscribeResponse, CodeResponse),
-        key::DELIVER => Frame::Deliver(Deliver::decode_body(r, src, key, version)?),
-        key::CREDIT => v1!(Credit, Credit),
-        R_CREDIT => v1!(CreditResponse, CreditResponse),
-        key::STORE_OFFSET => v1!(StoreOffset, StoreOffset),
-        key::QUERY_OFFSET => v1!(QueryOffset, QueryOffset),
-        R_QUERY_OFFSET => v1!(QueryOffsetResponse, QueryOffsetResponse),
-        key::UNSUBSCRIBE => v1!(Unsubscribe, Unsubscribe),
-        R_UNSUBSCRIBE => v1!(UnsubscribeResponse, CodeResponse),
-        key::CREATE => v1!(CreateStream, CreateStream),
-        R_CREATE => v1!(CreateStreamResponse, CodeResponse),
-        key::DELETE => v1!(DeleteStream, DeleteStream),
-        R_DELETE => v1!(DeleteStreamResponse, CodeResponse),
-        key::METADATA => v1!(Metadata, Metadata),
-        R_METADATA => v1!(MetadataResponse, MetadataResponse),
-        key::METADATA_UPDATE => v1!(MetadataUpdate, MetadataUpdate),
-        key::PEER_PROPERTIES => v1!(PeerProperties, PeerProperties),
-        R_PEER_PROPERTIES => v1!(PeerPropertiesResponse, PeerPropertiesResponse),
-        key::SASL_HANDSHAKE => v1!(SaslHandshake, SaslHandshake),
-        R_SASL_HANDSHAKE => v1!(SaslHandshakeResponse, SaslHandshakeResponse),
-        key::SASL_AUTHENTICATE => v1!(SaslAuthenticate, SaslAuthenticate),
-        R_SASL_AUTHENTICATE => v1!(SaslAuthenticateResponse, SaslAuthenticateResponse),
-        key::TUNE => v1!(Tune, Tune),
-        R_TUNE => v1!(TuneResponse, Tune),
-        key::OPEN => v1!(Open, Open),
-        R_OPEN => v1!(OpenResponse, OpenResponse),
-        key::CLOSE => v1!(Close, Close),
-        R_CLOSE => v1!(CloseResponse, CodeResponse),
-        key::HEARTBEAT => {
-            check_v1(key, version)?;
-            Frame::Heartbeat
-        }
-        key::ROUTE => v1!(Route, Route),
-        R_ROUTE => v1!(RouteResponse, StreamsResponse),
-        key::PARTITIONS => v1!(Partitions, Partitions),
-        R_PARTITIONS => v1!(PartitionsResponse, StreamsResponse),
-        key::CONSUMER_UPDATE => v1!(ConsumerUpdate, ConsumerUpdate),
-        R_CONSUMER_UPDATE => v1!(ConsumerUpdateResponse, ConsumerUpdateResponse),
-        key::EXCHANGE_COMMAND_VERSIONS => v1!(ExchangeCommandVersions, ExchangeCommandVersions),
-        R_EXCHANGE_COMMAND_VERSIONS => {
-            v1!(
-                ExchangeCommandVersionsResponse,
-                ExchangeCommandVersionsResponse
-            )
-        }
-        key::STREAM_STATS => v1!(StreamStats, StreamStats),
-        R_STREAM_STATS => v1!(StreamStatsResponse, StreamStatsResponse),
-        key::CREATE_SUPER_STREAM => v1!(CreateSuperStream, CreateSuperStream),
-        R_CREATE_SUPER_STREAM => v1!(CreateSuperStreamResponse, CodeResponse),
-        key::DELETE_SUPER_STREAM => v1!(DeleteSuperStream, DeleteSuperStream),
-        R_DELETE_SUPER_STREAM => v1!(DeleteSuperStreamResponse, CodeResponse),
-        key::RESOLVE_OFFSET_SPEC => v1!(ResolveOffsetSpec, ResolveOffsetSpec),
-        R_RESOLVE_OFFSET_SPEC => v1!(ResolveOffsetSpecResponse, ResolveOffsetSpecResponse),
-        _ => return Err(DecodeError::UnknownKey(key)),
-    })
 }
 
 /// Length of the first complete frame in `buf`, size prefix included, or `None` when more

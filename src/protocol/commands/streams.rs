@@ -147,6 +147,9 @@ impl Body for MetadataResponse {
             streams,
         })
     }
+    fn correlation_id(&self) -> Option<u32> {
+        Some(self.correlation_id)
+    }
 }
 
 /// MetadataUpdate (server → client, no correlation id). Wire: `code uint16, stream string`.
