@@ -5,7 +5,7 @@
 //!
 //! Ownership follows the log callback (src/ffi/log.rs): a registration (callback, `user_data`,
 //! finalizer) is shared by reference count between the config and every consumer created
-//! with it. A consumer reaches it through a [`Slot`] that `rmqs_consumer_free()` empties
+//! with it. A consumer reaches it through a `Slot` that `rmqs_consumer_free()` empties
 //! (waiting for calls in progress), so the finalizer runs at a known moment even when chunks
 //! the application still holds keep the core consumer's state alive.
 

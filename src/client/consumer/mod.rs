@@ -324,7 +324,7 @@ pub trait ConsumerEvents: Send + Sync + 'static {
     fn closed(&self, reason: &ClientError);
     /// The consumer lost its connection or its stream member and is recovering, or is back,
     /// subscribed again right after the last offset it handed over (see
-    /// [`RecoveryPolicy`](super::RecoveryPolicy)). In order with the other calls. The default
+    /// [`RecoveryPolicy`]). In order with the other calls. The default
     /// ignores it.
     fn state(&self, change: &StateChange<'_>) {
         let _ = change;

@@ -25,7 +25,7 @@
 //! per call, assigns publishing ids, notes `(tag, send time)` in a preallocated ring indexed by
 //! publishing id, and encodes the messages straight into the current Publish frame (one copy
 //! of each body; AMQP wrapping written in place). Full frames go to
-//! [`Connection::send_bytes`] as one [`Bytes`](bytes::Bytes) each, in publishing-id order
+//! [`Connection::send_bytes`] as one [`Bytes`] each, in publishing-id order
 //! (they are handed over under the same lock that assigns the ids). A partial frame waits at
 //! most `batch_delay`: one housekeeping task per producer, woken by a [`Notify`] when a frame
 //! gets its first message, sends it when it is due, and sweeps the ring for confirm timeouts.
@@ -287,7 +287,7 @@ pub trait ProducerEvents: Send + Sync + 'static {
     /// [`Producer::flush`] or a blocking send. A panic is caught and ignored.
     fn confirms(&self, batch: &[Confirm]);
     /// The producer lost its connection or its stream's leader and is recovering, or is back
-    /// (see [`RecoveryPolicy`](super::RecoveryPolicy)). Called on a Tokio task, in order,
+    /// (see [`RecoveryPolicy`]). Called on a Tokio task, in order,
     /// never concurrently with itself; same rules as [`confirms`](Self::confirms). The default
     /// ignores it.
     fn state(&self, change: &StateChange<'_>) {

@@ -415,7 +415,7 @@ fn put_section_header(out: &mut impl BufMut, kind: SectionKind) {
 /// The encoding of one empty data section.
 const EMPTY_DATA: [u8; 5] = [code::DESCRIBED, code::SMALLULONG, 0x75, code::VBIN8, 0];
 
-/// A reusable AMQP 1.0 message for publishing: see the [module documentation](self).
+/// A reusable AMQP 1.0 message for publishing: see the [module documentation](crate::protocol::amqp).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct MessageBuilder {
     header: ListBuf<5>,

@@ -1,4 +1,4 @@
-//! The fields of command bodies, each written and read one way, and [`body!`], which lists a
+//! The fields of command bodies, each written and read one way, and `body!`, which lists a
 //! command's fields in wire order and derives its `Body` from that one list.
 
 use bytes::{BufMut, BytesMut};
@@ -16,7 +16,7 @@ pub(super) trait Field: Sized {
     fn get(r: &mut Reader<'_>) -> Result<Self, DecodeError>;
 }
 
-/// A field written another way than its type's [`Field`] (named in [`body!`] with `as`).
+/// A field written another way than its type's [`Field`] (named in `body!` with `as`).
 pub(super) trait Codec<T> {
     fn put(v: &T, buf: &mut BytesMut) -> Result<(), EncodeError>;
     fn get(r: &mut Reader<'_>) -> Result<T, DecodeError>;
