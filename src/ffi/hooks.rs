@@ -481,23 +481,29 @@ pub(crate) fn register<F>(
 
 /// The body of every `rmqs_config_set_*_cb` function: replaces the registration `slot` picks
 /// in `cfg` with `cb` (NULL removes it); the old one's finalizer runs once nothing else holds
-/// it.
+/// it. Errors (a NULL or invalid config) go to `err`.
 ///
 /// # Safety
-/// `cfg` must be NULL or a live config that no other thread uses meanwhile.
+/// `cfg` must be NULL or a live config that no other thread uses meanwhile; `err` NULL or
+/// writable.
 pub(crate) unsafe fn set_registration<F>(
+    err: *mut *mut rmqs_error,
     cfg: *mut rmqs_config,
     slot: impl FnOnce(&mut rmqs_config) -> &mut Option<Arc<Registration<F>>>,
     cb: Option<F>,
     user_data: *mut c_void,
     free: rmqs_free_cb,
-) -> Result<(), Error> {
+) -> rmqs_status {
     // SAFETY: per the contract.
-    unsafe { handle_arg(cfg) }?;
-    // SAFETY: live (checked) and used by this thread alone.
-    let old = std::mem::replace(slot(unsafe { &mut *cfg }), register(cb, user_data, free));
-    drop(old);
-    Ok(())
+    unsafe {
+        ffi_status(err, || {
+            handle_arg(cfg)?;
+            // live (checked) and used by this thread alone
+            let old = std::mem::replace(slot(&mut *cfg), register(cb, user_data, free));
+            drop(old);
+            Ok(())
+        })
+    }
 }
 
 /// Sets the consumer-update callback of the consumers created with this config
@@ -532,11 +538,16 @@ pub unsafe extern "C" fn rmqs_config_set_consumer_update_cb(
     user_data_free: rmqs_free_cb,
     err: *mut *mut rmqs_error,
 ) -> rmqs_status {
-    // SAFETY: cfg is checked; no err out-parameter.
+    // SAFETY: cfg NULL or live and err NULL or writable, per the caller's contract.
     unsafe {
-        ffi_status(err, || {
-            set_registration(cfg, |c| &mut c.hooks.update, cb, user_data, user_data_free)
-        })
+        set_registration(
+            err,
+            cfg,
+            |c| &mut c.hooks.update,
+            cb,
+            user_data,
+            user_data_free,
+        )
     }
 }
 
@@ -567,11 +578,16 @@ pub unsafe extern "C" fn rmqs_config_set_post_filter_cb(
     user_data_free: rmqs_free_cb,
     err: *mut *mut rmqs_error,
 ) -> rmqs_status {
-    // SAFETY: cfg is checked; no err out-parameter.
+    // SAFETY: cfg NULL or live and err NULL or writable, per the caller's contract.
     unsafe {
-        ffi_status(err, || {
-            set_registration(cfg, |c| &mut c.hooks.filter, cb, user_data, user_data_free)
-        })
+        set_registration(
+            err,
+            cfg,
+            |c| &mut c.hooks.filter,
+            cb,
+            user_data,
+            user_data_free,
+        )
     }
 }
 
@@ -602,17 +618,16 @@ pub unsafe extern "C" fn rmqs_config_set_tracking_cb(
     user_data_free: rmqs_free_cb,
     err: *mut *mut rmqs_error,
 ) -> rmqs_status {
-    // SAFETY: cfg is checked; no err out-parameter.
+    // SAFETY: cfg NULL or live and err NULL or writable, per the caller's contract.
     unsafe {
-        ffi_status(err, || {
-            set_registration(
-                cfg,
-                |c| &mut c.hooks.tracking,
-                cb,
-                user_data,
-                user_data_free,
-            )
-        })
+        set_registration(
+            err,
+            cfg,
+            |c| &mut c.hooks.tracking,
+            cb,
+            user_data,
+            user_data_free,
+        )
     }
 }
 

@@ -14,7 +14,6 @@ use super::config::rmqs_config;
 use super::dispatch::rmqs_free_cb;
 use super::error::rmqs_error;
 use super::hooks::{Registration, Slot, set_registration};
-use super::panic::ffi_status;
 use super::status::rmqs_status;
 use crate::client::log::{Level, Log, Logger};
 
@@ -184,12 +183,8 @@ pub unsafe extern "C" fn rmqs_config_set_log_cb(
     user_data_free: rmqs_free_cb,
     err: *mut *mut rmqs_error,
 ) -> rmqs_status {
-    // SAFETY: cfg is checked; no err out-parameter.
-    unsafe {
-        ffi_status(err, || {
-            set_registration(cfg, |c| &mut c.log, cb, user_data, user_data_free)
-        })
-    }
+    // SAFETY: cfg NULL or live and err NULL or writable, per the caller's contract.
+    unsafe { set_registration(err, cfg, |c| &mut c.log, cb, user_data, user_data_free) }
 }
 
 #[cfg(test)]

@@ -9,7 +9,6 @@ use super::config::rmqs_config;
 use super::dispatch::{CallbackLane, CallbackPool, UserData, lane, rmqs_free_cb};
 use super::error::{Error, rmqs_error};
 use super::hooks::{Registration, Slot, set_registration};
-use super::panic::ffi_status;
 use super::queue::{Payload, rmqs_event_source_code, rmqs_state_code, to_cstring};
 use super::status::rmqs_status;
 use crate::client::StateChange;
@@ -82,11 +81,16 @@ pub unsafe extern "C" fn rmqs_config_set_state_cb(
     user_data_free: rmqs_free_cb,
     err: *mut *mut rmqs_error,
 ) -> rmqs_status {
-    // SAFETY: cfg is checked; err NULL or writable.
+    // SAFETY: cfg NULL or live and err NULL or writable, per the caller's contract.
     unsafe {
-        ffi_status(err, || {
-            set_registration(cfg, |c| &mut c.hooks.state, cb, user_data, user_data_free)
-        })
+        set_registration(
+            err,
+            cfg,
+            |c| &mut c.hooks.state,
+            cb,
+            user_data,
+            user_data_free,
+        )
     }
 }
 

@@ -434,17 +434,16 @@ pub unsafe extern "C" fn rmqs_config_set_routing_cb(
     user_data_free: rmqs_free_cb,
     err: *mut *mut rmqs_error,
 ) -> rmqs_status {
-    // SAFETY: cfg is checked; no err out-parameter.
+    // SAFETY: cfg NULL or live and err NULL or writable, per the caller's contract.
     unsafe {
-        ffi_status(err, || {
-            set_registration(
-                cfg,
-                |c| &mut c.super_producer.routing,
-                cb,
-                user_data,
-                user_data_free,
-            )
-        })
+        set_registration(
+            err,
+            cfg,
+            |c| &mut c.super_producer.routing,
+            cb,
+            user_data,
+            user_data_free,
+        )
     }
 }
 
@@ -471,17 +470,16 @@ pub unsafe extern "C" fn rmqs_config_set_key_extractor(
     user_data_free: rmqs_free_cb,
     err: *mut *mut rmqs_error,
 ) -> rmqs_status {
-    // SAFETY: cfg is checked; no err out-parameter.
+    // SAFETY: cfg NULL or live and err NULL or writable, per the caller's contract.
     unsafe {
-        ffi_status(err, || {
-            set_registration(
-                cfg,
-                |c| &mut c.super_producer.key,
-                cb,
-                user_data,
-                user_data_free,
-            )
-        })
+        set_registration(
+            err,
+            cfg,
+            |c| &mut c.super_producer.key,
+            cb,
+            user_data,
+            user_data_free,
+        )
     }
 }
 
