@@ -415,7 +415,7 @@ pub unsafe extern "C" fn rmqs_queue_new(
     out: *mut *mut rmqs_queue,
     err: *mut *mut rmqs_error,
 ) -> rmqs_status {
-    // SAFETY: out checked; no err argument.
+    // SAFETY: out checked; err NULL or writable.
     unsafe {
         ffi_status(err, || {
             let out = out_arg(out, "out")?;
@@ -873,7 +873,7 @@ pub unsafe extern "C" fn rmqs_event_consumer_update_reply(
     spec: super::hooks::rmqs_offset_spec,
     err: *mut *mut rmqs_error,
 ) -> rmqs_status {
-    // SAFETY: ev checked; no err argument.
+    // SAFETY: ev checked; err NULL or writable.
     unsafe {
         ffi_status(err, || {
             handle_arg(ev)?;
