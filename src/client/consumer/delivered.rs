@@ -244,16 +244,19 @@ impl DeliveredChunk {
         let p = prepare(raw, true, 0, DecodeLimits::default())
             .expect("a valid chunk")
             .expect("a user chunk with records");
-        Self::detached(p, stream)
+        Self::new(p, stream.into(), None)
     }
 
-    /// A chunk with no credit attached, for tests of the view.
-    #[cfg(test)]
-    pub(super) fn detached(p: Prepared, stream: &str) -> DeliveredChunk {
+    /// A prepared chunk of `stream`, with no credit attached yet.
+    pub(super) fn new(
+        p: Prepared,
+        stream: std::sync::Arc<str>,
+        committed_chunk_id: Option<u64>,
+    ) -> Self {
         DeliveredChunk {
             chunk: p.chunk,
-            committed_chunk_id: None,
-            stream: stream.into(),
+            committed_chunk_id,
+            stream,
             skip: p.skip,
             kept: None,
             decoded: p

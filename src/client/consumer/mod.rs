@@ -609,18 +609,7 @@ impl Shared {
                 return self.emit(|ev| ev.error(&error));
             }
         };
-        let mut chunk = DeliveredChunk {
-            chunk: p.chunk,
-            committed_chunk_id: deliver.committed_chunk_id,
-            stream: self.stream.clone(),
-            skip: p.skip,
-            kept: None,
-            decoded: p
-                .decoded
-                .map(|d| OnceLock::from(Some(d)))
-                .unwrap_or_default(),
-            release: None,
-        };
+        let mut chunk = DeliveredChunk::new(p, self.stream.clone(), deliver.committed_chunk_id);
         // Records from the first visible one to the last: what the chunk counts for once
         // processed, post-filtered or not.
         let visible = chunk.len() as u64;

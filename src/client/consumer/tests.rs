@@ -57,7 +57,7 @@ fn prep(raw: Bytes, min_offset: u64) -> Result<Option<Prepared>, DecodeError> {
 }
 
 fn view(raw: Bytes, min_offset: u64) -> DeliveredChunk {
-    DeliveredChunk::detached(prep(raw, min_offset).unwrap().unwrap(), "s")
+    DeliveredChunk::new(prep(raw, min_offset).unwrap().unwrap(), "s".into(), None)
 }
 
 /// Checks iteration and random access agree with `body(offset)` for `first..=last`.
@@ -165,7 +165,7 @@ fn crc_mismatch_is_an_error_only_when_checked() {
     let p = prepare(bad, false, 0, DecodeLimits::default())
         .unwrap()
         .unwrap();
-    let c = DeliveredChunk::detached(p, "s");
+    let c = DeliveredChunk::new(p, "s".into(), None);
     let last = c.get(c.len() - 1).unwrap();
     assert_ne!(last.body, body(last.offset).as_slice());
 }
