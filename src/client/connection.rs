@@ -354,13 +354,18 @@ impl HandshakeIo<'_> {
     }
 }
 
-fn unexpected(step: &'static str, frame: &Frame) -> ClientError {
+/// The error for an answer to `what` that is not the one expected: the broker closing the
+/// connection, or a protocol error naming the frame's key.
+pub(crate) fn unexpected(what: &str, frame: &Frame) -> ClientError {
     match frame {
         Frame::Close(c) => ClientError::Closed(format!(
-            "the broker closed the connection during {step}: {} {}",
+            "the broker closed the connection during {what}: {} {}",
             c.code, c.reason
         )),
-        other => ClientError::Protocol(format!("unexpected frame during {step}: {other:?}")),
+        other => ClientError::Protocol(format!(
+            "unexpected answer to {what}: key 0x{:04x}",
+            other.key()
+        )),
     }
 }
 
@@ -851,9 +856,7 @@ impl Connection {
         self.fail(ClientError::Closed(APP_CLOSE.into()));
         match res {
             Ok(Frame::CloseResponse(_)) | Err(ClientError::Closed(_)) => Ok(()),
-            Ok(f) => Err(ClientError::Protocol(format!(
-                "unexpected answer to close: {f:?}"
-            ))),
+            Ok(f) => Err(unexpected("close", &f)),
             Err(e) => Err(e),
         }
     }

@@ -28,7 +28,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::config::{ConnectionConfig, Endpoint};
-use super::connection::{Connection, ServerInfo, TrafficCounters};
+use super::connection::{Connection, ServerInfo, TrafficCounters, unexpected};
 use super::error::{ClientError, Result};
 use super::log::{Level, Log, log_at};
 use crate::protocol::codes::{ResponseCode, key};
@@ -1118,13 +1118,6 @@ pub(crate) fn code_of(f: &Frame) -> Result<ResponseCode> {
         | Frame::CloseResponse(r) => Ok(r.code),
         f => Err(unexpected("a request", f)),
     }
-}
-
-pub(crate) fn unexpected(what: &str, f: &Frame) -> ClientError {
-    ClientError::Protocol(format!(
-        "unexpected answer to {what}: key 0x{:04x}",
-        f.key()
-    ))
 }
 
 #[cfg(test)]

@@ -48,8 +48,8 @@ pub use tracking::{TrackingContext, TrackingDecider, TrackingStrategy};
 
 use self::credit::{CreditBook, Release};
 use self::tracking::{Advance, Progress};
-use super::connection::{Connection, SubscriptionListener};
-use super::environment::{Environment, Role, WeakEnvironment, check_name, code_of, unexpected};
+use super::connection::{Connection, SubscriptionListener, unexpected};
+use super::environment::{Environment, Role, WeakEnvironment, check_name, code_of};
 use super::error::{ClientError, Result};
 use super::log::{Level, Log, log_at};
 use super::recovery::{self, RecoveryPolicy, StateChange};
