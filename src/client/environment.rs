@@ -556,26 +556,7 @@ impl Environment {
         check_name("reference", reference)?;
         check_name("stream name", stream)?;
         self.with_locator("query offset", |conn, _| async move {
-            match conn
-                .request("query offset", |correlation_id| {
-                    Frame::QueryOffset(QueryOffset {
-                        correlation_id,
-                        reference: reference.into(),
-                        stream: stream.into(),
-                    })
-                })
-                .await?
-            {
-                Frame::QueryOffsetResponse(r) => match r.code {
-                    ResponseCode::OK => Ok(Some(r.offset)),
-                    ResponseCode::NO_OFFSET => Ok(None),
-                    code => Err(ClientError::Server {
-                        operation: "query offset",
-                        code,
-                    }),
-                },
-                f => Err(unexpected("query offset", &f)),
-            }
+            query_offset(&conn, reference, stream).await
         })
         .await
     }
@@ -1079,6 +1060,34 @@ child!(super::SuperConsumer, false, |c, t| close_within(
     t,
     c.close()
 ));
+
+/// QueryOffset on a given connection: `None` when nothing is stored.
+pub(crate) async fn query_offset(
+    conn: &Connection,
+    reference: &str,
+    stream: &str,
+) -> Result<Option<u64>> {
+    let answer = conn
+        .request("query offset", |correlation_id| {
+            Frame::QueryOffset(QueryOffset {
+                correlation_id,
+                reference: reference.into(),
+                stream: stream.into(),
+            })
+        })
+        .await?;
+    match answer {
+        Frame::QueryOffsetResponse(r) => match r.code {
+            ResponseCode::OK => Ok(Some(r.offset)),
+            ResponseCode::NO_OFFSET => Ok(None),
+            code => Err(ClientError::Server {
+                operation: "query offset",
+                code,
+            }),
+        },
+        f => Err(unexpected("query offset", &f)),
+    }
+}
 
 /// QueryPublisherSequence on a given connection.
 pub(crate) async fn query_publisher_sequence(

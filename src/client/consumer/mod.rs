@@ -48,16 +48,14 @@ pub use tracking::{TrackingContext, TrackingDecider, TrackingStrategy};
 
 use self::credit::{CreditBook, Release};
 use self::tracking::{Advance, Progress};
-use super::connection::{Connection, SubscriptionListener, unexpected};
-use super::environment::{Environment, Role, WeakEnvironment, check_name, code_of};
+use super::connection::{Connection, SubscriptionListener};
+use super::environment::{Environment, Role, WeakEnvironment, check_name, code_of, query_offset};
 use super::error::{ClientError, Result};
 use super::log::{Level, Log, log_at};
 use super::recovery::{self, RecoveryPolicy, StateChange};
 use crate::protocol::chunk::DecodeLimits;
 use crate::protocol::codes::{OffsetSpec, ResponseCode, key};
-use crate::protocol::commands::{
-    Credit, Deliver, Frame, QueryOffset, StoreOffset, Subscribe, Unsubscribe,
-};
+use crate::protocol::commands::{Credit, Deliver, Frame, StoreOffset, Subscribe, Unsubscribe};
 
 /// The broker reads credit as a signed 16-bit value.
 pub const MAX_CREDIT: u16 = i16::MAX as u16;
@@ -930,30 +928,6 @@ async fn release_subscription(conn: &Connection, id: u8) -> Result<()> {
             conn.unregister_subscription(id);
             Err(e)
         }
-    }
-}
-
-/// QueryOffset on a given connection: `None` when nothing is stored.
-async fn query_offset(conn: &Connection, reference: &str, stream: &str) -> Result<Option<u64>> {
-    let answer = conn
-        .request("query offset", |correlation_id| {
-            Frame::QueryOffset(QueryOffset {
-                correlation_id,
-                reference: reference.to_string(),
-                stream: stream.to_string(),
-            })
-        })
-        .await?;
-    match answer {
-        Frame::QueryOffsetResponse(r) => match r.code {
-            ResponseCode::OK => Ok(Some(r.offset)),
-            ResponseCode::NO_OFFSET => Ok(None),
-            code => Err(ClientError::Server {
-                operation: "query offset",
-                code,
-            }),
-        },
-        f => Err(unexpected("query offset", &f)),
     }
 }
 
