@@ -1271,6 +1271,28 @@ async fn heartbeat_task(conn: Connection) {
 mod tests {
     use super::*;
 
+    #[test]
+    fn an_unexpected_answer_names_the_request_and_a_close_is_closed() {
+        let close = Frame::Close(crate::protocol::commands::Close {
+            correlation_id: 7,
+            code: ResponseCode::from_u16(0x0d),
+            reason: "going down".into(),
+        });
+        match unexpected("query offset", &close) {
+            ClientError::Closed(m) => {
+                assert!(m.contains("during query offset"), "{m}");
+                assert!(m.contains("going down"), "{m}");
+                assert!(m.contains("(0x0d)"), "{m}");
+            }
+            e => panic!("{e:?}"),
+        }
+        let other = Frame::Heartbeat;
+        match unexpected("route", &other) {
+            ClientError::Protocol(m) => assert_eq!(m, "unexpected answer to route: key 0x0017"),
+            e => panic!("{e:?}"),
+        }
+    }
+
     /// A socket that takes at most `per_call` bytes per write, vectored or not.
     struct Trickle {
         out: Vec<u8>,
