@@ -2,8 +2,8 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::field::{OptionalMap, PeerMap};
-use super::{Body, code, take_bytes};
+use super::field::{Field, OptionalMap, PeerMap};
+use super::{Body, take_bytes};
 use crate::protocol::codes::ResponseCode;
 use crate::protocol::error::{DecodeError, EncodeError};
 use crate::protocol::wire::{Reader, put_bytes, put_str};
@@ -121,7 +121,7 @@ impl Body for SaslAuthenticateResponse {
     }
     fn decode_body(r: &mut Reader<'_>, src: &Bytes) -> Result<Self, DecodeError> {
         let correlation_id = r.u32()?;
-        let code = code(r)?;
+        let code = ResponseCode::get(r)?;
         let challenge = if r.remaining() == 0 {
             None
         } else {

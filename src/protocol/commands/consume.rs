@@ -25,7 +25,14 @@ pub struct Subscribe {
     pub properties: Vec<(String, String)>,
 }
 
-body!(Subscribe { correlation_id, subscription_id, stream, offset_spec, credit, properties as OptionalMap });
+body!(Subscribe {
+    correlation_id,
+    subscription_id,
+    stream,
+    offset_spec,
+    credit,
+    properties as OptionalMap
+});
 
 /// Deliver (server → client). Wire v1: `subscriptionId uint8, chunk`; v2 (3.11+, after
 /// ExchangeCommandVersions lists deliver 1..2): `subscriptionId uint8,

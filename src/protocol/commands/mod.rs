@@ -258,11 +258,6 @@ body!(CodeResponse {
     code
 });
 
-/// Reads a `uint16` response code.
-fn code(r: &mut Reader<'_>) -> Result<ResponseCode, DecodeError> {
-    r.u16().map(ResponseCode::from_u16)
-}
-
 /// Takes `n` bytes as a zero-copy slice of `src` (the buffer `r` reads).
 fn take_bytes(r: &mut Reader<'_>, src: &Bytes, n: usize) -> Result<Bytes, DecodeError> {
     let start = r.position();

@@ -3,7 +3,8 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::{Body, code};
+use super::Body;
+use super::field::Field;
 use crate::protocol::codes::ResponseCode;
 use crate::protocol::error::{DecodeError, EncodeError};
 use crate::protocol::wire::{Reader, put_array_len, put_str};
@@ -124,7 +125,7 @@ impl Body for MetadataResponse {
         let mut streams = Vec::with_capacity(n);
         for _ in 0..n {
             let stream = r.string()?;
-            let code = code(r)?;
+            let code = ResponseCode::get(r)?;
             let leader = match r.u16()? {
                 NO_LEADER => None,
                 l => Some(l),
@@ -215,7 +216,7 @@ impl StreamsResponse {
         single_string_fallback: bool,
     ) -> Result<Self, DecodeError> {
         let correlation_id = r.u32()?;
-        let code = code(r)?;
+        let code = ResponseCode::get(r)?;
         let mut array = r.clone();
         let streams = match array.string_array() {
             Ok(v) if array.remaining() == 0 => v,
