@@ -97,10 +97,7 @@ impl<C, X, R> Partitioned<C, X, R> {
         ext: impl Fn(usize) -> X,
         derived: R,
     ) -> Result<Self> {
-        let environment = env
-            .environment()
-            .ok_or_else(|| ClientError::Closed("the environment is closed".into()))?;
-        let partitions = fetch_partitions(environment, super_stream).await?;
+        let partitions = fetch_partitions(environment_of(&*env)?, super_stream).await?;
         Ok(Self::new(env, super_stream, noun, partitions, ext, derived))
     }
 
@@ -145,9 +142,7 @@ impl<C, X, R> Partitioned<C, X, R> {
     }
 
     pub(super) fn environment(&self) -> Result<&Environment> {
-        self.env
-            .environment()
-            .ok_or_else(|| ClientError::Closed("the environment is closed".into()))
+        environment_of(&*self.env)
     }
 
     pub(super) fn closed_error(&self) -> ClientError {
@@ -202,6 +197,12 @@ impl<C, X, R> Partitioned<C, X, R> {
             .collect();
         Ok((partitions, slots, removed))
     }
+}
+
+/// The environment `env` gives, or [`ClientError::Closed`] once it is gone.
+fn environment_of(env: &dyn EnvironmentHandle) -> Result<&Environment> {
+    env.environment()
+        .ok_or_else(|| ClientError::Closed("the environment is closed".into()))
 }
 
 /// Waits for every close in `closing`; the first error among them.
