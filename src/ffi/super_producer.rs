@@ -352,8 +352,8 @@ impl Object for SuperProducerShared {
 impl SuperProducerShared {
     /// The one path of every single-message send (`rmqs_super_producer_send`, `_send_ex`,
     /// `_send_message`, `_send_message_body`): refuses a closed super producer, sends `msg` as
-    /// [`SuperProducer::send`] does and writes the partition and publishing id to the outputs that are
-    /// not NULL.
+    /// [`SuperProducer::send`] does and writes the partition and publishing id to the outputs
+    /// that are not NULL.
     ///
     /// # Safety
     /// `partition_out` and `id_out` must be NULL or writable.

@@ -1637,13 +1637,8 @@ fn park<'a>(
     deadline: Option<Instant>,
 ) -> (MutexGuard<'a, ()>, bool) {
     const MAX_PARK: Duration = Duration::from_secs(1);
-    let now = Instant::now();
-    if deadline.is_some_and(|d| d <= now) {
-        return (guard, false);
-    }
-    let cap = now + MAX_PARK;
-    let (guard, _) = wait_until(cv, guard, Some(deadline.map_or(cap, |d| d.min(cap))));
-    (guard, true)
+    let cap = Instant::now() + MAX_PARK;
+    wait_until(cv, guard, Some(deadline.map_or(cap, |d| d.min(cap))))
 }
 
 impl Signals {
